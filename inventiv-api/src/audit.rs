@@ -1,0 +1,35 @@
+//! The append-only audit log: who did what to which object, in which
+//! organization, under which request id.
+
+use inventiv_common::{OrgId, UserId};
+use sqlx::PgExecutor;
+
+use crate::request_id;
+
+/// One audit entry to record.
+pub struct Entry<'a> {
+    pub org: OrgId,
+    pub actor: Option<UserId>,
+    pub action: &'a str,
+    pub target_type: &'a str,
+    pub target_id: String,
+    pub details: serde_json::Value,
+}
+
+/// Appends an entry, in the caller's transaction when given one.
+pub async fn record(db: impl PgExecutor<'_>, entry: Entry<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_logs (organization_id, actor_user_id, action, target_type, target_id, details, request_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(entry.org.0)
+    .bind(entry.actor.map(|u| u.0))
+    .bind(entry.action)
+    .bind(entry.target_type)
+    .bind(entry.target_id)
+    .bind(entry.details)
+    .bind(request_id::current())
+    .execute(db)
+    .await?;
+    Ok(())
+}

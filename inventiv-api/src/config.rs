@@ -1,0 +1,243 @@
+//! Typed configuration, read once from the environment with development defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// The JWT secret used when none is configured. Refused in production.
+pub const DEV_JWT_SECRET: &str = "inventiv-development-jwt-secret-do-not-use-in-production";
+/// The credentials encryption key used when none is configured. Refused in production.
+pub const DEV_ENCRYPTION_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text (a local relay or test sink).
+    None,
+    /// Upgrade with STARTTLS (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// Where outgoing mail goes.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub tls: SmtpTls,
+}
+
+/// Everything the API process needs to know, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub production: bool,
+    pub addr: SocketAddr,
+    pub public_url: String,
+    pub state_dir: PathBuf,
+    pub database_url: SecretString,
+    pub redis_url: SecretString,
+    pub redis_prefix: String,
+    pub admin_email: Option<String>,
+    pub admin_password: Option<SecretString>,
+    pub jwt_secret: SecretString,
+    pub encryption_key: SecretString,
+    pub open_signup: bool,
+    pub access_token_ttl: Duration,
+    pub session_ttl: Duration,
+    pub invitation_ttl: Duration,
+    pub password_reset_ttl: Duration,
+    pub login_max_failures: u32,
+    pub login_lockout: Duration,
+    pub max_concurrent_hashes: usize,
+    pub max_body_bytes: usize,
+    pub cookie_secure: bool,
+    pub smtp: Option<SmtpConfig>,
+    pub smtp_from: String,
+}
+
+/// A configuration problem, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+/// Reads a variable through a lookup function, so tests can pass a map.
+pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn get(&self, key: &str) -> Option<String> {
+        (self.0)(key).filter(|v| !v.trim().is_empty())
+    }
+
+    fn or(&self, key: &str, default: &str) -> String {
+        self.get(key).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError(format!("{key}={v:?} is not a valid value"))),
+        }
+    }
+
+    fn flag(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key).map(|v| v.trim().to_lowercase()) {
+            None => Ok(default),
+            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+            Some(v) => Err(ConfigError(format!("{key}={v:?} is not a boolean"))),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(&Env(|k| std::env::var(k).ok()))
+    }
+
+    /// Reads any variable source; see `docs/configuration.md` for the list.
+    pub fn from_lookup<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Config, ConfigError> {
+        let production = match env.or("INVENTIV_ENV", "development").as_str() {
+            "production" => true,
+            "development" | "test" => false,
+            other => return Err(ConfigError(format!("INVENTIV_ENV={other:?}: use development or production"))),
+        };
+        let addr: SocketAddr = env.parse("INVENTIV_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8003)))?;
+        let public_url = env
+            .get("INVENTIV_PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(ConfigError("INVENTIV_PUBLIC_URL must start with http:// or https://".into()));
+        }
+        let jwt_secret = env.or("INVENTIV_JWT_SECRET", DEV_JWT_SECRET);
+        let encryption_key = env.or("INVENTIV_ENCRYPTION_KEY", DEV_ENCRYPTION_KEY);
+        if production {
+            if jwt_secret == DEV_JWT_SECRET || jwt_secret.len() < 32 {
+                return Err(ConfigError(
+                    "INVENTIV_JWT_SECRET must be set to a random value of at least 32 bytes in production".into(),
+                ));
+            }
+            if encryption_key == DEV_ENCRYPTION_KEY {
+                return Err(ConfigError("INVENTIV_ENCRYPTION_KEY must be set in production".into()));
+            }
+        }
+        let key_ok = encryption_key.len() == 64 && encryption_key.chars().all(|c| c.is_ascii_hexdigit());
+        if !key_ok {
+            return Err(ConfigError("INVENTIV_ENCRYPTION_KEY must be 64 hex characters (32 bytes)".into()));
+        }
+        if encryption_key == jwt_secret {
+            return Err(ConfigError("INVENTIV_ENCRYPTION_KEY must differ from INVENTIV_JWT_SECRET".into()));
+        }
+        let smtp = match env.get("SMTP_HOST") {
+            None => None,
+            Some(host) => Some(SmtpConfig {
+                host,
+                port: env.parse("SMTP_PORT", 587u16)?,
+                username: env.get("SMTP_USERNAME"),
+                password: env.get("SMTP_PASSWORD").map(SecretString::from),
+                tls: match env.or("SMTP_TLS", "starttls").as_str() {
+                    "none" => SmtpTls::None,
+                    "starttls" => SmtpTls::StartTls,
+                    "tls" => SmtpTls::Tls,
+                    other => return Err(ConfigError(format!("SMTP_TLS={other:?}: use none, starttls or tls"))),
+                },
+            }),
+        };
+        let secs = |key: &str, default: u64| env.parse(key, default).map(Duration::from_secs);
+        Ok(Config {
+            production,
+            addr,
+            cookie_secure: env.flag("INVENTIV_COOKIE_SECURE", public_url.starts_with("https://"))?,
+            public_url,
+            state_dir: PathBuf::from(env.or("INVENTIV_STATE_DIR", ".local")),
+            database_url: env
+                .get("DATABASE_URL")
+                .ok_or_else(|| ConfigError("DATABASE_URL is required (make run sets it up)".into()))?
+                .into(),
+            redis_url: env
+                .get("REDIS_URL")
+                .ok_or_else(|| ConfigError("REDIS_URL is required (make run sets it up)".into()))?
+                .into(),
+            redis_prefix: env.or("INVENTIV_REDIS_PREFIX", "inventiv:"),
+            admin_email: env.get("INVENTIV_ADMIN_EMAIL").or_else(|| Some("admin@inventiv.local".into())),
+            admin_password: env.get("INVENTIV_ADMIN_PASSWORD").map(SecretString::from),
+            jwt_secret: jwt_secret.into(),
+            encryption_key: encryption_key.into(),
+            open_signup: env.flag("INVENTIV_OPEN_SIGNUP", false)?,
+            access_token_ttl: secs("INVENTIV_ACCESS_TOKEN_TTL_SECS", 900)?,
+            session_ttl: Duration::from_secs(env.parse("INVENTIV_SESSION_TTL_HOURS", 168u64)? * 3600),
+            invitation_ttl: Duration::from_secs(env.parse("INVENTIV_INVITATION_TTL_HOURS", 168u64)? * 3600),
+            password_reset_ttl: Duration::from_secs(env.parse("INVENTIV_PASSWORD_RESET_TTL_MINUTES", 60u64)? * 60),
+            login_max_failures: env.parse("INVENTIV_LOGIN_MAX_FAILURES", 5u32)?.max(1),
+            login_lockout: secs("INVENTIV_LOGIN_LOCKOUT_SECS", 900)?,
+            max_concurrent_hashes: env.parse("INVENTIV_MAX_CONCURRENT_HASHES", 2usize)?.max(1),
+            max_body_bytes: env.parse("INVENTIV_MAX_BODY_BYTES", 1024 * 1024usize)?,
+            smtp,
+            smtp_from: env.or("SMTP_FROM", "Inventiv <no-reply@inventiv.local>"),
+        })
+    }
+
+    /// The database URL, for connecting.
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut map: HashMap<String, String> = [("DATABASE_URL", "postgres://x/y"), ("REDIS_URL", "redis://x/")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        map.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Config::from_lookup(&Env(|k| map.get(k).cloned()))
+    }
+
+    #[test]
+    fn development_defaults() {
+        let c = config(&[]).map_err(|e| e.to_string());
+        let c = c.as_ref().map(|c| (c.addr.to_string(), c.public_url.clone(), c.open_signup));
+        assert_eq!(c, Ok(("127.0.0.1:8003".into(), "http://127.0.0.1:8003".into(), false)));
+    }
+
+    #[test]
+    fn production_refuses_default_or_short_secrets() {
+        let key = "ab".repeat(32);
+        assert!(config(&[("INVENTIV_ENV", "production"), ("INVENTIV_ENCRYPTION_KEY", &key)]).is_err());
+        assert!(config(&[
+            ("INVENTIV_ENV", "production"),
+            ("INVENTIV_JWT_SECRET", "short"),
+            ("INVENTIV_ENCRYPTION_KEY", &key)
+        ])
+        .is_err());
+        let long = "s".repeat(40);
+        assert!(config(&[("INVENTIV_ENV", "production"), ("INVENTIV_JWT_SECRET", &long)]).is_err());
+        assert!(config(&[
+            ("INVENTIV_ENV", "production"),
+            ("INVENTIV_JWT_SECRET", &long),
+            ("INVENTIV_ENCRYPTION_KEY", &key)
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = config(&[("INVENTIV_API_ADDR", "nowhere")]).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("INVENTIV_API_ADDR")));
+        assert!(config(&[("SMTP_HOST", "mail"), ("SMTP_TLS", "maybe")]).is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! The Inventiv control-plane API: identity, organizations, roles and
+//! invitations, served by axum over Postgres and Redis.
+
+pub mod accounts;
+pub mod audit;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod mail;
+pub mod openapi;
+pub mod request_id;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

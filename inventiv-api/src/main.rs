@@ -1,0 +1,46 @@
+//! `inventiv-api`: serve the API, or `inventiv-api migrate` to apply
+//! migrations and exit.
+
+use inventiv_api::config::Config;
+use inventiv_api::{startup, telemetry};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    match std::env::args().nth(1).as_deref() {
+        None | Some("serve") => {}
+        Some("migrate") => {
+            let db = startup::connect_db(&config).await?;
+            startup::migrate(&db).await?;
+            tracing::info!("migrations applied");
+            return Ok(());
+        }
+        Some(other) => anyhow::bail!("unknown command {other:?}; use `serve` (default) or `migrate`"),
+    }
+    let app = startup::Application::build(config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal(shutdown.clone()));
+    app.serve(shutdown).await
+}
+
+/// Cancels on Ctrl-C or SIGTERM.
+async fn signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = ctrl_c.await;
+            shutdown.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

@@ -1,0 +1,39 @@
+//! The OpenAPI document: metadata and security schemes; paths come from the
+//! router itself (`utoipa_axum`), so every served route is documented.
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::ErrorBody;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Inventiv Agents API", description = "Control plane for LLM inference on cloud GPUs."),
+    modifiers(&Security),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "health", description = "Probes"),
+        (name = "auth", description = "Login, sessions, profile, password reset"),
+        (name = "users", description = "Platform administration of accounts"),
+        (name = "organizations", description = "Organizations and the current organization"),
+        (name = "members", description = "Members and roles of the current organization"),
+        (name = "invitations", description = "Invitations by email"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::auth::caller::ACCESS_COOKIE))),
+        );
+    }
+}

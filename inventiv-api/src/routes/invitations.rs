@@ -1,0 +1,390 @@
+//! Invitations by email: create, list, revoke, and the public look-up and
+//! acceptance by token. Tokens are random, stored hashed, single use, and expire.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use inventiv_common::rbac::can_assign;
+use inventiv_common::{Action, DisplayName, Email, OrgId, OrgRole, Password};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use crate::audit;
+use crate::auth::{tokens, Caller, MaybeCaller};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Json, Path};
+use crate::routes::auth::{open_session, with_cookies, Client, TokenResponse};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_invitation, list_invitations))
+        .routes(routes!(revoke_invitation))
+        .routes(routes!(show_invitation))
+        .routes(routes!(accept_invitation))
+}
+
+/// An invitation as the inviting organization sees it (never its token).
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct Invitation {
+    pub id: Uuid,
+    pub email: String,
+    pub role: String,
+    /// `pending`, `accepted`, `revoked` or `expired`.
+    pub status: String,
+    pub invited_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+}
+
+const STATUS_SQL: &str = "CASE WHEN accepted_at IS NOT NULL THEN 'accepted' WHEN revoked_at IS NOT NULL THEN 'revoked'
+                               WHEN expires_at <= now() THEN 'expired' ELSE 'pending' END";
+
+/// Whom to invite, with which role.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvitation {
+    #[schema(format = "email")]
+    email: String,
+    role: OrgRole,
+}
+
+/// Invites someone by email; the role is capped by the inviter's own.
+#[utoipa::path(post, path = "/organizations/current/invitations", tag = "invitations", security(("bearer" = [])),
+    request_body = CreateInvitation,
+    responses((status = 201, body = Invitation), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateInvitation>,
+) -> ApiResult<(StatusCode, Json<Invitation>)> {
+    caller.require(Action::ManageInvitations)?;
+    let email = Email::parse(&body.email)?;
+    if !can_assign(caller.role, None, body.role) {
+        return Err(ApiError::Forbidden {
+            code: "ROLE_TOO_HIGH",
+            message: format!("a {} cannot invite a {}", caller.role, body.role),
+        });
+    }
+    let mut tx = state.db.begin().await?;
+    let (org_name, kind): (String, String) = sqlx::query_as("SELECT name, kind FROM organizations WHERE id = $1 FOR UPDATE")
+        .bind(caller.org_id.0)
+        .fetch_one(&mut *tx)
+        .await?;
+    if kind == "personal" {
+        return Err(ApiError::conflict("PERSONAL_ORGANIZATION", "create a team organization to invite people"));
+    }
+    let member: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM organization_memberships m JOIN users u ON u.id = m.user_id
+                         WHERE m.organization_id = $1 AND u.email = $2)",
+    )
+    .bind(caller.org_id.0)
+    .bind(email.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    if member {
+        return Err(ApiError::conflict("ALREADY_MEMBER", "this person is already a member"));
+    }
+    let pending: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM organization_invitations WHERE organization_id = $1 AND email = $2
+                           AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now())",
+    )
+    .bind(caller.org_id.0)
+    .bind(email.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    if pending {
+        return Err(ApiError::conflict("ALREADY_INVITED", "a pending invitation exists; revoke it to send a new one"));
+    }
+    let (token, hash) = tokens::generate();
+    let id = Uuid::new_v4();
+    let invitation: Invitation = sqlx::query_as(&format!(
+        "INSERT INTO organization_invitations (id, organization_id, email, role, token_hash, invited_by, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         RETURNING id, email, role, {STATUS_SQL} AS status, invited_by, created_at, expires_at, accepted_at"
+    ))
+    .bind(id)
+    .bind(caller.org_id.0)
+    .bind(email.as_str())
+    .bind(body.role.as_str())
+    .bind(hash)
+    .bind(caller.user_id.0)
+    .bind(Utc::now() + state.config.invitation_ttl)
+    .fetch_one(&mut *tx)
+    .await?;
+    let inviter: String = sqlx::query_scalar("SELECT display_name FROM users WHERE id = $1")
+        .bind(caller.user_id.0)
+        .fetch_one(&mut *tx)
+        .await?;
+    let entry = audit::Entry {
+        org: caller.org_id,
+        actor: Some(caller.user_id),
+        action: "invitation.created",
+        target_type: "invitation",
+        target_id: id.to_string(),
+        details: serde_json::json!({ "email": email.as_str(), "role": body.role }),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    let link = format!("{}/invitations/{token}", state.config.public_url);
+    let days = state.config.invitation_ttl.as_secs().div_ceil(86_400);
+    let text = format!(
+        "{inviter} invited you to join {org_name} on Inventiv as {role}.\n\n\
+         Accept the invitation within {days} days by opening this link:\n\n{link}\n\n\
+         If you did not expect this, ignore this message.\n",
+        role = body.role
+    );
+    let mailer = state.mailer.clone();
+    let to = email.as_str().to_owned();
+    let subject = format!("Join {org_name} on Inventiv");
+    state.tasks.spawn(async move {
+        if let Err(e) = mailer.send(&to, &subject, text).await {
+            tracing::error!(error = %e, invitation_id = %id, "invitation mail not sent");
+        }
+    });
+    Ok((StatusCode::CREATED, Json(invitation)))
+}
+
+/// Every invitation of the current organization, newest first.
+#[utoipa::path(get, path = "/organizations/current/invitations", tag = "invitations", security(("bearer" = [])),
+    responses((status = 200, body = [Invitation]), (status = 403, body = ErrorBody)))]
+async fn list_invitations(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Invitation>>> {
+    caller.require(Action::ManageInvitations)?;
+    let rows = sqlx::query_as(&format!(
+        "SELECT id, email, role, {STATUS_SQL} AS status, invited_by, created_at, expires_at, accepted_at
+           FROM organization_invitations WHERE organization_id = $1 ORDER BY created_at DESC LIMIT 500"
+    ))
+    .bind(caller.org_id.0)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(rows))
+}
+
+/// Revokes a pending invitation; its link stops working.
+#[utoipa::path(delete, path = "/organizations/current/invitations/{id}", tag = "invitations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "invitation id")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn revoke_invitation(State(state): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+    caller.require(Action::ManageInvitations)?;
+    let mut tx = state.db.begin().await?;
+    let status: String = sqlx::query_scalar(&format!(
+        "SELECT {STATUS_SQL} FROM organization_invitations WHERE id = $1 AND organization_id = $2 FOR UPDATE"
+    ))
+    .bind(id)
+    .bind(caller.org_id.0)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    if status != "pending" {
+        return Err(ApiError::conflict("INVITATION_NOT_PENDING", format!("the invitation is {status}")));
+    }
+    sqlx::query("UPDATE organization_invitations SET revoked_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let entry = audit::Entry {
+        org: caller.org_id,
+        actor: Some(caller.user_id),
+        action: "invitation.revoked",
+        target_type: "invitation",
+        target_id: id.to_string(),
+        details: serde_json::json!({}),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What the acceptance page shows.
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct InvitationPreview {
+    pub organization_name: String,
+    pub organization_slug: String,
+    pub role: String,
+    pub inviter_name: String,
+    pub email: String,
+    /// `pending`, `accepted`, `revoked` or `expired`.
+    pub status: String,
+    pub expires_at: DateTime<Utc>,
+    /// Whether the invitee must log in (true) or create an account (false).
+    pub account_exists: bool,
+}
+
+/// Public: the organization, role and inviter behind an invitation token.
+#[utoipa::path(get, path = "/organizations/invitations/{token}", tag = "invitations",
+    params(("token" = String, Path, description = "the token from the invitation link")),
+    responses((status = 200, body = InvitationPreview), (status = 404, body = ErrorBody)))]
+async fn show_invitation(State(state): State<AppState>, Path(token): Path<String>) -> ApiResult<Json<InvitationPreview>> {
+    if !tokens::well_formed(&token) {
+        return Err(ApiError::NotFound);
+    }
+    let preview = sqlx::query_as(&format!(
+        "SELECT o.name AS organization_name, o.slug AS organization_slug, i.role, u.display_name AS inviter_name,
+                i.email, {} AS status, i.expires_at,
+                EXISTS (SELECT 1 FROM users x WHERE x.email = i.email) AS account_exists
+           FROM organization_invitations i
+           JOIN organizations o ON o.id = i.organization_id
+           JOIN users u ON u.id = i.invited_by
+          WHERE i.token_hash = $1",
+        STATUS_SQL.replace("accepted_at", "i.accepted_at").replace("revoked_at", "i.revoked_at").replace("expires_at", "i.expires_at")
+    ))
+    .bind(tokens::hash(&token))
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    Ok(Json(preview))
+}
+
+/// To accept: nothing when logged in as the invitee; otherwise the new
+/// account's display name and password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvitation {
+    display_name: Option<String>,
+    #[schema(format = "password")]
+    password: Option<String>,
+}
+
+/// The membership an acceptance created, and tokens when it created an account.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    pub organization_id: Uuid,
+    pub user_id: Uuid,
+    pub role: String,
+    /// Present when the acceptance created the account (the new user is logged in).
+    pub session: Option<TokenResponse>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Pending {
+    id: Uuid,
+    organization_id: Uuid,
+    email: String,
+    role: String,
+    status: String,
+}
+
+/// Accepts an invitation, once. A logged-in invitee joins; someone without an
+/// account creates one by giving a display name and password.
+#[utoipa::path(post, path = "/organizations/invitations/{token}/accept", tag = "invitations",
+    params(("token" = String, Path, description = "the token from the invitation link")),
+    request_body = AcceptInvitation,
+    responses((status = 200, body = Accepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn accept_invitation(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    MaybeCaller(caller): MaybeCaller,
+    Path(token): Path<String>,
+    Json(body): Json<AcceptInvitation>,
+) -> ApiResult<Response> {
+    if !tokens::well_formed(&token) {
+        return Err(ApiError::NotFound);
+    }
+    // Validate and hash before taking locks: hashing is the slow part.
+    let new_account = match (&caller, &body.display_name, &body.password) {
+        (None, Some(name), Some(password)) => {
+            let name = DisplayName::parse(name)?;
+            let password = Password::parse(password)?;
+            Some((name, state.hasher.hash(password.expose()).await?))
+        }
+        _ => None,
+    };
+    let mut tx = state.db.begin().await?;
+    let invitation: Pending = sqlx::query_as(&format!(
+        "SELECT id, organization_id, email, role, {STATUS_SQL} AS status
+           FROM organization_invitations WHERE token_hash = $1 FOR UPDATE"
+    ))
+    .bind(tokens::hash(&token))
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    match invitation.status.as_str() {
+        "pending" => {}
+        "accepted" => return Err(ApiError::conflict("INVITATION_USED", "this invitation was already accepted")),
+        "revoked" => return Err(ApiError::conflict("INVITATION_REVOKED", "this invitation was revoked")),
+        _ => return Err(ApiError::conflict("INVITATION_EXPIRED", "this invitation has expired; ask for a new one")),
+    }
+    let email = Email::parse(&invitation.email)?;
+    let org = OrgId(invitation.organization_id);
+    let client = Client::new(addr, &headers);
+    let (user, session) = match caller {
+        Some(caller) => {
+            let mine: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+                .bind(caller.user_id.0)
+                .fetch_one(&mut *tx)
+                .await?;
+            if mine != email.as_str() {
+                return Err(ApiError::Forbidden {
+                    code: "INVITATION_EMAIL_MISMATCH",
+                    message: "this invitation was sent to another email address".into(),
+                });
+            }
+            (caller.user_id, None)
+        }
+        None => {
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)")
+                .bind(email.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            if exists {
+                return Err(ApiError::Unauthorized {
+                    code: "LOGIN_REQUIRED",
+                    message: "an account exists for this email: log in, then accept".into(),
+                });
+            }
+            let (name, hash) = new_account.ok_or_else(|| {
+                ApiError::validation("VALIDATION_ERROR", "display_name and password are required to create the account")
+            })?;
+            let (user, _) = crate::accounts::create(&mut tx, &email, &name, &hash, false).await?;
+            (user, Some(()))
+        }
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(org.0)
+    .bind(user.0)
+    .bind(&invitation.role)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(ApiError::conflict("ALREADY_MEMBER", "you are already a member of this organization"));
+    }
+    sqlx::query("UPDATE organization_invitations SET accepted_at = now(), accepted_by = $2 WHERE id = $1")
+        .bind(invitation.id)
+        .bind(user.0)
+        .execute(&mut *tx)
+        .await?;
+    let tokens = match session {
+        Some(()) => Some(open_session(&mut *tx, &state, user, org, &client).await?),
+        None => None,
+    };
+    let entry = audit::Entry {
+        org,
+        actor: Some(user),
+        action: "invitation.accepted",
+        target_type: "invitation",
+        target_id: invitation.id.to_string(),
+        details: serde_json::json!({ "role": invitation.role, "new_account": tokens.is_some() }),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    let accepted = Accepted { organization_id: org.0, user_id: user.0, role: invitation.role, session: tokens };
+    let cookies = accepted.session.as_ref().map(|t| with_cookies(&state, Some(t), StatusCode::OK.into_response()));
+    let mut response = Json(&accepted).into_response();
+    if let Some(with) = cookies {
+        for value in with.headers().get_all(axum::http::header::SET_COOKIE) {
+            response.headers_mut().append(axum::http::header::SET_COOKIE, value.clone());
+        }
+    }
+    Ok(response)
+}

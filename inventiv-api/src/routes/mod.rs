@@ -1,0 +1,31 @@
+//! One module per resource, each with its handlers, types and SQL. `router`
+//! assembles them; every route is registered through `routes!` so the
+//! OpenAPI document and the router cannot disagree.
+
+pub mod audit_logs;
+pub mod auth;
+pub mod health;
+pub mod invitations;
+pub mod members;
+pub mod organizations;
+pub mod password_reset;
+pub mod sessions;
+pub mod users;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+/// Every API route, documented.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(health::router())
+        .merge(auth::router())
+        .merge(password_reset::router())
+        .merge(sessions::router())
+        .merge(users::router())
+        .merge(organizations::router())
+        .merge(members::router())
+        .merge(invitations::router())
+        .merge(audit_logs::router())
+}

@@ -1,0 +1,125 @@
+//! Building and running the application. Tests call the same functions as
+//! `main`, so they exercise exactly what production runs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::password::Hasher;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::mail::Mailer;
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+use crate::{bootstrap, request_id, routes};
+
+/// The schema migrations, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../sqlx-migrations");
+
+/// Connects to Postgres with the pool settings of the service.
+pub async fn connect_db(config: &Config) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(20)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(config.database_url())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
+}
+
+/// Applies pending migrations; a failure names the migration that failed.
+pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR
+        .run(db)
+        .await
+        .map_err(|e| anyhow::anyhow!("database migration failed, start-up stopped: {e}"))
+}
+
+/// Builds the state: connections, hasher, keys, mailer.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let db = connect_db(&config).await?;
+    let client = redis::Client::open(config.redis_url.expose_secret())
+        .map_err(|e| anyhow::anyhow!("REDIS_URL is invalid: {e}"))?;
+    let redis = redis::aio::ConnectionManager::new(client)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to redis: {e}"))?;
+    let hasher = Hasher::new(config.max_concurrent_hashes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let jwt = JwtKeys::new(&config.jwt_secret, config.access_token_ttl);
+    let mailer = Arc::new(Mailer::from_config(&config)?);
+    Ok(AppState { db, redis, config: Arc::new(config), hasher, jwt, mailer, tasks: TaskTracker::new() })
+}
+
+/// The documented routes and the OpenAPI document they produce.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::router()).split_for_parts()
+}
+
+/// The complete HTTP application: API routes, `/openapi.json`, Swagger UI at
+/// `/docs`, error-shaped fallbacks, request ids and the body limit.
+pub fn app(state: AppState) -> Router {
+    let (api, doc) = api();
+    let max_body = state.config.max_body_bytes;
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(request_id::middleware))
+        .with_state(state)
+}
+
+/// A bound, ready-to-serve API.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects, migrates, bootstraps the admin and binds the listener
+    /// (port 0 picks a free port).
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let addr = config.addr;
+        let state = build_state(config).await?;
+        migrate(&state.db).await?;
+        bootstrap::admin(&state).await?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        Ok(Application { listener, state })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The state, for tests that look behind the API.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` is cancelled, then waits for background work.
+    pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let tasks = self.state.tasks.clone();
+        let app = app(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        tracing::info!(addr = %self.listener.local_addr()?, "inventiv-api listening");
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await?;
+        tasks.close();
+        tasks.wait().await;
+        tracing::info!("inventiv-api stopped");
+        Ok(())
+    }
+}

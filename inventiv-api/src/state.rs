@@ -1,0 +1,31 @@
+//! The shared application state every handler receives.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::password::Hasher;
+use crate::config::Config;
+use crate::mail::Mailer;
+
+/// Cheap to clone: every field is a handle.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub redis: redis::aio::ConnectionManager,
+    pub config: Arc<Config>,
+    pub hasher: Hasher,
+    pub jwt: JwtKeys,
+    pub mailer: Arc<Mailer>,
+    /// Background work that must finish before shutdown (e.g. sending mail).
+    pub tasks: TaskTracker,
+}
+
+impl AppState {
+    /// A Redis key under this deployment's prefix.
+    pub fn redis_key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.config.redis_prefix)
+    }
+}

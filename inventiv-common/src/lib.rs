@@ -1,0 +1,10 @@
+//! Domain types shared by every Inventiv Rust process. Nothing here knows
+//! about HTTP or SQL.
+
+pub mod ids;
+pub mod rbac;
+pub mod values;
+
+pub use ids::{InvitationId, OrgId, SessionId, UserId};
+pub use rbac::{can, Action, OrgRole};
+pub use values::{DisplayName, Email, OrgName, Password, Slug, ValueError};
