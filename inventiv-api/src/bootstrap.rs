@@ -23,8 +23,13 @@ pub async fn admin(state: &AppState) -> anyhow::Result<()> {
         tracing::warn!("INVENTIV_ADMIN_PASSWORD is not set: no administrator was created");
         return Ok(());
     };
-    let password = Password::parse(password.expose_secret()).map_err(|e| anyhow::anyhow!("INVENTIV_ADMIN_PASSWORD: {e}"))?;
-    let hash = state.hasher.hash(password.expose()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let password = Password::parse(password.expose_secret())
+        .map_err(|e| anyhow::anyhow!("INVENTIV_ADMIN_PASSWORD: {e}"))?;
+    let hash = state
+        .hasher
+        .hash(password.expose())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let name = DisplayName::parse("Administrator").map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut tx = state.db.begin().await?;
     match crate::accounts::create(&mut tx, &email, &name, &hash, true).await {

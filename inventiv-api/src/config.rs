@@ -9,7 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 /// The JWT secret used when none is configured. Refused in production.
 pub const DEV_JWT_SECRET: &str = "inventiv-development-jwt-secret-do-not-use-in-production";
 /// The credentials encryption key used when none is configured. Refused in production.
-pub const DEV_ENCRYPTION_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+pub const DEV_ENCRYPTION_KEY: &str =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,16 +109,25 @@ impl Config {
         let production = match env.or("INVENTIV_ENV", "development").as_str() {
             "production" => true,
             "development" | "test" => false,
-            other => return Err(ConfigError(format!("INVENTIV_ENV={other:?}: use development or production"))),
+            other => {
+                return Err(ConfigError(format!(
+                    "INVENTIV_ENV={other:?}: use development or production"
+                )))
+            }
         };
-        let addr: SocketAddr = env.parse("INVENTIV_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8003)))?;
+        let addr: SocketAddr = env.parse(
+            "INVENTIV_API_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 8003)),
+        )?;
         let public_url = env
             .get("INVENTIV_PUBLIC_URL")
             .unwrap_or_else(|| format!("http://{addr}"))
             .trim_end_matches('/')
             .to_owned();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
-            return Err(ConfigError("INVENTIV_PUBLIC_URL must start with http:// or https://".into()));
+            return Err(ConfigError(
+                "INVENTIV_PUBLIC_URL must start with http:// or https://".into(),
+            ));
         }
         let jwt_secret = env.or("INVENTIV_JWT_SECRET", DEV_JWT_SECRET);
         let encryption_key = env.or("INVENTIV_ENCRYPTION_KEY", DEV_ENCRYPTION_KEY);
@@ -128,15 +138,22 @@ impl Config {
                 ));
             }
             if encryption_key == DEV_ENCRYPTION_KEY {
-                return Err(ConfigError("INVENTIV_ENCRYPTION_KEY must be set in production".into()));
+                return Err(ConfigError(
+                    "INVENTIV_ENCRYPTION_KEY must be set in production".into(),
+                ));
             }
         }
-        let key_ok = encryption_key.len() == 64 && encryption_key.chars().all(|c| c.is_ascii_hexdigit());
+        let key_ok =
+            encryption_key.len() == 64 && encryption_key.chars().all(|c| c.is_ascii_hexdigit());
         if !key_ok {
-            return Err(ConfigError("INVENTIV_ENCRYPTION_KEY must be 64 hex characters (32 bytes)".into()));
+            return Err(ConfigError(
+                "INVENTIV_ENCRYPTION_KEY must be 64 hex characters (32 bytes)".into(),
+            ));
         }
         if encryption_key == jwt_secret {
-            return Err(ConfigError("INVENTIV_ENCRYPTION_KEY must differ from INVENTIV_JWT_SECRET".into()));
+            return Err(ConfigError(
+                "INVENTIV_ENCRYPTION_KEY must differ from INVENTIV_JWT_SECRET".into(),
+            ));
         }
         let smtp = match env.get("SMTP_HOST") {
             None => None,
@@ -149,7 +166,11 @@ impl Config {
                     "none" => SmtpTls::None,
                     "starttls" => SmtpTls::StartTls,
                     "tls" => SmtpTls::Tls,
-                    other => return Err(ConfigError(format!("SMTP_TLS={other:?}: use none, starttls or tls"))),
+                    other => {
+                        return Err(ConfigError(format!(
+                            "SMTP_TLS={other:?}: use none, starttls or tls"
+                        )))
+                    }
                 },
             }),
         };
@@ -157,27 +178,38 @@ impl Config {
         Ok(Config {
             production,
             addr,
-            cookie_secure: env.flag("INVENTIV_COOKIE_SECURE", public_url.starts_with("https://"))?,
+            cookie_secure: env
+                .flag("INVENTIV_COOKIE_SECURE", public_url.starts_with("https://"))?,
             public_url,
             state_dir: PathBuf::from(env.or("INVENTIV_STATE_DIR", ".local")),
             database_url: env
                 .get("DATABASE_URL")
-                .ok_or_else(|| ConfigError("DATABASE_URL is required (make run sets it up)".into()))?
+                .ok_or_else(|| {
+                    ConfigError("DATABASE_URL is required (make run sets it up)".into())
+                })?
                 .into(),
             redis_url: env
                 .get("REDIS_URL")
                 .ok_or_else(|| ConfigError("REDIS_URL is required (make run sets it up)".into()))?
                 .into(),
             redis_prefix: env.or("INVENTIV_REDIS_PREFIX", "inventiv:"),
-            admin_email: env.get("INVENTIV_ADMIN_EMAIL").or_else(|| Some("admin@inventiv.local".into())),
+            admin_email: env
+                .get("INVENTIV_ADMIN_EMAIL")
+                .or_else(|| Some("admin@inventiv.local".into())),
             admin_password: env.get("INVENTIV_ADMIN_PASSWORD").map(SecretString::from),
             jwt_secret: jwt_secret.into(),
             encryption_key: encryption_key.into(),
             open_signup: env.flag("INVENTIV_OPEN_SIGNUP", false)?,
             access_token_ttl: secs("INVENTIV_ACCESS_TOKEN_TTL_SECS", 900)?,
-            session_ttl: Duration::from_secs(env.parse("INVENTIV_SESSION_TTL_HOURS", 168u64)? * 3600),
-            invitation_ttl: Duration::from_secs(env.parse("INVENTIV_INVITATION_TTL_HOURS", 168u64)? * 3600),
-            password_reset_ttl: Duration::from_secs(env.parse("INVENTIV_PASSWORD_RESET_TTL_MINUTES", 60u64)? * 60),
+            session_ttl: Duration::from_secs(
+                env.parse("INVENTIV_SESSION_TTL_HOURS", 168u64)? * 3600,
+            ),
+            invitation_ttl: Duration::from_secs(
+                env.parse("INVENTIV_INVITATION_TTL_HOURS", 168u64)? * 3600,
+            ),
+            password_reset_ttl: Duration::from_secs(
+                env.parse("INVENTIV_PASSWORD_RESET_TTL_MINUTES", 60u64)? * 60,
+            ),
             login_max_failures: env.parse("INVENTIV_LOGIN_MAX_FAILURES", 5u32)?.max(1),
             login_lockout: secs("INVENTIV_LOGIN_LOCKOUT_SECS", 900)?,
             max_concurrent_hashes: env.parse("INVENTIV_MAX_CONCURRENT_HASHES", 2usize)?.max(1),
@@ -199,10 +231,13 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let mut map: HashMap<String, String> = [("DATABASE_URL", "postgres://x/y"), ("REDIS_URL", "redis://x/")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut map: HashMap<String, String> = [
+            ("DATABASE_URL", "postgres://x/y"),
+            ("REDIS_URL", "redis://x/"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         map.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Config::from_lookup(&Env(|k| map.get(k).cloned()))
     }
@@ -210,14 +245,27 @@ mod tests {
     #[test]
     fn development_defaults() {
         let c = config(&[]).map_err(|e| e.to_string());
-        let c = c.as_ref().map(|c| (c.addr.to_string(), c.public_url.clone(), c.open_signup));
-        assert_eq!(c, Ok(("127.0.0.1:8003".into(), "http://127.0.0.1:8003".into(), false)));
+        let c = c
+            .as_ref()
+            .map(|c| (c.addr.to_string(), c.public_url.clone(), c.open_signup));
+        assert_eq!(
+            c,
+            Ok((
+                "127.0.0.1:8003".into(),
+                "http://127.0.0.1:8003".into(),
+                false
+            ))
+        );
     }
 
     #[test]
     fn production_refuses_default_or_short_secrets() {
         let key = "ab".repeat(32);
-        assert!(config(&[("INVENTIV_ENV", "production"), ("INVENTIV_ENCRYPTION_KEY", &key)]).is_err());
+        assert!(config(&[
+            ("INVENTIV_ENV", "production"),
+            ("INVENTIV_ENCRYPTION_KEY", &key)
+        ])
+        .is_err());
         assert!(config(&[
             ("INVENTIV_ENV", "production"),
             ("INVENTIV_JWT_SECRET", "short"),
@@ -225,7 +273,11 @@ mod tests {
         ])
         .is_err());
         let long = "s".repeat(40);
-        assert!(config(&[("INVENTIV_ENV", "production"), ("INVENTIV_JWT_SECRET", &long)]).is_err());
+        assert!(config(&[
+            ("INVENTIV_ENV", "production"),
+            ("INVENTIV_JWT_SECRET", &long)
+        ])
+        .is_err());
         assert!(config(&[
             ("INVENTIV_ENV", "production"),
             ("INVENTIV_JWT_SECRET", &long),
@@ -236,7 +288,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = config(&[("INVENTIV_API_ADDR", "nowhere")]).err().map(|e| e.to_string());
+        let err = config(&[("INVENTIV_API_ADDR", "nowhere")])
+            .err()
+            .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("INVENTIV_API_ADDR")));
         assert!(config(&[("SMTP_HOST", "mail"), ("SMTP_TLS", "maybe")]).is_err());
     }

@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The body is not `application/json`.
     #[error("expected content-type application/json")]
     UnsupportedMediaType,
+    /// No route has this path.
+    #[error("no such route")]
+    RouteNotFound,
     /// The route exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -55,17 +58,26 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 with a specific code.
     pub fn validation(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::Validation { code, message: message.into() }
+        ApiError::Validation {
+            code,
+            message: message.into(),
+        }
     }
 
     /// A 403 for a role that may not do this.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        ApiError::Forbidden { code: "FORBIDDEN", message: message.into() }
+        ApiError::Forbidden {
+            code: "FORBIDDEN",
+            message: message.into(),
+        }
     }
 
     /// A 409 with a specific code.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::Conflict { code, message: message.into() }
+        ApiError::Conflict {
+            code,
+            message: message.into(),
+        }
     }
 
     /// The HTTP status of this error.
@@ -74,7 +86,7 @@ impl ApiError {
             ApiError::Validation { .. } | ApiError::MalformedBody(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated | ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -95,6 +107,7 @@ impl ApiError {
             ApiError::MalformedBody(_) => "MALFORMED_BODY",
             ApiError::Unauthenticated => "UNAUTHENTICATED",
             ApiError::NotFound => "NOT_FOUND",
+            ApiError::RouteNotFound => "ROUTE_NOT_FOUND",
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
@@ -158,12 +171,19 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let body = ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message, request_id } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message,
+                request_id,
+            },
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if let ApiError::TooManyRequests { retry_after_secs } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
         }
         response
     }

@@ -17,7 +17,9 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             return Ok(());
         }
-        Some(other) => anyhow::bail!("unknown command {other:?}; use `serve` (default) or `migrate`"),
+        Some(other) => {
+            anyhow::bail!("unknown command {other:?}; use `serve` (default) or `migrate`")
+        }
     }
     let app = startup::Application::build(config).await?;
     let shutdown = CancellationToken::new();

@@ -23,7 +23,9 @@ pub fn current() -> Option<String> {
 /// Accepts 1 to 128 characters of `[A-Za-z0-9._:-]`; anything else is replaced.
 fn well_formed(value: &str) -> bool {
     (1..=128).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
 /// Middleware: assigns the id, opens the request span, logs the outcome.

@@ -58,12 +58,22 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let hasher = Hasher::new(config.max_concurrent_hashes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let jwt = JwtKeys::new(&config.jwt_secret, config.access_token_ttl);
     let mailer = Arc::new(Mailer::from_config(&config)?);
-    Ok(AppState { db, redis, config: Arc::new(config), hasher, jwt, mailer, tasks: TaskTracker::new() })
+    Ok(AppState {
+        db,
+        redis,
+        config: Arc::new(config),
+        hasher,
+        jwt,
+        mailer,
+        tasks: TaskTracker::new(),
+    })
 }
 
 /// The documented routes and the OpenAPI document they produce.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::router()).split_for_parts()
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::router())
+        .split_for_parts()
 }
 
 /// The complete HTTP application: API routes, `/openapi.json`, Swagger UI at
@@ -72,7 +82,7 @@ pub fn app(state: AppState) -> Router {
     let (api, doc) = api();
     let max_body = state.config.max_body_bytes;
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(request_id::middleware))

@@ -18,7 +18,12 @@ pub enum OrgRole {
 
 impl OrgRole {
     /// Every role, most powerful first.
-    pub const ALL: [OrgRole; 4] = [OrgRole::Owner, OrgRole::Admin, OrgRole::Manager, OrgRole::User];
+    pub const ALL: [OrgRole; 4] = [
+        OrgRole::Owner,
+        OrgRole::Admin,
+        OrgRole::Manager,
+        OrgRole::User,
+    ];
 
     /// The role's stable lowercase name, as stored and serialized.
     pub fn as_str(self) -> &'static str {
@@ -133,7 +138,11 @@ mod tests {
     #[test]
     fn assignment_rules() {
         for &(actor, from, to, expected) in ASSIGNMENTS {
-            assert_eq!(can_assign(actor, from, to), expected, "{actor} {from:?} -> {to}");
+            assert_eq!(
+                can_assign(actor, from, to),
+                expected,
+                "{actor} {from:?} -> {to}"
+            );
         }
     }
 

@@ -13,7 +13,10 @@ pub struct ValueError {
 }
 
 fn err(field: &'static str, reason: impl Into<String>) -> ValueError {
-    ValueError { field, reason: reason.into() }
+    ValueError {
+        field,
+        reason: reason.into(),
+    }
 }
 
 /// An email address, trimmed and lowercased (addresses compare case-insensitively).
@@ -29,7 +32,10 @@ impl Email {
     pub fn parse(value: &str) -> Result<Email, ValueError> {
         let v = value.trim().to_lowercase();
         if v.len() > Self::MAX_LEN {
-            return Err(err("email", format!("at most {} characters", Self::MAX_LEN)));
+            return Err(err(
+                "email",
+                format!("at most {} characters", Self::MAX_LEN),
+            ));
         }
         let Some((local, domain)) = v.split_once('@') else {
             return Err(err("email", "not an email address"));
@@ -39,7 +45,9 @@ impl Email {
             && domain
                 .split('.')
                 .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-        let chars_ok = !v.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\"\\".contains(c));
+        let chars_ok = !v
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\"\\".contains(c));
         if !(local_ok && domain_ok && chars_ok) {
             return Err(err("email", "not an email address"));
         }
@@ -63,7 +71,9 @@ impl Slug {
 
     /// Accepts `[a-z0-9]` runs joined by single dashes, 2 to 48 characters.
     pub fn parse(value: &str) -> Result<Slug, ValueError> {
-        let ok_chars = value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        let ok_chars = value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         let ok_shape = !value.starts_with('-') && !value.ends_with('-') && !value.contains("--");
         if !(2..=Self::MAX_LEN).contains(&value.len()) || !ok_chars || !ok_shape {
             return Err(err(
@@ -84,7 +94,11 @@ impl Slug {
                 out.push('-');
             }
         }
-        let mut s: String = out.trim_matches('-').chars().take(Self::MAX_LEN - 7).collect();
+        let mut s: String = out
+            .trim_matches('-')
+            .chars()
+            .take(Self::MAX_LEN - 7)
+            .collect();
         s = s.trim_matches('-').to_owned();
         if s.len() < 2 {
             s = format!("org-{s}").trim_matches('-').to_owned();
@@ -161,7 +175,10 @@ impl Password {
     pub fn parse(value: &str) -> Result<Password, ValueError> {
         let n = value.chars().count();
         if n < Self::MIN_LEN {
-            return Err(err("password", format!("at least {} characters", Self::MIN_LEN)));
+            return Err(err(
+                "password",
+                format!("at least {} characters", Self::MIN_LEN),
+            ));
         }
         if value.len() > Self::MAX_LEN {
             return Err(err("password", format!("at most {} bytes", Self::MAX_LEN)));
@@ -181,8 +198,21 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(Email::parse(" Alice@Example.COM ").map(|e| e.0), Ok("alice@example.com".into()));
-        for bad in ["", "alice", "alice@", "@example.com", "a@b", "a b@c.d", "a@b..c", "a@-", &"x".repeat(300)] {
+        assert_eq!(
+            Email::parse(" Alice@Example.COM ").map(|e| e.0),
+            Ok("alice@example.com".into())
+        );
+        for bad in [
+            "",
+            "alice",
+            "alice@",
+            "@example.com",
+            "a@b",
+            "a b@c.d",
+            "a@b..c",
+            "a@-",
+            &"x".repeat(300),
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }
@@ -190,7 +220,15 @@ mod tests {
     #[test]
     fn slugs() {
         assert!(Slug::parse("acme-ai").is_ok());
-        for bad in ["a", "Acme", "-acme", "acme-", "ac--me", "ac me", &"a".repeat(49)] {
+        for bad in [
+            "a",
+            "Acme",
+            "-acme",
+            "acme-",
+            "ac--me",
+            "ac me",
+            &"a".repeat(49),
+        ] {
             assert!(Slug::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Slug::from_name("Acme AI Lab!").as_str(), "acme-ai-lab");

@@ -31,7 +31,10 @@ impl Caller {
         if can(self.role, action) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("the {} role does not allow this", self.role)))
+            Err(ApiError::forbidden(format!(
+                "the {} role does not allow this",
+                self.role
+            )))
         }
     }
 
@@ -63,7 +66,10 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .or_else(|| cookie(parts, ACCESS_COOKIE))
 }

@@ -52,7 +52,12 @@ impl JwtKeys {
     }
 
     /// A signed token for this session.
-    pub fn issue(&self, user: UserId, session: SessionId, org: OrgId) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        user: UserId,
+        session: SessionId,
+        org: OrgId,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user,
@@ -80,12 +85,24 @@ mod tests {
 
     #[test]
     fn round_trip_and_tampering() -> Result<(), jsonwebtoken::errors::Error> {
-        let keys = JwtKeys::new(&SecretString::from("a".repeat(40)), std::time::Duration::from_secs(60));
+        let keys = JwtKeys::new(
+            &SecretString::from("a".repeat(40)),
+            std::time::Duration::from_secs(60),
+        );
         let token = keys.issue(UserId::new(), SessionId::new(), OrgId::new())?;
         assert!(keys.verify(&token).is_some());
-        let other = JwtKeys::new(&SecretString::from("b".repeat(40)), std::time::Duration::from_secs(60));
-        assert!(other.verify(&token).is_none(), "another secret must not verify");
-        let none_alg = format!("eyJhbGciOiJub25lIn0.{}.", token.split('.').nth(1).unwrap_or_default());
+        let other = JwtKeys::new(
+            &SecretString::from("b".repeat(40)),
+            std::time::Duration::from_secs(60),
+        );
+        assert!(
+            other.verify(&token).is_none(),
+            "another secret must not verify"
+        );
+        let none_alg = format!(
+            "eyJhbGciOiJub25lIn0.{}.",
+            token.split('.').nth(1).unwrap_or_default()
+        );
         assert!(keys.verify(&none_alg).is_none(), "alg none refused");
         let now = chrono::Utc::now().timestamp();
         let past = Claims {
@@ -99,8 +116,13 @@ mod tests {
         };
         let stale = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &past, &keys.encoding)?;
         assert!(keys.verify(&stale).is_none(), "expired refused");
-        let foreign = Claims { aud: "someone-else".into(), exp: now + 60, ..past };
-        let foreign = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &foreign, &keys.encoding)?;
+        let foreign = Claims {
+            aud: "someone-else".into(),
+            exp: now + 60,
+            ..past
+        };
+        let foreign =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &foreign, &keys.encoding)?;
         assert!(keys.verify(&foreign).is_none(), "wrong audience refused");
         Ok(())
     }

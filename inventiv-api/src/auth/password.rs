@@ -11,7 +11,8 @@ use tokio::sync::Semaphore;
 use crate::error::ApiError;
 
 fn argon2() -> Result<Argon2<'static>, ApiError> {
-    let params = Params::new(19_456, 2, 1, None).map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?;
+    let params =
+        Params::new(19_456, 2, 1, None).map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -29,12 +30,19 @@ impl Hasher {
     pub fn new(max_concurrent: usize) -> Result<Hasher, ApiError> {
         let random = uuid::Uuid::new_v4().to_string();
         let dummy = hash_blocking(&random)?;
-        Ok(Hasher { permits: Arc::new(Semaphore::new(max_concurrent)), dummy_hash: Arc::new(dummy) })
+        Ok(Hasher {
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+            dummy_hash: Arc::new(dummy),
+        })
     }
 
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: &str) -> Result<String, ApiError> {
-        let _permit = self.permits.acquire().await.map_err(|e| anyhow::anyhow!("hasher closed: {e}"))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| anyhow::anyhow!("hasher closed: {e}"))?;
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || hash_blocking(&password))
             .await
@@ -44,13 +52,22 @@ impl Hasher {
     /// Checks a password against a stored hash, or against the dummy hash
     /// when `stored` is None (unknown account), always returning false then.
     pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<bool, ApiError> {
-        let _permit = self.permits.acquire().await.map_err(|e| anyhow::anyhow!("hasher closed: {e}"))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| anyhow::anyhow!("hasher closed: {e}"))?;
         let known = stored.is_some();
         let hash = stored.map_or_else(|| self.dummy_hash.as_str().to_owned(), str::to_owned);
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
-            Ok::<_, ApiError>(argon2()?.verify_password(password.as_bytes(), &parsed).is_ok())
+            let parsed =
+                PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+            Ok::<_, ApiError>(
+                argon2()?
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok(),
+            )
         })
         .await
         .map_err(|e| anyhow::anyhow!("verify task: {e}"))??;
@@ -74,7 +91,10 @@ mod tests {
     async fn hash_verify_and_unknown_account() -> Result<(), ApiError> {
         let hasher = Hasher::new(1)?;
         let hash = hasher.hash("correct horse battery").await?;
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert!(hasher.verify("correct horse battery", Some(&hash)).await?);
         assert!(!hasher.verify("wrong horse battery", Some(&hash)).await?);
         assert!(!hasher.verify("correct horse battery", None).await?);

@@ -39,15 +39,26 @@ pub async fn check(state: &AppState, keys: &Keys) -> ApiResult<()> {
     };
     if let Some(key) = blocked {
         let ttl: i64 = redis.ttl(key).await?;
-        tracing::warn!(kind = if key == &keys.account { "account" } else { "ip" }, "login throttled");
-        return Err(ApiError::TooManyRequests { retry_after_secs: u64::try_from(ttl).unwrap_or(1).max(1) });
+        tracing::warn!(
+            kind = if key == &keys.account {
+                "account"
+            } else {
+                "ip"
+            },
+            "login throttled"
+        );
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: u64::try_from(ttl).unwrap_or(1).max(1),
+        });
     }
     Ok(())
 }
 
 /// Counts one failed attempt; the window starts at the first failure.
 pub async fn record_failure(state: &AppState, keys: &Keys) -> ApiResult<()> {
-    let window = i64::try_from(state.config.login_lockout.as_secs()).unwrap_or(900).max(1);
+    let window = i64::try_from(state.config.login_lockout.as_secs())
+        .unwrap_or(900)
+        .max(1);
     let mut pipe = redis::pipe();
     for key in [&keys.account, &keys.ip] {
         pipe.incr(key, 1).ignore();

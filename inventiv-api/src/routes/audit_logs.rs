@@ -44,7 +44,11 @@ pub struct Page {
 #[utoipa::path(get, path = "/organizations/current/audit-logs", tag = "organizations", security(("bearer" = [])),
     params(Page),
     responses((status = 200, body = [AuditLog]), (status = 403, body = ErrorBody)))]
-async fn list_audit_logs(State(state): State<AppState>, caller: Caller, Query(page): Query<Page>) -> ApiResult<Json<Vec<AuditLog>>> {
+async fn list_audit_logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(page): Query<Page>,
+) -> ApiResult<Json<Vec<AuditLog>>> {
     caller.require(Action::ViewAuditLog)?;
     let limit = i64::from(page.limit.unwrap_or(100).clamp(1, 500));
     let rows = sqlx::query_as(

@@ -79,24 +79,53 @@ impl Client {
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(256).collect());
-        Client { ip: addr.ip().to_string(), user_agent }
+        Client {
+            ip: addr.ip().to_string(),
+            user_agent,
+        }
     }
 }
 
-fn cookie(state: &AppState, name: &str, value: &str, path: &str, max_age: i64) -> Option<HeaderValue> {
-    let secure = if state.config.cookie_secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")).ok()
+fn cookie(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+) -> Option<HeaderValue> {
+    let secure = if state.config.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    ))
+    .ok()
 }
 
 /// Sets (or, with `None`, clears) the session cookies on a response.
-pub fn with_cookies(state: &AppState, tokens: Option<&TokenResponse>, mut response: Response) -> Response {
+pub fn with_cookies(
+    state: &AppState,
+    tokens: Option<&TokenResponse>,
+    mut response: Response,
+) -> Response {
     let session_secs = i64::try_from(state.config.session_ttl.as_secs()).unwrap_or(0);
     let cookies = match tokens {
         Some(t) => [
             cookie(state, ACCESS_COOKIE, &t.access_token, "/", t.expires_in),
-            cookie(state, REFRESH_COOKIE, &t.refresh_token, "/auth", session_secs),
+            cookie(
+                state,
+                REFRESH_COOKIE,
+                &t.refresh_token,
+                "/auth",
+                session_secs,
+            ),
         ],
-        None => [cookie(state, ACCESS_COOKIE, "", "/", 0), cookie(state, REFRESH_COOKIE, "", "/auth", 0)],
+        None => [
+            cookie(state, ACCESS_COOKIE, "", "/", 0),
+            cookie(state, REFRESH_COOKIE, "", "/auth", 0),
+        ],
     };
     for value in cookies.into_iter().flatten() {
         response.headers_mut().append(SET_COOKIE, value);
@@ -104,8 +133,17 @@ pub fn with_cookies(state: &AppState, tokens: Option<&TokenResponse>, mut respon
     response
 }
 
-fn issue(state: &AppState, user: UserId, session: SessionId, org: OrgId, refresh: String) -> ApiResult<TokenResponse> {
-    let access_token = state.jwt.issue(user, session, org).map_err(|e| anyhow::anyhow!("jwt: {e}"))?;
+fn issue(
+    state: &AppState,
+    user: UserId,
+    session: SessionId,
+    org: OrgId,
+    refresh: String,
+) -> ApiResult<TokenResponse> {
+    let access_token = state
+        .jwt
+        .issue(user, session, org)
+        .map_err(|e| anyhow::anyhow!("jwt: {e}"))?;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
@@ -152,7 +190,10 @@ pub fn reissue(state: &AppState, caller: &Caller, org: OrgId) -> ApiResult<Strin
 }
 
 fn invalid_credentials() -> ApiError {
-    ApiError::Unauthorized { code: "INVALID_CREDENTIALS", message: "invalid email or password".into() }
+    ApiError::Unauthorized {
+        code: "INVALID_CREDENTIALS",
+        message: "invalid email or password".into(),
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -179,11 +220,18 @@ async fn login(
     let client = Client::new(addr, &headers);
     let keys = throttle::Keys::new(&state, email.as_str(), &client.ip);
     throttle::check(&state, &keys).await?;
-    let row: Option<LoginRow> = sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
-        .bind(email.as_str())
-        .fetch_optional(&state.db)
+    let row: Option<LoginRow> =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(&state.db)
+            .await?;
+    let ok = state
+        .hasher
+        .verify(
+            &body.password,
+            row.as_ref().map(|r| r.password_hash.as_str()),
+        )
         .await?;
-    let ok = state.hasher.verify(&body.password, row.as_ref().map(|r| r.password_hash.as_str())).await?;
     let Some(row) = row.filter(|_| ok) else {
         throttle::record_failure(&state, &keys).await?;
         return Err(invalid_credentials());
@@ -214,7 +262,11 @@ async fn login(
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     tracing::info!(user_id = %user, session_id = %tokens.session_id, "login");
-    Ok(with_cookies(&state, Some(&tokens), Json(&tokens).into_response()))
+    Ok(with_cookies(
+        &state,
+        Some(&tokens),
+        Json(&tokens).into_response(),
+    ))
 }
 
 /// Creates an account with its personal organization (only with `INVENTIV_OPEN_SIGNUP=true`).
@@ -250,7 +302,11 @@ async fn register(
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
-    Ok(with_cookies(&state, Some(&tokens), (StatusCode::CREATED, Json(&tokens)).into_response()))
+    Ok(with_cookies(
+        &state,
+        Some(&tokens),
+        (StatusCode::CREATED, Json(&tokens)).into_response(),
+    ))
 }
 
 /// Body of `POST /auth/refresh`; without it the refresh cookie is used.
@@ -271,18 +327,27 @@ struct RefreshRow {
 /// refresh token, while the session lives.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body(content = Option<RefreshRequest>),
     responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody)))]
-async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+async fn refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let token = if body.iter().all(u8::is_ascii_whitespace) {
         let mut parts = axum::http::Request::new(()).into_parts().0;
         parts.headers = headers;
         crate::auth::caller::cookie(&parts, REFRESH_COOKIE).map(str::to_owned)
     } else {
-        let parsed: RefreshRequest =
-            serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(format!("invalid body: {e}")))?;
+        let parsed: RefreshRequest = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::MalformedBody(format!("invalid body: {e}")))?;
         Some(parsed.refresh_token)
     };
-    let invalid = || ApiError::Unauthorized { code: "INVALID_REFRESH_TOKEN", message: "the session has ended; log in again".into() };
-    let token = token.filter(|t| tokens::well_formed(t)).ok_or_else(invalid)?;
+    let invalid = || ApiError::Unauthorized {
+        code: "INVALID_REFRESH_TOKEN",
+        message: "the session has ended; log in again".into(),
+    };
+    let token = token
+        .filter(|t| tokens::well_formed(t))
+        .ok_or_else(invalid)?;
     let (next, next_hash) = tokens::generate();
     let row: RefreshRow = sqlx::query_as(
         "UPDATE user_sessions SET refresh_token_hash = $2, last_seen_at = now()
@@ -294,8 +359,18 @@ async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     .fetch_optional(&state.db)
     .await?
     .ok_or_else(invalid)?;
-    let tokens = issue(&state, UserId(row.user_id), SessionId(row.id), OrgId(row.organization_id), next)?;
-    Ok(with_cookies(&state, Some(&tokens), Json(&tokens).into_response()))
+    let tokens = issue(
+        &state,
+        UserId(row.user_id),
+        SessionId(row.id),
+        OrgId(row.organization_id),
+        next,
+    )?;
+    Ok(with_cookies(
+        &state,
+        Some(&tokens),
+        Json(&tokens).into_response(),
+    ))
 }
 
 /// Ends the current session and clears the cookies.
@@ -306,7 +381,11 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Resp
         .bind(caller.session_id.0)
         .execute(&state.db)
         .await?;
-    Ok(with_cookies(&state, None, StatusCode::NO_CONTENT.into_response()))
+    Ok(with_cookies(
+        &state,
+        None,
+        StatusCode::NO_CONTENT.into_response(),
+    ))
 }
 
 /// The caller's account.
@@ -364,19 +443,37 @@ pub async fn memberships(state: &AppState, user: UserId) -> ApiResult<Vec<Member
         .into_iter()
         .filter_map(|r| {
             let role = OrgRole::parse(&r.role)?;
-            Some(Membership { id: r.id, name: r.name, slug: r.slug, kind: r.kind, sidebar_color: r.sidebar_color, role })
+            Some(Membership {
+                id: r.id,
+                name: r.name,
+                slug: r.slug,
+                kind: r.kind,
+                sidebar_color: r.sidebar_color,
+                role,
+            })
         })
         .collect())
 }
 
 async fn load_me(state: &AppState, caller: &Caller) -> ApiResult<Me> {
-    let user: User = sqlx::query_as("SELECT id, email, display_name, is_platform_admin, created_at FROM users WHERE id = $1")
-        .bind(caller.user_id.0)
-        .fetch_one(&state.db)
-        .await?;
+    let user: User = sqlx::query_as(
+        "SELECT id, email, display_name, is_platform_admin, created_at FROM users WHERE id = $1",
+    )
+    .bind(caller.user_id.0)
+    .fetch_one(&state.db)
+    .await?;
     let memberships = memberships(state, caller.user_id).await?;
-    let current = memberships.iter().find(|m| m.id == caller.org_id.0).cloned().ok_or(ApiError::Unauthenticated)?;
-    Ok(Me { user, current_organization: current, memberships, session_id: caller.session_id })
+    let current = memberships
+        .iter()
+        .find(|m| m.id == caller.org_id.0)
+        .cloned()
+        .ok_or(ApiError::Unauthenticated)?;
+    Ok(Me {
+        user,
+        current_organization: current,
+        memberships,
+        session_id: caller.session_id,
+    })
 }
 
 /// The caller, their current organization and role, and every membership.
@@ -396,7 +493,11 @@ pub struct UpdateMe {
 /// Changes the caller's display name.
 #[utoipa::path(put, path = "/auth/me", tag = "auth", security(("bearer" = [])), request_body = UpdateMe,
     responses((status = 200, body = Me), (status = 400, body = ErrorBody)))]
-async fn update_me(State(state): State<AppState>, caller: Caller, Json(body): Json<UpdateMe>) -> ApiResult<Json<Me>> {
+async fn update_me(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<UpdateMe>,
+) -> ApiResult<Json<Me>> {
     let name = DisplayName::parse(&body.display_name)?;
     sqlx::query("UPDATE users SET display_name = $2, updated_at = now() WHERE id = $1")
         .bind(caller.user_id.0)
@@ -426,17 +527,24 @@ async fn change_password(
     Json(body): Json<ChangePassword>,
 ) -> ApiResult<StatusCode> {
     let new = Password::parse(&body.new_password)?;
-    let (email, hash): (String, String) = sqlx::query_as("SELECT email, password_hash FROM users WHERE id = $1")
-        .bind(caller.user_id.0)
-        .fetch_one(&state.db)
-        .await?;
+    let (email, hash): (String, String) =
+        sqlx::query_as("SELECT email, password_hash FROM users WHERE id = $1")
+            .bind(caller.user_id.0)
+            .fetch_one(&state.db)
+            .await?;
     let keys = throttle::Keys::new(&state, &email, &addr.ip().to_string());
     throttle::check(&state, &keys).await?;
     let current_ok = body.current_password.len() <= Password::MAX_LEN
-        && state.hasher.verify(&body.current_password, Some(&hash)).await?;
+        && state
+            .hasher
+            .verify(&body.current_password, Some(&hash))
+            .await?;
     if !current_ok {
         throttle::record_failure(&state, &keys).await?;
-        return Err(ApiError::validation("WRONG_PASSWORD", "the current password is not correct"));
+        return Err(ApiError::validation(
+            "WRONG_PASSWORD",
+            "the current password is not correct",
+        ));
     }
     let new_hash = state.hasher.hash(new.expose()).await?;
     let mut tx = state.db.begin().await?;

@@ -11,7 +11,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
 /// Probe answer.
@@ -34,7 +36,10 @@ pub struct Checks {
 /// The process is alive.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok", checks: None })
+    Json(Health {
+        status: "ok",
+        checks: None,
+    })
 }
 
 /// Postgres and Redis are reachable.
@@ -49,14 +54,22 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         Err(_) => "timeout".to_owned(),
     };
     let mut conn = state.redis.clone();
-    let ping = tokio::time::timeout(limit, redis::cmd("PING").query_async::<String>(&mut conn)).await;
+    let ping =
+        tokio::time::timeout(limit, redis::cmd("PING").query_async::<String>(&mut conn)).await;
     let redis = match ping {
         Ok(Ok(_)) => "ok".to_owned(),
         Ok(Err(e)) => format!("error: {e}"),
         Err(_) => "timeout".to_owned(),
     };
     let ready = postgres == "ok" && redis == "ok";
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let health = Health { status: if ready { "ok" } else { "unavailable" }, checks: Some(Checks { postgres, redis }) };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let health = Health {
+        status: if ready { "ok" } else { "unavailable" },
+        checks: Some(Checks { postgres, redis }),
+    };
     (status, Json(health))
 }

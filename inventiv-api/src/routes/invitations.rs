@@ -43,7 +43,8 @@ pub struct Invitation {
     pub accepted_at: Option<DateTime<Utc>>,
 }
 
-const STATUS_SQL: &str = "CASE WHEN accepted_at IS NOT NULL THEN 'accepted' WHEN revoked_at IS NOT NULL THEN 'revoked'
+const STATUS_SQL: &str =
+    "CASE WHEN accepted_at IS NOT NULL THEN 'accepted' WHEN revoked_at IS NOT NULL THEN 'revoked'
                                WHEN expires_at <= now() THEN 'expired' ELSE 'pending' END";
 
 /// Whom to invite, with which role.
@@ -73,12 +74,16 @@ async fn create_invitation(
         });
     }
     let mut tx = state.db.begin().await?;
-    let (org_name, kind): (String, String) = sqlx::query_as("SELECT name, kind FROM organizations WHERE id = $1 FOR UPDATE")
-        .bind(caller.org_id.0)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (org_name, kind): (String, String) =
+        sqlx::query_as("SELECT name, kind FROM organizations WHERE id = $1 FOR UPDATE")
+            .bind(caller.org_id.0)
+            .fetch_one(&mut *tx)
+            .await?;
     if kind == "personal" {
-        return Err(ApiError::conflict("PERSONAL_ORGANIZATION", "create a team organization to invite people"));
+        return Err(ApiError::conflict(
+            "PERSONAL_ORGANIZATION",
+            "create a team organization to invite people",
+        ));
     }
     let member: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM organization_memberships m JOIN users u ON u.id = m.user_id
@@ -89,7 +94,10 @@ async fn create_invitation(
     .fetch_one(&mut *tx)
     .await?;
     if member {
-        return Err(ApiError::conflict("ALREADY_MEMBER", "this person is already a member"));
+        return Err(ApiError::conflict(
+            "ALREADY_MEMBER",
+            "this person is already a member",
+        ));
     }
     let pending: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM organization_invitations WHERE organization_id = $1 AND email = $2
@@ -100,7 +108,10 @@ async fn create_invitation(
     .fetch_one(&mut *tx)
     .await?;
     if pending {
-        return Err(ApiError::conflict("ALREADY_INVITED", "a pending invitation exists; revoke it to send a new one"));
+        return Err(ApiError::conflict(
+            "ALREADY_INVITED",
+            "a pending invitation exists; revoke it to send a new one",
+        ));
     }
     let (token, hash) = tokens::generate();
     let id = Uuid::new_v4();
@@ -154,7 +165,10 @@ async fn create_invitation(
 /// Every invitation of the current organization, newest first.
 #[utoipa::path(get, path = "/organizations/current/invitations", tag = "invitations", security(("bearer" = [])),
     responses((status = 200, body = [Invitation]), (status = 403, body = ErrorBody)))]
-async fn list_invitations(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Invitation>>> {
+async fn list_invitations(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<Invitation>>> {
     caller.require(Action::ManageInvitations)?;
     let rows = sqlx::query_as(&format!(
         "SELECT id, email, role, {STATUS_SQL} AS status, invited_by, created_at, expires_at, accepted_at
@@ -170,7 +184,11 @@ async fn list_invitations(State(state): State<AppState>, caller: Caller) -> ApiR
 #[utoipa::path(delete, path = "/organizations/current/invitations/{id}", tag = "invitations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "invitation id")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn revoke_invitation(State(state): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+async fn revoke_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
     caller.require(Action::ManageInvitations)?;
     let mut tx = state.db.begin().await?;
     let status: String = sqlx::query_scalar(&format!(
@@ -182,7 +200,10 @@ async fn revoke_invitation(State(state): State<AppState>, caller: Caller, Path(i
     .await?
     .ok_or(ApiError::NotFound)?;
     if status != "pending" {
-        return Err(ApiError::conflict("INVITATION_NOT_PENDING", format!("the invitation is {status}")));
+        return Err(ApiError::conflict(
+            "INVITATION_NOT_PENDING",
+            format!("the invitation is {status}"),
+        ));
     }
     sqlx::query("UPDATE organization_invitations SET revoked_at = now() WHERE id = $1")
         .bind(id)
@@ -220,7 +241,10 @@ pub struct InvitationPreview {
 #[utoipa::path(get, path = "/organizations/invitations/{token}", tag = "invitations",
     params(("token" = String, Path, description = "the token from the invitation link")),
     responses((status = 200, body = InvitationPreview), (status = 404, body = ErrorBody)))]
-async fn show_invitation(State(state): State<AppState>, Path(token): Path<String>) -> ApiResult<Json<InvitationPreview>> {
+async fn show_invitation(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> ApiResult<Json<InvitationPreview>> {
     if !tokens::well_formed(&token) {
         return Err(ApiError::NotFound);
     }
@@ -308,9 +332,24 @@ async fn accept_invitation(
     .ok_or(ApiError::NotFound)?;
     match invitation.status.as_str() {
         "pending" => {}
-        "accepted" => return Err(ApiError::conflict("INVITATION_USED", "this invitation was already accepted")),
-        "revoked" => return Err(ApiError::conflict("INVITATION_REVOKED", "this invitation was revoked")),
-        _ => return Err(ApiError::conflict("INVITATION_EXPIRED", "this invitation has expired; ask for a new one")),
+        "accepted" => {
+            return Err(ApiError::conflict(
+                "INVITATION_USED",
+                "this invitation was already accepted",
+            ))
+        }
+        "revoked" => {
+            return Err(ApiError::conflict(
+                "INVITATION_REVOKED",
+                "this invitation was revoked",
+            ))
+        }
+        _ => {
+            return Err(ApiError::conflict(
+                "INVITATION_EXPIRED",
+                "this invitation has expired; ask for a new one",
+            ))
+        }
     }
     let email = Email::parse(&invitation.email)?;
     let org = OrgId(invitation.organization_id);
@@ -330,10 +369,11 @@ async fn accept_invitation(
             (caller.user_id, None)
         }
         None => {
-            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)")
-                .bind(email.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)")
+                    .bind(email.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
             if exists {
                 return Err(ApiError::Unauthorized {
                     code: "LOGIN_REQUIRED",
@@ -341,7 +381,10 @@ async fn accept_invitation(
                 });
             }
             let (name, hash) = new_account.ok_or_else(|| {
-                ApiError::validation("VALIDATION_ERROR", "display_name and password are required to create the account")
+                ApiError::validation(
+                    "VALIDATION_ERROR",
+                    "display_name and password are required to create the account",
+                )
             })?;
             let (user, _) = crate::accounts::create(&mut tx, &email, &name, &hash, false).await?;
             (user, Some(()))
@@ -357,13 +400,18 @@ async fn accept_invitation(
     .await?
     .rows_affected();
     if inserted == 0 {
-        return Err(ApiError::conflict("ALREADY_MEMBER", "you are already a member of this organization"));
+        return Err(ApiError::conflict(
+            "ALREADY_MEMBER",
+            "you are already a member of this organization",
+        ));
     }
-    sqlx::query("UPDATE organization_invitations SET accepted_at = now(), accepted_by = $2 WHERE id = $1")
-        .bind(invitation.id)
-        .bind(user.0)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE organization_invitations SET accepted_at = now(), accepted_by = $2 WHERE id = $1",
+    )
+    .bind(invitation.id)
+    .bind(user.0)
+    .execute(&mut *tx)
+    .await?;
     let tokens = match session {
         Some(()) => Some(open_session(&mut *tx, &state, user, org, &client).await?),
         None => None,
@@ -378,12 +426,22 @@ async fn accept_invitation(
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
-    let accepted = Accepted { organization_id: org.0, user_id: user.0, role: invitation.role, session: tokens };
-    let cookies = accepted.session.as_ref().map(|t| with_cookies(&state, Some(t), StatusCode::OK.into_response()));
+    let accepted = Accepted {
+        organization_id: org.0,
+        user_id: user.0,
+        role: invitation.role,
+        session: tokens,
+    };
+    let cookies = accepted
+        .session
+        .as_ref()
+        .map(|t| with_cookies(&state, Some(t), StatusCode::OK.into_response()));
     let mut response = Json(&accepted).into_response();
     if let Some(with) = cookies {
         for value in with.headers().get_all(axum::http::header::SET_COOKIE) {
-            response.headers_mut().append(axum::http::header::SET_COOKIE, value.clone());
+            response
+                .headers_mut()
+                .append(axum::http::header::SET_COOKIE, value.clone());
         }
     }
     Ok(response)

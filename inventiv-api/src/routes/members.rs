@@ -48,7 +48,10 @@ struct MemberRow {
 /// The members of the current organization.
 #[utoipa::path(get, path = "/organizations/current/members", tag = "members", security(("bearer" = [])),
     responses((status = 200, body = [Member]), (status = 401, body = ErrorBody)))]
-async fn list_members(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Member>>> {
+async fn list_members(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<Member>>> {
     caller.require(Action::ViewOrganization)?;
     let rows: Vec<MemberRow> = sqlx::query_as(
         "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at
@@ -82,11 +85,17 @@ async fn lock_roles(tx: &mut PgConnection, caller: &Caller) -> ApiResult<Vec<(Uu
     .bind(caller.org_id.0)
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows.into_iter().filter_map(|(u, r)| Some((u, OrgRole::parse(&r)?))).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|(u, r)| Some((u, OrgRole::parse(&r)?)))
+        .collect())
 }
 
 fn last_owner() -> ApiError {
-    ApiError::conflict("LAST_OWNER", "the last owner cannot be removed, demoted or leave; make someone else owner first")
+    ApiError::conflict(
+        "LAST_OWNER",
+        "the last owner cannot be removed, demoted or leave; make someone else owner first",
+    )
 }
 
 fn owners(roles: &[(Uuid, OrgRole)]) -> usize {
@@ -114,7 +123,11 @@ async fn change_role(
     caller.require(Action::ManageMembers)?;
     let mut tx = state.db.begin().await?;
     let roles = lock_roles(&mut tx, &caller).await?;
-    let current = roles.iter().find(|(u, _)| *u == user_id).map(|(_, r)| *r).ok_or(ApiError::NotFound)?;
+    let current = roles
+        .iter()
+        .find(|(u, _)| *u == user_id)
+        .map(|(_, r)| *r)
+        .ok_or(ApiError::NotFound)?;
     if !can_assign(caller.role, Some(current), body.role) {
         return Err(ApiError::forbidden(format!(
             "a {} cannot change a {current} into a {}",
@@ -146,10 +159,21 @@ async fn change_role(
         audit::record(&mut *tx, entry).await?;
     }
     tx.commit().await?;
-    Ok(Json(Member { user_id: row.user_id, email: row.email, display_name: row.display_name, role: body.role, joined_at: row.joined_at }))
+    Ok(Json(Member {
+        user_id: row.user_id,
+        email: row.email,
+        display_name: row.display_name,
+        role: body.role,
+        joined_at: row.joined_at,
+    }))
 }
 
-async fn delete_membership(tx: &mut PgConnection, caller: &Caller, user_id: Uuid, action: &str) -> ApiResult<()> {
+async fn delete_membership(
+    tx: &mut PgConnection,
+    caller: &Caller,
+    user_id: Uuid,
+    action: &str,
+) -> ApiResult<()> {
     sqlx::query("DELETE FROM organization_memberships WHERE organization_id = $1 AND user_id = $2")
         .bind(caller.org_id.0)
         .bind(user_id)
@@ -180,13 +204,24 @@ async fn is_personal(tx: &mut PgConnection, caller: &Caller) -> ApiResult<bool> 
 #[utoipa::path(delete, path = "/organizations/current/members/{user_id}", tag = "members", security(("bearer" = [])),
     params(("user_id" = Uuid, Path, description = "member's user id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn remove_member(State(state): State<AppState>, caller: Caller, Path(user_id): Path<Uuid>) -> ApiResult<StatusCode> {
+async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
     caller.require(Action::ManageMembers)?;
     let mut tx = state.db.begin().await?;
     let roles = lock_roles(&mut tx, &caller).await?;
-    let target = roles.iter().find(|(u, _)| *u == user_id).map(|(_, r)| *r).ok_or(ApiError::NotFound)?;
+    let target = roles
+        .iter()
+        .find(|(u, _)| *u == user_id)
+        .map(|(_, r)| *r)
+        .ok_or(ApiError::NotFound)?;
     if !can_remove(caller.role, target) {
-        return Err(ApiError::forbidden(format!("a {} cannot remove a {target}", caller.role)));
+        return Err(ApiError::forbidden(format!(
+            "a {} cannot remove a {target}",
+            caller.role
+        )));
     }
     if target == OrgRole::Owner && owners(&roles) == 1 {
         return Err(last_owner());
@@ -202,7 +237,10 @@ async fn remove_member(State(state): State<AppState>, caller: Caller, Path(user_
 async fn leave(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     if is_personal(&mut tx, &caller).await? {
-        return Err(ApiError::conflict("PERSONAL_ORGANIZATION", "a personal organization cannot be left"));
+        return Err(ApiError::conflict(
+            "PERSONAL_ORGANIZATION",
+            "a personal organization cannot be left",
+        ));
     }
     let roles = lock_roles(&mut tx, &caller).await?;
     if caller.role == OrgRole::Owner && owners(&roles) == 1 {

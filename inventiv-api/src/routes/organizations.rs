@@ -48,11 +48,13 @@ pub struct CurrentOrganization {
 const COLUMNS: &str = "id, name, slug, kind, sidebar_color, created_at";
 
 async fn load(db: &mut PgConnection, org: OrgId) -> ApiResult<Organization> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM organizations WHERE id = $1"))
-        .bind(org.0)
-        .fetch_optional(db)
-        .await?
-        .ok_or(ApiError::NotFound)
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM organizations WHERE id = $1"
+    ))
+    .bind(org.0)
+    .fetch_optional(db)
+    .await?
+    .ok_or(ApiError::NotFound)
 }
 
 /// Points `user`'s sessions that sit in `org` back to their personal organization.
@@ -129,18 +131,27 @@ async fn create_organization(
 /// The organizations the caller belongs to, with their role in each.
 #[utoipa::path(get, path = "/organizations", tag = "organizations", security(("bearer" = [])),
     responses((status = 200, body = [Membership]), (status = 401, body = ErrorBody)))]
-async fn list_organizations(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Membership>>> {
+async fn list_organizations(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<Membership>>> {
     memberships(&state, caller.user_id).await.map(Json)
 }
 
 /// The session's current organization and the caller's role in it.
 #[utoipa::path(get, path = "/organizations/current", tag = "organizations", security(("bearer" = [])),
     responses((status = 200, body = CurrentOrganization), (status = 401, body = ErrorBody)))]
-async fn get_current(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<CurrentOrganization>> {
+async fn get_current(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<CurrentOrganization>> {
     caller.require(Action::ViewOrganization)?;
     let mut conn = state.db.acquire().await?;
     let organization = load(&mut conn, caller.org_id).await?;
-    Ok(Json(CurrentOrganization { organization, role: caller.role }))
+    Ok(Json(CurrentOrganization {
+        organization,
+        role: caller.role,
+    }))
 }
 
 /// Which organization to work in.
@@ -187,17 +198,28 @@ async fn switch_current(
     let organization = load(&mut tx, OrgId(body.organization_id)).await?;
     tx.commit().await?;
     let access_token = reissue(&state, &caller, OrgId(body.organization_id))?;
-    let switched = Switched { organization, role, access_token, expires_in: state.jwt.ttl_secs() };
+    let switched = Switched {
+        organization,
+        role,
+        access_token,
+        expires_in: state.jwt.ttl_secs(),
+    };
     let cookie = format!(
         "{}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}",
         crate::auth::caller::ACCESS_COOKIE,
         switched.access_token,
         switched.expires_in,
-        if state.config.cookie_secure { "; Secure" } else { "" }
+        if state.config.cookie_secure {
+            "; Secure"
+        } else {
+            ""
+        }
     );
     let mut response = Json(switched).into_response();
     if let Ok(value) = cookie.parse() {
-        response.headers_mut().append(axum::http::header::SET_COOKIE, value);
+        response
+            .headers_mut()
+            .append(axum::http::header::SET_COOKIE, value);
     }
     Ok(response)
 }
@@ -217,7 +239,9 @@ pub struct UpdateOrganization {
 mod double_option {
     use serde::{Deserialize, Deserializer};
 
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)
     }
 }
@@ -228,7 +252,10 @@ fn parse_color(value: &str) -> ApiResult<String> {
     if ok {
         Ok(v)
     } else {
-        Err(ApiError::validation("VALIDATION_ERROR", "sidebar_color: expected #rrggbb"))
+        Err(ApiError::validation(
+            "VALIDATION_ERROR",
+            "sidebar_color: expected #rrggbb",
+        ))
     }
 }
 
@@ -279,7 +306,11 @@ async fn update_current(
 #[utoipa::path(delete, path = "/organizations/{id}", tag = "organizations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "organization id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_organization(State(state): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+async fn delete_organization(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     let row: Option<(String, String)> = sqlx::query_as(
         "SELECT m.role, o.kind FROM organizations o
@@ -293,10 +324,15 @@ async fn delete_organization(State(state): State<AppState>, caller: Caller, Path
     let (role, kind) = row.ok_or(ApiError::NotFound)?;
     let role = OrgRole::parse(&role).ok_or_else(|| anyhow::anyhow!("stored role {role:?}"))?;
     if !inventiv_common::can(role, Action::DeleteOrganization) {
-        return Err(ApiError::forbidden("only owners can delete an organization"));
+        return Err(ApiError::forbidden(
+            "only owners can delete an organization",
+        ));
     }
     if kind == "personal" {
-        return Err(ApiError::conflict("PERSONAL_ORGANIZATION", "a personal organization cannot be deleted"));
+        return Err(ApiError::conflict(
+            "PERSONAL_ORGANIZATION",
+            "a personal organization cannot be deleted",
+        ));
     }
     sqlx::query(
         "UPDATE user_sessions s SET organization_id = o.id FROM organizations o
@@ -305,7 +341,10 @@ async fn delete_organization(State(state): State<AppState>, caller: Caller, Path
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM organizations WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM organizations WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     let entry = audit::Entry {
         org: OrgId(id),
         actor: Some(caller.user_id),

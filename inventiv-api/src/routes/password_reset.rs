@@ -17,7 +17,9 @@ use crate::extract::Json;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(request_reset)).routes(routes!(reset))
+    OpenApiRouter::new()
+        .routes(routes!(request_reset))
+        .routes(routes!(reset))
 }
 
 /// Whose password to reset.
@@ -38,7 +40,10 @@ pub struct Accepted {
 /// account). The answer never says whether it does.
 #[utoipa::path(post, path = "/auth/password-reset/request", tag = "auth", request_body = ResetRequest,
     responses((status = 202, body = Accepted), (status = 400, body = ErrorBody)))]
-async fn request_reset(State(state): State<AppState>, Json(body): Json<ResetRequest>) -> ApiResult<(StatusCode, Json<Accepted>)> {
+async fn request_reset(
+    State(state): State<AppState>,
+    Json(body): Json<ResetRequest>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let email = Email::parse(&body.email)?;
     let accepted = (StatusCode::ACCEPTED, Json(Accepted { status: "accepted" }));
     let user: Option<(Uuid, Uuid)> = sqlx::query_as(
@@ -105,9 +110,17 @@ pub struct ResetPassword {
 /// Sets a new password with a reset token, once, and revokes every session.
 #[utoipa::path(post, path = "/auth/password-reset/reset", tag = "auth", request_body = ResetPassword,
     responses((status = 204), (status = 400, body = ErrorBody)))]
-async fn reset(State(state): State<AppState>, Json(body): Json<ResetPassword>) -> ApiResult<StatusCode> {
+async fn reset(
+    State(state): State<AppState>,
+    Json(body): Json<ResetPassword>,
+) -> ApiResult<StatusCode> {
     let password = Password::parse(&body.new_password)?;
-    let invalid = || ApiError::validation("INVALID_TOKEN", "this reset link is invalid, used or expired");
+    let invalid = || {
+        ApiError::validation(
+            "INVALID_TOKEN",
+            "this reset link is invalid, used or expired",
+        )
+    };
     if !tokens::well_formed(&body.token) {
         return Err(invalid());
     }

@@ -14,7 +14,9 @@ use crate::extract::{Json, Path};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_sessions)).routes(routes!(revoke_session))
+    OpenApiRouter::new()
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
 }
 
 /// A login session of the caller.
@@ -37,7 +39,10 @@ pub struct Session {
 /// The caller's sessions, newest first (the last 100).
 #[utoipa::path(get, path = "/auth/sessions", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = [Session]), (status = 401, body = ErrorBody)))]
-async fn list_sessions(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Session>>> {
+async fn list_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<Session>>> {
     let sessions = sqlx::query_as(
         "SELECT s.id, s.organization_id, o.name AS organization_name, s.ip, s.user_agent, s.created_at,
                 s.last_seen_at, s.expires_at, s.revoked_at, s.revoked_reason, s.id = $2 AS is_current
@@ -55,7 +60,11 @@ async fn list_sessions(State(state): State<AppState>, caller: Caller) -> ApiResu
 #[utoipa::path(post, path = "/auth/sessions/{id}/revoke", tag = "auth", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "session id")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn revoke_session(State(state): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+async fn revoke_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
     let found = sqlx::query(
         "UPDATE user_sessions SET revoked_at = COALESCE(revoked_at, now()), revoked_reason = COALESCE(revoked_reason, 'revoked')
           WHERE id = $1 AND user_id = $2",

@@ -16,7 +16,9 @@ use crate::routes::auth::User;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_users, create_user)).routes(routes!(update_user))
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(update_user))
 }
 
 /// Every account, oldest first.
@@ -46,14 +48,19 @@ pub struct CreateUser {
 /// Creates an account (with its personal organization).
 #[utoipa::path(post, path = "/users", tag = "users", security(("bearer" = [])), request_body = CreateUser,
     responses((status = 201, body = User), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_user(State(state): State<AppState>, caller: Caller, Json(body): Json<CreateUser>) -> ApiResult<(StatusCode, Json<User>)> {
+async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateUser>,
+) -> ApiResult<(StatusCode, Json<User>)> {
     caller.require_platform_admin()?;
     let email = Email::parse(&body.email)?;
     let name = DisplayName::parse(&body.display_name)?;
     let password = Password::parse(&body.password)?;
     let hash = state.hasher.hash(password.expose()).await?;
     let mut tx = state.db.begin().await?;
-    let (user, _) = crate::accounts::create(&mut tx, &email, &name, &hash, body.is_platform_admin).await?;
+    let (user, _) =
+        crate::accounts::create(&mut tx, &email, &name, &hash, body.is_platform_admin).await?;
     let entry = audit::Entry {
         org: caller.org_id,
         actor: Some(caller.user_id),
@@ -63,10 +70,12 @@ async fn create_user(State(state): State<AppState>, caller: Caller, Json(body): 
         details: serde_json::json!({ "is_platform_admin": body.is_platform_admin }),
     };
     audit::record(&mut *tx, entry).await?;
-    let created: User = sqlx::query_as("SELECT id, email, display_name, is_platform_admin, created_at FROM users WHERE id = $1")
-        .bind(user.0)
-        .fetch_one(&mut *tx)
-        .await?;
+    let created: User = sqlx::query_as(
+        "SELECT id, email, display_name, is_platform_admin, created_at FROM users WHERE id = $1",
+    )
+    .bind(user.0)
+    .fetch_one(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -91,7 +100,11 @@ async fn update_user(
     Json(body): Json<UpdateUser>,
 ) -> ApiResult<Json<User>> {
     caller.require_platform_admin()?;
-    let name = body.display_name.as_deref().map(DisplayName::parse).transpose()?;
+    let name = body
+        .display_name
+        .as_deref()
+        .map(DisplayName::parse)
+        .transpose()?;
     let mut tx = state.db.begin().await?;
     // Serialize admin changes so two demotions cannot both pass the check.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('inventiv.platform_admins'))")
@@ -112,13 +125,20 @@ async fn update_user(
         .fetch_one(&mut *tx)
         .await?;
     if admins == 0 {
-        return Err(ApiError::conflict("LAST_PLATFORM_ADMIN", "at least one platform administrator must remain"));
+        return Err(ApiError::conflict(
+            "LAST_PLATFORM_ADMIN",
+            "at least one platform administrator must remain",
+        ));
     }
     if let Some(flag) = body.is_platform_admin {
         let entry = audit::Entry {
             org: caller.org_id,
             actor: Some(caller.user_id),
-            action: if flag { "user.platform_admin_granted" } else { "user.platform_admin_revoked" },
+            action: if flag {
+                "user.platform_admin_granted"
+            } else {
+                "user.platform_admin_revoked"
+            },
             target_type: "user",
             target_id: UserId(id).to_string(),
             details: serde_json::json!({}),

@@ -1,0 +1,41 @@
+# Developer entry points. `make` alone lists them.
+# Everything real lives in scripts/; see README.md and docs/configuration.md.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+
+.PHONY: help run test build fmt lint migrate services-up services-down clean-state
+
+help: ## List the targets
+	@echo 'Inventiv Agents - make targets:'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-14s %s\n", $$1, $$2 }'
+
+run: ## Start PostgreSQL/Redis if needed, build, run API + orchestrator (Ctrl-C stops all)
+	@scripts/run.sh
+
+test: ## All checks: fmt, clippy, cargo test (with PostgreSQL/Redis), compose file
+	@scripts/test.sh
+
+build: ## Build every workspace crate (debug)
+	$(CARGO) build --workspace
+
+fmt: ## Format the Rust code
+	$(CARGO) fmt --all
+
+lint: ## Clippy on everything, warnings are errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+migrate: ## Apply the SQL migrations to DATABASE_URL (or the private PostgreSQL)
+	@scripts/migrate.sh
+
+services-up: ## Start the private PostgreSQL/Redis; prints the export lines
+	@scripts/services.sh up
+
+services-down: ## Stop the private PostgreSQL/Redis (data is kept)
+	@scripts/services.sh down
+
+clean-state: ## Stop the private services and delete all local state (.local)
+	@INVENTIV_STATE_DIR="$${INVENTIV_TEST_STATE_DIR:-.local/test}" INVENTIV_SKIP_DOTENV=1 scripts/services.sh purge
+	@scripts/services.sh purge
+	@rmdir .local 2>/dev/null || true

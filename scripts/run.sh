@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# `make run`: the whole control plane on this machine, in the foreground.
+#
+#  1. loads .env if present (variables already in the environment win);
+#  2. DATABASE_URL / REDIS_URL: used when set, else a private PostgreSQL and
+#     Redis are started in $INVENTIV_STATE_DIR (scripts/services.sh);
+#  3. admin credentials: INVENTIV_ADMIN_EMAIL (admin@inventiv.local) and
+#     INVENTIV_ADMIN_PASSWORD, else the one kept in
+#     $INVENTIV_STATE_DIR/admin-password, else a new random one stored there;
+#  4. builds inventiv-api and inventiv-orchestrator (debug), applies the
+#     migrations (`inventiv-api migrate`), starts both with their output in
+#     $INVENTIV_STATE_DIR/logs/{api,orchestrator}.log and on the terminal;
+#  5. waits for http://$INVENTIV_API_ADDR/readyz, prints how to log in;
+#  6. Ctrl-C (or SIGTERM) stops both processes and the private services this
+#     run started. If either process exits on its own, everything stops and
+#     the script exits non-zero.
+
+# shellcheck disable=SC2317 # cleanup & co. are called from traps
+set -euo pipefail
+
+LOG_TAG=run
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+load_dotenv
+
+export INVENTIV_API_ADDR="${INVENTIV_API_ADDR:-127.0.0.1:8003}"
+export INVENTIV_ORCHESTRATOR_ADDR="${INVENTIV_ORCHESTRATOR_ADDR:-127.0.0.1:8001}"
+INVENTIV_STATE_DIR=$(abs_path "${INVENTIV_STATE_DIR:-.local}")
+export INVENTIV_STATE_DIR
+STATE_DIR=$INVENTIV_STATE_DIR
+LOG_DIR="$STATE_DIR/logs"
+mkdir -p "$LOG_DIR"
+TARGET_DIR=$(abs_path "${CARGO_TARGET_DIR:-target}")
+READY_TIMEOUT_SECS=${INVENTIV_READY_TIMEOUT_SECS:-60}
+
+API_PID=""
+ORCH_PID=""
+STARTED_SERVICES=""
+
+# True while PID runs (a zombie does not count).
+alive() {
+  [[ -n $1 ]] && kill -0 "$1" 2>/dev/null \
+    && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]
+}
+
+stop_processes() {
+  local pid i
+  for pid in "$API_PID" "$ORCH_PID"; do
+    if alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
+  done
+  for ((i = 0; i < 150; i++)); do
+    alive "$API_PID" || alive "$ORCH_PID" || break
+    sleep 0.1
+  done
+  for pid in "$API_PID" "$ORCH_PID"; do
+    if alive "$pid"; then
+      warn "pid $pid did not stop within 15 s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  wait 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  # A second Ctrl-C must not cut the cleanup short.
+  trap '' INT TERM
+  trap - EXIT
+  set +e
+  if [[ -n $API_PID || -n $ORCH_PID ]]; then
+    log "stopping inventiv-api and inventiv-orchestrator"
+    stop_processes
+  fi
+  if [[ -n $STARTED_SERVICES ]]; then
+    # shellcheck disable=SC2086 # a list of names
+    "$REPO_ROOT/scripts/services.sh" down $STARTED_SERVICES
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- services -----------------------------------------------------------------
+exports=$("$REPO_ROOT/scripts/services.sh" up)
+eval "$exports"
+STARTED_SERVICES=${INVENTIV_STARTED_SERVICES:-}
+unset INVENTIV_STARTED_SERVICES
+
+# --- admin credentials --------------------------------------------------------
+export INVENTIV_ADMIN_EMAIL="${INVENTIV_ADMIN_EMAIL:-admin@inventiv.local}"
+PASSWORD_FILE="$STATE_DIR/admin-password"
+if [[ -n ${INVENTIV_ADMIN_PASSWORD:-} ]]; then
+  PASSWORD_ORIGIN="from INVENTIV_ADMIN_PASSWORD"
+elif [[ -s $PASSWORD_FILE ]]; then
+  INVENTIV_ADMIN_PASSWORD=$(head -n 1 "$PASSWORD_FILE")
+  PASSWORD_ORIGIN="kept in $PASSWORD_FILE"
+else
+  INVENTIV_ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+  (umask 077 && printf '%s\n' "$INVENTIV_ADMIN_PASSWORD" >"$PASSWORD_FILE")
+  chmod 600 "$PASSWORD_FILE"
+  PASSWORD_ORIGIN="generated now, kept in $PASSWORD_FILE"
+fi
+export INVENTIV_ADMIN_PASSWORD
+
+# --- build --------------------------------------------------------------------
+log "building inventiv-api and inventiv-orchestrator (debug)"
+cargo build --bin inventiv-api --bin inventiv-orchestrator
+API_BIN="$TARGET_DIR/debug/inventiv-api"
+ORCH_BIN="$TARGET_DIR/debug/inventiv-orchestrator"
+[[ -x $API_BIN && -x $ORCH_BIN ]] || die "binaries not found in $TARGET_DIR/debug"
+
+log "applying database migrations"
+"$API_BIN" migrate 2>&1 | sed -u 's/^/[migrate] /'
+
+# --- start --------------------------------------------------------------------
+# start NAME BINARY: runs BINARY in the background, its output appended to
+# $LOG_DIR/NAME.log (the previous run's log is kept as NAME.log.1) and shown
+# on the terminal with a [NAME] prefix. Sets STARTED_PID.
+start() {
+  local name=$1 bin=$2 logfile="$LOG_DIR/$1.log"
+  if [[ -f $logfile ]]; then mv -f "$logfile" "$logfile.1"; fi
+  "$bin" > >(tee -a "$logfile" | sed -u "s/^/[$name] /") 2>&1 &
+  STARTED_PID=$!
+}
+start api "$API_BIN"
+API_PID=$STARTED_PID
+start orchestrator "$ORCH_BIN"
+ORCH_PID=$STARTED_PID
+
+show_tails() {
+  local f
+  for f in "$LOG_DIR/api.log" "$LOG_DIR/orchestrator.log"; do
+    [[ -f $f ]] || continue
+    printf '\n--- last lines of %s ---\n' "$f" >&2
+    tail -n 40 "$f" >&2
+  done
+}
+
+BASE_URL="http://$(client_addr "$INVENTIV_API_ADDR")"
+log "waiting for $BASE_URL/readyz (up to ${READY_TIMEOUT_SECS}s)"
+deadline=$((SECONDS + READY_TIMEOUT_SECS))
+until [[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' --max-time 2 \
+  "$BASE_URL/readyz" || true) == 200 ]]; do
+  if ! alive "$API_PID"; then
+    show_tails
+    die "inventiv-api exited before it was ready"
+  fi
+  if ! alive "$ORCH_PID"; then
+    show_tails
+    die "inventiv-orchestrator exited before the API was ready"
+  fi
+  if ((SECONDS >= deadline)); then
+    show_tails
+    die "$BASE_URL/readyz did not answer 200 within ${READY_TIMEOUT_SECS}s"
+  fi
+  sleep 0.25
+done
+
+# --- banner -------------------------------------------------------------------
+json_escape() {
+  local s=${1//\\/\\\\}
+  printf '%s' "${s//\"/\\\"}"
+}
+LOGIN_JSON="{\"email\":\"$(json_escape "$INVENTIV_ADMIN_EMAIL")\",\"password\":\"$(json_escape "$INVENTIV_ADMIN_PASSWORD")\"}"
+# Hide a password that a configured DATABASE_URL / REDIS_URL may carry.
+mask_url() { sed -E 's#(//[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
+
+cat <<EOF
+
+==============================================================================
+  Inventiv Agents is running
+
+  Dashboard / API   $BASE_URL/
+  Swagger UI        $BASE_URL/docs
+  OpenAPI           $BASE_URL/openapi.json
+
+  Admin e-mail      $INVENTIV_ADMIN_EMAIL
+  Admin password    $INVENTIV_ADMIN_PASSWORD
+                    ($PASSWORD_ORIGIN)
+
+  Log in:
+    curl -s -X POST $BASE_URL/auth/login -H 'content-type: application/json' -d $(shell_quote "$LOGIN_JSON")
+
+  Database          $(mask_url "$DATABASE_URL")
+  Redis             $(mask_url "$REDIS_URL")
+  Logs              $LOG_DIR/{api,orchestrator}.log
+
+  Ctrl-C stops everything.
+==============================================================================
+
+EOF
+
+# --- foreground ---------------------------------------------------------------
+# Returns when either process exits (a signal runs the trap instead).
+if wait -n -p EXITED "$API_PID" "$ORCH_PID"; then status=0; else status=$?; fi
+if [[ ${EXITED:-} == "$API_PID" ]]; then name=inventiv-api; else name=inventiv-orchestrator; fi
+log "$name exited with status $status; stopping everything"
+show_tails
+exit $((status == 0 ? 1 : status))

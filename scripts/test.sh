@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# `make test` (and CI through .ci/run): every check of the repository, in
+# order, stopping at the first failure.
+#
+#   scripts/test.sh              all suites
+#   scripts/test.sh rust_tests   only the suites named (see SUITES below)
+#   TEST_ARGS='-p inventiv-api -- --nocapture' scripts/test.sh rust_tests
+#
+# Database and Redis: DATABASE_URL / REDIS_URL from the environment when set,
+# else a private PostgreSQL + Redis in ${INVENTIV_TEST_STATE_DIR:-.local/test},
+# apart from the data of `make run`, stopped again at the end. .env is NOT
+# read: tests see the same configuration on every machine.
+set -euo pipefail
+
+LOG_TAG="test"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+export INVENTIV_SKIP_DOTENV=1
+
+TEST_STATE_DIR=$(abs_path "${INVENTIV_TEST_STATE_DIR:-.local/test}")
+SERVICES_READY=0
+STARTED_SERVICES=""
+STEP=0
+T0=$SECONDS
+
+cleanup() {
+  local rc=$?
+  trap '' INT TERM
+  trap - EXIT
+  set +e
+  if [[ -n $STARTED_SERVICES ]]; then
+    printf '\n' >&2
+    # shellcheck disable=SC2086 # a list of names
+    INVENTIV_STATE_DIR=$TEST_STATE_DIR "$REPO_ROOT/scripts/services.sh" down $STARTED_SERVICES
+  fi
+  if ((rc == 0)); then
+    printf '\n==> all checks passed (%ss)\n' "$((SECONDS - T0))" >&2
+  elif ((STEP > 0)); then
+    printf '\n==> FAILED at step %s: %s (exit %s)\n' "$STEP" "${STEP_NAME:-}" "$rc" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step() {
+  STEP=$((STEP + 1))
+  STEP_NAME=$*
+  printf '\n==============================================================================\n' >&2
+  printf '==> [%s] %s\n' "$STEP" "$*" >&2
+  printf '==============================================================================\n' >&2
+}
+
+# --- shared fixtures ------------------------------------------------------------
+
+# Exports DATABASE_URL and REDIS_URL: the configured ones, else private
+# servers in $TEST_STATE_DIR (started once per run, stopped by cleanup).
+ensure_services() {
+  ((SERVICES_READY)) && return 0
+  step "services: PostgreSQL and Redis (configured, or private in $TEST_STATE_DIR)"
+  local exports
+  exports=$(INVENTIV_STATE_DIR=$TEST_STATE_DIR INVENTIV_PG_FAST=1 "$REPO_ROOT/scripts/services.sh" up)
+  eval "$exports"
+  STARTED_SERVICES=${INVENTIV_STARTED_SERVICES:-}
+  unset INVENTIV_STARTED_SERVICES
+  export DATABASE_URL REDIS_URL
+  SERVICES_READY=1
+}
+
+# DATABASE_URL with its database replaced by `postgres` (query kept).
+admin_database_url() {
+  local url=$1 query="" scheme rest hostpart
+  if [[ $url == *\?* ]]; then
+    query="?${url#*\?}"
+    url=${url%%\?*}
+  fi
+  scheme=${url%%://*}
+  rest=${url#*://}
+  hostpart=${rest%%/*}
+  printf '%s://%s/postgres%s\n' "$scheme" "$hostpart" "$query"
+}
+
+# Tests create databases named inventiv_test_*; drop what a killed run left.
+drop_leftover_test_databases() {
+  step "drop leftover test databases (inventiv_test_*)"
+  local psql admin drops
+  psql=$(find_psql)
+  admin=$(admin_database_url "$DATABASE_URL")
+  drops=$("$psql" -X -q -v ON_ERROR_STOP=1 -d "$admin" -tA -c \
+    "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE);', datname)
+       FROM pg_database WHERE datname LIKE 'inventiv\_test\_%'")
+  if [[ -z $drops ]]; then
+    log "none"
+    return 0
+  fi
+  log "dropping $(grep -c . <<<"$drops") database(s)"
+  "$psql" -X -q -v ON_ERROR_STOP=1 -d "$admin" -f - <<<"$drops"
+}
+
+# --- suites (one function each, run in the order of SUITES) ---------------------
+
+suite_rust_fmt() {
+  step "cargo fmt --all --check"
+  cargo fmt --all --check
+}
+
+suite_rust_clippy() {
+  step "cargo clippy --workspace --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets -- -D warnings
+}
+
+suite_rust_tests() {
+  ensure_services
+  drop_leftover_test_databases
+  local extra=()
+  read -r -a extra <<<"${TEST_ARGS:-}"
+  step "cargo test --workspace ${TEST_ARGS:-}"
+  cargo test --workspace "${extra[@]}"
+}
+
+suite_compose() {
+  step "docker-compose -f docker-compose.yml config -q"
+  local dc=()
+  if command -v docker-compose >/dev/null; then
+    dc=(docker-compose)
+  elif command -v docker >/dev/null && docker compose version >/dev/null 2>&1; then
+    dc=(docker compose)
+  elif is_root; then
+    apt_install docker-compose
+    dc=(docker-compose)
+  else
+    printf '\n%s\n%s\n%s\n\n' \
+      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!' \
+      '!!! SKIPPED: docker-compose.yml NOT validated (no docker-compose, not root).' \
+      '!!! Install it: sudo apt-get install -y docker-compose' >&2
+    return 0
+  fi
+  # An empty env file: validate the defaults, not a developer's .env.
+  local empty
+  empty=$(mktemp)
+  if ! "${dc[@]}" --env-file "$empty" -f docker-compose.yml config -q; then
+    rm -f "$empty"
+    return 1
+  fi
+  rm -f "$empty"
+  log "docker-compose.yml is valid"
+}
+
+# ------------------------------------------------------------------------------
+# THE SUITES, in order. To add one (pytest for inventiv-worker, the frontend's
+# npm tests, ...): write a `suite_NAME` function above that starts with
+# `step "..."` (and calls ensure_services if it needs PostgreSQL/Redis), then
+# add NAME here.
+SUITES=(rust_fmt rust_clippy rust_tests compose)
+# ------------------------------------------------------------------------------
+
+selected=("$@")
+((${#selected[@]})) || selected=("${SUITES[@]}")
+for s in "${selected[@]}"; do
+  declare -F "suite_$s" >/dev/null || die "unknown suite '$s' (known: ${SUITES[*]})"
+done
+for s in "${selected[@]}"; do
+  "suite_$s"
+done
