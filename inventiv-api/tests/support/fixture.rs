@@ -1,0 +1,170 @@
+//! Fixtures written straight to the database (fast: one precomputed password
+//! hash, sessions opened with the application's own function).
+
+use inventiv_api::routes::auth::{open_session, Client};
+use inventiv_common::{OrgId, OrgRole, UserId};
+use uuid::Uuid;
+
+use super::TestApp;
+
+/// The password of every fixture user.
+pub const PASSWORD: &str = "fixture-password-42";
+
+/// A user with a live session in some organization.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub user_id: Uuid,
+    pub email: String,
+    pub token: String,
+    pub refresh_token: String,
+    pub session_id: Uuid,
+}
+
+/// A team organization with one member of each role, a spare member with the
+/// `user` role, a second session of its user, and a pending invitation.
+#[derive(Debug, Clone)]
+pub struct Org {
+    pub id: Uuid,
+    pub slug: String,
+    pub owner: Person,
+    pub admin: Person,
+    pub manager: Person,
+    pub user: Person,
+    pub spare: Person,
+    pub invitation_id: Uuid,
+    pub invitation_token: String,
+}
+
+impl Org {
+    pub fn member(&self, role: OrgRole) -> &Person {
+        match role {
+            OrgRole::Owner => &self.owner,
+            OrgRole::Admin => &self.admin,
+            OrgRole::Manager => &self.manager,
+            OrgRole::User => &self.user,
+        }
+    }
+}
+
+impl TestApp {
+    /// The hash of [`PASSWORD`], computed once per app.
+    async fn fixture_hash(&self) -> String {
+        let cached: Option<String> = sqlx::query_scalar(
+            "SELECT password_hash FROM users WHERE email LIKE 'fixture-%' LIMIT 1",
+        )
+        .fetch_optional(&self.state.db)
+        .await
+        .expect("hash lookup");
+        match cached {
+            Some(h) => h,
+            None => self.state.hasher.hash(PASSWORD).await.expect("hash"),
+        }
+    }
+
+    /// A new account (with personal organization) whose password is [`PASSWORD`].
+    pub async fn person(&self, label: &str) -> (UserId, OrgId, String) {
+        let email = format!(
+            "fixture-{label}-{}@example.com",
+            &Uuid::new_v4().simple().to_string()[..10]
+        );
+        let hash = self.fixture_hash().await;
+        let mut tx = self.state.db.begin().await.expect("tx");
+        let parsed = inventiv_common::Email::parse(&email).expect("email");
+        let name = inventiv_common::DisplayName::parse(label).expect("name");
+        let (user, org) = inventiv_api::accounts::create(&mut tx, &parsed, &name, &hash, false)
+            .await
+            .expect("account");
+        tx.commit().await.expect("commit");
+        (user, org, email)
+    }
+
+    /// Opens a session for a user in an organization.
+    pub async fn session(&self, user: UserId, org: Uuid, email: &str) -> Person {
+        let client = Client {
+            ip: "127.0.0.9".into(),
+            user_agent: Some("fixture".into()),
+        };
+        let t = open_session(&self.state.db, &self.state, user, OrgId(org), &client)
+            .await
+            .expect("session");
+        Person {
+            user_id: user.0,
+            email: email.to_owned(),
+            token: t.access_token,
+            refresh_token: t.refresh_token,
+            session_id: t.session_id.0,
+        }
+    }
+
+    /// A member of `org` with `role`, whose session sits in `org`.
+    pub async fn member(&self, org: Uuid, role: OrgRole, label: &str) -> Person {
+        let (user, _, email) = self.person(label).await;
+        sqlx::query("INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, $3)")
+            .bind(org)
+            .bind(user.0)
+            .bind(role.as_str())
+            .execute(&self.state.db)
+            .await
+            .expect("membership");
+        self.session(user, org, &email).await
+    }
+
+    /// A team organization populated as described on [`Org`].
+    pub async fn org(&self, label: &str) -> Org {
+        let (owner_id, _, owner_email) = self.person(&format!("{label}-owner")).await;
+        let id = Uuid::new_v4();
+        let slug = format!("{label}-{}", &Uuid::new_v4().simple().to_string()[..8]);
+        sqlx::query("INSERT INTO organizations (id, name, slug, kind, created_by) VALUES ($1, $2, $3, 'team', $4)")
+            .bind(id)
+            .bind(format!("Org {label}"))
+            .bind(&slug)
+            .bind(owner_id.0)
+            .execute(&self.state.db)
+            .await
+            .expect("org");
+        sqlx::query("INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, 'owner')")
+            .bind(id)
+            .bind(owner_id.0)
+            .execute(&self.state.db)
+            .await
+            .expect("owner");
+        let owner = self.session(owner_id, id, &owner_email).await;
+        let admin = self
+            .member(id, OrgRole::Admin, &format!("{label}-admin"))
+            .await;
+        let manager = self
+            .member(id, OrgRole::Manager, &format!("{label}-manager"))
+            .await;
+        let user = self
+            .member(id, OrgRole::User, &format!("{label}-user"))
+            .await;
+        let spare = self
+            .member(id, OrgRole::User, &format!("{label}-spare"))
+            .await;
+        let (invitation_token, hash) = inventiv_api::auth::tokens::generate();
+        let invitation_id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO organization_invitations (id, organization_id, email, role, token_hash, invited_by, expires_at)
+             VALUES ($1, $2, $3, 'user', $4, $5, now() + interval '1 day')",
+        )
+        .bind(invitation_id)
+        .bind(id)
+        .bind(format!("invitee-{}@example.com", Uuid::new_v4().simple()))
+        .bind(hash)
+        .bind(owner_id.0)
+        .execute(&self.state.db)
+        .await
+        .expect("invitation");
+        Org {
+            id,
+            slug,
+            owner,
+            admin,
+            manager,
+            user,
+            spare,
+            invitation_id,
+            invitation_token,
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Test harness: the real application on 127.0.0.1:0 against a fresh
+//! database (cloned from a migrated template) and its own Redis key prefix,
+//! an SMTP sink, fixtures and deadline-based waiting.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+pub mod db;
+pub mod fixture;
+pub mod smtp;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use inventiv_api::config::{Config, Env};
+use inventiv_api::startup::Application;
+use inventiv_api::state::AppState;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// The admin created at start-up in every test app.
+pub const ADMIN_EMAIL: &str = "admin@inventiv.test";
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// A running API with its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub database: String,
+    pub state_dir: PathBuf,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Polls `check` until it yields a value or the deadline passes.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl TestApp {
+    /// Spawns the app with the default test configuration.
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(&[]).await
+    }
+
+    /// Spawns the app with extra environment variables.
+    pub async fn spawn_with(vars: &[(&str, &str)]) -> TestApp {
+        let database = db::fresh_database().await;
+        let state_dir =
+            std::env::temp_dir().join(format!("inventiv-test-{}", uuid::Uuid::new_v4().simple()));
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("DATABASE_URL".into(), db::url_for(&database)),
+            (
+                "REDIS_URL".into(),
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
+            ),
+            (
+                "INVENTIV_REDIS_PREFIX".into(),
+                format!("inventiv-test:{}:", uuid::Uuid::new_v4().simple()),
+            ),
+            ("INVENTIV_API_ADDR".into(), "127.0.0.1:0".into()),
+            ("INVENTIV_STATE_DIR".into(), state_dir.display().to_string()),
+            ("INVENTIV_PUBLIC_URL".into(), "http://dashboard.test".into()),
+            ("INVENTIV_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
+            ("INVENTIV_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+            ("INVENTIV_MAX_CONCURRENT_HASHES".into(), "4".into()),
+        ]);
+        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_lookup(&Env(|k| env.get(k).cloned())).expect("test config");
+        let app = Application::build(config).await.expect("app builds");
+        let addr = app.local_addr().expect("bound");
+        let state = app.state().clone();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.serve(shutdown.clone()));
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("http client");
+        TestApp {
+            addr,
+            state,
+            database,
+            state_dir,
+            http,
+            shutdown,
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server gracefully and waits for it (and its background work).
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server result");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body; returns
+    /// the status, the headers and the body parsed as JSON (Null if empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body read");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, headers, json)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let (s, _, b) = self.call(Method::GET, path, token, None).await;
+        (s, b)
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let (s, _, b) = self.call(Method::POST, path, token, Some(&body)).await;
+        (s, b)
+    }
+
+    /// Logs in and returns the whole token response.
+    pub async fn login_full(&self, email: &str, password: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/auth/login",
+                None,
+                serde_json::json!({ "email": email, "password": password }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login of {email}: {body}");
+        body
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        self.login_full(email, password).await["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+}
+
+/// Asserts the error shape and returns the code.
+pub fn error_code(body: &Value) -> &str {
+    let error = &body["error"];
+    assert!(error["message"].is_string(), "error message in {body}");
+    assert!(
+        error["request_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "request id in {body}"
+    );
+    error["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error code in {body}"))
+}
