@@ -181,8 +181,8 @@ async fn list_invitations(
 }
 
 /// Revokes a pending invitation; its link stops working.
-#[utoipa::path(delete, path = "/organizations/current/invitations/{id}", tag = "invitations", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "invitation id")),
+#[utoipa::path(delete, path = "/organizations/current/invitations/{invitation_id}", tag = "invitations", security(("bearer" = [])),
+    params(("invitation_id" = Uuid, Path, description = "invitation id")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn revoke_invitation(
     State(state): State<AppState>,

@@ -303,8 +303,8 @@ async fn update_current(
 
 /// Deletes a team organization the caller owns. Personal organizations
 /// cannot be deleted. Members' sessions move to their personal organization.
-#[utoipa::path(delete, path = "/organizations/{id}", tag = "organizations", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "organization id")),
+#[utoipa::path(delete, path = "/organizations/{organization_id}", tag = "organizations", security(("bearer" = [])),
+    params(("organization_id" = Uuid, Path, description = "organization id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_organization(
     State(state): State<AppState>,

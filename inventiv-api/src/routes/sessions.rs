@@ -57,8 +57,8 @@ async fn list_sessions(
 }
 
 /// Revokes one of the caller's sessions; its tokens stop working at once.
-#[utoipa::path(post, path = "/auth/sessions/{id}/revoke", tag = "auth", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "session id")),
+#[utoipa::path(post, path = "/auth/sessions/{session_id}/revoke", tag = "auth", security(("bearer" = [])),
+    params(("session_id" = Uuid, Path, description = "session id")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn revoke_session(
     State(state): State<AppState>,

@@ -90,8 +90,8 @@ pub struct UpdateUser {
 
 /// Renames an account or grants/withdraws platform administration. The last
 /// platform admin cannot be demoted.
-#[utoipa::path(patch, path = "/users/{id}", tag = "users", security(("bearer" = [])), request_body = UpdateUser,
-    params(("id" = Uuid, Path, description = "user id")),
+#[utoipa::path(patch, path = "/users/{user_id}", tag = "users", security(("bearer" = [])), request_body = UpdateUser,
+    params(("user_id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = User), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn update_user(
     State(state): State<AppState>,

@@ -1,0 +1,339 @@
+//! The authorization matrix: every route × every caller (anonymous, owner,
+//! admin, manager, user of organization A) × target (an object of A, or the
+//! same kind of object of organization B) gets exactly the expected status.
+//! Each cell runs on fresh fixtures, so mutations cannot leak between cells.
+//!
+//! To extend: add a row to `MATRIX`. The test fails if a documented route
+//! has no row.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use inventiv_common::OrgRole;
+use reqwest::Method;
+use serde_json::Value;
+use support::fixture::{Org, Person, PASSWORD};
+use support::TestApp;
+
+/// Callers in column order.
+const CALLERS: [Option<OrgRole>; 5] = [
+    None,
+    Some(OrgRole::Owner),
+    Some(OrgRole::Admin),
+    Some(OrgRole::Manager),
+    Some(OrgRole::User),
+];
+
+struct Row {
+    method: &'static str,
+    path: &'static str,
+    body: Option<&'static str>,
+    /// Expected status per caller (anonymous, owner, admin, manager, user)
+    /// when the path names an object of the caller's organization.
+    own: [u16; 5],
+    /// The same when it names organization B's object; None when the route
+    /// names no object.
+    foreign: Option<[u16; 5]>,
+}
+
+const fn row(
+    method: &'static str,
+    path: &'static str,
+    body: Option<&'static str>,
+    own: [u16; 5],
+    foreign: Option<[u16; 5]>,
+) -> Row {
+    Row {
+        method,
+        path,
+        body,
+        own,
+        foreign,
+    }
+}
+
+const ALL_200: [u16; 5] = [200, 200, 200, 200, 200];
+const MEMBERS_200: [u16; 5] = [401, 200, 200, 200, 200];
+const PLATFORM_ONLY: [u16; 5] = [401, 403, 403, 403, 403];
+const HIDDEN: [u16; 5] = [401, 404, 404, 404, 404];
+
+#[rustfmt::skip]
+const MATRIX: &[Row] = &[
+    row("GET", "/healthz", None, ALL_200, None),
+    row("GET", "/readyz", None, ALL_200, None),
+    row("POST", "/auth/register", Some(r#"{"email":"{fresh_email}","display_name":"New","password":"a-long-password"}"#), [403; 5], None),
+    row("POST", "/auth/login", Some(r#"{"email":"{caller_email}","password":"{password}"}"#), ALL_200, None),
+    row("POST", "/auth/refresh", Some(r#"{"refresh_token":"{refresh_token}"}"#), [401, 200, 200, 200, 200], None),
+    row("POST", "/auth/logout", None, [401, 204, 204, 204, 204], None),
+    row("GET", "/auth/me", None, MEMBERS_200, None),
+    row("PUT", "/auth/me", Some(r#"{"display_name":"Renamed"}"#), MEMBERS_200, None),
+    row("PUT", "/auth/me/password", Some(r#"{"current_password":"{password}","new_password":"another-long-password"}"#), [401, 204, 204, 204, 204], None),
+    row("POST", "/auth/password-reset/request", Some(r#"{"email":"{caller_email}"}"#), [202; 5], None),
+    row("POST", "/auth/password-reset/reset", Some(r#"{"token":"{bogus_token}","new_password":"another-long-password"}"#), [400; 5], None),
+    row("GET", "/auth/sessions", None, MEMBERS_200, None),
+    row("POST", "/auth/sessions/{session_id}/revoke", None, [401, 204, 204, 204, 204], Some(HIDDEN)),
+    row("GET", "/users", None, PLATFORM_ONLY, None),
+    row("POST", "/users", Some(r#"{"email":"{fresh_email}","display_name":"X","password":"a-long-password"}"#), PLATFORM_ONLY, None),
+    row("PATCH", "/users/{user_id}", Some(r#"{"display_name":"X"}"#), PLATFORM_ONLY, None),
+    row("POST", "/organizations", Some(r#"{"name":"New team"}"#), [401, 201, 201, 201, 201], None),
+    row("GET", "/organizations", None, MEMBERS_200, None),
+    row("GET", "/organizations/current", None, MEMBERS_200, None),
+    row("PUT", "/organizations/current", Some(r#"{"organization_id":"{organization_id}"}"#), MEMBERS_200, Some(HIDDEN)),
+    row("PATCH", "/organizations/current", Some(r##"{"name":"Renamed","sidebar_color":"#112233"}"##), [401, 200, 200, 403, 403], None),
+    row("DELETE", "/organizations/{organization_id}", None, [401, 204, 403, 403, 403], Some(HIDDEN)),
+    row("GET", "/organizations/current/members", None, MEMBERS_200, None),
+    row("PUT", "/organizations/current/members/{user_id}", Some(r#"{"role":"user"}"#), [401, 200, 200, 200, 403], Some([401, 404, 404, 404, 403])),
+    row("DELETE", "/organizations/current/members/{user_id}", None, [401, 204, 204, 204, 403], Some([401, 404, 404, 404, 403])),
+    row("POST", "/organizations/current/leave", None, [401, 409, 204, 204, 204], None),
+    row("POST", "/organizations/current/invitations", Some(r#"{"email":"{fresh_email}","role":"user"}"#), [401, 201, 201, 201, 403], None),
+    row("GET", "/organizations/current/invitations", None, [401, 200, 200, 200, 403], None),
+    row("DELETE", "/organizations/current/invitations/{invitation_id}", None, [401, 204, 204, 204, 403], Some([401, 404, 404, 404, 403])),
+    row("GET", "/organizations/invitations/{token}", None, ALL_200, Some(ALL_200)),
+    row("POST", "/organizations/invitations/{token}/accept", Some("{}"), [400, 403, 403, 403, 403], Some([400, 403, 403, 403, 403])),
+    row("GET", "/organizations/current/audit-logs", None, [401, 200, 200, 403, 403], None),
+];
+
+/// Fills the placeholders of a path or body for one cell.
+fn fill(
+    template: &str,
+    a: &Org,
+    b: &Org,
+    caller: Option<&Person>,
+    extra_session: uuid::Uuid,
+    foreign: bool,
+) -> String {
+    let target = if foreign { b } else { a };
+    let session = if foreign {
+        b.user.session_id
+    } else {
+        extra_session
+    };
+    let someone = caller.unwrap_or(&a.user);
+    template
+        .replace("{user_id}", &target.spare.user_id.to_string())
+        .replace("{session_id}", &session.to_string())
+        .replace("{invitation_id}", &target.invitation_id.to_string())
+        .replace("{organization_id}", &target.id.to_string())
+        .replace("{token}", &target.invitation_token)
+        .replace(
+            "{fresh_email}",
+            &format!("new-{}@example.com", uuid::Uuid::new_v4().simple()),
+        )
+        .replace("{caller_email}", &someone.email)
+        .replace("{password}", PASSWORD)
+        .replace(
+            "{refresh_token}",
+            &caller.map_or_else(|| "x".repeat(43), |c| c.refresh_token.clone()),
+        )
+        .replace("{bogus_token}", &"y".repeat(43))
+}
+
+/// Everything of B that must never appear in an answer about A.
+fn b_secrets(b: &Org) -> Vec<String> {
+    let mut ids = vec![
+        b.id.to_string(),
+        b.slug.clone(),
+        b.invitation_id.to_string(),
+    ];
+    for p in [&b.owner, &b.admin, &b.manager, &b.user, &b.spare] {
+        ids.extend([
+            p.user_id.to_string(),
+            p.email.clone(),
+            p.session_id.to_string(),
+        ]);
+    }
+    ids
+}
+
+async fn run_cell(app: Arc<TestApp>, index: usize, col: usize, foreign: bool) -> Option<String> {
+    let row = &MATRIX[index];
+    let a = app.org("a").await;
+    let b = app.org("b").await;
+    let role = CALLERS[col];
+    let caller = role.map(|r| a.member(r).clone());
+    let extra = match &caller {
+        Some(c) => {
+            app.session(inventiv_common::UserId(c.user_id), a.id, &c.email)
+                .await
+                .session_id
+        }
+        None => a.user.session_id,
+    };
+    let path = fill(row.path, &a, &b, caller.as_ref(), extra, foreign);
+    let body: Option<Value> = row.body.map(|t| {
+        serde_json::from_str(&fill(t, &a, &b, caller.as_ref(), extra, foreign))
+            .expect("body template")
+    });
+    let method = Method::from_bytes(row.method.as_bytes()).unwrap();
+    let (status, _, answer) = app
+        .call(
+            method,
+            &path,
+            caller.as_ref().map(|c| c.token.as_str()),
+            body.as_ref(),
+        )
+        .await;
+    let expected = if foreign {
+        row.foreign.unwrap()[col]
+    } else {
+        row.own[col]
+    };
+    let who = role.map_or("anonymous".to_owned(), |r| r.to_string());
+    let side = if foreign { "B's object" } else { "own" };
+    if status.as_u16() != expected {
+        return Some(format!(
+            "{} {} as {who} ({side}): expected {expected}, got {status}: {answer}",
+            row.method, row.path
+        ));
+    }
+    if status.is_client_error() {
+        support::error_code(&answer);
+    }
+    if !foreign && status.is_success() {
+        let text = answer.to_string();
+        if let Some(leak) = b_secrets(&b)
+            .into_iter()
+            .find(|s| text.contains(s.as_str()))
+        {
+            return Some(format!(
+                "{} {} as {who}: answer leaks organization B's {leak}",
+                row.method, row.path
+            ));
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_route_every_role_every_organization() {
+    let app = Arc::new(TestApp::spawn().await);
+    let mut cells = tokio::task::JoinSet::new();
+    let mut failures = Vec::new();
+    for (index, row) in MATRIX.iter().enumerate() {
+        for col in 0..CALLERS.len() {
+            for foreign in [false, true] {
+                if foreign && row.foreign.is_none() {
+                    continue;
+                }
+                if cells.len() >= 8 {
+                    failures.extend(cells.join_next().await.unwrap().unwrap());
+                }
+                cells.spawn(run_cell(app.clone(), index, col, foreign));
+            }
+        }
+    }
+    while let Some(done) = cells.join_next().await {
+        failures.extend(done.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cell(s) wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_matrix_covers_every_documented_route() {
+    let (_, doc) = inventiv_api::startup::api();
+    let documented: BTreeSet<(String, String)> = doc
+        .paths
+        .paths
+        .iter()
+        .flat_map(|(path, item)| {
+            [
+                ("GET", &item.get),
+                ("PUT", &item.put),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+                ("PATCH", &item.patch),
+            ]
+            .into_iter()
+            .filter(|(_, op)| op.is_some())
+            .map(move |(m, _)| (m.to_owned(), path.clone()))
+        })
+        .collect();
+    let covered: BTreeSet<(String, String)> = MATRIX
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect();
+    let missing: Vec<_> = documented.difference(&covered).collect();
+    let stale: Vec<_> = covered.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "routes without a matrix row: {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "matrix rows for routes that do not exist: {stale:?}"
+    );
+}
+
+#[tokio::test]
+async fn platform_admin_manages_users() {
+    let app = TestApp::spawn().await;
+    let admin = app
+        .login(support::ADMIN_EMAIL, support::ADMIN_PASSWORD)
+        .await;
+    let (status, created) = app
+        .post("/users", Some(&admin), serde_json::json!({ "email": "Carol@Example.com", "display_name": "Carol", "password": "carol-password-1" }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["email"], "carol@example.com");
+    assert_eq!(created["is_platform_admin"], false);
+    let carol = app.login("carol@example.com", "carol-password-1").await;
+    assert_eq!(app.get("/users", Some(&carol)).await.0, 403);
+    let id = created["id"].as_str().unwrap();
+    let (status, _, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/users/{id}"),
+            Some(&admin),
+            Some(&serde_json::json!({ "is_platform_admin": true })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        app.get("/users", Some(&carol)).await.0,
+        200,
+        "promotion takes effect at once"
+    );
+    let (status, body) = app.post("/users", Some(&admin), serde_json::json!({ "email": "carol@example.com", "display_name": "C2", "password": "carol-password-2" })).await;
+    assert_eq!(
+        (status.as_u16(), support::error_code(&body)),
+        (409, "EMAIL_TAKEN")
+    );
+    // Nobody can leave the platform without an administrator.
+    let me: Value = app.get("/auth/me", Some(&admin)).await.1;
+    let admin_id = me["user"]["id"].as_str().unwrap();
+    let (status, _, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/users/{id}"),
+            Some(&admin),
+            Some(&serde_json::json!({ "is_platform_admin": false })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/users/{admin_id}"),
+            Some(&admin),
+            Some(&serde_json::json!({ "is_platform_admin": false })),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), support::error_code(&body)),
+        (409, "LAST_PLATFORM_ADMIN")
+    );
+}
