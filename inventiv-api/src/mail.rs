@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use lettre::message::header::{ContentTransferEncoding, ContentType};
-use lettre::message::{Mailbox, SinglePart};
+use lettre::message::header::ContentType;
+use lettre::message::{Body, Mailbox, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
@@ -57,15 +57,15 @@ impl Mailer {
 
     /// Sends one plain-text message.
     pub async fn send(&self, to: &str, subject: &str, body: String) -> anyhow::Result<()> {
+        // lettre picks 7bit, quoted-printable or base64 to fit the text.
+        let body = Body::new(body);
         let message = Message::builder()
             .from(self.from.clone())
             .to(to.parse()?)
             .subject(subject)
             .singlepart(
-                // 8bit keeps links on one line, readable in the .eml files.
                 SinglePart::builder()
                     .header(ContentType::TEXT_PLAIN)
-                    .header(ContentTransferEncoding::EightBit)
                     .body(body),
             )?;
         match &self.transport {

@@ -72,6 +72,14 @@ impl TestApp {
 
     /// Spawns the app with extra environment variables.
     pub async fn spawn_with(vars: &[(&str, &str)]) -> TestApp {
+        // Logs go to the test's captured output (shown when it fails).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let database = db::fresh_database().await;
         let state_dir =
             std::env::temp_dir().join(format!("inventiv-test-{}", uuid::Uuid::new_v4().simple()));

@@ -14,10 +14,48 @@ pub struct Mail {
     pub data: String,
 }
 
+/// Undoes quoted-printable soft line breaks and `=XX` escapes.
+pub fn decode_quoted_printable(data: &str) -> String {
+    let joined = data.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl Mail {
+    /// The message as text, transfer encoding undone.
+    pub fn text(&self) -> String {
+        if self
+            .data
+            .to_ascii_lowercase()
+            .contains("content-transfer-encoding: quoted-printable")
+        {
+            decode_quoted_printable(&self.data)
+        } else {
+            self.data.clone()
+        }
+    }
+
     /// The first URL in the message containing `needle`.
     pub fn link_containing(&self, needle: &str) -> Option<String> {
-        self.data
+        self.text()
             .split_whitespace()
             .find(|w| w.starts_with("http") && w.contains(needle))
             .map(str::to_owned)
@@ -59,7 +97,7 @@ impl SmtpSink {
             || async {
                 self.messages()
                     .into_iter()
-                    .find(|m| m.to.iter().any(|t| t == to) && m.data.contains(needle))
+                    .find(|m| m.to.iter().any(|t| t == to) && m.text().contains(needle))
             },
         )
         .await
