@@ -48,10 +48,9 @@ impl Caller {
     }
 }
 
-/// Reads a cookie's value from the request headers.
-pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+/// Reads a cookie's value from request headers.
+pub fn cookie_in<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -71,7 +70,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .or_else(|| cookie(parts, ACCESS_COOKIE))
+        .or_else(|| cookie_in(&parts.headers, ACCESS_COOKIE))
 }
 
 #[derive(sqlx::FromRow)]

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::header::{SET_COOKIE, USER_AGENT};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -18,7 +17,7 @@ use crate::audit;
 use crate::auth::caller::{ACCESS_COOKIE, REFRESH_COOKIE};
 use crate::auth::{throttle, tokens, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::Json;
+use crate::extract::{Json, OptionalJson};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -330,16 +329,11 @@ struct RefreshRow {
 async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    OptionalJson(body): OptionalJson<RefreshRequest>,
 ) -> ApiResult<Response> {
-    let token = if body.iter().all(u8::is_ascii_whitespace) {
-        let mut parts = axum::http::Request::new(()).into_parts().0;
-        parts.headers = headers;
-        crate::auth::caller::cookie(&parts, REFRESH_COOKIE).map(str::to_owned)
-    } else {
-        let parsed: RefreshRequest = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::MalformedBody(format!("invalid body: {e}")))?;
-        Some(parsed.refresh_token)
+    let token = match body {
+        Some(body) => Some(body.refresh_token),
+        None => crate::auth::caller::cookie_in(&headers, REFRESH_COOKIE).map(str::to_owned),
     };
     let invalid = || ApiError::Unauthorized {
         code: "INVALID_REFRESH_TOKEN",

@@ -9,6 +9,7 @@
 
 pub mod db;
 pub mod fixture;
+pub mod matrix;
 pub mod smtp;
 
 use std::collections::HashMap;

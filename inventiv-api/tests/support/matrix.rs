@@ -1,0 +1,120 @@
+//! The route table shared by the authorization matrix and the bad-input
+//! tests: every documented route, a valid body template, and the expected
+//! status per caller. To extend: add a row.
+
+use inventiv_common::OrgRole;
+
+use super::fixture::{Org, Person, PASSWORD};
+
+/// Callers in column order.
+pub const CALLERS: [Option<OrgRole>; 5] = [
+    None,
+    Some(OrgRole::Owner),
+    Some(OrgRole::Admin),
+    Some(OrgRole::Manager),
+    Some(OrgRole::User),
+];
+
+pub struct Row {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub body: Option<&'static str>,
+    /// Expected status per caller (anonymous, owner, admin, manager, user)
+    /// when the path names an object of the caller's organization.
+    pub own: [u16; 5],
+    /// The same when it names organization B's object; None when the route
+    /// names no object.
+    pub foreign: Option<[u16; 5]>,
+}
+
+const fn row(
+    method: &'static str,
+    path: &'static str,
+    body: Option<&'static str>,
+    own: [u16; 5],
+    foreign: Option<[u16; 5]>,
+) -> Row {
+    Row {
+        method,
+        path,
+        body,
+        own,
+        foreign,
+    }
+}
+
+const ALL_200: [u16; 5] = [200, 200, 200, 200, 200];
+const MEMBERS_200: [u16; 5] = [401, 200, 200, 200, 200];
+const PLATFORM_ONLY: [u16; 5] = [401, 403, 403, 403, 403];
+const HIDDEN: [u16; 5] = [401, 404, 404, 404, 404];
+
+#[rustfmt::skip]
+pub const MATRIX: &[Row] = &[
+    row("GET", "/healthz", None, ALL_200, None),
+    row("GET", "/readyz", None, ALL_200, None),
+    row("POST", "/auth/register", Some(r#"{"email":"{fresh_email}","display_name":"New","password":"a-long-password"}"#), [403; 5], None),
+    row("POST", "/auth/login", Some(r#"{"email":"{caller_email}","password":"{password}"}"#), ALL_200, None),
+    row("POST", "/auth/refresh", Some(r#"{"refresh_token":"{refresh_token}"}"#), [401, 200, 200, 200, 200], None),
+    row("POST", "/auth/logout", None, [401, 204, 204, 204, 204], None),
+    row("GET", "/auth/me", None, MEMBERS_200, None),
+    row("PUT", "/auth/me", Some(r#"{"display_name":"Renamed"}"#), MEMBERS_200, None),
+    row("PUT", "/auth/me/password", Some(r#"{"current_password":"{password}","new_password":"another-long-password"}"#), [401, 204, 204, 204, 204], None),
+    row("POST", "/auth/password-reset/request", Some(r#"{"email":"{caller_email}"}"#), [202; 5], None),
+    row("POST", "/auth/password-reset/reset", Some(r#"{"token":"{bogus_token}","new_password":"another-long-password"}"#), [400; 5], None),
+    row("GET", "/auth/sessions", None, MEMBERS_200, None),
+    row("POST", "/auth/sessions/{session_id}/revoke", None, [401, 204, 204, 204, 204], Some(HIDDEN)),
+    row("GET", "/users", None, PLATFORM_ONLY, None),
+    row("POST", "/users", Some(r#"{"email":"{fresh_email}","display_name":"X","password":"a-long-password"}"#), PLATFORM_ONLY, None),
+    row("PATCH", "/users/{user_id}", Some(r#"{"display_name":"X"}"#), PLATFORM_ONLY, None),
+    row("POST", "/organizations", Some(r#"{"name":"New team"}"#), [401, 201, 201, 201, 201], None),
+    row("GET", "/organizations", None, MEMBERS_200, None),
+    row("GET", "/organizations/current", None, MEMBERS_200, None),
+    row("PUT", "/organizations/current", Some(r#"{"organization_id":"{organization_id}"}"#), MEMBERS_200, Some(HIDDEN)),
+    row("PATCH", "/organizations/current", Some(r##"{"name":"Renamed","sidebar_color":"#112233"}"##), [401, 200, 200, 403, 403], None),
+    row("DELETE", "/organizations/{organization_id}", None, [401, 204, 403, 403, 403], Some(HIDDEN)),
+    row("GET", "/organizations/current/members", None, MEMBERS_200, None),
+    row("PUT", "/organizations/current/members/{user_id}", Some(r#"{"role":"user"}"#), [401, 200, 200, 200, 403], Some([401, 404, 404, 404, 403])),
+    row("DELETE", "/organizations/current/members/{user_id}", None, [401, 204, 204, 204, 403], Some([401, 404, 404, 404, 403])),
+    row("POST", "/organizations/current/leave", None, [401, 409, 204, 204, 204], None),
+    row("POST", "/organizations/current/invitations", Some(r#"{"email":"{fresh_email}","role":"user"}"#), [401, 201, 201, 201, 403], None),
+    row("GET", "/organizations/current/invitations", None, [401, 200, 200, 200, 403], None),
+    row("DELETE", "/organizations/current/invitations/{invitation_id}", None, [401, 204, 204, 204, 403], Some([401, 404, 404, 404, 403])),
+    row("GET", "/organizations/invitations/{token}", None, ALL_200, Some(ALL_200)),
+    row("POST", "/organizations/invitations/{token}/accept", Some("{}"), [400, 403, 403, 403, 403], Some([400, 403, 403, 403, 403])),
+    row("GET", "/organizations/current/audit-logs", None, [401, 200, 200, 403, 403], None),
+];
+
+/// Fills the placeholders of a path or body for one cell.
+pub fn fill(
+    template: &str,
+    a: &Org,
+    b: &Org,
+    caller: Option<&Person>,
+    extra_session: uuid::Uuid,
+    foreign: bool,
+) -> String {
+    let target = if foreign { b } else { a };
+    let session = if foreign {
+        b.user.session_id
+    } else {
+        extra_session
+    };
+    let someone = caller.unwrap_or(&a.user);
+    template
+        .replace("{user_id}", &target.spare.user_id.to_string())
+        .replace("{session_id}", &session.to_string())
+        .replace("{invitation_id}", &target.invitation_id.to_string())
+        .replace("{organization_id}", &target.id.to_string())
+        .replace("{token}", &target.invitation_token)
+        .replace(
+            "{fresh_email}",
+            &format!("new-{}@example.com", uuid::Uuid::new_v4().simple()),
+        )
+        .replace("{caller_email}", &someone.email)
+        .replace("{password}", PASSWORD)
+        .replace(
+            "{refresh_token}",
+            &caller.map_or_else(|| "x".repeat(43), |c| c.refresh_token.clone()),
+        )
+        .replace("{bogus_token}", &"y".repeat(43))
+}
