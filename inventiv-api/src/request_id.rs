@@ -2,7 +2,7 @@
 //! generated; it is echoed on the response, carried by the request's span and
 //! put into every error body.
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -41,8 +41,14 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         request.headers_mut().insert(HEADER.clone(), value);
     }
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    // The route template, never the raw path: paths can carry tokens
+    // (invitation links) that must not reach the logs.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<no route>", MatchedPath::as_str)
+        .to_owned();
+    let span = tracing::info_span!("request", request_id = %id, %method, %route);
     let started = std::time::Instant::now();
     let mut response = REQUEST_ID
         .scope(id.clone(), next.run(request).instrument(span.clone()))

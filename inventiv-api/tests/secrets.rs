@@ -1,0 +1,209 @@
+//! No secret in clear, anywhere we keep things: a whole run's database
+//! (every column of every table) and its logs at debug level are searched
+//! for every password, access token, refresh token, reset and invitation
+//! token the run used.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use reqwest::Method;
+use serde_json::json;
+use support::smtp::SmtpSink;
+use support::TestApp;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn dump_database(app: &TestApp) -> String {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .fetch_all(&app.state.db)
+    .await
+    .unwrap();
+    let mut dump = String::new();
+    for table in tables {
+        // Names come from the catalog; bytea columns appear hex-encoded.
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM \"{table}\" t"))
+                .fetch_all(&app.state.db)
+                .await
+                .unwrap();
+        dump.push_str(&rows.join("\n"));
+    }
+    dump
+}
+
+#[tokio::test]
+async fn database_and_logs_hold_no_secret_in_clear() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+    let sink = SmtpSink::start().await;
+    let port = sink.port.to_string();
+    let app = TestApp::spawn_with(&[
+        ("SMTP_HOST", "127.0.0.1"),
+        ("SMTP_PORT", &port),
+        ("SMTP_TLS", "none"),
+        ("INVENTIV_OPEN_SIGNUP", "true"),
+    ])
+    .await;
+    let mut secrets: Vec<String> = vec![support::ADMIN_PASSWORD.to_owned()];
+
+    // Sign-up, login (right and wrong), refresh, an organization, an invitation
+    // accepted by a newcomer, a password change and a reset.
+    let signup_password = "Sign-Up-Secret-Passw0rd";
+    let (_, signed) = app.post("/auth/register", None, json!({ "email": "owner@example.com", "display_name": "Owner", "password": signup_password })).await;
+    secrets.extend([
+        signup_password.to_owned(),
+        signed["access_token"].as_str().unwrap().to_owned(),
+        signed["refresh_token"].as_str().unwrap().to_owned(),
+    ]);
+    let wrong = "Wrong-Guess-Passw0rd";
+    app.post(
+        "/auth/login",
+        None,
+        json!({ "email": "owner@example.com", "password": wrong }),
+    )
+    .await;
+    secrets.push(wrong.to_owned());
+    let login = app.login_full("owner@example.com", signup_password).await;
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let (_, renewed) = app
+        .post(
+            "/auth/refresh",
+            None,
+            json!({ "refresh_token": login["refresh_token"] }),
+        )
+        .await;
+    secrets.extend([
+        token.clone(),
+        login["refresh_token"].as_str().unwrap().to_owned(),
+        renewed["refresh_token"].as_str().unwrap().to_owned(),
+    ]);
+
+    let (_, org) = app
+        .post(
+            "/organizations",
+            Some(&token),
+            json!({ "name": "Secretive" }),
+        )
+        .await;
+    let (_, _, switched) = app
+        .call(
+            Method::PUT,
+            "/organizations/current",
+            Some(&token),
+            Some(&json!({ "organization_id": org["id"] })),
+        )
+        .await;
+    let token = switched["access_token"].as_str().unwrap().to_owned();
+    secrets.push(token.clone());
+    app.post(
+        "/organizations/current/invitations",
+        Some(&token),
+        json!({ "email": "newbie@example.com", "role": "user" }),
+    )
+    .await;
+    let link = sink
+        .wait_for("newbie@example.com", "/invitations/")
+        .await
+        .link_containing("/invitations/")
+        .unwrap();
+    let invitation_token = link.rsplit('/').next().unwrap().to_owned();
+    let newbie_password = "Newbie-Secret-Passw0rd";
+    let (_, accepted) = app
+        .post(
+            &format!("/organizations/invitations/{invitation_token}/accept"),
+            None,
+            json!({ "display_name": "Newbie", "password": newbie_password }),
+        )
+        .await;
+    secrets.extend([
+        invitation_token,
+        newbie_password.to_owned(),
+        accepted["session"]["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    ]);
+
+    let changed = "Changed-Secret-Passw0rd";
+    app.call(
+        Method::PUT,
+        "/auth/me/password",
+        Some(&token),
+        Some(&json!({ "current_password": signup_password, "new_password": changed })),
+    )
+    .await;
+    secrets.push(changed.to_owned());
+    app.post(
+        "/auth/password-reset/request",
+        None,
+        json!({ "email": "newbie@example.com" }),
+    )
+    .await;
+    let link = sink
+        .wait_for("newbie@example.com", "reset-password")
+        .await
+        .link_containing("reset-password")
+        .unwrap();
+    let reset_token = link.split("token=").nth(1).unwrap().to_owned();
+    let reset_password = "Reset-Secret-Passw0rd";
+    let (status, _) = app
+        .post(
+            "/auth/password-reset/reset",
+            None,
+            json!({ "token": reset_token, "new_password": reset_password }),
+        )
+        .await;
+    assert_eq!(status, 204);
+    secrets.extend([reset_token, reset_password.to_owned()]);
+
+    let dump = dump_database(&app).await;
+    assert!(
+        dump.contains("owner@example.com") && dump.contains("$argon2id$"),
+        "the dump covers users"
+    );
+    let db = app.state.db.clone();
+    app.stop().await;
+    drop(db);
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("login"), "logs were captured");
+    for secret in &secrets {
+        assert!(
+            !dump.contains(secret.as_str()),
+            "the database holds a secret in clear: {}…",
+            &secret[..6]
+        );
+        if let Some(i) = logs.find(secret.as_str()) {
+            panic!(
+                "the logs hold a secret in clear: {}",
+                &logs[i.saturating_sub(300)..i + 20]
+            );
+        }
+    }
+}
