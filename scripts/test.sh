@@ -120,6 +120,14 @@ suite_rust_tests() {
   cargo test --workspace "${extra[@]}"
 }
 
+# `make run` as a newcomer uses it: fresh state, private PostgreSQL/Redis,
+# generated password, Ctrl-C, restart (see scripts/smoke-run.sh). Needs no
+# services of its own: it starts (and purges) everything in a temporary dir.
+suite_make_run_smoke() {
+  step "make run smoke test (scripts/smoke-run.sh)"
+  "$REPO_ROOT/scripts/smoke-run.sh"
+}
+
 suite_compose() {
   step "docker-compose -f docker-compose.yml config -q"
   local dc=()
@@ -153,7 +161,7 @@ suite_compose() {
 # npm tests, ...): write a `suite_NAME` function above that starts with
 # `step "..."` (and calls ensure_services if it needs PostgreSQL/Redis), then
 # add NAME here.
-SUITES=(rust_fmt rust_clippy rust_tests compose)
+SUITES=(rust_fmt rust_clippy rust_tests make_run_smoke compose)
 # ------------------------------------------------------------------------------
 
 selected=("$@")

@@ -171,3 +171,46 @@ async fn audit_log_is_append_only_in_the_database() {
         .unwrap();
     assert!(count >= 1);
 }
+
+#[tokio::test]
+async fn a_failing_migration_stops_start_up_with_a_clear_message() {
+    use sqlx::{Connection, Executor};
+    // A database whose schema conflicts with the first migration.
+    let name = format!("inventiv_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&support::db::url_for("postgres"))
+        .await
+        .unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let mut conn = sqlx::PgConnection::connect(&support::db::url_for(&name))
+        .await
+        .unwrap();
+    conn.execute("CREATE TABLE users (id int)").await.unwrap();
+    conn.close().await.unwrap();
+    let url = support::db::url_for(&name);
+    let env = std::collections::HashMap::from([
+        ("DATABASE_URL", url.as_str()),
+        ("REDIS_URL", "redis://127.0.0.1:6379/"),
+        ("INVENTIV_API_ADDR", "127.0.0.1:0"),
+    ]);
+    let redis = std::env::var("REDIS_URL").unwrap_or_default();
+    let config = inventiv_api::config::Config::from_lookup(&inventiv_api::config::Env(|k| {
+        if k == "REDIS_URL" && !redis.is_empty() {
+            return Some(redis.clone());
+        }
+        env.get(k).map(|v| v.to_string())
+    }))
+    .unwrap();
+    let err = inventiv_api::startup::Application::build(config)
+        .await
+        .err()
+        .expect("start-up must fail");
+    let message = err.to_string();
+    assert!(
+        message.contains("database migration failed, start-up stopped"),
+        "{message}"
+    );
+    assert!(message.contains("users"), "names the cause: {message}");
+}

@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# Acceptance test of `make run`, used the way a newcomer uses it (a suite of
+# `make test`: scripts/test.sh make_run_smoke).
+#
+#  1. a fresh state dir (mktemp -d), no DATABASE_URL / REDIS_URL (so the
+#     private PostgreSQL and Redis are started), no INVENTIV_ADMIN_PASSWORD
+#     (so one is generated), free ports for the API and the orchestrator
+#     (not 8003/8001, which a developer's own `make run` may hold);
+#  2. `make run` in the background; waits for its banner and reads the admin
+#     e-mail and password from what it printed;
+#  3. logs in, checks /healthz, /readyz, /openapi.json, /docs/, creates an
+#     organization;
+#  4. Ctrl-C (SIGINT to the process group, as a terminal does); checks that
+#     everything stopped: make, the API and orchestrator ports, the private
+#     PostgreSQL and Redis;
+#  5. `make run` again on the same state dir: same password, the login works,
+#     the organization is still there; stops it again;
+#  6. deletes the state dir (scripts/services.sh purge).
+#
+# Whatever fails, the EXIT trap stops what was started and deletes the state
+# dir (SMOKE_KEEP_STATE=1 keeps it for a post-mortem).
+#
+# Settings: SMOKE_TIMEOUT_SECS (180) bounds each wait for the banner.
+# Needs: make, curl, a Rust toolchain (what README.md asks for).
+
+# shellcheck disable=SC2317 # cleanup & co. are called from traps
+set -euo pipefail
+
+LOG_TAG=smoke
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+TIMEOUT_SECS=${SMOKE_TIMEOUT_SECS:-180}
+T0=$SECONDS
+
+# --- a newcomer's environment ------------------------------------------------
+# No .env, no configured database, Redis, password, SMTP or production mode:
+# only the defaults. INVENTIV_READY_TIMEOUT_SECS stays (slow machines).
+export INVENTIV_SKIP_DOTENV=1
+for v in $(compgen -v INVENTIV_) $(compgen -v SMTP_); do
+  case $v in
+    INVENTIV_SKIP_DOTENV | INVENTIV_READY_TIMEOUT_SECS) ;;
+    *) unset "$v" ;;
+  esac
+done
+unset DATABASE_URL REDIS_URL
+# Not a sub-make of `make test`: no inherited jobserver, no "Entering directory".
+unset MAKEFLAGS MFLAGS MAKELEVEL
+
+STATE=$(mktemp -d "${TMPDIR:-/tmp}/inventiv-smoke.XXXXXX")
+export INVENTIV_STATE_DIR=$STATE
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/inventiv-smoke-out.XXXXXX")
+
+MAKE_PID=""   # the current `make run` (leader of its own process group)
+RUN_OUT=""    # its output
+RUN_NO=0
+
+# --- helpers -------------------------------------------------------------------
+
+# A TCP port something listens on?
+listening() {
+  local p=$1 fd
+  if command -v ss >/dev/null; then
+    [[ -n $(ss -Hltn "sport = :$p" 2>/dev/null) ]]
+  elif { exec {fd}<>"/dev/tcp/127.0.0.1/$p"; } 2>/dev/null; then
+    exec {fd}>&-
+    return 0
+  else
+    return 1
+  fi
+}
+
+# A free port in 20000-29999 (below the usual ephemeral range), not in "$@".
+free_port() {
+  local p i
+  for ((i = 0; i < 200; i++)); do
+    p=$((20000 + RANDOM % 10000))
+    [[ " $* " == *" $p "* ]] && continue
+    listening "$p" || {
+      printf '%s\n' "$p"
+      return 0
+    }
+  done
+  die "no free port found in 20000-29999"
+}
+
+# True while PID runs (a zombie does not count).
+alive() {
+  [[ -n $1 ]] && kill -0 "$1" 2>/dev/null \
+    && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]
+}
+
+# Pids of the processes still in process group $1.
+group_members() {
+  if command -v pgrep >/dev/null; then
+    pgrep -g "$1" || true
+    return 0
+  fi
+  local stat line pid pgid
+  for stat in /proc/[0-9]*/stat; do
+    read -r line <"$stat" 2>/dev/null || continue
+    pid=${line%% *}
+    # Field 2 (comm) may hold spaces: cut at the last ')'.
+    read -r _ _ pgid _ <<<"${line##*) }"
+    [[ $pgid == "$1" ]] && printf '%s\n' "$pid"
+  done
+  return 0
+}
+
+# Predicates for wait_until.
+exited() { ! alive "$1"; }
+leads_group() { [[ $(pgid_of "$1") == "$1" ]]; }
+group_empty() { [[ -z $(group_members "$1") ]]; }
+port_closed() { ! listening "$1"; }
+# stopped PORT PIDFILE: a server is down: nothing on PORT, no PIDFILE.
+stopped() { ! listening "$1" && [[ ! -e $2 ]]; }
+
+# Process group of PID.
+pgid_of() {
+  local line pgid
+  read -r line <"/proc/$1/stat" 2>/dev/null || return 1
+  read -r _ _ pgid _ <<<"${line##*) }"
+  printf '%s\n' "$pgid"
+}
+
+show_output() {
+  [[ -n $RUN_OUT && -f $RUN_OUT ]] || return 0
+  printf '\n--- last 60 lines of the output of make run #%s (%s) ---\n' "$RUN_NO" "$RUN_OUT" >&2
+  tail -n 60 "$RUN_OUT" >&2
+  printf -- '--- end ---\n' >&2
+}
+
+fail() {
+  printf '[smoke] FAILED: %s\n' "$*" >&2
+  show_output
+  exit 1
+}
+
+# wait_until DESCRIPTION SECONDS COMMAND...: polls COMMAND every 0.25 s.
+wait_until() {
+  local what=$1 secs=$2 deadline
+  shift 2
+  deadline=$((SECONDS + secs))
+  until "$@"; do
+    ((SECONDS < deadline)) || fail "timed out after ${secs}s waiting for: $what"
+    sleep 0.25
+  done
+}
+
+# --- make run --------------------------------------------------------------------
+
+start_make_run() {
+  RUN_NO=$((RUN_NO + 1))
+  RUN_OUT="$WORK/make-run-$RUN_NO.log"
+  log "make run #$RUN_NO (API $API_ADDR, orchestrator $ORCH_ADDR, state $STATE)"
+  # As in a terminal: make leads its own process group (setsid), so that one
+  # SIGINT reaches it and all its children, and SIGINT has its default
+  # disposition. Without the `trap -`, bash would start this background job
+  # with SIGINT ignored, make and run.sh would inherit that, and run.sh's
+  # Ctrl-C trap would silently never fire.
+  (
+    trap - INT QUIT
+    INVENTIV_API_ADDR=$API_ADDR INVENTIV_ORCHESTRATOR_ADDR=$ORCH_ADDR \
+      exec setsid make run </dev/null >"$RUN_OUT" 2>&1
+  ) &
+  MAKE_PID=$!
+  # setsid runs make in place (we are not a group leader), so make's pid is
+  # the group id; wait for the exec to have happened.
+  wait_until "make run #$RUN_NO to lead its own process group" 10 \
+    leads_group "$MAKE_PID"
+}
+
+banner_printed() {
+  alive "$MAKE_PID" || fail "make run #$RUN_NO exited before printing its banner"
+  grep -q '^  Ctrl-C stops everything\.' "$RUN_OUT"
+}
+
+# banner_field LABEL: the value printed after "  LABEL" in the banner.
+banner_field() {
+  sed -n "s/^  $1 \{2,\}\([^ ].*\)\$/\1/p" "$RUN_OUT" | head -n 1
+}
+
+wait_for_banner() {
+  local t=$SECONDS
+  wait_until "the banner of make run #$RUN_NO" "$TIMEOUT_SECS" banner_printed
+  grep -q '^  Inventiv Agents is running' "$RUN_OUT" || fail "the banner does not say 'Inventiv Agents is running'"
+  log "banner after $((SECONDS - t))s"
+  ADMIN_EMAIL=$(banner_field 'Admin e-mail')
+  ADMIN_PASSWORD=$(banner_field 'Admin password')
+  [[ -n $ADMIN_EMAIL ]] || fail "no 'Admin e-mail' line in the banner"
+  [[ -n $ADMIN_PASSWORD ]] || fail "no 'Admin password' line in the banner"
+  # The line under the password says where it comes from.
+  PASSWORD_ORIGIN=$(grep -A1 '^  Admin password ' "$RUN_OUT" | sed -n '2s/^ *(\(.*\))$/\1/p')
+}
+
+# Sends SIGINT to the group of make run, waits until every process of the group
+# has exited, and checks that the ports are closed and the services stopped.
+stop_make_run() {
+  local pgid=$MAKE_PID status t=$SECONDS
+  log "Ctrl-C (SIGINT to process group $pgid)"
+  kill -INT -- "-$pgid" 2>/dev/null || true
+  wait_until "make run #$RUN_NO to exit after SIGINT" 90 exited "$MAKE_PID"
+  if wait "$MAKE_PID"; then status=0; else status=$?; fi
+  MAKE_PID=""
+  log "make run exited with status $status after $((SECONDS - t))s"
+  wait_until "every process of group $pgid to exit" 30 group_empty "$pgid"
+  wait_until "the API port $API_ADDR to close" 30 port_closed "${API_ADDR##*:}"
+  wait_until "the orchestrator port $ORCH_ADDR to close" 30 port_closed "${ORCH_ADDR##*:}"
+  # Ctrl-C must take run.sh's INT trap, not the "a process exited on its
+  # own" path (which exits 1 and shows log tails as if something crashed).
+  if grep -q 'exited with status .*; stopping everything' "$RUN_OUT"; then
+    fail "on Ctrl-C, make run reported a process exit instead of stopping on the signal"
+  fi
+  grep -q 'stopping inventiv-api and inventiv-orchestrator' "$RUN_OUT" \
+    || fail "make run did not say it stopped the API and the orchestrator"
+  ((status == 130)) || fail "make run exited with status $status after Ctrl-C, expected 130 (killed by SIGINT)"
+  check_services_stopped
+}
+
+check_services_stopped() {
+  local pg_port redis_port
+  pg_port=$(tr -dc '0-9' <"$STATE/postgres.port" 2>/dev/null || true)
+  redis_port=$(tr -dc '0-9' <"$STATE/redis.port" 2>/dev/null || true)
+  [[ -n $pg_port ]] || fail "no $STATE/postgres.port: was the private PostgreSQL started?"
+  [[ -n $redis_port ]] || fail "no $STATE/redis.port: was the private Redis started?"
+  wait_until "the private PostgreSQL (port $pg_port) to stop" 30 \
+    stopped "$pg_port" "$STATE/postgres/postmaster.pid"
+  wait_until "the private Redis (port $redis_port) to stop" 30 \
+    stopped "$redis_port" "$STATE/run/redis.pid"
+  log "API, orchestrator, PostgreSQL ($pg_port) and Redis ($redis_port) are stopped"
+}
+
+# --- HTTP --------------------------------------------------------------------------
+
+# http METHOD PATH [JSON]: sets STATUS, BODY and CTYPE. Uses $TOKEN when set.
+http() {
+  local method=$1 path=$2 data=${3:-} out="$WORK/body" hdr="$WORK/headers"
+  local args=(-sS --noproxy '*' --max-time 20 -X "$method" -o "$out" -D "$hdr" -w '%{http_code}')
+  [[ -n ${TOKEN:-} ]] && args+=(-H "authorization: Bearer $TOKEN")
+  [[ -n $data ]] && args+=(-H 'content-type: application/json' --data-binary "$data")
+  STATUS=$(curl "${args[@]}" "$BASE_URL$path") || STATUS="curl-failed"
+  BODY=$(cat "$out" 2>/dev/null || true)
+  CTYPE=$(sed -n 's/^content-type: *//Ip' "$hdr" 2>/dev/null | tr -d '\r' | tail -n 1)
+}
+
+# expect STATUS WHAT: fails unless the last request answered STATUS.
+expect() {
+  [[ $STATUS == "$1" ]] || fail "$2: expected HTTP $1, got $STATUS: ${BODY:0:500}"
+}
+
+json_string() {
+  sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" <<<"$BODY" | head -n 1
+}
+
+login() {
+  TOKEN=""
+  local email password
+  email=$(json_escape "$ADMIN_EMAIL")
+  password=$(json_escape "$ADMIN_PASSWORD")
+  http POST /auth/login "{\"email\":\"$email\",\"password\":\"$password\"}"
+  expect 200 "POST /auth/login with the printed credentials"
+  TOKEN=$(json_string access_token)
+  [[ -n $TOKEN ]] || fail "POST /auth/login: no access_token in ${BODY:0:300}"
+  log "logged in as $ADMIN_EMAIL"
+}
+
+json_escape() {
+  local s=${1//\\/\\\\}
+  printf '%s' "${s//\"/\\\"}"
+}
+
+# --- cleanup -----------------------------------------------------------------------
+
+cleanup() {
+  local rc=$? pgid i
+  trap '' INT TERM
+  trap - EXIT
+  set +e
+  if [[ -n $MAKE_PID ]]; then
+    pgid=$MAKE_PID
+    log "cleanup: stopping make run (process group $pgid)"
+    kill -INT -- "-$pgid" 2>/dev/null
+    for ((i = 0; i < 600; i++)); do
+      [[ -z $(group_members "$pgid") ]] && break
+      ((i == 300)) && kill -TERM -- "-$pgid" 2>/dev/null
+      ((i == 450)) && kill -KILL -- "-$pgid" 2>/dev/null
+      sleep 0.1
+    done
+    wait "$MAKE_PID" 2>/dev/null
+  fi
+  if [[ ${SMOKE_KEEP_STATE:-0} == 1 ]]; then
+    INVENTIV_STATE_DIR=$STATE "$REPO_ROOT/scripts/services.sh" down
+    log "kept $STATE and $WORK (SMOKE_KEEP_STATE=1)"
+  else
+    INVENTIV_STATE_DIR=$STATE "$REPO_ROOT/scripts/services.sh" purge 2>&1 \
+      | sed 's/^/[smoke] /' >&2
+    rm -rf -- "$STATE"
+    if ((rc == 0)); then
+      rm -rf -- "$WORK"
+    else
+      log "the output of make run is kept in $WORK"
+    fi
+  fi
+  if ((rc == 0)); then
+    printf '[smoke] make run smoke test passed (%ss)\n' "$((SECONDS - T0))" >&2
+  else
+    printf '[smoke] make run smoke test FAILED (exit %s, %ss)\n' "$rc" "$((SECONDS - T0))" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- the test --------------------------------------------------------------------
+
+command -v curl >/dev/null || die "curl is required"
+command -v setsid >/dev/null || die "setsid (util-linux) is required"
+
+API_PORT=$(free_port 8001 8003)
+ORCH_PORT=$(free_port 8001 8003 "$API_PORT")
+API_ADDR="127.0.0.1:$API_PORT"
+ORCH_ADDR="127.0.0.1:$ORCH_PORT"
+BASE_URL="http://$API_ADDR"
+
+# Build first, outside the banner deadline: a rebuild after a code change can
+# take minutes on a small machine; `make run` then finds the binaries fresh.
+log "cargo build --bin inventiv-api --bin inventiv-orchestrator"
+cargo build --bin inventiv-api --bin inventiv-orchestrator
+
+# --- first run: fresh state ---
+start_make_run
+wait_for_banner
+FIRST_PASSWORD=$ADMIN_PASSWORD
+[[ $ADMIN_EMAIL == admin@inventiv.local ]] || fail "admin e-mail is '$ADMIN_EMAIL', expected the default admin@inventiv.local"
+[[ $PASSWORD_ORIGIN == "generated now, kept in $STATE/admin-password" ]] \
+  || fail "first run: password origin is '$PASSWORD_ORIGIN', expected 'generated now, kept in $STATE/admin-password'"
+grep -Eq '^  Database +postgres://postgres@127\.0\.0\.1:[0-9]+/inventiv$' "$RUN_OUT" \
+  || fail "the banner does not show the private PostgreSQL"
+[[ -f $STATE/postgres/PG_VERSION ]] || fail "no PostgreSQL cluster in $STATE/postgres"
+
+TOKEN=""
+http GET /healthz
+expect 200 "GET /healthz"
+http GET /readyz
+expect 200 "GET /readyz"
+http GET /openapi.json
+expect 200 "GET /openapi.json"
+[[ $BODY == *'"paths"'* ]] || fail "GET /openapi.json: no \"paths\" in the document"
+http GET /docs/
+expect 200 "GET /docs/"
+[[ $CTYPE == text/html* ]] || fail "GET /docs/: content-type '$CTYPE', expected text/html"
+log "/healthz, /readyz, /openapi.json and /docs/ answer"
+
+login
+http GET /auth/me
+expect 200 "GET /auth/me"
+SLUG="smoke-$(date +%s)-$RANDOM"
+http POST /organizations "{\"name\":\"Smoke test\",\"slug\":\"$SLUG\"}"
+expect 201 "POST /organizations"
+[[ $(json_string slug) == "$SLUG" ]] || fail "POST /organizations: slug not echoed: ${BODY:0:300}"
+log "created organization $SLUG"
+
+stop_make_run
+
+# --- second run: same state ---
+start_make_run
+wait_for_banner
+[[ $ADMIN_PASSWORD == "$FIRST_PASSWORD" ]] \
+  || fail "second run printed another password ('$ADMIN_PASSWORD', first run: '$FIRST_PASSWORD')"
+[[ $PASSWORD_ORIGIN == "kept in $STATE/admin-password" ]] \
+  || fail "second run: password origin is '$PASSWORD_ORIGIN', expected 'kept in $STATE/admin-password'"
+login
+http GET /organizations
+expect 200 "GET /organizations"
+[[ $BODY == *"\"slug\":\"$SLUG\""* ]] || fail "GET /organizations after a restart does not list $SLUG: ${BODY:0:500}"
+log "after the restart the same password logs in and $SLUG is still there"
+
+stop_make_run
