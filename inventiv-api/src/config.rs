@@ -59,6 +59,10 @@ pub struct Config {
     pub cookie_secure: bool,
     pub smtp: Option<SmtpConfig>,
     pub smtp_from: String,
+    /// How long worker GPU/system samples are kept.
+    pub sample_retention: Duration,
+    /// How often old samples are pruned.
+    pub sample_prune_interval: Duration,
 }
 
 /// A configuration problem, reported before anything starts.
@@ -216,6 +220,8 @@ impl Config {
             max_body_bytes: env.parse("INVENTIV_MAX_BODY_BYTES", 1024 * 1024usize)?,
             smtp,
             smtp_from: env.or("SMTP_FROM", "Inventiv <no-reply@inventiv.local>"),
+            sample_retention: Duration::from_secs(env.parse("INVENTIV_SAMPLE_RETENTION_HOURS", 72u64)? * 3600),
+            sample_prune_interval: secs("INVENTIV_SAMPLE_PRUNE_INTERVAL_SECS", 600)?.max(Duration::from_secs(1)),
         })
     }
 

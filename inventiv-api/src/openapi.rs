@@ -18,6 +18,7 @@ use crate::error::ErrorBody;
         (name = "organizations", description = "Organizations and the current organization"),
         (name = "members", description = "Members and roles of the current organization"),
         (name = "invitations", description = "Invitations by email"),
+        (name = "workers", description = "Worker agents: registration and heartbeats (worker token)"),
     )
 )]
 pub struct ApiDoc;
@@ -35,6 +36,10 @@ impl Modify for Security {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "worker",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("per-instance worker token")).build()),
         );
         components.add_security_scheme(
             "cookie",

@@ -122,6 +122,7 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then waits for background work.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tasks = self.state.tasks.clone();
+        tasks.spawn(prune_samples_forever(self.state.clone(), shutdown.clone()));
         let app = app(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %self.listener.local_addr()?, "inventiv-api listening");
         axum::serve(self.listener, app)
@@ -131,5 +132,21 @@ impl Application {
         tasks.wait().await;
         tracing::info!("inventiv-api stopped");
         Ok(())
+    }
+}
+
+/// Prunes worker samples past their retention, every prune interval.
+async fn prune_samples_forever(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(state.config.sample_prune_interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match routes::workers::prune_samples(&state.db, state.config.sample_retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "pruned old worker samples"),
+            Err(e) => tracing::warn!(error = %e, "pruning worker samples failed; will retry"),
+        }
     }
 }

@@ -492,7 +492,7 @@ async fn switching_organization_reissues_the_token_and_scopes_everything() {
     let me = app.get("/auth/me", Some(&a.admin.token)).await.1;
     assert_eq!(me["current_organization"]["kind"], "personal", "{me}");
     let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)")
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1 AND deleted_at IS NULL)")
             .bind(a.id)
             .fetch_one(&app.state.db)
             .await
@@ -504,4 +504,28 @@ async fn switching_organization_reissues_the_token_and_scopes_everything() {
         .await
         .unwrap();
     assert_eq!(audit, 1, "the audit log outlives the organization");
+}
+
+#[tokio::test]
+async fn an_organization_with_live_instances_cannot_be_deleted() {
+    let app = TestApp::spawn().await;
+    let mut a = app.org("busy").await;
+    app.add_instance(&mut a).await;
+    let path = format!("/organizations/{}", a.id);
+    let (status, _, body) = app.call(Method::DELETE, &path, Some(&a.owner.token), None).await;
+    assert_eq!((status.as_u16(), error_code(&body)), (409, "ORGANIZATION_HAS_INSTANCES"));
+    sqlx::query("UPDATE instances SET status = 'terminated' WHERE id = $1").bind(a.instance_id).execute(&app.state.db).await.unwrap();
+    let (status, _, _) = app.call(Method::DELETE, &path, Some(&a.owner.token), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // The organization stays as a tombstone for its instances' history, with no members.
+    let (deleted, members): (bool, i64) = sqlx::query_as(
+        "SELECT deleted_at IS NOT NULL, (SELECT count(*) FROM organization_memberships WHERE organization_id = $1) FROM organizations WHERE id = $1",
+    )
+    .bind(a.id)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!((deleted, members), (true, 0));
+    let (status, _, _) = app.call(Method::DELETE, &path, Some(&a.owner.token), None).await;
+    assert_eq!(status, 404, "gone for its former members");
 }

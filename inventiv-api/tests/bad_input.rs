@@ -18,7 +18,7 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{json, Map, Value};
-use support::matrix::{fill, MATRIX};
+use support::matrix::{fill, token_for, MATRIX};
 use support::TestApp;
 
 /// A digest of every row of every table (but the migration bookkeeping).
@@ -151,7 +151,8 @@ async fn send(
 async fn bad_bodies_to_every_route_get_a_4xx_and_store_nothing() {
     let app = TestApp::spawn_with(&[("INVENTIV_OPEN_SIGNUP", "true")]).await;
     let doc = app.get("/openapi.json", None).await.1;
-    let a = app.org("a").await;
+    let mut a = app.org("a").await;
+    app.add_instance(&mut a).await;
     let b = app.org("b").await;
     let caller = a.owner.clone();
     let extra = app
@@ -184,7 +185,7 @@ async fn bad_bodies_to_every_route_get_a_4xx_and_store_nothing() {
                 &app,
                 row.method,
                 &path,
-                &caller.token,
+                token_for(row.path, &a, &caller),
                 "application/json",
                 body,
             )
@@ -209,9 +210,9 @@ async fn bad_bodies_to_every_route_get_a_4xx_and_store_nothing() {
             &app,
             row.method,
             &path,
-            &caller.token,
+            token_for(row.path, &a, &caller),
             "text/plain",
-            row.body.unwrap().to_owned(),
+            fill(row.body.unwrap(), &a, &b, Some(&caller), extra, false),
         )
         .await;
         if status != 415 || answer["error"]["code"] != "UNSUPPORTED_MEDIA_TYPE" {

@@ -4,6 +4,7 @@
 pub mod ids;
 pub mod rbac;
 pub mod values;
+pub mod worker;
 
 pub use ids::{InvitationId, OrgId, SessionId, UserId};
 pub use rbac::{can, Action, OrgRole};

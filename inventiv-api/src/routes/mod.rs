@@ -11,6 +11,7 @@ pub mod organizations;
 pub mod password_reset;
 pub mod sessions;
 pub mod users;
+pub mod workers;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -28,4 +29,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(members::router())
         .merge(invitations::router())
         .merge(audit_logs::router())
+        .merge(workers::router())
 }

@@ -315,7 +315,7 @@ async fn delete_organization(
     let row: Option<(String, String)> = sqlx::query_as(
         "SELECT m.role, o.kind FROM organizations o
            JOIN organization_memberships m ON m.organization_id = o.id AND m.user_id = $2
-          WHERE o.id = $1 FOR UPDATE OF o",
+          WHERE o.id = $1 AND o.deleted_at IS NULL FOR UPDATE OF o",
     )
     .bind(id)
     .bind(caller.user_id.0)
@@ -334,6 +334,18 @@ async fn delete_organization(
             "a personal organization cannot be deleted",
         ));
     }
+    let running: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM instances WHERE organization_id = $1 AND status NOT IN ('terminated', 'archived')",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if running > 0 {
+        return Err(ApiError::conflict(
+            "ORGANIZATION_HAS_INSTANCES",
+            format!("terminate the organization's {running} instance(s) first"),
+        ));
+    }
     sqlx::query(
         "UPDATE user_sessions s SET organization_id = o.id FROM organizations o
           WHERE s.organization_id = $1 AND o.created_by = s.user_id AND o.kind = 'personal'",
@@ -341,10 +353,10 @@ async fn delete_organization(
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM organizations WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    // Kept as a tombstone: instances and their history still refer to it.
+    sqlx::query("DELETE FROM organization_invitations WHERE organization_id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM organization_memberships WHERE organization_id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query("UPDATE organizations SET deleted_at = now() WHERE id = $1").bind(id).execute(&mut *tx).await?;
     let entry = audit::Entry {
         org: OrgId(id),
         actor: Some(caller.user_id),

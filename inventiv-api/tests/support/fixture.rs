@@ -33,6 +33,10 @@ pub struct Org {
     pub spare: Person,
     pub invitation_id: Uuid,
     pub invitation_token: String,
+    /// An instance of the organization and its worker token, once
+    /// [`TestApp::add_instance`] made one (nil and empty until then).
+    pub instance_id: Uuid,
+    pub worker_token: String,
 }
 
 impl Org {
@@ -155,16 +159,23 @@ impl TestApp {
         .execute(&self.state.db)
         .await
         .expect("invitation");
-        Org {
-            id,
-            slug,
-            owner,
-            admin,
-            manager,
-            user,
-            spare,
-            invitation_id,
-            invitation_token,
-        }
+        Org { id, slug, owner, admin, manager, user, spare, invitation_id, invitation_token, instance_id: Uuid::nil(), worker_token: String::new() }
+    }
+
+    /// Gives `org` an instance (status `installing`) with a worker token.
+    pub async fn add_instance(&self, org: &mut Org) {
+        let (token, hash) = inventiv_api::auth::tokens::generate();
+        org.instance_id = Uuid::new_v4();
+        org.worker_token = token;
+        sqlx::query(
+            "INSERT INTO instances (id, organization_id, name, provider, zone, instance_type, model_id, status, worker_token_hash)
+             VALUES ($1, $2, 'fixture', 'mock', 'mock-zone-1', 'mock-1gpu-24g', 'mock/model', 'installing', $3)",
+        )
+        .bind(org.instance_id)
+        .bind(org.id)
+        .bind(hash)
+        .execute(&self.state.db)
+        .await
+        .expect("instance");
     }
 }

@@ -81,8 +81,24 @@ pub const MATRIX: &[Row] = &[
     row("DELETE", "/organizations/current/invitations/{invitation_id}", None, [401, 204, 204, 204, 403], Some([401, 404, 404, 404, 403])),
     row("GET", "/organizations/invitations/{token}", None, ALL_200, Some(ALL_200)),
     row("POST", "/organizations/invitations/{token}/accept", Some("{}"), [400, 403, 403, 403, 403], Some([400, 403, 403, 403, 403])),
+    // Worker routes take a worker token, never a user's session.
+    row("POST", "/internal/workers/register", Some(REGISTER), [401; 5], None),
+    row("POST", "/internal/workers/heartbeat", Some(HEARTBEAT), [401; 5], None),
     row("GET", "/organizations/current/audit-logs", None, [401, 200, 200, 403, 403], None),
 ];
+
+const REGISTER: &str = r#"{"schema_version":2,"instance_id":"{instance_id}","boot_id":"b","agent":{"version":"0.1.0","bundle_sha256":"0000000000000000000000000000000000000000000000000000000000000000"},"model_id":"mock/model","mode":"mono","agent_port":8090,"engine_port":8000}"#;
+const HEARTBEAT: &str = r#"{"schema_version":2,"instance_id":"{instance_id}","boot_id":"b","agent":{"version":"0.1.0","bundle_sha256":"0000000000000000000000000000000000000000000000000000000000000000"},"status":"ready","model_id":"mock/model","engine":{"ready":true,"requests_running":0,"requests_waiting":0,"restarts":0},"system":{"cpu_pct":1.0,"load1":0.1,"memory_used_mib":1.0,"memory_total_mib":2.0},"sent_at":"2026-11-23T00:00:00Z"}"#;
+
+/// The token a caller presents on a route: worker routes take the
+/// organization's worker token, every other route the member's session.
+pub fn token_for<'a>(path: &str, org: &'a Org, caller: &'a Person) -> &'a str {
+    if path.starts_with("/internal/workers/") {
+        &org.worker_token
+    } else {
+        &caller.token
+    }
+}
 
 /// Fills the placeholders of a path or body for one cell.
 pub fn fill(
@@ -104,6 +120,7 @@ pub fn fill(
         .replace("{user_id}", &target.spare.user_id.to_string())
         .replace("{session_id}", &session.to_string())
         .replace("{invitation_id}", &target.invitation_id.to_string())
+        .replace("{instance_id}", &target.instance_id.to_string())
         .replace("{organization_id}", &target.id.to_string())
         .replace("{token}", &target.invitation_token)
         .replace(

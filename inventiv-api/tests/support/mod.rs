@@ -7,7 +7,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
-pub mod db;
+pub use inventiv_testkit::db;
 pub mod fixture;
 pub mod matrix;
 pub mod smtp;

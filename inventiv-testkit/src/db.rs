@@ -25,7 +25,7 @@ pub fn url_for(name: &str) -> String {
 
 fn template_name() -> String {
     let mut hash = Sha256::new();
-    for m in inventiv_api::startup::MIGRATOR.iter() {
+    for m in crate::MIGRATOR.iter() {
         hash.update(m.version.to_le_bytes());
         hash.update(&m.checksum);
     }
@@ -60,7 +60,7 @@ async fn ensure_template(conn: &mut PgConnection) -> String {
         let mut t = PgConnection::connect(&url_for(&building))
             .await
             .expect("connect template");
-        inventiv_api::startup::MIGRATOR
+        crate::MIGRATOR
             .run(&mut t)
             .await
             .expect("migrations apply");

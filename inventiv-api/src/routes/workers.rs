@@ -1,0 +1,198 @@
+//! The worker agents' side door: registration and heartbeats, authenticated
+//! by the per-instance worker token (never by address). The latest state is
+//! kept on the instance; GPU and system samples become time series.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use inventiv_common::worker::{Heartbeat, Register};
+use serde::Serialize;
+use sqlx::types::Json as SqlJson;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use crate::auth::tokens;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::Json;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(register)).routes(routes!(heartbeat))
+}
+
+/// Instance states in which a worker has nothing left to report.
+const FINISHED: [&str; 3] = ["terminating", "terminated", "archived"];
+
+/// The instance a worker token belongs to.
+pub struct Worker {
+    pub instance_id: Uuid,
+    pub organization_id: Uuid,
+    pub status: String,
+}
+
+impl FromRequestParts<AppState> for Worker {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Worker> {
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| tokens::well_formed(t))
+            .ok_or(ApiError::Unauthenticated)?;
+        let row: (Uuid, Uuid, String) =
+            sqlx::query_as("SELECT id, organization_id, status FROM instances WHERE worker_token_hash = $1")
+                .bind(tokens::hash(token))
+                .fetch_optional(&state.db)
+                .await?
+                .ok_or(ApiError::Unauthenticated)?;
+        Ok(Worker { instance_id: row.0, organization_id: row.1, status: row.2 })
+    }
+}
+
+impl Worker {
+    fn check(&self, claimed: Uuid) -> ApiResult<()> {
+        if claimed != self.instance_id {
+            return Err(ApiError::Forbidden {
+                code: "WORKER_INSTANCE_MISMATCH",
+                message: "this worker token belongs to another instance".into(),
+            });
+        }
+        if FINISHED.contains(&self.status.as_str()) {
+            return Err(ApiError::conflict("INSTANCE_FINISHED", format!("the instance is {}; stop the agent", self.status)));
+        }
+        Ok(())
+    }
+}
+
+/// What the control plane answers a worker.
+#[derive(Serialize, ToSchema)]
+pub struct WorkerAck {
+    /// Always `accepted`.
+    pub status: &'static str,
+    /// The instance's lifecycle status, so the agent can tell it is expected to drain.
+    pub instance_status: String,
+}
+
+/// Registers an agent start (once per boot).
+#[utoipa::path(post, path = "/internal/workers/register", tag = "workers", security(("worker" = [])),
+    request_body = Register,
+    responses((status = 200, body = WorkerAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn register(State(state): State<AppState>, worker: Worker, Json(body): Json<Register>) -> ApiResult<Json<WorkerAck>> {
+    body.validate()?;
+    worker.check(body.instance_id)?;
+    let mode = match body.mode {
+        inventiv_common::worker::WorkerMode::Mono => "mono",
+        inventiv_common::worker::WorkerMode::Multi => "multi",
+    };
+    sqlx::query(
+        "UPDATE instances SET worker_boot_id = $2, worker_agent_version = $3, worker_bundle_sha256 = $4,
+                worker_mode = $5, worker_agent_port = $6, worker_engine_port = $7, worker_status = 'starting',
+                worker_engine_ready = false, worker_registered_at = now(), last_heartbeat_at = now(), updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(worker.instance_id)
+    .bind(&body.boot_id)
+    .bind(&body.agent.version)
+    .bind(&body.agent.bundle_sha256)
+    .bind(mode)
+    .bind(i32::from(body.agent_port))
+    .bind(i32::from(body.engine_port))
+    .execute(&state.db)
+    .await?;
+    tracing::info!(instance_id = %worker.instance_id, boot_id = %body.boot_id, agent_version = %body.agent.version, "worker registered");
+    Ok(Json(WorkerAck { status: "accepted", instance_status: worker.status }))
+}
+
+/// Records a heartbeat (schema version 1 or 2): the latest state on the
+/// instance, and the samples as time series.
+#[utoipa::path(post, path = "/internal/workers/heartbeat", tag = "workers", security(("worker" = [])),
+    request_body = Heartbeat,
+    responses((status = 200, body = WorkerAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn heartbeat(State(state): State<AppState>, worker: Worker, Json(body): Json<Heartbeat>) -> ApiResult<Json<WorkerAck>> {
+    body.validate()?;
+    worker.check(body.instance_id)?;
+    let sent_at: DateTime<Utc> = DateTime::parse_from_rfc3339(&body.sent_at)
+        .map_err(|_| ApiError::validation("VALIDATION_ERROR", "sent_at: an RFC 3339 time"))?
+        .with_timezone(&Utc);
+    // Samples are stamped on arrival: agents' clocks are not trusted; sent_at
+    // is kept for diagnosis only.
+    let now = Utc::now();
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "UPDATE instances SET worker_status = $2, worker_boot_id = $3, worker_agent_version = $4,
+                worker_bundle_sha256 = $5, worker_engine_ready = $6, worker_requests_running = $7,
+                worker_requests_waiting = $8, worker_engine_restarts = $9, worker_gpus = $10,
+                worker_system = COALESCE($11, worker_system), last_heartbeat_at = $12, updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(worker.instance_id)
+    .bind(body.status.as_str())
+    .bind(&body.boot_id)
+    .bind(&body.agent.version)
+    .bind(&body.agent.bundle_sha256)
+    .bind(body.engine.ready)
+    .bind(i32::try_from(body.engine.requests_running).unwrap_or(i32::MAX))
+    .bind(i32::try_from(body.engine.requests_waiting).unwrap_or(i32::MAX))
+    .bind(i32::try_from(body.engine.restarts).unwrap_or(i32::MAX))
+    .bind(body.gpus.as_ref().map(SqlJson))
+    .bind(body.system.as_ref().map(SqlJson))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    for g in body.gpus.iter().flatten() {
+        sqlx::query(
+            "INSERT INTO gpu_samples (instance_id, organization_id, sampled_at, gpu_index, utilization_pct,
+                                      memory_used_mib, memory_total_mib, temperature_c, power_w)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(worker.instance_id)
+        .bind(worker.organization_id)
+        .bind(now)
+        .bind(i16::from(g.index))
+        .bind(g.utilization_pct)
+        .bind(g.memory_used_mib)
+        .bind(g.memory_total_mib)
+        .bind(g.temperature_c)
+        .bind(g.power_w)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some(s) = &body.system {
+        sqlx::query(
+            "INSERT INTO system_samples (instance_id, organization_id, sampled_at, cpu_pct, load1, memory_used_mib,
+                                         memory_total_mib, disk_used_gib, disk_total_gib, net_rx_bytes_per_s, net_tx_bytes_per_s)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(worker.instance_id)
+        .bind(worker.organization_id)
+        .bind(now)
+        .bind(s.cpu_pct)
+        .bind(s.load1)
+        .bind(s.memory_used_mib)
+        .bind(s.memory_total_mib)
+        .bind(s.disk_used_gib)
+        .bind(s.disk_total_gib)
+        .bind(s.net_rx_bytes_per_s)
+        .bind(s.net_tx_bytes_per_s)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::debug!(instance_id = %worker.instance_id, skew_ms = (now - sent_at).num_milliseconds(), "heartbeat");
+    Ok(Json(WorkerAck { status: "accepted", instance_status: worker.status }))
+}
+
+/// Deletes samples older than `retention`; returns how many rows went.
+pub async fn prune_samples(db: &sqlx::PgPool, retention: std::time::Duration) -> sqlx::Result<u64> {
+    let cutoff = Utc::now() - retention;
+    let gpu = sqlx::query("DELETE FROM gpu_samples WHERE sampled_at < $1").bind(cutoff).execute(db).await?;
+    let sys = sqlx::query("DELETE FROM system_samples WHERE sampled_at < $1").bind(cutoff).execute(db).await?;
+    Ok(gpu.rows_affected() + sys.rows_affected())
+}

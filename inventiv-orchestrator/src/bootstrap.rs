@@ -1,0 +1,256 @@
+//! Bootstrapping a worker node over SSH: check the node answers (recording
+//! its host key), upload the agent bundle, its configuration and the
+//! bootstrap script, run the script, and turn each `::phase::NAME` it prints
+//! into a `WORKER_SSH_<NAME>` action log with the tail of its output.
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::action_log::{ActionLog, Step};
+use crate::ssh::{Session, Ssh, SshError, Target};
+
+/// Lines of output kept per phase in the action log.
+const TAIL_LINES: usize = 20;
+const MAX_LINE: usize = 500;
+
+/// Everything needed to bootstrap one node.
+pub struct Bootstrap<'a> {
+    pub ssh: &'a Ssh,
+    pub log: ActionLog,
+    pub target: Target,
+    /// The agent bundle (tar.gz) and the checksum it must have.
+    pub bundle: &'a Path,
+    pub bundle_sha256: &'a str,
+    /// `inventiv-worker/bootstrap.sh`.
+    pub script: &'a Path,
+    /// The agent's configuration file (carries the worker token).
+    pub agent_config: Value,
+    /// Where on the node everything goes.
+    pub install_dir: &'a str,
+    /// Skip the GPU steps (mock provider).
+    pub mock: bool,
+}
+
+/// Why a bootstrap stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error("bootstrap failed in phase {phase}: {message}")]
+    Phase { phase: String, message: String },
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("local file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl BootstrapError {
+    /// Whether running the bootstrap again later may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            BootstrapError::Ssh(e) => e.retryable(),
+            BootstrapError::Db(_) => true,
+            BootstrapError::Phase { .. } | BootstrapError::Io(_) => false,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            BootstrapError::Ssh(SshError::HostKeyChanged) => "HOST_KEY_MISMATCH",
+            BootstrapError::Ssh(SshError::Unreachable(_)) => "SSH_UNREACHABLE",
+            BootstrapError::Ssh(_) => "SSH_FAILED",
+            BootstrapError::Phase { .. } => "BOOTSTRAP_FAILED",
+            BootstrapError::Db(_) | BootstrapError::Io(_) => "INTERNAL",
+        }
+    }
+}
+
+/// One line of the script's output.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    Phase(String),
+    Skip(String, String),
+    Error(String, String),
+    Output(String),
+}
+
+fn phase_name(s: &str) -> Option<String> {
+    let ok = !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    ok.then(|| s.to_owned())
+}
+
+/// Recognizes `::phase::NAME`, `::phase-skip::NAME reason` and `::error::NAME message`.
+pub fn parse(line: &str) -> Line {
+    let split = |rest: &str| {
+        let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+        phase_name(name.trim()).map(|n| (n, text.trim().to_owned()))
+    };
+    if let Some(name) = line.strip_prefix("::phase::").and_then(|r| phase_name(r.trim())) {
+        return Line::Phase(name);
+    }
+    if let Some((name, reason)) = line.strip_prefix("::phase-skip::").and_then(split) {
+        return Line::Skip(name, reason);
+    }
+    if let Some((name, message)) = line.strip_prefix("::error::").and_then(split) {
+        return Line::Error(name, message);
+    }
+    Line::Output(line.chars().take(MAX_LINE).collect())
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The phase being run and what it printed.
+struct Current {
+    name: String,
+    step: Step,
+    tail: VecDeque<String>,
+}
+
+fn tail_json(tail: &VecDeque<String>) -> Value {
+    json!({ "output_tail": tail.iter().collect::<Vec<_>>() })
+}
+
+/// Runs the whole bootstrap, recording each step.
+pub async fn run(b: Bootstrap<'_>) -> Result<(), BootstrapError> {
+    let known: Option<String> = sqlx::query_scalar("SELECT ssh_known_hosts FROM instances WHERE id = $1")
+        .bind(b.log.instance_id)
+        .fetch_one(&b.log.db)
+        .await?;
+    let session = b.ssh.session(b.log.instance_id, b.target.clone(), known.as_deref()).await?;
+
+    let step = b.log.start("WORKER_SSH_ACCESSIBLE").await?;
+    let where_ = json!({ "host": b.target.host, "port": b.target.port, "first_contact": known.is_none() });
+    if let Err(e) = session.run("true", b"").await {
+        let e = BootstrapError::from(e);
+        b.log.fail(step, e.code(), &e.to_string(), where_).await?;
+        return Err(e);
+    }
+    if known.is_none() {
+        let recorded = session.known_hosts().await?;
+        sqlx::query("UPDATE instances SET ssh_known_hosts = $2 WHERE id = $1 AND ssh_known_hosts IS NULL")
+            .bind(b.log.instance_id)
+            .bind(recorded)
+            .execute(&b.log.db)
+            .await?;
+    }
+    b.log.succeed(step, where_).await?;
+
+    let step = b.log.start("WORKER_SSH_INSTALL").await?;
+    match install(&b, &session).await {
+        Ok(()) => {
+            b.log.succeed(step, json!({ "install_dir": b.install_dir })).await?;
+            Ok(())
+        }
+        Err(e) => {
+            b.log.fail(step, e.code(), &e.to_string(), json!({ "install_dir": b.install_dir })).await?;
+            Err(e)
+        }
+    }
+}
+
+async fn upload(session: &Session, dir: &str, name: &str, bytes: &[u8]) -> Result<(), SshError> {
+    let dir = quote(dir);
+    let remote = format!("umask 077 && mkdir -p {dir} && cat > {dir}/{name}.part && mv {dir}/{name}.part {dir}/{name}");
+    session.run(&remote, bytes).await.map(|_| ())
+}
+
+async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<(), BootstrapError> {
+    let bundle = tokio::fs::read(b.bundle).await?;
+    let script = tokio::fs::read(b.script).await?;
+    let config = serde_json::to_vec_pretty(&b.agent_config).map_err(std::io::Error::other)?;
+    upload(session, b.install_dir, "inventiv-agent.tar.gz", &bundle).await?;
+    upload(session, b.install_dir, "bootstrap.sh", &script).await?;
+    upload(session, b.install_dir, "agent.json", &config).await?;
+    let dir = quote(b.install_dir);
+    let command = format!(
+        "bash {dir}/bootstrap.sh --bundle {dir}/inventiv-agent.tar.gz --sha256 {} --config {dir}/agent.json --install-dir {dir}{}",
+        quote(b.bundle_sha256),
+        if b.mock { " --mock" } else { "" }
+    );
+    let mut current: Option<Current> = None;
+    let mut failure: Option<(String, String)> = None;
+    let mut db_error: Option<sqlx::Error> = None;
+    let log = &b.log;
+    let outcome = session
+        .stream(&command, async |line: String| {
+            let result: sqlx::Result<()> = async {
+                match parse(&line) {
+                    Line::Phase(name) => {
+                        if let Some(done) = current.take() {
+                            log.succeed(done.step, tail_json(&done.tail)).await?;
+                        }
+                        let step = log.start(&format!("WORKER_SSH_{name}")).await?;
+                        current = Some(Current { name, step, tail: VecDeque::new() });
+                    }
+                    Line::Skip(name, reason) => {
+                        if let Some(done) = current.take() {
+                            log.succeed(done.step, tail_json(&done.tail)).await?;
+                        }
+                        let step = log.start(&format!("WORKER_SSH_{name}")).await?;
+                        log.succeed(step, json!({ "skipped": reason })).await?;
+                    }
+                    Line::Error(name, message) => failure = Some((name, message)),
+                    Line::Output(text) => {
+                        if let Some(c) = current.as_mut() {
+                            if c.tail.len() == TAIL_LINES {
+                                c.tail.pop_front();
+                            }
+                            c.tail.push_back(text);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                db_error.get_or_insert(e);
+            }
+        })
+        .await;
+    if let Some(e) = db_error {
+        return Err(e.into());
+    }
+    match (outcome, current) {
+        (Ok(()), Some(done)) => {
+            log.succeed(done.step, tail_json(&done.tail)).await?;
+            Ok(())
+        }
+        (Ok(()), None) => Ok(()),
+        (Err(e), current) => {
+            let (phase, message) = match (failure, &current) {
+                (Some(f), _) => f,
+                (None, Some(c)) => (c.name.clone(), e.to_string()),
+                (None, None) => ("START".to_owned(), e.to_string()),
+            };
+            if let Some(c) = current {
+                log.fail(c.step, &format!("{phase}_FAILED"), &message, tail_json(&c.tail)).await?;
+            }
+            match e {
+                SshError::Failed { .. } => Err(BootstrapError::Phase { phase, message }),
+                other => Err(other.into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines() {
+        assert_eq!(parse("::phase::PYTHON_VENV"), Line::Phase("PYTHON_VENV".into()));
+        assert_eq!(parse("::phase-skip::NVIDIA_CHECK mock node"), Line::Skip("NVIDIA_CHECK".into(), "mock node".into()));
+        assert_eq!(
+            parse("::error::CHECK_BUNDLE checksum mismatch expected a got b"),
+            Line::Error("CHECK_BUNDLE".into(), "checksum mismatch expected a got b".into())
+        );
+        assert_eq!(parse("::phase::lower"), Line::Output("::phase::lower".into()));
+        assert_eq!(parse("plain"), Line::Output("plain".into()));
+        assert_eq!(quote("a'b"), r"'a'\''b'");
+    }
+}

@@ -1,0 +1,172 @@
+//! SSH to worker nodes with the system OpenSSH client. The node's host key
+//! is recorded on first contact (`accept-new`) and checked on every later
+//! one against the copy kept with the instance; a changed key is refused.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use uuid::Uuid;
+
+/// Where to connect.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+}
+
+/// Why an SSH call failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    /// The node presented another host key than the one recorded.
+    #[error("the node's SSH host key changed; refusing to connect")]
+    HostKeyChanged,
+    /// Connection refused, timed out, or authentication failed.
+    #[error("cannot reach the node over SSH: {0}")]
+    Unreachable(String),
+    /// The remote command ran and exited non-zero.
+    #[error("remote command exited with {code}")]
+    Failed { code: i32 },
+    /// The local ssh client could not be run.
+    #[error("ssh client: {0}")]
+    Local(#[from] std::io::Error),
+}
+
+impl SshError {
+    /// Whether a retry later may succeed (the node may still be booting).
+    pub fn retryable(&self) -> bool {
+        matches!(self, SshError::Unreachable(_))
+    }
+}
+
+/// The SSH client settings shared by every connection.
+#[derive(Debug, Clone)]
+pub struct Ssh {
+    /// Private key used to log in to nodes.
+    pub key: PathBuf,
+    /// Scratch directory for per-connection known_hosts files.
+    pub work_dir: PathBuf,
+    pub connect_timeout: Duration,
+}
+
+/// A connection context for one instance's node.
+pub struct Session {
+    target: Target,
+    key: PathBuf,
+    known_hosts: PathBuf,
+    alias: String,
+    connect_timeout: Duration,
+}
+
+impl Ssh {
+    /// Prepares a session; `known_hosts` is the instance's recorded host key line(s), if any.
+    pub async fn session(&self, instance: Uuid, target: Target, known_hosts: Option<&str>) -> std::io::Result<Session> {
+        tokio::fs::create_dir_all(&self.work_dir).await?;
+        let path = self.work_dir.join(format!("{instance}.known_hosts"));
+        tokio::fs::write(&path, known_hosts.unwrap_or_default()).await?;
+        Ok(Session {
+            target,
+            key: self.key.clone(),
+            known_hosts: path,
+            // Keyed on the instance, not on an address that may be reused.
+            alias: format!("inventiv-{instance}"),
+            connect_timeout: self.connect_timeout,
+        })
+    }
+}
+
+fn classify(code: Option<i32>, stderr: &str) -> SshError {
+    if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || stderr.contains("Host key verification failed") {
+        return SshError::HostKeyChanged;
+    }
+    match code {
+        // 255 is ssh's own failure (connect, auth), not the remote command's.
+        Some(255) | None => SshError::Unreachable(stderr.lines().last().unwrap_or("ssh failed").trim().to_owned()),
+        Some(code) => SshError::Failed { code },
+    }
+}
+
+impl Session {
+    fn command(&self, remote: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-i")
+            .arg(&self.key)
+            .arg("-p")
+            .arg(self.target.port.to_string())
+            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=accept-new"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .arg("-o")
+            .arg(format!("HostKeyAlias={}", self.alias))
+            .arg("-o")
+            .arg(format!("ConnectTimeout={}", self.connect_timeout.as_secs().max(1)))
+            .arg(format!("{}@{}", self.target.user, self.target.host))
+            .arg(remote)
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs a remote command, feeding `stdin`; returns its standard output.
+    pub async fn run(&self, remote: &str, stdin: &[u8]) -> Result<Vec<u8>, SshError> {
+        let mut child = self
+            .command(remote)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin).await?;
+            input.shutdown().await?;
+        }
+        let out = child.wait_with_output().await?;
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(classify(out.status.code(), &String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    /// Runs a remote command and hands each output line (stdout and stderr
+    /// merged by the remote shell) to `on_line` as it arrives.
+    pub async fn stream(&self, remote: &str, mut on_line: impl AsyncFnMut(String)) -> Result<(), SshError> {
+        let mut child = self
+            .command(&format!("{remote} 2>&1"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        while let Some(line) = lines.next_line().await? {
+            on_line(line).await;
+        }
+        let out = child.wait_with_output().await?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(classify(out.status.code(), &String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    /// The host key line(s) recorded so far (after a first contact).
+    pub async fn known_hosts(&self) -> std::io::Result<String> {
+        tokio::fs::read_to_string(&self.known_hosts).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified() {
+        assert!(matches!(classify(Some(255), "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@"), SshError::HostKeyChanged));
+        assert!(matches!(classify(Some(255), "Host key verification failed."), SshError::HostKeyChanged));
+        assert!(classify(Some(255), "ssh: connect to host 127.0.0.1 port 1: Connection refused").retryable());
+        assert!(matches!(classify(Some(3), ""), SshError::Failed { code: 3 }));
+    }
+}

@@ -1,0 +1,11 @@
+//! Test harness shared by the integration tests of the workspace: a fresh
+//! migrated database per test and a real sshd on loopback. Test code only,
+//! so failing loudly (panicking) is the right answer to a broken harness.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test harness")]
+
+pub mod db;
+pub mod sshd;
+
+/// The schema migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../sqlx-migrations");

@@ -1,0 +1,100 @@
+//! A real OpenSSH server on 127.0.0.1 for tests: its own host key, a client
+//! key authorized for the current user, everything in a temporary directory.
+//! Stands in for a VM's SSH endpoint.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// A running sshd; stopped when dropped.
+pub struct Sshd {
+    pub port: u16,
+    pub dir: PathBuf,
+    /// The private key authorized to log in.
+    pub client_key: PathBuf,
+    pub user: String,
+    child: Child,
+}
+
+fn keygen(path: &Path) {
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen (Debian: openssh-client)");
+    assert!(status.success(), "ssh-keygen failed");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Sshd {
+    /// Starts sshd and waits until it accepts connections.
+    pub async fn start() -> Sshd {
+        let dir = std::env::temp_dir().join(format!("inventiv-sshd-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        keygen(&dir.join("host_key"));
+        let client_key = dir.join("client_key");
+        keygen(&client_key);
+        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+        std::fs::create_dir_all("/run/sshd").ok();
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\nPidFile {dir}/sshd.pid\n\
+             AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
+             LogLevel ERROR\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        let child = spawn(&dir);
+        wait_listening(port).await;
+        let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
+        Sshd { port, dir, client_key, user, child }
+    }
+
+    /// Replaces the host key (as if the VM were replaced) and restarts.
+    pub async fn change_host_key(&mut self) {
+        self.child.kill().await.ok();
+        std::fs::remove_file(self.dir.join("host_key")).unwrap();
+        std::fs::remove_file(self.dir.join("host_key.pub")).unwrap();
+        keygen(&self.dir.join("host_key"));
+        self.child = spawn(&self.dir);
+        wait_listening(self.port).await;
+    }
+}
+
+fn spawn(dir: &Path) -> Child {
+    let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("sshd not found: install Debian's openssh-server (make test does)");
+    Command::new(sshd)
+        .arg("-D")
+        .arg("-e")
+        .arg("-f")
+        .arg(dir.join("sshd_config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sshd")
+}
+
+async fn wait_listening(port: u16) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(tokio::time::Instant::now() < until, "sshd did not start on port {port}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
