@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help run test build fmt lint migrate services-up services-down clean-state
+.PHONY: help run test build fmt lint migrate services-up services-down clean-state agent-checksum
 
 help: ## List the targets
 	@echo 'Inventiv Agents - make targets:'
@@ -34,6 +34,9 @@ services-up: ## Start the private PostgreSQL/Redis; prints the export lines
 
 services-down: ## Stop the private PostgreSQL/Redis (data is kept)
 	@scripts/services.sh down
+
+agent-checksum: ## Build the worker agent bundle (target/agent/) and print its sha256
+	@scripts/agent-bundle.sh
 
 clean-state: ## Stop the private services and delete all local state (.local)
 	@INVENTIV_STATE_DIR="$${INVENTIV_TEST_STATE_DIR:-.local/test}" INVENTIV_SKIP_DOTENV=1 scripts/services.sh purge

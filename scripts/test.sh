@@ -156,12 +156,34 @@ suite_compose() {
   log "docker-compose.yml is valid"
 }
 
+# The worker agent (Python, inventiv-worker/agent): ruff lint and format check,
+# then pytest against the real mock engine (built here) and HAProxy (the tests
+# apt-get it when missing). Venv in .local/venv-worker, rebuilt when
+# requirements-dev.txt changes.
+suite_worker_python() {
+  step "worker agent: ruff check, ruff format --check, pytest (inventiv-worker/agent)"
+  local agent=$REPO_ROOT/inventiv-worker/agent venv=$REPO_ROOT/.local/venv-worker want rc=0
+  want=$(sha256sum "$agent/requirements-dev.txt" | cut -d' ' -f1)
+  if [[ ! -x $venv/bin/python || $(cat "$venv/.requirements.sha256" 2>/dev/null) != "$want" ]]; then
+    log "creating $venv from requirements-dev.txt"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$agent/requirements-dev.txt"
+    printf '%s\n' "$want" >"$venv/.requirements.sha256"
+  fi
+  [[ -n ${INVENTIV_MOCK_ENGINE:-} ]] || cargo build -p inventiv-mock-engine
+  (cd "$agent" && "$venv/bin/ruff" check . && "$venv/bin/ruff" format --check .)
+  (cd "$agent" && "$venv/bin/python" -m pytest -q) || rc=$?
+  ((rc != 5)) || die "pytest collected no tests in $agent"
+  return "$rc"
+}
+
 # ------------------------------------------------------------------------------
 # THE SUITES, in order. To add one (pytest for inventiv-worker, the frontend's
 # npm tests, ...): write a `suite_NAME` function above that starts with
 # `step "..."` (and calls ensure_services if it needs PostgreSQL/Redis), then
 # add NAME here.
-SUITES=(rust_fmt rust_clippy rust_tests make_run_smoke compose)
+SUITES=(rust_fmt rust_clippy rust_tests make_run_smoke compose worker_python)
 # ------------------------------------------------------------------------------
 
 selected=("$@")

@@ -220,8 +220,11 @@ impl Config {
             max_body_bytes: env.parse("INVENTIV_MAX_BODY_BYTES", 1024 * 1024usize)?,
             smtp,
             smtp_from: env.or("SMTP_FROM", "Inventiv <no-reply@inventiv.local>"),
-            sample_retention: Duration::from_secs(env.parse("INVENTIV_SAMPLE_RETENTION_HOURS", 72u64)? * 3600),
-            sample_prune_interval: secs("INVENTIV_SAMPLE_PRUNE_INTERVAL_SECS", 600)?.max(Duration::from_secs(1)),
+            sample_retention: Duration::from_secs(
+                env.parse("INVENTIV_SAMPLE_RETENTION_HOURS", 72u64)? * 3600,
+            ),
+            sample_prune_interval: secs("INVENTIV_SAMPLE_PRUNE_INTERVAL_SECS", 600)?
+                .max(Duration::from_secs(1)),
         })
     }
 

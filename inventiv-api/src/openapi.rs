@@ -39,7 +39,12 @@ impl Modify for Security {
         );
         components.add_security_scheme(
             "worker",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("per-instance worker token")).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("per-instance worker token"))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "cookie",

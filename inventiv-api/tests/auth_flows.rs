@@ -491,12 +491,13 @@ async fn switching_organization_reissues_the_token_and_scopes_everything() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let me = app.get("/auth/me", Some(&a.admin.token)).await.1;
     assert_eq!(me["current_organization"]["kind"], "personal", "{me}");
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1 AND deleted_at IS NULL)")
-            .bind(a.id)
-            .fetch_one(&app.state.db)
-            .await
-            .unwrap();
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1 AND deleted_at IS NULL)",
+    )
+    .bind(a.id)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
     assert!(!exists);
     let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE organization_id = $1 AND action = 'organization.deleted'")
         .bind(a.id)
@@ -512,10 +513,21 @@ async fn an_organization_with_live_instances_cannot_be_deleted() {
     let mut a = app.org("busy").await;
     app.add_instance(&mut a).await;
     let path = format!("/organizations/{}", a.id);
-    let (status, _, body) = app.call(Method::DELETE, &path, Some(&a.owner.token), None).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (409, "ORGANIZATION_HAS_INSTANCES"));
-    sqlx::query("UPDATE instances SET status = 'terminated' WHERE id = $1").bind(a.instance_id).execute(&app.state.db).await.unwrap();
-    let (status, _, _) = app.call(Method::DELETE, &path, Some(&a.owner.token), None).await;
+    let (status, _, body) = app
+        .call(Method::DELETE, &path, Some(&a.owner.token), None)
+        .await;
+    assert_eq!(
+        (status.as_u16(), error_code(&body)),
+        (409, "ORGANIZATION_HAS_INSTANCES")
+    );
+    sqlx::query("UPDATE instances SET status = 'terminated' WHERE id = $1")
+        .bind(a.instance_id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let (status, _, _) = app
+        .call(Method::DELETE, &path, Some(&a.owner.token), None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     // The organization stays as a tombstone for its instances' history, with no members.
     let (deleted, members): (bool, i64) = sqlx::query_as(
@@ -526,6 +538,8 @@ async fn an_organization_with_live_instances_cannot_be_deleted() {
     .await
     .unwrap();
     assert_eq!((deleted, members), (true, 0));
-    let (status, _, _) = app.call(Method::DELETE, &path, Some(&a.owner.token), None).await;
+    let (status, _, _) = app
+        .call(Method::DELETE, &path, Some(&a.owner.token), None)
+        .await;
     assert_eq!(status, 404, "gone for its former members");
 }

@@ -3,7 +3,12 @@
 //! and wrong tokens with a 4xx that leaves the instance untouched, samples
 //! kept as time series and pruned past retention.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 mod support;
 
@@ -68,7 +73,11 @@ fn heartbeat_v1(id: Uuid) -> Value {
 type Edit = fn(&mut Value);
 
 async fn snapshot(app: &TestApp, id: Uuid) -> String {
-    sqlx::query_scalar("SELECT row_to_json(i)::text FROM instances i WHERE id = $1").bind(id).fetch_one(&app.state.db).await.unwrap()
+    sqlx::query_scalar("SELECT row_to_json(i)::text FROM instances i WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -76,10 +85,25 @@ async fn register_and_heartbeats_of_both_schema_versions_are_recorded() {
     let app = TestApp::spawn().await;
     let a = app.org("a").await;
     let (id, token) = instance(&app, a.id).await;
-    let (status, ack) = app.post("/internal/workers/register", Some(&token), register_body(id)).await;
+    let (status, ack) = app
+        .post(
+            "/internal/workers/register",
+            Some(&token),
+            register_body(id),
+        )
+        .await;
     assert_eq!(status, 200, "{ack}");
-    assert_eq!(ack, json!({ "status": "accepted", "instance_status": "installing" }));
-    let (status, ack) = app.post("/internal/workers/heartbeat", Some(&token), heartbeat_v2(id)).await;
+    assert_eq!(
+        ack,
+        json!({ "status": "accepted", "instance_status": "installing" })
+    );
+    let (status, ack) = app
+        .post(
+            "/internal/workers/heartbeat",
+            Some(&token),
+            heartbeat_v2(id),
+        )
+        .await;
     assert_eq!(status, 200, "{ack}");
     let row: (String, bool, i32, i32, Option<Value>, Option<Value>, String) = sqlx::query_as(
         "SELECT worker_status, worker_engine_ready, worker_requests_running, worker_requests_waiting, worker_gpus, worker_system, worker_agent_version
@@ -93,20 +117,47 @@ async fn register_and_heartbeats_of_both_schema_versions_are_recorded() {
     assert_eq!(row.4.unwrap()[0]["name"], "L4");
     assert_eq!(row.5.unwrap()["cpu_pct"], 12.5);
     assert_eq!(row.6, "0.1.0");
-    let gpu: i64 = sqlx::query_scalar("SELECT count(*) FROM gpu_samples WHERE instance_id = $1").bind(id).fetch_one(&app.state.db).await.unwrap();
-    let sys: i64 = sqlx::query_scalar("SELECT count(*) FROM system_samples WHERE instance_id = $1").bind(id).fetch_one(&app.state.db).await.unwrap();
+    let gpu: i64 = sqlx::query_scalar("SELECT count(*) FROM gpu_samples WHERE instance_id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    let sys: i64 = sqlx::query_scalar("SELECT count(*) FROM system_samples WHERE instance_id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
     assert_eq!((gpu, sys), (2, 1));
 
     // The previous schema (no system samples) is still accepted.
-    let (status, body) = app.post("/internal/workers/heartbeat", Some(&token), heartbeat_v1(id)).await;
+    let (status, body) = app
+        .post(
+            "/internal/workers/heartbeat",
+            Some(&token),
+            heartbeat_v1(id),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
-    let sys: i64 = sqlx::query_scalar("SELECT count(*) FROM system_samples WHERE instance_id = $1").bind(id).fetch_one(&app.state.db).await.unwrap();
+    let sys: i64 = sqlx::query_scalar("SELECT count(*) FROM system_samples WHERE instance_id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
     assert_eq!(sys, 1, "v1 adds no system sample");
     // Without a GPU the agent sends no `gpus`: nothing is invented.
     let mut no_gpu = heartbeat_v2(id);
     no_gpu.as_object_mut().unwrap().remove("gpus");
-    assert_eq!(app.post("/internal/workers/heartbeat", Some(&token), no_gpu).await.0, 200);
-    let gpus: Option<Value> = sqlx::query_scalar("SELECT worker_gpus FROM instances WHERE id = $1").bind(id).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(
+        app.post("/internal/workers/heartbeat", Some(&token), no_gpu)
+            .await
+            .0,
+        200
+    );
+    let gpus: Option<Value> = sqlx::query_scalar("SELECT worker_gpus FROM instances WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
     assert!(gpus.is_none());
 }
 
@@ -131,14 +182,22 @@ async fn malformed_payloads_and_wrong_tokens_leave_the_instance_untouched() {
         ("v1 with system samples", |v| v["schema_version"] = json!(1)),
         ("unknown version", |v| v["schema_version"] = json!(7)),
         ("unknown status", |v| v["status"] = json!("sleeping")),
-        ("negative queue", |v| v["engine"]["requests_waiting"] = json!(-1)),
-        ("utilization over 100", |v| v["gpus"][0]["utilization_pct"] = json!(150)),
+        ("negative queue", |v| {
+            v["engine"]["requests_waiting"] = json!(-1)
+        }),
+        ("utilization over 100", |v| {
+            v["gpus"][0]["utilization_pct"] = json!(150)
+        }),
         ("cpu as text", |v| v["system"]["cpu_pct"] = json!("high")),
-        ("bad checksum", |v| v["agent"]["bundle_sha256"] = json!("not-hex")),
+        ("bad checksum", |v| {
+            v["agent"]["bundle_sha256"] = json!("not-hex")
+        }),
         ("unknown field", |v| v["extra"] = json!(true)),
         ("huge model id", |v| v["model_id"] = json!("m".repeat(5000))),
         ("bad time", |v| v["sent_at"] = json!("yesterday")),
-        ("instance id not a uuid", |v| v["instance_id"] = json!("i-123")),
+        ("instance id not a uuid", |v| {
+            v["instance_id"] = json!("i-123")
+        }),
     ];
     for (what, edit) in edits {
         let mut v = heartbeat_v2(id);
@@ -146,13 +205,20 @@ async fn malformed_payloads_and_wrong_tokens_leave_the_instance_untouched() {
         bad.push((what.to_owned(), v));
     }
     for (what, body) in &bad {
-        let (status, answer) = app.post("/internal/workers/heartbeat", Some(&token), body.clone()).await;
+        let (status, answer) = app
+            .post("/internal/workers/heartbeat", Some(&token), body.clone())
+            .await;
         assert_eq!(status, 400, "{what}: {answer}");
         error_code(&answer);
     }
     let mut bad_register = register_body(id);
     bad_register["mode"] = json!("cluster");
-    assert_eq!(app.post("/internal/workers/register", Some(&token), bad_register).await.0, 400);
+    assert_eq!(
+        app.post("/internal/workers/register", Some(&token), bad_register)
+            .await
+            .0,
+        400
+    );
 
     // Tokens: none, unknown, a user's session, another instance's.
     let cases: Vec<(&str, Option<String>, u16)> = vec![
@@ -163,20 +229,48 @@ async fn malformed_payloads_and_wrong_tokens_leave_the_instance_untouched() {
     ];
     for (what, t, expected) in cases {
         for path in ["/internal/workers/heartbeat", "/internal/workers/register"] {
-            let body = if path.ends_with("heartbeat") { heartbeat_v2(id) } else { register_body(id) };
+            let body = if path.ends_with("heartbeat") {
+                heartbeat_v2(id)
+            } else {
+                register_body(id)
+            };
             let (status, answer) = app.post(path, t.as_deref(), body).await;
             assert_eq!(status.as_u16(), expected, "{what} on {path}: {answer}");
         }
     }
-    assert_eq!(snapshot(&app, id).await, before, "the instance is untouched");
-    assert_eq!(snapshot(&app, other).await, before_other, "and so is the other one");
-    let samples: i64 = sqlx::query_scalar("SELECT count(*) FROM gpu_samples").fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(
+        snapshot(&app, id).await,
+        before,
+        "the instance is untouched"
+    );
+    assert_eq!(
+        snapshot(&app, other).await,
+        before_other,
+        "and so is the other one"
+    );
+    let samples: i64 = sqlx::query_scalar("SELECT count(*) FROM gpu_samples")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
     assert_eq!(samples, 0);
 
     // A finished instance's agent is told to stop.
-    sqlx::query("UPDATE instances SET status = 'terminated' WHERE id = $1").bind(id).execute(&app.state.db).await.unwrap();
-    let (status, answer) = app.post("/internal/workers/heartbeat", Some(&token), heartbeat_v2(id)).await;
-    assert_eq!((status.as_u16(), error_code(&answer)), (409, "INSTANCE_FINISHED"));
+    sqlx::query("UPDATE instances SET status = 'terminated' WHERE id = $1")
+        .bind(id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let (status, answer) = app
+        .post(
+            "/internal/workers/heartbeat",
+            Some(&token),
+            heartbeat_v2(id),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), error_code(&answer)),
+        (409, "INSTANCE_FINISHED")
+    );
 }
 
 #[tokio::test]
@@ -190,13 +284,24 @@ async fn the_rust_types_and_the_json_schemas_agree() {
     for key in schema["properties"].as_object().unwrap().keys() {
         assert!(full.get(key).is_some(), "the full example lacks {key}");
     }
-    assert_eq!(app.post("/internal/workers/heartbeat", Some(&token), full).await.0, 200);
+    assert_eq!(
+        app.post("/internal/workers/heartbeat", Some(&token), full)
+            .await
+            .0,
+        200
+    );
     // ...and every required registration field is required.
     let register: Value = serde_json::from_str(REGISTER).unwrap();
     for field in register["required"].as_array().unwrap() {
         let mut v = register_body(id);
         v.as_object_mut().unwrap().remove(field.as_str().unwrap());
-        assert_eq!(app.post("/internal/workers/register", Some(&token), v).await.0, 400, "register without {field}");
+        assert_eq!(
+            app.post("/internal/workers/register", Some(&token), v)
+                .await
+                .0,
+            400,
+            "register without {field}"
+        );
     }
 }
 
@@ -206,7 +311,16 @@ async fn samples_past_retention_are_pruned() {
     let a = app.org("a").await;
     let (id, token) = instance(&app, a.id).await;
     for _ in 0..3 {
-        assert_eq!(app.post("/internal/workers/heartbeat", Some(&token), heartbeat_v2(id)).await.0, 200);
+        assert_eq!(
+            app.post(
+                "/internal/workers/heartbeat",
+                Some(&token),
+                heartbeat_v2(id)
+            )
+            .await
+            .0,
+            200
+        );
     }
     sqlx::query("UPDATE gpu_samples SET sampled_at = now() - interval '4 days' WHERE ctid IN (SELECT ctid FROM gpu_samples LIMIT 2)")
         .execute(&app.state.db)
@@ -216,11 +330,18 @@ async fn samples_past_retention_are_pruned() {
         .execute(&app.state.db)
         .await
         .unwrap();
-    let pruned = inventiv_api::routes::workers::prune_samples(&app.state.db, std::time::Duration::from_secs(72 * 3600)).await.unwrap();
+    let pruned = inventiv_api::routes::workers::prune_samples(
+        &app.state.db,
+        std::time::Duration::from_secs(72 * 3600),
+    )
+    .await
+    .unwrap();
     assert_eq!(pruned, 3);
-    let left: i64 = sqlx::query_scalar("SELECT (SELECT count(*) FROM gpu_samples) + (SELECT count(*) FROM system_samples)")
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM gpu_samples) + (SELECT count(*) FROM system_samples)",
+    )
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
     assert_eq!(left, 6 + 3 - 3);
 }

@@ -11,7 +11,10 @@ use crate::values::ValueError;
 pub const HEARTBEAT_SCHEMA_VERSION: u8 = 2;
 
 fn err(field: &'static str, reason: impl Into<String>) -> ValueError {
-    ValueError { field, reason: reason.into() }
+    ValueError {
+        field,
+        reason: reason.into(),
+    }
 }
 
 /// The agent's identity.
@@ -172,7 +175,11 @@ fn finite_in(field: &'static str, v: f32, max: f32) -> Result<(), ValueError> {
 impl AgentInfo {
     fn validate(&self) -> Result<(), ValueError> {
         text("agent.version", &self.version, 32)?;
-        let hex = self.bundle_sha256.len() == 64 && self.bundle_sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let hex = self.bundle_sha256.len() == 64
+            && self
+                .bundle_sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !hex {
             return Err(err("agent.bundle_sha256", "64 lowercase hex characters"));
         }
@@ -245,10 +252,20 @@ mod tests {
             schema_version: version,
             instance_id: Uuid::nil(),
             boot_id: "boot".into(),
-            agent: AgentInfo { version: "0.1.0".into(), bundle_sha256: "a".repeat(64) },
+            agent: AgentInfo {
+                version: "0.1.0".into(),
+                bundle_sha256: "a".repeat(64),
+            },
             status: WorkerStatus::Ready,
             model_id: "m".into(),
-            engine: EngineState { ready: true, requests_running: 0, requests_waiting: 0, restarts: 0, last_exit_code: None, backends: None },
+            engine: EngineState {
+                ready: true,
+                requests_running: 0,
+                requests_waiting: 0,
+                restarts: 0,
+                last_exit_code: None,
+                backends: None,
+            },
             gpus: None,
             system: system.then_some(SystemSample {
                 cpu_pct: 5.0,

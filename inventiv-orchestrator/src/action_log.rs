@@ -35,7 +35,10 @@ impl ActionLog {
         .bind(&self.request_id)
         .fetch_one(&self.db)
         .await?;
-        Ok(Step { id, started: Instant::now() })
+        Ok(Step {
+            id,
+            started: Instant::now(),
+        })
     }
 
     /// Closes a step as a success, with details.
@@ -44,11 +47,24 @@ impl ActionLog {
     }
 
     /// Closes a step as a failure with a stable code and a message.
-    pub async fn fail(&self, step: Step, code: &str, message: &str, metadata: Value) -> sqlx::Result<()> {
-        self.finish(step, "failed", Some((code, message)), metadata).await
+    pub async fn fail(
+        &self,
+        step: Step,
+        code: &str,
+        message: &str,
+        metadata: Value,
+    ) -> sqlx::Result<()> {
+        self.finish(step, "failed", Some((code, message)), metadata)
+            .await
     }
 
-    async fn finish(&self, step: Step, status: &str, error: Option<(&str, &str)>, metadata: Value) -> sqlx::Result<()> {
+    async fn finish(
+        &self,
+        step: Step,
+        status: &str,
+        error: Option<(&str, &str)>,
+        metadata: Value,
+    ) -> sqlx::Result<()> {
         let ms = i32::try_from(step.started.elapsed().as_millis()).unwrap_or(i32::MAX);
         sqlx::query(
             "UPDATE action_logs SET status = $2, finished_at = now(), duration_ms = $3, error_code = $4,

@@ -77,7 +77,10 @@ pub enum Line {
 }
 
 fn phase_name(s: &str) -> Option<String> {
-    let ok = !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    let ok = !s.is_empty()
+        && s.len() <= 40
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
     ok.then(|| s.to_owned())
 }
 
@@ -87,7 +90,10 @@ pub fn parse(line: &str) -> Line {
         let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
         phase_name(name.trim()).map(|n| (n, text.trim().to_owned()))
     };
-    if let Some(name) = line.strip_prefix("::phase::").and_then(|r| phase_name(r.trim())) {
+    if let Some(name) = line
+        .strip_prefix("::phase::")
+        .and_then(|r| phase_name(r.trim()))
+    {
         return Line::Phase(name);
     }
     if let Some((name, reason)) = line.strip_prefix("::phase-skip::").and_then(split) {
@@ -116,14 +122,19 @@ fn tail_json(tail: &VecDeque<String>) -> Value {
 
 /// Runs the whole bootstrap, recording each step.
 pub async fn run(b: Bootstrap<'_>) -> Result<(), BootstrapError> {
-    let known: Option<String> = sqlx::query_scalar("SELECT ssh_known_hosts FROM instances WHERE id = $1")
-        .bind(b.log.instance_id)
-        .fetch_one(&b.log.db)
+    let known: Option<String> =
+        sqlx::query_scalar("SELECT ssh_known_hosts FROM instances WHERE id = $1")
+            .bind(b.log.instance_id)
+            .fetch_one(&b.log.db)
+            .await?;
+    let session = b
+        .ssh
+        .session(b.log.instance_id, b.target.clone(), known.as_deref())
         .await?;
-    let session = b.ssh.session(b.log.instance_id, b.target.clone(), known.as_deref()).await?;
 
     let step = b.log.start("WORKER_SSH_ACCESSIBLE").await?;
-    let where_ = json!({ "host": b.target.host, "port": b.target.port, "first_contact": known.is_none() });
+    let where_ =
+        json!({ "host": b.target.host, "port": b.target.port, "first_contact": known.is_none() });
     if let Err(e) = session.run("true", b"").await {
         let e = BootstrapError::from(e);
         b.log.fail(step, e.code(), &e.to_string(), where_).await?;
@@ -131,22 +142,33 @@ pub async fn run(b: Bootstrap<'_>) -> Result<(), BootstrapError> {
     }
     if known.is_none() {
         let recorded = session.known_hosts().await?;
-        sqlx::query("UPDATE instances SET ssh_known_hosts = $2 WHERE id = $1 AND ssh_known_hosts IS NULL")
-            .bind(b.log.instance_id)
-            .bind(recorded)
-            .execute(&b.log.db)
-            .await?;
+        sqlx::query(
+            "UPDATE instances SET ssh_known_hosts = $2 WHERE id = $1 AND ssh_known_hosts IS NULL",
+        )
+        .bind(b.log.instance_id)
+        .bind(recorded)
+        .execute(&b.log.db)
+        .await?;
     }
     b.log.succeed(step, where_).await?;
 
     let step = b.log.start("WORKER_SSH_INSTALL").await?;
     match install(&b, &session).await {
         Ok(()) => {
-            b.log.succeed(step, json!({ "install_dir": b.install_dir })).await?;
+            b.log
+                .succeed(step, json!({ "install_dir": b.install_dir }))
+                .await?;
             Ok(())
         }
         Err(e) => {
-            b.log.fail(step, e.code(), &e.to_string(), json!({ "install_dir": b.install_dir })).await?;
+            b.log
+                .fail(
+                    step,
+                    e.code(),
+                    &e.to_string(),
+                    json!({ "install_dir": b.install_dir }),
+                )
+                .await?;
             Err(e)
         }
     }
@@ -184,7 +206,11 @@ async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<(), BootstrapEr
                             log.succeed(done.step, tail_json(&done.tail)).await?;
                         }
                         let step = log.start(&format!("WORKER_SSH_{name}")).await?;
-                        current = Some(Current { name, step, tail: VecDeque::new() });
+                        current = Some(Current {
+                            name,
+                            step,
+                            tail: VecDeque::new(),
+                        });
                     }
                     Line::Skip(name, reason) => {
                         if let Some(done) = current.take() {
@@ -227,7 +253,13 @@ async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<(), BootstrapEr
                 (None, None) => ("START".to_owned(), e.to_string()),
             };
             if let Some(c) = current {
-                log.fail(c.step, &format!("{phase}_FAILED"), &message, tail_json(&c.tail)).await?;
+                log.fail(
+                    c.step,
+                    &format!("{phase}_FAILED"),
+                    &message,
+                    tail_json(&c.tail),
+                )
+                .await?;
             }
             match e {
                 SshError::Failed { .. } => Err(BootstrapError::Phase { phase, message }),
@@ -243,13 +275,25 @@ mod tests {
 
     #[test]
     fn lines() {
-        assert_eq!(parse("::phase::PYTHON_VENV"), Line::Phase("PYTHON_VENV".into()));
-        assert_eq!(parse("::phase-skip::NVIDIA_CHECK mock node"), Line::Skip("NVIDIA_CHECK".into(), "mock node".into()));
+        assert_eq!(
+            parse("::phase::PYTHON_VENV"),
+            Line::Phase("PYTHON_VENV".into())
+        );
+        assert_eq!(
+            parse("::phase-skip::NVIDIA_CHECK mock node"),
+            Line::Skip("NVIDIA_CHECK".into(), "mock node".into())
+        );
         assert_eq!(
             parse("::error::CHECK_BUNDLE checksum mismatch expected a got b"),
-            Line::Error("CHECK_BUNDLE".into(), "checksum mismatch expected a got b".into())
+            Line::Error(
+                "CHECK_BUNDLE".into(),
+                "checksum mismatch expected a got b".into()
+            )
         );
-        assert_eq!(parse("::phase::lower"), Line::Output("::phase::lower".into()));
+        assert_eq!(
+            parse("::phase::lower"),
+            Line::Output("::phase::lower".into())
+        );
         assert_eq!(parse("plain"), Line::Output("plain".into()));
         assert_eq!(quote("a'b"), r"'a'\''b'");
     }

@@ -63,7 +63,12 @@ pub struct Session {
 
 impl Ssh {
     /// Prepares a session; `known_hosts` is the instance's recorded host key line(s), if any.
-    pub async fn session(&self, instance: Uuid, target: Target, known_hosts: Option<&str>) -> std::io::Result<Session> {
+    pub async fn session(
+        &self,
+        instance: Uuid,
+        target: Target,
+        known_hosts: Option<&str>,
+    ) -> std::io::Result<Session> {
         tokio::fs::create_dir_all(&self.work_dir).await?;
         let path = self.work_dir.join(format!("{instance}.known_hosts"));
         tokio::fs::write(&path, known_hosts.unwrap_or_default()).await?;
@@ -79,12 +84,21 @@ impl Ssh {
 }
 
 fn classify(code: Option<i32>, stderr: &str) -> SshError {
-    if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || stderr.contains("Host key verification failed") {
+    if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || stderr.contains("Host key verification failed")
+    {
         return SshError::HostKeyChanged;
     }
     match code {
         // 255 is ssh's own failure (connect, auth), not the remote command's.
-        Some(255) | None => SshError::Unreachable(stderr.lines().last().unwrap_or("ssh failed").trim().to_owned()),
+        Some(255) | None => SshError::Unreachable(
+            stderr
+                .lines()
+                .last()
+                .unwrap_or("ssh failed")
+                .trim()
+                .to_owned(),
+        ),
         Some(code) => SshError::Failed { code },
     }
 }
@@ -96,14 +110,31 @@ impl Session {
             .arg(&self.key)
             .arg("-p")
             .arg(self.target.port.to_string())
-            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=accept-new"])
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "StrictHostKeyChecking=accept-new",
+            ])
             .arg("-o")
             .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-            .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .args([
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "HashKnownHosts=no",
+                "-o",
+                "LogLevel=ERROR",
+            ])
             .arg("-o")
             .arg(format!("HostKeyAlias={}", self.alias))
             .arg("-o")
-            .arg(format!("ConnectTimeout={}", self.connect_timeout.as_secs().max(1)))
+            .arg(format!(
+                "ConnectTimeout={}",
+                self.connect_timeout.as_secs().max(1)
+            ))
             .arg(format!("{}@{}", self.target.user, self.target.host))
             .arg(remote)
             .kill_on_drop(true);
@@ -126,20 +157,30 @@ impl Session {
         if out.status.success() {
             Ok(out.stdout)
         } else {
-            Err(classify(out.status.code(), &String::from_utf8_lossy(&out.stderr)))
+            Err(classify(
+                out.status.code(),
+                &String::from_utf8_lossy(&out.stderr),
+            ))
         }
     }
 
     /// Runs a remote command and hands each output line (stdout and stderr
     /// merged by the remote shell) to `on_line` as it arrives.
-    pub async fn stream(&self, remote: &str, mut on_line: impl AsyncFnMut(String)) -> Result<(), SshError> {
+    pub async fn stream(
+        &self,
+        remote: &str,
+        mut on_line: impl AsyncFnMut(String),
+    ) -> Result<(), SshError> {
         let mut child = self
             .command(&format!("{remote} 2>&1"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
         while let Some(line) = lines.next_line().await? {
             on_line(line).await;
@@ -148,7 +189,10 @@ impl Session {
         if out.status.success() {
             Ok(())
         } else {
-            Err(classify(out.status.code(), &String::from_utf8_lossy(&out.stderr)))
+            Err(classify(
+                out.status.code(),
+                &String::from_utf8_lossy(&out.stderr),
+            ))
         }
     }
 
@@ -164,9 +208,25 @@ mod tests {
 
     #[test]
     fn errors_are_classified() {
-        assert!(matches!(classify(Some(255), "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@"), SshError::HostKeyChanged));
-        assert!(matches!(classify(Some(255), "Host key verification failed."), SshError::HostKeyChanged));
-        assert!(classify(Some(255), "ssh: connect to host 127.0.0.1 port 1: Connection refused").retryable());
-        assert!(matches!(classify(Some(3), ""), SshError::Failed { code: 3 }));
+        assert!(matches!(
+            classify(
+                Some(255),
+                "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@"
+            ),
+            SshError::HostKeyChanged
+        ));
+        assert!(matches!(
+            classify(Some(255), "Host key verification failed."),
+            SshError::HostKeyChanged
+        ));
+        assert!(classify(
+            Some(255),
+            "ssh: connect to host 127.0.0.1 port 1: Connection refused"
+        )
+        .retryable());
+        assert!(matches!(
+            classify(Some(3), ""),
+            SshError::Failed { code: 3 }
+        ));
     }
 }

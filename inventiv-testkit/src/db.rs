@@ -60,10 +60,7 @@ async fn ensure_template(conn: &mut PgConnection) -> String {
         let mut t = PgConnection::connect(&url_for(&building))
             .await
             .expect("connect template");
-        crate::MIGRATOR
-            .run(&mut t)
-            .await
-            .expect("migrations apply");
+        crate::MIGRATOR.run(&mut t).await.expect("migrations apply");
         t.close().await.expect("close template");
         conn.execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
             .await

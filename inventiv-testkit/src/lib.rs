@@ -2,7 +2,12 @@
 //! migrated database per test and a real sshd on loopback. Test code only,
 //! so failing loudly (panicking) is the right answer to a broken harness.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test harness")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test harness"
+)]
 
 pub mod db;
 pub mod sshd;

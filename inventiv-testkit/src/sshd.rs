@@ -28,13 +28,18 @@ fn keygen(path: &Path) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Sshd {
     /// Starts sshd and waits until it accepts connections.
     pub async fn start() -> Sshd {
-        let dir = std::env::temp_dir().join(format!("inventiv-sshd-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("inventiv-sshd-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         keygen(&dir.join("host_key"));
         let client_key = dir.join("client_key");
@@ -52,8 +57,17 @@ impl Sshd {
         std::fs::write(dir.join("sshd_config"), config).unwrap();
         let child = spawn(&dir);
         wait_listening(port).await;
-        let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
-        Sshd { port, dir, client_key, user, child }
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "root".into());
+        Sshd {
+            port,
+            dir,
+            client_key,
+            user,
+            child,
+        }
     }
 
     /// Replaces the host key (as if the VM were replaced) and restarts.
@@ -86,8 +100,14 @@ fn spawn(dir: &Path) -> Child {
 
 async fn wait_listening(port: u16) {
     let until = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(tokio::time::Instant::now() < until, "sshd did not start on port {port}");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "sshd did not start on port {port}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -354,9 +354,18 @@ async fn delete_organization(
     .execute(&mut *tx)
     .await?;
     // Kept as a tombstone: instances and their history still refer to it.
-    sqlx::query("DELETE FROM organization_invitations WHERE organization_id = $1").bind(id).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM organization_memberships WHERE organization_id = $1").bind(id).execute(&mut *tx).await?;
-    sqlx::query("UPDATE organizations SET deleted_at = now() WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM organization_invitations WHERE organization_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM organization_memberships WHERE organization_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE organizations SET deleted_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     let entry = audit::Entry {
         org: OrgId(id),
         actor: Some(caller.user_id),

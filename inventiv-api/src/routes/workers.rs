@@ -19,7 +19,9 @@ use crate::extract::Json;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(register)).routes(routes!(heartbeat))
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(heartbeat))
 }
 
 /// Instance states in which a worker has nothing left to report.
@@ -44,13 +46,18 @@ impl FromRequestParts<AppState> for Worker {
             .map(str::trim)
             .filter(|t| tokens::well_formed(t))
             .ok_or(ApiError::Unauthenticated)?;
-        let row: (Uuid, Uuid, String) =
-            sqlx::query_as("SELECT id, organization_id, status FROM instances WHERE worker_token_hash = $1")
-                .bind(tokens::hash(token))
-                .fetch_optional(&state.db)
-                .await?
-                .ok_or(ApiError::Unauthenticated)?;
-        Ok(Worker { instance_id: row.0, organization_id: row.1, status: row.2 })
+        let row: (Uuid, Uuid, String) = sqlx::query_as(
+            "SELECT id, organization_id, status FROM instances WHERE worker_token_hash = $1",
+        )
+        .bind(tokens::hash(token))
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+        Ok(Worker {
+            instance_id: row.0,
+            organization_id: row.1,
+            status: row.2,
+        })
     }
 }
 
@@ -63,7 +70,10 @@ impl Worker {
             });
         }
         if FINISHED.contains(&self.status.as_str()) {
-            return Err(ApiError::conflict("INSTANCE_FINISHED", format!("the instance is {}; stop the agent", self.status)));
+            return Err(ApiError::conflict(
+                "INSTANCE_FINISHED",
+                format!("the instance is {}; stop the agent", self.status),
+            ));
         }
         Ok(())
     }
@@ -83,7 +93,11 @@ pub struct WorkerAck {
     request_body = Register,
     responses((status = 200, body = WorkerAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn register(State(state): State<AppState>, worker: Worker, Json(body): Json<Register>) -> ApiResult<Json<WorkerAck>> {
+async fn register(
+    State(state): State<AppState>,
+    worker: Worker,
+    Json(body): Json<Register>,
+) -> ApiResult<Json<WorkerAck>> {
     body.validate()?;
     worker.check(body.instance_id)?;
     let mode = match body.mode {
@@ -106,7 +120,10 @@ async fn register(State(state): State<AppState>, worker: Worker, Json(body): Jso
     .execute(&state.db)
     .await?;
     tracing::info!(instance_id = %worker.instance_id, boot_id = %body.boot_id, agent_version = %body.agent.version, "worker registered");
-    Ok(Json(WorkerAck { status: "accepted", instance_status: worker.status }))
+    Ok(Json(WorkerAck {
+        status: "accepted",
+        instance_status: worker.status,
+    }))
 }
 
 /// Records a heartbeat (schema version 1 or 2): the latest state on the
@@ -115,7 +132,11 @@ async fn register(State(state): State<AppState>, worker: Worker, Json(body): Jso
     request_body = Heartbeat,
     responses((status = 200, body = WorkerAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn heartbeat(State(state): State<AppState>, worker: Worker, Json(body): Json<Heartbeat>) -> ApiResult<Json<WorkerAck>> {
+async fn heartbeat(
+    State(state): State<AppState>,
+    worker: Worker,
+    Json(body): Json<Heartbeat>,
+) -> ApiResult<Json<WorkerAck>> {
     body.validate()?;
     worker.check(body.instance_id)?;
     let sent_at: DateTime<Utc> = DateTime::parse_from_rfc3339(&body.sent_at)
@@ -186,13 +207,22 @@ async fn heartbeat(State(state): State<AppState>, worker: Worker, Json(body): Js
     }
     tx.commit().await?;
     tracing::debug!(instance_id = %worker.instance_id, skew_ms = (now - sent_at).num_milliseconds(), "heartbeat");
-    Ok(Json(WorkerAck { status: "accepted", instance_status: worker.status }))
+    Ok(Json(WorkerAck {
+        status: "accepted",
+        instance_status: worker.status,
+    }))
 }
 
 /// Deletes samples older than `retention`; returns how many rows went.
 pub async fn prune_samples(db: &sqlx::PgPool, retention: std::time::Duration) -> sqlx::Result<u64> {
     let cutoff = Utc::now() - retention;
-    let gpu = sqlx::query("DELETE FROM gpu_samples WHERE sampled_at < $1").bind(cutoff).execute(db).await?;
-    let sys = sqlx::query("DELETE FROM system_samples WHERE sampled_at < $1").bind(cutoff).execute(db).await?;
+    let gpu = sqlx::query("DELETE FROM gpu_samples WHERE sampled_at < $1")
+        .bind(cutoff)
+        .execute(db)
+        .await?;
+    let sys = sqlx::query("DELETE FROM system_samples WHERE sampled_at < $1")
+        .bind(cutoff)
+        .execute(db)
+        .await?;
     Ok(gpu.rows_affected() + sys.rows_affected())
 }

@@ -159,7 +159,19 @@ impl TestApp {
         .execute(&self.state.db)
         .await
         .expect("invitation");
-        Org { id, slug, owner, admin, manager, user, spare, invitation_id, invitation_token, instance_id: Uuid::nil(), worker_token: String::new() }
+        Org {
+            id,
+            slug,
+            owner,
+            admin,
+            manager,
+            user,
+            spare,
+            invitation_id,
+            invitation_token,
+            instance_id: Uuid::nil(),
+            worker_token: String::new(),
+        }
     }
 
     /// Gives `org` an instance (status `installing`) with a worker token.

@@ -1,0 +1,363 @@
+"""Agent configuration: a JSON file (``--config`` or ``INVENTIV_AGENT_CONFIG``)
+whose every key can be overridden by ``INVENTIV_AGENT_<KEY>`` in the
+environment, validated once into a frozen :class:`Config`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_CONFIG_PATH = "INVENTIV_AGENT_CONFIG"
+ENV_PREFIX = "INVENTIV_AGENT_"
+
+DEFAULT_ENGINE_COMMAND: tuple[str, ...] = (
+    "vllm",
+    "serve",
+    "{model}",
+    "--port",
+    "{port}",
+    "--host",
+    "{host}",
+    "--tensor-parallel-size",
+    "{tp}",
+)
+# Placeholders an engine_command may use; anything else in braces is a typo.
+PLACEHOLDERS = ("model", "port", "host", "tp", "gpu")
+MAX_ENGINES = 16
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message lists every problem."""
+
+
+class Secret:
+    """A string that never shows up in repr(), logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Config:
+    control_plane_url: str
+    instance_id: str
+    worker_token: Secret
+    model_id: str
+    engine_command: tuple[str, ...] = DEFAULT_ENGINE_COMMAND
+    # None = the instance's own address (see own_address), never 0.0.0.0 by default.
+    engine_host: str | None = None
+    # None = 8000 in mono mode, haproxy_port + 1 in multi mode.
+    engine_port: int | None = None
+    agent_host: str | None = None
+    agent_port: int = 8090
+    mode: str = "mono"
+    gpu_count: int = 1
+    # None = gpu_count (mono); always 1 per engine in multi mode.
+    tensor_parallel_size: int | None = None
+    heartbeat_interval_s: float = 5.0
+    log_dir: str = "/var/log/inventiv-agent"
+    data_dir: str = "/"
+    haproxy_port: int = 8000
+    haproxy_bin: str = "haproxy"
+    engine_env: Mapping[str, str] = field(default_factory=dict)
+    engine_stop_grace_s: float = 20.0
+    engine_backoff_initial_s: float = 1.0
+    engine_backoff_max_s: float = 60.0
+    drain_timeout_s: float = 30.0
+
+    # --- derived values (after resolve(), never None) ---------------------------
+
+    @property
+    def public_port(self) -> int:
+        """The port serving the OpenAI API: the engine's (mono) or HAProxy's (multi)."""
+        return self.haproxy_port if self.mode == "multi" else self.engine_ports[0]
+
+    @property
+    def engine_ports(self) -> list[int]:
+        assert self.engine_port is not None
+        n = self.gpu_count if self.mode == "multi" else 1
+        return [self.engine_port + i for i in range(n)]
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as JSON-able data, token hidden."""
+        out = dataclasses.asdict(self)
+        out["worker_token"] = "***"  # noqa: S105 - the redaction marker
+        out["engine_command"] = list(self.engine_command)
+        out["engine_env"] = dict(self.engine_env)
+        return out
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_INT_KEYS = {"engine_port", "agent_port", "gpu_count", "tensor_parallel_size", "haproxy_port"}
+_FLOAT_KEYS = {
+    "heartbeat_interval_s",
+    "engine_stop_grace_s",
+    "engine_backoff_initial_s",
+    "engine_backoff_max_s",
+    "drain_timeout_s",
+}
+_REQUIRED = ("control_plane_url", "instance_id", "worker_token", "model_id")
+
+
+def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the file (if any), apply the environment overrides, validate."""
+    env = os.environ if environ is None else environ
+    path = path or env.get(ENV_CONFIG_PATH)
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid JSON: {e}") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must hold a JSON object")
+    errors: list[str] = []
+    for key in sorted(set(raw) - set(_FIELDS)):
+        errors.append(f"unknown key '{key}'")
+    for name in _FIELDS:
+        value = env.get(ENV_PREFIX + name.upper())
+        if value is not None:
+            raw[name] = _from_env(name, value, errors)
+    return from_mapping({k: v for k, v in raw.items() if k in _FIELDS}, errors)
+
+
+def _from_env(name: str, value: str, errors: list[str]) -> Any:
+    if name == "engine_command":
+        if value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                errors.append(f"{ENV_PREFIX}ENGINE_COMMAND is not a JSON array")
+                return None
+        return shlex.split(value)
+    if name == "engine_env":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            errors.append(f"{ENV_PREFIX}ENGINE_ENV is not a JSON object")
+            return None
+    return value  # converted and checked by from_mapping like the file's values
+
+
+def from_mapping(raw: Mapping[str, Any], errors: list[str] | None = None) -> Config:
+    errors = [] if errors is None else errors
+    values: dict[str, Any] = {}
+    for name in _REQUIRED:
+        if raw.get(name) in (None, ""):
+            errors.append(f"'{name}' is required")
+    for name, value in raw.items():
+        converted = value
+        if name in _INT_KEYS and value is not None:
+            converted = _as_number(name, value, int, errors)
+        elif name in _FLOAT_KEYS and value is not None:
+            converted = _as_number(name, value, float, errors)
+        if converted is not None:
+            values[name] = converted
+    if errors:
+        raise ConfigError(_message(errors))
+    cfg = _build(values, errors)
+    if errors:
+        raise ConfigError(_message(errors))
+    return cfg
+
+
+def _message(errors: list[str]) -> str:
+    return "invalid agent configuration: " + "; ".join(errors)
+
+
+def _as_number(name: str, value: Any, kind: type, errors: list[str]) -> Any:
+    if isinstance(value, bool):
+        errors.append(f"'{name}' must be a number, got {value!r}")
+        return None
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        errors.append(f"'{name}' must be {'an integer' if kind is int else 'a number'}")
+        return None
+    if kind is int and isinstance(value, float) and value != number:
+        errors.append(f"'{name}' must be an integer, got {value!r}")
+        return None
+    return number
+
+
+def _build(v: dict[str, Any], errors: list[str]) -> Config:
+    url = str(v["control_plane_url"]).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        errors.append(f"'control_plane_url' must be an http(s) URL, got {url!r}")
+    try:
+        instance_id = str(uuid.UUID(str(v["instance_id"])))
+    except ValueError:
+        errors.append("'instance_id' must be a UUID")
+        instance_id = str(v["instance_id"])
+    token = v["worker_token"]
+    if not isinstance(token, str) or any(c.isspace() for c in token):
+        errors.append("'worker_token' must be a string without spaces")
+        token = ""
+    model_id = str(v["model_id"])
+    if len(model_id) > 200:
+        errors.append("'model_id' is longer than 200 characters")
+
+    command = _engine_command(v.get("engine_command", DEFAULT_ENGINE_COMMAND), errors)
+    mode = v.get("mode", "mono")
+    if mode not in ("mono", "multi"):
+        errors.append(f"'mode' must be 'mono' or 'multi', got {mode!r}")
+    gpu_count = v.get("gpu_count", 1)
+    low = 1 if mode == "multi" else 0
+    if not low <= gpu_count <= MAX_ENGINES:
+        errors.append(f"'gpu_count' must be between {low} and {MAX_ENGINES} in {mode} mode")
+    tp = v.get("tensor_parallel_size")
+    if tp is None:
+        tp = 1 if mode == "multi" else max(gpu_count, 1)
+    if tp < 1:
+        errors.append("'tensor_parallel_size' must be at least 1")
+
+    haproxy_port = v.get("haproxy_port", 8000)
+    engine_port = v.get("engine_port")
+    if engine_port is None:
+        engine_port = haproxy_port + 1 if mode == "multi" else 8000
+    agent_port = v.get("agent_port", 8090)
+    own = None
+    agent_host = v.get("agent_host") or None
+    engine_host = v.get("engine_host") or None
+    if agent_host is None or engine_host is None:
+        own = own_address(parts.hostname or "127.0.0.1")
+    cfg = Config(
+        control_plane_url=url,
+        instance_id=instance_id,
+        worker_token=Secret(token),
+        model_id=model_id,
+        engine_command=command,
+        engine_host=engine_host or own,
+        engine_port=engine_port,
+        agent_host=agent_host or own,
+        agent_port=agent_port,
+        mode=mode,
+        gpu_count=gpu_count,
+        tensor_parallel_size=tp,
+        heartbeat_interval_s=v.get("heartbeat_interval_s", 5.0),
+        log_dir=str(v.get("log_dir", Config.log_dir)),
+        data_dir=str(v.get("data_dir", Config.data_dir)),
+        haproxy_port=haproxy_port,
+        haproxy_bin=str(v.get("haproxy_bin", Config.haproxy_bin)),
+        engine_env=_engine_env(v.get("engine_env", {}), errors),
+        engine_stop_grace_s=v.get("engine_stop_grace_s", Config.engine_stop_grace_s),
+        engine_backoff_initial_s=v.get("engine_backoff_initial_s", 1.0),
+        engine_backoff_max_s=v.get("engine_backoff_max_s", 60.0),
+        drain_timeout_s=v.get("drain_timeout_s", Config.drain_timeout_s),
+    )
+    _check_ranges(cfg, errors)
+    return cfg
+
+
+def _engine_command(command: Any, errors: list[str]) -> tuple[str, ...]:
+    if (
+        not isinstance(command, (list, tuple))
+        or not command
+        or not all(isinstance(a, str) for a in command)
+    ):
+        errors.append("'engine_command' must be a non-empty list of strings")
+        return DEFAULT_ENGINE_COMMAND
+    for arg in command:
+        try:
+            arg.format(**{p: "" for p in PLACEHOLDERS})
+        except (KeyError, IndexError, ValueError):
+            errors.append(
+                f"'engine_command' argument {arg!r} uses an unknown placeholder "
+                f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})"
+            )
+    return tuple(command)
+
+
+def _engine_env(value: Any, errors: list[str]) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(x, str) for k, x in value.items()
+    ):
+        errors.append("'engine_env' must be an object of string values")
+        return {}
+    return dict(value)
+
+
+def _check_ranges(cfg: Config, errors: list[str]) -> None:
+    ports = {"agent_port": cfg.agent_port, "haproxy_port": cfg.haproxy_port}
+    assert cfg.engine_port is not None
+    ports["engine_port"] = cfg.engine_port
+    for name, port in ports.items():
+        if not 1 <= port <= 65535:
+            errors.append(f"'{name}' must be between 1 and 65535, got {port}")
+    engine_ports = cfg.engine_ports
+    if engine_ports and engine_ports[-1] > 65535:
+        errors.append("the engine ports run past 65535")
+    taken = {cfg.agent_port: "agent_port"}
+    if cfg.mode == "multi":
+        taken[cfg.haproxy_port] = "haproxy_port"
+    for port in engine_ports:
+        if port in taken:
+            errors.append(f"engine port {port} collides with '{taken[port]}'")
+    if cfg.mode == "multi" and cfg.haproxy_port == cfg.agent_port:
+        errors.append("'haproxy_port' collides with 'agent_port'")
+    for name in _FLOAT_KEYS:
+        if getattr(cfg, name) <= 0:
+            errors.append(f"'{name}' must be positive")
+    if cfg.engine_backoff_max_s < cfg.engine_backoff_initial_s:
+        errors.append("'engine_backoff_max_s' must be >= 'engine_backoff_initial_s'")
+    if not cfg.log_dir:
+        errors.append("'log_dir' must not be empty")
+
+
+def own_address(toward: str) -> str:
+    """The local address this host uses to reach `toward` (the control plane).
+
+    A UDP connect() sends no packet; it only makes the kernel pick the route
+    and so the source address. Binding there (and not on 0.0.0.0) keeps the
+    agent off interfaces it was not asked to serve.
+    """
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((socket.gethostbyname(toward), 9))
+            return str(s.getsockname()[0])
+    except OSError:
+        pass
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def engine_argv(cfg: Config, port: int, host: str, gpu: int | None, tp: int) -> list[str]:
+    """The engine command with its placeholders filled in."""
+    values = {
+        "model": cfg.model_id,
+        "port": str(port),
+        "host": host,
+        "tp": str(tp),
+        "gpu": "" if gpu is None else str(gpu),
+    }
+    return [arg.format(**values) for arg in cfg.engine_command]

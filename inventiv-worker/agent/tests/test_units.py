@@ -1,0 +1,253 @@
+"""Configuration, event log, samples and HAProxy config, without processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from helpers import validator
+
+from inventiv_agent import config, haproxy, samples
+from inventiv_agent.engine import parse_queue_metrics
+from inventiv_agent.events import EventLog, parse_iso8601
+
+HEARTBEAT = validator("heartbeat.v2.json")
+BASE = {
+    "control_plane_url": "http://127.0.0.1:8080/",
+    "instance_id": str(uuid.uuid4()),
+    "worker_token": "secret-token",
+    "model_id": "Qwen/Qwen2.5-0.5B-Instruct",
+}
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+# --- config ------------------------------------------------------------------------
+
+
+def test_config_defaults(tmp_path):
+    cfg = config.load(write(tmp_path, BASE), environ={})
+    assert cfg.control_plane_url == "http://127.0.0.1:8080"
+    assert cfg.engine_port == 8000
+    assert cfg.agent_port == 8090
+    assert cfg.heartbeat_interval_s == 5.0
+    assert cfg.mode == "mono"
+    assert cfg.tensor_parallel_size == 1
+    assert cfg.public_port == 8000
+    assert cfg.engine_command == config.DEFAULT_ENGINE_COMMAND
+    # The instance's own address (the route to the control plane), never 0.0.0.0.
+    assert cfg.agent_host == "127.0.0.1"
+    assert cfg.engine_host == "127.0.0.1"
+    assert "secret-token" not in repr(cfg)
+    assert cfg.redacted()["worker_token"] == "***"
+    argv = config.engine_argv(cfg, 8000, "10.0.0.5", None, 2)
+    assert argv == [
+        "vllm",
+        "serve",
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        "--port",
+        "8000",
+        "--host",
+        "10.0.0.5",
+        "--tensor-parallel-size",
+        "2",
+    ]
+
+
+def test_config_path_from_env_and_env_overrides(tmp_path):
+    path = write(tmp_path, {**BASE, "agent_port": 9000})
+    env = {
+        "INVENTIV_AGENT_CONFIG": str(path),
+        "INVENTIV_AGENT_AGENT_PORT": "9100",
+        "INVENTIV_AGENT_HEARTBEAT_INTERVAL_S": "0.5",
+        "INVENTIV_AGENT_ENGINE_COMMAND": "mock-engine --port {port} --model {model}",
+        "INVENTIV_AGENT_ENGINE_ENV": '{"HF_HOME": "/data/hf"}',
+        "INVENTIV_AGENT_MODEL_ID": "other/model",
+    }
+    cfg = config.load(None, environ=env)
+    assert cfg.agent_port == 9100
+    assert cfg.heartbeat_interval_s == 0.5
+    assert cfg.model_id == "other/model"
+    assert cfg.engine_command == ("mock-engine", "--port", "{port}", "--model", "{model}")
+    assert cfg.engine_env == {"HF_HOME": "/data/hf"}
+    env["INVENTIV_AGENT_ENGINE_COMMAND"] = '["a b", "{port}"]'
+    assert config.load(None, environ=env).engine_command == ("a b", "{port}")
+
+
+def test_config_multi_mode_ports(tmp_path):
+    cfg = config.load(write(tmp_path, {**BASE, "mode": "multi", "gpu_count": 4}), environ={})
+    assert cfg.haproxy_port == 8000
+    assert cfg.engine_ports == [8001, 8002, 8003, 8004]
+    assert cfg.public_port == 8000
+    assert cfg.tensor_parallel_size == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"instance_id": "not-a-uuid"}, "'instance_id' must be a UUID"),
+        ({"control_plane_url": "ftp://x"}, "must be an http(s) URL"),
+        ({"worker_token": ""}, "'worker_token' is required"),
+        ({"agent_port": 70000}, "'agent_port' must be between 1 and 65535"),
+        ({"agent_port": "abc"}, "'agent_port' must be an integer"),
+        ({"mode": "duo"}, "'mode' must be 'mono' or 'multi'"),
+        ({"mode": "multi", "gpu_count": 0}, "'gpu_count' must be between 1 and 16"),
+        ({"engine_command": ["vllm", "{modle}"]}, "unknown placeholder"),
+        ({"engine_command": []}, "non-empty list of strings"),
+        ({"heartbeat_interval_s": 0}, "'heartbeat_interval_s' must be positive"),
+        ({"agent_port": 8000}, "engine port 8000 collides with 'agent_port'"),
+        ({"tyop": 1}, "unknown key 'tyop'"),
+    ],
+)
+def test_config_errors_are_clear(tmp_path, change, message):
+    with pytest.raises(config.ConfigError) as err:
+        config.load(write(tmp_path, {**BASE, **change}), environ={})
+    assert message in str(err.value)
+
+
+def test_config_missing_keys_are_all_listed(tmp_path):
+    with pytest.raises(config.ConfigError) as err:
+        config.load(write(tmp_path, {}), environ={})
+    for key in ("control_plane_url", "instance_id", "worker_token", "model_id"):
+        assert f"'{key}' is required" in str(err.value)
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(config.ConfigError, match="cannot read config file"):
+        config.load(tmp_path / "missing.json", environ={})
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(config.ConfigError, match="not valid JSON"):
+        config.load(bad, environ={})
+
+
+# --- events ------------------------------------------------------------------------
+
+
+def test_event_log_rotates_and_reads_across_files(tmp_path):
+    log = EventLog(tmp_path, max_bytes=2000, mirror=None)
+    for i in range(300):
+        log.emit("tick", i=i)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["events.jsonl", "events.jsonl.1", "events.jsonl.2", "events.jsonl.3"]
+    assert all(p.stat().st_size <= 2000 for p in tmp_path.iterdir())
+    tail = log.read(tail=30)
+    assert [e["i"] for e in tail] == list(range(270, 300))
+    everything = log.read()
+    assert [e["i"] for e in everything] == list(range(everything[0]["i"], 300))
+    assert everything[0]["i"] > 0  # the oldest file was dropped
+
+
+def test_event_log_since(tmp_path):
+    log = EventLog(tmp_path, mirror=None)
+    first = log.emit("a")
+    since = parse_iso8601(first["ts"])
+    path = tmp_path / "events.jsonl"
+    later = (since + timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+    with path.open("a") as f:
+        f.write(json.dumps({"ts": later, "event": "b"}) + "\n")
+        f.write("torn line {\n")
+    assert [e["event"] for e in log.read(since=since)] == ["b"]
+    assert [e["event"] for e in log.read(since=since - timedelta(seconds=1))] == ["a", "b"]
+    assert parse_iso8601("2025-01-01T00:00:00") == datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
+# --- samples -----------------------------------------------------------------------
+
+
+def test_system_sample_fits_the_schema(tmp_path):
+    sampler = samples.SystemSampler(str(tmp_path))
+    sample = sampler.sample()
+    assert {"cpu_pct", "load1", "memory_used_mib", "memory_total_mib", "disk_total_gib"} <= set(
+        sample
+    )
+    assert "net_rx_bytes_per_s" in sample
+    assert 0 <= sample["cpu_pct"] <= 100
+    assert 0 < sample["memory_used_mib"] <= sample["memory_total_mib"]
+    schema = HEARTBEAT.schema["$defs"]["system"]
+    HEARTBEAT.evolve(schema=schema).validate(sample)
+
+
+def test_no_gpu_tool_means_no_gpu_samples(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert samples.gpu_samples() is None
+
+
+def test_gpu_samples_from_nvidia_smi(monkeypatch, tmp_path):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(
+        "#!/bin/sh\n"
+        "echo '0, NVIDIA L4, 37, 1024, 23034, 41, 27.53'\n"
+        "echo '1, NVIDIA L4, 0, 0, 23034, [N/A], [N/A]'\n"
+    )
+    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    gpus = samples.gpu_samples()
+    assert gpus == [
+        {
+            "index": 0,
+            "name": "NVIDIA L4",
+            "utilization_pct": 37.0,
+            "memory_used_mib": 1024.0,
+            "memory_total_mib": 23034.0,
+            "temperature_c": 41.0,
+            "power_w": 27.53,
+        },
+        {
+            "index": 1,
+            "name": "NVIDIA L4",
+            "utilization_pct": 0.0,
+            "memory_used_mib": 0.0,
+            "memory_total_mib": 23034.0,
+            "temperature_c": None,
+            "power_w": None,
+        },
+    ]
+    schema = HEARTBEAT.schema["$defs"]["gpu"]
+    for gpu in gpus:
+        HEARTBEAT.evolve(schema=schema).validate(gpu)
+
+
+def test_failing_nvidia_smi_gives_no_gpu_samples(monkeypatch, tmp_path):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert samples.gpu_samples() is None
+
+
+# --- engine metrics and HAProxy config ---------------------------------------------
+
+
+def test_queue_metrics_parsing():
+    text = (
+        "# HELP vllm:num_requests_running Number of requests running\n"
+        "# TYPE vllm:num_requests_running gauge\n"
+        'vllm:num_requests_running{model_name="m"} 3.0\n'
+        'vllm:num_requests_waiting{model_name="m"} 2.0\n'
+        'vllm:num_requests_waiting_by_reason{model_name="m"} 9.0\n'
+        'vllm:request_success_total{model_name="m"} 40.0\n'
+    )
+    assert parse_queue_metrics(text) == (3, 2)
+    assert parse_queue_metrics("") == (0, 0)
+
+
+def test_haproxy_config_is_valid(tmp_path, haproxy_bin):
+    text = haproxy.render_config("127.0.0.1", 18000, [("127.0.0.1", 18001), ("127.0.0.1", 18002)])
+    assert "balance leastconn" in text
+    assert "stick on req.hdr(X-Inventiv-Session)" in text
+    assert "http-check send meth GET uri /health" in text
+    path = tmp_path / "haproxy.cfg"
+    haproxy.write_config(path, text)
+    assert haproxy.check_config(haproxy_bin, path) is None
+    path.write_text("frontend broken\n    bind nowhere\n")
+    assert haproxy.check_config(haproxy_bin, path) is not None
