@@ -155,9 +155,13 @@ pub async fn run(b: Bootstrap<'_>) -> Result<(), BootstrapError> {
     let step = b.log.start("WORKER_SSH_INSTALL").await?;
     match install(&b, &session).await {
         Ok(()) => {
-            b.log
-                .succeed(step, json!({ "install_dir": b.install_dir }))
+            sqlx::query("UPDATE instances SET expected_bundle_sha256 = $2 WHERE id = $1")
+                .bind(b.log.instance_id)
+                .bind(b.bundle_sha256)
+                .execute(&b.log.db)
                 .await?;
+            let done = json!({ "install_dir": b.install_dir, "bundle_sha256": b.bundle_sha256 });
+            b.log.succeed(step, done).await?;
             Ok(())
         }
         Err(e) => {

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use inventiv_orchestrator::action_log::ActionLog;
+use inventiv_orchestrator::agent_info;
 use inventiv_orchestrator::bootstrap::{self, Bootstrap, BootstrapError};
 use inventiv_orchestrator::ssh::{Ssh, SshError, Target};
 use inventiv_testkit::sshd::Sshd;
@@ -250,6 +251,34 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
     let http = reqwest_lite(agent_port).await;
     assert!(http, "the agent answers /healthz");
     let pid = std::fs::read_to_string(node.install_dir.join("run/agent.pid")).unwrap();
+
+    // The health check reads /info (token required) and records the version.
+    let http = reqwest::Client::new();
+    assert!(
+        agent_info::fetch(&http, "127.0.0.1", agent_port, "wrong-token")
+            .await
+            .is_err()
+    );
+    let info = agent_info::fetch(&http, "127.0.0.1", agent_port, &"t".repeat(43))
+        .await
+        .expect("/info");
+    assert_eq!(info.bundle_sha256, sha);
+    assert!(
+        !agent_info::record(&db, id, &info).await.unwrap(),
+        "the installed bundle runs"
+    );
+    let stale = agent_info::AgentInfo {
+        bundle_sha256: "f".repeat(64),
+        ..info.clone()
+    };
+    let flagged = agent_info::record(&db, id, &stale).await.unwrap();
+    let row: Value = sqlx::query_scalar("SELECT row_to_json(i) FROM instances i WHERE id = $1")
+        .bind(id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(flagged, "a different bundle is flagged: {row}");
+    agent_info::record(&db, id, &info).await.unwrap();
 
     // Second run: idempotent, the same agent keeps running.
     run(sha.clone(), log.clone(), target.clone())

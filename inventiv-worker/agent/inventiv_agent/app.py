@@ -4,7 +4,6 @@ HTTP server, its status, the payloads it sends, and the drain on shutdown.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from typing import Any
@@ -40,7 +39,6 @@ class Agent:
             build_heartbeat=self.heartbeat_payload,
         )
         self.server = AgentServer(self)
-        self._stopped = threading.Event()
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -80,7 +78,6 @@ class Agent:
             self.heartbeat.send_once()  # engine.ready false, still draining
         self.server.stop()
         self.events.emit("agent_stopped", boot_id=self.boot_id)
-        self._stopped.set()
 
     def _changed(self) -> None:
         self.heartbeat.wake()

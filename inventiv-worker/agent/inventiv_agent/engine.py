@@ -22,6 +22,9 @@ from .supervisor import Supervisor
 PROBE_INTERVAL_S = 1.0
 PROBE_INTERVAL_LOADING_S = 0.25  # while not ready: report readiness soon after it comes
 PROBE_TIMEOUT_S = 2.0
+# A live engine is declared not ready after this many failed probes in a row
+# (one slow answer under load is no outage); a dead one at once.
+PROBE_FALL = 2
 LOOPBACK = "127.0.0.1"
 
 
@@ -144,13 +147,19 @@ class Engine:
         self.notify()
 
     def _probe_loop(self) -> None:
+        failures = 0
         while not self._stop.wait(PROBE_INTERVAL_S if self.ready else PROBE_INTERVAL_LOADING_S):
             generation = self.process.generation
             if not self.process.running():
                 continue  # _on_exit already reported it
             ready, reason = self.probe()
             if ready:
+                failures = 0
                 self._scrape_metrics()
+            else:
+                failures += 1
+                if self.ready and failures < PROBE_FALL:
+                    continue
             if not self._stop.is_set():
                 self._set_ready(ready, reason, generation)
 

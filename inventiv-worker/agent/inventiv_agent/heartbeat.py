@@ -19,7 +19,7 @@ REGISTER_PATH = "/internal/workers/register"
 HEARTBEAT_PATH = "/internal/workers/heartbeat"
 REQUEST_TIMEOUT_S = 10.0
 BACKOFF_INITIAL_S = 1.0
-BACKOFF_MAX_S = 60.0
+BACKOFF_MAX_S = 30.0
 # Answers to a heartbeat that mean "I do not know this boot": register again.
 REREGISTER_STATUSES = (404, 409)
 

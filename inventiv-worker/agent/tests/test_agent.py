@@ -186,6 +186,32 @@ def test_engine_left_by_a_killed_agent_is_replaced(start_agent, control_plane):
         again.stop()
 
 
+def test_engine_that_does_not_serve_the_model_is_not_ready(start_agent, control_plane):
+    agent = start_agent(model_id="mock/other-model")
+    cmd = agent.cfg["engine_command"]
+    assert "{model}" in cmd  # the engine serves the configured model...
+    wrong = start_agent(
+        engine_command=[a.replace("{model}", "mock/not-the-model") for a in cmd],
+    )
+    wait_until(
+        lambda: control_plane.heartbeat_where(
+            lambda hb: hb["instance_id"] == agent.cfg["instance_id"] and hb["engine"]["ready"]
+        ),
+        15,
+        "the right engine ready",
+    )
+    # ...while this one answers /health but lists another model: never ready.
+    status, body = wrong.get("/readyz")
+    assert status == 503
+    assert body["ready"] is False
+    assert "does not list mock/tiny-model" in body["backends"][0]["reason"]
+    mine = [
+        hb for hb in control_plane.heartbeats() if hb["instance_id"] == wrong.cfg["instance_id"]
+    ]
+    assert mine
+    assert all(hb["status"] == "starting" and not hb["engine"]["ready"] for hb in mine)
+
+
 @pytest.mark.parametrize("path", ["/readyz", "/info", "/logs", "/metrics"])
 @pytest.mark.parametrize("token", [None, "wrong-token", TOKEN + "x", ""])
 def test_protected_routes_need_the_worker_token(running_agent, path, token):

@@ -113,7 +113,7 @@ impl Events {
                 let usage = UsageChunk {
                     head: self.head(),
                     choices: [],
-                    usage: Usage::new(self.prompt_tokens, self.sent + 1),
+                    usage: Usage::new(self.prompt_tokens, self.sent),
                 };
                 Some(event(&usage))
             }
