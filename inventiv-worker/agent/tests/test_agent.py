@@ -9,7 +9,14 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from helpers import TOKEN, AgentProcess, pid_alive, validator, wait_until
+from helpers import (
+    TOKEN,
+    AgentProcess,
+    mock_engine_command,
+    pid_alive,
+    validator,
+    wait_until,
+)
 
 HEARTBEAT = validator("heartbeat.v2.json")
 REGISTER = validator("register.v2.json")
@@ -186,30 +193,25 @@ def test_engine_left_by_a_killed_agent_is_replaced(start_agent, control_plane):
         again.stop()
 
 
-def test_engine_that_does_not_serve_the_model_is_not_ready(start_agent, control_plane):
-    agent = start_agent(model_id="mock/other-model")
-    cmd = agent.cfg["engine_command"]
-    assert "{model}" in cmd  # the engine serves the configured model...
-    wrong = start_agent(
-        engine_command=[a.replace("{model}", "mock/not-the-model") for a in cmd],
+def test_engine_that_does_not_serve_the_model_is_never_ready(
+    start_agent, control_plane, mock_engine_bin
+):
+    cmd = mock_engine_command(mock_engine_bin)
+    agent = start_agent(engine_command=[a.replace("{model}", "mock/not-it") for a in cmd])
+
+    def reason():
+        status, body = agent.get("/readyz")
+        assert status == 503
+        return body["backends"][0]["reason"]
+
+    # /health answers once the mock has loaded, but /v1/models lists another model.
+    wait_until(lambda: "does not list" in reason(), 10, "the engine loaded")
+    n = len(control_plane.heartbeats())
+    wait_until(lambda: len(control_plane.heartbeats()) >= n + 2, 5, "more heartbeats")
+    assert all(
+        hb["status"] == "starting" and not hb["engine"]["ready"]
+        for hb in control_plane.heartbeats()
     )
-    wait_until(
-        lambda: control_plane.heartbeat_where(
-            lambda hb: hb["instance_id"] == agent.cfg["instance_id"] and hb["engine"]["ready"]
-        ),
-        15,
-        "the right engine ready",
-    )
-    # ...while this one answers /health but lists another model: never ready.
-    status, body = wrong.get("/readyz")
-    assert status == 503
-    assert body["ready"] is False
-    assert "does not list mock/tiny-model" in body["backends"][0]["reason"]
-    mine = [
-        hb for hb in control_plane.heartbeats() if hb["instance_id"] == wrong.cfg["instance_id"]
-    ]
-    assert mine
-    assert all(hb["status"] == "starting" and not hb["engine"]["ready"] for hb in mine)
 
 
 @pytest.mark.parametrize("path", ["/readyz", "/info", "/logs", "/metrics"])
