@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help run test build fmt lint migrate services-up services-down clean-state agent-checksum
+.PHONY: help run test bench build fmt lint migrate services-up services-down clean-state agent-checksum
 
 help: ## List the targets
 	@echo 'Inventiv Agents - make targets:'
@@ -16,6 +16,9 @@ run: ## Start PostgreSQL/Redis if needed, build, run API + orchestrator (Ctrl-C 
 
 test: ## All checks: fmt, clippy, cargo test (with PostgreSQL/Redis), compose file
 	@scripts/test.sh
+
+bench: ## Throughput benchmarks on 1 pinned core (mock engine: target 20000 req/s)
+	@scripts/bench.sh
 
 build: ## Build every workspace crate (debug)
 	$(CARGO) build --workspace

@@ -111,13 +111,24 @@ suite_rust_clippy() {
   cargo clippy --workspace --all-targets -- -D warnings
 }
 
+# The orchestrator's bootstrap test logs in over SSH to a real sshd it
+# starts on loopback (Debian's openssh-server; ssh-keygen and ssh from
+# openssh-client).
 suite_rust_tests() {
   ensure_services
   drop_leftover_test_databases
-  local extra=()
+  if [[ ! -x /usr/sbin/sshd ]] || ! command -v ssh-keygen >/dev/null; then
+    apt_install openssh-server openssh-client
+  fi
+  local extra=() out rc=0
   read -r -a extra <<<"${TEST_ARGS:-}"
   step "cargo test --workspace ${TEST_ARGS:-}"
-  cargo test --workspace "${extra[@]}"
+  out=$(mktemp)
+  cargo test --workspace "${extra[@]}" 2>&1 | tee "$out" || rc=$?
+  # One closing line for the whole run: cargo ends on a per-binary summary.
+  awk '/^test result:/ { p += $4; f += $6 } END { printf "rust tests: %d passed, %d failed\n", p, f }' "$out"
+  rm -f "$out"
+  return "$rc"
 }
 
 # `make run` as a newcomer uses it: fresh state, private PostgreSQL/Redis,

@@ -166,14 +166,27 @@ impl InFlight {
         }
     }
 
-    /// Deadline of token number `index` (0-based) under the configured
-    /// TTFT and decode speed; `None` when nothing is to be waited for.
-    pub fn deadline(&self, index: u32) -> Option<Instant> {
+    /// Waits until token number `index` (0-based) is due under the
+    /// configured TTFT and decode speed; returns at once when both are
+    /// zero. After a shutdown began, pacing stops so that in-flight answers
+    /// finish at full speed instead of holding the shutdown.
+    pub async fn until_token(&self, index: u32) {
         let c = &self.state.config;
         if c.ttft.is_zero() && c.inter_token.is_zero() {
-            return None;
+            return;
         }
-        Some(self.start + c.ttft + c.inter_token.saturating_mul(index))
+        let delay = c.ttft.saturating_add(c.inter_token.saturating_mul(index));
+        // A deadline past what `Instant` can hold is "never".
+        let sleep = async {
+            match self.start.checked_add(delay) {
+                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => {}
+            () = self.state.shutdown.cancelled() => {}
+        }
     }
 
     pub fn first_token(&self) {
@@ -194,13 +207,6 @@ impl Drop for InFlight {
         self.state
             .metrics
             .request_ended(self.generated, self.outcome);
-    }
-}
-
-/// Sleeps until `deadline`, if there is one.
-pub async fn wait(deadline: Option<Instant>) {
-    if let Some(deadline) = deadline {
-        tokio::time::sleep_until(deadline.into()).await;
     }
 }
 

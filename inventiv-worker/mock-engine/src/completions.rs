@@ -30,9 +30,9 @@ fn capacity(tokens: u32) -> usize {
 /// Waits as long as a real engine would take for the whole answer:
 /// TTFT, then one inter-token delay per token.
 async fn simulate(inflight: &InFlight, tokens: u32) {
-    app::wait(inflight.deadline(0)).await;
+    inflight.until_token(0).await;
     inflight.first_token();
-    app::wait(inflight.deadline(tokens)).await;
+    inflight.until_token(tokens).await;
 }
 
 pub async fn chat(

@@ -102,7 +102,7 @@ impl Events {
     async fn next(&mut self) -> Option<Bytes> {
         match self.phase {
             Phase::Role => {
-                app::wait(self.inflight.deadline(0)).await;
+                self.inflight.until_token(0).await;
                 self.inflight.first_token();
                 self.phase = Phase::Tokens;
                 Some(self.chat_event(true, None, ""))
@@ -126,7 +126,7 @@ impl Events {
     }
 
     async fn token_event(&mut self) -> Bytes {
-        app::wait(self.inflight.deadline(self.sent)).await;
+        self.inflight.until_token(self.sent).await;
         if self.sent == 0 && self.kind == Kind::Completion {
             self.inflight.first_token();
         }
@@ -137,8 +137,10 @@ impl Events {
         let token = tokens.next().unwrap_or("");
         let last = tokens.remaining() == 0;
         let finish = answer.map(|a| a.plan.finish).filter(|_| last);
-        self.sent += 1;
-        self.inflight.sent(1);
+        if !token.is_empty() {
+            self.sent = self.sent.saturating_add(1);
+            self.inflight.sent(1);
+        }
         let index = u32::try_from(self.current).unwrap_or(u32::MAX);
         let bytes = match self.kind {
             Kind::Chat => self.chat_event(false, finish, token),

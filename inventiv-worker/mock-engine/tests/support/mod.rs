@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use inventiv_mock_engine::{build_app, Config};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -186,4 +186,38 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+pub const CHAT: &str = "/v1/chat/completions";
+pub const COMPLETIONS: &str = "/v1/completions";
+
+/// A chat request with every kind of content and some fields the engine
+/// ignores, plus `extra`.
+pub fn chat_body(extra: Value) -> Value {
+    let mut body = json!({
+        "model": "mock/model",
+        "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "two words"},
+                {"type": "image_url", "image_url": {"url": "http://x"}},
+            ]},
+            {"role": "assistant", "content": null, "tool_calls": []},
+        ],
+        "temperature": 0.7,
+        "some_unknown_field": {"nested": [1, 2]},
+    });
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    body
+}
+
+/// 3 words in the system message, 2 in the text part.
+pub const CHAT_PROMPT_TOKENS: u64 = 5;
+
+pub fn assert_usage(usage: &Value, prompt: u64, completion: u64) {
+    assert_eq!(usage["prompt_tokens"], prompt, "{usage}");
+    assert_eq!(usage["completion_tokens"], completion, "{usage}");
+    assert_eq!(usage["total_tokens"], prompt + completion, "{usage}");
 }
