@@ -18,6 +18,7 @@ use crate::error::ErrorBody;
         (name = "organizations", description = "Organizations and the current organization"),
         (name = "members", description = "Members and roles of the current organization"),
         (name = "invitations", description = "Invitations by email"),
+        (name = "catalog", description = "Providers, zones, instance types, models and their double activation"),
         (name = "workers", description = "Worker agents: registration and heartbeats (worker token)"),
     )
 )]

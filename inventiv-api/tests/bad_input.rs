@@ -236,7 +236,10 @@ async fn bad_path_and_query_parameters_get_a_400() {
     let app = TestApp::spawn().await;
     let a = app.org("a").await;
     let mut failures = Vec::new();
-    for row in MATRIX.iter().filter(|r| r.path.contains("_id}")) {
+    for row in MATRIX
+        .iter()
+        .filter(|r| r.path.contains("_id}") && !r.path.contains("{item_id}"))
+    {
         let path: String = row
             .path
             .split('/')

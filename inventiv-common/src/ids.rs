@@ -54,3 +54,7 @@ id_type!(
     /// Identifies an invitation to join an organization.
     InvitationId
 );
+id_type!(
+    /// Identifies an instance (one GPU VM serving one model).
+    InstanceId
+);

@@ -2,10 +2,12 @@
 //! about HTTP or SQL.
 
 pub mod ids;
+pub mod instance;
 pub mod rbac;
 pub mod values;
 pub mod worker;
 
-pub use ids::{InvitationId, OrgId, SessionId, UserId};
+pub use ids::{InstanceId, InvitationId, OrgId, SessionId, UserId};
+pub use instance::InstanceStatus;
 pub use rbac::{can, Action, OrgRole};
 pub use values::{DisplayName, Email, OrgName, Password, Slug, ValueError};

@@ -73,6 +73,12 @@ pub enum Action {
     ManageInvitations,
     /// Read the organization's audit log.
     ViewAuditLog,
+    /// Read the catalog and the organization's activations.
+    ViewCatalog,
+    /// Switch the technical activation of a catalog item or resource.
+    ActivateTechnical,
+    /// Switch the economic activation (spending) of a catalog item or resource.
+    ActivateEconomic,
 }
 
 use Action::*;
@@ -86,6 +92,9 @@ const MATRIX: &[(Action, &[OrgRole])] = &[
     (ManageMembers, &[Owner, Admin, Manager]),
     (ManageInvitations, &[Owner, Admin, Manager]),
     (ViewAuditLog, &[Owner, Admin]),
+    (ViewCatalog, &[Owner, Admin, Manager, User]),
+    (ActivateTechnical, &[Owner, Admin]),
+    (ActivateEconomic, &[Owner, Manager]),
 ];
 
 /// Whether `role` may perform `action`.
@@ -155,6 +164,9 @@ mod tests {
             ManageMembers,
             ManageInvitations,
             ViewAuditLog,
+            ViewCatalog,
+            ActivateTechnical,
+            ActivateEconomic,
         ] {
             assert!(MATRIX.iter().any(|(a, _)| *a == action), "{action:?}");
             assert!(can(Owner, action), "owner can do everything: {action:?}");

@@ -2,8 +2,11 @@
 //! assembles them; every route is registered through `routes!` so the
 //! OpenAPI document and the router cannot disagree.
 
+pub mod activations;
 pub mod audit_logs;
 pub mod auth;
+pub mod catalog;
+pub mod catalog_admin;
 pub mod health;
 pub mod invitations;
 pub mod members;
@@ -30,4 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(invitations::router())
         .merge(audit_logs::router())
         .merge(workers::router())
+        .merge(catalog::router())
+        .merge(catalog_admin::router())
+        .merge(activations::router())
 }

@@ -84,6 +84,17 @@ pub const MATRIX: &[Row] = &[
     // Worker routes take a worker token, never a user's session.
     row("POST", "/internal/workers/register", Some(REGISTER), [401; 5], None),
     row("POST", "/internal/workers/heartbeat", Some(HEARTBEAT), [401; 5], None),
+    // The catalog: everyone reads; platform admins edit; activations per role.
+    row("GET", "/providers", None, MEMBERS_200, None),
+    row("GET", "/zones", None, MEMBERS_200, None),
+    row("GET", "/instance_types", None, MEMBERS_200, None),
+    row("GET", "/instance_types/{instance_type_id}/models", None, MEMBERS_200, None),
+    row("PATCH", "/instance_types/{instance_type_id}", Some(r#"{"active":true}"#), PLATFORM_ONLY, None),
+    row("GET", "/models", None, MEMBERS_200, None),
+    row("POST", "/models", Some(r#"{"hf_id":"org/{fresh_email}","display_name":"M","required_vram_gb":4,"context_length":4096,"recommended_data_volume_gb":20}"#), PLATFORM_ONLY, None),
+    row("PATCH", "/models/{model_id}", Some(r#"{"display_name":"Renamed"}"#), PLATFORM_ONLY, None),
+    row("GET", "/models/{model_id}/recommended-data-volume", None, MEMBERS_200, None),
+    row("PUT", "/organizations/current/activations/{kind}/{item_id}", Some(r#"{"technical":true}"#), [401, 200, 200, 403, 403], None),
     row("GET", "/organizations/current/audit-logs", None, [401, 200, 200, 403, 403], None),
 ];
 
@@ -99,6 +110,10 @@ pub fn token_for<'a>(path: &str, org: &'a Org, caller: &'a Person) -> &'a str {
         &caller.token
     }
 }
+
+/// Seeded catalog items (see the catalog migration).
+pub const MOCK_INSTANCE_TYPE: &str = "8a1e0000-0000-4000-8000-000000000001";
+pub const SMALL_MODEL: &str = "8a1f0000-0000-4000-8000-000000000001";
 
 /// Fills the placeholders of a path or body for one cell.
 pub fn fill(
@@ -121,6 +136,10 @@ pub fn fill(
         .replace("{session_id}", &session.to_string())
         .replace("{invitation_id}", &target.invitation_id.to_string())
         .replace("{instance_id}", &target.instance_id.to_string())
+        .replace("{instance_type_id}", MOCK_INSTANCE_TYPE)
+        .replace("{model_id}", SMALL_MODEL)
+        .replace("{kind}", "model")
+        .replace("{item_id}", SMALL_MODEL)
         .replace("{organization_id}", &target.id.to_string())
         .replace("{token}", &target.invitation_token)
         .replace(
