@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod mail;
 pub mod openapi;
+pub mod outbox;
 pub mod request_id;
 pub mod routes;
 pub mod startup;

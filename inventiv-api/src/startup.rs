@@ -66,6 +66,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         jwt,
         mailer,
         tasks: TaskTracker::new(),
+        outbox: Arc::new(tokio::sync::Notify::new()),
     })
 }
 
@@ -123,6 +124,7 @@ impl Application {
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tasks = self.state.tasks.clone();
         tasks.spawn(prune_samples_forever(self.state.clone(), shutdown.clone()));
+        tasks.spawn(crate::outbox::run(self.state.clone(), shutdown.clone()));
         let app = app(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %self.listener.local_addr()?, "inventiv-api listening");
         axum::serve(self.listener, app)

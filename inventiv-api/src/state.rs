@@ -21,6 +21,8 @@ pub struct AppState {
     pub mailer: Arc<Mailer>,
     /// Background work that must finish before shutdown (e.g. sending mail).
     pub tasks: TaskTracker,
+    /// Wakes the outbox relay after a command is written.
+    pub outbox: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::Value;
 use support::fixture::Org;
-use support::matrix::{fill, CALLERS, MATRIX};
+use support::matrix::{fill, needs_instance, CALLERS, MATRIX};
 use support::TestApp;
 
 /// Everything of B that must never appear in an answer about A.
@@ -31,6 +31,9 @@ fn b_secrets(b: &Org) -> Vec<String> {
         b.slug.clone(),
         b.invitation_id.to_string(),
     ];
+    if !b.instance_id.is_nil() {
+        ids.push(b.instance_id.to_string());
+    }
     for p in [&b.owner, &b.admin, &b.manager, &b.user, &b.spare] {
         ids.extend([
             p.user_id.to_string(),
@@ -43,8 +46,12 @@ fn b_secrets(b: &Org) -> Vec<String> {
 
 async fn run_cell(app: Arc<TestApp>, index: usize, col: usize, foreign: bool) -> Option<String> {
     let row = &MATRIX[index];
-    let a = app.org("a").await;
-    let b = app.org("b").await;
+    let mut a = app.org("a").await;
+    let mut b = app.org("b").await;
+    if needs_instance(row) {
+        app.add_instance(&mut a).await;
+        app.add_instance(&mut b).await;
+    }
     let role = CALLERS[col];
     let caller = role.map(|r| a.member(r).clone());
     let extra = match &caller {

@@ -79,6 +79,10 @@ pub enum Action {
     ActivateTechnical,
     /// Switch the economic activation (spending) of a catalog item or resource.
     ActivateEconomic,
+    /// Read instances, their timelines and metrics.
+    ViewInstances,
+    /// Deploy, terminate, reinstall and archive instances.
+    ManageInstances,
 }
 
 use Action::*;
@@ -95,6 +99,8 @@ const MATRIX: &[(Action, &[OrgRole])] = &[
     (ViewCatalog, &[Owner, Admin, Manager, User]),
     (ActivateTechnical, &[Owner, Admin]),
     (ActivateEconomic, &[Owner, Manager]),
+    (ViewInstances, &[Owner, Admin, Manager, User]),
+    (ManageInstances, &[Owner, Admin]),
 ];
 
 /// Whether `role` may perform `action`.
@@ -167,6 +173,8 @@ mod tests {
             ViewCatalog,
             ActivateTechnical,
             ActivateEconomic,
+            ViewInstances,
+            ManageInstances,
         ] {
             assert!(MATRIX.iter().any(|(a, _)| *a == action), "{action:?}");
             assert!(can(Owner, action), "owner can do everything: {action:?}");

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::action_log::{ActionLog, Step};
 use crate::ssh::{Session, Ssh, SshError, Target};
+use inventiv_store::action_log::{ActionLog, Step};
 
 /// Lines of output kept per phase in the action log.
 const TAIL_LINES: usize = 20;

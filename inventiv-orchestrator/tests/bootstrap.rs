@@ -13,10 +13,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use inventiv_orchestrator::action_log::ActionLog;
 use inventiv_orchestrator::agent_info;
 use inventiv_orchestrator::bootstrap::{self, Bootstrap, BootstrapError};
 use inventiv_orchestrator::ssh::{Ssh, SshError, Target};
+use inventiv_store::action_log::ActionLog;
 use inventiv_testkit::sshd::Sshd;
 use serde_json::{json, Value};
 use sqlx::PgPool;

@@ -7,7 +7,9 @@ pub mod audit_logs;
 pub mod auth;
 pub mod catalog;
 pub mod catalog_admin;
+pub mod deployments;
 pub mod health;
+pub mod instances;
 pub mod invitations;
 pub mod members;
 pub mod organizations;
@@ -36,4 +38,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(catalog::router())
         .merge(catalog_admin::router())
         .merge(activations::router())
+        .merge(deployments::router())
+        .merge(instances::router())
 }

@@ -95,6 +95,16 @@ pub const MATRIX: &[Row] = &[
     row("PATCH", "/models/{model_id}", Some(r#"{"display_name":"Renamed"}"#), PLATFORM_ONLY, None),
     row("GET", "/models/{model_id}/recommended-data-volume", None, MEMBERS_200, None),
     row("PUT", "/organizations/current/activations/{kind}/{item_id}", Some(r#"{"technical":true}"#), [401, 200, 200, 403, 403], None),
+    // Instances: members read; owners and admins act; B's instance is hidden.
+    // (Nothing is activated in the fixtures, so a deployment stops at NOT_ACTIVATED.)
+    row("POST", "/deployments", Some(r#"{"provider":"mock","zone":"mock-zone-1","instance_type":"mock-1gpu-24g","model_id":"8a1f0000-0000-4000-8000-000000000001"}"#), [401, 409, 409, 403, 403], None),
+    row("GET", "/instances", None, MEMBERS_200, None),
+    row("GET", "/instances/{instance_id}", None, MEMBERS_200, Some(HIDDEN)),
+    row("GET", "/instances/{instance_id}/actions", None, MEMBERS_200, Some(HIDDEN)),
+    row("GET", "/instances/{instance_id}/history", None, MEMBERS_200, Some(HIDDEN)),
+    row("DELETE", "/instances/{instance_id}", None, [401, 202, 202, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("POST", "/instances/{instance_id}/reinstall", None, [401, 202, 202, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("PUT", "/instances/{instance_id}/archive", None, [401, 409, 409, 403, 403], Some([401, 404, 404, 403, 403])),
     row("GET", "/organizations/current/audit-logs", None, [401, 200, 200, 403, 403], None),
 ];
 
@@ -114,6 +124,13 @@ pub fn token_for<'a>(path: &str, org: &'a Org, caller: &'a Person) -> &'a str {
 /// Seeded catalog items (see the catalog migration).
 pub const MOCK_INSTANCE_TYPE: &str = "8a1e0000-0000-4000-8000-000000000001";
 pub const SMALL_MODEL: &str = "8a1f0000-0000-4000-8000-000000000001";
+
+/// Whether a row's cells need an instance in each organization.
+pub fn needs_instance(row: &Row) -> bool {
+    row.path.contains("{instance_id}")
+        || row.path.starts_with("/internal/workers/")
+        || row.path.starts_with("/instances")
+}
 
 /// Fills the placeholders of a path or body for one cell.
 pub fn fill(

@@ -1,0 +1,329 @@
+//! Instances of the current organization: list, read, timeline, history,
+//! and the lifecycle actions (terminate, reinstall, archive). Members read;
+//! owners and admins act. Another organization's instance is a 404.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use inventiv_common::{Action, InstanceStatus};
+use inventiv_store::instances::{apply, Change, TransitionError};
+use inventiv_store::outbox::{enqueue, Command};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json as SqlJson;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Json, Path, Query};
+use crate::request_id;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_instances))
+        .routes(routes!(get_instance, terminate_instance))
+        .routes(routes!(instance_actions))
+        .routes(routes!(instance_history))
+        .routes(routes!(reinstall_instance))
+        .routes(routes!(archive_instance))
+}
+
+/// An instance as its organization sees it.
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct Instance {
+    pub id: Uuid,
+    pub name: String,
+    pub provider: String,
+    pub zone: String,
+    pub instance_type: String,
+    /// Hugging Face id of the model it serves.
+    pub model_id: String,
+    pub mode: String,
+    pub status: String,
+    /// 0-100, from the completed provisioning milestones.
+    pub progress: i16,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub ip_address: Option<String>,
+    /// EUR per hour of its type when deployed (exact decimal).
+    pub price_eur_per_hour: Option<String>,
+    /// Cost since the provider started it, prorated by the second (exact decimal, 4 places).
+    pub cost_so_far_eur: String,
+    pub worker_status: Option<String>,
+    pub worker_agent_version: Option<String>,
+    pub agent_version_mismatch: bool,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub terminated_at: Option<DateTime<Utc>>,
+}
+
+/// The columns of [`Instance`], for `FROM instances i`.
+pub const COLUMNS: &str = "i.id, i.name, i.provider, i.zone, i.instance_type, i.model_id, i.mode, i.status, i.progress,
+    i.error_code, i.error_message, i.ip_address, i.price_eur_per_hour::text AS price_eur_per_hour,
+    COALESCE(round(i.price_eur_per_hour * extract(epoch FROM (COALESCE(i.terminated_at, now()) - i.started_at))::numeric / 3600, 4), 0)::text
+        AS cost_so_far_eur,
+    i.worker_status, i.worker_agent_version, i.agent_version_mismatch, i.last_heartbeat_at, i.created_at, i.updated_at,
+    i.started_at, i.terminated_at";
+
+/// Loads one instance of the caller's organization.
+pub async fn load(db: impl sqlx::PgExecutor<'_>, org: Uuid, id: Uuid) -> ApiResult<Instance> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM instances i WHERE i.id = $1 AND i.organization_id = $2"
+    ))
+    .bind(id)
+    .bind(org)
+    .fetch_optional(db)
+    .await?
+    .ok_or(ApiError::NotFound)
+}
+
+/// Filtering, sorting and paging.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only these statuses (comma-separated).
+    status: Option<String>,
+    /// `created_at` (default), `name`, `status` or `progress`.
+    sort: Option<String>,
+    /// `desc` (default) or `asc`.
+    order: Option<String>,
+    /// 1 to 200, default 50.
+    limit: Option<u16>,
+    offset: Option<u32>,
+}
+
+/// The current organization's instances.
+#[utoipa::path(get, path = "/instances", tag = "instances", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = [Instance]), (status = 400, body = ErrorBody)))]
+async fn list_instances(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Instance>>> {
+    caller.require(Action::ViewInstances)?;
+    let statuses: Option<Vec<String>> = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(list) => Some(
+            list.split(',')
+                .map(|s| InstanceStatus::parse(s.trim()).map(|s| s.as_str().to_owned()))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    ApiError::validation("INVALID_QUERY", "status: unknown instance status")
+                })?,
+        ),
+    };
+    // Whitelisted: never interpolated from input.
+    let sort = match q.sort.as_deref().unwrap_or("created_at") {
+        "created_at" => "i.created_at",
+        "name" => "i.name",
+        "status" => "i.status",
+        "progress" => "i.progress",
+        _ => {
+            return Err(ApiError::validation(
+                "INVALID_QUERY",
+                "sort: created_at, name, status or progress",
+            ))
+        }
+    };
+    let order = match q.order.as_deref().unwrap_or("desc") {
+        "desc" => "DESC",
+        "asc" => "ASC",
+        _ => return Err(ApiError::validation("INVALID_QUERY", "order: asc or desc")),
+    };
+    let rows = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM instances i WHERE i.organization_id = $1 AND ($2::text[] IS NULL OR i.status = ANY($2))
+          ORDER BY {sort} {order}, i.id LIMIT $3 OFFSET $4"
+    ))
+    .bind(caller.org_id.0)
+    .bind(statuses)
+    .bind(i64::from(q.limit.unwrap_or(50).clamp(1, 200)))
+    .bind(i64::from(q.offset.unwrap_or(0)))
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(rows))
+}
+
+/// One instance.
+#[utoipa::path(get, path = "/instances/{instance_id}", tag = "instances", security(("bearer" = [])),
+    params(("instance_id" = Uuid, Path, description = "instance id")),
+    responses((status = 200, body = Instance), (status = 404, body = ErrorBody)))]
+async fn get_instance(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Instance>> {
+    caller.require(Action::ViewInstances)?;
+    load(&state.db, caller.org_id.0, id).await.map(Json)
+}
+
+/// One step of an instance's action log.
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct ActionLogEntry {
+    pub id: i64,
+    pub action_type: String,
+    /// `in_progress`, `success` or `failed`.
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i32>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: SqlJson<serde_json::Value>,
+    pub request_id: Option<String>,
+}
+
+/// The instance's action-log timeline, oldest first.
+#[utoipa::path(get, path = "/instances/{instance_id}/actions", tag = "instances", security(("bearer" = [])),
+    params(("instance_id" = Uuid, Path, description = "instance id")),
+    responses((status = 200, body = [ActionLogEntry]), (status = 404, body = ErrorBody)))]
+async fn instance_actions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Vec<ActionLogEntry>>> {
+    caller.require(Action::ViewInstances)?;
+    load(&state.db, caller.org_id.0, id).await?;
+    let rows = sqlx::query_as(
+        "SELECT id, action_type, status, started_at, finished_at, duration_ms, error_code, error_message, metadata, request_id
+           FROM action_logs WHERE instance_id = $1 AND organization_id = $2 ORDER BY id LIMIT 1000",
+    )
+    .bind(id)
+    .bind(caller.org_id.0)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(rows))
+}
+
+/// One status change.
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct HistoryEntry {
+    pub from_status: String,
+    pub to_status: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub actor: String,
+    pub request_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The instance's status history, oldest first.
+#[utoipa::path(get, path = "/instances/{instance_id}/history", tag = "instances", security(("bearer" = [])),
+    params(("instance_id" = Uuid, Path, description = "instance id")),
+    responses((status = 200, body = [HistoryEntry]), (status = 404, body = ErrorBody)))]
+async fn instance_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Vec<HistoryEntry>>> {
+    caller.require(Action::ViewInstances)?;
+    load(&state.db, caller.org_id.0, id).await?;
+    let rows = sqlx::query_as(
+        "SELECT from_status, to_status, error_code, error_message, actor, request_id, at
+           FROM instance_state_history WHERE instance_id = $1 AND organization_id = $2 ORDER BY id",
+    )
+    .bind(id)
+    .bind(caller.org_id.0)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(rows))
+}
+
+fn transition_error(e: TransitionError) -> ApiError {
+    match e {
+        TransitionError::Illegal(i) => ApiError::conflict(
+            "INVALID_TRANSITION",
+            format!("an instance cannot go from {} to {}", i.from, i.to),
+        ),
+        TransitionError::NotFound => ApiError::NotFound,
+        TransitionError::Corrupt(s) => ApiError::Internal(anyhow::anyhow!("stored status {s:?}")),
+        TransitionError::Db(e) => e.into(),
+    }
+}
+
+/// Moves an instance of the caller's organization and queues the command.
+async fn act(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    to: InstanceStatus,
+    command: Option<Command>,
+) -> ApiResult<Instance> {
+    caller.require(Action::ManageInstances)?;
+    let mut tx = state.db.begin().await?;
+    load(&mut *tx, caller.org_id.0, id).await?;
+    let rid = request_id::current();
+    let change = Change {
+        instance_id: id,
+        to,
+        error: None,
+        actor: "user",
+        request_id: rid.as_deref(),
+    };
+    apply(&mut tx, change).await.map_err(transition_error)?;
+    if let Some(command) = command {
+        enqueue(&mut tx, caller.org_id.0, id, command, rid.as_deref()).await?;
+    }
+    let instance = load(&mut *tx, caller.org_id.0, id).await?;
+    tx.commit().await?;
+    state.outbox.notify_one();
+    Ok(instance)
+}
+
+/// Terminates an instance: the orchestrator deletes its server and volumes.
+#[utoipa::path(delete, path = "/instances/{instance_id}", tag = "instances", security(("bearer" = [])),
+    params(("instance_id" = Uuid, Path, description = "instance id")),
+    responses((status = 202, body = Instance), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn terminate_instance(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<(StatusCode, Json<Instance>)> {
+    let instance = act(
+        &state,
+        &caller,
+        id,
+        InstanceStatus::Terminating,
+        Some(Command::Terminate),
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(instance)))
+}
+
+/// Bootstraps the worker again (after `worker_dead` or `startup_failed`).
+#[utoipa::path(post, path = "/instances/{instance_id}/reinstall", tag = "instances", security(("bearer" = [])),
+    params(("instance_id" = Uuid, Path, description = "instance id")),
+    responses((status = 202, body = Instance), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn reinstall_instance(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<(StatusCode, Json<Instance>)> {
+    let instance = act(
+        &state,
+        &caller,
+        id,
+        InstanceStatus::Installing,
+        Some(Command::Reinstall),
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(instance)))
+}
+
+/// Archives a terminated instance (hides it from the default views).
+#[utoipa::path(put, path = "/instances/{instance_id}/archive", tag = "instances", security(("bearer" = [])),
+    params(("instance_id" = Uuid, Path, description = "instance id")),
+    responses((status = 200, body = Instance), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn archive_instance(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Instance>> {
+    act(&state, &caller, id, InstanceStatus::Archived, None)
+        .await
+        .map(Json)
+}
