@@ -14,7 +14,7 @@ help: ## List the targets
 run: ## Start PostgreSQL/Redis if needed, build, run API + orchestrator (Ctrl-C stops all)
 	@scripts/run.sh
 
-test: ## All checks: fmt, clippy, cargo test (with PostgreSQL/Redis), compose file
+test: ## All checks: fmt, clippy, cargo test (with PostgreSQL/Redis), make run smoke test, compose file
 	@scripts/test.sh
 
 bench: ## Throughput benchmarks on 1 pinned core (mock engine: target 20000 req/s)

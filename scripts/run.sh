@@ -118,10 +118,19 @@ log "applying database migrations"
 # start NAME BINARY: runs BINARY in the background, its output appended to
 # $LOG_DIR/NAME.log (the previous run's log is kept as NAME.log.1) and shown
 # on the terminal with a [NAME] prefix. Sets STARTED_PID.
+#
+# The tee | sed pipeline ignores SIGINT. Ctrl-C goes to the whole foreground
+# process group; if the pipeline died with it, the process's shutdown log
+# lines would hit a closed pipe (EPIPE), and a Rust process whose logger then
+# panics may never finish shutting down. Instead the pipeline drains the
+# output until the process exits and closes it.
 start() {
   local name=$1 bin=$2 logfile="$LOG_DIR/$1.log"
   if [[ -f $logfile ]]; then mv -f "$logfile" "$logfile.1"; fi
-  "$bin" > >(tee -a "$logfile" | sed -u "s/^/[$name] /") 2>&1 &
+  "$bin" > >(
+    trap '' INT
+    tee -a "$logfile" | sed -u "s/^/[$name] /"
+  ) 2>&1 &
   STARTED_PID=$!
 }
 start api "$API_BIN"

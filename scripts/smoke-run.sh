@@ -214,6 +214,14 @@ stop_make_run() {
   fi
   grep -q 'stopping inventiv-api and inventiv-orchestrator' "$RUN_OUT" \
     || fail "make run did not say it stopped the API and the orchestrator"
+  # A graceful shutdown, not run.sh's SIGKILL after 15 s.
+  if grep -q 'did not stop within' "$RUN_OUT"; then
+    fail "a process ignored Ctrl-C and had to be killed"
+  fi
+  grep -q '^\[api\] .*inventiv-api stopped' "$RUN_OUT" \
+    || fail "inventiv-api did not log its graceful shutdown ('inventiv-api stopped')"
+  grep -q '^\[orchestrator\] .*inventiv-orchestrator stopped' "$RUN_OUT" \
+    || fail "inventiv-orchestrator did not log its graceful shutdown ('inventiv-orchestrator stopped')"
   ((status == 130)) || fail "make run exited with status $status after Ctrl-C, expected 130 (killed by SIGINT)"
   check_services_stopped
 }

@@ -43,6 +43,7 @@ async fn signal(shutdown: CancellationToken) {
         _ = ctrl_c => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutting down");
+    // Cancel before logging: with a broken stderr the log line may fail.
     shutdown.cancel();
+    tracing::info!("shutting down");
 }

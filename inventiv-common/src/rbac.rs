@@ -35,6 +35,16 @@ impl OrgRole {
         }
     }
 
+    /// The role with its article, for messages ("an owner", "a user").
+    pub fn with_article(self) -> &'static str {
+        match self {
+            OrgRole::Owner => "an owner",
+            OrgRole::Admin => "an admin",
+            OrgRole::Manager => "a manager",
+            OrgRole::User => "a user",
+        }
+    }
+
     /// Parses a stored or submitted role name.
     pub fn parse(value: &str) -> Option<OrgRole> {
         OrgRole::ALL.into_iter().find(|r| r.as_str() == value)

@@ -199,51 +199,40 @@ async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<(), BootstrapEr
     );
     let mut current: Option<Current> = None;
     let mut failure: Option<(String, String)> = None;
-    let mut db_error: Option<sqlx::Error> = None;
     let log = &b.log;
-    let outcome = session
-        .stream(&command, async |line: String| {
-            let result: sqlx::Result<()> = async {
-                match parse(&line) {
-                    Line::Phase(name) => {
-                        if let Some(done) = current.take() {
-                            log.succeed(done.step, tail_json(&done.tail)).await?;
-                        }
-                        let step = log.start(&format!("WORKER_SSH_{name}")).await?;
-                        current = Some(Current {
-                            name,
-                            step,
-                            tail: VecDeque::new(),
-                        });
-                    }
-                    Line::Skip(name, reason) => {
-                        if let Some(done) = current.take() {
-                            log.succeed(done.step, tail_json(&done.tail)).await?;
-                        }
-                        let step = log.start(&format!("WORKER_SSH_{name}")).await?;
-                        log.succeed(step, json!({ "skipped": reason })).await?;
-                    }
-                    Line::Error(name, message) => failure = Some((name, message)),
-                    Line::Output(text) => {
-                        if let Some(c) = current.as_mut() {
-                            if c.tail.len() == TAIL_LINES {
-                                c.tail.pop_front();
-                            }
-                            c.tail.push_back(text);
-                        }
-                    }
+    let mut output = session.stream(&command)?;
+    while let Some(line) = output.next_line().await? {
+        match parse(&line) {
+            Line::Phase(name) => {
+                if let Some(done) = current.take() {
+                    log.succeed(done.step, tail_json(&done.tail)).await?;
                 }
-                Ok(())
+                let step = log.start(&format!("WORKER_SSH_{name}")).await?;
+                current = Some(Current {
+                    name,
+                    step,
+                    tail: VecDeque::new(),
+                });
             }
-            .await;
-            if let Err(e) = result {
-                db_error.get_or_insert(e);
+            Line::Skip(name, reason) => {
+                if let Some(done) = current.take() {
+                    log.succeed(done.step, tail_json(&done.tail)).await?;
+                }
+                let step = log.start(&format!("WORKER_SSH_{name}")).await?;
+                log.succeed(step, json!({ "skipped": reason })).await?;
             }
-        })
-        .await;
-    if let Some(e) = db_error {
-        return Err(e.into());
+            Line::Error(name, message) => failure = Some((name, message)),
+            Line::Output(text) => {
+                if let Some(c) = current.as_mut() {
+                    if c.tail.len() == TAIL_LINES {
+                        c.tail.pop_front();
+                    }
+                    c.tail.push_back(text);
+                }
+            }
+        }
     }
+    let outcome = output.finish().await;
     match (outcome, current) {
         (Ok(()), Some(done)) => {
             log.succeed(done.step, tail_json(&done.tail)).await?;

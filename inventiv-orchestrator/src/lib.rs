@@ -1,6 +1,42 @@
-//! The orchestrator's building blocks: the action log, SSH to worker nodes,
-//! the worker bootstrap over SSH and the agent's version check.
+//! The orchestrator: drives instances from `provisioning` to `ready` and on
+//! to `terminated` — commands from a Redis stream wake it, level-triggered
+//! reconcile loops keep it converging, every step is recorded.
 
 pub mod agent_info;
 pub mod bootstrap;
+pub mod config;
+pub mod consumer;
+pub mod engine;
+pub mod events;
+pub mod health;
+pub mod install;
+pub mod probes;
+pub mod reconcile;
 pub mod ssh;
+pub mod steps;
+pub mod terminate;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The schema migrations (applied by whichever process starts first).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../sqlx-migrations");
+
+/// Runs the command consumer and the reconcile loop until shutdown, then
+/// waits for the steps in flight.
+pub async fn run(o: Arc<engine::Orchestrator>, shutdown: CancellationToken) {
+    let tasks = TaskTracker::new();
+    let active = reconcile::Active::default();
+    let consumer = tokio::spawn(consumer::run(
+        o.clone(),
+        active.clone(),
+        tasks.clone(),
+        shutdown.clone(),
+    ));
+    reconcile::run(o, active, tasks.clone(), shutdown).await;
+    let _ = consumer.await;
+    tasks.close();
+    tasks.wait().await;
+}

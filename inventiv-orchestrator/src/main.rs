@@ -1,99 +1,62 @@
-//! `inventiv-orchestrator`: the background process that will drive instances
-//! through their lifecycle. For now it holds its connections and answers
-//! liveness and readiness probes, so `make run` supervises the whole system.
+//! `inventiv-orchestrator`: read config, start telemetry, connect, serve the
+//! probes and run the orchestrator until Ctrl-C or SIGTERM.
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use inventiv_orchestrator::config::Config;
+use inventiv_orchestrator::engine::{self, Orchestrator};
+use inventiv_orchestrator::{probes, MIGRATOR};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone)]
-struct Probes {
-    db: PgPool,
-    redis: redis::aio::ConnectionManager,
-}
-
-fn env(key: &str) -> anyhow::Result<String> {
-    std::env::var(key).map_err(|_| anyhow::anyhow!("{key} is required (make run sets it up)"))
-}
-
 #[tokio::main]
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the orchestrator's probes are not API routes"
-)]
 async fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .log_internal_errors(false);
     if std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")) {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();
     }
-    let addr: SocketAddr = std::env::var("INVENTIV_ORCHESTRATOR_ADDR")
-        .unwrap_or_else(|_| "127.0.0.1:8001".into())
-        .parse()
-        .map_err(|e| anyhow::anyhow!("INVENTIV_ORCHESTRATOR_ADDR: {e}"))?;
+    let config = Config::from_env()?;
     let db = PgPoolOptions::new()
-        .max_connections(5)
+        .max_connections(20)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(&env("DATABASE_URL")?)
+        .connect(&config.database_url)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
-    let redis = redis::aio::ConnectionManager::new(redis::Client::open(env("REDIS_URL")?)?)
+    MIGRATOR
+        .run(&db)
+        .await
+        .map_err(|e| anyhow::anyhow!("database migration failed, start-up stopped: {e}"))?;
+    let redis = redis::aio::ConnectionManager::new(redis::Client::open(config.redis_url.as_str())?)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to redis: {e}"))?;
-    let app = Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
-        )
-        .route("/readyz", get(readyz))
-        .with_state(Probes { db, redis });
-    let listener = tokio::net::TcpListener::bind(addr)
+    let bundle =
+        engine::bundle(config.agent_bundle.clone(), config.bootstrap_script.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
+    tracing::info!(addr = %config.addr, bundle = %bundle.sha256, "inventiv-orchestrator listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
-    tracing::info!(%addr, "inventiv-orchestrator listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    let probes = probes::router(db.clone(), redis.clone());
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, probes)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+    let orchestrator = Arc::new(Orchestrator::build(config, db, redis, bundle).await?);
+    inventiv_orchestrator::run(orchestrator, shutdown).await;
+    server.await??;
     tracing::info!("inventiv-orchestrator stopped");
     Ok(())
-}
-
-async fn readyz(State(p): State<Probes>) -> (StatusCode, Json<serde_json::Value>) {
-    let limit = Duration::from_secs(2);
-    let pg = matches!(
-        tokio::time::timeout(limit, sqlx::query("SELECT 1").execute(&p.db)).await,
-        Ok(Ok(_))
-    );
-    let mut conn = p.redis.clone();
-    let ping =
-        tokio::time::timeout(limit, redis::cmd("PING").query_async::<String>(&mut conn)).await;
-    let rd = matches!(ping, Ok(Ok(_)));
-    let status = if pg && rd {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
-    (
-        status,
-        Json(
-            serde_json::json!({ "status": word(pg && rd), "checks": { "postgres": word(pg), "redis": word(rd) } }),
-        ),
-    )
 }
 
 async fn signal(shutdown: CancellationToken) {

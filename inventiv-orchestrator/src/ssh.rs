@@ -103,6 +103,32 @@ fn classify(code: Option<i32>, stderr: &str) -> SshError {
     }
 }
 
+/// The output of a running remote command.
+pub struct OutputStream {
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    child: tokio::process::Child,
+}
+
+impl OutputStream {
+    /// The next line, or None at the end of the output.
+    pub async fn next_line(&mut self) -> Result<Option<String>, SshError> {
+        Ok(self.lines.next_line().await?)
+    }
+
+    /// Waits for the command and says how it ended.
+    pub async fn finish(self) -> Result<(), SshError> {
+        let out = self.child.wait_with_output().await?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(classify(
+                out.status.code(),
+                &String::from_utf8_lossy(&out.stderr),
+            ))
+        }
+    }
+}
+
 impl Session {
     fn command(&self, remote: &str) -> Command {
         let mut cmd = Command::new("ssh");
@@ -164,13 +190,9 @@ impl Session {
         }
     }
 
-    /// Runs a remote command and hands each output line (stdout and stderr
-    /// merged by the remote shell) to `on_line` as it arrives.
-    pub async fn stream(
-        &self,
-        remote: &str,
-        mut on_line: impl AsyncFnMut(String),
-    ) -> Result<(), SshError> {
+    /// Starts a remote command whose output (stdout and stderr merged by
+    /// the remote shell) is read line by line as it arrives.
+    pub fn stream(&self, remote: &str) -> Result<OutputStream, SshError> {
         let mut child = self
             .command(&format!("{remote} 2>&1"))
             .stdin(Stdio::null())
@@ -181,19 +203,10 @@ impl Session {
             .stdout
             .take()
             .ok_or_else(|| std::io::Error::other("no stdout"))?;
-        let mut lines = BufReader::new(stdout).lines();
-        while let Some(line) = lines.next_line().await? {
-            on_line(line).await;
-        }
-        let out = child.wait_with_output().await?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(classify(
-                out.status.code(),
-                &String::from_utf8_lossy(&out.stderr),
-            ))
-        }
+        Ok(OutputStream {
+            lines: BufReader::new(stdout).lines(),
+            child,
+        })
     }
 
     /// The host key line(s) recorded so far (after a first contact).

@@ -51,7 +51,7 @@ pub async fn apply(
     }
     let (code, message) = change.error.unzip();
     sqlx::query(
-        "UPDATE instances SET status = $2, updated_at = now(),
+        "UPDATE instances SET status = $2, updated_at = now(), status_changed_at = now(),
                 error_code = CASE WHEN $5 THEN $3 ELSE NULL END,
                 error_message = CASE WHEN $5 THEN $4 ELSE NULL END
           WHERE id = $1 AND status = $6",

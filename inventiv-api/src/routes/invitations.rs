@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::audit;
 use crate::auth::{tokens, Caller, MaybeCaller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, OptionalJson, Path};
 use crate::routes::auth::{open_session, with_cookies, Client, TokenResponse};
 use crate::state::AppState;
 
@@ -70,7 +70,11 @@ async fn create_invitation(
     if !can_assign(caller.role, None, body.role) {
         return Err(ApiError::Forbidden {
             code: "ROLE_TOO_HIGH",
-            message: format!("a {} cannot invite a {}", caller.role, body.role),
+            message: format!(
+                "{} cannot invite {}",
+                caller.role.with_article(),
+                body.role.with_article()
+            ),
         });
     }
     let mut tx = state.db.begin().await?;
@@ -298,7 +302,7 @@ struct Pending {
 /// account creates one by giving a display name and password.
 #[utoipa::path(post, path = "/organizations/invitations/{token}/accept", tag = "invitations",
     params(("token" = String, Path, description = "the token from the invitation link")),
-    request_body = AcceptInvitation,
+    request_body(content = Option<AcceptInvitation>),
     responses((status = 200, body = Accepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn accept_invitation(
@@ -307,8 +311,12 @@ async fn accept_invitation(
     headers: HeaderMap,
     MaybeCaller(caller): MaybeCaller,
     Path(token): Path<String>,
-    Json(body): Json<AcceptInvitation>,
+    OptionalJson(body): OptionalJson<AcceptInvitation>,
 ) -> ApiResult<Response> {
+    let body = body.unwrap_or(AcceptInvitation {
+        display_name: None,
+        password: None,
+    });
     if !tokens::well_formed(&token) {
         return Err(ApiError::NotFound);
     }

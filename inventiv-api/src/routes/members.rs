@@ -130,8 +130,10 @@ async fn change_role(
         .ok_or(ApiError::NotFound)?;
     if !can_assign(caller.role, Some(current), body.role) {
         return Err(ApiError::forbidden(format!(
-            "a {} cannot change a {current} into a {}",
-            caller.role, body.role
+            "{} cannot change {} into {}",
+            caller.role.with_article(),
+            current.with_article(),
+            body.role.with_article()
         )));
     }
     if current == OrgRole::Owner && body.role != OrgRole::Owner && owners(&roles) == 1 {
@@ -219,8 +221,9 @@ async fn remove_member(
         .ok_or(ApiError::NotFound)?;
     if !can_remove(caller.role, target) {
         return Err(ApiError::forbidden(format!(
-            "a {} cannot remove a {target}",
-            caller.role
+            "{} cannot remove {}",
+            caller.role.with_article(),
+            target.with_article()
         )));
     }
     if target == OrgRole::Owner && owners(&roles) == 1 {

@@ -1,0 +1,103 @@
+//! The orchestrator's configuration, from the environment with development
+//! defaults (see docs/configuration.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the orchestrator needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub redis_url: String,
+    pub redis_prefix: String,
+    pub state_dir: PathBuf,
+    /// Where worker agents reach the API (register, heartbeats).
+    pub control_plane_url: String,
+    /// This replica's name in the Redis consumer group and in leases.
+    pub consumer: String,
+    /// How often every live instance is reconciled.
+    pub reconcile_interval: Duration,
+    /// A ready instance whose last heartbeat is older is declared dead.
+    pub heartbeat_timeout: Duration,
+    /// An instance not ready this long after provisioning began fails.
+    pub startup_timeout: Duration,
+    /// Bootstrap attempts before `startup_failed`.
+    pub bootstrap_attempts: i32,
+    /// At most this share of the ready workers is declared dead in one sweep.
+    pub max_dead_share: f64,
+    /// A command delivered this many times without success is dead-lettered.
+    pub max_deliveries: u64,
+    /// The mock engine binary the mock provider's nodes run.
+    pub mock_engine: PathBuf,
+    /// How often worker agents heartbeat.
+    pub worker_heartbeat: Duration,
+    /// The agent bundle and the bootstrap script installed on nodes.
+    pub agent_bundle: PathBuf,
+    pub bootstrap_script: PathBuf,
+}
+
+fn var(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse<T: std::str::FromStr>(key: &str, default: T) -> anyhow::Result<T> {
+    match var(key) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{key}={v:?} is not a valid value")),
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> anyhow::Result<Config> {
+        let state_dir = PathBuf::from(var("INVENTIV_STATE_DIR").unwrap_or_else(|| ".local".into()));
+        let api = var("INVENTIV_API_ADDR").unwrap_or_else(|| "127.0.0.1:8003".into());
+        Ok(Config {
+            addr: parse(
+                "INVENTIV_ORCHESTRATOR_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8001)),
+            )?,
+            database_url: var("DATABASE_URL")
+                .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is required (make run sets it up)"))?,
+            redis_url: var("REDIS_URL")
+                .ok_or_else(|| anyhow::anyhow!("REDIS_URL is required (make run sets it up)"))?,
+            redis_prefix: var("INVENTIV_REDIS_PREFIX").unwrap_or_else(|| "inventiv:".into()),
+            control_plane_url: var("INVENTIV_CONTROL_PLANE_URL")
+                .unwrap_or_else(|| format!("http://{api}")),
+            consumer: var("INVENTIV_ORCHESTRATOR_NAME")
+                .unwrap_or_else(|| format!("orchestrator-{}", std::process::id())),
+            reconcile_interval: Duration::from_millis(
+                parse("INVENTIV_RECONCILE_INTERVAL_MS", 1000u64)?.max(50),
+            ),
+            heartbeat_timeout: Duration::from_secs(parse(
+                "INVENTIV_HEARTBEAT_TIMEOUT_SECS",
+                30u64,
+            )?),
+            startup_timeout: Duration::from_secs(parse("INVENTIV_STARTUP_TIMEOUT_SECS", 900u64)?),
+            bootstrap_attempts: parse("INVENTIV_BOOTSTRAP_ATTEMPTS", 3i32)?.max(1),
+            max_dead_share: parse("INVENTIV_WATCHDOG_MAX_DEAD_SHARE", 0.5f64)?.clamp(0.0, 1.0),
+            max_deliveries: parse("INVENTIV_MAX_COMMAND_DELIVERIES", 5u64)?.max(1),
+            mock_engine: var("INVENTIV_MOCK_ENGINE").map_or_else(
+                || PathBuf::from("target/debug/inventiv-mock-engine"),
+                PathBuf::from,
+            ),
+            worker_heartbeat: Duration::from_secs(
+                parse("INVENTIV_WORKER_HEARTBEAT_SECS", 5u64)?.max(1),
+            ),
+            agent_bundle: var("INVENTIV_AGENT_BUNDLE").map_or_else(
+                || PathBuf::from("target/agent/inventiv-agent.tar.gz"),
+                PathBuf::from,
+            ),
+            bootstrap_script: var("INVENTIV_BOOTSTRAP_SCRIPT").map_or_else(
+                || PathBuf::from("inventiv-worker/bootstrap.sh"),
+                PathBuf::from,
+            ),
+            state_dir,
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! Commands from the API arrive on a Redis stream read through a consumer
+//! group: each wakes the driver for its instance and is acknowledged once a
+//! step ran; entries of a dead consumer are reclaimed (XAUTOCLAIM), and one
+//! delivered too often is dead-lettered into the instance's action log.
+//! The database stays the truth: a lost message only delays the reconcile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::AsyncCommands;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::engine::Orchestrator;
+use crate::reconcile::{spawn_drive, Active};
+
+const GROUP: &str = "orchestrators";
+
+/// The stream the API's outbox relay writes.
+pub fn stream(o: &Orchestrator) -> String {
+    format!("{}commands", o.config.redis_prefix)
+}
+
+async fn ensure_group(o: &Orchestrator) -> redis::RedisResult<()> {
+    let mut redis = o.redis.clone();
+    let created: redis::RedisResult<()> = redis.xgroup_create_mkstream(stream(o), GROUP, "0").await;
+    match created {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
+fn field(map: &std::collections::HashMap<String, redis::Value>, key: &str) -> Option<String> {
+    map.get(key)
+        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+}
+
+async fn handle(
+    o: &Arc<Orchestrator>,
+    tasks: &TaskTracker,
+    active: &Active,
+    entry_id: String,
+    instance: Option<Uuid>,
+    deliveries: u64,
+) {
+    let key = stream(o);
+    let mut redis = o.redis.clone();
+    let Some(instance) = instance else {
+        let _: redis::RedisResult<i64> = redis.xack(&key, GROUP, &[&entry_id]).await;
+        return;
+    };
+    if deliveries > o.config.max_deliveries {
+        dead_letter(o, instance, &entry_id, deliveries).await;
+        let _: redis::RedisResult<i64> = redis.xack(&key, GROUP, &[&entry_id]).await;
+        return;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    spawn_drive(o, tasks, active, instance, Some(tx));
+    let o = o.clone();
+    tasks.spawn(async move {
+        if rx.await.unwrap_or(false) {
+            let mut redis = o.redis.clone();
+            let _: redis::RedisResult<i64> = redis.xack(stream(&o), GROUP, &[&entry_id]).await;
+        }
+    });
+}
+
+async fn dead_letter(o: &Orchestrator, instance: Uuid, entry_id: &str, deliveries: u64) {
+    tracing::warn!(alert = true, instance_id = %instance, entry_id, deliveries, "command dead-lettered");
+    let org: Option<Uuid> =
+        sqlx::query_scalar("SELECT organization_id FROM instances WHERE id = $1")
+            .bind(instance)
+            .fetch_optional(&o.db)
+            .await
+            .ok()
+            .flatten();
+    if let Some(org) = org {
+        let log = inventiv_store::action_log::ActionLog {
+            db: o.db.clone(),
+            organization_id: org,
+            instance_id: instance,
+            request_id: None,
+        };
+        if let Ok(step) = log.start("COMMAND_DEAD_LETTER").await {
+            let meta = serde_json::json!({ "entry_id": entry_id, "deliveries": deliveries });
+            let _ = log
+                .fail(
+                    step,
+                    "COMMAND_DEAD_LETTER",
+                    "the command failed too many times; the reconcile loop keeps trying",
+                    meta,
+                )
+                .await;
+        }
+    }
+}
+
+/// Reads commands until shutdown.
+pub async fn run(
+    o: Arc<Orchestrator>,
+    active: Active,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let mut last_claim = tokio::time::Instant::now();
+    while !shutdown.is_cancelled() {
+        if let Err(e) = ensure_group(&o).await {
+            tracing::warn!(error = %e, "redis stream unavailable; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            }
+        }
+        if last_claim.elapsed() > Duration::from_secs(10) {
+            last_claim = tokio::time::Instant::now();
+            reclaim(&o, &tasks, &active).await;
+        }
+        let opts = StreamReadOptions::default()
+            .group(GROUP, &o.config.consumer)
+            .count(50)
+            .block(1000);
+        let mut redis = o.redis.clone();
+        let keys = [stream(&o)];
+        let ids = [">"];
+        let read: redis::RedisResult<StreamReadReply> = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = redis.xread_options(&keys, &ids, &opts) => r,
+        };
+        match read {
+            Ok(reply) => {
+                for key in reply.keys {
+                    for entry in key.ids {
+                        let instance =
+                            field(&entry.map, "instance_id").and_then(|s| Uuid::parse_str(&s).ok());
+                        handle(&o, &tasks, &active, entry.id, instance, 1).await;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading commands failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Takes over entries another consumer read but never acknowledged.
+async fn reclaim(o: &Arc<Orchestrator>, tasks: &TaskTracker, active: &Active) {
+    let mut redis = o.redis.clone();
+    let claimed: redis::RedisResult<redis::streams::StreamAutoClaimReply> =
+        redis::cmd("XAUTOCLAIM")
+            .arg(stream(o))
+            .arg(GROUP)
+            .arg(&o.config.consumer)
+            .arg(30_000)
+            .arg("0")
+            .arg("COUNT")
+            .arg(100)
+            .query_async(&mut redis)
+            .await;
+    let Ok(claimed) = claimed else { return };
+    for entry in claimed.claimed {
+        let pending: redis::RedisResult<redis::streams::StreamPendingCountReply> = redis
+            .xpending_count(stream(o), GROUP, &entry.id, &entry.id, 1)
+            .await;
+        let deliveries = pending
+            .ok()
+            .and_then(|p| p.ids.first().map(|i| i.times_delivered as u64))
+            .unwrap_or(1);
+        let instance = field(&entry.map, "instance_id").and_then(|s| Uuid::parse_str(&s).ok());
+        handle(o, tasks, active, entry.id, instance, deliveries).await;
+    }
+}

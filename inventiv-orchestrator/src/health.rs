@@ -1,0 +1,171 @@
+//! `starting` → `ready`: the engine answers, lists the model, completes a
+//! warm-up request, and the agent heartbeats as ready. Then the watchdog:
+//! a ready instance whose heartbeats stop becomes `worker_dead`, and comes
+//! back to `ready` when they resume.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use inventiv_common::InstanceStatus;
+use serde_json::json;
+
+use crate::engine::Orchestrator;
+use crate::install::ENGINE_PORT;
+use crate::steps::{milestone, move_to, InstanceRow, Outcome, StepResult};
+
+const POLL: Duration = Duration::from_millis(250);
+
+/// One pass of the start-up checks; each passing check is a milestone.
+pub async fn check_startup(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
+    let age = Utc::now() - inst.created_at;
+    if age.to_std().unwrap_or_default() > o.config.startup_timeout {
+        let message = format!("not ready after {} s", o.config.startup_timeout.as_secs());
+        tracing::warn!(alert = true, instance_id = %inst.id, "startup timeout");
+        move_to(
+            o,
+            inst,
+            InstanceStatus::StartupFailed,
+            Some(("STARTUP_TIMEOUT", &message)),
+            "orchestrator:health",
+        )
+        .await?;
+        return Ok(Outcome::Idle);
+    }
+    let Some(ip) = inst.ip_address.as_deref() else {
+        return Ok(Outcome::RequeueAfter(POLL));
+    };
+    let base = format!("http://{ip}:{ENGINE_PORT}");
+    if inst.progress < 75 {
+        let ok = o
+            .http
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if !ok {
+            return Ok(Outcome::RequeueAfter(POLL));
+        }
+        milestone(
+            o,
+            inst,
+            "WORKER_VLLM_HTTP_OK",
+            json!({ "url": format!("{base}/health") }),
+        )
+        .await?;
+    }
+    if inst.progress < 85 {
+        let models: Option<serde_json::Value> =
+            match o.http.get(format!("{base}/v1/models")).send().await {
+                Ok(r) if r.status().is_success() => r.json().await.ok(),
+                _ => None,
+            };
+        let listed = models
+            .as_ref()
+            .and_then(|m| m["data"].as_array())
+            .is_some_and(|d| d.iter().any(|m| m["id"] == inst.model_id.as_str()));
+        if !listed {
+            return Ok(Outcome::RequeueAfter(POLL));
+        }
+        milestone(
+            o,
+            inst,
+            "WORKER_MODEL_LOADED",
+            json!({ "model": inst.model_id }),
+        )
+        .await?;
+    }
+    if inst.progress < 95 {
+        let started = std::time::Instant::now();
+        let warm = o
+            .http
+            .post(format!("{base}/v1/completions"))
+            .json(&json!({ "model": inst.model_id, "prompt": "warm-up", "max_tokens": 1 }))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if !warm {
+            return Ok(Outcome::RequeueAfter(POLL));
+        }
+        milestone(
+            o,
+            inst,
+            "WORKER_VLLM_WARMUP",
+            json!({ "latency_ms": started.elapsed().as_millis() }),
+        )
+        .await?;
+    }
+    let fresh = inst.last_heartbeat_at.is_some_and(|t| {
+        (Utc::now() - t).to_std().unwrap_or_default() < o.config.heartbeat_timeout
+    });
+    if !(fresh && inst.worker_status.as_deref() == Some("ready")) {
+        return Ok(Outcome::RequeueAfter(POLL));
+    }
+    milestone(o, inst, "HEALTH_CHECK", json!({ "worker_status": "ready" })).await?;
+    move_to(o, inst, InstanceStatus::Ready, None, "orchestrator:health").await?;
+    Ok(Outcome::Idle)
+}
+
+/// `worker_dead`: back to `ready` once the agent heartbeats as ready again.
+pub async fn check_recovery(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
+    let fresh = inst.last_heartbeat_at.is_some_and(|t| {
+        (Utc::now() - t).to_std().unwrap_or_default() < o.config.heartbeat_timeout
+    });
+    if fresh && inst.worker_status.as_deref() == Some("ready") {
+        move_to(
+            o,
+            inst,
+            InstanceStatus::Ready,
+            None,
+            "orchestrator:watchdog",
+        )
+        .await?;
+        return Ok(Outcome::Idle);
+    }
+    Ok(Outcome::Idle)
+}
+
+/// The watchdog sweep: ready instances whose heartbeat is older than the
+/// threshold become `worker_dead` — never more than the configured share
+/// of ready workers in one sweep (a control-plane hiccup must not kill the fleet).
+pub async fn watchdog(o: &Orchestrator) -> anyhow::Result<usize> {
+    let ready: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE status = 'ready'")
+        .fetch_one(&o.db)
+        .await?;
+    let cap = ((ready as f64) * o.config.max_dead_share).floor().max(1.0) as i64;
+    let stale: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT id FROM instances WHERE status = 'ready' AND (last_heartbeat_at IS NULL OR last_heartbeat_at < now() - make_interval(secs => $1))
+          ORDER BY last_heartbeat_at NULLS FIRST",
+    )
+    .bind(o.config.heartbeat_timeout.as_secs_f64())
+    .fetch_all(&o.db)
+    .await?;
+    if stale.len() as i64 > cap {
+        tracing::warn!(
+            alert = true,
+            stale = stale.len(),
+            cap,
+            "many workers silent at once; declaring only some dead this sweep"
+        );
+    }
+    let mut declared = 0;
+    for id in stale.into_iter().take(usize::try_from(cap).unwrap_or(0)) {
+        let Some(inst) = crate::steps::load(o, id).await? else {
+            continue;
+        };
+        let message = format!(
+            "no heartbeat for more than {} s",
+            o.config.heartbeat_timeout.as_secs()
+        );
+        tracing::warn!(alert = true, instance_id = %id, "worker dead: {message}");
+        move_to(
+            o,
+            &inst,
+            InstanceStatus::WorkerDead,
+            Some(("WORKER_HEARTBEAT_TIMEOUT", &message)),
+            "orchestrator:watchdog",
+        )
+        .await?;
+        declared += 1;
+    }
+    Ok(declared)
+}

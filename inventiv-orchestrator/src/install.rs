@@ -1,0 +1,170 @@
+//! `installing`: bootstrap the worker over SSH with a fresh per-instance
+//! token (only its hash is stored), retried with backoff on transient
+//! failures, `startup_failed` after the configured attempts.
+
+use std::time::Duration;
+
+use inventiv_common::InstanceStatus;
+use inventiv_providers::ServerRef;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::bootstrap::{self, Bootstrap};
+use crate::engine::Orchestrator;
+use crate::ssh::Target;
+use crate::steps::{advance, log, move_to, InstanceRow, Outcome, StepError, StepResult};
+
+/// Where the worker's engine and agent listen on the node.
+pub const ENGINE_PORT: u16 = 8000;
+pub const AGENT_PORT: u16 = 8090;
+
+/// A fresh worker token (32 random bytes, base64url) and the hash stored.
+fn new_token() -> (String, Vec<u8>) {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = Sha256::digest(token.as_bytes()).to_vec();
+    (token, hash)
+}
+
+/// Runs the bootstrap once.
+pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
+    let (Some(provider), Some(id)) = (o.provider(&inst.provider), inst.provider_server_id.clone())
+    else {
+        return Err(StepError::Other("installing without a server".into()));
+    };
+    let server = provider
+        .get_server(ServerRef {
+            zone: inst.zone.clone(),
+            provider_id: id,
+        })
+        .await
+        .map_err(|e| StepError::Other(e.to_string()))?;
+    let Some(server) = server else {
+        move_to(
+            o,
+            inst,
+            InstanceStatus::StartupFailed,
+            Some(("SERVER_VANISHED", "the provider no longer has the server")),
+            "orchestrator",
+        )
+        .await?;
+        return Ok(Outcome::Idle);
+    };
+    let Some(ip) = server.ip.map(|ip| ip.to_string()) else {
+        return Ok(Outcome::RequeueAfter(Duration::from_millis(500)));
+    };
+    let mock = inst.provider == "mock";
+    let install_dir = server
+        .install_dir
+        .clone()
+        .unwrap_or_else(|| "/opt/inventiv".into());
+    let (token, hash) = new_token();
+    let engine_command = if mock {
+        json!([
+            o.config.mock_engine,
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+            "--model",
+            "{model}"
+        ])
+    } else {
+        json!([
+            "vllm",
+            "serve",
+            "{model}",
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+            "--tensor-parallel-size",
+            "{tp}"
+        ])
+    };
+    let config = json!({
+        "control_plane_url": o.config.control_plane_url,
+        "instance_id": inst.id,
+        "worker_token": token,
+        "model_id": inst.model_id,
+        "engine_command": engine_command,
+        "engine_host": ip,
+        "engine_port": ENGINE_PORT,
+        "agent_host": ip,
+        "agent_port": AGENT_PORT,
+        "mode": inst.mode,
+        "log_dir": format!("{install_dir}/logs"),
+        "heartbeat_interval_s": o.config.worker_heartbeat.as_secs(),
+    });
+    sqlx::query("UPDATE instances SET worker_token_hash = $2, bootstrap_attempts = bootstrap_attempts + 1 WHERE id = $1")
+        .bind(inst.id)
+        .bind(hash)
+        .execute(&o.db)
+        .await?;
+    let run = bootstrap::run(Bootstrap {
+        ssh: &o.ssh,
+        log: log(o, inst),
+        target: Target {
+            host: ip,
+            port: server.ssh_port,
+            user: server.ssh_user.clone(),
+        },
+        bundle: &o.bundle.path,
+        bundle_sha256: &o.bundle.sha256,
+        script: &o.bundle.script,
+        agent_config: config,
+        install_dir: &install_dir,
+        mock,
+    })
+    .await;
+    match run {
+        Ok(()) => {
+            advance(o, inst, "WORKER_SSH_ACCESSIBLE").await?;
+            advance(o, inst, "WORKER_SSH_INSTALL").await?;
+            sqlx::query("UPDATE instances SET worker_agent_port = $2, worker_engine_port = $3 WHERE id = $1")
+                .bind(inst.id)
+                .bind(i32::from(AGENT_PORT))
+                .bind(i32::from(ENGINE_PORT))
+                .execute(&o.db)
+                .await?;
+            move_to(o, inst, InstanceStatus::Starting, None, "orchestrator").await?;
+            Ok(Outcome::Continue)
+        }
+        Err(e) => {
+            let attempts = inst.bootstrap_attempts + 1;
+            if e.retryable() && attempts < o.config.bootstrap_attempts {
+                let backoff = Duration::from_secs(1u64 << attempts.clamp(0, 6));
+                tracing::warn!(instance_id = %inst.id, attempts, error = %e, "bootstrap failed; will retry");
+                Ok(Outcome::RequeueAfter(backoff))
+            } else {
+                tracing::warn!(alert = true, instance_id = %inst.id, attempts, error = %e, "bootstrap failed for good");
+                move_to(
+                    o,
+                    inst,
+                    InstanceStatus::StartupFailed,
+                    Some(("BOOTSTRAP_FAILED", &e.to_string())),
+                    "orchestrator",
+                )
+                .await?;
+                Ok(Outcome::Idle)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_are_43_url_safe_characters() {
+        let (a, _) = super::new_token();
+        let (b, _) = super::new_token();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43, "{a}");
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+}

@@ -1,0 +1,192 @@
+//! The driver: level-triggered reconciliation of every live instance (on a
+//! timer and when a command wakes it), one instance at a time per replica
+//! and across replicas (a lease row in the database), each step chosen by
+//! the instance's status.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use inventiv_common::InstanceStatus;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::engine::Orchestrator;
+use crate::steps::{self, Outcome, StepResult};
+use crate::{health, install, terminate};
+
+/// How long a lease lasts; renewed at every step.
+const LEASE: Duration = Duration::from_secs(120);
+/// Short requeues are waited out while holding the lease.
+const INLINE_WAIT: Duration = Duration::from_secs(2);
+
+/// Takes (or renews) this replica's lease on an instance.
+async fn lease(o: &Orchestrator, id: Uuid) -> sqlx::Result<bool> {
+    let taken = sqlx::query(
+        "UPDATE instances SET lease_owner = $2, lease_until = now() + make_interval(secs => $3)
+          WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < now())",
+    )
+    .bind(id)
+    .bind(&o.config.consumer)
+    .bind(LEASE.as_secs_f64())
+    .execute(&o.db)
+    .await?
+    .rows_affected();
+    Ok(taken == 1)
+}
+
+async fn release(o: &Orchestrator, id: Uuid, next: Option<Duration>) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE instances SET lease_owner = NULL, lease_until = NULL,
+                next_attempt_at = CASE WHEN $3::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $3) END
+          WHERE id = $1 AND lease_owner = $2",
+    )
+    .bind(id)
+    .bind(&o.config.consumer)
+    .bind(next.map(|d| d.as_secs_f64()))
+    .execute(&o.db)
+    .await?;
+    Ok(())
+}
+
+/// Runs the step the instance's status calls for.
+async fn step(o: &Orchestrator, inst: &steps::InstanceRow) -> StepResult {
+    match InstanceStatus::parse(&inst.status) {
+        Some(InstanceStatus::Provisioning) => steps::provision(o, inst).await,
+        Some(InstanceStatus::Booting) => steps::boot(o, inst).await,
+        Some(InstanceStatus::Installing) => install::install(o, inst).await,
+        Some(InstanceStatus::Starting) => health::check_startup(o, inst).await,
+        Some(InstanceStatus::Terminating) => terminate::terminate(o, inst).await,
+        Some(InstanceStatus::WorkerDead) => health::check_recovery(o, inst).await,
+        _ => Ok(Outcome::Idle),
+    }
+}
+
+/// Drives one instance as far as it can go now. Returns whether a step ran
+/// without error (so a command that woke it can be acknowledged).
+pub async fn drive(o: &Orchestrator, id: Uuid) -> bool {
+    drive_steps(o, id)
+        .instrument(tracing::info_span!("drive", instance_id = %id))
+        .await
+}
+
+async fn drive_steps(o: &Orchestrator, id: Uuid) -> bool {
+    let mut healthy = true;
+    for _ in 0..200 {
+        match lease(o, id).await {
+            Ok(true) => {}
+            Ok(false) => return true, // another replica has it
+            Err(e) => {
+                tracing::warn!(error = %e, "lease failed");
+                return false;
+            }
+        }
+        let inst = match steps::load(o, id).await {
+            Ok(Some(inst)) => inst,
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, "load failed");
+                return false;
+            }
+        };
+        let outcome = step(o, &inst).await;
+        let next = match outcome {
+            Ok(Outcome::Continue) => continue,
+            Ok(Outcome::RequeueAfter(d)) if d <= INLINE_WAIT => {
+                tokio::time::sleep(d).await;
+                continue;
+            }
+            Ok(Outcome::RequeueAfter(d)) => Some(d),
+            Ok(Outcome::Idle) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, status = %inst.status, "step failed; will retry");
+                healthy = false;
+                Some(Duration::from_secs(2))
+            }
+        };
+        if let Err(e) = release(o, id, next).await {
+            tracing::warn!(error = %e, "release failed");
+        }
+        return healthy;
+    }
+    let _ = release(o, id, Some(Duration::from_millis(100))).await;
+    healthy
+}
+
+/// Instances currently driven by this replica.
+#[derive(Clone, Default)]
+pub struct Active(Arc<Mutex<HashSet<Uuid>>>);
+
+impl Active {
+    fn claim(&self, id: Uuid) -> bool {
+        self.0.lock().map(|mut s| s.insert(id)).unwrap_or(false)
+    }
+
+    fn free(&self, id: Uuid) {
+        if let Ok(mut s) = self.0.lock() {
+            s.remove(&id);
+        }
+    }
+}
+
+/// Starts driving `id` unless this replica already is; `done` hears whether
+/// the first pass was healthy.
+pub fn spawn_drive(
+    o: &Arc<Orchestrator>,
+    tasks: &TaskTracker,
+    active: &Active,
+    id: Uuid,
+    done: Option<tokio::sync::oneshot::Sender<bool>>,
+) {
+    if !active.claim(id) {
+        if let Some(done) = done {
+            let _ = done.send(true);
+        }
+        return;
+    }
+    let (o, active) = (o.clone(), active.clone());
+    tasks.spawn(async move {
+        let healthy = drive(&o, id).await;
+        active.free(id);
+        if let Some(done) = done {
+            let _ = done.send(healthy);
+        }
+    });
+}
+
+/// The level-triggered loop: every interval, every instance that may need
+/// something (and whose retry time has come) is driven; the watchdog sweeps.
+pub async fn run(
+    o: Arc<Orchestrator>,
+    active: Active,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(o.config.reconcile_interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let due: Result<Vec<Uuid>, _> = sqlx::query_scalar(
+            "SELECT id FROM instances
+              WHERE status IN ('provisioning', 'booting', 'installing', 'starting', 'terminating', 'worker_dead')
+                AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+                AND (lease_until IS NULL OR lease_until < now())
+              ORDER BY status_changed_at LIMIT 500",
+        )
+        .fetch_all(&o.db)
+        .await;
+        match due {
+            Ok(ids) => ids
+                .into_iter()
+                .for_each(|id| spawn_drive(&o, &tasks, &active, id, None)),
+            Err(e) => tracing::warn!(error = %e, "reconcile query failed"),
+        }
+        if let Err(e) = health::watchdog(&o).await {
+            tracing::warn!(error = %e, "watchdog failed");
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! One reconcile step per instance status: read what the instance needs,
+//! do one thing, record it, say whether to continue now or later. Every
+//! step may run twice (after a crash, on two replicas in turn) harmlessly.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use inventiv_common::instance::milestone_progress;
+use inventiv_common::InstanceStatus;
+use inventiv_providers::{tags, CreateServer, ListFilter, ServerRef, ServerState};
+use inventiv_store::action_log::ActionLog;
+use inventiv_store::instances::{apply, Change};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::engine::Orchestrator;
+use crate::events;
+
+/// What the driver does after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Something changed: run the next step right away.
+    Continue,
+    /// Nothing to do yet: look again after this long.
+    RequeueAfter(Duration),
+    /// Nothing more to do until something external happens.
+    Idle,
+}
+
+/// The instance as a step sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InstanceRow {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub name: String,
+    pub status: String,
+    pub progress: i16,
+    pub provider: String,
+    pub zone: String,
+    pub instance_type: String,
+    pub model_id: String,
+    pub mode: String,
+    pub provider_server_id: Option<String>,
+    pub ip_address: Option<String>,
+    pub worker_status: Option<String>,
+    pub worker_agent_port: Option<i32>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub bootstrap_attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// Loads the row a step works on.
+pub async fn load(o: &Orchestrator, id: Uuid) -> sqlx::Result<Option<InstanceRow>> {
+    sqlx::query_as(
+        "SELECT id, organization_id, name, status, progress, provider, zone, instance_type, model_id, mode, provider_server_id,
+                ip_address, worker_status, worker_agent_port, last_heartbeat_at, bootstrap_attempts, created_at, started_at
+           FROM instances WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&o.db)
+    .await
+}
+
+/// Why a step could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Transition(#[from] inventiv_store::instances::TransitionError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type StepResult = Result<Outcome, StepError>;
+
+/// The action log of an instance.
+pub fn log(o: &Orchestrator, inst: &InstanceRow) -> ActionLog {
+    ActionLog {
+        db: o.db.clone(),
+        organization_id: inst.organization_id,
+        instance_id: inst.id,
+        request_id: None,
+    }
+}
+
+/// Moves the instance (validated, with history) and announces it.
+pub async fn move_to(
+    o: &Orchestrator,
+    inst: &InstanceRow,
+    to: InstanceStatus,
+    error: Option<(&str, &str)>,
+    actor: &str,
+) -> Result<(), StepError> {
+    let mut tx = o.db.begin().await?;
+    apply(
+        &mut tx,
+        Change {
+            instance_id: inst.id,
+            to,
+            error,
+            actor,
+            request_id: None,
+        },
+    )
+    .await?;
+    if to == InstanceStatus::Terminated {
+        sqlx::query("UPDATE instances SET terminated_at = COALESCE(terminated_at, now()), lease_owner = NULL WHERE id = $1")
+            .bind(inst.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let progress: i16 = sqlx::query_scalar("SELECT progress FROM instances WHERE id = $1")
+        .bind(inst.id)
+        .fetch_one(&o.db)
+        .await?;
+    let mut redis = o.redis.clone();
+    events::instance_changed(
+        &mut redis,
+        &o.config.redis_prefix,
+        inst.organization_id,
+        inst.id,
+        to.as_str(),
+        progress,
+    )
+    .await;
+    Ok(())
+}
+
+/// Records a completed milestone: its action log row and the progress it reaches.
+pub async fn milestone(
+    o: &Orchestrator,
+    inst: &InstanceRow,
+    action: &str,
+    metadata: serde_json::Value,
+) -> Result<(), StepError> {
+    let log = log(o, inst);
+    let step = log.start(action).await?;
+    log.succeed(step, metadata).await?;
+    advance(o, inst, action).await
+}
+
+/// Raises the progress to the milestone's value (never lowers it).
+pub async fn advance(o: &Orchestrator, inst: &InstanceRow, action: &str) -> Result<(), StepError> {
+    if let Some(p) = milestone_progress(action) {
+        let changed =
+            sqlx::query("UPDATE instances SET progress = $2 WHERE id = $1 AND progress < $2")
+                .bind(inst.id)
+                .bind(p)
+                .execute(&o.db)
+                .await?
+                .rows_affected();
+        if changed > 0 {
+            let mut redis = o.redis.clone();
+            events::instance_changed(
+                &mut redis,
+                &o.config.redis_prefix,
+                inst.organization_id,
+                inst.id,
+                &inst.status,
+                p,
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
+fn provider_error(e: &inventiv_providers::ProviderError) -> &'static str {
+    if e.retryable() {
+        "PROVIDER_UNAVAILABLE"
+    } else {
+        "PROVIDER_REFUSED"
+    }
+}
+
+/// `provisioning`: create (or adopt) the server, power it on.
+pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
+    let Some(provider) = o.provider(&inst.provider) else {
+        move_to(
+            o,
+            inst,
+            InstanceStatus::ProvisioningFailed,
+            Some(("PROVIDER_NOT_CONFIGURED", "no such provider here")),
+            "orchestrator",
+        )
+        .await?;
+        return Ok(Outcome::Idle);
+    };
+    let server_id = match &inst.provider_server_id {
+        Some(id) => id.clone(),
+        None => {
+            // A create whose answer was lost (crash, timeout) left a tagged
+            // server: adopt it instead of creating a second one.
+            let filter = ListFilter {
+                zone: Some(inst.zone.clone()),
+                tag: Some(tags::instance(inst.id)),
+            };
+            let existing = provider
+                .list_servers(filter)
+                .await
+                .map_err(|e| StepError::Other(e.to_string()))?;
+            let log = log(o, inst);
+            let step = log.start("PROVIDER_CREATE").await?;
+            let server = match existing.into_iter().next() {
+                Some(s) => s,
+                None => {
+                    let req = CreateServer {
+                        instance_id: inst.id,
+                        organization_id: inst.organization_id,
+                        zone: inst.zone.clone(),
+                        instance_type: inst.instance_type.clone(),
+                        name: format!("inventiv-{}", inst.id.simple()),
+                        image: None,
+                        tags: Vec::new(),
+                    };
+                    match provider.create_server(req).await {
+                        Ok(s) => s,
+                        Err(e) if e.retryable() => {
+                            log.fail(step, provider_error(&e), &e.to_string(), json!({}))
+                                .await?;
+                            return Ok(Outcome::RequeueAfter(Duration::from_secs(2)));
+                        }
+                        Err(e) => {
+                            log.fail(step, provider_error(&e), &e.to_string(), json!({}))
+                                .await?;
+                            move_to(
+                                o,
+                                inst,
+                                InstanceStatus::ProvisioningFailed,
+                                Some((provider_error(&e), &e.to_string())),
+                                "orchestrator",
+                            )
+                            .await?;
+                            return Ok(Outcome::Idle);
+                        }
+                    }
+                }
+            };
+            sqlx::query("UPDATE instances SET provider_server_id = $2 WHERE id = $1")
+                .bind(inst.id)
+                .bind(&server.provider_id)
+                .execute(&o.db)
+                .await?;
+            log.succeed(
+                step,
+                json!({ "server_id": server.provider_id, "zone": server.zone }),
+            )
+            .await?;
+            advance(o, inst, "PROVIDER_CREATE").await?;
+            server.provider_id
+        }
+    };
+    let reference = ServerRef {
+        zone: inst.zone.clone(),
+        provider_id: server_id.clone(),
+    };
+    let log = log(o, inst);
+    let step = log.start("PROVIDER_START").await?;
+    match provider.start_server(reference).await {
+        Ok(()) => {
+            log.succeed(step, json!({ "server_id": server_id })).await?;
+            sqlx::query(
+                "UPDATE instances SET started_at = COALESCE(started_at, now()) WHERE id = $1",
+            )
+            .bind(inst.id)
+            .execute(&o.db)
+            .await?;
+            advance(o, inst, "PROVIDER_START").await?;
+            move_to(o, inst, InstanceStatus::Booting, None, "orchestrator").await?;
+            Ok(Outcome::Continue)
+        }
+        Err(e) if e.retryable() => {
+            log.fail(step, provider_error(&e), &e.to_string(), json!({}))
+                .await?;
+            Ok(Outcome::RequeueAfter(Duration::from_secs(2)))
+        }
+        Err(e) => {
+            log.fail(step, provider_error(&e), &e.to_string(), json!({}))
+                .await?;
+            move_to(
+                o,
+                inst,
+                InstanceStatus::ProvisioningFailed,
+                Some(("SERVER_VANISHED", &e.to_string())),
+                "orchestrator",
+            )
+            .await?;
+            Ok(Outcome::Idle)
+        }
+    }
+}
+
+/// `booting`: wait for the server to run and have an address.
+pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
+    let (Some(provider), Some(id)) = (o.provider(&inst.provider), inst.provider_server_id.clone())
+    else {
+        return Err(StepError::Other("booting without a server".into()));
+    };
+    let server = provider
+        .get_server(ServerRef {
+            zone: inst.zone.clone(),
+            provider_id: id,
+        })
+        .await
+        .map_err(|e| StepError::Other(e.to_string()))?;
+    match server {
+        None => {
+            move_to(
+                o,
+                inst,
+                InstanceStatus::ProvisioningFailed,
+                Some(("SERVER_VANISHED", "the provider no longer has the server")),
+                "orchestrator",
+            )
+            .await?;
+            Ok(Outcome::Idle)
+        }
+        Some(s) if s.state == ServerState::Running && s.ip.is_some() => {
+            let ip = s.ip.map(|ip| ip.to_string()).unwrap_or_default();
+            sqlx::query("UPDATE instances SET ip_address = $2 WHERE id = $1")
+                .bind(inst.id)
+                .bind(&ip)
+                .execute(&o.db)
+                .await?;
+            milestone(
+                o,
+                inst,
+                "PROVIDER_GET_IP",
+                json!({ "ip": ip, "ssh_port": s.ssh_port }),
+            )
+            .await?;
+            move_to(o, inst, InstanceStatus::Installing, None, "orchestrator").await?;
+            Ok(Outcome::Continue)
+        }
+        Some(_) => Ok(Outcome::RequeueAfter(Duration::from_millis(200))),
+    }
+}

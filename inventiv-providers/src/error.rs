@@ -1,0 +1,75 @@
+//! What can go wrong talking to a cloud, and whether trying again helps.
+
+/// A provider call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Network trouble, rate limit, 5xx, an injected fault: retry later.
+    #[error("provider temporarily unavailable: {0}")]
+    Transient(String),
+    /// The server or volume does not exist (any more).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request itself is wrong (unknown zone or type, bad size...).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The provider understood and said no (e.g. action not allowed in the
+    /// resource's current state, account locked).
+    #[error("refused by the provider: {0}")]
+    Refused(String),
+    /// A quota of the account would be exceeded.
+    #[error("quota exceeded: {0}")]
+    Quota(String),
+    /// The credentials were rejected.
+    #[error("provider credentials rejected: {0}")]
+    Unauthorized(String),
+    /// Something broke on our side of the call (local files, processes).
+    #[error("provider internal error: {0}")]
+    Internal(String),
+}
+
+impl ProviderError {
+    /// Whether sending the same request again later may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(self, ProviderError::Transient(_))
+    }
+
+    /// A stable machine code for action logs and API errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProviderError::Transient(_) => "PROVIDER_TRANSIENT",
+            ProviderError::NotFound(_) => "PROVIDER_NOT_FOUND",
+            ProviderError::InvalidRequest(_) => "PROVIDER_INVALID_REQUEST",
+            ProviderError::Refused(_) => "PROVIDER_REFUSED",
+            ProviderError::Quota(_) => "PROVIDER_QUOTA",
+            ProviderError::Unauthorized(_) => "PROVIDER_UNAUTHORIZED",
+            ProviderError::Internal(_) => "PROVIDER_INTERNAL",
+        }
+    }
+
+    /// An `Internal` error for a local I/O failure, saying what was done.
+    pub(crate) fn io(context: impl std::fmt::Display, err: std::io::Error) -> ProviderError {
+        ProviderError::Internal(format!("{context}: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProviderError;
+
+    #[test]
+    fn only_transient_errors_are_retryable() {
+        let table = [
+            (ProviderError::Transient("x".into()), true),
+            (ProviderError::NotFound("x".into()), false),
+            (ProviderError::InvalidRequest("x".into()), false),
+            (ProviderError::Refused("x".into()), false),
+            (ProviderError::Quota("x".into()), false),
+            (ProviderError::Unauthorized("x".into()), false),
+            (ProviderError::Internal("x".into()), false),
+        ];
+        for (err, retryable) in table {
+            assert_eq!(err.retryable(), retryable, "{err}");
+            assert!(err.code().starts_with("PROVIDER_"));
+        }
+    }
+}

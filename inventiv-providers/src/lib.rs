@@ -1,0 +1,19 @@
+//! Cloud providers behind one trait: the orchestrator holds an
+//! `Arc<dyn CloudProvider>` and never knows which cloud it talks to.
+//!
+//! - [`provider`]: the [`CloudProvider`] trait.
+//! - [`types`]: what goes in and out of it (servers, volumes, filters).
+//! - [`error`]: [`ProviderError`], which says whether a retry makes sense.
+//! - [`tags`]: the tag convention that ties a cloud server to an instance.
+//! - [`mock`]: VMs that are local processes on their own loopback address,
+//!   each with a real sshd.
+
+pub mod error;
+pub mod mock;
+pub mod provider;
+pub mod tags;
+pub mod types;
+
+pub use error::ProviderError;
+pub use provider::{BoxFuture, CloudProvider};
+pub use types::{CreateServer, ListFilter, Server, ServerRef, ServerState, Volume, VolumeRef};
