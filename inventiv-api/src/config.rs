@@ -63,6 +63,8 @@ pub struct Config {
     pub sample_retention: Duration,
     /// How often old samples are pruned.
     pub sample_prune_interval: Duration,
+    /// Bearer token required by `/metrics` when set.
+    pub metrics_token: Option<SecretString>,
 }
 
 /// A configuration problem, reported before anything starts.
@@ -225,6 +227,7 @@ impl Config {
             ),
             sample_prune_interval: secs("INVENTIV_SAMPLE_PRUNE_INTERVAL_SECS", 600)?
                 .max(Duration::from_secs(1)),
+            metrics_token: env.get("INVENTIV_METRICS_TOKEN").map(SecretString::from),
         })
     }
 

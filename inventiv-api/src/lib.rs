@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod mail;
 pub mod openapi;

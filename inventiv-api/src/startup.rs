@@ -52,7 +52,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let db = connect_db(&config).await?;
     let client = redis::Client::open(config.redis_url.expose_secret())
         .map_err(|e| anyhow::anyhow!("REDIS_URL is invalid: {e}"))?;
-    let redis = redis::aio::ConnectionManager::new(client)
+    let redis = redis::aio::ConnectionManager::new(client.clone())
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to redis: {e}"))?;
     let hasher = Hasher::new(config.max_concurrent_hashes).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -67,6 +67,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         mailer,
         tasks: TaskTracker::new(),
         outbox: Arc::new(tokio::sync::Notify::new()),
+        redis_client: client,
+        events: crate::events::Hub::new(),
     })
 }
 
@@ -125,6 +127,10 @@ impl Application {
         let tasks = self.state.tasks.clone();
         tasks.spawn(prune_samples_forever(self.state.clone(), shutdown.clone()));
         tasks.spawn(crate::outbox::run(self.state.clone(), shutdown.clone()));
+        tasks.spawn(crate::events::subscribe(
+            self.state.clone(),
+            shutdown.clone(),
+        ));
         let app = app(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %self.listener.local_addr()?, "inventiv-api listening");
         axum::serve(self.listener, app)

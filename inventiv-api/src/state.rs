@@ -23,6 +23,10 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Wakes the outbox relay after a command is written.
     pub outbox: Arc<tokio::sync::Notify>,
+    /// Opens the dedicated pub/sub connection of the event hub.
+    pub redis_client: redis::Client,
+    /// Live events for this replica's SSE clients.
+    pub events: crate::events::Hub,
 }
 
 impl AppState {

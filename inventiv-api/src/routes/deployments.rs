@@ -252,6 +252,7 @@ async fn deploy(
     let instance = load(&mut *tx, org, id).await?;
     tx.commit().await?;
     state.outbox.notify_one();
+    crate::routes::instances::publish_instance(&state, org, &instance).await;
     tracing::info!(instance_id = %id, model = %model.hf_id, "deployment requested");
     Ok((StatusCode::ACCEPTED, Json(instance)))
 }

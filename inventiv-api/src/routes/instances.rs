@@ -245,6 +245,18 @@ fn transition_error(e: TransitionError) -> ApiError {
     }
 }
 
+/// Announces an instance's new status to the organization's live views.
+pub async fn publish_instance(state: &AppState, org: Uuid, instance: &Instance) {
+    let event = serde_json::json!({
+        "type": "instance.updated",
+        "organization_id": org,
+        "instance_id": instance.id,
+        "status": instance.status,
+        "progress": instance.progress,
+    });
+    crate::events::publish(state, &event).await;
+}
+
 /// Moves an instance of the caller's organization and queues the command.
 async fn act(
     state: &AppState,
@@ -271,6 +283,7 @@ async fn act(
     let instance = load(&mut *tx, caller.org_id.0, id).await?;
     tx.commit().await?;
     state.outbox.notify_one();
+    publish_instance(state, caller.org_id.0, &instance).await;
     Ok(instance)
 }
 

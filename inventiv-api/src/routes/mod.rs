@@ -8,10 +8,12 @@ pub mod auth;
 pub mod catalog;
 pub mod catalog_admin;
 pub mod deployments;
+pub mod events;
 pub mod health;
 pub mod instances;
 pub mod invitations;
 pub mod members;
+pub mod metrics;
 pub mod organizations;
 pub mod password_reset;
 pub mod sessions;
@@ -40,4 +42,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(activations::router())
         .merge(deployments::router())
         .merge(instances::router())
+        .merge(events::router())
+        .merge(metrics::router())
 }

@@ -206,6 +206,20 @@ async fn heartbeat(
         .await?;
     }
     tx.commit().await?;
+    if state.events.heartbeat_due(worker.instance_id) {
+        let event = serde_json::json!({
+            "type": "worker.heartbeat",
+            "organization_id": worker.organization_id,
+            "instance_id": worker.instance_id,
+            "worker_status": body.status.as_str(),
+            "engine_ready": body.engine.ready,
+            "requests_running": body.engine.requests_running,
+            "requests_waiting": body.engine.requests_waiting,
+            "gpus": body.gpus,
+            "system": body.system,
+        });
+        crate::events::publish(&state, &event).await;
+    }
     tracing::debug!(instance_id = %worker.instance_id, skew_ms = (now - sent_at).num_milliseconds(), "heartbeat");
     Ok(Json(WorkerAck {
         status: "accepted",

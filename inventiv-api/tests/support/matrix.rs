@@ -105,6 +105,8 @@ pub const MATRIX: &[Row] = &[
     row("DELETE", "/instances/{instance_id}", None, [401, 202, 202, 403, 403], Some([401, 404, 404, 403, 403])),
     row("POST", "/instances/{instance_id}/reinstall", None, [401, 202, 202, 403, 403], Some([401, 404, 404, 403, 403])),
     row("PUT", "/instances/{instance_id}/archive", None, [401, 409, 409, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("GET", "/events/stream", None, MEMBERS_200, None),
+    row("GET", "/metrics", None, ALL_200, None),
     row("GET", "/organizations/current/audit-logs", None, [401, 200, 200, 403, 403], None),
 ];
 

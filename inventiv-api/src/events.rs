@@ -1,0 +1,162 @@
+//! Live events: one Redis pub/sub subscription per API replica feeds a
+//! broadcast hub; each SSE client takes the events of its organization.
+//! Publishers (the orchestrator, the heartbeat handler) only talk to Redis,
+//! so any replica can serve any client. Nothing polls the database.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::state::AppState;
+
+/// An event as published on the channel: JSON with at least its type and organization.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: String,
+    pub organization_id: Uuid,
+    pub json: Arc<str>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    organization_id: Uuid,
+}
+
+/// The replica's fan-out point and its SSE client count.
+#[derive(Clone)]
+pub struct Hub {
+    sender: broadcast::Sender<Event>,
+    clients: Arc<AtomicI64>,
+    /// Last heartbeat event published per instance (throttling).
+    heartbeats: Arc<Mutex<HashMap<Uuid, Instant>>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
+/// Heartbeat events are sent at most this often per instance.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+impl Hub {
+    pub fn new() -> Hub {
+        let (sender, _) = broadcast::channel(1024);
+        Hub {
+            sender,
+            clients: Arc::new(AtomicI64::new(0)),
+            heartbeats: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// A receiver of every event, counted as an SSE client until dropped.
+    pub fn subscribe(&self) -> Subscription {
+        self.clients.fetch_add(1, Ordering::Relaxed);
+        Subscription {
+            receiver: self.sender.subscribe(),
+            clients: self.clients.clone(),
+        }
+    }
+
+    /// SSE clients connected to this replica.
+    pub fn clients(&self) -> i64 {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    /// Whether a heartbeat event for `instance` is due (and marks it sent).
+    pub fn heartbeat_due(&self, instance: Uuid) -> bool {
+        let Ok(mut last) = self.heartbeats.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        match last.get(&instance) {
+            Some(t) if now.duration_since(*t) < HEARTBEAT_EVERY => false,
+            _ => {
+                last.insert(instance, now);
+                true
+            }
+        }
+    }
+}
+
+/// One client's view of the hub.
+pub struct Subscription {
+    pub receiver: broadcast::Receiver<Event>,
+    clients: Arc<AtomicI64>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The channel under the deployment's prefix.
+pub fn channel(state: &AppState) -> String {
+    state.redis_key("events")
+}
+
+/// Publishes an event (a JSON object with `type` and `organization_id`).
+pub async fn publish(state: &AppState, event: &serde_json::Value) {
+    let mut redis = state.redis.clone();
+    let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+        .arg(channel(state))
+        .arg(event.to_string())
+        .query_async(&mut redis)
+        .await;
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "event not published");
+    }
+}
+
+/// Feeds the hub from Redis until shutdown, reconnecting after errors.
+pub async fn subscribe(state: AppState, shutdown: CancellationToken) {
+    let channel = channel(&state);
+    while !shutdown.is_cancelled() {
+        match state.redis_client.get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                if let Err(e) = pubsub.subscribe(&channel).await {
+                    tracing::warn!(error = %e, "event subscription failed; retrying");
+                } else {
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        let message = tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            m = messages.next() => m,
+                        };
+                        let Some(message) = message else { break };
+                        let Ok(payload) = message.get_payload::<String>() else {
+                            continue;
+                        };
+                        match serde_json::from_str::<Envelope>(&payload) {
+                            Ok(env) => {
+                                let _ = state.events.sender.send(Event {
+                                    kind: env.kind,
+                                    organization_id: env.organization_id,
+                                    json: payload.into(),
+                                });
+                            }
+                            Err(e) => tracing::warn!(error = %e, "malformed event ignored"),
+                        }
+                    }
+                    tracing::warn!("event subscription lost; reconnecting");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot open the event subscription; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

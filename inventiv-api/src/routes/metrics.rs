@@ -1,0 +1,72 @@
+//! `GET /metrics`: Prometheus text for operators — instances by status,
+//! commands waiting for the orchestrator, SSE clients of this replica.
+//! Protected by `INVENTIV_METRICS_TOKEN` (bearer) when it is set.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
+}
+
+/// Prometheus metrics of the control plane.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+              (status = 401, body = ErrorBody)))]
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(expected) = &state.config.metrics_token {
+        let given = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
+            return Err(ApiError::Unauthenticated);
+        }
+    }
+    let by_status: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM instances GROUP BY status ORDER BY status")
+            .fetch_all(&state.db)
+            .await?;
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM command_outbox WHERE published_at IS NULL")
+            .fetch_one(&state.db)
+            .await?;
+    let mut out = String::with_capacity(1024);
+    let _ = writeln!(
+        out,
+        "# HELP inventiv_instances Instances by lifecycle status.\n# TYPE inventiv_instances gauge"
+    );
+    for (status, n) in by_status {
+        let _ = writeln!(out, "inventiv_instances{{status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP inventiv_commands_pending Commands written but not yet relayed to the orchestrator.");
+    let _ = writeln!(
+        out,
+        "# TYPE inventiv_commands_pending gauge\ninventiv_commands_pending {pending}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP inventiv_sse_clients Live-event clients connected to this replica."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE inventiv_sse_clients gauge\ninventiv_sse_clients {}",
+        state.events.clients()
+    );
+    Ok((
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        out,
+    )
+        .into_response())
+}

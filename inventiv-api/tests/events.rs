@@ -1,0 +1,201 @@
+//! Live events over SSE: a snapshot first, then only the caller's
+//! organization's events (published through Redis, as the orchestrator
+//! does), heartbeat events throttled, and the SSE client gauge on /metrics.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use support::TestApp;
+
+/// Reads SSE frames as (event, data) until `stop` accepts one or the deadline passes.
+struct Sse {
+    stream: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>,
+    >,
+    buffer: String,
+}
+
+impl Sse {
+    async fn connect(app: &TestApp, token: &str) -> Sse {
+        let res = app
+            .http
+            .get(app.url("/events/stream"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        Sse {
+            stream: Box::pin(res.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    async fn next(&mut self, deadline: Duration) -> Option<(String, Value)> {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let event = frame
+                    .lines()
+                    .find_map(|l| l.strip_prefix("event: "))
+                    .unwrap_or("message")
+                    .to_owned();
+                let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                    continue;
+                };
+                return Some((
+                    event,
+                    serde_json::from_str(data).unwrap_or(Value::String(data.to_owned())),
+                ));
+            }
+            let chunk = tokio::time::timeout_at(until, self.stream.next())
+                .await
+                .ok()??
+                .ok()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+#[tokio::test]
+async fn members_get_their_organizations_events_only() {
+    let app = TestApp::spawn().await;
+    let mut a = app.org("a").await;
+    app.add_instance(&mut a).await;
+    let b = app.org("b").await;
+    let mut sse_a = Sse::connect(&app, &a.user.token).await;
+    let (kind, snapshot) = sse_a.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(kind, "snapshot");
+    assert_eq!(snapshot["instances"][0]["id"], a.instance_id.to_string());
+    let mut sse_b = Sse::connect(&app, &b.user.token).await;
+    assert_eq!(
+        sse_b.next(Duration::from_secs(5)).await.unwrap().1["instances"],
+        json!([])
+    );
+
+    // Give the subscriptions time to be live: wait on the gauge.
+    support::wait_for("two SSE clients", Duration::from_secs(5), || async {
+        (app.state.events.clients() == 2).then_some(())
+    })
+    .await;
+    // B's event first, then A's: A's client must see only its own.
+    inventiv_api::events::publish(&app.state, &json!({ "type": "instance.updated", "organization_id": b.id, "instance_id": "b-secret", "status": "ready" })).await;
+    inventiv_api::events::publish(&app.state, &json!({ "type": "instance.updated", "organization_id": a.id, "instance_id": a.instance_id, "status": "booting", "progress": 35 })).await;
+    let (kind, event) = sse_a.next(Duration::from_secs(5)).await.expect("A's event");
+    assert_eq!(
+        (kind.as_str(), event["status"].as_str()),
+        ("instance.updated", Some("booting"))
+    );
+    assert_eq!(event["organization_id"], a.id.to_string());
+    let (_, event_b) = sse_b.next(Duration::from_secs(5)).await.expect("B's event");
+    assert_eq!(event_b["instance_id"], "b-secret");
+    assert!(
+        sse_b.next(Duration::from_millis(300)).await.is_none(),
+        "B gets nothing of A"
+    );
+
+    // A user action publishes too: terminating A's instance.
+    let (s, _, _) = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/instances/{}", a.instance_id),
+            Some(&a.owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 202);
+    let (_, event) = sse_a
+        .next(Duration::from_secs(5))
+        .await
+        .expect("terminating event");
+    assert_eq!(event["status"], "terminating");
+
+    // The gauge follows the clients.
+    let (_, metrics) = app.get("/metrics", None).await;
+    assert!(
+        metrics.as_str().unwrap().contains("inventiv_sse_clients 2"),
+        "{metrics}"
+    );
+    drop(sse_a);
+    drop(sse_b);
+    support::wait_for("the gauge back to 0", Duration::from_secs(5), || async {
+        (app.state.events.clients() == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn heartbeats_are_announced_at_most_every_few_seconds() {
+    let app = TestApp::spawn().await;
+    let mut a = app.org("a").await;
+    app.add_instance(&mut a).await;
+    let mut sse = Sse::connect(&app, &a.owner.token).await;
+    sse.next(Duration::from_secs(5)).await.unwrap();
+    support::wait_for("the client", Duration::from_secs(5), || async {
+        (app.state.events.clients() == 1).then_some(())
+    })
+    .await;
+    let beat = json!({
+        "schema_version": 2, "instance_id": a.instance_id, "boot_id": "b",
+        "agent": { "version": "0.1.0", "bundle_sha256": "0".repeat(64) },
+        "status": "ready", "model_id": "mock/model",
+        "engine": { "ready": true, "requests_running": 2, "requests_waiting": 0, "restarts": 0 },
+        "sent_at": "2026-11-23T00:00:00Z"
+    });
+    for _ in 0..3 {
+        assert_eq!(
+            app.post(
+                "/internal/workers/heartbeat",
+                Some(&a.worker_token),
+                beat.clone()
+            )
+            .await
+            .0,
+            200
+        );
+    }
+    let (kind, event) = sse.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        (kind.as_str(), event["requests_running"].as_i64()),
+        ("worker.heartbeat", Some(2))
+    );
+    assert!(
+        sse.next(Duration::from_millis(500)).await.is_none(),
+        "throttled: one event for three heartbeats"
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_require_a_token() {
+    let app = TestApp::spawn_with(&[("INVENTIV_METRICS_TOKEN", "metrics-secret-token")]).await;
+    assert_eq!(app.get("/metrics", None).await.0, 401);
+    let res = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth("metrics-secret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE inventiv_instances gauge")
+            && text.contains("inventiv_commands_pending 0"),
+        "{text}"
+    );
+}
