@@ -52,7 +52,7 @@ async fn stream_events(
                 Ok(e) if e.organization_id == org => {
                     let event = SseEvent::default()
                         .event(e.kind.clone())
-                        .data(e.json.to_string());
+                        .data(&*e.json);
                     return Some((Ok(event), sub));
                 }
                 Ok(_) => continue,
