@@ -63,8 +63,8 @@ async fn boots_after_the_delay_accepts_ssh_and_delete_kills_every_process() {
     let out = lab.ssh(
         &server,
         &format!(
-            "cd {node} && setsid sh -c 'echo $$ > {node}/a.pid; exec sleep 300' </dev/null >/dev/null 2>&1 & \
-             cd /tmp && setsid sh -c 'echo $$ > {node}/b.pid; exec sleep 301' </dev/null >/dev/null 2>&1 &"
+            "(cd {node} && exec setsid sh -c 'echo $$ > {node}/a.pid; exec sleep 300') </dev/null >/dev/null 2>&1 & \
+             (cd /tmp && exec setsid sh -c 'echo $$ > {node}/b.pid; exec sleep 301') </dev/null >/dev/null 2>&1 &"
         ),
     );
     assert!(

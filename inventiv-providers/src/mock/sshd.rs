@@ -111,7 +111,7 @@ pub(crate) fn running_pid(dir: &Path) -> Option<u32> {
         .ok()?;
     // The pid may have been reused: it must still be our sshd.
     let config = dir.join(CONFIG).to_string_lossy().into_owned();
-    (reaper::is_alive(pid) && reaper::cmdline(pid).iter().any(|a| *a == config)).then_some(pid)
+    (reaper::is_alive(pid) && reaper::cmdline(pid).contains(&config)).then_some(pid)
 }
 
 /// Whether an SSH server greets us on `addr:port`.

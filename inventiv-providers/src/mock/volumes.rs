@@ -84,7 +84,7 @@ impl VolumeStore {
                 }
             }
         }
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        out.sort_by_key(|v| v.created_at);
         Ok(out)
     }
 
