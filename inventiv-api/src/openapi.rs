@@ -20,6 +20,7 @@ use crate::error::ErrorBody;
         (name = "invitations", description = "Invitations by email"),
         (name = "catalog", description = "Providers, zones, instance types, models and their double activation"),
         (name = "instances", description = "Deployments and instances of the current organization"),
+        (name = "api-keys", description = "API keys of the current organization"),
         (name = "workers", description = "Worker agents: registration and heartbeats (worker token)"),
     )
 )]

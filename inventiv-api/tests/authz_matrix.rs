@@ -30,6 +30,7 @@ fn b_secrets(b: &Org) -> Vec<String> {
         b.id.to_string(),
         b.slug.clone(),
         b.invitation_id.to_string(),
+        b.api_key_id.to_string(),
     ];
     if !b.instance_id.is_nil() {
         ids.push(b.instance_id.to_string());

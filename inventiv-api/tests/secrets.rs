@@ -122,6 +122,10 @@ async fn database_and_logs_hold_no_secret_in_clear() {
         .await;
     let token = switched["access_token"].as_str().unwrap().to_owned();
     secrets.push(token.clone());
+    let (_, key) = app
+        .post("/api-keys", Some(&token), json!({ "name": "secret key" }))
+        .await;
+    secrets.push(key["key"].as_str().expect("api key shown once").to_owned());
     app.post(
         "/organizations/current/invitations",
         Some(&token),

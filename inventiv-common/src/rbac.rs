@@ -93,6 +93,10 @@ pub enum Action {
     ViewInstances,
     /// Deploy, terminate, reinstall and archive instances.
     ManageInstances,
+    /// Create API keys for oneself and manage one's own keys.
+    UseApiKeys,
+    /// See and manage every API key of the organization.
+    ManageAllApiKeys,
 }
 
 use Action::*;
@@ -111,6 +115,8 @@ const MATRIX: &[(Action, &[OrgRole])] = &[
     (ActivateEconomic, &[Owner, Manager]),
     (ViewInstances, &[Owner, Admin, Manager, User]),
     (ManageInstances, &[Owner, Admin]),
+    (UseApiKeys, &[Owner, Admin, Manager, User]),
+    (ManageAllApiKeys, &[Owner, Admin]),
 ];
 
 /// Whether `role` may perform `action`.
@@ -185,6 +191,8 @@ mod tests {
             ActivateEconomic,
             ViewInstances,
             ManageInstances,
+            UseApiKeys,
+            ManageAllApiKeys,
         ] {
             assert!(MATRIX.iter().any(|(a, _)| *a == action), "{action:?}");
             assert!(can(Owner, action), "owner can do everything: {action:?}");

@@ -50,9 +50,7 @@ async fn stream_events(
         loop {
             match sub.receiver.recv().await {
                 Ok(e) if e.organization_id == org => {
-                    let event = SseEvent::default()
-                        .event(e.kind.clone())
-                        .data(&*e.json);
+                    let event = SseEvent::default().event(e.kind.clone()).data(&*e.json);
                     return Some((Ok(event), sub));
                 }
                 Ok(_) => continue,

@@ -3,6 +3,7 @@
 //! OpenAPI document and the router cannot disagree.
 
 pub mod activations;
+pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
 pub mod catalog;
@@ -44,4 +45,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(instances::router())
         .merge(events::router())
         .merge(metrics::router())
+        .merge(api_keys::router())
 }

@@ -33,6 +33,9 @@ pub struct Org {
     pub spare: Person,
     pub invitation_id: Uuid,
     pub invitation_token: String,
+    /// An API key created by `spare` (a user).
+    pub api_key_id: Uuid,
+    pub api_key: String,
     /// An instance of the organization and its worker token, once
     /// [`TestApp::add_instance`] made one (nil and empty until then).
     pub instance_id: Uuid,
@@ -159,6 +162,21 @@ impl TestApp {
         .execute(&self.state.db)
         .await
         .expect("invitation");
+        let key = inventiv_api::auth::api_key::generate();
+        let api_key_id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO api_keys (id, organization_id, created_by, name, public_id, secret_hash, last_four, technical_active, economic_active)
+             VALUES ($1, $2, $3, 'fixture key', $4, $5, $6, true, true)",
+        )
+        .bind(api_key_id)
+        .bind(id)
+        .bind(spare.user_id)
+        .bind(&key.public_id)
+        .bind(&key.hash)
+        .bind(&key.last_four)
+        .execute(&self.state.db)
+        .await
+        .expect("api key");
         Org {
             id,
             slug,
@@ -171,6 +189,8 @@ impl TestApp {
             invitation_token,
             instance_id: Uuid::nil(),
             worker_token: String::new(),
+            api_key_id,
+            api_key: key.key,
         }
     }
 

@@ -107,6 +107,12 @@ pub const MATRIX: &[Row] = &[
     row("PUT", "/instances/{instance_id}/archive", None, [401, 409, 409, 403, 403], Some([401, 404, 404, 403, 403])),
     row("GET", "/events/stream", None, MEMBERS_200, None),
     row("GET", "/metrics", None, ALL_200, None),
+    // API keys: everyone makes their own; owners and admins manage all; a
+    // member's key is invisible to other non-admin members (404).
+    row("POST", "/api-keys", Some(r#"{"name":"k"}"#), [401, 201, 201, 201, 201], None),
+    row("GET", "/api-keys", None, MEMBERS_200, None),
+    row("PATCH", "/api-keys/{api_key_id}", Some(r#"{"name":"renamed"}"#), [401, 200, 200, 404, 404], Some(HIDDEN)),
+    row("DELETE", "/api-keys/{api_key_id}", None, [401, 204, 204, 404, 404], Some(HIDDEN)),
     row("GET", "/organizations/current/audit-logs", None, [401, 200, 200, 403, 403], None),
 ];
 
@@ -155,6 +161,7 @@ pub fn fill(
         .replace("{session_id}", &session.to_string())
         .replace("{invitation_id}", &target.invitation_id.to_string())
         .replace("{instance_id}", &target.instance_id.to_string())
+        .replace("{api_key_id}", &target.api_key_id.to_string())
         .replace("{instance_type_id}", MOCK_INSTANCE_TYPE)
         .replace("{model_id}", SMALL_MODEL)
         .replace("{kind}", "model")

@@ -1,0 +1,349 @@
+//! API keys of the current organization. Every member may create keys for
+//! themselves; owners and admins see and manage all of them. A key is
+//! usable only when technically and economically active: its creator's
+//! role sets the switches it may (admin: technical, manager: economic,
+//! owner: both), the others are turned on by a member who may.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use inventiv_common::{can, Action};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use crate::audit;
+use crate::auth::{api_key, Caller};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Json, Path};
+use crate::routes::catalog::Activation;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(update_key, revoke_key))
+}
+
+/// An API key's metadata (never its secret).
+#[derive(Serialize, ToSchema)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub name: String,
+    /// `inv_<public id>`: how the key starts.
+    pub prefix: String,
+    pub last_four: String,
+    pub created_by: Uuid,
+    pub created_by_email: String,
+    /// Models the key may call; absent means every model of the organization.
+    pub models: Option<Vec<String>>,
+    pub rpm_limit: Option<i32>,
+    pub tpm_limit: Option<i32>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub activation: Activation,
+    /// `active`, `inactive` (an activation is missing), `expired` or `revoked`.
+    pub status: &'static str,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    name: String,
+    public_id: String,
+    last_four: String,
+    created_by: Uuid,
+    created_by_email: String,
+    models: Option<Vec<String>>,
+    rpm_limit: Option<i32>,
+    tpm_limit: Option<i32>,
+    technical_active: bool,
+    economic_active: bool,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Row> for ApiKey {
+    fn from(r: Row) -> ApiKey {
+        let activation = Activation::new(r.technical_active, r.economic_active);
+        let status = if r.revoked_at.is_some() {
+            "revoked"
+        } else if r.expires_at.is_some_and(|t| t <= Utc::now()) {
+            "expired"
+        } else if activation.operational {
+            "active"
+        } else {
+            "inactive"
+        };
+        ApiKey {
+            id: r.id,
+            name: r.name,
+            prefix: format!("inv_{}", r.public_id),
+            last_four: r.last_four,
+            created_by: r.created_by,
+            created_by_email: r.created_by_email,
+            models: r.models,
+            rpm_limit: r.rpm_limit,
+            tpm_limit: r.tpm_limit,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+            last_used_at: r.last_used_at,
+            created_at: r.created_at,
+            activation,
+            status,
+        }
+    }
+}
+
+const SELECT: &str = "SELECT k.id, k.name, k.public_id, k.last_four, k.created_by, u.email AS created_by_email, k.models,
+        k.rpm_limit, k.tpm_limit, k.technical_active, k.economic_active, k.expires_at, k.revoked_at, k.last_used_at, k.created_at
+   FROM api_keys k JOIN users u ON u.id = k.created_by";
+
+/// A key of the caller's organization that the caller may manage.
+async fn load(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<ApiKey> {
+    let row: Row = sqlx::query_as(&format!(
+        "{SELECT} WHERE k.id = $1 AND k.organization_id = $2"
+    ))
+    .bind(id)
+    .bind(caller.org_id.0)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    if row.created_by != caller.user_id.0 && !can(caller.role, Action::ManageAllApiKeys) {
+        return Err(ApiError::NotFound);
+    }
+    Ok(row.into())
+}
+
+fn check_models(models: &Option<Vec<String>>) -> ApiResult<()> {
+    if let Some(list) = models {
+        let bad = list.len() > 50
+            || list
+                .iter()
+                .any(|m| m.is_empty() || m.len() > 200 || m.chars().any(char::is_control));
+        if bad {
+            return Err(ApiError::validation(
+                "VALIDATION_ERROR",
+                "models: at most 50 model ids of 1 to 200 characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_limit(field: &str, v: Option<i32>) -> ApiResult<()> {
+    if v.is_some_and(|v| !(1..=100_000_000).contains(&v)) {
+        return Err(ApiError::validation(
+            "VALIDATION_ERROR",
+            format!("{field}: 1 to 100000000"),
+        ));
+    }
+    Ok(())
+}
+
+/// A new key.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    name: String,
+    /// Restrict the key to these model ids.
+    models: Option<Vec<String>>,
+    expires_at: Option<DateTime<Utc>>,
+    /// Requests per minute.
+    rpm_limit: Option<i32>,
+    /// Tokens (in + out) per minute.
+    tpm_limit: Option<i32>,
+}
+
+/// The key, shown this once, and its metadata.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    /// The whole key: store it now, it is never shown again.
+    pub key: String,
+    pub api_key: ApiKey,
+}
+
+/// Creates a key for the caller in the current organization.
+#[utoipa::path(post, path = "/api-keys", tag = "api-keys", security(("bearer" = [])), request_body = CreateKey,
+    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody)))]
+async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateKey>,
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    caller.require(Action::UseApiKeys)?;
+    let name = inventiv_common::OrgName::parse(&body.name).map_err(|_| {
+        ApiError::validation("VALIDATION_ERROR", "name: 1 to 100 printable characters")
+    })?;
+    check_models(&body.models)?;
+    check_limit("rpm_limit", body.rpm_limit)?;
+    check_limit("tpm_limit", body.tpm_limit)?;
+    if body.expires_at.is_some_and(|t| t <= Utc::now()) {
+        return Err(ApiError::validation(
+            "VALIDATION_ERROR",
+            "expires_at: a time in the future",
+        ));
+    }
+    let new = api_key::generate();
+    let id = Uuid::new_v4();
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "INSERT INTO api_keys (id, organization_id, created_by, name, public_id, secret_hash, last_four, models, rpm_limit, tpm_limit,
+                               technical_active, economic_active, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(id)
+    .bind(caller.org_id.0)
+    .bind(caller.user_id.0)
+    .bind(name.as_str())
+    .bind(&new.public_id)
+    .bind(&new.hash)
+    .bind(&new.last_four)
+    .bind(&body.models)
+    .bind(body.rpm_limit)
+    .bind(body.tpm_limit)
+    .bind(can(caller.role, Action::ActivateTechnical))
+    .bind(can(caller.role, Action::ActivateEconomic))
+    .bind(body.expires_at)
+    .execute(&mut *tx)
+    .await?;
+    let entry = audit::Entry {
+        org: caller.org_id,
+        actor: Some(caller.user_id),
+        action: "api_key.created",
+        target_type: "api_key",
+        target_id: id.to_string(),
+        details: serde_json::json!({ "name": name.as_str(), "prefix": format!("inv_{}", new.public_id) }),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    let api_key = load(&state, &caller, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key: new.key,
+            api_key,
+        }),
+    ))
+}
+
+/// The caller's keys (owners and admins: every key of the organization).
+#[utoipa::path(get, path = "/api-keys", tag = "api-keys", security(("bearer" = [])),
+    responses((status = 200, body = [ApiKey])))]
+async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ApiKey>>> {
+    caller.require(Action::UseApiKeys)?;
+    let all = can(caller.role, Action::ManageAllApiKeys);
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "{SELECT} WHERE k.organization_id = $1 AND ($2 OR k.created_by = $3) ORDER BY k.created_at DESC LIMIT 1000"
+    ))
+    .bind(caller.org_id.0)
+    .bind(all)
+    .bind(caller.user_id.0)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(rows.into_iter().map(ApiKey::from).collect()))
+}
+
+/// Changes to a key.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    name: Option<String>,
+    models: Option<Vec<String>>,
+    rpm_limit: Option<i32>,
+    tpm_limit: Option<i32>,
+    expires_at: Option<DateTime<Utc>>,
+    /// Technical activation (owners and admins).
+    technical: Option<bool>,
+    /// Economic activation (owners and managers).
+    economic: Option<bool>,
+}
+
+/// Renames a key, changes its limits, or switches its activations.
+#[utoipa::path(patch, path = "/api-keys/{api_key_id}", tag = "api-keys", security(("bearer" = [])), request_body = UpdateKey,
+    params(("api_key_id" = Uuid, Path, description = "API key id")),
+    responses((status = 200, body = ApiKey), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn update_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<UpdateKey>,
+) -> ApiResult<Json<ApiKey>> {
+    caller.require(Action::UseApiKeys)?;
+    let current = load(&state, &caller, id).await?;
+    if current.revoked_at.is_some() {
+        return Err(ApiError::conflict(
+            "API_KEY_REVOKED",
+            "a revoked key cannot change",
+        ));
+    }
+    if body.technical.is_some() {
+        caller.require(Action::ActivateTechnical)?;
+    }
+    if body.economic.is_some() {
+        caller.require(Action::ActivateEconomic)?;
+    }
+    let name = body
+        .name
+        .as_deref()
+        .map(inventiv_common::OrgName::parse)
+        .transpose()
+        .map_err(|_| {
+            ApiError::validation("VALIDATION_ERROR", "name: 1 to 100 printable characters")
+        })?;
+    check_models(&body.models)?;
+    check_limit("rpm_limit", body.rpm_limit)?;
+    check_limit("tpm_limit", body.tpm_limit)?;
+    sqlx::query(
+        "UPDATE api_keys SET name = COALESCE($2, name), models = COALESCE($3, models), rpm_limit = COALESCE($4, rpm_limit),
+                tpm_limit = COALESCE($5, tpm_limit), expires_at = COALESCE($6, expires_at),
+                technical_active = COALESCE($7, technical_active), economic_active = COALESCE($8, economic_active)
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(name.as_ref().map(inventiv_common::OrgName::as_str))
+    .bind(&body.models)
+    .bind(body.rpm_limit)
+    .bind(body.tpm_limit)
+    .bind(body.expires_at)
+    .bind(body.technical)
+    .bind(body.economic)
+    .execute(&state.db)
+    .await?;
+    load(&state, &caller, id).await.map(Json)
+}
+
+/// Revokes a key; it stops working at once on this replica and within the
+/// key cache's lifetime on the others.
+#[utoipa::path(delete, path = "/api-keys/{api_key_id}", tag = "api-keys", security(("bearer" = [])),
+    params(("api_key_id" = Uuid, Path, description = "API key id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    caller.require(Action::UseApiKeys)?;
+    load(&state, &caller, id).await?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let entry = audit::Entry {
+        org: caller.org_id,
+        actor: Some(caller.user_id),
+        action: "api_key.revoked",
+        target_type: "api_key",
+        target_id: id.to_string(),
+        details: serde_json::json!({}),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,148 @@
+//! API keys: shown once, stored hashed, listed by metadata only; members
+//! manage their own, owners and admins all; double activation by role.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use reqwest::Method;
+use serde_json::json;
+use support::{error_code, TestApp};
+
+#[tokio::test]
+async fn keys_are_shown_once_stored_hashed_and_activated_by_role() {
+    let app = TestApp::spawn().await;
+    let a = app.org("a").await;
+    // A user's key needs both activations; an owner's has them.
+    let (s, created) = app
+        .post(
+            "/api-keys",
+            Some(&a.user.token),
+            json!({ "name": "laptop", "rpm_limit": 60 }),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("inv_") && key.len() >= 60, "{key}");
+    assert_eq!(created["api_key"]["status"], "inactive");
+    assert_eq!(
+        created["api_key"]["activation"]["missing"],
+        json!(["technical", "economic"])
+    );
+    assert_eq!(created["api_key"]["last_four"], &key[key.len() - 4..]);
+    let id = created["api_key"]["id"].as_str().unwrap().to_owned();
+    let (s, owners) = app
+        .post("/api-keys", Some(&a.owner.token), json!({ "name": "ci" }))
+        .await;
+    assert_eq!(
+        (s.as_u16(), owners["api_key"]["status"].as_str()),
+        (201, Some("active"))
+    );
+
+    // The whole key is never stored nor listed.
+    let stored: Vec<String> = sqlx::query_scalar("SELECT row_to_json(k)::text FROM api_keys k")
+        .fetch_all(&app.state.db)
+        .await
+        .unwrap();
+    assert!(
+        stored.iter().all(|r| !r.contains(&key)),
+        "key in clear in the database"
+    );
+    let listed = app.get("/api-keys", Some(&a.user.token)).await.1;
+    assert!(!listed.to_string().contains(&key));
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "a user lists only their keys"
+    );
+    assert_eq!(
+        app.get("/api-keys", Some(&a.admin.token))
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "admins list all: the user's, the owner's and the fixture's"
+    );
+
+    // Activation: each side by its role.
+    let path = format!("/api-keys/{id}");
+    let (s, _, body) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&a.user.token),
+            Some(&json!({ "technical": true })),
+        )
+        .await;
+    assert_eq!((s.as_u16(), error_code(&body)), (403, "FORBIDDEN"));
+    let (s, _, body) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&a.admin.token),
+            Some(&json!({ "technical": true })),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), body["activation"]["missing"].clone()),
+        (200, json!(["economic"]))
+    );
+    let (s, _, body) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&a.manager.token),
+            Some(&json!({ "economic": true })),
+        )
+        .await;
+    assert_eq!(
+        s, 404,
+        "a manager does not see another member's key: {body}"
+    );
+    let (s, _, body) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&a.owner.token),
+            Some(&json!({ "economic": true })),
+        )
+        .await;
+    assert_eq!((s.as_u16(), body["status"].as_str()), (200, Some("active")));
+
+    // Bad input and revocation.
+    for bad in [
+        json!({ "name": "" }),
+        json!({ "name": "k", "rpm_limit": 0 }),
+        json!({ "name": "k", "expires_at": "2001-01-01T00:00:00Z" }),
+    ] {
+        assert_eq!(
+            app.post("/api-keys", Some(&a.user.token), bad.clone())
+                .await
+                .0,
+            400,
+            "{bad}"
+        );
+    }
+    let (s, _, _) = app
+        .call(Method::DELETE, &path, Some(&a.user.token), None)
+        .await;
+    assert_eq!(s, 204);
+    let listed = app.get("/api-keys", Some(&a.user.token)).await.1;
+    assert_eq!(listed[0]["status"], "revoked");
+    let (s, _, body) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&a.owner.token),
+            Some(&json!({ "name": "again" })),
+        )
+        .await;
+    assert_eq!((s.as_u16(), error_code(&body)), (409, "API_KEY_REVOKED"));
+}
