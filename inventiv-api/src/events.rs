@@ -21,6 +21,8 @@ use crate::state::AppState;
 pub struct Event {
     pub kind: String,
     pub organization_id: Uuid,
+    /// What the event is about when it is not an instance (e.g. a key's public id).
+    pub subject: Option<String>,
     pub json: Arc<str>,
 }
 
@@ -29,6 +31,8 @@ struct Envelope {
     #[serde(rename = "type")]
     kind: String,
     organization_id: Uuid,
+    #[serde(default)]
+    subject: Option<String>,
 }
 
 /// The replica's fan-out point and its SSE client count.
@@ -66,6 +70,11 @@ impl Hub {
             receiver: self.sender.subscribe(),
             clients: self.clients.clone(),
         }
+    }
+
+    /// A receiver for the replica's own machinery (not counted as a client).
+    pub fn subscribe_uncounted(&self) -> broadcast::Receiver<Event> {
+        self.sender.subscribe()
     }
 
     /// SSE clients connected to this replica.
@@ -143,6 +152,7 @@ pub async fn subscribe(state: AppState, shutdown: CancellationToken) {
                                 let _ = state.events.sender.send(Event {
                                     kind: env.kind,
                                     organization_id: env.organization_id,
+                                    subject: env.subject,
                                     json: payload.into(),
                                 });
                             }

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod mail;
 pub mod openapi;
 pub mod outbox;
+pub mod proxy;
 pub mod request_id;
 pub mod routes;
 pub mod startup;

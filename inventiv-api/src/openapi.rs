@@ -21,6 +21,7 @@ use crate::error::ErrorBody;
         (name = "catalog", description = "Providers, zones, instance types, models and their double activation"),
         (name = "instances", description = "Deployments and instances of the current organization"),
         (name = "api-keys", description = "API keys of the current organization"),
+        (name = "openai", description = "OpenAI-compatible inference endpoints (API key)"),
         (name = "workers", description = "Worker agents: registration and heartbeats (worker token)"),
     )
 )]
@@ -46,6 +47,15 @@ impl Modify for Security {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("per-instance worker token"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("an organization API key, inv_..."))
                     .build(),
             ),
         );

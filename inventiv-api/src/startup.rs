@@ -24,6 +24,9 @@ use crate::error::ApiError;
 use crate::mail::Mailer;
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
+
+/// The usage records the writer task consumes.
+pub type UsageReceiver = tokio::sync::mpsc::Receiver<crate::proxy::usage::UsageRecord>;
 use crate::{bootstrap, request_id, routes};
 
 /// The schema migrations, embedded at build time.
@@ -48,7 +51,7 @@ pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
 }
 
 /// Builds the state: connections, hasher, keys, mailer.
-pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+pub async fn build_state(config: Config) -> anyhow::Result<(AppState, UsageReceiver)> {
     let db = connect_db(&config).await?;
     let client = redis::Client::open(config.redis_url.expose_secret())
         .map_err(|e| anyhow::anyhow!("REDIS_URL is invalid: {e}"))?;
@@ -58,7 +61,15 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let hasher = Hasher::new(config.max_concurrent_hashes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let jwt = JwtKeys::new(&config.jwt_secret, config.access_token_ttl);
     let mailer = Arc::new(Mailer::from_config(&config)?);
-    Ok(AppState {
+    let (usage, usage_rx) = tokio::sync::mpsc::channel(crate::proxy::usage::CAPACITY);
+    let proxy_http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .no_proxy()
+        .build()?;
+    let state = AppState {
         db,
         redis,
         config: Arc::new(config),
@@ -69,7 +80,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         outbox: Arc::new(tokio::sync::Notify::new()),
         redis_client: client,
         events: crate::events::Hub::new(),
-    })
+        keys: crate::proxy::keys::KeyCache::default(),
+        routing: crate::proxy::routing::Routing::default(),
+        usage,
+        proxy_http,
+    };
+    Ok((state, usage_rx))
 }
 
 /// The documented routes and the OpenAPI document they produce.
@@ -96,6 +112,7 @@ pub fn app(state: AppState) -> Router {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    usage: UsageReceiver,
 }
 
 impl Application {
@@ -103,13 +120,17 @@ impl Application {
     /// (port 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let addr = config.addr;
-        let state = build_state(config).await?;
+        let (state, usage) = build_state(config).await?;
         migrate(&state.db).await?;
         bootstrap::admin(&state).await?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            state,
+            usage,
+        })
     }
 
     /// The address actually bound.
@@ -131,6 +152,17 @@ impl Application {
             self.state.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::proxy::routing::run(
+            self.state.clone(),
+            shutdown.clone(),
+        ));
+        // The usage writer drains after the server stopped taking requests.
+        let writer_stop = CancellationToken::new();
+        let writer = tokio::spawn(crate::proxy::usage::run(
+            self.state.db.clone(),
+            self.usage,
+            writer_stop.clone(),
+        ));
         let app = app(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %self.listener.local_addr()?, "inventiv-api listening");
         axum::serve(self.listener, app)
@@ -138,6 +170,11 @@ impl Application {
             .await?;
         tasks.close();
         tasks.wait().await;
+        writer_stop.cancel();
+        match writer.await {
+            Err(e) if !e.is_cancelled() => tracing::error!(error = %e, "usage writer failed"),
+            _ => {}
+        }
         tracing::info!("inventiv-api stopped");
         Ok(())
     }

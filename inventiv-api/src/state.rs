@@ -27,6 +27,14 @@ pub struct AppState {
     pub redis_client: redis::Client,
     /// Live events for this replica's SSE clients.
     pub events: crate::events::Hub,
+    /// API keys seen recently (the `/v1` hot path).
+    pub keys: crate::proxy::keys::KeyCache,
+    /// Ready workers per model.
+    pub routing: crate::proxy::routing::Routing,
+    /// Usage records on their way to the batched writer.
+    pub usage: crate::proxy::usage::UsageSender,
+    /// The pooled client that talks to workers.
+    pub proxy_http: reqwest::Client,
 }
 
 impl AppState {

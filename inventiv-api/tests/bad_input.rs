@@ -47,6 +47,10 @@ async fn fingerprint(app: &TestApp) -> String {
 fn request_schema<'a>(doc: &'a Value, method: &str, path: &str) -> Option<&'a Value> {
     let op = &doc["paths"][path][method.to_lowercase()];
     let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+    if schema["type"] == "object" {
+        // Inline (e.g. the /v1 bodies, passed through to the engine).
+        return Some(schema);
+    }
     let reference = schema["$ref"]
         .as_str()
         .or_else(|| schema["oneOf"][1]["$ref"].as_str())?;
@@ -215,7 +219,11 @@ async fn bad_bodies_to_every_route_get_a_4xx_and_store_nothing() {
             fill(row.body.unwrap(), &a, &b, Some(&caller), extra, false),
         )
         .await;
-        if status != 415 || answer["error"]["code"] != "UNSUPPORTED_MEDIA_TYPE" {
+        if status != 415
+            || !answer["error"]["code"]
+                .as_str()
+                .is_some_and(|c| c.eq_ignore_ascii_case("UNSUPPORTED_MEDIA_TYPE"))
+        {
             failures.push(format!(
                 "{} {} as text/plain: {status} {answer}",
                 row.method, row.path

@@ -83,7 +83,7 @@ struct SessionRow {
 
 /// Resolves a token to a caller. The session row is read on every request,
 /// so a revoked session stops working at once (no cache TTL).
-async fn authenticate(state: &AppState, token: &str) -> ApiResult<Caller> {
+pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Caller> {
     let claims = state.jwt.verify(token).ok_or(ApiError::Unauthenticated)?;
     let row: SessionRow = sqlx::query_as(
         "SELECT s.organization_id, m.role, u.is_platform_admin,

@@ -315,7 +315,9 @@ async fn update_key(
     .bind(body.economic)
     .execute(&state.db)
     .await?;
-    load(&state, &caller, id).await.map(Json)
+    let updated = load(&state, &caller, id).await?;
+    changed(&state, caller.org_id.0, &updated).await;
+    Ok(Json(updated))
 }
 
 /// Revokes a key; it stops working at once on this replica and within the
@@ -329,7 +331,7 @@ async fn revoke_key(
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     caller.require(Action::UseApiKeys)?;
-    load(&state, &caller, id).await?;
+    let key = load(&state, &caller, id).await?;
     let mut tx = state.db.begin().await?;
     sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1")
         .bind(id)
@@ -345,5 +347,15 @@ async fn revoke_key(
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
+    changed(&state, caller.org_id.0, &key).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Drops a changed key from every replica's cache (here at once, elsewhere
+/// through the event; the cache TTL bounds it if Redis is unreachable).
+async fn changed(state: &AppState, org: Uuid, key: &ApiKey) {
+    let public_id = key.prefix.trim_start_matches("inv_");
+    state.keys.forget(public_id);
+    let event = serde_json::json!({ "type": "api_key.changed", "organization_id": org, "subject": public_id });
+    crate::events::publish(state, &event).await;
 }

@@ -46,4 +46,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(metrics::router())
         .merge(api_keys::router())
+        .merge(crate::proxy::router())
 }

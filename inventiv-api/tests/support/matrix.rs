@@ -113,6 +113,11 @@ pub const MATRIX: &[Row] = &[
     row("GET", "/api-keys", None, MEMBERS_200, None),
     row("PATCH", "/api-keys/{api_key_id}", Some(r#"{"name":"renamed"}"#), [401, 200, 200, 404, 404], Some(HIDDEN)),
     row("DELETE", "/api-keys/{api_key_id}", None, [401, 204, 204, 404, 404], Some(HIDDEN)),
+    // The OpenAI-compatible data plane also takes a session (the playground).
+    row("GET", "/v1/models", None, MEMBERS_200, None),
+    row("POST", "/v1/chat/completions", Some(r#"{"model":"unknown/model","messages":[{"role":"user","content":"hi"}]}"#), [401, 404, 404, 404, 404], None),
+    row("POST", "/v1/completions", Some(r#"{"model":"unknown/model","prompt":"hi"}"#), [401, 404, 404, 404, 404], None),
+    row("POST", "/v1/embeddings", Some(r#"{"model":"unknown/model","input":"hi"}"#), [401, 404, 404, 404, 404], None),
     row("GET", "/organizations/current/audit-logs", None, [401, 200, 200, 403, 403], None),
 ];
 

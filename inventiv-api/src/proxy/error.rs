@@ -1,0 +1,177 @@
+//! Errors on `/v1` in OpenAI's shape: `{"error":{"message","type","code"}}`,
+//! so SDKs raise the right exception.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// A `/v1` failure.
+#[derive(Debug)]
+pub struct OpenAiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl OpenAiError {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> OpenAiError {
+        OpenAiError {
+            status,
+            kind,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn unauthorized() -> OpenAiError {
+        OpenAiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            "invalid or missing API key",
+        )
+    }
+
+    pub fn model_not_found(model: &str) -> OpenAiError {
+        OpenAiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "model_not_found",
+            format!("the model `{model}` does not exist or you do not have access to it"),
+        )
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> OpenAiError {
+        OpenAiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_request",
+            message,
+        )
+    }
+
+    pub fn no_capacity(model: &str) -> OpenAiError {
+        let mut e = OpenAiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "no_capacity",
+            format!("no ready worker serves `{model}` right now"),
+        );
+        e.retry_after = Some(5);
+        e
+    }
+
+    pub fn upstream(message: impl Into<String>) -> OpenAiError {
+        OpenAiError::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "upstream_error",
+            message,
+        )
+    }
+
+    pub fn rate_limited(retry_after: u64, what: &str) -> OpenAiError {
+        let mut e = OpenAiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            format!("{what} limit reached for this key"),
+        );
+        e.retry_after = Some(retry_after.max(1));
+        e
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let request_id = crate::request_id::current().unwrap_or_default();
+        let body = json!({ "error": { "message": self.message, "type": self.kind, "code": self.code, "param": null, "request_id": request_id } });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        response
+    }
+}
+
+impl From<crate::error::ApiError> for OpenAiError {
+    fn from(e: crate::error::ApiError) -> OpenAiError {
+        match e {
+            crate::error::ApiError::Unauthenticated
+            | crate::error::ApiError::Unauthorized { .. } => OpenAiError::unauthorized(),
+            crate::error::ApiError::PayloadTooLarge => OpenAiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "payload_too_large",
+                "request body too large",
+            ),
+            crate::error::ApiError::Internal(cause) => {
+                tracing::error!(error = ?cause, "internal error on /v1");
+                OpenAiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal_error",
+                    "internal error",
+                )
+            }
+            other => OpenAiError::new(
+                other.status(),
+                "invalid_request_error",
+                "invalid_request",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+/// A `/v1` request body: JSON, within the size limit, rejected in OpenAI's shape.
+pub struct V1Body(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for V1Body {
+    type Rejection = OpenAiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<V1Body, OpenAiError> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if !json {
+            return Err(OpenAiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request_error",
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
+        }
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(V1Body)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    OpenAiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "invalid_request_error",
+                        "payload_too_large",
+                        "request body too large",
+                    )
+                } else {
+                    OpenAiError::bad_request(e.body_text())
+                }
+            })
+    }
+}

@@ -1,0 +1,242 @@
+//! The routing table: for each (organization, model), the ready workers
+//! with fresh heartbeats. Rebuilt from the database every second and at
+//! once when an instance event arrives (so every replica converges from the
+//! same truth); read lock-free-ish on the hot path (an `Arc` swap under a
+//! short read lock). Per-worker outstanding-request counters survive
+//! rebuilds.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::state::AppState;
+
+/// A worker failing this many times in a row is ejected for a cool-down.
+const EJECT_AFTER: u32 = 3;
+const COOL_DOWN_MS: i64 = 10_000;
+
+/// One engine endpoint serving a model.
+#[derive(Debug)]
+pub struct Worker {
+    pub instance_id: Uuid,
+    pub base_url: String,
+    pub outstanding: AtomicU32,
+    pub queue_depth: AtomicU32,
+    failures: AtomicU32,
+    ejected_until_ms: AtomicI64,
+}
+
+impl Worker {
+    fn new(instance_id: Uuid, base_url: String) -> Worker {
+        Worker {
+            instance_id,
+            base_url,
+            outstanding: AtomicU32::new(0),
+            queue_depth: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicI64::new(0),
+        }
+    }
+
+    fn now_ms() -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
+    /// Whether it is out for a cool-down after repeated failures.
+    pub fn ejected(&self) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > Worker::now_ms()
+    }
+
+    /// Counts a failure; ejects after several in a row.
+    pub fn failed(&self) {
+        if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= EJECT_AFTER {
+            self.ejected_until_ms
+                .store(Worker::now_ms() + COOL_DOWN_MS, Ordering::Relaxed);
+            self.failures.store(0, Ordering::Relaxed);
+            tracing::warn!(instance_id = %self.instance_id, "worker ejected after repeated failures");
+        }
+    }
+
+    /// Resets the failure streak.
+    pub fn succeeded(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Decrements a worker's outstanding counter when dropped.
+pub struct InFlight(pub Arc<Worker>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    ready: HashMap<(Uuid, String), Vec<Arc<Worker>>>,
+    /// Models an organization has instances for, ready or not (503 vs 404).
+    deployed: HashMap<Uuid, Vec<String>>,
+}
+
+/// The replica's routing state.
+#[derive(Clone, Default)]
+pub struct Routing {
+    table: Arc<RwLock<Arc<Table>>>,
+    workers: Arc<RwLock<HashMap<Uuid, Arc<Worker>>>>,
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    Workers(Vec<Arc<Worker>>),
+    /// Deployed but nothing ready: 503.
+    NoCapacity,
+    /// Not a model of the organization: 404.
+    Unknown,
+}
+
+fn rendezvous(session: &str, instance: Uuid) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    session.hash(&mut h);
+    instance.hash(&mut h);
+    h.finish()
+}
+
+impl Routing {
+    fn snapshot(&self) -> Arc<Table> {
+        self.table.read().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// The models an organization can call now.
+    pub fn ready_models(&self, org: Uuid) -> Vec<String> {
+        let t = self.snapshot();
+        let mut models: Vec<String> = t
+            .ready
+            .keys()
+            .filter(|(o, _)| *o == org)
+            .map(|(_, m)| m.clone())
+            .collect();
+        models.sort();
+        models
+    }
+
+    /// The candidates for a request, best first: the session's sticky worker
+    /// (rendezvous hashing, stable when the pool changes) or the least
+    /// outstanding requests, ties broken by the reported queue depth.
+    pub fn lookup(&self, org: Uuid, model: &str, session: Option<&str>) -> Lookup {
+        let t = self.snapshot();
+        match t.ready.get(&(org, model.to_owned())) {
+            Some(list) => {
+                let mut list: Vec<Arc<Worker>> =
+                    list.iter().filter(|w| !w.ejected()).cloned().collect();
+                if list.is_empty() {
+                    return Lookup::NoCapacity;
+                }
+                match session {
+                    Some(s) => {
+                        list.sort_by_key(|w| std::cmp::Reverse(rendezvous(s, w.instance_id)))
+                    }
+                    None => list.sort_by_key(|w| {
+                        (
+                            w.outstanding.load(Ordering::Relaxed),
+                            w.queue_depth.load(Ordering::Relaxed),
+                        )
+                    }),
+                }
+                Lookup::Workers(list)
+            }
+            None if t
+                .deployed
+                .get(&org)
+                .is_some_and(|m| m.iter().any(|x| x == model)) =>
+            {
+                Lookup::NoCapacity
+            }
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// Rebuilds the table from the database.
+    pub async fn refresh(&self, state: &AppState) -> sqlx::Result<()> {
+        type Row = (
+            Uuid,
+            Uuid,
+            String,
+            Option<String>,
+            Option<i32>,
+            bool,
+            Option<i32>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, organization_id, model_id, ip_address, worker_engine_port,
+                    status = 'ready' AND worker_status = 'ready' AND COALESCE(worker_engine_ready, false)
+                      AND last_heartbeat_at > now() - interval '30 seconds' AS serving,
+                    worker_requests_waiting
+               FROM instances WHERE status NOT IN ('terminated', 'archived', 'terminating')",
+        )
+        .fetch_all(&state.db)
+        .await?;
+        let mut table = Table::default();
+        let mut workers = self.workers.write().map(|w| w.clone()).unwrap_or_default();
+        let mut seen = Vec::new();
+        for (id, org, model, ip, port, serving, waiting) in rows {
+            table.deployed.entry(org).or_default().push(model.clone());
+            let (Some(ip), Some(port), true) = (ip, port, serving) else {
+                continue;
+            };
+            let base_url = format!("http://{ip}:{port}");
+            let worker = workers
+                .entry(id)
+                .and_modify(|w| {
+                    if w.base_url != base_url {
+                        *w = Arc::new(Worker::new(id, base_url.clone()));
+                    }
+                })
+                .or_insert_with(|| Arc::new(Worker::new(id, base_url.clone())))
+                .clone();
+            worker.queue_depth.store(
+                u32::try_from(waiting.unwrap_or(0)).unwrap_or(0),
+                Ordering::Relaxed,
+            );
+            seen.push(id);
+            table.ready.entry((org, model)).or_default().push(worker);
+        }
+        workers.retain(|id, _| seen.contains(id));
+        if let Ok(mut w) = self.workers.write() {
+            *w = workers;
+        }
+        if let Ok(mut t) = self.table.write() {
+            *t = Arc::new(table);
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the table current: every second, and on instance events.
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let mut events = state.events.subscribe_uncounted();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        if let Err(e) = state.routing.refresh(&state).await {
+            tracing::warn!(error = %e, "routing refresh failed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+            e = events.recv() => {
+                if let Ok(e) = e {
+                    if e.kind == "api_key.changed" {
+                        if let Some(id) = e.subject.as_deref() {
+                            state.keys.forget(id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

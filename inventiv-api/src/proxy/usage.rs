@@ -1,0 +1,123 @@
+//! Metering off the request path: handlers send one record per answered
+//! request on a channel; a writer inserts them in batches at least every
+//! second and flushes what is left at shutdown. The request id is unique,
+//! so a retried batch cannot count a request twice.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// One answered `/v1` request.
+#[derive(Debug, Clone)]
+pub struct UsageRecord {
+    pub request_id: String,
+    pub at: DateTime<Utc>,
+    pub organization_id: Uuid,
+    pub api_key_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub model: String,
+    pub endpoint: &'static str,
+    pub instance_id: Option<Uuid>,
+    pub prompt_tokens: i32,
+    pub completion_tokens: i32,
+    pub latency_ms: i32,
+    pub ttft_ms: Option<i32>,
+    pub status: i32,
+    pub streamed: bool,
+}
+
+/// The sending side, cloned into handlers.
+pub type UsageSender = mpsc::Sender<UsageRecord>;
+
+/// Capacity of the channel; a full channel means the database is far behind.
+pub const CAPACITY: usize = 100_000;
+
+async fn flush(db: &sqlx::PgPool, batch: &mut Vec<UsageRecord>) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut request_ids = Vec::with_capacity(batch.len());
+    let (mut at, mut org, mut key, mut user, mut model, mut endpoint, mut instance) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut prompt, mut completion, mut latency, mut ttft, mut status, mut streamed) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for r in batch.iter() {
+        request_ids.push(r.request_id.clone());
+        at.push(r.at);
+        org.push(r.organization_id);
+        key.push(r.api_key_id);
+        user.push(r.user_id);
+        model.push(r.model.clone());
+        endpoint.push(r.endpoint.to_owned());
+        instance.push(r.instance_id);
+        prompt.push(r.prompt_tokens);
+        completion.push(r.completion_tokens);
+        latency.push(r.latency_ms);
+        ttft.push(r.ttft_ms);
+        status.push(r.status);
+        streamed.push(r.streamed);
+    }
+    let result = sqlx::query(
+        "INSERT INTO usage_records (request_id, at, organization_id, api_key_id, user_id, model, endpoint, instance_id,
+                                    prompt_tokens, completion_tokens, latency_ms, ttft_ms, status, streamed)
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::uuid[],
+                              $9::int[], $10::int[], $11::int[], $12::int[], $13::int[], $14::bool[])
+         ON CONFLICT (request_id) DO NOTHING",
+    )
+    .bind(&request_ids)
+    .bind(&at)
+    .bind(&org)
+    .bind(&key)
+    .bind(&user)
+    .bind(&model)
+    .bind(&endpoint)
+    .bind(&instance)
+    .bind(&prompt)
+    .bind(&completion)
+    .bind(&latency)
+    .bind(&ttft)
+    .bind(&status)
+    .bind(&streamed)
+    .execute(db)
+    .await;
+    match result {
+        Ok(_) => batch.clear(),
+        // Kept for the next flush; the unique request id makes the retry safe.
+        Err(e) => {
+            tracing::error!(error = %e, rows = batch.len(), "usage batch not written; will retry")
+        }
+    }
+}
+
+/// Writes records until shutdown, then drains and flushes the rest.
+pub async fn run(
+    db: sqlx::PgPool,
+    mut rx: mpsc::Receiver<UsageRecord>,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(1024);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => flush(&db, &mut batch).await,
+            r = rx.recv() => match r {
+                Some(r) => {
+                    batch.push(r);
+                    if batch.len() >= 1000 {
+                        flush(&db, &mut batch).await;
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    rx.close();
+    while let Some(r) = rx.recv().await {
+        batch.push(r);
+    }
+    flush(&db, &mut batch).await;
+}

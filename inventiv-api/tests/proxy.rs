@@ -1,0 +1,412 @@
+//! The `/v1` data plane against a real mock engine: models from live
+//! capacity, chat and completions (streaming or not) and embeddings
+//! forwarded, usage recorded exactly once with the engine's counts, keys
+//! scoped to their organization and models, no capacity → 503, rate limits,
+//! and a client that goes away mid-stream still metered.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use support::fixture::Org;
+use support::{wait_for, TestApp};
+
+struct Engine {
+    port: u16,
+    child: Child,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn engine_binary() -> PathBuf {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = repo.join("target/debug/inventiv-mock-engine");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "inventiv-mock-engine"])
+            .current_dir(&repo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+async fn engine(extra: &[&str]) -> Engine {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(engine_binary())
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--model",
+            "mock/model",
+            "--workers",
+            "1",
+        ])
+        .args(extra)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    wait_for("the mock engine", Duration::from_secs(10), || async {
+        http.get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+    Engine { port, child }
+}
+
+/// Makes `org`'s instance a ready worker of `mock/model` on the engine.
+async fn serve(app: &TestApp, org: &mut Org, engine: &Engine) {
+    app.add_instance(org).await;
+    sqlx::query(
+        "UPDATE instances SET status = 'ready', ip_address = '127.0.0.1', worker_engine_port = $2, worker_status = 'ready',
+                worker_engine_ready = true, last_heartbeat_at = now(), model_id = 'mock/model' WHERE id = $1",
+    )
+    .bind(org.instance_id)
+    .bind(i32::from(engine.port))
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    app.state.routing.refresh(&app.state).await.unwrap();
+}
+
+async fn post(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+    body: Value,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let res = app
+        .http
+        .post(app.url(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    (status, headers, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn usage_rows(app: &TestApp, want: i64) -> Vec<(String, i32, i32, i32, bool)> {
+    wait_for(&format!("{want} usage rows"), Duration::from_secs(10), || async {
+        let rows: Vec<(String, i32, i32, i32, bool)> =
+            sqlx::query_as("SELECT endpoint, prompt_tokens, completion_tokens, status, streamed FROM usage_records ORDER BY id")
+                .fetch_all(&app.state.db)
+                .await
+                .unwrap();
+        (rows.len() as i64 >= want).then_some(rows)
+    })
+    .await
+}
+
+fn chat(stream: bool) -> Value {
+    json!({ "model": "mock/model", "messages": [{ "role": "user", "content": "tell me about GPUs" }], "max_tokens": 8, "stream": stream })
+}
+
+#[tokio::test]
+async fn requests_are_forwarded_and_metered_exactly() {
+    let app = TestApp::spawn().await;
+    let engine = engine(&[]).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &engine).await;
+    let key = a.api_key.clone();
+
+    let models: Value = app
+        .http
+        .get(app.url("/v1/models"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "mock/model");
+
+    // Not streaming: the engine's answer, its usage recorded.
+    let (s, _, answer) = post(&app, "/v1/chat/completions", &key, chat(false)).await;
+    assert_eq!(s, 200, "{answer}");
+    let (p, c) = (
+        answer["usage"]["prompt_tokens"].as_i64().unwrap(),
+        answer["usage"]["completion_tokens"].as_i64().unwrap(),
+    );
+
+    // Streaming without include_usage: no usage chunk reaches the client, usage still recorded.
+    let res = app
+        .http
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&chat(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let text = res.text().await.unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert!(!text.contains("\"usage\":{"), "usage chunk hidden: {text}");
+    let streamed_words: usize = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(|s| s.split_whitespace().count())
+        })
+        .sum();
+
+    // Streaming with include_usage: the client gets it too.
+    let mut body = chat(true);
+    body["stream_options"] = json!({ "include_usage": true });
+    let text = app
+        .http
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("\"usage\":{"), "{text}");
+
+    let (s, _, completion) = post(
+        &app,
+        "/v1/completions",
+        &key,
+        json!({ "model": "mock/model", "prompt": "hello there", "max_tokens": 5 }),
+    )
+    .await;
+    assert_eq!(s, 200, "{completion}");
+    let (s, _, emb) = post(
+        &app,
+        "/v1/embeddings",
+        &key,
+        json!({ "model": "mock/model", "input": ["one", "two words"] }),
+    )
+    .await;
+    assert_eq!((s, emb["data"].as_array().unwrap().len()), (200, 2));
+
+    let rows = usage_rows(&app, 5).await;
+    assert_eq!(
+        rows.len(),
+        5,
+        "exactly one row per answered request: {rows:?}"
+    );
+    assert_eq!(
+        (rows[0].1 as i64, rows[0].2 as i64),
+        (p, c),
+        "the engine's own counts"
+    );
+    assert_eq!(
+        rows[1].2 as usize, streamed_words,
+        "streamed usage equals the content sent"
+    );
+    assert!(rows[1].4 && !rows[0].4);
+    assert_eq!(rows[4].0, "/v1/embeddings");
+    assert!(rows.iter().all(|r| r.3 == 200));
+}
+
+#[tokio::test]
+async fn keys_see_only_their_organizations_models() {
+    let app = TestApp::spawn().await;
+    let engine = engine(&[]).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &engine).await;
+    let b = app.org("b").await;
+
+    let (s, _, err) = post(&app, "/v1/chat/completions", "inv_notakey", chat(false)).await;
+    assert_eq!(
+        (s, err["error"]["code"].as_str()),
+        (401, Some("invalid_api_key"))
+    );
+    let (s, _, err) = post(&app, "/v1/chat/completions", &b.api_key, chat(false)).await;
+    assert_eq!(
+        (s, err["error"]["code"].as_str()),
+        (404, Some("model_not_found")),
+        "B cannot reach A's model"
+    );
+    let models: Value = app
+        .http
+        .get(app.url("/v1/models"))
+        .bearer_auth(&b.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"], json!([]));
+
+    // A key restricted to another model sees this one as absent.
+    sqlx::query("UPDATE api_keys SET models = ARRAY['other/model'] WHERE id = $1")
+        .bind(a.api_key_id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    app.state
+        .keys
+        .forget(inventiv_api::auth::api_key::public_id(&a.api_key).unwrap());
+    let (s, _, _) = post(&app, "/v1/chat/completions", &a.api_key, chat(false)).await;
+    assert_eq!(s, 404);
+
+    // A revoked key stops at once on this replica.
+    let (_, created) = app
+        .post(
+            "/api-keys",
+            Some(&a.owner.token),
+            json!({ "name": "short-lived" }),
+        )
+        .await;
+    let fresh = created["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        post(&app, "/v1/chat/completions", &fresh, chat(false))
+            .await
+            .0,
+        200
+    );
+    let (s, _, _) = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api-keys/{}", created["api_key"]["id"].as_str().unwrap()),
+            Some(&a.owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    wait_for(
+        "the revoked key refused",
+        Duration::from_secs(5),
+        || async {
+            (post(&app, "/v1/chat/completions", &fresh, chat(false))
+                .await
+                .0
+                == 401)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // No fresh worker: 503 with Retry-After.
+    sqlx::query(
+        "UPDATE instances SET last_heartbeat_at = now() - interval '10 minutes' WHERE id = $1",
+    )
+    .bind(a.instance_id)
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    app.state.routing.refresh(&app.state).await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&a.owner.token)
+        .json(&chat(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        503,
+        "the session works too, and finds no capacity"
+    );
+    assert!(res.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn rate_limits_and_disconnects() {
+    let app = TestApp::spawn().await;
+    let slow = engine(&["--tokens-per-sec", "20", "--output-len", "200"]).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &slow).await;
+    let (_, created) = app
+        .post(
+            "/api-keys",
+            Some(&a.owner.token),
+            json!({ "name": "limited", "rpm_limit": 2 }),
+        )
+        .await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    let short = json!({ "model": "mock/model", "prompt": "x", "max_tokens": 1 });
+    let (s, headers, _) = post(&app, "/v1/completions", &key, short.clone()).await;
+    assert_eq!(
+        (s, headers["x-ratelimit-limit-requests"].to_str().unwrap()),
+        (200, "2")
+    );
+    assert_eq!(
+        post(&app, "/v1/completions", &key, short.clone()).await.0,
+        200
+    );
+    let (s, headers, err) = post(&app, "/v1/completions", &key, short).await;
+    assert_eq!(
+        (s, err["error"]["code"].as_str()),
+        (429, Some("rate_limit_exceeded"))
+    );
+    assert!(headers.contains_key("retry-after"));
+
+    // A client that reads one chunk and leaves: metered as 499 with what it got.
+    let res = app
+        .http
+        .post(app.url("/v1/completions"))
+        .bearer_auth(&a.api_key)
+        .json(&json!({ "model": "mock/model", "prompt": "long story", "stream": true }))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = res.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+    drop(stream);
+    let rows = wait_for(
+        "the disconnect's usage row",
+        Duration::from_secs(10),
+        || async {
+            let rows: Vec<(i32, i32)> = sqlx::query_as(
+                "SELECT status, completion_tokens FROM usage_records WHERE streamed",
+            )
+            .fetch_all(&app.state.db)
+            .await
+            .unwrap();
+            (!rows.is_empty()).then_some(rows)
+        },
+    )
+    .await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, 499);
+    assert!(
+        rows[0].1 >= 1 && rows[0].1 < 200,
+        "only what was streamed: {}",
+        rows[0].1
+    );
+}
