@@ -410,3 +410,143 @@ async fn rate_limits_and_disconnects() {
         rows[0].1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn traffic_spreads_and_survives_a_dead_worker() {
+    let app = TestApp::spawn().await;
+    let one = engine(&["--tokens-per-sec", "200", "--output-len", "20"]).await;
+    let mut two = engine(&["--tokens-per-sec", "200", "--output-len", "20"]).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &one).await;
+    let first_instance = a.instance_id;
+    serve(&app, &mut a, &two).await;
+    let key = a.api_key.clone();
+    let counts = |port: u16| async move {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with("vllm:request_success_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    // Concurrent requests spread over both workers.
+    let mut batch = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (http, url, key) = (app.http.clone(), app.url("/v1/completions"), key.clone());
+        batch.spawn(async move {
+            http.post(url)
+                .bearer_auth(key)
+                .json(&json!({ "model": "mock/model", "prompt": "x" }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    while let Some(s) = batch.join_next().await {
+        assert_eq!(s.unwrap(), 200);
+    }
+    let (c1, c2) = (
+        counts(one.port).await.unwrap_or(0.0),
+        counts(two.port).await.unwrap_or(0.0),
+    );
+    assert!(c1 >= 1.0 && c2 >= 1.0, "both workers served: {c1} / {c2}");
+
+    // Kill one under load: requests that had not started still succeed
+    // (retried on the other before any byte went out).
+    let _ = two.child.kill();
+    let _ = two.child.wait();
+    for _ in 0..10 {
+        let (s, _, body) = post(
+            &app,
+            "/v1/completions",
+            &key,
+            json!({ "model": "mock/model", "prompt": "x" }),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    // The survivor took the traffic.
+    let served: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT instance_id, count(*) FROM usage_records WHERE status = 200 GROUP BY instance_id",
+    )
+    .fetch_all(&app.state.db)
+    .await
+    .unwrap();
+    assert!(served.iter().any(|(i, _)| *i == first_instance));
+    assert_eq!(
+        usage_rows(&app, 26).await.len(),
+        26,
+        "one usage row per answered request"
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_hold_across_two_replicas() {
+    let app = TestApp::spawn().await;
+    let replica = app.replica().await;
+    let engine = engine(&[]).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &engine).await;
+    replica.state.routing.refresh(&replica.state).await.unwrap();
+    let (_, created) = app
+        .post(
+            "/api-keys",
+            Some(&a.owner.token),
+            json!({ "name": "shared", "rpm_limit": 3 }),
+        )
+        .await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    let body = json!({ "model": "mock/model", "prompt": "x", "max_tokens": 1 });
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let target = if i % 2 == 0 { &app } else { &replica };
+        statuses.push(post(target, "/v1/completions", &key, body.clone()).await.0);
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429],
+        "three per minute, whichever replica answers"
+    );
+    // A revocation on one replica reaches the other through Redis.
+    let (_, second) = app
+        .post(
+            "/api-keys",
+            Some(&a.owner.token),
+            json!({ "name": "second" }),
+        )
+        .await;
+    let second_key = second["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        post(&replica, "/v1/completions", &second_key, body.clone())
+            .await
+            .0,
+        200
+    );
+    let (s, _, _) = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api-keys/{}", second["api_key"]["id"].as_str().unwrap()),
+            Some(&a.owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    wait_for(
+        "the revocation on the other replica",
+        Duration::from_secs(5),
+        || async {
+            (post(&replica, "/v1/completions", &second_key, body.clone())
+                .await
+                .0
+                == 401)
+                .then_some(())
+        },
+    )
+    .await;
+}

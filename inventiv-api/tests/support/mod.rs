@@ -83,6 +83,21 @@ impl TestApp {
             .with_test_writer()
             .try_init();
         let database = db::fresh_database().await;
+        let prefix = format!("inventiv-test:{}:", uuid::Uuid::new_v4().simple());
+        TestApp::spawn_on(database, prefix, vars).await
+    }
+
+    /// A second API replica on the same database and Redis prefix.
+    pub async fn replica(&self) -> TestApp {
+        TestApp::spawn_on(
+            self.database.clone(),
+            self.state.config.redis_prefix.clone(),
+            &[],
+        )
+        .await
+    }
+
+    async fn spawn_on(database: String, prefix: String, vars: &[(&str, &str)]) -> TestApp {
         let state_dir =
             std::env::temp_dir().join(format!("inventiv-test-{}", uuid::Uuid::new_v4().simple()));
         let mut env: HashMap<String, String> = HashMap::from([
@@ -91,10 +106,7 @@ impl TestApp {
                 "REDIS_URL".into(),
                 std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
             ),
-            (
-                "INVENTIV_REDIS_PREFIX".into(),
-                format!("inventiv-test:{}:", uuid::Uuid::new_v4().simple()),
-            ),
+            ("INVENTIV_REDIS_PREFIX".into(), prefix),
             ("INVENTIV_API_ADDR".into(), "127.0.0.1:0".into()),
             ("INVENTIV_STATE_DIR".into(), state_dir.display().to_string()),
             ("INVENTIV_PUBLIC_URL".into(), "http://dashboard.test".into()),
