@@ -22,6 +22,7 @@ use crate::error::ErrorBody;
         (name = "instances", description = "Deployments and instances of the current organization"),
         (name = "api-keys", description = "API keys of the current organization"),
         (name = "openai", description = "OpenAI-compatible inference endpoints (API key)"),
+        (name = "usage", description = "Token usage and instance metrics"),
         (name = "workers", description = "Worker agents: registration and heartbeats (worker token)"),
     )
 )]

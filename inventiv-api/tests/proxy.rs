@@ -237,6 +237,49 @@ async fn requests_are_forwarded_and_metered_exactly() {
     assert!(rows[1].4 && !rows[0].4);
     assert_eq!(rows[4].0, "/v1/embeddings");
     assert!(rows.iter().all(|r| r.3 == 200));
+
+    // The meter reads back: by model (JSON and CSV) and per instance.
+    let (s, by_model) = app.get("/usage", Some(&a.manager.token)).await;
+    assert_eq!(
+        (
+            s.as_u16(),
+            by_model[0]["group"].as_str(),
+            by_model[0]["requests"].as_i64()
+        ),
+        (200, Some("mock/model"), Some(5))
+    );
+    let total: i64 = rows.iter().map(|r| i64::from(r.2)).sum();
+    assert_eq!(by_model[0]["completion_tokens"].as_i64(), Some(total));
+    let csv = app
+        .http
+        .get(app.url("/usage?group_by=day&format=csv"))
+        .bearer_auth(&a.user.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.starts_with("group,requests,prompt_tokens,completion_tokens,errors\n")
+            && csv.contains(",5,"),
+        "{csv}"
+    );
+    let (s, metrics) = app
+        .get(
+            &format!("/instances/{}/metrics", a.instance_id),
+            Some(&a.user.token),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), metrics["requests"][0]["requests"].as_i64()),
+        (200, Some(5))
+    );
+    let (s, body) = app.get("/usage?group_by=planet", Some(&a.user.token)).await;
+    assert_eq!(
+        (s.as_u16(), support::error_code(&body)),
+        (400, "INVALID_QUERY")
+    );
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod organizations;
 pub mod password_reset;
 pub mod sessions;
+pub mod usage;
 pub mod users;
 pub mod workers;
 
@@ -46,5 +47,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(metrics::router())
         .merge(api_keys::router())
+        .merge(usage::router())
         .merge(crate::proxy::router())
 }
