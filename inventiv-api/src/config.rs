@@ -65,6 +65,8 @@ pub struct Config {
     pub sample_prune_interval: Duration,
     /// Bearer token required by `/metrics` when set.
     pub metrics_token: Option<SecretString>,
+    /// The built dashboard served at `/`.
+    pub frontend_dir: PathBuf,
 }
 
 /// A configuration problem, reported before anything starts.
@@ -228,6 +230,7 @@ impl Config {
             sample_prune_interval: secs("INVENTIV_SAMPLE_PRUNE_INTERVAL_SECS", 600)?
                 .max(Duration::from_secs(1)),
             metrics_token: env.get("INVENTIV_METRICS_TOKEN").map(SecretString::from),
+            frontend_dir: PathBuf::from(env.or("INVENTIV_FRONTEND_DIR", "inventiv-frontend/dist")),
         })
     }
 

@@ -96,14 +96,19 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 }
 
 /// The complete HTTP application: API routes, `/openapi.json`, Swagger UI at
-/// `/docs`, error-shaped fallbacks, request ids and the body limit.
+/// `/docs`, the dashboard at `/`, error-shaped fallbacks, request ids and
+/// the body limit.
 pub fn app(state: AppState) -> Router {
     let (api, doc) = api();
     let max_body = state.config.max_body_bytes;
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
-        .fallback(|| async { ApiError::RouteNotFound })
+        .fallback(crate::frontend::assets)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::frontend::pages,
+        ))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

@@ -214,3 +214,79 @@ async fn a_failing_migration_stops_start_up_with_a_clear_message() {
     );
     assert!(message.contains("users"), "names the cause: {message}");
 }
+
+#[tokio::test]
+async fn the_dashboard_is_served_from_the_same_origin() {
+    let dist =
+        std::env::temp_dir().join(format!("inventiv-dist-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dist.join("assets")).unwrap();
+    std::fs::write(
+        dist.join("index.html"),
+        "<!doctype html><div id=root></div>",
+    )
+    .unwrap();
+    std::fs::write(dist.join("assets/app-1234.js"), "console.log(1)").unwrap();
+    let app = TestApp::spawn_with(&[("INVENTIV_FRONTEND_DIR", dist.to_str().unwrap())]).await;
+    let page = |path: &str| {
+        app.http
+            .get(app.url(path))
+            .header("accept", "text/html,application/xhtml+xml")
+            .send()
+    };
+    // Browser navigations get the app, even on paths the API also serves.
+    for path in [
+        "/",
+        "/instances",
+        "/invitations/some-token",
+        "/reset-password?token=x",
+    ] {
+        let res = page(path).await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert!(res.text().await.unwrap().contains("id=root"), "{path}");
+    }
+    // API calls are untouched.
+    let (status, body) = app.get("/instances", None).await;
+    assert_eq!(
+        (status.as_u16(), error_code(&body)),
+        (401, "UNAUTHENTICATED")
+    );
+    assert_eq!(
+        page("/docs/")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("swagger"),
+        true
+    );
+    // Build files, cached for good; nothing outside the build.
+    let res = app
+        .http
+        .get(app.url("/assets/app-1234.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(res.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    let res = app
+        .http
+        .get(app.url("/assets/../../../etc/passwd"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let (status, body) = app.get("/no/such/thing", None).await;
+    assert_eq!(
+        (status.as_u16(), error_code(&body)),
+        (404, "ROUTE_NOT_FOUND")
+    );
+    let _ = std::fs::remove_dir_all(&dist);
+}
