@@ -250,16 +250,8 @@ async fn the_dashboard_is_served_from_the_same_origin() {
         (status.as_u16(), error_code(&body)),
         (401, "UNAUTHENTICATED")
     );
-    assert_eq!(
-        page("/docs/")
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .contains("swagger"),
-        true
-    );
+    let docs = page("/docs/").await.unwrap().text().await.unwrap();
+    assert!(docs.contains("swagger"), "Swagger UI stays reachable");
     // Build files, cached for good; nothing outside the build.
     let res = app
         .http
