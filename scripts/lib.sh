@@ -113,3 +113,126 @@ client_addr() {
   esac
   printf '%s\n' "$a"
 }
+
+# --- mock VMs ----------------------------------------------------------------------
+# The mock provider (inventiv-providers/src/mock) runs each VM as processes
+# of this machine: a VM is a directory <state dir>/mock-vms/<id>/ and an
+# sshd started from it; the worker agent and its engine are started over SSH
+# under <vm dir>/node. They live in their own process groups and sessions,
+# so a Ctrl-C of `make run` does not reach them.
+
+# Pids (one a line) of the live processes of the mock VMs under DIR (the
+# absolute path of a `mock-vms` directory). A process belongs to them when
+#  - one of its command-line arguments mentions DIR/ (sshd -f <vm>/sshd_config,
+#    the agent supervisor, the agent), or
+#  - its environment carries INVENTIV_MOCK_VM=<id of a VM in DIR> (the VM's
+#    sshd sets it in every session; the engine inherits it from the agent), or
+#  - it descends from such a process (sshd's per-connection children).
+# Never pid 1 or this shell. Pure bash: no helper process whose own command
+# line would mention DIR.
+mock_vm_pids() {
+  local dir=${1%/} stat line pid ppid state arg d
+  local -a args markers=() stack=()
+  local -A hit=() children=()
+  [[ $dir == /*/mock-vms && -d $dir ]] || return 0
+  for d in "$dir"/*/; do
+    [[ -d $d ]] || continue
+    d=${d%/}
+    markers+=("INVENTIV_MOCK_VM=${d##*/}")
+  done
+  for stat in /proc/[0-9]*/stat; do
+    pid=${stat#/proc/}
+    pid=${pid%/stat}
+    [[ $pid == 1 || $pid == "$$" || $pid == "$BASHPID" ]] && continue
+    read -r line 2>/dev/null <"$stat" || continue
+    # Field 2 (comm) may hold spaces: cut at the last ')'.
+    read -r state ppid _ <<<"${line##*) }"
+    [[ $state == Z ]] && continue
+    children[$ppid]+=" $pid"
+    mapfile -d '' args 2>/dev/null <"/proc/$pid/cmdline" || continue
+    for arg in "${args[@]}"; do
+      if [[ $arg == *"$dir/"* ]]; then
+        hit[$pid]=1
+        break
+      fi
+    done
+    [[ -n ${hit[$pid]:-} ]] && continue
+    ((${#markers[@]})) || continue
+    mapfile -d '' args 2>/dev/null <"/proc/$pid/environ" || continue
+    for arg in "${args[@]}"; do
+      [[ $arg == INVENTIV_MOCK_VM=* ]] || continue
+      for d in "${markers[@]}"; do
+        if [[ $arg == "$d" ]]; then
+          hit[$pid]=1
+          break 2
+        fi
+      done
+    done
+  done
+  stack=("${!hit[@]}")
+  while ((${#stack[@]})); do
+    pid=${stack[-1]}
+    unset 'stack[-1]'
+    for d in ${children[$pid]:-}; do
+      [[ $d == "$$" || $d == "$BASHPID" || -n ${hit[$d]:-} ]] && continue
+      hit[$d]=1
+      stack+=("$d")
+    done
+  done
+  for pid in "${!hit[@]}"; do
+    [[ -d /proc/$pid ]] && printf '%s\n' "$pid"
+  done
+  return 0
+}
+
+# Stops every process of the mock VMs under DIR (see mock_vm_pids): SIGTERM,
+# up to 5 s, SIGKILL, repeated while some are found (they may fork while
+# dying). The VM directories are left alone: the VMs are merely "powered
+# off"; the orchestrator finds them, with their sshd down, on its next start.
+stop_mock_vms() {
+  local dir=$1 round i pids total=0
+  for ((round = 0; round < 4; round++)); do
+    pids=$(mock_vm_pids "$dir")
+    [[ -n $pids ]] || break
+    total=$((total + $(wc -l <<<"$pids")))
+    # shellcheck disable=SC2086 # a list of pids
+    kill -TERM $pids 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      [[ -z $(mock_vm_pids "$dir") ]] && break
+      sleep 0.1
+    done
+    pids=$(mock_vm_pids "$dir")
+    # shellcheck disable=SC2086
+    [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
+  done
+  pids=$(mock_vm_pids "$dir")
+  if [[ -n $pids ]]; then
+    warn "processes of mock VMs survive SIGKILL: $(tr '\n' ' ' <<<"$pids")"
+    return 1
+  fi
+  ((total == 0)) || log "stopped $total process(es) of the mock VMs in $dir"
+  return 0
+}
+
+# Pids (one a line) of live processes one of whose command-line arguments
+# contains NEEDLE. Never this shell.
+processes_mentioning() {
+  local needle=$1 stat pid arg line state
+  local -a args
+  for stat in /proc/[0-9]*/stat; do
+    pid=${stat#/proc/}
+    pid=${pid%/stat}
+    [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+    read -r line 2>/dev/null <"$stat" || continue
+    read -r state _ <<<"${line##*) }"
+    [[ $state == Z ]] && continue
+    mapfile -d '' args 2>/dev/null <"/proc/$pid/cmdline" || continue
+    for arg in "${args[@]}"; do
+      if [[ $arg == *"$needle"* ]]; then
+        printf '%s\n' "$pid"
+        break
+      fi
+    done
+  done
+  return 0
+}

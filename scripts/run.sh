@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# `make run`: the whole control plane on this machine, in the foreground.
+# `make run`: the whole control plane on this machine, in the foreground,
+# with the mock cloud provider ready to deploy on.
 #
 #  1. loads .env if present (variables already in the environment win);
-#  2. DATABASE_URL / REDIS_URL: used when set, else a private PostgreSQL and
+#  2. checks for OpenSSH (server and client) and python3, which the mock
+#     provider's VMs need; installs them from Debian's packages when root,
+#     else prints the apt-get command;
+#  3. DATABASE_URL / REDIS_URL: used when set, else a private PostgreSQL and
 #     Redis are started in $INVENTIV_STATE_DIR (scripts/services.sh);
-#  3. admin credentials: INVENTIV_ADMIN_EMAIL (admin@inventiv.local) and
+#  4. admin credentials: INVENTIV_ADMIN_EMAIL (admin@inventiv.local) and
 #     INVENTIV_ADMIN_PASSWORD, else the one kept in
 #     $INVENTIV_STATE_DIR/admin-password, else a new random one stored there;
-#  4. builds inventiv-api and inventiv-orchestrator (debug), applies the
-#     migrations (`inventiv-api migrate`), starts both with their output in
-#     $INVENTIV_STATE_DIR/logs/{api,orchestrator}.log and on the terminal;
-#  5. waits for http://$INVENTIV_API_ADDR/readyz, prints how to log in;
-#  6. Ctrl-C (or SIGTERM) stops both processes and the private services this
-#     run started. If either process exits on its own, everything stops and
-#     the script exits non-zero.
+#  5. builds inventiv-api, inventiv-orchestrator and inventiv-mock-engine
+#     (debug) and the worker agent bundle (scripts/agent-bundle.sh), exports
+#     what the orchestrator needs to bootstrap workers (INVENTIV_AGENT_BUNDLE,
+#     INVENTIV_BOOTSTRAP_SCRIPT, INVENTIV_MOCK_ENGINE,
+#     INVENTIV_CONTROL_PLANE_URL; each only when not set already), applies
+#     the migrations (`inventiv-api migrate`), starts the API and the
+#     orchestrator with their output in $INVENTIV_STATE_DIR/logs/
+#     {api,orchestrator}.log and on the terminal;
+#  6. waits for http://$INVENTIV_API_ADDR/readyz, prints how to log in and
+#     how to deploy (scripts/demo-deploy.sh);
+#  7. Ctrl-C (or SIGTERM) stops both processes, then every process of the
+#     mock VMs (sshd, agents, engines: those mentioning
+#     $INVENTIV_STATE_DIR/mock-vms, see mock_vm_pids in scripts/lib.sh), then
+#     the private services this run started. The VM directories are kept:
+#     on the next start the orchestrator finds those VMs powered off (sshd
+#     down). If either process exits on its own, everything stops and the
+#     script exits non-zero.
 
 # shellcheck disable=SC2317 # cleanup & co. are called from traps
 set -euo pipefail
@@ -33,6 +47,7 @@ LOG_DIR="$STATE_DIR/logs"
 mkdir -p "$LOG_DIR"
 TARGET_DIR=$(abs_path "${CARGO_TARGET_DIR:-target}")
 READY_TIMEOUT_SECS=${INVENTIV_READY_TIMEOUT_SECS:-60}
+MOCK_VMS_DIR="$STATE_DIR/mock-vms"
 
 API_PID=""
 ORCH_PID=""
@@ -72,6 +87,11 @@ cleanup() {
     log "stopping inventiv-api and inventiv-orchestrator"
     stop_processes
   fi
+  # After the orchestrator (it would start them again). Only processes of
+  # the VMs of this state dir; their directories stay.
+  if [[ -n $ORCH_PID ]]; then
+    stop_mock_vms "$MOCK_VMS_DIR"
+  fi
   if [[ -n $STARTED_SERVICES ]]; then
     # shellcheck disable=SC2086 # a list of names
     "$REPO_ROOT/scripts/services.sh" down $STARTED_SERVICES
@@ -81,6 +101,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# --- prerequisites of the mock provider ----------------------------------------
+# Each mock VM runs a real sshd (Debian: openssh-server) that the orchestrator
+# logs in to with ssh / ssh-keygen (openssh-client); bootstrap.sh then runs
+# the agent with python3 (>= 3.10), found on sshd's default PATH.
+SESSION_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+missing=()
+if [[ ! -x /usr/sbin/sshd ]]; then missing+=(openssh-server); fi
+if ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then missing+=(openssh-client); fi
+if ! PATH=$SESSION_PATH command -v python3 >/dev/null; then missing+=(python3 python3-venv); fi
+if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+is_root || warn "not root: the mock provider's VMs (sshd, root logins) will not work; deployments on it will fail"
 
 # --- services -----------------------------------------------------------------
 exports=$("$REPO_ROOT/scripts/services.sh" up)
@@ -105,11 +137,25 @@ fi
 export INVENTIV_ADMIN_PASSWORD
 
 # --- build --------------------------------------------------------------------
-log "building inventiv-api and inventiv-orchestrator (debug)"
-cargo build --bin inventiv-api --bin inventiv-orchestrator
+log "building inventiv-api, inventiv-orchestrator and inventiv-mock-engine (debug)"
+cargo build --bin inventiv-api --bin inventiv-orchestrator --bin inventiv-mock-engine
 API_BIN="$TARGET_DIR/debug/inventiv-api"
 ORCH_BIN="$TARGET_DIR/debug/inventiv-orchestrator"
-[[ -x $API_BIN && -x $ORCH_BIN ]] || die "binaries not found in $TARGET_DIR/debug"
+ENGINE_BIN="$TARGET_DIR/debug/inventiv-mock-engine"
+[[ -x $API_BIN && -x $ORCH_BIN && -x $ENGINE_BIN ]] || die "binaries not found in $TARGET_DIR/debug"
+
+# What the orchestrator installs on nodes (see docs/configuration.md); a
+# value already set (environment or .env) wins.
+if [[ -z ${INVENTIV_AGENT_BUNDLE:-} ]]; then
+  log "building the worker agent bundle (scripts/agent-bundle.sh)"
+  bundle_line=$("$REPO_ROOT/scripts/agent-bundle.sh" --out "$TARGET_DIR/agent")
+  INVENTIV_AGENT_BUNDLE=${bundle_line#*  }
+fi
+export INVENTIV_AGENT_BUNDLE
+[[ -f $INVENTIV_AGENT_BUNDLE ]] || die "agent bundle $INVENTIV_AGENT_BUNDLE not found"
+export INVENTIV_BOOTSTRAP_SCRIPT="${INVENTIV_BOOTSTRAP_SCRIPT:-$REPO_ROOT/inventiv-worker/bootstrap.sh}"
+export INVENTIV_MOCK_ENGINE="${INVENTIV_MOCK_ENGINE:-$ENGINE_BIN}"
+export INVENTIV_CONTROL_PLANE_URL="${INVENTIV_CONTROL_PLANE_URL:-http://$(client_addr "$INVENTIV_API_ADDR")}"
 
 log "applying database migrations"
 "$API_BIN" migrate 2>&1 | sed -u 's/^/[migrate] /'
@@ -176,6 +222,14 @@ LOGIN_JSON="{\"email\":\"$(json_escape "$INVENTIV_ADMIN_EMAIL")\",\"password\":\
 # Hide a password that a configured DATABASE_URL / REDIS_URL may carry.
 mask_url() { sed -E 's#(//[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
 
+# scripts/demo-deploy.sh finds the API and the password by itself on the
+# defaults; otherwise the command says where they are.
+DEMO_COMMAND=scripts/demo-deploy.sh
+if [[ $STATE_DIR != "$REPO_ROOT/.local" ]]; then
+  DEMO_COMMAND="INVENTIV_STATE_DIR=$(shell_quote "$STATE_DIR") $DEMO_COMMAND"
+fi
+[[ $BASE_URL == http://127.0.0.1:8003 ]] || DEMO_COMMAND="$DEMO_COMMAND --api $BASE_URL"
+
 cat <<EOF
 
 ==============================================================================
@@ -192,8 +246,13 @@ cat <<EOF
   Log in:
     curl -s -X POST $BASE_URL/auth/login -H 'content-type: application/json' -d $(shell_quote "$LOGIN_JSON")
 
+  Deploy a model on the mock provider (a VM on 127.0.x.y, its worker
+  bootstrapped over SSH, the mock engine answering the OpenAI API):
+    $DEMO_COMMAND
+
   Database          $(mask_url "$DATABASE_URL")
   Redis             $(mask_url "$REDIS_URL")
+  Mock VMs          $MOCK_VMS_DIR
   Logs              $LOG_DIR/{api,orchestrator}.log
 
   Ctrl-C stops everything.

@@ -6,7 +6,8 @@
 #   source scripts/services.sh up               # same, from an interactive shell
 #   scripts/services.sh down [postgres] [redis] stop what `up` started
 #   scripts/services.sh status    what runs, on which port
-#   scripts/services.sh purge     down, then delete all data (the state dir)
+#   scripts/services.sh purge     down, stop the mock VMs' processes, then delete
+#                                 all data (the state dir)
 #
 # Only stdout carries the `export` lines; everything else goes to stderr.
 #
@@ -438,6 +439,9 @@ cmd_status() {
 
 cmd_purge() {
   cmd_down
+  # Processes of mock VMs left running (make run stops them on exit, a
+  # killed one does not) would outlive their deleted directories.
+  stop_mock_vms "$STATE_DIR/mock-vms" || true
   pg_layout
   if [[ -n $PGHOME_FALLBACK && -d $PGHOME_FALLBACK ]]; then
     log "removing $PGHOME_FALLBACK"

@@ -10,18 +10,28 @@
 #     e-mail and password from what it printed;
 #  3. logs in, checks /healthz, /readyz, /openapi.json, /docs/, creates an
 #     organization;
-#  4. Ctrl-C (SIGINT to the process group, as a terminal does); checks that
+#  4. deploys on the mock provider with scripts/demo-deploy.sh (a mock VM
+#     with its own sshd, the agent bootstrapped over SSH, the mock engine):
+#     `ready` with progress 100 and a chat completion answered within
+#     SMOKE_DEPLOY_TIMEOUT_SECS; DELETE /instances/{id}: `terminated` within
+#     60 s, the VM's directory removed, no process mentioning it left;
+#     then deploys a second instance and leaves it running;
+#  5. Ctrl-C (SIGINT to the process group, as a terminal does); checks that
 #     everything stopped: make, the API and orchestrator ports, the private
-#     PostgreSQL and Redis;
-#  5. `make run` again on the same state dir: same password, the login works,
-#     the organization is still there; stops it again;
-#  6. deletes the state dir (scripts/services.sh purge).
+#     PostgreSQL and Redis, the second VM's processes (its directory stays),
+#     and that no process mentions the state dir any more;
+#  6. `make run` again on the same state dir: same password, the login works,
+#     the organization is still there, the second instance is still listed
+#     and can be terminated (its VM directory goes); stops it again;
+#  7. deletes the state dir (scripts/services.sh purge).
 #
 # Whatever fails, the EXIT trap stops what was started and deletes the state
 # dir (SMOKE_KEEP_STATE=1 keeps it for a post-mortem).
 #
-# Settings: SMOKE_TIMEOUT_SECS (180) bounds each wait for the banner.
-# Needs: make, curl, a Rust toolchain (what README.md asks for).
+# Settings: SMOKE_TIMEOUT_SECS (180) bounds each wait for the banner,
+# SMOKE_DEPLOY_TIMEOUT_SECS (120) each wait for a deployment to be ready.
+# Needs: make, curl, python3, a Rust toolchain, and what `make run` installs
+# for the mock provider (openssh-server, openssh-client) when root.
 
 # shellcheck disable=SC2317 # cleanup & co. are called from traps
 set -euo pipefail
@@ -32,6 +42,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 TIMEOUT_SECS=${SMOKE_TIMEOUT_SECS:-180}
+DEPLOY_TIMEOUT_SECS=${SMOKE_DEPLOY_TIMEOUT_SECS:-120}
 T0=$SECONDS
 
 # --- a newcomer's environment ------------------------------------------------
@@ -162,6 +173,7 @@ start_make_run() {
   (
     trap - INT QUIT
     INVENTIV_API_ADDR=$API_ADDR INVENTIV_ORCHESTRATOR_ADDR=$ORCH_ADDR \
+      INVENTIV_MOCK_FIRST_ADDRESS=$MOCK_FIRST_ADDRESS \
       exec setsid make run </dev/null >"$RUN_OUT" 2>&1
   ) &
   MAKE_PID=$!
@@ -224,6 +236,18 @@ stop_make_run() {
     || fail "inventiv-orchestrator did not log its graceful shutdown ('inventiv-orchestrator stopped')"
   ((status == 130)) || fail "make run exited with status $status after Ctrl-C, expected 130 (killed by SIGINT)"
   check_services_stopped
+  local left
+  left=$(processes_mentioning "$STATE")
+  [[ -z $left ]] || fail "after Ctrl-C, processes still mention $STATE: $(describe_pids "$left")"
+  log "no process mentions $STATE"
+}
+
+# pid and command line of each pid of the list, for failure messages.
+describe_pids() {
+  local pid
+  for pid in $1; do
+    printf '\n  %s %s' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
+  done
 }
 
 check_services_stopped() {
@@ -261,6 +285,17 @@ json_string() {
   sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" <<<"$BODY" | head -n 1
 }
 
+# json EXPR: the Python expression EXPR evaluated on the JSON document d of
+# $BODY; strings as they are, anything else as JSON.
+json() {
+  python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+v = eval(sys.argv[1], {"d": d})
+print(v if isinstance(v, str) else json.dumps(v))
+' "$1" <<<"$BODY"
+}
+
 login() {
   TOKEN=""
   local email password
@@ -276,6 +311,80 @@ login() {
 json_escape() {
   local s=${1//\\/\\\\}
   printf '%s' "${s//\"/\\\"}"
+}
+
+# --- mock provider -------------------------------------------------------------------
+
+# demo_deploy N: scripts/demo-deploy.sh with the credentials of the banner;
+# sets INSTANCE_ID, INSTANCE_IP, ORGANIZATION_ID and VM_DIR, switches our
+# session to its organization and checks the instance is ready at 100 %.
+demo_deploy() {
+  local n=$1 out="$WORK/demo-$1.log" t=$SECONDS
+  log "deploy #$n: scripts/demo-deploy.sh (deadline ${DEPLOY_TIMEOUT_SECS}s)"
+  if ! INVENTIV_API_ADDR=$API_ADDR INVENTIV_ADMIN_EMAIL=$ADMIN_EMAIL INVENTIV_ADMIN_PASSWORD=$ADMIN_PASSWORD \
+    "$REPO_ROOT/scripts/demo-deploy.sh" --timeout "$DEPLOY_TIMEOUT_SECS" --env-out "$WORK/demo.env" >"$out" 2>&1; then
+    printf '\n--- output of scripts/demo-deploy.sh ---\n' >&2
+    cat "$out" >&2
+    printf -- '--- last lines of %s ---\n' "$STATE/logs/orchestrator.log" >&2
+    tail -n 40 "$STATE/logs/orchestrator.log" >&2 || true
+    fail "deploy #$n: scripts/demo-deploy.sh failed"
+  fi
+  # shellcheck disable=SC1091 # written by demo-deploy.sh
+  source "$WORK/demo.env"
+  grep -q 'is ready on the mock provider' "$out" || fail "deploy #$n: no summary in the output of demo-deploy.sh"
+  grep -Eq 'answered \([0-9]+ prompt \+ [1-9][0-9]* completion tokens\)' "$out" \
+    || fail "deploy #$n: the chat completion did not answer: $(cat "$out")"
+  http PUT /organizations/current "{\"organization_id\":\"$ORGANIZATION_ID\"}"
+  expect 200 "PUT /organizations/current (the Demo organization)"
+  TOKEN=$(json_string access_token)
+  http GET "/instances/$INSTANCE_ID"
+  expect 200 "GET /instances/$INSTANCE_ID"
+  [[ $(json "d['status']") == ready ]] || fail "deploy #$n: instance $INSTANCE_ID is not ready: ${BODY:0:500}"
+  [[ $(json "d['progress']") == 100 ]] || fail "deploy #$n: instance $INSTANCE_ID is ready at progress $(json "d['progress']"), expected 100"
+  VM_DIR=$(vm_dir_of "$INSTANCE_ID")
+  [[ -n $VM_DIR ]] || fail "deploy #$n: no VM of instance $INSTANCE_ID in $STATE/mock-vms"
+  [[ -n $(processes_mentioning "$VM_DIR") ]] || fail "deploy #$n: no process mentions $VM_DIR (sshd, agent)"
+  log "deploy #$n: instance $INSTANCE_ID ready (100 %) on $INSTANCE_IP after $((SECONDS - t))s, the model answered"
+}
+
+# The directory of the mock VM of instance $1 (from its vm.json), if any.
+vm_dir_of() {
+  python3 - "$STATE/mock-vms" "$1" <<'PY'
+import json, pathlib, sys
+for f in sorted(pathlib.Path(sys.argv[1]).glob("*/vm.json")):
+    try:
+        if json.loads(f.read_text()).get("instance_id") == sys.argv[2]:
+            print(f.parent)
+    except (OSError, ValueError):
+        pass
+PY
+}
+
+instance_status_is() {
+  http GET "/instances/$1"
+  [[ $STATUS == 200 && $(json "d['status']") == "$2" ]]
+}
+
+# Nothing listens on the address $1 (a mock VM's).
+address_free() {
+  [[ -z $(ss -Hltn "src $1" 2>/dev/null) ]]
+}
+
+# terminate: DELETE the instance of demo_deploy, wait for `terminated`, check
+# that its VM directory and every process mentioning it are gone.
+terminate() {
+  local t=$SECONDS left
+  http DELETE "/instances/$INSTANCE_ID"
+  expect 202 "DELETE /instances/$INSTANCE_ID"
+  wait_until "instance $INSTANCE_ID to be terminated" 60 instance_status_is "$INSTANCE_ID" terminated
+  [[ $(json "d['terminated_at']") != null ]] || fail "terminated instance $INSTANCE_ID has no terminated_at"
+  wait_until "the VM directory $VM_DIR to be removed" 10 test ! -e "$VM_DIR"
+  left=$(processes_mentioning "$VM_DIR")
+  [[ -z $left ]] || fail "processes of the terminated VM survive: $(describe_pids "$left")"
+  if command -v ss >/dev/null; then
+    wait_until "nothing to listen on $INSTANCE_IP any more" 10 address_free "$INSTANCE_IP"
+  fi
+  log "instance $INSTANCE_ID terminated after $((SECONDS - t))s: VM directory and processes gone"
 }
 
 # --- cleanup -----------------------------------------------------------------------
@@ -297,6 +406,8 @@ cleanup() {
     done
     wait "$MAKE_PID" 2>/dev/null
   fi
+  # Whatever run.sh could not stop (killed before its cleanup).
+  stop_mock_vms "$STATE/mock-vms"
   if [[ ${SMOKE_KEEP_STATE:-0} == 1 ]]; then
     INVENTIV_STATE_DIR=$STATE "$REPO_ROOT/scripts/services.sh" down
     log "kept $STATE and $WORK (SMOKE_KEEP_STATE=1)"
@@ -331,11 +442,13 @@ ORCH_PORT=$(free_port 8001 8003 "$API_PORT")
 API_ADDR="127.0.0.1:$API_PORT"
 ORCH_ADDR="127.0.0.1:$ORCH_PORT"
 BASE_URL="http://$API_ADDR"
+# Mock VMs on their own /24, away from a developer's `make run` (127.0.10.x).
+MOCK_FIRST_ADDRESS="127.0.$((100 + RANDOM % 100)).1"
 
 # Build first, outside the banner deadline: a rebuild after a code change can
 # take minutes on a small machine; `make run` then finds the binaries fresh.
-log "cargo build --bin inventiv-api --bin inventiv-orchestrator"
-cargo build --bin inventiv-api --bin inventiv-orchestrator
+log "cargo build --bin inventiv-api --bin inventiv-orchestrator --bin inventiv-mock-engine"
+cargo build --bin inventiv-api --bin inventiv-orchestrator --bin inventiv-mock-engine
 
 # --- first run: fresh state ---
 start_make_run
@@ -370,7 +483,20 @@ expect 201 "POST /organizations"
 [[ $(json_string slug) == "$SLUG" ]] || fail "POST /organizations: slug not echoed: ${BODY:0:300}"
 log "created organization $SLUG"
 
+demo_deploy 1
+terminate
+demo_deploy 2
+KEPT_ID=$INSTANCE_ID
+KEPT_VM_DIR=$VM_DIR
+KEPT_IP=$INSTANCE_IP
+KEPT_ORG=$ORGANIZATION_ID
+
 stop_make_run
+[[ -d $KEPT_VM_DIR ]] || fail "Ctrl-C removed the VM directory $KEPT_VM_DIR (it must stay)"
+if command -v ss >/dev/null; then
+  address_free "$KEPT_IP" || fail "after Ctrl-C something still listens on $KEPT_IP: $(ss -Hltnp "src $KEPT_IP")"
+fi
+log "the VM of instance $KEPT_ID is stopped, its directory kept"
 
 # --- second run: same state ---
 start_make_run
@@ -384,5 +510,14 @@ http GET /organizations
 expect 200 "GET /organizations"
 [[ $BODY == *"\"slug\":\"$SLUG\""* ]] || fail "GET /organizations after a restart does not list $SLUG: ${BODY:0:500}"
 log "after the restart the same password logs in and $SLUG is still there"
+
+http PUT /organizations/current "{\"organization_id\":\"$KEPT_ORG\"}"
+expect 200 "PUT /organizations/current (the Demo organization) after the restart"
+TOKEN=$(json_string access_token)
+http GET "/instances/$KEPT_ID"
+expect 200 "GET /instances/$KEPT_ID after the restart"
+log "after the restart instance $KEPT_ID is listed ($(json "d['status']"))"
+INSTANCE_ID=$KEPT_ID VM_DIR=$KEPT_VM_DIR INSTANCE_IP=$KEPT_IP
+terminate
 
 stop_make_run
