@@ -89,10 +89,7 @@ impl Config {
             worker_heartbeat: Duration::from_secs(
                 parse("INVENTIV_WORKER_HEARTBEAT_SECS", 5u64)?.max(1),
             ),
-            agent_bundle: var("INVENTIV_AGENT_BUNDLE").map_or_else(
-                || PathBuf::from("target/agent/inventiv-agent.tar.gz"),
-                PathBuf::from,
-            ),
+            agent_bundle: var("INVENTIV_AGENT_BUNDLE").map_or_else(newest_bundle, PathBuf::from),
             bootstrap_script: var("INVENTIV_BOOTSTRAP_SCRIPT").map_or_else(
                 || PathBuf::from("inventiv-worker/bootstrap.sh"),
                 PathBuf::from,
@@ -100,4 +97,20 @@ impl Config {
             state_dir,
         })
     }
+}
+
+/// The newest `target/agent/inventiv-agent-<version>.tar.gz` (what
+/// `make agent-checksum` builds), when `INVENTIV_AGENT_BUNDLE` is not set.
+fn newest_bundle() -> PathBuf {
+    let dir = PathBuf::from("target/agent");
+    std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("inventiv-agent-") && name.ends_with(".tar.gz")
+        })
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map_or_else(|| dir.join("inventiv-agent-<version>.tar.gz"), |e| e.path())
 }

@@ -31,6 +31,7 @@ pub struct Orchestrator {
     pub ssh: Ssh,
     pub http: reqwest::Client,
     pub bundle: Bundle,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Makes the orchestrator's SSH key pair once; returns (private key, public key line).
@@ -126,6 +127,7 @@ impl Orchestrator {
             ssh,
             http,
             bundle,
+            metrics: Default::default(),
         })
     }
 

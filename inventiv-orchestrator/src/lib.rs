@@ -10,6 +10,7 @@ pub mod engine;
 pub mod events;
 pub mod health;
 pub mod install;
+pub mod metrics;
 pub mod probes;
 pub mod reconcile;
 pub mod ssh;

@@ -85,7 +85,7 @@ pub async fn load(db: impl sqlx::PgExecutor<'_>, org: Uuid, id: Uuid) -> ApiResu
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Only these statuses (comma-separated).
+    /// Only these statuses (comma-separated); by default all but `archived`.
     status: Option<String>,
     /// `created_at` (default), `name`, `status` or `progress`.
     sort: Option<String>,
@@ -135,7 +135,8 @@ async fn list_instances(
         _ => return Err(ApiError::validation("INVALID_QUERY", "order: asc or desc")),
     };
     let rows = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM instances i WHERE i.organization_id = $1 AND ($2::text[] IS NULL OR i.status = ANY($2))
+        "SELECT {COLUMNS} FROM instances i WHERE i.organization_id = $1
+            AND (($2::text[] IS NULL AND i.status <> 'archived') OR i.status = ANY($2))
           ORDER BY {sort} {order}, i.id LIMIT $3 OFFSET $4"
     ))
     .bind(caller.org_id.0)
@@ -276,7 +277,16 @@ async fn act(
         actor: "user",
         request_id: rid.as_deref(),
     };
-    apply(&mut tx, change).await.map_err(transition_error)?;
+    let (_, outcome) = apply(&mut tx, change).await.map_err(transition_error)?;
+    if to == InstanceStatus::Installing && outcome == inventiv_common::instance::Transition::Changed
+    {
+        // A reinstall starts the worker's part over: the bootstrap's tries
+        // and the milestones after the server came up.
+        sqlx::query("UPDATE instances SET bootstrap_attempts = 0, next_attempt_at = NULL, progress = LEAST(progress, 45) WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
     if let Some(command) = command {
         enqueue(&mut tx, caller.org_id.0, id, command, rid.as_deref()).await?;
     }
