@@ -132,8 +132,9 @@ suite_rust_tests() {
 }
 
 # `make run` as a newcomer uses it: fresh state, private PostgreSQL/Redis,
-# generated password, Ctrl-C, restart (see scripts/smoke-run.sh). Needs no
-# services of its own: it starts (and purges) everything in a temporary dir.
+# generated password, a deployment on the mock provider to `ready` and its
+# termination, Ctrl-C, restart (see scripts/smoke-run.sh). Needs no services
+# of its own: it starts (and purges) everything in a temporary dir.
 suite_make_run_smoke() {
   step "make run smoke test (scripts/smoke-run.sh)"
   "$REPO_ROOT/scripts/smoke-run.sh"
