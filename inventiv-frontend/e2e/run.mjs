@@ -1,0 +1,517 @@
+// Browser test of the dashboard against a running API that serves it:
+// playwright-core driving Debian's Chromium (never a downloaded browser).
+//
+//   BASE_URL=http://127.0.0.1:8003 ADMIN_EMAIL=admin@inventiv.local \
+//   ADMIN_PASSWORD=... node e2e/run.mjs
+//
+// Always: logs in, creates an organization, sets its color, activates the
+// mock catalog items, deploys a model through the dialog (the instance
+// page shows its timeline), creates and revokes an API key, opens every
+// page and writes a screenshot of each into screenshots/. Any console error
+// or uncaught exception in a page fails the run.
+//
+// With OUTBOX_DIR (the API's $INVENTIV_STATE_DIR/outbox, where mails go
+// without SMTP): invites someone, accepts in a second browser profile (new
+// account), and checks that a `user` sees no admin module.
+//
+// With FULL=1 (needs the orchestrator and the mock provider, as `make run`
+// gives): waits for the deployment to reach progress 100 and `ready`,
+// streams a chat in the playground (time to first token, tokens/s, stop),
+// terminates the instance and archives it. OUTBOX_DIR defaults to
+// ../.local/outbox then.
+//
+// Other settings: CHROMIUM (default /usr/bin/chromium), SCREENSHOTS
+// (default screenshots/), DEPLOY_TIMEOUT_SECS (default 300), HEADED=1.
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const BASE_URL = (process.env.BASE_URL ?? 'http://127.0.0.1:8003').replace(/\/$/, '');
+const ADMIN_EMAIL = process.env.ADMIN_EMAIL ?? 'admin@inventiv.local';
+const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD;
+const FULL = process.env.FULL === '1';
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const SHOTS = resolve(process.env.SCREENSHOTS ?? join(here, '..', 'screenshots'));
+const OUTBOX = process.env.OUTBOX_DIR ?? (FULL ? resolve(here, '..', '..', '.local', 'outbox') : '');
+const DEPLOY_TIMEOUT = Number(process.env.DEPLOY_TIMEOUT_SECS ?? 300) * 1000;
+const RUN = Date.now().toString(36);
+
+if (!ADMIN_PASSWORD) {
+  console.error('e2e: set ADMIN_PASSWORD (and BASE_URL, ADMIN_EMAIL if not the defaults)');
+  process.exit(2);
+}
+
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+let shot = 0;
+const profiles = [];
+
+/** A fresh Chromium profile; console errors are collected per page. */
+async function openBrowser(name) {
+  const dir = mkdtempSync(join(tmpdir(), `inventiv-e2e-${name}-`));
+  profiles.push(dir);
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM,
+    headless: process.env.HEADED !== '1',
+    args: process.env.HEADED === '1' ? ARGS.filter((a) => a !== '--headless') : ARGS,
+    viewport: { width: 1440, height: 900 },
+    permissions: ['clipboard-read', 'clipboard-write'],
+    baseURL: BASE_URL,
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(15_000);
+  const errors = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') errors.push(`${name} console: ${msg.text()} (${msg.location().url})`);
+  });
+  page.on('pageerror', (err) => errors.push(`${name} exception: ${err.message}`));
+  page.on('dialog', (dialog) => void dialog.accept());
+  return { context, page, errors, name };
+}
+
+/**
+ * Runs one step; `allow` lists console errors the step expects (e.g. the
+ * browser's own "Failed to load resource" line for a 404 it asks for).
+ */
+async function step(b, title, fn, { allow = [] } = {}) {
+  const before = b.errors.length;
+  const started = Date.now();
+  try {
+    await fn();
+    const unexpected = b.errors.slice(before).filter((e) => !allow.some((re) => re.test(e)));
+    if (unexpected.length) throw new Error(`console errors:\n    ${unexpected.join('\n    ')}`);
+    passed += 1;
+    console.log(`ok   ${title} (${Date.now() - started} ms)`);
+  } catch (err) {
+    failed += 1;
+    console.log(`FAIL ${title}: ${err instanceof Error ? err.message : err}`);
+    await screenshot(b.page, `FAILED-${title}`).catch(() => undefined);
+  }
+  b.errors.length = before;
+}
+
+function skip(title, why) {
+  skipped += 1;
+  console.log(`skip ${title}: ${why}`);
+}
+
+async function screenshot(page, name) {
+  shot += 1;
+  const file = join(SHOTS, `${String(shot).padStart(2, '0')}-${name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.png`);
+  await page.evaluate(() => window.scrollTo(0, 0)).catch(() => undefined);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+/** Polls `check` until it returns a truthy value or the deadline passes. */
+async function until(what, check, timeoutMs = 15_000, everyMs = 250) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
+}
+
+async function heading(page, text) {
+  await page.getByRole('heading', { level: 1, name: text }).waitFor();
+}
+
+/** Visits a page of the app the way a person does: through its address. */
+async function visit(b, path, title, name) {
+  await b.page.goto(path);
+  await heading(b.page, title);
+  // Let the page's queries settle before the picture.
+  await b.page.waitForLoadState('networkidle').catch(() => undefined);
+  await b.page.getByRole('status', { name: /Loading/ }).waitFor({ state: 'detached' }).catch(() => undefined);
+  await screenshot(b.page, name);
+}
+
+async function login(page, email, password) {
+  await page.goto('/login');
+  await page.getByLabel('E-mail').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('heading', { level: 1, name: /^Hello/ }).waitFor();
+}
+
+/** The newest mail of the outbox whose text matches `re`; quoted-printable undone. */
+function lastMail(re) {
+  const files = readdirSync(OUTBOX)
+    .filter((f) => f.endsWith('.eml'))
+    .map((f) => join(OUTBOX, f))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  for (const f of files) {
+    const text = readFileSync(f, 'utf8').replace(/\r/g, '').replace(/=\n/g, '').replace(/=3D/g, '=');
+    if (re.test(text)) return text;
+  }
+  return null;
+}
+
+/** A separate API session (bearer token) working in the organization `org`. */
+async function apiSession(org) {
+  const call = async (token, method, path, body) => {
+    const response = await fetch(`${BASE_URL}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+    return response.status === 204 ? null : response.json();
+  };
+  const login = await fetch(`${BASE_URL}/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: ADMIN_EMAIL, password: ADMIN_PASSWORD }),
+  });
+  if (!login.ok) throw new Error(`login: ${login.status}`);
+  let { access_token: token } = await login.json();
+  const orgs = await call(token, 'GET', '/organizations');
+  const target = orgs.find((o) => o.name === org);
+  if (!target) throw new Error(`no organization ${org}`);
+  ({ access_token: token } = await call(token, 'PUT', '/organizations/current', { organization_id: target.id }));
+  return (method, path, body) => call(token, method, path, body);
+}
+
+async function switchOn(page, name) {
+  const toggle = page.getByRole('switch', { name });
+  await toggle.waitFor();
+  if (await toggle.isChecked()) return;
+  await toggle.click();
+  await until(`${name} on`, () => toggle.isChecked());
+}
+
+mkdirSync(SHOTS, { recursive: true });
+for (const f of readdirSync(SHOTS)) if (f.endsWith('.png')) rmSync(join(SHOTS, f));
+
+const admin = await openBrowser('admin');
+const { page } = admin;
+const orgName = `E2E ${RUN}`;
+const invitee = `e2e-${RUN}@example.com`;
+let instanceId = null;
+let modelId = 'Qwen/Qwen2.5-0.5B-Instruct';
+
+try {
+  await step(admin, 'login page', async () => {
+    await page.goto('/login');
+    await heading(page, 'Log in');
+    await screenshot(page, 'login');
+  });
+
+  await step(admin, 'wrong password is refused', async () => {
+    await page.getByLabel('E-mail').fill(ADMIN_EMAIL);
+    await page.getByLabel('Password').fill('not-the-password-at-all');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('alert').waitFor();
+  }, { allow: [/status of 401/] });
+
+  await step(admin, 'log in', async () => {
+    await login(page, ADMIN_EMAIL, ADMIN_PASSWORD);
+    await screenshot(page, 'dashboard-personal');
+  });
+
+  await step(admin, 'create an organization and switch to it', async () => {
+    await page.getByRole('button', { name: 'New organization' }).click();
+    const dialog = page.getByRole('dialog', { name: 'New organization' });
+    await dialog.getByLabel('Name', { exact: true }).fill(orgName);
+    await dialog.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('note', { name: 'Current workspace' }).getByText(orgName).waitFor();
+    await heading(page, /^Hello/);
+    const selected = await page.getByRole('combobox', { name: 'Organization' }).inputValue();
+    if (!selected) throw new Error('the switcher shows no organization');
+  });
+
+  await step(admin, 'organization page: color the workspace', async () => {
+    await visit(admin, '/organization', 'Organization', 'organization');
+    await page.getByLabel('Sidebar color').fill('#0e7490');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('Saved.').waitFor();
+    const banner = page.getByRole('note', { name: 'Current workspace' });
+    await until('the banner in the new color', async () =>
+      (await banner.evaluate((el) => getComputedStyle(el).backgroundColor)) === 'rgb(14, 116, 144)',
+    );
+    await screenshot(page, 'organization-colored');
+  });
+
+  await step(admin, 'dashboard', () => visit(admin, '/', /^Hello/, 'dashboard'));
+
+  await step(admin, 'catalog: activate the mock items', async () => {
+    await visit(admin, '/catalog', 'Catalog', 'catalog');
+    for (const item of ['Mock (local processes)', 'Mock zone 1', 'mock-1gpu-24g', 'Qwen2.5 0.5B Instruct']) {
+      await switchOn(page, `Technical activation of ${item}`);
+      await switchOn(page, `Economic activation of ${item}`);
+    }
+    await screenshot(page, 'catalog-activated');
+  });
+
+  await step(admin, 'instances: deploy through the dialog', async () => {
+    await visit(admin, '/instances', 'Instances', 'instances-empty');
+    await page.getByRole('button', { name: 'Deploy a model' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Deploy a model' });
+    await dialog.getByRole('combobox', { name: 'Provider' }).selectOption('mock');
+    await dialog.getByRole('combobox', { name: 'Zone' }).selectOption('mock-zone-1');
+    const typeSelect = dialog.getByRole('combobox', { name: 'Instance type' });
+    await until('the instance types', async () => (await typeSelect.locator('option').count()) > 1);
+    await typeSelect.selectOption((await typeSelect.locator('option', { hasText: 'mock-1gpu-24g' }).first().getAttribute('value')) ?? '');
+    const modelSelect = dialog.getByRole('combobox', { name: 'Model', exact: true });
+    await until('the compatible models', async () => (await modelSelect.locator('option', { hasText: 'Qwen2.5 0.5B' }).count()) > 0);
+    // The model is mandatory: no deploy without it.
+    if (await dialog.getByRole('button', { name: 'Deploy' }).isEnabled()) throw new Error('Deploy enabled without a model');
+    const option = modelSelect.locator('option', { hasText: 'Qwen2.5 0.5B' }).first();
+    await modelSelect.selectOption((await option.getAttribute('value')) ?? '');
+    await dialog.getByLabel('Name (optional)').fill(`e2e-${RUN}`);
+    await screenshot(page, 'deploy-dialog');
+    await dialog.getByRole('button', { name: 'Deploy' }).click();
+    await page.waitForURL(/\/instances\/[0-9a-f-]{36}$/);
+    instanceId = page.url().split('/').pop();
+    await heading(page, `e2e-${RUN}`);
+    await page.getByRole('progressbar', { name: 'Provisioning progress' }).waitFor();
+    await screenshot(page, 'instance-timeline');
+  });
+
+  if (FULL) {
+    await step(admin, 'deployment reaches progress 100 and ready, live', async () => {
+      // Still on the instance page opened by the deploy: record every value
+      // the progress bar shows, with no reload, until ready.
+      if (!page.url().endsWith(`/instances/${instanceId}`)) throw new Error('not on the new instance page');
+      await page.evaluate(() => {
+        window.__progress = [];
+        const tick = () => {
+          const v = document.querySelector('[role=progressbar]')?.getAttribute('aria-valuenow');
+          if (v !== undefined && v !== null && window.__progress.at(-1) !== Number(v)) window.__progress.push(Number(v));
+          window.__progressTimer = requestAnimationFrame(tick);
+        };
+        tick();
+      });
+      await until('progress 100', async () => (await page.evaluate(() => window.__progress.at(-1))) === 100, DEPLOY_TIMEOUT, 200);
+      await page.locator('.card').first().locator('.badge', { hasText: /^ready$/ }).waitFor({ timeout: DEPLOY_TIMEOUT });
+      const seen = await page.evaluate(() => window.__progress);
+      console.log(`     progress seen: ${seen.join(' → ')}`);
+      if (seen.length < 2) throw new Error(`the page never saw the progress move: ${seen.join(', ')}`);
+      await page.getByText(/^WORKER_|^PROVIDER_|^HEALTH_CHECK/).first().waitFor();
+      await screenshot(page, 'instance-ready');
+    });
+  }
+
+  await step(admin, 'instances table shows the new instance live', async () => {
+    await visit(admin, '/instances', 'Instances', 'instances');
+    await page.getByRole('link', { name: `e2e-${RUN}` }).waitFor();
+    await page.getByRole('progressbar', { name: `Progress of e2e-${RUN}` }).waitFor();
+    await page.getByText('● Live').waitFor();
+  });
+
+  await step(admin, 'instances table follows changes made elsewhere, live', async () => {
+    // Another client (a script with a bearer token) deploys and terminates;
+    // this page must show both without a reload, through the events stream.
+    const other = await apiSession(orgName);
+    const marker = await page.evaluate(() => (window.__e2eMarker = Math.random()));
+    const deployed = await other('POST', '/deployments', {
+      provider: 'mock',
+      zone: 'mock-zone-1',
+      instance_type: 'mock-1gpu-24g',
+      model_id: 'Qwen/Qwen2.5-0.5B-Instruct',
+      name: `e2e-live-${RUN}`,
+    });
+    const row = page.getByRole('row', { name: new RegExp(`e2e-live-${RUN}`) });
+    await row.waitFor();
+    await other('DELETE', `/instances/${deployed.id}`);
+    await row.getByText(/^terminat(ing|ed)$/).waitFor();
+    if ((await page.evaluate(() => window.__e2eMarker)) !== marker) throw new Error('the page was reloaded');
+    await screenshot(page, 'instances-live');
+  });
+
+  await step(admin, 'instances table: hide a column, and it stays hidden', async () => {
+    await page.getByText('Columns', { exact: true }).click();
+    await page.getByRole('checkbox', { name: 'Zone', exact: true }).uncheck();
+    await page.reload();
+    await heading(page, 'Instances');
+    await page.getByRole('table', { name: 'Instances' }).waitFor();
+    const headers = await page.getByRole('columnheader').allTextContents();
+    if (headers.some((h) => h.includes('Zone'))) throw new Error('the hidden column came back');
+    await page.getByText('Columns', { exact: true }).click();
+    await page.getByRole('checkbox', { name: 'Zone', exact: true }).check();
+    await page.getByText('Columns', { exact: true }).click();
+  });
+
+  if (FULL) {
+    await step(admin, 'playground streams a chat', async () => {
+      await visit(admin, '/playground', 'Playground', 'playground-empty');
+      await until('a ready model', async () => {
+        await page.reload();
+        await heading(page, 'Playground');
+        return (await page.locator('datalist option').count()) > 0;
+      }, 60_000, 2000);
+      modelId = (await page.locator('datalist option').first().getAttribute('value')) ?? modelId;
+      await page.getByLabel('Model', { exact: true }).fill(modelId);
+      await page.getByLabel('Message').fill('Say hello in five words.');
+      await page.getByRole('button', { name: 'Send' }).click();
+      const ttft = page.locator('.stats dd').first();
+      await until('the time to first token', async () => /ms$/.test((await ttft.textContent()) ?? ''), 60_000);
+      await page.locator('.message-assistant').first().waitFor();
+      await screenshot(page, 'playground-answer');
+    });
+
+    await step(admin, 'playground: stop a long answer', async () => {
+      await page.getByLabel('Max tokens').fill('4000');
+      await page.getByLabel('Message').fill('Count from 1 to 1000, one number a line.');
+      await page.getByRole('button', { name: 'Send' }).click();
+      // A fast engine (the mock one answers in microseconds) may finish
+      // before anyone can press Stop: then there is nothing to stop.
+      try {
+        await page.getByRole('button', { name: 'Stop' }).click({ timeout: 2_000 });
+        await page.getByRole('button', { name: 'Send' }).waitFor();
+        console.log('     stopped mid-answer');
+      } catch {
+        await page.getByRole('button', { name: 'Send' }).waitFor();
+        console.log('     the answer ended before Stop could be pressed (fast engine)');
+      }
+      if ((await page.getByRole('alert').count()) > 0) throw new Error(await page.getByRole('alert').first().textContent());
+    });
+  } else {
+    skip('deployment reaches progress 100; playground streaming', 'set FULL=1 against an API with its orchestrator');
+  }
+
+  await step(admin, 'playground page', async () => {
+    await visit(admin, '/playground', 'Playground', 'playground');
+    await page.getByRole('tab', { name: 'Python' }).click();
+    const code = await page.getByRole('tabpanel').textContent();
+    if (!code?.includes(`${BASE_URL}/v1`)) throw new Error('the snippet does not use the page origin + /v1');
+    await screenshot(page, 'playground-python');
+  });
+
+  await step(admin, 'API keys: create (shown once, copy) and revoke', async () => {
+    await visit(admin, '/keys', 'API keys', 'keys-empty');
+    await page.getByRole('button', { name: 'Create a key' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Create a key' });
+    await dialog.getByLabel('Name').fill(`e2e key ${RUN}`);
+    await dialog.getByLabel('Requests per minute (optional)').fill('60');
+    await dialog.getByRole('button', { name: 'Create' }).click();
+    const secret = page.getByLabel('New API key');
+    const key = await secret.inputValue();
+    if (!/^inv_[A-Za-z0-9]+_[A-Za-z0-9_-]+$/.test(key)) throw new Error(`unexpected key ${key}`);
+    await page.getByRole('region', { name: 'Your new key' }).getByRole('button', { name: 'Copy' }).click();
+    await page.getByRole('button', { name: 'Copied' }).waitFor();
+    await screenshot(page, 'keys-created');
+    const models = await fetch(`${BASE_URL}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+    if (models.status === 401) throw new Error('the new key is refused by /v1/models');
+    await page.getByRole('button', { name: 'I stored it' }).click();
+    await page.getByRole('button', { name: `Revoke e2e key ${RUN}` }).click();
+    await page.getByRole('row', { name: new RegExp(`e2e key ${RUN}`) }).getByText('revoked').waitFor();
+    const after = await fetch(`${BASE_URL}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+    if (after.status !== 401) throw new Error(`a revoked key still answers ${after.status}`);
+    await screenshot(page, 'keys-revoked');
+  });
+
+  await step(admin, 'members: invite someone', async () => {
+    await visit(admin, '/members', 'Members', 'members');
+    const form = page.getByRole('form', { name: 'Invite someone' });
+    await form.getByLabel('E-mail to invite').fill(invitee);
+    await form.getByRole('combobox', { name: 'Role' }).selectOption('user');
+    await form.getByRole('button', { name: 'Invite' }).click();
+    await page.getByText(`Invitation sent to ${invitee}.`).waitFor();
+    await page.getByRole('row', { name: new RegExp(invitee) }).waitFor();
+    await screenshot(page, 'members-invited');
+  });
+
+  if (OUTBOX) {
+    const user = await openBrowser('invitee');
+    try {
+      await step(user, 'invitee accepts in a second browser and becomes a user', async () => {
+        const mail = await until('the invitation mail', () => lastMail(new RegExp(`To: ${invitee.replace(/[.+]/g, '\\$&')}`)), 15_000);
+        const token = /\/invitations\/([A-Za-z0-9_-]+)/.exec(mail)?.[1];
+        if (!token) throw new Error('no invitation link in the mail');
+        await user.page.goto(`/invitations/${token}`);
+        await heading(user.page, `Join ${orgName}`);
+        await screenshot(user.page, 'invitation');
+        await user.page.getByLabel('Your name').fill('E2E Invitee');
+        await user.page.getByLabel('Choose a password').fill(`e2e-password-${RUN}`);
+        await user.page.getByRole('button', { name: 'Create my account and join' }).click();
+        await user.page.getByRole('heading', { level: 1, name: /^Hello/ }).waitFor();
+        await user.page.getByRole('note', { name: 'Current workspace' }).getByText(orgName).waitFor();
+      });
+
+      await step(user, 'a user sees no admin module', async () => {
+        const nav = user.page.getByRole('navigation', { name: 'Main' });
+        for (const hidden of ['Members', 'Catalog']) {
+          if ((await nav.getByRole('link', { name: hidden }).count()) > 0) throw new Error(`a user sees ${hidden}`);
+        }
+        await screenshot(user.page, 'user-dashboard');
+        await user.page.goto('/instances');
+        await heading(user.page, 'Instances');
+        await user.page.getByRole('link', { name: `e2e-${RUN}` }).waitFor();
+        if ((await user.page.getByRole('button', { name: 'Deploy a model' }).count()) > 0) throw new Error('a user can deploy');
+        if ((await user.page.getByRole('button', { name: /^Terminate/ }).count()) > 0) throw new Error('a user can terminate');
+        await screenshot(user.page, 'user-instances');
+      });
+    } finally {
+      await user.context.close();
+    }
+  } else {
+    skip('invitation acceptance and the user-role check', 'set OUTBOX_DIR to the API state dir outbox (FULL=1 uses ../.local/outbox)');
+  }
+
+  await step(admin, 'instance: terminate', async () => {
+    await page.goto(`/instances/${instanceId}`);
+    await heading(page, `e2e-${RUN}`);
+    await page.getByRole('button', { name: 'Terminate' }).click();
+    await until('terminating', async () => (await page.locator('.card').first().textContent())?.includes('terminat'));
+    await screenshot(page, 'instance-terminating');
+  });
+
+  if (FULL) {
+    await step(admin, 'instance: terminated, then archived', async () => {
+      await page.getByRole('button', { name: 'Archive' }).waitFor({ timeout: DEPLOY_TIMEOUT });
+      await page.getByRole('button', { name: 'Archive' }).click();
+      await page.waitForURL(/\/instances$/);
+      await heading(page, 'Instances');
+    });
+  }
+
+  await step(admin, 'public pages', async () => {
+    await visit(admin, '/forgot-password', 'Reset your password', 'forgot-password');
+    await visit(admin, '/reset-password?token=not-a-real-token', 'Choose a new password', 'reset-password');
+    await page.goto('/invitations/not-a-real-token');
+    await page.getByText('This invitation link is not valid').waitFor();
+    await screenshot(page, 'invitation-invalid');
+  }, { allow: [/status of 404/] });
+
+  await step(admin, 'unknown page', () => visit(admin, '/no-such-page', 'Page not found', 'not-found'));
+
+  await step(admin, 'log out', async () => {
+    await page.goto('/');
+    await heading(page, /^Hello/);
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await heading(page, 'Log in');
+    await page.goto('/keys');
+    await heading(page, 'Log in');
+    if (!page.url().includes('next=%2Fkeys')) throw new Error(`no way back after login: ${page.url()}`);
+  }, { allow: [/status of 401/] });
+} finally {
+  await admin.context.close();
+  for (const dir of profiles) rmSync(dir, { recursive: true, force: true });
+}
+
+console.log(`\nscreenshots: ${SHOTS}`);
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,49 @@
+// The routes: public pages (login, password reset, invitations) and the
+// logged-in ones inside the layout.
+import { Link, Route, Routes } from 'react-router';
+import { ForgotPasswordPage } from '../auth/ForgotPasswordPage';
+import { LoginPage } from '../auth/LoginPage';
+import { ResetPasswordPage } from '../auth/ResetPasswordPage';
+import { CatalogPage } from '../catalog/CatalogPage';
+import { DashboardPage } from '../dashboard/DashboardPage';
+import { InstancePage } from '../instances/InstancePage';
+import { InstancesPage } from '../instances/InstancesPage';
+import { AcceptInvitationPage } from '../invitations/AcceptInvitationPage';
+import { ApiKeysPage } from '../keys/ApiKeysPage';
+import { MembersPage } from '../organizations/MembersPage';
+import { OrganizationPage } from '../organizations/OrganizationPage';
+import { PlaygroundPage } from '../playground/PlaygroundPage';
+import { Layout } from './Layout';
+
+export function App() {
+  return (
+    <Routes>
+      <Route path="/login" element={<LoginPage />} />
+      <Route path="/forgot-password" element={<ForgotPasswordPage />} />
+      <Route path="/reset-password" element={<ResetPasswordPage />} />
+      <Route path="/invitations/:token" element={<AcceptInvitationPage />} />
+      <Route element={<Layout />}>
+        <Route index element={<DashboardPage />} />
+        <Route path="/instances" element={<InstancesPage />} />
+        <Route path="/instances/:id" element={<InstancePage />} />
+        <Route path="/keys" element={<ApiKeysPage />} />
+        <Route path="/playground" element={<PlaygroundPage />} />
+        <Route path="/catalog" element={<CatalogPage />} />
+        <Route path="/members" element={<MembersPage />} />
+        <Route path="/organization" element={<OrganizationPage />} />
+        <Route path="*" element={<NotFound />} />
+      </Route>
+    </Routes>
+  );
+}
+
+function NotFound() {
+  return (
+    <section>
+      <h1>Page not found</h1>
+      <p>
+        <Link to="/">Back to the dashboard</Link>
+      </p>
+    </section>
+  );
+}

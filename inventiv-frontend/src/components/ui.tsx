@@ -1,0 +1,147 @@
+// Small shared pieces of UI: page headers, labelled fields, error and empty
+// states, status badges, dates.
+import { useEffect, useId, type InputHTMLAttributes, type ReactNode, type SelectHTMLAttributes } from 'react';
+import { errorMessage } from '../api/client';
+
+export function usePageTitle(title: string) {
+  useEffect(() => {
+    document.title = `${title} · Inventiv Agents`;
+  }, [title]);
+}
+
+export function PageHeader({ title, children }: { title: string; children?: ReactNode }) {
+  usePageTitle(title);
+  return (
+    <div className="page-header">
+      <h1>{title}</h1>
+      {children ? <div className="page-actions">{children}</div> : null}
+    </div>
+  );
+}
+
+export function Card({ title, children, actions }: { title?: string; children: ReactNode; actions?: ReactNode }) {
+  return (
+    <section className="card" aria-label={title}>
+      {title || actions ? (
+        <div className="card-header">
+          {title ? <h2>{title}</h2> : <span />}
+          {actions}
+        </div>
+      ) : null}
+      {children}
+    </section>
+  );
+}
+
+type FieldProps = InputHTMLAttributes<HTMLInputElement> & { label: string; hint?: ReactNode };
+
+export function Field({ label, hint, id, ...input }: FieldProps) {
+  const generated = useId();
+  const inputId = id ?? generated;
+  const hintId = hint ? `${inputId}-hint` : undefined;
+  return (
+    <div className="field">
+      <label htmlFor={inputId}>{label}</label>
+      <input id={inputId} aria-describedby={hintId} {...input} />
+      {hint ? (
+        <small id={hintId} className="hint">
+          {hint}
+        </small>
+      ) : null}
+    </div>
+  );
+}
+
+type SelectProps = SelectHTMLAttributes<HTMLSelectElement> & { label: string; children: ReactNode; hint?: ReactNode };
+
+export function SelectField({ label, id, children, hint, ...select }: SelectProps) {
+  const generated = useId();
+  const selectId = id ?? generated;
+  const hintId = hint ? `${selectId}-hint` : undefined;
+  return (
+    <div className="field">
+      <label htmlFor={selectId}>{label}</label>
+      <select id={selectId} aria-describedby={hintId} {...select}>
+        {children}
+      </select>
+      {hint ? (
+        <small id={hintId} className="hint">
+          {hint}
+        </small>
+      ) : null}
+    </div>
+  );
+}
+
+export function ErrorMessage({ error }: { error: unknown }) {
+  if (!error) return null;
+  return (
+    <p className="error" role="alert">
+      {errorMessage(error)}
+    </p>
+  );
+}
+
+export function Loading({ label = 'Loading…' }: { label?: string }) {
+  return (
+    <p className="muted" role="status">
+      {label}
+    </p>
+  );
+}
+
+export function Empty({ children }: { children: ReactNode }) {
+  return <p className="empty">{children}</p>;
+}
+
+const STATUS_TONE: Record<string, string> = {
+  ready: 'ok',
+  active: 'ok',
+  accepted: 'ok',
+  success: 'ok',
+  provisioning: 'busy',
+  booting: 'busy',
+  installing: 'busy',
+  starting: 'busy',
+  in_progress: 'busy',
+  draining: 'warn',
+  terminating: 'warn',
+  pending: 'warn',
+  inactive: 'warn',
+  terminated: 'off',
+  archived: 'off',
+  revoked: 'off',
+  expired: 'off',
+  provisioning_failed: 'bad',
+  startup_failed: 'bad',
+  worker_dead: 'bad',
+  failed: 'bad',
+  error: 'bad',
+};
+
+export function StatusBadge({ status }: { status: string }) {
+  return <span className={`badge badge-${STATUS_TONE[status] ?? 'off'}`}>{status.replace(/_/g, ' ')}</span>;
+}
+
+export function ProgressBar({ value, label }: { value: number; label: string }) {
+  const v = Math.max(0, Math.min(100, Math.round(value)));
+  return (
+    <div className="progress" role="progressbar" aria-label={label} aria-valuemin={0} aria-valuemax={100} aria-valuenow={v}>
+      <div className="progress-fill" style={{ width: `${v}%` }} />
+      <span className="progress-text">{v}%</span>
+    </div>
+  );
+}
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+export function formatDate(value: string | null | undefined): string {
+  if (!value) return '—';
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? value : dateFormat.format(d);
+}
+
+export function DateText({ value }: { value: string | null | undefined }) {
+  if (!value) return <span className="muted">—</span>;
+  return <time dateTime={value}>{formatDate(value)}</time>;
+}

@@ -1,0 +1,191 @@
+// One instance: its live status and progress, the actions on it, its
+// action-log timeline (the provisioning milestones) and status history.
+import { useQuery } from '@tanstack/react-query';
+import { Link, useNavigate, useParams } from 'react-router';
+import { ApiError } from '../api/client';
+import type { ActionLogEntry } from '../api/types';
+import { useCan } from '../auth/useMe';
+import { Card, DateText, Empty, ErrorMessage, Loading, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
+import { allowedActions, instanceKeys, useInstance, useInstanceAction, useInstanceActions, useInstanceHistory } from './api';
+import type { Heartbeat } from './liveEvents';
+
+function duration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return '';
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+export function InstancePage() {
+  const { id = '' } = useParams();
+  const navigate = useNavigate();
+  const instance = useInstance(id);
+  const actions = useInstanceActions(id);
+  const history = useInstanceHistory(id);
+  const heartbeat = useQuery<Heartbeat | null>({ queryKey: instanceKeys.heartbeat(id), queryFn: () => null, staleTime: Infinity });
+  const canManage = useCan('ManageInstances');
+  const act = useInstanceAction();
+
+  if (instance.isPending) return <Loading />;
+  if (instance.isError) {
+    return (
+      <>
+        <PageHeader title="Instance" />
+        {instance.error instanceof ApiError && instance.error.status === 404 ? <p>No such instance in this organization.</p> : <ErrorMessage error={instance.error} />}
+        <Link to="/instances">Back to instances</Link>
+      </>
+    );
+  }
+  const i = instance.data;
+  const hb = heartbeat.data;
+  return (
+    <>
+      <PageHeader title={i.name}>
+        <Link to="/instances" className="button">
+          All instances
+        </Link>
+        {canManage
+          ? allowedActions(i.status).map((a) => (
+              <button
+                key={a}
+                type="button"
+                className={a === 'terminate' ? 'button button-danger' : 'button'}
+                disabled={act.isPending}
+                onClick={() => {
+                  if (a !== 'terminate' || window.confirm(`Terminate ${i.name}?`))
+                    act.mutate({ id: i.id, action: a }, { onSuccess: (r) => r.status === 'archived' && navigate('/instances') });
+                }}
+              >
+                {a[0]?.toUpperCase() + a.slice(1)}
+              </button>
+            ))
+          : null}
+      </PageHeader>
+      <ErrorMessage error={act.error} />
+      <div className="grid">
+        <Card title="Status">
+          <p>
+            <StatusBadge status={i.status} />
+          </p>
+          <ProgressBar value={i.progress} label="Provisioning progress" />
+          {i.error_code ? (
+            <p className="error">
+              {i.error_code}: {i.error_message}
+            </p>
+          ) : null}
+          <dl className="facts">
+            <dt>Worker</dt>
+            <dd>{i.worker_status ?? '—'}</dd>
+            <dt>Last heartbeat</dt>
+            <dd>
+              <DateText value={i.last_heartbeat_at} />
+            </dd>
+            {hb ? (
+              <>
+                <dt>Engine</dt>
+                <dd>
+                  {hb.engine_ready ? 'ready' : 'not ready'}, {hb.requests_running ?? 0} running, {hb.requests_waiting ?? 0} waiting
+                </dd>
+                {hb.gpus?.map((g) => (
+                  <div key={g.index} className="fact-row">
+                    <dt>GPU {g.index}</dt>
+                    <dd>
+                      {Math.round(g.utilization_pct)}% · {Math.round(g.memory_used_mib)}/{Math.round(g.memory_total_mib)} MiB
+                    </dd>
+                  </div>
+                ))}
+              </>
+            ) : null}
+          </dl>
+        </Card>
+        <Card title="Details">
+          <dl className="facts">
+            <dt>Model</dt>
+            <dd>{i.model_id}</dd>
+            <dt>Where</dt>
+            <dd>
+              {i.provider} / {i.zone} / {i.instance_type} ({i.mode})
+            </dd>
+            <dt>Address</dt>
+            <dd>{i.ip_address ?? '—'}</dd>
+            <dt>Price</dt>
+            <dd>{i.price_eur_per_hour ? `${i.price_eur_per_hour} €/h` : '—'}</dd>
+            <dt>Cost so far</dt>
+            <dd>{i.cost_so_far_eur} €</dd>
+            <dt>Created</dt>
+            <dd>
+              <DateText value={i.created_at} />
+            </dd>
+            <dt>Agent</dt>
+            <dd>
+              {i.worker_agent_version ?? '—'}
+              {i.agent_version_mismatch ? ' (outdated)' : ''}
+            </dd>
+          </dl>
+        </Card>
+      </div>
+      <Card title="Timeline">
+        {actions.isPending ? <Loading /> : actions.isError ? <ErrorMessage error={actions.error} /> : <Timeline entries={actions.data} />}
+      </Card>
+      <Card title="Status history">
+        {history.isPending ? (
+          <Loading />
+        ) : history.isError ? (
+          <ErrorMessage error={history.error} />
+        ) : history.data.length === 0 ? (
+          <Empty>No change yet.</Empty>
+        ) : (
+          <table className="simple-table" aria-label="Status history">
+            <thead>
+              <tr>
+                <th scope="col">When</th>
+                <th scope="col">From</th>
+                <th scope="col">To</th>
+                <th scope="col">By</th>
+                <th scope="col">Error</th>
+              </tr>
+            </thead>
+            <tbody>
+              {history.data.map((h, n) => (
+                <tr key={n}>
+                  <td>
+                    <DateText value={h.at} />
+                  </td>
+                  <td>{h.from_status}</td>
+                  <td>
+                    <StatusBadge status={h.to_status} />
+                  </td>
+                  <td>{h.actor}</td>
+                  <td>{h.error_code ? `${h.error_code}: ${h.error_message ?? ''}` : ''}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </Card>
+    </>
+  );
+}
+
+function Timeline({ entries }: { entries: ActionLogEntry[] }) {
+  if (entries.length === 0) return <Empty>No step yet: the orchestrator has not picked this instance up.</Empty>;
+  return (
+    <ol className="timeline">
+      {entries.map((e) => (
+        <li key={e.id} className={`timeline-item timeline-${e.status}`}>
+          <span className="timeline-dot" aria-hidden="true" />
+          <div>
+            <strong>{e.action_type}</strong> <StatusBadge status={e.status} /> <span className="muted">{duration(e.duration_ms)}</span>
+            <div className="muted small">
+              <DateText value={e.started_at} />
+              {e.request_id ? ` · request ${e.request_id}` : ''}
+            </div>
+            {e.error_code ? (
+              <div className="error small">
+                {e.error_code}: {e.error_message}
+              </div>
+            ) : null}
+          </div>
+        </li>
+      ))}
+    </ol>
+  );
+}

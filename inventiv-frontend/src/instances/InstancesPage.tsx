@@ -1,0 +1,132 @@
+// The organization's instances, live: status and progress move as the
+// orchestrator works (events stream → query cache → this table).
+import { useMemo, useState } from 'react';
+import { Link } from 'react-router';
+import type { ColumnDef } from '@tanstack/react-table';
+import type { Instance } from '../api/types';
+import { useLiveState } from '../app/Layout';
+import { useCan } from '../auth/useMe';
+import { DataTable } from '../components/DataTable';
+import { DateText, ErrorMessage, Loading, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
+import { allowedActions, useArchivedInstances, useInstanceAction, useInstances, type InstanceAction } from './api';
+import { DeployDialog } from './DeployDialog';
+
+const ACTION_LABEL: Record<InstanceAction, string> = { terminate: 'Terminate', reinstall: 'Reinstall', archive: 'Archive' };
+
+export function InstancesPage() {
+  const instances = useInstances();
+  const canManage = useCan('ManageInstances');
+  const live = useLiveState();
+  const [deploying, setDeploying] = useState(false);
+  const [showArchived, setShowArchived] = useState(false);
+  const archived = useArchivedInstances(showArchived);
+  const action = useInstanceAction();
+
+  const columns = useMemo<ColumnDef<Instance>[]>(() => {
+    const cols: ColumnDef<Instance>[] = [
+      {
+        id: 'name',
+        accessorKey: 'name',
+        header: 'Name',
+        size: 200,
+        cell: ({ row }) => <Link to={`/instances/${row.original.id}`}>{row.original.name}</Link>,
+      },
+      { id: 'status', accessorKey: 'status', header: 'Status', size: 150, cell: ({ getValue }) => <StatusBadge status={getValue<string>()} /> },
+      {
+        id: 'progress',
+        accessorKey: 'progress',
+        header: 'Progress',
+        size: 160,
+        cell: ({ row }) => <ProgressBar value={row.original.progress} label={`Progress of ${row.original.name}`} />,
+      },
+      { id: 'model_id', accessorKey: 'model_id', header: 'Model', size: 240 },
+      { id: 'provider', accessorKey: 'provider', header: 'Provider', size: 120 },
+      { id: 'zone', accessorKey: 'zone', header: 'Zone', size: 120 },
+      { id: 'instance_type', accessorKey: 'instance_type', header: 'Type', size: 140 },
+      { id: 'worker_status', accessorKey: 'worker_status', header: 'Worker', size: 100, cell: ({ getValue }) => getValue<string | null>() ?? '—' },
+      {
+        id: 'last_heartbeat_at',
+        accessorKey: 'last_heartbeat_at',
+        header: 'Last heartbeat',
+        size: 190,
+        cell: ({ getValue }) => <DateText value={getValue<string | null>()} />,
+      },
+      {
+        id: 'cost_so_far_eur',
+        accessorFn: (i) => Number(i.cost_so_far_eur),
+        header: 'Cost (EUR)',
+        size: 110,
+        cell: ({ row }) => row.original.cost_so_far_eur,
+      },
+      { id: 'ip_address', accessorKey: 'ip_address', header: 'Address', size: 130, cell: ({ getValue }) => getValue<string | null>() ?? '—' },
+      { id: 'created_at', accessorKey: 'created_at', header: 'Created', size: 190, cell: ({ getValue }) => <DateText value={getValue<string>()} /> },
+    ];
+    if (canManage) {
+      cols.push({
+        id: 'actions',
+        header: 'Actions',
+        size: 200,
+        enableSorting: false,
+        cell: ({ row }) => {
+          const i = row.original;
+          return (
+            <span className="row-actions">
+              {allowedActions(i.status).map((a) => (
+                <button
+                  key={a}
+                  type="button"
+                  className={a === 'terminate' ? 'button button-small button-danger' : 'button button-small'}
+                  aria-label={`${ACTION_LABEL[a]} ${i.name}`}
+                  disabled={action.isPending}
+                  onClick={() => {
+                    if (a !== 'terminate' || window.confirm(`Terminate ${i.name}? Its server and volumes are deleted.`)) action.mutate({ id: i.id, action: a });
+                  }}
+                >
+                  {ACTION_LABEL[a]}
+                </button>
+              ))}
+            </span>
+          );
+        },
+      });
+    }
+    return cols;
+  }, [canManage, action]);
+
+  return (
+    <>
+      <PageHeader title="Instances">
+        <span className={`live-label live-${live}`} role="status">
+          {live === 'live' ? '● Live' : live === 'offline' ? 'Offline' : 'Connecting…'}
+        </span>
+        {canManage ? (
+          <button type="button" className="button button-primary" onClick={() => setDeploying(true)}>
+            Deploy a model
+          </button>
+        ) : null}
+      </PageHeader>
+      <ErrorMessage error={action.error} />
+      {instances.isPending ? (
+        <Loading />
+      ) : instances.isError ? (
+        <ErrorMessage error={instances.error} />
+      ) : (
+        <DataTable
+          id="instances"
+          label="Instances"
+          columns={columns}
+          data={showArchived ? [...instances.data, ...(archived.data ?? [])] : instances.data}
+          getRowId={(i) => i.id}
+          defaults={{ sorting: [{ id: 'created_at', desc: true }], columnVisibility: { ip_address: false, cost_so_far_eur: false } }}
+          empty={canManage ? 'No instance yet: deploy a model.' : 'No instance yet.'}
+          toolbar={
+            <label className="checkbox">
+              <input type="checkbox" checked={showArchived} onChange={(e) => setShowArchived(e.target.checked)} /> Show archived
+            </label>
+          }
+        />
+      )}
+      {canManage ? <DeployDialog open={deploying} onClose={() => setDeploying(false)} /> : null}
+    </>
+  );
+}

@@ -1,0 +1,168 @@
+import { act, renderHook } from '@testing-library/react';
+import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
+import type { ReactNode } from 'react';
+import type { Instance } from '../api/types';
+import { instanceKeys } from './api';
+import { useLiveEvents, type EventSourceLike } from './liveEvents';
+
+/** An EventSource the test drives by hand. */
+class FakeEventSource implements EventSourceLike {
+  static opened: FakeEventSource[] = [];
+  readyState = 0;
+  closed = false;
+  onopen: EventSourceLike['onopen'] = null;
+  onerror: EventSourceLike['onerror'] = null;
+  private listeners = new Map<string, ((e: MessageEvent) => void)[]>();
+  constructor(readonly url: string) {
+    FakeEventSource.opened.push(this);
+  }
+  addEventListener(type: string, listener: (e: MessageEvent) => void) {
+    this.listeners.set(type, [...(this.listeners.get(type) ?? []), listener]);
+  }
+  close() {
+    this.closed = true;
+    this.readyState = 2;
+  }
+  open() {
+    this.readyState = 1;
+    this.onopen?.call(this as unknown as EventSource, new Event('open'));
+  }
+  emit(type: string, data: unknown) {
+    const event = new MessageEvent(type, { data: JSON.stringify(data) });
+    for (const l of this.listeners.get(type) ?? []) l(event);
+  }
+  fail(readyState: number) {
+    this.readyState = readyState;
+    this.onerror?.call(this as unknown as EventSource, new Event('error'));
+  }
+}
+
+function instance(id: string, status = 'provisioning', progress = 0): Instance {
+  return {
+    id,
+    name: `node-${id}`,
+    provider: 'mock',
+    zone: 'mock-zone-1',
+    instance_type: 'mock-1gpu-24g',
+    model_id: 'Qwen/Qwen2.5-0.5B-Instruct',
+    mode: 'mono',
+    status,
+    progress,
+    cost_so_far_eur: '0.0000',
+    agent_version_mismatch: false,
+    created_at: '2026-11-23T10:00:00Z',
+    updated_at: '2026-11-23T10:00:00Z',
+  };
+}
+
+function setup(scope = 'org-1') {
+  FakeEventSource.opened = [];
+  const client = new QueryClient({ defaultOptions: { queries: { retry: false } } });
+  const wrapper = ({ children }: { children: ReactNode }) => <QueryClientProvider client={client}>{children}</QueryClientProvider>;
+  const factory = (url: string) => new FakeEventSource(url);
+  const hook = renderHook(({ s }) => useLiveEvents(s, factory), { wrapper, initialProps: { s: scope } });
+  return { client, hook, source: () => FakeEventSource.opened.at(-1)! };
+}
+
+describe('useLiveEvents', () => {
+  it('opens the stream of the organization and reports when it is live', () => {
+    const { hook, source } = setup();
+    expect(source().url).toBe('/events/stream');
+    expect(hook.result.current).toBe('connecting');
+    act(() => source().open());
+    expect(hook.result.current).toBe('live');
+  });
+
+  it('fills the cache from the snapshot, then applies updates and heartbeats', () => {
+    const { client, source } = setup();
+    act(() => {
+      source().open();
+      source().emit('snapshot', { type: 'snapshot', instances: [instance('a'), instance('b', 'ready', 100)] });
+    });
+    expect(client.getQueryData<Instance[]>(instanceKeys.list)?.map((i) => [i.id, i.status, i.progress])).toEqual([
+      ['a', 'provisioning', 0],
+      ['b', 'ready', 100],
+    ]);
+    expect(client.getQueryData<Instance>(instanceKeys.one('a'))?.status).toBe('provisioning');
+
+    act(() => {
+      source().emit('instance.updated', { type: 'instance.updated', instance_id: 'a', status: 'booting', progress: 35 });
+      source().emit('instance.updated', { type: 'instance.updated', instance_id: 'a', status: 'installing', progress: 60 });
+    });
+    const a = client.getQueryData<Instance[]>(instanceKeys.list)?.find((i) => i.id === 'a');
+    expect([a?.status, a?.progress]).toEqual(['installing', 60]);
+    expect(client.getQueryData<Instance>(instanceKeys.one('a'))?.progress).toBe(60);
+    // The other instance is untouched.
+    expect(client.getQueryData<Instance[]>(instanceKeys.list)?.find((i) => i.id === 'b')?.progress).toBe(100);
+
+    act(() => source().emit('worker.heartbeat', { type: 'worker.heartbeat', instance_id: 'b', worker_status: 'ready', engine_ready: true }));
+    const b = client.getQueryData<Instance[]>(instanceKeys.list)?.find((i) => i.id === 'b');
+    expect(b?.worker_status).toBe('ready');
+    expect(b?.last_heartbeat_at).toBeTruthy();
+    expect(client.getQueryData<{ engine_ready: boolean }>(instanceKeys.heartbeat('b'))?.engine_ready).toBe(true);
+  });
+
+  it('refetches the list for an instance it does not know, and drops archived ones', () => {
+    const { client, source } = setup();
+    act(() => source().emit('snapshot', { instances: [instance('a', 'terminated', 100)] }));
+    const invalidate = vi.spyOn(client, 'invalidateQueries');
+    act(() => source().emit('instance.updated', { instance_id: 'new', status: 'provisioning', progress: 0 }));
+    expect(invalidate).toHaveBeenCalledWith({ queryKey: instanceKeys.list, exact: true });
+
+    act(() => source().emit('instance.updated', { instance_id: 'a', status: 'archived', progress: 100 }));
+    expect(client.getQueryData<Instance[]>(instanceKeys.list)).toEqual([]);
+  });
+
+  it('patches progress in place and refetches the full rows on a status change', () => {
+    const { client, source } = setup();
+    act(() => source().emit('snapshot', { instances: [instance('a', 'booting', 10)] }));
+    const invalidate = vi.spyOn(client, 'invalidateQueries');
+    act(() => source().emit('instance.updated', { instance_id: 'a', status: 'booting', progress: 25 }));
+    expect(invalidate).not.toHaveBeenCalledWith({ queryKey: instanceKeys.list, exact: true });
+    act(() => source().emit('instance.updated', { instance_id: 'a', status: 'installing', progress: 50 }));
+    expect(invalidate).toHaveBeenCalledWith({ queryKey: instanceKeys.list, exact: true });
+    expect(invalidate).toHaveBeenCalledWith({ queryKey: instanceKeys.one('a'), exact: true });
+  });
+
+  it('ignores malformed events', () => {
+    const { client, source } = setup();
+    act(() => source().emit('snapshot', { instances: [instance('a')] }));
+    const listeners = (source() as unknown as { listeners: Map<string, ((e: MessageEvent) => void)[]> }).listeners;
+    act(() => listeners.get('instance.updated')?.forEach((l) => l(new MessageEvent('instance.updated', { data: 'not json' }))));
+    expect(client.getQueryData<Instance[]>(instanceKeys.list)?.[0]?.status).toBe('provisioning');
+  });
+
+  it('refreshes the session and reconnects when the stream is closed by an error', async () => {
+    vi.useFakeTimers();
+    try {
+      const fetchMock = vi.fn(async () => new Response(JSON.stringify({ access_token: 't', expires_in: 900 }), { status: 200 }));
+      vi.stubGlobal('fetch', fetchMock);
+      const { hook, source } = setup();
+      const first = source();
+      act(() => first.fail(2));
+      expect(hook.result.current).toBe('reconnecting');
+      expect(first.closed).toBe(true);
+      await act(async () => {
+        await vi.advanceTimersByTimeAsync(1500);
+      });
+      expect(fetchMock).toHaveBeenCalledWith('/auth/refresh', expect.objectContaining({ method: 'POST' }));
+      expect(FakeEventSource.opened).toHaveLength(2);
+      act(() => source().open());
+      expect(hook.result.current).toBe('live');
+    } finally {
+      vi.useRealTimers();
+      vi.unstubAllGlobals();
+    }
+  });
+
+  it('reconnects when the organization changes and closes on unmount', () => {
+    const { hook, source } = setup('org-1');
+    const first = source();
+    hook.rerender({ s: 'org-2' });
+    expect(first.closed).toBe(true);
+    expect(FakeEventSource.opened).toHaveLength(2);
+    const second = source();
+    hook.unmount();
+    expect(second.closed).toBe(true);
+  });
+});

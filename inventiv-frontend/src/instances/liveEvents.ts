@@ -1,0 +1,182 @@
+// The dashboard's live view: one EventSource on GET /events/stream per
+// current organization, whose events are written into the query cache
+// (`snapshot` replaces the instance list, `instance.updated` and
+// `worker.heartbeat` patch one row), so every page showing instances is live.
+import { useEffect, useState } from 'react';
+import { useQueryClient, type QueryClient } from '@tanstack/react-query';
+import { refreshSession } from '../api/client';
+import type { Instance } from '../api/types';
+import { meKey } from '../auth/useMe';
+import { instanceKeys } from './api';
+
+/** What the hook needs of an EventSource (a fake one in tests). */
+export interface EventSourceLike {
+  readonly readyState: number;
+  onopen: ((this: EventSource, ev: Event) => unknown) | null;
+  onerror: ((this: EventSource, ev: Event) => unknown) | null;
+  addEventListener(type: string, listener: (event: MessageEvent) => void): void;
+  close(): void;
+}
+
+export type EventSourceFactory = (url: string) => EventSourceLike;
+
+export const defaultEventSource: EventSourceFactory = (url) =>
+  new EventSource(url, { withCredentials: true }) as unknown as EventSourceLike;
+
+export type LiveState = 'connecting' | 'live' | 'reconnecting' | 'offline';
+
+const CLOSED = 2;
+
+export interface Heartbeat {
+  at: string;
+  worker_status?: string;
+  engine_ready?: boolean;
+  requests_running?: number;
+  requests_waiting?: number;
+  gpus?: { index: number; utilization_pct: number; memory_used_mib: number; memory_total_mib: number }[] | null;
+  system?: { cpu_pct: number; memory_used_mib: number; memory_total_mib: number } | null;
+}
+
+function patchInstance(client: QueryClient, id: string, patch: (i: Instance) => Instance): boolean {
+  let found = false;
+  client.setQueryData<Instance[]>(instanceKeys.list, (list) =>
+    list?.map((i) => {
+      if (i.id !== id) return i;
+      found = true;
+      return patch(i);
+    }),
+  );
+  client.setQueryData<Instance>(instanceKeys.one(id), (one) => (one ? patch(one) : one));
+  return found;
+}
+
+/** Applies one event of the stream to the cache. */
+export function applyEvent(client: QueryClient, type: string, data: unknown): void {
+  const event = (data ?? {}) as Record<string, unknown>;
+  switch (type) {
+    case 'snapshot': {
+      const instances = (event.instances ?? []) as Instance[];
+      client.setQueryData<Instance[]>(instanceKeys.list, instances);
+      for (const instance of instances) client.setQueryData(instanceKeys.one(instance.id), instance);
+      return;
+    }
+    case 'instance.updated': {
+      const id = String(event.instance_id ?? '');
+      if (!id) return;
+      const status = typeof event.status === 'string' ? event.status : undefined;
+      const progress = typeof event.progress === 'number' ? event.progress : undefined;
+      const now = new Date().toISOString();
+      const before =
+        client.getQueryData<Instance>(instanceKeys.one(id)) ??
+        client.getQueryData<Instance[]>(instanceKeys.list)?.find((i) => i.id === id);
+      const found = patchInstance(client, id, (i) => ({
+        ...i,
+        status: status ?? i.status,
+        progress: progress ?? i.progress,
+        updated_at: now,
+      }));
+      if (status === 'archived') {
+        client.setQueryData<Instance[]>(instanceKeys.list, (list) => list?.filter((i) => i.id !== id));
+        void client.invalidateQueries({ queryKey: instanceKeys.archived });
+      } else if (!found || (status !== undefined && before?.status !== status)) {
+        // A new instance (e.g. deployed from another tab), or a new status,
+        // which comes with fields the event does not carry (address, agent,
+        // errors): fetch the full rows. Progress alone is patched in place.
+        void client.invalidateQueries({ queryKey: instanceKeys.list, exact: true });
+        void client.invalidateQueries({ queryKey: instanceKeys.one(id), exact: true });
+      }
+      void client.invalidateQueries({ queryKey: instanceKeys.actions(id) });
+      void client.invalidateQueries({ queryKey: instanceKeys.history(id) });
+      return;
+    }
+    case 'worker.heartbeat': {
+      const id = String(event.instance_id ?? '');
+      if (!id) return;
+      const at = new Date().toISOString();
+      patchInstance(client, id, (i) => ({
+        ...i,
+        worker_status: typeof event.worker_status === 'string' ? event.worker_status : i.worker_status,
+        last_heartbeat_at: at,
+      }));
+      client.setQueryData<Heartbeat>(instanceKeys.heartbeat(id), { ...(event as Omit<Heartbeat, 'at'>), at });
+      return;
+    }
+    case 'resync':
+      void client.invalidateQueries({ queryKey: instanceKeys.list });
+      return;
+    default:
+      return;
+  }
+}
+
+const EVENT_TYPES = ['snapshot', 'instance.updated', 'worker.heartbeat', 'resync'];
+
+/**
+ * Keeps the cache in sync with the stream while mounted. `scope` (the
+ * current organization) reconnects when it changes, since the server
+ * filters by the organization the session had when the stream opened.
+ */
+export function useLiveEvents(scope: string | undefined, createEventSource: EventSourceFactory = defaultEventSource): LiveState {
+  const client = useQueryClient();
+  const [state, setState] = useState<LiveState>('connecting');
+  useEffect(() => {
+    if (!scope) return;
+    let source: EventSourceLike | null = null;
+    let retry: ReturnType<typeof setTimeout> | undefined;
+    let attempts = 0;
+    let stopped = false;
+
+    const connect = () => {
+      if (stopped) return;
+      const es = createEventSource('/events/stream');
+      source = es;
+      es.onopen = () => {
+        attempts = 0;
+        setState('live');
+      };
+      es.onerror = () => {
+        if (stopped) return;
+        if (es.readyState !== CLOSED) {
+          // The browser reconnects by itself (and gets a new snapshot).
+          setState('reconnecting');
+          return;
+        }
+        // Closed for good: an HTTP error, most likely an expired access
+        // token. Refresh the session and open a new stream, backing off.
+        es.close();
+        setState('reconnecting');
+        attempts += 1;
+        const delay = Math.min(30_000, 1000 * 2 ** Math.min(attempts - 1, 5));
+        retry = setTimeout(async () => {
+          const ok = await refreshSession();
+          if (!ok) {
+            setState('offline');
+            void client.invalidateQueries({ queryKey: meKey });
+          }
+          connect();
+        }, delay);
+      };
+      for (const type of EVENT_TYPES) {
+        es.addEventListener(type, (message: MessageEvent) => {
+          let data: unknown = null;
+          try {
+            data = JSON.parse(String(message.data));
+          } catch {
+            return;
+          }
+          if (type === 'snapshot') setState('live');
+          applyEvent(client, type, data);
+        });
+      }
+    };
+
+    setState('connecting');
+    connect();
+    return () => {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+      source?.close();
+    };
+  }, [scope, client, createEventSource]);
+  return state;
+}
