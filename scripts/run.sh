@@ -157,6 +157,20 @@ export INVENTIV_BOOTSTRAP_SCRIPT="${INVENTIV_BOOTSTRAP_SCRIPT:-$REPO_ROOT/invent
 export INVENTIV_MOCK_ENGINE="${INVENTIV_MOCK_ENGINE:-$ENGINE_BIN}"
 export INVENTIV_CONTROL_PLANE_URL="${INVENTIV_CONTROL_PLANE_URL:-http://$(client_addr "$INVENTIV_API_ADDR")}"
 
+# The dashboard, served by the API at /: rebuilt when missing or older than
+# its sources. Without npm the API still runs (the dashboard is then absent).
+FRONTEND_DIR="$REPO_ROOT/inventiv-frontend"
+if command -v npm >/dev/null; then
+  if [[ ! -f $FRONTEND_DIR/dist/index.html ]] \
+    || [[ -n $(find "$FRONTEND_DIR/src" "$FRONTEND_DIR/index.html" "$FRONTEND_DIR/package.json" -newer "$FRONTEND_DIR/dist/index.html" -print -quit) ]]; then
+    log "building the dashboard (inventiv-frontend)"
+    (cd "$FRONTEND_DIR" && { [[ -d node_modules ]] || npm ci --no-audit --no-fund; } && npm run build) >&2
+  fi
+else
+  log "npm not found: the dashboard is not built (install Node.js 20 and npm for it)"
+fi
+export INVENTIV_FRONTEND_DIR="${INVENTIV_FRONTEND_DIR:-$FRONTEND_DIR/dist}"
+
 log "applying database migrations"
 "$API_BIN" migrate 2>&1 | sed -u 's/^/[migrate] /'
 

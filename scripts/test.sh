@@ -36,6 +36,7 @@ cleanup() {
   fi
   if ((rc == 0)); then
     printf '\n==> all checks passed (%ss)\n' "$((SECONDS - T0))" >&2
+    printf 'suites: %d passed, 0 failed\n' "${SUITES_RUN:-0}"
   elif ((STEP > 0)); then
     printf '\n==> FAILED at step %s: %s (exit %s)\n' "$STEP" "${STEP_NAME:-}" "$rc" >&2
   fi
@@ -190,12 +191,20 @@ suite_worker_python() {
   return "$rc"
 }
 
+# The dashboard (inventiv-frontend): dependencies from the lock file, the
+# production build the API serves, and the Vitest unit tests.
+suite_frontend() {
+  step "dashboard: npm ci, build, unit tests (inventiv-frontend)"
+  command -v npm >/dev/null || die "npm is missing: install Node.js 20 and npm"
+  (cd "$REPO_ROOT/inventiv-frontend" && npm ci --no-audit --no-fund && npm run build && npm test)
+}
+
 # ------------------------------------------------------------------------------
 # THE SUITES, in order. To add one (pytest for inventiv-worker, the frontend's
 # npm tests, ...): write a `suite_NAME` function above that starts with
 # `step "..."` (and calls ensure_services if it needs PostgreSQL/Redis), then
 # add NAME here.
-SUITES=(rust_fmt rust_clippy rust_tests make_run_smoke compose worker_python)
+SUITES=(rust_fmt rust_clippy rust_tests make_run_smoke compose worker_python frontend)
 # ------------------------------------------------------------------------------
 
 selected=("$@")
@@ -203,6 +212,8 @@ selected=("$@")
 for s in "${selected[@]}"; do
   declare -F "suite_$s" >/dev/null || die "unknown suite '$s' (known: ${SUITES[*]})"
 done
+SUITES_RUN=0
 for s in "${selected[@]}"; do
   "suite_$s"
+  SUITES_RUN=$((SUITES_RUN + 1))
 done
