@@ -105,6 +105,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut last_claim = tokio::time::Instant::now();
+    // The blocking read gets a connection of its own: on the shared one it
+    // would hold every other command (event publishes, acks) for up to its
+    // block time, i.e. up to a second per recorded step.
+    let mut reader: Option<redis::aio::ConnectionManager> = None;
     while !shutdown.is_cancelled() {
         if let Err(e) = ensure_group(&o).await {
             tracing::warn!(error = %e, "redis stream unavailable; retrying");
@@ -121,7 +125,19 @@ pub async fn run(
             .group(GROUP, &o.config.consumer)
             .count(50)
             .block(1000);
-        let mut redis = o.redis.clone();
+        let mut redis = match reader.clone() {
+            Some(r) => r,
+            None => match reader_connection(&o).await {
+                Ok(r) => reader.insert(r).clone(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the command stream reader; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            },
+        };
         let keys = [stream(&o)];
         let ids = [">"];
         let read: redis::RedisResult<StreamReadReply> = tokio::select! {
@@ -144,6 +160,10 @@ pub async fn run(
             }
         }
     }
+}
+
+async fn reader_connection(o: &Orchestrator) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    redis::aio::ConnectionManager::new(redis::Client::open(o.config.redis_url.as_str())?).await
 }
 
 /// Takes over entries another consumer read but never acknowledged.

@@ -17,7 +17,9 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// One pass of the start-up checks; each passing check is a milestone.
 pub async fn check_startup(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
-    let age = Utc::now() - inst.created_at;
+    // From the last reinstall, not the creation: a worker that served for
+    // longer than the timeout must still be reinstallable.
+    let age = Utc::now() - inst.attempt_started_at;
     if age.to_std().unwrap_or_default() > o.config.startup_timeout {
         let message = format!("not ready after {} s", o.config.startup_timeout.as_secs());
         tracing::warn!(alert = true, instance_id = %inst.id, "startup timeout");

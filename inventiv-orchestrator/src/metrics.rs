@@ -28,7 +28,9 @@ pub struct Metrics {
 impl Metrics {
     /// Records one step of `job` that took `elapsed`.
     pub fn step(&self, job: &'static str, elapsed: Duration, failed: bool) {
-        let Ok(mut jobs) = self.jobs.lock() else { return };
+        let Ok(mut jobs) = self.jobs.lock() else {
+            return;
+        };
         let j = jobs.entry(job).or_default();
         j.runs += 1;
         if failed {
@@ -44,25 +46,54 @@ impl Metrics {
     }
 
     /// The Prometheus text, with the database gauges.
-    pub fn render(&self, by_status: &[(String, i64)], outbox_pending: i64, stream_pending: Option<i64>) -> String {
+    pub fn render(
+        &self,
+        by_status: &[(String, i64)],
+        outbox_pending: i64,
+        stream_pending: Option<i64>,
+    ) -> String {
         let mut out = String::with_capacity(2048);
         let jobs = self.jobs.lock().map(|j| j.clone()).unwrap_or_default();
         let _ = writeln!(out, "# HELP inventiv_orchestrator_job_runs_total Reconcile steps run, per job.\n# TYPE inventiv_orchestrator_job_runs_total counter");
         for (name, j) in &jobs {
-            let _ = writeln!(out, "inventiv_orchestrator_job_runs_total{{job=\"{name}\"}} {}", j.runs);
+            let _ = writeln!(
+                out,
+                "inventiv_orchestrator_job_runs_total{{job=\"{name}\"}} {}",
+                j.runs
+            );
         }
         let _ = writeln!(out, "# HELP inventiv_orchestrator_job_failures_total Reconcile steps that failed, per job.\n# TYPE inventiv_orchestrator_job_failures_total counter");
         for (name, j) in &jobs {
-            let _ = writeln!(out, "inventiv_orchestrator_job_failures_total{{job=\"{name}\"}} {}", j.failures);
+            let _ = writeln!(
+                out,
+                "inventiv_orchestrator_job_failures_total{{job=\"{name}\"}} {}",
+                j.failures
+            );
         }
         let _ = writeln!(out, "# HELP inventiv_orchestrator_job_seconds Reconcile step latency, per job.\n# TYPE inventiv_orchestrator_job_seconds histogram");
         for (name, j) in &jobs {
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "inventiv_orchestrator_job_seconds_bucket{{job=\"{name}\",le=\"{b}\"}} {}", j.buckets[i]);
+                let _ = writeln!(
+                    out,
+                    "inventiv_orchestrator_job_seconds_bucket{{job=\"{name}\",le=\"{b}\"}} {}",
+                    j.buckets[i]
+                );
             }
-            let _ = writeln!(out, "inventiv_orchestrator_job_seconds_bucket{{job=\"{name}\",le=\"+Inf\"}} {}", j.runs);
-            let _ = writeln!(out, "inventiv_orchestrator_job_seconds_sum{{job=\"{name}\"}} {}", j.sum);
-            let _ = writeln!(out, "inventiv_orchestrator_job_seconds_count{{job=\"{name}\"}} {}", j.runs);
+            let _ = writeln!(
+                out,
+                "inventiv_orchestrator_job_seconds_bucket{{job=\"{name}\",le=\"+Inf\"}} {}",
+                j.runs
+            );
+            let _ = writeln!(
+                out,
+                "inventiv_orchestrator_job_seconds_sum{{job=\"{name}\"}} {}",
+                j.sum
+            );
+            let _ = writeln!(
+                out,
+                "inventiv_orchestrator_job_seconds_count{{job=\"{name}\"}} {}",
+                j.runs
+            );
         }
         let _ = writeln!(out, "# HELP inventiv_instances Instances by lifecycle status.\n# TYPE inventiv_instances gauge");
         for (status, n) in by_status {
@@ -87,10 +118,16 @@ mod tests {
         m.step("installing", Duration::from_millis(30), false);
         m.step("installing", Duration::from_secs(3), true);
         let text = m.render(&[("ready".into(), 2)], 1, Some(0));
-        assert!(text.contains("inventiv_orchestrator_job_runs_total{job=\"installing\"} 2"), "{text}");
+        assert!(
+            text.contains("inventiv_orchestrator_job_runs_total{job=\"installing\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("inventiv_orchestrator_job_failures_total{job=\"installing\"} 1"));
-        assert!(text.contains("inventiv_orchestrator_job_seconds_bucket{job=\"installing\",le=\"0.05\"} 1"));
-        assert!(text.contains("inventiv_orchestrator_job_seconds_bucket{job=\"installing\",le=\"5\"} 2"));
+        assert!(text.contains(
+            "inventiv_orchestrator_job_seconds_bucket{job=\"installing\",le=\"0.05\"} 1"
+        ));
+        assert!(text
+            .contains("inventiv_orchestrator_job_seconds_bucket{job=\"installing\",le=\"5\"} 2"));
         assert!(text.contains("inventiv_instances{status=\"ready\"} 2"));
         assert!(text.contains("inventiv_commands_pending{queue=\"outbox\"} 1"));
     }

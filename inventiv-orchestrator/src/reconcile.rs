@@ -72,15 +72,35 @@ pub async fn drive(o: &Orchestrator, id: Uuid) -> bool {
         .await
 }
 
+/// Closes the steps a crashed or killed orchestrator left open: with the
+/// lease held no step of this instance runs anywhere, so an open one is dead
+/// (it would otherwise show `in_progress` for ever).
+async fn close_interrupted(o: &Orchestrator, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE action_logs SET status = 'failed', finished_at = now(), error_code = 'INTERRUPTED',
+                error_message = 'the orchestrator stopped before this step finished; it was run again'
+          WHERE instance_id = $1 AND status = 'in_progress'",
+    )
+    .bind(id)
+    .execute(&o.db)
+    .await?;
+    Ok(())
+}
+
 async fn drive_steps(o: &Orchestrator, id: Uuid) -> bool {
     let mut healthy = true;
-    for _ in 0..200 {
+    for pass in 0..200 {
         match lease(o, id).await {
             Ok(true) => {}
             Ok(false) => return true, // another replica has it
             Err(e) => {
                 tracing::warn!(error = %e, "lease failed");
                 return false;
+            }
+        }
+        if pass == 0 {
+            if let Err(e) = close_interrupted(o, id).await {
+                tracing::warn!(error = %e, "closing interrupted steps failed");
             }
         }
         let inst = match steps::load(o, id).await {
@@ -174,9 +194,13 @@ pub async fn run(
             "SELECT id FROM instances
               WHERE status IN ('provisioning', 'booting', 'installing', 'starting', 'terminating', 'worker_dead')
                 AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-                AND (lease_until IS NULL OR lease_until < now())
+                AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $1)
               ORDER BY status_changed_at LIMIT 500",
         )
+        // Our own leases too: after a crash, a replica restarted under the
+        // same name resumes its instances at once instead of waiting for
+        // them to expire (`Active` keeps one drive per instance here).
+        .bind(&o.config.consumer)
         .fetch_all(&o.db)
         .await;
         match due {

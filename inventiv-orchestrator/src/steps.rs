@@ -48,13 +48,18 @@ pub struct InstanceRow {
     pub bootstrap_attempts: i32,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
+    /// When the current start-up began: the creation, or the last reinstall.
+    pub attempt_started_at: DateTime<Utc>,
 }
 
 /// Loads the row a step works on.
 pub async fn load(o: &Orchestrator, id: Uuid) -> sqlx::Result<Option<InstanceRow>> {
     sqlx::query_as(
         "SELECT id, organization_id, name, status, progress, provider, zone, instance_type, model_id, mode, provider_server_id,
-                ip_address, worker_status, worker_agent_port, last_heartbeat_at, bootstrap_attempts, created_at, started_at
+                ip_address, worker_status, worker_agent_port, last_heartbeat_at, bootstrap_attempts, created_at, started_at,
+                GREATEST(created_at, (SELECT max(h.at) FROM instance_state_history h
+                                       WHERE h.instance_id = instances.id AND h.to_status = 'installing'
+                                         AND h.from_status <> 'booting')) AS attempt_started_at
            FROM instances WHERE id = $1",
     )
     .bind(id)
@@ -204,6 +209,7 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                 .map_err(|e| StepError::Other(e.to_string()))?;
             let log = log(o, inst);
             let step = log.start("PROVIDER_CREATE").await?;
+            let adopted = !existing.is_empty();
             let server = match existing.into_iter().next() {
                 Some(s) => s,
                 None => {
@@ -246,7 +252,7 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                 .await?;
             log.succeed(
                 step,
-                json!({ "server_id": server.provider_id, "zone": server.zone }),
+                json!({ "server_id": server.provider_id, "zone": server.zone, "adopted": adopted }),
             )
             .await?;
             advance(o, inst, "PROVIDER_CREATE").await?;
@@ -335,6 +341,29 @@ pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             move_to(o, inst, InstanceStatus::Installing, None, "orchestrator").await?;
             Ok(Outcome::Continue)
         }
-        Some(_) => Ok(Outcome::RequeueAfter(Duration::from_millis(200))),
+        Some(_) => {
+            // A server that never comes up must not leave the instance
+            // booting for ever: the start-up timeout covers the boot too.
+            let age = (Utc::now() - inst.attempt_started_at)
+                .to_std()
+                .unwrap_or_default();
+            if age > o.config.startup_timeout {
+                let message = format!(
+                    "the server did not come up in {} s",
+                    o.config.startup_timeout.as_secs()
+                );
+                tracing::warn!(alert = true, instance_id = %inst.id, "boot timeout");
+                move_to(
+                    o,
+                    inst,
+                    InstanceStatus::ProvisioningFailed,
+                    Some(("BOOT_TIMEOUT", &message)),
+                    "orchestrator",
+                )
+                .await?;
+                return Ok(Outcome::Idle);
+            }
+            Ok(Outcome::RequeueAfter(Duration::from_millis(200)))
+        }
     }
 }

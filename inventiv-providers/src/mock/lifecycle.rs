@@ -41,50 +41,76 @@ impl Inner {
             }
         }
         let _guard = self.lock.lock().await;
-        let used: HashSet<_> = vm::list(&self.vms)?
-            .into_iter()
-            .filter_map(|(_, r)| r.map(|r| r.address))
-            .collect();
         let (port, fallback) = (self.cfg.ssh_port, self.cfg.fallback_ssh_port);
-        let address = vm::allocate(self.cfg.first_address, &used, |a| {
-            sshd::port_free(a, port) || sshd::port_free(a, fallback)
-        })
-        .ok_or_else(|| ProviderError::Quota("no free loopback address for a mock VM".into()))?;
-        let id = Uuid::new_v4().hyphenated().to_string();
-        let root_volume = Uuid::new_v4().hyphenated().to_string();
-        let dir = self.vms.join(&id);
-        let record = VmRecord {
-            provider_id: id.clone(),
-            instance_id: req.instance_id,
-            organization_id: req.organization_id,
-            tags: req.all_tags(),
-            name: req.name,
-            zone: req.zone,
-            instance_type: req.instance_type,
-            image: req.image,
-            address,
-            ssh_port: sshd::pick_port(address, port, fallback),
-            volumes: vec![root_volume.clone()],
-            created_at: Utc::now(),
-            power: Power::Stopped,
+        let mut given_up = HashSet::new();
+        let (id, dir, record, root_volume) = loop {
+            let mut used: HashSet<_> = vm::list(&self.vms)?
+                .into_iter()
+                .filter_map(|(_, r)| r.map(|r| r.address))
+                .collect();
+            used.extend(&given_up);
+            let address = vm::allocate(self.cfg.first_address, &used, |a| {
+                sshd::port_free(a, port) || sshd::port_free(a, fallback)
+            })
+            .ok_or_else(|| ProviderError::Quota("no free loopback address for a mock VM".into()))?;
+            let id = Uuid::new_v4().hyphenated().to_string();
+            let root_volume = Uuid::new_v4().hyphenated().to_string();
+            let dir = self.vms.join(&id);
+            let record = VmRecord {
+                provider_id: id.clone(),
+                instance_id: req.instance_id,
+                organization_id: req.organization_id,
+                tags: req.all_tags(),
+                name: req.name.clone(),
+                zone: req.zone.clone(),
+                instance_type: req.instance_type.clone(),
+                image: req.image.clone(),
+                address,
+                ssh_port: sshd::pick_port(address, port, fallback),
+                volumes: vec![root_volume.clone()],
+                created_at: Utc::now(),
+                power: Power::Stopped,
+            };
+            // Assembled aside (record first, host key) and renamed into
+            // place: a VM directory is always complete and listed, whatever
+            // fails or crashes meanwhile.
+            let staging = vm::staging_dir(&self.vms, &id);
+            let made = async {
+                std::fs::create_dir_all(staging.join(NODE_DIR))
+                    .map_err(|e| ProviderError::io(format!("create {}", staging.display()), e))?;
+                vm::save(&staging, &record)?;
+                sshd::generate_host_key(&staging).await?;
+                std::fs::rename(&staging, &dir)
+                    .map_err(|e| ProviderError::io(format!("create {}", dir.display()), e))
+            }
+            .await;
+            if let Err(e) = made {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+            // Another process on this state directory (an orchestrator
+            // replica) may have picked the same address meanwhile; `lock`
+            // only serializes this one. Each saves its record, then looks:
+            // of two racing creates, at least the one that looks last sees
+            // the other and picks again, so two VMs never keep one address.
+            let clash = vm::list(&self.vms)?
+                .into_iter()
+                .any(|(d, r)| d != dir && r.is_some_and(|r| r.address == address));
+            if !clash {
+                break (id, dir, record, root_volume);
+            }
+            tracing::info!(%address, "mock VM address taken meanwhile by another process; picking another");
+            let _ = std::fs::remove_dir_all(&dir);
+            given_up.insert(address);
         };
-        std::fs::create_dir_all(dir.join(NODE_DIR))
-            .map_err(|e| ProviderError::io(format!("create {}", dir.display()), e))?;
-        // The record first: whatever fails next, the VM is listed and can be
-        // deleted.
-        let made = async {
-            vm::save(&dir, &record)?;
-            sshd::generate_host_key(&dir).await?;
-            self.volumes
-                .create(&root_volume, &record, self.cfg.root_volume_gb)
-                .map(|_| ())
-        }
-        .await;
+        let made = self
+            .volumes
+            .create(&root_volume, &record, self.cfg.root_volume_gb);
         if let Err(e) = made {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
         }
-        tracing::info!(provider_id = %id, instance_id = %record.instance_id, %address, "mock VM created");
+        tracing::info!(provider_id = %id, instance_id = %record.instance_id, address = %record.address, "mock VM created");
         Ok(self.server(&dir, &record, ServerState::Stopped))
     }
 

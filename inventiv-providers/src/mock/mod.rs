@@ -152,6 +152,7 @@ pub fn purge(state_dir: &Path) -> Result<usize, ProviderError> {
     for (dir, record) in vms {
         lifecycle::destroy(&dir, record.as_ref())?;
     }
+    vm::remove_staging(&state_dir.join("mock-vms"));
     match std::fs::remove_dir_all(state_dir.join("mock-volumes")) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(ProviderError::io("remove mock volumes", e))

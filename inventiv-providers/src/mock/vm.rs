@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::error::ProviderError;
 
 const RECORD: &str = "vm.json";
+const STAGING_PREFIX: &str = ".new-";
 
 /// Power state kept in `vm.json` under `"state"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +53,28 @@ pub(crate) struct VmRecord {
 pub(crate) fn dir_of(vms_dir: &Path, provider_id: &str) -> Option<PathBuf> {
     let id = Uuid::parse_str(provider_id).ok()?;
     Some(vms_dir.join(id.hyphenated().to_string()))
+}
+
+/// Where a VM is assembled before it appears under its id (not a VM
+/// directory for [`list`]; left over only by a crash during a create).
+pub(crate) fn staging_dir(vms_dir: &Path, provider_id: &str) -> PathBuf {
+    vms_dir.join(format!("{STAGING_PREFIX}{provider_id}"))
+}
+
+/// Removes what crashed creates left in `vms_dir`.
+pub(crate) fn remove_staging(vms_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(vms_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Reads a VM's record; `None` when the VM (or its record) is gone.

@@ -1,0 +1,141 @@
+//! The HTTP calls tests make to the API: log in, set up an organization,
+//! deploy, act on instances.
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{Stack, MODEL};
+
+impl Stack {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Logs in as the admin, creates a team organization, activates the
+    /// mock catalog items; returns the session token.
+    pub async fn team(&self) -> String {
+        let res = self
+            .http
+            .post(format!("{}/auth/login", self.api))
+            .json(
+                &json!({ "email": "admin@inventiv.test", "password": "admin-password-for-tests" }),
+            )
+            .send()
+            .await
+            .unwrap();
+        let token = res.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (_, org) = self
+            .call(
+                reqwest::Method::POST,
+                "/organizations",
+                &token,
+                Some(json!({ "name": "E2E" })),
+            )
+            .await;
+        let (_, switched) = self
+            .call(
+                reqwest::Method::PUT,
+                "/organizations/current",
+                &token,
+                Some(json!({ "organization_id": org["id"] })),
+            )
+            .await;
+        let token = switched["access_token"].as_str().unwrap().to_owned();
+        for (kind, item) in [
+            ("provider", "mock"),
+            ("zone", "8a1d0000-0000-4000-8000-000000000001"),
+            ("instance_type", "8a1e0000-0000-4000-8000-000000000001"),
+            ("model", "8a1f0000-0000-4000-8000-000000000001"),
+        ] {
+            let (s, _) = self
+                .call(
+                    reqwest::Method::PUT,
+                    &format!("/organizations/current/activations/{kind}/{item}"),
+                    &token,
+                    Some(json!({ "technical": true, "economic": true })),
+                )
+                .await;
+            assert_eq!(s, 200);
+        }
+        token
+    }
+
+    /// `POST /deployments` of the mock model; returns the instance id.
+    pub async fn deploy(&self, token: &str) -> Uuid {
+        let (status, instance) = self
+            .call(
+                reqwest::Method::POST,
+                "/deployments",
+                token,
+                Some(json!({ "provider": "mock", "zone": "mock-zone-1", "instance_type": "mock-1gpu-24g", "model_id": MODEL })),
+            )
+            .await;
+        assert_eq!(status, 202, "{instance}");
+        Uuid::parse_str(instance["id"].as_str().unwrap()).unwrap()
+    }
+
+    /// `n` deployments at once; their instance ids in no particular order.
+    pub async fn deploy_many(&self, token: &str, n: usize) -> Vec<Uuid> {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let (http, api, token) = (self.http.clone(), self.api.clone(), token.to_owned());
+            set.spawn(async move {
+                let res = http
+                    .post(format!("{api}/deployments"))
+                    .bearer_auth(token)
+                    .json(&json!({ "provider": "mock", "zone": "mock-zone-1", "instance_type": "mock-1gpu-24g", "model_id": MODEL }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status().as_u16(), 202);
+                let body: Value = res.json().await.unwrap();
+                Uuid::parse_str(body["id"].as_str().unwrap()).unwrap()
+            });
+        }
+        set.join_all().await
+    }
+
+    /// Asks for the termination of every instance of `ids` at once.
+    pub async fn terminate_many(&self, token: &str, ids: &[Uuid]) {
+        let mut set = tokio::task::JoinSet::new();
+        for id in ids {
+            let (http, api, token) = (self.http.clone(), self.api.clone(), token.to_owned());
+            let id = *id;
+            set.spawn(async move {
+                let res = http
+                    .delete(format!("{api}/instances/{id}"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status().as_u16(), 202);
+            });
+        }
+        set.join_all().await;
+    }
+
+    /// An action on an instance (`DELETE /instances/{id}`, `POST .../reinstall`).
+    pub async fn act(&self, token: &str, method: reqwest::Method, path: &str) {
+        let (status, body) = self.call(method, path, token, None).await;
+        assert_eq!(status, 202, "{path}: {body}");
+    }
+}

@@ -1,0 +1,284 @@
+//! The harness of the orchestrator's end-to-end tests: a fresh database, a
+//! Redis prefix and a state directory per test, the real API in this
+//! process, and the orchestrator either in this process (`in_process`) or
+//! as the real binary (`spawn`) that a test can SIGKILL and start again.
+//! Everything it starts is stopped and removed when dropped (mock VMs are
+//! purged); waits are on conditions with deadlines.
+
+#![allow(dead_code, reason = "each test file uses part of the harness")]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use inventiv_orchestrator::config::Config;
+use inventiv_orchestrator::engine::{self, Orchestrator};
+use sqlx::PgPool;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+mod api;
+mod checks;
+mod orchestrator;
+
+#[allow(unused_imports, reason = "not every test file starts processes")]
+pub use orchestrator::Opts;
+
+pub const MODEL: &str = "Qwen/Qwen2.5-0.5B-Instruct";
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds the agent bundle into `out` (per test: no two builds share a
+/// temporary file) and returns its path.
+fn build_bundle(out: &Path) -> PathBuf {
+    let out = Command::new(repo().join("scripts/agent-bundle.sh"))
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("agent-bundle.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    PathBuf::from(line.trim().split_once("  ").unwrap().1)
+}
+
+pub fn mock_engine() -> PathBuf {
+    let path = repo().join("target/debug/inventiv-mock-engine");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "inventiv-mock-engine"])
+            .current_dir(repo())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+/// Live processes whose command line mentions `needle` (pid, command line).
+pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(needle) && !text.contains("cargo") {
+            found.push((pid, text));
+        }
+    }
+    found
+}
+
+/// Sends SIGKILL to `pids` (gone ones are fine).
+pub fn sigkill(pids: &[u32]) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .arg("--")
+        .args(pids.iter().map(u32::to_string))
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Polls `check` until it yields a value; `None` when the deadline passes.
+pub async fn poll<T, F, Fut>(deadline: Duration, every: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// A database, a Redis prefix, a state directory and the API, for one test.
+pub struct Stack {
+    pub api: String,
+    pub http: reqwest::Client,
+    pub db: PgPool,
+    pub redis: redis::aio::ConnectionManager,
+    pub db_url: String,
+    pub redis_url: String,
+    pub prefix: String,
+    pub state_dir: PathBuf,
+    pub bundle: PathBuf,
+    shutdown: CancellationToken,
+    spawned: AtomicUsize,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let _ = inventiv_providers::mock::purge(&self.state_dir);
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+        // The test's Redis keys (a blocking connection: no await in drop).
+        let pattern = format!("{}*", self.prefix);
+        if let Ok(mut conn) =
+            redis::Client::open(self.redis_url.as_str()).and_then(|c| c.get_connection())
+        {
+            let keys: Vec<String> = redis::Commands::scan_match(&mut conn, &pattern)
+                .map(Iterator::collect)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&keys).query(&mut conn);
+            }
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        let database = inventiv_testkit::db::fresh_database().await;
+        let db_url = inventiv_testkit::db::url_for(&database);
+        let redis_url =
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+        let prefix = format!("inventiv-test:{}:", Uuid::new_v4().simple());
+        let state_dir =
+            std::env::temp_dir().join(format!("inventiv-e2e-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(state_dir.join("logs")).unwrap();
+        let env: HashMap<&str, String> = HashMap::from([
+            ("DATABASE_URL", db_url.clone()),
+            ("REDIS_URL", redis_url.clone()),
+            ("INVENTIV_REDIS_PREFIX", prefix.clone()),
+            ("INVENTIV_API_ADDR", "127.0.0.1:0".into()),
+            ("INVENTIV_STATE_DIR", state_dir.display().to_string()),
+            ("INVENTIV_ADMIN_EMAIL", "admin@inventiv.test".into()),
+            ("INVENTIV_ADMIN_PASSWORD", "admin-password-for-tests".into()),
+        ]);
+        let config = inventiv_api::config::Config::from_lookup(&inventiv_api::config::Env(|k| {
+            env.get(k).cloned()
+        }))
+        .unwrap();
+        let app = inventiv_api::startup::Application::build(config)
+            .await
+            .unwrap();
+        let api_addr = app.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.serve(shutdown.clone()));
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(5)
+            .connect(&db_url)
+            .await
+            .unwrap();
+        let redis =
+            redis::aio::ConnectionManager::new(redis::Client::open(redis_url.as_str()).unwrap())
+                .await
+                .unwrap();
+        // The orchestrators of a test share the state directory and so the
+        // SSH key: made once here, not raced by processes starting together.
+        engine::ssh_key(&state_dir).await.unwrap();
+        let bundle = build_bundle(&state_dir.join("bundle"));
+        Stack {
+            api: format!("http://{api_addr}"),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            db,
+            redis,
+            db_url,
+            redis_url,
+            prefix,
+            state_dir,
+            bundle,
+            shutdown,
+            spawned: AtomicUsize::new(0),
+        }
+    }
+
+    /// The orchestrator in this process (stopped with the stack).
+    pub async fn in_process(&self, first_address: Ipv4Addr) -> Arc<Orchestrator> {
+        let config = Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: self.db_url.clone(),
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.prefix.clone(),
+            state_dir: self.state_dir.clone(),
+            control_plane_url: self.api.clone(),
+            consumer: "test-orchestrator".into(),
+            reconcile_interval: Duration::from_millis(200),
+            heartbeat_timeout: Duration::from_secs(10),
+            startup_timeout: Duration::from_secs(120),
+            bootstrap_attempts: 3,
+            max_dead_share: 1.0,
+            max_deliveries: 5,
+            mock_engine: mock_engine(),
+            worker_heartbeat: Duration::from_secs(1),
+            agent_bundle: self.bundle.clone(),
+            bootstrap_script: repo().join("inventiv-worker/bootstrap.sh"),
+        };
+        let bundle = engine::bundle(config.agent_bundle.clone(), config.bootstrap_script.clone())
+            .await
+            .unwrap();
+        let db = PgPool::connect(&self.db_url).await.unwrap();
+        let orchestrator = Arc::new(
+            Orchestrator::build_with(config, db, self.redis.clone(), bundle, move |mut m| {
+                m.first_address = first_address;
+                m.boot_delay = Duration::from_millis(100);
+                Ok(m)
+            })
+            .await
+            .unwrap(),
+        );
+        tokio::spawn(inventiv_orchestrator::run(
+            orchestrator.clone(),
+            self.shutdown.clone(),
+        ));
+        orchestrator
+    }
+
+    /// The last lines of every orchestrator log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.state_dir.join("logs"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        let mut text = String::new();
+        for f in files {
+            let body = std::fs::read_to_string(&f).unwrap_or_default();
+            let lines: Vec<&str> = body.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            text.push_str(&format!("--- {}\n{}\n", f.display(), tail.join("\n")));
+        }
+        text
+    }
+
+    /// Waits for `check`, failing the test with the orchestrators' logs.
+    pub async fn until<T, F, Fut>(&self, what: &str, deadline: Duration, check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        match poll(deadline, Duration::from_millis(50), check).await {
+            Some(v) => v,
+            None => panic!(
+                "timed out after {deadline:?} waiting for {what}\n{}",
+                self.logs()
+            ),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The orchestrator binary as a child process: configured by its
+//! environment only, started, waited for, SIGKILLed.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{mock_engine, poll, repo, Stack};
+
+/// How to run an orchestrator process.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    pub name: String,
+    pub first_address: Ipv4Addr,
+    pub boot_delay_ms: u64,
+    pub heartbeat_timeout_secs: u64,
+    pub startup_timeout_secs: u64,
+    pub extra: Vec<(String, String)>,
+}
+
+impl Opts {
+    pub fn new(name: &str, first_address: Ipv4Addr) -> Opts {
+        Opts {
+            name: name.into(),
+            first_address,
+            boot_delay_ms: 0,
+            heartbeat_timeout_secs: 10,
+            startup_timeout_secs: 180,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// A running `inventiv-orchestrator` process; SIGKILLed when dropped.
+pub struct Process {
+    child: Option<Child>,
+    pub name: String,
+    pub log: PathBuf,
+    /// Where its probes listen.
+    pub addr: std::net::SocketAddr,
+}
+
+impl Process {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `kill -9`, then reaps it. Only the orchestrator: what it started
+    /// (ssh clients, mock VMs) lives on, as after a real crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether it exited on its own (it must not).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+impl Stack {
+    /// Starts the orchestrator binary, configured by its environment only.
+    pub fn spawn(&self, opts: &Opts) -> Process {
+        let n = self.spawned.fetch_add(1, Ordering::SeqCst);
+        let log = self
+            .state_dir
+            .join("logs")
+            .join(format!("{n:02}-{}.log", opts.name));
+        let out = std::fs::File::create(&log).unwrap();
+        // A free port for its probes, so that the test can tell it is up.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_inventiv-orchestrator"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "HOME",
+                std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
+            )
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .env("DATABASE_URL", &self.db_url)
+            .env("REDIS_URL", &self.redis_url)
+            .env("INVENTIV_REDIS_PREFIX", &self.prefix)
+            .env("INVENTIV_STATE_DIR", &self.state_dir)
+            .env("INVENTIV_ORCHESTRATOR_NAME", &opts.name)
+            .env("INVENTIV_ORCHESTRATOR_ADDR", addr.to_string())
+            .env("INVENTIV_CONTROL_PLANE_URL", &self.api)
+            .env("INVENTIV_AGENT_BUNDLE", &self.bundle)
+            .env(
+                "INVENTIV_BOOTSTRAP_SCRIPT",
+                repo().join("inventiv-worker/bootstrap.sh"),
+            )
+            .env("INVENTIV_MOCK_ENGINE", mock_engine())
+            .env(
+                "INVENTIV_MOCK_FIRST_ADDRESS",
+                opts.first_address.to_string(),
+            )
+            .env(
+                "INVENTIV_MOCK_BOOT_DELAY_MS",
+                opts.boot_delay_ms.to_string(),
+            )
+            .env("INVENTIV_RECONCILE_INTERVAL_MS", "200")
+            .env("INVENTIV_WORKER_HEARTBEAT_SECS", "1")
+            .env(
+                "INVENTIV_HEARTBEAT_TIMEOUT_SECS",
+                opts.heartbeat_timeout_secs.to_string(),
+            )
+            .env(
+                "INVENTIV_STARTUP_TIMEOUT_SECS",
+                opts.startup_timeout_secs.to_string(),
+            )
+            .env("INVENTIV_WATCHDOG_MAX_DEAD_SHARE", "1.0")
+            .envs(opts.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(&self.state_dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        Process {
+            child: Some(cmd.spawn().expect("start inventiv-orchestrator")),
+            name: opts.name.clone(),
+            log,
+            addr,
+        }
+    }
+
+    /// Starts the orchestrator binary and waits until its probes answer.
+    pub async fn spawn_up(&self, opts: &Opts) -> Process {
+        let mut p = self.spawn(opts);
+        let url = format!("http://{}/healthz", p.addr);
+        let up = poll(Duration::from_secs(30), Duration::from_millis(50), || {
+            let req = self.http.get(&url).send();
+            async move { req.await.ok().filter(|r| r.status().is_success()) }
+        })
+        .await;
+        assert!(
+            up.is_some(),
+            "{} did not come up ({:?})\n{}",
+            opts.name,
+            p.exited(),
+            self.logs()
+        );
+        p
+    }
+}
