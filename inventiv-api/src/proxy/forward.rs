@@ -33,11 +33,13 @@ struct Consumer {
 }
 
 async fn consumer(state: &AppState, headers: &HeaderMap) -> Result<Consumer, OpenAiError> {
+    // An API key or a session token as bearer, or the dashboard's session cookie.
     let token = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
+        .or_else(|| crate::auth::caller::cookie_in(headers, crate::auth::caller::ACCESS_COOKIE))
         .ok_or_else(OpenAiError::unauthorized)?;
     if token.starts_with("inv_") {
         let key = keys::authenticate(state, token)

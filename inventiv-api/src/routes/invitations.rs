@@ -281,7 +281,7 @@ pub struct AcceptInvitation {
 
 /// The membership an acceptance created, and tokens when it created an account.
 #[derive(Serialize, ToSchema)]
-pub struct Accepted {
+pub struct InvitationAccepted {
     pub organization_id: Uuid,
     pub user_id: Uuid,
     pub role: String,
@@ -303,7 +303,7 @@ struct Pending {
 #[utoipa::path(post, path = "/organizations/invitations/{token}/accept", tag = "invitations",
     params(("token" = String, Path, description = "the token from the invitation link")),
     request_body(content = Option<AcceptInvitation>),
-    responses((status = 200, body = Accepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = InvitationAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn accept_invitation(
     State(state): State<AppState>,
@@ -434,7 +434,7 @@ async fn accept_invitation(
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
-    let accepted = Accepted {
+    let accepted = InvitationAccepted {
         organization_id: org.0,
         user_id: user.0,
         role: invitation.role,
