@@ -45,7 +45,8 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(addr = %config.addr, bundle = %bundle.sha256, "inventiv-orchestrator listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
-    let probes = probes::router(db.clone(), redis.clone());
+    let running = Arc::new(std::sync::OnceLock::new());
+    let probes = probes::router(db.clone(), redis.clone(), running.clone());
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, probes)
@@ -53,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
             .await
     });
     let orchestrator = Arc::new(Orchestrator::build(config, db, redis, bundle).await?);
+    let _ = running.set(orchestrator.clone());
     inventiv_orchestrator::run(orchestrator, shutdown).await;
     server.await??;
     tracing::info!("inventiv-orchestrator stopped");

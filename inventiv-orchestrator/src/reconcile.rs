@@ -111,7 +111,12 @@ async fn drive_steps(o: &Orchestrator, id: Uuid) -> bool {
                 return false;
             }
         };
+        let started = std::time::Instant::now();
         let outcome = step(o, &inst).await;
+        if let Some(status) = InstanceStatus::parse(&inst.status) {
+            o.metrics
+                .step(status.as_str(), started.elapsed(), outcome.is_err());
+        }
         let next = match outcome {
             Ok(Outcome::Continue) => continue,
             Ok(Outcome::RequeueAfter(d)) if d <= INLINE_WAIT => {

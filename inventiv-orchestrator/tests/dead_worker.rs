@@ -76,11 +76,25 @@ async fn dead_worker_is_detected_then_reinstalled() {
     let mut opts = Opts::new("orch-a", Ipv4Addr::new(127, 0, 101, 1));
     opts.heartbeat_timeout_secs = HEARTBEAT_TIMEOUT.as_secs();
     opts.startup_timeout_secs = STARTUP_TIMEOUT_SECS;
-    let _a = s.spawn_up(&opts).await;
+    let a = s.spawn_up(&opts).await;
 
     let id = s.deploy(&token).await;
     s.wait_status(id, "ready", Duration::from_secs(120)).await;
     s.assert_ready_once(id).await;
+    // The orchestrator's metrics saw the jobs that got it there.
+    let metrics = reqwest::get(format!("http://{}/metrics", a.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "inventiv_orchestrator_job_runs_total{job=\"installing\"}",
+        "inventiv_instances{status=\"ready\"} 1",
+        "inventiv_commands_pending{queue=\"outbox\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
     let node = node_dir(&s, id).await;
     let (supervisor, agents) = agent_processes(&node);
     let supervisor = supervisor.expect("the supervisor's pid file");
