@@ -17,7 +17,7 @@ run: ## Start PostgreSQL/Redis if needed, build, run API + orchestrator (Ctrl-C 
 test: ## All checks: fmt, clippy, cargo test (with PostgreSQL/Redis), make run smoke test, compose file
 	@scripts/test.sh
 
-bench: ## Throughput benchmarks on 1 pinned core (mock engine: target 20000 req/s)
+bench: ## Benchmarks (release builds): mock engine req/s on 1 core, deploy→ready time, heartbeat load
 	@scripts/bench.sh
 
 build: ## Build every workspace crate (debug)

@@ -1,16 +1,36 @@
 #!/usr/bin/env bash
-# `make bench`: throughput benchmarks on this machine, each printing one
-# clear figure. The server under test is pinned to core 0, the load
-# generator (wrk, from Debian's package) to core 1, so a figure means "on
+# `make bench`: benchmarks on this machine, each printing its figures with
+# their target and MET / NOT MET. One run on one machine: figures, not
+# statistics. A server under load is pinned to core 0 and the load generator
+# (wrk, from Debian's package) to core 1, so a throughput figure means "on
 # one core".
 #
 #   scripts/bench.sh                 every bench (see BENCHES below)
 #   scripts/bench.sh mock_engine     only the benches named
 #   BENCH_DURATION=5s BENCH_CONNECTIONS=128 scripts/bench.sh
 #
+#   mock_engine  the mock engine's non-streaming req/s and streamed chunks/s
+#   deploy       POST /deployments -> instance ready on the mock provider, for
+#                3 successive deployments (each, the median, and a per-step
+#                breakdown of the median run), then terminates them
+#   heartbeats   500 instances with worker tokens: (a) heartbeats/s the API
+#                takes on one core, (b) the realistic load (500 instances
+#                every 5 s): CPU and memory of the API and the orchestrator,
+#                and no instance wrongly declared worker_dead
+#
+# deploy and heartbeats run the real stack from release builds: PostgreSQL
+# and Redis from scripts/services.sh with a temporary state dir of their own
+# (private servers; a configured DATABASE_URL gets a fresh database created
+# and dropped by the bench, a configured REDIS_URL a key prefix of its own),
+# then inventiv-api and inventiv-orchestrator on ports the kernel picks.
+# Everything started is stopped, and its state deleted, when the bench ends.
+# The private PostgreSQL is durable (fsync on) like a production one;
+# INVENTIV_PG_FAST=1 turns fsync and synchronous commits off (see
+# scripts/services.sh) to see what the API does without the disk.
+#
 # Add a bench: write a `bench_<name>` function that starts what it needs with
-# `start_server` (stopped at exit) and measures with `load`, then list
-# <name> in BENCHES.
+# `start_server` or `stack_up` (stopped at exit) and measures with `load` or
+# `wrk_run`, then list <name> in BENCHES.
 set -euo pipefail
 
 LOG_TAG="bench"
@@ -18,13 +38,14 @@ LOG_TAG="bench"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-BENCHES=(mock_engine)
+BENCHES=(mock_engine deploy heartbeats)
 
 DURATION=${BENCH_DURATION:-10s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 WARMUP=${BENCH_WARMUP:-2s}
 SERVER_CPU=0
 LOAD_CPU=1
+TARGET_DIR=$(abs_path "${CARGO_TARGET_DIR:-target}")
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/inventiv-bench.XXXXXX")
 PIDS=()
 SUMMARY=()
@@ -34,6 +55,7 @@ cleanup() {
   trap '' INT TERM
   trap - EXIT
   set +e
+  stack_down
   local pid
   for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
     kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
@@ -46,30 +68,69 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # pin CPU: sets PIN_CMD, the prefix that runs a command on that CPU alone
-# (empty on a one-core machine). taskset execs the command, so a background
-# job's $! is the command's own pid.
+# (empty on a one-core machine, or when CPU is ""). taskset execs the
+# command, so a background job's $! is the command's own pid.
 pin() {
   PIN_CMD=()
-  if ((PIN)); then PIN_CMD=(taskset -c "$1"); fi
+  if ((PIN)) && [[ -n $1 ]]; then PIN_CMD=(taskset -c "$1"); fi
 }
 
-# start_server NAME COMMAND...: starts a server that logs JSON to stdout,
-# waits (10 s at most) for its `listening` line and sets SERVER_ADDR.
+# True while PID runs (a zombie does not count).
+alive() {
+  [[ -n $1 ]] && kill -0 "$1" 2>/dev/null \
+    && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]
+}
+
+# stop_pid PID: SIGTERM, 15 s to exit, then SIGKILL; forgets the pid.
+stop_pid() {
+  local pid=$1 i p keep=()
+  [[ -n $pid ]] || return 0
+  if kill -TERM "$pid" 2>/dev/null; then
+    for ((i = 0; i < 150; i++)); do
+      alive "$pid" || break
+      sleep 0.1
+    done
+    if alive "$pid"; then
+      warn "pid $pid did not stop within 15 s; killing it"
+      kill -KILL "$pid" 2>/dev/null
+    fi
+  fi
+  wait "$pid" 2>/dev/null || true
+  for p in "${PIDS[@]+"${PIDS[@]}"}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+  PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# start_logged NAME MESSAGE CPU TIMEOUT COMMAND...: starts a process that
+# logs JSON to stdout (into $WORK/NAME.log) on CPU ("" = not pinned), waits
+# TIMEOUT seconds at most for its MESSAGE line and sets SERVER_ADDR (that
+# line's addr) and STARTED_PID.
+start_logged() {
+  local name=$1 message=$2 cpu=$3 timeout=$4
+  shift 4
+  local log="$WORK/$name.log"
+  pin "$cpu"
+  LOG_FORMAT=json RUST_LOG=info "${PIN_CMD[@]+"${PIN_CMD[@]}"}" "$@" >"$log" 2>&1 &
+  local pid=$! deadline=$((SECONDS + timeout)) line
+  PIDS+=("$pid")
+  STARTED_PID=$pid
+  SERVER_ADDR=""
+  while :; do
+    line=$(grep -F "\"message\":\"$message\"" "$log" | head -1 || true)
+    [[ -z $line ]] || break
+    alive "$pid" || die "$name exited: $(tail -5 "$log")"
+    ((SECONDS < deadline)) || die "$name did not log '$message' within $timeout s"
+    sleep 0.05
+  done
+  SERVER_ADDR=$(sed -n 's/.*"addr":"\([^"]*\)".*/\1/p' <<<"$line")
+}
+
+# start_server NAME COMMAND...: starts a server on the server core that logs
+# JSON to stdout, waits (10 s at most) for its `listening` line and sets
+# SERVER_ADDR.
 start_server() {
   local name=$1
   shift
-  local log="$WORK/$name.log"
-  pin "$SERVER_CPU"
-  LOG_FORMAT=json RUST_LOG=info "${PIN_CMD[@]+"${PIN_CMD[@]}"}" "$@" >"$log" 2>&1 &
-  local pid=$! deadline=$((SECONDS + 10))
-  PIDS+=("$pid")
-  SERVER_ADDR=""
-  while [[ -z $SERVER_ADDR ]]; do
-    kill -0 "$pid" 2>/dev/null || die "$name exited: $(tail -5 "$log")"
-    ((SECONDS < deadline)) || die "$name did not log 'listening' within 10 s"
-    SERVER_ADDR=$(sed -n 's/.*"message":"listening".*"addr":"\([^"]*\)".*/\1/p; s/.*"addr":"\([^"]*\)".*"message":"listening".*/\1/p' "$log" | head -1)
-    [[ -n $SERVER_ADDR ]] || sleep 0.05
-  done
+  start_logged "$name" listening "$SERVER_CPU" 10 "$@"
 }
 
 # lua_post FILE JSON: a wrk script that POSTs JSON.
@@ -81,24 +142,349 @@ wrk.body = [[$2]]
 EOF
 }
 
-# load URL LUA: warms up, then runs wrk; sets RPS and prints wrk's report.
-# Fails if any answer was not 2xx or a socket error occurred.
-load() {
-  local url=$1 lua=$2 out="$WORK/wrk.out"
+# wrk_run CONNECTIONS DURATION URL LUA OUT: one wrk run (one thread, latency
+# distribution) on the load core, its report in OUT.
+wrk_run() {
   pin "$LOAD_CPU"
-  "${PIN_CMD[@]+"${PIN_CMD[@]}"}" wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" -s "$lua" "$url" >/dev/null
-  "${PIN_CMD[@]+"${PIN_CMD[@]}"}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$lua" "$url" >"$out"
+  "${PIN_CMD[@]+"${PIN_CMD[@]}"}" wrk -t1 -c"$1" -d"$2" --latency -s "$4" "$3" >"$5"
+}
+
+# wrk_check OUT: prints wrk's report; fails if any answer was not 2xx or a
+# socket error occurred. Sets RPS (integer), REQUESTS, P50 and P99.
+wrk_check() {
+  local out=$1
   sed 's/^/    /' "$out" >&2
   if grep -qE 'Non-2xx|Socket errors' "$out"; then
     die "errors during the run (see above)"
   fi
   RPS=$(awk '/^Requests\/sec:/ { printf "%d", $2 }' "$out")
-  [[ -n $RPS ]] || die "no Requests/sec in wrk's output"
+  REQUESTS=$(awk '/ requests in / { print $1 }' "$out")
+  P50=$(awk '$1 == "50%" { print $2 }' "$out")
+  P99=$(awk '$1 == "99%" { print $2 }' "$out")
+  [[ -n $RPS && -n $REQUESTS ]] || die "no Requests/sec in wrk's output"
+}
+
+# load URL LUA: warms up, then runs wrk; sets RPS and prints wrk's report.
+# Fails if any answer was not 2xx or a socket error occurred.
+load() {
+  local url=$1 lua=$2 out="$WORK/wrk.out"
+  wrk_run "$CONNECTIONS" "$WARMUP" "$url" "$lua" /dev/null
+  wrk_run "$CONNECTIONS" "$DURATION" "$url" "$lua" "$out"
+  wrk_check "$out"
 }
 
 report() {
   SUMMARY+=("$1")
   printf '%s\n' "$1"
+}
+
+# verdict OK: "MET" when the arithmetic expression OK holds, else "NOT MET".
+verdict() {
+  if (($1)); then printf 'MET'; else printf 'NOT MET'; fi
+}
+
+# Microseconds since the epoch (no fork).
+now_us() {
+  local t=$EPOCHREALTIME
+  printf '%s\n' "${t//[^0-9]/}"
+}
+
+# ------------------------------------------------------- CPU and memory
+
+CLK_TCK=$(getconf CLK_TCK)
+
+# cpu_ticks PID: user + system clock ticks PID has used (0 once it is gone).
+cpu_ticks() {
+  local s f
+  read -r s <"/proc/$1/stat" 2>/dev/null || {
+    echo 0
+    return 0
+  }
+  s=${s##*) } # the fields after "pid (comm) ", from the state (field 3) on
+  read -ra f <<<"$s"
+  echo $((f[11] + f[12]))
+}
+
+# tree_ticks PID: PID's ticks, those of its children it has reaped and those
+# of its live children (PostgreSQL: the postmaster and its backends).
+tree_ticks() {
+  local s f total c
+  read -r s <"/proc/$1/stat" 2>/dev/null || {
+    echo 0
+    return 0
+  }
+  s=${s##*) }
+  read -ra f <<<"$s"
+  total=$((f[11] + f[12] + f[13] + f[14]))
+  for c in $(ps -o pid= --ppid "$1"); do total=$((total + $(cpu_ticks "$c"))); done
+  echo "$total"
+}
+
+# rss_mib PID: resident memory (VmRSS) in MiB.
+rss_mib() {
+  awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"
+}
+
+# pct TICKS MICROSECONDS: CPU use in % of one core.
+pct() {
+  awk -v t="$1" -v hz="$CLK_TCK" -v us="$2" 'BEGIN { printf "%.1f", t / hz / (us / 1e6) * 100 }'
+}
+
+# ms_per TICKS COUNT: CPU milliseconds per item.
+ms_per() {
+  awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.3f", (n > 0 ? t / hz * 1000 / n : 0) }'
+}
+
+# ------------------------------------------- the stack: services, API, orchestrator
+
+STACK_DIR=""           # $WORK/<bench> while a stack is up
+STACK_BUILT=0
+STACK_DB_CREATED=""    # a database created on a configured server, dropped at the end
+STACK_DB_ADMIN_URL=""  # the configured DATABASE_URL it was created from
+STACK_REDIS_SHARED=0   # 1: a configured Redis, whose keys under REDIS_PREFIX we delete
+API="" API_PID="" ORCH_PID="" PG_PID="" DB_URL="" REDIS="" REDIS_PREFIX="" PG_DURABILITY=""
+API_CPU=""             # the core inventiv-api is pinned to ("" = not pinned)
+PSQL_BIN=""
+ADMIN_EMAIL=admin@inventiv.local
+ADMIN_PASSWORD=""
+
+# psql_db ARGS...: psql on the stack's database.
+psql_db() {
+  "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$DB_URL" "$@"
+}
+
+# url_with_db URL NAME: URL with its database replaced by NAME.
+url_with_db() {
+  local url=$1 query=""
+  if [[ $url == *\?* ]]; then
+    query="?${url#*\?}"
+    url=${url%%\?*}
+  fi
+  local rest=${url#*://}
+  if [[ $rest == */* ]]; then url=${url%/*}; fi
+  printf '%s/%s%s\n' "$url" "$2" "$query"
+}
+
+# A 127.0.x.1 with nothing listening on 127.0.x.* (mock VMs get their
+# addresses from there on), from 127.0.90.1 up.
+free_loopback() {
+  local x
+  if ! command -v ss >/dev/null; then
+    printf '127.0.90.1\n'
+    return 0
+  fi
+  for ((x = 90; x < 130; x++)); do
+    if ! ss -Hltn | awk '{ print $4 }' | grep -q "^127\.0\.$x\."; then
+      printf '127.0.%s.1\n' "$x"
+      return 0
+    fi
+  done
+  die "no free 127.0.x.0/24 range between 127.0.90 and 127.0.129"
+}
+
+# The pids of the processes of the mock VMs under DIR and their descendants:
+# a command line naming DIR (each VM's sshd) or the INVENTIV_MOCK_VM=<vm>
+# marker in the environment (what runs through a VM's SSH), as the mock
+# provider's own reaper finds them.
+vm_processes() {
+  local dir=$1 marks="$WORK/vm-marks" vm
+  [[ -d $dir ]] || return 0
+  : >"$marks"
+  for vm in "$dir"/*; do
+    [[ -e $vm ]] && printf 'INVENTIV_MOCK_VM=%s\n' "${vm##*/}" >>"$marks"
+  done
+  {
+    grep -laF -- "$dir" /proc/[0-9]*/cmdline 2>/dev/null || true
+    if [[ -s $marks ]]; then grep -laF -f "$marks" /proc/[0-9]*/environ 2>/dev/null || true; fi
+  } | sed -n 's#^/proc/\([0-9]*\)/.*#\1#p' | sort -u >"$WORK/vm-hits"
+  ps -eo pid=,ppid= | awk -v me=$$ -v sub_=$BASHPID '
+    NR == FNR { hit[$1] = 1; next }
+    { parent[$1] = $2 }
+    END {
+      do {
+        grew = 0
+        for (p in parent) if (!(p in hit) && (parent[p] in hit)) { hit[p] = 1; grew = 1 }
+      } while (grew)
+      for (p in hit) if (p != me && p != sub_ && p != 1 && (p in parent)) print p
+    }' "$WORK/vm-hits" -
+}
+
+# Stops what is left of the mock VMs under DIR (normally nothing: the bench
+# terminates its instances; this is for a bench that failed half-way).
+reap_mock_vms() {
+  local dir=$1 round pids
+  for round in 1 2 3; do
+    pids=$(vm_processes "$dir" | tr '\n' ' ')
+    [[ -n ${pids// /} ]] || return 0
+    warn "stopping leftover mock VM processes: $pids"
+    # shellcheck disable=SC2086 # a list of pids
+    kill -TERM $pids 2>/dev/null
+    sleep $((round))
+    pids=$(vm_processes "$dir" | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    [[ -n ${pids// /} ]] && kill -KILL $pids 2>/dev/null
+  done
+}
+
+build_stack() {
+  ((STACK_BUILT)) && return 0
+  log "building inventiv-api, inventiv-orchestrator and the mock engine (release)"
+  cargo build --release --quiet --bin inventiv-api --bin inventiv-orchestrator --bin inventiv-mock-engine
+  STACK_BUILT=1
+}
+
+# stack_up NAME [VAR=VALUE...]: PostgreSQL + Redis (scripts/services.sh, state
+# in $WORK/NAME/services), then inventiv-api (on API_CPU) and
+# inventiv-orchestrator (unpinned, with VAR=VALUE... added to its
+# environment), release builds on ports the kernel picks. Sets API (base
+# URL), API_PID, ORCH_PID, DB_URL, PG_PID (the private postmaster, "" for a
+# configured server), ADMIN_PASSWORD.
+stack_up() {
+  local name=$1
+  shift
+  build_stack
+  STACK_DIR="$WORK/$name"
+  local svc="$STACK_DIR/services" app="$STACK_DIR/app" out started
+  mkdir -p "$svc" "$app"
+  out=$(INVENTIV_STATE_DIR=$svc "$REPO_ROOT/scripts/services.sh" up) || die "scripts/services.sh up failed"
+  DB_URL=$(eval "$out" && printf '%s' "$DATABASE_URL")
+  REDIS=$(eval "$out" && printf '%s' "$REDIS_URL")
+  started=$(eval "$out" && printf '%s' "${INVENTIV_STARTED_SERVICES:-}")
+  PSQL_BIN=$(find_psql)
+  PG_PID=""
+  if [[ " $started " == *" postgres "* ]]; then
+    PG_PID=$(head -n 1 "$svc/postgres/postmaster.pid" | tr -dc '0-9')
+  else
+    local db="inventiv_bench_${name}_$$"
+    log "configured DATABASE_URL: creating the database $db for the bench"
+    "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$DB_URL" -c "CREATE DATABASE $db" \
+      || die "cannot create a database on the configured server (the role needs CREATEDB)"
+    STACK_DB_ADMIN_URL=$DB_URL
+    STACK_DB_CREATED=$db
+    DB_URL=$(url_with_db "$DB_URL" "$db")
+  fi
+  [[ " $started " == *" redis "* ]] || STACK_REDIS_SHARED=1
+  REDIS_PREFIX="inventiv-bench-$$-$name:"
+  ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+
+  start_logged "$name/api" "inventiv-api listening" "$API_CPU" 120 \
+    env DATABASE_URL="$DB_URL" REDIS_URL="$REDIS" INVENTIV_REDIS_PREFIX="$REDIS_PREFIX" \
+    INVENTIV_ENV=development INVENTIV_API_ADDR=127.0.0.1:0 INVENTIV_STATE_DIR="$app" \
+    INVENTIV_ADMIN_EMAIL="$ADMIN_EMAIL" INVENTIV_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
+    "$TARGET_DIR/release/inventiv-api"
+  API_PID=$STARTED_PID
+  API="http://$(client_addr "$SERVER_ADDR")"
+  [[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' --max-time 5 "$API/readyz") == 200 ]] \
+    || die "$API/readyz is not 200"
+
+  local bundle
+  bundle=$("$REPO_ROOT/scripts/agent-bundle.sh" --out "$WORK/agent") || die "scripts/agent-bundle.sh failed"
+  bundle=${bundle#*  }
+  start_logged "$name/orchestrator" "inventiv-orchestrator listening" "" 60 \
+    env DATABASE_URL="$DB_URL" REDIS_URL="$REDIS" INVENTIV_REDIS_PREFIX="$REDIS_PREFIX" \
+    INVENTIV_STATE_DIR="$app" INVENTIV_ORCHESTRATOR_ADDR=127.0.0.1:0 \
+    INVENTIV_ORCHESTRATOR_NAME="bench-orchestrator-$$" INVENTIV_CONTROL_PLANE_URL="$API" \
+    INVENTIV_MOCK_ENGINE="$TARGET_DIR/release/inventiv-mock-engine" \
+    INVENTIV_AGENT_BUNDLE="$bundle" INVENTIV_BOOTSTRAP_SCRIPT="$REPO_ROOT/inventiv-worker/bootstrap.sh" \
+    "$@" "$TARGET_DIR/release/inventiv-orchestrator"
+  ORCH_PID=$STARTED_PID
+  # It listens before it has set up its providers (SSH key first).
+  local deadline=$((SECONDS + 30))
+  until [[ -s $app/ssh/id_ed25519.pub ]]; do
+    alive "$ORCH_PID" || die "the orchestrator exited: $(tail -5 "$WORK/$name/orchestrator.log")"
+    ((SECONDS < deadline)) || die "the orchestrator made no SSH key within 30 s"
+    sleep 0.05
+  done
+  sleep 0.2
+  PG_DURABILITY="$([[ -n $PG_PID ]] && echo private || echo configured) $(psql_db -tAc 'SHOW server_version' | cut -d' ' -f1), fsync $(psql_db -tAc 'SHOW fsync'), synchronous_commit $(psql_db -tAc 'SHOW synchronous_commit')"
+  log "$name: inventiv-api on $API; PostgreSQL $PG_DURABILITY; Redis $([[ $STACK_REDIS_SHARED == 1 ]] && echo configured || echo private)"
+}
+
+# Stops what stack_up started and deletes its state.
+stack_down() {
+  [[ -n $STACK_DIR ]] || return 0
+  stop_pid "$ORCH_PID"
+  stop_pid "$API_PID"
+  ORCH_PID="" API_PID=""
+  reap_mock_vms "$STACK_DIR/app/mock-vms"
+  if [[ -n $STACK_DB_CREATED ]]; then
+    "$PSQL_BIN" -X -q -d "$STACK_DB_ADMIN_URL" -c "DROP DATABASE IF EXISTS $STACK_DB_CREATED WITH (FORCE)" >&2 \
+      || warn "could not drop the database $STACK_DB_CREATED"
+    STACK_DB_CREATED=""
+  fi
+  if ((STACK_REDIS_SHARED)); then
+    if command -v redis-cli >/dev/null; then
+      redis-cli -u "$REDIS" --scan --pattern "$REDIS_PREFIX*" | xargs -r redis-cli -u "$REDIS" del >/dev/null \
+        || warn "could not delete the Redis keys $REDIS_PREFIX*"
+    else
+      warn "no redis-cli: the keys $REDIS_PREFIX* stay in the configured Redis"
+    fi
+    STACK_REDIS_SHARED=0
+  fi
+  INVENTIV_STATE_DIR="$STACK_DIR/services" "$REPO_ROOT/scripts/services.sh" purge \
+    || warn "scripts/services.sh purge failed for $STACK_DIR/services"
+  STACK_DIR=""
+}
+
+# call METHOD PATH [JSON]: an API call (with TOKEN when set); sets CODE and BODY.
+call() {
+  local args=(-s --noproxy '*' --max-time 30 -o "$WORK/body" -w '%{http_code}' -X "$1" "$API$2")
+  if [[ -n ${TOKEN:-} ]]; then args+=(-H "authorization: Bearer $TOKEN"); fi
+  if (($# > 2)); then args+=(-H 'content-type: application/json' --data-binary "$3"); fi
+  CODE=$(curl "${args[@]}") || CODE=000
+  BODY=$(cat "$WORK/body" 2>/dev/null || true)
+}
+
+# expect CODE...: fails unless the last call answered one of them.
+expect() {
+  local c
+  for c in "$@"; do [[ $CODE == "$c" ]] && return 0; done
+  die "expected HTTP $* but got $CODE: $BODY"
+}
+
+# Admin login, a team organization switched to; sets TOKEN and ORG_ID.
+# With "activate", the mock catalog items are activated for it.
+api_team() {
+  TOKEN=""
+  call POST /auth/login "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}"
+  expect 200
+  TOKEN=$(jq -r .access_token <<<"$BODY")
+  call POST /organizations '{"name":"Bench"}'
+  expect 200 201
+  ORG_ID=$(jq -r .id <<<"$BODY")
+  call PUT /organizations/current "{\"organization_id\":\"$ORG_ID\"}"
+  expect 200
+  TOKEN=$(jq -r .access_token <<<"$BODY")
+  [[ ${1:-} == activate ]] || return 0
+  local kind_item
+  for kind_item in provider/mock zone/8a1d0000-0000-4000-8000-000000000001 \
+    instance_type/8a1e0000-0000-4000-8000-000000000001 model/8a1f0000-0000-4000-8000-000000000001; do
+    call PUT "/organizations/current/activations/$kind_item" '{"technical":true,"economic":true}'
+    expect 200
+  done
+}
+
+# wait_status ID STATUS TIMEOUT_S: polls GET /instances/ID every 50 ms until
+# STATUS; fails (with the action log) on a failed state or the timeout.
+# Sets SEEN_US, when the status was seen.
+wait_status() {
+  local id=$1 want=$2 deadline=$(($(now_us) + $3 * 1000000)) status
+  while :; do
+    call GET "/instances/$id"
+    expect 200
+    status=$(jq -r .status <<<"$BODY")
+    if [[ $status == "$want" ]]; then
+      SEEN_US=$(now_us)
+      return 0
+    fi
+    if [[ $status == *failed || ($(now_us) -gt $deadline) ]]; then
+      printf '%s\n' "$BODY" >&2
+      call GET "/instances/$id/actions"
+      jq -r '.[] | "  \(.action_type) \(.status) \(.duration_ms // "-") ms \(.error_code // "") \(.error_message // "")"' <<<"$BODY" >&2 || true
+      die "instance $id is $status, not $want (waited at most $3 s)"
+    fi
+    sleep 0.05
+  done
 }
 
 # ------------------------------------------------------------------ benches
@@ -109,16 +495,14 @@ STREAM_TOKENS=256
 bench_mock_engine() {
   log "building the mock engine (release)"
   cargo build --release --quiet -p inventiv-mock-engine
-  start_server mock-engine target/release/inventiv-mock-engine \
+  start_server mock-engine "$TARGET_DIR/release/inventiv-mock-engine" \
     --port 0 --workers 1 --ttft-ms 0 --tokens-per-second 0 --load-delay-ms 0
   local base="http://$SERVER_ADDR"
 
   log "mock engine: non-streaming chat, $CONNECTIONS connections, $DURATION"
   lua_post "$WORK/chat.lua" '{"model":"mock/model","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Explain in a few words why inference benchmarks matter."}],"max_tokens":32}'
   load "$base/v1/chat/completions" "$WORK/chat.lua"
-  local verdict="NOT MET"
-  ((RPS >= MOCK_ENGINE_TARGET)) && verdict="MET"
-  report "mock engine: $RPS non-streaming req/s on 1 core (target ≥ $MOCK_ENGINE_TARGET): $verdict"
+  report "mock engine: $RPS non-streaming req/s on 1 core (target ≥ $MOCK_ENGINE_TARGET): $(verdict "RPS >= MOCK_ENGINE_TARGET")"
 
   log "mock engine: streaming chat of $STREAM_TOKENS tokens, $CONNECTIONS connections, $DURATION"
   lua_post "$WORK/stream.lua" "{\"model\":\"mock/model\",\"messages\":[{\"role\":\"user\",\"content\":\"Stream me a long answer.\"}],\"max_tokens\":$STREAM_TOKENS,\"ignore_eos\":true,\"stream\":true,\"stream_options\":{\"include_usage\":true}}"
@@ -126,6 +510,287 @@ bench_mock_engine() {
   # Per stream: the role chunk, one chunk per token, the usage chunk, [DONE].
   local chunks=$((RPS * (STREAM_TOKENS + 3)))
   report "mock engine: $chunks streamed chunks/s on 1 core ($RPS streams/s of $STREAM_TOKENS tokens)"
+}
+
+DEPLOY_TARGET_MS=5000
+DEPLOY_RUNS=3
+DEPLOY_BODY='{"provider":"mock","zone":"mock-zone-1","instance_type":"mock-1gpu-24g","model_id":"Qwen/Qwen2.5-0.5B-Instruct"}'
+
+# jq: an RFC 3339 time (UTC, fractional seconds) as epoch seconds.
+JQ_TS='def ts: capture("^(?<b>[^.Z+]+)(?<f>\\.[0-9]+)?(Z|\\+00:00)$") | ((.b + "Z") | fromdateiso8601) + ("0" + (.f // "") | tonumber);'
+
+bench_deploy() {
+  local first
+  first=$(free_loopback)
+  stack_up deploy INVENTIV_MOCK_BOOT_DELAY_MS=0 INVENTIV_RECONCILE_INTERVAL_MS=100 \
+    INVENTIV_WORKER_HEARTBEAT_SECS=1 INVENTIV_MOCK_FIRST_ADDRESS="$first"
+  log "deploy: mock VMs from $first, boot delay 0, reconcile every 100 ms, agent heartbeat every 1 s; not pinned"
+  api_team activate
+
+  local i id t0 ms ids=() times=() server=()
+  for ((i = 1; i <= DEPLOY_RUNS; i++)); do
+    t0=$(now_us)
+    call POST /deployments "$DEPLOY_BODY"
+    expect 202
+    id=$(jq -r .id <<<"$BODY")
+    wait_status "$id" ready 90
+    ms=$(((SEEN_US - t0) / 1000))
+    # Server side: the instance's creation to its move to ready.
+    call GET "/instances/$id/history"
+    expect 200
+    local created history
+    history=$BODY
+    call GET "/instances/$id"
+    created=$(jq -r .created_at <<<"$BODY")
+    server+=("$(jq -r --arg c "$created" "$JQ_TS"' (map(select(.to_status == "ready"))[0].at | ts) - ($c | ts) | . * 1000 | floor' <<<"$history")")
+    ids+=("$id")
+    times+=("$ms")
+    log "deploy $i: instance $id ready $ms ms after POST /deployments (server side ${server[-1]} ms)"
+  done
+
+  # The median run: the middle of the sorted times.
+  local sorted median_i median_ms
+  sorted=$(for i in "${!times[@]}"; do printf '%s %s\n' "${times[$i]}" "$i"; done | sort -n)
+  median_i=$(sed -n "$(((DEPLOY_RUNS + 1) / 2))p" <<<"$sorted" | cut -d' ' -f2)
+  median_ms=${times[$median_i]}
+  local each="" i1
+  for i in "${!times[@]}"; do
+    i1=$((i + 1))
+    each+="${each:+, }run $i1 ${times[$i]} ms (server side ${server[$i]})"
+  done
+  report "deploy: POST /deployments (202) → GET /instances/{id} ready, $DEPLOY_RUNS successive deployments: $each"
+  report "deploy: median $median_ms ms to ready on the mock provider (target < $DEPLOY_TARGET_MS ms): $(verdict "median_ms < DEPLOY_TARGET_MS")"
+
+  # Where the time of the median run goes.
+  local mid=${ids[$median_i]} actions history created
+  call GET "/instances/$mid"
+  created=$(jq -r .created_at <<<"$BODY")
+  call GET "/instances/$mid/history"
+  history=$BODY
+  call GET "/instances/$mid/actions"
+  actions=$BODY
+  report "deploy: breakdown of the median run (run $((median_i + 1)), instance $mid), server side, from its creation:"
+  report "    status (history)            from       ms"
+  while IFS= read -r line; do report "$line"; done < <(jq -r --arg c "$created" "$JQ_TS"'
+    def pad($n): tostring | " " * ($n - length) + .;
+    def rpad($n): tostring | . + " " * ($n - length);
+    ($c | ts) as $t0
+    | [.[] | {s: .to_status, at: (.at | ts)}] as $h
+    | range(0; $h | length - 1) as $k
+    | "    \($h[$k].s | rpad(24))\(($h[$k].at - $t0) * 1000 | floor | "+\(.) ms" | pad(10))\(($h[$k + 1].at - $h[$k].at) * 1000 | floor | pad(9))"' <<<"$history")
+  # A step inside another (the bootstrap phases inside WORKER_SSH_INSTALL) is
+  # indented; "gap" is the time between the end of what came before (the
+  # previous step, or the start of the enclosing one) and its start: time
+  # no step accounts for (polling, waiting for a heartbeat, SSH connections).
+  report "    step (action log)              status      start   duration      gap"
+  while IFS= read -r line; do report "$line"; done < <(jq -r --arg c "$created" "$JQ_TS"'
+    def pad($n): tostring | " " * ($n - length) + .;
+    def rpad($n): tostring | . + " " * ($n - length);
+    ($c | ts) as $t0
+    | [.[] | {a: .action_type, st: .status, s: (.started_at | ts), e: (if .finished_at then (.finished_at | ts) else null end), d: .duration_ms}] as $r
+    | range(0; $r | length) as $k
+    | $r[$k] as $x
+    | ($x.e // $x.s) as $xe
+    | [$r[0:$k][] | select(.e != null and .s <= $x.s and $xe <= .e and (.e - .s) > ($xe - $x.s))] as $outer
+    | ([$t0] + [$r[0:$k][] | select(.e != null and .e <= $x.s) | .e] + [$outer[].s] | max) as $prev
+    | "    \(("  " * ($outer | length) + $x.a) | rpad(31))\($x.st | rpad(8))\(($x.s - $t0) * 1000 | floor | "+\(.) ms" | pad(10))\($x.d // "-" | "\(.) ms" | pad(11))\(($x.s - $prev) * 1000 | floor | "\(.) ms" | pad(9))"' <<<"$actions")
+
+  # Terminate them all, in parallel.
+  t0=$(now_us)
+  for id in "${ids[@]}"; do
+    call DELETE "/instances/$id"
+    expect 202
+  done
+  local slowest=0
+  for id in "${ids[@]}"; do
+    wait_status "$id" terminated 60
+    ms=$(((SEEN_US - t0) / 1000))
+    ((ms > slowest)) && slowest=$ms
+  done
+  local left
+  left=$(find "$STACK_DIR/app/mock-vms" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+  report "deploy: the $DEPLOY_RUNS instances terminated ${slowest} ms after their DELETE (in parallel); mock VM dirs left: $left"
+  stack_down
+}
+
+HEARTBEAT_INSTANCES=500
+HEARTBEAT_EVERY_S=5
+# (a): one API core must take 10× the realistic load of 500 instances
+# (i.e. 5000 instances on one core); (b): no instance declared dead.
+HEARTBEAT_TARGET=1000
+# The watchdog declares a worker dead after 15 s without heartbeat (3
+# intervals; the default is 30 s), so that the 20 s of (b) can catch
+# heartbeats that do not get through.
+HEARTBEAT_TIMEOUT_S=15
+HEARTBEAT_MODEL=Qwen/Qwen2.5-0.5B-Instruct
+
+# The wrk script: POSTs valid v2 heartbeats (1 GPU, system samples),
+# round-robin over the instances in FILE ("<instance id> <token>" lines).
+heartbeat_lua() {
+  local file=$1 sha
+  sha=$(printf 'inventiv-bench' | sha256sum | cut -c1-64)
+  cat <<EOF
+local requests = {}
+local n = 0
+function init(args)
+  local sent_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
+  local k = 0
+  for line in io.lines("$file") do
+    local id, token = line:match("^(%S+)%s+(%S+)$")
+    if id then
+      k = k + 1
+      local body = string.format('{"schema_version":2,"instance_id":"%s","boot_id":"bench-boot-%d",'
+        .. '"agent":{"version":"0.2.0","bundle_sha256":"$sha"},"status":"ready",'
+        .. '"model_id":"$HEARTBEAT_MODEL","engine":{"ready":true,"requests_running":%d,"requests_waiting":0,"restarts":0},'
+        .. '"gpus":[{"index":0,"name":"NVIDIA L4","utilization_pct":%d.5,"memory_used_mib":20512.0,"memory_total_mib":23034.0,"temperature_c":61.0,"power_w":72.5}],'
+        .. '"system":{"cpu_pct":12.5,"load1":0.82,"load5":0.71,"load15":0.64,"memory_used_mib":9216.0,"memory_total_mib":32100.0,'
+        .. '"disk_used_gib":41.2,"disk_total_gib":100.0,"net_rx_bytes_per_s":125000.0,"net_tx_bytes_per_s":250000.0},'
+        .. '"sent_at":"%s"}', id, k, k % 4, k % 100, sent_at)
+      requests[k] = wrk.format("POST", "/internal/workers/heartbeat",
+        { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token }, body)
+    end
+  end
+end
+function request()
+  n = n % #requests + 1
+  return requests[n]
+end
+EOF
+}
+
+# paced_lua RATE CONNECTIONS: a wrk delay() that sends RATE requests/s in all
+# over the thread's connections: each request takes the next slot of a
+# fixed schedule (1000/RATE ms apart), so the rate holds whatever the
+# latency (as long as CONNECTIONS requests can be in flight), and a late
+# schedule is not caught up in a burst. Needs LuaJIT's ffi for a
+# millisecond clock (Debian's wrk has it); without it, a fixed delay.
+paced_lua() {
+  cat <<EOF
+local ok, ffi = pcall(require, "ffi")
+local now_ms
+if ok then
+  ffi.cdef[[
+    typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+    int clock_gettime(int clock, bench_timespec *ts);
+  ]]
+  local ts = ffi.new("bench_timespec")
+  now_ms = function()
+    ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+    return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+  end
+end
+local slot = 0
+function delay()
+  if not now_ms then return math.floor(1000 * $2 / $1) end
+  local now = now_ms()
+  slot = math.max(slot + 1000 / $1, now)
+  return math.floor(slot - now + 0.5)
+end
+EOF
+}
+
+bench_heartbeats() {
+  local first
+  first=$(free_loopback)
+  API_CPU=$SERVER_CPU
+  stack_up heartbeats INVENTIV_MOCK_BOOT_DELAY_MS=0 INVENTIV_RECONCILE_INTERVAL_MS=100 \
+    INVENTIV_WORKER_HEARTBEAT_SECS=1 INVENTIV_MOCK_FIRST_ADDRESS="$first" \
+    INVENTIV_HEARTBEAT_TIMEOUT_SECS="$HEARTBEAT_TIMEOUT_S"
+  API_CPU=""
+  api_team
+
+  log "heartbeats: inserting $HEARTBEAT_INSTANCES ready instances with worker tokens"
+  # 43 base64url characters each, the shape of a real worker token.
+  head -c $((HEARTBEAT_INSTANCES * 33)) /dev/urandom | base64 -w 44 | tr '+/' '-_' | cut -c1-43 \
+    | awk '{ printf "%d\t%s\n", NR, $0 }' >"$WORK/tokens.tsv"
+  psql_db <<EOF
+CREATE TEMP TABLE bench_tokens (n integer, token text);
+\\copy bench_tokens FROM '$WORK/tokens.tsv'
+INSERT INTO instances (id, organization_id, name, provider, zone, instance_type, model_id, status, progress,
+                       worker_token_hash, worker_status, worker_engine_ready, last_heartbeat_at, started_at)
+SELECT gen_random_uuid(), '$ORG_ID', 'bench-hb-' || lpad(n::text, 4, '0'), 'mock', 'mock-zone-1', 'mock-1gpu-24g',
+       '$HEARTBEAT_MODEL', 'ready', 100, sha256(convert_to(token, 'UTF8')), 'ready', true, now(), now()
+  FROM bench_tokens;
+\\copy (SELECT i.id, t.token FROM bench_tokens t JOIN instances i ON i.worker_token_hash = sha256(convert_to(t.token, 'UTF8')) ORDER BY t.n) TO '$WORK/ids.txt' WITH (DELIMITER ' ')
+EOF
+  local count
+  count=$(wc -l <"$WORK/ids.txt")
+  ((count == HEARTBEAT_INSTANCES)) || die "$count instances inserted, not $HEARTBEAT_INSTANCES"
+  heartbeat_lua "$WORK/ids.txt" >"$WORK/heartbeat.lua"
+  {
+    cat "$WORK/heartbeat.lua"
+    paced_lua "$((HEARTBEAT_INSTANCES / HEARTBEAT_EVERY_S))" 10
+  } >"$WORK/heartbeat-paced.lua"
+  local url="$API/internal/workers/heartbeat"
+
+  # Idle: no heartbeat, the orchestrator watching 500 ready instances.
+  local samples0 samples1 wal0 wal1 api0 api1 orch0 orch1 pg0=0 pg1=0 t0 t1
+  api0=$(cpu_ticks "$API_PID")
+  orch0=$(cpu_ticks "$ORCH_PID")
+  [[ -n $PG_PID ]] && pg0=$(tree_ticks "$PG_PID")
+  t0=$(now_us)
+  sleep 5
+  t1=$(now_us)
+  api1=$(cpu_ticks "$API_PID")
+  orch1=$(cpu_ticks "$ORCH_PID")
+  [[ -n $PG_PID ]] && pg1=$(tree_ticks "$PG_PID")
+  report "heartbeats (idle, 5 s, $HEARTBEAT_INSTANCES ready instances, no heartbeat): API $(pct $((api1 - api0)) $((t1 - t0)))% of a core, orchestrator $(pct $((orch1 - orch0)) $((t1 - t0)))%$([[ -n $PG_PID ]] && echo ", PostgreSQL $(pct $((pg1 - pg0)) $((t1 - t0)))%")"
+
+  # (a) Throughput: the API alone on core 0, wrk on core 1; PostgreSQL,
+  # Redis and the orchestrator float over both cores.
+  log "heartbeats (a): 8 connections, $DURATION, round-robin over $HEARTBEAT_INSTANCES instances"
+  wrk_run 8 "$WARMUP" "$url" "$WORK/heartbeat.lua" /dev/null
+  samples0=$(psql_db -tAc "SELECT (SELECT count(*) FROM gpu_samples) + (SELECT count(*) FROM system_samples)")
+  wal0=$(psql_db -tAc "SELECT pg_current_wal_lsn()")
+  api0=$(cpu_ticks "$API_PID")
+  [[ -n $PG_PID ]] && pg0=$(tree_ticks "$PG_PID")
+  t0=$(now_us)
+  wrk_run 8 "$DURATION" "$url" "$WORK/heartbeat.lua" "$WORK/hb-a.out"
+  t1=$(now_us)
+  api1=$(cpu_ticks "$API_PID")
+  [[ -n $PG_PID ]] && pg1=$(tree_ticks "$PG_PID")
+  samples1=$(psql_db -tAc "SELECT (SELECT count(*) FROM gpu_samples) + (SELECT count(*) FROM system_samples)")
+  wal1=$(psql_db -tAc "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$wal0')::bigint")
+  wrk_check "$WORK/hb-a.out"
+  local n=$REQUESTS
+  report "heartbeats (a): $RPS heartbeats/s handled, API on 1 core, 8 connections, PostgreSQL $PG_DURABILITY (p50 $P50, p99 $P99) (target ≥ $HEARTBEAT_TARGET/s): $(verdict "RPS >= HEARTBEAT_TARGET")"
+  local pg_note="PostgreSQL configured: its CPU not measured"
+  [[ -n $PG_PID ]] && pg_note="PostgreSQL $(pct $((pg1 - pg0)) $((t1 - t0)))% of a core, $(ms_per $((pg1 - pg0)) "$n") ms per heartbeat"
+  report "heartbeats (a): API $(pct $((api1 - api0)) $((t1 - t0)))% of a core, $(ms_per $((api1 - api0)) "$n") CPU ms per heartbeat; $pg_note; $(((samples1 - samples0) / 2)) heartbeats stored (GPU + system rows), $((wal1 / (n > 0 ? n : 1))) WAL bytes per heartbeat"
+
+  # (b) The realistic load: every instance once every HEARTBEAT_EVERY_S,
+  # paced by wrk's delay() over 10 connections.
+  local rate=$((HEARTBEAT_INSTANCES / HEARTBEAT_EVERY_S))
+  log "heartbeats (b): $HEARTBEAT_INSTANCES instances every ${HEARTBEAT_EVERY_S} s = $rate/s, 20 s; orchestrator watchdog: reconcile every 100 ms, dead after $HEARTBEAT_TIMEOUT_S s without heartbeat"
+  local rss_api0 rss_orch0 rss_api1 rss_orch1
+  rss_api0=$(rss_mib "$API_PID")
+  rss_orch0=$(rss_mib "$ORCH_PID")
+  api0=$(cpu_ticks "$API_PID")
+  orch0=$(cpu_ticks "$ORCH_PID")
+  [[ -n $PG_PID ]] && pg0=$(tree_ticks "$PG_PID")
+  t0=$(now_us)
+  wrk_run 10 20s "$url" "$WORK/heartbeat-paced.lua" "$WORK/hb-b.out"
+  t1=$(now_us)
+  api1=$(cpu_ticks "$API_PID")
+  orch1=$(cpu_ticks "$ORCH_PID")
+  [[ -n $PG_PID ]] && pg1=$(tree_ticks "$PG_PID")
+  rss_api1=$(rss_mib "$API_PID")
+  rss_orch1=$(rss_mib "$ORCH_PID")
+  wrk_check "$WORK/hb-b.out"
+  n=$REQUESTS
+  local dead_now dead_ever
+  dead_now=$(psql_db -tAc "SELECT count(*) FROM instances WHERE status = 'worker_dead'")
+  dead_ever=$(psql_db -tAc "SELECT count(DISTINCT instance_id) FROM instance_state_history WHERE to_status = 'worker_dead'")
+  local achieved
+  achieved=$(awk -v n="$n" -v us=$((t1 - t0)) 'BEGIN { printf "%.1f", n / (us / 1e6) }')
+  report "heartbeats (b): $achieved heartbeats/s for 20 s (load of $HEARTBEAT_INSTANCES instances every ${HEARTBEAT_EVERY_S} s = $rate/s; p50 $P50, p99 $P99)"
+  report "heartbeats (b): API CPU $(pct $((api1 - api0)) $((t1 - t0)))% of a core ($(ms_per $((api1 - api0)) "$n") ms per heartbeat), RSS $rss_api0 → $rss_api1 MiB"
+  report "heartbeats (b): orchestrator CPU $(pct $((orch1 - orch0)) $((t1 - t0)))% of a core (watchdog over $HEARTBEAT_INSTANCES ready instances every 100 ms), RSS $rss_orch0 → $rss_orch1 MiB"
+  if [[ -n $PG_PID ]]; then
+    report "heartbeats (b): PostgreSQL CPU $(pct $((pg1 - pg0)) $((t1 - t0)))% of a core (all its processes)"
+  fi
+  report "heartbeats (b): instances declared worker_dead while heartbeats flowed: $dead_ever (now worker_dead: $dead_now) (expected 0): $(verdict "dead_ever == 0")"
+  stack_down
 }
 
 # --------------------------------------------------------------------- main
@@ -139,8 +804,38 @@ selected=("$@")
 ((${#selected[@]})) || selected=("${BENCHES[@]}")
 for name in "${selected[@]}"; do
   declare -F "bench_$name" >/dev/null || die "no bench '$name' (known: ${BENCHES[*]})"
+done
+for name in "${selected[@]}"; do
+  case $name in
+    deploy | heartbeats)
+      command -v jq >/dev/null || apt_install jq
+      command -v curl >/dev/null || apt_install curl
+      ;;
+  esac
+done
+# Other processes skew every figure: how busy the cores are (over 1 s, from
+# /proc/stat) just before each bench, when nothing of ours runs.
+busy() {
+  local a b
+  read -r a </proc/stat
+  sleep 1
+  read -r b </proc/stat
+  BUSY=$(awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN {
+    split(a, x); split(b, y); t = 0; i = 0
+    for (k = 2; k <= 9; k++) t += y[k] - x[k]
+    i = (y[5] - x[5]) + (y[6] - x[6])
+    printf "%.2f", (t > 0 ? (t - i) / t * n : 0) }')
+  if awk -v l="$BUSY" 'BEGIN { exit !(l >= 0.25) }'; then
+    warn "other processes keep $BUSY cores busy before '$1': its figures are pessimistic"
+  fi
+  BUSIES+="${BUSIES:+, }$1 $BUSY"
+}
+BUSIES=""
+for name in "${selected[@]}"; do
+  busy "$name"
   "bench_$name"
 done
+SUMMARY=("machine: $(nproc) cores; cores kept busy by other processes just before each bench: $BUSIES" "${SUMMARY[@]}")
 
 printf '\n==> bench summary\n'
 printf '%s\n' "${SUMMARY[@]}"
