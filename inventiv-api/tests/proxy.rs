@@ -400,6 +400,7 @@ async fn rate_limits_and_disconnects() {
             json!({ "name": "limited", "rpm_limit": 2 }),
         )
         .await;
+    clear_of_a_minute_boundary().await;
     let key = created["key"].as_str().unwrap().to_owned();
     let short = json!({ "model": "mock/model", "prompt": "x", "max_tokens": 1 });
     let (s, headers, _) = post(&app, "/v1/completions", &key, short.clone()).await;
@@ -544,6 +545,7 @@ async fn rate_limits_hold_across_two_replicas() {
             json!({ "name": "shared", "rpm_limit": 3 }),
         )
         .await;
+    clear_of_a_minute_boundary().await;
     let key = created["key"].as_str().unwrap().to_owned();
     let body = json!({ "model": "mock/model", "prompt": "x", "max_tokens": 1 });
     let mut statuses = Vec::new();
@@ -592,4 +594,13 @@ async fn rate_limits_hold_across_two_replicas() {
         },
     )
     .await;
+}
+
+/// Limits count per clock minute: start a burst well inside one, so that the
+/// window cannot reset in the middle of it.
+async fn clear_of_a_minute_boundary() {
+    let second = chrono::Utc::now().timestamp() % 60;
+    if second >= 55 {
+        tokio::time::sleep(Duration::from_secs(u64::try_from(61 - second).unwrap_or(1))).await;
+    }
 }
