@@ -54,19 +54,6 @@ fn python() -> PathBuf {
     venv.join("bin/python")
 }
 
-fn engine_binary() -> PathBuf {
-    let path = repo().join("target/debug/inventiv-mock-engine");
-    if !path.exists() {
-        assert!(Command::new(env!("CARGO"))
-            .args(["build", "-p", "inventiv-mock-engine"])
-            .current_dir(repo())
-            .status()
-            .unwrap()
-            .success());
-    }
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_sdk_works_and_usage_matches_the_engine() {
     let python = tokio::task::spawn_blocking(python).await.unwrap();
@@ -76,7 +63,7 @@ async fn the_official_sdk_works_and_usage_matches_the_engine() {
         .local_addr()
         .unwrap()
         .port();
-    let mut engine = Command::new(engine_binary())
+    let mut engine = Command::new(inventiv_testkit::engine::mock_engine())
         .args([
             "--host",
             "127.0.0.1",

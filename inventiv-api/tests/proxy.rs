@@ -13,7 +13,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::Duration;
 
@@ -34,30 +33,13 @@ impl Drop for Engine {
     }
 }
 
-fn engine_binary() -> PathBuf {
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = repo.join("target/debug/inventiv-mock-engine");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "inventiv-mock-engine"])
-            .current_dir(&repo)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
-}
-
 async fn engine(extra: &[&str]) -> Engine {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(engine_binary())
+    let child = Command::new(inventiv_testkit::engine::mock_engine())
         .args([
             "--host",
             "127.0.0.1",

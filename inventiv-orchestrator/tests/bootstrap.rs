@@ -44,21 +44,6 @@ fn bundle() -> (String, PathBuf) {
     (sha.to_owned(), PathBuf::from(path))
 }
 
-fn mock_engine() -> PathBuf {
-    let path = std::env::var("INVENTIV_MOCK_ENGINE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join("target/debug/inventiv-mock-engine"));
-    if !path.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "inventiv-mock-engine"])
-            .current_dir(repo())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -139,7 +124,7 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
         "instance_id": id,
         "worker_token": "t".repeat(43),
         "model_id": "mock/model",
-        "engine_command": [mock_engine(), "--host", "{host}", "--port", "{port}", "--model", "{model}"],
+        "engine_command": [inventiv_testkit::engine::mock_engine(), "--host", "{host}", "--port", "{port}", "--model", "{model}"],
         "engine_host": "127.0.0.1",
         "engine_port": engine_port,
         "agent_host": "127.0.0.1",

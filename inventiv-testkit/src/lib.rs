@@ -10,6 +10,7 @@
 )]
 
 pub mod db;
+pub mod engine;
 pub mod sshd;
 
 /// The schema migrations.

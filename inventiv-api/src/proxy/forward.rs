@@ -182,9 +182,14 @@ async fn forward(
         Lookup::Unknown => return Err(OpenAiError::model_not_found(&model)),
     };
     let limits = super::forward_limits::check(&state, c.key.as_ref()).await?;
-    let payload = Bytes::from(
-        serde_json::to_vec(&request).map_err(|e| OpenAiError::bad_request(e.to_string()))?,
-    );
+    // Only a stream's body changes (usage asked for); others go as they came.
+    let payload = if streaming {
+        Bytes::from(
+            serde_json::to_vec(&request).map_err(|e| OpenAiError::bad_request(e.to_string()))?,
+        )
+    } else {
+        body
+    };
     let request_id = request_id::current().unwrap_or_else(|| Uuid::new_v4().simple().to_string());
     let mut last_error = String::from("no worker answered");
     for worker in workers.iter().take(3) {

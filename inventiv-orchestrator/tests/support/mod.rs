@@ -56,18 +56,7 @@ fn build_bundle(out: &Path) -> PathBuf {
     PathBuf::from(line.trim().split_once("  ").unwrap().1)
 }
 
-pub fn mock_engine() -> PathBuf {
-    let path = repo().join("target/debug/inventiv-mock-engine");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "inventiv-mock-engine"])
-            .current_dir(repo())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
-}
+pub use inventiv_testkit::engine::mock_engine;
 
 /// Live processes whose command line mentions `needle` (pid, command line).
 pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
