@@ -13,6 +13,10 @@
 #   deploy       POST /deployments -> instance ready on the mock provider, for
 #                3 successive deployments (each, the median, and a per-step
 #                breakdown of the median run), then terminates them
+#   proxy        the data plane: the mock engine directly, through a bare hyper
+#                proxy and through the API's /v1 (key auth, routing, metering);
+#                concurrency 1, 8, 64, streaming and not: req/s, p50, p99,
+#                added latency, CPU per request and per SSE event, API memory
 #   heartbeats   500 instances with worker tokens: (a) heartbeats/s the API
 #                takes on one core, (b) the realistic load (500 instances
 #                every 5 s): CPU and memory of the API and the orchestrator,
@@ -38,7 +42,7 @@ LOG_TAG="bench"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-BENCHES=(mock_engine deploy heartbeats)
+BENCHES=(mock_engine proxy deploy heartbeats)
 
 DURATION=${BENCH_DURATION:-10s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
@@ -793,6 +797,183 @@ EOF
   stack_down
 }
 
+# ----------------------------------------------------------------- the proxy
+
+PROXY_DURATION=${BENCH_PROXY_DURATION:-5s}
+PROXY_CONCURRENCY=(1 8 64)
+PROXY_MODEL=Qwen/Qwen2.5-0.5B-Instruct
+PROXY_STREAM_TOKENS=64
+# Targets (ratios: this machine is noisy).
+PROXY_CPU_RATIO=150    # the API's CPU per request ≤ 1.5 × the bare proxy's
+PROXY_CPU_MAX_US=100   # ... and ≤ 100 µs
+PROXY_EVENT_MAX_US=30  # CPU per forwarded SSE event
+PROXY_RPS_RATIO=75     # at concurrency 64, ≥ 75 % of the bare proxy's requests/s
+PROXY_ADDED_P50_US=500 # added p50 at concurrency 1 over direct
+PROXY_RSS_MAX_MIB=64   # the API's resident memory under that load
+
+# us DURATION: a wrk latency ("812.00us", "1.25ms", "2.00s") in microseconds.
+us() {
+  awk -v d="$1" 'BEGIN {
+    n = d + 0; u = d; sub(/^[0-9.]+/, "", u)
+    f = (u == "s" ? 1e6 : (u == "ms" ? 1e3 : (u == "m" ? 6e7 : 1)))
+    printf "%d", n * f }'
+}
+
+# at_most VALUE MAX: "MET" when the decimal VALUE ≤ MAX, else "NOT MET".
+at_most() {
+  if awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; then printf 'MET'; else printf 'NOT MET'; fi
+}
+
+# per_event MICROSECONDS EVENTS: CPU per SSE event, 2 decimals.
+per_event() {
+  awk -v u="$1" -v e="$2" 'BEGIN { printf "%.2f", (e > 0 ? u / e : 0) }'
+}
+
+# proxy_run URL LUA CONNECTIONS PID: warms up, measures, and sets RPS,
+# REQUESTS, P50_US, P99_US and CPU_US (PID's CPU per request, from /proc;
+# 0 without PID).
+proxy_run() {
+  local url=$1 lua=$2 c=$3 pid=$4 t0=0 t1=0 out="$WORK/proxy.out"
+  wrk_run "$c" "$WARMUP" "$url" "$lua" /dev/null
+  [[ -z $pid ]] || t0=$(cpu_ticks "$pid")
+  wrk_run "$c" "$PROXY_DURATION" "$url" "$lua" "$out"
+  [[ -z $pid ]] || t1=$(cpu_ticks "$pid")
+  wrk_check "$out" 2>/dev/null
+  P50_US=$(us "$P50")
+  P99_US=$(us "$P99")
+  CPU_US=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$REQUESTS" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+}
+
+# proxy_heartbeat INSTANCE: a fresh heartbeat for the bench's instance (its
+# worker token in $WORK/worker-token).
+proxy_heartbeat() {
+  curl -s --noproxy '*' --max-time 5 -o /dev/null -X POST "$API/internal/workers/heartbeat" \
+    -H "authorization: Bearer $(cat "$WORK/worker-token")" -H 'content-type: application/json' \
+    --data-binary "{\"schema_version\":2,\"instance_id\":\"$1\",\"boot_id\":\"bench-proxy\",\"agent\":{\"version\":\"0.2.0\",\"bundle_sha256\":\"$(printf 'inventiv-bench' | sha256sum | cut -c1-64)\"},\"status\":\"ready\",\"model_id\":\"$PROXY_MODEL\",\"engine\":{\"ready\":true,\"requests_running\":0,\"requests_waiting\":0,\"restarts\":0},\"gpus\":[],\"sent_at\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}"
+}
+
+# The data plane: the mock engine directly, then through a bare hyper
+# pass-through proxy (inventiv-api/examples/bare_proxy.rs: the floor any
+# proxy pays), then through the API's /v1 with an API key, routing and
+# metering on; concurrency 1, 8 and 64, streaming and not. The proxy under
+# test (bare or API) runs alone on core 0; the engine and wrk share core 1;
+# PostgreSQL, Redis and the orchestrator float. The engine answers at once
+# (no simulated GPU time) so that the proxies' own cost shows.
+bench_proxy() {
+  log "building the bare proxy (release)"
+  cargo build --release --quiet -p inventiv-api --example bare_proxy
+  API_CPU=$SERVER_CPU
+  stack_up proxy
+  API_CPU=""
+  api_team activate
+
+  # The engine, pinned with wrk, registered as a ready instance of the
+  # organization with a worker token; heartbeats keep it fresh.
+  start_logged proxy/engine listening "$LOAD_CPU" 10 "$TARGET_DIR/release/inventiv-mock-engine" \
+    --port 0 --workers 1 --ttft-ms 0 --tokens-per-second 0 --load-delay-ms 0 --model "$PROXY_MODEL"
+  local engine_pid=$STARTED_PID engine_addr
+  engine_addr=$(client_addr "$SERVER_ADDR")
+  local direct="http://$engine_addr" token instance
+  token=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  printf '%s' "$token" >"$WORK/worker-token"
+  instance=$(psql_db -tA -c "INSERT INTO instances (id, organization_id, name, provider, zone, instance_type,
+      model_id, status, progress, worker_token_hash, worker_status, worker_engine_ready, last_heartbeat_at,
+      started_at, ip_address, worker_engine_port)
+    VALUES (gen_random_uuid(), '$ORG_ID', 'bench-proxy', 'mock', 'mock-zone-1', 'mock-1gpu-24g', '$PROXY_MODEL',
+      'ready', 100, sha256(convert_to('$token', 'UTF8')), 'ready', true, now(), now(),
+      '${engine_addr%:*}', ${engine_addr##*:})
+    RETURNING id" | head -n 1)
+  (while :; do
+    proxy_heartbeat "$instance"
+    sleep 2
+  done) &
+  PIDS+=("$!")
+
+  call POST /api-keys '{"name":"bench"}'
+  expect 201 200
+  local key
+  key=$(jq -r .key <<<"$BODY")
+  [[ $key == inv_* ]] || die "POST /api-keys gave no key: $BODY"
+
+  start_server proxy/bare "$TARGET_DIR/release/examples/bare_proxy" "$direct"
+  local bare_pid=$STARTED_PID bare
+  bare="http://$(client_addr "$SERVER_ADDR")"
+
+  # The API serves the model once its routing table has the instance.
+  local deadline=$((SECONDS + 15))
+  until curl -s --noproxy '*' -H "authorization: Bearer $key" "$API/v1/models" | grep -qF "\"$PROXY_MODEL\""; do
+    ((SECONDS < deadline)) || die "the API does not list $PROXY_MODEL on /v1/models within 15 s"
+    sleep 0.1
+  done
+
+  local chat stream
+  chat="{\"model\":\"$PROXY_MODEL\",\"messages\":[{\"role\":\"system\",\"content\":\"You are a helpful assistant.\"},{\"role\":\"user\",\"content\":\"Explain in a few words why inference benchmarks matter.\"}],\"max_tokens\":16}"
+  stream="{\"model\":\"$PROXY_MODEL\",\"messages\":[{\"role\":\"user\",\"content\":\"Stream me an answer.\"}],\"max_tokens\":$PROXY_STREAM_TOKENS,\"ignore_eos\":true,\"stream\":true,\"stream_options\":{\"include_usage\":true}}"
+  lua_post "$WORK/proxy-chat.lua" "$chat"
+  lua_post "$WORK/proxy-stream.lua" "$stream"
+  printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$key" | tee -a "$WORK/proxy-chat.lua" >>"$WORK/proxy-stream.lua"
+  # SSE events per stream, as the client sees them through the API.
+  local events
+  events=$(curl -s --noproxy '*' -N -H "authorization: Bearer $key" -H 'content-type: application/json' \
+    --data-binary "$stream" "$API/v1/chat/completions" | grep -c '^data: ')
+  ((events > PROXY_STREAM_TOKENS)) || die "a stream through the API had $events events"
+  local usage0
+  usage0=$(psql_db -tAc "SELECT count(*) FROM usage_records")
+
+  local mode lua c k
+  local -A rps p50 p99 cpu
+  local api_rss="?" api_hwm="?"
+  for mode in chat stream; do
+    lua="$WORK/proxy-$mode.lua"
+    for c in "${PROXY_CONCURRENCY[@]}"; do
+      log "proxy: $mode, concurrency $c, $PROXY_DURATION each: direct, bare proxy, API"
+      k="$mode-$c"
+      proxy_run "$direct/v1/chat/completions" "$lua" "$c" ""
+      rps[direct-$k]=$RPS p50[direct-$k]=$P50_US p99[direct-$k]=$P99_US
+      proxy_run "$bare/v1/chat/completions" "$lua" "$c" "$bare_pid"
+      rps[bare-$k]=$RPS p50[bare-$k]=$P50_US p99[bare-$k]=$P99_US cpu[bare-$k]=$CPU_US
+      proxy_run "$API/v1/chat/completions" "$lua" "$c" "$API_PID"
+      rps[api-$k]=$RPS p50[api-$k]=$P50_US p99[api-$k]=$P99_US cpu[api-$k]=$CPU_US
+      if [[ $k == chat-64 ]]; then
+        api_rss=$(rss_mib "$API_PID")
+        api_hwm=$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$API_PID/status")
+      fi
+    done
+  done
+  # The usage writer flushes at least every second.
+  sleep 2
+  local usage1
+  usage1=$(psql_db -tAc "SELECT count(*) FROM usage_records")
+
+  local via line
+  report "proxy: the proxy under test alone on core 0, the engine and wrk on core 1; $PROXY_DURATION per run; chat: not streamed, 16 tokens; stream: $PROXY_STREAM_TOKENS tokens = $events SSE events per stream"
+  for mode in chat stream; do
+    for c in "${PROXY_CONCURRENCY[@]}"; do
+      k="$mode-$c"
+      line="proxy: $mode c=$c: direct ${rps[direct-$k]} req/s p50 ${p50[direct-$k]} µs p99 ${p99[direct-$k]} µs"
+      for via in bare api; do
+        line+=" | $via ${rps[$via-$k]} req/s p50 ${p50[$via-$k]} µs (+$((p50[$via-$k] - p50[direct-$k])) µs) p99 ${p99[$via-$k]} µs, CPU ${cpu[$via-$k]} µs/req"
+        [[ $mode == chat ]] || line+=" = $(per_event "${cpu[$via-$k]}" "$events") µs/event"
+      done
+      report "$line"
+    done
+  done
+  local api_cpu=${cpu[api-chat-64]} bare_cpu=${cpu[bare-chat-64]} ratio api_event tput added
+  ratio=$(awk -v a="$api_cpu" -v b="$bare_cpu" 'BEGIN { printf "%d", (b > 0 ? a / b * 100 : 0) }')
+  report "proxy target: API CPU per non-streaming request (c=64) $api_cpu µs = ${ratio}% of the bare proxy's $bare_cpu µs (target ≤ ${PROXY_CPU_RATIO}% and ≤ $PROXY_CPU_MAX_US µs): $(if ((ratio <= PROXY_CPU_RATIO)); then at_most "$api_cpu" "$PROXY_CPU_MAX_US"; else printf 'NOT MET'; fi)"
+  api_event=$(per_event "${cpu[api-stream-64]}" "$events")
+  report "proxy target: API CPU per forwarded SSE event (c=64) $api_event µs (bare proxy $(per_event "${cpu[bare-stream-64]}" "$events") µs) (target ≤ $PROXY_EVENT_MAX_US µs): $(at_most "$api_event" "$PROXY_EVENT_MAX_US")"
+  tput=$((rps[api-chat-64] * 100 / (rps[bare-chat-64] > 0 ? rps[bare-chat-64] : 1)))
+  report "proxy target: API throughput at c=64 ${rps[api-chat-64]} req/s = ${tput}% of the bare proxy's ${rps[bare-chat-64]} (target ≥ ${PROXY_RPS_RATIO}%): $(verdict "tput >= PROXY_RPS_RATIO")"
+  added=$((p50[api-chat-1] - p50[direct-chat-1]))
+  report "proxy target: API added p50 at c=1 $added µs over direct (bare proxy +$((p50[bare-chat-1] - p50[direct-chat-1])) µs) (target ≤ $PROXY_ADDED_P50_US µs): $(verdict "added <= PROXY_ADDED_P50_US")"
+  report "proxy target: API resident memory after the c=64 chat load $api_rss MiB, peak $api_hwm MiB (target ≤ $PROXY_RSS_MAX_MIB MiB): $(at_most "$api_hwm" "$PROXY_RSS_MAX_MIB")"
+  report "proxy: metering wrote $((usage1 - usage0)) usage rows during the API runs (one per answered request, warm-ups included)"
+  stop_pid "$bare_pid"
+  stop_pid "$engine_pid"
+  stack_down
+}
+
 # --------------------------------------------------------------------- main
 
 command -v wrk >/dev/null || apt_install wrk
@@ -807,7 +988,7 @@ for name in "${selected[@]}"; do
 done
 for name in "${selected[@]}"; do
   case $name in
-    deploy | heartbeats)
+    proxy | deploy | heartbeats)
       command -v jq >/dev/null || apt_install jq
       command -v curl >/dev/null || apt_install curl
       ;;

@@ -58,8 +58,11 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         if status >= 500 {
             tracing::error!(status, latency_ms, "request failed");
-        } else if route.starts_with("/internal/workers/") && status < 400 {
-            // Every node heartbeats every few seconds: routine, not news.
+        } else if status < 400
+            && (route.starts_with("/internal/workers/") || route.starts_with("/v1/"))
+        {
+            // Heartbeats every few seconds per node, and the data plane's
+            // traffic (whose record is its usage row): routine, not news.
             tracing::debug!(status, latency_ms, "request");
         } else {
             tracing::info!(status, latency_ms, "request");

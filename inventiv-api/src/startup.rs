@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::serve::ListenerExt;
 use axum::Router;
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
@@ -69,7 +70,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, UsageRecei
         .pool_max_idle_per_host(256)
         .no_proxy()
         .build()?;
-    let state = AppState {
+    let state = AppState::new(crate::state::Shared {
         db,
         redis,
         config: Arc::new(config),
@@ -84,7 +85,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, UsageRecei
         routing: crate::proxy::routing::Routing::default(),
         usage,
         proxy_http,
-    };
+    });
     Ok((state, usage_rx))
 }
 
@@ -170,7 +171,14 @@ impl Application {
         ));
         let app = app(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %self.listener.local_addr()?, "inventiv-api listening");
-        axum::serve(self.listener, app)
+        // Small writes (SSE events, short answers) leave at once instead of
+        // waiting for Nagle and the peer's delayed ACK (~40 ms).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await?;
         tasks.close();

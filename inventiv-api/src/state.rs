@@ -10,9 +10,27 @@ use crate::auth::password::Hasher;
 use crate::config::Config;
 use crate::mail::Mailer;
 
-/// Cheap to clone: every field is a handle.
+/// The state every handler receives: one pointer, so the clones axum makes
+/// per request (extractors, middleware) cost an atomic increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] points to.
+pub struct Shared {
     pub db: PgPool,
     pub redis: redis::aio::ConnectionManager,
     pub config: Arc<Config>,
@@ -37,7 +55,7 @@ pub struct AppState {
     pub proxy_http: reqwest::Client,
 }
 
-impl AppState {
+impl Shared {
     /// A Redis key under this deployment's prefix.
     pub fn redis_key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.config.redis_prefix)

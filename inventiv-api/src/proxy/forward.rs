@@ -4,8 +4,10 @@
 //! from clients that did not ask for it; a client that goes away cancels
 //! the upstream request and the usage seen so far is still recorded.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -13,8 +15,11 @@ use axum::extract::State;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
 use chrono::Utc;
 use futures_util::{Stream, StreamExt};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -28,8 +33,74 @@ use crate::state::AppState;
 /// Who is calling `/v1`.
 struct Consumer {
     organization_id: Uuid,
-    key: Option<KeyInfo>,
+    key: Option<Arc<KeyInfo>>,
     user_id: Option<Uuid>,
+}
+
+/// The fields of a `/v1` body the proxy reads. Everything else passes
+/// through untouched, and is skipped rather than parsed into a tree.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+/// The token counts of an answer or of a stream's usage chunk.
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: Option<i64>,
+    completion_tokens: Option<i64>,
+}
+
+/// What the meter reads of a whole (not streamed) answer.
+#[derive(Deserialize)]
+struct Answer {
+    usage: Option<Usage>,
+}
+
+/// What the meter reads of one streamed chunk: whether it carries content
+/// (non-empty `choices`) and its usage, if any.
+#[derive(Deserialize)]
+struct Chunk {
+    choices: Option<Vec<IgnoredAny>>,
+    usage: Option<Usage>,
+}
+
+/// The body to send upstream for a stream: the client's, with
+/// `stream_options.include_usage` set so the engine reports usage.
+fn with_usage_requested(
+    body: Bytes,
+    options: Option<&StreamOptions>,
+) -> Result<Bytes, OpenAiError> {
+    match options {
+        Some(o) if o.include_usage == Some(true) => Ok(body),
+        // No `stream_options` key: add it in front, the rest as received.
+        None => {
+            let rest = body.trim_ascii_start().get(1..).unwrap_or_default();
+            let mut out = BytesMut::with_capacity(body.len() + 40);
+            out.extend_from_slice(br#"{"stream_options":{"include_usage":true},"#);
+            out.extend_from_slice(rest);
+            Ok(out.freeze())
+        }
+        // Other stream options to keep: edit the parsed object.
+        Some(_) => {
+            let mut request: serde_json::Map<String, Value> = serde_json::from_slice(&body)
+                .map_err(|e| OpenAiError::bad_request(format!("invalid JSON body: {e}")))?;
+            if let Some(Value::Object(o)) = request.get_mut("stream_options") {
+                o.insert("include_usage".to_owned(), Value::Bool(true));
+            }
+            serde_json::to_vec(&request)
+                .map(Bytes::from)
+                .map_err(|e| OpenAiError::bad_request(e.to_string()))
+        }
+    }
 }
 
 async fn consumer(state: &AppState, headers: &HeaderMap) -> Result<Consumer, OpenAiError> {
@@ -148,13 +219,18 @@ async fn forward(
 ) -> Result<Response, OpenAiError> {
     let started = Instant::now();
     let c = consumer(&state, &headers).await?;
-    let mut request: Value = serde_json::from_slice(&body)
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(OpenAiError::bad_request("the body must be a JSON object"));
+    }
+    let Peek {
+        model,
+        stream,
+        stream_options,
+    } = serde_json::from_slice(&body)
         .map_err(|e| OpenAiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let model = request
-        .get("model")
-        .and_then(Value::as_str)
+    let model = model
         .ok_or_else(|| OpenAiError::bad_request("`model` is required"))?
-        .to_owned();
+        .into_owned();
     if c.key
         .as_ref()
         .and_then(|k| k.models.as_ref())
@@ -162,17 +238,11 @@ async fn forward(
     {
         return Err(OpenAiError::model_not_found(&model));
     }
-    let streaming = request
-        .get("stream")
-        .and_then(Value::as_bool)
+    let streaming = stream.unwrap_or(false);
+    let client_wants_usage = stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
         .unwrap_or(false);
-    let client_wants_usage = request
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if streaming {
-        request["stream_options"] = json!({ "include_usage": true });
-    }
     let session = headers
         .get("x-inventiv-session")
         .and_then(|v| v.to_str().ok());
@@ -181,12 +251,10 @@ async fn forward(
         Lookup::NoCapacity => return Err(OpenAiError::no_capacity(&model)),
         Lookup::Unknown => return Err(OpenAiError::model_not_found(&model)),
     };
-    let limits = super::forward_limits::check(&state, c.key.as_ref()).await?;
+    let limits = super::forward_limits::check(&state, c.key.as_deref()).await?;
     // Only a stream's body changes (usage asked for); others go as they came.
     let payload = if streaming {
-        Bytes::from(
-            serde_json::to_vec(&request).map_err(|e| OpenAiError::bad_request(e.to_string()))?,
-        )
+        with_usage_requested(body, stream_options.as_ref())?
     } else {
         body
     };
@@ -195,9 +263,12 @@ async fn forward(
     for worker in workers.iter().take(3) {
         worker.outstanding.fetch_add(1, Ordering::Relaxed);
         let in_flight = InFlight(worker.clone());
+        let url = worker.url(path).ok_or_else(|| {
+            OpenAiError::upstream(format!("bad worker address {}", worker.base_url))
+        })?;
         let sent = state
             .proxy_http
-            .post(format!("{}{path}", worker.base_url))
+            .post(url)
             .header(CONTENT_TYPE, "application/json")
             .header("x-request-id", &request_id)
             .body(payload.clone())
@@ -258,12 +329,11 @@ async fn forward(
                 .bytes()
                 .await
                 .map_err(|e| OpenAiError::upstream(e.to_string()))?;
-            let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
-            let usage = parsed.as_ref().map(|v| &v["usage"]);
-            let prompt = usage.and_then(|u| u["prompt_tokens"].as_i64()).unwrap_or(0);
-            let completion = usage
-                .and_then(|u| u["completion_tokens"].as_i64())
-                .unwrap_or(0);
+            let usage = serde_json::from_slice::<Answer>(&bytes)
+                .ok()
+                .and_then(|a| a.usage);
+            let prompt = usage.as_ref().and_then(|u| u.prompt_tokens).unwrap_or(0);
+            let completion = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
             limits.spend(&state, prompt + completion).await;
             meter.finish(status.as_u16(), prompt, completion);
             drop(in_flight);
@@ -282,7 +352,7 @@ async fn forward(
 /// The relay state of one stream; records usage once, even when dropped early.
 struct Relay {
     meter: Option<Meter>,
-    buffer: Vec<u8>,
+    buffer: BytesMut,
     queue: VecDeque<Bytes>,
     client_wants_usage: bool,
     prompt: i64,
@@ -297,28 +367,26 @@ impl Relay {
     /// Splits complete SSE events out of the buffer and queues what to send.
     fn drain_events(&mut self) {
         while let Some(pos) = self.buffer.windows(2).position(|w| w == b"\n\n") {
-            let event: Vec<u8> = self.buffer.drain(..pos + 2).collect();
-            let text = String::from_utf8_lossy(&event);
-            let data = text.trim().strip_prefix("data:").map(str::trim);
-            if text.trim().is_empty() {
+            let event = self.buffer.split_to(pos + 2).freeze();
+            let text = event.trim_ascii();
+            if text.is_empty() {
                 continue;
             }
+            let data = text.strip_prefix(b"data:").map(<[u8]>::trim_ascii);
             let mut forward = true;
-            if let Some(json) = data
-                .filter(|d| *d != "[DONE]")
-                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+            if let Some(chunk) = data
+                .filter(|d| *d != b"[DONE]")
+                .and_then(|d| serde_json::from_slice::<Chunk>(d).ok())
             {
-                let choices_empty = json["choices"].as_array().is_some_and(Vec::is_empty);
-                if let Some(usage) = json.get("usage").filter(|u| !u.is_null()) {
-                    self.prompt = usage["prompt_tokens"].as_i64().unwrap_or(self.prompt);
-                    self.completion = usage["completion_tokens"]
-                        .as_i64()
-                        .unwrap_or(self.completion);
-                    if choices_empty && !self.client_wants_usage {
+                let content = chunk.choices.as_ref().is_some_and(|c| !c.is_empty());
+                if let Some(usage) = chunk.usage {
+                    self.prompt = usage.prompt_tokens.unwrap_or(self.prompt);
+                    self.completion = usage.completion_tokens.unwrap_or(self.completion);
+                    if !content && !self.client_wants_usage {
                         forward = false;
                     }
                 }
-                if !choices_empty {
+                if content {
                     if let (Some(m), true) = (self.meter.as_mut(), self.content_events == 0) {
                         m.record.ttft_ms = Some(
                             i32::try_from(m.started.elapsed().as_millis()).unwrap_or(i32::MAX),
@@ -328,7 +396,7 @@ impl Relay {
                 }
             }
             if forward {
-                self.queue.push_back(Bytes::from(event));
+                self.queue.push_back(event);
             }
         }
     }
@@ -362,7 +430,7 @@ fn relay_stream(
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let relay = Relay {
         meter: Some(meter),
-        buffer: Vec::with_capacity(4096),
+        buffer: BytesMut::with_capacity(4096),
         queue: VecDeque::new(),
         client_wants_usage,
         prompt: 0,
@@ -407,4 +475,56 @@ fn relay_stream(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(body: &str) -> Value {
+        let options = serde_json::from_str::<Peek>(body)
+            .ok()
+            .and_then(|p| p.stream_options);
+        let out = with_usage_requested(Bytes::from(body.to_owned()), options.as_ref())
+            .ok()
+            .unwrap_or_default();
+        serde_json::from_slice(&out).unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn streams_ask_the_engine_for_usage_and_keep_everything_else() {
+        let plain = sent(r#" {"model":"m","stream":true,"extra":{"a":[1,2]}}"#);
+        assert_eq!(plain["stream_options"], json!({ "include_usage": true }));
+        assert_eq!(plain["extra"], json!({ "a": [1, 2] }));
+        assert_eq!(plain["model"], "m");
+
+        let other =
+            sent(r#"{"model":"m","stream":true,"stream_options":{"continuous_usage_stats":true}}"#);
+        assert_eq!(
+            other["stream_options"],
+            json!({ "continuous_usage_stats": true, "include_usage": true })
+        );
+
+        let asked = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
+        assert_eq!(
+            sent(asked),
+            serde_json::from_str::<Value>(asked).unwrap_or_default()
+        );
+    }
+
+    #[test]
+    fn chunks_with_content_and_usage_are_told_apart() {
+        let chunk = |s: &str| serde_json::from_str::<Chunk>(s).ok();
+        let content = chunk(r#"{"choices":[{"delta":{"content":"a"}}],"usage":null}"#);
+        assert!(content
+            .as_ref()
+            .is_some_and(|c| c.choices.as_ref().is_some_and(|v| v.len() == 1)));
+        assert!(content.is_some_and(|c| c.usage.is_none()));
+        let usage = chunk(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}"#);
+        assert!(
+            usage.is_some_and(|c| c.choices.is_some_and(|v| v.is_empty())
+                && c.usage
+                    .is_some_and(|u| u.prompt_tokens == Some(3) && u.completion_tokens == Some(5)))
+        );
+    }
 }

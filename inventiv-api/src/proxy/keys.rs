@@ -16,8 +16,8 @@ use crate::state::AppState;
 /// How long a cached key is trusted without looking at the database.
 pub const TTL: Duration = Duration::from_secs(10);
 
-/// What the proxy needs to know about a key.
-#[derive(Debug, Clone)]
+/// What the proxy needs to know about a key (shared, not copied, per request).
+#[derive(Debug)]
 pub struct KeyInfo {
     pub id: Uuid,
     pub organization_id: Uuid,
@@ -48,7 +48,7 @@ struct Row {
 pub struct KeyCache(Arc<RwLock<HashMap<String, Cached>>>);
 
 /// A key (or the knowledge that there is none) and when it was fetched.
-type Cached = (Option<KeyInfo>, Instant);
+type Cached = (Option<Arc<KeyInfo>>, Instant);
 
 impl KeyCache {
     /// Forgets a key (after revocation or a change).
@@ -58,7 +58,7 @@ impl KeyCache {
         }
     }
 
-    fn cached(&self, public_id: &str) -> Option<Option<KeyInfo>> {
+    fn cached(&self, public_id: &str) -> Option<Option<Arc<KeyInfo>>> {
         let map = self.0.read().ok()?;
         let (info, at) = map.get(public_id)?;
         (at.elapsed() < TTL).then(|| info.clone())
@@ -67,7 +67,7 @@ impl KeyCache {
 
 /// Resolves a presented key to a usable key of an organization whose creator
 /// is still a member; None for anything else.
-pub async fn authenticate(state: &AppState, presented: &str) -> sqlx::Result<Option<KeyInfo>> {
+pub async fn authenticate(state: &AppState, presented: &str) -> sqlx::Result<Option<Arc<KeyInfo>>> {
     let Some(public_id) = api_key::public_id(presented) else {
         return Ok(None);
     };
@@ -84,16 +84,18 @@ pub async fn authenticate(state: &AppState, presented: &str) -> sqlx::Result<Opt
             .bind(public_id)
             .fetch_optional(&state.db)
             .await?;
-            let info = row.map(|r| KeyInfo {
-                id: r.id,
-                organization_id: r.organization_id,
-                created_by: r.created_by,
-                hash: r.secret_hash,
-                models: r.models,
-                rpm_limit: r.rpm_limit,
-                tpm_limit: r.tpm_limit,
-                usable: r.usable,
-                expires_at: r.expires_at,
+            let info = row.map(|r| {
+                Arc::new(KeyInfo {
+                    id: r.id,
+                    organization_id: r.organization_id,
+                    created_by: r.created_by,
+                    hash: r.secret_hash,
+                    models: r.models,
+                    rpm_limit: r.rpm_limit,
+                    tpm_limit: r.tpm_limit,
+                    usable: r.usable,
+                    expires_at: r.expires_at,
+                })
             });
             if let Ok(mut map) = state.keys.0.write() {
                 map.insert(public_id.to_owned(), (info.clone(), Instant::now()));

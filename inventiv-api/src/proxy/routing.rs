@@ -20,11 +20,16 @@ use crate::state::AppState;
 const EJECT_AFTER: u32 = 3;
 const COOL_DOWN_MS: i64 = 10_000;
 
+/// The engine paths the proxy forwards to.
+pub const ENGINE_PATHS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+
 /// One engine endpoint serving a model.
 #[derive(Debug)]
 pub struct Worker {
     pub instance_id: Uuid,
     pub base_url: String,
+    /// [`ENGINE_PATHS`] on this worker, parsed once rather than per request.
+    urls: Vec<(&'static str, reqwest::Url)>,
     pub outstanding: AtomicU32,
     pub queue_depth: AtomicU32,
     failures: AtomicU32,
@@ -33,9 +38,14 @@ pub struct Worker {
 
 impl Worker {
     fn new(instance_id: Uuid, base_url: String) -> Worker {
+        let urls = ENGINE_PATHS
+            .iter()
+            .filter_map(|p| Some((*p, reqwest::Url::parse(&format!("{base_url}{p}")).ok()?)))
+            .collect();
         Worker {
             instance_id,
             base_url,
+            urls,
             outstanding: AtomicU32::new(0),
             queue_depth: AtomicU32::new(0),
             failures: AtomicU32::new(0),
@@ -45,6 +55,14 @@ impl Worker {
 
     fn now_ms() -> i64 {
         chrono::Utc::now().timestamp_millis()
+    }
+
+    /// The URL of `path` on this worker; None when the address is not one.
+    pub fn url(&self, path: &str) -> Option<reqwest::Url> {
+        match self.urls.iter().find(|(p, _)| *p == path) {
+            Some((_, url)) => Some(url.clone()),
+            None => reqwest::Url::parse(&format!("{}{path}", self.base_url)).ok(),
+        }
     }
 
     /// Whether it is out for a cool-down after repeated failures.
