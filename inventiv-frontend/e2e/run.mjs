@@ -6,17 +6,21 @@
 //
 // Always: logs in, creates an organization, sets its color, activates the
 // mock catalog items, deploys a model through the dialog (the instance
-// page shows its timeline), creates and revokes an API key, opens every
-// page and writes a screenshot of each into screenshots/. Any console error
-// or uncaught exception in a page fails the run.
+// page shows its timeline), creates an API key, removes its limit and
+// revokes it, revokes another session, edits a price in the catalog
+// settings, checks the runtime models and usage pages (and the CSV export),
+// opens every page and writes a screenshot of each into screenshots/. Any
+// console error or uncaught exception in a page fails the run.
 //
 // With OUTBOX_DIR (the API's $INVENTIV_STATE_DIR/outbox, where mails go
 // without SMTP): invites someone, accepts in a second browser profile (new
 // account), and checks that a `user` sees no admin module.
 //
 // With FULL=1 (needs the orchestrator and the mock provider, as `make run`
-// gives): waits for the deployment to reach progress 100 and `ready`,
-// streams a chat in the playground (time to first token, tokens/s, stop),
+// gives): waits for the deployment to reach progress 100 and `ready`, for
+// the CPU and memory charts to show heartbeat samples, streams a chat in the
+// playground (time to first token, tokens/s, stop), finds the model's
+// instance and requests on the runtime models page,
 // terminates the instance and archives it. OUTBOX_DIR defaults to
 // ../.local/outbox then.
 //
@@ -442,7 +446,7 @@ try {
     await screenshot(page, 'playground-python');
   });
 
-  await step(admin, 'API keys: create (shown once, copy) and revoke', async () => {
+  await step(admin, 'API keys: create (shown once, copy), remove its limit, revoke', async () => {
     await visit(admin, '/keys', 'API keys', 'keys-empty');
     await page.getByRole('button', { name: 'Create a key' }).click();
     const dialog = page.getByRole('dialog', { name: 'Create a key' });
@@ -458,6 +462,16 @@ try {
     const models = await fetch(`${BASE_URL}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
     if (models.status === 401) throw new Error('the new key is refused by /v1/models');
     await page.getByRole('button', { name: 'I stored it' }).click();
+    // Remove the limit: an emptied field sends null, which clears it.
+    const keyRow = page.getByRole('row', { name: new RegExp(`e2e key ${RUN}`) });
+    await keyRow.getByText('60 req/min').waitFor();
+    await page.getByRole('button', { name: `Edit e2e key ${RUN}` }).click();
+    const edit = page.getByRole('dialog', { name: `Edit e2e key ${RUN}` });
+    await edit.getByLabel('Requests per minute').fill('');
+    await edit.getByRole('button', { name: 'Save' }).click();
+    await edit.waitFor({ state: 'hidden' });
+    await keyRow.getByText('none', { exact: true }).waitFor();
+    await screenshot(page, 'keys-limit-removed');
     await page.getByRole('button', { name: `Revoke e2e key ${RUN}` }).click();
     await page.getByRole('row', { name: new RegExp(`e2e key ${RUN}`) }).getByText('revoked').waitFor();
     const after = await fetch(`${BASE_URL}/v1/models`, { headers: { authorization: `Bearer ${key}` } });

@@ -3,7 +3,7 @@
 // (about 60 lines with chart.ts) instead of a chart library: the dashboard
 // needs only a few time series per page, and a library would add tens of
 // kilobytes to every load for features it does not use.
-import { domainOf, linePath, type Point } from './chart';
+import { domainOf, linePath, position, type Point } from './chart';
 
 const WIDTH = 320;
 const HEIGHT = 90;
@@ -26,15 +26,24 @@ export function LineChart({ title, series, unit, max }: { title: string; series:
       <figcaption>{title}</figcaption>
       <svg viewBox={`0 0 ${WIDTH} ${HEIGHT}`} role="img" aria-label={`${title}, latest: ${summary}`} preserveAspectRatio="none">
         <line x1={0} y1={HEIGHT} x2={WIDTH} y2={HEIGHT} className="chart-axis" />
-        {series.map((s, n) => (
-          <path key={s.name} d={linePath(s.points, domain, WIDTH, HEIGHT)} fill="none" stroke={COLORS[n % COLORS.length]} strokeWidth={1.5} vectorEffect="non-scaling-stroke" />
-        ))}
+        {series.map((s, n) => {
+          const lastPoint = s.points.at(-1);
+          const end = lastPoint ? position(lastPoint, domain, WIDTH, HEIGHT) : null;
+          return (
+            <g key={s.name} stroke={COLORS[n % COLORS.length]}>
+              <path d={linePath(s.points, domain, WIDTH, HEIGHT)} fill="none" strokeWidth={1.5} vectorEffect="non-scaling-stroke" />
+              {/* The latest sample, visible even when it is the only one. */}
+              {end ? <circle cx={end.x} cy={end.y} r={2} fill={COLORS[n % COLORS.length]} /> : null}
+            </g>
+          );
+        })}
       </svg>
       <div className="chart-scale muted small" aria-hidden="true">
         <span>
           scale 0 to {formatValue(domain.v1)} {unit}
         </span>
       </div>
+      {series.length === 0 ? <p className="muted small">No data yet.</p> : null}
       <ul className="chart-legend small">
         {series.map((s, n) => (
           <li key={s.name}>

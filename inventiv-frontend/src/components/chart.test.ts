@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { domainOf, linePath, seriesBy } from './chart';
+import { domainOf, linePath, position, seriesBy } from './chart';
 
 describe('domainOf', () => {
   it('spans the samples in time and from 0 to the largest value', () => {
@@ -34,5 +34,13 @@ describe('seriesBy', () => {
     const s = seriesBy(rows, (r) => `GPU ${r.gpu}`, (r) => ({ t: r.at, v: r.u }));
     expect([...s.keys()]).toEqual(['GPU 1', 'GPU 0']);
     expect(s.get('GPU 0')).toEqual([{ t: 10, v: 4 }, { t: 20, v: 5 }]);
+  });
+});
+
+describe('position', () => {
+  it('places the latest sample, clamped like the line', () => {
+    const d = { t0: 0, t1: 10, v0: 0, v1: 100 };
+    expect(position({ t: 10, v: 50 }, d, 320, 90)).toEqual({ x: 320, y: 45 });
+    expect(position({ t: 0, v: 250 }, d, 320, 90)).toEqual({ x: 0, y: 0 });
   });
 });

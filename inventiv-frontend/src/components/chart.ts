@@ -35,12 +35,22 @@ export function domainOf(series: Point[][], max?: number): Domain {
   return { t0, t1, v0: 0, v1 };
 }
 
+/** Where `p` falls in a `width` × `height` box (values clamped to the domain). */
+export function position(p: Point, domain: Domain, width: number, height: number): { x: number; y: number } {
+  const v = Math.min(Math.max(p.v, domain.v0), domain.v1);
+  return {
+    x: round(((p.t - domain.t0) / (domain.t1 - domain.t0)) * width),
+    y: round(height - ((v - domain.v0) / (domain.v1 - domain.v0)) * height),
+  };
+}
+
 /** The SVG path ("M x y L x y …") of `points` in a `width` × `height` box. */
 export function linePath(points: Point[], domain: Domain, width: number, height: number): string {
-  const x = (t: number) => ((t - domain.t0) / (domain.t1 - domain.t0)) * width;
-  const y = (v: number) => height - ((Math.min(Math.max(v, domain.v0), domain.v1) - domain.v0) / (domain.v1 - domain.v0)) * height;
   return points
-    .map((p, n) => `${n === 0 ? 'M' : 'L'}${round(x(p.t))} ${round(y(p.v))}`)
+    .map((p, n) => {
+      const { x, y } = position(p, domain, width, height);
+      return `${n === 0 ? 'M' : 'L'}${x} ${y}`;
+    })
     .join(' ');
 }
 
