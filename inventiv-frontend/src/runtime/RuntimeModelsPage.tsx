@@ -26,14 +26,14 @@ export function RuntimeModelsPage() {
   });
   const columns = useMemo<ColumnDef<RuntimeModel>[]>(
     () => [
-      { id: 'model', accessorKey: 'model', header: 'Model', size: 260 },
-      { id: 'instances', accessorKey: 'instances', header: 'Instances', size: 100 },
+      { id: 'model', accessorKey: 'model', header: 'Model', size: 240 },
+      { id: 'instances', accessorKey: 'instances', header: 'Instances', size: 115 },
       { id: 'ready', accessorKey: 'ready', header: 'Ready', size: 90 },
-      { id: 'failed_instances', accessorKey: 'failed_instances', header: 'Failed instances', size: 140 },
+      { id: 'failed_instances', accessorKey: 'failed_instances', header: 'Failed instances', size: 160 },
       { id: 'gpus', accessorKey: 'gpus', header: 'GPUs', size: 80 },
-      { id: 'vram_gb', accessorKey: 'vram_gb', header: 'VRAM (GB)', size: 110 },
-      { id: 'requests', accessorKey: 'requests', header: 'Requests', size: 100 },
-      { id: 'failed_requests', accessorKey: 'failed_requests', header: 'Failed requests', size: 140, cell: ({ row }) => `${row.original.failed_requests} (${failureRate(row.original)})` },
+      { id: 'vram_gb', accessorKey: 'vram_gb', header: 'VRAM (GB)', size: 120 },
+      { id: 'requests', accessorKey: 'requests', header: 'Requests', size: 115 },
+      { id: 'failed_requests', accessorKey: 'failed_requests', header: 'Failed requests', size: 160, cell: ({ row }) => `${row.original.failed_requests} (${failureRate(row.original)})` },
       { id: 'tokens', accessorKey: 'tokens', header: 'Tokens', size: 110 },
     ],
     [],
