@@ -14,7 +14,7 @@ help: ## List the targets
 run: ## Start PostgreSQL/Redis if needed, build, run API + orchestrator (Ctrl-C stops all)
 	@scripts/run.sh
 
-test: ## All checks: fmt, clippy, cargo test (PostgreSQL/Redis), make run smoke test, compose file, agent pytest, dashboard build + tests
+test: ## All checks: fmt, clippy, cargo test (PostgreSQL/Redis), make run smoke test, compose file, agent pytest, dashboard build + tests + browser test
 	@scripts/test.sh
 
 bench: ## Benchmarks (release builds): mock engine req/s on 1 core, deploy→ready time, heartbeat load

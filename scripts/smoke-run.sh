@@ -69,33 +69,6 @@ RUN_NO=0
 
 # --- helpers -------------------------------------------------------------------
 
-# A TCP port something listens on?
-listening() {
-  local p=$1 fd
-  if command -v ss >/dev/null; then
-    [[ -n $(ss -Hltn "sport = :$p" 2>/dev/null) ]]
-  elif { exec {fd}<>"/dev/tcp/127.0.0.1/$p"; } 2>/dev/null; then
-    exec {fd}>&-
-    return 0
-  else
-    return 1
-  fi
-}
-
-# A free port in 20000-29999 (below the usual ephemeral range), not in "$@".
-free_port() {
-  local p i
-  for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 10000))
-    [[ " $* " == *" $p "* ]] && continue
-    listening "$p" || {
-      printf '%s\n' "$p"
-      return 0
-    }
-  done
-  die "no free port found in 20000-29999"
-}
-
 # True while PID runs (a zombie does not count).
 alive() {
   [[ -n $1 ]] && kill -0 "$1" 2>/dev/null \

@@ -199,12 +199,25 @@ suite_frontend() {
   (cd "$REPO_ROOT/inventiv-frontend" && npm ci --no-audit --no-fund && npm run build && npm test)
 }
 
+# The dashboard in a browser: Debian's Chromium (installed when missing)
+# driven by playwright-core through every acceptance step, against the whole
+# stack on the mock provider as `make run` starts it, in a private state dir
+# with its own PostgreSQL and Redis (scripts/e2e-run.sh). Drops no database.
+suite_frontend_e2e() {
+  step "dashboard browser test: e2e/run.mjs (FULL=1) against make run on the mock provider (scripts/e2e-run.sh)"
+  command -v npm >/dev/null || die "npm is missing: install Node.js 20 and npm"
+  [[ -x /usr/bin/chromium ]] || apt_install chromium
+  [[ -d $REPO_ROOT/inventiv-frontend/node_modules ]] \
+    || (cd "$REPO_ROOT/inventiv-frontend" && npm ci --no-audit --no-fund)
+  "$REPO_ROOT/scripts/e2e-run.sh"
+}
+
 # ------------------------------------------------------------------------------
 # THE SUITES, in order. To add one (pytest for inventiv-worker, the frontend's
 # npm tests, ...): write a `suite_NAME` function above that starts with
 # `step "..."` (and calls ensure_services if it needs PostgreSQL/Redis), then
 # add NAME here.
-SUITES=(rust_fmt rust_clippy rust_tests make_run_smoke compose worker_python frontend)
+SUITES=(rust_fmt rust_clippy rust_tests make_run_smoke compose worker_python frontend frontend_e2e)
 # ------------------------------------------------------------------------------
 
 selected=("$@")

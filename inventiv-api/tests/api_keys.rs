@@ -146,3 +146,63 @@ async fn keys_are_shown_once_stored_hashed_and_activated_by_role() {
         .await;
     assert_eq!((s.as_u16(), error_code(&body)), (409, "API_KEY_REVOKED"));
 }
+
+#[tokio::test]
+async fn patch_clears_a_limit_with_null_and_keeps_it_when_absent() {
+    let app = TestApp::spawn().await;
+    let a = app.org("a").await;
+    let (s, created) = app
+        .post(
+            "/api-keys",
+            Some(&a.owner.token),
+            json!({ "name": "limited", "rpm_limit": 60, "tpm_limit": 5000 }),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let path = format!("/api-keys/{}", created["api_key"]["id"].as_str().unwrap());
+    let patch = |body: serde_json::Value| {
+        let (app, path, token) = (&app, &path, &a.owner.token);
+        async move {
+            let (s, _, body) = app
+                .call(Method::PATCH, path, Some(token), Some(&body))
+                .await;
+            (s.as_u16(), body)
+        }
+    };
+    let limits = |b: &serde_json::Value| (b["rpm_limit"].clone(), b["tpm_limit"].clone());
+
+    // Absent: unchanged.
+    let (s, body) = patch(json!({ "name": "renamed" })).await;
+    assert_eq!(
+        (s, limits(&body)),
+        (200, (json!(60), json!(5000))),
+        "{body}"
+    );
+    // Null: cleared, the other limit kept.
+    let (s, body) = patch(json!({ "rpm_limit": null })).await;
+    assert_eq!(
+        (s, limits(&body)),
+        (200, (json!(null), json!(5000))),
+        "{body}"
+    );
+    // Set one, clear the other, in one call.
+    let (s, body) = patch(json!({ "rpm_limit": 30, "tpm_limit": null })).await;
+    assert_eq!(
+        (s, limits(&body)),
+        (200, (json!(30), json!(null))),
+        "{body}"
+    );
+    // An invalid value changes nothing.
+    let (s, body) = patch(json!({ "rpm_limit": 0, "tpm_limit": 10 })).await;
+    assert_eq!((s, error_code(&body)), (400, "VALIDATION_ERROR"), "{body}");
+    let listed = app.get("/api-keys", Some(&a.owner.token)).await.1;
+    assert_eq!(limits(&listed[0]), (json!(30), json!(null)), "{listed}");
+    // The proxy enforces what is stored: no limit left means no 429 on the
+    // key's own rate; the stored row says so.
+    let stored: (Option<i32>, Option<i32>) =
+        sqlx::query_as("SELECT rpm_limit, tpm_limit FROM api_keys WHERE name = 'renamed'")
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(stored, (Some(30), None));
+}

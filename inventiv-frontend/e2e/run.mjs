@@ -6,17 +6,21 @@
 //
 // Always: logs in, creates an organization, sets its color, activates the
 // mock catalog items, deploys a model through the dialog (the instance
-// page shows its timeline), creates and revokes an API key, opens every
-// page and writes a screenshot of each into screenshots/. Any console error
-// or uncaught exception in a page fails the run.
+// page shows its timeline), creates an API key, removes its limit and
+// revokes it, revokes another session, edits a price in the catalog
+// settings, checks the runtime models and usage pages (and the CSV export),
+// opens every page and writes a screenshot of each into screenshots/. Any
+// console error or uncaught exception in a page fails the run.
 //
 // With OUTBOX_DIR (the API's $INVENTIV_STATE_DIR/outbox, where mails go
 // without SMTP): invites someone, accepts in a second browser profile (new
 // account), and checks that a `user` sees no admin module.
 //
 // With FULL=1 (needs the orchestrator and the mock provider, as `make run`
-// gives): waits for the deployment to reach progress 100 and `ready`,
-// streams a chat in the playground (time to first token, tokens/s, stop),
+// gives): waits for the deployment to reach progress 100 and `ready`, for
+// the CPU and memory charts to show heartbeat samples, streams a chat in the
+// playground (time to first token, tokens/s, stop), finds the model's
+// instance and requests on the runtime models page,
 // terminates the instance and archives it. OUTBOX_DIR defaults to
 // ../.local/outbox then.
 //
@@ -132,6 +136,11 @@ async function until(what, check, timeoutMs = 15_000, everyMs = 250) {
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
+}
+
+/** `text` as a literal in a regular expression. */
+function escapeRe(text) {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
 async function heading(page, text) {
@@ -312,6 +321,22 @@ try {
       await page.getByText(/^WORKER_|^PROVIDER_|^HEALTH_CHECK/).first().waitFor();
       await screenshot(page, 'instance-ready');
     });
+
+    await step(admin, 'instance observability: charts from the heartbeats', async () => {
+      const cpu = page.getByRole('img', { name: /^CPU, latest:/ });
+      // The agent's heartbeats carry CPU and memory samples (no GPU on this
+      // machine, so the GPU charts rightly say "no data").
+      await until('a CPU sample in the chart', async () => {
+        if (/CPU: \d/.test((await cpu.getAttribute('aria-label')) ?? '')) return true;
+        await page.reload();
+        await heading(page, `e2e-${RUN}`);
+        return false;
+      }, 60_000, 3000);
+      await page.getByRole('img', { name: /^Memory, latest: Memory: \d/ }).waitFor();
+      await page.getByRole('img', { name: /^Requests per minute, latest:/ }).waitFor();
+      await page.getByRole('region', { name: 'Observability' }).scrollIntoViewIfNeeded();
+      await screenshot(page, 'instance-observability');
+    });
   }
 
   await step(admin, 'instances table shows the new instance live', async () => {
@@ -392,6 +417,27 @@ try {
     skip('deployment reaches progress 100; playground streaming', 'set FULL=1 against an API with its orchestrator');
   }
 
+  await step(admin, 'runtime models: instances and requests per model', async () => {
+    await visit(admin, '/runtime', 'Runtime models', 'runtime-models');
+    if (!FULL) return;
+    const cells = await page.getByRole('row', { name: new RegExp(escapeRe(modelId)) }).getByRole('cell').allTextContents();
+    const [, instances, ready, , , , requests] = cells.map((c) => Number.parseInt(c, 10));
+    if (!(instances >= 1 && ready >= 1 && requests >= 1)) throw new Error(`unexpected runtime line: ${cells.join(' | ')}`);
+  });
+
+  await step(admin, 'usage: totals and the CSV export', async () => {
+    await visit(admin, '/usage', 'Usage', 'usage');
+    const href = await page.getByRole('link', { name: 'Download CSV' }).getAttribute('href');
+    const csv = await page.request.get(href ?? '');
+    if (csv.status() !== 200 || !csv.headers()['content-type']?.startsWith('text/csv')) throw new Error(`CSV export: ${csv.status()} ${csv.headers()['content-type']}`);
+    const text = await csv.text();
+    if (!text.startsWith('group,requests,prompt_tokens,completion_tokens,errors')) throw new Error(`CSV export: ${text.slice(0, 200)}`);
+    if (FULL) {
+      await page.getByRole('row', { name: new RegExp(escapeRe(modelId)) }).waitFor();
+      if (!text.includes(modelId)) throw new Error(`the CSV has no line for ${modelId}: ${text}`);
+    }
+  });
+
   await step(admin, 'playground page', async () => {
     await visit(admin, '/playground', 'Playground', 'playground');
     await page.getByRole('tab', { name: 'Python' }).click();
@@ -400,7 +446,7 @@ try {
     await screenshot(page, 'playground-python');
   });
 
-  await step(admin, 'API keys: create (shown once, copy) and revoke', async () => {
+  await step(admin, 'API keys: create (shown once, copy), remove its limit, revoke', async () => {
     await visit(admin, '/keys', 'API keys', 'keys-empty');
     await page.getByRole('button', { name: 'Create a key' }).click();
     const dialog = page.getByRole('dialog', { name: 'Create a key' });
@@ -416,11 +462,60 @@ try {
     const models = await fetch(`${BASE_URL}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
     if (models.status === 401) throw new Error('the new key is refused by /v1/models');
     await page.getByRole('button', { name: 'I stored it' }).click();
+    // Remove the limit: an emptied field sends null, which clears it.
+    const keyRow = page.getByRole('row', { name: new RegExp(`e2e key ${RUN}`) });
+    await keyRow.getByText('60 req/min').waitFor();
+    await page.getByRole('button', { name: `Edit e2e key ${RUN}` }).click();
+    const edit = page.getByRole('dialog', { name: `Edit e2e key ${RUN}` });
+    await edit.getByLabel('Requests per minute').fill('');
+    await edit.getByRole('button', { name: 'Save' }).click();
+    await edit.waitFor({ state: 'hidden' });
+    await keyRow.getByText('none', { exact: true }).waitFor();
+    await screenshot(page, 'keys-limit-removed');
     await page.getByRole('button', { name: `Revoke e2e key ${RUN}` }).click();
     await page.getByRole('row', { name: new RegExp(`e2e key ${RUN}`) }).getByText('revoked').waitFor();
     const after = await fetch(`${BASE_URL}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
     if (after.status !== 401) throw new Error(`a revoked key still answers ${after.status}`);
     await screenshot(page, 'keys-revoked');
+  });
+
+  await step(admin, 'sessions: revoke the other sessions', async () => {
+    // A second session of the same account (a script logging in).
+    const other = await apiSession(orgName);
+    await other('GET', '/auth/me');
+    await visit(admin, '/sessions', 'Sessions', 'sessions');
+    const revoke = page.getByRole('button', { name: /^Revoke the session/ });
+    await revoke.first().waitFor();
+    while ((await revoke.count()) > 0) {
+      const before = await revoke.count();
+      await revoke.first().click();
+      await until('the session revoked', async () => (await revoke.count()) < before);
+    }
+    await page.getByText('this browser').waitFor();
+    await other('GET', '/auth/me').then(
+      () => {
+        throw new Error('a revoked session still works');
+      },
+      (err) => {
+        if (!/: 401 /.test(err.message)) throw err;
+      },
+    );
+    await screenshot(page, 'sessions-revoked');
+  });
+
+  await step(admin, 'catalog settings (platform admin): price an instance type', async () => {
+    await visit(admin, '/settings/catalog', 'Catalog settings', 'catalog-settings');
+    const price = page.getByLabel('Price per hour of mock-4gpu-80g');
+    const before = await price.inputValue();
+    const row = page.getByRole('row', { name: /mock-4gpu-80g/ });
+    await price.fill('12.3456');
+    await row.getByRole('button', { name: 'Save' }).click();
+    await until('the new price saved', async () => (await row.getByRole('button', { name: 'Save' }).isDisabled()) && (await price.inputValue()) === '12.3456');
+    await price.fill('not a price');
+    if (!(await row.getByRole('button', { name: 'Save' }).isDisabled())) throw new Error('an invalid price can be saved');
+    await price.fill(before);
+    await row.getByRole('button', { name: 'Save' }).click();
+    await until('the price restored', async () => (await row.getByRole('button', { name: 'Save' }).isDisabled()) && (await price.inputValue()) === before);
   });
 
   await step(admin, 'members: invite someone', async () => {
@@ -453,10 +548,16 @@ try {
 
       await step(user, 'a user sees no admin module', async () => {
         const nav = user.page.getByRole('navigation', { name: 'Main' });
-        for (const hidden of ['Members', 'Catalog']) {
-          if ((await nav.getByRole('link', { name: hidden }).count()) > 0) throw new Error(`a user sees ${hidden}`);
+        for (const hidden of ['Members', 'Catalog', 'Catalog settings']) {
+          if ((await nav.getByRole('link', { name: hidden, exact: true }).count()) > 0) throw new Error(`a user sees ${hidden}`);
+        }
+        for (const shown of ['Instances', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Sessions']) {
+          await nav.getByRole('link', { name: shown, exact: true }).waitFor();
         }
         await screenshot(user.page, 'user-dashboard');
+        await user.page.goto('/members');
+        await user.page.getByRole('alert').getByText('not available to you').waitFor();
+        await screenshot(user.page, 'user-members-refused');
         await user.page.goto('/instances');
         await heading(user.page, 'Instances');
         await user.page.getByRole('link', { name: `e2e-${RUN}` }).waitFor();

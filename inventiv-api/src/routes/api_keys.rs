@@ -255,8 +255,14 @@ async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<J
 pub struct UpdateKey {
     name: Option<String>,
     models: Option<Vec<String>>,
-    rpm_limit: Option<i32>,
-    tpm_limit: Option<i32>,
+    /// Requests per minute; null removes the limit, absent keeps it.
+    #[serde(default, with = "super::double_option")]
+    #[schema(value_type = Option<i32>)]
+    rpm_limit: Option<Option<i32>>,
+    /// Tokens (in + out) per minute; null removes the limit, absent keeps it.
+    #[serde(default, with = "super::double_option")]
+    #[schema(value_type = Option<i32>)]
+    tpm_limit: Option<Option<i32>>,
     expires_at: Option<DateTime<Utc>>,
     /// Technical activation (owners and admins).
     technical: Option<bool>,
@@ -297,19 +303,22 @@ async fn update_key(
             ApiError::validation("VALIDATION_ERROR", "name: 1 to 100 printable characters")
         })?;
     check_models(&body.models)?;
-    check_limit("rpm_limit", body.rpm_limit)?;
-    check_limit("tpm_limit", body.tpm_limit)?;
+    check_limit("rpm_limit", body.rpm_limit.flatten())?;
+    check_limit("tpm_limit", body.tpm_limit.flatten())?;
     sqlx::query(
-        "UPDATE api_keys SET name = COALESCE($2, name), models = COALESCE($3, models), rpm_limit = COALESCE($4, rpm_limit),
-                tpm_limit = COALESCE($5, tpm_limit), expires_at = COALESCE($6, expires_at),
-                technical_active = COALESCE($7, technical_active), economic_active = COALESCE($8, economic_active)
+        "UPDATE api_keys SET name = COALESCE($2, name), models = COALESCE($3, models),
+                rpm_limit = CASE WHEN $4 THEN $5 ELSE rpm_limit END,
+                tpm_limit = CASE WHEN $6 THEN $7 ELSE tpm_limit END, expires_at = COALESCE($8, expires_at),
+                technical_active = COALESCE($9, technical_active), economic_active = COALESCE($10, economic_active)
           WHERE id = $1",
     )
     .bind(id)
     .bind(name.as_ref().map(inventiv_common::OrgName::as_str))
     .bind(&body.models)
-    .bind(body.rpm_limit)
-    .bind(body.tpm_limit)
+    .bind(body.rpm_limit.is_some())
+    .bind(body.rpm_limit.flatten())
+    .bind(body.tpm_limit.is_some())
+    .bind(body.tpm_limit.flatten())
     .bind(body.expires_at)
     .bind(body.technical)
     .bind(body.economic)

@@ -17,12 +17,27 @@ pub mod members;
 pub mod metrics;
 pub mod organizations;
 pub mod password_reset;
+pub mod runtime;
 pub mod sessions;
 pub mod usage;
 pub mod users;
 pub mod workers;
 
 use utoipa_axum::router::OpenApiRouter;
+
+/// Tells "absent" from "null" in a PATCH body, for fields that can be
+/// cleared: `#[serde(default, with = "double_option")]` on an
+/// `Option<Option<T>>` gives `None` (absent: unchanged), `Some(None)` (null:
+/// clear) and `Some(Some(v))` (set).
+pub(crate) mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
 
 use crate::state::AppState;
 
@@ -48,5 +63,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(metrics::router())
         .merge(api_keys::router())
         .merge(usage::router())
+        .merge(runtime::router())
         .merge(crate::proxy::router())
 }

@@ -230,20 +230,9 @@ async fn switch_current(
 pub struct UpdateOrganization {
     name: Option<String>,
     /// `#rrggbb`, or null to reset.
-    #[serde(default, with = "double_option")]
+    #[serde(default, with = "super::double_option")]
     #[schema(value_type = Option<String>)]
     sidebar_color: Option<Option<String>>,
-}
-
-/// Tells "absent" from "null" for fields that can be cleared.
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<T>>, D::Error> {
-        Option::<T>::deserialize(d).map(Some)
-    }
 }
 
 fn parse_color(value: &str) -> ApiResult<String> {

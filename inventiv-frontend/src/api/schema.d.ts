@@ -818,6 +818,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/runtime/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Instances, GPUs, VRAM, requests and failures per model. */
+        get: operations["runtime_models"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/usage": {
         parameters: {
             query?: never;
@@ -1341,6 +1358,15 @@ export interface components {
             /** @description `pending`, `accepted`, `revoked` or `expired`. */
             status: string;
         };
+        /** @description The membership an acceptance created, and tokens when it created an account. */
+        InvitationAccepted: {
+            /** Format: uuid */
+            organization_id: string;
+            role: string;
+            session?: null | components["schemas"]["TokenResponse"];
+            /** Format: uuid */
+            user_id: string;
+        };
         /** @description What the acceptance page shows. */
         InvitationPreview: {
             /** @description Whether the invitee must log in (true) or create an account (false). */
@@ -1496,6 +1522,51 @@ export interface components {
             /** Format: email */
             email: string;
         };
+        /** @description One model's footprint and traffic in the current organization. */
+        RuntimeModel: {
+            /**
+             * Format: int64
+             * @description Instances in a failure state, not yet archived.
+             */
+            failed_instances: number;
+            /**
+             * Format: int64
+             * @description Of those, the ones that failed (HTTP status 400 and above).
+             */
+            failed_requests: number;
+            /**
+             * Format: int64
+             * @description GPUs of the alive instances.
+             */
+            gpus: number;
+            /**
+             * Format: int64
+             * @description Instances alive (neither final nor failed).
+             */
+            instances: number;
+            /** @description The model id (instances' `model_id`, requests' `model`). */
+            model: string;
+            /**
+             * Format: int64
+             * @description Of those, the ones serving (`ready`).
+             */
+            ready: number;
+            /**
+             * Format: int64
+             * @description Requests through `/v1` in the window.
+             */
+            requests: number;
+            /**
+             * Format: int64
+             * @description Prompt + completion tokens in the window.
+             */
+            tokens: number;
+            /**
+             * Format: int64
+             * @description VRAM of the alive instances, in GB.
+             */
+            vram_gb: number;
+        };
         /** @description A login session of the caller. */
         Session: {
             /** Format: date-time */
@@ -1606,11 +1677,17 @@ export interface components {
             expires_at?: string | null;
             models?: string[] | null;
             name?: string | null;
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description Requests per minute; null removes the limit, absent keeps it.
+             */
             rpm_limit?: number | null;
             /** @description Technical activation (owners and admins). */
             technical?: boolean | null;
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description Tokens (in + out) per minute; null removes the limit, absent keeps it.
+             */
             tpm_limit?: number | null;
         };
         /** @description Profile changes. */
@@ -3439,7 +3516,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Accepted"];
+                    "application/json": components["schemas"]["InvitationAccepted"];
                 };
             };
             401: {
@@ -3570,6 +3647,36 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Health"];
+                };
+            };
+        };
+    };
+    runtime_models: {
+        parameters: {
+            query?: {
+                /** @description Hours of traffic to count, 1 to 720, default 24. */
+                hours?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuntimeModel"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

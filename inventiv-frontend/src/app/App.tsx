@@ -13,7 +13,11 @@ import { ApiKeysPage } from '../keys/ApiKeysPage';
 import { MembersPage } from '../organizations/MembersPage';
 import { OrganizationPage } from '../organizations/OrganizationPage';
 import { PlaygroundPage } from '../playground/PlaygroundPage';
-import { Layout } from './Layout';
+import { SessionsPage } from '../account/SessionsPage';
+import { CatalogAdminPage } from '../catalog/CatalogAdminPage';
+import { RuntimeModelsPage } from '../runtime/RuntimeModelsPage';
+import { UsagePage } from '../usage/UsagePage';
+import { Guard, Layout } from './Layout';
 
 export function App() {
   return (
@@ -28,8 +32,12 @@ export function App() {
         <Route path="/instances/:id" element={<InstancePage />} />
         <Route path="/keys" element={<ApiKeysPage />} />
         <Route path="/playground" element={<PlaygroundPage />} />
-        <Route path="/catalog" element={<CatalogPage />} />
-        <Route path="/members" element={<MembersPage />} />
+        <Route path="/runtime" element={<Guard module="runtime"><RuntimeModelsPage /></Guard>} />
+        <Route path="/usage" element={<Guard module="usage"><UsagePage /></Guard>} />
+        <Route path="/catalog" element={<Guard module="catalog"><CatalogPage /></Guard>} />
+        <Route path="/members" element={<Guard module="members"><MembersPage /></Guard>} />
+        <Route path="/sessions" element={<SessionsPage />} />
+        <Route path="/settings/catalog" element={<Guard module="catalog-settings"><CatalogAdminPage /></Guard>} />
         <Route path="/organization" element={<OrganizationPage />} />
         <Route path="*" element={<NotFound />} />
       </Route>

@@ -1,16 +1,16 @@
 // The frame of every logged-in page: sidebar navigation (modules hidden by
 // role), the workspace banner, the organization switcher, the live events.
-import { createContext, useContext } from 'react';
+import { createContext, useContext, type ReactNode } from 'react';
 import { Navigate, NavLink, Outlet, useLocation, useNavigate } from 'react-router';
 import { isUnauthenticated } from '../api/client';
 import { useLogout } from '../auth/api';
-import { can, type Action } from '../auth/permissions';
 import { useMe } from '../auth/useMe';
-import { ErrorMessage, Loading } from '../components/ui';
+import { ErrorMessage, Loading, PageHeader } from '../components/ui';
 import { useLiveEvents, type LiveState } from '../instances/liveEvents';
 import { orgColor } from '../organizations/color';
 import { OrgSwitcher } from '../organizations/OrgSwitcher';
 import { WorkspaceBanner } from '../organizations/WorkspaceBanner';
+import { isVisible, moduleById, navigation, type ModuleId, type Viewer } from './modules';
 import { VersionBadge } from './VersionBadge';
 
 const LiveContext = createContext<LiveState>('connecting');
@@ -20,22 +20,24 @@ export function useLiveState(): LiveState {
   return useContext(LiveContext);
 }
 
-interface NavItem {
-  to: string;
-  label: string;
-  /** Shown when the role may do any of these. */
-  anyOf?: Action[];
+/** Who is looking, for the module rules of modules.ts. */
+export function useViewer(): Viewer {
+  const { data } = useMe();
+  return { role: data?.current_organization.role, kind: data?.current_organization.kind, isPlatformAdmin: data?.user.is_platform_admin ?? false };
 }
 
-const NAV: NavItem[] = [
-  { to: '/', label: 'Dashboard' },
-  { to: '/instances', label: 'Instances' },
-  { to: '/playground', label: 'Playground' },
-  { to: '/keys', label: 'API keys' },
-  { to: '/catalog', label: 'Catalog', anyOf: ['ActivateTechnical', 'ActivateEconomic'] },
-  { to: '/members', label: 'Members', anyOf: ['ManageMembers'] },
-  { to: '/organization', label: 'Organization' },
-];
+/** A module's page, or a short refusal when the viewer may not see it (an address typed by hand). */
+export function Guard({ module, children }: { module: ModuleId; children: ReactNode }) {
+  const viewer = useViewer();
+  const m = moduleById(module);
+  if (isVisible(m, viewer)) return children;
+  return (
+    <>
+      <PageHeader title={m.label} />
+      <p role="alert">This module is not available to you in this workspace.</p>
+    </>
+  );
+}
 
 export function Layout() {
   const me = useMe();
@@ -43,6 +45,7 @@ export function Layout() {
   const navigate = useNavigate();
   const logout = useLogout();
   const live = useLiveEvents(me.data?.current_organization.id);
+  const viewer = useViewer();
 
   if (me.isPending) return <Loading label="Loading your workspace…" />;
   if (me.isError) {
@@ -60,7 +63,6 @@ export function Layout() {
     );
   }
   const org = me.data.current_organization;
-  const role = org.role;
   const color = orgColor(org.sidebar_color);
   return (
     <LiveContext.Provider value={live}>
@@ -74,15 +76,22 @@ export function Layout() {
             Inventiv Agents
           </div>
           <nav aria-label="Main">
-            <ul>
-              {NAV.filter((item) => !item.anyOf || item.anyOf.some((a) => can(role, a))).map((item) => (
-                <li key={item.to}>
-                  <NavLink to={item.to} end={item.to === '/'}>
-                    {item.label}
-                  </NavLink>
-                </li>
-              ))}
-            </ul>
+            {navigation(viewer).map(({ section, modules }) => (
+              <div key={section} className="nav-section" role="group" aria-labelledby={`nav-${section}`}>
+                <h2 id={`nav-${section}`} className="nav-heading">
+                  {section}
+                </h2>
+                <ul>
+                  {modules.map((m) => (
+                    <li key={m.id}>
+                      <NavLink to={m.to} end={m.to === '/'}>
+                        {m.label}
+                      </NavLink>
+                    </li>
+                  ))}
+                </ul>
+              </div>
+            ))}
           </nav>
           <VersionBadge />
         </aside>

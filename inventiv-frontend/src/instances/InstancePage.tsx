@@ -8,6 +8,7 @@ import { useCan } from '../auth/useMe';
 import { Card, DateText, Empty, ErrorMessage, Loading, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
 import { allowedActions, instanceKeys, useInstance, useInstanceAction, useInstanceActions, useInstanceHistory } from './api';
 import type { Heartbeat } from './liveEvents';
+import { MetricsPanel } from './MetricsPanel';
 
 function duration(ms: number | null | undefined): string {
   if (ms === null || ms === undefined) return '';
@@ -122,6 +123,7 @@ export function InstancePage() {
           </dl>
         </Card>
       </div>
+      <MetricsPanel instanceId={i.id} />
       <Card title="Timeline">
         {actions.isPending ? <Loading /> : actions.isError ? <ErrorMessage error={actions.error} /> : <Timeline entries={actions.data} />}
       </Card>

@@ -12,11 +12,7 @@ import { DataTable } from '../components/DataTable';
 import { Dialog } from '../components/Dialog';
 import { DateText, ErrorMessage, Field, Loading, PageHeader, StatusBadge } from '../components/ui';
 import { useApiKeys, useCreateKey, useRevokeKey, useUpdateKey } from './api';
-
-function optionalInt(value: string): number | null {
-  const n = parseInt(value, 10);
-  return Number.isFinite(n) && n > 0 ? n : null;
-}
+import { limitChange, parseLimit } from './limits';
 
 export function ApiKeysPage() {
   const { data: me } = useMe();
@@ -174,8 +170,8 @@ function CreateKeyForm({ onClose, onCreated }: { onClose: () => void; onCreated:
     create.mutate(
       {
         name: name.trim(),
-        rpm_limit: optionalInt(rpm),
-        tpm_limit: optionalInt(tpm),
+        rpm_limit: parseLimit(rpm),
+        tpm_limit: parseLimit(tpm),
         expires_at: expires ? new Date(expires).toISOString() : null,
         models: models.length ? models : null,
       },
@@ -220,8 +216,8 @@ function EditKeyForm({ apiKey, onClose }: { apiKey: ApiKey; onClose: () => void 
         id: apiKey.id,
         body: {
           name: name.trim(),
-          rpm_limit: optionalInt(rpm),
-          tpm_limit: optionalInt(tpm),
+          rpm_limit: limitChange(apiKey.rpm_limit, rpm),
+          tpm_limit: limitChange(apiKey.tpm_limit, tpm),
           ...(can(role, 'ActivateTechnical') ? { technical } : {}),
           ...(can(role, 'ActivateEconomic') ? { economic } : {}),
         },
@@ -233,8 +229,8 @@ function EditKeyForm({ apiKey, onClose }: { apiKey: ApiKey; onClose: () => void 
     <form className="form" onSubmit={submit} aria-label={`Edit ${apiKey.name}`}>
       <Field label="Name" required maxLength={100} value={name} onChange={(e) => setName(e.target.value)} />
       <div className="form-row">
-        <Field label="Requests per minute" type="number" min={1} max={100000000} value={rpm} onChange={(e) => setRpm(e.target.value)} hint="Empty: unchanged (a limit cannot be removed yet)." />
-        <Field label="Tokens per minute" type="number" min={1} max={100000000} value={tpm} onChange={(e) => setTpm(e.target.value)} hint="Empty: unchanged (a limit cannot be removed yet)." />
+        <Field label="Requests per minute" type="number" min={1} max={100000000} value={rpm} onChange={(e) => setRpm(e.target.value)} hint="Empty: no limit." />
+        <Field label="Tokens per minute" type="number" min={1} max={100000000} value={tpm} onChange={(e) => setTpm(e.target.value)} hint="Empty: no limit." />
       </div>
       <label className="checkbox">
         <input type="checkbox" role="switch" checked={technical} disabled={!can(role, 'ActivateTechnical')} onChange={(e) => setTechnical(e.target.checked)} />{' '}

@@ -1,0 +1,61 @@
+// A small line chart drawn as SVG: one line per series over time, its last
+// values spelled out for screen readers and in the legend. Hand-written
+// (about 60 lines with chart.ts) instead of a chart library: the dashboard
+// needs only a few time series per page, and a library would add tens of
+// kilobytes to every load for features it does not use.
+import { domainOf, linePath, position, type Point } from './chart';
+
+const WIDTH = 320;
+const HEIGHT = 90;
+const COLORS = ['#2563eb', '#db2777', '#16a34a', '#ea580c', '#7c3aed', '#0891b2', '#ca8a04', '#4b5563'];
+
+export interface Series {
+  name: string;
+  points: Point[];
+}
+
+export function LineChart({ title, series, unit, max }: { title: string; series: Series[]; unit: string; max?: number }) {
+  const domain = domainOf(series.map((s) => s.points), max);
+  const last = (s: Series) => {
+    const p = s.points.at(-1);
+    return p ? `${formatValue(p.v)} ${unit}` : 'no data';
+  };
+  const summary = series.length === 0 ? 'no data yet' : series.map((s) => `${s.name}: ${last(s)}`).join(', ');
+  return (
+    <figure className="chart">
+      <figcaption>{title}</figcaption>
+      <svg viewBox={`0 0 ${WIDTH} ${HEIGHT}`} role="img" aria-label={`${title}, latest: ${summary}`} preserveAspectRatio="none">
+        <line x1={0} y1={HEIGHT} x2={WIDTH} y2={HEIGHT} className="chart-axis" />
+        {series.map((s, n) => {
+          const lastPoint = s.points.at(-1);
+          const end = lastPoint ? position(lastPoint, domain, WIDTH, HEIGHT) : null;
+          return (
+            <g key={s.name} stroke={COLORS[n % COLORS.length]}>
+              <path d={linePath(s.points, domain, WIDTH, HEIGHT)} fill="none" strokeWidth={1.5} vectorEffect="non-scaling-stroke" />
+              {/* The latest sample, visible even when it is the only one. */}
+              {end ? <circle cx={end.x} cy={end.y} r={2} fill={COLORS[n % COLORS.length]} /> : null}
+            </g>
+          );
+        })}
+      </svg>
+      <div className="chart-scale muted small" aria-hidden="true">
+        <span>
+          scale 0 to {formatValue(domain.v1)} {unit}
+        </span>
+      </div>
+      {series.length === 0 ? <p className="muted small">No data yet.</p> : null}
+      <ul className="chart-legend small">
+        {series.map((s, n) => (
+          <li key={s.name}>
+            <span className="chart-swatch" style={{ background: COLORS[n % COLORS.length] }} aria-hidden="true" />
+            {s.name}: {last(s)}
+          </li>
+        ))}
+      </ul>
+    </figure>
+  );
+}
+
+function formatValue(v: number): string {
+  return v >= 100 ? Math.round(v).toString() : (Math.round(v * 10) / 10).toString();
+}

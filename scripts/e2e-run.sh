@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The dashboard's browser test against the whole stack (a suite of
+# `make test`: scripts/test.sh frontend_e2e).
+#
+#  1. a fresh state dir (mktemp -d) with its private PostgreSQL and Redis
+#     (DATABASE_URL / REDIS_URL are ignored: nothing shared is touched), free
+#     ports for the API and the orchestrator, mock VMs on a /24 of
+#     127.0.160-179.x (E2E_MOCK_FIRST_ADDRESS overrides);
+#  2. scripts/run.sh (what `make run` runs: builds, migrates, serves the
+#     built dashboard at /, starts the orchestrator) in its own process
+#     group; waits for its banner and reads the admin password from it;
+#  3. inventiv-frontend/e2e/run.mjs with FULL=1 and OUTBOX_DIR set to the
+#     state dir's outbox (invitation mails as .eml files): every acceptance
+#     step of the dashboard, screenshots in inventiv-frontend/screenshots/
+#     (gitignored; E2E_SCREENSHOTS overrides);
+#  4. SIGINT to run.sh's group (it stops the API, the orchestrator, the mock
+#     VMs and the private services), then the state dir is deleted.
+#
+# E2E_KEEP_STATE=1 keeps the state dir for a post-mortem. Needs: Chromium at
+# /usr/bin/chromium (test.sh installs Debian's), node and npm, curl, setsid,
+# and what `make run` needs for the mock provider.
+
+# shellcheck disable=SC2317 # cleanup is called from traps
+set -euo pipefail
+
+LOG_TAG=e2e
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+BANNER_TIMEOUT_SECS=${E2E_BANNER_TIMEOUT_SECS:-300}
+T0=$SECONDS
+
+export INVENTIV_SKIP_DOTENV=1
+for v in $(compgen -v INVENTIV_) $(compgen -v SMTP_); do
+  case $v in
+    INVENTIV_SKIP_DOTENV | INVENTIV_READY_TIMEOUT_SECS) ;;
+    *) unset "$v" ;;
+  esac
+done
+unset DATABASE_URL REDIS_URL MAKEFLAGS MFLAGS MAKELEVEL
+
+STATE=$(mktemp -d "${TMPDIR:-/tmp}/inventiv-e2e.XXXXXX")
+RUN_OUT="$STATE/run.out"
+RUN_PID=""
+
+alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
+
+show_output() {
+  [[ -f $RUN_OUT ]] || return 0
+  printf '\n--- last 60 lines of scripts/run.sh (%s) ---\n' "$RUN_OUT" >&2
+  tail -n 60 "$RUN_OUT" >&2
+  printf -- '--- end ---\n' >&2
+}
+
+cleanup() {
+  local rc=$? i
+  trap '' INT TERM
+  trap - EXIT
+  set +e
+  if alive "$RUN_PID"; then
+    log "stopping scripts/run.sh (process group $RUN_PID)"
+    kill -INT -- "-$RUN_PID" 2>/dev/null
+    for ((i = 0; i < 600; i++)); do
+      alive "$RUN_PID" || break
+      ((i == 300)) && kill -TERM -- "-$RUN_PID" 2>/dev/null
+      ((i == 450)) && kill -KILL -- "-$RUN_PID" 2>/dev/null
+      sleep 0.1
+    done
+    wait "$RUN_PID" 2>/dev/null
+  fi
+  ((rc == 0)) || show_output
+  # Whatever run.sh could not stop (killed before its own cleanup).
+  stop_mock_vms "$STATE/mock-vms"
+  if [[ ${E2E_KEEP_STATE:-0} == 1 ]]; then
+    INVENTIV_STATE_DIR=$STATE "$REPO_ROOT/scripts/services.sh" down
+    log "kept $STATE (E2E_KEEP_STATE=1)"
+  else
+    INVENTIV_STATE_DIR=$STATE "$REPO_ROOT/scripts/services.sh" purge 2>&1 | sed 's/^/[e2e] /' >&2
+    rm -rf -- "$STATE"
+  fi
+  log "browser test $( ((rc == 0)) && echo passed || echo "FAILED (exit $rc)") in $((SECONDS - T0))s"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+command -v setsid >/dev/null || die "setsid (util-linux) is required"
+command -v node >/dev/null || die "node is missing: install Node.js 20 and npm"
+[[ -x ${CHROMIUM:-/usr/bin/chromium} ]] || die "no Chromium at ${CHROMIUM:-/usr/bin/chromium} (Debian: apt-get install chromium)"
+
+API_PORT=$(free_port 8001 8003)
+ORCH_PORT=$(free_port 8001 8003 "$API_PORT")
+MOCK_FIRST_ADDRESS=${E2E_MOCK_FIRST_ADDRESS:-127.0.$((160 + RANDOM % 20)).1}
+BASE_URL="http://127.0.0.1:$API_PORT"
+
+log "scripts/run.sh (API $BASE_URL, orchestrator port $ORCH_PORT, mock VMs from $MOCK_FIRST_ADDRESS, state $STATE)"
+(
+  trap - INT QUIT
+  INVENTIV_STATE_DIR=$STATE INVENTIV_API_ADDR="127.0.0.1:$API_PORT" \
+    INVENTIV_ORCHESTRATOR_ADDR="127.0.0.1:$ORCH_PORT" \
+    INVENTIV_MOCK_FIRST_ADDRESS=$MOCK_FIRST_ADDRESS \
+    exec setsid "$REPO_ROOT/scripts/run.sh" </dev/null >"$RUN_OUT" 2>&1
+) &
+RUN_PID=$!
+
+deadline=$((SECONDS + BANNER_TIMEOUT_SECS))
+until grep -q '^  Ctrl-C stops everything\.' "$RUN_OUT" 2>/dev/null; do
+  alive "$RUN_PID" || die "scripts/run.sh exited before printing its banner"
+  ((SECONDS < deadline)) || die "no banner from scripts/run.sh within ${BANNER_TIMEOUT_SECS}s"
+  sleep 0.25
+done
+ADMIN_EMAIL=$(sed -n 's/^  Admin e-mail \{2,\}\([^ ].*\)$/\1/p' "$RUN_OUT" | head -n 1)
+ADMIN_PASSWORD=$(sed -n 's/^  Admin password \{2,\}\([^ ].*\)$/\1/p' "$RUN_OUT" | head -n 1)
+[[ -n $ADMIN_EMAIL && -n $ADMIN_PASSWORD ]] || die "no admin credentials in the banner of scripts/run.sh"
+log "stack up after $((SECONDS - T0))s; running e2e/run.mjs (FULL=1)"
+
+(
+  cd "$REPO_ROOT/inventiv-frontend"
+  BASE_URL=$BASE_URL ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD \
+    OUTBOX_DIR="$STATE/outbox" FULL=1 DEPLOY_TIMEOUT_SECS=${E2E_DEPLOY_TIMEOUT_SECS:-120} \
+    SCREENSHOTS=${E2E_SCREENSHOTS:-$REPO_ROOT/inventiv-frontend/screenshots} \
+    node e2e/run.mjs
+)
