@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::error::{OpenAiError, V1Body};
 use super::keys::{self, KeyInfo};
 use super::routing::{InFlight, Lookup};
-use super::usage::UsageRecord;
+use super::usage::{SharedUse, UsageRecord};
 use crate::request_id;
 use crate::state::AppState;
 
@@ -176,14 +176,34 @@ async fn forward(
     let session = headers
         .get("x-inventiv-session")
         .and_then(|v| v.to_str().ok());
-    let workers = match state.routing.lookup(c.organization_id, &model, session) {
+    // The organization's own model first; else another organization's share.
+    let mut lookup = state.routing.lookup(c.organization_id, &model, session);
+    let mut shared = None;
+    if matches!(lookup, Lookup::Unknown) {
+        if let Some(share) = state.routing.share_for(c.organization_id, &model) {
+            if share.paused {
+                return Err(OpenAiError::share_paused(&model));
+            }
+            lookup = state
+                .routing
+                .lookup(share.provider_org, &share.model_code, session);
+            // The provider's engine knows the model by its own id.
+            request["model"] = json!(share.model_code);
+            shared = Some(SharedUse {
+                provider_organization_id: share.provider_org,
+                offering_id: share.offering_id,
+                share_id: share.share_id,
+            });
+        }
+    }
+    let workers = match lookup {
         Lookup::Workers(w) => w,
         Lookup::NoCapacity => return Err(OpenAiError::no_capacity(&model)),
         Lookup::Unknown => return Err(OpenAiError::model_not_found(&model)),
     };
     let limits = super::forward_limits::check(&state, c.key.as_ref()).await?;
-    // Only a stream's body changes (usage asked for); others go as they came.
-    let payload = if streaming {
+    // Only a stream's body or a shared model's name changes; others go as they came.
+    let payload = if streaming || shared.is_some() {
         Bytes::from(
             serde_json::to_vec(&request).map_err(|e| OpenAiError::bad_request(e.to_string()))?,
         )
@@ -238,6 +258,7 @@ async fn forward(
                 ttft_ms: None,
                 status: 0,
                 streamed: streaming,
+                shared,
             },
         };
         let status = upstream.status();

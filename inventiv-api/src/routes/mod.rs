@@ -10,14 +10,18 @@ pub mod catalog;
 pub mod catalog_admin;
 pub mod deployments;
 pub mod events;
+pub mod finops;
 pub mod health;
 pub mod instances;
 pub mod invitations;
 pub mod members;
 pub mod metrics;
+pub mod offerings;
 pub mod organizations;
 pub mod password_reset;
 pub mod sessions;
+pub mod shares;
+pub mod statements;
 pub mod usage;
 pub mod users;
 pub mod workers;
@@ -48,5 +52,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(metrics::router())
         .merge(api_keys::router())
         .merge(usage::router())
+        .merge(finops::router())
+        .merge(statements::router())
+        .merge(offerings::router())
+        .merge(shares::router())
         .merge(crate::proxy::router())
 }
