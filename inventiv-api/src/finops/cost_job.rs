@@ -75,9 +75,9 @@ async fn step(tx: &mut sqlx::PgConnection, until: DateTime<Utc>) -> sqlx::Result
             INSERT INTO cost_buckets (instance_id, minute, organization_id, provider, instance_type, model_id, seconds, price_eur_per_hour, cost_eur)
             SELECT t.id, m.minute, t.organization_id, t.provider, t.instance_type, t.model_id, d.seconds, t.price, round(t.price * d.seconds / 3600, 12)
               FROM todo t
-              CROSS JOIN LATERAL generate_series(t.from_minute, t.to_minute - interval '1 minute', interval '1 minute') AS m(minute)
+              CROSS JOIN LATERAL generate_series(t.from_minute, least(t.to_minute, t.terminated_at) - interval '1 microsecond', interval '1 minute') AS m(minute)
               CROSS JOIN LATERAL (SELECT extract(epoch FROM least(m.minute + interval '1 minute', t.terminated_at)
-                                                       - greatest(m.minute, t.started_at))::numeric(9, 6)) AS d(seconds)
+                                                       - greatest(m.minute, t.started_at))) AS d(seconds)
              WHERE d.seconds > 0
             ON CONFLICT (instance_id, minute) DO NOTHING
             RETURNING 1

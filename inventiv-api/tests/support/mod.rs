@@ -89,10 +89,15 @@ impl TestApp {
 
     /// A second API replica on the same database and Redis prefix.
     pub async fn replica(&self) -> TestApp {
+        self.replica_with(&[]).await
+    }
+
+    /// A second replica with extra environment variables.
+    pub async fn replica_with(&self, vars: &[(&str, &str)]) -> TestApp {
         TestApp::spawn_on(
             self.database.clone(),
             self.state.config.redis_prefix.clone(),
-            &[],
+            vars,
         )
         .await
     }
