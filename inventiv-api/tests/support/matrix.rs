@@ -138,7 +138,9 @@ pub const MATRIX: &[Row] = &[
     row("POST", "/organizations/current/offerings/{offering_id}/shares", Some(r#"{"consumer_org_slug":"{consumer_slug}"}"#), [401, 409, 403, 409, 403], Some([401, 404, 403, 404, 403])),
     row("PATCH", "/organizations/current/offerings/{offering_id}/shares/{share_id}", Some(r#"{"status":"paused"}"#), [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
     row("GET", "/organizations/current/available-offerings", None, MEMBERS_200, None),
-    row("POST", "/organizations/current/available-offerings/{incoming_offering_id}/accept", None, [401, 200, 403, 200, 403], None),
+    // Own: an offering another organization shared with A; foreign: B's
+    // private offering, not shared with A.
+    row("POST", "/organizations/current/available-offerings/{offering_id}/accept", None, [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
 ];
 
 const FINOPS: [u16; 5] = [401, 200, 403, 200, 403];
@@ -188,7 +190,16 @@ pub fn fill(
         extra_session
     };
     let someone = caller.unwrap_or(&a.user);
+    let available = if foreign {
+        b.offering_id
+    } else {
+        a.incoming_offering_id
+    };
     template
+        .replace(
+            "available-offerings/{offering_id}",
+            &format!("available-offerings/{available}"),
+        )
         .replace("{user_id}", &target.spare.user_id.to_string())
         .replace("{session_id}", &session.to_string())
         .replace("{invitation_id}", &target.invitation_id.to_string())
