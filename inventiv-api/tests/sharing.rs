@@ -182,6 +182,21 @@ async fn sentinel(app: &TestApp, a: &Org, rows_before: usize) {
     charged_rows(app, a.id, rows_before + 1).await;
 }
 
+/// Waits until the proxy's table shows `consumer`'s share of `address` in
+/// the given state: Some(paused) or None (gone).
+async fn routed(app: &TestApp, consumer: Uuid, address: &str, paused: Option<bool>) {
+    let what = format!("{address} as {paused:?} in the routing table");
+    wait_for(&what, Duration::from_secs(5), || async {
+        let now = app
+            .state
+            .routing
+            .share_for(consumer, address)
+            .map(|s| s.paused);
+        (now == paused).then_some(())
+    })
+    .await;
+}
+
 fn python() -> PathBuf {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -285,18 +300,10 @@ async fn a_shared_model_is_called_with_the_sdk_and_charged_exactly() {
     );
 
     // B's key, the official SDK, the address.
-    let report = wait_for(
-        "the share in B's routing table",
-        Duration::from_secs(5),
-        || {
-            let (python, app, key, address) = (&python, &app, &b.api_key, &address);
-            async move {
-                let r = sdk(python, app, key, address, "calls").await;
-                Some(r).filter(|r| r["models"] == json!([address]))
-            }
-        },
-    )
-    .await;
+    // The change reaches the proxy's table through the `offering.changed` event.
+    routed(&app, b.id, &address, Some(false)).await;
+    let report = sdk(&python, &app, &b.api_key, &address, "calls").await;
+    assert_eq!(report["models"], json!([address]), "{report}");
     let rows = charged_rows(&app, b.id, 3).await;
     assert_eq!(rows.len(), 3, "{rows:?}");
     let mut expected_nanos = 0;
@@ -326,6 +333,20 @@ async fn a_shared_model_is_called_with_the_sdk_and_charged_exactly() {
 
     // A's own usage, which B must never see.
     sentinel(&app, &a, 0).await;
+    // A's instance metrics count B's calls; B cannot read A's instance.
+    let metrics = format!("/instances/{}/metrics", a.instance_id);
+    let (_, m) = app.get(&metrics, Some(&a.owner.token)).await;
+    let served: i64 = m["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["requests"].as_i64().unwrap())
+        .sum();
+    assert_eq!(served, 4, "3 calls of B and 1 of A: {m}");
+    assert_eq!(
+        app.get(&metrics, Some(&b.owner.token)).await.0,
+        StatusCode::NOT_FOUND
+    );
 
     // Statements reconcile exactly: B's debit = A's credit = Σ tokens × price.
     let (status, b_statement) = app.get("/finops/statements", Some(&b.manager.token)).await;
@@ -397,18 +418,8 @@ async fn a_shared_model_is_called_with_the_sdk_and_charged_exactly() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let paused = wait_for(
-        "the pause in B's routing table",
-        Duration::from_secs(5),
-        || {
-            let (python, app, key, address) = (&python, &app, &b.api_key, &address);
-            async move {
-                let r = sdk(python, app, key, address, "one").await;
-                Some(r).filter(|r| r["error"]["status"] == 403)
-            }
-        },
-    )
-    .await;
+    routed(&app, b.id, &address, Some(true)).await;
+    let paused = sdk(&python, &app, &b.api_key, &address, "one").await;
     assert_eq!(
         paused["error"],
         json!({ "class": "PermissionDeniedError", "status": 403, "code": "share_paused" })
@@ -439,18 +450,9 @@ async fn a_shared_model_is_called_with_the_sdk_and_charged_exactly() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let revoked = wait_for(
-        "the revocation in B's routing table",
-        Duration::from_secs(5),
-        || {
-            let (python, app, key, address) = (&python, &app, &b.api_key, &address);
-            async move {
-                let r = sdk(python, app, key, address, "one").await;
-                Some(r).filter(|r| r["error"]["status"] == 404)
-            }
-        },
-    )
-    .await;
+    routed(&app, b.id, &address, None).await;
+    let revoked = sdk(&python, &app, &b.api_key, &address, "one").await;
+    assert_eq!(revoked["error"]["status"], 404, "{revoked}");
     assert_eq!(revoked["models"], json!([]), "{revoked}");
     let (_, available) = app
         .get(
@@ -498,6 +500,35 @@ async fn a_price_change_mid_month_leaves_earlier_rows_at_the_old_price() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    let (_, listed) = app
+        .get(
+            "/organizations/current/available-offerings",
+            Some(&b.user.token),
+        )
+        .await;
+    assert_eq!(
+        listed[0]["address"],
+        format!("{}/mock/model", a.slug),
+        "{listed}"
+    );
+    assert_eq!(
+        (
+            listed[0]["visibility"].as_str(),
+            listed[0]["accepted"].as_bool()
+        ),
+        (Some("public"), Some(false))
+    );
+    let (_, listed) = app
+        .get(
+            "/organizations/current/available-offerings?hide_public=true",
+            Some(&b.user.token),
+        )
+        .await;
+    assert_eq!(
+        listed,
+        json!([]),
+        "hide_public hides a public offering not shared"
+    );
     let (_, listed) = app
         .get(
             "/organizations/current/available-offerings?hide_paid=true",
