@@ -15,7 +15,7 @@
 mod support;
 
 use chrono::{DateTime, Duration, Utc};
-use inventiv_api::finops::cost_job::run_once;
+use inventiv_api::finops::cost_job::{run_once, LOCK_KEY};
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::TestApp;
@@ -61,7 +61,7 @@ async fn ninety_and_a_half_minutes_at_2_10_cost_exactly_3_1675_across_a_restart(
     assert_eq!(run_once(&app.state.db, half).await.unwrap(), 45);
     let s = summary(&app, a.instance_id).await;
     assert_eq!((s.0, s.1, s.4.as_str()), (45, 45, "2680.000000"));
-    // The same pass again, and two replicas racing: nothing more.
+    // The same pass again, in two replicas at once: nothing more.
     let replica = app.replica_with(CLOCKED).await;
     let (x, y) = tokio::join!(
         run_once(&app.state.db, half),
@@ -69,18 +69,45 @@ async fn ninety_and_a_half_minutes_at_2_10_cost_exactly_3_1675_across_a_restart(
     );
     assert_eq!(x.unwrap() + y.unwrap(), 0);
 
-    // The instance is terminated; the job (restarted in another replica)
-    // only comes back two hours later and catches up.
+    // The instance is terminated. A pass dies mid-step: it holds the lock
+    // and wrote a bucket, but never commits.
     sqlx::query("UPDATE instances SET terminated_at = $2, status = 'terminated' WHERE id = $1")
         .bind(a.instance_id)
         .bind(end)
         .execute(&app.state.db)
         .await
         .unwrap();
-    replica.stop().await;
-    let restarted = app.replica_with(CLOCKED).await;
     let later = end + Duration::hours(2);
-    assert_eq!(run_once(&restarted.state.db, later).await.unwrap(), 46);
+    let mut dying = app.state.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(LOCK_KEY)
+        .execute(&mut *dying)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO cost_buckets (instance_id, minute, organization_id, provider, instance_type, model_id, seconds, price_eur_per_hour, cost_eur)
+         VALUES ($1, '2026-03-02T10:45:00Z', $2, 'mock', 'mock-1gpu-24g', 'mock/model', 60, 2.10, 0.035)",
+    )
+    .bind(a.instance_id)
+    .bind(a.id)
+    .execute(&mut *dying)
+    .await
+    .unwrap();
+    assert_eq!(
+        run_once(&replica.state.db, later).await.unwrap(),
+        0,
+        "another pass holds the lock"
+    );
+    drop(dying);
+    replica.stop().await;
+
+    // Restarted (two replicas racing), the job catches up from the watermark.
+    let restarted = app.replica_with(CLOCKED).await;
+    let (x, y) = tokio::join!(
+        run_once(&app.state.db, later),
+        run_once(&restarted.state.db, later)
+    );
+    assert_eq!(x.unwrap() + y.unwrap(), 46, "10:45 .. 11:30");
     assert_eq!(
         run_once(&restarted.state.db, later + Duration::days(3))
             .await

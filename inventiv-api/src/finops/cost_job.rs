@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::state::AppState;
 
 /// The advisory lock key of the cost job (any constant unique to it).
-const LOCK_KEY: i64 = 0x1f1a_c057_0b0c_0001;
+pub const LOCK_KEY: i64 = 0x1f1a_c057_0b0c_0001;
 
 /// One step writes the buckets of up to this much time per instance.
 const STEP_SQL: &str = "1 day";
