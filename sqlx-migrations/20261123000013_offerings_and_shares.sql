@@ -48,6 +48,16 @@ CREATE TABLE offering_prices (
 );
 CREATE INDEX offering_prices_lookup ON offering_prices (offering_id, share_id, effective_at DESC);
 
+-- A consumer organization's discovery preferences: what its listing of
+-- available offerings leaves out by default (its manager decides).
+CREATE TABLE offering_preferences (
+    organization_id uuid PRIMARY KEY REFERENCES organizations (id) ON DELETE CASCADE,
+    hide_public     boolean NOT NULL DEFAULT false,
+    hide_paid       boolean NOT NULL DEFAULT false,
+    updated_by      uuid REFERENCES users (id),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
 -- Usage through a share. `organization_id` stays the caller (consumer).
 -- charged_eur = (prompt x input + completion x output) / 1000, exact.
 ALTER TABLE usage_records

@@ -536,6 +536,27 @@ async fn a_price_change_mid_month_leaves_earlier_rows_at_the_old_price() {
         )
         .await;
     assert_eq!(listed, json!([]), "hide_paid hides a priced offering");
+    // Stored preferences (the manager's) apply by default; the query overrides.
+    let prefs = "/organizations/current/offering-preferences";
+    let hide = json!({ "hide_public": true, "hide_paid": false });
+    let (status, _) = send(&app, Method::PUT, prefs, &b.user.token, Some(hide.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        prefs,
+        &b.manager.token,
+        Some(hide.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.get(prefs, Some(&b.user.token)).await.1, hide);
+    let listing = "/organizations/current/available-offerings";
+    assert_eq!(app.get(listing, Some(&b.user.token)).await.1, json!([]));
+    let (_, listed) = app
+        .get(&format!("{listing}?hide_public=false"), Some(&b.user.token))
+        .await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     let (status, _) = send(
         &app,
         Method::POST,

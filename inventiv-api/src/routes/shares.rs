@@ -4,8 +4,9 @@
 //! (`PATCH .../shares/{share_id}`; revoked is final). The consumer lists
 //! what it may use (`GET /organizations/current/available-offerings`:
 //! public offerings and offerings shared with it) and accepts one (its
-//! manager's economic activation) before its keys can call it. Every change
-//! is announced so the proxies' tables follow within a second.
+//! manager's economic activation) before its keys can call it; its manager
+//! also sets its discovery preferences (hide public, hide paid offerings).
+//! Every change is announced so the proxies' tables follow within a second.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(update_share))
         .routes(routes!(available_offerings))
         .routes(routes!(accept_offering))
+        .routes(routes!(get_preferences, set_preferences))
 }
 
 /// A share as its provider sees it.
@@ -219,7 +221,7 @@ async fn update_share(
     Ok(Json(load_share(&state.db, offering, id).await?))
 }
 
-/// Discovery preferences of the consumer.
+/// Discovery filters; absent ones follow the organization's preferences.
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AvailableQuery {
@@ -227,6 +229,73 @@ pub struct AvailableQuery {
     hide_public: Option<bool>,
     /// Leave out offerings with a price above zero.
     hide_paid: Option<bool>,
+}
+
+/// The organization's discovery preferences: what its listing of available
+/// offerings leaves out unless the query says otherwise.
+#[derive(Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+#[serde(deny_unknown_fields)]
+pub struct Preferences {
+    pub hide_public: bool,
+    pub hide_paid: bool,
+}
+
+async fn preferences(db: &sqlx::PgPool, org: Uuid) -> ApiResult<Preferences> {
+    let stored: Option<Preferences> = sqlx::query_as(
+        "SELECT hide_public, hide_paid FROM offering_preferences WHERE organization_id = $1",
+    )
+    .bind(org)
+    .fetch_optional(db)
+    .await?;
+    Ok(stored.unwrap_or(Preferences {
+        hide_public: false,
+        hide_paid: false,
+    }))
+}
+
+/// The current organization's discovery preferences.
+#[utoipa::path(get, path = "/organizations/current/offering-preferences", tag = "offerings", security(("bearer" = [])),
+    responses((status = 200, body = Preferences)))]
+async fn get_preferences(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Preferences>> {
+    caller.require(Action::ViewCatalog)?;
+    Ok(Json(preferences(&state.db, caller.org_id.0).await?))
+}
+
+/// Sets the current organization's discovery preferences (managers).
+#[utoipa::path(put, path = "/organizations/current/offering-preferences", tag = "offerings", security(("bearer" = [])),
+    request_body = Preferences, responses((status = 200, body = Preferences), (status = 403, body = ErrorBody)))]
+async fn set_preferences(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<Preferences>,
+) -> ApiResult<Json<Preferences>> {
+    caller.require(Action::AcceptShares)?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "INSERT INTO offering_preferences (organization_id, hide_public, hide_paid, updated_by) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (organization_id) DO UPDATE
+            SET hide_public = $2, hide_paid = $3, updated_by = $4, updated_at = now()",
+    )
+    .bind(caller.org_id.0)
+    .bind(body.hide_public)
+    .bind(body.hide_paid)
+    .bind(caller.user_id.0)
+    .execute(&mut *tx)
+    .await?;
+    let entry = audit::Entry {
+        org: caller.org_id,
+        actor: Some(caller.user_id),
+        action: "offering_preferences.updated",
+        target_type: "organization",
+        target_id: caller.org_id.0.to_string(),
+        details: serde_json::json!({ "hide_public": body.hide_public, "hide_paid": body.hide_paid }),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    Ok(Json(body))
 }
 
 /// An offering the current organization may use.
@@ -259,7 +328,8 @@ const AVAILABLE: &str = "SELECT o.id AS offering_id, p.slug || '/' || o.model_co
     AND (s.id IS NULL OR s.status <> 'revoked')";
 
 /// What the current organization may use: public offerings and offerings
-/// shared with it (never revoked ones).
+/// shared with it (never revoked ones), filtered by its discovery
+/// preferences unless the query overrides them.
 #[utoipa::path(get, path = "/organizations/current/available-offerings", tag = "offerings", security(("bearer" = [])),
     params(AvailableQuery), responses((status = 200, body = [Available]), (status = 400, body = ErrorBody)))]
 async fn available_offerings(
@@ -268,14 +338,15 @@ async fn available_offerings(
     Query(q): Query<AvailableQuery>,
 ) -> ApiResult<Json<Vec<Available>>> {
     caller.require(Action::ViewCatalog)?;
+    let stored = preferences(&state.db, caller.org_id.0).await?;
     let list = sqlx::query_as(&format!(
         "{AVAILABLE} AND (s.id IS NOT NULL OR (o.visibility = 'public' AND NOT $2))
            AND NOT ($3 AND COALESCE(v.input_eur_per_1k + v.output_eur_per_1k, 0) > 0)
          ORDER BY 2"
     ))
     .bind(caller.org_id.0)
-    .bind(q.hide_public.unwrap_or(false))
-    .bind(q.hide_paid.unwrap_or(false))
+    .bind(q.hide_public.unwrap_or(stored.hide_public))
+    .bind(q.hide_paid.unwrap_or(stored.hide_paid))
     .fetch_all(&state.db)
     .await?;
     Ok(Json(list))

@@ -138,6 +138,8 @@ pub const MATRIX: &[Row] = &[
     row("POST", "/organizations/current/offerings/{offering_id}/shares", Some(r#"{"consumer_org_slug":"{consumer_slug}"}"#), [401, 409, 403, 409, 403], Some([401, 404, 403, 404, 403])),
     row("PATCH", "/organizations/current/offerings/{offering_id}/shares/{share_id}", Some(r#"{"status":"paused"}"#), [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
     row("GET", "/organizations/current/available-offerings", None, MEMBERS_200, None),
+    row("GET", "/organizations/current/offering-preferences", None, MEMBERS_200, None),
+    row("PUT", "/organizations/current/offering-preferences", Some(r#"{"hide_public":true,"hide_paid":false}"#), [401, 200, 403, 200, 403], None),
     // Own: an offering another organization shared with A; foreign: B's
     // private offering, not shared with A.
     row("POST", "/organizations/current/available-offerings/{offering_id}/accept", None, [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
