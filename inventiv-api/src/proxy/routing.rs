@@ -263,7 +263,8 @@ async fn load_shares(state: &AppState) -> sqlx::Result<HashMap<(Uuid, String), S
            FROM offering_shares s
            JOIN offerings o ON o.id = s.offering_id
            JOIN organizations p ON p.id = o.organization_id
-          WHERE s.status <> 'revoked' AND s.accepted_at IS NOT NULL AND o.technical_active AND o.economic_active",
+          WHERE s.status <> 'revoked' AND s.accepted_at IS NOT NULL AND o.technical_active AND o.economic_active
+            AND p.deleted_at IS NULL",
     )
     .fetch_all(&state.db)
     .await?;

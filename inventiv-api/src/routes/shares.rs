@@ -96,10 +96,11 @@ async fn create_share(
         }
     };
     load(&state.db, caller.org_id.0, offering).await?;
-    let consumer: Option<Uuid> = sqlx::query_scalar("SELECT id FROM organizations WHERE slug = $1")
-        .bind(body.consumer_org_slug.trim())
-        .fetch_optional(&state.db)
-        .await?;
+    let consumer: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM organizations WHERE slug = $1 AND deleted_at IS NULL")
+            .bind(body.consumer_org_slug.trim())
+            .fetch_optional(&state.db)
+            .await?;
     let consumer = consumer.filter(|c| *c != caller.org_id.0).ok_or_else(|| {
         ApiError::validation(
             "UNKNOWN_ORGANIZATION",
@@ -324,7 +325,7 @@ const AVAILABLE: &str = "SELECT o.id AS offering_id, p.slug || '/' || o.model_co
    LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k FROM offering_prices x
                        WHERE x.offering_id = o.id AND (x.share_id = s.id OR x.share_id IS NULL) AND x.effective_at <= now()
                        ORDER BY x.share_id IS NULL, x.effective_at DESC LIMIT 1) v ON true
-  WHERE o.technical_active AND o.economic_active AND o.organization_id <> $1
+  WHERE o.technical_active AND o.economic_active AND o.organization_id <> $1 AND p.deleted_at IS NULL
     AND (s.id IS NULL OR s.status <> 'revoked')";
 
 /// What the current organization may use: public offerings and offerings
@@ -371,6 +372,7 @@ async fn accept_offering(
     let provider: Option<Uuid> = sqlx::query_scalar(
         "SELECT o.organization_id FROM offerings o
           WHERE o.id = $1 AND o.organization_id <> $2 AND o.technical_active AND o.economic_active
+            AND EXISTS (SELECT 1 FROM organizations p WHERE p.id = o.organization_id AND p.deleted_at IS NULL)
             AND (o.visibility IN ('public', 'unlisted')
                  OR EXISTS (SELECT 1 FROM offering_shares s WHERE s.offering_id = o.id AND s.consumer_organization_id = $2 AND s.status <> 'revoked'))",
     )
