@@ -6,6 +6,7 @@ pub mod activations;
 pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
+pub mod available_offerings;
 pub mod catalog;
 pub mod catalog_admin;
 pub mod deployments;
@@ -56,5 +57,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(statements::router())
         .merge(offerings::router())
         .merge(shares::router())
+        .merge(available_offerings::router())
         .merge(crate::proxy::router())
 }
