@@ -16,7 +16,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
@@ -197,36 +197,6 @@ async fn routed(app: &TestApp, consumer: Uuid, address: &str, paused: Option<boo
     .await;
 }
 
-fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join("target/venv-sdk");
-    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).unwrap();
-    if std::fs::read_to_string(venv.join("requirements.txt"))
-        .ok()
-        .as_deref()
-        != Some(wanted.as_str())
-    {
-        let _ = std::fs::remove_dir_all(&venv);
-        assert!(Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap()
-            .success());
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "--disable-pip-version-check", "-r"])
-            .arg(&requirements)
-            .status()
-            .unwrap();
-        assert!(pip.success(), "pip install of the openai SDK");
-        std::fs::write(venv.join("requirements.txt"), wanted).unwrap();
-    }
-    venv.join("bin/python")
-}
-
 /// Runs tests/sdk/shared.py and returns its report.
 async fn sdk(python: &Path, app: &TestApp, key: &str, model: &str, mode: &str) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/shared.py");
@@ -249,7 +219,9 @@ async fn sdk(python: &Path, app: &TestApp, key: &str, model: &str, mode: &str) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_model_is_called_with_the_sdk_and_charged_exactly() {
-    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let python = tokio::task::spawn_blocking(support::sdk_python)
+        .await
+        .unwrap();
     let app = TestApp::spawn().await;
     let engine = engine().await;
     let mut a = app.org("a").await;
