@@ -63,6 +63,8 @@ pub struct Config {
     pub sample_retention: Duration,
     /// How often old samples are pruned.
     pub sample_prune_interval: Duration,
+    /// How often the cost job runs in this replica; None: not here.
+    pub cost_job_interval: Option<Duration>,
     /// Bearer token required by `/metrics` when set.
     pub metrics_token: Option<SecretString>,
     /// The built dashboard served at `/`.
@@ -229,6 +231,8 @@ impl Config {
             ),
             sample_prune_interval: secs("INVENTIV_SAMPLE_PRUNE_INTERVAL_SECS", 600)?
                 .max(Duration::from_secs(1)),
+            cost_job_interval: Some(secs("INVENTIV_COST_JOB_INTERVAL_SECS", 60)?)
+                .filter(|d| !d.is_zero()),
             metrics_token: env.get("INVENTIV_METRICS_TOKEN").map(SecretString::from),
             frontend_dir: PathBuf::from(env.or("INVENTIV_FRONTEND_DIR", "inventiv-frontend/dist")),
         })

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod finops;
 pub mod frontend;
 pub mod mail;
 pub mod openapi;

@@ -23,6 +23,8 @@ use crate::error::ErrorBody;
         (name = "api-keys", description = "API keys of the current organization"),
         (name = "openai", description = "OpenAI-compatible inference endpoints (API key)"),
         (name = "usage", description = "Token usage and instance metrics"),
+        (name = "finops", description = "GPU costs, usage series, chargeback statements and cost recovery"),
+        (name = "offerings", description = "Models offered to other organizations, their prices and shares"),
         (name = "workers", description = "Worker agents: registration and heartbeats (worker token)"),
     )
 )]

@@ -154,6 +154,10 @@ impl Application {
         let tasks = self.state.tasks.clone();
         tasks.spawn(prune_samples_forever(self.state.clone(), shutdown.clone()));
         tasks.spawn(crate::outbox::run(self.state.clone(), shutdown.clone()));
+        tasks.spawn(crate::finops::cost_job::run(
+            self.state.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(crate::events::subscribe(
             self.state.clone(),
             shutdown.clone(),

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::Value;
 use support::fixture::Org;
-use support::matrix::{fill, needs_instance, CALLERS, MATRIX};
+use support::matrix::{fill, needs_instance, needs_offerings, CALLERS, MATRIX};
 use support::TestApp;
 
 /// Everything of B that must never appear in an answer about A.
@@ -52,6 +52,10 @@ async fn run_cell(app: Arc<TestApp>, index: usize, col: usize, foreign: bool) ->
     if needs_instance(row) {
         app.add_instance(&mut a).await;
         app.add_instance(&mut b).await;
+    }
+    if needs_offerings(row) {
+        app.add_offerings(&mut a).await;
+        app.add_offerings(&mut b).await;
     }
     let role = CALLERS[col];
     let caller = role.map(|r| a.member(r).clone());

@@ -97,6 +97,17 @@ pub enum Action {
     UseApiKeys,
     /// See and manage every API key of the organization.
     ManageAllApiKeys,
+    /// Read GPU costs, usage series, statements and cost recovery.
+    ViewFinOps,
+    /// Read the organization's own offerings and their shares.
+    ViewOfferings,
+    /// Publish an offering and switch it technically (visibility, on/off).
+    PublishOfferings,
+    /// Price offerings, activate them economically, manage their shares.
+    SellOfferings,
+    /// Accept (economically activate) an offering shared with or published
+    /// to the organization.
+    AcceptShares,
 }
 
 use Action::*;
@@ -117,6 +128,11 @@ const MATRIX: &[(Action, &[OrgRole])] = &[
     (ManageInstances, &[Owner, Admin]),
     (UseApiKeys, &[Owner, Admin, Manager, User]),
     (ManageAllApiKeys, &[Owner, Admin]),
+    (ViewFinOps, &[Owner, Manager]),
+    (ViewOfferings, &[Owner, Admin, Manager]),
+    (PublishOfferings, &[Owner, Admin]),
+    (SellOfferings, &[Owner, Manager]),
+    (AcceptShares, &[Owner, Manager]),
 ];
 
 /// Whether `role` may perform `action`.
@@ -193,6 +209,11 @@ mod tests {
             ManageInstances,
             UseApiKeys,
             ManageAllApiKeys,
+            ViewFinOps,
+            ViewOfferings,
+            PublishOfferings,
+            SellOfferings,
+            AcceptShares,
         ] {
             assert!(MATRIX.iter().any(|(a, _)| *a == action), "{action:?}");
             assert!(can(Owner, action), "owner can do everything: {action:?}");

@@ -49,6 +49,16 @@ impl OpenAiError {
         )
     }
 
+    /// The model is shared with the caller but the provider paused the share.
+    pub fn share_paused(model: &str) -> OpenAiError {
+        OpenAiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "share_paused",
+            format!("the provider paused the sharing of `{model}`"),
+        )
+    }
+
     pub fn bad_request(message: impl Into<String>) -> OpenAiError {
         OpenAiError::new(
             StatusCode::BAD_REQUEST,

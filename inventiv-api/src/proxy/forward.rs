@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::error::{OpenAiError, V1Body};
 use super::keys::{self, KeyInfo};
 use super::routing::{InFlight, Lookup};
-use super::usage::UsageRecord;
+use super::usage::{SharedUse, UsageRecord};
 use crate::request_id;
 use crate::state::AppState;
 
@@ -71,6 +71,30 @@ struct Answer {
 struct Chunk {
     choices: Option<Vec<IgnoredAny>>,
     usage: Option<Usage>,
+}
+
+/// The body for a shared model's provider: the client's with the model
+/// renamed to the provider's own id (and usage asked for on a stream).
+fn renamed(body: &[u8], model: &str, streaming: bool) -> Result<Bytes, OpenAiError> {
+    let mut request: serde_json::Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|e| OpenAiError::bad_request(format!("invalid JSON body: {e}")))?;
+    request.insert("model".to_owned(), Value::String(model.to_owned()));
+    if streaming {
+        match request.get_mut("stream_options") {
+            Some(Value::Object(o)) => {
+                o.insert("include_usage".to_owned(), Value::Bool(true));
+            }
+            _ => {
+                request.insert(
+                    "stream_options".to_owned(),
+                    json!({ "include_usage": true }),
+                );
+            }
+        }
+    }
+    serde_json::to_vec(&request)
+        .map(Bytes::from)
+        .map_err(|e| OpenAiError::bad_request(e.to_string()))
 }
 
 /// The body to send upstream for a stream: the client's, with
@@ -246,17 +270,39 @@ async fn forward(
     let session = headers
         .get("x-inventiv-session")
         .and_then(|v| v.to_str().ok());
-    let workers = match state.routing.lookup(c.organization_id, &model, session) {
+    // The organization's own model first; else another organization's share.
+    let mut lookup = state.routing.lookup(c.organization_id, &model, session);
+    let mut shared = None;
+    let mut upstream_model = None;
+    if matches!(lookup, Lookup::Unknown) {
+        if let Some(share) = state.routing.share_for(c.organization_id, &model) {
+            if share.paused {
+                return Err(OpenAiError::share_paused(&model));
+            }
+            lookup = state
+                .routing
+                .lookup(share.provider_org, &share.model_code, session);
+            // The provider's engine knows the model by its own id.
+            upstream_model = Some(share.model_code.clone());
+            shared = Some(SharedUse {
+                provider_organization_id: share.provider_org,
+                offering_id: share.offering_id,
+                share_id: share.share_id,
+            });
+        }
+    }
+    let workers = match lookup {
         Lookup::Workers(w) => w,
         Lookup::NoCapacity => return Err(OpenAiError::no_capacity(&model)),
         Lookup::Unknown => return Err(OpenAiError::model_not_found(&model)),
     };
     let limits = super::forward_limits::check(&state, c.key.as_deref()).await?;
-    // Only a stream's body changes (usage asked for); others go as they came.
-    let payload = if streaming {
-        with_usage_requested(body, stream_options.as_ref())?
-    } else {
-        body
+    // Only a stream's body (usage asked for) or a shared model's name
+    // changes; others go as they came.
+    let payload = match &upstream_model {
+        Some(name) => renamed(&body, name, streaming)?,
+        None if streaming => with_usage_requested(body, stream_options.as_ref())?,
+        None => body,
     };
     let request_id = request_id::current().unwrap_or_else(|| Uuid::new_v4().simple().to_string());
     let mut last_error = String::from("no worker answered");
@@ -309,6 +355,7 @@ async fn forward(
                 ttft_ms: None,
                 status: 0,
                 streamed: streaming,
+                shared,
             },
         };
         let status = upstream.status();

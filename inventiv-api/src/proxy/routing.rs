@@ -1,9 +1,11 @@
 //! The routing table: for each (organization, model), the ready workers
-//! with fresh heartbeats. Rebuilt from the database every second and at
-//! once when an instance event arrives (so every replica converges from the
-//! same truth); read lock-free-ish on the hot path (an `Arc` swap under a
-//! short read lock). Per-worker outstanding-request counters survive
-//! rebuilds.
+//! with fresh heartbeats, and for each consumer organization the shared
+//! models it may call (`provider_slug/model_code` → the provider's workers).
+//! Rebuilt from the database every second and at once when any event
+//! arrives (instance, key or `offering.changed`), so a paused or revoked
+//! share stops within one second on every replica (at once with Redis);
+//! read lock-free-ish on the hot path (an `Arc` swap under a short read
+//! lock). Per-worker outstanding-request counters survive rebuilds.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -95,11 +97,25 @@ impl Drop for InFlight {
     }
 }
 
+/// A model another organization shares with the consumer (accepted, not
+/// revoked, its offering on both technically and economically).
+#[derive(Debug, Clone)]
+pub struct SharedRoute {
+    pub share_id: Uuid,
+    pub offering_id: Uuid,
+    pub provider_org: Uuid,
+    /// The model id on the provider's instances.
+    pub model_code: String,
+    pub paused: bool,
+}
+
 #[derive(Default)]
 struct Table {
     ready: HashMap<(Uuid, String), Vec<Arc<Worker>>>,
     /// Models an organization has instances for, ready or not (503 vs 404).
     deployed: HashMap<Uuid, Vec<String>>,
+    /// (consumer organization, `provider_slug/model_code`) → the share.
+    shares: HashMap<(Uuid, String), SharedRoute>,
 }
 
 /// The replica's routing state.
@@ -130,7 +146,8 @@ impl Routing {
         self.table.read().map(|t| t.clone()).unwrap_or_default()
     }
 
-    /// The models an organization can call now.
+    /// The models an organization can call now: its own with ready
+    /// workers, and the active shares whose provider has ready workers.
     pub fn ready_models(&self, org: Uuid) -> Vec<String> {
         let t = self.snapshot();
         let mut models: Vec<String> = t
@@ -139,8 +156,27 @@ impl Routing {
             .filter(|(o, _)| *o == org)
             .map(|(_, m)| m.clone())
             .collect();
+        models.extend(
+            t.shares
+                .iter()
+                .filter(|((consumer, _), s)| {
+                    *consumer == org
+                        && !s.paused
+                        && t.ready
+                            .contains_key(&(s.provider_org, s.model_code.clone()))
+                })
+                .map(|((_, address), _)| address.clone()),
+        );
         models.sort();
         models
+    }
+
+    /// The share through which `org` may call `address`, if any.
+    pub fn share_for(&self, org: Uuid, address: &str) -> Option<SharedRoute> {
+        self.snapshot()
+            .shares
+            .get(&(org, address.to_owned()))
+            .cloned()
     }
 
     /// The candidates for a request, best first: the session's sticky worker
@@ -225,6 +261,7 @@ impl Routing {
             table.ready.entry((org, model)).or_default().push(worker);
         }
         workers.retain(|id, _| seen.contains(id));
+        table.shares = load_shares(state).await?;
         if let Ok(mut w) = self.workers.write() {
             *w = workers;
         }
@@ -233,6 +270,37 @@ impl Routing {
         }
         Ok(())
     }
+}
+
+/// The accepted, unrevoked shares of offerings that are on.
+async fn load_shares(state: &AppState) -> sqlx::Result<HashMap<(Uuid, String), SharedRoute>> {
+    type Row = (Uuid, String, Uuid, Uuid, Uuid, String, bool);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT s.consumer_organization_id, p.slug || '/' || o.model_code, s.id, o.id, o.organization_id, o.model_code,
+                s.status = 'paused'
+           FROM offering_shares s
+           JOIN offerings o ON o.id = s.offering_id
+           JOIN organizations p ON p.id = o.organization_id
+          WHERE s.status <> 'revoked' AND s.accepted_at IS NOT NULL AND o.technical_active AND o.economic_active
+            AND p.deleted_at IS NULL",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(consumer, address, share_id, offering_id, provider_org, model_code, paused)| {
+                let route = SharedRoute {
+                    share_id,
+                    offering_id,
+                    provider_org,
+                    model_code,
+                    paused,
+                };
+                ((consumer, address), route)
+            },
+        )
+        .collect())
 }
 
 /// Keeps the table current: every second, and on instance events.

@@ -2,6 +2,12 @@
 //! request on a channel; a writer inserts them in batches at least every
 //! second and flushes what is left at shutdown. The request id is unique,
 //! so a retried batch cannot count a request twice.
+//!
+//! A request through a share is charged in the same statement: the price
+//! version in force at the request time (the share's own, else the
+//! offering's) is joined in SQL, and `charged_eur = (prompt x input +
+//! completion x output) / 1000` is stored exactly on the row (0 when the
+//! offering has no price). Later price versions never touch written rows.
 
 use std::time::Duration;
 
@@ -27,6 +33,16 @@ pub struct UsageRecord {
     pub ttft_ms: Option<i32>,
     pub status: i32,
     pub streamed: bool,
+    /// Set when the model was reached through another organization's share.
+    pub shared: Option<SharedUse>,
+}
+
+/// The share a request went through.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedUse {
+    pub provider_organization_id: Uuid,
+    pub offering_id: Uuid,
+    pub share_id: Uuid,
 }
 
 /// The sending side, cloned into handlers.
@@ -44,6 +60,7 @@ async fn flush(db: &sqlx::PgPool, batch: &mut Vec<UsageRecord>) {
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut prompt, mut completion, mut latency, mut ttft, mut status, mut streamed) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut provider, mut offering, mut share) = (vec![], vec![], vec![]);
     for r in batch.iter() {
         request_ids.push(r.request_id.clone());
         at.push(r.at);
@@ -59,12 +76,25 @@ async fn flush(db: &sqlx::PgPool, batch: &mut Vec<UsageRecord>) {
         ttft.push(r.ttft_ms);
         status.push(r.status);
         streamed.push(r.streamed);
+        provider.push(r.shared.map(|s| s.provider_organization_id));
+        offering.push(r.shared.map(|s| s.offering_id));
+        share.push(r.shared.map(|s| s.share_id));
     }
     let result = sqlx::query(
         "INSERT INTO usage_records (request_id, at, organization_id, api_key_id, user_id, model, endpoint, instance_id,
-                                    prompt_tokens, completion_tokens, latency_ms, ttft_ms, status, streamed)
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::uuid[],
-                              $9::int[], $10::int[], $11::int[], $12::int[], $13::int[], $14::bool[])
+                                    prompt_tokens, completion_tokens, latency_ms, ttft_ms, status, streamed,
+                                    provider_organization_id, offering_id, share_id, price_version_id, charged_eur)
+         SELECT r.*, p.id,
+                CASE WHEN r.share_id IS NOT NULL
+                     THEN COALESCE((r.prompt_tokens * p.input_eur_per_1k + r.completion_tokens * p.output_eur_per_1k) / 1000, 0) END
+           FROM UNNEST($1::text[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::uuid[],
+                       $9::int[], $10::int[], $11::int[], $12::int[], $13::int[], $14::bool[], $15::uuid[], $16::uuid[], $17::uuid[])
+                AS r(request_id, at, organization_id, api_key_id, user_id, model, endpoint, instance_id, prompt_tokens, completion_tokens,
+                     latency_ms, ttft_ms, status, streamed, provider_organization_id, offering_id, share_id)
+           LEFT JOIN LATERAL (
+                SELECT v.id, v.input_eur_per_1k, v.output_eur_per_1k FROM offering_prices v
+                 WHERE v.offering_id = r.offering_id AND (v.share_id = r.share_id OR v.share_id IS NULL) AND v.effective_at <= r.at
+                 ORDER BY v.share_id IS NULL, v.effective_at DESC LIMIT 1) p ON r.share_id IS NOT NULL
          ON CONFLICT (request_id) DO NOTHING",
     )
     .bind(&request_ids)
@@ -81,6 +111,9 @@ async fn flush(db: &sqlx::PgPool, batch: &mut Vec<UsageRecord>) {
     .bind(&ttft)
     .bind(&status)
     .bind(&streamed)
+    .bind(&provider)
+    .bind(&offering)
+    .bind(&share)
     .execute(db)
     .await;
     match result {

@@ -6,19 +6,24 @@ pub mod activations;
 pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
+pub mod available_offerings;
 pub mod catalog;
 pub mod catalog_admin;
 pub mod deployments;
 pub mod events;
+pub mod finops;
 pub mod health;
 pub mod instances;
 pub mod invitations;
 pub mod members;
 pub mod metrics;
+pub mod offerings;
 pub mod organizations;
 pub mod password_reset;
 pub mod runtime;
 pub mod sessions;
+pub mod shares;
+pub mod statements;
 pub mod usage;
 pub mod users;
 pub mod workers;
@@ -64,5 +69,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(usage::router())
         .merge(runtime::router())
+        .merge(finops::router())
+        .merge(statements::router())
+        .merge(offerings::router())
+        .merge(shares::router())
+        .merge(available_offerings::router())
         .merge(crate::proxy::router())
 }

@@ -1,6 +1,7 @@
 //! Reading the meter: `GET /usage` (the current organization's token usage
 //! by model, key or day, as JSON or CSV) and `GET /instances/{id}/metrics`
-//! (an instance's GPU and system samples and its request counts per minute).
+//! (an instance's GPU and system samples and its request counts per minute,
+//! including calls other organizations made through a share).
 
 use std::fmt::Write;
 
@@ -201,7 +202,8 @@ async fn instance_metrics(
     let requests = sqlx::query_as(
         "SELECT date_trunc('minute', at) AS minute, count(*) AS requests, COALESCE(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
                 COALESCE(sum(completion_tokens), 0)::bigint AS completion_tokens, count(*) FILTER (WHERE status >= 400) AS errors
-           FROM usage_records WHERE instance_id = $1 AND organization_id = $2 AND at >= $3 GROUP BY 1 ORDER BY 1",
+           FROM usage_records WHERE instance_id = $1 AND (organization_id = $2 OR provider_organization_id = $2) AND at >= $3
+          GROUP BY 1 ORDER BY 1",
     )
     .bind(id)
     .bind(caller.org_id.0)

@@ -40,6 +40,14 @@ pub struct Org {
     /// [`TestApp::add_instance`] made one (nil and empty until then).
     pub instance_id: Uuid,
     pub worker_token: String,
+    /// Once [`TestApp::add_offerings`] ran (nil until then): an offering of
+    /// this organization, its share with a third organization (whose slug
+    /// is `share_consumer_slug`), and a third organization's offering
+    /// shared with this one, not yet accepted.
+    pub offering_id: Uuid,
+    pub share_id: Uuid,
+    pub share_consumer_slug: String,
+    pub incoming_offering_id: Uuid,
 }
 
 impl Org {
@@ -191,7 +199,61 @@ impl TestApp {
             worker_token: String::new(),
             api_key_id,
             api_key: key.key,
+            offering_id: Uuid::nil(),
+            share_id: Uuid::nil(),
+            share_consumer_slug: String::new(),
+            incoming_offering_id: Uuid::nil(),
         }
+    }
+
+    /// Publishes `provider`'s `mock/model` (private, on, priced) and shares
+    /// it with `consumer` (not accepted). Returns (offering id, share id).
+    pub async fn offer(&self, provider: &Org, consumer: &Org) -> (Uuid, Uuid) {
+        let (offering, share) = (Uuid::new_v4(), Uuid::new_v4());
+        let db = &self.state.db;
+        sqlx::query(
+            "INSERT INTO offerings (id, organization_id, model_code, visibility, technical_active, economic_active, created_by)
+             VALUES ($1, $2, 'mock/model', 'private', true, true, $3)",
+        )
+        .bind(offering)
+        .bind(provider.id)
+        .bind(provider.owner.user_id)
+        .execute(db)
+        .await
+        .expect("offering");
+        sqlx::query(
+            "INSERT INTO offering_prices (id, offering_id, input_eur_per_1k, output_eur_per_1k, effective_at, created_by)
+             VALUES ($1, $2, 0.001, 0.002, now(), $3)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(offering)
+        .bind(provider.owner.user_id)
+        .execute(db)
+        .await
+        .expect("price");
+        sqlx::query(
+            "INSERT INTO offering_shares (id, offering_id, consumer_organization_id, created_by) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(share)
+        .bind(offering)
+        .bind(consumer.id)
+        .bind(provider.owner.user_id)
+        .execute(db)
+        .await
+        .expect("share");
+        (offering, share)
+    }
+
+    /// Fills the offering fields of `org` (see [`Org`]) with a new third
+    /// organization as the other side.
+    pub async fn add_offerings(&self, org: &mut Org) {
+        let third = self.org("c").await;
+        let (offering, share) = self.offer(org, &third).await;
+        let (incoming, _) = self.offer(&third, org).await;
+        org.offering_id = offering;
+        org.share_id = share;
+        org.share_consumer_slug = third.slug;
+        org.incoming_offering_id = incoming;
     }
 
     /// Gives `org` an instance (status `installing`) with a worker token.

@@ -122,7 +122,31 @@ pub const MATRIX: &[Row] = &[
     row("GET", "/runtime/models", None, MEMBERS_200, None),
     row("GET", "/instances/{instance_id}/metrics", None, MEMBERS_200, Some(HIDDEN)),
     row("GET", "/organizations/current/audit-logs", None, [401, 200, 200, 403, 403], None),
+    // FinOps: owners and managers.
+    row("GET", "/finops/cost/current", None, FINOPS, None),
+    row("GET", "/finops/cost/series", None, FINOPS, None),
+    row("GET", "/finops/usage/series", None, FINOPS, None),
+    row("GET", "/finops/statements", None, FINOPS, None),
+    row("GET", "/finops/cost-recovery", None, FINOPS, None),
+    // Offerings: admins publish (the model must be deployed), managers price
+    // and share; B's offering is hidden. Accepting is the consumer manager's.
+    row("POST", "/organizations/current/offerings", Some(r#"{"model_code":"other/model","visibility":"public"}"#), [401, 409, 409, 403, 403], None),
+    row("GET", "/organizations/current/offerings", None, [401, 200, 200, 200, 403], None),
+    row("PATCH", "/organizations/current/offerings/{offering_id}", Some(r#"{"visibility":"unlisted"}"#), [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("POST", "/organizations/current/offerings/{offering_id}/prices", Some(r#"{"input_eur_per_1k":"0.001","output_eur_per_1k":"0.003"}"#), [401, 201, 403, 201, 403], Some([401, 404, 403, 404, 403])),
+    row("GET", "/organizations/current/offerings/{offering_id}/shares", None, [401, 200, 200, 200, 403], Some([401, 404, 404, 404, 403])),
+    // The fixture already shares the offering with that organization: 409.
+    row("POST", "/organizations/current/offerings/{offering_id}/shares", Some(r#"{"consumer_org_slug":"{consumer_slug}"}"#), [401, 409, 403, 409, 403], Some([401, 404, 403, 404, 403])),
+    row("PATCH", "/organizations/current/offerings/{offering_id}/shares/{share_id}", Some(r#"{"status":"paused"}"#), [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
+    row("GET", "/organizations/current/available-offerings", None, MEMBERS_200, None),
+    row("GET", "/organizations/current/offering-preferences", None, MEMBERS_200, None),
+    row("PUT", "/organizations/current/offering-preferences", Some(r#"{"hide_public":true,"hide_paid":false}"#), [401, 200, 403, 200, 403], None),
+    // Own: an offering another organization shared with A; foreign: B's
+    // private offering, not shared with A.
+    row("POST", "/organizations/current/available-offerings/{offering_id}/accept", None, [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
 ];
+
+const FINOPS: [u16; 5] = [401, 200, 403, 200, 403];
 
 const REGISTER: &str = r#"{"schema_version":2,"instance_id":"{instance_id}","boot_id":"b","agent":{"version":"0.1.0","bundle_sha256":"0000000000000000000000000000000000000000000000000000000000000000"},"model_id":"mock/model","mode":"mono","agent_port":8090,"engine_port":8000}"#;
 const HEARTBEAT: &str = r#"{"schema_version":2,"instance_id":"{instance_id}","boot_id":"b","agent":{"version":"0.1.0","bundle_sha256":"0000000000000000000000000000000000000000000000000000000000000000"},"status":"ready","model_id":"mock/model","engine":{"ready":true,"requests_running":0,"requests_waiting":0,"restarts":0},"system":{"cpu_pct":1.0,"load1":0.1,"memory_used_mib":1.0,"memory_total_mib":2.0},"sent_at":"2026-11-23T00:00:00Z"}"#;
@@ -140,6 +164,11 @@ pub fn token_for<'a>(path: &str, org: &'a Org, caller: &'a Person) -> &'a str {
 /// Seeded catalog items (see the catalog migration).
 pub const MOCK_INSTANCE_TYPE: &str = "8a1e0000-0000-4000-8000-000000000001";
 pub const SMALL_MODEL: &str = "8a1f0000-0000-4000-8000-000000000001";
+
+/// Whether a row's cells need the offering fixtures in each organization.
+pub fn needs_offerings(row: &Row) -> bool {
+    row.path.contains("offering")
+}
 
 /// Whether a row's cells need an instance in each organization.
 pub fn needs_instance(row: &Row) -> bool {
@@ -164,12 +193,28 @@ pub fn fill(
         extra_session
     };
     let someone = caller.unwrap_or(&a.user);
+    let available = if foreign {
+        b.offering_id
+    } else {
+        a.incoming_offering_id
+    };
     template
+        .replace(
+            "available-offerings/{offering_id}",
+            &format!("available-offerings/{available}"),
+        )
         .replace("{user_id}", &target.spare.user_id.to_string())
         .replace("{session_id}", &session.to_string())
         .replace("{invitation_id}", &target.invitation_id.to_string())
         .replace("{instance_id}", &target.instance_id.to_string())
         .replace("{api_key_id}", &target.api_key_id.to_string())
+        .replace("{offering_id}", &target.offering_id.to_string())
+        .replace("{share_id}", &target.share_id.to_string())
+        .replace(
+            "{incoming_offering_id}",
+            &a.incoming_offering_id.to_string(),
+        )
+        .replace("{consumer_slug}", &a.share_consumer_slug)
         .replace("{instance_type_id}", MOCK_INSTANCE_TYPE)
         .replace("{model_id}", SMALL_MODEL)
         .replace("{kind}", "model")

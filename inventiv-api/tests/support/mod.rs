@@ -89,10 +89,15 @@ impl TestApp {
 
     /// A second API replica on the same database and Redis prefix.
     pub async fn replica(&self) -> TestApp {
+        self.replica_with(&[]).await
+    }
+
+    /// A second replica with extra environment variables.
+    pub async fn replica_with(&self, vars: &[(&str, &str)]) -> TestApp {
         TestApp::spawn_on(
             self.database.clone(),
             self.state.config.redis_prefix.clone(),
-            &[],
+            vars,
         )
         .await
     }
@@ -219,4 +224,37 @@ pub fn error_code(body: &Value) -> &str {
     error["code"]
         .as_str()
         .unwrap_or_else(|| panic!("error code in {body}"))
+}
+
+/// A venv with the pinned `openai` SDK (tests/sdk/requirements.txt), made
+/// once under target/ and remade when the requirements change; returns its
+/// python.
+pub fn sdk_python() -> PathBuf {
+    use std::path::Path;
+    use std::process::Command;
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = manifest.parent().unwrap().join("target/venv-sdk");
+    let requirements = manifest.join("tests/sdk/requirements.txt");
+    let stamp = venv.join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = std::fs::remove_dir_all(&venv);
+        assert!(
+            Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .unwrap()
+                .success(),
+            "python3 -m venv"
+        );
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check", "-r"])
+            .arg(&requirements)
+            .status()
+            .unwrap();
+        assert!(pip.success(), "pip install of the openai SDK");
+        std::fs::write(&stamp, wanted).unwrap();
+    }
+    venv.join("bin/python")
 }

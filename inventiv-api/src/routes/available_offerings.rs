@@ -1,0 +1,223 @@
+//! The consumer side of sharing: the current organization lists what it may
+//! use (`GET /organizations/current/available-offerings`: public offerings
+//! and offerings shared with it, filtered by its discovery preferences) and
+//! accepts one (`POST .../available-offerings/{id}/accept`, its manager's
+//! economic activation) before its keys can call it; its manager sets the
+//! discovery preferences (hide public, hide paid offerings).
+
+use axum::extract::State;
+use inventiv_common::Action;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use crate::audit;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Json, Path, Query};
+use crate::routes::offerings::announce;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(available_offerings))
+        .routes(routes!(accept_offering))
+        .routes(routes!(get_preferences, set_preferences))
+}
+
+/// Discovery filters; absent ones follow the organization's preferences.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AvailableQuery {
+    /// Leave out public offerings not shared with the organization.
+    hide_public: Option<bool>,
+    /// Leave out offerings with a price above zero.
+    hide_paid: Option<bool>,
+}
+
+/// The organization's discovery preferences: what its listing of available
+/// offerings leaves out unless the query says otherwise.
+#[derive(Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+#[serde(deny_unknown_fields)]
+pub struct Preferences {
+    pub hide_public: bool,
+    pub hide_paid: bool,
+}
+
+async fn preferences(db: &sqlx::PgPool, org: Uuid) -> ApiResult<Preferences> {
+    let stored: Option<Preferences> = sqlx::query_as(
+        "SELECT hide_public, hide_paid FROM offering_preferences WHERE organization_id = $1",
+    )
+    .bind(org)
+    .fetch_optional(db)
+    .await?;
+    Ok(stored.unwrap_or(Preferences {
+        hide_public: false,
+        hide_paid: false,
+    }))
+}
+
+/// The current organization's discovery preferences.
+#[utoipa::path(get, path = "/organizations/current/offering-preferences", tag = "offerings", security(("bearer" = [])),
+    responses((status = 200, body = Preferences)))]
+async fn get_preferences(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Preferences>> {
+    caller.require(Action::ViewCatalog)?;
+    Ok(Json(preferences(&state.db, caller.org_id.0).await?))
+}
+
+/// Sets the current organization's discovery preferences (managers).
+#[utoipa::path(put, path = "/organizations/current/offering-preferences", tag = "offerings", security(("bearer" = [])),
+    request_body = Preferences, responses((status = 200, body = Preferences), (status = 403, body = ErrorBody)))]
+async fn set_preferences(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<Preferences>,
+) -> ApiResult<Json<Preferences>> {
+    caller.require(Action::AcceptShares)?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "INSERT INTO offering_preferences (organization_id, hide_public, hide_paid, updated_by) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (organization_id) DO UPDATE
+            SET hide_public = $2, hide_paid = $3, updated_by = $4, updated_at = now()",
+    )
+    .bind(caller.org_id.0)
+    .bind(body.hide_public)
+    .bind(body.hide_paid)
+    .bind(caller.user_id.0)
+    .execute(&mut *tx)
+    .await?;
+    let entry = audit::Entry {
+        org: caller.org_id,
+        actor: Some(caller.user_id),
+        action: "offering_preferences.updated",
+        target_type: "organization",
+        target_id: caller.org_id.0.to_string(),
+        details: serde_json::json!({ "hide_public": body.hide_public, "hide_paid": body.hide_paid }),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    Ok(Json(body))
+}
+
+/// An offering the current organization may use.
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct Available {
+    pub offering_id: Uuid,
+    /// What to put in `model`.
+    pub address: String,
+    pub provider_org_slug: String,
+    pub visibility: String,
+    /// The organization's share, once shared or accepted.
+    pub share_id: Option<Uuid>,
+    /// `active`, `paused`, or none before acceptance of a public offering.
+    pub share_status: Option<String>,
+    pub accepted: bool,
+    /// The price that applies to this organization now (EUR per 1k tokens).
+    pub input_eur_per_1k: Option<String>,
+    pub output_eur_per_1k: Option<String>,
+}
+
+const AVAILABLE: &str = "SELECT o.id AS offering_id, p.slug || '/' || o.model_code AS address, p.slug AS provider_org_slug, o.visibility,
+        s.id AS share_id, s.status AS share_status, s.accepted_at IS NOT NULL AS accepted,
+        v.input_eur_per_1k::text AS input_eur_per_1k, v.output_eur_per_1k::text AS output_eur_per_1k
+   FROM offerings o JOIN organizations p ON p.id = o.organization_id
+   LEFT JOIN offering_shares s ON s.offering_id = o.id AND s.consumer_organization_id = $1
+   LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k FROM offering_prices x
+                       WHERE x.offering_id = o.id AND (x.share_id = s.id OR x.share_id IS NULL) AND x.effective_at <= now()
+                       ORDER BY x.share_id IS NULL, x.effective_at DESC LIMIT 1) v ON true
+  WHERE o.technical_active AND o.economic_active AND o.organization_id <> $1 AND p.deleted_at IS NULL
+    AND (s.id IS NULL OR s.status <> 'revoked')";
+
+/// What the current organization may use: public offerings and offerings
+/// shared with it (never revoked ones), filtered by its discovery
+/// preferences unless the query overrides them.
+#[utoipa::path(get, path = "/organizations/current/available-offerings", tag = "offerings", security(("bearer" = [])),
+    params(AvailableQuery), responses((status = 200, body = [Available]), (status = 400, body = ErrorBody)))]
+async fn available_offerings(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AvailableQuery>,
+) -> ApiResult<Json<Vec<Available>>> {
+    caller.require(Action::ViewCatalog)?;
+    let stored = preferences(&state.db, caller.org_id.0).await?;
+    let list = sqlx::query_as(&format!(
+        "{AVAILABLE} AND (s.id IS NOT NULL OR (o.visibility = 'public' AND NOT $2))
+           AND NOT ($3 AND COALESCE(v.input_eur_per_1k + v.output_eur_per_1k, 0) > 0)
+         ORDER BY 2"
+    ))
+    .bind(caller.org_id.0)
+    .bind(q.hide_public.unwrap_or(stored.hide_public))
+    .bind(q.hide_paid.unwrap_or(stored.hide_paid))
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(list))
+}
+
+/// Accepts an offering for the current organization (its manager's
+/// economic activation): a share offered to it, or a public or unlisted
+/// offering (which creates the organization's share). Its keys may then
+/// call `address`.
+#[utoipa::path(post, path = "/organizations/current/available-offerings/{offering_id}/accept", tag = "offerings", security(("bearer" = [])),
+    params(("offering_id" = Uuid, Path, description = "offering id")),
+    responses((status = 200, body = Available), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn accept_offering(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(offering): Path<Uuid>,
+) -> ApiResult<Json<Available>> {
+    caller.require(Action::AcceptShares)?;
+    let org = caller.org_id.0;
+    let mut tx = state.db.begin().await?;
+    // A share offered to us, or a public/unlisted offering of another organization.
+    let provider: Option<Uuid> = sqlx::query_scalar(
+        "SELECT o.organization_id FROM offerings o
+          WHERE o.id = $1 AND o.organization_id <> $2 AND o.technical_active AND o.economic_active
+            AND EXISTS (SELECT 1 FROM organizations p WHERE p.id = o.organization_id AND p.deleted_at IS NULL)
+            AND (o.visibility IN ('public', 'unlisted')
+                 OR EXISTS (SELECT 1 FROM offering_shares s WHERE s.offering_id = o.id AND s.consumer_organization_id = $2 AND s.status <> 'revoked'))",
+    )
+    .bind(offering)
+    .bind(org)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let provider = provider.ok_or(ApiError::NotFound)?;
+    let accepted = sqlx::query(
+        "INSERT INTO offering_shares (id, offering_id, consumer_organization_id, created_by, accepted_at, accepted_by)
+         VALUES ($1, $2, $3, $4, now(), $4)
+         ON CONFLICT (offering_id, consumer_organization_id) DO UPDATE
+            SET accepted_at = COALESCE(offering_shares.accepted_at, now()),
+                accepted_by = COALESCE(offering_shares.accepted_by, $4), updated_at = now()
+          WHERE offering_shares.status <> 'revoked'",
+    )
+    .bind(Uuid::new_v4())
+    .bind(offering)
+    .bind(org)
+    .bind(caller.user_id.0)
+    .execute(&mut *tx)
+    .await?;
+    if accepted.rows_affected() == 0 {
+        return Err(ApiError::NotFound);
+    }
+    let entry = audit::Entry {
+        org: caller.org_id,
+        actor: Some(caller.user_id),
+        action: "share.accepted",
+        target_type: "offering",
+        target_id: offering.to_string(),
+        details: serde_json::json!({}),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    announce(&state, provider, offering).await;
+    let available = sqlx::query_as(&format!("{AVAILABLE} AND o.id = $2"))
+        .bind(org)
+        .bind(offering)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(available))
+}

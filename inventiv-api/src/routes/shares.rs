@@ -1,0 +1,217 @@
+//! The provider side of shares: the provider shares an offering with a
+//! consumer organization, optionally at its own price (`POST
+//! .../offerings/{id}/shares`), then pauses, resumes or revokes it (`PATCH
+//! .../shares/{share_id}`; revoked is final). Every change is announced so
+//! the proxies' tables follow within a second. The consumer side is in
+//! `routes/available_offerings.rs`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use inventiv_common::Action;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use crate::audit;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Json, Path};
+use crate::routes::offerings::{announce, insert_price, load};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_share, list_shares))
+        .routes(routes!(update_share))
+}
+
+/// A share as its provider sees it.
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct Share {
+    pub id: Uuid,
+    pub offering_id: Uuid,
+    pub consumer_org_slug: String,
+    /// `active`, `paused` or `revoked`.
+    pub status: String,
+    pub accepted_at: Option<DateTime<Utc>>,
+    /// The share's own price in force now, if it has one.
+    pub input_eur_per_1k: Option<String>,
+    pub output_eur_per_1k: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+const SELECT: &str = "SELECT s.id, s.offering_id, c.slug AS consumer_org_slug, s.status, s.accepted_at,
+        p.input_eur_per_1k::text AS input_eur_per_1k, p.output_eur_per_1k::text AS output_eur_per_1k, s.created_at
+   FROM offering_shares s JOIN organizations c ON c.id = s.consumer_organization_id
+   LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k FROM offering_prices v
+                       WHERE v.share_id = s.id AND v.effective_at <= now() ORDER BY v.effective_at DESC LIMIT 1) p ON true";
+
+async fn load_share(db: &sqlx::PgPool, offering: Uuid, id: Uuid) -> ApiResult<Share> {
+    sqlx::query_as(&format!("{SELECT} WHERE s.id = $1 AND s.offering_id = $2"))
+        .bind(id)
+        .bind(offering)
+        .fetch_optional(db)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// Whom to share with, and optionally at which price.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateShare {
+    consumer_org_slug: String,
+    /// The share's own price (EUR per 1k tokens); both or neither.
+    input_eur_per_1k: Option<String>,
+    output_eur_per_1k: Option<String>,
+}
+
+/// Shares one of the organization's offerings with another organization.
+#[utoipa::path(post, path = "/organizations/current/offerings/{offering_id}/shares", tag = "offerings", security(("bearer" = [])),
+    request_body = CreateShare, params(("offering_id" = Uuid, Path, description = "offering id")),
+    responses((status = 201, body = Share), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_share(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(offering): Path<Uuid>,
+    Json(body): Json<CreateShare>,
+) -> ApiResult<(StatusCode, Json<Share>)> {
+    caller.require(Action::SellOfferings)?;
+    let price = match (&body.input_eur_per_1k, &body.output_eur_per_1k) {
+        (Some(i), Some(o)) => Some((i.as_str(), o.as_str())),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::validation(
+                "INVALID_PRICE",
+                "give both input_eur_per_1k and output_eur_per_1k, or neither",
+            ))
+        }
+    };
+    load(&state.db, caller.org_id.0, offering).await?;
+    let consumer: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM organizations WHERE slug = $1 AND deleted_at IS NULL")
+            .bind(body.consumer_org_slug.trim())
+            .fetch_optional(&state.db)
+            .await?;
+    let consumer = consumer.filter(|c| *c != caller.org_id.0).ok_or_else(|| {
+        ApiError::validation(
+            "UNKNOWN_ORGANIZATION",
+            "consumer_org_slug: no other organization has this slug",
+        )
+    })?;
+    let id = Uuid::new_v4();
+    let mut tx = state.db.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO offering_shares (id, offering_id, consumer_organization_id, created_by) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (offering_id, consumer_organization_id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(offering)
+    .bind(consumer)
+    .bind(caller.user_id.0)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(ApiError::conflict(
+            "SHARE_EXISTS",
+            "this offering is already shared with that organization",
+        ));
+    }
+    if let Some((input, output)) = price {
+        insert_price(&mut tx, &caller, offering, Some(id), input, output, None).await?;
+    }
+    let entry = audit::Entry {
+        org: caller.org_id,
+        actor: Some(caller.user_id),
+        action: "share.created",
+        target_type: "offering_share",
+        target_id: id.to_string(),
+        details: serde_json::json!({ "offering_id": offering, "consumer_org_slug": body.consumer_org_slug.trim() }),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    announce(&state, caller.org_id.0, offering).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(load_share(&state.db, offering, id).await?),
+    ))
+}
+
+/// The shares of one of the organization's offerings.
+#[utoipa::path(get, path = "/organizations/current/offerings/{offering_id}/shares", tag = "offerings", security(("bearer" = [])),
+    params(("offering_id" = Uuid, Path, description = "offering id")),
+    responses((status = 200, body = [Share]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_shares(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(offering): Path<Uuid>,
+) -> ApiResult<Json<Vec<Share>>> {
+    caller.require(Action::ViewOfferings)?;
+    load(&state.db, caller.org_id.0, offering).await?;
+    let list = sqlx::query_as(&format!(
+        "{SELECT} WHERE s.offering_id = $1 ORDER BY s.created_at"
+    ))
+    .bind(offering)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(list))
+}
+
+/// The new state of a share.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateShare {
+    /// `active` (resume), `paused` or `revoked` (final).
+    status: String,
+}
+
+/// Pauses, resumes or revokes a share. A paused share answers 403
+/// `share_paused` on `/v1`; a revoked one disappears from the consumer.
+#[utoipa::path(patch, path = "/organizations/current/offerings/{offering_id}/shares/{share_id}", tag = "offerings", security(("bearer" = [])),
+    request_body = UpdateShare,
+    params(("offering_id" = Uuid, Path, description = "offering id"), ("share_id" = Uuid, Path, description = "share id")),
+    responses((status = 200, body = Share), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn update_share(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((offering, id)): Path<(Uuid, Uuid)>,
+    Json(body): Json<UpdateShare>,
+) -> ApiResult<Json<Share>> {
+    caller.require(Action::SellOfferings)?;
+    if !["active", "paused", "revoked"].contains(&body.status.as_str()) {
+        return Err(ApiError::validation(
+            "INVALID_STATUS",
+            "status: active, paused or revoked",
+        ));
+    }
+    load(&state.db, caller.org_id.0, offering).await?;
+    let current = load_share(&state.db, offering, id).await?;
+    if current.status == "revoked" {
+        return Err(ApiError::conflict(
+            "SHARE_REVOKED",
+            "a revoked share stays revoked",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    sqlx::query("UPDATE offering_shares SET status = $3, updated_at = now() WHERE id = $1 AND offering_id = $2")
+        .bind(id)
+        .bind(offering)
+        .bind(&body.status)
+        .execute(&mut *tx)
+        .await?;
+    let entry = audit::Entry {
+        org: caller.org_id,
+        actor: Some(caller.user_id),
+        action: "share.status_changed",
+        target_type: "offering_share",
+        target_id: id.to_string(),
+        details: serde_json::json!({ "from": current.status, "to": body.status }),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    announce(&state, caller.org_id.0, offering).await;
+    Ok(Json(load_share(&state.db, offering, id).await?))
+}
