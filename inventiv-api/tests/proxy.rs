@@ -586,3 +586,203 @@ async fn clear_of_a_minute_boundary() {
         tokio::time::sleep(Duration::from_secs(u64::try_from(61 - second).unwrap_or(1))).await;
     }
 }
+
+/// Reads a stream to its end (or its deadline): everything it sent.
+async fn read_to_end(
+    first: axum::body::Bytes,
+    mut rest: impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin,
+) -> String {
+    let mut text = String::from_utf8_lossy(&first).into_owned();
+    let read = async {
+        while let Some(Ok(chunk)) = rest.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("the stream ended, not hung");
+    text
+}
+
+/// The JSON payloads of an SSE body.
+fn events(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|e| e.trim().strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect()
+}
+
+/// Acceptance 2: two ready workers, one crashing while it streams two
+/// answers and other requests are in flight. Its streams end with an
+/// OpenAI-shaped error event; no request that had not started fails; it is
+/// ejected within EJECT_AFTER attempts; every answered request, broken
+/// streams included, has its one usage row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_dying_under_load_breaks_only_its_own_streams() {
+    const EJECT_AFTER: usize = 3;
+    let app = TestApp::spawn().await;
+    // 10 tokens/s and 100-token answers: a stream lasts ten seconds, so the
+    // crash lands in the middle of it however loaded the machine is.
+    let slow = ["--tokens-per-second", "10", "--output-len", "100"];
+    let one = engine(&slow).await;
+    // The third request reaching `two` ends its process at once, unanswered.
+    let mut two =
+        engine(&[&slow[..], &["--exit-after", "3", "--exit-mode", "crash"]].concat()).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &one).await;
+    let survivor = a.instance_id;
+    serve(&app, &mut a, &two).await;
+    let doomed = a.instance_id;
+    let key = a.api_key.clone();
+
+    // Four long streams, each under way before the next: least outstanding
+    // puts two on each worker.
+    let long = json!({ "model": "mock/model", "messages": [{ "role": "user", "content": "a long story" }], "stream": true });
+    let mut readers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let res = app
+            .http
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&long)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let mut body = res.bytes_stream();
+        let first = body.next().await.unwrap().unwrap();
+        readers.spawn(read_to_end(first, body));
+    }
+
+    // Short requests in flight on both: `two` crashes on the first it gets;
+    // that one is retried on `one`, as nothing went out yet.
+    let short = json!({ "model": "mock/model", "prompt": "x", "max_tokens": 3 });
+    let mut batch = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (http, url, key, body) = (
+            app.http.clone(),
+            app.url("/v1/completions"),
+            key.clone(),
+            short.clone(),
+        );
+        batch.spawn(async move {
+            let res = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        });
+    }
+    while let Some(r) = batch.join_next().await {
+        let (status, body) = r.unwrap();
+        assert_eq!(status, 200, "a request that had not started failed: {body}");
+    }
+    let exit = wait_for("the crashed engine", Duration::from_secs(10), || {
+        let exited = two.child.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    assert_eq!(exit.code(), Some(1), "it crashed rather than stopped");
+
+    // The dead worker's two streams end first, each with a clean error.
+    for _ in 0..2 {
+        let text = readers.join_next().await.unwrap().unwrap();
+        let last = events(&text).pop().unwrap();
+        assert!(!text.contains("[DONE]"), "{text}");
+        assert_eq!(
+            (
+                last["error"]["type"].as_str(),
+                last["error"]["code"].as_str()
+            ),
+            (Some("server_error"), Some("upstream_error")),
+            "an OpenAI-shaped error event closes it: {text}"
+        );
+        assert!(last["error"]["message"].is_string());
+        assert!(
+            events(&text)
+                .iter()
+                .any(|e| e["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty())),
+            "it broke mid-stream: {text}"
+        );
+    }
+
+    // In place of the dead engine, a listener that counts the connections
+    // routed to it and drops them (a failure, as a dead worker's would be).
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", two.port))
+        .await
+        .unwrap();
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = attempts.clone();
+    let trap = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    // `one` still streams two answers and `two` none: without ejection,
+    // every request below would try `two` first.
+    for _ in 0..13 {
+        let (s, _, body) = post(
+            &app,
+            "/v1/completions",
+            &key,
+            json!({ "model": "mock/model", "prompt": "x", "max_tokens": 1 }),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    trap.abort();
+    let tried = attempts.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        tried <= EJECT_AFTER,
+        "the dead worker was tried {tried} times: not ejected"
+    );
+    match app.state.routing.lookup(a.id, "mock/model", None) {
+        inventiv_api::proxy::routing::Lookup::Workers(w) => assert_eq!(
+            w.iter().map(|w| w.instance_id).collect::<Vec<_>>(),
+            [survivor],
+            "ejected for its cool-down"
+        ),
+        _ => panic!("the survivor still serves"),
+    }
+
+    // The survivor's streams finish normally.
+    while let Some(text) = readers.join_next().await {
+        let text = text.unwrap();
+        assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    }
+
+    // One usage row per answered request: 4 streams, 8 + 13 short ones.
+    let answered = 4 + 8 + 13;
+    usage_rows(&app, answered).await;
+    let rows: Vec<(String, uuid::Uuid, i32, i32, i32)> = sqlx::query_as(
+        "SELECT request_id, instance_id, status, prompt_tokens, completion_tokens FROM usage_records",
+    )
+    .fetch_all(&app.state.db)
+    .await
+    .unwrap();
+    let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        (rows.len(), ids.len()),
+        (answered as usize, answered as usize)
+    );
+    let broken: Vec<_> = rows.iter().filter(|r| r.2 == 502).collect();
+    assert_eq!(broken.len(), 2, "{rows:?}");
+    assert!(
+        broken
+            .iter()
+            .all(|r| r.1 == doomed && r.3 > 0 && r.4 >= 1 && r.4 < 100),
+        "the broken streams are metered with what they used: {broken:?}"
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r.2 != 502)
+            .all(|r| r.1 == survivor && r.2 == 200),
+        "{rows:?}"
+    );
+}

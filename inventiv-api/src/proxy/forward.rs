@@ -166,12 +166,9 @@ async fn forward(
         .get("stream")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let client_wants_usage = request
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let client_usage = ClientUsage::asked(&request);
     if streaming {
-        request["stream_options"] = json!({ "include_usage": true });
+        request["stream_options"] = ENGINE_STREAM_OPTIONS.clone();
     }
     let session = headers
         .get("x-inventiv-session")
@@ -245,7 +242,7 @@ async fn forward(
             let stream = relay_stream(
                 upstream.bytes_stream(),
                 meter,
-                client_wants_usage,
+                client_usage,
                 in_flight,
                 limits.clone(),
             );
@@ -279,18 +276,61 @@ async fn forward(
     Err(OpenAiError::upstream(last_error))
 }
 
+/// What the engine is asked for on every stream: the usage on every chunk
+/// (vLLM's `continuous_usage_stats`), so that a stream cut short (client
+/// gone, worker dead) is metered with the engine's own counts, prompt
+/// included, exactly as the engine's counters have it.
+static ENGINE_STREAM_OPTIONS: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| json!({ "include_usage": true, "continuous_usage_stats": true }));
+
+/// The usage the client asked to see in its stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClientUsage {
+    None,
+    /// The final `choices: []` usage chunk (`include_usage`).
+    Final,
+    /// That and the usage on every chunk (`continuous_usage_stats` too).
+    EveryChunk,
+}
+
+impl ClientUsage {
+    fn asked(request: &Value) -> ClientUsage {
+        let flag = |name: &str| {
+            request
+                .pointer(&format!("/stream_options/{name}"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        match (flag("include_usage"), flag("continuous_usage_stats")) {
+            (false, _) => ClientUsage::None,
+            (true, false) => ClientUsage::Final,
+            (true, true) => ClientUsage::EveryChunk,
+        }
+    }
+}
+
+/// A content chunk re-encoded without the per-chunk usage the client did not ask for.
+fn without_usage(mut chunk: Value) -> Bytes {
+    if let Some(fields) = chunk.as_object_mut() {
+        fields.remove("usage");
+    }
+    Bytes::from(format!("data: {chunk}\n\n"))
+}
+
 /// The relay state of one stream; records usage once, even when dropped early.
 struct Relay {
     meter: Option<Meter>,
     buffer: Vec<u8>,
     queue: VecDeque<Bytes>,
-    client_wants_usage: bool,
+    client_usage: ClientUsage,
     prompt: i64,
     completion: i64,
     content_events: i64,
-    _in_flight: InFlight,
+    in_flight: InFlight,
     limits: super::forward_limits::Limits,
     ended: bool,
+    /// The worker's stream broke before its end.
+    broken: bool,
 }
 
 impl Relay {
@@ -304,6 +344,7 @@ impl Relay {
                 continue;
             }
             let mut forward = true;
+            let mut reencoded = None;
             if let Some(json) = data
                 .filter(|d| *d != "[DONE]")
                 .and_then(|d| serde_json::from_str::<Value>(d).ok())
@@ -314,8 +355,11 @@ impl Relay {
                     self.completion = usage["completion_tokens"]
                         .as_i64()
                         .unwrap_or(self.completion);
-                    if choices_empty && !self.client_wants_usage {
+                    if choices_empty && self.client_usage == ClientUsage::None {
                         forward = false;
+                    }
+                    if !choices_empty && self.client_usage != ClientUsage::EveryChunk {
+                        reencoded = Some(json.clone());
                     }
                 }
                 if !choices_empty {
@@ -327,9 +371,23 @@ impl Relay {
                     self.content_events += 1;
                 }
             }
-            if forward {
-                self.queue.push_back(Bytes::from(event));
+            match (forward, reencoded) {
+                (false, _) => {}
+                (true, Some(chunk)) => self.queue.push_back(without_usage(chunk)),
+                (true, None) => self.queue.push_back(Bytes::from(event)),
             }
+        }
+    }
+}
+
+impl Relay {
+    /// The completion tokens seen: the engine's count when it gave one,
+    /// else one per content event.
+    fn completion_seen(&self) -> i64 {
+        if self.completion > 0 {
+            self.completion
+        } else {
+            self.content_events
         }
     }
 }
@@ -338,12 +396,12 @@ impl Drop for Relay {
     fn drop(&mut self) {
         if let Some(meter) = self.meter.take() {
             // The client went away (or the worker did): record what was seen.
-            let status = if self.ended { 200 } else { 499 };
-            let completion = if self.completion > 0 {
-                self.completion
-            } else {
-                self.content_events
+            let status = match (self.broken, self.ended) {
+                (true, _) => 502,
+                (false, true) => 200,
+                (false, false) => 499,
             };
+            let completion = self.completion_seen();
             let tokens = self.prompt + completion;
             let (state, limits) = (meter.state.clone(), self.limits.clone());
             meter.finish(status, self.prompt, completion);
@@ -356,7 +414,7 @@ impl Drop for Relay {
 fn relay_stream(
     upstream: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
     meter: Meter,
-    client_wants_usage: bool,
+    client_usage: ClientUsage,
     in_flight: InFlight,
     limits: super::forward_limits::Limits,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
@@ -364,13 +422,14 @@ fn relay_stream(
         meter: Some(meter),
         buffer: Vec::with_capacity(4096),
         queue: VecDeque::new(),
-        client_wants_usage,
+        client_usage,
         prompt: 0,
         completion: 0,
         content_events: 0,
-        _in_flight: in_flight,
+        in_flight,
         limits,
         ended: false,
+        broken: false,
     };
     futures_util::stream::unfold(
         (Box::pin(upstream), relay),
@@ -394,9 +453,8 @@ fn relay_stream(
                             .queue
                             .push_back(Bytes::from(format!("data: {error}\n\n")));
                         relay.ended = true;
-                        if let Some(m) = relay.meter.take() {
-                            m.finish(502, relay.prompt, relay.content_events);
-                        }
+                        relay.broken = true;
+                        relay.in_flight.0.failed();
                     }
                     None => {
                         relay.buffer.extend_from_slice(b"\n\n");
