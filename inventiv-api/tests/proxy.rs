@@ -786,3 +786,175 @@ async fn a_worker_dying_under_load_breaks_only_its_own_streams() {
         "{rows:?}"
     );
 }
+
+/// One counter or gauge of the engine's Prometheus text.
+async fn engine_metric(port: u16, name: &str) -> i64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value: f64 = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from\n{text}"));
+    value as i64
+}
+
+/// Starts a stream, reads it until its first token and leaves.
+async fn leave_after_first_token(app: &TestApp, key: &str, path: &str, body: Value) {
+    let res = app
+        .http
+        .post(app.url(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut stream = res.bytes_stream();
+    let mut seen = String::new();
+    while !events(&seen).iter().any(|e| {
+        let choice = &e["choices"][0];
+        choice["delta"]["content"]
+            .as_str()
+            .or(choice["text"].as_str())
+            .is_some_and(|t| !t.is_empty())
+    }) {
+        seen.push_str(&String::from_utf8_lossy(
+            &stream.next().await.unwrap().unwrap(),
+        ));
+    }
+}
+
+/// Acceptance 1 and 4: a mixed batch (chat and completions, streamed or
+/// not, with and without usage asked, embeddings, clients leaving
+/// mid-stream) gives exactly one usage row per answered request, and the
+/// rows' token sums equal the engine's own counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_rows_add_up_to_the_engines_counters() {
+    let app = TestApp::spawn().await;
+    // Two tokens a second: a client leaving after its first token is gone
+    // long before the engine makes the next one.
+    let engine = engine(&["--tokens-per-second", "2", "--output-len", "40"]).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &engine).await;
+    let key = a.api_key.clone();
+    let messages = json!([{ "role": "user", "content": "count the tokens of this prompt" }]);
+    let chat = |extra: Value| {
+        let mut body = json!({ "model": "mock/model", "messages": messages, "max_tokens": 2 });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let requests = [
+        ("/v1/chat/completions", chat(json!({}))),
+        ("/v1/chat/completions", chat(json!({ "stream": true }))),
+        (
+            "/v1/chat/completions",
+            chat(json!({ "stream": true, "stream_options": { "include_usage": true } })),
+        ),
+        (
+            "/v1/chat/completions",
+            chat(
+                json!({ "stream": true, "stream_options": { "include_usage": true, "continuous_usage_stats": true } }),
+            ),
+        ),
+        (
+            "/v1/completions",
+            json!({ "model": "mock/model", "prompt": "once upon a time", "max_tokens": 2 }),
+        ),
+        (
+            "/v1/completions",
+            json!({ "model": "mock/model", "prompt": ["two", "prompts here"], "max_tokens": 1, "stream": true }),
+        ),
+        (
+            "/v1/embeddings",
+            json!({ "model": "mock/model", "input": ["one", "two words", "and three words"] }),
+        ),
+    ];
+    let mut batch = tokio::task::JoinSet::new();
+    for (path, body) in requests.clone() {
+        let (http, url, key) = (app.http.clone(), app.url(path), key.clone());
+        batch.spawn(async move {
+            let res = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            (body, res.text().await.unwrap())
+        });
+    }
+    let leaving = [
+        (
+            "/v1/chat/completions",
+            chat(json!({ "stream": true, "max_tokens": 40 })),
+        ),
+        (
+            "/v1/completions",
+            json!({ "model": "mock/model", "prompt": "a long tale", "stream": true }),
+        ),
+    ];
+    for (path, body) in leaving.clone() {
+        leave_after_first_token(&app, &key, path, body).await;
+    }
+    while let Some(r) = batch.join_next().await {
+        let (body, text) = r.unwrap();
+        if body["stream"] != true {
+            continue;
+        }
+        // Usage reaches the client exactly as it asked for it.
+        let options = &body["stream_options"];
+        let chunks = events(&text);
+        let with_usage = chunks.iter().filter(|c| c["usage"].is_object()).count();
+        let expected = match (
+            options["include_usage"] == true,
+            options["continuous_usage_stats"] == true,
+        ) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => chunks.len(),
+        };
+        assert_eq!(with_usage, expected, "{body}\n{text}");
+    }
+
+    // The engine is done with every request, the cut ones included.
+    wait_for("the engine idle", Duration::from_secs(10), || async {
+        (engine_metric(engine.port, "vllm:num_requests_running").await == 0).then_some(())
+    })
+    .await;
+    let answered = (requests.len() + leaving.len()) as i64;
+    usage_rows(&app, answered).await;
+    let (rows, ids, prompt, completion, cut): (i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT request_id), sum(prompt_tokens)::bigint, sum(completion_tokens)::bigint,
+                count(*) FILTER (WHERE status = 499 AND prompt_tokens > 0 AND completion_tokens > 0)
+           FROM usage_records",
+    )
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        (rows, ids),
+        (answered, answered),
+        "one row per answered request"
+    );
+    assert_eq!(
+        cut, 2,
+        "the clients that left are metered with what they used"
+    );
+    assert_eq!(
+        (prompt, completion),
+        (
+            engine_metric(engine.port, "vllm:prompt_tokens_total").await,
+            engine_metric(engine.port, "vllm:generation_tokens_total").await
+        ),
+        "the usage rows' sums equal the engine's counters"
+    );
+}
