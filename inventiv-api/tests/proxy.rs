@@ -958,3 +958,82 @@ async fn usage_rows_add_up_to_the_engines_counters() {
         "the usage rows' sums equal the engine's counters"
     );
 }
+
+/// Acceptance 3, the TTL: a key's expiry and a revocation whose event was
+/// lost (written straight to the database) reach a second replica that has
+/// the key cached within the documented cache TTL. (A revocation through
+/// the API reaches it at once through Redis: see
+/// `rate_limits_hold_across_two_replicas`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_and_missed_revocations_reach_another_replica_within_the_ttl() {
+    let app = TestApp::spawn().await;
+    let replica = app.replica().await;
+    let engine = engine(&[]).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &engine).await;
+    replica.state.routing.refresh(&replica.state).await.unwrap();
+    let body = json!({ "model": "mock/model", "prompt": "x", "max_tokens": 1 });
+    let ttl = inventiv_api::proxy::keys::TTL;
+    let margin = Duration::from_secs(3);
+    let refused_on_replica = |key: String| {
+        let (replica, body) = (&replica, body.clone());
+        move || {
+            let (key, body) = (key.clone(), body.clone());
+            async move {
+                (post(replica, "/v1/completions", &key, body).await.0 == 401).then(chrono::Utc::now)
+            }
+        }
+    };
+
+    // Expiry, cached on the replica while valid.
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let (s, expiring) = app
+        .post(
+            "/api-keys",
+            Some(&a.owner.token),
+            json!({ "name": "expiring", "expires_at": expires_at }),
+        )
+        .await;
+    assert_eq!(s, 201, "{expiring}");
+    let expiring = expiring["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        post(&replica, "/v1/completions", &expiring, body.clone())
+            .await
+            .0,
+        200
+    );
+    let refused_at = wait_for(
+        "the expired key refused on the other replica",
+        Duration::from_secs(3) + ttl + margin,
+        refused_on_replica(expiring),
+    )
+    .await;
+    assert!(refused_at >= expires_at, "refused before it expired");
+
+    // A revocation the replica never heard of.
+    let (_, revoked) = app
+        .post(
+            "/api-keys",
+            Some(&a.owner.token),
+            json!({ "name": "revoked" }),
+        )
+        .await;
+    let revoked_key = revoked["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        post(&replica, "/v1/completions", &revoked_key, body.clone())
+            .await
+            .0,
+        200
+    );
+    sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(revoked["api_key"]["id"].as_str().unwrap()).unwrap())
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    wait_for(
+        "the revocation on the other replica, by the cache TTL",
+        ttl + margin,
+        refused_on_replica(revoked_key),
+    )
+    .await;
+}
