@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use support::fixture::Org;
-use support::{wait_for, TestApp};
+use support::{engine_metric, wait_for, TestApp};
 
 struct Engine {
     port: u16,
@@ -785,23 +785,6 @@ async fn a_worker_dying_under_load_breaks_only_its_own_streams() {
             .all(|r| r.1 == survivor && r.2 == 200),
         "{rows:?}"
     );
-}
-
-/// One counter or gauge of the engine's Prometheus text.
-async fn engine_metric(port: u16, name: &str) -> i64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value: f64 = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{name}{{")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from\n{text}"));
-    value as i64
 }
 
 /// Starts a stream, reads it until its first token and leaves.
