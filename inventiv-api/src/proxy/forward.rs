@@ -324,7 +324,8 @@ struct Relay {
     queue: VecDeque<Bytes>,
     client_usage: ClientUsage,
     prompt: i64,
-    completion: i64,
+    /// The engine's count of completion tokens, once it gave one.
+    completion: Option<i64>,
     content_events: i64,
     in_flight: InFlight,
     limits: super::forward_limits::Limits,
@@ -344,6 +345,7 @@ impl Relay {
                 continue;
             }
             let mut forward = true;
+            let mut strip = false;
             let mut reencoded = None;
             if let Some(json) = data
                 .filter(|d| *d != "[DONE]")
@@ -352,15 +354,11 @@ impl Relay {
                 let choices_empty = json["choices"].as_array().is_some_and(Vec::is_empty);
                 if let Some(usage) = json.get("usage").filter(|u| !u.is_null()) {
                     self.prompt = usage["prompt_tokens"].as_i64().unwrap_or(self.prompt);
-                    self.completion = usage["completion_tokens"]
-                        .as_i64()
-                        .unwrap_or(self.completion);
+                    self.completion = usage["completion_tokens"].as_i64().or(self.completion);
                     if choices_empty && self.client_usage == ClientUsage::None {
                         forward = false;
                     }
-                    if !choices_empty && self.client_usage != ClientUsage::EveryChunk {
-                        reencoded = Some(json.clone());
-                    }
+                    strip = !choices_empty && self.client_usage != ClientUsage::EveryChunk;
                 }
                 if !choices_empty {
                     if let (Some(m), true) = (self.meter.as_mut(), self.content_events == 0) {
@@ -370,6 +368,9 @@ impl Relay {
                     }
                     self.content_events += 1;
                 }
+                if strip {
+                    reencoded = Some(json);
+                }
             }
             match (forward, reencoded) {
                 (false, _) => {}
@@ -378,17 +379,11 @@ impl Relay {
             }
         }
     }
-}
 
-impl Relay {
     /// The completion tokens seen: the engine's count when it gave one,
     /// else one per content event.
     fn completion_seen(&self) -> i64 {
-        if self.completion > 0 {
-            self.completion
-        } else {
-            self.content_events
-        }
+        self.completion.unwrap_or(self.content_events)
     }
 }
 
@@ -424,7 +419,7 @@ fn relay_stream(
         queue: VecDeque::new(),
         client_usage,
         prompt: 0,
-        completion: 0,
+        completion: None,
         content_events: 0,
         in_flight,
         limits,
