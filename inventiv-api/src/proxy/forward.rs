@@ -295,9 +295,10 @@ enum ClientUsage {
 
 impl ClientUsage {
     fn asked(request: &Value) -> ClientUsage {
+        let options = request.get("stream_options");
         let flag = |name: &str| {
-            request
-                .pointer(&format!("/stream_options/{name}"))
+            options
+                .and_then(|o| o.get(name))
                 .and_then(Value::as_bool)
                 .unwrap_or(false)
         };
