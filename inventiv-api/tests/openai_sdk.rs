@@ -1,7 +1,8 @@
 //! The official `openai` Python SDK (PyPI) against `/v1` with a created
 //! key: models, chat without and with streaming (the first chunk arrives
 //! well before the end), completions, embeddings; usage rows equal the
-//! engine's own counts.
+//! engine's own counts, per request and summed against its counters; a
+//! stream whose engine dies mid-way ends in the SDK as an `APIError`.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,12 +13,23 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{wait_for, TestApp};
+use support::{engine_metric, wait_for, TestApp};
+
+/// The engine process, killed however the test ends.
+struct Engine(Child);
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_sdk_works_and_usage_matches_the_engine() {
@@ -30,19 +42,21 @@ async fn the_official_sdk_works_and_usage_matches_the_engine() {
         .local_addr()
         .unwrap()
         .port();
-    let mut engine = Command::new(inventiv_testkit::engine::mock_engine())
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--model",
-            "mock/model",
-            "--tokens-per-sec",
-            "40",
-        ])
-        .spawn()
-        .unwrap();
+    let engine = Engine(
+        Command::new(inventiv_testkit::engine::mock_engine())
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--model",
+                "mock/model",
+                "--tokens-per-sec",
+                "40",
+            ])
+            .spawn()
+            .unwrap(),
+    );
     let http = reqwest::Client::new();
     wait_for("the engine", Duration::from_secs(10), || async {
         http.get(format!("http://127.0.0.1:{port}/health"))
@@ -72,18 +86,19 @@ async fn the_official_sdk_works_and_usage_matches_the_engine() {
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/client.py");
     let base = app.url("/v1");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("BASE_URL", base)
-            .env("API_KEY", key)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let _ = engine.kill();
-    let _ = engine.wait();
+    let sdk = move |mode: &str| {
+        let mut command = Command::new(&python);
+        command
+            .arg(&script)
+            .env("BASE_URL", &base)
+            .env("API_KEY", &key)
+            .env("MODE", mode);
+        command
+    };
+    let mut main = sdk("main");
+    let out = tokio::task::spawn_blocking(move || main.output().unwrap())
+        .await
+        .unwrap();
     assert!(
         out.status.success(),
         "SDK script failed:\n{}",
@@ -139,4 +154,84 @@ async fn the_official_sdk_works_and_usage_matches_the_engine() {
             report["embeddings"]["prompt_tokens"].as_i64().unwrap() as i32
         )
     );
+
+    // Summed, the rows equal the engine's own counters.
+    wait_for("the engine idle", Duration::from_secs(10), || async {
+        (engine_metric(port, "vllm:num_requests_running").await == 0).then_some(())
+    })
+    .await;
+    let sum = |f: fn(&(String, i32, i32)) -> i32| rows.iter().map(|r| i64::from(f(r))).sum::<i64>();
+    assert_eq!(
+        (sum(|r| r.1), sum(|r| r.2)),
+        (
+            engine_metric(port, "vllm:prompt_tokens_total").await,
+            engine_metric(port, "vllm:generation_tokens_total").await
+        )
+    );
+
+    // The engine dies while the SDK streams from it: the SDK raises an
+    // APIError with the proxy's message instead of hanging.
+    let mut broken = sdk("broken_stream")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(broken.stdout.take().unwrap());
+    let (stdout, first) = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            (stdout, line)
+        }),
+    )
+    .await
+    .expect("the stream started")
+    .unwrap();
+    if first.trim() != "streaming" {
+        let mut stderr = String::new();
+        broken
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        panic!("the stream did not start: {first}\n{stderr}");
+    }
+    drop(engine);
+    let (outcome, status) = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::task::spawn_blocking(move || {
+            let mut rest = String::new();
+            let mut stdout = stdout;
+            stdout.read_to_string(&mut rest).unwrap();
+            (rest, broken.wait().unwrap())
+        }),
+    )
+    .await
+    .expect("the SDK saw the end of the stream")
+    .unwrap();
+    assert!(status.success(), "{outcome}");
+    let outcome: Value = serde_json::from_str(outcome.trim()).unwrap();
+    assert_eq!(outcome["error"], "APIError", "{outcome}");
+    assert!(
+        outcome["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("stream broke")),
+        "{outcome}"
+    );
+    let last: (i32, bool) = wait_for(
+        "the broken stream's usage row",
+        Duration::from_secs(10),
+        || async {
+            let rows: Vec<(i32, bool)> =
+                sqlx::query_as("SELECT status, streamed FROM usage_records ORDER BY id")
+                    .fetch_all(&app.state.db)
+                    .await
+                    .unwrap();
+            (rows.len() == 5).then(|| rows[4])
+        },
+    )
+    .await;
+    assert_eq!(last, (502, true));
 }

@@ -50,6 +50,29 @@ struct Peek<'a> {
 #[derive(Deserialize)]
 struct StreamOptions {
     include_usage: Option<bool>,
+    continuous_usage_stats: Option<bool>,
+}
+
+/// What the engine is asked for on every stream: the usage on every chunk
+/// (vLLM's `continuous_usage_stats`), so that a stream cut short (client
+/// gone, worker dead) is metered with the engine's own counts, prompt
+/// included, exactly as the engine's counters have it. What the client did
+/// not ask for is taken out again on the way back.
+const ENGINE_STREAM_OPTIONS: &str = r#"{"include_usage":true,"continuous_usage_stats":true}"#;
+
+/// Sets [`ENGINE_STREAM_OPTIONS`] in a parsed body, keeping the client's
+/// other stream options.
+fn ask_engine_usage(request: &mut serde_json::Map<String, Value>) {
+    let options = request
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if !options.is_object() {
+        *options = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(o) = options {
+        o.insert("include_usage".to_owned(), Value::Bool(true));
+        o.insert("continuous_usage_stats".to_owned(), Value::Bool(true));
+    }
 }
 
 /// The token counts of an answer or of a stream's usage chunk.
@@ -80,17 +103,7 @@ fn renamed(body: &[u8], model: &str, streaming: bool) -> Result<Bytes, OpenAiErr
         .map_err(|e| OpenAiError::bad_request(format!("invalid JSON body: {e}")))?;
     request.insert("model".to_owned(), Value::String(model.to_owned()));
     if streaming {
-        match request.get_mut("stream_options") {
-            Some(Value::Object(o)) => {
-                o.insert("include_usage".to_owned(), Value::Bool(true));
-            }
-            _ => {
-                request.insert(
-                    "stream_options".to_owned(),
-                    json!({ "include_usage": true }),
-                );
-            }
-        }
+        ask_engine_usage(&mut request);
     }
     serde_json::to_vec(&request)
         .map(Bytes::from)
@@ -98,18 +111,22 @@ fn renamed(body: &[u8], model: &str, streaming: bool) -> Result<Bytes, OpenAiErr
 }
 
 /// The body to send upstream for a stream: the client's, with
-/// `stream_options.include_usage` set so the engine reports usage.
+/// [`ENGINE_STREAM_OPTIONS`] set.
 fn with_usage_requested(
     body: Bytes,
     options: Option<&StreamOptions>,
 ) -> Result<Bytes, OpenAiError> {
     match options {
-        Some(o) if o.include_usage == Some(true) => Ok(body),
+        Some(o) if o.include_usage == Some(true) && o.continuous_usage_stats == Some(true) => {
+            Ok(body)
+        }
         // No `stream_options` key: add it in front, the rest as received.
         None => {
             let rest = body.trim_ascii_start().get(1..).unwrap_or_default();
-            let mut out = BytesMut::with_capacity(body.len() + 40);
-            out.extend_from_slice(br#"{"stream_options":{"include_usage":true},"#);
+            let mut out = BytesMut::with_capacity(body.len() + 80);
+            out.extend_from_slice(br#"{"stream_options":"#);
+            out.extend_from_slice(ENGINE_STREAM_OPTIONS.as_bytes());
+            out.extend_from_slice(b",");
             out.extend_from_slice(rest);
             Ok(out.freeze())
         }
@@ -117,9 +134,7 @@ fn with_usage_requested(
         Some(_) => {
             let mut request: serde_json::Map<String, Value> = serde_json::from_slice(&body)
                 .map_err(|e| OpenAiError::bad_request(format!("invalid JSON body: {e}")))?;
-            if let Some(Value::Object(o)) = request.get_mut("stream_options") {
-                o.insert("include_usage".to_owned(), Value::Bool(true));
-            }
+            ask_engine_usage(&mut request);
             serde_json::to_vec(&request)
                 .map(Bytes::from)
                 .map_err(|e| OpenAiError::bad_request(e.to_string()))
@@ -263,10 +278,7 @@ async fn forward(
         return Err(OpenAiError::model_not_found(&model));
     }
     let streaming = stream.unwrap_or(false);
-    let client_wants_usage = stream_options
-        .as_ref()
-        .and_then(|o| o.include_usage)
-        .unwrap_or(false);
+    let client_usage = ClientUsage::asked(stream_options.as_ref());
     let session = headers
         .get("x-inventiv-session")
         .and_then(|v| v.to_str().ok());
@@ -363,7 +375,7 @@ async fn forward(
             let stream = relay_stream(
                 upstream.bytes_stream(),
                 meter,
-                client_wants_usage,
+                client_usage,
                 in_flight,
                 limits.clone(),
             );
@@ -396,18 +408,57 @@ async fn forward(
     Err(OpenAiError::upstream(last_error))
 }
 
+/// The usage the client asked to see in its stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClientUsage {
+    None,
+    /// The final `choices: []` usage chunk (`include_usage`).
+    Final,
+    /// That and the usage on every chunk (`continuous_usage_stats` too).
+    EveryChunk,
+}
+
+impl ClientUsage {
+    fn asked(options: Option<&StreamOptions>) -> ClientUsage {
+        let flag = |f: fn(&StreamOptions) -> Option<bool>| options.and_then(f).unwrap_or(false);
+        match (
+            flag(|o| o.include_usage),
+            flag(|o| o.continuous_usage_stats),
+        ) {
+            (false, _) => ClientUsage::None,
+            (true, false) => ClientUsage::Final,
+            (true, true) => ClientUsage::EveryChunk,
+        }
+    }
+}
+
+/// A content chunk re-encoded without the per-chunk usage the client did
+/// not ask for (`event` as it came if it cannot be).
+fn without_usage(json: &[u8], event: &Bytes) -> Bytes {
+    match serde_json::from_slice::<serde_json::Map<String, Value>>(json) {
+        Ok(mut fields) => {
+            fields.remove("usage");
+            Bytes::from(format!("data: {}\n\n", Value::Object(fields)))
+        }
+        Err(_) => event.clone(),
+    }
+}
+
 /// The relay state of one stream; records usage once, even when dropped early.
 struct Relay {
     meter: Option<Meter>,
     buffer: BytesMut,
     queue: VecDeque<Bytes>,
-    client_wants_usage: bool,
+    client_usage: ClientUsage,
     prompt: i64,
-    completion: i64,
+    /// The engine's count of completion tokens, once it gave one.
+    completion: Option<i64>,
     content_events: i64,
-    _in_flight: InFlight,
+    in_flight: InFlight,
     limits: super::forward_limits::Limits,
     ended: bool,
+    /// The worker's stream broke before its end.
+    broken: bool,
 }
 
 impl Relay {
@@ -421,6 +472,7 @@ impl Relay {
             }
             let data = text.strip_prefix(b"data:").map(<[u8]>::trim_ascii);
             let mut forward = true;
+            let mut strip = false;
             if let Some(chunk) = data
                 .filter(|d| *d != b"[DONE]")
                 .and_then(|d| serde_json::from_slice::<Chunk>(d).ok())
@@ -428,10 +480,11 @@ impl Relay {
                 let content = chunk.choices.as_ref().is_some_and(|c| !c.is_empty());
                 if let Some(usage) = chunk.usage {
                     self.prompt = usage.prompt_tokens.unwrap_or(self.prompt);
-                    self.completion = usage.completion_tokens.unwrap_or(self.completion);
-                    if !content && !self.client_wants_usage {
+                    self.completion = usage.completion_tokens.or(self.completion);
+                    if !content && self.client_usage == ClientUsage::None {
                         forward = false;
                     }
+                    strip = content && self.client_usage != ClientUsage::EveryChunk;
                 }
                 if content {
                     if let (Some(m), true) = (self.meter.as_mut(), self.content_events == 0) {
@@ -442,10 +495,18 @@ impl Relay {
                     self.content_events += 1;
                 }
             }
-            if forward {
-                self.queue.push_back(event);
+            match (forward, strip, data) {
+                (false, _, _) => {}
+                (true, true, Some(json)) => self.queue.push_back(without_usage(json, &event)),
+                _ => self.queue.push_back(event),
             }
         }
+    }
+
+    /// The completion tokens seen: the engine's count when it gave one,
+    /// else one per content event.
+    fn completion_seen(&self) -> i64 {
+        self.completion.unwrap_or(self.content_events)
     }
 }
 
@@ -453,12 +514,12 @@ impl Drop for Relay {
     fn drop(&mut self) {
         if let Some(meter) = self.meter.take() {
             // The client went away (or the worker did): record what was seen.
-            let status = if self.ended { 200 } else { 499 };
-            let completion = if self.completion > 0 {
-                self.completion
-            } else {
-                self.content_events
+            let status = match (self.broken, self.ended) {
+                (true, _) => 502,
+                (false, true) => 200,
+                (false, false) => 499,
             };
+            let completion = self.completion_seen();
             let tokens = self.prompt + completion;
             let (state, limits) = (meter.state.clone(), self.limits.clone());
             meter.finish(status, self.prompt, completion);
@@ -471,7 +532,7 @@ impl Drop for Relay {
 fn relay_stream(
     upstream: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
     meter: Meter,
-    client_wants_usage: bool,
+    client_usage: ClientUsage,
     in_flight: InFlight,
     limits: super::forward_limits::Limits,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
@@ -479,13 +540,14 @@ fn relay_stream(
         meter: Some(meter),
         buffer: BytesMut::with_capacity(4096),
         queue: VecDeque::new(),
-        client_wants_usage,
+        client_usage,
         prompt: 0,
-        completion: 0,
+        completion: None,
         content_events: 0,
-        _in_flight: in_flight,
+        in_flight,
         limits,
         ended: false,
+        broken: false,
     };
     futures_util::stream::unfold(
         (Box::pin(upstream), relay),
@@ -509,9 +571,8 @@ fn relay_stream(
                             .queue
                             .push_back(Bytes::from(format!("data: {error}\n\n")));
                         relay.ended = true;
-                        if let Some(m) = relay.meter.take() {
-                            m.finish(502, relay.prompt, relay.content_events);
-                        }
+                        relay.broken = true;
+                        relay.in_flight.0.failed();
                     }
                     None => {
                         relay.buffer.extend_from_slice(b"\n\n");
@@ -541,7 +602,8 @@ mod tests {
     #[test]
     fn streams_ask_the_engine_for_usage_and_keep_everything_else() {
         let plain = sent(r#" {"model":"m","stream":true,"extra":{"a":[1,2]}}"#);
-        assert_eq!(plain["stream_options"], json!({ "include_usage": true }));
+        let engine = json!({ "include_usage": true, "continuous_usage_stats": true });
+        assert_eq!(plain["stream_options"], engine);
         assert_eq!(plain["extra"], json!({ "a": [1, 2] }));
         assert_eq!(plain["model"], "m");
 
@@ -552,7 +614,7 @@ mod tests {
             json!({ "continuous_usage_stats": true, "include_usage": true })
         );
 
-        let asked = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
+        let asked = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":true}}"#;
         assert_eq!(
             sent(asked),
             serde_json::from_str::<Value>(asked).unwrap_or_default()

@@ -1,15 +1,46 @@
 """Drives /v1 with the official OpenAI SDK; prints one JSON report on stdout.
 
 Run by tests/openai_sdk.rs with BASE_URL and API_KEY in the environment.
+With MODE=broken_stream it instead starts a long stream, prints `streaming`
+once the first token is in (the test then kills the engine), and reports
+how the SDK saw the stream end.
 """
 
 import json
 import os
+import sys
 import time
 
+import openai
 from openai import OpenAI
 
-client = OpenAI(base_url=os.environ["BASE_URL"], api_key=os.environ["API_KEY"], max_retries=0)
+client = OpenAI(base_url=os.environ["BASE_URL"], api_key=os.environ["API_KEY"], max_retries=0, timeout=60)
+
+
+def broken_stream():
+    stream = client.chat.completions.create(
+        model="mock/model",
+        messages=[{"role": "user", "content": "Never stop talking."}],
+        max_tokens=2000,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    announced = False
+    try:
+        for chunk in stream:
+            if not announced and chunk.choices and chunk.choices[0].delta.content:
+                print("streaming", flush=True)
+                announced = True
+        outcome = {"error": None}
+    except openai.APIError as e:
+        outcome = {"error": type(e).__name__, "message": e.message}
+    print(json.dumps(outcome), flush=True)
+
+
+if os.environ.get("MODE") == "broken_stream":
+    broken_stream()
+    sys.exit(0)
+
 report = {}
 
 report["models"] = [m.id for m in client.models.list().data]

@@ -47,6 +47,23 @@ impl Drop for TestApp {
     }
 }
 
+/// One counter or gauge of the engine's Prometheus text.
+pub async fn engine_metric(port: u16, name: &str) -> i64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value: f64 = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from\n{text}"));
+    value as i64
+}
+
 /// Polls `check` until it yields a value or the deadline passes.
 pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
 where

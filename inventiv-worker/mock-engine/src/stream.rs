@@ -2,7 +2,8 @@
 //! `data: {...}\n\n` event (chat opens with a `delta.role` event), the
 //! `finish_reason` on each answer's last token, then with
 //! `stream_options.include_usage` a `choices: []` event carrying `usage`,
-//! then `data: [DONE]`. Paced by the configured TTFT and decode speed.
+//! then `data: [DONE]`. With vLLM's `continuous_usage_stats` as well, every
+//! chunk also carries the usage so far (what a client leaving early used). Paced by the configured TTFT and decode speed.
 
 use std::convert::Infallible;
 
@@ -75,6 +76,8 @@ struct Events {
     sent: u32,
     prompt_tokens: u32,
     include_usage: bool,
+    /// Usage so far on every chunk (vLLM's `continuous_usage_stats`).
+    continuous_usage: bool,
     phase: Phase,
 }
 
@@ -153,6 +156,7 @@ impl Events {
                     finish_reason: finish,
                     stop_reason: (),
                 }],
+                usage: self.usage_so_far(),
             }),
         };
         if last {
@@ -184,7 +188,14 @@ impl Events {
                 finish_reason: finish,
                 stop_reason: finish.map(|_| ()),
             }],
+            usage: self.usage_so_far(),
         })
+    }
+
+    /// The usage counted so far, on every chunk when asked for.
+    fn usage_so_far(&self) -> Option<Usage> {
+        self.continuous_usage
+            .then(|| Usage::new(self.prompt_tokens, self.sent))
     }
 }
 
@@ -209,6 +220,7 @@ pub fn respond(
         sent: 0,
         prompt_tokens,
         include_usage: generation.include_usage,
+        continuous_usage: generation.continuous_usage,
         phase: match kind {
             Kind::Chat => Phase::Role,
             Kind::Completion => Phase::Tokens,

@@ -73,6 +73,36 @@ async fn chat_stream_with_usage_matches_vllm_shape() {
 }
 
 #[tokio::test]
+async fn continuous_usage_stats_put_the_usage_so_far_on_every_chunk() {
+    let engine = spawn(config()).await;
+    let options = json!({"include_usage": true, "continuous_usage_stats": true});
+    let sse = engine
+        .stream(
+            CHAT,
+            &chat_body(json!({"stream": true, "max_tokens": 4, "stream_options": options})),
+        )
+        .await;
+    assert!(sse.done);
+    // vLLM's shape: the opening chunk has 0 completion tokens, each token
+    // chunk the count so far, then the final usage chunk.
+    let (last, chunks) = sse.events.split_last().unwrap();
+    assert_eq!(chunks.len(), 1 + 4);
+    for (i, chunk) in chunks.iter().enumerate() {
+        assert_usage(&chunk["usage"], CHAT_PROMPT_TOKENS, i as u64);
+    }
+    assert_eq!(last["choices"], json!([]));
+    assert_usage(&last["usage"], CHAT_PROMPT_TOKENS, 4);
+    // Without include_usage, continuous_usage_stats alone sends nothing.
+    let sse = engine
+        .stream(
+            CHAT,
+            &chat_body(json!({"stream": true, "stream_options": {"continuous_usage_stats": true}})),
+        )
+        .await;
+    assert!(sse.usages().is_empty(), "{:?}", sse.events);
+}
+
+#[tokio::test]
 async fn chat_stream_without_usage_sends_none_and_equals_the_plain_answer() {
     let engine = spawn(config()).await;
     let sse = engine

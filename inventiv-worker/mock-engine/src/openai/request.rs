@@ -166,6 +166,9 @@ pub struct ChatMessage<'a> {
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: Option<bool>,
+    /// vLLM's extension: with `include_usage`, every chunk carries the usage so far.
+    #[serde(default)]
+    pub continuous_usage_stats: Option<bool>,
 }
 
 /// What a generation request asks for, once read.
@@ -173,6 +176,8 @@ pub struct StreamOptions {
 pub struct Generation {
     pub stream: bool,
     pub include_usage: bool,
+    /// Usage on every chunk (`include_usage` and `continuous_usage_stats`).
+    pub continuous_usage: bool,
     pub max_tokens: Option<u32>,
     pub seed: Option<u64>,
     pub ignore_eos: bool,
@@ -188,6 +193,9 @@ fn generation(
     Generation {
         stream: stream.unwrap_or(false),
         include_usage: options.and_then(|o| o.include_usage).unwrap_or(false),
+        continuous_usage: options.is_some_and(|o| {
+            o.include_usage == Some(true) && o.continuous_usage_stats == Some(true)
+        }),
         max_tokens,
         // A negative seed is as good a seed as any.
         seed: seed.map(|s| s as u64),

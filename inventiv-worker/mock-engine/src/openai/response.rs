@@ -105,6 +105,9 @@ pub struct ChatChunk<'a> {
     #[serde(flatten)]
     pub head: Head<'a>,
     pub choices: [ChatChunkChoice<'a>; 1],
+    /// The usage so far, with `continuous_usage_stats` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 #[derive(Serialize)]
@@ -130,6 +133,9 @@ pub struct CompletionChunk<'a> {
     #[serde(flatten)]
     pub head: Head<'a>,
     pub choices: [CompletionChunkChoice<'a>; 1],
+    /// The usage so far, with `continuous_usage_stats` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 #[derive(Serialize)]
