@@ -5,6 +5,9 @@ use inventiv_api::config::Config;
 use inventiv_api::{startup, telemetry};
 use tokio_util::sync::CancellationToken;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
