@@ -303,7 +303,12 @@ async fn load_shares(state: &AppState) -> sqlx::Result<HashMap<(Uuid, String), S
         .collect())
 }
 
-/// Keeps the table current: every second, and on instance events.
+/// Events arriving within this window after one end in a single refresh:
+/// a large fleet's heartbeats must not each rebuild the table.
+const COALESCE: Duration = Duration::from_millis(100);
+
+/// Keeps the table current: every second, and soon after events (instance,
+/// worker, share changes), coalesced.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let mut events = state.events.subscribe_uncounted();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -315,13 +320,29 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
             e = events.recv() => {
-                if let Ok(e) = e {
-                    if e.kind == "api_key.changed" {
-                        if let Some(id) = e.subject.as_deref() {
-                            state.keys.forget(id);
-                        }
+                forget_changed_key(&state, e);
+                let window = tokio::time::sleep(COALESCE);
+                tokio::pin!(window);
+                loop {
+                    tokio::select! {
+                        _ = &mut window => break,
+                        e = events.recv() => forget_changed_key(&state, e),
                     }
                 }
+            }
+        }
+    }
+}
+
+/// A changed or revoked key leaves the key cache at once.
+fn forget_changed_key(
+    state: &AppState,
+    event: Result<crate::events::Event, tokio::sync::broadcast::error::RecvError>,
+) {
+    if let Ok(e) = event {
+        if e.kind == "api_key.changed" {
+            if let Some(id) = e.subject.as_deref() {
+                state.keys.forget(id);
             }
         }
     }
