@@ -37,6 +37,7 @@ export type OrgRole = S['OrgRole'];
 export type PriceVersion = S['PriceVersion'];
 export type Provider = S['Provider'];
 export type Recovery = S['Recovery'];
+export type RunningInstance = S['RunningInstance'];
 export type RuntimeModel = S['RuntimeModel'];
 export type Session = S['Session'];
 export type SetActivation = S['SetActivation'];
