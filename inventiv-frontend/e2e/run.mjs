@@ -9,7 +9,8 @@
 // page shows its timeline), creates an API key, removes its limit and
 // revokes it, revokes another session, edits a price in the catalog
 // settings, checks the runtime models and usage pages (and the CSV export),
-// opens every page and writes a screenshot of each into screenshots/. Any
+// the FinOps page (burn rate, series, CSV exports), the marketplace and
+// statements pages, opens every page and writes a screenshot of each into screenshots/. Any
 // console error or uncaught exception in a page fails the run.
 //
 // With OUTBOX_DIR (the API's $INVENTIV_STATE_DIR/outbox, where mails go
@@ -20,7 +21,10 @@
 // gives): waits for the deployment to reach progress 100 and `ready`, for
 // the CPU and memory charts to show heartbeat samples, streams a chat in the
 // playground (time to first token, tokens/s, stop), finds the model's
-// instance and requests on the runtime models page,
+// instance and requests on the runtime models page, publishes the model as
+// a priced offering, shares it with a second organization that accepts it on
+// the marketplace and calls it with its own key, checks the consumer's
+// statement debit (exactly Σ tokens × price) and the provider's credit,
 // terminates the instance and archives it. OUTBOX_DIR defaults to
 // ../.local/outbox then.
 //
@@ -511,7 +515,7 @@ try {
       await price.getByLabel('Input EUR per 1k tokens').fill('0.002');
       await price.getByLabel('Output EUR per 1k tokens').fill('0.006');
       await price.getByRole('button', { name: 'Save price' }).click();
-      await page.getByRole('row', { name: new RegExp(escapeRe(address)) }).getByText('0.002 / 0.006 EUR per 1k').waitFor();
+      await page.getByRole('row', { name: new RegExp(escapeRe(address)) }).getByText('0.002000 in · 0.006000 out').waitFor();
       await screenshot(page, 'offerings');
     });
 
@@ -535,7 +539,7 @@ try {
       await switchTo(page, consumer.id, consumerName);
       await visit(admin, '/marketplace', 'Marketplace', 'marketplace-shared');
       const row = page.getByRole('row', { name: new RegExp(escapeRe(address)) });
-      await row.getByText('0.002 / 0.006 EUR per 1k').waitFor();
+      await row.getByText('0.002000 in · 0.006000 out').waitFor();
       await row.getByRole('button', { name: `Accept ${address}` }).click();
       await row.getByText('active', { exact: true }).waitFor();
       // A paid offering disappears while paid ones are hidden, and comes back.

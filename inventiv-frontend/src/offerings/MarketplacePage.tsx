@@ -35,8 +35,8 @@ export function MarketplacePage() {
       { id: 'visibility', accessorKey: 'visibility', header: 'Visibility', size: 110 },
       {
         id: 'price',
-        header: 'Price',
-        size: 260,
+        header: 'EUR per 1k tokens',
+        size: 220,
         accessorFn: (a) => a.input_eur_per_1k ?? '',
         cell: ({ row }) => priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k),
       },

@@ -16,10 +16,10 @@ import { useCreateShare, useNewPrice, useOfferings, usePublishOffering, useShare
 
 export const VISIBILITIES = ['private', 'unlisted', 'public'] as const;
 
-/** A price pair as shown: "0.002 / 0.006 EUR per 1k tokens (in / out)", or "free". */
+/** A price pair (EUR per 1k tokens) as shown: "0.002000 in · 0.006000 out", the API's strings untouched; "free" without one. */
 export function priceText(input: string | null | undefined, output: string | null | undefined): string {
   if (!input || !output) return 'free';
-  return `${input} / ${output} EUR per 1k (in / out)`;
+  return `${input} in · ${output} out`;
 }
 
 export function OfferingsPage() {
@@ -33,12 +33,12 @@ export function OfferingsPage() {
   const current = offerings.data?.find((o) => o.id === selected) ?? null;
   const columns = useMemo<ColumnDef<Offering>[]>(
     () => [
-      { id: 'address', accessorKey: 'address', header: 'Address', size: 280 },
+      { id: 'address', accessorKey: 'address', header: 'Address', size: 250 },
       {
         id: 'visibility',
         accessorKey: 'visibility',
         header: 'Visibility',
-        size: 130,
+        size: 110,
         cell: ({ row }) => (
           <select
             aria-label={`Visibility of ${row.original.address}`}
@@ -56,7 +56,7 @@ export function OfferingsPage() {
         id: 'technical',
         accessorKey: 'technical_active',
         header: 'Technical',
-        size: 100,
+        size: 95,
         cell: ({ row }) => (
           <input
             type="checkbox"
@@ -72,7 +72,7 @@ export function OfferingsPage() {
         id: 'economic',
         accessorKey: 'economic_active',
         header: 'Economic',
-        size: 100,
+        size: 95,
         cell: ({ row }) => (
           <input
             type="checkbox"
@@ -86,16 +86,16 @@ export function OfferingsPage() {
       },
       {
         id: 'price',
-        header: 'Price in force',
-        size: 260,
+        header: 'EUR per 1k tokens',
+        size: 200,
         accessorFn: (o) => o.input_eur_per_1k ?? '',
         cell: ({ row }) => priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k),
       },
-      { id: 'created', accessorKey: 'created_at', header: 'Published', size: 180, cell: ({ row }) => <DateText value={row.original.created_at} /> },
+      { id: 'created', accessorKey: 'created_at', header: 'Published', size: 160, cell: ({ row }) => <DateText value={row.original.created_at} /> },
       {
         id: 'actions',
         header: 'Actions',
-        size: 200,
+        size: 170,
         enableSorting: false,
         cell: ({ row }) => (
           <span className="row-actions">
@@ -239,8 +239,8 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
       { id: 'accepted', accessorKey: 'accepted_at', header: 'Accepted', size: 180, cell: ({ row }) => <DateText value={row.original.accepted_at} /> },
       {
         id: 'price',
-        header: 'Own price',
-        size: 240,
+        header: 'Own EUR per 1k tokens',
+        size: 220,
         accessorFn: (s) => s.input_eur_per_1k ?? '',
         cell: ({ row }) => (row.original.input_eur_per_1k ? priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k) : "the offering's"),
       },
