@@ -33,12 +33,12 @@ export function OfferingsPage() {
   const current = offerings.data?.find((o) => o.id === selected) ?? null;
   const columns = useMemo<ColumnDef<Offering>[]>(
     () => [
-      { id: 'address', accessorKey: 'address', header: 'Address', size: 250 },
+      { id: 'address', accessorKey: 'address', header: 'Address', size: 230 },
       {
         id: 'visibility',
         accessorKey: 'visibility',
         header: 'Visibility',
-        size: 110,
+        size: 120,
         cell: ({ row }) => (
           <select
             aria-label={`Visibility of ${row.original.address}`}
@@ -56,7 +56,7 @@ export function OfferingsPage() {
         id: 'technical',
         accessorKey: 'technical_active',
         header: 'Technical',
-        size: 95,
+        size: 110,
         cell: ({ row }) => (
           <input
             type="checkbox"
@@ -72,7 +72,7 @@ export function OfferingsPage() {
         id: 'economic',
         accessorKey: 'economic_active',
         header: 'Economic',
-        size: 95,
+        size: 110,
         cell: ({ row }) => (
           <input
             type="checkbox"
@@ -87,11 +87,11 @@ export function OfferingsPage() {
       {
         id: 'price',
         header: 'EUR per 1k tokens',
-        size: 200,
+        size: 190,
         accessorFn: (o) => o.input_eur_per_1k ?? '',
         cell: ({ row }) => priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k),
       },
-      { id: 'created', accessorKey: 'created_at', header: 'Published', size: 160, cell: ({ row }) => <DateText value={row.original.created_at} /> },
+      { id: 'created', accessorKey: 'created_at', header: 'Published', size: 140, cell: ({ row }) => <DateText value={row.original.created_at} /> },
       {
         id: 'actions',
         header: 'Actions',
