@@ -575,10 +575,14 @@ try {
 
     await step(admin, "statements: the consumer's debit is Σ tokens × price, exactly", async () => {
       if (expected === null) throw new Error('no call was made');
+      // The usage row is written once the answer is sent: wait for it, then look.
+      const { statement, line } = await until('the call on the statement', async () => {
+        const statement = await (await page.request.get('/finops/statements')).json();
+        const line = statement.lines.find((l) => l.address === address && l.direction === 'debit');
+        return line ? { statement, line } : null;
+      });
       await visit(admin, '/statements', 'Statements', 'statement-consumer');
-      const statement = await (await page.request.get('/finops/statements')).json();
-      const line = statement.lines.find((l) => l.address === address && l.direction === 'debit');
-      if (!line || scaled(line.amount_eur) !== expected || scaled(statement.debit_total_eur) !== expected) {
+      if (scaled(line.amount_eur) !== expected || scaled(statement.debit_total_eur) !== expected) {
         throw new Error(`expected ${expected} pEUR, statement: ${JSON.stringify(statement)}`);
       }
       const row = page.getByRole('row', { name: new RegExp(escapeRe(address)) });

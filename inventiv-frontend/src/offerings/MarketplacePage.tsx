@@ -10,7 +10,7 @@ import { CopyButton } from '../components/CopyButton';
 import { DataTable } from '../components/DataTable';
 import { Card, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
 import { useAcceptOffering, useAvailableOfferings, usePreferences, useSetPreferences } from './api';
-import { priceText } from './OfferingsPage';
+import { priceText } from './prices';
 
 export function MarketplacePage() {
   const canAccept = useCan('AcceptShares');

@@ -11,16 +11,10 @@ import { useCan } from '../auth/useMe';
 import { DataTable } from '../components/DataTable';
 import { Dialog } from '../components/Dialog';
 import { Card, DateText, Empty, ErrorMessage, Field, Loading, PageHeader, SelectField, StatusBadge } from '../components/ui';
-import { isPrice } from '../finops/money';
+import { priceError, priceText } from './prices';
 import { useCreateShare, useNewPrice, useOfferings, usePublishOffering, useShares, useUpdateOffering, useUpdateShare } from './api';
 
 export const VISIBILITIES = ['private', 'unlisted', 'public'] as const;
-
-/** A price pair (EUR per 1k tokens) as shown: "0.002000 in · 0.006000 out", the API's strings untouched; "free" without one. */
-export function priceText(input: string | null | undefined, output: string | null | undefined): string {
-  if (!input || !output) return 'free';
-  return `${input} in · ${output} out`;
-}
 
 export function OfferingsPage() {
   const offerings = useOfferings();
@@ -184,12 +178,6 @@ function PublishForm({ onDone }: { onDone: () => void }) {
       </div>
     </form>
   );
-}
-
-/** Both prices valid, or the reason not. */
-export function priceError(input: string, output: string): string | null {
-  if (!isPrice(input) || !isPrice(output)) return 'Prices are decimals like 0.002 (EUR per 1k tokens, at most 6 decimals).';
-  return null;
 }
 
 function PriceForm({ offering, onDone }: { offering: Offering; onDone: () => void }) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { priceError, priceText } from './OfferingsPage';
+import { priceError, priceText } from './prices';
 
 describe('offering prices', () => {
   it("shows the API's strings untouched, or free without a price", () => {
