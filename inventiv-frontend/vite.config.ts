@@ -34,6 +34,7 @@ const apiPaths = [
   '/events',
   '/v1',
   '/usage',
+  '/finops',
   '/users',
   '/openapi.json',
   '/healthz',
@@ -46,6 +47,9 @@ export default defineConfig({
   server: {
     host: '127.0.0.1',
     proxy: Object.fromEntries(apiPaths.map((p) => [p, toApi])),
+    // The app, and inventiv-common/src whose permission matrix (rbac.rs) a
+    // unit test compares with src/auth/permissions.ts.
+    fs: { allow: ['.', '../inventiv-common/src'] },
   },
   build: { outDir: 'dist', sourcemap: true, chunkSizeWarningLimit: 800 },
   test: {

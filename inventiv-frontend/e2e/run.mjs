@@ -9,7 +9,8 @@
 // page shows its timeline), creates an API key, removes its limit and
 // revokes it, revokes another session, edits a price in the catalog
 // settings, checks the runtime models and usage pages (and the CSV export),
-// opens every page and writes a screenshot of each into screenshots/. Any
+// the FinOps page (burn rate, series, CSV exports), the marketplace and
+// statements pages, opens every page and writes a screenshot of each into screenshots/. Any
 // console error or uncaught exception in a page fails the run.
 //
 // With OUTBOX_DIR (the API's $INVENTIV_STATE_DIR/outbox, where mails go
@@ -20,7 +21,10 @@
 // gives): waits for the deployment to reach progress 100 and `ready`, for
 // the CPU and memory charts to show heartbeat samples, streams a chat in the
 // playground (time to first token, tokens/s, stop), finds the model's
-// instance and requests on the runtime models page,
+// instance and requests on the runtime models page, publishes the model as
+// a priced offering, shares it with a second organization that accepts it on
+// the marketplace and calls it with its own key, checks the consumer's
+// statement debit (exactly Σ tokens × price) and the provider's credit,
 // terminates the instance and archives it. OUTBOX_DIR defaults to
 // ../.local/outbox then.
 //
@@ -209,6 +213,22 @@ async function switchOn(page, name) {
   if (await toggle.isChecked()) return;
   await toggle.click();
   await until(`${name} on`, () => toggle.isChecked());
+}
+
+/** A decimal string as an integer count of 10^-`places` (exact, no float). */
+function scaled(decimal, places = 12) {
+  const [int, frac = ''] = decimal.split('.');
+  if (!/^\d+$/.test(int) || !/^\d*$/.test(frac) || frac.length > places) throw new Error(`not a decimal: ${decimal}`);
+  return BigInt(int + frac.padEnd(places, '0'));
+}
+
+/** Makes `orgId` the browser's current organization through the switcher. */
+async function switchTo(page, orgId, name) {
+  await page.goto('/');
+  await heading(page, /^Hello/);
+  await page.getByRole('combobox', { name: 'Organization' }).selectOption(orgId);
+  await page.getByRole('note', { name: 'Current workspace' }).getByText(name).waitFor();
+  await heading(page, /^Hello/);
 }
 
 mkdirSync(SHOTS, { recursive: true });
@@ -438,6 +458,152 @@ try {
     }
   });
 
+  await step(admin, 'FinOps: burn rate, cost and token series, CSV exports', async () => {
+    await visit(admin, '/finops', 'FinOps', 'finops');
+    const amounts = await page.locator('dl[aria-label="Burn rate"] dd').allTextContents();
+    if (amounts.length !== 6 || !amounts.every((a) => /^\d[\d,]*(\.\d+)? EUR$/.test(a))) throw new Error(`burn rate: ${amounts.join(' | ')}`);
+    if (FULL) {
+      await page.getByRole('table', { name: 'Running instances' }).getByRole('row', { name: new RegExp(escapeRe(modelId)) }).waitFor();
+      if (amounts[1] === '0.0000 EUR') throw new Error('a running instance burns nothing per hour');
+    }
+    await page.getByLabel('Bucket').selectOption('minute');
+    await page.getByLabel('Cost by').selectOption('instance');
+    await page.getByRole('img', { name: /^Cost per minute, latest:/ }).waitFor();
+    await page.getByRole('img', { name: /^Tokens per hour, latest:/ }).waitFor();
+    for (const [name, header] of [['Download cost CSV', 'bucket,group,cost_eur'], ['Download tokens CSV', 'bucket,group,requests']]) {
+      const href = await page.getByRole('link', { name }).getAttribute('href');
+      const csv = await page.request.get(href ?? '');
+      const text = await csv.text();
+      if (csv.status() !== 200 || !csv.headers()['content-type']?.startsWith('text/csv') || !text.startsWith(header)) {
+        throw new Error(`${name}: ${csv.status()} ${text.slice(0, 120)}`);
+      }
+    }
+    await page.getByRole('region', { name: 'Cost recovery per offering' }).waitFor();
+    await screenshot(page, 'finops-minutes-by-instance');
+  });
+
+  await step(admin, 'marketplace and statements pages', async () => {
+    await visit(admin, '/marketplace', 'Marketplace', 'marketplace');
+    await page.getByRole('switch', { name: 'Hide paid offerings' }).waitFor();
+    await visit(admin, '/statements', 'Statements', 'statements');
+    await page.getByLabel('Month (UTC)').waitFor();
+  });
+
+  if (FULL) {
+    // The provider is this organization (A); the consumer a second one (B)
+    // of the same admin, who switches to it in the browser to accept.
+    const consumerName = `Consumer ${RUN}`;
+    let provider = null;
+    let consumer = null;
+    let address = '';
+    await step(admin, 'offerings: publish the deployed model, switch it on, price it', async () => {
+      const a = await apiSession(orgName);
+      provider = (await a('GET', '/organizations')).find((o) => o.name === orgName);
+      consumer = await a('POST', '/organizations', { name: consumerName });
+      address = `${provider.slug}/${modelId}`;
+      await visit(admin, '/offerings', 'Offerings', 'offerings-empty');
+      await page.getByRole('button', { name: 'Publish a model' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Publish a model' });
+      await dialog.getByLabel('Model', { exact: true }).fill(modelId);
+      await dialog.getByLabel('Visibility').selectOption('private');
+      await dialog.getByRole('button', { name: 'Publish', exact: true }).click();
+      await page.getByRole('row', { name: new RegExp(escapeRe(address)) }).waitFor();
+      if (!(await page.getByRole('switch', { name: `Technical activation of ${address}` }).isChecked())) throw new Error('published technically off');
+      await switchOn(page, `Economic activation of ${address}`);
+      await page.getByRole('button', { name: `New price for ${address}` }).click();
+      const price = page.getByRole('dialog', { name: 'New price' });
+      await price.getByLabel('Input EUR per 1k tokens').fill('0.002');
+      await price.getByLabel('Output EUR per 1k tokens').fill('0.006');
+      await price.getByRole('button', { name: 'Save price' }).click();
+      await page.getByRole('row', { name: new RegExp(escapeRe(address)) }).getByText('0.002000 in · 0.006000 out').waitFor();
+      await screenshot(page, 'offerings');
+    });
+
+    await step(admin, 'offerings: share with a second organization', async () => {
+      await page.getByRole('button', { name: `Shares of ${address}` }).click();
+      const shares = page.getByRole('region', { name: `Shares of ${address}` });
+      await shares.getByLabel('Organization slug').fill(consumer.slug);
+      await shares.getByRole('button', { name: 'Share', exact: true }).click();
+      const row = shares.getByRole('row', { name: new RegExp(escapeRe(consumer.slug)) });
+      await row.getByText('active', { exact: true }).waitFor();
+      // Pause and resume: the buttons follow the share's status.
+      await row.getByRole('button', { name: `Pause the share with ${consumer.slug}` }).click();
+      await row.getByText('paused', { exact: true }).waitFor();
+      await row.getByRole('button', { name: `Resume the share with ${consumer.slug}` }).click();
+      await row.getByText('active', { exact: true }).waitFor();
+      await screenshot(page, 'offering-shares');
+    });
+
+    let expected = null;
+    await step(admin, 'marketplace: the second organization accepts, hides paid offerings', async () => {
+      await switchTo(page, consumer.id, consumerName);
+      await visit(admin, '/marketplace', 'Marketplace', 'marketplace-shared');
+      const row = page.getByRole('row', { name: new RegExp(escapeRe(address)) });
+      await row.getByText('0.002000 in · 0.006000 out').waitFor();
+      await row.getByRole('button', { name: `Accept ${address}` }).click();
+      await row.getByText('active', { exact: true }).waitFor();
+      // A paid offering disappears while paid ones are hidden, and comes back.
+      await switchOn(page, 'Hide paid offerings');
+      await row.waitFor({ state: 'detached' });
+      const hidePaid = page.getByRole('switch', { name: 'Hide paid offerings' });
+      await hidePaid.click();
+      await until('paid offerings shown', async () => !(await hidePaid.isChecked()));
+      await row.waitFor();
+      await screenshot(page, 'marketplace-accepted');
+    });
+
+    await step(admin, "the consumer's key calls the shared model", async () => {
+      const b = await apiSession(consumerName);
+      const { key } = await b('POST', '/api-keys', { name: `shared ${RUN}` });
+      // The proxy's routing table follows the acceptance at once (event) or within a second.
+      const answer = await until('a routed call', async () => {
+        const response = await fetch(`${BASE_URL}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: address, messages: [{ role: 'user', content: 'Hello from the consumer.' }], max_tokens: 16 }),
+        });
+        if (response.status === 404) return null;
+        if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
+        return response.json();
+      }, 10_000, 200);
+      const { prompt_tokens: p, completion_tokens: c } = answer.usage;
+      if (!(p > 0 && c > 0)) throw new Error(`no usage in the answer: ${JSON.stringify(answer.usage)}`);
+      // (p × 0.002 + c × 0.006) / 1000 EUR, in 10^-12 EUR.
+      expected = (BigInt(p) * 2n + BigInt(c) * 6n) * 1_000_000n;
+      console.log(`     ${p} prompt + ${c} completion tokens`);
+    });
+
+    await step(admin, "statements: the consumer's debit is Σ tokens × price, exactly", async () => {
+      if (expected === null) throw new Error('no call was made');
+      // The usage row is written once the answer is sent: wait for it, then look.
+      const { statement, line } = await until('the call on the statement', async () => {
+        const statement = await (await page.request.get('/finops/statements')).json();
+        const line = statement.lines.find((l) => l.address === address && l.direction === 'debit');
+        return line ? { statement, line } : null;
+      });
+      await visit(admin, '/statements', 'Statements', 'statement-consumer');
+      if (scaled(line.amount_eur) !== expected || scaled(statement.debit_total_eur) !== expected) {
+        throw new Error(`expected ${expected} pEUR, statement: ${JSON.stringify(statement)}`);
+      }
+      const row = page.getByRole('row', { name: new RegExp(escapeRe(address)) });
+      await row.getByText('Debit (consumed)').waitFor();
+      await row.getByText(`${line.amount_eur} EUR`, { exact: true }).waitFor();
+      await page.locator('dl[aria-label="Totals"] dd').first().getByText(`${statement.debit_total_eur} EUR`, { exact: true }).waitFor();
+      const csv = await page.request.get((await page.getByRole('link', { name: 'Download CSV' }).getAttribute('href')) ?? '');
+      if (csv.status() !== 200 || !(await csv.text()).includes(address)) throw new Error(`statement CSV: ${csv.status()}`);
+    });
+
+    await step(admin, "statements: the provider's credit", async () => {
+      await switchTo(page, provider.id, orgName);
+      await visit(admin, '/statements', 'Statements', 'statement-provider');
+      const row = page.getByRole('row', { name: new RegExp(escapeRe(address)) });
+      await row.getByText('Credit (provided)').waitFor();
+      await row.getByText(consumer.slug, { exact: true }).waitFor();
+    });
+  } else {
+    skip('offerings, sharing, acceptance and statements', 'set FULL=1: they need a deployed model');
+  }
+
   await step(admin, 'playground page', async () => {
     await visit(admin, '/playground', 'Playground', 'playground');
     await page.getByRole('tab', { name: 'Python' }).click();
@@ -548,10 +714,10 @@ try {
 
       await step(user, 'a user sees no admin module', async () => {
         const nav = user.page.getByRole('navigation', { name: 'Main' });
-        for (const hidden of ['Members', 'Catalog', 'Catalog settings']) {
+        for (const hidden of ['Members', 'Catalog', 'Catalog settings', 'FinOps', 'Statements', 'Offerings']) {
           if ((await nav.getByRole('link', { name: hidden, exact: true }).count()) > 0) throw new Error(`a user sees ${hidden}`);
         }
-        for (const shown of ['Instances', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Sessions']) {
+        for (const shown of ['Instances', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Marketplace', 'Sessions']) {
           await nav.getByRole('link', { name: shown, exact: true }).waitFor();
         }
         await screenshot(user.page, 'user-dashboard');

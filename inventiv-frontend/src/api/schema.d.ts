@@ -265,6 +265,91 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/finops/cost-recovery": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Cost recovery per offering of the current organization. */
+        get: operations["cost_recovery"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/finops/cost/current": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The current organization's burn rate (forecasts rounded to 4 decimals). */
+        get: operations["cost_current"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/finops/cost/series": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The GPU cost of the current organization over time. */
+        get: operations["cost_series"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/finops/statements": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The current organization's statement for a month. */
+        get: operations["statements"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/finops/usage/series": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Token usage of the current organization's calls over time. */
+        get: operations["usage_series"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -640,6 +725,49 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/organizations/current/available-offerings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What the current organization may use: public offerings and offerings
+         *     shared with it (never revoked ones), filtered by its discovery
+         *     preferences unless the query overrides them.
+         */
+        get: operations["available_offerings"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/available-offerings/{offering_id}/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Accepts an offering for the current organization (its manager's
+         *     economic activation): a share offered to it, or a public or unlisted
+         *     offering (which creates the organization's share). Its keys may then
+         *     call `address`.
+         */
+        post: operations["accept_offering"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/organizations/current/invitations": {
         parameters: {
             query?: never;
@@ -725,6 +853,123 @@ export interface paths {
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/offering-preferences": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The current organization's discovery preferences. */
+        get: operations["get_preferences"];
+        /** Sets the current organization's discovery preferences (managers). */
+        put: operations["set_preferences"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/offerings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organization's offerings. */
+        get: operations["list_offerings"];
+        put?: never;
+        /**
+         * Publishes a model the organization has deployed (technically on; a
+         *     manager prices it and switches it on economically).
+         */
+        post: operations["create_offering"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/offerings/{offering_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Changes an offering's visibility (admins), technical switch (admins) or
+         *     economic switch (managers). Switching off stops every share's calls.
+         */
+        patch: operations["update_offering"];
+        trace?: never;
+    };
+    "/organizations/current/offerings/{offering_id}/prices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Prices an offering from a time on (managers). Earlier charges keep the
+         *     price they were written with.
+         */
+        post: operations["add_price"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/offerings/{offering_id}/shares": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The shares of one of the organization's offerings. */
+        get: operations["list_shares"];
+        put?: never;
+        /** Shares one of the organization's offerings with another organization. */
+        post: operations["create_share"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/offerings/{offering_id}/shares/{share_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Pauses, resumes or revokes a share. A paused share answers 403
+         *     `share_paused` on `/v1`; a revoked one disappears from the consumer.
+         */
+        patch: operations["update_share"];
         trace?: never;
     };
     "/organizations/invitations/{token}": {
@@ -1070,6 +1315,26 @@ export interface components {
             target_id?: string | null;
             target_type?: string | null;
         };
+        /** @description An offering the current organization may use. */
+        Available: {
+            accepted: boolean;
+            /** @description What to put in `model`. */
+            address: string;
+            /** @description The price that applies to this organization now (EUR per 1k tokens). */
+            input_eur_per_1k?: string | null;
+            /** Format: uuid */
+            offering_id: string;
+            output_eur_per_1k?: string | null;
+            provider_org_slug: string;
+            /**
+             * Format: uuid
+             * @description The organization's share, once shared or accepted.
+             */
+            share_id?: string | null;
+            /** @description `active`, `paused`, or none before acceptance of a public offering. */
+            share_status?: string | null;
+            visibility: string;
+        };
         /** @description One engine behind HAProxy (multi mode). */
         Backend: {
             /** Format: int32 */
@@ -1093,6 +1358,19 @@ export interface components {
         Checks: {
             postgres: string;
             redis: string;
+        };
+        /** @description The cost of one group in one time bucket. */
+        CostPoint: {
+            /**
+             * Format: date-time
+             * @description Start of the bucket (UTC).
+             */
+            bucket: string;
+            cost_eur: string;
+            /** @description The group's value, `all` when not grouped. */
+            group: string;
+            /** @description Instance-seconds counted. */
+            seconds: string;
         };
         /** @description Whom to invite, with which role. */
         CreateInvitation: {
@@ -1132,11 +1410,28 @@ export interface components {
             /** Format: int32 */
             required_vram_gb: number;
         };
+        /** @description What to publish. */
+        CreateOffering: {
+            /** @description The model id served by the organization's instances. */
+            model_code: string;
+            /**
+             * @description `public` (listed to every organization), `unlisted` (callable once
+             *     accepted by address) or `private` (only through shares).
+             */
+            visibility: string;
+        };
         /** @description A new team organization. */
         CreateOrganization: {
             name: string;
             /** @description Derived from the name when absent. */
             slug?: string | null;
+        };
+        /** @description Whom to share with, and optionally at which price. */
+        CreateShare: {
+            consumer_org_slug: string;
+            /** @description The share's own price (EUR per 1k tokens); both or neither. */
+            input_eur_per_1k?: string | null;
+            output_eur_per_1k?: string | null;
         };
         /** @description A new account created by a platform admin. */
         CreateUser: {
@@ -1152,6 +1447,19 @@ export interface components {
             api_key: components["schemas"]["ApiKey"];
             /** @description The whole key: store it now, it is never shown again. */
             key: string;
+        };
+        /** @description The burn rate of what runs now, and what this month cost so far. */
+        CurrentCost: {
+            instances: components["schemas"]["RunningInstance"][];
+            /** @description Buckets written by the cost job since the first of the month (UTC). */
+            month_to_date_eur: string;
+            per_30_days_eur: string;
+            per_365_days_eur: string;
+            per_day_eur: string;
+            per_hour_eur: string;
+            per_minute_eur: string;
+            /** Format: int64 */
+            running_instances: number;
         };
         /** @description The current organization with the caller's role in it. */
         CurrentOrganization: {
@@ -1434,6 +1742,34 @@ export interface components {
             /** Format: int32 */
             required_vram_gb: number;
         };
+        /** @description A new price version. */
+        NewPrice: {
+            /**
+             * Format: date-time
+             * @description When it takes effect (RFC 3339), default now; never in the past.
+             */
+            effective_at?: string | null;
+            /** @description EUR per 1k input (prompt) tokens, e.g. "0.002". */
+            input_eur_per_1k: string;
+            /** @description EUR per 1k output (completion) tokens. */
+            output_eur_per_1k: string;
+        };
+        /** @description An offering as its provider sees it. */
+        Offering: {
+            /** @description What consumers put in `model`: `org_slug/model_code`. */
+            address: string;
+            /** Format: date-time */
+            created_at: string;
+            economic_active: boolean;
+            /** Format: uuid */
+            id: string;
+            /** @description The offering's price in force now (EUR per 1k tokens), if any. */
+            input_eur_per_1k?: string | null;
+            model_code: string;
+            output_eur_per_1k?: string | null;
+            technical_active: boolean;
+            visibility: string;
+        };
         /**
          * Format: uuid
          * @description Identifies an organization (personal or team).
@@ -1459,12 +1795,58 @@ export interface components {
             sidebar_color?: string | null;
             slug: string;
         };
+        /**
+         * @description The organization's discovery preferences: what its listing of available
+         *     offerings leaves out unless the query says otherwise.
+         */
+        Preferences: {
+            hide_paid: boolean;
+            hide_public: boolean;
+        };
+        /** @description A price version as stored. */
+        PriceVersion: {
+            /** Format: date-time */
+            effective_at: string;
+            /** Format: uuid */
+            id: string;
+            input_eur_per_1k: string;
+            output_eur_per_1k: string;
+            /** Format: uuid */
+            share_id?: string | null;
+        };
         /** @description A cloud provider. */
         Provider: {
             activation: components["schemas"]["Activation"];
             active: boolean;
             code: string;
             name: string;
+        };
+        /** @description One offering's economics over the period. */
+        Recovery: {
+            address: string;
+            /**
+             * @description GPU cost per 1k of all tokens served (6 decimals): the price that
+             *     recovers the cost; none without tokens.
+             */
+            break_even_eur_per_1k?: string | null;
+            /** @description GPU cost of the organization's instances serving the model (EUR, 4 decimals). */
+            gpu_cost_eur: string;
+            /** @description revenue - GPU cost. */
+            margin_eur: string;
+            /** Format: uuid */
+            offering_id: string;
+            /** @description Charged to consumers through shares (EUR, exact). */
+            revenue_eur: string;
+            /**
+             * Format: int64
+             * @description Tokens served through shares.
+             */
+            shared_tokens: number;
+            /**
+             * Format: int64
+             * @description Tokens served by the model in all (own calls too).
+             */
+            total_tokens: number;
         };
         /** @description Body of `POST /auth/refresh`; without it the refresh cookie is used. */
         RefreshRequest: {
@@ -1521,6 +1903,17 @@ export interface components {
         ResetRequest: {
             /** Format: email */
             email: string;
+        };
+        /** @description One running instance and what it costs. */
+        RunningInstance: {
+            /** Format: uuid */
+            instance_id: string;
+            instance_type: string;
+            model_id: string;
+            price_eur_per_hour: string;
+            provider: string;
+            /** Format: date-time */
+            started_at: string;
         };
         /** @description One model's footprint and traffic in the current organization. */
         RuntimeModel: {
@@ -1597,6 +1990,48 @@ export interface components {
         SetActivation: {
             economic?: boolean | null;
             technical?: boolean | null;
+        };
+        /** @description A share as its provider sees it. */
+        Share: {
+            /** Format: date-time */
+            accepted_at?: string | null;
+            consumer_org_slug: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            /** @description The share's own price in force now, if it has one. */
+            input_eur_per_1k?: string | null;
+            /** Format: uuid */
+            offering_id: string;
+            output_eur_per_1k?: string | null;
+            /** @description `active`, `paused` or `revoked`. */
+            status: string;
+        };
+        /** @description A month's chargeback for the current organization. */
+        Statement: {
+            credit_total_eur: string;
+            debit_total_eur: string;
+            lines: components["schemas"]["StatementLine"][];
+            month: string;
+        };
+        /** @description One pair of organizations and one offering in a month. */
+        StatementLine: {
+            address: string;
+            /** @description Exact sum of the rows' charges (EUR). */
+            amount_eur: string;
+            /** Format: int64 */
+            completion_tokens: number;
+            /** @description The other organization. */
+            counterparty_org_slug: string;
+            /** @description `debit` (the current organization consumed) or `credit` (it provided). */
+            direction: string;
+            /** Format: uuid */
+            offering_id: string;
+            /** Format: int64 */
+            prompt_tokens: number;
+            /** Format: int64 */
+            requests: number;
         };
         /** @description Which organization to work in. */
         SwitchOrganization: {
@@ -1705,11 +2140,22 @@ export interface components {
             /** Format: int32 */
             required_vram_gb?: number | null;
         };
+        /** @description The switches to change; absent ones stay. */
+        UpdateOffering: {
+            economic_active?: boolean | null;
+            technical_active?: boolean | null;
+            visibility?: string | null;
+        };
         /** @description Changes to the current organization. */
         UpdateOrganization: {
             name?: string | null;
             /** @description `#rrggbb`, or null to reset. */
             sidebar_color?: string | null;
+        };
+        /** @description The new state of a share. */
+        UpdateShare: {
+            /** @description `active` (resume), `paused` or `revoked` (final). */
+            status: string;
         };
         /** @description Changes to an account. */
         UpdateUser: {
@@ -1723,6 +2169,20 @@ export interface components {
             /** Format: int64 */
             errors: number;
             /** @description The model, the key id, or the day (YYYY-MM-DD), per `group_by`. */
+            group: string;
+            /** Format: int64 */
+            prompt_tokens: number;
+            /** Format: int64 */
+            requests: number;
+        };
+        /** @description The current organization's calls of one group in one time bucket. */
+        UsagePoint: {
+            /** Format: date-time */
+            bucket: string;
+            /** @description Charged through shares (EUR, exact). */
+            charged_eur: string;
+            /** Format: int64 */
+            completion_tokens: number;
             group: string;
             /** Format: int64 */
             prompt_tokens: number;
@@ -2307,6 +2767,208 @@ export interface operations {
                 };
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cost_recovery: {
+        parameters: {
+            query?: {
+                /** @description Start (RFC 3339), default 30 days before `to`. */
+                from?: string | null;
+                /** @description End (RFC 3339, exclusive), default now. */
+                to?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Recovery"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cost_current: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CurrentCost"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cost_series: {
+        parameters: {
+            query?: {
+                /** @description Start (RFC 3339), default 1 day before `to`. */
+                from?: string | null;
+                /** @description End (RFC 3339, exclusive), default now. */
+                to?: string | null;
+                /** @description `minute` (at most 7 days), `hour` (default, at most 366 days) or `day`. */
+                bucket?: string | null;
+                /** @description `none` (default), `provider`, `instance_type`, `model` or `instance`. */
+                group_by?: string | null;
+                /** @description `json` (default) or `csv`. */
+                format?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON, or CSV with format=csv */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CostPoint"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    statements: {
+        parameters: {
+            query?: {
+                /** @description `YYYY-MM` (UTC), default the current month. */
+                month?: string | null;
+                /** @description `json` (default) or `csv`. */
+                format?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON, or CSV of the lines with format=csv */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Statement"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    usage_series: {
+        parameters: {
+            query?: {
+                /** @description Start (RFC 3339), default 30 days before `to`. */
+                from?: string | null;
+                /** @description End (RFC 3339, exclusive), default now. */
+                to?: string | null;
+                /** @description `hour` or `day` (default). */
+                bucket?: string | null;
+                /** @description `model` (default), `api_key` or `user`. */
+                group_by?: string | null;
+                /** @description `json` (default) or `csv`. */
+                format?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON, or CSV with format=csv */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsagePoint"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3217,6 +3879,76 @@ export interface operations {
             };
         };
     };
+    available_offerings: {
+        parameters: {
+            query?: {
+                /** @description Leave out public offerings not shared with the organization. */
+                hide_public?: boolean | null;
+                /** @description Leave out offerings with a price above zero. */
+                hide_paid?: boolean | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Available"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    accept_offering: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description offering id */
+                offering_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Available"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_invitations: {
         parameters: {
             query?: never;
@@ -3438,6 +4170,386 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_preferences: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preferences"];
+                };
+            };
+        };
+    };
+    set_preferences: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Preferences"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preferences"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_offerings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Offering"][];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_offering: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateOffering"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Offering"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_offering: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description offering id */
+                offering_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateOffering"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Offering"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    add_price: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description offering id */
+                offering_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewPrice"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PriceVersion"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_shares: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description offering id */
+                offering_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Share"][];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_share: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description offering id */
+                offering_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateShare"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Share"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_share: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description offering id */
+                offering_id: string;
+                /** @description share id */
+                share_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateShare"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Share"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
             403: {
                 headers: {

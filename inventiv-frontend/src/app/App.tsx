@@ -17,6 +17,10 @@ import { SessionsPage } from '../account/SessionsPage';
 import { CatalogAdminPage } from '../catalog/CatalogAdminPage';
 import { RuntimeModelsPage } from '../runtime/RuntimeModelsPage';
 import { UsagePage } from '../usage/UsagePage';
+import { FinOpsPage } from '../finops/FinOpsPage';
+import { StatementsPage } from '../finops/StatementsPage';
+import { MarketplacePage } from '../offerings/MarketplacePage';
+import { OfferingsPage } from '../offerings/OfferingsPage';
 import { Guard, Layout } from './Layout';
 
 export function App() {
@@ -34,6 +38,10 @@ export function App() {
         <Route path="/playground" element={<PlaygroundPage />} />
         <Route path="/runtime" element={<Guard module="runtime"><RuntimeModelsPage /></Guard>} />
         <Route path="/usage" element={<Guard module="usage"><UsagePage /></Guard>} />
+        <Route path="/finops" element={<Guard module="finops"><FinOpsPage /></Guard>} />
+        <Route path="/statements" element={<Guard module="statements"><StatementsPage /></Guard>} />
+        <Route path="/offerings" element={<Guard module="offerings"><OfferingsPage /></Guard>} />
+        <Route path="/marketplace" element={<MarketplacePage />} />
         <Route path="/catalog" element={<Guard module="catalog"><CatalogPage /></Guard>} />
         <Route path="/members" element={<Guard module="members"><MembersPage /></Guard>} />
         <Route path="/sessions" element={<SessionsPage />} />

@@ -7,7 +7,8 @@ const team = (role: Viewer['role'], isPlatformAdmin = false): Viewer => ({ role,
 describe('modules by role and workspace', () => {
   it('an owner of a team sees every organization module, not the platform one', () => {
     expect(labels(team('owner'))).toEqual([
-      'Dashboard', 'Instances', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Catalog', 'Members', 'Organization', 'Sessions',
+      'Dashboard', 'Instances', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Marketplace',
+      'FinOps', 'Statements', 'Offerings', 'Catalog', 'Members', 'Organization', 'Sessions',
     ]);
   });
   it('a user sees no administration module but the organization page', () => {
@@ -32,6 +33,15 @@ describe('modules by role and workspace', () => {
   });
   it('nothing but public-to-members modules without a role', () => {
     const none: Viewer = { role: undefined, kind: 'team', isPlatformAdmin: false };
-    expect(MODULES.filter((m) => isVisible(m, none)).map((m) => m.id)).toEqual(['dashboard', 'sessions']);
+    expect(MODULES.filter((m) => isVisible(m, none)).map((m) => m.id)).toEqual(['dashboard', 'marketplace', 'sessions']);
+  });
+  it('money (FinOps, statements) for owners and managers; offerings also for admins; the marketplace for all', () => {
+    expect(labels(team('manager'))).toEqual(expect.arrayContaining(['FinOps', 'Statements', 'Offerings', 'Marketplace']));
+    expect(labels(team('admin'))).toContain('Offerings');
+    expect(labels(team('admin'))).not.toContain('FinOps');
+    expect(labels(team('admin'))).not.toContain('Statements');
+    const user = labels(team('user'));
+    expect(user).toContain('Marketplace');
+    for (const hidden of ['FinOps', 'Statements', 'Offerings']) expect(user).not.toContain(hidden);
   });
 });

@@ -13,6 +13,10 @@ export type ModuleId =
   | 'usage'
   | 'playground'
   | 'keys'
+  | 'marketplace'
+  | 'finops'
+  | 'statements'
+  | 'offerings'
   | 'catalog'
   | 'members'
   | 'organization'
@@ -41,6 +45,10 @@ export const MODULES: Module[] = [
   { id: 'usage', to: '/usage', label: 'Usage', section: 'Workspace', anyOf: ['ViewInstances'] },
   { id: 'playground', to: '/playground', label: 'Playground', section: 'Workspace', anyOf: ['UseApiKeys'] },
   { id: 'keys', to: '/keys', label: 'API keys', section: 'Workspace', anyOf: ['UseApiKeys'] },
+  { id: 'marketplace', to: '/marketplace', label: 'Marketplace', section: 'Workspace' },
+  { id: 'finops', to: '/finops', label: 'FinOps', section: 'Administration', anyOf: ['ViewFinOps'] },
+  { id: 'statements', to: '/statements', label: 'Statements', section: 'Administration', anyOf: ['ViewFinOps'] },
+  { id: 'offerings', to: '/offerings', label: 'Offerings', section: 'Administration', anyOf: ['ViewOfferings'] },
   { id: 'catalog', to: '/catalog', label: 'Catalog', section: 'Administration', anyOf: ['ActivateTechnical', 'ActivateEconomic'] },
   { id: 'members', to: '/members', label: 'Members', section: 'Administration', anyOf: ['ManageMembers'], teamOnly: true },
   { id: 'organization', to: '/organization', label: 'Organization', section: 'Administration', anyOf: ['ViewOrganization'] },

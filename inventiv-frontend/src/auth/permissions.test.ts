@@ -1,4 +1,7 @@
-import { assignable, can, canAssign, canRemove } from './permissions';
+// The Rust source itself (vite.config.ts allows reading it): the copy cannot drift unnoticed.
+import rust from '../../../inventiv-common/src/rbac.rs?raw';
+import { assignable, can, canAssign, canRemove, type Action } from './permissions';
+import type { OrgRole } from '../api/types';
 
 describe('permissions (mirror of inventiv-common rbac.rs)', () => {
   it('hides admin modules from users', () => {
@@ -17,5 +20,17 @@ describe('permissions (mirror of inventiv-common rbac.rs)', () => {
     expect(canAssign('manager', null, 'admin')).toBe(false);
     expect(canRemove('admin', 'manager')).toBe(false);
     expect(canRemove('owner', 'owner')).toBe(true);
+  });
+
+  it('is the same matrix as inventiv-common/src/rbac.rs, row for row', () => {
+    const start = rust.indexOf('= &[', rust.indexOf('const MATRIX'));
+    const table = rust.slice(start, rust.indexOf('];', start));
+    const rows = [...table.matchAll(/\((\w+), &\[([\w, ]*)\]\)/g)];
+    expect(rows.length).toBeGreaterThanOrEqual(18);
+    const roles: OrgRole[] = ['owner', 'admin', 'manager', 'user'];
+    for (const [, action, allowed] of rows) {
+      const rustRoles = (allowed ?? '').split(',').map((r: string) => r.trim().toLowerCase()).filter(Boolean);
+      expect({ action, roles: roles.filter((r) => can(r, action as Action)) }).toEqual({ action, roles: rustRoles });
+    }
   });
 });

@@ -15,7 +15,12 @@ export type Action =
   | 'ViewInstances'
   | 'ManageInstances'
   | 'UseApiKeys'
-  | 'ManageAllApiKeys';
+  | 'ManageAllApiKeys'
+  | 'ViewFinOps'
+  | 'ViewOfferings'
+  | 'PublishOfferings'
+  | 'SellOfferings'
+  | 'AcceptShares';
 
 const ALL: OrgRole[] = ['owner', 'admin', 'manager', 'user'];
 
@@ -33,6 +38,11 @@ const MATRIX: Record<Action, OrgRole[]> = {
   ManageInstances: ['owner', 'admin'],
   UseApiKeys: ALL,
   ManageAllApiKeys: ['owner', 'admin'],
+  ViewFinOps: ['owner', 'manager'],
+  ViewOfferings: ['owner', 'admin', 'manager'],
+  PublishOfferings: ['owner', 'admin'],
+  SellOfferings: ['owner', 'manager'],
+  AcceptShares: ['owner', 'manager'],
 };
 
 export function can(role: OrgRole | undefined, action: Action): boolean {

@@ -1,0 +1,126 @@
+// The consumer side of sharing: the offerings available to the current
+// organization (public ones and those shared with it), accepted by a
+// manager before its keys may call them, and the organization's discovery
+// preferences (hide public offerings, hide paid ones).
+import { useMemo, useState } from 'react';
+import type { ColumnDef } from '@tanstack/react-table';
+import type { Available } from '../api/types';
+import { useCan } from '../auth/useMe';
+import { CopyButton } from '../components/CopyButton';
+import { DataTable } from '../components/DataTable';
+import { Card, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
+import { useAcceptOffering, useAvailableOfferings, usePreferences, useSetPreferences } from './api';
+import { priceText } from './prices';
+
+export function MarketplacePage() {
+  const canAccept = useCan('AcceptShares');
+  const available = useAvailableOfferings({});
+  const accept = useAcceptOffering();
+  const [accepting, setAccepting] = useState<string | null>(null);
+  const columns = useMemo<ColumnDef<Available>[]>(
+    () => [
+      {
+        id: 'address',
+        accessorKey: 'address',
+        header: 'Model address',
+        size: 300,
+        cell: ({ row }) => (
+          <span className="row-actions">
+            <code>{row.original.address}</code>
+            <CopyButton text={row.original.address} />
+          </span>
+        ),
+      },
+      { id: 'provider', accessorKey: 'provider_org_slug', header: 'Provider', size: 160 },
+      { id: 'visibility', accessorKey: 'visibility', header: 'Visibility', size: 110 },
+      {
+        id: 'price',
+        header: 'EUR per 1k tokens',
+        size: 220,
+        accessorFn: (a) => a.input_eur_per_1k ?? '',
+        cell: ({ row }) => priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k),
+      },
+      {
+        id: 'status',
+        header: 'Status',
+        size: 130,
+        accessorFn: (a) => (a.accepted ? a.share_status ?? 'active' : 'pending'),
+        cell: ({ row }) => <StatusBadge status={row.original.accepted ? row.original.share_status ?? 'active' : 'not accepted'} />,
+      },
+      {
+        id: 'actions',
+        header: 'Actions',
+        size: 120,
+        enableSorting: false,
+        cell: ({ row }) =>
+          canAccept && !row.original.accepted ? (
+            <button
+              type="button"
+              className="button button-small button-primary"
+              disabled={accept.isPending}
+              aria-label={`Accept ${row.original.address}`}
+              onClick={() => {
+                setAccepting(row.original.address);
+                accept.mutate(row.original.offering_id);
+              }}
+            >
+              Accept
+            </button>
+          ) : null,
+      },
+    ],
+    [canAccept, accept],
+  );
+  return (
+    <>
+      <PageHeader title="Marketplace" />
+      <DiscoveryPreferences />
+      <Card title="Offerings available to this organization">
+        <p className="muted">
+          Call an accepted offering on <code>/v1</code> with this organization&apos;s keys, using its address as the model; each call is charged per token
+          at the price shown.
+        </p>
+        {accept.isError ? (
+          <p className="error" role="alert">
+            {accepting}: {accept.error.message}
+          </p>
+        ) : null}
+        {available.isPending ? <Loading /> : available.isError ? <ErrorMessage error={available.error} /> : available.data.length === 0 ? (
+          <Empty>Nothing is offered to this organization (or the discovery preferences hide it).</Empty>
+        ) : (
+          <DataTable id="available-offerings" label="Available offerings" columns={columns} data={available.data} getRowId={(a) => a.offering_id} />
+        )}
+      </Card>
+    </>
+  );
+}
+
+function DiscoveryPreferences() {
+  const preferences = usePreferences();
+  const set = useSetPreferences();
+  const canSet = useCan('AcceptShares');
+  if (preferences.isPending) return <Loading />;
+  if (preferences.isError) return <ErrorMessage error={preferences.error} />;
+  const p = preferences.data;
+  const toggle = (field: 'hide_public' | 'hide_paid', label: string) => (
+    <label className="checkbox">
+      <input
+        type="checkbox"
+        role="switch"
+        checked={p[field]}
+        disabled={!canSet || set.isPending}
+        onChange={(e) => set.mutate({ ...p, [field]: e.target.checked })}
+      />{' '}
+      {label}
+    </label>
+  );
+  return (
+    <Card title="Discovery preferences">
+      <div className="filters">
+        {toggle('hide_public', 'Hide public offerings')}
+        {toggle('hide_paid', 'Hide paid offerings')}
+      </div>
+      <ErrorMessage error={set.error} />
+    </Card>
+  );
+}

@@ -1,0 +1,318 @@
+// The provider side of sharing: publish a model the organization serves as
+// an offering (`org_slug/model_code`), switch it on technically (owners,
+// admins) and economically (owners, managers), price it with new versions,
+// and share it with other organizations (pause, resume, revoke).
+import { useMemo, useState, type FormEvent } from 'react';
+import { useQuery } from '@tanstack/react-query';
+import type { ColumnDef } from '@tanstack/react-table';
+import { api } from '../api/client';
+import type { Offering, RuntimeModel, Share } from '../api/types';
+import { useCan } from '../auth/useMe';
+import { DataTable } from '../components/DataTable';
+import { Dialog } from '../components/Dialog';
+import { Card, DateText, Empty, ErrorMessage, Field, Loading, PageHeader, SelectField, StatusBadge } from '../components/ui';
+import { priceError, priceText } from './prices';
+import { useCreateShare, useNewPrice, useOfferings, usePublishOffering, useShares, useUpdateOffering, useUpdateShare } from './api';
+
+export const VISIBILITIES = ['private', 'unlisted', 'public'] as const;
+
+export function OfferingsPage() {
+  const offerings = useOfferings();
+  const canPublish = useCan('PublishOfferings');
+  const canSell = useCan('SellOfferings');
+  const update = useUpdateOffering();
+  const [publishing, setPublishing] = useState(false);
+  const [pricing, setPricing] = useState<Offering | null>(null);
+  const [selected, setSelected] = useState<string | null>(null);
+  const current = offerings.data?.find((o) => o.id === selected) ?? null;
+  const columns = useMemo<ColumnDef<Offering>[]>(
+    () => [
+      { id: 'address', accessorKey: 'address', header: 'Address', size: 230 },
+      {
+        id: 'visibility',
+        accessorKey: 'visibility',
+        header: 'Visibility',
+        size: 120,
+        cell: ({ row }) => (
+          <select
+            aria-label={`Visibility of ${row.original.address}`}
+            value={row.original.visibility}
+            disabled={!canPublish || update.isPending}
+            onChange={(e) => update.mutate({ id: row.original.id, body: { visibility: e.target.value } })}
+          >
+            {VISIBILITIES.map((v) => (
+              <option key={v}>{v}</option>
+            ))}
+          </select>
+        ),
+      },
+      {
+        id: 'technical',
+        accessorKey: 'technical_active',
+        header: 'Technical',
+        size: 110,
+        cell: ({ row }) => (
+          <input
+            type="checkbox"
+            role="switch"
+            aria-label={`Technical activation of ${row.original.address}`}
+            checked={row.original.technical_active}
+            disabled={!canPublish || update.isPending}
+            onChange={(e) => update.mutate({ id: row.original.id, body: { technical_active: e.target.checked } })}
+          />
+        ),
+      },
+      {
+        id: 'economic',
+        accessorKey: 'economic_active',
+        header: 'Economic',
+        size: 110,
+        cell: ({ row }) => (
+          <input
+            type="checkbox"
+            role="switch"
+            aria-label={`Economic activation of ${row.original.address}`}
+            checked={row.original.economic_active}
+            disabled={!canSell || update.isPending}
+            onChange={(e) => update.mutate({ id: row.original.id, body: { economic_active: e.target.checked } })}
+          />
+        ),
+      },
+      {
+        id: 'price',
+        header: 'EUR per 1k tokens',
+        size: 190,
+        accessorFn: (o) => o.input_eur_per_1k ?? '',
+        cell: ({ row }) => priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k),
+      },
+      { id: 'created', accessorKey: 'created_at', header: 'Published', size: 140, cell: ({ row }) => <DateText value={row.original.created_at} /> },
+      {
+        id: 'actions',
+        header: 'Actions',
+        size: 170,
+        enableSorting: false,
+        cell: ({ row }) => (
+          <span className="row-actions">
+            {canSell ? (
+              <button type="button" className="button button-small" onClick={() => setPricing(row.original)} aria-label={`New price for ${row.original.address}`}>
+                New price
+              </button>
+            ) : null}
+            <button type="button" className="button button-small" onClick={() => setSelected(row.original.id)} aria-label={`Shares of ${row.original.address}`}>
+              Shares
+            </button>
+          </span>
+        ),
+      },
+    ],
+    [canPublish, canSell, update],
+  );
+  return (
+    <>
+      <PageHeader title="Offerings">
+        {canPublish ? (
+          <button type="button" className="button button-primary" onClick={() => setPublishing(true)}>
+            Publish a model
+          </button>
+        ) : null}
+      </PageHeader>
+      <Card title="Models this organization offers">
+        <ErrorMessage error={update.error} />
+        {offerings.isPending ? <Loading /> : offerings.isError ? <ErrorMessage error={offerings.error} /> : offerings.data.length === 0 ? (
+          <Empty>Nothing published yet: publish a model your instances serve, then share it.</Empty>
+        ) : (
+          <DataTable id="offerings" label="Offerings" columns={columns} data={offerings.data} getRowId={(o) => o.id} />
+        )}
+      </Card>
+      {current ? <SharesCard offering={current} canSell={canSell} /> : null}
+      <Dialog title="Publish a model" open={publishing} onClose={() => setPublishing(false)}>
+        {publishing ? <PublishForm onDone={() => setPublishing(false)} /> : null}
+      </Dialog>
+      <Dialog title="New price" open={pricing !== null} onClose={() => setPricing(null)}>
+        {pricing ? <PriceForm offering={pricing} onDone={() => setPricing(null)} /> : null}
+      </Dialog>
+    </>
+  );
+}
+
+function PublishForm({ onDone }: { onDone: () => void }) {
+  const publish = usePublishOffering();
+  const runtime = useQuery({
+    queryKey: ['runtime-models', 24],
+    queryFn: () => api<RuntimeModel[]>('/runtime/models', { query: { hours: 24 } }),
+  });
+  const [model, setModel] = useState('');
+  const [visibility, setVisibility] = useState<string>('private');
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    publish.mutate({ model_code: model.trim(), visibility }, { onSuccess: onDone });
+  };
+  return (
+    <form className="form" onSubmit={submit} aria-label="Publish a model">
+      <Field
+        label="Model"
+        list="offering-models"
+        value={model}
+        required
+        onChange={(e) => setModel(e.target.value)}
+        hint="A model your instances serve; it is addressed as your-organization/model."
+      />
+      <datalist id="offering-models">
+        {(runtime.data ?? []).map((m) => (
+          <option key={m.model} value={m.model} />
+        ))}
+      </datalist>
+      <SelectField label="Visibility" value={visibility} onChange={(e) => setVisibility(e.target.value)} hint="private: only through shares; unlisted: by address once accepted; public: listed to everyone.">
+        {VISIBILITIES.map((v) => (
+          <option key={v}>{v}</option>
+        ))}
+      </SelectField>
+      <ErrorMessage error={publish.error} />
+      <div className="form-actions">
+        <button type="button" className="button" onClick={onDone}>
+          Cancel
+        </button>
+        <button type="submit" className="button button-primary" disabled={publish.isPending || !model.trim()}>
+          Publish
+        </button>
+      </div>
+    </form>
+  );
+}
+
+function PriceForm({ offering, onDone }: { offering: Offering; onDone: () => void }) {
+  const price = useNewPrice();
+  const [input, setInput] = useState(offering.input_eur_per_1k ?? '');
+  const [output, setOutput] = useState(offering.output_eur_per_1k ?? '');
+  const [effective, setEffective] = useState('');
+  const invalid = priceError(input, output);
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    const body = {
+      input_eur_per_1k: input.trim(),
+      output_eur_per_1k: output.trim(),
+      effective_at: effective ? new Date(effective).toISOString() : null,
+    };
+    price.mutate({ id: offering.id, body }, { onSuccess: onDone });
+  };
+  return (
+    <form className="form" onSubmit={submit} aria-label={`New price for ${offering.address}`}>
+      <p className="muted">
+        {offering.address}: a new version; calls made before it takes effect keep their price.
+      </p>
+      <Field label="Input EUR per 1k tokens" inputMode="decimal" value={input} required onChange={(e) => setInput(e.target.value)} />
+      <Field label="Output EUR per 1k tokens" inputMode="decimal" value={output} required onChange={(e) => setOutput(e.target.value)} />
+      <Field label="Effective at (optional)" type="datetime-local" value={effective} onChange={(e) => setEffective(e.target.value)} hint="Now when empty; never in the past." />
+      {input && output && invalid ? <p className="error">{invalid}</p> : null}
+      <ErrorMessage error={price.error} />
+      <div className="form-actions">
+        <button type="button" className="button" onClick={onDone}>
+          Cancel
+        </button>
+        <button type="submit" className="button button-primary" disabled={price.isPending || invalid !== null}>
+          Save price
+        </button>
+      </div>
+    </form>
+  );
+}
+
+function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolean }) {
+  const shares = useShares(offering.id);
+  const update = useUpdateShare(offering.id);
+  const columns = useMemo<ColumnDef<Share>[]>(
+    () => [
+      { id: 'consumer', accessorKey: 'consumer_org_slug', header: 'Organization', size: 180 },
+      { id: 'status', accessorKey: 'status', header: 'Status', size: 110, cell: ({ row }) => <StatusBadge status={row.original.status} /> },
+      { id: 'accepted', accessorKey: 'accepted_at', header: 'Accepted', size: 180, cell: ({ row }) => <DateText value={row.original.accepted_at} /> },
+      {
+        id: 'price',
+        header: 'Own EUR per 1k tokens',
+        size: 220,
+        accessorFn: (s) => s.input_eur_per_1k ?? '',
+        cell: ({ row }) => (row.original.input_eur_per_1k ? priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k) : "the offering's"),
+      },
+      {
+        id: 'actions',
+        header: 'Actions',
+        size: 220,
+        enableSorting: false,
+        cell: ({ row }) => {
+          const s = row.original;
+          if (!canSell || s.status === 'revoked') return null;
+          const set = (status: string) => update.mutate({ id: s.id, body: { status } });
+          return (
+            <span className="row-actions">
+              {s.status === 'paused' ? (
+                <button type="button" className="button button-small" onClick={() => set('active')} disabled={update.isPending} aria-label={`Resume the share with ${s.consumer_org_slug}`}>
+                  Resume
+                </button>
+              ) : (
+                <button type="button" className="button button-small" onClick={() => set('paused')} disabled={update.isPending} aria-label={`Pause the share with ${s.consumer_org_slug}`}>
+                  Pause
+                </button>
+              )}
+              <button
+                type="button"
+                className="button button-small button-danger"
+                disabled={update.isPending}
+                aria-label={`Revoke the share with ${s.consumer_org_slug}`}
+                onClick={() => {
+                  if (window.confirm(`Revoke ${s.consumer_org_slug}'s access to ${offering.address}? This is final.`)) set('revoked');
+                }}
+              >
+                Revoke
+              </button>
+            </span>
+          );
+        },
+      },
+    ],
+    [canSell, update, offering.address],
+  );
+  return (
+    <Card title={`Shares of ${offering.address}`}>
+      {canSell ? <ShareForm offeringId={offering.id} /> : null}
+      <ErrorMessage error={update.error} />
+      {shares.isPending ? <Loading /> : shares.isError ? <ErrorMessage error={shares.error} /> : shares.data.length === 0 ? (
+        <Empty>Not shared with anyone yet.</Empty>
+      ) : (
+        <DataTable id="offering-shares" label="Shares" columns={columns} data={shares.data} getRowId={(s) => s.id} />
+      )}
+    </Card>
+  );
+}
+
+function ShareForm({ offeringId }: { offeringId: string }) {
+  const create = useCreateShare(offeringId);
+  const [slug, setSlug] = useState('');
+  const [input, setInput] = useState('');
+  const [output, setOutput] = useState('');
+  const priced = input !== '' || output !== '';
+  const invalid = priced ? priceError(input, output) : null;
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    const body = priced
+      ? { consumer_org_slug: slug.trim(), input_eur_per_1k: input.trim(), output_eur_per_1k: output.trim() }
+      : { consumer_org_slug: slug.trim() };
+    create.mutate(body, {
+      onSuccess: () => {
+        setSlug('');
+        setInput('');
+        setOutput('');
+      },
+    });
+  };
+  return (
+    <form className="form form-inline" onSubmit={submit} aria-label="Share with an organization">
+      <Field label="Organization slug" value={slug} required onChange={(e) => setSlug(e.target.value)} />
+      <Field label="Its input EUR per 1k (optional)" inputMode="decimal" value={input} onChange={(e) => setInput(e.target.value)} />
+      <Field label="Its output EUR per 1k (optional)" inputMode="decimal" value={output} onChange={(e) => setOutput(e.target.value)} />
+      <button type="submit" className="button button-primary" disabled={create.isPending || !slug.trim() || invalid !== null}>
+        Share
+      </button>
+      {invalid ? <p className="error">{invalid}</p> : null}
+      <ErrorMessage error={create.error} />
+    </form>
+  );
+}
