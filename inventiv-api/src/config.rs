@@ -46,7 +46,10 @@ pub struct Config {
     pub admin_email: Option<String>,
     pub admin_password: Option<SecretString>,
     pub jwt_secret: SecretString,
-    pub encryption_key: SecretString,
+    /// Keys that encrypt provider credentials (current and previous).
+    pub keyring: std::sync::Arc<inventiv_store::crypto::Keyring>,
+    /// Scaleway's API (a fake in tests).
+    pub scaleway_api_url: String,
     pub open_signup: bool,
     pub access_token_ttl: Duration,
     pub session_ttl: Duration,
@@ -163,6 +166,12 @@ impl Config {
                 "INVENTIV_ENCRYPTION_KEY must differ from INVENTIV_JWT_SECRET".into(),
             ));
         }
+        let keyring = inventiv_store::crypto::Keyring::from_hex(
+            &encryption_key,
+            env.parse("INVENTIV_ENCRYPTION_KEY_VERSION", 1i32)?,
+            env.get("INVENTIV_ENCRYPTION_KEY_PREVIOUS").as_deref(),
+        )
+        .map_err(|e| ConfigError(format!("INVENTIV_ENCRYPTION_KEY*: {e}")))?;
         let smtp = match env.get("SMTP_HOST") {
             None => None,
             Some(host) => Some(SmtpConfig {
@@ -206,7 +215,8 @@ impl Config {
                 .or_else(|| Some("admin@inventiv.local".into())),
             admin_password: env.get("INVENTIV_ADMIN_PASSWORD").map(SecretString::from),
             jwt_secret: jwt_secret.into(),
-            encryption_key: encryption_key.into(),
+            keyring: std::sync::Arc::new(keyring),
+            scaleway_api_url: env.or("INVENTIV_SCALEWAY_API_URL", "https://api.scaleway.com"),
             open_signup: env.flag("INVENTIV_OPEN_SIGNUP", false)?,
             access_token_ttl: secs("INVENTIV_ACCESS_TOKEN_TTL_SECS", 900)?,
             session_ttl: Duration::from_secs(

@@ -97,6 +97,9 @@ pub enum Action {
     UseApiKeys,
     /// See and manage every API key of the organization.
     ManageAllApiKeys,
+    /// Set, verify and remove the organization's cloud provider
+    /// credentials; read its reconciliation reports.
+    ManageProviders,
 }
 
 use Action::*;
@@ -117,6 +120,7 @@ const MATRIX: &[(Action, &[OrgRole])] = &[
     (ManageInstances, &[Owner, Admin]),
     (UseApiKeys, &[Owner, Admin, Manager, User]),
     (ManageAllApiKeys, &[Owner, Admin]),
+    (ManageProviders, &[Owner, Admin]),
 ];
 
 /// Whether `role` may perform `action`.
@@ -193,6 +197,7 @@ mod tests {
             ManageInstances,
             UseApiKeys,
             ManageAllApiKeys,
+            ManageProviders,
         ] {
             assert!(MATRIX.iter().any(|(a, _)| *a == action), "{action:?}");
             assert!(can(Owner, action), "owner can do everything: {action:?}");

@@ -17,6 +17,7 @@ pub mod members;
 pub mod metrics;
 pub mod organizations;
 pub mod password_reset;
+pub mod provider_credentials;
 pub mod sessions;
 pub mod usage;
 pub mod users;
@@ -47,6 +48,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(metrics::router())
         .merge(api_keys::router())
+        .merge(provider_credentials::router())
         .merge(usage::router())
         .merge(crate::proxy::router())
 }
