@@ -9,8 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 /// The JWT secret used when none is configured. Refused in production.
 pub const DEV_JWT_SECRET: &str = "inventiv-development-jwt-secret-do-not-use-in-production";
 /// The credentials encryption key used when none is configured. Refused in production.
-pub const DEV_ENCRYPTION_KEY: &str =
-    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+pub const DEV_ENCRYPTION_KEY: &str = inventiv_store::crypto::DEV_KEY;
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

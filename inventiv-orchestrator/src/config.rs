@@ -3,7 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use inventiv_store::crypto::{Keyring, DEV_KEY};
 
 /// Everything the orchestrator needs to know.
 #[derive(Debug, Clone)]
@@ -36,6 +39,10 @@ pub struct Config {
     /// The agent bundle and the bootstrap script installed on nodes.
     pub agent_bundle: PathBuf,
     pub bootstrap_script: PathBuf,
+    /// Keys that decrypt organizations' provider credentials (the API's).
+    pub keyring: Arc<Keyring>,
+    /// Scaleway's API (a fake in tests).
+    pub scaleway_api_url: String,
 }
 
 fn var(key: &str) -> Option<String> {
@@ -94,6 +101,16 @@ impl Config {
                 || PathBuf::from("inventiv-worker/bootstrap.sh"),
                 PathBuf::from,
             ),
+            keyring: Arc::new(
+                Keyring::from_hex(
+                    &var("INVENTIV_ENCRYPTION_KEY").unwrap_or_else(|| DEV_KEY.into()),
+                    parse("INVENTIV_ENCRYPTION_KEY_VERSION", 1i32)?,
+                    var("INVENTIV_ENCRYPTION_KEY_PREVIOUS").as_deref(),
+                )
+                .map_err(|e| anyhow::anyhow!("INVENTIV_ENCRYPTION_KEY*: {e}"))?,
+            ),
+            scaleway_api_url: var("INVENTIV_SCALEWAY_API_URL")
+                .unwrap_or_else(|| "https://api.scaleway.com".into()),
             state_dir,
         })
     }

@@ -11,6 +11,7 @@ use inventiv_providers::CloudProvider;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
+use crate::clouds::{CloudError, Clouds};
 use crate::config::Config;
 use crate::ssh::Ssh;
 
@@ -27,7 +28,10 @@ pub struct Orchestrator {
     pub db: PgPool,
     pub redis: redis::aio::ConnectionManager,
     pub config: Config,
+    /// Platform-wide providers (the mock one).
     pub providers: HashMap<&'static str, Arc<dyn CloudProvider>>,
+    /// Cloud providers per organization, from its credentials.
+    pub clouds: Clouds,
     pub ssh: Ssh,
     pub http: reqwest::Client,
     pub bundle: Bundle,
@@ -119,7 +123,17 @@ impl Orchestrator {
             .connect_timeout(Duration::from_secs(3))
             .no_proxy()
             .build()?;
+        let cloud_http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        let scaleway = inventiv_providers::scaleway::Settings {
+            base_url: config.scaleway_api_url.clone(),
+            ..Default::default()
+        };
+        let clouds = Clouds::new(config.keyring.clone(), scaleway, cloud_http);
         Ok(Orchestrator {
+            clouds,
             db,
             redis,
             config,
@@ -131,8 +145,16 @@ impl Orchestrator {
         })
     }
 
-    /// The provider an instance runs on.
-    pub fn provider(&self, code: &str) -> Option<Arc<dyn CloudProvider>> {
-        self.providers.get(code).cloned()
+    /// The provider an instance of `org` runs on: the platform's for the
+    /// mock, the organization's own credentials for a cloud.
+    pub async fn provider(
+        &self,
+        code: &str,
+        org: uuid::Uuid,
+    ) -> Result<Arc<dyn CloudProvider>, CloudError> {
+        match self.providers.get(code) {
+            Some(p) => Ok(p.clone()),
+            None => self.clouds.get(&self.db, code, org).await,
+        }
     }
 }

@@ -31,8 +31,11 @@ fn new_token() -> (String, Vec<u8>) {
 
 /// Runs the bootstrap once.
 pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
-    let (Some(provider), Some(id)) = (o.provider(&inst.provider), inst.provider_server_id.clone())
-    else {
+    let provider = o
+        .provider(&inst.provider, inst.organization_id)
+        .await
+        .map_err(|e| StepError::Other(e.to_string()))?;
+    let Some(id) = inst.provider_server_id.clone() else {
         return Err(StepError::Other("installing without a server".into()));
     };
     let server = provider

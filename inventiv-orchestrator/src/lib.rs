@@ -4,6 +4,7 @@
 
 pub mod agent_info;
 pub mod bootstrap;
+pub mod clouds;
 pub mod config;
 pub mod consumer;
 pub mod engine;
@@ -16,6 +17,7 @@ pub mod reconcile;
 pub mod ssh;
 pub mod steps;
 pub mod terminate;
+pub mod volumes;
 
 use std::sync::Arc;
 

@@ -13,6 +13,7 @@ use inventiv_store::instances::{apply, Change};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::clouds::CloudError;
 use crate::engine::Orchestrator;
 use crate::events;
 
@@ -183,16 +184,21 @@ fn provider_error(e: &inventiv_providers::ProviderError) -> &'static str {
 
 /// `provisioning`: create (or adopt) the server, power it on.
 pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
-    let Some(provider) = o.provider(&inst.provider) else {
-        move_to(
-            o,
-            inst,
-            InstanceStatus::ProvisioningFailed,
-            Some(("PROVIDER_NOT_CONFIGURED", "no such provider here")),
-            "orchestrator",
-        )
-        .await?;
-        return Ok(Outcome::Idle);
+    // Without usable credentials nothing is created: the instance fails here.
+    let provider = match o.provider(&inst.provider, inst.organization_id).await {
+        Ok(p) => p,
+        Err(CloudError::Db(e)) => return Err(e.into()),
+        Err(e) => {
+            move_to(
+                o,
+                inst,
+                InstanceStatus::ProvisioningFailed,
+                Some((e.code(), &e.to_string())),
+                "orchestrator",
+            )
+            .await?;
+            return Ok(Outcome::Idle);
+        }
     };
     let server_id = match &inst.provider_server_id {
         Some(id) => id.clone(),
@@ -263,6 +269,11 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         zone: inst.zone.clone(),
         provider_id: server_id.clone(),
     };
+    if let Some(outcome) =
+        crate::volumes::prepare(o, inst, provider.as_ref(), reference.clone()).await?
+    {
+        return Ok(outcome);
+    }
     let log = log(o, inst);
     let step = log.start("PROVIDER_START").await?;
     match provider.start_server(reference).await {
@@ -301,8 +312,11 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
 
 /// `booting`: wait for the server to run and have an address.
 pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
-    let (Some(provider), Some(id)) = (o.provider(&inst.provider), inst.provider_server_id.clone())
-    else {
+    let provider = o
+        .provider(&inst.provider, inst.organization_id)
+        .await
+        .map_err(|e| StepError::Other(e.to_string()))?;
+    let Some(id) = inst.provider_server_id.clone() else {
         return Err(StepError::Other("booting without a server".into()));
     };
     let server = provider

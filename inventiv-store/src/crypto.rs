@@ -9,6 +9,10 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use uuid::Uuid;
 
+/// The development key used when none is configured (the API refuses it
+/// in production).
+pub const DEV_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
 /// Why a key could not be built or a ciphertext opened.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {

@@ -118,6 +118,8 @@ pub struct Stack {
     pub prefix: String,
     pub state_dir: PathBuf,
     pub bundle: PathBuf,
+    /// The Scaleway API of in-process orchestrators (a fake, or nothing).
+    pub scaleway_url: String,
     shutdown: CancellationToken,
     spawned: AtomicUsize,
 }
@@ -194,6 +196,7 @@ impl Stack {
             prefix,
             state_dir,
             bundle,
+            scaleway_url: "http://127.0.0.1:9".into(),
             shutdown,
             spawned: AtomicUsize::new(0),
         }
@@ -219,6 +222,11 @@ impl Stack {
             worker_heartbeat: Duration::from_secs(1),
             agent_bundle: self.bundle.clone(),
             bootstrap_script: repo().join("inventiv-worker/bootstrap.sh"),
+            keyring: Arc::new(
+                inventiv_store::crypto::Keyring::from_hex(inventiv_store::crypto::DEV_KEY, 1, None)
+                    .unwrap(),
+            ),
+            scaleway_api_url: self.scaleway_url.clone(),
         };
         let bundle = engine::bundle(config.agent_bundle.clone(), config.bootstrap_script.clone())
             .await
