@@ -49,6 +49,8 @@ pub struct Config {
     pub keyring: std::sync::Arc<inventiv_store::crypto::Keyring>,
     /// Scaleway's API (a fake in tests).
     pub scaleway_api_url: String,
+    /// The orchestrator's orphan grace window (for reconciliation reports).
+    pub orphan_grace: Duration,
     pub open_signup: bool,
     pub access_token_ttl: Duration,
     pub session_ttl: Duration,
@@ -216,6 +218,7 @@ impl Config {
             jwt_secret: jwt_secret.into(),
             keyring: std::sync::Arc::new(keyring),
             scaleway_api_url: env.or("INVENTIV_SCALEWAY_API_URL", "https://api.scaleway.com"),
+            orphan_grace: secs("INVENTIV_ORPHAN_GRACE_SECS", 1800)?,
             open_signup: env.flag("INVENTIV_OPEN_SIGNUP", false)?,
             access_token_ttl: secs("INVENTIV_ACCESS_TOKEN_TTL_SECS", 900)?,
             session_ttl: Duration::from_secs(

@@ -43,6 +43,10 @@ pub struct Config {
     pub keyring: Arc<Keyring>,
     /// Scaleway's API (a fake in tests).
     pub scaleway_api_url: String,
+    /// How often cloud resources are compared with the database.
+    pub cloud_reconcile_interval: Duration,
+    /// A tagged resource without a live instance is deleted once this old.
+    pub orphan_grace: Duration,
 }
 
 fn var(key: &str) -> Option<String> {
@@ -111,6 +115,10 @@ impl Config {
             ),
             scaleway_api_url: var("INVENTIV_SCALEWAY_API_URL")
                 .unwrap_or_else(|| "https://api.scaleway.com".into()),
+            cloud_reconcile_interval: Duration::from_secs(
+                parse("INVENTIV_CLOUD_RECONCILE_INTERVAL_SECS", 300u64)?.max(1),
+            ),
+            orphan_grace: Duration::from_secs(parse("INVENTIV_ORPHAN_GRACE_SECS", 1800u64)?),
             state_dir,
         })
     }

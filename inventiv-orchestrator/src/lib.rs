@@ -4,6 +4,7 @@
 
 pub mod agent_info;
 pub mod bootstrap;
+pub mod cloud_reconcile;
 pub mod clouds;
 pub mod config;
 pub mod consumer;
@@ -38,8 +39,10 @@ pub async fn run(o: Arc<engine::Orchestrator>, shutdown: CancellationToken) {
         tasks.clone(),
         shutdown.clone(),
     ));
+    let clouds = tokio::spawn(cloud_reconcile::run(o.clone(), shutdown.clone()));
     reconcile::run(o, active, tasks.clone(), shutdown).await;
     let _ = consumer.await;
+    let _ = clouds.await;
     tasks.close();
     tasks.wait().await;
 }

@@ -3,6 +3,10 @@
 //! token of the instance's organization; the Scaleway steps run in order
 //! (create, root volume grown to the model's size, power-on, address);
 //! the volumes are recorded; terminating deletes the servers and volumes.
+//! Then the leak tests: cloud reconciliation deletes tagged orphans older
+//! than the grace window and nothing else, cleans up after a create whose
+//! answer was lost, and retries refused deletions with backoff; the API's
+//! dry-run report shows the same verdicts.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,14 +20,18 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use inventiv_testkit::fake_scaleway::FakeScaleway;
+use inventiv_orchestrator::cloud_reconcile::{reconcile_org, Backoff};
+use inventiv_providers::reconcile::Kind;
+use inventiv_providers::{tags, CreateServer};
+use inventiv_testkit::fake_scaleway::{FakeScaleway, Faults};
 use serde_json::{json, Value};
 use support::{poll, Stack, MODEL};
 use uuid::Uuid;
 
 /// A team organization with the Scaleway catalog items activated and its
-/// own credentials (accepted by the fake); returns (token, secret key).
-async fn scaleway_team(h: &Stack, name: &str, fake: &FakeScaleway) -> (String, String) {
+/// own credentials (accepted by the fake); returns (token, secret key,
+/// project id).
+async fn scaleway_team(h: &Stack, name: &str, fake: &FakeScaleway) -> (String, String, String) {
     let res = h
         .http
         .post(format!("{}/auth/login", h.api))
@@ -80,7 +88,7 @@ async fn scaleway_team(h: &Stack, name: &str, fake: &FakeScaleway) -> (String, S
         )
         .await;
     assert_eq!(s, 200, "{body}");
-    (token, secret)
+    (token, secret, project.to_string())
 }
 
 async fn deploy(h: &Stack, token: &str) -> Uuid {
@@ -113,11 +121,10 @@ async fn two_organizations_provision_and_terminate_with_their_own_tokens() {
         Duration::from_millis(200),
     )
     .await;
-    let mut h = Stack::start().await;
-    h.scaleway_url = fake.url.clone();
+    let h = Stack::start_with_scaleway(&fake.url).await;
     h.in_process(Ipv4Addr::new(127, 0, 141, 1)).await;
-    let (token_a, secret_a) = scaleway_team(&h, "Scaleway A", &fake).await;
-    let (token_b, secret_b) = scaleway_team(&h, "Scaleway B", &fake).await;
+    let (token_a, secret_a, _) = scaleway_team(&h, "Scaleway A", &fake).await;
+    let (token_b, secret_b, _) = scaleway_team(&h, "Scaleway B", &fake).await;
     let (a, b) = (deploy(&h, &token_a).await, deploy(&h, &token_b).await);
 
     let steps = [
@@ -227,4 +234,235 @@ async fn two_organizations_provision_and_terminate_with_their_own_tokens() {
             .await
             .unwrap();
     assert_eq!(left, 0);
+}
+
+/// An instance row of the organization, in `status`.
+async fn instance(h: &Stack, org: Uuid, status: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO instances (id, organization_id, name, provider, zone, instance_type, model_id, status)
+         VALUES ($1, $2, 'leak-test', 'scaleway', 'fr-par-2', 'L4-1-24G', $3, $4)",
+    )
+    .bind(id)
+    .bind(org)
+    .bind(MODEL)
+    .bind(status)
+    .execute(&h.db)
+    .await
+    .unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
+    let fake =
+        FakeScaleway::start(IpAddr::V4(Ipv4Addr::new(127, 0, 140, 20)), Duration::ZERO).await;
+    let h = Stack::start_with_scaleway(&fake.url).await;
+    let o = h.in_process(Ipv4Addr::new(127, 0, 142, 1)).await;
+    let (token, _, project) = scaleway_team(&h, "Leaks", &fake).await;
+    let org: Uuid = sqlx::query_scalar("SELECT organization_id FROM provider_credentials")
+        .fetch_one(&h.db)
+        .await
+        .unwrap();
+    let live = instance(&h, org, "ready").await;
+    let finished = instance(&h, org, "terminated").await;
+    let ours = |i: Uuid| tags::standard(i, org);
+    let (old, young) = (Duration::from_secs(7200), Duration::from_secs(60));
+    let table: Vec<(&str, Kind, Vec<String>, Duration, bool)> = vec![
+        (
+            "orphan server, old",
+            Kind::Server,
+            ours(Uuid::new_v4()),
+            old,
+            true,
+        ),
+        (
+            "orphan server, young",
+            Kind::Server,
+            ours(Uuid::new_v4()),
+            young,
+            false,
+        ),
+        (
+            "server of a terminated instance",
+            Kind::Server,
+            ours(finished),
+            old,
+            true,
+        ),
+        (
+            "server of a live instance",
+            Kind::Server,
+            ours(live),
+            old,
+            false,
+        ),
+        (
+            "untagged server",
+            Kind::Server,
+            vec!["customer-vm".into()],
+            old,
+            false,
+        ),
+        (
+            "another organization's server",
+            Kind::Server,
+            tags::standard(Uuid::new_v4(), Uuid::new_v4()),
+            old,
+            false,
+        ),
+        (
+            "orphan volume, old",
+            Kind::Volume,
+            ours(Uuid::new_v4()),
+            old,
+            true,
+        ),
+        (
+            "orphan volume, young",
+            Kind::Volume,
+            ours(Uuid::new_v4()),
+            young,
+            false,
+        ),
+        ("untagged volume", Kind::Volume, Vec::new(), old, false),
+        (
+            "volume of a live instance",
+            Kind::Volume,
+            ours(live),
+            old,
+            false,
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (what, kind, tags, age, _) in &table {
+        let id = match kind {
+            Kind::Server => fake.insert_server(&project, "fr-par-2", tags, *age),
+            Kind::Volume => fake.insert_volume(&project, "fr-par-2", tags, *age),
+        };
+        ids.push((*what, id));
+    }
+    let root_of = |server: &str| -> Option<String> {
+        fake.servers()
+            .into_iter()
+            .find(|s| s.id == server)
+            .map(|s| s.volume_ids[0].clone())
+    };
+    let roots: Vec<Option<String>> = ids.iter().map(|(_, id)| root_of(id)).collect();
+
+    // The dry run shows the verdicts and deletes nothing.
+    let (status, report) = h
+        .call(
+            reqwest::Method::GET,
+            "/providers/scaleway/reconciliation",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let verdict = |id: &str| -> Option<String> {
+        report["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["provider_id"] == id)
+            .map(|r| r["verdict"].as_str().unwrap().to_owned())
+    };
+    for ((what, id), (_, _, tags, _, deleted)) in ids.iter().zip(&table) {
+        match (tags.iter().any(|t| t == tags::MANAGED), verdict(id)) {
+            (false, v) => assert_eq!(v, None, "{what}: untagged resources are not even listed"),
+            (true, Some(v)) => assert_eq!(v == "delete", *deleted, "{what}: {v}"),
+            (true, None) => panic!("{what} missing from the report: {report}"),
+        }
+    }
+    assert_eq!(fake.servers().len(), 6, "a dry run deletes nothing");
+
+    let backoff = Backoff::default();
+    let grace = Duration::from_secs(1800);
+    let pass = reconcile_org(&o, &backoff, "scaleway", org, grace)
+        .await
+        .unwrap();
+    assert!(pass.failed.is_empty(), "{pass:?}");
+    let servers: Vec<String> = fake.servers().into_iter().map(|s| s.id).collect();
+    let volumes: Vec<String> = fake.volumes().into_iter().map(|v| v.id).collect();
+    for (((what, id), (_, kind, _, _, deleted)), root) in ids.iter().zip(&table).zip(&roots) {
+        let exists = match kind {
+            Kind::Server => servers.contains(id),
+            Kind::Volume => volumes.contains(id),
+        };
+        assert_eq!(exists, !deleted, "{what}");
+        if let Some(root) = root {
+            assert_eq!(volumes.contains(root), !deleted, "root volume of {what}");
+        }
+    }
+
+    // A create whose answer was lost (5xx) leaves a tagged server that no
+    // instance knows: once past the grace window it goes, with its volume.
+    let provider = o.provider("scaleway", org).await.unwrap();
+    fake.set_faults(Faults {
+        fail_after_create: 1,
+        ..Faults::default()
+    });
+    let lost = Uuid::new_v4();
+    let request = CreateServer {
+        instance_id: lost,
+        organization_id: org,
+        zone: "fr-par-2".into(),
+        instance_type: "L4-1-24G".into(),
+        name: "lost".into(),
+        image: None,
+        tags: Vec::new(),
+    };
+    assert!(provider.create_server(request).await.is_err());
+    let lost_server = fake
+        .servers()
+        .into_iter()
+        .find(|s| s.tags.contains(&tags::instance(lost)))
+        .unwrap();
+    // Its root volume was never tagged (the answer naming it was lost).
+    let lost_root = lost_server.volume_ids[0].clone();
+    let lost_left = |fake: &FakeScaleway| {
+        fake.servers()
+            .iter()
+            .filter(|s| s.id == lost_server.id)
+            .count()
+            + fake.volumes().iter().filter(|v| v.id == lost_root).count()
+    };
+    assert_eq!(lost_left(&fake), 2, "the server and its root volume exist");
+    reconcile_org(&o, &backoff, "scaleway", org, grace)
+        .await
+        .unwrap();
+    assert_eq!(lost_left(&fake), 2, "inside the grace window it is kept");
+    reconcile_org(&o, &backoff, "scaleway", org, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(lost_left(&fake), 0, "no orphan is left");
+    assert_eq!(
+        fake.servers().len(),
+        3,
+        "with no grace the young orphan went too; owned, untagged and foreign servers stay"
+    );
+
+    // A refused deletion is retried later, not in a tight loop.
+    let orphan = fake.insert_volume(&project, "fr-par-2", &ours(Uuid::new_v4()), old);
+    fake.set_faults(Faults {
+        refuse_deletes: 1,
+        ..Faults::default()
+    });
+    let pass = reconcile_org(&o, &backoff, "scaleway", org, grace)
+        .await
+        .unwrap();
+    assert_eq!(pass.failed.len(), 1, "{pass:?}");
+    let pass = reconcile_org(&o, &backoff, "scaleway", org, grace)
+        .await
+        .unwrap();
+    assert!(
+        pass.failed.is_empty() && !pass.deleted.contains(&orphan),
+        "backing off: {pass:?}"
+    );
+    assert!(fake.volumes().iter().any(|v| v.id == orphan));
+    let pass = reconcile_org(&o, &Backoff::default(), "scaleway", org, grace)
+        .await
+        .unwrap();
+    assert!(pass.deleted.contains(&orphan), "{pass:?}");
 }

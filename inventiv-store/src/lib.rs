@@ -7,4 +7,5 @@ pub mod action_log;
 pub mod credentials;
 pub mod crypto;
 pub mod instances;
+pub mod inventory;
 pub mod outbox;

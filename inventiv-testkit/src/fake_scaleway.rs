@@ -40,7 +40,7 @@ pub struct Faults {
     pub rate_limited: u32,
     /// The next N calls answer 503 without doing anything.
     pub unavailable: u32,
-    /// The next N deletions (servers or volumes) answer 503.
+    /// The next N deletions (servers or volumes) answer 409 (locked).
     pub refuse_deletes: u32,
     /// Added to every answer.
     pub latency: Duration,
@@ -292,9 +292,9 @@ async fn gate(
         } else if method == Method::DELETE && w.faults.refuse_deletes > 0 {
             w.faults.refuse_deletes -= 1;
             Some(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "delete refused",
+                StatusCode::CONFLICT,
+                "resource_locked",
+                "delete refused: the resource is locked",
             ))
         } else {
             None

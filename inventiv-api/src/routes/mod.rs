@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod organizations;
 pub mod password_reset;
 pub mod provider_credentials;
+pub mod reconciliation;
 pub mod sessions;
 pub mod usage;
 pub mod users;
@@ -49,6 +50,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(metrics::router())
         .merge(api_keys::router())
         .merge(provider_credentials::router())
+        .merge(reconciliation::router())
         .merge(usage::router())
         .merge(crate::proxy::router())
 }

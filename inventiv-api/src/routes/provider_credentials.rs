@@ -34,7 +34,41 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The only provider that takes credentials today.
 const SCALEWAY: &str = "scaleway";
 
-fn credentialed(provider: &str) -> ApiResult<&'static str> {
+/// The organization's Scaleway provider, built from its stored credentials;
+/// 409 `PROVIDER_NOT_CONFIGURED` without them.
+pub(crate) async fn organization_provider(
+    state: &AppState,
+    org: Uuid,
+    provider: &str,
+) -> ApiResult<ScalewayProvider> {
+    let stored = inventiv_store::credentials::load(&state.db, &state.config.keyring, org, provider)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "PROVIDER_NOT_CONFIGURED",
+                format!("set the organization's {provider} credentials first"),
+            )
+        })?;
+    let creds: scaleway::Credentials = serde_json::from_str(stored.document.expose_secret())
+        .map_err(|_| {
+            ApiError::Internal(anyhow::anyhow!(
+                "stored {provider} credentials do not parse"
+            ))
+        })?;
+    let settings = scaleway::Settings {
+        base_url: state.config.scaleway_api_url.clone(),
+        ..scaleway::Settings::default()
+    };
+    Ok(ScalewayProvider::new(
+        state.cloud_http.clone(),
+        settings,
+        creds,
+    ))
+}
+
+/// The provider code when it takes credentials; 404 otherwise.
+pub(crate) fn credentialed(provider: &str) -> ApiResult<&'static str> {
     match provider {
         SCALEWAY => Ok(SCALEWAY),
         _ => Err(ApiError::NotFound),
@@ -285,26 +319,8 @@ async fn verify_credentials(
     caller.require(Action::ManageProviders)?;
     let provider = credentialed(&provider)?;
     let org = caller.org_id.0;
-    let stored = inventiv_store::credentials::load(&state.db, &state.config.keyring, org, provider)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .ok_or_else(|| {
-            ApiError::conflict(
-                "PROVIDER_NOT_CONFIGURED",
-                format!("set the organization's {provider} credentials first"),
-            )
-        })?;
-    let creds: scaleway::Credentials = serde_json::from_str(stored.document.expose_secret())
-        .map_err(|_| {
-            ApiError::Internal(anyhow::anyhow!(
-                "stored {provider} credentials do not parse"
-            ))
-        })?;
-    let settings = scaleway::Settings {
-        base_url: state.config.scaleway_api_url.clone(),
-        ..scaleway::Settings::default()
-    };
-    let outcome = ScalewayProvider::new(state.cloud_http.clone(), settings, creds)
+    let outcome = organization_provider(&state, org, provider)
+        .await?
         .verify()
         .await;
     let (ok, message) = match outcome {

@@ -120,6 +120,8 @@ pub struct Stack {
     pub bundle: PathBuf,
     /// The Scaleway API of in-process orchestrators (a fake, or nothing).
     pub scaleway_url: String,
+    /// How often in-process orchestrators reconcile cloud resources.
+    pub cloud_reconcile_interval: Duration,
     shutdown: CancellationToken,
     spawned: AtomicUsize,
 }
@@ -146,6 +148,11 @@ impl Drop for Stack {
 
 impl Stack {
     pub async fn start() -> Stack {
+        Stack::start_with_scaleway("http://127.0.0.1:9").await
+    }
+
+    /// A stack whose API and in-process orchestrators call this Scaleway.
+    pub async fn start_with_scaleway(scaleway_url: &str) -> Stack {
         let database = inventiv_testkit::db::fresh_database().await;
         let db_url = inventiv_testkit::db::url_for(&database);
         let redis_url =
@@ -162,6 +169,7 @@ impl Stack {
             ("INVENTIV_STATE_DIR", state_dir.display().to_string()),
             ("INVENTIV_ADMIN_EMAIL", "admin@inventiv.test".into()),
             ("INVENTIV_ADMIN_PASSWORD", "admin-password-for-tests".into()),
+            ("INVENTIV_SCALEWAY_API_URL", scaleway_url.into()),
         ]);
         let config = inventiv_api::config::Config::from_lookup(&inventiv_api::config::Env(|k| {
             env.get(k).cloned()
@@ -196,7 +204,8 @@ impl Stack {
             prefix,
             state_dir,
             bundle,
-            scaleway_url: "http://127.0.0.1:9".into(),
+            scaleway_url: scaleway_url.into(),
+            cloud_reconcile_interval: Duration::from_secs(3600),
             shutdown,
             spawned: AtomicUsize::new(0),
         }
@@ -227,6 +236,8 @@ impl Stack {
                     .unwrap(),
             ),
             scaleway_api_url: self.scaleway_url.clone(),
+            cloud_reconcile_interval: self.cloud_reconcile_interval,
+            orphan_grace: Duration::from_secs(1800),
         };
         let bundle = engine::bundle(config.agent_bundle.clone(), config.bootstrap_script.clone())
             .await
