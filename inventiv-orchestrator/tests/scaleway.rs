@@ -24,85 +24,8 @@ use inventiv_orchestrator::cloud_reconcile::{reconcile_org, Backoff};
 use inventiv_providers::reconcile::Kind;
 use inventiv_providers::{tags, CreateServer};
 use inventiv_testkit::fake_scaleway::{FakeScaleway, Faults};
-use serde_json::{json, Value};
 use support::{poll, Stack, MODEL};
 use uuid::Uuid;
-
-/// A team organization with the Scaleway catalog items activated and its
-/// own credentials (accepted by the fake); returns (token, secret key,
-/// project id).
-async fn scaleway_team(h: &Stack, name: &str, fake: &FakeScaleway) -> (String, String, String) {
-    let res = h
-        .http
-        .post(format!("{}/auth/login", h.api))
-        .json(&json!({ "email": "admin@inventiv.test", "password": "admin-password-for-tests" }))
-        .send()
-        .await
-        .unwrap();
-    let token = res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (_, org) = h
-        .call(
-            reqwest::Method::POST,
-            "/organizations",
-            &token,
-            Some(json!({ "name": name })),
-        )
-        .await;
-    let (_, switched) = h
-        .call(
-            reqwest::Method::PUT,
-            "/organizations/current",
-            &token,
-            Some(json!({ "organization_id": org["id"] })),
-        )
-        .await;
-    let token = switched["access_token"].as_str().unwrap().to_owned();
-    for (kind, item) in [
-        ("provider", "scaleway"),
-        ("zone", "8a1d0000-0000-4000-8000-000000000012"),
-        ("instance_type", "8a1e0000-0000-4000-8000-000000000011"),
-        ("model", "8a1f0000-0000-4000-8000-000000000001"),
-    ] {
-        let (s, body) = h
-            .call(
-                reqwest::Method::PUT,
-                &format!("/organizations/current/activations/{kind}/{item}"),
-                &token,
-                Some(json!({ "technical": true, "economic": true })),
-            )
-            .await;
-        assert_eq!(s, 200, "{kind}: {body}");
-    }
-    let (secret, project) = (Uuid::new_v4().to_string(), Uuid::new_v4());
-    fake.accept(&secret, &project.to_string());
-    let (s, body) = h
-        .call(
-            reqwest::Method::PUT,
-            "/organizations/current/providers/scaleway/credentials",
-            &token,
-            Some(json!({ "access_key": "SCWE2EE2EE2EE2EE2EE2", "secret_key": secret, "project_id": project,
-                         "organization_id": Uuid::new_v4(), "default_zone": "fr-par-2" })),
-        )
-        .await;
-    assert_eq!(s, 200, "{body}");
-    (token, secret, project.to_string())
-}
-
-async fn deploy(h: &Stack, token: &str) -> Uuid {
-    let (status, instance) = h
-        .call(
-            reqwest::Method::POST,
-            "/deployments",
-            token,
-            Some(json!({ "provider": "scaleway", "zone": "fr-par-2", "instance_type": "L4-1-24G", "model_id": MODEL })),
-        )
-        .await;
-    assert_eq!(status, 202, "{instance}");
-    Uuid::parse_str(instance["id"].as_str().unwrap()).unwrap()
-}
 
 /// Successful actions of an instance, in order.
 async fn done(h: &Stack, id: Uuid) -> Vec<String> {
@@ -123,9 +46,12 @@ async fn two_organizations_provision_and_terminate_with_their_own_tokens() {
     .await;
     let h = Stack::start_with_scaleway(&fake.url).await;
     h.in_process(Ipv4Addr::new(127, 0, 141, 1)).await;
-    let (token_a, secret_a, _) = scaleway_team(&h, "Scaleway A", &fake).await;
-    let (token_b, secret_b, _) = scaleway_team(&h, "Scaleway B", &fake).await;
-    let (a, b) = (deploy(&h, &token_a).await, deploy(&h, &token_b).await);
+    let (token_a, secret_a, _) = h.scaleway_team("Scaleway A", &fake).await;
+    let (token_b, secret_b, _) = h.scaleway_team("Scaleway B", &fake).await;
+    let (a, b) = (
+        h.deploy_scaleway(&token_a).await,
+        h.deploy_scaleway(&token_b).await,
+    );
 
     let steps = [
         "PROVIDER_CREATE",
@@ -259,7 +185,7 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
         FakeScaleway::start(IpAddr::V4(Ipv4Addr::new(127, 0, 140, 20)), Duration::ZERO).await;
     let h = Stack::start_with_scaleway(&fake.url).await;
     let o = h.in_process(Ipv4Addr::new(127, 0, 142, 1)).await;
-    let (token, _, project) = scaleway_team(&h, "Leaks", &fake).await;
+    let (token, _, project) = h.scaleway_team("Leaks", &fake).await;
     let org: Uuid = sqlx::query_scalar("SELECT organization_id FROM provider_credentials")
         .fetch_one(&h.db)
         .await
