@@ -18,6 +18,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Where worker agents reach the API (register, heartbeats).
     pub control_plane_url: String,
+    /// The address worker nodes see the control plane come from: their
+    /// engine and agent ports are open to it only (to anyone when unset).
+    pub control_plane_address: Option<std::net::IpAddr>,
     /// This replica's name in the Redis consumer group and in leases.
     pub consumer: String,
     /// How often every live instance is reconciled.
@@ -80,6 +83,13 @@ impl Config {
             redis_prefix: var("INVENTIV_REDIS_PREFIX").unwrap_or_else(|| "inventiv:".into()),
             control_plane_url: var("INVENTIV_CONTROL_PLANE_URL")
                 .unwrap_or_else(|| format!("http://{api}")),
+            control_plane_address: var("INVENTIV_CONTROL_PLANE_ADDRESS")
+                .map(|v| {
+                    v.trim().parse().map_err(|_| {
+                        anyhow::anyhow!("INVENTIV_CONTROL_PLANE_ADDRESS={v:?} is not an IP address")
+                    })
+                })
+                .transpose()?,
             consumer: var("INVENTIV_ORCHESTRATOR_NAME")
                 .unwrap_or_else(|| format!("orchestrator-{}", std::process::id())),
             reconcile_interval: Duration::from_millis(

@@ -10,6 +10,7 @@ pub mod config;
 pub mod consumer;
 pub mod engine;
 pub mod events;
+pub mod firewall;
 pub mod health;
 pub mod install;
 pub mod metrics;

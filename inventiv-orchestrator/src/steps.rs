@@ -352,6 +352,9 @@ pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                 json!({ "ip": ip, "ssh_port": s.ssh_port }),
             )
             .await?;
+            if let Some(outcome) = crate::firewall::secure(o, inst, provider.as_ref(), &s).await? {
+                return Ok(outcome);
+            }
             move_to(o, inst, InstanceStatus::Installing, None, "orchestrator").await?;
             Ok(Outcome::Continue)
         }

@@ -76,6 +76,13 @@ pub async fn terminate(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             }
         }
     }
+    let step = log.start("PROVIDER_SECURITY_GROUP_DELETE").await?;
+    if let Err(e) = provider.delete_firewall(inst.zone.clone(), inst.id).await {
+        log.fail(step, "PROVIDER_DELETE_FAILED", &e.to_string(), json!({}))
+            .await?;
+        return Ok(retry);
+    }
+    log.succeed(step, json!({})).await?;
     let tagged = provider
         .list_volumes(filter)
         .await

@@ -1,7 +1,8 @@
 //! The orchestrator on Scaleway (the testkit's fake): two organizations
 //! with their own credentials deploy; each provider call carries the
 //! token of the instance's organization; the Scaleway steps run in order
-//! (create, root volume grown to the model's size, power-on, address);
+//! (create, root volume grown to the model's size, power-on, address,
+//! security group);
 //! the volumes are recorded; terminating deletes the servers and volumes.
 //! Then the leak tests: cloud reconciliation deletes tagged orphans older
 //! than the grace window and nothing else, cleans up after a create whose
@@ -58,6 +59,7 @@ async fn two_organizations_provision_and_terminate_with_their_own_tokens() {
         "PROVIDER_VOLUME_RESIZE",
         "PROVIDER_START",
         "PROVIDER_GET_IP",
+        "PROVIDER_SECURITY_GROUP",
     ];
     for id in [a, b] {
         let got = poll(
@@ -65,11 +67,13 @@ async fn two_organizations_provision_and_terminate_with_their_own_tokens() {
             Duration::from_millis(100),
             || async {
                 let done = done(&h, id).await;
-                done.iter().any(|d| d == "PROVIDER_GET_IP").then_some(done)
+                done.iter()
+                    .any(|d| d == "PROVIDER_SECURITY_GROUP")
+                    .then_some(done)
             },
         )
         .await
-        .unwrap_or_else(|| panic!("never got an address"));
+        .unwrap_or_else(|| panic!("the server was never secured"));
         let positions: Vec<Option<usize>> = steps
             .iter()
             .map(|s| got.iter().position(|d| d == s))
@@ -88,7 +92,7 @@ async fn two_organizations_provision_and_terminate_with_their_own_tokens() {
         )
         .await;
     assert_eq!(status, 200);
-    assert!(instance["progress"].as_i64().unwrap() >= 35, "{instance}");
+    assert!(instance["progress"].as_i64().unwrap() >= 45, "{instance}");
     assert_eq!(instance["ip_address"], "127.0.140.10");
 
     // One server per instance, tagged with it; root volumes grown to the
@@ -115,6 +119,34 @@ async fn two_organizations_provision_and_terminate_with_their_own_tokens() {
         .await
         .unwrap();
         assert_eq!(recorded, vec![(volume.id.clone(), 50, true, true)]);
+    }
+
+    // One security group per instance: SSH from anywhere, the worker's
+    // ports from the control plane only.
+    let groups = fake.security_groups();
+    assert_eq!(groups.len(), 2);
+    for g in &groups {
+        let opened: Vec<(u64, &str)> = g
+            .rules
+            .iter()
+            .map(|r| {
+                (
+                    r["dest_port_from"].as_u64().unwrap(),
+                    r["ip_range"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            opened,
+            vec![
+                (22, "0.0.0.0/0"),
+                (8000, "127.0.0.1/32"),
+                (8090, "127.0.0.1/32")
+            ]
+        );
+        assert!(servers
+            .iter()
+            .any(|s| s.security_group.as_ref() == Some(&g.id)));
     }
 
     // Every call about an organization's server carried that organization's token.
@@ -154,6 +186,11 @@ async fn two_organizations_provision_and_terminate_with_their_own_tokens() {
         .await;
     assert!(fake.servers().is_empty(), "{:?}", fake.servers());
     assert!(fake.volumes().is_empty(), "{:?}", fake.volumes());
+    assert!(
+        fake.security_groups().is_empty(),
+        "{:?}",
+        fake.security_groups()
+    );
     let left: i64 =
         sqlx::query_scalar("SELECT count(*) FROM instance_volumes WHERE status <> 'deleted'")
             .fetch_one(&h.db)

@@ -117,12 +117,7 @@ async fn killed_at_each_provisioning_step_leaves_no_orphan() {
             .filter(|s| s.tags.contains(&format!("inventiv:instance={id}")))
             .count();
         assert_eq!(mine, 1, "{step:?}: one server for the instance");
-        let creates = fake
-            .calls()
-            .iter()
-            .skip(before)
-            .filter(|c| c.method == "POST" && c.path.ends_with("/servers"))
-            .count();
+        let creates = fake.servers_created_with(&format!("inventiv:instance={id}"));
         assert_eq!(creates, 1, "{step:?}: created once");
 
         h.act(&token, reqwest::Method::DELETE, &format!("/instances/{id}"))

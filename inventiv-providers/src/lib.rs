@@ -20,4 +20,6 @@ pub mod types;
 
 pub use error::ProviderError;
 pub use provider::{BoxFuture, CloudProvider};
-pub use types::{CreateServer, ListFilter, Server, ServerRef, ServerState, Volume, VolumeRef};
+pub use types::{
+    CreateServer, Firewall, ListFilter, Server, ServerRef, ServerState, Volume, VolumeRef,
+};

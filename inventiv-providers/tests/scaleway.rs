@@ -1,6 +1,6 @@
 //! `ScalewayProvider` against the fake Scaleway of the testkit: the
 //! validated sequence (create, find and resize the root volume, power on,
-//! running with an address, delete), retries on 429 and 5xx, no retry of a
+//! running with an address, security group, delete), retries on 429 and 5xx, no retry of a
 //! create whose answer was lost, pagination, and one token per
 //! organization.
 
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use inventiv_providers::scaleway::{Credentials, RetryPolicy, ScalewayProvider, Settings};
 use inventiv_providers::{
-    tags, CloudProvider, CreateServer, ListFilter, ProviderError, ServerState,
+    tags, CloudProvider, CreateServer, Firewall, ListFilter, ProviderError, ServerState,
 };
 use inventiv_testkit::fake_scaleway::{FakeScaleway, Faults};
 use tokio::time::Instant;
@@ -106,6 +106,46 @@ async fn the_validated_sequence_runs_and_deleting_leaves_volumes_to_delete() {
     assert_eq!(running.ip, Some(VM_IP));
     assert_eq!(running.volumes[0].size_gb, 200);
 
+    // The security group: SSH from anywhere, worker ports from the control
+    // plane only; applied twice, still one group, attached to the server.
+    let rules = Firewall {
+        instance_id: req.instance_id,
+        organization_id: req.organization_id,
+        ssh_port: 22,
+        worker_ports: vec![8000, 8090],
+        control_plane: Some("10.1.2.3".parse().unwrap()),
+    };
+    p.ensure_firewall(server.reference(), rules.clone())
+        .await
+        .unwrap();
+    p.ensure_firewall(server.reference(), rules).await.unwrap();
+    let groups = fake.security_groups();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].inbound_default_policy, "drop");
+    assert_eq!(groups[0].tags, req.all_tags());
+    let opened: Vec<(u64, &str)> = groups[0]
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                r["dest_port_from"].as_u64().unwrap(),
+                r["ip_range"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        opened,
+        vec![
+            (22, "0.0.0.0/0"),
+            (8000, "10.1.2.3/32"),
+            (8090, "10.1.2.3/32")
+        ]
+    );
+    assert_eq!(
+        fake.servers()[0].security_group.as_deref(),
+        Some(groups[0].id.as_str())
+    );
+
     // An attached volume cannot go; deleting the server detaches it.
     assert!(matches!(
         p.delete_volume(root.reference()).await,
@@ -125,6 +165,13 @@ async fn the_validated_sequence_runs_and_deleting_leaves_volumes_to_delete() {
     assert_eq!(left[0].server_id, None);
     p.delete_volume(root.reference()).await.unwrap();
     p.delete_volume(root.reference()).await.unwrap();
+    p.delete_firewall(ZONE.into(), req.instance_id)
+        .await
+        .unwrap();
+    p.delete_firewall(ZONE.into(), req.instance_id)
+        .await
+        .unwrap();
+    assert!(fake.security_groups().is_empty());
     assert!(fake.volumes().is_empty() && fake.servers().is_empty());
 }
 

@@ -1,6 +1,7 @@
 //! A fake Scaleway for tests: an axum server speaking the documented JSON
 //! of the Instance API v1 (servers, power actions) and the Block Storage
-//! API v1alpha1 (volumes) that `ScalewayProvider` uses. It keeps servers
+//! API v1alpha1 (volumes) that `ScalewayProvider` uses, and the Instance
+//! API's security groups. It keeps servers
 //! and volumes per project, moves power states with time (starting →
 //! running), auto-creates the 20 GB root volume of a new server, records
 //! the `X-Auth-Token` of every call, and injects faults (5xx after a
@@ -59,6 +60,7 @@ pub struct FakeServer {
     pub tags: Vec<String>,
     pub volume_ids: Vec<String>,
     pub creation_date: DateTime<Utc>,
+    pub security_group: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,8 +75,21 @@ pub struct FakeVolume {
     pub created_at: DateTime<Utc>,
 }
 
+#[derive(Debug, Clone)]
+pub struct FakeGroup {
+    pub id: String,
+    pub project: String,
+    pub zone: String,
+    pub tags: Vec<String>,
+    pub inbound_default_policy: String,
+    pub rules: Vec<Value>,
+}
+
 #[derive(Default)]
 struct World {
+    groups: BTreeMap<String, FakeGroup>,
+    /// Tags of every server created through the API, deleted or not.
+    created: Vec<Vec<String>>,
     /// Secret key → project it may act on.
     tokens: HashMap<String, String>,
     servers: BTreeMap<String, FakeServer>,
@@ -120,11 +135,23 @@ impl FakeScaleway {
             )
             .route(
                 "/instance/v1/zones/{zone}/servers/{id}",
-                get(get_server).delete(delete_server),
+                get(get_server).delete(delete_server).patch(update_server),
             )
             .route(
                 "/instance/v1/zones/{zone}/servers/{id}/action",
                 post(server_action),
+            )
+            .route(
+                "/instance/v1/zones/{zone}/security_groups",
+                get(list_groups).post(create_group),
+            )
+            .route(
+                "/instance/v1/zones/{zone}/security_groups/{id}",
+                axum::routing::delete(delete_group),
+            )
+            .route(
+                "/instance/v1/zones/{zone}/security_groups/{id}/rules",
+                axum::routing::put(set_rules),
             )
             .route("/block/v1alpha1/zones/{zone}/volumes", get(list_volumes))
             .route(
@@ -173,6 +200,20 @@ impl FakeScaleway {
         self.world().volumes.values().cloned().collect()
     }
 
+    /// How many servers carrying `tag` were ever created through the API
+    /// (a call cut off before the fake read its body created nothing).
+    pub fn servers_created_with(&self, tag: &str) -> usize {
+        self.world()
+            .created
+            .iter()
+            .filter(|tags| tags.iter().any(|t| t == tag))
+            .count()
+    }
+
+    pub fn security_groups(&self) -> Vec<FakeGroup> {
+        self.world().groups.values().cloned().collect()
+    }
+
     /// Puts a server (and a detached-or-attached root volume with the same
     /// tags) in the account, as if created `age` ago by someone.
     pub fn insert_server(
@@ -199,6 +240,7 @@ impl FakeScaleway {
                 tags: tags.to_vec(),
                 volume_ids: vec![volume],
                 creation_date: created,
+                security_group: None,
             },
         );
         id
@@ -353,6 +395,7 @@ fn server_json(world: &World, s: &FakeServer) -> Value {
         "id": s.id, "name": s.name, "project": s.project, "commercial_type": s.commercial_type,
         "state": s.state, "zone": s.zone, "tags": s.tags, "public_ip": ip,
         "public_ips": ip.iter().collect::<Vec<_>>(), "volumes": volumes,
+        "security_group": s.security_group.as_ref().map(|id| json!({ "id": id, "name": id })),
         "creation_date": s.creation_date, "modification_date": s.changed_at,
     })
 }
@@ -484,8 +527,10 @@ async fn create_server(
         tags,
         volume_ids: vec![volume],
         creation_date: now,
+        security_group: None,
     };
     let answer = json!({ "server": server_json(&w, &server) });
+    w.created.push(server.tags.clone());
     w.servers.insert(id, server);
     if w.faults.fail_after_create > 0 {
         w.faults.fail_after_create -= 1;
@@ -694,5 +739,145 @@ async fn delete_volume(
         );
     }
     w.volumes.remove(&id);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn group_json(g: &FakeGroup) -> Value {
+    json!({ "id": g.id, "name": format!("group-{}", g.id), "project": g.project, "zone": g.zone, "tags": g.tags,
+            "stateful": true, "inbound_default_policy": g.inbound_default_policy, "outbound_default_policy": "accept" })
+}
+
+async fn update_server(
+    State(world): State<Shared>,
+    Path((zone, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut w = world.lock().unwrap();
+    settle(&mut w);
+    let group = body["security_group"]["id"].as_str().map(str::to_owned);
+    if let Some(g) = &group {
+        let project = project(&w, &headers);
+        if !w
+            .groups
+            .get(g)
+            .is_some_and(|g| g.project == project && g.zone == zone)
+        {
+            return not_found("security group");
+        }
+    }
+    let Some(s) = owned_server(&mut w, &headers, &zone, &id) else {
+        return not_found("server");
+    };
+    if group.is_some() {
+        s.security_group = group;
+    }
+    let s = s.clone();
+    Json(json!({ "server": server_json(&w, &s) })).into_response()
+}
+
+async fn list_groups(
+    State(world): State<Shared>,
+    Path(zone): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let w = world.lock().unwrap();
+    let project = project(&w, &headers);
+    let tags = tag_filter(&q);
+    let groups: Vec<Value> = w
+        .groups
+        .values()
+        .filter(|g| {
+            g.zone == zone && g.project == project && tags.iter().all(|t| g.tags.contains(t))
+        })
+        .map(group_json)
+        .collect();
+    let total = groups.len();
+    Json(json!({ "security_groups": groups, "total_count": total })).into_response()
+}
+
+async fn create_group(
+    State(world): State<Shared>,
+    Path(zone): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut w = world.lock().unwrap();
+    let project = project(&w, &headers);
+    if body["project"].as_str() != Some(project.as_str()) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "permissions_denied",
+            "project not allowed",
+        );
+    }
+    let group = FakeGroup {
+        id: Uuid::new_v4().to_string(),
+        project,
+        zone,
+        tags: strings(&body["tags"]),
+        inbound_default_policy: body["inbound_default_policy"]
+            .as_str()
+            .unwrap_or("accept")
+            .to_owned(),
+        rules: Vec::new(),
+    };
+    let answer = json!({ "security_group": group_json(&group) });
+    w.groups.insert(group.id.clone(), group);
+    (StatusCode::CREATED, Json(answer)).into_response()
+}
+
+async fn set_rules(
+    State(world): State<Shared>,
+    Path((zone, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut w = world.lock().unwrap();
+    let project = project(&w, &headers);
+    let Some(g) = w
+        .groups
+        .get_mut(&id)
+        .filter(|g| g.project == project && g.zone == zone)
+    else {
+        return not_found("security group");
+    };
+    g.rules = body["rules"].as_array().cloned().unwrap_or_default();
+    Json(json!({ "rules": g.rules })).into_response()
+}
+
+async fn delete_group(
+    State(world): State<Shared>,
+    Path((zone, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut w = world.lock().unwrap();
+    let project = project(&w, &headers);
+    if !w
+        .groups
+        .get(&id)
+        .is_some_and(|g| g.project == project && g.zone == zone)
+    {
+        return not_found("security group");
+    }
+    if w.servers
+        .values()
+        .any(|s| s.security_group.as_deref() == Some(id.as_str()))
+    {
+        return error(StatusCode::CONFLICT, "conflict", "group in use");
+    }
+    w.groups.remove(&id);
     StatusCode::NO_CONTENT.into_response()
 }

@@ -220,6 +220,7 @@ impl Stack {
             redis_prefix: self.prefix.clone(),
             state_dir: self.state_dir.clone(),
             control_plane_url: self.api.clone(),
+            control_plane_address: Some("127.0.0.1".parse().unwrap()),
             consumer: "test-orchestrator".into(),
             reconcile_interval: Duration::from_millis(200),
             heartbeat_timeout: Duration::from_secs(10),

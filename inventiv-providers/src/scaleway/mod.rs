@@ -5,6 +5,7 @@
 //! extra volume; Scaleway attaches a Block Storage root volume, which is
 //! tagged like the server right after creation so reconciliation finds it.
 
+mod firewall;
 mod http;
 mod wire;
 
@@ -16,7 +17,9 @@ use serde::Deserialize;
 
 use crate::error::ProviderError;
 use crate::provider::{BoxFuture, CloudProvider};
-use crate::types::{CreateServer, ListFilter, Server, ServerRef, ServerState, Volume, VolumeRef};
+use crate::types::{
+    CreateServer, Firewall, ListFilter, Server, ServerRef, ServerState, Volume, VolumeRef,
+};
 pub use http::RetryPolicy;
 use http::{Http, Replay};
 use wire::{ServerEnvelope, ServerList, UpdateVolume, VolumeList, WireServer, WireVolume, GB};
@@ -444,5 +447,21 @@ impl CloudProvider for ScalewayProvider {
 
     fn delete_volume(&self, volume: VolumeRef) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(self.remove_volume(volume))
+    }
+
+    fn ensure_firewall(
+        &self,
+        server: ServerRef,
+        rules: Firewall,
+    ) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(self.firewall(server, rules))
+    }
+
+    fn delete_firewall(
+        &self,
+        zone: String,
+        instance_id: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(self.remove_firewall(zone, instance_id))
     }
 }
