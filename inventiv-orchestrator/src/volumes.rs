@@ -56,8 +56,10 @@ pub async fn prepare(
     let retry = Some(Outcome::RequeueAfter(Duration::from_secs(2)));
     let found = match provider.get_server(server).await {
         Ok(Some(s)) => s,
-        // Gone or unreachable: the start step that follows reports it.
-        Ok(None) | Err(_) => return Ok(None),
+        // Gone: the start step that follows reports it.
+        Ok(None) => return Ok(None),
+        // Unreachable: try again, the volumes must be known before power-on.
+        Err(_) => return Ok(retry),
     };
     record(o, inst, &found.volumes).await?;
     let Some(root) = found.volumes.first() else {

@@ -199,6 +199,8 @@ async fn two_organizations_provision_and_terminate_with_their_own_tokens() {
     assert_eq!(left, 0);
 }
 
+const PERSISTENT: &str = "persistent volume of a terminated instance";
+
 /// An instance row of the organization, in `status`.
 async fn instance(h: &Stack, org: Uuid, status: &str) -> Uuid {
     let id = Uuid::new_v4();
@@ -296,6 +298,7 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
             old,
             false,
         ),
+        (PERSISTENT, Kind::Volume, ours(finished), old, false),
     ];
     let mut ids = Vec::new();
     for (what, kind, tags, age, _) in &table {
@@ -303,6 +306,18 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
             Kind::Server => fake.insert_server(&project, "fr-par-2", tags, *age),
             Kind::Volume => fake.insert_volume(&project, "fr-par-2", tags, *age),
         };
+        if *what == PERSISTENT {
+            sqlx::query(
+                "INSERT INTO instance_volumes (instance_id, organization_id, provider_code, zone, provider_volume_id, size_gb, is_boot, delete_on_terminate, status)
+                 VALUES ($1, $2, 'scaleway', 'fr-par-2', $3, 20, false, false, 'attached')",
+            )
+            .bind(finished)
+            .bind(org)
+            .bind(&id)
+            .execute(&h.db)
+            .await
+            .unwrap();
+        }
         ids.push((*what, id));
     }
     let root_of = |server: &str| -> Option<String> {

@@ -6,7 +6,7 @@
 //! - a resource without the [`tags::MANAGED`] tag is never touched;
 //! - one tagged for another organization is left to that organization;
 //! - one whose instance is live (or, for a volume, that a live instance
-//!   recorded) is owned and kept;
+//!   recorded, or that is marked persistent) is owned and kept;
 //! - an attached volume goes with its server, never on its own;
 //! - anything else tagged for this organization is an orphan: deleted once
 //!   older than the grace window, kept (and shown) before.
@@ -27,7 +27,7 @@ pub struct Facts {
     pub organization_id: Uuid,
     /// Instances not terminated nor archived.
     pub live_instances: HashSet<Uuid>,
-    /// Volume ids recorded for live instances.
+    /// Volume ids recorded for live instances, and persistent ones.
     pub live_volumes: HashSet<String>,
     /// Volume ids recorded for instances that are no longer live.
     pub dead_volumes: HashSet<String>,

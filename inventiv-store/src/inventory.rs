@@ -14,7 +14,9 @@ pub struct Inventory {
     pub live_instances: HashSet<Uuid>,
     /// (instance, server id) of live instances that have a server.
     pub live_servers: Vec<(Uuid, String)>,
+    /// Volumes of live instances, and persistent volumes.
     pub live_volumes: HashSet<String>,
+    /// Other recorded volumes of finished instances.
     pub dead_volumes: HashSet<String>,
 }
 
@@ -30,7 +32,8 @@ pub async fn load(db: &PgPool, org: Uuid, provider: &str) -> sqlx::Result<Invent
     .fetch_all(db)
     .await?;
     let volumes: Vec<(String, bool)> = sqlx::query_as(
-        "SELECT v.provider_volume_id, i.status NOT IN ('terminated', 'archived')
+        // A persistent volume stays the organization's after its instance.
+        "SELECT v.provider_volume_id, i.status NOT IN ('terminated', 'archived') OR NOT v.delete_on_terminate
            FROM instance_volumes v JOIN instances i ON i.id = v.instance_id
           WHERE v.organization_id = $1 AND v.provider_code = $2 AND v.status <> 'deleted'",
     )
