@@ -46,6 +46,12 @@ pub struct Config {
     pub keyring: Arc<Keyring>,
     /// Scaleway's API (a fake in tests).
     pub scaleway_api_url: String,
+    /// SSH port of Scaleway servers and where the worker goes on them.
+    pub scaleway_ssh_port: u16,
+    pub scaleway_install_dir: Option<String>,
+    /// Run the mock engine (and skip the GPU checks) on every provider's
+    /// nodes, not only the mock provider's: development and tests.
+    pub mock_engine_everywhere: bool,
     /// How often cloud resources are compared with the database.
     pub cloud_reconcile_interval: Duration,
     /// A tagged resource without a live instance is deleted once this old.
@@ -125,6 +131,13 @@ impl Config {
             ),
             scaleway_api_url: var("INVENTIV_SCALEWAY_API_URL")
                 .unwrap_or_else(|| "https://api.scaleway.com".into()),
+            scaleway_ssh_port: parse("INVENTIV_SCALEWAY_SSH_PORT", 22u16)?,
+            scaleway_install_dir: var("INVENTIV_SCALEWAY_INSTALL_DIR"),
+            mock_engine_everywhere: match var("INVENTIV_WORKER_ENGINE").as_deref() {
+                None | Some("vllm") => false,
+                Some("mock") => true,
+                Some(other) => anyhow::bail!("INVENTIV_WORKER_ENGINE={other:?}: use vllm or mock"),
+            },
             cloud_reconcile_interval: Duration::from_secs(
                 parse("INVENTIV_CLOUD_RECONCILE_INTERVAL_SECS", 300u64)?.max(1),
             ),

@@ -129,6 +129,8 @@ impl Orchestrator {
             .build()?;
         let scaleway = inventiv_providers::scaleway::Settings {
             base_url: config.scaleway_api_url.clone(),
+            ssh_port: config.scaleway_ssh_port,
+            install_dir: config.scaleway_install_dir.clone(),
             ..Default::default()
         };
         let clouds = Clouds::new(config.keyring.clone(), scaleway, cloud_http);

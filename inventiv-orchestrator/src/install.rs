@@ -59,7 +59,7 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     let Some(ip) = server.ip.map(|ip| ip.to_string()) else {
         return Ok(Outcome::RequeueAfter(Duration::from_millis(500)));
     };
-    let mock = inst.provider == "mock";
+    let mock = inst.provider == "mock" || o.config.mock_engine_everywhere;
     let install_dir = server
         .install_dir
         .clone()

@@ -1,4 +1,6 @@
-//! The orchestrator on Scaleway (the testkit's fake): two organizations
+//! The orchestrator on Scaleway (the testkit's fake): a deployment reaches
+//! ready through the real SSH bootstrap to a local sshd on the server's
+//! address; two organizations
 //! with their own credentials deploy; each provider call carries the
 //! token of the instance's organization; the Scaleway steps run in order
 //! (create, root volume grown to the model's size, power-on, address,
@@ -443,4 +445,97 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
         .await
         .unwrap();
     assert!(pass.deleted.contains(&orphan), "{pass:?}");
+}
+
+/// Acceptance: a deployment on (fake) Scaleway goes all the way to ready
+/// through the real SSH bootstrap (a local sshd on the server's address,
+/// the agent and the mock engine), with the Scaleway milestones in order;
+/// terminating deletes the server, its security group and its volumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
+    let address = Ipv4Addr::new(127, 0, 140, 50);
+    let fake = FakeScaleway::start(IpAddr::V4(address), Duration::from_millis(100)).await;
+    let sshd = inventiv_testkit::sshd::Sshd::start_on(address).await;
+    let mut h = Stack::start_with_scaleway(&fake.url).await;
+    let node = h.state_dir.join("scaleway-node");
+    h.scaleway_ssh = (sshd.port, Some(node.display().to_string()));
+    let key = std::fs::read_to_string(h.state_dir.join("ssh/id_ed25519.pub")).unwrap();
+    sshd.authorize(&key);
+    let node_guard = NodeGuard {
+        node: node.display().to_string(),
+        engine: format!("--host {address} "),
+    };
+    h.in_process(Ipv4Addr::new(127, 0, 145, 1)).await;
+    let (token, secret, _) = h.scaleway_team("Scaleway ready", &fake).await;
+
+    let id = h.deploy_scaleway(&token).await;
+    h.wait_status(id, "ready", Duration::from_secs(120)).await;
+    let (_, ready) = h
+        .call(
+            reqwest::Method::GET,
+            &format!("/instances/{id}"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(ready["progress"], 100);
+    assert_eq!(ready["ip_address"], address.to_string());
+    let done = done(&h, id).await;
+    let milestones = [
+        "PROVIDER_CREATE",
+        "PROVIDER_VOLUME_RESIZE",
+        "PROVIDER_START",
+        "PROVIDER_SECURITY_GROUP",
+        "WORKER_SSH_ACCESSIBLE",
+        "WORKER_SSH_INSTALL",
+        "WORKER_VLLM_HTTP_OK",
+        "WORKER_MODEL_LOADED",
+        "WORKER_VLLM_WARMUP",
+        "HEALTH_CHECK",
+    ];
+    let positions: Vec<usize> = milestones
+        .iter()
+        .map(|m| {
+            done.iter()
+                .position(|d| d == m)
+                .unwrap_or_else(|| panic!("{m} missing from {done:?}"))
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "milestones out of order: {done:?}"
+    );
+    assert!(fake
+        .calls()
+        .iter()
+        .all(|c| c.token.as_deref() == Some(secret.as_str())));
+
+    h.act(&token, reqwest::Method::DELETE, &format!("/instances/{id}"))
+        .await;
+    h.wait_status(id, "terminated", Duration::from_secs(60))
+        .await;
+    assert!(
+        fake.servers().is_empty() && fake.volumes().is_empty() && fake.security_groups().is_empty()
+    );
+    drop(node_guard);
+    assert!(support::processes_mentioning(&format!("--host {address} ")).is_empty());
+}
+
+/// Stops what the bootstrap started on the "server" (the agent and the
+/// engine, local processes here), even when the test fails: deleting a
+/// real server would.
+struct NodeGuard {
+    node: String,
+    engine: String,
+}
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        let left: Vec<u32> = support::processes_mentioning(&self.node)
+            .into_iter()
+            .chain(support::processes_mentioning(&self.engine))
+            .map(|(pid, _)| pid)
+            .collect();
+        support::sigkill(&left);
+    }
 }

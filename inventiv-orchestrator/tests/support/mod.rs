@@ -120,6 +120,8 @@ pub struct Stack {
     pub bundle: PathBuf,
     /// The Scaleway API of in-process orchestrators (a fake, or nothing).
     pub scaleway_url: String,
+    /// The SSH port of Scaleway servers and where the worker goes on them.
+    pub scaleway_ssh: (u16, Option<String>),
     /// How often in-process orchestrators reconcile cloud resources.
     pub cloud_reconcile_interval: Duration,
     shutdown: CancellationToken,
@@ -205,6 +207,7 @@ impl Stack {
             state_dir,
             bundle,
             scaleway_url: scaleway_url.into(),
+            scaleway_ssh: (22, None),
             cloud_reconcile_interval: Duration::from_secs(3600),
             shutdown,
             spawned: AtomicUsize::new(0),
@@ -237,6 +240,9 @@ impl Stack {
                     .unwrap(),
             ),
             scaleway_api_url: self.scaleway_url.clone(),
+            scaleway_ssh_port: self.scaleway_ssh.0,
+            scaleway_install_dir: self.scaleway_ssh.1.clone(),
+            mock_engine_everywhere: true,
             cloud_reconcile_interval: self.cloud_reconcile_interval,
             orphan_grace: Duration::from_secs(1800),
         };

@@ -47,6 +47,11 @@ pub struct Settings {
     /// How often a power transition is polled, and for how long at most.
     pub poll_interval: Duration,
     pub power_timeout: Duration,
+    /// The SSH port of the image (22 on Scaleway's images).
+    pub ssh_port: u16,
+    /// Where the worker is installed on servers; `None`: the bootstrap's
+    /// default (`/opt/inventiv`).
+    pub install_dir: Option<String>,
 }
 
 impl Default for Settings {
@@ -60,6 +65,8 @@ impl Default for Settings {
             },
             poll_interval: Duration::from_secs(3),
             power_timeout: Duration::from_secs(300),
+            ssh_port: 22,
+            install_dir: None,
         }
     }
 }
@@ -159,7 +166,11 @@ impl ScalewayProvider {
                 volumes.push(v);
             }
         }
-        Ok(server.into_server(volumes))
+        Ok(server.into_server(
+            volumes,
+            self.settings.ssh_port,
+            self.settings.install_dir.clone(),
+        ))
     }
 
     async fn action(&self, r: &ServerRef, action: &str) -> Result<(), ProviderError> {

@@ -79,8 +79,14 @@ impl WireServer {
             .collect()
     }
 
-    /// Our view of it, with its volumes as read from Block Storage.
-    pub fn into_server(self, volumes: Vec<Volume>) -> Server {
+    /// Our view of it, with its volumes as read from Block Storage and
+    /// how to log in (from the provider's settings).
+    pub fn into_server(
+        self,
+        volumes: Vec<Volume>,
+        ssh_port: u16,
+        install_dir: Option<String>,
+    ) -> Server {
         let ip = self
             .public_ip
             .as_ref()
@@ -93,9 +99,9 @@ impl WireServer {
             instance_type: self.commercial_type,
             state: server_state(&self.state),
             ip,
-            ssh_port: 22,
+            ssh_port,
             ssh_user: "root".into(),
-            install_dir: None,
+            install_dir,
             tags: self.tags,
             volumes,
             created_at: self.creation_date,
