@@ -2,7 +2,8 @@
 //! binary is SIGKILLed at each provisioning step (create sent, server
 //! recorded, root volume resized, power-on sent) and started again. Each
 //! instance gets exactly one server, created once; after termination and
-//! convergence not one server or volume is left at the provider.
+//! convergence no step is left open and not one server, volume or security
+//! group is left at the provider.
 
 #![allow(
     clippy::unwrap_used,
@@ -124,6 +125,13 @@ async fn killed_at_each_provisioning_step_leaves_no_orphan() {
             .await;
         h.wait_status(id, "terminated", Duration::from_secs(60))
             .await;
+        let open: Vec<_> = h
+            .actions(id)
+            .await
+            .into_iter()
+            .filter(|a| a.1.starts_with("in_progress"))
+            .collect();
+        assert!(open.is_empty(), "{step:?}: steps left open: {open:?}");
         assert!(
             fake.servers().is_empty(),
             "{step:?}: servers left: {:?}",
@@ -133,6 +141,10 @@ async fn killed_at_each_provisioning_step_leaves_no_orphan() {
             fake.volumes().is_empty(),
             "{step:?}: volumes left: {:?}",
             fake.volumes()
+        );
+        assert!(
+            fake.security_groups().is_empty(),
+            "{step:?}: security groups left"
         );
     }
 }
