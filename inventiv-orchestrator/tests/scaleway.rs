@@ -8,8 +8,8 @@
 //! the volumes are recorded; terminating deletes the servers and volumes.
 //! Then the leak tests: cloud reconciliation deletes tagged orphans older
 //! than the grace window and nothing else, cleans up after a create whose
-//! answer was lost, and retries refused deletions with backoff; the API's
-//! dry-run report shows the same verdicts.
+//! answer was lost, retries refused deletions with backoff, and marks what
+//! vanished; the API's dry-run report shows the same verdicts.
 
 #![allow(
     clippy::unwrap_used,
@@ -27,6 +27,7 @@ use inventiv_orchestrator::cloud_reconcile::{reconcile_org, Backoff};
 use inventiv_providers::reconcile::Kind;
 use inventiv_providers::{tags, CreateServer};
 use inventiv_testkit::fake_scaleway::{FakeScaleway, Faults};
+use serde_json::json;
 use support::{poll, Stack, MODEL};
 use uuid::Uuid;
 
@@ -233,6 +234,22 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
         .unwrap();
     let live = instance(&h, org, "ready").await;
     let finished = instance(&h, org, "terminated").await;
+    // A live instance whose server and recorded volume vanished at the provider.
+    let stranded = instance(&h, org, "ready").await;
+    sqlx::query("UPDATE instances SET provider_server_id = 'gone-server' WHERE id = $1")
+        .bind(stranded)
+        .execute(&h.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO instance_volumes (instance_id, organization_id, provider_code, zone, provider_volume_id, size_gb, is_boot)
+         VALUES ($1, $2, 'scaleway', 'fr-par-2', 'gone-volume', 50, true)",
+    )
+    .bind(stranded)
+    .bind(org)
+    .execute(&h.db)
+    .await
+    .unwrap();
     let ours = |i: Uuid| tags::standard(i, org);
     let (old, young) = (Duration::from_secs(7200), Duration::from_secs(60));
     let table: Vec<(&str, Kind, Vec<String>, Duration, bool)> = vec![
@@ -356,6 +373,12 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
         }
     }
     assert_eq!(fake.servers().len(), 6, "a dry run deletes nothing");
+    assert_eq!(report["vanished_instances"], json!([stranded]), "{report}");
+    assert_eq!(
+        report["missing_volumes"],
+        json!(["gone-volume"]),
+        "{report}"
+    );
 
     let backoff = Backoff::default();
     let grace = Duration::from_secs(1800);
@@ -363,6 +386,14 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
         .await
         .unwrap();
     assert!(pass.failed.is_empty(), "{pass:?}");
+    assert_eq!(pass.vanished_instances, vec![stranded]);
+    let marked: String = sqlx::query_scalar(
+        "SELECT status FROM instance_volumes WHERE provider_volume_id = 'gone-volume'",
+    )
+    .fetch_one(&h.db)
+    .await
+    .unwrap();
+    assert_eq!(marked, "missing");
     let servers: Vec<String> = fake.servers().into_iter().map(|s| s.id).collect();
     let volumes: Vec<String> = fake.volumes().into_iter().map(|v| v.id).collect();
     for (((what, id), (_, kind, _, _, deleted)), root) in ids.iter().zip(&table).zip(&roots) {
