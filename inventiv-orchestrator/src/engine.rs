@@ -147,6 +147,24 @@ impl Orchestrator {
         })
     }
 
+    /// How `org`'s nodes on `provider` run the worker: its settings, or the
+    /// defaults with this orchestrator's start-up timeout and attempts.
+    pub async fn worker_settings(
+        &self,
+        org: uuid::Uuid,
+        provider: &str,
+    ) -> sqlx::Result<inventiv_common::worker_settings::WorkerSettings> {
+        let stored = inventiv_store::worker_settings::load(&self.db, org, provider).await?;
+        Ok(
+            stored.unwrap_or_else(|| inventiv_common::worker_settings::WorkerSettings {
+                startup_timeout_secs: u32::try_from(self.config.startup_timeout.as_secs())
+                    .unwrap_or(u32::MAX),
+                bootstrap_attempts: u8::try_from(self.config.bootstrap_attempts).unwrap_or(u8::MAX),
+                ..Default::default()
+            }),
+        )
+    }
+
     /// The provider an instance of `org` runs on: the platform's for the
     /// mock, the organization's own credentials for a cloud.
     pub async fn provider(

@@ -9,7 +9,6 @@ use inventiv_providers::{CloudProvider, Firewall, Server};
 use serde_json::json;
 
 use crate::engine::Orchestrator;
-use crate::install::{AGENT_PORT, ENGINE_PORT};
 use crate::steps::{advance, log, move_to, InstanceRow, Outcome, StepError};
 
 /// Applies the firewall; `None` when done, `Some(outcome)` to stop here.
@@ -19,11 +18,14 @@ pub async fn secure(
     provider: &dyn CloudProvider,
     server: &Server,
 ) -> Result<Option<Outcome>, StepError> {
+    let settings = o
+        .worker_settings(inst.organization_id, &inst.provider)
+        .await?;
     let rules = Firewall {
         instance_id: inst.id,
         organization_id: inst.organization_id,
         ssh_port: server.ssh_port,
-        worker_ports: vec![ENGINE_PORT, AGENT_PORT],
+        worker_ports: vec![settings.engine_port, settings.agent_port],
         control_plane: o.config.control_plane_address,
     };
     let meta = json!({

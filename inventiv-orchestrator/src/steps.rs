@@ -45,6 +45,7 @@ pub struct InstanceRow {
     pub ip_address: Option<String>,
     pub worker_status: Option<String>,
     pub worker_agent_port: Option<i32>,
+    pub worker_engine_port: Option<i32>,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     pub bootstrap_attempts: i32,
     pub created_at: DateTime<Utc>,
@@ -57,7 +58,7 @@ pub struct InstanceRow {
 pub async fn load(o: &Orchestrator, id: Uuid) -> sqlx::Result<Option<InstanceRow>> {
     sqlx::query_as(
         "SELECT id, organization_id, name, status, progress, provider, zone, instance_type, model_id, mode, provider_server_id,
-                ip_address, worker_status, worker_agent_port, last_heartbeat_at, bootstrap_attempts, created_at, started_at,
+                ip_address, worker_status, worker_agent_port, worker_engine_port, last_heartbeat_at, bootstrap_attempts, created_at, started_at,
                 GREATEST(created_at, (SELECT max(h.at) FROM instance_state_history h
                                        WHERE h.instance_id = instances.id AND h.to_status = 'installing'
                                          AND h.from_status <> 'booting')) AS attempt_started_at
@@ -364,11 +365,12 @@ pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             let age = (Utc::now() - inst.attempt_started_at)
                 .to_std()
                 .unwrap_or_default();
-            if age > o.config.startup_timeout {
-                let message = format!(
-                    "the server did not come up in {} s",
-                    o.config.startup_timeout.as_secs()
-                );
+            let timeout = o
+                .worker_settings(inst.organization_id, &inst.provider)
+                .await?
+                .startup_timeout_secs;
+            if age > Duration::from_secs(timeout.into()) {
+                let message = format!("the server did not come up in {timeout} s");
                 tracing::warn!(alert = true, instance_id = %inst.id, "boot timeout");
                 move_to(
                     o,

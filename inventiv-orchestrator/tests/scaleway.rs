@@ -480,7 +480,8 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
 
 /// Acceptance: a deployment on (fake) Scaleway goes all the way to ready
 /// through the real SSH bootstrap (a local sshd on the server's address,
-/// the agent and the mock engine), with the Scaleway milestones in order;
+/// the agent and the mock engine, on the ports of the organization's
+/// worker settings), with the Scaleway milestones in order;
 /// terminating deletes the server, its security group and its volumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
@@ -499,8 +500,25 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
     h.in_process(Ipv4Addr::new(127, 0, 145, 1)).await;
     let (token, secret, _) = h.scaleway_team("Scaleway ready", &fake).await;
 
+    // The organization's worker settings move the node's ports.
+    let (s, body) = h
+        .call(
+            reqwest::Method::PUT,
+            "/organizations/current/providers/scaleway/worker-settings",
+            &token,
+            Some(json!({ "engine_port": 8100, "agent_port": 8190 })),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+
     let id = h.deploy_scaleway(&token).await;
     h.wait_status(id, "ready", Duration::from_secs(120)).await;
+    let rules = &fake.security_groups()[0].rules;
+    let ports: Vec<u64> = rules
+        .iter()
+        .map(|r| r["dest_port_from"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ports, vec![u64::from(sshd.port), 8100, 8190]);
     let (_, ready) = h
         .call(
             reqwest::Method::GET,
@@ -549,7 +567,18 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
         fake.servers().is_empty() && fake.volumes().is_empty() && fake.security_groups().is_empty()
     );
     drop(node_guard);
-    assert!(support::processes_mentioning(&format!("--host {address} ")).is_empty());
+    let engine = format!("--host {address} ");
+    let stopped = poll(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || async {
+            support::processes_mentioning(&engine)
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(stopped.is_some(), "the node's engine still runs");
 }
 
 /// Stops what the bootstrap started on the "server" (the agent and the

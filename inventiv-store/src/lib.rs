@@ -9,3 +9,4 @@ pub mod crypto;
 pub mod instances;
 pub mod inventory;
 pub mod outbox;
+pub mod worker_settings;

@@ -133,7 +133,17 @@ async fn deploy(
             "model_id is mandatory: choose a model of the catalog",
         ));
     };
-    let mode = body.mode.as_deref().unwrap_or("mono");
+    // Without a mode, the organization's worker settings on the provider decide.
+    let mode = match body.mode.clone() {
+        Some(m) => m,
+        None => {
+            inventiv_store::worker_settings::load(&state.db, org, &body.provider)
+                .await?
+                .unwrap_or_default()
+                .mode
+        }
+    };
+    let mode = mode.as_str();
     if !["mono", "multi"].contains(&mode) {
         return Err(invalid("VALIDATION_ERROR", "mode: mono or multi"));
     }

@@ -22,6 +22,7 @@ pub mod reconciliation;
 pub mod sessions;
 pub mod usage;
 pub mod users;
+pub mod worker_settings;
 pub mod workers;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -51,6 +52,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(provider_credentials::router())
         .merge(reconciliation::router())
+        .merge(worker_settings::router())
         .merge(usage::router())
         .merge(crate::proxy::router())
 }

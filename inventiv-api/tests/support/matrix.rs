@@ -128,6 +128,8 @@ pub const MATRIX: &[Row] = &[
     row("DELETE", "/organizations/current/providers/{provider}/credentials", None, [401, 204, 204, 403, 403], None),
     row("POST", "/organizations/current/providers/{provider}/credentials/verify", None, [401, 409, 409, 403, 403], None),
     row("GET", "/providers/{provider}/reconciliation", None, [401, 409, 409, 403, 403], None),
+    row("GET", "/organizations/current/providers/{provider}/worker-settings", None, [401, 200, 200, 403, 403], None),
+    row("PUT", "/organizations/current/providers/{provider}/worker-settings", Some(r#"{"mode":"multi","engine_port":8100,"agent_port":8190,"startup_timeout_secs":600,"bootstrap_attempts":2}"#), [401, 200, 200, 403, 403], None),
 ];
 
 const SCALEWAY_CREDENTIALS: &str = r#"{"access_key":"SCWABCDEFGHIJ1234567","secret_key":"0b7e4a52-1c33-4c61-9d7e-3b0f5e6a7c11","project_id":"6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f","organization_id":"1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d","default_zone":"fr-par-2"}"#;

@@ -19,3 +19,13 @@ CREATE TABLE instance_volumes (
     UNIQUE (provider_code, zone, provider_volume_id)
 );
 CREATE INDEX instance_volumes_instance ON instance_volumes (instance_id);
+
+-- How an organization's nodes on a provider run the worker (validated by
+-- inventiv-common's WorkerSettings; a missing row means the defaults).
+CREATE TABLE worker_settings (
+    organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    provider_code   text NOT NULL REFERENCES providers (code),
+    settings        jsonb NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (organization_id, provider_code)
+);
