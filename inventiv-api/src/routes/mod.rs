@@ -8,6 +8,7 @@ pub mod audit_logs;
 pub mod auth;
 pub mod catalog;
 pub mod catalog_admin;
+pub mod catalog_sync;
 pub mod deployments;
 pub mod events;
 pub mod health;
@@ -44,6 +45,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(workers::router())
         .merge(catalog::router())
         .merge(catalog_admin::router())
+        .merge(catalog_sync::router())
         .merge(activations::router())
         .merge(deployments::router())
         .merge(instances::router())

@@ -128,6 +128,7 @@ pub const MATRIX: &[Row] = &[
     row("DELETE", "/organizations/current/providers/{provider}/credentials", None, [401, 204, 204, 403, 403], None),
     row("POST", "/organizations/current/providers/{provider}/credentials/verify", None, [401, 409, 409, 403, 403], None),
     row("GET", "/providers/{provider}/reconciliation", None, [401, 409, 409, 403, 403], None),
+    row("POST", "/providers/{provider}/catalog-sync", None, PLATFORM_ONLY, None),
     row("GET", "/organizations/current/providers/{provider}/worker-settings", None, [401, 200, 200, 403, 403], None),
     row("PUT", "/organizations/current/providers/{provider}/worker-settings", Some(r#"{"mode":"multi","engine_port":8100,"agent_port":8190,"startup_timeout_secs":600,"bootstrap_attempts":2}"#), [401, 200, 200, 403, 403], None),
 ];

@@ -5,6 +5,7 @@
 //! extra volume; Scaleway attaches a Block Storage root volume, which is
 //! tagged like the server right after creation so reconciliation finds it.
 
+mod catalog;
 mod firewall;
 mod http;
 mod volumes;
@@ -21,6 +22,7 @@ use crate::provider::{BoxFuture, CloudProvider};
 use crate::types::{
     CreateServer, Firewall, ListFilter, Server, ServerRef, ServerState, Volume, VolumeRef,
 };
+pub use catalog::Offer;
 pub use http::RetryPolicy;
 use http::{Http, Replay};
 use wire::{ServerEnvelope, ServerList, WireServer};

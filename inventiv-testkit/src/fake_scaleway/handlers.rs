@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 use super::{error, project, settle, FakeGroup, FakeServer, FakeVolume, Shared, World, GB};
 
+const GIB: u64 = 1 << 30;
+
 pub(super) fn server_json(world: &World, s: &FakeServer) -> Value {
     let ip = (s.state == "running")
         .then_some(world.public_ip)
@@ -518,4 +520,40 @@ pub(super) async fn delete_group(
     }
     w.groups.remove(&id);
     StatusCode::NO_CONTENT.into_response()
+}
+
+pub(super) async fn products(
+    State(world): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let w = world.lock().unwrap();
+    let (page, size) = paging(&q, "per_page");
+    let total = w.offers.len();
+    let servers: serde_json::Map<String, Value> = w
+        .offers
+        .iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .map(|o| {
+            let price: Value = serde_json::from_str(&o.hourly_price).unwrap();
+            let product = json!({
+                "hourly_price": price, "monthly_price": 0, "ncpus": o.ncpus, "ram": o.ram_gib * GIB,
+                "gpu": o.gpu, "gpu_info": { "gpu_manufacturer": "NVIDIA", "gpu_name": "GPU", "gpu_memory": o.gpu_memory_gib * GIB },
+                "arch": "x86_64", "baremetal": false,
+            });
+            (o.code.clone(), product)
+        })
+        .collect();
+    Json(json!({ "servers": servers, "total_count": total })).into_response()
+}
+
+pub(super) async fn availability(State(world): State<Shared>) -> Response {
+    let w = world.lock().unwrap();
+    let servers: serde_json::Map<String, Value> = w
+        .offers
+        .iter()
+        .map(|o| (o.code.clone(), json!({ "availability": o.availability })))
+        .collect();
+    let total = servers.len();
+    Json(json!({ "servers": servers, "total_count": total })).into_response()
 }

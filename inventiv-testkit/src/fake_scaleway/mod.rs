@@ -87,8 +87,23 @@ pub struct FakeGroup {
     pub rules: Vec<Value>,
 }
 
+/// A server type the fake offers in every zone.
+#[derive(Debug, Clone)]
+pub struct FakeOffer {
+    pub code: String,
+    pub gpu: u32,
+    pub gpu_memory_gib: u64,
+    pub ncpus: u32,
+    pub ram_gib: u64,
+    /// The hourly price as the JSON number text Scaleway sends.
+    pub hourly_price: String,
+    /// `available`, `scarce` or `shortage`.
+    pub availability: String,
+}
+
 #[derive(Default)]
 struct World {
+    offers: Vec<FakeOffer>,
     groups: BTreeMap<String, FakeGroup>,
     /// Tags of every server created through the API, deleted or not.
     created: Vec<Vec<String>>,
@@ -158,6 +173,14 @@ impl FakeScaleway {
                 axum::routing::put(handlers::set_rules),
             )
             .route(
+                "/instance/v1/zones/{zone}/products/servers",
+                get(handlers::products),
+            )
+            .route(
+                "/instance/v1/zones/{zone}/products/servers/availability",
+                get(handlers::availability),
+            )
+            .route(
                 "/block/v1alpha1/zones/{zone}/volumes",
                 get(handlers::list_volumes),
             )
@@ -190,6 +213,11 @@ impl FakeScaleway {
         self.world()
             .tokens
             .insert(secret_key.to_owned(), project.to_owned());
+    }
+
+    /// What `/products/servers` lists in every zone.
+    pub fn set_offers(&self, offers: Vec<FakeOffer>) {
+        self.world().offers = offers;
     }
 
     pub fn set_faults(&self, faults: Faults) {
