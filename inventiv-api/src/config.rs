@@ -9,8 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 /// The JWT secret used when none is configured. Refused in production.
 pub const DEV_JWT_SECRET: &str = "inventiv-development-jwt-secret-do-not-use-in-production";
 /// The credentials encryption key used when none is configured. Refused in production.
-pub const DEV_ENCRYPTION_KEY: &str =
-    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+pub const DEV_ENCRYPTION_KEY: &str = inventiv_store::crypto::DEV_KEY;
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +45,12 @@ pub struct Config {
     pub admin_email: Option<String>,
     pub admin_password: Option<SecretString>,
     pub jwt_secret: SecretString,
-    pub encryption_key: SecretString,
+    /// Keys that encrypt provider credentials (current and previous).
+    pub keyring: std::sync::Arc<inventiv_store::crypto::Keyring>,
+    /// Scaleway's API (a fake in tests).
+    pub scaleway_api_url: String,
+    /// The orchestrator's orphan grace window (for reconciliation reports).
+    pub orphan_grace: Duration,
     pub open_signup: bool,
     pub access_token_ttl: Duration,
     pub session_ttl: Duration,
@@ -165,6 +169,12 @@ impl Config {
                 "INVENTIV_ENCRYPTION_KEY must differ from INVENTIV_JWT_SECRET".into(),
             ));
         }
+        let keyring = inventiv_store::crypto::Keyring::from_hex(
+            &encryption_key,
+            env.parse("INVENTIV_ENCRYPTION_KEY_VERSION", 1i32)?,
+            env.get("INVENTIV_ENCRYPTION_KEY_PREVIOUS").as_deref(),
+        )
+        .map_err(|e| ConfigError(format!("INVENTIV_ENCRYPTION_KEY*: {e}")))?;
         let smtp = match env.get("SMTP_HOST") {
             None => None,
             Some(host) => Some(SmtpConfig {
@@ -208,7 +218,9 @@ impl Config {
                 .or_else(|| Some("admin@inventiv.local".into())),
             admin_password: env.get("INVENTIV_ADMIN_PASSWORD").map(SecretString::from),
             jwt_secret: jwt_secret.into(),
-            encryption_key: encryption_key.into(),
+            keyring: std::sync::Arc::new(keyring),
+            scaleway_api_url: env.or("INVENTIV_SCALEWAY_API_URL", "https://api.scaleway.com"),
+            orphan_grace: secs("INVENTIV_ORPHAN_GRACE_SECS", 1800)?,
             open_signup: env.flag("INVENTIV_OPEN_SIGNUP", false)?,
             access_token_ttl: secs("INVENTIV_ACCESS_TOKEN_TTL_SECS", 900)?,
             session_ttl: Duration::from_secs(

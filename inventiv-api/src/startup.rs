@@ -70,6 +70,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, UsageRecei
         .pool_max_idle_per_host(256)
         .no_proxy()
         .build()?;
+    let cloud_http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .build()?;
     let state = AppState::new(crate::state::Shared {
         db,
         redis,
@@ -85,6 +89,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, UsageRecei
         routing: crate::proxy::routing::Routing::default(),
         usage,
         proxy_http,
+        cloud_http,
     });
     Ok((state, usage_rx))
 }
@@ -129,6 +134,15 @@ impl Application {
         let (state, usage) = build_state(config).await?;
         migrate(&state.db).await?;
         bootstrap::admin(&state).await?;
+        let rotated = inventiv_store::credentials::rotate(&state.db, &state.config.keyring)
+            .await
+            .map_err(|e| anyhow::anyhow!("re-encrypting provider credentials failed: {e}"))?;
+        if rotated > 0 {
+            tracing::info!(
+                rotated,
+                "provider credentials re-encrypted with the current key"
+            );
+        }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;

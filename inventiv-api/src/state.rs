@@ -53,6 +53,8 @@ pub struct Shared {
     pub usage: crate::proxy::usage::UsageSender,
     /// The pooled client that talks to workers.
     pub proxy_http: reqwest::Client,
+    /// The client that talks to cloud providers' APIs (with timeouts).
+    pub cloud_http: reqwest::Client,
 }
 
 impl Shared {

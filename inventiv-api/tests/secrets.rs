@@ -1,7 +1,7 @@
 //! No secret in clear, anywhere we keep things: a whole run's database
 //! (every column of every table) and its logs at debug level are searched
 //! for every password, access token, refresh token, reset and invitation
-//! token the run used.
+//! token and provider credential the run used.
 
 #![allow(
     clippy::unwrap_used,
@@ -126,6 +126,21 @@ async fn database_and_logs_hold_no_secret_in_clear() {
         .post("/api-keys", Some(&token), json!({ "name": "secret key" }))
         .await;
     secrets.push(key["key"].as_str().expect("api key shown once").to_owned());
+    let (scw_access, scw_secret) = (
+        "SCWSECRETACCESS12345",
+        "5f0c9a0e-8b1d-4c2e-9f3a-7d6e5c4b3a21",
+    );
+    let (_, _, set) = app
+        .call(
+            Method::PUT,
+            "/organizations/current/providers/scaleway/credentials",
+            Some(&token),
+            Some(&json!({ "access_key": scw_access, "secret_key": scw_secret, "project_id": "6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+                          "organization_id": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", "default_zone": "fr-par-2" })),
+        )
+        .await;
+    assert_eq!(set["configured"], true, "{set}");
+    secrets.extend([scw_access.to_owned(), scw_secret.to_owned()]);
     app.post(
         "/organizations/current/invitations",
         Some(&token),

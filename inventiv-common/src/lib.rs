@@ -6,6 +6,7 @@ pub mod instance;
 pub mod rbac;
 pub mod values;
 pub mod worker;
+pub mod worker_settings;
 
 pub use ids::{InstanceId, InvitationId, OrgId, SessionId, UserId};
 pub use instance::InstanceStatus;

@@ -108,6 +108,9 @@ pub enum Action {
     /// Accept (economically activate) an offering shared with or published
     /// to the organization.
     AcceptShares,
+    /// Set, verify and remove the organization's cloud provider
+    /// credentials; read its reconciliation reports.
+    ManageProviders,
 }
 
 use Action::*;
@@ -133,6 +136,7 @@ const MATRIX: &[(Action, &[OrgRole])] = &[
     (PublishOfferings, &[Owner, Admin]),
     (SellOfferings, &[Owner, Manager]),
     (AcceptShares, &[Owner, Manager]),
+    (ManageProviders, &[Owner, Admin]),
 ];
 
 /// Whether `role` may perform `action`.
@@ -214,6 +218,7 @@ mod tests {
             PublishOfferings,
             SellOfferings,
             AcceptShares,
+            ManageProviders,
         ] {
             assert!(MATRIX.iter().any(|(a, _)| *a == action), "{action:?}");
             assert!(can(Owner, action), "owner can do everything: {action:?}");

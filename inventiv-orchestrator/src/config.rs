@@ -3,7 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use inventiv_store::crypto::{Keyring, DEV_KEY};
 
 /// Everything the orchestrator needs to know.
 #[derive(Debug, Clone)]
@@ -15,6 +18,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Where worker agents reach the API (register, heartbeats).
     pub control_plane_url: String,
+    /// The address worker nodes see the control plane come from: their
+    /// engine and agent ports are open to it only (to anyone when unset).
+    pub control_plane_address: Option<std::net::IpAddr>,
     /// This replica's name in the Redis consumer group and in leases.
     pub consumer: String,
     /// How often every live instance is reconciled.
@@ -36,6 +42,20 @@ pub struct Config {
     /// The agent bundle and the bootstrap script installed on nodes.
     pub agent_bundle: PathBuf,
     pub bootstrap_script: PathBuf,
+    /// Keys that decrypt organizations' provider credentials (the API's).
+    pub keyring: Arc<Keyring>,
+    /// Scaleway's API (a fake in tests).
+    pub scaleway_api_url: String,
+    /// SSH port of Scaleway servers and where the worker goes on them.
+    pub scaleway_ssh_port: u16,
+    pub scaleway_install_dir: Option<String>,
+    /// Run the mock engine (and skip the GPU checks) on every provider's
+    /// nodes, not only the mock provider's: development and tests.
+    pub mock_engine_everywhere: bool,
+    /// How often cloud resources are compared with the database.
+    pub cloud_reconcile_interval: Duration,
+    /// A tagged resource without a live instance is deleted once this old.
+    pub orphan_grace: Duration,
 }
 
 fn var(key: &str) -> Option<String> {
@@ -69,6 +89,13 @@ impl Config {
             redis_prefix: var("INVENTIV_REDIS_PREFIX").unwrap_or_else(|| "inventiv:".into()),
             control_plane_url: var("INVENTIV_CONTROL_PLANE_URL")
                 .unwrap_or_else(|| format!("http://{api}")),
+            control_plane_address: var("INVENTIV_CONTROL_PLANE_ADDRESS")
+                .map(|v| {
+                    v.trim().parse().map_err(|_| {
+                        anyhow::anyhow!("INVENTIV_CONTROL_PLANE_ADDRESS={v:?} is not an IP address")
+                    })
+                })
+                .transpose()?,
             consumer: var("INVENTIV_ORCHESTRATOR_NAME")
                 .unwrap_or_else(|| format!("orchestrator-{}", std::process::id())),
             reconcile_interval: Duration::from_millis(
@@ -94,6 +121,27 @@ impl Config {
                 || PathBuf::from("inventiv-worker/bootstrap.sh"),
                 PathBuf::from,
             ),
+            keyring: Arc::new(
+                Keyring::from_hex(
+                    &var("INVENTIV_ENCRYPTION_KEY").unwrap_or_else(|| DEV_KEY.into()),
+                    parse("INVENTIV_ENCRYPTION_KEY_VERSION", 1i32)?,
+                    var("INVENTIV_ENCRYPTION_KEY_PREVIOUS").as_deref(),
+                )
+                .map_err(|e| anyhow::anyhow!("INVENTIV_ENCRYPTION_KEY*: {e}"))?,
+            ),
+            scaleway_api_url: var("INVENTIV_SCALEWAY_API_URL")
+                .unwrap_or_else(|| "https://api.scaleway.com".into()),
+            scaleway_ssh_port: parse("INVENTIV_SCALEWAY_SSH_PORT", 22u16)?,
+            scaleway_install_dir: var("INVENTIV_SCALEWAY_INSTALL_DIR"),
+            mock_engine_everywhere: match var("INVENTIV_WORKER_ENGINE").as_deref() {
+                None | Some("vllm") => false,
+                Some("mock") => true,
+                Some(other) => anyhow::bail!("INVENTIV_WORKER_ENGINE={other:?}: use vllm or mock"),
+            },
+            cloud_reconcile_interval: Duration::from_secs(
+                parse("INVENTIV_CLOUD_RECONCILE_INTERVAL_SECS", 300u64)?.max(1),
+            ),
+            orphan_grace: Duration::from_secs(parse("INVENTIV_ORPHAN_GRACE_SECS", 1800u64)?),
             state_dir,
         })
     }

@@ -11,6 +11,7 @@ use inventiv_providers::CloudProvider;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
+use crate::clouds::{CloudError, Clouds};
 use crate::config::Config;
 use crate::ssh::Ssh;
 
@@ -27,7 +28,10 @@ pub struct Orchestrator {
     pub db: PgPool,
     pub redis: redis::aio::ConnectionManager,
     pub config: Config,
+    /// Platform-wide providers (the mock one).
     pub providers: HashMap<&'static str, Arc<dyn CloudProvider>>,
+    /// Cloud providers per organization, from its credentials.
+    pub clouds: Clouds,
     pub ssh: Ssh,
     pub http: reqwest::Client,
     pub bundle: Bundle,
@@ -119,7 +123,19 @@ impl Orchestrator {
             .connect_timeout(Duration::from_secs(3))
             .no_proxy()
             .build()?;
+        let cloud_http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        let scaleway = inventiv_providers::scaleway::Settings {
+            base_url: config.scaleway_api_url.clone(),
+            ssh_port: config.scaleway_ssh_port,
+            install_dir: config.scaleway_install_dir.clone(),
+            ..Default::default()
+        };
+        let clouds = Clouds::new(config.keyring.clone(), scaleway, cloud_http);
         Ok(Orchestrator {
+            clouds,
             db,
             redis,
             config,
@@ -131,8 +147,34 @@ impl Orchestrator {
         })
     }
 
-    /// The provider an instance runs on.
-    pub fn provider(&self, code: &str) -> Option<Arc<dyn CloudProvider>> {
-        self.providers.get(code).cloned()
+    /// How `org`'s nodes on `provider` run the worker: its settings, or the
+    /// defaults with this orchestrator's start-up timeout and attempts.
+    pub async fn worker_settings(
+        &self,
+        org: uuid::Uuid,
+        provider: &str,
+    ) -> sqlx::Result<inventiv_common::worker_settings::WorkerSettings> {
+        let stored = inventiv_store::worker_settings::load(&self.db, org, provider).await?;
+        Ok(
+            stored.unwrap_or_else(|| inventiv_common::worker_settings::WorkerSettings {
+                startup_timeout_secs: u32::try_from(self.config.startup_timeout.as_secs())
+                    .unwrap_or(u32::MAX),
+                bootstrap_attempts: u8::try_from(self.config.bootstrap_attempts).unwrap_or(u8::MAX),
+                ..Default::default()
+            }),
+        )
+    }
+
+    /// The provider an instance of `org` runs on: the platform's for the
+    /// mock, the organization's own credentials for a cloud.
+    pub async fn provider(
+        &self,
+        code: &str,
+        org: uuid::Uuid,
+    ) -> Result<Arc<dyn CloudProvider>, CloudError> {
+        match self.providers.get(code) {
+            Some(p) => Ok(p.clone()),
+            None => self.clouds.get(&self.db, code, org).await,
+        }
     }
 }

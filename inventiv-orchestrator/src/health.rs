@@ -10,7 +10,6 @@ use inventiv_common::InstanceStatus;
 use serde_json::json;
 
 use crate::engine::Orchestrator;
-use crate::install::ENGINE_PORT;
 use crate::steps::{milestone, move_to, InstanceRow, Outcome, StepResult};
 
 const POLL: Duration = Duration::from_millis(250);
@@ -19,9 +18,13 @@ const POLL: Duration = Duration::from_millis(250);
 pub async fn check_startup(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     // From the last reinstall, not the creation: a worker that served for
     // longer than the timeout must still be reinstallable.
+    let settings = o
+        .worker_settings(inst.organization_id, &inst.provider)
+        .await?;
+    let timeout = std::time::Duration::from_secs(settings.startup_timeout_secs.into());
     let age = Utc::now() - inst.attempt_started_at;
-    if age.to_std().unwrap_or_default() > o.config.startup_timeout {
-        let message = format!("not ready after {} s", o.config.startup_timeout.as_secs());
+    if age.to_std().unwrap_or_default() > timeout {
+        let message = format!("not ready after {} s", timeout.as_secs());
         tracing::warn!(alert = true, instance_id = %inst.id, "startup timeout");
         move_to(
             o,
@@ -36,7 +39,11 @@ pub async fn check_startup(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     let Some(ip) = inst.ip_address.as_deref() else {
         return Ok(Outcome::RequeueAfter(POLL));
     };
-    let base = format!("http://{ip}:{ENGINE_PORT}");
+    let port = inst
+        .worker_engine_port
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(settings.engine_port);
+    let base = format!("http://{ip}:{port}");
     if inst.progress < 75 {
         let ok = o
             .http

@@ -1,6 +1,7 @@
 //! `installing`: bootstrap the worker over SSH with a fresh per-instance
-//! token (only its hash is stored), retried with backoff on transient
-//! failures, `startup_failed` after the configured attempts.
+//! token (only its hash is stored), on the ports of the organization's
+//! worker settings, retried with backoff on transient failures,
+//! `startup_failed` after the settings' attempts.
 
 use std::time::Duration;
 
@@ -13,10 +14,6 @@ use crate::bootstrap::{self, Bootstrap};
 use crate::engine::Orchestrator;
 use crate::ssh::Target;
 use crate::steps::{advance, log, move_to, InstanceRow, Outcome, StepError, StepResult};
-
-/// Where the worker's engine and agent listen on the node.
-pub const ENGINE_PORT: u16 = 8000;
-pub const AGENT_PORT: u16 = 8090;
 
 /// A fresh worker token (32 random bytes, base64url) and the hash stored.
 fn new_token() -> (String, Vec<u8>) {
@@ -31,8 +28,11 @@ fn new_token() -> (String, Vec<u8>) {
 
 /// Runs the bootstrap once.
 pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
-    let (Some(provider), Some(id)) = (o.provider(&inst.provider), inst.provider_server_id.clone())
-    else {
+    let provider = o
+        .provider(&inst.provider, inst.organization_id)
+        .await
+        .map_err(|e| StepError::Other(e.to_string()))?;
+    let Some(id) = inst.provider_server_id.clone() else {
         return Err(StepError::Other("installing without a server".into()));
     };
     let server = provider
@@ -56,7 +56,10 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     let Some(ip) = server.ip.map(|ip| ip.to_string()) else {
         return Ok(Outcome::RequeueAfter(Duration::from_millis(500)));
     };
-    let mock = inst.provider == "mock";
+    let mock = inst.provider == "mock" || o.config.mock_engine_everywhere;
+    let settings = o
+        .worker_settings(inst.organization_id, &inst.provider)
+        .await?;
     let install_dir = server
         .install_dir
         .clone()
@@ -92,9 +95,9 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         "model_id": inst.model_id,
         "engine_command": engine_command,
         "engine_host": ip,
-        "engine_port": ENGINE_PORT,
+        "engine_port": settings.engine_port,
         "agent_host": ip,
-        "agent_port": AGENT_PORT,
+        "agent_port": settings.agent_port,
         "mode": inst.mode,
         "log_dir": format!("{install_dir}/logs"),
         "heartbeat_interval_s": o.config.worker_heartbeat.as_secs(),
@@ -126,8 +129,8 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             advance(o, inst, "WORKER_SSH_INSTALL").await?;
             sqlx::query("UPDATE instances SET worker_agent_port = $2, worker_engine_port = $3 WHERE id = $1")
                 .bind(inst.id)
-                .bind(i32::from(AGENT_PORT))
-                .bind(i32::from(ENGINE_PORT))
+                .bind(i32::from(settings.agent_port))
+                .bind(i32::from(settings.engine_port))
                 .execute(&o.db)
                 .await?;
             move_to(o, inst, InstanceStatus::Starting, None, "orchestrator").await?;
@@ -135,7 +138,7 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         }
         Err(e) => {
             let attempts = inst.bootstrap_attempts + 1;
-            if e.retryable() && attempts < o.config.bootstrap_attempts {
+            if e.retryable() && attempts < i32::from(settings.bootstrap_attempts) {
                 let backoff = Duration::from_secs(1u64 << attempts.clamp(0, 6));
                 tracing::warn!(instance_id = %inst.id, attempts, error = %e, "bootstrap failed; will retry");
                 Ok(Outcome::RequeueAfter(backoff))

@@ -4,10 +4,13 @@
 
 pub mod agent_info;
 pub mod bootstrap;
+pub mod cloud_reconcile;
+pub mod clouds;
 pub mod config;
 pub mod consumer;
 pub mod engine;
 pub mod events;
+pub mod firewall;
 pub mod health;
 pub mod install;
 pub mod metrics;
@@ -16,6 +19,7 @@ pub mod reconcile;
 pub mod ssh;
 pub mod steps;
 pub mod terminate;
+pub mod volumes;
 
 use std::sync::Arc;
 
@@ -36,8 +40,10 @@ pub async fn run(o: Arc<engine::Orchestrator>, shutdown: CancellationToken) {
         tasks.clone(),
         shutdown.clone(),
     ));
+    let clouds = tokio::spawn(cloud_reconcile::run(o.clone(), shutdown.clone()));
     reconcile::run(o, active, tasks.clone(), shutdown).await;
     let _ = consumer.await;
+    let _ = clouds.await;
     tasks.close();
     tasks.wait().await;
 }

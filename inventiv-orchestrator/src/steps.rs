@@ -13,6 +13,7 @@ use inventiv_store::instances::{apply, Change};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::clouds::CloudError;
 use crate::engine::Orchestrator;
 use crate::events;
 
@@ -44,6 +45,7 @@ pub struct InstanceRow {
     pub ip_address: Option<String>,
     pub worker_status: Option<String>,
     pub worker_agent_port: Option<i32>,
+    pub worker_engine_port: Option<i32>,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     pub bootstrap_attempts: i32,
     pub created_at: DateTime<Utc>,
@@ -56,7 +58,7 @@ pub struct InstanceRow {
 pub async fn load(o: &Orchestrator, id: Uuid) -> sqlx::Result<Option<InstanceRow>> {
     sqlx::query_as(
         "SELECT id, organization_id, name, status, progress, provider, zone, instance_type, model_id, mode, provider_server_id,
-                ip_address, worker_status, worker_agent_port, last_heartbeat_at, bootstrap_attempts, created_at, started_at,
+                ip_address, worker_status, worker_agent_port, worker_engine_port, last_heartbeat_at, bootstrap_attempts, created_at, started_at,
                 GREATEST(created_at, (SELECT max(h.at) FROM instance_state_history h
                                        WHERE h.instance_id = instances.id AND h.to_status = 'installing'
                                          AND h.from_status <> 'booting')) AS attempt_started_at
@@ -183,16 +185,21 @@ fn provider_error(e: &inventiv_providers::ProviderError) -> &'static str {
 
 /// `provisioning`: create (or adopt) the server, power it on.
 pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
-    let Some(provider) = o.provider(&inst.provider) else {
-        move_to(
-            o,
-            inst,
-            InstanceStatus::ProvisioningFailed,
-            Some(("PROVIDER_NOT_CONFIGURED", "no such provider here")),
-            "orchestrator",
-        )
-        .await?;
-        return Ok(Outcome::Idle);
+    // Without usable credentials nothing is created: the instance fails here.
+    let provider = match o.provider(&inst.provider, inst.organization_id).await {
+        Ok(p) => p,
+        Err(CloudError::Db(e)) => return Err(e.into()),
+        Err(e) => {
+            move_to(
+                o,
+                inst,
+                InstanceStatus::ProvisioningFailed,
+                Some((e.code(), &e.to_string())),
+                "orchestrator",
+            )
+            .await?;
+            return Ok(Outcome::Idle);
+        }
     };
     let server_id = match &inst.provider_server_id {
         Some(id) => id.clone(),
@@ -263,6 +270,11 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         zone: inst.zone.clone(),
         provider_id: server_id.clone(),
     };
+    if let Some(outcome) =
+        crate::volumes::prepare(o, inst, provider.as_ref(), reference.clone()).await?
+    {
+        return Ok(outcome);
+    }
     let log = log(o, inst);
     let step = log.start("PROVIDER_START").await?;
     match provider.start_server(reference).await {
@@ -301,8 +313,11 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
 
 /// `booting`: wait for the server to run and have an address.
 pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
-    let (Some(provider), Some(id)) = (o.provider(&inst.provider), inst.provider_server_id.clone())
-    else {
+    let provider = o
+        .provider(&inst.provider, inst.organization_id)
+        .await
+        .map_err(|e| StepError::Other(e.to_string()))?;
+    let Some(id) = inst.provider_server_id.clone() else {
         return Err(StepError::Other("booting without a server".into()));
     };
     let server = provider
@@ -338,6 +353,9 @@ pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                 json!({ "ip": ip, "ssh_port": s.ssh_port }),
             )
             .await?;
+            if let Some(outcome) = crate::firewall::secure(o, inst, provider.as_ref(), &s).await? {
+                return Ok(outcome);
+            }
             move_to(o, inst, InstanceStatus::Installing, None, "orchestrator").await?;
             Ok(Outcome::Continue)
         }
@@ -347,11 +365,12 @@ pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             let age = (Utc::now() - inst.attempt_started_at)
                 .to_std()
                 .unwrap_or_default();
-            if age > o.config.startup_timeout {
-                let message = format!(
-                    "the server did not come up in {} s",
-                    o.config.startup_timeout.as_secs()
-                );
+            let timeout = o
+                .worker_settings(inst.organization_id, &inst.provider)
+                .await?
+                .startup_timeout_secs;
+            if age > Duration::from_secs(timeout.into()) {
+                let message = format!("the server did not come up in {timeout} s");
                 tracing::warn!(alert = true, instance_id = %inst.id, "boot timeout");
                 move_to(
                     o,

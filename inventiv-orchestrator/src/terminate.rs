@@ -13,12 +13,10 @@ use crate::steps::{log, move_to, InstanceRow, Outcome, StepError, StepResult};
 
 /// One pass of the termination.
 pub async fn terminate(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
-    let Some(provider) = o.provider(&inst.provider) else {
-        return Err(StepError::Other(format!(
-            "provider {} is not available here",
-            inst.provider
-        )));
-    };
+    let provider = o
+        .provider(&inst.provider, inst.organization_id)
+        .await
+        .map_err(|e| StepError::Other(e.to_string()))?;
     let retry = Outcome::RequeueAfter(Duration::from_secs(2));
     // Adopt a server created but never recorded (crash right after create).
     let filter = ListFilter {
@@ -78,31 +76,22 @@ pub async fn terminate(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             }
         }
     }
-    let volumes = provider
+    let step = log.start("PROVIDER_SECURITY_GROUP_DELETE").await?;
+    if let Err(e) = provider.delete_firewall(inst.zone.clone(), inst.id).await {
+        log.fail(step, "PROVIDER_DELETE_FAILED", &e.to_string(), json!({}))
+            .await?;
+        return Ok(retry);
+    }
+    log.succeed(step, json!({})).await?;
+    let tagged = provider
         .list_volumes(filter)
         .await
         .map_err(|e| StepError::Other(e.to_string()))?;
-    for v in volumes {
-        let step = log.start("PROVIDER_VOLUME_DELETE").await?;
-        match provider.delete_volume(v.reference()).await {
-            Ok(()) => {
-                log.succeed(
-                    step,
-                    json!({ "volume_id": v.provider_id, "size_gb": v.size_gb }),
-                )
-                .await?
-            }
-            Err(e) => {
-                log.fail(
-                    step,
-                    "PROVIDER_DELETE_FAILED",
-                    &e.to_string(),
-                    json!({ "volume_id": v.provider_id }),
-                )
-                .await?;
-                return Ok(retry);
-            }
-        }
+    if crate::volumes::delete_all(o, inst, provider.as_ref(), tagged)
+        .await?
+        .is_err()
+    {
+        return Ok(retry);
     }
     move_to(o, inst, InstanceStatus::Terminated, None, "orchestrator").await?;
     Ok(Outcome::Idle)

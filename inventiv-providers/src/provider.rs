@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::error::ProviderError;
-use crate::types::{CreateServer, ListFilter, Server, ServerRef, Volume, VolumeRef};
+use crate::types::{CreateServer, Firewall, ListFilter, Server, ServerRef, Volume, VolumeRef};
 
 /// A `Send` future borrowed from the provider for `'a`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -64,4 +64,20 @@ pub trait CloudProvider: Send + Sync {
     /// Deletes a detached volume; an attached one is `InvalidRequest`.
     /// Deleting a missing volume is `Ok`.
     fn delete_volume(&self, volume: VolumeRef) -> BoxFuture<'_, Result<(), ProviderError>>;
+
+    /// Applies `rules` to the server (on Scaleway: a security group of the
+    /// instance, tagged like it, attached to the server). Idempotent.
+    fn ensure_firewall(
+        &self,
+        server: ServerRef,
+        rules: Firewall,
+    ) -> BoxFuture<'_, Result<(), ProviderError>>;
+
+    /// Deletes what `ensure_firewall` made for an instance in `zone`, once
+    /// its server is gone. Nothing to delete is `Ok`.
+    fn delete_firewall(
+        &self,
+        zone: String,
+        instance_id: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<(), ProviderError>>;
 }

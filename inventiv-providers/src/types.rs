@@ -135,6 +135,18 @@ impl Volume {
     }
 }
 
+/// The inbound traffic a worker's server accepts: SSH from anywhere, the
+/// worker's ports only from the control plane when its address is known
+/// (from anywhere otherwise); everything else is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Firewall {
+    pub instance_id: Uuid,
+    pub organization_id: Uuid,
+    pub ssh_port: u16,
+    pub worker_ports: Vec<u16>,
+    pub control_plane: Option<IpAddr>,
+}
+
 /// Which servers or volumes to list. The default lists everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListFilter {

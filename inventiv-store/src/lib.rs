@@ -1,7 +1,12 @@
 //! Data access that the API and the orchestrator must do the same way:
 //! instance transitions (validated by inventiv-common, each with a history
-//! row), the action log, and the command outbox.
+//! row), the action log, the command outbox, and provider credentials
+//! encrypted at rest.
 
 pub mod action_log;
+pub mod credentials;
+pub mod crypto;
 pub mod instances;
+pub mod inventory;
 pub mod outbox;
+pub mod worker_settings;

@@ -2,6 +2,7 @@
 //! key authorized for the current user, everything in a temporary directory.
 //! Stands in for a VM's SSH endpoint.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use tokio::process::{Child, Command};
 
 /// A running sshd; stopped when dropped.
 pub struct Sshd {
+    pub address: Ipv4Addr,
     pub port: u16,
     pub dir: PathBuf,
     /// The private key authorized to log in.
@@ -27,8 +29,8 @@ fn keygen(path: &Path) {
     assert!(status.success(), "ssh-keygen failed");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+fn free_port(address: Ipv4Addr) -> u16 {
+    std::net::TcpListener::bind((address, 0))
         .unwrap()
         .local_addr()
         .unwrap()
@@ -36,8 +38,14 @@ fn free_port() -> u16 {
 }
 
 impl Sshd {
-    /// Starts sshd and waits until it accepts connections.
+    /// Starts sshd on 127.0.0.1 and waits until it accepts connections.
     pub async fn start() -> Sshd {
+        Sshd::start_on(Ipv4Addr::LOCALHOST).await
+    }
+
+    /// Starts sshd on `address` (a loopback address standing in for a
+    /// VM's) and waits until it accepts connections.
+    pub async fn start_on(address: Ipv4Addr) -> Sshd {
         let dir =
             std::env::temp_dir().join(format!("inventiv-sshd-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -46,9 +54,9 @@ impl Sshd {
         keygen(&client_key);
         std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
         std::fs::create_dir_all("/run/sshd").ok();
-        let port = free_port();
+        let port = free_port(address);
         let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\nPidFile {dir}/sshd.pid\n\
+            "Port {port}\nListenAddress {address}\nHostKey {dir}/host_key\nPidFile {dir}/sshd.pid\n\
              AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
              LogLevel ERROR\n",
@@ -56,12 +64,13 @@ impl Sshd {
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();
         let child = spawn(&dir);
-        wait_listening(port).await;
+        wait_listening(address, port).await;
         let user = std::env::var("USER")
             .ok()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| "root".into());
         Sshd {
+            address,
             port,
             dir,
             client_key,
@@ -77,7 +86,17 @@ impl Sshd {
         std::fs::remove_file(self.dir.join("host_key.pub")).unwrap();
         keygen(&self.dir.join("host_key"));
         self.child = spawn(&self.dir);
-        wait_listening(self.port).await;
+        wait_listening(self.address, self.port).await;
+    }
+
+    /// Also lets `public_key` (an OpenSSH public key line) log in.
+    pub fn authorize(&self, public_key: &str) {
+        use std::io::Write;
+        let mut keys = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("authorized_keys"))
+            .unwrap();
+        writeln!(keys, "{}", public_key.trim()).unwrap();
     }
 }
 
@@ -98,9 +117,9 @@ fn spawn(dir: &Path) -> Child {
         .expect("start sshd")
 }
 
-async fn wait_listening(port: u16) {
+async fn wait_listening(address: Ipv4Addr, port: u16) {
     let until = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+    while tokio::net::TcpStream::connect((address, port))
         .await
         .is_err()
     {

@@ -69,11 +69,17 @@ fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
 }
 
 /// Whether the organization can use this provider (credentials when needed).
-async fn provider_configured(state: &AppState, _org: Uuid, provider: &str) -> ApiResult<bool> {
-    let _ = state;
+async fn provider_configured(state: &AppState, org: Uuid, provider: &str) -> ApiResult<bool> {
     // The mock provider runs locally and needs nothing; cloud providers need
-    // the organization's credentials, which cannot be stored yet.
-    Ok(provider == "mock")
+    // the organization's credentials.
+    if provider == "mock" {
+        return Ok(true);
+    }
+    Ok(
+        inventiv_store::credentials::updated_at(&state.db, org, provider)
+            .await?
+            .is_some(),
+    )
 }
 
 /// The missing activation sides of the items a deployment uses.
@@ -127,7 +133,17 @@ async fn deploy(
             "model_id is mandatory: choose a model of the catalog",
         ));
     };
-    let mode = body.mode.as_deref().unwrap_or("mono");
+    // Without a mode, the organization's worker settings on the provider decide.
+    let mode = match body.mode.clone() {
+        Some(m) => m,
+        None => {
+            inventiv_store::worker_settings::load(&state.db, org, &body.provider)
+                .await?
+                .unwrap_or_default()
+                .mode
+        }
+    };
+    let mode = mode.as_str();
     if !["mono", "multi"].contains(&mode) {
         return Err(invalid("VALIDATION_ERROR", "mode: mono or multi"));
     }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod available_offerings;
 pub mod catalog;
 pub mod catalog_admin;
+pub mod catalog_sync;
 pub mod deployments;
 pub mod events;
 pub mod finops;
@@ -21,11 +22,14 @@ pub mod offerings;
 pub mod organizations;
 pub mod password_reset;
 pub mod runtime;
+pub mod provider_credentials;
+pub mod reconciliation;
 pub mod sessions;
 pub mod shares;
 pub mod statements;
 pub mod usage;
 pub mod users;
+pub mod worker_settings;
 pub mod workers;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -61,12 +65,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(workers::router())
         .merge(catalog::router())
         .merge(catalog_admin::router())
+        .merge(catalog_sync::router())
         .merge(activations::router())
         .merge(deployments::router())
         .merge(instances::router())
         .merge(events::router())
         .merge(metrics::router())
         .merge(api_keys::router())
+        .merge(provider_credentials::router())
+        .merge(reconciliation::router())
+        .merge(worker_settings::router())
         .merge(usage::router())
         .merge(runtime::router())
         .merge(finops::router())

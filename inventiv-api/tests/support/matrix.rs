@@ -144,9 +144,21 @@ pub const MATRIX: &[Row] = &[
     // Own: an offering another organization shared with A; foreign: B's
     // private offering, not shared with A.
     row("POST", "/organizations/current/available-offerings/{offering_id}/accept", None, [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
+    // Provider credentials of the current organization: owners and admins.
+    // (None are set in the fixtures, so verifying stops at PROVIDER_NOT_CONFIGURED.)
+    row("GET", "/organizations/current/providers/{provider}/credentials", None, [401, 200, 200, 403, 403], None),
+    row("PUT", "/organizations/current/providers/{provider}/credentials", Some(SCALEWAY_CREDENTIALS), [401, 200, 200, 403, 403], None),
+    row("DELETE", "/organizations/current/providers/{provider}/credentials", None, [401, 204, 204, 403, 403], None),
+    row("POST", "/organizations/current/providers/{provider}/credentials/verify", None, [401, 409, 409, 403, 403], None),
+    row("GET", "/providers/{provider}/reconciliation", None, [401, 409, 409, 403, 403], None),
+    row("POST", "/providers/{provider}/catalog-sync", None, PLATFORM_ONLY, None),
+    row("GET", "/organizations/current/providers/{provider}/worker-settings", None, [401, 200, 200, 403, 403], None),
+    row("PUT", "/organizations/current/providers/{provider}/worker-settings", Some(r#"{"mode":"multi","engine_port":8100,"agent_port":8190,"startup_timeout_secs":600,"bootstrap_attempts":2}"#), [401, 200, 200, 403, 403], None),
 ];
 
 const FINOPS: [u16; 5] = [401, 200, 403, 200, 403];
+
+const SCALEWAY_CREDENTIALS: &str = r#"{"access_key":"SCWABCDEFGHIJ1234567","secret_key":"0b7e4a52-1c33-4c61-9d7e-3b0f5e6a7c11","project_id":"6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f","organization_id":"1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d","default_zone":"fr-par-2"}"#;
 
 const REGISTER: &str = r#"{"schema_version":2,"instance_id":"{instance_id}","boot_id":"b","agent":{"version":"0.1.0","bundle_sha256":"0000000000000000000000000000000000000000000000000000000000000000"},"model_id":"mock/model","mode":"mono","agent_port":8090,"engine_port":8000}"#;
 const HEARTBEAT: &str = r#"{"schema_version":2,"instance_id":"{instance_id}","boot_id":"b","agent":{"version":"0.1.0","bundle_sha256":"0000000000000000000000000000000000000000000000000000000000000000"},"status":"ready","model_id":"mock/model","engine":{"ready":true,"requests_running":0,"requests_waiting":0,"restarts":0},"system":{"cpu_pct":1.0,"load1":0.1,"memory_used_mib":1.0,"memory_total_mib":2.0},"sent_at":"2026-11-23T00:00:00Z"}"#;
@@ -218,6 +230,7 @@ pub fn fill(
         .replace("{instance_type_id}", MOCK_INSTANCE_TYPE)
         .replace("{model_id}", SMALL_MODEL)
         .replace("{kind}", "model")
+        .replace("{provider}", "scaleway")
         .replace("{item_id}", SMALL_MODEL)
         .replace("{organization_id}", &target.id.to_string())
         .replace("{token}", &target.invitation_token)

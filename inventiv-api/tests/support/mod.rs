@@ -119,6 +119,17 @@ impl TestApp {
         .await
     }
 
+    /// Another API process on the same database with extra environment
+    /// variables (e.g. a new encryption key version).
+    pub async fn replica_with(&self, vars: &[(&str, &str)]) -> TestApp {
+        TestApp::spawn_on(
+            self.database.clone(),
+            self.state.config.redis_prefix.clone(),
+            vars,
+        )
+        .await
+    }
+
     async fn spawn_on(database: String, prefix: String, vars: &[(&str, &str)]) -> TestApp {
         let state_dir =
             std::env::temp_dir().join(format!("inventiv-test-{}", uuid::Uuid::new_v4().simple()));

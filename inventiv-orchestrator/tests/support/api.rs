@@ -4,6 +4,8 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use inventiv_testkit::fake_scaleway::FakeScaleway;
+
 use super::{Stack, MODEL};
 
 impl Stack {
@@ -137,5 +139,86 @@ impl Stack {
     pub async fn act(&self, token: &str, method: reqwest::Method, path: &str) {
         let (status, body) = self.call(method, path, token, None).await;
         assert_eq!(status, 202, "{path}: {body}");
+    }
+
+    /// A team organization with the Scaleway catalog items activated and its
+    /// own credentials (accepted by the fake); returns (token, secret key,
+    /// project id).
+    pub async fn scaleway_team(&self, name: &str, fake: &FakeScaleway) -> (String, String, String) {
+        let h = self;
+        let res = h
+            .http
+            .post(format!("{}/auth/login", h.api))
+            .json(
+                &json!({ "email": "admin@inventiv.test", "password": "admin-password-for-tests" }),
+            )
+            .send()
+            .await
+            .unwrap();
+        let token = res.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (_, org) = h
+            .call(
+                reqwest::Method::POST,
+                "/organizations",
+                &token,
+                Some(json!({ "name": name })),
+            )
+            .await;
+        let (_, switched) = h
+            .call(
+                reqwest::Method::PUT,
+                "/organizations/current",
+                &token,
+                Some(json!({ "organization_id": org["id"] })),
+            )
+            .await;
+        let token = switched["access_token"].as_str().unwrap().to_owned();
+        for (kind, item) in [
+            ("provider", "scaleway"),
+            ("zone", "8a1d0000-0000-4000-8000-000000000012"),
+            ("instance_type", "8a1e0000-0000-4000-8000-000000000011"),
+            ("model", "8a1f0000-0000-4000-8000-000000000001"),
+        ] {
+            let (s, body) = h
+                .call(
+                    reqwest::Method::PUT,
+                    &format!("/organizations/current/activations/{kind}/{item}"),
+                    &token,
+                    Some(json!({ "technical": true, "economic": true })),
+                )
+                .await;
+            assert_eq!(s, 200, "{kind}: {body}");
+        }
+        let (secret, project) = (Uuid::new_v4().to_string(), Uuid::new_v4());
+        fake.accept(&secret, &project.to_string());
+        let (s, body) = h
+        .call(
+            reqwest::Method::PUT,
+            "/organizations/current/providers/scaleway/credentials",
+            &token,
+            Some(json!({ "access_key": "SCWE2EE2EE2EE2EE2EE2", "secret_key": secret, "project_id": project,
+                         "organization_id": Uuid::new_v4(), "default_zone": "fr-par-2" })),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        (token, secret, project.to_string())
+    }
+
+    /// `POST /deployments` of the model on Scaleway (fr-par-2, L4-1-24G).
+    pub async fn deploy_scaleway(&self, token: &str) -> Uuid {
+        let h = self;
+        let (status, instance) = h
+        .call(
+            reqwest::Method::POST,
+            "/deployments",
+            token,
+            Some(json!({ "provider": "scaleway", "zone": "fr-par-2", "instance_type": "L4-1-24G", "model_id": MODEL })),
+        )
+        .await;
+        assert_eq!(status, 202, "{instance}");
+        Uuid::parse_str(instance["id"].as_str().unwrap()).unwrap()
     }
 }

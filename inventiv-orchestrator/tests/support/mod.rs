@@ -118,6 +118,12 @@ pub struct Stack {
     pub prefix: String,
     pub state_dir: PathBuf,
     pub bundle: PathBuf,
+    /// The Scaleway API of in-process orchestrators (a fake, or nothing).
+    pub scaleway_url: String,
+    /// The SSH port of Scaleway servers and where the worker goes on them.
+    pub scaleway_ssh: (u16, Option<String>),
+    /// How often in-process orchestrators reconcile cloud resources.
+    pub cloud_reconcile_interval: Duration,
     shutdown: CancellationToken,
     spawned: AtomicUsize,
 }
@@ -144,6 +150,11 @@ impl Drop for Stack {
 
 impl Stack {
     pub async fn start() -> Stack {
+        Stack::start_with_scaleway("http://127.0.0.1:9").await
+    }
+
+    /// A stack whose API and in-process orchestrators call this Scaleway.
+    pub async fn start_with_scaleway(scaleway_url: &str) -> Stack {
         let database = inventiv_testkit::db::fresh_database().await;
         let db_url = inventiv_testkit::db::url_for(&database);
         let redis_url =
@@ -160,6 +171,7 @@ impl Stack {
             ("INVENTIV_STATE_DIR", state_dir.display().to_string()),
             ("INVENTIV_ADMIN_EMAIL", "admin@inventiv.test".into()),
             ("INVENTIV_ADMIN_PASSWORD", "admin-password-for-tests".into()),
+            ("INVENTIV_SCALEWAY_API_URL", scaleway_url.into()),
         ]);
         let config = inventiv_api::config::Config::from_lookup(&inventiv_api::config::Env(|k| {
             env.get(k).cloned()
@@ -194,6 +206,9 @@ impl Stack {
             prefix,
             state_dir,
             bundle,
+            scaleway_url: scaleway_url.into(),
+            scaleway_ssh: (22, None),
+            cloud_reconcile_interval: Duration::from_secs(3600),
             shutdown,
             spawned: AtomicUsize::new(0),
         }
@@ -208,6 +223,7 @@ impl Stack {
             redis_prefix: self.prefix.clone(),
             state_dir: self.state_dir.clone(),
             control_plane_url: self.api.clone(),
+            control_plane_address: Some("127.0.0.1".parse().unwrap()),
             consumer: "test-orchestrator".into(),
             reconcile_interval: Duration::from_millis(200),
             heartbeat_timeout: Duration::from_secs(10),
@@ -219,6 +235,16 @@ impl Stack {
             worker_heartbeat: Duration::from_secs(1),
             agent_bundle: self.bundle.clone(),
             bootstrap_script: repo().join("inventiv-worker/bootstrap.sh"),
+            keyring: Arc::new(
+                inventiv_store::crypto::Keyring::from_hex(inventiv_store::crypto::DEV_KEY, 1, None)
+                    .unwrap(),
+            ),
+            scaleway_api_url: self.scaleway_url.clone(),
+            scaleway_ssh_port: self.scaleway_ssh.0,
+            scaleway_install_dir: self.scaleway_ssh.1.clone(),
+            mock_engine_everywhere: true,
+            cloud_reconcile_interval: self.cloud_reconcile_interval,
+            orphan_grace: Duration::from_secs(1800),
         };
         let bundle = engine::bundle(config.agent_bundle.clone(), config.bootstrap_script.clone())
             .await

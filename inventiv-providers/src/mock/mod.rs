@@ -28,7 +28,7 @@ pub use config::{MockConfig, MockFaults};
 
 use crate::error::ProviderError;
 use crate::provider::{BoxFuture, CloudProvider};
-use crate::types::{CreateServer, ListFilter, Server, ServerRef, Volume, VolumeRef};
+use crate::types::{CreateServer, Firewall, ListFilter, Server, ServerRef, Volume, VolumeRef};
 use config::Faults;
 use volumes::VolumeStore;
 
@@ -234,5 +234,22 @@ impl CloudProvider for MockProvider {
             let _guard = self.inner.lock.lock().await;
             self.inner.volumes.delete(&volume.provider_id)
         })
+    }
+
+    /// Mock VMs share the host's loopback: there is nothing to filter.
+    fn ensure_firewall(
+        &self,
+        _server: ServerRef,
+        _rules: Firewall,
+    ) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn delete_firewall(
+        &self,
+        _zone: String,
+        _instance_id: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(async { Ok(()) })
     }
 }

@@ -1,0 +1,95 @@
+//! Worker settings per organization and provider: defaults until set,
+//! bounds checked (nothing stored on refusal), one organization's settings
+//! invisible to another, unknown providers a 404.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use reqwest::Method;
+use serde_json::json;
+use support::{error_code, TestApp};
+
+const PATH: &str = "/organizations/current/providers/scaleway/worker-settings";
+
+#[tokio::test]
+async fn settings_default_are_bounded_and_per_organization() {
+    let app = TestApp::spawn().await;
+    let a = app.org("a").await;
+    let b = app.org("b").await;
+    let defaults = json!({ "mode": "mono", "engine_port": 8000, "agent_port": 8090, "startup_timeout_secs": 900, "bootstrap_attempts": 3 });
+    let (s, got) = app.get(PATH, Some(&a.owner.token)).await;
+    assert_eq!((s.as_u16(), &got), (200, &defaults));
+
+    let bad = [
+        json!({ "mode": "dual" }),
+        json!({ "engine_port": 80 }),
+        json!({ "engine_port": 9000, "agent_port": 9000 }),
+        json!({ "startup_timeout_secs": 10 }),
+        json!({ "bootstrap_attempts": 0 }),
+    ];
+    for body in bad {
+        let (s, _, answer) = app
+            .call(Method::PUT, PATH, Some(&a.admin.token), Some(&body))
+            .await;
+        assert_eq!(
+            (s.as_u16(), error_code(&answer)),
+            (400, "VALIDATION_ERROR"),
+            "{body}"
+        );
+    }
+    let (s, _, answer) = app
+        .call(
+            Method::PUT,
+            PATH,
+            Some(&a.admin.token),
+            Some(&json!({ "engine_image": "x" })),
+        )
+        .await;
+    assert_eq!(s, 400, "unknown fields are refused: {answer}");
+    assert_eq!(
+        app.get(PATH, Some(&a.owner.token)).await.1,
+        defaults,
+        "nothing stored"
+    );
+
+    // A field left out takes its default.
+    let (s, _, set) = app
+        .call(
+            Method::PUT,
+            PATH,
+            Some(&a.admin.token),
+            Some(&json!({ "mode": "multi", "engine_port": 8100, "agent_port": 8190 })),
+        )
+        .await;
+    assert_eq!(s, 200, "{set}");
+    let expected = json!({ "mode": "multi", "engine_port": 8100, "agent_port": 8190, "startup_timeout_secs": 900, "bootstrap_attempts": 3 });
+    assert_eq!(app.get(PATH, Some(&a.owner.token)).await.1, expected);
+    assert_eq!(
+        app.get(PATH, Some(&b.owner.token)).await.1,
+        defaults,
+        "B keeps its own"
+    );
+    assert_eq!(
+        app.get(
+            "/organizations/current/providers/mock/worker-settings",
+            Some(&a.owner.token)
+        )
+        .await
+        .1,
+        defaults,
+        "per provider"
+    );
+    let (s, _) = app
+        .get(
+            "/organizations/current/providers/nowhere/worker-settings",
+            Some(&a.owner.token),
+        )
+        .await;
+    assert_eq!(s, 404);
+}

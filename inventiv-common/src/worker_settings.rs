@@ -1,0 +1,91 @@
+//! Worker settings of an organization on a provider: how its nodes run the
+//! worker (GPU mode, ports, start-up timeout, bootstrap attempts). Typed,
+//! with defaults for every field and bounds checked by
+//! [`WorkerSettings::validate`]; the API stores them, the orchestrator
+//! applies them when it installs and watches a node.
+
+use serde::{Deserialize, Serialize};
+
+/// The settings; a field left out takes its default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Default GPU mode of deployments that name none: `mono` (one engine
+    /// on all GPUs) or `multi` (one engine per GPU behind HAProxy).
+    pub mode: String,
+    /// Port of the inference engine on the node (1024 to 65535).
+    pub engine_port: u16,
+    /// Port of the worker agent on the node (1024 to 65535, not the engine's).
+    pub agent_port: u16,
+    /// A node not ready this long after its deployment or reinstall fails
+    /// (60 to 7200 seconds).
+    pub startup_timeout_secs: u32,
+    /// SSH bootstrap attempts before giving up (1 to 10).
+    pub bootstrap_attempts: u8,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> WorkerSettings {
+        WorkerSettings {
+            mode: "mono".into(),
+            engine_port: 8000,
+            agent_port: 8090,
+            startup_timeout_secs: 900,
+            bootstrap_attempts: 3,
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// The first field out of bounds, with what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        if !["mono", "multi"].contains(&self.mode.as_str()) {
+            return Err("mode: mono or multi".into());
+        }
+        for (field, port) in [
+            ("engine_port", self.engine_port),
+            ("agent_port", self.agent_port),
+        ] {
+            if port < 1024 {
+                return Err(format!("{field}: 1024 to 65535"));
+            }
+        }
+        if self.engine_port == self.agent_port {
+            return Err("agent_port: must differ from engine_port".into());
+        }
+        if !(60..=7200).contains(&self.startup_timeout_secs) {
+            return Err("startup_timeout_secs: 60 to 7200".into());
+        }
+        if !(1..=10).contains(&self.bootstrap_attempts) {
+            return Err("bootstrap_attempts: 1 to 10".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A change to the defaults and the field it must be refused for.
+    type Case = (fn(&mut WorkerSettings), &'static str);
+
+    #[test]
+    fn defaults_are_valid_and_bounds_are_enforced() {
+        assert_eq!(WorkerSettings::default().validate(), Ok(()));
+        let table: [Case; 6] = [
+            (|s| s.mode = "dual".into(), "mode"),
+            (|s| s.engine_port = 80, "engine_port"),
+            (|s| s.agent_port = 1023, "agent_port"),
+            (|s| s.agent_port = s.engine_port, "agent_port"),
+            (|s| s.startup_timeout_secs = 59, "startup_timeout_secs"),
+            (|s| s.bootstrap_attempts = 11, "bootstrap_attempts"),
+        ];
+        for (change, field) in table {
+            let mut s = WorkerSettings::default();
+            change(&mut s);
+            let err = s.validate().err().unwrap_or_default();
+            assert!(err.starts_with(field), "{field}: {err}");
+        }
+    }
+}

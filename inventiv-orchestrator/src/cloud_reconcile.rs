@@ -1,0 +1,255 @@
+//! Cloud reconciliation, per provider and organization: list the tagged
+//! servers and volumes the provider has, compare them with the database
+//! (the rules are in `inventiv_providers::reconcile`), delete the orphans
+//! older than the grace window, and mark recorded volumes that vanished.
+//! A failed deletion is retried on later passes with exponential backoff.
+//! Untagged resources are never listed, so never touched.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use inventiv_providers::reconcile::{classify, vanished, Facts, Finding, Kind, Verdict};
+use inventiv_providers::{tags, CloudProvider, ListFilter, ServerRef, VolumeRef};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::engine::Orchestrator;
+
+/// What one pass over an organization found and did.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub findings: Vec<Finding>,
+    pub deleted: Vec<String>,
+    pub failed: Vec<(String, String)>,
+    /// Live instances whose server the provider no longer lists.
+    pub vanished_instances: Vec<Uuid>,
+    pub missing_volumes: Vec<String>,
+}
+
+/// When each failing deletion may be tried again.
+#[derive(Default)]
+pub struct Backoff(Mutex<HashMap<String, (u32, Instant)>>);
+
+impl Backoff {
+    const BASE: Duration = Duration::from_secs(30);
+    const MAX: Duration = Duration::from_secs(3600);
+
+    fn due(&self, id: &str) -> bool {
+        self.0
+            .lock()
+            .map(|m| m.get(id).is_none_or(|(_, at)| Instant::now() >= *at))
+            .unwrap_or(true)
+    }
+
+    fn failed(&self, id: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            let entry = m.entry(id.to_owned()).or_insert((0, Instant::now()));
+            entry.0 += 1;
+            let delay = Self::BASE.saturating_mul(2u32.saturating_pow(entry.0 - 1));
+            entry.1 = Instant::now() + delay.min(Self::MAX);
+        }
+    }
+
+    fn succeeded(&self, id: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(id);
+        }
+    }
+}
+
+/// Why a pass could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Cloud(#[from] crate::clouds::CloudError),
+    #[error(transparent)]
+    Provider(#[from] inventiv_providers::ProviderError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+async fn facts(o: &Orchestrator, code: &str, org: Uuid) -> sqlx::Result<Facts> {
+    let inv = inventiv_store::inventory::load(&o.db, org, code).await?;
+    Ok(Facts {
+        organization_id: org,
+        live_instances: inv.live_instances,
+        live_volumes: inv.live_volumes,
+        dead_volumes: inv.dead_volumes,
+        live_servers: inv.live_servers,
+    })
+}
+
+/// What the provider has and the verdicts; the findings to delete; and the
+/// volumes attached to each server (deleted with an orphan server, as a
+/// root volume whose tagging never happened carries no tag).
+type Survey = (Pass, Vec<Finding>, HashMap<String, Vec<VolumeRef>>);
+
+async fn survey(
+    o: &Orchestrator,
+    provider: &dyn CloudProvider,
+    code: &str,
+    org: Uuid,
+    grace: Duration,
+) -> Result<Survey, ReconcileError> {
+    let ours = ListFilter {
+        zone: None,
+        tag: Some(tags::MANAGED.to_owned()),
+    };
+    let servers = provider.list_servers(ours.clone()).await?;
+    let volumes = provider.list_volumes(ours).await?;
+    let facts = facts(o, code, org).await?;
+    let findings = classify(&servers, &volumes, &facts, Utc::now(), grace);
+    let (vanished_instances, missing_volumes) = vanished(&servers, &volumes, &facts);
+    let doomed = findings
+        .iter()
+        .filter(|f| f.verdict == Verdict::Delete)
+        .cloned()
+        .collect();
+    let attached = servers
+        .iter()
+        .map(|s| {
+            (
+                s.provider_id.clone(),
+                s.volumes.iter().map(|v| v.reference()).collect(),
+            )
+        })
+        .collect();
+    Ok((
+        Pass {
+            findings,
+            vanished_instances,
+            missing_volumes,
+            ..Pass::default()
+        },
+        doomed,
+        attached,
+    ))
+}
+
+/// One pass over `org` on provider `code`: deletes orphans older than `grace`.
+pub async fn reconcile_org(
+    o: &Orchestrator,
+    backoff: &Backoff,
+    code: &str,
+    org: Uuid,
+    grace: Duration,
+) -> Result<Pass, ReconcileError> {
+    let provider = o.provider(code, org).await?;
+    let (mut pass, doomed, attached) = survey(o, provider.as_ref(), code, org, grace).await?;
+    for f in &doomed {
+        if !backoff.due(&f.provider_id) {
+            continue;
+        }
+        let gone = match f.kind {
+            Kind::Server => {
+                let r = ServerRef {
+                    zone: f.zone.clone(),
+                    provider_id: f.provider_id.clone(),
+                };
+                delete(backoff, &mut pass, f, provider.delete_server(r).await)
+            }
+            Kind::Volume => {
+                let r = VolumeRef {
+                    zone: f.zone.clone(),
+                    provider_id: f.provider_id.clone(),
+                };
+                delete(backoff, &mut pass, f, provider.delete_volume(r).await)
+            }
+        };
+        if !gone {
+            continue;
+        }
+        // The server's volumes are detached now: they go with it.
+        let volumes = match f.kind {
+            Kind::Server => attached.get(&f.provider_id).cloned().unwrap_or_default(),
+            Kind::Volume => Vec::new(),
+        };
+        for v in volumes {
+            let finding = Finding {
+                kind: Kind::Volume,
+                provider_id: v.provider_id.clone(),
+                zone: v.zone.clone(),
+                instance_id: f.instance_id,
+                created_at: f.created_at,
+                verdict: Verdict::Delete,
+            };
+            if delete(
+                backoff,
+                &mut pass,
+                &finding,
+                provider.delete_volume(v).await,
+            ) {
+                inventiv_store::inventory::mark_deleted_volume(&o.db, code, &finding.provider_id)
+                    .await?;
+            }
+        }
+        if f.kind == Kind::Volume {
+            inventiv_store::inventory::mark_deleted_volume(&o.db, code, &f.provider_id).await?;
+        }
+    }
+    inventiv_store::inventory::mark_missing_volumes(&o.db, code, &pass.missing_volumes).await?;
+    for id in &pass.vanished_instances {
+        tracing::warn!(alert = true, instance_id = %id, provider = code, "the provider no longer has the server of a live instance");
+    }
+    Ok(pass)
+}
+
+/// Records the outcome of one deletion; true when it is gone.
+fn delete(
+    backoff: &Backoff,
+    pass: &mut Pass,
+    f: &Finding,
+    outcome: Result<(), inventiv_providers::ProviderError>,
+) -> bool {
+    match outcome {
+        Ok(()) => {
+            backoff.succeeded(&f.provider_id);
+            tracing::warn!(alert = true, kind = ?f.kind, id = %f.provider_id, instance_id = ?f.instance_id, "orphan deleted");
+            pass.deleted.push(f.provider_id.clone());
+            true
+        }
+        Err(e) => {
+            backoff.failed(&f.provider_id);
+            tracing::warn!(kind = ?f.kind, id = %f.provider_id, error = %e, "orphan deletion failed; retried later");
+            pass.failed.push((f.provider_id.clone(), e.to_string()));
+            false
+        }
+    }
+}
+
+/// Every (provider, organization) that may have cloud resources.
+async fn targets(o: &Orchestrator) -> sqlx::Result<Vec<(String, Uuid)>> {
+    sqlx::query_as(
+        "SELECT provider_code, organization_id FROM provider_credentials
+         UNION
+         SELECT DISTINCT provider, organization_id FROM instances WHERE provider = 'mock'",
+    )
+    .fetch_all(&o.db)
+    .await
+}
+
+/// Runs a pass over every target each interval until shutdown.
+pub async fn run(o: Arc<Orchestrator>, shutdown: CancellationToken) {
+    let backoff = Backoff::default();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(o.config.cloud_reconcile_interval) => {}
+        }
+        let targets = match targets(&o).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cloud reconciliation: cannot read targets");
+                continue;
+            }
+        };
+        for (code, org) in targets {
+            if let Err(e) = reconcile_org(&o, &backoff, &code, org, o.config.orphan_grace).await {
+                tracing::warn!(provider = %code, organization_id = %org, error = %e, "cloud reconciliation pass failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! The orchestrator on Scaleway (the testkit's fake): a deployment reaches
+//! ready through the real SSH bootstrap to a local sshd on the server's
+//! address; two organizations
+//! with their own credentials deploy; each provider call carries the
+//! token of the instance's organization; the Scaleway steps run in order
+//! (create, root volume grown to the model's size, power-on, address,
+//! security group);
+//! the volumes are recorded; terminating deletes the servers and volumes.
+//! Then the leak tests: cloud reconciliation deletes tagged orphans older
+//! than the grace window and nothing else, cleans up after a create whose
+//! answer was lost, retries refused deletions with backoff, and marks what
+//! vanished; the API's dry-run report shows the same verdicts.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use inventiv_orchestrator::cloud_reconcile::{reconcile_org, Backoff};
+use inventiv_providers::reconcile::Kind;
+use inventiv_providers::{tags, CreateServer};
+use inventiv_testkit::fake_scaleway::{FakeScaleway, Faults};
+use serde_json::json;
+use support::{poll, Stack, MODEL};
+use uuid::Uuid;
+
+/// Successful actions of an instance, in order.
+async fn done(h: &Stack, id: Uuid) -> Vec<String> {
+    h.actions(id)
+        .await
+        .into_iter()
+        .filter(|a| a.1.starts_with("success"))
+        .map(|a| a.0)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_organizations_provision_and_terminate_with_their_own_tokens() {
+    let fake = FakeScaleway::start(
+        IpAddr::V4(Ipv4Addr::new(127, 0, 140, 10)),
+        Duration::from_millis(200),
+    )
+    .await;
+    let h = Stack::start_with_scaleway(&fake.url).await;
+    h.in_process(Ipv4Addr::new(127, 0, 141, 1)).await;
+    let (token_a, secret_a, _) = h.scaleway_team("Scaleway A", &fake).await;
+    let (token_b, secret_b, _) = h.scaleway_team("Scaleway B", &fake).await;
+    let (a, b) = (
+        h.deploy_scaleway(&token_a).await,
+        h.deploy_scaleway(&token_b).await,
+    );
+
+    let steps = [
+        "PROVIDER_CREATE",
+        "PROVIDER_VOLUME_RESIZE",
+        "PROVIDER_START",
+        "PROVIDER_GET_IP",
+        "PROVIDER_SECURITY_GROUP",
+    ];
+    for id in [a, b] {
+        let got = poll(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || async {
+                let done = done(&h, id).await;
+                done.iter()
+                    .any(|d| d == "PROVIDER_SECURITY_GROUP")
+                    .then_some(done)
+            },
+        )
+        .await
+        .unwrap_or_else(|| panic!("the server was never secured"));
+        let positions: Vec<Option<usize>> = steps
+            .iter()
+            .map(|s| got.iter().position(|d| d == s))
+            .collect();
+        assert!(
+            positions.iter().all(Option::is_some) && positions.windows(2).all(|w| w[0] < w[1]),
+            "Scaleway steps out of order: {got:?}"
+        );
+    }
+    let (status, instance) = h
+        .call(
+            reqwest::Method::GET,
+            &format!("/instances/{a}"),
+            &token_a,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(instance["progress"].as_i64().unwrap() >= 45, "{instance}");
+    assert_eq!(instance["ip_address"], "127.0.140.10");
+
+    // One server per instance, tagged with it; root volumes grown to the
+    // model's 50 GB, tagged and recorded.
+    let servers = fake.servers();
+    assert_eq!(servers.len(), 2);
+    for id in [a, b] {
+        let server = servers
+            .iter()
+            .find(|s| s.tags.contains(&format!("inventiv:instance={id}")))
+            .unwrap();
+        let volume = fake
+            .volumes()
+            .into_iter()
+            .find(|v| v.id == server.volume_ids[0])
+            .unwrap();
+        assert_eq!(volume.size, 50 * 1_000_000_000);
+        assert!(volume.tags.contains(&format!("inventiv:instance={id}")));
+        let recorded: Vec<(String, i32, bool, bool)> = sqlx::query_as(
+            "SELECT provider_volume_id, size_gb, is_boot, delete_on_terminate FROM instance_volumes WHERE instance_id = $1",
+        )
+        .bind(id)
+        .fetch_all(&h.db)
+        .await
+        .unwrap();
+        assert_eq!(recorded, vec![(volume.id.clone(), 50, true, true)]);
+    }
+
+    // One security group per instance: SSH from anywhere, the worker's
+    // ports from the control plane only.
+    let groups = fake.security_groups();
+    assert_eq!(groups.len(), 2);
+    for g in &groups {
+        let opened: Vec<(u64, &str)> = g
+            .rules
+            .iter()
+            .map(|r| {
+                (
+                    r["dest_port_from"].as_u64().unwrap(),
+                    r["ip_range"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            opened,
+            vec![
+                (22, "0.0.0.0/0"),
+                (8000, "127.0.0.1/32"),
+                (8090, "127.0.0.1/32")
+            ]
+        );
+        assert!(servers
+            .iter()
+            .any(|s| s.security_group.as_ref() == Some(&g.id)));
+    }
+
+    // Every call about an organization's server carried that organization's token.
+    for (id, secret) in [(a, &secret_a), (b, &secret_b)] {
+        let server = servers
+            .iter()
+            .find(|s| s.tags.contains(&format!("inventiv:instance={id}")))
+            .unwrap();
+        let about: Vec<_> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.path.contains(&server.id))
+            .collect();
+        assert!(!about.is_empty());
+        assert!(
+            about.iter().all(|c| c.token.as_ref() == Some(secret)),
+            "{about:?}"
+        );
+    }
+
+    // Terminating deletes the servers and their volumes.
+    h.act(
+        &token_a,
+        reqwest::Method::DELETE,
+        &format!("/instances/{a}"),
+    )
+    .await;
+    h.act(
+        &token_b,
+        reqwest::Method::DELETE,
+        &format!("/instances/{b}"),
+    )
+    .await;
+    h.wait_status(a, "terminated", Duration::from_secs(60))
+        .await;
+    h.wait_status(b, "terminated", Duration::from_secs(60))
+        .await;
+    assert!(fake.servers().is_empty(), "{:?}", fake.servers());
+    assert!(fake.volumes().is_empty(), "{:?}", fake.volumes());
+    assert!(
+        fake.security_groups().is_empty(),
+        "{:?}",
+        fake.security_groups()
+    );
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM instance_volumes WHERE status <> 'deleted'")
+            .fetch_one(&h.db)
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
+}
+
+const PERSISTENT: &str = "persistent volume of a terminated instance";
+
+/// An instance row of the organization, in `status`.
+async fn instance(h: &Stack, org: Uuid, status: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO instances (id, organization_id, name, provider, zone, instance_type, model_id, status)
+         VALUES ($1, $2, 'leak-test', 'scaleway', 'fr-par-2', 'L4-1-24G', $3, $4)",
+    )
+    .bind(id)
+    .bind(org)
+    .bind(MODEL)
+    .bind(status)
+    .execute(&h.db)
+    .await
+    .unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
+    let fake =
+        FakeScaleway::start(IpAddr::V4(Ipv4Addr::new(127, 0, 140, 20)), Duration::ZERO).await;
+    let h = Stack::start_with_scaleway(&fake.url).await;
+    let o = h.in_process(Ipv4Addr::new(127, 0, 142, 1)).await;
+    let (token, _, project) = h.scaleway_team("Leaks", &fake).await;
+    let org: Uuid = sqlx::query_scalar("SELECT organization_id FROM provider_credentials")
+        .fetch_one(&h.db)
+        .await
+        .unwrap();
+    let live = instance(&h, org, "ready").await;
+    let finished = instance(&h, org, "terminated").await;
+    // A live instance whose server and recorded volume vanished at the provider.
+    let stranded = instance(&h, org, "ready").await;
+    sqlx::query("UPDATE instances SET provider_server_id = 'gone-server' WHERE id = $1")
+        .bind(stranded)
+        .execute(&h.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO instance_volumes (instance_id, organization_id, provider_code, zone, provider_volume_id, size_gb, is_boot)
+         VALUES ($1, $2, 'scaleway', 'fr-par-2', 'gone-volume', 50, true)",
+    )
+    .bind(stranded)
+    .bind(org)
+    .execute(&h.db)
+    .await
+    .unwrap();
+    let ours = |i: Uuid| tags::standard(i, org);
+    let (old, young) = (Duration::from_secs(7200), Duration::from_secs(60));
+    let table: Vec<(&str, Kind, Vec<String>, Duration, bool)> = vec![
+        (
+            "orphan server, old",
+            Kind::Server,
+            ours(Uuid::new_v4()),
+            old,
+            true,
+        ),
+        (
+            "orphan server, young",
+            Kind::Server,
+            ours(Uuid::new_v4()),
+            young,
+            false,
+        ),
+        (
+            "server of a terminated instance",
+            Kind::Server,
+            ours(finished),
+            old,
+            true,
+        ),
+        (
+            "server of a live instance",
+            Kind::Server,
+            ours(live),
+            old,
+            false,
+        ),
+        (
+            "untagged server",
+            Kind::Server,
+            vec!["customer-vm".into()],
+            old,
+            false,
+        ),
+        (
+            "another organization's server",
+            Kind::Server,
+            tags::standard(Uuid::new_v4(), Uuid::new_v4()),
+            old,
+            false,
+        ),
+        (
+            "orphan volume, old",
+            Kind::Volume,
+            ours(Uuid::new_v4()),
+            old,
+            true,
+        ),
+        (
+            "orphan volume, young",
+            Kind::Volume,
+            ours(Uuid::new_v4()),
+            young,
+            false,
+        ),
+        ("untagged volume", Kind::Volume, Vec::new(), old, false),
+        (
+            "volume of a live instance",
+            Kind::Volume,
+            ours(live),
+            old,
+            false,
+        ),
+        (PERSISTENT, Kind::Volume, ours(finished), old, false),
+    ];
+    let mut ids = Vec::new();
+    for (what, kind, tags, age, _) in &table {
+        let id = match kind {
+            Kind::Server => fake.insert_server(&project, "fr-par-2", tags, *age),
+            Kind::Volume => fake.insert_volume(&project, "fr-par-2", tags, *age),
+        };
+        if *what == PERSISTENT {
+            sqlx::query(
+                "INSERT INTO instance_volumes (instance_id, organization_id, provider_code, zone, provider_volume_id, size_gb, is_boot, delete_on_terminate, status)
+                 VALUES ($1, $2, 'scaleway', 'fr-par-2', $3, 20, false, false, 'attached')",
+            )
+            .bind(finished)
+            .bind(org)
+            .bind(&id)
+            .execute(&h.db)
+            .await
+            .unwrap();
+        }
+        ids.push((*what, id));
+    }
+    let root_of = |server: &str| -> Option<String> {
+        fake.servers()
+            .into_iter()
+            .find(|s| s.id == server)
+            .map(|s| s.volume_ids[0].clone())
+    };
+    let roots: Vec<Option<String>> = ids.iter().map(|(_, id)| root_of(id)).collect();
+
+    // The dry run shows the verdicts and deletes nothing.
+    let (status, report) = h
+        .call(
+            reqwest::Method::GET,
+            "/providers/scaleway/reconciliation",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let verdict = |id: &str| -> Option<String> {
+        report["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["provider_id"] == id)
+            .map(|r| r["verdict"].as_str().unwrap().to_owned())
+    };
+    for ((what, id), (_, _, tags, _, deleted)) in ids.iter().zip(&table) {
+        match (tags.iter().any(|t| t == tags::MANAGED), verdict(id)) {
+            (false, v) => assert_eq!(v, None, "{what}: untagged resources are not even listed"),
+            (true, Some(v)) => assert_eq!(v == "delete", *deleted, "{what}: {v}"),
+            (true, None) => panic!("{what} missing from the report: {report}"),
+        }
+    }
+    assert_eq!(fake.servers().len(), 6, "a dry run deletes nothing");
+    assert_eq!(report["vanished_instances"], json!([stranded]), "{report}");
+    assert_eq!(
+        report["missing_volumes"],
+        json!(["gone-volume"]),
+        "{report}"
+    );
+
+    let backoff = Backoff::default();
+    let grace = Duration::from_secs(1800);
+    let pass = reconcile_org(&o, &backoff, "scaleway", org, grace)
+        .await
+        .unwrap();
+    assert!(pass.failed.is_empty(), "{pass:?}");
+    assert_eq!(pass.vanished_instances, vec![stranded]);
+    let marked: String = sqlx::query_scalar(
+        "SELECT status FROM instance_volumes WHERE provider_volume_id = 'gone-volume'",
+    )
+    .fetch_one(&h.db)
+    .await
+    .unwrap();
+    assert_eq!(marked, "missing");
+    let servers: Vec<String> = fake.servers().into_iter().map(|s| s.id).collect();
+    let volumes: Vec<String> = fake.volumes().into_iter().map(|v| v.id).collect();
+    for (((what, id), (_, kind, _, _, deleted)), root) in ids.iter().zip(&table).zip(&roots) {
+        let exists = match kind {
+            Kind::Server => servers.contains(id),
+            Kind::Volume => volumes.contains(id),
+        };
+        assert_eq!(exists, !deleted, "{what}");
+        if let Some(root) = root {
+            assert_eq!(volumes.contains(root), !deleted, "root volume of {what}");
+        }
+    }
+
+    // A create whose answer was lost (5xx) leaves a tagged server that no
+    // instance knows: once past the grace window it goes, with its volume.
+    let provider = o.provider("scaleway", org).await.unwrap();
+    fake.set_faults(Faults {
+        fail_after_create: 1,
+        ..Faults::default()
+    });
+    let lost = Uuid::new_v4();
+    let request = CreateServer {
+        instance_id: lost,
+        organization_id: org,
+        zone: "fr-par-2".into(),
+        instance_type: "L4-1-24G".into(),
+        name: "lost".into(),
+        image: None,
+        tags: Vec::new(),
+    };
+    assert!(provider.create_server(request).await.is_err());
+    let lost_server = fake
+        .servers()
+        .into_iter()
+        .find(|s| s.tags.contains(&tags::instance(lost)))
+        .unwrap();
+    // Its root volume was never tagged (the answer naming it was lost).
+    let lost_root = lost_server.volume_ids[0].clone();
+    let lost_left = |fake: &FakeScaleway| {
+        fake.servers()
+            .iter()
+            .filter(|s| s.id == lost_server.id)
+            .count()
+            + fake.volumes().iter().filter(|v| v.id == lost_root).count()
+    };
+    assert_eq!(lost_left(&fake), 2, "the server and its root volume exist");
+    reconcile_org(&o, &backoff, "scaleway", org, grace)
+        .await
+        .unwrap();
+    assert_eq!(lost_left(&fake), 2, "inside the grace window it is kept");
+    reconcile_org(&o, &backoff, "scaleway", org, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(lost_left(&fake), 0, "no orphan is left");
+    assert_eq!(
+        fake.servers().len(),
+        3,
+        "with no grace the young orphan went too; owned, untagged and foreign servers stay"
+    );
+
+    // A refused deletion is retried later, not in a tight loop.
+    let orphan = fake.insert_volume(&project, "fr-par-2", &ours(Uuid::new_v4()), old);
+    fake.set_faults(Faults {
+        refuse_deletes: 1,
+        ..Faults::default()
+    });
+    let pass = reconcile_org(&o, &backoff, "scaleway", org, grace)
+        .await
+        .unwrap();
+    assert_eq!(pass.failed.len(), 1, "{pass:?}");
+    let pass = reconcile_org(&o, &backoff, "scaleway", org, grace)
+        .await
+        .unwrap();
+    assert!(
+        pass.failed.is_empty() && !pass.deleted.contains(&orphan),
+        "backing off: {pass:?}"
+    );
+    assert!(fake.volumes().iter().any(|v| v.id == orphan));
+    let pass = reconcile_org(&o, &Backoff::default(), "scaleway", org, grace)
+        .await
+        .unwrap();
+    assert!(pass.deleted.contains(&orphan), "{pass:?}");
+}
+
+/// Acceptance: a deployment on (fake) Scaleway goes all the way to ready
+/// through the real SSH bootstrap (a local sshd on the server's address,
+/// the agent and the mock engine, on the ports of the organization's
+/// worker settings), with the Scaleway milestones in order;
+/// terminating deletes the server, its security group and its volumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
+    let address = Ipv4Addr::new(127, 0, 140, 50);
+    let fake = FakeScaleway::start(IpAddr::V4(address), Duration::from_millis(100)).await;
+    let sshd = inventiv_testkit::sshd::Sshd::start_on(address).await;
+    let mut h = Stack::start_with_scaleway(&fake.url).await;
+    let node = h.state_dir.join("scaleway-node");
+    h.scaleway_ssh = (sshd.port, Some(node.display().to_string()));
+    let key = std::fs::read_to_string(h.state_dir.join("ssh/id_ed25519.pub")).unwrap();
+    sshd.authorize(&key);
+    let node_guard = NodeGuard {
+        node: node.display().to_string(),
+        engine: format!("--host {address} "),
+    };
+    h.in_process(Ipv4Addr::new(127, 0, 145, 1)).await;
+    let (token, secret, _) = h.scaleway_team("Scaleway ready", &fake).await;
+
+    // The organization's worker settings move the node's ports.
+    let (s, body) = h
+        .call(
+            reqwest::Method::PUT,
+            "/organizations/current/providers/scaleway/worker-settings",
+            &token,
+            Some(json!({ "engine_port": 8100, "agent_port": 8190 })),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+
+    let id = h.deploy_scaleway(&token).await;
+    h.wait_status(id, "ready", Duration::from_secs(120)).await;
+    let rules = &fake.security_groups()[0].rules;
+    let ports: Vec<u64> = rules
+        .iter()
+        .map(|r| r["dest_port_from"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ports, vec![u64::from(sshd.port), 8100, 8190]);
+    let (_, ready) = h
+        .call(
+            reqwest::Method::GET,
+            &format!("/instances/{id}"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(ready["progress"], 100);
+    assert_eq!(ready["ip_address"], address.to_string());
+    let done = done(&h, id).await;
+    let milestones = [
+        "PROVIDER_CREATE",
+        "PROVIDER_VOLUME_RESIZE",
+        "PROVIDER_START",
+        "PROVIDER_SECURITY_GROUP",
+        "WORKER_SSH_ACCESSIBLE",
+        "WORKER_SSH_INSTALL",
+        "WORKER_VLLM_HTTP_OK",
+        "WORKER_MODEL_LOADED",
+        "WORKER_VLLM_WARMUP",
+        "HEALTH_CHECK",
+    ];
+    let positions: Vec<usize> = milestones
+        .iter()
+        .map(|m| {
+            done.iter()
+                .position(|d| d == m)
+                .unwrap_or_else(|| panic!("{m} missing from {done:?}"))
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "milestones out of order: {done:?}"
+    );
+    assert!(fake
+        .calls()
+        .iter()
+        .all(|c| c.token.as_deref() == Some(secret.as_str())));
+
+    h.act(&token, reqwest::Method::DELETE, &format!("/instances/{id}"))
+        .await;
+    h.wait_status(id, "terminated", Duration::from_secs(60))
+        .await;
+    assert!(
+        fake.servers().is_empty() && fake.volumes().is_empty() && fake.security_groups().is_empty()
+    );
+    drop(node_guard);
+    let engine = format!("--host {address} ");
+    let stopped = poll(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || async {
+            support::processes_mentioning(&engine)
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(stopped.is_some(), "the node's engine still runs");
+}
+
+/// Stops what the bootstrap started on the "server" (the agent and the
+/// engine, local processes here), even when the test fails: deleting a
+/// real server would.
+struct NodeGuard {
+    node: String,
+    engine: String,
+}
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        let left: Vec<u32> = support::processes_mentioning(&self.node)
+            .into_iter()
+            .chain(support::processes_mentioning(&self.engine))
+            .map(|(pid, _)| pid)
+            .collect();
+        support::sigkill(&left);
+    }
+}

@@ -1,0 +1,244 @@
+//! Encryption of provider credentials at rest: AES-256-GCM with a random
+//! 96-bit nonce per write and associated data that binds the ciphertext to
+//! its organization and provider (a row copied to another organization or
+//! provider does not decrypt). Keys carry a version so they can be rotated:
+//! the current key encrypts, the previous one still decrypts rows not yet
+//! re-encrypted (see [`crate::credentials::rotate`]).
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use uuid::Uuid;
+
+/// The development key used when none is configured (the API refuses it
+/// in production).
+pub const DEV_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// Why a key could not be built or a ciphertext opened.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("an encryption key must be 64 hex characters (32 bytes)")]
+    BadKey,
+    #[error("key versions must be 1 to 32767, the previous one below the current one")]
+    BadVersion,
+    #[error("no key of version {0} is configured")]
+    UnknownVersion(i32),
+    #[error("the ciphertext does not decrypt with its key and binding")]
+    Undecryptable,
+    #[error("the system random generator failed")]
+    Random,
+}
+
+/// One AES-256 key and its version.
+struct VersionedKey {
+    version: i32,
+    key: LessSafeKey,
+}
+
+impl VersionedKey {
+    fn from_hex(hex_key: &str, version: i32) -> Result<VersionedKey, CryptoError> {
+        let bytes = hex::decode(hex_key.trim()).map_err(|_| CryptoError::BadKey)?;
+        let unbound = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| CryptoError::BadKey)?;
+        Ok(VersionedKey {
+            version,
+            key: LessSafeKey::new(unbound),
+        })
+    }
+}
+
+/// The keys of this deployment: the current one (encrypts and decrypts) and
+/// optionally the previous one (decrypts only, during a rotation).
+pub struct Keyring {
+    current: VersionedKey,
+    previous: Option<VersionedKey>,
+    random: SystemRandom,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("current_version", &self.current.version)
+            .field(
+                "previous_version",
+                &self.previous.as_ref().map(|k| k.version),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// A sealed secret as stored: the key version, the nonce and the
+/// ciphertext with its authentication tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub key_version: i32,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+impl Keyring {
+    /// The current key (hex) with its version, and the previous key (hex),
+    /// whose version is one less.
+    pub fn from_hex(
+        current: &str,
+        version: i32,
+        previous: Option<&str>,
+    ) -> Result<Keyring, CryptoError> {
+        if !(1..=32767).contains(&version) || (previous.is_some() && version == 1) {
+            return Err(CryptoError::BadVersion);
+        }
+        Ok(Keyring {
+            current: VersionedKey::from_hex(current, version)?,
+            previous: previous
+                .map(|p| VersionedKey::from_hex(p, version - 1))
+                .transpose()?,
+            random: SystemRandom::new(),
+        })
+    }
+
+    /// The version new ciphertexts are written with.
+    pub fn current_version(&self) -> i32 {
+        self.current.version
+    }
+
+    /// Encrypts `plaintext` for one organization and provider.
+    pub fn seal(
+        &self,
+        organization_id: Uuid,
+        provider: &str,
+        plaintext: &[u8],
+    ) -> Result<Sealed, CryptoError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.random
+            .fill(&mut nonce)
+            .map_err(|_| CryptoError::Random)?;
+        let mut buffer = plaintext.to_vec();
+        self.current
+            .key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(binding(organization_id, provider)),
+                &mut buffer,
+            )
+            .map_err(|_| CryptoError::Undecryptable)?;
+        Ok(Sealed {
+            key_version: self.current.version,
+            nonce: nonce.to_vec(),
+            ciphertext: buffer,
+        })
+    }
+
+    /// Decrypts what [`Keyring::seal`] produced for the same organization
+    /// and provider, with whichever configured key has its version.
+    pub fn open(
+        &self,
+        organization_id: Uuid,
+        provider: &str,
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let key = self.key(sealed.key_version)?;
+        let nonce = Nonce::try_assume_unique_for_key(&sealed.nonce)
+            .map_err(|_| CryptoError::Undecryptable)?;
+        let mut buffer = sealed.ciphertext.clone();
+        let plain = key
+            .key
+            .open_in_place(
+                nonce,
+                Aad::from(binding(organization_id, provider)),
+                &mut buffer,
+            )
+            .map_err(|_| CryptoError::Undecryptable)?;
+        Ok(plain.to_vec())
+    }
+
+    fn key(&self, version: i32) -> Result<&VersionedKey, CryptoError> {
+        if version == self.current.version {
+            return Ok(&self.current);
+        }
+        self.previous
+            .as_ref()
+            .filter(|k| k.version == version)
+            .ok_or(CryptoError::UnknownVersion(version))
+    }
+}
+
+/// The associated data: what a ciphertext belongs to.
+fn binding(organization_id: Uuid, provider: &str) -> Vec<u8> {
+    format!("inventiv-provider-credentials:{organization_id}:{provider}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K1: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+    const K2: &str = "0202020202020202020202020202020202020202020202020202020202020202";
+
+    fn ring(current: &str, version: i32, previous: Option<&str>) -> Keyring {
+        match Keyring::from_hex(current, version, previous) {
+            Ok(k) => k,
+            Err(e) => unreachable!("test key: {e}"),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_fresh_nonces() {
+        let keys = ring(K1, 1, None);
+        let org = Uuid::new_v4();
+        let a = keys.seal(org, "scaleway", b"secret").ok();
+        let b = keys.seal(org, "scaleway", b"secret").ok();
+        assert_ne!(a, b, "each seal draws a new nonce");
+        let a = a.unwrap_or_else(|| unreachable!());
+        assert!(!a.ciphertext.windows(6).any(|w| w == b"secret"));
+        assert_eq!(
+            keys.open(org, "scaleway", &a).ok().as_deref(),
+            Some(&b"secret"[..])
+        );
+    }
+
+    #[test]
+    fn binding_to_org_and_provider_is_enforced() {
+        let keys = ring(K1, 1, None);
+        let org = Uuid::new_v4();
+        let sealed = keys
+            .seal(org, "scaleway", b"secret")
+            .unwrap_or_else(|_| unreachable!());
+        assert!(keys.open(Uuid::new_v4(), "scaleway", &sealed).is_err());
+        assert!(keys.open(org, "mock", &sealed).is_err());
+        let mut tampered = sealed.clone();
+        tampered.ciphertext[0] ^= 1;
+        assert!(keys.open(org, "scaleway", &tampered).is_err());
+    }
+
+    #[test]
+    fn previous_key_decrypts_during_rotation_only() {
+        let org = Uuid::new_v4();
+        let old = ring(K1, 1, None)
+            .seal(org, "scaleway", b"secret")
+            .unwrap_or_else(|_| unreachable!());
+        let rotating = ring(K2, 2, Some(K1));
+        assert_eq!(
+            rotating.open(org, "scaleway", &old).ok().as_deref(),
+            Some(&b"secret"[..])
+        );
+        assert!(matches!(
+            ring(K2, 2, None).open(org, "scaleway", &old),
+            Err(CryptoError::UnknownVersion(1))
+        ));
+    }
+
+    #[test]
+    fn bad_keys_and_versions_are_refused() {
+        let table = [
+            ("ab", 1, None),
+            (&"zz".repeat(32)[..], 1, None),
+            (K1, 0, None),
+            (K1, 1, Some(K2)),
+            (K2, 2, Some("short")),
+        ];
+        for (key, version, previous) in table {
+            assert!(
+                Keyring::from_hex(key, version, previous).is_err(),
+                "{key} {version}"
+            );
+        }
+    }
+}
