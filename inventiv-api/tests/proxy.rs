@@ -13,73 +13,12 @@
 
 mod support;
 
-use std::process::{Child, Command};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use support::fixture::Org;
+use support::engines::{engine, serve};
 use support::{engine_metric, wait_for, TestApp};
-
-struct Engine {
-    port: u16,
-    child: Child,
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn engine(extra: &[&str]) -> Engine {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(inventiv_testkit::engine::mock_engine())
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--model",
-            "mock/model",
-            "--workers",
-            "1",
-        ])
-        .args(extra)
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
-    wait_for("the mock engine", Duration::from_secs(10), || async {
-        http.get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    })
-    .await;
-    Engine { port, child }
-}
-
-/// Makes `org`'s instance a ready worker of `mock/model` on the engine.
-async fn serve(app: &TestApp, org: &mut Org, engine: &Engine) {
-    app.add_instance(org).await;
-    sqlx::query(
-        "UPDATE instances SET status = 'ready', ip_address = '127.0.0.1', worker_engine_port = $2, worker_status = 'ready',
-                worker_engine_ready = true, last_heartbeat_at = now(), model_id = 'mock/model' WHERE id = $1",
-    )
-    .bind(org.instance_id)
-    .bind(i32::from(engine.port))
-    .execute(&app.state.db)
-    .await
-    .unwrap();
-    app.state.routing.refresh(&app.state).await.unwrap();
-}
 
 async fn post(
     app: &TestApp,

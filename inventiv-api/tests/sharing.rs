@@ -17,73 +17,15 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use support::engines::{engine, serve};
 use support::fixture::Org;
 use support::{wait_for, TestApp};
 use uuid::Uuid;
-
-struct Engine {
-    port: u16,
-    child: Child,
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn engine() -> Engine {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(inventiv_testkit::engine::mock_engine())
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--model",
-            "mock/model",
-            "--workers",
-            "1",
-        ])
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
-    wait_for("the mock engine", Duration::from_secs(10), || async {
-        http.get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    })
-    .await;
-    Engine { port, child }
-}
-
-/// Makes `org`'s instance a ready worker of `mock/model` on the engine.
-async fn serve(app: &TestApp, org: &mut Org, engine: &Engine) {
-    app.add_instance(org).await;
-    sqlx::query(
-        "UPDATE instances SET status = 'ready', ip_address = '127.0.0.1', worker_engine_port = $2, worker_status = 'ready',
-                worker_engine_ready = true, last_heartbeat_at = now(), model_id = 'mock/model' WHERE id = $1",
-    )
-    .bind(org.instance_id)
-    .bind(i32::from(engine.port))
-    .execute(&app.state.db)
-    .await
-    .unwrap();
-    app.state.routing.refresh(&app.state).await.unwrap();
-}
 
 async fn send(
     app: &TestApp,
@@ -223,7 +165,7 @@ async fn a_shared_model_is_called_with_the_sdk_and_charged_exactly() {
         .await
         .unwrap();
     let app = TestApp::spawn().await;
-    let engine = engine().await;
+    let engine = engine(&[]).await;
     let mut a = app.org("a").await;
     let b = app.org("b").await;
     serve(&app, &mut a, &engine).await;
@@ -456,7 +398,7 @@ async fn a_shared_model_is_called_with_the_sdk_and_charged_exactly() {
 #[tokio::test]
 async fn a_price_change_mid_month_leaves_earlier_rows_at_the_old_price() {
     let app = TestApp::spawn().await;
-    let engine = engine().await;
+    let engine = engine(&[]).await;
     let mut a = app.org("a").await;
     let b = app.org("b").await;
     serve(&app, &mut a, &engine).await;

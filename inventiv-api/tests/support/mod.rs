@@ -8,6 +8,7 @@
 )]
 
 pub use inventiv_testkit::db;
+pub mod engines;
 pub mod fixture;
 pub mod matrix;
 pub mod smtp;
