@@ -109,18 +109,8 @@ impl TestApp {
         self.replica_with(&[]).await
     }
 
-    /// A second replica with extra environment variables.
-    pub async fn replica_with(&self, vars: &[(&str, &str)]) -> TestApp {
-        TestApp::spawn_on(
-            self.database.clone(),
-            self.state.config.redis_prefix.clone(),
-            vars,
-        )
-        .await
-    }
-
-    /// Another API process on the same database with extra environment
-    /// variables (e.g. a new encryption key version).
+    /// A second replica with extra environment variables (e.g. a new
+    /// encryption key version).
     pub async fn replica_with(&self, vars: &[(&str, &str)]) -> TestApp {
         TestApp::spawn_on(
             self.database.clone(),
