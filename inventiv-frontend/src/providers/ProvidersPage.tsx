@@ -4,11 +4,10 @@
 // and the worker settings per provider (bounds and defaults of the API).
 import { useState, type FormEvent } from 'react';
 import type { CredentialsStatus, ScalewayCredentials, WorkerSettings } from '../api/types';
-import { ApiError } from '../api/client';
 import { Card, DateText, ErrorMessage, Field, Loading, PageHeader, SelectField, StatusBadge } from '../components/ui';
 import { useProviders, useZones } from '../instances/api';
 import { useCredentials, useCredentialsActions, useSaveWorkerSettings, useWorkerSettings } from './api';
-import { WORKER_DEFAULTS, credentialsBody, credentialsProblem, parseWorkerForm, workerForm, type WorkerForm } from './forms';
+import { WORKER_DEFAULTS, credentialsBody, credentialsProblem, parseWorkerForm, removalError, workerForm, type WorkerForm } from './forms';
 
 const SCALEWAY = 'scaleway';
 
@@ -37,14 +36,6 @@ function CredentialsState({ status }: { status: CredentialsStatus }) {
       </dd>
     </dl>
   );
-}
-
-/** A refusal to remove credentials still in use, worded for people. */
-function removeError(error: unknown): unknown {
-  if (error instanceof ApiError && error.code === 'CREDENTIALS_IN_USE') {
-    return new Error(`Still in use: ${error.message}`);
-  }
-  return error;
 }
 
 function CredentialsCard() {
@@ -84,7 +75,7 @@ function CredentialsCard() {
         </div>
       ) : null}
       <ErrorMessage error={verify.error} />
-      <ErrorMessage error={removeError(remove.error)} />
+      <ErrorMessage error={removalError(remove.error)} />
       <form className="form" aria-label="Scaleway credentials" onSubmit={submit} autoComplete="off">
         <Field label="Access key" value={form.access_key} onChange={set('access_key')} placeholder="SCWXXXXXXXXXXXXXXXXX" required />
         <Field label="Secret key" type="password" autoComplete="new-password" value={form.secret_key} onChange={set('secret_key')} required />
@@ -130,7 +121,8 @@ function WorkerSettingsForm({ provider, current }: { provider: string; current: 
     save.mutate(parsed.settings);
   };
   return (
-    <form className="form" aria-label="Worker settings" onSubmit={submit}>
+    // noValidate: the bounds are checked by parseWorkerForm, whose messages are the API's.
+    <form className="form" aria-label="Worker settings" onSubmit={submit} noValidate>
       <SelectField label="GPU mode by default" value={form.mode} onChange={set('mode')}>
         <option value="mono">mono (one engine on all GPUs)</option>
         <option value="multi">multi (one engine per GPU)</option>

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import rust from '../../../inventiv-common/src/worker_settings.rs?raw';
-import { WORKER_DEFAULTS, credentialsBody, credentialsProblem, parseWorkerForm, workerForm } from './forms';
+import { ApiError, errorMessage } from '../api/client';
+import { WORKER_DEFAULTS, credentialsBody, credentialsProblem, parseWorkerForm, removalError, workerForm } from './forms';
 
 const good = {
   access_key: 'SCWABCDEFGHIJ0123456',
@@ -22,6 +23,18 @@ describe('Scaleway credentials form', () => {
     expect(credentialsProblem({ ...good, project_id: '' })).toMatch(/^Project id/);
     expect(credentialsProblem({ ...good, organization_id: '1234' })).toMatch(/^Organization id/);
     expect(credentialsProblem({ ...good, default_zone: '' })).toMatch(/^Default zone/);
+  });
+});
+
+describe('removing credentials', () => {
+  it('says clearly that instances still use them (409 CREDENTIALS_IN_USE)', () => {
+    const inUse = new ApiError(409, 'CREDENTIALS_IN_USE', '2 instance(s) still use these credentials: terminate them first', 'req-1');
+    expect(errorMessage(removalError(inUse))).toBe(
+      'Cannot remove them while instances use them: 2 instance(s) still use these credentials: terminate them first',
+    );
+    const other = new ApiError(403, 'FORBIDDEN', 'not allowed');
+    expect(removalError(other)).toBe(other);
+    expect(removalError(null)).toBeNull();
   });
 });
 

@@ -2,6 +2,7 @@
 // is shown before sending): Scaleway credentials
 // (inventiv-api/src/routes/provider_credentials.rs) and worker settings
 // (inventiv-common/src/worker_settings.rs, bounds and defaults).
+import { ApiError } from '../api/client';
 import type { ScalewayCredentials, WorkerSettings } from '../api/types';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -25,6 +26,14 @@ export function credentialsBody(c: ScalewayCredentials): ScalewayCredentials {
     organization_id: c.organization_id.trim(),
     default_zone: c.default_zone,
   };
+}
+
+/** A refused removal, worded for people: 409 CREDENTIALS_IN_USE says which instances hold them. */
+export function removalError(error: unknown): unknown {
+  if (error instanceof ApiError && error.code === 'CREDENTIALS_IN_USE') {
+    return new Error(`Cannot remove them while instances use them: ${error.message}`);
+  }
+  return error;
 }
 
 export const WORKER_DEFAULTS: WorkerSettings = {
