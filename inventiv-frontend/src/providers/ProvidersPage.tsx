@@ -165,7 +165,8 @@ function WorkerSettingsCard() {
         ))}
       </SelectField>
       {settings.isPending ? <Loading /> : settings.isError ? <ErrorMessage error={settings.error} /> : (
-        <WorkerSettingsForm key={`${provider}:${JSON.stringify(settings.data)}`} provider={provider} current={settings.data} />
+        // One form per provider, filled from its settings when shown (a save keeps what was typed, which is what the API stored).
+        <WorkerSettingsForm key={provider} provider={provider} current={settings.data} />
       )}
     </Card>
   );
