@@ -47,9 +47,10 @@ export default defineConfig({
   server: {
     host: '127.0.0.1',
     proxy: Object.fromEntries(apiPaths.map((p) => [p, toApi])),
-    // The app, and inventiv-common/src whose permission matrix (rbac.rs) a
-    // unit test compares with src/auth/permissions.ts.
-    fs: { allow: ['.', '../inventiv-common/src'] },
+    // The app, and the Rust sources unit tests compare their copies with:
+    // the permission matrix (rbac.rs), worker settings' defaults and bounds,
+    // reconciliation's verdicts.
+    fs: { allow: ['.', '../inventiv-common/src', '../inventiv-providers/src'] },
   },
   build: { outDir: 'dist', sourcemap: true, chunkSizeWarningLimit: 800 },
   test: {

@@ -94,6 +94,10 @@ API_PORT=$(free_port 8001 8003)
 ORCH_PORT=$(free_port 8001 8003 "$API_PORT")
 MOCK_FIRST_ADDRESS=${E2E_MOCK_FIRST_ADDRESS:-127.0.$((160 + RANDOM % 20)).1}
 BASE_URL="http://127.0.0.1:$API_PORT"
+# The browser test saves Scaleway credentials and verifies them: the check
+# must fail (a refused connection, retried with backoff for ~8 s) without
+# ever reaching the real Scaleway.
+UNREACHABLE_SCALEWAY=http://127.0.0.1:1
 
 log "scripts/run.sh (API $BASE_URL, orchestrator port $ORCH_PORT, mock VMs from $MOCK_FIRST_ADDRESS, state $STATE)"
 (
@@ -101,6 +105,7 @@ log "scripts/run.sh (API $BASE_URL, orchestrator port $ORCH_PORT, mock VMs from 
   INVENTIV_STATE_DIR=$STATE INVENTIV_API_ADDR="127.0.0.1:$API_PORT" \
     INVENTIV_ORCHESTRATOR_ADDR="127.0.0.1:$ORCH_PORT" \
     INVENTIV_MOCK_FIRST_ADDRESS=$MOCK_FIRST_ADDRESS \
+    INVENTIV_SCALEWAY_API_URL=$UNREACHABLE_SCALEWAY \
     exec setsid "$REPO_ROOT/scripts/run.sh" </dev/null >"$RUN_OUT" 2>&1
 ) &
 RUN_PID=$!

@@ -10,7 +10,11 @@
 // revokes it, revokes another session, edits a price in the catalog
 // settings, checks the runtime models and usage pages (and the CSV export),
 // the FinOps page (burn rate, series, CSV exports), the marketplace and
-// statements pages, opens every page and writes a screenshot of each into screenshots/. Any
+// statements pages, the provider settings (Scaleway credentials saved, the
+// secret never shown back, Verify failing clearly, worker settings bounds,
+// removal), the reconciliation page without credentials and the catalog
+// sync refused without them, opens every page and writes a screenshot of
+// each into screenshots/. Any
 // console error or uncaught exception in a page fails the run.
 //
 // With OUTBOX_DIR (the API's $INVENTIV_STATE_DIR/outbox, where mails go
@@ -25,11 +29,13 @@
 // a priced offering, shares it with a second organization that accepts it on
 // the marketplace and calls it with its own key, checks the consumer's
 // statement debit (exactly Σ tokens × price) and the provider's credit,
-// terminates the instance and archives it. OUTBOX_DIR defaults to
+// lists the instance's boot volume, terminates the instance (the volume
+// shown deleted) and archives it. OUTBOX_DIR defaults to
 // ../.local/outbox then.
 //
 // Other settings: CHROMIUM (default /usr/bin/chromium), SCREENSHOTS
 // (default screenshots/), DEPLOY_TIMEOUT_SECS (default 300), HEADED=1.
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -317,6 +323,7 @@ try {
     await heading(page, `e2e-${RUN}`);
     await page.getByRole('progressbar', { name: 'Provisioning progress' }).waitFor();
     await screenshot(page, 'instance-timeline');
+    await page.getByRole('region', { name: 'Volumes' }).waitFor();
   });
 
   if (FULL) {
@@ -356,6 +363,17 @@ try {
       await page.getByRole('img', { name: /^Requests per minute, latest:/ }).waitFor();
       await page.getByRole('region', { name: 'Observability' }).scrollIntoViewIfNeeded();
       await screenshot(page, 'instance-observability');
+    });
+
+    await step(admin, 'instance page: its volumes', async () => {
+      // The mock provider creates a root volume with the server; the
+      // orchestrator records it (boot) and resizes it to the model's size.
+      const volumes = page.getByRole('table', { name: 'Volumes' });
+      await volumes.getByRole('row', { name: /boot/ }).waitFor();
+      const row = await volumes.getByRole('row', { name: /boot/ }).textContent();
+      if (!/\d+ GB/.test(row ?? '') || !/attached/.test(row ?? '') || !/deleted/.test(row ?? '')) throw new Error(`boot volume row: ${row}`);
+      await page.getByRole('region', { name: 'Volumes' }).scrollIntoViewIfNeeded();
+      await screenshot(page, 'instance-volumes');
     });
   }
 
@@ -684,6 +702,72 @@ try {
     await until('the price restored', async () => (await row.getByRole('button', { name: 'Save' }).isDisabled()) && (await price.inputValue()) === before);
   });
 
+  await step(admin, 'catalog settings: sync from Scaleway without credentials is refused clearly', async () => {
+    const card = page.getByRole('region', { name: 'Sync from Scaleway' });
+    await card.getByRole('button', { name: 'Sync from Scaleway' }).click();
+    await card.getByRole('alert').getByText(/scaleway credentials first/).waitFor();
+    await card.scrollIntoViewIfNeeded();
+    await screenshot(page, 'catalog-sync-refused');
+  }, { allow: [/status of 409/] });
+
+  const secretKey = randomUUID();
+  await step(admin, 'providers: save Scaleway credentials, the secret never shown back', async () => {
+    await visit(admin, '/settings/providers', 'Providers', 'providers');
+    const state = page.getByTestId('credentials-state');
+    await state.getByText(/^Not set/).waitFor();
+    const form = page.getByRole('form', { name: 'Scaleway credentials' });
+    await form.getByLabel('Access key').fill('SCWE2E' + RUN.toUpperCase().replace(/[^A-Z0-9]/g, '0').padEnd(14, '0').slice(0, 14));
+    if ((await form.getByLabel('Secret key').getAttribute('type')) !== 'password') throw new Error('the secret key is not a password field');
+    await form.getByLabel('Secret key').fill('not-a-uuid');
+    await form.getByLabel('Project id').fill(randomUUID());
+    await form.getByLabel('Organization id').fill(randomUUID());
+    await form.getByLabel('Default zone').selectOption('fr-par-2');
+    await form.getByRole('button', { name: 'Save the credentials' }).click();
+    await form.getByRole('alert').getByText(/^Secret key/).waitFor();
+    await form.getByLabel('Secret key').fill(secretKey);
+    await form.getByRole('button', { name: 'Save the credentials' }).click();
+    await state.getByText('SCWE2E').waitFor();
+    if ((await form.getByLabel('Secret key').inputValue()) !== '') throw new Error('the secret stays in the form once saved');
+    const shown = await page.content();
+    const read = await page.evaluate(() => fetch('/organizations/current/providers/scaleway/credentials', { credentials: 'include' }).then((r) => r.text()));
+    if (shown.includes(secretKey) || read.includes(secretKey)) throw new Error('the secret key is shown back');
+    await screenshot(page, 'providers-credentials-set');
+  });
+
+  await step(admin, 'providers: Verify against an unreachable Scaleway fails with a clear message', async () => {
+    await page.getByRole('button', { name: 'Verify' }).click();
+    const verification = page.getByTestId('verification');
+    await verification.locator('.badge', { hasText: /^failed$/ }).waitFor({ timeout: 30_000 });
+    const text = (await verification.textContent()) ?? '';
+    if (!/PROVIDER_[A-Z_]+: \S/.test(text)) throw new Error(`no error code and message in the verification: ${text}`);
+    await screenshot(page, 'providers-verify-failed');
+  });
+
+  await step(admin, 'providers: worker settings keep their bounds', async () => {
+    const form = page.getByRole('form', { name: 'Worker settings' });
+    await form.getByLabel('Start-up timeout (s)').fill('59');
+    await form.getByRole('button', { name: 'Save the worker settings' }).click();
+    await form.getByRole('alert').getByText('startup_timeout_secs: 60 to 7200').waitFor();
+    await form.getByLabel('Start-up timeout (s)').fill('1200');
+    await form.getByRole('button', { name: 'Save the worker settings' }).click();
+    await form.getByRole('status').getByText('Saved.').waitFor();
+    await page.reload();
+    await heading(page, 'Providers');
+    await until('the saved timeout after a reload', async () => (await page.getByLabel('Start-up timeout (s)').inputValue()) === '1200');
+    await screenshot(page, 'providers-worker-settings');
+  });
+
+  await step(admin, 'providers: remove the credentials', async () => {
+    await page.getByRole('button', { name: 'Remove' }).click();
+    await page.getByTestId('credentials-state').getByText(/^Not set/).waitFor();
+  });
+
+  await step(admin, 'reconciliation: without credentials, an empty state', async () => {
+    await visit(admin, '/reconciliation', 'Reconciliation', 'reconciliation');
+    await page.getByText(/No Scaleway credentials for this organization/).waitFor();
+    await page.getByRole('link', { name: 'Set them' }).waitFor();
+  }, { allow: [/status of 409/] });
+
   await step(admin, 'members: invite someone', async () => {
     await visit(admin, '/members', 'Members', 'members');
     const form = page.getByRole('form', { name: 'Invite someone' });
@@ -714,7 +798,7 @@ try {
 
       await step(user, 'a user sees no admin module', async () => {
         const nav = user.page.getByRole('navigation', { name: 'Main' });
-        for (const hidden of ['Members', 'Catalog', 'Catalog settings', 'FinOps', 'Statements', 'Offerings']) {
+        for (const hidden of ['Members', 'Catalog', 'Catalog settings', 'FinOps', 'Statements', 'Offerings', 'Providers', 'Reconciliation']) {
           if ((await nav.getByRole('link', { name: hidden, exact: true }).count()) > 0) throw new Error(`a user sees ${hidden}`);
         }
         for (const shown of ['Instances', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Marketplace', 'Sessions']) {
@@ -749,6 +833,8 @@ try {
   if (FULL) {
     await step(admin, 'instance: terminated, then archived', async () => {
       await page.getByRole('button', { name: 'Archive' }).waitFor({ timeout: DEPLOY_TIMEOUT });
+      // Termination deleted the volume before the instance became terminated.
+      await page.getByRole('table', { name: 'Volumes' }).getByRole('row', { name: /boot/ }).locator('.badge', { hasText: /^deleted$/ }).waitFor();
       await page.getByRole('button', { name: 'Archive' }).click();
       await page.waitForURL(/\/instances$/);
       await heading(page, 'Instances');

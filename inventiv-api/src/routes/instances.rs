@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_instance, terminate_instance))
         .routes(routes!(instance_actions))
         .routes(routes!(instance_history))
+        .routes(routes!(instance_volumes))
         .routes(routes!(reinstall_instance))
         .routes(routes!(archive_instance))
 }
@@ -226,6 +227,47 @@ async fn instance_history(
     let rows = sqlx::query_as(
         "SELECT from_status, to_status, error_code, error_message, actor, request_id, at
            FROM instance_state_history WHERE instance_id = $1 AND organization_id = $2 ORDER BY id",
+    )
+    .bind(id)
+    .bind(caller.org_id.0)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(rows))
+}
+
+/// One cloud volume of an instance (`instance_volumes`).
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct Volume {
+    pub id: Uuid,
+    pub provider_volume_id: String,
+    pub zone: String,
+    /// `block` or `local`.
+    pub volume_type: String,
+    pub size_gb: i32,
+    pub is_boot: bool,
+    /// Deleted with the instance at termination (false: persistent).
+    pub delete_on_terminate: bool,
+    /// `attached`, `deleted` (removed by us) or `missing` (vanished at the provider).
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// The instance's cloud volumes, boot volume first.
+#[utoipa::path(get, path = "/instances/{instance_id}/volumes", tag = "instances", security(("bearer" = [])),
+    params(("instance_id" = Uuid, Path, description = "instance id")),
+    responses((status = 200, body = [Volume]), (status = 404, body = ErrorBody)))]
+async fn instance_volumes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Vec<Volume>>> {
+    caller.require(Action::ViewInstances)?;
+    load(&state.db, caller.org_id.0, id).await?;
+    let rows = sqlx::query_as(
+        "SELECT id, provider_volume_id, zone, volume_type, size_gb, is_boot, delete_on_terminate, status, created_at, deleted_at
+           FROM instance_volumes WHERE instance_id = $1 AND organization_id = $2
+          ORDER BY is_boot DESC, created_at, id",
     )
     .bind(id)
     .bind(caller.org_id.0)

@@ -541,6 +541,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/instances/{instance_id}/volumes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The instance's cloud volumes, boot volume first. */
+        get: operations["instance_volumes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/internal/workers/heartbeat": {
         parameters: {
             query?: never;
@@ -972,6 +989,63 @@ export interface paths {
         patch: operations["update_share"];
         trace?: never;
     };
+    "/organizations/current/providers/{provider}/credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Says whether the organization's credentials for a provider are set. */
+        get: operations["get_credentials"];
+        /** Sets (or replaces) the organization's credentials for a provider. */
+        put: operations["put_credentials"];
+        post?: never;
+        /** Removes the credentials; refused while instances still use them. */
+        delete: operations["delete_credentials"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/providers/{provider}/credentials/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Checks the stored credentials against the provider's API and records
+         *     the outcome (also when they are rejected).
+         */
+        post: operations["verify_credentials"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/providers/{provider}/worker-settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organization's worker settings on a provider (defaults when unset). */
+        get: operations["get_settings"];
+        /** Replaces the organization's worker settings on a provider. */
+        put: operations["put_settings"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/organizations/invitations/{token}": {
         parameters: {
             query?: never;
@@ -1038,6 +1112,40 @@ export interface paths {
         };
         /** Every provider, with the organization's activation. */
         get: operations["list_providers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/providers/{provider}/catalog-sync": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Brings the provider's part of the catalog up to date. */
+        post: operations["sync"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/providers/{provider}/reconciliation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What reconciliation would do now with the organization's resources. */
+        get: operations["report"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1447,6 +1555,16 @@ export interface components {
             api_key: components["schemas"]["ApiKey"];
             /** @description The whole key: store it now, it is never shown again. */
             key: string;
+        };
+        /** @description Whether credentials are set, never the credentials themselves. */
+        CredentialsStatus: {
+            configured: boolean;
+            /** @description Masked: the access key's first characters and the project id. */
+            hint?: string | null;
+            last_verification?: null | components["schemas"]["Verification"];
+            provider: string;
+            /** Format: date-time */
+            updated_at?: string | null;
         };
         /** @description The burn rate of what runs now, and what this month cost so far. */
         CurrentCost: {
@@ -1880,6 +1998,19 @@ export interface components {
             /** Format: password */
             password: string;
         };
+        /** @description The dry-run report. */
+        Report: {
+            /** Format: date-time */
+            generated_at: string;
+            /** Format: int64 */
+            grace_seconds: number;
+            /** @description Recorded volumes of live instances the provider no longer has. */
+            missing_volumes: string[];
+            provider: string;
+            resources: components["schemas"]["Resource"][];
+            /** @description Live instances whose server the provider no longer has. */
+            vanished_instances: string[];
+        };
         /** @description Requests served in one minute. */
         RequestPoint: {
             /** Format: int64 */
@@ -1903,6 +2034,23 @@ export interface components {
         ResetRequest: {
             /** Format: email */
             email: string;
+        };
+        /** @description One cloud resource and what reconciliation does with it. */
+        Resource: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            instance_id?: string | null;
+            /** @description `server` or `volume`. */
+            kind: string;
+            provider_id: string;
+            /**
+             * @description `delete` (orphan older than the grace window), `keep_young` (orphan
+             *     inside it), `owned`, `attached` (goes with its server),
+             *     `other_organization`, `untagged` (never touched).
+             */
+            verdict: string;
+            zone: string;
         };
         /** @description One running instance and what it costs. */
         RunningInstance: {
@@ -1959,6 +2107,22 @@ export interface components {
              * @description VRAM of the alive instances, in GB.
              */
             vram_gb: number;
+        };
+        /**
+         * @description Scaleway credentials (an API key of the project that will host the
+         *     organization's servers).
+         */
+        ScalewayCredentialsBody: {
+            /** @description `SCW` followed by 17 letters or digits. */
+            access_key: string;
+            /** @description A Scaleway zone of the catalog, e.g. `fr-par-2`. */
+            default_zone: string;
+            /** Format: uuid */
+            organization_id: string;
+            /** Format: uuid */
+            project_id: string;
+            /** @description The API key's secret (a UUID). */
+            secret_key: string;
         };
         /** @description A login session of the caller. */
         Session: {
@@ -2045,6 +2209,16 @@ export interface components {
             expires_in: number;
             organization: components["schemas"]["Organization"];
             role: components["schemas"]["OrgRole"];
+        };
+        /** @description What the sync changed. */
+        SyncReport: {
+            /** @description Server types new to the catalog. */
+            added: string[];
+            /** @description Types left as a platform admin edited them. */
+            kept_edited: string[];
+            /** @description Known types whose size or price was refreshed. */
+            updated: string[];
+            zones: number;
         };
         /** @description A system sample. */
         SystemPoint: {
@@ -2199,6 +2373,33 @@ export interface components {
             id: string;
             is_platform_admin: boolean;
         };
+        /** @description The outcome of the last check against the provider's API. */
+        Verification: {
+            /** Format: date-time */
+            at: string;
+            message: string;
+            ok: boolean;
+        };
+        /** @description One cloud volume of an instance (`instance_volumes`). */
+        Volume: {
+            /** Format: date-time */
+            created_at: string;
+            /** @description Deleted with the instance at termination (false: persistent). */
+            delete_on_terminate: boolean;
+            /** Format: date-time */
+            deleted_at?: string | null;
+            /** Format: uuid */
+            id: string;
+            is_boot: boolean;
+            provider_volume_id: string;
+            /** Format: int32 */
+            size_gb: number;
+            /** @description `attached`, `deleted` (removed by us) or `missing` (vanished at the provider). */
+            status: string;
+            /** @description `block` or `local`. */
+            volume_type: string;
+            zone: string;
+        };
         /** @description What the control plane answers a worker. */
         WorkerAck: {
             /** @description The instance's lifecycle status, so the agent can tell it is expected to drain. */
@@ -2211,6 +2412,40 @@ export interface components {
          * @enum {string}
          */
         WorkerMode: "mono" | "multi";
+        /** @description The settings; a field left out takes its default. */
+        WorkerSettings: {
+            /**
+             * Format: int32
+             * @description Port of the worker agent on the node (1024 to 65535, not the engine's).
+             * @default 8090
+             */
+            agent_port: number;
+            /**
+             * Format: int32
+             * @description SSH bootstrap attempts before giving up (1 to 10).
+             * @default 3
+             */
+            bootstrap_attempts: number;
+            /**
+             * Format: int32
+             * @description Port of the inference engine on the node (1024 to 65535).
+             * @default 8000
+             */
+            engine_port: number;
+            /**
+             * @description Default GPU mode of deployments that name none: `mono` (one engine
+             *     on all GPUs) or `multi` (one engine per GPU behind HAProxy).
+             * @default mono
+             */
+            mode: string;
+            /**
+             * Format: int32
+             * @description A node not ready this long after its deployment or reinstall fails
+             *     (60 to 7200 seconds).
+             * @default 900
+             */
+            startup_timeout_secs: number;
+        };
         /**
          * @description The agent's view of its node.
          * @enum {string}
@@ -3364,6 +3599,36 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    instance_volumes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description instance id */
+                instance_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Volume"][];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4577,6 +4842,272 @@ export interface operations {
             };
         };
     };
+    get_credentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description provider code, e.g. scaleway */
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CredentialsStatus"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    put_credentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description provider code, e.g. scaleway */
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ScalewayCredentialsBody"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CredentialsStatus"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_credentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description provider code, e.g. scaleway */
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    verify_credentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description provider code, e.g. scaleway */
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CredentialsStatus"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_settings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description provider code, e.g. scaleway */
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkerSettings"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    put_settings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description provider code, e.g. scaleway */
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WorkerSettings"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkerSettings"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     show_invitation: {
         parameters: {
             query?: never;
@@ -4727,6 +5258,114 @@ export interface operations {
                 };
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    sync: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description provider code, e.g. scaleway */
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SyncReport"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    report: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description provider code, e.g. scaleway */
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Report"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -21,6 +21,8 @@ import { FinOpsPage } from '../finops/FinOpsPage';
 import { StatementsPage } from '../finops/StatementsPage';
 import { MarketplacePage } from '../offerings/MarketplacePage';
 import { OfferingsPage } from '../offerings/OfferingsPage';
+import { ProvidersPage } from '../providers/ProvidersPage';
+import { ReconciliationPage } from '../providers/ReconciliationPage';
 import { Guard, Layout } from './Layout';
 
 export function App() {
@@ -45,6 +47,8 @@ export function App() {
         <Route path="/catalog" element={<Guard module="catalog"><CatalogPage /></Guard>} />
         <Route path="/members" element={<Guard module="members"><MembersPage /></Guard>} />
         <Route path="/sessions" element={<SessionsPage />} />
+        <Route path="/settings/providers" element={<Guard module="providers"><ProvidersPage /></Guard>} />
+        <Route path="/reconciliation" element={<Guard module="reconciliation"><ReconciliationPage /></Guard>} />
         <Route path="/settings/catalog" element={<Guard module="catalog-settings"><CatalogAdminPage /></Guard>} />
         <Route path="/organization" element={<OrganizationPage />} />
         <Route path="*" element={<NotFound />} />

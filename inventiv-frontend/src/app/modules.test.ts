@@ -8,7 +8,7 @@ describe('modules by role and workspace', () => {
   it('an owner of a team sees every organization module, not the platform one', () => {
     expect(labels(team('owner'))).toEqual([
       'Dashboard', 'Instances', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Marketplace',
-      'FinOps', 'Statements', 'Offerings', 'Catalog', 'Members', 'Organization', 'Sessions',
+      'FinOps', 'Statements', 'Offerings', 'Catalog', 'Members', 'Providers', 'Reconciliation', 'Organization', 'Sessions',
     ]);
   });
   it('a user sees no administration module but the organization page', () => {
@@ -43,5 +43,12 @@ describe('modules by role and workspace', () => {
     const user = labels(team('user'));
     expect(user).toContain('Marketplace');
     for (const hidden of ['FinOps', 'Statements', 'Offerings']) expect(user).not.toContain(hidden);
+  });
+  it('provider credentials and reconciliation for owners and admins only (ManageProviders)', () => {
+    for (const role of ['owner', 'admin'] as const) expect(labels(team(role))).toEqual(expect.arrayContaining(['Providers', 'Reconciliation']));
+    for (const role of ['manager', 'user'] as const) {
+      expect(labels(team(role))).not.toContain('Providers');
+      expect(labels(team(role))).not.toContain('Reconciliation');
+    }
   });
 });

@@ -20,6 +20,8 @@ export type ModuleId =
   | 'catalog'
   | 'members'
   | 'organization'
+  | 'providers'
+  | 'reconciliation'
   | 'sessions'
   | 'catalog-settings';
 
@@ -51,6 +53,8 @@ export const MODULES: Module[] = [
   { id: 'offerings', to: '/offerings', label: 'Offerings', section: 'Administration', anyOf: ['ViewOfferings'] },
   { id: 'catalog', to: '/catalog', label: 'Catalog', section: 'Administration', anyOf: ['ActivateTechnical', 'ActivateEconomic'] },
   { id: 'members', to: '/members', label: 'Members', section: 'Administration', anyOf: ['ManageMembers'], teamOnly: true },
+  { id: 'providers', to: '/settings/providers', label: 'Providers', section: 'Administration', anyOf: ['ManageProviders'] },
+  { id: 'reconciliation', to: '/reconciliation', label: 'Reconciliation', section: 'Administration', anyOf: ['ManageProviders'] },
   { id: 'organization', to: '/organization', label: 'Organization', section: 'Administration', anyOf: ['ViewOrganization'] },
   { id: 'sessions', to: '/sessions', label: 'Sessions', section: 'Account' },
   { id: 'catalog-settings', to: '/settings/catalog', label: 'Catalog settings', section: 'Platform', platformAdmin: true },

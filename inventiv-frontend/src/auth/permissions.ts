@@ -20,7 +20,8 @@ export type Action =
   | 'ViewOfferings'
   | 'PublishOfferings'
   | 'SellOfferings'
-  | 'AcceptShares';
+  | 'AcceptShares'
+  | 'ManageProviders';
 
 const ALL: OrgRole[] = ['owner', 'admin', 'manager', 'user'];
 
@@ -43,6 +44,7 @@ const MATRIX: Record<Action, OrgRole[]> = {
   PublishOfferings: ['owner', 'admin'],
   SellOfferings: ['owner', 'manager'],
   AcceptShares: ['owner', 'manager'],
+  ManageProviders: ['owner', 'admin'],
 };
 
 export function can(role: OrgRole | undefined, action: Action): boolean {

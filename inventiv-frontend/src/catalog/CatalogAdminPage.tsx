@@ -12,6 +12,8 @@ import { useMe } from '../auth/useMe';
 import { DataTable } from '../components/DataTable';
 import { Card, ErrorMessage, Field, Loading, PageHeader } from '../components/ui';
 import { useProviders, useZones } from '../instances/api';
+import { useCatalogSync } from '../providers/api';
+import type { SyncReport } from '../api/types';
 
 /** A price as the API takes it: digits, at most 4 decimals. */
 export function isPrice(value: string): boolean {
@@ -71,6 +73,44 @@ function NewModelForm() {
       </button>
       <ErrorMessage error={create.error} />
     </form>
+  );
+}
+
+function SyncResult({ report }: { report: SyncReport }) {
+  const list = (codes: string[]) => (codes.length ? codes.join(', ') : 'none');
+  return (
+    <dl className="facts" data-testid="sync-result">
+      <dt>Zones read</dt>
+      <dd>{report.zones}</dd>
+      <dt>Added</dt>
+      <dd>{list(report.added)}</dd>
+      <dt>Updated</dt>
+      <dd>{list(report.updated)}</dd>
+      <dt>Kept as edited</dt>
+      <dd>{list(report.kept_edited)}</dd>
+    </dl>
+  );
+}
+
+/** Scaleway's GPU server types, prices and availability per zone, read with the current organization's credentials. */
+function CatalogSyncCard() {
+  const sync = useCatalogSync('scaleway');
+  return (
+    <Card
+      title="Sync from Scaleway"
+      actions={
+        <button type="button" className="button" disabled={sync.isPending} onClick={() => sync.mutate()}>
+          {sync.isPending ? 'Syncing…' : 'Sync from Scaleway'}
+        </button>
+      }
+    >
+      <p className="muted">
+        Adds new GPU server types, refreshes sizes and prices (except those edited here) and the availability per zone. Uses the current
+        organization's Scaleway credentials.
+      </p>
+      <ErrorMessage error={sync.error} />
+      {sync.data ? <SyncResult report={sync.data} /> : null}
+    </Card>
   );
 }
 
@@ -175,6 +215,7 @@ export function CatalogAdminPage() {
           </ul>
         )}
       </Card>
+      <CatalogSyncCard />
       <Card title="Instance types">
         {types.isPending ? <Loading /> : types.isError ? <ErrorMessage error={types.error} /> : (
           <DataTable id="catalog-admin-types" label="Instance types settings" columns={typeCols} data={types.data} getRowId={(t) => t.id} />

@@ -99,6 +99,7 @@ const STATUS_TONE: Record<string, string> = {
   active: 'ok',
   accepted: 'ok',
   success: 'ok',
+  attached: 'ok',
   provisioning: 'busy',
   booting: 'busy',
   installing: 'busy',
@@ -109,6 +110,7 @@ const STATUS_TONE: Record<string, string> = {
   pending: 'warn',
   inactive: 'warn',
   terminated: 'off',
+  deleted: 'off',
   archived: 'off',
   revoked: 'off',
   expired: 'off',
@@ -116,6 +118,7 @@ const STATUS_TONE: Record<string, string> = {
   startup_failed: 'bad',
   worker_dead: 'bad',
   failed: 'bad',
+  missing: 'bad',
   error: 'bad',
 };
 

@@ -7,6 +7,7 @@ import type { ActionLogEntry } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { Card, DateText, Empty, ErrorMessage, Loading, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
 import { allowedActions, instanceKeys, useInstance, useInstanceAction, useInstanceActions, useInstanceHistory } from './api';
+import { VolumesCard } from './VolumesCard';
 import type { Heartbeat } from './liveEvents';
 import { MetricsPanel } from './MetricsPanel';
 
@@ -124,6 +125,7 @@ export function InstancePage() {
         </Card>
       </div>
       <MetricsPanel instanceId={i.id} />
+      <VolumesCard instanceId={i.id} status={i.status} />
       <Card title="Timeline">
         {actions.isPending ? <Loading /> : actions.isError ? <ErrorMessage error={actions.error} /> : <Timeline entries={actions.data} />}
       </Card>

@@ -2,7 +2,7 @@
 // one instance, its timeline, and the actions on it.
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api } from '../api/client';
-import type { ActionLogEntry, Deploy, HistoryEntry, Instance, InstanceType, Model, Provider, Zone } from '../api/types';
+import type { ActionLogEntry, Deploy, HistoryEntry, Instance, InstanceType, Model, Provider, Volume, Zone } from '../api/types';
 
 /** Every status but `archived`: what the events stream's snapshot holds. */
 export const LIVE_STATUSES = [
@@ -26,6 +26,7 @@ export const instanceKeys = {
   actions: (id: string) => ['instance', id, 'actions'] as const,
   history: (id: string) => ['instance', id, 'history'] as const,
   heartbeat: (id: string) => ['instance', id, 'heartbeat'] as const,
+  volumes: (id: string, status: string) => ['instance', id, 'volumes', status] as const,
 };
 
 export function useInstances() {
@@ -58,6 +59,11 @@ export function useInstanceActions(id: string) {
 
 export function useInstanceHistory(id: string) {
   return useQuery({ queryKey: instanceKeys.history(id), queryFn: () => api<HistoryEntry[]>(`/instances/${id}/history`) });
+}
+
+/** The instance's volumes, read again when its status changes (recorded after creation, deleted at termination). */
+export function useInstanceVolumes(id: string, status: string) {
+  return useQuery({ queryKey: instanceKeys.volumes(id, status), queryFn: () => api<Volume[]>(`/instances/${id}/volumes`), placeholderData: (previous) => previous });
 }
 
 /** Puts an instance returned by an action into the list and its own entry. */
