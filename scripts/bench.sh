@@ -933,11 +933,11 @@ bench_proxy() {
   ((events > PROXY_STREAM_TOKENS)) || die "a stream through the API had $events events"
   local usage0
   usage0=$(psql_db -tAc "SELECT count(*) FROM usage_records")
+  local api_idle api_rss="?"
   api_idle=$(rss_mib "$API_PID")
 
   local mode lua c k
   local -A rps p50 p99 cpu
-  local api_rss="?" api_idle
   for mode in chat stream; do
     lua="$WORK/proxy-$mode.lua"
     for c in "${PROXY_CONCURRENCY[@]}"; do

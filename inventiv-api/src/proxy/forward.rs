@@ -432,9 +432,16 @@ impl ClientUsage {
     }
 }
 
-/// A content chunk re-encoded without the per-chunk usage the client did
-/// not ask for (`event` as it came if it cannot be).
+/// A content chunk without the per-chunk usage the client did not ask for
+/// (`event` as it came if it cannot be).
 fn without_usage(json: &[u8], event: &Bytes) -> Bytes {
+    if let Some(cut) = trailing_usage_cut(json) {
+        let mut out = BytesMut::with_capacity(cut + 9);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(json.get(..cut).unwrap_or_default());
+        out.extend_from_slice(b"}\n\n");
+        return out.freeze();
+    }
     match serde_json::from_slice::<serde_json::Map<String, Value>>(json) {
         Ok(mut fields) => {
             fields.remove("usage");
@@ -442,6 +449,20 @@ fn without_usage(json: &[u8], event: &Bytes) -> Bytes {
         }
         Err(_) => event.clone(),
     }
+}
+
+/// Where a chunk's top-level `"usage"` member starts when it is the last
+/// one, as vLLM writes it (`…,"usage":{…}}`): cutting there and closing the
+/// object drops it without re-encoding the chunk. None when the chunk has
+/// another shape (the caller re-encodes it then).
+fn trailing_usage_cut(json: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = br#","usage":"#;
+    let body = json.strip_suffix(b"}")?;
+    let at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
+    // What follows the key must be exactly one JSON value up to the final
+    // brace; a nested `"usage"` key leaves extra closing braces behind.
+    serde_json::from_slice::<IgnoredAny>(body.get(at + KEY.len()..)?).ok()?;
+    Some(at)
 }
 
 /// The relay state of one stream; records usage once, even when dropped early.
@@ -618,6 +639,42 @@ mod tests {
         assert_eq!(
             sent(asked),
             serde_json::from_str::<Value>(asked).unwrap_or_default()
+        );
+    }
+
+    #[test]
+    fn a_trailing_usage_is_cut_and_anything_else_re_encoded() {
+        let strip = |json: &str| {
+            let event = Bytes::from(format!("data: {json}\n\n"));
+            let out = without_usage(json.as_bytes(), &event);
+            let text = std::str::from_utf8(&out).unwrap_or_default().to_owned();
+            let value = text
+                .strip_prefix("data: ")
+                .and_then(|t| t.strip_suffix("\n\n"))
+                .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                .unwrap_or(Value::Null);
+            (text, value)
+        };
+        // vLLM's shape: usage last, cut without re-encoding.
+        let vllm = r#"{"id":"c","choices":[{"delta":{"content":",\"usage\":"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+        let (text, value) = strip(vllm);
+        assert_eq!(
+            text,
+            "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\",\\\"usage\\\":\"}}]}\n\n"
+        );
+        assert_eq!(value["choices"][0]["delta"]["content"], ",\"usage\":");
+        // Usage elsewhere, or a nested "usage" last: re-encoded, same content.
+        let first = r#"{"usage":{"prompt_tokens":3},"choices":[{"index":0}]}"#;
+        assert_eq!(strip(first).1, json!({ "choices": [{ "index": 0 }] }));
+        let nested = r#"{"choices":[{"index":0}],"x":{"a":1,"usage":{"b":2}},"usage":null}"#;
+        assert_eq!(
+            strip(nested).1,
+            json!({ "choices": [{ "index": 0 }], "x": { "a": 1, "usage": { "b": 2 } } })
+        );
+        let inner_last = r#"{"choices":[{"index":0}],"x":{"a":1,"usage":{"b":2}}}"#;
+        assert_eq!(
+            strip(inner_last).1,
+            serde_json::from_str::<Value>(inner_last).unwrap_or_default()
         );
     }
 
