@@ -959,3 +959,50 @@ async fn expiry_and_missed_revocations_reach_another_replica_within_the_ttl() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn usage_refused_by_the_database_is_written_once_it_accepts_again() {
+    let app = TestApp::spawn().await;
+    let engine = engine(&[]).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &engine).await;
+    let key = a.api_key.clone();
+    let rollbacks = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap()
+    };
+
+    // The database refuses every new usage row for a while.
+    sqlx::query("ALTER TABLE usage_records ADD CONSTRAINT refuse_all CHECK (false) NOT VALID")
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let before = rollbacks().await;
+    for _ in 0..5 {
+        let (s, _, body) = post(&app, "/v1/chat/completions", &key, chat(false)).await;
+        assert_eq!(s, 200, "answers do not wait for metering: {body}");
+    }
+    // The writer tried (a refused INSERT is a rolled-back transaction).
+    wait_for("a refused usage write", Duration::from_secs(10), || async {
+        (rollbacks().await > before).then_some(())
+    })
+    .await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_records")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+
+    // Accepted again: the kept records are written, each once.
+    sqlx::query("ALTER TABLE usage_records DROP CONSTRAINT refuse_all")
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let rows = usage_rows(&app, 5).await;
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r.3 == 200 && r.2 > 0), "{rows:?}");
+}

@@ -51,9 +51,15 @@ pub type UsageSender = mpsc::Sender<UsageRecord>;
 /// Capacity of the channel; a full channel means the database is far behind.
 pub const CAPACITY: usize = 100_000;
 
-async fn flush(db: &sqlx::PgPool, batch: &mut Vec<UsageRecord>) {
+/// Records kept in memory while the database refuses them. Beyond this
+/// the writer stops draining the channel, which fills up, and new records
+/// are dropped with an error log instead of memory growing without bound.
+const MAX_PENDING: usize = CAPACITY;
+
+/// Writes the batch; false when the database refused it (kept for a retry).
+async fn flush(db: &sqlx::PgPool, batch: &mut Vec<UsageRecord>) -> bool {
     if batch.is_empty() {
-        return;
+        return true;
     }
     let mut request_ids = Vec::with_capacity(batch.len());
     let (mut at, mut org, mut key, mut user, mut model, mut endpoint, mut instance) =
@@ -117,10 +123,14 @@ async fn flush(db: &sqlx::PgPool, batch: &mut Vec<UsageRecord>) {
     .execute(db)
     .await;
     match result {
-        Ok(_) => batch.clear(),
+        Ok(_) => {
+            batch.clear();
+            true
+        }
         // Kept for the next flush; the unique request id makes the retry safe.
         Err(e) => {
-            tracing::error!(error = %e, rows = batch.len(), "usage batch not written; will retry")
+            tracing::error!(error = %e, rows = batch.len(), "usage batch not written; will retry");
+            false
         }
     }
 }
@@ -133,15 +143,18 @@ pub async fn run(
 ) {
     let mut batch = Vec::with_capacity(1024);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // After a refused write, retries wait for the tick rather than every
+    // record that arrives.
+    let mut writing = true;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tick.tick() => flush(&db, &mut batch).await,
-            r = rx.recv() => match r {
+            _ = tick.tick() => writing = flush(&db, &mut batch).await,
+            r = rx.recv(), if batch.len() < MAX_PENDING => match r {
                 Some(r) => {
                     batch.push(r);
-                    if batch.len() >= 1000 {
-                        flush(&db, &mut batch).await;
+                    if writing && batch.len() >= 1000 {
+                        writing = flush(&db, &mut batch).await;
                     }
                 }
                 None => break,

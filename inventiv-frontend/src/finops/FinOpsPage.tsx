@@ -93,8 +93,8 @@ function BurnRate() {
   return (
     <Card title="Burn rate">
       <p className="muted">
-        What the {c.running_instances} running instance{c.running_instances === 1 ? '' : 's'} cost at their hourly prices; the month to date is what was spent
-        since the 1st (UTC).
+        What {c.running_instances === 1 ? 'the running instance costs at its' : `the ${c.running_instances} running instances cost at their`} hourly
+        prices; the month to date is what was spent since the 1st (UTC).
       </p>
       <dl className="stats money-stats" aria-label="Burn rate">
         {rates.map(([label, amount]) => (
