@@ -32,6 +32,22 @@ impl Stack {
     /// Logs in as the admin, creates a team organization, activates the
     /// mock catalog items; returns the session token.
     pub async fn team(&self) -> String {
+        self.team_with(
+            "E2E",
+            &[
+                ("provider", "mock"),
+                ("zone", "8a1d0000-0000-4000-8000-000000000001"),
+                ("instance_type", "8a1e0000-0000-4000-8000-000000000001"),
+                ("model", "8a1f0000-0000-4000-8000-000000000001"),
+            ],
+        )
+        .await
+    }
+
+    /// Logs in as the admin, creates the team organization `name`, switches
+    /// to it and activates the catalog `items` (kind, id) technically and
+    /// economically; returns the session token.
+    async fn team_with(&self, name: &str, items: &[(&str, &str)]) -> String {
         let res = self
             .http
             .post(format!("{}/auth/login", self.api))
@@ -50,7 +66,7 @@ impl Stack {
                 reqwest::Method::POST,
                 "/organizations",
                 &token,
-                Some(json!({ "name": "E2E" })),
+                Some(json!({ "name": name })),
             )
             .await;
         let (_, switched) = self
@@ -62,13 +78,8 @@ impl Stack {
             )
             .await;
         let token = switched["access_token"].as_str().unwrap().to_owned();
-        for (kind, item) in [
-            ("provider", "mock"),
-            ("zone", "8a1d0000-0000-4000-8000-000000000001"),
-            ("instance_type", "8a1e0000-0000-4000-8000-000000000001"),
-            ("model", "8a1f0000-0000-4000-8000-000000000001"),
-        ] {
-            let (s, _) = self
+        for (kind, item) in items {
+            let (s, body) = self
                 .call(
                     reqwest::Method::PUT,
                     &format!("/organizations/current/activations/{kind}/{item}"),
@@ -76,7 +87,7 @@ impl Stack {
                     Some(json!({ "technical": true, "economic": true })),
                 )
                 .await;
-            assert_eq!(s, 200);
+            assert_eq!(s, 200, "{kind}: {body}");
         }
         token
     }
@@ -146,52 +157,17 @@ impl Stack {
     /// project id).
     pub async fn scaleway_team(&self, name: &str, fake: &FakeScaleway) -> (String, String, String) {
         let h = self;
-        let res = h
-            .http
-            .post(format!("{}/auth/login", h.api))
-            .json(
-                &json!({ "email": "admin@inventiv.test", "password": "admin-password-for-tests" }),
-            )
-            .send()
-            .await
-            .unwrap();
-        let token = res.json::<Value>().await.unwrap()["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let (_, org) = h
-            .call(
-                reqwest::Method::POST,
-                "/organizations",
-                &token,
-                Some(json!({ "name": name })),
+        let token = h
+            .team_with(
+                name,
+                &[
+                    ("provider", "scaleway"),
+                    ("zone", "8a1d0000-0000-4000-8000-000000000012"),
+                    ("instance_type", "8a1e0000-0000-4000-8000-000000000011"),
+                    ("model", "8a1f0000-0000-4000-8000-000000000001"),
+                ],
             )
             .await;
-        let (_, switched) = h
-            .call(
-                reqwest::Method::PUT,
-                "/organizations/current",
-                &token,
-                Some(json!({ "organization_id": org["id"] })),
-            )
-            .await;
-        let token = switched["access_token"].as_str().unwrap().to_owned();
-        for (kind, item) in [
-            ("provider", "scaleway"),
-            ("zone", "8a1d0000-0000-4000-8000-000000000012"),
-            ("instance_type", "8a1e0000-0000-4000-8000-000000000011"),
-            ("model", "8a1f0000-0000-4000-8000-000000000001"),
-        ] {
-            let (s, body) = h
-                .call(
-                    reqwest::Method::PUT,
-                    &format!("/organizations/current/activations/{kind}/{item}"),
-                    &token,
-                    Some(json!({ "technical": true, "economic": true })),
-                )
-                .await;
-            assert_eq!(s, 200, "{kind}: {body}");
-        }
         let (secret, project) = (Uuid::new_v4().to_string(), Uuid::new_v4());
         fake.accept(&secret, &project.to_string());
         let (s, body) = h
