@@ -96,32 +96,22 @@ struct Chunk {
     usage: Option<Usage>,
 }
 
-/// The body for a shared model's provider: the client's with the model
-/// renamed to the provider's own id (and usage asked for on a stream).
-fn renamed(body: &[u8], model: &str, streaming: bool) -> Result<Bytes, OpenAiError> {
-    let mut request: serde_json::Map<String, Value> = serde_json::from_slice(body)
-        .map_err(|e| OpenAiError::bad_request(format!("invalid JSON body: {e}")))?;
-    request.insert("model".to_owned(), Value::String(model.to_owned()));
-    if streaming {
-        ask_engine_usage(&mut request);
-    }
-    serde_json::to_vec(&request)
-        .map(Bytes::from)
-        .map_err(|e| OpenAiError::bad_request(e.to_string()))
-}
-
-/// The body to send upstream for a stream: the client's, with
-/// [`ENGINE_STREAM_OPTIONS`] set.
-fn with_usage_requested(
+/// The body to send upstream: the client's as received, unless the engine
+/// must be asked for usage (a stream: [`ENGINE_STREAM_OPTIONS`]) or knows
+/// the model under another id (a share's `rename`). A stream without
+/// `stream_options` gets them spliced in front, without parsing the body.
+fn upstream_body(
     body: Bytes,
+    streaming: bool,
     options: Option<&StreamOptions>,
+    rename: Option<&str>,
 ) -> Result<Bytes, OpenAiError> {
-    match options {
-        Some(o) if o.include_usage == Some(true) && o.continuous_usage_stats == Some(true) => {
-            Ok(body)
-        }
-        // No `stream_options` key: add it in front, the rest as received.
-        None => {
+    let asked = options
+        .is_some_and(|o| o.include_usage == Some(true) && o.continuous_usage_stats == Some(true));
+    match (rename, streaming, options) {
+        (None, false, _) => Ok(body),
+        (None, true, _) if asked => Ok(body),
+        (None, true, None) => {
             let rest = body.trim_ascii_start().get(1..).unwrap_or_default();
             let mut out = BytesMut::with_capacity(body.len() + 80);
             out.extend_from_slice(br#"{"stream_options":"#);
@@ -130,11 +120,15 @@ fn with_usage_requested(
             out.extend_from_slice(rest);
             Ok(out.freeze())
         }
-        // Other stream options to keep: edit the parsed object.
-        Some(_) => {
+        _ => {
             let mut request: serde_json::Map<String, Value> = serde_json::from_slice(&body)
                 .map_err(|e| OpenAiError::bad_request(format!("invalid JSON body: {e}")))?;
-            ask_engine_usage(&mut request);
+            if let Some(model) = rename {
+                request.insert("model".to_owned(), Value::String(model.to_owned()));
+            }
+            if streaming {
+                ask_engine_usage(&mut request);
+            }
             serde_json::to_vec(&request)
                 .map(Bytes::from)
                 .map_err(|e| OpenAiError::bad_request(e.to_string()))
@@ -311,11 +305,12 @@ async fn forward(
     let limits = super::forward_limits::check(&state, c.key.as_deref()).await?;
     // Only a stream's body (usage asked for) or a shared model's name
     // changes; others go as they came.
-    let payload = match &upstream_model {
-        Some(name) => renamed(&body, name, streaming)?,
-        None if streaming => with_usage_requested(body, stream_options.as_ref())?,
-        None => body,
-    };
+    let payload = upstream_body(
+        body,
+        streaming,
+        stream_options.as_ref(),
+        upstream_model.as_deref(),
+    )?;
     let request_id = request_id::current().unwrap_or_else(|| Uuid::new_v4().simple().to_string());
     let mut last_error = String::from("no worker answered");
     for worker in workers.iter().take(3) {
@@ -614,7 +609,7 @@ mod tests {
         let options = serde_json::from_str::<Peek>(body)
             .ok()
             .and_then(|p| p.stream_options);
-        let out = with_usage_requested(Bytes::from(body.to_owned()), options.as_ref())
+        let out = upstream_body(Bytes::from(body.to_owned()), true, options.as_ref(), None)
             .ok()
             .unwrap_or_default();
         serde_json::from_slice(&out).unwrap_or(Value::Null)
@@ -639,6 +634,29 @@ mod tests {
         assert_eq!(
             sent(asked),
             serde_json::from_str::<Value>(asked).unwrap_or_default()
+        );
+    }
+
+    #[test]
+    fn a_shared_model_is_renamed_for_its_provider() {
+        let renamed = |body: &str, streaming: bool| {
+            let out = upstream_body(
+                Bytes::from(body.to_owned()),
+                streaming,
+                None,
+                Some("own/id"),
+            )
+            .ok()
+            .unwrap_or_default();
+            serde_json::from_slice::<Value>(&out).unwrap_or(Value::Null)
+        };
+        let plain = renamed(r#"{"model":"a-org/m","top_k":3}"#, false);
+        assert_eq!(plain, json!({ "model": "own/id", "top_k": 3 }));
+        let stream = renamed(r#"{"model":"a-org/m","stream":true}"#, true);
+        assert_eq!(stream["model"], "own/id");
+        assert_eq!(
+            stream["stream_options"],
+            json!({ "include_usage": true, "continuous_usage_stats": true })
         );
     }
 
