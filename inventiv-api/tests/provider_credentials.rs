@@ -133,7 +133,7 @@ async fn credentials_are_set_masked_verified_with_the_orgs_token_and_deleted() {
     assert!(rejected["last_verification"]["message"]
         .as_str()
         .unwrap()
-        .starts_with("PROVIDER_UNAUTHORIZED"));
+        .starts_with("PROVIDER_CREDENTIALS_REJECTED"));
     let tokens: Vec<Option<String>> = fake.calls().into_iter().map(|c| c.token).collect();
     assert_eq!(
         tokens,

@@ -33,6 +33,8 @@ pub struct Orchestrator {
     /// Cloud providers per organization, from its credentials.
     pub clouds: Clouds,
     pub ssh: Ssh,
+    /// The public half of the key `ssh` logs in with, as an OpenSSH line.
+    pub ssh_public_key: String,
     pub http: reqwest::Client,
     pub bundle: Bundle,
     pub metrics: crate::metrics::Metrics,
@@ -110,7 +112,10 @@ impl Orchestrator {
         mock: impl FnOnce(MockConfig) -> Result<MockConfig, inventiv_providers::ProviderError>,
     ) -> anyhow::Result<Orchestrator> {
         let (key, public) = ssh_key(&config.state_dir).await?;
-        let mock = MockProvider::new(mock(MockConfig::new(config.state_dir.clone(), public))?)?;
+        let mock = MockProvider::new(mock(MockConfig::new(
+            config.state_dir.clone(),
+            public.clone(),
+        ))?)?;
         let mut providers: HashMap<&'static str, Arc<dyn CloudProvider>> = HashMap::new();
         providers.insert("mock", Arc::new(mock));
         let ssh = Ssh {
@@ -141,6 +146,7 @@ impl Orchestrator {
             config,
             providers,
             ssh,
+            ssh_public_key: public,
             http,
             bundle,
             metrics: Default::default(),

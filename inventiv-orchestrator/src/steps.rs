@@ -228,6 +228,10 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                         name: format!("inventiv-{}", inst.id.simple()),
                         image: None,
                         tags: Vec::new(),
+                        root_volume_gb: crate::volumes::recommended_gb(o, inst)
+                            .await?
+                            .and_then(|gb| u64::try_from(gb).ok()),
+                        ssh_public_key: Some(o.ssh_public_key.clone()),
                     };
                     match provider.create_server(req).await {
                         Ok(s) => s,

@@ -34,7 +34,7 @@ pub async fn record(o: &Orchestrator, inst: &InstanceRow, volumes: &[Volume]) ->
 }
 
 /// The size the model wants for its weights, if the model is in the catalog.
-async fn recommended_gb(o: &Orchestrator, inst: &InstanceRow) -> sqlx::Result<Option<i32>> {
+pub async fn recommended_gb(o: &Orchestrator, inst: &InstanceRow) -> sqlx::Result<Option<i32>> {
     sqlx::query_scalar("SELECT recommended_data_volume_gb FROM models WHERE hf_id = $1")
         .bind(&inst.model_id)
         .fetch_optional(&o.db)

@@ -423,6 +423,8 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
         name: "lost".into(),
         image: None,
         tags: Vec::new(),
+        root_volume_gb: None,
+        ssh_public_key: None,
     };
     assert!(provider.create_server(request).await.is_err());
     let lost_server = fake

@@ -16,9 +16,14 @@ pub enum ProviderError {
     /// resource's current state, account locked).
     #[error("refused by the provider: {0}")]
     Refused(String),
-    /// A quota of the account would be exceeded.
+    /// A quota of the account would be exceeded. The text is the
+    /// provider's own message, shown to the user as it is.
     #[error("quota exceeded: {0}")]
     Quota(String),
+    /// The provider has no capacity for the request now (out of stock in
+    /// the zone); another zone or type, or later, may work.
+    #[error("out of stock: {0}")]
+    OutOfStock(String),
     /// The credentials were rejected.
     #[error("provider credentials rejected: {0}")]
     Unauthorized(String),
@@ -40,8 +45,9 @@ impl ProviderError {
             ProviderError::NotFound(_) => "PROVIDER_NOT_FOUND",
             ProviderError::InvalidRequest(_) => "PROVIDER_INVALID_REQUEST",
             ProviderError::Refused(_) => "PROVIDER_REFUSED",
-            ProviderError::Quota(_) => "PROVIDER_QUOTA",
-            ProviderError::Unauthorized(_) => "PROVIDER_UNAUTHORIZED",
+            ProviderError::Quota(_) => "PROVIDER_QUOTA_EXCEEDED",
+            ProviderError::OutOfStock(_) => "PROVIDER_OUT_OF_STOCK",
+            ProviderError::Unauthorized(_) => "PROVIDER_CREDENTIALS_REJECTED",
             ProviderError::Internal(_) => "PROVIDER_INTERNAL",
         }
     }
@@ -64,6 +70,7 @@ mod tests {
             (ProviderError::InvalidRequest("x".into()), false),
             (ProviderError::Refused("x".into()), false),
             (ProviderError::Quota("x".into()), false),
+            (ProviderError::OutOfStock("x".into()), false),
             (ProviderError::Unauthorized("x".into()), false),
             (ProviderError::Internal("x".into()), false),
         ];

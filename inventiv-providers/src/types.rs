@@ -25,6 +25,13 @@ pub struct CreateServer {
     pub image: Option<String>,
     /// Tags added to the standard ones (see [`CreateServer::all_tags`]).
     pub tags: Vec<String>,
+    /// Size of the root volume at creation, in decimal GB; `None` keeps
+    /// the provider's default size for the image.
+    pub root_volume_gb: Option<u64>,
+    /// An OpenSSH public key line (`ssh-ed25519 AAAA... comment`) that must
+    /// be authorized for [`Server::ssh_user`] when the server first boots
+    /// (on Scaleway: cloud-init user data set before power-on).
+    pub ssh_public_key: Option<String>,
 }
 
 impl CreateServer {
@@ -178,6 +185,8 @@ mod tests {
             name: "n".into(),
             image: None,
             tags: vec![tags::MANAGED.to_owned(), "extra".into()],
+            root_volume_gb: None,
+            ssh_public_key: None,
         };
         let all = req.all_tags();
         assert_eq!(all.len(), 4);

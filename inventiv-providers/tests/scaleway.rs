@@ -62,6 +62,8 @@ fn request() -> CreateServer {
         name: "inventiv-test".into(),
         image: None,
         tags: Vec::new(),
+        root_volume_gb: None,
+        ssh_public_key: None,
     }
 }
 

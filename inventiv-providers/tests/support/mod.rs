@@ -106,6 +106,8 @@ pub fn request(name: &str) -> CreateServer {
         name: name.into(),
         image: None,
         tags: vec!["test".into()],
+        root_volume_gb: None,
+        ssh_public_key: None,
     }
 }
 
