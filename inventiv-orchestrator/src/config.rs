@@ -56,6 +56,14 @@ pub struct Config {
     pub cloud_reconcile_interval: Duration,
     /// A tagged resource without a live instance is deleted once this old.
     pub orphan_grace: Duration,
+    /// How long an instance lease lasts without renewal; a running step
+    /// renews it every third of this, so a dead replica's instances are
+    /// taken over after at most this long.
+    pub lease: Duration,
+    /// How long provisioning (the provider's side: create, power-on, boot)
+    /// may take in all before the instance ends in `provisioning_failed`
+    /// and what was created is deleted.
+    pub provisioning_deadline: Duration,
 }
 
 fn var(key: &str) -> Option<String> {
@@ -142,6 +150,10 @@ impl Config {
                 parse("INVENTIV_CLOUD_RECONCILE_INTERVAL_SECS", 300u64)?.max(1),
             ),
             orphan_grace: Duration::from_secs(parse("INVENTIV_ORPHAN_GRACE_SECS", 1800u64)?),
+            lease: Duration::from_millis(parse("INVENTIV_INSTANCE_LEASE_MS", 120_000u64)?.max(300)),
+            provisioning_deadline: Duration::from_secs(
+                parse("INVENTIV_PROVISIONING_DEADLINE_SECS", 1200u64)?.max(1),
+            ),
             state_dir,
         })
     }

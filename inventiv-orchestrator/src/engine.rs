@@ -40,33 +40,65 @@ pub struct Orchestrator {
     pub metrics: crate::metrics::Metrics,
 }
 
-/// Makes the orchestrator's SSH key pair once; returns (private key, public key line).
+/// The orchestrator's SSH key pair, made once per state directory; returns
+/// (private key, public key line).
+///
+/// Several orchestrators may start at once on a fresh state directory: each
+/// makes a pair in a directory of its own, then renames it to
+/// `ssh/keypair`. A rename onto a directory that exists and is not empty
+/// fails, so exactly one pair wins and every process uses it. A key made
+/// by earlier versions at `ssh/id_ed25519` is kept.
 pub async fn ssh_key(state_dir: &std::path::Path) -> anyhow::Result<(PathBuf, String)> {
     let dir = state_dir.join("ssh");
     tokio::fs::create_dir_all(&dir).await?;
-    let key = dir.join("id_ed25519");
-    if !tokio::fs::try_exists(&key).await? {
-        let status = tokio::process::Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "inventiv-orchestrator",
-                "-f",
-            ])
-            .arg(&key)
-            .status()
-            .await?;
+    let legacy = dir.join("id_ed25519");
+    let pair = if tokio::fs::try_exists(&legacy).await? {
+        dir.clone()
+    } else {
+        let pair = dir.join("keypair");
+        if !tokio::fs::try_exists(pair.join("id_ed25519.pub")).await? {
+            make_key_pair(&dir, &pair).await?;
+        }
+        pair
+    };
+    let public = tokio::fs::read_to_string(pair.join("id_ed25519.pub")).await?;
+    Ok((pair.join("id_ed25519"), public.trim().to_owned()))
+}
+
+/// Makes a key pair in a private directory under `dir` and renames it to
+/// `pair`, unless another process got there first.
+async fn make_key_pair(dir: &std::path::Path, pair: &std::path::Path) -> anyhow::Result<()> {
+    let scratch = dir.join(format!("new-{}", uuid::Uuid::new_v4().simple()));
+    tokio::fs::create_dir(&scratch).await?;
+    let status = tokio::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "inventiv-orchestrator",
+            "-f",
+        ])
+        .arg(scratch.join("id_ed25519"))
+        .stdin(std::process::Stdio::null())
+        .status()
+        .await?;
+    anyhow::ensure!(
+        status.success(),
+        "ssh-keygen failed (install Debian's openssh-client)"
+    );
+    let won = tokio::fs::rename(&scratch, pair).await.is_ok();
+    if !won {
+        tokio::fs::remove_dir_all(&scratch).await?;
         anyhow::ensure!(
-            status.success(),
-            "ssh-keygen failed (install Debian's openssh-client)"
+            tokio::fs::try_exists(pair.join("id_ed25519.pub")).await?,
+            "{} exists but holds no key pair",
+            pair.display()
         );
     }
-    let public = tokio::fs::read_to_string(dir.join("id_ed25519.pub")).await?;
-    Ok((key, public.trim().to_owned()))
+    Ok(())
 }
 
 /// Reads the bundle and computes its checksum.
@@ -182,5 +214,45 @@ impl Orchestrator {
             Some(p) => Ok(p.clone()),
             None => self.clouds.get(&self.db, code, org).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn orchestrators_starting_together_share_one_key_pair() {
+        let state = std::env::temp_dir().join(format!("inventiv-key-{}", uuid::Uuid::new_v4()));
+        let runs: Vec<_> = (0..8)
+            .map(|_| {
+                let state = state.clone();
+                tokio::spawn(async move { super::ssh_key(&state).await })
+            })
+            .collect();
+        let mut pairs = Vec::new();
+        for run in runs {
+            pairs.push(run.await.unwrap().unwrap());
+        }
+        let (key, public) = pairs[0].clone();
+        assert!(pairs.iter().all(|p| *p == (key.clone(), public.clone())));
+        // The private key is the one the public line names.
+        let derived = std::process::Command::new("ssh-keygen")
+            .arg("-y")
+            .arg("-f")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(derived.status.success());
+        let derived = String::from_utf8(derived.stdout).unwrap();
+        assert!(public.starts_with(derived.trim()), "{public} vs {derived}");
+        // Nothing half-made is left beside it.
+        let left: Vec<_> = std::fs::read_dir(state.join("ssh"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec!["keypair".to_owned()]);
+        std::fs::remove_dir_all(&state).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! The driver: level-triggered reconciliation of every live instance (on a
 //! timer and when a command wakes it), one instance at a time per replica
-//! and across replicas (a lease row in the database), each step chosen by
-//! the instance's status.
+//! and across replicas (a lease row in the database, renewed while a step
+//! runs however long it takes), each step chosen by the instance's status.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -17,8 +17,6 @@ use crate::engine::Orchestrator;
 use crate::steps::{self, Outcome, StepResult};
 use crate::{health, install, terminate};
 
-/// How long a lease lasts; renewed at every step.
-const LEASE: Duration = Duration::from_secs(120);
 /// Short requeues are waited out while holding the lease.
 const INLINE_WAIT: Duration = Duration::from_secs(2);
 
@@ -30,7 +28,7 @@ async fn lease(o: &Orchestrator, id: Uuid) -> sqlx::Result<bool> {
     )
     .bind(id)
     .bind(&o.config.consumer)
-    .bind(LEASE.as_secs_f64())
+    .bind(o.config.lease.as_secs_f64())
     .execute(&o.db)
     .await?
     .rows_affected();
@@ -53,9 +51,19 @@ async fn release(o: &Orchestrator, id: Uuid, next: Option<Duration>) -> sqlx::Re
 
 /// Runs the step the instance's status calls for.
 async fn step(o: &Orchestrator, inst: &steps::InstanceRow) -> StepResult {
-    match InstanceStatus::parse(&inst.status) {
+    let status = InstanceStatus::parse(&inst.status);
+    if matches!(
+        status,
+        Some(InstanceStatus::Provisioning | InstanceStatus::Booting)
+    ) {
+        if let Some(outcome) = steps::past_deadline(o, inst).await? {
+            return Ok(outcome);
+        }
+    }
+    match status {
         Some(InstanceStatus::Provisioning) => steps::provision(o, inst).await,
         Some(InstanceStatus::Booting) => steps::boot(o, inst).await,
+        Some(InstanceStatus::ProvisioningFailed) => terminate::release(o, inst).await,
         Some(InstanceStatus::Installing) => install::install(o, inst).await,
         Some(InstanceStatus::Starting) => health::check_startup(o, inst).await,
         Some(InstanceStatus::Terminating) => terminate::terminate(o, inst).await,
@@ -112,7 +120,10 @@ async fn drive_steps(o: &Orchestrator, id: Uuid) -> bool {
             }
         };
         let started = std::time::Instant::now();
-        let outcome = step(o, &inst).await;
+        let Some(outcome) = step_holding_lease(o, &inst).await else {
+            // Another replica holds the instance now: leave it to it.
+            return true;
+        };
         if let Some(status) = InstanceStatus::parse(&inst.status) {
             o.metrics
                 .step(status.as_str(), started.elapsed(), outcome.is_err());
@@ -138,6 +149,32 @@ async fn drive_steps(o: &Orchestrator, id: Uuid) -> bool {
     }
     let _ = release(o, id, Some(Duration::from_millis(100))).await;
     healthy
+}
+
+/// Runs the instance's step while renewing its lease every third of the
+/// lease, so that no other replica starts a step of this instance however
+/// long this one lasts. `None` when the lease was lost anyway (renewals
+/// failed until it expired and another replica took it): the step is then
+/// dropped mid-way, as a crash would stop it, which every step survives.
+async fn step_holding_lease(o: &Orchestrator, inst: &steps::InstanceRow) -> Option<StepResult> {
+    let work = step(o, inst);
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval(o.config.lease / 3);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew.tick().await;
+    loop {
+        tokio::select! {
+            outcome = &mut work => return Some(outcome),
+            _ = renew.tick() => match lease(o, inst.id).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(alert = true, status = %inst.status, "instance lease lost during a step; step abandoned");
+                    return None;
+                }
+                Err(e) => tracing::warn!(error = %e, "lease renewal failed; will try again"),
+            },
+        }
+    }
 }
 
 /// Instances currently driven by this replica.
@@ -197,7 +234,8 @@ pub async fn run(
         }
         let due: Result<Vec<Uuid>, _> = sqlx::query_scalar(
             "SELECT id FROM instances
-              WHERE status IN ('provisioning', 'booting', 'installing', 'starting', 'terminating', 'worker_dead')
+              WHERE (status IN ('provisioning', 'booting', 'installing', 'starting', 'terminating', 'worker_dead')
+                     OR (status = 'provisioning_failed' AND resources_released_at IS NULL))
                 AND (next_attempt_at IS NULL OR next_attempt_at <= now())
                 AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $1)
               ORDER BY status_changed_at LIMIT 500",

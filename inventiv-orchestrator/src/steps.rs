@@ -175,12 +175,58 @@ pub async fn advance(o: &Orchestrator, inst: &InstanceRow, action: &str) -> Resu
     Ok(())
 }
 
+/// The code recorded for a provider failure: `PROVIDER_UNAVAILABLE` for a
+/// retryable one, else the error's own code (`PROVIDER_QUOTA_EXCEEDED`,
+/// `PROVIDER_OUT_OF_STOCK`, `PROVIDER_CREDENTIALS_REJECTED`, ...).
 fn provider_error(e: &inventiv_providers::ProviderError) -> &'static str {
     if e.retryable() {
         "PROVIDER_UNAVAILABLE"
     } else {
-        "PROVIDER_REFUSED"
+        e.code()
     }
+}
+
+/// Ends provisioning that has lasted longer than the deadline (counted
+/// from the instance's creation): `provisioning_failed` with the last
+/// error the action log holds; whatever was created is then released.
+/// `None` while there is time left.
+pub async fn past_deadline(
+    o: &Orchestrator,
+    inst: &InstanceRow,
+) -> Result<Option<Outcome>, StepError> {
+    let age = (Utc::now() - inst.created_at).to_std().unwrap_or_default();
+    let deadline = o.config.provisioning_deadline;
+    if age <= deadline {
+        return Ok(None);
+    }
+    let last: Option<(String, String)> = sqlx::query_as(
+        "SELECT error_code, error_message FROM action_logs
+          WHERE instance_id = $1 AND status = 'failed' AND error_code IS NOT NULL AND error_code <> 'INTERRUPTED'
+          ORDER BY started_at DESC, id DESC LIMIT 1",
+    )
+    .bind(inst.id)
+    .fetch_optional(&o.db)
+    .await?;
+    let message = match last {
+        Some((code, message)) => format!(
+            "provisioning did not finish within {} s; last error: {code}: {message}",
+            deadline.as_secs()
+        ),
+        None => format!(
+            "provisioning did not finish within {} s",
+            deadline.as_secs()
+        ),
+    };
+    tracing::warn!(alert = true, instance_id = %inst.id, %message, "provisioning deadline passed");
+    move_to(
+        o,
+        inst,
+        InstanceStatus::ProvisioningFailed,
+        Some(("PROVISIONING_DEADLINE", &message)),
+        "orchestrator",
+    )
+    .await?;
+    Ok(Some(Outcome::Continue))
 }
 
 /// `provisioning`: create (or adopt) the server, power it on.
@@ -198,7 +244,7 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                 "orchestrator",
             )
             .await?;
-            return Ok(Outcome::Idle);
+            return Ok(Outcome::Continue);
         }
     };
     let server_id = match &inst.provider_server_id {
@@ -210,12 +256,27 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                 zone: Some(inst.zone.clone()),
                 tag: Some(tags::instance(inst.id)),
             };
-            let existing = provider
-                .list_servers(filter)
-                .await
-                .map_err(|e| StepError::Other(e.to_string()))?;
             let log = log(o, inst);
             let step = log.start("PROVIDER_CREATE").await?;
+            let existing = match provider.list_servers(filter).await {
+                Ok(list) => list,
+                Err(e) => {
+                    log.fail(step, provider_error(&e), &e.to_string(), json!({}))
+                        .await?;
+                    if e.retryable() {
+                        return Ok(Outcome::RequeueAfter(Duration::from_secs(2)));
+                    }
+                    move_to(
+                        o,
+                        inst,
+                        InstanceStatus::ProvisioningFailed,
+                        Some((provider_error(&e), &e.to_string())),
+                        "orchestrator",
+                    )
+                    .await?;
+                    return Ok(Outcome::Continue);
+                }
+            };
             let adopted = !existing.is_empty();
             let server = match existing.into_iter().next() {
                 Some(s) => s,
@@ -251,7 +312,7 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                                 "orchestrator",
                             )
                             .await?;
-                            return Ok(Outcome::Idle);
+                            return Ok(Outcome::Continue);
                         }
                     }
                 }
@@ -302,15 +363,19 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         Err(e) => {
             log.fail(step, provider_error(&e), &e.to_string(), json!({}))
                 .await?;
+            let code = match e {
+                inventiv_providers::ProviderError::NotFound(_) => "SERVER_VANISHED",
+                _ => provider_error(&e),
+            };
             move_to(
                 o,
                 inst,
                 InstanceStatus::ProvisioningFailed,
-                Some(("SERVER_VANISHED", &e.to_string())),
+                Some((code, &e.to_string())),
                 "orchestrator",
             )
             .await?;
-            Ok(Outcome::Idle)
+            Ok(Outcome::Continue)
         }
     }
 }
@@ -324,13 +389,33 @@ pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     let Some(id) = inst.provider_server_id.clone() else {
         return Err(StepError::Other("booting without a server".into()));
     };
-    let server = provider
+    let server = match provider
         .get_server(ServerRef {
             zone: inst.zone.clone(),
             provider_id: id,
         })
         .await
-        .map_err(|e| StepError::Other(e.to_string()))?;
+    {
+        Ok(server) => server,
+        Err(e) => {
+            let log = log(o, inst);
+            let step = log.start("PROVIDER_GET_IP").await?;
+            log.fail(step, provider_error(&e), &e.to_string(), json!({}))
+                .await?;
+            if e.retryable() {
+                return Ok(Outcome::RequeueAfter(Duration::from_secs(2)));
+            }
+            move_to(
+                o,
+                inst,
+                InstanceStatus::ProvisioningFailed,
+                Some((provider_error(&e), &e.to_string())),
+                "orchestrator",
+            )
+            .await?;
+            return Ok(Outcome::Continue);
+        }
+    };
     match server {
         None => {
             move_to(
@@ -341,7 +426,7 @@ pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                 "orchestrator",
             )
             .await?;
-            Ok(Outcome::Idle)
+            Ok(Outcome::Continue)
         }
         Some(s) if s.state == ServerState::Running && s.ip.is_some() => {
             let ip = s.ip.map(|ip| ip.to_string()).unwrap_or_default();
@@ -384,7 +469,7 @@ pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                     "orchestrator",
                 )
                 .await?;
-                return Ok(Outcome::Idle);
+                return Ok(Outcome::Continue);
             }
             Ok(Outcome::RequeueAfter(Duration::from_millis(200)))
         }

@@ -1,13 +1,18 @@
 //! `terminating` → `terminated`: delete the server, check the provider no
 //! longer reports it, delete its volumes; failures are retried later, and an
 //! instance is never marked terminated while its server still exists.
+//!
+//! The same deletions release what a failed provisioning created
+//! (`provisioning_failed` keeps no cloud resource): the instance keeps its
+//! status and records `resources_released_at` once nothing is left.
 
 use std::time::Duration;
 
 use inventiv_common::InstanceStatus;
-use inventiv_providers::{tags, ListFilter, ServerRef};
+use inventiv_providers::{tags, CloudProvider, ListFilter, ServerRef};
 use serde_json::json;
 
+use crate::clouds::CloudError;
 use crate::engine::Orchestrator;
 use crate::steps::{log, move_to, InstanceRow, Outcome, StepError, StepResult};
 
@@ -17,25 +22,63 @@ pub async fn terminate(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         .provider(&inst.provider, inst.organization_id)
         .await
         .map_err(|e| StepError::Other(e.to_string()))?;
-    let retry = Outcome::RequeueAfter(Duration::from_secs(2));
+    if !delete_resources(o, inst, provider.as_ref()).await? {
+        return Ok(Outcome::RequeueAfter(Duration::from_secs(2)));
+    }
+    move_to(o, inst, InstanceStatus::Terminated, None, "orchestrator").await?;
+    Ok(Outcome::Idle)
+}
+
+/// One pass of releasing what a failed provisioning created.
+pub async fn release(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
+    let provider = match o.provider(&inst.provider, inst.organization_id).await {
+        Ok(p) => Some(p),
+        // Without usable credentials nothing was created with them.
+        Err(CloudError::NotConfigured(_) | CloudError::Unknown(_)) => None,
+        Err(e) => return Err(StepError::Other(e.to_string())),
+    };
+    if let Some(provider) = provider {
+        if !delete_resources(o, inst, provider.as_ref()).await? {
+            return Ok(Outcome::RequeueAfter(Duration::from_secs(5)));
+        }
+    }
+    sqlx::query(
+        "UPDATE instances SET resources_released_at = now() WHERE id = $1 AND resources_released_at IS NULL",
+    )
+    .bind(inst.id)
+    .execute(&o.db)
+    .await?;
+    Ok(Outcome::Idle)
+}
+
+/// Deletes the instance's servers (the recorded one and any tagged for
+/// it), its security group and its volumes that are not persistent.
+/// `false` when something is left to retry later (each failure is in the
+/// action log).
+async fn delete_resources(
+    o: &Orchestrator,
+    inst: &InstanceRow,
+    provider: &dyn CloudProvider,
+) -> Result<bool, StepError> {
     // Adopt a server created but never recorded (crash right after create).
     let filter = ListFilter {
         zone: Some(inst.zone.clone()),
         tag: Some(tags::instance(inst.id)),
     };
-    let mut servers: Vec<String> = provider
-        .list_servers(filter.clone())
-        .await
-        .map_err(|e| StepError::Other(e.to_string()))?
-        .into_iter()
-        .map(|s| s.provider_id)
-        .collect();
+    let log = log(o, inst);
+    let mut servers: Vec<String> = match provider.list_servers(filter.clone()).await {
+        Ok(list) => list.into_iter().map(|s| s.provider_id).collect(),
+        Err(e) => {
+            let step = log.start("PROVIDER_TERMINATE").await?;
+            log.fail(step, e.code(), &e.to_string(), json!({})).await?;
+            return Ok(false);
+        }
+    };
     if let Some(id) = &inst.provider_server_id {
         if !servers.contains(id) {
             servers.push(id.clone());
         }
     }
-    let log = log(o, inst);
     for id in servers {
         let reference = ServerRef {
             zone: inst.zone.clone(),
@@ -50,7 +93,7 @@ pub async fn terminate(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                 json!({ "server_id": id }),
             )
             .await?;
-            return Ok(retry);
+            return Ok(false);
         }
         match provider.get_server(reference).await {
             Ok(None) => log.succeed(step, json!({ "server_id": id })).await?,
@@ -62,7 +105,7 @@ pub async fn terminate(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                     json!({ "server_id": id }),
                 )
                 .await?;
-                return Ok(retry);
+                return Ok(false);
             }
             Err(e) => {
                 log.fail(
@@ -72,7 +115,7 @@ pub async fn terminate(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                     json!({ "server_id": id }),
                 )
                 .await?;
-                return Ok(retry);
+                return Ok(false);
             }
         }
     }
@@ -80,19 +123,18 @@ pub async fn terminate(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     if let Err(e) = provider.delete_firewall(inst.zone.clone(), inst.id).await {
         log.fail(step, "PROVIDER_DELETE_FAILED", &e.to_string(), json!({}))
             .await?;
-        return Ok(retry);
+        return Ok(false);
     }
     log.succeed(step, json!({})).await?;
-    let tagged = provider
-        .list_volumes(filter)
-        .await
-        .map_err(|e| StepError::Other(e.to_string()))?;
-    if crate::volumes::delete_all(o, inst, provider.as_ref(), tagged)
+    let tagged = match provider.list_volumes(filter).await {
+        Ok(list) => list,
+        Err(e) => {
+            let step = log.start("PROVIDER_VOLUME_DELETE").await?;
+            log.fail(step, e.code(), &e.to_string(), json!({})).await?;
+            return Ok(false);
+        }
+    };
+    Ok(crate::volumes::delete_all(o, inst, provider, tagged)
         .await?
-        .is_err()
-    {
-        return Ok(retry);
-    }
-    move_to(o, inst, InstanceStatus::Terminated, None, "orchestrator").await?;
-    Ok(Outcome::Idle)
+        .is_ok())
 }

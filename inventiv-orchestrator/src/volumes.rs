@@ -59,7 +59,12 @@ pub async fn prepare(
         // Gone: the start step that follows reports it.
         Ok(None) => return Ok(None),
         // Unreachable: try again, the volumes must be known before power-on.
-        Err(_) => return Ok(retry),
+        Err(e) => {
+            let log = log(o, inst);
+            let step = log.start("PROVIDER_VOLUME_RESIZE").await?;
+            log.fail(step, e.code(), &e.to_string(), json!({})).await?;
+            return Ok(retry);
+        }
     };
     record(o, inst, &found.volumes).await?;
     let Some(root) = found.volumes.first() else {

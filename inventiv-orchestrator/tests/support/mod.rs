@@ -124,6 +124,8 @@ pub struct Stack {
     pub scaleway_ssh: (u16, Option<String>),
     /// How often in-process orchestrators reconcile cloud resources.
     pub cloud_reconcile_interval: Duration,
+    /// The provisioning deadline of in-process orchestrators.
+    pub provisioning_deadline: Duration,
     shutdown: CancellationToken,
     spawned: AtomicUsize,
 }
@@ -209,6 +211,7 @@ impl Stack {
             scaleway_url: scaleway_url.into(),
             scaleway_ssh: (22, None),
             cloud_reconcile_interval: Duration::from_secs(3600),
+            provisioning_deadline: Duration::from_secs(1200),
             shutdown,
             spawned: AtomicUsize::new(0),
         }
@@ -245,6 +248,8 @@ impl Stack {
             mock_engine_everywhere: true,
             cloud_reconcile_interval: self.cloud_reconcile_interval,
             orphan_grace: Duration::from_secs(1800),
+            lease: Duration::from_secs(120),
+            provisioning_deadline: self.provisioning_deadline,
         };
         let bundle = engine::bundle(config.agent_bundle.clone(), config.bootstrap_script.clone())
             .await

@@ -27,6 +27,8 @@ pub struct MockConfig {
     pub first_address: Ipv4Addr,
     /// Time between power-on and sshd starting.
     pub boot_delay: Duration,
+    /// How long `create_server` takes (a slow cloud API).
+    pub create_delay: Duration,
     /// Size of the root volume a new server gets.
     pub root_volume_gb: u64,
     /// The OpenSSH server binary (Debian: openssh-server).
@@ -46,6 +48,7 @@ impl MockConfig {
             fallback_ssh_port: 2222,
             first_address: Ipv4Addr::new(127, 0, 10, 1),
             boot_delay: Duration::from_secs(1),
+            create_delay: Duration::ZERO,
             root_volume_gb: 20,
             sshd_path: PathBuf::from("/usr/sbin/sshd"),
             faults: MockFaults::default(),
@@ -59,7 +62,7 @@ impl MockConfig {
     }
 
     /// Applies the variables `lookup` knows, each overriding one setting:
-    /// `INVENTIV_MOCK_BOOT_DELAY_MS`, `INVENTIV_MOCK_SSH_PORT`,
+    /// `INVENTIV_MOCK_BOOT_DELAY_MS`, `INVENTIV_MOCK_CREATE_DELAY_MS`, `INVENTIV_MOCK_SSH_PORT`,
     /// `INVENTIV_MOCK_FIRST_ADDRESS`, `INVENTIV_MOCK_FAIL_CREATE` (the next N
     /// creates fail, transient), `INVENTIV_MOCK_REFUSE_DELETE` (the next N
     /// deletes fail, transient), `INVENTIV_MOCK_VANISH` (the next N VMs to
@@ -72,6 +75,9 @@ impl MockConfig {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         if let Some(v) = get("INVENTIV_MOCK_BOOT_DELAY_MS") {
             self.boot_delay = Duration::from_millis(parse("INVENTIV_MOCK_BOOT_DELAY_MS", &v)?);
+        }
+        if let Some(v) = get("INVENTIV_MOCK_CREATE_DELAY_MS") {
+            self.create_delay = Duration::from_millis(parse("INVENTIV_MOCK_CREATE_DELAY_MS", &v)?);
         }
         if let Some(v) = get("INVENTIV_MOCK_SSH_PORT") {
             self.ssh_port = parse("INVENTIV_MOCK_SSH_PORT", &v)?;
@@ -182,6 +188,7 @@ mod tests {
         let cfg = MockConfig::new("/tmp/x", "key")
             .with_vars(vars(&[
                 ("INVENTIV_MOCK_BOOT_DELAY_MS", "250"),
+                ("INVENTIV_MOCK_CREATE_DELAY_MS", "1500"),
                 ("INVENTIV_MOCK_SSH_PORT", "2200"),
                 ("INVENTIV_MOCK_FIRST_ADDRESS", "127.0.50.1"),
                 ("INVENTIV_MOCK_FAIL_CREATE", "2"),
@@ -191,6 +198,7 @@ mod tests {
             ]))
             .unwrap();
         assert_eq!(cfg.boot_delay, Duration::from_millis(250));
+        assert_eq!(cfg.create_delay, Duration::from_millis(1500));
         assert_eq!(cfg.ssh_port, 2200);
         assert_eq!(cfg.first_address, Ipv4Addr::new(127, 0, 50, 1));
         assert_eq!(

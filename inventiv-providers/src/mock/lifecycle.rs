@@ -26,6 +26,7 @@ const NODE_DIR: &str = "node";
 
 impl Inner {
     pub(super) async fn create(&self, req: CreateServer) -> Result<Server, ProviderError> {
+        tokio::time::sleep(self.cfg.create_delay).await;
         if self.faults.take_fail_create() {
             return Err(ProviderError::Transient(
                 "injected fault: create failed (INVENTIV_MOCK_FAIL_CREATE)".into(),

@@ -73,9 +73,9 @@ impl MockProvider {
                 cfg.first_address
             )));
         }
-        if cfg.boot_delay > MAX_BOOT_DELAY {
+        if cfg.boot_delay > MAX_BOOT_DELAY || cfg.create_delay > MAX_BOOT_DELAY {
             return Err(ProviderError::InvalidRequest(
-                "boot_delay is over a day".into(),
+                "boot_delay and create_delay must be under a day".into(),
             ));
         }
         let vms = cfg.state_dir.join("mock-vms");
