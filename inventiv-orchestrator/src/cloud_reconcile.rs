@@ -3,7 +3,9 @@
 //! (the rules are in `inventiv_providers::reconcile`), delete the orphans
 //! older than the grace window, and mark recorded volumes that vanished.
 //! A failed deletion is retried on later passes with exponential backoff.
-//! Untagged resources are never listed, so never touched.
+//! Untagged resources are never listed, so never touched. One replica at a
+//! time runs the job: a pass holds a Postgres advisory lock on a
+//! connection of its own, released when the pass ends or the process dies.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use inventiv_providers::reconcile::{classify, vanished, Facts, Finding, Kind, Verdict};
-use inventiv_providers::{tags, CloudProvider, ListFilter, ServerRef, VolumeRef};
+use inventiv_providers::{CloudProvider, ServerRef, VolumeRef};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -71,15 +73,14 @@ pub enum ReconcileError {
     Db(#[from] sqlx::Error),
 }
 
-async fn facts(o: &Orchestrator, code: &str, org: Uuid) -> sqlx::Result<Facts> {
-    let inv = inventiv_store::inventory::load(&o.db, org, code).await?;
-    Ok(Facts {
+fn facts(inv: inventiv_store::inventory::Inventory, org: Uuid) -> Facts {
+    Facts {
         organization_id: org,
         live_instances: inv.live_instances,
         live_volumes: inv.live_volumes,
         dead_volumes: inv.dead_volumes,
         live_servers: inv.live_servers,
-    })
+    }
 }
 
 /// What the provider has and the verdicts; the findings to delete; and the
@@ -94,13 +95,10 @@ async fn survey(
     org: Uuid,
     grace: Duration,
 ) -> Result<Survey, ReconcileError> {
-    let ours = ListFilter {
-        zone: None,
-        tag: Some(tags::MANAGED.to_owned()),
-    };
-    let servers = provider.list_servers(ours.clone()).await?;
-    let volumes = provider.list_volumes(ours).await?;
-    let facts = facts(o, code, org).await?;
+    let inv = inventiv_store::inventory::load(&o.db, org, code).await?;
+    let (servers, volumes) =
+        inventiv_providers::reconcile::list_managed(provider, &inv.zones).await?;
+    let facts = facts(inv, org);
     let findings = classify(&servers, &volumes, &facts, Utc::now(), grace);
     let (vanished_instances, missing_volumes) = vanished(&servers, &volumes, &facts);
     let doomed = findings
@@ -231,7 +229,23 @@ async fn targets(o: &Orchestrator) -> sqlx::Result<Vec<(String, Uuid)>> {
     .await
 }
 
-/// Runs a pass over every target each interval until shutdown.
+/// The advisory lock key of the job (any constant unique to it).
+const LOCK_KEY: i64 = 0x696e_7643_6c52_6563; // "invClRec"
+
+/// A connection holding the job's lock, or `None` when another replica
+/// holds it. Dropping the connection releases the lock.
+async fn take_lock(o: &Orchestrator) -> sqlx::Result<Option<sqlx::PgConnection>> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&o.config.database_url).await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(LOCK_KEY)
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(locked.then_some(conn))
+}
+
+/// Runs a pass over every target each interval until shutdown, on one
+/// replica at a time.
 pub async fn run(o: Arc<Orchestrator>, shutdown: CancellationToken) {
     let backoff = Backoff::default();
     loop {
@@ -239,6 +253,17 @@ pub async fn run(o: Arc<Orchestrator>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(o.config.cloud_reconcile_interval) => {}
         }
+        let _lock = match take_lock(&o).await {
+            Ok(Some(conn)) => conn,
+            Ok(None) => {
+                tracing::debug!("cloud reconciliation: another replica is running it");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cloud reconciliation: cannot take its lock");
+                continue;
+            }
+        };
         let targets = match targets(&o).await {
             Ok(t) => t,
             Err(e) => {

@@ -245,7 +245,8 @@ async fn killed_during_the_termination() {
 
 /// A server that never comes up (as one whose creation a crash broke) does
 /// not leave the instance `booting` for ever: it fails cleanly once the
-/// start-up timeout has passed, and terminating it removes the server.
+/// start-up timeout has passed, its server is removed (a failed
+/// provisioning keeps nothing), and it can then be terminated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_that_never_boots_fails_cleanly() {
     let s = Stack::start().await;
@@ -263,7 +264,17 @@ async fn a_server_that_never_boots_fails_cleanly() {
         .await
         .unwrap();
     assert_eq!(code.as_deref(), Some("BOOT_TIMEOUT"));
-    assert_one_vm_per_instance(&s, &[id]);
+    s.until("the failed instance's server removed", RESUME, || async {
+        let released: Option<chrono::DateTime<chrono::Utc>> =
+            sqlx::query_scalar("SELECT resources_released_at FROM instances WHERE id = $1")
+                .bind(id)
+                .fetch_one(&s.db)
+                .await
+                .unwrap();
+        released.map(drop)
+    })
+    .await;
+    assert_one_vm_per_instance(&s, &[]);
     s.terminate_and_check(&token, id).await;
     assert_one_vm_per_instance(&s, &[]);
 }

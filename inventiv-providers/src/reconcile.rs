@@ -18,8 +18,46 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::error::ProviderError;
+use crate::provider::CloudProvider;
 use crate::tags;
-use crate::types::{Server, Volume};
+use crate::types::{ListFilter, Server, Volume};
+
+/// Every server and volume carrying [`tags::MANAGED`] in `zones` (the
+/// provider's default zone when the list is empty), each listed once.
+pub async fn list_managed(
+    provider: &dyn CloudProvider,
+    zones: &[String],
+) -> Result<(Vec<Server>, Vec<Volume>), ProviderError> {
+    let filters: Vec<ListFilter> = if zones.is_empty() {
+        vec![ListFilter {
+            zone: None,
+            tag: Some(tags::MANAGED.to_owned()),
+        }]
+    } else {
+        zones
+            .iter()
+            .map(|z| ListFilter {
+                zone: Some(z.clone()),
+                tag: Some(tags::MANAGED.to_owned()),
+            })
+            .collect()
+    };
+    let (mut servers, mut volumes) = (Vec::<Server>::new(), Vec::<Volume>::new());
+    for filter in filters {
+        for s in provider.list_servers(filter.clone()).await? {
+            if !servers.iter().any(|k| k.reference() == s.reference()) {
+                servers.push(s);
+            }
+        }
+        for v in provider.list_volumes(filter).await? {
+            if !volumes.iter().any(|k| k.reference() == v.reference()) {
+                volumes.push(v);
+            }
+        }
+    }
+    Ok((servers, volumes))
+}
 
 /// What the database knows about one organization on one provider.
 #[derive(Debug, Clone, Default)]

@@ -18,14 +18,19 @@ pub struct Inventory {
     pub live_volumes: HashSet<String>,
     /// Other recorded volumes of finished instances.
     pub dead_volumes: HashSet<String>,
+    /// The zones to look in: every zone of the provider the organization
+    /// has activated, and every zone its instances were ever deployed in.
+    pub zones: Vec<String>,
 }
 
 /// Reads the inventory of `org` on `provider`.
 pub async fn load(db: &PgPool, org: Uuid, provider: &str) -> sqlx::Result<Inventory> {
     let instances: Vec<(Uuid, Option<String>)> = sqlx::query_as(
-        // Terminated and archived instances own no cloud resource any more.
+        // Terminated and archived instances own no cloud resource any more,
+        // nor does a failed provisioning once what it made was released.
         "SELECT id, provider_server_id FROM instances
-          WHERE organization_id = $1 AND provider = $2 AND status NOT IN ('terminated', 'archived')",
+          WHERE organization_id = $1 AND provider = $2 AND status NOT IN ('terminated', 'archived')
+            AND NOT (status = 'provisioning_failed' AND resources_released_at IS NOT NULL)",
     )
     .bind(org)
     .bind(provider)
@@ -33,7 +38,10 @@ pub async fn load(db: &PgPool, org: Uuid, provider: &str) -> sqlx::Result<Invent
     .await?;
     let volumes: Vec<(String, bool)> = sqlx::query_as(
         // A persistent volume stays the organization's after its instance.
-        "SELECT v.provider_volume_id, i.status NOT IN ('terminated', 'archived') OR NOT v.delete_on_terminate
+        "SELECT v.provider_volume_id,
+                (i.status NOT IN ('terminated', 'archived')
+                 AND NOT (i.status = 'provisioning_failed' AND i.resources_released_at IS NOT NULL))
+                OR NOT v.delete_on_terminate
            FROM instance_volumes v JOIN instances i ON i.id = v.instance_id
           WHERE v.organization_id = $1 AND v.provider_code = $2 AND v.status <> 'deleted'",
     )
@@ -41,7 +49,20 @@ pub async fn load(db: &PgPool, org: Uuid, provider: &str) -> sqlx::Result<Invent
     .bind(provider)
     .fetch_all(db)
     .await?;
+    let zones: Vec<String> = sqlx::query_scalar(
+        "SELECT z.code FROM organization_activations a
+           JOIN zones z ON a.item_kind = 'zone' AND a.item_id = z.id::text
+          WHERE a.organization_id = $1 AND z.provider_code = $2
+         UNION
+         SELECT zone FROM instances WHERE organization_id = $1 AND provider = $2
+         ORDER BY 1",
+    )
+    .bind(org)
+    .bind(provider)
+    .fetch_all(db)
+    .await?;
     Ok(Inventory {
+        zones,
         live_instances: instances.iter().map(|(i, _)| *i).collect(),
         live_servers: instances
             .into_iter()

@@ -9,7 +9,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use inventiv_common::Action;
 use inventiv_providers::reconcile::{classify, vanished, Facts};
-use inventiv_providers::{tags, CloudProvider, ListFilter};
+
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -77,16 +77,10 @@ async fn report(
     let unavailable = |e: inventiv_providers::ProviderError| {
         ApiError::Unavailable(format!("{code} did not answer: {}", e.code()))
     };
-    let ours = ListFilter {
-        zone: None,
-        tag: Some(tags::MANAGED.to_owned()),
-    };
-    let servers = cloud
-        .list_servers(ours.clone())
+    let inv = inventiv_store::inventory::load(&state.db, org, code).await?;
+    let (servers, volumes) = inventiv_providers::reconcile::list_managed(&cloud, &inv.zones)
         .await
         .map_err(unavailable)?;
-    let volumes = cloud.list_volumes(ours).await.map_err(unavailable)?;
-    let inv = inventiv_store::inventory::load(&state.db, org, code).await?;
     let facts = Facts {
         organization_id: org,
         live_instances: inv.live_instances,
