@@ -394,7 +394,7 @@ stack_up() {
   ORCH_PID=$STARTED_PID
   # It listens before it has set up its providers (SSH key first).
   local deadline=$((SECONDS + 30))
-  until [[ -s $app/ssh/id_ed25519.pub ]]; do
+  until [[ -s $app/ssh/keypair/id_ed25519.pub ]]; do
     alive "$ORCH_PID" || die "the orchestrator exited: $(tail -5 "$WORK/$name/orchestrator.log")"
     ((SECONDS < deadline)) || die "the orchestrator made no SSH key within 30 s"
     sleep 0.05

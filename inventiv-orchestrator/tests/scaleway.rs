@@ -493,7 +493,9 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
     let mut h = Stack::start_with_scaleway(&fake.url).await;
     let node = h.state_dir.join("scaleway-node");
     h.scaleway_ssh = (sshd.port, Some(node.display().to_string()));
-    let key = std::fs::read_to_string(h.state_dir.join("ssh/id_ed25519.pub")).unwrap();
+    let (_, key) = inventiv_orchestrator::engine::ssh_key(&h.state_dir)
+        .await
+        .unwrap();
     sshd.authorize(&key);
     let node_guard = NodeGuard {
         node: node.display().to_string(),
