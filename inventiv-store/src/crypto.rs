@@ -248,7 +248,9 @@ mod tests {
             keys.open_huggingface_token(org, &sealed).ok().as_deref(),
             Some(&b"hf_secret"[..])
         );
-        assert!(keys.open_huggingface_token(Uuid::new_v4(), &sealed).is_err());
+        assert!(keys
+            .open_huggingface_token(Uuid::new_v4(), &sealed)
+            .is_err());
         // Not interchangeable with provider credentials, either way.
         assert!(keys.open(org, "scaleway", &sealed).is_err());
         let credentials = keys
