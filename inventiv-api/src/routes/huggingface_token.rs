@@ -23,7 +23,11 @@ use crate::extract::Json;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_token, put_token, delete_token))
+    OpenApiRouter::new().routes(routes!(
+        get_huggingface_token,
+        put_huggingface_token,
+        delete_huggingface_token
+    ))
 }
 
 /// Whether a token is set, never the token itself.
@@ -84,7 +88,7 @@ async fn status(state: &AppState, caller: &Caller) -> ApiResult<HuggingFaceToken
 #[utoipa::path(get, path = "/organizations/current/huggingface-token", tag = "organizations",
     security(("bearer" = [])),
     responses((status = 200, body = HuggingFaceTokenStatus), (status = 403, body = ErrorBody)))]
-async fn get_token(
+async fn get_huggingface_token(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<HuggingFaceTokenStatus>> {
@@ -96,7 +100,7 @@ async fn get_token(
 #[utoipa::path(put, path = "/organizations/current/huggingface-token", tag = "organizations",
     security(("bearer" = [])), request_body = HuggingFaceTokenBody,
     responses((status = 200, body = HuggingFaceTokenStatus), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn put_token(
+async fn put_huggingface_token(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<HuggingFaceTokenBody>,
@@ -136,7 +140,10 @@ async fn put_token(
 #[utoipa::path(delete, path = "/organizations/current/huggingface-token", tag = "organizations",
     security(("bearer" = [])),
     responses((status = 204), (status = 403, body = ErrorBody)))]
-async fn delete_token(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+async fn delete_huggingface_token(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<StatusCode> {
     caller.require(Action::ManageProviders)?;
     let mut tx = state.db.begin().await?;
     if inventiv_store::huggingface::delete(&mut *tx, caller.org_id.0).await? {
