@@ -87,17 +87,16 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         HfToken::NotNeeded => None,
         HfToken::Deliver(token) => Some(token),
         HfToken::Missing => {
+            let why = "the model is gated and the organization has no Hugging Face token: set one, then reinstall";
+            let error = Some(("HUGGINGFACE_TOKEN_REQUIRED", why));
             move_to(
-            o,
-            inst,
-            InstanceStatus::StartupFailed,
-            Some((
-                "HUGGINGFACE_TOKEN_REQUIRED",
-                "the model is gated and the organization has no Hugging Face token: set one, then reinstall",
-            )),
-            "orchestrator",
-        )
-        .await?;
+                o,
+                inst,
+                InstanceStatus::StartupFailed,
+                error,
+                "orchestrator",
+            )
+            .await?;
             return Ok(Outcome::Idle);
         }
     };
