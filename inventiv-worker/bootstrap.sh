@@ -31,7 +31,10 @@
 # Layout of DIR: releases/<sha256>/ (extracted bundle + bundle.tar.gz),
 # current -> releases/<sha256>, venv/, config.json (0600), bin/, run/
 # (pidfile, stamp), logs/agent.out (the agent's stdout/stderr when it runs
-# without systemd).
+# without systemd), secrets/ (0700) with hf_token (0600): the organization's
+# Hugging Face token for a gated model, written there by the orchestrator
+# before this script runs and named by the config's hf_token_file; the agent
+# reads it into its engine's HF_TOKEN.
 set -euo pipefail
 umask 022
 
@@ -80,7 +83,7 @@ while (($#)); do
     --health-timeout) HEALTH_TIMEOUT=${2-}; shift 2 || usage "--health-timeout needs seconds" ;;
     --mock) MOCK=1; shift ;;
     --stop) ACTION=stop; shift ;;
-    -h | --help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
     *) usage "unknown argument '$1'" ;;
   esac
 done
@@ -269,6 +272,12 @@ info "bundle $BUNDLE verified ($got)"
 phase PREPARE_DIRS
 mkdir -p "$D"/{releases,bin,run,logs}
 chmod 0755 "$D"
+if [[ -d $D/secrets ]]; then
+  # Only the user running the agent and its engine may read them, whatever
+  # happened to the modes since they were written.
+  chmod 0700 "$D/secrets"
+  find "$D/secrets" -type f -exec chmod 0600 {} +
+fi
 if command -v flock >/dev/null; then
   # A retried bootstrap waits for the one still running instead of racing it.
   exec 9>"$D/run/bootstrap.lock"

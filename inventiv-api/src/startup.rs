@@ -143,6 +143,15 @@ impl Application {
                 "provider credentials re-encrypted with the current key"
             );
         }
+        let rotated = inventiv_store::huggingface::rotate(&state.db, &state.config.keyring)
+            .await
+            .map_err(|e| anyhow::anyhow!("re-encrypting Hugging Face tokens failed: {e}"))?;
+        if rotated > 0 {
+            tracing::info!(
+                rotated,
+                "Hugging Face tokens re-encrypted with the current key"
+            );
+        }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;

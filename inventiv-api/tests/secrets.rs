@@ -1,7 +1,7 @@
 //! No secret in clear, anywhere we keep things: a whole run's database
 //! (every column of every table) and its logs at debug level are searched
 //! for every password, access token, refresh token, reset and invitation
-//! token and provider credential the run used.
+//! token, provider credential and Hugging Face token the run used.
 
 #![allow(
     clippy::unwrap_used,
@@ -141,6 +141,21 @@ async fn database_and_logs_hold_no_secret_in_clear() {
         .await;
     assert_eq!(set["configured"], true, "{set}");
     secrets.extend([scw_access.to_owned(), scw_secret.to_owned()]);
+    let hf_token = "hf_SecretHuggingFaceToken0123456789ab";
+    let (status, _, set) = app
+        .call(
+            Method::PUT,
+            "/organizations/current/huggingface-token",
+            Some(&token),
+            Some(&json!({ "token": hf_token })),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &set["configured"]),
+        (200, &json!(true)),
+        "{set}"
+    );
+    secrets.push(hf_token.to_owned());
     app.post(
         "/organizations/current/invitations",
         Some(&token),

@@ -109,7 +109,8 @@ pub enum Action {
     /// to the organization.
     AcceptShares,
     /// Set, verify and remove the organization's cloud provider
-    /// credentials; read its reconciliation reports.
+    /// credentials and its Hugging Face token; read its reconciliation
+    /// reports.
     ManageProviders,
 }
 

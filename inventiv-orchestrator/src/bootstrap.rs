@@ -1,11 +1,14 @@
 //! Bootstrapping a worker node over SSH: check the node answers (recording
-//! its host key), upload the agent bundle, its configuration and the
-//! bootstrap script, run the script, and turn each `::phase::NAME` it prints
-//! into a `WORKER_SSH_<NAME>` action log with the tail of its output.
+//! its host key), upload the agent bundle, its configuration, the
+//! Hugging Face token of a gated model (its own file, mode 600, through
+//! stdin: never on a command line) and the bootstrap script, run the script,
+//! and turn each `::phase::NAME` it prints into a `WORKER_SSH_<NAME>` action
+//! log with the tail of its output.
 
 use std::collections::VecDeque;
 use std::path::Path;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use crate::ssh::{Session, Ssh, SshError, Target};
@@ -27,6 +30,9 @@ pub struct Bootstrap<'a> {
     pub script: &'a Path,
     /// The agent's configuration file (carries the worker token).
     pub agent_config: Value,
+    /// The organization's Hugging Face token, for a gated model only;
+    /// without it any copy left on the node is removed.
+    pub hf_token: Option<&'a SecretString>,
     /// Where on the node everything goes.
     pub install_dir: &'a str,
     /// Skip the GPU steps (mock provider).
@@ -105,6 +111,12 @@ pub fn parse(line: &str) -> Line {
     Line::Output(line.chars().take(MAX_LINE).collect())
 }
 
+/// Where a node keeps the Hugging Face token: a file only its owner (the
+/// engine's user) can read, in a directory only it can enter.
+pub fn hf_token_path(install_dir: &str) -> String {
+    format!("{install_dir}/secrets/hf_token")
+}
+
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
@@ -160,7 +172,8 @@ pub async fn run(b: Bootstrap<'_>) -> Result<(), BootstrapError> {
                 .bind(b.bundle_sha256)
                 .execute(&b.log.db)
                 .await?;
-            let done = json!({ "install_dir": b.install_dir, "bundle_sha256": b.bundle_sha256 });
+            let done = json!({ "install_dir": b.install_dir, "bundle_sha256": b.bundle_sha256,
+                               "hf_token_delivered": b.hf_token.is_some() });
             b.log.succeed(step, done).await?;
             Ok(())
         }
@@ -191,6 +204,16 @@ async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<(), BootstrapEr
     upload(session, b.install_dir, "inventiv-agent.tar.gz", &bundle).await?;
     upload(session, b.install_dir, "bootstrap.sh", &script).await?;
     upload(session, b.install_dir, "agent.json", &config).await?;
+    match b.hf_token {
+        Some(token) => {
+            let dir = format!("{}/secrets", b.install_dir);
+            upload(session, &dir, "hf_token", token.expose_secret().as_bytes()).await?;
+        }
+        None => {
+            let path = quote(&hf_token_path(b.install_dir));
+            session.run(&format!("rm -f {path}"), b"").await?;
+        }
+    }
     let dir = quote(b.install_dir);
     let command = format!(
         "bash {dir}/bootstrap.sh --bundle {dir}/inventiv-agent.tar.gz --sha256 {} --config {dir}/agent.json --install-dir {dir}{}",

@@ -1,12 +1,14 @@
 //! `installing`: bootstrap the worker over SSH with a fresh per-instance
 //! token (only its hash is stored), on the ports of the organization's
-//! worker settings, retried with backoff on transient failures,
+//! worker settings, with the organization's Hugging Face token when the
+//! model is gated, retried with backoff on transient failures,
 //! `startup_failed` after the settings' attempts.
 
 use std::time::Duration;
 
 use inventiv_common::InstanceStatus;
 use inventiv_providers::ServerRef;
+use secrecy::SecretString;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -24,6 +26,31 @@ fn new_token() -> (String, Vec<u8>) {
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let hash = Sha256::digest(token.as_bytes()).to_vec();
     (token, hash)
+}
+
+/// What a node gets of its organization's Hugging Face token: only the
+/// nodes of gated models get it.
+enum HfToken {
+    NotNeeded,
+    Deliver(SecretString),
+    /// The model is gated and the organization has no token.
+    Missing,
+}
+
+async fn huggingface_token(o: &Orchestrator, inst: &InstanceRow) -> Result<HfToken, StepError> {
+    let gated: Option<bool> = sqlx::query_scalar(
+        "SELECT m.gated FROM instances i JOIN models m ON m.id = i.model_catalog_id WHERE i.id = $1",
+    )
+    .bind(inst.id)
+    .fetch_optional(&o.db)
+    .await?;
+    if gated != Some(true) {
+        return Ok(HfToken::NotNeeded);
+    }
+    let token = inventiv_store::huggingface::load(&o.db, &o.config.keyring, inst.organization_id)
+        .await
+        .map_err(|e| StepError::Other(format!("Hugging Face token: {e}")))?;
+    Ok(token.map_or(HfToken::Missing, HfToken::Deliver))
 }
 
 /// Runs the bootstrap once.
@@ -55,6 +82,23 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     };
     let Some(ip) = server.ip.map(|ip| ip.to_string()) else {
         return Ok(Outcome::RequeueAfter(Duration::from_millis(500)));
+    };
+    let hf_token = match huggingface_token(o, inst).await? {
+        HfToken::NotNeeded => None,
+        HfToken::Deliver(token) => Some(token),
+        HfToken::Missing => {
+            let why = "the model is gated and the organization has no Hugging Face token: set one, then reinstall";
+            let error = Some(("HUGGINGFACE_TOKEN_REQUIRED", why));
+            move_to(
+                o,
+                inst,
+                InstanceStatus::StartupFailed,
+                error,
+                "orchestrator",
+            )
+            .await?;
+            return Ok(Outcome::Idle);
+        }
     };
     let mock = inst.provider == "mock" || o.config.mock_engine_everywhere;
     let settings = o
@@ -88,7 +132,7 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             "{tp}"
         ])
     };
-    let config = json!({
+    let mut config = json!({
         "control_plane_url": o.config.control_plane_url,
         "instance_id": inst.id,
         "worker_token": token,
@@ -102,6 +146,10 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         "log_dir": format!("{install_dir}/logs"),
         "heartbeat_interval_s": o.config.worker_heartbeat.as_secs(),
     });
+    if hf_token.is_some() {
+        // The path only: the token itself goes to its own file.
+        config["hf_token_file"] = json!(bootstrap::hf_token_path(&install_dir));
+    }
     sqlx::query("UPDATE instances SET worker_token_hash = $2, bootstrap_attempts = bootstrap_attempts + 1 WHERE id = $1")
         .bind(inst.id)
         .bind(hash)
@@ -119,6 +167,7 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         bundle_sha256: &o.bundle.sha256,
         script: &o.bundle.script,
         agent_config: config,
+        hf_token: hf_token.as_ref(),
         install_dir: &install_dir,
         mock,
     })

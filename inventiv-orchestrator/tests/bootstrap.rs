@@ -167,6 +167,7 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
                 bundle_sha256: &sha,
                 script: &script,
                 agent_config: config,
+                hf_token: None,
                 install_dir: &install_dir,
                 mock: true,
             })

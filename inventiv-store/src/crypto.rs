@@ -1,9 +1,10 @@
-//! Encryption of provider credentials at rest: AES-256-GCM with a random
-//! 96-bit nonce per write and associated data that binds the ciphertext to
-//! its organization and provider (a row copied to another organization or
-//! provider does not decrypt). Keys carry a version so they can be rotated:
-//! the current key encrypts, the previous one still decrypts rows not yet
-//! re-encrypted (see [`crate::credentials::rotate`]).
+//! Encryption of secrets at rest (provider credentials, Hugging Face
+//! tokens): AES-256-GCM with a random 96-bit nonce per write and associated
+//! data that binds the ciphertext to what it is and whose it is (a row
+//! copied to another organization, provider or kind of secret does not
+//! decrypt). Keys carry a version so they can be rotated: the current key
+//! encrypts, the previous one still decrypts rows not yet re-encrypted (see
+//! [`crate::credentials::rotate`], [`crate::huggingface::rotate`]).
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -106,24 +107,7 @@ impl Keyring {
         provider: &str,
         plaintext: &[u8],
     ) -> Result<Sealed, CryptoError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.random
-            .fill(&mut nonce)
-            .map_err(|_| CryptoError::Random)?;
-        let mut buffer = plaintext.to_vec();
-        self.current
-            .key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(binding(organization_id, provider)),
-                &mut buffer,
-            )
-            .map_err(|_| CryptoError::Undecryptable)?;
-        Ok(Sealed {
-            key_version: self.current.version,
-            nonce: nonce.to_vec(),
-            ciphertext: buffer,
-        })
+        self.seal_bound(&provider_binding(organization_id, provider), plaintext)
     }
 
     /// Decrypts what [`Keyring::seal`] produced for the same organization
@@ -134,17 +118,57 @@ impl Keyring {
         provider: &str,
         sealed: &Sealed,
     ) -> Result<Vec<u8>, CryptoError> {
+        self.open_bound(&provider_binding(organization_id, provider), sealed)
+    }
+
+    /// Encrypts an organization's Hugging Face token.
+    pub fn seal_huggingface_token(
+        &self,
+        organization_id: Uuid,
+        plaintext: &[u8],
+    ) -> Result<Sealed, CryptoError> {
+        self.seal_bound(&huggingface_binding(organization_id), plaintext)
+    }
+
+    /// Decrypts what [`Keyring::seal_huggingface_token`] produced for the
+    /// same organization.
+    pub fn open_huggingface_token(
+        &self,
+        organization_id: Uuid,
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.open_bound(&huggingface_binding(organization_id), sealed)
+    }
+
+    fn seal_bound(&self, binding: &[u8], plaintext: &[u8]) -> Result<Sealed, CryptoError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.random
+            .fill(&mut nonce)
+            .map_err(|_| CryptoError::Random)?;
+        let mut buffer = plaintext.to_vec();
+        self.current
+            .key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(binding),
+                &mut buffer,
+            )
+            .map_err(|_| CryptoError::Undecryptable)?;
+        Ok(Sealed {
+            key_version: self.current.version,
+            nonce: nonce.to_vec(),
+            ciphertext: buffer,
+        })
+    }
+
+    fn open_bound(&self, binding: &[u8], sealed: &Sealed) -> Result<Vec<u8>, CryptoError> {
         let key = self.key(sealed.key_version)?;
         let nonce = Nonce::try_assume_unique_for_key(&sealed.nonce)
             .map_err(|_| CryptoError::Undecryptable)?;
         let mut buffer = sealed.ciphertext.clone();
         let plain = key
             .key
-            .open_in_place(
-                nonce,
-                Aad::from(binding(organization_id, provider)),
-                &mut buffer,
-            )
+            .open_in_place(nonce, Aad::from(binding), &mut buffer)
             .map_err(|_| CryptoError::Undecryptable)?;
         Ok(plain.to_vec())
     }
@@ -160,9 +184,14 @@ impl Keyring {
     }
 }
 
-/// The associated data: what a ciphertext belongs to.
-fn binding(organization_id: Uuid, provider: &str) -> Vec<u8> {
+/// The associated data of provider credentials: what they belong to.
+fn provider_binding(organization_id: Uuid, provider: &str) -> Vec<u8> {
     format!("inventiv-provider-credentials:{organization_id}:{provider}").into_bytes()
+}
+
+/// The associated data of a Hugging Face token: whose it is.
+fn huggingface_binding(organization_id: Uuid) -> Vec<u8> {
+    format!("inventiv-huggingface-token:{organization_id}").into_bytes()
 }
 
 #[cfg(test)]
@@ -206,6 +235,28 @@ mod tests {
         let mut tampered = sealed.clone();
         tampered.ciphertext[0] ^= 1;
         assert!(keys.open(org, "scaleway", &tampered).is_err());
+    }
+
+    #[test]
+    fn a_huggingface_token_opens_only_as_its_organizations_token() {
+        let keys = ring(K1, 1, None);
+        let org = Uuid::new_v4();
+        let sealed = keys
+            .seal_huggingface_token(org, b"hf_secret")
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!(
+            keys.open_huggingface_token(org, &sealed).ok().as_deref(),
+            Some(&b"hf_secret"[..])
+        );
+        assert!(keys
+            .open_huggingface_token(Uuid::new_v4(), &sealed)
+            .is_err());
+        // Not interchangeable with provider credentials, either way.
+        assert!(keys.open(org, "scaleway", &sealed).is_err());
+        let credentials = keys
+            .seal(org, "scaleway", b"secret")
+            .unwrap_or_else(|_| unreachable!());
+        assert!(keys.open_huggingface_token(org, &credentials).is_err());
     }
 
     #[test]

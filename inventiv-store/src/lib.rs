@@ -1,11 +1,12 @@
 //! Data access that the API and the orchestrator must do the same way:
 //! instance transitions (validated by inventiv-common, each with a history
-//! row), the action log, the command outbox, and provider credentials
-//! encrypted at rest.
+//! row), the action log, the command outbox, and the secrets encrypted at
+//! rest (provider credentials, Hugging Face tokens).
 
 pub mod action_log;
 pub mod credentials;
 pub mod crypto;
+pub mod huggingface;
 pub mod instances;
 pub mod inventory;
 pub mod outbox;

@@ -245,6 +245,9 @@ pub struct Model {
     /// `chat` or `embedding`.
     pub kind: String,
     pub active: bool,
+    /// Gated on Hugging Face: deploying it needs the organization's
+    /// Hugging Face token.
+    pub gated: bool,
     #[schema(value_type = Object)]
     pub metadata: SqlJson<serde_json::Value>,
     #[sqlx(skip)]
@@ -257,7 +260,7 @@ pub struct Model {
 }
 
 const MODEL_SELECT: &str = "SELECT x.id, x.hf_id, x.display_name, x.required_vram_gb, x.context_length,
-        x.recommended_data_volume_gb, x.kind, x.active, x.metadata, a.technical, a.economic FROM models x";
+        x.recommended_data_volume_gb, x.kind, x.active, x.gated, x.metadata, a.technical, a.economic FROM models x";
 
 fn with_activation(mut models: Vec<Model>) -> Vec<Model> {
     for m in &mut models {

@@ -56,10 +56,13 @@ pub struct CreateModel {
     recommended_data_volume_gb: i32,
     /// `chat` (default) or `embedding`.
     kind: Option<String>,
+    /// Gated on Hugging Face (default false): deployments then need the
+    /// organization's Hugging Face token.
+    gated: Option<bool>,
 }
 
 const MODEL_COLUMNS: &str = "id, hf_id, display_name, required_vram_gb, context_length, recommended_data_volume_gb, kind, active,
-     metadata, NULL::boolean AS technical, NULL::boolean AS economic";
+     gated, metadata, NULL::boolean AS technical, NULL::boolean AS economic";
 
 fn fresh(mut m: Model) -> Model {
     m.activation = Some(Activation::new(false, false));
@@ -84,8 +87,8 @@ async fn create_model(
         ));
     }
     let model: Model = sqlx::query_as(&format!(
-        "INSERT INTO models (id, hf_id, display_name, required_vram_gb, context_length, recommended_data_volume_gb, kind)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {MODEL_COLUMNS}"
+        "INSERT INTO models (id, hf_id, display_name, required_vram_gb, context_length, recommended_data_volume_gb, kind, gated)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {MODEL_COLUMNS}"
     ))
     .bind(Uuid::new_v4())
     .bind(&hf_id)
@@ -94,6 +97,7 @@ async fn create_model(
     .bind(bounded("context_length", body.context_length, 10_000_000)?)
     .bind(bounded("recommended_data_volume_gb", body.recommended_data_volume_gb, 100_000)?)
     .bind(kind)
+    .bind(body.gated.unwrap_or(false))
     .fetch_one(&state.db)
     .await
     .map_err(|e| if is_unique_violation(&e) { ApiError::conflict("MODEL_EXISTS", format!("{hf_id} is already in the catalog")) } else { e.into() })?;
@@ -109,6 +113,7 @@ pub struct UpdateModel {
     context_length: Option<i32>,
     recommended_data_volume_gb: Option<i32>,
     active: Option<bool>,
+    gated: Option<bool>,
 }
 
 /// Edits a catalog model (platform admins).
@@ -125,7 +130,8 @@ async fn update_model(
     let model: Model = sqlx::query_as(&format!(
         "UPDATE models SET display_name = COALESCE($2, display_name), required_vram_gb = COALESCE($3, required_vram_gb),
                 context_length = COALESCE($4, context_length),
-                recommended_data_volume_gb = COALESCE($5, recommended_data_volume_gb), active = COALESCE($6, active)
+                recommended_data_volume_gb = COALESCE($5, recommended_data_volume_gb), active = COALESCE($6, active),
+                gated = COALESCE($7, gated)
           WHERE id = $1 RETURNING {MODEL_COLUMNS}"
     ))
     .bind(id)
@@ -134,6 +140,7 @@ async fn update_model(
     .bind(body.context_length.map(|v| bounded("context_length", v, 10_000_000)).transpose()?)
     .bind(body.recommended_data_volume_gb.map(|v| bounded("recommended_data_volume_gb", v, 100_000)).transpose()?)
     .bind(body.active)
+    .bind(body.gated)
     .fetch_optional(&state.db)
     .await?
     .ok_or(ApiError::NotFound)?;

@@ -1,6 +1,6 @@
 //! `POST /deployments`: checks everything a deployment needs (role, catalog,
-//! availability, compatibility, double activation, provider configuration),
-//! then writes the instance and its provision command in one transaction.
+//! availability, compatibility, double activation, provider configuration,
+//! a Hugging Face token for a gated model), then writes the instance and its provision command in one transaction.
 //! A refused request stores nothing and sends nothing.
 
 use axum::extract::State;
@@ -58,6 +58,7 @@ struct ModelRow {
     display_name: String,
     required_vram_gb: i32,
     active: bool,
+    gated: bool,
 }
 
 fn refuse(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -170,7 +171,7 @@ async fn deploy(
         ));
     }
     let model: ModelRow = sqlx::query_as(
-        "SELECT id, hf_id, display_name, required_vram_gb, active FROM models WHERE id::text = $1 OR hf_id = $1",
+        "SELECT id, hf_id, display_name, required_vram_gb, active, gated FROM models WHERE id::text = $1 OR hf_id = $1",
     )
     .bind(model_ref)
     .fetch_optional(&state.db)
@@ -225,6 +226,19 @@ async fn deploy(
         return Err(refuse(
             "PROVIDER_NOT_CONFIGURED",
             format!("set the organization's {} credentials first", body.provider),
+        ));
+    }
+    if model.gated
+        && inventiv_store::huggingface::status(&state.db, org)
+            .await?
+            .is_none()
+    {
+        return Err(refuse(
+            "HUGGINGFACE_TOKEN_REQUIRED",
+            format!(
+                "{} is a gated model: set the organization's Hugging Face token (of an account that accepted its terms) first",
+                model.hf_id
+            ),
         ));
     }
     let id = Uuid::new_v4();

@@ -14,6 +14,7 @@ pub mod deployments;
 pub mod events;
 pub mod finops;
 pub mod health;
+pub mod huggingface_token;
 pub mod instances;
 pub mod invitations;
 pub mod members;
@@ -73,6 +74,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(metrics::router())
         .merge(api_keys::router())
         .merge(provider_credentials::router())
+        .merge(huggingface_token::router())
         .merge(reconciliation::router())
         .merge(worker_settings::router())
         .merge(usage::router())

@@ -92,7 +92,7 @@ pub const MATRIX: &[Row] = &[
     row("PATCH", "/instance_types/{instance_type_id}", Some(r#"{"active":true}"#), PLATFORM_ONLY, None),
     row("GET", "/models", None, MEMBERS_200, None),
     row("POST", "/models", Some(r#"{"hf_id":"org/{fresh_email}","display_name":"M","required_vram_gb":4,"context_length":4096,"recommended_data_volume_gb":20}"#), PLATFORM_ONLY, None),
-    row("PATCH", "/models/{model_id}", Some(r#"{"display_name":"Renamed"}"#), PLATFORM_ONLY, None),
+    row("PATCH", "/models/{model_id}", Some(r#"{"display_name":"Renamed","gated":true}"#), PLATFORM_ONLY, None),
     row("GET", "/models/{model_id}/recommended-data-volume", None, MEMBERS_200, None),
     row("PUT", "/organizations/current/activations/{kind}/{item_id}", Some(r#"{"technical":true}"#), [401, 200, 200, 403, 403], None),
     // Instances: members read; owners and admins act; B's instance is hidden.
@@ -151,6 +151,10 @@ pub const MATRIX: &[Row] = &[
     row("PUT", "/organizations/current/providers/{provider}/credentials", Some(SCALEWAY_CREDENTIALS), [401, 200, 200, 403, 403], None),
     row("DELETE", "/organizations/current/providers/{provider}/credentials", None, [401, 204, 204, 403, 403], None),
     row("POST", "/organizations/current/providers/{provider}/credentials/verify", None, [401, 409, 409, 403, 403], None),
+    // The Hugging Face token of the current organization: owners and admins.
+    row("GET", "/organizations/current/huggingface-token", None, [401, 200, 200, 403, 403], None),
+    row("PUT", "/organizations/current/huggingface-token", Some(r#"{"token":"hf_MatrixCellToken0123456789abcdefgh"}"#), [401, 200, 200, 403, 403], None),
+    row("DELETE", "/organizations/current/huggingface-token", None, [401, 204, 204, 403, 403], None),
     row("GET", "/providers/{provider}/reconciliation", None, [401, 409, 409, 403, 403], None),
     row("POST", "/providers/{provider}/catalog-sync", None, PLATFORM_ONLY, None),
     row("GET", "/organizations/current/providers/{provider}/worker-settings", None, [401, 200, 200, 403, 403], None),

@@ -785,6 +785,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/organizations/current/huggingface-token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Says whether the organization's Hugging Face token is set. */
+        get: operations["get_huggingface_token"];
+        /** Sets (or replaces) the organization's Hugging Face token. */
+        put: operations["put_huggingface_token"];
+        post?: never;
+        /**
+         * Removes the organization's Hugging Face token. Running instances keep
+         *     the copy on their node until they are reinstalled or terminated; new
+         *     deployments of gated models are refused until a token is set again.
+         */
+        delete: operations["delete_huggingface_token"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/organizations/current/invitations": {
         parameters: {
             query?: never;
@@ -1509,6 +1532,11 @@ export interface components {
             /** Format: int32 */
             context_length: number;
             display_name: string;
+            /**
+             * @description Gated on Hugging Face (default false): deployments then need the
+             *     organization's Hugging Face token.
+             */
+            gated?: boolean | null;
             /** @description Hugging Face id, e.g. `Qwen/Qwen2.5-7B-Instruct`. */
             hf_id: string;
             /** @description `chat` (default) or `embedding`. */
@@ -1697,6 +1725,24 @@ export interface components {
             request_id?: string | null;
             to_status: string;
         };
+        /**
+         * @description A Hugging Face access token (read access is enough) of an account that
+         *     accepted the terms of the gated models to deploy.
+         */
+        HuggingFaceTokenBody: {
+            /** @description `hf_` followed by 20 to 200 letters or digits. */
+            token: string;
+        };
+        /** @description Whether a token is set, never the token itself. */
+        HuggingFaceTokenStatus: {
+            configured: boolean;
+            /** Format: date-time */
+            created_at?: string | null;
+            /** @description Masked: `hf_…` and the last 4 characters. */
+            hint?: string | null;
+            /** Format: date-time */
+            updated_at?: string | null;
+        };
         /** @description An instance as its organization sees it. */
         Instance: {
             agent_version_mismatch: boolean;
@@ -1849,6 +1895,11 @@ export interface components {
             /** Format: int32 */
             context_length: number;
             display_name: string;
+            /**
+             * @description Gated on Hugging Face: deploying it needs the organization's
+             *     Hugging Face token.
+             */
+            gated: boolean;
             hf_id: string;
             /** Format: uuid */
             id: string;
@@ -2309,6 +2360,7 @@ export interface components {
             /** Format: int32 */
             context_length?: number | null;
             display_name?: string | null;
+            gated?: boolean | null;
             /** Format: int32 */
             recommended_data_volume_gb?: number | null;
             /** Format: int32 */
@@ -4205,6 +4257,97 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_huggingface_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HuggingFaceTokenStatus"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    put_huggingface_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["HuggingFaceTokenBody"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HuggingFaceTokenStatus"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_huggingface_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

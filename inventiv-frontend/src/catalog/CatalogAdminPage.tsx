@@ -1,6 +1,7 @@
 // Catalog settings for platform admins: the global catalog every
 // organization activates from. Models can be added, edited and switched
-// off; instance types get a price (exact decimal) and an availability
+// off, and marked gated on Hugging Face (deploying them then needs the
+// organization's Hugging Face token); instance types get a price (exact decimal) and an availability
 // switch. Providers and zones come from the providers' catalogs: listed here,
 // switched on per organization on the Catalog page.
 import { useMemo, useState, type FormEvent } from 'react';
@@ -47,6 +48,7 @@ function PriceCell({ type, save, busy }: { type: InstanceType; save: (price: str
 function NewModelForm() {
   const create = useCatalogMutation((body: CreateModel) => api<Model>('/models', { method: 'POST', body }), 'models');
   const [form, setForm] = useState({ hf_id: '', display_name: '', required_vram_gb: '', context_length: '', recommended_data_volume_gb: '' });
+  const [gated, setGated] = useState(false);
   const set = (k: keyof typeof form) => (e: { target: { value: string } }) => setForm({ ...form, [k]: e.target.value });
   const submit = (e: FormEvent) => {
     e.preventDefault();
@@ -57,8 +59,14 @@ function NewModelForm() {
         required_vram_gb: Number(form.required_vram_gb),
         context_length: Number(form.context_length),
         recommended_data_volume_gb: Number(form.recommended_data_volume_gb),
+        gated,
       },
-      { onSuccess: () => setForm({ hf_id: '', display_name: '', required_vram_gb: '', context_length: '', recommended_data_volume_gb: '' }) },
+      {
+        onSuccess: () => {
+          setForm({ hf_id: '', display_name: '', required_vram_gb: '', context_length: '', recommended_data_volume_gb: '' });
+          setGated(false);
+        },
+      },
     );
   };
   return (
@@ -68,6 +76,10 @@ function NewModelForm() {
       <Field label="VRAM needed (GB)" required type="number" min={1} value={form.required_vram_gb} onChange={set('required_vram_gb')} />
       <Field label="Context length" required type="number" min={1} value={form.context_length} onChange={set('context_length')} />
       <Field label="Data volume (GB)" required type="number" min={1} value={form.recommended_data_volume_gb} onChange={set('recommended_data_volume_gb')} />
+      <label className="checkbox">
+        <input type="checkbox" checked={gated} onChange={(e) => setGated(e.target.checked)} />
+        Gated on Hugging Face
+      </label>
       <button type="submit" className="button button-primary" disabled={create.isPending}>
         Add the model
       </button>
@@ -132,6 +144,22 @@ export function CatalogAdminPage() {
       { id: 'hf_id', accessorKey: 'hf_id', header: 'Hugging Face id', size: 260 },
       { id: 'required_vram_gb', accessorKey: 'required_vram_gb', header: 'VRAM (GB)', size: 110 },
       { id: 'context_length', accessorKey: 'context_length', header: 'Context', size: 100 },
+      {
+        id: 'gated',
+        accessorKey: 'gated',
+        header: 'Gated',
+        size: 90,
+        cell: ({ row }) => (
+          <input
+            type="checkbox"
+            role="switch"
+            aria-label={`${row.original.display_name} gated on Hugging Face`}
+            checked={row.original.gated}
+            disabled={updateModel.isPending}
+            onChange={(e) => updateModel.mutate({ id: row.original.id, body: { gated: e.target.checked } })}
+          />
+        ),
+      },
       {
         id: 'active',
         accessorKey: 'active',

@@ -117,7 +117,7 @@ function DeployForm({ onClose }: { onClose: () => void }) {
         <option value="">{typeId ? 'Choose a model…' : 'Choose an instance type first'}</option>
         {models.data?.map((m) => (
           <option key={m.id} value={m.id} disabled={!m.activation.operational || !m.active}>
-            {m.display_name} ({m.required_vram_gb} GB){missing(m.activation)}
+            {m.display_name} ({m.required_vram_gb} GB{m.gated ? ', gated: needs the Hugging Face token' : ''}){missing(m.activation)}
           </option>
         ))}
       </SelectField>

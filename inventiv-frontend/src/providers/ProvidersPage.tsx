@@ -1,13 +1,14 @@
 // Provider settings of the current organization (owners and admins): the
 // Scaleway credentials (set, verify, remove; the secret is typed into a
-// password field and never shown again, the API only gives a masked hint)
-// and the worker settings per provider (bounds and defaults of the API).
+// password field and never shown again, the API only gives a masked hint),
+// the Hugging Face token that gated models need (the same way), and the
+// worker settings per provider (bounds and defaults of the API).
 import { useState, type FormEvent } from 'react';
 import type { CredentialsStatus, ScalewayCredentials, WorkerSettings } from '../api/types';
 import { Card, DateText, ErrorMessage, Field, Loading, PageHeader, SelectField, StatusBadge } from '../components/ui';
 import { useProviders, useZones } from '../instances/api';
-import { useCredentials, useCredentialsActions, useSaveWorkerSettings, useWorkerSettings } from './api';
-import { WORKER_DEFAULTS, credentialsBody, credentialsProblem, parseWorkerForm, removalError, workerForm, type WorkerForm } from './forms';
+import { useCredentials, useCredentialsActions, useHuggingFaceToken, useHuggingFaceTokenActions, useSaveWorkerSettings, useWorkerSettings } from './api';
+import { WORKER_DEFAULTS, credentialsBody, credentialsProblem, huggingFaceTokenProblem, parseWorkerForm, removalError, workerForm, type WorkerForm } from './forms';
 
 const SCALEWAY = 'scaleway';
 
@@ -105,6 +106,71 @@ function CredentialsCard() {
   );
 }
 
+function HuggingFaceTokenCard() {
+  const status = useHuggingFaceToken();
+  const { save, remove } = useHuggingFaceTokenActions();
+  const [token, setToken] = useState('');
+  const [problem, setProblem] = useState<string | null>(null);
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    const found = huggingFaceTokenProblem(token);
+    setProblem(found);
+    if (found) return;
+    // Emptied once saved: the token stays only in the API, encrypted.
+    save.mutate({ token: token.trim() }, { onSuccess: () => setToken('') });
+  };
+  const configured = status.data?.configured ?? false;
+  return (
+    <Card title="Hugging Face token">
+      <p className="muted">
+        Gated models (Llama, Gemma, some Mistral models…) are downloaded with this token: use a read token of a Hugging Face account that accepted
+        their terms. Only the nodes of gated models receive it.
+      </p>
+      {status.isPending ? <Loading /> : status.isError ? <ErrorMessage error={status.error} /> : status.data.configured ? (
+        <dl className="facts" data-testid="huggingface-token-state">
+          <dt>Status</dt>
+          <dd>Set</dd>
+          <dt>Token</dt>
+          <dd><code>{status.data.hint}</code></dd>
+          <dt>Updated</dt>
+          <dd><DateText value={status.data.updated_at} /></dd>
+        </dl>
+      ) : (
+        <p data-testid="huggingface-token-state">Not set: deployments of gated models are refused until it is.</p>
+      )}
+      {configured ? (
+        <div className="form-row">
+          <button
+            type="button"
+            className="button button-danger"
+            disabled={remove.isPending}
+            onClick={() => {
+              if (window.confirm('Remove the Hugging Face token? Deployments of gated models will be refused.')) remove.mutate();
+            }}
+          >
+            Remove
+          </button>
+        </div>
+      ) : null}
+      <ErrorMessage error={remove.error} />
+      <form className="form" aria-label="Hugging Face token" onSubmit={submit} autoComplete="off">
+        <Field label="Token" type="password" autoComplete="new-password" value={token} onChange={(e) => setToken(e.target.value)} placeholder="hf_…" required />
+        <div>
+          <button type="submit" className="button button-primary" disabled={save.isPending}>
+            {configured ? 'Replace the token' : 'Save the token'}
+          </button>
+        </div>
+        {problem ? (
+          <p className="error" role="alert">
+            {problem}
+          </p>
+        ) : null}
+        <ErrorMessage error={save.error} />
+      </form>
+    </Card>
+  );
+}
+
 function WorkerSettingsForm({ provider, current }: { provider: string; current: WorkerSettings }) {
   const save = useSaveWorkerSettings(provider);
   const [form, setForm] = useState<WorkerForm>(workerForm(current));
@@ -180,6 +246,7 @@ export function ProvidersPage() {
         This organization's cloud accounts: its servers are created with these credentials only. They are stored encrypted and never shown again.
       </p>
       <CredentialsCard />
+      <HuggingFaceTokenCard />
       <WorkerSettingsCard />
     </>
   );

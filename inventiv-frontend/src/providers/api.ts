@@ -1,9 +1,10 @@
 // The organization's provider settings in the query cache: credentials
-// status (never the credentials), their verification and removal, worker
-// settings, the reconciliation dry run and the catalog sync.
+// status (never the credentials), their verification and removal, the
+// Hugging Face token's status (never the token), worker settings, the
+// reconciliation dry run and the catalog sync.
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api } from '../api/client';
-import type { CredentialsStatus, ReconciliationReport, ScalewayCredentials, SyncReport, WorkerSettings } from '../api/types';
+import type { CredentialsStatus, HuggingFaceToken, HuggingFaceTokenStatus, ReconciliationReport, ScalewayCredentials, SyncReport, WorkerSettings } from '../api/types';
 
 const base = (provider: string) => `/organizations/current/providers/${provider}`;
 
@@ -11,6 +12,7 @@ export const providerKeys = {
   credentials: (provider: string) => ['provider', provider, 'credentials'] as const,
   workerSettings: (provider: string) => ['provider', provider, 'worker-settings'] as const,
   reconciliation: (provider: string) => ['provider', provider, 'reconciliation'] as const,
+  huggingFaceToken: ['huggingface-token'] as const,
 };
 
 export function useCredentials(provider: string) {
@@ -37,6 +39,28 @@ export function useCredentialsActions(provider: string) {
     remove: useMutation({
       mutationFn: () => api<void>(`${base(provider)}/credentials`, { method: 'DELETE' }),
       onSuccess: () => store({ provider, configured: false }),
+    }),
+  };
+}
+
+const HF_TOKEN = '/organizations/current/huggingface-token';
+
+export function useHuggingFaceToken() {
+  return useQuery({ queryKey: providerKeys.huggingFaceToken, queryFn: () => api<HuggingFaceTokenStatus>(HF_TOKEN) });
+}
+
+/** Save and remove: each answer (the new status) replaces the cached one. */
+export function useHuggingFaceTokenActions() {
+  const client = useQueryClient();
+  const store = (status: HuggingFaceTokenStatus) => client.setQueryData(providerKeys.huggingFaceToken, status);
+  return {
+    save: useMutation({
+      mutationFn: (body: HuggingFaceToken) => api<HuggingFaceTokenStatus>(HF_TOKEN, { method: 'PUT', body }),
+      onSuccess: store,
+    }),
+    remove: useMutation({
+      mutationFn: () => api<void>(HF_TOKEN, { method: 'DELETE' }),
+      onSuccess: () => store({ configured: false }),
     }),
   };
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import rust from '../../../inventiv-common/src/worker_settings.rs?raw';
 import { ApiError, errorMessage } from '../api/client';
-import { WORKER_DEFAULTS, credentialsBody, credentialsProblem, parseWorkerForm, removalError, workerForm } from './forms';
+import { WORKER_DEFAULTS, credentialsBody, credentialsProblem, huggingFaceTokenProblem, parseWorkerForm, removalError, workerForm } from './forms';
 
 const good = {
   access_key: 'SCWABCDEFGHIJ0123456',
@@ -23,6 +23,16 @@ describe('Scaleway credentials form', () => {
     expect(credentialsProblem({ ...good, project_id: '' })).toMatch(/^Project id/);
     expect(credentialsProblem({ ...good, organization_id: '1234' })).toMatch(/^Organization id/);
     expect(credentialsProblem({ ...good, default_zone: '' })).toMatch(/^Default zone/);
+  });
+});
+
+describe('Hugging Face token form', () => {
+  it('accepts hf_ and 20 to 200 letters or digits, blanks around ignored, as the API does', () => {
+    expect(huggingFaceTokenProblem(' hf_abcdefghijABCDEFGHIJ0123456789ab\n')).toBeNull();
+    expect(huggingFaceTokenProblem(`hf_${'a'.repeat(200)}`)).toBeNull();
+    for (const bad of ['', 'hf_short', 'api_abcdefghijABCDEFGHIJ012345', 'hf_abcdefghij ABCDEFGHIJ012345', 'hf_abcdefghij-ABCDEFGHIJ012345', `hf_${'a'.repeat(201)}`]) {
+      expect(huggingFaceTokenProblem(bad)).toMatch(/^Token: hf_ followed by/);
+    }
   });
 });
 

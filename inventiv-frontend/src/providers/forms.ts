@@ -1,6 +1,7 @@
 // The provider settings forms' checks, the same as the API's (so a mistake
 // is shown before sending): Scaleway credentials
-// (inventiv-api/src/routes/provider_credentials.rs) and worker settings
+// (inventiv-api/src/routes/provider_credentials.rs), the Hugging Face token
+// (inventiv-api/src/routes/huggingface_token.rs) and worker settings
 // (inventiv-common/src/worker_settings.rs, bounds and defaults).
 import { ApiError } from '../api/client';
 import type { ScalewayCredentials, WorkerSettings } from '../api/types';
@@ -26,6 +27,11 @@ export function credentialsBody(c: ScalewayCredentials): ScalewayCredentials {
     organization_id: c.organization_id.trim(),
     default_zone: c.default_zone,
   };
+}
+
+/** The problem of a Hugging Face token as typed, or null when it can be sent (trimmed). */
+export function huggingFaceTokenProblem(token: string): string | null {
+  return /^hf_[A-Za-z0-9]{20,200}$/.test(token.trim()) ? null : 'Token: hf_ followed by 20 to 200 letters or digits.';
 }
 
 /** A refused removal, worded for people: 409 CREDENTIALS_IN_USE says which instances hold them. */

@@ -85,6 +85,10 @@ class Config:
     haproxy_port: int = 8000
     haproxy_bin: str = "haproxy"
     engine_env: Mapping[str, str] = field(default_factory=dict)
+    # A file (mode 600) holding the organization's Hugging Face token, written
+    # by the orchestrator for gated models; read at engine start into the
+    # engine's HF_TOKEN, never into this config, a log or a heartbeat.
+    hf_token_file: str | None = None
     engine_stop_grace_s: float = 20.0
     engine_backoff_initial_s: float = 1.0
     engine_backoff_max_s: float = 60.0
@@ -268,6 +272,7 @@ def _build(v: dict[str, Any], errors: list[str]) -> Config:
         haproxy_port=haproxy_port,
         haproxy_bin=str(v.get("haproxy_bin", Config.haproxy_bin)),
         engine_env=_engine_env(v.get("engine_env", {}), errors),
+        hf_token_file=_hf_token_file(v.get("hf_token_file"), errors),
         engine_stop_grace_s=v.get("engine_stop_grace_s", Config.engine_stop_grace_s),
         engine_backoff_initial_s=v.get("engine_backoff_initial_s", 1.0),
         engine_backoff_max_s=v.get("engine_backoff_max_s", 60.0),
@@ -303,6 +308,22 @@ def _engine_env(value: Any, errors: list[str]) -> dict[str, str]:
         errors.append("'engine_env' must be an object of string values")
         return {}
     return dict(value)
+
+
+def _hf_token_file(value: Any, errors: list[str]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not os.path.isabs(value):
+        errors.append("'hf_token_file' must be an absolute path")
+        return None
+    if not os.path.isfile(value) or not os.access(value, os.R_OK):
+        errors.append(f"'hf_token_file' {value} is not a readable file")
+    return value
+
+
+def read_hf_token(path: str) -> str:
+    """The token in `path`, without the blanks around it."""
+    return Path(path).read_text(encoding="utf-8").strip()
 
 
 def _check_ranges(cfg: Config, errors: list[str]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import haproxy
-from .config import Config, engine_argv
+from .config import Config, engine_argv, read_hf_token
 from .events import EventLog
 from .supervisor import Supervisor
 
@@ -86,6 +86,7 @@ class Engine:
         self.base_url = f"http://{url_host(client_host(host))}:{port}"
         self.events = events
         self.notify = notify
+        self.hf_token_file = cfg.hf_token_file
         self.ready = False
         self.requests_running = 0
         self.requests_waiting = 0
@@ -119,6 +120,13 @@ class Engine:
         )
 
     def start(self) -> None:
+        if self.hf_token_file is not None:
+            # Read now, into the engine's environment only (vLLM downloads
+            # gated weights with HF_TOKEN); an unreadable file is an OSError
+            # naming the path, never the content.
+            token = read_hf_token(self.hf_token_file)
+            if token:
+                self.process.env["HF_TOKEN"] = token
         self.process.start()
         self._probe_thread.start()
 
