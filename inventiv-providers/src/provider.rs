@@ -34,7 +34,8 @@ pub trait CloudProvider: Send + Sync {
 
     /// Powers a server on. It reports `Starting`, then `Running` once it
     /// has booted. Calling it on a starting or running server is a no-op
-    /// (the mock also restarts a dead sshd then). `NotFound` when gone.
+    /// (the mock also restarts a dead sshd then). `NotFound` when gone;
+    /// `Transient` while the server or its volumes are still changing.
     fn start_server(&self, server: ServerRef) -> BoxFuture<'_, Result<(), ProviderError>>;
 
     /// The server as the cloud sees it now, `None` when it does not exist.
@@ -56,7 +57,8 @@ pub trait CloudProvider: Send + Sync {
         -> BoxFuture<'_, Result<Vec<Volume>, ProviderError>>;
 
     /// Grows a volume to `size_gb`. Shrinking is `InvalidRequest`; the
-    /// current size is a no-op.
+    /// current size is a no-op; a volume still busy with a previous change
+    /// (Scaleway: `updating`) is `Transient`.
     fn resize_volume(
         &self,
         volume: VolumeRef,

@@ -105,11 +105,18 @@ impl ScalewayProvider {
     }
 
     pub(super) async fn resize(&self, r: VolumeRef, size_gb: u64) -> Result<(), ProviderError> {
-        let current: Volume = self
+        let wire = self
             .wire_volume(&r.zone, &r.provider_id)
             .await?
-            .ok_or_else(|| ProviderError::NotFound(format!("volume {}", r.provider_id)))?
-            .into();
+            .ok_or_else(|| ProviderError::NotFound(format!("volume {}", r.provider_id)))?;
+        // While `updating`, the size shown may be the old one: wait.
+        if !wire.settled() {
+            return Err(ProviderError::Transient(format!(
+                "volume {} is {}: it can be resized once settled",
+                r.provider_id, wire.status
+            )));
+        }
+        let current = Volume::from(wire);
         if current.size_gb == size_gb {
             return Ok(());
         }
