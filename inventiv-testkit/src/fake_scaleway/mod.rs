@@ -65,7 +65,7 @@ impl FakeScaleway {
             public_ip: Some(public_ip),
             transition,
             resize_time: transition,
-            images: world::default_images(),
+            images: FakeImage::defaults(),
             ..World::default()
         }));
         let zoned = "/instance/v1/zones/{zone}";

@@ -170,16 +170,18 @@ const GPU_TYPES: &[&str] = &[
     "RENDER-S",
 ];
 
-/// The images a fresh fake offers: Scaleway's GPU OS label, for Block
-/// Storage root volumes, on the usual GPU types, in every zone.
-pub(super) fn default_images() -> Vec<FakeImage> {
-    vec![FakeImage {
-        id: DEFAULT_IMAGE_ID.into(),
-        label: "ubuntu_jammy_gpu_os_12".into(),
-        zone: None,
-        kind: "instance_sbs".into(),
-        compatible_commercial_types: GPU_TYPES.iter().map(|t| (*t).to_owned()).collect(),
-    }]
+impl FakeImage {
+    /// The images a fresh fake offers: Scaleway's GPU OS label, for Block
+    /// Storage root volumes, on the usual GPU types, in every zone.
+    pub fn defaults() -> Vec<FakeImage> {
+        vec![FakeImage {
+            id: DEFAULT_IMAGE_ID.into(),
+            label: "ubuntu_jammy_gpu_os_12".into(),
+            zone: None,
+            kind: "instance_sbs".into(),
+            compatible_commercial_types: GPU_TYPES.iter().map(|t| (*t).to_owned()).collect(),
+        }]
+    }
 }
 
 #[derive(Default)]
