@@ -71,17 +71,11 @@ impl ScalewayProvider {
                 .call::<(), _>(Method::GET, LOCAL_IMAGES, &query, None, Replay::Safe)
                 .await?
                 .ok_or_else(|| ProviderError::Internal("empty local image list".into()))?;
+            if let Some(image) = list.pick(label, zone, commercial_type) {
+                return Ok(image.id.clone());
+            }
             let count = list.local_images.len() as u64;
             seen += count;
-            if let Some(image) = list.local_images.into_iter().find(|i| {
-                i.label == label
-                    && i.zone == zone
-                    && i.compatible_commercial_types
-                        .iter()
-                        .any(|t| t.eq_ignore_ascii_case(commercial_type))
-            }) {
-                return Ok(image.id);
-            }
             if count == 0 || seen >= list.total_count {
                 break;
             }

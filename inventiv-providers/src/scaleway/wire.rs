@@ -251,6 +251,20 @@ pub struct LocalImageList {
     pub total_count: u64,
 }
 
+impl LocalImageList {
+    /// The image of `label` in `zone` that runs `commercial_type`, as
+    /// Scaleway's SDK picks it (the first compatible one).
+    pub fn pick(&self, label: &str, zone: &str, commercial_type: &str) -> Option<&LocalImage> {
+        self.local_images.iter().find(|i| {
+            i.label == label
+                && i.zone == zone
+                && i.compatible_commercial_types
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(commercial_type))
+        })
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct LocalImage {
     pub id: String,
