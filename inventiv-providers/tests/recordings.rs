@@ -18,32 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use inventiv_providers::scaleway::{errors, wire, Paging};
 use inventiv_providers::{ProviderError, ServerState};
-use inventiv_testkit::recordings::{self, Cassette, Interaction};
+use inventiv_testkit::recordings::{self, pattern, Cassette, Interaction};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-
-/// The path with zones and ids replaced: `/instance/v1/zones/{zone}/servers/{id}`.
-fn pattern(path: &str) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut after_zones = false;
-    for part in path.split('/') {
-        let is_id = part.len() == 36 && part.chars().filter(|c| *c == '-').count() == 4;
-        let replaced = if after_zones {
-            "{zone}"
-        } else if is_id {
-            "{id}"
-        } else {
-            part
-        };
-        parts.push(replaced.to_owned());
-        after_zones = part == "zones";
-    }
-    let joined = parts.join("/");
-    match joined.split_once("/user_data/") {
-        Some((server, _)) => format!("{server}/user_data/{{key}}"),
-        None => joined,
-    }
-}
 
 fn parse<T: DeserializeOwned>(i: &Interaction) -> T {
     serde_json::from_str(&i.body).unwrap_or_else(|e| {

@@ -68,6 +68,30 @@ fn header<'a>(headers: &'a BTreeMap<String, Vec<String>>, name: &str) -> Option<
         .map(String::as_str)
 }
 
+/// A path with its zone and ids replaced, to match a call with its
+/// recorded counterparts: `/instance/v1/zones/{zone}/servers/{id}`,
+/// `…/user_data/{key}`.
+pub fn pattern(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut after_zones = false;
+    for part in path.split('/') {
+        let is_id = part.len() == 36 && part.chars().filter(|c| *c == '-').count() == 4;
+        parts.push(if after_zones {
+            "{zone}"
+        } else if is_id {
+            "{id}"
+        } else {
+            part
+        });
+        after_zones = part == "zones";
+    }
+    let joined = parts.join("/");
+    match joined.split_once("/user_data/") {
+        Some((server, _)) => format!("{server}/user_data/{{key}}"),
+        None => joined,
+    }
+}
+
 #[derive(Deserialize)]
 struct RawCassette {
     #[serde(default)]
@@ -210,6 +234,21 @@ mod tests {
         assert_eq!(first.code, 200);
         assert_eq!(first.header("x-total-count"), Some("75"));
         assert!(first.body.starts_with("{\"servers\""));
+    }
+
+    #[test]
+    fn patterns_hide_zones_ids_and_user_data_keys() {
+        let id = "e73ba751-d501-46ac-8fcc-5d1d4c2886c4";
+        assert_eq!(
+            pattern(&format!(
+                "/instance/v1/zones/fr-par-1/servers/{id}/user_data/cloud-init"
+            )),
+            "/instance/v1/zones/{zone}/servers/{id}/user_data/{key}"
+        );
+        assert_eq!(
+            pattern("/marketplace/v2/local-images"),
+            "/marketplace/v2/local-images"
+        );
     }
 
     #[test]

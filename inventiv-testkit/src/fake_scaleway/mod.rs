@@ -66,6 +66,7 @@ impl FakeScaleway {
             transition,
             resize_time: transition,
             images: FakeImage::defaults(),
+            default_group: Uuid::new_v4().to_string(),
             ..World::default()
         }));
         let zoned = "/instance/v1/zones/{zone}";

@@ -58,7 +58,10 @@ pub(super) fn server_json(world: &World, s: &FakeServer) -> Value {
         "public_ip": ip, "public_ips": ip.iter().collect::<Vec<_>>(), "dynamic_ip_required": true,
         "enable_ipv6": false, "private_ip": null, "creation_date": instance_date(&s.creation_date),
         "modification_date": instance_date(&s.changed_at),
-        "security_group": s.security_group.as_ref().map(|id| json!({ "id": id, "name": id })),
+        "security_group": match &s.security_group {
+            Some(id) => json!({ "id": id, "name": world.groups.get(id).map_or(id.as_str(), |g| g.name.as_str()) }),
+            None => json!({ "id": world.default_group, "name": "Default security group" }),
+        },
         "placement_group": null, "private_nics": [], "zone": s.zone,
     })
 }

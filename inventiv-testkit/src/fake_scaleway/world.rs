@@ -198,6 +198,9 @@ pub(super) struct World {
     pub calls: Vec<Call>,
     pub faults: Faults,
     pub public_ip: Option<IpAddr>,
+    /// The id of the project's default security group, which a server
+    /// uses until it is given another.
+    pub default_group: String,
     /// How long power transitions take.
     pub transition: Duration,
     /// How long a volume stays `updating` after a resize.
