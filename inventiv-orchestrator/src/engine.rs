@@ -168,6 +168,7 @@ impl Orchestrator {
             base_url: config.scaleway_api_url.clone(),
             ssh_port: config.scaleway_ssh_port,
             install_dir: config.scaleway_install_dir.clone(),
+            ssh_public_key: Some(public.clone()),
             ..Default::default()
         };
         let clouds = Clouds::new(config.keyring.clone(), scaleway, cloud_http);

@@ -21,5 +21,6 @@ pub mod types;
 pub use error::ProviderError;
 pub use provider::{BoxFuture, CloudProvider};
 pub use types::{
-    CreateServer, Firewall, ListFilter, Server, ServerRef, ServerState, Volume, VolumeRef,
+    CreateServer, Firewall, FirewallGroup, ListFilter, Server, ServerRef, ServerState, Volume,
+    VolumeRef,
 };

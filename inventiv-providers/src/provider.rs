@@ -10,7 +10,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::error::ProviderError;
-use crate::types::{CreateServer, Firewall, ListFilter, Server, ServerRef, Volume, VolumeRef};
+use crate::types::{
+    CreateServer, Firewall, FirewallGroup, ListFilter, Server, ServerRef, Volume, VolumeRef,
+};
 
 /// A `Send` future borrowed from the provider for `'a`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -32,7 +34,8 @@ pub trait CloudProvider: Send + Sync {
 
     /// Powers a server on. It reports `Starting`, then `Running` once it
     /// has booted. Calling it on a starting or running server is a no-op
-    /// (the mock also restarts a dead sshd then). `NotFound` when gone.
+    /// (the mock also restarts a dead sshd then). `NotFound` when gone;
+    /// `Transient` while the server or its volumes are still changing.
     fn start_server(&self, server: ServerRef) -> BoxFuture<'_, Result<(), ProviderError>>;
 
     /// The server as the cloud sees it now, `None` when it does not exist.
@@ -54,15 +57,17 @@ pub trait CloudProvider: Send + Sync {
         -> BoxFuture<'_, Result<Vec<Volume>, ProviderError>>;
 
     /// Grows a volume to `size_gb`. Shrinking is `InvalidRequest`; the
-    /// current size is a no-op.
+    /// current size is a no-op; a volume still busy with a previous change
+    /// (Scaleway: `updating`) is `Transient`.
     fn resize_volume(
         &self,
         volume: VolumeRef,
         size_gb: u64,
     ) -> BoxFuture<'_, Result<(), ProviderError>>;
 
-    /// Deletes a detached volume; an attached one is `InvalidRequest`.
-    /// Deleting a missing volume is `Ok`.
+    /// Deletes a detached volume. One attached to an existing server is
+    /// `InvalidRequest`; one still detaching from a deleted server (or
+    /// otherwise busy) is `Transient`. Deleting a missing volume is `Ok`.
     fn delete_volume(&self, volume: VolumeRef) -> BoxFuture<'_, Result<(), ProviderError>>;
 
     /// Applies `rules` to the server (on Scaleway: a security group of the
@@ -80,4 +85,12 @@ pub trait CloudProvider: Send + Sync {
         zone: String,
         instance_id: uuid::Uuid,
     ) -> BoxFuture<'_, Result<(), ProviderError>>;
+
+    /// Every firewall object (on Scaleway: security group) matching the
+    /// filter, attached or not: reconciliation uses it to find the groups
+    /// of instances that are gone.
+    fn list_firewalls(
+        &self,
+        filter: ListFilter,
+    ) -> BoxFuture<'_, Result<Vec<FirewallGroup>, ProviderError>>;
 }

@@ -154,6 +154,24 @@ pub struct Firewall {
     pub control_plane: Option<IpAddr>,
 }
 
+/// A firewall object of the cloud (on Scaleway: a security group), as
+/// listed for reconciliation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirewallGroup {
+    pub provider_id: String,
+    pub zone: String,
+    pub name: String,
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl FirewallGroup {
+    /// The instance it was made for, from its tags.
+    pub fn instance_id(&self) -> Option<Uuid> {
+        tags::instance_id(&self.tags)
+    }
+}
+
 /// Which servers or volumes to list. The default lists everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListFilter {

@@ -1,8 +1,9 @@
 //! `ScalewayProvider` against the fake Scaleway of the testkit: the
-//! validated sequence (create, find and resize the root volume, power on,
-//! running with an address, security group, delete), retries on 429 and 5xx, no retry of a
-//! create whose answer was lost, pagination, and one token per
-//! organization.
+//! validated sequence (create with the root volume sized and the SSH key
+//! set as user data before power-on, resize, power-on once the volume has
+//! settled, running with an address, security group, delete), retries on
+//! 429 and 5xx, no retry of a create whose answer was lost, pagination by
+//! the Instance API's headers, and one token per organization.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,100 +12,82 @@
     reason = "tests"
 )]
 
-use std::net::{IpAddr, Ipv4Addr};
+mod scw;
+
 use std::time::Duration;
 
-use inventiv_providers::scaleway::{Credentials, RetryPolicy, ScalewayProvider, Settings};
+use inventiv_providers::scaleway::cloud_config;
 use inventiv_providers::{
     tags, CloudProvider, CreateServer, Firewall, ListFilter, ProviderError, ServerState,
 };
 use inventiv_testkit::fake_scaleway::{FakeScaleway, Faults};
-use tokio::time::Instant;
+use scw::{eventually, provider, request, KEY, VM_IP, ZONE};
 use uuid::Uuid;
-
-const ZONE: &str = "fr-par-2";
-const VM_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 140, 2));
-
-/// A provider for a fresh project whose key the fake accepts.
-fn provider(fake: &FakeScaleway) -> (ScalewayProvider, String, String) {
-    let (secret, project) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
-    fake.accept(&secret, &project);
-    (provider_with(fake, &secret, &project), secret, project)
-}
-
-fn provider_with(fake: &FakeScaleway, secret: &str, project: &str) -> ScalewayProvider {
-    let settings = Settings {
-        base_url: fake.url.clone(),
-        retry: RetryPolicy {
-            attempts: 4,
-            base_delay: Duration::from_millis(5),
-        },
-        poll_interval: Duration::from_millis(20),
-        power_timeout: Duration::from_secs(10),
-        ..Settings::default()
-    };
-    let creds = Credentials {
-        access_key: "SCWAAAAAAAAAAAAAAAAA".into(),
-        secret_key: secret.to_owned().into(),
-        project_id: project.to_owned(),
-        organization_id: Uuid::new_v4().to_string(),
-        default_zone: ZONE.into(),
-    };
-    ScalewayProvider::new(reqwest::Client::new(), settings, creds)
-}
-
-fn request() -> CreateServer {
-    CreateServer {
-        instance_id: Uuid::new_v4(),
-        organization_id: Uuid::new_v4(),
-        zone: ZONE.into(),
-        instance_type: "L4-1-24G".into(),
-        name: "inventiv-test".into(),
-        image: None,
-        tags: Vec::new(),
-        root_volume_gb: None,
-        ssh_public_key: None,
-    }
-}
 
 #[tokio::test]
 async fn the_validated_sequence_runs_and_deleting_leaves_volumes_to_delete() {
     let fake = FakeScaleway::start(VM_IP, Duration::from_millis(150)).await;
     let (p, _, _) = provider(&fake);
-    let req = request();
+    let req = CreateServer {
+        root_volume_gb: Some(40),
+        ssh_public_key: Some(KEY.into()),
+        ..request()
+    };
     let server = p.create_server(req.clone()).await.unwrap();
     assert_eq!(server.state, ServerState::Stopped);
     assert_eq!(server.ip, None, "no address before power-on");
     assert_eq!(server.instance_id(), Some(req.instance_id));
     assert_eq!(server.organization_id(), Some(req.organization_id));
-    // The automatically created root volume is found, tagged like the server.
+    // The root volume was sized at creation, found, tagged like the server.
     assert_eq!(server.volumes.len(), 1);
     let root = &server.volumes[0];
     assert_eq!(
         (root.size_gb, root.server_id.as_deref()),
-        (20, Some(server.provider_id.as_str()))
+        (40, Some(server.provider_id.as_str()))
     );
     assert_eq!(root.tags, req.all_tags());
+    let created = &fake.servers()[0];
+    assert_eq!(created.root_volume_requested, Some(40_000_000_000));
+    // The key went in as cloud-init user data while the server was stopped.
+    let sets = &created.user_data_log;
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    assert_eq!(
+        (sets[0].key.as_str(), sets[0].state.as_str()),
+        ("cloud-init", "stopped")
+    );
+    assert_eq!(sets[0].value, cloud_config(KEY).unwrap());
 
-    // Resize before power-on; shrinking is refused.
+    // Grow before power-on. The volume is `updating` for a while: another
+    // resize and the power-on wait (Transient) until it has settled.
     p.resize_volume(root.reference(), 200).await.unwrap();
+    assert!(matches!(
+        p.resize_volume(root.reference(), 200).await,
+        Err(ProviderError::Transient(_))
+    ));
+    match p.start_server(server.reference()).await {
+        Err(ProviderError::Transient(m)) => assert!(m.contains("updating"), "{m}"),
+        other => panic!("power-on during a resize: {other:?}"),
+    }
+    eventually("power-on", Duration::from_secs(10), || async {
+        match p.start_server(server.reference()).await {
+            Ok(()) => Some(()),
+            Err(ProviderError::Transient(_)) => None,
+            Err(e) => panic!("{e}"),
+        }
+    })
+    .await;
+    p.start_server(server.reference()).await.unwrap();
+    // Settled: the same size again is a no-op, shrinking is refused.
     p.resize_volume(root.reference(), 200).await.unwrap();
     assert!(matches!(
         p.resize_volume(root.reference(), 100).await,
         Err(ProviderError::InvalidRequest(_))
     ));
-
-    p.start_server(server.reference()).await.unwrap();
-    p.start_server(server.reference()).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let running = loop {
+    let running = eventually("running", Duration::from_secs(10), || async {
         let s = p.get_server(server.reference()).await.unwrap().unwrap();
-        if s.state == ServerState::Running {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "never running: {:?}", s.state);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        (s.state == ServerState::Running).then_some(s)
+    })
+    .await;
     assert_eq!(running.ip, Some(VM_IP));
     assert_eq!(running.volumes[0].size_gb, 200);
 
@@ -147,6 +130,15 @@ async fn the_validated_sequence_runs_and_deleting_leaves_volumes_to_delete() {
         fake.servers()[0].security_group.as_deref(),
         Some(groups[0].id.as_str())
     );
+    let listed = p
+        .list_firewalls(ListFilter {
+            zone: None,
+            tag: Some(tags::MANAGED.into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].instance_id(), Some(req.instance_id));
 
     // An attached volume cannot go; deleting the server detaches it.
     assert!(matches!(
@@ -178,6 +170,25 @@ async fn the_validated_sequence_runs_and_deleting_leaves_volumes_to_delete() {
 }
 
 #[tokio::test]
+async fn a_volume_still_detaching_from_a_deleted_server_is_deleted_later() {
+    let fake = FakeScaleway::start(VM_IP, Duration::ZERO).await;
+    fake.set_detach_time(Duration::from_millis(300));
+    let (p, _, _) = provider(&fake);
+    let server = p.create_server(request()).await.unwrap();
+    let root = server.volumes[0].reference();
+    p.delete_server(server.reference()).await.unwrap();
+    match p.delete_volume(root.clone()).await {
+        Err(e @ ProviderError::Transient(_)) => assert!(e.to_string().contains("detaching"), "{e}"),
+        other => panic!("deleting a detaching volume: {other:?}"),
+    }
+    eventually("the volume to go", Duration::from_secs(5), || async {
+        p.delete_volume(root.clone()).await.ok()
+    })
+    .await;
+    assert!(fake.volumes().is_empty());
+}
+
+#[tokio::test]
 async fn rate_limits_and_5xx_are_retried_with_backoff_then_reported() {
     let fake = FakeScaleway::start(VM_IP, Duration::ZERO).await;
     let (p, _, _) = provider(&fake);
@@ -194,7 +205,7 @@ async fn rate_limits_and_5xx_are_retried_with_backoff_then_reported() {
     assert_eq!(fake.calls().len(), 4, "three refusals, then the answer");
 
     fake.set_faults(Faults {
-        unavailable: 10,
+        unavailable: u32::MAX,
         ..Faults::default()
     });
     let err = p.list_volumes(ListFilter::default()).await.unwrap_err();
@@ -231,18 +242,26 @@ async fn lists_follow_every_page() {
     let ours = tags::standard(Uuid::new_v4(), Uuid::new_v4());
     for _ in 0..230 {
         fake.insert_server(&project, ZONE, &ours, Duration::ZERO);
+        fake.insert_security_group(&project, ZONE, &ours, Duration::ZERO);
     }
     fake.insert_server(&project, ZONE, &["someone-else".to_owned()], Duration::ZERO);
     let tagged = ListFilter {
         zone: None,
         tag: Some(tags::MANAGED.to_owned()),
     };
+    let before = fake.calls().len();
     assert_eq!(p.list_servers(tagged.clone()).await.unwrap().len(), 230);
+    let pages = fake.calls()[before..]
+        .iter()
+        .filter(|c| c.path.ends_with("/servers"))
+        .count();
+    assert_eq!(pages, 3, "100 per page, paged by the headers");
     assert_eq!(
         p.list_servers(ListFilter::default()).await.unwrap().len(),
         231
     );
-    assert_eq!(p.list_volumes(tagged).await.unwrap().len(), 230);
+    assert_eq!(p.list_volumes(tagged.clone()).await.unwrap().len(), 230);
+    assert_eq!(p.list_firewalls(tagged).await.unwrap().len(), 230);
 }
 
 #[tokio::test]
@@ -265,7 +284,11 @@ async fn each_organization_calls_with_its_own_token_and_sees_its_own_project() {
         let expected = if i < before { &secret_a } else { &secret_b };
         assert_eq!(call.token.as_ref(), Some(expected), "{call:?}");
     }
-    let stranger = provider_with(&fake, &Uuid::new_v4().to_string(), "p");
+    let stranger = inventiv_providers::scaleway::ScalewayProvider::new(
+        reqwest::Client::new(),
+        scw::settings(&fake),
+        scw::credentials(&Uuid::new_v4().to_string(), "p"),
+    );
     let calls = fake.calls().len();
     assert!(matches!(
         stranger.verify().await,

@@ -1,6 +1,6 @@
 //! Test harness shared by the integration tests of the workspace: a fresh
-//! migrated database per test, a real sshd on loopback and a fake
-//! Scaleway API. Test code only,
+//! migrated database per test, a real sshd on loopback, a fake Scaleway
+//! API and the real Scaleway recordings it is checked against. Test code only,
 //! so failing loudly (panicking) is the right answer to a broken harness.
 
 #![allow(
@@ -13,6 +13,7 @@
 pub mod db;
 pub mod engine;
 pub mod fake_scaleway;
+pub mod recordings;
 pub mod sshd;
 
 /// The schema migrations.

@@ -28,7 +28,9 @@ pub use config::{MockConfig, MockFaults};
 
 use crate::error::ProviderError;
 use crate::provider::{BoxFuture, CloudProvider};
-use crate::types::{CreateServer, Firewall, ListFilter, Server, ServerRef, Volume, VolumeRef};
+use crate::types::{
+    CreateServer, Firewall, FirewallGroup, ListFilter, Server, ServerRef, Volume, VolumeRef,
+};
 use config::Faults;
 use volumes::VolumeStore;
 
@@ -251,5 +253,13 @@ impl CloudProvider for MockProvider {
         _instance_id: uuid::Uuid,
     ) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// The mock keeps no firewall objects: there is nothing to list.
+    fn list_firewalls(
+        &self,
+        _filter: ListFilter,
+    ) -> BoxFuture<'_, Result<Vec<FirewallGroup>, ProviderError>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 }

@@ -1,13 +1,12 @@
 //! What Scaleway offers in a zone: its GPU server types with their size
 //! and hourly price (`/products/servers`) and their availability
-//! (`/products/servers/availability`), for the catalog sync.
+//! (`/products/servers/availability`), both paged like every Instance API
+//! list (total in `X-Total-Count`, 50 per page unless asked), for the
+//! catalog sync.
 
 use std::collections::BTreeMap;
 
-use reqwest::Method;
-use serde::Deserialize;
-
-use super::http::Replay;
+use super::wire::{AvailabilityList, ProductList};
 use super::{ScalewayProvider, PAGE_SIZE};
 use crate::error::ProviderError;
 
@@ -19,92 +18,56 @@ pub struct Offer {
     pub vram_per_gpu_gb: u64,
     pub vcpu: u32,
     pub ram_gb: u64,
-    /// EUR per hour as Scaleway wrote it (a decimal text, never a float).
+    /// EUR per hour as Scaleway wrote it (the JSON number's text, never
+    /// rounded through a float of ours).
     pub hourly_price: String,
-    /// False when Scaleway reports a shortage.
+    /// False only when Scaleway reports a `shortage`. A type missing from
+    /// the availability answer is unknown, and counted as available: a
+    /// create then says for sure (out of stock is its own error).
     pub available: bool,
 }
 
 /// Memory sizes in products are bytes counted in binary gigabytes.
 const GIB: u64 = 1 << 30;
 
-#[derive(Debug, Deserialize)]
-struct Products {
-    servers: BTreeMap<String, Product>,
-    total_count: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct GpuInfo {
-    gpu_memory: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct Product {
-    hourly_price: serde_json::Number,
-    ncpus: u32,
-    ram: u64,
-    #[serde(default)]
-    gpu: u32,
-    gpu_info: Option<GpuInfo>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Availability {
-    servers: BTreeMap<String, Available>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Available {
-    availability: String,
-}
-
 impl ScalewayProvider {
     /// The GPU server types of `zone`, every page.
     pub async fn offers(&self, zone: &str) -> Result<Vec<Offer>, ProviderError> {
         let base = format!("/instance/v1/zones/{zone}/products/servers");
-        let mut products = BTreeMap::new();
-        for page in 1u64.. {
-            let query = [
-                ("page", page.to_string()),
-                ("per_page", PAGE_SIZE.to_string()),
-            ];
-            let list: Products = self
-                .http
-                .call::<(), _>(Method::GET, &base, &query, None, Replay::Safe)
-                .await?
-                .ok_or_else(|| ProviderError::Internal("empty product list".into()))?;
-            let done = list.servers.is_empty() || page * PAGE_SIZE >= list.total_count;
-            products.extend(list.servers);
-            if done {
-                break;
-            }
-        }
-        let availability: Availability = self
+        let products: BTreeMap<_, _> = self
             .http
-            .call::<(), _>(
-                Method::GET,
+            .all_pages(&base, &[], PAGE_SIZE, |l: ProductList| {
+                l.servers.into_iter().collect()
+            })
+            .await?
+            .into_iter()
+            .collect();
+        let availability: BTreeMap<_, _> = self
+            .http
+            .all_pages(
                 &format!("{base}/availability"),
                 &[],
-                None,
-                Replay::Safe,
+                PAGE_SIZE,
+                |l: AvailabilityList| l.servers.into_iter().collect(),
             )
             .await?
-            .ok_or_else(|| ProviderError::Internal("empty availability".into()))?;
+            .into_iter()
+            .collect();
         Ok(products
             .into_iter()
-            .filter(|(_, p)| p.gpu > 0)
-            .map(|(code, p)| Offer {
-                available: availability
-                    .servers
-                    .get(&code)
-                    .is_some_and(|a| a.availability != "shortage"),
-                code,
-                gpu_count: p.gpu,
-                vram_per_gpu_gb: p.gpu_info.map_or(0, |g| g.gpu_memory / GIB),
-                vcpu: p.ncpus,
-                ram_gb: p.ram / GIB,
-                hourly_price: p.hourly_price.to_string(),
+            .filter_map(|(code, p)| {
+                let gpu_count = p.gpu.filter(|g| *g > 0)?;
+                Some(Offer {
+                    available: availability
+                        .get(&code)
+                        .is_none_or(|a| a.availability != "shortage"),
+                    code,
+                    gpu_count,
+                    vram_per_gpu_gb: p.gpu_info.map_or(0, |g| g.gpu_memory / GIB),
+                    vcpu: p.ncpus,
+                    ram_gb: p.ram / GIB,
+                    hourly_price: p.hourly_price.to_string(),
+                })
             })
             .collect())
     }

@@ -2,33 +2,19 @@
 //! like the server, found again by its instance tag), its inbound rules
 //! set as a whole (SSH from anywhere, the worker's ports from the control
 //! plane only when its address is known, the rest dropped), attached to
-//! the server; deleted after the server.
+//! the server; deleted after the server. Tagged groups are listed for
+//! reconciliation.
 
 use reqwest::Method;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::http::Replay;
-use super::ScalewayProvider;
+use super::wire::{GroupEnvelope, GroupList, RuleList, ServerEnvelope, WireGroup};
+use super::{ScalewayProvider, PAGE_SIZE};
 use crate::error::ProviderError;
 use crate::tags;
-use crate::types::{Firewall, ServerRef};
-
-#[derive(Debug, Deserialize)]
-struct GroupList {
-    security_groups: Vec<Group>,
-}
-
-#[derive(Debug, Deserialize)]
-struct GroupEnvelope {
-    security_group: Group,
-}
-
-#[derive(Debug, Deserialize)]
-struct Group {
-    id: String,
-}
+use crate::types::{Firewall, FirewallGroup, ListFilter, ServerRef};
 
 fn groups_path(zone: &str) -> String {
     format!("/instance/v1/zones/{zone}/security_groups")
@@ -42,18 +28,39 @@ fn rule(port: u16, from: &str, position: usize) -> Value {
 }
 
 impl ScalewayProvider {
-    /// The security groups tagged for the instance.
-    async fn groups(&self, zone: &str, instance_id: Uuid) -> Result<Vec<Group>, ProviderError> {
-        let query = [
-            ("project", self.project_id.clone()),
-            ("tags", tags::instance(instance_id)),
-            ("per_page", "100".to_owned()),
-        ];
-        let list: Option<GroupList> = self
-            .http
-            .call::<(), _>(Method::GET, &groups_path(zone), &query, None, Replay::Safe)
-            .await?;
-        Ok(list.map(|l| l.security_groups).unwrap_or_default())
+    /// The project's security groups in `zone` carrying `tag` (all of
+    /// them without a tag), every page.
+    async fn groups(
+        &self,
+        zone: &str,
+        tag: Option<String>,
+    ) -> Result<Vec<WireGroup>, ProviderError> {
+        let mut query = vec![("project", self.project_id.clone())];
+        if let Some(tag) = tag {
+            query.push(("tags", tag));
+        }
+        self.http
+            .all_pages(&groups_path(zone), &query, PAGE_SIZE, |l: GroupList| {
+                l.security_groups
+            })
+            .await
+    }
+
+    pub(super) async fn list_groups(
+        &self,
+        filter: ListFilter,
+    ) -> Result<Vec<FirewallGroup>, ProviderError> {
+        let mut all = Vec::new();
+        for zone in self.zones(&filter) {
+            all.extend(
+                self.groups(&zone, filter.tag.clone())
+                    .await?
+                    .into_iter()
+                    .filter(|g| filter.matches(&g.zone, &g.tags))
+                    .map(FirewallGroup::from),
+            );
+        }
+        Ok(all)
     }
 
     pub(super) async fn firewall(
@@ -62,12 +69,12 @@ impl ScalewayProvider {
         rules: Firewall,
     ) -> Result<(), ProviderError> {
         let zone = &server.zone;
-        let group = match self
-            .groups(zone, rules.instance_id)
+        let existing = self
+            .groups(zone, Some(tags::instance(rules.instance_id)))
             .await?
             .into_iter()
-            .next()
-        {
+            .next();
+        let group = match existing {
             Some(g) => g,
             None => {
                 let body = json!({
@@ -100,9 +107,10 @@ impl ScalewayProvider {
         for (i, port) in rules.worker_ports.iter().enumerate() {
             list.push(rule(*port, &workers_from, i + 2));
         }
+        // The answer lists Scaleway's own non-editable rules too.
         let path = format!("{}/{}/rules", groups_path(zone), group.id);
         self.http
-            .call::<_, Value>(
+            .call::<_, RuleList>(
                 Method::PUT,
                 &path,
                 &[],
@@ -113,7 +121,7 @@ impl ScalewayProvider {
         let server_path = format!("/instance/v1/zones/{zone}/servers/{}", server.provider_id);
         let attach = json!({ "security_group": { "id": group.id } });
         self.http
-            .call::<_, Value>(
+            .call::<_, ServerEnvelope>(
                 Method::PATCH,
                 &server_path,
                 &[],
@@ -129,7 +137,10 @@ impl ScalewayProvider {
         zone: String,
         instance_id: Uuid,
     ) -> Result<(), ProviderError> {
-        for group in self.groups(&zone, instance_id).await? {
+        for group in self
+            .groups(&zone, Some(tags::instance(instance_id)))
+            .await?
+        {
             let path = format!("{}/{}", groups_path(&zone), group.id);
             match self
                 .http

@@ -1,16 +1,44 @@
-//! `ScalewayProvider`: the [`CloudProvider`] of Scaleway, over its
-//! documented HTTP APIs (Instance API v1 for servers and their power
-//! actions, Block Storage API v1alpha1 for volumes), with one
-//! organization's credentials. Servers are created from an image with no
-//! extra volume; Scaleway attaches a Block Storage root volume, which is
-//! tagged like the server right after creation so reconciliation finds it.
+//! `ScalewayProvider`: the [`CloudProvider`] of Scaleway, over its HTTP
+//! APIs as recorded from the real service (`fixtures/scaleway-recordings/`):
+//! the Instance API v1 for servers, power actions, user data and security
+//! groups, the Block Storage API v1 for volumes, and the marketplace for
+//! image labels, with one organization's credentials.
+//!
+//! - **Create**: the image label (e.g. `ubuntu_jammy_gpu_os_12`) is
+//!   resolved to the local image of the commercial type and zone
+//!   ([`images`]); the root volume is a Block Storage volume sized at
+//!   creation when the request says so; the root volume is then tagged
+//!   like the server so reconciliation finds it.
+//! - **SSH key**: Scaleway images log in as `root` and run cloud-init on
+//!   first boot. Right after the create, before any power-on, the key is
+//!   set as the server's `cloud-init` user data ([`user_data`]). A create
+//!   whose answer was lost is adopted later through `list_servers` and
+//!   never went through that step, so `start_server` sets the user data
+//!   again (a cheap, idempotent `PATCH`) before powering a stopped server
+//!   on, with [`Settings::ssh_public_key`]: the deployment's key, known
+//!   without the create request.
+//! - **Power**: `start_server` waits for the server's Block Storage
+//!   volumes to settle (a resized volume is `updating` for a while) by
+//!   answering `Transient` until they have.
+//! - **Lists**: Instance API lists carry their total in `X-Total-Count`
+//!   and their pages in `Link`, not in the body; Block Storage and the
+//!   marketplace keep `total_count` in the body. Every list is followed to
+//!   its last page.
 
 mod catalog;
+#[doc(hidden)]
+pub mod errors;
 mod firewall;
 mod http;
+mod images;
+mod servers;
+mod user_data;
 mod volumes;
-mod wire;
+#[doc(hidden)]
+pub mod wire;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -20,12 +48,12 @@ use serde::Deserialize;
 use crate::error::ProviderError;
 use crate::provider::{BoxFuture, CloudProvider};
 use crate::types::{
-    CreateServer, Firewall, ListFilter, Server, ServerRef, ServerState, Volume, VolumeRef,
+    CreateServer, Firewall, FirewallGroup, ListFilter, Server, ServerRef, Volume, VolumeRef,
 };
 pub use catalog::Offer;
-pub use http::RetryPolicy;
 use http::{Http, Replay};
-use wire::{ServerEnvelope, ServerList, WireServer};
+pub use http::{Paging, RetryPolicy};
+pub use user_data::cloud_config;
 
 /// An organization's Scaleway credentials, as stored (encrypted) in the
 /// database. Only `secret_key` is secret; it authenticates every call.
@@ -44,7 +72,7 @@ pub struct Credentials {
 pub struct Settings {
     /// `https://api.scaleway.com`, or a fake in tests.
     pub base_url: String,
-    /// Image of new servers when the request names none.
+    /// Image label of new servers when the request names none.
     pub default_image: String,
     pub retry: RetryPolicy,
     /// How often a power transition is polled, and for how long at most.
@@ -55,6 +83,11 @@ pub struct Settings {
     /// Where the worker is installed on servers; `None`: the bootstrap's
     /// default (`/opt/inventiv`).
     pub install_dir: Option<String>,
+    /// The OpenSSH public key `start_server` sets (again) as cloud-init
+    /// user data before powering a stopped server on, so a server adopted
+    /// after a lost create answer authorizes it too. `None`: only the key
+    /// of the create request is set, at creation.
+    pub ssh_public_key: Option<String>,
 }
 
 impl Default for Settings {
@@ -70,9 +103,13 @@ impl Default for Settings {
             power_timeout: Duration::from_secs(300),
             ssh_port: 22,
             install_dir: None,
+            ssh_public_key: None,
         }
     }
 }
+
+/// (image label, zone, commercial type) → image id.
+type ImageCache = Mutex<HashMap<(String, String, String), String>>;
 
 /// Scaleway with one organization's credentials.
 pub struct ScalewayProvider {
@@ -80,6 +117,7 @@ pub struct ScalewayProvider {
     project_id: String,
     default_zone: String,
     settings: Settings,
+    images: ImageCache,
 }
 
 /// Page size of list calls (Scaleway's maximum is 100).
@@ -98,6 +136,7 @@ impl ScalewayProvider {
             project_id: creds.project_id,
             default_zone: creds.default_zone,
             settings,
+            images: Mutex::new(HashMap::new()),
         }
     }
 
@@ -115,171 +154,13 @@ impl ScalewayProvider {
             .map(drop)
     }
 
-    fn servers_path(zone: &str) -> String {
-        format!("/instance/v1/zones/{zone}/servers")
-    }
-
-    fn volume_path(zone: &str, id: &str) -> String {
-        format!("/block/v1alpha1/zones/{zone}/volumes/{id}")
-    }
-
+    /// The zones a filter covers: its own, else the default zone (the
+    /// orchestrator asks zone by zone).
     fn zones(&self, filter: &ListFilter) -> Vec<String> {
         vec![filter
             .zone
             .clone()
             .unwrap_or_else(|| self.default_zone.clone())]
-    }
-
-    async fn wire_server(&self, r: &ServerRef) -> Result<Option<WireServer>, ProviderError> {
-        let path = format!("{}/{}", Self::servers_path(&r.zone), r.provider_id);
-        match self
-            .http
-            .call::<(), ServerEnvelope>(Method::GET, &path, &[], None, Replay::Safe)
-            .await
-        {
-            Ok(env) => Ok(env.map(|e| e.server)),
-            Err(ProviderError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The server with its Block Storage volumes read in full.
-    async fn complete(&self, server: WireServer) -> Result<Server, ProviderError> {
-        let mut volumes = Vec::new();
-        for id in server.block_volume_ids() {
-            if let Some(v) = self.volume(&server.zone, &id).await? {
-                volumes.push(v);
-            }
-        }
-        Ok(server.into_server(
-            volumes,
-            self.settings.ssh_port,
-            self.settings.install_dir.clone(),
-        ))
-    }
-
-    async fn action(&self, r: &ServerRef, action: &str) -> Result<(), ProviderError> {
-        let path = format!("{}/{}/action", Self::servers_path(&r.zone), r.provider_id);
-        self.http
-            .call::<_, serde_json::Value>(
-                Method::POST,
-                &path,
-                &[],
-                Some(&wire::Action { action }),
-                Replay::Safe,
-            )
-            .await
-            .map(drop)
-    }
-
-    async fn create(&self, req: CreateServer) -> Result<Server, ProviderError> {
-        let tags = req.all_tags();
-        let image = req.image.as_deref().unwrap_or(&self.settings.default_image);
-        let body = wire::CreateServerBody {
-            name: &req.name,
-            commercial_type: &req.instance_type,
-            image,
-            project: &self.project_id,
-            tags: &tags,
-            dynamic_ip_required: true,
-        };
-        let created = self
-            .http
-            .call::<_, ServerEnvelope>(
-                Method::POST,
-                &Self::servers_path(&req.zone),
-                &[],
-                Some(&body),
-                Replay::OnlyRateLimited,
-            )
-            .await?
-            .ok_or_else(|| ProviderError::Internal("server creation answered nothing".into()))?
-            .server;
-        self.tag_volumes(&created.zone, &created.block_volume_ids(), &tags)
-            .await?;
-        self.complete(created).await
-    }
-
-    async fn start(&self, r: ServerRef) -> Result<(), ProviderError> {
-        let server = self
-            .wire_server(&r)
-            .await?
-            .ok_or_else(|| ProviderError::NotFound(format!("server {}", r.provider_id)))?;
-        match wire::server_state(&server.state) {
-            ServerState::Running | ServerState::Starting => Ok(()),
-            _ => self.action(&r, "poweron").await,
-        }
-    }
-
-    /// Powers the server off, waits until it is stopped, then deletes it;
-    /// its Block Storage volumes survive, detached.
-    async fn delete(&self, r: ServerRef) -> Result<(), ProviderError> {
-        let deadline = tokio::time::Instant::now() + self.settings.power_timeout;
-        loop {
-            let Some(server) = self.wire_server(&r).await? else {
-                return Ok(());
-            };
-            match server.state.as_str() {
-                "stopped" | "stopped in place" => break,
-                "running" => self.action(&r, "poweroff").await?,
-                _ => {}
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ProviderError::Transient(format!(
-                    "server {} is still {}",
-                    r.provider_id, server.state
-                )));
-            }
-            tokio::time::sleep(self.settings.poll_interval).await;
-        }
-        let path = format!("{}/{}", Self::servers_path(&r.zone), r.provider_id);
-        match self
-            .http
-            .call::<(), serde_json::Value>(Method::DELETE, &path, &[], None, Replay::Safe)
-            .await
-        {
-            Ok(_) | Err(ProviderError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn list_servers_in(&self, filter: ListFilter) -> Result<Vec<Server>, ProviderError> {
-        let mut all = Vec::new();
-        for zone in self.zones(&filter) {
-            let mut page = 1u64;
-            loop {
-                let mut query = vec![
-                    ("project", self.project_id.clone()),
-                    ("page", page.to_string()),
-                    ("per_page", PAGE_SIZE.to_string()),
-                ];
-                if let Some(tag) = &filter.tag {
-                    query.push(("tags", tag.clone()));
-                }
-                let list: ServerList = self
-                    .http
-                    .call::<(), _>(
-                        Method::GET,
-                        &Self::servers_path(&zone),
-                        &query,
-                        None,
-                        Replay::Safe,
-                    )
-                    .await?
-                    .ok_or_else(|| ProviderError::Internal("empty server list".into()))?;
-                let done = list.servers.is_empty() || page * PAGE_SIZE >= list.total_count;
-                for s in list.servers {
-                    if filter.matches(&s.zone, &s.tags) {
-                        all.push(self.complete(s).await?);
-                    }
-                }
-                if done {
-                    break;
-                }
-                page += 1;
-            }
-        }
-        Ok(all)
     }
 }
 
@@ -352,5 +233,12 @@ impl CloudProvider for ScalewayProvider {
         instance_id: uuid::Uuid,
     ) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(self.remove_firewall(zone, instance_id))
+    }
+
+    fn list_firewalls(
+        &self,
+        filter: ListFilter,
+    ) -> BoxFuture<'_, Result<Vec<FirewallGroup>, ProviderError>> {
+        Box::pin(self.list_groups(filter))
     }
 }

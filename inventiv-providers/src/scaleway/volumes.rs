@@ -1,5 +1,8 @@
-//! Block Storage volumes (API v1alpha1): read one, list with pagination,
-//! tag, grow, delete. Sizes are bytes on the wire, decimal GB here.
+//! Block Storage volumes (API v1): read one, list with pagination (this
+//! API keeps `total_count` in the body), tag, grow, delete. Sizes are
+//! bytes on the wire, decimal GB here. A resized volume is `updating` for
+//! a while; a volume still detaching from a deleted server cannot be
+//! deleted yet (`Transient`).
 
 use reqwest::Method;
 
@@ -7,26 +10,28 @@ use super::http::Replay;
 use super::wire::{UpdateVolume, VolumeList, WireVolume, GB};
 use super::{ScalewayProvider, PAGE_SIZE};
 use crate::error::ProviderError;
-use crate::types::{ListFilter, Volume, VolumeRef};
+use crate::types::{ListFilter, ServerRef, Volume, VolumeRef};
+
+fn volumes_path(zone: &str) -> String {
+    format!("/block/v1/zones/{zone}/volumes")
+}
+
+fn volume_path(zone: &str, id: &str) -> String {
+    format!("{}/{id}", volumes_path(zone))
+}
 
 impl ScalewayProvider {
-    pub(super) async fn volume(
+    pub(super) async fn wire_volume(
         &self,
         zone: &str,
         id: &str,
-    ) -> Result<Option<Volume>, ProviderError> {
+    ) -> Result<Option<WireVolume>, ProviderError> {
         match self
             .http
-            .call::<(), WireVolume>(
-                Method::GET,
-                &Self::volume_path(zone, id),
-                &[],
-                None,
-                Replay::Safe,
-            )
+            .call::<(), WireVolume>(Method::GET, &volume_path(zone, id), &[], None, Replay::Safe)
             .await
         {
-            Ok(v) => Ok(v.map(Volume::from)),
+            Ok(v) => Ok(v),
             Err(ProviderError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -44,9 +49,9 @@ impl ScalewayProvider {
         };
         for id in ids {
             self.http
-                .call::<_, serde_json::Value>(
+                .call::<_, WireVolume>(
                     Method::PATCH,
-                    &Self::volume_path(zone, id),
+                    &volume_path(zone, id),
                     &[],
                     Some(&body),
                     Replay::Safe,
@@ -62,8 +67,8 @@ impl ScalewayProvider {
     ) -> Result<Vec<Volume>, ProviderError> {
         let mut all = Vec::new();
         for zone in self.zones(&filter) {
-            let mut page = 1u64;
-            loop {
+            let mut seen = 0u64;
+            for page in 1u64.. {
                 let mut query = vec![
                     ("project_id", self.project_id.clone()),
                     ("page", page.to_string()),
@@ -72,33 +77,46 @@ impl ScalewayProvider {
                 if let Some(tag) = &filter.tag {
                     query.push(("tags", tag.clone()));
                 }
-                let path = format!("/block/v1alpha1/zones/{zone}/volumes");
                 let list: VolumeList = self
                     .http
-                    .call::<(), _>(Method::GET, &path, &query, None, Replay::Safe)
+                    .call::<(), _>(
+                        Method::GET,
+                        &volumes_path(&zone),
+                        &query,
+                        None,
+                        Replay::Safe,
+                    )
                     .await?
                     .ok_or_else(|| ProviderError::Internal("empty volume list".into()))?;
-                let done = list.volumes.is_empty() || page * PAGE_SIZE >= list.total_count;
+                let count = list.volumes.len() as u64;
+                seen += count;
                 all.extend(
                     list.volumes
                         .into_iter()
                         .map(Volume::from)
                         .filter(|v| filter.matches(&v.zone, &v.tags)),
                 );
-                if done {
+                if count == 0 || seen >= list.total_count {
                     break;
                 }
-                page += 1;
             }
         }
         Ok(all)
     }
 
     pub(super) async fn resize(&self, r: VolumeRef, size_gb: u64) -> Result<(), ProviderError> {
-        let current = self
-            .volume(&r.zone, &r.provider_id)
+        let wire = self
+            .wire_volume(&r.zone, &r.provider_id)
             .await?
             .ok_or_else(|| ProviderError::NotFound(format!("volume {}", r.provider_id)))?;
+        // While `updating`, the size shown may be the old one: wait.
+        if !wire.settled() {
+            return Err(ProviderError::Transient(format!(
+                "volume {} is {}: it can be resized once settled",
+                r.provider_id, wire.status
+            )));
+        }
+        let current = Volume::from(wire);
         if current.size_gb == size_gb {
             return Ok(());
         }
@@ -113,9 +131,9 @@ impl ScalewayProvider {
             tags: None,
         };
         self.http
-            .call::<_, serde_json::Value>(
+            .call::<_, WireVolume>(
                 Method::PATCH,
-                &Self::volume_path(&r.zone, &r.provider_id),
+                &volume_path(&r.zone, &r.provider_id),
                 &[],
                 Some(&body),
                 Replay::Safe,
@@ -125,20 +143,41 @@ impl ScalewayProvider {
     }
 
     pub(super) async fn remove_volume(&self, r: VolumeRef) -> Result<(), ProviderError> {
-        match self
+        let refusal = match self
             .http
             .call::<(), serde_json::Value>(
                 Method::DELETE,
-                &Self::volume_path(&r.zone, &r.provider_id),
+                &volume_path(&r.zone, &r.provider_id),
                 &[],
                 None,
                 Replay::Safe,
             )
             .await
         {
-            Ok(_) | Err(ProviderError::NotFound(_)) => Ok(()),
-            Err(ProviderError::Refused(m)) => Err(ProviderError::InvalidRequest(m)),
-            Err(e) => Err(e),
+            Ok(_) | Err(ProviderError::NotFound(_)) => return Ok(()),
+            Err(ProviderError::Refused(m) | ProviderError::InvalidRequest(m)) => m,
+            Err(e) => return Err(e),
+        };
+        // Refused: attached for good (a caller's mistake) or still
+        // detaching from a deleted server (wait)?
+        let Some(volume) = self.wire_volume(&r.zone, &r.provider_id).await? else {
+            return Ok(());
+        };
+        if let Some(reference) = volume.server_reference() {
+            let server = ServerRef {
+                zone: r.zone.clone(),
+                provider_id: reference.product_resource_id.clone(),
+            };
+            if reference.status == "attached" && self.wire_server(&server).await?.is_some() {
+                return Err(ProviderError::InvalidRequest(format!(
+                    "volume {} is attached to server {}: {refusal}",
+                    r.provider_id, server.provider_id
+                )));
+            }
         }
+        Err(ProviderError::Transient(format!(
+            "volume {} is {}: {refusal}",
+            r.provider_id, volume.status
+        )))
     }
 }

@@ -1,13 +1,16 @@
-//! A fake Scaleway for tests: an axum server speaking the documented JSON
-//! of the Instance API v1 (servers, power actions) and the Block Storage
-//! API v1alpha1 (volumes) that `ScalewayProvider` uses, and the Instance
-//! API's security groups. It keeps servers
-//! and volumes per project, moves power states with time (starting →
-//! running), auto-creates the 20 GB root volume of a new server, records
-//! the `X-Auth-Token` of every call, and injects faults (5xx after a
-//! create, 429, 5xx, slowness, refused deletes).
+//! A fake Scaleway for tests: an axum server answering in the shapes
+//! recorded from the real API (`fixtures/scaleway-recordings/`, checked by
+//! `inventiv-providers/tests/fake_vs_recordings.rs`): the Instance API v1
+//! (servers, power actions, user data, security groups, products), the
+//! Block Storage API v1 (volumes) and the marketplace's local images. It
+//! keeps servers and volumes per project, moves power states with time
+//! (`starting` → `running`, `stopping` → `stopped` or `stopped in place`),
+//! keeps a resized volume `updating` for a while, gives a running server
+//! the loopback address its test chose (never a recorded one), records the
+//! `X-Auth-Token` of every call and the user data each server got (and
+//! when), and injects faults (5xx after a create, 429, 5xx, slowness,
+//! refused deletes, quota, out of stock).
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -15,107 +18,25 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use chrono::{DateTime, Utc};
+use axum::routing::{get, post, put};
+use axum::Router;
+use chrono::Utc;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-mod handlers;
+mod groups;
+mod products;
+mod servers;
+mod shapes;
+mod storage;
+mod world;
 
-const GB: u64 = 1_000_000_000;
-
-/// One call as the fake saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Call {
-    pub method: String,
-    pub path: String,
-    pub token: Option<String>,
-}
-
-/// Faults to inject; each counter is consumed one call at a time.
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    /// The next N server creations happen but answer 500.
-    pub fail_after_create: u32,
-    /// The next N calls answer 429 without doing anything.
-    pub rate_limited: u32,
-    /// The next N calls answer 503 without doing anything.
-    pub unavailable: u32,
-    /// The next N deletions (servers or volumes) answer 409 (locked).
-    pub refuse_deletes: u32,
-    /// Added to every answer.
-    pub latency: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct FakeServer {
-    pub id: String,
-    pub project: String,
-    pub zone: String,
-    pub name: String,
-    pub commercial_type: String,
-    pub state: String,
-    /// When the current transition (starting, stopping) began.
-    changed_at: DateTime<Utc>,
-    pub tags: Vec<String>,
-    pub volume_ids: Vec<String>,
-    pub creation_date: DateTime<Utc>,
-    pub security_group: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct FakeVolume {
-    pub id: String,
-    pub project: String,
-    pub zone: String,
-    pub name: String,
-    pub size: u64,
-    pub tags: Vec<String>,
-    pub server_id: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone)]
-pub struct FakeGroup {
-    pub id: String,
-    pub project: String,
-    pub zone: String,
-    pub tags: Vec<String>,
-    pub inbound_default_policy: String,
-    pub rules: Vec<Value>,
-}
-
-/// A server type the fake offers in every zone.
-#[derive(Debug, Clone)]
-pub struct FakeOffer {
-    pub code: String,
-    pub gpu: u32,
-    pub gpu_memory_gib: u64,
-    pub ncpus: u32,
-    pub ram_gib: u64,
-    /// The hourly price as the JSON number text Scaleway sends.
-    pub hourly_price: String,
-    /// `available`, `scarce` or `shortage`.
-    pub availability: String,
-}
-
-#[derive(Default)]
-struct World {
-    offers: Vec<FakeOffer>,
-    groups: BTreeMap<String, FakeGroup>,
-    /// Tags of every server created through the API, deleted or not.
-    created: Vec<Vec<String>>,
-    /// Secret key → project it may act on.
-    tokens: HashMap<String, String>,
-    servers: BTreeMap<String, FakeServer>,
-    volumes: BTreeMap<String, FakeVolume>,
-    calls: Vec<Call>,
-    faults: Faults,
-    public_ip: Option<IpAddr>,
-    transition: Duration,
-}
+pub use world::{
+    Call, FakeGroup, FakeImage, FakeOffer, FakeServer, FakeVolume, Faults, UserDataSet,
+    DEFAULT_IMAGE_ID,
+};
+use world::{World, GB};
 
 type Shared = Arc<Mutex<World>>;
 
@@ -133,8 +54,8 @@ impl Drop for FakeScaleway {
 }
 
 impl FakeScaleway {
-    /// Starts on a free port of 127.0.0.1. Power transitions take
-    /// `transition`; running servers get `public_ip`.
+    /// Starts on a free port of 127.0.0.1. Power transitions and volume
+    /// resizes take `transition`; running servers get `public_ip`.
     #[expect(
         clippy::disallowed_methods,
         reason = "a fake of someone else's API, not one of ours to document"
@@ -143,52 +64,64 @@ impl FakeScaleway {
         let world: Shared = Arc::new(Mutex::new(World {
             public_ip: Some(public_ip),
             transition,
+            resize_time: transition,
+            images: FakeImage::defaults(),
+            default_group: Uuid::new_v4().to_string(),
             ..World::default()
         }));
+        let zoned = "/instance/v1/zones/{zone}";
         let app = Router::new()
             .route(
-                "/instance/v1/zones/{zone}/servers",
-                get(handlers::list_servers).post(handlers::create_server),
+                &format!("{zoned}/servers"),
+                get(servers::list).post(servers::create),
             )
             .route(
-                "/instance/v1/zones/{zone}/servers/{id}",
-                get(handlers::get_server)
-                    .delete(handlers::delete_server)
-                    .patch(handlers::update_server),
+                &format!("{zoned}/servers/{{id}}"),
+                get(servers::get)
+                    .delete(servers::delete)
+                    .patch(servers::update),
             )
             .route(
-                "/instance/v1/zones/{zone}/servers/{id}/action",
-                post(handlers::server_action),
+                &format!("{zoned}/servers/{{id}}/action"),
+                post(servers::action),
             )
             .route(
-                "/instance/v1/zones/{zone}/security_groups",
-                get(handlers::list_groups).post(handlers::create_group),
+                &format!("{zoned}/servers/{{id}}/user_data"),
+                get(servers::user_data_keys),
             )
             .route(
-                "/instance/v1/zones/{zone}/security_groups/{id}",
-                axum::routing::delete(handlers::delete_group),
+                &format!("{zoned}/servers/{{id}}/user_data/{{key}}"),
+                get(servers::get_user_data)
+                    .patch(servers::set_user_data)
+                    .delete(servers::delete_user_data),
             )
             .route(
-                "/instance/v1/zones/{zone}/security_groups/{id}/rules",
-                axum::routing::put(handlers::set_rules),
+                &format!("{zoned}/security_groups"),
+                get(groups::list).post(groups::create),
             )
             .route(
-                "/instance/v1/zones/{zone}/products/servers",
-                get(handlers::products),
+                &format!("{zoned}/security_groups/{{id}}"),
+                axum::routing::delete(groups::delete),
             )
             .route(
-                "/instance/v1/zones/{zone}/products/servers/availability",
-                get(handlers::availability),
+                &format!("{zoned}/security_groups/{{id}}/rules"),
+                put(groups::set_rules),
             )
             .route(
-                "/block/v1alpha1/zones/{zone}/volumes",
-                get(handlers::list_volumes),
+                &format!("{zoned}/products/servers"),
+                get(products::products),
             )
             .route(
-                "/block/v1alpha1/zones/{zone}/volumes/{id}",
-                get(handlers::get_volume)
-                    .patch(handlers::update_volume)
-                    .delete(handlers::delete_volume),
+                &format!("{zoned}/products/servers/availability"),
+                get(products::availability),
+            )
+            .route("/marketplace/v2/local-images", get(products::local_images))
+            .route("/block/v1/zones/{zone}/volumes", get(storage::list))
+            .route(
+                "/block/v1/zones/{zone}/volumes/{id}",
+                get(storage::get)
+                    .patch(storage::update)
+                    .delete(storage::delete),
             )
             .layer(axum::middleware::from_fn_with_state(world.clone(), gate))
             .with_state(world.clone());
@@ -215,9 +148,24 @@ impl FakeScaleway {
             .insert(secret_key.to_owned(), project.to_owned());
     }
 
-    /// What `/products/servers` lists in every zone.
+    /// What `/products/servers` (and its availability) lists in every zone.
     pub fn set_offers(&self, offers: Vec<FakeOffer>) {
         self.world().offers = offers;
+    }
+
+    /// The marketplace's local images (replacing the default one).
+    pub fn set_images(&self, images: Vec<FakeImage>) {
+        self.world().images = images;
+    }
+
+    /// How long a volume stays `updating` after a resize.
+    pub fn set_resize_time(&self, time: Duration) {
+        self.world().resize_time = time;
+    }
+
+    /// How long a volume stays `detaching` after its server is deleted.
+    pub fn set_detach_time(&self, time: Duration) {
+        self.world().detach_time = time;
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -229,12 +177,18 @@ impl FakeScaleway {
         self.world().calls.clone()
     }
 
+    /// The servers, their timed transitions moved forward to now.
     pub fn servers(&self) -> Vec<FakeServer> {
-        self.world().servers.values().cloned().collect()
+        let mut w = self.world();
+        w.settle();
+        w.servers.values().cloned().collect()
     }
 
+    /// The volumes, their timed transitions moved forward to now.
     pub fn volumes(&self) -> Vec<FakeVolume> {
-        self.world().volumes.values().cloned().collect()
+        let mut w = self.world();
+        w.settle();
+        w.volumes.values().cloned().collect()
     }
 
     /// How many servers carrying `tag` were ever created through the API
@@ -251,8 +205,8 @@ impl FakeScaleway {
         self.world().groups.values().cloned().collect()
     }
 
-    /// Puts a server (and a detached-or-attached root volume with the same
-    /// tags) in the account, as if created `age` ago by someone.
+    /// Puts a running server (and its attached 20 GB root volume with the
+    /// same tags) in the account, as if created `age` ago by someone.
     pub fn insert_server(
         &self,
         project: &str,
@@ -263,7 +217,7 @@ impl FakeScaleway {
         let created = Utc::now() - chrono::Duration::from_std(age).unwrap();
         let mut w = self.world();
         let id = Uuid::new_v4().to_string();
-        let volume = self.new_volume(&mut w, project, zone, tags, Some(id.clone()), created);
+        let volume = w.new_volume(project, zone, 20 * GB, tags, Some(id.clone()), created);
         w.servers.insert(
             id.clone(),
             FakeServer {
@@ -272,18 +226,24 @@ impl FakeScaleway {
                 zone: zone.to_owned(),
                 name: "inserted".into(),
                 commercial_type: "L4-1-24G".into(),
+                image: DEFAULT_IMAGE_ID.into(),
                 state: "running".into(),
+                next_state: None,
                 changed_at: created,
                 tags: tags.to_vec(),
                 volume_ids: vec![volume],
                 creation_date: created,
                 security_group: None,
+                root_volume_requested: None,
+                user_data: Default::default(),
+                user_data_log: Vec::new(),
+                ip_id: Uuid::new_v4().to_string(),
             },
         );
         id
     }
 
-    /// Puts a detached volume in the account, created `age` ago.
+    /// Puts a detached 20 GB volume in the account, created `age` ago.
     pub fn insert_volume(
         &self,
         project: &str,
@@ -292,39 +252,46 @@ impl FakeScaleway {
         age: Duration,
     ) -> String {
         let created = Utc::now() - chrono::Duration::from_std(age).unwrap();
-        let mut w = self.world();
-        self.new_volume(&mut w, project, zone, tags, None, created)
+        self.world()
+            .new_volume(project, zone, 20 * GB, tags, None, created)
     }
 
-    fn new_volume(
+    /// Puts a security group in the account, created `age` ago.
+    pub fn insert_security_group(
         &self,
-        w: &mut World,
         project: &str,
         zone: &str,
         tags: &[String],
-        server_id: Option<String>,
-        created_at: DateTime<Utc>,
+        age: Duration,
     ) -> String {
+        let created = Utc::now() - chrono::Duration::from_std(age).unwrap();
         let id = Uuid::new_v4().to_string();
-        w.volumes.insert(
+        self.world().groups.insert(
             id.clone(),
-            FakeVolume {
+            FakeGroup {
                 id: id.clone(),
                 project: project.to_owned(),
                 zone: zone.to_owned(),
-                name: "volume".into(),
-                size: 20 * GB,
+                name: "inserted".into(),
                 tags: tags.to_vec(),
-                server_id,
-                created_at,
+                inbound_default_policy: "drop".into(),
+                rules: Vec::new(),
+                creation_date: created,
             },
         );
         id
     }
 }
 
-fn error(status: StatusCode, kind: &str, message: &str) -> Response {
-    (status, Json(json!({ "type": kind, "message": message }))).into_response()
+pub(super) fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Records the call, authenticates it, and applies the call-level faults.
@@ -349,31 +316,31 @@ async fn gate(
         });
         let latency = w.faults.latency;
         let verdict = if token.as_ref().is_none_or(|t| !w.tokens.contains_key(t)) {
-            Some(error(
+            Some(shapes::error(
                 StatusCode::UNAUTHORIZED,
-                "denied_authentication",
-                "authentication is denied",
+                json!({ "type": "denied_authentication", "message": "authentication is denied", "method": "api_key", "reason": "not_found" }),
             ))
         } else if w.faults.rate_limited > 0 {
             w.faults.rate_limited -= 1;
-            Some(error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                "rate limited",
-            ))
+            // As recorded: an empty body, no Retry-After.
+            Some(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("x-envoy-ratelimited", "true")],
+                )
+                    .into_response(),
+            )
         } else if w.faults.unavailable > 0 {
             w.faults.unavailable -= 1;
-            Some(error(
+            Some(shapes::error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "try again",
+                json!({ "type": "service_unavailable", "message": "service is unavailable, try again later" }),
             ))
         } else if method == Method::DELETE && w.faults.refuse_deletes > 0 {
             w.faults.refuse_deletes -= 1;
-            Some(error(
+            Some(shapes::error(
                 StatusCode::CONFLICT,
-                "resource_locked",
-                "delete refused: the resource is locked",
+                json!({ "type": "locked", "message": "resource is locked", "resource": "resource", "resource_id": uri.path().rsplit('/').next() }),
             ))
         } else {
             None
@@ -395,19 +362,4 @@ fn project(world: &World, headers: &HeaderMap) -> String {
         .and_then(|t| world.tokens.get(t))
         .cloned()
         .unwrap_or_default()
-}
-
-/// Moves timed transitions forward.
-fn settle(world: &mut World) {
-    let now = Utc::now();
-    let transition = chrono::Duration::from_std(world.transition).unwrap();
-    for s in world.servers.values_mut() {
-        if now - s.changed_at >= transition {
-            match s.state.as_str() {
-                "starting" => s.state = "running".into(),
-                "stopping" => s.state = "stopped".into(),
-                _ => {}
-            }
-        }
-    }
 }
