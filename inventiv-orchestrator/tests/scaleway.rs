@@ -9,7 +9,9 @@
 //! Then the leak tests: cloud reconciliation deletes tagged orphans older
 //! than the grace window and nothing else, cleans up after a create whose
 //! answer was lost, retries refused deletions with backoff, and marks what
-//! vanished; the API's dry-run report shows the same verdicts.
+//! vanished; the API's dry-run report shows the same verdicts. A quota
+//! refusal and an out-of-stock answer end a deployment with their own codes
+//! and Scaleway's message, leaving nothing behind.
 
 #![allow(
     clippy::unwrap_used,
@@ -517,6 +519,22 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
 
     let id = h.deploy_scaleway(&token).await;
     h.wait_status(id, "ready", Duration::from_secs(120)).await;
+
+    // The server was created with its root volume at the model's size, and
+    // its user data authorized the orchestrator's key before any power-on.
+    let server = fake.servers().pop().unwrap();
+    assert_eq!(server.root_volume_requested, Some(50 * 1_000_000_000));
+    let first = server
+        .user_data_log
+        .first()
+        .expect("user data was set on the server");
+    assert_eq!(first.key, "cloud-init");
+    assert_eq!(first.state, "stopped", "set before power-on");
+    assert!(
+        first.value.starts_with("#cloud-config") && first.value.contains(key.trim()),
+        "the user data carries the orchestrator's public key: {}",
+        first.value
+    );
     let rules = &fake.security_groups()[0].rules;
     let ports: Vec<u64> = rules
         .iter()
@@ -602,4 +620,102 @@ impl Drop for NodeGuard {
             .collect();
         support::sigkill(&left);
     }
+}
+
+/// Acceptance: Scaleway refusing the create for quota (403) or the
+/// power-on for lack of stock ends the deployment in `provisioning_failed`
+/// with its own code and Scaleway's message, in the instance and its action
+/// log; whatever was created (the server refused power) is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quota_and_out_of_stock_end_with_their_codes_and_leave_nothing() {
+    let fake = FakeScaleway::start(
+        IpAddr::V4(Ipv4Addr::new(127, 0, 140, 70)),
+        Duration::from_millis(100),
+    )
+    .await;
+    let h = Stack::start_with_scaleway(&fake.url).await;
+    h.in_process(Ipv4Addr::new(127, 0, 146, 1)).await;
+    let (token, _, _) = h.scaleway_team("Refused", &fake).await;
+
+    let failed = |id: Uuid| {
+        let db = h.db.clone();
+        async move {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT error_code, error_message FROM instances WHERE id = $1 AND status = 'provisioning_failed'",
+            )
+            .bind(id)
+            .fetch_optional(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let logged = |id: Uuid, code: &'static str| {
+        let db = h.db.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT error_message FROM action_logs WHERE instance_id = $1 AND error_code = $2",
+            )
+            .bind(id)
+            .bind(code)
+            .fetch_optional(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let released = |id: Uuid| {
+        let db = h.db.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+                "SELECT resources_released_at FROM instances WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+            .map(drop)
+        }
+    };
+
+    // Quota: refused at creation, nothing exists.
+    fake.set_faults(Faults {
+        quota_exceeded: 1,
+        ..Faults::default()
+    });
+    let id = h.deploy_scaleway(&token).await;
+    let (code, message) = h
+        .until("the quota refusal", Duration::from_secs(30), || failed(id))
+        .await;
+    assert_eq!(code, "PROVIDER_QUOTA_EXCEEDED");
+    assert!(
+        message.contains("Quota exceeded"),
+        "Scaleway's message: {message}"
+    );
+    let log = logged(id, "PROVIDER_QUOTA_EXCEEDED").await.unwrap();
+    assert!(log.contains("Quota exceeded"), "{log}");
+    h.until("the release", Duration::from_secs(30), || released(id))
+        .await;
+    assert!(fake.servers().is_empty(), "{:?}", fake.servers());
+
+    // Out of stock: the server is created, its power-on refused; it goes.
+    fake.set_faults(Faults {
+        out_of_stock_on_poweron: 1,
+        ..Faults::default()
+    });
+    let id = h.deploy_scaleway(&token).await;
+    let (code, message) = h
+        .until("the out-of-stock refusal", Duration::from_secs(30), || {
+            failed(id)
+        })
+        .await;
+    assert_eq!(code, "PROVIDER_OUT_OF_STOCK");
+    assert!(
+        message.contains("out of stock"),
+        "Scaleway's message: {message}"
+    );
+    assert!(logged(id, "PROVIDER_OUT_OF_STOCK").await.is_some());
+    h.until("the release", Duration::from_secs(60), || released(id))
+        .await;
+    assert!(fake.servers().is_empty(), "{:?}", fake.servers());
+    assert!(fake.volumes().is_empty(), "{:?}", fake.volumes());
+    assert!(fake.security_groups().is_empty());
 }

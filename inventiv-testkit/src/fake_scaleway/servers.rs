@@ -250,6 +250,10 @@ pub(super) async fn action(
                 json!({ "type": "transient_state", "message": "resource is in a transient state", "resource": "volume", "resource_id": v.id, "current_state": "updating" }),
             );
         }
+        if w.faults.out_of_stock_on_poweron > 0 {
+            w.faults.out_of_stock_on_poweron -= 1;
+            return out_of_stock(&s.commercial_type);
+        }
         if w.faults.out_of_stock > 0 {
             w.faults.out_of_stock -= 1;
             return out_of_stock(&s.commercial_type);

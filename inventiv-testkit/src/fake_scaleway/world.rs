@@ -37,6 +37,9 @@ pub struct Faults {
     pub quota_exceeded: u32,
     /// The next N server creations or power-ons answer out of stock.
     pub out_of_stock: u32,
+    /// The next N power-ons answer out of stock (creations still succeed:
+    /// the stock ran out between the create and the power-on).
+    pub out_of_stock_on_poweron: u32,
     /// Added to every answer.
     pub latency: Duration,
 }
