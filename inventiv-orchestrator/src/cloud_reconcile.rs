@@ -96,17 +96,17 @@ async fn survey(
     grace: Duration,
 ) -> Result<Survey, ReconcileError> {
     let inv = inventiv_store::inventory::load(&o.db, org, code).await?;
-    let (servers, volumes) =
-        inventiv_providers::reconcile::list_managed(provider, &inv.zones).await?;
+    let listed = inventiv_providers::reconcile::list_managed(provider, &inv.zones).await?;
     let facts = facts(inv, org);
-    let findings = classify(&servers, &volumes, &facts, Utc::now(), grace);
-    let (vanished_instances, missing_volumes) = vanished(&servers, &volumes, &facts);
+    let findings = classify(&listed, &facts, Utc::now(), grace);
+    let (vanished_instances, missing_volumes) = vanished(&listed.servers, &listed.volumes, &facts);
     let doomed = findings
         .iter()
         .filter(|f| f.verdict == Verdict::Delete)
         .cloned()
         .collect();
-    let attached = servers
+    let attached = listed
+        .servers
         .iter()
         .map(|s| {
             (
@@ -156,6 +156,13 @@ pub async fn reconcile_org(
                 };
                 delete(backoff, &mut pass, f, provider.delete_volume(r).await)
             }
+            Kind::SecurityGroup => match f.instance_id {
+                Some(instance) => {
+                    let outcome = provider.delete_firewall(f.zone.clone(), instance).await;
+                    delete(backoff, &mut pass, f, outcome)
+                }
+                None => false,
+            },
         };
         if !gone {
             continue;
@@ -163,7 +170,7 @@ pub async fn reconcile_org(
         // The server's volumes are detached now: they go with it.
         let volumes = match f.kind {
             Kind::Server => attached.get(&f.provider_id).cloned().unwrap_or_default(),
-            Kind::Volume => Vec::new(),
+            Kind::Volume | Kind::SecurityGroup => Vec::new(),
         };
         for v in volumes {
             let finding = Finding {

@@ -320,12 +320,41 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
             false,
         ),
         (PERSISTENT, Kind::Volume, ours(finished), old, false),
+        (
+            "orphan security group, old",
+            Kind::SecurityGroup,
+            ours(Uuid::new_v4()),
+            old,
+            true,
+        ),
+        (
+            "orphan security group, young",
+            Kind::SecurityGroup,
+            ours(Uuid::new_v4()),
+            young,
+            false,
+        ),
+        (
+            "security group of a live instance",
+            Kind::SecurityGroup,
+            ours(live),
+            old,
+            false,
+        ),
+        (
+            "untagged security group",
+            Kind::SecurityGroup,
+            vec!["customer-sg".into()],
+            old,
+            false,
+        ),
     ];
     let mut ids = Vec::new();
     for (what, kind, tags, age, _) in &table {
         let id = match kind {
             Kind::Server => fake.insert_server(&project, "fr-par-2", tags, *age),
             Kind::Volume => fake.insert_volume(&project, "fr-par-2", tags, *age),
+            Kind::SecurityGroup => fake.insert_security_group(&project, "fr-par-2", tags, *age),
         };
         if *what == PERSISTENT {
             sqlx::query(
@@ -398,16 +427,40 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
     assert_eq!(marked, "missing");
     let servers: Vec<String> = fake.servers().into_iter().map(|s| s.id).collect();
     let volumes: Vec<String> = fake.volumes().into_iter().map(|v| v.id).collect();
+    let groups: Vec<String> = fake.security_groups().into_iter().map(|g| g.id).collect();
     for (((what, id), (_, kind, _, _, deleted)), root) in ids.iter().zip(&table).zip(&roots) {
         let exists = match kind {
             Kind::Server => servers.contains(id),
             Kind::Volume => volumes.contains(id),
+            Kind::SecurityGroup => groups.contains(id),
         };
         assert_eq!(exists, !deleted, "{what}");
         if let Some(root) = root {
             assert_eq!(volumes.contains(root), !deleted, "root volume of {what}");
         }
     }
+
+    // Every zone the organization activated is looked at, not only the
+    // credentials' default zone; a zone it never used is none of its business.
+    sqlx::query(
+        "INSERT INTO organization_activations (organization_id, item_kind, item_id, technical)
+         VALUES ($1, 'zone', '8a1d0000-0000-4000-8000-000000000013', true)",
+    )
+    .bind(org)
+    .execute(&h.db)
+    .await
+    .unwrap();
+    let amsterdam = fake.insert_server(&project, "nl-ams-1", &ours(Uuid::new_v4()), old);
+    let amsterdam_group =
+        fake.insert_security_group(&project, "nl-ams-1", &ours(Uuid::new_v4()), old);
+    let warsaw = fake.insert_server(&project, "pl-waw-2", &ours(Uuid::new_v4()), old);
+    let pass = reconcile_org(&o, &backoff, "scaleway", org, grace)
+        .await
+        .unwrap();
+    assert!(pass.deleted.contains(&amsterdam), "{pass:?}");
+    assert!(pass.deleted.contains(&amsterdam_group), "{pass:?}");
+    assert!(!pass.deleted.contains(&warsaw), "{pass:?}");
+    assert!(fake.servers().iter().any(|s| s.id == warsaw));
 
     // A create whose answer was lost (5xx) leaves a tagged server that no
     // instance knows: once past the grace window it goes, with its volume.
@@ -454,8 +507,9 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
     assert_eq!(lost_left(&fake), 0, "no orphan is left");
     assert_eq!(
         fake.servers().len(),
-        3,
-        "with no grace the young orphan went too; owned, untagged and foreign servers stay"
+        4,
+        "with no grace the young orphan went too; owned, untagged and foreign servers stay, \
+         and the one in a zone the organization never used"
     );
 
     // A refused deletion is retried later, not in a tight loop.

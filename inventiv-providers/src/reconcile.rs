@@ -8,6 +8,7 @@
 //! - one whose instance is live (or, for a volume, that a live instance
 //!   recorded, or that is marked persistent) is owned and kept;
 //! - an attached volume goes with its server, never on its own;
+//! - a security group goes after every server of its instance is gone;
 //! - anything else tagged for this organization is an orphan: deleted once
 //!   older than the grace window, kept (and shown) before.
 
@@ -21,14 +22,23 @@ use uuid::Uuid;
 use crate::error::ProviderError;
 use crate::provider::CloudProvider;
 use crate::tags;
-use crate::types::{ListFilter, Server, Volume};
+use crate::types::{FirewallGroup, ListFilter, Server, Volume};
 
-/// Every server and volume carrying [`tags::MANAGED`] in `zones` (the
-/// provider's default zone when the list is empty), each listed once.
+/// What a provider lists of one organization's managed resources.
+#[derive(Debug, Clone, Default)]
+pub struct Managed {
+    pub servers: Vec<Server>,
+    pub volumes: Vec<Volume>,
+    pub firewalls: Vec<FirewallGroup>,
+}
+
+/// Every server, volume and security group carrying [`tags::MANAGED`] in
+/// `zones` (the provider's default zone when the list is empty), each
+/// listed once.
 pub async fn list_managed(
     provider: &dyn CloudProvider,
     zones: &[String],
-) -> Result<(Vec<Server>, Vec<Volume>), ProviderError> {
+) -> Result<Managed, ProviderError> {
     let filters: Vec<ListFilter> = if zones.is_empty() {
         vec![ListFilter {
             zone: None,
@@ -43,20 +53,29 @@ pub async fn list_managed(
             })
             .collect()
     };
-    let (mut servers, mut volumes) = (Vec::<Server>::new(), Vec::<Volume>::new());
+    let mut all = Managed::default();
+    let (servers, volumes, firewalls) = (&mut all.servers, &mut all.volumes, &mut all.firewalls);
     for filter in filters {
         for s in provider.list_servers(filter.clone()).await? {
             if !servers.iter().any(|k| k.reference() == s.reference()) {
                 servers.push(s);
             }
         }
-        for v in provider.list_volumes(filter).await? {
+        for v in provider.list_volumes(filter.clone()).await? {
             if !volumes.iter().any(|k| k.reference() == v.reference()) {
                 volumes.push(v);
             }
         }
+        for g in provider.list_firewalls(filter).await? {
+            if !firewalls
+                .iter()
+                .any(|k| k.zone == g.zone && k.provider_id == g.provider_id)
+            {
+                firewalls.push(g);
+            }
+        }
     }
-    Ok((servers, volumes))
+    Ok(all)
 }
 
 /// What the database knows about one organization on one provider.
@@ -78,6 +97,7 @@ pub struct Facts {
 pub enum Kind {
     Server,
     Volume,
+    SecurityGroup,
 }
 
 /// What to do with a resource.
@@ -132,14 +152,15 @@ fn ownership(resource_tags: &[String], facts: &Facts) -> Option<Verdict> {
     }
 }
 
-/// Classifies every listed server and volume.
+/// Classifies every listed server, volume and security group (in that
+/// order, which is the order to delete them in).
 pub fn classify(
-    servers: &[Server],
-    volumes: &[Volume],
+    listed: &Managed,
     facts: &Facts,
     now: DateTime<Utc>,
     grace: Duration,
 ) -> Vec<Finding> {
+    let (servers, volumes) = (&listed.servers, &listed.volumes);
     let mut out = Vec::new();
     for s in servers {
         let tracked = facts
@@ -176,6 +197,27 @@ pub fn classify(
             zone: v.zone.clone(),
             instance_id: tags::instance_id(&v.tags),
             created_at: v.created_at,
+            verdict,
+        });
+    }
+    for g in &listed.firewalls {
+        let instance = g.instance_id();
+        let has_server = servers
+            .iter()
+            .any(|s| instance.is_some() && s.instance_id() == instance);
+        let verdict = match ownership(&g.tags, facts) {
+            Some(v) => v,
+            // Groups are deleted by instance: one without is not ours to judge.
+            None if instance.is_none() => Verdict::Untagged,
+            None if has_server => Verdict::Attached,
+            None => orphan_verdict(g.created_at, now, grace),
+        };
+        out.push(Finding {
+            kind: Kind::SecurityGroup,
+            provider_id: g.provider_id.clone(),
+            zone: g.zone.clone(),
+            instance_id: instance,
+            created_at: g.created_at,
             verdict,
         });
     }
@@ -254,15 +296,66 @@ mod tests {
             ),
         ];
         for (tags, age, expected) in table {
-            let s = server(tags.clone(), age);
+            let listed = Managed {
+                servers: vec![server(tags.clone(), age)],
+                ..Managed::default()
+            };
             let found = classify(
-                &[s],
-                &[],
+                &listed,
                 &facts,
                 Utc::now(),
                 Duration::from_secs(hour as u64),
             );
             assert_eq!(found[0].verdict, expected, "{tags:?} aged {age}s");
         }
+    }
+
+    #[test]
+    fn security_groups_go_once_their_instance_has_no_server() {
+        let org = Uuid::new_v4();
+        let (live, gone, still_serving) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let facts = Facts {
+            organization_id: org,
+            live_instances: [live].into(),
+            ..Facts::default()
+        };
+        let group = |instance: Option<Uuid>, age_secs: i64| FirewallGroup {
+            provider_id: Uuid::new_v4().to_string(),
+            zone: "z".into(),
+            name: "g".into(),
+            tags: match instance {
+                Some(i) => tags::standard(i, org),
+                None => vec![tags::MANAGED.to_owned(), tags::org(org)],
+            },
+            created_at: Utc::now() - chrono::TimeDelta::seconds(age_secs),
+        };
+        let listed = Managed {
+            // An orphan server of `still_serving`: its group waits for it.
+            servers: vec![server(tags::standard(still_serving, org), 7200)],
+            volumes: Vec::new(),
+            firewalls: vec![
+                group(Some(live), 7200),
+                group(Some(gone), 7200),
+                group(Some(gone), 60),
+                group(Some(still_serving), 7200),
+                group(None, 7200),
+            ],
+        };
+        let verdicts: Vec<Verdict> =
+            classify(&listed, &facts, Utc::now(), Duration::from_secs(3600))
+                .into_iter()
+                .filter(|f| f.kind == Kind::SecurityGroup)
+                .map(|f| f.verdict)
+                .collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                Verdict::Owned,
+                Verdict::Delete,
+                Verdict::KeepYoung,
+                Verdict::Attached,
+                Verdict::Untagged
+            ]
+        );
     }
 }

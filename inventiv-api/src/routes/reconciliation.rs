@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// One cloud resource and what reconciliation does with it.
 #[derive(Serialize, ToSchema)]
 pub struct Resource {
-    /// `server` or `volume`.
+    /// `server`, `volume` or `security_group`.
     pub kind: String,
     pub provider_id: String,
     pub zone: String,
@@ -78,7 +78,7 @@ async fn report(
         ApiError::Unavailable(format!("{code} did not answer: {}", e.code()))
     };
     let inv = inventiv_store::inventory::load(&state.db, org, code).await?;
-    let (servers, volumes) = inventiv_providers::reconcile::list_managed(&cloud, &inv.zones)
+    let listed = inventiv_providers::reconcile::list_managed(&cloud, &inv.zones)
         .await
         .map_err(unavailable)?;
     let facts = Facts {
@@ -90,8 +90,8 @@ async fn report(
     };
     let now = Utc::now();
     let grace = state.config.orphan_grace;
-    let (vanished_instances, missing_volumes) = vanished(&servers, &volumes, &facts);
-    let resources = classify(&servers, &volumes, &facts, now, grace)
+    let (vanished_instances, missing_volumes) = vanished(&listed.servers, &listed.volumes, &facts);
+    let resources = classify(&listed, &facts, now, grace)
         .into_iter()
         .map(|f| Resource {
             kind: text(f.kind),
