@@ -175,17 +175,6 @@ pub async fn advance(o: &Orchestrator, inst: &InstanceRow, action: &str) -> Resu
     Ok(())
 }
 
-/// The code recorded for a provider failure: `PROVIDER_UNAVAILABLE` for a
-/// retryable one, else the error's own code (`PROVIDER_QUOTA_EXCEEDED`,
-/// `PROVIDER_OUT_OF_STOCK`, `PROVIDER_CREDENTIALS_REJECTED`, ...).
-fn provider_error(e: &inventiv_providers::ProviderError) -> &'static str {
-    if e.retryable() {
-        "PROVIDER_UNAVAILABLE"
-    } else {
-        e.code()
-    }
-}
-
 /// Ends provisioning that has lasted longer than the deadline (counted
 /// from the instance's creation): `provisioning_failed` with the last
 /// error the action log holds; whatever was created is then released.
@@ -261,8 +250,7 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             let existing = match provider.list_servers(filter).await {
                 Ok(list) => list,
                 Err(e) => {
-                    log.fail(step, provider_error(&e), &e.to_string(), json!({}))
-                        .await?;
+                    log.fail(step, e.code(), &e.to_string(), json!({})).await?;
                     if e.retryable() {
                         return Ok(Outcome::RequeueAfter(Duration::from_secs(2)));
                     }
@@ -270,7 +258,7 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                         o,
                         inst,
                         InstanceStatus::ProvisioningFailed,
-                        Some((provider_error(&e), &e.to_string())),
+                        Some((e.code(), &e.to_string())),
                         "orchestrator",
                     )
                     .await?;
@@ -297,18 +285,16 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                     match provider.create_server(req).await {
                         Ok(s) => s,
                         Err(e) if e.retryable() => {
-                            log.fail(step, provider_error(&e), &e.to_string(), json!({}))
-                                .await?;
+                            log.fail(step, e.code(), &e.to_string(), json!({})).await?;
                             return Ok(Outcome::RequeueAfter(Duration::from_secs(2)));
                         }
                         Err(e) => {
-                            log.fail(step, provider_error(&e), &e.to_string(), json!({}))
-                                .await?;
+                            log.fail(step, e.code(), &e.to_string(), json!({})).await?;
                             move_to(
                                 o,
                                 inst,
                                 InstanceStatus::ProvisioningFailed,
-                                Some((provider_error(&e), &e.to_string())),
+                                Some((e.code(), &e.to_string())),
                                 "orchestrator",
                             )
                             .await?;
@@ -356,16 +342,14 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             Ok(Outcome::Continue)
         }
         Err(e) if e.retryable() => {
-            log.fail(step, provider_error(&e), &e.to_string(), json!({}))
-                .await?;
+            log.fail(step, e.code(), &e.to_string(), json!({})).await?;
             Ok(Outcome::RequeueAfter(Duration::from_secs(2)))
         }
         Err(e) => {
-            log.fail(step, provider_error(&e), &e.to_string(), json!({}))
-                .await?;
+            log.fail(step, e.code(), &e.to_string(), json!({})).await?;
             let code = match e {
                 inventiv_providers::ProviderError::NotFound(_) => "SERVER_VANISHED",
-                _ => provider_error(&e),
+                _ => e.code(),
             };
             move_to(
                 o,
@@ -400,8 +384,7 @@ pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         Err(e) => {
             let log = log(o, inst);
             let step = log.start("PROVIDER_GET_IP").await?;
-            log.fail(step, provider_error(&e), &e.to_string(), json!({}))
-                .await?;
+            log.fail(step, e.code(), &e.to_string(), json!({})).await?;
             if e.retryable() {
                 return Ok(Outcome::RequeueAfter(Duration::from_secs(2)));
             }
@@ -409,7 +392,7 @@ pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                 o,
                 inst,
                 InstanceStatus::ProvisioningFailed,
-                Some((provider_error(&e), &e.to_string())),
+                Some((e.code(), &e.to_string())),
                 "orchestrator",
             )
             .await?;

@@ -41,7 +41,7 @@ impl ProviderError {
     /// A stable machine code for action logs and API errors.
     pub fn code(&self) -> &'static str {
         match self {
-            ProviderError::Transient(_) => "PROVIDER_TRANSIENT",
+            ProviderError::Transient(_) => "PROVIDER_UNAVAILABLE",
             ProviderError::NotFound(_) => "PROVIDER_NOT_FOUND",
             ProviderError::InvalidRequest(_) => "PROVIDER_INVALID_REQUEST",
             ProviderError::Refused(_) => "PROVIDER_REFUSED",

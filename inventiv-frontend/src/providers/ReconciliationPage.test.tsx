@@ -65,9 +65,9 @@ describe('reconciliation page', () => {
   });
 
   it('shows another failure as an error (503: the provider did not answer)', async () => {
-    answer(503, { error: { code: 'SERVICE_UNAVAILABLE', message: 'scaleway did not answer: PROVIDER_TRANSIENT', request_id: 'r2' } });
+    answer(503, { error: { code: 'SERVICE_UNAVAILABLE', message: 'scaleway did not answer: PROVIDER_UNAVAILABLE', request_id: 'r2' } });
     renderPage();
     const alert = await screen.findByRole('alert');
-    expect(alert.textContent).toContain('scaleway did not answer: PROVIDER_TRANSIENT');
+    expect(alert.textContent).toContain('scaleway did not answer: PROVIDER_UNAVAILABLE');
   });
 });

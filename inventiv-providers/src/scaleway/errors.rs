@@ -182,10 +182,10 @@ mod tests {
             (
                 429,
                 "",
-                "PROVIDER_TRANSIENT",
+                "PROVIDER_UNAVAILABLE",
                 "rate limited by Scaleway: HTTP 429",
             ),
-            (503, "<html>", "PROVIDER_TRANSIENT", "HTTP 503"),
+            (503, "<html>", "PROVIDER_UNAVAILABLE", "HTTP 503"),
             (403, "", "PROVIDER_CREDENTIALS_REJECTED", "HTTP 403"),
         ];
         for (status, body, code, text) in table {
