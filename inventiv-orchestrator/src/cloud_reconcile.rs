@@ -239,11 +239,11 @@ async fn targets(o: &Orchestrator) -> sqlx::Result<Vec<(String, Uuid)>> {
 /// The advisory lock key of the job (any constant unique to it).
 const LOCK_KEY: i64 = 0x696e_7643_6c52_6563; // "invClRec"
 
-/// A connection holding the job's lock, or `None` when another replica
-/// holds it. Dropping the connection releases the lock.
-async fn take_lock(o: &Orchestrator) -> sqlx::Result<Option<sqlx::PgConnection>> {
+/// A connection to `database_url` holding the job's lock, or `None` when
+/// another replica holds it. Dropping the connection releases the lock.
+pub async fn take_lock(database_url: &str) -> sqlx::Result<Option<sqlx::PgConnection>> {
     use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&o.config.database_url).await?;
+    let mut conn = sqlx::PgConnection::connect(database_url).await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(LOCK_KEY)
         .fetch_one(&mut conn)
@@ -260,7 +260,7 @@ pub async fn run(o: Arc<Orchestrator>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(o.config.cloud_reconcile_interval) => {}
         }
-        let _lock = match take_lock(&o).await {
+        let _lock = match take_lock(&o.config.database_url).await {
             Ok(Some(conn)) => conn,
             Ok(None) => {
                 tracing::debug!("cloud reconciliation: another replica is running it");

@@ -773,3 +773,31 @@ async fn quota_and_out_of_stock_end_with_their_codes_and_leave_nothing() {
     assert!(fake.volumes().is_empty(), "{:?}", fake.volumes());
     assert!(fake.security_groups().is_empty());
 }
+
+/// The reconciliation job runs on one replica at a time: its lock is held
+/// by one connection, refused to others, and free again once that
+/// connection is gone (a replica that dies releases it with its socket).
+#[tokio::test]
+async fn one_replica_at_a_time_runs_the_reconciliation_job() {
+    let h = Stack::start().await;
+    let first = inventiv_orchestrator::cloud_reconcile::take_lock(&h.db_url)
+        .await
+        .unwrap();
+    assert!(first.is_some());
+    let second = inventiv_orchestrator::cloud_reconcile::take_lock(&h.db_url)
+        .await
+        .unwrap();
+    assert!(second.is_none(), "a second replica must not run it");
+    drop(first);
+    let url = h.db_url.clone();
+    let third = poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        let url = url.clone();
+        async move {
+            inventiv_orchestrator::cloud_reconcile::take_lock(&url)
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    assert!(third.is_some(), "the lock is free once its holder is gone");
+}
