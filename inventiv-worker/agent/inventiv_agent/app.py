@@ -1,5 +1,5 @@
 """The agent assembled: configuration + event log + engines + heartbeats +
-HTTP server, its status, the payloads it sends, and the drain on shutdown.
+dead-man switch + HTTP server, its status, the payloads it sends, and the drain on shutdown.
 ``__main__`` and the tests build it the same way, through :class:`Agent`."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 
 from . import AGENT_VERSION
 from .config import Config
+from .deadman import LAST_CALL_TIMEOUT_S, DeadManSwitch
 from .engine import EngineSet
 from .events import EventLog, utc_now_iso
 from .heartbeat import ControlPlaneClient, HeartbeatLoop
@@ -38,6 +39,16 @@ class Agent:
             build_register=self.register_payload,
             build_heartbeat=self.heartbeat_payload,
         )
+        self.dead_man: DeadManSwitch | None = None
+        if cfg.dead_man_enabled:
+            self.dead_man = DeadManSwitch(
+                cfg.dead_man_after_s,
+                cfg.dead_man_command,
+                self.events,
+                last_contact=lambda: self.heartbeat.last_contact,
+                load=self.engines.load,
+                last_call=lambda: self.heartbeat.send_once(timeout=LAST_CALL_TIMEOUT_S),
+            )
         self.server = AgentServer(self)
 
     # --- lifecycle ----------------------------------------------------------------
@@ -54,15 +65,20 @@ class Agent:
             model_id=self.cfg.model_id,
             agent=f"{self.cfg.agent_host}:{self.cfg.agent_port}",
             engine_ports=self.cfg.engine_ports,
+            dead_man_after_s=self.cfg.dead_man_after_s if self.dead_man else None,
         )
         self.engines.start()
         self.heartbeat.start()
+        if self.dead_man is not None:
+            self.dead_man.start()
 
     def drain(self) -> None:
         """Tell the control plane (status draining), let in-flight requests
         finish (up to drain_timeout_s), stop the engines, stop serving."""
         self.draining = True
         self.events.emit("draining", drain_timeout_s=self.cfg.drain_timeout_s)
+        if self.dead_man is not None:
+            self.dead_man.stop()  # the agent is leaving anyway
         self.heartbeat.stop()
         # Short timeouts: a control plane that is down must not hold the node.
         self.heartbeat.client.timeout = DRAIN_REQUEST_TIMEOUT_S
