@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from . import AGENT_VERSION
+from . import AGENT_VERSION, scaleway_poweroff
 from .config import Config
 from .deadman import LAST_CALL_TIMEOUT_S, DeadManSwitch
 from .engine import EngineSet
@@ -48,6 +48,7 @@ class Agent:
                 last_contact=lambda: self.heartbeat.last_contact,
                 load=self.engines.load,
                 last_call=lambda: self.heartbeat.send_once(timeout=LAST_CALL_TIMEOUT_S),
+                power_off=self._scaleway_power_off if self._uses_scaleway_api else None,
             )
         self.server = AgentServer(self)
 
@@ -66,10 +67,13 @@ class Agent:
             agent=f"{self.cfg.agent_host}:{self.cfg.agent_port}",
             engine_ports=self.cfg.engine_ports,
             dead_man_after_s=self.cfg.dead_man_after_s if self.dead_man else None,
+            dead_man_action=self.cfg.dead_man_action if self.dead_man else "off",
         )
         self.engines.start()
         self.heartbeat.start()
         if self.dead_man is not None:
+            if self._uses_scaleway_api:
+                self._check_scaleway_key()
             self.dead_man.start()
 
     def drain(self) -> None:
@@ -94,6 +98,31 @@ class Agent:
             self.heartbeat.send_once()  # engine.ready false, still draining
         self.server.stop()
         self.events.emit("agent_stopped", boot_id=self.boot_id)
+
+    @property
+    def _uses_scaleway_api(self) -> bool:
+        return self.cfg.dead_man_action == "scaleway-poweroff"
+
+    def _scaleway_power_off(self) -> bool:
+        assert self.cfg.dead_man_key_file is not None
+        return scaleway_poweroff.power_off(
+            self.cfg.dead_man_metadata_url,
+            self.cfg.dead_man_api_url,
+            self.cfg.dead_man_key_file,
+            self.events,
+        )
+
+    def _check_scaleway_key(self) -> None:
+        """Said at start rather than only when it fires, 30 minutes too late."""
+        assert self.cfg.dead_man_key_file is not None
+        problem = scaleway_poweroff.key_problem(self.cfg.dead_man_key_file)
+        if problem is not None:
+            self.events.emit(
+                "dead_man_key_refused",
+                key_file=self.cfg.dead_man_key_file,
+                reason=problem,
+                fallback=self.cfg.dead_man_command[0],
+            )
 
     def _changed(self) -> None:
         self.heartbeat.wake()

@@ -1,7 +1,9 @@
 """The dead-man switch: when the control plane has accepted no register or
 heartbeat for ``dead_man_after_s`` and the engines serve no request, run
 ``dead_man_command`` (``shutdown -h now``) once, so that a node whose control
-plane is gone stops costing money.
+plane is gone stops costing money. With a ``power_off`` step (the
+``scaleway-poweroff`` action), that step goes first and the command runs only
+when it fails.
 
 The silence is counted from the last accepted register/heartbeat, or from the
 agent's start when there was none. Past the deadline, requests in flight
@@ -22,14 +24,18 @@ from .events import EventLog
 CHECK_INTERVAL_S = 1.0
 LAST_CALL_TIMEOUT_S = 3.0
 COMMAND_TIMEOUT_S = 60.0
+# How long a power_off step may take at most (its own timeouts keep it under).
+POWER_OFF_BOUND_S = 60.0
 OUTPUT_TAIL = 500
 
 
 class DeadManSwitch:
     """`last_contact()` gives the clock value of the last accepted message
     (None: never), `load()` the (running, waiting) requests now, and
-    `last_call()` sends one heartbeat and says whether it was accepted.
-    `check()` is one decision; `start()` runs it in a thread until it fires."""
+    `last_call()` sends one heartbeat and says whether it was accepted;
+    `power_off()`, when given, asks the cloud to power the node off and says
+    whether it accepted. `check()` is one decision; `start()` runs it in a
+    thread until it fires."""
 
     def __init__(
         self,
@@ -40,6 +46,7 @@ class DeadManSwitch:
         last_contact: Callable[[], float | None],
         load: Callable[[], tuple[int, int]],
         last_call: Callable[[], bool],
+        power_off: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if after_s <= 0 or not command:
@@ -50,6 +57,7 @@ class DeadManSwitch:
         self.last_contact = last_contact
         self.load = load
         self.last_call = last_call
+        self.power_off = power_off
         self.clock = clock
         self.started_at = clock()
         self.fired = False
@@ -63,7 +71,7 @@ class DeadManSwitch:
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=COMMAND_TIMEOUT_S + LAST_CALL_TIMEOUT_S)
+            self._thread.join(timeout=POWER_OFF_BOUND_S + COMMAND_TIMEOUT_S + LAST_CALL_TIMEOUT_S)
 
     def _run(self) -> None:
         interval = min(CHECK_INTERVAL_S, self.after_s / 4)
@@ -108,7 +116,8 @@ class DeadManSwitch:
             silent_s=round(silent, 1),
             program=self.command[0],  # not the arguments: they are not ours to log
         )
-        self._execute()
+        if self.power_off is None or not self.power_off():
+            self._execute()
         return True
 
     def _execute(self) -> None:

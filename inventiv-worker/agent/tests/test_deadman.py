@@ -15,35 +15,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import MODEL, TOKEN, AgentProcess, FakeControlPlane, mock_engine_command, wait_until
+from helpers import (
+    FOREVER,
+    MODEL,
+    TOKEN,
+    FakeControlPlane,
+    dead_man_events,
+    firings,
+    mark_command,
+    mock_engine_command,
+    wait_event,
+    wait_ready,
+    wait_until,
+)
 
 from inventiv_agent import config
 from inventiv_agent.deadman import DeadManSwitch
 from inventiv_agent.engine import parse_queue_metrics
 from inventiv_agent.events import EventLog
 
-# Appends one line to the file named by its argument: a firing leaves a trace
-# per run, so a second firing would show.
-MARK = "import sys; open(sys.argv[1], 'a').write('fired\\n')"
-FOREVER = 10**9  # FakeControlPlane.fail_next: every request fails from now on
 BASE = {
     "control_plane_url": "http://127.0.0.1:8080",
     "instance_id": str(uuid.uuid4()),
     "worker_token": "secret-token",
     "model_id": "m",
 }
-
-
-def mark_command(marker: Path) -> list[str]:
-    return [sys.executable, "-c", MARK, str(marker)]
-
-
-def firings(marker: Path) -> int:
-    return marker.read_text().count("fired\n") if marker.exists() else 0
-
-
-def dead_man_events(agent_events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [e for e in agent_events if e["event"].startswith("dead_man_")]
 
 
 # --- configuration -------------------------------------------------------------------
@@ -77,7 +73,10 @@ def test_config_enables_the_switch_and_takes_env_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"dead_man_action": "poweroff"}, "'dead_man_action' must be one of 'off', 'shutdown'"),
+        (
+            {"dead_man_action": "poweroff"},
+            "'dead_man_action' must be one of 'off', 'shutdown', 'scaleway-poweroff'",
+        ),
         ({"dead_man_after_s": -1}, "'dead_man_after_s' must be 0 (disabled) or a positive"),
         ({"dead_man_after_s": "nan"}, "'dead_man_after_s' must be 0 (disabled) or a positive"),
         ({"dead_man_after_s": "soon"}, "'dead_man_after_s' must be a number"),
@@ -239,22 +238,6 @@ def switch_on(marker: Path, after_s: float = 1.0) -> dict[str, Any]:
         "dead_man_after_s": after_s,
         "dead_man_command": mark_command(marker),
     }
-
-
-def wait_event(agent: AgentProcess, name: str, timeout: float) -> dict[str, Any]:
-    return wait_until(
-        lambda: next((e for e in agent.events() if e["event"] == name), None),
-        timeout,
-        f"event {name}",
-    )
-
-
-def wait_ready(control_plane: FakeControlPlane) -> None:
-    wait_until(
-        lambda: control_plane.heartbeat_where(lambda hb: hb["engine"]["ready"]),
-        15,
-        "a heartbeat with the engine ready",
-    )
 
 
 GO_AWAY: dict[str, Callable[[FakeControlPlane], None]] = {
