@@ -85,7 +85,7 @@ while (($#)); do
     --health-timeout) HEALTH_TIMEOUT=${2-}; shift 2 || usage "--health-timeout needs seconds" ;;
     --mock) MOCK=1; shift ;;
     --stop) ACTION=stop; shift ;;
-    -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,39p' "$0"; exit 0 ;;
     *) usage "unknown argument '$1'" ;;
   esac
 done
