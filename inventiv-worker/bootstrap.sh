@@ -34,7 +34,9 @@
 # without systemd), secrets/ (0700) with hf_token (0600): the organization's
 # Hugging Face token for a gated model, written there by the orchestrator
 # before this script runs and named by the config's hf_token_file; the agent
-# reads it into its engine's HF_TOKEN.
+# reads it into its engine's HF_TOKEN. Also scaleway_poweroff_key (0600): the
+# organization's Scaleway secret key when it opted in to the dead-man switch's
+# power-off through Scaleway's API (the config's dead_man_key_file).
 set -euo pipefail
 umask 022
 
@@ -83,7 +85,7 @@ while (($#)); do
     --health-timeout) HEALTH_TIMEOUT=${2-}; shift 2 || usage "--health-timeout needs seconds" ;;
     --mock) MOCK=1; shift ;;
     --stop) ACTION=stop; shift ;;
-    -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,39p' "$0"; exit 0 ;;
     *) usage "unknown argument '$1'" ;;
   esac
 done

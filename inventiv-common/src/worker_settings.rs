@@ -1,5 +1,6 @@
 //! Worker settings of an organization on a provider: how its nodes run the
-//! worker (GPU mode, ports, start-up timeout, bootstrap attempts). Typed,
+//! worker (GPU mode, ports, start-up timeout, bootstrap attempts, dead-man
+//! switch). Typed,
 //! with defaults for every field and bounds checked by
 //! [`WorkerSettings::validate`]; the API stores them, the orchestrator
 //! applies them when it installs and watches a node.
@@ -22,6 +23,16 @@ pub struct WorkerSettings {
     pub startup_timeout_secs: u32,
     /// SSH bootstrap attempts before giving up (1 to 10).
     pub bootstrap_attempts: u8,
+    /// A node whose control plane has answered nothing for this long, with
+    /// no request in flight, powers itself off so that it stops costing
+    /// money: 0 (never) or 300 to 86400 seconds. Not on the mock provider.
+    pub dead_man_after_s: u32,
+    /// On Scaleway, power the node off through Scaleway's API, which stops
+    /// the compute billing (an in-guest shutdown leaves the server "stopped
+    /// in place", still billed). Opt-in: it puts the organization's own
+    /// Scaleway secret key on the node (a file only the agent can read), the
+    /// node being the organization's own server in its own account.
+    pub dead_man_poweroff: bool,
 }
 
 impl Default for WorkerSettings {
@@ -32,6 +43,8 @@ impl Default for WorkerSettings {
             agent_port: 8090,
             startup_timeout_secs: 900,
             bootstrap_attempts: 3,
+            dead_man_after_s: 1800,
+            dead_man_poweroff: false,
         }
     }
 }
@@ -59,6 +72,9 @@ impl WorkerSettings {
         if !(1..=10).contains(&self.bootstrap_attempts) {
             return Err("bootstrap_attempts: 1 to 10".into());
         }
+        if self.dead_man_after_s != 0 && !(300..=86_400).contains(&self.dead_man_after_s) {
+            return Err("dead_man_after_s: 0 (never) or 300 to 86400".into());
+        }
         Ok(())
     }
 }
@@ -73,13 +89,15 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_bounds_are_enforced() {
         assert_eq!(WorkerSettings::default().validate(), Ok(()));
-        let table: [Case; 6] = [
+        let table: [Case; 8] = [
             (|s| s.mode = "dual".into(), "mode"),
             (|s| s.engine_port = 80, "engine_port"),
             (|s| s.agent_port = 1023, "agent_port"),
             (|s| s.agent_port = s.engine_port, "agent_port"),
             (|s| s.startup_timeout_secs = 59, "startup_timeout_secs"),
             (|s| s.bootstrap_attempts = 11, "bootstrap_attempts"),
+            (|s| s.dead_man_after_s = 299, "dead_man_after_s"),
+            (|s| s.dead_man_after_s = 86_401, "dead_man_after_s"),
         ];
         for (change, field) in table {
             let mut s = WorkerSettings::default();
@@ -87,5 +105,26 @@ mod tests {
             let err = s.validate().err().unwrap_or_default();
             assert!(err.starts_with(field), "{field}: {err}");
         }
+        for after_s in [0, 300, 86_400] {
+            let s = WorkerSettings {
+                dead_man_after_s: after_s,
+                ..WorkerSettings::default()
+            };
+            assert_eq!(s.validate(), Ok(()), "{after_s}");
+        }
+    }
+
+    #[test]
+    fn settings_stored_before_a_field_existed_read_as_its_default() {
+        let old = serde_json::json!({ "mode": "multi", "engine_port": 8100 });
+        let read = serde_json::from_value::<WorkerSettings>(old).map_err(|e| e.to_string());
+        let expected = WorkerSettings {
+            mode: "multi".into(),
+            engine_port: 8100,
+            dead_man_after_s: 1800,
+            dead_man_poweroff: false,
+            ..WorkerSettings::default()
+        };
+        assert_eq!(read, Ok(expected));
     }
 }

@@ -1,7 +1,8 @@
 //! Bootstrapping a worker node over SSH: check the node answers (recording
-//! its host key), upload the agent bundle, its configuration, the
-//! Hugging Face token of a gated model (its own file, mode 600, through
-//! stdin: never on a command line) and the bootstrap script, run the script,
+//! its host key), upload the agent bundle, its configuration, the secret
+//! files (the Hugging Face token of a gated model, the Scaleway key of the
+//! dead-man switch's API power-off: each its own file, mode 600, through
+//! stdin, never on a command line) and the bootstrap script, run the script,
 //! and turn each `::phase::NAME` it prints into a `WORKER_SSH_<NAME>` action
 //! log with the tail of its output.
 
@@ -33,6 +34,9 @@ pub struct Bootstrap<'a> {
     /// The organization's Hugging Face token, for a gated model only;
     /// without it any copy left on the node is removed.
     pub hf_token: Option<&'a SecretString>,
+    /// The organization's Scaleway secret key, for the dead-man switch's
+    /// `scaleway-poweroff` only (opted in); without it any copy is removed.
+    pub scaleway_key: Option<&'a SecretString>,
     /// Where on the node everything goes.
     pub install_dir: &'a str,
     /// Skip the GPU steps (mock provider).
@@ -114,8 +118,17 @@ pub fn parse(line: &str) -> Line {
 /// Where a node keeps the Hugging Face token: a file only its owner (the
 /// engine's user) can read, in a directory only it can enter.
 pub fn hf_token_path(install_dir: &str) -> String {
-    format!("{install_dir}/secrets/hf_token")
+    format!("{install_dir}/secrets/{HF_TOKEN_FILE}")
 }
+
+/// Where a node keeps the Scaleway key its agent powers it off with, beside
+/// the Hugging Face token (the agent's default `dead_man_key_file`).
+pub fn scaleway_key_path(install_dir: &str) -> String {
+    format!("{install_dir}/secrets/{SCALEWAY_KEY_FILE}")
+}
+
+const HF_TOKEN_FILE: &str = "hf_token";
+const SCALEWAY_KEY_FILE: &str = "scaleway_poweroff_key";
 
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -173,7 +186,8 @@ pub async fn run(b: Bootstrap<'_>) -> Result<(), BootstrapError> {
                 .execute(&b.log.db)
                 .await?;
             let done = json!({ "install_dir": b.install_dir, "bundle_sha256": b.bundle_sha256,
-                               "hf_token_delivered": b.hf_token.is_some() });
+                               "hf_token_delivered": b.hf_token.is_some(),
+                               "scaleway_key_delivered": b.scaleway_key.is_some() });
             b.log.succeed(step, done).await?;
             Ok(())
         }
@@ -204,14 +218,19 @@ async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<(), BootstrapEr
     upload(session, b.install_dir, "inventiv-agent.tar.gz", &bundle).await?;
     upload(session, b.install_dir, "bootstrap.sh", &script).await?;
     upload(session, b.install_dir, "agent.json", &config).await?;
-    match b.hf_token {
-        Some(token) => {
-            let dir = format!("{}/secrets", b.install_dir);
-            upload(session, &dir, "hf_token", token.expose_secret().as_bytes()).await?;
-        }
-        None => {
-            let path = quote(&hf_token_path(b.install_dir));
-            session.run(&format!("rm -f {path}"), b"").await?;
+    let secrets = format!("{}/secrets", b.install_dir);
+    for (name, secret) in [
+        (HF_TOKEN_FILE, b.hf_token),
+        (SCALEWAY_KEY_FILE, b.scaleway_key),
+    ] {
+        match secret {
+            Some(secret) => {
+                upload(session, &secrets, name, secret.expose_secret().as_bytes()).await?;
+            }
+            None => {
+                let path = quote(&format!("{secrets}/{name}"));
+                session.run(&format!("rm -f {path}"), b"").await?;
+            }
         }
     }
     let dir = quote(b.install_dir);

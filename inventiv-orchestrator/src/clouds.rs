@@ -85,22 +85,33 @@ impl Clouds {
                 return Ok(provider);
             }
         }
-        let unreadable = |e: String| CloudError::Unreadable(code.to_owned(), e);
-        let stored = inventiv_store::credentials::load(db, &self.keyring, org, code)
-            .await
-            .map_err(|e| unreadable(e.to_string()))?
-            .ok_or_else(|| CloudError::NotConfigured(code.to_owned()))?;
-        let creds: scaleway::Credentials = serde_json::from_str(stored.document.expose_secret())
-            .map_err(|_| unreadable("not a Scaleway credentials document".into()))?;
+        let (updated_at, creds) = self.scaleway_credentials(db, org).await?;
         let provider: Arc<dyn CloudProvider> = Arc::new(ScalewayProvider::new(
             self.http.clone(),
             self.scaleway.clone(),
             creds,
         ));
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(key, (stored.updated_at, provider.clone()));
+            cache.insert(key, (updated_at, provider.clone()));
         }
         Ok(provider)
+    }
+
+    /// `org`'s decrypted Scaleway credentials and when they were written.
+    pub async fn scaleway_credentials(
+        &self,
+        db: &PgPool,
+        org: Uuid,
+    ) -> Result<(DateTime<Utc>, scaleway::Credentials), CloudError> {
+        const CODE: &str = "scaleway";
+        let unreadable = |e: String| CloudError::Unreadable(CODE.to_owned(), e);
+        let stored = inventiv_store::credentials::load(db, &self.keyring, org, CODE)
+            .await
+            .map_err(|e| unreadable(e.to_string()))?
+            .ok_or_else(|| CloudError::NotConfigured(CODE.to_owned()))?;
+        let creds = serde_json::from_str(stored.document.expose_secret())
+            .map_err(|_| unreadable("not a Scaleway credentials document".into()))?;
+        Ok((stored.updated_at, creds))
     }
 
     fn cached(&self, key: &(String, Uuid)) -> Option<Cached> {

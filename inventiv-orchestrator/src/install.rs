@@ -1,11 +1,14 @@
 //! `installing`: bootstrap the worker over SSH with a fresh per-instance
 //! token (only its hash is stored), on the ports of the organization's
 //! worker settings, with the organization's Hugging Face token when the
-//! model is gated, retried with backoff on transient failures,
-//! `startup_failed` after the settings' attempts.
+//! model is gated, the dead-man switch the settings ask for (with the
+//! organization's Scaleway key when it powers off through Scaleway's API),
+//! retried with backoff on transient failures, `startup_failed` after the
+//! settings' attempts.
 
 use std::time::Duration;
 
+use inventiv_common::worker_settings::WorkerSettings;
 use inventiv_common::InstanceStatus;
 use inventiv_providers::ServerRef;
 use secrecy::SecretString;
@@ -51,6 +54,54 @@ async fn huggingface_token(o: &Orchestrator, inst: &InstanceRow) -> Result<HfTok
         .await
         .map_err(|e| StepError::Other(format!("Hugging Face token: {e}")))?;
     Ok(token.map_or(HfToken::Missing, HfToken::Deliver))
+}
+
+/// What the node's dead-man switch does when its control plane is gone.
+enum DeadMan {
+    /// Mock nodes run on the platform's own machine; or the settings say 0.
+    Off,
+    /// An in-guest power-off: on Scaleway the server stays "stopped in
+    /// place", still billed.
+    Shutdown,
+    /// Through Scaleway's API with the organization's secret key (opted
+    /// in): the server is "stopped", its compute no longer billed.
+    ScalewayPoweroff(SecretString),
+}
+
+impl DeadMan {
+    fn action(&self) -> &'static str {
+        match self {
+            DeadMan::Off => "off",
+            DeadMan::Shutdown => "shutdown",
+            DeadMan::ScalewayPoweroff(_) => "scaleway-poweroff",
+        }
+    }
+
+    fn key(&self) -> Option<&SecretString> {
+        match self {
+            DeadMan::ScalewayPoweroff(key) => Some(key),
+            DeadMan::Off | DeadMan::Shutdown => None,
+        }
+    }
+}
+
+async fn dead_man(
+    o: &Orchestrator,
+    inst: &InstanceRow,
+    settings: &WorkerSettings,
+) -> Result<DeadMan, StepError> {
+    if inst.provider == "mock" || settings.dead_man_after_s == 0 {
+        return Ok(DeadMan::Off);
+    }
+    if inst.provider == "scaleway" && settings.dead_man_poweroff {
+        let (_, creds) = o
+            .clouds
+            .scaleway_credentials(&o.db, inst.organization_id)
+            .await
+            .map_err(|e| StepError::Other(e.to_string()))?;
+        return Ok(DeadMan::ScalewayPoweroff(creds.secret_key));
+    }
+    Ok(DeadMan::Shutdown)
 }
 
 /// Runs the bootstrap once.
@@ -150,6 +201,14 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         // The path only: the token itself goes to its own file.
         config["hf_token_file"] = json!(bootstrap::hf_token_path(&install_dir));
     }
+    let dead_man = dead_man(o, inst, &settings).await?;
+    config["dead_man_after_s"] = json!(settings.dead_man_after_s);
+    config["dead_man_action"] = json!(dead_man.action());
+    if dead_man.key().is_some() {
+        // The path only, as for the Hugging Face token.
+        config["dead_man_key_file"] = json!(bootstrap::scaleway_key_path(&install_dir));
+        config["dead_man_api_url"] = json!(o.config.scaleway_api_url);
+    }
     sqlx::query("UPDATE instances SET worker_token_hash = $2, bootstrap_attempts = bootstrap_attempts + 1 WHERE id = $1")
         .bind(inst.id)
         .bind(hash)
@@ -168,6 +227,7 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         script: &o.bundle.script,
         agent_config: config,
         hf_token: hf_token.as_ref(),
+        scaleway_key: dead_man.key(),
         install_dir: &install_dir,
         mock,
     })

@@ -168,6 +168,7 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
                 script: &script,
                 agent_config: config,
                 hf_token: None,
+                scaleway_key: None,
                 install_dir: &install_dir,
                 mock: true,
             })

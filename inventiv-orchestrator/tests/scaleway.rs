@@ -30,7 +30,7 @@ use inventiv_providers::reconcile::Kind;
 use inventiv_providers::{tags, CreateServer};
 use inventiv_testkit::fake_scaleway::{FakeScaleway, Faults};
 use serde_json::json;
-use support::{poll, Stack, MODEL};
+use support::{poll, NodeGuard, Stack, MODEL};
 use uuid::Uuid;
 
 /// Successful actions of an instance, in order.
@@ -655,25 +655,6 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
     )
     .await;
     assert!(stopped.is_some(), "the node's engine still runs");
-}
-
-/// Stops what the bootstrap started on the "server" (the agent and the
-/// engine, local processes here), even when the test fails: deleting a
-/// real server would.
-struct NodeGuard {
-    node: String,
-    engine: String,
-}
-
-impl Drop for NodeGuard {
-    fn drop(&mut self) {
-        let left: Vec<u32> = support::processes_mentioning(&self.node)
-            .into_iter()
-            .chain(support::processes_mentioning(&self.engine))
-            .map(|(pid, _)| pid)
-            .collect();
-        support::sigkill(&left);
-    }
 }
 
 /// Acceptance: Scaleway refusing the create for quota (403) or the

@@ -1,7 +1,8 @@
 //! Worker settings of the current organization per provider (owners and
 //! admins): GPU mode by default, node ports, start-up timeout, bootstrap
-//! attempts. Unset means the defaults; a PUT replaces them all (a field
-//! left out takes its default) after checking the bounds.
+//! attempts, the nodes' dead-man switch (delay, and on Scaleway the opt-in
+//! power-off through its API). Unset means the defaults; a PUT replaces them
+//! all (a field left out takes its default) after checking the bounds.
 
 use axum::extract::State;
 use inventiv_common::worker_settings::WorkerSettings;

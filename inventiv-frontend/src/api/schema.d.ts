@@ -2480,6 +2480,23 @@ export interface components {
             bootstrap_attempts: number;
             /**
              * Format: int32
+             * @description A node whose control plane has answered nothing for this long, with
+             *     no request in flight, powers itself off so that it stops costing
+             *     money: 0 (never) or 300 to 86400 seconds. Not on the mock provider.
+             * @default 1800
+             */
+            dead_man_after_s: number;
+            /**
+             * @description On Scaleway, power the node off through Scaleway's API, which stops
+             *     the compute billing (an in-guest shutdown leaves the server "stopped
+             *     in place", still billed). Opt-in: it puts the organization's own
+             *     Scaleway secret key on the node (a file only the agent can read), the
+             *     node being the organization's own server in its own account.
+             * @default false
+             */
+            dead_man_poweroff: boolean;
+            /**
+             * Format: int32
              * @description Port of the inference engine on the node (1024 to 65535).
              * @default 8000
              */

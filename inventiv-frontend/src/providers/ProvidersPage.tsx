@@ -175,7 +175,7 @@ function WorkerSettingsForm({ provider, current }: { provider: string; current: 
   const save = useSaveWorkerSettings(provider);
   const [form, setForm] = useState<WorkerForm>(workerForm(current));
   const [problem, setProblem] = useState<string | null>(null);
-  const set = (k: keyof WorkerForm) => (e: { target: { value: string } }) => setForm({ ...form, [k]: e.target.value });
+  const set = (k: Exclude<keyof WorkerForm, 'dead_man_poweroff'>) => (e: { target: { value: string } }) => setForm({ ...form, [k]: e.target.value });
   const submit = (e: FormEvent) => {
     e.preventDefault();
     const parsed = parseWorkerForm(form);
@@ -197,6 +197,21 @@ function WorkerSettingsForm({ provider, current }: { provider: string; current: 
       <Field label="Agent port" type="number" min={1024} max={65535} value={form.agent_port} onChange={set('agent_port')} hint={`1024 to 65535, not the engine's, default ${WORKER_DEFAULTS.agent_port}`} />
       <Field label="Start-up timeout (s)" type="number" min={60} max={7200} value={form.startup_timeout_secs} onChange={set('startup_timeout_secs')} hint={`60 to 7200, default ${WORKER_DEFAULTS.startup_timeout_secs}`} />
       <Field label="Bootstrap attempts" type="number" min={1} max={10} value={form.bootstrap_attempts} onChange={set('bootstrap_attempts')} hint={`1 to 10, default ${WORKER_DEFAULTS.bootstrap_attempts}`} />
+      <Field
+        label="Dead-man switch (s)"
+        type="number"
+        min={0}
+        max={86400}
+        value={form.dead_man_after_s}
+        onChange={set('dead_man_after_s')}
+        hint={`An idle node whose control plane has been silent this long powers itself off: 0 (never) or 300 to 86400, default ${WORKER_DEFAULTS.dead_man_after_s}`}
+      />
+      {provider === SCALEWAY ? (
+        <label className="checkbox">
+          <input type="checkbox" checked={form.dead_man_poweroff} onChange={(e) => setForm({ ...form, dead_man_poweroff: e.target.checked })} />
+          Power off through Scaleway's API, which stops the compute billing (a shutdown leaves the server billed). Puts this organization's Scaleway secret key on its nodes.
+        </label>
+      ) : null}
       <div className="form-row">
         <button type="submit" className="button button-primary" disabled={save.isPending}>
           Save the worker settings

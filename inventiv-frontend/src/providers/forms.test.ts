@@ -56,6 +56,8 @@ describe('worker settings form', () => {
     expect(block).toContain(`agent_port: ${WORKER_DEFAULTS.agent_port},`);
     expect(block).toContain(`startup_timeout_secs: ${WORKER_DEFAULTS.startup_timeout_secs},`);
     expect(block).toContain(`bootstrap_attempts: ${WORKER_DEFAULTS.bootstrap_attempts},`);
+    expect(block).toContain(`dead_man_after_s: ${WORKER_DEFAULTS.dead_man_after_s},`);
+    expect(block).toContain(`dead_man_poweroff: ${WORKER_DEFAULTS.dead_man_poweroff},`);
   });
   it('round-trips the defaults', () => {
     expect(parseWorkerForm(workerForm(WORKER_DEFAULTS))).toEqual({ settings: WORKER_DEFAULTS });
@@ -72,7 +74,12 @@ describe('worker settings form', () => {
       [{ startup_timeout_secs: '7201' }, 'startup_timeout_secs: 60 to 7200'],
       [{ bootstrap_attempts: '0' }, 'bootstrap_attempts: 1 to 10'],
       [{ bootstrap_attempts: '' }, 'bootstrap_attempts: 1 to 10'],
-      [{ mode: 'multi', engine_port: '1024', agent_port: '65535', startup_timeout_secs: '7200', bootstrap_attempts: '10' }, null],
+      [{ dead_man_after_s: '299' }, 'dead_man_after_s: 0 (never) or 300 to 86400'],
+      [{ dead_man_after_s: '86401' }, 'dead_man_after_s: 0 (never) or 300 to 86400'],
+      [{ dead_man_after_s: '-1' }, 'dead_man_after_s: 0 (never) or 300 to 86400'],
+      [{ dead_man_after_s: '0', dead_man_poweroff: true }, null],
+      [{ dead_man_after_s: '300' }, null],
+      [{ mode: 'multi', engine_port: '1024', agent_port: '65535', startup_timeout_secs: '7200', bootstrap_attempts: '10', dead_man_after_s: '86400' }, null],
     ];
     for (const [change, problem] of cases) {
       const parsed = parseWorkerForm({ ...form, ...change });

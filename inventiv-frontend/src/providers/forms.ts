@@ -48,10 +48,14 @@ export const WORKER_DEFAULTS: WorkerSettings = {
   agent_port: 8090,
   startup_timeout_secs: 900,
   bootstrap_attempts: 3,
+  dead_man_after_s: 1800,
+  dead_man_poweroff: false,
 };
 
-/** The worker settings form: numbers as typed. */
-export type WorkerForm = { [K in keyof WorkerSettings]: string };
+type TypedWorkerField = Exclude<keyof WorkerSettings, 'dead_man_poweroff'>;
+
+/** The worker settings form: numbers as typed, the Scaleway power-off as a checkbox. */
+export type WorkerForm = { [K in TypedWorkerField]: string } & { dead_man_poweroff: boolean };
 
 export function workerForm(s: WorkerSettings): WorkerForm {
   return {
@@ -60,6 +64,8 @@ export function workerForm(s: WorkerSettings): WorkerForm {
     agent_port: String(s.agent_port),
     startup_timeout_secs: String(s.startup_timeout_secs),
     bootstrap_attempts: String(s.bootstrap_attempts),
+    dead_man_after_s: String(s.dead_man_after_s),
+    dead_man_poweroff: s.dead_man_poweroff,
   };
 }
 
@@ -82,5 +88,17 @@ export function parseWorkerForm(f: WorkerForm): { settings: WorkerSettings } | {
   if (timeout === null) return { problem: 'startup_timeout_secs: 60 to 7200' };
   const attempts = bounded(f.bootstrap_attempts, 1, 10);
   if (attempts === null) return { problem: 'bootstrap_attempts: 1 to 10' };
-  return { settings: { mode: f.mode, engine_port: engine, agent_port: agent, startup_timeout_secs: timeout, bootstrap_attempts: attempts } };
+  const deadMan = bounded(f.dead_man_after_s, 0, 86400);
+  if (deadMan === null || (deadMan !== 0 && deadMan < 300)) return { problem: 'dead_man_after_s: 0 (never) or 300 to 86400' };
+  return {
+    settings: {
+      mode: f.mode,
+      engine_port: engine,
+      agent_port: agent,
+      startup_timeout_secs: timeout,
+      bootstrap_attempts: attempts,
+      dead_man_after_s: deadMan,
+      dead_man_poweroff: f.dead_man_poweroff,
+    },
+  };
 }

@@ -89,6 +89,27 @@ pub fn sigkill(pids: &[u32]) {
         .status();
 }
 
+/// Stops what the bootstrap started on the "server" (the agent and the
+/// engine, local processes here), even when the test fails: deleting a
+/// real server would.
+pub struct NodeGuard {
+    /// The node's install directory.
+    pub node: String,
+    /// A string only its engine's command line holds.
+    pub engine: String,
+}
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        let left: Vec<u32> = processes_mentioning(&self.node)
+            .into_iter()
+            .chain(processes_mentioning(&self.engine))
+            .map(|(pid, _)| pid)
+            .collect();
+        sigkill(&left);
+    }
+}
+
 /// Polls `check` until it yields a value; `None` when the deadline passes.
 pub async fn poll<T, F, Fut>(deadline: Duration, every: Duration, mut check: F) -> Option<T>
 where

@@ -1,5 +1,5 @@
 """The agent assembled: configuration + event log + engines + heartbeats +
-HTTP server, its status, the payloads it sends, and the drain on shutdown.
+dead-man switch + HTTP server, its status, the payloads it sends, and the drain on shutdown.
 ``__main__`` and the tests build it the same way, through :class:`Agent`."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import time
 import uuid
 from typing import Any
 
-from . import AGENT_VERSION
+from . import AGENT_VERSION, scaleway_poweroff
 from .config import Config
+from .deadman import LAST_CALL_TIMEOUT_S, DeadManSwitch
 from .engine import EngineSet
 from .events import EventLog, utc_now_iso
 from .heartbeat import ControlPlaneClient, HeartbeatLoop
@@ -38,6 +39,17 @@ class Agent:
             build_register=self.register_payload,
             build_heartbeat=self.heartbeat_payload,
         )
+        self.dead_man: DeadManSwitch | None = None
+        if cfg.dead_man_enabled:
+            self.dead_man = DeadManSwitch(
+                cfg.dead_man_after_s,
+                cfg.dead_man_command,
+                self.events,
+                last_contact=lambda: self.heartbeat.last_contact,
+                load=self.engines.load,
+                last_call=lambda: self.heartbeat.send_once(timeout=LAST_CALL_TIMEOUT_S),
+                power_off=self._scaleway_power_off if self._uses_scaleway_api else None,
+            )
         self.server = AgentServer(self)
 
     # --- lifecycle ----------------------------------------------------------------
@@ -54,15 +66,23 @@ class Agent:
             model_id=self.cfg.model_id,
             agent=f"{self.cfg.agent_host}:{self.cfg.agent_port}",
             engine_ports=self.cfg.engine_ports,
+            dead_man_after_s=self.cfg.dead_man_after_s if self.dead_man else None,
+            dead_man_action=self.cfg.dead_man_action if self.dead_man else "off",
         )
         self.engines.start()
         self.heartbeat.start()
+        if self.dead_man is not None:
+            if self._uses_scaleway_api:
+                self._check_scaleway_key()
+            self.dead_man.start()
 
     def drain(self) -> None:
         """Tell the control plane (status draining), let in-flight requests
         finish (up to drain_timeout_s), stop the engines, stop serving."""
         self.draining = True
         self.events.emit("draining", drain_timeout_s=self.cfg.drain_timeout_s)
+        if self.dead_man is not None:
+            self.dead_man.stop()  # the agent is leaving anyway
         self.heartbeat.stop()
         # Short timeouts: a control plane that is down must not hold the node.
         self.heartbeat.client.timeout = DRAIN_REQUEST_TIMEOUT_S
@@ -78,6 +98,31 @@ class Agent:
             self.heartbeat.send_once()  # engine.ready false, still draining
         self.server.stop()
         self.events.emit("agent_stopped", boot_id=self.boot_id)
+
+    @property
+    def _uses_scaleway_api(self) -> bool:
+        return self.cfg.dead_man_action == "scaleway-poweroff"
+
+    def _scaleway_power_off(self) -> bool:
+        assert self.cfg.dead_man_key_file is not None
+        return scaleway_poweroff.power_off(
+            self.cfg.dead_man_metadata_url,
+            self.cfg.dead_man_api_url,
+            self.cfg.dead_man_key_file,
+            self.events,
+        )
+
+    def _check_scaleway_key(self) -> None:
+        """Said at start rather than only when it fires, 30 minutes too late."""
+        assert self.cfg.dead_man_key_file is not None
+        problem = scaleway_poweroff.key_problem(self.cfg.dead_man_key_file)
+        if problem is not None:
+            self.events.emit(
+                "dead_man_key_refused",
+                key_file=self.cfg.dead_man_key_file,
+                reason=problem,
+                fallback=self.cfg.dead_man_command[0],
+            )
 
     def _changed(self) -> None:
         self.heartbeat.wake()

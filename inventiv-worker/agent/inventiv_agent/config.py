@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shlex
 import socket
@@ -30,6 +31,12 @@ DEFAULT_ENGINE_COMMAND: tuple[str, ...] = (
     "--tensor-parallel-size",
     "{tp}",
 )
+DEFAULT_DEAD_MAN_COMMAND: tuple[str, ...] = ("shutdown", "-h", "now")
+DEAD_MAN_ACTIONS = ("off", "shutdown", "scaleway-poweroff")
+DEFAULT_DEAD_MAN_METADATA_URL = "http://169.254.42.42/conf?format=json"
+DEFAULT_DEAD_MAN_API_URL = "https://api.scaleway.com"
+# Under the directory of the config file (bootstrap.sh's install dir).
+DEFAULT_DEAD_MAN_KEY_FILE = "secrets/scaleway_poweroff_key"
 # Placeholders an engine_command may use; anything else in braces is a typo.
 PLACEHOLDERS = ("model", "port", "host", "tp", "gpu")
 MAX_ENGINES = 16
@@ -93,6 +100,19 @@ class Config:
     engine_backoff_initial_s: float = 1.0
     engine_backoff_max_s: float = 60.0
     drain_timeout_s: float = 30.0
+    # The dead-man switch (deadman.py). "off" by default: on the mock provider
+    # the agent runs on the developer's own machine. The orchestrator asks for
+    # "shutdown" on cloud nodes, or "scaleway-poweroff" (scaleway_poweroff.py:
+    # through Scaleway's API, then dead_man_command if that fails).
+    dead_man_after_s: float = 1800.0
+    dead_man_action: str = "off"
+    dead_man_command: tuple[str, ...] = DEFAULT_DEAD_MAN_COMMAND
+    dead_man_metadata_url: str = DEFAULT_DEAD_MAN_METADATA_URL
+    dead_man_api_url: str = DEFAULT_DEAD_MAN_API_URL
+    # None = DEFAULT_DEAD_MAN_KEY_FILE beside the config file (after resolve(),
+    # always an absolute path). The file itself holds the organization's
+    # Scaleway secret key; only its path is configuration.
+    dead_man_key_file: str | None = None
 
     # --- derived values (after resolve(), never None) ---------------------------
 
@@ -100,6 +120,10 @@ class Config:
     def public_port(self) -> int:
         """The port serving the OpenAI API: the engine's (mono) or HAProxy's (multi)."""
         return self.haproxy_port if self.mode == "multi" else self.engine_ports[0]
+
+    @property
+    def dead_man_enabled(self) -> bool:
+        return self.dead_man_action != "off" and self.dead_man_after_s > 0
 
     @property
     def engine_ports(self) -> list[int]:
@@ -113,11 +137,13 @@ class Config:
         out["worker_token"] = "***"  # noqa: S105 - the redaction marker
         out["engine_command"] = list(self.engine_command)
         out["engine_env"] = dict(self.engine_env)
+        out["dead_man_command"] = list(self.dead_man_command)
         return out
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _INT_KEYS = {"engine_port", "agent_port", "gpu_count", "tensor_parallel_size", "haproxy_port"}
+# Must be > 0; dead_man_after_s is a number too, but 0 means "disabled".
 _FLOAT_KEYS = {
     "heartbeat_interval_s",
     "engine_stop_grace_s",
@@ -125,6 +151,8 @@ _FLOAT_KEYS = {
     "engine_backoff_max_s",
     "drain_timeout_s",
 }
+# Lists of strings, given in the environment as a JSON array or a shell-quoted string.
+_ARGV_KEYS = {"engine_command", "dead_man_command"}
 _REQUIRED = ("control_plane_url", "instance_id", "worker_token", "model_id")
 
 
@@ -149,16 +177,17 @@ def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None 
         value = env.get(ENV_PREFIX + name.upper())
         if value is not None:
             raw[name] = _from_env(name, value, errors)
-    return from_mapping({k: v for k, v in raw.items() if k in _FIELDS}, errors)
+    base_dir = str(Path(path).resolve().parent) if path else None
+    return from_mapping({k: v for k, v in raw.items() if k in _FIELDS}, errors, base_dir)
 
 
 def _from_env(name: str, value: str, errors: list[str]) -> Any:
-    if name == "engine_command":
+    if name in _ARGV_KEYS:
         if value.lstrip().startswith("["):
             try:
                 return json.loads(value)
             except json.JSONDecodeError:
-                errors.append(f"{ENV_PREFIX}ENGINE_COMMAND is not a JSON array")
+                errors.append(f"{ENV_PREFIX}{name.upper()} is not a JSON array")
                 return None
         return shlex.split(value)
     if name == "engine_env":
@@ -170,7 +199,11 @@ def _from_env(name: str, value: str, errors: list[str]) -> Any:
     return value  # converted and checked by from_mapping like the file's values
 
 
-def from_mapping(raw: Mapping[str, Any], errors: list[str] | None = None) -> Config:
+def from_mapping(
+    raw: Mapping[str, Any], errors: list[str] | None = None, base_dir: str | None = None
+) -> Config:
+    """`base_dir`: where relative defaults live (the config file's directory;
+    the working directory when None)."""
     errors = [] if errors is None else errors
     values: dict[str, Any] = {}
     for name in _REQUIRED:
@@ -180,13 +213,13 @@ def from_mapping(raw: Mapping[str, Any], errors: list[str] | None = None) -> Con
         converted = value
         if name in _INT_KEYS and value is not None:
             converted = _as_number(name, value, int, errors)
-        elif name in _FLOAT_KEYS and value is not None:
+        elif name in _FLOAT_KEYS | {"dead_man_after_s"} and value is not None:
             converted = _as_number(name, value, float, errors)
         if converted is not None:
             values[name] = converted
     if errors:
         raise ConfigError(_message(errors))
-    cfg = _build(values, errors)
+    cfg = _build(values, errors, base_dir or os.getcwd())
     if errors:
         raise ConfigError(_message(errors))
     return cfg
@@ -211,7 +244,7 @@ def _as_number(name: str, value: Any, kind: type, errors: list[str]) -> Any:
     return number
 
 
-def _build(v: dict[str, Any], errors: list[str]) -> Config:
+def _build(v: dict[str, Any], errors: list[str], base_dir: str) -> Config:
     url = str(v["control_plane_url"]).rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -277,6 +310,18 @@ def _build(v: dict[str, Any], errors: list[str]) -> Config:
         engine_backoff_initial_s=v.get("engine_backoff_initial_s", 1.0),
         engine_backoff_max_s=v.get("engine_backoff_max_s", 60.0),
         drain_timeout_s=v.get("drain_timeout_s", Config.drain_timeout_s),
+        dead_man_after_s=_dead_man_after_s(v.get("dead_man_after_s", 1800.0), errors),
+        dead_man_action=_dead_man_action(v.get("dead_man_action", "off"), errors),
+        dead_man_command=_dead_man_command(v.get("dead_man_command"), errors),
+        dead_man_metadata_url=_http_url(
+            "dead_man_metadata_url", v.get("dead_man_metadata_url"), errors
+        )
+        or DEFAULT_DEAD_MAN_METADATA_URL,
+        dead_man_api_url=(
+            _http_url("dead_man_api_url", v.get("dead_man_api_url"), errors)
+            or DEFAULT_DEAD_MAN_API_URL
+        ).rstrip("/"),
+        dead_man_key_file=_dead_man_key_file(v.get("dead_man_key_file"), base_dir, errors),
     )
     _check_ranges(cfg, errors)
     return cfg
@@ -299,6 +344,54 @@ def _engine_command(command: Any, errors: list[str]) -> tuple[str, ...]:
                 f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})"
             )
     return tuple(command)
+
+
+def _dead_man_after_s(value: float, errors: list[str]) -> float:
+    if not 0 <= value < math.inf:  # NaN fails both comparisons
+        errors.append("'dead_man_after_s' must be 0 (disabled) or a positive number of seconds")
+        return 0.0
+    return value
+
+
+def _dead_man_action(value: Any, errors: list[str]) -> str:
+    if value not in DEAD_MAN_ACTIONS:
+        errors.append(
+            f"'dead_man_action' must be one of {', '.join(map(repr, DEAD_MAN_ACTIONS))}, "
+            f"got {value!r}"
+        )
+        return "off"
+    return str(value)
+
+
+def _dead_man_command(value: Any, errors: list[str]) -> tuple[str, ...]:
+    if value is None:
+        return DEFAULT_DEAD_MAN_COMMAND
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(a, str) and a for a in value)
+    ):
+        errors.append("'dead_man_command' must be a non-empty list of non-empty strings")
+        return DEFAULT_DEAD_MAN_COMMAND
+    return tuple(value)
+
+
+def _http_url(name: str, value: Any, errors: list[str]) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        errors.append(f"'{name}' must be an http(s) URL, got {value!r}")
+        return None
+    return str(value)
+
+
+def _dead_man_key_file(value: Any, base_dir: str, errors: list[str]) -> str:
+    if value is None:
+        return os.path.join(base_dir, DEFAULT_DEAD_MAN_KEY_FILE)
+    if not isinstance(value, str) or not os.path.isabs(value):
+        errors.append("'dead_man_key_file' must be an absolute path")
+    return str(value)
 
 
 def _engine_env(value: Any, errors: list[str]) -> dict[str, str]:

@@ -163,7 +163,7 @@ class Engine:
             ready, reason = self.probe()
             if ready:
                 failures = 0
-                self._scrape_metrics()
+                self.scrape_metrics()
             else:
                 failures += 1
                 if self.ready and failures < PROBE_FALL:
@@ -186,7 +186,7 @@ class Engine:
             return False, f"/v1/models does not list {self.model_id}"
         return True, "ok"
 
-    def _scrape_metrics(self) -> None:
+    def scrape_metrics(self) -> None:
         status, body = http_get(self.base_url + "/metrics")
         if status == 200:
             running, waiting = parse_queue_metrics(body.decode("utf-8", errors="replace"))
@@ -286,6 +286,18 @@ class EngineSet:
 
     def idle(self) -> bool:
         return all(e.requests_running + e.requests_waiting == 0 for e in self.engines)
+
+    def load(self) -> tuple[int, int]:
+        """(running, waiting) requests over every engine, scraped now from the
+        ready ones rather than taken from their last probe (up to
+        PROBE_INTERVAL_S old). An engine that is not ready serves nothing."""
+        for engine in self.engines:
+            if engine.ready:
+                engine.scrape_metrics()
+        return (
+            sum(e.requests_running for e in self.engines),
+            sum(e.requests_waiting for e in self.engines),
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """The `engine` object of a heartbeat."""

@@ -36,8 +36,9 @@ class ControlPlaneClient:
         self._token = token
         self.timeout = timeout
 
-    def post(self, path: str, payload: dict[str, Any]) -> None:
-        """POST JSON; returns on any 2xx (the body is not needed), else raises."""
+    def post(self, path: str, payload: dict[str, Any], timeout: float | None = None) -> None:
+        """POST JSON; returns on any 2xx (the body is not needed), else raises.
+        `timeout` overrides the client's for this one request."""
         request = urllib.request.Request(  # noqa: S310 - the URL is configuration
             self.base_url + path,
             data=json.dumps(payload, separators=(",", ":")).encode(),
@@ -49,7 +50,8 @@ class ControlPlaneClient:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as resp:  # noqa: S310
+            wait = self.timeout if timeout is None else timeout
+            with urllib.request.urlopen(request, timeout=wait) as resp:  # noqa: S310
                 resp.read()
         except urllib.error.HTTPError as e:
             detail = e.read(500).decode("utf-8", errors="replace").strip()
@@ -85,6 +87,9 @@ class HeartbeatLoop:
         self.heartbeats_failed = 0
         self.register_failures = 0
         self.last_ok_at: float | None = None  # time.time()
+        # time.monotonic() of the last register or heartbeat the control plane
+        # accepted: the dead-man switch's clock.
+        self.last_contact: float | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._send_lock = threading.Lock()
@@ -118,15 +123,15 @@ class HeartbeatLoop:
                 self._stop.wait(wait)
             self._wake.clear()
 
-    def send_once(self) -> bool:
+    def send_once(self, timeout: float | None = None) -> bool:
         """Register if needed, else one heartbeat. True on success."""
         with self._send_lock:
             if not self.registered:
-                return self._register()
+                return self._register(timeout)
             self._wake.clear()  # this heartbeat carries whatever woke us
             payload = self.build_heartbeat()
             try:
-                self.client.post(HEARTBEAT_PATH, payload)
+                self.client.post(HEARTBEAT_PATH, payload, timeout)
             except ControlPlaneError as e:
                 self.heartbeats_failed += 1
                 self.events.emit("heartbeat_failed", error=str(e), status=payload["status"])
@@ -135,20 +140,22 @@ class HeartbeatLoop:
                 return False
             self.heartbeats_ok += 1
             self.last_ok_at = time.time()
+            self.last_contact = time.monotonic()
             self.events.emit(
                 "heartbeat_ok", status=payload["status"], engine_ready=payload["engine"]["ready"]
             )
             return True
 
-    def _register(self) -> bool:
+    def _register(self, timeout: float | None = None) -> bool:
         payload = self.build_register()
         try:
-            self.client.post(REGISTER_PATH, payload)
+            self.client.post(REGISTER_PATH, payload, timeout)
         except ControlPlaneError as e:
             self.register_failures += 1
             self.events.emit("register_failed", error=str(e))
             return False
         self.registered = True
+        self.last_contact = time.monotonic()
         self.events.emit("register_ok", boot_id=payload["boot_id"])
         self._wake.set()  # first heartbeat right away
         return True

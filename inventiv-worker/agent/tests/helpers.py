@@ -346,3 +346,40 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+# --- the dead-man switch ---------------------------------------------------------------
+
+# Appends one line to the file named by its argument: a firing leaves a trace
+# per run, so a second firing would show.
+MARK = "import sys; open(sys.argv[1], 'a').write('fired\\n')"
+FOREVER = 10**9  # FakeControlPlane.fail_next: every request fails from now on
+
+
+def mark_command(marker: Path) -> list[str]:
+    """A stand-in for `shutdown -h now` that leaves a mark in `marker`."""
+    return [sys.executable, "-c", MARK, str(marker)]
+
+
+def firings(marker: Path) -> int:
+    return marker.read_text().count("fired\n") if marker.exists() else 0
+
+
+def dead_man_events(agent_events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in agent_events if e["event"].startswith("dead_man_")]
+
+
+def wait_event(agent: AgentProcess, name: str, timeout: float) -> dict[str, Any]:
+    return wait_until(
+        lambda: next((e for e in agent.events() if e["event"] == name), None),
+        timeout,
+        f"event {name}",
+    )
+
+
+def wait_ready(control_plane: FakeControlPlane) -> None:
+    wait_until(
+        lambda: control_plane.heartbeat_where(lambda hb: hb["engine"]["ready"]),
+        15,
+        "a heartbeat with the engine ready",
+    )
