@@ -59,7 +59,7 @@ impl std::fmt::Display for Month {
 /// organization: GPU time and calls to others positive, calls served to
 /// others negative, an adjustment as the change it makes.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct StatementLine {
+pub struct MonthLine {
     /// `gpu`, `debit`, `credit` or `adjustment`.
     pub kind: String,
     pub label: String,
@@ -84,7 +84,7 @@ pub struct StatementLine {
 
 /// Who closed a month, and when.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Closure {
+pub struct MonthClosure {
     pub closed_at: DateTime<Utc>,
     pub closed_by_email: String,
     pub note: Option<String>,
@@ -92,7 +92,7 @@ pub struct Closure {
 
 /// Sums of the lines' cents, per kind and in all (EUR, 2 decimals).
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Totals {
+pub struct MonthTotals {
     pub gpu_eur: String,
     pub debit_eur: String,
     pub credit_eur: String,
@@ -105,7 +105,7 @@ pub struct Totals {
 /// cost minutes were corrected in place, so its amount is already in the
 /// lines; listed so that no correction is silent.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Correction {
+pub struct MonthCorrection {
     pub id: Uuid,
     /// `late_termination` or `late_record`.
     pub kind: String,
@@ -122,14 +122,14 @@ pub struct Correction {
 
 /// One organization's statement of one month.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Statement {
+pub struct MonthStatement {
     pub month: String,
     /// Present once the month is closed: the statement is then a snapshot
     /// that never changes.
-    pub closed: Option<Closure>,
-    pub totals: Totals,
-    pub lines: Vec<StatementLine>,
-    pub corrections: Vec<Correction>,
+    pub closed: Option<MonthClosure>,
+    pub totals: MonthTotals,
+    pub lines: Vec<MonthLine>,
+    pub corrections: Vec<MonthCorrection>,
 }
 
 /// The live lines of an open month, in statement order, with their position
@@ -151,9 +151,9 @@ const LINE_COLUMNS: &str = "kind, label, to_char(source_month, 'YYYY-MM') AS sou
     requests, tokens, trim_scale(exact_eur)::text AS exact_eur, amount_eur::numeric(16, 2)::text AS amount_eur, adjustment_id, instance_id, reason";
 
 /// The statement of `month`: the snapshot when closed, else the live lines.
-pub async fn load(db: &PgPool, org: OrgId, month: Month) -> sqlx::Result<Statement> {
+pub async fn load(db: &PgPool, org: OrgId, month: Month) -> sqlx::Result<MonthStatement> {
     let mut conn = db.acquire().await?;
-    let closed: Option<Closure> = sqlx::query_as(
+    let closed: Option<MonthClosure> = sqlx::query_as(
         "SELECT closed_at, closed_by_email, note FROM statement_closes WHERE organization_id = $1 AND month = $2",
     )
     .bind(org.0)
@@ -161,7 +161,7 @@ pub async fn load(db: &PgPool, org: OrgId, month: Month) -> sqlx::Result<Stateme
     .fetch_optional(&mut *conn)
     .await?;
     let (start, end) = month.bounds();
-    let lines: Vec<StatementLine> = if closed.is_some() {
+    let lines: Vec<MonthLine> = if closed.is_some() {
         sqlx::query_as(&format!(
             "SELECT {LINE_COLUMNS} FROM statement_lines WHERE organization_id = $1 AND month = $2 ORDER BY position"
         ))
@@ -191,7 +191,7 @@ pub async fn load(db: &PgPool, org: OrgId, month: Month) -> sqlx::Result<Stateme
     .bind(month.first_day())
     .fetch_all(&mut *conn)
     .await?;
-    Ok(Statement {
+    Ok(MonthStatement {
         month: month.to_string(),
         closed,
         totals,
@@ -201,7 +201,7 @@ pub async fn load(db: &PgPool, org: OrgId, month: Month) -> sqlx::Result<Stateme
 }
 
 /// Sums the lines' cents exactly (numeric, in the database).
-async fn totals(conn: &mut PgConnection, lines: &[StatementLine]) -> sqlx::Result<Totals> {
+async fn totals(conn: &mut PgConnection, lines: &[MonthLine]) -> sqlx::Result<MonthTotals> {
     let kinds: Vec<&str> = lines.iter().map(|l| l.kind.as_str()).collect();
     let amounts: Vec<&str> = lines.iter().map(|l| l.amount_eur.as_str()).collect();
     sqlx::query_as(

@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::finops::csv;
-use crate::finops::statement::{self, CloseError, Closer, Month, Statement};
+use crate::finops::statement::{self, CloseError, Closer, Month, MonthStatement};
 use crate::state::AppState;
 
 /// The longest note on a close.
@@ -51,7 +51,7 @@ pub struct ExportQuery {
 /// the stored snapshot once the month is closed, the live lines before.
 #[utoipa::path(get, path = "/finops/statements/{month}", tag = "finops", security(("bearer" = [])),
     params(("month" = String, Path, description = "YYYY-MM (UTC)"), ExportQuery),
-    responses((status = 200, body = Statement, description = "JSON; with format=csv a text/csv download"),
+    responses((status = 200, body = MonthStatement, description = "JSON; with format=csv a text/csv download"),
               (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn month_statement(
     State(state): State<AppState>,
@@ -87,7 +87,7 @@ async fn month_statement(
 }
 
 /// The CSV export: one row per line, then the total row.
-fn as_csv(s: Statement) -> Response {
+fn as_csv(s: MonthStatement) -> Response {
     let status = if s.closed.is_some() { "closed" } else { "open" };
     let opt = |v: Option<String>| v.unwrap_or_default();
     let mut rows: Vec<Vec<String>> = s
@@ -147,7 +147,7 @@ pub struct CloseMonth {
 /// stands, after carrying in what arrived late for earlier closed months.
 #[utoipa::path(post, path = "/finops/statements/{month}/close", tag = "finops", security(("bearer" = [])),
     params(("month" = String, Path, description = "YYYY-MM (UTC)")), request_body = CloseMonth,
-    responses((status = 201, body = Statement, description = "The closed statement"),
+    responses((status = 201, body = MonthStatement, description = "The closed statement"),
               (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "MONTH_NOT_OVER or ALREADY_CLOSED")))]
 async fn close_month(
@@ -155,7 +155,7 @@ async fn close_month(
     caller: Caller,
     Path(raw): Path<String>,
     Json(body): Json<CloseMonth>,
-) -> ApiResult<(StatusCode, Json<Statement>)> {
+) -> ApiResult<(StatusCode, Json<MonthStatement>)> {
     caller.require(Action::CloseStatements)?;
     let month = month(&raw)?;
     let note = body
