@@ -114,10 +114,12 @@ LANGUAGE sql STABLE AS $$
      WHERE NOT EXISTS (SELECT 1 FROM statement_closes c WHERE c.organization_id = p_org AND c.month = s.m::date)
 $$;
 
--- Closed statements and recorded adjustments never change.
+-- Closed statements and recorded adjustments never change: no UPDATE,
+-- DELETE or TRUNCATE for anyone (as audit_logs).
 CREATE FUNCTION statement_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION '% rows are immutable', TG_TABLE_NAME;
+    RAISE EXCEPTION '% is immutable (% refused)', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'insufficient_privilege';
 END
 $$;
 CREATE TRIGGER statement_closes_immutable BEFORE UPDATE OR DELETE ON statement_closes
@@ -126,3 +128,10 @@ CREATE TRIGGER statement_lines_immutable BEFORE UPDATE OR DELETE ON statement_li
     FOR EACH ROW EXECUTE FUNCTION statement_immutable();
 CREATE TRIGGER statement_adjustments_immutable BEFORE UPDATE OR DELETE ON statement_adjustments
     FOR EACH ROW EXECUTE FUNCTION statement_immutable();
+CREATE TRIGGER statement_closes_no_truncate BEFORE TRUNCATE ON statement_closes
+    FOR EACH STATEMENT EXECUTE FUNCTION statement_immutable();
+CREATE TRIGGER statement_lines_no_truncate BEFORE TRUNCATE ON statement_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION statement_immutable();
+CREATE TRIGGER statement_adjustments_no_truncate BEFORE TRUNCATE ON statement_adjustments
+    FOR EACH STATEMENT EXECUTE FUNCTION statement_immutable();
+REVOKE UPDATE, DELETE, TRUNCATE ON statement_closes, statement_lines, statement_adjustments FROM PUBLIC;

@@ -22,8 +22,10 @@ use uuid::Uuid;
 
 use super::cost_job::LOCK_KEY;
 
-/// Closed months older than this are no longer trued up.
-pub const TRUE_UP_MONTHS: u32 = 12;
+/// Closed months older than this are no longer trued up (each pass reads
+/// the usage of every month still in the window; late end times are
+/// corrected whatever their age).
+pub const TRUE_UP_MONTHS: u32 = 3;
 
 /// The first key of the per-organization statement lock.
 const STATEMENT_LOCK_CLASS: i32 = 0x57a7_0001;
@@ -46,7 +48,9 @@ pub async fn reconcile(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
     let orgs: Vec<Uuid> = sqlx::query_scalar(
         "SELECT i.organization_id FROM instances i
           WHERE i.terminated_at IS NOT NULL
-            AND EXISTS (SELECT 1 FROM cost_buckets b WHERE b.instance_id = i.id AND b.minute + interval '1 minute' > i.terminated_at)
+            AND EXISTS (SELECT 1 FROM cost_buckets b
+                         WHERE b.instance_id = i.id AND b.minute + interval '1 minute' > i.terminated_at
+                           AND b.seconds > greatest(extract(epoch FROM i.terminated_at - greatest(b.minute, i.started_at)), 0))
          UNION
          SELECT organization_id FROM statement_closes WHERE month >= $1",
     )
