@@ -125,7 +125,7 @@ function ClosedMarker({ month, statement }: { month: string; statement: MonthSta
   const [note, setNote] = useState('');
   if (statement.closed) {
     return (
-      <p className="notice" role="status">
+      <p className="notice" role="status" aria-label="Month status">
         <span className="badge badge-ok">Closed</span> on <DateText value={statement.closed.closed_at} /> by {statement.closed.closed_by_email}
         {statement.closed.note ? ` — ${statement.closed.note}` : ''}. This statement is a snapshot: later corrections are adjustment lines of the next open month.
       </p>
@@ -133,7 +133,7 @@ function ClosedMarker({ month, statement }: { month: string; statement: MonthSta
   }
   const ended = monthHasEnded(month);
   return (
-    <div className="notice" role="status">
+    <div className="notice" role="status" aria-label="Month status">
       <span className="badge badge-busy">Open</span>{' '}
       {ended ? 'This month is over and can be closed.' : 'This month is still running; its lines change as usage and cost arrive.'}
       {ended && mayClose ? (

@@ -57,7 +57,7 @@ export function StatementsPage() {
               <dd>{formatEur(statement.data.credit_total_eur)}</dd>
             </div>
           </dl>
-          <Card title={`Lines of ${statement.data.month}`}>
+          <Card title={`Share chargeback of ${statement.data.month} (exact charges, live)`}>
             {statement.data.lines.length === 0 ? (
               <Empty>No shared model was called this month.</Empty>
             ) : (
