@@ -288,6 +288,15 @@ async fn a_closed_month_is_a_snapshot_and_late_usage_lands_in_the_next_open_mont
     assert_eq!(closed["totals"]["debit_eur"], "0.02");
     assert_eq!(closed["totals"]["total_eur"], "0.06");
     assert_totals_are_sums(&closed);
+    let (stored, audited): (String, i64) = sqlx::query_as(
+        "SELECT (SELECT total_eur::text FROM statement_closes WHERE organization_id = $1),
+                (SELECT count(*) FROM audit_logs WHERE organization_id = $1 AND action = 'statement.close' AND target_id = '2026-02')",
+    )
+    .bind(consumer.id)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!((stored.as_str(), audited), ("0.06", 1));
     assert_eq!(closed["lines"][0]["requests"], 2);
     assert_eq!(closed["lines"][0]["tokens"], 300);
 
