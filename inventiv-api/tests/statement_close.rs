@@ -5,7 +5,8 @@
 //! a closed month's statement is a snapshot that nothing changes afterwards
 //! (late usage lands in the next open month as an adjustment line); totals
 //! are the exact sum of their lines' cents; the JSON and CSV exports are
-//! the snapshot.
+//! the snapshot; a correction racing the close of its month waits for it
+//! and lands in the next month, never in neither.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,9 +17,13 @@
 
 mod support;
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use inventiv_api::finops::adjustments::reconcile;
 use inventiv_api::finops::cost_job::run_once;
+use inventiv_api::finops::statement::{self, Closer, Month};
+use inventiv_common::OrgId;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::fixture::Org;
@@ -416,4 +421,85 @@ async fn a_closed_month_is_a_snapshot_and_late_usage_lands_in_the_next_open_mont
     let theirs = statement(&app, &stranger, "2026-02").await;
     assert_eq!(theirs["lines"], json!([]));
     assert_eq!(theirs["closed"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_correction_racing_the_close_of_its_month_lands_in_the_next_month_not_in_the_void() {
+    let app = TestApp::spawn_with(CLOCKED).await;
+    let mut a = app.org("a").await;
+    let instance = start_instance(&app, &mut a, "6.00", "2026-05-31T23:00:00Z").await;
+    let now = at("2026-06-01T00:30:00Z");
+    assert_eq!(run_once(&app.state.db, now).await.unwrap(), 90);
+    sqlx::query("UPDATE instances SET terminated_at = '2026-05-31T23:45:00Z' WHERE id = $1")
+        .bind(instance)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+
+    // May is being closed (its transaction not committed yet) when the
+    // reconciler comes to correct it: the correction waits for the close.
+    let mut closing = app.state.db.begin().await.unwrap();
+    let by = Closer {
+        user_id: a.owner.user_id,
+        email: &a.owner.email,
+        note: None,
+    };
+    statement::close(
+        &mut closing,
+        OrgId(a.id),
+        Month::parse("2026-05").unwrap(),
+        by,
+        Utc::now(),
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))
+    .unwrap();
+    let db = app.state.db.clone();
+    let reconciler = tokio::spawn(async move { reconcile(&db, now).await });
+    support::wait_for(
+        "the reconciler to wait for the close",
+        Duration::from_secs(10),
+        || async {
+            let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)",
+        )
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+            waiting.then_some(())
+        },
+    )
+    .await;
+    closing.commit().await.unwrap();
+    assert_eq!(reconciler.await.unwrap().unwrap(), 2);
+
+    // May keeps the hour it was closed with (6.00); June carries the 15
+    // minutes given back (-1.50) and holds its own 30 minutes corrected in place.
+    let may = statement(&app, &a, "2026-05").await;
+    assert_eq!(may["totals"]["total_eur"], "6.00");
+    let june = statement(&app, &a, "2026-06").await;
+    let lines = june["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 1, "{june}");
+    assert_eq!(
+        (
+            &lines[0]["kind"],
+            &lines[0]["source_month"],
+            &lines[0]["amount_eur"]
+        ),
+        (&json!("adjustment"), &json!("2026-05"), &json!("-1.50"))
+    );
+    assert_eq!(june["corrections"][0]["amount_eur"], "-3");
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM statement_adjustments a
+          WHERE EXISTS (SELECT 1 FROM statement_closes c WHERE c.organization_id = a.organization_id AND c.month = a.statement_month)
+            AND NOT EXISTS (SELECT 1 FROM statement_lines l WHERE l.adjustment_id = a.id)
+            AND a.statement_month <> a.period_month",
+    )
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        orphans, 0,
+        "an adjustment carried by a closed month missing from its snapshot"
+    );
 }
