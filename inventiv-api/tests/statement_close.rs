@@ -503,3 +503,49 @@ async fn a_correction_racing_the_close_of_its_month_lands_in_the_next_month_not_
         "an adjustment carried by a closed month missing from its snapshot"
     );
 }
+
+#[tokio::test]
+async fn cost_minutes_written_after_the_close_are_carried_to_the_next_month() {
+    let app = TestApp::spawn_with(CLOCKED).await;
+    let mut a = app.org("a").await;
+    start_instance(&app, &mut a, "1.20", "2026-07-31T22:00:00Z").await;
+    // The cost job is behind: it has written only the first hour of the two.
+    assert_eq!(
+        run_once(&app.state.db, at("2026-07-31T23:00:00Z"))
+            .await
+            .unwrap(),
+        60
+    );
+    let closed = close(&app, &a, "2026-07").await;
+    assert_eq!(closed["totals"]["total_eur"], "1.20");
+
+    // It catches up; the last hour of July is billed on August's statement.
+    let now = at("2026-08-01T00:10:00Z");
+    assert_eq!(run_once(&app.state.db, now).await.unwrap(), 70);
+    assert_eq!(reconcile(&app.state.db, now).await.unwrap(), 1);
+    assert_eq!(statement(&app, &a, "2026-07").await, closed);
+    let august = statement(&app, &a, "2026-08").await;
+    let kinds: Vec<(&str, &str, &str)> = august["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["kind"].as_str().unwrap(),
+                l["source_month"].as_str().unwrap(),
+                l["amount_eur"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("gpu", "2026-08", "0.20"),
+            ("adjustment", "2026-07", "1.20")
+        ],
+        "{august}"
+    );
+    assert_eq!(august["lines"][1]["gpu_seconds"], "3600");
+    assert_eq!(august["totals"]["total_eur"], "1.40");
+    assert_totals_are_sums(&august);
+}
