@@ -304,6 +304,50 @@ async fn bad_path_and_query_parameters_get_a_400() {
             failures.push(format!("audit-logs?{query}: {status} {answer}"));
         }
     }
+    // Statement months: a calendar month from 2000-01 to 2999-12, in YYYY-MM.
+    for month in [
+        "2026-13",
+        "2026-1",
+        "26-01",
+        "1999-12",
+        "3000-01",
+        "2026-01-01",
+        "x",
+    ] {
+        for (method, path, body) in [
+            (Method::GET, format!("/finops/statements/{month}"), None),
+            (
+                Method::POST,
+                format!("/finops/statements/{month}/close"),
+                Some(json!({})),
+            ),
+        ] {
+            let (status, _, answer) = app
+                .call(method, &path, Some(&a.owner.token), body.as_ref())
+                .await;
+            if status != 400 || answer["error"]["code"] != "INVALID_PATH" {
+                failures.push(format!("{path}: {status} {answer}"));
+            }
+        }
+    }
+    for query in ["format=xml", "surprise=1"] {
+        let (status, answer) = app
+            .get(
+                &format!("/finops/statements/2026-01?{query}"),
+                Some(&a.owner.token),
+            )
+            .await;
+        if status != 400 || answer["error"]["code"] != "INVALID_QUERY" {
+            failures.push(format!("statements/2026-01?{query}: {status} {answer}"));
+        }
+    }
+    let closes: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_closes")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    if closes != 0 {
+        failures.push(format!("{closes} month(s) closed by bad input"));
+    }
     for token in ["short", &"é".repeat(43)] {
         let (status, _) = app
             .get(&format!("/organizations/invitations/{token}"), None)

@@ -99,6 +99,8 @@ pub enum Action {
     ManageAllApiKeys,
     /// Read GPU costs, usage series, statements and cost recovery.
     ViewFinOps,
+    /// Close a month: its statement becomes an immutable snapshot.
+    CloseStatements,
     /// Read the organization's own offerings and their shares.
     ViewOfferings,
     /// Publish an offering and switch it technically (visibility, on/off).
@@ -133,6 +135,7 @@ const MATRIX: &[(Action, &[OrgRole])] = &[
     (UseApiKeys, &[Owner, Admin, Manager, User]),
     (ManageAllApiKeys, &[Owner, Admin]),
     (ViewFinOps, &[Owner, Manager]),
+    (CloseStatements, &[Owner]),
     (ViewOfferings, &[Owner, Admin, Manager]),
     (PublishOfferings, &[Owner, Admin]),
     (SellOfferings, &[Owner, Manager]),
@@ -215,6 +218,7 @@ mod tests {
             UseApiKeys,
             ManageAllApiKeys,
             ViewFinOps,
+            CloseStatements,
             ViewOfferings,
             PublishOfferings,
             SellOfferings,

@@ -10,7 +10,8 @@
 // revokes it, revokes another session, edits a price in the catalog
 // settings, checks the runtime models and usage pages (and the CSV export),
 // the FinOps page (burn rate, series, CSV exports), the marketplace and
-// statements pages, the provider settings (Scaleway credentials saved, the
+// statements pages (the billable statement's exports, last month closed by
+// the owner), the provider settings (Scaleway credentials saved, the
 // secret never shown back, Verify failing clearly, worker settings bounds,
 // removal), the reconciliation page without credentials and the catalog
 // sync refused without them, opens every page and writes a screenshot of
@@ -505,6 +506,27 @@ try {
     await page.getByRole('switch', { name: 'Hide paid offerings' }).waitFor();
     await visit(admin, '/statements', 'Statements', 'statements');
     await page.getByLabel('Month (UTC)').waitFor();
+    // The billable statement: open this month, with its exports.
+    const current = page.getByRole('region', { name: /^Statement of \d{4}-\d{2}$/ });
+    await current.getByText('Open', { exact: true }).waitFor();
+    for (const [name, type] of [['Export statement as CSV', 'text/csv'], ['Export statement as JSON', 'application/json']]) {
+      const response = await page.request.get((await current.getByRole('link', { name }).getAttribute('href')) ?? '');
+      if (response.status() !== 200 || !response.headers()['content-type']?.startsWith(type)) {
+        throw new Error(`${name}: ${response.status()} ${response.headers()['content-type']}`);
+      }
+    }
+    // The owner closes last month: the marker says who and what.
+    const last = new Date();
+    last.setUTCDate(1);
+    last.setUTCMonth(last.getUTCMonth() - 1);
+    const lastMonth = `${last.getUTCFullYear()}-${String(last.getUTCMonth() + 1).padStart(2, '0')}`;
+    await page.getByLabel('Month (UTC)').fill(lastMonth);
+    const closing = page.getByRole('region', { name: `Statement of ${lastMonth}` });
+    await closing.getByLabel('Note (optional)').fill(`e2e ${RUN}`);
+    await closing.getByRole('button', { name: `Close ${lastMonth}` }).click();
+    await closing.getByText('Closed', { exact: true }).waitFor();
+    await closing.getByText(new RegExp(`e2e ${RUN}`)).waitFor();
+    await screenshot(page, 'statement-closed');
   });
 
   if (FULL) {

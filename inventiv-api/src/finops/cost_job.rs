@@ -10,7 +10,8 @@
 //! statement: a crash keeps all of a step or none of it, the unique
 //! (instance, minute) key makes any re-run harmless, and a job that was
 //! down catches up from the watermarks without a gap. The clock is a
-//! parameter so tests drive it.
+//! parameter so tests drive it. After each pass the adjustment reconcilers
+//! run (`finops::adjustments`): late end times and late records.
 
 use std::time::Duration;
 
@@ -110,6 +111,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(buckets = n, "cost buckets written"),
             Err(e) => tracing::warn!(error = %e, "cost job failed; will retry"),
+        }
+        match super::adjustments::reconcile(&state.db, Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(adjustments = n, "statement adjustments recorded"),
+            Err(e) => tracing::warn!(error = %e, "statement adjustments failed; will retry"),
         }
     }
 }

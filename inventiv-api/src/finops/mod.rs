@@ -1,8 +1,11 @@
 //! FinOps: the cost job that turns instance running time into per-minute
-//! cost buckets, and the exact-money helpers the FinOps routes share.
+//! cost buckets, monthly statements and their adjustments, and the
+//! exact-money helpers the FinOps routes share.
 //! Money is Postgres `numeric` end to end and travels as decimal strings.
 
+pub mod adjustments;
 pub mod cost_job;
+pub mod statement;
 
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +14,7 @@ use chrono::{DateTime, Utc};
 use crate::error::{ApiError, ApiResult};
 
 /// A CSV download: a header line, then one line per row, every field quoted.
-pub fn csv(filename: &'static str, header: &[&str], rows: Vec<Vec<String>>) -> Response {
+pub fn csv(filename: &str, header: &[&str], rows: Vec<Vec<String>>) -> Response {
     let quote = |f: &str| format!("\"{}\"", f.replace('"', "\"\""));
     let mut out = header.join(",");
     out.push('\n');

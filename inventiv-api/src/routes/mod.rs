@@ -27,6 +27,7 @@ pub mod reconciliation;
 pub mod runtime;
 pub mod sessions;
 pub mod shares;
+pub mod statement_months;
 pub mod statements;
 pub mod usage;
 pub mod users;
@@ -81,6 +82,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(runtime::router())
         .merge(finops::router())
         .merge(statements::router())
+        .merge(statement_months::router())
         .merge(offerings::router())
         .merge(shares::router())
         .merge(available_offerings::router())

@@ -128,6 +128,9 @@ pub const MATRIX: &[Row] = &[
     row("GET", "/finops/cost/series", None, FINOPS, None),
     row("GET", "/finops/usage/series", None, FINOPS, None),
     row("GET", "/finops/statements", None, FINOPS, None),
+    row("GET", "/finops/statements/{month}", None, FINOPS, None),
+    // Closing a month is the owner's (the statement becomes a snapshot).
+    row("POST", "/finops/statements/{month}/close", Some(r#"{"note":"January books"}"#), [401, 201, 403, 403, 403], None),
     row("GET", "/finops/cost-recovery", None, FINOPS, None),
     // Offerings: admins publish (the model must be deployed), managers price
     // and share; B's offering is hidden. Accepting is the consumer manager's.
@@ -235,6 +238,7 @@ pub fn fill(
         .replace("{instance_type_id}", MOCK_INSTANCE_TYPE)
         .replace("{model_id}", SMALL_MODEL)
         .replace("{kind}", "model")
+        .replace("{month}", "2026-01")
         .replace("{provider}", "scaleway")
         .replace("{item_id}", SMALL_MODEL)
         .replace("{organization_id}", &target.id.to_string())

@@ -333,6 +333,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/finops/statements/{month}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One month's statement of the current organization (owners and managers):
+         *     the stored snapshot once the month is closed, the live lines before.
+         */
+        get: operations["month_statement"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/finops/statements/{month}/close": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Closes a month that has ended (owners): its statement is stored as it
+         *     stands, after carrying in what arrived late for earlier closed months.
+         */
+        post: operations["close_month"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/finops/usage/series": {
         parameters: {
             query?: never;
@@ -1490,6 +1530,11 @@ export interface components {
             postgres: string;
             redis: string;
         };
+        /** @description A note kept with the closed statement. */
+        CloseMonth: {
+            /** @description At most 500 characters. */
+            note?: string | null;
+        };
         /** @description The cost of one group in one time bucket. */
         CostPoint: {
             /**
@@ -1911,6 +1956,91 @@ export interface components {
             /** Format: int32 */
             required_vram_gb: number;
         };
+        /** @description Who closed a month, and when. */
+        MonthClosure: {
+            /** Format: date-time */
+            closed_at: string;
+            closed_by_email: string;
+            note?: string | null;
+        };
+        /**
+         * @description A correction recorded for this month's amounts while it was open: the
+         *     cost minutes were corrected in place, so its amount is already in the
+         *     lines; listed so that no correction is silent.
+         */
+        MonthCorrection: {
+            amount_eur: string;
+            gpu_seconds?: string | null;
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            instance_id?: string | null;
+            /** @description `late_termination` or `late_record`. */
+            kind: string;
+            label: string;
+            /** Format: date-time */
+            period_end: string;
+            /** Format: date-time */
+            period_start: string;
+            reason: string;
+            /** Format: date-time */
+            recorded_at: string;
+            recorded_by: string;
+        };
+        /**
+         * @description One line of a statement. Amounts are signed as they weigh on the
+         *     organization: GPU time and calls to others positive, calls served to
+         *     others negative, an adjustment as the change it makes.
+         */
+        MonthLine: {
+            /**
+             * Format: uuid
+             * @description The adjustment this line carries.
+             */
+            adjustment_id?: string | null;
+            /** @description The exact amount rounded half away from zero to the cent (EUR). */
+            amount_eur: string;
+            /** @description The exact amount (EUR). */
+            exact_eur: string;
+            /** @description GPU seconds (GPU lines, and adjustments of them). */
+            gpu_seconds?: string | null;
+            /**
+             * Format: uuid
+             * @description The instance an adjustment is about.
+             */
+            instance_id?: string | null;
+            /** @description `gpu`, `debit`, `credit` or `adjustment`. */
+            kind: string;
+            label: string;
+            /** @description Why an adjustment was recorded. */
+            reason?: string | null;
+            /** Format: int64 */
+            requests?: number | null;
+            /**
+             * @description The month the amount belongs to (`YYYY-MM`); earlier than the
+             *     statement's month for an adjustment carried from a closed month.
+             */
+            source_month: string;
+            /** Format: int64 */
+            tokens?: number | null;
+        };
+        /** @description One organization's statement of one month. */
+        MonthStatement: {
+            closed?: null | components["schemas"]["MonthClosure"];
+            corrections: components["schemas"]["MonthCorrection"][];
+            lines: components["schemas"]["MonthLine"][];
+            month: string;
+            totals: components["schemas"]["MonthTotals"];
+        };
+        /** @description Sums of the lines' cents, per kind and in all (EUR, 2 decimals). */
+        MonthTotals: {
+            adjustments_eur: string;
+            credit_eur: string;
+            debit_eur: string;
+            gpu_eur: string;
+            /** @description What the month weighs on the organization: the sum of every line. */
+            total_eur: string;
+        };
         /** @description A new price version. */
         NewPrice: {
             /**
@@ -2092,7 +2222,7 @@ export interface components {
             created_at: string;
             /** Format: uuid */
             instance_id?: string | null;
-            /** @description `server` or `volume`. */
+            /** @description `server`, `volume` or `security_group`. */
             kind: string;
             provider_id: string;
             /**
@@ -3226,6 +3356,103 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    month_statement: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Absent: the JSON document. `json` or `csv`: a download of it
+                 *     (`statement-YYYY-MM.json` or `.csv`, one row per line and a total row).
+                 */
+                format?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description YYYY-MM (UTC) */
+                month: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON; with format=csv a text/csv download */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MonthStatement"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    close_month: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description YYYY-MM (UTC) */
+                month: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CloseMonth"];
+            };
+        };
+        responses: {
+            /** @description The closed statement */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MonthStatement"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MONTH_NOT_OVER or ALREADY_CLOSED */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -17,6 +17,7 @@ export type Action =
   | 'UseApiKeys'
   | 'ManageAllApiKeys'
   | 'ViewFinOps'
+  | 'CloseStatements'
   | 'ViewOfferings'
   | 'PublishOfferings'
   | 'SellOfferings'
@@ -40,6 +41,7 @@ const MATRIX: Record<Action, OrgRole[]> = {
   UseApiKeys: ALL,
   ManageAllApiKeys: ['owner', 'admin'],
   ViewFinOps: ['owner', 'manager'],
+  CloseStatements: ['owner'],
   ViewOfferings: ['owner', 'admin', 'manager'],
   PublishOfferings: ['owner', 'admin'],
   SellOfferings: ['owner', 'manager'],

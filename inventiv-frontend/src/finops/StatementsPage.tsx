@@ -1,6 +1,8 @@
-// Monthly statements (owners and managers): per other organization and
-// offering, what the current organization consumed (debit) and provided
-// (credit). The totals are the API's exact sums of the usage rows' charges.
+// Monthly statements (owners and managers): the billable statement of the
+// month (GPU time, shares, adjustment lines; closed months are snapshots),
+// then the share chargeback per other organization and offering, what the
+// current organization consumed (debit) and provided (credit), with the
+// API's exact sums of the usage rows' charges.
 import { useMemo, useState } from 'react';
 import type { ColumnDef } from '@tanstack/react-table';
 import { withQuery } from '../api/client';
@@ -8,6 +10,7 @@ import type { StatementLine } from '../api/types';
 import { DataTable } from '../components/DataTable';
 import { Card, Empty, ErrorMessage, Field, Loading, PageHeader } from '../components/ui';
 import { useStatement } from './api';
+import { MonthStatementCard } from './MonthStatementCard';
 import { formatEur, utcMonth } from './money';
 
 export function StatementsPage() {
@@ -41,6 +44,7 @@ export function StatementsPage() {
       <div className="filters">
         <Field label="Month (UTC)" type="month" value={month} required onChange={(e) => e.target.value && setMonth(e.target.value)} />
       </div>
+      <MonthStatementCard month={month} />
       {statement.isPending ? <Loading /> : statement.isError ? <ErrorMessage error={statement.error} /> : (
         <>
           <dl className="stats money-stats" aria-label="Totals">
@@ -53,7 +57,7 @@ export function StatementsPage() {
               <dd>{formatEur(statement.data.credit_total_eur)}</dd>
             </div>
           </dl>
-          <Card title={`Lines of ${statement.data.month}`}>
+          <Card title={`Share chargeback of ${statement.data.month} (exact charges, live)`}>
             {statement.data.lines.length === 0 ? (
               <Empty>No shared model was called this month.</Empty>
             ) : (

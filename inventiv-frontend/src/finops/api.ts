@@ -1,8 +1,9 @@
 // FinOps in the query cache: burn rate, cost and token series, cost
-// recovery and monthly statements of the current organization.
-import { useQuery } from '@tanstack/react-query';
+// recovery, share chargeback and billable monthly statements of the current
+// organization.
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api } from '../api/client';
-import type { CostPoint, CurrentCost, Recovery, Statement, UsagePoint } from '../api/types';
+import type { CostPoint, CurrentCost, MonthStatement, Recovery, Statement, UsagePoint } from '../api/types';
 
 type Query = Record<string, string>;
 
@@ -30,5 +31,22 @@ export function useStatement(month: string) {
   return useQuery({
     queryKey: ['finops', 'statement', month],
     queryFn: () => api<Statement>('/finops/statements', { query: { month } }),
+  });
+}
+
+/** The billable statement of a month: a snapshot once closed, live before. */
+export function useMonthStatement(month: string) {
+  return useQuery({
+    queryKey: ['finops', 'month-statement', month],
+    queryFn: () => api<MonthStatement>(`/finops/statements/${month}`),
+  });
+}
+
+export function useCloseMonth(month: string) {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (note: string) =>
+      api<MonthStatement>(`/finops/statements/${month}/close`, { method: 'POST', body: note.trim() ? { note: note.trim() } : {} }),
+    onSuccess: (closed) => client.setQueryData(['finops', 'month-statement', month], closed),
   });
 }
