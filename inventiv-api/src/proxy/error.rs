@@ -88,6 +88,21 @@ impl OpenAiError {
         )
     }
 
+    /// A worker answered with a redirect. Workers are tenant-controlled, so
+    /// it is never followed: it could point at the control plane's own
+    /// services.
+    pub fn upstream_redirect(status: StatusCode) -> OpenAiError {
+        OpenAiError::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "upstream_redirect",
+            format!(
+                "the worker answered a redirect ({}); redirects from workers are not followed",
+                status.as_u16()
+            ),
+        )
+    }
+
     pub fn rate_limited(retry_after: u64, what: &str) -> OpenAiError {
         let mut e = OpenAiError::new(
             StatusCode::TOO_MANY_REQUESTS,

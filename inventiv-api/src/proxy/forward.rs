@@ -44,7 +44,20 @@ struct Peek<'a> {
     #[serde(borrow)]
     model: Option<Cow<'a, str>>,
     stream: Option<bool>,
-    stream_options: Option<StreamOptions>,
+    /// Outer `Some` when the key is present, even as `null`: whether the
+    /// body already has the key decides how usage is asked for, never its
+    /// parsed value (a spliced second key would lose to a `null` one).
+    #[serde(default, deserialize_with = "present")]
+    stream_options: Option<Option<StreamOptions>>,
+}
+
+/// A field that is present (even as `null`) deserializes to `Some`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -98,15 +111,18 @@ struct Chunk {
 
 /// The body to send upstream: the client's as received, unless the engine
 /// must be asked for usage (a stream: [`ENGINE_STREAM_OPTIONS`]) or knows
-/// the model under another id (a share's `rename`). A stream without
-/// `stream_options` gets them spliced in front, without parsing the body.
+/// the model under another id (a share's `rename`). A stream whose body
+/// has no `stream_options` key gets them spliced in front, without parsing
+/// the body; a body with the key (even `null`) is re-encoded with it set,
+/// so the engine always sees exactly one.
 fn upstream_body(
     body: Bytes,
     streaming: bool,
-    options: Option<&StreamOptions>,
+    options: Option<Option<&StreamOptions>>,
     rename: Option<&str>,
 ) -> Result<Bytes, OpenAiError> {
     let asked = options
+        .flatten()
         .is_some_and(|o| o.include_usage == Some(true) && o.continuous_usage_stats == Some(true));
     match (rename, streaming, options) {
         (None, false, _) => Ok(body),
@@ -272,7 +288,8 @@ async fn forward(
         return Err(OpenAiError::model_not_found(&model));
     }
     let streaming = stream.unwrap_or(false);
-    let client_usage = ClientUsage::asked(stream_options.as_ref());
+    let stream_options = stream_options.as_ref().map(Option::as_ref);
+    let client_usage = ClientUsage::asked(stream_options.flatten());
     let session = headers
         .get("x-inventiv-session")
         .and_then(|v| v.to_str().ok());
@@ -305,14 +322,10 @@ async fn forward(
     let limits = super::forward_limits::check(&state, c.key.as_deref()).await?;
     // Only a stream's body (usage asked for) or a shared model's name
     // changes; others go as they came.
-    let payload = upstream_body(
-        body,
-        streaming,
-        stream_options.as_ref(),
-        upstream_model.as_deref(),
-    )?;
+    let payload = upstream_body(body, streaming, stream_options, upstream_model.as_deref())?;
     let request_id = request_id::current().unwrap_or_else(|| Uuid::new_v4().simple().to_string());
-    let mut last_error = String::from("no worker answered");
+    let limits_of = state.config.upstream;
+    let mut last_error = OpenAiError::upstream("no worker answered");
     for worker in workers.iter().take(3) {
         worker.outstanding.fetch_add(1, Ordering::Relaxed);
         let in_flight = InFlight(worker.clone());
@@ -333,13 +346,19 @@ async fn forward(
                     || r.status() == StatusCode::SERVICE_UNAVAILABLE =>
             {
                 worker.failed();
-                last_error = format!("worker answered {}", r.status());
+                last_error = OpenAiError::upstream(format!("worker answered {}", r.status()));
+                continue;
+            }
+            Ok(r) if r.status().is_redirection() => {
+                tracing::warn!(instance_id = %worker.instance_id, status = %r.status(), "worker answered a redirect; not followed");
+                worker.failed();
+                last_error = OpenAiError::upstream_redirect(r.status());
                 continue;
             }
             Ok(r) => r,
             Err(e) => {
                 worker.failed();
-                last_error = format!("worker unreachable: {e}");
+                last_error = OpenAiError::upstream(format!("worker unreachable: {e}"));
                 continue;
             }
         };
@@ -348,6 +367,7 @@ async fn forward(
             state: state.clone(),
             started,
             record: UsageRecord {
+                usage_id: Uuid::new_v4(),
                 request_id: request_id.clone(),
                 at: Utc::now(),
                 organization_id: c.organization_id,
@@ -373,16 +393,22 @@ async fn forward(
                 client_usage,
                 in_flight,
                 limits.clone(),
+                limits_of.max_event_bytes,
             );
             let mut r = Response::new(Body::from_stream(stream));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             r
         } else {
-            let bytes = upstream
-                .bytes()
-                .await
-                .map_err(|e| OpenAiError::upstream(e.to_string()))?;
+            let bytes = match super::bounded::read(upstream, limits_of.max_answer_bytes).await {
+                Ok(b) => b,
+                Err(e) => {
+                    // Nothing reached the client: nothing is charged.
+                    worker.failed();
+                    meter.finish(e.status.as_u16(), 0, 0);
+                    return Err(e);
+                }
+            };
             let usage = serde_json::from_slice::<Answer>(&bytes)
                 .ok()
                 .and_then(|a| a.usage);
@@ -400,7 +426,7 @@ async fn forward(
         limits.headers(response.headers_mut());
         return Ok(response);
     }
-    Err(OpenAiError::upstream(last_error))
+    Err(last_error)
 }
 
 /// The usage the client asked to see in its stream.
@@ -472,6 +498,8 @@ struct Relay {
     content_events: i64,
     in_flight: InFlight,
     limits: super::forward_limits::Limits,
+    /// Largest single event the worker may send (see [`super::bounded`]).
+    max_event: usize,
     ended: bool,
     /// The worker's stream broke before its end.
     broken: bool,
@@ -551,6 +579,7 @@ fn relay_stream(
     client_usage: ClientUsage,
     in_flight: InFlight,
     limits: super::forward_limits::Limits,
+    max_event: usize,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let relay = Relay {
         meter: Some(meter),
@@ -562,6 +591,7 @@ fn relay_stream(
         content_events: 0,
         in_flight,
         limits,
+        max_event,
         ended: false,
         broken: false,
     };
@@ -579,6 +609,20 @@ fn relay_stream(
                     Some(Ok(chunk)) => {
                         relay.buffer.extend_from_slice(&chunk);
                         relay.drain_events();
+                        // What is left is one incomplete event.
+                        if relay.buffer.len() > relay.max_event {
+                            tracing::warn!(
+                                max = relay.max_event,
+                                "worker stream event too large; stream ended"
+                            );
+                            relay.buffer.clear();
+                            relay
+                                .queue
+                                .push_back(super::bounded::event_too_large(relay.max_event));
+                            relay.ended = true;
+                            relay.broken = true;
+                            relay.in_flight.0.failed();
+                        }
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "worker stream broke");
@@ -609,7 +653,8 @@ mod tests {
         let options = serde_json::from_str::<Peek>(body)
             .ok()
             .and_then(|p| p.stream_options);
-        let out = upstream_body(Bytes::from(body.to_owned()), true, options.as_ref(), None)
+        let options = options.as_ref().map(Option::as_ref);
+        let out = upstream_body(Bytes::from(body.to_owned()), true, options, None)
             .ok()
             .unwrap_or_default();
         serde_json::from_slice(&out).unwrap_or(Value::Null)
