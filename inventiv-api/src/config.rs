@@ -62,6 +62,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Bounds on what a (tenant-controlled) worker's answer may make the proxy hold.
     pub upstream: UpstreamLimits,
+    /// How long before a price increase applies to an accepted share (unless
+    /// its consumer accepts the new price sooner).
+    pub price_notice: Duration,
     pub cookie_secure: bool,
     pub smtp: Option<SmtpConfig>,
     pub smtp_from: String,
@@ -249,6 +252,9 @@ impl Config {
             login_lockout: secs("INVENTIV_LOGIN_LOCKOUT_SECS", 900)?,
             max_concurrent_hashes: env.parse("INVENTIV_MAX_CONCURRENT_HASHES", 2usize)?.max(1),
             max_body_bytes: env.parse("INVENTIV_MAX_BODY_BYTES", 1024 * 1024usize)?,
+            price_notice: Duration::from_secs(
+                env.parse("INVENTIV_PRICE_NOTICE_DAYS", 7u64)? * 86_400,
+            ),
             upstream: UpstreamLimits {
                 max_answer_bytes: env
                     .parse("INVENTIV_PROXY_MAX_ANSWER_BYTES", 16 * 1024 * 1024usize)?

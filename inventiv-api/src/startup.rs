@@ -198,6 +198,7 @@ impl Application {
         let writer = tokio::spawn(crate::proxy::usage::run(
             self.state.db.clone(),
             self.usage,
+            self.state.config.price_notice,
             writer_stop.clone(),
         ));
         let app = app(self.state).into_make_service_with_connect_info::<SocketAddr>();

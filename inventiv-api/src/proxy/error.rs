@@ -59,6 +59,16 @@ impl OpenAiError {
         )
     }
 
+    /// The price of the share is above the maximum its consumer set.
+    pub fn price_above_maximum(model: &str) -> OpenAiError {
+        OpenAiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "price_above_maximum",
+            format!("the price of `{model}` is above the maximum your organization set for it"),
+        )
+    }
+
     pub fn bad_request(message: impl Into<String>) -> OpenAiError {
         OpenAiError::new(
             StatusCode::BAD_REQUEST,

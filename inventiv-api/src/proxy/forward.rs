@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use super::error::{OpenAiError, V1Body};
 use super::keys::{self, KeyInfo};
+use super::plausible::Bounds;
 use super::routing::{InFlight, Lookup};
 use super::usage::{SharedUse, UsageRecord};
 use crate::request_id;
@@ -245,18 +246,30 @@ struct Meter {
     state: AppState,
     record: UsageRecord,
     started: Instant,
+    /// What the worker may plausibly report for this request.
+    bounds: Bounds,
 }
 
 impl Meter {
-    fn finish(mut self, status: u16, prompt: i64, completion: i64) {
+    /// Records the worker's report, bounded (see [`super::plausible`]), given
+    /// the bytes it sent back; returns the tokens billed.
+    fn finish(mut self, status: u16, prompt: i64, completion: i64, answer_bytes: usize) -> i64 {
+        let billed = self.bounds.bill(prompt, completion, answer_bytes);
+        if billed.disputed {
+            tracing::warn!(instance_id = ?self.record.instance_id, prompt, completion,
+                           billed_prompt = billed.prompt, billed_completion = billed.completion,
+                           "implausible usage report; billed at the bound and recorded as a dispute");
+            self.record.disputed = Some((prompt, completion));
+        }
         self.record.status = i32::from(status);
-        self.record.prompt_tokens = i32::try_from(prompt).unwrap_or(i32::MAX);
-        self.record.completion_tokens = i32::try_from(completion).unwrap_or(i32::MAX);
+        self.record.prompt_tokens = i32::try_from(billed.prompt).unwrap_or(i32::MAX);
+        self.record.completion_tokens = i32::try_from(billed.completion).unwrap_or(i32::MAX);
         self.record.latency_ms =
             i32::try_from(self.started.elapsed().as_millis()).unwrap_or(i32::MAX);
         if self.state.usage.try_send(self.record).is_err() {
             tracing::error!("usage channel full: a usage record was lost");
         }
+        billed.prompt + billed.completion
     }
 }
 
@@ -302,6 +315,9 @@ async fn forward(
             if share.paused {
                 return Err(OpenAiError::share_paused(&model));
             }
+            if share.over_max {
+                return Err(OpenAiError::price_above_maximum(&model));
+            }
             lookup = state
                 .routing
                 .lookup(share.provider_org, &share.model_code, session);
@@ -320,6 +336,7 @@ async fn forward(
         Lookup::Unknown => return Err(OpenAiError::model_not_found(&model)),
     };
     let limits = super::forward_limits::check(&state, c.key.as_deref()).await?;
+    let bounds = Bounds::new(&body, workers.first().and_then(|w| w.context_length));
     // Only a stream's body (usage asked for) or a shared model's name
     // changes; others go as they came.
     let payload = upstream_body(body, streaming, stream_options, upstream_model.as_deref())?;
@@ -366,6 +383,7 @@ async fn forward(
         let meter = Meter {
             state: state.clone(),
             started,
+            bounds,
             record: UsageRecord {
                 usage_id: Uuid::new_v4(),
                 request_id: request_id.clone(),
@@ -383,6 +401,7 @@ async fn forward(
                 status: 0,
                 streamed: streaming,
                 shared,
+                disputed: None,
             },
         };
         let status = upstream.status();
@@ -405,7 +424,7 @@ async fn forward(
                 Err(e) => {
                     // Nothing reached the client: nothing is charged.
                     worker.failed();
-                    meter.finish(e.status.as_u16(), 0, 0);
+                    meter.finish(e.status.as_u16(), 0, 0, 0);
                     return Err(e);
                 }
             };
@@ -414,8 +433,8 @@ async fn forward(
                 .and_then(|a| a.usage);
             let prompt = usage.as_ref().and_then(|u| u.prompt_tokens).unwrap_or(0);
             let completion = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
-            limits.spend(&state, prompt + completion).await;
-            meter.finish(status.as_u16(), prompt, completion);
+            let billed = meter.finish(status.as_u16(), prompt, completion, bytes.len());
+            limits.spend(&state, billed).await;
             drop(in_flight);
             let mut r = Response::new(Body::from(bytes));
             *r.status_mut() = status;
@@ -496,6 +515,8 @@ struct Relay {
     /// The engine's count of completion tokens, once it gave one.
     completion: Option<i64>,
     content_events: i64,
+    /// Bytes the worker sent, for the completion's plausibility bound.
+    received: usize,
     in_flight: InFlight,
     limits: super::forward_limits::Limits,
     /// Largest single event the worker may send (see [`super::bounded`]).
@@ -564,9 +585,8 @@ impl Drop for Relay {
                 (false, false) => 499,
             };
             let completion = self.completion_seen();
-            let tokens = self.prompt + completion;
             let (state, limits) = (meter.state.clone(), self.limits.clone());
-            meter.finish(status, self.prompt, completion);
+            let tokens = meter.finish(status, self.prompt, completion, self.received);
             let tasks = state.tasks.clone();
             tasks.spawn(async move { limits.spend(&state, tokens).await });
         }
@@ -589,6 +609,7 @@ fn relay_stream(
         prompt: 0,
         completion: None,
         content_events: 0,
+        received: 0,
         in_flight,
         limits,
         max_event,
@@ -607,6 +628,7 @@ fn relay_stream(
                 }
                 match upstream.next().await {
                     Some(Ok(chunk)) => {
+                        relay.received += chunk.len();
                         relay.buffer.extend_from_slice(&chunk);
                         relay.drain_events();
                         // What is left is one incomplete event.

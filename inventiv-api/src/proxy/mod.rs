@@ -9,6 +9,7 @@ pub mod error;
 pub mod forward;
 pub mod forward_limits;
 pub mod keys;
+pub mod plausible;
 pub mod routing;
 pub mod usage;
 

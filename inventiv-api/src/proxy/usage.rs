@@ -7,10 +7,14 @@
 //! kept for correlation only).
 //!
 //! A request through a share is charged in the same statement: the price
-//! version in force at the request time (the share's own, else the
-//! offering's) is joined in SQL, and `charged_eur = (prompt x input +
-//! completion x output) / 1000` is stored exactly on the row (0 when the
-//! offering has no price). Later price versions never touch written rows.
+//! the share pays at the request time (SQL `share_price`: the share's own
+//! version, else the offering's; an increase only after the notice period
+//! or the consumer's re-acceptance), capped by the consumer's maximum, and
+//! `charged_eur = (prompt x input + completion x output) / 1000` is stored
+//! exactly on the row (0 when the offering has no price). Later price
+//! versions never touch written rows. Counts are the plausible ones
+//! (`plausible.rs`); an implausible report is written as a dispute in the
+//! same transaction.
 
 use std::time::Duration;
 
@@ -42,6 +46,9 @@ pub struct UsageRecord {
     pub streamed: bool,
     /// Set when the model was reached through another organization's share.
     pub shared: Option<SharedUse>,
+    /// What the worker reported (prompt, completion) when it was beyond
+    /// the plausible bound; the counts above are the billed ones then.
+    pub disputed: Option<(i64, i64)>,
 }
 
 /// The share a request went through.
@@ -64,10 +71,25 @@ pub const CAPACITY: usize = 100_000;
 const MAX_PENDING: usize = CAPACITY;
 
 /// Writes the batch; false when the database refused it (kept for a retry).
-async fn flush(db: &sqlx::PgPool, batch: &mut Vec<UsageRecord>) -> bool {
+async fn flush(db: &sqlx::PgPool, batch: &mut Vec<UsageRecord>, notice: Duration) -> bool {
     if batch.is_empty() {
         return true;
     }
+    match write(db, batch, notice).await {
+        Ok(()) => {
+            batch.clear();
+            true
+        }
+        // Kept for the next flush; the unique usage id makes the retry safe.
+        Err(e) => {
+            tracing::error!(error = %e, rows = batch.len(), "usage batch not written; will retry");
+            false
+        }
+    }
+}
+
+/// The batch's usage rows and disputes, in one transaction.
+async fn write(db: &sqlx::PgPool, batch: &[UsageRecord], notice: Duration) -> sqlx::Result<()> {
     let mut usage_ids = Vec::with_capacity(batch.len());
     let mut request_ids = Vec::with_capacity(batch.len());
     let (mut at, mut org, mut key, mut user, mut model, mut endpoint, mut instance) =
@@ -95,21 +117,23 @@ async fn flush(db: &sqlx::PgPool, batch: &mut Vec<UsageRecord>) -> bool {
         offering.push(r.shared.map(|s| s.offering_id));
         share.push(r.shared.map(|s| s.share_id));
     }
-    let result = sqlx::query(
+    let mut tx = db.begin().await?;
+    sqlx::query(
         "INSERT INTO usage_records (usage_id, request_id, at, organization_id, api_key_id, user_id, model, endpoint, instance_id,
                                     prompt_tokens, completion_tokens, latency_ms, ttft_ms, status, streamed,
                                     provider_organization_id, offering_id, share_id, price_version_id, charged_eur)
-         SELECT r.*, p.id,
+         SELECT r.*, p.version_id,
                 CASE WHEN r.share_id IS NOT NULL
-                     THEN COALESCE((r.prompt_tokens * p.input_eur_per_1k + r.completion_tokens * p.output_eur_per_1k) / 1000, 0) END
+                     THEN COALESCE((r.prompt_tokens * LEAST(p.input_eur_per_1k, COALESCE(s.max_input_eur_per_1k, p.input_eur_per_1k))
+                                    + r.completion_tokens * LEAST(p.output_eur_per_1k, COALESCE(s.max_output_eur_per_1k, p.output_eur_per_1k))) / 1000, 0) END
            FROM UNNEST($18::uuid[], $1::text[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::uuid[],
                        $9::int[], $10::int[], $11::int[], $12::int[], $13::int[], $14::bool[], $15::uuid[], $16::uuid[], $17::uuid[])
                 AS r(usage_id, request_id, at, organization_id, api_key_id, user_id, model, endpoint, instance_id, prompt_tokens, completion_tokens,
                      latency_ms, ttft_ms, status, streamed, provider_organization_id, offering_id, share_id)
-           LEFT JOIN LATERAL (
-                SELECT v.id, v.input_eur_per_1k, v.output_eur_per_1k FROM offering_prices v
-                 WHERE v.offering_id = r.offering_id AND (v.share_id = r.share_id OR v.share_id IS NULL) AND v.effective_at <= r.at
-                 ORDER BY v.share_id IS NULL, v.effective_at DESC LIMIT 1) p ON r.share_id IS NOT NULL
+           LEFT JOIN offering_shares s ON s.id = r.share_id
+           LEFT JOIN LATERAL share_price(r.share_id, r.at, make_interval(secs => $19)) p ON r.share_id IS NOT NULL
+          -- Ids in request order, whatever the join did.
+          ORDER BY r.at
          ON CONFLICT (usage_id) DO NOTHING",
     )
     .bind(&request_ids)
@@ -130,25 +154,40 @@ async fn flush(db: &sqlx::PgPool, batch: &mut Vec<UsageRecord>) -> bool {
     .bind(&offering)
     .bind(&share)
     .bind(&usage_ids)
-    .execute(db)
-    .await;
-    match result {
-        Ok(_) => {
-            batch.clear();
-            true
-        }
-        // Kept for the next flush; the unique usage id makes the retry safe.
-        Err(e) => {
-            tracing::error!(error = %e, rows = batch.len(), "usage batch not written; will retry");
-            false
-        }
+    .bind(notice.as_secs_f64())
+    .execute(&mut *tx)
+    .await?;
+    let disputed: Vec<(&UsageRecord, (i64, i64))> = batch
+        .iter()
+        .filter_map(|r| r.disputed.map(|d| (r, d)))
+        .collect();
+    if !disputed.is_empty() {
+        let ids: Vec<Uuid> = disputed.iter().map(|(r, _)| r.usage_id).collect();
+        let reported_prompt: Vec<i64> = disputed.iter().map(|(_, d)| d.0).collect();
+        let reported_completion: Vec<i64> = disputed.iter().map(|(_, d)| d.1).collect();
+        sqlx::query(
+            "INSERT INTO usage_disputes (usage_id, at, organization_id, provider_organization_id, share_id, instance_id, model,
+                                         reported_prompt_tokens, reported_completion_tokens, billed_prompt_tokens, billed_completion_tokens)
+             SELECT u.usage_id, u.at, u.organization_id, u.provider_organization_id, u.share_id, u.instance_id, u.model,
+                    d.prompt, d.completion, u.prompt_tokens, u.completion_tokens
+               FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[]) AS d(usage_id, prompt, completion)
+               JOIN usage_records u ON u.usage_id = d.usage_id
+             ON CONFLICT (usage_id) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&reported_prompt)
+        .bind(&reported_completion)
+        .execute(&mut *tx)
+        .await?;
     }
+    tx.commit().await
 }
 
 /// Writes records until shutdown, then drains and flushes the rest.
 pub async fn run(
     db: sqlx::PgPool,
     mut rx: mpsc::Receiver<UsageRecord>,
+    price_notice: Duration,
     shutdown: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(1024);
@@ -159,12 +198,12 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tick.tick() => writing = flush(&db, &mut batch).await,
+            _ = tick.tick() => writing = flush(&db, &mut batch, price_notice).await,
             r = rx.recv(), if batch.len() < MAX_PENDING => match r {
                 Some(r) => {
                     batch.push(r);
                     if writing && batch.len() >= 1000 {
-                        writing = flush(&db, &mut batch).await;
+                        writing = flush(&db, &mut batch, price_notice).await;
                     }
                 }
                 None => break,
@@ -175,5 +214,5 @@ pub async fn run(
     while let Some(r) = rx.recv().await {
         batch.push(r);
     }
-    flush(&db, &mut batch).await;
+    flush(&db, &mut batch, price_notice).await;
 }
