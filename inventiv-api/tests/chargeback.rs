@@ -28,7 +28,7 @@ use uuid::Uuid;
 /// tokens), the consumer's manager accepted; returns (address, share id).
 async fn accepted_share(app: &TestApp, provider: &Org, consumer: &Org) -> (String, Uuid) {
     let (_, share) = app.offer(provider, consumer).await;
-    sqlx::query("UPDATE offering_shares SET accepted_at = now(), accepted_by = $2, prices_accepted_at = now() WHERE id = $1")
+    sqlx::query("UPDATE offering_shares SET accepted_at = now(), accepted_by = $2 WHERE id = $1")
         .bind(share)
         .bind(consumer.manager.user_id)
         .execute(&app.state.db)
