@@ -705,6 +705,30 @@ mod tests {
     }
 
     #[test]
+    fn the_key_decides_never_its_value() {
+        // A `null` is replaced: one key, usage on.
+        let body = r#"{"model":"m","stream":true,"stream_options":null}"#;
+        let options = serde_json::from_str::<Peek>(body)
+            .ok()
+            .and_then(|p| p.stream_options);
+        assert!(matches!(options, Some(None)), "present, as null");
+        let out = upstream_body(
+            Bytes::from(body),
+            true,
+            options.as_ref().map(Option::as_ref),
+            None,
+        )
+        .ok()
+        .unwrap_or_default();
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(text.matches("\"stream_options\"").count(), 1, "{text}");
+        assert_eq!(sent(body)["stream_options"]["include_usage"], true);
+        // A body with the key twice is refused rather than guessed at.
+        let twice = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":true},"stream_options":null}"#;
+        assert!(serde_json::from_str::<Peek>(twice).is_err());
+    }
+
+    #[test]
     fn a_shared_model_is_renamed_for_its_provider() {
         let renamed = |body: &str, streaming: bool| {
             let out = upstream_body(
