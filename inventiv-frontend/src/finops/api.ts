@@ -1,8 +1,8 @@
 // FinOps in the query cache: burn rate, cost and token series, cost
-// recovery and monthly statements of the current organization.
+// recovery, monthly statements and usage disputes of the current organization.
 import { useQuery } from '@tanstack/react-query';
 import { api } from '../api/client';
-import type { CostPoint, CurrentCost, Recovery, Statement, UsagePoint } from '../api/types';
+import type { CostPoint, CurrentCost, Dispute, Recovery, Statement, UsagePoint } from '../api/types';
 
 type Query = Record<string, string>;
 
@@ -31,4 +31,8 @@ export function useStatement(month: string) {
     queryKey: ['finops', 'statement', month],
     queryFn: () => api<Statement>('/finops/statements', { query: { month } }),
   });
+}
+
+export function useDisputes(query: Query) {
+  return useQuery({ queryKey: ['finops', 'disputes', query], queryFn: () => api<Dispute[]>('/finops/disputes', { query }) });
 }
