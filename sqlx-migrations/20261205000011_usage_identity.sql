@@ -2,8 +2,9 @@
 -- request. The client's x-request-id was the unique key: five calls sent
 -- with one id were billed as one. It stays as a plain, non-unique
 -- correlation column.
+-- The proxy sets it per answered request; the default (also for the rows
+-- already written) is the server's too.
 ALTER TABLE usage_records ADD COLUMN usage_id uuid NOT NULL DEFAULT gen_random_uuid();
-ALTER TABLE usage_records ALTER COLUMN usage_id DROP DEFAULT;
 ALTER TABLE usage_records ADD CONSTRAINT usage_records_usage_id_key UNIQUE (usage_id);
 ALTER TABLE usage_records DROP CONSTRAINT usage_records_request_id_key;
 CREATE INDEX usage_records_request_id ON usage_records (request_id);
