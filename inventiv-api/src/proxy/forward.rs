@@ -341,7 +341,7 @@ async fn forward(
     // changes; others go as they came.
     let payload = upstream_body(body, streaming, stream_options, upstream_model.as_deref())?;
     let request_id = request_id::current().unwrap_or_else(|| Uuid::new_v4().simple().to_string());
-    let limits_of = state.config.upstream;
+    let upstream_limits = state.config.upstream;
     let mut last_error = OpenAiError::upstream("no worker answered");
     for worker in workers.iter().take(3) {
         worker.outstanding.fetch_add(1, Ordering::Relaxed);
@@ -412,14 +412,15 @@ async fn forward(
                 client_usage,
                 in_flight,
                 limits.clone(),
-                limits_of.max_event_bytes,
+                upstream_limits.max_event_bytes,
             );
             let mut r = Response::new(Body::from_stream(stream));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             r
         } else {
-            let bytes = match super::bounded::read(upstream, limits_of.max_answer_bytes).await {
+            let bytes = match super::bounded::read(upstream, upstream_limits.max_answer_bytes).await
+            {
                 Ok(b) => b,
                 Err(e) => {
                     // Nothing reached the client: nothing is charged.
