@@ -60,6 +60,11 @@ pub struct Config {
     pub login_lockout: Duration,
     pub max_concurrent_hashes: usize,
     pub max_body_bytes: usize,
+    /// Bounds on what a (tenant-controlled) worker's answer may make the proxy hold.
+    pub upstream: UpstreamLimits,
+    /// How long before a price increase applies to an accepted share (unless
+    /// its consumer accepts the new price sooner).
+    pub price_notice: Duration,
     pub cookie_secure: bool,
     pub smtp: Option<SmtpConfig>,
     pub smtp_from: String,
@@ -76,6 +81,17 @@ pub struct Config {
 }
 
 /// A configuration problem, reported before anything starts.
+/// What a worker's answer may make the proxy hold or wait for.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamLimits {
+    /// Largest whole (not streamed) answer; beyond it the client gets a 502.
+    pub max_answer_bytes: usize,
+    /// Largest single server-sent event of a stream; beyond it the stream ends.
+    pub max_event_bytes: usize,
+    /// Longest wait for the next byte from a worker (headers or body).
+    pub read_timeout: Duration,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
@@ -236,6 +252,19 @@ impl Config {
             login_lockout: secs("INVENTIV_LOGIN_LOCKOUT_SECS", 900)?,
             max_concurrent_hashes: env.parse("INVENTIV_MAX_CONCURRENT_HASHES", 2usize)?.max(1),
             max_body_bytes: env.parse("INVENTIV_MAX_BODY_BYTES", 1024 * 1024usize)?,
+            price_notice: Duration::from_secs(
+                env.parse("INVENTIV_PRICE_NOTICE_DAYS", 7u64)? * 86_400,
+            ),
+            upstream: UpstreamLimits {
+                max_answer_bytes: env
+                    .parse("INVENTIV_PROXY_MAX_ANSWER_BYTES", 16 * 1024 * 1024usize)?
+                    .max(1024),
+                max_event_bytes: env
+                    .parse("INVENTIV_PROXY_MAX_EVENT_BYTES", 1024 * 1024usize)?
+                    .max(1024),
+                read_timeout: secs("INVENTIV_PROXY_READ_TIMEOUT_SECS", 300)?
+                    .max(Duration::from_secs(1)),
+            },
             smtp,
             smtp_from: env.or("SMTP_FROM", "Inventiv <no-reply@inventiv.local>"),
             sample_retention: Duration::from_secs(

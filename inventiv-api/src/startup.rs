@@ -63,7 +63,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, UsageRecei
     let jwt = JwtKeys::new(&config.jwt_secret, config.access_token_ttl);
     let mailer = Arc::new(Mailer::from_config(&config)?);
     let (usage, usage_rx) = tokio::sync::mpsc::channel(crate::proxy::usage::CAPACITY);
+    // Workers are tenant-controlled: a redirect from one is an upstream
+    // error, never followed (it would reach the control plane's own services).
     let proxy_http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .read_timeout(config.upstream.read_timeout)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(2))
         .pool_idle_timeout(Duration::from_secs(60))
@@ -194,6 +198,7 @@ impl Application {
         let writer = tokio::spawn(crate::proxy::usage::run(
             self.state.db.clone(),
             self.usage,
+            self.state.config.price_notice,
             writer_stop.clone(),
         ));
         let app = app(self.state).into_make_service_with_connect_info::<SocketAddr>();

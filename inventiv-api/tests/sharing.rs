@@ -5,7 +5,7 @@
 //! charge; B's statement debit and A's credit equal Σ tokens × price. A
 //! paused share answers 403 `share_paused` and charges nothing; a revoked
 //! share disappears from B's `/v1/models`. A price change in the middle of
-//! the month leaves earlier rows at the old price.
+//! the month (accepted by B) leaves earlier rows at the old price.
 
 #![allow(
     clippy::unwrap_used,
@@ -528,6 +528,17 @@ async fn a_price_change_mid_month_leaves_earlier_rows_at_the_old_price() {
         app.post(&prices, Some(&a.manager.token), future).await.0,
         StatusCode::CREATED
     );
+    // The increase reaches B's accepted share once B accepts again (else
+    // after the notice period; tests/chargeback.rs).
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &format!("/organizations/current/available-offerings/{offering}/accept"),
+        &b.owner.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
     for _ in 0..2 {
         assert_eq!(call().await.0, StatusCode::OK);
     }

@@ -155,7 +155,10 @@ impl Orchestrator {
             work_dir: config.state_dir.join("ssh").join("known"),
             connect_timeout: Duration::from_secs(5),
         };
+        // Talks to tenant-controlled workers: a redirect is never followed
+        // (it would point the orchestrator at its own or internal services).
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(3))
             .no_proxy()

@@ -209,11 +209,19 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         config["dead_man_key_file"] = json!(bootstrap::scaleway_key_path(&install_dir));
         config["dead_man_api_url"] = json!(o.config.scaleway_api_url);
     }
-    sqlx::query("UPDATE instances SET worker_token_hash = $2, bootstrap_attempts = bootstrap_attempts + 1 WHERE id = $1")
-        .bind(inst.id)
-        .bind(hash)
-        .execute(&o.db)
-        .await?;
+    // The ports are recorded before the agent starts: they are the only ones
+    // the worker may serve on (the API refuses a registration claiming
+    // others, and the proxy routes to these).
+    sqlx::query(
+        "UPDATE instances SET worker_token_hash = $2, bootstrap_attempts = bootstrap_attempts + 1,
+                worker_agent_port = $3, worker_engine_port = $4 WHERE id = $1",
+    )
+    .bind(inst.id)
+    .bind(hash)
+    .bind(i32::from(settings.agent_port))
+    .bind(i32::from(settings.engine_port))
+    .execute(&o.db)
+    .await?;
     let run = bootstrap::run(Bootstrap {
         ssh: &o.ssh,
         log: log(o, inst),
@@ -236,12 +244,6 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         Ok(()) => {
             advance(o, inst, "WORKER_SSH_ACCESSIBLE").await?;
             advance(o, inst, "WORKER_SSH_INSTALL").await?;
-            sqlx::query("UPDATE instances SET worker_agent_port = $2, worker_engine_port = $3 WHERE id = $1")
-                .bind(inst.id)
-                .bind(i32::from(settings.agent_port))
-                .bind(i32::from(settings.engine_port))
-                .execute(&o.db)
-                .await?;
             move_to(o, inst, InstanceStatus::Starting, None, "orchestrator").await?;
             Ok(Outcome::Continue)
         }

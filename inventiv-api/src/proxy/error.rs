@@ -59,6 +59,16 @@ impl OpenAiError {
         )
     }
 
+    /// The price of the share is above the maximum its consumer set.
+    pub fn price_above_maximum(model: &str) -> OpenAiError {
+        OpenAiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "price_above_maximum",
+            format!("the price of `{model}` is above the maximum your organization set for it"),
+        )
+    }
+
     pub fn bad_request(message: impl Into<String>) -> OpenAiError {
         OpenAiError::new(
             StatusCode::BAD_REQUEST,
@@ -85,6 +95,21 @@ impl OpenAiError {
             "server_error",
             "upstream_error",
             message,
+        )
+    }
+
+    /// A worker answered with a redirect. Workers are tenant-controlled, so
+    /// it is never followed: it could point at the control plane's own
+    /// services.
+    pub fn upstream_redirect(status: StatusCode) -> OpenAiError {
+        OpenAiError::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "upstream_redirect",
+            format!(
+                "the worker answered a redirect ({}); redirects from workers are not followed",
+                status.as_u16()
+            ),
         )
     }
 

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use super::error::{OpenAiError, V1Body};
 use super::keys::{self, KeyInfo};
+use super::plausible::Bounds;
 use super::routing::{InFlight, Lookup};
 use super::usage::{SharedUse, UsageRecord};
 use crate::request_id;
@@ -44,7 +45,20 @@ struct Peek<'a> {
     #[serde(borrow)]
     model: Option<Cow<'a, str>>,
     stream: Option<bool>,
-    stream_options: Option<StreamOptions>,
+    /// Outer `Some` when the key is present, even as `null`: whether the
+    /// body already has the key decides how usage is asked for, never its
+    /// parsed value (a spliced second key would lose to a `null` one).
+    #[serde(default, deserialize_with = "present")]
+    stream_options: Option<Option<StreamOptions>>,
+}
+
+/// A field that is present (even as `null`) deserializes to `Some`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -98,15 +112,18 @@ struct Chunk {
 
 /// The body to send upstream: the client's as received, unless the engine
 /// must be asked for usage (a stream: [`ENGINE_STREAM_OPTIONS`]) or knows
-/// the model under another id (a share's `rename`). A stream without
-/// `stream_options` gets them spliced in front, without parsing the body.
+/// the model under another id (a share's `rename`). A stream whose body
+/// has no `stream_options` key gets them spliced in front, without parsing
+/// the body; a body with the key (even `null`) is re-encoded with it set,
+/// so the engine always sees exactly one.
 fn upstream_body(
     body: Bytes,
     streaming: bool,
-    options: Option<&StreamOptions>,
+    options: Option<Option<&StreamOptions>>,
     rename: Option<&str>,
 ) -> Result<Bytes, OpenAiError> {
     let asked = options
+        .flatten()
         .is_some_and(|o| o.include_usage == Some(true) && o.continuous_usage_stats == Some(true));
     match (rename, streaming, options) {
         (None, false, _) => Ok(body),
@@ -229,18 +246,30 @@ struct Meter {
     state: AppState,
     record: UsageRecord,
     started: Instant,
+    /// What the worker may plausibly report for this request.
+    bounds: Bounds,
 }
 
 impl Meter {
-    fn finish(mut self, status: u16, prompt: i64, completion: i64) {
+    /// Records the worker's report, bounded (see [`super::plausible`]), given
+    /// the bytes it sent back; returns the tokens billed.
+    fn finish(mut self, status: u16, prompt: i64, completion: i64, answer_bytes: usize) -> i64 {
+        let billed = self.bounds.bill(prompt, completion, answer_bytes);
+        if billed.disputed {
+            tracing::warn!(instance_id = ?self.record.instance_id, prompt, completion,
+                           billed_prompt = billed.prompt, billed_completion = billed.completion,
+                           "implausible usage report; billed at the bound and recorded as a dispute");
+            self.record.disputed = Some((prompt, completion));
+        }
         self.record.status = i32::from(status);
-        self.record.prompt_tokens = i32::try_from(prompt).unwrap_or(i32::MAX);
-        self.record.completion_tokens = i32::try_from(completion).unwrap_or(i32::MAX);
+        self.record.prompt_tokens = i32::try_from(billed.prompt).unwrap_or(i32::MAX);
+        self.record.completion_tokens = i32::try_from(billed.completion).unwrap_or(i32::MAX);
         self.record.latency_ms =
             i32::try_from(self.started.elapsed().as_millis()).unwrap_or(i32::MAX);
         if self.state.usage.try_send(self.record).is_err() {
             tracing::error!("usage channel full: a usage record was lost");
         }
+        billed.prompt + billed.completion
     }
 }
 
@@ -272,7 +301,8 @@ async fn forward(
         return Err(OpenAiError::model_not_found(&model));
     }
     let streaming = stream.unwrap_or(false);
-    let client_usage = ClientUsage::asked(stream_options.as_ref());
+    let stream_options = stream_options.as_ref().map(Option::as_ref);
+    let client_usage = ClientUsage::asked(stream_options.flatten());
     let session = headers
         .get("x-inventiv-session")
         .and_then(|v| v.to_str().ok());
@@ -284,6 +314,9 @@ async fn forward(
         if let Some(share) = state.routing.share_for(c.organization_id, &model) {
             if share.paused {
                 return Err(OpenAiError::share_paused(&model));
+            }
+            if share.over_max {
+                return Err(OpenAiError::price_above_maximum(&model));
             }
             lookup = state
                 .routing
@@ -303,16 +336,13 @@ async fn forward(
         Lookup::Unknown => return Err(OpenAiError::model_not_found(&model)),
     };
     let limits = super::forward_limits::check(&state, c.key.as_deref()).await?;
+    let bounds = Bounds::new(&body, workers.first().and_then(|w| w.context_length));
     // Only a stream's body (usage asked for) or a shared model's name
     // changes; others go as they came.
-    let payload = upstream_body(
-        body,
-        streaming,
-        stream_options.as_ref(),
-        upstream_model.as_deref(),
-    )?;
+    let payload = upstream_body(body, streaming, stream_options, upstream_model.as_deref())?;
     let request_id = request_id::current().unwrap_or_else(|| Uuid::new_v4().simple().to_string());
-    let mut last_error = String::from("no worker answered");
+    let upstream_limits = state.config.upstream;
+    let mut last_error = OpenAiError::upstream("no worker answered");
     for worker in workers.iter().take(3) {
         worker.outstanding.fetch_add(1, Ordering::Relaxed);
         let in_flight = InFlight(worker.clone());
@@ -333,13 +363,19 @@ async fn forward(
                     || r.status() == StatusCode::SERVICE_UNAVAILABLE =>
             {
                 worker.failed();
-                last_error = format!("worker answered {}", r.status());
+                last_error = OpenAiError::upstream(format!("worker answered {}", r.status()));
+                continue;
+            }
+            Ok(r) if r.status().is_redirection() => {
+                tracing::warn!(instance_id = %worker.instance_id, status = %r.status(), "worker answered a redirect; not followed");
+                worker.failed();
+                last_error = OpenAiError::upstream_redirect(r.status());
                 continue;
             }
             Ok(r) => r,
             Err(e) => {
                 worker.failed();
-                last_error = format!("worker unreachable: {e}");
+                last_error = OpenAiError::upstream(format!("worker unreachable: {e}"));
                 continue;
             }
         };
@@ -347,7 +383,9 @@ async fn forward(
         let meter = Meter {
             state: state.clone(),
             started,
+            bounds,
             record: UsageRecord {
+                usage_id: Uuid::new_v4(),
                 request_id: request_id.clone(),
                 at: Utc::now(),
                 organization_id: c.organization_id,
@@ -363,6 +401,7 @@ async fn forward(
                 status: 0,
                 streamed: streaming,
                 shared,
+                disputed: None,
             },
         };
         let status = upstream.status();
@@ -373,23 +412,30 @@ async fn forward(
                 client_usage,
                 in_flight,
                 limits.clone(),
+                upstream_limits.max_event_bytes,
             );
             let mut r = Response::new(Body::from_stream(stream));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             r
         } else {
-            let bytes = upstream
-                .bytes()
-                .await
-                .map_err(|e| OpenAiError::upstream(e.to_string()))?;
+            let bytes = match super::bounded::read(upstream, upstream_limits.max_answer_bytes).await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    // Nothing reached the client: nothing is charged.
+                    worker.failed();
+                    meter.finish(e.status.as_u16(), 0, 0, 0);
+                    return Err(e);
+                }
+            };
             let usage = serde_json::from_slice::<Answer>(&bytes)
                 .ok()
                 .and_then(|a| a.usage);
             let prompt = usage.as_ref().and_then(|u| u.prompt_tokens).unwrap_or(0);
             let completion = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
-            limits.spend(&state, prompt + completion).await;
-            meter.finish(status.as_u16(), prompt, completion);
+            let billed = meter.finish(status.as_u16(), prompt, completion, bytes.len());
+            limits.spend(&state, billed).await;
             drop(in_flight);
             let mut r = Response::new(Body::from(bytes));
             *r.status_mut() = status;
@@ -400,7 +446,7 @@ async fn forward(
         limits.headers(response.headers_mut());
         return Ok(response);
     }
-    Err(OpenAiError::upstream(last_error))
+    Err(last_error)
 }
 
 /// The usage the client asked to see in its stream.
@@ -470,8 +516,12 @@ struct Relay {
     /// The engine's count of completion tokens, once it gave one.
     completion: Option<i64>,
     content_events: i64,
+    /// Bytes the worker sent, for the completion's plausibility bound.
+    received: usize,
     in_flight: InFlight,
     limits: super::forward_limits::Limits,
+    /// Largest single event the worker may send (see [`super::bounded`]).
+    max_event: usize,
     ended: bool,
     /// The worker's stream broke before its end.
     broken: bool,
@@ -536,9 +586,8 @@ impl Drop for Relay {
                 (false, false) => 499,
             };
             let completion = self.completion_seen();
-            let tokens = self.prompt + completion;
             let (state, limits) = (meter.state.clone(), self.limits.clone());
-            meter.finish(status, self.prompt, completion);
+            let tokens = meter.finish(status, self.prompt, completion, self.received);
             let tasks = state.tasks.clone();
             tasks.spawn(async move { limits.spend(&state, tokens).await });
         }
@@ -551,6 +600,7 @@ fn relay_stream(
     client_usage: ClientUsage,
     in_flight: InFlight,
     limits: super::forward_limits::Limits,
+    max_event: usize,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let relay = Relay {
         meter: Some(meter),
@@ -560,8 +610,10 @@ fn relay_stream(
         prompt: 0,
         completion: None,
         content_events: 0,
+        received: 0,
         in_flight,
         limits,
+        max_event,
         ended: false,
         broken: false,
     };
@@ -577,8 +629,23 @@ fn relay_stream(
                 }
                 match upstream.next().await {
                     Some(Ok(chunk)) => {
+                        relay.received += chunk.len();
                         relay.buffer.extend_from_slice(&chunk);
                         relay.drain_events();
+                        // What is left is one incomplete event.
+                        if relay.buffer.len() > relay.max_event {
+                            tracing::warn!(
+                                max = relay.max_event,
+                                "worker stream event too large; stream ended"
+                            );
+                            relay.buffer.clear();
+                            relay
+                                .queue
+                                .push_back(super::bounded::event_too_large(relay.max_event));
+                            relay.ended = true;
+                            relay.broken = true;
+                            relay.in_flight.0.failed();
+                        }
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "worker stream broke");
@@ -609,7 +676,8 @@ mod tests {
         let options = serde_json::from_str::<Peek>(body)
             .ok()
             .and_then(|p| p.stream_options);
-        let out = upstream_body(Bytes::from(body.to_owned()), true, options.as_ref(), None)
+        let options = options.as_ref().map(Option::as_ref);
+        let out = upstream_body(Bytes::from(body.to_owned()), true, options, None)
             .ok()
             .unwrap_or_default();
         serde_json::from_slice(&out).unwrap_or(Value::Null)
@@ -635,6 +703,30 @@ mod tests {
             sent(asked),
             serde_json::from_str::<Value>(asked).unwrap_or_default()
         );
+    }
+
+    #[test]
+    fn the_key_decides_never_its_value() {
+        // A `null` is replaced: one key, usage on.
+        let body = r#"{"model":"m","stream":true,"stream_options":null}"#;
+        let options = serde_json::from_str::<Peek>(body)
+            .ok()
+            .and_then(|p| p.stream_options);
+        assert!(matches!(options, Some(None)), "present, as null");
+        let out = upstream_body(
+            Bytes::from(body),
+            true,
+            options.as_ref().map(Option::as_ref),
+            None,
+        )
+        .ok()
+        .unwrap_or_default();
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(text.matches("\"stream_options\"").count(), 1, "{text}");
+        assert_eq!(sent(body)["stream_options"]["include_usage"], true);
+        // A body with the key twice is refused rather than guessed at.
+        let twice = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":true},"stream_options":null}"#;
+        assert!(serde_json::from_str::<Peek>(twice).is_err());
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! through event by event, and usage handed to a batched writer. No
 //! database query per request in the steady state.
 
+pub mod bounded;
 pub mod error;
 pub mod forward;
 pub mod forward_limits;
 pub mod keys;
+pub mod plausible;
 pub mod routing;
 pub mod usage;
 

@@ -30,6 +30,8 @@ pub const ENGINE_PATHS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", 
 pub struct Worker {
     pub instance_id: Uuid,
     pub base_url: String,
+    /// The model's context length from the catalog, when it is listed.
+    pub context_length: Option<i64>,
     /// [`ENGINE_PATHS`] on this worker, parsed once rather than per request.
     urls: Vec<(&'static str, reqwest::Url)>,
     pub outstanding: AtomicU32,
@@ -39,7 +41,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    fn new(instance_id: Uuid, base_url: String) -> Worker {
+    fn new(instance_id: Uuid, base_url: String, context_length: Option<i64>) -> Worker {
         let urls = ENGINE_PATHS
             .iter()
             .filter_map(|p| Some((*p, reqwest::Url::parse(&format!("{base_url}{p}")).ok()?)))
@@ -47,6 +49,7 @@ impl Worker {
         Worker {
             instance_id,
             base_url,
+            context_length,
             urls,
             outstanding: AtomicU32::new(0),
             queue_depth: AtomicU32::new(0),
@@ -107,6 +110,8 @@ pub struct SharedRoute {
     /// The model id on the provider's instances.
     pub model_code: String,
     pub paused: bool,
+    /// The price in force is above the maximum the consumer set.
+    pub over_max: bool,
 }
 
 #[derive(Default)]
@@ -225,33 +230,36 @@ impl Routing {
             Option<i32>,
             bool,
             Option<i32>,
+            Option<i32>,
         );
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, organization_id, model_id, ip_address, worker_engine_port,
-                    status = 'ready' AND worker_status = 'ready' AND COALESCE(worker_engine_ready, false)
-                      AND last_heartbeat_at > now() - interval '30 seconds' AS serving,
-                    worker_requests_waiting
-               FROM instances WHERE status NOT IN ('terminated', 'archived', 'terminating')",
+            "SELECT i.id, i.organization_id, i.model_id, i.ip_address, i.worker_engine_port,
+                    i.status = 'ready' AND i.worker_status = 'ready' AND COALESCE(i.worker_engine_ready, false)
+                      AND i.last_heartbeat_at > now() - interval '30 seconds' AS serving,
+                    i.worker_requests_waiting, m.context_length
+               FROM instances i LEFT JOIN models m ON m.hf_id = i.model_id
+              WHERE i.status NOT IN ('terminated', 'archived', 'terminating')",
         )
         .fetch_all(&state.db)
         .await?;
         let mut table = Table::default();
         let mut workers = self.workers.write().map(|w| w.clone()).unwrap_or_default();
         let mut seen = Vec::new();
-        for (id, org, model, ip, port, serving, waiting) in rows {
+        for (id, org, model, ip, port, serving, waiting, context) in rows {
             table.deployed.entry(org).or_default().push(model.clone());
             let (Some(ip), Some(port), true) = (ip, port, serving) else {
                 continue;
             };
             let base_url = format!("http://{ip}:{port}");
+            let context = context.map(i64::from);
             let worker = workers
                 .entry(id)
                 .and_modify(|w| {
-                    if w.base_url != base_url {
-                        *w = Arc::new(Worker::new(id, base_url.clone()));
+                    if w.base_url != base_url || w.context_length != context {
+                        *w = Arc::new(Worker::new(id, base_url.clone(), context));
                     }
                 })
-                .or_insert_with(|| Arc::new(Worker::new(id, base_url.clone())))
+                .or_insert_with(|| Arc::new(Worker::new(id, base_url.clone(), context)))
                 .clone();
             worker.queue_depth.store(
                 u32::try_from(waiting.unwrap_or(0)).unwrap_or(0),
@@ -274,28 +282,41 @@ impl Routing {
 
 /// The accepted, unrevoked shares of offerings that are on.
 async fn load_shares(state: &AppState) -> sqlx::Result<HashMap<(Uuid, String), SharedRoute>> {
-    type Row = (Uuid, String, Uuid, Uuid, Uuid, String, bool);
+    type Row = (Uuid, String, Uuid, Uuid, Uuid, String, bool, bool);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT s.consumer_organization_id, p.slug || '/' || o.model_code, s.id, o.id, o.organization_id, o.model_code,
-                s.status = 'paused'
+                s.status = 'paused',
+                COALESCE(v.input_eur_per_1k > s.max_input_eur_per_1k OR v.output_eur_per_1k > s.max_output_eur_per_1k, false)
            FROM offering_shares s
            JOIN offerings o ON o.id = s.offering_id
            JOIN organizations p ON p.id = o.organization_id
+           LEFT JOIN LATERAL share_price(s.id, now(), make_interval(secs => $1)) v ON true
           WHERE s.status <> 'revoked' AND s.accepted_at IS NOT NULL AND o.technical_active AND o.economic_active
             AND p.deleted_at IS NULL",
     )
+    .bind(state.config.price_notice.as_secs_f64())
     .fetch_all(&state.db)
     .await?;
     Ok(rows
         .into_iter()
         .map(
-            |(consumer, address, share_id, offering_id, provider_org, model_code, paused)| {
+            |(
+                consumer,
+                address,
+                share_id,
+                offering_id,
+                provider_org,
+                model_code,
+                paused,
+                over_max,
+            )| {
                 let route = SharedRoute {
                     share_id,
                     offering_id,
                     provider_org,
                     model_code,
                     paused,
+                    over_max,
                 };
                 ((consumer, address), route)
             },

@@ -3,7 +3,12 @@
 //! and offerings shared with it, filtered by its discovery preferences) and
 //! accepts one (`POST .../available-offerings/{id}/accept`, its manager's
 //! economic activation) before its keys can call it; its manager sets the
-//! discovery preferences (hide public, hide paid offerings).
+//! discovery preferences (hide public, hide paid offerings) and may cap the
+//! price of a share (`PUT .../available-offerings/{id}/max-price`).
+//!
+//! A provider's price increase reaches an accepted share only after the
+//! notice period (`INVENTIV_PRICE_NOTICE_DAYS`) or once the consumer
+//! accepts again, which agrees to the prices announced so far.
 
 use axum::extract::State;
 use inventiv_common::Action;
@@ -16,13 +21,14 @@ use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
-use crate::routes::offerings::announce;
+use crate::routes::offerings::{announce, parse_price};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(available_offerings))
         .routes(routes!(accept_offering))
+        .routes(routes!(set_max_price))
         .routes(routes!(get_preferences, set_preferences))
 }
 
@@ -119,16 +125,29 @@ pub struct Available {
     /// The price that applies to this organization now (EUR per 1k tokens).
     pub input_eur_per_1k: Option<String>,
     pub output_eur_per_1k: Option<String>,
+    /// The provider's price in force now. Above the applied price: an
+    /// increase waiting for its notice period or a new acceptance.
+    pub announced_input_eur_per_1k: Option<String>,
+    pub announced_output_eur_per_1k: Option<String>,
+    /// The maximum price the organization set for its share, if any.
+    pub max_input_eur_per_1k: Option<String>,
+    pub max_output_eur_per_1k: Option<String>,
 }
 
 const AVAILABLE: &str = "SELECT o.id AS offering_id, p.slug || '/' || o.model_code AS address, p.slug AS provider_org_slug, o.visibility,
         s.id AS share_id, s.status AS share_status, s.accepted_at IS NOT NULL AS accepted,
-        v.input_eur_per_1k::text AS input_eur_per_1k, v.output_eur_per_1k::text AS output_eur_per_1k
+        COALESCE(a.input_eur_per_1k, v.input_eur_per_1k)::text AS input_eur_per_1k,
+        COALESCE(a.output_eur_per_1k, v.output_eur_per_1k)::text AS output_eur_per_1k,
+        v.input_eur_per_1k::text AS announced_input_eur_per_1k, v.output_eur_per_1k::text AS announced_output_eur_per_1k,
+        s.max_input_eur_per_1k::text AS max_input_eur_per_1k, s.max_output_eur_per_1k::text AS max_output_eur_per_1k
    FROM offerings o JOIN organizations p ON p.id = o.organization_id
    LEFT JOIN offering_shares s ON s.offering_id = o.id AND s.consumer_organization_id = $1
    LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k FROM offering_prices x
                        WHERE x.offering_id = o.id AND (x.share_id = s.id OR x.share_id IS NULL) AND x.effective_at <= now()
                        ORDER BY x.share_id IS NULL, x.effective_at DESC LIMIT 1) v ON true
+   LEFT JOIN LATERAL (SELECT sp.input_eur_per_1k, sp.output_eur_per_1k
+                        FROM share_price(s.id, now(), make_interval(secs => $NOTICE)) sp
+                       WHERE s.accepted_at IS NOT NULL) a ON true
   WHERE o.technical_active AND o.economic_active AND o.organization_id <> $1 AND p.deleted_at IS NULL
     AND (s.id IS NULL OR s.status <> 'revoked')";
 
@@ -145,13 +164,15 @@ async fn available_offerings(
     caller.require(Action::ViewCatalog)?;
     let stored = preferences(&state.db, caller.org_id.0).await?;
     let list = sqlx::query_as(&format!(
-        "{AVAILABLE} AND (s.id IS NOT NULL OR (o.visibility = 'public' AND NOT $2))
+        "{} AND (s.id IS NOT NULL OR (o.visibility = 'public' AND NOT $2))
            AND NOT ($3 AND COALESCE(v.input_eur_per_1k + v.output_eur_per_1k, 0) > 0)
-         ORDER BY 2"
+         ORDER BY 2",
+        AVAILABLE.replace("$NOTICE", "$4")
     ))
     .bind(caller.org_id.0)
     .bind(q.hide_public.unwrap_or(stored.hide_public))
     .bind(q.hide_paid.unwrap_or(stored.hide_paid))
+    .bind(state.config.price_notice.as_secs_f64())
     .fetch_all(&state.db)
     .await?;
     Ok(Json(list))
@@ -186,11 +207,12 @@ async fn accept_offering(
     .await?;
     let provider = provider.ok_or(ApiError::NotFound)?;
     let accepted = sqlx::query(
-        "INSERT INTO offering_shares (id, offering_id, consumer_organization_id, created_by, accepted_at, accepted_by)
-         VALUES ($1, $2, $3, $4, now(), $4)
+        "INSERT INTO offering_shares (id, offering_id, consumer_organization_id, created_by, accepted_at, accepted_by, prices_accepted_at)
+         VALUES ($1, $2, $3, $4, now(), $4, now())
          ON CONFLICT (offering_id, consumer_organization_id) DO UPDATE
             SET accepted_at = COALESCE(offering_shares.accepted_at, now()),
-                accepted_by = COALESCE(offering_shares.accepted_by, $4), updated_at = now()
+                accepted_by = COALESCE(offering_shares.accepted_by, $4),
+                prices_accepted_at = now(), updated_at = now()
           WHERE offering_shares.status <> 'revoked'",
     )
     .bind(Uuid::new_v4())
@@ -213,11 +235,84 @@ async fn accept_offering(
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     announce(&state, provider, offering).await;
-    let available = sqlx::query_as(&format!("{AVAILABLE} AND o.id = $2"))
-        .bind(org)
-        .bind(offering)
-        .fetch_optional(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(available))
+    Ok(Json(load_available(&state, org, offering).await?))
+}
+
+/// One offering as `org` sees it, or 404.
+async fn load_available(state: &AppState, org: Uuid, offering: Uuid) -> ApiResult<Available> {
+    sqlx::query_as(&format!(
+        "{} AND o.id = $2",
+        AVAILABLE.replace("$NOTICE", "$3")
+    ))
+    .bind(org)
+    .bind(offering)
+    .bind(state.config.price_notice.as_secs_f64())
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(ApiError::NotFound)
+}
+
+/// The most the organization agrees to pay for a share (EUR per 1k
+/// tokens); both null removes the cap.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaxPrice {
+    pub max_input_eur_per_1k: Option<String>,
+    pub max_output_eur_per_1k: Option<String>,
+}
+
+/// Caps what the organization pays for an offering it accepted (its
+/// manager): calls are refused (`403 price_above_maximum`) while the price
+/// in force is above the cap, and no call is charged above it.
+#[utoipa::path(put, path = "/organizations/current/available-offerings/{offering_id}/max-price", tag = "offerings", security(("bearer" = [])),
+    request_body = MaxPrice, params(("offering_id" = Uuid, Path, description = "offering id")),
+    responses((status = 200, body = Available), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_max_price(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(offering): Path<Uuid>,
+    Json(body): Json<MaxPrice>,
+) -> ApiResult<Json<Available>> {
+    caller.require(Action::AcceptShares)?;
+    let max = match (&body.max_input_eur_per_1k, &body.max_output_eur_per_1k) {
+        (Some(i), Some(o)) => Some((
+            parse_price("max_input_eur_per_1k", i)?,
+            parse_price("max_output_eur_per_1k", o)?,
+        )),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::validation(
+                "INVALID_PRICE",
+                "give both max_input_eur_per_1k and max_output_eur_per_1k, or neither",
+            ))
+        }
+    };
+    let org = caller.org_id.0;
+    let mut tx = state.db.begin().await?;
+    let provider: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE offering_shares s SET max_input_eur_per_1k = $3::numeric, max_output_eur_per_1k = $4::numeric, updated_at = now()
+           FROM offerings o
+          WHERE s.offering_id = $1 AND s.consumer_organization_id = $2 AND s.status <> 'revoked' AND o.id = s.offering_id
+         RETURNING o.organization_id",
+    )
+    .bind(offering)
+    .bind(org)
+    .bind(max.as_ref().map(|m| m.0.as_str()))
+    .bind(max.as_ref().map(|m| m.1.as_str()))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let provider = provider.ok_or(ApiError::NotFound)?;
+    let entry = audit::Entry {
+        org: caller.org_id,
+        actor: Some(caller.user_id),
+        action: "share.max_price_set",
+        target_type: "offering",
+        target_id: offering.to_string(),
+        details: serde_json::json!({ "max_input_eur_per_1k": body.max_input_eur_per_1k, "max_output_eur_per_1k": body.max_output_eur_per_1k }),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    announce(&state, provider, offering).await;
+    Ok(Json(load_available(&state, org, offering).await?))
 }

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod catalog_admin;
 pub mod catalog_sync;
 pub mod deployments;
+pub mod disputes;
 pub mod events;
 pub mod finops;
 pub mod health;
@@ -83,6 +84,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(finops::router())
         .merge(statements::router())
         .merge(statement_months::router())
+        .merge(disputes::router())
         .merge(offerings::router())
         .merge(shares::router())
         .merge(available_offerings::router())

@@ -104,11 +104,13 @@ async fn register(
         inventiv_common::worker::WorkerMode::Mono => "mono",
         inventiv_common::worker::WorkerMode::Multi => "multi",
     };
-    sqlx::query(
+    // The ports are the ones the orchestrator installed, never the
+    // worker's word: a claim of others is refused (routing would follow it).
+    let registered = sqlx::query(
         "UPDATE instances SET worker_boot_id = $2, worker_agent_version = $3, worker_bundle_sha256 = $4,
-                worker_mode = $5, worker_agent_port = $6, worker_engine_port = $7, worker_status = 'starting',
+                worker_mode = $5, worker_status = 'starting',
                 worker_engine_ready = false, worker_registered_at = now(), last_heartbeat_at = now(), updated_at = now()
-          WHERE id = $1",
+          WHERE id = $1 AND COALESCE(worker_agent_port = $6, true) AND COALESCE(worker_engine_port = $7, true)",
     )
     .bind(worker.instance_id)
     .bind(&body.boot_id)
@@ -119,6 +121,14 @@ async fn register(
     .bind(i32::from(body.engine_port))
     .execute(&state.db)
     .await?;
+    if registered.rows_affected() == 0 {
+        tracing::warn!(instance_id = %worker.instance_id, agent_port = body.agent_port, engine_port = body.engine_port,
+                       "worker claimed ports other than the installed ones; registration refused");
+        return Err(ApiError::conflict(
+            "WORKER_PORT_MISMATCH",
+            "the ports claimed are not the ones installed on this instance",
+        ));
+    }
     tracing::info!(instance_id = %worker.instance_id, boot_id = %body.boot_id, agent_version = %body.agent.version, "worker registered");
     Ok(Json(WorkerAck {
         status: "accepted",

@@ -1,8 +1,12 @@
 //! Mock engines as workers: a real `inventiv-mock-engine` process on a
 //! free port, killed when dropped, and an organization's instance made a
-//! ready worker of it in the routing table.
+//! ready worker of it in the routing table. A tenant-controlled worker
+//! (redirects, huge bodies, forged usage) is a test server whose answers
+//! the test writes, and a trap counts what reaches an internal service.
 
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::fixture::Org;
@@ -56,15 +60,76 @@ pub async fn engine(extra: &[&str]) -> Engine {
     Engine { port, child }
 }
 
+/// A test server on the node's address; stopped when dropped.
+pub struct Fake {
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `router` on 127.0.0.1 and a port from the kernel.
+pub async fn fake(router: axum::Router) -> Fake {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    Fake { port, task }
+}
+
+/// An internal service a tenant's worker must never make the control plane
+/// reach: it answers 200 to anything and counts the requests.
+pub struct Trap {
+    pub server: Fake,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl Trap {
+    pub async fn start() -> Trap {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let router = axum::Router::new().fallback(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                axum::Json(serde_json::json!({ "secret": "internal", "usage": { "prompt_tokens": 0, "completion_tokens": 0 } }))
+            }
+        });
+        Trap {
+            server: fake(router).await,
+            hits,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.server.port)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
 /// Makes `org`'s instance a ready worker of `mock/model` on the engine.
 pub async fn serve(app: &TestApp, org: &mut Org, engine: &Engine) {
+    serve_port(app, org, engine.port).await;
+}
+
+/// Makes `org`'s instance a ready worker of `mock/model` on 127.0.0.1:`port`
+/// (the port the orchestrator installed).
+pub async fn serve_port(app: &TestApp, org: &mut Org, port: u16) {
     app.add_instance(org).await;
     sqlx::query(
         "UPDATE instances SET status = 'ready', ip_address = '127.0.0.1', worker_engine_port = $2, worker_status = 'ready',
                 worker_engine_ready = true, last_heartbeat_at = now(), model_id = 'mock/model' WHERE id = $1",
     )
     .bind(org.instance_id)
-    .bind(i32::from(engine.port))
+    .bind(i32::from(port))
     .execute(&app.state.db)
     .await
     .unwrap();

@@ -132,6 +132,7 @@ pub const MATRIX: &[Row] = &[
     // Closing a month is the owner's (the statement becomes a snapshot).
     row("POST", "/finops/statements/{month}/close", Some(r#"{"note":"January books"}"#), [401, 201, 403, 403, 403], None),
     row("GET", "/finops/cost-recovery", None, FINOPS, None),
+    row("GET", "/finops/disputes", None, FINOPS, None),
     // Offerings: admins publish (the model must be deployed), managers price
     // and share; B's offering is hidden. Accepting is the consumer manager's.
     row("POST", "/organizations/current/offerings", Some(r#"{"model_code":"other/model","visibility":"public"}"#), [401, 409, 409, 403, 403], None),
@@ -148,6 +149,8 @@ pub const MATRIX: &[Row] = &[
     // Own: an offering another organization shared with A; foreign: B's
     // private offering, not shared with A.
     row("POST", "/organizations/current/available-offerings/{offering_id}/accept", None, [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
+    // The consumer manager's cap on a share offered to A (settable before accepting).
+    row("PUT", "/organizations/current/available-offerings/{offering_id}/max-price", Some(r#"{"max_input_eur_per_1k":"1","max_output_eur_per_1k":"2"}"#), [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
     // Provider credentials of the current organization: owners and admins.
     // (None are set in the fixtures, so verifying stops at PROVIDER_NOT_CONFIGURED.)
     row("GET", "/organizations/current/providers/{provider}/credentials", None, [401, 200, 200, 403, 403], None),

@@ -316,6 +316,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/finops/disputes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The disputes of the current organization, as consumer or provider, newest first (at most 1000). */
+        get: operations["list_disputes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/finops/statements": {
         parameters: {
             query?: never;
@@ -819,6 +836,27 @@ export interface paths {
          *     call `address`.
          */
         post: operations["accept_offering"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/available-offerings/{offering_id}/max-price": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Caps what the organization pays for an offering it accepted (its
+         *     manager): calls are refused (`403 price_above_maximum`) while the price
+         *     in force is above the cap, and no call is charged above it.
+         */
+        put: operations["set_max_price"];
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1491,8 +1529,17 @@ export interface components {
             accepted: boolean;
             /** @description What to put in `model`. */
             address: string;
+            /**
+             * @description The provider's price in force now. Above the applied price: an
+             *     increase waiting for its notice period or a new acceptance.
+             */
+            announced_input_eur_per_1k?: string | null;
+            announced_output_eur_per_1k?: string | null;
             /** @description The price that applies to this organization now (EUR per 1k tokens). */
             input_eur_per_1k?: string | null;
+            /** @description The maximum price the organization set for its share, if any. */
+            max_input_eur_per_1k?: string | null;
+            max_output_eur_per_1k?: string | null;
             /** Format: uuid */
             offering_id: string;
             output_eur_per_1k?: string | null;
@@ -1677,6 +1724,35 @@ export interface components {
             provider: string;
             /** @description Zone code, e.g. `fr-par-2`. */
             zone: string;
+        };
+        /** @description One implausible usage report and what was billed for it. */
+        Dispute: {
+            /** Format: date-time */
+            at: string;
+            /** Format: int32 */
+            billed_completion_tokens: number;
+            /** Format: int32 */
+            billed_prompt_tokens: number;
+            /** @description The organization that was billed. */
+            consumer_org_slug?: string | null;
+            /** Format: uuid */
+            instance_id?: string | null;
+            model: string;
+            /** @description The organization whose worker reported; none for its own model. */
+            provider_org_slug?: string | null;
+            /** Format: int64 */
+            reported_completion_tokens: number;
+            /** Format: int64 */
+            reported_prompt_tokens: number;
+            /** Format: uuid */
+            share_id?: string | null;
+            /**
+             * @description `consumer` (the current organization was billed) or `provider` (its
+             *     worker reported).
+             */
+            side: string;
+            /** Format: uuid */
+            usage_id: string;
         };
         /** @description The inference engine's state, scraped from its `/metrics`. */
         EngineState: {
@@ -1904,6 +1980,14 @@ export interface components {
             email: string;
             /** Format: password */
             password: string;
+        };
+        /**
+         * @description The most the organization agrees to pay for a share (EUR per 1k
+         *     tokens); both null removes the cap.
+         */
+        MaxPrice: {
+            max_input_eur_per_1k?: string | null;
+            max_output_eur_per_1k?: string | null;
         };
         /** @description Who is calling, where, and with which role. */
         Me: {
@@ -3324,6 +3408,52 @@ export interface operations {
             };
         };
     };
+    list_disputes: {
+        parameters: {
+            query?: {
+                from?: string | null;
+                to?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Dispute"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     statements: {
         parameters: {
             query?: {
@@ -4490,6 +4620,64 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Available"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_max_price: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description offering id */
+                offering_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MaxPrice"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Available"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             403: {

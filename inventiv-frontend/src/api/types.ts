@@ -13,6 +13,7 @@ export type CreateInvitation = S['CreateInvitation'];
 export type CreateKey = S['CreateKey'];
 export type CreateModel = S['CreateModel'];
 export type CreateOffering = S['CreateOffering'];
+export type Dispute = S['Dispute'];
 export type CreateShare = S['CreateShare'];
 export type CreatedKey = S['CreatedKey'];
 export type CredentialsStatus = S['CredentialsStatus'];

@@ -2,20 +2,23 @@
 // month (GPU time, shares, adjustment lines; closed months are snapshots),
 // then the share chargeback per other organization and offering, what the
 // current organization consumed (debit) and provided (credit), with the
-// API's exact sums of the usage rows' charges.
+// API's exact sums of the usage rows' charges. Below, the month's disputes:
+// usage a worker reported beyond what the request made plausible, charged at
+// the bound (both sides see them).
 import { useMemo, useState } from 'react';
 import type { ColumnDef } from '@tanstack/react-table';
 import { withQuery } from '../api/client';
-import type { StatementLine } from '../api/types';
+import type { Dispute, StatementLine } from '../api/types';
 import { DataTable } from '../components/DataTable';
 import { Card, Empty, ErrorMessage, Field, Loading, PageHeader } from '../components/ui';
-import { useStatement } from './api';
+import { useDisputes, useStatement } from './api';
 import { MonthStatementCard } from './MonthStatementCard';
 import { formatEur, utcMonth } from './money';
 
 export function StatementsPage() {
   const [month, setMonth] = useState(() => utcMonth());
   const statement = useStatement(month);
+  const disputes = useDisputes(monthRange(month));
   const columns = useMemo<ColumnDef<StatementLine>[]>(
     () => [
       {
@@ -31,6 +34,28 @@ export function StatementsPage() {
       { id: 'prompt', accessorKey: 'prompt_tokens', header: 'Prompt tokens', size: 140 },
       { id: 'completion', accessorKey: 'completion_tokens', header: 'Completion tokens', size: 170 },
       { id: 'amount', accessorKey: 'amount_eur', header: 'Amount', size: 140, cell: ({ row }) => formatEur(row.original.amount_eur) },
+    ],
+    [],
+  );
+  const disputeColumns = useMemo<ColumnDef<Dispute>[]>(
+    () => [
+      { id: 'at', accessorKey: 'at', header: 'At (UTC)', size: 200 },
+      { id: 'side', accessorKey: 'side', header: 'We were', size: 110 },
+      { id: 'provider', accessorKey: 'provider_org_slug', header: 'Provider', size: 150 },
+      { id: 'consumer', accessorKey: 'consumer_org_slug', header: 'Consumer', size: 150 },
+      { id: 'model', accessorKey: 'model', header: 'Model', size: 200 },
+      {
+        id: 'prompt',
+        header: 'Prompt tokens (reported → billed)',
+        size: 250,
+        cell: ({ row }) => `${row.original.reported_prompt_tokens} → ${row.original.billed_prompt_tokens}`,
+      },
+      {
+        id: 'completion',
+        header: 'Completion tokens (reported → billed)',
+        size: 270,
+        cell: ({ row }) => `${row.original.reported_completion_tokens} → ${row.original.billed_completion_tokens}`,
+      },
     ],
     [],
   );
@@ -72,6 +97,21 @@ export function StatementsPage() {
           </Card>
         </>
       )}
+      <Card title="Disputed usage">
+        {disputes.isPending ? <Loading /> : disputes.isError ? <ErrorMessage error={disputes.error} /> : disputes.data.length === 0 ? (
+          <Empty>No implausible usage report this month.</Empty>
+        ) : (
+          <DataTable id="disputes" label="Disputed usage" columns={disputeColumns} data={disputes.data} getRowId={(d) => d.usage_id} />
+        )}
+      </Card>
     </>
   );
+}
+
+/** The month `YYYY-MM` as a UTC range for the API's `from`/`to`. */
+function monthRange(month: string): Record<string, string> {
+  const [year = 1970, m = 1] = month.split('-').map(Number);
+  const from = new Date(Date.UTC(year, m - 1, 1));
+  const to = new Date(Date.UTC(year, m, 1));
+  return { from: from.toISOString(), to: to.toISOString() };
 }

@@ -1,9 +1,9 @@
 // FinOps in the query cache: burn rate, cost and token series, cost
 // recovery, share chargeback and billable monthly statements of the current
-// organization.
+// organization, and usage disputes.
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api } from '../api/client';
-import type { CostPoint, CurrentCost, MonthStatement, Recovery, Statement, UsagePoint } from '../api/types';
+import type { CostPoint, CurrentCost, Dispute, MonthStatement, Recovery, Statement, UsagePoint } from '../api/types';
 
 type Query = Record<string, string>;
 
@@ -49,4 +49,8 @@ export function useCloseMonth(month: string) {
       api<MonthStatement>(`/finops/statements/${month}/close`, { method: 'POST', body: note.trim() ? { note: note.trim() } : {} }),
     onSuccess: (closed) => client.setQueryData(['finops', 'month-statement', month], closed),
   });
+}
+
+export function useDisputes(query: Query) {
+  return useQuery({ queryKey: ['finops', 'disputes', query], queryFn: () => api<Dispute[]>('/finops/disputes', { query }) });
 }

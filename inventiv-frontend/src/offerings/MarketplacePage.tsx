@@ -1,7 +1,9 @@
 // The consumer side of sharing: the offerings available to the current
 // organization (public ones and those shared with it), accepted by a
 // manager before its keys may call them, and the organization's discovery
-// preferences (hide public offerings, hide paid ones).
+// preferences (hide public offerings, hide paid ones). A provider's price
+// increase reaches an accepted offering after the notice period, or at once
+// when the manager accepts it again; the cap the organization set is shown.
 import { useMemo, useState } from 'react';
 import type { ColumnDef } from '@tanstack/react-table';
 import type { Available } from '../api/types';
@@ -36,9 +38,22 @@ export function MarketplacePage() {
       {
         id: 'price',
         header: 'EUR per 1k tokens',
-        size: 220,
+        size: 260,
         accessorFn: (a) => a.input_eur_per_1k ?? '',
-        cell: ({ row }) => priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k),
+        cell: ({ row }) => {
+          const a = row.original;
+          return (
+            <>
+              {priceText(a.input_eur_per_1k, a.output_eur_per_1k)}
+              {announcedRaise(a) ? (
+                <div className="muted">announced: {priceText(a.announced_input_eur_per_1k, a.announced_output_eur_per_1k)}</div>
+              ) : null}
+              {a.max_input_eur_per_1k ? (
+                <div className="muted">at most: {priceText(a.max_input_eur_per_1k, a.max_output_eur_per_1k)}</div>
+              ) : null}
+            </>
+          );
+        },
       },
       {
         id: 'status',
@@ -50,10 +65,10 @@ export function MarketplacePage() {
       {
         id: 'actions',
         header: 'Actions',
-        size: 120,
+        size: 170,
         enableSorting: false,
         cell: ({ row }) =>
-          canAccept && !row.original.accepted ? (
+          canAccept && (!row.original.accepted || announcedRaise(row.original)) ? (
             <button
               type="button"
               className="button button-small button-primary"
@@ -64,7 +79,7 @@ export function MarketplacePage() {
                 accept.mutate(row.original.offering_id);
               }}
             >
-              Accept
+              {row.original.accepted ? 'Accept new price' : 'Accept'}
             </button>
           ) : null,
       },
@@ -123,4 +138,9 @@ function DiscoveryPreferences() {
       <ErrorMessage error={set.error} />
     </Card>
   );
+}
+
+/** An accepted offering whose provider announced a price it does not pay yet (notice period). */
+function announcedRaise(a: Available): boolean {
+  return a.accepted && (a.announced_input_eur_per_1k !== a.input_eur_per_1k || a.announced_output_eur_per_1k !== a.output_eur_per_1k);
 }

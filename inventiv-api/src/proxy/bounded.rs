@@ -1,0 +1,62 @@
+//! What a worker's answer may make the proxy hold. Workers are
+//! tenant-controlled: a whole answer is read up to a size limit and a
+//! stream's single event too; past either, the request is an upstream
+//! error instead of memory growing with whatever the worker sends.
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use bytes::BytesMut;
+
+use super::error::OpenAiError;
+
+/// A whole answer larger than `max` bytes.
+pub fn answer_too_large(max: usize) -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::BAD_GATEWAY,
+        "server_error",
+        "upstream_answer_too_large",
+        format!("the worker's answer is larger than {max} bytes"),
+    )
+}
+
+/// A worker that stopped sending within the read timeout, or whose body broke.
+pub fn read_failed(e: &reqwest::Error) -> OpenAiError {
+    if e.is_timeout() {
+        OpenAiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "server_error",
+            "upstream_timeout",
+            "the worker stopped sending before its answer was complete",
+        )
+    } else {
+        OpenAiError::upstream(format!("reading the worker's answer failed: {e}"))
+    }
+}
+
+/// The whole body of `response`, refused past `max` bytes (by its declared
+/// length at once, else as soon as the bytes read pass it).
+pub async fn read(mut response: reqwest::Response, max: usize) -> Result<Bytes, OpenAiError> {
+    let declared = response
+        .content_length()
+        .and_then(|n| usize::try_from(n).ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(answer_too_large(max));
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(8192).min(max));
+    while let Some(chunk) = response.chunk().await.map_err(|e| read_failed(&e))? {
+        if body.len() + chunk.len() > max {
+            return Err(answer_too_large(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The SSE error event that ends a stream whose worker sent an event
+/// larger than `max` bytes.
+pub fn event_too_large(max: usize) -> Bytes {
+    let error = serde_json::json!({ "error": {
+        "message": format!("the worker sent a stream event larger than {max} bytes"),
+        "type": "server_error", "code": "upstream_event_too_large" } });
+    Bytes::from(format!("data: {error}\n\n"))
+}
