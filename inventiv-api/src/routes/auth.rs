@@ -254,8 +254,10 @@ async fn login(
         org: OrgId(org),
         actor: Some(user),
         action: "auth.login",
-        target_type: "session",
-        target_id: tokens.session_id.to_string(),
+        // Never the session id: with it, whoever can read the audit log
+        // holds half of what a session token is made of.
+        target_type: "user",
+        target_id: user.to_string(),
         details: serde_json::json!({ "ip": client.ip }),
     };
     audit::record(&mut *tx, entry).await?;
