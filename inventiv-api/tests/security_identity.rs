@@ -73,3 +73,180 @@ async fn no_audit_entry_carries_a_session_id() {
         }
     }
 }
+
+/// POSTs `body` to `path` as if from `ip` (the test app trusts 127.0.0.1 as
+/// a proxy, so `X-Forwarded-For` names the client).
+async fn post_from(
+    app: &TestApp,
+    ip: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let res = app
+        .http
+        .post(app.url(path))
+        .header("x-forwarded-for", ip)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// Unauthenticated clients made the API hash a password for made-up
+/// invitation and reset tokens, on the two permits logins share: logins
+/// slowed 7x. A made-up token must cost no hash.
+#[tokio::test]
+async fn a_made_up_token_costs_no_password_hash() {
+    let app = TestApp::spawn().await;
+    let before = app.state.hasher.work_done();
+    let (bogus, _) = inventiv_api::auth::tokens::generate();
+    let (status, body) = app
+        .post(
+            "/auth/password-reset/reset",
+            None,
+            json!({ "token": bogus, "new_password": "a-long-new-password" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(support::error_code(&body), "INVALID_TOKEN");
+    let (status, _) = app
+        .post(
+            &format!("/organizations/invitations/{bogus}/accept"),
+            None,
+            json!({ "display_name": "Mallory", "password": "a-long-new-password" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.state.hasher.work_done(),
+        before,
+        "a made-up token made the API hash a password"
+    );
+}
+
+/// The same routes are throttled per client address.
+#[tokio::test]
+async fn password_token_routes_are_throttled_per_address() {
+    let app = TestApp::spawn_with(&[("INVENTIV_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let (bogus, _) = inventiv_api::auth::tokens::generate();
+    let attempt = json!({ "token": bogus, "new_password": "a-long-new-password" });
+    let mut limited = None;
+    for n in 0..40 {
+        let (status, body) = post_from(
+            &app,
+            "203.0.113.5",
+            "/auth/password-reset/reset",
+            attempt.clone(),
+        )
+        .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(support::error_code(&body), "RATE_LIMITED");
+            limited = Some(n);
+            break;
+        }
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    assert!(
+        limited.is_some(),
+        "40 attempts from one address, none throttled"
+    );
+    let accept = format!("/organizations/invitations/{bogus}/accept");
+    let (status, _) = post_from(&app, "203.0.113.5", &accept, json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the budget is shared"
+    );
+    // Another address is not affected.
+    let (status, _) = post_from(&app, "198.51.100.5", "/auth/password-reset/reset", attempt).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// A reset left the other reset links of the account alive: whoever got an
+/// older mail could take the account back.
+#[tokio::test]
+async fn a_reset_kills_every_other_reset_link() {
+    let app = TestApp::spawn().await;
+    let org = app.org("reset").await;
+    let mut links = Vec::new();
+    for _ in 0..2 {
+        let (token, hash) = inventiv_api::auth::tokens::generate();
+        sqlx::query(
+            "INSERT INTO password_reset_tokens (id, user_id, token_hash, expires_at)
+             VALUES ($1, $2, $3, now() + interval '1 hour')",
+        )
+        .bind(uuid::Uuid::new_v4())
+        .bind(org.user.user_id)
+        .bind(hash)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+        links.push(token);
+    }
+    let (status, _) = app
+        .post(
+            "/auth/password-reset/reset",
+            None,
+            json!({ "token": links[0], "new_password": "the-owners-new-password" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = app
+        .post(
+            "/auth/password-reset/reset",
+            None,
+            json!({ "token": links[1], "new_password": "the-attackers-password" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    app.login(&org.user.email, "the-owners-new-password").await;
+}
+
+/// Five wrong passwords from anywhere locked the account for everyone,
+/// its owner included. Failures from one address only slow that address; a
+/// distributed guess slows only addresses the account never used.
+#[tokio::test]
+async fn wrong_passwords_do_not_lock_the_owner_out() {
+    let app = TestApp::spawn_with(&[("INVENTIV_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let org = app.org("lockout").await;
+    let victim = org.user.email.as_str();
+    let login = |ip: String, password: &'static str| {
+        let body = json!({ "email": victim, "password": password });
+        let app = &app;
+        async move { post_from(app, &ip, "/auth/login", body).await }
+    };
+    // The owner logs in from home once: a known address.
+    let (status, _) = login("198.51.100.7".into(), support::fixture::PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    // An attacker guesses from one address until it is throttled.
+    let mut throttled = false;
+    for _ in 0..10 {
+        let (status, _) = login("203.0.113.9".into(), "wrong-guess-123").await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            throttled = true;
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert!(throttled, "the guessing address was never throttled");
+    // The owner, even from a new address, still gets in.
+    let (status, body) = login("198.51.100.8".into(), support::fixture::PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "owner locked out: {body}");
+    // A distributed guess (one try per address) ...
+    for n in 0..30 {
+        let (status, _) = login(format!("192.0.2.{n}"), "wrong-guess-456").await;
+        assert!(
+            status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS,
+            "{status}"
+        );
+    }
+    // ... makes new addresses wait, even with the right password ...
+    let (status, _) = login("192.0.2.200".into(), support::fixture::PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // ... but not the addresses the owner used.
+    let (status, _) = login("198.51.100.7".into(), support::fixture::PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+}

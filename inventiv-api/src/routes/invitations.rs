@@ -1,9 +1,7 @@
 //! Invitations by email: create, list, revoke, and the public look-up and
 //! acceptance by token. Tokens are random, stored hashed, single use, and expire.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -16,8 +14,10 @@ use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::{tokens, Caller, MaybeCaller};
+use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, OptionalJson, Path};
+use crate::ratelimit;
 use crate::routes::auth::{open_session, with_cookies, Client, TokenResponse};
 use crate::state::AppState;
 
@@ -304,10 +304,11 @@ struct Pending {
     params(("token" = String, Path, description = "the token from the invitation link")),
     request_body(content = Option<AcceptInvitation>),
     responses((status = 200, body = InvitationAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "too many attempts from this address; see Retry-After")))]
 async fn accept_invitation(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     MaybeCaller(caller): MaybeCaller,
     Path(token): Path<String>,
@@ -317,12 +318,23 @@ async fn accept_invitation(
         display_name: None,
         password: None,
     });
+    ratelimit::hit(&state, &ratelimit::PASSWORD_TOKEN_PER_IP, &ip.to_string()).await?;
     if !tokens::well_formed(&token) {
         return Err(ApiError::NotFound);
     }
+    // The token first: a made-up one must not cost a password hash (the
+    // hasher's few permits are shared with every login). Checked again
+    // under lock below.
+    let status: String = sqlx::query_scalar(&format!(
+        "SELECT {STATUS_SQL} FROM organization_invitations WHERE token_hash = $1"
+    ))
+    .bind(tokens::hash(&token))
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(ApiError::NotFound)?;
     // Validate and hash before taking locks: hashing is the slow part.
     let new_account = match (&caller, &body.display_name, &body.password) {
-        (None, Some(name), Some(password)) => {
+        (None, Some(name), Some(password)) if status == "pending" => {
             let name = DisplayName::parse(name)?;
             let password = Password::parse(password)?;
             Some((name, state.hasher.hash(password.expose()).await?))
@@ -361,7 +373,7 @@ async fn accept_invitation(
     }
     let email = Email::parse(&invitation.email)?;
     let org = OrgId(invitation.organization_id);
-    let client = Client::new(addr, &headers);
+    let client = Client::new(ip, &headers);
     let (user, session) = match caller {
         Some(caller) => {
             let mine: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")

@@ -64,6 +64,11 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
         "# TYPE inventiv_sse_clients gauge\ninventiv_sse_clients {}",
         state.events.clients()
     );
+    let _ = writeln!(
+        out,
+        "# HELP inventiv_password_hashes_total Password hashes computed or verified by this replica.\n# TYPE inventiv_password_hashes_total counter\ninventiv_password_hashes_total {}",
+        state.hasher.work_done()
+    );
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         out,
