@@ -250,3 +250,115 @@ async fn wrong_passwords_do_not_lock_the_owner_out() {
     let (status, _) = login("198.51.100.7".into(), support::fixture::PASSWORD).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A member with the `user` role lifted the rate limits, model list and
+/// expiry an owner had set on the user's own key, and kept spending.
+/// Loosening now returns the key to "awaiting economic approval";
+/// tightening stays free.
+#[tokio::test]
+async fn a_user_cannot_lift_the_limits_an_owner_set_on_their_key() {
+    let app = TestApp::spawn().await;
+    let org = app.org("keys").await;
+    let path = format!("/api-keys/{}", org.api_key_id);
+    let patch = |token: String, body: serde_json::Value| {
+        let app = &app;
+        let path = path.clone();
+        async move {
+            let (status, _, body) = app
+                .call(Method::PATCH, &path, Some(&token), Some(&body))
+                .await;
+            (status, body)
+        }
+    };
+    let expiry = chrono::Utc::now() + chrono::Duration::days(1);
+    let (status, key) = patch(
+        org.owner.token.clone(),
+        json!({ "rpm_limit": 10, "tpm_limit": 1000, "models": ["org/small"], "expires_at": expiry }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{key}");
+    assert_eq!(key["status"], "active");
+    // Tightening by the key's own user: still active.
+    let (status, key) = patch(org.spare.token.clone(), json!({ "rpm_limit": 5 })).await;
+    assert_eq!(status, StatusCode::OK, "{key}");
+    assert_eq!(key["status"], "active");
+    // Each way of loosening sends the key back for approval.
+    for loosen in [
+        json!({ "rpm_limit": null }),
+        json!({ "tpm_limit": 100000 }),
+        json!({ "models": ["org/small", "org/huge"] }),
+        json!({ "expires_at": expiry + chrono::Duration::days(365) }),
+    ] {
+        let (status, key) = patch(org.spare.token.clone(), loosen.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{loosen}: {key}");
+        assert_eq!(key["status"], "inactive", "{loosen} kept the key active");
+        assert_eq!(key["activation"]["economic"], false, "{key}");
+        let (status, key) = patch(org.manager.token.clone(), json!({ "economic": true })).await;
+        assert_eq!(status, StatusCode::OK, "a manager approves: {key}");
+        assert_eq!(key["status"], "active");
+    }
+    // The proxy's key cache dropped the key when it changed, so the state
+    // seen by /v1 is the database's.
+    let economic: bool = sqlx::query_scalar("SELECT economic_active FROM api_keys WHERE id = $1")
+        .bind(org.api_key_id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert!(economic);
+}
+
+/// A manager (who approves spending) could not approve other members' keys:
+/// they were invisible to them. A manager now sees every key and switches
+/// its economic activation, but changes nothing else on others' keys.
+#[tokio::test]
+async fn a_manager_approves_other_members_keys() {
+    let app = TestApp::spawn().await;
+    let org = app.org("approve").await;
+    let (status, created) = app
+        .post(
+            "/api-keys",
+            Some(&org.user.token),
+            json!({ "name": "mine" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(created["api_key"]["status"], "inactive");
+    let id = created["api_key"]["id"].as_str().unwrap().to_owned();
+    let (status, list) = app.get("/api-keys", Some(&org.manager.token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["id"] == id.as_str()));
+    let path = format!("/api-keys/{id}");
+    let (status, _, key) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&org.manager.token),
+            Some(&json!({ "economic": true })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{key}");
+    assert_eq!(key["activation"]["economic"], true);
+    let (status, _, body) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&org.manager.token),
+            Some(&json!({ "rpm_limit": null, "name": "taken over" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Another user of the organization still does not see it.
+    let (status, _, _) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&org.spare.token),
+            Some(&json!({ "economic": true })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -112,8 +112,8 @@ pub const MATRIX: &[Row] = &[
     // member's key is invisible to other non-admin members (404).
     row("POST", "/api-keys", Some(r#"{"name":"k"}"#), [401, 201, 201, 201, 201], None),
     row("GET", "/api-keys", None, MEMBERS_200, None),
-    row("PATCH", "/api-keys/{api_key_id}", Some(r#"{"name":"renamed"}"#), [401, 200, 200, 404, 404], Some(HIDDEN)),
-    row("DELETE", "/api-keys/{api_key_id}", None, [401, 204, 204, 404, 404], Some(HIDDEN)),
+    row("PATCH", "/api-keys/{api_key_id}", Some(r#"{"name":"renamed"}"#), [401, 200, 200, 403, 404], Some(HIDDEN)),
+    row("DELETE", "/api-keys/{api_key_id}", None, [401, 204, 204, 403, 404], Some(HIDDEN)),
     // The OpenAI-compatible data plane also takes a session (the playground).
     row("GET", "/v1/models", None, MEMBERS_200, None),
     row("POST", "/v1/chat/completions", Some(r#"{"model":"unknown/model","messages":[{"role":"user","content":"hi"}]}"#), [401, 404, 404, 404, 404], None),

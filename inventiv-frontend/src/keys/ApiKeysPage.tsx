@@ -84,7 +84,9 @@ export function ApiKeysPage() {
       </PageHeader>
       <p className="muted">
         Keys call the OpenAI-compatible endpoint <code>{window.location.origin}/v1</code>.{' '}
-        {can(role, 'ManageAllApiKeys') ? 'You see every key of the organization.' : 'You see your own keys.'}
+        {can(role, 'ManageAllApiKeys') || can(role, 'ActivateEconomic')
+          ? 'You see every key of the organization.'
+          : 'You see your own keys. Lifting a limit sends the key back for economic approval.'}
       </p>
       <ErrorMessage error={revoke.error} />
       {created ? <NewKey created={created} onDone={() => setCreated(null)} /> : null}
