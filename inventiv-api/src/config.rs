@@ -76,6 +76,10 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     /// The built dashboard served at `/`.
     pub frontend_dir: PathBuf,
+    /// How often a live event stream re-checks its session and membership.
+    pub events_recheck: Duration,
+    /// Live event streams one user may hold open on one replica.
+    pub events_max_streams_per_user: usize,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
@@ -273,6 +277,10 @@ impl Config {
                 .secret("INVENTIV_METRICS_TOKEN")?
                 .map(SecretString::from),
             frontend_dir: PathBuf::from(env.or("INVENTIV_FRONTEND_DIR", "inventiv-frontend/dist")),
+            events_recheck: secs("INVENTIV_EVENTS_RECHECK_SECS", 15)?.max(Duration::from_secs(1)),
+            events_max_streams_per_user: env
+                .parse("INVENTIV_EVENTS_MAX_STREAMS_PER_USER", 8usize)?
+                .max(1),
             trusted_proxies: env
                 .or("INVENTIV_TRUSTED_PROXIES", "")
                 .split(',')

@@ -378,6 +378,7 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Resp
         .bind(caller.session_id.0)
         .execute(&state.db)
         .await?;
+    crate::events::access_changed(&state, None, Some(caller.user_id.0)).await;
     Ok(with_cookies(
         &state,
         None,
@@ -575,5 +576,6 @@ async fn change_password(
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
+    crate::events::access_changed(&state, None, Some(caller.user_id.0)).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -231,6 +231,7 @@ async fn remove_member(
     }
     delete_membership(&mut tx, &caller, user_id, "member.removed").await?;
     tx.commit().await?;
+    crate::events::access_changed(&state, Some(caller.org_id.0), Some(user_id)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -251,5 +252,6 @@ async fn leave(State(state): State<AppState>, caller: Caller) -> ApiResult<Statu
     }
     delete_membership(&mut tx, &caller, caller.user_id.0, "member.left").await?;
     tx.commit().await?;
+    crate::events::access_changed(&state, Some(caller.org_id.0), Some(caller.user_id.0)).await;
     Ok(StatusCode::NO_CONTENT)
 }

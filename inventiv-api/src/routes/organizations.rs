@@ -365,5 +365,6 @@ async fn delete_organization(
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
+    crate::events::access_changed(&state, Some(id), None).await;
     Ok(StatusCode::NO_CONTENT)
 }

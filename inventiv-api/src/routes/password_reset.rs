@@ -184,5 +184,6 @@ async fn reset(
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
+    crate::events::access_changed(&state, None, Some(user)).await;
     Ok(StatusCode::NO_CONTENT)
 }
