@@ -76,6 +76,11 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     /// The built dashboard served at `/`.
     pub frontend_dir: PathBuf,
+    /// Whether the mock provider (processes on this host) may be deployed on.
+    pub mock_provider: bool,
+    /// Deployment quotas of organizations without their own.
+    pub default_max_instances: i64,
+    pub default_max_gpus: i64,
     /// How often a live event stream re-checks its session and membership.
     pub events_recheck: Duration,
     /// Live event streams one user may hold open on one replica.
@@ -277,6 +282,9 @@ impl Config {
                 .secret("INVENTIV_METRICS_TOKEN")?
                 .map(SecretString::from),
             frontend_dir: PathBuf::from(env.or("INVENTIV_FRONTEND_DIR", "inventiv-frontend/dist")),
+            mock_provider: env.flag("INVENTIV_MOCK_PROVIDER", !production)?,
+            default_max_instances: env.parse("INVENTIV_DEFAULT_MAX_INSTANCES", 20i64)?.max(0),
+            default_max_gpus: env.parse("INVENTIV_DEFAULT_MAX_GPUS", 64i64)?.max(0),
             events_recheck: secs("INVENTIV_EVENTS_RECHECK_SECS", 15)?.max(Duration::from_secs(1)),
             events_max_streams_per_user: env
                 .parse("INVENTIV_EVENTS_MAX_STREAMS_PER_USER", 8usize)?

@@ -362,3 +362,114 @@ async fn a_manager_approves_other_members_keys() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Activates the mock catalog for `org` and returns a deployment body.
+async fn mock_deployable(app: &TestApp, org: &support::fixture::Org) -> serde_json::Value {
+    for (kind, item) in [
+        ("provider", "mock"),
+        ("zone", "8a1d0000-0000-4000-8000-000000000001"),
+        ("instance_type", support::matrix::MOCK_INSTANCE_TYPE),
+        ("model", support::matrix::SMALL_MODEL),
+    ] {
+        let (s, _, body) = app
+            .call(
+                Method::PUT,
+                &format!("/organizations/current/activations/{kind}/{item}"),
+                Some(&org.owner.token),
+                Some(&json!({ "technical": true, "economic": true })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    json!({ "provider": "mock", "zone": "mock-zone-1", "instance_type": "mock-1gpu-24g",
+            "model_id": support::matrix::SMALL_MODEL })
+}
+
+/// Any owner could start unlimited root processes on the control-plane host
+/// through the mock provider, in production too. It is off in production.
+#[tokio::test]
+async fn the_mock_provider_is_refused_in_production() {
+    let app = TestApp::spawn_with(&[("INVENTIV_ENV", "production")]).await;
+    let org = app.org("prod").await;
+    let deploy = mock_deployable(&app, &org).await;
+    let (status, body) = app
+        .post("/deployments", Some(&org.owner.token), deploy)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(support::error_code(&body), "MOCK_PROVIDER_DISABLED");
+    let instances: i64 = sqlx::query_scalar("SELECT count(*) FROM instances")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(instances, 0);
+}
+
+/// There was no deployment quota. Organizations get the platform default,
+/// platform admins set their own, and a deployment beyond it is refused with
+/// QUOTA_EXCEEDED.
+#[tokio::test]
+async fn deployments_beyond_the_quota_are_refused() {
+    let app = TestApp::spawn_with(&[("INVENTIV_DEFAULT_MAX_INSTANCES", "2")]).await;
+    let org = app.org("quota").await;
+    let deploy = mock_deployable(&app, &org).await;
+    for _ in 0..2 {
+        let (status, body) = app
+            .post("/deployments", Some(&org.owner.token), deploy.clone())
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (status, body) = app
+        .post("/deployments", Some(&org.owner.token), deploy.clone())
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(support::error_code(&body), "QUOTA_EXCEEDED");
+    // The organization's owner cannot raise it; a platform admin can.
+    let path = format!("/admin/organizations/{}/quotas", org.id);
+    let raise = json!({ "max_instances": 3, "max_gpus": null });
+    let (status, _, _) = app
+        .call(Method::PUT, &path, Some(&org.owner.token), Some(&raise))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let admin = app
+        .login(support::ADMIN_EMAIL, support::ADMIN_PASSWORD)
+        .await;
+    let (status, _, quotas) = app
+        .call(Method::PUT, &path, Some(&admin), Some(&raise))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{quotas}");
+    assert_eq!(
+        (
+            quotas["effective_max_instances"].as_i64(),
+            quotas["instances_used"].as_i64()
+        ),
+        (Some(3), Some(2))
+    );
+    let (status, body) = app
+        .post("/deployments", Some(&org.owner.token), deploy.clone())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // A GPU quota counts the GPUs of the instance types (one each here).
+    let (status, _, _) = app
+        .call(
+            Method::PUT,
+            &path,
+            Some(&admin),
+            Some(&json!({ "max_instances": 10, "max_gpus": 3 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .post("/deployments", Some(&org.owner.token), deploy)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(support::error_code(&body), "QUOTA_EXCEEDED");
+    let (status, _, _) = app
+        .call(
+            Method::GET,
+            &format!("/admin/organizations/{}/quotas", uuid::Uuid::new_v4()),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -65,6 +65,9 @@ pub struct Config {
     /// may take in all before the instance ends in `provisioning_failed`
     /// and what was created is deleted.
     pub provisioning_deadline: Duration,
+    /// Whether the mock provider (VMs as root processes of this host)
+    /// serves deployments: development only unless enabled explicitly.
+    pub mock_provider: bool,
 }
 
 fn var(key: &str) -> Option<String> {
@@ -76,25 +79,32 @@ fn secret(key: &str) -> anyhow::Result<Option<String>> {
     secrets::read(|k| std::env::var(k).ok(), key).map_err(anyhow::Error::from)
 }
 
-fn flag(key: &str) -> anyhow::Result<bool> {
+fn flag(key: &str, default: bool) -> anyhow::Result<bool> {
     match var(key).map(|v| v.trim().to_lowercase()).as_deref() {
-        None | Some("0" | "false" | "no" | "off") => Ok(false),
+        None => Ok(default),
+        Some("0" | "false" | "no" | "off") => Ok(false),
         Some("1" | "true" | "yes" | "on") => Ok(true),
         Some(other) => anyhow::bail!("{key}={other:?} is not a boolean"),
+    }
+}
+
+fn production() -> anyhow::Result<bool> {
+    match var("INVENTIV_ENV").as_deref() {
+        None | Some("development" | "test") => Ok(false),
+        Some("production") => Ok(true),
+        Some(other) => anyhow::bail!("INVENTIV_ENV={other:?}: use development or production"),
     }
 }
 
 /// The credentials key: refused when missing or a built-in value, unless
 /// `INVENTIV_INSECURE_DEVELOPMENT=1` outside production on a loopback
 /// listener (the API applies the same rule).
-fn encryption_key(addr: SocketAddr) -> anyhow::Result<String> {
-    let production = match var("INVENTIV_ENV").as_deref() {
-        None | Some("development" | "test") => false,
-        Some("production") => true,
-        Some(other) => anyhow::bail!("INVENTIV_ENV={other:?}: use development or production"),
-    };
-    let insecure =
-        secrets::insecure_allowed(flag(secrets::INSECURE_DEVELOPMENT)?, production, addr)?;
+fn encryption_key(addr: SocketAddr, production: bool) -> anyhow::Result<String> {
+    let insecure = secrets::insecure_allowed(
+        flag(secrets::INSECURE_DEVELOPMENT, false)?,
+        production,
+        addr,
+    )?;
     Ok(secrets::choose(
         "INVENTIV_ENCRYPTION_KEY",
         secret("INVENTIV_ENCRYPTION_KEY")?,
@@ -168,7 +178,7 @@ impl Config {
             ),
             keyring: Arc::new(
                 Keyring::from_hex(
-                    &encryption_key(addr)?,
+                    &encryption_key(addr, production()?)?,
                     parse("INVENTIV_ENCRYPTION_KEY_VERSION", 1i32)?,
                     secret("INVENTIV_ENCRYPTION_KEY_PREVIOUS")?.as_deref(),
                 )
@@ -191,6 +201,7 @@ impl Config {
             provisioning_deadline: Duration::from_secs(
                 parse("INVENTIV_PROVISIONING_DEADLINE_SECS", 1200u64)?.max(1),
             ),
+            mock_provider: flag("INVENTIV_MOCK_PROVIDER", !production()?)?,
             state_dir,
         })
     }

@@ -23,6 +23,7 @@ pub mod offerings;
 pub mod organizations;
 pub mod password_reset;
 pub mod provider_credentials;
+pub mod quotas;
 pub mod reconciliation;
 pub mod runtime;
 pub mod sessions;
@@ -59,6 +60,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(password_reset::router())
         .merge(sessions::router())
         .merge(users::router())
+        .merge(quotas::router())
         .merge(organizations::router())
         .merge(members::router())
         .merge(invitations::router())

@@ -66,6 +66,8 @@ pub const MATRIX: &[Row] = &[
     row("GET", "/users", None, PLATFORM_ONLY, None),
     row("POST", "/users", Some(r#"{"email":"{fresh_email}","display_name":"X","password":"a-long-password"}"#), PLATFORM_ONLY, None),
     row("PATCH", "/users/{user_id}", Some(r#"{"display_name":"X"}"#), PLATFORM_ONLY, None),
+    row("GET", "/admin/organizations/{organization_id}/quotas", None, PLATFORM_ONLY, None),
+    row("PUT", "/admin/organizations/{organization_id}/quotas", Some(r#"{"max_instances":5,"max_gpus":8}"#), PLATFORM_ONLY, None),
     row("POST", "/organizations", Some(r#"{"name":"New team"}"#), [401, 201, 201, 201, 201], None),
     row("GET", "/organizations", None, MEMBERS_200, None),
     row("GET", "/organizations/current", None, MEMBERS_200, None),

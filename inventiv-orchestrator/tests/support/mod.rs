@@ -278,6 +278,7 @@ impl Stack {
             orphan_grace: Duration::from_secs(1800),
             lease: Duration::from_secs(120),
             provisioning_deadline: self.provisioning_deadline,
+            mock_provider: true,
         };
         let bundle = engine::bundle(config.agent_bundle.clone(), config.bootstrap_script.clone())
             .await
