@@ -43,6 +43,11 @@ pub const CREATIONS_PER_USER: Limit = Limit {
     window_secs: 600,
 };
 
+/// Counts one object created by `user` against [`CREATIONS_PER_USER`].
+pub async fn creation(state: &AppState, user: inventiv_common::UserId) -> ApiResult<()> {
+    hit(state, &CREATIONS_PER_USER, &user.to_string()).await
+}
+
 /// Counts one hit of `subject` against `limit`; 429 once over budget.
 pub async fn hit(state: &AppState, limit: &Limit, subject: &str) -> ApiResult<()> {
     let key = state.redis_key(&format!("rate:{}:{subject}", limit.name));

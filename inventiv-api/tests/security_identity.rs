@@ -473,3 +473,45 @@ async fn deployments_beyond_the_quota_are_refused() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Invitations (each sends a mail) and object creation had no rate limit:
+/// one member could mail-bomb or fill the database.
+#[tokio::test]
+async fn invitations_and_creations_are_rate_limited_per_user() {
+    let app = TestApp::spawn().await;
+    let org = app.org("flood").await;
+    let mut limited = false;
+    for n in 0..60 {
+        let (status, body) = app
+            .post(
+                "/organizations/current/invitations",
+                Some(&org.owner.token),
+                json!({ "email": format!("flood-{n}@example.com"), "role": "user" }),
+            )
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(support::error_code(&body), "RATE_LIMITED");
+            limited = true;
+            break;
+        }
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    assert!(limited, "60 invitations in a row, none limited");
+    let mut limited = false;
+    for _ in 0..130 {
+        let (status, body) = app
+            .post("/api-keys", Some(&org.user.token), json!({ "name": "k" }))
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    assert!(limited, "130 keys in a row, none limited");
+    // Another member is not affected.
+    let (status, _) = app
+        .post("/api-keys", Some(&org.spare.token), json!({ "name": "k" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}

@@ -208,13 +208,14 @@ pub struct CreatedKey {
 
 /// Creates a key for the caller in the current organization.
 #[utoipa::path(post, path = "/api-keys", tag = "api-keys", security(("bearer" = [])), request_body = CreateKey,
-    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody, description = "too many objects created; see Retry-After")))]
 async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<CreateKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     caller.require(Action::UseApiKeys)?;
+    crate::ratelimit::creation(&state, caller.user_id).await?;
     let name = inventiv_common::OrgName::parse(&body.name).map_err(|_| {
         ApiError::validation("VALIDATION_ERROR", "name: 1 to 100 printable characters")
     })?;

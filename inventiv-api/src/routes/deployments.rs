@@ -116,13 +116,15 @@ async fn missing_activations(
 /// and admins). Answers 202 with the instance in `provisioning`.
 #[utoipa::path(post, path = "/deployments", tag = "instances", security(("bearer" = [])), request_body = Deploy,
     responses((status = 202, body = Instance), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 409, body = ErrorBody, description = "refused: NOT_ACTIVATED, QUOTA_EXCEEDED, MOCK_PROVIDER_DISABLED, ...")))]
+              (status = 409, body = ErrorBody, description = "refused: NOT_ACTIVATED, QUOTA_EXCEEDED, MOCK_PROVIDER_DISABLED, ..."),
+              (status = 429, body = ErrorBody, description = "too many objects created; see Retry-After")))]
 async fn deploy(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<Deploy>,
 ) -> ApiResult<(StatusCode, Json<Instance>)> {
     caller.require(Action::ManageInstances)?;
+    crate::ratelimit::creation(&state, caller.user_id).await?;
     let org = caller.org_id.0;
     let model_ref = body
         .model_id

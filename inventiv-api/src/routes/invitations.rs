@@ -59,7 +59,8 @@ pub struct CreateInvitation {
 /// Invites someone by email; the role is capped by the inviter's own.
 #[utoipa::path(post, path = "/organizations/current/invitations", tag = "invitations", security(("bearer" = [])),
     request_body = CreateInvitation,
-    responses((status = 201, body = Invitation), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = Invitation), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "too many invitations sent; see Retry-After")))]
 async fn create_invitation(
     State(state): State<AppState>,
     caller: Caller,
@@ -67,6 +68,12 @@ async fn create_invitation(
 ) -> ApiResult<(StatusCode, Json<Invitation>)> {
     caller.require(Action::ManageInvitations)?;
     let email = Email::parse(&body.email)?;
+    crate::ratelimit::hit(
+        &state,
+        &crate::ratelimit::INVITATIONS_PER_USER,
+        &caller.user_id.to_string(),
+    )
+    .await?;
     if !can_assign(caller.role, None, body.role) {
         return Err(ApiError::Forbidden {
             code: "ROLE_TOO_HIGH",
