@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod browser;
 pub mod client_ip;
 pub mod config;
 pub mod error;

@@ -115,6 +115,14 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::frontend::pages,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::browser::same_origin_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::browser::headers,
+        ))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

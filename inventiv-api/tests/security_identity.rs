@@ -515,3 +515,49 @@ async fn invitations_and_creations_are_rate_limited_per_user() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
 }
+
+/// CSRF was defended by SameSite alone and no security header was sent: a
+/// cookie-authenticated write from another origin is refused, and every
+/// answer carries nosniff, a CSP forbidding framing, and a referrer policy.
+#[tokio::test]
+async fn cross_origin_cookie_writes_are_refused_and_headers_are_set() {
+    let app = TestApp::spawn().await;
+    let org = app.org("csrf").await;
+    let cookie = format!("inventiv_access={}", org.owner.token);
+    let write = |origin: String| {
+        app.http
+            .patch(app.url("/organizations/current"))
+            .header("cookie", cookie.clone())
+            .header("origin", origin)
+            .json(&json!({ "name": "Renamed by someone" }))
+            .send()
+    };
+    let res = write("https://evil.example".into()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(support::error_code(&body), "CROSS_ORIGIN_REQUEST");
+    let own = format!("http://{}", app.addr);
+    assert_eq!(write(own).await.unwrap().status(), StatusCode::OK);
+    // A bearer token is not sent by browsers on their own: no check.
+    let res = app
+        .http
+        .patch(app.url("/organizations/current"))
+        .bearer_auth(&org.owner.token)
+        .header("origin", "https://evil.example")
+        .json(&json!({ "name": "Renamed by a script" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let headers = res.headers();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert!(
+        headers.get("strict-transport-security").is_none(),
+        "no HSTS over http"
+    );
+}
