@@ -69,6 +69,11 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
         "# HELP inventiv_password_hashes_total Password hashes computed or verified by this replica.\n# TYPE inventiv_password_hashes_total counter\ninventiv_password_hashes_total {}",
         state.hasher.work_done()
     );
+    let _ = writeln!(
+        out,
+        "# HELP inventiv_api_key_cache_entries API keys (known and unknown) cached by this replica.\n# TYPE inventiv_api_key_cache_entries gauge\ninventiv_api_key_cache_entries {}",
+        state.keys.entries()
+    );
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         out,
