@@ -561,3 +561,45 @@ async fn cross_origin_cookie_writes_are_refused_and_headers_are_set() {
         "no HSTS over http"
     );
 }
+
+/// A member's display name went verbatim into invitation mails sent in the
+/// platform's name: "Alice. Your account is suspended, verify at
+/// https://evil.example". Names are quoted and cannot carry a link.
+#[tokio::test]
+async fn display_names_cannot_put_links_in_mails() {
+    let app = TestApp::spawn().await;
+    let org = app.org("mail").await;
+    let (status, _, _) = app
+        .call(
+            Method::PUT,
+            "/auth/me",
+            Some(&org.owner.token),
+            Some(&json!({ "display_name": "Alice. Verify your account at https://evil.example/login" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .post(
+            "/organizations/current/invitations",
+            Some(&org.owner.token),
+            json!({ "email": "victim@example.com", "role": "user" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let outbox = app.state_dir.join("outbox");
+    let mail = support::wait_for(
+        "the invitation mail",
+        std::time::Duration::from_secs(5),
+        || {
+            let outbox = outbox.clone();
+            async move {
+                let entry = std::fs::read_dir(&outbox).ok()?.flatten().next()?;
+                std::fs::read_to_string(entry.path()).ok()
+            }
+        },
+    )
+    .await;
+    assert!(mail.contains("invited you to join"), "{mail}");
+    assert!(!mail.contains("evil.example"), "{mail}");
+    assert!(!mail.contains("https://evil"), "{mail}");
+}

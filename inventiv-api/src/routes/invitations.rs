@@ -156,8 +156,12 @@ async fn create_invitation(
     tx.commit().await?;
     let link = format!("{}/invitations/{token}", state.config.public_url);
     let days = state.config.invitation_ttl.as_secs().div_ceil(86_400);
+    // Both names are chosen by users: quoted and stripped of anything that
+    // could pass for a link or our own words.
+    let inviter = crate::mail::quoted_name(&inviter);
+    let org_name = crate::mail::quoted_name(&org_name);
     let text = format!(
-        "{inviter} invited you to join {org_name} on Inventiv as {role}.\n\n\
+        "{inviter} invited you to join the organization {org_name} on Inventiv as {role}.\n\n\
          Accept the invitation within {days} days by opening this link:\n\n{link}\n\n\
          If you did not expect this, ignore this message.\n",
         role = body.role
