@@ -603,3 +603,33 @@ async fn display_names_cannot_put_links_in_mails() {
     assert!(!mail.contains("evil.example"), "{mail}");
     assert!(!mail.contains("https://evil"), "{mail}");
 }
+
+/// A member with the `user` role sent an empty activation change: it passed
+/// every role check and wrote an activation row and an audit entry meant
+/// for admins and managers.
+#[tokio::test]
+async fn a_user_writes_no_activation_or_audit_row() {
+    let app = TestApp::spawn().await;
+    let org = app.org("act").await;
+    let (status, _, body) = app
+        .call(
+            Method::PUT,
+            &format!(
+                "/organizations/current/activations/model/{}",
+                support::matrix::SMALL_MODEL
+            ),
+            Some(&org.user.token),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (activations, audits): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM organization_activations WHERE organization_id = $1),
+                (SELECT count(*) FROM audit_logs WHERE organization_id = $1 AND action = 'catalog.activation_changed')",
+    )
+    .bind(org.id)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!((activations, audits), (0, 0));
+}
