@@ -152,7 +152,7 @@ start_make_run() {
   # Ctrl-C trap would silently never fire.
   (
     trap - INT QUIT
-    INVENTIV_API_ADDR=$API_ADDR INVENTIV_ORCHESTRATOR_ADDR=$ORCH_ADDR \
+    INVENTIV_API_ADDR=$API_ADDR INVENTIV_ORCHESTRATOR_ADDR=$ORCH_ADDR INVENTIV_METRICS_ADDR=$METRICS_ADDR \
       INVENTIV_MOCK_FIRST_ADDRESS=$MOCK_FIRST_ADDRESS \
       exec setsid make run </dev/null >"$RUN_OUT" 2>&1
   ) &
@@ -501,6 +501,7 @@ command -v setsid >/dev/null || die "setsid (util-linux) is required"
 
 API_PORT=$(free_port 8001 8003)
 ORCH_PORT=$(free_port 8001 8003 "$API_PORT")
+METRICS_ADDR="127.0.0.1:$(free_port 8001 8003 8004 "$API_PORT" "$ORCH_PORT")"
 API_ADDR="127.0.0.1:$API_PORT"
 ORCH_ADDR="127.0.0.1:$ORCH_PORT"
 BASE_URL="http://$API_ADDR"
@@ -534,7 +535,11 @@ expect 200 "GET /openapi.json"
 http GET /docs/
 expect 200 "GET /docs/"
 [[ $CTYPE == text/html* ]] || fail "GET /docs/: content-type '$CTYPE', expected text/html"
-log "/healthz, /readyz, /openapi.json and /docs/ answer"
+http GET /metrics
+expect 404 "GET /metrics on the public API port"
+[[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://$METRICS_ADDR/metrics") == 200 ]] \
+  || fail "GET http://$METRICS_ADDR/metrics (INVENTIV_METRICS_ADDR) did not answer 200"
+log "/healthz, /readyz, /openapi.json and /docs/ answer; /metrics only on $METRICS_ADDR"
 
 login
 http GET /auth/me

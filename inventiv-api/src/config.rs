@@ -72,6 +72,8 @@ pub struct Config {
     pub sample_prune_interval: Duration,
     /// How often the cost job runs in this replica; None: not here.
     pub cost_job_interval: Option<Duration>,
+    /// Where `/metrics` is served (not on the API's port).
+    pub metrics_addr: SocketAddr,
     /// Bearer token required by `/metrics` when set.
     pub metrics_token: Option<SecretString>,
     /// The built dashboard served at `/`.
@@ -278,6 +280,10 @@ impl Config {
                 .max(Duration::from_secs(1)),
             cost_job_interval: Some(secs("INVENTIV_COST_JOB_INTERVAL_SECS", 60)?)
                 .filter(|d| !d.is_zero()),
+            metrics_addr: env.parse(
+                "INVENTIV_METRICS_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8004)),
+            )?,
             metrics_token: env
                 .secret("INVENTIV_METRICS_TOKEN")?
                 .map(SecretString::from),

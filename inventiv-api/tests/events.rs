@@ -126,11 +126,16 @@ async fn members_get_their_organizations_events_only() {
     assert_eq!(event["status"], "terminating");
 
     // The gauge follows the clients.
-    let (_, metrics) = app.get("/metrics", None).await;
-    assert!(
-        metrics.as_str().unwrap().contains("inventiv_sse_clients 2"),
-        "{metrics}"
-    );
+    let metrics = app
+        .http
+        .get(format!("http://{}/metrics", app.metrics_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("inventiv_sse_clients 2"), "{metrics}");
     drop(sse_a);
     drop(sse_b);
     support::wait_for("the gauge back to 0", Duration::from_secs(5), || async {
@@ -305,10 +310,11 @@ async fn streams_per_user_are_capped() {
 #[tokio::test]
 async fn metrics_can_require_a_token() {
     let app = TestApp::spawn_with(&[("INVENTIV_METRICS_TOKEN", "metrics-secret-token")]).await;
-    assert_eq!(app.get("/metrics", None).await.0, 401);
+    let url = format!("http://{}/metrics", app.metrics_addr);
+    assert_eq!(app.http.get(&url).send().await.unwrap().status(), 401);
     let res = app
         .http
-        .get(app.url("/metrics"))
+        .get(&url)
         .bearer_auth("metrics-secret-token")
         .send()
         .await

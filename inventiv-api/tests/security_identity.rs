@@ -633,3 +633,21 @@ async fn a_user_writes_no_activation_or_audit_row() {
     .unwrap();
     assert_eq!((activations, audits), (0, 0));
 }
+
+/// `/metrics` (the platform's instance counts, load) was served on the
+/// public API port. It has its own listener now.
+#[tokio::test]
+async fn metrics_are_not_on_the_public_port() {
+    let app = TestApp::spawn().await;
+    let (status, _) = app.get("/metrics", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_ne!(app.metrics_addr.port(), app.addr.port());
+    let res = app
+        .http
+        .get(format!("http://{}/metrics", app.metrics_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("inventiv_instances"));
+}

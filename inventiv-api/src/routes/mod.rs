@@ -73,7 +73,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(deployments::router())
         .merge(instances::router())
         .merge(events::router())
-        .merge(metrics::router())
         .merge(api_keys::router())
         .merge(provider_credentials::router())
         .merge(huggingface_token::router())

@@ -109,7 +109,6 @@ pub const MATRIX: &[Row] = &[
     row("POST", "/instances/{instance_id}/reinstall", None, [401, 202, 202, 403, 403], Some([401, 404, 404, 403, 403])),
     row("PUT", "/instances/{instance_id}/archive", None, [401, 409, 409, 403, 403], Some([401, 404, 404, 403, 403])),
     row("GET", "/events/stream", None, MEMBERS_200, None),
-    row("GET", "/metrics", None, ALL_200, None),
     // API keys: everyone makes their own; owners and admins manage all; a
     // member's key is invisible to other non-admin members (404).
     row("POST", "/api-keys", Some(r#"{"name":"k"}"#), [401, 201, 201, 201, 201], None),

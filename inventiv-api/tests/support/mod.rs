@@ -49,6 +49,8 @@ pub fn random_secrets() -> Vec<(String, String)> {
 /// A running API with its own database.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
     pub state: AppState,
     /// The random JWT secret and encryption key of this app (its replicas share them).
     pub secrets: Vec<(String, String)>,
@@ -156,6 +158,7 @@ impl TestApp {
             ),
             ("INVENTIV_REDIS_PREFIX".into(), prefix),
             ("INVENTIV_API_ADDR".into(), "127.0.0.1:0".into()),
+            ("INVENTIV_METRICS_ADDR".into(), "127.0.0.1:0".into()),
             ("INVENTIV_STATE_DIR".into(), state_dir.display().to_string()),
             ("INVENTIV_PUBLIC_URL".into(), "http://dashboard.test".into()),
             ("INVENTIV_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
@@ -167,6 +170,7 @@ impl TestApp {
         let config = Config::from_lookup(&Env(|k| env.get(k).cloned())).expect("test config");
         let app = Application::build(config).await.expect("app builds");
         let addr = app.local_addr().expect("bound");
+        let metrics_addr = app.metrics_addr().expect("metrics bound");
         let state = app.state().clone();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.serve(shutdown.clone()));
@@ -176,6 +180,7 @@ impl TestApp {
             .expect("http client");
         TestApp {
             addr,
+            metrics_addr,
             state,
             secrets,
             database,

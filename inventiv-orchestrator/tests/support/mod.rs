@@ -198,6 +198,7 @@ impl Stack {
             ("REDIS_URL", redis_url.clone()),
             ("INVENTIV_REDIS_PREFIX", prefix.clone()),
             ("INVENTIV_API_ADDR", "127.0.0.1:0".into()),
+            ("INVENTIV_METRICS_ADDR", "127.0.0.1:0".into()),
             ("INVENTIV_STATE_DIR", state_dir.display().to_string()),
             ("INVENTIV_ADMIN_EMAIL", "admin@inventiv.test".into()),
             ("INVENTIV_ADMIN_PASSWORD", "admin-password-for-tests".into()),
