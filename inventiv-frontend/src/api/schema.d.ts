@@ -4,6 +4,27 @@
  */
 
 export interface paths {
+    "/admin/organizations/{organization_id}/quotas": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An organization's deployment quotas and usage (platform admins). */
+        get: operations["get_quotas"];
+        /**
+         * Sets an organization's deployment quotas (platform admins). Lowering a
+         *     quota below the usage stops nothing; it refuses the next deployments.
+         */
+        put: operations["set_quotas"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api-keys": {
         parameters: {
             query?: never;
@@ -11,7 +32,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's keys (owners and admins: every key of the organization). */
+        /** The caller's keys (owners, admins and managers: every key of the organization). */
         get: operations["list_keys"];
         put?: never;
         /** Creates a key for the caller in the current organization. */
@@ -144,7 +165,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Sets a new password with a reset token, once, and revokes every session. */
+        /**
+         * Sets a new password with a reset token, once, and revokes every session
+         *     and every other reset token of the account.
+         */
         post: operations["reset"];
         delete?: never;
         options?: never;
@@ -589,23 +613,6 @@ export interface paths {
         put?: never;
         /** Registers an agent start (once per boot). */
         post: operations["register"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/metrics": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Prometheus metrics of the control plane. */
-        get: operations["metrics"];
-        put?: never;
-        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1990,6 +1997,32 @@ export interface components {
             code: string;
             name: string;
         };
+        /** @description An organization's quotas and what it uses now. */
+        Quotas: {
+            /** Format: int64 */
+            effective_max_gpus: number;
+            /**
+             * Format: int64
+             * @description The limits in force (the organization's, else the defaults).
+             */
+            effective_max_instances: number;
+            /** Format: int64 */
+            gpus_used: number;
+            /** Format: int64 */
+            instances_used: number;
+            /**
+             * Format: int32
+             * @description GPUs of those instances; null: the platform default.
+             */
+            max_gpus?: number | null;
+            /**
+             * Format: int32
+             * @description Instances not terminated at once; null: the platform default.
+             */
+            max_instances?: number | null;
+            /** Format: uuid */
+            organization_id: string;
+        };
         /** @description One offering's economics over the period. */
         Recovery: {
             address: string;
@@ -2092,7 +2125,7 @@ export interface components {
             created_at: string;
             /** Format: uuid */
             instance_id?: string | null;
-            /** @description `server` or `volume`. */
+            /** @description `server`, `volume` or `security_group`. */
             kind: string;
             provider_id: string;
             /**
@@ -2205,6 +2238,13 @@ export interface components {
         SetActivation: {
             economic?: boolean | null;
             technical?: boolean | null;
+        };
+        /** @description New quotas; null (or absent) returns to the platform default. */
+        SetQuotas: {
+            /** Format: int32 */
+            max_gpus?: number | null;
+            /** Format: int32 */
+            max_instances?: number | null;
         };
         /** @description A share as its provider sees it. */
         Share: {
@@ -2540,6 +2580,110 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    get_quotas: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description organization id */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Quotas"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_quotas: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description organization id */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetQuotas"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Quotas"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_keys: {
         parameters: {
             query?: never;
@@ -2581,6 +2725,15 @@ export interface operations {
                 };
             };
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many objects created; see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2849,6 +3002,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description too many requests from this address; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     reset: {
@@ -2871,6 +3033,15 @@ export interface operations {
                 content?: never;
             };
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many attempts from this address; see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3042,7 +3213,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description refused: NOT_ACTIVATED, QUOTA_EXCEEDED, MOCK_PROVIDER_DISABLED, ... */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many objects created; see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3071,6 +3252,15 @@ export interface operations {
                 };
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many live streams for this user */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3817,34 +4007,6 @@ export interface operations {
             };
         };
     };
-    metrics: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Prometheus text format */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/plain": unknown;
-                };
-            };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
     list_models: {
         parameters: {
             query?: never;
@@ -4047,6 +4209,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description too many objects created; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_current: {
@@ -4162,6 +4333,14 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Activation"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             403: {
@@ -4431,6 +4610,15 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many invitations sent; see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4744,6 +4932,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description too many objects created; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     update_offering: {
@@ -4933,6 +5130,15 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many objects created; see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5347,6 +5553,15 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many attempts from this address; see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
