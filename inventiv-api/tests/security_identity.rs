@@ -651,3 +651,44 @@ async fn metrics_are_not_on_the_public_port() {
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("inventiv_instances"));
 }
+
+/// List routes answered every row at once. They page now, with a default
+/// and a maximum size; a bad page is a 400, never a 500.
+#[tokio::test]
+async fn lists_are_paged_with_a_maximum() {
+    let app = TestApp::spawn().await;
+    let org = app.org("pages").await;
+    let admin = app
+        .login(support::ADMIN_EMAIL, support::ADMIN_PASSWORD)
+        .await;
+    let (status, all) = app.get("/users", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK);
+    let total = all.as_array().unwrap().len();
+    assert!(total >= 6, "{all}");
+    let (_, first) = app.get("/users?limit=2", Some(&admin)).await;
+    let (_, second) = app.get("/users?limit=2&offset=2", Some(&admin)).await;
+    assert_eq!(first.as_array().unwrap().len(), 2);
+    assert_eq!(second.as_array().unwrap().len(), 2);
+    assert_ne!(first[0]["id"], second[0]["id"]);
+    let (status, members) = app
+        .get(
+            "/organizations/current/members?limit=3",
+            Some(&org.owner.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(members.as_array().unwrap().len(), 3);
+    for bad in [
+        "/users?limit=99999999",
+        "/users?offset=-1",
+        "/users?limit=x",
+    ] {
+        let (status, body) = app.get(bad, Some(&admin)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    // A limit above the maximum is capped, not refused.
+    let (status, _) = app
+        .get("/api-keys?limit=5000", Some(&org.owner.token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::audit;
 use crate::auth::{api_key, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::routes::catalog::Activation;
 use crate::state::AppState;
 
@@ -273,16 +273,23 @@ async fn create_key(
 
 /// The caller's keys (owners, admins and managers: every key of the organization).
 #[utoipa::path(get, path = "/api-keys", tag = "api-keys", security(("bearer" = [])),
-    responses((status = 200, body = [ApiKey])))]
-async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ApiKey>>> {
+    params(super::Paging),
+    responses((status = 200, body = [ApiKey]), (status = 400, body = ErrorBody)))]
+async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(page): Query<super::Paging>,
+) -> ApiResult<Json<Vec<ApiKey>>> {
     caller.require(Action::UseApiKeys)?;
     let all = sees_all(&caller);
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "{SELECT} WHERE k.organization_id = $1 AND ($2 OR k.created_by = $3) ORDER BY k.created_at DESC LIMIT 1000"
+        "{SELECT} WHERE k.organization_id = $1 AND ($2 OR k.created_by = $3) ORDER BY k.created_at DESC, k.id LIMIT $4 OFFSET $5"
     ))
     .bind(caller.org_id.0)
     .bind(all)
     .bind(caller.user_id.0)
+    .bind(page.limit())
+    .bind(page.offset())
     .fetch_all(&state.db)
     .await?;
     Ok(Json(rows.into_iter().map(ApiKey::from).collect()))

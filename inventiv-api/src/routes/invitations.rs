@@ -16,7 +16,7 @@ use crate::audit;
 use crate::auth::{tokens, Caller, MaybeCaller};
 use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Json, OptionalJson, Path};
+use crate::extract::{Json, OptionalJson, Path, Query};
 use crate::ratelimit;
 use crate::routes::auth::{open_session, with_cookies, Client, TokenResponse};
 use crate::state::AppState;
@@ -179,17 +179,21 @@ async fn create_invitation(
 
 /// Every invitation of the current organization, newest first.
 #[utoipa::path(get, path = "/organizations/current/invitations", tag = "invitations", security(("bearer" = [])),
-    responses((status = 200, body = [Invitation]), (status = 403, body = ErrorBody)))]
+    params(super::Paging),
+    responses((status = 200, body = [Invitation]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_invitations(
     State(state): State<AppState>,
     caller: Caller,
+    Query(page): Query<super::Paging>,
 ) -> ApiResult<Json<Vec<Invitation>>> {
     caller.require(Action::ManageInvitations)?;
     let rows = sqlx::query_as(&format!(
         "SELECT id, email, role, {STATUS_SQL} AS status, invited_by, created_at, expires_at, accepted_at
-           FROM organization_invitations WHERE organization_id = $1 ORDER BY created_at DESC LIMIT 500"
+           FROM organization_invitations WHERE organization_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
     ))
     .bind(caller.org_id.0)
+    .bind(page.limit())
+    .bind(page.offset())
     .fetch_all(&state.db)
     .await?;
     Ok(Json(rows))

@@ -52,6 +52,29 @@ pub(crate) mod double_option {
 
 use crate::state::AppState;
 
+/// Offset paging of list routes: `limit` 1 to 1000 (default 500),
+/// `offset` up to 1000000. Without it a list had no bound.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Paging {
+    /// Rows per page: 1 to 1000, default 500.
+    limit: Option<u16>,
+    /// Rows to skip: 0 to 1000000, default 0.
+    offset: Option<u32>,
+}
+
+impl Paging {
+    /// The page size, within bounds.
+    pub fn limit(&self) -> i64 {
+        i64::from(self.limit.unwrap_or(500).clamp(1, 1000))
+    }
+
+    /// The rows skipped, within bounds.
+    pub fn offset(&self) -> i64 {
+        i64::from(self.offset.unwrap_or(0).min(1_000_000))
+    }
+}
+
 /// Every API route, documented.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
