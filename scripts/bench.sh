@@ -370,11 +370,16 @@ stack_up() {
   [[ " $started " == *" redis "* ]] || STACK_REDIS_SHARED=1
   REDIS_PREFIX="inventiv-bench-$$-$name:"
   ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+  # Random secrets, as make run generates (the built-in ones are refused).
+  local jwt_secret encryption_key
+  jwt_secret=$(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  encryption_key=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
   start_logged "$name/api" "inventiv-api listening" "$API_CPU" 120 \
     env DATABASE_URL="$DB_URL" REDIS_URL="$REDIS" INVENTIV_REDIS_PREFIX="$REDIS_PREFIX" \
-    INVENTIV_ENV=development INVENTIV_API_ADDR=127.0.0.1:0 INVENTIV_STATE_DIR="$app" \
+    INVENTIV_ENV=development INVENTIV_API_ADDR=127.0.0.1:0 INVENTIV_METRICS_ADDR=127.0.0.1:0 INVENTIV_STATE_DIR="$app" \
     INVENTIV_ADMIN_EMAIL="$ADMIN_EMAIL" INVENTIV_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
+    INVENTIV_JWT_SECRET="$jwt_secret" INVENTIV_ENCRYPTION_KEY="$encryption_key" \
     "$TARGET_DIR/release/inventiv-api"
   API_PID=$STARTED_PID
   API="http://$(client_addr "$SERVER_ADDR")"
@@ -386,7 +391,7 @@ stack_up() {
   bundle=${bundle#*  }
   start_logged "$name/orchestrator" "inventiv-orchestrator listening" "" 60 \
     env DATABASE_URL="$DB_URL" REDIS_URL="$REDIS" INVENTIV_REDIS_PREFIX="$REDIS_PREFIX" \
-    INVENTIV_STATE_DIR="$app" INVENTIV_ORCHESTRATOR_ADDR=127.0.0.1:0 \
+    INVENTIV_STATE_DIR="$app" INVENTIV_ORCHESTRATOR_ADDR=127.0.0.1:0 INVENTIV_ENCRYPTION_KEY="$encryption_key" \
     INVENTIV_ORCHESTRATOR_NAME="bench-orchestrator-$$" INVENTIV_CONTROL_PLANE_URL="$API" \
     INVENTIV_MOCK_ENGINE="$TARGET_DIR/release/inventiv-mock-engine" \
     INVENTIV_AGENT_BUNDLE="$bundle" INVENTIV_BOOTSTRAP_SCRIPT="$REPO_ROOT/inventiv-worker/bootstrap.sh" \

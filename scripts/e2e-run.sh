@@ -92,6 +92,7 @@ command -v node >/dev/null || die "node is missing: install Node.js 20 and npm"
 
 API_PORT=$(free_port 8001 8003)
 ORCH_PORT=$(free_port 8001 8003 "$API_PORT")
+METRICS_PORT=$(free_port 8001 8003 8004 "$API_PORT" "$ORCH_PORT")
 MOCK_FIRST_ADDRESS=${E2E_MOCK_FIRST_ADDRESS:-127.0.$((160 + RANDOM % 20)).1}
 BASE_URL="http://127.0.0.1:$API_PORT"
 # The browser test saves Scaleway credentials and verifies them: the check
@@ -103,7 +104,7 @@ log "scripts/run.sh (API $BASE_URL, orchestrator port $ORCH_PORT, mock VMs from 
 (
   trap - INT QUIT
   INVENTIV_STATE_DIR=$STATE INVENTIV_API_ADDR="127.0.0.1:$API_PORT" \
-    INVENTIV_ORCHESTRATOR_ADDR="127.0.0.1:$ORCH_PORT" \
+    INVENTIV_ORCHESTRATOR_ADDR="127.0.0.1:$ORCH_PORT" INVENTIV_METRICS_ADDR="127.0.0.1:$METRICS_PORT" \
     INVENTIV_MOCK_FIRST_ADDRESS=$MOCK_FIRST_ADDRESS \
     INVENTIV_SCALEWAY_API_URL=$UNREACHABLE_SCALEWAY \
     exec setsid "$REPO_ROOT/scripts/run.sh" </dev/null >"$RUN_OUT" 2>&1

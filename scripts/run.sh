@@ -11,7 +11,12 @@
 #  4. admin credentials: INVENTIV_ADMIN_EMAIL (admin@inventiv.local) and
 #     INVENTIV_ADMIN_PASSWORD, else the one kept in
 #     $INVENTIV_STATE_DIR/admin-password, else a new random one stored there;
-#  5. builds inventiv-api, inventiv-orchestrator and inventiv-mock-engine
+#  5. secrets: INVENTIV_JWT_SECRET and INVENTIV_ENCRYPTION_KEY (or their
+#     *_FILE variants) when set, else random ones generated on the first run
+#     and kept in $INVENTIV_STATE_DIR/secrets/ (mode 600), passed to both
+#     processes as INVENTIV_JWT_SECRET_FILE / INVENTIV_ENCRYPTION_KEY_FILE;
+#     the built-in development values are never used (see docs/security.md);
+#  6. builds inventiv-api, inventiv-orchestrator and inventiv-mock-engine
 #     (debug) and the worker agent bundle (scripts/agent-bundle.sh), exports
 #     what the orchestrator needs to bootstrap workers (INVENTIV_AGENT_BUNDLE,
 #     INVENTIV_BOOTSTRAP_SCRIPT, INVENTIV_MOCK_ENGINE,
@@ -19,9 +24,9 @@
 #     the migrations (`inventiv-api migrate`), starts the API and the
 #     orchestrator with their output in $INVENTIV_STATE_DIR/logs/
 #     {api,orchestrator}.log and on the terminal;
-#  6. waits for http://$INVENTIV_API_ADDR/readyz, prints how to log in and
+#  7. waits for http://$INVENTIV_API_ADDR/readyz, prints how to log in and
 #     how to deploy (scripts/demo-deploy.sh);
-#  7. Ctrl-C (or SIGTERM) stops both processes, then every process of the
+#  8. Ctrl-C (or SIGTERM) stops both processes, then every process of the
 #     mock VMs (sshd, agents, engines: those mentioning
 #     $INVENTIV_STATE_DIR/mock-vms, see mock_vm_pids in scripts/lib.sh), then
 #     the private services this run started. The VM directories are kept:
@@ -40,6 +45,7 @@ load_dotenv
 
 export INVENTIV_API_ADDR="${INVENTIV_API_ADDR:-127.0.0.1:8003}"
 export INVENTIV_ORCHESTRATOR_ADDR="${INVENTIV_ORCHESTRATOR_ADDR:-127.0.0.1:8001}"
+export INVENTIV_METRICS_ADDR="${INVENTIV_METRICS_ADDR:-127.0.0.1:8004}"
 INVENTIV_STATE_DIR=$(abs_path "${INVENTIV_STATE_DIR:-.local}")
 export INVENTIV_STATE_DIR
 STATE_DIR=$INVENTIV_STATE_DIR
@@ -115,6 +121,10 @@ if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 is_root || warn "not root: the mock provider's VMs (sshd, root logins) will not work; deployments on it will fail"
 
 # --- services -----------------------------------------------------------------
+# Data from an earlier run (or a configured database) may hold credentials
+# encrypted with the built-in key of older versions (see "secrets" below).
+HAD_DATA=0
+if [[ -f $STATE_DIR/postgres/PG_VERSION || -n ${DATABASE_URL:-} ]]; then HAD_DATA=1; fi
 exports=$("$REPO_ROOT/scripts/services.sh" up)
 eval "$exports"
 STARTED_SERVICES=${INVENTIV_STARTED_SERVICES:-}
@@ -135,6 +145,38 @@ else
   PASSWORD_ORIGIN="generated now, kept in $PASSWORD_FILE"
 fi
 export INVENTIV_ADMIN_PASSWORD
+
+# --- secrets ----------------------------------------------------------------------
+# Random per install, never the constants published in the source code.
+SECRETS_DIR="$STATE_DIR/secrets"
+(umask 077 && mkdir -p "$SECRETS_DIR")
+chmod 700 "$SECRETS_DIR"
+# keep_secret NAME FILE BYTES: NAME (or NAME_FILE) when set; else FILE in the
+# secrets dir, generated (BYTES random bytes, hex) when missing. Exported as
+# NAME_FILE so that the value is in no process environment.
+keep_secret() {
+  local name=$1 file="$SECRETS_DIR/$2" bytes=$3 file_var="$1_FILE"
+  [[ -n ${!name:-} || -n ${!file_var:-} ]] && return 0
+  if [[ ! -s $file ]]; then
+    (umask 077 && head -c "$bytes" /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file")
+    log "generated $file"
+  fi
+  chmod 600 "$file"
+  export "$file_var=$file"
+}
+# A state dir from before random keys holds credentials encrypted with the
+# built-in key (version 1): the new key becomes version 2 and the API
+# re-encrypts every row with it at start-up.
+if [[ -z ${INVENTIV_ENCRYPTION_KEY:-}${INVENTIV_ENCRYPTION_KEY_FILE:-} && ! -s $SECRETS_DIR/encryption-key \
+  && $HAD_DATA == 1 ]]; then
+  echo 2 >"$SECRETS_DIR/encryption-key-version"
+fi
+keep_secret INVENTIV_JWT_SECRET jwt-secret 48
+keep_secret INVENTIV_ENCRYPTION_KEY encryption-key 32
+if [[ -z ${INVENTIV_ENCRYPTION_KEY_VERSION:-} && -s $SECRETS_DIR/encryption-key-version ]]; then
+  export INVENTIV_ENCRYPTION_KEY_VERSION=2
+  export INVENTIV_ENCRYPTION_KEY_PREVIOUS=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+fi
 
 # --- build --------------------------------------------------------------------
 log "building inventiv-api, inventiv-orchestrator and inventiv-mock-engine (debug)"
@@ -252,6 +294,7 @@ cat <<EOF
   Dashboard / API   $BASE_URL/
   Swagger UI        $BASE_URL/docs
   OpenAPI           $BASE_URL/openapi.json
+  Metrics           http://$(client_addr "$INVENTIV_METRICS_ADDR")/metrics
 
   Admin e-mail      $INVENTIV_ADMIN_EMAIL
   Admin password    $INVENTIV_ADMIN_PASSWORD

@@ -25,6 +25,13 @@
 #     and can be terminated (its VM directory goes); stops it again;
 #  7. deletes the state dir (scripts/services.sh purge).
 #
+# Secrets (after the first banner): the JWT secret and the credentials key
+# are random files in $STATE/secrets (mode 600) that both processes read
+# (never the built-in values, no insecure-development flag); a token signed
+# with the generated secret is accepted, one signed with any constant of the
+# source code (every `const ...: &str` and every literal given to a
+# *SECRET*/*KEY*/*TOKEN*/*PASSWORD* name) is refused.
+#
 # Whatever fails, the EXIT trap stops what was started and deletes the state
 # dir (SMOKE_KEEP_STATE=1 keeps it for a post-mortem).
 #
@@ -145,7 +152,7 @@ start_make_run() {
   # Ctrl-C trap would silently never fire.
   (
     trap - INT QUIT
-    INVENTIV_API_ADDR=$API_ADDR INVENTIV_ORCHESTRATOR_ADDR=$ORCH_ADDR \
+    INVENTIV_API_ADDR=$API_ADDR INVENTIV_ORCHESTRATOR_ADDR=$ORCH_ADDR INVENTIV_METRICS_ADDR=$METRICS_ADDR \
       INVENTIV_MOCK_FIRST_ADDRESS=$MOCK_FIRST_ADDRESS \
       exec setsid make run </dev/null >"$RUN_OUT" 2>&1
   ) &
@@ -286,6 +293,88 @@ json_escape() {
   printf '%s' "${s//\"/\\\"}"
 }
 
+# --- secrets -------------------------------------------------------------------------
+
+# Pids of the running binary named $1 (inventiv-api, inventiv-orchestrator)
+# in the process group of make run.
+group_binary() {
+  local pid
+  for pid in $(group_members "$MAKE_PID"); do
+    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */"$1" ]] && printf '%s\n' "$pid"
+  done
+  return 0
+}
+
+# check_secrets: files, process environments, and tokens (see the header).
+check_secrets() {
+  local name file mode pid bin envs
+  for name in jwt-secret encryption-key; do
+    file=$STATE/secrets/$name
+    [[ -s $file ]] || fail "make run did not generate $file"
+    mode=$(stat -c %a "$file")
+    [[ $mode == 600 ]] || fail "$file has mode $mode, expected 600"
+  done
+  grep -rqF -- "$(cat "$STATE/secrets/jwt-secret")" --include='*.rs' --include='*.sh' --include='*.yml' . \
+    && fail "the generated JWT secret appears in the source code"
+  for bin in inventiv-api inventiv-orchestrator; do
+    pid=$(group_binary "$bin" | head -n 1)
+    [[ -n $pid ]] || fail "no $bin process under make run"
+    envs=$(tr '\0' '\n' <"/proc/$pid/environ")
+    grep -qx "INVENTIV_ENCRYPTION_KEY_FILE=$STATE/secrets/encryption-key" <<<"$envs" \
+      || fail "$bin does not read the generated credentials key"
+    grep -q '^INVENTIV_INSECURE_DEVELOPMENT=' <<<"$envs" \
+      && fail "$bin runs with INVENTIV_INSECURE_DEVELOPMENT"
+    grep -q '^INVENTIV_\(JWT_SECRET\|ENCRYPTION_KEY\)=' <<<"$envs" \
+      && fail "$bin has a secret in its environment (expected *_FILE)"
+  done
+  grep -qx "INVENTIV_JWT_SECRET_FILE=$STATE/secrets/jwt-secret" \
+    < <(tr '\0' '\n' <"/proc/$(group_binary inventiv-api | head -n 1)/environ") \
+    || fail "inventiv-api does not read the generated JWT secret"
+  http GET /auth/me
+  expect 200 "GET /auth/me"
+  local sub sid org out
+  sub=$(json "d['user']['id']")
+  sid=$(json "d['session_id']")
+  org=$(json "d['current_organization']['id']")
+  out=$(python3 - "$REPO_ROOT" "$STATE/secrets/jwt-secret" "$sub" "$sid" "$org" <<'PY'
+import base64, hashlib, hmac, json, pathlib, re, sys, time
+root, secret_file, sub, sid, org = sys.argv[1:]
+def b64(b): return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+def token(secret):
+    now = int(time.time())
+    claims = {"sub": sub, "sid": sid, "org": org, "iss": "inventiv", "aud": "inventiv-api",
+              "iat": now, "exp": now + 600}
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
+    sig = hmac.new(secret.encode(), head.encode(), hashlib.sha256).digest()
+    return head + "." + b64(sig)
+consts = set()
+pat_const = re.compile(r'const\s+[A-Z0-9_]+\s*:\s*&str\s*=\s*"([^"\\]{8,})"')
+pat_named = re.compile(r'(?i)[A-Z0-9_]*(?:SECRET|KEY|TOKEN|PASSWORD)[A-Z0-9_]*["\']?\s*[:=,]\s*\(?\s*["\']([^"\'$\\ ]{8,})["\']')
+for pattern in ("*.rs", "*.sh", "*.yml"):
+    for f in pathlib.Path(root).rglob(pattern):
+        if any(p in f.parts for p in ("target", "node_modules", ".local")):
+            continue
+        text = f.read_text(errors="replace")
+        consts.update(pat_const.findall(text))
+        consts.update(pat_named.findall(text))
+print("GOOD " + token(pathlib.Path(secret_file).read_text().strip()))
+for c in sorted(consts):
+    print("CONST " + token(c))
+PY
+  ) || fail "could not forge the test tokens"
+  local good forged n=0
+  good=$(sed -n 's/^GOOD //p' <<<"$out")
+  [[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' -H "authorization: Bearer $good" "$BASE_URL/auth/me") == 200 ]] \
+    || fail "a token signed with the generated JWT secret is refused: the API does not use it"
+  while read -r forged; do
+    n=$((n + 1))
+    [[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' -H "authorization: Bearer $forged" "$BASE_URL/auth/me") == 401 ]] \
+      || fail "a token signed with a constant of the source code was accepted (constant #$n)"
+  done < <(sed -n 's/^CONST //p' <<<"$out")
+  ((n >= 2)) || fail "only $n constants found in the source code: the scan is broken"
+  log "random secrets in $STATE/secrets (600) used by the API and the orchestrator; tokens signed with $n source constants refused"
+}
+
 # --- mock provider -------------------------------------------------------------------
 
 # demo_deploy N: scripts/demo-deploy.sh with the credentials of the banner;
@@ -412,6 +501,7 @@ command -v setsid >/dev/null || die "setsid (util-linux) is required"
 
 API_PORT=$(free_port 8001 8003)
 ORCH_PORT=$(free_port 8001 8003 "$API_PORT")
+METRICS_ADDR="127.0.0.1:$(free_port 8001 8003 8004 "$API_PORT" "$ORCH_PORT")"
 API_ADDR="127.0.0.1:$API_PORT"
 ORCH_ADDR="127.0.0.1:$ORCH_PORT"
 BASE_URL="http://$API_ADDR"
@@ -445,11 +535,16 @@ expect 200 "GET /openapi.json"
 http GET /docs/
 expect 200 "GET /docs/"
 [[ $CTYPE == text/html* ]] || fail "GET /docs/: content-type '$CTYPE', expected text/html"
-log "/healthz, /readyz, /openapi.json and /docs/ answer"
+http GET /metrics
+expect 404 "GET /metrics on the public API port"
+[[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://$METRICS_ADDR/metrics") == 200 ]] \
+  || fail "GET http://$METRICS_ADDR/metrics (INVENTIV_METRICS_ADDR) did not answer 200"
+log "/healthz, /readyz, /openapi.json and /docs/ answer; /metrics only on $METRICS_ADDR"
 
 login
 http GET /auth/me
 expect 200 "GET /auth/me"
+check_secrets
 SLUG="smoke-$(date +%s)-$RANDOM"
 http POST /organizations "{\"name\":\"Smoke test\",\"slug\":\"$SLUG\"}"
 expect 201 "POST /organizations"

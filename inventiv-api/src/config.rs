@@ -4,12 +4,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use inventiv_common::secrets;
 use secrecy::{ExposeSecret, SecretString};
 
 /// The JWT secret used when none is configured. Refused in production.
 pub const DEV_JWT_SECRET: &str = "inventiv-development-jwt-secret-do-not-use-in-production";
 /// The credentials encryption key used when none is configured. Refused in production.
 pub const DEV_ENCRYPTION_KEY: &str = inventiv_store::crypto::DEV_KEY;
+/// How to make a credentials encryption key.
+pub const ENCRYPTION_KEY_HINT: &str = "generate one with `head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'` (make run keeps one in its state dir)";
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,10 +77,23 @@ pub struct Config {
     pub sample_prune_interval: Duration,
     /// How often the cost job runs in this replica; None: not here.
     pub cost_job_interval: Option<Duration>,
+    /// Where `/metrics` is served (not on the API's port).
+    pub metrics_addr: SocketAddr,
     /// Bearer token required by `/metrics` when set.
     pub metrics_token: Option<SecretString>,
     /// The built dashboard served at `/`.
     pub frontend_dir: PathBuf,
+    /// Whether the mock provider (processes on this host) may be deployed on.
+    pub mock_provider: bool,
+    /// Deployment quotas of organizations without their own.
+    pub default_max_instances: i64,
+    pub default_max_gpus: i64,
+    /// How often a live event stream re-checks its session and membership.
+    pub events_recheck: Duration,
+    /// Live event streams one user may hold open on one replica.
+    pub events_max_streams_per_user: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// A configuration problem, reported before anything starts.
@@ -106,6 +122,11 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 
     fn or(&self, key: &str, default: &str) -> String {
         self.get(key).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// A secret: the variable, else the file named by `<key>_FILE`.
+    fn secret(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        secrets::read(&self.0, key).map_err(|e| ConfigError(e.0))
     }
 
     fn parse<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, ConfigError> {
@@ -159,20 +180,32 @@ impl Config {
                 "INVENTIV_PUBLIC_URL must start with http:// or https://".into(),
             ));
         }
-        let jwt_secret = env.or("INVENTIV_JWT_SECRET", DEV_JWT_SECRET);
-        let encryption_key = env.or("INVENTIV_ENCRYPTION_KEY", DEV_ENCRYPTION_KEY);
-        if production {
-            if jwt_secret == DEV_JWT_SECRET || jwt_secret.len() < 32 {
-                return Err(ConfigError(
-                    "INVENTIV_JWT_SECRET must be set to a random value of at least 32 bytes in production".into(),
-                ));
-            }
-            if encryption_key == DEV_ENCRYPTION_KEY {
-                return Err(ConfigError(
-                    "INVENTIV_ENCRYPTION_KEY must be set in production".into(),
-                ));
-            }
-        }
+        let insecure = secrets::insecure_allowed(
+            env.flag(secrets::INSECURE_DEVELOPMENT, false)?,
+            production,
+            addr,
+        )
+        .map_err(|e| ConfigError(e.0))?;
+        let jwt_secret = secrets::choose(
+            "INVENTIV_JWT_SECRET",
+            env.secret("INVENTIV_JWT_SECRET")?,
+            DEV_JWT_SECRET,
+            &[DEV_JWT_SECRET, DEV_ENCRYPTION_KEY],
+            32,
+            insecure,
+            "generate one with `head -c 48 /dev/urandom | base64` (make run keeps one in its state dir)",
+        )
+        .map_err(|e| ConfigError(e.0))?;
+        let encryption_key = secrets::choose(
+            "INVENTIV_ENCRYPTION_KEY",
+            env.secret("INVENTIV_ENCRYPTION_KEY")?,
+            DEV_ENCRYPTION_KEY,
+            &[DEV_ENCRYPTION_KEY],
+            64,
+            insecure,
+            ENCRYPTION_KEY_HINT,
+        )
+        .map_err(|e| ConfigError(e.0))?;
         let key_ok =
             encryption_key.len() == 64 && encryption_key.chars().all(|c| c.is_ascii_hexdigit());
         if !key_ok {
@@ -188,7 +221,7 @@ impl Config {
         let keyring = inventiv_store::crypto::Keyring::from_hex(
             &encryption_key,
             env.parse("INVENTIV_ENCRYPTION_KEY_VERSION", 1i32)?,
-            env.get("INVENTIV_ENCRYPTION_KEY_PREVIOUS").as_deref(),
+            env.secret("INVENTIV_ENCRYPTION_KEY_PREVIOUS")?.as_deref(),
         )
         .map_err(|e| ConfigError(format!("INVENTIV_ENCRYPTION_KEY*: {e}")))?;
         let smtp = match env.get("SMTP_HOST") {
@@ -197,7 +230,7 @@ impl Config {
                 host,
                 port: env.parse("SMTP_PORT", 587u16)?,
                 username: env.get("SMTP_USERNAME"),
-                password: env.get("SMTP_PASSWORD").map(SecretString::from),
+                password: env.secret("SMTP_PASSWORD")?.map(SecretString::from),
                 tls: match env.or("SMTP_TLS", "starttls").as_str() {
                     "none" => SmtpTls::None,
                     "starttls" => SmtpTls::StartTls,
@@ -219,20 +252,22 @@ impl Config {
             public_url,
             state_dir: PathBuf::from(env.or("INVENTIV_STATE_DIR", ".local")),
             database_url: env
-                .get("DATABASE_URL")
+                .secret("DATABASE_URL")?
                 .ok_or_else(|| {
                     ConfigError("DATABASE_URL is required (make run sets it up)".into())
                 })?
                 .into(),
             redis_url: env
-                .get("REDIS_URL")
+                .secret("REDIS_URL")?
                 .ok_or_else(|| ConfigError("REDIS_URL is required (make run sets it up)".into()))?
                 .into(),
             redis_prefix: env.or("INVENTIV_REDIS_PREFIX", "inventiv:"),
             admin_email: env
                 .get("INVENTIV_ADMIN_EMAIL")
                 .or_else(|| Some("admin@inventiv.local".into())),
-            admin_password: env.get("INVENTIV_ADMIN_PASSWORD").map(SecretString::from),
+            admin_password: env
+                .secret("INVENTIV_ADMIN_PASSWORD")?
+                .map(SecretString::from),
             jwt_secret: jwt_secret.into(),
             keyring: std::sync::Arc::new(keyring),
             scaleway_api_url: env.or("INVENTIV_SCALEWAY_API_URL", "https://api.scaleway.com"),
@@ -274,8 +309,34 @@ impl Config {
                 .max(Duration::from_secs(1)),
             cost_job_interval: Some(secs("INVENTIV_COST_JOB_INTERVAL_SECS", 60)?)
                 .filter(|d| !d.is_zero()),
-            metrics_token: env.get("INVENTIV_METRICS_TOKEN").map(SecretString::from),
+            metrics_addr: env.parse(
+                "INVENTIV_METRICS_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8004)),
+            )?,
+            metrics_token: env
+                .secret("INVENTIV_METRICS_TOKEN")?
+                .map(SecretString::from),
             frontend_dir: PathBuf::from(env.or("INVENTIV_FRONTEND_DIR", "inventiv-frontend/dist")),
+            mock_provider: env.flag("INVENTIV_MOCK_PROVIDER", !production)?,
+            default_max_instances: env.parse("INVENTIV_DEFAULT_MAX_INSTANCES", 20i64)?.max(0),
+            default_max_gpus: env.parse("INVENTIV_DEFAULT_MAX_GPUS", 64i64)?.max(0),
+            events_recheck: secs("INVENTIV_EVENTS_RECHECK_SECS", 15)?.max(Duration::from_secs(1)),
+            events_max_streams_per_user: env
+                .parse("INVENTIV_EVENTS_MAX_STREAMS_PER_USER", 8usize)?
+                .max(1),
+            trusted_proxies: env
+                .or("INVENTIV_TRUSTED_PROXIES", "")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse().map_err(|_| {
+                        ConfigError(format!(
+                            "INVENTIV_TRUSTED_PROXIES: {s:?} is not an IP address"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -302,9 +363,16 @@ mod tests {
         Config::from_lookup(&Env(|k| map.get(k).cloned()))
     }
 
+    const JWT: &str = "a-random-jwt-secret-of-forty-bytes-long-x";
+    const KEY: &str = "3f9c2b7e5a1d4c8f0e6b2a9d7c5e3f1a8b6d4c2e0f9a7b5c3d1e8f6a4b2c0d9e";
+
     #[test]
     fn development_defaults() {
-        let c = config(&[]).map_err(|e| e.to_string());
+        let c = config(&[
+            ("INVENTIV_JWT_SECRET", JWT),
+            ("INVENTIV_ENCRYPTION_KEY", KEY),
+        ])
+        .map_err(|e| e.to_string());
         let c = c
             .as_ref()
             .map(|c| (c.addr.to_string(), c.public_url.clone(), c.open_signup));
@@ -319,29 +387,59 @@ mod tests {
     }
 
     #[test]
+    fn builtin_secrets_need_the_insecure_flag_on_loopback() {
+        // Nothing configured: refused, in development too.
+        assert!(config(&[]).is_err());
+        // The published constants, even when set explicitly: refused.
+        assert!(config(&[
+            ("INVENTIV_JWT_SECRET", DEV_JWT_SECRET),
+            ("INVENTIV_ENCRYPTION_KEY", KEY)
+        ])
+        .is_err());
+        assert!(config(&[
+            ("INVENTIV_JWT_SECRET", JWT),
+            ("INVENTIV_ENCRYPTION_KEY", DEV_ENCRYPTION_KEY)
+        ])
+        .is_err());
+        assert!(config(&[
+            ("INVENTIV_JWT_SECRET", "short"),
+            ("INVENTIV_ENCRYPTION_KEY", KEY)
+        ])
+        .is_err());
+        // The explicit flag on loopback: the built-in values.
+        let dev = config(&[("INVENTIV_INSECURE_DEVELOPMENT", "1")]);
+        assert!(dev.is_ok_and(|c| c.jwt_secret.expose_secret() == DEV_JWT_SECRET));
+        // The flag is not honoured on a public listener or in production.
+        assert!(config(&[
+            ("INVENTIV_INSECURE_DEVELOPMENT", "1"),
+            ("INVENTIV_API_ADDR", "0.0.0.0:8003")
+        ])
+        .is_err());
+        assert!(config(&[
+            ("INVENTIV_INSECURE_DEVELOPMENT", "1"),
+            ("INVENTIV_ENV", "production")
+        ])
+        .is_err());
+    }
+
+    #[test]
     fn production_refuses_default_or_short_secrets() {
-        let key = "ab".repeat(32);
         assert!(config(&[
             ("INVENTIV_ENV", "production"),
-            ("INVENTIV_ENCRYPTION_KEY", &key)
+            ("INVENTIV_ENCRYPTION_KEY", KEY)
         ])
         .is_err());
         assert!(config(&[
             ("INVENTIV_ENV", "production"),
             ("INVENTIV_JWT_SECRET", "short"),
-            ("INVENTIV_ENCRYPTION_KEY", &key)
+            ("INVENTIV_ENCRYPTION_KEY", KEY)
         ])
         .is_err());
-        let long = "s".repeat(40);
+        assert!(config(&[("INVENTIV_ENV", "production"), ("INVENTIV_JWT_SECRET", JWT)]).is_err());
         assert!(config(&[
             ("INVENTIV_ENV", "production"),
-            ("INVENTIV_JWT_SECRET", &long)
-        ])
-        .is_err());
-        assert!(config(&[
-            ("INVENTIV_ENV", "production"),
-            ("INVENTIV_JWT_SECRET", &long),
-            ("INVENTIV_ENCRYPTION_KEY", &key)
+            ("INVENTIV_JWT_SECRET", JWT),
+            ("INVENTIV_ENCRYPTION_KEY", KEY)
         ])
         .is_ok());
     }
@@ -352,6 +450,12 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("INVENTIV_API_ADDR")));
-        assert!(config(&[("SMTP_HOST", "mail"), ("SMTP_TLS", "maybe")]).is_err());
+        assert!(config(&[
+            ("INVENTIV_JWT_SECRET", JWT),
+            ("INVENTIV_ENCRYPTION_KEY", KEY),
+            ("SMTP_HOST", "mail"),
+            ("SMTP_TLS", "maybe")
+        ])
+        .is_err());
     }
 }

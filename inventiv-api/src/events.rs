@@ -35,11 +35,17 @@ struct Envelope {
     subject: Option<String>,
 }
 
+/// The internal event that makes live streams re-check their caller's
+/// session and membership (never forwarded to clients).
+pub const ACCESS_CHANGED: &str = "access.changed";
+
 /// The replica's fan-out point and its SSE client count.
 #[derive(Clone)]
 pub struct Hub {
     sender: broadcast::Sender<Event>,
     clients: Arc<AtomicI64>,
+    /// Live streams per user on this replica.
+    per_user: Arc<Mutex<HashMap<Uuid, usize>>>,
     /// Last heartbeat event published per instance (throttling).
     heartbeats: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
@@ -59,17 +65,27 @@ impl Hub {
         Hub {
             sender,
             clients: Arc::new(AtomicI64::new(0)),
+            per_user: Arc::new(Mutex::new(HashMap::new())),
             heartbeats: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    /// A receiver of every event, counted as an SSE client until dropped.
-    pub fn subscribe(&self) -> Subscription {
+    /// A receiver of every event for one of `user`'s streams, counted as an
+    /// SSE client until dropped; None when the user already has `max`.
+    pub fn subscribe(&self, user: Uuid, max: usize) -> Option<Subscription> {
+        let mut per_user = self.per_user.lock().ok()?;
+        let open = per_user.entry(user).or_insert(0);
+        if *open >= max {
+            return None;
+        }
+        *open += 1;
         self.clients.fetch_add(1, Ordering::Relaxed);
-        Subscription {
+        Some(Subscription {
             receiver: self.sender.subscribe(),
             clients: self.clients.clone(),
-        }
+            user,
+            per_user: self.per_user.clone(),
+        })
     }
 
     /// A receiver for the replica's own machinery (not counted as a client).
@@ -102,11 +118,21 @@ impl Hub {
 pub struct Subscription {
     pub receiver: broadcast::Receiver<Event>,
     clients: Arc<AtomicI64>,
+    user: Uuid,
+    per_user: Arc<Mutex<HashMap<Uuid, usize>>>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.clients.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut per_user) = self.per_user.lock() {
+            if let Some(open) = per_user.get_mut(&self.user) {
+                *open = open.saturating_sub(1);
+                if *open == 0 {
+                    per_user.remove(&self.user);
+                }
+            }
+        }
     }
 }
 
@@ -126,6 +152,18 @@ pub async fn publish(state: &AppState, event: &serde_json::Value) {
     if let Err(e) = sent {
         tracing::warn!(error = %e, "event not published");
     }
+}
+
+/// Tells every replica's live streams that `user`'s sessions or
+/// memberships changed (with `user` None: every member of `org`), so they
+/// re-check their caller at once.
+pub async fn access_changed(state: &AppState, org: Option<Uuid>, user: Option<Uuid>) {
+    let event = serde_json::json!({
+        "type": ACCESS_CHANGED,
+        "organization_id": org.unwrap_or(Uuid::nil()),
+        "subject": user.map_or_else(|| "*".to_owned(), |u| u.to_string()),
+    });
+    publish(state, &event).await;
 }
 
 /// Feeds the hub from Redis until shutdown, reconnecting after errors.

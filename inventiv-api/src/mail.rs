@@ -86,3 +86,36 @@ impl Mailer {
         Ok(())
     }
 }
+
+/// A name chosen by a user (display name, organization name), made safe to
+/// quote in a mail: only letters, digits, spaces and a few marks survive,
+/// so it cannot carry a link, an address or a line of its own, and it is
+/// shown in quotes so it reads as a name, not as our words.
+pub fn quoted_name(name: &str) -> String {
+    let kept: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, ' ' | '-' | '\'' | '&' | '(' | ')') {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let words: Vec<&str> = kept.split_whitespace().collect();
+    let short: String = words.join(" ").chars().take(60).collect();
+    format!("\"{}\"", short.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_in_mails_carry_no_links() {
+        let name = super::quoted_name("Alice.\nUrgent: verify at https://evil.example/login now");
+        assert_eq!(
+            name,
+            "\"Alice Urgent verify at https evil example login now\""
+        );
+        assert_eq!(super::quoted_name("Zoë O'Brien"), "\"Zoë O'Brien\"");
+    }
+}

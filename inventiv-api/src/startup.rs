@@ -119,6 +119,14 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::frontend::pages,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::browser::same_origin_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::browser::headers,
+        ))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
 }
@@ -126,6 +134,7 @@ pub fn app(state: AppState) -> Router {
 /// A bound, ready-to-serve API.
 pub struct Application {
     listener: TcpListener,
+    metrics: TcpListener,
     state: AppState,
     usage: UsageReceiver,
 }
@@ -159,8 +168,13 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let metrics_addr = state.config.metrics_addr;
+        let metrics = TcpListener::bind(metrics_addr).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {metrics_addr} (INVENTIV_METRICS_ADDR): {e}")
+        })?;
         Ok(Application {
             listener,
+            metrics,
             state,
             usage,
         })
@@ -169,6 +183,11 @@ impl Application {
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address `/metrics` is served on.
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics.local_addr()
     }
 
     /// The state, for tests that look behind the API.
@@ -201,6 +220,20 @@ impl Application {
             self.state.config.price_notice,
             writer_stop.clone(),
         ));
+        let metrics_app = crate::routes::metrics::router(self.state.clone());
+        tracing::info!(addr = %self.metrics.local_addr()?, "metrics listening");
+        tasks.spawn({
+            let shutdown = shutdown.clone();
+            let metrics = self.metrics;
+            async move {
+                if let Err(e) = axum::serve(metrics, metrics_app)
+                    .with_graceful_shutdown(shutdown.cancelled_owned())
+                    .await
+                {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            }
+        });
         let app = app(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %self.listener.local_addr()?, "inventiv-api listening");
         // Small writes (SSE events, short answers) leave at once instead of

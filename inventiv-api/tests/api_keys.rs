@@ -103,8 +103,9 @@ async fn keys_are_shown_once_stored_hashed_and_activated_by_role() {
         )
         .await;
     assert_eq!(
-        s, 404,
-        "a manager does not see another member's key: {body}"
+        (s.as_u16(), body["status"].as_str()),
+        (200, Some("active")),
+        "a manager approves another member's key: {body}"
     );
     let (s, _, body) = app
         .call(

@@ -190,11 +190,15 @@ async fn a_failing_migration_stops_start_up_with_a_clear_message() {
     conn.execute("CREATE TABLE users (id int)").await.unwrap();
     conn.close().await.unwrap();
     let url = support::db::url_for(&name);
-    let env = std::collections::HashMap::from([
+    let mut env: std::collections::HashMap<String, String> = [
         ("DATABASE_URL", url.as_str()),
         ("REDIS_URL", "redis://127.0.0.1:6379/"),
         ("INVENTIV_API_ADDR", "127.0.0.1:0"),
-    ]);
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(support::random_secrets());
     let redis = std::env::var("REDIS_URL").unwrap_or_default();
     let config = inventiv_api::config::Config::from_lookup(&inventiv_api::config::Env(|k| {
         if k == "REDIS_URL" && !redis.is_empty() {

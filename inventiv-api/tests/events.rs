@@ -126,11 +126,16 @@ async fn members_get_their_organizations_events_only() {
     assert_eq!(event["status"], "terminating");
 
     // The gauge follows the clients.
-    let (_, metrics) = app.get("/metrics", None).await;
-    assert!(
-        metrics.as_str().unwrap().contains("inventiv_sse_clients 2"),
-        "{metrics}"
-    );
+    let metrics = app
+        .http
+        .get(format!("http://{}/metrics", app.metrics_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("inventiv_sse_clients 2"), "{metrics}");
     drop(sse_a);
     drop(sse_b);
     support::wait_for("the gauge back to 0", Duration::from_secs(5), || async {
@@ -180,13 +185,136 @@ async fn heartbeats_are_announced_at_most_every_few_seconds() {
     );
 }
 
+impl Sse {
+    /// Whether the server ends the stream before the deadline (events in
+    /// between are skipped, keep-alives included).
+    async fn ends_within(&mut self, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            match tokio::time::timeout_at(until, self.stream.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+}
+
+/// A live stream kept delivering an organization's events after its member
+/// was removed, logged out or changed password elsewhere: each ends it.
+#[tokio::test]
+async fn a_stream_ends_when_its_caller_loses_access() {
+    let app = TestApp::spawn().await;
+    let org = app.org("revoke").await;
+    let open = |token: String| {
+        let app = &app;
+        async move {
+            let mut sse = Sse::connect(app, &token).await;
+            assert_eq!(
+                sse.next(Duration::from_secs(5)).await.unwrap().0,
+                "snapshot"
+            );
+            sse
+        }
+    };
+    // Removed from the organization by its owner.
+    let mut removed = open(org.user.token.clone()).await;
+    let (s, _, _) = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/organizations/current/members/{}", org.user.user_id),
+            Some(&org.owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert!(
+        removed.ends_within(Duration::from_secs(5)).await,
+        "the removed member's stream stayed open"
+    );
+    // Logged out.
+    let mut logged_out = open(org.admin.token.clone()).await;
+    assert_eq!(
+        app.post("/auth/logout", Some(&org.admin.token), json!({}))
+            .await
+            .0,
+        204
+    );
+    assert!(logged_out.ends_within(Duration::from_secs(5)).await);
+    // Password changed from another session (the one streaming is revoked).
+    let mut other_session = open(org.manager.token.clone()).await;
+    let fresh = app
+        .login(&org.manager.email, support::fixture::PASSWORD)
+        .await;
+    let (s, _, _) = app
+        .call(
+            reqwest::Method::PUT,
+            "/auth/me/password",
+            Some(&fresh),
+            Some(&json!({ "current_password": support::fixture::PASSWORD, "new_password": "a-brand-new-password" })),
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert!(other_session.ends_within(Duration::from_secs(5)).await);
+    // An organization event reaches the owner's stream but not theirs.
+    let mut owner = open(org.owner.token.clone()).await;
+    inventiv_api::events::publish(
+        &app.state,
+        &json!({ "type": "instance.updated", "organization_id": org.id, "status": "ready" }),
+    )
+    .await;
+    assert_eq!(
+        owner.next(Duration::from_secs(5)).await.unwrap().0,
+        "instance.updated"
+    );
+}
+
+/// Without any event (a session revoked straight in the database), the
+/// periodic re-check ends the stream.
+#[tokio::test]
+async fn the_periodic_recheck_ends_a_dead_session_s_stream() {
+    let app = TestApp::spawn_with(&[("INVENTIV_EVENTS_RECHECK_SECS", "1")]).await;
+    let org = app.org("tick").await;
+    let mut sse = Sse::connect(&app, &org.user.token).await;
+    sse.next(Duration::from_secs(5)).await.unwrap();
+    sqlx::query("UPDATE user_sessions SET revoked_at = now() WHERE id = $1")
+        .bind(org.user.session_id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    assert!(sse.ends_within(Duration::from_secs(5)).await);
+}
+
+/// One user cannot hold unboundedly many streams.
+#[tokio::test]
+async fn streams_per_user_are_capped() {
+    let app = TestApp::spawn_with(&[("INVENTIV_EVENTS_MAX_STREAMS_PER_USER", "2")]).await;
+    let org = app.org("cap").await;
+    let first = Sse::connect(&app, &org.user.token).await;
+    let _second = Sse::connect(&app, &org.user.token).await;
+    let (status, body) = app.get("/events/stream", Some(&org.user.token)).await;
+    assert_eq!(status, 429);
+    assert_eq!(support::error_code(&body), "RATE_LIMITED");
+    // Another user is not affected; a closed stream frees its place.
+    let _other = Sse::connect(&app, &org.owner.token).await;
+    drop(first);
+    support::wait_for(
+        "the closed stream to be counted out",
+        Duration::from_secs(5),
+        || async { (app.state.events.clients() == 2).then_some(()) },
+    )
+    .await;
+    let _third = Sse::connect(&app, &org.user.token).await;
+}
+
 #[tokio::test]
 async fn metrics_can_require_a_token() {
     let app = TestApp::spawn_with(&[("INVENTIV_METRICS_TOKEN", "metrics-secret-token")]).await;
-    assert_eq!(app.get("/metrics", None).await.0, 401);
+    let url = format!("http://{}/metrics", app.metrics_addr);
+    assert_eq!(app.http.get(&url).send().await.unwrap().status(), 401);
     let res = app
         .http
-        .get(app.url("/metrics"))
+        .get(&url)
         .bearer_auth("metrics-secret-token")
         .send()
         .await

@@ -4,6 +4,7 @@
 pub mod ids;
 pub mod instance;
 pub mod rbac;
+pub mod secrets;
 pub mod values;
 pub mod worker;
 pub mod worker_settings;

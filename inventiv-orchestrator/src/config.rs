@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use inventiv_common::secrets;
 use inventiv_store::crypto::{Keyring, DEV_KEY};
 
 /// Everything the orchestrator needs to know.
@@ -64,10 +65,55 @@ pub struct Config {
     /// may take in all before the instance ends in `provisioning_failed`
     /// and what was created is deleted.
     pub provisioning_deadline: Duration,
+    /// Whether the mock provider (VMs as root processes of this host)
+    /// serves deployments: development only unless enabled explicitly.
+    pub mock_provider: bool,
 }
 
 fn var(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A secret: the variable, else the file named by `<key>_FILE`.
+fn secret(key: &str) -> anyhow::Result<Option<String>> {
+    secrets::read(|k| std::env::var(k).ok(), key).map_err(anyhow::Error::from)
+}
+
+fn flag(key: &str, default: bool) -> anyhow::Result<bool> {
+    match var(key).map(|v| v.trim().to_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some(other) => anyhow::bail!("{key}={other:?} is not a boolean"),
+    }
+}
+
+fn production() -> anyhow::Result<bool> {
+    match var("INVENTIV_ENV").as_deref() {
+        None | Some("development" | "test") => Ok(false),
+        Some("production") => Ok(true),
+        Some(other) => anyhow::bail!("INVENTIV_ENV={other:?}: use development or production"),
+    }
+}
+
+/// The credentials key: refused when missing or a built-in value, unless
+/// `INVENTIV_INSECURE_DEVELOPMENT=1` outside production on a loopback
+/// listener (the API applies the same rule).
+fn encryption_key(addr: SocketAddr, production: bool) -> anyhow::Result<String> {
+    let insecure = secrets::insecure_allowed(
+        flag(secrets::INSECURE_DEVELOPMENT, false)?,
+        production,
+        addr,
+    )?;
+    Ok(secrets::choose(
+        "INVENTIV_ENCRYPTION_KEY",
+        secret("INVENTIV_ENCRYPTION_KEY")?,
+        DEV_KEY,
+        &[DEV_KEY],
+        64,
+        insecure,
+        "set the API's key (make run keeps one in its state dir)",
+    )?)
 }
 
 fn parse<T: std::str::FromStr>(key: &str, default: T) -> anyhow::Result<T> {
@@ -85,14 +131,15 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Config> {
         let state_dir = PathBuf::from(var("INVENTIV_STATE_DIR").unwrap_or_else(|| ".local".into()));
         let api = var("INVENTIV_API_ADDR").unwrap_or_else(|| "127.0.0.1:8003".into());
+        let addr = parse(
+            "INVENTIV_ORCHESTRATOR_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 8001)),
+        )?;
         Ok(Config {
-            addr: parse(
-                "INVENTIV_ORCHESTRATOR_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], 8001)),
-            )?,
-            database_url: var("DATABASE_URL")
+            addr,
+            database_url: secret("DATABASE_URL")?
                 .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is required (make run sets it up)"))?,
-            redis_url: var("REDIS_URL")
+            redis_url: secret("REDIS_URL")?
                 .ok_or_else(|| anyhow::anyhow!("REDIS_URL is required (make run sets it up)"))?,
             redis_prefix: var("INVENTIV_REDIS_PREFIX").unwrap_or_else(|| "inventiv:".into()),
             control_plane_url: var("INVENTIV_CONTROL_PLANE_URL")
@@ -131,9 +178,9 @@ impl Config {
             ),
             keyring: Arc::new(
                 Keyring::from_hex(
-                    &var("INVENTIV_ENCRYPTION_KEY").unwrap_or_else(|| DEV_KEY.into()),
+                    &encryption_key(addr, production()?)?,
                     parse("INVENTIV_ENCRYPTION_KEY_VERSION", 1i32)?,
-                    var("INVENTIV_ENCRYPTION_KEY_PREVIOUS").as_deref(),
+                    secret("INVENTIV_ENCRYPTION_KEY_PREVIOUS")?.as_deref(),
                 )
                 .map_err(|e| anyhow::anyhow!("INVENTIV_ENCRYPTION_KEY*: {e}"))?,
             ),
@@ -154,6 +201,7 @@ impl Config {
             provisioning_deadline: Duration::from_secs(
                 parse("INVENTIV_PROVISIONING_DEADLINE_SECS", 1200u64)?.max(1),
             ),
+            mock_provider: flag("INVENTIV_MOCK_PROVIDER", !production()?)?,
             state_dir,
         })
     }

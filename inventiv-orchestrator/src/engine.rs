@@ -149,7 +149,9 @@ impl Orchestrator {
             public.clone(),
         ))?)?;
         let mut providers: HashMap<&'static str, Arc<dyn CloudProvider>> = HashMap::new();
-        providers.insert("mock", Arc::new(mock));
+        if config.mock_provider {
+            providers.insert("mock", Arc::new(mock));
+        }
         let ssh = Ssh {
             key,
             work_dir: config.state_dir.join("ssh").join("known"),

@@ -1,6 +1,7 @@
 //! Password hashing with argon2id (m=19456 KiB, t=2, p=1), off the async
 //! threads and capped in concurrency so a login flood cannot exhaust the CPU.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::rand_core::OsRng;
@@ -23,6 +24,8 @@ pub struct Hasher {
     /// A hash of a random password, verified against when the account does
     /// not exist so both answers take the same time.
     dummy_hash: Arc<String>,
+    /// Hashes computed or verified since start (`inventiv_password_hashes_total`).
+    done: Arc<AtomicU64>,
 }
 
 impl Hasher {
@@ -33,7 +36,13 @@ impl Hasher {
         Ok(Hasher {
             permits: Arc::new(Semaphore::new(max_concurrent)),
             dummy_hash: Arc::new(dummy),
+            done: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// How many hashes were computed or verified since start.
+    pub fn work_done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
     }
 
     /// Hashes a new password into a PHC string.
@@ -44,6 +53,7 @@ impl Hasher {
             .await
             .map_err(|e| anyhow::anyhow!("hasher closed: {e}"))?;
         let password = password.to_owned();
+        self.done.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || hash_blocking(&password))
             .await
             .map_err(|e| anyhow::anyhow!("hash task: {e}"))?
@@ -60,6 +70,7 @@ impl Hasher {
         let known = stored.is_some();
         let hash = stored.map_or_else(|| self.dummy_hash.as_str().to_owned(), str::to_owned);
         let password = password.to_owned();
+        self.done.fetch_add(1, Ordering::Relaxed);
         let ok = tokio::task::spawn_blocking(move || {
             let parsed =
                 PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;

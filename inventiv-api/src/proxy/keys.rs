@@ -16,6 +16,11 @@ use crate::state::AppState;
 /// How long a cached key is trusted without looking at the database.
 pub const TTL: Duration = Duration::from_secs(10);
 
+/// Entries kept at most: past it, expired ones are dropped, and unknown
+/// keys (made up by a client) are no longer remembered, so a flood of
+/// random keys cannot grow the cache without bound.
+pub const MAX_ENTRIES: usize = 20_000;
+
 /// What the proxy needs to know about a key (shared, not copied, per request).
 #[derive(Debug)]
 pub struct KeyInfo {
@@ -58,6 +63,24 @@ impl KeyCache {
         }
     }
 
+    /// Remembers what the database said about a key, within [`MAX_ENTRIES`].
+    fn remember(&self, public_id: &str, info: Option<Arc<KeyInfo>>) {
+        let Ok(mut map) = self.0.write() else {
+            return;
+        };
+        if map.len() >= MAX_ENTRIES {
+            map.retain(|_, (_, at)| at.elapsed() < TTL);
+        }
+        if map.len() < MAX_ENTRIES || info.is_some() {
+            map.insert(public_id.to_owned(), (info, Instant::now()));
+        }
+    }
+
+    /// How many entries the cache holds (`inventiv_api_key_cache_entries`).
+    pub fn entries(&self) -> usize {
+        self.0.read().map_or(0, |m| m.len())
+    }
+
     fn cached(&self, public_id: &str) -> Option<Option<Arc<KeyInfo>>> {
         let map = self.0.read().ok()?;
         let (info, at) = map.get(public_id)?;
@@ -97,9 +120,7 @@ pub async fn authenticate(state: &AppState, presented: &str) -> sqlx::Result<Opt
                     expires_at: r.expires_at,
                 })
             });
-            if let Ok(mut map) = state.keys.0.write() {
-                map.insert(public_id.to_owned(), (info.clone(), Instant::now()));
-            }
+            state.keys.remember(public_id, info.clone());
             info
         }
     };
@@ -108,4 +129,34 @@ pub async fn authenticate(state: &AppState, presented: &str) -> sqlx::Result<Opt
             && api_key::matches(presented, &k.hash)
             && k.expires_at.is_none_or(|t| t > Utc::now())
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unknown keys were cached without bound: a client sending random keys
+    /// grew the API's memory for ever.
+    #[test]
+    fn unknown_keys_cannot_grow_the_cache_without_bound() {
+        let cache = KeyCache::default();
+        for n in 0..MAX_ENTRIES + 500 {
+            cache.remember(&format!("made-up-{n}"), None);
+        }
+        assert_eq!(cache.entries(), MAX_ENTRIES);
+        // A real key is still remembered.
+        let real = Arc::new(KeyInfo {
+            id: Uuid::nil(),
+            organization_id: Uuid::nil(),
+            created_by: Uuid::nil(),
+            hash: Vec::new(),
+            models: None,
+            rpm_limit: None,
+            tpm_limit: None,
+            usable: true,
+            expires_at: None,
+        });
+        cache.remember("real", Some(real));
+        assert!(matches!(cache.cached("real"), Some(Some(_))));
+    }
 }

@@ -3,7 +3,7 @@
 //! to owners. An item is operational only when both are on.
 
 use axum::extract::State;
-use inventiv_common::Action;
+use inventiv_common::{can, Action};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -49,7 +49,7 @@ async fn exists(state: &AppState, kind: &str, item: &str) -> ApiResult<bool> {
     security(("bearer" = [])), request_body = SetActivation,
     params(("kind" = String, Path, description = "provider, zone, instance_type or model"),
            ("item_id" = String, Path, description = "provider code or item id")),
-    responses((status = 200, body = Activation), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Activation), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn set_activation(
     State(state): State<AppState>,
     caller: Caller,
@@ -57,6 +57,21 @@ async fn set_activation(
     Json(body): Json<SetActivation>,
 ) -> ApiResult<Json<Activation>> {
     caller.require(Action::ViewCatalog)?;
+    // An empty change would pass every role check below and still write an
+    // activation row and an audit entry.
+    if body.technical.is_none() && body.economic.is_none() {
+        if !can(caller.role, Action::ActivateTechnical)
+            && !can(caller.role, Action::ActivateEconomic)
+        {
+            return Err(ApiError::forbidden(
+                "only owners, admins and managers switch activations",
+            ));
+        }
+        return Err(ApiError::validation(
+            "VALIDATION_ERROR",
+            "set technical and/or economic",
+        ));
+    }
     if body.technical.is_some() {
         caller.require(Action::ActivateTechnical)?;
     }

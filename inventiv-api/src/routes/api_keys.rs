@@ -1,8 +1,11 @@
 //! API keys of the current organization. Every member may create keys for
-//! themselves; owners and admins see and manage all of them. A key is
-//! usable only when technically and economically active: its creator's
-//! role sets the switches it may (admin: technical, manager: economic,
-//! owner: both), the others are turned on by a member who may.
+//! themselves; owners and admins see and manage all of them, managers see
+//! them all to approve their spending. A key is usable only when technically
+//! and economically active: its creator's role sets the switches it may
+//! (admin: technical, manager: economic, owner: both), the others are turned
+//! on by a member who may. A member who may not manage every key can
+//! tighten their own key's limits, models and expiry, but loosening them
+//! returns the key to "awaiting economic approval".
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,7 +19,7 @@ use uuid::Uuid;
 use crate::audit;
 use crate::auth::{api_key, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::routes::catalog::Activation;
 use crate::state::AppState;
 
@@ -104,7 +107,13 @@ const SELECT: &str = "SELECT k.id, k.name, k.public_id, k.last_four, k.created_b
         k.rpm_limit, k.tpm_limit, k.technical_active, k.economic_active, k.expires_at, k.revoked_at, k.last_used_at, k.created_at
    FROM api_keys k JOIN users u ON u.id = k.created_by";
 
-/// A key of the caller's organization that the caller may manage.
+/// Whether the caller sees every key of the organization: those who manage
+/// them all, and those who approve their spending.
+fn sees_all(caller: &Caller) -> bool {
+    can(caller.role, Action::ManageAllApiKeys) || can(caller.role, Action::ActivateEconomic)
+}
+
+/// A key of the caller's organization that the caller may see.
 async fn load(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<ApiKey> {
     let row: Row = sqlx::query_as(&format!(
         "{SELECT} WHERE k.id = $1 AND k.organization_id = $2"
@@ -114,10 +123,39 @@ async fn load(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<ApiKey> 
     .fetch_optional(&state.db)
     .await?
     .ok_or(ApiError::NotFound)?;
-    if row.created_by != caller.user_id.0 && !can(caller.role, Action::ManageAllApiKeys) {
+    if row.created_by != caller.user_id.0 && !sees_all(caller) {
         return Err(ApiError::NotFound);
     }
     Ok(row.into())
+}
+
+/// A key the caller may change beyond its economic switch: their own, or
+/// any with the permission to manage every key.
+fn require_manage(caller: &Caller, key: &ApiKey) -> ApiResult<()> {
+    if key.created_by == caller.user_id.0 || can(caller.role, Action::ManageAllApiKeys) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(
+        "only the key's creator, an owner or an admin may change this key",
+    ))
+}
+
+/// Whether a change lifts a limit set on `key`: a higher or removed rate
+/// limit, a model outside the current list, a later expiry.
+fn loosens(key: &ApiKey, body: &UpdateKey) -> bool {
+    let limit = |current: Option<i32>, new: Option<Option<i32>>| match (current, new) {
+        (Some(c), Some(n)) => n.is_none_or(|n| n > c),
+        _ => false,
+    };
+    let models = match (&key.models, &body.models) {
+        (Some(current), Some(new)) => new.iter().any(|m| !current.contains(m)),
+        _ => false,
+    };
+    let expiry = match (key.expires_at, body.expires_at) {
+        (Some(current), Some(new)) => new > current,
+        _ => false,
+    };
+    limit(key.rpm_limit, body.rpm_limit) || limit(key.tpm_limit, body.tpm_limit) || models || expiry
 }
 
 fn check_models(models: &Option<Vec<String>>) -> ApiResult<()> {
@@ -170,13 +208,14 @@ pub struct CreatedKey {
 
 /// Creates a key for the caller in the current organization.
 #[utoipa::path(post, path = "/api-keys", tag = "api-keys", security(("bearer" = [])), request_body = CreateKey,
-    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody, description = "too many objects created; see Retry-After")))]
 async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<CreateKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     caller.require(Action::UseApiKeys)?;
+    crate::ratelimit::creation(&state, caller.user_id).await?;
     let name = inventiv_common::OrgName::parse(&body.name).map_err(|_| {
         ApiError::validation("VALIDATION_ERROR", "name: 1 to 100 printable characters")
     })?;
@@ -232,18 +271,25 @@ async fn create_key(
     ))
 }
 
-/// The caller's keys (owners and admins: every key of the organization).
+/// The caller's keys (owners, admins and managers: every key of the organization).
 #[utoipa::path(get, path = "/api-keys", tag = "api-keys", security(("bearer" = [])),
-    responses((status = 200, body = [ApiKey])))]
-async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ApiKey>>> {
+    params(super::Paging),
+    responses((status = 200, body = [ApiKey]), (status = 400, body = ErrorBody)))]
+async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(page): Query<super::Paging>,
+) -> ApiResult<Json<Vec<ApiKey>>> {
     caller.require(Action::UseApiKeys)?;
-    let all = can(caller.role, Action::ManageAllApiKeys);
+    let all = sees_all(&caller);
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "{SELECT} WHERE k.organization_id = $1 AND ($2 OR k.created_by = $3) ORDER BY k.created_at DESC LIMIT 1000"
+        "{SELECT} WHERE k.organization_id = $1 AND ($2 OR k.created_by = $3) ORDER BY k.created_at DESC, k.id LIMIT $4 OFFSET $5"
     ))
     .bind(caller.org_id.0)
     .bind(all)
     .bind(caller.user_id.0)
+    .bind(page.limit())
+    .bind(page.offset())
     .fetch_all(&state.db)
     .await?;
     Ok(Json(rows.into_iter().map(ApiKey::from).collect()))
@@ -294,6 +340,23 @@ async fn update_key(
     if body.economic.is_some() {
         caller.require(Action::ActivateEconomic)?;
     }
+    let only_economic = body.name.is_none()
+        && body.models.is_none()
+        && body.rpm_limit.is_none()
+        && body.tpm_limit.is_none()
+        && body.expires_at.is_none()
+        && body.technical.is_none();
+    if !only_economic {
+        require_manage(&caller, &current)?;
+    }
+    // Lifting a limit an owner set needs the right to manage every key;
+    // without it the key waits for economic approval again (unless the
+    // caller approves it in the same request).
+    let economic = if loosens(&current, &body) && !can(caller.role, Action::ManageAllApiKeys) {
+        Some(body.economic == Some(true))
+    } else {
+        body.economic
+    };
     let name = body
         .name
         .as_deref()
@@ -321,7 +384,7 @@ async fn update_key(
     .bind(body.tpm_limit.flatten())
     .bind(body.expires_at)
     .bind(body.technical)
-    .bind(body.economic)
+    .bind(economic)
     .execute(&state.db)
     .await?;
     let updated = load(&state, &caller, id).await?;
@@ -341,6 +404,7 @@ async fn revoke_key(
 ) -> ApiResult<StatusCode> {
     caller.require(Action::UseApiKeys)?;
     let key = load(&state, &caller, id).await?;
+    require_manage(&caller, &key)?;
     let mut tx = state.db.begin().await?;
     sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1")
         .bind(id)

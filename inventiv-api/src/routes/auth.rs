@@ -1,8 +1,8 @@
 //! Login, registration, token refresh, logout and the caller's own profile.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::header::{SET_COOKIE, USER_AGENT};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::audit;
 use crate::auth::caller::{ACCESS_COOKIE, REFRESH_COOKIE};
 use crate::auth::{throttle, tokens, Caller};
+use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, OptionalJson};
 use crate::state::AppState;
@@ -73,13 +74,13 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(addr: SocketAddr, headers: &HeaderMap) -> Client {
+    pub fn new(ip: IpAddr, headers: &HeaderMap) -> Client {
         let user_agent = headers
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(256).collect());
         Client {
-            ip: addr.ip().to_string(),
+            ip: ip.to_string(),
             user_agent,
         }
     }
@@ -208,7 +209,7 @@ struct LoginRow {
               (status = 429, body = ErrorBody, description = "too many failures; see Retry-After")))]
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Json(body): Json<LoginRequest>,
 ) -> ApiResult<Response> {
@@ -216,7 +217,7 @@ async fn login(
     if body.password.len() > Password::MAX_LEN {
         return Err(invalid_credentials());
     }
-    let client = Client::new(addr, &headers);
+    let client = Client::new(ip, &headers);
     let keys = throttle::Keys::new(&state, email.as_str(), &client.ip);
     throttle::check(&state, &keys).await?;
     let row: Option<LoginRow> =
@@ -254,8 +255,10 @@ async fn login(
         org: OrgId(org),
         actor: Some(user),
         action: "auth.login",
-        target_type: "session",
-        target_id: tokens.session_id.to_string(),
+        // Never the session id: with it, whoever can read the audit log
+        // holds half of what a session token is made of.
+        target_type: "user",
+        target_id: user.to_string(),
         details: serde_json::json!({ "ip": client.ip }),
     };
     audit::record(&mut *tx, entry).await?;
@@ -273,7 +276,7 @@ async fn login(
     responses((status = 201, body = TokenResponse), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Json(body): Json<RegisterRequest>,
 ) -> ApiResult<Response> {
@@ -287,7 +290,7 @@ async fn register(
     let name = DisplayName::parse(&body.display_name)?;
     let password = Password::parse(&body.password)?;
     let hash = state.hasher.hash(password.expose()).await?;
-    let client = Client::new(addr, &headers);
+    let client = Client::new(ip, &headers);
     let mut tx = state.db.begin().await?;
     let (user, org) = crate::accounts::create(&mut tx, &email, &name, &hash, false).await?;
     let tokens = open_session(&mut *tx, &state, user, org, &client).await?;
@@ -375,6 +378,7 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Resp
         .bind(caller.session_id.0)
         .execute(&state.db)
         .await?;
+    crate::events::access_changed(&state, None, Some(caller.user_id.0)).await;
     Ok(with_cookies(
         &state,
         None,
@@ -516,7 +520,7 @@ pub struct ChangePassword {
     responses((status = 204), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn change_password(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     caller: Caller,
     Json(body): Json<ChangePassword>,
 ) -> ApiResult<StatusCode> {
@@ -526,7 +530,7 @@ async fn change_password(
             .bind(caller.user_id.0)
             .fetch_one(&state.db)
             .await?;
-    let keys = throttle::Keys::new(&state, &email, &addr.ip().to_string());
+    let keys = throttle::Keys::new(&state, &email, &ip.to_string());
     throttle::check(&state, &keys).await?;
     let current_ok = body.current_password.len() <= Password::MAX_LEN
         && state
@@ -555,6 +559,13 @@ async fn change_password(
     .bind(caller.session_id.0)
     .execute(&mut *tx)
     .await?;
+    // A reset link mailed earlier must not undo the change.
+    sqlx::query(
+        "UPDATE password_reset_tokens SET used_at = now() WHERE user_id = $1 AND used_at IS NULL",
+    )
+    .bind(caller.user_id.0)
+    .execute(&mut *tx)
+    .await?;
     let entry = audit::Entry {
         org: caller.org_id,
         actor: Some(caller.user_id),
@@ -565,5 +576,6 @@ async fn change_password(
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
+    crate::events::access_changed(&state, None, Some(caller.user_id.0)).await;
     Ok(StatusCode::NO_CONTENT)
 }

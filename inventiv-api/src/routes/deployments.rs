@@ -47,6 +47,7 @@ struct Resolved {
     type_id: Uuid,
     type_active: bool,
     total_vram: i32,
+    gpu_count: i32,
     price: String,
     available: bool,
 }
@@ -115,13 +116,15 @@ async fn missing_activations(
 /// and admins). Answers 202 with the instance in `provisioning`.
 #[utoipa::path(post, path = "/deployments", tag = "instances", security(("bearer" = [])), request_body = Deploy,
     responses((status = 202, body = Instance), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 409, body = ErrorBody)))]
+              (status = 409, body = ErrorBody, description = "refused: NOT_ACTIVATED, QUOTA_EXCEEDED, MOCK_PROVIDER_DISABLED, ..."),
+              (status = 429, body = ErrorBody, description = "too many objects created; see Retry-After")))]
 async fn deploy(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<Deploy>,
 ) -> ApiResult<(StatusCode, Json<Instance>)> {
     caller.require(Action::ManageInstances)?;
+    crate::ratelimit::creation(&state, caller.user_id).await?;
     let org = caller.org_id.0;
     let model_ref = body
         .model_id
@@ -170,6 +173,13 @@ async fn deploy(
             format!("no active provider {:?}", body.provider),
         ));
     }
+    // The mock provider runs its "VMs" as root processes of this host.
+    if body.provider == "mock" && !state.config.mock_provider {
+        return Err(refuse(
+            "MOCK_PROVIDER_DISABLED",
+            "the mock provider is for development: enabled with INVENTIV_MOCK_PROVIDER=true",
+        ));
+    }
     let model: ModelRow = sqlx::query_as(
         "SELECT id, hf_id, display_name, required_vram_gb, active, gated FROM models WHERE id::text = $1 OR hf_id = $1",
     )
@@ -180,7 +190,7 @@ async fn deploy(
     .ok_or_else(|| invalid("MISSING_MODEL", format!("no active catalog model {model_ref:?}")))?;
     let resolved: Resolved = sqlx::query_as(
         "SELECT z.id AS zone_id, z.active AS zone_active, t.id AS type_id, t.active AS type_active,
-                t.gpu_count * t.vram_per_gpu_gb AS total_vram, t.price_eur_per_hour::text AS price,
+                t.gpu_count * t.vram_per_gpu_gb AS total_vram, t.gpu_count, t.price_eur_per_hour::text AS price,
                 COALESCE((SELECT available FROM instance_type_zones WHERE instance_type_id = t.id AND zone_id = z.id), false) AS available
            FROM zones z JOIN instance_types t ON t.provider_code = z.provider_code
           WHERE z.provider_code = $1 AND z.code = $2 AND t.code = $3",
@@ -248,6 +258,25 @@ async fn deploy(
     );
     let rid = request_id::current();
     let mut tx = state.db.begin().await?;
+    // One deployment at a time per organization past this point, so two
+    // concurrent ones cannot both fit in the last place of the quota.
+    sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE")
+        .bind(org)
+        .execute(&mut *tx)
+        .await?;
+    let (max_instances, max_gpus) = crate::routes::quotas::limits(&state, &mut tx, org).await?;
+    let (instances, gpus) = crate::routes::quotas::usage(&mut tx, org).await?;
+    if instances + 1 > max_instances || gpus + i64::from(resolved.gpu_count) > max_gpus {
+        return Err(refuse(
+            "QUOTA_EXCEEDED",
+            format!(
+                "the organization's quota is {max_instances} instance(s) and {max_gpus} GPU(s); \
+                 it holds {instances} and {gpus}, this deployment needs 1 and {}: terminate \
+                 an instance or ask a platform administrator for more",
+                resolved.gpu_count
+            ),
+        ));
+    }
     sqlx::query(
         "INSERT INTO instances (id, organization_id, created_by, name, provider, zone, instance_type, model_id, mode, status,
                                 model_catalog_id, instance_type_id, zone_id, price_eur_per_hour)

@@ -1,6 +1,10 @@
 //! `GET /events/stream`: Server-Sent Events for the dashboard — a snapshot
 //! of the organization's instances first, then live changes of the caller's
-//! current organization only, with keep-alive comments.
+//! current organization only, with keep-alive comments. A stream ends as
+//! soon as its session ends or its caller leaves the organization: it
+//! re-checks both on every access change (logout, revoked session, password
+//! change or reset, removal) and at each re-check tick; a user has a
+//! bounded number of streams per replica.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -13,7 +17,8 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::Caller;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::events::{Subscription, ACCESS_CHANGED};
 use crate::routes::instances::{Instance, COLUMNS};
 use crate::state::AppState;
 
@@ -27,14 +32,20 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// behind (reload the snapshot).
 #[utoipa::path(get, path = "/events/stream", tag = "instances", security(("bearer" = []), ("cookie" = [])),
     responses((status = 200, description = "an SSE stream", content_type = "text/event-stream"),
-              (status = 401, body = ErrorBody)))]
+              (status = 401, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "too many live streams for this user")))]
 async fn stream_events(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     caller.require(Action::ViewInstances)?;
     // Subscribe before reading the snapshot so nothing falls in between.
-    let subscription = state.events.subscribe();
+    let subscription = state
+        .events
+        .subscribe(caller.user_id.0, state.config.events_max_streams_per_user)
+        .ok_or(ApiError::TooManyRequests {
+            retry_after_secs: 15,
+        })?;
     let instances: Vec<Instance> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM instances i WHERE i.organization_id = $1 AND i.status <> 'archived' ORDER BY i.created_at DESC LIMIT 500"
     ))
@@ -45,24 +56,18 @@ async fn stream_events(
     let first = SseEvent::default()
         .event("snapshot")
         .data(snapshot.to_string());
-    let org = caller.org_id.0;
-    let live = stream::unfold(subscription, move |mut sub| async move {
-        loop {
-            match sub.receiver.recv().await {
-                Ok(e) if e.organization_id == org => {
-                    let event = SseEvent::default().event(e.kind.clone()).data(&*e.json);
-                    return Some((Ok(event), sub));
-                }
-                Ok(_) => continue,
-                Err(RecvError::Lagged(n)) => {
-                    let event = SseEvent::default()
-                        .event("resync")
-                        .data(format!("{{\"missed\":{n}}}"));
-                    return Some((Ok(event), sub));
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
+    let period = state.config.events_recheck;
+    let live = Live {
+        tick: tokio::time::interval_at(tokio::time::Instant::now() + period, period),
+        subscription,
+        state: state.clone(),
+        user: caller.user_id.0,
+        session: caller.session_id.0,
+        org: caller.org_id.0,
+    };
+    let live = stream::unfold(live, |mut live| async move {
+        let event = live.next().await?;
+        Some((Ok(event), live))
     });
     let stream = stream::once(async move { Ok(first) }).chain(live);
     Ok(Sse::new(stream).keep_alive(
@@ -70,4 +75,72 @@ async fn stream_events(
             .interval(Duration::from_secs(15))
             .text("keep-alive"),
     ))
+}
+
+/// The live part of one client's stream.
+struct Live {
+    subscription: Subscription,
+    tick: tokio::time::Interval,
+    state: AppState,
+    user: uuid::Uuid,
+    session: uuid::Uuid,
+    org: uuid::Uuid,
+}
+
+impl Live {
+    /// The next event for the client, or None when the stream must end.
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            let (recheck, event) = tokio::select! {
+                received = self.subscription.receiver.recv() => match received {
+                    Ok(e) if e.kind == ACCESS_CHANGED => (self.concerns(&e), None),
+                    Ok(e) if e.organization_id == self.org => {
+                        (false, Some(SseEvent::default().event(e.kind.clone()).data(&*e.json)))
+                    }
+                    Ok(_) => continue,
+                    // What was missed may have been an access change.
+                    Err(RecvError::Lagged(n)) => (
+                        true,
+                        Some(SseEvent::default().event("resync").data(format!("{{\"missed\":{n}}}"))),
+                    ),
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = self.tick.tick() => (true, None),
+            };
+            if recheck && !self.still_allowed().await {
+                return None;
+            }
+            if event.is_some() {
+                return event;
+            }
+        }
+    }
+
+    fn concerns(&self, e: &crate::events::Event) -> bool {
+        match e.subject.as_deref() {
+            Some("*") => e.organization_id == self.org,
+            Some(user) => user == self.user.to_string(),
+            None => false,
+        }
+    }
+
+    /// The session is live and its user still a member of the stream's
+    /// organization (a failed check ends the stream too: the client
+    /// reconnects and authenticates again).
+    async fn still_allowed(&self) -> bool {
+        let allowed: Result<bool, sqlx::Error> = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM user_sessions s
+                              JOIN organization_memberships m ON m.user_id = s.user_id AND m.organization_id = $3
+                             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now())",
+        )
+        .bind(self.session)
+        .bind(self.user)
+        .bind(self.org)
+        .fetch_one(&self.state.db)
+        .await;
+        allowed.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "live stream re-check failed; closing it");
+            false
+        })
+    }
 }

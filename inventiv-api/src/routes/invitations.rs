@@ -1,9 +1,7 @@
 //! Invitations by email: create, list, revoke, and the public look-up and
 //! acceptance by token. Tokens are random, stored hashed, single use, and expire.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -16,8 +14,10 @@ use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::{tokens, Caller, MaybeCaller};
+use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Json, OptionalJson, Path};
+use crate::extract::{Json, OptionalJson, Path, Query};
+use crate::ratelimit;
 use crate::routes::auth::{open_session, with_cookies, Client, TokenResponse};
 use crate::state::AppState;
 
@@ -59,7 +59,8 @@ pub struct CreateInvitation {
 /// Invites someone by email; the role is capped by the inviter's own.
 #[utoipa::path(post, path = "/organizations/current/invitations", tag = "invitations", security(("bearer" = [])),
     request_body = CreateInvitation,
-    responses((status = 201, body = Invitation), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = Invitation), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "too many invitations sent; see Retry-After")))]
 async fn create_invitation(
     State(state): State<AppState>,
     caller: Caller,
@@ -67,6 +68,12 @@ async fn create_invitation(
 ) -> ApiResult<(StatusCode, Json<Invitation>)> {
     caller.require(Action::ManageInvitations)?;
     let email = Email::parse(&body.email)?;
+    crate::ratelimit::hit(
+        &state,
+        &crate::ratelimit::INVITATIONS_PER_USER,
+        &caller.user_id.to_string(),
+    )
+    .await?;
     if !can_assign(caller.role, None, body.role) {
         return Err(ApiError::Forbidden {
             code: "ROLE_TOO_HIGH",
@@ -149,8 +156,12 @@ async fn create_invitation(
     tx.commit().await?;
     let link = format!("{}/invitations/{token}", state.config.public_url);
     let days = state.config.invitation_ttl.as_secs().div_ceil(86_400);
+    // Both names are chosen by users: quoted and stripped of anything that
+    // could pass for a link or our own words.
+    let inviter = crate::mail::quoted_name(&inviter);
+    let org_name = crate::mail::quoted_name(&org_name);
     let text = format!(
-        "{inviter} invited you to join {org_name} on Inventiv as {role}.\n\n\
+        "{inviter} invited you to join the organization {org_name} on Inventiv as {role}.\n\n\
          Accept the invitation within {days} days by opening this link:\n\n{link}\n\n\
          If you did not expect this, ignore this message.\n",
         role = body.role
@@ -168,17 +179,21 @@ async fn create_invitation(
 
 /// Every invitation of the current organization, newest first.
 #[utoipa::path(get, path = "/organizations/current/invitations", tag = "invitations", security(("bearer" = [])),
-    responses((status = 200, body = [Invitation]), (status = 403, body = ErrorBody)))]
+    params(super::Paging),
+    responses((status = 200, body = [Invitation]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_invitations(
     State(state): State<AppState>,
     caller: Caller,
+    Query(page): Query<super::Paging>,
 ) -> ApiResult<Json<Vec<Invitation>>> {
     caller.require(Action::ManageInvitations)?;
     let rows = sqlx::query_as(&format!(
         "SELECT id, email, role, {STATUS_SQL} AS status, invited_by, created_at, expires_at, accepted_at
-           FROM organization_invitations WHERE organization_id = $1 ORDER BY created_at DESC LIMIT 500"
+           FROM organization_invitations WHERE organization_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
     ))
     .bind(caller.org_id.0)
+    .bind(page.limit())
+    .bind(page.offset())
     .fetch_all(&state.db)
     .await?;
     Ok(Json(rows))
@@ -304,10 +319,11 @@ struct Pending {
     params(("token" = String, Path, description = "the token from the invitation link")),
     request_body(content = Option<AcceptInvitation>),
     responses((status = 200, body = InvitationAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "too many attempts from this address; see Retry-After")))]
 async fn accept_invitation(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     MaybeCaller(caller): MaybeCaller,
     Path(token): Path<String>,
@@ -317,12 +333,23 @@ async fn accept_invitation(
         display_name: None,
         password: None,
     });
+    ratelimit::hit(&state, &ratelimit::PASSWORD_TOKEN_PER_IP, &ip.to_string()).await?;
     if !tokens::well_formed(&token) {
         return Err(ApiError::NotFound);
     }
+    // The token first: a made-up one must not cost a password hash (the
+    // hasher's few permits are shared with every login). Checked again
+    // under lock below.
+    let status: String = sqlx::query_scalar(&format!(
+        "SELECT {STATUS_SQL} FROM organization_invitations WHERE token_hash = $1"
+    ))
+    .bind(tokens::hash(&token))
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(ApiError::NotFound)?;
     // Validate and hash before taking locks: hashing is the slow part.
     let new_account = match (&caller, &body.display_name, &body.password) {
-        (None, Some(name), Some(password)) => {
+        (None, Some(name), Some(password)) if status == "pending" => {
             let name = DisplayName::parse(name)?;
             let password = Password::parse(password)?;
             Some((name, state.hasher.hash(password.expose()).await?))
@@ -361,7 +388,7 @@ async fn accept_invitation(
     }
     let email = Email::parse(&invitation.email)?;
     let org = OrgId(invitation.organization_id);
-    let client = Client::new(addr, &headers);
+    let client = Client::new(ip, &headers);
     let (user, session) = match caller {
         Some(caller) => {
             let mine: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")

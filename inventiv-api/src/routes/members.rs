@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::routes::organizations::move_sessions_home;
 use crate::state::AppState;
 
@@ -45,20 +45,23 @@ struct MemberRow {
     joined_at: DateTime<Utc>,
 }
 
-/// The members of the current organization.
-#[utoipa::path(get, path = "/organizations/current/members", tag = "members", security(("bearer" = [])),
-    responses((status = 200, body = [Member]), (status = 401, body = ErrorBody)))]
+/// The members of the current organization, a page at a time.
+#[utoipa::path(get, path = "/organizations/current/members", tag = "members", security(("bearer" = [])), params(super::Paging),
+    responses((status = 200, body = [Member]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_members(
     State(state): State<AppState>,
     caller: Caller,
+    Query(page): Query<super::Paging>,
 ) -> ApiResult<Json<Vec<Member>>> {
     caller.require(Action::ViewOrganization)?;
     let rows: Vec<MemberRow> = sqlx::query_as(
         "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at
            FROM organization_memberships m JOIN users u ON u.id = m.user_id
-          WHERE m.organization_id = $1 ORDER BY m.created_at",
+          WHERE m.organization_id = $1 ORDER BY m.created_at, u.id LIMIT $2 OFFSET $3",
     )
     .bind(caller.org_id.0)
+    .bind(page.limit())
+    .bind(page.offset())
     .fetch_all(&state.db)
     .await?;
     Ok(Json(
@@ -231,6 +234,7 @@ async fn remove_member(
     }
     delete_membership(&mut tx, &caller, user_id, "member.removed").await?;
     tx.commit().await?;
+    crate::events::access_changed(&state, Some(caller.org_id.0), Some(user_id)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -251,5 +255,6 @@ async fn leave(State(state): State<AppState>, caller: Caller) -> ApiResult<Statu
     }
     delete_membership(&mut tx, &caller, caller.user_id.0, "member.left").await?;
     tx.commit().await?;
+    crate::events::access_changed(&state, Some(caller.org_id.0), Some(caller.user_id.0)).await;
     Ok(StatusCode::NO_CONTENT)
 }

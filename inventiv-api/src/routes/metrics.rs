@@ -1,6 +1,8 @@
 //! `GET /metrics`: Prometheus text for operators — instances by status,
-//! commands waiting for the orchestrator, SSE clients of this replica.
-//! Protected by `INVENTIV_METRICS_TOKEN` (bearer) when it is set.
+//! commands waiting for the orchestrator, SSE clients of this replica —
+//! served on its own listener (`INVENTIV_METRICS_ADDR`, loopback by
+//! default), never on the public API port. Protected by
+//! `INVENTIV_METRICS_TOKEN` (bearer) when it is set.
 
 use std::fmt::Write;
 
@@ -8,21 +10,27 @@ use axum::extract::State;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(metrics))
+/// The metrics listener's application: `/metrics` only.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "an operators' listener, not part of the documented API"
+)]
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::RouteNotFound })
+        .with_state(state)
 }
 
 /// Prometheus metrics of the control plane.
-#[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
-              (status = 401, body = ErrorBody)))]
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     if let Some(expected) = &state.config.metrics_token {
         let given = headers
@@ -63,6 +71,16 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
         out,
         "# TYPE inventiv_sse_clients gauge\ninventiv_sse_clients {}",
         state.events.clients()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP inventiv_password_hashes_total Password hashes computed or verified by this replica.\n# TYPE inventiv_password_hashes_total counter\ninventiv_password_hashes_total {}",
+        state.hasher.work_done()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP inventiv_api_key_cache_entries API keys (known and unknown) cached by this replica.\n# TYPE inventiv_api_key_cache_entries gauge\ninventiv_api_key_cache_entries {}",
+        state.keys.entries()
     );
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

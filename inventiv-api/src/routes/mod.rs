@@ -24,6 +24,7 @@ pub mod offerings;
 pub mod organizations;
 pub mod password_reset;
 pub mod provider_credentials;
+pub mod quotas;
 pub mod reconciliation;
 pub mod runtime;
 pub mod sessions;
@@ -53,6 +54,29 @@ pub(crate) mod double_option {
 
 use crate::state::AppState;
 
+/// Offset paging of list routes: `limit` 1 to 1000 (default 500),
+/// `offset` up to 1000000. Without it a list had no bound.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Paging {
+    /// Rows per page: 1 to 1000, default 500.
+    limit: Option<u16>,
+    /// Rows to skip: 0 to 1000000, default 0.
+    offset: Option<u32>,
+}
+
+impl Paging {
+    /// The page size, within bounds.
+    pub fn limit(&self) -> i64 {
+        i64::from(self.limit.unwrap_or(500).clamp(1, 1000))
+    }
+
+    /// The rows skipped, within bounds.
+    pub fn offset(&self) -> i64 {
+        i64::from(self.offset.unwrap_or(0).min(1_000_000))
+    }
+}
+
 /// Every API route, documented.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -61,6 +85,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(password_reset::router())
         .merge(sessions::router())
         .merge(users::router())
+        .merge(quotas::router())
         .merge(organizations::router())
         .merge(members::router())
         .merge(invitations::router())
@@ -73,7 +98,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(deployments::router())
         .merge(instances::router())
         .merge(events::router())
-        .merge(metrics::router())
         .merge(api_keys::router())
         .merge(provider_credentials::router())
         .merge(huggingface_token::router())

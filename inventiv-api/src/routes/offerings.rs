@@ -112,13 +112,15 @@ pub struct CreateOffering {
 /// manager prices it and switches it on economically).
 #[utoipa::path(post, path = "/organizations/current/offerings", tag = "offerings", security(("bearer" = [])),
     request_body = CreateOffering,
-    responses((status = 201, body = Offering), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = Offering), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "too many objects created; see Retry-After")))]
 async fn create_offering(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<CreateOffering>,
 ) -> ApiResult<(StatusCode, Json<Offering>)> {
     caller.require(Action::PublishOfferings)?;
+    crate::ratelimit::creation(&state, caller.user_id).await?;
     let visibility = parse_visibility(&body.visibility)?;
     let code = body.model_code.trim();
     let valid = (1..=128).contains(&code.len())

@@ -82,12 +82,14 @@ pub struct CreateOrganization {
 /// Creates a team organization; the caller becomes its owner.
 #[utoipa::path(post, path = "/organizations", tag = "organizations", security(("bearer" = [])),
     request_body = CreateOrganization,
-    responses((status = 201, body = Organization), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = Organization), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "too many objects created; see Retry-After")))]
 async fn create_organization(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<CreateOrganization>,
 ) -> ApiResult<(StatusCode, Json<Organization>)> {
+    crate::ratelimit::creation(&state, caller.user_id).await?;
     let name = OrgName::parse(&body.name)?;
     let slug = match body.slug.as_deref() {
         Some(s) => Slug::parse(s)?,
@@ -365,5 +367,6 @@ async fn delete_organization(
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
+    crate::events::access_changed(&state, Some(id), None).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,8 +12,10 @@ use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::tokens;
+use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Json;
+use crate::ratelimit;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -39,12 +41,15 @@ pub struct Accepted {
 /// Emails a reset link if the account exists (at most one mail a minute per
 /// account). The answer never says whether it does.
 #[utoipa::path(post, path = "/auth/password-reset/request", tag = "auth", request_body = ResetRequest,
-    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody)))]
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "too many requests from this address; see Retry-After")))]
 async fn request_reset(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(body): Json<ResetRequest>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let email = Email::parse(&body.email)?;
+    ratelimit::hit(&state, &ratelimit::RESET_REQUEST_PER_IP, &ip.to_string()).await?;
     let accepted = (StatusCode::ACCEPTED, Json(Accepted { status: "accepted" }));
     let user: Option<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT u.id, o.id FROM users u JOIN organizations o ON o.created_by = u.id AND o.kind = 'personal' WHERE u.email = $1",
@@ -107,13 +112,17 @@ pub struct ResetPassword {
     new_password: String,
 }
 
-/// Sets a new password with a reset token, once, and revokes every session.
+/// Sets a new password with a reset token, once, and revokes every session
+/// and every other reset token of the account.
 #[utoipa::path(post, path = "/auth/password-reset/reset", tag = "auth", request_body = ResetPassword,
-    responses((status = 204), (status = 400, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "too many attempts from this address; see Retry-After")))]
 async fn reset(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(body): Json<ResetPassword>,
 ) -> ApiResult<StatusCode> {
+    ratelimit::hit(&state, &ratelimit::PASSWORD_TOKEN_PER_IP, &ip.to_string()).await?;
     let password = Password::parse(&body.new_password)?;
     let invalid = || {
         ApiError::validation(
@@ -122,6 +131,18 @@ async fn reset(
         )
     };
     if !tokens::well_formed(&body.token) {
+        return Err(invalid());
+    }
+    // The token first: a made-up one must not cost a password hash (the
+    // hasher's few permits are shared with every login).
+    let live: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM password_reset_tokens
+                         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now())",
+    )
+    .bind(tokens::hash(&body.token))
+    .fetch_one(&state.db)
+    .await?;
+    if !live {
         return Err(invalid());
     }
     let new_hash = state.hasher.hash(password.expose()).await?;
@@ -146,6 +167,13 @@ async fn reset(
         .bind(user)
         .execute(&mut *tx)
         .await?;
+    // Other links sent earlier die with this one.
+    sqlx::query(
+        "UPDATE password_reset_tokens SET used_at = now() WHERE user_id = $1 AND used_at IS NULL",
+    )
+    .bind(user)
+    .execute(&mut *tx)
+    .await?;
     let entry = audit::Entry {
         org: OrgId(org),
         actor: Some(UserId(user)),
@@ -156,5 +184,6 @@ async fn reset(
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
+    crate::events::access_changed(&state, None, Some(user)).await;
     Ok(StatusCode::NO_CONTENT)
 }

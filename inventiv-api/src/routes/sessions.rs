@@ -77,5 +77,6 @@ async fn revoke_session(
     if found == 0 {
         return Err(ApiError::NotFound);
     }
+    crate::events::access_changed(&state, None, Some(caller.user_id.0)).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -71,7 +71,7 @@ pub struct CreateShare {
 #[utoipa::path(post, path = "/organizations/current/offerings/{offering_id}/shares", tag = "offerings", security(("bearer" = [])),
     request_body = CreateShare, params(("offering_id" = Uuid, Path, description = "offering id")),
     responses((status = 201, body = Share), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody, description = "too many objects created; see Retry-After")))]
 async fn create_share(
     State(state): State<AppState>,
     caller: Caller,
@@ -79,6 +79,7 @@ async fn create_share(
     Json(body): Json<CreateShare>,
 ) -> ApiResult<(StatusCode, Json<Share>)> {
     caller.require(Action::SellOfferings)?;
+    crate::ratelimit::creation(&state, caller.user_id).await?;
     let price = match (&body.input_eur_per_1k, &body.output_eur_per_1k) {
         (Some(i), Some(o)) => Some((i.as_str(), o.as_str())),
         (None, None) => None,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::routes::auth::User;
 use crate::state::AppState;
 
@@ -21,12 +21,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(update_user))
 }
 
-/// Every account, oldest first.
-#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = [User]), (status = 403, body = ErrorBody)))]
-async fn list_users(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<User>>> {
+/// Every account, oldest first, a page at a time.
+#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])), params(super::Paging),
+    responses((status = 200, body = [User]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(page): Query<super::Paging>,
+) -> ApiResult<Json<Vec<User>>> {
     caller.require_platform_admin()?;
-    let users = sqlx::query_as("SELECT id, email, display_name, is_platform_admin, created_at FROM users ORDER BY created_at")
+    let users = sqlx::query_as("SELECT id, email, display_name, is_platform_admin, created_at FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2")
+        .bind(page.limit())
+        .bind(page.offset())
         .fetch_all(&state.db)
         .await?;
     Ok(Json(users))

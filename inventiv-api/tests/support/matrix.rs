@@ -66,6 +66,8 @@ pub const MATRIX: &[Row] = &[
     row("GET", "/users", None, PLATFORM_ONLY, None),
     row("POST", "/users", Some(r#"{"email":"{fresh_email}","display_name":"X","password":"a-long-password"}"#), PLATFORM_ONLY, None),
     row("PATCH", "/users/{user_id}", Some(r#"{"display_name":"X"}"#), PLATFORM_ONLY, None),
+    row("GET", "/admin/organizations/{organization_id}/quotas", None, PLATFORM_ONLY, None),
+    row("PUT", "/admin/organizations/{organization_id}/quotas", Some(r#"{"max_instances":5,"max_gpus":8}"#), PLATFORM_ONLY, None),
     row("POST", "/organizations", Some(r#"{"name":"New team"}"#), [401, 201, 201, 201, 201], None),
     row("GET", "/organizations", None, MEMBERS_200, None),
     row("GET", "/organizations/current", None, MEMBERS_200, None),
@@ -107,13 +109,12 @@ pub const MATRIX: &[Row] = &[
     row("POST", "/instances/{instance_id}/reinstall", None, [401, 202, 202, 403, 403], Some([401, 404, 404, 403, 403])),
     row("PUT", "/instances/{instance_id}/archive", None, [401, 409, 409, 403, 403], Some([401, 404, 404, 403, 403])),
     row("GET", "/events/stream", None, MEMBERS_200, None),
-    row("GET", "/metrics", None, ALL_200, None),
     // API keys: everyone makes their own; owners and admins manage all; a
     // member's key is invisible to other non-admin members (404).
     row("POST", "/api-keys", Some(r#"{"name":"k"}"#), [401, 201, 201, 201, 201], None),
     row("GET", "/api-keys", None, MEMBERS_200, None),
-    row("PATCH", "/api-keys/{api_key_id}", Some(r#"{"name":"renamed"}"#), [401, 200, 200, 404, 404], Some(HIDDEN)),
-    row("DELETE", "/api-keys/{api_key_id}", None, [401, 204, 204, 404, 404], Some(HIDDEN)),
+    row("PATCH", "/api-keys/{api_key_id}", Some(r#"{"name":"renamed"}"#), [401, 200, 200, 403, 404], Some(HIDDEN)),
+    row("DELETE", "/api-keys/{api_key_id}", None, [401, 204, 204, 403, 404], Some(HIDDEN)),
     // The OpenAI-compatible data plane also takes a session (the playground).
     row("GET", "/v1/models", None, MEMBERS_200, None),
     row("POST", "/v1/chat/completions", Some(r#"{"model":"unknown/model","messages":[{"role":"user","content":"hi"}]}"#), [401, 404, 404, 404, 404], None),

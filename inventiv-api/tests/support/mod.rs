@@ -30,10 +30,30 @@ use tokio_util::sync::CancellationToken;
 pub const ADMIN_EMAIL: &str = "admin@inventiv.test";
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
+/// A random JWT secret and credentials key, as `make run` generates: tests
+/// never run on the built-in development values.
+pub fn random_secrets() -> Vec<(String, String)> {
+    let hex = || {
+        format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        )
+    };
+    vec![
+        ("INVENTIV_JWT_SECRET".into(), hex()),
+        ("INVENTIV_ENCRYPTION_KEY".into(), hex()),
+    ]
+}
+
 /// A running API with its own database.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
     pub state: AppState,
+    /// The random JWT secret and encryption key of this app (its replicas share them).
+    pub secrets: Vec<(String, String)>,
     pub database: String,
     pub state_dir: PathBuf,
     pub http: reqwest::Client,
@@ -102,7 +122,7 @@ impl TestApp {
             .try_init();
         let database = db::fresh_database().await;
         let prefix = format!("inventiv-test:{}:", uuid::Uuid::new_v4().simple());
-        TestApp::spawn_on(database, prefix, vars).await
+        TestApp::spawn_on(database, prefix, random_secrets(), vars).await
     }
 
     /// A second API replica on the same database and Redis prefix.
@@ -116,12 +136,18 @@ impl TestApp {
         TestApp::spawn_on(
             self.database.clone(),
             self.state.config.redis_prefix.clone(),
+            self.secrets.clone(),
             vars,
         )
         .await
     }
 
-    async fn spawn_on(database: String, prefix: String, vars: &[(&str, &str)]) -> TestApp {
+    async fn spawn_on(
+        database: String,
+        prefix: String,
+        secrets: Vec<(String, String)>,
+        vars: &[(&str, &str)],
+    ) -> TestApp {
         let state_dir =
             std::env::temp_dir().join(format!("inventiv-test-{}", uuid::Uuid::new_v4().simple()));
         let mut env: HashMap<String, String> = HashMap::from([
@@ -132,16 +158,19 @@ impl TestApp {
             ),
             ("INVENTIV_REDIS_PREFIX".into(), prefix),
             ("INVENTIV_API_ADDR".into(), "127.0.0.1:0".into()),
+            ("INVENTIV_METRICS_ADDR".into(), "127.0.0.1:0".into()),
             ("INVENTIV_STATE_DIR".into(), state_dir.display().to_string()),
             ("INVENTIV_PUBLIC_URL".into(), "http://dashboard.test".into()),
             ("INVENTIV_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
             ("INVENTIV_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
             ("INVENTIV_MAX_CONCURRENT_HASHES".into(), "4".into()),
         ]);
+        env.extend(secrets.iter().cloned());
         env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_lookup(&Env(|k| env.get(k).cloned())).expect("test config");
         let app = Application::build(config).await.expect("app builds");
         let addr = app.local_addr().expect("bound");
+        let metrics_addr = app.metrics_addr().expect("metrics bound");
         let state = app.state().clone();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.serve(shutdown.clone()));
@@ -151,7 +180,9 @@ impl TestApp {
             .expect("http client");
         TestApp {
             addr,
+            metrics_addr,
             state,
+            secrets,
             database,
             state_dir,
             http,

@@ -4,6 +4,27 @@
  */
 
 export interface paths {
+    "/admin/organizations/{organization_id}/quotas": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An organization's deployment quotas and usage (platform admins). */
+        get: operations["get_quotas"];
+        /**
+         * Sets an organization's deployment quotas (platform admins). Lowering a
+         *     quota below the usage stops nothing; it refuses the next deployments.
+         */
+        put: operations["set_quotas"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api-keys": {
         parameters: {
             query?: never;
@@ -11,7 +32,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's keys (owners and admins: every key of the organization). */
+        /** The caller's keys (owners, admins and managers: every key of the organization). */
         get: operations["list_keys"];
         put?: never;
         /** Creates a key for the caller in the current organization. */
@@ -144,7 +165,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Sets a new password with a reset token, once, and revokes every session. */
+        /**
+         * Sets a new password with a reset token, once, and revokes every session
+         *     and every other reset token of the account.
+         */
         post: operations["reset"];
         delete?: never;
         options?: never;
@@ -652,23 +676,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/metrics": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Prometheus metrics of the control plane. */
-        get: operations["metrics"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/models": {
         parameters: {
             query?: never;
@@ -945,7 +952,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The members of the current organization. */
+        /** The members of the current organization, a page at a time. */
         get: operations["list_members"];
         put?: never;
         post?: never;
@@ -1313,7 +1320,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every account, oldest first. */
+        /** Every account, oldest first, a page at a time. */
         get: operations["list_users"];
         put?: never;
         /** Creates an account (with its personal organization). */
@@ -2204,6 +2211,32 @@ export interface components {
             code: string;
             name: string;
         };
+        /** @description An organization's quotas and what it uses now. */
+        Quotas: {
+            /** Format: int64 */
+            effective_max_gpus: number;
+            /**
+             * Format: int64
+             * @description The limits in force (the organization's, else the defaults).
+             */
+            effective_max_instances: number;
+            /** Format: int64 */
+            gpus_used: number;
+            /** Format: int64 */
+            instances_used: number;
+            /**
+             * Format: int32
+             * @description GPUs of those instances; null: the platform default.
+             */
+            max_gpus?: number | null;
+            /**
+             * Format: int32
+             * @description Instances not terminated at once; null: the platform default.
+             */
+            max_instances?: number | null;
+            /** Format: uuid */
+            organization_id: string;
+        };
         /** @description One offering's economics over the period. */
         Recovery: {
             address: string;
@@ -2419,6 +2452,13 @@ export interface components {
         SetActivation: {
             economic?: boolean | null;
             technical?: boolean | null;
+        };
+        /** @description New quotas; null (or absent) returns to the platform default. */
+        SetQuotas: {
+            /** Format: int32 */
+            max_gpus?: number | null;
+            /** Format: int32 */
+            max_instances?: number | null;
         };
         /** @description A share as its provider sees it. */
         Share: {
@@ -2754,9 +2794,118 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    list_keys: {
+    get_quotas: {
         parameters: {
             query?: never;
+            header?: never;
+            path: {
+                /** @description organization id */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Quotas"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_quotas: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description organization id */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetQuotas"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Quotas"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_keys: {
+        parameters: {
+            query?: {
+                /** @description Rows per page: 1 to 1000, default 500. */
+                limit?: number | null;
+                /** @description Rows to skip: 0 to 1000000, default 0. */
+                offset?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -2769,6 +2918,14 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ApiKey"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -2795,6 +2952,15 @@ export interface operations {
                 };
             };
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many objects created; see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3063,6 +3229,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description too many requests from this address; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     reset: {
@@ -3085,6 +3260,15 @@ export interface operations {
                 content?: never;
             };
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many attempts from this address; see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3256,7 +3440,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description refused: NOT_ACTIVATED, QUOTA_EXCEEDED, MOCK_PROVIDER_DISABLED, ... */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many objects created; see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3285,6 +3479,15 @@ export interface operations {
                 };
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many live streams for this user */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4174,34 +4377,6 @@ export interface operations {
             };
         };
     };
-    metrics: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Prometheus text format */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/plain": unknown;
-                };
-            };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
     list_models: {
         parameters: {
             query?: never;
@@ -4404,6 +4579,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description too many objects created; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_current: {
@@ -4519,6 +4703,14 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Activation"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             403: {
@@ -4791,7 +4983,12 @@ export interface operations {
     };
     list_invitations: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Rows per page: 1 to 1000, default 500. */
+                limit?: number | null;
+                /** @description Rows to skip: 0 to 1000000, default 0. */
+                offset?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -4804,6 +5001,14 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Invitation"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             403: {
@@ -4846,6 +5051,15 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many invitations sent; see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4918,7 +5132,12 @@ export interface operations {
     };
     list_members: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Rows per page: 1 to 1000, default 500. */
+                limit?: number | null;
+                /** @description Rows to skip: 0 to 1000000, default 0. */
+                offset?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -4931,6 +5150,14 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Member"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             401: {
@@ -5159,6 +5386,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description too many objects created; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     update_offering: {
@@ -5348,6 +5584,15 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many objects created; see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5769,6 +6014,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description too many attempts from this address; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     delete_organization: {
@@ -6046,7 +6300,12 @@ export interface operations {
     };
     list_users: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Rows per page: 1 to 1000, default 500. */
+                limit?: number | null;
+                /** @description Rows to skip: 0 to 1000000, default 0. */
+                offset?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -6059,6 +6318,14 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["User"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             403: {

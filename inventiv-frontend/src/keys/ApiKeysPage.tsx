@@ -52,27 +52,32 @@ export function ApiKeysPage() {
         cell: ({ row }) => {
           const k = row.original;
           if (k.status === 'revoked') return null;
+          // Managers see every key to approve its spending, but change
+          // nothing else on keys they did not create.
+          const manages = k.created_by === me?.user.id || can(role, 'ManageAllApiKeys');
           return (
             <span className="row-actions">
               <button type="button" className="button button-small" aria-label={`Edit ${k.name}`} onClick={() => setEditing(k)}>
                 Edit
               </button>
-              <button
-                type="button"
-                className="button button-small button-danger"
-                aria-label={`Revoke ${k.name}`}
-                onClick={() => {
-                  if (window.confirm(`Revoke the key ${k.name}? It stops working at once.`)) revoke.mutate(k.id);
-                }}
-              >
-                Revoke
-              </button>
+              {manages ? (
+                <button
+                  type="button"
+                  className="button button-small button-danger"
+                  aria-label={`Revoke ${k.name}`}
+                  onClick={() => {
+                    if (window.confirm(`Revoke the key ${k.name}? It stops working at once.`)) revoke.mutate(k.id);
+                  }}
+                >
+                  Revoke
+                </button>
+              ) : null}
             </span>
           );
         },
       },
     ],
-    [revoke],
+    [revoke, me, role],
   );
 
   return (
@@ -84,7 +89,9 @@ export function ApiKeysPage() {
       </PageHeader>
       <p className="muted">
         Keys call the OpenAI-compatible endpoint <code>{window.location.origin}/v1</code>.{' '}
-        {can(role, 'ManageAllApiKeys') ? 'You see every key of the organization.' : 'You see your own keys.'}
+        {can(role, 'ManageAllApiKeys') || can(role, 'ActivateEconomic')
+          ? 'You see every key of the organization.'
+          : 'You see your own keys. Lifting a limit sends the key back for economic approval.'}
       </p>
       <ErrorMessage error={revoke.error} />
       {created ? <NewKey created={created} onDone={() => setCreated(null)} /> : null}

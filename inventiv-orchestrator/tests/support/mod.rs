@@ -147,6 +147,8 @@ pub struct Stack {
     pub cloud_reconcile_interval: Duration,
     /// The provisioning deadline of in-process orchestrators.
     pub provisioning_deadline: Duration,
+    /// The random credentials key the API and the orchestrators share.
+    pub encryption_key: String,
     shutdown: CancellationToken,
     spawned: AtomicUsize,
 }
@@ -186,11 +188,17 @@ impl Stack {
         let state_dir =
             std::env::temp_dir().join(format!("inventiv-e2e-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(state_dir.join("logs")).unwrap();
+        // Random secrets, as `make run` generates: never the built-in ones.
+        let hex = || format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        let encryption_key = hex();
         let env: HashMap<&str, String> = HashMap::from([
+            ("INVENTIV_JWT_SECRET", hex()),
+            ("INVENTIV_ENCRYPTION_KEY", encryption_key.clone()),
             ("DATABASE_URL", db_url.clone()),
             ("REDIS_URL", redis_url.clone()),
             ("INVENTIV_REDIS_PREFIX", prefix.clone()),
             ("INVENTIV_API_ADDR", "127.0.0.1:0".into()),
+            ("INVENTIV_METRICS_ADDR", "127.0.0.1:0".into()),
             ("INVENTIV_STATE_DIR", state_dir.display().to_string()),
             ("INVENTIV_ADMIN_EMAIL", "admin@inventiv.test".into()),
             ("INVENTIV_ADMIN_PASSWORD", "admin-password-for-tests".into()),
@@ -234,6 +242,7 @@ impl Stack {
             cloud_reconcile_interval: Duration::from_secs(3600),
             provisioning_deadline: Duration::from_secs(1200),
             shutdown,
+            encryption_key,
             spawned: AtomicUsize::new(0),
         }
     }
@@ -260,8 +269,7 @@ impl Stack {
             agent_bundle: self.bundle.clone(),
             bootstrap_script: repo().join("inventiv-worker/bootstrap.sh"),
             keyring: Arc::new(
-                inventiv_store::crypto::Keyring::from_hex(inventiv_store::crypto::DEV_KEY, 1, None)
-                    .unwrap(),
+                inventiv_store::crypto::Keyring::from_hex(&self.encryption_key, 1, None).unwrap(),
             ),
             scaleway_api_url: self.scaleway_url.clone(),
             scaleway_ssh_port: self.scaleway_ssh.0,
@@ -271,6 +279,7 @@ impl Stack {
             orphan_grace: Duration::from_secs(1800),
             lease: Duration::from_secs(120),
             provisioning_deadline: self.provisioning_deadline,
+            mock_provider: true,
         };
         let bundle = engine::bundle(config.agent_bundle.clone(), config.bootstrap_script.clone())
             .await

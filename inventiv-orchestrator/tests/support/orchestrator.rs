@@ -95,6 +95,7 @@ impl Stack {
             .env("DATABASE_URL", &self.db_url)
             .env("REDIS_URL", &self.redis_url)
             .env("INVENTIV_REDIS_PREFIX", &self.prefix)
+            .env("INVENTIV_ENCRYPTION_KEY", &self.encryption_key)
             .env("INVENTIV_STATE_DIR", &self.state_dir)
             .env("INVENTIV_ORCHESTRATOR_NAME", &opts.name)
             .env("INVENTIV_ORCHESTRATOR_ADDR", addr.to_string())

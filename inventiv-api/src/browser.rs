@@ -1,0 +1,100 @@
+//! What browsers get besides the answer: security headers on every
+//! response, and a check that a write authenticated by the session cookie
+//! comes from the API's own origin (cross-site request forgery; SameSite
+//! cookies alone leave older browsers and sibling sites open).
+
+use axum::extract::{Request, State};
+use axum::http::header::{
+    AUTHORIZATION, CONTENT_SECURITY_POLICY, COOKIE, HOST, ORIGIN, REFERRER_POLICY,
+    STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::caller::{ACCESS_COOKIE, REFRESH_COOKIE};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The dashboard and Swagger UI load scripts from this origin only; nothing
+/// may frame them.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                   img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; \
+                   base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+/// Adds the security headers (HSTS when the public URL is https).
+pub async fn headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.entry(CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(CSP));
+    if state.config.public_url.starts_with("https://") {
+        h.insert(
+            STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
+}
+
+/// Whether the request carries a session cookie and no bearer token (so a
+/// browser sent it on its own).
+fn cookie_authenticated(headers: &HeaderMap) -> bool {
+    headers.get(AUTHORIZATION).is_none()
+        && headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .any(|(k, _)| k == ACCESS_COOKIE || k == REFRESH_COOKIE)
+}
+
+/// Whether `origin` (scheme://host[:port]) is the API's public origin or the
+/// host the request was sent to.
+fn same_origin(origin: &str, headers: &HeaderMap, public_url: &str) -> bool {
+    let public_origin = public_url
+        .splitn(4, '/')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("/");
+    if origin.eq_ignore_ascii_case(&public_origin) {
+        return true;
+    }
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
+/// Refuses (403 `CROSS_ORIGIN_REQUEST`) a cookie-authenticated write whose
+/// `Origin` is another site. Browsers send `Origin` on every cross-origin
+/// write, so a request without it did not come from another site's page.
+pub async fn same_origin_writes(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let headers = request.headers();
+    if !safe && cookie_authenticated(headers) {
+        if let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) {
+            if !same_origin(origin, headers, &state.config.public_url) {
+                return ApiError::Forbidden {
+                    code: "CROSS_ORIGIN_REQUEST",
+                    message: "a cookie-authenticated write must come from the dashboard's origin"
+                        .into(),
+                }
+                .into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
