@@ -13,6 +13,7 @@ pub mod finops;
 pub mod frontend;
 pub mod mail;
 pub mod openapi;
+pub mod openapi_errors;
 pub mod outbox;
 pub mod proxy;
 pub mod request_id;

@@ -3,7 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 /// A `/v1` failure.
 #[derive(Debug)]
@@ -100,10 +100,39 @@ impl OpenAiError {
     }
 }
 
+/// The JSON body of every `/v1` error response, in OpenAI's shape.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OpenAiErrorBody {
+    pub error: OpenAiErrorDetail,
+}
+
+/// What went wrong, as OpenAI's SDKs read it, with our request id.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OpenAiErrorDetail {
+    /// Human-readable explanation.
+    pub message: String,
+    /// OpenAI's error type, e.g. `invalid_request_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Stable machine-readable code, e.g. `invalid_api_key`.
+    pub code: String,
+    /// Always null: no single parameter is blamed.
+    pub param: Option<String>,
+    /// The request's `x-request-id`.
+    pub request_id: String,
+}
+
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
-        let request_id = crate::request_id::current().unwrap_or_default();
-        let body = json!({ "error": { "message": self.message, "type": self.kind, "code": self.code, "param": null, "request_id": request_id } });
+        let body = OpenAiErrorBody {
+            error: OpenAiErrorDetail {
+                message: self.message,
+                kind: self.kind.to_owned(),
+                code: self.code.to_owned(),
+                param: None,
+                request_id: crate::request_id::current().unwrap_or_default(),
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after {
             response
