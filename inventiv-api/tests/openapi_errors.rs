@@ -97,6 +97,10 @@ fn v1_answers_in_openai_shape_and_declared_answers_are_kept() {
     // The route's own 401 (its own words) is not replaced.
     let declared = &doc["paths"]["/v1/chat/completions"]["post"]["responses"]["401"];
     assert_eq!(declared["description"], "invalid key", "{declared}");
+    // Changing a revoked key is a conflict (schemathesis' stateful run found
+    // the answer undocumented).
+    let s = statuses(&doc, "patch", "/api-keys/{api_key_id}");
+    assert!(s.contains(&"409".to_owned()), "{s:?}");
 }
 
 #[test]

@@ -38,8 +38,9 @@ async fn list_users(State(state): State<AppState>, caller: Caller) -> ApiResult<
 pub struct CreateUser {
     #[schema(format = "email")]
     email: String,
+    #[schema(min_length = 1, max_length = 100)]
     display_name: String,
-    #[schema(format = "password")]
+    #[schema(format = "password", min_length = 10, max_length = 1024)]
     password: String,
     #[serde(default)]
     is_platform_admin: bool,
