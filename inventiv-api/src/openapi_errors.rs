@@ -15,107 +15,110 @@
 //!
 //! [`ErrorBody`]: crate::error::ErrorBody
 
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
-use utoipa::openapi::{Content, OpenApi, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::Modify;
 
 /// The security schemes of a session (as opposed to an API key or a worker token).
 const SESSION_SCHEMES: [&str; 2] = ["bearer", "cookie"];
 
-/// One documented error answer: its status and what it means.
+/// One documented error answer: its status and what it means, in each shape.
 struct Answer {
     status: &'static str,
     name: &'static str,
     description: &'static str,
+    openai_description: &'static str,
 }
 
 const BAD_REQUEST: Answer = Answer {
     status: "400",
     name: "BadRequest",
     description: "The body is malformed or a value is invalid (`MALFORMED_BODY`, `VALIDATION_ERROR`), or a path or query parameter cannot be parsed (`INVALID_PATH`, `INVALID_QUERY`)",
+    openai_description: "The body is not JSON or not a valid request (`invalid_request`)",
 };
 const UNAUTHENTICATED: Answer = Answer {
     status: "401",
     name: "Unauthenticated",
     description: "No valid credentials, or the session has ended (`UNAUTHENTICATED`)",
+    openai_description: "No valid API key or session (`invalid_api_key`)",
 };
 const FORBIDDEN: Answer = Answer {
     status: "403",
     name: "Forbidden",
     description: "The caller's role in the current organization does not allow this (`FORBIDDEN`)",
+    openai_description: "The caller may not use this (`permission_error`)",
 };
 const NOT_FOUND: Answer = Answer {
     status: "404",
     name: "NotFound",
     description: "No such object for the caller; another organization's object answers the same (`NOT_FOUND`)",
+    openai_description: "No such model for the caller (`model_not_found`)",
 };
 const PAYLOAD_TOO_LARGE: Answer = Answer {
     status: "413",
     name: "PayloadTooLarge",
     description: "The body exceeds `INVENTIV_MAX_BODY_BYTES` (`PAYLOAD_TOO_LARGE`)",
+    openai_description: "The body exceeds `INVENTIV_MAX_BODY_BYTES` (`payload_too_large`)",
 };
 const UNSUPPORTED_MEDIA_TYPE: Answer = Answer {
     status: "415",
     name: "UnsupportedMediaType",
     description: "The body is not sent as `application/json` (`UNSUPPORTED_MEDIA_TYPE`)",
+    openai_description: "The body is not sent as `application/json` (`unsupported_media_type`)",
 };
-
-const ALL: [Answer; 6] = [
-    BAD_REQUEST,
-    UNAUTHENTICATED,
-    FORBIDDEN,
-    NOT_FOUND,
-    PAYLOAD_TOO_LARGE,
-    UNSUPPORTED_MEDIA_TYPE,
-];
-
-/// The error body schemas, by the shape a path answers in.
-const API_SCHEMA: &str = "ErrorBody";
-const OPENAI_SCHEMA: &str = "OpenAiErrorBody";
 
 /// Adds the error answers derivable from each operation (see the module doc).
 pub struct ErrorResponses;
 
 impl Modify for ErrorResponses {
     fn modify(&self, openapi: &mut OpenApi) {
+        let mut used: BTreeMap<String, Response> = BTreeMap::new();
         for (path, item) in openapi.paths.paths.iter_mut() {
             let openai = path.starts_with("/v1/");
             for operation in operations(item) {
                 for answer in applicable(operation) {
-                    operation
+                    let Entry::Vacant(slot) = operation
                         .responses
                         .responses
                         .entry(answer.status.to_owned())
-                        .or_insert_with(|| {
-                            RefOr::Ref(Ref::from_response_name(response_name(answer, openai)))
-                        });
+                    else {
+                        continue;
+                    };
+                    let (name, response) = component(answer, openai);
+                    slot.insert(RefOr::Ref(Ref::from_response_name(name.clone())));
+                    used.insert(name, response);
                 }
             }
         }
         let components = openapi.components.get_or_insert_with(Default::default);
-        for answer in &ALL {
-            for (openai, schema) in [(false, API_SCHEMA), (true, OPENAI_SCHEMA)] {
-                let response = ResponseBuilder::new()
-                    .description(answer.description)
-                    .content(
-                        "application/json",
-                        Content::new(Some(Ref::from_schema_name(schema))),
-                    )
-                    .build();
-                components
-                    .responses
-                    .insert(response_name(answer, openai), RefOr::T(response));
-            }
+        for (name, response) in used {
+            components.responses.insert(name, RefOr::T(response));
         }
     }
 }
 
-fn response_name(answer: &Answer, openai: bool) -> String {
-    if openai {
-        format!("OpenAi{}", answer.name)
+/// The reusable response (`#/components/responses/<name>`) of an answer.
+fn component(answer: &Answer, openai: bool) -> (String, Response) {
+    let (name, description, schema) = if openai {
+        (
+            format!("OpenAi{}", answer.name),
+            answer.openai_description,
+            "OpenAiErrorBody",
+        )
     } else {
-        answer.name.to_owned()
-    }
+        (answer.name.to_owned(), answer.description, "ErrorBody")
+    };
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name(schema))),
+        )
+        .build();
+    (name, response)
 }
 
 fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
