@@ -124,12 +124,33 @@ impl From<ValueError> for ApiError {
     }
 }
 
+/// SQLSTATEs of a value PostgreSQL cannot store: a timestamp or a number out
+/// of its range, a string too long for its column. Only a request carries
+/// such values (e.g. a year -200000, which serde and chrono accept), so they
+/// are the caller's 400, never a 500.
+const VALUE_OUT_OF_RANGE_STATES: [&str; 3] = [
+    "22008", // datetime_field_overflow ("timestamp out of range")
+    "22003", // numeric_value_out_of_range
+    "22001", // string_data_right_truncation
+];
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => {
                 tracing::error!(error = %e, "database unavailable");
                 ApiError::Unavailable("the database is unavailable".into())
+            }
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|c| VALUE_OUT_OF_RANGE_STATES.contains(&c.as_ref())) =>
+            {
+                tracing::warn!(error = %e, "a value the database cannot store");
+                ApiError::validation(
+                    "VALUE_OUT_OF_RANGE",
+                    "a value is outside what the service can store (a date too far in the past or future, a number too large)",
+                )
             }
             _ => ApiError::Internal(e.into()),
         }
