@@ -97,6 +97,25 @@ fn v1_answers_in_openai_shape_and_declared_answers_are_kept() {
     // The route's own 401 (its own words) is not replaced.
     let declared = &doc["paths"]["/v1/chat/completions"]["post"]["responses"]["401"];
     assert_eq!(declared["description"], "invalid key", "{declared}");
+    // Every forwarding route answers what forwarding can (POST /v1/completions
+    // answered an undocumented 404 for an unknown model), and its body is
+    // documented with the `model` the proxy routes on.
+    for path in ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"] {
+        let s = statuses(&doc, "post", path);
+        for status in ["403", "404", "429", "502", "503"] {
+            assert!(
+                s.contains(&status.to_owned()),
+                "POST {path} lacks {status}: {s:?}"
+            );
+        }
+        let body =
+            &doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(body["$ref"], "#/components/schemas/V1Request", "{body}");
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["V1Request"]["required"][0],
+        "model"
+    );
     // Changing a revoked key is a conflict (schemathesis' stateful run found
     // the answer undocumented).
     let s = statuses(&doc, "patch", "/api-keys/{api_key_id}");

@@ -3,7 +3,11 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::borrow::Cow;
+
 use serde::Serialize;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 /// A `/v1` failure.
 #[derive(Debug)]
@@ -175,6 +179,36 @@ impl From<crate::error::ApiError> for OpenAiError {
 
 /// A `/v1` request body: JSON, within the size limit, rejected in OpenAI's shape.
 pub struct V1Body(pub axum::body::Bytes);
+
+/// Documented as what the proxy reads of it: a JSON object with the `model`
+/// to route to; every other field goes to the engine as sent.
+impl utoipa::PartialSchema for V1Body {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .property(
+                "model",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("A model id, as `GET /v1/models` lists it")),
+            )
+            .required("model")
+            .property(
+                "stream",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .description(Some("Answer as server-sent events")),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .description(Some("An OpenAI request body; fields other than `model` and `stream` go to the engine as sent"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for V1Body {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("V1Request")
+    }
+}
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for V1Body {
     type Rejection = OpenAiError;
