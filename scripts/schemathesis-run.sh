@@ -40,7 +40,7 @@ T0=$SECONDS
 
 # Routes that end the caller's own session: logging out, revoking a session
 # (the run's own is listed by GET /auth/sessions).
-EXCLUDED_PATHS=(/auth/logout /auth/sessions/{session_id}/revoke)
+EXCLUDED_PATHS=(/auth/logout '/auth/sessions/{session_id}/revoke')
 
 export INVENTIV_SKIP_DOTENV=1
 for v in $(compgen -v INVENTIV_) $(compgen -v SMTP_); do
