@@ -350,13 +350,17 @@ async fn a_timestamp_out_of_the_database_range_gets_a_400() {
     );
 }
 
-/// A NUL character in a text parameter compared in SQL (PostgreSQL refuses
-/// it in any text) is the caller's 400, not a 500.
+/// A NUL character in a query or path parameter compared in SQL
+/// (PostgreSQL refuses it in any text) is the caller's 400, not a 500.
 #[tokio::test]
-async fn a_nul_character_in_a_query_parameter_gets_a_400() {
+async fn a_nul_character_in_a_parameter_gets_a_400() {
     let app = TestApp::spawn().await;
     let a = app.org("a").await;
-    for path in ["/instance_types?provider=%00", "/zones?provider=mo%00ck"] {
+    for path in [
+        "/instance_types?provider=%00",
+        "/zones?provider=mo%00ck",
+        "/organizations/current/providers/mock%00/worker-settings",
+    ] {
         let (status, answer) = app.get(path, Some(&a.owner.token)).await;
         assert_eq!(status, 400, "{path}: {answer}");
         assert_eq!(answer["error"]["code"], "INVALID_CHARACTER", "{answer}");
