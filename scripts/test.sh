@@ -212,12 +212,23 @@ suite_frontend_e2e() {
   "$REPO_ROOT/scripts/e2e-run.sh"
 }
 
+# The API under schemathesis (PyPI, pinned in scripts/schemathesis/
+# requirements.txt, venv in .local/venv-schemathesis): not_a_server_error,
+# status_code_conformance, response_schema_conformance, ignored_auth and
+# use_after_free over /openapi.json, with a session and an API key, against
+# the whole stack as `make run` starts it in a private state dir
+# (scripts/schemathesis-run.sh). Drops no database.
+suite_schemathesis() {
+  step "API fuzzing: schemathesis over /openapi.json against make run on the mock provider (scripts/schemathesis-run.sh)"
+  "$REPO_ROOT/scripts/schemathesis-run.sh"
+}
+
 # ------------------------------------------------------------------------------
 # THE SUITES, in order. To add one (pytest for inventiv-worker, the frontend's
 # npm tests, ...): write a `suite_NAME` function above that starts with
 # `step "..."` (and calls ensure_services if it needs PostgreSQL/Redis), then
 # add NAME here.
-SUITES=(rust_fmt rust_clippy rust_tests make_run_smoke compose worker_python frontend frontend_e2e)
+SUITES=(rust_fmt rust_clippy rust_tests make_run_smoke schemathesis compose worker_python frontend frontend_e2e)
 # ------------------------------------------------------------------------------
 
 selected=("$@")

@@ -124,14 +124,44 @@ impl From<ValueError> for ApiError {
     }
 }
 
+/// The values PostgreSQL refuses to store, by SQLSTATE: only a request
+/// carries them (serde and chrono accept a year -200000 or a NUL character),
+/// so each is the caller's 400, never a 500.
+const REFUSED_VALUES: [(&str, &str, &str); 4] = [
+    // datetime_field_overflow ("timestamp out of range")
+    (
+        "22008",
+        "VALUE_OUT_OF_RANGE",
+        "a date is too far in the past or the future",
+    ),
+    // numeric_value_out_of_range
+    ("22003", "VALUE_OUT_OF_RANGE", "a number is too large"),
+    // string_data_right_truncation
+    ("22001", "VALUE_OUT_OF_RANGE", "a text is too long"),
+    // character_not_in_repertoire ("invalid byte sequence for encoding UTF8: 0x00")
+    (
+        "22021",
+        "INVALID_CHARACTER",
+        "a text contains a NUL character",
+    ),
+];
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => {
-                tracing::error!(error = %e, "database unavailable");
-                ApiError::Unavailable("the database is unavailable".into())
+        if let sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) = &e {
+            tracing::error!(error = %e, "database unavailable");
+            return ApiError::Unavailable("the database is unavailable".into());
+        }
+        let state = e
+            .as_database_error()
+            .and_then(|db| db.code())
+            .unwrap_or_default();
+        match REFUSED_VALUES.iter().find(|(s, _, _)| *s == state) {
+            Some((_, code, message)) => {
+                tracing::warn!(error = %e, "a value the database refuses");
+                ApiError::validation(code, *message)
             }
-            _ => ApiError::Internal(e.into()),
+            None => ApiError::Internal(e.into()),
         }
     }
 }

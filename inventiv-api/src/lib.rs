@@ -15,6 +15,7 @@ pub mod finops;
 pub mod frontend;
 pub mod mail;
 pub mod openapi;
+pub mod openapi_errors;
 pub mod outbox;
 pub mod proxy;
 pub mod ratelimit;

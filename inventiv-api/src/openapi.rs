@@ -1,16 +1,18 @@
 //! The OpenAPI document: metadata and security schemes; paths come from the
-//! router itself (`utoipa_axum`), so every served route is documented.
+//! router itself (`utoipa_axum`), so every served route is documented, and
+//! their error answers from [`crate::openapi_errors`].
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
+use crate::proxy::error::OpenAiErrorBody;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Inventiv Agents API", description = "Control plane for LLM inference on cloud GPUs."),
     modifiers(&Security),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, OpenAiErrorBody)),
     tags(
         (name = "health", description = "Probes"),
         (name = "auth", description = "Login, sessions, profile, password reset"),

@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -100,9 +100,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, UsageRecei
 
 /// The documented routes and the OpenAPI document they produce.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::router())
-        .split_for_parts()
+        .split_for_parts();
+    // After the merge: the modifier needs the routes' operations.
+    crate::openapi_errors::ErrorResponses.modify(&mut doc);
+    (router, doc)
 }
 
 /// The complete HTTP application: API routes, `/openapi.json`, Swagger UI at

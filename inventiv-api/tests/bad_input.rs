@@ -358,3 +358,55 @@ async fn bad_path_and_query_parameters_get_a_400() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Values serde and chrono accept but PostgreSQL cannot store (a year
+/// -200000) are the caller's 400, not a 500; the key keeps its old expiry.
+#[tokio::test]
+async fn a_timestamp_out_of_the_database_range_gets_a_400() {
+    let app = TestApp::spawn().await;
+    let a = app.org("a").await;
+    let (status, created) = app
+        .post("/api-keys", Some(&a.owner.token), json!({ "name": "k" }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!("/api-keys/{}", created["api_key"]["id"].as_str().unwrap());
+    for when in ["-200000-01-01T00:00:00Z", "+262000-01-01T00:00:00Z"] {
+        let (status, _, answer) = app
+            .call(
+                Method::PATCH,
+                &path,
+                Some(&a.owner.token),
+                Some(&json!({ "expires_at": when })),
+            )
+            .await;
+        if when.starts_with('-') {
+            assert_eq!(status, 400, "{when}: {answer}");
+            assert_eq!(answer["error"]["code"], "VALUE_OUT_OF_RANGE", "{answer}");
+        } else {
+            // Within PostgreSQL's range (up to 294276 AD): stored as given.
+            assert_eq!(status, 200, "{when}: {answer}");
+        }
+    }
+    let listed = app.get("/api-keys", Some(&a.owner.token)).await.1;
+    assert_eq!(
+        listed[0]["expires_at"], "+262000-01-01T00:00:00Z",
+        "{listed}"
+    );
+}
+
+/// A NUL character in a query or path parameter compared in SQL
+/// (PostgreSQL refuses it in any text) is the caller's 400, not a 500.
+#[tokio::test]
+async fn a_nul_character_in_a_parameter_gets_a_400() {
+    let app = TestApp::spawn().await;
+    let a = app.org("a").await;
+    for path in [
+        "/instance_types?provider=%00",
+        "/zones?provider=mo%00ck",
+        "/organizations/current/providers/mock%00/worker-settings",
+    ] {
+        let (status, answer) = app.get(path, Some(&a.owner.token)).await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert_eq!(answer["error"]["code"], "INVALID_CHARACTER", "{answer}");
+    }
+}

@@ -3,7 +3,11 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use std::borrow::Cow;
+
+use serde::Serialize;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 /// A `/v1` failure.
 #[derive(Debug)]
@@ -125,10 +129,39 @@ impl OpenAiError {
     }
 }
 
+/// The JSON body of every `/v1` error response, in OpenAI's shape.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OpenAiErrorBody {
+    pub error: OpenAiErrorDetail,
+}
+
+/// What went wrong, as OpenAI's SDKs read it, with our request id.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OpenAiErrorDetail {
+    /// Human-readable explanation.
+    pub message: String,
+    /// OpenAI's error type, e.g. `invalid_request_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Stable machine-readable code, e.g. `invalid_api_key`.
+    pub code: String,
+    /// Always null: no single parameter is blamed.
+    pub param: Option<String>,
+    /// The request's `x-request-id`.
+    pub request_id: String,
+}
+
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
-        let request_id = crate::request_id::current().unwrap_or_default();
-        let body = json!({ "error": { "message": self.message, "type": self.kind, "code": self.code, "param": null, "request_id": request_id } });
+        let body = OpenAiErrorBody {
+            error: OpenAiErrorDetail {
+                message: self.message,
+                kind: self.kind.to_owned(),
+                code: self.code.to_owned(),
+                param: None,
+                request_id: crate::request_id::current().unwrap_or_default(),
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after {
             response
@@ -171,6 +204,36 @@ impl From<crate::error::ApiError> for OpenAiError {
 
 /// A `/v1` request body: JSON, within the size limit, rejected in OpenAI's shape.
 pub struct V1Body(pub axum::body::Bytes);
+
+/// Documented as what the proxy reads of it: a JSON object with the `model`
+/// to route to; every other field goes to the engine as sent.
+impl utoipa::PartialSchema for V1Body {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .property(
+                "model",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("A model id, as `GET /v1/models` lists it")),
+            )
+            .required("model")
+            .property(
+                "stream",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .description(Some("Answer as server-sent events")),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .description(Some("An OpenAI request body; fields other than `model` and `stream` go to the engine as sent"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for V1Body {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("V1Request")
+    }
+}
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for V1Body {
     type Rejection = OpenAiError;

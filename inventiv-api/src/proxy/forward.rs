@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::error::{OpenAiError, V1Body};
+use super::error::{OpenAiError, OpenAiErrorBody, V1Body};
 use super::keys::{self, KeyInfo};
 use super::plausible::Bounds;
 use super::routing::{InFlight, Lookup};
@@ -184,7 +184,7 @@ async fn consumer(state: &AppState, headers: &HeaderMap) -> Result<Consumer, Ope
 
 /// The models the caller can use now, in OpenAI's list format.
 #[utoipa::path(get, path = "/v1/models", tag = "openai", security(("api_key" = [])),
-    responses((status = 200, description = "OpenAI model list", body = Object), (status = 401, description = "invalid key", body = Object)))]
+    responses((status = 200, description = "OpenAI model list", body = Object), (status = 401, description = "invalid key", body = OpenAiErrorBody)))]
 pub async fn list_models(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -207,10 +207,14 @@ pub async fn list_models(
 }
 
 /// Chat completions (streaming or not), forwarded to a worker of the model.
-#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", security(("api_key" = [])), request_body = Object,
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", security(("api_key" = [])), request_body = V1Body,
     responses((status = 200, description = "OpenAI chat completion or SSE stream", body = Object),
-              (status = 401, description = "invalid key", body = Object), (status = 404, description = "unknown model", body = Object),
-              (status = 429, description = "rate limited", body = Object), (status = 503, description = "no capacity", body = Object)))]
+              (status = 401, description = "invalid key", body = OpenAiErrorBody),
+              (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
+              (status = 404, description = "unknown model", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited", body = OpenAiErrorBody),
+              (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
+              (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -220,8 +224,14 @@ pub async fn chat_completions(
 }
 
 /// Text completions (streaming or not).
-#[utoipa::path(post, path = "/v1/completions", tag = "openai", security(("api_key" = [])), request_body = Object,
-    responses((status = 200, description = "OpenAI completion or SSE stream", body = Object), (status = 401, description = "invalid key", body = Object)))]
+#[utoipa::path(post, path = "/v1/completions", tag = "openai", security(("api_key" = [])), request_body = V1Body,
+    responses((status = 200, description = "OpenAI completion or SSE stream", body = Object),
+              (status = 401, description = "invalid key", body = OpenAiErrorBody),
+              (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
+              (status = 404, description = "unknown model", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited", body = OpenAiErrorBody),
+              (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
+              (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
 pub async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -231,8 +241,14 @@ pub async fn completions(
 }
 
 /// Embeddings.
-#[utoipa::path(post, path = "/v1/embeddings", tag = "openai", security(("api_key" = [])), request_body = Object,
-    responses((status = 200, description = "OpenAI embeddings", body = Object), (status = 401, description = "invalid key", body = Object)))]
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai", security(("api_key" = [])), request_body = V1Body,
+    responses((status = 200, description = "OpenAI embeddings", body = Object),
+              (status = 401, description = "invalid key", body = OpenAiErrorBody),
+              (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
+              (status = 404, description = "unknown model", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited", body = OpenAiErrorBody),
+              (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
+              (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
 pub async fn embeddings(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -188,6 +188,7 @@ fn check_limit(field: &str, v: Option<i32>) -> ApiResult<()> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     /// Restrict the key to these model ids.
     models: Option<Vec<String>>,
@@ -299,6 +300,7 @@ async fn list_keys(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
+    #[schema(min_length = 1, max_length = 100)]
     name: Option<String>,
     models: Option<Vec<String>>,
     /// Requests per minute; null removes the limit, absent keeps it.
@@ -319,7 +321,8 @@ pub struct UpdateKey {
 /// Renames a key, changes its limits, or switches its activations.
 #[utoipa::path(patch, path = "/api-keys/{api_key_id}", tag = "api-keys", security(("bearer" = [])), request_body = UpdateKey,
     params(("api_key_id" = Uuid, Path, description = "API key id")),
-    responses((status = 200, body = ApiKey), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ApiKey), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "the key is revoked (`API_KEY_REVOKED`)", body = ErrorBody)))]
 async fn update_key(
     State(state): State<AppState>,
     caller: Caller,

@@ -47,8 +47,9 @@ pub struct LoginRequest {
 pub struct RegisterRequest {
     #[schema(format = "email")]
     email: String,
+    #[schema(min_length = 1, max_length = 100)]
     display_name: String,
-    #[schema(format = "password")]
+    #[schema(format = "password", min_length = 10, max_length = 1024)]
     password: String,
 }
 
@@ -485,6 +486,7 @@ async fn get_me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMe {
+    #[schema(min_length = 1, max_length = 100)]
     display_name: String,
 }
 
@@ -511,7 +513,7 @@ async fn update_me(
 pub struct ChangePassword {
     #[schema(format = "password")]
     current_password: String,
-    #[schema(format = "password")]
+    #[schema(format = "password", min_length = 10, max_length = 1024)]
     new_password: String,
 }
 

@@ -74,8 +74,10 @@ pub async fn move_sessions_home(db: &mut PgConnection, user: Uuid, org: OrgId) -
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrganization {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     /// Derived from the name when absent.
+    #[schema(min_length = 2, max_length = 48, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     slug: Option<String>,
 }
 
@@ -230,6 +232,7 @@ async fn switch_current(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrganization {
+    #[schema(min_length = 1, max_length = 100)]
     name: Option<String>,
     /// `#rrggbb`, or null to reset.
     #[serde(default, with = "super::double_option")]

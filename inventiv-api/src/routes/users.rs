@@ -44,8 +44,9 @@ async fn list_users(
 pub struct CreateUser {
     #[schema(format = "email")]
     email: String,
+    #[schema(min_length = 1, max_length = 100)]
     display_name: String,
-    #[schema(format = "password")]
+    #[schema(format = "password", min_length = 10, max_length = 1024)]
     password: String,
     #[serde(default)]
     is_platform_admin: bool,
