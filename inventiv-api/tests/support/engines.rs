@@ -1,6 +1,8 @@
 //! Mock engines as workers: a real `inventiv-mock-engine` process on a
-//! free port, killed when dropped, and an organization's instance made a
-//! ready worker of it in the routing table.
+//! free port behind a stand-in relay (TLS, relay key), killed when
+//! dropped, and an organization's instance made a ready worker of it in
+//! the routing table, with its relay key issued and its certificate pinned
+//! as the orchestrator does.
 
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -10,8 +12,11 @@ use super::{wait_for, TestApp};
 
 /// A running mock engine, killed however the test ends.
 pub struct Engine {
+    /// The engine's own plain port (its metrics, for assertions).
     pub port: u16,
     pub child: Child,
+    /// The node's public side: what the proxy talks to.
+    pub relay: inventiv_testkit::relay::Relay,
 }
 
 impl Drop for Engine {
@@ -53,18 +58,40 @@ pub async fn engine(extra: &[&str]) -> Engine {
             .map(|_| ())
     })
     .await;
-    Engine { port, child }
+    let relay =
+        inventiv_testkit::relay::start(port, inventiv_testkit::relay::Certificate::generate())
+            .await;
+    Engine { port, child, relay }
 }
 
 /// Makes `org`'s instance a ready worker of `mock/model` on the engine.
 pub async fn serve(app: &TestApp, org: &mut Org, engine: &Engine) {
     app.add_instance(org).await;
+    ready_behind_relay(app, org.instance_id, &engine.relay).await;
+}
+
+/// Makes an instance a ready worker of `mock/model` behind `relay`: its
+/// relay key issued (the relay told the key's SHA-256) and the relay's
+/// certificate pinned, as at bootstrap.
+pub async fn ready_behind_relay(
+    app: &TestApp,
+    instance_id: uuid::Uuid,
+    relay: &inventiv_testkit::relay::Relay,
+) {
+    let key_sha256 =
+        inventiv_store::relay::issue_key(&app.state.db, &app.state.config.keyring, instance_id)
+            .await
+            .unwrap();
+    relay.allow(&key_sha256);
+    inventiv_store::relay::pin_certificate(&app.state.db, instance_id, relay.certificate.sha256)
+        .await
+        .unwrap();
     sqlx::query(
         "UPDATE instances SET status = 'ready', ip_address = '127.0.0.1', worker_engine_port = $2, worker_status = 'ready',
                 worker_engine_ready = true, last_heartbeat_at = now(), model_id = 'mock/model' WHERE id = $1",
     )
-    .bind(org.instance_id)
-    .bind(i32::from(engine.port))
+    .bind(instance_id)
+    .bind(i32::from(relay.port))
     .execute(&app.state.db)
     .await
     .unwrap();
