@@ -22,9 +22,12 @@
 # Protocol on stdout, one line each, for the orchestrator to follow:
 #   ::phase::NAME            a step starts (CHECK_BUNDLE PREPARE_DIRS
 #                            MOUNT_DATA_VOLUME NVIDIA_CHECK PYTHON_VENV
-#                            INSTALL_AGENT INSTALL_VLLM START_AGENT DONE)
+#                            INSTALL_RELAY INSTALL_AGENT INSTALL_VLLM
+#                            START_AGENT DONE)
 #   ::phase-skip::NAME why   a step that does not apply here
 #   ::error::NAME message    the step failed; the script exits non-zero
+#   ::relay-cert::HEX        the SHA-256 of the relay's certificate (DER),
+#                            which the control plane pins
 # Other lines are for humans. Exit codes: 0 done, 2 usage, 3 bundle checksum
 # mismatch, 1 any other failure.
 #
@@ -36,7 +39,10 @@
 # before this script runs and named by the config's hf_token_file; the agent
 # reads it into its engine's HF_TOKEN. Also scaleway_poweroff_key (0600): the
 # organization's Scaleway secret key when it opted in to the dead-man switch's
-# power-off through Scaleway's API (the config's dead_man_key_file).
+# power-off through Scaleway's API (the config's dead_man_key_file). And
+# relay.pem (0600): the certificate and private key of the relay (HAProxy, the
+# node's only open OpenAI port), made here once with openssl; the private key
+# never leaves the node, the certificate's SHA-256 is printed for the pin.
 set -euo pipefail
 umask 022
 
@@ -85,7 +91,7 @@ while (($#)); do
     --health-timeout) HEALTH_TIMEOUT=${2-}; shift 2 || usage "--health-timeout needs seconds" ;;
     --mock) MOCK=1; shift ;;
     --stop) ACTION=stop; shift ;;
-    -h | --help) sed -n '2,39p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,46p' "$0"; exit 0 ;;
     *) usage "unknown argument '$1'" ;;
   esac
 done
@@ -348,6 +354,39 @@ if ((need_pip)) && ! "$D/venv/bin/python" -m pip --version >/dev/null 2>&1; then
   "$D/venv/bin/python" -m ensurepip >&2 || fail "the venv has no pip and ensurepip failed"
 fi
 
+phase INSTALL_RELAY
+# HAProxy (the relay in front of the engines) and openssl (its certificate)
+# from the distribution.
+relay_missing=()
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || relay_missing+=(haproxy)
+command -v openssl >/dev/null || relay_missing+=(openssl)
+if ((${#relay_missing[@]})); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    info "installing ${relay_missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${relay_missing[@]}" >&2 ||
+      fail "apt-get install ${relay_missing[*]} failed"
+  else
+    fail "${relay_missing[*]} missing (Debian: apt-get install ${relay_missing[*]})"
+  fi
+fi
+RELAY_PEM=$D/secrets/relay.pem
+if [[ ! -s $RELAY_PEM ]]; then
+  mkdir -p "$D/secrets"
+  chmod 0700 "$D/secrets"
+  rm -f "$D/secrets/relay.key.tmp" "$D/secrets/relay.crt.tmp"
+  if ! made=$(openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -subj /CN=inventiv-node -keyout "$D/secrets/relay.key.tmp" -out "$D/secrets/relay.crt.tmp" 2>&1); then
+    fail "openssl could not make the relay certificate: ${made//$'\n'/ }"
+  fi
+  (umask 077 && cat "$D/secrets/relay.crt.tmp" "$D/secrets/relay.key.tmp" >"$RELAY_PEM.tmp")
+  rm -f "$D/secrets/relay.key.tmp" "$D/secrets/relay.crt.tmp"
+  mv -f "$RELAY_PEM.tmp" "$RELAY_PEM"
+  info "made the relay certificate $RELAY_PEM"
+fi
+relay_cert_sha256=$(openssl x509 -in "$RELAY_PEM" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1)
+[[ $relay_cert_sha256 =~ ^[0-9a-f]{64}$ ]] || fail "cannot read the relay certificate $RELAY_PEM"
+printf '::relay-cert::%s\n' "$relay_cert_sha256"
+
 phase INSTALL_AGENT
 release=$D/releases/$got
 if [[ ! -f $release/.complete ]]; then
@@ -395,7 +434,8 @@ else
 fi
 
 phase START_AGENT
-stamp="$got $(sha256_of "$D/config.json")"
+# A new certificate restarts the relay too.
+stamp="$got $(sha256_of "$D/config.json") $relay_cert_sha256"
 if use_systemd; then
   start_systemd "$stamp" "$STOP_TIMEOUT"
 else

@@ -11,8 +11,10 @@
 #     `mock-1gpu-24g`, model `Qwen/Qwen2.5-0.5B-Instruct`;
 #  4. POST /deployments, then polls GET /instances/{id} until `ready`,
 #     printing each status and progress change;
-#  5. prints the node's address and sends a chat completion to the engine on
-#     it (http://<ip>:8000/v1/chat/completions).
+#  5. prints the node's address, creates an API key ("demo") and sends a
+#     chat completion through the API's OpenAI proxy ($API/v1), which
+#     reaches the engine through the node's relay (TLS, pinned certificate,
+#     relay key; the engine itself listens on the node's loopback only).
 #
 # The instance keeps running; `--terminate ID` terminates it (and waits for
 # `terminated`).
@@ -219,13 +221,23 @@ SELF=scripts/demo-deploy.sh
 [[ $API == http://127.0.0.1:8003 ]] || SELF="$SELF --api $API"
 
 # --- the model answers -------------------------------------------------------------------
-ENGINE="http://$IP:8000"
+# Through the API's OpenAI proxy, as any client: the node's port is its
+# relay, which serves only the control plane (pinned TLS, relay key).
+call POST "$API/api-keys" '{"name":"demo"}'
+expect 201 "POST /api-keys"
+API_KEY=$(json 'd["key"]' <<<"$BODY")
 chat_json="{\"model\":\"$MODEL\",\"messages\":[{\"role\":\"user\",\"content\":\"Say hello to Inventiv Agents.\"}]}"
 TOKEN_SAVED=$TOKEN
-TOKEN=""
-call POST "$ENGINE/v1/chat/completions" "$chat_json"
+TOKEN=$API_KEY
+# The API's routing table takes up to a second to see the new worker (503 until then).
+deadline=$((SECONDS + 10))
+while :; do
+  call POST "$API/v1/chat/completions" "$chat_json"
+  [[ $STATUS == 503 ]] && ((SECONDS < deadline)) || break
+  sleep 0.5
+done
 TOKEN=$TOKEN_SAVED
-expect 200 "POST $ENGINE/v1/chat/completions"
+expect 200 "POST $API/v1/chat/completions"
 answer=$(json "d['choices'][0]['message']['content']" <<<"$BODY")
 usage=$(json "'%s prompt + %s completion tokens' % (d['usage']['prompt_tokens'], d['usage']['completion_tokens'])" <<<"$BODY")
 
@@ -235,11 +247,11 @@ cat <<EOF
   $MODEL is ready on the mock provider
 
   Instance          $ID
-  Node              $IP (agent on :8090, engine on :8000)
+  Node              $IP (agent on :8090, relay on :8000, engine on loopback)
   Organization      $ORG_NAME ($ORG_ID)
 
-  curl -s $ENGINE/v1/chat/completions -H 'content-type: application/json' \\
-    -d '$chat_json'
+  curl -s $API/v1/chat/completions -H 'content-type: application/json' \\
+    -H 'authorization: Bearer $API_KEY' -d '$chat_json'
   answered ($usage):
     $answer
 

@@ -111,12 +111,15 @@ trap 'exit 143' TERM
 # --- prerequisites of the mock provider ----------------------------------------
 # Each mock VM runs a real sshd (Debian: openssh-server) that the orchestrator
 # logs in to with ssh / ssh-keygen (openssh-client); bootstrap.sh then runs
-# the agent with python3 (>= 3.10), found on sshd's default PATH.
+# the agent with python3 (>= 3.10), found on sshd's default PATH, and the
+# relay in front of its engine: HAProxy, with a certificate made by openssl.
 SESSION_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 missing=()
 if [[ ! -x /usr/sbin/sshd ]]; then missing+=(openssh-server); fi
 if ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then missing+=(openssh-client); fi
 if ! PATH=$SESSION_PATH command -v python3 >/dev/null; then missing+=(python3 python3-venv); fi
+if ! PATH=$SESSION_PATH command -v haproxy >/dev/null; then missing+=(haproxy); fi
+if ! PATH=$SESSION_PATH command -v openssl >/dev/null; then missing+=(openssl); fi
 if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 is_root || warn "not root: the mock provider's VMs (sshd, root logins) will not work; deployments on it will fail"
 

@@ -38,7 +38,8 @@
 # Settings: SMOKE_TIMEOUT_SECS (180) bounds each wait for the banner,
 # SMOKE_DEPLOY_TIMEOUT_SECS (120) each wait for a deployment to be ready.
 # Needs: make, curl, python3, a Rust toolchain, and what `make run` installs
-# for the mock provider (openssh-server, openssh-client) when root.
+# for the mock provider (openssh-server, openssh-client, haproxy, openssl)
+# when root.
 
 # shellcheck disable=SC2317 # cleanup & co. are called from traps
 set -euo pipefail

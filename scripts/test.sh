@@ -114,12 +114,16 @@ suite_rust_clippy() {
 
 # The orchestrator's bootstrap test logs in over SSH to a real sshd it
 # starts on loopback (Debian's openssh-server; ssh-keygen and ssh from
-# openssh-client).
+# openssh-client); the node it installs runs the relay (Debian's haproxy,
+# its certificate made with openssl, as the tests' stand-in relays are).
 suite_rust_tests() {
   ensure_services
   drop_leftover_test_databases
   if [[ ! -x /usr/sbin/sshd ]] || ! command -v ssh-keygen >/dev/null; then
     apt_install openssh-server openssh-client
+  fi
+  if [[ ! -x /usr/sbin/haproxy ]] || ! command -v openssl >/dev/null; then
+    apt_install haproxy openssl
   fi
   local extra=() out rc=0
   read -r -a extra <<<"${TEST_ARGS:-}"

@@ -63,17 +63,6 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, UsageRecei
     let jwt = JwtKeys::new(&config.jwt_secret, config.access_token_ttl);
     let mailer = Arc::new(Mailer::from_config(&config)?);
     let (usage, usage_rx) = tokio::sync::mpsc::channel(crate::proxy::usage::CAPACITY);
-    // Workers are tenant-controlled: a redirect from one is an upstream
-    // error, never followed (it would reach the control plane's own services).
-    let proxy_http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .read_timeout(config.upstream.read_timeout)
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .no_proxy()
-        .build()?;
     let cloud_http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
@@ -92,7 +81,6 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, UsageRecei
         keys: crate::proxy::keys::KeyCache::default(),
         routing: crate::proxy::routing::Routing::default(),
         usage,
-        proxy_http,
         cloud_http,
     });
     Ok((state, usage_rx))
@@ -167,6 +155,12 @@ impl Application {
                 rotated,
                 "Hugging Face tokens re-encrypted with the current key"
             );
+        }
+        let rotated = inventiv_store::relay::rotate(&state.db, &state.config.keyring)
+            .await
+            .map_err(|e| anyhow::anyhow!("re-encrypting relay keys failed: {e}"))?;
+        if rotated > 0 {
+            tracing::info!(rotated, "relay keys re-encrypted with the current key");
         }
         let listener = TcpListener::bind(addr)
             .await

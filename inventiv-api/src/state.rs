@@ -51,8 +51,6 @@ pub struct Shared {
     pub routing: crate::proxy::routing::Routing,
     /// Usage records on their way to the batched writer.
     pub usage: crate::proxy::usage::UsageSender,
-    /// The pooled client that talks to workers.
-    pub proxy_http: reqwest::Client,
     /// The client that talks to cloud providers' APIs (with timeouts).
     pub cloud_http: reqwest::Client,
 }

@@ -261,7 +261,7 @@ async fn forged_usage_is_billed_at_the_bound_and_disputed_on_both_sides() {
     .await;
     let mut a = app.org("a").await;
     let b = app.org("b").await;
-    serve_port(&app, &mut a, worker.port).await;
+    let _relay = serve_port(&app, &mut a, worker.port).await;
     let (address, share) = accepted_share(&app, &a, &b).await;
     let (status, answer) = call(&app, &b, &address).await;
     assert_eq!(status, 200, "{answer}");

@@ -69,16 +69,10 @@ async fn the_official_sdk_works_and_usage_matches_the_engine() {
     .await;
     let mut a = app.org("a").await;
     app.add_instance(&mut a).await;
-    sqlx::query(
-        "UPDATE instances SET status = 'ready', ip_address = '127.0.0.1', worker_engine_port = $2, worker_status = 'ready',
-                worker_engine_ready = true, last_heartbeat_at = now(), model_id = 'mock/model' WHERE id = $1",
-    )
-    .bind(a.instance_id)
-    .bind(i32::from(port))
-    .execute(&app.state.db)
-    .await
-    .unwrap();
-    app.state.routing.refresh(&app.state).await.unwrap();
+    let relay =
+        inventiv_testkit::relay::start(port, inventiv_testkit::relay::Certificate::generate())
+            .await;
+    support::engines::ready_behind_relay(&app, a.instance_id, &relay).await;
     let (_, created) = app
         .post("/api-keys", Some(&a.owner.token), json!({ "name": "sdk" }))
         .await;

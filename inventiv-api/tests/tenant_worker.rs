@@ -58,7 +58,7 @@ async fn a_worker_redirect_is_an_upstream_error_and_is_never_followed() {
         }))
         .await;
         let mut a = app.org("a").await;
-        serve_port(&app, &mut a, worker.port).await;
+        let _relay = serve_port(&app, &mut a, worker.port).await;
         for stream in [false, true] {
             let (code, body) = call(&app, &a.api_key, &chat(stream)).await;
             assert_eq!(code, 502, "{status}, stream {stream}: {body}");
@@ -119,7 +119,11 @@ async fn a_worker_cannot_move_its_engine_to_another_port() {
         .fetch_one(&app.state.db)
         .await
         .unwrap();
-    assert_eq!(port, i32::from(engine.port), "the installed port stays");
+    assert_eq!(
+        port,
+        i32::from(engine.relay.port),
+        "the installed port stays"
+    );
     let (code, body) = call(&app, &a.api_key, &chat(false)).await;
     assert_eq!(code, 200, "{body}");
     assert!(
@@ -165,7 +169,7 @@ async fn a_null_stream_options_cannot_make_a_stream_go_unmetered() {
     }))
     .await;
     let mut a = app.org("a").await;
-    serve_port(&app, &mut a, worker.port).await;
+    let _relay = serve_port(&app, &mut a, worker.port).await;
 
     let mut body = chat(true);
     body["stream_options"] = Value::Null;
@@ -223,7 +227,7 @@ async fn a_huge_answer_is_refused_not_buffered() {
     )
     .await;
     let mut a = app.org("a").await;
-    serve_port(&app, &mut a, worker.port).await;
+    let _relay = serve_port(&app, &mut a, worker.port).await;
     for path in ["/v1/chat/completions", "/v1/completions"] {
         let res = app
             .http
@@ -253,7 +257,7 @@ async fn a_huge_stream_event_ends_the_stream() {
     }))
     .await;
     let mut a = app.org("a").await;
-    serve_port(&app, &mut a, worker.port).await;
+    let _relay = serve_port(&app, &mut a, worker.port).await;
     let res = app
         .http
         .post(app.url("/v1/chat/completions"))
@@ -285,7 +289,7 @@ async fn a_worker_that_stops_sending_times_out() {
     }))
     .await;
     let mut a = app.org("a").await;
-    serve_port(&app, &mut a, worker.port).await;
+    let _relay = serve_port(&app, &mut a, worker.port).await;
     let answer = tokio::time::timeout(
         Duration::from_secs(15),
         call(&app, &a.api_key, &chat(false)),

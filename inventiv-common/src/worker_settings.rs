@@ -14,9 +14,12 @@ pub struct WorkerSettings {
     /// Default GPU mode of deployments that name none: `mono` (one engine
     /// on all GPUs) or `multi` (one engine per GPU behind HAProxy).
     pub mode: String,
-    /// Port of the inference engine on the node (1024 to 65535).
+    /// Port serving the OpenAI API on the node (1024 to 65519): its relay
+    /// (TLS, per-instance key); the engines listen on loopback on the next
+    /// ports (one per GPU, up to 16).
     pub engine_port: u16,
-    /// Port of the worker agent on the node (1024 to 65535, not the engine's).
+    /// Port of the worker agent on the node (1024 to 65535, not the engine
+    /// port nor one of the 16 after it).
     pub agent_port: u16,
     /// A node not ready this long after its deployment or reinstall fails
     /// (60 to 7200 seconds).
@@ -49,22 +52,28 @@ impl Default for WorkerSettings {
     }
 }
 
+/// The most engines a node runs (multi mode: one per GPU), on the ports
+/// after `engine_port`.
+pub const ENGINES_MAX: u16 = 16;
+
 impl WorkerSettings {
     /// The first field out of bounds, with what is allowed.
     pub fn validate(&self) -> Result<(), String> {
         if !["mono", "multi"].contains(&self.mode.as_str()) {
             return Err("mode: mono or multi".into());
         }
-        for (field, port) in [
-            ("engine_port", self.engine_port),
-            ("agent_port", self.agent_port),
-        ] {
-            if port < 1024 {
-                return Err(format!("{field}: 1024 to 65535"));
-            }
+        if !(1024..=u16::MAX - ENGINES_MAX).contains(&self.engine_port) {
+            // 65535 - ENGINES_MAX, spelled out: the dashboard shows the same words.
+            return Err("engine_port: 1024 to 65519".into());
         }
-        if self.engine_port == self.agent_port {
-            return Err("agent_port: must differ from engine_port".into());
+        if self.agent_port < 1024 {
+            return Err("agent_port: 1024 to 65535".into());
+        }
+        if (self.engine_port..=self.engine_port + ENGINES_MAX).contains(&self.agent_port) {
+            return Err(
+                "agent_port: must differ from engine_port and the 16 ports after it (the engines')"
+                    .into(),
+            );
         }
         if !(60..=7200).contains(&self.startup_timeout_secs) {
             return Err("startup_timeout_secs: 60 to 7200".into());
@@ -89,11 +98,15 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_bounds_are_enforced() {
         assert_eq!(WorkerSettings::default().validate(), Ok(()));
-        let table: [Case; 8] = [
+        assert_eq!(u16::MAX - ENGINES_MAX, 65_519, "the messages spell it out");
+        let table: [Case; 11] = [
             (|s| s.mode = "dual".into(), "mode"),
             (|s| s.engine_port = 80, "engine_port"),
+            (|s| s.engine_port = 65_520, "engine_port"),
             (|s| s.agent_port = 1023, "agent_port"),
             (|s| s.agent_port = s.engine_port, "agent_port"),
+            (|s| s.agent_port = s.engine_port + 1, "agent_port"),
+            (|s| s.agent_port = s.engine_port + 16, "agent_port"),
             (|s| s.startup_timeout_secs = 59, "startup_timeout_secs"),
             (|s| s.bootstrap_attempts = 11, "bootstrap_attempts"),
             (|s| s.dead_man_after_s = 299, "dead_man_after_s"),

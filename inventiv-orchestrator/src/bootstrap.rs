@@ -4,7 +4,10 @@
 //! dead-man switch's API power-off: each its own file, mode 600, through
 //! stdin, never on a command line) and the bootstrap script, run the script,
 //! and turn each `::phase::NAME` it prints into a `WORKER_SSH_<NAME>` action
-//! log with the tail of its output.
+//! log with the tail of its output. The script also prints the SHA-256 of
+//! the relay's certificate (`::relay-cert::HEX`), made on the node: read
+//! over this SSH session (whose host key is pinned), it is the pin of the
+//! node's TLS.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -83,6 +86,8 @@ pub enum Line {
     Phase(String),
     Skip(String, String),
     Error(String, String),
+    /// The SHA-256 of the relay's certificate.
+    RelayCert([u8; 32]),
     Output(String),
 }
 
@@ -111,6 +116,12 @@ pub fn parse(line: &str) -> Line {
     }
     if let Some((name, message)) = line.strip_prefix("::error::").and_then(split) {
         return Line::Error(name, message);
+    }
+    if let Some(pin) = line
+        .strip_prefix("::relay-cert::")
+        .and_then(|hex| <[u8; 32]>::try_from(hex::decode(hex.trim()).ok()?).ok())
+    {
+        return Line::RelayCert(pin);
     }
     Line::Output(line.chars().take(MAX_LINE).collect())
 }
@@ -145,8 +156,9 @@ fn tail_json(tail: &VecDeque<String>) -> Value {
     json!({ "output_tail": tail.iter().collect::<Vec<_>>() })
 }
 
-/// Runs the whole bootstrap, recording each step.
-pub async fn run(b: Bootstrap<'_>) -> Result<(), BootstrapError> {
+/// Runs the whole bootstrap, recording each step; returns the SHA-256 of
+/// the node's relay certificate.
+pub async fn run(b: Bootstrap<'_>) -> Result<[u8; 32], BootstrapError> {
     let known: Option<String> =
         sqlx::query_scalar("SELECT ssh_known_hosts FROM instances WHERE id = $1")
             .bind(b.log.instance_id)
@@ -179,7 +191,7 @@ pub async fn run(b: Bootstrap<'_>) -> Result<(), BootstrapError> {
 
     let step = b.log.start("WORKER_SSH_INSTALL").await?;
     match install(&b, &session).await {
-        Ok(()) => {
+        Ok(pin) => {
             sqlx::query("UPDATE instances SET expected_bundle_sha256 = $2 WHERE id = $1")
                 .bind(b.log.instance_id)
                 .bind(b.bundle_sha256)
@@ -187,9 +199,10 @@ pub async fn run(b: Bootstrap<'_>) -> Result<(), BootstrapError> {
                 .await?;
             let done = json!({ "install_dir": b.install_dir, "bundle_sha256": b.bundle_sha256,
                                "hf_token_delivered": b.hf_token.is_some(),
-                               "scaleway_key_delivered": b.scaleway_key.is_some() });
+                               "scaleway_key_delivered": b.scaleway_key.is_some(),
+                               "relay_cert_sha256": hex::encode(pin) });
             b.log.succeed(step, done).await?;
-            Ok(())
+            Ok(pin)
         }
         Err(e) => {
             b.log
@@ -211,7 +224,7 @@ async fn upload(session: &Session, dir: &str, name: &str, bytes: &[u8]) -> Resul
     session.run(&remote, bytes).await.map(|_| ())
 }
 
-async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<(), BootstrapError> {
+async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<[u8; 32], BootstrapError> {
     let bundle = tokio::fs::read(b.bundle).await?;
     let script = tokio::fs::read(b.script).await?;
     let config = serde_json::to_vec_pretty(&b.agent_config).map_err(std::io::Error::other)?;
@@ -241,6 +254,7 @@ async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<(), BootstrapEr
     );
     let mut current: Option<Current> = None;
     let mut failure: Option<(String, String)> = None;
+    let mut relay_cert = None;
     let log = &b.log;
     let mut output = session.stream(&command)?;
     while let Some(line) = output.next_line().await? {
@@ -264,6 +278,7 @@ async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<(), BootstrapEr
                 log.succeed(step, json!({ "skipped": reason })).await?;
             }
             Line::Error(name, message) => failure = Some((name, message)),
+            Line::RelayCert(pin) => relay_cert = Some(pin),
             Line::Output(text) => {
                 if let Some(c) = current.as_mut() {
                     if c.tail.len() == TAIL_LINES {
@@ -275,12 +290,16 @@ async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<(), BootstrapEr
         }
     }
     let outcome = output.finish().await;
+    let no_cert = || BootstrapError::Phase {
+        phase: "INSTALL_RELAY".into(),
+        message: "the node reported no relay certificate".into(),
+    };
     match (outcome, current) {
         (Ok(()), Some(done)) => {
             log.succeed(done.step, tail_json(&done.tail)).await?;
-            Ok(())
+            relay_cert.ok_or_else(no_cert)
         }
-        (Ok(()), None) => Ok(()),
+        (Ok(()), None) => relay_cert.ok_or_else(no_cert),
         (Err(e), current) => {
             let (phase, message) = match (failure, &current) {
                 (Some(f), _) => f,
@@ -306,6 +325,7 @@ async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<(), BootstrapEr
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     #[test]
@@ -330,6 +350,15 @@ mod tests {
             Line::Output("::phase::lower".into())
         );
         assert_eq!(parse("plain"), Line::Output("plain".into()));
+        let pin = "c318be9eebf8fdb691ce42d67c257dd7b4a247369fa50a8e1d0d39af4e14b211";
+        assert_eq!(
+            parse(&format!("::relay-cert::{pin}")),
+            Line::RelayCert(<[u8; 32]>::try_from(hex::decode(pin).unwrap()).unwrap())
+        );
+        assert_eq!(
+            parse("::relay-cert::abc"),
+            Line::Output("::relay-cert::abc".into())
+        );
         assert_eq!(quote("a'b"), r"'a'\''b'");
     }
 }

@@ -20,8 +20,12 @@ pub struct Config {
     /// Where worker agents reach the API (register, heartbeats).
     pub control_plane_url: String,
     /// The address worker nodes see the control plane come from: their
-    /// engine and agent ports are open to it only (to anyone when unset).
+    /// engine and agent ports are open to it only (to anyone when unset,
+    /// which production refuses: see `production`).
     pub control_plane_address: Option<std::net::IpAddr>,
+    /// `INVENTIV_ENV=production`: cloud deployments fail with
+    /// `CONTROL_PLANE_ADDRESS_REQUIRED` while `control_plane_address` is unset.
+    pub production: bool,
     /// This replica's name in the Redis consumer group and in leases.
     pub consumer: String,
     /// How often every live instance is reconciled.
@@ -151,6 +155,13 @@ impl Config {
                     })
                 })
                 .transpose()?,
+            production: match var("INVENTIV_ENV").as_deref() {
+                None | Some("development") => false,
+                Some("production") => true,
+                Some(other) => {
+                    anyhow::bail!("INVENTIV_ENV={other:?}: use development or production")
+                }
+            },
             consumer: var("INVENTIV_ORCHESTRATOR_NAME")
                 .unwrap_or_else(|| format!("orchestrator-{}", std::process::id())),
             reconcile_interval: Duration::from_millis(

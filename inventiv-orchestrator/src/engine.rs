@@ -191,6 +191,20 @@ impl Orchestrator {
         })
     }
 
+    /// The client for one node's relay (the start-up probes of the
+    /// engine): this orchestrator's timeouts, pinned to the relay's
+    /// certificate, with the instance's relay key.
+    pub fn engine_client(
+        &self,
+        access: &inventiv_store::relay::RelayAccess,
+    ) -> Result<reqwest::Client, inventiv_store::relay::ClientError> {
+        let builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(3))
+            .no_proxy();
+        inventiv_store::relay::pinned_client(builder, access)
+    }
+
     /// How `org`'s nodes on `provider` run the worker: its settings, or the
     /// defaults with this orchestrator's start-up timeout and attempts.
     pub async fn worker_settings(

@@ -1,4 +1,5 @@
-//! `starting` → `ready`: the engine answers, lists the model, completes a
+//! `starting` → `ready`: the engine answers through the node's relay (TLS
+//! with the pinned certificate, the relay key), lists the model, completes a
 //! warm-up request, and the agent heartbeats as ready. Then the watchdog:
 //! a ready instance whose heartbeats stop becomes `worker_dead`, and comes
 //! back to `ready` when they resume.
@@ -10,7 +11,7 @@ use inventiv_common::InstanceStatus;
 use serde_json::json;
 
 use crate::engine::Orchestrator;
-use crate::steps::{milestone, move_to, InstanceRow, Outcome, StepResult};
+use crate::steps::{milestone, move_to, InstanceRow, Outcome, StepError, StepResult};
 
 const POLL: Duration = Duration::from_millis(250);
 
@@ -43,10 +44,21 @@ pub async fn check_startup(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         .worker_engine_port
         .and_then(|p| u16::try_from(p).ok())
         .unwrap_or(settings.engine_port);
-    let base = format!("http://{ip}:{port}");
+    // Through the node's relay, as the proxy will: its pinned certificate
+    // and the instance's relay key.
+    let access = inventiv_store::relay::load(&o.db, &o.config.keyring, inst.id)
+        .await
+        .map_err(|e| StepError::Other(format!("relay key: {e}")))?;
+    let Some(access) = access else {
+        // Installed without a relay (an older bundle): only a reinstall helps.
+        return Ok(Outcome::RequeueAfter(POLL));
+    };
+    let http = o
+        .engine_client(&access)
+        .map_err(|e| StepError::Other(e.to_string()))?;
+    let base = inventiv_store::relay::base_url(ip, port);
     if inst.progress < 75 {
-        let ok = o
-            .http
+        let ok = http
             .get(format!("{base}/health"))
             .send()
             .await
@@ -64,7 +76,7 @@ pub async fn check_startup(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     }
     if inst.progress < 85 {
         let models: Option<serde_json::Value> =
-            match o.http.get(format!("{base}/v1/models")).send().await {
+            match http.get(format!("{base}/v1/models")).send().await {
                 Ok(r) if r.status().is_success() => r.json().await.ok(),
                 _ => None,
             };
@@ -85,8 +97,7 @@ pub async fn check_startup(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     }
     if inst.progress < 95 {
         let started = std::time::Instant::now();
-        let warm = o
-            .http
+        let warm = http
             .post(format!("{base}/v1/completions"))
             .json(&json!({ "model": inst.model_id, "prompt": "warm-up", "max_tokens": 1 }))
             .send()

@@ -3,8 +3,10 @@
 //! worker settings, with the organization's Hugging Face token when the
 //! model is gated, the dead-man switch the settings ask for (with the
 //! organization's Scaleway key when it powers off through Scaleway's API),
-//! retried with backoff on transient failures, `startup_failed` after the
-//! settings' attempts.
+//! a fresh relay key (the node gets its SHA-256; the relay's certificate,
+//! made on the node, is pinned from what bootstrap reports), retried with
+//! backoff on transient failures, `startup_failed` after the settings'
+//! attempts.
 
 use std::time::Duration;
 
@@ -183,14 +185,22 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             "{tp}"
         ])
     };
+    let relay_key_sha256 = inventiv_store::relay::issue_key(&o.db, &o.config.keyring, inst.id)
+        .await
+        .map_err(|e| StepError::Other(format!("relay key: {e}")))?;
     let mut config = json!({
         "control_plane_url": o.config.control_plane_url,
         "instance_id": inst.id,
         "worker_token": token,
         "model_id": inst.model_id,
+        "relay_key_sha256": relay_key_sha256,
         "engine_command": engine_command,
-        "engine_host": ip,
-        "engine_port": settings.engine_port,
+        // The engines listen on loopback only, behind the relay: the node's
+        // 127.0.0.1 on a cloud node; the mock VM's own loopback address on
+        // the mock provider, whose VMs share one host.
+        "engine_host": if inst.provider == "mock" { ip.as_str() } else { "127.0.0.1" },
+        "relay_host": ip,
+        "relay_port": settings.engine_port,
         "agent_host": ip,
         "agent_port": settings.agent_port,
         "mode": inst.mode,
@@ -241,7 +251,8 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     })
     .await;
     match run {
-        Ok(()) => {
+        Ok(relay_cert) => {
+            inventiv_store::relay::pin_certificate(&o.db, inst.id, relay_cert).await?;
             advance(o, inst, "WORKER_SSH_ACCESSIBLE").await?;
             advance(o, inst, "WORKER_SSH_INSTALL").await?;
             move_to(o, inst, InstanceStatus::Starting, None, "orchestrator").await?;

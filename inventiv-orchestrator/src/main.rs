@@ -24,6 +24,13 @@ async fn main() -> anyhow::Result<()> {
         builder.init();
     }
     let config = Config::from_env()?;
+    if config.production && config.control_plane_address.is_none() {
+        tracing::warn!(
+            alert = true,
+            code = "CONTROL_PLANE_ADDRESS_REQUIRED",
+            "INVENTIV_CONTROL_PLANE_ADDRESS is not set: cloud deployments will fail until it is"
+        );
+    }
     let db = PgPoolOptions::new()
         .max_connections(20)
         .acquire_timeout(Duration::from_secs(5))

@@ -220,6 +220,22 @@ pub async fn past_deadline(
 
 /// `provisioning`: create (or adopt) the server, power it on.
 pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
+    if inst.provider != "mock" && o.config.production && o.config.control_plane_address.is_none() {
+        // Nothing is created: without the address, the firewall would open
+        // the node's ports to everyone.
+        move_to(
+            o,
+            inst,
+            InstanceStatus::ProvisioningFailed,
+            Some((
+                "CONTROL_PLANE_ADDRESS_REQUIRED",
+                "INVENTIV_CONTROL_PLANE_ADDRESS is not set: in production a cloud node's worker ports open to the control plane's address only; set it on the orchestrator, then deploy again",
+            )),
+            "orchestrator",
+        )
+        .await?;
+        return Ok(Outcome::Continue);
+    }
     // Without usable credentials nothing is created: the instance fails here.
     let provider = match o.provider(&inst.provider, inst.organization_id).await {
         Ok(p) => p,

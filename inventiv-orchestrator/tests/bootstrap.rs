@@ -17,6 +17,8 @@ use inventiv_orchestrator::agent_info;
 use inventiv_orchestrator::bootstrap::{self, Bootstrap, BootstrapError};
 use inventiv_orchestrator::ssh::{Ssh, SshError, Target};
 use inventiv_store::action_log::ActionLog;
+use inventiv_store::crypto::Keyring;
+use inventiv_store::relay;
 use inventiv_testkit::sshd::Sshd;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -118,15 +120,20 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
         install_dir: std::env::temp_dir().join(format!("inventiv-node-{}", id.simple())),
     };
     let agent_port = free_port();
-    let engine_port = free_port();
+    let (relay_port, engine_port) = (free_port(), free_port());
+    let keyring = Keyring::from_hex(inventiv_store::crypto::DEV_KEY, 1, None).unwrap();
+    let relay_key_sha256 = relay::issue_key(&db, &keyring, id).await.unwrap();
     let config = json!({
         "control_plane_url": "http://127.0.0.1:9",
         "instance_id": id,
         "worker_token": "t".repeat(43),
         "model_id": "mock/model",
+        "relay_key_sha256": relay_key_sha256,
         "engine_command": [inventiv_testkit::engine::mock_engine(), "--host", "{host}", "--port", "{port}", "--model", "{model}"],
         "engine_host": "127.0.0.1",
         "engine_port": engine_port,
+        "relay_host": "127.0.0.1",
+        "relay_port": relay_port,
         "agent_host": "127.0.0.1",
         "agent_port": agent_port,
         "log_dir": node.install_dir.join("logs"),
@@ -177,7 +184,7 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
     };
 
     // First run: every phase in order, the host key recorded, the agent up.
-    run(sha.clone(), log.clone(), target.clone())
+    let pin = run(sha.clone(), log.clone(), target.clone())
         .await
         .expect("bootstrap succeeds");
     let first = actions(&db, id).await;
@@ -190,6 +197,7 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
         "WORKER_SSH_MOUNT_DATA_VOLUME",
         "WORKER_SSH_NVIDIA_CHECK",
         "WORKER_SSH_PYTHON_VENV",
+        "WORKER_SSH_INSTALL_RELAY",
         "WORKER_SSH_INSTALL_AGENT",
         "WORKER_SSH_INSTALL_VLLM",
         "WORKER_SSH_START_AGENT",
@@ -237,6 +245,7 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
     );
     let http = reqwest_lite(agent_port).await;
     assert!(http, "the agent answers /healthz");
+    through_the_relay(&db, &keyring, id, pin, relay_port, engine_port).await;
     let pid = std::fs::read_to_string(node.install_dir.join("run/agent.pid")).unwrap();
 
     // The health check reads /info (token required) and records the version.
@@ -267,10 +276,12 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
     assert!(flagged, "a different bundle is flagged: {row}");
     agent_info::record(&db, id, &info).await.unwrap();
 
-    // Second run: idempotent, the same agent keeps running.
-    run(sha.clone(), log.clone(), target.clone())
+    // Second run: idempotent, the same agent keeps running, the same
+    // certificate reported.
+    let again = run(sha.clone(), log.clone(), target.clone())
         .await
         .expect("second bootstrap succeeds");
+    assert_eq!(again, pin);
     assert_eq!(
         std::fs::read_to_string(node.install_dir.join("run/agent.pid")).unwrap(),
         pid,
@@ -332,6 +343,81 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
         ("WORKER_SSH_ACCESSIBLE", Some("HOST_KEY_MISMATCH"))
     );
     drop(node);
+}
+
+/// The node as the control plane and an attacker see it: the pin reported
+/// over SSH is the certificate the relay presents; with the pinned client
+/// and the relay key the engine answers; without the key (even over TLS),
+/// in plain HTTP, or from a client pinning another certificate, nothing
+/// does; the engine's own port is not on the node's address.
+async fn through_the_relay(
+    db: &PgPool,
+    keyring: &Keyring,
+    id: Uuid,
+    pin: [u8; 32],
+    relay_port: u16,
+    engine_port: u16,
+) {
+    relay::pin_certificate(db, id, pin).await.unwrap();
+    let access = relay::load(db, keyring, id).await.unwrap().unwrap();
+    let pinned = relay::pinned_client(reqwest::Client::builder().no_proxy(), &access).unwrap();
+    let url = format!("{}/v1/models", relay::base_url("127.0.0.1", relay_port));
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let sent = pinned.get(&url).send().await;
+        if sent.as_ref().is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the engine never answered through the relay: {sent:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let any_cert = reqwest::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let refused = any_cert.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 401, "no relay key, no engine");
+    let wrong = any_cert
+        .get(&url)
+        .header(relay::RELAY_KEY_HEADER, "f".repeat(64))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401, "a wrong relay key, no engine");
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    assert!(
+        plain
+            .get(format!("http://127.0.0.1:{relay_port}/v1/models"))
+            .send()
+            .await
+            .is_err(),
+        "plain HTTP is not answered"
+    );
+
+    // A client pinning another certificate (another node's) refuses this one.
+    let other = inventiv_testkit::relay::Certificate::generate();
+    relay::pin_certificate(db, id, other.sha256).await.unwrap();
+    let elsewhere = relay::load(db, keyring, id).await.unwrap().unwrap();
+    let mistaken = relay::pinned_client(reqwest::Client::builder().no_proxy(), &elsewhere).unwrap();
+    assert!(mistaken.get(&url).send().await.is_err(), "pin mismatch");
+    relay::pin_certificate(db, id, pin).await.unwrap();
+
+    // The engine listens on loopback only: the node's address here is
+    // loopback too (one host), so the check is that its bind is 127.0.0.1,
+    // which the relay reaches and nothing on another address does.
+    let listening = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let bind = format!("0100007F:{engine_port:04X}");
+    assert!(
+        listening
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(&bind)),
+        "the engine listens on 127.0.0.1:{engine_port}"
+    );
 }
 
 /// GET /healthz on the agent with a tiny client (no HTTP crate needed here).

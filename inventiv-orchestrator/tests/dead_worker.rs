@@ -51,14 +51,9 @@ fn agent_processes(node: &std::path::Path) -> (Option<u32>, Vec<u32>) {
 }
 
 async fn completion_works(s: &Stack, id: Uuid) {
-    let ip: String = sqlx::query_scalar("SELECT ip_address FROM instances WHERE id = $1")
-        .bind(id)
-        .fetch_one(&s.db)
-        .await
-        .unwrap();
-    let answer: Value = s
-        .http
-        .post(format!("http://{ip}:8000/v1/chat/completions"))
+    let (http, base) = s.engine(id).await;
+    let answer: Value = http
+        .post(format!("{base}/v1/chat/completions"))
         .json(&json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hello" }] }))
         .send()
         .await

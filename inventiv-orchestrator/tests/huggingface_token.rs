@@ -47,6 +47,8 @@ async fn engine_environ(h: &Stack, id: Uuid, node: &Path) -> Vec<(String, String
         .fetch_one(&h.db)
         .await
         .unwrap();
+    // The registered port is the relay's; the engine is on the next one.
+    let port = port + 1;
     let pid = std::fs::read_to_string(node.join(format!("logs/engine-{port}.pid"))).unwrap();
     let raw = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
     String::from_utf8(raw)

@@ -143,10 +143,11 @@ async fn deploy_to_ready_then_terminate_on_the_mock_provider() {
         ["provisioning", "booting", "installing", "starting", "ready"]
     );
 
-    // The model answers through the node's engine.
-    let completion: Value = h
-        .http
-        .post(format!("http://{ip}:8000/v1/chat/completions"))
+    // The model answers through the node's relay.
+    let (http, base) = h.engine(id).await;
+    assert!(base.starts_with(&format!("https://{ip}:8000")), "{base}");
+    let completion: Value = http
+        .post(format!("{base}/v1/chat/completions"))
         .json(&json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hello" }] }))
         .send()
         .await

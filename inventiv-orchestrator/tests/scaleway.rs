@@ -782,3 +782,42 @@ async fn one_replica_at_a_time_runs_the_reconciliation_job() {
     .await;
     assert!(third.is_some(), "the lock is free once its holder is gone");
 }
+
+/// In production a cloud deployment without `INVENTIV_CONTROL_PLANE_ADDRESS`
+/// would open the node's worker ports to the whole Internet: it is refused
+/// before anything is created, with a code and a message that say what to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn production_refuses_cloud_provisioning_without_a_control_plane_address() {
+    let fake = FakeScaleway::start(
+        IpAddr::V4(Ipv4Addr::new(127, 0, 140, 90)),
+        Duration::from_millis(100),
+    )
+    .await;
+    let mut h = Stack::start_with_scaleway(&fake.url).await;
+    h.production = true;
+    h.control_plane_address = None;
+    h.in_process(Ipv4Addr::new(127, 0, 147, 1)).await;
+    let (token, _, _) = h.scaleway_team("Exposed", &fake).await;
+    let id = h.deploy_scaleway(&token).await;
+    let (code, message) = h
+        .until("the refusal", Duration::from_secs(30), || {
+            let db = h.db.clone();
+            async move {
+                sqlx::query_as::<_, (String, String)>(
+                    "SELECT error_code, error_message FROM instances WHERE id = $1 AND status = 'provisioning_failed'",
+                )
+                .bind(id)
+                .fetch_optional(&db)
+                .await
+                .unwrap()
+            }
+        })
+        .await;
+    assert_eq!(code, "CONTROL_PLANE_ADDRESS_REQUIRED");
+    assert!(
+        message.contains("INVENTIV_CONTROL_PLANE_ADDRESS"),
+        "{message}"
+    );
+    assert!(fake.servers().is_empty(), "{:?}", fake.servers());
+    assert!(fake.security_groups().is_empty());
+}

@@ -140,6 +140,25 @@ impl Keyring {
         self.open_bound(&huggingface_binding(organization_id), sealed)
     }
 
+    /// Encrypts the key of an instance's relay.
+    pub fn seal_relay_key(
+        &self,
+        instance_id: Uuid,
+        plaintext: &[u8],
+    ) -> Result<Sealed, CryptoError> {
+        self.seal_bound(&relay_binding(instance_id), plaintext)
+    }
+
+    /// Decrypts what [`Keyring::seal_relay_key`] produced for the same
+    /// instance.
+    pub fn open_relay_key(
+        &self,
+        instance_id: Uuid,
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.open_bound(&relay_binding(instance_id), sealed)
+    }
+
     fn seal_bound(&self, binding: &[u8], plaintext: &[u8]) -> Result<Sealed, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.random
@@ -187,6 +206,11 @@ impl Keyring {
 /// The associated data of provider credentials: what they belong to.
 fn provider_binding(organization_id: Uuid, provider: &str) -> Vec<u8> {
     format!("inventiv-provider-credentials:{organization_id}:{provider}").into_bytes()
+}
+
+/// The associated data of a relay key: which instance's it is.
+fn relay_binding(instance_id: Uuid) -> Vec<u8> {
+    format!("inventiv-relay-key:{instance_id}").into_bytes()
 }
 
 /// The associated data of a Hugging Face token: whose it is.

@@ -1,7 +1,8 @@
 //! Data access that the API and the orchestrator must do the same way:
 //! instance transitions (validated by inventiv-common, each with a history
 //! row), the action log, the command outbox, and the secrets encrypted at
-//! rest (provider credentials, Hugging Face tokens).
+//! rest (provider credentials, Hugging Face tokens, relay keys), and the
+//! pinned client to a worker's relay.
 
 pub mod action_log;
 pub mod credentials;
@@ -10,4 +11,5 @@ pub mod huggingface;
 pub mod instances;
 pub mod inventory;
 pub mod outbox;
+pub mod relay;
 pub mod worker_settings;

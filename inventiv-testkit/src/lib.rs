@@ -1,6 +1,7 @@
 //! Test harness shared by the integration tests of the workspace: a fresh
 //! migrated database per test, a real sshd on loopback, a fake Scaleway
-//! API and the real Scaleway recordings it is checked against. Test code only,
+//! API and the real Scaleway recordings it is checked against, a stand-in
+//! for a node's relay (TLS + relay key). Test code only,
 //! so failing loudly (panicking) is the right answer to a broken harness.
 
 #![allow(
@@ -14,6 +15,7 @@ pub mod db;
 pub mod engine;
 pub mod fake_scaleway;
 pub mod recordings;
+pub mod relay;
 pub mod sshd;
 
 /// The schema migrations.

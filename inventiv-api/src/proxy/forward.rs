@@ -365,8 +365,8 @@ async fn forward(
         let url = worker.url(path).ok_or_else(|| {
             OpenAiError::upstream(format!("bad worker address {}", worker.base_url))
         })?;
-        let sent = state
-            .proxy_http
+        let sent = worker
+            .client
             .post(url)
             .header(CONTENT_TYPE, "application/json")
             .header("x-request-id", &request_id)
@@ -374,9 +374,12 @@ async fn forward(
             .send()
             .await;
         let upstream = match sent {
+            // 401 is the relay refusing the key (the engine asks for none):
+            // the worker's failure, never shown to the caller as theirs.
             Ok(r)
                 if r.status() == StatusCode::BAD_GATEWAY
-                    || r.status() == StatusCode::SERVICE_UNAVAILABLE =>
+                    || r.status() == StatusCode::SERVICE_UNAVAILABLE
+                    || r.status() == StatusCode::UNAUTHORIZED =>
             {
                 worker.failed();
                 last_error = OpenAiError::upstream(format!("worker answered {}", r.status()));

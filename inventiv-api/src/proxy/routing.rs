@@ -5,7 +5,10 @@
 //! arrives (instance, key or `offering.changed`), so a paused or revoked
 //! share stops within one second on every replica (at once with Redis);
 //! read lock-free-ish on the hot path (an `Arc` swap under a short read
-//! lock). Per-worker outstanding-request counters survive rebuilds.
+//! lock). Per-worker outstanding-request counters survive rebuilds. Each
+//! worker has its own client, pinned to its relay's certificate and
+//! carrying its relay key ([`engine_client`]); a worker without both is
+//! never routed to.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -13,6 +16,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use inventiv_store::relay::{RelayAccess, StoredRelay};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -25,6 +29,27 @@ const COOL_DOWN_MS: i64 = 10_000;
 /// The engine paths the proxy forwards to.
 pub const ENGINE_PATHS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
 
+/// The client for one worker's relay: pooled, TCP_NODELAY, a short
+/// connect timeout (a dead node is skipped quickly), no proxy, and pinned
+/// to the relay's certificate with its key ([`inventiv_store::relay::pinned_client`]).
+pub fn engine_client(
+    access: &RelayAccess,
+    read_timeout: Duration,
+) -> Result<reqwest::Client, inventiv_store::relay::ClientError> {
+    let builder = reqwest::Client::builder()
+        .read_timeout(read_timeout)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .no_proxy();
+    inventiv_store::relay::pinned_client(builder, access)
+}
+
+/// What a worker's client was built from: rebuilt when the key (a fresh
+/// nonce per seal) or the pin changes.
+type Generation = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// One engine endpoint serving a model.
 #[derive(Debug)]
 pub struct Worker {
@@ -32,6 +57,9 @@ pub struct Worker {
     pub base_url: String,
     /// The model's context length from the catalog, when it is listed.
     pub context_length: Option<i64>,
+    /// Talks to this worker's relay only.
+    pub client: reqwest::Client,
+    generation: Generation,
     /// [`ENGINE_PATHS`] on this worker, parsed once rather than per request.
     urls: Vec<(&'static str, reqwest::Url)>,
     pub outstanding: AtomicU32,
@@ -41,7 +69,13 @@ pub struct Worker {
 }
 
 impl Worker {
-    fn new(instance_id: Uuid, base_url: String, context_length: Option<i64>) -> Worker {
+    fn new(
+        instance_id: Uuid,
+        base_url: String,
+        context_length: Option<i64>,
+        client: reqwest::Client,
+        generation: Generation,
+    ) -> Worker {
         let urls = ENGINE_PATHS
             .iter()
             .filter_map(|p| Some((*p, reqwest::Url::parse(&format!("{base_url}{p}")).ok()?)))
@@ -50,6 +84,8 @@ impl Worker {
             instance_id,
             base_url,
             context_length,
+            client,
+            generation,
             urls,
             outstanding: AtomicU32::new(0),
             queue_depth: AtomicU32::new(0),
@@ -222,21 +258,12 @@ impl Routing {
 
     /// Rebuilds the table from the database.
     pub async fn refresh(&self, state: &AppState) -> sqlx::Result<()> {
-        type Row = (
-            Uuid,
-            Uuid,
-            String,
-            Option<String>,
-            Option<i32>,
-            bool,
-            Option<i32>,
-            Option<i32>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
+        let rows: Vec<InstanceRow> = sqlx::query_as(
             "SELECT i.id, i.organization_id, i.model_id, i.ip_address, i.worker_engine_port,
                     i.status = 'ready' AND i.worker_status = 'ready' AND COALESCE(i.worker_engine_ready, false)
                       AND i.last_heartbeat_at > now() - interval '30 seconds' AS serving,
-                    i.worker_requests_waiting, m.context_length
+                    i.worker_requests_waiting, m.context_length,
+                    i.relay_key_version, i.relay_key_nonce, i.relay_key_ciphertext, i.relay_cert_sha256
                FROM instances i LEFT JOIN models m ON m.hf_id = i.model_id
               WHERE i.status NOT IN ('terminated', 'archived', 'terminating')",
         )
@@ -245,24 +272,40 @@ impl Routing {
         let mut table = Table::default();
         let mut workers = self.workers.write().map(|w| w.clone()).unwrap_or_default();
         let mut seen = Vec::new();
-        for (id, org, model, ip, port, serving, waiting, context) in rows {
+        for row in rows {
+            let (id, org, model) = (row.id, row.organization_id, row.model_id);
             table.deployed.entry(org).or_default().push(model.clone());
-            let (Some(ip), Some(port), true) = (ip, port, serving) else {
+            let port = row.worker_engine_port.and_then(|p| u16::try_from(p).ok());
+            let (Some(ip), Some(port), true) = (row.ip_address, port, row.serving) else {
                 continue;
             };
-            let base_url = format!("http://{ip}:{port}");
-            let context = context.map(i64::from);
-            let worker = workers
-                .entry(id)
-                .and_modify(|w| {
-                    if w.base_url != base_url || w.context_length != context {
-                        *w = Arc::new(Worker::new(id, base_url.clone(), context));
-                    }
+            let base_url = inventiv_store::relay::base_url(&ip, port);
+            let context = row.context_length.map(i64::from);
+            let generation = {
+                let (nonce, cert) = row.relay.generation();
+                (nonce.map(<[u8]>::to_vec), cert.map(<[u8]>::to_vec))
+            };
+            let current = workers
+                .get(&id)
+                .filter(|w| {
+                    w.base_url == base_url
+                        && w.generation == generation
+                        && w.context_length == context
                 })
-                .or_insert_with(|| Arc::new(Worker::new(id, base_url.clone(), context)))
-                .clone();
+                .cloned();
+            let worker = match current {
+                Some(w) => w,
+                None => match connect(state, id, base_url, context, generation, row.relay) {
+                    Some(w) => {
+                        let w = Arc::new(w);
+                        workers.insert(id, w.clone());
+                        w
+                    }
+                    None => continue,
+                },
+            };
             worker.queue_depth.store(
-                u32::try_from(waiting.unwrap_or(0)).unwrap_or(0),
+                u32::try_from(row.worker_requests_waiting.unwrap_or(0)).unwrap_or(0),
                 Ordering::Relaxed,
             );
             seen.push(id);
@@ -277,6 +320,58 @@ impl Routing {
             *t = Arc::new(table);
         }
         Ok(())
+    }
+}
+
+/// An instance as routing sees it.
+#[derive(sqlx::FromRow)]
+struct InstanceRow {
+    id: Uuid,
+    organization_id: Uuid,
+    model_id: String,
+    ip_address: Option<String>,
+    worker_engine_port: Option<i32>,
+    serving: bool,
+    worker_requests_waiting: Option<i32>,
+    context_length: Option<i32>,
+    #[sqlx(flatten)]
+    relay: StoredRelay,
+}
+
+/// A worker with its pinned client; None (not routed to) until the
+/// instance has a relay key and a pinned certificate, or when they cannot
+/// be used.
+fn connect(
+    state: &AppState,
+    id: Uuid,
+    base_url: String,
+    context_length: Option<i64>,
+    generation: Generation,
+    relay: StoredRelay,
+) -> Option<Worker> {
+    let access = match relay.open(&state.config.keyring, id) {
+        Ok(Some(access)) => access,
+        Ok(None) => {
+            tracing::warn!(instance_id = %id, "ready worker without a relay key or pinned certificate; not routed to");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(instance_id = %id, error = %e, "the worker's relay key does not decrypt; not routed to");
+            return None;
+        }
+    };
+    match engine_client(&access, state.config.upstream.read_timeout) {
+        Ok(client) => Some(Worker::new(
+            id,
+            base_url,
+            context_length,
+            client,
+            generation,
+        )),
+        Err(e) => {
+            tracing::warn!(instance_id = %id, error = %e, "no client for the worker's relay; not routed to");
+            None
+        }
     }
 }
 

@@ -1,8 +1,10 @@
 //! Mock engines as workers: a real `inventiv-mock-engine` process on a
-//! free port, killed when dropped, and an organization's instance made a
-//! ready worker of it in the routing table. A tenant-controlled worker
-//! (redirects, huge bodies, forged usage) is a test server whose answers
-//! the test writes, and a trap counts what reaches an internal service.
+//! free port behind a stand-in relay (TLS, relay key), killed when
+//! dropped, and an organization's instance made a ready worker of it in
+//! the routing table, with its relay key issued and its certificate pinned
+//! as the orchestrator does. A tenant-controlled worker (redirects, huge
+//! bodies, forged usage) is a test server whose answers the test writes,
+//! behind the same relay, and a trap counts what reaches an internal service.
 
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,8 +16,11 @@ use super::{wait_for, TestApp};
 
 /// A running mock engine, killed however the test ends.
 pub struct Engine {
+    /// The engine's own plain port (its metrics, for assertions).
     pub port: u16,
     pub child: Child,
+    /// The node's public side: what the proxy talks to.
+    pub relay: inventiv_testkit::relay::Relay,
 }
 
 impl Drop for Engine {
@@ -57,7 +62,10 @@ pub async fn engine(extra: &[&str]) -> Engine {
             .map(|_| ())
     })
     .await;
-    Engine { port, child }
+    let relay =
+        inventiv_testkit::relay::start(port, inventiv_testkit::relay::Certificate::generate())
+            .await;
+    Engine { port, child, relay }
 }
 
 /// A test server on the node's address; stopped when dropped.
@@ -117,19 +125,44 @@ impl Trap {
 
 /// Makes `org`'s instance a ready worker of `mock/model` on the engine.
 pub async fn serve(app: &TestApp, org: &mut Org, engine: &Engine) {
-    serve_port(app, org, engine.port).await;
+    app.add_instance(org).await;
+    ready_behind_relay(app, org.instance_id, &engine.relay).await;
 }
 
-/// Makes `org`'s instance a ready worker of `mock/model` on 127.0.0.1:`port`
-/// (the port the orchestrator installed).
-pub async fn serve_port(app: &TestApp, org: &mut Org, port: u16) {
+/// Makes `org`'s instance a ready worker of `mock/model` served by the test
+/// server on 127.0.0.1:`port`, behind a relay whose port is the one the
+/// orchestrator installed; keep the relay for as long as the worker serves.
+pub async fn serve_port(app: &TestApp, org: &mut Org, port: u16) -> inventiv_testkit::relay::Relay {
+    let relay =
+        inventiv_testkit::relay::start(port, inventiv_testkit::relay::Certificate::generate())
+            .await;
     app.add_instance(org).await;
+    ready_behind_relay(app, org.instance_id, &relay).await;
+    relay
+}
+
+/// Makes an instance a ready worker of `mock/model` behind `relay`: its
+/// relay key issued (the relay told the key's SHA-256) and the relay's
+/// certificate pinned, as at bootstrap.
+pub async fn ready_behind_relay(
+    app: &TestApp,
+    instance_id: uuid::Uuid,
+    relay: &inventiv_testkit::relay::Relay,
+) {
+    let key_sha256 =
+        inventiv_store::relay::issue_key(&app.state.db, &app.state.config.keyring, instance_id)
+            .await
+            .unwrap();
+    relay.allow(&key_sha256);
+    inventiv_store::relay::pin_certificate(&app.state.db, instance_id, relay.certificate.sha256)
+        .await
+        .unwrap();
     sqlx::query(
         "UPDATE instances SET status = 'ready', ip_address = '127.0.0.1', worker_engine_port = $2, worker_status = 'ready',
                 worker_engine_ready = true, last_heartbeat_at = now(), model_id = 'mock/model' WHERE id = $1",
     )
-    .bind(org.instance_id)
-    .bind(i32::from(port))
+    .bind(instance_id)
+    .bind(i32::from(relay.port))
     .execute(&app.state.db)
     .await
     .unwrap();

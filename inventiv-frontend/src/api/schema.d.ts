@@ -2722,7 +2722,8 @@ export interface components {
         WorkerSettings: {
             /**
              * Format: int32
-             * @description Port of the worker agent on the node (1024 to 65535, not the engine's).
+             * @description Port of the worker agent on the node (1024 to 65535, not the engine
+             *     port nor one of the 16 after it).
              * @default 8090
              */
             agent_port: number;
@@ -2751,7 +2752,9 @@ export interface components {
             dead_man_poweroff: boolean;
             /**
              * Format: int32
-             * @description Port of the inference engine on the node (1024 to 65535).
+             * @description Port serving the OpenAI API on the node (1024 to 65519): its relay
+             *     (TLS, per-instance key); the engines listen on loopback on the next
+             *     ports (one per GPU, up to 16).
              * @default 8000
              */
             engine_port: number;

@@ -193,8 +193,8 @@ function WorkerSettingsForm({ provider, current }: { provider: string; current: 
         <option value="mono">mono (one engine on all GPUs)</option>
         <option value="multi">multi (one engine per GPU)</option>
       </SelectField>
-      <Field label="Engine port" type="number" min={1024} max={65535} value={form.engine_port} onChange={set('engine_port')} hint={`1024 to 65535, default ${WORKER_DEFAULTS.engine_port}`} />
-      <Field label="Agent port" type="number" min={1024} max={65535} value={form.agent_port} onChange={set('agent_port')} hint={`1024 to 65535, not the engine's, default ${WORKER_DEFAULTS.agent_port}`} />
+      <Field label="Engine port" type="number" min={1024} max={65519} value={form.engine_port} onChange={set('engine_port')} hint={`1024 to 65519 (the node's relay, TLS; the engines use the 16 ports after it on loopback), default ${WORKER_DEFAULTS.engine_port}`} />
+      <Field label="Agent port" type="number" min={1024} max={65535} value={form.agent_port} onChange={set('agent_port')} hint={`1024 to 65535, not the engine port nor the 16 after it, default ${WORKER_DEFAULTS.agent_port}`} />
       <Field label="Start-up timeout (s)" type="number" min={60} max={7200} value={form.startup_timeout_secs} onChange={set('startup_timeout_secs')} hint={`60 to 7200, default ${WORKER_DEFAULTS.startup_timeout_secs}`} />
       <Field label="Bootstrap attempts" type="number" min={1} max={10} value={form.bootstrap_attempts} onChange={set('bootstrap_attempts')} hint={`1 to 10, default ${WORKER_DEFAULTS.bootstrap_attempts}`} />
       <Field

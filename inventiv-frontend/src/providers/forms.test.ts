@@ -66,9 +66,10 @@ describe('worker settings form', () => {
     const form = workerForm(WORKER_DEFAULTS);
     const cases: [Partial<typeof form>, string | null][] = [
       [{ mode: 'dual' }, 'mode: mono or multi'],
-      [{ engine_port: '1023' }, 'engine_port: 1024 to 65535'],
-      [{ engine_port: '65536' }, 'engine_port: 1024 to 65535'],
-      [{ agent_port: '8000' }, 'agent_port: must differ from engine_port'],
+      [{ engine_port: '1023' }, 'engine_port: 1024 to 65519'],
+      [{ engine_port: '65520' }, 'engine_port: 1024 to 65519'],
+      [{ agent_port: '8000' }, "agent_port: must differ from engine_port and the 16 ports after it (the engines')"],
+      [{ agent_port: '8016' }, "agent_port: must differ from engine_port and the 16 ports after it (the engines')"],
       [{ agent_port: '80.5' }, 'agent_port: 1024 to 65535'],
       [{ startup_timeout_secs: '59' }, 'startup_timeout_secs: 60 to 7200'],
       [{ startup_timeout_secs: '7201' }, 'startup_timeout_secs: 60 to 7200'],

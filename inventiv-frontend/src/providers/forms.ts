@@ -79,11 +79,14 @@ function bounded(value: string, min: number, max: number): number | null {
 /** The settings to send, or the first field out of bounds (worded as the API does). */
 export function parseWorkerForm(f: WorkerForm): { settings: WorkerSettings } | { problem: string } {
   if (f.mode !== 'mono' && f.mode !== 'multi') return { problem: 'mode: mono or multi' };
-  const engine = bounded(f.engine_port, 1024, 65535);
-  if (engine === null) return { problem: 'engine_port: 1024 to 65535' };
+  // The relay listens on engine_port, the engines (up to 16) on the ports after it.
+  const engine = bounded(f.engine_port, 1024, 65519);
+  if (engine === null) return { problem: 'engine_port: 1024 to 65519' };
   const agent = bounded(f.agent_port, 1024, 65535);
   if (agent === null) return { problem: 'agent_port: 1024 to 65535' };
-  if (agent === engine) return { problem: 'agent_port: must differ from engine_port' };
+  if (agent >= engine && agent <= engine + 16) {
+    return { problem: "agent_port: must differ from engine_port and the 16 ports after it (the engines')" };
+  }
   const timeout = bounded(f.startup_timeout_secs, 60, 7200);
   if (timeout === null) return { problem: 'startup_timeout_secs: 60 to 7200' };
   const attempts = bounded(f.bootstrap_attempts, 1, 10);

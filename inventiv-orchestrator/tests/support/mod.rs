@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicUsize;
@@ -149,6 +149,10 @@ pub struct Stack {
     pub provisioning_deadline: Duration,
     /// The random credentials key the API and the orchestrators share.
     pub encryption_key: String,
+    /// `INVENTIV_CONTROL_PLANE_ADDRESS` (127.0.0.1 by default).
+    pub control_plane_address: Option<IpAddr>,
+    /// `INVENTIV_ENV=production` (off by default).
+    pub production: bool,
     shutdown: CancellationToken,
     spawned: AtomicUsize,
 }
@@ -241,6 +245,8 @@ impl Stack {
             scaleway_ssh: (22, None),
             cloud_reconcile_interval: Duration::from_secs(3600),
             provisioning_deadline: Duration::from_secs(1200),
+            control_plane_address: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            production: false,
             shutdown,
             encryption_key,
             spawned: AtomicUsize::new(0),
@@ -256,7 +262,8 @@ impl Stack {
             redis_prefix: self.prefix.clone(),
             state_dir: self.state_dir.clone(),
             control_plane_url: self.api.clone(),
-            control_plane_address: Some("127.0.0.1".parse().unwrap()),
+            control_plane_address: self.control_plane_address,
+            production: self.production,
             consumer: "test-orchestrator".into(),
             reconcile_interval: Duration::from_millis(200),
             heartbeat_timeout: Duration::from_secs(10),
@@ -315,6 +322,28 @@ impl Stack {
             text.push_str(&format!("--- {}\n{}\n", f.display(), tail.join("\n")));
         }
         text
+    }
+
+    /// A client for `id`'s node as the proxy has one (its relay's pinned
+    /// certificate, its relay key) and the engine's base URL there.
+    pub async fn engine(&self, id: Uuid) -> (reqwest::Client, String) {
+        let keyring =
+            inventiv_store::crypto::Keyring::from_hex(&self.encryption_key, 1, None).unwrap();
+        let (ip, port): (String, i32) =
+            sqlx::query_as("SELECT ip_address, worker_engine_port FROM instances WHERE id = $1")
+                .bind(id)
+                .fetch_one(&self.db)
+                .await
+                .unwrap();
+        let access = inventiv_store::relay::load(&self.db, &keyring, id)
+            .await
+            .unwrap()
+            .expect("a relay key and a pinned certificate");
+        let client =
+            inventiv_store::relay::pinned_client(reqwest::Client::builder().no_proxy(), &access)
+                .unwrap();
+        let port = u16::try_from(port).unwrap();
+        (client, inventiv_store::relay::base_url(&ip, port))
     }
 
     /// Waits for `check`, failing the test with the orchestrators' logs.

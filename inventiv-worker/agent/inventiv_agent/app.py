@@ -65,6 +65,7 @@ class Agent:
             mode=self.cfg.mode,
             model_id=self.cfg.model_id,
             agent=f"{self.cfg.agent_host}:{self.cfg.agent_port}",
+            relay=f"{self.cfg.relay_host}:{self.cfg.relay_port}",
             engine_ports=self.cfg.engine_ports,
             dead_man_after_s=self.cfg.dead_man_after_s if self.dead_man else None,
             dead_man_action=self.cfg.dead_man_action if self.dead_man else "off",
@@ -150,7 +151,7 @@ class Agent:
             "mode": cfg.mode,
             "gpu_count": cfg.gpu_count,
             "agent_port": cfg.agent_port,
-            "engine_port": cfg.public_port,
+            "engine_port": cfg.relay_port,
         }
 
     def heartbeat_payload(self) -> dict[str, Any]:
@@ -183,5 +184,5 @@ class Agent:
             "status": self.status(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
             "agent_port": self.cfg.agent_port,
-            "engine_port": self.cfg.public_port,
+            "engine_port": self.cfg.relay_port,
         }

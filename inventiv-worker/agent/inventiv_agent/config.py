@@ -5,6 +5,7 @@ environment, validated once into a frozen :class:`Config`."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import math
 import os
@@ -38,6 +39,9 @@ DEFAULT_DEAD_MAN_API_URL = "https://api.scaleway.com"
 # Under the directory of the config file (bootstrap.sh's install dir).
 DEFAULT_DEAD_MAN_KEY_FILE = "secrets/scaleway_poweroff_key"
 # Placeholders an engine_command may use; anything else in braces is a typo.
+# Under the directory of the config file: the relay's certificate and private
+# key in one PEM (HAProxy's `crt`), made by bootstrap.sh on the node.
+DEFAULT_RELAY_CERT_FILE = "secrets/relay.pem"
 PLACEHOLDERS = ("model", "port", "host", "tp", "gpu")
 MAX_ENGINES = 16
 
@@ -75,11 +79,21 @@ class Config:
     instance_id: str
     worker_token: Secret
     model_id: str
+    # SHA-256 (hex) of the relay key the control plane's proxy sends in
+    # X-Inventiv-Relay-Key; the key itself never reaches the node.
+    relay_key_sha256: str = ""
     engine_command: tuple[str, ...] = DEFAULT_ENGINE_COMMAND
-    # None = the instance's own address (see own_address), never 0.0.0.0 by default.
-    engine_host: str | None = None
-    # None = 8000 in mono mode, haproxy_port + 1 in multi mode.
+    # Where the engines bind: a loopback address only, so that nothing but
+    # the relay on this host reaches them.
+    engine_host: str = "127.0.0.1"
+    # None = relay_port + 1.
     engine_port: int | None = None
+    # The relay (HAProxy, TLS + relay key) serving the OpenAI API. None = the
+    # instance's own address (see own_address), never 0.0.0.0 by default.
+    relay_host: str | None = None
+    relay_port: int = 8000
+    # None = DEFAULT_RELAY_CERT_FILE beside the config file.
+    relay_cert_file: str | None = None
     agent_host: str | None = None
     agent_port: int = 8090
     mode: str = "mono"
@@ -89,7 +103,6 @@ class Config:
     heartbeat_interval_s: float = 5.0
     log_dir: str = "/var/log/inventiv-agent"
     data_dir: str = "/"
-    haproxy_port: int = 8000
     haproxy_bin: str = "haproxy"
     engine_env: Mapping[str, str] = field(default_factory=dict)
     # A file (mode 600) holding the organization's Hugging Face token, written
@@ -117,11 +130,6 @@ class Config:
     # --- derived values (after resolve(), never None) ---------------------------
 
     @property
-    def public_port(self) -> int:
-        """The port serving the OpenAI API: the engine's (mono) or HAProxy's (multi)."""
-        return self.haproxy_port if self.mode == "multi" else self.engine_ports[0]
-
-    @property
     def dead_man_enabled(self) -> bool:
         return self.dead_man_action != "off" and self.dead_man_after_s > 0
 
@@ -142,7 +150,7 @@ class Config:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-_INT_KEYS = {"engine_port", "agent_port", "gpu_count", "tensor_parallel_size", "haproxy_port"}
+_INT_KEYS = {"engine_port", "agent_port", "gpu_count", "tensor_parallel_size", "relay_port"}
 # Must be > 0; dead_man_after_s is a number too, but 0 means "disabled".
 _FLOAT_KEYS = {
     "heartbeat_interval_s",
@@ -153,7 +161,7 @@ _FLOAT_KEYS = {
 }
 # Lists of strings, given in the environment as a JSON array or a shell-quoted string.
 _ARGV_KEYS = {"engine_command", "dead_man_command"}
-_REQUIRED = ("control_plane_url", "instance_id", "worker_token", "model_id")
+_REQUIRED = ("control_plane_url", "instance_id", "worker_token", "model_id", "relay_key_sha256")
 
 
 def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -276,24 +284,28 @@ def _build(v: dict[str, Any], errors: list[str], base_dir: str) -> Config:
     if tp < 1:
         errors.append("'tensor_parallel_size' must be at least 1")
 
-    haproxy_port = v.get("haproxy_port", 8000)
+    relay_port = v.get("relay_port", 8000)
     engine_port = v.get("engine_port")
     if engine_port is None:
-        engine_port = haproxy_port + 1 if mode == "multi" else 8000
+        engine_port = relay_port + 1
     agent_port = v.get("agent_port", 8090)
     own = None
     agent_host = v.get("agent_host") or None
-    engine_host = v.get("engine_host") or None
-    if agent_host is None or engine_host is None:
+    relay_host = v.get("relay_host") or None
+    if agent_host is None or relay_host is None:
         own = own_address(parts.hostname or "127.0.0.1")
     cfg = Config(
         control_plane_url=url,
         instance_id=instance_id,
         worker_token=Secret(token),
         model_id=model_id,
+        relay_key_sha256=_relay_key_sha256(v["relay_key_sha256"], errors),
         engine_command=command,
-        engine_host=engine_host or own,
+        engine_host=_engine_host(v.get("engine_host", Config.engine_host), errors),
         engine_port=engine_port,
+        relay_host=relay_host or own,
+        relay_port=relay_port,
+        relay_cert_file=_relay_cert_file(v.get("relay_cert_file"), base_dir, errors),
         agent_host=agent_host or own,
         agent_port=agent_port,
         mode=mode,
@@ -302,7 +314,6 @@ def _build(v: dict[str, Any], errors: list[str], base_dir: str) -> Config:
         heartbeat_interval_s=v.get("heartbeat_interval_s", 5.0),
         log_dir=str(v.get("log_dir", Config.log_dir)),
         data_dir=str(v.get("data_dir", Config.data_dir)),
-        haproxy_port=haproxy_port,
         haproxy_bin=str(v.get("haproxy_bin", Config.haproxy_bin)),
         engine_env=_engine_env(v.get("engine_env", {}), errors),
         hf_token_file=_hf_token_file(v.get("hf_token_file"), errors),
@@ -344,6 +355,36 @@ def _engine_command(command: Any, errors: list[str]) -> tuple[str, ...]:
                 f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})"
             )
     return tuple(command)
+
+
+def _relay_key_sha256(value: Any, errors: list[str]) -> str:
+    text = str(value).lower()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        errors.append("'relay_key_sha256' must be 64 hexadecimal digits (a SHA-256)")
+    return text
+
+
+def _engine_host(value: Any, errors: list[str]) -> str:
+    try:
+        loopback = ipaddress.ip_address(str(value)).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        errors.append(
+            f"'engine_host' must be a loopback address (127.0.0.0/8 or ::1), got {value!r}: "
+            "the engines are reached through the relay only"
+        )
+    return str(value)
+
+
+def _relay_cert_file(value: Any, base_dir: str, errors: list[str]) -> str:
+    path = os.path.join(base_dir, DEFAULT_RELAY_CERT_FILE) if value is None else value
+    if not isinstance(path, str) or not os.path.isabs(path):
+        errors.append("'relay_cert_file' must be an absolute path")
+        return str(path)
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        errors.append(f"'relay_cert_file' {path} is not a readable file")
+    return path
 
 
 def _dead_man_after_s(value: float, errors: list[str]) -> float:
@@ -420,7 +461,7 @@ def read_hf_token(path: str) -> str:
 
 
 def _check_ranges(cfg: Config, errors: list[str]) -> None:
-    ports = {"agent_port": cfg.agent_port, "haproxy_port": cfg.haproxy_port}
+    ports = {"agent_port": cfg.agent_port, "relay_port": cfg.relay_port}
     assert cfg.engine_port is not None
     ports["engine_port"] = cfg.engine_port
     for name, port in ports.items():
@@ -429,14 +470,14 @@ def _check_ranges(cfg: Config, errors: list[str]) -> None:
     engine_ports = cfg.engine_ports
     if engine_ports and engine_ports[-1] > 65535:
         errors.append("the engine ports run past 65535")
-    taken = {cfg.agent_port: "agent_port"}
-    if cfg.mode == "multi":
-        taken[cfg.haproxy_port] = "haproxy_port"
+    # Checked whatever the addresses: on the mock provider the relay, the
+    # agent and the engines share the VM's one loopback address.
+    taken = {cfg.agent_port: "agent_port", cfg.relay_port: "relay_port"}
     for port in engine_ports:
         if port in taken:
             errors.append(f"engine port {port} collides with '{taken[port]}'")
-    if cfg.mode == "multi" and cfg.haproxy_port == cfg.agent_port:
-        errors.append("'haproxy_port' collides with 'agent_port'")
+    if cfg.relay_port == cfg.agent_port:
+        errors.append("'relay_port' collides with 'agent_port'")
     for name in _FLOAT_KEYS:
         if getattr(cfg, name) <= 0:
             errors.append(f"'{name}' must be positive")

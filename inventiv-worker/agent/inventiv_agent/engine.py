@@ -1,6 +1,7 @@
 """The inference engine(s) the agent supervises: one vLLM (mono mode) or one
-per GPU behind HAProxy (multi mode). Readiness is GET /health = 200 and
-/v1/models listing the model; queue depth comes from the engine's /metrics."""
+per GPU (multi mode), on loopback, behind the relay (HAProxy: TLS and the
+relay key). Readiness is GET /health = 200 and /v1/models listing the model;
+queue depth comes from the engine's /metrics."""
 
 from __future__ import annotations
 
@@ -195,19 +196,26 @@ class Engine:
 
 
 class EngineSet:
-    """Every engine of this node (+ HAProxy in multi mode), seen as one."""
+    """Every engine of this node and the relay in front of them, seen as one."""
 
     def __init__(self, cfg: Config, events: EventLog, notify: Callable[[], None]) -> None:
         self.cfg = cfg
         self.events = events
         self.notify = notify
         self.engines: list[Engine] = []
-        self.haproxy: Supervisor | None = None
-        assert cfg.engine_host is not None
+        self.relay: Supervisor | None = None
         if cfg.mode == "multi":
             for i, port in enumerate(cfg.engine_ports):
                 self.engines.append(
-                    Engine(cfg, events, self._notify, port=port, host=LOOPBACK, gpu_index=i, tp=1)
+                    Engine(
+                        cfg,
+                        events,
+                        self._notify,
+                        port=port,
+                        host=cfg.engine_host,
+                        gpu_index=i,
+                        tp=1,
+                    )
                 )
         else:
             tp = cfg.tensor_parallel_size or 1
@@ -228,32 +236,35 @@ class EngineSet:
 
     @property
     def processes(self) -> list[Supervisor]:
-        return [e.process for e in self.engines] + ([self.haproxy] if self.haproxy else [])
+        return [e.process for e in self.engines] + ([self.relay] if self.relay else [])
 
     def failed(self) -> bool:
         """Some process died or could not start since the agent started."""
         return any(p.failures for p in self.processes)
 
     def start(self) -> None:
-        if self.cfg.mode == "multi":
-            self._start_haproxy()
+        self._start_relay()
         for engine in self.engines:
             engine.start()
 
-    def _start_haproxy(self) -> None:
+    def _start_relay(self) -> None:
         cfg = self.cfg
-        assert cfg.engine_host is not None
+        assert cfg.relay_host is not None and cfg.relay_cert_file is not None
         path = Path(cfg.log_dir) / "haproxy.cfg"
         haproxy.write_config(
             path,
             haproxy.render_config(
-                cfg.engine_host, cfg.haproxy_port, [(LOOPBACK, e.port) for e in self.engines]
+                cfg.relay_host,
+                cfg.relay_port,
+                cfg.relay_cert_file,
+                cfg.relay_key_sha256,
+                [(cfg.engine_host, e.port) for e in self.engines],
             ),
         )
         error = haproxy.check_config(cfg.haproxy_bin, path)
         if error is not None:
             self.events.emit("haproxy_config_invalid", path=str(path), error=error)
-        self.haproxy = Supervisor(
+        self.relay = Supervisor(
             "haproxy",
             haproxy.argv(cfg.haproxy_bin, path),
             dict(os.environ),
@@ -262,12 +273,12 @@ class EngineSet:
             events=self.events,
             on_exit=self._notify,
             on_start=self._notify,
-            labels={"port": cfg.haproxy_port},
+            labels={"port": cfg.relay_port},
             backoff_initial_s=cfg.engine_backoff_initial_s,
             backoff_max_s=cfg.engine_backoff_max_s,
             stop_grace_s=5.0,
         )
-        self.haproxy.start()
+        self.relay.start()
 
     def stop(self) -> None:
         threads = [threading.Thread(target=e.stop) for e in self.engines]
@@ -275,14 +286,15 @@ class EngineSet:
             t.start()
         for t in threads:
             t.join()
-        if self.haproxy is not None:
-            self.haproxy.stop()
+        if self.relay is not None:
+            self.relay.stop()
 
     @property
     def ready(self) -> bool:
-        if self.haproxy is not None:
-            return self.haproxy.running() and any(e.ready for e in self.engines)
-        return all(e.ready for e in self.engines)
+        """The relay runs and serves at least one ready engine (mono: the one)."""
+        return (
+            self.relay is not None and self.relay.running() and any(e.ready for e in self.engines)
+        )
 
     def idle(self) -> bool:
         return all(e.requests_running + e.requests_waiting == 0 for e in self.engines)

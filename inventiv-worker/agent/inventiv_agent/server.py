@@ -111,11 +111,8 @@ class _Handler(BaseHTTPRequestHandler):
         for engine in engines.engines:
             ok, reason = engine.probe()
             backends.append({"port": engine.port, "ready": ok, "reason": reason})
-        if engines.haproxy is not None:
-            ready = engines.haproxy.running() and any(b["ready"] for b in backends)
-        else:
-            ready = all(b["ready"] for b in backends)
-        ready = ready and not agent.draining
+        relay_up = engines.relay is not None and engines.relay.running()
+        ready = relay_up and any(b["ready"] for b in backends) and not agent.draining
         body = {
             "ready": ready,
             "status": agent.status(),
@@ -246,10 +243,10 @@ def render_metrics(agent: Agent) -> str:
         for e in engines.engines:
             gpu = "" if e.gpu_index is None else str(e.gpu_index)
             lines.append(f'inventiv_agent_{name}{{port="{e.port}",gpu_index="{gpu}"}} {value(e)}')
-    if engines.haproxy is not None:
+    if engines.relay is not None:
         lines += [
-            "# HELP inventiv_agent_haproxy_up 1 while HAProxy runs.",
+            "# HELP inventiv_agent_haproxy_up 1 while HAProxy (the relay) runs.",
             "# TYPE inventiv_agent_haproxy_up gauge",
-            f"inventiv_agent_haproxy_up {int(engines.haproxy.running())}",
+            f"inventiv_agent_haproxy_up {int(engines.relay.running())}",
         ]
     return "\n".join(lines) + "\n"

@@ -76,7 +76,7 @@ def control_plane() -> Iterator[FakeControlPlane]:
 
 @pytest.fixture
 def start_agent(
-    tmp_path: Path, control_plane: FakeControlPlane, mock_engine_bin: Path
+    tmp_path: Path, control_plane: FakeControlPlane, mock_engine_bin: Path, haproxy_bin: str
 ) -> Iterator[Callable[..., AgentProcess]]:
     """start_agent(**config_overrides) -> a running, healthy AgentProcess."""
     started: list[AgentProcess] = []
@@ -84,6 +84,7 @@ def start_agent(
     def start(**overrides: Any) -> AgentProcess:
         work = tmp_path / f"agent{len(started)}"
         work.mkdir()
+        overrides.setdefault("haproxy_bin", haproxy_bin)
         cfg = agent_config(work, control_plane, mock_engine_bin, **overrides)
         agent = AgentProcess(work, cfg)
         started.append(agent)
@@ -97,12 +98,12 @@ def start_agent(
 
 @pytest.fixture(scope="module")
 def running_agent(
-    tmp_path_factory: pytest.TempPathFactory, mock_engine_bin: Path
+    tmp_path_factory: pytest.TempPathFactory, mock_engine_bin: Path, haproxy_bin: str
 ) -> Iterator[AgentProcess]:
     """One agent shared by the read-only tests of a module."""
     plane = FakeControlPlane()
     work = tmp_path_factory.mktemp("shared-agent")
-    agent = AgentProcess(work, agent_config(work, plane, mock_engine_bin))
+    agent = AgentProcess(work, agent_config(work, plane, mock_engine_bin, haproxy_bin=haproxy_bin))
     try:
         agent.wait_healthy()
         yield agent

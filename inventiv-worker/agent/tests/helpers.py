@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -16,6 +20,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.client import HTTPSConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +33,8 @@ REPO_ROOT = WORKER_DIR.parent
 SCHEMA_DIR = WORKER_DIR / "schema"
 MODEL = "mock/tiny-model"
 TOKEN = "wt_" + "a1b2c3" * 6
+RELAY_KEY = "rk_" + "d4e5f6" * 7
+RELAY_KEY_SHA256 = hashlib.sha256(RELAY_KEY.encode()).hexdigest()
 
 T = TypeVar("T")
 
@@ -99,6 +106,93 @@ def http(
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+def make_relay_cert(directory: Path) -> tuple[Path, str]:
+    """A self-signed certificate and its key in one PEM, made as bootstrap.sh
+    makes it: (path, hex SHA-256 of the DER certificate, the pin)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key, cert = directory / "relay.key", directory / "relay.crt"
+    subprocess.run(
+        [
+            *(
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ),
+            *("-nodes", "-days", "3650", "-subj", "/CN=inventiv-node"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    pem = directory / "relay.pem"
+    pem.write_bytes(cert.read_bytes() + key.read_bytes())
+    pem.chmod(0o600)
+    key.unlink()
+    return pem, cert_pin(pem)
+
+
+@functools.cache
+def relay_settings() -> dict[str, str]:
+    """The relay keys of a valid configuration, for tests that only load one
+    (the certificate is made once per test session)."""
+    pem, _ = make_relay_cert(Path(tempfile.mkdtemp(prefix="inventiv-agent-relay-")))
+    return {"relay_key_sha256": RELAY_KEY_SHA256, "relay_cert_file": str(pem)}
+
+
+def cert_pin(pem: Path) -> str:
+    """The hex SHA-256 of the DER form of the first certificate in `pem`."""
+    text = pem.read_text()
+    end = "-----END CERTIFICATE-----"
+    first = text[text.index("-----BEGIN CERTIFICATE-----") : text.index(end) + len(end)]
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(first)).hexdigest()
+
+
+class PinMismatch(AssertionError):
+    """The relay presented another certificate than the pinned one."""
+
+
+def relay_request(
+    method: str,
+    host: str,
+    port: int,
+    path: str,
+    *,
+    pin: str,
+    key: str | None = RELAY_KEY,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5,
+) -> tuple[int, bytes]:
+    """What the control plane's proxy does: TLS to the relay, accepting only
+    the certificate whose SHA-256 is `pin`, the relay key in its header."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the pin below is the whole check
+    conn = HTTPSConnection(host, port, context=ctx, timeout=timeout)
+    try:
+        conn.connect()
+        assert conn.sock is not None
+        der = conn.sock.getpeercert(binary_form=True) or b""
+        if hashlib.sha256(der).hexdigest() != pin:
+            raise PinMismatch(f"the relay at {host}:{port} presented another certificate")
+        all_headers = dict(headers or {})
+        if key is not None:
+            all_headers["X-Inventiv-Relay-Key"] = key
+        data = None if body is None else json.dumps(body).encode()
+        if data is not None:
+            all_headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=all_headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
 
 
 def get_json(url: str, token: str | None = None) -> tuple[int, Any]:
@@ -213,11 +307,16 @@ def agent_config(
     **overrides: Any,
 ) -> dict[str, Any]:
     engine_port = overrides.pop("engine_port", None) or free_port()
+    cert, _ = make_relay_cert(tmp / "secrets")
     cfg: dict[str, Any] = {
         "control_plane_url": control_plane.url,
         "instance_id": str(uuid.uuid4()),
         "worker_token": control_plane.token,
         "model_id": MODEL,
+        "relay_key_sha256": RELAY_KEY_SHA256,
+        "relay_cert_file": str(cert),
+        "relay_host": "127.0.0.1",
+        "relay_port": free_port(),
         "engine_command": mock_engine_command(engine_bin),
         "engine_host": "127.0.0.1",
         "engine_port": engine_port,
@@ -280,6 +379,12 @@ class AgentProcess:
         )
         self.base = f"http://{cfg['agent_host']}:{cfg['agent_port']}"
         self.token = cfg["worker_token"]
+        self.relay_pin = cert_pin(Path(cfg["relay_cert_file"]))
+
+    def relay(self, method: str, path: str, **kwargs: Any) -> tuple[int, bytes]:
+        """A request through the relay, as the control plane makes it."""
+        host, port = self.cfg["relay_host"], self.cfg["relay_port"]
+        return relay_request(method, host, port, path, pin=self.relay_pin, **kwargs)
 
     def wait_healthy(self, timeout: float = 10) -> None:
         def healthy() -> bool:

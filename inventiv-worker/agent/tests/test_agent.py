@@ -41,7 +41,8 @@ def test_registers_then_heartbeats_in_the_schema_shapes(start_agent, control_pla
     assert reg["model_id"] == agent.cfg["model_id"]
     assert reg["mode"] == "mono"
     assert reg["agent_port"] == agent.cfg["agent_port"]
-    assert reg["engine_port"] == agent.cfg["engine_port"]
+    # The OpenAI port the control plane is told is the relay's, never the engine's.
+    assert reg["engine_port"] == agent.cfg["relay_port"]
 
     heartbeats = control_plane.heartbeats()
     for hb in heartbeats:

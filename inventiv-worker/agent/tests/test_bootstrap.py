@@ -19,8 +19,10 @@ from helpers import (
     WORKER_DIR,
     FakeControlPlane,
     agent_config,
+    cert_pin,
     get_json,
     pid_alive,
+    relay_request,
     validator,
     wait_until,
 )
@@ -34,6 +36,7 @@ MOCK_PHASES = [
     ("phase-skip", "MOUNT_DATA_VOLUME"),
     ("phase-skip", "NVIDIA_CHECK"),
     ("phase", "PYTHON_VENV"),
+    ("phase", "INSTALL_RELAY"),
     ("phase", "INSTALL_AGENT"),
     ("phase-skip", "INSTALL_VLLM"),
     ("phase", "START_AGENT"),
@@ -63,6 +66,14 @@ def phases(stdout: str) -> list[tuple[str, str]]:
     return out
 
 
+def relay_cert_lines(stdout: str) -> list[str]:
+    return [
+        line.removeprefix("::relay-cert::")
+        for line in stdout.splitlines()
+        if line.startswith("::relay-cert::")
+    ]
+
+
 def agent_processes(config_path: Path) -> list[int]:
     """Pids of `python -m inventiv_agent --config <config_path>`."""
     pids = []
@@ -82,12 +93,18 @@ def agent_processes(config_path: Path) -> list[int]:
 class Node:
     """A temporary 'VM': an install dir plus what the orchestrator uploads."""
 
-    def __init__(self, tmp: Path, plane: FakeControlPlane, engine_bin: Path) -> None:
+    def __init__(
+        self, tmp: Path, plane: FakeControlPlane, engine_bin: Path, haproxy_bin: str
+    ) -> None:
         self.tmp = tmp
         self.install_dir = tmp / "opt" / "inventiv-agent"
         self.upload = tmp / "upload"
         self.upload.mkdir()
-        self.cfg = agent_config(tmp, plane, engine_bin, log_dir=str(self.install_dir / "logs"))
+        self.cfg = agent_config(
+            tmp, plane, engine_bin, log_dir=str(self.install_dir / "logs"), haproxy_bin=haproxy_bin
+        )
+        # The relay's certificate is bootstrap.sh's to make, where the agent looks by default.
+        del self.cfg["relay_cert_file"]
         self.config_path = self.upload / "agent.json"
         self.config_path.write_text(json.dumps(self.cfg))
 
@@ -119,8 +136,10 @@ class Node:
 
 
 @pytest.fixture
-def node(tmp_path: Path, control_plane: FakeControlPlane, mock_engine_bin: Path) -> Iterator[Node]:
-    n = Node(tmp_path, control_plane, mock_engine_bin)
+def node(
+    tmp_path: Path, control_plane: FakeControlPlane, mock_engine_bin: Path, haproxy_bin: str
+) -> Iterator[Node]:
+    n = Node(tmp_path, control_plane, mock_engine_bin, haproxy_bin)
     yield n
     n.stop()
 
@@ -143,6 +162,22 @@ def test_bootstrap_mock_installs_starts_and_is_idempotent(node, control_plane, t
     installed = node.install_dir / "config.json"
     assert oct(installed.stat().st_mode & 0o777) == "0o600"
     assert len(agent_processes(installed)) == 1
+    # The relay's certificate: made on the node, its key readable by the agent's
+    # user only, its SHA-256 printed once for the control plane to pin.
+    pem = node.install_dir / "secrets" / "relay.pem"
+    assert oct(pem.stat().st_mode & 0o777) == "0o600"
+    assert relay_cert_lines(first.stdout) == [cert_pin(pem)]
+    host, port = node.cfg["relay_host"], node.cfg["relay_port"]
+    chat = {"model": node.cfg["model_id"], "messages": [{"role": "user", "content": "hi"}]}
+    pin = cert_pin(pem)
+    # HAProxy's own health check (1 s apart) may lag the agent's by one round.
+    wait_until(
+        lambda: (
+            relay_request("POST", host, port, "/v1/chat/completions", pin=pin, body=chat)[0] == 200
+        ),
+        5,
+        "a chat completion through the relay",
+    )
 
     second = node.bootstrap(bundle, sha)
     assert second.returncode == 0, second.stdout + second.stderr
@@ -150,6 +185,7 @@ def test_bootstrap_mock_installs_starts_and_is_idempotent(node, control_plane, t
     assert "already running" in second.stdout
     assert node.healthz()["boot_id"] == health["boot_id"]  # the same agent, untouched
     assert len(agent_processes(installed)) == 1
+    assert relay_cert_lines(second.stdout) == relay_cert_lines(first.stdout)  # kept
 
 
 def test_bootstrap_restarts_the_agent_for_a_new_bundle(node, control_plane, tmp_path):

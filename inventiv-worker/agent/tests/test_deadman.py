@@ -24,6 +24,7 @@ from helpers import (
     firings,
     mark_command,
     mock_engine_command,
+    relay_settings,
     wait_event,
     wait_ready,
     wait_until,
@@ -39,6 +40,7 @@ BASE = {
     "instance_id": str(uuid.uuid4()),
     "worker_token": "secret-token",
     "model_id": "m",
+    **relay_settings(),
 }
 
 

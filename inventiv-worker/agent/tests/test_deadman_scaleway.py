@@ -23,6 +23,7 @@ from helpers import (
     dead_man_events,
     firings,
     mark_command,
+    relay_settings,
     wait_event,
     wait_ready,
     wait_until,
@@ -40,6 +41,7 @@ BASE = {
     "instance_id": str(uuid.uuid4()),
     "worker_token": "secret-token",
     "model_id": "m",
+    **relay_settings(),
 }
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import AGENT_DIR, wait_until
+from helpers import AGENT_DIR, relay_settings, wait_until
 from test_bootstrap import Node, build_bundle
 
 from inventiv_agent import config
@@ -23,6 +23,7 @@ BASE = {
     "instance_id": "0b0e4b8e-6d1c-4a53-9b5e-2f4c1d7a9e10",
     "worker_token": "secret-token",
     "model_id": "Qwen/Qwen2.5-0.5B-Instruct",
+    **relay_settings(),
 }
 
 
@@ -111,10 +112,10 @@ def test_the_token_file_must_be_an_absolute_readable_path(tmp_path):
 
 
 def test_bootstrap_keeps_the_token_file_private_and_the_engine_gets_it(
-    tmp_path, control_plane, mock_engine_bin, monkeypatch
+    tmp_path, control_plane, mock_engine_bin, haproxy_bin, monkeypatch
 ):
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    node = Node(tmp_path, control_plane, mock_engine_bin)
+    node = Node(tmp_path, control_plane, mock_engine_bin, haproxy_bin)
     try:
         # Modes loosened since the orchestrator wrote them (umask 077).
         secrets = node.install_dir / "secrets"

@@ -5,18 +5,27 @@ from __future__ import annotations
 import os
 import signal
 
-from helpers import MODEL, counter, free_port, free_port_range, http, validator, wait_until
+from helpers import (
+    MODEL,
+    AgentProcess,
+    counter,
+    free_port,
+    free_port_range,
+    http,
+    validator,
+    wait_until,
+)
 
 HEARTBEAT = validator("heartbeat.v2.json")
 REGISTER = validator("register.v2.json")
 SUCCESS = "vllm:request_success_total"
 
 
-def chat(port: int, session: str | None = None) -> int:
+def chat(agent: AgentProcess, session: str | None = None) -> int:
     headers = {"X-Inventiv-Session": session} if session else {}
-    status, _ = http(
+    status, _ = agent.relay(
         "POST",
-        f"http://127.0.0.1:{port}/v1/chat/completions",
+        "/v1/chat/completions",
         body={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
         headers=headers,
         timeout=10,
@@ -30,15 +39,14 @@ def successes(port: int) -> float:
     return counter(body.decode(), SUCCESS)
 
 
-def test_two_engines_behind_haproxy(start_agent, control_plane, haproxy_bin):
+def test_two_engines_behind_haproxy(start_agent, control_plane):
     engine_base = free_port_range(2)
     front = free_port()
     agent = start_agent(
         mode="multi",
         gpu_count=2,
         engine_port=engine_base,
-        haproxy_port=front,
-        haproxy_bin=haproxy_bin,
+        relay_port=front,
         # Keep a killed engine down long enough to watch traffic avoid it.
         engine_backoff_initial_s=4,
     )
@@ -64,13 +72,13 @@ def test_two_engines_behind_haproxy(start_agent, control_plane, haproxy_bin):
     start = [successes(p) for p in ports]
 
     def both_served() -> bool:
-        assert chat(front) == 200
+        assert chat(agent) == 200
         return all(successes(p) > s for p, s in zip(ports, start, strict=True))
 
     wait_until(both_served, 10, "both engines serving through HAProxy", interval=0.2)
     before = [successes(p) for p in ports]
     for _ in range(10):
-        assert chat(front) == 200
+        assert chat(agent) == 200
     after = [successes(p) for p in ports]
     got = [a - b for a, b in zip(after, before, strict=True)]
     assert sum(got) == 10
@@ -79,7 +87,7 @@ def test_two_engines_behind_haproxy(start_agent, control_plane, haproxy_bin):
     # A session sticks to one engine.
     before = after
     for _ in range(6):
-        assert chat(front, session="conversation-42") == 200
+        assert chat(agent, session="conversation-42") == 200
     after = [successes(p) for p in ports]
     got = [a - b for a, b in zip(after, before, strict=True)]
     assert sorted(got) == [0, 6], f"a session should stay on one engine, got {got}"
@@ -93,7 +101,7 @@ def test_two_engines_behind_haproxy(start_agent, control_plane, haproxy_bin):
     other = ports[1 - pinned]
     base_other = successes(other)
     for i in range(6):
-        assert chat(front, session="conversation-42" if i % 2 else None) == 200
+        assert chat(agent, session="conversation-42" if i % 2 else None) == 200
     assert successes(other) - base_other == 6
 
     def pinned_down(hb):

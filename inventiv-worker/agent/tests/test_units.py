@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from helpers import validator
+from helpers import RELAY_KEY_SHA256, make_relay_cert, validator
 
 from inventiv_agent import config, haproxy, samples
 from inventiv_agent.engine import parse_queue_metrics
@@ -22,10 +22,14 @@ BASE = {
     "instance_id": str(uuid.uuid4()),
     "worker_token": "secret-token",
     "model_id": "Qwen/Qwen2.5-0.5B-Instruct",
+    "relay_key_sha256": RELAY_KEY_SHA256,
 }
 
 
 def write(tmp_path: Path, data: dict) -> Path:
+    """The config file, with the relay's certificate where the default wants it."""
+    if not (tmp_path / config.DEFAULT_RELAY_CERT_FILE).exists():
+        make_relay_cert(tmp_path / "secrets")
     path = tmp_path / "agent.json"
     path.write_text(json.dumps(data))
     return path
@@ -37,16 +41,19 @@ def write(tmp_path: Path, data: dict) -> Path:
 def test_config_defaults(tmp_path):
     cfg = config.load(write(tmp_path, BASE), environ={})
     assert cfg.control_plane_url == "http://127.0.0.1:8080"
-    assert cfg.engine_port == 8000
+    assert cfg.relay_port == 8000
+    assert cfg.engine_port == 8001
     assert cfg.agent_port == 8090
     assert cfg.heartbeat_interval_s == 5.0
     assert cfg.mode == "mono"
     assert cfg.tensor_parallel_size == 1
-    assert cfg.public_port == 8000
     assert cfg.engine_command == config.DEFAULT_ENGINE_COMMAND
     # The instance's own address (the route to the control plane), never 0.0.0.0.
     assert cfg.agent_host == "127.0.0.1"
+    assert cfg.relay_host == "127.0.0.1"
+    # The engines: loopback only, behind the relay.
     assert cfg.engine_host == "127.0.0.1"
+    assert cfg.relay_cert_file == str(tmp_path / "secrets" / "relay.pem")
     assert "secret-token" not in repr(cfg)
     assert cfg.redacted()["worker_token"] == "***"
     argv = config.engine_argv(cfg, 8000, "10.0.0.5", None, 2)
@@ -85,9 +92,8 @@ def test_config_path_from_env_and_env_overrides(tmp_path):
 
 def test_config_multi_mode_ports(tmp_path):
     cfg = config.load(write(tmp_path, {**BASE, "mode": "multi", "gpu_count": 4}), environ={})
-    assert cfg.haproxy_port == 8000
+    assert cfg.relay_port == 8000
     assert cfg.engine_ports == [8001, 8002, 8003, 8004]
-    assert cfg.public_port == 8000
     assert cfg.tensor_parallel_size == 1
 
 
@@ -104,7 +110,10 @@ def test_config_multi_mode_ports(tmp_path):
         ({"engine_command": ["vllm", "{modle}"]}, "unknown placeholder"),
         ({"engine_command": []}, "non-empty list of strings"),
         ({"heartbeat_interval_s": 0}, "'heartbeat_interval_s' must be positive"),
-        ({"agent_port": 8000}, "engine port 8000 collides with 'agent_port'"),
+        ({"agent_port": 8001}, "engine port 8001 collides with 'agent_port'"),
+        ({"agent_port": 8000}, "'relay_port' collides with 'agent_port'"),
+        ({"relay_key_sha256": "abc"}, "'relay_key_sha256' must be 64 hexadecimal digits"),
+        ({"relay_cert_file": "/nowhere/relay.pem"}, "'relay_cert_file' /nowhere/relay.pem is not"),
         ({"tyop": 1}, "unknown key 'tyop'"),
     ],
 )
@@ -117,7 +126,7 @@ def test_config_errors_are_clear(tmp_path, change, message):
 def test_config_missing_keys_are_all_listed(tmp_path):
     with pytest.raises(config.ConfigError) as err:
         config.load(write(tmp_path, {}), environ={})
-    for key in ("control_plane_url", "instance_id", "worker_token", "model_id"):
+    for key in ("control_plane_url", "instance_id", "worker_token", "model_id", "relay_key_sha256"):
         assert f"'{key}' is required" in str(err.value)
 
 
@@ -241,8 +250,22 @@ def test_queue_metrics_parsing():
     assert parse_queue_metrics("") == (0, 0)
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "::", "localhost", "2001:db8::1"])
+def test_engines_may_not_bind_anything_but_loopback(tmp_path, host):
+    """An engine on a routable address would be reachable without the relay."""
+    with pytest.raises(config.ConfigError, match="'engine_host' must be a loopback address"):
+        config.load(write(tmp_path, {**BASE, "engine_host": host}), environ={})
+    for loopback in ("127.0.0.1", "127.0.10.3", "::1"):
+        cfg = config.load(write(tmp_path, {**BASE, "engine_host": loopback}), environ={})
+        assert cfg.engine_host == loopback
+
+
 def test_haproxy_config_is_valid(tmp_path, haproxy_bin):
-    text = haproxy.render_config("127.0.0.1", 18000, [("127.0.0.1", 18001), ("127.0.0.1", 18002)])
+    pem, _ = make_relay_cert(tmp_path)
+    backends = [("127.0.0.1", 18001), ("127.0.0.1", 18002)]
+    text = haproxy.render_config("127.0.0.1", 18000, str(pem), RELAY_KEY_SHA256, backends)
+    assert f"ssl crt {pem}" in text
+    assert RELAY_KEY_SHA256 in text
     assert "balance leastconn" in text
     assert "stick on req.hdr(X-Inventiv-Session)" in text
     assert "http-check send meth GET uri /health" in text
