@@ -578,7 +578,9 @@ try {
     await step(admin, 'marketplace: the second organization accepts, hides paid offerings', async () => {
       await switchTo(page, consumer.id, consumerName);
       await visit(admin, '/marketplace', 'Marketplace', 'marketplace-shared');
-      const row = page.getByRole('row', { name: new RegExp(escapeRe(address)) });
+      const row = page
+        .getByRole('region', { name: /^Share chargeback of/ })
+        .getByRole('row', { name: new RegExp(escapeRe(address)) });
       await row.getByText('0.002000 in · 0.006000 out').waitFor();
       await row.getByRole('button', { name: `Accept ${address}` }).click();
       await row.getByText('active', { exact: true }).waitFor();
@@ -625,7 +627,9 @@ try {
       if (scaled(line.amount_eur) !== expected || scaled(statement.debit_total_eur) !== expected) {
         throw new Error(`expected ${expected} pEUR, statement: ${JSON.stringify(statement)}`);
       }
-      const row = page.getByRole('row', { name: new RegExp(escapeRe(address)) });
+      const row = page
+        .getByRole('region', { name: /^Share chargeback of/ })
+        .getByRole('row', { name: new RegExp(escapeRe(address)) });
       await row.getByText('Debit (consumed)').waitFor();
       await row.getByText(`${line.amount_eur} EUR`, { exact: true }).waitFor();
       await page.locator('dl[aria-label="Totals"] dd').first().getByText(`${statement.debit_total_eur} EUR`, { exact: true }).waitFor();
@@ -636,7 +640,9 @@ try {
     await step(admin, "statements: the provider's credit", async () => {
       await switchTo(page, provider.id, orgName);
       await visit(admin, '/statements', 'Statements', 'statement-provider');
-      const row = page.getByRole('row', { name: new RegExp(escapeRe(address)) });
+      const row = page
+        .getByRole('region', { name: /^Share chargeback of/ })
+        .getByRole('row', { name: new RegExp(escapeRe(address)) });
       await row.getByText('Credit (provided)').waitFor();
       await row.getByText(consumer.slug, { exact: true }).waitFor();
     });

@@ -89,6 +89,11 @@ async fn assert_secret_nowhere_else(h: &Stack, id: Uuid, node: &Path, secret: &s
     assert!(!actions.contains(secret), "the key is in the action logs");
 }
 
+/// The Scaleway node's relay port: both test nodes are this machine and
+/// their engines listen on its loopback (behind their relays), so the
+/// Scaleway node's engines must not take the mock node's ports.
+const SCALEWAY_ENGINE_PORT: u16 = 8200;
+
 async fn set_worker_settings(h: &Stack, token: &str, body: Value) {
     let (s, answer) = h
         .call(
@@ -139,7 +144,7 @@ async fn the_node_gets_the_dead_man_switch_of_its_provider_and_settings() {
     set_worker_settings(
         &h,
         &token,
-        json!({ "dead_man_after_s": 600, "dead_man_poweroff": true }),
+        json!({ "dead_man_after_s": 600, "dead_man_poweroff": true, "engine_port": SCALEWAY_ENGINE_PORT }),
     )
     .await;
     let id = h.deploy_scaleway(&token).await;
@@ -186,7 +191,12 @@ async fn the_node_gets_the_dead_man_switch_of_its_provider_and_settings() {
 
     // Scaleway, not opted in: an in-guest shutdown, and the key left by the
     // previous install on this node is removed.
-    set_worker_settings(&h, &token, json!({ "dead_man_poweroff": false })).await;
+    set_worker_settings(
+        &h,
+        &token,
+        json!({ "dead_man_poweroff": false, "engine_port": SCALEWAY_ENGINE_PORT }),
+    )
+    .await;
     let id = h.deploy_scaleway(&token).await;
     h.wait_status(id, "ready", READY).await;
     let (node, delivered) = installed(&h, id).await;
