@@ -120,7 +120,8 @@ async fn the_node_gets_the_dead_man_switch_of_its_provider_and_settings() {
     sshd.authorize(&key);
     let _guard = NodeGuard {
         node: scaleway_node.display().to_string(),
-        engine: format!("--host {address} "),
+        // The node's engines listen on loopback behind its relay.
+        engine: format!("--port {} ", SCALEWAY_ENGINE_PORT + 1),
     };
     h.in_process(Ipv4Addr::new(127, 0, 155, 1)).await;
 
