@@ -63,11 +63,24 @@ async fn the_health_check_never_follows_a_worker_redirect() {
     }))
     .await;
     // The node came up and the tenant's worker now answers on the engine port.
+    // The worker behind its relay, with its key issued and its certificate
+    // pinned as at bootstrap: the redirect comes through the pinned channel.
+    let relay =
+        inventiv_testkit::relay::start(worker, inventiv_testkit::relay::Certificate::generate())
+            .await;
+    let keyring = inventiv_store::crypto::Keyring::from_hex(&s.encryption_key, 1, None).unwrap();
+    let key_sha256 = inventiv_store::relay::issue_key(&s.db, &keyring, id)
+        .await
+        .unwrap();
+    relay.allow(&key_sha256);
+    inventiv_store::relay::pin_certificate(&s.db, id, relay.certificate.sha256)
+        .await
+        .unwrap();
     sqlx::query(
         "UPDATE instances SET status = 'starting', progress = 60, ip_address = '127.0.0.1', worker_engine_port = $2 WHERE id = $1",
     )
     .bind(id)
-    .bind(i32::from(worker))
+    .bind(i32::from(relay.port))
     .execute(&s.db)
     .await
     .unwrap();
