@@ -215,7 +215,7 @@ pub async fn list_models(
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
               (status = 429, description = "rate limited", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
-              (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
+              (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -232,7 +232,7 @@ pub async fn chat_completions(
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
               (status = 429, description = "rate limited", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
-              (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
+              (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -249,7 +249,7 @@ pub async fn completions(
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
               (status = 429, description = "rate limited", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
-              (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
+              (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn embeddings(
     State(state): State<AppState>,
     headers: HeaderMap,
