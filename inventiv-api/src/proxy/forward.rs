@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::error::{OpenAiError, OpenAiErrorBody, V1Body};
+use super::journal::Durable;
 use super::keys::{self, KeyInfo};
 use super::plausible::Bounds;
 use super::routing::{InFlight, Lookup};
@@ -214,7 +215,7 @@ pub async fn list_models(
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
               (status = 429, description = "rate limited", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
-              (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
+              (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -231,7 +232,7 @@ pub async fn chat_completions(
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
               (status = 429, description = "rate limited", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
-              (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
+              (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -248,7 +249,7 @@ pub async fn completions(
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
               (status = 429, description = "rate limited", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
-              (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
+              (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn embeddings(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -268,8 +269,15 @@ struct Meter {
 
 impl Meter {
     /// Records the worker's report, bounded (see [`super::plausible`]), given
-    /// the bytes it sent back; returns the tokens billed.
-    fn finish(mut self, status: u16, prompt: i64, completion: i64, answer_bytes: usize) -> i64 {
+    /// the bytes it sent back; returns the tokens billed and the record's
+    /// durability, which the answer's end waits for.
+    fn finish(
+        mut self,
+        status: u16,
+        prompt: i64,
+        completion: i64,
+        answer_bytes: usize,
+    ) -> (i64, Durable) {
         let billed = self.bounds.bill(prompt, completion, answer_bytes);
         if billed.disputed {
             tracing::warn!(instance_id = ?self.record.instance_id, prompt, completion,
@@ -282,10 +290,8 @@ impl Meter {
         self.record.completion_tokens = i32::try_from(billed.completion).unwrap_or(i32::MAX);
         self.record.latency_ms =
             i32::try_from(self.started.elapsed().as_millis()).unwrap_or(i32::MAX);
-        if self.state.usage.try_send(self.record).is_err() {
-            tracing::error!("usage channel full: a usage record was lost");
-        }
-        billed.prompt + billed.completion
+        let durable = self.state.usage.record(self.record);
+        (billed.prompt + billed.completion, durable)
     }
 }
 
@@ -297,6 +303,8 @@ async fn forward(
 ) -> Result<Response, OpenAiError> {
     let started = Instant::now();
     let c = consumer(&state, &headers).await?;
+    // Nothing is served that could not be metered.
+    state.usage.admit()?;
     if body.trim_ascii_start().first() != Some(&b'{') {
         return Err(OpenAiError::bad_request("the body must be a JSON object"));
     }
@@ -444,7 +452,7 @@ async fn forward(
                 Err(e) => {
                     // Nothing reached the client: nothing is charged.
                     worker.failed();
-                    meter.finish(e.status.as_u16(), 0, 0, 0);
+                    let _ = meter.finish(e.status.as_u16(), 0, 0, 0);
                     return Err(e);
                 }
             };
@@ -453,9 +461,10 @@ async fn forward(
                 .and_then(|a| a.usage);
             let prompt = usage.as_ref().and_then(|u| u.prompt_tokens).unwrap_or(0);
             let completion = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
-            let billed = meter.finish(status.as_u16(), prompt, completion, bytes.len());
+            let (billed, durable) = meter.finish(status.as_u16(), prompt, completion, bytes.len());
             limits.spend(&state, billed).await;
             drop(in_flight);
+            durable.wait().await?;
             let mut r = Response::new(Body::from(bytes));
             *r.status_mut() = status;
             r.headers_mut()
@@ -544,6 +553,8 @@ struct Relay {
     ended: bool,
     /// The worker's stream broke before its end.
     broken: bool,
+    /// The stream's `[DONE]`, sent once the usage record is durable.
+    done: Option<Bytes>,
 }
 
 impl Relay {
@@ -581,6 +592,7 @@ impl Relay {
                 }
             }
             match (forward, strip, data) {
+                (_, _, Some(b"[DONE]")) => self.done = Some(event),
                 (false, _, _) => {}
                 (true, true, Some(json)) => self.queue.push_back(without_usage(json, &event)),
                 _ => self.queue.push_back(event),
@@ -595,21 +607,29 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Records what was seen, once; None when it already was.
+    fn settle(&mut self) -> Option<Durable> {
+        let meter = self.meter.take()?;
+        let status = match (self.broken, self.ended) {
+            (true, _) => 502,
+            (false, true) => 200,
+            (false, false) => 499,
+        };
+        let completion = self.completion_seen();
+        let (state, limits) = (meter.state.clone(), self.limits.clone());
+        let (tokens, durable) = meter.finish(status, self.prompt, completion, self.received);
+        let tasks = state.tasks.clone();
+        tasks.spawn(async move { limits.spend(&state, tokens).await });
+        Some(durable)
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
-        if let Some(meter) = self.meter.take() {
-            // The client went away (or the worker did): record what was seen.
-            let status = match (self.broken, self.ended) {
-                (true, _) => 502,
-                (false, true) => 200,
-                (false, false) => 499,
-            };
-            let completion = self.completion_seen();
-            let (state, limits) = (meter.state.clone(), self.limits.clone());
-            let tokens = meter.finish(status, self.prompt, completion, self.received);
-            let tasks = state.tasks.clone();
-            tasks.spawn(async move { limits.spend(&state, tokens).await });
-        }
+        // The client went away (or the worker did): the record is still
+        // journaled, nobody waits for it.
+        let _ = self.settle();
     }
 }
 
@@ -635,6 +655,7 @@ fn relay_stream(
         max_event,
         ended: false,
         broken: false,
+        done: None,
     };
     futures_util::stream::unfold(
         (Box::pin(upstream), relay),
@@ -644,7 +665,15 @@ fn relay_stream(
                     return Some((Ok(next), (upstream, relay)));
                 }
                 if relay.ended {
-                    return None;
+                    // The end (`[DONE]`, then the body's end) only once the
+                    // usage is durable; an error event instead if it cannot be.
+                    if let Some(durable) = relay.settle() {
+                        if let Err(e) = durable.wait().await {
+                            relay.done = Some(e.sse_event());
+                        }
+                    }
+                    let done = relay.done.take()?;
+                    return Some((Ok(done), (upstream, relay)));
                 }
                 match upstream.next().await {
                     Some(Ok(chunk)) => {

@@ -19,12 +19,16 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// One answered `/v1` request.
-#[derive(Debug, Clone)]
+/// One answered `/v1` request. It goes through the usage journal as JSON:
+/// a field added later is carried by new records and defaults (as
+/// `#[serde(default)]` gives it) when older ones are replayed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UsageRecord {
     /// The row's identity, generated here (never the client's).
     pub usage_id: Uuid,
@@ -36,7 +40,8 @@ pub struct UsageRecord {
     pub api_key_id: Option<Uuid>,
     pub user_id: Option<Uuid>,
     pub model: String,
-    pub endpoint: &'static str,
+    #[serde(deserialize_with = "endpoint")]
+    pub endpoint: Endpoint,
     pub instance_id: Option<Uuid>,
     pub prompt_tokens: i32,
     pub completion_tokens: i32,
@@ -51,16 +56,39 @@ pub struct UsageRecord {
     pub disputed: Option<(i64, i64)>,
 }
 
+/// A `/v1` path. Named, not written `&'static str` in the record: serde
+/// would take that for a string borrowed from the input (and so only
+/// deserialize from `'static` bytes).
+pub type Endpoint = &'static str;
+
+/// The `/v1` path a replayed record names, as the `&'static str` the
+/// handlers use: the known paths without allocating, any other (a path a
+/// newer version added) kept once per distinct value.
+fn endpoint<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    const KNOWN: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+    static OTHERS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let path = std::borrow::Cow::<str>::deserialize(d)?;
+    if let Some(known) = KNOWN.iter().find(|k| **k == path) {
+        return Ok(known);
+    }
+    let mut others = OTHERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(seen) = others.iter().find(|k| **k == path) {
+        return Ok(seen);
+    }
+    let kept: &'static str = Box::leak(path.into_owned().into_boxed_str());
+    others.push(kept);
+    Ok(kept)
+}
+
 /// The share a request went through.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedUse {
     pub provider_organization_id: Uuid,
     pub offering_id: Uuid,
     pub share_id: Uuid,
 }
-
-/// The sending side, cloned into handlers.
-pub type UsageSender = mpsc::Sender<UsageRecord>;
 
 /// Capacity of the channel; a full channel means the database is far behind.
 pub const CAPACITY: usize = 100_000;
@@ -88,8 +116,13 @@ async fn flush(db: &sqlx::PgPool, batch: &mut Vec<UsageRecord>, notice: Duration
     }
 }
 
-/// The batch's usage rows and disputes, in one transaction.
-async fn write(db: &sqlx::PgPool, batch: &[UsageRecord], notice: Duration) -> sqlx::Result<()> {
+/// The batch's usage rows and disputes, in one transaction. Idempotent:
+/// a row whose `usage_id` is already stored is skipped.
+pub(crate) async fn write(
+    db: &sqlx::PgPool,
+    batch: &[UsageRecord],
+    notice: Duration,
+) -> sqlx::Result<()> {
     let mut usage_ids = Vec::with_capacity(batch.len());
     let mut request_ids = Vec::with_capacity(batch.len());
     let (mut at, mut org, mut key, mut user, mut model, mut endpoint, mut instance) =

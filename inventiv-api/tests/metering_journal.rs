@@ -1,0 +1,241 @@
+//! Durable metering against a real database that refuses usage rows (a
+//! trigger raising on every insert): the answered requests' usage waits in
+//! the replica's journal on disk, past the journal's limit `/v1` answers
+//! 503 `metering_unavailable` without forwarding anything, and when the
+//! database accepts again every answered request has exactly one row, in
+//! the order they were answered. A replica that is gone leaves its journal
+//! to another, which commits it.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::engines::{engine, serve};
+use support::{engine_metric, wait_for, TestApp};
+
+const REFUSE: [&str; 2] = [
+    "CREATE FUNCTION refuse_usage() RETURNS trigger LANGUAGE plpgsql AS
+       $$ BEGIN RAISE EXCEPTION 'usage writes refused by the test'; END $$",
+    "CREATE TRIGGER refuse_usage BEFORE INSERT ON usage_records
+       FOR EACH ROW EXECUTE FUNCTION refuse_usage()",
+];
+const ACCEPT: &str = "DROP TRIGGER refuse_usage ON usage_records";
+
+async fn sql(app: &TestApp, statements: &[&str]) {
+    for s in statements {
+        sqlx::query(s).execute(&app.state.db).await.unwrap();
+    }
+}
+
+/// One request with its own request id: the status, the answer's body and
+/// whether it ended as a complete answer (`[DONE]` for a stream).
+async fn call(app: &TestApp, key: &str, id: &str, stream: bool) -> (u16, Value, bool) {
+    let body = json!({ "model": "mock/model", "messages": [{ "role": "user", "content": "tell me about GPUs" }],
+                       "max_tokens": 8, "stream": stream });
+    let res = app
+        .http
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("x-request-id", id)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    if stream && status == 200 {
+        return (
+            status,
+            Value::Null,
+            text.trim_end().ends_with("data: [DONE]"),
+        );
+    }
+    let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let complete = status == 200 && json["usage"]["completion_tokens"].as_i64() > Some(0);
+    (status, json, complete)
+}
+
+/// The usage rows' request ids in row order, once there are `want`.
+async fn rows(app: &TestApp, want: usize) -> Vec<String> {
+    wait_for(
+        &format!("{want} usage rows"),
+        Duration::from_secs(20),
+        || async {
+            let ids: Vec<String> =
+                sqlx::query_scalar("SELECT request_id FROM usage_records ORDER BY id")
+                    .fetch_all(&app.state.db)
+                    .await
+                    .unwrap();
+            (ids.len() >= want).then_some(ids)
+        },
+    )
+    .await
+}
+
+fn journal_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_database_refusing_usage_fills_the_journal_then_v1_refuses_and_metering_resumes_in_order()
+{
+    let app = TestApp::spawn_with(&[
+        ("INVENTIV_REPLICA_ID", "api-1"),
+        ("INVENTIV_USAGE_JOURNAL_MAX_BYTES", "8192"),
+    ])
+    .await;
+    let engine = engine(&[]).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &engine).await;
+    let key = a.api_key.clone();
+    let journal = app.state_dir.join("usage-journal").join("api-1");
+    sql(&app, &REFUSE).await;
+
+    // Answers keep coming (streamed or not) while their usage goes to the
+    // journal, until the journal holds its limit.
+    let mut answered = Vec::new();
+    let refusal = loop {
+        assert!(answered.len() < 200, "the journal limit never refused");
+        let id = format!("req-{:03}", answered.len());
+        let (status, body, complete) = call(&app, &key, &id, answered.len() % 3 == 0).await;
+        match status {
+            200 => {
+                assert!(complete, "{id}: a complete answer");
+                answered.push(id);
+            }
+            503 => break body,
+            other => panic!("{id}: {other} {body}"),
+        }
+    };
+    assert!(answered.len() >= 10, "{} answered", answered.len());
+    assert!(journal_bytes(&journal) > 8192, "the journal holds them");
+    assert_eq!(
+        refusal["error"]["code"], "metering_unavailable",
+        "{refusal}"
+    );
+    assert_eq!(refusal["error"]["type"], "server_error");
+    assert!(
+        refusal["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("metering")),
+        "{refusal}"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_records")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "the database refused every row");
+
+    // Refused before anything is forwarded, streams too; readiness says why.
+    let served = engine_metric(engine.port, "vllm:request_success_total").await;
+    for (n, stream) in [(0, false), (1, true)] {
+        let (status, body, _) = call(&app, &key, &format!("refused-{n}"), stream).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "metering_unavailable");
+    }
+    assert_eq!(
+        engine_metric(engine.port, "vllm:request_success_total").await,
+        served,
+        "nothing reached the engine"
+    );
+    let (status, ready) = app.get("/readyz", None).await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(
+        ready["checks"]["usage_journal"]
+            .as_str()
+            .is_some_and(|j| j.starts_with("full")),
+        "{ready}"
+    );
+
+    // The database accepts again: every answered request has one row, in
+    // the order answered, and /v1 serves again.
+    sql(&app, &[ACCEPT]).await;
+    let ids = rows(&app, answered.len()).await;
+    assert_eq!(ids, answered, "one row per answered request, in order");
+    wait_for("/v1 serving again", Duration::from_secs(20), || async {
+        let (status, _, complete) = call(&app, &key, "after", false).await;
+        (status == 200 && complete).then_some(())
+    })
+    .await;
+    let mut all = answered.clone();
+    all.push("after".into());
+    assert_eq!(rows(&app, all.len()).await, all);
+    wait_for("the journal committed", Duration::from_secs(10), || async {
+        (app.state.usage.fill().unwrap().pending_bytes == 0).then_some(())
+    })
+    .await;
+    let (status, ready) = app.get("/readyz", None).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["checks"]["usage_journal"], "ok");
+}
+
+#[tokio::test]
+async fn a_replica_that_is_gone_leaves_its_journal_to_another() {
+    let shared = std::env::temp_dir().join(format!(
+        "inventiv-test-shared-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let shared_dir = shared.display().to_string();
+    let app = TestApp::spawn_with(&[
+        ("INVENTIV_STATE_DIR", &shared_dir),
+        ("INVENTIV_REPLICA_ID", "gone"),
+    ])
+    .await;
+    let engine = engine(&[]).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &engine).await;
+    let key = a.api_key.clone();
+    let other = app
+        .replica_with(&[
+            ("INVENTIV_STATE_DIR", &shared_dir),
+            ("INVENTIV_REPLICA_ID", "survivor"),
+        ])
+        .await;
+    sql(&app, &REFUSE).await;
+
+    let mut answered = Vec::new();
+    for n in 0..6 {
+        let id = format!("gone-{n}");
+        let (status, body, complete) = call(&app, &key, &id, n % 2 == 0).await;
+        assert!(status == 200 && complete, "{status} {body}");
+        answered.push(id);
+    }
+    // The replica goes away with its usage still only in its journal.
+    let journal = shared.join("usage-journal").join("gone");
+    app.stop().await;
+    assert!(journal_bytes(&journal) > 0);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_records")
+        .fetch_one(&other.state.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+
+    // The survivor adopts the orphaned journal once the database accepts.
+    sql(&other, &[ACCEPT]).await;
+    let ids = rows(&other, answered.len()).await;
+    assert_eq!(ids, answered);
+    wait_for(
+        "the adopted journal removed",
+        Duration::from_secs(10),
+        || async { (!journal.exists()).then_some(()) },
+    )
+    .await;
+    other.stop().await;
+    let _ = std::fs::remove_dir_all(&shared);
+}
