@@ -50,6 +50,9 @@ impl Replica {
             &app.secrets,
             &state_dir,
         );
+        // Its own journal again after a restart (on port 0 the default id
+        // is new at each start).
+        env.insert("INVENTIV_REPLICA_ID".into(), name.to_owned());
         env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         env.insert("LOG_FORMAT".into(), "json".into());
         env.insert("RUST_LOG".into(), "info".into());
