@@ -239,3 +239,51 @@ async fn a_replica_that_is_gone_leaves_its_journal_to_another() {
     other.stop().await;
     let _ = std::fs::remove_dir_all(&shared);
 }
+
+#[tokio::test]
+async fn a_restart_replays_its_journal_and_a_replay_adds_no_row() {
+    let shared = std::env::temp_dir().join(format!(
+        "inventiv-test-shared-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let shared_dir = shared.display().to_string();
+    let own = [
+        ("INVENTIV_STATE_DIR", shared_dir.as_str()),
+        ("INVENTIV_REPLICA_ID", "api-r"),
+    ];
+    let app = TestApp::spawn_with(&own).await;
+    let engine = engine(&[]).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &engine).await;
+    let key = a.api_key.clone();
+    let mut answered = Vec::new();
+    for n in 0..4 {
+        let id = format!("kept-{n}");
+        let (status, body, complete) = call(&app, &key, &id, n % 2 == 1).await;
+        assert!(status == 200 && complete, "{status} {body}");
+        answered.push(id);
+    }
+    assert_eq!(rows(&app, answered.len()).await, answered);
+    let anchor = app.replica().await;
+    app.stop().await;
+
+    // A crash between the commit and the checkpoint: the next start replays
+    // what is still in the journal; the database keeps one row per request.
+    let journal = shared.join("usage-journal").join("api-r");
+    std::fs::write(journal.join("checkpoint"), "0 0\n").unwrap();
+    assert!(journal_bytes(&journal) > 0, "the last segment is kept");
+    let again = anchor.replica_with(&own).await;
+    wait_for("the replay committed", Duration::from_secs(20), || async {
+        let left = again.state.usage.fill().unwrap().pending_bytes;
+        let checkpoint = std::fs::read_to_string(journal.join("checkpoint")).unwrap_or_default();
+        (left == 0 && checkpoint != "0 0\n").then_some(())
+    })
+    .await;
+    let ids: Vec<String> = sqlx::query_scalar("SELECT request_id FROM usage_records ORDER BY id")
+        .fetch_all(&again.state.db)
+        .await
+        .unwrap();
+    assert_eq!(ids, answered, "no row added by the replay");
+    again.stop().await;
+    let _ = std::fs::remove_dir_all(&shared);
+}
