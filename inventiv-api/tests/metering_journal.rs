@@ -17,6 +17,8 @@ mod support;
 
 use std::time::Duration;
 
+use inventiv_api::proxy::journal;
+use inventiv_api::proxy::usage::UsageRecord;
 use serde_json::{json, Value};
 use support::engines::{engine, serve};
 use support::{engine_metric, wait_for, TestApp};
@@ -156,6 +158,25 @@ async fn a_database_refusing_usage_fills_the_journal_then_v1_refuses_and_meterin
     );
     let (status, ready) = app.get("/readyz", None).await;
     assert_eq!(status, 503, "{ready}");
+    let metrics = app
+        .http
+        .get(format!("http://{}/metrics", app.metrics_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("inventiv_usage_journal_limit_bytes 8192"),
+        "{metrics}"
+    );
+    let pending: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("inventiv_usage_journal_pending_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(pending > 8192, "{metrics}");
     assert!(
         ready["checks"]["usage_journal"]
             .as_str()
@@ -286,4 +307,53 @@ async fn a_restart_replays_its_journal_and_a_replay_adds_no_row() {
     assert_eq!(ids, answered, "no row added by the replay");
     again.stop().await;
     let _ = std::fs::remove_dir_all(&shared);
+}
+
+#[tokio::test]
+async fn an_operator_replays_a_journal_directory() {
+    let app = TestApp::spawn().await;
+    let root = app.state_dir.join("elsewhere");
+    let (metering, background) = journal::open(&root, "dead", 1 << 20).await.unwrap();
+    let org = uuid::Uuid::new_v4();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let record = UsageRecord {
+            usage_id: uuid::Uuid::new_v4(),
+            request_id: format!("dead-{n}"),
+            at: chrono::Utc::now(),
+            organization_id: org,
+            model: "mock/model".into(),
+            endpoint: "/v1/chat/completions",
+            prompt_tokens: 3,
+            completion_tokens: 5,
+            status: 200,
+            ..UsageRecord::default()
+        };
+        ids.push(record.request_id.clone());
+        metering.record(record).wait().await.unwrap();
+    }
+    let dir = root.join("dead");
+    // Live: refused.
+    assert!(
+        journal::shipper::replay_dir(&app.state.db, Duration::ZERO, &dir)
+            .await
+            .is_err()
+    );
+    let journal::Background::Journal(mut shipper) = background else {
+        panic!("a journal")
+    };
+    shipper.stop_writer().await;
+    drop(shipper);
+    journal::shipper::replay_dir(&app.state.db, Duration::ZERO, &dir)
+        .await
+        .unwrap();
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT request_id FROM usage_records WHERE organization_id = $1 ORDER BY id",
+    )
+    .bind(org)
+    .fetch_all(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(stored, ids);
+    assert!(!dir.exists());
 }
