@@ -509,6 +509,53 @@ mod tests {
     }
 
     #[test]
+    fn the_in_memory_usage_baseline_needs_the_insecure_flag() {
+        let secrets = [
+            ("INVENTIV_JWT_SECRET", JWT),
+            ("INVENTIV_ENCRYPTION_KEY", KEY),
+        ];
+        let off = [secrets.as_slice(), &[("INVENTIV_USAGE_JOURNAL", "off")]].concat();
+        let refused = config(&off).err().map(|e| e.to_string());
+        assert!(refused.is_some_and(|e| e.contains("INVENTIV_INSECURE_DEVELOPMENT")));
+        let insecure = [off.as_slice(), &[("INVENTIV_INSECURE_DEVELOPMENT", "1")]].concat();
+        assert!(config(&insecure).is_ok_and(|c| !c.usage_journal));
+        assert!(
+            config(&secrets).is_ok_and(|c| c.usage_journal && c.usage_journal_max_bytes == 1 << 30)
+        );
+    }
+
+    #[test]
+    fn replica_ids_are_stable_names() {
+        let with = |vars: &[(&str, &str)]| {
+            let all = [
+                &[
+                    ("INVENTIV_JWT_SECRET", JWT),
+                    ("INVENTIV_ENCRYPTION_KEY", KEY),
+                ],
+                vars,
+            ]
+            .concat();
+            config(&all).map(|c| c.replica_id)
+        };
+        assert_eq!(
+            with(&[("INVENTIV_REPLICA_ID", "api-1")]).ok().as_deref(),
+            Some("api-1")
+        );
+        assert_eq!(
+            with(&[
+                ("HOSTNAME", "pod/7"),
+                ("INVENTIV_API_ADDR", "127.0.0.1:8013")
+            ])
+            .ok()
+            .as_deref(),
+            Some("pod_7-8013")
+        );
+        for bad in ["../x", ".hidden", "a/b", &"x".repeat(65)] {
+            assert!(with(&[("INVENTIV_REPLICA_ID", bad)]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let err = config(&[("INVENTIV_API_ADDR", "nowhere")])
             .err()

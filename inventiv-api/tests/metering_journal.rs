@@ -17,6 +17,8 @@ mod support;
 
 use std::time::Duration;
 
+use inventiv_api::proxy::journal;
+use inventiv_api::proxy::usage::UsageRecord;
 use serde_json::{json, Value};
 use support::engines::{engine, serve};
 use support::{engine_metric, wait_for, TestApp};
@@ -156,6 +158,25 @@ async fn a_database_refusing_usage_fills_the_journal_then_v1_refuses_and_meterin
     );
     let (status, ready) = app.get("/readyz", None).await;
     assert_eq!(status, 503, "{ready}");
+    let metrics = app
+        .http
+        .get(format!("http://{}/metrics", app.metrics_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("inventiv_usage_journal_limit_bytes 8192"),
+        "{metrics}"
+    );
+    let pending: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("inventiv_usage_journal_pending_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(pending > 8192, "{metrics}");
     assert!(
         ready["checks"]["usage_journal"]
             .as_str()
@@ -238,4 +259,101 @@ async fn a_replica_that_is_gone_leaves_its_journal_to_another() {
     .await;
     other.stop().await;
     let _ = std::fs::remove_dir_all(&shared);
+}
+
+#[tokio::test]
+async fn a_restart_replays_its_journal_and_a_replay_adds_no_row() {
+    let shared = std::env::temp_dir().join(format!(
+        "inventiv-test-shared-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let shared_dir = shared.display().to_string();
+    let own = [
+        ("INVENTIV_STATE_DIR", shared_dir.as_str()),
+        ("INVENTIV_REPLICA_ID", "api-r"),
+    ];
+    let app = TestApp::spawn_with(&own).await;
+    let engine = engine(&[]).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &engine).await;
+    let key = a.api_key.clone();
+    let mut answered = Vec::new();
+    for n in 0..4 {
+        let id = format!("kept-{n}");
+        let (status, body, complete) = call(&app, &key, &id, n % 2 == 1).await;
+        assert!(status == 200 && complete, "{status} {body}");
+        answered.push(id);
+    }
+    assert_eq!(rows(&app, answered.len()).await, answered);
+    let anchor = app.replica().await;
+    app.stop().await;
+
+    // A crash between the commit and the checkpoint: the next start replays
+    // what is still in the journal; the database keeps one row per request.
+    let journal = shared.join("usage-journal").join("api-r");
+    std::fs::write(journal.join("checkpoint"), "0 0\n").unwrap();
+    assert!(journal_bytes(&journal) > 0, "the last segment is kept");
+    let again = anchor.replica_with(&own).await;
+    wait_for("the replay committed", Duration::from_secs(20), || async {
+        let left = again.state.usage.fill().unwrap().pending_bytes;
+        let checkpoint = std::fs::read_to_string(journal.join("checkpoint")).unwrap_or_default();
+        (left == 0 && checkpoint != "0 0\n").then_some(())
+    })
+    .await;
+    let ids: Vec<String> = sqlx::query_scalar("SELECT request_id FROM usage_records ORDER BY id")
+        .fetch_all(&again.state.db)
+        .await
+        .unwrap();
+    assert_eq!(ids, answered, "no row added by the replay");
+    again.stop().await;
+    let _ = std::fs::remove_dir_all(&shared);
+}
+
+#[tokio::test]
+async fn an_operator_replays_a_journal_directory() {
+    let app = TestApp::spawn().await;
+    let root = app.state_dir.join("elsewhere");
+    let (metering, background) = journal::open(&root, "dead", 1 << 20).await.unwrap();
+    let org = uuid::Uuid::new_v4();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let record = UsageRecord {
+            usage_id: uuid::Uuid::new_v4(),
+            request_id: format!("dead-{n}"),
+            at: chrono::Utc::now(),
+            organization_id: org,
+            model: "mock/model".into(),
+            endpoint: "/v1/chat/completions",
+            prompt_tokens: 3,
+            completion_tokens: 5,
+            status: 200,
+            ..UsageRecord::default()
+        };
+        ids.push(record.request_id.clone());
+        metering.record(record).wait().await.unwrap();
+    }
+    let dir = root.join("dead");
+    // Live: refused.
+    assert!(
+        journal::shipper::replay_dir(&app.state.db, Duration::ZERO, &dir)
+            .await
+            .is_err()
+    );
+    let journal::Background::Journal(mut shipper) = background else {
+        panic!("a journal")
+    };
+    shipper.stop_writer().await;
+    drop(shipper);
+    journal::shipper::replay_dir(&app.state.db, Duration::ZERO, &dir)
+        .await
+        .unwrap();
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT request_id FROM usage_records WHERE organization_id = $1 ORDER BY id",
+    )
+    .bind(org)
+    .fetch_all(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(stored, ids);
+    assert!(!dir.exists());
 }

@@ -206,6 +206,33 @@ pub async fn adopt_orphans(db: &sqlx::PgPool, notice: Duration, root: &Path, own
     }
 }
 
+/// Commits the journal in `dir` (a replica's that is gone, e.g. copied
+/// from its disk) to its end and removes it: `inventiv-api
+/// replay-usage-journal <dir>`.
+pub async fn replay_dir(db: &sqlx::PgPool, notice: Duration, dir: &Path) -> anyhow::Result<()> {
+    if segment::segments(dir).is_err() {
+        anyhow::bail!("{} is not a readable directory", dir.display());
+    }
+    let locked = dir.to_path_buf();
+    let lock = blocking(move || segment::try_lock(&locked))
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} is locked: its replica (or another adopter) is live",
+                dir.display()
+            )
+        })?;
+    if !adopt(db, notice, dir).await {
+        anyhow::bail!(
+            "the database refused usage rows; what was committed is checkpointed, run again"
+        );
+    }
+    let removed = dir.to_path_buf();
+    blocking(move || segment::remove(&removed)).await?;
+    drop(lock);
+    Ok(())
+}
+
 /// Commits a closed journal to its end; true once all of it is committed.
 async fn adopt(db: &sqlx::PgPool, notice: Duration, dir: &Path) -> bool {
     let mut from = segment::read_checkpoint(dir);
