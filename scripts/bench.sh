@@ -999,7 +999,7 @@ bench_proxy() {
   usage1=$(psql_db -tAc "SELECT count(*) FROM usage_records")
 
   local via line
-  report "proxy: the proxy under test alone on core 0, the engine, its relay and wrk on core 1; $PROXY_DURATION per run; chat: not streamed, 16 tokens; stream: $PROXY_STREAM_TOKENS tokens = $events SSE events per stream; api = durable metering (journal), memory = in-memory metering (INVENTIV_USAGE_JOURNAL=off)"
+  report "proxy: the proxy under test alone on core 0, the engine, its relay and wrk on core 1; $PROXY_DURATION per run; chat: not streamed, 16 tokens; stream: $PROXY_STREAM_TOKENS tokens = $events SSE events per stream; api = durable metering (journal), memory = in-memory metering (INVENTIV_USAGE_JOURNAL=off); both APIs reach the engine over TLS through its relay, direct and bare through its plain port"
   for mode in chat stream; do
     for c in "${PROXY_CONCURRENCY[@]}"; do
       k="$mode-$c"
