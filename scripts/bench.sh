@@ -8,6 +8,7 @@
 #   scripts/bench.sh                 every bench (see BENCHES below)
 #   scripts/bench.sh mock_engine     only the benches named
 #   BENCH_DURATION=5s BENCH_CONNECTIONS=128 scripts/bench.sh
+#   BENCH_PROXY_DURATION=10s BENCH_PROXY_REPEAT=3 scripts/bench.sh proxy
 #
 #   mock_engine  the mock engine's non-streaming req/s and streamed chunks/s
 #   deploy       POST /deployments -> instance ready on the mock provider, for
