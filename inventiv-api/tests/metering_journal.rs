@@ -357,3 +357,25 @@ async fn an_operator_replays_a_journal_directory() {
     assert_eq!(stored, ids);
     assert!(!dir.exists());
 }
+
+#[tokio::test]
+async fn the_benchmark_baseline_meters_in_memory_without_a_journal() {
+    let app = TestApp::spawn_with(&[
+        ("INVENTIV_USAGE_JOURNAL", "off"),
+        ("INVENTIV_INSECURE_DEVELOPMENT", "1"),
+    ])
+    .await;
+    let engine = engine(&[]).await;
+    let mut a = app.org("a").await;
+    serve(&app, &mut a, &engine).await;
+    for (n, stream) in [(0, false), (1, true)] {
+        let (status, body, complete) = call(&app, &a.api_key, &format!("mem-{n}"), stream).await;
+        assert!(status == 200 && complete, "{status} {body}");
+    }
+    assert_eq!(rows(&app, 2).await, ["mem-0", "mem-1"]);
+    assert!(app.state.usage.fill().is_none());
+    assert!(!app.state_dir.join("usage-journal").exists());
+    let (status, ready) = app.get("/readyz", None).await;
+    assert_eq!(status, 200);
+    assert!(ready["checks"].get("usage_journal").is_none(), "{ready}");
+}
