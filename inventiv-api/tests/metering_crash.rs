@@ -7,8 +7,8 @@
 //! - every request whose complete answer the client received (not
 //!   streamed: 200 with its usage; streamed: `[DONE]` read) has exactly one
 //!   usage row, found by the `x-request-id` the client sent (kept as the
-//!   row's `request_id`), with the very token counts the engine put in
-//!   that answer; so Σ tokens of these rows equal the tokens
+//!   row's `request_id`), status 200 and the very token counts the engine
+//!   put in that answer; so Σ tokens of these rows equal the tokens
 //!   the engine counted for these requests;
 //! - against the engine's counters (`vllm:prompt_tokens_total`,
 //!   `vllm:generation_tokens_total`): the counters minus that Σ are the
@@ -235,10 +235,10 @@ async fn engine_tokens(port: u16) -> (i64, i64) {
     )
 }
 
-/// (rows, prompt, completion) per request id of `org`.
-async fn rows(app: &TestApp, org: uuid::Uuid) -> HashMap<String, (i64, i64, i64)> {
-    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT request_id, count(*), sum(prompt_tokens)::bigint, sum(completion_tokens)::bigint
+/// (rows, prompt, completion, lowest status) per request id of `org`.
+async fn rows(app: &TestApp, org: uuid::Uuid) -> HashMap<String, (i64, i64, i64, i32)> {
+    let rows: Vec<(String, i64, i64, i64, i32)> = sqlx::query_as(
+        "SELECT request_id, count(*), sum(prompt_tokens)::bigint, sum(completion_tokens)::bigint, min(status)
            FROM usage_records WHERE organization_id = $1 GROUP BY request_id",
     )
     .bind(org)
@@ -246,7 +246,7 @@ async fn rows(app: &TestApp, org: uuid::Uuid) -> HashMap<String, (i64, i64, i64)
     .await
     .unwrap();
     rows.into_iter()
-        .map(|(id, n, p, c)| (id, (n, p, c)))
+        .map(|(id, n, p, c, s)| (id, (n, p, c, s)))
         .collect()
 }
 
@@ -438,8 +438,9 @@ async fn every_answered_request_is_metered_once_across_kill_9s() {
     // Exactly one row each, with the engine's counts of that answer.
     let (mut prompt, mut completion) = (0i64, 0i64);
     for o in &completed {
-        let (n, p, c) = metered[&o.request_id];
+        let (n, p, c, status) = metered[&o.request_id];
         assert_eq!(n, 1, "{} has {n} usage rows", o.request_id);
+        assert_eq!(status, 200, "{}: a complete answer", o.request_id);
         assert_eq!(
             Some((p, c)),
             o.answer,
