@@ -333,6 +333,7 @@ async fn samples_past_retention_are_pruned() {
     let pruned = inventiv_api::routes::workers::prune_samples(
         &app.state.db,
         std::time::Duration::from_secs(72 * 3600),
+        std::time::Duration::from_secs(2 * 3600),
     )
     .await
     .unwrap();
