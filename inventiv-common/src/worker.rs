@@ -156,7 +156,8 @@ pub struct SystemSample {
     pub net_tx_bytes_per_s: Option<f32>,
 }
 
-/// Sent every heartbeat interval (schema version 1 or 2).
+/// Sent every heartbeat interval (schema version 1 or 2; `engine.tokens`
+/// is an optional part of version 2).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
@@ -225,10 +226,13 @@ impl Register {
 }
 
 impl Heartbeat {
-    /// Checks bounds and that version 1 carries no system samples.
+    /// Checks bounds and that version 1 carries no system samples nor token counters.
     pub fn validate(&self) -> Result<(), ValueError> {
         match (self.schema_version, &self.system) {
             (1, Some(_)) => return Err(err("system", "not part of schema version 1")),
+            (1, None) if self.engine.tokens.is_some() => {
+                return Err(err("engine.tokens", "not part of schema version 1"))
+            }
             (1 | 2, _) => {}
             _ => return Err(err("schema_version", "1 or 2")),
         }
@@ -314,6 +318,12 @@ mod tests {
         assert!(heartbeat(1, false).validate().is_ok());
         assert!(heartbeat(1, true).validate().is_err());
         assert!(heartbeat(3, false).validate().is_err());
+        let mut v1 = heartbeat(1, false);
+        v1.engine.tokens = Some(TokenCounters {
+            prompt_total: 1,
+            generation_total: 1,
+        });
+        assert!(v1.validate().is_err());
     }
 
     #[test]
