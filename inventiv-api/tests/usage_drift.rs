@@ -243,6 +243,38 @@ async fn tokens_the_proxy_did_not_meter_raise_an_alert() {
     assert_eq!(alerts[0]["status"], "failed");
     assert_eq!(alerts[0]["error_code"], "USAGE_DRIFT");
 
+    // Hours later, with no counters in the window, nothing can be concluded:
+    // the alert is lifted (logged and announced), the count of alerts stays.
+    let later = inventiv_api::drift::run_once(&app.state, Utc::now() + chrono::Duration::hours(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        later[0].reconciliation.status,
+        inventiv_api::drift::DriftStatus::InsufficientData
+    );
+    let event = wait_for_event(&mut events, "instance.usage_drift").await;
+    assert_eq!(event["usage_reconciliation"]["status"], "insufficient_data");
+    let (_, actions) = app
+        .get(
+            &format!("/instances/{}/actions", a.instance_id),
+            Some(&a.user.token),
+        )
+        .await;
+    assert!(
+        actions
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action_type"] == "USAGE_DRIFT_CLEARED" && a["status"] == "success"),
+        "{actions}"
+    );
+    let text = metrics(&app).await;
+    assert_eq!(metric(&text, &gauge), Some(0.0), "{text}");
+    assert_eq!(
+        metric(&text, "inventiv_usage_drift_alerts_total "),
+        Some(1.0)
+    );
+
     // Another organization does not see the instance, its drift included.
     let b = app.org("b").await;
     let (status, _) = app
@@ -304,6 +336,18 @@ async fn counters_are_bounded_and_restarts_start_a_new_series() {
             .await;
         assert_eq!(status, 200, "{answer}");
     }
+    // While another replica runs a pass, this one does nothing.
+    let mut other = app.state.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(inventiv_api::drift::LOCK_KEY)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let skipped = inventiv_api::drift::run_once(&app.state, Utc::now())
+        .await
+        .unwrap();
+    assert!(skipped.is_empty());
+    other.rollback().await.unwrap();
     let outcomes = inventiv_api::drift::run_once(&app.state, Utc::now())
         .await
         .unwrap();
