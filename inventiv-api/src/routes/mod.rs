@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
 pub mod available_offerings;
+pub mod budgets;
 pub mod catalog;
 pub mod catalog_admin;
 pub mod catalog_sync;
@@ -112,5 +113,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(offerings::router())
         .merge(shares::router())
         .merge(available_offerings::router())
+        .merge(budgets::router())
         .merge(crate::proxy::router())
 }
