@@ -331,7 +331,7 @@ impl Config {
             default_max_gpus: env.parse("INVENTIV_DEFAULT_MAX_GPUS", 64i64)?.max(0),
             budget_refresh: secs("INVENTIV_BUDGET_REFRESH_SECS", 10)?.max(Duration::from_secs(1)),
             budget_reservation_ttl: secs("INVENTIV_BUDGET_RESERVATION_TTL_SECS", 3600)?
-                .max(Duration::from_secs(60)),
+                .max(Duration::from_secs(1)),
             budget_default_max_tokens: env
                 .parse("INVENTIV_BUDGET_DEFAULT_MAX_TOKENS", 4096i64)?
                 .clamp(1, 10_000_000),

@@ -197,8 +197,8 @@ for i = 1, n do
     local v = redis.call('HGET', r, id)
     if v then
       local e, t = string.match(v, '(%d+) (%d+)')
-      redis.call('HINCRBY', h, 'res_eur', -tonumber(e))
-      redis.call('HINCRBY', h, 'res_tok', -tonumber(t))
+      redis.call('HINCRBY', h, 'res_eur', 0 - tonumber(e))
+      redis.call('HINCRBY', h, 'res_tok', 0 - tonumber(t))
       redis.call('HDEL', r, id)
     end
     redis.call('ZREM', x, id)
@@ -236,8 +236,8 @@ for i = 1, #KEYS / 3 do
   local v = redis.call('HGET', r, ARGV[1])
   if v then
     local e, t = string.match(v, '(%d+) (%d+)')
-    redis.call('HINCRBY', h, 'res_eur', -tonumber(e))
-    redis.call('HINCRBY', h, 'res_tok', -tonumber(t))
+    redis.call('HINCRBY', h, 'res_eur', 0 - tonumber(e))
+    redis.call('HINCRBY', h, 'res_tok', 0 - tonumber(t))
     redis.call('HDEL', r, ARGV[1])
     redis.call('ZREM', x, ARGV[1])
   end
