@@ -492,3 +492,116 @@ async fn bounds_and_other_organizations() {
     assert_eq!(status, 404);
     assert_eq!(count().await, before);
 }
+
+/// One non-streamed call of `model` with B's key; the status and answer.
+async fn call(app: &TestApp, key: &str, model: &str) -> (u16, Value) {
+    let body = json!({ "model": model, "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 4 });
+    let (status, _, answer) = app
+        .call(Method::POST, "/v1/chat/completions", Some(key), Some(&body))
+        .await;
+    (status.as_u16(), answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_share_budget_in_eur_holds_across_two_replicas() {
+    let vars = [("INVENTIV_BUDGET_REFRESH_SECS", "1")];
+    let app = std::sync::Arc::new(TestApp::spawn_with(&vars).await);
+    let replica = std::sync::Arc::new(app.replica_with(&vars).await);
+    let engine = engine(&[]).await;
+    let mut a = app.org("a").await;
+    let b = app.org("b").await;
+    serve(&app, &mut a, &engine).await;
+    let (offering, share) = app.offer(&a, &b).await;
+    // 1 EUR and 2 EUR per 1k tokens: each call reserves about 0.37 EUR.
+    sqlx::query("UPDATE offering_prices SET input_eur_per_1k = 1, output_eur_per_1k = 2 WHERE offering_id = $1")
+        .bind(offering)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE offering_shares SET accepted_at = now(), accepted_by = $2 WHERE id = $1")
+        .bind(share)
+        .bind(b.manager.user_id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let (status, budget) = app
+        .post(
+            "/organizations/current/budgets",
+            Some(&b.admin.token),
+            json!({ "scope": "share", "share_id": share, "monthly_eur": "1.5" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{budget}");
+    for r in [&app, &replica] {
+        r.state.routing.refresh(&r.state).await.unwrap();
+        inventiv_api::budgets::reconcile(&r.state).await.unwrap();
+    }
+    let address = format!("{}/mock/model", a.slug);
+    let (mut served, mut refusal) = (0i64, Value::Null);
+    for _ in 0..100 {
+        let mut wave = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let target = if i % 2 == 0 {
+                app.clone()
+            } else {
+                replica.clone()
+            };
+            let (key, model) = (b.api_key.clone(), address.clone());
+            wave.spawn(async move { call(&target, &key, &model).await });
+        }
+        let mut wave_served = 0;
+        while let Some(done) = wave.join_next().await {
+            match done.unwrap() {
+                (200, _) => wave_served += 1,
+                (429, body) => refusal = body,
+                (s, body) => panic!("unexpected {s}: {body}"),
+            }
+        }
+        served += wave_served;
+        if wave_served == 0 {
+            break;
+        }
+    }
+    assert!(served >= 3, "{served} served");
+    assert_eq!(refusal["error"]["code"], "insufficient_quota", "{refusal}");
+    let message = refusal["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("share {share}")) && message.contains("1.5000 EUR"),
+        "{message}"
+    );
+    let charged: f64 = wait_for("every charge", Duration::from_secs(10), || async {
+        let (rows, sum): (i64, f64) = sqlx::query_as(
+            "SELECT count(*), COALESCE(sum(charged_eur), 0)::float8 FROM usage_records WHERE share_id = $1",
+        )
+        .bind(share)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+        (rows == served).then_some(sum)
+    })
+    .await;
+    assert!(
+        charged > 0.0 && charged <= 1.5,
+        "charged {charged} EUR of 1.5"
+    );
+    // Settled to the charge (each rounded up to the nano-euro), nothing held.
+    let (_, shown) = replica
+        .get(
+            &format!(
+                "/organizations/current/budgets/{}",
+                budget["id"].as_str().unwrap()
+            ),
+            Some(&b.manager.token),
+        )
+        .await;
+    let eur: f64 = shown["consumption"]["eur"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        eur >= charged && eur <= charged + 0.0002,
+        "{eur} vs {charged}: {shown}"
+    );
+    assert_eq!(shown["consumption"]["reserved_eur"], "0.0000", "{shown}");
+}
