@@ -228,9 +228,10 @@ async fn record_alerts(state: &AppState, row: &Row, c: &Consumption) -> anyhow::
             .await?;
             if let Some(id) = inserted {
                 tracing::info!(budget_id = %row.id, metric, threshold, "budget threshold crossed");
+                // Every member's live stream gets it: it says only that
+                // an alert exists (the figures are for those who may read budgets).
                 let event = serde_json::json!({
-                    "type": "budget.alert", "organization_id": row.organization_id,
-                    "budget_id": row.id, "alert_id": id, "metric": metric, "threshold": threshold,
+                    "type": "budget.alert", "organization_id": row.organization_id, "alert_id": id,
                 });
                 crate::events::publish(state, &event).await;
             }

@@ -10,7 +10,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use inventiv_common::{Action, OrgId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -21,14 +21,14 @@ use crate::audit;
 use crate::auth::Caller;
 use crate::budgets::{consumption, Consumption, Row, SELECT};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Json, Path};
+use crate::routes::budget_limits::{limits, Limits, SetBudget};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_budgets, create_budget))
         .routes(routes!(get_budget, set_budget, delete_budget))
-        .routes(routes!(list_alerts))
 }
 
 /// A budget with its consumption this month.
@@ -56,24 +56,6 @@ pub struct Budget {
     pub consumption: Consumption,
 }
 
-/// The limits of a budget. At least one of the three limits is set.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SetBudget {
-    /// EUR per month: a decimal string, up to 10 digits and 4 decimals.
-    monthly_eur: Option<String>,
-    /// Tokens per month: 0 to 10^15.
-    monthly_tokens: Option<i64>,
-    /// GPU hours per month (organization budgets): up to 10 digits and 2 decimals.
-    monthly_gpu_hours: Option<String>,
-    /// Percentages from 1 to 100, at most 10; default 50, 80, 100.
-    thresholds: Option<Vec<i16>>,
-    /// Default true.
-    hard_limit: Option<bool>,
-    /// Default false (organization budgets with a GPU-hour limit).
-    stop_running: Option<bool>,
-}
-
 /// A new budget: its scope and target, and its limits.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -89,111 +71,6 @@ pub struct NewBudget {
     thresholds: Option<Vec<i16>>,
     hard_limit: Option<bool>,
     stop_running: Option<bool>,
-}
-
-/// A threshold crossed in a month.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
-pub struct BudgetAlert {
-    pub id: i64,
-    pub budget_id: Uuid,
-    /// The first day of the month.
-    pub month: NaiveDate,
-    /// `eur`, `tokens` or `gpu_hours`.
-    pub metric: String,
-    pub threshold: i16,
-    /// The consumption and the limit when it was recorded (decimal strings).
-    pub consumed: String,
-    pub monthly_limit: String,
-    pub created_at: DateTime<Utc>,
-    /// When the owners were mailed; null: not yet.
-    pub mailed_at: Option<DateTime<Utc>>,
-}
-
-/// Limits, validated.
-struct Limits {
-    eur: Option<String>,
-    tokens: Option<i64>,
-    gpu_hours: Option<String>,
-    thresholds: Vec<i16>,
-    hard: bool,
-    stop_running: bool,
-}
-
-/// A non-negative decimal string with at most `int` digits and `frac` decimals.
-fn amount(
-    field: &str,
-    value: Option<String>,
-    int: usize,
-    frac: usize,
-) -> ApiResult<Option<String>> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    let (i, f) = value.split_once('.').unwrap_or((&value, ""));
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if i.is_empty()
-        || i.len() > int
-        || f.len() > frac
-        || !digits(i)
-        || !digits(f)
-        || value.ends_with('.')
-    {
-        return Err(ApiError::validation(
-            "INVALID_AMOUNT",
-            format!("{field}: a non-negative decimal like \"12.5\" (at most {int} digits and {frac} decimals)"),
-        ));
-    }
-    Ok(Some(value))
-}
-
-fn limits(organization_scope: bool, body: SetBudget) -> ApiResult<Limits> {
-    let eur = amount("monthly_eur", body.monthly_eur, 10, 4)?;
-    let gpu_hours = amount("monthly_gpu_hours", body.monthly_gpu_hours, 10, 2)?;
-    if body
-        .monthly_tokens
-        .is_some_and(|t| !(0..=1_000_000_000_000_000).contains(&t))
-    {
-        return Err(ApiError::validation(
-            "INVALID_AMOUNT",
-            "monthly_tokens: 0 to 10^15",
-        ));
-    }
-    let mut thresholds = body.thresholds.unwrap_or_else(|| vec![50, 80, 100]);
-    thresholds.sort_unstable();
-    thresholds.dedup();
-    if thresholds.len() > 10 || thresholds.iter().any(|t| !(1..=100).contains(t)) {
-        return Err(ApiError::validation(
-            "INVALID_THRESHOLDS",
-            "thresholds: at most 10 percentages from 1 to 100",
-        ));
-    }
-    let stop_running = body.stop_running.unwrap_or(false);
-    if !organization_scope && (gpu_hours.is_some() || stop_running) {
-        return Err(ApiError::validation(
-            "INVALID_BUDGET",
-            "monthly_gpu_hours and stop_running belong to the organization's budget",
-        ));
-    }
-    if stop_running && gpu_hours.is_none() {
-        return Err(ApiError::validation(
-            "INVALID_BUDGET",
-            "stop_running needs monthly_gpu_hours",
-        ));
-    }
-    if eur.is_none() && body.monthly_tokens.is_none() && gpu_hours.is_none() {
-        return Err(ApiError::validation(
-            "INVALID_BUDGET",
-            "set at least one of monthly_eur, monthly_tokens, monthly_gpu_hours",
-        ));
-    }
-    Ok(Limits {
-        eur,
-        tokens: body.monthly_tokens,
-        gpu_hours,
-        thresholds,
-        hard: body.hard_limit.unwrap_or(true),
-        stop_running,
-    })
 }
 
 async fn view(state: &AppState, row: Row) -> ApiResult<Budget> {
@@ -440,29 +317,4 @@ async fn delete_budget(
     tx.commit().await?;
     reload(&state).await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The thresholds the organization's budgets crossed, newest first.
-#[utoipa::path(get, path = "/organizations/current/budget-alerts", tag = "budgets", security(("bearer" = [])),
-    params(super::Paging),
-    responses((status = 200, body = Vec<BudgetAlert>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody)))]
-async fn list_alerts(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(page): Query<super::Paging>,
-) -> ApiResult<Json<Vec<BudgetAlert>>> {
-    caller.require(Action::ViewBudgets)?;
-    let rows: Vec<BudgetAlert> = sqlx::query_as(
-        "SELECT id, budget_id, month, metric, threshold, consumed::text AS consumed, monthly_limit::text AS monthly_limit,
-                created_at, mailed_at
-           FROM budget_alerts WHERE organization_id = $1
-          ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-    )
-    .bind(caller.org_id.0)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&state.db)
-    .await?;
-    Ok(Json(rows))
 }

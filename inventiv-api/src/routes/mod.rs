@@ -7,6 +7,8 @@ pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
 pub mod available_offerings;
+pub mod budget_alerts;
+pub mod budget_limits;
 pub mod budgets;
 pub mod catalog;
 pub mod catalog_admin;
@@ -114,5 +116,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(shares::router())
         .merge(available_offerings::router())
         .merge(budgets::router())
+        .merge(budget_alerts::router())
         .merge(crate::proxy::router())
 }
