@@ -13,8 +13,6 @@ import { useAvailableOfferings } from '../offerings/api';
 import { useBudgetAlerts, useBudgets, useCreateBudget, useDeleteBudget, useSetBudget } from './api';
 import { meters, parseAmount, parseThresholds, type Meter } from './consumption';
 
-const number = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
-
 function MeterRow({ m }: { m: Meter }) {
   const width = Math.min(100, Number.isFinite(m.percent) ? m.percent : 100);
   const forecast = Math.min(100, Number.isFinite(m.forecastPercent) ? m.forecastPercent : 100);
@@ -23,8 +21,8 @@ function MeterRow({ m }: { m: Meter }) {
       <div className="budget-meter-head">
         <strong>{m.label}</strong>
         <span>
-          {number.format(m.used)} of {number.format(m.limit)}
-          {m.reserved > 0 ? ` (+${number.format(m.reserved)} in flight)` : ''} · forecast {number.format(m.forecast)}
+          {m.shown.used} of {m.shown.limit}
+          {m.reserved > 0 ? ` (+${m.shown.reserved} in flight)` : ''} · forecast {m.shown.forecast}
         </span>
       </div>
       <div

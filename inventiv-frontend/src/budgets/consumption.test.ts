@@ -34,6 +34,7 @@ describe('budget meters', () => {
     const [eur, tokens] = meters(budget());
     expect(meters(budget())).toHaveLength(2);
     expect(eur).toMatchObject({ label: 'EUR', used: 40, limit: 100, percent: 40, passed: [] });
+    expect(eur?.shown).toEqual({ used: '40.0000', reserved: '1.0000', forecast: '120.0000', limit: '100.0000' });
     // Below every threshold, but the forecast runs past the limit.
     expect(eur?.tone).toBe('warn');
     expect(tokens).toMatchObject({ percent: 85, passed: [50, 80], tone: 'warn', reserved: 20 });

@@ -18,6 +18,8 @@ export interface Meter {
   forecastPercent: number;
   /** Thresholds reached this month, ascending. */
   passed: number[];
+  /** The figures as shown: EUR as the API's decimal strings (never through floats). */
+  shown: { used: string; reserved: string; forecast: string; limit: string };
   /** `ok`, `warn` (a threshold passed or the forecast exceeds the limit) or `over` (limit reached). */
   tone: 'ok' | 'warn' | 'over';
 }
@@ -29,13 +31,21 @@ export function percentOf(value: number, limit: number): number {
 }
 
 /** One meter; `thresholds` are the budget's alert percentages. */
-export function meter(metric: Metric, used: number, reserved: number, forecast: number, limit: number, thresholds: number[]): Meter {
+export function meter(
+  metric: Metric,
+  used: number,
+  reserved: number,
+  forecast: number,
+  limit: number,
+  thresholds: number[],
+  shown = { used: String(used), reserved: String(reserved), forecast: String(forecast), limit: String(limit) },
+): Meter {
   const percent = percentOf(used, limit);
   const forecastPercent = percentOf(forecast, limit);
   const passed = [...thresholds].sort((a, b) => a - b).filter((t) => percent >= t);
   const tone = percent >= 100 ? 'over' : passed.length > 0 || forecastPercent > 100 ? 'warn' : 'ok';
   const label = metric === 'eur' ? 'EUR' : metric === 'tokens' ? 'Tokens' : 'GPU hours';
-  return { metric, label, used, reserved, forecast, limit, percent, forecastPercent, passed, tone };
+  return { metric, label, used, reserved, forecast, limit, percent, forecastPercent, passed, shown, tone };
 }
 
 /** The meters of every limit the budget sets, in a fixed order. */
@@ -43,13 +53,28 @@ export function meters(b: Budget): Meter[] {
   const c = b.consumption;
   const out: Meter[] = [];
   if (b.monthly_eur != null) {
-    out.push(meter('eur', Number(c.eur), Number(c.reserved_eur), Number(c.forecast_eur), Number(b.monthly_eur), b.thresholds));
+    out.push(
+      meter('eur', Number(c.eur), Number(c.reserved_eur), Number(c.forecast_eur), Number(b.monthly_eur), b.thresholds, {
+        used: c.eur,
+        reserved: c.reserved_eur,
+        forecast: c.forecast_eur,
+        limit: b.monthly_eur,
+      }),
+    );
   }
   if (b.monthly_tokens != null) {
     out.push(meter('tokens', c.tokens, c.reserved_tokens, c.forecast_tokens, b.monthly_tokens, b.thresholds));
   }
   if (b.monthly_gpu_hours != null) {
-    out.push(meter('gpu_hours', c.gpu_hours, 0, c.forecast_gpu_hours, Number(b.monthly_gpu_hours), b.thresholds));
+    const hours = (h: number) => h.toFixed(2);
+    out.push(
+      meter('gpu_hours', c.gpu_hours, 0, c.forecast_gpu_hours, Number(b.monthly_gpu_hours), b.thresholds, {
+        used: hours(c.gpu_hours),
+        reserved: '0',
+        forecast: hours(c.forecast_gpu_hours),
+        limit: b.monthly_gpu_hours,
+      }),
+    );
   }
   return out;
 }
