@@ -332,18 +332,27 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<()> {
     state.budgets.refresh(state).await?;
     let rows: Vec<Row> = sqlx::query_as(SELECT).fetch_all(&state.db).await?;
     for row in &rows {
-        let c = consumption(state, row).await?;
-        record_alerts(state, row, &c).await?;
-        let over = row
-            .monthly_gpu_hours
-            .as_deref()
-            .and_then(|l| l.parse::<f64>().ok())
-            .is_some_and(|limit| c.gpu_hours >= limit);
-        if over && row.stop_running {
-            stop_instances(state, row.organization_id).await?;
+        // One budget's failure leaves the others their round.
+        if let Err(e) = watch(state, row).await {
+            tracing::warn!(error = %e, budget_id = %row.id, "budget not watched this round");
         }
     }
     mail_alerts(state).await
+}
+
+/// Alerts and stops for one budget.
+async fn watch(state: &AppState, row: &Row) -> anyhow::Result<()> {
+    let c = consumption(state, row).await?;
+    record_alerts(state, row, &c).await?;
+    let over = row
+        .monthly_gpu_hours
+        .as_deref()
+        .and_then(|l| l.parse::<f64>().ok())
+        .is_some_and(|limit| c.gpu_hours >= limit);
+    if over && row.stop_running {
+        stop_instances(state, row.organization_id).await?;
+    }
+    Ok(())
 }
 
 /// Runs the watcher until shutdown.
