@@ -270,8 +270,9 @@ pub async fn admit(state: &AppState, request: Request) -> Result<Reservation, Op
     )))
 }
 
+/// Nano-EUR as the API shows money: a decimal string (never a float).
 fn eur(nano: i64) -> String {
-    format!("{:.4} EUR", nano as f64 / 1e9)
+    format!("{} EUR", crate::budgets::eur(nano))
 }
 
 fn refusal(b: &HardBudget, is_eur: bool, spent: i64, reserved: i64) -> OpenAiError {
