@@ -90,6 +90,15 @@ pub struct Config {
     /// Deployment quotas of organizations without their own.
     pub default_max_instances: i64,
     pub default_max_gpus: i64,
+    /// Budgets (see `proxy/budgets.rs`): how often each replica reloads
+    /// them, refreshes their consumption from the database and raises alerts.
+    pub budget_refresh: Duration,
+    /// How long a `/v1` request's budget reservation lives if its replica
+    /// never settles it (a crash); past it the reservation is dropped.
+    pub budget_reservation_ttl: Duration,
+    /// The completion tokens reserved for a request that sets no
+    /// `max_tokens` on a model whose context length is unknown.
+    pub budget_default_max_tokens: i64,
     /// How often a live event stream re-checks its session and membership.
     pub events_recheck: Duration,
     /// Live event streams one user may hold open on one replica.
@@ -356,6 +365,12 @@ impl Config {
             mock_provider: env.flag("INVENTIV_MOCK_PROVIDER", !production)?,
             default_max_instances: env.parse("INVENTIV_DEFAULT_MAX_INSTANCES", 20i64)?.max(0),
             default_max_gpus: env.parse("INVENTIV_DEFAULT_MAX_GPUS", 64i64)?.max(0),
+            budget_refresh: secs("INVENTIV_BUDGET_REFRESH_SECS", 10)?.max(Duration::from_secs(1)),
+            budget_reservation_ttl: secs("INVENTIV_BUDGET_RESERVATION_TTL_SECS", 3600)?
+                .max(Duration::from_secs(1)),
+            budget_default_max_tokens: env
+                .parse("INVENTIV_BUDGET_DEFAULT_MAX_TOKENS", 4096i64)?
+                .clamp(1, 10_000_000),
             events_recheck: secs("INVENTIV_EVENTS_RECHECK_SECS", 15)?.max(Duration::from_secs(1)),
             events_max_streams_per_user: env
                 .parse("INVENTIV_EVENTS_MAX_STREAMS_PER_USER", 8usize)?

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod browser;
+pub mod budgets;
 pub mod client_ip;
 pub mod config;
 pub mod drift;

@@ -80,6 +80,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, UsageRecei
         events: crate::events::Hub::new(),
         keys: crate::proxy::keys::KeyCache::default(),
         routing: crate::proxy::routing::Routing::default(),
+        budgets: crate::proxy::budgets::BudgetCache::default(),
         usage,
         cloud_http,
     });
@@ -206,6 +207,7 @@ impl Application {
             self.state.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::budgets::run(self.state.clone(), shutdown.clone()));
         tasks.spawn(crate::proxy::routing::run(
             self.state.clone(),
             shutdown.clone(),

@@ -212,7 +212,7 @@ pub async fn list_models(
               (status = 401, description = "invalid key", body = OpenAiErrorBody),
               (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
-              (status = 429, description = "rate limited", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
               (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
 pub async fn chat_completions(
@@ -229,7 +229,7 @@ pub async fn chat_completions(
               (status = 401, description = "invalid key", body = OpenAiErrorBody),
               (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
-              (status = 429, description = "rate limited", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
               (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
 pub async fn completions(
@@ -246,7 +246,7 @@ pub async fn completions(
               (status = 401, description = "invalid key", body = OpenAiErrorBody),
               (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
-              (status = 429, description = "rate limited", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
               (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
 pub async fn embeddings(
@@ -353,6 +353,17 @@ async fn forward(
     };
     let limits = super::forward_limits::check(&state, c.key.as_deref()).await?;
     let bounds = Bounds::new(&body, workers.first().and_then(|w| w.context_length));
+    let budget = super::budgets::admit(
+        &state,
+        super::budgets::Request {
+            organization_id: c.organization_id,
+            api_key_id: c.key.as_ref().map(|k| k.id),
+            share_id: shared.map(|s| s.share_id),
+            bounds,
+            context_length: workers.first().and_then(|w| w.context_length),
+        },
+    )
+    .await?;
     // Only a stream's body (usage asked for) or a shared model's name
     // changes; others go as they came.
     let payload = upstream_body(body, streaming, stream_options, upstream_model.as_deref())?;
@@ -431,6 +442,7 @@ async fn forward(
                 client_usage,
                 in_flight,
                 limits.clone(),
+                budget,
                 upstream_limits.max_event_bytes,
             );
             let mut r = Response::new(Body::from_stream(stream));
@@ -455,6 +467,7 @@ async fn forward(
             let completion = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
             let billed = meter.finish(status.as_u16(), prompt, completion, bytes.len());
             limits.spend(&state, billed).await;
+            budget.settle(prompt, completion, bytes.len()).await;
             drop(in_flight);
             let mut r = Response::new(Body::from(bytes));
             *r.status_mut() = status;
@@ -539,6 +552,8 @@ struct Relay {
     received: usize,
     in_flight: InFlight,
     limits: super::forward_limits::Limits,
+    /// The request's budget reservation, settled when the meter is.
+    budget: super::budgets::Reservation,
     /// Largest single event the worker may send (see [`super::bounded`]).
     max_event: usize,
     ended: bool,
@@ -606,9 +621,14 @@ impl Drop for Relay {
             };
             let completion = self.completion_seen();
             let (state, limits) = (meter.state.clone(), self.limits.clone());
+            let (budget, prompt, received) =
+                (std::mem::take(&mut self.budget), self.prompt, self.received);
             let tokens = meter.finish(status, self.prompt, completion, self.received);
             let tasks = state.tasks.clone();
-            tasks.spawn(async move { limits.spend(&state, tokens).await });
+            tasks.spawn(async move {
+                limits.spend(&state, tokens).await;
+                budget.settle(prompt, completion, received).await;
+            });
         }
     }
 }
@@ -619,6 +639,7 @@ fn relay_stream(
     client_usage: ClientUsage,
     in_flight: InFlight,
     limits: super::forward_limits::Limits,
+    budget: super::budgets::Reservation,
     max_event: usize,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let relay = Relay {
@@ -632,6 +653,7 @@ fn relay_stream(
         received: 0,
         in_flight,
         limits,
+        budget,
         max_event,
         ended: false,
         broken: false,

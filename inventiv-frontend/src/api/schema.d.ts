@@ -870,6 +870,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/organizations/current/budget-alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The thresholds the organization's budgets crossed, newest first. */
+        get: operations["list_alerts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/budgets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The current organization's budgets with their consumption this month. */
+        get: operations["list_budgets"];
+        put?: never;
+        /**
+         * Sets a budget (owners and admins). One per scope and target: 409
+         *     `BUDGET_EXISTS` otherwise (change it with PUT).
+         */
+        post: operations["create_budget"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/budgets/{budget_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One budget of the current organization with its consumption. */
+        get: operations["get_budget"];
+        /**
+         * Replaces a budget's limits (owners and admins). Lowering a limit below
+         *     the consumption refuses the next requests; it stops nothing in flight.
+         */
+        put: operations["set_budget"];
+        post?: never;
+        /** Removes a budget and its alerts (owners and admins). */
+        delete: operations["delete_budget"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/organizations/current/huggingface-token": {
         parameters: {
             query?: never;
@@ -1568,6 +1628,63 @@ export interface components {
             port: number;
             ready: boolean;
         };
+        /** @description A budget with its consumption this month. */
+        Budget: {
+            /** Format: uuid */
+            api_key_id?: string | null;
+            consumption: components["schemas"]["Consumption"];
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * @description Refuse what would exceed a limit (requests: 429 `insufficient_quota`;
+             *     deployments: 409 `BUDGET_EXCEEDED`).
+             */
+            hard_limit: boolean;
+            /** Format: uuid */
+            id: string;
+            /** @description EUR per month (decimal string); null: no EUR limit. */
+            monthly_eur?: string | null;
+            /** @description GPU hours per month (decimal string, organization budgets). */
+            monthly_gpu_hours?: string | null;
+            /** Format: int64 */
+            monthly_tokens?: number | null;
+            /** @description `organization`, `api_key` or `share`. */
+            scope: string;
+            /** Format: uuid */
+            share_id?: string | null;
+            /** @description Terminate the organization's instances once the GPU-hour limit is reached. */
+            stop_running: boolean;
+            /** @description Alert thresholds in percent of each limit. */
+            thresholds: number[];
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /** @description A threshold crossed in a month. */
+        BudgetAlert: {
+            /** Format: uuid */
+            budget_id: string;
+            /** @description The consumption and the limit when it was recorded (decimal strings). */
+            consumed: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: int64 */
+            id: number;
+            /**
+             * Format: date-time
+             * @description When the owners were mailed; null: not yet.
+             */
+            mailed_at?: string | null;
+            /** @description `eur`, `tokens` or `gpu_hours`. */
+            metric: string;
+            /**
+             * Format: date
+             * @description The first day of the month.
+             */
+            month: string;
+            monthly_limit: string;
+            /** Format: int32 */
+            threshold: number;
+        };
         /** @description A password change. */
         ChangePassword: {
             /** Format: password */
@@ -1588,6 +1705,36 @@ export interface components {
         CloseMonth: {
             /** @description At most 500 characters. */
             note?: string | null;
+        };
+        /** @description A budget's consumption in the current calendar month (UTC). */
+        Consumption: {
+            /**
+             * @description EUR charged (usage_records.charged_eur: requests through shares; own
+             *     models cost 0 per request), a decimal string.
+             */
+            eur: string;
+            /** @description Linear forecast to the month's end at this month's pace so far. */
+            forecast_eur: string;
+            /** Format: double */
+            forecast_gpu_hours: number;
+            /** Format: int64 */
+            forecast_tokens: number;
+            /**
+             * Format: double
+             * @description GPU hours of the organization's instances (organization budgets).
+             */
+            gpu_hours: number;
+            /** @description `YYYY-MM`. */
+            month: string;
+            /** @description Held by requests in flight (hard budgets). */
+            reserved_eur: string;
+            /** Format: int64 */
+            reserved_tokens: number;
+            /**
+             * Format: int64
+             * @description Prompt + completion tokens.
+             */
+            tokens: number;
         };
         /** @description The cost of one group in one time bucket. */
         CostPoint: {
@@ -2142,6 +2289,25 @@ export interface components {
             /** @description What the month weighs on the organization: the sum of every line. */
             total_eur: string;
         };
+        /** @description A new budget: its scope and target, and its limits. */
+        NewBudget: {
+            /** Format: uuid */
+            api_key_id?: string | null;
+            hard_limit?: boolean | null;
+            monthly_eur?: string | null;
+            monthly_gpu_hours?: string | null;
+            /** Format: int64 */
+            monthly_tokens?: number | null;
+            /**
+             * @description `organization`, `api_key` (with `api_key_id`) or `share` (with
+             *     `share_id`: a share the organization consumes).
+             */
+            scope: string;
+            /** Format: uuid */
+            share_id?: string | null;
+            stop_running?: boolean | null;
+            thresholds?: number[] | null;
+        };
         /** @description A new price version. */
         NewPrice: {
             /**
@@ -2479,6 +2645,24 @@ export interface components {
         SetActivation: {
             economic?: boolean | null;
             technical?: boolean | null;
+        };
+        /** @description The limits of a budget. At least one of the three limits is set. */
+        SetBudget: {
+            /** @description Default true. */
+            hard_limit?: boolean | null;
+            /** @description EUR per month: a decimal string, up to 10 digits and 4 decimals. */
+            monthly_eur?: string | null;
+            /** @description GPU hours per month (organization budgets): up to 10 digits and 2 decimals. */
+            monthly_gpu_hours?: string | null;
+            /**
+             * Format: int64
+             * @description Tokens per month: 0 to 10^15.
+             */
+            monthly_tokens?: number | null;
+            /** @description Default false (organization budgets with a GPU-hour limit). */
+            stop_running?: boolean | null;
+            /** @description Percentages from 1 to 100, at most 10; default 50, 80, 100. */
+            thresholds?: number[] | null;
         };
         /** @description New quotas; null (or absent) returns to the platform default. */
         SetQuotas: {
@@ -5217,6 +5401,307 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
         };
     };
+    list_alerts: {
+        parameters: {
+            query?: {
+                /** @description Rows per page: 1 to 1000, default 500. */
+                limit?: number | null;
+                /** @description Rows to skip: 0 to 1000000, default 0. */
+                offset?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetAlert"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_budgets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Budget"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewBudget"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Budget"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the API key or share is not the organization's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    get_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description budget id */
+                budget_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Budget"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description budget id */
+                budget_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetBudget"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Budget"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    delete_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description budget id */
+                budget_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     get_huggingface_token: {
         parameters: {
             query?: never;
@@ -6883,7 +7368,7 @@ export interface operations {
             };
             413: components["responses"]["OpenAiPayloadTooLarge"];
             415: components["responses"]["OpenAiUnsupportedMediaType"];
-            /** @description rate limited */
+            /** @description rate limited, or a hard budget would be exceeded (`insufficient_quota`) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6964,7 +7449,7 @@ export interface operations {
             };
             413: components["responses"]["OpenAiPayloadTooLarge"];
             415: components["responses"]["OpenAiUnsupportedMediaType"];
-            /** @description rate limited */
+            /** @description rate limited, or a hard budget would be exceeded (`insufficient_quota`) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7045,7 +7530,7 @@ export interface operations {
             };
             413: components["responses"]["OpenAiPayloadTooLarge"];
             415: components["responses"]["OpenAiUnsupportedMediaType"];
-            /** @description rate limited */
+            /** @description rate limited, or a hard budget would be exceeded (`insufficient_quota`) */
             429: {
                 headers: {
                     [name: string]: unknown;

@@ -2,6 +2,7 @@ import { act, renderHook } from '@testing-library/react';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import type { ReactNode } from 'react';
 import type { Instance } from '../api/types';
+import { budgetKeys } from '../budgets/api';
 import { instanceKeys } from './api';
 import { useLiveEvents, type EventSourceLike } from './liveEvents';
 
@@ -134,6 +135,14 @@ describe('useLiveEvents', () => {
 
     act(() => source().emit('instance.updated', { instance_id: 'a', status: 'archived', progress: 100 }));
     expect(client.getQueryData<Instance[]>(instanceKeys.list)).toEqual([]);
+  });
+
+  it('refetches the budgets and their alerts when a threshold is crossed', () => {
+    const { client, source } = setup();
+    const invalidate = vi.spyOn(client, 'invalidateQueries');
+    act(() => source().emit('budget.alert', { type: 'budget.alert', alert_id: 7 }));
+    expect(invalidate).toHaveBeenCalledWith({ queryKey: budgetKeys.list });
+    expect(invalidate).toHaveBeenCalledWith({ queryKey: budgetKeys.alerts });
   });
 
   it('patches progress in place and refetches the full rows on a status change', () => {

@@ -7,6 +7,7 @@ import { useQueryClient, type QueryClient } from '@tanstack/react-query';
 import { refreshSession } from '../api/client';
 import type { Instance } from '../api/types';
 import { meKey } from '../auth/useMe';
+import { budgetKeys } from '../budgets/api';
 import { instanceKeys } from './api';
 
 /** What the hook needs of an EventSource (a fake one in tests). */
@@ -112,12 +113,17 @@ export function applyEvent(client: QueryClient, type: string, data: unknown): vo
     case 'resync':
       void client.invalidateQueries({ queryKey: instanceKeys.list });
       return;
+    case 'budget.alert':
+      // A threshold was crossed: the budgets page shows the new alert.
+      void client.invalidateQueries({ queryKey: budgetKeys.list });
+      void client.invalidateQueries({ queryKey: budgetKeys.alerts });
+      return;
     default:
       return;
   }
 }
 
-const EVENT_TYPES = ['snapshot', 'instance.updated', 'worker.heartbeat', 'instance.usage_drift', 'resync'];
+const EVENT_TYPES = ['snapshot', 'instance.updated', 'worker.heartbeat', 'instance.usage_drift', 'resync', 'budget.alert'];
 
 /**
  * Keeps the cache in sync with the stream while mounted. `scope` (the
