@@ -1542,6 +1542,11 @@ export interface components {
              */
             announced_input_eur_per_1k?: string | null;
             announced_output_eur_per_1k?: string | null;
+            /**
+             * @description The applied rate of cached prompt tokens (the input rate unless the
+             *     provider set one).
+             */
+            cached_input_eur_per_1k?: string | null;
             /** @description The price that applies to this organization now (EUR per 1k tokens). */
             input_eur_per_1k?: string | null;
             /** @description The maximum price the organization set for its share, if any. */
@@ -1663,6 +1668,11 @@ export interface components {
         };
         /** @description Whom to share with, and optionally at which price. */
         CreateShare: {
+            /**
+             * @description Cached prompt tokens' rate, at most the input rate (needs the pair
+             *     above); default: the input rate.
+             */
+            cached_input_eur_per_1k?: string | null;
             consumer_org_slug: string;
             /** @description The share's own price (EUR per 1k tokens); both or neither. */
             input_eur_per_1k?: string | null;
@@ -2091,6 +2101,12 @@ export interface components {
             adjustment_id?: string | null;
             /** @description The exact amount rounded half away from zero to the cent (EUR). */
             amount_eur: string;
+            /**
+             * Format: int64
+             * @description Of the call lines' prompt tokens, those served from the engine's
+             *     prefix cache (their charge is at the offering's cached rate).
+             */
+            cached_tokens?: number | null;
             /** @description The exact amount (EUR). */
             exact_eur: string;
             /** @description GPU seconds (GPU lines, and adjustments of them). */
@@ -2135,6 +2151,11 @@ export interface components {
         /** @description A new price version. */
         NewPrice: {
             /**
+             * @description EUR per 1k cached prompt tokens (served from the engine's prefix
+             *     cache), at most `input_eur_per_1k`; default: the input rate.
+             */
+            cached_input_eur_per_1k?: string | null;
+            /**
              * Format: date-time
              * @description When it takes effect (RFC 3339), default now; never in the past.
              */
@@ -2148,6 +2169,8 @@ export interface components {
         Offering: {
             /** @description What consumers put in `model`: `org_slug/model_code`. */
             address: string;
+            /** @description The rate of cached prompt tokens in force now (the input rate unless set). */
+            cached_input_eur_per_1k?: string | null;
             /** Format: date-time */
             created_at: string;
             economic_active: boolean;
@@ -2212,6 +2235,8 @@ export interface components {
         };
         /** @description A price version as stored. */
         PriceVersion: {
+            /** @description The cached prompt tokens' rate (the input rate unless set). */
+            cached_input_eur_per_1k: string;
             /** Format: date-time */
             effective_at: string;
             /** Format: uuid */
@@ -2481,6 +2506,8 @@ export interface components {
         Share: {
             /** Format: date-time */
             accepted_at?: string | null;
+            /** @description Its cached prompt tokens' rate (its input rate unless set). */
+            cached_input_eur_per_1k?: string | null;
             consumer_org_slug: string;
             /** Format: date-time */
             created_at: string;
@@ -2506,6 +2533,12 @@ export interface components {
             address: string;
             /** @description Exact sum of the rows' charges (EUR). */
             amount_eur: string;
+            /**
+             * Format: int64
+             * @description Of the prompt tokens, those served from the engine's prefix cache:
+             *     charged at the offering's cached rate, the others at its input rate.
+             */
+            cached_prompt_tokens: number;
             /** Format: int64 */
             completion_tokens: number;
             /** @description The other organization. */
@@ -2661,6 +2694,12 @@ export interface components {
         };
         /** @description One group's totals. */
         UsageLine: {
+            /**
+             * Format: int64
+             * @description Of the prompt tokens, those the engine served from its prefix cache
+             *     (priced at the offering's cached rate through a share).
+             */
+            cached_prompt_tokens: number;
             /** Format: int64 */
             completion_tokens: number;
             /** Format: int64 */
@@ -2669,6 +2708,11 @@ export interface components {
             group: string;
             /** Format: int64 */
             prompt_tokens: number;
+            /**
+             * Format: int64
+             * @description Of the completion tokens, the reasoning ones (when the engine reports them).
+             */
+            reasoning_tokens: number;
             /** Format: int64 */
             requests: number;
         };
