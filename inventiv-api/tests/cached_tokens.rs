@@ -184,6 +184,20 @@ async fn a_repeated_prefix_is_cached_metered_and_charged_at_the_cached_rate() {
     let (status, usage) = app.get("/usage", Some(&b.owner.token)).await;
     assert_eq!(status, 200, "{usage}");
     assert_eq!(usage[0]["cached_prompt_tokens"], 64, "{usage}");
+    let (status, series) = app
+        .get(
+            "/finops/usage/series?group_by=model",
+            Some(&b.manager.token),
+        )
+        .await;
+    assert_eq!(status, 200, "{series}");
+    let cached: i64 = series
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["cached_prompt_tokens"].as_i64().unwrap())
+        .sum();
+    assert_eq!(cached, 64, "{series}");
     let (status, statement) = app.get("/finops/statements", Some(&b.manager.token)).await;
     assert_eq!(status, 200, "{statement}");
     let line = &statement["lines"][0];

@@ -200,6 +200,8 @@ pub struct UsagePoint {
     pub requests: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Of the prompt tokens, those served from the engine's prefix cache.
+    pub cached_prompt_tokens: i64,
     /// Charged through shares (EUR, exact).
     pub charged_eur: String,
 }
@@ -235,6 +237,7 @@ async fn usage_series(
     let points: Vec<UsagePoint> = sqlx::query_as(&format!(
         "SELECT date_trunc('{unit}', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket, {group} AS \"group\", count(*) AS requests,
                 COALESCE(sum(prompt_tokens), 0)::bigint AS prompt_tokens, COALESCE(sum(completion_tokens), 0)::bigint AS completion_tokens,
+                COALESCE(sum(cached_prompt_tokens), 0)::bigint AS cached_prompt_tokens,
                 trim_scale(COALESCE(sum(charged_eur), 0))::text AS charged_eur
            FROM usage_records WHERE organization_id = $1 AND at >= $2 AND at < $3 GROUP BY 1, 2 ORDER BY 1, 2"
     ))
@@ -253,6 +256,7 @@ async fn usage_series(
                     p.requests.to_string(),
                     p.prompt_tokens.to_string(),
                     p.completion_tokens.to_string(),
+                    p.cached_prompt_tokens.to_string(),
                     p.charged_eur,
                 ]
             })
@@ -263,6 +267,7 @@ async fn usage_series(
             "requests",
             "prompt_tokens",
             "completion_tokens",
+            "cached_prompt_tokens",
             "charged_eur",
         ];
         return Ok(csv("usage.csv", &header, rows));

@@ -2720,6 +2720,11 @@ export interface components {
         UsagePoint: {
             /** Format: date-time */
             bucket: string;
+            /**
+             * Format: int64
+             * @description Of the prompt tokens, those served from the engine's prefix cache.
+             */
+            cached_prompt_tokens: number;
             /** @description Charged through shares (EUR, exact). */
             charged_eur: string;
             /** Format: int64 */

@@ -239,7 +239,10 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
         header: 'Own EUR per 1k tokens',
         size: 220,
         accessorFn: (s) => s.input_eur_per_1k ?? '',
-        cell: ({ row }) => (row.original.input_eur_per_1k ? priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k) : "the offering's"),
+        cell: ({ row }) =>
+          row.original.input_eur_per_1k
+            ? priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k, row.original.cached_input_eur_per_1k)
+            : "the offering's",
       },
       {
         id: 'actions',
