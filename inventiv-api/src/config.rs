@@ -77,6 +77,8 @@ pub struct Config {
     pub sample_prune_interval: Duration,
     /// How often the cost job runs in this replica; None: not here.
     pub cost_job_interval: Option<Duration>,
+    /// Reconciling the proxy's metering with the engines' token counters.
+    pub usage_drift: UsageDrift,
     /// Where `/metrics` is served (not on the API's port).
     pub metrics_addr: SocketAddr,
     /// Bearer token required by `/metrics` when set.
@@ -94,6 +96,23 @@ pub struct Config {
     pub events_max_streams_per_user: usize,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// The usage drift job (`crate::drift`): how often, over what window, and
+/// when a drift alerts.
+#[derive(Debug, Clone)]
+pub struct UsageDrift {
+    /// How often the job runs in this replica; None: not here.
+    pub interval: Option<Duration>,
+    /// The span compared (an hour by default).
+    pub window: Duration,
+    /// How far in the past the window ends, so the usage rows of requests
+    /// answered before its end are written (the writer batches them).
+    pub settle: Duration,
+    /// Drift (|engine - proxy| / engine) above which an instance alerts.
+    pub threshold: f64,
+    /// Below this many engine tokens in the window nothing is concluded.
+    pub min_tokens: i64,
 }
 
 /// A configuration problem, reported before anything starts.
@@ -309,6 +328,23 @@ impl Config {
                 .max(Duration::from_secs(1)),
             cost_job_interval: Some(secs("INVENTIV_COST_JOB_INTERVAL_SECS", 60)?)
                 .filter(|d| !d.is_zero()),
+            usage_drift: UsageDrift {
+                interval: Some(secs("INVENTIV_USAGE_DRIFT_INTERVAL_SECS", 300)?)
+                    .filter(|d| !d.is_zero()),
+                window: secs("INVENTIV_USAGE_DRIFT_WINDOW_SECS", 3600)?
+                    .max(Duration::from_secs(60)),
+                settle: secs("INVENTIV_USAGE_DRIFT_SETTLE_SECS", 30)?,
+                threshold: Some(env.parse("INVENTIV_USAGE_DRIFT_THRESHOLD", 0.005f64)?)
+                    .filter(|t| t.is_finite() && *t > 0.0 && *t <= 1.0)
+                    .ok_or_else(|| {
+                        ConfigError(
+                            "INVENTIV_USAGE_DRIFT_THRESHOLD: a ratio above 0, at most 1".into(),
+                        )
+                    })?,
+                min_tokens: env
+                    .parse("INVENTIV_USAGE_DRIFT_MIN_TOKENS", 20_000i64)?
+                    .max(1),
+            },
             metrics_addr: env.parse(
                 "INVENTIV_METRICS_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8004)),

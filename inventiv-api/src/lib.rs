@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod browser;
 pub mod client_ip;
 pub mod config;
+pub mod drift;
 pub mod error;
 pub mod events;
 pub mod extract;

@@ -201,6 +201,7 @@ impl Application {
             self.state.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::drift::run(self.state.clone(), shutdown.clone()));
         tasks.spawn(crate::events::subscribe(
             self.state.clone(),
             shutdown.clone(),
@@ -263,7 +264,11 @@ async fn prune_samples_forever(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match routes::workers::prune_samples(&state.db, state.config.sample_retention).await {
+        let drift = &state.config.usage_drift;
+        let counters = crate::drift::counter_retention(drift.window, drift.settle);
+        match routes::workers::prune_samples(&state.db, state.config.sample_retention, counters)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "pruned old worker samples"),
             Err(e) => tracing::warn!(error = %e, "pruning worker samples failed; will retry"),

@@ -650,7 +650,7 @@ export interface paths {
         put?: never;
         /**
          * Records a heartbeat (schema version 1 or 2): the latest state on the
-         *     instance, and the samples as time series.
+         *     instance, and the samples (GPU, system, engine token counters) as time series.
          */
         post: operations["heartbeat"];
         delete?: never;
@@ -1771,6 +1771,11 @@ export interface components {
             /** Format: uuid */
             usage_id: string;
         };
+        /**
+         * @description Where an instance's metering stands.
+         * @enum {string}
+         */
+        DriftStatus: "ok" | "alert" | "insufficient_data";
         /** @description The inference engine's state, scraped from its `/metrics`. */
         EngineState: {
             backends?: components["schemas"]["Backend"][] | null;
@@ -1783,6 +1788,7 @@ export interface components {
             requests_waiting: number;
             /** Format: int32 */
             restarts: number;
+            tokens?: null | components["schemas"]["TokenCounters"];
         };
         /** @description The JSON body of every error response. */
         ErrorBody: {
@@ -1836,7 +1842,10 @@ export interface components {
             /** @description `ok` or `unavailable`. */
             status: string;
         };
-        /** @description Sent every heartbeat interval (schema version 1 or 2). */
+        /**
+         * @description Sent every heartbeat interval (schema version 1 or 2; `engine.tokens`
+         *     is an optional part of version 2).
+         */
         Heartbeat: {
             agent: components["schemas"]["AgentInfo"];
             boot_id: string;
@@ -1915,6 +1924,7 @@ export interface components {
             terminated_at?: string | null;
             /** Format: date-time */
             updated_at: string;
+            usage_reconciliation?: null | components["schemas"]["UsageReconciliation"];
             worker_agent_version?: string | null;
             worker_status?: string | null;
             zone: string;
@@ -2611,6 +2621,23 @@ export interface components {
             /** Format: float */
             net_tx_bytes_per_s?: number | null;
         };
+        /**
+         * @description `vllm:prompt_tokens_total` and `vllm:generation_tokens_total` summed over
+         *     the node's engines since they started: the worker's word, a detection
+         *     signal for metering drift, never a billing input.
+         */
+        TokenCounters: {
+            /**
+             * Format: int64
+             * @description Tokens the engines generated.
+             */
+            generation_total: number;
+            /**
+             * Format: int64
+             * @description Prompt tokens the engines processed.
+             */
+            prompt_total: number;
+        };
         /** @description The tokens of a session. The same values are also set as HttpOnly cookies. */
         TokenResponse: {
             /** @description Short-lived HS256 JWT for `Authorization: Bearer`. */
@@ -2734,6 +2761,51 @@ export interface components {
             prompt_tokens: number;
             /** Format: int64 */
             requests: number;
+        };
+        /** @description The latest reconciliation of an instance, as the instance answer carries it. */
+        UsageReconciliation: {
+            /**
+             * Format: int64
+             * @description Times this instance went into `alert`.
+             */
+            alerts: number;
+            /** Format: date-time */
+            checked_at: string;
+            /**
+             * Format: double
+             * @description Seconds of the window covered by counter spans.
+             */
+            covered_seconds: number;
+            /**
+             * Format: double
+             * @description `|engine - proxy| / max(engine, 1)`, the larger of prompt and generation.
+             */
+            drift_ratio: number;
+            /**
+             * Format: int64
+             * @description Tokens the engines generated over the covered spans.
+             */
+            engine_generation: number;
+            /**
+             * Format: int64
+             * @description Prompt tokens the engines counted over the covered spans.
+             */
+            engine_prompt: number;
+            /**
+             * Format: int64
+             * @description Completion tokens the proxy metered over the same spans.
+             */
+            proxy_completion: number;
+            /**
+             * Format: int64
+             * @description Prompt tokens the proxy metered over the same spans.
+             */
+            proxy_prompt: number;
+            status: components["schemas"]["DriftStatus"];
+            /** Format: date-time */
+            window_end: string;
+            /** Format: date-time */
+            window_start: string;
         };
         /** @description The caller's account. */
         User: {

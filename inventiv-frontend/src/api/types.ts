@@ -63,6 +63,7 @@ export type UpdateOffering = S['UpdateOffering'];
 export type UpdateOrganization = S['UpdateOrganization'];
 export type UpdateShare = S['UpdateShare'];
 export type UsageLine = S['UsageLine'];
+export type UsageReconciliation = S['UsageReconciliation'];
 export type UsagePoint = S['UsagePoint'];
 export type Verification = S['Verification'];
 export type Volume = S['Volume'];

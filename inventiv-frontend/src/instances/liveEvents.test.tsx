@@ -102,6 +102,29 @@ describe('useLiveEvents', () => {
     expect(client.getQueryData<{ engine_ready: boolean }>(instanceKeys.heartbeat('b'))?.engine_ready).toBe(true);
   });
 
+  it('puts a usage drift verdict on the instance and refetches its timeline', () => {
+    const { client, source } = setup();
+    act(() => source().emit('snapshot', { instances: [instance('a', 'ready', 100)] }));
+    const invalidate = vi.spyOn(client, 'invalidateQueries');
+    const usage_reconciliation = {
+      alerts: 1,
+      checked_at: '2026-12-05T09:00:30Z',
+      covered_seconds: 3600,
+      drift_ratio: 0.02,
+      engine_prompt: 1000,
+      engine_generation: 500,
+      proxy_prompt: 980,
+      proxy_completion: 500,
+      status: 'alert',
+      window_start: '2026-12-05T08:00:00Z',
+      window_end: '2026-12-05T09:00:00Z',
+    };
+    act(() => source().emit('instance.usage_drift', { type: 'instance.usage_drift', instance_id: 'a', usage_reconciliation }));
+    expect(client.getQueryData<Instance>(instanceKeys.one('a'))?.usage_reconciliation?.status).toBe('alert');
+    expect(client.getQueryData<Instance[]>(instanceKeys.list)?.[0]?.usage_reconciliation?.drift_ratio).toBe(0.02);
+    expect(invalidate).toHaveBeenCalledWith({ queryKey: instanceKeys.actions('a') });
+  });
+
   it('refetches the list for an instance it does not know, and drops archived ones', () => {
     const { client, source } = setup();
     act(() => source().emit('snapshot', { instances: [instance('a', 'terminated', 100)] }));

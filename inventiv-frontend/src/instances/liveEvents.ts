@@ -101,6 +101,14 @@ export function applyEvent(client: QueryClient, type: string, data: unknown): vo
       client.setQueryData<Heartbeat>(instanceKeys.heartbeat(id), { ...(event as Omit<Heartbeat, 'at'>), at });
       return;
     }
+    case 'instance.usage_drift': {
+      const id = String(event.instance_id ?? '');
+      if (!id) return;
+      const reconciliation = event.usage_reconciliation as Instance['usage_reconciliation'];
+      patchInstance(client, id, (i) => ({ ...i, usage_reconciliation: reconciliation ?? i.usage_reconciliation }));
+      void client.invalidateQueries({ queryKey: instanceKeys.actions(id) });
+      return;
+    }
     case 'resync':
       void client.invalidateQueries({ queryKey: instanceKeys.list });
       return;
@@ -109,7 +117,7 @@ export function applyEvent(client: QueryClient, type: string, data: unknown): vo
   }
 }
 
-const EVENT_TYPES = ['snapshot', 'instance.updated', 'worker.heartbeat', 'resync'];
+const EVENT_TYPES = ['snapshot', 'instance.updated', 'worker.heartbeat', 'instance.usage_drift', 'resync'];
 
 /**
  * Keeps the cache in sync with the stream while mounted. `scope` (the
