@@ -94,6 +94,31 @@ fn ask_engine_usage(request: &mut serde_json::Map<String, Value>) {
 struct Usage {
     prompt_tokens: Option<i64>,
     completion_tokens: Option<i64>,
+    /// vLLM (with `--enable-prompt-tokens-details`) reports the prompt
+    /// tokens served from its prefix cache here, in the final usage only.
+    prompt_tokens_details: Option<PromptTokensDetails>,
+    /// Reasoning tokens, when an engine reports them (OpenAI's shape).
+    completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptTokensDetails {
+    cached_tokens: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct CompletionTokensDetails {
+    reasoning_tokens: Option<i64>,
+}
+
+impl Usage {
+    fn cached(&self) -> Option<i64> {
+        self.prompt_tokens_details.as_ref()?.cached_tokens
+    }
+
+    fn reasoning(&self) -> Option<i64> {
+        self.completion_tokens_details.as_ref()?.reasoning_tokens
+    }
 }
 
 /// What the meter reads of a whole (not streamed) answer.
@@ -267,6 +292,14 @@ struct Meter {
 }
 
 impl Meter {
+    /// Notes the parts of the counts the worker reported: cached prompt
+    /// tokens and reasoning tokens, bounded by the billed counts in `finish`.
+    fn parts(&mut self, cached: Option<i64>, reasoning: Option<i64>) {
+        let saturate = |n: Option<i64>| i32::try_from(n.unwrap_or(0).max(0)).unwrap_or(i32::MAX);
+        self.record.cached_prompt_tokens = saturate(cached);
+        self.record.reasoning_tokens = saturate(reasoning);
+    }
+
     /// Records the worker's report, bounded (see [`super::plausible`]), given
     /// the bytes it sent back; returns the tokens billed.
     fn finish(mut self, status: u16, prompt: i64, completion: i64, answer_bytes: usize) -> i64 {
@@ -280,6 +313,15 @@ impl Meter {
         self.record.status = i32::from(status);
         self.record.prompt_tokens = i32::try_from(billed.prompt).unwrap_or(i32::MAX);
         self.record.completion_tokens = i32::try_from(billed.completion).unwrap_or(i32::MAX);
+        // Parts of the billed counts, never more.
+        self.record.cached_prompt_tokens = self
+            .record
+            .cached_prompt_tokens
+            .min(self.record.prompt_tokens);
+        self.record.reasoning_tokens = self
+            .record
+            .reasoning_tokens
+            .min(self.record.completion_tokens);
         self.record.latency_ms =
             i32::try_from(self.started.elapsed().as_millis()).unwrap_or(i32::MAX);
         if self.state.usage.try_send(self.record).is_err() {
@@ -410,7 +452,7 @@ async fn forward(
             }
         };
         worker.succeeded();
-        let meter = Meter {
+        let mut meter = Meter {
             state: state.clone(),
             started,
             bounds,
@@ -426,6 +468,8 @@ async fn forward(
                 instance_id: Some(worker.instance_id),
                 prompt_tokens: 0,
                 completion_tokens: 0,
+                cached_prompt_tokens: 0,
+                reasoning_tokens: 0,
                 latency_ms: 0,
                 ttft_ms: None,
                 status: 0,
@@ -463,6 +507,10 @@ async fn forward(
             let usage = serde_json::from_slice::<Answer>(&bytes)
                 .ok()
                 .and_then(|a| a.usage);
+            meter.parts(
+                usage.as_ref().and_then(Usage::cached),
+                usage.as_ref().and_then(Usage::reasoning),
+            );
             let prompt = usage.as_ref().and_then(|u| u.prompt_tokens).unwrap_or(0);
             let completion = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
             let billed = meter.finish(status.as_u16(), prompt, completion, bytes.len());
@@ -547,6 +595,9 @@ struct Relay {
     prompt: i64,
     /// The engine's count of completion tokens, once it gave one.
     completion: Option<i64>,
+    /// The last usage's parts (cached prompt, reasoning), as reported.
+    cached: Option<i64>,
+    reasoning: Option<i64>,
     content_events: i64,
     /// Bytes the worker sent, for the completion's plausibility bound.
     received: usize,
@@ -581,6 +632,8 @@ impl Relay {
                 if let Some(usage) = chunk.usage {
                     self.prompt = usage.prompt_tokens.unwrap_or(self.prompt);
                     self.completion = usage.completion_tokens.or(self.completion);
+                    self.cached = usage.cached().or(self.cached);
+                    self.reasoning = usage.reasoning().or(self.reasoning);
                     if !content && self.client_usage == ClientUsage::None {
                         forward = false;
                     }
@@ -612,7 +665,7 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        if let Some(meter) = self.meter.take() {
+        if let Some(mut meter) = self.meter.take() {
             // The client went away (or the worker did): record what was seen.
             let status = match (self.broken, self.ended) {
                 (true, _) => 502,
@@ -620,6 +673,7 @@ impl Drop for Relay {
                 (false, false) => 499,
             };
             let completion = self.completion_seen();
+            meter.parts(self.cached, self.reasoning);
             let (state, limits) = (meter.state.clone(), self.limits.clone());
             let (budget, prompt, received) =
                 (std::mem::take(&mut self.budget), self.prompt, self.received);
@@ -649,6 +703,8 @@ fn relay_stream(
         client_usage,
         prompt: 0,
         completion: None,
+        cached: None,
+        reasoning: None,
         content_events: 0,
         received: 0,
         in_flight,

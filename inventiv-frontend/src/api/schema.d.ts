@@ -1602,6 +1602,11 @@ export interface components {
              */
             announced_input_eur_per_1k?: string | null;
             announced_output_eur_per_1k?: string | null;
+            /**
+             * @description The applied rate of cached prompt tokens (the input rate unless the
+             *     provider set one).
+             */
+            cached_input_eur_per_1k?: string | null;
             /** @description The price that applies to this organization now (EUR per 1k tokens). */
             input_eur_per_1k?: string | null;
             /** @description The maximum price the organization set for its share, if any. */
@@ -1810,6 +1815,11 @@ export interface components {
         };
         /** @description Whom to share with, and optionally at which price. */
         CreateShare: {
+            /**
+             * @description Cached prompt tokens' rate, at most the input rate (needs the pair
+             *     above); default: the input rate.
+             */
+            cached_input_eur_per_1k?: string | null;
             consumer_org_slug: string;
             /** @description The share's own price (EUR per 1k tokens); both or neither. */
             input_eur_per_1k?: string | null;
@@ -2248,6 +2258,12 @@ export interface components {
             adjustment_id?: string | null;
             /** @description The exact amount rounded half away from zero to the cent (EUR). */
             amount_eur: string;
+            /**
+             * Format: int64
+             * @description Of the call lines' prompt tokens, those served from the engine's
+             *     prefix cache (their charge is at the offering's cached rate).
+             */
+            cached_tokens?: number | null;
             /** @description The exact amount (EUR). */
             exact_eur: string;
             /** @description GPU seconds (GPU lines, and adjustments of them). */
@@ -2311,6 +2327,11 @@ export interface components {
         /** @description A new price version. */
         NewPrice: {
             /**
+             * @description EUR per 1k cached prompt tokens (served from the engine's prefix
+             *     cache), at most `input_eur_per_1k`; default: the input rate.
+             */
+            cached_input_eur_per_1k?: string | null;
+            /**
              * Format: date-time
              * @description When it takes effect (RFC 3339), default now; never in the past.
              */
@@ -2324,6 +2345,8 @@ export interface components {
         Offering: {
             /** @description What consumers put in `model`: `org_slug/model_code`. */
             address: string;
+            /** @description The rate of cached prompt tokens in force now (the input rate unless set). */
+            cached_input_eur_per_1k?: string | null;
             /** Format: date-time */
             created_at: string;
             economic_active: boolean;
@@ -2388,6 +2411,8 @@ export interface components {
         };
         /** @description A price version as stored. */
         PriceVersion: {
+            /** @description The cached prompt tokens' rate (the input rate unless set). */
+            cached_input_eur_per_1k: string;
             /** Format: date-time */
             effective_at: string;
             /** Format: uuid */
@@ -2675,6 +2700,8 @@ export interface components {
         Share: {
             /** Format: date-time */
             accepted_at?: string | null;
+            /** @description Its cached prompt tokens' rate (its input rate unless set). */
+            cached_input_eur_per_1k?: string | null;
             consumer_org_slug: string;
             /** Format: date-time */
             created_at: string;
@@ -2700,6 +2727,12 @@ export interface components {
             address: string;
             /** @description Exact sum of the rows' charges (EUR). */
             amount_eur: string;
+            /**
+             * Format: int64
+             * @description Of the prompt tokens, those served from the engine's prefix cache:
+             *     charged at the offering's cached rate, the others at its input rate.
+             */
+            cached_prompt_tokens: number;
             /** Format: int64 */
             completion_tokens: number;
             /** @description The other organization. */
@@ -2872,6 +2905,12 @@ export interface components {
         };
         /** @description One group's totals. */
         UsageLine: {
+            /**
+             * Format: int64
+             * @description Of the prompt tokens, those the engine served from its prefix cache
+             *     (priced at the offering's cached rate through a share).
+             */
+            cached_prompt_tokens: number;
             /** Format: int64 */
             completion_tokens: number;
             /** Format: int64 */
@@ -2880,6 +2919,11 @@ export interface components {
             group: string;
             /** Format: int64 */
             prompt_tokens: number;
+            /**
+             * Format: int64
+             * @description Of the completion tokens, the reasoning ones (when the engine reports them).
+             */
+            reasoning_tokens: number;
             /** Format: int64 */
             requests: number;
         };
@@ -2887,6 +2931,11 @@ export interface components {
         UsagePoint: {
             /** Format: date-time */
             bucket: string;
+            /**
+             * Format: int64
+             * @description Of the prompt tokens, those served from the engine's prefix cache.
+             */
+            cached_prompt_tokens: number;
             /** @description Charged through shares (EUR, exact). */
             charged_eur: string;
             /** Format: int64 */
