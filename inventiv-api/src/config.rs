@@ -105,6 +105,57 @@ pub struct Config {
     pub events_max_streams_per_user: usize,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Names this replica's usage journal directory; stable across restarts.
+    pub replica_id: String,
+    /// Usage goes through the durable journal (off: the benchmark baseline).
+    pub usage_journal: bool,
+    /// Uncommitted journal bytes beyond which `/v1` answers 503.
+    pub usage_journal_max_bytes: u64,
+}
+
+/// This replica's id: `INVENTIV_REPLICA_ID`, else `<hostname>-<port>`
+/// (random when the port is picked by the kernel: no restart keeps it).
+fn replica_id<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    addr: SocketAddr,
+) -> Result<String, ConfigError> {
+    let id = match env.get("INVENTIV_REPLICA_ID") {
+        Some(id) => id.trim().to_owned(),
+        None => {
+            let host = env
+                .get("HOSTNAME")
+                .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "api".to_owned());
+            let host: String = host
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(48)
+                .collect();
+            match addr.port() {
+                0 => format!("{host}-{}", uuid::Uuid::new_v4().simple()),
+                port => format!("{host}-{port}"),
+            }
+        }
+    };
+    let valid = (1..=64).contains(&id.len())
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        return Err(ConfigError(format!(
+            "INVENTIV_REPLICA_ID={id:?}: use 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'"
+        )));
+    }
+    Ok(id)
 }
 
 /// The usage drift job (`crate::drift`): how often, over what window, and
@@ -272,7 +323,20 @@ impl Config {
             }),
         };
         let secs = |key: &str, default: u64| env.parse(key, default).map(Duration::from_secs);
+        let usage_journal = env.flag("INVENTIV_USAGE_JOURNAL", true)?;
+        if !usage_journal && !insecure {
+            return Err(ConfigError(
+                "INVENTIV_USAGE_JOURNAL=off is the benchmark baseline and loses usage on a crash: \
+                 it needs INVENTIV_INSECURE_DEVELOPMENT=1 (on a loopback address, never in production)"
+                    .into(),
+            ));
+        }
         Ok(Config {
+            replica_id: replica_id(env, addr)?,
+            usage_journal,
+            usage_journal_max_bytes: env
+                .parse("INVENTIV_USAGE_JOURNAL_MAX_BYTES", 1u64 << 30)?
+                .max(4096),
             production,
             addr,
             cookie_secure: env
@@ -493,6 +557,53 @@ mod tests {
             ("INVENTIV_ENCRYPTION_KEY", KEY)
         ])
         .is_ok());
+    }
+
+    #[test]
+    fn the_in_memory_usage_baseline_needs_the_insecure_flag() {
+        let secrets = [
+            ("INVENTIV_JWT_SECRET", JWT),
+            ("INVENTIV_ENCRYPTION_KEY", KEY),
+        ];
+        let off = [secrets.as_slice(), &[("INVENTIV_USAGE_JOURNAL", "off")]].concat();
+        let refused = config(&off).err().map(|e| e.to_string());
+        assert!(refused.is_some_and(|e| e.contains("INVENTIV_INSECURE_DEVELOPMENT")));
+        let insecure = [off.as_slice(), &[("INVENTIV_INSECURE_DEVELOPMENT", "1")]].concat();
+        assert!(config(&insecure).is_ok_and(|c| !c.usage_journal));
+        assert!(
+            config(&secrets).is_ok_and(|c| c.usage_journal && c.usage_journal_max_bytes == 1 << 30)
+        );
+    }
+
+    #[test]
+    fn replica_ids_are_stable_names() {
+        let with = |vars: &[(&str, &str)]| {
+            let all = [
+                &[
+                    ("INVENTIV_JWT_SECRET", JWT),
+                    ("INVENTIV_ENCRYPTION_KEY", KEY),
+                ],
+                vars,
+            ]
+            .concat();
+            config(&all).map(|c| c.replica_id)
+        };
+        assert_eq!(
+            with(&[("INVENTIV_REPLICA_ID", "api-1")]).ok().as_deref(),
+            Some("api-1")
+        );
+        assert_eq!(
+            with(&[
+                ("HOSTNAME", "pod/7"),
+                ("INVENTIV_API_ADDR", "127.0.0.1:8013")
+            ])
+            .ok()
+            .as_deref(),
+            Some("pod_7-8013")
+        );
+        for bad in ["../x", ".hidden", "a/b", &"x".repeat(65)] {
+            assert!(with(&[("INVENTIV_REPLICA_ID", bad)]).is_err(), "{bad}");
+        }
     }
 
     #[test]

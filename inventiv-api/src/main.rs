@@ -1,5 +1,6 @@
 //! `inventiv-api`: serve the API, or `inventiv-api migrate` to apply
-//! migrations and exit.
+//! migrations and exit, or `inventiv-api replay-usage-journal <dir>` to
+//! commit a gone replica's usage journal.
 
 use inventiv_api::config::Config;
 use inventiv_api::{startup, telemetry};
@@ -20,8 +21,21 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             return Ok(());
         }
+        Some("replay-usage-journal") => {
+            let dir = std::env::args().nth(2).ok_or_else(|| {
+                anyhow::anyhow!("usage: inventiv-api replay-usage-journal <journal directory>")
+            })?;
+            let db = startup::connect_db(&config).await?;
+            let dir = std::path::PathBuf::from(dir);
+            inventiv_api::proxy::journal::shipper::replay_dir(&db, config.price_notice, &dir)
+                .await?;
+            tracing::info!(dir = %dir.display(), "usage journal committed and removed");
+            return Ok(());
+        }
         Some(other) => {
-            anyhow::bail!("unknown command {other:?}; use `serve` (default) or `migrate`")
+            anyhow::bail!(
+                "unknown command {other:?}; use `serve` (default), `migrate` or `replay-usage-journal <dir>`"
+            )
         }
     }
     let app = startup::Application::build(config).await?;

@@ -24,10 +24,8 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::mail::Mailer;
 use crate::openapi::ApiDoc;
+use crate::proxy::journal::{self, Background};
 use crate::state::AppState;
-
-/// The usage records the writer task consumes.
-pub type UsageReceiver = tokio::sync::mpsc::Receiver<crate::proxy::usage::UsageRecord>;
 use crate::{bootstrap, request_id, routes};
 
 /// The schema migrations, embedded at build time.
@@ -51,8 +49,9 @@ pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("database migration failed, start-up stopped: {e}"))
 }
 
-/// Builds the state: connections, hasher, keys, mailer.
-pub async fn build_state(config: Config) -> anyhow::Result<(AppState, UsageReceiver)> {
+/// Builds the state: connections, hasher, keys, mailer, and metering (this
+/// replica's usage journal, replayed from where the last run stopped).
+pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background)> {
     let db = connect_db(&config).await?;
     let client = redis::Client::open(config.redis_url.expose_secret())
         .map_err(|e| anyhow::anyhow!("REDIS_URL is invalid: {e}"))?;
@@ -62,7 +61,17 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, UsageRecei
     let hasher = Hasher::new(config.max_concurrent_hashes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let jwt = JwtKeys::new(&config.jwt_secret, config.access_token_ttl);
     let mailer = Arc::new(Mailer::from_config(&config)?);
-    let (usage, usage_rx) = tokio::sync::mpsc::channel(crate::proxy::usage::CAPACITY);
+    let (usage, background) = if config.usage_journal {
+        journal::open(
+            &journal::root(&config.state_dir),
+            &config.replica_id,
+            config.usage_journal_max_bytes,
+        )
+        .await?
+    } else {
+        tracing::warn!("INVENTIV_USAGE_JOURNAL=off: usage waits in memory and is lost on a crash (benchmark baseline)");
+        journal::in_memory()
+    };
     let cloud_http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
@@ -84,7 +93,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, UsageRecei
         usage,
         cloud_http,
     });
-    Ok((state, usage_rx))
+    Ok((state, background))
 }
 
 /// The documented routes and the OpenAPI document they produce.
@@ -128,7 +137,7 @@ pub struct Application {
     listener: TcpListener,
     metrics: TcpListener,
     state: AppState,
-    usage: UsageReceiver,
+    usage: Background,
 }
 
 impl Application {
@@ -212,11 +221,10 @@ impl Application {
             self.state.clone(),
             shutdown.clone(),
         ));
-        // The usage writer drains after the server stopped taking requests.
+        // Metering stops after the server stopped taking requests.
         let writer_stop = CancellationToken::new();
-        let writer = tokio::spawn(crate::proxy::usage::run(
+        let writer = tokio::spawn(self.usage.run(
             self.state.db.clone(),
-            self.usage,
             self.state.config.price_notice,
             writer_stop.clone(),
         ));

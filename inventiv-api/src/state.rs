@@ -51,8 +51,8 @@ pub struct Shared {
     pub budgets: crate::proxy::budgets::BudgetCache,
     /// Ready workers per model.
     pub routing: crate::proxy::routing::Routing,
-    /// Usage records on their way to the batched writer.
-    pub usage: crate::proxy::usage::UsageSender,
+    /// Where answered requests' usage goes (the durable journal).
+    pub usage: crate::proxy::journal::Metering,
     /// The client that talks to cloud providers' APIs (with timeouts).
     pub cloud_http: reqwest::Client,
 }

@@ -22,7 +22,10 @@ async fn probes_answer() {
     );
     let (status, body) = app.get("/readyz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["checks"], json!({ "postgres": "ok", "redis": "ok" }));
+    assert_eq!(
+        body["checks"],
+        json!({ "postgres": "ok", "redis": "ok", "usage_journal": "ok" })
+    );
 }
 
 /// Fills `{param}` segments with a syntactically valid value.

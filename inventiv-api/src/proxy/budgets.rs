@@ -67,13 +67,18 @@ pub struct HardBudget {
 #[derive(Debug, Clone, Copy)]
 pub struct Price {
     pub input: i64,
+    /// Cached prompt tokens' rate (the input rate when the price sets none).
+    pub cached: i64,
     pub output: i64,
 }
 
 impl Price {
-    /// The charge of (prompt, completion) tokens in nano-EUR, rounded up.
-    pub fn charge(self, prompt: i64, completion: i64) -> i64 {
-        let total = i128::from(prompt) * i128::from(self.input)
+    /// The charge of `prompt` tokens (`cached` of them at the cached rate)
+    /// and `completion` tokens in nano-EUR, rounded up.
+    pub fn charge(self, prompt: i64, cached: i64, completion: i64) -> i64 {
+        let cached = cached.clamp(0, prompt.max(0));
+        let total = i128::from(prompt - cached) * i128::from(self.input)
+            + i128::from(cached) * i128::from(self.cached)
             + i128::from(completion) * i128::from(self.output);
         i64::try_from((total + 999) / 1000).unwrap_or(i64::MAX)
     }
@@ -116,9 +121,10 @@ impl BudgetCache {
         )
         .fetch_all(&state.db)
         .await?;
-        let prices: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+        let prices: Vec<(Uuid, i64, i64, i64)> = sqlx::query_as(
             "SELECT s.id,
                     ceil(LEAST(v.input_eur_per_1k, COALESCE(s.max_input_eur_per_1k, v.input_eur_per_1k)) * 1000000000)::bigint,
+                    ceil(LEAST(v.cached_input_eur_per_1k, COALESCE(s.max_input_eur_per_1k, v.cached_input_eur_per_1k)) * 1000000000)::bigint,
                     ceil(LEAST(v.output_eur_per_1k, COALESCE(s.max_output_eur_per_1k, v.output_eur_per_1k)) * 1000000000)::bigint
                FROM offering_shares s
                JOIN LATERAL share_price(s.id, now(), make_interval(secs => $1)) v ON true
@@ -144,7 +150,16 @@ impl BudgetCache {
         }
         table.prices = prices
             .into_iter()
-            .map(|(id, input, output)| (id, Price { input, output }))
+            .map(|(id, input, cached, output)| {
+                (
+                    id,
+                    Price {
+                        input,
+                        cached,
+                        output,
+                    },
+                )
+            })
             .collect();
         if let Ok(mut t) = self.0.write() {
             *t = Arc::new(table);
@@ -168,7 +183,6 @@ struct Held {
     month: String,
     budgets: Vec<Uuid>,
     price: Option<Price>,
-    bounds: Bounds,
 }
 
 /// A request's reservation: settled with the exact charge, or released
@@ -189,7 +203,8 @@ pub async fn admit(state: &AppState, request: Request) -> Result<Reservation, Op
         .filter(|c| *c > 0)
         .unwrap_or(state.config.budget_default_max_tokens);
     let (prompt, completion) = request.bounds.worst_case(default);
-    let eur = price.map_or(0, |p| p.charge(prompt, completion));
+    // The worst case: no prompt token cached.
+    let eur = price.map_or(0, |p| p.charge(prompt, 0, completion));
     let tokens = prompt.saturating_add(completion);
     let applies: Vec<&HardBudget> = all
         .iter()
@@ -247,7 +262,6 @@ pub async fn admit(state: &AppState, request: Request) -> Result<Reservation, Op
                     month,
                     budgets: applies.iter().map(|b| b.id).collect(),
                     price,
-                    bounds: request.bounds,
                 })))
             }
             (Some(-2), Some(b)) => {
@@ -313,15 +327,14 @@ impl Held {
 }
 
 impl Reservation {
-    /// Replaces the reservation by the exact charge of what the worker
-    /// reported, billed as the meter bills it.
-    pub async fn settle(mut self, prompt: i64, completion: i64, answer_bytes: usize) {
+    /// Replaces the reservation by the exact charge of what the meter
+    /// billed (its bounded counts, `cached` of the prompt at the cached rate).
+    pub async fn settle(mut self, prompt: i64, cached: i64, completion: i64) {
         if let Some(held) = self.0.take() {
-            let billed = held.bounds.bill(prompt, completion, answer_bytes);
             let eur = held
                 .price
-                .map_or(0, |p| p.charge(billed.prompt, billed.completion));
-            held.finish(eur, billed.prompt + billed.completion).await;
+                .map_or(0, |p| p.charge(prompt, cached, completion));
+            held.finish(eur, prompt + completion).await;
         }
     }
 }
@@ -343,17 +356,23 @@ mod tests {
     fn charges_round_up_to_the_nano_euro() {
         let p = Price {
             input: 1_000_000,
+            cached: 250_000,
             output: 3_000_000,
         };
-        assert_eq!(p.charge(1000, 1000), 4_000_000);
+        assert_eq!(p.charge(1000, 0, 1000), 4_000_000);
+        // 600 cached of 1000: 400 x input + 600 x cached + 1000 x output.
+        assert_eq!(p.charge(1000, 600, 1000), 3_550_000);
+        // A cached count above the prompt is the whole prompt, never more.
+        assert_eq!(p.charge(1000, 5000, 0), 250_000);
         assert_eq!(
             Price {
                 input: 1,
+                cached: 1,
                 output: 0
             }
-            .charge(1, 0),
+            .charge(1, 0, 0),
             1
         );
-        assert_eq!(p.charge(0, 0), 0);
+        assert_eq!(p.charge(0, 0, 0), 0);
     }
 }

@@ -103,6 +103,19 @@ impl OpenAiError {
         e
     }
 
+    /// Usage cannot be kept right now (the usage journal is full while the
+    /// database is away, or failed to write): nothing is served unmetered.
+    pub fn metering_unavailable() -> OpenAiError {
+        let mut e = OpenAiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "metering_unavailable",
+            "usage metering is unavailable on this server right now, so the request was not served; retry later",
+        );
+        e.retry_after = Some(5);
+        e
+    }
+
     pub fn upstream(message: impl Into<String>) -> OpenAiError {
         OpenAiError::new(
             StatusCode::BAD_GATEWAY,
@@ -161,9 +174,9 @@ pub struct OpenAiErrorDetail {
     pub request_id: String,
 }
 
-impl IntoResponse for OpenAiError {
-    fn into_response(self) -> Response {
-        let body = OpenAiErrorBody {
+impl OpenAiError {
+    fn body(self) -> OpenAiErrorBody {
+        OpenAiErrorBody {
             error: OpenAiErrorDetail {
                 message: self.message,
                 kind: self.kind.to_owned(),
@@ -171,9 +184,21 @@ impl IntoResponse for OpenAiError {
                 param: None,
                 request_id: crate::request_id::current().unwrap_or_default(),
             },
-        };
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(s) = self.retry_after {
+        }
+    }
+
+    /// The error as a stream's last server-sent event.
+    pub fn sse_event(self) -> axum::body::Bytes {
+        let json = serde_json::to_string(&self.body()).unwrap_or_default();
+        axum::body::Bytes::from(format!("data: {json}\n\n"))
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let retry_after = self.retry_after;
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if let Some(s) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::error::{OpenAiError, OpenAiErrorBody, V1Body};
+use super::journal::Durable;
 use super::keys::{self, KeyInfo};
 use super::plausible::Bounds;
 use super::routing::{InFlight, Lookup};
@@ -239,7 +240,7 @@ pub async fn list_models(
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
               (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
-              (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
+              (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -256,7 +257,7 @@ pub async fn chat_completions(
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
               (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
-              (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
+              (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -273,7 +274,7 @@ pub async fn completions(
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
               (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
-              (status = 503, description = "no capacity", body = OpenAiErrorBody)))]
+              (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn embeddings(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -301,8 +302,15 @@ impl Meter {
     }
 
     /// Records the worker's report, bounded (see [`super::plausible`]), given
-    /// the bytes it sent back; returns the tokens billed.
-    fn finish(mut self, status: u16, prompt: i64, completion: i64, answer_bytes: usize) -> i64 {
+    /// the bytes it sent back; returns the counts billed and the record's
+    /// durability, which the answer's end waits for.
+    fn finish(
+        mut self,
+        status: u16,
+        prompt: i64,
+        completion: i64,
+        answer_bytes: usize,
+    ) -> (Billed, Durable) {
         let billed = self.bounds.bill(prompt, completion, answer_bytes);
         if billed.disputed {
             tracing::warn!(instance_id = ?self.record.instance_id, prompt, completion,
@@ -324,10 +332,38 @@ impl Meter {
             .min(self.record.completion_tokens);
         self.record.latency_ms =
             i32::try_from(self.started.elapsed().as_millis()).unwrap_or(i32::MAX);
-        if self.state.usage.try_send(self.record).is_err() {
-            tracing::error!("usage channel full: a usage record was lost");
-        }
-        billed.prompt + billed.completion
+        let billed = Billed {
+            prompt: billed.prompt,
+            cached: i64::from(self.record.cached_prompt_tokens),
+            completion: billed.completion,
+        };
+        let durable = self.state.usage.record(self.record);
+        (billed, durable)
+    }
+}
+
+/// The counts a request is billed for (what its usage row says).
+#[derive(Clone, Copy)]
+struct Billed {
+    prompt: i64,
+    /// Of `prompt`, the tokens the engine served from its prefix cache.
+    cached: i64,
+    completion: i64,
+}
+
+impl Billed {
+    /// Settles what the request held: its key's token window and its
+    /// budget reservation.
+    async fn spend(
+        self,
+        state: &AppState,
+        limits: &super::forward_limits::Limits,
+        budget: super::budgets::Reservation,
+    ) {
+        limits.spend(state, self.prompt + self.completion).await;
+        budget
+            .settle(self.prompt, self.cached, self.completion)
+            .await;
     }
 }
 
@@ -339,6 +375,8 @@ async fn forward(
 ) -> Result<Response, OpenAiError> {
     let started = Instant::now();
     let c = consumer(&state, &headers).await?;
+    // Nothing is served that could not be metered.
+    state.usage.admit()?;
     if body.trim_ascii_start().first() != Some(&b'{') {
         return Err(OpenAiError::bad_request("the body must be a JSON object"));
     }
@@ -500,7 +538,7 @@ async fn forward(
                 Err(e) => {
                     // Nothing reached the client: nothing is charged.
                     worker.failed();
-                    meter.finish(e.status.as_u16(), 0, 0, 0);
+                    let _ = meter.finish(e.status.as_u16(), 0, 0, 0);
                     return Err(e);
                 }
             };
@@ -513,10 +551,10 @@ async fn forward(
             );
             let prompt = usage.as_ref().and_then(|u| u.prompt_tokens).unwrap_or(0);
             let completion = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
-            let billed = meter.finish(status.as_u16(), prompt, completion, bytes.len());
-            limits.spend(&state, billed).await;
-            budget.settle(prompt, completion, bytes.len()).await;
+            let (billed, durable) = meter.finish(status.as_u16(), prompt, completion, bytes.len());
+            billed.spend(&state, &limits, budget).await;
             drop(in_flight);
+            durable.wait().await?;
             let mut r = Response::new(Body::from(bytes));
             *r.status_mut() = status;
             r.headers_mut()
@@ -610,6 +648,8 @@ struct Relay {
     ended: bool,
     /// The worker's stream broke before its end.
     broken: bool,
+    /// The stream's `[DONE]`, sent once the usage record is durable.
+    done: Option<Bytes>,
 }
 
 impl Relay {
@@ -649,6 +689,7 @@ impl Relay {
                 }
             }
             match (forward, strip, data) {
+                (_, _, Some(b"[DONE]")) => self.done = Some(event),
                 (false, _, _) => {}
                 (true, true, Some(json)) => self.queue.push_back(without_usage(json, &event)),
                 _ => self.queue.push_back(event),
@@ -663,27 +704,31 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Records what was seen, once; None when it already was.
+    fn settle(&mut self) -> Option<Durable> {
+        let mut meter = self.meter.take()?;
+        let status = match (self.broken, self.ended) {
+            (true, _) => 502,
+            (false, true) => 200,
+            (false, false) => 499,
+        };
+        let completion = self.completion_seen();
+        meter.parts(self.cached, self.reasoning);
+        let (state, limits) = (meter.state.clone(), self.limits.clone());
+        let budget = std::mem::take(&mut self.budget);
+        let (billed, durable) = meter.finish(status, self.prompt, completion, self.received);
+        let tasks = state.tasks.clone();
+        tasks.spawn(async move { billed.spend(&state, &limits, budget).await });
+        Some(durable)
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
-        if let Some(mut meter) = self.meter.take() {
-            // The client went away (or the worker did): record what was seen.
-            let status = match (self.broken, self.ended) {
-                (true, _) => 502,
-                (false, true) => 200,
-                (false, false) => 499,
-            };
-            let completion = self.completion_seen();
-            meter.parts(self.cached, self.reasoning);
-            let (state, limits) = (meter.state.clone(), self.limits.clone());
-            let (budget, prompt, received) =
-                (std::mem::take(&mut self.budget), self.prompt, self.received);
-            let tokens = meter.finish(status, self.prompt, completion, self.received);
-            let tasks = state.tasks.clone();
-            tasks.spawn(async move {
-                limits.spend(&state, tokens).await;
-                budget.settle(prompt, completion, received).await;
-            });
-        }
+        // The client went away (or the worker did): the record is still
+        // journaled, nobody waits for it.
+        let _ = self.settle();
     }
 }
 
@@ -713,6 +758,7 @@ fn relay_stream(
         max_event,
         ended: false,
         broken: false,
+        done: None,
     };
     futures_util::stream::unfold(
         (Box::pin(upstream), relay),
@@ -722,7 +768,15 @@ fn relay_stream(
                     return Some((Ok(next), (upstream, relay)));
                 }
                 if relay.ended {
-                    return None;
+                    // The end (`[DONE]`, then the body's end) only once the
+                    // usage is durable; an error event instead if it cannot be.
+                    if let Some(durable) = relay.settle() {
+                        if let Err(e) = durable.wait().await {
+                            relay.done = Some(e.sse_event());
+                        }
+                    }
+                    let done = relay.done.take()?;
+                    return Some((Ok(done), (upstream, relay)));
                 }
                 match upstream.next().await {
                     Some(Ok(chunk)) => {

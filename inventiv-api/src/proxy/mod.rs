@@ -1,7 +1,8 @@
 //! The OpenAI-compatible data plane under `/v1`: API-key (or session)
 //! authentication from an in-memory cache, model resolution and worker
 //! choice from an in-memory routing table, forwarding with streaming passed
-//! through event by event, and usage handed to a batched writer. No
+//! through event by event, and usage made durable in a local journal before an answer completes,
+//! then committed to the database in batches. No
 //! database query per request in the steady state.
 
 pub mod bounded;
@@ -10,6 +11,7 @@ pub mod budgets;
 pub mod error;
 pub mod forward;
 pub mod forward_limits;
+pub mod journal;
 pub mod keys;
 pub mod plausible;
 pub mod routing;

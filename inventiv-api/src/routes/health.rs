@@ -31,6 +31,10 @@ pub struct Health {
 pub struct Checks {
     postgres: String,
     redis: String,
+    /// `ok`, or `full` while usage not yet committed to the database
+    /// fills the journal past its limit (`/v1` answers 503 then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage_journal: Option<String>,
 }
 
 /// The process is alive.
@@ -42,7 +46,7 @@ async fn healthz() -> Json<Health> {
     })
 }
 
-/// Postgres and Redis are reachable.
+/// Postgres and Redis are reachable, and usage can be metered.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -61,7 +65,18 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         Ok(Err(e)) => format!("error: {e}"),
         Err(_) => "timeout".to_owned(),
     };
-    let ready = postgres == "ok" && redis == "ok";
+    let usage_journal = state.usage.fill().map(|f| {
+        if f.pending_bytes > f.max_bytes {
+            format!(
+                "full: {} bytes of usage not committed yet (limit {})",
+                f.pending_bytes, f.max_bytes
+            )
+        } else {
+            "ok".to_owned()
+        }
+    });
+    let ready =
+        postgres == "ok" && redis == "ok" && usage_journal.as_deref().is_none_or(|j| j == "ok");
     let status = if ready {
         StatusCode::OK
     } else {
@@ -69,7 +84,11 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     };
     let health = Health {
         status: if ready { "ok" } else { "unavailable" },
-        checks: Some(Checks { postgres, redis }),
+        checks: Some(Checks {
+            postgres,
+            redis,
+            usage_journal,
+        }),
     };
     (status, Json(health))
 }

@@ -1,6 +1,6 @@
 //! `GET /metrics`: Prometheus text for operators — instances by status,
-//! commands waiting for the orchestrator, SSE clients of this replica,
-//! usage drift per instance —
+//! commands waiting for the orchestrator, SSE clients and the usage
+//! journal's backlog of this replica, usage drift per instance —
 //! served on its own listener (`INVENTIV_METRICS_ADDR`, loopback by
 //! default), never on the public API port. Protected by
 //! `INVENTIV_METRICS_TOKEN` (bearer) when it is set.
@@ -120,6 +120,18 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
         out,
         "# HELP inventiv_usage_drift_alerts_total Usage drift alerts raised (moves into alert).\n# TYPE inventiv_usage_drift_alerts_total counter\ninventiv_usage_drift_alerts_total {drift_alerts}"
     );
+    if let Some(fill) = state.usage.fill() {
+        let _ = writeln!(
+            out,
+            "# HELP inventiv_usage_journal_pending_bytes Usage journal bytes of this replica not committed to the database yet.\n# TYPE inventiv_usage_journal_pending_bytes gauge\ninventiv_usage_journal_pending_bytes {}",
+            fill.pending_bytes
+        );
+        let _ = writeln!(
+            out,
+            "# HELP inventiv_usage_journal_limit_bytes Pending bytes past which /v1 answers 503 metering_unavailable.\n# TYPE inventiv_usage_journal_limit_bytes gauge\ninventiv_usage_journal_limit_bytes {}",
+            fill.max_bytes
+        );
+    }
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         out,

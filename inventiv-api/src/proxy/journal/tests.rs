@@ -1,0 +1,201 @@
+//! The journal's files without a database: frames, torn tails, the
+//! checkpoint, rotation and clean-up, restart and orphans.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+
+use uuid::Uuid;
+
+use super::segment::{self, Frame, Pos};
+use super::{open, Background, Metering};
+use crate::proxy::usage::{SharedUse, UsageRecord};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!("journal-test-{}", Uuid::new_v4().simple()));
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn record(n: i32) -> UsageRecord {
+    UsageRecord {
+        usage_id: Uuid::new_v4(),
+        request_id: format!("req-{n}"),
+        model: "mock/model".into(),
+        endpoint: "/v1/chat/completions",
+        prompt_tokens: n,
+        completion_tokens: 2 * n,
+        status: 200,
+        ..UsageRecord::default()
+    }
+}
+
+/// Records `n` records through a journal and waits until each is durable.
+async fn journal(metering: &Metering, from: i32, to: i32) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for n in from..to {
+        let r = record(n);
+        ids.push(r.usage_id);
+        metering.record(r).wait().await.unwrap();
+    }
+    ids
+}
+
+/// Stops the writer without shipping (as a crash after the syncs would).
+async fn stop(background: Background) {
+    let Background::Journal(mut shipper) = background else {
+        panic!("a journal")
+    };
+    shipper.stop_writer().await;
+}
+
+fn read_all(dir: &std::path::Path, from: Pos) -> segment::Batch {
+    segment::read(dir, from, None, usize::MAX).unwrap()
+}
+
+#[test]
+fn frames_round_trip_and_unknown_fields_default() {
+    let mut r = record(7);
+    r.shared = Some(SharedUse {
+        provider_organization_id: Uuid::new_v4(),
+        offering_id: Uuid::new_v4(),
+        share_id: Uuid::new_v4(),
+    });
+    r.disputed = Some((1, 2));
+    let mut buf = Vec::new();
+    segment::encode(&mut buf, &r).unwrap();
+    let Frame::Whole(payload, size) = segment::decode(&buf) else {
+        panic!("a whole frame")
+    };
+    assert_eq!(size, buf.len());
+    let back: UsageRecord = serde_json::from_slice(payload).unwrap();
+    assert_eq!(back.usage_id, r.usage_id);
+    assert_eq!(back.shared, r.shared);
+    assert_eq!(back.disputed, Some((1, 2)));
+    assert_eq!(back.endpoint, "/v1/chat/completions");
+    // A record written by a newer version (a field this one lacks) and an
+    // older one (fields missing) both read.
+    let newer = br#"{"usage_id":"7a3c1c57-1df4-4a4b-9d2b-6a3d0c5e8f10","endpoint":"/v1/new","cached_tokens":3}"#;
+    let read: UsageRecord = serde_json::from_slice(newer).unwrap();
+    assert_eq!(read.endpoint, "/v1/new");
+    assert_eq!(read.prompt_tokens, 0);
+    // Cut or flipped: never a record.
+    assert_eq!(segment::decode(&buf[..buf.len() - 1]), Frame::Incomplete);
+    let mut flipped = buf.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    assert_eq!(segment::decode(&flipped), Frame::Corrupt);
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_ignored_and_replay_resumes_at_the_checkpoint() {
+    let root = TempDir::new();
+    let dir = root.0.join("a");
+    let (metering, background) = open(&root.0, "a", 1 << 30).await.unwrap();
+    let ids = journal(&metering, 0, 5).await;
+    stop(background).await;
+    // A crash mid-append: half a frame after the last durable one.
+    let mut half = Vec::new();
+    segment::encode(&mut half, &record(99)).unwrap();
+    let last = *segment::segments(&dir).unwrap().last().unwrap();
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(segment::segment_path(&dir, last))
+        .unwrap();
+    file.write_all(&half[..half.len() / 2]).unwrap();
+    drop(file);
+
+    // The restart reads the five, not the torn one, and writes after it in a
+    // new segment.
+    let (metering, background) = open(&root.0, "a", 1 << 30).await.unwrap();
+    let more = journal(&metering, 5, 7).await;
+    stop(background).await;
+    let all = read_all(&dir, Pos::default());
+    let read: Vec<Uuid> = all.records.iter().map(|r| r.usage_id).collect();
+    assert_eq!(read, [ids.clone(), more.clone()].concat());
+
+    // Committed up to the third: a replay starts there; a checkpoint lost
+    // with a crash replays from the start (the database skips known ids).
+    let third = segment::read(&dir, Pos::default(), None, 3).unwrap();
+    segment::write_checkpoint(&dir, third.end).unwrap();
+    let rest = read_all(&dir, segment::read_checkpoint(&dir));
+    let rest: Vec<Uuid> = rest.records.iter().map(|r| r.usage_id).collect();
+    assert_eq!(rest, [&ids[3..], &more[..]].concat());
+    assert_eq!(
+        segment::read_checkpoint(&root.0.join("none")),
+        Pos::default()
+    );
+}
+
+#[tokio::test]
+async fn segments_rotate_and_committed_ones_are_deleted() {
+    let root = TempDir::new();
+    let dir = root.0.join("r");
+    // The smallest limit gives the smallest segments (64 KiB).
+    let (metering, background) = open(&root.0, "r", 4096).await.unwrap();
+    let ids = journal(&metering, 0, 400).await;
+    assert!(metering.fill().unwrap().pending_bytes > 64 << 10);
+    stop(background).await;
+    let segments = segment::segments(&dir).unwrap();
+    assert!(segments.len() >= 3, "{segments:?}");
+
+    // Past the limit: /v1 is refused until the journal is committed.
+    assert!(metering.admit().is_err());
+    let all = read_all(&dir, Pos::default());
+    assert_eq!(all.records.len(), 400);
+    assert_eq!(
+        all.records.iter().map(|r| r.usage_id).collect::<Vec<_>>(),
+        ids
+    );
+    assert_eq!(
+        all.consumed,
+        segment::pending_bytes(&dir, Pos::default()).unwrap()
+    );
+    segment::write_checkpoint(&dir, all.end).unwrap();
+    segment::delete_before(&dir, all.end).unwrap();
+    assert_eq!(segment::segments(&dir).unwrap(), [all.end.segment]);
+    assert!(read_all(&dir, all.end).records.is_empty());
+}
+
+#[tokio::test]
+async fn a_journal_is_locked_while_its_replica_lives_and_adoptable_after() {
+    let root = TempDir::new();
+    let dir = root.0.join("gone");
+    let (metering, background) = open(&root.0, "gone", 1 << 30).await.unwrap();
+    let ids = journal(&metering, 0, 3).await;
+    // Live: nobody else may take it.
+    assert!(segment::try_lock(&dir).unwrap().is_none());
+    stop(background).await;
+    drop(metering);
+
+    // Gone: the lock is free; the adopter reads it all and removes it.
+    let lock = segment::try_lock(&dir).unwrap().expect("free");
+    let all = read_all(&dir, segment::read_checkpoint(&dir));
+    assert_eq!(
+        all.records.iter().map(|r| r.usage_id).collect::<Vec<_>>(),
+        ids
+    );
+    segment::remove(&dir).unwrap();
+    drop(lock);
+    assert!(!dir.exists());
+    // The same id starts afresh.
+    let (metering, background) = open(&root.0, "gone", 1 << 30).await.unwrap();
+    journal(&metering, 0, 1).await;
+    stop(background).await;
+}
