@@ -1329,7 +1329,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Postgres and Redis are reachable. */
+        /** Postgres and Redis are reachable, and usage can be metered. */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -1705,6 +1705,11 @@ export interface components {
         Checks: {
             postgres: string;
             redis: string;
+            /**
+             * @description `ok`, or `full` while usage not yet committed to the database
+             *     fills the journal past its limit (`/v1` answers 503 then).
+             */
+            usage_journal?: string | null;
         };
         /** @description A note kept with the closed statement. */
         CloseMonth: {
@@ -7435,7 +7440,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description no capacity */
+            /** @description no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7516,7 +7521,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description no capacity */
+            /** @description no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7597,7 +7602,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description no capacity */
+            /** @description no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`) */
             503: {
                 headers: {
                     [name: string]: unknown;
