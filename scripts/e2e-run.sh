@@ -31,54 +31,16 @@ cd "$REPO_ROOT"
 BANNER_TIMEOUT_SECS=${E2E_BANNER_TIMEOUT_SECS:-300}
 T0=$SECONDS
 
-export INVENTIV_SKIP_DOTENV=1
-for v in $(compgen -v INVENTIV_) $(compgen -v SMTP_); do
-  case $v in
-    INVENTIV_SKIP_DOTENV | INVENTIV_READY_TIMEOUT_SECS) ;;
-    *) unset "$v" ;;
-  esac
-done
-unset DATABASE_URL REDIS_URL MAKEFLAGS MFLAGS MAKELEVEL
+newcomer_environment
 
 STATE=$(mktemp -d "${TMPDIR:-/tmp}/inventiv-e2e.XXXXXX")
-RUN_OUT="$STATE/run.out"
-RUN_PID=""
-
-alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
-
-show_output() {
-  [[ -f $RUN_OUT ]] || return 0
-  printf '\n--- last 60 lines of scripts/run.sh (%s) ---\n' "$RUN_OUT" >&2
-  tail -n 60 "$RUN_OUT" >&2
-  printf -- '--- end ---\n' >&2
-}
 
 cleanup() {
-  local rc=$? i
+  local rc=$?
   trap '' INT TERM
   trap - EXIT
   set +e
-  if alive "$RUN_PID"; then
-    log "stopping scripts/run.sh (process group $RUN_PID)"
-    kill -INT -- "-$RUN_PID" 2>/dev/null
-    for ((i = 0; i < 600; i++)); do
-      alive "$RUN_PID" || break
-      ((i == 300)) && kill -TERM -- "-$RUN_PID" 2>/dev/null
-      ((i == 450)) && kill -KILL -- "-$RUN_PID" 2>/dev/null
-      sleep 0.1
-    done
-    wait "$RUN_PID" 2>/dev/null
-  fi
-  ((rc == 0)) || show_output
-  # Whatever run.sh could not stop (killed before its own cleanup).
-  stop_mock_vms "$STATE/mock-vms"
-  if [[ ${E2E_KEEP_STATE:-0} == 1 ]]; then
-    INVENTIV_STATE_DIR=$STATE "$REPO_ROOT/scripts/services.sh" down
-    log "kept $STATE (E2E_KEEP_STATE=1)"
-  else
-    INVENTIV_STATE_DIR=$STATE "$REPO_ROOT/scripts/services.sh" purge 2>&1 | sed 's/^/[e2e] /' >&2
-    rm -rf -- "$STATE"
-  fi
+  stack_stop "$STATE" "${E2E_KEEP_STATE:-0}" "$rc"
   log "browser test $( ((rc == 0)) && echo passed || echo "FAILED (exit $rc)") in $((SECONDS - T0))s"
   exit "$rc"
 }
@@ -101,25 +63,11 @@ BASE_URL="http://127.0.0.1:$API_PORT"
 UNREACHABLE_SCALEWAY=http://127.0.0.1:1
 
 log "scripts/run.sh (API $BASE_URL, orchestrator port $ORCH_PORT, mock VMs from $MOCK_FIRST_ADDRESS, state $STATE)"
-(
-  trap - INT QUIT
-  INVENTIV_STATE_DIR=$STATE INVENTIV_API_ADDR="127.0.0.1:$API_PORT" \
-    INVENTIV_ORCHESTRATOR_ADDR="127.0.0.1:$ORCH_PORT" INVENTIV_METRICS_ADDR="127.0.0.1:$METRICS_PORT" \
-    INVENTIV_MOCK_FIRST_ADDRESS=$MOCK_FIRST_ADDRESS \
-    INVENTIV_SCALEWAY_API_URL=$UNREACHABLE_SCALEWAY \
-    exec setsid "$REPO_ROOT/scripts/run.sh" </dev/null >"$RUN_OUT" 2>&1
-) &
-RUN_PID=$!
-
-deadline=$((SECONDS + BANNER_TIMEOUT_SECS))
-until grep -q '^  Ctrl-C stops everything\.' "$RUN_OUT" 2>/dev/null; do
-  alive "$RUN_PID" || die "scripts/run.sh exited before printing its banner"
-  ((SECONDS < deadline)) || die "no banner from scripts/run.sh within ${BANNER_TIMEOUT_SECS}s"
-  sleep 0.25
-done
-ADMIN_EMAIL=$(sed -n 's/^  Admin e-mail \{2,\}\([^ ].*\)$/\1/p' "$RUN_OUT" | head -n 1)
-ADMIN_PASSWORD=$(sed -n 's/^  Admin password \{2,\}\([^ ].*\)$/\1/p' "$RUN_OUT" | head -n 1)
-[[ -n $ADMIN_EMAIL && -n $ADMIN_PASSWORD ]] || die "no admin credentials in the banner of scripts/run.sh"
+stack_start "$STATE" INVENTIV_API_ADDR="127.0.0.1:$API_PORT" \
+  INVENTIV_ORCHESTRATOR_ADDR="127.0.0.1:$ORCH_PORT" INVENTIV_METRICS_ADDR="127.0.0.1:$METRICS_PORT" \
+  INVENTIV_MOCK_FIRST_ADDRESS="$MOCK_FIRST_ADDRESS" \
+  INVENTIV_SCALEWAY_API_URL="$UNREACHABLE_SCALEWAY"
+stack_wait_banner "$BANNER_TIMEOUT_SECS"
 log "stack up after $((SECONDS - T0))s; running e2e/run.mjs (FULL=1)"
 
 (

@@ -263,3 +263,99 @@ processes_mentioning() {
   done
   return 0
 }
+
+# --- a newcomer's environment and a whole stack through scripts/run.sh ------
+# For the suites that drive `make run` from outside (smoke, browser,
+# schemathesis).
+
+# Forgets the caller's configuration: no .env, no configured database,
+# Redis, SMTP or production settings, no inherited make jobserver. Only
+# INVENTIV_READY_TIMEOUT_SECS stays (slow machines).
+newcomer_environment() {
+  local v
+  export INVENTIV_SKIP_DOTENV=1
+  for v in $(compgen -v INVENTIV_) $(compgen -v SMTP_); do
+    case $v in
+      INVENTIV_SKIP_DOTENV | INVENTIV_READY_TIMEOUT_SECS) ;;
+      *) unset "$v" ;;
+    esac
+  done
+  unset DATABASE_URL REDIS_URL MAKEFLAGS MFLAGS MAKELEVEL
+}
+
+# python_venv DIR REQUIREMENTS: a venv in DIR with REQUIREMENTS installed,
+# rebuilt when the requirements file changes.
+python_venv() {
+  local venv=$1 requirements=$2 want
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [[ ! -x $venv/bin/python || $(cat "$venv/.requirements.sha256" 2>/dev/null) != "$want" ]]; then
+    log "creating $venv from $requirements"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+    printf '%s\n' "$want" >"$venv/.requirements.sha256"
+  fi
+}
+
+# stack_start STATE [NAME=VALUE...]: scripts/run.sh on the state dir STATE,
+# in its own process group, its output in $STATE/run.out, with the given
+# settings; sets STACK_PID and STACK_OUT.
+stack_start() {
+  local state=$1
+  shift
+  STACK_OUT="$state/run.out"
+  (
+    trap - INT QUIT
+    exec env INVENTIV_STATE_DIR="$state" "$@" setsid "$REPO_ROOT/scripts/run.sh" </dev/null >"$STACK_OUT" 2>&1
+  ) &
+  STACK_PID=$!
+}
+
+# stack_alive: whether scripts/run.sh (started by stack_start) still runs.
+stack_alive() { [[ -n ${STACK_PID:-} ]] && kill -0 "$STACK_PID" 2>/dev/null; }
+
+# stack_wait_banner TIMEOUT_SECS: waits for run.sh's banner; sets
+# ADMIN_EMAIL and ADMIN_PASSWORD from it.
+stack_wait_banner() {
+  local deadline=$((SECONDS + $1))
+  until grep -q '^  Ctrl-C stops everything\.' "$STACK_OUT" 2>/dev/null; do
+    stack_alive || die "scripts/run.sh exited before printing its banner"
+    ((SECONDS < deadline)) || die "no banner from scripts/run.sh within $1s"
+    sleep 0.25
+  done
+  ADMIN_EMAIL=$(sed -n 's/^  Admin e-mail \{2,\}\([^ ].*\)$/\1/p' "$STACK_OUT" | head -n 1)
+  ADMIN_PASSWORD=$(sed -n 's/^  Admin password \{2,\}\([^ ].*\)$/\1/p' "$STACK_OUT" | head -n 1)
+  [[ -n $ADMIN_EMAIL && -n $ADMIN_PASSWORD ]] || die "no admin credentials in the banner of scripts/run.sh"
+}
+
+# stack_stop STATE KEEP RC: SIGINT to run.sh's group (then TERM, then KILL),
+# shows its output's tail when RC is not 0, stops what it could not, and
+# purges the state dir (only stops the services when KEEP is 1).
+stack_stop() {
+  local state=$1 keep=$2 rc=$3 i
+  if stack_alive; then
+    log "stopping scripts/run.sh (process group $STACK_PID)"
+    kill -INT -- "-$STACK_PID" 2>/dev/null
+    for ((i = 0; i < 600; i++)); do
+      stack_alive || break
+      ((i == 300)) && kill -TERM -- "-$STACK_PID" 2>/dev/null
+      ((i == 450)) && kill -KILL -- "-$STACK_PID" 2>/dev/null
+      sleep 0.1
+    done
+    wait "$STACK_PID" 2>/dev/null
+  fi
+  if ((rc != 0)) && [[ -f ${STACK_OUT:-} ]]; then
+    printf '\n--- last 60 lines of scripts/run.sh (%s) ---\n' "$STACK_OUT" >&2
+    tail -n 60 "$STACK_OUT" >&2
+    printf -- '--- end ---\n' >&2
+  fi
+  # Whatever run.sh could not stop (killed before its own cleanup).
+  stop_mock_vms "$state/mock-vms"
+  if [[ $keep == 1 ]]; then
+    INVENTIV_STATE_DIR=$state "$REPO_ROOT/scripts/services.sh" down
+    log "kept $state"
+  else
+    INVENTIV_STATE_DIR=$state "$REPO_ROOT/scripts/services.sh" purge 2>&1 | sed "s/^/[$LOG_TAG] /" >&2
+    rm -rf -- "$state"
+  fi
+}

@@ -42,53 +42,16 @@ T0=$SECONDS
 # (the run's own is listed by GET /auth/sessions).
 EXCLUDED_PATHS=(/auth/logout '/auth/sessions/{session_id}/revoke')
 
-export INVENTIV_SKIP_DOTENV=1
-for v in $(compgen -v INVENTIV_) $(compgen -v SMTP_); do
-  case $v in
-    INVENTIV_SKIP_DOTENV | INVENTIV_READY_TIMEOUT_SECS) ;;
-    *) unset "$v" ;;
-  esac
-done
-unset DATABASE_URL REDIS_URL MAKEFLAGS MFLAGS MAKELEVEL
+newcomer_environment
 
 STATE=$(mktemp -d "${TMPDIR:-/tmp}/inventiv-st.XXXXXX")
-RUN_OUT="$STATE/run.out"
-RUN_PID=""
-
-alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
-
-show_output() {
-  [[ -f $RUN_OUT ]] || return 0
-  printf '\n--- last 60 lines of scripts/run.sh (%s) ---\n' "$RUN_OUT" >&2
-  tail -n 60 "$RUN_OUT" >&2
-  printf -- '--- end ---\n' >&2
-}
 
 cleanup() {
-  local rc=$? i
+  local rc=$?
   trap '' INT TERM
   trap - EXIT
   set +e
-  if alive "$RUN_PID"; then
-    log "stopping scripts/run.sh (process group $RUN_PID)"
-    kill -INT -- "-$RUN_PID" 2>/dev/null
-    for ((i = 0; i < 600; i++)); do
-      alive "$RUN_PID" || break
-      ((i == 300)) && kill -TERM -- "-$RUN_PID" 2>/dev/null
-      ((i == 450)) && kill -KILL -- "-$RUN_PID" 2>/dev/null
-      sleep 0.1
-    done
-    wait "$RUN_PID" 2>/dev/null
-  fi
-  ((rc == 0)) || show_output
-  stop_mock_vms "$STATE/mock-vms"
-  if [[ ${ST_KEEP_STATE:-0} == 1 ]]; then
-    INVENTIV_STATE_DIR=$STATE "$REPO_ROOT/scripts/services.sh" down
-    log "kept $STATE (ST_KEEP_STATE=1)"
-  else
-    INVENTIV_STATE_DIR=$STATE "$REPO_ROOT/scripts/services.sh" purge 2>&1 | sed 's/^/[schemathesis] /' >&2
-    rm -rf -- "$STATE"
-  fi
+  stack_stop "$STATE" "${ST_KEEP_STATE:-0}" "$rc"
   log "schemathesis $( ((rc == 0)) && echo passed || echo "FAILED (exit $rc)") in $((SECONDS - T0))s"
   exit "$rc"
 }
@@ -99,15 +62,7 @@ trap 'exit 143' TERM
 command -v setsid >/dev/null || die "setsid (util-linux) is required"
 command -v curl >/dev/null || die "curl is required"
 
-# The venv, rebuilt when the pinned requirements change.
-want=$(sha256sum "$ST_DIR/requirements.txt" | cut -d' ' -f1)
-if [[ ! -x $VENV/bin/st || $(cat "$VENV/.requirements.sha256" 2>/dev/null) != "$want" ]]; then
-  log "creating $VENV from scripts/schemathesis/requirements.txt"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ST_DIR/requirements.txt"
-  printf '%s\n' "$want" >"$VENV/.requirements.sha256"
-fi
+python_venv "$VENV" "$ST_DIR/requirements.txt"
 
 API_PORT=$(free_port 8001 8003)
 ORCH_PORT=$(free_port 8001 8003 "$API_PORT")
@@ -115,27 +70,13 @@ MOCK_FIRST_ADDRESS=${ST_MOCK_FIRST_ADDRESS:-127.0.$((180 + RANDOM % 20)).1}
 BASE_URL="http://127.0.0.1:$API_PORT"
 
 log "scripts/run.sh (API $BASE_URL, orchestrator port $ORCH_PORT, state $STATE)"
-(
-  trap - INT QUIT
-  # One session token serves the whole run: it must outlive it.
-  INVENTIV_STATE_DIR=$STATE INVENTIV_API_ADDR="127.0.0.1:$API_PORT" \
-    INVENTIV_ORCHESTRATOR_ADDR="127.0.0.1:$ORCH_PORT" \
-    INVENTIV_MOCK_FIRST_ADDRESS=$MOCK_FIRST_ADDRESS \
-    INVENTIV_SCALEWAY_API_URL=http://127.0.0.1:1 \
-    INVENTIV_ACCESS_TOKEN_TTL_SECS=7200 \
-    exec setsid "$REPO_ROOT/scripts/run.sh" </dev/null >"$RUN_OUT" 2>&1
-) &
-RUN_PID=$!
-
-deadline=$((SECONDS + BANNER_TIMEOUT_SECS))
-until grep -q '^  Ctrl-C stops everything\.' "$RUN_OUT" 2>/dev/null; do
-  alive "$RUN_PID" || die "scripts/run.sh exited before printing its banner"
-  ((SECONDS < deadline)) || die "no banner from scripts/run.sh within ${BANNER_TIMEOUT_SECS}s"
-  sleep 0.25
-done
-ADMIN_EMAIL=$(sed -n 's/^  Admin e-mail \{2,\}\([^ ].*\)$/\1/p' "$RUN_OUT" | head -n 1)
-ADMIN_PASSWORD=$(sed -n 's/^  Admin password \{2,\}\([^ ].*\)$/\1/p' "$RUN_OUT" | head -n 1)
-[[ -n $ADMIN_EMAIL && -n $ADMIN_PASSWORD ]] || die "no admin credentials in the banner of scripts/run.sh"
+# One session token serves the whole run: it must outlive it.
+stack_start "$STATE" INVENTIV_API_ADDR="127.0.0.1:$API_PORT" \
+  INVENTIV_ORCHESTRATOR_ADDR="127.0.0.1:$ORCH_PORT" \
+  INVENTIV_MOCK_FIRST_ADDRESS="$MOCK_FIRST_ADDRESS" \
+  INVENTIV_SCALEWAY_API_URL=http://127.0.0.1:1 \
+  INVENTIV_ACCESS_TOKEN_TTL_SECS=7200
+stack_wait_banner "$BANNER_TIMEOUT_SECS"
 log "stack up after $((SECONDS - T0))s"
 
 # post PATH JSON [TOKEN]: the answer's body; fails on a non-2xx status.
@@ -163,11 +104,14 @@ st_run() {
   shift
   log "st run ($what): seed $SEED, at most $MAX_EXAMPLES cases per operation"
   # From the state dir: st keeps a cache of past failures (.schemathesis/)
-  # that it would replay; each run starts without one.
+  # that it would replay; each run starts without one. One worker: with
+  # two threads, CPython 3.11's parser now and then fails inside Hypothesis
+  # ("SystemError: AST constructor recursion depth mismatch",
+  # python/cpython#106905), a flaky run that is no finding of ours.
   (cd "$STATE" && "$VENV/bin/st" --config-file "$ST_DIR/schemathesis.toml" run "$BASE_URL/openapi.json" \
     --checks not_a_server_error,status_code_conformance,response_schema_conformance,ignored_auth,use_after_free \
     --seed "$SEED" --max-examples "$MAX_EXAMPLES" --generation-database none \
-    --workers 2 --request-timeout 20 --no-color \
+    --workers 1 --request-timeout 20 --no-color \
     --report junit --report-dir "$STATE/report" "$@")
 }
 # The OpenAI-compatible routes first, with the API key: the session-based run

@@ -56,16 +56,9 @@ T0=$SECONDS
 # --- a newcomer's environment ------------------------------------------------
 # No .env, no configured database, Redis, password, SMTP or production mode:
 # only the defaults. INVENTIV_READY_TIMEOUT_SECS stays (slow machines).
-export INVENTIV_SKIP_DOTENV=1
-for v in $(compgen -v INVENTIV_) $(compgen -v SMTP_); do
-  case $v in
-    INVENTIV_SKIP_DOTENV | INVENTIV_READY_TIMEOUT_SECS) ;;
-    *) unset "$v" ;;
-  esac
-done
-unset DATABASE_URL REDIS_URL
-# Not a sub-make of `make test`: no inherited jobserver, no "Entering directory".
-unset MAKEFLAGS MFLAGS MAKELEVEL
+# Not a sub-make of `make test` either: no inherited jobserver, no
+# "Entering directory".
+newcomer_environment
 
 STATE=$(mktemp -d "${TMPDIR:-/tmp}/inventiv-smoke.XXXXXX")
 export INVENTIV_STATE_DIR=$STATE

@@ -179,15 +179,8 @@ suite_compose() {
 # requirements-dev.txt changes.
 suite_worker_python() {
   step "worker agent: ruff check, ruff format --check, pytest (inventiv-worker/agent)"
-  local agent=$REPO_ROOT/inventiv-worker/agent venv=$REPO_ROOT/.local/venv-worker want rc=0
-  want=$(sha256sum "$agent/requirements-dev.txt" | cut -d' ' -f1)
-  if [[ ! -x $venv/bin/python || $(cat "$venv/.requirements.sha256" 2>/dev/null) != "$want" ]]; then
-    log "creating $venv from requirements-dev.txt"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -r "$agent/requirements-dev.txt"
-    printf '%s\n' "$want" >"$venv/.requirements.sha256"
-  fi
+  local agent=$REPO_ROOT/inventiv-worker/agent venv=$REPO_ROOT/.local/venv-worker rc=0
+  python_venv "$venv" "$agent/requirements-dev.txt"
   [[ -n ${INVENTIV_MOCK_ENGINE:-} ]] || cargo build -p inventiv-mock-engine
   (cd "$agent" && "$venv/bin/ruff" check . && "$venv/bin/ruff" format --check .)
   (cd "$agent" && "$venv/bin/python" -m pytest -q) || rc=$?

@@ -77,6 +77,8 @@ pub struct Config {
     pub sample_prune_interval: Duration,
     /// How often the cost job runs in this replica; None: not here.
     pub cost_job_interval: Option<Duration>,
+    /// Reconciling the proxy's metering with the engines' token counters.
+    pub usage_drift: UsageDrift,
     /// Where `/metrics` is served (not on the API's port).
     pub metrics_addr: SocketAddr,
     /// Bearer token required by `/metrics` when set.
@@ -88,6 +90,15 @@ pub struct Config {
     /// Deployment quotas of organizations without their own.
     pub default_max_instances: i64,
     pub default_max_gpus: i64,
+    /// Budgets (see `proxy/budgets.rs`): how often each replica reloads
+    /// them, refreshes their consumption from the database and raises alerts.
+    pub budget_refresh: Duration,
+    /// How long a `/v1` request's budget reservation lives if its replica
+    /// never settles it (a crash); past it the reservation is dropped.
+    pub budget_reservation_ttl: Duration,
+    /// The completion tokens reserved for a request that sets no
+    /// `max_tokens` on a model whose context length is unknown.
+    pub budget_default_max_tokens: i64,
     /// How often a live event stream re-checks its session and membership.
     pub events_recheck: Duration,
     /// Live event streams one user may hold open on one replica.
@@ -145,6 +156,23 @@ fn replica_id<F: Fn(&str) -> Option<String>>(
         )));
     }
     Ok(id)
+}
+
+/// The usage drift job (`crate::drift`): how often, over what window, and
+/// when a drift alerts.
+#[derive(Debug, Clone)]
+pub struct UsageDrift {
+    /// How often the job runs in this replica; None: not here.
+    pub interval: Option<Duration>,
+    /// The span compared (an hour by default).
+    pub window: Duration,
+    /// How far in the past the window ends, so the usage rows of requests
+    /// answered before its end are written (the writer batches them).
+    pub settle: Duration,
+    /// Drift (|engine - proxy| / engine) above which an instance alerts.
+    pub threshold: f64,
+    /// Below this many engine tokens in the window nothing is concluded.
+    pub min_tokens: i64,
 }
 
 /// A configuration problem, reported before anything starts.
@@ -373,6 +401,23 @@ impl Config {
                 .max(Duration::from_secs(1)),
             cost_job_interval: Some(secs("INVENTIV_COST_JOB_INTERVAL_SECS", 60)?)
                 .filter(|d| !d.is_zero()),
+            usage_drift: UsageDrift {
+                interval: Some(secs("INVENTIV_USAGE_DRIFT_INTERVAL_SECS", 300)?)
+                    .filter(|d| !d.is_zero()),
+                window: secs("INVENTIV_USAGE_DRIFT_WINDOW_SECS", 3600)?
+                    .max(Duration::from_secs(60)),
+                settle: secs("INVENTIV_USAGE_DRIFT_SETTLE_SECS", 30)?,
+                threshold: Some(env.parse("INVENTIV_USAGE_DRIFT_THRESHOLD", 0.005f64)?)
+                    .filter(|t| t.is_finite() && *t > 0.0 && *t <= 1.0)
+                    .ok_or_else(|| {
+                        ConfigError(
+                            "INVENTIV_USAGE_DRIFT_THRESHOLD: a ratio above 0, at most 1".into(),
+                        )
+                    })?,
+                min_tokens: env
+                    .parse("INVENTIV_USAGE_DRIFT_MIN_TOKENS", 20_000i64)?
+                    .max(1),
+            },
             metrics_addr: env.parse(
                 "INVENTIV_METRICS_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8004)),
@@ -384,6 +429,12 @@ impl Config {
             mock_provider: env.flag("INVENTIV_MOCK_PROVIDER", !production)?,
             default_max_instances: env.parse("INVENTIV_DEFAULT_MAX_INSTANCES", 20i64)?.max(0),
             default_max_gpus: env.parse("INVENTIV_DEFAULT_MAX_GPUS", 64i64)?.max(0),
+            budget_refresh: secs("INVENTIV_BUDGET_REFRESH_SECS", 10)?.max(Duration::from_secs(1)),
+            budget_reservation_ttl: secs("INVENTIV_BUDGET_RESERVATION_TTL_SECS", 3600)?
+                .max(Duration::from_secs(1)),
+            budget_default_max_tokens: env
+                .parse("INVENTIV_BUDGET_DEFAULT_MAX_TOKENS", 4096i64)?
+                .clamp(1, 10_000_000),
             events_recheck: secs("INVENTIV_EVENTS_RECHECK_SECS", 15)?.max(Duration::from_secs(1)),
             events_max_streams_per_user: env
                 .parse("INVENTIV_EVENTS_MAX_STREAMS_PER_USER", 8usize)?

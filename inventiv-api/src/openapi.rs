@@ -27,6 +27,7 @@ use crate::proxy::error::OpenAiErrorBody;
         (name = "usage", description = "Token usage and instance metrics"),
         (name = "finops", description = "GPU costs, usage series, chargeback statements and cost recovery"),
         (name = "offerings", description = "Models offered to other organizations, their prices and shares"),
+        (name = "budgets", description = "Monthly budgets (EUR, tokens, GPU hours), their consumption, forecast and alerts"),
         (name = "workers", description = "Worker agents: registration and heartbeats (worker token)"),
     )
 )]

@@ -89,6 +89,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
         events: crate::events::Hub::new(),
         keys: crate::proxy::keys::KeyCache::default(),
         routing: crate::proxy::routing::Routing::default(),
+        budgets: crate::proxy::budgets::BudgetCache::default(),
         usage,
         cloud_http,
     });
@@ -210,10 +211,12 @@ impl Application {
             self.state.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::drift::run(self.state.clone(), shutdown.clone()));
         tasks.spawn(crate::events::subscribe(
             self.state.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::budgets::run(self.state.clone(), shutdown.clone()));
         tasks.spawn(crate::proxy::routing::run(
             self.state.clone(),
             shutdown.clone(),
@@ -271,7 +274,11 @@ async fn prune_samples_forever(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match routes::workers::prune_samples(&state.db, state.config.sample_retention).await {
+        let drift = &state.config.usage_drift;
+        let counters = crate::drift::counter_retention(drift.window, drift.settle);
+        match routes::workers::prune_samples(&state.db, state.config.sample_retention, counters)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "pruned old worker samples"),
             Err(e) => tracing::warn!(error = %e, "pruning worker samples failed; will retry"),

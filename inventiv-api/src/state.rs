@@ -47,6 +47,8 @@ pub struct Shared {
     pub events: crate::events::Hub,
     /// API keys seen recently (the `/v1` hot path).
     pub keys: crate::proxy::keys::KeyCache,
+    /// Hard budgets (the `/v1` admission).
+    pub budgets: crate::proxy::budgets::BudgetCache,
     /// Ready workers per model.
     pub routing: crate::proxy::routing::Routing,
     /// Where answered requests' usage goes (the durable journal).

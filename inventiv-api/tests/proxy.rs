@@ -182,7 +182,9 @@ async fn requests_are_forwarded_and_metered_exactly() {
         .await
         .unwrap();
     assert!(
-        csv.starts_with("group,requests,prompt_tokens,completion_tokens,errors\n")
+        csv.starts_with(
+            "group,requests,prompt_tokens,completion_tokens,cached_prompt_tokens,reasoning_tokens,errors\n"
+        )
             && csv.contains(",5,"),
         "{csv}"
     );

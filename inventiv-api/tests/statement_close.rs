@@ -340,7 +340,7 @@ async fn a_closed_month_is_a_snapshot_and_late_usage_lands_in_the_next_open_mont
     let mut rows = csv.lines();
     assert_eq!(
         rows.next().unwrap(),
-        "month,status,kind,label,source_month,gpu_seconds,requests,tokens,exact_eur,amount_eur,adjustment_id,instance_id,reason"
+        "month,status,kind,label,source_month,gpu_seconds,requests,tokens,exact_eur,amount_eur,adjustment_id,instance_id,reason,cached_tokens"
     );
     let fields: Vec<Vec<String>> = rows
         .map(|r| {

@@ -51,7 +51,8 @@ fn heartbeat_v2(id: Uuid) -> Value {
         "agent": { "version": "0.1.0", "bundle_sha256": "ab".repeat(32) },
         "status": "ready", "model_id": "Qwen/Qwen2.5-0.5B-Instruct",
         "engine": { "ready": true, "requests_running": 3, "requests_waiting": 1, "restarts": 0, "last_exit_code": null,
-                    "backends": [{ "port": 8001, "gpu_index": 0, "ready": true }] },
+                    "backends": [{ "port": 8001, "gpu_index": 0, "ready": true }],
+                    "tokens": { "prompt_total": 1200, "generation_total": 300 } },
         "gpus": [
             { "index": 0, "name": "L4", "utilization_pct": 71.5, "memory_used_mib": 20000, "memory_total_mib": 23034, "temperature_c": 61, "power_w": 70.2 },
             { "index": 1, "utilization_pct": 0, "memory_used_mib": 0, "memory_total_mib": 23034 }
@@ -66,6 +67,7 @@ fn heartbeat_v1(id: Uuid) -> Value {
     let mut v = heartbeat_v2(id);
     v["schema_version"] = json!(1);
     v.as_object_mut().unwrap().remove("system");
+    v["engine"].as_object_mut().unwrap().remove("tokens");
     v
 }
 
@@ -181,6 +183,16 @@ async fn malformed_payloads_and_wrong_tokens_leave_the_instance_untouched() {
     let edits: Vec<(&str, Edit)> = vec![
         ("v1 with system samples", |v| v["schema_version"] = json!(1)),
         ("unknown version", |v| v["schema_version"] = json!(7)),
+        ("v1 with token counters", |v| {
+            v["schema_version"] = json!(1);
+            v.as_object_mut().unwrap().remove("system");
+        }),
+        ("negative token counter", |v| {
+            v["engine"]["tokens"]["prompt_total"] = json!(-1)
+        }),
+        ("token counter past 2^53", |v| {
+            v["engine"]["tokens"]["generation_total"] = json!(1u64 << 60)
+        }),
         ("unknown status", |v| v["status"] = json!("sleeping")),
         ("negative queue", |v| {
             v["engine"]["requests_waiting"] = json!(-1)
@@ -284,6 +296,16 @@ async fn the_rust_types_and_the_json_schemas_agree() {
     for key in schema["properties"].as_object().unwrap().keys() {
         assert!(full.get(key).is_some(), "the full example lacks {key}");
     }
+    for key in schema["$defs"]["engine"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+    {
+        assert!(
+            full["engine"].get(key).is_some(),
+            "the full example lacks engine.{key}"
+        );
+    }
     assert_eq!(
         app.post("/internal/workers/heartbeat", Some(&token), full)
             .await
@@ -330,13 +352,19 @@ async fn samples_past_retention_are_pruned() {
         .execute(&app.state.db)
         .await
         .unwrap();
+    // Token counters go after their own, shorter retention.
+    sqlx::query("UPDATE instance_token_counters SET sampled_at = now() - interval '3 hours' WHERE ctid IN (SELECT ctid FROM instance_token_counters LIMIT 1)")
+        .execute(&app.state.db)
+        .await
+        .unwrap();
     let pruned = inventiv_api::routes::workers::prune_samples(
         &app.state.db,
         std::time::Duration::from_secs(72 * 3600),
+        std::time::Duration::from_secs(2 * 3600),
     )
     .await
     .unwrap();
-    assert_eq!(pruned, 3);
+    assert_eq!(pruned, 4);
     let left: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM gpu_samples) + (SELECT count(*) FROM system_samples)",
     )
@@ -344,4 +372,9 @@ async fn samples_past_retention_are_pruned() {
     .await
     .unwrap();
     assert_eq!(left, 6 + 3 - 3);
+    let counters: i64 = sqlx::query_scalar("SELECT count(*) FROM instance_token_counters")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(counters, 3 - 1);
 }

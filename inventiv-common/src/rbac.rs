@@ -114,6 +114,10 @@ pub enum Action {
     /// credentials and its Hugging Face token; read its reconciliation
     /// reports.
     ManageProviders,
+    /// Read budgets, their consumption and their alerts.
+    ViewBudgets,
+    /// Set, change and remove budgets.
+    ManageBudgets,
 }
 
 use Action::*;
@@ -141,6 +145,8 @@ const MATRIX: &[(Action, &[OrgRole])] = &[
     (SellOfferings, &[Owner, Manager]),
     (AcceptShares, &[Owner, Manager]),
     (ManageProviders, &[Owner, Admin]),
+    (ViewBudgets, &[Owner, Admin, Manager]),
+    (ManageBudgets, &[Owner, Admin]),
 ];
 
 /// Whether `role` may perform `action`.
@@ -224,6 +230,8 @@ mod tests {
             SellOfferings,
             AcceptShares,
             ManageProviders,
+            ViewBudgets,
+            ManageBudgets,
         ] {
             assert!(MATRIX.iter().any(|(a, _)| *a == action), "{action:?}");
             assert!(can(Owner, action), "owner can do everything: {action:?}");

@@ -98,6 +98,24 @@ pub struct EngineState {
     pub last_exit_code: Option<i32>,
     #[serde(default)]
     pub backends: Option<Vec<Backend>>,
+    /// The engines' cumulative token counters (optional: older agents omit them).
+    #[serde(default)]
+    pub tokens: Option<TokenCounters>,
+}
+
+/// The largest counter value accepted (2^53: exact in JSON numbers and in i64).
+pub const MAX_TOKEN_COUNTER: u64 = 1 << 53;
+
+/// `vllm:prompt_tokens_total` and `vllm:generation_tokens_total` summed over
+/// the node's engines since they started: the worker's word, a detection
+/// signal for metering drift, never a billing input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCounters {
+    /// Prompt tokens the engines processed.
+    pub prompt_total: u64,
+    /// Tokens the engines generated.
+    pub generation_total: u64,
 }
 
 /// One GPU's sample (from NVML or nvidia-smi; absent without a GPU).
@@ -138,7 +156,8 @@ pub struct SystemSample {
     pub net_tx_bytes_per_s: Option<f32>,
 }
 
-/// Sent every heartbeat interval (schema version 1 or 2).
+/// Sent every heartbeat interval (schema version 1 or 2; `engine.tokens`
+/// is an optional part of version 2).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
@@ -207,10 +226,13 @@ impl Register {
 }
 
 impl Heartbeat {
-    /// Checks bounds and that version 1 carries no system samples.
+    /// Checks bounds and that version 1 carries no system samples nor token counters.
     pub fn validate(&self) -> Result<(), ValueError> {
         match (self.schema_version, &self.system) {
             (1, Some(_)) => return Err(err("system", "not part of schema version 1")),
+            (1, None) if self.engine.tokens.is_some() => {
+                return Err(err("engine.tokens", "not part of schema version 1"))
+            }
             (1 | 2, _) => {}
             _ => return Err(err("schema_version", "1 or 2")),
         }
@@ -218,6 +240,11 @@ impl Heartbeat {
         text("model_id", &self.model_id, 200)?;
         text("sent_at", &self.sent_at, 64)?;
         self.agent.validate()?;
+        if self.engine.tokens.is_some_and(|t| {
+            t.prompt_total > MAX_TOKEN_COUNTER || t.generation_total > MAX_TOKEN_COUNTER
+        }) {
+            return Err(err("engine.tokens", "counters from 0 to 2^53"));
+        }
         if self.engine.backends.as_ref().is_some_and(|b| b.len() > 16) {
             return Err(err("engine.backends", "at most 16"));
         }
@@ -265,6 +292,7 @@ mod tests {
                 restarts: 0,
                 last_exit_code: None,
                 backends: None,
+                tokens: None,
             },
             gpus: None,
             system: system.then_some(SystemSample {
@@ -290,6 +318,12 @@ mod tests {
         assert!(heartbeat(1, false).validate().is_ok());
         assert!(heartbeat(1, true).validate().is_err());
         assert!(heartbeat(3, false).validate().is_err());
+        let mut v1 = heartbeat(1, false);
+        v1.engine.tokens = Some(TokenCounters {
+            prompt_total: 1,
+            generation_total: 1,
+        });
+        assert!(v1.validate().is_err());
     }
 
     #[test]
@@ -301,6 +335,17 @@ mod tests {
         if let Some(s) = h.system.as_mut() {
             s.cpu_pct = f32::NAN;
         }
+        assert!(h.validate().is_err());
+        let mut h = heartbeat(2, false);
+        h.engine.tokens = Some(TokenCounters {
+            prompt_total: MAX_TOKEN_COUNTER,
+            generation_total: 0,
+        });
+        assert!(h.validate().is_ok());
+        h.engine.tokens = Some(TokenCounters {
+            prompt_total: 0,
+            generation_total: MAX_TOKEN_COUNTER + 1,
+        });
         assert!(h.validate().is_err());
     }
 }

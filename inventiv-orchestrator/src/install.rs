@@ -170,7 +170,8 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             "--port",
             "{port}",
             "--model",
-            "{model}"
+            "{model}",
+            "--enable-prompt-tokens-details"
         ])
     } else {
         json!([
@@ -182,7 +183,9 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             "--port",
             "{port}",
             "--tensor-parallel-size",
-            "{tp}"
+            "{tp}",
+            // Cached prompt tokens in usage, priced at their own rate.
+            "--enable-prompt-tokens-details"
         ])
     };
     let relay_key_sha256 = inventiv_store::relay::issue_key(&o.db, &o.config.keyring, inst.id)

@@ -204,6 +204,10 @@ async fn two_organizations_provision_and_terminate_with_their_own_tokens() {
     assert_eq!(left, 0);
 }
 
+/// The Scaleway node's public (relay) port; its engines listen on the next
+/// ports of the loopback, clear of the mock provider's (8001 and up).
+const SCALEWAY_ENGINE_PORT: u16 = 8100;
+
 const PERSISTENT: &str = "persistent volume of a terminated instance";
 
 /// An instance row of the organization, in `status`.
@@ -555,7 +559,8 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
     sshd.authorize(&key);
     let node_guard = NodeGuard {
         node: node.display().to_string(),
-        engine: format!("--host {address} "),
+        // The node's engine listens on loopback behind its relay.
+        engine: format!("--port {} ", SCALEWAY_ENGINE_PORT + 1),
     };
     h.in_process(Ipv4Addr::new(127, 0, 145, 1)).await;
     let (token, secret, _) = h.scaleway_team("Scaleway ready", &fake).await;
@@ -566,7 +571,7 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
             reqwest::Method::PUT,
             "/organizations/current/providers/scaleway/worker-settings",
             &token,
-            Some(json!({ "engine_port": 8100, "agent_port": 8190 })),
+            Some(json!({ "engine_port": SCALEWAY_ENGINE_PORT, "agent_port": 8190 })),
         )
         .await;
     assert_eq!(s, 200, "{body}");
@@ -594,7 +599,10 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
         .iter()
         .map(|r| r["dest_port_from"].as_u64().unwrap())
         .collect();
-    assert_eq!(ports, vec![u64::from(sshd.port), 8100, 8190]);
+    assert_eq!(
+        ports,
+        vec![u64::from(sshd.port), u64::from(SCALEWAY_ENGINE_PORT), 8190]
+    );
     let (_, ready) = h
         .call(
             reqwest::Method::GET,
@@ -643,7 +651,7 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
         fake.servers().is_empty() && fake.volumes().is_empty() && fake.security_groups().is_empty()
     );
     drop(node_guard);
-    let engine = format!("--host {address} ");
+    let engine = format!("--port {} ", SCALEWAY_ENGINE_PORT + 1);
     let stopped = poll(
         Duration::from_secs(5),
         Duration::from_millis(50),

@@ -70,6 +70,9 @@ pub struct MonthLine {
     pub gpu_seconds: Option<String>,
     pub requests: Option<i64>,
     pub tokens: Option<i64>,
+    /// Of the call lines' prompt tokens, those served from the engine's
+    /// prefix cache (their charge is at the offering's cached rate).
+    pub cached_tokens: Option<i64>,
     /// The exact amount (EUR).
     pub exact_eur: String,
     /// The exact amount rounded half away from zero to the cent (EUR).
@@ -136,19 +139,19 @@ pub struct MonthStatement {
 /// (the close stores exactly these).
 const LIVE_LINES: &str = "
     SELECT row_number() OVER (ORDER BY x.ord, x.kind, x.label, x.source_month, x.adjustment_id)::int AS position,
-           x.kind, x.line_key, x.label, x.source_month, x.gpu_seconds, x.requests, x.tokens, x.exact_eur,
+           x.kind, x.line_key, x.label, x.source_month, x.gpu_seconds, x.requests, x.tokens, x.cached_tokens, x.exact_eur,
            round(x.exact_eur, 2) AS amount_eur, x.adjustment_id, x.instance_id, x.reason
       FROM (SELECT 0 AS ord, l.kind, l.key AS line_key, l.label, $4::date AS source_month, l.gpu_seconds, l.requests, l.tokens,
-                   l.exact_eur, NULL::uuid AS adjustment_id, NULL::uuid AS instance_id, NULL::text AS reason
+                   l.cached_tokens, l.exact_eur, NULL::uuid AS adjustment_id, NULL::uuid AS instance_id, NULL::text AS reason
               FROM statement_live_lines($1, $2, $3) l
             UNION ALL
-            SELECT 1, 'adjustment', a.line_key, a.label, a.period_month, a.gpu_seconds, NULL, NULL, a.amount_eur, a.id, a.instance_id, a.reason
+            SELECT 1, 'adjustment', a.line_key, a.label, a.period_month, a.gpu_seconds, NULL, NULL, NULL, a.amount_eur, a.id, a.instance_id, a.reason
               FROM statement_adjustments a
              WHERE a.organization_id = $1 AND a.statement_month = $4 AND a.period_month < $4) x";
 
 /// How a stored or live line is read out.
 const LINE_COLUMNS: &str = "kind, label, to_char(source_month, 'YYYY-MM') AS source_month, trim_scale(gpu_seconds)::text AS gpu_seconds,
-    requests, tokens, trim_scale(exact_eur)::text AS exact_eur, amount_eur::numeric(16, 2)::text AS amount_eur, adjustment_id, instance_id, reason";
+    requests, tokens, cached_tokens, trim_scale(exact_eur)::text AS exact_eur, amount_eur::numeric(16, 2)::text AS amount_eur, adjustment_id, instance_id, reason";
 
 /// The statement of `month`: the snapshot when closed, else the live lines.
 pub async fn load(db: &PgPool, org: OrgId, month: Month) -> sqlx::Result<MonthStatement> {
@@ -291,9 +294,9 @@ pub async fn close(
             SELECT $1, $4, $5, $6, $7, COALESCE(sum(amount_eur), 0) FROM lines
             RETURNING 1)
          INSERT INTO statement_lines (organization_id, month, position, kind, line_key, label, source_month, gpu_seconds,
-                                      requests, tokens, exact_eur, amount_eur, adjustment_id, instance_id, reason)
+                                      requests, tokens, cached_tokens, exact_eur, amount_eur, adjustment_id, instance_id, reason)
          SELECT $1, $4, l.position, l.kind, l.line_key, l.label, l.source_month, l.gpu_seconds, l.requests, l.tokens,
-                l.exact_eur, l.amount_eur, l.adjustment_id, l.instance_id, l.reason
+                l.cached_tokens, l.exact_eur, l.amount_eur, l.adjustment_id, l.instance_id, l.reason
            FROM lines l CROSS JOIN head"
     ))
     .bind(org.0)

@@ -73,6 +73,16 @@ impl OpenAiError {
         )
     }
 
+    /// A hard budget would be exceeded; the message names it.
+    pub fn insufficient_quota(message: String) -> OpenAiError {
+        OpenAiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "insufficient_quota",
+            "insufficient_quota",
+            message,
+        )
+    }
+
     pub fn bad_request(message: impl Into<String>) -> OpenAiError {
         OpenAiError::new(
             StatusCode::BAD_REQUEST,

@@ -95,6 +95,31 @@ fn ask_engine_usage(request: &mut serde_json::Map<String, Value>) {
 struct Usage {
     prompt_tokens: Option<i64>,
     completion_tokens: Option<i64>,
+    /// vLLM (with `--enable-prompt-tokens-details`) reports the prompt
+    /// tokens served from its prefix cache here, in the final usage only.
+    prompt_tokens_details: Option<PromptTokensDetails>,
+    /// Reasoning tokens, when an engine reports them (OpenAI's shape).
+    completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptTokensDetails {
+    cached_tokens: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct CompletionTokensDetails {
+    reasoning_tokens: Option<i64>,
+}
+
+impl Usage {
+    fn cached(&self) -> Option<i64> {
+        self.prompt_tokens_details.as_ref()?.cached_tokens
+    }
+
+    fn reasoning(&self) -> Option<i64> {
+        self.completion_tokens_details.as_ref()?.reasoning_tokens
+    }
 }
 
 /// What the meter reads of a whole (not streamed) answer.
@@ -213,7 +238,7 @@ pub async fn list_models(
               (status = 401, description = "invalid key", body = OpenAiErrorBody),
               (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
-              (status = 429, description = "rate limited", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
               (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn chat_completions(
@@ -230,7 +255,7 @@ pub async fn chat_completions(
               (status = 401, description = "invalid key", body = OpenAiErrorBody),
               (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
-              (status = 429, description = "rate limited", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
               (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn completions(
@@ -247,7 +272,7 @@ pub async fn completions(
               (status = 401, description = "invalid key", body = OpenAiErrorBody),
               (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
-              (status = 429, description = "rate limited", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
               (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn embeddings(
@@ -268,8 +293,16 @@ struct Meter {
 }
 
 impl Meter {
+    /// Notes the parts of the counts the worker reported: cached prompt
+    /// tokens and reasoning tokens, bounded by the billed counts in `finish`.
+    fn parts(&mut self, cached: Option<i64>, reasoning: Option<i64>) {
+        let saturate = |n: Option<i64>| i32::try_from(n.unwrap_or(0).max(0)).unwrap_or(i32::MAX);
+        self.record.cached_prompt_tokens = saturate(cached);
+        self.record.reasoning_tokens = saturate(reasoning);
+    }
+
     /// Records the worker's report, bounded (see [`super::plausible`]), given
-    /// the bytes it sent back; returns the tokens billed and the record's
+    /// the bytes it sent back; returns the counts billed and the record's
     /// durability, which the answer's end waits for.
     fn finish(
         mut self,
@@ -277,7 +310,7 @@ impl Meter {
         prompt: i64,
         completion: i64,
         answer_bytes: usize,
-    ) -> (i64, Durable) {
+    ) -> (Billed, Durable) {
         let billed = self.bounds.bill(prompt, completion, answer_bytes);
         if billed.disputed {
             tracing::warn!(instance_id = ?self.record.instance_id, prompt, completion,
@@ -288,10 +321,49 @@ impl Meter {
         self.record.status = i32::from(status);
         self.record.prompt_tokens = i32::try_from(billed.prompt).unwrap_or(i32::MAX);
         self.record.completion_tokens = i32::try_from(billed.completion).unwrap_or(i32::MAX);
+        // Parts of the billed counts, never more.
+        self.record.cached_prompt_tokens = self
+            .record
+            .cached_prompt_tokens
+            .min(self.record.prompt_tokens);
+        self.record.reasoning_tokens = self
+            .record
+            .reasoning_tokens
+            .min(self.record.completion_tokens);
         self.record.latency_ms =
             i32::try_from(self.started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        let billed = Billed {
+            prompt: billed.prompt,
+            cached: i64::from(self.record.cached_prompt_tokens),
+            completion: billed.completion,
+        };
         let durable = self.state.usage.record(self.record);
-        (billed.prompt + billed.completion, durable)
+        (billed, durable)
+    }
+}
+
+/// The counts a request is billed for (what its usage row says).
+#[derive(Clone, Copy)]
+struct Billed {
+    prompt: i64,
+    /// Of `prompt`, the tokens the engine served from its prefix cache.
+    cached: i64,
+    completion: i64,
+}
+
+impl Billed {
+    /// Settles what the request held: its key's token window and its
+    /// budget reservation.
+    async fn spend(
+        self,
+        state: &AppState,
+        limits: &super::forward_limits::Limits,
+        budget: super::budgets::Reservation,
+    ) {
+        limits.spend(state, self.prompt + self.completion).await;
+        budget
+            .settle(self.prompt, self.cached, self.completion)
+            .await;
     }
 }
 
@@ -361,6 +433,17 @@ async fn forward(
     };
     let limits = super::forward_limits::check(&state, c.key.as_deref()).await?;
     let bounds = Bounds::new(&body, workers.first().and_then(|w| w.context_length));
+    let budget = super::budgets::admit(
+        &state,
+        super::budgets::Request {
+            organization_id: c.organization_id,
+            api_key_id: c.key.as_ref().map(|k| k.id),
+            share_id: shared.map(|s| s.share_id),
+            bounds,
+            context_length: workers.first().and_then(|w| w.context_length),
+        },
+    )
+    .await?;
     // Only a stream's body (usage asked for) or a shared model's name
     // changes; others go as they came.
     let payload = upstream_body(body, streaming, stream_options, upstream_model.as_deref())?;
@@ -407,7 +490,7 @@ async fn forward(
             }
         };
         worker.succeeded();
-        let meter = Meter {
+        let mut meter = Meter {
             state: state.clone(),
             started,
             bounds,
@@ -423,6 +506,8 @@ async fn forward(
                 instance_id: Some(worker.instance_id),
                 prompt_tokens: 0,
                 completion_tokens: 0,
+                cached_prompt_tokens: 0,
+                reasoning_tokens: 0,
                 latency_ms: 0,
                 ttft_ms: None,
                 status: 0,
@@ -439,6 +524,7 @@ async fn forward(
                 client_usage,
                 in_flight,
                 limits.clone(),
+                budget,
                 upstream_limits.max_event_bytes,
             );
             let mut r = Response::new(Body::from_stream(stream));
@@ -459,10 +545,14 @@ async fn forward(
             let usage = serde_json::from_slice::<Answer>(&bytes)
                 .ok()
                 .and_then(|a| a.usage);
+            meter.parts(
+                usage.as_ref().and_then(Usage::cached),
+                usage.as_ref().and_then(Usage::reasoning),
+            );
             let prompt = usage.as_ref().and_then(|u| u.prompt_tokens).unwrap_or(0);
             let completion = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
             let (billed, durable) = meter.finish(status.as_u16(), prompt, completion, bytes.len());
-            limits.spend(&state, billed).await;
+            billed.spend(&state, &limits, budget).await;
             drop(in_flight);
             durable.wait().await?;
             let mut r = Response::new(Body::from(bytes));
@@ -543,11 +633,16 @@ struct Relay {
     prompt: i64,
     /// The engine's count of completion tokens, once it gave one.
     completion: Option<i64>,
+    /// The last usage's parts (cached prompt, reasoning), as reported.
+    cached: Option<i64>,
+    reasoning: Option<i64>,
     content_events: i64,
     /// Bytes the worker sent, for the completion's plausibility bound.
     received: usize,
     in_flight: InFlight,
     limits: super::forward_limits::Limits,
+    /// The request's budget reservation, settled when the meter is.
+    budget: super::budgets::Reservation,
     /// Largest single event the worker may send (see [`super::bounded`]).
     max_event: usize,
     ended: bool,
@@ -577,6 +672,8 @@ impl Relay {
                 if let Some(usage) = chunk.usage {
                     self.prompt = usage.prompt_tokens.unwrap_or(self.prompt);
                     self.completion = usage.completion_tokens.or(self.completion);
+                    self.cached = usage.cached().or(self.cached);
+                    self.reasoning = usage.reasoning().or(self.reasoning);
                     if !content && self.client_usage == ClientUsage::None {
                         forward = false;
                     }
@@ -610,17 +707,19 @@ impl Relay {
 impl Relay {
     /// Records what was seen, once; None when it already was.
     fn settle(&mut self) -> Option<Durable> {
-        let meter = self.meter.take()?;
+        let mut meter = self.meter.take()?;
         let status = match (self.broken, self.ended) {
             (true, _) => 502,
             (false, true) => 200,
             (false, false) => 499,
         };
         let completion = self.completion_seen();
+        meter.parts(self.cached, self.reasoning);
         let (state, limits) = (meter.state.clone(), self.limits.clone());
-        let (tokens, durable) = meter.finish(status, self.prompt, completion, self.received);
+        let budget = std::mem::take(&mut self.budget);
+        let (billed, durable) = meter.finish(status, self.prompt, completion, self.received);
         let tasks = state.tasks.clone();
-        tasks.spawn(async move { limits.spend(&state, tokens).await });
+        tasks.spawn(async move { billed.spend(&state, &limits, budget).await });
         Some(durable)
     }
 }
@@ -639,6 +738,7 @@ fn relay_stream(
     client_usage: ClientUsage,
     in_flight: InFlight,
     limits: super::forward_limits::Limits,
+    budget: super::budgets::Reservation,
     max_event: usize,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let relay = Relay {
@@ -648,10 +748,13 @@ fn relay_stream(
         client_usage,
         prompt: 0,
         completion: None,
+        cached: None,
+        reasoning: None,
         content_events: 0,
         received: 0,
         in_flight,
         limits,
+        budget,
         max_event,
         ended: false,
         broken: false,

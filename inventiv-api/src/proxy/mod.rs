@@ -6,6 +6,8 @@
 //! database query per request in the steady state.
 
 pub mod bounded;
+pub mod budget_store;
+pub mod budgets;
 pub mod error;
 pub mod forward;
 pub mod forward_limits;

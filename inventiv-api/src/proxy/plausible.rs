@@ -120,6 +120,19 @@ impl Bounds {
         }
     }
 
+    /// The most this request can be billed, (prompt, completion): what a
+    /// budget reserves at admission. A request that bounds neither its
+    /// completion (`max_tokens`) nor has a known context length is counted
+    /// at `default_completion`.
+    pub fn worst_case(&self, default_completion: i64) -> (i64, i64) {
+        let completion = if self.completion == i64::MAX {
+            default_completion
+        } else {
+            self.completion
+        };
+        (self.prompt, completion)
+    }
+
     /// The counts to bill for a report, given the bytes the worker sent
     /// back; `disputed` when the report was out of bounds.
     pub fn bill(&self, prompt: i64, completion: i64, answer_bytes: usize) -> Billed {

@@ -12,8 +12,9 @@
 //! the share pays at the request time (SQL `share_price`: the share's own
 //! version, else the offering's; an increase only after the notice period
 //! or the consumer's re-acceptance), capped by the consumer's maximum, and
-//! `charged_eur = (prompt x input + completion x output) / 1000` is stored
-//! exactly on the row (0 when the offering has no price). Later price
+//! `charged_eur = ((prompt - cached) x input + cached x cached_input +
+//! completion x output) / 1000` is stored exactly on the row (0 when the
+//! offering has no price; the cached rate defaults to the input rate). Later price
 //! versions never touch written rows. Counts are the plausible ones
 //! (`plausible.rs`); an implausible report is written as a dispute in the
 //! same transaction.
@@ -47,6 +48,10 @@ pub struct UsageRecord {
     pub instance_id: Option<Uuid>,
     pub prompt_tokens: i32,
     pub completion_tokens: i32,
+    /// Of the prompt tokens, those the engine served from its prefix cache.
+    pub cached_prompt_tokens: i32,
+    /// Of the completion tokens, the reasoning ones (when reported).
+    pub reasoning_tokens: i32,
     pub latency_ms: i32,
     pub ttft_ms: Option<i32>,
     pub status: i32,
@@ -132,6 +137,7 @@ pub(crate) async fn write(
     let (mut prompt, mut completion, mut latency, mut ttft, mut status, mut streamed) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut provider, mut offering, mut share) = (vec![], vec![], vec![]);
+    let (mut cached, mut reasoning) = (vec![], vec![]);
     for r in batch.iter() {
         usage_ids.push(r.usage_id);
         request_ids.push(r.request_id.clone());
@@ -151,20 +157,25 @@ pub(crate) async fn write(
         provider.push(r.shared.map(|s| s.provider_organization_id));
         offering.push(r.shared.map(|s| s.offering_id));
         share.push(r.shared.map(|s| s.share_id));
+        cached.push(r.cached_prompt_tokens);
+        reasoning.push(r.reasoning_tokens);
     }
     let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO usage_records (usage_id, request_id, at, organization_id, api_key_id, user_id, model, endpoint, instance_id,
                                     prompt_tokens, completion_tokens, latency_ms, ttft_ms, status, streamed,
-                                    provider_organization_id, offering_id, share_id, price_version_id, charged_eur)
+                                    provider_organization_id, offering_id, share_id, cached_prompt_tokens, reasoning_tokens,
+                                    price_version_id, charged_eur)
          SELECT r.*, p.version_id,
                 CASE WHEN r.share_id IS NOT NULL
-                     THEN COALESCE((r.prompt_tokens * LEAST(p.input_eur_per_1k, COALESCE(s.max_input_eur_per_1k, p.input_eur_per_1k))
+                     THEN COALESCE(((r.prompt_tokens - r.cached_prompt_tokens) * LEAST(p.input_eur_per_1k, COALESCE(s.max_input_eur_per_1k, p.input_eur_per_1k))
+                                    + r.cached_prompt_tokens * LEAST(p.cached_input_eur_per_1k, COALESCE(s.max_input_eur_per_1k, p.cached_input_eur_per_1k))
                                     + r.completion_tokens * LEAST(p.output_eur_per_1k, COALESCE(s.max_output_eur_per_1k, p.output_eur_per_1k))) / 1000, 0) END
            FROM UNNEST($18::uuid[], $1::text[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::uuid[],
-                       $9::int[], $10::int[], $11::int[], $12::int[], $13::int[], $14::bool[], $15::uuid[], $16::uuid[], $17::uuid[])
+                       $9::int[], $10::int[], $11::int[], $12::int[], $13::int[], $14::bool[], $15::uuid[], $16::uuid[], $17::uuid[],
+                       $20::int[], $21::int[])
                 AS r(usage_id, request_id, at, organization_id, api_key_id, user_id, model, endpoint, instance_id, prompt_tokens, completion_tokens,
-                     latency_ms, ttft_ms, status, streamed, provider_organization_id, offering_id, share_id)
+                     latency_ms, ttft_ms, status, streamed, provider_organization_id, offering_id, share_id, cached_prompt_tokens, reasoning_tokens)
            LEFT JOIN offering_shares s ON s.id = r.share_id
            LEFT JOIN LATERAL share_price(r.share_id, r.at, make_interval(secs => $19)) p ON r.share_id IS NOT NULL
           -- Ids in request order, whatever the join did.
@@ -190,6 +201,8 @@ pub(crate) async fn write(
     .bind(&share)
     .bind(&usage_ids)
     .bind(notice.as_secs_f64())
+    .bind(&cached)
+    .bind(&reasoning)
     .execute(&mut *tx)
     .await?;
     let disputed: Vec<(&UsageRecord, (i64, i64))> = batch

@@ -125,6 +125,9 @@ pub struct Available {
     /// The price that applies to this organization now (EUR per 1k tokens).
     pub input_eur_per_1k: Option<String>,
     pub output_eur_per_1k: Option<String>,
+    /// The applied rate of cached prompt tokens (the input rate unless the
+    /// provider set one).
+    pub cached_input_eur_per_1k: Option<String>,
     /// The provider's price in force now. Above the applied price: an
     /// increase waiting for its notice period or a new acceptance.
     pub announced_input_eur_per_1k: Option<String>,
@@ -138,14 +141,16 @@ const AVAILABLE: &str = "SELECT o.id AS offering_id, p.slug || '/' || o.model_co
         s.id AS share_id, s.status AS share_status, s.accepted_at IS NOT NULL AS accepted,
         COALESCE(a.input_eur_per_1k, v.input_eur_per_1k)::text AS input_eur_per_1k,
         COALESCE(a.output_eur_per_1k, v.output_eur_per_1k)::text AS output_eur_per_1k,
+        COALESCE(a.cached_input_eur_per_1k, v.cached_input_eur_per_1k)::text AS cached_input_eur_per_1k,
         v.input_eur_per_1k::text AS announced_input_eur_per_1k, v.output_eur_per_1k::text AS announced_output_eur_per_1k,
         s.max_input_eur_per_1k::text AS max_input_eur_per_1k, s.max_output_eur_per_1k::text AS max_output_eur_per_1k
    FROM offerings o JOIN organizations p ON p.id = o.organization_id
    LEFT JOIN offering_shares s ON s.offering_id = o.id AND s.consumer_organization_id = $1
-   LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k FROM offering_prices x
+   LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k,
+                             COALESCE(cached_input_eur_per_1k, input_eur_per_1k) AS cached_input_eur_per_1k FROM offering_prices x
                        WHERE x.offering_id = o.id AND (x.share_id = s.id OR x.share_id IS NULL) AND x.effective_at <= now()
                        ORDER BY x.share_id IS NULL, x.effective_at DESC LIMIT 1) v ON true
-   LEFT JOIN LATERAL (SELECT sp.input_eur_per_1k, sp.output_eur_per_1k
+   LEFT JOIN LATERAL (SELECT sp.input_eur_per_1k, sp.output_eur_per_1k, sp.cached_input_eur_per_1k
                         FROM share_price(s.id, now(), make_interval(secs => $NOTICE)) sp
                        WHERE s.accepted_at IS NOT NULL) a ON true
   WHERE o.technical_active AND o.economic_active AND o.organization_id <> $1 AND p.deleted_at IS NULL

@@ -277,6 +277,15 @@ async fn deploy(
             ),
         ));
     }
+    if let Some((used, limit)) = crate::budgets::gpu_limit_reached(&state.db, org).await? {
+        return Err(refuse(
+            "BUDGET_EXCEEDED",
+            format!(
+                "the organization's GPU-hour budget is {limit} GPU hours this month and {used:.2} \
+                 are used: no new deployment until next month, unless an owner or admin raises it"
+            ),
+        ));
+    }
     sqlx::query(
         "INSERT INTO instances (id, organization_id, created_by, name, provider, zone, instance_type, model_id, mode, status,
                                 model_catalog_id, instance_type_id, zone_id, price_eur_per_hour)

@@ -60,6 +60,10 @@ pub struct Instance {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub terminated_at: Option<DateTime<Utc>>,
+    /// The latest reconciliation of the proxy's metering with the engines'
+    /// token counters (absent until the drift job has seen counters).
+    #[schema(value_type = Option<crate::drift::UsageReconciliation>)]
+    pub usage_reconciliation: Option<SqlJson<crate::drift::UsageReconciliation>>,
 }
 
 /// The columns of [`Instance`], for `FROM instances i`.
@@ -68,7 +72,9 @@ pub const COLUMNS: &str = "i.id, i.name, i.provider, i.zone, i.instance_type, i.
     COALESCE(round(i.price_eur_per_hour * extract(epoch FROM (COALESCE(i.terminated_at, now()) - i.started_at))::numeric / 3600, 4), 0)::text
         AS cost_so_far_eur,
     i.worker_status, i.worker_agent_version, i.agent_version_mismatch, i.last_heartbeat_at, i.created_at, i.updated_at,
-    i.started_at, i.terminated_at";
+    i.started_at, i.terminated_at,
+    (SELECT to_jsonb(r) - 'instance_id' - 'organization_id' FROM instance_usage_reconciliations r WHERE r.instance_id = i.id)
+        AS usage_reconciliation";
 
 /// Loads one instance of the caller's organization.
 pub async fn load(db: impl sqlx::PgExecutor<'_>, org: Uuid, id: Uuid) -> ApiResult<Instance> {

@@ -1,6 +1,6 @@
 //! `GET /metrics`: Prometheus text for operators — instances by status,
 //! commands waiting for the orchestrator, SSE clients and the usage
-//! journal's backlog of this replica —
+//! journal's backlog of this replica, usage drift per instance —
 //! served on its own listener (`INVENTIV_METRICS_ADDR`, loopback by
 //! default), never on the public API port. Protected by
 //! `INVENTIV_METRICS_TOKEN` (bearer) when it is set.
@@ -51,6 +51,18 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
         sqlx::query_scalar("SELECT count(*) FROM command_outbox WHERE published_at IS NULL")
             .fetch_one(&state.db)
             .await?;
+    let drift: Vec<(uuid::Uuid, f64, String)> = sqlx::query_as(
+        "SELECT r.instance_id, r.drift_ratio, r.status FROM instance_usage_reconciliations r
+           JOIN instances i ON i.id = r.instance_id
+          WHERE i.status NOT IN ('terminated', 'archived') ORDER BY r.instance_id",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let drift_alerts: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(sum(alerts), 0)::bigint FROM instance_usage_reconciliations",
+    )
+    .fetch_one(&state.db)
+    .await?;
     let mut out = String::with_capacity(1024);
     let _ = writeln!(
         out,
@@ -82,6 +94,31 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
         out,
         "# HELP inventiv_api_key_cache_entries API keys (known and unknown) cached by this replica.\n# TYPE inventiv_api_key_cache_entries gauge\ninventiv_api_key_cache_entries {}",
         state.keys.entries()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP inventiv_usage_drift_ratio Drift between the proxy's metered tokens and the engines' counters over the last window (|engine - proxy| / engine), per live instance.\n# TYPE inventiv_usage_drift_ratio gauge"
+    );
+    for (instance, ratio, _) in &drift {
+        let _ = writeln!(
+            out,
+            "inventiv_usage_drift_ratio{{instance_id=\"{instance}\"}} {ratio}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP inventiv_usage_drift_alert 1 while an instance's usage drift is above the threshold.\n# TYPE inventiv_usage_drift_alert gauge"
+    );
+    for (instance, _, status) in &drift {
+        let alerting = u8::from(status == "alert");
+        let _ = writeln!(
+            out,
+            "inventiv_usage_drift_alert{{instance_id=\"{instance}\"}} {alerting}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP inventiv_usage_drift_alerts_total Usage drift alerts raised (moves into alert).\n# TYPE inventiv_usage_drift_alerts_total counter\ninventiv_usage_drift_alerts_total {drift_alerts}"
     );
     if let Some(fill) = state.usage.fill() {
         let _ = writeln!(

@@ -7,6 +7,9 @@ pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
 pub mod available_offerings;
+pub mod budget_alerts;
+pub mod budget_limits;
+pub mod budgets;
 pub mod catalog;
 pub mod catalog_admin;
 pub mod catalog_sync;
@@ -112,5 +115,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(offerings::router())
         .merge(shares::router())
         .merge(available_offerings::router())
+        .merge(budgets::router())
+        .merge(budget_alerts::router())
         .merge(crate::proxy::router())
 }

@@ -4,6 +4,8 @@
 //! the technical switch by admins, the economic switch by managers) and
 //! prices it with versions that take effect at a time, never in the past
 //! (`POST .../offerings/{id}/prices`): a charge already written never moves.
+//! A version may price cached prompt tokens (served from the engine's prefix
+//! cache) at their own rate, at most the input rate; by default the input rate.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -40,13 +42,16 @@ pub struct Offering {
     /// The offering's price in force now (EUR per 1k tokens), if any.
     pub input_eur_per_1k: Option<String>,
     pub output_eur_per_1k: Option<String>,
+    /// The rate of cached prompt tokens in force now (the input rate unless set).
+    pub cached_input_eur_per_1k: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
 const SELECT: &str = "SELECT o.id, org.slug || '/' || o.model_code AS address, o.model_code, o.visibility, o.technical_active,
-        o.economic_active, p.input_eur_per_1k::text AS input_eur_per_1k, p.output_eur_per_1k::text AS output_eur_per_1k, o.created_at
+        o.economic_active, p.input_eur_per_1k::text AS input_eur_per_1k, p.output_eur_per_1k::text AS output_eur_per_1k,
+        COALESCE(p.cached_input_eur_per_1k, p.input_eur_per_1k)::text AS cached_input_eur_per_1k, o.created_at
    FROM offerings o JOIN organizations org ON org.id = o.organization_id
-   LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k FROM offering_prices v
+   LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k, cached_input_eur_per_1k FROM offering_prices v
                        WHERE v.offering_id = o.id AND v.share_id IS NULL AND v.effective_at <= now()
                        ORDER BY v.effective_at DESC LIMIT 1) p ON true";
 
@@ -85,6 +90,16 @@ pub fn parse_price(field: &str, value: &str) -> ApiResult<String> {
         ));
     }
     Ok(value.to_owned())
+}
+
+/// `a <= b` for two prices that passed [`parse_price`] (exact, no float).
+fn decimal_at_most(a: &str, b: &str) -> bool {
+    let split = |v: &str| {
+        let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+        let int = int.trim_start_matches('0');
+        (int.len(), int.to_owned(), format!("{frac:0<6}"))
+    };
+    split(a) <= split(b)
 }
 
 fn parse_visibility(value: &str) -> ApiResult<&str> {
@@ -270,6 +285,9 @@ pub struct NewPrice {
     input_eur_per_1k: String,
     /// EUR per 1k output (completion) tokens.
     output_eur_per_1k: String,
+    /// EUR per 1k cached prompt tokens (served from the engine's prefix
+    /// cache), at most `input_eur_per_1k`; default: the input rate.
+    cached_input_eur_per_1k: Option<String>,
     /// When it takes effect (RFC 3339), default now; never in the past.
     effective_at: Option<DateTime<Utc>>,
 }
@@ -281,7 +299,16 @@ pub struct PriceVersion {
     pub share_id: Option<Uuid>,
     pub input_eur_per_1k: String,
     pub output_eur_per_1k: String,
+    /// The cached prompt tokens' rate (the input rate unless set).
+    pub cached_input_eur_per_1k: String,
     pub effective_at: DateTime<Utc>,
+}
+
+/// The rates of one price version, as given (decimal strings).
+pub struct Rates<'a> {
+    pub input: &'a str,
+    pub output: &'a str,
+    pub cached_input: Option<&'a str>,
 }
 
 /// Inserts a price version (of the offering, or of one share) from `effective_at`.
@@ -290,12 +317,23 @@ pub async fn insert_price(
     caller: &Caller,
     offering: Uuid,
     share: Option<Uuid>,
-    input: &str,
-    output: &str,
+    rates: Rates<'_>,
     effective_at: Option<DateTime<Utc>>,
 ) -> ApiResult<PriceVersion> {
-    let input = parse_price("input_eur_per_1k", input)?;
-    let output = parse_price("output_eur_per_1k", output)?;
+    let input = parse_price("input_eur_per_1k", rates.input)?;
+    let output = parse_price("output_eur_per_1k", rates.output)?;
+    let cached = rates
+        .cached_input
+        .map(|c| parse_price("cached_input_eur_per_1k", c))
+        .transpose()?;
+    if let Some(c) = &cached {
+        if !decimal_at_most(c, &input) {
+            return Err(ApiError::validation(
+                "INVALID_PRICE",
+                "cached_input_eur_per_1k: at most input_eur_per_1k (a cached token never costs more)",
+            ));
+        }
+    }
     let now = Utc::now();
     let effective_at = effective_at.unwrap_or(now);
     if effective_at < now - chrono::Duration::seconds(1) {
@@ -305,9 +343,10 @@ pub async fn insert_price(
         ));
     }
     let version: PriceVersion = sqlx::query_as(
-        "INSERT INTO offering_prices (id, offering_id, share_id, input_eur_per_1k, output_eur_per_1k, effective_at, created_by)
-         VALUES ($1, $2, $3, $4::numeric, $5::numeric, greatest($6, now()), $7)
-         RETURNING id, share_id, input_eur_per_1k::text AS input_eur_per_1k, output_eur_per_1k::text AS output_eur_per_1k, effective_at",
+        "INSERT INTO offering_prices (id, offering_id, share_id, input_eur_per_1k, output_eur_per_1k, effective_at, created_by, cached_input_eur_per_1k)
+         VALUES ($1, $2, $3, $4::numeric, $5::numeric, greatest($6, now()), $7, $8::numeric)
+         RETURNING id, share_id, input_eur_per_1k::text AS input_eur_per_1k, output_eur_per_1k::text AS output_eur_per_1k,
+                   COALESCE(cached_input_eur_per_1k, input_eur_per_1k)::text AS cached_input_eur_per_1k, effective_at",
     )
     .bind(Uuid::new_v4())
     .bind(offering)
@@ -316,6 +355,7 @@ pub async fn insert_price(
     .bind(&output)
     .bind(effective_at)
     .bind(caller.user_id.0)
+    .bind(&cached)
     .fetch_one(&mut *tx)
     .await?;
     let entry = audit::Entry {
@@ -324,7 +364,8 @@ pub async fn insert_price(
         action: "offering.priced",
         target_type: "offering",
         target_id: offering.to_string(),
-        details: serde_json::json!({ "share_id": share, "input_eur_per_1k": input, "output_eur_per_1k": output, "effective_at": version.effective_at }),
+        details: serde_json::json!({ "share_id": share, "input_eur_per_1k": input, "output_eur_per_1k": output,
+                                     "cached_input_eur_per_1k": cached, "effective_at": version.effective_at }),
     };
     audit::record(&mut *tx, entry).await?;
     Ok(version)
@@ -349,11 +390,35 @@ async fn add_price(
         &caller,
         id,
         None,
-        &body.input_eur_per_1k,
-        &body.output_eur_per_1k,
+        Rates {
+            input: &body.input_eur_per_1k,
+            output: &body.output_eur_per_1k,
+            cached_input: body.cached_input_eur_per_1k.as_deref(),
+        },
         body.effective_at,
     )
     .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(version)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_at_most;
+
+    #[test]
+    fn prices_compare_exactly() {
+        for (a, b, want) in [
+            ("0.001", "0.002", true),
+            ("0.002", "0.002", true),
+            ("0.0020", "0.002", true),
+            ("0.0021", "0.002", false),
+            ("10", "9.999999", false),
+            ("9.999999", "10", true),
+            ("007", "7.000001", true),
+            ("0", "0", true),
+        ] {
+            assert_eq!(decimal_at_most(a, b), want, "{a} <= {b}");
+        }
+    }
 }

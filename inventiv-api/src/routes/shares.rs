@@ -18,7 +18,7 @@ use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path};
-use crate::routes::offerings::{announce, insert_price, load};
+use crate::routes::offerings::{announce, insert_price, load, Rates};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -39,13 +39,16 @@ pub struct Share {
     /// The share's own price in force now, if it has one.
     pub input_eur_per_1k: Option<String>,
     pub output_eur_per_1k: Option<String>,
+    /// Its cached prompt tokens' rate (its input rate unless set).
+    pub cached_input_eur_per_1k: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
 const SELECT: &str = "SELECT s.id, s.offering_id, c.slug AS consumer_org_slug, s.status, s.accepted_at,
-        p.input_eur_per_1k::text AS input_eur_per_1k, p.output_eur_per_1k::text AS output_eur_per_1k, s.created_at
+        p.input_eur_per_1k::text AS input_eur_per_1k, p.output_eur_per_1k::text AS output_eur_per_1k,
+        COALESCE(p.cached_input_eur_per_1k, p.input_eur_per_1k)::text AS cached_input_eur_per_1k, s.created_at
    FROM offering_shares s JOIN organizations c ON c.id = s.consumer_organization_id
-   LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k FROM offering_prices v
+   LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k, cached_input_eur_per_1k FROM offering_prices v
                        WHERE v.share_id = s.id AND v.effective_at <= now() ORDER BY v.effective_at DESC LIMIT 1) p ON true";
 
 async fn load_share(db: &sqlx::PgPool, offering: Uuid, id: Uuid) -> ApiResult<Share> {
@@ -65,6 +68,9 @@ pub struct CreateShare {
     /// The share's own price (EUR per 1k tokens); both or neither.
     input_eur_per_1k: Option<String>,
     output_eur_per_1k: Option<String>,
+    /// Cached prompt tokens' rate, at most the input rate (needs the pair
+    /// above); default: the input rate.
+    cached_input_eur_per_1k: Option<String>,
 }
 
 /// Shares one of the organization's offerings with another organization.
@@ -81,12 +87,16 @@ async fn create_share(
     caller.require(Action::SellOfferings)?;
     crate::ratelimit::creation(&state, caller.user_id).await?;
     let price = match (&body.input_eur_per_1k, &body.output_eur_per_1k) {
-        (Some(i), Some(o)) => Some((i.as_str(), o.as_str())),
-        (None, None) => None,
+        (Some(i), Some(o)) => Some(Rates {
+            input: i,
+            output: o,
+            cached_input: body.cached_input_eur_per_1k.as_deref(),
+        }),
+        (None, None) if body.cached_input_eur_per_1k.is_none() => None,
         _ => {
             return Err(ApiError::validation(
                 "INVALID_PRICE",
-                "give both input_eur_per_1k and output_eur_per_1k, or neither",
+                "give both input_eur_per_1k and output_eur_per_1k (and optionally cached_input_eur_per_1k), or none",
             ))
         }
     };
@@ -120,8 +130,8 @@ async fn create_share(
             "this offering is already shared with that organization",
         ));
     }
-    if let Some((input, output)) = price {
-        insert_price(&mut tx, &caller, offering, Some(id), input, output, None).await?;
+    if let Some(rates) = price {
+        insert_price(&mut tx, &caller, offering, Some(id), rates, None).await?;
     }
     let entry = audit::Entry {
         org: caller.org_id,

@@ -108,10 +108,11 @@ fn as_csv(s: MonthStatement) -> Response {
                 opt(l.adjustment_id.map(|a| a.to_string())),
                 opt(l.instance_id.map(|i| i.to_string())),
                 opt(l.reason),
+                opt(l.cached_tokens.map(|t| t.to_string())),
             ]
         })
         .collect();
-    let mut total = vec![String::new(); 13];
+    let mut total = vec![String::new(); 14];
     total[0] = s.month.clone();
     total[1] = status.to_owned();
     total[2] = "total".to_owned();
@@ -131,6 +132,7 @@ fn as_csv(s: MonthStatement) -> Response {
         "adjustment_id",
         "instance_id",
         "reason",
+        "cached_tokens",
     ];
     csv(&format!("statement-{}.csv", s.month), &header, rows)
 }

@@ -52,6 +52,9 @@ pub struct StatementLine {
     pub requests: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Of the prompt tokens, those served from the engine's prefix cache:
+    /// charged at the offering's cached rate, the others at its input rate.
+    pub cached_prompt_tokens: i64,
     /// Exact sum of the rows' charges (EUR).
     pub amount_eur: String,
 }
@@ -98,12 +101,13 @@ async fn statements(
         "WITH mine AS (
             SELECT CASE WHEN u.organization_id = $1 THEN 'debit' ELSE 'credit' END AS direction,
                    CASE WHEN u.organization_id = $1 THEN u.provider_organization_id ELSE u.organization_id END AS counterparty,
-                   u.offering_id, u.prompt_tokens, u.completion_tokens, u.charged_eur
+                   u.offering_id, u.prompt_tokens, u.completion_tokens, u.cached_prompt_tokens, u.charged_eur
               FROM usage_records u
              WHERE u.offering_id IS NOT NULL AND u.at >= $2 AND u.at < $3
                AND (u.organization_id = $1 OR u.provider_organization_id = $1))
          SELECT m.direction, c.slug AS counterparty_org_slug, m.offering_id, p.slug || '/' || o.model_code AS address,
                 count(*) AS requests, sum(m.prompt_tokens)::bigint AS prompt_tokens, sum(m.completion_tokens)::bigint AS completion_tokens,
+                sum(m.cached_prompt_tokens)::bigint AS cached_prompt_tokens,
                 trim_scale(sum(m.charged_eur))::text AS amount_eur
            FROM mine m JOIN organizations c ON c.id = m.counterparty
            JOIN offerings o ON o.id = m.offering_id JOIN organizations p ON p.id = o.organization_id
@@ -126,6 +130,7 @@ async fn statements(
                     l.requests.to_string(),
                     l.prompt_tokens.to_string(),
                     l.completion_tokens.to_string(),
+                    l.cached_prompt_tokens.to_string(),
                     l.amount_eur,
                 ]
             })
@@ -138,6 +143,7 @@ async fn statements(
             "requests",
             "prompt_tokens",
             "completion_tokens",
+            "cached_prompt_tokens",
             "amount_eur",
         ];
         return Ok(csv("statement.csv", &header, rows));
@@ -194,6 +200,8 @@ pub struct UsagePoint {
     pub requests: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Of the prompt tokens, those served from the engine's prefix cache.
+    pub cached_prompt_tokens: i64,
     /// Charged through shares (EUR, exact).
     pub charged_eur: String,
 }
@@ -229,6 +237,7 @@ async fn usage_series(
     let points: Vec<UsagePoint> = sqlx::query_as(&format!(
         "SELECT date_trunc('{unit}', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket, {group} AS \"group\", count(*) AS requests,
                 COALESCE(sum(prompt_tokens), 0)::bigint AS prompt_tokens, COALESCE(sum(completion_tokens), 0)::bigint AS completion_tokens,
+                COALESCE(sum(cached_prompt_tokens), 0)::bigint AS cached_prompt_tokens,
                 trim_scale(COALESCE(sum(charged_eur), 0))::text AS charged_eur
            FROM usage_records WHERE organization_id = $1 AND at >= $2 AND at < $3 GROUP BY 1, 2 ORDER BY 1, 2"
     ))
@@ -247,6 +256,7 @@ async fn usage_series(
                     p.requests.to_string(),
                     p.prompt_tokens.to_string(),
                     p.completion_tokens.to_string(),
+                    p.cached_prompt_tokens.to_string(),
                     p.charged_eur,
                 ]
             })
@@ -257,6 +267,7 @@ async fn usage_series(
             "requests",
             "prompt_tokens",
             "completion_tokens",
+            "cached_prompt_tokens",
             "charged_eur",
         ];
         return Ok(csv("usage.csv", &header, rows));

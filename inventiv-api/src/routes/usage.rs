@@ -48,6 +48,11 @@ pub struct UsageLine {
     pub requests: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Of the prompt tokens, those the engine served from its prefix cache
+    /// (priced at the offering's cached rate through a share).
+    pub cached_prompt_tokens: i64,
+    /// Of the completion tokens, the reasoning ones (when the engine reports them).
+    pub reasoning_tokens: i64,
     pub errors: i64,
 }
 
@@ -82,7 +87,9 @@ async fn usage(
     };
     let lines: Vec<UsageLine> = sqlx::query_as(&format!(
         "SELECT {group} AS \"group\", count(*) AS requests, COALESCE(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
-                COALESCE(sum(completion_tokens), 0)::bigint AS completion_tokens, count(*) FILTER (WHERE status >= 400) AS errors
+                COALESCE(sum(completion_tokens), 0)::bigint AS completion_tokens,
+                COALESCE(sum(cached_prompt_tokens), 0)::bigint AS cached_prompt_tokens,
+                COALESCE(sum(reasoning_tokens), 0)::bigint AS reasoning_tokens, count(*) FILTER (WHERE status >= 400) AS errors
            FROM usage_records WHERE organization_id = $1 AND at >= $2 AND at < $3 GROUP BY 1 ORDER BY 1"
     ))
     .bind(caller.org_id.0)
@@ -93,16 +100,20 @@ async fn usage(
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(lines).into_response()),
         "csv" => {
-            let mut csv = String::from("group,requests,prompt_tokens,completion_tokens,errors\n");
+            let mut csv = String::from(
+                "group,requests,prompt_tokens,completion_tokens,cached_prompt_tokens,reasoning_tokens,errors\n",
+            );
             for l in &lines {
                 // Groups are model ids, uuids or dates; quote anyway.
                 let _ = writeln!(
                     csv,
-                    "\"{}\",{},{},{},{}",
+                    "\"{}\",{},{},{},{},{},{}",
                     l.group.replace('"', "\"\""),
                     l.requests,
                     l.prompt_tokens,
                     l.completion_tokens,
+                    l.cached_prompt_tokens,
+                    l.reasoning_tokens,
                     l.errors
                 );
             }

@@ -137,7 +137,7 @@ async fn register(
 }
 
 /// Records a heartbeat (schema version 1 or 2): the latest state on the
-/// instance, and the samples as time series.
+/// instance, and the samples (GPU, system, engine token counters) as time series.
 #[utoipa::path(post, path = "/internal/workers/heartbeat", tag = "workers", security(("worker" = [])),
     request_body = Heartbeat,
     responses((status = 200, body = WorkerAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -215,6 +215,22 @@ async fn heartbeat(
         .execute(&mut *tx)
         .await?;
     }
+    if let Some(t) = body.engine.tokens {
+        // One series per agent boot and engine restart count: a restarted
+        // engine's counters start again from zero.
+        sqlx::query(
+            "INSERT INTO instance_token_counters (instance_id, organization_id, sampled_at, series, prompt_total, generation_total)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(worker.instance_id)
+        .bind(worker.organization_id)
+        .bind(now)
+        .bind(format!("{}:{}", body.boot_id, body.engine.restarts))
+        .bind(i64::try_from(t.prompt_total).unwrap_or(i64::MAX))
+        .bind(i64::try_from(t.generation_total).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     if state.events.heartbeat_due(worker.instance_id) {
         let event = serde_json::json!({
@@ -237,8 +253,17 @@ async fn heartbeat(
     }))
 }
 
-/// Deletes samples older than `retention`; returns how many rows went.
-pub async fn prune_samples(db: &sqlx::PgPool, retention: std::time::Duration) -> sqlx::Result<u64> {
+/// Deletes samples older than `retention` (token counters older than
+/// `counter_retention`); returns how many rows went.
+pub async fn prune_samples(
+    db: &sqlx::PgPool,
+    retention: std::time::Duration,
+    counter_retention: std::time::Duration,
+) -> sqlx::Result<u64> {
+    let counters = sqlx::query("DELETE FROM instance_token_counters WHERE sampled_at < $1")
+        .bind(Utc::now() - counter_retention)
+        .execute(db)
+        .await?;
     let cutoff = Utc::now() - retention;
     let gpu = sqlx::query("DELETE FROM gpu_samples WHERE sampled_at < $1")
         .bind(cutoff)
@@ -248,5 +273,5 @@ pub async fn prune_samples(db: &sqlx::PgPool, retention: std::time::Duration) ->
         .bind(cutoff)
         .execute(db)
         .await?;
-    Ok(gpu.rows_affected() + sys.rows_affected())
+    Ok(gpu.rows_affected() + sys.rows_affected() + counters.rows_affected())
 }

@@ -48,6 +48,8 @@ pub struct Org {
     pub share_id: Uuid,
     pub share_consumer_slug: String,
     pub incoming_offering_id: Uuid,
+    /// A soft organization budget (1000 EUR a month, alerts only).
+    pub budget_id: Uuid,
 }
 
 impl Org {
@@ -185,6 +187,17 @@ impl TestApp {
         .execute(&self.state.db)
         .await
         .expect("api key");
+        let budget_id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO budgets (id, organization_id, scope, monthly_eur, hard_limit, created_by)
+             VALUES ($1, $2, 'organization', 1000, false, $3)",
+        )
+        .bind(budget_id)
+        .bind(id)
+        .bind(owner_id.0)
+        .execute(&self.state.db)
+        .await
+        .expect("budget");
         Org {
             id,
             slug,
@@ -203,6 +216,7 @@ impl TestApp {
             share_id: Uuid::nil(),
             share_consumer_slug: String::new(),
             incoming_offering_id: Uuid::nil(),
+            budget_id,
         }
     }
 

@@ -139,7 +139,7 @@ pub const MATRIX: &[Row] = &[
     row("POST", "/organizations/current/offerings", Some(r#"{"model_code":"other/model","visibility":"public"}"#), [401, 409, 409, 403, 403], None),
     row("GET", "/organizations/current/offerings", None, [401, 200, 200, 200, 403], None),
     row("PATCH", "/organizations/current/offerings/{offering_id}", Some(r#"{"visibility":"unlisted"}"#), [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
-    row("POST", "/organizations/current/offerings/{offering_id}/prices", Some(r#"{"input_eur_per_1k":"0.001","output_eur_per_1k":"0.003"}"#), [401, 201, 403, 201, 403], Some([401, 404, 403, 404, 403])),
+    row("POST", "/organizations/current/offerings/{offering_id}/prices", Some(r#"{"input_eur_per_1k":"0.001","output_eur_per_1k":"0.003","cached_input_eur_per_1k":"0.0005"}"#), [401, 201, 403, 201, 403], Some([401, 404, 403, 404, 403])),
     row("GET", "/organizations/current/offerings/{offering_id}/shares", None, [401, 200, 200, 200, 403], Some([401, 404, 404, 404, 403])),
     // The fixture already shares the offering with that organization: 409.
     row("POST", "/organizations/current/offerings/{offering_id}/shares", Some(r#"{"consumer_org_slug":"{consumer_slug}"}"#), [401, 409, 403, 409, 403], Some([401, 404, 403, 404, 403])),
@@ -166,8 +166,16 @@ pub const MATRIX: &[Row] = &[
     row("POST", "/providers/{provider}/catalog-sync", None, PLATFORM_ONLY, None),
     row("GET", "/organizations/current/providers/{provider}/worker-settings", None, [401, 200, 200, 403, 403], None),
     row("PUT", "/organizations/current/providers/{provider}/worker-settings", Some(r#"{"mode":"multi","engine_port":8100,"agent_port":8190,"startup_timeout_secs":600,"bootstrap_attempts":2}"#), [401, 200, 200, 403, 403], None),
+    // Budgets: owners and admins set them, managers read them; B's are hidden.
+    row("GET", "/organizations/current/budgets", None, BUDGETS_READ, None),
+    row("POST", "/organizations/current/budgets", Some(r#"{"scope":"api_key","api_key_id":"{api_key_id}","monthly_tokens":100000,"thresholds":[50,100],"hard_limit":true}"#), [401, 201, 201, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("GET", "/organizations/current/budgets/{budget_id}", None, BUDGETS_READ, Some([401, 404, 404, 404, 403])),
+    row("PUT", "/organizations/current/budgets/{budget_id}", Some(r#"{"monthly_eur":"25.50","monthly_gpu_hours":"100","thresholds":[80],"hard_limit":false,"stop_running":false}"#), [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("DELETE", "/organizations/current/budgets/{budget_id}", None, [401, 204, 204, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("GET", "/organizations/current/budget-alerts", None, BUDGETS_READ, None),
 ];
 
+const BUDGETS_READ: [u16; 5] = [401, 200, 200, 200, 403];
 const FINOPS: [u16; 5] = [401, 200, 403, 200, 403];
 
 const SCALEWAY_CREDENTIALS: &str = r#"{"access_key":"SCWABCDEFGHIJ1234567","secret_key":"0b7e4a52-1c33-4c61-9d7e-3b0f5e6a7c11","project_id":"6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f","organization_id":"1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d","default_zone":"fr-par-2"}"#;
@@ -232,6 +240,7 @@ pub fn fill(
         .replace("{invitation_id}", &target.invitation_id.to_string())
         .replace("{instance_id}", &target.instance_id.to_string())
         .replace("{api_key_id}", &target.api_key_id.to_string())
+        .replace("{budget_id}", &target.budget_id.to_string())
         .replace("{offering_id}", &target.offering_id.to_string())
         .replace("{share_id}", &target.share_id.to_string())
         .replace(

@@ -650,7 +650,7 @@ export interface paths {
         put?: never;
         /**
          * Records a heartbeat (schema version 1 or 2): the latest state on the
-         *     instance, and the samples as time series.
+         *     instance, and the samples (GPU, system, engine token counters) as time series.
          */
         post: operations["heartbeat"];
         delete?: never;
@@ -865,6 +865,66 @@ export interface paths {
         put: operations["set_max_price"];
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/budget-alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The thresholds the organization's budgets crossed, newest first. */
+        get: operations["list_alerts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/budgets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The current organization's budgets with their consumption this month. */
+        get: operations["list_budgets"];
+        put?: never;
+        /**
+         * Sets a budget (owners and admins). One per scope and target: 409
+         *     `BUDGET_EXISTS` otherwise (change it with PUT).
+         */
+        post: operations["create_budget"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/budgets/{budget_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One budget of the current organization with its consumption. */
+        get: operations["get_budget"];
+        /**
+         * Replaces a budget's limits (owners and admins). Lowering a limit below
+         *     the consumption refuses the next requests; it stops nothing in flight.
+         */
+        put: operations["set_budget"];
+        post?: never;
+        /** Removes a budget and its alerts (owners and admins). */
+        delete: operations["delete_budget"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1269,7 +1329,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Postgres and Redis are reachable. */
+        /** Postgres and Redis are reachable, and usage can be metered. */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -1542,6 +1602,11 @@ export interface components {
              */
             announced_input_eur_per_1k?: string | null;
             announced_output_eur_per_1k?: string | null;
+            /**
+             * @description The applied rate of cached prompt tokens (the input rate unless the
+             *     provider set one).
+             */
+            cached_input_eur_per_1k?: string | null;
             /** @description The price that applies to this organization now (EUR per 1k tokens). */
             input_eur_per_1k?: string | null;
             /** @description The maximum price the organization set for its share, if any. */
@@ -1568,6 +1633,63 @@ export interface components {
             port: number;
             ready: boolean;
         };
+        /** @description A budget with its consumption this month. */
+        Budget: {
+            /** Format: uuid */
+            api_key_id?: string | null;
+            consumption: components["schemas"]["Consumption"];
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * @description Refuse what would exceed a limit (requests: 429 `insufficient_quota`;
+             *     deployments: 409 `BUDGET_EXCEEDED`).
+             */
+            hard_limit: boolean;
+            /** Format: uuid */
+            id: string;
+            /** @description EUR per month (decimal string); null: no EUR limit. */
+            monthly_eur?: string | null;
+            /** @description GPU hours per month (decimal string, organization budgets). */
+            monthly_gpu_hours?: string | null;
+            /** Format: int64 */
+            monthly_tokens?: number | null;
+            /** @description `organization`, `api_key` or `share`. */
+            scope: string;
+            /** Format: uuid */
+            share_id?: string | null;
+            /** @description Terminate the organization's instances once the GPU-hour limit is reached. */
+            stop_running: boolean;
+            /** @description Alert thresholds in percent of each limit. */
+            thresholds: number[];
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /** @description A threshold crossed in a month. */
+        BudgetAlert: {
+            /** Format: uuid */
+            budget_id: string;
+            /** @description The consumption and the limit when it was recorded (decimal strings). */
+            consumed: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: int64 */
+            id: number;
+            /**
+             * Format: date-time
+             * @description When the owners were mailed; null: not yet.
+             */
+            mailed_at?: string | null;
+            /** @description `eur`, `tokens` or `gpu_hours`. */
+            metric: string;
+            /**
+             * Format: date
+             * @description The first day of the month.
+             */
+            month: string;
+            monthly_limit: string;
+            /** Format: int32 */
+            threshold: number;
+        };
         /** @description A password change. */
         ChangePassword: {
             /** Format: password */
@@ -1583,11 +1705,46 @@ export interface components {
         Checks: {
             postgres: string;
             redis: string;
+            /**
+             * @description `ok`, or `full` while usage not yet committed to the database
+             *     fills the journal past its limit (`/v1` answers 503 then).
+             */
+            usage_journal?: string | null;
         };
         /** @description A note kept with the closed statement. */
         CloseMonth: {
             /** @description At most 500 characters. */
             note?: string | null;
+        };
+        /** @description A budget's consumption in the current calendar month (UTC). */
+        Consumption: {
+            /**
+             * @description EUR charged (usage_records.charged_eur: requests through shares; own
+             *     models cost 0 per request), a decimal string.
+             */
+            eur: string;
+            /** @description Linear forecast to the month's end at this month's pace so far. */
+            forecast_eur: string;
+            /** Format: double */
+            forecast_gpu_hours: number;
+            /** Format: int64 */
+            forecast_tokens: number;
+            /**
+             * Format: double
+             * @description GPU hours of the organization's instances (organization budgets).
+             */
+            gpu_hours: number;
+            /** @description `YYYY-MM`. */
+            month: string;
+            /** @description Held by requests in flight (hard budgets). */
+            reserved_eur: string;
+            /** Format: int64 */
+            reserved_tokens: number;
+            /**
+             * Format: int64
+             * @description Prompt + completion tokens.
+             */
+            tokens: number;
         };
         /** @description The cost of one group in one time bucket. */
         CostPoint: {
@@ -1663,6 +1820,11 @@ export interface components {
         };
         /** @description Whom to share with, and optionally at which price. */
         CreateShare: {
+            /**
+             * @description Cached prompt tokens' rate, at most the input rate (needs the pair
+             *     above); default: the input rate.
+             */
+            cached_input_eur_per_1k?: string | null;
             consumer_org_slug: string;
             /** @description The share's own price (EUR per 1k tokens); both or neither. */
             input_eur_per_1k?: string | null;
@@ -1761,6 +1923,11 @@ export interface components {
             /** Format: uuid */
             usage_id: string;
         };
+        /**
+         * @description Where an instance's metering stands.
+         * @enum {string}
+         */
+        DriftStatus: "ok" | "alert" | "insufficient_data";
         /** @description The inference engine's state, scraped from its `/metrics`. */
         EngineState: {
             backends?: components["schemas"]["Backend"][] | null;
@@ -1773,6 +1940,7 @@ export interface components {
             requests_waiting: number;
             /** Format: int32 */
             restarts: number;
+            tokens?: null | components["schemas"]["TokenCounters"];
         };
         /** @description The JSON body of every error response. */
         ErrorBody: {
@@ -1826,7 +1994,10 @@ export interface components {
             /** @description `ok` or `unavailable`. */
             status: string;
         };
-        /** @description Sent every heartbeat interval (schema version 1 or 2). */
+        /**
+         * @description Sent every heartbeat interval (schema version 1 or 2; `engine.tokens`
+         *     is an optional part of version 2).
+         */
         Heartbeat: {
             agent: components["schemas"]["AgentInfo"];
             boot_id: string;
@@ -1905,6 +2076,7 @@ export interface components {
             terminated_at?: string | null;
             /** Format: date-time */
             updated_at: string;
+            usage_reconciliation?: null | components["schemas"]["UsageReconciliation"];
             worker_agent_version?: string | null;
             worker_status?: string | null;
             zone: string;
@@ -2091,6 +2263,12 @@ export interface components {
             adjustment_id?: string | null;
             /** @description The exact amount rounded half away from zero to the cent (EUR). */
             amount_eur: string;
+            /**
+             * Format: int64
+             * @description Of the call lines' prompt tokens, those served from the engine's
+             *     prefix cache (their charge is at the offering's cached rate).
+             */
+            cached_tokens?: number | null;
             /** @description The exact amount (EUR). */
             exact_eur: string;
             /** @description GPU seconds (GPU lines, and adjustments of them). */
@@ -2132,8 +2310,32 @@ export interface components {
             /** @description What the month weighs on the organization: the sum of every line. */
             total_eur: string;
         };
+        /** @description A new budget: its scope and target, and its limits. */
+        NewBudget: {
+            /** Format: uuid */
+            api_key_id?: string | null;
+            hard_limit?: boolean | null;
+            monthly_eur?: string | null;
+            monthly_gpu_hours?: string | null;
+            /** Format: int64 */
+            monthly_tokens?: number | null;
+            /**
+             * @description `organization`, `api_key` (with `api_key_id`) or `share` (with
+             *     `share_id`: a share the organization consumes).
+             */
+            scope: string;
+            /** Format: uuid */
+            share_id?: string | null;
+            stop_running?: boolean | null;
+            thresholds?: number[] | null;
+        };
         /** @description A new price version. */
         NewPrice: {
+            /**
+             * @description EUR per 1k cached prompt tokens (served from the engine's prefix
+             *     cache), at most `input_eur_per_1k`; default: the input rate.
+             */
+            cached_input_eur_per_1k?: string | null;
             /**
              * Format: date-time
              * @description When it takes effect (RFC 3339), default now; never in the past.
@@ -2148,6 +2350,8 @@ export interface components {
         Offering: {
             /** @description What consumers put in `model`: `org_slug/model_code`. */
             address: string;
+            /** @description The rate of cached prompt tokens in force now (the input rate unless set). */
+            cached_input_eur_per_1k?: string | null;
             /** Format: date-time */
             created_at: string;
             economic_active: boolean;
@@ -2212,6 +2416,8 @@ export interface components {
         };
         /** @description A price version as stored. */
         PriceVersion: {
+            /** @description The cached prompt tokens' rate (the input rate unless set). */
+            cached_input_eur_per_1k: string;
             /** Format: date-time */
             effective_at: string;
             /** Format: uuid */
@@ -2470,6 +2676,24 @@ export interface components {
             economic?: boolean | null;
             technical?: boolean | null;
         };
+        /** @description The limits of a budget. At least one of the three limits is set. */
+        SetBudget: {
+            /** @description Default true. */
+            hard_limit?: boolean | null;
+            /** @description EUR per month: a decimal string, up to 10 digits and 4 decimals. */
+            monthly_eur?: string | null;
+            /** @description GPU hours per month (organization budgets): up to 10 digits and 2 decimals. */
+            monthly_gpu_hours?: string | null;
+            /**
+             * Format: int64
+             * @description Tokens per month: 0 to 10^15.
+             */
+            monthly_tokens?: number | null;
+            /** @description Default false (organization budgets with a GPU-hour limit). */
+            stop_running?: boolean | null;
+            /** @description Percentages from 1 to 100, at most 10; default 50, 80, 100. */
+            thresholds?: number[] | null;
+        };
         /** @description New quotas; null (or absent) returns to the platform default. */
         SetQuotas: {
             /** Format: int32 */
@@ -2481,6 +2705,8 @@ export interface components {
         Share: {
             /** Format: date-time */
             accepted_at?: string | null;
+            /** @description Its cached prompt tokens' rate (its input rate unless set). */
+            cached_input_eur_per_1k?: string | null;
             consumer_org_slug: string;
             /** Format: date-time */
             created_at: string;
@@ -2506,6 +2732,12 @@ export interface components {
             address: string;
             /** @description Exact sum of the rows' charges (EUR). */
             amount_eur: string;
+            /**
+             * Format: int64
+             * @description Of the prompt tokens, those served from the engine's prefix cache:
+             *     charged at the offering's cached rate, the others at its input rate.
+             */
+            cached_prompt_tokens: number;
             /** Format: int64 */
             completion_tokens: number;
             /** @description The other organization. */
@@ -2577,6 +2809,23 @@ export interface components {
             net_rx_bytes_per_s?: number | null;
             /** Format: float */
             net_tx_bytes_per_s?: number | null;
+        };
+        /**
+         * @description `vllm:prompt_tokens_total` and `vllm:generation_tokens_total` summed over
+         *     the node's engines since they started: the worker's word, a detection
+         *     signal for metering drift, never a billing input.
+         */
+        TokenCounters: {
+            /**
+             * Format: int64
+             * @description Tokens the engines generated.
+             */
+            generation_total: number;
+            /**
+             * Format: int64
+             * @description Prompt tokens the engines processed.
+             */
+            prompt_total: number;
         };
         /** @description The tokens of a session. The same values are also set as HttpOnly cookies. */
         TokenResponse: {
@@ -2661,6 +2910,12 @@ export interface components {
         };
         /** @description One group's totals. */
         UsageLine: {
+            /**
+             * Format: int64
+             * @description Of the prompt tokens, those the engine served from its prefix cache
+             *     (priced at the offering's cached rate through a share).
+             */
+            cached_prompt_tokens: number;
             /** Format: int64 */
             completion_tokens: number;
             /** Format: int64 */
@@ -2669,6 +2924,11 @@ export interface components {
             group: string;
             /** Format: int64 */
             prompt_tokens: number;
+            /**
+             * Format: int64
+             * @description Of the completion tokens, the reasoning ones (when the engine reports them).
+             */
+            reasoning_tokens: number;
             /** Format: int64 */
             requests: number;
         };
@@ -2676,6 +2936,11 @@ export interface components {
         UsagePoint: {
             /** Format: date-time */
             bucket: string;
+            /**
+             * Format: int64
+             * @description Of the prompt tokens, those served from the engine's prefix cache.
+             */
+            cached_prompt_tokens: number;
             /** @description Charged through shares (EUR, exact). */
             charged_eur: string;
             /** Format: int64 */
@@ -2685,6 +2950,51 @@ export interface components {
             prompt_tokens: number;
             /** Format: int64 */
             requests: number;
+        };
+        /** @description The latest reconciliation of an instance, as the instance answer carries it. */
+        UsageReconciliation: {
+            /**
+             * Format: int64
+             * @description Times this instance went into `alert`.
+             */
+            alerts: number;
+            /** Format: date-time */
+            checked_at: string;
+            /**
+             * Format: double
+             * @description Seconds of the window covered by counter spans.
+             */
+            covered_seconds: number;
+            /**
+             * Format: double
+             * @description `|engine - proxy| / max(engine, 1)`, the larger of prompt and generation.
+             */
+            drift_ratio: number;
+            /**
+             * Format: int64
+             * @description Tokens the engines generated over the covered spans.
+             */
+            engine_generation: number;
+            /**
+             * Format: int64
+             * @description Prompt tokens the engines counted over the covered spans.
+             */
+            engine_prompt: number;
+            /**
+             * Format: int64
+             * @description Completion tokens the proxy metered over the same spans.
+             */
+            proxy_completion: number;
+            /**
+             * Format: int64
+             * @description Prompt tokens the proxy metered over the same spans.
+             */
+            proxy_prompt: number;
+            status: components["schemas"]["DriftStatus"];
+            /** Format: date-time */
+            window_end: string;
+            /** Format: date-time */
+            window_start: string;
         };
         /** @description The caller's account. */
         User: {
@@ -5145,6 +5455,307 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
         };
     };
+    list_alerts: {
+        parameters: {
+            query?: {
+                /** @description Rows per page: 1 to 1000, default 500. */
+                limit?: number | null;
+                /** @description Rows to skip: 0 to 1000000, default 0. */
+                offset?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetAlert"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_budgets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Budget"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewBudget"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Budget"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the API key or share is not the organization's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    get_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description budget id */
+                budget_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Budget"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description budget id */
+                budget_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetBudget"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Budget"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    delete_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description budget id */
+                budget_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     get_huggingface_token: {
         parameters: {
             query?: never;
@@ -6811,7 +7422,7 @@ export interface operations {
             };
             413: components["responses"]["OpenAiPayloadTooLarge"];
             415: components["responses"]["OpenAiUnsupportedMediaType"];
-            /** @description rate limited */
+            /** @description rate limited, or a hard budget would be exceeded (`insufficient_quota`) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6829,7 +7440,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description no capacity */
+            /** @description no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6892,7 +7503,7 @@ export interface operations {
             };
             413: components["responses"]["OpenAiPayloadTooLarge"];
             415: components["responses"]["OpenAiUnsupportedMediaType"];
-            /** @description rate limited */
+            /** @description rate limited, or a hard budget would be exceeded (`insufficient_quota`) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6910,7 +7521,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description no capacity */
+            /** @description no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6973,7 +7584,7 @@ export interface operations {
             };
             413: components["responses"]["OpenAiPayloadTooLarge"];
             415: components["responses"]["OpenAiUnsupportedMediaType"];
-            /** @description rate limited */
+            /** @description rate limited, or a hard budget would be exceeded (`insufficient_quota`) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6991,7 +7602,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description no capacity */
+            /** @description no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`) */
             503: {
                 headers: {
                     [name: string]: unknown;

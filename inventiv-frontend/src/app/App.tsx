@@ -19,6 +19,7 @@ import { RuntimeModelsPage } from '../runtime/RuntimeModelsPage';
 import { UsagePage } from '../usage/UsagePage';
 import { FinOpsPage } from '../finops/FinOpsPage';
 import { StatementsPage } from '../finops/StatementsPage';
+import { BudgetsPage } from '../budgets/BudgetsPage';
 import { MarketplacePage } from '../offerings/MarketplacePage';
 import { OfferingsPage } from '../offerings/OfferingsPage';
 import { ProvidersPage } from '../providers/ProvidersPage';
@@ -42,6 +43,7 @@ export function App() {
         <Route path="/usage" element={<Guard module="usage"><UsagePage /></Guard>} />
         <Route path="/finops" element={<Guard module="finops"><FinOpsPage /></Guard>} />
         <Route path="/statements" element={<Guard module="statements"><StatementsPage /></Guard>} />
+        <Route path="/budgets" element={<Guard module="budgets"><BudgetsPage /></Guard>} />
         <Route path="/offerings" element={<Guard module="offerings"><OfferingsPage /></Guard>} />
         <Route path="/marketplace" element={<MarketplacePage />} />
         <Route path="/catalog" element={<Guard module="catalog"><CatalogPage /></Guard>} />

@@ -8,7 +8,7 @@ describe('modules by role and workspace', () => {
   it('an owner of a team sees every organization module, not the platform one', () => {
     expect(labels(team('owner'))).toEqual([
       'Dashboard', 'Instances', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Marketplace',
-      'FinOps', 'Statements', 'Offerings', 'Catalog', 'Members', 'Providers', 'Reconciliation', 'Organization', 'Sessions',
+      'FinOps', 'Statements', 'Budgets', 'Offerings', 'Catalog', 'Members', 'Providers', 'Reconciliation', 'Organization', 'Sessions',
     ]);
   });
   it('a user sees no administration module but the organization page', () => {

@@ -16,6 +16,7 @@ export type ModuleId =
   | 'marketplace'
   | 'finops'
   | 'statements'
+  | 'budgets'
   | 'offerings'
   | 'catalog'
   | 'members'
@@ -50,6 +51,7 @@ export const MODULES: Module[] = [
   { id: 'marketplace', to: '/marketplace', label: 'Marketplace', section: 'Workspace' },
   { id: 'finops', to: '/finops', label: 'FinOps', section: 'Administration', anyOf: ['ViewFinOps'] },
   { id: 'statements', to: '/statements', label: 'Statements', section: 'Administration', anyOf: ['ViewFinOps'] },
+  { id: 'budgets', to: '/budgets', label: 'Budgets', section: 'Administration', anyOf: ['ViewBudgets'] },
   { id: 'offerings', to: '/offerings', label: 'Offerings', section: 'Administration', anyOf: ['ViewOfferings'] },
   { id: 'catalog', to: '/catalog', label: 'Catalog', section: 'Administration', anyOf: ['ActivateTechnical', 'ActivateEconomic'] },
   { id: 'members', to: '/members', label: 'Members', section: 'Administration', anyOf: ['ManageMembers'], teamOnly: true },

@@ -22,7 +22,9 @@ export type Action =
   | 'PublishOfferings'
   | 'SellOfferings'
   | 'AcceptShares'
-  | 'ManageProviders';
+  | 'ManageProviders'
+  | 'ViewBudgets'
+  | 'ManageBudgets';
 
 const ALL: OrgRole[] = ['owner', 'admin', 'manager', 'user'];
 
@@ -47,6 +49,8 @@ const MATRIX: Record<Action, OrgRole[]> = {
   SellOfferings: ['owner', 'manager'],
   AcceptShares: ['owner', 'manager'],
   ManageProviders: ['owner', 'admin'],
+  ViewBudgets: ['owner', 'admin', 'manager'],
+  ManageBudgets: ['owner', 'admin'],
 };
 
 export function can(role: OrgRole | undefined, action: Action): boolean {

@@ -32,6 +32,8 @@ export function StatementsPage() {
       { id: 'address', accessorKey: 'address', header: 'Offering', size: 230 },
       { id: 'requests', accessorKey: 'requests', header: 'Requests', size: 105 },
       { id: 'prompt', accessorKey: 'prompt_tokens', header: 'Prompt tokens', size: 140 },
+      // Part of the prompt tokens, charged at the offering's cached rate.
+      { id: 'cached', accessorKey: 'cached_prompt_tokens', header: 'Cached prompt tokens', size: 170 },
       { id: 'completion', accessorKey: 'completion_tokens', header: 'Completion tokens', size: 170 },
       { id: 'amount', accessorKey: 'amount_eur', header: 'Amount', size: 140, cell: ({ row }) => formatEur(row.original.amount_eur) },
     ],

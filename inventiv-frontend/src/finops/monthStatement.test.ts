@@ -17,6 +17,8 @@ describe('statement lines', () => {
     expect(kindLabel('surprise')).toBe('surprise');
     expect(lineQuantity({ gpu_seconds: '-1785', requests: null, tokens: null })).toBe('-1785 GPU s');
     expect(lineQuantity({ gpu_seconds: null, requests: 3, tokens: 450 })).toBe('3 requests · 450 tokens');
+    expect(lineQuantity({ gpu_seconds: null, requests: 3, tokens: 450, cached_tokens: 0 })).toBe('3 requests · 450 tokens');
+    expect(lineQuantity({ gpu_seconds: null, requests: 3, tokens: 450, cached_tokens: 64 })).toBe('3 requests · 450 tokens (64 cached)');
     expect(lineQuantity({ gpu_seconds: null, requests: null, tokens: null })).toBe('');
   });
 });

@@ -21,11 +21,15 @@ export function kindLabel(kind: string): string {
   return KIND_LABEL[kind] ?? kind;
 }
 
-/** What a line counts: GPU seconds, or requests and tokens. */
-export function lineQuantity(line: Pick<MonthLine, 'gpu_seconds' | 'requests' | 'tokens'>): string {
+/** What a line counts: GPU seconds, or requests and tokens (with the cached
+ * prompt tokens among them, priced at the cached rate, when there are any). */
+export function lineQuantity(line: Pick<MonthLine, 'gpu_seconds' | 'requests' | 'tokens' | 'cached_tokens'>): string {
   const parts: string[] = [];
   if (line.gpu_seconds !== null && line.gpu_seconds !== undefined) parts.push(`${line.gpu_seconds} GPU s`);
   if (line.requests !== null && line.requests !== undefined) parts.push(`${line.requests} requests`);
-  if (line.tokens !== null && line.tokens !== undefined) parts.push(`${line.tokens} tokens`);
+  if (line.tokens !== null && line.tokens !== undefined) {
+    const cached = line.cached_tokens ? ` (${line.cached_tokens} cached)` : '';
+    parts.push(`${line.tokens} tokens${cached}`);
+  }
   return parts.join(' · ');
 }

@@ -1,5 +1,6 @@
 // One instance: its live status and progress, the actions on it, its
-// action-log timeline (the provisioning milestones) and status history.
+// metering check, its action-log timeline (the provisioning milestones and
+// usage drift alerts) and status history.
 import { useQuery } from '@tanstack/react-query';
 import { Link, useNavigate, useParams } from 'react-router';
 import { ApiError } from '../api/client';
@@ -10,6 +11,7 @@ import { allowedActions, instanceKeys, useInstance, useInstanceAction, useInstan
 import { VolumesCard } from './VolumesCard';
 import type { Heartbeat } from './liveEvents';
 import { MetricsPanel } from './MetricsPanel';
+import { UsageDriftCard } from './UsageDriftCard';
 
 function duration(ms: number | null | undefined): string {
   if (ms === null || ms === undefined) return '';
@@ -124,6 +126,7 @@ export function InstancePage() {
           </dl>
         </Card>
       </div>
+      <UsageDriftCard reconciliation={i.usage_reconciliation} />
       <MetricsPanel instanceId={i.id} />
       <VolumesCard instanceId={i.id} status={i.status} />
       <Card title="Timeline">

@@ -2,6 +2,7 @@ import { act, renderHook } from '@testing-library/react';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import type { ReactNode } from 'react';
 import type { Instance } from '../api/types';
+import { budgetKeys } from '../budgets/api';
 import { instanceKeys } from './api';
 import { useLiveEvents, type EventSourceLike } from './liveEvents';
 
@@ -102,6 +103,29 @@ describe('useLiveEvents', () => {
     expect(client.getQueryData<{ engine_ready: boolean }>(instanceKeys.heartbeat('b'))?.engine_ready).toBe(true);
   });
 
+  it('puts a usage drift verdict on the instance and refetches its timeline', () => {
+    const { client, source } = setup();
+    act(() => source().emit('snapshot', { instances: [instance('a', 'ready', 100)] }));
+    const invalidate = vi.spyOn(client, 'invalidateQueries');
+    const usage_reconciliation = {
+      alerts: 1,
+      checked_at: '2026-12-05T09:00:30Z',
+      covered_seconds: 3600,
+      drift_ratio: 0.02,
+      engine_prompt: 1000,
+      engine_generation: 500,
+      proxy_prompt: 980,
+      proxy_completion: 500,
+      status: 'alert',
+      window_start: '2026-12-05T08:00:00Z',
+      window_end: '2026-12-05T09:00:00Z',
+    };
+    act(() => source().emit('instance.usage_drift', { type: 'instance.usage_drift', instance_id: 'a', usage_reconciliation }));
+    expect(client.getQueryData<Instance>(instanceKeys.one('a'))?.usage_reconciliation?.status).toBe('alert');
+    expect(client.getQueryData<Instance[]>(instanceKeys.list)?.[0]?.usage_reconciliation?.drift_ratio).toBe(0.02);
+    expect(invalidate).toHaveBeenCalledWith({ queryKey: instanceKeys.actions('a') });
+  });
+
   it('refetches the list for an instance it does not know, and drops archived ones', () => {
     const { client, source } = setup();
     act(() => source().emit('snapshot', { instances: [instance('a', 'terminated', 100)] }));
@@ -111,6 +135,14 @@ describe('useLiveEvents', () => {
 
     act(() => source().emit('instance.updated', { instance_id: 'a', status: 'archived', progress: 100 }));
     expect(client.getQueryData<Instance[]>(instanceKeys.list)).toEqual([]);
+  });
+
+  it('refetches the budgets and their alerts when a threshold is crossed', () => {
+    const { client, source } = setup();
+    const invalidate = vi.spyOn(client, 'invalidateQueries');
+    act(() => source().emit('budget.alert', { type: 'budget.alert', alert_id: 7 }));
+    expect(invalidate).toHaveBeenCalledWith({ queryKey: budgetKeys.list });
+    expect(invalidate).toHaveBeenCalledWith({ queryKey: budgetKeys.alerts });
   });
 
   it('patches progress in place and refetches the full rows on a status change', () => {

@@ -7,6 +7,7 @@ import { useQueryClient, type QueryClient } from '@tanstack/react-query';
 import { refreshSession } from '../api/client';
 import type { Instance } from '../api/types';
 import { meKey } from '../auth/useMe';
+import { budgetKeys } from '../budgets/api';
 import { instanceKeys } from './api';
 
 /** What the hook needs of an EventSource (a fake one in tests). */
@@ -101,15 +102,28 @@ export function applyEvent(client: QueryClient, type: string, data: unknown): vo
       client.setQueryData<Heartbeat>(instanceKeys.heartbeat(id), { ...(event as Omit<Heartbeat, 'at'>), at });
       return;
     }
+    case 'instance.usage_drift': {
+      const id = String(event.instance_id ?? '');
+      if (!id) return;
+      const reconciliation = event.usage_reconciliation as Instance['usage_reconciliation'];
+      patchInstance(client, id, (i) => ({ ...i, usage_reconciliation: reconciliation ?? i.usage_reconciliation }));
+      void client.invalidateQueries({ queryKey: instanceKeys.actions(id) });
+      return;
+    }
     case 'resync':
       void client.invalidateQueries({ queryKey: instanceKeys.list });
+      return;
+    case 'budget.alert':
+      // A threshold was crossed: the budgets page shows the new alert.
+      void client.invalidateQueries({ queryKey: budgetKeys.list });
+      void client.invalidateQueries({ queryKey: budgetKeys.alerts });
       return;
     default:
       return;
   }
 }
 
-const EVENT_TYPES = ['snapshot', 'instance.updated', 'worker.heartbeat', 'resync'];
+const EVENT_TYPES = ['snapshot', 'instance.updated', 'worker.heartbeat', 'instance.usage_drift', 'resync', 'budget.alert'];
 
 /**
  * Keeps the cache in sync with the stream while mounted. `scope` (the

@@ -83,7 +83,7 @@ export function OfferingsPage() {
         header: 'EUR per 1k tokens',
         size: 190,
         accessorFn: (o) => o.input_eur_per_1k ?? '',
-        cell: ({ row }) => priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k),
+        cell: ({ row }) => priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k, row.original.cached_input_eur_per_1k),
       },
       { id: 'created', accessorKey: 'created_at', header: 'Published', size: 140, cell: ({ row }) => <DateText value={row.original.created_at} /> },
       {
@@ -184,13 +184,15 @@ function PriceForm({ offering, onDone }: { offering: Offering; onDone: () => voi
   const price = useNewPrice();
   const [input, setInput] = useState(offering.input_eur_per_1k ?? '');
   const [output, setOutput] = useState(offering.output_eur_per_1k ?? '');
+  const [cached, setCached] = useState('');
   const [effective, setEffective] = useState('');
-  const invalid = priceError(input, output);
+  const invalid = priceError(input, output, cached);
   const submit = (e: FormEvent) => {
     e.preventDefault();
     const body = {
       input_eur_per_1k: input.trim(),
       output_eur_per_1k: output.trim(),
+      cached_input_eur_per_1k: cached.trim() === '' ? null : cached.trim(),
       effective_at: effective ? new Date(effective).toISOString() : null,
     };
     price.mutate({ id: offering.id, body }, { onSuccess: onDone });
@@ -202,6 +204,13 @@ function PriceForm({ offering, onDone }: { offering: Offering; onDone: () => voi
       </p>
       <Field label="Input EUR per 1k tokens" inputMode="decimal" value={input} required onChange={(e) => setInput(e.target.value)} />
       <Field label="Output EUR per 1k tokens" inputMode="decimal" value={output} required onChange={(e) => setOutput(e.target.value)} />
+      <Field
+        label="Cached input EUR per 1k tokens (optional)"
+        inputMode="decimal"
+        value={cached}
+        onChange={(e) => setCached(e.target.value)}
+        hint="Prompt tokens the engine serves from its prefix cache; the input rate when empty, never above it."
+      />
       <Field label="Effective at (optional)" type="datetime-local" value={effective} onChange={(e) => setEffective(e.target.value)} hint="Now when empty; never in the past." />
       {input && output && invalid ? <p className="error">{invalid}</p> : null}
       <ErrorMessage error={price.error} />
@@ -230,7 +239,10 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
         header: 'Own EUR per 1k tokens',
         size: 220,
         accessorFn: (s) => s.input_eur_per_1k ?? '',
-        cell: ({ row }) => (row.original.input_eur_per_1k ? priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k) : "the offering's"),
+        cell: ({ row }) =>
+          row.original.input_eur_per_1k
+            ? priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k, row.original.cached_input_eur_per_1k)
+            : "the offering's",
       },
       {
         id: 'actions',

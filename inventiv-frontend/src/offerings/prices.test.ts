@@ -5,6 +5,8 @@ describe('offering prices', () => {
   it("shows the API's strings untouched, or free without a price", () => {
     expect(priceText('0.002000', '0.006000')).toBe('0.002000 in · 0.006000 out');
     expect(priceText(null, null)).toBe('free');
+    expect(priceText('0.002000', '0.006000', '0.000500')).toBe('0.002000 in (0.000500 cached) · 0.006000 out');
+    expect(priceText('0.002000', '0.006000', '0.002000')).toBe('0.002000 in · 0.006000 out');
     expect(priceText('0.002', undefined)).toBe('free');
   });
 
@@ -13,5 +15,11 @@ describe('offering prices', () => {
     expect(priceError('0.002', '')).not.toBeNull();
     expect(priceError('0,002', '0.006')).not.toBeNull();
     expect(priceError('0.0000001', '0.006')).not.toBeNull();
+    expect(priceError('0.002', '0.006', '')).toBeNull();
+    expect(priceError('0.002', '0.006', '0.0005')).toBeNull();
+    expect(priceError('0.002', '0.006', '0.002000')).toBeNull();
+    expect(priceError('0.002', '0.006', '0.0021')).toBe('The cached rate is at most the input rate.');
+    expect(priceError('10', '0.006', '9.999999')).toBeNull();
+    expect(priceError('0.002', '0.006', '-1')).not.toBeNull();
   });
 });

@@ -11,10 +11,17 @@ describe('usageQuery', () => {
 describe('usageTotals', () => {
   it('adds every column exactly', () => {
     const lines = [
-      { group: 'a', requests: 3, prompt_tokens: 30, completion_tokens: 12, errors: 1 },
-      { group: 'b', requests: 2, prompt_tokens: 5, completion_tokens: 7, errors: 0 },
+      { group: 'a', requests: 3, prompt_tokens: 30, completion_tokens: 12, cached_prompt_tokens: 16, reasoning_tokens: 4, errors: 1 },
+      { group: 'b', requests: 2, prompt_tokens: 5, completion_tokens: 7, cached_prompt_tokens: 0, reasoning_tokens: 0, errors: 0 },
     ];
-    expect(usageTotals(lines)).toEqual({ requests: 5, prompt_tokens: 35, completion_tokens: 19, errors: 1 });
-    expect(usageTotals([])).toEqual({ requests: 0, prompt_tokens: 0, completion_tokens: 0, errors: 0 });
+    expect(usageTotals(lines)).toEqual({
+      requests: 5,
+      prompt_tokens: 35,
+      completion_tokens: 19,
+      cached_prompt_tokens: 16,
+      reasoning_tokens: 4,
+      errors: 1,
+    });
+    expect(usageTotals([])).toEqual({ requests: 0, prompt_tokens: 0, completion_tokens: 0, cached_prompt_tokens: 0, reasoning_tokens: 0, errors: 0 });
   });
 });

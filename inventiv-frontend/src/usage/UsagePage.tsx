@@ -26,9 +26,11 @@ export function usageTotals(lines: UsageLine[]) {
       requests: t.requests + l.requests,
       prompt_tokens: t.prompt_tokens + l.prompt_tokens,
       completion_tokens: t.completion_tokens + l.completion_tokens,
+      cached_prompt_tokens: t.cached_prompt_tokens + l.cached_prompt_tokens,
+      reasoning_tokens: t.reasoning_tokens + l.reasoning_tokens,
       errors: t.errors + l.errors,
     }),
-    { requests: 0, prompt_tokens: 0, completion_tokens: 0, errors: 0 },
+    { requests: 0, prompt_tokens: 0, completion_tokens: 0, cached_prompt_tokens: 0, reasoning_tokens: 0, errors: 0 },
   );
 }
 
@@ -51,7 +53,10 @@ export function UsagePage() {
       },
       { id: 'requests', accessorKey: 'requests', header: 'Requests', size: 110 },
       { id: 'prompt_tokens', accessorKey: 'prompt_tokens', header: 'Prompt tokens', size: 140 },
+      // Part of the prompt tokens: served from the engine's prefix cache, at the cached rate.
+      { id: 'cached_prompt_tokens', accessorKey: 'cached_prompt_tokens', header: 'Cached prompt tokens', size: 170 },
       { id: 'completion_tokens', accessorKey: 'completion_tokens', header: 'Completion tokens', size: 160 },
+      { id: 'reasoning_tokens', accessorKey: 'reasoning_tokens', header: 'Reasoning tokens', size: 150 },
       { id: 'errors', accessorKey: 'errors', header: 'Errors', size: 100 },
     ],
     [groupBy, keyNames],
@@ -88,7 +93,8 @@ export function UsagePage() {
             <DataTable id={`usage-${groupBy}`} label="Usage" columns={columns} data={usage.data} getRowId={(l) => l.group} />
             {totals ? (
               <p className="muted">
-                Total: {totals.requests} requests, {totals.prompt_tokens} prompt + {totals.completion_tokens} completion tokens, {totals.errors} errors.
+                Total: {totals.requests} requests, {totals.prompt_tokens} prompt ({totals.cached_prompt_tokens} cached) +{' '}
+                {totals.completion_tokens} completion tokens ({totals.reasoning_tokens} reasoning), {totals.errors} errors.
               </p>
             ) : null}
           </>

@@ -31,6 +31,9 @@ DEFAULT_ENGINE_COMMAND: tuple[str, ...] = (
     "{host}",
     "--tensor-parallel-size",
     "{tp}",
+    # Cached prompt tokens in usage (prefix caching is on by default): the
+    # control plane prices them at their own rate.
+    "--enable-prompt-tokens-details",
 )
 DEFAULT_DEAD_MAN_COMMAND: tuple[str, ...] = ("shutdown", "-h", "now")
 DEAD_MAN_ACTIONS = ("off", "shutdown", "scaleway-poweroff")

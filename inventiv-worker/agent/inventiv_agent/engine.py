@@ -1,11 +1,12 @@
 """The inference engine(s) the agent supervises: one vLLM (mono mode) or one
 per GPU (multi mode), on loopback, behind the relay (HAProxy: TLS and the
 relay key). Readiness is GET /health = 200 and /v1/models listing the model;
-queue depth comes from the engine's /metrics."""
+queue depth and the token counters come from the engine's /metrics."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -63,6 +64,39 @@ def parse_queue_metrics(text: str) -> tuple[int, int]:
     )
 
 
+# The counters the control plane reconciles its metering with.
+PROMPT_TOKENS = "vllm:prompt_tokens_total"
+GENERATION_TOKENS = "vllm:generation_tokens_total"
+# The control plane refuses counters past 2^53 (exact in JSON and in i64).
+MAX_TOKEN_COUNTER = 1 << 53
+
+
+def parse_token_counters(text: str) -> tuple[int, int] | None:
+    """(prompt, generation) tokens summed over every series of the two vLLM
+    counters; None when the engine exports neither (nothing is made up)."""
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name not in (PROMPT_TOKENS, GENERATION_TOKENS):
+            continue
+        try:
+            value = float(line.rsplit(" ", 1)[1])
+        except (IndexError, ValueError):
+            continue
+        if not math.isfinite(value) or value < 0:  # not a counter value
+            continue
+        totals[name] = totals.get(name, 0.0) + value
+    if not totals:
+        return None
+
+    def bounded(name: str) -> int:
+        return min(int(totals.get(name, 0.0)), MAX_TOKEN_COUNTER)
+
+    return bounded(PROMPT_TOKENS), bounded(GENERATION_TOKENS)
+
+
 def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -91,6 +125,10 @@ class Engine:
         self.ready = False
         self.requests_running = 0
         self.requests_waiting = 0
+        # The token counters of the last scrape and the process generation
+        # they belong to: a restarted engine counts from zero again.
+        self.tokens: tuple[int, int] | None = None
+        self.tokens_generation = -1
         self._lock = threading.Lock()
         self._stop = threading.Event()
         env = dict(os.environ)
@@ -188,11 +226,23 @@ class Engine:
         return True, "ok"
 
     def scrape_metrics(self) -> None:
+        generation = self.process.generation
         status, body = http_get(self.base_url + "/metrics")
         if status == 200:
-            running, waiting = parse_queue_metrics(body.decode("utf-8", errors="replace"))
+            text = body.decode("utf-8", errors="replace")
+            running, waiting = parse_queue_metrics(text)
+            tokens = parse_token_counters(text)
             with self._lock:
                 self.requests_running, self.requests_waiting = running, waiting
+                if tokens is not None:
+                    self.tokens, self.tokens_generation = tokens, generation
+
+    def current_tokens(self) -> tuple[int, int] | None:
+        """The counters, if scraped from the process running now."""
+        with self._lock:
+            if self.tokens_generation != self.process.generation:
+                return None
+            return self.tokens
 
 
 class EngineSet:
@@ -311,6 +361,20 @@ class EngineSet:
             sum(e.requests_waiting for e in self.engines),
         )
 
+    def tokens(self) -> tuple[int, int] | None:
+        """The token counters summed over the engines, only when every engine
+        has been scraped since it last (re)started: a partial sum would look
+        like a counter going down. The heartbeat's boot id and restart count
+        tell the control plane when a new series begins."""
+        counters = [e.current_tokens() for e in self.engines]
+        if any(c is None for c in counters):
+            return None
+        present = [c for c in counters if c is not None]
+        return (
+            min(sum(c[0] for c in present), MAX_TOKEN_COUNTER),
+            min(sum(c[1] for c in present), MAX_TOKEN_COUNTER),
+        )
+
     def snapshot(self) -> dict[str, Any]:
         """The `engine` object of a heartbeat."""
         last = max(self.engines, key=lambda e: e.process.last_exit_at)
@@ -321,6 +385,9 @@ class EngineSet:
             "restarts": sum(e.process.restarts for e in self.engines),
             "last_exit_code": last.process.last_exit_code,
         }
+        tokens = self.tokens()
+        if tokens is not None:
+            out["tokens"] = {"prompt_total": tokens[0], "generation_total": tokens[1]}
         if self.cfg.mode == "multi":
             out["backends"] = [
                 {"port": e.port, "gpu_index": e.gpu_index, "ready": e.ready} for e in self.engines

@@ -12,6 +12,8 @@ import pytest
 from helpers import (
     TOKEN,
     AgentProcess,
+    counter,
+    http,
     mock_engine_command,
     pid_alive,
     validator,
@@ -114,6 +116,65 @@ def test_killed_engine_is_reported_at_once_restarted_and_ready_again(start_agent
     assert (
         tail.index("engine_restarting") < tail.index("engine_started") < tail.index("engine_ready")
     )
+
+
+def engine_tokens(port: int) -> dict[str, int]:
+    status, body = http("GET", f"http://127.0.0.1:{port}/metrics")
+    assert status == 200
+    text = body.decode()
+    return {
+        "prompt_total": int(counter(text, "vllm:prompt_tokens_total")),
+        "generation_total": int(counter(text, "vllm:generation_tokens_total")),
+    }
+
+
+def test_heartbeats_carry_the_engines_token_counters(start_agent, control_plane):
+    """The counters the control plane reconciles its metering with: the
+    engine's own, in the heartbeat; absent while the engine is down; from
+    zero again (with the restart count moved) after a restart."""
+    agent = start_agent(heartbeat_interval_s=0.5)
+    port = agent.cfg["engine_port"]
+    wait_until(
+        lambda: control_plane.heartbeat_where(lambda hb: hb["engine"]["ready"]), 15, "engine ready"
+    )
+    chat = {"model": agent.cfg["model_id"], "messages": [{"role": "user", "content": "hi"}]}
+
+    def answered() -> bool:
+        return agent.relay("POST", "/v1/chat/completions", body=chat, timeout=10)[0] == 200
+
+    # The relay routes once its own health check has seen the engine up.
+    wait_until(answered, 10, "a first answer through the relay")
+    for _ in range(2):
+        assert answered()
+    want = engine_tokens(port)
+    assert want["prompt_total"] > 0
+    assert want["generation_total"] > 0
+    hb = wait_until(
+        lambda: control_plane.heartbeat_where(lambda hb: hb["engine"].get("tokens") == want),
+        10,
+        f"a heartbeat with the engine's counters {want}",
+    )
+    HEARTBEAT.validate(hb)
+    assert hb["engine"]["restarts"] == 0
+
+    pid = wait_until(lambda: agent.engine_pid(port), 5, "engine pid")
+    seen = len(control_plane.heartbeats())
+    os.kill(pid, signal.SIGKILL)
+    down = wait_until(
+        lambda: control_plane.heartbeat_where(lambda hb: not hb["engine"]["ready"], after=seen),
+        5,
+        "a heartbeat reporting the engine not ready",
+    )
+    assert "tokens" not in down["engine"], "a dead engine's counters are not reported"
+    up = wait_until(
+        lambda: control_plane.heartbeat_where(
+            lambda hb: hb["engine"]["restarts"] == 1 and "tokens" in hb["engine"], after=seen
+        ),
+        15,
+        "the restarted engine's counters",
+    )
+    HEARTBEAT.validate(up)
+    assert up["engine"]["tokens"] == {"prompt_total": 0, "generation_total": 0}
 
 
 def test_sigterm_drains_stops_the_engine_and_exits_0(start_agent, control_plane):

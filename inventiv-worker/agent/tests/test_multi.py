@@ -33,10 +33,14 @@ def chat(agent: AgentProcess, session: str | None = None) -> int:
     return status
 
 
-def successes(port: int) -> float:
+def engine_metrics(port: int) -> str:
     status, body = http("GET", f"http://127.0.0.1:{port}/metrics")
     assert status == 200
-    return counter(body.decode(), SUCCESS)
+    return body.decode()
+
+
+def successes(port: int) -> float:
+    return counter(engine_metrics(port), SUCCESS)
 
 
 def test_two_engines_behind_haproxy(start_agent, control_plane):
@@ -92,6 +96,22 @@ def test_two_engines_behind_haproxy(start_agent, control_plane):
     got = [a - b for a, b in zip(after, before, strict=True)]
     assert sorted(got) == [0, 6], f"a session should stay on one engine, got {got}"
     pinned = got.index(6)
+
+    # The heartbeat's token counters are both engines' summed.
+    want = {
+        key: sum(int(counter(engine_metrics(p), name)) for p in ports)
+        for key, name in (
+            ("prompt_total", "vllm:prompt_tokens_total"),
+            ("generation_total", "vllm:generation_tokens_total"),
+        )
+    }
+    assert want["prompt_total"] > 0
+    summed = wait_until(
+        lambda: control_plane.heartbeat_where(lambda hb: hb["engine"].get("tokens") == want),
+        10,
+        f"a heartbeat with both engines' counters summed, {want}",
+    )
+    HEARTBEAT.validate(summed)
 
     # Kill the engine the session is pinned to: traffic goes on through the other.
     seen = len(control_plane.heartbeats())

@@ -13,7 +13,7 @@ import pytest
 from helpers import RELAY_KEY_SHA256, make_relay_cert, validator
 
 from inventiv_agent import config, haproxy, samples
-from inventiv_agent.engine import parse_queue_metrics
+from inventiv_agent.engine import MAX_TOKEN_COUNTER, parse_queue_metrics, parse_token_counters
 from inventiv_agent.events import EventLog, parse_iso8601
 
 HEARTBEAT = validator("heartbeat.v2.json")
@@ -248,6 +248,40 @@ def test_queue_metrics_parsing():
     )
     assert parse_queue_metrics(text) == (3, 2)
     assert parse_queue_metrics("") == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # vLLM's shape: one series per model (and engine), summed.
+        (
+            "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.\n"
+            "# TYPE vllm:prompt_tokens_total counter\n"
+            'vllm:prompt_tokens_total{engine="0",model_name="m"} 1200.0\n'
+            'vllm:prompt_tokens_total{engine="1",model_name="m"} 34.0\n'
+            'vllm:prompt_tokens_created{model_name="m"} 1.7e9\n'
+            'vllm:generation_tokens_total{model_name="m"} 560.0\n',
+            (1234, 560),
+        ),
+        # Only one of the two exported: the other counted as 0.
+        ('vllm:generation_tokens_total{model_name="m"} 7.0\n', (0, 7)),
+        # Neither: nothing reported, never a made-up 0.
+        ('vllm:num_requests_running{model_name="m"} 1.0\n', None),
+        ("", None),
+        # Garbage, NaN and negative values are not counter values.
+        (
+            "vllm:prompt_tokens_total{} oops\n"
+            'vllm:prompt_tokens_total{a="1"} NaN\n'
+            'vllm:prompt_tokens_total{a="2"} -5\n'
+            'vllm:prompt_tokens_total{a="3"} 10\n',
+            (10, 0),
+        ),
+        # Bounded to what the control plane accepts.
+        (f"vllm:prompt_tokens_total {float(2**60)}\n", (MAX_TOKEN_COUNTER, 0)),
+    ],
+)
+def test_token_counter_parsing(text, want):
+    assert parse_token_counters(text) == want
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "::", "localhost", "2001:db8::1"])

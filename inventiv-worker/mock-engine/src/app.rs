@@ -25,6 +25,7 @@ use crate::faults::{Action, Faults};
 use crate::generate::{self, FinishReason, Plan};
 use crate::metrics::{Metrics, Outcome};
 use crate::openai::{Generation, ModelCard, ModelList, ResponseId};
+use crate::prefix_cache::{BlockHashes, PrefixCache};
 use crate::{completions, embeddings};
 
 /// What every handler shares.
@@ -32,6 +33,8 @@ use crate::{completions, embeddings};
 pub struct AppState {
     pub config: Config,
     pub metrics: Metrics,
+    /// None with prefix caching off.
+    prefix_cache: Option<PrefixCache>,
     faults: Faults,
     loaded: AtomicBool,
     /// Cancelled by SIGTERM/Ctrl-C, by `exit_after`, or by the owner.
@@ -72,6 +75,20 @@ impl AppState {
             c.output_len,
             c.max_model_len,
         )?)
+    }
+
+    /// Runs the prompts of a request through the prefix cache (in order)
+    /// and returns the cached tokens to report in its usage: `None` when
+    /// none were cached or details are off, as vLLM reports it.
+    pub fn prefill<'a>(&self, prompts: impl IntoIterator<Item = &'a BlockHashes>) -> Option<u32> {
+        let cache = self.prefix_cache.as_ref()?;
+        let (mut queried, mut cached) = (0u32, 0u32);
+        for prompt in prompts {
+            queried = queried.saturating_add(prompt.tokens());
+            cached = cached.saturating_add(cache.admit(prompt));
+        }
+        self.metrics.prefix_cache(queried, cached);
+        Some(cached).filter(|n| *n > 0 && self.config.prompt_tokens_details)
     }
 
     /// The seed of a request's text.
@@ -302,6 +319,9 @@ pub async fn build_app(config: Config) -> io::Result<Application> {
     let state = Arc::new(AppState {
         metrics: Metrics::new(&config.model),
         faults: Faults::new(config.faults.clone()),
+        prefix_cache: config
+            .prefix_caching
+            .then(|| PrefixCache::new(config.prefix_cache_blocks)),
         loaded: AtomicBool::new(load_delay.is_zero()),
         shutdown: CancellationToken::new(),
         id_high: random,

@@ -17,6 +17,7 @@ use crate::openai::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatRequest, Completion, CompletionChoice,
     CompletionRequest, Head, Usage,
 };
+use crate::prefix_cache::BlockHashes;
 use crate::stream::{self, Answer, Kind};
 
 /// Room for the fixed part of a response, plus per-token room.
@@ -45,11 +46,16 @@ pub async fn chat(
     let request: ChatRequest<'_> = serde_json::from_slice(&body)?;
     state.check_model(request.model.as_deref())?;
     let mut digest = PromptDigest::default();
+    let mut blocks = BlockHashes::default();
     for message in &request.messages {
-        message.content.for_each_text(|text| digest.add(text));
+        message.content.for_each_text(|text| {
+            digest.add(text);
+            blocks.add(text);
+        });
     }
     let generation = request.generation();
     let plan = state.plan(digest.tokens, &generation)?;
+    let cached = state.prefill([&blocks]);
     let words = Words::new(state.seed(&generation), digest.hash, plan.tokens);
     let mut inflight = InFlight::start(Arc::clone(&state), admitted, start, digest.tokens);
     let id = state.next_id("chatcmpl-");
@@ -63,6 +69,7 @@ pub async fn chat(
             answers,
             &generation,
             digest.tokens,
+            cached,
         ));
     }
 
@@ -85,7 +92,7 @@ pub async fn chat(
             finish_reason: plan.finish,
             stop_reason: (),
         }],
-        usage: Usage::new(digest.tokens, plan.tokens),
+        usage: Usage::new(digest.tokens, plan.tokens).cached(cached),
         prompt_logprobs: (),
     };
     let response = app::json(&response, capacity(plan.tokens));
@@ -108,15 +115,18 @@ pub async fn completions(
     // One answer per prompt, as vLLM does for a batch of prompts.
     let mut prompt_tokens = 0u32;
     let mut answers = Vec::with_capacity(request.prompt.as_slice().len());
+    let mut blocks = Vec::with_capacity(answers.capacity());
     for prompt in request.prompt.as_slice() {
         let digest = PromptDigest::of(prompt);
         let plan = state.plan(digest.tokens, &generation)?;
+        blocks.push(BlockHashes::of(prompt));
         prompt_tokens = prompt_tokens.saturating_add(digest.tokens);
         answers.push(Answer {
             words: Words::new(seed, digest.hash, plan.tokens),
             plan,
         });
     }
+    let cached = state.prefill(&blocks);
     let mut inflight = InFlight::start(Arc::clone(&state), admitted, start, prompt_tokens);
     let id = state.next_id("cmpl-");
 
@@ -128,6 +138,7 @@ pub async fn completions(
             answers,
             &generation,
             prompt_tokens,
+            cached,
         ));
     }
 
@@ -155,7 +166,7 @@ pub async fn completions(
             model: &state.config.model,
         },
         choices: &choices,
-        usage: Usage::new(prompt_tokens, tokens),
+        usage: Usage::new(prompt_tokens, tokens).cached(cached),
     };
     let response = app::json(&response, capacity(tokens));
     inflight.sent(tokens);

@@ -30,6 +30,14 @@ pub struct Config {
     pub output_len: u32,
     pub seed: u64,
     pub embedding_dim: usize,
+    /// Automatic prefix caching (vLLM's `--enable-prefix-caching`, on by
+    /// default as in vLLM V1).
+    pub prefix_caching: bool,
+    /// Blocks the prefix cache keeps at most (its memory bound).
+    pub prefix_cache_blocks: usize,
+    /// `usage.prompt_tokens_details.cached_tokens` in answers (vLLM's
+    /// `--enable-prompt-tokens-details`, off by default as in vLLM).
+    pub prompt_tokens_details: bool,
     /// Tokio worker threads; 1 runs a current-thread runtime.
     pub workers: NonZeroUsize,
     pub faults: FaultConfig,
@@ -48,6 +56,9 @@ impl Default for Config {
             output_len: 32,
             seed: 0,
             embedding_dim: 384,
+            prefix_caching: true,
+            prefix_cache_blocks: 65_536,
+            prompt_tokens_details: false,
             workers: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             faults: FaultConfig::default(),
         }
@@ -181,6 +192,18 @@ pub static OPTIONS: &[Opt] = &[
     Opt { flag: "embedding-dim", env: "INVENTIV_MOCK_EMBEDDING_DIM", value: "N", default: "384",
         help: "Dimension of /v1/embeddings vectors",
         set: |c, v| { c.embedding_dim = positive(v)?; Ok(()) } },
+    Opt { flag: "enable-prefix-caching", env: "INVENTIV_MOCK_ENABLE_PREFIX_CACHING", value: "", default: "true",
+        help: "Automatic prefix caching: a repeated prompt prefix is served from cache (whole blocks of 16 tokens)",
+        set: |c, v| { c.prefix_caching = switch(v)?; Ok(()) } },
+    Opt { flag: "no-enable-prefix-caching", env: "", value: "", default: "",
+        help: "Turns prefix caching off (vLLM's spelling)",
+        set: |c, v| { c.prefix_caching = !switch(v)?; Ok(()) } },
+    Opt { flag: "prefix-cache-blocks", env: "INVENTIV_MOCK_PREFIX_CACHE_BLOCKS", value: "N", default: "65536",
+        help: "Blocks the prefix cache holds at most; the least recently used go first",
+        set: |c, v| { c.prefix_cache_blocks = positive(v)?; Ok(()) } },
+    Opt { flag: "enable-prompt-tokens-details", env: "INVENTIV_MOCK_ENABLE_PROMPT_TOKENS_DETAILS", value: "", default: "false",
+        help: "Report usage.prompt_tokens_details.cached_tokens (when some are cached)",
+        set: |c, v| { c.prompt_tokens_details = switch(v)?; Ok(()) } },
     Opt { flag: "workers", env: "INVENTIV_MOCK_WORKERS", value: "N", default: "number of cores",
         help: "Runtime worker threads; 1 = a single-threaded runtime",
         set: |c, v| { c.workers = NonZeroUsize::new(positive(v)?).ok_or("must be at least 1")?; Ok(()) } },
@@ -333,6 +356,19 @@ mod tests {
         let c = run(&["--served-model-name", "x", "--fail-always=false"], &[]).unwrap();
         assert_eq!(c.model, "x");
         assert!(!c.faults.fail_always);
+        assert!(
+            c.prefix_caching && !c.prompt_tokens_details,
+            "vLLM's defaults"
+        );
+        let c = run(
+            &[
+                "--enable-prompt-tokens-details",
+                "--no-enable-prefix-caching",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(!c.prefix_caching && c.prompt_tokens_details);
     }
 
     #[test]
@@ -344,6 +380,8 @@ mod tests {
             &["--fail-status", "404"],
             &["--workers", "0"],
             &["--embedding-dim", "0"],
+            &["--prefix-cache-blocks", "0"],
+            &["--enable-prompt-tokens-details=maybe"],
             &["--tokens-per-second", "-1"],
             &["--host", "localhost:1"],
             &["stray"],

@@ -86,6 +86,8 @@ pub struct Metrics {
     running: AtomicU64,
     prompt_tokens: AtomicU64,
     generation_tokens: AtomicU64,
+    prefix_cache_queries: AtomicU64,
+    prefix_cache_hits: AtomicU64,
     success_stop: AtomicU64,
     success_length: AtomicU64,
     success_abort: AtomicU64,
@@ -108,6 +110,8 @@ impl Metrics {
             running: AtomicU64::new(0),
             prompt_tokens: AtomicU64::new(0),
             generation_tokens: AtomicU64::new(0),
+            prefix_cache_queries: AtomicU64::new(0),
+            prefix_cache_hits: AtomicU64::new(0),
             success_stop: AtomicU64::new(0),
             success_length: AtomicU64::new(0),
             success_abort: AtomicU64::new(0),
@@ -119,6 +123,14 @@ impl Metrics {
         self.running.fetch_add(1, Ordering::Relaxed);
         self.prompt_tokens
             .fetch_add(u64::from(prompt_tokens), Ordering::Relaxed);
+    }
+
+    /// Prompt tokens looked up in the prefix cache, and those found.
+    pub fn prefix_cache(&self, queried: u32, hits: u32) {
+        self.prefix_cache_queries
+            .fetch_add(u64::from(queried), Ordering::Relaxed);
+        self.prefix_cache_hits
+            .fetch_add(u64::from(hits), Ordering::Relaxed);
     }
 
     pub fn first_token(&self, after: Duration) {
@@ -177,6 +189,16 @@ impl Metrics {
                 "Number of generation tokens processed.",
                 &self.generation_tokens,
             ),
+            (
+                "vllm:prefix_cache_queries_total",
+                "Prefix cache queries, in terms of number of queried tokens.",
+                &self.prefix_cache_queries,
+            ),
+            (
+                "vllm:prefix_cache_hits_total",
+                "Prefix cache hits, in terms of number of cached tokens.",
+                &self.prefix_cache_hits,
+            ),
         ];
         for (name, help, value) in counters {
             family(&mut out, name, "counter", help);
@@ -227,6 +249,7 @@ mod tests {
         m.first_token(Duration::from_millis(3));
         m.first_token(Duration::from_secs(5000));
         m.request_ended(7, Outcome::Finished(FinishReason::Length));
+        m.prefix_cache(40, 32);
         let text = m.render();
         let label = r#"model_name="a\"b""#;
         for line in [
@@ -238,6 +261,8 @@ mod tests {
             format!("vllm:time_to_first_token_seconds_sum{{{label}}} 5000.003"),
             format!("vllm:prompt_tokens_total{{{label}}} 3.0"),
             format!("vllm:generation_tokens_total{{{label}}} 7.0"),
+            format!("vllm:prefix_cache_queries_total{{{label}}} 40.0"),
+            format!("vllm:prefix_cache_hits_total{{{label}}} 32.0"),
             format!(r#"vllm:request_success_total{{finished_reason="length",{label}}} 1.0"#),
             format!("vllm:num_requests_running{{{label}}} 0.0"),
         ] {

@@ -75,6 +75,9 @@ struct Events {
     /// Tokens sent so far, all answers together (drives the pacing).
     sent: u32,
     prompt_tokens: u32,
+    /// Cached prompt tokens to report in the final usage chunk (vLLM puts
+    /// them there only, not in the continuous usage).
+    cached: Option<u32>,
     include_usage: bool,
     /// Usage so far on every chunk (vLLM's `continuous_usage_stats`).
     continuous_usage: bool,
@@ -116,7 +119,7 @@ impl Events {
                 let usage = UsageChunk {
                     head: self.head(),
                     choices: [],
-                    usage: Usage::new(self.prompt_tokens, self.sent),
+                    usage: Usage::new(self.prompt_tokens, self.sent).cached(self.cached),
                 };
                 Some(event(&usage))
             }
@@ -208,6 +211,7 @@ pub fn respond(
     answers: Vec<Answer>,
     generation: &Generation,
     prompt_tokens: u32,
+    cached: Option<u32>,
 ) -> Response {
     let events = Events {
         inflight,
@@ -219,6 +223,7 @@ pub fn respond(
         tokens: None,
         sent: 0,
         prompt_tokens,
+        cached,
         include_usage: generation.include_usage,
         continuous_usage: generation.continuous_usage,
         phase: match kind {

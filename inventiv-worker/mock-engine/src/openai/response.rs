@@ -33,7 +33,15 @@ pub struct Usage {
     pub prompt_tokens: u32,
     pub total_tokens: u32,
     pub completion_tokens: u32,
-    pub prompt_tokens_details: (),
+    /// `null` unless prompt tokens details are on and some were cached,
+    /// as vLLM has it.
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// vLLM's `PromptTokenUsageInfo`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: u32,
 }
 
 impl Usage {
@@ -42,7 +50,16 @@ impl Usage {
             prompt_tokens,
             total_tokens: prompt_tokens.saturating_add(completion_tokens),
             completion_tokens,
-            prompt_tokens_details: (),
+            prompt_tokens_details: None,
+        }
+    }
+
+    /// The same with the cached prompt tokens to report, if any.
+    pub fn cached(self, cached_tokens: Option<u32>) -> Self {
+        Self {
+            prompt_tokens_details: cached_tokens
+                .map(|cached_tokens| PromptTokensDetails { cached_tokens }),
+            ..self
         }
     }
 }

@@ -1,0 +1,406 @@
+//! Budgets off the request path: each budget's consumption this month (the
+//! usage rows in Postgres, raised by what Redis already settled for hard
+//! budgets; GPU hours from the cost minutes) with a linear forecast to the
+//! month's end, and the watcher that every `INVENTIV_BUDGET_REFRESH_SECS`
+//! reloads the hard budgets into the replica's admission cache, records
+//! crossed thresholds (once per budget, metric, threshold and month: a
+//! unique key, so replicas may race), mails them to the owners, and stops
+//! an organization's instances past its GPU-hour limit when its budget
+//! says so. Level-triggered: a missed round is caught up by the next.
+
+use chrono::{DateTime, Utc};
+use inventiv_common::InstanceStatus;
+use inventiv_store::instances::{apply, Change};
+use inventiv_store::outbox::{enqueue, Command};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::proxy::budgets::{self, month_of, Target};
+use crate::state::AppState;
+
+/// A stored budget.
+#[derive(sqlx::FromRow, Clone)]
+pub struct Row {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub scope: String,
+    pub api_key_id: Option<Uuid>,
+    pub share_id: Option<Uuid>,
+    pub monthly_eur: Option<String>,
+    pub monthly_tokens: Option<i64>,
+    pub monthly_gpu_hours: Option<String>,
+    pub thresholds: Vec<i16>,
+    pub hard_limit: bool,
+    pub stop_running: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub const SELECT: &str = "SELECT id, organization_id, scope, api_key_id, share_id, monthly_eur::text AS monthly_eur,
+        monthly_tokens, monthly_gpu_hours::text AS monthly_gpu_hours, thresholds, hard_limit, stop_running,
+        created_at, updated_at
+   FROM budgets";
+
+impl Row {
+    pub fn target(&self) -> Target {
+        match (self.api_key_id, self.share_id) {
+            (Some(k), _) => Target::ApiKey(k),
+            (_, Some(s)) => Target::Share(s),
+            _ => Target::Organization,
+        }
+    }
+}
+
+/// A budget's consumption in the current calendar month (UTC).
+#[derive(Serialize, ToSchema, Clone, Debug)]
+pub struct Consumption {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// EUR charged (usage_records.charged_eur: requests through shares; own
+    /// models cost 0 per request), a decimal string.
+    pub eur: String,
+    /// Prompt + completion tokens.
+    pub tokens: i64,
+    /// GPU hours of the organization's instances (organization budgets).
+    pub gpu_hours: f64,
+    /// Held by requests in flight (hard budgets).
+    pub reserved_eur: String,
+    pub reserved_tokens: i64,
+    /// Linear forecast to the month's end at this month's pace so far.
+    pub forecast_eur: String,
+    pub forecast_tokens: i64,
+    pub forecast_gpu_hours: f64,
+}
+
+/// Nano-EUR as a decimal string with 4 decimals, rounded up.
+pub fn eur(nano: i64) -> String {
+    let tenths_of_milli = (i128::from(nano.max(0)) + 99_999) / 100_000;
+    format!(
+        "{}.{:04}",
+        tenths_of_milli / 10_000,
+        tenths_of_milli % 10_000
+    )
+}
+
+/// The consumption at the month's end if it goes on at the pace so far
+/// (at least one hour of the month counts as elapsed).
+pub fn forecast(
+    consumed: f64,
+    now: DateTime<Utc>,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> f64 {
+    let elapsed = (now - from).num_seconds().max(3600) as f64;
+    let total = (until - from).num_seconds().max(1) as f64;
+    if elapsed >= total {
+        return consumed;
+    }
+    consumed * total / elapsed
+}
+
+/// The organization's GPU hours between `from` and `until` (cost minutes x GPUs).
+pub async fn gpu_hours(
+    db: &sqlx::PgPool,
+    org: Uuid,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> sqlx::Result<f64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(sum(c.seconds * COALESCE(t.gpu_count, 1)), 0)::float8 / 3600
+           FROM cost_buckets c
+           JOIN instances i ON i.id = c.instance_id
+           LEFT JOIN instance_types t ON t.id = i.instance_type_id
+          WHERE c.organization_id = $1 AND c.minute >= $2 AND c.minute < $3",
+    )
+    .bind(org)
+    .bind(from)
+    .bind(until)
+    .fetch_one(db)
+    .await
+}
+
+/// The organization's hard GPU-hour limit when it is reached this month:
+/// (GPU hours used, the limit). New deployments are refused then.
+pub async fn gpu_limit_reached(
+    db: &sqlx::PgPool,
+    org: Uuid,
+) -> sqlx::Result<Option<(f64, String)>> {
+    let limit: Option<String> = sqlx::query_scalar(
+        "SELECT monthly_gpu_hours::text FROM budgets
+          WHERE organization_id = $1 AND scope = 'organization' AND hard_limit AND monthly_gpu_hours IS NOT NULL",
+    )
+    .bind(org)
+    .fetch_optional(db)
+    .await?;
+    let Some(limit) = limit else {
+        return Ok(None);
+    };
+    let (_, from, until) = month_of(Utc::now());
+    let used = gpu_hours(db, org, from, until).await?;
+    Ok((used >= limit.parse::<f64>().unwrap_or(0.0)).then_some((used, limit)))
+}
+
+/// A budget's consumption now.
+pub async fn consumption(state: &AppState, row: &Row) -> sqlx::Result<Consumption> {
+    let now = Utc::now();
+    let (month, from, until) = month_of(now);
+    let (mut spent_eur, mut spent_tok) =
+        budgets::metered(&state.db, row.organization_id, row.target(), from, until).await?;
+    let (mut reserved_eur, mut reserved_tok) = (0, 0);
+    if row.hard_limit {
+        // What Redis settled and holds; unreachable Redis leaves the database's view.
+        match budgets::raise(state, row.id, &month, (spent_eur, spent_tok)).await {
+            Ok([e, t, re, rt]) => {
+                (spent_eur, spent_tok) = (e, t);
+                (reserved_eur, reserved_tok) = (re.max(0), rt.max(0));
+            }
+            Err(e) => tracing::warn!(error = %e, budget_id = %row.id, "budget counters unreadable"),
+        }
+    }
+    let gpu = if row.scope == "organization" {
+        gpu_hours(&state.db, row.organization_id, from, until).await?
+    } else {
+        0.0
+    };
+    let ahead = |v: f64| forecast(v, now, from, until);
+    Ok(Consumption {
+        month: from.format("%Y-%m").to_string(),
+        eur: eur(spent_eur),
+        tokens: spent_tok,
+        gpu_hours: gpu,
+        reserved_eur: eur(reserved_eur),
+        reserved_tokens: reserved_tok,
+        forecast_eur: eur(ahead(spent_eur as f64) as i64),
+        forecast_tokens: ahead(spent_tok as f64) as i64,
+        forecast_gpu_hours: ahead(gpu),
+    })
+}
+
+/// (metric, consumed, monthly limit) for each limit the budget sets.
+fn metrics(row: &Row, c: &Consumption) -> Vec<(&'static str, f64, f64)> {
+    let number = |s: &str| s.parse::<f64>().unwrap_or(0.0);
+    let mut out = Vec::new();
+    if let Some(limit) = &row.monthly_eur {
+        out.push(("eur", number(&c.eur), number(limit)));
+    }
+    if let Some(limit) = row.monthly_tokens {
+        out.push(("tokens", c.tokens as f64, limit as f64));
+    }
+    if let Some(limit) = &row.monthly_gpu_hours {
+        out.push(("gpu_hours", c.gpu_hours, number(limit)));
+    }
+    out
+}
+
+/// The share of a limit consumed, in percent (a zero limit is 100 % as
+/// soon as anything is consumed).
+pub fn percent(consumed: f64, limit: f64) -> f64 {
+    if limit > 0.0 {
+        consumed / limit * 100.0
+    } else if consumed > 0.0 {
+        f64::INFINITY
+    } else {
+        0.0
+    }
+}
+
+/// Records the thresholds a budget crossed this month (once each).
+async fn record_alerts(state: &AppState, row: &Row, c: &Consumption) -> anyhow::Result<()> {
+    let (_, from, _) = month_of(Utc::now());
+    for (metric, consumed, limit) in metrics(row, c) {
+        let pct = percent(consumed, limit);
+        for threshold in row.thresholds.iter().filter(|t| pct >= f64::from(**t)) {
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO budget_alerts (budget_id, organization_id, month, metric, threshold, consumed, monthly_limit)
+                 VALUES ($1, $2, $3::date, $4, $5, $6::numeric, $7::numeric)
+                 ON CONFLICT (budget_id, month, metric, threshold) DO NOTHING RETURNING id",
+            )
+            .bind(row.id)
+            .bind(row.organization_id)
+            .bind(from.date_naive())
+            .bind(metric)
+            .bind(threshold)
+            .bind(format!("{consumed:.4}"))
+            .bind(format!("{limit:.4}"))
+            .fetch_optional(&state.db)
+            .await?;
+            if let Some(id) = inserted {
+                tracing::info!(budget_id = %row.id, metric, threshold, "budget threshold crossed");
+                // Every member's live stream gets it: it says only that
+                // an alert exists (the figures are for those who may read budgets).
+                let event = serde_json::json!({
+                    "type": "budget.alert", "organization_id": row.organization_id, "alert_id": id,
+                });
+                crate::events::publish(state, &event).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Terminates the organization's instances (its GPU-hour limit is reached
+/// and its budget says to stop them), through the usual termination path.
+async fn stop_instances(state: &AppState, org: Uuid) -> anyhow::Result<()> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM instances WHERE organization_id = $1
+            AND status NOT IN ('terminating', 'terminated', 'archived')",
+    )
+    .bind(org)
+    .fetch_all(&state.db)
+    .await?;
+    for id in ids {
+        let mut tx = state.db.begin().await?;
+        let change = Change {
+            instance_id: id,
+            to: InstanceStatus::Terminating,
+            error: None,
+            actor: "budget",
+            request_id: None,
+        };
+        match apply(&mut tx, change).await {
+            Ok((_, inventiv_common::instance::Transition::Changed)) => {
+                enqueue(&mut tx, org, id, Command::Terminate, None).await?;
+                tx.commit().await?;
+                tracing::warn!(instance_id = %id, organization_id = %org, "GPU-hour budget reached; instance terminated");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(instance_id = %id, error = %e, "instance not stopped for its budget")
+            }
+        }
+    }
+    state.outbox.notify_one();
+    Ok(())
+}
+
+/// Mails the alerts not yet mailed to their organization's owners. Sent
+/// inside the transaction that marks them, so an alert is mailed at least
+/// once, and twice only if the replica dies between sending and commit.
+async fn mail_alerts(state: &AppState) -> anyhow::Result<()> {
+    type Pending = (i64, Uuid, String, String, i16, String, String, String, Uuid);
+    for _ in 0..100 {
+        let mut tx = state.db.begin().await?;
+        let pending: Option<Pending> = sqlx::query_as(
+            "SELECT a.id, a.organization_id, o.name, a.metric, a.threshold, a.consumed::text, a.monthly_limit::text,
+                    CASE b.scope WHEN 'organization' THEN 'organization' WHEN 'api_key' THEN 'API key' ELSE 'share' END,
+                    a.budget_id
+               FROM budget_alerts a JOIN budgets b ON b.id = a.budget_id JOIN organizations o ON o.id = a.organization_id
+              WHERE a.mailed_at IS NULL ORDER BY a.id LIMIT 1 FOR UPDATE OF a SKIP LOCKED",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, org, name, metric, threshold, consumed, limit, scope, budget)) = pending
+        else {
+            return Ok(());
+        };
+        let owners: Vec<String> = sqlx::query_scalar(
+            "SELECT u.email FROM organization_memberships m JOIN users u ON u.id = m.user_id
+              WHERE m.organization_id = $1 AND m.role = 'owner'",
+        )
+        .bind(org)
+        .fetch_all(&mut *tx)
+        .await?;
+        let unit = match metric.as_str() {
+            "eur" => "EUR",
+            "tokens" => "tokens",
+            _ => "GPU hours",
+        };
+        let subject = format!("Budget alert: {threshold}% of a monthly {scope} budget used");
+        let text = format!(
+            "The {scope} budget {budget} of the organization {} reached {threshold}% of its \
+             monthly limit: {consumed} of {limit} {unit} used this month.\n\n\
+             See the budgets: {}/budgets\n",
+            crate::mail::quoted_name(&name),
+            state.config.public_url.trim_end_matches('/'),
+        );
+        for to in owners {
+            state.mailer.send(&to, &subject, text.clone()).await?;
+        }
+        sqlx::query("UPDATE budget_alerts SET mailed_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// One round: reload, measure, alert, stop, mail.
+pub async fn reconcile(state: &AppState) -> anyhow::Result<()> {
+    state.budgets.refresh(state).await?;
+    let rows: Vec<Row> = sqlx::query_as(SELECT).fetch_all(&state.db).await?;
+    for row in &rows {
+        // One budget's failure leaves the others their round.
+        if let Err(e) = watch(state, row).await {
+            tracing::warn!(error = %e, budget_id = %row.id, "budget not watched this round");
+        }
+    }
+    mail_alerts(state).await
+}
+
+/// Alerts and stops for one budget.
+async fn watch(state: &AppState, row: &Row) -> anyhow::Result<()> {
+    let c = consumption(state, row).await?;
+    record_alerts(state, row, &c).await?;
+    let over = row
+        .monthly_gpu_hours
+        .as_deref()
+        .and_then(|l| l.parse::<f64>().ok())
+        .is_some_and(|limit| c.gpu_hours >= limit);
+    if over && row.stop_running {
+        stop_instances(state, row.organization_id).await?;
+    }
+    Ok(())
+}
+
+/// Runs the watcher until shutdown.
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(state.config.budget_refresh);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = reconcile(&state).await {
+            tracing::warn!(error = %e, "budget round failed; next round retries");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn nano_euros_print_with_four_decimals_rounded_up() {
+        assert_eq!(eur(0), "0.0000");
+        assert_eq!(eur(1), "0.0001");
+        assert_eq!(eur(12_345_600_000), "12.3456");
+        assert_eq!(eur(-5), "0.0000");
+    }
+
+    #[test]
+    fn the_forecast_is_linear_to_the_month_end() {
+        let from = Utc
+            .with_ymd_and_hms(2026, 4, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default();
+        let until = Utc
+            .with_ymd_and_hms(2026, 5, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default();
+        let mid = Utc
+            .with_ymd_and_hms(2026, 4, 16, 0, 0, 0)
+            .single()
+            .unwrap_or_default();
+        assert!((forecast(10.0, mid, from, until) - 20.0).abs() < 1e-9);
+        assert!((forecast(10.0, until, from, until) - 10.0).abs() < 1e-9);
+        // The first hour counts as one hour, not as a division by zero.
+        assert!(forecast(1.0, from, from, until).is_finite());
+        assert!(percent(1.0, 0.0).is_infinite());
+        assert!((percent(5.0, 10.0) - 50.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,48 @@
+// How the reconciliation of the proxy's metering with the engines' token
+// counters reads on the instance page: counts, drift in percent, a verdict.
+import type { UsageReconciliation } from '../api/types';
+
+export type DriftTone = 'ok' | 'bad' | 'off';
+
+export interface DriftView {
+  label: string;
+  tone: DriftTone;
+  drift: string;
+  engine: string;
+  proxy: string;
+  window: string;
+}
+
+const count = new Intl.NumberFormat('en-US');
+
+/** A ratio as a percentage with two decimals; a drift too small to show reads as under 0.01 %. */
+export function formatDriftPercent(ratio: number): string {
+  if (!Number.isFinite(ratio) || ratio < 0) return '—';
+  if (ratio > 0 && ratio < 0.0001) return '< 0.01 %';
+  return `${(ratio * 100).toFixed(2)} %`;
+}
+
+/** Prompt / generated tokens, grouped by thousands. */
+export function formatTokens(prompt: number, generated: number): string {
+  return `${count.format(prompt)} prompt / ${count.format(generated)} generated`;
+}
+
+function minutes(from: string, to: string): string {
+  const m = Math.round((Date.parse(to) - Date.parse(from)) / 60_000);
+  return Number.isFinite(m) ? `${m} min` : '—';
+}
+
+/** The page's view of the latest reconciliation; null when there is none yet. */
+export function driftView(r: UsageReconciliation | null | undefined): DriftView | null {
+  if (!r) return null;
+  const label = r.status === 'alert' ? 'drift alert' : r.status === 'ok' ? 'in agreement' : 'not enough traffic';
+  const tone: DriftTone = r.status === 'alert' ? 'bad' : r.status === 'ok' ? 'ok' : 'off';
+  return {
+    label,
+    tone,
+    drift: r.status === 'insufficient_data' ? '—' : formatDriftPercent(r.drift_ratio),
+    engine: formatTokens(r.engine_prompt, r.engine_generation),
+    proxy: formatTokens(r.proxy_prompt, r.proxy_completion),
+    window: `${minutes(r.window_start, r.window_end)} ending ${new Date(r.window_end).toISOString().slice(11, 16)} UTC`,
+  };
+}
