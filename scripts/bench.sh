@@ -8,15 +8,19 @@
 #   scripts/bench.sh                 every bench (see BENCHES below)
 #   scripts/bench.sh mock_engine     only the benches named
 #   BENCH_DURATION=5s BENCH_CONNECTIONS=128 scripts/bench.sh
+#   BENCH_PROXY_DURATION=10s BENCH_PROXY_REPEAT=3 scripts/bench.sh proxy
 #
 #   mock_engine  the mock engine's non-streaming req/s and streamed chunks/s
 #   deploy       POST /deployments -> instance ready on the mock provider, for
 #                3 successive deployments (each, the median, and a per-step
 #                breakdown of the median run), then terminates them
 #   proxy        the data plane: the mock engine directly, through a bare hyper
-#                proxy and through the API's /v1 (key auth, routing, metering);
+#                proxy and through the API's /v1 (key auth, routing, the
+#                worker's relay, durable metering), and through an API with
+#                the in-memory metering (INVENTIV_USAGE_JOURNAL=off);
 #                concurrency 1, 8, 64, streaming and not: req/s, p50, p99,
-#                added latency, CPU per request and per SSE event, API memory
+#                added latency, CPU per request and per SSE event, API
+#                memory, and the cost of durability (durable - in-memory)
 #   heartbeats   500 instances with worker tokens: (a) heartbeats/s the API
 #                takes on one core, (b) the realistic load (500 instances
 #                every 5 s): CPU and memory of the API and the orchestrator,
@@ -247,6 +251,7 @@ STACK_DB_CREATED=""    # a database created on a configured server, dropped at t
 STACK_DB_ADMIN_URL=""  # the configured DATABASE_URL it was created from
 STACK_REDIS_SHARED=0   # 1: a configured Redis, whose keys under REDIS_PREFIX we delete
 API="" API_PID="" ORCH_PID="" PG_PID="" DB_URL="" REDIS="" REDIS_PREFIX="" PG_DURABILITY=""
+STACK_JWT_SECRET="" STACK_ENCRYPTION_KEY="" # the stack's random secrets (its API replicas share them)
 API_CPU=""             # the core inventiv-api is pinned to ("" = not pinned)
 PSQL_BIN=""
 ADMIN_EMAIL=admin@inventiv.local
@@ -371,16 +376,10 @@ stack_up() {
   REDIS_PREFIX="inventiv-bench-$$-$name:"
   ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
   # Random secrets, as make run generates (the built-in ones are refused).
-  local jwt_secret encryption_key
-  jwt_secret=$(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  encryption_key=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  STACK_JWT_SECRET=$(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  STACK_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-  start_logged "$name/api" "inventiv-api listening" "$API_CPU" 120 \
-    env DATABASE_URL="$DB_URL" REDIS_URL="$REDIS" INVENTIV_REDIS_PREFIX="$REDIS_PREFIX" \
-    INVENTIV_ENV=development INVENTIV_API_ADDR=127.0.0.1:0 INVENTIV_METRICS_ADDR=127.0.0.1:0 INVENTIV_STATE_DIR="$app" \
-    INVENTIV_ADMIN_EMAIL="$ADMIN_EMAIL" INVENTIV_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
-    INVENTIV_JWT_SECRET="$jwt_secret" INVENTIV_ENCRYPTION_KEY="$encryption_key" \
-    "$TARGET_DIR/release/inventiv-api"
+  start_api "$name/api" "$app" "$API_CPU"
   API_PID=$STARTED_PID
   API="http://$(client_addr "$SERVER_ADDR")"
   [[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' --max-time 5 "$API/readyz") == 200 ]] \
@@ -391,7 +390,7 @@ stack_up() {
   bundle=${bundle#*  }
   start_logged "$name/orchestrator" "inventiv-orchestrator listening" "" 60 \
     env DATABASE_URL="$DB_URL" REDIS_URL="$REDIS" INVENTIV_REDIS_PREFIX="$REDIS_PREFIX" \
-    INVENTIV_STATE_DIR="$app" INVENTIV_ORCHESTRATOR_ADDR=127.0.0.1:0 INVENTIV_ENCRYPTION_KEY="$encryption_key" \
+    INVENTIV_STATE_DIR="$app" INVENTIV_ORCHESTRATOR_ADDR=127.0.0.1:0 INVENTIV_ENCRYPTION_KEY="$STACK_ENCRYPTION_KEY" \
     INVENTIV_ORCHESTRATOR_NAME="bench-orchestrator-$$" INVENTIV_CONTROL_PLANE_URL="$API" \
     INVENTIV_MOCK_ENGINE="$TARGET_DIR/release/inventiv-mock-engine" \
     INVENTIV_AGENT_BUNDLE="$bundle" INVENTIV_BOOTSTRAP_SCRIPT="$REPO_ROOT/inventiv-worker/bootstrap.sh" \
@@ -407,6 +406,23 @@ stack_up() {
   sleep 0.2
   PG_DURABILITY="$([[ -n $PG_PID ]] && echo private || echo configured) $(psql_db -tAc 'SHOW server_version' | cut -d' ' -f1), fsync $(psql_db -tAc 'SHOW fsync'), synchronous_commit $(psql_db -tAc 'SHOW synchronous_commit')"
   log "$name: inventiv-api on $API; PostgreSQL $PG_DURABILITY; Redis $([[ $STACK_REDIS_SHARED == 1 ]] && echo configured || echo private)"
+}
+
+# start_api NAME STATE_DIR CPU [VAR=VALUE...]: an inventiv-api (release) on
+# the stack's database, Redis and secrets, with its own state dir and
+# VAR=VALUE... added to its environment; sets STARTED_PID and SERVER_ADDR.
+# stack_up starts the first; a bench may add replicas (stopped with
+# stop_pid, or at exit).
+start_api() {
+  local name=$1 dir=$2 cpu=$3
+  shift 3
+  mkdir -p "$dir"
+  start_logged "$name" "inventiv-api listening" "$cpu" 120 \
+    env DATABASE_URL="$DB_URL" REDIS_URL="$REDIS" INVENTIV_REDIS_PREFIX="$REDIS_PREFIX" \
+    INVENTIV_ENV=development INVENTIV_API_ADDR=127.0.0.1:0 INVENTIV_METRICS_ADDR=127.0.0.1:0 INVENTIV_STATE_DIR="$dir" \
+    INVENTIV_ADMIN_EMAIL="$ADMIN_EMAIL" INVENTIV_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
+    INVENTIV_JWT_SECRET="$STACK_JWT_SECRET" INVENTIV_ENCRYPTION_KEY="$STACK_ENCRYPTION_KEY" \
+    "$@" "$TARGET_DIR/release/inventiv-api"
 }
 
 # Stops what stack_up started and deletes its state.
@@ -805,6 +821,7 @@ EOF
 # ----------------------------------------------------------------- the proxy
 
 PROXY_DURATION=${BENCH_PROXY_DURATION:-5s}
+PROXY_REPEAT=${BENCH_PROXY_REPEAT:-2} # runs of each API per case, alternated; the least CPU kept
 PROXY_CONCURRENCY=(1 8 64)
 PROXY_MODEL=Qwen/Qwen2.5-0.5B-Instruct
 PROXY_STREAM_TOKENS=64
@@ -815,6 +832,7 @@ PROXY_EVENT_MAX_US=30  # CPU per forwarded SSE event
 PROXY_RPS_RATIO=75     # at concurrency 64, ≥ 75 % of the bare proxy's requests/s
 PROXY_ADDED_P50_US=500 # added p50 at concurrency 1 over direct
 PROXY_RSS_MAX_MIB=64   # the API's resident memory under that load
+PROXY_DURABLE_MAX_US=10 # durable metering's CPU per request over the in-memory one, at c=64
 
 # us DURATION: a wrk latency ("812.00us", "1.25ms", "2.00s") in microseconds.
 us() {
@@ -874,20 +892,28 @@ proxy_heartbeat() {
 # The data plane: the mock engine directly, then through a bare hyper
 # pass-through proxy (inventiv-api/examples/bare_proxy.rs: the floor any
 # proxy pays), then through the API's /v1 with an API key, routing and
-# metering on; concurrency 1, 8 and 64, streaming and not. The proxy under
-# test (bare or API) runs alone on core 0; the engine and wrk share core 1;
-# PostgreSQL, Redis and the orchestrator float. The engine answers at once
-# (no simulated GPU time) so that the proxies' own cost shows.
+# durable metering (the usage journal), and through a second API replica
+# whose metering is the in-memory one (INVENTIV_USAGE_JOURNAL=off, a
+# benchmark-only switch): what durability costs; concurrency 1, 8 and 64,
+# streaming and not. The APIs reach the engine as they reach any worker:
+# TLS to the node's relay (inventiv-api/examples/bench_relay.rs: the tests'
+# stand-in relay, its key issued and its certificate pinned); the bare
+# proxy and "direct" talk to the engine's plain port. The proxy under test
+# (bare or an API) runs alone on core 0 (the idle API replica beside it);
+# the engine, the relay and wrk share core 1; PostgreSQL, Redis and the
+# orchestrator float. The engine answers at once (no simulated GPU time)
+# so that the proxies' own cost shows.
 bench_proxy() {
-  log "building the bare proxy (release)"
-  cargo build --release --quiet -p inventiv-api --example bare_proxy
+  log "building the bare proxy and the bench relay (release)"
+  cargo build --release --quiet -p inventiv-api --example bare_proxy --example bench_relay
   API_CPU=$SERVER_CPU
   stack_up proxy
   API_CPU=""
   api_team activate
 
   # The engine, pinned with wrk, registered as a ready instance of the
-  # organization with a worker token; heartbeats keep it fresh.
+  # organization with a worker token; heartbeats keep it fresh. Its relay
+  # points the instance at itself once the key and the pin are stored.
   start_logged proxy/engine listening "$LOAD_CPU" 10 "$TARGET_DIR/release/inventiv-mock-engine" \
     --port 0 --workers 1 --ttft-ms 0 --tokens-per-second 0 --load-delay-ms 0 --model "$PROXY_MODEL"
   local engine_pid=$STARTED_PID engine_addr
@@ -897,11 +923,14 @@ bench_proxy() {
   printf '%s' "$token" >"$WORK/worker-token"
   instance=$(psql_db -tA -c "INSERT INTO instances (id, organization_id, name, provider, zone, instance_type,
       model_id, status, progress, worker_token_hash, worker_status, worker_engine_ready, last_heartbeat_at,
-      started_at, ip_address, worker_engine_port)
+      started_at)
     VALUES (gen_random_uuid(), '$ORG_ID', 'bench-proxy', 'mock', 'mock-zone-1', 'mock-1gpu-24g', '$PROXY_MODEL',
-      'ready', 100, sha256(convert_to('$token', 'UTF8')), 'ready', true, now(), now(),
-      '${engine_addr%:*}', ${engine_addr##*:})
+      'ready', 100, sha256(convert_to('$token', 'UTF8')), 'ready', true, now(), now())
     RETURNING id" | head -n 1)
+  start_logged proxy/relay listening "$LOAD_CPU" 30 \
+    env DATABASE_URL="$DB_URL" INVENTIV_ENCRYPTION_KEY="$STACK_ENCRYPTION_KEY" \
+    "$TARGET_DIR/release/examples/bench_relay" "${engine_addr##*:}" "$instance"
+  local relay_pid=$STARTED_PID
   (while :; do
     proxy_heartbeat "$instance"
     sleep 2
@@ -917,17 +946,24 @@ bench_proxy() {
   start_server proxy/bare "$TARGET_DIR/release/examples/bare_proxy" "$direct"
   local bare_pid=$STARTED_PID bare
   bare="http://$(client_addr "$SERVER_ADDR")"
-
-  # The API serves the model once its routing table has the instance.
-  local deadline=$((SECONDS + 15))
-  until curl -s --noproxy '*' -H "authorization: Bearer $key" "$API/v1/models" | grep -qF "\"$PROXY_MODEL\""; do
-    ((SECONDS < deadline)) || die "the API does not list $PROXY_MODEL on /v1/models within 15 s"
-    sleep 0.1
-  done
+  start_api proxy/api-memory "$WORK/proxy/app-memory" "$SERVER_CPU" \
+    INVENTIV_INSECURE_DEVELOPMENT=1 INVENTIV_USAGE_JOURNAL=off
+  local memory_pid=$STARTED_PID memory
+  memory="http://$(client_addr "$SERVER_ADDR")"
 
   local chat stream
   chat="{\"model\":\"$PROXY_MODEL\",\"messages\":[{\"role\":\"system\",\"content\":\"You are a helpful assistant.\"},{\"role\":\"user\",\"content\":\"Explain in a few words why inference benchmarks matter.\"}],\"max_tokens\":16}"
   stream="{\"model\":\"$PROXY_MODEL\",\"messages\":[{\"role\":\"user\",\"content\":\"Stream me an answer.\"}],\"max_tokens\":$PROXY_STREAM_TOKENS,\"ignore_eos\":true,\"stream\":true,\"stream_options\":{\"include_usage\":true}}"
+  # Each API answers once its routing table has the instance behind its relay.
+  local deadline=$((SECONDS + 15)) base
+  for base in "$API" "$memory"; do
+    until [[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' -H "authorization: Bearer $key" \
+      -H 'content-type: application/json' --data-binary "$chat" "$base/v1/chat/completions") == 200 ]]; do
+      ((SECONDS < deadline)) || die "$base does not answer a chat completion through the relay within 15 s"
+      sleep 0.1
+    done
+  done
+
   lua_post "$WORK/proxy-chat.lua" "$chat"
   lua_post "$WORK/proxy-stream.lua" "$stream"
   printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$key" | tee -a "$WORK/proxy-chat.lua" >>"$WORK/proxy-stream.lua"
@@ -941,41 +977,63 @@ bench_proxy() {
   local api_idle api_rss="?"
   api_idle=$(rss_mib "$API_PID")
 
-  local mode lua c k
+  local mode lua c k round via base pid
   local -A rps p50 p99 cpu
   for mode in chat stream; do
     lua="$WORK/proxy-$mode.lua"
     for c in "${PROXY_CONCURRENCY[@]}"; do
-      log "proxy: $mode, concurrency $c, $PROXY_DURATION each: direct, bare proxy, API"
+      log "proxy: $mode, concurrency $c, $PROXY_DURATION each: direct, bare proxy, API (durable metering), API (in-memory metering)"
       k="$mode-$c"
       proxy_run "$direct/v1/chat/completions" "$lua" "$c" ""
       rps[direct-$k]=$RPS p50[direct-$k]=$P50_US p99[direct-$k]=$P99_US
       proxy_run "$bare/v1/chat/completions" "$lua" "$c" "$bare_pid"
       rps[bare-$k]=$RPS p50[bare-$k]=$P50_US p99[bare-$k]=$P99_US cpu[bare-$k]=$CPU_US
-      proxy_run "$API/v1/chat/completions" "$lua" "$c" "$API_PID"
-      rps[api-$k]=$RPS p50[api-$k]=$P50_US p99[api-$k]=$P99_US cpu[api-$k]=$CPU_US
-      [[ $k != chat-64 ]] || api_rss=$RSS_MAX
+      # The two APIs in turn, PROXY_REPEAT times each; each keeps its
+      # run with the least CPU per request (noise only ever adds some).
+      for ((round = 0; round < PROXY_REPEAT; round++)); do
+        for via in api memory; do
+          if [[ $via == api ]]; then base=$API pid=$API_PID; else base=$memory pid=$memory_pid; fi
+          proxy_run "$base/v1/chat/completions" "$lua" "$c" "$pid"
+          if ((round == 0)) || awk -v a="$CPU_US" -v b="${cpu[$via-$k]}" 'BEGIN { exit !(a < b) }'; then
+            rps[$via-$k]=$RPS p50[$via-$k]=$P50_US p99[$via-$k]=$P99_US cpu[$via-$k]=$CPU_US
+          fi
+          if [[ $via-$k == api-chat-64 ]] && awk -v a="$RSS_MAX" -v b="$api_rss" 'BEGIN { exit !(b == "?" || a > b) }'; then
+            api_rss=$RSS_MAX
+          fi
+        done
+      done
     done
   done
-  # The usage writer flushes at least every second.
+  # Both meters write within a few seconds of the last answer.
   sleep 2
   local usage1
   usage1=$(psql_db -tAc "SELECT count(*) FROM usage_records")
 
-  local via line
-  report "proxy: the proxy under test alone on core 0, the engine and wrk on core 1; $PROXY_DURATION per run; chat: not streamed, 16 tokens; stream: $PROXY_STREAM_TOKENS tokens = $events SSE events per stream"
+  local line
+  report "proxy: the proxy under test alone on core 0, the engine, its relay and wrk on core 1; $PROXY_DURATION per run (each API $PROXY_REPEAT runs, alternated, its least CPU per request kept); chat: not streamed, 16 tokens; stream: $PROXY_STREAM_TOKENS tokens = $events SSE events per stream; api = durable metering (journal), memory = in-memory metering (INVENTIV_USAGE_JOURNAL=off); both APIs reach the engine over TLS through its relay, direct and bare through its plain port"
   for mode in chat stream; do
     for c in "${PROXY_CONCURRENCY[@]}"; do
       k="$mode-$c"
       line="proxy: $mode c=$c: direct ${rps[direct-$k]} req/s p50 ${p50[direct-$k]} µs p99 ${p99[direct-$k]} µs"
-      for via in bare api; do
+      for via in bare api memory; do
         line+=" | $via ${rps[$via-$k]} req/s p50 ${p50[$via-$k]} µs (+$((p50[$via-$k] - p50[direct-$k])) µs) p99 ${p99[$via-$k]} µs, CPU ${cpu[$via-$k]} µs/req"
         [[ $mode == chat ]] || line+=" = $(per_event "${cpu[$via-$k]}" "$events") µs/event"
       done
       report "$line"
     done
   done
-  local api_cpu=${cpu[api-chat-64]} bare_cpu=${cpu[bare-chat-64]} ratio api_event tput added
+  report "proxy: durable metering vs in-memory (API CPU per request, added p50 over direct):"
+  for mode in chat stream; do
+    for c in "${PROXY_CONCURRENCY[@]}"; do
+      k="$mode-$c"
+      report "proxy:   $mode c=$c: durable ${cpu[api-$k]} µs +$((p50[api-$k] - p50[direct-$k])) µs | in-memory ${cpu[memory-$k]} µs +$((p50[memory-$k] - p50[direct-$k])) µs | bare ${cpu[bare-$k]} µs +$((p50[bare-$k] - p50[direct-$k])) µs | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU, $((p50[api-$k] - p50[memory-$k])) µs p50"
+    done
+  done
+  local api_cpu=${cpu[api-chat-64]} bare_cpu=${cpu[bare-chat-64]} ratio api_event tput added cost
+  for mode in chat stream; do
+    cost=$(awk -v a="${cpu[api-$mode-64]}" -v b="${cpu[memory-$mode-64]}" 'BEGIN { printf "%.1f", a - b }')
+    report "proxy target: the cost of durability at c=64 ($mode): API CPU per request ${cpu[api-$mode-64]} µs durable vs ${cpu[memory-$mode-64]} µs in-memory = $cost µs (target ≤ +$PROXY_DURABLE_MAX_US µs): $(at_most "$cost" "$PROXY_DURABLE_MAX_US")"
+  done
   ratio=$(awk -v a="$api_cpu" -v b="$bare_cpu" 'BEGIN { printf "%d", (b > 0 ? a / b * 100 : 0) }')
   report "proxy target: API CPU per non-streaming request (c=64) $api_cpu µs = ${ratio}% of the bare proxy's $bare_cpu µs (target ≤ ${PROXY_CPU_RATIO}% and ≤ $PROXY_CPU_MAX_US µs): $(if ((ratio <= PROXY_CPU_RATIO)); then at_most "$api_cpu" "$PROXY_CPU_MAX_US"; else printf 'NOT MET'; fi)"
   api_event=$(per_event "${cpu[api-stream-64]}" "$events")
@@ -986,7 +1044,9 @@ bench_proxy() {
   report "proxy target: API added p50 at c=1 $added µs over direct (bare proxy +$((p50[bare-chat-1] - p50[direct-chat-1])) µs) (target ≤ $PROXY_ADDED_P50_US µs): $(verdict "added <= PROXY_ADDED_P50_US")"
   report "proxy target: API resident memory during the c=64 chat load at most $api_rss MiB (before the runs $api_idle MiB) (target ≤ $PROXY_RSS_MAX_MIB MiB): $(at_most "$api_rss" "$PROXY_RSS_MAX_MIB")"
   report "proxy: metering wrote $((usage1 - usage0)) usage rows during the API runs (one per answered request, warm-ups included)"
+  stop_pid "$memory_pid"
   stop_pid "$bare_pid"
+  stop_pid "$relay_pid"
   stop_pid "$engine_pid"
   stack_down
 }

@@ -111,6 +111,9 @@ pub async fn start(backend: u16, certificate: Certificate) -> Relay {
         let allowed = allowed.clone();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                // As HAProxy does: small writes (SSE events) leave at once
+                // instead of waiting ~40 ms for Nagle and a delayed ACK.
+                let _ = tcp.set_nodelay(true);
                 let (acceptor, allowed) = (acceptor.clone(), allowed.clone());
                 tokio::spawn(async move {
                     if let Ok(tls) = acceptor.accept(tcp).await {
@@ -166,6 +169,7 @@ async fn relay(
     let Ok(mut engine) = TcpStream::connect(("127.0.0.1", backend)).await else {
         return;
     };
+    let _ = engine.set_nodelay(true);
     if engine.write_all(&head).await.is_ok() {
         let _ = tokio::io::copy_bidirectional(&mut tls, &mut engine).await;
     }

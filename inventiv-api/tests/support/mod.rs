@@ -11,6 +11,7 @@ pub use inventiv_testkit::db;
 pub mod engines;
 pub mod fixture;
 pub mod matrix;
+pub mod replica;
 pub mod smtp;
 
 use std::collections::HashMap;
@@ -44,6 +45,34 @@ pub fn random_secrets() -> Vec<(String, String)> {
         ("INVENTIV_JWT_SECRET".into(), hex()),
         ("INVENTIV_ENCRYPTION_KEY".into(), hex()),
     ]
+}
+
+/// The environment of an API replica on `database` and the Redis `prefix`
+/// with `secrets`, keeping its state in `state_dir`: what the in-process
+/// [`TestApp`] reads, and what a replica process (`replica.rs`) is given.
+pub fn replica_env(
+    database: &str,
+    prefix: &str,
+    secrets: &[(String, String)],
+    state_dir: &std::path::Path,
+) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), db::url_for(database)),
+        (
+            "REDIS_URL".into(),
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
+        ),
+        ("INVENTIV_REDIS_PREFIX".into(), prefix.to_owned()),
+        ("INVENTIV_API_ADDR".into(), "127.0.0.1:0".into()),
+        ("INVENTIV_METRICS_ADDR".into(), "127.0.0.1:0".into()),
+        ("INVENTIV_STATE_DIR".into(), state_dir.display().to_string()),
+        ("INVENTIV_PUBLIC_URL".into(), "http://dashboard.test".into()),
+        ("INVENTIV_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
+        ("INVENTIV_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+        ("INVENTIV_MAX_CONCURRENT_HASHES".into(), "4".into()),
+    ]);
+    env.extend(secrets.iter().cloned());
+    env
 }
 
 /// A running API with its own database.
@@ -150,22 +179,7 @@ impl TestApp {
     ) -> TestApp {
         let state_dir =
             std::env::temp_dir().join(format!("inventiv-test-{}", uuid::Uuid::new_v4().simple()));
-        let mut env: HashMap<String, String> = HashMap::from([
-            ("DATABASE_URL".into(), db::url_for(&database)),
-            (
-                "REDIS_URL".into(),
-                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
-            ),
-            ("INVENTIV_REDIS_PREFIX".into(), prefix),
-            ("INVENTIV_API_ADDR".into(), "127.0.0.1:0".into()),
-            ("INVENTIV_METRICS_ADDR".into(), "127.0.0.1:0".into()),
-            ("INVENTIV_STATE_DIR".into(), state_dir.display().to_string()),
-            ("INVENTIV_PUBLIC_URL".into(), "http://dashboard.test".into()),
-            ("INVENTIV_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
-            ("INVENTIV_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
-            ("INVENTIV_MAX_CONCURRENT_HASHES".into(), "4".into()),
-        ]);
-        env.extend(secrets.iter().cloned());
+        let mut env = replica_env(&database, &prefix, &secrets, &state_dir);
         env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_lookup(&Env(|k| env.get(k).cloned())).expect("test config");
         let app = Application::build(config).await.expect("app builds");
