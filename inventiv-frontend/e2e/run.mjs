@@ -342,7 +342,7 @@ try {
     await dialog.getByRole('combobox', { name: 'Scope' }).selectOption('organization');
     await dialog.getByLabel('Tokens per month').fill(String(BUDGET_TOKENS));
     await dialog.getByLabel('Alert thresholds (%)').fill('50, 80, 100');
-    const hard = dialog.getByLabel(/^Hard limit/);
+    const hard = dialog.getByRole('checkbox', { name: /Hard limit/ });
     if (!(await hard.isChecked())) await hard.check();
     await screenshot(page, 'budget-dialog');
     await dialog.getByRole('button', { name: 'Save' }).click();
@@ -556,7 +556,7 @@ try {
     const csv = await page.request.get(href ?? '');
     if (csv.status() !== 200 || !csv.headers()['content-type']?.startsWith('text/csv')) throw new Error(`CSV export: ${csv.status()} ${csv.headers()['content-type']}`);
     const text = await csv.text();
-    if (!text.startsWith('group,requests,prompt_tokens,completion_tokens,errors')) throw new Error(`CSV export: ${text.slice(0, 200)}`);
+    if (!text.startsWith('group,requests,prompt_tokens,completion_tokens,cached_prompt_tokens,reasoning_tokens,errors')) throw new Error(`CSV export: ${text.slice(0, 200)}`);
     if (FULL) {
       await page.getByRole('row', { name: new RegExp(escapeRe(modelId)) }).waitFor();
       if (!text.includes(modelId)) throw new Error(`the CSV has no line for ${modelId}: ${text}`);
@@ -711,8 +711,8 @@ try {
       await switchOn(page, `Economic activation of ${address}`);
       await page.getByRole('button', { name: `New price for ${address}` }).click();
       const price = page.getByRole('dialog', { name: 'New price' });
-      await price.getByLabel('Input EUR per 1k tokens').fill('0.002');
-      await price.getByLabel('Output EUR per 1k tokens').fill('0.006');
+      await price.getByLabel('Input EUR per 1k tokens', { exact: true }).fill('0.002');
+      await price.getByLabel('Output EUR per 1k tokens', { exact: true }).fill('0.006');
       await price.getByRole('button', { name: 'Save price' }).click();
       await page.getByRole('row', { name: new RegExp(escapeRe(address)) }).getByText('0.002000 in · 0.006000 out').waitFor();
       await screenshot(page, 'offerings');
