@@ -1024,8 +1024,11 @@ try {
         return null;
       }, 60_000, 2000);
       if (status !== 'not enough traffic') throw new Error(`metering check: ${status}`);
-      const engines = (await card.getByText(/ prompt \/ .* generated$/).first().textContent()) ?? '';
-      console.log(`     metering check: ${status}; engines counted ${engines}`);
+      // The engines' counters came with the heartbeats and count this run's chats.
+      const engines = (await card.locator('dt:text-is("Engines counted") + dd').textContent()) ?? '';
+      const proxy = (await card.locator('dt:text-is("Proxy metered") + dd').textContent()) ?? '';
+      if (!/^[1-9][\d,]* prompt \/ [\d,]+ generated$/.test(engines)) throw new Error(`engines counted: ${engines}`);
+      console.log(`     metering check: ${status}; engines counted ${engines}, proxy metered ${proxy}`);
       await card.scrollIntoViewIfNeeded();
       await screenshot(page, 'instance-metering-check');
     });
