@@ -61,12 +61,15 @@ BASE_URL="http://127.0.0.1:$API_PORT"
 # must fail (a refused connection, retried with backoff for ~8 s) without
 # ever reaching the real Scaleway.
 UNREACHABLE_SCALEWAY=http://127.0.0.1:1
+# The usage drift job every 2 s (instead of 5 min) over a window ending 1 s
+# ago: the instance page's metering check has a verdict within the run.
 
 log "scripts/run.sh (API $BASE_URL, orchestrator port $ORCH_PORT, mock VMs from $MOCK_FIRST_ADDRESS, state $STATE)"
 stack_start "$STATE" INVENTIV_API_ADDR="127.0.0.1:$API_PORT" \
   INVENTIV_ORCHESTRATOR_ADDR="127.0.0.1:$ORCH_PORT" INVENTIV_METRICS_ADDR="127.0.0.1:$METRICS_PORT" \
   INVENTIV_MOCK_FIRST_ADDRESS="$MOCK_FIRST_ADDRESS" \
-  INVENTIV_SCALEWAY_API_URL="$UNREACHABLE_SCALEWAY"
+  INVENTIV_SCALEWAY_API_URL="$UNREACHABLE_SCALEWAY" \
+  INVENTIV_USAGE_DRIFT_INTERVAL_SECS=2 INVENTIV_USAGE_DRIFT_SETTLE_SECS=1
 stack_wait_banner "$BANNER_TIMEOUT_SECS"
 log "stack up after $((SECONDS - T0))s; running e2e/run.mjs (FULL=1)"
 

@@ -5,7 +5,9 @@
 //   ADMIN_PASSWORD=... node e2e/run.mjs
 //
 // Always: logs in, creates an organization, sets its color, activates the
-// mock catalog items, deploys a model through the dialog (the instance
+// mock catalog items, sets a monthly token budget with a hard limit on the
+// organization (later edited; invalid values shown refused, nothing
+// stored), deploys a model through the dialog (the instance
 // page shows its timeline), creates an API key, removes its limit and
 // revokes it, revokes another session, edits a price in the catalog
 // settings, checks the runtime models and usage pages (and the CSV export),
@@ -25,12 +27,16 @@
 // With FULL=1 (needs the orchestrator and the mock provider, as `make run`
 // gives): waits for the deployment to reach progress 100 and `ready`, for
 // the CPU and memory charts to show heartbeat samples, streams a chat in the
-// playground (time to first token, tokens/s, stop), finds the model's
+// playground (time to first token, tokens/s, stop), sends the same long
+// prompt twice with an API key (the second answer reports cached prompt
+// tokens, the usage page shows them on the key's line, the budget shows the
+// tokens used), finds the model's
 // instance and requests on the runtime models page, publishes the model as
 // a priced offering, shares it with a second organization that accepts it on
 // the marketplace and calls it with its own key, checks the consumer's
 // statement debit (exactly Σ tokens × price) and the provider's credit,
-// lists the instance's boot volume, terminates the instance (the volume
+// lists the instance's boot volume, checks the instance page's metering
+// check (the drift job's verdict: not enough traffic), terminates the instance (the volume
 // shown deleted) and archives it. OUTBOX_DIR defaults to
 // ../.local/outbox then.
 //
@@ -229,6 +235,30 @@ function scaled(decimal, places = 12) {
   return BigInt(int + frac.padEnd(places, '0'));
 }
 
+/** Runs `call` (an apiSession call) and requires it to be refused with `status`. */
+async function refused(status, call) {
+  try {
+    await call();
+  } catch (err) {
+    if (new RegExp(`: ${status} `).test(err.message)) return;
+    throw err;
+  }
+  throw new Error(`accepted, expected a ${status}`);
+}
+
+/** The organization budget's card on the budgets page. */
+function budgetCard(page) {
+  return page.getByRole('region', { name: /^Organization · \d{4}-\d{2}$/ });
+}
+
+/** The tokens the organization budget's card shows used, and its limit. */
+async function budgetTokens(page) {
+  const text = (await budgetCard(page).locator('.budget-meter-head span').first().textContent()) ?? '';
+  const m = /^(\d+) of (\d+)/.exec(text.trim());
+  if (!m) throw new Error(`no "used of limit" on the budget: ${text}`);
+  return { used: Number(m[1]), limit: Number(m[2]) };
+}
+
 /** Makes `orgId` the browser's current organization through the switcher. */
 async function switchTo(page, orgId, name) {
   await page.goto('/');
@@ -247,6 +277,9 @@ const orgName = `E2E ${RUN}`;
 const invitee = `e2e-${RUN}@example.com`;
 let instanceId = null;
 let modelId = 'Qwen/Qwen2.5-0.5B-Instruct';
+const BUDGET_TOKENS = 1_000_000;
+// The calls of the cached-tokens step: the key's name, Σ cached tokens and Σ tokens.
+let repeated = null;
 
 try {
   await step(admin, 'login page', async () => {
@@ -299,6 +332,31 @@ try {
       await switchOn(page, `Economic activation of ${item}`);
     }
     await screenshot(page, 'catalog-activated');
+  });
+
+  await step(admin, 'budgets: a monthly token budget with a hard limit on the organization', async () => {
+    await visit(admin, '/budgets', 'Budgets', 'budgets-empty');
+    await page.getByText('No budget yet.').waitFor();
+    await page.getByRole('button', { name: 'New budget' }).click();
+    const dialog = page.getByRole('dialog', { name: 'New budget' });
+    await dialog.getByRole('combobox', { name: 'Scope' }).selectOption('organization');
+    await dialog.getByLabel('Tokens per month').fill(String(BUDGET_TOKENS));
+    await dialog.getByLabel('Alert thresholds (%)').fill('50, 80, 100');
+    const hard = dialog.getByRole('checkbox', { name: /Hard limit/ });
+    if (!(await hard.isChecked())) await hard.check();
+    await screenshot(page, 'budget-dialog');
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    const card = budgetCard(page);
+    const bar = card.getByRole('progressbar', { name: 'Tokens used' });
+    await bar.waitFor();
+    if ((await bar.getAttribute('aria-valuenow')) !== '0') throw new Error(`a new organization's budget is ${await bar.getAttribute('aria-valuenow')} % used`);
+    const { used, limit } = await budgetTokens(page);
+    if (used !== 0 || limit !== BUDGET_TOKENS) throw new Error(`budget shows ${used} of ${limit}`);
+    await card.getByText('Alerts at 50, 80, 100 % · hard limit').waitFor();
+    const stored = await (await page.request.get('/organizations/current/budgets')).json();
+    if (stored.length !== 1 || stored[0].monthly_tokens !== BUDGET_TOKENS || !stored[0].hard_limit) throw new Error(`stored: ${JSON.stringify(stored)}`);
+    await screenshot(page, 'budgets-created');
   });
 
   await step(admin, 'instances: deploy through the dialog', async () => {
@@ -452,6 +510,34 @@ try {
       }
       if ((await page.getByRole('alert').count()) > 0) throw new Error(await page.getByRole('alert').first().textContent());
     });
+
+    await step(admin, 'API key: the same long prompt twice, the second served from the prefix cache', async () => {
+      // What a developer does: a key, then the same long prompt (a document
+      // to summarize) twice. The mock engine imitates vLLM's prefix caching
+      // with --enable-prompt-tokens-details (the orchestrator starts it so).
+      const a = await apiSession(orgName);
+      const name = `cache ${RUN}`;
+      const { key } = await a('POST', '/api-keys', { name });
+      const document = 'The control plane meters every answered request and prices cached prompt tokens at their own rate. '.repeat(40);
+      const usages = [];
+      for (let n = 0; n < 2; n += 1) {
+        const response = await fetch(`${BASE_URL}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: modelId, messages: [{ role: 'user', content: `Summarize: ${document}` }], max_tokens: 16 }),
+        });
+        if (!response.ok) throw new Error(`call ${n + 1}: ${response.status} ${await response.text()}`);
+        usages.push((await response.json()).usage);
+      }
+      const cached = usages.map((u) => u.prompt_tokens_details?.cached_tokens ?? 0);
+      if (!(cached[1] > 0 && cached[1] <= usages[1].prompt_tokens)) throw new Error(`the repeated prompt shows no cached tokens: ${JSON.stringify(usages)}`);
+      console.log(`     ${usages[1].prompt_tokens} prompt tokens, ${cached[1]} cached the second time (${cached[0]} the first)`);
+      repeated = {
+        name,
+        cached: cached[0] + cached[1],
+        tokens: usages.reduce((t, u) => t + u.prompt_tokens + u.completion_tokens, 0),
+      };
+    });
   } else {
     skip('deployment reaches progress 100; playground streaming', 'set FULL=1 against an API with its orchestrator');
   }
@@ -470,11 +556,84 @@ try {
     const csv = await page.request.get(href ?? '');
     if (csv.status() !== 200 || !csv.headers()['content-type']?.startsWith('text/csv')) throw new Error(`CSV export: ${csv.status()} ${csv.headers()['content-type']}`);
     const text = await csv.text();
-    if (!text.startsWith('group,requests,prompt_tokens,completion_tokens,errors')) throw new Error(`CSV export: ${text.slice(0, 200)}`);
+    if (!text.startsWith('group,requests,prompt_tokens,completion_tokens,cached_prompt_tokens,reasoning_tokens,errors')) throw new Error(`CSV export: ${text.slice(0, 200)}`);
     if (FULL) {
       await page.getByRole('row', { name: new RegExp(escapeRe(modelId)) }).waitFor();
       if (!text.includes(modelId)) throw new Error(`the CSV has no line for ${modelId}: ${text}`);
     }
+  });
+
+  if (FULL) {
+    await step(admin, 'usage: the cached prompt tokens of the repeated prompt, per API key', async () => {
+      if (!repeated) throw new Error('the repeated prompt was not sent');
+      const table = page.getByRole('table', { name: 'Usage' });
+      // The usage rows are written by a batching writer just after the answers.
+      const cells = await until("the key's line with its cached tokens", async () => {
+        await page.goto('/usage');
+        await heading(page, 'Usage');
+        await page.getByLabel('Group by').selectOption('api_key');
+        const headers = await table.getByRole('columnheader').allTextContents();
+        const column = headers.findIndex((h) => h.includes('Cached prompt tokens'));
+        if (column < 0) throw new Error(`no cached tokens column: ${headers.join(' | ')}`);
+        const row = table.getByRole('row', { name: new RegExp(escapeRe(repeated.name)) });
+        await row.waitFor({ timeout: 3_000 });
+        const all = await row.getByRole('cell').allTextContents();
+        return Number(all[column]) === repeated.cached ? all : null;
+      }, 20_000, 1000);
+      console.log(`     usage line of ${repeated.name}: ${cells.join(' | ')}`);
+      const total = (await page.getByText(/^Total: /).textContent()) ?? '';
+      const totalCached = Number(/\((\d+) cached\)/.exec(total)?.[1]);
+      if (!(totalCached >= repeated.cached)) throw new Error(`the total does not count the cached tokens: ${total}`);
+      await screenshot(page, 'usage-cached-tokens');
+    });
+  }
+
+  await step(admin, 'budgets: consumption, an edit, invalid values refused and not stored', async () => {
+    await visit(admin, '/budgets', 'Budgets', 'budgets');
+    const card = budgetCard(page);
+    if (FULL) {
+      if (!repeated) throw new Error('no chat was sent');
+      // The page refreshes every 30 s; a person reloads.
+      const { used } = await until('the chats in the consumption', async () => {
+        await page.reload();
+        await heading(page, 'Budgets');
+        const now = await budgetTokens(page);
+        return now.used >= repeated.tokens ? now : null;
+      }, 20_000, 1000);
+      console.log(`     ${used} tokens used of ${BUDGET_TOKENS}`);
+      await screenshot(page, 'budgets-consumption');
+    }
+    const [before] = await (await page.request.get('/organizations/current/budgets')).json();
+    const problem = /Amounts are non-negative numbers .* thresholds are up to 10 percentages from 1 to 100/;
+    for (const [tokens, thresholds] of [['-5', '50, 80, 100'], ['2000000', '50, 150']]) {
+      await card.getByRole('button', { name: 'Edit' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Edit budget' });
+      await dialog.getByLabel('Tokens per month').fill(tokens);
+      await dialog.getByLabel('Alert thresholds (%)').fill(thresholds);
+      await dialog.getByRole('button', { name: 'Save' }).click();
+      await dialog.getByText(problem).waitFor();
+      await screenshot(page, `budget-invalid-${tokens}`);
+      await dialog.getByRole('button', { name: 'Cancel' }).click();
+      await dialog.waitFor({ state: 'hidden' });
+    }
+    // Nor does the API take them from a script.
+    const a = await apiSession(orgName);
+    const body = { monthly_eur: null, monthly_tokens: BUDGET_TOKENS, monthly_gpu_hours: null, thresholds: [50, 80, 100], hard_limit: true, stop_running: false };
+    await refused(400, () => a('PUT', `/organizations/current/budgets/${before.id}`, { ...body, monthly_tokens: -5 }));
+    await refused(400, () => a('PUT', `/organizations/current/budgets/${before.id}`, { ...body, thresholds: [50, 150] }));
+    const [after] = await (await page.request.get('/organizations/current/budgets')).json();
+    for (const field of ['monthly_tokens', 'thresholds', 'hard_limit', 'updated_at']) {
+      if (JSON.stringify(after[field]) !== JSON.stringify(before[field])) throw new Error(`an invalid edit changed ${field}: ${JSON.stringify(before[field])} → ${JSON.stringify(after[field])}`);
+    }
+    await card.getByRole('button', { name: 'Edit' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Edit budget' });
+    await dialog.getByLabel('Tokens per month').fill(String(2 * BUDGET_TOKENS));
+    await dialog.getByLabel('Alert thresholds (%)').fill('90, 50');
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    await card.getByText('Alerts at 50, 90 % · hard limit').waitFor();
+    await until('the new limit on the card', async () => (await budgetTokens(page)).limit === 2 * BUDGET_TOKENS);
+    await screenshot(page, 'budgets-edited');
   });
 
   await step(admin, 'FinOps: burn rate, cost and token series, CSV exports', async () => {
@@ -552,8 +711,8 @@ try {
       await switchOn(page, `Economic activation of ${address}`);
       await page.getByRole('button', { name: `New price for ${address}` }).click();
       const price = page.getByRole('dialog', { name: 'New price' });
-      await price.getByLabel('Input EUR per 1k tokens').fill('0.002');
-      await price.getByLabel('Output EUR per 1k tokens').fill('0.006');
+      await price.getByLabel('Input EUR per 1k tokens', { exact: true }).fill('0.002');
+      await price.getByLabel('Output EUR per 1k tokens', { exact: true }).fill('0.006');
       await price.getByRole('button', { name: 'Save price' }).click();
       await page.getByRole('row', { name: new RegExp(escapeRe(address)) }).getByText('0.002000 in · 0.006000 out').waitFor();
       await screenshot(page, 'offerings');
@@ -846,6 +1005,33 @@ try {
     }
   } else {
     skip('invitation acceptance and the user-role check', 'set OUTBOX_DIR to the API state dir outbox (FULL=1 uses ../.local/outbox)');
+  }
+
+  if (FULL) {
+    await step(admin, 'instance page: the metering check', async () => {
+      await page.goto(`/instances/${instanceId}`);
+      await heading(page, `e2e-${RUN}`);
+      const card = page.getByRole('region', { name: 'Metering check' });
+      await card.waitFor();
+      // The drift job runs every 2 s here (e2e-run.sh); its first verdict
+      // needs a heartbeat's engine counters. This run's traffic is far below
+      // the tokens a verdict needs: "not enough traffic", never an alert.
+      const status = await until('a metering verdict', async () => {
+        const badge = card.locator('dd .badge');
+        if ((await badge.count()) > 0) return badge.textContent();
+        await page.reload();
+        await heading(page, `e2e-${RUN}`);
+        return null;
+      }, 60_000, 2000);
+      if (status !== 'not enough traffic') throw new Error(`metering check: ${status}`);
+      // The engines' counters came with the heartbeats and count this run's chats.
+      const engines = (await card.locator('dt:text-is("Engines counted") + dd').textContent()) ?? '';
+      const proxy = (await card.locator('dt:text-is("Proxy metered") + dd').textContent()) ?? '';
+      if (!/^[1-9][\d,]* prompt \/ [\d,]+ generated$/.test(engines)) throw new Error(`engines counted: ${engines}`);
+      console.log(`     metering check: ${status}; engines counted ${engines}, proxy metered ${proxy}`);
+      await card.scrollIntoViewIfNeeded();
+      await screenshot(page, 'instance-metering-check');
+    });
   }
 
   await step(admin, 'instance: terminate', async () => {
