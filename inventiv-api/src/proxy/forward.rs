@@ -301,16 +301,12 @@ impl Meter {
         self.record.reasoning_tokens = saturate(reasoning);
     }
 
-    /// Records the worker's report, bounded (see [`super::plausible`]), given
-    /// the bytes it sent back; returns the counts billed and the record's
-    /// durability, which the answer's end waits for.
-    fn finish(
-        mut self,
-        status: u16,
-        prompt: i64,
-        completion: i64,
-        answer_bytes: usize,
-    ) -> (Billed, Durable) {
+    /// Bills the worker's report, bounded (see [`super::plausible`]), given
+    /// the bytes it sent back; returns the counts billed. The record is
+    /// journaled by [`Meter::record`], after what the request held is
+    /// settled: a row in the database is always already settled, so the
+    /// budget watcher's raise to the database's sums never counts it twice.
+    fn bill(&mut self, status: u16, prompt: i64, completion: i64, answer_bytes: usize) -> Billed {
         let billed = self.bounds.bill(prompt, completion, answer_bytes);
         if billed.disputed {
             tracing::warn!(instance_id = ?self.record.instance_id, prompt, completion,
@@ -332,13 +328,35 @@ impl Meter {
             .min(self.record.completion_tokens);
         self.record.latency_ms =
             i32::try_from(self.started.elapsed().as_millis()).unwrap_or(i32::MAX);
-        let billed = Billed {
+        Billed {
             prompt: billed.prompt,
             cached: i64::from(self.record.cached_prompt_tokens),
             completion: billed.completion,
-        };
-        let durable = self.state.usage.record(self.record);
-        (billed, durable)
+        }
+    }
+
+    /// Hands the billed record to the journal; its durability is what the
+    /// answer's end waits for.
+    fn record(self) -> Durable {
+        self.state.usage.record(self.record)
+    }
+}
+
+/// A request's end: its meter billed, what it held still to settle.
+struct Closing {
+    meter: Meter,
+    billed: Billed,
+    limits: super::forward_limits::Limits,
+    budget: super::budgets::Reservation,
+}
+
+impl Closing {
+    /// Settles the rate limit window and the budget reservation, then
+    /// journals the record.
+    async fn finish(self) -> Durable {
+        let state = self.meter.state.clone();
+        self.billed.spend(&state, &self.limits, self.budget).await;
+        self.meter.record()
     }
 }
 
@@ -538,7 +556,8 @@ async fn forward(
                 Err(e) => {
                     // Nothing reached the client: nothing is charged.
                     worker.failed();
-                    let _ = meter.finish(e.status.as_u16(), 0, 0, 0);
+                    meter.bill(e.status.as_u16(), 0, 0, 0);
+                    let _ = meter.record();
                     return Err(e);
                 }
             };
@@ -551,8 +570,9 @@ async fn forward(
             );
             let prompt = usage.as_ref().and_then(|u| u.prompt_tokens).unwrap_or(0);
             let completion = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
-            let (billed, durable) = meter.finish(status.as_u16(), prompt, completion, bytes.len());
+            let billed = meter.bill(status.as_u16(), prompt, completion, bytes.len());
             billed.spend(&state, &limits, budget).await;
+            let durable = meter.record();
             drop(in_flight);
             durable.wait().await?;
             let mut r = Response::new(Body::from(bytes));
@@ -705,8 +725,8 @@ impl Relay {
 }
 
 impl Relay {
-    /// Records what was seen, once; None when it already was.
-    fn settle(&mut self) -> Option<Durable> {
+    /// Bills what was seen, once; None when it already was.
+    fn close(&mut self) -> Option<Closing> {
         let mut meter = self.meter.take()?;
         let status = match (self.broken, self.ended) {
             (true, _) => 502,
@@ -715,20 +735,26 @@ impl Relay {
         };
         let completion = self.completion_seen();
         meter.parts(self.cached, self.reasoning);
-        let (state, limits) = (meter.state.clone(), self.limits.clone());
-        let budget = std::mem::take(&mut self.budget);
-        let (billed, durable) = meter.finish(status, self.prompt, completion, self.received);
-        let tasks = state.tasks.clone();
-        tasks.spawn(async move { billed.spend(&state, &limits, budget).await });
-        Some(durable)
+        let billed = meter.bill(status, self.prompt, completion, self.received);
+        Some(Closing {
+            meter,
+            billed,
+            limits: self.limits.clone(),
+            budget: std::mem::take(&mut self.budget),
+        })
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
         // The client went away (or the worker did): the record is still
-        // journaled, nobody waits for it.
-        let _ = self.settle();
+        // settled and journaled, nobody waits for it.
+        if let Some(closing) = self.close() {
+            let tasks = closing.meter.state.tasks.clone();
+            tasks.spawn(async move {
+                let _ = closing.finish().await;
+            });
+        }
     }
 }
 
@@ -770,8 +796,8 @@ fn relay_stream(
                 if relay.ended {
                     // The end (`[DONE]`, then the body's end) only once the
                     // usage is durable; an error event instead if it cannot be.
-                    if let Some(durable) = relay.settle() {
-                        if let Err(e) = durable.wait().await {
+                    if let Some(closing) = relay.close() {
+                        if let Err(e) = closing.finish().await.wait().await {
                             relay.done = Some(e.sse_event());
                         }
                     }
