@@ -67,6 +67,8 @@ def test_config_defaults(tmp_path):
         "10.0.0.5",
         "--tensor-parallel-size",
         "2",
+        # vLLM reports usage.prompt_tokens_details.cached_tokens only when asked.
+        "--enable-prompt-tokens-details",
     ]
 
 
