@@ -11,7 +11,8 @@
 use chrono::{DateTime, Utc};
 use inventiv_common::InstanceStatus;
 use inventiv_store::instances::{apply, Change};
-use inventiv_store::outbox::{enqueue, Command};
+use inventiv_common::messages::CommandKind;
+use inventiv_store::outbox::enqueue;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -230,9 +231,10 @@ async fn record_alerts(state: &AppState, row: &Row, c: &Consumption) -> anyhow::
                 tracing::info!(budget_id = %row.id, metric, threshold, "budget threshold crossed");
                 // Every member's live stream gets it: it says only that
                 // an alert exists (the figures are for those who may read budgets).
-                let event = serde_json::json!({
-                    "type": "budget.alert", "organization_id": row.organization_id, "alert_id": id,
-                });
+                let event = inventiv_common::messages::Event::BudgetAlert {
+                    organization_id: row.organization_id,
+                    alert_id: id,
+                };
                 crate::events::publish(state, &event).await;
             }
         }
@@ -261,7 +263,7 @@ async fn stop_instances(state: &AppState, org: Uuid) -> anyhow::Result<()> {
         };
         match apply(&mut tx, change).await {
             Ok((_, inventiv_common::instance::Transition::Changed)) => {
-                enqueue(&mut tx, org, id, Command::Terminate, None).await?;
+                enqueue(&mut tx, org, id, CommandKind::Terminate, None).await?;
                 tx.commit().await?;
                 tracing::warn!(instance_id = %id, organization_id = %org, "GPU-hour budget reached; instance terminated");
             }

@@ -1,7 +1,8 @@
 //! Live events: one Redis pub/sub subscription per API replica feeds a
 //! broadcast hub; each SSE client takes the events of its organization.
 //! Publishers (the orchestrator, the heartbeat handler) only talk to Redis,
-//! so any replica can serve any client. Nothing polls the database.
+//! so any replica can serve any client. Nothing polls the database. The
+//! events are `inventiv_common::messages::Event`s.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -9,35 +10,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde::Deserialize;
+use inventiv_common::messages::{self, AccessSubject};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::state::AppState;
 
-/// An event as published on the channel: JSON with at least its type and organization.
+/// An event as received from the channel: decoded, and the payload as
+/// published (what SSE clients get).
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub kind: String,
-    pub organization_id: Uuid,
-    /// What the event is about when it is not an instance (e.g. a key's public id).
-    pub subject: Option<String>,
+    pub message: Arc<messages::Event>,
     pub json: Arc<str>,
 }
-
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "type")]
-    kind: String,
-    organization_id: Uuid,
-    #[serde(default)]
-    subject: Option<String>,
-}
-
-/// The internal event that makes live streams re-check their caller's
-/// session and membership (never forwarded to clients).
-pub const ACCESS_CHANGED: &str = "access.changed";
 
 /// The replica's fan-out point and its SSE client count.
 #[derive(Clone)]
@@ -138,19 +124,26 @@ impl Drop for Subscription {
 
 /// The channel under the deployment's prefix.
 pub fn channel(state: &AppState) -> String {
-    state.redis_key("events")
+    messages::event_channel(&state.config.redis_prefix)
 }
 
-/// Publishes an event (a JSON object with `type` and `organization_id`).
-pub async fn publish(state: &AppState, event: &serde_json::Value) {
+/// Publishes an event to every replica.
+pub async fn publish(state: &AppState, event: &messages::Event) {
+    let payload = match event.encode() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, kind = event.kind(), "event not encoded");
+            return;
+        }
+    };
     let mut redis = state.redis.clone();
     let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
         .arg(channel(state))
-        .arg(event.to_string())
+        .arg(payload)
         .query_async(&mut redis)
         .await;
     if let Err(e) = sent {
-        tracing::warn!(error = %e, "event not published");
+        tracing::warn!(error = %e, kind = event.kind(), "event not published");
     }
 }
 
@@ -158,11 +151,10 @@ pub async fn publish(state: &AppState, event: &serde_json::Value) {
 /// memberships changed (with `user` None: every member of `org`), so they
 /// re-check their caller at once.
 pub async fn access_changed(state: &AppState, org: Option<Uuid>, user: Option<Uuid>) {
-    let event = serde_json::json!({
-        "type": ACCESS_CHANGED,
-        "organization_id": org.unwrap_or(Uuid::nil()),
-        "subject": user.map_or_else(|| "*".to_owned(), |u| u.to_string()),
-    });
+    let event = messages::Event::AccessChanged {
+        organization_id: org.unwrap_or(Uuid::nil()),
+        subject: user.map_or(AccessSubject::Everyone, AccessSubject::User),
+    };
     publish(state, &event).await;
 }
 
@@ -185,12 +177,10 @@ pub async fn subscribe(state: AppState, shutdown: CancellationToken) {
                         let Ok(payload) = message.get_payload::<String>() else {
                             continue;
                         };
-                        match serde_json::from_str::<Envelope>(&payload) {
-                            Ok(env) => {
+                        match messages::Event::decode(&payload) {
+                            Ok(message) => {
                                 let _ = state.events.sender.send(Event {
-                                    kind: env.kind,
-                                    organization_id: env.organization_id,
-                                    subject: env.subject,
+                                    message: Arc::new(message),
                                     json: payload.into(),
                                 });
                             }

@@ -1,10 +1,12 @@
 //! The outbox relay: publishes queued commands to the Redis stream the
 //! orchestrator reads, then marks them published. Woken right after a
 //! command is written, and sweeps every second for anything left behind
-//! (a crash between commit and publish, Redis down for a while).
+//! (a crash between commit and publish, Redis down for a while). Entries
+//! are `inventiv_common::messages::Command`s.
 
 use std::time::Duration;
 
+use inventiv_common::messages::{self, Command, CommandKind, STREAM_MAX_LEN};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -12,7 +14,7 @@ use crate::state::AppState;
 
 /// The stream's name under the deployment's Redis prefix.
 pub fn stream_key(state: &AppState) -> String {
-    state.redis_key("commands")
+    messages::command_stream(&state.config.redis_prefix)
 }
 
 #[derive(sqlx::FromRow)]
@@ -24,6 +26,20 @@ struct Pending {
     request_id: Option<String>,
 }
 
+impl Pending {
+    fn message(self) -> anyhow::Result<Command> {
+        let command = CommandKind::parse(&self.command)
+            .ok_or_else(|| anyhow::anyhow!("outbox row {} holds command {:?}", self.id, self.command))?;
+        Ok(Command {
+            outbox_id: self.id,
+            organization_id: self.organization_id,
+            instance_id: self.instance_id,
+            command,
+            request_id: self.request_id,
+        })
+    }
+}
+
 /// Publishes what is pending; returns how many went out.
 pub async fn relay_once(state: &AppState) -> anyhow::Result<usize> {
     let pending: Vec<Pending> = sqlx::query_as(
@@ -32,33 +48,23 @@ pub async fn relay_once(state: &AppState) -> anyhow::Result<usize> {
     )
     .fetch_all(&state.db)
     .await?;
+    let count = pending.len();
     let key = stream_key(state);
     let mut redis = state.redis.clone();
-    for p in &pending {
-        let _: String = redis::cmd("XADD")
-            .arg(&key)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(100_000)
-            .arg("*")
-            .arg("outbox_id")
-            .arg(p.id)
-            .arg("organization_id")
-            .arg(p.organization_id.to_string())
-            .arg("instance_id")
-            .arg(p.instance_id.to_string())
-            .arg("command")
-            .arg(&p.command)
-            .arg("request_id")
-            .arg(p.request_id.as_deref().unwrap_or(""))
-            .query_async(&mut redis)
-            .await?;
+    for p in pending {
+        let command = p.message()?;
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(&key).arg("MAXLEN").arg("~").arg(STREAM_MAX_LEN).arg("*");
+        for (field, value) in command.to_fields() {
+            xadd.arg(field).arg(value);
+        }
+        let _: String = xadd.query_async(&mut redis).await?;
         sqlx::query("UPDATE command_outbox SET published_at = now() WHERE id = $1")
-            .bind(p.id)
+            .bind(command.outbox_id)
             .execute(&state.db)
             .await?;
     }
-    Ok(pending.len())
+    Ok(count)
 }
 
 /// Runs the relay until shutdown.

@@ -3,6 +3,7 @@
 
 pub mod ids;
 pub mod instance;
+pub mod messages;
 pub mod rbac;
 pub mod secrets;
 pub mod values;

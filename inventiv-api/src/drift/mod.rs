@@ -297,12 +297,18 @@ async fn announce(state: &AppState, o: &Outcome) {
     } else {
         tracing::info!(instance_id = %o.instance_id, "usage drift cleared");
     }
-    let event = serde_json::json!({
-        "type": "instance.usage_drift",
-        "organization_id": o.organization_id,
-        "instance_id": o.instance_id,
-        "usage_reconciliation": o.reconciliation,
-    });
+    let usage_reconciliation = match serde_json::to_value(&o.reconciliation) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, instance_id = %o.instance_id, "drift event not encoded");
+            return;
+        }
+    };
+    let event = inventiv_common::messages::Event::UsageDrift {
+        organization_id: o.organization_id,
+        instance_id: o.instance_id,
+        usage_reconciliation,
+    };
     crate::events::publish(state, &event).await;
 }
 

@@ -456,10 +456,8 @@ fn forget_changed_key(
     event: Result<crate::events::Event, tokio::sync::broadcast::error::RecvError>,
 ) {
     if let Ok(e) = event {
-        if e.kind == "api_key.changed" {
-            if let Some(id) = e.subject.as_deref() {
-                state.keys.forget(id);
-            }
+        if let inventiv_common::messages::Event::ApiKeyChanged { subject, .. } = &*e.message {
+            state.keys.forget(subject);
         }
     }
 }

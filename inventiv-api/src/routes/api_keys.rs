@@ -432,6 +432,9 @@ async fn revoke_key(
 async fn changed(state: &AppState, org: Uuid, key: &ApiKey) {
     let public_id = key.prefix.trim_start_matches("inv_");
     state.keys.forget(public_id);
-    let event = serde_json::json!({ "type": "api_key.changed", "organization_id": org, "subject": public_id });
+    let event = inventiv_common::messages::Event::ApiKeyChanged {
+        organization_id: org,
+        subject: public_id.to_owned(),
+    };
     crate::events::publish(state, &event).await;
 }

@@ -6,7 +6,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use inventiv_common::{Action, InstanceStatus};
-use inventiv_store::outbox::{enqueue, Command};
+use inventiv_common::messages::CommandKind;
+use inventiv_store::outbox::enqueue;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -316,7 +317,7 @@ async fn deploy(
     .bind(rid.as_deref())
     .execute(&mut *tx)
     .await?;
-    enqueue(&mut tx, org, id, Command::Provision, rid.as_deref()).await?;
+    enqueue(&mut tx, org, id, CommandKind::Provision, rid.as_deref()).await?;
     let instance = load(&mut *tx, org, id).await?;
     tx.commit().await?;
     state.outbox.notify_one();

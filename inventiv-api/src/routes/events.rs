@@ -12,13 +12,14 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
+use inventiv_common::messages::{self, AccessSubject};
 use inventiv_common::Action;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::events::{Subscription, ACCESS_CHANGED};
+use crate::events::Subscription;
 use crate::routes::instances::{Instance, COLUMNS};
 use crate::state::AppState;
 
@@ -93,9 +94,11 @@ impl Live {
         loop {
             let (recheck, event) = tokio::select! {
                 received = self.subscription.receiver.recv() => match received {
-                    Ok(e) if e.kind == ACCESS_CHANGED => (self.concerns(&e), None),
-                    Ok(e) if e.organization_id == self.org => {
-                        (false, Some(SseEvent::default().event(e.kind.clone()).data(&*e.json)))
+                    Ok(e) if matches!(*e.message, messages::Event::AccessChanged { .. }) => {
+                        (self.concerns(&e.message), None)
+                    }
+                    Ok(e) if e.message.organization_id() == self.org => {
+                        (false, Some(SseEvent::default().event(e.message.kind()).data(&*e.json)))
                     }
                     Ok(_) => continue,
                     // What was missed may have been an access change.
@@ -116,11 +119,17 @@ impl Live {
         }
     }
 
-    fn concerns(&self, e: &crate::events::Event) -> bool {
-        match e.subject.as_deref() {
-            Some("*") => e.organization_id == self.org,
-            Some(user) => user == self.user.to_string(),
-            None => false,
+    fn concerns(&self, e: &messages::Event) -> bool {
+        match e {
+            messages::Event::AccessChanged {
+                organization_id,
+                subject: AccessSubject::Everyone,
+            } => *organization_id == self.org,
+            messages::Event::AccessChanged {
+                subject: AccessSubject::User(user),
+                ..
+            } => *user == self.user,
+            _ => false,
         }
     }
 

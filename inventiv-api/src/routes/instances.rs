@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use inventiv_common::{Action, InstanceStatus};
 use inventiv_store::instances::{apply, Change, TransitionError};
-use inventiv_store::outbox::{enqueue, Command};
+use inventiv_common::messages::{self, CommandKind};
+use inventiv_store::outbox::enqueue;
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json as SqlJson;
 use utoipa::{IntoParams, ToSchema};
@@ -296,13 +297,16 @@ fn transition_error(e: TransitionError) -> ApiError {
 
 /// Announces an instance's new status to the organization's live views.
 pub async fn publish_instance(state: &AppState, org: Uuid, instance: &Instance) {
-    let event = serde_json::json!({
-        "type": "instance.updated",
-        "organization_id": org,
-        "instance_id": instance.id,
-        "status": instance.status,
-        "progress": instance.progress,
-    });
+    let Some(status) = InstanceStatus::parse(&instance.status) else {
+        tracing::warn!(instance_id = %instance.id, status = %instance.status, "unknown status not announced");
+        return;
+    };
+    let event = messages::Event::InstanceUpdated {
+        organization_id: org,
+        instance_id: instance.id,
+        status,
+        progress: instance.progress,
+    };
     crate::events::publish(state, &event).await;
 }
 
@@ -312,7 +316,7 @@ async fn act(
     caller: &Caller,
     id: Uuid,
     to: InstanceStatus,
-    command: Option<Command>,
+    command: Option<CommandKind>,
 ) -> ApiResult<Instance> {
     caller.require(Action::ManageInstances)?;
     let mut tx = state.db.begin().await?;
@@ -359,7 +363,7 @@ async fn terminate_instance(
         &caller,
         id,
         InstanceStatus::Terminating,
-        Some(Command::Terminate),
+        Some(CommandKind::Terminate),
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(instance)))
@@ -379,7 +383,7 @@ async fn reinstall_instance(
         &caller,
         id,
         InstanceStatus::Installing,
-        Some(Command::Reinstall),
+        Some(CommandKind::Reinstall),
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(instance)))

@@ -69,7 +69,10 @@ pub async fn load(db: &sqlx::PgPool, org: Uuid, id: Uuid) -> ApiResult<Offering>
 
 /// Tells every replica's routing table that shares or offerings changed.
 pub async fn announce(state: &AppState, org: Uuid, offering: Uuid) {
-    let event = serde_json::json!({ "type": "offering.changed", "organization_id": org, "subject": offering });
+    let event = inventiv_common::messages::Event::OfferingChanged {
+        organization_id: org,
+        subject: offering,
+    };
     crate::events::publish(state, &event).await;
 }
 

@@ -6,6 +6,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
+use inventiv_common::messages;
 use inventiv_common::worker::{Heartbeat, Register};
 use serde::Serialize;
 use sqlx::types::Json as SqlJson;
@@ -233,17 +234,16 @@ async fn heartbeat(
     }
     tx.commit().await?;
     if state.events.heartbeat_due(worker.instance_id) {
-        let event = serde_json::json!({
-            "type": "worker.heartbeat",
-            "organization_id": worker.organization_id,
-            "instance_id": worker.instance_id,
-            "worker_status": body.status.as_str(),
-            "engine_ready": body.engine.ready,
-            "requests_running": body.engine.requests_running,
-            "requests_waiting": body.engine.requests_waiting,
-            "gpus": body.gpus,
-            "system": body.system,
-        });
+        let event = messages::Event::WorkerHeartbeat(Box::new(messages::WorkerHeartbeat {
+            organization_id: worker.organization_id,
+            instance_id: worker.instance_id,
+            worker_status: body.status,
+            engine_ready: body.engine.ready,
+            requests_running: body.engine.requests_running,
+            requests_waiting: body.engine.requests_waiting,
+            gpus: body.gpus.clone(),
+            system: body.system.clone(),
+        }));
         crate::events::publish(&state, &event).await;
     }
     tracing::debug!(instance_id = %worker.instance_id, skew_ms = (now - sent_at).num_milliseconds(), "heartbeat");
