@@ -3,24 +3,36 @@
 //! step ran; entries of a dead consumer are reclaimed (XAUTOCLAIM), and one
 //! delivered too often is dead-lettered into the instance's action log.
 //! The database stays the truth: a lost message only delays the reconcile.
+//! Entries are `inventiv_common::messages::Command`s; the request id they
+//! carry follows the command into the drive it wakes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::streams::{StreamReadOptions, StreamReadReply};
+use inventiv_common::messages::{self, Command, MessageError, COMMAND_GROUP as GROUP};
+use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::engine::Orchestrator;
 use crate::reconcile::{spawn_drive, Active};
 
-const GROUP: &str = "orchestrators";
-
 /// The stream the API's outbox relay writes.
 pub fn stream(o: &Orchestrator) -> String {
-    format!("{}commands", o.config.redis_prefix)
+    messages::command_stream(&o.config.redis_prefix)
+}
+
+/// Decodes a stream entry (fields that are not strings count as missing).
+pub fn decode(entry: &StreamId) -> Result<Command, MessageError> {
+    let fields = entry
+        .map
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), redis::from_redis_value::<String>(v).ok()?)))
+        .collect();
+    Command::from_fields(&fields)
 }
 
 async fn ensure_group(o: &Orchestrator) -> redis::RedisResult<()> {
@@ -32,32 +44,64 @@ async fn ensure_group(o: &Orchestrator) -> redis::RedisResult<()> {
     }
 }
 
-fn field(map: &std::collections::HashMap<String, redis::Value>, key: &str) -> Option<String> {
-    map.get(key)
-        .and_then(|v| redis::from_redis_value::<String>(v).ok())
-}
-
+/// Handles one entry in a span that carries its command and request id.
 async fn handle(
     o: &Arc<Orchestrator>,
     tasks: &TaskTracker,
     active: &Active,
+    entry: StreamId,
+    deliveries: u64,
+) {
+    let command = decode(&entry);
+    let span = match &command {
+        Ok(c) => tracing::info_span!(
+            "command",
+            entry_id = %entry.id,
+            command = c.command.as_str(),
+            instance_id = %c.instance_id,
+            request_id = c.request_id.as_deref().unwrap_or_default(),
+        ),
+        Err(_) => tracing::info_span!("command", entry_id = %entry.id),
+    };
+    handle_command(o, tasks, active, entry.id, command, deliveries)
+        .instrument(span)
+        .await;
+}
+
+async fn handle_command(
+    o: &Arc<Orchestrator>,
+    tasks: &TaskTracker,
+    active: &Active,
     entry_id: String,
-    instance: Option<Uuid>,
+    command: Result<Command, MessageError>,
     deliveries: u64,
 ) {
     let key = stream(o);
     let mut redis = o.redis.clone();
-    let Some(instance) = instance else {
-        let _: redis::RedisResult<i64> = redis.xack(&key, GROUP, &[&entry_id]).await;
-        return;
+    let command = match command {
+        Ok(c) => c,
+        Err(e) => {
+            // Retrying cannot mend it; the reconcile loop covers the instance.
+            tracing::warn!(error = %e, "malformed command dropped");
+            let _: redis::RedisResult<i64> = redis.xack(&key, GROUP, &[&entry_id]).await;
+            return;
+        }
     };
     if deliveries > o.config.max_deliveries {
-        dead_letter(o, instance, &entry_id, deliveries).await;
+        dead_letter(o, &command, &entry_id, deliveries).await;
         let _: redis::RedisResult<i64> = redis.xack(&key, GROUP, &[&entry_id]).await;
         return;
     }
+    tracing::debug!("command received");
     let (tx, rx) = tokio::sync::oneshot::channel();
-    spawn_drive(o, tasks, active, instance, Some(tx));
+    spawn_drive(
+        o,
+        tasks,
+        active,
+        command.instance_id,
+        command.request_id,
+        Some(tx),
+    );
     let o = o.clone();
     tasks.spawn(async move {
         if rx.await.unwrap_or(false) {
@@ -67,8 +111,9 @@ async fn handle(
     });
 }
 
-async fn dead_letter(o: &Orchestrator, instance: Uuid, entry_id: &str, deliveries: u64) {
-    tracing::warn!(alert = true, instance_id = %instance, entry_id, deliveries, "command dead-lettered");
+async fn dead_letter(o: &Orchestrator, command: &Command, entry_id: &str, deliveries: u64) {
+    let instance = command.instance_id;
+    tracing::warn!(alert = true, deliveries, "command dead-lettered");
     let org: Option<Uuid> =
         sqlx::query_scalar("SELECT organization_id FROM instances WHERE id = $1")
             .bind(instance)
@@ -81,10 +126,10 @@ async fn dead_letter(o: &Orchestrator, instance: Uuid, entry_id: &str, deliverie
             db: o.db.clone(),
             organization_id: org,
             instance_id: instance,
-            request_id: None,
+            request_id: command.request_id.clone(),
         };
         if let Ok(step) = log.start("COMMAND_DEAD_LETTER").await {
-            let meta = serde_json::json!({ "entry_id": entry_id, "deliveries": deliveries });
+            let meta = serde_json::json!({ "entry_id": entry_id, "deliveries": deliveries, "command": command });
             let _ = log
                 .fail(
                     step,
@@ -148,9 +193,7 @@ pub async fn run(
             Ok(reply) => {
                 for key in reply.keys {
                     for entry in key.ids {
-                        let instance =
-                            field(&entry.map, "instance_id").and_then(|s| Uuid::parse_str(&s).ok());
-                        handle(&o, &tasks, &active, entry.id, instance, 1).await;
+                        handle(&o, &tasks, &active, entry, 1).await;
                     }
                 }
             }
@@ -189,7 +232,6 @@ async fn reclaim(o: &Arc<Orchestrator>, tasks: &TaskTracker, active: &Active) {
             .ok()
             .and_then(|p| p.ids.first().map(|i| i.times_delivered as u64))
             .unwrap_or(1);
-        let instance = field(&entry.map, "instance_id").and_then(|s| Uuid::parse_str(&s).ok());
-        handle(o, tasks, active, entry.id, instance, deliveries).await;
+        handle(o, tasks, active, entry, deliveries).await;
     }
 }

@@ -1,37 +1,50 @@
 //! Live events for the dashboards: every change of an instance is published
-//! on Redis pub/sub, so any API replica can push it to its SSE clients.
+//! on Redis pub/sub, so any API replica can push it to its SSE clients. The
+//! event is `inventiv_common::messages::Event::InstanceUpdated`.
 
-use serde_json::json;
+use inventiv_common::messages::{self, Event};
+use inventiv_common::InstanceStatus;
 use uuid::Uuid;
 
 /// The pub/sub channel under the deployment's prefix.
 pub fn channel(prefix: &str) -> String {
-    format!("{prefix}events")
+    messages::event_channel(prefix)
 }
 
-/// Publishes an instance change; a lost event is repaired by the next one
-/// and by the snapshot a reconnecting client gets, so errors are only logged.
+/// Publishes an event; a lost event is repaired by the next one and by the
+/// snapshot a reconnecting client gets, so errors are only logged.
+pub async fn publish(redis: &mut redis::aio::ConnectionManager, prefix: &str, event: &Event) {
+    let payload = match event.encode() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, kind = event.kind(), "event not encoded");
+            return;
+        }
+    };
+    let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+        .arg(channel(prefix))
+        .arg(payload)
+        .query_async(redis)
+        .await;
+    if let Err(e) = published {
+        tracing::warn!(error = %e, kind = event.kind(), "event not published");
+    }
+}
+
+/// Publishes an instance change.
 pub async fn instance_changed(
     redis: &mut redis::aio::ConnectionManager,
     prefix: &str,
     org: Uuid,
     instance: Uuid,
-    status: &str,
+    status: InstanceStatus,
     progress: i16,
 ) {
-    let event = json!({
-        "type": "instance.updated",
-        "organization_id": org,
-        "instance_id": instance,
-        "status": status,
-        "progress": progress,
-    });
-    let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-        .arg(channel(prefix))
-        .arg(event.to_string())
-        .query_async(redis)
-        .await;
-    if let Err(e) = published {
-        tracing::warn!(error = %e, instance_id = %instance, "event not published");
-    }
+    let event = Event::InstanceUpdated {
+        organization_id: org,
+        instance_id: instance,
+        status,
+        progress,
+    };
+    publish(redis, prefix, &event).await;
 }

@@ -74,9 +74,18 @@ async fn step(o: &Orchestrator, inst: &steps::InstanceRow) -> StepResult {
 
 /// Drives one instance as far as it can go now. Returns whether a step ran
 /// without error (so a command that woke it can be acknowledged).
-pub async fn drive(o: &Orchestrator, id: Uuid) -> bool {
-    drive_steps(o, id)
-        .instrument(tracing::info_span!("drive", instance_id = %id))
+/// `request_id` is the request of the command that woke it; without one
+/// (a timer pass), that of the instance's latest status change. It is a
+/// field of the drive's span, so of every log line of its steps, and is
+/// written into the action log entries and status changes they make.
+pub async fn drive(o: &Orchestrator, id: Uuid, request_id: Option<String>) -> bool {
+    let span = tracing::info_span!(
+        "drive",
+        instance_id = %id,
+        request_id = tracing::field::Empty
+    );
+    drive_steps(o, id, request_id, span.clone())
+        .instrument(span)
         .await
 }
 
@@ -95,7 +104,12 @@ async fn close_interrupted(o: &Orchestrator, id: Uuid) -> sqlx::Result<()> {
     Ok(())
 }
 
-async fn drive_steps(o: &Orchestrator, id: Uuid) -> bool {
+async fn drive_steps(
+    o: &Orchestrator,
+    id: Uuid,
+    mut request_id: Option<String>,
+    span: tracing::Span,
+) -> bool {
     let mut healthy = true;
     for pass in 0..200 {
         match lease(o, id).await {
@@ -110,9 +124,21 @@ async fn drive_steps(o: &Orchestrator, id: Uuid) -> bool {
             if let Err(e) = close_interrupted(o, id).await {
                 tracing::warn!(error = %e, "closing interrupted steps failed");
             }
+            if request_id.is_none() {
+                request_id = steps::last_request_id(o, id).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "reading the request id failed");
+                    None
+                });
+            }
+            if let Some(r) = &request_id {
+                span.record("request_id", r.as_str());
+            }
         }
         let inst = match steps::load(o, id).await {
-            Ok(Some(inst)) => inst,
+            Ok(Some(mut inst)) => {
+                inst.request_id.clone_from(&request_id);
+                inst
+            }
             Ok(None) => return true,
             Err(e) => {
                 tracing::warn!(error = %e, "load failed");
@@ -194,12 +220,13 @@ impl Active {
 }
 
 /// Starts driving `id` unless this replica already is; `done` hears whether
-/// the first pass was healthy.
+/// the first pass was healthy; `request_id` is the waking command's.
 pub fn spawn_drive(
     o: &Arc<Orchestrator>,
     tasks: &TaskTracker,
     active: &Active,
     id: Uuid,
+    request_id: Option<String>,
     done: Option<tokio::sync::oneshot::Sender<bool>>,
 ) {
     if !active.claim(id) {
@@ -210,7 +237,7 @@ pub fn spawn_drive(
     }
     let (o, active) = (o.clone(), active.clone());
     tasks.spawn(async move {
-        let healthy = drive(&o, id).await;
+        let healthy = drive(&o, id, request_id).await;
         active.free(id);
         if let Some(done) = done {
             let _ = done.send(healthy);
@@ -249,7 +276,7 @@ pub async fn run(
         match due {
             Ok(ids) => ids
                 .into_iter()
-                .for_each(|id| spawn_drive(&o, &tasks, &active, id, None)),
+                .for_each(|id| spawn_drive(&o, &tasks, &active, id, None, None)),
             Err(e) => tracing::warn!(error = %e, "reconcile query failed"),
         }
         if let Err(e) = health::watchdog(&o).await {

@@ -52,6 +52,10 @@ pub struct InstanceRow {
     pub started_at: Option<DateTime<Utc>>,
     /// When the current start-up began: the creation, or the last reinstall.
     pub attempt_started_at: DateTime<Utc>,
+    /// The API request this step follows from (see `reconcile::drive`);
+    /// recorded with every action log entry and status change.
+    #[sqlx(skip)]
+    pub request_id: Option<String>,
 }
 
 /// Loads the row a step works on.
@@ -67,6 +71,19 @@ pub async fn load(o: &Orchestrator, id: Uuid) -> sqlx::Result<Option<InstanceRow
     .bind(id)
     .fetch_optional(&o.db)
     .await
+}
+
+/// The request id of the instance's latest status change: the request
+/// whose course the instance is on (the deployment, a reinstall, a
+/// termination), carried on by the orchestrator's own status changes.
+pub async fn last_request_id(o: &Orchestrator, id: Uuid) -> sqlx::Result<Option<String>> {
+    let latest: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT request_id FROM instance_state_history WHERE instance_id = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&o.db)
+    .await?;
+    Ok(latest.flatten())
 }
 
 /// Why a step could not finish.
@@ -88,7 +105,7 @@ pub fn log(o: &Orchestrator, inst: &InstanceRow) -> ActionLog {
         db: o.db.clone(),
         organization_id: inst.organization_id,
         instance_id: inst.id,
-        request_id: None,
+        request_id: inst.request_id.clone(),
     }
 }
 
@@ -108,7 +125,7 @@ pub async fn move_to(
             to,
             error,
             actor,
-            request_id: None,
+            request_id: inst.request_id.as_deref(),
         },
     )
     .await?;
@@ -129,7 +146,7 @@ pub async fn move_to(
         &o.config.redis_prefix,
         inst.organization_id,
         inst.id,
-        to.as_str(),
+        to,
         progress,
     )
     .await;
@@ -159,14 +176,14 @@ pub async fn advance(o: &Orchestrator, inst: &InstanceRow, action: &str) -> Resu
                 .execute(&o.db)
                 .await?
                 .rows_affected();
-        if changed > 0 {
+        if let (true, Some(status)) = (changed > 0, InstanceStatus::parse(&inst.status)) {
             let mut redis = o.redis.clone();
             events::instance_changed(
                 &mut redis,
                 &o.config.redis_prefix,
                 inst.organization_id,
                 inst.id,
-                &inst.status,
+                status,
                 p,
             )
             .await;
