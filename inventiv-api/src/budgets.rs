@@ -9,9 +9,9 @@
 //! says so. Level-triggered: a missed round is caught up by the next.
 
 use chrono::{DateTime, Utc};
+use inventiv_common::messages::CommandKind;
 use inventiv_common::InstanceStatus;
 use inventiv_store::instances::{apply, Change};
-use inventiv_common::messages::CommandKind;
 use inventiv_store::outbox::enqueue;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;

@@ -28,8 +28,9 @@ struct Pending {
 
 impl Pending {
     fn message(self) -> anyhow::Result<Command> {
-        let command = CommandKind::parse(&self.command)
-            .ok_or_else(|| anyhow::anyhow!("outbox row {} holds command {:?}", self.id, self.command))?;
+        let command = CommandKind::parse(&self.command).ok_or_else(|| {
+            anyhow::anyhow!("outbox row {} holds command {:?}", self.id, self.command)
+        })?;
         Ok(Command {
             outbox_id: self.id,
             organization_id: self.organization_id,
@@ -54,7 +55,11 @@ pub async fn relay_once(state: &AppState) -> anyhow::Result<usize> {
     for p in pending {
         let command = p.message()?;
         let mut xadd = redis::cmd("XADD");
-        xadd.arg(&key).arg("MAXLEN").arg("~").arg(STREAM_MAX_LEN).arg("*");
+        xadd.arg(&key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(STREAM_MAX_LEN)
+            .arg("*");
         for (field, value) in command.to_fields() {
             xadd.arg(field).arg(value);
         }

@@ -105,11 +105,26 @@ async fn every_event_type_round_trips_through_redis() {
             instance_id: inst,
             usage_reconciliation: json!({ "status": "alert", "drift_ratio": 0.25 }),
         },
-        Event::BudgetAlert { organization_id: org, alert_id: 42 },
-        Event::OfferingChanged { organization_id: org, subject: inst },
-        Event::ApiKeyChanged { organization_id: org, subject: "k3y".into() },
-        Event::AccessChanged { organization_id: org, subject: AccessSubject::Everyone },
-        Event::AccessChanged { organization_id: uuid::Uuid::nil(), subject: AccessSubject::User(inst) },
+        Event::BudgetAlert {
+            organization_id: org,
+            alert_id: 42,
+        },
+        Event::OfferingChanged {
+            organization_id: org,
+            subject: inst,
+        },
+        Event::ApiKeyChanged {
+            organization_id: org,
+            subject: "k3y".into(),
+        },
+        Event::AccessChanged {
+            organization_id: org,
+            subject: AccessSubject::Everyone,
+        },
+        Event::AccessChanged {
+            organization_id: uuid::Uuid::nil(),
+            subject: AccessSubject::User(inst),
+        },
     ];
     let mut hub = app.state.events.subscribe_uncounted();
     // The subscription is live once a probe event comes back (Redis keeps
@@ -121,7 +136,10 @@ async fn every_event_type_round_trips_through_redis() {
         if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), hub.recv()).await {
             break;
         }
-        assert!(tokio::time::Instant::now() < until, "the event subscription never came up");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the event subscription never came up"
+        );
     }
     let mut hub = app.state.events.subscribe_uncounted();
     for event in &sent {
@@ -168,8 +186,16 @@ async fn members_get_their_organizations_events_only() {
     .await;
     // B's event first, then A's: A's client must see only its own.
     let b_secret = uuid::Uuid::new_v4();
-    inventiv_api::events::publish(&app.state, &updated(b.id, b_secret, InstanceStatus::Ready, 0)).await;
-    inventiv_api::events::publish(&app.state, &updated(a.id, a.instance_id, InstanceStatus::Booting, 35)).await;
+    inventiv_api::events::publish(
+        &app.state,
+        &updated(b.id, b_secret, InstanceStatus::Ready, 0),
+    )
+    .await;
+    inventiv_api::events::publish(
+        &app.state,
+        &updated(a.id, a.instance_id, InstanceStatus::Booting, 35),
+    )
+    .await;
     let (kind, event) = sse_a.next(Duration::from_secs(5)).await.expect("A's event");
     assert_eq!(
         (kind.as_str(), event["status"].as_str()),

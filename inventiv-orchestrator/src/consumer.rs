@@ -59,7 +59,7 @@ async fn handle(
             entry_id = %entry.id,
             command = c.command.as_str(),
             instance_id = %c.instance_id,
-            request_id = c.request_id.as_deref().unwrap_or_default(),
+            request_id = %c.request_id.as_deref().unwrap_or_default(),
         ),
         Err(_) => tracing::info_span!("command", entry_id = %entry.id),
     };
@@ -92,7 +92,7 @@ async fn handle_command(
         let _: redis::RedisResult<i64> = redis.xack(&key, GROUP, &[&entry_id]).await;
         return;
     }
-    tracing::debug!("command received");
+    tracing::info!("command received");
     let (tx, rx) = tokio::sync::oneshot::channel();
     spawn_drive(
         o,

@@ -131,7 +131,7 @@ async fn drive_steps(
                 });
             }
             if let Some(r) = &request_id {
-                span.record("request_id", r.as_str());
+                span.record("request_id", tracing::field::display(r));
             }
         }
         let inst = match steps::load(o, id).await {

@@ -5,8 +5,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use inventiv_common::{Action, InstanceStatus};
 use inventiv_common::messages::CommandKind;
+use inventiv_common::{Action, InstanceStatus};
 use inventiv_store::outbox::enqueue;
 use serde::Deserialize;
 use utoipa::ToSchema;

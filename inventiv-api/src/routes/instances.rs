@@ -5,9 +5,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use inventiv_common::messages::{self, CommandKind};
 use inventiv_common::{Action, InstanceStatus};
 use inventiv_store::instances::{apply, Change, TransitionError};
-use inventiv_common::messages::{self, CommandKind};
 use inventiv_store::outbox::enqueue;
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json as SqlJson;

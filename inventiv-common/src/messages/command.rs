@@ -79,13 +79,12 @@ impl Command {
                 .map(String::as_str)
                 .ok_or(MessageError::Missing(name))
         };
-        let invalid = |field: &'static str, value: &str, expected: &'static str| {
-            MessageError::Invalid {
+        let invalid =
+            |field: &'static str, value: &str, expected: &'static str| MessageError::Invalid {
                 field,
                 value: value.to_owned(),
                 expected,
-            }
-        };
+            };
         let uuid = |name: &'static str| {
             let value = get(name)?;
             Uuid::parse_str(value).map_err(|_| invalid(name, value, "a UUID"))
@@ -160,7 +159,10 @@ mod tests {
     #[test]
     fn a_broken_entry_says_which_field() {
         let cases = [
-            (vec![("outbox_id", "1"), ("command", "provision")], "organization_id"),
+            (
+                vec![("outbox_id", "1"), ("command", "provision")],
+                "organization_id",
+            ),
             (
                 vec![
                     ("outbox_id", "1"),

@@ -37,7 +37,10 @@ pub enum Event {
     },
     /// A budget crossed one of its thresholds.
     #[serde(rename = "budget.alert")]
-    BudgetAlert { organization_id: Uuid, alert_id: i64 },
+    BudgetAlert {
+        organization_id: Uuid,
+        alert_id: i64,
+    },
     /// An offering or its shares changed: routing tables refresh.
     #[serde(rename = "offering.changed")]
     OfferingChanged {
@@ -190,7 +193,10 @@ mod tests {
         for payload in payloads {
             let event = Event::decode(&payload.to_string()).unwrap();
             assert_eq!(event.kind(), payload["type"]);
-            assert_eq!(event.organization_id().to_string(), payload["organization_id"]);
+            assert_eq!(
+                event.organization_id().to_string(),
+                payload["organization_id"]
+            );
             let back: serde_json::Value = serde_json::from_str(&event.encode().unwrap()).unwrap();
             assert_eq!(back, payload);
         }
