@@ -17,6 +17,3 @@ pub mod fake_scaleway;
 pub mod recordings;
 pub mod relay;
 pub mod sshd;
-
-/// The schema migrations.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../sqlx-migrations");

@@ -5,9 +5,10 @@
 use std::io::Write as _;
 
 use anyhow::Context as _;
+use inventiv_common::shutdown::cancel_on_signal;
+use inventiv_common::telemetry;
+use inventiv_mock_engine::build_app;
 use inventiv_mock_engine::config::{Command, Config};
-use inventiv_mock_engine::{build_app, telemetry};
-use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
     let args = std::env::args_os()
@@ -40,28 +41,7 @@ fn main() -> anyhow::Result<()> {
     .context("cannot start the runtime")?;
     runtime.block_on(async {
         let app = build_app(config).await.context("cannot listen")?;
-        tokio::spawn(signal(app.shutdown_token()));
+        tokio::spawn(cancel_on_signal(app.shutdown_token()));
         app.serve().await.context("server error")
     })
-}
-
-/// Cancels on Ctrl-C or SIGTERM.
-async fn signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            let _ = ctrl_c.await;
-            shutdown.cancel();
-            return;
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-        () = shutdown.cancelled() => return,
-    }
-    tracing::info!("shutting down");
-    shutdown.cancel();
 }
