@@ -1,45 +1,68 @@
 //! The stop signal of every binary: Ctrl-C or SIGTERM cancels the one
 //! token that the server's graceful shutdown and every loop watch.
 
-use tokio::signal::unix::{signal, SignalKind};
+use std::future::Future;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-/// Waits for Ctrl-C or SIGTERM and cancels `token`; returns without a word
-/// if something else cancels it first (a fault, a test).
-pub async fn cancel_on_signal(token: CancellationToken) {
-    tokio::select! {
-        () = requested() => {
-            // Cancel before logging: with a broken stderr the log line may fail.
-            token.cancel();
-            tracing::info!("shutting down");
-        }
-        () = token.cancelled() => {}
-    }
+/// Listens from now on for Ctrl-C and SIGTERM, then cancels `token`; the
+/// returned future ends without a word if something else cancels it first
+/// (a fault, a test). Call it before the service announces its port.
+pub fn cancel_on_signal(token: CancellationToken) -> impl Future<Output = ()> {
+    StopSignal::listen().cancel(token)
 }
 
-/// Completes on the first Ctrl-C or SIGTERM. A signal that cannot be
-/// listened for is logged and the other one still stops the process.
-pub async fn requested() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
+/// Ctrl-C (SIGINT) and SIGTERM, listened for since [`StopSignal::listen`].
+pub struct StopSignal {
+    interrupt: Option<Signal>,
+    terminate: Option<Signal>,
+}
+
+impl StopSignal {
+    /// Starts listening now. A signal that cannot be listened for is
+    /// logged; the other one still stops the process.
+    pub fn listen() -> Self {
+        let open = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+                tracing::error!(error = %e, "cannot listen for {name}");
+                None
+            }
+        };
+        Self {
+            interrupt: open(SignalKind::interrupt(), "Ctrl-C (SIGINT)"),
+            terminate: open(SignalKind::terminate(), "SIGTERM"),
+        }
+    }
+
+    /// Completes on the first Ctrl-C or SIGTERM.
+    pub async fn received(self) {
+        async fn next(signal: Option<Signal>) {
+            match signal {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        tokio::select! {
+            () = next(self.interrupt) => {}
+            () = next(self.terminate) => {}
+        }
+    }
+
+    /// Waits for a signal and cancels `token`, or for `token` to be
+    /// cancelled by something else.
+    pub async fn cancel(self, token: CancellationToken) {
+        tokio::select! {
+            () = self.received() => {
+                // Cancel before logging: with a broken stderr the log line may fail.
+                token.cancel();
+                tracing::info!("shutting down");
+            }
+            () = token.cancelled() => {}
+        }
     }
 }
 
@@ -54,11 +77,9 @@ mod tests {
     #[tokio::test]
     async fn sigterm_cancels_the_token() {
         let token = CancellationToken::new();
-        let mut waiter = std::pin::pin!(cancel_on_signal(token.clone()));
-        // One poll registers the listeners, so the signal below is not sent
-        // before anyone listens (the default action would end the tests).
-        let early = tokio::time::timeout(Duration::from_millis(20), &mut waiter).await;
-        assert!(early.is_err(), "nothing to stop for yet");
+        // Listening starts at the call, so the signal below cannot meet the
+        // default action (which would end the tests).
+        let waiter = tokio::spawn(cancel_on_signal(token.clone()));
         let status = std::process::Command::new("kill")
             .args(["-TERM", &std::process::id().to_string()])
             .status()
@@ -66,7 +87,8 @@ mod tests {
         assert!(status.success());
         tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
-            .expect("SIGTERM ends the wait within 5 s");
+            .expect("SIGTERM ends the wait within 5 s")
+            .unwrap();
         assert!(token.is_cancelled());
     }
 
