@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use inventiv_mock_engine::faults::{ExitMode, FaultConfig, FaultStatus};
 use inventiv_mock_engine::Config;
+use inventiv_testkit::wait::eventually;
 use serde_json::{json, Value};
-use support::{config, eventually, spawn};
+use support::{config, spawn};
 
 const CHAT: &str = "/v1/chat/completions";
 
@@ -49,7 +50,7 @@ async fn loading_answers_503_then_200() {
         "metrics are always served"
     );
 
-    eventually(Duration::from_secs(5), "/health 200", || async {
+    eventually("/health 200", Duration::from_secs(5), || async {
         (engine.get("/health").await.0 == 200).then_some(())
     })
     .await;
@@ -145,7 +146,7 @@ async fn hung_requests_count_as_running_and_do_not_block_shutdown() {
         }
     });
     let running = r#"vllm:num_requests_running{model_name="mock/model"}"#;
-    eventually(Duration::from_secs(5), "a hanging request", || async {
+    eventually("a hanging request", Duration::from_secs(5), || async {
         (engine.metric(running).await == 1.0).then_some(())
     })
     .await;
