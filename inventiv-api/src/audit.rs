@@ -4,6 +4,7 @@
 use inventiv_common::{OrgId, UserId};
 use sqlx::PgExecutor;
 
+use crate::auth::Caller;
 use crate::request_id;
 
 /// One audit entry to record.
@@ -14,6 +15,30 @@ pub struct Entry<'a> {
     pub target_type: &'a str,
     pub target_id: String,
     pub details: serde_json::Value,
+}
+
+impl<'a> Entry<'a> {
+    /// What `caller` did, in its current organization, without details.
+    pub fn by(
+        caller: &Caller,
+        action: &'a str,
+        target_type: &'a str,
+        target_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            org: caller.org_id,
+            actor: Some(caller.user_id),
+            action,
+            target_type,
+            target_id: target_id.into(),
+            details: serde_json::json!({}),
+        }
+    }
+
+    /// The entry with `details`.
+    pub fn details(self, details: serde_json::Value) -> Self {
+        Self { details, ..self }
+    }
 }
 
 /// Appends an entry, in the caller's transaction when given one.

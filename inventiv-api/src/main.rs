@@ -3,7 +3,10 @@
 //! commit a gone replica's usage journal.
 
 use inventiv_api::config::Config;
-use inventiv_api::{startup, telemetry};
+use inventiv_api::startup;
+use inventiv_common::shutdown::cancel_on_signal;
+use inventiv_common::telemetry;
+use inventiv_store::db;
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
@@ -16,8 +19,8 @@ async fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         None | Some("serve") => {}
         Some("migrate") => {
-            let db = startup::connect_db(&config).await?;
-            startup::migrate(&db).await?;
+            let pool = db::connect(config.database_url()).await?;
+            db::migrate(&pool).await?;
             tracing::info!("migrations applied");
             return Ok(());
         }
@@ -25,9 +28,9 @@ async fn main() -> anyhow::Result<()> {
             let dir = std::env::args().nth(2).ok_or_else(|| {
                 anyhow::anyhow!("usage: inventiv-api replay-usage-journal <journal directory>")
             })?;
-            let db = startup::connect_db(&config).await?;
+            let pool = db::connect(config.database_url()).await?;
             let dir = std::path::PathBuf::from(dir);
-            inventiv_api::proxy::journal::shipper::replay_dir(&db, config.price_notice, &dir)
+            inventiv_api::proxy::journal::shipper::replay_dir(&pool, config.price_notice, &dir)
                 .await?;
             tracing::info!(dir = %dir.display(), "usage journal committed and removed");
             return Ok(());
@@ -40,27 +43,6 @@ async fn main() -> anyhow::Result<()> {
     }
     let app = startup::Application::build(config).await?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal(shutdown.clone()));
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
     app.serve(shutdown).await
-}
-
-/// Cancels on Ctrl-C or SIGTERM.
-async fn signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            let _ = ctrl_c.await;
-            shutdown.cancel();
-            return;
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
-    // Cancel before logging: with a broken stderr the log line may fail.
-    shutdown.cancel();
-    tracing::info!("shutting down");
 }

@@ -9,8 +9,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::serve::ListenerExt;
 use axum::Router;
 use secrecy::ExposeSecret;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,31 +26,10 @@ use crate::proxy::journal::{self, Background};
 use crate::state::AppState;
 use crate::{bootstrap, request_id, routes};
 
-/// The schema migrations, embedded at build time.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../sqlx-migrations");
-
-/// Connects to Postgres with the pool settings of the service.
-pub async fn connect_db(config: &Config) -> anyhow::Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(20)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(config.database_url())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
-}
-
-/// Applies pending migrations; a failure names the migration that failed.
-pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR
-        .run(db)
-        .await
-        .map_err(|e| anyhow::anyhow!("database migration failed, start-up stopped: {e}"))
-}
-
 /// Builds the state: connections, hasher, keys, mailer, and metering (this
 /// replica's usage journal, replayed from where the last run stopped).
 pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background)> {
-    let db = connect_db(&config).await?;
+    let db = inventiv_store::db::connect(config.database_url()).await?;
     let client = redis::Client::open(config.redis_url.expose_secret())
         .map_err(|e| anyhow::anyhow!("REDIS_URL is invalid: {e}"))?;
     let redis = redis::aio::ConnectionManager::new(client.clone())
@@ -146,7 +123,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let addr = config.addr;
         let (state, usage) = build_state(config).await?;
-        migrate(&state.db).await?;
+        inventiv_store::db::migrate(&state.db).await?;
         bootstrap::admin(&state).await?;
         let rotated = inventiv_store::credentials::rotate(&state.db, &state.config.keyring)
             .await

@@ -25,7 +25,7 @@ use support::engines::{engine, serve};
 use support::fixture::Org;
 use support::matrix::{MOCK_INSTANCE_TYPE, SMALL_MODEL};
 use support::smtp::SmtpSink;
-use support::{error_code, wait_for, TestApp};
+use support::{error_code, eventually, TestApp};
 
 /// A request's worst case for the body below: its bytes + 256 template
 /// tokens of prompt, and 8 completion tokens.
@@ -148,7 +148,7 @@ async fn fifty_concurrent_streams_never_overshoot_a_key_budget() {
 
     // Every served stream is metered; together they stay within the limit
     // (each was charged at most what it reserved).
-    wait_for("the usage rows", Duration::from_secs(10), || async {
+    eventually("the usage rows", Duration::from_secs(10), || async {
         (usage_rows(&app).await == served).then_some(())
     })
     .await;
@@ -166,7 +166,7 @@ async fn fifty_concurrent_streams_never_overshoot_a_key_budget() {
     assert!(shown["consumption"]["forecast_tokens"].as_i64().unwrap() >= spent);
 
     // Each threshold crossed is recorded and mailed to the owner once.
-    wait_for("both alerts mailed", Duration::from_secs(20), || async {
+    eventually("both alerts mailed", Duration::from_secs(20), || async {
         let mailed: i64 =
             sqlx::query_scalar("SELECT count(*) FROM budget_alerts WHERE mailed_at IS NOT NULL")
                 .fetch_one(&app.state.db)
@@ -239,12 +239,12 @@ async fn failures_release_and_dead_replicas_expire() {
         "reserved while in flight: {during}"
     );
     drop(body);
-    wait_for("the cut stream's row", Duration::from_secs(10), || async {
+    eventually("the cut stream's row", Duration::from_secs(10), || async {
         (usage_rows(&app).await == 1).then_some(())
     })
     .await;
     let spent = metered(&app, a.api_key_id).await;
-    let settled = wait_for("the release", Duration::from_secs(10), || async {
+    let settled = eventually("the release", Duration::from_secs(10), || async {
         let (_, b) = app.get(&path, Some(&a.owner.token)).await;
         (b["consumption"]["reserved_tokens"] == 0).then_some(b)
     })
@@ -266,7 +266,7 @@ async fn failures_release_and_dead_replicas_expire() {
         "{}",
         res.status()
     );
-    let released = wait_for("the failure's release", Duration::from_secs(10), || async {
+    let released = eventually("the failure's release", Duration::from_secs(10), || async {
         let (_, b) = app.get(&path, Some(&a.owner.token)).await;
         (b["consumption"]["reserved_tokens"] == 0).then_some(b)
     })
@@ -295,7 +295,7 @@ async fn failures_release_and_dead_replicas_expire() {
     std::mem::forget(held);
     let refused = admit(&app.state, request()).await.err().unwrap();
     assert_eq!(refused.code, "insufficient_quota");
-    wait_for(
+    eventually(
         "the dead replica's reservation to expire",
         Duration::from_secs(10),
         || async { admit(&app.state, request()).await.ok() },
@@ -569,7 +569,7 @@ async fn a_share_budget_in_eur_holds_across_two_replicas() {
         message.contains(&format!("share {share}")) && message.contains("1.5000 EUR"),
         "{message}"
     );
-    let charged: f64 = wait_for("every charge", Duration::from_secs(10), || async {
+    let charged: f64 = eventually("every charge", Duration::from_secs(10), || async {
         let (rows, sum): (i64, f64) = sqlx::query_as(
             "SELECT count(*), COALESCE(sum(charged_eur), 0)::float8 FROM usage_records WHERE share_id = $1",
         )

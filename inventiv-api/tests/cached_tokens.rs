@@ -20,7 +20,7 @@ use axum::response::IntoResponse;
 use serde_json::{json, Value};
 use support::engines::{engine, fake, serve, serve_port};
 use support::fixture::Org;
-use support::{wait_for, TestApp};
+use support::{eventually, TestApp};
 use uuid::Uuid;
 
 /// `provider` offers `mock/model` to `consumer`, who accepted; then the
@@ -91,7 +91,7 @@ fn chat(address: &str, question: &str, extra: Value) -> Value {
 
 /// The consumer's rows: (prompt, cached, completion, charge in nano-euros).
 async fn rows(app: &TestApp, org: Uuid, want: usize) -> Vec<(i32, i32, i32, i64)> {
-    wait_for(
+    eventually(
         &format!("{want} usage rows"),
         Duration::from_secs(10),
         || async {
@@ -278,16 +278,17 @@ async fn a_worker_cannot_report_more_cached_than_prompt_tokens() {
         )
         .await;
     assert_eq!(status, 200, "{answer}");
-    let row: (i32, i32, i32, i32) = wait_for("the usage row", Duration::from_secs(10), || async {
-        sqlx::query_as(
-            "SELECT prompt_tokens, cached_prompt_tokens, completion_tokens, reasoning_tokens
+    let row: (i32, i32, i32, i32) =
+        eventually("the usage row", Duration::from_secs(10), || async {
+            sqlx::query_as(
+                "SELECT prompt_tokens, cached_prompt_tokens, completion_tokens, reasoning_tokens
                FROM usage_records WHERE organization_id = $1",
-        )
-        .bind(b.id)
-        .fetch_optional(&app.state.db)
-        .await
-        .unwrap()
-    })
-    .await;
+            )
+            .bind(b.id)
+            .fetch_optional(&app.state.db)
+            .await
+            .unwrap()
+        })
+        .await;
     assert_eq!(row, (10, 10, 3, 3), "parts never exceed their whole");
 }

@@ -21,7 +21,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use support::engines::{engine, fake, serve, serve_port};
 use support::fixture::Org;
-use support::{error_code, wait_for, TestApp};
+use support::{error_code, eventually, TestApp};
 use uuid::Uuid;
 
 /// `provider` offers `mock/model` to `consumer` (0.001 / 0.002 EUR per 1k
@@ -40,7 +40,7 @@ async fn accepted_share(app: &TestApp, provider: &Org, consumer: &Org) -> (Strin
 
 /// The consumer's usage rows through shares: (request id, prompt, completion, charge).
 async fn charged(app: &TestApp, org: Uuid, want: usize) -> Vec<(String, i32, i32, String)> {
-    wait_for(
+    eventually(
         &format!("{want} usage rows"),
         Duration::from_secs(10),
         || async {

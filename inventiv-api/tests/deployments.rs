@@ -17,7 +17,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use support::fixture::Org;
 use support::matrix::{MOCK_INSTANCE_TYPE, SMALL_MODEL};
-use support::{error_code, wait_for, TestApp};
+use support::{error_code, eventually, TestApp};
 
 const MOCK_ZONE_1: &str = "8a1d0000-0000-4000-8000-000000000001";
 const SCW_FR_PAR_1: &str = "8a1d0000-0000-4000-8000-000000000011";
@@ -98,7 +98,7 @@ async fn an_accepted_deployment_is_stored_and_sent_once() {
     );
     let id = instance["id"].as_str().unwrap().to_owned();
     // The relay publishes the command exactly once.
-    let entries: Vec<(String, Vec<(String, String)>)> = wait_for(
+    let entries: Vec<(String, Vec<(String, String)>)> = eventually(
         "the command on the stream",
         Duration::from_secs(10),
         || async {
@@ -120,7 +120,7 @@ async fn an_accepted_deployment_is_stored_and_sent_once() {
         (fields["instance_id"].as_str(), fields["command"].as_str()),
         (id.as_str(), "provision")
     );
-    wait_for(
+    eventually(
         "the outbox row marked published",
         Duration::from_secs(10),
         || async {
@@ -188,7 +188,7 @@ async fn an_accepted_deployment_is_stored_and_sent_once() {
         )
         .await;
     assert_eq!(s, 202, "terminating again is harmless");
-    wait_for("the terminate command", Duration::from_secs(10), || async {
+    eventually("the terminate command", Duration::from_secs(10), || async {
         (stream_len(&app).await == 3).then_some(())
     })
     .await;

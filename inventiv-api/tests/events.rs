@@ -180,7 +180,7 @@ async fn members_get_their_organizations_events_only() {
     );
 
     // Give the subscriptions time to be live: wait on the gauge.
-    support::wait_for("two SSE clients", Duration::from_secs(5), || async {
+    support::eventually("two SSE clients", Duration::from_secs(5), || async {
         (app.state.events.clients() == 2).then_some(())
     })
     .await;
@@ -238,7 +238,7 @@ async fn members_get_their_organizations_events_only() {
     assert!(metrics.contains("inventiv_sse_clients 2"), "{metrics}");
     drop(sse_a);
     drop(sse_b);
-    support::wait_for("the gauge back to 0", Duration::from_secs(5), || async {
+    support::eventually("the gauge back to 0", Duration::from_secs(5), || async {
         (app.state.events.clients() == 0).then_some(())
     })
     .await;
@@ -251,7 +251,7 @@ async fn heartbeats_are_announced_at_most_every_few_seconds() {
     app.add_instance(&mut a).await;
     let mut sse = Sse::connect(&app, &a.owner.token).await;
     sse.next(Duration::from_secs(5)).await.unwrap();
-    support::wait_for("the client", Duration::from_secs(5), || async {
+    support::eventually("the client", Duration::from_secs(5), || async {
         (app.state.events.clients() == 1).then_some(())
     })
     .await;
@@ -398,7 +398,7 @@ async fn streams_per_user_are_capped() {
     // Another user is not affected; a closed stream frees its place.
     let _other = Sse::connect(&app, &org.owner.token).await;
     drop(first);
-    support::wait_for(
+    support::eventually(
         "the closed stream to be counted out",
         Duration::from_secs(5),
         || async { (app.state.events.clients() == 2).then_some(()) },

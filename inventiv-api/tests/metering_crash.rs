@@ -45,7 +45,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use support::engines::{engine, serve};
 use support::replica::Replica;
-use support::{engine_metric, wait_for, TestApp};
+use support::{engine_metric, eventually, TestApp};
 use tokio_util::sync::CancellationToken;
 
 const REPLICAS: usize = 2;
@@ -272,7 +272,7 @@ async fn every_answered_request_is_metered_once_across_kill_9s() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     for r in &replicas {
         let addr = r.addr.unwrap();
-        wait_for(
+        eventually(
             &format!("{} to route mock/model", r.name),
             Duration::from_secs(20),
             || async {
@@ -316,7 +316,7 @@ async fn every_answered_request_is_metered_once_across_kill_9s() {
     for k in 0..KILLS {
         let victim = k % REPLICAS;
         let life = replicas[victim].lives - 1;
-        wait_for(
+        eventually(
             &format!(
                 "{} (life {life}) busy, just after an answer",
                 replicas[victim].name
@@ -344,7 +344,7 @@ async fn every_answered_request_is_metered_once_across_kill_9s() {
     // Every last life serves too before the load stops.
     for (r, replica) in replicas.iter().enumerate() {
         let life = replica.lives - 1;
-        wait_for(
+        eventually(
             &format!("{} (life {life}) answers", replica.name),
             Duration::from_secs(60),
             || {
@@ -457,7 +457,7 @@ async fn every_answered_request_is_metered_once_across_kill_9s() {
     }
 
     // The engine's counters, once it finished what the kills cut.
-    wait_for("the engine idle", Duration::from_secs(20), || async {
+    eventually("the engine idle", Duration::from_secs(20), || async {
         (engine_metric(engine.port, "vllm:num_requests_running").await == 0).then_some(())
     })
     .await;

@@ -21,7 +21,7 @@ use inventiv_api::proxy::journal;
 use inventiv_api::proxy::usage::UsageRecord;
 use serde_json::{json, Value};
 use support::engines::{engine, serve};
-use support::{engine_metric, wait_for, TestApp};
+use support::{engine_metric, eventually, TestApp};
 
 const REFUSE: [&str; 2] = [
     "CREATE FUNCTION refuse_usage() RETURNS trigger LANGUAGE plpgsql AS
@@ -67,7 +67,7 @@ async fn call(app: &TestApp, key: &str, id: &str, stream: bool) -> (u16, Value, 
 
 /// The usage rows' request ids in row order, once there are `want`.
 async fn rows(app: &TestApp, want: usize) -> Vec<String> {
-    wait_for(
+    eventually(
         &format!("{want} usage rows"),
         Duration::from_secs(20),
         || async {
@@ -189,7 +189,7 @@ async fn a_database_refusing_usage_fills_the_journal_then_v1_refuses_and_meterin
     sql(&app, &[ACCEPT]).await;
     let ids = rows(&app, answered.len()).await;
     assert_eq!(ids, answered, "one row per answered request, in order");
-    wait_for("/v1 serving again", Duration::from_secs(20), || async {
+    eventually("/v1 serving again", Duration::from_secs(20), || async {
         let (status, _, complete) = call(&app, &key, "after", false).await;
         (status == 200 && complete).then_some(())
     })
@@ -197,7 +197,7 @@ async fn a_database_refusing_usage_fills_the_journal_then_v1_refuses_and_meterin
     let mut all = answered.clone();
     all.push("after".into());
     assert_eq!(rows(&app, all.len()).await, all);
-    wait_for("the journal committed", Duration::from_secs(10), || async {
+    eventually("the journal committed", Duration::from_secs(10), || async {
         (app.state.usage.fill().unwrap().pending_bytes == 0).then_some(())
     })
     .await;
@@ -251,7 +251,7 @@ async fn a_replica_that_is_gone_leaves_its_journal_to_another() {
     sql(&other, &[ACCEPT]).await;
     let ids = rows(&other, answered.len()).await;
     assert_eq!(ids, answered);
-    wait_for(
+    eventually(
         "the adopted journal removed",
         Duration::from_secs(10),
         || async { (!journal.exists()).then_some(()) },
@@ -294,7 +294,7 @@ async fn a_restart_replays_its_journal_and_a_replay_adds_no_row() {
     std::fs::write(journal.join("checkpoint"), "0 0\n").unwrap();
     assert!(journal_bytes(&journal) > 0, "the last segment is kept");
     let again = anchor.replica_with(&own).await;
-    wait_for("the replay committed", Duration::from_secs(20), || async {
+    eventually("the replay committed", Duration::from_secs(20), || async {
         let left = again.state.usage.fill().unwrap().pending_bytes;
         let checkpoint = std::fs::read_to_string(journal.join("checkpoint")).unwrap_or_default();
         (left == 0 && checkpoint != "0 0\n").then_some(())

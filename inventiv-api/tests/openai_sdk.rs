@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{engine_metric, wait_for, TestApp};
+use support::{engine_metric, eventually, TestApp};
 
 /// The engine process, killed however the test ends.
 struct Engine(Child);
@@ -58,7 +58,7 @@ async fn the_official_sdk_works_and_usage_matches_the_engine() {
             .unwrap(),
     );
     let http = reqwest::Client::new();
-    wait_for("the engine", Duration::from_secs(10), || async {
+    eventually("the engine", Duration::from_secs(10), || async {
         http.get(format!("http://127.0.0.1:{port}/health"))
             .send()
             .await
@@ -121,7 +121,7 @@ async fn the_official_sdk_works_and_usage_matches_the_engine() {
 
     // One usage row per answered request, with the engine's own numbers.
     let rows: Vec<(String, i32, i32)> =
-        wait_for("4 usage rows", Duration::from_secs(10), || async {
+        eventually("4 usage rows", Duration::from_secs(10), || async {
             let rows: Vec<(String, i32, i32)> = sqlx::query_as(
                 "SELECT endpoint, prompt_tokens, completion_tokens FROM usage_records ORDER BY id",
             )
@@ -150,7 +150,7 @@ async fn the_official_sdk_works_and_usage_matches_the_engine() {
     );
 
     // Summed, the rows equal the engine's own counters.
-    wait_for("the engine idle", Duration::from_secs(10), || async {
+    eventually("the engine idle", Duration::from_secs(10), || async {
         (engine_metric(port, "vllm:num_requests_running").await == 0).then_some(())
     })
     .await;
@@ -214,7 +214,7 @@ async fn the_official_sdk_works_and_usage_matches_the_engine() {
             .is_some_and(|m| m.contains("stream broke")),
         "{outcome}"
     );
-    let last: (i32, bool) = wait_for(
+    let last: (i32, bool) = eventually(
         "the broken stream's usage row",
         Duration::from_secs(10),
         || async {

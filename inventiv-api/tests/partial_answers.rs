@@ -28,7 +28,7 @@ use axum::response::IntoResponse;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use support::engines::{engine, fake, serve, serve_port};
-use support::{engine_metric, wait_for, TestApp};
+use support::{engine_metric, eventually, TestApp};
 
 /// The JSON events of an SSE body.
 fn events(text: &str) -> Vec<Value> {
@@ -53,7 +53,7 @@ fn tokens_received(events: &[Value]) -> i32 {
 
 /// Every usage row: (status, prompt, completion, instance).
 async fn rows(app: &TestApp, want: usize) -> Vec<(i32, i32, i32, uuid::Uuid)> {
-    wait_for(
+    eventually(
         &format!("{want} usage rows"),
         Duration::from_secs(10),
         || async {
@@ -160,7 +160,7 @@ async fn a_client_leaving_mid_stream_is_metered_with_what_the_engine_produced() 
         ));
     }
     drop(body);
-    wait_for("the engine idle", Duration::from_secs(10), || async {
+    eventually("the engine idle", Duration::from_secs(10), || async {
         (engine_metric(slow.port, "vllm:num_requests_running").await == 0).then_some(())
     })
     .await;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use support::engines::{engine, serve};
-use support::{engine_metric, wait_for, TestApp};
+use support::{engine_metric, eventually, TestApp};
 
 async fn post(
     app: &TestApp,
@@ -40,7 +40,7 @@ async fn post(
 }
 
 async fn usage_rows(app: &TestApp, want: i64) -> Vec<(String, i32, i32, i32, bool)> {
-    wait_for(&format!("{want} usage rows"), Duration::from_secs(10), || async {
+    eventually(&format!("{want} usage rows"), Duration::from_secs(10), || async {
         let rows: Vec<(String, i32, i32, i32, bool)> =
             sqlx::query_as("SELECT endpoint, prompt_tokens, completion_tokens, status, streamed FROM usage_records ORDER BY id")
                 .fetch_all(&app.state.db)
@@ -185,7 +185,7 @@ async fn requests_are_forwarded_and_metered_exactly() {
         csv.starts_with(
             "group,requests,prompt_tokens,completion_tokens,cached_prompt_tokens,reasoning_tokens,errors\n"
         )
-            && csv.contains(",5,"),
+            && csv.contains(",\"5\","),
         "{csv}"
     );
     let (s, metrics) = app
@@ -272,7 +272,7 @@ async fn keys_see_only_their_organizations_models() {
         )
         .await;
     assert_eq!(s, 204);
-    wait_for(
+    eventually(
         "the revoked key refused",
         Duration::from_secs(5),
         || async {
@@ -355,7 +355,7 @@ async fn rate_limits_and_disconnects() {
     let first = stream.next().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).starts_with("data: "));
     drop(stream);
-    let rows = wait_for(
+    let rows = eventually(
         "the disconnect's usage row",
         Duration::from_secs(10),
         || async {
@@ -505,7 +505,7 @@ async fn rate_limits_hold_across_two_replicas() {
         )
         .await;
     assert_eq!(s, 204);
-    wait_for(
+    eventually(
         "the revocation on the other replica",
         Duration::from_secs(5),
         || async {
@@ -621,7 +621,7 @@ async fn a_worker_dying_under_load_breaks_only_its_own_streams() {
         let (status, body) = r.unwrap();
         assert_eq!(status, 200, "a request that had not started failed: {body}");
     }
-    let exit = wait_for("the crashed engine", Duration::from_secs(10), || {
+    let exit = eventually("the crashed engine", Duration::from_secs(10), || {
         let exited = two.child.try_wait().unwrap();
         async move { exited }
     })
@@ -850,7 +850,7 @@ async fn usage_rows_add_up_to_the_engines_counters() {
     }
 
     // The engine is done with every request, the cut ones included.
-    wait_for("the engine idle", Duration::from_secs(10), || async {
+    eventually("the engine idle", Duration::from_secs(10), || async {
         (engine_metric(engine.port, "vllm:num_requests_running").await == 0).then_some(())
     })
     .await;
@@ -926,7 +926,7 @@ async fn expiry_and_missed_revocations_reach_another_replica_within_the_ttl() {
             .0,
         200
     );
-    let refused_at = wait_for(
+    let refused_at = eventually(
         "the expired key refused on the other replica",
         Duration::from_secs(3) + ttl + margin,
         refused_on_replica(expiring),
@@ -954,7 +954,7 @@ async fn expiry_and_missed_revocations_reach_another_replica_within_the_ttl() {
         .execute(&app.state.db)
         .await
         .unwrap();
-    wait_for(
+    eventually(
         "the revocation on the other replica, by the cache TTL",
         ttl + margin,
         refused_on_replica(revoked_key),
@@ -989,7 +989,7 @@ async fn usage_refused_by_the_database_is_written_once_it_accepts_again() {
         assert_eq!(s, 200, "answers do not wait for metering: {body}");
     }
     // The writer tried (a refused INSERT is a rolled-back transaction).
-    wait_for("a refused usage write", Duration::from_secs(10), || async {
+    eventually("a refused usage write", Duration::from_secs(10), || async {
         (rollbacks().await > before).then_some(())
     })
     .await;

@@ -587,7 +587,7 @@ async fn display_names_cannot_put_links_in_mails() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let outbox = app.state_dir.join("outbox");
-    let mail = support::wait_for(
+    let mail = support::eventually(
         "the invitation mail",
         std::time::Duration::from_secs(5),
         || {

@@ -24,7 +24,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::engines::{engine, serve};
 use support::fixture::Org;
-use support::{wait_for, TestApp};
+use support::{eventually, TestApp};
 use uuid::Uuid;
 
 async fn send(
@@ -95,7 +95,7 @@ async fn publish(app: &TestApp, a: &Org, input: &str, output: &str) -> Uuid {
 type Charged = (i32, i32, Option<Uuid>, Option<Uuid>, Option<String>);
 
 async fn charged_rows(app: &TestApp, org: Uuid, want: usize) -> Vec<Charged> {
-    wait_for(
+    eventually(
         &format!("{want} usage rows"),
         Duration::from_secs(10),
         || async {
@@ -128,7 +128,7 @@ async fn sentinel(app: &TestApp, a: &Org, rows_before: usize) {
 /// the given state: Some(paused) or None (gone).
 async fn routed(app: &TestApp, consumer: Uuid, address: &str, paused: Option<bool>) {
     let what = format!("{address} as {paused:?} in the routing table");
-    wait_for(&what, Duration::from_secs(5), || async {
+    eventually(&what, Duration::from_secs(5), || async {
         let now = app
             .state
             .routing
@@ -493,7 +493,7 @@ async fn a_price_change_mid_month_leaves_earlier_rows_at_the_old_price() {
             .await;
         (status, answer)
     };
-    wait_for(
+    eventually(
         "the share in the routing table",
         Duration::from_secs(5),
         || async { Some(()).filter(|_| app.state.routing.share_for(b.id, &address).is_some()) },

@@ -456,7 +456,7 @@ async fn a_correction_racing_the_close_of_its_month_lands_in_the_next_month_not_
     .unwrap();
     let db = app.state.db.clone();
     let reconciler = tokio::spawn(async move { reconcile(&db, now).await });
-    support::wait_for(
+    support::eventually(
         "the reconciler to wait for the close",
         Duration::from_secs(10),
         || async {

@@ -23,7 +23,7 @@ use axum::response::IntoResponse;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use support::engines::{engine, fake, serve, serve_port, Trap};
-use support::{error_code, wait_for, TestApp};
+use support::{error_code, eventually, TestApp};
 
 fn chat(stream: bool) -> Value {
     json!({ "model": "mock/model", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 4, "stream": stream })
@@ -192,7 +192,7 @@ async fn a_null_stream_options_cannot_make_a_stream_go_unmetered() {
         1,
         "the worker got {sent}"
     );
-    let prompt: i32 = wait_for("the usage row", Duration::from_secs(10), || async {
+    let prompt: i32 = eventually("the usage row", Duration::from_secs(10), || async {
         sqlx::query_scalar("SELECT prompt_tokens FROM usage_records WHERE organization_id = $1")
             .bind(a.id)
             .fetch_optional(&app.state.db)

@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use support::engines::{engine, serve, Engine};
 use support::fixture::Org;
-use support::{engine_metric, wait_for, TestApp};
+use support::{engine_metric, eventually, TestApp};
 
 const SETTINGS: [(&str, &str); 3] = [
     ("INVENTIV_USAGE_DRIFT_INTERVAL_SECS", "0"),
@@ -69,7 +69,7 @@ async fn traffic(app: &TestApp, url: &str, key: Option<&str>, n: usize) {
 
 /// Waits for `n` usage rows of the instance and for the engine to be idle.
 async fn settled(app: &TestApp, engine: &Engine, n: i64) {
-    wait_for("usage rows", Duration::from_secs(10), || async {
+    eventually("usage rows", Duration::from_secs(10), || async {
         let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_records")
             .fetch_one(&app.state.db)
             .await
@@ -77,7 +77,7 @@ async fn settled(app: &TestApp, engine: &Engine, n: i64) {
         (rows >= n).then_some(())
     })
     .await;
-    wait_for("the engine idle", Duration::from_secs(10), || async {
+    eventually("the engine idle", Duration::from_secs(10), || async {
         (engine_metric(engine.port, "vllm:num_requests_running").await == 0).then_some(())
     })
     .await;

@@ -1,11 +1,16 @@
 //! Domain types shared by every Inventiv Rust process. Nothing here knows
-//! about HTTP or SQL.
+//! about HTTP or SQL. With the `runtime` feature, the start-up plumbing
+//! every binary shares: the stop signal and the log set-up.
 
 pub mod ids;
 pub mod instance;
 pub mod messages;
 pub mod rbac;
 pub mod secrets;
+#[cfg(feature = "runtime")]
+pub mod shutdown;
+#[cfg(feature = "runtime")]
+pub mod telemetry;
 pub mod values;
 pub mod worker;
 pub mod worker_settings;

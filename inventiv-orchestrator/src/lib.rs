@@ -26,9 +26,6 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// The schema migrations (applied by whichever process starts first).
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../sqlx-migrations");
-
 /// Runs the command consumer and the reconcile loop until shutdown, then
 /// waits for the steps in flight.
 pub async fn run(o: Arc<engine::Orchestrator>, shutdown: CancellationToken) {

@@ -22,6 +22,7 @@ use std::time::Duration;
 use inventiv_providers::scaleway::wire;
 use inventiv_testkit::fake_scaleway::{FakeOffer, FakeScaleway, Faults, DEFAULT_IMAGE_ID};
 use inventiv_testkit::recordings::{self, pattern, Interaction};
+use inventiv_testkit::wait::eventually;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -297,7 +298,7 @@ async fn the_fake_answers_in_the_recorded_shapes() {
     // Power on once the volume settled: starting, then running with the
     // loopback address of the test.
     let settled = || async { fake.volumes().iter().all(|v| v.status() != "updating") };
-    scw::eventually("the resize", Duration::from_secs(5), || async {
+    eventually("the resize", Duration::from_secs(5), || async {
         settled().await.then_some(())
     })
     .await;
@@ -313,7 +314,7 @@ async fn the_fake_answers_in_the_recorded_shapes() {
         (starting.server.state.as_str(), starting.server.ipv4()),
         ("starting", None)
     );
-    let running = scw::eventually("running", Duration::from_secs(5), || async {
+    let running = eventually("running", Duration::from_secs(5), || async {
         let url = format!("{}{server}", fake.url);
         let s: wire::ServerEnvelope = reqwest::Client::new()
             .get(url)
@@ -377,7 +378,7 @@ async fn the_fake_answers_in_the_recorded_shapes() {
         Some(json!({ "action": "poweroff" })),
     )
     .await;
-    scw::eventually("stopped", Duration::from_secs(5), || async {
+    eventually("stopped", Duration::from_secs(5), || async {
         fake.servers()
             .iter()
             .all(|s| s.state == "stopped")

@@ -21,7 +21,8 @@ use inventiv_providers::{
     tags, CloudProvider, CreateServer, Firewall, ListFilter, ProviderError, ServerState,
 };
 use inventiv_testkit::fake_scaleway::{FakeScaleway, Faults};
-use scw::{eventually, provider, request, KEY, VM_IP, ZONE};
+use inventiv_testkit::wait::eventually;
+use scw::{provider, request, KEY, VM_IP, ZONE};
 use uuid::Uuid;
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Fresh databases for tests: a template migrated once (under an advisory
 //! lock, so parallel test processes agree), cloned per test.
 
+use inventiv_store::MIGRATOR;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -25,7 +26,7 @@ pub fn url_for(name: &str) -> String {
 
 fn template_name() -> String {
     let mut hash = Sha256::new();
-    for m in crate::MIGRATOR.iter() {
+    for m in MIGRATOR.iter() {
         hash.update(m.version.to_le_bytes());
         hash.update(&m.checksum);
     }
@@ -60,7 +61,7 @@ async fn ensure_template(conn: &mut PgConnection) -> String {
         let mut t = PgConnection::connect(&url_for(&building))
             .await
             .expect("connect template");
-        crate::MIGRATOR.run(&mut t).await.expect("migrations apply");
+        MIGRATOR.run(&mut t).await.expect("migrations apply");
         t.close().await.expect("close template");
         conn.execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
             .await

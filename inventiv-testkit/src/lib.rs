@@ -1,8 +1,9 @@
 //! Test harness shared by the integration tests of the workspace: a fresh
 //! migrated database per test, a real sshd on loopback, a fake Scaleway
 //! API and the real Scaleway recordings it is checked against, a stand-in
-//! for a node's relay (TLS + relay key). Test code only,
-//! so failing loudly (panicking) is the right answer to a broken harness.
+//! for a node's relay (TLS + relay key), and the deadline-poll helper.
+//! Test code only, so failing loudly (panicking) is the right answer to a
+//! broken harness.
 
 #![allow(
     clippy::unwrap_used,
@@ -17,6 +18,4 @@ pub mod fake_scaleway;
 pub mod recordings;
 pub mod relay;
 pub mod sshd;
-
-/// The schema migrations.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../sqlx-migrations");
+pub mod wait;

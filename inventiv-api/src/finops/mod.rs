@@ -1,6 +1,7 @@
 //! FinOps: the cost job that turns instance running time into per-minute
 //! cost buckets, monthly statements and their adjustments, and the
-//! exact-money helpers the FinOps routes share.
+//! exact-money helpers the FinOps routes share, and the one CSV writer of
+//! the API's exports (FinOps, statements, usage).
 //! Money is Postgres `numeric` end to end and travels as decimal strings.
 
 pub mod adjustments;

@@ -102,14 +102,13 @@ async fn set_activation(
     .bind(caller.user_id.0)
     .fetch_one(&mut *tx)
     .await?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "catalog.activation_changed",
-        target_type: "catalog_item",
-        target_id: format!("{kind}:{item}"),
-        details: serde_json::json!({ "technical": body.technical, "economic": body.economic }),
-    };
+    let entry = audit::Entry::by(
+        &caller,
+        "catalog.activation_changed",
+        "catalog_item",
+        format!("{kind}:{item}"),
+    )
+    .details(serde_json::json!({ "technical": body.technical, "economic": body.economic }));
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     Ok(Json(Activation::new(technical, economic)))

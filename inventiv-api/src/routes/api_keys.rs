@@ -252,14 +252,9 @@ async fn create_key(
     .bind(body.expires_at)
     .execute(&mut *tx)
     .await?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "api_key.created",
-        target_type: "api_key",
-        target_id: id.to_string(),
-        details: serde_json::json!({ "name": name.as_str(), "prefix": format!("inv_{}", new.public_id) }),
-    };
+    let entry = audit::Entry::by(&caller, "api_key.created", "api_key", id.to_string()).details(
+        serde_json::json!({ "name": name.as_str(), "prefix": format!("inv_{}", new.public_id) }),
+    );
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     let api_key = load(&state, &caller, id).await?;
@@ -413,14 +408,7 @@ async fn revoke_key(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "api_key.revoked",
-        target_type: "api_key",
-        target_id: id.to_string(),
-        details: serde_json::json!({}),
-    };
+    let entry = audit::Entry::by(&caller, "api_key.revoked", "api_key", id.to_string());
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     changed(&state, caller.org_id.0, &key).await;

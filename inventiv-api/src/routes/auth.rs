@@ -568,14 +568,12 @@ async fn change_password(
     .bind(caller.user_id.0)
     .execute(&mut *tx)
     .await?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "user.password_changed",
-        target_type: "user",
-        target_id: caller.user_id.to_string(),
-        details: serde_json::json!({}),
-    };
+    let entry = audit::Entry::by(
+        &caller,
+        "user.password_changed",
+        "user",
+        caller.user_id.to_string(),
+    );
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     crate::events::access_changed(&state, None, Some(caller.user_id.0)).await;

@@ -96,14 +96,13 @@ async fn set_preferences(
     .bind(caller.user_id.0)
     .execute(&mut *tx)
     .await?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "offering_preferences.updated",
-        target_type: "organization",
-        target_id: caller.org_id.0.to_string(),
-        details: serde_json::json!({ "hide_public": body.hide_public, "hide_paid": body.hide_paid }),
-    };
+    let entry = audit::Entry::by(
+        &caller,
+        "offering_preferences.updated",
+        "organization",
+        caller.org_id.0.to_string(),
+    )
+    .details(serde_json::json!({ "hide_public": body.hide_public, "hide_paid": body.hide_paid }));
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     Ok(Json(body))
@@ -229,14 +228,7 @@ async fn accept_offering(
     if accepted.rows_affected() == 0 {
         return Err(ApiError::NotFound);
     }
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "share.accepted",
-        target_type: "offering",
-        target_id: offering.to_string(),
-        details: serde_json::json!({}),
-    };
+    let entry = audit::Entry::by(&caller, "share.accepted", "offering", offering.to_string());
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     announce(&state, provider, offering).await;
@@ -308,14 +300,14 @@ async fn set_max_price(
     .fetch_optional(&mut *tx)
     .await?;
     let provider = provider.ok_or(ApiError::NotFound)?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "share.max_price_set",
-        target_type: "offering",
-        target_id: offering.to_string(),
-        details: serde_json::json!({ "max_input_eur_per_1k": body.max_input_eur_per_1k, "max_output_eur_per_1k": body.max_output_eur_per_1k }),
-    };
+    let details = serde_json::json!({ "max_input_eur_per_1k": body.max_input_eur_per_1k, "max_output_eur_per_1k": body.max_output_eur_per_1k });
+    let entry = audit::Entry::by(
+        &caller,
+        "share.max_price_set",
+        "offering",
+        offering.to_string(),
+    )
+    .details(details);
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     announce(&state, provider, offering).await;

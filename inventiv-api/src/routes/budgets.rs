@@ -11,7 +11,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use inventiv_common::{Action, OrgId};
+use inventiv_common::Action;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -218,17 +218,11 @@ async fn record(
     id: Uuid,
     limits: &Limits,
 ) -> sqlx::Result<()> {
-    let entry = audit::Entry {
-        org: OrgId(caller.org_id.0),
-        actor: Some(caller.user_id),
-        action,
-        target_type: "budget",
-        target_id: id.to_string(),
-        details: serde_json::json!({
-            "monthly_eur": limits.eur, "monthly_tokens": limits.tokens, "monthly_gpu_hours": limits.gpu_hours,
-            "thresholds": limits.thresholds, "hard_limit": limits.hard, "stop_running": limits.stop_running,
-        }),
-    };
+    let details = serde_json::json!({
+        "monthly_eur": limits.eur, "monthly_tokens": limits.tokens, "monthly_gpu_hours": limits.gpu_hours,
+        "thresholds": limits.thresholds, "hard_limit": limits.hard, "stop_running": limits.stop_running,
+    });
+    let entry = audit::Entry::by(caller, action, "budget", id.to_string()).details(details);
     audit::record(&mut *tx, entry).await
 }
 
@@ -305,14 +299,7 @@ async fn delete_budget(
     if deleted.rows_affected() == 0 {
         return Err(ApiError::NotFound);
     }
-    let entry = audit::Entry {
-        org: OrgId(caller.org_id.0),
-        actor: Some(caller.user_id),
-        action: "budget.deleted",
-        target_type: "budget",
-        target_id: id.to_string(),
-        details: serde_json::json!({}),
-    };
+    let entry = audit::Entry::by(&caller, "budget.deleted", "budget", id.to_string());
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     reload(&state).await;

@@ -120,14 +120,13 @@ async fn put_huggingface_token(
     .map_err(|e| ApiError::Internal(e.into()))?;
     audit::record(
         &mut *tx,
-        audit::Entry {
-            org: caller.org_id,
-            actor: Some(caller.user_id),
-            action: "huggingface_token.set",
-            target_type: "organization",
-            target_id: caller.org_id.0.to_string(),
-            details: serde_json::json!({ "hint": hint }),
-        },
+        audit::Entry::by(
+            &caller,
+            "huggingface_token.set",
+            "organization",
+            caller.org_id.0.to_string(),
+        )
+        .details(serde_json::json!({ "hint": hint })),
     )
     .await?;
     tx.commit().await?;
@@ -149,14 +148,12 @@ async fn delete_huggingface_token(
     if inventiv_store::huggingface::delete(&mut *tx, caller.org_id.0).await? {
         audit::record(
             &mut *tx,
-            audit::Entry {
-                org: caller.org_id,
-                actor: Some(caller.user_id),
-                action: "huggingface_token.deleted",
-                target_type: "organization",
-                target_id: caller.org_id.0.to_string(),
-                details: serde_json::json!({}),
-            },
+            audit::Entry::by(
+                &caller,
+                "huggingface_token.deleted",
+                "organization",
+                caller.org_id.0.to_string(),
+            ),
         )
         .await?;
     }

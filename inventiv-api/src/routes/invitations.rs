@@ -144,14 +144,8 @@ async fn create_invitation(
         .bind(caller.user_id.0)
         .fetch_one(&mut *tx)
         .await?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "invitation.created",
-        target_type: "invitation",
-        target_id: id.to_string(),
-        details: serde_json::json!({ "email": email.as_str(), "role": body.role }),
-    };
+    let entry = audit::Entry::by(&caller, "invitation.created", "invitation", id.to_string())
+        .details(serde_json::json!({ "email": email.as_str(), "role": body.role }));
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     let link = format!("{}/invitations/{token}", state.config.public_url);
@@ -228,14 +222,7 @@ async fn revoke_invitation(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "invitation.revoked",
-        target_type: "invitation",
-        target_id: id.to_string(),
-        details: serde_json::json!({}),
-    };
+    let entry = audit::Entry::by(&caller, "invitation.revoked", "invitation", id.to_string());
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -153,14 +153,8 @@ async fn change_role(
     .fetch_one(&mut *tx)
     .await?;
     if current != body.role {
-        let entry = audit::Entry {
-            org: caller.org_id,
-            actor: Some(caller.user_id),
-            action: "member.role_changed",
-            target_type: "user",
-            target_id: user_id.to_string(),
-            details: serde_json::json!({ "from": current, "to": body.role }),
-        };
+        let entry = audit::Entry::by(&caller, "member.role_changed", "user", user_id.to_string())
+            .details(serde_json::json!({ "from": current, "to": body.role }));
         audit::record(&mut *tx, entry).await?;
     }
     tx.commit().await?;
@@ -185,14 +179,7 @@ async fn delete_membership(
         .execute(&mut *tx)
         .await?;
     move_sessions_home(tx, user_id, caller.org_id).await?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action,
-        target_type: "user",
-        target_id: UserId(user_id).to_string(),
-        details: serde_json::json!({}),
-    };
+    let entry = audit::Entry::by(caller, action, "user", UserId(user_id).to_string());
     audit::record(&mut *tx, entry).await?;
     Ok(())
 }

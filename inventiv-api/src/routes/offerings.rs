@@ -184,14 +184,8 @@ async fn create_offering(
             "this model is already offered",
         ));
     }
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "offering.published",
-        target_type: "offering",
-        target_id: id.to_string(),
-        details: serde_json::json!({ "model_code": code, "visibility": visibility }),
-    };
+    let entry = audit::Entry::by(&caller, "offering.published", "offering", id.to_string())
+        .details(serde_json::json!({ "model_code": code, "visibility": visibility }));
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     announce(&state, caller.org_id.0, id).await;
@@ -266,14 +260,9 @@ async fn update_offering(
     if updated.rows_affected() == 0 {
         return Err(ApiError::NotFound);
     }
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "offering.updated",
-        target_type: "offering",
-        target_id: id.to_string(),
-        details: serde_json::json!({ "visibility": visibility, "technical_active": body.technical_active, "economic_active": body.economic_active }),
-    };
+    let details = serde_json::json!({ "visibility": visibility, "technical_active": body.technical_active, "economic_active": body.economic_active });
+    let entry =
+        audit::Entry::by(&caller, "offering.updated", "offering", id.to_string()).details(details);
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     announce(&state, caller.org_id.0, id).await;
@@ -361,15 +350,10 @@ pub async fn insert_price(
     .bind(&cached)
     .fetch_one(&mut *tx)
     .await?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "offering.priced",
-        target_type: "offering",
-        target_id: offering.to_string(),
-        details: serde_json::json!({ "share_id": share, "input_eur_per_1k": input, "output_eur_per_1k": output,
-                                     "cached_input_eur_per_1k": cached, "effective_at": version.effective_at }),
-    };
+    let details = serde_json::json!({ "share_id": share, "input_eur_per_1k": input, "output_eur_per_1k": output,
+                                     "cached_input_eur_per_1k": cached, "effective_at": version.effective_at });
+    let entry = audit::Entry::by(caller, "offering.priced", "offering", offering.to_string())
+        .details(details);
     audit::record(&mut *tx, entry).await?;
     Ok(version)
 }

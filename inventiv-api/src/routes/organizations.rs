@@ -281,14 +281,15 @@ async fn update_current(
     .bind(color.clone().flatten())
     .execute(&mut *tx)
     .await?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "organization.updated",
-        target_type: "organization",
-        target_id: caller.org_id.to_string(),
-        details: serde_json::json!({ "name": name.as_ref().map(OrgName::as_str), "sidebar_color": color }),
-    };
+    let entry = audit::Entry::by(
+        &caller,
+        "organization.updated",
+        "organization",
+        caller.org_id.to_string(),
+    )
+    .details(
+        serde_json::json!({ "name": name.as_ref().map(OrgName::as_str), "sidebar_color": color }),
+    );
     audit::record(&mut *tx, entry).await?;
     let updated = load(&mut tx, caller.org_id).await?;
     tx.commit().await?;

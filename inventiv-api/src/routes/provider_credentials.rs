@@ -234,14 +234,13 @@ async fn put_credentials(
     .map_err(|e| ApiError::Internal(e.into()))?;
     audit::record(
         &mut *tx,
-        audit::Entry {
-            org: caller.org_id,
-            actor: Some(caller.user_id),
-            action: "provider_credentials.set",
-            target_type: "provider",
-            target_id: provider.to_owned(),
-            details: serde_json::json!({ "hint": hint }),
-        },
+        audit::Entry::by(
+            &caller,
+            "provider_credentials.set",
+            "provider",
+            provider.to_owned(),
+        )
+        .details(serde_json::json!({ "hint": hint })),
     )
     .await?;
     tx.commit().await?;
@@ -291,14 +290,12 @@ async fn delete_credentials(
     if deleted > 0 {
         audit::record(
             &mut *tx,
-            audit::Entry {
-                org: caller.org_id,
-                actor: Some(caller.user_id),
-                action: "provider_credentials.deleted",
-                target_type: "provider",
-                target_id: provider.to_owned(),
-                details: serde_json::json!({}),
-            },
+            audit::Entry::by(
+                &caller,
+                "provider_credentials.deleted",
+                "provider",
+                provider.to_owned(),
+            ),
         )
         .await?;
     }

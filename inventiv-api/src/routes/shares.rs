@@ -133,14 +133,9 @@ async fn create_share(
     if let Some(rates) = price {
         insert_price(&mut tx, &caller, offering, Some(id), rates, None).await?;
     }
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "share.created",
-        target_type: "offering_share",
-        target_id: id.to_string(),
-        details: serde_json::json!({ "offering_id": offering, "consumer_org_slug": body.consumer_org_slug.trim() }),
-    };
+    let details = serde_json::json!({ "offering_id": offering, "consumer_org_slug": body.consumer_org_slug.trim() });
+    let entry = audit::Entry::by(&caller, "share.created", "offering_share", id.to_string())
+        .details(details);
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     announce(&state, caller.org_id.0, offering).await;
@@ -213,14 +208,13 @@ async fn update_share(
         .bind(&body.status)
         .execute(&mut *tx)
         .await?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "share.status_changed",
-        target_type: "offering_share",
-        target_id: id.to_string(),
-        details: serde_json::json!({ "from": current.status, "to": body.status }),
-    };
+    let entry = audit::Entry::by(
+        &caller,
+        "share.status_changed",
+        "offering_share",
+        id.to_string(),
+    )
+    .details(serde_json::json!({ "from": current.status, "to": body.status }));
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     announce(&state, caller.org_id.0, offering).await;

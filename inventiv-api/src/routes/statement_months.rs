@@ -194,14 +194,8 @@ async fn close_month(
             }
             CloseError::Db(e) => e.into(),
         })?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "statement.close",
-        target_type: "statement",
-        target_id: month.to_string(),
-        details: serde_json::json!({ "note": note }),
-    };
+    let entry = audit::Entry::by(&caller, "statement.close", "statement", month.to_string())
+        .details(serde_json::json!({ "note": note }));
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     let closed = statement::load(&state.db, caller.org_id, month).await?;

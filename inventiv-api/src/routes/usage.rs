@@ -3,10 +3,7 @@
 //! (an instance's GPU and system samples and its request counts per minute,
 //! including calls other organizations made through a share).
 
-use std::fmt::Write;
-
 use axum::extract::State;
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use inventiv_common::Action;
@@ -18,6 +15,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
+use crate::finops::{csv, wants_csv};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -97,37 +95,33 @@ async fn usage(
     .bind(to)
     .fetch_all(&state.db)
     .await?;
-    match q.format.as_deref().unwrap_or("json") {
-        "json" => Ok(Json(lines).into_response()),
-        "csv" => {
-            let mut csv = String::from(
-                "group,requests,prompt_tokens,completion_tokens,cached_prompt_tokens,reasoning_tokens,errors\n",
-            );
-            for l in &lines {
-                // Groups are model ids, uuids or dates; quote anyway.
-                let _ = writeln!(
-                    csv,
-                    "\"{}\",{},{},{},{},{},{}",
-                    l.group.replace('"', "\"\""),
-                    l.requests,
-                    l.prompt_tokens,
-                    l.completion_tokens,
-                    l.cached_prompt_tokens,
-                    l.reasoning_tokens,
-                    l.errors
-                );
-            }
-            Ok((
-                [
-                    (CONTENT_TYPE, "text/csv; charset=utf-8"),
-                    (CONTENT_DISPOSITION, "attachment; filename=\"usage.csv\""),
-                ],
-                csv,
-            )
-                .into_response())
-        }
-        _ => Err(ApiError::validation("INVALID_QUERY", "format: json or csv")),
+    if !wants_csv(q.format.as_deref())? {
+        return Ok(Json(lines).into_response());
     }
+    let header = [
+        "group",
+        "requests",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_prompt_tokens",
+        "reasoning_tokens",
+        "errors",
+    ];
+    let rows = lines
+        .into_iter()
+        .map(|l| {
+            vec![
+                l.group,
+                l.requests.to_string(),
+                l.prompt_tokens.to_string(),
+                l.completion_tokens.to_string(),
+                l.cached_prompt_tokens.to_string(),
+                l.reasoning_tokens.to_string(),
+                l.errors.to_string(),
+            ]
+        })
+        .collect();
+    Ok(csv("usage.csv", &header, rows))
 }
 
 /// How far back to look.

@@ -68,14 +68,8 @@ async fn create_user(
     let mut tx = state.db.begin().await?;
     let (user, _) =
         crate::accounts::create(&mut tx, &email, &name, &hash, body.is_platform_admin).await?;
-    let entry = audit::Entry {
-        org: caller.org_id,
-        actor: Some(caller.user_id),
-        action: "user.created",
-        target_type: "user",
-        target_id: user.to_string(),
-        details: serde_json::json!({ "is_platform_admin": body.is_platform_admin }),
-    };
+    let entry = audit::Entry::by(&caller, "user.created", "user", user.to_string())
+        .details(serde_json::json!({ "is_platform_admin": body.is_platform_admin }));
     audit::record(&mut *tx, entry).await?;
     let created: User = sqlx::query_as(
         "SELECT id, email, display_name, is_platform_admin, created_at FROM users WHERE id = $1",
@@ -138,18 +132,16 @@ async fn update_user(
         ));
     }
     if let Some(flag) = body.is_platform_admin {
-        let entry = audit::Entry {
-            org: caller.org_id,
-            actor: Some(caller.user_id),
-            action: if flag {
+        let entry = audit::Entry::by(
+            &caller,
+            if flag {
                 "user.platform_admin_granted"
             } else {
                 "user.platform_admin_revoked"
             },
-            target_type: "user",
-            target_id: UserId(id).to_string(),
-            details: serde_json::json!({}),
-        };
+            "user",
+            UserId(id).to_string(),
+        );
         audit::record(&mut *tx, entry).await?;
     }
     tx.commit().await?;

@@ -73,14 +73,8 @@ async fn put_settings(
     inventiv_store::worker_settings::save(&mut *tx, caller.org_id.0, &provider, &settings).await?;
     audit::record(
         &mut *tx,
-        audit::Entry {
-            org: caller.org_id,
-            actor: Some(caller.user_id),
-            action: "worker_settings.set",
-            target_type: "provider",
-            target_id: provider.clone(),
-            details: serde_json::to_value(&settings).unwrap_or_default(),
-        },
+        audit::Entry::by(&caller, "worker_settings.set", "provider", provider.clone())
+            .details(serde_json::to_value(&settings).unwrap_or_default()),
     )
     .await?;
     tx.commit().await?;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::fixture::Org;
-use super::{wait_for, TestApp};
+use super::{eventually, TestApp};
 
 /// A running mock engine, killed however the test ends.
 pub struct Engine {
@@ -53,7 +53,7 @@ pub async fn engine(extra: &[&str]) -> Engine {
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
-    wait_for("the mock engine", Duration::from_secs(10), || async {
+    eventually("the mock engine", Duration::from_secs(10), || async {
         http.get(format!("http://127.0.0.1:{port}/health"))
             .send()
             .await

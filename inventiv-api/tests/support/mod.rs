@@ -15,10 +15,8 @@ pub mod replica;
 pub mod smtp;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use inventiv_api::config::{Config, Env};
 use inventiv_api::startup::Application;
@@ -114,24 +112,7 @@ pub async fn engine_metric(port: u16, name: &str) -> i64 {
     value as i64
 }
 
-/// Polls `check` until it yields a value or the deadline passes.
-pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use inventiv_testkit::wait::eventually;
 
 impl TestApp {
     /// Spawns the app with the default test configuration.

@@ -91,7 +91,7 @@ impl SmtpSink {
 
     /// Waits for a message to `to` whose body contains `needle`.
     pub async fn wait_for(&self, to: &str, needle: &str) -> Mail {
-        super::wait_for(
+        super::eventually(
             &format!("mail to {to} containing {needle:?}"),
             Duration::from_secs(10),
             || async {

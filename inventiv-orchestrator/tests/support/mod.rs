@@ -19,7 +19,6 @@ use std::time::Duration;
 use inventiv_orchestrator::config::Config;
 use inventiv_orchestrator::engine::{self, Orchestrator};
 use sqlx::PgPool;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -110,23 +109,7 @@ impl Drop for NodeGuard {
     }
 }
 
-/// Polls `check` until it yields a value; `None` when the deadline passes.
-pub async fn poll<T, F, Fut>(deadline: Duration, every: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        if Instant::now() >= until {
-            return None;
-        }
-        tokio::time::sleep(every).await;
-    }
-}
+pub use inventiv_testkit::wait::poll;
 
 /// A database, a Redis prefix, a state directory and the API, for one test.
 pub struct Stack {

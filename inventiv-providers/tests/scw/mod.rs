@@ -1,17 +1,14 @@
 //! Shared by the Scaleway test files: a provider for a fresh project of
-//! the fake Scaleway, a create request, the orchestrator-like SSH key, and
-//! a deadline helper.
+//! the fake Scaleway, a create request and the orchestrator-like SSH key.
 
 #![allow(dead_code, reason = "each test file uses a part")]
 
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use inventiv_providers::scaleway::{Credentials, RetryPolicy, ScalewayProvider, Settings};
 use inventiv_providers::CreateServer;
 use inventiv_testkit::fake_scaleway::FakeScaleway;
-use tokio::time::Instant;
 use uuid::Uuid;
 
 pub const ZONE: &str = "fr-par-2";
@@ -74,21 +71,5 @@ pub fn request() -> CreateServer {
         tags: Vec::new(),
         root_volume_gb: None,
         ssh_public_key: None,
-    }
-}
-
-/// Polls `check` until it yields a value, failing the test at the deadline.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -2,7 +2,6 @@
 //! client key authorized on the VMs, the system ssh client, a deadline
 //! helper, and a guard that destroys every VM even when a test fails.
 
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +9,6 @@ use std::time::Duration;
 
 use inventiv_providers::mock::{purge, MockConfig, MockFaults, MockProvider};
 use inventiv_providers::{CloudProvider, CreateServer, Server, ServerState};
-use tokio::time::Instant;
 use uuid::Uuid;
 
 /// A state directory with its provider; destroys every VM when dropped.
@@ -111,21 +109,7 @@ pub fn request(name: &str) -> CreateServer {
     }
 }
 
-/// Polls `check` until it yields a value, failing the test at the deadline.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+pub use inventiv_testkit::wait::eventually;
 
 /// Waits until the server reports `Running` and returns it.
 pub async fn running(provider: &dyn CloudProvider, server: &Server) -> Server {

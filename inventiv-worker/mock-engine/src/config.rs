@@ -1,13 +1,14 @@
 //! Typed configuration from command-line flags and `INVENTIV_MOCK_*`
 //! environment variables (a flag wins over its variable; an empty variable
-//! counts as unset). One table, [`OPTIONS`], is both the parser and the
-//! `--help` text.
+//! counts as unset), parsed by `clap`: one declaration, [`Args`], is both
+//! the parser and the `--help` text.
 
-use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::time::Duration;
+
+use clap::{CommandFactory as _, FromArgMatches as _, Parser};
 
 use crate::faults::{ExitMode, FaultConfig, FaultStatus};
 
@@ -59,43 +60,111 @@ impl Default for Config {
             prefix_caching: true,
             prefix_cache_blocks: 65_536,
             prompt_tokens_details: false,
-            workers: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            workers: Self::default_workers(),
             faults: FaultConfig::default(),
         }
     }
 }
 
-/// What the command line asks for.
-#[derive(Debug)]
-pub enum Command {
-    Run(Box<Config>),
-    Help(String),
+/// The command line as `clap` reads it; [`Config`] is what it means.
+#[derive(Debug, Parser)]
+#[command(
+    name = "inventiv-mock-engine",
+    about = "inventiv-mock-engine: a fast, deterministic vLLM-compatible mock inference engine.",
+    after_help = "Every option can also be set by its environment variable; a flag wins."
+)]
+pub struct Args {
+    /// IP address to listen on
+    #[arg(
+        long,
+        env = "INVENTIV_MOCK_HOST",
+        value_name = "IP",
+        default_value = "127.0.0.1"
+    )]
+    host: IpAddr,
+    /// TCP port; 0 picks a free one (logged as `listening`)
+    #[arg(long, env = "INVENTIV_MOCK_PORT", default_value = "8000", value_parser = num::<u16>)]
+    port: u16,
+    /// Served model name; requests for another model get 404
+    #[arg(long, visible_alias = "served-model-name", env = "INVENTIV_MOCK_MODEL", value_name = "NAME",
+        default_value = "mock/model", value_parser = model_name)]
+    model: String,
+    /// Context length (prompt + answer), reported by /v1/models
+    #[arg(long, env = "INVENTIV_MOCK_MAX_MODEL_LEN", value_name = "TOKENS", default_value = "4096",
+        value_parser = positive::<u32>)]
+    max_model_len: u32,
+    /// Model load time: /health and /v1/* answer 503 until it has passed
+    #[arg(long = "load-delay-ms", env = "INVENTIV_MOCK_LOAD_DELAY_MS", value_name = "MS", default_value = "0",
+        value_parser = millis)]
+    load_delay: Duration,
+    /// Time to first token
+    #[arg(long = "ttft-ms", env = "INVENTIV_MOCK_TTFT_MS", value_name = "MS", default_value = "0",
+        value_parser = millis)]
+    ttft: Duration,
+    /// Decode speed after the first token; 0 = as fast as possible
+    #[arg(long = "tokens-per-second", visible_alias = "tokens-per-sec", env = "INVENTIV_MOCK_TOKENS_PER_SECOND",
+        value_name = "RATE", default_value = "0", allow_negative_numbers = true,
+        value_parser = inter_token)]
+    inter_token: Duration,
+    /// Natural answer length; max_tokens below it cuts the answer (finish_reason length)
+    #[arg(long, env = "INVENTIV_MOCK_OUTPUT_LEN", value_name = "TOKENS", default_value = "32",
+        value_parser = positive::<u32>)]
+    output_len: u32,
+    /// Seed of the generated text and embeddings (a request's `seed` overrides it)
+    #[arg(long, env = "INVENTIV_MOCK_SEED", value_name = "N", default_value = "0", value_parser = num::<u64>)]
+    seed: u64,
+    /// Dimension of /v1/embeddings vectors
+    #[arg(long, env = "INVENTIV_MOCK_EMBEDDING_DIM", value_name = "N", default_value = "384",
+        value_parser = positive::<usize>)]
+    embedding_dim: usize,
+    /// Automatic prefix caching: a repeated prompt prefix is served from cache (whole blocks of 16 tokens)
+    #[arg(long = "enable-prefix-caching", env = "INVENTIV_MOCK_ENABLE_PREFIX_CACHING", value_name = "BOOL",
+        num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true",
+        value_parser = switch, overrides_with = "no_prefix_caching")]
+    prefix_caching: bool,
+    /// Turns prefix caching off (vLLM's spelling)
+    #[arg(long = "no-enable-prefix-caching", overrides_with = "prefix_caching")]
+    no_prefix_caching: bool,
+    /// Blocks the prefix cache holds at most; the least recently used go first
+    #[arg(long, env = "INVENTIV_MOCK_PREFIX_CACHE_BLOCKS", value_name = "N", default_value = "65536",
+        value_parser = positive::<usize>)]
+    prefix_cache_blocks: usize,
+    /// Report usage.prompt_tokens_details.cached_tokens (when some are cached)
+    #[arg(long = "enable-prompt-tokens-details", env = "INVENTIV_MOCK_ENABLE_PROMPT_TOKENS_DETAILS",
+        value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "false",
+        default_missing_value = "true", value_parser = switch)]
+    prompt_tokens_details: bool,
+    /// Runtime worker threads; 1 = a single-threaded runtime [default: number of cores]
+    #[arg(long, env = "INVENTIV_MOCK_WORKERS", value_name = "N", value_parser = workers)]
+    workers: Option<NonZeroUsize>,
+    /// Fault: the first N /v1/* requests answer --fail-status
+    #[arg(long, env = "INVENTIV_MOCK_FAIL_FIRST", value_name = "N", default_value = "0", value_parser = num::<u64>)]
+    fail_first: u64,
+    /// Fault: every /v1/* request answers --fail-status
+    #[arg(long, env = "INVENTIV_MOCK_FAIL_ALWAYS", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+        default_value = "false", default_missing_value = "true", value_parser = switch)]
+    fail_always: bool,
+    /// Status of the failures above
+    #[arg(long, env = "INVENTIV_MOCK_FAIL_STATUS", value_name = "5XX", default_value = "500",
+        value_parser = FaultStatus::parse)]
+    fail_status: FaultStatus,
+    /// Fault: /v1/* requests after the first N are accepted and never answered
+    #[arg(long, env = "INVENTIV_MOCK_HANG_AFTER", value_name = "N", default_value = "off",
+        value_parser = optional_count)]
+    hang_after: Count,
+    /// Fault: the process ends after the Nth /v1/* request (see --exit-mode)
+    #[arg(long, env = "INVENTIV_MOCK_EXIT_AFTER", value_name = "N", default_value = "off",
+        value_parser = optional_count)]
+    exit_after: Count,
+    /// clean: answer it, shut down, exit 0; crash: exit 1 at once, unanswered
+    #[arg(long, env = "INVENTIV_MOCK_EXIT_MODE", value_name = "clean|crash", default_value = "clean",
+        value_parser = ExitMode::parse)]
+    exit_mode: ExitMode,
 }
 
-/// A flag or variable that could not be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-type Setter = fn(&mut Config, &str) -> Result<(), String>;
-
-/// One option: its flag, its variable, how its value reads, and its help.
-pub struct Opt {
-    pub flag: &'static str,
-    pub env: &'static str,
-    /// Placeholder for the value; empty for a switch (`--flag` = true).
-    pub value: &'static str,
-    pub default: &'static str,
-    pub help: &'static str,
-    set: Setter,
-}
+/// `off`/`none`, or a count.
+#[derive(Debug, Clone, Copy)]
+struct Count(Option<u64>);
 
 fn num<T: FromStr>(text: &str) -> Result<T, String> {
     text.trim()
@@ -103,13 +172,19 @@ fn num<T: FromStr>(text: &str) -> Result<T, String> {
         .map_err(|_| format!("{text:?} is not a valid number"))
 }
 
-fn positive<T: FromStr + PartialOrd + Default>(text: &str) -> Result<T, String> {
-    let n: T = num(text)?;
-    if n > T::default() {
-        Ok(n)
-    } else {
-        Err(format!("{text:?} must be at least 1"))
+fn positive<T: FromStr + TryFrom<u8> + PartialOrd>(text: &str) -> Result<T, String> {
+    let n: T = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a valid number of at least 1"))?;
+    match T::try_from(1) {
+        Ok(one) if n >= one => Ok(n),
+        _ => Err(format!("{text:?} must be at least 1")),
     }
+}
+
+fn workers(text: &str) -> Result<NonZeroUsize, String> {
+    NonZeroUsize::try_from(positive::<usize>(text)?).map_err(|e| e.to_string())
 }
 
 fn millis(text: &str) -> Result<Duration, String> {
@@ -124,255 +199,171 @@ fn switch(text: &str) -> Result<bool, String> {
     }
 }
 
-/// `off`/`none` or a count.
-fn optional_count(text: &str) -> Result<Option<u64>, String> {
+fn optional_count(text: &str) -> Result<Count, String> {
     match text.trim() {
-        "off" | "none" => Ok(None),
-        _ => num(text).map(Some),
+        "off" | "none" => Ok(Count(None)),
+        _ => num(text).map(|n| Count(Some(n))),
     }
 }
 
-fn set_model(c: &mut Config, v: &str) -> Result<(), String> {
-    if v.trim().is_empty() {
-        return Err("the model name is empty".to_owned());
+fn model_name(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "" => Err("the model name is empty".to_owned()),
+        name => Ok(name.to_owned()),
     }
-    c.model = v.trim().to_owned();
-    Ok(())
 }
 
-fn set_tokens_per_second(c: &mut Config, v: &str) -> Result<(), String> {
-    let tps: f64 = num(v)?;
+/// The time between two tokens at `text` tokens per second (0: none).
+fn inter_token(text: &str) -> Result<Duration, String> {
+    let tps: f64 = num(text)?;
     if !tps.is_finite() || tps < 0.0 {
-        return Err(format!("{v:?} must be a number >= 0"));
+        return Err(format!("{text:?} must be a number >= 0"));
     }
-    c.inter_token = if tps == 0.0 {
-        Duration::ZERO
-    } else {
-        Duration::try_from_secs_f64(1.0 / tps).map_err(|e| e.to_string())?
-    };
-    Ok(())
+    if tps == 0.0 {
+        return Ok(Duration::ZERO);
+    }
+    Duration::try_from_secs_f64(1.0 / tps).map_err(|e| e.to_string())
 }
 
-/// The options, in `--help` order.
-#[rustfmt::skip]
-pub static OPTIONS: &[Opt] = &[
-    Opt { flag: "host", env: "INVENTIV_MOCK_HOST", value: "IP", default: "127.0.0.1",
-        help: "IP address to listen on",
-        set: |c, v| { c.host = v.trim().parse().map_err(|_| format!("{v:?} is not an IP address"))?; Ok(()) } },
-    Opt { flag: "port", env: "INVENTIV_MOCK_PORT", value: "PORT", default: "8000",
-        help: "TCP port; 0 picks a free one (logged as `listening`)",
-        set: |c, v| { c.port = num(v)?; Ok(()) } },
-    Opt { flag: "model", env: "INVENTIV_MOCK_MODEL", value: "NAME", default: "mock/model",
-        help: "Served model name; requests for another model get 404",
-        set: set_model },
-    Opt { flag: "served-model-name", env: "", value: "NAME", default: "",
-        help: "Same as --model (vLLM's spelling)",
-        set: set_model },
-    Opt { flag: "max-model-len", env: "INVENTIV_MOCK_MAX_MODEL_LEN", value: "TOKENS", default: "4096",
-        help: "Context length (prompt + answer), reported by /v1/models",
-        set: |c, v| { c.max_model_len = positive(v)?; Ok(()) } },
-    Opt { flag: "load-delay-ms", env: "INVENTIV_MOCK_LOAD_DELAY_MS", value: "MS", default: "0",
-        help: "Model load time: /health and /v1/* answer 503 until it has passed",
-        set: |c, v| { c.load_delay = millis(v)?; Ok(()) } },
-    Opt { flag: "ttft-ms", env: "INVENTIV_MOCK_TTFT_MS", value: "MS", default: "0",
-        help: "Time to first token",
-        set: |c, v| { c.ttft = millis(v)?; Ok(()) } },
-    Opt { flag: "tokens-per-second", env: "INVENTIV_MOCK_TOKENS_PER_SECOND", value: "RATE", default: "0",
-        help: "Decode speed after the first token; 0 = as fast as possible",
-        set: set_tokens_per_second },
-    Opt { flag: "tokens-per-sec", env: "", value: "RATE", default: "",
-        help: "Same as --tokens-per-second",
-        set: set_tokens_per_second },
-    Opt { flag: "output-len", env: "INVENTIV_MOCK_OUTPUT_LEN", value: "TOKENS", default: "32",
-        help: "Natural answer length; max_tokens below it cuts the answer (finish_reason length)",
-        set: |c, v| { c.output_len = positive(v)?; Ok(()) } },
-    Opt { flag: "seed", env: "INVENTIV_MOCK_SEED", value: "N", default: "0",
-        help: "Seed of the generated text and embeddings (a request's `seed` overrides it)",
-        set: |c, v| { c.seed = num(v)?; Ok(()) } },
-    Opt { flag: "embedding-dim", env: "INVENTIV_MOCK_EMBEDDING_DIM", value: "N", default: "384",
-        help: "Dimension of /v1/embeddings vectors",
-        set: |c, v| { c.embedding_dim = positive(v)?; Ok(()) } },
-    Opt { flag: "enable-prefix-caching", env: "INVENTIV_MOCK_ENABLE_PREFIX_CACHING", value: "", default: "true",
-        help: "Automatic prefix caching: a repeated prompt prefix is served from cache (whole blocks of 16 tokens)",
-        set: |c, v| { c.prefix_caching = switch(v)?; Ok(()) } },
-    Opt { flag: "no-enable-prefix-caching", env: "", value: "", default: "",
-        help: "Turns prefix caching off (vLLM's spelling)",
-        set: |c, v| { c.prefix_caching = !switch(v)?; Ok(()) } },
-    Opt { flag: "prefix-cache-blocks", env: "INVENTIV_MOCK_PREFIX_CACHE_BLOCKS", value: "N", default: "65536",
-        help: "Blocks the prefix cache holds at most; the least recently used go first",
-        set: |c, v| { c.prefix_cache_blocks = positive(v)?; Ok(()) } },
-    Opt { flag: "enable-prompt-tokens-details", env: "INVENTIV_MOCK_ENABLE_PROMPT_TOKENS_DETAILS", value: "", default: "false",
-        help: "Report usage.prompt_tokens_details.cached_tokens (when some are cached)",
-        set: |c, v| { c.prompt_tokens_details = switch(v)?; Ok(()) } },
-    Opt { flag: "workers", env: "INVENTIV_MOCK_WORKERS", value: "N", default: "number of cores",
-        help: "Runtime worker threads; 1 = a single-threaded runtime",
-        set: |c, v| { c.workers = NonZeroUsize::new(positive(v)?).ok_or("must be at least 1")?; Ok(()) } },
-    Opt { flag: "fail-first", env: "INVENTIV_MOCK_FAIL_FIRST", value: "N", default: "0",
-        help: "Fault: the first N /v1/* requests answer --fail-status",
-        set: |c, v| { c.faults.fail_first = num(v)?; Ok(()) } },
-    Opt { flag: "fail-always", env: "INVENTIV_MOCK_FAIL_ALWAYS", value: "", default: "false",
-        help: "Fault: every /v1/* request answers --fail-status",
-        set: |c, v| { c.faults.fail_always = switch(v)?; Ok(()) } },
-    Opt { flag: "fail-status", env: "INVENTIV_MOCK_FAIL_STATUS", value: "5XX", default: "500",
-        help: "Status of the failures above",
-        set: |c, v| { c.faults.status = FaultStatus::parse(v)?; Ok(()) } },
-    Opt { flag: "hang-after", env: "INVENTIV_MOCK_HANG_AFTER", value: "N", default: "off",
-        help: "Fault: /v1/* requests after the first N are accepted and never answered",
-        set: |c, v| { c.faults.hang_after = optional_count(v)?; Ok(()) } },
-    Opt { flag: "exit-after", env: "INVENTIV_MOCK_EXIT_AFTER", value: "N", default: "off",
-        help: "Fault: the process ends after the Nth /v1/* request (see --exit-mode)",
-        set: |c, v| { c.faults.exit_after = optional_count(v)?.filter(|n| *n > 0); Ok(()) } },
-    Opt { flag: "exit-mode", env: "INVENTIV_MOCK_EXIT_MODE", value: "clean|crash", default: "clean",
-        help: "clean: answer it, shut down, exit 0; crash: exit 1 at once, unanswered",
-        set: |c, v| { c.faults.exit_mode = ExitMode::parse(v)?; Ok(()) } },
-];
+impl From<Args> for Config {
+    fn from(a: Args) -> Self {
+        Self {
+            host: a.host,
+            port: a.port,
+            model: a.model,
+            max_model_len: a.max_model_len,
+            load_delay: a.load_delay,
+            ttft: a.ttft,
+            inter_token: a.inter_token,
+            output_len: a.output_len,
+            seed: a.seed,
+            embedding_dim: a.embedding_dim,
+            prefix_caching: a.prefix_caching && !a.no_prefix_caching,
+            prefix_cache_blocks: a.prefix_cache_blocks,
+            prompt_tokens_details: a.prompt_tokens_details,
+            workers: a.workers.unwrap_or_else(Config::default_workers),
+            faults: FaultConfig {
+                fail_first: a.fail_first,
+                fail_always: a.fail_always,
+                status: a.fail_status,
+                hang_after: a.hang_after.0,
+                // `--exit-after 0` is off, like no value.
+                exit_after: a.exit_after.0.filter(|n| *n > 0),
+                exit_mode: a.exit_mode,
+            },
+        }
+    }
+}
 
 impl Config {
-    /// Reads the arguments (without the program name) and the environment,
-    /// through `env` so that tests need not touch the process environment.
-    pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
+    /// Reads the flags (`args` starts with the program name) and the
+    /// `INVENTIV_MOCK_*` variables; `--help` comes back as an error that
+    /// prints it.
+    pub fn try_parse_from<I, T>(args: I) -> Result<Self, clap::Error>
     where
-        I: IntoIterator<Item = String>,
-        E: Fn(&str) -> Option<String>,
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
     {
-        let mut config = Config::default();
-        for opt in OPTIONS.iter().filter(|o| !o.env.is_empty()) {
-            if let Some(value) = env(opt.env).filter(|v| !v.trim().is_empty()) {
-                (opt.set)(&mut config, &value)
-                    .map_err(|e| ConfigError(format!("{}: {e}", opt.env)))?;
+        // An empty (or blank) variable counts as unset, as in a compose
+        // file's `VAR=`; clap would read it as an empty value.
+        let command = Args::command().mut_args(|arg| {
+            let blank = arg
+                .get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|v| v.to_string_lossy().trim().is_empty());
+            if blank {
+                arg.env(None)
+            } else {
+                arg
             }
-        }
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            if arg == "-h" || arg == "--help" {
-                return Ok(Command::Help(help()));
-            }
-            let Some(body) = arg.strip_prefix("--") else {
-                return Err(ConfigError(format!(
-                    "unexpected argument {arg:?}; see --help"
-                )));
-            };
-            let (name, inline) = match body.split_once('=') {
-                Some((name, value)) => (name, Some(value.to_owned())),
-                None => (body, None),
-            };
-            let opt = OPTIONS
-                .iter()
-                .find(|o| o.flag == name)
-                .ok_or_else(|| ConfigError(format!("unknown option --{name}; see --help")))?;
-            let value = match inline {
-                Some(value) => value,
-                None if opt.value.is_empty() => "true".to_owned(),
-                None => args
-                    .next()
-                    .ok_or_else(|| ConfigError(format!("--{name} needs a value")))?,
-            };
-            (opt.set)(&mut config, &value).map_err(|e| ConfigError(format!("--{name}: {e}")))?;
-        }
-        Ok(Command::Run(Box::new(config)))
+        });
+        let matches = command.try_get_matches_from(args)?;
+        Args::from_arg_matches(&matches).map(Self::from)
     }
-}
 
-/// The `--help` text, generated from [`OPTIONS`].
-pub fn help() -> String {
-    let mut out = String::from(
-        "inventiv-mock-engine: a fast, deterministic vLLM-compatible mock inference engine.\n\n\
-         Usage: inventiv-mock-engine [OPTIONS]\n\n\
-         Every option can also be set by its environment variable; a flag wins.\n\n\
-         Options:\n",
-    );
-    for opt in OPTIONS {
-        let head = if opt.value.is_empty() {
-            format!("--{}", opt.flag)
-        } else {
-            format!("--{} <{}>", opt.flag, opt.value)
-        };
-        let _ = writeln!(out, "  {head:<28} {}", opt.help);
-        let mut notes = String::new();
-        if !opt.env.is_empty() {
-            let _ = write!(notes, "[env: {}] ", opt.env);
-        }
-        if !opt.default.is_empty() {
-            let _ = write!(notes, "[default: {}]", opt.default);
-        }
-        if !notes.is_empty() {
-            let _ = writeln!(out, "  {:<28} {}", "", notes.trim_end());
-        }
+    fn default_workers() -> NonZeroUsize {
+        std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
     }
-    let _ = writeln!(out, "  {:<28} Print this help", "-h, --help");
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+    #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
 
-    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let lookup = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-        match Config::parse(args.iter().map(|s| (*s).to_owned()), lookup)? {
-            Command::Run(config) => Ok(*config),
-            Command::Help(_) => panic!("unexpected help"),
-        }
+    // The variables are read from the process environment, which tests do
+    // not touch: tests/cli.rs runs the binary with them.
+    fn run(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("inventiv-mock-engine").chain(args.iter().copied()))
     }
 
     #[test]
-    fn flag_wins_over_env_and_env_over_default() {
-        let c = run(
-            &["--port", "9000"],
-            &[("INVENTIV_MOCK_PORT", "7000"), ("INVENTIV_MOCK_SEED", "5")],
-        )
-        .unwrap();
-        assert_eq!(c.port, 9000);
-        assert_eq!(c.seed, 5);
+    fn defaults_are_vllm_s() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.port, 8000);
         assert_eq!(c.model, "mock/model");
-        let c = run(&[], &[("INVENTIV_MOCK_PORT", "")]).unwrap();
-        assert_eq!(c.port, 8000, "an empty variable is unset");
+        assert_eq!(c.max_model_len, 4096);
+        assert_eq!(c.output_len, 32);
+        assert_eq!(c.embedding_dim, 384);
+        assert_eq!(c.prefix_cache_blocks, 65_536);
+        assert!(c.prefix_caching && !c.prompt_tokens_details);
+        assert!(!c.faults.fail_always && c.faults.hang_after.is_none());
+        assert!(c.faults.exit_after.is_none());
     }
 
     #[test]
     fn forms_and_values() {
-        let c = run(
-            &[
-                "--model=org/m",
-                "--fail-always",
-                "--tokens-per-second",
-                "4",
-                "--hang-after",
-                "3",
-            ],
-            &[],
-        )
+        let c = run(&[
+            "--model=org/m",
+            "--fail-always",
+            "--tokens-per-second",
+            "4",
+            "--hang-after",
+            "3",
+            "--port",
+            "0",
+            "--workers",
+            "1",
+            "--ttft-ms",
+            "7",
+        ])
         .unwrap();
         assert_eq!(c.model, "org/m");
         assert!(c.faults.fail_always);
         assert_eq!(c.inter_token, Duration::from_millis(250));
         assert_eq!(c.faults.hang_after, Some(3));
-        let c = run(&["--served-model-name", "x", "--fail-always=false"], &[]).unwrap();
+        assert_eq!((c.port, c.workers.get()), (0, 1));
+        assert_eq!(c.ttft, Duration::from_millis(7));
+        let c = run(&[
+            "--served-model-name",
+            "x",
+            "--fail-always=false",
+            "--tokens-per-sec",
+            "0",
+        ])
+        .unwrap();
         assert_eq!(c.model, "x");
         assert!(!c.faults.fail_always);
-        assert!(
-            c.prefix_caching && !c.prompt_tokens_details,
-            "vLLM's defaults"
-        );
-        let c = run(
-            &[
-                "--enable-prompt-tokens-details",
-                "--no-enable-prefix-caching",
-            ],
-            &[],
-        )
+        assert_eq!(c.inter_token, Duration::ZERO);
+        let c = run(&[
+            "--enable-prompt-tokens-details",
+            "--no-enable-prefix-caching",
+            "--exit-after",
+            "0",
+            "--exit-mode",
+            "crash",
+        ])
         .unwrap();
         assert!(!c.prefix_caching && c.prompt_tokens_details);
+        assert_eq!(c.faults.exit_after, None, "0 is off");
+        assert_eq!(c.faults.exit_mode, ExitMode::Crash);
+        let c = run(&["--no-enable-prefix-caching", "--enable-prefix-caching"]).unwrap();
+        assert!(c.prefix_caching, "the last flag wins");
     }
 
     #[test]
-    fn bad_input_is_refused() {
+    fn bad_input_is_refused_with_the_flag_named() {
         for args in [
             &["--nope"][..],
             &["--port"],
@@ -384,19 +375,32 @@ mod tests {
             &["--enable-prompt-tokens-details=maybe"],
             &["--tokens-per-second", "-1"],
             &["--host", "localhost:1"],
+            &["--model", " "],
             &["stray"],
         ] {
-            assert!(run(args, &[]).is_err(), "{args:?}");
+            let err = run(args).unwrap_err().to_string();
+            let flag = args[0].split('=').next().unwrap();
+            assert!(err.contains(flag), "{args:?}: {err}");
         }
-        assert!(run(&[], &[("INVENTIV_MOCK_TTFT_MS", "soon")]).is_err());
     }
 
     #[test]
     fn help_lists_every_flag_and_variable() {
-        let text = help();
-        for opt in OPTIONS {
-            assert!(text.contains(&format!("--{}", opt.flag)));
-            assert!(text.contains(opt.env));
+        let help = Args::command().render_long_help().to_string();
+        for arg in Args::command().get_arguments() {
+            if let Some(long) = arg.get_long() {
+                assert!(help.contains(&format!("--{long}")), "{long}");
+            }
+            if let Some(env) = arg.get_env() {
+                assert!(help.contains(&*env.to_string_lossy()), "{env:?}");
+            }
+        }
+        for alias in [
+            "--served-model-name",
+            "--tokens-per-sec",
+            "INVENTIV_MOCK_PORT",
+        ] {
+            assert!(help.contains(alias), "{alias}");
         }
     }
 }

@@ -13,7 +13,6 @@ pub mod metrics;
 pub mod openai;
 pub mod prefix_cache;
 pub mod stream;
-pub mod telemetry;
 
 pub use app::{build_app, Application};
 pub use config::Config;

@@ -2,28 +2,15 @@
 //! `INVENTIV_MOCK_*` variables), start logging, serve until SIGTERM, Ctrl-C
 //! or an `--exit-after` fault.
 
-use std::io::Write as _;
-
 use anyhow::Context as _;
-use inventiv_mock_engine::config::{Command, Config};
-use inventiv_mock_engine::{build_app, telemetry};
-use tokio_util::sync::CancellationToken;
+use inventiv_common::shutdown::StopSignal;
+use inventiv_common::telemetry;
+use inventiv_mock_engine::build_app;
+use inventiv_mock_engine::config::Config;
 
 fn main() -> anyhow::Result<()> {
-    let args = std::env::args_os()
-        .skip(1)
-        .map(|arg| {
-            arg.into_string()
-                .map_err(|a| anyhow::anyhow!("argument {a:?} is not UTF-8"))
-        })
-        .collect::<anyhow::Result<Vec<String>>>()?;
-    let config = match Config::parse(args, |key| std::env::var(key).ok())? {
-        Command::Help(text) => {
-            std::io::stdout().write_all(text.as_bytes())?;
-            return Ok(());
-        }
-        Command::Run(config) => *config,
-    };
+    // `--help` and bad input print and exit here (0 and 2).
+    let config = Config::try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
     telemetry::init();
     // One worker runs a current-thread runtime: the cheapest for a
     // one-core benchmark.
@@ -39,29 +26,11 @@ fn main() -> anyhow::Result<()> {
     }
     .context("cannot start the runtime")?;
     runtime.block_on(async {
+        // Listening for signals before the port is announced: a SIGTERM
+        // right after `listening` stops it cleanly.
+        let stop = StopSignal::listen();
         let app = build_app(config).await.context("cannot listen")?;
-        tokio::spawn(signal(app.shutdown_token()));
+        tokio::spawn(stop.cancel(app.shutdown_token()));
         app.serve().await.context("server error")
     })
-}
-
-/// Cancels on Ctrl-C or SIGTERM.
-async fn signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            let _ = ctrl_c.await;
-            shutdown.cancel();
-            return;
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-        () = shutdown.cancelled() => return,
-    }
-    tracing::info!("shutting down");
-    shutdown.cancel();
 }

@@ -13,10 +13,10 @@ mod support;
 use std::time::Duration;
 
 use base64::Engine as _;
+use inventiv_testkit::wait::eventually;
 use serde_json::{json, Value};
 use support::{
-    assert_usage, chat_body, config, eventually, spawn, words, CHAT, CHAT_PROMPT_TOKENS,
-    COMPLETIONS,
+    assert_usage, chat_body, config, spawn, words, CHAT, CHAT_PROMPT_TOKENS, COMPLETIONS,
 };
 
 #[tokio::test]
@@ -185,7 +185,7 @@ async fn metrics_follow_requests_and_running_returns_to_zero() {
                 .unwrap()
         }
     });
-    eventually(Duration::from_secs(5), "a running request", || async {
+    eventually("a running request", Duration::from_secs(5), || async {
         (engine.metric(&running).await == 1.0).then_some(())
     })
     .await;

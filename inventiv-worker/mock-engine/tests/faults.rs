@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use inventiv_mock_engine::faults::{ExitMode, FaultConfig, FaultStatus};
 use inventiv_mock_engine::Config;
+use inventiv_testkit::wait::eventually;
 use serde_json::{json, Value};
-use support::{config, eventually, spawn};
+use support::{config, spawn};
 
 const CHAT: &str = "/v1/chat/completions";
 
@@ -49,7 +50,7 @@ async fn loading_answers_503_then_200() {
         "metrics are always served"
     );
 
-    eventually(Duration::from_secs(5), "/health 200", || async {
+    eventually("/health 200", Duration::from_secs(5), || async {
         (engine.get("/health").await.0 == 200).then_some(())
     })
     .await;
@@ -145,7 +146,7 @@ async fn hung_requests_count_as_running_and_do_not_block_shutdown() {
         }
     });
     let running = r#"vllm:num_requests_running{model_name="mock/model"}"#;
-    eventually(Duration::from_secs(5), "a hanging request", || async {
+    eventually("a hanging request", Duration::from_secs(5), || async {
         (engine.metric(running).await == 1.0).then_some(())
     })
     .await;
@@ -176,9 +177,15 @@ impl Drop for Process {
 impl Process {
     /// Starts the engine on a free port and reads the address it logs.
     fn start(args: &[&str]) -> Self {
+        Self::start_with(args, &[])
+    }
+
+    /// The same, with environment variables.
+    fn start_with(args: &[&str], vars: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_inventiv-mock-engine"))
             .args(["--port", "0", "--workers", "1"])
             .args(args)
+            .envs(vars.iter().copied())
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -258,4 +265,50 @@ async fn exit_after_n_in_crash_mode_dies_unanswered() {
 fn exit_mode_parses() {
     assert_eq!(ExitMode::parse("crash"), Ok(ExitMode::Crash));
     assert!(ExitMode::parse("boom").is_err());
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_binary_cleanly() {
+    let mut process = Process::start(&[]);
+    let status = Command::new("kill")
+        .args(["-TERM", &process.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = process.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+#[tokio::test]
+async fn variables_configure_the_binary_and_flags_win() {
+    // --port 0 (a flag) wins over the variable; an empty variable is unset.
+    let process = Process::start_with(
+        &[],
+        &[
+            ("INVENTIV_MOCK_PORT", "1"),
+            ("INVENTIV_MOCK_MODEL", "env/model"),
+            ("INVENTIV_MOCK_TTFT_MS", ""),
+        ],
+    );
+    let models: Value = reqwest::get(format!("http://{}/v1/models", process.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "env/model", "{models}");
+}
+
+#[test]
+fn a_bad_variable_stops_the_binary_with_a_clear_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_inventiv-mock-engine"))
+        .env("INVENTIV_MOCK_TTFT_MS", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--ttft-ms") && stderr.contains("\"soon\" is not a valid number"),
+        "{stderr}"
+    );
 }

@@ -3,8 +3,7 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use inventiv_mock_engine::{build_app, Config};
 use serde_json::{json, Value};
@@ -170,22 +169,6 @@ impl Sse {
 /// Whitespace-separated words: the engine's token.
 pub fn words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
-}
-
-/// Polls `check` until it yields a value or `within` has passed.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 pub const CHAT: &str = "/v1/chat/completions";
