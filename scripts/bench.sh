@@ -881,6 +881,16 @@ proxy_run() {
   CPU_US=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$REQUESTS" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
 }
 
+# journal_counters LOG: "SYNCS RECORDS", the usage journal's syncs and the
+# records they made durable so far, from the metrics listener of the API
+# whose log is LOG.
+journal_counters() {
+  local addr
+  addr=$(grep -F '"message":"metrics listening"' "$1" | head -1 | sed -n 's/.*"addr":"\([^"]*\)".*/\1/p')
+  curl -s --noproxy '*' --max-time 5 "http://$(client_addr "$addr")/metrics" \
+    | awk '$1 == "inventiv_usage_journal_syncs_total" { s = $2 } $1 == "inventiv_usage_journal_records_total" { r = $2 } END { printf "%d %d", s, r }'
+}
+
 # proxy_heartbeat INSTANCE: a fresh heartbeat for the bench's instance (its
 # worker token in $WORK/worker-token).
 proxy_heartbeat() {
@@ -977,8 +987,8 @@ bench_proxy() {
   local api_idle api_rss="?"
   api_idle=$(rss_mib "$API_PID")
 
-  local mode lua c k round via base pid
-  local -A rps p50 p99 cpu
+  local mode lua c k round via base pid syncs0 syncs1
+  local -A rps p50 p99 cpu per_sync
   for mode in chat stream; do
     lua="$WORK/proxy-$mode.lua"
     for c in "${PROXY_CONCURRENCY[@]}"; do
@@ -993,9 +1003,15 @@ bench_proxy() {
       for ((round = 0; round < PROXY_REPEAT; round++)); do
         for via in api memory; do
           if [[ $via == api ]]; then base=$API pid=$API_PID; else base=$memory pid=$memory_pid; fi
+          [[ $via == memory ]] || syncs0=$(journal_counters "$WORK/proxy/api.log")
           proxy_run "$base/v1/chat/completions" "$lua" "$c" "$pid"
+          [[ $via == memory ]] || syncs1=$(journal_counters "$WORK/proxy/api.log")
           if ((round == 0)) || awk -v a="$CPU_US" -v b="${cpu[$via-$k]}" 'BEGIN { exit !(a < b) }'; then
             rps[$via-$k]=$RPS p50[$via-$k]=$P50_US p99[$via-$k]=$P99_US cpu[$via-$k]=$CPU_US
+            # Records per journal sync in that run (its warm-up included).
+            [[ $via == memory ]] || per_sync[$k]=$(awk -v a="$syncs0" -v b="$syncs1" 'BEGIN {
+              split(a, x, " "); split(b, y, " "); s = y[1] - x[1]
+              printf "%.1f", (s > 0 ? (y[2] - x[2]) / s : 0) }')
           fi
           if [[ $via-$k == api-chat-64 ]] && awk -v a="$RSS_MAX" -v b="$api_rss" 'BEGIN { exit !(b == "?" || a > b) }'; then
             api_rss=$RSS_MAX
@@ -1026,7 +1042,7 @@ bench_proxy() {
   for mode in chat stream; do
     for c in "${PROXY_CONCURRENCY[@]}"; do
       k="$mode-$c"
-      report "proxy:   $mode c=$c: durable ${cpu[api-$k]} µs +$((p50[api-$k] - p50[direct-$k])) µs | in-memory ${cpu[memory-$k]} µs +$((p50[memory-$k] - p50[direct-$k])) µs | bare ${cpu[bare-$k]} µs +$((p50[bare-$k] - p50[direct-$k])) µs | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU, $((p50[api-$k] - p50[memory-$k])) µs p50"
+      report "proxy:   $mode c=$c: durable ${cpu[api-$k]} µs +$((p50[api-$k] - p50[direct-$k])) µs | in-memory ${cpu[memory-$k]} µs +$((p50[memory-$k] - p50[direct-$k])) µs | bare ${cpu[bare-$k]} µs +$((p50[bare-$k] - p50[direct-$k])) µs | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU, $((p50[api-$k] - p50[memory-$k])) µs p50 (${per_sync[$k]} records per journal sync)"
     done
   done
   local api_cpu=${cpu[api-chat-64]} bare_cpu=${cpu[bare-chat-64]} ratio api_event tput added cost

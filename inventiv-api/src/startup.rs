@@ -43,6 +43,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
             &journal::root(&config.state_dir),
             &config.replica_id,
             config.usage_journal_max_bytes,
+            journal::writer::GATHER_WAIT,
         )
         .await?
     } else {

@@ -313,7 +313,10 @@ async fn a_restart_replays_its_journal_and_a_replay_adds_no_row() {
 async fn an_operator_replays_a_journal_directory() {
     let app = TestApp::spawn().await;
     let root = app.state_dir.join("elsewhere");
-    let (metering, background) = journal::open(&root, "dead", 1 << 20).await.unwrap();
+    let (metering, background) =
+        journal::open(&root, "dead", 1 << 20, journal::writer::GATHER_WAIT)
+            .await
+            .unwrap();
     let org = uuid::Uuid::new_v4();
     let mut ids = Vec::new();
     for n in 0..3 {

@@ -290,6 +290,8 @@ struct Meter {
     started: Instant,
     /// What the worker may plausibly report for this request.
     bounds: Bounds,
+    /// Counted by the journal until the record is handed over.
+    answering: Option<super::journal::writer::Answering>,
 }
 
 impl Meter {
@@ -338,6 +340,9 @@ impl Meter {
     /// Hands the billed record to the journal; its durability is what the
     /// answer's end waits for.
     fn record(self) -> Durable {
+        // Counted off before the handover: a writer that sees the record
+        // sees this request gone too, and waits for nobody it has.
+        drop(self.answering);
         self.state.usage.record(self.record)
     }
 }
@@ -509,6 +514,7 @@ async fn forward(
         };
         worker.succeeded();
         let mut meter = Meter {
+            answering: state.usage.answering(),
             state: state.clone(),
             started,
             bounds,
@@ -790,19 +796,27 @@ fn relay_stream(
         (Box::pin(upstream), relay),
         |(mut upstream, mut relay)| async move {
             loop {
-                if let Some(next) = relay.queue.pop_front() {
-                    return Some((Ok(next), (upstream, relay)));
-                }
-                if relay.ended {
-                    // The end (`[DONE]`, then the body's end) only once the
-                    // usage is durable; an error event instead if it cannot be.
-                    if let Some(closing) = relay.close() {
-                        if let Err(e) = closing.finish().await.wait().await {
-                            relay.done = Some(e.sse_event());
+                // Once the engine said `[DONE]`, what it sent with it waits
+                // for the stream's end: the client then gets the last
+                // events and the end together, in one write.
+                if relay.done.is_none() || relay.ended {
+                    if relay.ended {
+                        // The end (`[DONE]`, then the body's end) only once
+                        // the usage is durable; an error event instead if it
+                        // cannot be.
+                        if let Some(closing) = relay.close() {
+                            if let Err(e) = closing.finish().await.wait().await {
+                                relay.done = Some(e.sse_event());
+                            }
                         }
                     }
-                    let done = relay.done.take()?;
-                    return Some((Ok(done), (upstream, relay)));
+                    if let Some(next) = relay.queue.pop_front() {
+                        return Some((Ok(next), (upstream, relay)));
+                    }
+                    if relay.ended {
+                        let done = relay.done.take()?;
+                        return Some((Ok(done), (upstream, relay)));
+                    }
                 }
                 match upstream.next().await {
                     Some(Ok(chunk)) => {

@@ -131,6 +131,16 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
             "# HELP inventiv_usage_journal_limit_bytes Pending bytes past which /v1 answers 503 metering_unavailable.\n# TYPE inventiv_usage_journal_limit_bytes gauge\ninventiv_usage_journal_limit_bytes {}",
             fill.max_bytes
         );
+        let _ = writeln!(
+            out,
+            "# HELP inventiv_usage_journal_syncs_total Usage journal syncs (one write and one fdatasync per group of records).\n# TYPE inventiv_usage_journal_syncs_total counter\ninventiv_usage_journal_syncs_total {}",
+            fill.syncs
+        );
+        let _ = writeln!(
+            out,
+            "# HELP inventiv_usage_journal_records_total Usage records made durable by the journal's syncs.\n# TYPE inventiv_usage_journal_records_total counter\ninventiv_usage_journal_records_total {}",
+            fill.synced_records
+        );
     }
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use self::segment::Pos;
-use self::writer::{Msg, Shared, Writer};
+use self::writer::{Answering, Msg, Shared, Writer};
 use super::error::OpenAiError;
 use super::usage::UsageRecord;
 
@@ -78,6 +78,9 @@ impl Durable {
 pub struct Fill {
     pub pending_bytes: u64,
     pub max_bytes: u64,
+    /// Syncs done since start-up, and the records they made durable.
+    pub syncs: u64,
+    pub synced_records: u64,
 }
 
 impl Metering {
@@ -90,6 +93,16 @@ impl Metering {
                 Err(OpenAiError::metering_unavailable())
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Counts a request being answered until the guard drops, just before
+    /// its record is handed over: the journal's writer waits for such
+    /// requests to share a sync (none without a journal).
+    pub fn answering(&self) -> Option<Answering> {
+        match &self.0 {
+            Sink::Journal(h) => Some(h.shared.answering()),
+            Sink::Memory(_) => None,
         }
     }
 
@@ -116,10 +129,15 @@ impl Metering {
     /// The journal's fill; None without a journal.
     pub fn fill(&self) -> Option<Fill> {
         match &self.0 {
-            Sink::Journal(h) => Some(Fill {
-                pending_bytes: h.shared.pending(),
-                max_bytes: h.shared.max_bytes,
-            }),
+            Sink::Journal(h) => {
+                let (syncs, synced_records) = h.shared.syncs();
+                Some(Fill {
+                    pending_bytes: h.shared.pending(),
+                    max_bytes: h.shared.max_bytes,
+                    syncs,
+                    synced_records,
+                })
+            }
             Sink::Memory(_) => None,
         }
     }
@@ -151,11 +169,14 @@ pub fn in_memory() -> (Metering, Background) {
 
 /// Opens (or creates) this replica's journal under `root`: takes its lock,
 /// starts the writer on a new segment, and prepares the shipper, which
-/// replays what the last run left before anything new.
+/// replays what the last run left before anything new. `gather_wait`:
+/// how long a group waits for company under load (production:
+/// [`writer::GATHER_WAIT`]).
 pub async fn open(
     root: &Path,
     replica_id: &str,
     max_bytes: u64,
+    gather_wait: Duration,
 ) -> anyhow::Result<(Metering, Background)> {
     let dir = root.join(replica_id);
     let waited = tokio::time::Instant::now();
@@ -173,7 +194,7 @@ pub async fn open(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    start(root, dir, lock, max_bytes)
+    start(root, dir, lock, max_bytes, gather_wait)
         .map_err(|e| anyhow::anyhow!("usage journal under {}: {e}", root.display()))
 }
 
@@ -182,6 +203,7 @@ fn start(
     dir: PathBuf,
     lock: Arc<std::fs::File>,
     max_bytes: u64,
+    gather_wait: Duration,
 ) -> std::io::Result<(Metering, Background)> {
     let checkpoint = segment::read_checkpoint(&dir);
     let existing = segment::segments(&dir)?;
@@ -207,6 +229,7 @@ fn start(
         dir.clone(),
         first,
         segment_bytes,
+        gather_wait,
         shared.clone(),
         lock.clone(),
     )?;

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use uuid::Uuid;
 
 use super::segment::{self, Frame, Pos};
+use super::writer::GATHER_WAIT;
 use super::{open, Background, Metering};
 use crate::proxy::usage::{SharedUse, UsageRecord};
 
@@ -107,7 +108,7 @@ fn frames_round_trip_and_unknown_fields_default() {
 async fn a_torn_tail_is_ignored_and_replay_resumes_at_the_checkpoint() {
     let root = TempDir::new();
     let dir = root.0.join("a");
-    let (metering, background) = open(&root.0, "a", 1 << 30).await.unwrap();
+    let (metering, background) = open(&root.0, "a", 1 << 30, GATHER_WAIT).await.unwrap();
     let ids = journal(&metering, 0, 5).await;
     stop(background).await;
     // A crash mid-append: half a frame after the last durable one.
@@ -123,7 +124,7 @@ async fn a_torn_tail_is_ignored_and_replay_resumes_at_the_checkpoint() {
 
     // The restart reads the five, not the torn one, and writes after it in a
     // new segment.
-    let (metering, background) = open(&root.0, "a", 1 << 30).await.unwrap();
+    let (metering, background) = open(&root.0, "a", 1 << 30, GATHER_WAIT).await.unwrap();
     let more = journal(&metering, 5, 7).await;
     stop(background).await;
     let all = read_all(&dir, Pos::default());
@@ -148,7 +149,7 @@ async fn segments_rotate_and_committed_ones_are_deleted() {
     let root = TempDir::new();
     let dir = root.0.join("r");
     // The smallest limit gives the smallest segments (64 KiB).
-    let (metering, background) = open(&root.0, "r", 4096).await.unwrap();
+    let (metering, background) = open(&root.0, "r", 4096, GATHER_WAIT).await.unwrap();
     let ids = journal(&metering, 0, 400).await;
     assert!(metering.fill().unwrap().pending_bytes > 64 << 10);
     stop(background).await;
@@ -177,7 +178,7 @@ async fn segments_rotate_and_committed_ones_are_deleted() {
 async fn a_journal_is_locked_while_its_replica_lives_and_adoptable_after() {
     let root = TempDir::new();
     let dir = root.0.join("gone");
-    let (metering, background) = open(&root.0, "gone", 1 << 30).await.unwrap();
+    let (metering, background) = open(&root.0, "gone", 1 << 30, GATHER_WAIT).await.unwrap();
     let ids = journal(&metering, 0, 3).await;
     // Live: nobody else may take it.
     assert!(segment::try_lock(&dir).unwrap().is_none());
@@ -195,7 +196,75 @@ async fn a_journal_is_locked_while_its_replica_lives_and_adoptable_after() {
     drop(lock);
     assert!(!dir.exists());
     // The same id starts afresh.
-    let (metering, background) = open(&root.0, "gone", 1 << 30).await.unwrap();
+    let (metering, background) = open(&root.0, "gone", 1 << 30, GATHER_WAIT).await.unwrap();
     journal(&metering, 0, 1).await;
+    stop(background).await;
+}
+
+/// The syncs the journal did so far, and the records they carried.
+fn syncs(metering: &Metering) -> (u64, u64) {
+    let fill = metering.fill().unwrap();
+    (fill.syncs, fill.synced_records)
+}
+
+/// Within this, an ack that should come does (a gather wait of an hour
+/// never passes in a test).
+const ACK: std::time::Duration = std::time::Duration::from_secs(30);
+const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+#[tokio::test]
+async fn a_lone_request_is_synced_at_once_even_with_a_long_gather_wait() {
+    let root = TempDir::new();
+    let (metering, background) = open(&root.0, "lone", 1 << 30, HOUR).await.unwrap();
+    for n in 0..3 {
+        drop(metering.answering());
+        let durable = metering.record(record(n));
+        tokio::time::timeout(ACK, durable.wait())
+            .await
+            .expect("nobody else is answering: synced at once")
+            .unwrap();
+    }
+    assert_eq!(syncs(&metering), (3, 3));
+    stop(background).await;
+}
+
+#[tokio::test]
+async fn records_of_requests_answered_together_share_one_sync() {
+    let root = TempDir::new();
+    let (metering, background) = open(&root.0, "crowd", 1 << 30, HOUR).await.unwrap();
+    // Four requests being answered; three finish, the last one is still
+    // being answered: their records wait for it.
+    let mut answering: Vec<_> = (0..4).map(|_| metering.answering()).collect();
+    let mut waiting = Vec::new();
+    // Each is counted off before its record is handed over (as `Meter`
+    // does).
+    for n in 0..4 {
+        answering.pop();
+        waiting.push(metering.record(record(n)));
+    }
+    for durable in waiting {
+        tokio::time::timeout(ACK, durable.wait())
+            .await
+            .expect("the last answer ends the gathering")
+            .unwrap();
+    }
+    assert_eq!(syncs(&metering), (1, 4));
+    stop(background).await;
+}
+
+#[tokio::test]
+async fn a_full_group_is_synced_without_waiting_for_the_others() {
+    let root = TempDir::new();
+    let (metering, background) = open(&root.0, "full", 1 << 30, HOUR).await.unwrap();
+    // Someone is still being answered for the whole test.
+    let _other = metering.answering();
+    let waiting: Vec<_> = (0..32).map(|n| metering.record(record(n))).collect();
+    for durable in waiting {
+        tokio::time::timeout(ACK, durable.wait())
+            .await
+            .expect("a group of GATHER_RECORDS is synced")
+            .unwrap();
+    }
+    assert_eq!(syncs(&metering), (1, 32));
     stop(background).await;
 }

@@ -3,15 +3,23 @@
 //! writes them with one `write` and one `fdatasync`, then acknowledges
 //! each; the records that arrive meanwhile form the next group. So the
 //! serving threads never touch the disk, and the rate of syncs adapts to
-//! the load without a timer.
+//! the load.
+//!
+//! A sync costs the process tens of microseconds of CPU whatever it
+//! carries, so under load a group is worth gathering (like PostgreSQL's
+//! `commit_delay` with `commit_siblings`): while other requests are being
+//! answered (each will hand a record over), the writer waits for more
+//! records until the group holds [`GATHER_RECORDS`], or nobody else is
+//! answering, or [`GATHER_WAIT`] has passed. A lone request is synced at
+//! once.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Notify};
 
@@ -22,6 +30,11 @@ use crate::proxy::usage::UsageRecord;
 const MAX_GROUP: usize = 4096;
 /// How long `/v1` is refused after the journal failed to write.
 const FAILURE_HOLD_MS: u64 = 1000;
+/// A group this large is synced without waiting for more.
+const GATHER_RECORDS: usize = 32;
+/// The longest a group waits for company (what it adds to an answer's end
+/// under load, on top of the sync itself).
+pub const GATHER_WAIT: Duration = Duration::from_millis(4);
 
 /// What the handlers send to the writer.
 #[expect(
@@ -48,6 +61,21 @@ pub struct Shared {
     started: Instant,
     /// When the last write failed (ms since `started`, plus one; 0: never).
     failed_at: AtomicU64,
+    /// Requests being answered whose record is not handed over yet.
+    answering: AtomicUsize,
+    /// Syncs done and records they made durable, for `/metrics`.
+    syncs: AtomicU64,
+    records: AtomicU64,
+}
+
+/// A request being answered, counted until its record is handed over
+/// (or it ends without one): the writer waits for it to join a group.
+pub struct Answering(Arc<Shared>);
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.answering.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -60,7 +88,16 @@ impl Shared {
             max_bytes,
             started: Instant::now(),
             failed_at: AtomicU64::new(0),
+            answering: AtomicUsize::new(0),
+            syncs: AtomicU64::new(0),
+            records: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a request being answered until the guard drops.
+    pub fn answering(self: &Arc<Self>) -> Answering {
+        self.answering.fetch_add(1, Ordering::Relaxed);
+        Answering(self.clone())
     }
 
     pub fn durable(&self) -> Pos {
@@ -76,6 +113,14 @@ impl Shared {
         self.written
             .load(Ordering::Relaxed)
             .saturating_sub(self.shipped.load(Ordering::Relaxed))
+    }
+
+    /// Syncs done, and the records they made durable.
+    pub fn syncs(&self) -> (u64, u64) {
+        (
+            self.syncs.load(Ordering::Relaxed),
+            self.records.load(Ordering::Relaxed),
+        )
     }
 
     pub fn shipped(&self, bytes: u64) {
@@ -95,6 +140,28 @@ impl Shared {
     }
 }
 
+/// The records of the next sync, encoded, and who to tell.
+struct Group {
+    buf: Vec<u8>,
+    acks: Vec<oneshot::Sender<bool>>,
+    stop: bool,
+}
+
+impl Group {
+    fn add(&mut self, msg: Msg) {
+        match msg {
+            Msg::Record(record, ack) => match segment::encode(&mut self.buf, &record) {
+                Ok(()) => self.acks.push(ack),
+                Err(e) => {
+                    tracing::error!(error = %e, usage_id = %record.usage_id, "usage record not encodable");
+                    let _ = ack.send(false);
+                }
+            },
+            Msg::Stop => self.stop = true,
+        }
+    }
+}
+
 /// The live segment and where the next frames go.
 pub struct Writer {
     dir: PathBuf,
@@ -102,6 +169,8 @@ pub struct Writer {
     file: File,
     size: u64,
     segment_bytes: u64,
+    /// How long a group waits for company (see [`GATHER_WAIT`]).
+    gather_wait: Duration,
     shared: Arc<Shared>,
     /// Held while the writer lives: the directory is this journal's.
     _lock: Arc<File>,
@@ -122,6 +191,7 @@ impl Writer {
         dir: PathBuf,
         first: u64,
         segment_bytes: u64,
+        gather_wait: Duration,
         shared: Arc<Shared>,
         lock: Arc<File>,
     ) -> io::Result<Writer> {
@@ -132,6 +202,7 @@ impl Writer {
             file,
             size: 0,
             segment_bytes,
+            gather_wait,
             shared,
             _lock: lock,
         })
@@ -139,37 +210,43 @@ impl Writer {
 
     /// Writes groups until `Stop` or until every sender is gone.
     pub fn run(mut self, rx: Receiver<Msg>) {
-        let mut buf = Vec::with_capacity(256 * 1024);
-        let mut acks = Vec::with_capacity(256);
-        let mut stop = false;
-        while !stop {
+        let mut group = Group {
+            buf: Vec::with_capacity(256 * 1024),
+            acks: Vec::with_capacity(256),
+            stop: false,
+        };
+        while !group.stop {
             let Ok(first) = rx.recv() else { break };
-            let mut next = Some(first);
-            while let Some(msg) = next {
-                match msg {
-                    Msg::Record(record, ack) => match segment::encode(&mut buf, &record) {
-                        Ok(()) => acks.push(ack),
-                        Err(e) => {
-                            tracing::error!(error = %e, usage_id = %record.usage_id, "usage record not encodable");
-                            let _ = ack.send(false);
-                        }
-                    },
-                    Msg::Stop => stop = true,
+            let started = Instant::now();
+            group.add(first);
+            // Everything already waiting joins.
+            while !group.stop && group.acks.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(msg) => group.add(msg),
+                    Err(_) => break,
                 }
-                next = (!stop && acks.len() < MAX_GROUP)
-                    .then(|| rx.try_recv().ok())
-                    .flatten();
             }
-            let durable = buf.is_empty() || self.append(&buf);
-            buf.clear();
-            for ack in acks.drain(..) {
+            // Then, while others are being answered, company for a while.
+            while !group.stop
+                && group.acks.len() < GATHER_RECORDS
+                && self.shared.answering.load(Ordering::Relaxed) > 0
+            {
+                let left = self.gather_wait.saturating_sub(started.elapsed());
+                match rx.recv_timeout(left) {
+                    Ok(msg) => group.add(msg),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            let durable = group.buf.is_empty() || self.append(&group.buf, group.acks.len());
+            group.buf.clear();
+            for ack in group.acks.drain(..) {
                 // A client gone meanwhile changes nothing: the record is written.
                 let _ = ack.send(durable);
             }
         }
     }
 
-    fn append(&mut self, bytes: &[u8]) -> bool {
+    fn append(&mut self, bytes: &[u8], records: usize) -> bool {
         let len = bytes.len() as u64;
         match self
             .file
@@ -179,6 +256,10 @@ impl Writer {
             Ok(()) => {
                 self.size += len;
                 self.shared.written.fetch_add(len, Ordering::Relaxed);
+                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .records
+                    .fetch_add(records as u64, Ordering::Relaxed);
                 self.shared.set_durable(Pos {
                     segment: self.segment,
                     offset: self.size,
