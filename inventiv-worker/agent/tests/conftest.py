@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO_ROOT, AgentProcess, FakeControlPlane, agent_config
+from helpers import REPO_ROOT, AgentProcess, FakeControlPlane, Ports, agent_config
+from test_bootstrap import Node
 
 MOCK_ENGINE_ENV = "INVENTIV_MOCK_ENGINE"
 
@@ -75,8 +76,20 @@ def control_plane() -> Iterator[FakeControlPlane]:
 
 
 @pytest.fixture
+def ports() -> Iterator[Ports]:
+    """Ports for the test's processes, held by the test until it ends."""
+    held = Ports()
+    yield held
+    held.close()
+
+
+@pytest.fixture
 def start_agent(
-    tmp_path: Path, control_plane: FakeControlPlane, mock_engine_bin: Path, haproxy_bin: str
+    tmp_path: Path,
+    control_plane: FakeControlPlane,
+    mock_engine_bin: Path,
+    haproxy_bin: str,
+    ports: Ports,
 ) -> Iterator[Callable[..., AgentProcess]]:
     """start_agent(**config_overrides) -> a running, healthy AgentProcess."""
     started: list[AgentProcess] = []
@@ -85,7 +98,7 @@ def start_agent(
         work = tmp_path / f"agent{len(started)}"
         work.mkdir()
         overrides.setdefault("haproxy_bin", haproxy_bin)
-        cfg = agent_config(work, control_plane, mock_engine_bin, **overrides)
+        cfg = agent_config(work, control_plane, mock_engine_bin, ports, **overrides)
         agent = AgentProcess(work, cfg)
         started.append(agent)
         agent.wait_healthy()
@@ -96,17 +109,34 @@ def start_agent(
         agent.stop()  # SIGTERM: the agent stops (and reaps) its children; SIGKILL after
 
 
+@pytest.fixture
+def node(
+    tmp_path: Path,
+    control_plane: FakeControlPlane,
+    mock_engine_bin: Path,
+    haproxy_bin: str,
+    ports: Ports,
+) -> Iterator[Node]:
+    """A temporary VM for bootstrap.sh; what it started is stopped after the test."""
+    n = Node(tmp_path, control_plane, mock_engine_bin, haproxy_bin, ports)
+    yield n
+    n.stop()
+
+
 @pytest.fixture(scope="module")
 def running_agent(
     tmp_path_factory: pytest.TempPathFactory, mock_engine_bin: Path, haproxy_bin: str
 ) -> Iterator[AgentProcess]:
     """One agent shared by the read-only tests of a module."""
     plane = FakeControlPlane()
+    ports = Ports()
     work = tmp_path_factory.mktemp("shared-agent")
-    agent = AgentProcess(work, agent_config(work, plane, mock_engine_bin, haproxy_bin=haproxy_bin))
+    cfg = agent_config(work, plane, mock_engine_bin, ports, haproxy_bin=haproxy_bin)
+    agent = AgentProcess(work, cfg)
     try:
         agent.wait_healthy()
         yield agent
     finally:
         agent.stop()
         plane.close()
+        ports.close()

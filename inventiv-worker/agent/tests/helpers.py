@@ -53,31 +53,60 @@ def wait_until(
         time.sleep(interval)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
+class Ports:
+    """Ports the kernel chose, held until close().
+
+    Each port is bound here without SO_REUSEADDR (so the bind is exclusive),
+    then marked SO_REUSEADDR and kept bound, never listening. While held, the
+    kernel gives the port to no other bind(0) or outgoing connection, so two
+    ports taken from here, or from here and by anyone else, never collide;
+    the agent, HAProxy and the mock engine, which all bind with SO_REUSEADDR,
+    can still listen on it. (Picking a port, closing it and handing its number
+    on let the kernel return the same port twice: "engine port ... collides
+    with 'agent_port'".)
+    """
+
+    def __init__(self) -> None:
+        self._held: list[socket.socket] = []
+
+    def _hold(self, host: str, port: int) -> int:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.bind((host, port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        except OSError:
+            s.close()
+            raise
+        self._held.append(s)
         return int(s.getsockname()[1])
 
+    def take(self, host: str = "127.0.0.1") -> int:
+        """A port on `host` nobody else holds."""
+        return self._hold(host, 0)
 
-def free_port_range(count: int) -> int:
-    """First port of `count` consecutive free ports."""
-    for _ in range(200):
-        base = free_port()
-        if base + count > 65535:
-            continue
-        socks = []
-        try:
-            for i in range(count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + i))
+    def take_range(self, count: int, host: str = "127.0.0.1") -> int:
+        """The first of `count` consecutive ports on `host`, all held."""
+        for _ in range(200):
+            base = self.take(host)
+            if base + count - 1 > 65535:
+                continue
+            mark = len(self._held)
+            try:
+                for i in range(1, count):
+                    self._hold(host, base + i)
+            except OSError:
+                for s in self._held[mark:]:
+                    s.close()
+                del self._held[mark:]
+                continue
             return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no range of free ports")
+        raise RuntimeError(f"no {count} consecutive free ports on {host}")
+
+    def close(self) -> None:
+        for s in self._held:
+            s.close()
+        self._held.clear()
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:
@@ -304,9 +333,10 @@ def agent_config(
     tmp: Path,
     control_plane: FakeControlPlane,
     engine_bin: Path,
+    ports: Ports,
     **overrides: Any,
 ) -> dict[str, Any]:
-    engine_port = overrides.pop("engine_port", None) or free_port()
+    engine_port = overrides.pop("engine_port", None) or ports.take()
     cert, _ = make_relay_cert(tmp / "secrets")
     cfg: dict[str, Any] = {
         "control_plane_url": control_plane.url,
@@ -316,12 +346,12 @@ def agent_config(
         "relay_key_sha256": RELAY_KEY_SHA256,
         "relay_cert_file": str(cert),
         "relay_host": "127.0.0.1",
-        "relay_port": free_port(),
+        "relay_port": ports.take(),
         "engine_command": mock_engine_command(engine_bin),
         "engine_host": "127.0.0.1",
         "engine_port": engine_port,
         "agent_host": "127.0.0.1",
-        "agent_port": free_port(),
+        "agent_port": ports.take(),
         "heartbeat_interval_s": 0.5,
         "log_dir": str(tmp / "logs"),
         "data_dir": str(tmp),

@@ -8,16 +8,15 @@ import os
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from helpers import (
     AGENT_DIR,
     REPO_ROOT,
     WORKER_DIR,
     FakeControlPlane,
+    Ports,
     agent_config,
     cert_pin,
     get_json,
@@ -94,14 +93,24 @@ class Node:
     """A temporary 'VM': an install dir plus what the orchestrator uploads."""
 
     def __init__(
-        self, tmp: Path, plane: FakeControlPlane, engine_bin: Path, haproxy_bin: str
+        self,
+        tmp: Path,
+        plane: FakeControlPlane,
+        engine_bin: Path,
+        haproxy_bin: str,
+        ports: Ports,
     ) -> None:
         self.tmp = tmp
         self.install_dir = tmp / "opt" / "inventiv-agent"
         self.upload = tmp / "upload"
         self.upload.mkdir()
         self.cfg = agent_config(
-            tmp, plane, engine_bin, log_dir=str(self.install_dir / "logs"), haproxy_bin=haproxy_bin
+            tmp,
+            plane,
+            engine_bin,
+            ports,
+            log_dir=str(self.install_dir / "logs"),
+            haproxy_bin=haproxy_bin,
         )
         # The relay's certificate is bootstrap.sh's to make, where the agent looks by default.
         del self.cfg["relay_cert_file"]
@@ -133,15 +142,6 @@ class Node:
         )
         for pid in agent_processes(self.install_dir / "config.json"):
             os.kill(pid, 9)
-
-
-@pytest.fixture
-def node(
-    tmp_path: Path, control_plane: FakeControlPlane, mock_engine_bin: Path, haproxy_bin: str
-) -> Iterator[Node]:
-    n = Node(tmp_path, control_plane, mock_engine_bin, haproxy_bin)
-    yield n
-    n.stop()
 
 
 def test_bootstrap_mock_installs_starts_and_is_idempotent(node, control_plane, tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers import AGENT_DIR, relay_settings, wait_until
-from test_bootstrap import Node, build_bundle
+from test_bootstrap import build_bundle
 
 from inventiv_agent import config
 
@@ -112,28 +112,24 @@ def test_the_token_file_must_be_an_absolute_readable_path(tmp_path):
 
 
 def test_bootstrap_keeps_the_token_file_private_and_the_engine_gets_it(
-    tmp_path, control_plane, mock_engine_bin, haproxy_bin, monkeypatch
+    node, control_plane, tmp_path, monkeypatch
 ):
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    node = Node(tmp_path, control_plane, mock_engine_bin, haproxy_bin)
-    try:
-        # Modes loosened since the orchestrator wrote them (umask 077).
-        secrets = node.install_dir / "secrets"
-        secrets.mkdir(parents=True)
-        path = secrets / "hf_token"
-        path.write_text(HF_TOKEN)
-        secrets.chmod(0o755)
-        path.chmod(0o644)
-        node.config_path.write_text(json.dumps({**node.cfg, "hf_token_file": str(path)}))
-        sha, bundle = build_bundle(tmp_path / "dist")
-        run = node.bootstrap(bundle, sha)
-        assert run.returncode == 0, run.stdout + run.stderr
-        assert HF_TOKEN not in run.stdout + run.stderr
-        assert (secrets.stat().st_mode & 0o777, path.stat().st_mode & 0o777) == (0o700, 0o600)
-        wait_until(
-            lambda: control_plane.heartbeat_where(lambda hb: hb["status"] == "ready"), 20, "ready"
-        )
-        pid = int((node.install_dir / "logs" / f"engine-{node.cfg['engine_port']}.pid").read_text())
-        assert engine_environ(pid)["HF_TOKEN"] == HF_TOKEN
-    finally:
-        node.stop()
+    # Modes loosened since the orchestrator wrote them (umask 077).
+    secrets = node.install_dir / "secrets"
+    secrets.mkdir(parents=True)
+    path = secrets / "hf_token"
+    path.write_text(HF_TOKEN)
+    secrets.chmod(0o755)
+    path.chmod(0o644)
+    node.config_path.write_text(json.dumps({**node.cfg, "hf_token_file": str(path)}))
+    sha, bundle = build_bundle(tmp_path / "dist")
+    run = node.bootstrap(bundle, sha)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert HF_TOKEN not in run.stdout + run.stderr
+    assert (secrets.stat().st_mode & 0o777, path.stat().st_mode & 0o777) == (0o700, 0o600)
+    wait_until(
+        lambda: control_plane.heartbeat_where(lambda hb: hb["status"] == "ready"), 20, "ready"
+    )
+    pid = int((node.install_dir / "logs" / f"engine-{node.cfg['engine_port']}.pid").read_text())
+    assert engine_environ(pid)["HF_TOKEN"] == HF_TOKEN

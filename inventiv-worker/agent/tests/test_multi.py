@@ -9,8 +9,6 @@ from helpers import (
     MODEL,
     AgentProcess,
     counter,
-    free_port,
-    free_port_range,
     http,
     validator,
     wait_until,
@@ -43,9 +41,9 @@ def successes(port: int) -> float:
     return counter(engine_metrics(port), SUCCESS)
 
 
-def test_two_engines_behind_haproxy(start_agent, control_plane):
-    engine_base = free_port_range(2)
-    front = free_port()
+def test_two_engines_behind_haproxy(start_agent, control_plane, ports):
+    engine_base = ports.take_range(2)
+    front = ports.take()
     agent = start_agent(
         mode="multi",
         gpu_count=2,

@@ -9,7 +9,7 @@ import json
 import socket
 
 import pytest
-from helpers import MODEL, free_port, wait_until
+from helpers import MODEL, wait_until
 
 from inventiv_agent.config import own_address
 
@@ -24,11 +24,11 @@ def public_address() -> str:
 
 
 @pytest.fixture
-def exposed_agent(start_agent):
+def exposed_agent(start_agent, ports):
     """An agent whose relay listens on the machine's routable address, as on
     a cloud node, once it serves."""
     host = public_address()
-    agent = start_agent(relay_host=host, relay_port=free_port(host))
+    agent = start_agent(relay_host=host, relay_port=ports.take(host))
 
     def serving() -> bool:
         try:
