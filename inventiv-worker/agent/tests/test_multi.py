@@ -10,6 +10,7 @@ from helpers import (
     AgentProcess,
     counter,
     http,
+    pid_alive,
     validator,
     wait_until,
 )
@@ -116,6 +117,10 @@ def test_two_engines_behind_haproxy(start_agent, control_plane, ports):
     pid = agent.engine_pid(ports[pinned])
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
+    # SIGKILL is delivered asynchronously: until the process is gone its
+    # listening socket still completes handshakes, and HAProxy answers 502
+    # for a request sent on one (a refused connection is redispatched).
+    wait_until(lambda: not pid_alive(pid), 5, "the killed engine gone")
     other = ports[1 - pinned]
     base_other = successes(other)
     for i in range(6):
