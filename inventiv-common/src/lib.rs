@@ -1,10 +1,15 @@
 //! Domain types shared by every Inventiv Rust process. Nothing here knows
-//! about HTTP or SQL.
+//! about HTTP; SQL only through the optional `sqlx` feature (ids and stored
+//! enums as column types).
+
+#[macro_use]
+mod stored;
 
 pub mod ids;
 pub mod instance;
 pub mod rbac;
 pub mod secrets;
+pub mod status;
 pub mod values;
 pub mod worker;
 pub mod worker_settings;
@@ -12,4 +17,6 @@ pub mod worker_settings;
 pub use ids::{InstanceId, InvitationId, OrgId, SessionId, UserId};
 pub use instance::InstanceStatus;
 pub use rbac::{can, Action, OrgRole};
+pub use status::{ActionStatus, InvitationStatus, ShareStatus, VolumeStatus};
 pub use values::{DisplayName, Email, OrgName, Password, Slug, ValueError};
+pub use worker::WorkerStatus;
