@@ -14,9 +14,13 @@ macro_rules! stored_enum {
         }
     ) => {
         $(#[$meta])*
+        // The names are the variants' snake_case (utoipa does not read a
+        // rename given through a macro fragment); the round-trip test in
+        // `status` checks that every stored name is the serialized one.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
         pub enum $name {
-            $( $(#[$vmeta])* #[serde(rename = $text)] $variant, )+
+            $( $(#[$vmeta])* $variant, )+
         }
 
         impl $name {

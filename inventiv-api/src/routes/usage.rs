@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
+use crate::finops::Format;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -34,10 +35,24 @@ pub struct UsageQuery {
     from: Option<DateTime<Utc>>,
     /// End (RFC 3339), default now.
     to: Option<DateTime<Utc>>,
-    /// `model` (default), `api_key` or `day`.
-    group_by: Option<String>,
-    /// `json` (default) or `csv`.
-    format: Option<String>,
+    /// `model` by default.
+    #[serde(default)]
+    #[param(inline)]
+    group_by: UsageGroup,
+    /// `json` by default.
+    #[serde(default)]
+    #[param(inline)]
+    format: Format,
+}
+
+/// What usage totals are grouped by.
+#[derive(Deserialize, ToSchema, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageGroup {
+    #[default]
+    Model,
+    ApiKey,
+    Day,
 }
 
 /// One group's totals.
@@ -74,16 +89,10 @@ async fn usage(
         ));
     }
     // Whitelisted grouping expressions; nothing from input reaches the SQL text.
-    let group = match q.group_by.as_deref().unwrap_or("model") {
-        "model" => "model",
-        "api_key" => "COALESCE(api_key_id::text, 'session')",
-        "day" => "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-        _ => {
-            return Err(ApiError::validation(
-                "INVALID_QUERY",
-                "group_by: model, api_key or day",
-            ))
-        }
+    let group = match q.group_by {
+        UsageGroup::Model => "model",
+        UsageGroup::ApiKey => "COALESCE(api_key_id::text, 'session')",
+        UsageGroup::Day => "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     };
     let lines: Vec<UsageLine> = sqlx::query_as(&format!(
         "SELECT {group} AS \"group\", count(*) AS requests, COALESCE(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
@@ -97,9 +106,9 @@ async fn usage(
     .bind(to)
     .fetch_all(&state.db)
     .await?;
-    match q.format.as_deref().unwrap_or("json") {
-        "json" => Ok(Json(lines).into_response()),
-        "csv" => {
+    match q.format {
+        Format::Json => Ok(Json(lines).into_response()),
+        Format::Csv => {
             let mut csv = String::from(
                 "group,requests,prompt_tokens,completion_tokens,cached_prompt_tokens,reasoning_tokens,errors\n",
             );
@@ -126,7 +135,6 @@ async fn usage(
             )
                 .into_response())
         }
-        _ => Err(ApiError::validation("INVALID_QUERY", "format: json or csv")),
     }
 }
 
