@@ -1,4 +1,5 @@
 //! Typed identifiers, so an organization id can never stand where a user id goes.
+//! With the `sqlx` feature each binds and decodes as the `uuid` it wraps.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -8,6 +9,7 @@ macro_rules! id_type {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(transparent)]
+        #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
         #[schema(value_type = String, format = Uuid)]
         pub struct $name(pub Uuid);
 

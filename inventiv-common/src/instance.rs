@@ -2,70 +2,27 @@
 //! them (the one place they are decided), and the progress milestones the
 //! dashboard shows.
 
-use serde::{Deserialize, Serialize};
-
-/// Where an instance is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum InstanceStatus {
-    Provisioning,
-    Booting,
-    Installing,
-    Starting,
-    Ready,
-    Draining,
-    Terminating,
-    Terminated,
-    ProvisioningFailed,
-    StartupFailed,
-    WorkerDead,
-    Archived,
+stored_enum! {
+    /// Where an instance is in its life.
+    pub enum InstanceStatus {
+        Provisioning = "provisioning",
+        Booting = "booting",
+        Installing = "installing",
+        Starting = "starting",
+        Ready = "ready",
+        Draining = "draining",
+        Terminating = "terminating",
+        Terminated = "terminated",
+        ProvisioningFailed = "provisioning_failed",
+        StartupFailed = "startup_failed",
+        WorkerDead = "worker_dead",
+        Archived = "archived",
+    }
 }
 
 use InstanceStatus::*;
 
 impl InstanceStatus {
-    /// Every status.
-    pub const ALL: [InstanceStatus; 12] = [
-        Provisioning,
-        Booting,
-        Installing,
-        Starting,
-        Ready,
-        Draining,
-        Terminating,
-        Terminated,
-        ProvisioningFailed,
-        StartupFailed,
-        WorkerDead,
-        Archived,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provisioning => "provisioning",
-            Booting => "booting",
-            Installing => "installing",
-            Starting => "starting",
-            Ready => "ready",
-            Draining => "draining",
-            Terminating => "terminating",
-            Terminated => "terminated",
-            ProvisioningFailed => "provisioning_failed",
-            StartupFailed => "startup_failed",
-            WorkerDead => "worker_dead",
-            Archived => "archived",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(value: &str) -> Option<InstanceStatus> {
-        InstanceStatus::ALL
-            .into_iter()
-            .find(|s| s.as_str() == value)
-    }
-
     /// The states this one may move to.
     pub fn next(self) -> &'static [InstanceStatus] {
         match self {
@@ -93,12 +50,6 @@ impl InstanceStatus {
     /// Whether it is a failure state (which keeps an error code and message).
     pub fn is_failure(self) -> bool {
         matches!(self, ProvisioningFailed | StartupFailed | WorkerDead)
-    }
-}
-
-impl std::fmt::Display for InstanceStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

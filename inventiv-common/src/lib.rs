@@ -1,6 +1,10 @@
 //! Domain types shared by every Inventiv Rust process. Nothing here knows
-//! about HTTP or SQL. With the `runtime` feature, the start-up plumbing
-//! every binary shares: the stop signal and the log set-up.
+//! about HTTP; SQL only through the optional `sqlx` feature (ids and stored
+//! enums as column types). With the `runtime` feature, the start-up
+//! plumbing every binary shares: the stop signal and the log set-up.
+
+#[macro_use]
+mod stored;
 
 pub mod ids;
 pub mod instance;
@@ -9,6 +13,7 @@ pub mod rbac;
 pub mod secrets;
 #[cfg(feature = "runtime")]
 pub mod shutdown;
+pub mod status;
 #[cfg(feature = "runtime")]
 pub mod telemetry;
 pub mod values;
@@ -18,4 +23,6 @@ pub mod worker_settings;
 pub use ids::{InstanceId, InvitationId, OrgId, SessionId, UserId};
 pub use instance::InstanceStatus;
 pub use rbac::{can, Action, OrgRole};
+pub use status::{ActionStatus, InvitationStatus, ShareStatus, VolumeStatus};
 pub use values::{DisplayName, Email, OrgName, Password, Slug, ValueError};
+pub use worker::WorkerStatus;

@@ -54,25 +54,13 @@ pub struct Register {
     pub engine_port: u16,
 }
 
-/// The agent's view of its node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkerStatus {
-    Starting,
-    Ready,
-    Draining,
-    Error,
-}
-
-impl WorkerStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkerStatus::Starting => "starting",
-            WorkerStatus::Ready => "ready",
-            WorkerStatus::Draining => "draining",
-            WorkerStatus::Error => "error",
-        }
+stored_enum! {
+    /// The agent's view of its node (stored in `instances.worker_status`).
+    pub enum WorkerStatus {
+        Starting = "starting",
+        Ready = "ready",
+        Draining = "draining",
+        Error = "error",
     }
 }
 

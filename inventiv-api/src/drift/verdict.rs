@@ -69,6 +69,13 @@ pub enum DriftStatus {
 }
 
 impl DriftStatus {
+    /// Every value (the CHECK of `instance_usage_reconciliations.status` lists them).
+    pub const ALL: [DriftStatus; 3] = [
+        DriftStatus::Ok,
+        DriftStatus::Alert,
+        DriftStatus::InsufficientData,
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {

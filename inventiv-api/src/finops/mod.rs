@@ -11,6 +11,8 @@ pub mod statement;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 
@@ -35,13 +37,14 @@ pub fn csv(filename: &str, header: &[&str], rows: Vec<Vec<String>>) -> Response 
         .into_response()
 }
 
-/// Whether the caller asked for CSV (`format=csv`) or JSON (the default).
-pub fn wants_csv(format: Option<&str>) -> ApiResult<bool> {
-    match format.unwrap_or("json") {
-        "json" => Ok(false),
-        "csv" => Ok(true),
-        _ => Err(ApiError::validation("INVALID_QUERY", "format: json or csv")),
-    }
+/// The `format` query option of the exports; an unknown value is a 400
+/// `INVALID_QUERY` naming the accepted ones.
+#[derive(Deserialize, ToSchema, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    #[default]
+    Json,
+    Csv,
 }
 
 /// A checked time range: `from` before `to`, at most `max_days` long.

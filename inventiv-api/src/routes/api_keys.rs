@@ -48,8 +48,18 @@ pub struct ApiKey {
     pub last_used_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub activation: Activation,
-    /// `active`, `inactive` (an activation is missing), `expired` or `revoked`.
-    pub status: &'static str,
+    pub status: KeyStatus,
+}
+
+/// Whether a key can be used now (derived, not stored).
+#[derive(Serialize, ToSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    Active,
+    /// An activation of its organization is missing.
+    Inactive,
+    Expired,
+    Revoked,
 }
 
 #[derive(sqlx::FromRow)]
@@ -75,13 +85,13 @@ impl From<Row> for ApiKey {
     fn from(r: Row) -> ApiKey {
         let activation = Activation::new(r.technical_active, r.economic_active);
         let status = if r.revoked_at.is_some() {
-            "revoked"
+            KeyStatus::Revoked
         } else if r.expires_at.is_some_and(|t| t <= Utc::now()) {
-            "expired"
+            KeyStatus::Expired
         } else if activation.operational {
-            "active"
+            KeyStatus::Active
         } else {
-            "inactive"
+            KeyStatus::Inactive
         };
         ApiKey {
             id: r.id,

@@ -11,7 +11,7 @@
 //! accepts again, which agrees to the prices announced so far.
 
 use axum::extract::State;
-use inventiv_common::Action;
+use inventiv_common::{Action, ShareStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -119,7 +119,7 @@ pub struct Available {
     /// The organization's share, once shared or accepted.
     pub share_id: Option<Uuid>,
     /// `active`, `paused`, or none before acceptance of a public offering.
-    pub share_status: Option<String>,
+    pub share_status: Option<ShareStatus>,
     pub accepted: bool,
     /// The price that applies to this organization now (EUR per 1k tokens).
     pub input_eur_per_1k: Option<String>,

@@ -14,9 +14,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Json, Query};
-use crate::finops::{csv, range, wants_csv};
+use crate::finops::{csv, range, Format};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -103,11 +103,39 @@ pub struct SeriesQuery {
     /// End (RFC 3339, exclusive), default now.
     to: Option<DateTime<Utc>>,
     /// `minute` (at most 7 days), `hour` (default, at most 366 days) or `day`.
-    bucket: Option<String>,
-    /// `none` (default), `provider`, `instance_type`, `model` or `instance`.
-    group_by: Option<String>,
-    /// `json` (default) or `csv`.
-    format: Option<String>,
+    #[serde(default)]
+    #[param(inline)]
+    bucket: CostBucket,
+    /// `none` by default.
+    #[serde(default)]
+    #[param(inline)]
+    group_by: CostGroup,
+    /// `json` by default.
+    #[serde(default)]
+    #[param(inline)]
+    format: Format,
+}
+
+/// The width of a cost bucket.
+#[derive(Deserialize, ToSchema, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CostBucket {
+    Minute,
+    #[default]
+    Hour,
+    Day,
+}
+
+/// What cost points are grouped by.
+#[derive(Deserialize, ToSchema, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CostGroup {
+    #[default]
+    None,
+    Provider,
+    InstanceType,
+    Model,
+    Instance,
 }
 
 /// The cost of one group in one time bucket.
@@ -123,15 +151,11 @@ pub struct CostPoint {
 }
 
 /// The `date_trunc` unit and the longest range for a bucket size.
-fn bucket_unit(bucket: Option<&str>) -> ApiResult<(&'static str, i64)> {
-    match bucket.unwrap_or("hour") {
-        "minute" => Ok(("minute", 7)),
-        "hour" => Ok(("hour", 366)),
-        "day" => Ok(("day", 3660)),
-        _ => Err(ApiError::validation(
-            "INVALID_QUERY",
-            "bucket: minute, hour or day",
-        )),
+fn bucket_unit(bucket: CostBucket) -> (&'static str, i64) {
+    match bucket {
+        CostBucket::Minute => ("minute", 7),
+        CostBucket::Hour => ("hour", 366),
+        CostBucket::Day => ("day", 3660),
     }
 }
 
@@ -144,22 +168,16 @@ async fn cost_series(
     Query(q): Query<SeriesQuery>,
 ) -> ApiResult<Response> {
     caller.require(Action::ViewFinOps)?;
-    let (unit, max_days) = bucket_unit(q.bucket.as_deref())?;
+    let (unit, max_days) = bucket_unit(q.bucket);
     let (from, to) = range(q.from, q.to, 1, max_days)?;
-    let as_csv = wants_csv(q.format.as_deref())?;
+    let as_csv = q.format == Format::Csv;
     // Whitelisted expressions; nothing from input reaches the SQL text.
-    let group = match q.group_by.as_deref().unwrap_or("none") {
-        "none" => "'all'",
-        "provider" => "provider",
-        "instance_type" => "provider || ':' || instance_type",
-        "model" => "model_id",
-        "instance" => "instance_id::text",
-        _ => {
-            return Err(ApiError::validation(
-                "INVALID_QUERY",
-                "group_by: none, provider, instance_type, model or instance",
-            ))
-        }
+    let group = match q.group_by {
+        CostGroup::None => "'all'",
+        CostGroup::Provider => "provider",
+        CostGroup::InstanceType => "provider || ':' || instance_type",
+        CostGroup::Model => "model_id",
+        CostGroup::Instance => "instance_id::text",
     };
     let points: Vec<CostPoint> = sqlx::query_as(&format!(
         "SELECT date_trunc('{unit}', minute AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket, {group} AS \"group\",

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use inventiv_common::messages::{self, CommandKind};
-use inventiv_common::{Action, InstanceStatus};
+use inventiv_common::{Action, ActionStatus, InstanceStatus, VolumeStatus, WorkerStatus};
 use inventiv_store::instances::{apply, Change, TransitionError};
 use inventiv_store::outbox::enqueue;
 use serde::{Deserialize, Serialize};
@@ -43,7 +43,7 @@ pub struct Instance {
     /// Hugging Face id of the model it serves.
     pub model_id: String,
     pub mode: String,
-    pub status: String,
+    pub status: InstanceStatus,
     /// 0-100, from the completed provisioning milestones.
     pub progress: i16,
     pub error_code: Option<String>,
@@ -53,7 +53,7 @@ pub struct Instance {
     pub price_eur_per_hour: Option<String>,
     /// Cost since the provider started it, prorated by the second (exact decimal, 4 places).
     pub cost_so_far_eur: String,
-    pub worker_status: Option<String>,
+    pub worker_status: Option<WorkerStatus>,
     pub worker_agent_version: Option<String>,
     pub agent_version_mismatch: bool,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
@@ -89,16 +89,52 @@ pub async fn load(db: impl sqlx::PgExecutor<'_>, org: Uuid, id: Uuid) -> ApiResu
     .ok_or(ApiError::NotFound)
 }
 
+/// What the list is sorted by.
+#[derive(Deserialize, ToSchema, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Sort {
+    #[default]
+    CreatedAt,
+    Name,
+    Status,
+    Progress,
+}
+
+impl Sort {
+    /// The column: whitelisted, never interpolated from input.
+    fn column(self) -> &'static str {
+        match self {
+            Sort::CreatedAt => "i.created_at",
+            Sort::Name => "i.name",
+            Sort::Status => "i.status",
+            Sort::Progress => "i.progress",
+        }
+    }
+}
+
+/// Sort direction.
+#[derive(Deserialize, ToSchema, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    Asc,
+    #[default]
+    Desc,
+}
+
 /// Filtering, sorting and paging.
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only these statuses (comma-separated); by default all but `archived`.
     status: Option<String>,
-    /// `created_at` (default), `name`, `status` or `progress`.
-    sort: Option<String>,
-    /// `desc` (default) or `asc`.
-    order: Option<String>,
+    /// `created_at` by default.
+    #[serde(default)]
+    #[param(inline)]
+    sort: Sort,
+    /// `desc` by default.
+    #[serde(default)]
+    #[param(inline)]
+    order: Order,
     /// 1 to 200, default 50.
     limit: Option<u16>,
     offset: Option<u32>,
@@ -113,34 +149,21 @@ async fn list_instances(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<Instance>>> {
     caller.require(Action::ViewInstances)?;
-    let statuses: Option<Vec<String>> = match q.status.as_deref() {
+    let statuses: Option<Vec<InstanceStatus>> = match q.status.as_deref() {
         None | Some("") => None,
         Some(list) => Some(
             list.split(',')
-                .map(|s| InstanceStatus::parse(s.trim()).map(|s| s.as_str().to_owned()))
+                .map(|s| InstanceStatus::parse(s.trim()))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| {
                     ApiError::validation("INVALID_QUERY", "status: unknown instance status")
                 })?,
         ),
     };
-    // Whitelisted: never interpolated from input.
-    let sort = match q.sort.as_deref().unwrap_or("created_at") {
-        "created_at" => "i.created_at",
-        "name" => "i.name",
-        "status" => "i.status",
-        "progress" => "i.progress",
-        _ => {
-            return Err(ApiError::validation(
-                "INVALID_QUERY",
-                "sort: created_at, name, status or progress",
-            ))
-        }
-    };
-    let order = match q.order.as_deref().unwrap_or("desc") {
-        "desc" => "DESC",
-        "asc" => "ASC",
-        _ => return Err(ApiError::validation("INVALID_QUERY", "order: asc or desc")),
+    let sort = q.sort.column();
+    let order = match q.order {
+        Order::Desc => "DESC",
+        Order::Asc => "ASC",
     };
     let rows = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM instances i WHERE i.organization_id = $1
@@ -174,8 +197,7 @@ async fn get_instance(
 pub struct ActionLogEntry {
     pub id: i64,
     pub action_type: String,
-    /// `in_progress`, `success` or `failed`.
-    pub status: String,
+    pub status: ActionStatus,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i32>,
@@ -211,8 +233,9 @@ async fn instance_actions(
 /// One status change.
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
 pub struct HistoryEntry {
-    pub from_status: String,
-    pub to_status: String,
+    /// Absent for the row recording the creation.
+    pub from_status: Option<InstanceStatus>,
+    pub to_status: InstanceStatus,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub actor: String,
@@ -232,7 +255,7 @@ async fn instance_history(
     caller.require(Action::ViewInstances)?;
     load(&state.db, caller.org_id.0, id).await?;
     let rows = sqlx::query_as(
-        "SELECT from_status, to_status, error_code, error_message, actor, request_id, at
+        "SELECT NULLIF(from_status, 'new') AS from_status, to_status, error_code, error_message, actor, request_id, at
            FROM instance_state_history WHERE instance_id = $1 AND organization_id = $2 ORDER BY id",
     )
     .bind(id)
@@ -254,8 +277,7 @@ pub struct Volume {
     pub is_boot: bool,
     /// Deleted with the instance at termination (false: persistent).
     pub delete_on_terminate: bool,
-    /// `attached`, `deleted` (removed by us) or `missing` (vanished at the provider).
-    pub status: String,
+    pub status: VolumeStatus,
     pub created_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
 }
@@ -297,14 +319,10 @@ fn transition_error(e: TransitionError) -> ApiError {
 
 /// Announces an instance's new status to the organization's live views.
 pub async fn publish_instance(state: &AppState, org: Uuid, instance: &Instance) {
-    let Some(status) = InstanceStatus::parse(&instance.status) else {
-        tracing::warn!(instance_id = %instance.id, status = %instance.status, "unknown status not announced");
-        return;
-    };
     let event = messages::Event::InstanceUpdated {
         organization_id: org,
         instance_id: instance.id,
-        status,
+        status: instance.status,
         progress: instance.progress,
     };
     crate::events::publish(state, &event).await;

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use inventiv_common::rbac::can_assign;
-use inventiv_common::{Action, DisplayName, Email, OrgId, OrgRole, Password};
+use inventiv_common::{Action, DisplayName, Email, InvitationStatus, OrgId, OrgRole, Password};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -35,8 +35,7 @@ pub struct Invitation {
     pub id: Uuid,
     pub email: String,
     pub role: String,
-    /// `pending`, `accepted`, `revoked` or `expired`.
-    pub status: String,
+    pub status: InvitationStatus,
     pub invited_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -204,7 +203,7 @@ async fn revoke_invitation(
 ) -> ApiResult<StatusCode> {
     caller.require(Action::ManageInvitations)?;
     let mut tx = state.db.begin().await?;
-    let status: String = sqlx::query_scalar(&format!(
+    let status: InvitationStatus = sqlx::query_scalar(&format!(
         "SELECT {STATUS_SQL} FROM organization_invitations WHERE id = $1 AND organization_id = $2 FOR UPDATE"
     ))
     .bind(id)
@@ -212,7 +211,7 @@ async fn revoke_invitation(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(ApiError::NotFound)?;
-    if status != "pending" {
+    if status != InvitationStatus::Pending {
         return Err(ApiError::conflict(
             "INVITATION_NOT_PENDING",
             format!("the invitation is {status}"),
@@ -236,8 +235,7 @@ pub struct InvitationPreview {
     pub role: String,
     pub inviter_name: String,
     pub email: String,
-    /// `pending`, `accepted`, `revoked` or `expired`.
-    pub status: String,
+    pub status: InvitationStatus,
     pub expires_at: DateTime<Utc>,
     /// Whether the invitee must log in (true) or create an account (false).
     pub account_exists: bool,
@@ -297,7 +295,7 @@ struct Pending {
     organization_id: Uuid,
     email: String,
     role: String,
-    status: String,
+    status: InvitationStatus,
 }
 
 /// Accepts an invitation, once. A logged-in invitee joins; someone without an
@@ -327,7 +325,7 @@ async fn accept_invitation(
     // The token first: a made-up one must not cost a password hash (the
     // hasher's few permits are shared with every login). Checked again
     // under lock below.
-    let status: String = sqlx::query_scalar(&format!(
+    let status: InvitationStatus = sqlx::query_scalar(&format!(
         "SELECT {STATUS_SQL} FROM organization_invitations WHERE token_hash = $1"
     ))
     .bind(tokens::hash(&token))
@@ -336,7 +334,7 @@ async fn accept_invitation(
     .ok_or(ApiError::NotFound)?;
     // Validate and hash before taking locks: hashing is the slow part.
     let new_account = match (&caller, &body.display_name, &body.password) {
-        (None, Some(name), Some(password)) if status == "pending" => {
+        (None, Some(name), Some(password)) if status == InvitationStatus::Pending => {
             let name = DisplayName::parse(name)?;
             let password = Password::parse(password)?;
             Some((name, state.hasher.hash(password.expose()).await?))
@@ -352,21 +350,21 @@ async fn accept_invitation(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(ApiError::NotFound)?;
-    match invitation.status.as_str() {
-        "pending" => {}
-        "accepted" => {
+    match invitation.status {
+        InvitationStatus::Pending => {}
+        InvitationStatus::Accepted => {
             return Err(ApiError::conflict(
                 "INVITATION_USED",
                 "this invitation was already accepted",
             ))
         }
-        "revoked" => {
+        InvitationStatus::Revoked => {
             return Err(ApiError::conflict(
                 "INVITATION_REVOKED",
                 "this invitation was revoked",
             ))
         }
-        _ => {
+        InvitationStatus::Expired => {
             return Err(ApiError::conflict(
                 "INVITATION_EXPIRED",
                 "this invitation has expired; ask for a new one",

@@ -8,7 +8,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use inventiv_common::Action;
+use inventiv_common::{Action, ShareStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -33,8 +33,7 @@ pub struct Share {
     pub id: Uuid,
     pub offering_id: Uuid,
     pub consumer_org_slug: String,
-    /// `active`, `paused` or `revoked`.
-    pub status: String,
+    pub status: ShareStatus,
     pub accepted_at: Option<DateTime<Utc>>,
     /// The share's own price in force now, if it has one.
     pub input_eur_per_1k: Option<String>,
@@ -169,8 +168,8 @@ async fn list_shares(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateShare {
-    /// `active` (resume), `paused` or `revoked` (final).
-    status: String,
+    /// `active` resumes; `revoked` is final.
+    status: ShareStatus,
 }
 
 /// Pauses, resumes or revokes a share. A paused share answers 403
@@ -187,15 +186,9 @@ async fn update_share(
     Json(body): Json<UpdateShare>,
 ) -> ApiResult<Json<Share>> {
     caller.require(Action::SellOfferings)?;
-    if !["active", "paused", "revoked"].contains(&body.status.as_str()) {
-        return Err(ApiError::validation(
-            "INVALID_STATUS",
-            "status: active, paused or revoked",
-        ));
-    }
     load(&state.db, caller.org_id.0, offering).await?;
     let current = load_share(&state.db, offering, id).await?;
-    if current.status == "revoked" {
+    if current.status == ShareStatus::Revoked {
         return Err(ApiError::conflict(
             "SHARE_REVOKED",
             "a revoked share stays revoked",
@@ -205,7 +198,7 @@ async fn update_share(
     sqlx::query("UPDATE offering_shares SET status = $3, updated_at = now() WHERE id = $1 AND offering_id = $2")
         .bind(id)
         .bind(offering)
-        .bind(&body.status)
+        .bind(body.status)
         .execute(&mut *tx)
         .await?;
     let entry = audit::Entry::by(

@@ -19,8 +19,8 @@ use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
-use crate::finops::csv;
 use crate::finops::statement::{self, CloseError, Closer, Month, MonthStatement};
+use crate::finops::{csv, Format};
 use crate::state::AppState;
 
 /// The longest note on a close.
@@ -44,7 +44,8 @@ fn month(raw: &str) -> ApiResult<Month> {
 pub struct ExportQuery {
     /// Absent: the JSON document. `json` or `csv`: a download of it
     /// (`statement-YYYY-MM.json` or `.csv`, one row per line and a total row).
-    format: Option<String>,
+    #[param(inline)]
+    format: Option<Format>,
 }
 
 /// One month's statement of the current organization (owners and managers):
@@ -61,16 +62,11 @@ async fn month_statement(
 ) -> ApiResult<Response> {
     caller.require(Action::ViewFinOps)?;
     let month = month(&raw)?;
-    let download = match q.format.as_deref() {
-        None => None,
-        Some(f @ ("json" | "csv")) => Some(f),
-        Some(_) => return Err(ApiError::validation("INVALID_QUERY", "format: json or csv")),
-    };
     let statement = statement::load(&state.db, caller.org_id, month).await?;
-    match download {
+    match q.format {
         None => Ok(Json(statement).into_response()),
-        Some("csv") => Ok(as_csv(statement)),
-        Some(_) => {
+        Some(Format::Csv) => Ok(as_csv(statement)),
+        Some(Format::Json) => {
             let body = serde_json::to_vec(&statement)
                 .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
             let disposition = format!("attachment; filename=\"statement-{month}.json\"");

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Query};
-use crate::finops::{csv, range, wants_csv};
+use crate::finops::{csv, range, Format};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -36,8 +36,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct StatementQuery {
     /// `YYYY-MM` (UTC), default the current month.
     month: Option<String>,
-    /// `json` (default) or `csv`.
-    format: Option<String>,
+    /// `json` by default.
+    #[serde(default)]
+    #[param(inline)]
+    format: Format,
 }
 
 /// One pair of organizations and one offering in a month.
@@ -96,7 +98,7 @@ async fn statements(
 ) -> ApiResult<Response> {
     caller.require(Action::ViewFinOps)?;
     let (month, from, to) = month_bounds(q.month.as_deref())?;
-    let as_csv = wants_csv(q.format.as_deref())?;
+    let as_csv = q.format == Format::Csv;
     let lines: Vec<StatementLine> = sqlx::query_as(
         "WITH mine AS (
             SELECT CASE WHEN u.organization_id = $1 THEN 'debit' ELSE 'credit' END AS direction,
@@ -184,12 +186,37 @@ pub struct UsageSeriesQuery {
     from: Option<DateTime<Utc>>,
     /// End (RFC 3339, exclusive), default now.
     to: Option<DateTime<Utc>>,
-    /// `hour` or `day` (default).
-    bucket: Option<String>,
-    /// `model` (default), `api_key` or `user`.
-    group_by: Option<String>,
-    /// `json` (default) or `csv`.
-    format: Option<String>,
+    /// `hour` (at most 93 days) or `day` (default).
+    #[serde(default)]
+    #[param(inline)]
+    bucket: UsageBucket,
+    /// `model` by default.
+    #[serde(default)]
+    #[param(inline)]
+    group_by: UsageSeriesGroup,
+    /// `json` by default.
+    #[serde(default)]
+    #[param(inline)]
+    format: Format,
+}
+
+/// The width of a usage bucket.
+#[derive(Deserialize, ToSchema, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageBucket {
+    Hour,
+    #[default]
+    Day,
+}
+
+/// What usage points are grouped by.
+#[derive(Deserialize, ToSchema, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSeriesGroup {
+    #[default]
+    Model,
+    ApiKey,
+    User,
 }
 
 /// The current organization's calls of one group in one time bucket.
@@ -215,24 +242,17 @@ async fn usage_series(
     Query(q): Query<UsageSeriesQuery>,
 ) -> ApiResult<Response> {
     caller.require(Action::ViewFinOps)?;
-    let (unit, max_days) = match q.bucket.as_deref().unwrap_or("day") {
-        "hour" => ("hour", 93),
-        "day" => ("day", 3660),
-        _ => return Err(ApiError::validation("INVALID_QUERY", "bucket: hour or day")),
+    let (unit, max_days) = match q.bucket {
+        UsageBucket::Hour => ("hour", 93),
+        UsageBucket::Day => ("day", 3660),
     };
     let (from, to) = range(q.from, q.to, 30, max_days)?;
-    let as_csv = wants_csv(q.format.as_deref())?;
+    let as_csv = q.format == Format::Csv;
     // Whitelisted expressions; nothing from input reaches the SQL text.
-    let group = match q.group_by.as_deref().unwrap_or("model") {
-        "model" => "model",
-        "api_key" => "COALESCE(api_key_id::text, 'session')",
-        "user" => "COALESCE(user_id::text, 'unknown')",
-        _ => {
-            return Err(ApiError::validation(
-                "INVALID_QUERY",
-                "group_by: model, api_key or user",
-            ))
-        }
+    let group = match q.group_by {
+        UsageSeriesGroup::Model => "model",
+        UsageSeriesGroup::ApiKey => "COALESCE(api_key_id::text, 'session')",
+        UsageSeriesGroup::User => "COALESCE(user_id::text, 'unknown')",
     };
     let points: Vec<UsagePoint> = sqlx::query_as(&format!(
         "SELECT date_trunc('{unit}', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket, {group} AS \"group\", count(*) AS requests,

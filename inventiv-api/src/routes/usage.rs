@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
-use crate::finops::{csv, wants_csv};
+use crate::finops::{csv, Format};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -32,10 +32,24 @@ pub struct UsageQuery {
     from: Option<DateTime<Utc>>,
     /// End (RFC 3339), default now.
     to: Option<DateTime<Utc>>,
-    /// `model` (default), `api_key` or `day`.
-    group_by: Option<String>,
-    /// `json` (default) or `csv`.
-    format: Option<String>,
+    /// `model` by default.
+    #[serde(default)]
+    #[param(inline)]
+    group_by: UsageGroup,
+    /// `json` by default.
+    #[serde(default)]
+    #[param(inline)]
+    format: Format,
+}
+
+/// What usage totals are grouped by.
+#[derive(Deserialize, ToSchema, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageGroup {
+    #[default]
+    Model,
+    ApiKey,
+    Day,
 }
 
 /// One group's totals.
@@ -72,16 +86,10 @@ async fn usage(
         ));
     }
     // Whitelisted grouping expressions; nothing from input reaches the SQL text.
-    let group = match q.group_by.as_deref().unwrap_or("model") {
-        "model" => "model",
-        "api_key" => "COALESCE(api_key_id::text, 'session')",
-        "day" => "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-        _ => {
-            return Err(ApiError::validation(
-                "INVALID_QUERY",
-                "group_by: model, api_key or day",
-            ))
-        }
+    let group = match q.group_by {
+        UsageGroup::Model => "model",
+        UsageGroup::ApiKey => "COALESCE(api_key_id::text, 'session')",
+        UsageGroup::Day => "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     };
     let lines: Vec<UsageLine> = sqlx::query_as(&format!(
         "SELECT {group} AS \"group\", count(*) AS requests, COALESCE(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
@@ -95,7 +103,7 @@ async fn usage(
     .bind(to)
     .fetch_all(&state.db)
     .await?;
-    if !wants_csv(q.format.as_deref())? {
+    if q.format == Format::Json {
         return Ok(Json(lines).into_response());
     }
     let header = [

@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use inventiv_common::messages;
 use inventiv_common::worker::{Heartbeat, Register};
+use inventiv_common::InstanceStatus;
 use serde::Serialize;
 use sqlx::types::Json as SqlJson;
 use utoipa::ToSchema;
@@ -26,13 +27,17 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Instance states in which a worker has nothing left to report.
-const FINISHED: [&str; 3] = ["terminating", "terminated", "archived"];
+const FINISHED: [InstanceStatus; 3] = [
+    InstanceStatus::Terminating,
+    InstanceStatus::Terminated,
+    InstanceStatus::Archived,
+];
 
 /// The instance a worker token belongs to.
 pub struct Worker {
     pub instance_id: Uuid,
     pub organization_id: Uuid,
-    pub status: String,
+    pub status: InstanceStatus,
 }
 
 impl FromRequestParts<AppState> for Worker {
@@ -47,7 +52,7 @@ impl FromRequestParts<AppState> for Worker {
             .map(str::trim)
             .filter(|t| tokens::well_formed(t))
             .ok_or(ApiError::Unauthenticated)?;
-        let row: (Uuid, Uuid, String) = sqlx::query_as(
+        let row: (Uuid, Uuid, InstanceStatus) = sqlx::query_as(
             "SELECT id, organization_id, status FROM instances WHERE worker_token_hash = $1",
         )
         .bind(tokens::hash(token))
@@ -70,7 +75,7 @@ impl Worker {
                 message: "this worker token belongs to another instance".into(),
             });
         }
-        if FINISHED.contains(&self.status.as_str()) {
+        if FINISHED.contains(&self.status) {
             return Err(ApiError::conflict(
                 "INSTANCE_FINISHED",
                 format!("the instance is {}; stop the agent", self.status),
@@ -86,7 +91,7 @@ pub struct WorkerAck {
     /// Always `accepted`.
     pub status: &'static str,
     /// The instance's lifecycle status, so the agent can tell it is expected to drain.
-    pub instance_status: String,
+    pub instance_status: InstanceStatus,
 }
 
 /// Registers an agent start (once per boot).
