@@ -71,7 +71,10 @@ impl Default for Config {
 #[command(
     name = "inventiv-mock-engine",
     about = "inventiv-mock-engine: a fast, deterministic vLLM-compatible mock inference engine.",
-    after_help = "Every option can also be set by its environment variable; a flag wins."
+    after_help = "Every option can also be set by its environment variable; a flag wins.",
+    // As vLLM's argparse: a flag given twice takes its last value (the
+    // agent's tests append overrides to a base command).
+    args_override_self = true
 )]
 pub struct Args {
     /// IP address to listen on
@@ -310,6 +313,12 @@ mod tests {
         assert!(c.prefix_caching && !c.prompt_tokens_details);
         assert!(!c.faults.fail_always && c.faults.hang_after.is_none());
         assert!(c.faults.exit_after.is_none());
+    }
+
+    #[test]
+    fn a_flag_given_twice_takes_its_last_value() {
+        let c = run(&["--tokens-per-second", "0", "--tokens-per-second", "20"]).unwrap();
+        assert_eq!(c.inter_token, Duration::from_millis(50));
     }
 
     #[test]
