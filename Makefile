@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help run test bench build fmt lint migrate services-up services-down clean-state agent-checksum
+.PHONY: help run test bench build fmt lint migrate sqlx-prepare services-up services-down clean-state agent-checksum
 
 help: ## List the targets
 	@echo 'Inventiv Agents - make targets:'
@@ -31,6 +31,9 @@ lint: ## Clippy on everything, warnings are errors
 
 migrate: ## Apply the SQL migrations to DATABASE_URL (or the private PostgreSQL)
 	@scripts/migrate.sh
+
+sqlx-prepare: ## Rewrite .sqlx/ (checked queries' metadata) against the migrated schema; commit it
+	@scripts/sqlx-prepare.sh
 
 services-up: ## Start the private PostgreSQL/Redis; prints the export lines
 	@scripts/services.sh up

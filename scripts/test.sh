@@ -112,6 +112,14 @@ suite_rust_clippy() {
   cargo clippy --workspace --all-targets -- -D warnings
 }
 
+# sqlx's checked queries against the migrated schema, and .sqlx/ current
+# (the build the tests then reuse).
+suite_sqlx() {
+  ensure_services
+  step "sqlx: every checked query fits the migrated schema, .sqlx/ is current (scripts/sqlx-prepare.sh --check)"
+  "$REPO_ROOT/scripts/sqlx-prepare.sh" --check
+}
+
 # The orchestrator's bootstrap test logs in over SSH to a real sshd it
 # starts on loopback (Debian's openssh-server; ssh-keygen and ssh from
 # openssh-client); the node it installs runs the relay (Debian's haproxy,
@@ -225,7 +233,7 @@ suite_schemathesis() {
 # npm tests, ...): write a `suite_NAME` function above that starts with
 # `step "..."` (and calls ensure_services if it needs PostgreSQL/Redis), then
 # add NAME here.
-SUITES=(rust_fmt rust_clippy rust_tests make_run_smoke schemathesis compose worker_python frontend frontend_e2e)
+SUITES=(rust_fmt rust_clippy sqlx rust_tests make_run_smoke schemathesis compose worker_python frontend frontend_e2e)
 # ------------------------------------------------------------------------------
 
 selected=("$@")

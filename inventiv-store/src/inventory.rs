@@ -79,12 +79,12 @@ pub async fn load(db: &PgPool, org: Uuid, provider: &str) -> sqlx::Result<Invent
 
 /// Marks recorded volumes the provider no longer has.
 pub async fn mark_missing_volumes(db: &PgPool, provider: &str, ids: &[String]) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE instance_volumes SET status = 'missing'
           WHERE provider_code = $1 AND provider_volume_id = ANY($2) AND status = 'attached'",
+        provider,
+        ids,
     )
-    .bind(provider)
-    .bind(ids)
     .execute(db)
     .await?;
     Ok(())
