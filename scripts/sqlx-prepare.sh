@@ -7,8 +7,8 @@
 #   scripts/sqlx-prepare.sh --check  fail when a query does not fit the migrated
 #                                    schema or .sqlx/ is not what the queries need
 #
-# Both build every crate against a scratch database (`inventiv_sqlx`,
-# recreated from sqlx-migrations/) on DATABASE_URL's server, or on the
+# Both build every crate against a scratch database (`inventiv_test_sqlx_<pid>`,
+# created from sqlx-migrations/ and dropped at the end) on DATABASE_URL's server, or on the
 # private test PostgreSQL when DATABASE_URL is not set.
 set -euo pipefail
 
@@ -33,18 +33,18 @@ base=${DATABASE_URL%%\?*}
 query=""
 [[ $DATABASE_URL == *\?* ]] && query="?${DATABASE_URL#*\?}"
 admin="${base%/*}/postgres$query"
-scratch="${base%/*}/inventiv_sqlx$query"
+name=inventiv_test_sqlx_$$
+scratch="${base%/*}/$name$query"
 
-log "recreating the scratch database inventiv_sqlx from sqlx-migrations/"
-"$psql" -X -q -v ON_ERROR_STOP=1 -d "$admin" \
-  -c "DROP DATABASE IF EXISTS inventiv_sqlx WITH (FORCE)" -c "CREATE DATABASE inventiv_sqlx"
+out=$(mktemp -d)
+mkdir -p "$out/new"
+trap '"$psql" -X -q -d "$admin" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)"; rm -rf "$out"' EXIT
+log "creating the scratch database $name from sqlx-migrations/"
+"$psql" -X -q -v ON_ERROR_STOP=1 -d "$admin" -c "CREATE DATABASE $name"
 for migration in sqlx-migrations/*.sql; do
   "$psql" -X -q -v ON_ERROR_STOP=1 -1 -d "$scratch" -f "$migration" >/dev/null
 done
 
-out=$(mktemp -d)
-mkdir -p "$out/new"
-trap 'rm -rf "$out"' EXIT
 # The macros run again only in crates that are compiled again.
 touch inventiv-*/src/lib.rs inventiv-*/src/main.rs 2>/dev/null || true
 log "compiling every crate against the migrated schema"
