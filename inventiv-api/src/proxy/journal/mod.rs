@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use self::segment::Pos;
-use self::writer::{Answering, Msg, Shared, Writer};
+use self::writer::{Answering, Shared, Writer};
 use super::error::OpenAiError;
 use super::usage::UsageRecord;
 
@@ -51,7 +51,7 @@ enum Sink {
 }
 
 struct Handle {
-    tx: std::sync::mpsc::Sender<Msg>,
+    tx: writer::Sender,
     shared: Arc<Shared>,
 }
 
@@ -112,9 +112,7 @@ impl Metering {
         match &self.0 {
             Sink::Journal(h) => {
                 let (ack, rx) = oneshot::channel();
-                if h.tx.send(Msg::Record(record, ack)).is_err() {
-                    tracing::error!("usage journal stopped: a usage record was not kept");
-                }
+                h.tx.record(record, ack);
                 Durable(Some(rx))
             }
             Sink::Memory(tx) => {
@@ -233,7 +231,7 @@ fn start(
         shared.clone(),
         lock.clone(),
     )?;
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = writer::queue(shared.clone());
     let thread = std::thread::Builder::new()
         .name("usage-journal".into())
         .spawn(move || writer.run(rx))?;

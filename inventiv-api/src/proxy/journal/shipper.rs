@@ -17,11 +17,17 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::segment::{self, Batch, Pos};
-use super::writer::{Msg, Shared};
+use super::writer::{self, Shared};
 use crate::proxy::usage;
 
 /// Records per database transaction.
 const BATCH: usize = 1000;
+/// A batch smaller than [`BATCH`] is followed by a pause this long (from
+/// its start) before the next, unless a wake finds the last batch long
+/// past: under load a transaction and a checkpoint then carry hundreds of
+/// records rather than each sync's few, and the records wait in the
+/// journal, durable, meanwhile.
+const SHIP_EVERY: Duration = Duration::from_millis(250);
 /// Wait before retrying after the database refused a batch.
 const RETRY: Duration = Duration::from_millis(500);
 /// How often sibling directories are checked for orphans.
@@ -36,15 +42,16 @@ pub struct Shipper {
     dir: PathBuf,
     checkpoint: Pos,
     shared: Arc<Shared>,
-    writer: std::sync::mpsc::Sender<Msg>,
+    writer: writer::Sender,
     thread: Option<std::thread::JoinHandle<()>>,
     _lock: Arc<File>,
 }
 
 /// What one shipping step did.
 enum Step {
-    /// Committed (or skipped past) something; there may be more.
-    Progress,
+    /// Committed (or skipped past) something; there may be more at once
+    /// when the batch was full.
+    Progress { full: bool },
     /// Nothing to commit.
     Idle,
     /// The database refused; retry later.
@@ -100,7 +107,7 @@ impl Shipper {
         dir: PathBuf,
         checkpoint: Pos,
         shared: Arc<Shared>,
-        writer: std::sync::mpsc::Sender<Msg>,
+        writer: writer::Sender,
         thread: std::thread::JoinHandle<()>,
         lock: Arc<File>,
     ) -> Shipper {
@@ -122,7 +129,9 @@ impl Shipper {
             Ok(Some(batch)) => {
                 self.checkpoint = batch.end;
                 self.shared.shipped(batch.consumed);
-                Step::Progress
+                Step::Progress {
+                    full: batch.records.len() >= BATCH,
+                }
             }
             Ok(None) => Step::Idle,
             Err(()) => Step::Refused,
@@ -131,7 +140,7 @@ impl Shipper {
 
     /// Stops the writer once it synced what it was handed.
     pub async fn stop_writer(&mut self) {
-        let _ = self.writer.send(Msg::Stop);
+        self.writer.stop();
         if let Some(thread) = self.thread.take() {
             match tokio::task::spawn_blocking(move || thread.join()).await {
                 Ok(Ok(())) => {}
@@ -146,6 +155,7 @@ impl Shipper {
         // Scanned at start-up, then every ORPHAN_SCAN, under load too.
         let mut scanned: Option<tokio::time::Instant> = None;
         loop {
+            let started = tokio::time::Instant::now();
             let step = self.step(&db, notice).await;
             if stop.is_cancelled() {
                 break;
@@ -155,21 +165,28 @@ impl Shipper {
                 adopt_orphans(&db, notice, &self.root, &self.dir).await;
                 scanned = Some(tokio::time::Instant::now());
             }
-            match step {
-                Step::Progress => {}
+            let pace = match step {
+                Step::Progress { full: true } => false,
+                Step::Progress { full: false } => true,
                 Step::Refused => tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(RETRY) => {}
+                    _ = tokio::time::sleep(RETRY) => false,
                 },
                 Step::Idle => tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = self.shared.wake.notified() => {}
-                    _ = tokio::time::sleep(ORPHAN_SCAN) => {}
+                    _ = self.shared.wake.notified() => false,
+                    _ = tokio::time::sleep(ORPHAN_SCAN) => false,
                 },
+            };
+            if pace {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep_until(started + SHIP_EVERY) => {}
+                }
             }
         }
         self.stop_writer().await;
-        let last = async { while let Step::Progress = self.step(&db, notice).await {} };
+        let last = async { while let Step::Progress { .. } = self.step(&db, notice).await {} };
         if tokio::time::timeout(FINAL_PASS, last).await.is_err() {
             tracing::warn!(
                 "usage journal not fully committed at shutdown; the next start replays it"

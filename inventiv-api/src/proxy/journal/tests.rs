@@ -268,3 +268,16 @@ async fn a_full_group_is_synced_without_waiting_for_the_others() {
     assert_eq!(syncs(&metering), (1, 32));
     stop(background).await;
 }
+
+#[tokio::test]
+async fn a_record_handed_over_after_the_writer_stopped_is_refused_at_once() {
+    let root = TempDir::new();
+    let (metering, background) = open(&root.0, "stopped", 1 << 30, HOUR).await.unwrap();
+    journal(&metering, 0, 2).await;
+    stop(background).await;
+    let refused = tokio::time::timeout(ACK, metering.record(record(3)).wait())
+        .await
+        .expect("answered at once, not left waiting");
+    assert!(refused.is_err(), "a record nobody writes is not durable");
+    assert_eq!(syncs(&metering), (2, 2));
+}

@@ -12,13 +12,17 @@
 //! records until the group holds [`GATHER_RECORDS`], or nobody else is
 //! answering, or [`GATHER_WAIT`] has passed. A lone request is synced at
 //! once.
+//!
+//! Records are handed over through a [`Queue`], not a channel: a handler
+//! wakes the writer only when the writer waits for it (the first record of
+//! a group, or the one that completes the group), so a group of 32 costs
+//! one wake-up rather than 32.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Notify};
@@ -36,16 +40,135 @@ const GATHER_RECORDS: usize = 32;
 /// under load, on top of the sync itself).
 pub const GATHER_WAIT: Duration = Duration::from_millis(4);
 
-/// What the handlers send to the writer.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "records move by value: boxing would cost an allocation per request, for a Stop sent once"
-)]
-pub enum Msg {
-    /// A record and who to tell once it is durable (`false`: it is not).
-    Record(UsageRecord, oneshot::Sender<bool>),
-    /// Write what came before, then stop.
-    Stop,
+/// A record and who to tell once it is durable (`false`: it is not).
+type Entry = (UsageRecord, oneshot::Sender<bool>);
+
+/// What the writer is waiting for, so a handler knows when to wake it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    /// Busy writing, or not started: nobody to wake.
+    Nothing,
+    /// Asleep until the first record of the next group.
+    First,
+    /// Asleep until the group is full or nobody else is being answered.
+    Company,
+}
+
+/// Records handed over and not taken by the writer yet.
+struct Pending {
+    entries: Vec<Entry>,
+    waiting: Waiting,
+    /// Write what was handed over, then stop (and refuse what comes after).
+    stop: bool,
+    /// The writer is gone: nothing handed over is written any more.
+    stopped: bool,
+    /// Handles that can still hand records over; the writer stops at none.
+    senders: usize,
+}
+
+/// The hand-over between the handlers and the writer thread.
+pub struct Queue {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes the writer when it waits for something that now holds.
+    fn wake_if(&self, mut pending: MutexGuard<'_, Pending>, now: bool) {
+        if now {
+            pending.waiting = Waiting::Nothing;
+            drop(pending);
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// A handle that hands records over to the writer (counted: the writer
+/// stops once every one is dropped, as a channel's receiver would).
+pub struct Sender {
+    queue: Arc<Queue>,
+    shared: Arc<Shared>,
+}
+
+impl Sender {
+    /// Hands a record over; `false` is sent to `ack` at once when the
+    /// writer is gone.
+    pub fn record(&self, record: UsageRecord, ack: oneshot::Sender<bool>) {
+        let mut pending = self.queue.lock();
+        if pending.stopped || pending.stop {
+            drop(pending);
+            tracing::error!("usage journal stopped: a usage record was not kept");
+            let _ = ack.send(false);
+            return;
+        }
+        pending.entries.push((record, ack));
+        let now = match pending.waiting {
+            Waiting::Nothing => false,
+            Waiting::First => true,
+            Waiting::Company => {
+                pending.entries.len() >= GATHER_RECORDS
+                    || self.shared.answering.load(Ordering::Relaxed) == 0
+            }
+        };
+        self.queue.wake_if(pending, now);
+    }
+
+    /// Asks the writer to sync what it was handed, then stop.
+    pub fn stop(&self) {
+        let mut pending = self.queue.lock();
+        pending.stop = true;
+        self.queue.wake_if(pending, true);
+    }
+}
+
+impl Clone for Sender {
+    fn clone(&self) -> Sender {
+        self.queue.lock().senders += 1;
+        Sender {
+            queue: self.queue.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let mut pending = self.queue.lock();
+        pending.senders -= 1;
+        let last = pending.senders == 0;
+        if last {
+            pending.stop = true;
+        }
+        self.queue.wake_if(pending, last);
+    }
+}
+
+/// The writer's end of the hand-over.
+pub struct Receiver(Arc<Queue>);
+
+/// A hand-over for a writer sharing `shared`.
+pub fn queue(shared: Arc<Shared>) -> (Sender, Receiver) {
+    let queue = Arc::new(Queue {
+        pending: Mutex::new(Pending {
+            entries: Vec::with_capacity(256),
+            waiting: Waiting::Nothing,
+            stop: false,
+            stopped: false,
+            senders: 1,
+        }),
+        wake: Condvar::new(),
+    });
+    (
+        Sender {
+            queue: queue.clone(),
+            shared,
+        },
+        Receiver(queue),
+    )
 }
 
 /// State the writer, the shipper and the handlers share.
@@ -144,20 +267,16 @@ impl Shared {
 struct Group {
     buf: Vec<u8>,
     acks: Vec<oneshot::Sender<bool>>,
-    stop: bool,
 }
 
 impl Group {
-    fn add(&mut self, msg: Msg) {
-        match msg {
-            Msg::Record(record, ack) => match segment::encode(&mut self.buf, &record) {
-                Ok(()) => self.acks.push(ack),
-                Err(e) => {
-                    tracing::error!(error = %e, usage_id = %record.usage_id, "usage record not encodable");
-                    let _ = ack.send(false);
-                }
-            },
-            Msg::Stop => self.stop = true,
+    fn add(&mut self, (record, ack): Entry) {
+        match segment::encode(&mut self.buf, &record) {
+            Ok(()) => self.acks.push(ack),
+            Err(e) => {
+                tracing::error!(error = %e, usage_id = %record.usage_id, "usage record not encodable");
+                let _ = ack.send(false);
+            }
         }
     }
 }
@@ -208,34 +327,52 @@ impl Writer {
         })
     }
 
-    /// Writes groups until `Stop` or until every sender is gone.
-    pub fn run(mut self, rx: Receiver<Msg>) {
+    /// Writes groups until stopped (or every sender is gone), then marks
+    /// the queue stopped.
+    pub fn run(mut self, rx: Receiver) {
+        let queue = rx.0;
         let mut group = Group {
             buf: Vec::with_capacity(256 * 1024),
             acks: Vec::with_capacity(256),
-            stop: false,
         };
-        while !group.stop {
-            let Ok(first) = rx.recv() else { break };
-            let started = Instant::now();
-            group.add(first);
-            // Everything already waiting joins.
-            while !group.stop && group.acks.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(msg) => group.add(msg),
-                    Err(_) => break,
-                }
+        let mut taken: Vec<Entry> = Vec::with_capacity(256);
+        loop {
+            let mut pending = queue.lock();
+            while pending.entries.is_empty() && !pending.stop {
+                pending.waiting = Waiting::First;
+                pending = queue
+                    .wake
+                    .wait(pending)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
-            // Then, while others are being answered, company for a while.
-            while !group.stop
-                && group.acks.len() < GATHER_RECORDS
+            // While others are being answered, company for a while.
+            let started = Instant::now();
+            while !pending.stop
+                && pending.entries.len() < GATHER_RECORDS
                 && self.shared.answering.load(Ordering::Relaxed) > 0
             {
                 let left = self.gather_wait.saturating_sub(started.elapsed());
-                match rx.recv_timeout(left) {
-                    Ok(msg) => group.add(msg),
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                if left.is_zero() {
+                    break;
                 }
+                pending.waiting = Waiting::Company;
+                pending = queue
+                    .wake
+                    .wait_timeout(pending, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            pending.waiting = Waiting::Nothing;
+            let stop = pending.stop;
+            if pending.entries.len() <= MAX_GROUP {
+                std::mem::swap(&mut pending.entries, &mut taken);
+            } else {
+                taken.extend(pending.entries.drain(..MAX_GROUP));
+            }
+            let more = !pending.entries.is_empty();
+            drop(pending);
+            for entry in taken.drain(..) {
+                group.add(entry);
             }
             let durable = group.buf.is_empty() || self.append(&group.buf, group.acks.len());
             group.buf.clear();
@@ -243,7 +380,11 @@ impl Writer {
                 // A client gone meanwhile changes nothing: the record is written.
                 let _ = ack.send(durable);
             }
+            if stop && !more {
+                break;
+            }
         }
+        queue.lock().stopped = true;
     }
 
     fn append(&mut self, bytes: &[u8], records: usize) -> bool {
