@@ -1,5 +1,7 @@
 //! The OpenAPI document as a whole: every operation has its own id (code
-//! generators name functions after them).
+//! generators name functions after them), and the copy the dashboard
+//! generates its types from (`inventiv-frontend/openapi.json`) is this
+//! document.
 
 #![allow(
     clippy::unwrap_used,
@@ -35,5 +37,19 @@ fn every_operation_id_is_unique() {
     assert!(
         duplicated.is_empty(),
         "operationIds given to several operations (set `operation_id` in #[utoipa::path]): {duplicated:?}"
+    );
+}
+
+#[test]
+fn the_dashboards_copy_is_the_served_document() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../inventiv-frontend/openapi.json"
+    );
+    let committed: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert!(
+        committed == document(),
+        "inventiv-frontend/openapi.json differs from the API's document: \
+         run `npm run gen:api` in inventiv-frontend and commit openapi.json and src/api/schema.ts"
     );
 }
