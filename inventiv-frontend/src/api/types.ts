@@ -20,6 +20,7 @@ export type CreateKey = S['CreateKey'];
 export type CreateModel = S['CreateModel'];
 export type CreateOffering = S['CreateOffering'];
 export type Dispute = S['Dispute'];
+export type DriftStatus = S['DriftStatus'];
 export type CreateShare = S['CreateShare'];
 export type CreatedKey = S['CreatedKey'];
 export type CredentialsStatus = S['CredentialsStatus'];

@@ -232,7 +232,7 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
   const columns = useMemo<ColumnDef<Share>[]>(
     () => [
       { id: 'consumer', accessorKey: 'consumer_org_slug', header: 'Organization', size: 180 },
-      { id: 'status', accessorKey: 'status', header: 'Status', size: 110, cell: ({ row }) => <StatusBadge status={row.original.status} /> },
+      { id: 'status', accessorKey: 'status', header: 'Status', size: 110, cell: ({ row }) => <StatusBadge kind="share" status={row.original.status} /> },
       { id: 'accepted', accessorKey: 'accepted_at', header: 'Accepted', size: 180, cell: ({ row }) => <DateText value={row.original.accepted_at} /> },
       {
         id: 'price',
