@@ -209,7 +209,7 @@ async fn consumer(state: &AppState, headers: &HeaderMap) -> Result<Consumer, Ope
 }
 
 /// The models the caller can use now, in OpenAI's list format.
-#[utoipa::path(get, path = "/v1/models", tag = "openai", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/models", operation_id = "list_v1_models", tag = "openai", security(("api_key" = [])),
     responses((status = 200, description = "OpenAI model list", body = Object), (status = 401, description = "invalid key", body = OpenAiErrorBody)))]
 pub async fn list_models(
     State(state): State<AppState>,

@@ -95,7 +95,7 @@ pub struct WorkerAck {
 }
 
 /// Registers an agent start (once per boot).
-#[utoipa::path(post, path = "/internal/workers/register", tag = "workers", security(("worker" = [])),
+#[utoipa::path(post, path = "/internal/workers/register", operation_id = "register_worker", tag = "workers", security(("worker" = [])),
     request_body = Register,
     responses((status = 200, body = WorkerAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]

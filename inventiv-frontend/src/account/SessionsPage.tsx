@@ -6,12 +6,18 @@ import type { ColumnDef } from '@tanstack/react-table';
 import { api } from '../api/client';
 import type { Session } from '../api/types';
 import { DataTable } from '../components/DataTable';
-import { Card, DateText, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
+import type { Tone } from '../components/statusTones';
+import { Badge, Card, DateText, ErrorMessage, Loading, PageHeader } from '../components/ui';
 
 const sessionsKey = ['sessions'] as const;
 
+/** Where a session stands, derived from its timestamps (the API sends no status). */
+export type SessionStatus = 'active' | 'revoked' | 'expired';
+
+const sessionTone: Record<SessionStatus, Tone> = { active: 'ok', revoked: 'off', expired: 'off' };
+
 /** `active`, `revoked` or `expired`, as the list shows it. */
-export function sessionStatus(s: Pick<Session, 'revoked_at' | 'expires_at'>, now = Date.now()): string {
+export function sessionStatus(s: Pick<Session, 'revoked_at' | 'expires_at'>, now = Date.now()): SessionStatus {
   if (s.revoked_at) return 'revoked';
   return new Date(s.expires_at).getTime() <= now ? 'expired' : 'active';
 }
@@ -28,7 +34,7 @@ export function SessionsPage() {
       { id: 'organization', accessorKey: 'organization_name', header: 'Workspace', size: 180 },
       { id: 'status', accessorFn: (s) => sessionStatus(s), header: 'Status', size: 110, cell: ({ row }) => (
         <>
-          <StatusBadge status={sessionStatus(row.original)} /> {row.original.is_current ? <span className="badge badge-ok">this browser</span> : null}
+          <Badge tone={sessionTone[sessionStatus(row.original)]}>{sessionStatus(row.original)}</Badge> {row.original.is_current ? <Badge tone="ok">this browser</Badge> : null}
         </>
       ) },
       { id: 'ip', accessorFn: (s) => s.ip ?? '', header: 'IP', size: 130 },

@@ -1,9 +1,13 @@
-// Names for the API's types, all generated from /openapi.json (schema.d.ts).
+// Names for the API's types and the values of its enums, all generated from
+// /openapi.json (schema.ts, `npm run gen:api`).
 import type { components, paths } from './schema';
+
+export { instanceStatusValues, workerStatusValues } from './schema';
 
 type S = components['schemas'];
 
 export type ActionLogEntry = S['ActionLogEntry'];
+export type ActionStatus = S['ActionStatus'];
 export type Activation = S['Activation'];
 export type ApiKey = S['ApiKey'];
 export type AuditLog = S['AuditLog'];
@@ -16,6 +20,7 @@ export type CreateKey = S['CreateKey'];
 export type CreateModel = S['CreateModel'];
 export type CreateOffering = S['CreateOffering'];
 export type Dispute = S['Dispute'];
+export type DriftStatus = S['DriftStatus'];
 export type CreateShare = S['CreateShare'];
 export type CreatedKey = S['CreatedKey'];
 export type CredentialsStatus = S['CredentialsStatus'];
@@ -27,12 +32,15 @@ export type HistoryEntry = S['HistoryEntry'];
 export type HuggingFaceToken = S['HuggingFaceTokenBody'];
 export type HuggingFaceTokenStatus = S['HuggingFaceTokenStatus'];
 export type Instance = S['Instance'];
+export type InstanceStatus = S['InstanceStatus'];
 export type InstanceMetrics = S['InstanceMetrics'];
 export type InstanceType = S['InstanceType'];
 export type Invitation = S['Invitation'];
+export type InvitationStatus = S['InvitationStatus'];
 export type NewBudget = S['NewBudget'];
 export type SetBudget = S['SetBudget'];
 export type InvitationPreview = S['InvitationPreview'];
+export type KeyStatus = S['KeyStatus'];
 export type Me = S['Me'];
 export type Member = S['Member'];
 export type Membership = S['Membership'];
@@ -55,6 +63,7 @@ export type ScalewayCredentials = S['ScalewayCredentialsBody'];
 export type Session = S['Session'];
 export type SetActivation = S['SetActivation'];
 export type Share = S['Share'];
+export type ShareStatus = S['ShareStatus'];
 export type Statement = S['Statement'];
 export type StatementLine = S['StatementLine'];
 export type Switched = S['Switched'];
@@ -71,7 +80,14 @@ export type UsageReconciliation = S['UsageReconciliation'];
 export type UsagePoint = S['UsagePoint'];
 export type Verification = S['Verification'];
 export type Volume = S['Volume'];
+export type VolumeStatus = S['VolumeStatus'];
 export type WorkerSettings = S['WorkerSettings'];
+export type WorkerStatus = S['WorkerStatus'];
 export type Zone = S['Zone'];
 
 export type ApiPath = keyof paths;
+
+/** Whether an untyped value (an SSE event's field) is one of an enum's values. */
+export function isOneOf<T extends string>(values: ReadonlyArray<T>, value: unknown): value is T {
+  return typeof value === 'string' && (values as ReadonlyArray<string>).includes(value);
+}

@@ -2,6 +2,7 @@
 // states, status badges, dates.
 import { useEffect, useId, type InputHTMLAttributes, type ReactNode, type SelectHTMLAttributes } from 'react';
 import { errorMessage } from '../api/client';
+import { statusTones, type StatusKind, type Tone } from './statusTones';
 
 export function usePageTitle(title: string) {
   useEffect(() => {
@@ -94,36 +95,15 @@ export function Empty({ children }: { children: ReactNode }) {
   return <p className="empty">{children}</p>;
 }
 
-const STATUS_TONE: Record<string, string> = {
-  ready: 'ok',
-  active: 'ok',
-  accepted: 'ok',
-  success: 'ok',
-  attached: 'ok',
-  provisioning: 'busy',
-  booting: 'busy',
-  installing: 'busy',
-  starting: 'busy',
-  in_progress: 'busy',
-  draining: 'warn',
-  terminating: 'warn',
-  pending: 'warn',
-  inactive: 'warn',
-  terminated: 'off',
-  deleted: 'off',
-  archived: 'off',
-  revoked: 'off',
-  expired: 'off',
-  provisioning_failed: 'bad',
-  startup_failed: 'bad',
-  worker_dead: 'bad',
-  failed: 'bad',
-  missing: 'bad',
-  error: 'bad',
-};
+export function Badge({ tone, children }: { tone: Tone; children: ReactNode }) {
+  return <span className={`badge badge-${tone}`}>{children}</span>;
+}
 
-export function StatusBadge({ status }: { status: string }) {
-  return <span className={`badge badge-${STATUS_TONE[status] ?? 'off'}`}>{status.replace(/_/g, ' ')}</span>;
+/** A status the API answers with, in its tone (`statusTones.ts`). */
+export function StatusBadge<K extends StatusKind>({ kind, status }: { kind: K; status: keyof (typeof statusTones)[K] & string }) {
+  // A status this build does not know (an API newer than the dashboard) still shows, toneless.
+  const tone = (statusTones[kind] as Record<string, Tone | undefined>)[status] ?? 'off';
+  return <Badge tone={tone}>{status.replace(/_/g, ' ')}</Badge>;
 }
 
 export function ProgressBar({ value, label }: { value: number; label: string }) {

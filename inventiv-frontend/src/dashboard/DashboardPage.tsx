@@ -2,7 +2,7 @@
 import { useQuery } from '@tanstack/react-query';
 import { Link } from 'react-router';
 import { api } from '../api/client';
-import type { UsageLine } from '../api/types';
+import type { InstanceStatus, UsageLine } from '../api/types';
 import { useMe } from '../auth/useMe';
 import { Card, DateText, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
 import { useInstances } from '../instances/api';
@@ -15,7 +15,7 @@ export function DashboardPage() {
     queryFn: () => api<UsageLine[]>('/usage', { query: { group_by: 'model' } }),
   });
   if (!me) return null;
-  const counts = new Map<string, number>();
+  const counts = new Map<InstanceStatus, number>();
   for (const i of instances.data ?? []) counts.set(i.status, (counts.get(i.status) ?? 0) + 1);
   const totalTokens = (usage.data ?? []).reduce((n, u) => n + u.prompt_tokens + u.completion_tokens, 0);
   const totalRequests = (usage.data ?? []).reduce((n, u) => n + u.requests, 0);
@@ -58,7 +58,7 @@ export function DashboardPage() {
             <ul className="status-counts">
               {[...counts.entries()].map(([status, n]) => (
                 <li key={status}>
-                  <StatusBadge status={status} /> <strong>{n}</strong>
+                  <StatusBadge kind="instance" status={status} /> <strong>{n}</strong>
                 </li>
               ))}
             </ul>

@@ -67,7 +67,7 @@ export function InstancePage() {
       <div className="grid">
         <Card title="Status">
           <p>
-            <StatusBadge status={i.status} />
+            <StatusBadge kind="instance" status={i.status} />
           </p>
           <ProgressBar value={i.progress} label="Provisioning progress" />
           {i.error_code ? (
@@ -156,9 +156,9 @@ export function InstancePage() {
                   <td>
                     <DateText value={h.at} />
                   </td>
-                  <td>{h.from_status}</td>
+                  <td>{h.from_status ? <StatusBadge kind="instance" status={h.from_status} /> : <span className="muted">new</span>}</td>
                   <td>
-                    <StatusBadge status={h.to_status} />
+                    <StatusBadge kind="instance" status={h.to_status} />
                   </td>
                   <td>{h.actor}</td>
                   <td>{h.error_code ? `${h.error_code}: ${h.error_message ?? ''}` : ''}</td>
@@ -180,7 +180,7 @@ function Timeline({ entries }: { entries: ActionLogEntry[] }) {
         <li key={e.id} className={`timeline-item timeline-${e.status}`}>
           <span className="timeline-dot" aria-hidden="true" />
           <div>
-            <strong>{e.action_type}</strong> <StatusBadge status={e.status} /> <span className="muted">{duration(e.duration_ms)}</span>
+            <strong>{e.action_type}</strong> <StatusBadge kind="action" status={e.status} /> <span className="muted">{duration(e.duration_ms)}</span>
             <div className="muted small">
               <DateText value={e.started_at} />
               {e.request_id ? ` · request ${e.request_id}` : ''}

@@ -31,7 +31,7 @@ export function InstancesPage() {
         size: 200,
         cell: ({ row }) => <Link to={`/instances/${row.original.id}`}>{row.original.name}</Link>,
       },
-      { id: 'status', accessorKey: 'status', header: 'Status', size: 150, cell: ({ getValue }) => <StatusBadge status={getValue<string>()} /> },
+      { id: 'status', accessorKey: 'status', header: 'Status', size: 150, cell: ({ row }) => <StatusBadge kind="instance" status={row.original.status} /> },
       {
         id: 'progress',
         accessorKey: 'progress',

@@ -1,6 +1,6 @@
 // The instance's metering reconciled with its engines' own token counters.
 import type { UsageReconciliation } from '../api/types';
-import { Card, DateText, Empty } from '../components/ui';
+import { Badge, Card, DateText, Empty } from '../components/ui';
 import { driftView } from './usageDrift';
 
 export function UsageDriftCard({ reconciliation }: { reconciliation: UsageReconciliation | null | undefined }) {
@@ -11,7 +11,7 @@ export function UsageDriftCard({ reconciliation }: { reconciliation: UsageReconc
         <dl className="facts">
           <dt>Status</dt>
           <dd>
-            <span className={`badge badge-${view.tone}`}>{view.label}</span>
+            <Badge tone={view.tone}>{view.label}</Badge>
           </dd>
           <dt>Drift</dt>
           <dd>{view.drift}</dd>

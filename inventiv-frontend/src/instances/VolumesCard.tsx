@@ -38,7 +38,7 @@ export function VolumesCard({ instanceId, status }: { instanceId: string; status
                 <td>{v.size_gb} GB</td>
                 <td>{v.delete_on_terminate ? 'deleted' : 'kept (persistent)'}</td>
                 <td>
-                  <StatusBadge status={v.status} />
+                  <StatusBadge kind="volume" status={v.status} />
                   {v.deleted_at ? (
                     <>
                       {' '}

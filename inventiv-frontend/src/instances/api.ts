@@ -2,22 +2,10 @@
 // one instance, its timeline, and the actions on it.
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api } from '../api/client';
-import type { ActionLogEntry, Deploy, HistoryEntry, Instance, InstanceType, Model, Provider, Volume, Zone } from '../api/types';
+import { instanceStatusValues, type ActionLogEntry, type Deploy, type HistoryEntry, type Instance, type InstanceStatus, type InstanceType, type Model, type Provider, type Volume, type Zone } from '../api/types';
 
 /** Every status but `archived`: what the events stream's snapshot holds. */
-export const LIVE_STATUSES = [
-  'provisioning',
-  'booting',
-  'installing',
-  'starting',
-  'ready',
-  'draining',
-  'terminating',
-  'terminated',
-  'provisioning_failed',
-  'startup_failed',
-  'worker_dead',
-];
+export const LIVE_STATUSES = instanceStatusValues.filter((s) => s !== 'archived');
 
 export const instanceKeys = {
   list: ['instances'] as const,
@@ -100,7 +88,7 @@ export function useInstanceAction() {
 }
 
 /** Which actions the state machine allows from a status. */
-export function allowedActions(status: string): InstanceAction[] {
+export function allowedActions(status: InstanceStatus): InstanceAction[] {
   switch (status) {
     case 'worker_dead':
     case 'startup_failed':

@@ -1,7 +1,7 @@
 import { act, renderHook } from '@testing-library/react';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import type { ReactNode } from 'react';
-import type { Instance } from '../api/types';
+import type { Instance, InstanceStatus } from '../api/types';
 import { budgetKeys } from '../budgets/api';
 import { instanceKeys } from './api';
 import { useLiveEvents, type EventSourceLike } from './liveEvents';
@@ -38,7 +38,7 @@ class FakeEventSource implements EventSourceLike {
   }
 }
 
-function instance(id: string, status = 'provisioning', progress = 0): Instance {
+function instance(id: string, status: InstanceStatus = 'provisioning', progress = 0): Instance {
   return {
     id,
     name: `node-${id}`,

@@ -5,7 +5,7 @@
 import { useEffect, useState } from 'react';
 import { useQueryClient, type QueryClient } from '@tanstack/react-query';
 import { refreshSession } from '../api/client';
-import type { Instance } from '../api/types';
+import { instanceStatusValues, isOneOf, workerStatusValues, type Instance } from '../api/types';
 import { meKey } from '../auth/useMe';
 import { budgetKeys } from '../budgets/api';
 import { instanceKeys } from './api';
@@ -64,7 +64,7 @@ export function applyEvent(client: QueryClient, type: string, data: unknown): vo
     case 'instance.updated': {
       const id = String(event.instance_id ?? '');
       if (!id) return;
-      const status = typeof event.status === 'string' ? event.status : undefined;
+      const status = isOneOf(instanceStatusValues, event.status) ? event.status : undefined;
       const progress = typeof event.progress === 'number' ? event.progress : undefined;
       const now = new Date().toISOString();
       const before =
@@ -96,7 +96,7 @@ export function applyEvent(client: QueryClient, type: string, data: unknown): vo
       const at = new Date().toISOString();
       patchInstance(client, id, (i) => ({
         ...i,
-        worker_status: typeof event.worker_status === 'string' ? event.worker_status : i.worker_status,
+        worker_status: isOneOf(workerStatusValues, event.worker_status) ? event.worker_status : i.worker_status,
         last_heartbeat_at: at,
       }));
       client.setQueryData<Heartbeat>(instanceKeys.heartbeat(id), { ...(event as Omit<Heartbeat, 'at'>), at });

@@ -1,12 +1,11 @@
 // How the reconciliation of the proxy's metering with the engines' token
 // counters reads on the instance page: counts, drift in percent, a verdict.
-import type { UsageReconciliation } from '../api/types';
-
-export type DriftTone = 'ok' | 'bad' | 'off';
+import type { DriftStatus, UsageReconciliation } from '../api/types';
+import type { Tone } from '../components/statusTones';
 
 export interface DriftView {
   label: string;
-  tone: DriftTone;
+  tone: Tone;
   drift: string;
   engine: string;
   proxy: string;
@@ -32,14 +31,18 @@ function minutes(from: string, to: string): string {
   return Number.isFinite(m) ? `${m} min` : '—';
 }
 
+/** Each verdict in words and its tone: a verdict added to the API fails the type check until it is here. */
+const verdicts: Record<DriftStatus, { label: string; tone: Tone }> = {
+  ok: { label: 'in agreement', tone: 'ok' },
+  alert: { label: 'drift alert', tone: 'bad' },
+  insufficient_data: { label: 'not enough traffic', tone: 'off' },
+};
+
 /** The page's view of the latest reconciliation; null when there is none yet. */
 export function driftView(r: UsageReconciliation | null | undefined): DriftView | null {
   if (!r) return null;
-  const label = r.status === 'alert' ? 'drift alert' : r.status === 'ok' ? 'in agreement' : 'not enough traffic';
-  const tone: DriftTone = r.status === 'alert' ? 'bad' : r.status === 'ok' ? 'ok' : 'off';
   return {
-    label,
-    tone,
+    ...verdicts[r.status],
     drift: r.status === 'insufficient_data' ? '—' : formatDriftPercent(r.drift_ratio),
     engine: formatTokens(r.engine_prompt, r.engine_generation),
     proxy: formatTokens(r.proxy_prompt, r.proxy_completion),

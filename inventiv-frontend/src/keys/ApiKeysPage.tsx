@@ -27,7 +27,7 @@ export function ApiKeysPage() {
     () => [
       { id: 'name', accessorKey: 'name', header: 'Name', size: 180 },
       { id: 'key', accessorFn: (k) => k.prefix, header: 'Key', size: 220, cell: ({ row }) => <code>{`${row.original.prefix}_…${row.original.last_four}`}</code> },
-      { id: 'status', accessorKey: 'status', header: 'Status', size: 110, cell: ({ getValue }) => <StatusBadge status={getValue<string>()} /> },
+      { id: 'status', accessorKey: 'status', header: 'Status', size: 110, cell: ({ row }) => <StatusBadge kind="key" status={row.original.status} /> },
       { id: 'created_by_email', accessorKey: 'created_by_email', header: 'Owner', size: 200 },
       {
         id: 'limits',

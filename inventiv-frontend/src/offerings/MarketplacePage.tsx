@@ -10,7 +10,7 @@ import type { Available } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { CopyButton } from '../components/CopyButton';
 import { DataTable } from '../components/DataTable';
-import { Card, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
+import { Badge, Card, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
 import { useAcceptOffering, useAvailableOfferings, usePreferences, useSetPreferences } from './api';
 import { priceText } from './prices';
 
@@ -60,7 +60,8 @@ export function MarketplacePage() {
         header: 'Status',
         size: 130,
         accessorFn: (a) => (a.accepted ? a.share_status ?? 'active' : 'pending'),
-        cell: ({ row }) => <StatusBadge status={row.original.accepted ? row.original.share_status ?? 'active' : 'not accepted'} />,
+        cell: ({ row }) =>
+          row.original.accepted ? <StatusBadge kind="share" status={row.original.share_status ?? 'active'} /> : <Badge tone="off">not accepted</Badge>,
       },
       {
         id: 'actions',

@@ -6,7 +6,7 @@ import { useMemo, useState, type FormEvent } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import type { ColumnDef } from '@tanstack/react-table';
 import { api } from '../api/client';
-import type { Offering, RuntimeModel, Share } from '../api/types';
+import type { Offering, RuntimeModel, Share, ShareStatus } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { DataTable } from '../components/DataTable';
 import { Dialog } from '../components/Dialog';
@@ -232,7 +232,7 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
   const columns = useMemo<ColumnDef<Share>[]>(
     () => [
       { id: 'consumer', accessorKey: 'consumer_org_slug', header: 'Organization', size: 180 },
-      { id: 'status', accessorKey: 'status', header: 'Status', size: 110, cell: ({ row }) => <StatusBadge status={row.original.status} /> },
+      { id: 'status', accessorKey: 'status', header: 'Status', size: 110, cell: ({ row }) => <StatusBadge kind="share" status={row.original.status} /> },
       { id: 'accepted', accessorKey: 'accepted_at', header: 'Accepted', size: 180, cell: ({ row }) => <DateText value={row.original.accepted_at} /> },
       {
         id: 'price',
@@ -252,7 +252,7 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
         cell: ({ row }) => {
           const s = row.original;
           if (!canSell || s.status === 'revoked') return null;
-          const set = (status: string) => update.mutate({ id: s.id, body: { status } });
+          const set = (status: ShareStatus) => update.mutate({ id: s.id, body: { status } });
           return (
             <span className="row-actions">
               {s.status === 'paused' ? (

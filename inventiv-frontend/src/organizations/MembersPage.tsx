@@ -150,7 +150,7 @@ function InvitationsTable({ invitations }: { invitations: Invitation[] }) {
     () => [
       { id: 'email', accessorKey: 'email', header: 'E-mail', size: 220 },
       { id: 'role', accessorKey: 'role', header: 'Role', size: 100 },
-      { id: 'status', accessorKey: 'status', header: 'Status', size: 110, cell: ({ getValue }) => <StatusBadge status={getValue<string>()} /> },
+      { id: 'status', accessorKey: 'status', header: 'Status', size: 110, cell: ({ row }) => <StatusBadge kind="invitation" status={row.original.status} /> },
       { id: 'created_at', accessorKey: 'created_at', header: 'Sent', size: 190, cell: ({ getValue }) => <DateText value={getValue<string>()} /> },
       { id: 'expires_at', accessorKey: 'expires_at', header: 'Expires', size: 190, cell: ({ getValue }) => <DateText value={getValue<string>()} /> },
       {

@@ -5,7 +5,7 @@
 // worker settings per provider (bounds and defaults of the API).
 import { useState, type FormEvent } from 'react';
 import type { CredentialsStatus, ScalewayCredentials, WorkerSettings } from '../api/types';
-import { Card, DateText, ErrorMessage, Field, Loading, PageHeader, SelectField, StatusBadge } from '../components/ui';
+import { Badge, Card, DateText, ErrorMessage, Field, Loading, PageHeader, SelectField } from '../components/ui';
 import { useProviders, useZones } from '../instances/api';
 import { useCredentials, useCredentialsActions, useHuggingFaceToken, useHuggingFaceTokenActions, useSaveWorkerSettings, useWorkerSettings } from './api';
 import { WORKER_DEFAULTS, credentialsBody, credentialsProblem, huggingFaceTokenProblem, parseWorkerForm, removalError, workerForm, type WorkerForm } from './forms';
@@ -29,7 +29,7 @@ function CredentialsState({ status }: { status: CredentialsStatus }) {
       <dd data-testid="verification">
         {v ? (
           <>
-            <StatusBadge status={v.ok ? 'accepted' : 'failed'} /> {v.message} (<DateText value={v.at} />)
+            <Badge tone={v.ok ? 'ok' : 'bad'}>{v.ok ? 'accepted' : 'failed'}</Badge> {v.message} (<DateText value={v.at} />)
           </>
         ) : (
           'never verified'

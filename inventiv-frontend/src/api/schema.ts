@@ -669,7 +669,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Registers an agent start (once per boot). */
-        post: operations["register"];
+        post: operations["register_worker"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1470,7 +1470,7 @@ export interface paths {
             cookie?: never;
         };
         /** The models the caller can use now, in OpenAI's list format. */
-        get: operations["list_models"];
+        get: operations["list_v1_models"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1528,9 +1528,13 @@ export interface components {
             request_id?: string | null;
             /** Format: date-time */
             started_at: string;
-            /** @description `in_progress`, `success` or `failed`. */
-            status: string;
+            status: components["schemas"]["ActionStatus"];
         };
+        /**
+         * @description How a step of an instance's action log went (`action_logs.status`).
+         * @enum {string}
+         */
+        ActionStatus: "in_progress" | "success" | "failed";
         /** @description An organization's activation of one item. */
         Activation: {
             economic: boolean;
@@ -1571,8 +1575,7 @@ export interface components {
             revoked_at?: string | null;
             /** Format: int32 */
             rpm_limit?: number | null;
-            /** @description `active`, `inactive` (an activation is missing), `expired` or `revoked`. */
-            status: string;
+            status: components["schemas"]["KeyStatus"];
             /** Format: int32 */
             tpm_limit?: number | null;
         };
@@ -1621,8 +1624,7 @@ export interface components {
              * @description The organization's share, once shared or accepted.
              */
             share_id?: string | null;
-            /** @description `active`, `paused`, or none before acceptance of a public offering. */
-            share_status?: string | null;
+            share_status?: null | components["schemas"]["ShareStatus"];
             visibility: string;
         };
         /** @description One engine behind HAProxy (multi mode). */
@@ -2020,9 +2022,9 @@ export interface components {
             at: string;
             error_code?: string | null;
             error_message?: string | null;
-            from_status: string;
+            from_status?: null | components["schemas"]["InstanceStatus"];
             request_id?: string | null;
-            to_status: string;
+            to_status: components["schemas"]["InstanceStatus"];
         };
         /**
          * @description A Hugging Face access token (read access is enough) of an account that
@@ -2071,14 +2073,14 @@ export interface components {
             provider: string;
             /** Format: date-time */
             started_at?: string | null;
-            status: string;
+            status: components["schemas"]["InstanceStatus"];
             /** Format: date-time */
             terminated_at?: string | null;
             /** Format: date-time */
             updated_at: string;
             usage_reconciliation?: null | components["schemas"]["UsageReconciliation"];
             worker_agent_version?: string | null;
-            worker_status?: string | null;
+            worker_status?: null | components["schemas"]["WorkerStatus"];
             zone: string;
         };
         /** @description An instance's recent samples and traffic. */
@@ -2089,6 +2091,11 @@ export interface components {
             requests: components["schemas"]["RequestPoint"][];
             system: components["schemas"]["SystemPoint"][];
         };
+        /**
+         * @description Where an instance is in its life.
+         * @enum {string}
+         */
+        InstanceStatus: "provisioning" | "booting" | "installing" | "starting" | "ready" | "draining" | "terminating" | "terminated" | "provisioning_failed" | "startup_failed" | "worker_dead" | "archived";
         /** @description A machine type with its price and where it is available. */
         InstanceType: {
             activation: components["schemas"]["Activation"];
@@ -2127,8 +2134,7 @@ export interface components {
             /** Format: uuid */
             invited_by: string;
             role: string;
-            /** @description `pending`, `accepted`, `revoked` or `expired`. */
-            status: string;
+            status: components["schemas"]["InvitationStatus"];
         };
         /** @description The membership an acceptance created, and tokens when it created an account. */
         InvitationAccepted: {
@@ -2150,9 +2156,18 @@ export interface components {
             organization_name: string;
             organization_slug: string;
             role: string;
-            /** @description `pending`, `accepted`, `revoked` or `expired`. */
-            status: string;
+            status: components["schemas"]["InvitationStatus"];
         };
+        /**
+         * @description Where an invitation stands, derived from its timestamps.
+         * @enum {string}
+         */
+        InvitationStatus: "pending" | "accepted" | "revoked" | "expired";
+        /**
+         * @description Whether a key can be used now (derived, not stored).
+         * @enum {string}
+         */
+        KeyStatus: "active" | "inactive" | "expired" | "revoked";
         /** @description Credentials for `POST /auth/login`. */
         LoginRequest: {
             /** Format: email */
@@ -2717,9 +2732,13 @@ export interface components {
             /** Format: uuid */
             offering_id: string;
             output_eur_per_1k?: string | null;
-            /** @description `active`, `paused` or `revoked`. */
-            status: string;
+            status: components["schemas"]["ShareStatus"];
         };
+        /**
+         * @description Whether a share of an offering may be used (`offering_shares.status`).
+         * @enum {string}
+         */
+        ShareStatus: "active" | "paused" | "revoked";
         /** @description A month's chargeback for the current organization. */
         Statement: {
             credit_total_eur: string;
@@ -2900,8 +2919,8 @@ export interface components {
         };
         /** @description The new state of a share. */
         UpdateShare: {
-            /** @description `active` (resume), `paused` or `revoked` (final). */
-            status: string;
+            /** @description `active` resumes; `revoked` is final. */
+            status: components["schemas"]["ShareStatus"];
         };
         /** @description Changes to an account. */
         UpdateUser: {
@@ -3036,16 +3055,20 @@ export interface components {
             provider_volume_id: string;
             /** Format: int32 */
             size_gb: number;
-            /** @description `attached`, `deleted` (removed by us) or `missing` (vanished at the provider). */
-            status: string;
+            status: components["schemas"]["VolumeStatus"];
             /** @description `block` or `local`. */
             volume_type: string;
             zone: string;
         };
+        /**
+         * @description Where a cloud volume stands (`instance_volumes.status`).
+         * @enum {string}
+         */
+        VolumeStatus: "attached" | "deleted" | "missing";
         /** @description What the control plane answers a worker. */
         WorkerAck: {
             /** @description The instance's lifecycle status, so the agent can tell it is expected to drain. */
-            instance_status: string;
+            instance_status: components["schemas"]["InstanceStatus"];
             /** @description Always `accepted`. */
             status: string;
         };
@@ -3109,7 +3132,7 @@ export interface components {
             startup_timeout_secs: number;
         };
         /**
-         * @description The agent's view of its node.
+         * @description The agent's view of its node (stored in `instances.worker_status`).
          * @enum {string}
          */
         WorkerStatus: "starting" | "ready" | "draining" | "error";
@@ -4051,11 +4074,11 @@ export interface operations {
                 /** @description End (RFC 3339, exclusive), default now. */
                 to?: string | null;
                 /** @description `minute` (at most 7 days), `hour` (default, at most 366 days) or `day`. */
-                bucket?: string | null;
-                /** @description `none` (default), `provider`, `instance_type`, `model` or `instance`. */
-                group_by?: string | null;
-                /** @description `json` (default) or `csv`. */
-                format?: string | null;
+                bucket?: "minute" | "hour" | "day";
+                /** @description `none` by default. */
+                group_by?: "none" | "provider" | "instance_type" | "model" | "instance";
+                /** @description `json` by default. */
+                format?: "json" | "csv";
             };
             header?: never;
             path?: never;
@@ -4142,8 +4165,8 @@ export interface operations {
             query?: {
                 /** @description `YYYY-MM` (UTC), default the current month. */
                 month?: string | null;
-                /** @description `json` (default) or `csv`. */
-                format?: string | null;
+                /** @description `json` by default. */
+                format?: "json" | "csv";
             };
             header?: never;
             path?: never;
@@ -4186,7 +4209,7 @@ export interface operations {
                  * @description Absent: the JSON document. `json` or `csv`: a download of it
                  *     (`statement-YYYY-MM.json` or `.csv`, one row per line and a total row).
                  */
-                format?: string | null;
+                format?: null | ("json" | "csv");
             };
             header?: never;
             path: {
@@ -4289,12 +4312,12 @@ export interface operations {
                 from?: string | null;
                 /** @description End (RFC 3339, exclusive), default now. */
                 to?: string | null;
-                /** @description `hour` or `day` (default). */
-                bucket?: string | null;
-                /** @description `model` (default), `api_key` or `user`. */
-                group_by?: string | null;
-                /** @description `json` (default) or `csv`. */
-                format?: string | null;
+                /** @description `hour` (at most 93 days) or `day` (default). */
+                bucket?: "hour" | "day";
+                /** @description `model` by default. */
+                group_by?: "model" | "api_key" | "user";
+                /** @description `json` by default. */
+                format?: "json" | "csv";
             };
             header?: never;
             path?: never;
@@ -4465,10 +4488,10 @@ export interface operations {
             query?: {
                 /** @description Only these statuses (comma-separated); by default all but `archived`. */
                 status?: string | null;
-                /** @description `created_at` (default), `name`, `status` or `progress`. */
-                sort?: string | null;
-                /** @description `desc` (default) or `asc`. */
-                order?: string | null;
+                /** @description `created_at` by default. */
+                sort?: "created_at" | "name" | "status" | "progress";
+                /** @description `desc` by default. */
+                order?: "asc" | "desc";
                 /** @description 1 to 200, default 50. */
                 limit?: number | null;
                 offset?: number | null;
@@ -4847,7 +4870,7 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
         };
     };
-    register: {
+    register_worker: {
         parameters: {
             query?: never;
             header?: never;
@@ -7207,10 +7230,10 @@ export interface operations {
                 from?: string | null;
                 /** @description End (RFC 3339), default now. */
                 to?: string | null;
-                /** @description `model` (default), `api_key` or `day`. */
-                group_by?: string | null;
-                /** @description `json` (default) or `csv`. */
-                format?: string | null;
+                /** @description `model` by default. */
+                group_by?: "model" | "api_key" | "day";
+                /** @description `json` by default. */
+                format?: "json" | "csv";
             };
             header?: never;
             path?: never;
@@ -7613,7 +7636,7 @@ export interface operations {
             };
         };
     };
-    list_models: {
+    list_v1_models: {
         parameters: {
             query?: never;
             header?: never;
@@ -7674,3 +7697,33 @@ export interface operations {
         };
     };
 }
+type FlattenedDeepRequired<T> = {
+    [K in keyof T]-?: FlattenedDeepRequired<T[K] extends unknown[] | undefined | null ? Extract<T[K], unknown[]>[number] : T[K]>;
+};
+type ReadonlyArray<T> = [
+    Exclude<T, undefined>
+] extends [
+    unknown[]
+] ? Readonly<Exclude<T, undefined>> : Readonly<Exclude<T, undefined>[]>;
+export const pathsFinopsCostSeriesGetParametersQueryBucketValues: ReadonlyArray<FlattenedDeepRequired<paths>["/finops/cost/series"]["get"]["parameters"]["query"]["bucket"]> = ["minute", "hour", "day"];
+export const pathsFinopsCostSeriesGetParametersQueryGroup_byValues: ReadonlyArray<FlattenedDeepRequired<paths>["/finops/cost/series"]["get"]["parameters"]["query"]["group_by"]> = ["none", "provider", "instance_type", "model", "instance"];
+export const pathsFinopsCostSeriesGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/finops/cost/series"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
+export const pathsFinopsStatementsGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/finops/statements"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
+export const pathsFinopsStatementsMonthGetParametersQueryFormatOneOf1Values: ReadonlyArray<FlattenedDeepRequired<paths>["/finops/statements/{month}"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
+export const pathsFinopsUsageSeriesGetParametersQueryBucketValues: ReadonlyArray<FlattenedDeepRequired<paths>["/finops/usage/series"]["get"]["parameters"]["query"]["bucket"]> = ["hour", "day"];
+export const pathsFinopsUsageSeriesGetParametersQueryGroup_byValues: ReadonlyArray<FlattenedDeepRequired<paths>["/finops/usage/series"]["get"]["parameters"]["query"]["group_by"]> = ["model", "api_key", "user"];
+export const pathsFinopsUsageSeriesGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/finops/usage/series"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
+export const pathsInstancesGetParametersQuerySortValues: ReadonlyArray<FlattenedDeepRequired<paths>["/instances"]["get"]["parameters"]["query"]["sort"]> = ["created_at", "name", "status", "progress"];
+export const pathsInstancesGetParametersQueryOrderValues: ReadonlyArray<FlattenedDeepRequired<paths>["/instances"]["get"]["parameters"]["query"]["order"]> = ["asc", "desc"];
+export const pathsUsageGetParametersQueryGroup_byValues: ReadonlyArray<FlattenedDeepRequired<paths>["/usage"]["get"]["parameters"]["query"]["group_by"]> = ["model", "api_key", "day"];
+export const pathsUsageGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/usage"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
+export const actionStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ActionStatus"]> = ["in_progress", "success", "failed"];
+export const driftStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["DriftStatus"]> = ["ok", "alert", "insufficient_data"];
+export const instanceStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["InstanceStatus"]> = ["provisioning", "booting", "installing", "starting", "ready", "draining", "terminating", "terminated", "provisioning_failed", "startup_failed", "worker_dead", "archived"];
+export const invitationStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["InvitationStatus"]> = ["pending", "accepted", "revoked", "expired"];
+export const keyStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KeyStatus"]> = ["active", "inactive", "expired", "revoked"];
+export const orgRoleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["OrgRole"]> = ["owner", "admin", "manager", "user"];
+export const shareStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ShareStatus"]> = ["active", "paused", "revoked"];
+export const volumeStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["VolumeStatus"]> = ["attached", "deleted", "missing"];
+export const workerModeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["WorkerMode"]> = ["mono", "multi"];
+export const workerStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["WorkerStatus"]> = ["starting", "ready", "draining", "error"];
