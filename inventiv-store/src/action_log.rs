@@ -25,14 +25,14 @@ pub struct ActionLog {
 impl ActionLog {
     /// Opens a step of `action_type` (e.g. `WORKER_SSH_INSTALL`).
     pub async fn start(&self, action_type: &str) -> sqlx::Result<Step> {
-        let id: i64 = sqlx::query_scalar(
+        let id = sqlx::query_scalar!(
             "INSERT INTO action_logs (organization_id, instance_id, action_type, status, request_id)
              VALUES ($1, $2, $3, 'in_progress', $4) RETURNING id",
+            self.organization_id,
+            self.instance_id,
+            action_type,
+            self.request_id.as_deref(),
         )
-        .bind(self.organization_id)
-        .bind(self.instance_id)
-        .bind(action_type)
-        .bind(&self.request_id)
         .fetch_one(&self.db)
         .await?;
         Ok(Step {
@@ -66,17 +66,17 @@ impl ActionLog {
         metadata: Value,
     ) -> sqlx::Result<()> {
         let ms = i32::try_from(step.started.elapsed().as_millis()).unwrap_or(i32::MAX);
-        sqlx::query(
+        sqlx::query!(
             "UPDATE action_logs SET status = $2, finished_at = now(), duration_ms = $3, error_code = $4,
                     error_message = $5, metadata = $6
               WHERE id = $1 AND status = 'in_progress'",
+            step.id,
+            status,
+            ms,
+            error.map(|e| e.0),
+            error.map(|e| e.1),
+            metadata,
         )
-        .bind(step.id)
-        .bind(status)
-        .bind(ms)
-        .bind(error.map(|e| e.0))
-        .bind(error.map(|e| e.1))
-        .bind(metadata)
         .execute(&self.db)
         .await?;
         Ok(())

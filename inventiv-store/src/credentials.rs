@@ -42,26 +42,25 @@ pub async fn save(
         provider,
         document.expose_secret().as_bytes(),
     )?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO provider_credentials (organization_id, provider_code, key_version, nonce, ciphertext, hint)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (organization_id, provider_code) DO UPDATE
             SET key_version = EXCLUDED.key_version, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext,
                 hint = EXCLUDED.hint, verified_at = NULL, verified_ok = NULL, verify_message = NULL,
                 updated_at = now()",
+        organization_id,
+        provider,
+        sealed.key_version,
+        sealed.nonce,
+        sealed.ciphertext,
+        hint,
     )
-    .bind(organization_id)
-    .bind(provider)
-    .bind(sealed.key_version)
-    .bind(sealed.nonce)
-    .bind(sealed.ciphertext)
-    .bind(hint)
     .execute(db)
     .await?;
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
 struct SealedRow {
     key_version: i32,
     nonce: Vec<u8>,
@@ -89,12 +88,13 @@ pub async fn load(
     organization_id: Uuid,
     provider: &str,
 ) -> Result<Option<Credentials>, CredentialsError> {
-    let row: Option<SealedRow> = sqlx::query_as(
+    let row = sqlx::query_as!(
+        SealedRow,
         "SELECT key_version, nonce, ciphertext, updated_at FROM provider_credentials
           WHERE organization_id = $1 AND provider_code = $2",
+        organization_id,
+        provider,
     )
-    .bind(organization_id)
-    .bind(provider)
     .fetch_optional(db)
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -114,11 +114,11 @@ pub async fn updated_at(
     organization_id: Uuid,
     provider: &str,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT updated_at FROM provider_credentials WHERE organization_id = $1 AND provider_code = $2",
+        organization_id,
+        provider,
     )
-    .bind(organization_id)
-    .bind(provider)
     .fetch_optional(db)
     .await
 }
@@ -131,14 +131,14 @@ pub async fn record_verification(
     ok: bool,
     message: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE provider_credentials SET verified_at = now(), verified_ok = $3, verify_message = $4
           WHERE organization_id = $1 AND provider_code = $2",
+        organization_id,
+        provider,
+        ok,
+        message,
     )
-    .bind(organization_id)
-    .bind(provider)
-    .bind(ok)
-    .bind(message)
     .execute(db)
     .await?;
     Ok(())
@@ -148,36 +148,38 @@ pub async fn record_verification(
 /// version; returns how many rows changed. Each row is rewritten under a
 /// row lock, so two processes rotating at once do no harm.
 pub async fn rotate(db: &PgPool, keys: &Keyring) -> Result<u64, CredentialsError> {
-    let stale: Vec<(Uuid, String)> = sqlx::query_as(
+    let stale = sqlx::query!(
         "SELECT organization_id, provider_code FROM provider_credentials WHERE key_version <> $1",
+        keys.current_version(),
     )
-    .bind(keys.current_version())
     .fetch_all(db)
     .await?;
     let mut changed = 0;
-    for (org, provider) in stale {
+    for stale in stale {
+        let (org, provider) = (stale.organization_id, stale.provider_code);
         let mut tx = db.begin().await?;
-        let row: Option<SealedRow> = sqlx::query_as(
+        let row = sqlx::query_as!(
+            SealedRow,
             "SELECT key_version, nonce, ciphertext, updated_at FROM provider_credentials
               WHERE organization_id = $1 AND provider_code = $2 AND key_version <> $3 FOR UPDATE",
+            org,
+            &provider,
+            keys.current_version(),
         )
-        .bind(org)
-        .bind(&provider)
-        .bind(keys.current_version())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { continue };
         let plain = keys.open(org, &provider, &row.sealed().0)?;
         let sealed = keys.seal(org, &provider, &plain)?;
-        sqlx::query(
+        sqlx::query!(
             "UPDATE provider_credentials SET key_version = $3, nonce = $4, ciphertext = $5
               WHERE organization_id = $1 AND provider_code = $2",
+            org,
+            &provider,
+            sealed.key_version,
+            sealed.nonce,
+            sealed.ciphertext,
         )
-        .bind(org)
-        .bind(&provider)
-        .bind(sealed.key_version)
-        .bind(sealed.nonce)
-        .bind(sealed.ciphertext)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -12,7 +12,7 @@ use crate::credentials::CredentialsError;
 use crate::crypto::{CryptoError, Keyring, Sealed};
 
 /// What may be shown about a stored token: never the token itself.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct TokenStatus {
     /// `hf_…` and the last 4 characters.
     pub hint: String,
@@ -30,18 +30,18 @@ pub async fn save(
     hint: &str,
 ) -> Result<(), CredentialsError> {
     let sealed = keys.seal_huggingface_token(organization_id, token.expose_secret().as_bytes())?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO huggingface_tokens (organization_id, key_version, nonce, ciphertext, hint)
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (organization_id) DO UPDATE
             SET key_version = EXCLUDED.key_version, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext,
                 hint = EXCLUDED.hint, updated_at = now()",
+        organization_id,
+        sealed.key_version,
+        sealed.nonce,
+        sealed.ciphertext,
+        hint,
     )
-    .bind(organization_id)
-    .bind(sealed.key_version)
-    .bind(sealed.nonce)
-    .bind(sealed.ciphertext)
-    .bind(hint)
     .execute(db)
     .await?;
     Ok(())
@@ -52,15 +52,15 @@ pub async fn status(
     db: impl PgExecutor<'_>,
     organization_id: Uuid,
 ) -> Result<Option<TokenStatus>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        TokenStatus,
         "SELECT hint, created_at, updated_at FROM huggingface_tokens WHERE organization_id = $1",
+        organization_id,
     )
-    .bind(organization_id)
     .fetch_optional(db)
     .await
 }
 
-#[derive(sqlx::FromRow)]
 struct SealedRow {
     key_version: i32,
     nonce: Vec<u8>,
@@ -83,10 +83,11 @@ pub async fn load(
     keys: &Keyring,
     organization_id: Uuid,
 ) -> Result<Option<SecretString>, CredentialsError> {
-    let row: Option<SealedRow> = sqlx::query_as(
+    let row = sqlx::query_as!(
+        SealedRow,
         "SELECT key_version, nonce, ciphertext FROM huggingface_tokens WHERE organization_id = $1",
+        organization_id,
     )
-    .bind(organization_id)
     .fetch_optional(db)
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -97,11 +98,13 @@ pub async fn load(
 
 /// Removes an organization's token; whether there was one.
 pub async fn delete(db: impl PgExecutor<'_>, organization_id: Uuid) -> Result<bool, sqlx::Error> {
-    let deleted = sqlx::query("DELETE FROM huggingface_tokens WHERE organization_id = $1")
-        .bind(organization_id)
-        .execute(db)
-        .await?
-        .rows_affected();
+    let deleted = sqlx::query!(
+        "DELETE FROM huggingface_tokens WHERE organization_id = $1",
+        organization_id,
+    )
+    .execute(db)
+    .await?
+    .rows_affected();
     Ok(deleted > 0)
 }
 
@@ -109,34 +112,35 @@ pub async fn delete(db: impl PgExecutor<'_>, organization_id: Uuid) -> Result<bo
 /// version; returns how many rows changed. Each row is rewritten under a
 /// row lock, so two processes rotating at once do no harm.
 pub async fn rotate(db: &PgPool, keys: &Keyring) -> Result<u64, CredentialsError> {
-    let stale: Vec<Uuid> = sqlx::query_scalar(
+    let stale = sqlx::query_scalar!(
         "SELECT organization_id FROM huggingface_tokens WHERE key_version <> $1",
+        keys.current_version(),
     )
-    .bind(keys.current_version())
     .fetch_all(db)
     .await?;
     let mut changed = 0;
     for org in stale {
         let mut tx = db.begin().await?;
-        let row: Option<SealedRow> = sqlx::query_as(
+        let row = sqlx::query_as!(
+            SealedRow,
             "SELECT key_version, nonce, ciphertext FROM huggingface_tokens
               WHERE organization_id = $1 AND key_version <> $2 FOR UPDATE",
+            org,
+            keys.current_version(),
         )
-        .bind(org)
-        .bind(keys.current_version())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { continue };
         let plain = keys.open_huggingface_token(org, &row.into())?;
         let sealed = keys.seal_huggingface_token(org, &plain)?;
-        sqlx::query(
+        sqlx::query!(
             "UPDATE huggingface_tokens SET key_version = $2, nonce = $3, ciphertext = $4
               WHERE organization_id = $1",
+            org,
+            sealed.key_version,
+            sealed.nonce,
+            sealed.ciphertext,
         )
-        .bind(org)
-        .bind(sealed.key_version)
-        .bind(sealed.nonce)
-        .bind(sealed.ciphertext)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

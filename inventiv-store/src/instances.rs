@@ -38,44 +38,46 @@ pub async fn apply(
     tx: &mut PgConnection,
     change: Change<'_>,
 ) -> Result<(InstanceStatus, Transition), TransitionError> {
-    let (org, current): (Uuid, String) =
-        sqlx::query_as("SELECT organization_id, status FROM instances WHERE id = $1 FOR UPDATE")
-            .bind(change.instance_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(TransitionError::NotFound)?;
-    let from = InstanceStatus::parse(&current).ok_or(TransitionError::Corrupt(current))?;
+    let row = sqlx::query!(
+        "SELECT organization_id, status FROM instances WHERE id = $1 FOR UPDATE",
+        change.instance_id,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(TransitionError::NotFound)?;
+    let org = row.organization_id;
+    let from = InstanceStatus::parse(&row.status).ok_or(TransitionError::Corrupt(row.status))?;
     let outcome = transition(from, change.to)?;
     if outcome == Transition::Unchanged {
         return Ok((from, outcome));
     }
     let (code, message) = change.error.unzip();
-    sqlx::query(
+    sqlx::query!(
         "UPDATE instances SET status = $2, updated_at = now(), status_changed_at = now(),
                 error_code = CASE WHEN $5 THEN $3 ELSE NULL END,
                 error_message = CASE WHEN $5 THEN $4 ELSE NULL END
           WHERE id = $1 AND status = $6",
+        change.instance_id,
+        change.to.as_str(),
+        code,
+        message,
+        change.to.is_failure(),
+        from.as_str(),
     )
-    .bind(change.instance_id)
-    .bind(change.to.as_str())
-    .bind(code)
-    .bind(message)
-    .bind(change.to.is_failure())
-    .bind(from.as_str())
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO instance_state_history (instance_id, organization_id, from_status, to_status, error_code, error_message, actor, request_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        change.instance_id,
+        org,
+        from.as_str(),
+        change.to.as_str(),
+        code,
+        message,
+        change.actor,
+        change.request_id,
     )
-    .bind(change.instance_id)
-    .bind(org)
-    .bind(from.as_str())
-    .bind(change.to.as_str())
-    .bind(code)
-    .bind(message)
-    .bind(change.actor)
-    .bind(change.request_id)
     .execute(&mut *tx)
     .await?;
     tracing::info!(instance_id = %change.instance_id, from = %from, to = %change.to, actor = change.actor, "instance transition");

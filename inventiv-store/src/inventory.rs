@@ -25,55 +25,58 @@ pub struct Inventory {
 
 /// Reads the inventory of `org` on `provider`.
 pub async fn load(db: &PgPool, org: Uuid, provider: &str) -> sqlx::Result<Inventory> {
-    let instances: Vec<(Uuid, Option<String>)> = sqlx::query_as(
-        // Terminated and archived instances own no cloud resource any more,
-        // nor does a failed provisioning once what it made was released.
+    // Terminated and archived instances own no cloud resource any more,
+    // nor does a failed provisioning once what it made was released.
+    let instances = sqlx::query!(
         "SELECT id, provider_server_id FROM instances
           WHERE organization_id = $1 AND provider = $2 AND status NOT IN ('terminated', 'archived')
             AND NOT (status = 'provisioning_failed' AND resources_released_at IS NOT NULL)",
+        org,
+        provider,
     )
-    .bind(org)
-    .bind(provider)
     .fetch_all(db)
     .await?;
-    let volumes: Vec<(String, bool)> = sqlx::query_as(
-        // A persistent volume stays the organization's after its instance.
-        "SELECT v.provider_volume_id,
-                (i.status NOT IN ('terminated', 'archived')
-                 AND NOT (i.status = 'provisioning_failed' AND i.resources_released_at IS NOT NULL))
-                OR NOT v.delete_on_terminate
-           FROM instance_volumes v JOIN instances i ON i.id = v.instance_id
-          WHERE v.organization_id = $1 AND v.provider_code = $2 AND v.status <> 'deleted'",
+    // A persistent volume stays the organization's after its instance.
+    let volumes = sqlx::query!(
+        r#"SELECT v.provider_volume_id,
+                  (i.status NOT IN ('terminated', 'archived')
+                   AND NOT (i.status = 'provisioning_failed' AND i.resources_released_at IS NOT NULL))
+                  OR NOT v.delete_on_terminate AS "live!"
+             FROM instance_volumes v JOIN instances i ON i.id = v.instance_id
+            WHERE v.organization_id = $1 AND v.provider_code = $2 AND v.status <> 'deleted'"#,
+        org,
+        provider,
     )
-    .bind(org)
-    .bind(provider)
     .fetch_all(db)
     .await?;
-    let zones: Vec<String> = sqlx::query_scalar(
-        "SELECT z.code FROM organization_activations a
-           JOIN zones z ON a.item_kind = 'zone' AND a.item_id = z.id::text
-          WHERE a.organization_id = $1 AND z.provider_code = $2
-         UNION
-         SELECT zone FROM instances WHERE organization_id = $1 AND provider = $2
-         ORDER BY 1",
+    let zones = sqlx::query_scalar!(
+        r#"SELECT z.code AS "code!" FROM organization_activations a
+             JOIN zones z ON a.item_kind = 'zone' AND a.item_id = z.id::text
+            WHERE a.organization_id = $1 AND z.provider_code = $2
+           UNION
+           SELECT zone FROM instances WHERE organization_id = $1 AND provider = $2
+           ORDER BY 1"#,
+        org,
+        provider,
     )
-    .bind(org)
-    .bind(provider)
     .fetch_all(db)
     .await?;
+    let (live_volumes, dead_volumes): (Vec<_>, Vec<_>) = volumes.into_iter().partition(|v| v.live);
     Ok(Inventory {
         zones,
-        live_instances: instances.iter().map(|(i, _)| *i).collect(),
+        live_instances: instances.iter().map(|i| i.id).collect(),
         live_servers: instances
             .into_iter()
-            .filter_map(|(i, s)| s.map(|s| (i, s)))
+            .filter_map(|i| i.provider_server_id.map(|s| (i.id, s)))
             .collect(),
-        live_volumes: volumes
-            .iter()
-            .filter(|v| v.1)
-            .map(|v| v.0.clone())
+        live_volumes: live_volumes
+            .into_iter()
+            .map(|v| v.provider_volume_id)
             .collect(),
-        dead_volumes: volumes.into_iter().filter(|v| !v.1).map(|v| v.0).collect(),
+        dead_volumes: dead_volumes
+            .into_iter()
+            .map(|v| v.provider_volume_id)
+            .collect(),
     })
 }
 
@@ -92,12 +95,12 @@ pub async fn mark_missing_volumes(db: &PgPool, provider: &str, ids: &[String]) -
 
 /// Marks a volume deleted by reconciliation.
 pub async fn mark_deleted_volume(db: &PgPool, provider: &str, id: &str) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE instance_volumes SET status = 'deleted', deleted_at = now()
           WHERE provider_code = $1 AND provider_volume_id = $2",
+        provider,
+        id,
     )
-    .bind(provider)
-    .bind(id)
     .execute(db)
     .await?;
     Ok(())

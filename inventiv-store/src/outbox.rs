@@ -15,13 +15,13 @@ pub async fn enqueue(
     command: CommandKind,
     request_id: Option<&str>,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO command_outbox (organization_id, instance_id, command, request_id) VALUES ($1, $2, $3, $4) RETURNING id",
+        organization_id,
+        instance_id,
+        command.as_str(),
+        request_id,
     )
-    .bind(organization_id)
-    .bind(instance_id)
-    .bind(command.as_str())
-    .bind(request_id)
     .fetch_one(tx)
     .await
 }

@@ -112,15 +112,15 @@ pub async fn issue_key(
         .map_err(|_| CryptoError::Random)?;
     let key = hex::encode(bytes);
     let sealed = keys.seal_relay_key(instance_id, key.as_bytes())?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE instances SET relay_key_version = $2, relay_key_nonce = $3, relay_key_ciphertext = $4,
                 relay_cert_sha256 = NULL
           WHERE id = $1",
+        instance_id,
+        sealed.key_version,
+        sealed.nonce,
+        sealed.ciphertext,
     )
-    .bind(instance_id)
-    .bind(sealed.key_version)
-    .bind(sealed.nonce)
-    .bind(sealed.ciphertext)
     .execute(db)
     .await?;
     Ok(hex::encode(digest(&SHA256, key.as_bytes())))
@@ -133,11 +133,13 @@ pub async fn pin_certificate(
     instance_id: Uuid,
     cert_sha256: [u8; 32],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE instances SET relay_cert_sha256 = $2 WHERE id = $1")
-        .bind(instance_id)
-        .bind(cert_sha256.as_slice())
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "UPDATE instances SET relay_cert_sha256 = $2 WHERE id = $1",
+        instance_id,
+        cert_sha256.as_slice(),
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
@@ -147,11 +149,12 @@ pub async fn load(
     keys: &Keyring,
     instance_id: Uuid,
 ) -> Result<Option<RelayAccess>, CredentialsError> {
-    let row: Option<StoredRelay> = sqlx::query_as(
+    let row = sqlx::query_as!(
+        StoredRelay,
         "SELECT relay_key_version, relay_key_nonce, relay_key_ciphertext, relay_cert_sha256
            FROM instances WHERE id = $1",
+        instance_id,
     )
-    .bind(instance_id)
     .fetch_optional(db)
     .await?;
     match row {
@@ -164,40 +167,44 @@ pub async fn load(
 /// key version; returns how many rows changed (see
 /// [`crate::huggingface::rotate`]).
 pub async fn rotate(db: &PgPool, keys: &Keyring) -> Result<u64, CredentialsError> {
-    let stale: Vec<Uuid> =
-        sqlx::query_scalar("SELECT id FROM instances WHERE relay_key_version <> $1")
-            .bind(keys.current_version())
-            .fetch_all(db)
-            .await?;
+    let stale = sqlx::query_scalar!(
+        "SELECT id FROM instances WHERE relay_key_version <> $1",
+        keys.current_version(),
+    )
+    .fetch_all(db)
+    .await?;
     let mut changed = 0;
     for id in stale {
         let mut tx = db.begin().await?;
-        let row: Option<(i32, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-            "SELECT relay_key_version, relay_key_nonce, relay_key_ciphertext FROM instances
-              WHERE id = $1 AND relay_key_version <> $2 FOR UPDATE",
+        // Not NULL once the version is (a key is written whole).
+        let row = sqlx::query!(
+            r#"SELECT relay_key_version AS "key_version!", relay_key_nonce AS "nonce!",
+                      relay_key_ciphertext AS "ciphertext!"
+                 FROM instances
+                WHERE id = $1 AND relay_key_version <> $2 FOR UPDATE"#,
+            id,
+            keys.current_version(),
         )
-        .bind(id)
-        .bind(keys.current_version())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((key_version, nonce, ciphertext)) = row else {
+        let Some(row) = row else {
             continue;
         };
         let sealed = Sealed {
-            key_version,
-            nonce,
-            ciphertext,
+            key_version: row.key_version,
+            nonce: row.nonce,
+            ciphertext: row.ciphertext,
         };
         let plain = keys.open_relay_key(id, &sealed)?;
         let sealed = keys.seal_relay_key(id, &plain)?;
-        sqlx::query(
+        sqlx::query!(
             "UPDATE instances SET relay_key_version = $2, relay_key_nonce = $3, relay_key_ciphertext = $4
               WHERE id = $1",
+            id,
+            sealed.key_version,
+            sealed.nonce,
+            sealed.ciphertext,
         )
-        .bind(id)
-        .bind(sealed.key_version)
-        .bind(sealed.nonce)
-        .bind(sealed.ciphertext)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

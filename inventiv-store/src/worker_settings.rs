@@ -12,11 +12,12 @@ pub async fn load(
     organization_id: Uuid,
     provider: &str,
 ) -> sqlx::Result<Option<WorkerSettings>> {
-    let stored: Option<sqlx::types::Json<WorkerSettings>> = sqlx::query_scalar(
-        "SELECT settings FROM worker_settings WHERE organization_id = $1 AND provider_code = $2",
+    let stored = sqlx::query_scalar!(
+        r#"SELECT settings AS "settings: sqlx::types::Json<WorkerSettings>" FROM worker_settings
+            WHERE organization_id = $1 AND provider_code = $2"#,
+        organization_id,
+        provider,
     )
-    .bind(organization_id)
-    .bind(provider)
     .fetch_optional(db)
     .await?;
     Ok(stored.map(|j| j.0))
@@ -29,13 +30,13 @@ pub async fn save(
     provider: &str,
     settings: &WorkerSettings,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO worker_settings (organization_id, provider_code, settings) VALUES ($1, $2, $3)
          ON CONFLICT (organization_id, provider_code) DO UPDATE SET settings = EXCLUDED.settings, updated_at = now()",
+        organization_id,
+        provider,
+        sqlx::types::Json(settings) as _,
     )
-    .bind(organization_id)
-    .bind(provider)
-    .bind(sqlx::types::Json(settings))
     .execute(db)
     .await?;
     Ok(())
