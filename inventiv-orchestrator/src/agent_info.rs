@@ -34,13 +34,15 @@ pub async fn fetch(
 /// Records the version on the instance; returns whether it differs from
 /// the bundle the orchestrator installed.
 pub async fn record(db: &PgPool, instance: Uuid, info: &AgentInfo) -> sqlx::Result<bool> {
-    let mismatch: bool = sqlx::query_scalar(
-        "UPDATE instances SET worker_agent_version = $2, worker_bundle_sha256 = $3, updated_at = now()
-          WHERE id = $1 RETURNING agent_version_mismatch",
+    // A generated column, never NULL (its expression is a conjunction of
+    // IS NOT NULL tests and a comparison of non-null values).
+    let mismatch = sqlx::query_scalar!(
+        r#"UPDATE instances SET worker_agent_version = $2, worker_bundle_sha256 = $3, updated_at = now()
+            WHERE id = $1 RETURNING agent_version_mismatch AS "agent_version_mismatch!""#,
+        instance,
+        info.version,
+        info.bundle_sha256,
     )
-    .bind(instance)
-    .bind(&info.version)
-    .bind(&info.bundle_sha256)
     .fetch_one(db)
     .await?;
     if mismatch {

@@ -159,11 +159,12 @@ fn tail_json(tail: &VecDeque<String>) -> Value {
 /// Runs the whole bootstrap, recording each step; returns the SHA-256 of
 /// the node's relay certificate.
 pub async fn run(b: Bootstrap<'_>) -> Result<[u8; 32], BootstrapError> {
-    let known: Option<String> =
-        sqlx::query_scalar("SELECT ssh_known_hosts FROM instances WHERE id = $1")
-            .bind(b.log.instance_id)
-            .fetch_one(&b.log.db)
-            .await?;
+    let known = sqlx::query_scalar!(
+        "SELECT ssh_known_hosts FROM instances WHERE id = $1",
+        b.log.instance_id,
+    )
+    .fetch_one(&b.log.db)
+    .await?;
     let session = b
         .ssh
         .session(b.log.instance_id, b.target.clone(), known.as_deref())
@@ -179,11 +180,11 @@ pub async fn run(b: Bootstrap<'_>) -> Result<[u8; 32], BootstrapError> {
     }
     if known.is_none() {
         let recorded = session.known_hosts().await?;
-        sqlx::query(
+        sqlx::query!(
             "UPDATE instances SET ssh_known_hosts = $2 WHERE id = $1 AND ssh_known_hosts IS NULL",
+            b.log.instance_id,
+            recorded,
         )
-        .bind(b.log.instance_id)
-        .bind(recorded)
         .execute(&b.log.db)
         .await?;
     }
@@ -192,11 +193,13 @@ pub async fn run(b: Bootstrap<'_>) -> Result<[u8; 32], BootstrapError> {
     let step = b.log.start("WORKER_SSH_INSTALL").await?;
     match install(&b, &session).await {
         Ok(pin) => {
-            sqlx::query("UPDATE instances SET expected_bundle_sha256 = $2 WHERE id = $1")
-                .bind(b.log.instance_id)
-                .bind(b.bundle_sha256)
-                .execute(&b.log.db)
-                .await?;
+            sqlx::query!(
+                "UPDATE instances SET expected_bundle_sha256 = $2 WHERE id = $1",
+                b.log.instance_id,
+                b.bundle_sha256,
+            )
+            .execute(&b.log.db)
+            .await?;
             let done = json!({ "install_dir": b.install_dir, "bundle_sha256": b.bundle_sha256,
                                "hf_token_delivered": b.hf_token.is_some(),
                                "scaleway_key_delivered": b.scaleway_key.is_some(),

@@ -227,13 +227,18 @@ fn delete(
 
 /// Every (provider, organization) that may have cloud resources.
 async fn targets(o: &Orchestrator) -> sqlx::Result<Vec<(String, Uuid)>> {
-    sqlx::query_as(
-        "SELECT provider_code, organization_id FROM provider_credentials
-         UNION
-         SELECT DISTINCT provider, organization_id FROM instances WHERE provider = 'mock'",
+    let rows = sqlx::query!(
+        r#"SELECT provider_code AS "provider_code!", organization_id AS "organization_id!"
+             FROM provider_credentials
+           UNION
+           SELECT DISTINCT provider, organization_id FROM instances WHERE provider = 'mock'"#,
     )
     .fetch_all(&o.db)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.provider_code, r.organization_id))
+        .collect())
 }
 
 /// The advisory lock key of the job (any constant unique to it).
@@ -244,8 +249,7 @@ const LOCK_KEY: i64 = 0x696e_7643_6c52_6563; // "invClRec"
 pub async fn take_lock(database_url: &str) -> sqlx::Result<Option<sqlx::PgConnection>> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(database_url).await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(LOCK_KEY)
+    let locked = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "locked!""#, LOCK_KEY)
         .fetch_one(&mut conn)
         .await?;
     Ok(locked.then_some(conn))

@@ -15,7 +15,6 @@ use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::engine::Orchestrator;
 use crate::reconcile::{spawn_drive, Active};
@@ -114,13 +113,14 @@ async fn handle_command(
 async fn dead_letter(o: &Orchestrator, command: &Command, entry_id: &str, deliveries: u64) {
     let instance = command.instance_id;
     tracing::warn!(alert = true, deliveries, "command dead-lettered");
-    let org: Option<Uuid> =
-        sqlx::query_scalar("SELECT organization_id FROM instances WHERE id = $1")
-            .bind(instance)
-            .fetch_optional(&o.db)
-            .await
-            .ok()
-            .flatten();
+    let org = sqlx::query_scalar!(
+        "SELECT organization_id FROM instances WHERE id = $1",
+        instance,
+    )
+    .fetch_optional(&o.db)
+    .await
+    .ok()
+    .flatten();
     if let Some(org) = org {
         let log = inventiv_store::action_log::ActionLog {
             db: o.db.clone(),

@@ -148,15 +148,16 @@ pub async fn check_recovery(o: &Orchestrator, inst: &InstanceRow) -> StepResult 
 /// threshold become `worker_dead` — never more than the configured share
 /// of ready workers in one sweep (a control-plane hiccup must not kill the fleet).
 pub async fn watchdog(o: &Orchestrator) -> anyhow::Result<usize> {
-    let ready: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE status = 'ready'")
-        .fetch_one(&o.db)
-        .await?;
+    let ready =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM instances WHERE status = 'ready'"#)
+            .fetch_one(&o.db)
+            .await?;
     let cap = ((ready as f64) * o.config.max_dead_share).floor().max(1.0) as i64;
-    let stale: Vec<uuid::Uuid> = sqlx::query_scalar(
+    let stale = sqlx::query_scalar!(
         "SELECT id FROM instances WHERE status = 'ready' AND (last_heartbeat_at IS NULL OR last_heartbeat_at < now() - make_interval(secs => $1))
           ORDER BY last_heartbeat_at NULLS FIRST",
+        o.config.heartbeat_timeout.as_secs_f64(),
     )
-    .bind(o.config.heartbeat_timeout.as_secs_f64())
     .fetch_all(&o.db)
     .await?;
     if stale.len() as i64 > cap {

@@ -43,10 +43,10 @@ enum HfToken {
 }
 
 async fn huggingface_token(o: &Orchestrator, inst: &InstanceRow) -> Result<HfToken, StepError> {
-    let gated: Option<bool> = sqlx::query_scalar(
+    let gated = sqlx::query_scalar!(
         "SELECT m.gated FROM instances i JOIN models m ON m.id = i.model_catalog_id WHERE i.id = $1",
+        inst.id,
     )
-    .bind(inst.id)
     .fetch_optional(&o.db)
     .await?;
     if gated != Some(true) {
@@ -225,14 +225,14 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     // The ports are recorded before the agent starts: they are the only ones
     // the worker may serve on (the API refuses a registration claiming
     // others, and the proxy routes to these).
-    sqlx::query(
+    sqlx::query!(
         "UPDATE instances SET worker_token_hash = $2, bootstrap_attempts = bootstrap_attempts + 1,
                 worker_agent_port = $3, worker_engine_port = $4 WHERE id = $1",
+        inst.id,
+        hash,
+        i32::from(settings.agent_port),
+        i32::from(settings.engine_port),
     )
-    .bind(inst.id)
-    .bind(hash)
-    .bind(i32::from(settings.agent_port))
-    .bind(i32::from(settings.engine_port))
     .execute(&o.db)
     .await?;
     let run = bootstrap::run(Bootstrap {

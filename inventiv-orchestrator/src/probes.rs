@@ -45,16 +45,19 @@ pub fn router(
 }
 
 async fn metrics(State(p): State<Probes>) -> Response {
-    let by_status: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM instances GROUP BY status ORDER BY status")
-            .fetch_all(&p.db)
-            .await
-            .unwrap_or_default();
-    let outbox: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM command_outbox WHERE published_at IS NULL")
-            .fetch_one(&p.db)
-            .await
-            .unwrap_or(0);
+    let by_status: Vec<(String, i64)> = sqlx::query!(
+        r#"SELECT status, count(*) AS "count!" FROM instances GROUP BY status ORDER BY status"#
+    )
+    .fetch_all(&p.db)
+    .await
+    .map(|rows| rows.into_iter().map(|r| (r.status, r.count)).collect())
+    .unwrap_or_default();
+    let outbox = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM command_outbox WHERE published_at IS NULL"#
+    )
+    .fetch_one(&p.db)
+    .await
+    .unwrap_or(0);
     let stream = match p.orchestrator.get() {
         Some(o) => {
             let mut conn = p.redis.clone();
@@ -88,7 +91,7 @@ async fn metrics(State(p): State<Probes>) -> Response {
 async fn readyz(State(p): State<Probes>) -> (StatusCode, Json<serde_json::Value>) {
     let limit = Duration::from_secs(2);
     let pg = matches!(
-        tokio::time::timeout(limit, sqlx::query("SELECT 1").execute(&p.db)).await,
+        tokio::time::timeout(limit, sqlx::query!("SELECT 1 AS one").fetch_one(&p.db)).await,
         Ok(Ok(_))
     );
     let mut conn = p.redis.clone();

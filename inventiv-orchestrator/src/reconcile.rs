@@ -22,13 +22,13 @@ const INLINE_WAIT: Duration = Duration::from_secs(2);
 
 /// Takes (or renews) this replica's lease on an instance.
 async fn lease(o: &Orchestrator, id: Uuid) -> sqlx::Result<bool> {
-    let taken = sqlx::query(
+    let taken = sqlx::query!(
         "UPDATE instances SET lease_owner = $2, lease_until = now() + make_interval(secs => $3)
           WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < now())",
+        id,
+        o.config.consumer,
+        o.config.lease.as_secs_f64(),
     )
-    .bind(id)
-    .bind(&o.config.consumer)
-    .bind(o.config.lease.as_secs_f64())
     .execute(&o.db)
     .await?
     .rows_affected();
@@ -36,14 +36,14 @@ async fn lease(o: &Orchestrator, id: Uuid) -> sqlx::Result<bool> {
 }
 
 async fn release(o: &Orchestrator, id: Uuid, next: Option<Duration>) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE instances SET lease_owner = NULL, lease_until = NULL,
                 next_attempt_at = CASE WHEN $3::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $3) END
           WHERE id = $1 AND lease_owner = $2",
+        id,
+        o.config.consumer,
+        next.map(|d| d.as_secs_f64()),
     )
-    .bind(id)
-    .bind(&o.config.consumer)
-    .bind(next.map(|d| d.as_secs_f64()))
     .execute(&o.db)
     .await?;
     Ok(())
@@ -93,12 +93,12 @@ pub async fn drive(o: &Orchestrator, id: Uuid, request_id: Option<String>) -> bo
 /// lease held no step of this instance runs anywhere, so an open one is dead
 /// (it would otherwise show `in_progress` for ever).
 async fn close_interrupted(o: &Orchestrator, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE action_logs SET status = 'failed', finished_at = now(), error_code = 'INTERRUPTED',
                 error_message = 'the orchestrator stopped before this step finished; it was run again'
           WHERE instance_id = $1 AND status = 'in_progress'",
+        id,
     )
-    .bind(id)
     .execute(&o.db)
     .await?;
     Ok(())
@@ -259,18 +259,18 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let due: Result<Vec<Uuid>, _> = sqlx::query_scalar(
+        // Our own leases too: after a crash, a replica restarted under the
+        // same name resumes its instances at once instead of waiting for
+        // them to expire (`Active` keeps one drive per instance here).
+        let due = sqlx::query_scalar!(
             "SELECT id FROM instances
               WHERE (status IN ('provisioning', 'booting', 'installing', 'starting', 'terminating', 'worker_dead')
                      OR (status = 'provisioning_failed' AND resources_released_at IS NULL))
                 AND (next_attempt_at IS NULL OR next_attempt_at <= now())
                 AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $1)
               ORDER BY status_changed_at LIMIT 500",
+            o.config.consumer,
         )
-        // Our own leases too: after a crash, a replica restarted under the
-        // same name resumes its instances at once instead of waiting for
-        // them to expire (`Active` keeps one drive per instance here).
-        .bind(&o.config.consumer)
         .fetch_all(&o.db)
         .await;
         match due {

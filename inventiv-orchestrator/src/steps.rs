@@ -29,7 +29,7 @@ pub enum Outcome {
 }
 
 /// The instance as a step sees it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct InstanceRow {
     pub id: Uuid,
     pub organization_id: Uuid,
@@ -54,21 +54,24 @@ pub struct InstanceRow {
     pub attempt_started_at: DateTime<Utc>,
     /// The API request this step follows from (see `reconcile::drive`);
     /// recorded with every action log entry and status change.
-    #[sqlx(skip)]
     pub request_id: Option<String>,
 }
 
 /// Loads the row a step works on.
 pub async fn load(o: &Orchestrator, id: Uuid) -> sqlx::Result<Option<InstanceRow>> {
-    sqlx::query_as(
-        "SELECT id, organization_id, name, status, progress, provider, zone, instance_type, model_id, mode, provider_server_id,
-                ip_address, worker_status, worker_agent_port, worker_engine_port, last_heartbeat_at, bootstrap_attempts, created_at, started_at,
-                GREATEST(created_at, (SELECT max(h.at) FROM instance_state_history h
-                                       WHERE h.instance_id = instances.id AND h.to_status = 'installing'
-                                         AND h.from_status <> 'booting')) AS attempt_started_at
-           FROM instances WHERE id = $1",
+    // GREATEST skips a NULL (no reinstall yet): created_at is never NULL.
+    // The request id is not stored on the row: the caller sets it.
+    sqlx::query_as!(
+        InstanceRow,
+        r#"SELECT id, organization_id, name, status, progress, provider, zone, instance_type, model_id, mode, provider_server_id,
+                  ip_address, worker_status, worker_agent_port, worker_engine_port, last_heartbeat_at, bootstrap_attempts, created_at, started_at,
+                  GREATEST(created_at, (SELECT max(h.at) FROM instance_state_history h
+                                         WHERE h.instance_id = instances.id AND h.to_status = 'installing'
+                                           AND h.from_status <> 'booting')) AS "attempt_started_at!",
+                  NULL::text AS "request_id?"
+             FROM instances WHERE id = $1"#,
+        id,
     )
-    .bind(id)
     .fetch_optional(&o.db)
     .await
 }
@@ -77,10 +80,10 @@ pub async fn load(o: &Orchestrator, id: Uuid) -> sqlx::Result<Option<InstanceRow
 /// whose course the instance is on (the deployment, a reinstall, a
 /// termination), carried on by the orchestrator's own status changes.
 pub async fn last_request_id(o: &Orchestrator, id: Uuid) -> sqlx::Result<Option<String>> {
-    let latest: Option<Option<String>> = sqlx::query_scalar(
+    let latest = sqlx::query_scalar!(
         "SELECT request_id FROM instance_state_history WHERE instance_id = $1 ORDER BY id DESC LIMIT 1",
+        id,
     )
-    .bind(id)
     .fetch_optional(&o.db)
     .await?;
     Ok(latest.flatten())
@@ -130,14 +133,15 @@ pub async fn move_to(
     )
     .await?;
     if to == InstanceStatus::Terminated {
-        sqlx::query("UPDATE instances SET terminated_at = COALESCE(terminated_at, now()), lease_owner = NULL WHERE id = $1")
-            .bind(inst.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE instances SET terminated_at = COALESCE(terminated_at, now()), lease_owner = NULL WHERE id = $1",
+            inst.id,
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
-    let progress: i16 = sqlx::query_scalar("SELECT progress FROM instances WHERE id = $1")
-        .bind(inst.id)
+    let progress = sqlx::query_scalar!("SELECT progress FROM instances WHERE id = $1", inst.id)
         .fetch_one(&o.db)
         .await?;
     let mut redis = o.redis.clone();
@@ -169,13 +173,14 @@ pub async fn milestone(
 /// Raises the progress to the milestone's value (never lowers it).
 pub async fn advance(o: &Orchestrator, inst: &InstanceRow, action: &str) -> Result<(), StepError> {
     if let Some(p) = milestone_progress(action) {
-        let changed =
-            sqlx::query("UPDATE instances SET progress = $2 WHERE id = $1 AND progress < $2")
-                .bind(inst.id)
-                .bind(p)
-                .execute(&o.db)
-                .await?
-                .rows_affected();
+        let changed = sqlx::query!(
+            "UPDATE instances SET progress = $2 WHERE id = $1 AND progress < $2",
+            inst.id,
+            p,
+        )
+        .execute(&o.db)
+        .await?
+        .rows_affected();
         if let (true, Some(status)) = (changed > 0, InstanceStatus::parse(&inst.status)) {
             let mut redis = o.redis.clone();
             events::instance_changed(
@@ -205,18 +210,21 @@ pub async fn past_deadline(
     if age <= deadline {
         return Ok(None);
     }
-    let last: Option<(String, String)> = sqlx::query_as(
-        "SELECT error_code, error_message FROM action_logs
-          WHERE instance_id = $1 AND status = 'failed' AND error_code IS NOT NULL AND error_code <> 'INTERRUPTED'
-          ORDER BY started_at DESC, id DESC LIMIT 1",
+    // A failed step always has both (see `ActionLog::fail`).
+    let last = sqlx::query!(
+        r#"SELECT error_code AS "code!", error_message AS "message!" FROM action_logs
+            WHERE instance_id = $1 AND status = 'failed' AND error_code IS NOT NULL AND error_code <> 'INTERRUPTED'
+            ORDER BY started_at DESC, id DESC LIMIT 1"#,
+        inst.id,
     )
-    .bind(inst.id)
     .fetch_optional(&o.db)
     .await?;
     let message = match last {
-        Some((code, message)) => format!(
-            "provisioning did not finish within {} s; last error: {code}: {message}",
-            deadline.as_secs()
+        Some(last) => format!(
+            "provisioning did not finish within {} s; last error: {}: {}",
+            deadline.as_secs(),
+            last.code,
+            last.message
         ),
         None => format!(
             "provisioning did not finish within {} s",
@@ -336,11 +344,13 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                     }
                 }
             };
-            sqlx::query("UPDATE instances SET provider_server_id = $2 WHERE id = $1")
-                .bind(inst.id)
-                .bind(&server.provider_id)
-                .execute(&o.db)
-                .await?;
+            sqlx::query!(
+                "UPDATE instances SET provider_server_id = $2 WHERE id = $1",
+                inst.id,
+                server.provider_id,
+            )
+            .execute(&o.db)
+            .await?;
             log.succeed(
                 step,
                 json!({ "server_id": server.provider_id, "zone": server.zone, "adopted": adopted }),
@@ -364,10 +374,10 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     match provider.start_server(reference).await {
         Ok(()) => {
             log.succeed(step, json!({ "server_id": server_id })).await?;
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE instances SET started_at = COALESCE(started_at, now()) WHERE id = $1",
+                inst.id,
             )
-            .bind(inst.id)
             .execute(&o.db)
             .await?;
             advance(o, inst, "PROVIDER_START").await?;
@@ -446,11 +456,13 @@ pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         }
         Some(s) if s.state == ServerState::Running && s.ip.is_some() => {
             let ip = s.ip.map(|ip| ip.to_string()).unwrap_or_default();
-            sqlx::query("UPDATE instances SET ip_address = $2 WHERE id = $1")
-                .bind(inst.id)
-                .bind(&ip)
-                .execute(&o.db)
-                .await?;
+            sqlx::query!(
+                "UPDATE instances SET ip_address = $2 WHERE id = $1",
+                inst.id,
+                ip,
+            )
+            .execute(&o.db)
+            .await?;
             milestone(
                 o,
                 inst,

@@ -42,10 +42,10 @@ pub async fn release(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             return Ok(Outcome::RequeueAfter(Duration::from_secs(5)));
         }
     }
-    sqlx::query(
+    sqlx::query!(
         "UPDATE instances SET resources_released_at = now() WHERE id = $1 AND resources_released_at IS NULL",
+        inst.id,
     )
-    .bind(inst.id)
     .execute(&o.db)
     .await?;
     Ok(Outcome::Idle)

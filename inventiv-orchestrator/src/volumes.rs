@@ -15,18 +15,18 @@ use crate::steps::{advance, log, InstanceRow, Outcome, StepError};
 /// known ones are left as they are.
 pub async fn record(o: &Orchestrator, inst: &InstanceRow, volumes: &[Volume]) -> sqlx::Result<()> {
     for (i, v) in volumes.iter().enumerate() {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO instance_volumes (instance_id, organization_id, provider_code, zone, provider_volume_id, size_gb, is_boot)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (provider_code, zone, provider_volume_id) DO NOTHING",
+            inst.id,
+            inst.organization_id,
+            inst.provider,
+            v.zone,
+            v.provider_id,
+            i32::try_from(v.size_gb).unwrap_or(i32::MAX),
+            i == 0,
         )
-        .bind(inst.id)
-        .bind(inst.organization_id)
-        .bind(&inst.provider)
-        .bind(&v.zone)
-        .bind(&v.provider_id)
-        .bind(i32::try_from(v.size_gb).unwrap_or(i32::MAX))
-        .bind(i == 0)
         .execute(&o.db)
         .await?;
     }
@@ -35,10 +35,12 @@ pub async fn record(o: &Orchestrator, inst: &InstanceRow, volumes: &[Volume]) ->
 
 /// The size the model wants for its weights, if the model is in the catalog.
 pub async fn recommended_gb(o: &Orchestrator, inst: &InstanceRow) -> sqlx::Result<Option<i32>> {
-    sqlx::query_scalar("SELECT recommended_data_volume_gb FROM models WHERE hf_id = $1")
-        .bind(&inst.model_id)
-        .fetch_optional(&o.db)
-        .await
+    sqlx::query_scalar!(
+        "SELECT recommended_data_volume_gb FROM models WHERE hf_id = $1",
+        inst.model_id,
+    )
+    .fetch_optional(&o.db)
+    .await
 }
 
 /// Before power-on: records the server's volumes and grows the root one.
@@ -79,12 +81,14 @@ pub async fn prepare(
     let step = log.start("PROVIDER_VOLUME_RESIZE").await?;
     match provider.resize_volume(root.reference(), target).await {
         Ok(()) => {
-            sqlx::query("UPDATE instance_volumes SET size_gb = $3 WHERE provider_code = $1 AND provider_volume_id = $2")
-                .bind(&inst.provider)
-                .bind(&root.provider_id)
-                .bind(i32::try_from(target).unwrap_or(i32::MAX))
-                .execute(&o.db)
-                .await?;
+            sqlx::query!(
+                "UPDATE instance_volumes SET size_gb = $3 WHERE provider_code = $1 AND provider_volume_id = $2",
+                inst.provider,
+                root.provider_id,
+                i32::try_from(target).unwrap_or(i32::MAX),
+            )
+            .execute(&o.db)
+            .await?;
             let meta =
                 json!({ "volume_id": root.provider_id, "from_gb": root.size_gb, "to_gb": target });
             log.succeed(step, meta).await?;
@@ -113,22 +117,26 @@ pub async fn delete_all(
     provider: &dyn CloudProvider,
     tagged: Vec<Volume>,
 ) -> Result<Result<(), ProviderError>, StepError> {
-    let rows: Vec<(String, String, bool)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT zone, provider_volume_id, delete_on_terminate FROM instance_volumes
           WHERE instance_id = $1 AND status = 'attached'",
+        inst.id,
     )
-    .bind(inst.id)
     .fetch_all(&o.db)
     .await?;
-    let persistent: Vec<&str> = rows.iter().filter(|r| !r.2).map(|r| r.1.as_str()).collect();
+    let persistent: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.delete_on_terminate)
+        .map(|r| r.provider_volume_id.as_str())
+        .collect();
     let mut targets: Vec<(VolumeRef, u64)> = rows
         .iter()
-        .filter(|r| r.2)
+        .filter(|r| r.delete_on_terminate)
         .map(|r| {
             (
                 VolumeRef {
-                    zone: r.0.clone(),
-                    provider_id: r.1.clone(),
+                    zone: r.zone.clone(),
+                    provider_id: r.provider_volume_id.clone(),
                 },
                 0,
             )
@@ -154,12 +162,12 @@ pub async fn delete_all(
             .await?;
             return Ok(Err(e));
         }
-        sqlx::query(
+        sqlx::query!(
             "UPDATE instance_volumes SET status = 'deleted', deleted_at = now()
               WHERE instance_id = $1 AND provider_volume_id = $2",
+            inst.id,
+            volume.provider_id,
         )
-        .bind(inst.id)
-        .bind(&volume.provider_id)
         .execute(&o.db)
         .await?;
         log.succeed(
