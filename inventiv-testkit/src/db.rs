@@ -44,12 +44,13 @@ async fn ensure_template(conn: &mut PgConnection) -> String {
     conn.execute("SELECT pg_advisory_lock(7714201)")
         .await
         .expect("lock");
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut *conn)
-            .await
-            .expect("template lookup");
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#,
+        name,
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .expect("template lookup");
     if !exists {
         let building = format!("{name}_building");
         conn.execute(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)").as_str())
