@@ -3,7 +3,7 @@
 //! to owners. An item is operational only when both are on.
 
 use axum::extract::State;
-use inventiv_common::{can, Action};
+use inventiv_common::{can, Action, OrgId, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -29,17 +29,44 @@ pub struct SetActivation {
 
 /// Whether `item` of `kind` exists in the catalog.
 async fn exists(state: &AppState, kind: &str, item: &str) -> ApiResult<bool> {
-    let sql = match kind {
-        "provider" => "SELECT EXISTS (SELECT 1 FROM providers WHERE code = $1)",
-        "zone" => "SELECT EXISTS (SELECT 1 FROM zones WHERE id::text = $1)",
-        "instance_type" => "SELECT EXISTS (SELECT 1 FROM instance_types WHERE id::text = $1)",
-        "model" => "SELECT EXISTS (SELECT 1 FROM models WHERE id::text = $1)",
-        _ => return Ok(false),
+    let db = &state.db;
+    let exists = match kind {
+        "provider" => {
+            sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM providers WHERE code = $1) AS "exists!""#,
+                item
+            )
+            .fetch_one(db)
+            .await?
+        }
+        "zone" => {
+            sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM zones WHERE id::text = $1) AS "exists!""#,
+                item
+            )
+            .fetch_one(db)
+            .await?
+        }
+        "instance_type" => {
+            sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM instance_types WHERE id::text = $1)
+                     AS "exists!""#,
+                item
+            )
+            .fetch_one(db)
+            .await?
+        }
+        "model" => {
+            sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM models WHERE id::text = $1) AS "exists!""#,
+                item
+            )
+            .fetch_one(db)
+            .await?
+        }
+        _ => false,
     };
-    Ok(sqlx::query_scalar(sql)
-        .bind(item)
-        .fetch_one(&state.db)
-        .await?)
+    Ok(exists)
 }
 
 /// Switches the current organization's activation of a catalog item
@@ -82,7 +109,7 @@ async fn set_activation(
         return Err(ApiError::NotFound);
     }
     let mut tx = state.db.begin().await?;
-    let (technical, economic): (bool, bool) = sqlx::query_as(
+    let row = sqlx::query!(
         "INSERT INTO organization_activations (organization_id, item_kind, item_id, technical, economic, technical_by, economic_by)
          VALUES ($1, $2, $3, COALESCE($4, false), COALESCE($5, false),
                  CASE WHEN $4 IS NULL THEN NULL ELSE $6::uuid END, CASE WHEN $5 IS NULL THEN NULL ELSE $6::uuid END)
@@ -93,13 +120,13 @@ async fn set_activation(
             economic_by = CASE WHEN $5 IS NULL THEN organization_activations.economic_by ELSE $6::uuid END,
             updated_at = now()
          RETURNING technical, economic",
+        caller.org_id as OrgId,
+        kind,
+        item,
+        body.technical,
+        body.economic,
+        caller.user_id as UserId,
     )
-    .bind(caller.org_id.0)
-    .bind(&kind)
-    .bind(&item)
-    .bind(body.technical)
-    .bind(body.economic)
-    .bind(caller.user_id.0)
     .fetch_one(&mut *tx)
     .await?;
     let entry = audit::Entry::by(
@@ -111,5 +138,5 @@ async fn set_activation(
     .details(serde_json::json!({ "technical": body.technical, "economic": body.economic }));
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
-    Ok(Json(Activation::new(technical, economic)))
+    Ok(Json(Activation::new(row.technical, row.economic)))
 }

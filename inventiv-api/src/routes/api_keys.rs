@@ -10,7 +10,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use inventiv_common::{can, Action};
+use inventiv_common::{can, Action, OrgId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -129,7 +129,7 @@ async fn load(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<ApiKey> 
         "{SELECT} WHERE k.id = $1 AND k.organization_id = $2"
     ))
     .bind(id)
-    .bind(caller.org_id.0)
+    .bind(caller.org_id)
     .fetch_optional(&state.db)
     .await?
     .ok_or(ApiError::NotFound)?;
@@ -242,24 +242,24 @@ async fn create_key(
     let new = api_key::generate();
     let id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO api_keys (id, organization_id, created_by, name, public_id, secret_hash, last_four, models, rpm_limit, tpm_limit,
                                technical_active, economic_active, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        id,
+        caller.org_id as OrgId,
+        caller.user_id as UserId,
+        name.as_str(),
+        new.public_id,
+        new.hash,
+        new.last_four,
+        body.models.as_deref(),
+        body.rpm_limit,
+        body.tpm_limit,
+        can(caller.role, Action::ActivateTechnical),
+        can(caller.role, Action::ActivateEconomic),
+        body.expires_at,
     )
-    .bind(id)
-    .bind(caller.org_id.0)
-    .bind(caller.user_id.0)
-    .bind(name.as_str())
-    .bind(&new.public_id)
-    .bind(&new.hash)
-    .bind(&new.last_four)
-    .bind(&body.models)
-    .bind(body.rpm_limit)
-    .bind(body.tpm_limit)
-    .bind(can(caller.role, Action::ActivateTechnical))
-    .bind(can(caller.role, Action::ActivateEconomic))
-    .bind(body.expires_at)
     .execute(&mut *tx)
     .await?;
     let entry = audit::Entry::by(&caller, "api_key.created", "api_key", id.to_string()).details(
@@ -291,9 +291,9 @@ async fn list_keys(
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "{SELECT} WHERE k.organization_id = $1 AND ($2 OR k.created_by = $3) ORDER BY k.created_at DESC, k.id LIMIT $4 OFFSET $5"
     ))
-    .bind(caller.org_id.0)
+    .bind(caller.org_id)
     .bind(all)
-    .bind(caller.user_id.0)
+    .bind(caller.user_id)
     .bind(page.limit())
     .bind(page.offset())
     .fetch_all(&state.db)
@@ -376,23 +376,23 @@ async fn update_key(
     check_models(&body.models)?;
     check_limit("rpm_limit", body.rpm_limit.flatten())?;
     check_limit("tpm_limit", body.tpm_limit.flatten())?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE api_keys SET name = COALESCE($2, name), models = COALESCE($3, models),
                 rpm_limit = CASE WHEN $4 THEN $5 ELSE rpm_limit END,
                 tpm_limit = CASE WHEN $6 THEN $7 ELSE tpm_limit END, expires_at = COALESCE($8, expires_at),
                 technical_active = COALESCE($9, technical_active), economic_active = COALESCE($10, economic_active)
           WHERE id = $1",
+        id,
+        name.as_ref().map(inventiv_common::OrgName::as_str),
+        body.models.as_deref(),
+        body.rpm_limit.is_some(),
+        body.rpm_limit.flatten(),
+        body.tpm_limit.is_some(),
+        body.tpm_limit.flatten(),
+        body.expires_at,
+        body.technical,
+        economic,
     )
-    .bind(id)
-    .bind(name.as_ref().map(inventiv_common::OrgName::as_str))
-    .bind(&body.models)
-    .bind(body.rpm_limit.is_some())
-    .bind(body.rpm_limit.flatten())
-    .bind(body.tpm_limit.is_some())
-    .bind(body.tpm_limit.flatten())
-    .bind(body.expires_at)
-    .bind(body.technical)
-    .bind(economic)
     .execute(&state.db)
     .await?;
     let updated = load(&state, &caller, id).await?;
@@ -414,10 +414,12 @@ async fn revoke_key(
     let key = load(&state, &caller, id).await?;
     require_manage(&caller, &key)?;
     let mut tx = state.db.begin().await?;
-    sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
     let entry = audit::Entry::by(&caller, "api_key.revoked", "api_key", id.to_string());
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;

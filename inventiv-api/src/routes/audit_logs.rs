@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use inventiv_common::Action;
+use inventiv_common::{Action, OrgId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -18,7 +18,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// One recorded action.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct AuditLog {
     pub id: i64,
     pub actor_user_id: Option<Uuid>,
@@ -51,16 +51,17 @@ async fn list_audit_logs(
 ) -> ApiResult<Json<Vec<AuditLog>>> {
     caller.require(Action::ViewAuditLog)?;
     let limit = i64::from(page.limit.unwrap_or(100).clamp(1, 500));
-    let rows = sqlx::query_as(
-        "SELECT a.id, a.actor_user_id, u.email AS actor_email, a.action, a.target_type, a.target_id, a.details,
+    let rows = sqlx::query_as!(
+        AuditLog,
+        r#"SELECT a.id, a.actor_user_id, u.email AS "actor_email?", a.action, a.target_type, a.target_id, a.details,
                 a.request_id, a.created_at
            FROM audit_logs a LEFT JOIN users u ON u.id = a.actor_user_id
           WHERE a.organization_id = $1 AND ($2::bigint IS NULL OR a.id < $2)
-          ORDER BY a.id DESC LIMIT $3",
+          ORDER BY a.id DESC LIMIT $3"#,
+        caller.org_id as OrgId,
+        page.before,
+        limit,
     )
-    .bind(caller.org_id.0)
-    .bind(page.before)
-    .bind(limit)
     .fetch_all(&state.db)
     .await?;
     Ok(Json(rows))

@@ -166,17 +166,17 @@ pub async fn open_session(
     let session = SessionId::new();
     let (refresh, refresh_hash) = tokens::generate();
     let expires = Utc::now() + state.config.session_ttl;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO user_sessions (id, user_id, organization_id, refresh_token_hash, ip, user_agent, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        session as SessionId,
+        user as UserId,
+        org as OrgId,
+        refresh_hash,
+        client.ip,
+        client.user_agent,
+        expires,
     )
-    .bind(session.0)
-    .bind(user.0)
-    .bind(org.0)
-    .bind(refresh_hash)
-    .bind(&client.ip)
-    .bind(&client.user_agent)
-    .bind(expires)
     .execute(db)
     .await?;
     issue(state, user, session, org, refresh)
@@ -197,9 +197,8 @@ fn invalid_credentials() -> ApiError {
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct LoginRow {
-    id: Uuid,
+    id: UserId,
     password_hash: String,
 }
 
@@ -221,11 +220,13 @@ async fn login(
     let client = Client::new(ip, &headers);
     let keys = throttle::Keys::new(&state, email.as_str(), &client.ip);
     throttle::check(&state, &keys).await?;
-    let row: Option<LoginRow> =
-        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
-            .bind(email.as_str())
-            .fetch_optional(&state.db)
-            .await?;
+    let row = sqlx::query_as!(
+        LoginRow,
+        r#"SELECT id AS "id: UserId", password_hash FROM users WHERE email = $1"#,
+        email.as_str(),
+    )
+    .fetch_optional(&state.db)
+    .await?;
     let ok = state
         .hasher
         .verify(
@@ -238,22 +239,22 @@ async fn login(
         return Err(invalid_credentials());
     };
     throttle::clear(&state, &keys).await?;
-    let user = UserId(row.id);
+    let user = row.id;
     // Resume in the organization of the most recent session, if still a member.
-    let org: Uuid = sqlx::query_scalar(
-        "SELECT COALESCE(
+    let org = sqlx::query_scalar!(
+        r#"SELECT COALESCE(
             (SELECT s.organization_id FROM user_sessions s
                JOIN organization_memberships m ON m.organization_id = s.organization_id AND m.user_id = s.user_id
               WHERE s.user_id = $1 ORDER BY s.created_at DESC LIMIT 1),
-            (SELECT id FROM organizations WHERE created_by = $1 AND kind = 'personal'))",
+            (SELECT id FROM organizations WHERE created_by = $1 AND kind = 'personal')) AS "org!: OrgId""#,
+        user as UserId,
     )
-    .bind(user.0)
     .fetch_one(&state.db)
     .await?;
     let mut tx = state.db.begin().await?;
-    let tokens = open_session(&mut *tx, &state, user, OrgId(org), &client).await?;
+    let tokens = open_session(&mut *tx, &state, user, org, &client).await?;
     let entry = audit::Entry {
-        org: OrgId(org),
+        org,
         actor: Some(user),
         action: "auth.login",
         // Never the session id: with it, whoever can read the audit log
@@ -319,11 +320,10 @@ pub struct RefreshRequest {
     refresh_token: String,
 }
 
-#[derive(sqlx::FromRow)]
 struct RefreshRow {
-    id: Uuid,
-    user_id: Uuid,
-    organization_id: Uuid,
+    id: SessionId,
+    user_id: UserId,
+    organization_id: OrgId,
 }
 
 /// Trades a refresh token (body or cookie) for a new access token and a new
@@ -347,23 +347,18 @@ async fn refresh(
         .filter(|t| tokens::well_formed(t))
         .ok_or_else(invalid)?;
     let (next, next_hash) = tokens::generate();
-    let row: RefreshRow = sqlx::query_as(
-        "UPDATE user_sessions SET refresh_token_hash = $2, last_seen_at = now()
+    let row = sqlx::query_as!(
+        RefreshRow,
+        r#"UPDATE user_sessions SET refresh_token_hash = $2, last_seen_at = now()
           WHERE refresh_token_hash = $1 AND revoked_at IS NULL AND expires_at > now()
-          RETURNING id, user_id, organization_id",
+          RETURNING id AS "id: SessionId", user_id AS "user_id: UserId", organization_id AS "organization_id: OrgId""#,
+        tokens::hash(&token),
+        next_hash,
     )
-    .bind(tokens::hash(&token))
-    .bind(next_hash)
     .fetch_optional(&state.db)
     .await?
     .ok_or_else(invalid)?;
-    let tokens = issue(
-        &state,
-        UserId(row.user_id),
-        SessionId(row.id),
-        OrgId(row.organization_id),
-        next,
-    )?;
+    let tokens = issue(&state, row.user_id, row.id, row.organization_id, next)?;
     Ok(with_cookies(
         &state,
         Some(&tokens),
@@ -375,10 +370,12 @@ async fn refresh(
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody)))]
 async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
-    sqlx::query("UPDATE user_sessions SET revoked_at = now(), revoked_reason = 'logout' WHERE id = $1 AND revoked_at IS NULL")
-        .bind(caller.session_id.0)
-        .execute(&state.db)
-        .await?;
+    sqlx::query!(
+        "UPDATE user_sessions SET revoked_at = now(), revoked_reason = 'logout' WHERE id = $1 AND revoked_at IS NULL",
+        caller.session_id as SessionId,
+    )
+    .execute(&state.db)
+    .await?;
     crate::events::access_changed(&state, None, Some(caller.user_id.0)).await;
     Ok(with_cookies(
         &state,
@@ -388,7 +385,7 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Resp
 }
 
 /// The caller's account.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
@@ -418,7 +415,6 @@ pub struct Me {
     pub session_id: SessionId,
 }
 
-#[derive(sqlx::FromRow)]
 struct MembershipRow {
     id: Uuid,
     name: String,
@@ -430,12 +426,13 @@ struct MembershipRow {
 
 /// The caller's memberships, most recent first.
 pub async fn memberships(state: &AppState, user: UserId) -> ApiResult<Vec<Membership>> {
-    let rows: Vec<MembershipRow> = sqlx::query_as(
+    let rows = sqlx::query_as!(
+        MembershipRow,
         "SELECT o.id, o.name, o.slug, o.kind, o.sidebar_color, m.role
            FROM organization_memberships m JOIN organizations o ON o.id = m.organization_id
           WHERE m.user_id = $1 ORDER BY o.kind = 'personal' DESC, m.created_at",
+        user as UserId,
     )
-    .bind(user.0)
     .fetch_all(&state.db)
     .await?;
     Ok(rows
@@ -455,10 +452,11 @@ pub async fn memberships(state: &AppState, user: UserId) -> ApiResult<Vec<Member
 }
 
 async fn load_me(state: &AppState, caller: &Caller) -> ApiResult<Me> {
-    let user: User = sqlx::query_as(
+    let user = sqlx::query_as!(
+        User,
         "SELECT id, email, display_name, is_platform_admin, created_at FROM users WHERE id = $1",
+        caller.user_id as UserId,
     )
-    .bind(caller.user_id.0)
     .fetch_one(&state.db)
     .await?;
     let memberships = memberships(state, caller.user_id).await?;
@@ -499,11 +497,13 @@ async fn update_me(
     Json(body): Json<UpdateMe>,
 ) -> ApiResult<Json<Me>> {
     let name = DisplayName::parse(&body.display_name)?;
-    sqlx::query("UPDATE users SET display_name = $2, updated_at = now() WHERE id = $1")
-        .bind(caller.user_id.0)
-        .bind(name.as_str())
-        .execute(&state.db)
-        .await?;
+    sqlx::query!(
+        "UPDATE users SET display_name = $2, updated_at = now() WHERE id = $1",
+        caller.user_id as UserId,
+        name.as_str(),
+    )
+    .execute(&state.db)
+    .await?;
     load_me(&state, &caller).await.map(Json)
 }
 
@@ -527,11 +527,13 @@ async fn change_password(
     Json(body): Json<ChangePassword>,
 ) -> ApiResult<StatusCode> {
     let new = Password::parse(&body.new_password)?;
-    let (email, hash): (String, String) =
-        sqlx::query_as("SELECT email, password_hash FROM users WHERE id = $1")
-            .bind(caller.user_id.0)
-            .fetch_one(&state.db)
-            .await?;
+    let row = sqlx::query!(
+        "SELECT email, password_hash FROM users WHERE id = $1",
+        caller.user_id as UserId,
+    )
+    .fetch_one(&state.db)
+    .await?;
+    let (email, hash) = (row.email, row.password_hash);
     let keys = throttle::Keys::new(&state, &email, &ip.to_string());
     throttle::check(&state, &keys).await?;
     let current_ok = body.current_password.len() <= Password::MAX_LEN
@@ -548,24 +550,26 @@ async fn change_password(
     }
     let new_hash = state.hasher.hash(new.expose()).await?;
     let mut tx = state.db.begin().await?;
-    sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1")
-        .bind(caller.user_id.0)
-        .bind(new_hash)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
+    sqlx::query!(
+        "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
+        caller.user_id as UserId,
+        new_hash,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
         "UPDATE user_sessions SET revoked_at = now(), revoked_reason = 'password_changed'
           WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
+        caller.user_id as UserId,
+        caller.session_id as SessionId,
     )
-    .bind(caller.user_id.0)
-    .bind(caller.session_id.0)
     .execute(&mut *tx)
     .await?;
     // A reset link mailed earlier must not undo the change.
-    sqlx::query(
+    sqlx::query!(
         "UPDATE password_reset_tokens SET used_at = now() WHERE user_id = $1 AND used_at IS NULL",
+        caller.user_id as UserId,
     )
-    .bind(caller.user_id.0)
     .execute(&mut *tx)
     .await?;
     let entry = audit::Entry::by(

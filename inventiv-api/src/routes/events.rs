@@ -50,7 +50,7 @@ async fn stream_events(
     let instances: Vec<Instance> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM instances i WHERE i.organization_id = $1 AND i.status <> 'archived' ORDER BY i.created_at DESC LIMIT 500"
     ))
-    .bind(caller.org_id.0)
+    .bind(caller.org_id)
     .fetch_all(&state.db)
     .await?;
     let snapshot = serde_json::json!({ "type": "snapshot", "organization_id": caller.org_id, "instances": instances });
@@ -137,14 +137,14 @@ impl Live {
     /// organization (a failed check ends the stream too: the client
     /// reconnects and authenticates again).
     async fn still_allowed(&self) -> bool {
-        let allowed: Result<bool, sqlx::Error> = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM user_sessions s
+        let allowed = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM user_sessions s
                               JOIN organization_memberships m ON m.user_id = s.user_id AND m.organization_id = $3
-                             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now())",
+                             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()) AS "exists!""#,
+            self.session,
+            self.user,
+            self.org,
         )
-        .bind(self.session)
-        .bind(self.user)
-        .bind(self.org)
         .fetch_one(&self.state.db)
         .await;
         allowed.unwrap_or_else(|e| {

@@ -6,7 +6,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use inventiv_common::rbac::can_assign;
-use inventiv_common::{Action, DisplayName, Email, InvitationStatus, OrgId, OrgRole, Password};
+use inventiv_common::{
+    Action, DisplayName, Email, InvitationStatus, OrgId, OrgRole, Password, UserId,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -84,23 +86,25 @@ async fn create_invitation(
         });
     }
     let mut tx = state.db.begin().await?;
-    let (org_name, kind): (String, String) =
-        sqlx::query_as("SELECT name, kind FROM organizations WHERE id = $1 FOR UPDATE")
-            .bind(caller.org_id.0)
-            .fetch_one(&mut *tx)
-            .await?;
+    let org = sqlx::query!(
+        "SELECT name, kind FROM organizations WHERE id = $1 FOR UPDATE",
+        caller.org_id as OrgId,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let (org_name, kind) = (org.name, org.kind);
     if kind == "personal" {
         return Err(ApiError::conflict(
             "PERSONAL_ORGANIZATION",
             "create a team organization to invite people",
         ));
     }
-    let member: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM organization_memberships m JOIN users u ON u.id = m.user_id
-                         WHERE m.organization_id = $1 AND u.email = $2)",
+    let member = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM organization_memberships m JOIN users u ON u.id = m.user_id
+                         WHERE m.organization_id = $1 AND u.email = $2) AS "exists!""#,
+        caller.org_id as OrgId,
+        email.as_str(),
     )
-    .bind(caller.org_id.0)
-    .bind(email.as_str())
     .fetch_one(&mut *tx)
     .await?;
     if member {
@@ -109,12 +113,12 @@ async fn create_invitation(
             "this person is already a member",
         ));
     }
-    let pending: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM organization_invitations WHERE organization_id = $1 AND email = $2
-                           AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now())",
+    let pending = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM organization_invitations WHERE organization_id = $1 AND email = $2
+                           AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()) AS "exists!""#,
+        caller.org_id as OrgId,
+        email.as_str(),
     )
-    .bind(caller.org_id.0)
-    .bind(email.as_str())
     .fetch_one(&mut *tx)
     .await?;
     if pending {
@@ -131,18 +135,20 @@ async fn create_invitation(
          RETURNING id, email, role, {STATUS_SQL} AS status, invited_by, created_at, expires_at, accepted_at"
     ))
     .bind(id)
-    .bind(caller.org_id.0)
+    .bind(caller.org_id)
     .bind(email.as_str())
     .bind(body.role.as_str())
     .bind(hash)
-    .bind(caller.user_id.0)
+    .bind(caller.user_id)
     .bind(Utc::now() + state.config.invitation_ttl)
     .fetch_one(&mut *tx)
     .await?;
-    let inviter: String = sqlx::query_scalar("SELECT display_name FROM users WHERE id = $1")
-        .bind(caller.user_id.0)
-        .fetch_one(&mut *tx)
-        .await?;
+    let inviter = sqlx::query_scalar!(
+        "SELECT display_name FROM users WHERE id = $1",
+        caller.user_id as UserId,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let entry = audit::Entry::by(&caller, "invitation.created", "invitation", id.to_string())
         .details(serde_json::json!({ "email": email.as_str(), "role": body.role }));
     audit::record(&mut *tx, entry).await?;
@@ -184,7 +190,7 @@ async fn list_invitations(
         "SELECT id, email, role, {STATUS_SQL} AS status, invited_by, created_at, expires_at, accepted_at
            FROM organization_invitations WHERE organization_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
     ))
-    .bind(caller.org_id.0)
+    .bind(caller.org_id)
     .bind(page.limit())
     .bind(page.offset())
     .fetch_all(&state.db)
@@ -207,7 +213,7 @@ async fn revoke_invitation(
         "SELECT {STATUS_SQL} FROM organization_invitations WHERE id = $1 AND organization_id = $2 FOR UPDATE"
     ))
     .bind(id)
-    .bind(caller.org_id.0)
+    .bind(caller.org_id)
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(ApiError::NotFound)?;
@@ -217,10 +223,12 @@ async fn revoke_invitation(
             format!("the invitation is {status}"),
         ));
     }
-    sqlx::query("UPDATE organization_invitations SET revoked_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE organization_invitations SET revoked_at = now() WHERE id = $1",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
     let entry = audit::Entry::by(&caller, "invitation.revoked", "invitation", id.to_string());
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
@@ -376,10 +384,12 @@ async fn accept_invitation(
     let client = Client::new(ip, &headers);
     let (user, session) = match caller {
         Some(caller) => {
-            let mine: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
-                .bind(caller.user_id.0)
-                .fetch_one(&mut *tx)
-                .await?;
+            let mine = sqlx::query_scalar!(
+                "SELECT email FROM users WHERE id = $1",
+                caller.user_id as UserId,
+            )
+            .fetch_one(&mut *tx)
+            .await?;
             if mine != email.as_str() {
                 return Err(ApiError::Forbidden {
                     code: "INVITATION_EMAIL_MISMATCH",
@@ -389,11 +399,12 @@ async fn accept_invitation(
             (caller.user_id, None)
         }
         None => {
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)")
-                    .bind(email.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let exists = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM users WHERE email = $1) AS "exists!""#,
+                email.as_str(),
+            )
+            .fetch_one(&mut *tx)
+            .await?;
             if exists {
                 return Err(ApiError::Unauthorized {
                     code: "LOGIN_REQUIRED",
@@ -410,12 +421,12 @@ async fn accept_invitation(
             (user, Some(()))
         }
     };
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        org as OrgId,
+        user as UserId,
+        invitation.role,
     )
-    .bind(org.0)
-    .bind(user.0)
-    .bind(&invitation.role)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -425,11 +436,11 @@ async fn accept_invitation(
             "you are already a member of this organization",
         ));
     }
-    sqlx::query(
+    sqlx::query!(
         "UPDATE organization_invitations SET accepted_at = now(), accepted_by = $2 WHERE id = $1",
+        invitation.id,
+        user as UserId,
     )
-    .bind(invitation.id)
-    .bind(user.0)
     .execute(&mut *tx)
     .await?;
     let tokens = match session {

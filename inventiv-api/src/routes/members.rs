@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use inventiv_common::rbac::{can_assign, can_remove};
-use inventiv_common::{Action, OrgRole, UserId};
+use inventiv_common::{Action, OrgId, OrgRole, UserId};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
@@ -36,7 +36,6 @@ pub struct Member {
     pub joined_at: DateTime<Utc>,
 }
 
-#[derive(sqlx::FromRow)]
 struct MemberRow {
     user_id: Uuid,
     email: String,
@@ -54,14 +53,15 @@ async fn list_members(
     Query(page): Query<super::Paging>,
 ) -> ApiResult<Json<Vec<Member>>> {
     caller.require(Action::ViewOrganization)?;
-    let rows: Vec<MemberRow> = sqlx::query_as(
+    let rows = sqlx::query_as!(
+        MemberRow,
         "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at
            FROM organization_memberships m JOIN users u ON u.id = m.user_id
           WHERE m.organization_id = $1 ORDER BY m.created_at, u.id LIMIT $2 OFFSET $3",
+        caller.org_id as OrgId,
+        page.limit(),
+        page.offset(),
     )
-    .bind(caller.org_id.0)
-    .bind(page.limit())
-    .bind(page.offset())
     .fetch_all(&state.db)
     .await?;
     Ok(Json(
@@ -82,15 +82,15 @@ async fn list_members(
 /// The organization's members and roles, locked for the transaction so
 /// concurrent demotions cannot remove the last owner together.
 async fn lock_roles(tx: &mut PgConnection, caller: &Caller) -> ApiResult<Vec<(Uuid, OrgRole)>> {
-    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT user_id, role FROM organization_memberships WHERE organization_id = $1 FOR UPDATE",
+        caller.org_id as OrgId,
     )
-    .bind(caller.org_id.0)
     .fetch_all(&mut *tx)
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(u, r)| Some((u, OrgRole::parse(&r)?)))
+        .filter_map(|r| Some((r.user_id, OrgRole::parse(&r.role)?)))
         .collect())
 }
 
@@ -142,14 +142,15 @@ async fn change_role(
     if current == OrgRole::Owner && body.role != OrgRole::Owner && owners(&roles) == 1 {
         return Err(last_owner());
     }
-    let row: MemberRow = sqlx::query_as(
+    let row = sqlx::query_as!(
+        MemberRow,
         "UPDATE organization_memberships m SET role = $3 FROM users u
           WHERE m.organization_id = $1 AND m.user_id = $2 AND u.id = m.user_id
           RETURNING u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at",
+        caller.org_id as OrgId,
+        user_id,
+        body.role.as_str(),
     )
-    .bind(caller.org_id.0)
-    .bind(user_id)
-    .bind(body.role.as_str())
     .fetch_one(&mut *tx)
     .await?;
     if current != body.role {
@@ -173,11 +174,13 @@ async fn delete_membership(
     user_id: Uuid,
     action: &str,
 ) -> ApiResult<()> {
-    sqlx::query("DELETE FROM organization_memberships WHERE organization_id = $1 AND user_id = $2")
-        .bind(caller.org_id.0)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM organization_memberships WHERE organization_id = $1 AND user_id = $2",
+        caller.org_id as OrgId,
+        user_id,
+    )
+    .execute(&mut *tx)
+    .await?;
     move_sessions_home(tx, user_id, caller.org_id).await?;
     let entry = audit::Entry::by(caller, action, "user", UserId(user_id).to_string());
     audit::record(&mut *tx, entry).await?;
@@ -185,10 +188,12 @@ async fn delete_membership(
 }
 
 async fn is_personal(tx: &mut PgConnection, caller: &Caller) -> ApiResult<bool> {
-    let kind: String = sqlx::query_scalar("SELECT kind FROM organizations WHERE id = $1")
-        .bind(caller.org_id.0)
-        .fetch_one(&mut *tx)
-        .await?;
+    let kind = sqlx::query_scalar!(
+        "SELECT kind FROM organizations WHERE id = $1",
+        caller.org_id as OrgId,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     Ok(kind == "personal")
 }
 

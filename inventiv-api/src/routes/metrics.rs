@@ -43,23 +43,25 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
             return Err(ApiError::Unauthenticated);
         }
     }
-    let by_status: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM instances GROUP BY status ORDER BY status")
-            .fetch_all(&state.db)
-            .await?;
-    let pending: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM command_outbox WHERE published_at IS NULL")
-            .fetch_one(&state.db)
-            .await?;
-    let drift: Vec<(uuid::Uuid, f64, String)> = sqlx::query_as(
+    let by_status = sqlx::query!(
+        r#"SELECT status, count(*) AS "count!" FROM instances GROUP BY status ORDER BY status"#
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let pending = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM command_outbox WHERE published_at IS NULL"#
+    )
+    .fetch_one(&state.db)
+    .await?;
+    let drift = sqlx::query!(
         "SELECT r.instance_id, r.drift_ratio, r.status FROM instance_usage_reconciliations r
            JOIN instances i ON i.id = r.instance_id
           WHERE i.status NOT IN ('terminated', 'archived') ORDER BY r.instance_id",
     )
     .fetch_all(&state.db)
     .await?;
-    let drift_alerts: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(sum(alerts), 0)::bigint FROM instance_usage_reconciliations",
+    let drift_alerts = sqlx::query_scalar!(
+        r#"SELECT COALESCE(sum(alerts), 0)::bigint AS "alerts!" FROM instance_usage_reconciliations"#
     )
     .fetch_one(&state.db)
     .await?;
@@ -68,7 +70,8 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
         out,
         "# HELP inventiv_instances Instances by lifecycle status.\n# TYPE inventiv_instances gauge"
     );
-    for (status, n) in by_status {
+    for row in by_status {
+        let (status, n) = (row.status, row.count);
         let _ = writeln!(out, "inventiv_instances{{status=\"{status}\"}} {n}");
     }
     let _ = writeln!(out, "# HELP inventiv_commands_pending Commands written but not yet relayed to the orchestrator.");
@@ -99,7 +102,8 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
         out,
         "# HELP inventiv_usage_drift_ratio Drift between the proxy's metered tokens and the engines' counters over the last window (|engine - proxy| / engine), per live instance.\n# TYPE inventiv_usage_drift_ratio gauge"
     );
-    for (instance, ratio, _) in &drift {
+    for row in &drift {
+        let (instance, ratio) = (row.instance_id, row.drift_ratio);
         let _ = writeln!(
             out,
             "inventiv_usage_drift_ratio{{instance_id=\"{instance}\"}} {ratio}"
@@ -109,8 +113,8 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
         out,
         "# HELP inventiv_usage_drift_alert 1 while an instance's usage drift is above the threshold.\n# TYPE inventiv_usage_drift_alert gauge"
     );
-    for (instance, _, status) in &drift {
-        let alerting = u8::from(status == "alert");
+    for row in &drift {
+        let (instance, alerting) = (row.instance_id, u8::from(row.status == "alert"));
         let _ = writeln!(
             out,
             "inventiv_usage_drift_alert{{instance_id=\"{instance}\"}} {alerting}"

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use inventiv_common::{Action, OrgId, OrgName, OrgRole, Slug};
+use inventiv_common::{Action, OrgId, OrgName, OrgRole, SessionId, Slug, UserId};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
@@ -51,7 +51,7 @@ async fn load(db: &mut PgConnection, org: OrgId) -> ApiResult<Organization> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM organizations WHERE id = $1"
     ))
-    .bind(org.0)
+    .bind(org)
     .fetch_optional(db)
     .await?
     .ok_or(ApiError::NotFound)
@@ -59,12 +59,12 @@ async fn load(db: &mut PgConnection, org: OrgId) -> ApiResult<Organization> {
 
 /// Points `user`'s sessions that sit in `org` back to their personal organization.
 pub async fn move_sessions_home(db: &mut PgConnection, user: Uuid, org: OrgId) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE user_sessions s SET organization_id = o.id FROM organizations o
           WHERE s.user_id = $1 AND s.organization_id = $2 AND o.created_by = s.user_id AND o.kind = 'personal'",
+        user,
+        org as OrgId,
     )
-    .bind(user)
-    .bind(org.0)
     .execute(db)
     .await?;
     Ok(())
@@ -99,25 +99,32 @@ async fn create_organization(
     };
     let org = OrgId::new();
     let mut tx = state.db.begin().await?;
-    sqlx::query("INSERT INTO organizations (id, name, slug, kind, created_by) VALUES ($1, $2, $3, 'team', $4)")
-        .bind(org.0)
-        .bind(name.as_str())
-        .bind(slug.as_str())
-        .bind(caller.user_id.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                ApiError::conflict("SLUG_TAKEN", format!("the slug {:?} is taken", slug.as_str()))
-            } else {
-                e.into()
-            }
-        })?;
-    sqlx::query("INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, 'owner')")
-        .bind(org.0)
-        .bind(caller.user_id.0)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO organizations (id, name, slug, kind, created_by) VALUES ($1, $2, $3, 'team', $4)",
+        org as OrgId,
+        name.as_str(),
+        slug.as_str(),
+        caller.user_id as UserId,
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            ApiError::conflict(
+                "SLUG_TAKEN",
+                format!("the slug {:?} is taken", slug.as_str()),
+            )
+        } else {
+            e.into()
+        }
+    })?;
+    sqlx::query!(
+        "INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, 'owner')",
+        org as OrgId,
+        caller.user_id as UserId,
+    )
+    .execute(&mut *tx)
+    .await?;
     let entry = audit::Entry {
         org,
         actor: Some(caller.user_id),
@@ -185,20 +192,22 @@ async fn switch_current(
     Json(body): Json<SwitchOrganization>,
 ) -> ApiResult<Response> {
     let mut tx = state.db.begin().await?;
-    let role: String = sqlx::query_scalar(
+    let role = sqlx::query_scalar!(
         "SELECT role FROM organization_memberships WHERE organization_id = $1 AND user_id = $2",
+        body.organization_id,
+        caller.user_id as UserId,
     )
-    .bind(body.organization_id)
-    .bind(caller.user_id.0)
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(ApiError::NotFound)?;
     let role = OrgRole::parse(&role).ok_or_else(|| anyhow::anyhow!("stored role {role:?}"))?;
-    sqlx::query("UPDATE user_sessions SET organization_id = $2 WHERE id = $1")
-        .bind(caller.session_id.0)
-        .bind(body.organization_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE user_sessions SET organization_id = $2 WHERE id = $1",
+        caller.session_id as SessionId,
+        body.organization_id,
+    )
+    .execute(&mut *tx)
+    .await?;
     let organization = load(&mut tx, OrgId(body.organization_id)).await?;
     tx.commit().await?;
     let access_token = reissue(&state, &caller, OrgId(body.organization_id))?;
@@ -270,15 +279,15 @@ async fn update_current(
         None => None,
     };
     let mut tx = state.db.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE organizations SET name = COALESCE($2, name),
                 sidebar_color = CASE WHEN $3 THEN $4 ELSE sidebar_color END, updated_at = now()
           WHERE id = $1",
+        caller.org_id as OrgId,
+        name.as_ref().map(OrgName::as_str),
+        color.is_some(),
+        color.clone().flatten(),
     )
-    .bind(caller.org_id.0)
-    .bind(name.as_ref().map(OrgName::as_str))
-    .bind(color.is_some())
-    .bind(color.clone().flatten())
     .execute(&mut *tx)
     .await?;
     let entry = audit::Entry::by(
@@ -307,16 +316,16 @@ async fn delete_organization(
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
-    let row: Option<(String, String)> = sqlx::query_as(
+    let row = sqlx::query!(
         "SELECT m.role, o.kind FROM organizations o
            JOIN organization_memberships m ON m.organization_id = o.id AND m.user_id = $2
           WHERE o.id = $1 AND o.deleted_at IS NULL FOR UPDATE OF o",
+        id,
+        caller.user_id as UserId,
     )
-    .bind(id)
-    .bind(caller.user_id.0)
     .fetch_optional(&mut *tx)
     .await?;
-    let (role, kind) = row.ok_or(ApiError::NotFound)?;
+    let (role, kind) = row.map(|r| (r.role, r.kind)).ok_or(ApiError::NotFound)?;
     let role = OrgRole::parse(&role).ok_or_else(|| anyhow::anyhow!("stored role {role:?}"))?;
     if !inventiv_common::can(role, Action::DeleteOrganization) {
         return Err(ApiError::forbidden(
@@ -329,10 +338,10 @@ async fn delete_organization(
             "a personal organization cannot be deleted",
         ));
     }
-    let running: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM instances WHERE organization_id = $1 AND status NOT IN ('terminated', 'archived')",
+    let running = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM instances WHERE organization_id = $1 AND status NOT IN ('terminated', 'archived')"#,
+        id,
     )
-    .bind(id)
     .fetch_one(&mut *tx)
     .await?;
     if running > 0 {
@@ -341,26 +350,32 @@ async fn delete_organization(
             format!("terminate the organization's {running} instance(s) first"),
         ));
     }
-    sqlx::query(
+    sqlx::query!(
         "UPDATE user_sessions s SET organization_id = o.id FROM organizations o
           WHERE s.organization_id = $1 AND o.created_by = s.user_id AND o.kind = 'personal'",
+        id,
     )
-    .bind(id)
     .execute(&mut *tx)
     .await?;
     // Kept as a tombstone: instances and their history still refer to it.
-    sqlx::query("DELETE FROM organization_invitations WHERE organization_id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM organization_memberships WHERE organization_id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE organizations SET deleted_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM organization_invitations WHERE organization_id = $1",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM organization_memberships WHERE organization_id = $1",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "UPDATE organizations SET deleted_at = now() WHERE id = $1",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
     let entry = audit::Entry {
         org: OrgId(id),
         actor: Some(caller.user_id),

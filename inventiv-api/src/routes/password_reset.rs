@@ -51,13 +51,13 @@ async fn request_reset(
     let email = Email::parse(&body.email)?;
     ratelimit::hit(&state, &ratelimit::RESET_REQUEST_PER_IP, &ip.to_string()).await?;
     let accepted = (StatusCode::ACCEPTED, Json(Accepted { status: "accepted" }));
-    let user: Option<(Uuid, Uuid)> = sqlx::query_as(
-        "SELECT u.id, o.id FROM users u JOIN organizations o ON o.created_by = u.id AND o.kind = 'personal' WHERE u.email = $1",
+    let found = sqlx::query!(
+        r#"SELECT u.id AS user_id, o.id AS "org_id: OrgId" FROM users u JOIN organizations o ON o.created_by = u.id AND o.kind = 'personal' WHERE u.email = $1"#,
+        email.as_str(),
     )
-    .bind(email.as_str())
     .fetch_optional(&state.db)
     .await?;
-    let Some((user, org)) = user else {
+    let Some((user, org)) = found.map(|r| (r.user_id, r.org_id)) else {
         return Ok(accepted);
     };
     let mut redis = state.redis.clone();
@@ -69,15 +69,17 @@ async fn request_reset(
     let _: () = redis.expire(&gate, 60).await?;
     let (token, hash) = tokens::generate();
     let mut tx = state.db.begin().await?;
-    sqlx::query("INSERT INTO password_reset_tokens (id, user_id, token_hash, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(Uuid::new_v4())
-        .bind(user)
-        .bind(hash)
-        .bind(Utc::now() + state.config.password_reset_ttl)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO password_reset_tokens (id, user_id, token_hash, expires_at) VALUES ($1, $2, $3, $4)",
+        Uuid::new_v4(),
+        user,
+        hash,
+        Utc::now() + state.config.password_reset_ttl,
+    )
+    .execute(&mut *tx)
+    .await?;
     let entry = audit::Entry {
-        org: OrgId(org),
+        org,
         actor: None,
         action: "user.password_reset_requested",
         target_type: "user",
@@ -135,11 +137,11 @@ async fn reset(
     }
     // The token first: a made-up one must not cost a password hash (the
     // hasher's few permits are shared with every login).
-    let live: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM password_reset_tokens
-                         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now())",
+    let live = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM password_reset_tokens
+                         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()) AS "exists!""#,
+        tokens::hash(&body.token),
     )
-    .bind(tokens::hash(&body.token))
     .fetch_one(&state.db)
     .await?;
     if !live {
@@ -147,35 +149,37 @@ async fn reset(
     }
     let new_hash = state.hasher.hash(password.expose()).await?;
     let mut tx = state.db.begin().await?;
-    let user: Uuid = sqlx::query_scalar(
+    let user = sqlx::query_scalar!(
         "UPDATE password_reset_tokens SET used_at = now()
           WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING user_id",
+        tokens::hash(&body.token),
     )
-    .bind(tokens::hash(&body.token))
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(invalid)?;
-    let org: Uuid = sqlx::query_scalar(
-        "UPDATE users u SET password_hash = $2, updated_at = now() FROM organizations o
-          WHERE u.id = $1 AND o.created_by = u.id AND o.kind = 'personal' RETURNING o.id",
+    let org = sqlx::query_scalar!(
+        r#"UPDATE users u SET password_hash = $2, updated_at = now() FROM organizations o
+          WHERE u.id = $1 AND o.created_by = u.id AND o.kind = 'personal' RETURNING o.id AS "id: OrgId""#,
+        user,
+        new_hash,
     )
-    .bind(user)
-    .bind(new_hash)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("UPDATE user_sessions SET revoked_at = now(), revoked_reason = 'password_reset' WHERE user_id = $1 AND revoked_at IS NULL")
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
-    // Other links sent earlier die with this one.
-    sqlx::query(
-        "UPDATE password_reset_tokens SET used_at = now() WHERE user_id = $1 AND used_at IS NULL",
+    sqlx::query!(
+        "UPDATE user_sessions SET revoked_at = now(), revoked_reason = 'password_reset' WHERE user_id = $1 AND revoked_at IS NULL",
+        user,
     )
-    .bind(user)
+    .execute(&mut *tx)
+    .await?;
+    // Other links sent earlier die with this one.
+    sqlx::query!(
+        "UPDATE password_reset_tokens SET used_at = now() WHERE user_id = $1 AND used_at IS NULL",
+        user,
+    )
     .execute(&mut *tx)
     .await?;
     let entry = audit::Entry {
-        org: OrgId(org),
+        org,
         actor: Some(UserId(user)),
         action: "user.password_reset",
         target_type: "user",

@@ -7,7 +7,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use inventiv_common::Action;
+use inventiv_common::{Action, OrgId};
 use inventiv_providers::scaleway::{self, ScalewayProvider};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -110,7 +110,6 @@ pub struct ScalewayCredentialsBody {
     default_zone: String,
 }
 
-#[derive(sqlx::FromRow)]
 struct StatusRow {
     hint: String,
     updated_at: DateTime<Utc>,
@@ -120,12 +119,13 @@ struct StatusRow {
 }
 
 async fn status(state: &AppState, org: Uuid, provider: &str) -> ApiResult<CredentialsStatus> {
-    let row: Option<StatusRow> = sqlx::query_as(
+    let row = sqlx::query_as!(
+        StatusRow,
         "SELECT hint, updated_at, verified_at, verified_ok, verify_message FROM provider_credentials
           WHERE organization_id = $1 AND provider_code = $2",
+        org,
+        provider,
     )
-    .bind(org)
-    .bind(provider)
     .fetch_optional(&state.db)
     .await?;
     Ok(CredentialsStatus {
@@ -192,11 +192,11 @@ async fn put_credentials(
     caller.require(Action::ManageProviders)?;
     let provider = credentialed(&provider)?;
     check_scaleway(&body)?;
-    let zone_known: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM zones WHERE provider_code = $1 AND code = $2)",
+    let zone_known = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM zones WHERE provider_code = $1 AND code = $2) AS "exists!""#,
+        provider,
+        body.default_zone,
     )
-    .bind(provider)
-    .bind(&body.default_zone)
     .fetch_one(&state.db)
     .await?;
     if !zone_known {
@@ -260,17 +260,19 @@ async fn delete_credentials(
     let provider = credentialed(&provider)?;
     let mut tx = state.db.begin().await?;
     // Locks the row so no deployment slips in between the check and the delete.
-    sqlx::query("SELECT 1 FROM provider_credentials WHERE organization_id = $1 AND provider_code = $2 FOR UPDATE")
-        .bind(caller.org_id.0)
-        .bind(provider)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let in_use: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM instances
-          WHERE organization_id = $1 AND provider = $2 AND status NOT IN ('terminated', 'archived')",
+    sqlx::query_scalar!(
+        "SELECT 1 FROM provider_credentials WHERE organization_id = $1 AND provider_code = $2 FOR UPDATE",
+        caller.org_id as OrgId,
+        provider,
     )
-    .bind(caller.org_id.0)
-    .bind(provider)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let in_use = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM instances
+          WHERE organization_id = $1 AND provider = $2 AND status NOT IN ('terminated', 'archived')"#,
+        caller.org_id as OrgId,
+        provider,
+    )
     .fetch_one(&mut *tx)
     .await?;
     if in_use > 0 {
@@ -279,11 +281,11 @@ async fn delete_credentials(
             format!("{in_use} instance(s) still use these credentials: terminate them first"),
         ));
     }
-    let deleted = sqlx::query(
+    let deleted = sqlx::query!(
         "DELETE FROM provider_credentials WHERE organization_id = $1 AND provider_code = $2",
+        caller.org_id as OrgId,
+        provider,
     )
-    .bind(caller.org_id.0)
-    .bind(provider)
     .execute(&mut *tx)
     .await?
     .rows_affected();

@@ -4,7 +4,7 @@
 
 use axum::extract::State;
 use chrono::{Duration, Utc};
-use inventiv_common::{Action, InstanceStatus};
+use inventiv_common::{Action, InstanceStatus, OrgId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -27,7 +27,7 @@ pub struct RuntimeQuery {
 }
 
 /// One model's footprint and traffic in the current organization.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct RuntimeModel {
     /// The model id (instances' `model_id`, requests' `model`).
     pub model: String,
@@ -68,8 +68,9 @@ async fn runtime_models(
     };
     let alive = names(|s| !s.is_final() && !s.is_failure());
     let failed = names(InstanceStatus::is_failure);
-    let rows = sqlx::query_as(
-        "WITH fleet AS (
+    let rows = sqlx::query_as!(
+        RuntimeModel,
+        r#"WITH fleet AS (
             SELECT i.model_id AS model,
                    count(*) FILTER (WHERE i.status = ANY($3)) AS instances,
                    count(*) FILTER (WHERE i.status = 'ready') AS ready,
@@ -85,17 +86,18 @@ async fn runtime_models(
                    COALESCE(sum(prompt_tokens + completion_tokens), 0)::bigint AS tokens
               FROM usage_records WHERE organization_id = $1 AND at >= $2
              GROUP BY 1)
-         SELECT COALESCE(f.model, r.model) AS model, COALESCE(f.instances, 0) AS instances, COALESCE(f.ready, 0) AS ready,
-                COALESCE(f.failed_instances, 0) AS failed_instances, COALESCE(f.gpus, 0) AS gpus,
-                COALESCE(f.vram_gb, 0) AS vram_gb, COALESCE(r.requests, 0) AS requests,
-                COALESCE(r.failed_requests, 0) AS failed_requests, COALESCE(r.tokens, 0) AS tokens
+         SELECT COALESCE(f.model, r.model) AS "model!", COALESCE(f.instances, 0) AS "instances!",
+                COALESCE(f.ready, 0) AS "ready!", COALESCE(f.failed_instances, 0) AS "failed_instances!",
+                COALESCE(f.gpus, 0) AS "gpus!", COALESCE(f.vram_gb, 0) AS "vram_gb!",
+                COALESCE(r.requests, 0) AS "requests!", COALESCE(r.failed_requests, 0) AS "failed_requests!",
+                COALESCE(r.tokens, 0) AS "tokens!"
            FROM fleet f FULL OUTER JOIN traffic r ON r.model = f.model
-          ORDER BY 1",
+          ORDER BY 1"#,
+        caller.org_id as OrgId,
+        since,
+        &alive[..] as &[&str],
+        &failed[..] as &[&str],
     )
-    .bind(caller.org_id.0)
-    .bind(since)
-    .bind(&alive)
-    .bind(&failed)
     .fetch_all(&state.db)
     .await?;
     Ok(Json(rows))

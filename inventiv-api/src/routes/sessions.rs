@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use inventiv_common::{SessionId, UserId};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -20,7 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// A login session of the caller.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct Session {
     pub id: Uuid,
     pub organization_id: Uuid,
@@ -43,14 +44,15 @@ async fn list_sessions(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<Session>>> {
-    let sessions = sqlx::query_as(
-        "SELECT s.id, s.organization_id, o.name AS organization_name, s.ip, s.user_agent, s.created_at,
-                s.last_seen_at, s.expires_at, s.revoked_at, s.revoked_reason, s.id = $2 AS is_current
+    let sessions = sqlx::query_as!(
+        Session,
+        r#"SELECT s.id, s.organization_id, o.name AS organization_name, s.ip, s.user_agent, s.created_at,
+                s.last_seen_at, s.expires_at, s.revoked_at, s.revoked_reason, s.id = $2 AS "is_current!"
            FROM user_sessions s JOIN organizations o ON o.id = s.organization_id
-          WHERE s.user_id = $1 ORDER BY s.created_at DESC LIMIT 100",
+          WHERE s.user_id = $1 ORDER BY s.created_at DESC LIMIT 100"#,
+        caller.user_id as UserId,
+        caller.session_id as SessionId,
     )
-    .bind(caller.user_id.0)
-    .bind(caller.session_id.0)
     .fetch_all(&state.db)
     .await?;
     Ok(Json(sessions))
@@ -65,12 +67,12 @@ async fn revoke_session(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    let found = sqlx::query(
+    let found = sqlx::query!(
         "UPDATE user_sessions SET revoked_at = COALESCE(revoked_at, now()), revoked_reason = COALESCE(revoked_reason, 'revoked')
           WHERE id = $1 AND user_id = $2",
+        id,
+        caller.user_id as UserId,
     )
-    .bind(id)
-    .bind(caller.user_id.0)
     .execute(&state.db)
     .await?
     .rows_affected();

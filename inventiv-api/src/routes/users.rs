@@ -30,11 +30,14 @@ async fn list_users(
     Query(page): Query<super::Paging>,
 ) -> ApiResult<Json<Vec<User>>> {
     caller.require_platform_admin()?;
-    let users = sqlx::query_as("SELECT id, email, display_name, is_platform_admin, created_at FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2")
-        .bind(page.limit())
-        .bind(page.offset())
-        .fetch_all(&state.db)
-        .await?;
+    let users = sqlx::query_as!(
+        User,
+        "SELECT id, email, display_name, is_platform_admin, created_at FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2",
+        page.limit(),
+        page.offset(),
+    )
+    .fetch_all(&state.db)
+    .await?;
     Ok(Json(users))
 }
 
@@ -71,10 +74,11 @@ async fn create_user(
     let entry = audit::Entry::by(&caller, "user.created", "user", user.to_string())
         .details(serde_json::json!({ "is_platform_admin": body.is_platform_admin }));
     audit::record(&mut *tx, entry).await?;
-    let created: User = sqlx::query_as(
+    let created = sqlx::query_as!(
+        User,
         "SELECT id, email, display_name, is_platform_admin, created_at FROM users WHERE id = $1",
+        user as UserId,
     )
-    .bind(user.0)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -108,23 +112,27 @@ async fn update_user(
         .transpose()?;
     let mut tx = state.db.begin().await?;
     // Serialize admin changes so two demotions cannot both pass the check.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('inventiv.platform_admins'))")
-        .execute(&mut *tx)
-        .await?;
-    let user: User = sqlx::query_as(
+    sqlx::query!(
+        r#"SELECT pg_advisory_xact_lock(hashtext('inventiv.platform_admins')) AS "locked: ()""#
+    )
+    .execute(&mut *tx)
+    .await?;
+    let user = sqlx::query_as!(
+        User,
         "UPDATE users SET display_name = COALESCE($2, display_name),
                           is_platform_admin = COALESCE($3, is_platform_admin), updated_at = now()
           WHERE id = $1 RETURNING id, email, display_name, is_platform_admin, created_at",
+        id,
+        name.as_ref().map(DisplayName::as_str),
+        body.is_platform_admin,
     )
-    .bind(id)
-    .bind(name.as_ref().map(DisplayName::as_str))
-    .bind(body.is_platform_admin)
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(ApiError::NotFound)?;
-    let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE is_platform_admin")
-        .fetch_one(&mut *tx)
-        .await?;
+    let admins =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM users WHERE is_platform_admin"#)
+            .fetch_one(&mut *tx)
+            .await?;
     if admins == 0 {
         return Err(ApiError::conflict(
             "LAST_PLATFORM_ADMIN",

@@ -21,11 +21,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The provider's code when the catalog has it; 404 otherwise.
 async fn known(state: &AppState, provider: &str) -> ApiResult<()> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM providers WHERE code = $1)")
-            .bind(provider)
-            .fetch_one(&state.db)
-            .await?;
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM providers WHERE code = $1) AS "exists!""#,
+        provider
+    )
+    .fetch_one(&state.db)
+    .await?;
     exists.then_some(()).ok_or(ApiError::NotFound)
 }
 
