@@ -11,7 +11,7 @@
 //! accepts again, which agrees to the prices announced so far.
 
 use axum::extract::State;
-use inventiv_common::{Action, ShareStatus};
+use inventiv_common::{Action, OrgId, ShareStatus, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -44,7 +44,7 @@ pub struct AvailableQuery {
 
 /// The organization's discovery preferences: what its listing of available
 /// offerings leaves out unless the query says otherwise.
-#[derive(Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Preferences {
     pub hide_public: bool,
@@ -52,10 +52,11 @@ pub struct Preferences {
 }
 
 async fn preferences(db: &sqlx::PgPool, org: Uuid) -> ApiResult<Preferences> {
-    let stored: Option<Preferences> = sqlx::query_as(
+    let stored = sqlx::query_as!(
+        Preferences,
         "SELECT hide_public, hide_paid FROM offering_preferences WHERE organization_id = $1",
+        org,
     )
-    .bind(org)
     .fetch_optional(db)
     .await?;
     Ok(stored.unwrap_or(Preferences {
@@ -85,15 +86,15 @@ async fn set_preferences(
 ) -> ApiResult<Json<Preferences>> {
     caller.require(Action::AcceptShares)?;
     let mut tx = state.db.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO offering_preferences (organization_id, hide_public, hide_paid, updated_by) VALUES ($1, $2, $3, $4)
          ON CONFLICT (organization_id) DO UPDATE
             SET hide_public = $2, hide_paid = $3, updated_by = $4, updated_at = now()",
+        caller.org_id as OrgId,
+        body.hide_public,
+        body.hide_paid,
+        caller.user_id as UserId,
     )
-    .bind(caller.org_id.0)
-    .bind(body.hide_public)
-    .bind(body.hide_paid)
-    .bind(caller.user_id.0)
     .execute(&mut *tx)
     .await?;
     let entry = audit::Entry::by(
@@ -198,19 +199,19 @@ async fn accept_offering(
     let org = caller.org_id.0;
     let mut tx = state.db.begin().await?;
     // A share offered to us, or a public/unlisted offering of another organization.
-    let provider: Option<Uuid> = sqlx::query_scalar(
+    let provider = sqlx::query_scalar!(
         "SELECT o.organization_id FROM offerings o
           WHERE o.id = $1 AND o.organization_id <> $2 AND o.technical_active AND o.economic_active
             AND EXISTS (SELECT 1 FROM organizations p WHERE p.id = o.organization_id AND p.deleted_at IS NULL)
             AND (o.visibility IN ('public', 'unlisted')
                  OR EXISTS (SELECT 1 FROM offering_shares s WHERE s.offering_id = o.id AND s.consumer_organization_id = $2 AND s.status <> 'revoked'))",
+        offering,
+        org,
     )
-    .bind(offering)
-    .bind(org)
     .fetch_optional(&mut *tx)
     .await?;
     let provider = provider.ok_or(ApiError::NotFound)?;
-    let accepted = sqlx::query(
+    let accepted = sqlx::query!(
         "INSERT INTO offering_shares (id, offering_id, consumer_organization_id, created_by, accepted_at, accepted_by, prices_accepted_at)
          VALUES ($1, $2, $3, $4, now(), $4, now())
          ON CONFLICT (offering_id, consumer_organization_id) DO UPDATE
@@ -218,11 +219,11 @@ async fn accept_offering(
                 accepted_by = COALESCE(offering_shares.accepted_by, $4),
                 prices_accepted_at = now(), updated_at = now()
           WHERE offering_shares.status <> 'revoked'",
+        Uuid::new_v4(),
+        offering,
+        org,
+        caller.user_id as UserId,
     )
-    .bind(Uuid::new_v4())
-    .bind(offering)
-    .bind(org)
-    .bind(caller.user_id.0)
     .execute(&mut *tx)
     .await?;
     if accepted.rows_affected() == 0 {
@@ -287,16 +288,16 @@ async fn set_max_price(
     };
     let org = caller.org_id.0;
     let mut tx = state.db.begin().await?;
-    let provider: Option<Uuid> = sqlx::query_scalar(
-        "UPDATE offering_shares s SET max_input_eur_per_1k = $3::numeric, max_output_eur_per_1k = $4::numeric, updated_at = now()
+    let provider = sqlx::query_scalar!(
+        "UPDATE offering_shares s SET max_input_eur_per_1k = $3::text::numeric, max_output_eur_per_1k = $4::text::numeric, updated_at = now()
            FROM offerings o
           WHERE s.offering_id = $1 AND s.consumer_organization_id = $2 AND s.status <> 'revoked' AND o.id = s.offering_id
          RETURNING o.organization_id",
+        offering,
+        org,
+        max.as_ref().map(|m| m.0.as_str()),
+        max.as_ref().map(|m| m.1.as_str()),
     )
-    .bind(offering)
-    .bind(org)
-    .bind(max.as_ref().map(|m| m.0.as_str()))
-    .bind(max.as_ref().map(|m| m.1.as_str()))
     .fetch_optional(&mut *tx)
     .await?;
     let provider = provider.ok_or(ApiError::NotFound)?;

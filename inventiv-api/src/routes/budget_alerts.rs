@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use chrono::{DateTime, NaiveDate, Utc};
-use inventiv_common::Action;
+use inventiv_common::{Action, OrgId};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -19,7 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// A threshold crossed in a month.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct BudgetAlert {
     pub id: i64,
     pub budget_id: Uuid,
@@ -47,15 +47,16 @@ async fn list_alerts(
     Query(page): Query<super::Paging>,
 ) -> ApiResult<Json<Vec<BudgetAlert>>> {
     caller.require(Action::ViewBudgets)?;
-    let rows: Vec<BudgetAlert> = sqlx::query_as(
-        "SELECT id, budget_id, month, metric, threshold, consumed::text AS consumed, monthly_limit::text AS monthly_limit,
+    let rows: Vec<BudgetAlert> = sqlx::query_as!(
+        BudgetAlert,
+        r#"SELECT id, budget_id, month, metric, threshold, consumed::text AS "consumed!", monthly_limit::text AS "monthly_limit!",
                 created_at, mailed_at
            FROM budget_alerts WHERE organization_id = $1
-          ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+          ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"#,
+        caller.org_id as OrgId,
+        page.limit(),
+        page.offset(),
     )
-    .bind(caller.org_id.0)
-    .bind(page.limit())
-    .bind(page.offset())
     .fetch_all(&state.db)
     .await?;
     Ok(Json(rows))

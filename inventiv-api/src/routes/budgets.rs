@@ -11,7 +11,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use inventiv_common::Action;
+use inventiv_common::{Action, OrgId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -164,13 +164,14 @@ async fn create_budget(
             stop_running: body.stop_running,
         },
     )?;
-    let target_exists: bool = sqlx::query_scalar(
-        "SELECT ($2::uuid IS NULL OR EXISTS (SELECT 1 FROM api_keys WHERE id = $2 AND organization_id = $1))
-            AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM offering_shares WHERE id = $3 AND consumer_organization_id = $1))",
+    let target_exists = sqlx::query_scalar!(
+        r#"SELECT ($2::uuid IS NULL OR EXISTS (SELECT 1 FROM api_keys WHERE id = $2 AND organization_id = $1))
+              AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM offering_shares WHERE id = $3 AND consumer_organization_id = $1))
+              AS "exists!""#,
+        org,
+        key,
+        share,
     )
-    .bind(org)
-    .bind(key)
-    .bind(share)
     .fetch_one(&state.db)
     .await?;
     if !target_exists {
@@ -178,24 +179,24 @@ async fn create_budget(
     }
     let id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO budgets (id, organization_id, scope, api_key_id, share_id, monthly_eur, monthly_tokens,
                               monthly_gpu_hours, thresholds, hard_limit, stop_running, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8::numeric, $9, $10, $11, $12)
+         VALUES ($1, $2, $3, $4, $5, $6::text::numeric, $7, $8::text::numeric, $9, $10, $11, $12)
          ON CONFLICT DO NOTHING",
+        id,
+        org,
+        body.scope,
+        key,
+        share,
+        limits.eur,
+        limits.tokens,
+        limits.gpu_hours,
+        &limits.thresholds,
+        limits.hard,
+        limits.stop_running,
+        caller.user_id as UserId,
     )
-    .bind(id)
-    .bind(org)
-    .bind(&body.scope)
-    .bind(key)
-    .bind(share)
-    .bind(&limits.eur)
-    .bind(limits.tokens)
-    .bind(&limits.gpu_hours)
-    .bind(&limits.thresholds)
-    .bind(limits.hard)
-    .bind(limits.stop_running)
-    .bind(caller.user_id.0)
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -258,19 +259,19 @@ async fn set_budget(
     let row = load(&state, org, id).await?;
     let limits = limits(row.scope == "organization", body)?;
     let mut tx = state.db.begin().await?;
-    sqlx::query(
-        "UPDATE budgets SET monthly_eur = $3::numeric, monthly_tokens = $4, monthly_gpu_hours = $5::numeric,
+    sqlx::query!(
+        "UPDATE budgets SET monthly_eur = $3::text::numeric, monthly_tokens = $4, monthly_gpu_hours = $5::text::numeric,
                 thresholds = $6, hard_limit = $7, stop_running = $8, updated_at = now()
           WHERE id = $1 AND organization_id = $2",
+        id,
+        org,
+        limits.eur,
+        limits.tokens,
+        limits.gpu_hours,
+        &limits.thresholds,
+        limits.hard,
+        limits.stop_running,
     )
-    .bind(id)
-    .bind(org)
-    .bind(&limits.eur)
-    .bind(limits.tokens)
-    .bind(&limits.gpu_hours)
-    .bind(&limits.thresholds)
-    .bind(limits.hard)
-    .bind(limits.stop_running)
     .execute(&mut *tx)
     .await?;
     record(&mut tx, &caller, "budget.updated", id, &limits).await?;
@@ -291,11 +292,13 @@ async fn delete_budget(
 ) -> ApiResult<StatusCode> {
     caller.require(Action::ManageBudgets)?;
     let mut tx = state.db.begin().await?;
-    let deleted = sqlx::query("DELETE FROM budgets WHERE id = $1 AND organization_id = $2")
-        .bind(id)
-        .bind(caller.org_id.0)
-        .execute(&mut *tx)
-        .await?;
+    let deleted = sqlx::query!(
+        "DELETE FROM budgets WHERE id = $1 AND organization_id = $2",
+        id,
+        caller.org_id as OrgId,
+    )
+    .execute(&mut *tx)
+    .await?;
     if deleted.rows_affected() == 0 {
         return Err(ApiError::NotFound);
     }

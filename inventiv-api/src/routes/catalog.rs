@@ -3,7 +3,7 @@
 //! an admin, economic by a manager; usable only when both are on).
 
 use axum::extract::State;
-use inventiv_common::Action;
+use inventiv_common::{Action, OrgId};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json as SqlJson;
 use utoipa::{IntoParams, ToSchema};
@@ -63,13 +63,6 @@ pub struct Provider {
     pub activation: Activation,
 }
 
-/// The activation join, for a catalog table aliased `x` whose item id is `id_sql`.
-fn activation_join(kind: &str, id_sql: &str) -> String {
-    format!(
-        "LEFT JOIN organization_activations a ON a.organization_id = $1 AND a.item_kind = '{kind}' AND a.item_id = {id_sql}"
-    )
-}
-
 /// Every provider, with the organization's activation.
 #[utoipa::path(get, path = "/providers", tag = "catalog", security(("bearer" = [])),
     responses((status = 200, body = [Provider]), (status = 401, body = ErrorBody)))]
@@ -78,21 +71,26 @@ async fn list_providers(
     caller: Caller,
 ) -> ApiResult<Json<Vec<Provider>>> {
     caller.require(Action::ViewCatalog)?;
-    type Row = (String, String, bool, Option<bool>, Option<bool>);
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT x.code, x.name, x.active, a.technical, a.economic FROM providers x {} ORDER BY x.code",
-        activation_join("provider", "x.code")
-    ))
-    .bind(caller.org_id.0)
+    let rows = sqlx::query!(
+        r#"SELECT x.code, x.name, x.active, a.technical AS "technical?", a.economic AS "economic?"
+             FROM providers x
+             LEFT JOIN organization_activations a
+               ON a.organization_id = $1 AND a.item_kind = 'provider' AND a.item_id = x.code
+            ORDER BY x.code"#,
+        caller.org_id as OrgId,
+    )
     .fetch_all(&state.db)
     .await?;
     Ok(Json(
         rows.into_iter()
-            .map(|(code, name, active, t, e)| Provider {
-                code,
-                name,
-                active,
-                activation: Activation::new(t.unwrap_or(false), e.unwrap_or(false)),
+            .map(|r| Provider {
+                code: r.code,
+                name: r.name,
+                active: r.active,
+                activation: Activation::new(
+                    r.technical.unwrap_or(false),
+                    r.economic.unwrap_or(false),
+                ),
             })
             .collect(),
     ))
@@ -126,35 +124,31 @@ async fn list_zones(
     Query(f): Query<ZoneFilter>,
 ) -> ApiResult<Json<Vec<Zone>>> {
     caller.require(Action::ViewCatalog)?;
-    type Row = (
-        Uuid,
-        String,
-        String,
-        String,
-        String,
-        bool,
-        Option<bool>,
-        Option<bool>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT x.id, x.provider_code, x.code, x.region, x.name, x.active, a.technical, a.economic
-           FROM zones x {} WHERE ($2::text IS NULL OR x.provider_code = $2) ORDER BY x.provider_code, x.code",
-        activation_join("zone", "x.id::text")
-    ))
-    .bind(caller.org_id.0)
-    .bind(f.provider)
+    let rows = sqlx::query!(
+        r#"SELECT x.id, x.provider_code, x.code, x.region, x.name, x.active,
+                  a.technical AS "technical?", a.economic AS "economic?"
+             FROM zones x
+             LEFT JOIN organization_activations a
+               ON a.organization_id = $1 AND a.item_kind = 'zone' AND a.item_id = x.id::text
+            WHERE ($2::text IS NULL OR x.provider_code = $2) ORDER BY x.provider_code, x.code"#,
+        caller.org_id as OrgId,
+        f.provider,
+    )
     .fetch_all(&state.db)
     .await?;
     Ok(Json(
         rows.into_iter()
-            .map(|(id, provider, code, region, name, active, t, e)| Zone {
-                id,
-                provider,
-                code,
-                region,
-                name,
-                active,
-                activation: Activation::new(t.unwrap_or(false), e.unwrap_or(false)),
+            .map(|r| Zone {
+                id: r.id,
+                provider: r.provider_code,
+                code: r.code,
+                region: r.region,
+                name: r.name,
+                active: r.active,
+                activation: Activation::new(
+                    r.technical.unwrap_or(false),
+                    r.economic.unwrap_or(false),
+                ),
             })
             .collect(),
     ))
@@ -169,7 +163,7 @@ pub struct TypeFilter {
 }
 
 /// A machine type with its price and where it is available.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct InstanceType {
     pub id: Uuid,
     pub provider: String,
@@ -186,22 +180,51 @@ pub struct InstanceType {
     pub active: bool,
     /// Zone codes where it is available.
     pub zones: Vec<String>,
-    #[sqlx(skip)]
     #[schema(value_type = Activation)]
     pub activation: Option<Activation>,
-    #[serde(skip)]
+}
+
+/// An instance type as read, with the organization's activation switches
+/// (none: not activated).
+pub struct InstanceTypeRow {
+    pub id: Uuid,
+    pub provider: String,
+    pub code: String,
+    pub gpu_count: i32,
+    pub vram_per_gpu_gb: i32,
+    pub total_vram_gb: i32,
+    pub vcpu: i32,
+    pub ram_gb: i32,
+    pub price_eur_per_hour: String,
+    pub allocation: SqlJson<serde_json::Value>,
+    pub active: bool,
+    pub zones: Vec<String>,
     pub technical: Option<bool>,
-    #[serde(skip)]
     pub economic: Option<bool>,
 }
 
-const TYPE_SELECT: &str = "SELECT x.id, x.provider_code AS provider, x.code, x.gpu_count, x.vram_per_gpu_gb,
-        x.gpu_count * x.vram_per_gpu_gb AS total_vram_gb, x.vcpu, x.ram_gb, x.price_eur_per_hour::text AS price_eur_per_hour,
-        x.allocation, x.active,
-        ARRAY(SELECT z.code FROM instance_type_zones tz JOIN zones z ON z.id = tz.zone_id
-               WHERE tz.instance_type_id = x.id AND tz.available ORDER BY z.code) AS zones,
-        a.technical, a.economic
-   FROM instance_types x";
+impl From<InstanceTypeRow> for InstanceType {
+    fn from(r: InstanceTypeRow) -> InstanceType {
+        InstanceType {
+            id: r.id,
+            provider: r.provider,
+            code: r.code,
+            gpu_count: r.gpu_count,
+            vram_per_gpu_gb: r.vram_per_gpu_gb,
+            total_vram_gb: r.total_vram_gb,
+            vcpu: r.vcpu,
+            ram_gb: r.ram_gb,
+            price_eur_per_hour: r.price_eur_per_hour,
+            allocation: r.allocation,
+            active: r.active,
+            zones: r.zones,
+            activation: Some(Activation::new(
+                r.technical.unwrap_or(false),
+                r.economic.unwrap_or(false),
+            )),
+        }
+    }
+}
 
 /// Instance types, optionally of one provider and available in one zone.
 #[utoipa::path(get, path = "/instance_types", tag = "catalog", security(("bearer" = [])), params(TypeFilter),
@@ -212,29 +235,33 @@ async fn list_instance_types(
     Query(f): Query<TypeFilter>,
 ) -> ApiResult<Json<Vec<InstanceType>>> {
     caller.require(Action::ViewCatalog)?;
-    let mut rows: Vec<InstanceType> = sqlx::query_as(&format!(
-        "{TYPE_SELECT} {} WHERE ($2::text IS NULL OR x.provider_code = $2)
-            AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM instance_type_zones tz JOIN zones z ON z.id = tz.zone_id
-                                              WHERE tz.instance_type_id = x.id AND tz.available AND z.code = $3))
-          ORDER BY x.provider_code, x.price_eur_per_hour",
-        activation_join("instance_type", "x.id::text")
-    ))
-    .bind(caller.org_id.0)
-    .bind(f.provider)
-    .bind(f.zone)
+    let rows = sqlx::query_as!(
+        InstanceTypeRow,
+        r#"SELECT x.id, x.provider_code AS provider, x.code, x.gpu_count, x.vram_per_gpu_gb,
+                  x.gpu_count * x.vram_per_gpu_gb AS "total_vram_gb!", x.vcpu, x.ram_gb,
+                  x.price_eur_per_hour::text AS "price_eur_per_hour!",
+                  x.allocation AS "allocation: SqlJson<serde_json::Value>", x.active,
+                  ARRAY(SELECT z.code FROM instance_type_zones tz JOIN zones z ON z.id = tz.zone_id
+                         WHERE tz.instance_type_id = x.id AND tz.available ORDER BY z.code) AS "zones!",
+                  a.technical AS "technical?", a.economic AS "economic?"
+             FROM instance_types x
+             LEFT JOIN organization_activations a
+               ON a.organization_id = $1 AND a.item_kind = 'instance_type' AND a.item_id = x.id::text
+            WHERE ($2::text IS NULL OR x.provider_code = $2)
+              AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM instance_type_zones tz JOIN zones z ON z.id = tz.zone_id
+                                                WHERE tz.instance_type_id = x.id AND tz.available AND z.code = $3))
+            ORDER BY x.provider_code, x.price_eur_per_hour"#,
+        caller.org_id as OrgId,
+        f.provider,
+        f.zone,
+    )
     .fetch_all(&state.db)
     .await?;
-    for t in &mut rows {
-        t.activation = Some(Activation::new(
-            t.technical.unwrap_or(false),
-            t.economic.unwrap_or(false),
-        ));
-    }
-    Ok(Json(rows))
+    Ok(Json(rows.into_iter().map(InstanceType::from).collect()))
 }
 
 /// A model of the catalog.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct Model {
     pub id: Uuid,
     pub hf_id: String,
@@ -250,26 +277,46 @@ pub struct Model {
     pub gated: bool,
     #[schema(value_type = Object)]
     pub metadata: SqlJson<serde_json::Value>,
-    #[sqlx(skip)]
     #[schema(value_type = Activation)]
     pub activation: Option<Activation>,
-    #[serde(skip)]
+}
+
+/// A model as read, with the organization's activation switches (none:
+/// not activated).
+pub struct ModelRow {
+    pub id: Uuid,
+    pub hf_id: String,
+    pub display_name: String,
+    pub required_vram_gb: i32,
+    pub context_length: i32,
+    pub recommended_data_volume_gb: i32,
+    pub kind: String,
+    pub active: bool,
+    pub gated: bool,
+    pub metadata: SqlJson<serde_json::Value>,
     pub technical: Option<bool>,
-    #[serde(skip)]
     pub economic: Option<bool>,
 }
 
-const MODEL_SELECT: &str = "SELECT x.id, x.hf_id, x.display_name, x.required_vram_gb, x.context_length,
-        x.recommended_data_volume_gb, x.kind, x.active, x.gated, x.metadata, a.technical, a.economic FROM models x";
-
-fn with_activation(mut models: Vec<Model>) -> Vec<Model> {
-    for m in &mut models {
-        m.activation = Some(Activation::new(
-            m.technical.unwrap_or(false),
-            m.economic.unwrap_or(false),
-        ));
+impl From<ModelRow> for Model {
+    fn from(r: ModelRow) -> Model {
+        Model {
+            id: r.id,
+            hf_id: r.hf_id,
+            display_name: r.display_name,
+            required_vram_gb: r.required_vram_gb,
+            context_length: r.context_length,
+            recommended_data_volume_gb: r.recommended_data_volume_gb,
+            kind: r.kind,
+            active: r.active,
+            gated: r.gated,
+            metadata: r.metadata,
+            activation: Some(Activation::new(
+                r.technical.unwrap_or(false),
+                r.economic.unwrap_or(false),
+            )),
+        }
     }
-    models
 }
 
 /// Every model of the catalog.
@@ -277,14 +324,21 @@ fn with_activation(mut models: Vec<Model>) -> Vec<Model> {
     responses((status = 200, body = [Model]), (status = 401, body = ErrorBody)))]
 async fn list_models(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Model>>> {
     caller.require(Action::ViewCatalog)?;
-    let rows = sqlx::query_as(&format!(
-        "{MODEL_SELECT} {} ORDER BY x.required_vram_gb, x.hf_id",
-        activation_join("model", "x.id::text")
-    ))
-    .bind(caller.org_id.0)
+    let rows = sqlx::query_as!(
+        ModelRow,
+        r#"SELECT x.id, x.hf_id, x.display_name, x.required_vram_gb, x.context_length,
+                  x.recommended_data_volume_gb, x.kind, x.active, x.gated,
+                  x.metadata AS "metadata: SqlJson<serde_json::Value>",
+                  a.technical AS "technical?", a.economic AS "economic?"
+             FROM models x
+             LEFT JOIN organization_activations a
+               ON a.organization_id = $1 AND a.item_kind = 'model' AND a.item_id = x.id::text
+            ORDER BY x.required_vram_gb, x.hf_id"#,
+        caller.org_id as OrgId,
+    )
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(with_activation(rows)))
+    Ok(Json(rows.into_iter().map(Model::from).collect()))
 }
 
 /// The models that fit an instance type (its total VRAM covers their need).
@@ -297,21 +351,29 @@ async fn compatible_models(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Vec<Model>>> {
     caller.require(Action::ViewCatalog)?;
-    let vram: i32 =
-        sqlx::query_scalar("SELECT gpu_count * vram_per_gpu_gb FROM instance_types WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&state.db)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-    let rows = sqlx::query_as(&format!(
-        "{MODEL_SELECT} {} WHERE x.active AND x.required_vram_gb <= $2 ORDER BY x.required_vram_gb, x.hf_id",
-        activation_join("model", "x.id::text")
-    ))
-    .bind(caller.org_id.0)
-    .bind(vram)
+    let vram = sqlx::query_scalar!(
+        r#"SELECT gpu_count * vram_per_gpu_gb AS "vram!" FROM instance_types WHERE id = $1"#,
+        id,
+    )
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    let rows = sqlx::query_as!(
+        ModelRow,
+        r#"SELECT x.id, x.hf_id, x.display_name, x.required_vram_gb, x.context_length,
+                  x.recommended_data_volume_gb, x.kind, x.active, x.gated,
+                  x.metadata AS "metadata: SqlJson<serde_json::Value>",
+                  a.technical AS "technical?", a.economic AS "economic?"
+             FROM models x
+             LEFT JOIN organization_activations a
+               ON a.organization_id = $1 AND a.item_kind = 'model' AND a.item_id = x.id::text
+            WHERE x.active AND x.required_vram_gb <= $2 ORDER BY x.required_vram_gb, x.hf_id"#,
+        caller.org_id as OrgId,
+        vram,
+    )
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(with_activation(rows)))
+    Ok(Json(rows.into_iter().map(Model::from).collect()))
 }
 
 /// How big the data volume should be for a model.
@@ -331,11 +393,13 @@ async fn recommended_data_volume(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<DataVolume>> {
     caller.require(Action::ViewCatalog)?;
-    let gb: i32 = sqlx::query_scalar("SELECT recommended_data_volume_gb FROM models WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let gb = sqlx::query_scalar!(
+        "SELECT recommended_data_volume_gb FROM models WHERE id = $1",
+        id,
+    )
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(ApiError::NotFound)?;
     Ok(Json(DataVolume {
         model_id: id,
         recommended_data_volume_gb: gb,

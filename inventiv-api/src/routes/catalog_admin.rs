@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
+use sqlx::types::Json as SqlJson;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -12,7 +13,7 @@ use crate::accounts::is_unique_violation;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path};
-use crate::routes::catalog::{Activation, InstanceType, Model};
+use crate::routes::catalog::{InstanceType, InstanceTypeRow, Model, ModelRow};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -61,14 +62,6 @@ pub struct CreateModel {
     gated: Option<bool>,
 }
 
-const MODEL_COLUMNS: &str = "id, hf_id, display_name, required_vram_gb, context_length, recommended_data_volume_gb, kind, active,
-     gated, metadata, NULL::boolean AS technical, NULL::boolean AS economic";
-
-fn fresh(mut m: Model) -> Model {
-    m.activation = Some(Activation::new(false, false));
-    m
-}
-
 /// Adds a model to the global catalog (platform admins).
 #[utoipa::path(post, path = "/models", tag = "catalog", security(("bearer" = [])), request_body = CreateModel,
     responses((status = 201, body = Model), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -86,22 +79,35 @@ async fn create_model(
             "kind: chat or embedding",
         ));
     }
-    let model: Model = sqlx::query_as(&format!(
-        "INSERT INTO models (id, hf_id, display_name, required_vram_gb, context_length, recommended_data_volume_gb, kind, gated)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {MODEL_COLUMNS}"
-    ))
-    .bind(Uuid::new_v4())
-    .bind(&hf_id)
-    .bind(text("display_name", &body.display_name, 100)?)
-    .bind(bounded("required_vram_gb", body.required_vram_gb, 10_000)?)
-    .bind(bounded("context_length", body.context_length, 10_000_000)?)
-    .bind(bounded("recommended_data_volume_gb", body.recommended_data_volume_gb, 100_000)?)
-    .bind(kind)
-    .bind(body.gated.unwrap_or(false))
+    let display_name = text("display_name", &body.display_name, 100)?;
+    let required_vram_gb = bounded("required_vram_gb", body.required_vram_gb, 10_000)?;
+    let context_length = bounded("context_length", body.context_length, 10_000_000)?;
+    let volume_gb = bounded(
+        "recommended_data_volume_gb",
+        body.recommended_data_volume_gb,
+        100_000,
+    )?;
+    // A new model is activated for no organization.
+    let model = sqlx::query_as!(
+        ModelRow,
+        r#"INSERT INTO models (id, hf_id, display_name, required_vram_gb, context_length, recommended_data_volume_gb, kind, gated)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           RETURNING id, hf_id, display_name, required_vram_gb, context_length, recommended_data_volume_gb, kind, active, gated,
+                     metadata AS "metadata: SqlJson<serde_json::Value>",
+                     NULL::boolean AS "technical?", NULL::boolean AS "economic?""#,
+        Uuid::new_v4(),
+        hf_id,
+        display_name,
+        required_vram_gb,
+        context_length,
+        volume_gb,
+        kind,
+        body.gated.unwrap_or(false),
+    )
     .fetch_one(&state.db)
     .await
     .map_err(|e| if is_unique_violation(&e) { ApiError::conflict("MODEL_EXISTS", format!("{hf_id} is already in the catalog")) } else { e.into() })?;
-    Ok((StatusCode::CREATED, Json(fresh(model))))
+    Ok((StatusCode::CREATED, Json(Model::from(model))))
 }
 
 /// Changes to a catalog model.
@@ -127,24 +133,46 @@ async fn update_model(
     Json(body): Json<UpdateModel>,
 ) -> ApiResult<Json<Model>> {
     caller.require_platform_admin()?;
-    let model: Model = sqlx::query_as(&format!(
-        "UPDATE models SET display_name = COALESCE($2, display_name), required_vram_gb = COALESCE($3, required_vram_gb),
+    let display_name = body
+        .display_name
+        .as_deref()
+        .map(|n| text("display_name", n, 100))
+        .transpose()?;
+    let required_vram_gb = body
+        .required_vram_gb
+        .map(|v| bounded("required_vram_gb", v, 10_000))
+        .transpose()?;
+    let context_length = body
+        .context_length
+        .map(|v| bounded("context_length", v, 10_000_000))
+        .transpose()?;
+    let volume_gb = body
+        .recommended_data_volume_gb
+        .map(|v| bounded("recommended_data_volume_gb", v, 100_000))
+        .transpose()?;
+    // The platform view: no organization's activation.
+    let model = sqlx::query_as!(
+        ModelRow,
+        r#"UPDATE models SET display_name = COALESCE($2, display_name), required_vram_gb = COALESCE($3, required_vram_gb),
                 context_length = COALESCE($4, context_length),
                 recommended_data_volume_gb = COALESCE($5, recommended_data_volume_gb), active = COALESCE($6, active),
                 gated = COALESCE($7, gated)
-          WHERE id = $1 RETURNING {MODEL_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(body.display_name.as_deref().map(|n| text("display_name", n, 100)).transpose()?)
-    .bind(body.required_vram_gb.map(|v| bounded("required_vram_gb", v, 10_000)).transpose()?)
-    .bind(body.context_length.map(|v| bounded("context_length", v, 10_000_000)).transpose()?)
-    .bind(body.recommended_data_volume_gb.map(|v| bounded("recommended_data_volume_gb", v, 100_000)).transpose()?)
-    .bind(body.active)
-    .bind(body.gated)
+          WHERE id = $1
+          RETURNING id, hf_id, display_name, required_vram_gb, context_length, recommended_data_volume_gb, kind, active, gated,
+                    metadata AS "metadata: SqlJson<serde_json::Value>",
+                    NULL::boolean AS "technical?", NULL::boolean AS "economic?""#,
+        id,
+        display_name,
+        required_vram_gb,
+        context_length,
+        volume_gb,
+        body.active,
+        body.gated,
+    )
     .fetch_optional(&state.db)
     .await?
     .ok_or(ApiError::NotFound)?;
-    Ok(Json(fresh(model)))
+    Ok(Json(Model::from(model)))
 }
 
 /// Changes to an instance type.
@@ -185,31 +213,33 @@ async fn update_instance_type(
 ) -> ApiResult<Json<InstanceType>> {
     caller.require_platform_admin()?;
     let price = body.price_eur_per_hour.as_deref().map(price).transpose()?;
-    let updated = sqlx::query(
-        "UPDATE instance_types SET price_eur_per_hour = COALESCE($2::numeric, price_eur_per_hour),
+    let updated = sqlx::query!(
+        "UPDATE instance_types SET price_eur_per_hour = COALESCE($2::text::numeric, price_eur_per_hour),
                 active = COALESCE($3, active), edited_by_admin = true WHERE id = $1",
+        id,
+        price,
+        body.active,
     )
-    .bind(id)
-    .bind(price)
-    .bind(body.active)
     .execute(&state.db)
     .await?
     .rows_affected();
     if updated == 0 {
         return Err(ApiError::NotFound);
     }
-    let mut t: InstanceType = sqlx::query_as(
-        "SELECT x.id, x.provider_code AS provider, x.code, x.gpu_count, x.vram_per_gpu_gb,
-                x.gpu_count * x.vram_per_gpu_gb AS total_vram_gb, x.vcpu, x.ram_gb, x.price_eur_per_hour::text AS price_eur_per_hour,
-                x.allocation, x.active,
+    // The platform view: no organization's activation.
+    let t = sqlx::query_as!(
+        InstanceTypeRow,
+        r#"SELECT x.id, x.provider_code AS provider, x.code, x.gpu_count, x.vram_per_gpu_gb,
+                x.gpu_count * x.vram_per_gpu_gb AS "total_vram_gb!", x.vcpu, x.ram_gb,
+                x.price_eur_per_hour::text AS "price_eur_per_hour!",
+                x.allocation AS "allocation: SqlJson<serde_json::Value>", x.active,
                 ARRAY(SELECT z.code FROM instance_type_zones tz JOIN zones z ON z.id = tz.zone_id
-                       WHERE tz.instance_type_id = x.id AND tz.available ORDER BY z.code) AS zones,
-                NULL::boolean AS technical, NULL::boolean AS economic
-           FROM instance_types x WHERE x.id = $1",
+                       WHERE tz.instance_type_id = x.id AND tz.available ORDER BY z.code) AS "zones!",
+                NULL::boolean AS "technical?", NULL::boolean AS "economic?"
+           FROM instance_types x WHERE x.id = $1"#,
+        id,
     )
-    .bind(id)
     .fetch_one(&state.db)
     .await?;
-    t.activation = Some(Activation::new(false, false));
-    Ok(Json(t))
+    Ok(Json(InstanceType::from(t)))
 }

@@ -41,43 +41,44 @@ async fn apply(
     o: &Offer,
 ) -> sqlx::Result<&'static str> {
     let to_i32 = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
-    let written: Option<(Uuid, bool)> = sqlx::query_as(
-        "INSERT INTO instance_types (id, provider_code, code, gpu_count, vram_per_gpu_gb, vcpu, ram_gb, price_eur_per_hour, allocation)
-         VALUES (gen_random_uuid(), 'scaleway', $1, $2, $3, $4, $5, $6::numeric, '{\"image\": \"ubuntu_jammy_gpu_os_12\"}')
+    let written = sqlx::query!(
+        r#"INSERT INTO instance_types (id, provider_code, code, gpu_count, vram_per_gpu_gb, vcpu, ram_gb, price_eur_per_hour, allocation)
+         VALUES (gen_random_uuid(), 'scaleway', $1, $2, $3, $4, $5, $6::text::numeric, '{"image": "ubuntu_jammy_gpu_os_12"}')
          ON CONFLICT (provider_code, code) DO UPDATE
             SET gpu_count = EXCLUDED.gpu_count, vram_per_gpu_gb = EXCLUDED.vram_per_gpu_gb, vcpu = EXCLUDED.vcpu,
                 ram_gb = EXCLUDED.ram_gb, price_eur_per_hour = EXCLUDED.price_eur_per_hour
           WHERE NOT instance_types.edited_by_admin
-         RETURNING id, xmax = 0",
+         RETURNING id, xmax = 0 AS "inserted!""#,
+        o.code,
+        to_i32(o.gpu_count.into()),
+        to_i32(o.vram_per_gpu_gb),
+        to_i32(o.vcpu.into()),
+        to_i32(o.ram_gb),
+        o.hourly_price,
     )
-    .bind(&o.code)
-    .bind(to_i32(o.gpu_count.into()))
-    .bind(to_i32(o.vram_per_gpu_gb))
-    .bind(to_i32(o.vcpu.into()))
-    .bind(to_i32(o.ram_gb))
-    .bind(&o.hourly_price)
     .fetch_optional(&mut *tx)
-    .await?;
+    .await?
+    .map(|r| (r.id, r.inserted));
     let (type_id, outcome) = match written {
         Some((id, true)) => (id, "added"),
         Some((id, false)) => (id, "updated"),
         None => {
-            let id = sqlx::query_scalar(
+            let id = sqlx::query_scalar!(
                 "SELECT id FROM instance_types WHERE provider_code = 'scaleway' AND code = $1",
+                o.code,
             )
-            .bind(&o.code)
             .fetch_one(&mut *tx)
             .await?;
             (id, "kept_edited")
         }
     };
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO instance_type_zones (instance_type_id, zone_id, available) VALUES ($1, $2, $3)
          ON CONFLICT (instance_type_id, zone_id) DO UPDATE SET available = EXCLUDED.available",
+        type_id,
+        zone_id,
+        o.available,
     )
-    .bind(type_id)
-    .bind(zone_id)
-    .bind(o.available)
     .execute(&mut *tx)
     .await?;
     Ok(outcome)
@@ -102,11 +103,15 @@ async fn sync(
     caller.require_platform_admin()?;
     let code = credentialed(&provider)?;
     let cloud = organization_provider(&state, caller.org_id.0, code).await?;
-    let zones: Vec<(Uuid, String)> =
-        sqlx::query_as("SELECT id, code FROM zones WHERE provider_code = $1 ORDER BY code")
-            .bind(code)
-            .fetch_all(&state.db)
-            .await?;
+    let zones: Vec<(Uuid, String)> = sqlx::query!(
+        "SELECT id, code FROM zones WHERE provider_code = $1 ORDER BY code",
+        code,
+    )
+    .fetch_all(&state.db)
+    .await?
+    .into_iter()
+    .map(|z| (z.id, z.code))
+    .collect();
     // Read everything first: a provider failure changes nothing.
     let mut offers = Vec::new();
     for (zone_id, zone) in &zones {

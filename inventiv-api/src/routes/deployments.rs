@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use inventiv_common::messages::CommandKind;
-use inventiv_common::{Action, InstanceStatus};
+use inventiv_common::{Action, InstanceStatus, UserId};
 use inventiv_store::outbox::enqueue;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -41,7 +41,6 @@ pub struct Deploy {
     mode: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
 struct Resolved {
     zone_id: Uuid,
     zone_active: bool,
@@ -53,7 +52,6 @@ struct Resolved {
     available: bool,
 }
 
-#[derive(sqlx::FromRow)]
 struct ModelRow {
     id: Uuid,
     hf_id: String,
@@ -93,15 +91,15 @@ async fn missing_activations(
 ) -> ApiResult<Vec<String>> {
     let mut missing = Vec::new();
     for (kind, id) in items {
-        let row: Option<(bool, bool)> = sqlx::query_as(
+        let row = sqlx::query!(
             "SELECT technical, economic FROM organization_activations WHERE organization_id = $1 AND item_kind = $2 AND item_id = $3",
+            org,
+            kind,
+            id,
         )
-        .bind(org)
-        .bind(kind)
-        .bind(id)
         .fetch_optional(&state.db)
         .await?;
-        let (t, e) = row.unwrap_or((false, false));
+        let (t, e) = row.map_or((false, false), |r| (r.technical, r.economic));
         let sides: Vec<&str> = [(!t).then_some("technical"), (!e).then_some("economic")]
             .into_iter()
             .flatten()
@@ -163,11 +161,12 @@ async fn deploy(
             "name: at most 100 printable characters",
         ));
     }
-    let provider_active: Option<bool> =
-        sqlx::query_scalar("SELECT active FROM providers WHERE code = $1")
-            .bind(&body.provider)
-            .fetch_optional(&state.db)
-            .await?;
+    let provider_active = sqlx::query_scalar!(
+        "SELECT active FROM providers WHERE code = $1",
+        body.provider
+    )
+    .fetch_optional(&state.db)
+    .await?;
     if provider_active != Some(true) {
         return Err(invalid(
             "UNKNOWN_PROVIDER",
@@ -181,24 +180,26 @@ async fn deploy(
             "the mock provider is for development: enabled with INVENTIV_MOCK_PROVIDER=true",
         ));
     }
-    let model: ModelRow = sqlx::query_as(
+    let model = sqlx::query_as!(
+        ModelRow,
         "SELECT id, hf_id, display_name, required_vram_gb, active, gated FROM models WHERE id::text = $1 OR hf_id = $1",
+        model_ref,
     )
-    .bind(model_ref)
     .fetch_optional(&state.db)
     .await?
     .filter(|m: &ModelRow| m.active)
     .ok_or_else(|| invalid("MISSING_MODEL", format!("no active catalog model {model_ref:?}")))?;
-    let resolved: Resolved = sqlx::query_as(
-        "SELECT z.id AS zone_id, z.active AS zone_active, t.id AS type_id, t.active AS type_active,
-                t.gpu_count * t.vram_per_gpu_gb AS total_vram, t.gpu_count, t.price_eur_per_hour::text AS price,
-                COALESCE((SELECT available FROM instance_type_zones WHERE instance_type_id = t.id AND zone_id = z.id), false) AS available
+    let resolved = sqlx::query_as!(
+        Resolved,
+        r#"SELECT z.id AS zone_id, z.active AS zone_active, t.id AS type_id, t.active AS type_active,
+                t.gpu_count * t.vram_per_gpu_gb AS "total_vram!", t.gpu_count, t.price_eur_per_hour::text AS "price!",
+                COALESCE((SELECT available FROM instance_type_zones WHERE instance_type_id = t.id AND zone_id = z.id), false) AS "available!"
            FROM zones z JOIN instance_types t ON t.provider_code = z.provider_code
-          WHERE z.provider_code = $1 AND z.code = $2 AND t.code = $3",
+          WHERE z.provider_code = $1 AND z.code = $2 AND t.code = $3"#,
+        body.provider,
+        body.zone,
+        body.instance_type,
     )
-    .bind(&body.provider)
-    .bind(&body.zone)
-    .bind(&body.instance_type)
     .fetch_optional(&state.db)
     .await?
     .ok_or_else(|| invalid("UNKNOWN_ZONE_OR_TYPE", format!("{} has no zone {:?} with type {:?}", body.provider, body.zone, body.instance_type)))?;
@@ -261,9 +262,8 @@ async fn deploy(
     let mut tx = state.db.begin().await?;
     // One deployment at a time per organization past this point, so two
     // concurrent ones cannot both fit in the last place of the quota.
-    sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE")
-        .bind(org)
-        .execute(&mut *tx)
+    sqlx::query!("SELECT id FROM organizations WHERE id = $1 FOR UPDATE", org)
+        .fetch_optional(&mut *tx)
         .await?;
     let (max_instances, max_gpus) = crate::routes::quotas::limits(&state, &mut tx, org).await?;
     let (instances, gpus) = crate::routes::quotas::usage(&mut tx, org).await?;
@@ -287,34 +287,34 @@ async fn deploy(
             ),
         ));
     }
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO instances (id, organization_id, created_by, name, provider, zone, instance_type, model_id, mode, status,
                                 model_catalog_id, instance_type_id, zone_id, price_eur_per_hour)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::numeric)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::text::numeric)",
+        id,
+        org,
+        caller.user_id as UserId,
+        name.chars().take(100).collect::<String>(),
+        body.provider,
+        body.zone,
+        body.instance_type,
+        model.hf_id,
+        mode,
+        InstanceStatus::Provisioning.as_str(),
+        model.id,
+        resolved.type_id,
+        resolved.zone_id,
+        resolved.price,
     )
-    .bind(id)
-    .bind(org)
-    .bind(caller.user_id.0)
-    .bind(name.chars().take(100).collect::<String>())
-    .bind(&body.provider)
-    .bind(&body.zone)
-    .bind(&body.instance_type)
-    .bind(&model.hf_id)
-    .bind(mode)
-    .bind(InstanceStatus::Provisioning.as_str())
-    .bind(model.id)
-    .bind(resolved.type_id)
-    .bind(resolved.zone_id)
-    .bind(&resolved.price)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO instance_state_history (instance_id, organization_id, from_status, to_status, actor, request_id)
          VALUES ($1, $2, 'new', 'provisioning', 'user', $3)",
+        id,
+        org,
+        rid.as_deref(),
     )
-    .bind(id)
-    .bind(org)
-    .bind(rid.as_deref())
     .execute(&mut *tx)
     .await?;
     enqueue(&mut tx, org, id, CommandKind::Provision, rid.as_deref()).await?;

@@ -6,7 +6,7 @@
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use inventiv_common::Action;
+use inventiv_common::{Action, OrgId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -31,7 +31,7 @@ pub struct DisputeQuery {
 }
 
 /// One implausible usage report and what was billed for it.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct Dispute {
     pub usage_id: Uuid,
     pub at: DateTime<Utc>,
@@ -62,19 +62,20 @@ async fn list_disputes(
 ) -> ApiResult<Json<Vec<Dispute>>> {
     caller.require(Action::ViewFinOps)?;
     let (from, to) = range(q.from, q.to, 30, 366)?;
-    let rows = sqlx::query_as(
-        "SELECT d.usage_id, d.at, CASE WHEN d.organization_id = $1 THEN 'consumer' ELSE 'provider' END AS side,
+    let rows = sqlx::query_as!(
+        Dispute,
+        r#"SELECT d.usage_id, d.at, CASE WHEN d.organization_id = $1 THEN 'consumer' ELSE 'provider' END AS "side!",
                 c.slug AS consumer_org_slug, p.slug AS provider_org_slug, d.share_id, d.instance_id, d.model,
                 d.reported_prompt_tokens, d.reported_completion_tokens, d.billed_prompt_tokens, d.billed_completion_tokens
            FROM usage_disputes d
            LEFT JOIN organizations c ON c.id = d.organization_id
            LEFT JOIN organizations p ON p.id = d.provider_organization_id
           WHERE (d.organization_id = $1 OR d.provider_organization_id = $1) AND d.at >= $2 AND d.at < $3
-          ORDER BY d.at DESC LIMIT 1000",
+          ORDER BY d.at DESC LIMIT 1000"#,
+        caller.org_id as OrgId,
+        from,
+        to,
     )
-    .bind(caller.org_id.0)
-    .bind(from)
-    .bind(to)
     .fetch_all(&state.db)
     .await?;
     Ok(Json(rows))

@@ -7,7 +7,7 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use inventiv_common::Action;
+use inventiv_common::{Action, OrgId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -26,7 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// One running instance and what it costs.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct RunningInstance {
     pub instance_id: Uuid,
     pub provider: String,
@@ -58,30 +58,43 @@ async fn cost_current(
     caller: Caller,
 ) -> ApiResult<Json<CurrentCost>> {
     caller.require(Action::ViewFinOps)?;
-    let instances: Vec<RunningInstance> = sqlx::query_as(
-        "SELECT i.id AS instance_id, i.provider, i.instance_type, i.model_id, i.started_at, p.price::text AS price_eur_per_hour
+    let instances = sqlx::query_as!(
+        RunningInstance,
+        r#"SELECT i.id AS instance_id, i.provider, i.instance_type, i.model_id, i.started_at AS "started_at!",
+                p.price::text AS "price_eur_per_hour!"
            FROM instances i
            CROSS JOIN LATERAL (SELECT COALESCE(i.price_eur_per_hour,
                   (SELECT t.price_eur_per_hour FROM instance_types t WHERE t.provider_code = i.provider AND t.code = i.instance_type))) AS p(price)
           WHERE i.organization_id = $1 AND i.started_at IS NOT NULL AND i.terminated_at IS NULL AND p.price IS NOT NULL
-          ORDER BY i.started_at",
+          ORDER BY i.started_at"#,
+        caller.org_id as OrgId,
     )
-    .bind(caller.org_id.0)
     .fetch_all(&state.db)
     .await?;
-    type Rates = (String, String, String, String, String, String);
-    let (minute, hour, day, month, year, mtd): Rates = sqlx::query_as(
-        "WITH rate AS (SELECT COALESCE(sum(p::numeric), 0) AS h FROM unnest($2::text[]) AS p)
-         SELECT round(h / 60, 4)::text, round(h, 4)::text, round(h * 24, 4)::text, round(h * 24 * 30, 4)::text,
-                round(h * 24 * 365, 4)::text,
+    let prices: Vec<String> = instances
+        .iter()
+        .map(|i| i.price_eur_per_hour.clone())
+        .collect();
+    let rates = sqlx::query!(
+        r#"WITH rate AS (SELECT COALESCE(sum(p::numeric), 0) AS h FROM unnest($2::text[]) AS p)
+         SELECT round(h / 60, 4)::text AS "minute!", round(h, 4)::text AS "hour!", round(h * 24, 4)::text AS "day!",
+                round(h * 24 * 30, 4)::text AS "month!", round(h * 24 * 365, 4)::text AS "year!",
                 (SELECT round(COALESCE(sum(cost_eur), 0), 4)::text FROM cost_buckets
-                  WHERE organization_id = $1 AND minute >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
-           FROM rate",
+                  WHERE organization_id = $1 AND minute >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') AS "mtd!"
+           FROM rate"#,
+        caller.org_id as OrgId,
+        &prices,
     )
-    .bind(caller.org_id.0)
-    .bind(instances.iter().map(|i| i.price_eur_per_hour.clone()).collect::<Vec<_>>())
     .fetch_one(&state.db)
     .await?;
+    let (minute, hour, day, month, year, mtd) = (
+        rates.minute,
+        rates.hour,
+        rates.day,
+        rates.month,
+        rates.year,
+        rates.mtd,
+    );
     Ok(Json(CurrentCost {
         running_instances: i64::try_from(instances.len()).unwrap_or(i64::MAX),
         per_minute_eur: minute,

@@ -51,7 +51,11 @@ async fn healthz() -> Json<Health> {
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let limit = Duration::from_secs(2);
-    let pg = tokio::time::timeout(limit, sqlx::query("SELECT 1").execute(&state.db)).await;
+    let pg = tokio::time::timeout(
+        limit,
+        sqlx::query_scalar!("SELECT 1 AS one").fetch_one(&state.db),
+    )
+    .await;
     let postgres = match pg {
         Ok(Ok(_)) => "ok".to_owned(),
         Ok(Err(e)) => format!("error: {e}"),

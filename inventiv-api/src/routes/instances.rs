@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use inventiv_common::messages::{self, CommandKind};
-use inventiv_common::{Action, ActionStatus, InstanceStatus, VolumeStatus, WorkerStatus};
+use inventiv_common::{Action, ActionStatus, InstanceStatus, OrgId, VolumeStatus, WorkerStatus};
 use inventiv_store::instances::{apply, Change, TransitionError};
 use inventiv_store::outbox::enqueue;
 use serde::{Deserialize, Serialize};
@@ -193,7 +193,7 @@ async fn get_instance(
 }
 
 /// One step of an instance's action log.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct ActionLogEntry {
     pub id: i64,
     pub action_type: String,
@@ -219,19 +219,21 @@ async fn instance_actions(
 ) -> ApiResult<Json<Vec<ActionLogEntry>>> {
     caller.require(Action::ViewInstances)?;
     load(&state.db, caller.org_id.0, id).await?;
-    let rows = sqlx::query_as(
-        "SELECT id, action_type, status, started_at, finished_at, duration_ms, error_code, error_message, metadata, request_id
-           FROM action_logs WHERE instance_id = $1 AND organization_id = $2 ORDER BY id LIMIT 1000",
+    let rows = sqlx::query_as!(
+        ActionLogEntry,
+        r#"SELECT id, action_type, status AS "status: ActionStatus", started_at, finished_at, duration_ms, error_code,
+                  error_message, metadata AS "metadata: SqlJson<serde_json::Value>", request_id
+             FROM action_logs WHERE instance_id = $1 AND organization_id = $2 ORDER BY id LIMIT 1000"#,
+        id,
+        caller.org_id as OrgId,
     )
-    .bind(id)
-    .bind(caller.org_id.0)
     .fetch_all(&state.db)
     .await?;
     Ok(Json(rows))
 }
 
 /// One status change.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct HistoryEntry {
     /// Absent for the row recording the creation.
     pub from_status: Option<InstanceStatus>,
@@ -254,19 +256,21 @@ async fn instance_history(
 ) -> ApiResult<Json<Vec<HistoryEntry>>> {
     caller.require(Action::ViewInstances)?;
     load(&state.db, caller.org_id.0, id).await?;
-    let rows = sqlx::query_as(
-        "SELECT NULLIF(from_status, 'new') AS from_status, to_status, error_code, error_message, actor, request_id, at
-           FROM instance_state_history WHERE instance_id = $1 AND organization_id = $2 ORDER BY id",
+    let rows = sqlx::query_as!(
+        HistoryEntry,
+        r#"SELECT NULLIF(from_status, 'new') AS "from_status?: InstanceStatus", to_status AS "to_status: InstanceStatus",
+                  error_code, error_message, actor, request_id, at
+             FROM instance_state_history WHERE instance_id = $1 AND organization_id = $2 ORDER BY id"#,
+        id,
+        caller.org_id as OrgId,
     )
-    .bind(id)
-    .bind(caller.org_id.0)
     .fetch_all(&state.db)
     .await?;
     Ok(Json(rows))
 }
 
 /// One cloud volume of an instance (`instance_volumes`).
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct Volume {
     pub id: Uuid,
     pub provider_volume_id: String,
@@ -293,13 +297,15 @@ async fn instance_volumes(
 ) -> ApiResult<Json<Vec<Volume>>> {
     caller.require(Action::ViewInstances)?;
     load(&state.db, caller.org_id.0, id).await?;
-    let rows = sqlx::query_as(
-        "SELECT id, provider_volume_id, zone, volume_type, size_gb, is_boot, delete_on_terminate, status, created_at, deleted_at
-           FROM instance_volumes WHERE instance_id = $1 AND organization_id = $2
-          ORDER BY is_boot DESC, created_at, id",
+    let rows = sqlx::query_as!(
+        Volume,
+        r#"SELECT id, provider_volume_id, zone, volume_type, size_gb, is_boot, delete_on_terminate,
+                  status AS "status: VolumeStatus", created_at, deleted_at
+             FROM instance_volumes WHERE instance_id = $1 AND organization_id = $2
+            ORDER BY is_boot DESC, created_at, id"#,
+        id,
+        caller.org_id as OrgId,
     )
-    .bind(id)
-    .bind(caller.org_id.0)
     .fetch_all(&state.db)
     .await?;
     Ok(Json(rows))
@@ -352,10 +358,12 @@ async fn act(
     {
         // A reinstall starts the worker's part over: the bootstrap's tries
         // and the milestones after the server came up.
-        sqlx::query("UPDATE instances SET bootstrap_attempts = 0, next_attempt_at = NULL, progress = LEAST(progress, 45) WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE instances SET bootstrap_attempts = 0, next_attempt_at = NULL, progress = LEAST(progress, 45) WHERE id = $1",
+            id,
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     if let Some(command) = command {
         enqueue(&mut tx, caller.org_id.0, id, command, rid.as_deref()).await?;

@@ -10,7 +10,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use inventiv_common::Action;
+use inventiv_common::{Action, OrgId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -152,11 +152,12 @@ async fn create_offering(
             "model_code: the model id your instances serve",
         ));
     }
-    let deployed: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM instances WHERE organization_id = $1 AND model_id = $2 AND status <> 'archived')",
+    let deployed = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM instances WHERE organization_id = $1 AND model_id = $2 AND status <> 'archived')
+             AS "deployed!""#,
+        caller.org_id as OrgId,
+        code,
     )
-    .bind(caller.org_id.0)
-    .bind(code)
     .fetch_one(&state.db)
     .await?;
     if !deployed {
@@ -167,15 +168,15 @@ async fn create_offering(
     }
     let id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO offerings (id, organization_id, model_code, visibility, technical_active, created_by)
          VALUES ($1, $2, $3, $4, true, $5) ON CONFLICT (organization_id, model_code) DO NOTHING",
+        id,
+        caller.org_id as OrgId,
+        code,
+        visibility,
+        caller.user_id as UserId,
     )
-    .bind(id)
-    .bind(caller.org_id.0)
-    .bind(code)
-    .bind(visibility)
-    .bind(caller.user_id.0)
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -245,16 +246,16 @@ async fn update_offering(
         .map(parse_visibility)
         .transpose()?;
     let mut tx = state.db.begin().await?;
-    let updated = sqlx::query(
+    let updated = sqlx::query!(
         "UPDATE offerings SET visibility = COALESCE($3, visibility), technical_active = COALESCE($4, technical_active),
                 economic_active = COALESCE($5, economic_active)
           WHERE id = $1 AND organization_id = $2",
+        id,
+        caller.org_id as OrgId,
+        visibility,
+        body.technical_active,
+        body.economic_active,
     )
-    .bind(id)
-    .bind(caller.org_id.0)
-    .bind(visibility)
-    .bind(body.technical_active)
-    .bind(body.economic_active)
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 0 {
@@ -285,7 +286,7 @@ pub struct NewPrice {
 }
 
 /// A price version as stored.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct PriceVersion {
     pub id: Uuid,
     pub share_id: Option<Uuid>,
@@ -334,20 +335,21 @@ pub async fn insert_price(
             "effective_at: a price takes effect now or later, never in the past",
         ));
     }
-    let version: PriceVersion = sqlx::query_as(
-        "INSERT INTO offering_prices (id, offering_id, share_id, input_eur_per_1k, output_eur_per_1k, effective_at, created_by, cached_input_eur_per_1k)
-         VALUES ($1, $2, $3, $4::numeric, $5::numeric, greatest($6, now()), $7, $8::numeric)
-         RETURNING id, share_id, input_eur_per_1k::text AS input_eur_per_1k, output_eur_per_1k::text AS output_eur_per_1k,
-                   COALESCE(cached_input_eur_per_1k, input_eur_per_1k)::text AS cached_input_eur_per_1k, effective_at",
+    let version = sqlx::query_as!(
+        PriceVersion,
+        r#"INSERT INTO offering_prices (id, offering_id, share_id, input_eur_per_1k, output_eur_per_1k, effective_at, created_by, cached_input_eur_per_1k)
+         VALUES ($1, $2, $3, $4::text::numeric, $5::text::numeric, greatest($6, now()), $7, $8::text::numeric)
+         RETURNING id, share_id, input_eur_per_1k::text AS "input_eur_per_1k!", output_eur_per_1k::text AS "output_eur_per_1k!",
+                   COALESCE(cached_input_eur_per_1k, input_eur_per_1k)::text AS "cached_input_eur_per_1k!", effective_at"#,
+        Uuid::new_v4(),
+        offering,
+        share,
+        input,
+        output,
+        effective_at,
+        caller.user_id as UserId,
+        cached,
     )
-    .bind(Uuid::new_v4())
-    .bind(offering)
-    .bind(share)
-    .bind(&input)
-    .bind(&output)
-    .bind(effective_at)
-    .bind(caller.user_id.0)
-    .bind(&cached)
     .fetch_one(&mut *tx)
     .await?;
     let details = serde_json::json!({ "share_id": share, "input_eur_per_1k": input, "output_eur_per_1k": output,

@@ -3,7 +3,7 @@
 //! them with 409 `QUOTA_EXCEEDED`. Unset values take the platform defaults.
 
 use axum::extract::State;
-use inventiv_common::OrgId;
+use inventiv_common::{OrgId, UserId};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
@@ -46,14 +46,15 @@ pub struct SetQuotas {
 /// (instances, GPUs) the organization holds: every instance not yet
 /// terminated or archived.
 pub async fn usage(db: &mut PgConnection, org: Uuid) -> sqlx::Result<(i64, i64)> {
-    sqlx::query_as(
-        "SELECT count(*), COALESCE(sum(t.gpu_count), 0)::bigint
-           FROM instances i LEFT JOIN instance_types t ON t.id = i.instance_type_id
-          WHERE i.organization_id = $1 AND i.status NOT IN ('terminated', 'archived')",
+    let row = sqlx::query!(
+        r#"SELECT count(*) AS "instances!", COALESCE(sum(t.gpu_count), 0)::bigint AS "gpus!"
+             FROM instances i LEFT JOIN instance_types t ON t.id = i.instance_type_id
+            WHERE i.organization_id = $1 AND i.status NOT IN ('terminated', 'archived')"#,
+        org,
     )
-    .bind(org)
     .fetch_one(db)
-    .await
+    .await?;
+    Ok((row.instances, row.gpus))
 }
 
 /// The limits in force for `org`: (instances, GPUs).
@@ -62,13 +63,13 @@ pub async fn limits(
     db: &mut PgConnection,
     org: Uuid,
 ) -> sqlx::Result<(i64, i64)> {
-    let row: Option<(Option<i32>, Option<i32>)> = sqlx::query_as(
+    let row = sqlx::query!(
         "SELECT max_instances, max_gpus FROM organization_quotas WHERE organization_id = $1",
+        org,
     )
-    .bind(org)
     .fetch_optional(db)
     .await?;
-    let (instances, gpus) = row.unwrap_or((None, None));
+    let (instances, gpus) = row.map_or((None, None), |r| (r.max_instances, r.max_gpus));
     Ok((
         instances.map_or(state.config.default_max_instances, i64::from),
         gpus.map_or(state.config.default_max_gpus, i64::from),
@@ -77,22 +78,22 @@ pub async fn limits(
 
 async fn load(state: &AppState, org: Uuid) -> ApiResult<Quotas> {
     let mut conn = state.db.acquire().await?;
-    let exists: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1 AND deleted_at IS NULL)",
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1 AND deleted_at IS NULL) AS "exists!""#,
+        org,
     )
-    .bind(org)
     .fetch_one(&mut *conn)
     .await?;
     if !exists {
         return Err(ApiError::NotFound);
     }
-    let row: Option<(Option<i32>, Option<i32>)> = sqlx::query_as(
+    let row = sqlx::query!(
         "SELECT max_instances, max_gpus FROM organization_quotas WHERE organization_id = $1",
+        org,
     )
-    .bind(org)
     .fetch_optional(&mut *conn)
     .await?;
-    let (max_instances, max_gpus) = row.unwrap_or((None, None));
+    let (max_instances, max_gpus) = row.map_or((None, None), |r| (r.max_instances, r.max_gpus));
     let (effective_max_instances, effective_max_gpus) = limits(state, &mut conn, org).await?;
     let (instances_used, gpus_used) = usage(&mut conn, org).await?;
     Ok(Quotas {
@@ -142,16 +143,16 @@ async fn set_quotas(
     }
     load(&state, org).await?;
     let mut tx = state.db.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO organization_quotas (organization_id, max_instances, max_gpus, updated_by)
          VALUES ($1, $2, $3, $4)
          ON CONFLICT (organization_id) DO UPDATE
             SET max_instances = $2, max_gpus = $3, updated_by = $4, updated_at = now()",
+        org,
+        body.max_instances,
+        body.max_gpus,
+        caller.user_id as UserId,
     )
-    .bind(org)
-    .bind(body.max_instances)
-    .bind(body.max_gpus)
-    .bind(caller.user_id.0)
     .execute(&mut *tx)
     .await?;
     let entry = audit::Entry {

@@ -8,7 +8,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use inventiv_common::{Action, ShareStatus};
+use inventiv_common::{Action, ShareStatus, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// A share as its provider sees it.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct Share {
     pub id: Uuid,
     pub offering_id: Uuid,
@@ -43,20 +43,22 @@ pub struct Share {
     pub created_at: DateTime<Utc>,
 }
 
-const SELECT: &str = "SELECT s.id, s.offering_id, c.slug AS consumer_org_slug, s.status, s.accepted_at,
-        p.input_eur_per_1k::text AS input_eur_per_1k, p.output_eur_per_1k::text AS output_eur_per_1k,
-        COALESCE(p.cached_input_eur_per_1k, p.input_eur_per_1k)::text AS cached_input_eur_per_1k, s.created_at
-   FROM offering_shares s JOIN organizations c ON c.id = s.consumer_organization_id
-   LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k, cached_input_eur_per_1k FROM offering_prices v
-                       WHERE v.share_id = s.id AND v.effective_at <= now() ORDER BY v.effective_at DESC LIMIT 1) p ON true";
-
 async fn load_share(db: &sqlx::PgPool, offering: Uuid, id: Uuid) -> ApiResult<Share> {
-    sqlx::query_as(&format!("{SELECT} WHERE s.id = $1 AND s.offering_id = $2"))
-        .bind(id)
-        .bind(offering)
-        .fetch_optional(db)
-        .await?
-        .ok_or(ApiError::NotFound)
+    sqlx::query_as!(
+        Share,
+        r#"SELECT s.id, s.offering_id, c.slug AS consumer_org_slug, s.status AS "status: ShareStatus", s.accepted_at,
+                  p.input_eur_per_1k::text AS "input_eur_per_1k?", p.output_eur_per_1k::text AS "output_eur_per_1k?",
+                  COALESCE(p.cached_input_eur_per_1k, p.input_eur_per_1k)::text AS "cached_input_eur_per_1k?", s.created_at
+             FROM offering_shares s JOIN organizations c ON c.id = s.consumer_organization_id
+             LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k, cached_input_eur_per_1k FROM offering_prices v
+                                 WHERE v.share_id = s.id AND v.effective_at <= now() ORDER BY v.effective_at DESC LIMIT 1) p ON true
+            WHERE s.id = $1 AND s.offering_id = $2"#,
+        id,
+        offering,
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or(ApiError::NotFound)
 }
 
 /// Whom to share with, and optionally at which price.
@@ -100,11 +102,12 @@ async fn create_share(
         }
     };
     load(&state.db, caller.org_id.0, offering).await?;
-    let consumer: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM organizations WHERE slug = $1 AND deleted_at IS NULL")
-            .bind(body.consumer_org_slug.trim())
-            .fetch_optional(&state.db)
-            .await?;
+    let consumer = sqlx::query_scalar!(
+        "SELECT id FROM organizations WHERE slug = $1 AND deleted_at IS NULL",
+        body.consumer_org_slug.trim(),
+    )
+    .fetch_optional(&state.db)
+    .await?;
     let consumer = consumer.filter(|c| *c != caller.org_id.0).ok_or_else(|| {
         ApiError::validation(
             "UNKNOWN_ORGANIZATION",
@@ -113,14 +116,14 @@ async fn create_share(
     })?;
     let id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO offering_shares (id, offering_id, consumer_organization_id, created_by) VALUES ($1, $2, $3, $4)
          ON CONFLICT (offering_id, consumer_organization_id) DO NOTHING",
+        id,
+        offering,
+        consumer,
+        caller.user_id as UserId,
     )
-    .bind(id)
-    .bind(offering)
-    .bind(consumer)
-    .bind(caller.user_id.0)
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -155,10 +158,17 @@ async fn list_shares(
 ) -> ApiResult<Json<Vec<Share>>> {
     caller.require(Action::ViewOfferings)?;
     load(&state.db, caller.org_id.0, offering).await?;
-    let list = sqlx::query_as(&format!(
-        "{SELECT} WHERE s.offering_id = $1 ORDER BY s.created_at"
-    ))
-    .bind(offering)
+    let list = sqlx::query_as!(
+        Share,
+        r#"SELECT s.id, s.offering_id, c.slug AS consumer_org_slug, s.status AS "status: ShareStatus", s.accepted_at,
+                  p.input_eur_per_1k::text AS "input_eur_per_1k?", p.output_eur_per_1k::text AS "output_eur_per_1k?",
+                  COALESCE(p.cached_input_eur_per_1k, p.input_eur_per_1k)::text AS "cached_input_eur_per_1k?", s.created_at
+             FROM offering_shares s JOIN organizations c ON c.id = s.consumer_organization_id
+             LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k, cached_input_eur_per_1k FROM offering_prices v
+                                 WHERE v.share_id = s.id AND v.effective_at <= now() ORDER BY v.effective_at DESC LIMIT 1) p ON true
+            WHERE s.offering_id = $1 ORDER BY s.created_at"#,
+        offering,
+    )
     .fetch_all(&state.db)
     .await?;
     Ok(Json(list))
@@ -195,12 +205,14 @@ async fn update_share(
         ));
     }
     let mut tx = state.db.begin().await?;
-    sqlx::query("UPDATE offering_shares SET status = $3, updated_at = now() WHERE id = $1 AND offering_id = $2")
-        .bind(id)
-        .bind(offering)
-        .bind(body.status)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE offering_shares SET status = $3, updated_at = now() WHERE id = $1 AND offering_id = $2",
+        id,
+        offering,
+        body.status as ShareStatus,
+    )
+    .execute(&mut *tx)
+    .await?;
     let entry = audit::Entry::by(
         &caller,
         "share.status_changed",

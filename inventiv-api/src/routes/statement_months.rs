@@ -10,7 +10,7 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use inventiv_common::Action;
+use inventiv_common::{Action, UserId};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -169,10 +169,12 @@ async fn close_month(
             format!("note: at most {MAX_NOTE_CHARS} characters"),
         ));
     }
-    let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
-        .bind(caller.user_id.0)
-        .fetch_one(&state.db)
-        .await?;
+    let email = sqlx::query_scalar!(
+        "SELECT email FROM users WHERE id = $1",
+        caller.user_id as UserId
+    )
+    .fetch_one(&state.db)
+    .await?;
     let mut tx = state.db.begin().await?;
     let closer = Closer {
         user_id: caller.user_id.0,

@@ -11,7 +11,7 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
-use inventiv_common::Action;
+use inventiv_common::{Action, OrgId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -43,7 +43,7 @@ pub struct StatementQuery {
 }
 
 /// One pair of organizations and one offering in a month.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct StatementLine {
     /// `debit` (the current organization consumed) or `credit` (it provided).
     pub direction: String,
@@ -99,25 +99,28 @@ async fn statements(
     caller.require(Action::ViewFinOps)?;
     let (month, from, to) = month_bounds(q.month.as_deref())?;
     let as_csv = q.format == Format::Csv;
-    let lines: Vec<StatementLine> = sqlx::query_as(
-        "WITH mine AS (
+    let lines = sqlx::query_as!(
+        StatementLine,
+        r#"WITH mine AS (
             SELECT CASE WHEN u.organization_id = $1 THEN 'debit' ELSE 'credit' END AS direction,
                    CASE WHEN u.organization_id = $1 THEN u.provider_organization_id ELSE u.organization_id END AS counterparty,
                    u.offering_id, u.prompt_tokens, u.completion_tokens, u.cached_prompt_tokens, u.charged_eur
               FROM usage_records u
              WHERE u.offering_id IS NOT NULL AND u.at >= $2 AND u.at < $3
                AND (u.organization_id = $1 OR u.provider_organization_id = $1))
-         SELECT m.direction, c.slug AS counterparty_org_slug, m.offering_id, p.slug || '/' || o.model_code AS address,
-                count(*) AS requests, sum(m.prompt_tokens)::bigint AS prompt_tokens, sum(m.completion_tokens)::bigint AS completion_tokens,
-                sum(m.cached_prompt_tokens)::bigint AS cached_prompt_tokens,
-                trim_scale(sum(m.charged_eur))::text AS amount_eur
+         SELECT m.direction AS "direction!", c.slug AS counterparty_org_slug, m.offering_id AS "offering_id!",
+                p.slug || '/' || o.model_code AS "address!",
+                count(*) AS "requests!", sum(m.prompt_tokens)::bigint AS "prompt_tokens!",
+                sum(m.completion_tokens)::bigint AS "completion_tokens!",
+                sum(m.cached_prompt_tokens)::bigint AS "cached_prompt_tokens!",
+                trim_scale(sum(m.charged_eur))::text AS "amount_eur!"
            FROM mine m JOIN organizations c ON c.id = m.counterparty
            JOIN offerings o ON o.id = m.offering_id JOIN organizations p ON p.id = o.organization_id
-          GROUP BY m.direction, c.slug, m.offering_id, p.slug, o.model_code ORDER BY 1, 2, 4",
+          GROUP BY m.direction, c.slug, m.offering_id, p.slug, o.model_code ORDER BY 1, 2, 4"#,
+        caller.org_id as OrgId,
+        from,
+        to,
     )
-    .bind(caller.org_id.0)
-    .bind(from)
-    .bind(to)
     .fetch_all(&state.db)
     .await?;
     if as_csv {
@@ -150,25 +153,18 @@ async fn statements(
         ];
         return Ok(csv("statement.csv", &header, rows));
     }
-    let (debit, credit): (String, String) = sqlx::query_as(
-        "SELECT trim_scale(COALESCE(sum(a::numeric) FILTER (WHERE d = 'debit'), 0))::text,
-                trim_scale(COALESCE(sum(a::numeric) FILTER (WHERE d = 'credit'), 0))::text
-           FROM unnest($1::text[], $2::text[]) AS t(d, a)",
-    )
-    .bind(
-        lines
-            .iter()
-            .map(|l| l.direction.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        lines
-            .iter()
-            .map(|l| l.amount_eur.clone())
-            .collect::<Vec<_>>(),
+    let directions: Vec<String> = lines.iter().map(|l| l.direction.clone()).collect();
+    let amounts: Vec<String> = lines.iter().map(|l| l.amount_eur.clone()).collect();
+    let totals = sqlx::query!(
+        r#"SELECT trim_scale(COALESCE(sum(a::numeric) FILTER (WHERE d = 'debit'), 0))::text AS "debit!",
+                trim_scale(COALESCE(sum(a::numeric) FILTER (WHERE d = 'credit'), 0))::text AS "credit!"
+           FROM unnest($1::text[], $2::text[]) AS t(d, a)"#,
+        &directions,
+        &amounts,
     )
     .fetch_one(&state.db)
     .await?;
+    let (debit, credit) = (totals.debit, totals.credit);
     Ok(Json(Statement {
         month,
         debit_total_eur: debit,
@@ -306,7 +302,7 @@ pub struct RecoveryQuery {
 }
 
 /// One offering's economics over the period.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct Recovery {
     pub offering_id: Uuid,
     pub address: String,
@@ -335,11 +331,14 @@ async fn cost_recovery(
 ) -> ApiResult<Json<Vec<Recovery>>> {
     caller.require(Action::ViewFinOps)?;
     let (from, to) = range(q.from, q.to, 30, 3660)?;
-    let lines = sqlx::query_as(
-        "SELECT o.id AS offering_id, org.slug || '/' || o.model_code AS address,
-                round(c.cost, 4)::text AS gpu_cost_eur, trim_scale(r.revenue)::text AS revenue_eur,
-                trim_scale(round(r.revenue - c.cost, 4))::text AS margin_eur, r.tokens AS shared_tokens, r.tokens + own.tokens AS total_tokens,
-                CASE WHEN r.tokens + own.tokens > 0 THEN round(c.cost * 1000 / (r.tokens + own.tokens), 6)::text END AS break_even_eur_per_1k
+    let lines = sqlx::query_as!(
+        Recovery,
+        r#"SELECT o.id AS offering_id, org.slug || '/' || o.model_code AS "address!",
+                round(c.cost, 4)::text AS "gpu_cost_eur!", trim_scale(r.revenue)::text AS "revenue_eur!",
+                trim_scale(round(r.revenue - c.cost, 4))::text AS "margin_eur!", r.tokens AS "shared_tokens!",
+                r.tokens + own.tokens AS "total_tokens!",
+                CASE WHEN r.tokens + own.tokens > 0 THEN round(c.cost * 1000 / (r.tokens + own.tokens), 6)::text END
+                  AS "break_even_eur_per_1k?"
            FROM offerings o JOIN organizations org ON org.id = o.organization_id
            CROSS JOIN LATERAL (SELECT COALESCE(sum(cost_eur), 0) AS cost FROM cost_buckets b
                                 WHERE b.organization_id = $1 AND b.model_id = o.model_code AND b.minute >= $2 AND b.minute < $3) c
@@ -348,11 +347,11 @@ async fn cost_recovery(
                                 WHERE u.provider_organization_id = $1 AND u.offering_id = o.id AND u.at >= $2 AND u.at < $3) r
            CROSS JOIN LATERAL (SELECT COALESCE(sum(prompt_tokens + completion_tokens), 0)::bigint AS tokens FROM usage_records u
                                 WHERE u.organization_id = $1 AND u.model = o.model_code AND u.offering_id IS NULL AND u.at >= $2 AND u.at < $3) own
-          WHERE o.organization_id = $1 ORDER BY 2",
+          WHERE o.organization_id = $1 ORDER BY 2"#,
+        caller.org_id as OrgId,
+        from,
+        to,
     )
-    .bind(caller.org_id.0)
-    .bind(from)
-    .bind(to)
     .fetch_all(&state.db)
     .await?;
     Ok(Json(lines))

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
-use inventiv_common::Action;
+use inventiv_common::{Action, OrgId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -141,7 +141,7 @@ pub struct MetricsQuery {
 }
 
 /// A GPU sample.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct GpuPoint {
     pub at: DateTime<Utc>,
     pub gpu_index: i16,
@@ -153,7 +153,7 @@ pub struct GpuPoint {
 }
 
 /// A system sample.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct SystemPoint {
     pub at: DateTime<Utc>,
     pub cpu_pct: f32,
@@ -163,7 +163,7 @@ pub struct SystemPoint {
 }
 
 /// Requests served in one minute.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct RequestPoint {
     pub minute: DateTime<Utc>,
     pub requests: i64,
@@ -194,33 +194,38 @@ async fn instance_metrics(
     caller.require(Action::ViewInstances)?;
     crate::routes::instances::load(&state.db, caller.org_id.0, id).await?;
     let since = Utc::now() - Duration::minutes(i64::from(q.minutes.unwrap_or(60).clamp(1, 1440)));
-    let gpu = sqlx::query_as(
+    let gpu = sqlx::query_as!(
+        GpuPoint,
         "SELECT sampled_at AS at, gpu_index, utilization_pct, memory_used_mib, memory_total_mib, temperature_c, power_w
            FROM gpu_samples WHERE instance_id = $1 AND organization_id = $2 AND sampled_at >= $3 ORDER BY sampled_at, gpu_index",
+        id,
+        caller.org_id as OrgId,
+        since,
     )
-    .bind(id)
-    .bind(caller.org_id.0)
-    .bind(since)
     .fetch_all(&state.db)
     .await?;
-    let system = sqlx::query_as(
+    let system = sqlx::query_as!(
+        SystemPoint,
         "SELECT sampled_at AS at, cpu_pct, load1, memory_used_mib, memory_total_mib
            FROM system_samples WHERE instance_id = $1 AND organization_id = $2 AND sampled_at >= $3 ORDER BY sampled_at",
+        id,
+        caller.org_id as OrgId,
+        since,
     )
-    .bind(id)
-    .bind(caller.org_id.0)
-    .bind(since)
     .fetch_all(&state.db)
     .await?;
-    let requests = sqlx::query_as(
-        "SELECT date_trunc('minute', at) AS minute, count(*) AS requests, COALESCE(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
-                COALESCE(sum(completion_tokens), 0)::bigint AS completion_tokens, count(*) FILTER (WHERE status >= 400) AS errors
+    let requests = sqlx::query_as!(
+        RequestPoint,
+        r#"SELECT date_trunc('minute', at) AS "minute!", count(*) AS "requests!",
+                COALESCE(sum(prompt_tokens), 0)::bigint AS "prompt_tokens!",
+                COALESCE(sum(completion_tokens), 0)::bigint AS "completion_tokens!",
+                count(*) FILTER (WHERE status >= 400) AS "errors!"
            FROM usage_records WHERE instance_id = $1 AND (organization_id = $2 OR provider_organization_id = $2) AND at >= $3
-          GROUP BY 1 ORDER BY 1",
+          GROUP BY 1 ORDER BY 1"#,
+        id,
+        caller.org_id as OrgId,
+        since,
     )
-    .bind(id)
-    .bind(caller.org_id.0)
-    .bind(since)
     .fetch_all(&state.db)
     .await?;
     Ok(Json(InstanceMetrics {

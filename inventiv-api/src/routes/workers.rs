@@ -52,18 +52,16 @@ impl FromRequestParts<AppState> for Worker {
             .map(str::trim)
             .filter(|t| tokens::well_formed(t))
             .ok_or(ApiError::Unauthenticated)?;
-        let row: (Uuid, Uuid, InstanceStatus) = sqlx::query_as(
-            "SELECT id, organization_id, status FROM instances WHERE worker_token_hash = $1",
+        let worker = sqlx::query_as!(
+            Worker,
+            r#"SELECT id AS instance_id, organization_id, status AS "status: InstanceStatus"
+                 FROM instances WHERE worker_token_hash = $1"#,
+            tokens::hash(token),
         )
-        .bind(tokens::hash(token))
         .fetch_optional(&state.db)
         .await?
         .ok_or(ApiError::Unauthenticated)?;
-        Ok(Worker {
-            instance_id: row.0,
-            organization_id: row.1,
-            status: row.2,
-        })
+        Ok(worker)
     }
 }
 
@@ -112,19 +110,19 @@ async fn register(
     };
     // The ports are the ones the orchestrator installed, never the
     // worker's word: a claim of others is refused (routing would follow it).
-    let registered = sqlx::query(
+    let registered = sqlx::query!(
         "UPDATE instances SET worker_boot_id = $2, worker_agent_version = $3, worker_bundle_sha256 = $4,
                 worker_mode = $5, worker_status = 'starting',
                 worker_engine_ready = false, worker_registered_at = now(), last_heartbeat_at = now(), updated_at = now()
           WHERE id = $1 AND COALESCE(worker_agent_port = $6, true) AND COALESCE(worker_engine_port = $7, true)",
+        worker.instance_id,
+        body.boot_id,
+        body.agent.version,
+        body.agent.bundle_sha256,
+        mode,
+        i32::from(body.agent_port),
+        i32::from(body.engine_port),
     )
-    .bind(worker.instance_id)
-    .bind(&body.boot_id)
-    .bind(&body.agent.version)
-    .bind(&body.agent.bundle_sha256)
-    .bind(mode)
-    .bind(i32::from(body.agent_port))
-    .bind(i32::from(body.engine_port))
     .execute(&state.db)
     .await?;
     if registered.rows_affected() == 0 {
@@ -162,78 +160,78 @@ async fn heartbeat(
     // is kept for diagnosis only.
     let now = Utc::now();
     let mut tx = state.db.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE instances SET worker_status = $2, worker_boot_id = $3, worker_agent_version = $4,
                 worker_bundle_sha256 = $5, worker_engine_ready = $6, worker_requests_running = $7,
                 worker_requests_waiting = $8, worker_engine_restarts = $9, worker_gpus = $10,
                 worker_system = COALESCE($11, worker_system), last_heartbeat_at = $12, updated_at = now()
           WHERE id = $1",
+        worker.instance_id,
+        body.status.as_str(),
+        body.boot_id,
+        body.agent.version,
+        body.agent.bundle_sha256,
+        body.engine.ready,
+        i32::try_from(body.engine.requests_running).unwrap_or(i32::MAX),
+        i32::try_from(body.engine.requests_waiting).unwrap_or(i32::MAX),
+        i32::try_from(body.engine.restarts).unwrap_or(i32::MAX),
+        body.gpus.as_ref().map(SqlJson) as _,
+        body.system.as_ref().map(SqlJson) as _,
+        now,
     )
-    .bind(worker.instance_id)
-    .bind(body.status.as_str())
-    .bind(&body.boot_id)
-    .bind(&body.agent.version)
-    .bind(&body.agent.bundle_sha256)
-    .bind(body.engine.ready)
-    .bind(i32::try_from(body.engine.requests_running).unwrap_or(i32::MAX))
-    .bind(i32::try_from(body.engine.requests_waiting).unwrap_or(i32::MAX))
-    .bind(i32::try_from(body.engine.restarts).unwrap_or(i32::MAX))
-    .bind(body.gpus.as_ref().map(SqlJson))
-    .bind(body.system.as_ref().map(SqlJson))
-    .bind(now)
     .execute(&mut *tx)
     .await?;
     for g in body.gpus.iter().flatten() {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO gpu_samples (instance_id, organization_id, sampled_at, gpu_index, utilization_pct,
                                       memory_used_mib, memory_total_mib, temperature_c, power_w)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            worker.instance_id,
+            worker.organization_id,
+            now,
+            i16::from(g.index),
+            g.utilization_pct,
+            g.memory_used_mib,
+            g.memory_total_mib,
+            g.temperature_c,
+            g.power_w,
         )
-        .bind(worker.instance_id)
-        .bind(worker.organization_id)
-        .bind(now)
-        .bind(i16::from(g.index))
-        .bind(g.utilization_pct)
-        .bind(g.memory_used_mib)
-        .bind(g.memory_total_mib)
-        .bind(g.temperature_c)
-        .bind(g.power_w)
         .execute(&mut *tx)
         .await?;
     }
     if let Some(s) = &body.system {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO system_samples (instance_id, organization_id, sampled_at, cpu_pct, load1, memory_used_mib,
                                          memory_total_mib, disk_used_gib, disk_total_gib, net_rx_bytes_per_s, net_tx_bytes_per_s)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            worker.instance_id,
+            worker.organization_id,
+            now,
+            s.cpu_pct,
+            s.load1,
+            s.memory_used_mib,
+            s.memory_total_mib,
+            s.disk_used_gib,
+            s.disk_total_gib,
+            s.net_rx_bytes_per_s,
+            s.net_tx_bytes_per_s,
         )
-        .bind(worker.instance_id)
-        .bind(worker.organization_id)
-        .bind(now)
-        .bind(s.cpu_pct)
-        .bind(s.load1)
-        .bind(s.memory_used_mib)
-        .bind(s.memory_total_mib)
-        .bind(s.disk_used_gib)
-        .bind(s.disk_total_gib)
-        .bind(s.net_rx_bytes_per_s)
-        .bind(s.net_tx_bytes_per_s)
         .execute(&mut *tx)
         .await?;
     }
     if let Some(t) = body.engine.tokens {
         // One series per agent boot and engine restart count: a restarted
         // engine's counters start again from zero.
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO instance_token_counters (instance_id, organization_id, sampled_at, series, prompt_total, generation_total)
              VALUES ($1, $2, $3, $4, $5, $6)",
+            worker.instance_id,
+            worker.organization_id,
+            now,
+            format!("{}:{}", body.boot_id, body.engine.restarts),
+            i64::try_from(t.prompt_total).unwrap_or(i64::MAX),
+            i64::try_from(t.generation_total).unwrap_or(i64::MAX),
         )
-        .bind(worker.instance_id)
-        .bind(worker.organization_id)
-        .bind(now)
-        .bind(format!("{}:{}", body.boot_id, body.engine.restarts))
-        .bind(i64::try_from(t.prompt_total).unwrap_or(i64::MAX))
-        .bind(i64::try_from(t.generation_total).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
     }
@@ -265,17 +263,17 @@ pub async fn prune_samples(
     retention: std::time::Duration,
     counter_retention: std::time::Duration,
 ) -> sqlx::Result<u64> {
-    let counters = sqlx::query("DELETE FROM instance_token_counters WHERE sampled_at < $1")
-        .bind(Utc::now() - counter_retention)
-        .execute(db)
-        .await?;
+    let counters = sqlx::query!(
+        "DELETE FROM instance_token_counters WHERE sampled_at < $1",
+        Utc::now() - counter_retention,
+    )
+    .execute(db)
+    .await?;
     let cutoff = Utc::now() - retention;
-    let gpu = sqlx::query("DELETE FROM gpu_samples WHERE sampled_at < $1")
-        .bind(cutoff)
+    let gpu = sqlx::query!("DELETE FROM gpu_samples WHERE sampled_at < $1", cutoff)
         .execute(db)
         .await?;
-    let sys = sqlx::query("DELETE FROM system_samples WHERE sampled_at < $1")
-        .bind(cutoff)
+    let sys = sqlx::query!("DELETE FROM system_samples WHERE sampled_at < $1", cutoff)
         .execute(db)
         .await?;
     Ok(gpu.rows_affected() + sys.rows_affected() + counters.rows_affected())
