@@ -120,6 +120,29 @@ suite_sqlx() {
   "$REPO_ROOT/scripts/sqlx-prepare.sh" --check
 }
 
+# The API and the orchestrator never depend on each other, not even as a
+# dev-dependency to boot one in the other's tests: their end-to-end tests
+# live in inventiv-e2e, which depends on both. `cargo tree -p A -i B` prints
+# the path from A to B, or fails with "did not match" when there is none.
+suite_rust_seams() {
+  step "no dependency path between inventiv-api and inventiv-orchestrator (cargo tree -e normal,dev)"
+  local from to out rc
+  for pair in "inventiv-api inventiv-orchestrator" "inventiv-orchestrator inventiv-api"; do
+    read -r from to <<<"$pair"
+    rc=0
+    out=$(cargo tree -e normal,dev -p "$from" -i "$to" 2>&1) || rc=$?
+    if ((rc == 0)); then
+      printf '%s\n' "$out" >&2
+      die "$from depends on $to (the path above): end-to-end tests belong in inventiv-e2e"
+    fi
+    if ! grep -q "did not match any packages" <<<"$out"; then
+      printf '%s\n' "$out" >&2
+      die "cargo tree -p $from -i $to failed"
+    fi
+    log "no path from $from to $to"
+  done
+}
+
 # The orchestrator's bootstrap test logs in over SSH to a real sshd it
 # starts on loopback (Debian's openssh-server; ssh-keygen and ssh from
 # openssh-client); the node it installs runs the relay (Debian's haproxy,
@@ -233,7 +256,7 @@ suite_schemathesis() {
 # npm tests, ...): write a `suite_NAME` function above that starts with
 # `step "..."` (and calls ensure_services if it needs PostgreSQL/Redis), then
 # add NAME here.
-SUITES=(rust_fmt rust_clippy sqlx rust_tests make_run_smoke schemathesis compose worker_python frontend frontend_e2e)
+SUITES=(rust_fmt rust_clippy rust_seams sqlx rust_tests make_run_smoke schemathesis compose worker_python frontend frontend_e2e)
 # ------------------------------------------------------------------------------
 
 selected=("$@")

@@ -31,7 +31,10 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
-    tracing::info!(addr = %config.addr, bundle = %bundle.sha256, "inventiv-orchestrator listening");
+    // The bound address, not the configured one: with port 0 the kernel
+    // chooses it, and this line is how a supervisor (or a test) learns it.
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, bundle = %bundle.sha256, "inventiv-orchestrator listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let running = Arc::new(std::sync::OnceLock::new());

@@ -1,7 +1,8 @@
 //! Test harness shared by the integration tests of the workspace: a fresh
 //! migrated database per test, a real sshd on loopback, a fake Scaleway
 //! API and the real Scaleway recordings it is checked against, a stand-in
-//! for a node's relay (TLS + relay key), and the deadline-poll helper.
+//! for a node's relay (TLS + relay key), the deadline-poll helper, and the
+//! workspace's binaries built on first use.
 //! Test code only, so failing loudly (panicking) is the right answer to a
 //! broken harness.
 
@@ -12,6 +13,7 @@
     reason = "test harness"
 )]
 
+pub mod binaries;
 pub mod db;
 pub mod engine;
 pub mod fake_scaleway;

@@ -5,20 +5,11 @@
 //! provisioning deadline with its last error, after which everything that
 //! was created is deleted.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use crate::support::{Opts, Stack};
 use inventiv_testkit::fake_scaleway::{FakeScaleway, Faults};
-use support::{Opts, Stack};
 use uuid::Uuid;
 
 /// (action, started, finished) of every step of the instance, in order.
@@ -57,7 +48,7 @@ async fn a_step_three_leases_long_keeps_its_lease() {
     let _a = s.spawn_up(&opts("orch-a")).await;
     let _b = s.spawn_up(&opts("orch-b")).await;
 
-    let id = s.deploy(&token).await;
+    let id = s.deploy(&token, None).await;
     s.wait_status(id, "ready", Duration::from_secs(120)).await;
 
     s.assert_ready_once(id).await;

@@ -2,13 +2,6 @@
 //! public development key whenever none was set. It now refuses a missing
 //! or built-in key unless INVENTIV_INSECURE_DEVELOPMENT=1 on loopback.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
 use std::process::{Command, Stdio};
 
 /// Runs the orchestrator binary with only `vars` (and an unreachable

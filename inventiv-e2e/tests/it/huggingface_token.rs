@@ -7,23 +7,14 @@
 //! token, reinstalling a gated model's dead worker stops at
 //! `startup_failed` before touching the node.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod support;
-
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::{processes_mentioning, sigkill, Opts, Stack};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{processes_mentioning, sigkill, Opts, Stack};
 use uuid::Uuid;
 
 const HF_TOKEN: &str = "hf_EndToEndGatedToken0123456789abcdefgh";
@@ -156,7 +147,7 @@ async fn a_gated_model_gets_the_organizations_token_on_its_node_and_nowhere_else
     .await;
     let gated = call(&h, Method::POST, "/deployments", &token, Some(deploy)).await;
     let gated = Uuid::parse_str(gated["id"].as_str().unwrap()).unwrap();
-    let open = h.deploy(&token).await;
+    let open = h.deploy(&token, None).await;
     for id in [gated, open] {
         h.wait_status(id, "ready", Duration::from_secs(120)).await;
     }

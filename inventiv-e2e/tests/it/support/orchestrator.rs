@@ -1,13 +1,14 @@
 //! The orchestrator binary as a child process: configured by its
-//! environment only, started, waited for, SIGKILLed.
+//! environment only, started on a port the kernel chooses (read back from
+//! its `listening` log line), waited for, SIGKILLed.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{mock_engine, poll, repo, Stack};
+use super::{poll, repo, Stack};
 
 /// How to run an orchestrator process.
 #[derive(Debug, Clone)]
@@ -36,15 +37,24 @@ impl Opts {
 /// A running `inventiv-orchestrator` process; SIGKILLed when dropped.
 pub struct Process {
     child: Option<Child>,
-    pub name: String,
     pub log: PathBuf,
-    /// Where its probes listen.
-    pub addr: std::net::SocketAddr,
+    /// Where its probes listen, once `spawn_up` has read it from the log.
+    addr: Option<SocketAddr>,
 }
 
 impl Process {
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+    /// Where its probes listen (known once it is up).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("an address: start it with spawn_up")
+    }
+
+    /// The address its log says it listens on, once it has said so.
+    fn listening(&self) -> Option<SocketAddr> {
+        let log = std::fs::read_to_string(&self.log).ok()?;
+        log.lines()
+            .filter(|l| l.contains("inventiv-orchestrator listening"))
+            .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
+            .and_then(|a| a.parse().ok())
     }
 
     /// `kill -9`, then reaps it. Only the orchestrator: what it started
@@ -79,11 +89,7 @@ impl Stack {
             .join("logs")
             .join(format!("{n:02}-{}.log", opts.name));
         let out = std::fs::File::create(&log).unwrap();
-        // A free port for its probes, so that the test can tell it is up.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_inventiv-orchestrator"));
+        let mut cmd = Command::new(&self.orchestrator_bin);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(
@@ -98,14 +104,14 @@ impl Stack {
             .env("INVENTIV_ENCRYPTION_KEY", &self.encryption_key)
             .env("INVENTIV_STATE_DIR", &self.state_dir)
             .env("INVENTIV_ORCHESTRATOR_NAME", &opts.name)
-            .env("INVENTIV_ORCHESTRATOR_ADDR", addr.to_string())
+            .env("INVENTIV_ORCHESTRATOR_ADDR", "127.0.0.1:0")
             .env("INVENTIV_CONTROL_PLANE_URL", &self.api)
             .env("INVENTIV_AGENT_BUNDLE", &self.bundle)
             .env(
                 "INVENTIV_BOOTSTRAP_SCRIPT",
                 repo().join("inventiv-worker/bootstrap.sh"),
             )
-            .env("INVENTIV_MOCK_ENGINE", mock_engine())
+            .env("INVENTIV_MOCK_ENGINE", &self.mock_engine)
             .env(
                 "INVENTIV_MOCK_FIRST_ADDRESS",
                 opts.first_address.to_string(),
@@ -132,16 +138,29 @@ impl Stack {
             .stderr(out);
         Process {
             child: Some(cmd.spawn().expect("start inventiv-orchestrator")),
-            name: opts.name.clone(),
             log,
-            addr,
+            addr: None,
         }
     }
 
     /// Starts the orchestrator binary and waits until its probes answer.
     pub async fn spawn_up(&self, opts: &Opts) -> Process {
         let mut p = self.spawn(opts);
-        let url = format!("http://{}/healthz", p.addr);
+        let addr = poll(Duration::from_secs(30), Duration::from_millis(50), || {
+            let addr = p.listening();
+            async move { addr }
+        })
+        .await;
+        let Some(addr) = addr else {
+            panic!(
+                "{} never logged its address ({:?})\n{}",
+                opts.name,
+                p.exited(),
+                self.logs()
+            );
+        };
+        p.addr = Some(addr);
+        let url = format!("http://{addr}/healthz");
         let up = poll(Duration::from_secs(30), Duration::from_millis(50), || {
             let req = self.http.get(&url).send();
             async move { req.await.ok().filter(|r| r.status().is_success()) }

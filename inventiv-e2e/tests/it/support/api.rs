@@ -92,18 +92,10 @@ impl Stack {
         token
     }
 
-    /// `POST /deployments` of the mock model; returns the instance id.
-    pub async fn deploy(&self, token: &str) -> Uuid {
-        let (status, instance) = self
-            .call(
-                reqwest::Method::POST,
-                "/deployments",
-                token,
-                Some(json!({ "provider": "mock", "zone": "mock-zone-1", "instance_type": "mock-1gpu-24g", "model_id": MODEL })),
-            )
-            .await;
-        assert_eq!(status, 202, "{instance}");
-        Uuid::parse_str(instance["id"].as_str().unwrap()).unwrap()
+    /// `POST /deployments` of the mock model, under the request id
+    /// `request_id` when given (`x-request-id`); returns the instance id.
+    pub async fn deploy(&self, token: &str, request_id: Option<&str>) -> Uuid {
+        deploy_mock(&self.http, &self.api, token, request_id).await
     }
 
     /// `n` deployments at once; their instance ids in no particular order.
@@ -111,18 +103,7 @@ impl Stack {
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..n {
             let (http, api, token) = (self.http.clone(), self.api.clone(), token.to_owned());
-            set.spawn(async move {
-                let res = http
-                    .post(format!("{api}/deployments"))
-                    .bearer_auth(token)
-                    .json(&json!({ "provider": "mock", "zone": "mock-zone-1", "instance_type": "mock-1gpu-24g", "model_id": MODEL }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(res.status().as_u16(), 202);
-                let body: Value = res.json().await.unwrap();
-                Uuid::parse_str(body["id"].as_str().unwrap()).unwrap()
-            });
+            set.spawn(async move { deploy_mock(&http, &api, &token, None).await });
         }
         set.join_all().await
     }
@@ -197,4 +178,26 @@ impl Stack {
         assert_eq!(status, 202, "{instance}");
         Uuid::parse_str(instance["id"].as_str().unwrap()).unwrap()
     }
+}
+
+/// `POST /deployments` of the mock model to the API at `api`.
+async fn deploy_mock(
+    http: &reqwest::Client,
+    api: &str,
+    token: &str,
+    request_id: Option<&str>,
+) -> Uuid {
+    let mut req = http.post(format!("{api}/deployments")).bearer_auth(token);
+    if let Some(rid) = request_id {
+        req = req.header("x-request-id", rid);
+    }
+    let res = req
+        .json(&json!({ "provider": "mock", "zone": "mock-zone-1", "instance_type": "mock-1gpu-24g", "model_id": MODEL }))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 202, "{body}");
+    Uuid::parse_str(body["id"].as_str().unwrap()).unwrap()
 }

@@ -3,14 +3,7 @@
 //! logs, a checksum mismatch is refused with a clear action log, a second
 //! run is idempotent, and a changed host key is refused.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use inventiv_orchestrator::agent_info;
@@ -19,17 +12,11 @@ use inventiv_orchestrator::ssh::{Ssh, SshError, Target};
 use inventiv_store::action_log::ActionLog;
 use inventiv_store::crypto::Keyring;
 use inventiv_store::relay;
+use inventiv_testkit::binaries::repo;
 use inventiv_testkit::sshd::Sshd;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// Builds the agent bundle; returns (sha256, path).
 fn bundle() -> (String, PathBuf) {

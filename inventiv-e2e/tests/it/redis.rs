@@ -5,19 +5,10 @@
 //! instance still reaches `ready`, and later commands (terminate) flow
 //! through the new stream and are acknowledged.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod support;
-
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use support::{Opts, Stack};
+use crate::support::{Opts, Stack};
 
 /// Deletes every key under the test's prefix (a FLUSHALL limited to it).
 async fn flush_prefix(s: &Stack) -> usize {
@@ -87,7 +78,7 @@ async fn redis_flushed_during_provisioning() {
     opts.boot_delay_ms = 3000;
     let _a = s.spawn_up(&opts).await;
 
-    let id = s.deploy(&token).await;
+    let id = s.deploy(&token, None).await;
     s.until("the command read", Duration::from_secs(30), || async {
         let has_server = sqlx::query_scalar::<_, Option<String>>(
             "SELECT provider_server_id FROM instances WHERE id = $1",

@@ -5,20 +5,11 @@
 //! convergence no step is left open and not one server, volume or security
 //! group is left at the provider.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use crate::support::{poll, Opts, Stack};
 use inventiv_testkit::fake_scaleway::FakeScaleway;
-use support::{poll, Opts, Stack};
 use uuid::Uuid;
 
 /// A provisioning step, seen at the fake or in the database.

@@ -3,20 +3,12 @@
 //! reaches `ready` exactly once, with one VM created once and one agent;
 //! then all are terminated and nothing is left.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr,
-    reason = "tests"
-)]
-
-mod support;
+#![allow(clippy::print_stderr, reason = "it reports its timings")]
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use support::{processes_mentioning, Opts, Stack};
+use crate::support::{processes_mentioning, Opts, Stack};
 use uuid::Uuid;
 
 /// How many deployments at once (20 real VMs, each with sshd, agent and

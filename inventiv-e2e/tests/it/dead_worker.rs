@@ -4,21 +4,13 @@
 //! again and it comes back to `ready` — also when the instance has been up
 //! for longer than the start-up timeout.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr,
-    reason = "tests"
-)]
-
-mod support;
+#![allow(clippy::print_stderr, reason = "it reports its timings")]
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use crate::support::{poll, processes_mentioning, sigkill, Opts, Stack, MODEL};
 use serde_json::{json, Value};
-use support::{poll, processes_mentioning, sigkill, Opts, Stack, MODEL};
 use uuid::Uuid;
 
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(4);
@@ -73,11 +65,11 @@ async fn dead_worker_is_detected_then_reinstalled() {
     opts.startup_timeout_secs = STARTUP_TIMEOUT_SECS;
     let a = s.spawn_up(&opts).await;
 
-    let id = s.deploy(&token).await;
+    let id = s.deploy(&token, None).await;
     s.wait_status(id, "ready", Duration::from_secs(120)).await;
     s.assert_ready_once(id).await;
     // The orchestrator's metrics saw the jobs that got it there.
-    let metrics = reqwest::get(format!("http://{}/metrics", a.addr))
+    let metrics = reqwest::get(format!("http://{}/metrics", a.addr()))
         .await
         .unwrap()
         .text()

@@ -13,24 +13,15 @@
 //! refusal and an out-of-stock answer end a deployment with their own codes
 //! and Scaleway's message, leaving nothing behind.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use crate::support::{poll, NodeGuard, Stack, MODEL};
 use inventiv_orchestrator::cloud_reconcile::{reconcile_org, Backoff};
 use inventiv_providers::reconcile::Kind;
 use inventiv_providers::{tags, CreateServer};
 use inventiv_testkit::fake_scaleway::{FakeScaleway, Faults};
 use serde_json::json;
-use support::{poll, NodeGuard, Stack, MODEL};
 use uuid::Uuid;
 
 /// Successful actions of an instance, in order.
@@ -656,7 +647,7 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
         Duration::from_secs(5),
         Duration::from_millis(50),
         || async {
-            support::processes_mentioning(&engine)
+            crate::support::processes_mentioning(&engine)
                 .is_empty()
                 .then_some(())
         },

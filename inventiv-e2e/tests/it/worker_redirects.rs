@@ -2,23 +2,14 @@
 //! check with a redirect to a service only the control plane can reach:
 //! the orchestrator never follows it, and the check does not pass.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod support;
-
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::Stack;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use support::Stack;
 
 /// Serves `router` on 127.0.0.1 and a port from the kernel.
 async fn serve(router: axum::Router) -> u16 {
@@ -44,7 +35,7 @@ async fn counting(hits: Arc<AtomicUsize>) -> u16 {
 async fn the_health_check_never_follows_a_worker_redirect() {
     let s = Stack::start().await;
     let token = s.team().await;
-    let id = s.deploy(&token).await;
+    let id = s.deploy(&token, None).await;
 
     let internal = Arc::new(AtomicUsize::new(0));
     let trap = counting(internal.clone()).await;

@@ -4,20 +4,11 @@
 //! milestones in order and progress 100; terminate → terminated, every
 //! process of the VM gone and its directory removed.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod support;
-
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use crate::support::{processes_mentioning, Stack, MODEL};
 use serde_json::{json, Value};
-use support::{processes_mentioning, Stack, MODEL};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deploy_to_ready_then_terminate_on_the_mock_provider() {
@@ -48,7 +39,7 @@ async fn deploy_to_ready_then_terminate_on_the_mock_provider() {
     let member_events = listen(&h, &token).await;
     let other_events = listen(&h, &other_token).await;
     let started = std::time::Instant::now();
-    let id = h.deploy(&token).await;
+    let id = h.deploy(&token, None).await;
     h.wait_status(id, "ready", Duration::from_secs(90)).await;
     let (_, ready) = h
         .call(

@@ -7,24 +7,15 @@
 //! other file of the node, or the action logs. Without the opt-in, a
 //! reinstall on the same node removes the key.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::{NodeGuard, Stack};
 use inventiv_testkit::fake_scaleway::FakeScaleway;
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{NodeGuard, Stack};
 use uuid::Uuid;
 
 const READY: Duration = Duration::from_secs(120);
@@ -127,7 +118,7 @@ async fn the_node_gets_the_dead_man_switch_of_its_provider_and_settings() {
 
     // The mock provider: the node is this machine, the switch stays off.
     let mock_token = h.team().await;
-    let id = h.deploy(&mock_token).await;
+    let id = h.deploy(&mock_token, None).await;
     h.wait_status(id, "ready", READY).await;
     let (node, delivered) = installed(&h, id).await;
     let config = agent_config(&node);

@@ -4,19 +4,10 @@
 //! converges to `ready` with exactly one VM, created once, one agent, and
 //! no step left open; then it terminates cleanly.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod support;
-
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use support::{poll, Opts, Stack};
+use crate::support::{poll, Opts, Stack};
 use uuid::Uuid;
 
 const READY: Duration = Duration::from_secs(120);
@@ -49,9 +40,9 @@ async fn killed_right_after_the_deployment_is_committed() {
     let token = s.team().await;
     let opts = Opts::new("orch-a", Ipv4Addr::new(127, 0, 71, 1));
 
-    let first = s.deploy(&token).await;
+    let first = s.deploy(&token, None).await;
     let mut a = s.spawn_up(&opts).await;
-    let second = s.deploy(&token).await;
+    let second = s.deploy(&token, None).await;
     a.kill9();
     let _a = s.spawn(&opts);
 
@@ -76,7 +67,7 @@ async fn killed_while_the_server_is_created() {
     let opts = Opts::new("orch-a", Ipv4Addr::new(127, 0, 72, 1));
     let mut a = s.spawn_up(&opts).await;
 
-    let id = s.deploy(&token).await;
+    let id = s.deploy(&token, None).await;
     let found = poll(Duration::from_secs(30), Duration::from_millis(2), || {
         let any = !s.vms().is_empty();
         async move { any.then_some(()) }
@@ -104,7 +95,7 @@ async fn killed_after_the_provider_create_and_taken_over_by_another_replica() {
     opts.boot_delay_ms = 3000;
     let mut a = s.spawn_up(&opts).await;
 
-    let id = s.deploy(&token).await;
+    let id = s.deploy(&token, None).await;
     s.until("the server id recorded", Duration::from_secs(30), || {
         server_id(&s, id)
     })
@@ -151,7 +142,7 @@ async fn killed_during_the_bootstrap() {
     let opts = Opts::new("orch-a", Ipv4Addr::new(127, 0, 74, 1));
     let mut a = s.spawn_up(&opts).await;
 
-    let id = s.deploy(&token).await;
+    let id = s.deploy(&token, None).await;
     let phase = s
         .until("a bootstrap phase running", Duration::from_secs(60), || async {
             sqlx::query_scalar::<_, String>(
@@ -187,7 +178,7 @@ async fn another_replica_takes_over_when_the_lease_expires() {
     opts.boot_delay_ms = 3000;
     opts.extra = vec![("INVENTIV_INSTANCE_LEASE_MS".into(), "3000".into())];
     let mut a = s.spawn_up(&opts).await;
-    let id = s.deploy(&token).await;
+    let id = s.deploy(&token, None).await;
     s.until("the server id recorded", Duration::from_secs(30), || {
         server_id(&s, id)
     })
@@ -210,7 +201,7 @@ async fn killed_during_the_termination() {
     let token = s.team().await;
     let opts = Opts::new("orch-a", Ipv4Addr::new(127, 0, 76, 1));
     let mut a = s.spawn_up(&opts).await;
-    let id = s.deploy(&token).await;
+    let id = s.deploy(&token, None).await;
     s.wait_status(id, "ready", READY).await;
     let vm = s.vms().pop().unwrap();
 
@@ -229,7 +220,7 @@ async fn killed_during_the_termination() {
     // Its processes gone: the provider is removing the directory now.
     let dir = vm.dir.display().to_string();
     poll(Duration::from_secs(10), Duration::from_millis(2), || {
-        let left = support::processes_mentioning(&dir);
+        let left = crate::support::processes_mentioning(&dir);
         async move { left.is_empty().then_some(()) }
     })
     .await;
@@ -239,7 +230,7 @@ async fn killed_during_the_termination() {
     s.wait_status(id, "terminated", RESUME).await;
     assert!(!vm.dir.exists(), "{} survived", vm.dir.display());
     assert_one_vm_per_instance(&s, &[]);
-    let left = support::processes_mentioning(&dir);
+    let left = crate::support::processes_mentioning(&dir);
     assert!(left.is_empty(), "processes of the VM survived: {left:?}");
 }
 
@@ -256,7 +247,7 @@ async fn a_server_that_never_boots_fails_cleanly() {
     opts.startup_timeout_secs = 3;
     let _a = s.spawn_up(&opts).await;
 
-    let id = s.deploy(&token).await;
+    let id = s.deploy(&token, None).await;
     s.wait_status(id, "provisioning_failed", RESUME).await;
     let code: Option<String> = sqlx::query_scalar("SELECT error_code FROM instances WHERE id = $1")
         .bind(id)

@@ -1,11 +1,9 @@
-//! The harness of the orchestrator's end-to-end tests: a fresh database, a
+//! The harness of the end-to-end tests: a fresh database, a
 //! Redis prefix and a state directory per test, the real API in this
 //! process, and the orchestrator either in this process (`in_process`) or
 //! as the real binary (`spawn`) that a test can SIGKILL and start again.
 //! Everything it starts is stopped and removed when dropped (mock VMs are
 //! purged); waits are on conditions with deadlines.
-
-#![allow(dead_code, reason = "each test file uses part of the harness")]
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,6 +16,7 @@ use std::time::Duration;
 
 use inventiv_orchestrator::config::Config;
 use inventiv_orchestrator::engine::{self, Orchestrator};
+use inventiv_testkit::binaries::cargo_bin;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -31,12 +30,7 @@ pub use orchestrator::Opts;
 
 pub const MODEL: &str = "Qwen/Qwen2.5-0.5B-Instruct";
 
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+pub use inventiv_testkit::binaries::repo;
 
 /// Builds the agent bundle into `out` (per test: no two builds share a
 /// temporary file) and returns its path.
@@ -54,8 +48,6 @@ fn build_bundle(out: &Path) -> PathBuf {
     let line = String::from_utf8(out.stdout).unwrap();
     PathBuf::from(line.trim().split_once("  ").unwrap().1)
 }
-
-pub use inventiv_testkit::engine::mock_engine;
 
 /// Live processes whose command line mentions `needle` (pid, command line).
 pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
@@ -122,6 +114,10 @@ pub struct Stack {
     pub prefix: String,
     pub state_dir: PathBuf,
     pub bundle: PathBuf,
+    /// The orchestrator binary and the mock engine binary, built once per
+    /// test process (see `inventiv_testkit::binaries`).
+    pub orchestrator_bin: PathBuf,
+    pub mock_engine: PathBuf,
     /// The Scaleway API of in-process orchestrators (a fake, or nothing).
     pub scaleway_url: String,
     /// The SSH port of Scaleway servers and where the worker goes on them.
@@ -214,6 +210,15 @@ impl Stack {
         // SSH key: made once here, not raced by processes starting together.
         engine::ssh_key(&state_dir).await.unwrap();
         let bundle = build_bundle(&state_dir.join("bundle"));
+        // Built off the runtime: the first build of a test process is long.
+        let (orchestrator_bin, mock_engine) = tokio::task::spawn_blocking(|| {
+            (
+                cargo_bin("inventiv-orchestrator", "inventiv-orchestrator"),
+                inventiv_testkit::engine::mock_engine(),
+            )
+        })
+        .await
+        .unwrap();
         Stack {
             api: format!("http://{api_addr}"),
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
@@ -224,6 +229,8 @@ impl Stack {
             prefix,
             state_dir,
             bundle,
+            orchestrator_bin,
+            mock_engine,
             scaleway_url: scaleway_url.into(),
             scaleway_ssh: (22, None),
             cloud_reconcile_interval: Duration::from_secs(3600),
@@ -254,7 +261,7 @@ impl Stack {
             bootstrap_attempts: 3,
             max_dead_share: 1.0,
             max_deliveries: 5,
-            mock_engine: mock_engine(),
+            mock_engine: self.mock_engine.clone(),
             worker_heartbeat: Duration::from_secs(1),
             agent_bundle: self.bundle.clone(),
             bootstrap_script: repo().join("inventiv-worker/bootstrap.sh"),

@@ -5,40 +5,15 @@
 //! /deployments` follows the command into the orchestrator process, onto
 //! its log lines and into the instance's action log.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod support;
-
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use crate::support::{Opts, Stack};
 use futures_util::StreamExt;
 use inventiv_common::messages::{Command, CommandKind};
 use inventiv_common::InstanceStatus;
 use serde_json::{json, Value};
-use support::{Opts, Stack, MODEL};
 use uuid::Uuid;
-
-/// `POST /deployments` of the mock model under the request id `rid`.
-async fn deploy_as(h: &Stack, token: &str, rid: &str) -> Uuid {
-    let res = h
-        .http
-        .post(format!("{}/deployments", h.api))
-        .bearer_auth(token)
-        .header("x-request-id", rid)
-        .json(&json!({ "provider": "mock", "zone": "mock-zone-1", "instance_type": "mock-1gpu-24g", "model_id": MODEL }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 202);
-    let body: Value = res.json().await.unwrap();
-    Uuid::parse_str(body["id"].as_str().unwrap()).unwrap()
-}
 
 /// Every entry of the command stream, decoded by the orchestrator's consumer.
 async fn commands(h: &Stack) -> Vec<Command> {
@@ -64,7 +39,7 @@ async fn every_message_type_crosses_between_the_api_and_the_orchestrator() {
 
     // Commands: provision and terminate from HTTP requests, reinstall
     // queued as its handler does; the API's relay publishes them.
-    let id = deploy_as(&h, &token, "rid-provision").await;
+    let id = h.deploy(&token, Some("rid-provision")).await;
     let res = h
         .http
         .delete(format!("{}/instances/{id}", h.api))
@@ -173,7 +148,7 @@ async fn a_deployment_s_request_id_reaches_the_orchestrator_s_log_lines_and_acti
         .await;
     let token = h.team().await;
     let rid = format!("deploy-{}", Uuid::new_v4().simple());
-    let id = deploy_as(&h, &token, &rid).await;
+    let id = h.deploy(&token, Some(&rid)).await;
     h.wait_status(id, "ready", Duration::from_secs(90)).await;
 
     // Every step the orchestrator recorded carries the request id.

@@ -1,0 +1,26 @@
+//! The end-to-end tests, one test binary: the real API (in this process)
+//! and the real orchestrator (in this process, or its binary as a child
+//! process that a test can SIGKILL) over a fresh database, a Redis prefix
+//! and a state directory per test (see `support`). One module per subject.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+mod crash;
+mod dead_man;
+mod dead_worker;
+mod deadlines;
+mod huggingface_token;
+mod lifecycle;
+mod messages;
+mod redis;
+mod replicas;
+mod scaleway;
+mod scaleway_crash;
+mod worker_redirects;

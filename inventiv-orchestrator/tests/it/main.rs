@@ -1,0 +1,13 @@
+//! The orchestrator's integration tests, one test binary: those that need
+//! no API (the bootstrap over real SSH, the binary's refusal of unsafe
+//! secrets). The tests that run it with the API are in `inventiv-e2e`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod bootstrap;
+mod secrets;
