@@ -10,6 +10,7 @@
 //! size limit), [`Metering::record`] when the request ends, whose
 //! [`Durable::wait`] resolves once the record is on disk.
 
+pub mod fresh;
 pub mod segment;
 pub mod shipper;
 pub mod writer;
@@ -219,6 +220,7 @@ fn start(
         },
         pending,
         max_bytes,
+        fresh::Fresh::new(fresh::MAX_KEPT),
     ));
     // Small enough that committed bytes leave the disk soon, large enough
     // that rotations stay rare.

@@ -4,6 +4,8 @@
 //! checkpoint, is one row: its `usage_id` is unique). After each batch the
 //! checkpoint moves (fsynced) and fully committed segments are deleted.
 //! While the database refuses, the journal grows and the shipper retries.
+//! Records the writer still keeps in memory ([`super::fresh`]) are taken
+//! from there; the others are read back from disk.
 //!
 //! It also adopts orphans: a sibling directory whose lock is free belongs
 //! to a replica that is gone (crashed, or replaced under another id); its
@@ -44,6 +46,8 @@ pub struct Shipper {
     shared: Arc<Shared>,
     writer: writer::Sender,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// A batch the database refused, retried before anything else.
+    held: Option<Batch>,
     _lock: Arc<File>,
 }
 
@@ -67,6 +71,16 @@ async fn blocking<T: Send + 'static>(
         .map_err(std::io::Error::other)?
 }
 
+/// Reads one batch of `dir` from `from`, up to `limit` in a live journal.
+async fn read(dir: &Path, from: Pos, limit: Option<Pos>) -> Result<Batch, ()> {
+    let read_dir = dir.to_path_buf();
+    blocking(move || segment::read(&read_dir, from, limit, BATCH))
+        .await
+        .map_err(
+            |e| tracing::error!(error = %e, dir = %dir.display(), "usage journal not readable"),
+        )
+}
+
 /// Commits one batch of `dir` from `from` (up to `limit` in a live
 /// journal) and moves its checkpoint; the batch's new position and size.
 async fn ship(
@@ -76,15 +90,16 @@ async fn ship(
     from: Pos,
     limit: Option<Pos>,
 ) -> Result<Option<Batch>, ()> {
-    let read_dir = dir.to_path_buf();
-    let batch = blocking(move || segment::read(&read_dir, from, limit, BATCH))
-        .await
-        .map_err(
-            |e| tracing::error!(error = %e, dir = %dir.display(), "usage journal not readable"),
-        )?;
+    let batch = read(dir, from, limit).await?;
     if batch.end == from {
         return Ok(None);
     }
+    commit(db, notice, dir, &batch).await?;
+    Ok(Some(batch))
+}
+
+/// Commits a batch of `dir`'s records and moves its checkpoint past them.
+async fn commit(db: &sqlx::PgPool, notice: Duration, dir: &Path, batch: &Batch) -> Result<(), ()> {
     if !batch.records.is_empty() {
         if let Err(e) = usage::write(db, &batch.records, notice).await {
             tracing::error!(error = %e, rows = batch.records.len(), "usage batch not written; kept in the journal, will retry");
@@ -97,8 +112,7 @@ async fn ship(
         segment::delete_before(&done_dir, end)
     })
     .await
-    .map_err(|e| tracing::error!(error = %e, dir = %dir.display(), "usage journal checkpoint not written"))?;
-    Ok(Some(batch))
+    .map_err(|e| tracing::error!(error = %e, dir = %dir.display(), "usage journal checkpoint not written"))
 }
 
 impl Shipper {
@@ -118,24 +132,54 @@ impl Shipper {
             shared,
             writer,
             thread: Some(thread),
+            held: None,
             _lock: lock,
         }
     }
 
-    /// Commits what this replica's journal holds up to its durable end.
+    /// Commits a batch of what this replica's journal holds up to its
+    /// durable end.
     async fn step(&mut self, db: &sqlx::PgPool, notice: Duration) -> Step {
-        let limit = Some(self.shared.durable());
-        match ship(db, notice, &self.dir, self.checkpoint, limit).await {
-            Ok(Some(batch)) => {
+        let batch = match self.held.take() {
+            Some(batch) => batch,
+            None => match self.next().await {
+                Ok(batch) => batch,
+                Err(()) => return Step::Refused,
+            },
+        };
+        if batch.end == self.checkpoint {
+            return Step::Idle;
+        }
+        match commit(db, notice, &self.dir, &batch).await {
+            Ok(()) => {
                 self.checkpoint = batch.end;
                 self.shared.shipped(batch.consumed);
                 Step::Progress {
                     full: batch.records.len() >= BATCH,
                 }
             }
-            Ok(None) => Step::Idle,
-            Err(()) => Step::Refused,
+            Err(()) => {
+                self.held = Some(batch);
+                Step::Refused
+            }
         }
+    }
+
+    /// The next batch after the checkpoint: the records kept in memory
+    /// when they continue it, else a read from disk up to the first kept
+    /// record (or the durable end).
+    async fn next(&self) -> Result<Batch, ()> {
+        let durable = self.shared.durable();
+        let kept = self.shared.fresh.take(self.checkpoint, BATCH);
+        if kept.end != self.checkpoint {
+            return Ok(kept);
+        }
+        let limit = self
+            .shared
+            .fresh
+            .first()
+            .map_or(durable, |first| first.min(durable));
+        read(&self.dir, self.checkpoint, Some(limit)).await
     }
 
     /// Stops the writer once it synced what it was handed.

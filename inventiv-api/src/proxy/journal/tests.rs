@@ -281,3 +281,105 @@ async fn a_record_handed_over_after_the_writer_stopped_is_refused_at_once() {
     assert!(refused.is_err(), "a record nobody writes is not durable");
     assert_eq!(syncs(&metering), (2, 2));
 }
+
+/// The records the writer keeps in memory for the shipper.
+fn fresh(metering: &Metering) -> &super::fresh::Fresh {
+    let super::Sink::Journal(handle) = &metering.0 else {
+        panic!("a journal")
+    };
+    &handle.shared.fresh
+}
+
+#[tokio::test]
+async fn the_records_kept_in_memory_are_the_journals_own_frames_across_rotations() {
+    let root = TempDir::new();
+    let dir = root.0.join("kept");
+    // 64 KiB segments: 400 records rotate several times.
+    let (metering, background) = open(&root.0, "kept", 4096, GATHER_WAIT).await.unwrap();
+    let ids = journal(&metering, 0, 400).await;
+    stop(background).await;
+    assert!(segment::segments(&dir).unwrap().len() >= 3);
+
+    // Nothing kept starts before this run's first segment: the last run's
+    // records (none here) are read from disk up to the first kept one.
+    let first = fresh(&metering).first().expect("records kept");
+    let before = segment::read(&dir, Pos::default(), Some(first), usize::MAX).unwrap();
+    assert!(before.records.is_empty());
+    assert_eq!(before.end, first);
+
+    let kept = fresh(&metering).take(before.end, usize::MAX);
+    let on_disk = read_all(&dir, Pos::default());
+    assert_eq!(
+        kept.records.iter().map(|r| r.usage_id).collect::<Vec<_>>(),
+        ids
+    );
+    assert_eq!(kept.end, on_disk.end);
+    assert_eq!(kept.consumed, on_disk.consumed);
+    assert!(fresh(&metering).first().is_none(), "all taken");
+}
+
+fn kept(follows: (u64, u64), start: (u64, u64), end: (u64, u64), n: i32) -> super::fresh::Kept {
+    let pos = |(segment, offset)| Pos { segment, offset };
+    super::fresh::Kept {
+        follows: pos(follows),
+        start: pos(start),
+        end: pos(end),
+        record: record(n),
+    }
+}
+
+#[test]
+fn what_memory_could_not_keep_is_read_from_disk_up_to_the_next_kept_record() {
+    let pos = |segment, offset| Pos { segment, offset };
+    let fresh = super::fresh::Fresh::new(3);
+    fresh.keep(vec![
+        kept((1, 0), (1, 0), (1, 10), 0),
+        kept((1, 10), (1, 10), (1, 20), 1),
+    ]);
+    // Does not fit whole: not kept at all.
+    fresh.keep(vec![
+        kept((1, 20), (1, 20), (1, 30), 2),
+        kept((1, 30), (1, 30), (1, 40), 3),
+    ]);
+    fresh.keep(vec![kept((1, 40), (1, 40), (1, 50), 4)]);
+    let taken = fresh.take(pos(1, 0), 10);
+    assert_eq!(
+        taken
+            .records
+            .iter()
+            .map(|r| r.prompt_tokens)
+            .collect::<Vec<_>>(),
+        [0, 1]
+    );
+    assert_eq!((taken.end, taken.consumed), (pos(1, 20), 20));
+    // The hole: nothing from memory; the disk read stops where it ends.
+    assert!(fresh.take(pos(1, 20), 10).records.is_empty());
+    assert_eq!(fresh.first(), Some(pos(1, 40)));
+    // After a rotation the next record follows the old segment's end.
+    fresh.keep(vec![kept((1, 50), (2, 0), (2, 10), 5)]);
+    let taken = fresh.take(pos(1, 40), 10);
+    assert_eq!(
+        taken
+            .records
+            .iter()
+            .map(|r| r.prompt_tokens)
+            .collect::<Vec<_>>(),
+        [4, 5]
+    );
+    assert_eq!(taken.end, pos(2, 10));
+    // Records committed from disk meanwhile are dropped, never shipped twice.
+    fresh.keep(vec![
+        kept((2, 10), (2, 10), (2, 20), 6),
+        kept((2, 20), (2, 20), (2, 30), 7),
+    ]);
+    let taken = fresh.take(pos(2, 20), 10);
+    assert_eq!(
+        taken
+            .records
+            .iter()
+            .map(|r| r.prompt_tokens)
+            .collect::<Vec<_>>(),
+        [7]
+    );
+    assert!(fresh.first().is_none());
+}

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Notify};
 
+use super::fresh::{Fresh, Kept};
 use super::segment::{self, Pos};
 use crate::proxy::usage::UsageRecord;
 
@@ -189,6 +190,8 @@ pub struct Shared {
     /// Syncs done and records they made durable, for `/metrics`.
     syncs: AtomicU64,
     records: AtomicU64,
+    /// Durable records the shipper has not taken yet.
+    pub fresh: Fresh,
 }
 
 /// A request being answered, counted until its record is handed over
@@ -202,7 +205,7 @@ impl Drop for Answering {
 }
 
 impl Shared {
-    pub fn new(durable: Pos, pending: u64, max_bytes: u64) -> Shared {
+    pub fn new(durable: Pos, pending: u64, max_bytes: u64, fresh: Fresh) -> Shared {
         Shared {
             durable: Mutex::new(durable),
             wake: Notify::new(),
@@ -214,6 +217,7 @@ impl Shared {
             answering: AtomicUsize::new(0),
             syncs: AtomicU64::new(0),
             records: AtomicU64::new(0),
+            fresh,
         }
     }
 
@@ -267,12 +271,18 @@ impl Shared {
 struct Group {
     buf: Vec<u8>,
     acks: Vec<oneshot::Sender<bool>>,
+    /// The records, with where each one's frame starts and ends in `buf`.
+    records: Vec<(UsageRecord, usize, usize)>,
 }
 
 impl Group {
     fn add(&mut self, (record, ack): Entry) {
+        let start = self.buf.len();
         match segment::encode(&mut self.buf, &record) {
-            Ok(()) => self.acks.push(ack),
+            Ok(()) => {
+                self.acks.push(ack);
+                self.records.push((record, start, self.buf.len()));
+            }
             Err(e) => {
                 tracing::error!(error = %e, usage_id = %record.usage_id, "usage record not encodable");
                 let _ = ack.send(false);
@@ -290,6 +300,8 @@ pub struct Writer {
     segment_bytes: u64,
     /// How long a group waits for company (see [`GATHER_WAIT`]).
     gather_wait: Duration,
+    /// The end of the last durable frame (see [`Kept::follows`]).
+    last_end: Pos,
     shared: Arc<Shared>,
     /// Held while the writer lives: the directory is this journal's.
     _lock: Arc<File>,
@@ -322,6 +334,10 @@ impl Writer {
             size: 0,
             segment_bytes,
             gather_wait,
+            last_end: Pos {
+                segment: first,
+                offset: 0,
+            },
             shared,
             _lock: lock,
         })
@@ -334,6 +350,7 @@ impl Writer {
         let mut group = Group {
             buf: Vec::with_capacity(256 * 1024),
             acks: Vec::with_capacity(256),
+            records: Vec::with_capacity(256),
         };
         let mut taken: Vec<Entry> = Vec::with_capacity(256);
         loop {
@@ -374,8 +391,9 @@ impl Writer {
             for entry in taken.drain(..) {
                 group.add(entry);
             }
-            let durable = group.buf.is_empty() || self.append(&group.buf, group.acks.len());
+            let durable = group.buf.is_empty() || self.append(&mut group);
             group.buf.clear();
+            group.records.clear();
             for ack in group.acks.drain(..) {
                 // A client gone meanwhile changes nothing: the record is written.
                 let _ = ack.send(durable);
@@ -387,14 +405,38 @@ impl Writer {
         queue.lock().stopped = true;
     }
 
-    fn append(&mut self, bytes: &[u8], records: usize) -> bool {
-        let len = bytes.len() as u64;
+    /// Writes and syncs the group; once durable, its records are kept for
+    /// the shipper before it is told.
+    fn append(&mut self, group: &mut Group) -> bool {
+        let len = group.buf.len() as u64;
+        let records = group.records.len();
         match self
             .file
-            .write_all(bytes)
+            .write_all(&group.buf)
             .and_then(|()| self.file.sync_data())
         {
             Ok(()) => {
+                let at = |offset: usize| Pos {
+                    segment: self.segment,
+                    offset: self.size + offset as u64,
+                };
+                let mut follows = self.last_end;
+                let kept = group
+                    .records
+                    .drain(..)
+                    .map(|(record, start, end)| {
+                        let k = Kept {
+                            follows,
+                            start: at(start),
+                            end: at(end),
+                            record,
+                        };
+                        follows = k.end;
+                        k
+                    })
+                    .collect();
+                self.shared.fresh.keep(kept);
+                self.last_end = follows;
                 self.size += len;
                 self.shared.written.fetch_add(len, Ordering::Relaxed);
                 self.shared.syncs.fetch_add(1, Ordering::Relaxed);
