@@ -1,11 +1,12 @@
 //! Request ids: a well-formed client `x-request-id` is kept, otherwise one is
-//! generated; it is echoed on the response, carried by the request's span and
-//! put into every error body.
+//! generated (tower-http sets and echoes it); the request's span carries it,
+//! and [`current`] gives it to every error body and to the proxy.
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::HeaderName;
 use axum::middleware::Next;
 use axum::response::Response;
+use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::Instrument;
 
 /// The header that carries the id both ways.
@@ -21,25 +22,46 @@ pub fn current() -> Option<String> {
 }
 
 /// Accepts 1 to 128 characters of `[A-Za-z0-9._:-]`; anything else is replaced.
-fn well_formed(value: &str) -> bool {
+fn well_formed(value: &[u8]) -> bool {
     (1..=128).contains(&value.len())
         && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
 }
 
-/// Middleware: assigns the id, opens the request span, logs the outcome.
-pub async fn middleware(mut request: Request, next: Next) -> Response {
-    let id = request
+/// Drops a client id that is not [`well_formed`], so that
+/// `SetRequestIdLayer` (which keeps any id present) generates one.
+pub async fn drop_ill_formed(mut request: Request) -> Request {
+    if !request
         .headers()
         .get(&HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| well_formed(v))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        request.headers_mut().insert(HEADER.clone(), value);
+        .is_none_or(|v| well_formed(v.as_bytes()))
+    {
+        request.headers_mut().remove(&HEADER);
     }
+    request
+}
+
+/// A new id: a v4 uuid without hyphens.
+#[derive(Clone, Copy, Default)]
+pub struct Generate;
+
+impl MakeRequestId for Generate {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        id.parse().ok().map(RequestId::new)
+    }
+}
+
+/// Middleware inside `SetRequestIdLayer`: opens the request span, makes the
+/// id [`current`] for the handler, logs the outcome.
+pub async fn span(request: Request, next: Next) -> Response {
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let method = request.method().clone();
     // The route template, never the raw path: paths can carry tokens
     // (invitation links) that must not reach the logs.
@@ -50,8 +72,8 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         .to_owned();
     let span = tracing::info_span!("request", request_id = %id, %method, %route);
     let started = std::time::Instant::now();
-    let mut response = REQUEST_ID
-        .scope(id.clone(), next.run(request).instrument(span.clone()))
+    let response = REQUEST_ID
+        .scope(id, next.run(request).instrument(span.clone()))
         .await;
     let status = response.status().as_u16();
     span.in_scope(|| {
@@ -68,9 +90,6 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
             tracing::info!(status, latency_ms, "request");
         }
     });
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HEADER.clone(), value);
-    }
     response
 }
 
@@ -78,9 +97,9 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
 mod tests {
     #[test]
     fn well_formed_ids() {
-        assert!(super::well_formed("abc-123_x.y:z"));
-        assert!(!super::well_formed(""));
-        assert!(!super::well_formed("has space"));
-        assert!(!super::well_formed(&"a".repeat(129)));
+        assert!(super::well_formed(b"abc-123_x.y:z"));
+        assert!(!super::well_formed(b""));
+        assert!(!super::well_formed(b"has space"));
+        assert!(!super::well_formed("a".repeat(129).as_bytes()));
     }
 }

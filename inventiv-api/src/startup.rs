@@ -12,6 +12,8 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::compression::{CompressionLayer, DefaultPredicate};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -76,22 +78,38 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
 
 /// The documented routes and the OpenAPI document they produce.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (control, data, doc) = planes();
+    (control.merge(data), doc)
+}
+
+/// The control plane's routes apart from the data plane's (`/v1`, the
+/// proxy's hot path), and the document of both.
+fn planes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (control, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::router())
         .split_for_parts();
+    let (data, data_doc) = crate::proxy::router().split_for_parts();
+    doc.merge(data_doc);
     // After the merge: the modifier needs the routes' operations.
     crate::openapi_errors::ErrorResponses.modify(&mut doc);
-    (router, doc)
+    (control, data, doc)
 }
 
 /// The complete HTTP application: API routes, `/openapi.json`, Swagger UI at
-/// `/docs`, the dashboard at `/`, error-shaped fallbacks, request ids and
-/// the body limit.
+/// `/docs`, the dashboard at `/`, error-shaped fallbacks, gzip, request ids
+/// and the body limit. Layers run outermost last-added first.
 pub fn app(state: AppState) -> Router {
-    let (api, doc) = api();
+    let (control, data, doc) = planes();
     let max_body = state.config.max_body_bytes;
-    api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
-        .fallback(crate::frontend::assets)
+    control
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .fallback_service(crate::frontend::files(&state.config.frontend_dir))
+        // A layer wraps the routes present when it is added: `/v1` joins
+        // after it, so the proxy streams answers through as the engine sent
+        // them. The default predicate leaves small answers, images and
+        // server-sent events (`/events/stream`) alone.
+        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new()))
+        .merge(data)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
@@ -106,7 +124,13 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::browser::headers,
         ))
-        .layer(axum::middleware::from_fn(request_id::middleware))
+        .layer(axum::middleware::from_fn(request_id::span))
+        .layer(PropagateRequestIdLayer::new(request_id::HEADER.clone()))
+        .layer(SetRequestIdLayer::new(
+            request_id::HEADER.clone(),
+            request_id::Generate,
+        ))
+        .layer(axum::middleware::map_request(request_id::drop_ill_formed))
         .with_state(state)
 }
 

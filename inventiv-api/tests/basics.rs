@@ -267,14 +267,32 @@ async fn the_dashboard_is_served_from_the_same_origin() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(
-        res.headers()["content-type"],
-        "text/javascript; charset=utf-8"
-    );
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
     assert!(res.headers()["cache-control"]
         .to_str()
         .unwrap()
         .contains("immutable"));
+    // A missing build file is the API's 404, and not cached for a year.
+    let res = app
+        .http
+        .get(app.url("/assets/app-5678.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(!res.headers().contains_key("cache-control"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(error_code(&body), "ROUTE_NOT_FOUND");
+    let (status, _, body) = app
+        .call(Method::POST, "/assets/app-1234.js", None, None)
+        .await;
+    assert_eq!(
+        (status.as_u16(), error_code(&body)),
+        (404, "ROUTE_NOT_FOUND")
+    );
     let res = app
         .http
         .get(app.url("/assets/../../../etc/passwd"))
@@ -288,4 +306,59 @@ async fn the_dashboard_is_served_from_the_same_origin() {
         (404, "ROUTE_NOT_FOUND")
     );
     let _ = std::fs::remove_dir_all(&dist);
+}
+
+/// The answer's `content-encoding`, if any.
+fn encoding(res: &reqwest::Response) -> Option<&str> {
+    res.headers()
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn control_plane_answers_are_gzipped_but_not_streams_or_v1() {
+    use std::io::Read;
+    let app = TestApp::spawn().await;
+    let get = |path: &str| {
+        app.http
+            .get(app.url(path))
+            .header("accept-encoding", "gzip")
+    };
+    let res = get("/openapi.json").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(encoding(&res), Some("gzip"));
+    let compressed = res.bytes().await.unwrap();
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_end(&mut json)
+        .unwrap();
+    let (_, plain) = app.get("/openapi.json", None).await;
+    assert_eq!(serde_json::from_slice::<Value>(&json).unwrap(), plain);
+    assert!(compressed.len() * 4 < json.len(), "{}", compressed.len());
+
+    // An error of the control plane is compressed; the same size of error
+    // from the data plane is not.
+    let res = get("/auth/me").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(encoding(&res), Some("gzip"));
+    let res = get("/v1/models").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(encoding(&res), None);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"]["message"].is_string(), "{body}");
+
+    let token = app
+        .login(support::ADMIN_EMAIL, support::ADMIN_PASSWORD)
+        .await;
+    let res = get("/events/stream")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    assert_eq!(encoding(&res), None);
 }

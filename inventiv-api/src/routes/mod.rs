@@ -80,7 +80,8 @@ impl Paging {
     }
 }
 
-/// Every API route, documented.
+/// Every control-plane route, documented (the `/v1` data plane's are in
+/// [`crate::proxy::router`]).
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(health::router())
@@ -117,5 +118,4 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(available_offerings::router())
         .merge(budgets::router())
         .merge(budget_alerts::router())
-        .merge(crate::proxy::router())
 }
