@@ -105,7 +105,7 @@ async fn the_node_gets_the_dead_man_switch_of_its_provider_and_settings() {
     let mut h = Stack::start_with_scaleway(&fake.url).await;
     let scaleway_node = h.state_dir.join("scaleway-node");
     h.scaleway_ssh = (sshd.port, Some(scaleway_node.display().to_string()));
-    let (_, key) = inventiv_orchestrator::engine::ssh_key(&h.state_dir)
+    let (_, key) = inventiv_orchestrator::context::ssh_key(&h.state_dir)
         .await
         .unwrap();
     sshd.authorize(&key);

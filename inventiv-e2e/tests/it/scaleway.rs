@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use crate::support::{poll, NodeGuard, Stack, MODEL};
-use inventiv_orchestrator::cloud_reconcile::{reconcile_org, Backoff};
+use inventiv_orchestrator::jobs::cloud_reconcile::{reconcile_org, Backoff};
 use inventiv_providers::reconcile::Kind;
 use inventiv_providers::{tags, CreateServer};
 use inventiv_testkit::fake_scaleway::{FakeScaleway, Faults};
@@ -544,7 +544,7 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
     let mut h = Stack::start_with_scaleway(&fake.url).await;
     let node = h.state_dir.join("scaleway-node");
     h.scaleway_ssh = (sshd.port, Some(node.display().to_string()));
-    let (_, key) = inventiv_orchestrator::engine::ssh_key(&h.state_dir)
+    let (_, key) = inventiv_orchestrator::context::ssh_key(&h.state_dir)
         .await
         .unwrap();
     sshd.authorize(&key);
@@ -760,11 +760,11 @@ async fn quota_and_out_of_stock_end_with_their_codes_and_leave_nothing() {
 #[tokio::test]
 async fn one_replica_at_a_time_runs_the_reconciliation_job() {
     let h = Stack::start().await;
-    let first = inventiv_orchestrator::cloud_reconcile::take_lock(&h.db_url)
+    let first = inventiv_orchestrator::jobs::cloud_reconcile::take_lock(&h.db_url)
         .await
         .unwrap();
     assert!(first.is_some());
-    let second = inventiv_orchestrator::cloud_reconcile::take_lock(&h.db_url)
+    let second = inventiv_orchestrator::jobs::cloud_reconcile::take_lock(&h.db_url)
         .await
         .unwrap();
     assert!(second.is_none(), "a second replica must not run it");
@@ -773,7 +773,7 @@ async fn one_replica_at_a_time_runs_the_reconciliation_job() {
     let third = poll(Duration::from_secs(10), Duration::from_millis(50), || {
         let url = url.clone();
         async move {
-            inventiv_orchestrator::cloud_reconcile::take_lock(&url)
+            inventiv_orchestrator::jobs::cloud_reconcile::take_lock(&url)
                 .await
                 .unwrap()
         }

@@ -1,6 +1,41 @@
-//! One reconcile step per instance status: read what the instance needs,
-//! do one thing, record it, say whether to continue now or later. Every
-//! step may run twice (after a crash, on two replicas in turn) harmlessly.
+//! The instance state machine as the orchestrator drives it: one reconcile
+//! step per status, in a file named after it. A step reads what the
+//! instance needs, does one thing, records it (action log, progress, status
+//! change with its history row) and says whether to continue now or later.
+//! Every step may run twice (after a crash, on two replicas in turn)
+//! harmlessly. The legal transitions are `inventiv_common::instance`'s; the
+//! driver that leases an instance and runs its steps is `jobs::reconcile`.
+//!
+//! ```text
+//!  provisioning ─► booting ─► installing ─► starting ─► ready ◄─► worker_dead
+//!                                                    (the watchdog, the heartbeats)
+//!
+//!  provisioning, booting ── errors, deadline, boot timeout ──► provisioning_failed
+//!  installing, starting ── errors, tries used up, start-up timeout ──► startup_failed
+//!  startup_failed, worker_dead ── reinstall (API) ──► installing
+//!  any but terminated, archived ── terminate (API) ──► terminating ─► terminated
+//! ```
+//!
+//! | status | the step | in |
+//! |---|---|---|
+//! | `provisioning` | create or adopt the server, grow its root volume, power it on | `provisioning` (`volumes`) |
+//! | `booting` | wait for a running server with an address, limit its inbound traffic | `booting` (`firewall`) |
+//! | `installing` | install the worker over SSH, retried up to the settings' attempts | `installing` (`crate::node::install`) |
+//! | `starting` | the engine answers through the relay, the agent heartbeats as ready | `starting` |
+//! | `ready` | none: the heartbeat watchdog moves a silent one to `worker_dead` | `crate::jobs::watchdog` |
+//! | `worker_dead` | back to `ready` when the heartbeats resume | `worker_dead` |
+//! | `terminating` | delete the server, its security group and its volumes | `terminating` |
+//! | `provisioning_failed` | release what was created, keeping the status | `terminating` |
+//!
+//! `draining`, `startup_failed`, `terminated` and `archived` have no step:
+//! they wait for the API (a reinstall, a termination) or are final.
+
+mod firewall;
+mod installing;
+mod starting;
+mod terminating;
+mod volumes;
+mod worker_dead;
 
 use std::time::Duration;
 
@@ -14,8 +49,31 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::clouds::CloudError;
-use crate::engine::Orchestrator;
+use crate::context::Orchestrator;
 use crate::events;
+
+/// Runs the step the instance's status calls for.
+pub async fn step(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
+    let status = InstanceStatus::parse(&inst.status);
+    if matches!(
+        status,
+        Some(InstanceStatus::Provisioning | InstanceStatus::Booting)
+    ) {
+        if let Some(outcome) = past_deadline(o, inst).await? {
+            return Ok(outcome);
+        }
+    }
+    match status {
+        Some(InstanceStatus::Provisioning) => provision(o, inst).await,
+        Some(InstanceStatus::Booting) => boot(o, inst).await,
+        Some(InstanceStatus::ProvisioningFailed) => terminating::release(o, inst).await,
+        Some(InstanceStatus::Installing) => installing::install(o, inst).await,
+        Some(InstanceStatus::Starting) => starting::check_startup(o, inst).await,
+        Some(InstanceStatus::Terminating) => terminating::terminate(o, inst).await,
+        Some(InstanceStatus::WorkerDead) => worker_dead::check_recovery(o, inst).await,
+        _ => Ok(Outcome::Idle),
+    }
+}
 
 /// What the driver does after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +110,7 @@ pub struct InstanceRow {
     pub started_at: Option<DateTime<Utc>>,
     /// When the current start-up began: the creation, or the last reinstall.
     pub attempt_started_at: DateTime<Utc>,
-    /// The API request this step follows from (see `reconcile::drive`);
+    /// The API request this step follows from (see `jobs::reconcile::drive`);
     /// recorded with every action log entry and status change.
     pub request_id: Option<String>,
 }
@@ -318,7 +376,7 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                         name: format!("inventiv-{}", inst.id.simple()),
                         image: None,
                         tags: Vec::new(),
-                        root_volume_gb: crate::volumes::recommended_gb(o, inst)
+                        root_volume_gb: volumes::recommended_gb(o, inst)
                             .await?
                             .and_then(|gb| u64::try_from(gb).ok()),
                         ssh_public_key: Some(o.ssh_public_key.clone()),
@@ -364,9 +422,7 @@ pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         zone: inst.zone.clone(),
         provider_id: server_id.clone(),
     };
-    if let Some(outcome) =
-        crate::volumes::prepare(o, inst, provider.as_ref(), reference.clone()).await?
-    {
+    if let Some(outcome) = volumes::prepare(o, inst, provider.as_ref(), reference.clone()).await? {
         return Ok(outcome);
     }
     let log = log(o, inst);
@@ -470,7 +526,7 @@ pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                 json!({ "ip": ip, "ssh_port": s.ssh_port }),
             )
             .await?;
-            if let Some(outcome) = crate::firewall::secure(o, inst, provider.as_ref(), &s).await? {
+            if let Some(outcome) = firewall::secure(o, inst, provider.as_ref(), &s).await? {
                 return Ok(outcome);
             }
             move_to(o, inst, InstanceStatus::Installing, None, "orchestrator").await?;

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 
 use crate::clouds::{CloudError, Clouds};
 use crate::config::Config;
-use crate::ssh::Ssh;
+use crate::node::ssh::Ssh;
 
 /// The agent bundle installed on nodes and its checksum.
 #[derive(Debug, Clone)]
