@@ -191,7 +191,7 @@ impl Orchestrator {
         })
     }
 
-    /// The client for one node's relay (the start-up probes of the
+    /// The client for one node's relay (the start-up checks of the
     /// engine): this orchestrator's timeouts, pinned to the relay's
     /// certificate, with the instance's relay key.
     pub fn engine_client(

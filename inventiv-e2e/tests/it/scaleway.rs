@@ -1,5 +1,5 @@
 //! The orchestrator on Scaleway (the testkit's fake): a deployment reaches
-//! ready through the real SSH bootstrap to a local sshd on the server's
+//! ready through the real SSH install to a local sshd on the server's
 //! address; two organizations
 //! with their own credentials deploy; each provider call carries the
 //! token of the instance's organization; the Scaleway steps run in order
@@ -532,12 +532,12 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
 }
 
 /// Acceptance: a deployment on (fake) Scaleway goes all the way to ready
-/// through the real SSH bootstrap (a local sshd on the server's address,
+/// through the real SSH install (a local sshd on the server's address,
 /// the agent and the mock engine, on the ports of the organization's
 /// worker settings), with the Scaleway milestones in order;
 /// terminating deletes the server, its security group and its volumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
+async fn a_scaleway_deployment_reaches_ready_through_the_real_install() {
     let address = Ipv4Addr::new(127, 0, 140, 50);
     let fake = FakeScaleway::start(IpAddr::V4(address), Duration::from_millis(100)).await;
     let sshd = inventiv_testkit::sshd::Sshd::start_on(address).await;
