@@ -18,7 +18,7 @@
 #     the built-in development values are never used (see docs/security.md);
 #  6. builds inventiv-api, inventiv-orchestrator and inventiv-mock-engine
 #     (debug) and the worker agent bundle (scripts/agent-bundle.sh), exports
-#     what the orchestrator needs to bootstrap workers (INVENTIV_AGENT_BUNDLE,
+#     what the orchestrator needs to install workers (INVENTIV_AGENT_BUNDLE,
 #     INVENTIV_BOOTSTRAP_SCRIPT, INVENTIV_MOCK_ENGINE,
 #     INVENTIV_CONTROL_PLANE_URL; each only when not set already), applies
 #     the migrations (`inventiv-api migrate`), starts the API and the
@@ -307,7 +307,7 @@ cat <<EOF
     curl -s -X POST $BASE_URL/auth/login -H 'content-type: application/json' -d $(shell_quote "$LOGIN_JSON")
 
   Deploy a model on the mock provider (a VM on 127.0.x.y, its worker
-  bootstrapped over SSH, the mock engine answering the OpenAI API):
+  installed over SSH, the mock engine answering the OpenAI API):
     $DEMO_COMMAND
 
   Database          $(mask_url "$DATABASE_URL")

@@ -11,7 +11,7 @@
 #  3. logs in, checks /healthz, /readyz, /openapi.json, /docs/, creates an
 #     organization;
 #  4. deploys on the mock provider with scripts/demo-deploy.sh (a mock VM
-#     with its own sshd, the agent bootstrapped over SSH, the mock engine):
+#     with its own sshd, the agent installed over SSH, the mock engine):
 #     `ready` with progress 100 and a chat completion answered within
 #     SMOKE_DEPLOY_TIMEOUT_SECS; DELETE /instances/{id}: `terminated` within
 #     60 s, the VM's directory removed, no process mentioning it left;

@@ -143,7 +143,7 @@ suite_rust_seams() {
   done
 }
 
-# The orchestrator's bootstrap test logs in over SSH to a real sshd it
+# The orchestrator's node install test logs in over SSH to a real sshd it
 # starts on loopback (Debian's openssh-server; ssh-keygen and ssh from
 # openssh-client); the node it installs runs the relay (Debian's haproxy,
 # its certificate made with openssl, as the tests' stand-in relays are).

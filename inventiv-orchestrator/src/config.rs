@@ -34,7 +34,8 @@ pub struct Config {
     pub heartbeat_timeout: Duration,
     /// An instance not ready this long after provisioning began fails.
     pub startup_timeout: Duration,
-    /// Bootstrap attempts before `startup_failed`.
+    /// Install attempts before `startup_failed` (the default of the
+    /// worker settings' `bootstrap_attempts`).
     pub bootstrap_attempts: i32,
     /// At most this share of the ready workers is declared dead in one sweep.
     pub max_dead_share: f64,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use inventiv_common::shutdown::cancel_on_signal;
 use inventiv_common::telemetry;
 use inventiv_orchestrator::config::Config;
-use inventiv_orchestrator::engine::{self, Orchestrator};
+use inventiv_orchestrator::context::{self, Orchestrator};
 use inventiv_orchestrator::probes;
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to redis: {e}"))?;
     let bundle =
-        engine::bundle(config.agent_bundle.clone(), config.bootstrap_script.clone()).await?;
+        context::bundle(config.agent_bundle.clone(), config.bootstrap_script.clone()).await?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;

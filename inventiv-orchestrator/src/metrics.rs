@@ -1,7 +1,9 @@
-//! The orchestrator's Prometheus metrics: steps run and failed and their
-//! latency per job (the instance status they served), instances by status,
-//! commands waiting in the outbox and in the stream. Counters are atomics
-//! on the hot path; gauges are read from the database at scrape time.
+//! The orchestrator's Prometheus metrics: lifecycle steps run and failed
+//! and their latency per instance status (the series' `job` label, kept
+//! for what already scrapes them: the status whose step ran, not one of
+//! `crate::jobs`), instances by status, commands waiting in the outbox and
+//! in the stream. Counters are atomics on the hot path; gauges are read
+//! from the database at scrape time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

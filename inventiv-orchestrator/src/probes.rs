@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::engine::Orchestrator;
+use crate::context::Orchestrator;
 use sqlx::PgPool;
 
 #[derive(Clone)]
@@ -62,7 +62,7 @@ async fn metrics(State(p): State<Probes>) -> Response {
         Some(o) => {
             let mut conn = p.redis.clone();
             let pending: redis::RedisResult<redis::Value> = redis::cmd("XPENDING")
-                .arg(crate::consumer::stream(o))
+                .arg(crate::commands::stream(o))
                 .arg("orchestrators")
                 .query_async(&mut conn)
                 .await;

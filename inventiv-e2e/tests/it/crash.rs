@@ -133,7 +133,7 @@ async fn killed_after_the_provider_create_and_taken_over_by_another_replica() {
 }
 
 /// (c) Killed while the bootstrap script runs on the node (its SSH session
-/// lives on, orphaned): the restarted orchestrator bootstraps again and the
+/// lives on, orphaned): the restarted orchestrator installs again and the
 /// node ends up with one agent, registered with the latest token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_during_the_bootstrap() {

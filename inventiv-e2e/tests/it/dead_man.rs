@@ -1,5 +1,5 @@
 //! The dead-man switch as the orchestrator sets it up on nodes, through the
-//! real bootstrap: off on the mock provider; on Scaleway an in-guest
+//! real install: off on the mock provider; on Scaleway an in-guest
 //! `shutdown` by default, and with the organization's opt-in
 //! (`dead_man_poweroff`) a power-off through Scaleway's API, whose key (the
 //! organization's Scaleway secret key) lands on the node as a mode-600 file
@@ -21,7 +21,7 @@ use uuid::Uuid;
 const READY: Duration = Duration::from_secs(120);
 const KEY_FILE: &str = "secrets/scaleway_poweroff_key";
 
-/// Where the bootstrap installed the worker of `id` (from its action log),
+/// Where the install put the worker of `id` (from its action log),
 /// and whether it delivered the Scaleway key.
 async fn installed(h: &Stack, id: Uuid) -> (PathBuf, Value) {
     let actions = h.actions(id).await;
@@ -105,7 +105,7 @@ async fn the_node_gets_the_dead_man_switch_of_its_provider_and_settings() {
     let mut h = Stack::start_with_scaleway(&fake.url).await;
     let scaleway_node = h.state_dir.join("scaleway-node");
     h.scaleway_ssh = (sshd.port, Some(scaleway_node.display().to_string()));
-    let (_, key) = inventiv_orchestrator::engine::ssh_key(&h.state_dir)
+    let (_, key) = inventiv_orchestrator::context::ssh_key(&h.state_dir)
         .await
         .unwrap();
     sshd.authorize(&key);

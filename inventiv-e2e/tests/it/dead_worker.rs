@@ -1,6 +1,6 @@
 //! A ready worker whose agent dies for good (its supervisor and itself
 //! SIGKILLed) is declared `worker_dead` within the heartbeat threshold plus
-//! one heartbeat interval; `POST /instances/{id}/reinstall` bootstraps it
+//! one heartbeat interval; `POST /instances/{id}/reinstall` installs it
 //! again and it comes back to `ready` — also when the instance has been up
 //! for longer than the start-up timeout.
 

@@ -20,7 +20,7 @@ use uuid::Uuid;
 const HF_TOKEN: &str = "hf_EndToEndGatedToken0123456789abcdefgh";
 const GATED: &str = "meta-llama/Llama-3.2-1B-Instruct";
 
-/// Where the bootstrap installed the worker of `id` (from its action log).
+/// Where the install put the worker of `id` (from its action log).
 async fn install_dir(h: &Stack, id: Uuid) -> PathBuf {
     let actions = h.actions(id).await;
     let (_, _, done) = actions

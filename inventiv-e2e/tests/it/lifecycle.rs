@@ -1,6 +1,6 @@
 //! End to end on the mock provider: the real API and orchestrator in this
 //! process, mock VMs with their own loopback address and sshd, the real
-//! agent bootstrapped over SSH and the mock engine. Deploy → ready with the
+//! agent installed over SSH and the mock engine. Deploy → ready with the
 //! milestones in order and progress 100; terminate → terminated, every
 //! process of the VM gone and its directory removed.
 

@@ -28,7 +28,7 @@ async fn commands(h: &Stack) -> Vec<Command> {
     reply
         .ids
         .iter()
-        .map(|e| inventiv_orchestrator::consumer::decode(e).unwrap())
+        .map(|e| inventiv_orchestrator::commands::decode(e).unwrap())
         .collect()
 }
 

@@ -1,5 +1,5 @@
 //! The orchestrator on Scaleway (the testkit's fake): a deployment reaches
-//! ready through the real SSH bootstrap to a local sshd on the server's
+//! ready through the real SSH install to a local sshd on the server's
 //! address; two organizations
 //! with their own credentials deploy; each provider call carries the
 //! token of the instance's organization; the Scaleway steps run in order
@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use crate::support::{poll, NodeGuard, Stack, MODEL};
-use inventiv_orchestrator::cloud_reconcile::{reconcile_org, Backoff};
+use inventiv_orchestrator::jobs::cloud_reconcile::{reconcile_org, Backoff};
 use inventiv_providers::reconcile::Kind;
 use inventiv_providers::{tags, CreateServer};
 use inventiv_testkit::fake_scaleway::{FakeScaleway, Faults};
@@ -532,19 +532,19 @@ async fn reconciliation_deletes_old_tagged_orphans_and_nothing_else() {
 }
 
 /// Acceptance: a deployment on (fake) Scaleway goes all the way to ready
-/// through the real SSH bootstrap (a local sshd on the server's address,
+/// through the real SSH install (a local sshd on the server's address,
 /// the agent and the mock engine, on the ports of the organization's
 /// worker settings), with the Scaleway milestones in order;
 /// terminating deletes the server, its security group and its volumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_scaleway_deployment_reaches_ready_through_the_real_bootstrap() {
+async fn a_scaleway_deployment_reaches_ready_through_the_real_install() {
     let address = Ipv4Addr::new(127, 0, 140, 50);
     let fake = FakeScaleway::start(IpAddr::V4(address), Duration::from_millis(100)).await;
     let sshd = inventiv_testkit::sshd::Sshd::start_on(address).await;
     let mut h = Stack::start_with_scaleway(&fake.url).await;
     let node = h.state_dir.join("scaleway-node");
     h.scaleway_ssh = (sshd.port, Some(node.display().to_string()));
-    let (_, key) = inventiv_orchestrator::engine::ssh_key(&h.state_dir)
+    let (_, key) = inventiv_orchestrator::context::ssh_key(&h.state_dir)
         .await
         .unwrap();
     sshd.authorize(&key);
@@ -760,11 +760,11 @@ async fn quota_and_out_of_stock_end_with_their_codes_and_leave_nothing() {
 #[tokio::test]
 async fn one_replica_at_a_time_runs_the_reconciliation_job() {
     let h = Stack::start().await;
-    let first = inventiv_orchestrator::cloud_reconcile::take_lock(&h.db_url)
+    let first = inventiv_orchestrator::jobs::cloud_reconcile::take_lock(&h.db_url)
         .await
         .unwrap();
     assert!(first.is_some());
-    let second = inventiv_orchestrator::cloud_reconcile::take_lock(&h.db_url)
+    let second = inventiv_orchestrator::jobs::cloud_reconcile::take_lock(&h.db_url)
         .await
         .unwrap();
     assert!(second.is_none(), "a second replica must not run it");
@@ -773,7 +773,7 @@ async fn one_replica_at_a_time_runs_the_reconciliation_job() {
     let third = poll(Duration::from_secs(10), Duration::from_millis(50), || {
         let url = url.clone();
         async move {
-            inventiv_orchestrator::cloud_reconcile::take_lock(&url)
+            inventiv_orchestrator::jobs::cloud_reconcile::take_lock(&url)
                 .await
                 .unwrap()
         }

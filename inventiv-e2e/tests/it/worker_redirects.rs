@@ -55,7 +55,7 @@ async fn the_health_check_never_follows_a_worker_redirect() {
     .await;
     // The node came up and the tenant's worker now answers on the engine port.
     // The worker behind its relay, with its key issued and its certificate
-    // pinned as at bootstrap: the redirect comes through the pinned channel.
+    // pinned as at install: the redirect comes through the pinned channel.
     let relay =
         inventiv_testkit::relay::start(worker, inventiv_testkit::relay::Certificate::generate())
             .await;

@@ -1,5 +1,5 @@
 //! The orchestrator's integration tests, one test binary: those that need
-//! no API (the bootstrap over real SSH, the binary's refusal of unsafe
+//! no API (the worker's install over real SSH, the binary's refusal of unsafe
 //! secrets). The tests that run it with the API are in `inventiv-e2e`.
 
 #![allow(
@@ -9,5 +9,5 @@
     reason = "tests"
 )]
 
-mod bootstrap;
+mod node_install;
 mod secrets;

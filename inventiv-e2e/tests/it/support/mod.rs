@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use inventiv_orchestrator::config::Config;
-use inventiv_orchestrator::engine::{self, Orchestrator};
+use inventiv_orchestrator::context::{self, Orchestrator};
 use inventiv_testkit::binaries::cargo_bin;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -208,7 +208,7 @@ impl Stack {
                 .unwrap();
         // The orchestrators of a test share the state directory and so the
         // SSH key: made once here, not raced by processes starting together.
-        engine::ssh_key(&state_dir).await.unwrap();
+        context::ssh_key(&state_dir).await.unwrap();
         let bundle = build_bundle(&state_dir.join("bundle"));
         // Built off the runtime: the first build of a test process is long.
         let (orchestrator_bin, mock_engine) = tokio::task::spawn_blocking(|| {
@@ -278,7 +278,7 @@ impl Stack {
             provisioning_deadline: self.provisioning_deadline,
             mock_provider: true,
         };
-        let bundle = engine::bundle(config.agent_bundle.clone(), config.bootstrap_script.clone())
+        let bundle = context::bundle(config.agent_bundle.clone(), config.bootstrap_script.clone())
             .await
             .unwrap();
         let db = PgPool::connect(&self.db_url).await.unwrap();

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 
 use crate::clouds::{CloudError, Clouds};
 use crate::config::Config;
-use crate::ssh::Ssh;
+use crate::node::ssh::Ssh;
 
 /// The agent bundle installed on nodes and its checksum.
 #[derive(Debug, Clone)]
@@ -191,7 +191,7 @@ impl Orchestrator {
         })
     }
 
-    /// The client for one node's relay (the start-up probes of the
+    /// The client for one node's relay (the start-up checks of the
     /// engine): this orchestrator's timeouts, pinned to the relay's
     /// certificate, with the instance's relay key.
     pub fn engine_client(

@@ -1,7 +1,8 @@
 //! The driver: level-triggered reconciliation of every live instance (on a
 //! timer and when a command wakes it), one instance at a time per replica
 //! and across replicas (a lease row in the database, renewed while a step
-//! runs however long it takes), each step chosen by the instance's status.
+//! runs however long it takes), each step chosen by the instance's status
+//! (`lifecycle::step`); every tick also sweeps the heartbeat watchdog.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -13,9 +14,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::engine::Orchestrator;
-use crate::steps::{self, Outcome, StepResult};
-use crate::{health, install, terminate};
+use crate::context::Orchestrator;
+use crate::jobs::watchdog;
+use crate::lifecycle::{self, Outcome, StepResult};
 
 /// Short requeues are waited out while holding the lease.
 const INLINE_WAIT: Duration = Duration::from_secs(2);
@@ -47,29 +48,6 @@ async fn release(o: &Orchestrator, id: Uuid, next: Option<Duration>) -> sqlx::Re
     .execute(&o.db)
     .await?;
     Ok(())
-}
-
-/// Runs the step the instance's status calls for.
-async fn step(o: &Orchestrator, inst: &steps::InstanceRow) -> StepResult {
-    let status = InstanceStatus::parse(&inst.status);
-    if matches!(
-        status,
-        Some(InstanceStatus::Provisioning | InstanceStatus::Booting)
-    ) {
-        if let Some(outcome) = steps::past_deadline(o, inst).await? {
-            return Ok(outcome);
-        }
-    }
-    match status {
-        Some(InstanceStatus::Provisioning) => steps::provision(o, inst).await,
-        Some(InstanceStatus::Booting) => steps::boot(o, inst).await,
-        Some(InstanceStatus::ProvisioningFailed) => terminate::release(o, inst).await,
-        Some(InstanceStatus::Installing) => install::install(o, inst).await,
-        Some(InstanceStatus::Starting) => health::check_startup(o, inst).await,
-        Some(InstanceStatus::Terminating) => terminate::terminate(o, inst).await,
-        Some(InstanceStatus::WorkerDead) => health::check_recovery(o, inst).await,
-        _ => Ok(Outcome::Idle),
-    }
 }
 
 /// Drives one instance as far as it can go now. Returns whether a step ran
@@ -125,7 +103,7 @@ async fn drive_steps(
                 tracing::warn!(error = %e, "closing interrupted steps failed");
             }
             if request_id.is_none() {
-                request_id = steps::last_request_id(o, id).await.unwrap_or_else(|e| {
+                request_id = lifecycle::last_request_id(o, id).await.unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "reading the request id failed");
                     None
                 });
@@ -134,7 +112,7 @@ async fn drive_steps(
                 span.record("request_id", tracing::field::display(r));
             }
         }
-        let inst = match steps::load(o, id).await {
+        let inst = match lifecycle::load(o, id).await {
             Ok(Some(mut inst)) => {
                 inst.request_id.clone_from(&request_id);
                 inst
@@ -182,8 +160,8 @@ async fn drive_steps(
 /// long this one lasts. `None` when the lease was lost anyway (renewals
 /// failed until it expired and another replica took it): the step is then
 /// dropped mid-way, as a crash would stop it, which every step survives.
-async fn step_holding_lease(o: &Orchestrator, inst: &steps::InstanceRow) -> Option<StepResult> {
-    let work = step(o, inst);
+async fn step_holding_lease(o: &Orchestrator, inst: &lifecycle::InstanceRow) -> Option<StepResult> {
+    let work = lifecycle::step(o, inst);
     tokio::pin!(work);
     let mut renew = tokio::time::interval(o.config.lease / 3);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -279,7 +257,7 @@ pub async fn run(
                 .for_each(|id| spawn_drive(&o, &tasks, &active, id, None, None)),
             Err(e) => tracing::warn!(error = %e, "reconcile query failed"),
         }
-        if let Err(e) = health::watchdog(&o).await {
+        if let Err(e) = watchdog::sweep(&o).await {
             tracing::warn!(error = %e, "watchdog failed");
         }
     }

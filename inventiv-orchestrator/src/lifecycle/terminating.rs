@@ -12,9 +12,9 @@ use inventiv_common::InstanceStatus;
 use inventiv_providers::{tags, CloudProvider, ListFilter, ServerRef};
 use serde_json::json;
 
+use super::{log, move_to, InstanceRow, Outcome, StepError, StepResult};
 use crate::clouds::CloudError;
-use crate::engine::Orchestrator;
-use crate::steps::{log, move_to, InstanceRow, Outcome, StepError, StepResult};
+use crate::context::Orchestrator;
 
 /// One pass of the termination.
 pub async fn terminate(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
@@ -134,7 +134,7 @@ async fn delete_resources(
             return Ok(false);
         }
     };
-    Ok(crate::volumes::delete_all(o, inst, provider, tagged)
+    Ok(super::volumes::delete_all(o, inst, provider, tagged)
         .await?
         .is_ok())
 }

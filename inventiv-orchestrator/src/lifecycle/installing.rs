@@ -1,10 +1,10 @@
-//! `installing`: bootstrap the worker over SSH with a fresh per-instance
-//! token (only its hash is stored), on the ports of the organization's
-//! worker settings, with the organization's Hugging Face token when the
+//! `installing`: install the worker over SSH (`node::install`) with a
+//! fresh per-instance token (only its hash is stored), on the ports of the
+//! organization's worker settings, with the organization's Hugging Face token when the
 //! model is gated, the dead-man switch the settings ask for (with the
 //! organization's Scaleway key when it powers off through Scaleway's API),
 //! a fresh relay key (the node gets its SHA-256; the relay's certificate,
-//! made on the node, is pinned from what bootstrap reports), retried with
+//! made on the node, is pinned from what the install reports), retried with
 //! backoff on transient failures, `startup_failed` after the settings'
 //! attempts.
 
@@ -17,10 +17,9 @@ use secrecy::SecretString;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::bootstrap::{self, Bootstrap};
-use crate::engine::Orchestrator;
-use crate::ssh::Target;
-use crate::steps::{advance, log, move_to, InstanceRow, Outcome, StepError, StepResult};
+use super::{advance, log, move_to, InstanceRow, Outcome, StepError, StepResult};
+use crate::context::Orchestrator;
+use crate::node;
 
 /// A fresh worker token (32 random bytes, base64url) and the hash stored.
 fn new_token() -> (String, Vec<u8>) {
@@ -106,7 +105,7 @@ async fn dead_man(
     Ok(DeadMan::Shutdown)
 }
 
-/// Runs the bootstrap once.
+/// Runs the install once.
 pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     let provider = o
         .provider(&inst.provider, inst.organization_id)
@@ -212,14 +211,14 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     });
     if hf_token.is_some() {
         // The path only: the token itself goes to its own file.
-        config["hf_token_file"] = json!(bootstrap::hf_token_path(&install_dir));
+        config["hf_token_file"] = json!(node::install::hf_token_path(&install_dir));
     }
     let dead_man = dead_man(o, inst, &settings).await?;
     config["dead_man_after_s"] = json!(settings.dead_man_after_s);
     config["dead_man_action"] = json!(dead_man.action());
     if dead_man.key().is_some() {
         // The path only, as for the Hugging Face token.
-        config["dead_man_key_file"] = json!(bootstrap::scaleway_key_path(&install_dir));
+        config["dead_man_key_file"] = json!(node::install::scaleway_key_path(&install_dir));
         config["dead_man_api_url"] = json!(o.config.scaleway_api_url);
     }
     // The ports are recorded before the agent starts: they are the only ones
@@ -235,10 +234,10 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     )
     .execute(&o.db)
     .await?;
-    let run = bootstrap::run(Bootstrap {
+    let run = node::install::run(node::install::Install {
         ssh: &o.ssh,
         log: log(o, inst),
-        target: Target {
+        target: node::ssh::Target {
             host: ip,
             port: server.ssh_port,
             user: server.ssh_user.clone(),
@@ -265,10 +264,10 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
             let attempts = inst.bootstrap_attempts + 1;
             if e.retryable() && attempts < i32::from(settings.bootstrap_attempts) {
                 let backoff = Duration::from_secs(1u64 << attempts.clamp(0, 6));
-                tracing::warn!(instance_id = %inst.id, attempts, error = %e, "bootstrap failed; will retry");
+                tracing::warn!(instance_id = %inst.id, attempts, error = %e, "install failed; will retry");
                 Ok(Outcome::RequeueAfter(backoff))
             } else {
-                tracing::warn!(alert = true, instance_id = %inst.id, attempts, error = %e, "bootstrap failed for good");
+                tracing::warn!(alert = true, instance_id = %inst.id, attempts, error = %e, "install failed for good");
                 move_to(
                     o,
                     inst,

@@ -1,6 +1,9 @@
-//! The health check's look at a node's agent: `GET /info` (with the worker
-//! token) gives its version and bundle checksum, recorded on the instance,
-//! where a mismatch with the installed bundle becomes visible.
+//! A node's agent describing itself: `GET /info` (with the worker token)
+//! gives its version and bundle checksum; `record` writes them on the
+//! instance, where a mismatch with the installed bundle becomes visible.
+//! No step calls it yet (the API records the same from the agent's
+//! registrations and heartbeats); the SSH install tests check the installed
+//! agent with it.
 
 use serde::Deserialize;
 use sqlx::PgPool;

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::engine::Orchestrator;
-use crate::reconcile::{spawn_drive, Active};
+use crate::context::Orchestrator;
+use crate::jobs::reconcile::{spawn_drive, Active};
 
 /// The stream the API's outbox relay writes.
 pub fn stream(o: &Orchestrator) -> String {

@@ -1,8 +1,7 @@
 //! `starting` → `ready`: the engine answers through the node's relay (TLS
 //! with the pinned certificate, the relay key), lists the model, completes a
-//! warm-up request, and the agent heartbeats as ready. Then the watchdog:
-//! a ready instance whose heartbeats stop becomes `worker_dead`, and comes
-//! back to `ready` when they resume.
+//! warm-up request, and the agent heartbeats as ready; past the start-up
+//! timeout (counted from the last install) the instance is `startup_failed`.
 
 use std::time::Duration;
 
@@ -10,8 +9,8 @@ use chrono::Utc;
 use inventiv_common::InstanceStatus;
 use serde_json::json;
 
-use crate::engine::Orchestrator;
-use crate::steps::{milestone, move_to, InstanceRow, Outcome, StepError, StepResult};
+use super::{milestone, move_to, InstanceRow, Outcome, StepError, StepResult};
+use crate::context::Orchestrator;
 
 const POLL: Duration = Duration::from_millis(250);
 
@@ -123,70 +122,4 @@ pub async fn check_startup(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     milestone(o, inst, "HEALTH_CHECK", json!({ "worker_status": "ready" })).await?;
     move_to(o, inst, InstanceStatus::Ready, None, "orchestrator:health").await?;
     Ok(Outcome::Idle)
-}
-
-/// `worker_dead`: back to `ready` once the agent heartbeats as ready again.
-pub async fn check_recovery(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
-    let fresh = inst.last_heartbeat_at.is_some_and(|t| {
-        (Utc::now() - t).to_std().unwrap_or_default() < o.config.heartbeat_timeout
-    });
-    if fresh && inst.worker_status.as_deref() == Some("ready") {
-        move_to(
-            o,
-            inst,
-            InstanceStatus::Ready,
-            None,
-            "orchestrator:watchdog",
-        )
-        .await?;
-        return Ok(Outcome::Idle);
-    }
-    Ok(Outcome::Idle)
-}
-
-/// The watchdog sweep: ready instances whose heartbeat is older than the
-/// threshold become `worker_dead` — never more than the configured share
-/// of ready workers in one sweep (a control-plane hiccup must not kill the fleet).
-pub async fn watchdog(o: &Orchestrator) -> anyhow::Result<usize> {
-    let ready =
-        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM instances WHERE status = 'ready'"#)
-            .fetch_one(&o.db)
-            .await?;
-    let cap = ((ready as f64) * o.config.max_dead_share).floor().max(1.0) as i64;
-    let stale = sqlx::query_scalar!(
-        "SELECT id FROM instances WHERE status = 'ready' AND (last_heartbeat_at IS NULL OR last_heartbeat_at < now() - make_interval(secs => $1))
-          ORDER BY last_heartbeat_at NULLS FIRST",
-        o.config.heartbeat_timeout.as_secs_f64(),
-    )
-    .fetch_all(&o.db)
-    .await?;
-    if stale.len() as i64 > cap {
-        tracing::warn!(
-            alert = true,
-            stale = stale.len(),
-            cap,
-            "many workers silent at once; declaring only some dead this sweep"
-        );
-    }
-    let mut declared = 0;
-    for id in stale.into_iter().take(usize::try_from(cap).unwrap_or(0)) {
-        let Some(inst) = crate::steps::load(o, id).await? else {
-            continue;
-        };
-        let message = format!(
-            "no heartbeat for more than {} s",
-            o.config.heartbeat_timeout.as_secs()
-        );
-        tracing::warn!(alert = true, instance_id = %id, "worker dead: {message}");
-        move_to(
-            o,
-            &inst,
-            InstanceStatus::WorkerDead,
-            Some(("WORKER_HEARTBEAT_TIMEOUT", &message)),
-            "orchestrator:watchdog",
-        )
-        .await?;
-        declared += 1;
-    }
-    Ok(declared)
 }

@@ -1,4 +1,4 @@
-//! Bootstrapping a worker node over SSH: check the node answers (recording
+//! Installing the worker on a node over SSH: check the node answers (recording
 //! its host key), upload the agent bundle, its configuration, the secret
 //! files (the Hugging Face token of a gated model, the Scaleway key of the
 //! dead-man switch's API power-off: each its own file, mode 600, through
@@ -15,15 +15,15 @@ use std::path::Path;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use crate::ssh::{Session, Ssh, SshError, Target};
+use super::ssh::{Session, Ssh, SshError, Target};
 use inventiv_store::action_log::{ActionLog, Step};
 
 /// Lines of output kept per phase in the action log.
 const TAIL_LINES: usize = 20;
 const MAX_LINE: usize = 500;
 
-/// Everything needed to bootstrap one node.
-pub struct Bootstrap<'a> {
+/// Everything needed to install the worker on one node.
+pub struct Install<'a> {
     pub ssh: &'a Ssh,
     pub log: ActionLog,
     pub target: Target,
@@ -46,9 +46,9 @@ pub struct Bootstrap<'a> {
     pub mock: bool,
 }
 
-/// Why a bootstrap stopped.
+/// Why an install stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum BootstrapError {
+pub enum InstallError {
     #[error(transparent)]
     Ssh(#[from] SshError),
     #[error("bootstrap failed in phase {phase}: {message}")]
@@ -59,23 +59,23 @@ pub enum BootstrapError {
     Io(#[from] std::io::Error),
 }
 
-impl BootstrapError {
-    /// Whether running the bootstrap again later may succeed.
+impl InstallError {
+    /// Whether running the install again later may succeed.
     pub fn retryable(&self) -> bool {
         match self {
-            BootstrapError::Ssh(e) => e.retryable(),
-            BootstrapError::Db(_) => true,
-            BootstrapError::Phase { .. } | BootstrapError::Io(_) => false,
+            InstallError::Ssh(e) => e.retryable(),
+            InstallError::Db(_) => true,
+            InstallError::Phase { .. } | InstallError::Io(_) => false,
         }
     }
 
     fn code(&self) -> &'static str {
         match self {
-            BootstrapError::Ssh(SshError::HostKeyChanged) => "HOST_KEY_MISMATCH",
-            BootstrapError::Ssh(SshError::Unreachable(_)) => "SSH_UNREACHABLE",
-            BootstrapError::Ssh(_) => "SSH_FAILED",
-            BootstrapError::Phase { .. } => "BOOTSTRAP_FAILED",
-            BootstrapError::Db(_) | BootstrapError::Io(_) => "INTERNAL",
+            InstallError::Ssh(SshError::HostKeyChanged) => "HOST_KEY_MISMATCH",
+            InstallError::Ssh(SshError::Unreachable(_)) => "SSH_UNREACHABLE",
+            InstallError::Ssh(_) => "SSH_FAILED",
+            InstallError::Phase { .. } => "BOOTSTRAP_FAILED",
+            InstallError::Db(_) | InstallError::Io(_) => "INTERNAL",
         }
     }
 }
@@ -156,9 +156,9 @@ fn tail_json(tail: &VecDeque<String>) -> Value {
     json!({ "output_tail": tail.iter().collect::<Vec<_>>() })
 }
 
-/// Runs the whole bootstrap, recording each step; returns the SHA-256 of
+/// Runs the whole install, recording each step; returns the SHA-256 of
 /// the node's relay certificate.
-pub async fn run(b: Bootstrap<'_>) -> Result<[u8; 32], BootstrapError> {
+pub async fn run(b: Install<'_>) -> Result<[u8; 32], InstallError> {
     let known = sqlx::query_scalar!(
         "SELECT ssh_known_hosts FROM instances WHERE id = $1",
         b.log.instance_id,
@@ -174,7 +174,7 @@ pub async fn run(b: Bootstrap<'_>) -> Result<[u8; 32], BootstrapError> {
     let where_ =
         json!({ "host": b.target.host, "port": b.target.port, "first_contact": known.is_none() });
     if let Err(e) = session.run("true", b"").await {
-        let e = BootstrapError::from(e);
+        let e = InstallError::from(e);
         b.log.fail(step, e.code(), &e.to_string(), where_).await?;
         return Err(e);
     }
@@ -191,7 +191,7 @@ pub async fn run(b: Bootstrap<'_>) -> Result<[u8; 32], BootstrapError> {
     b.log.succeed(step, where_).await?;
 
     let step = b.log.start("WORKER_SSH_INSTALL").await?;
-    match install(&b, &session).await {
+    match upload_and_run(&b, &session).await {
         Ok(pin) => {
             sqlx::query!(
                 "UPDATE instances SET expected_bundle_sha256 = $2 WHERE id = $1",
@@ -227,7 +227,7 @@ async fn upload(session: &Session, dir: &str, name: &str, bytes: &[u8]) -> Resul
     session.run(&remote, bytes).await.map(|_| ())
 }
 
-async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<[u8; 32], BootstrapError> {
+async fn upload_and_run(b: &Install<'_>, session: &Session) -> Result<[u8; 32], InstallError> {
     let bundle = tokio::fs::read(b.bundle).await?;
     let script = tokio::fs::read(b.script).await?;
     let config = serde_json::to_vec_pretty(&b.agent_config).map_err(std::io::Error::other)?;
@@ -293,7 +293,7 @@ async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<[u8; 32], Boots
         }
     }
     let outcome = output.finish().await;
-    let no_cert = || BootstrapError::Phase {
+    let no_cert = || InstallError::Phase {
         phase: "INSTALL_RELAY".into(),
         message: "the node reported no relay certificate".into(),
     };
@@ -319,7 +319,7 @@ async fn install(b: &Bootstrap<'_>, session: &Session) -> Result<[u8; 32], Boots
                 .await?;
             }
             match e {
-                SshError::Failed { .. } => Err(BootstrapError::Phase { phase, message }),
+                SshError::Failed { .. } => Err(InstallError::Phase { phase, message }),
                 other => Err(other.into()),
             }
         }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::engine::Orchestrator;
+use crate::context::Orchestrator;
 
 /// What one pass over an organization found and did.
 #[derive(Debug, Default)]

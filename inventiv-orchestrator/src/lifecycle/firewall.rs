@@ -8,8 +8,8 @@ use inventiv_common::InstanceStatus;
 use inventiv_providers::{CloudProvider, Firewall, Server};
 use serde_json::json;
 
-use crate::engine::Orchestrator;
-use crate::steps::{advance, log, move_to, InstanceRow, Outcome, StepError};
+use super::{advance, log, move_to, InstanceRow, Outcome, StepError};
+use crate::context::Orchestrator;
 
 /// Applies the firewall; `None` when done, `Some(outcome)` to stop here.
 pub async fn secure(

@@ -8,8 +8,8 @@ use std::time::Duration;
 use inventiv_providers::{CloudProvider, ProviderError, ServerRef, Volume, VolumeRef};
 use serde_json::json;
 
-use crate::engine::Orchestrator;
-use crate::steps::{advance, log, InstanceRow, Outcome, StepError};
+use super::{advance, log, InstanceRow, Outcome, StepError};
+use crate::context::Orchestrator;
 
 /// Records volumes of the instance (the first one is the boot volume);
 /// known ones are left as they are.

@@ -1,4 +1,4 @@
-//! The worker bootstrap over real SSH (a local sshd standing in for the VM),
+//! The worker's install over real SSH (a local sshd standing in for the VM),
 //! with the real bootstrap script and agent bundle: phases become action
 //! logs, a checksum mismatch is refused with a clear action log, a second
 //! run is idempotent, and a changed host key is refused.
@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use inventiv_orchestrator::agent_info;
-use inventiv_orchestrator::bootstrap::{self, Bootstrap, BootstrapError};
-use inventiv_orchestrator::ssh::{Ssh, SshError, Target};
+use inventiv_orchestrator::node::agent_info;
+use inventiv_orchestrator::node::install::{self, Install, InstallError};
+use inventiv_orchestrator::node::ssh::{Ssh, SshError, Target};
 use inventiv_store::action_log::ActionLog;
 use inventiv_store::crypto::Keyring;
 use inventiv_store::relay;
@@ -95,7 +95,7 @@ impl Drop for Node {
 }
 
 #[tokio::test]
-async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
+async fn install_over_ssh_records_phases_is_idempotent_and_checks_keys() {
     let name = inventiv_testkit::db::fresh_database().await;
     let db = PgPool::connect(&inventiv_testkit::db::url_for(&name))
         .await
@@ -153,7 +153,7 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
             install_dir.clone(),
         );
         async move {
-            bootstrap::run(Bootstrap {
+            install::run(Install {
                 ssh: &ssh,
                 log,
                 target,
@@ -173,7 +173,7 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
     // First run: every phase in order, the host key recorded, the agent up.
     let pin = run(sha.clone(), log.clone(), target.clone())
         .await
-        .expect("bootstrap succeeds");
+        .expect("install succeeds");
     let first = actions(&db, id).await;
     let types: Vec<&str> = first.iter().map(|a| a.0.as_str()).collect();
     let expected = [
@@ -267,7 +267,7 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
     // certificate reported.
     let again = run(sha.clone(), log.clone(), target.clone())
         .await
-        .expect("second bootstrap succeeds");
+        .expect("second install succeeds");
     assert_eq!(again, pin);
     assert_eq!(
         std::fs::read_to_string(node.install_dir.join("run/agent.pid")).unwrap(),
@@ -282,7 +282,7 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
         .await
         .expect_err("mismatch refused");
     assert!(
-        matches!(&err, BootstrapError::Phase { phase, .. } if phase == "CHECK_BUNDLE"),
+        matches!(&err, InstallError::Phase { phase, .. } if phase == "CHECK_BUNDLE"),
         "{err}"
     );
     let after = actions(&db, id).await;
@@ -315,7 +315,7 @@ async fn bootstrap_over_ssh_records_phases_is_idempotent_and_checks_keys() {
         .await
         .expect_err("changed key refused");
     assert!(
-        matches!(err, BootstrapError::Ssh(SshError::HostKeyChanged)),
+        matches!(err, InstallError::Ssh(SshError::HostKeyChanged)),
         "{err}"
     );
     let after = actions(&db, id).await;
