@@ -26,7 +26,7 @@ proxy_run() {
   wrk_run "$c" "$WARMUP" "$url" "$lua" /dev/null
   if [[ -n $pid ]]; then
     writer=$(journal_writer "$pid")
-    [[ -z $writer ]] || w0=$(cpu_ticks "$writer")
+    [[ -z $writer ]] || w0=$(cpu_ticks "$pid/task/$writer")
     t0=$(cpu_ticks "$pid")
     (while :; do
       rss_mib "$pid"
@@ -38,7 +38,7 @@ proxy_run() {
   wrk_run "$c" "$PROXY_DURATION" "$url" "$lua" "$out"
   if [[ -n $pid ]]; then
     t1=$(cpu_ticks "$pid")
-    [[ -z $writer ]] || w1=$(cpu_ticks "$writer")
+    [[ -z $writer ]] || w1=$(cpu_ticks "$pid/task/$writer")
     kill "$sampler" 2>/dev/null
     wait "$sampler" 2>/dev/null || true
   fi
