@@ -1,21 +1,14 @@
 //! Sessions, tokens, password reset and login throttling, end to end.
 
 use crate::support::fixture::PASSWORD;
-use crate::support::smtp::SmtpSink;
+use crate::support::smtp::app_with_sink;
 use crate::support::{error_code, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 #[tokio::test]
 async fn password_reset_through_smtp_kills_every_session() {
-    let sink = SmtpSink::start().await;
-    let port = sink.port.to_string();
-    let app = TestApp::spawn_with(&[
-        ("SMTP_HOST", "127.0.0.1"),
-        ("SMTP_PORT", &port),
-        ("SMTP_TLS", "none"),
-    ])
-    .await;
+    let (app, sink) = app_with_sink(&[]).await;
     let (user, _, email) = app.person("reset").await;
     let laptop = app.login(&email, PASSWORD).await;
     let phone = app.login(&email, PASSWORD).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::support::engines::serving;
 use crate::support::fixture::Org;
 use crate::support::matrix::SMALL_MODEL;
-use crate::support::smtp::SmtpSink;
+use crate::support::smtp::app_with_sink;
 use crate::support::{error_code, eventually, TestApp};
 use futures_util::StreamExt;
 use inventiv_api::proxy::budgets::{admit, Request};
@@ -74,17 +74,8 @@ async fn key_budget(app: &TestApp, a: &Org, body: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_streams_never_overshoot_a_key_budget() {
-    let sink = SmtpSink::start().await;
-    let port = sink.port.to_string();
-    let app = std::sync::Arc::new(
-        TestApp::spawn_with(&[
-            ("SMTP_HOST", "127.0.0.1"),
-            ("SMTP_PORT", &port),
-            ("SMTP_TLS", "none"),
-            ("INVENTIV_BUDGET_REFRESH_SECS", "1"),
-        ])
-        .await,
-    );
+    let (app, sink) = app_with_sink(&[("INVENTIV_BUDGET_REFRESH_SECS", "1")]).await;
+    let app = std::sync::Arc::new(app);
     let (_engine, a) = serving(&app, "a", &["--tokens-per-sec", "40"]).await;
     // A few requests' worth of reservations: each reserves about 350 tokens.
     let limit = 1500;
@@ -312,13 +303,8 @@ async fn a_gpu_hour_budget_refuses_deployments_and_stops_instances() {
     .await
     .unwrap();
     let deploy = json!({ "provider": "mock", "zone": "mock-zone-1", "instance_type": "mock-1gpu-24g", "model_id": SMALL_MODEL });
-    let (status, _, created) = app
-        .call(
-            Method::POST,
-            "/deployments",
-            Some(&a.admin.token),
-            Some(&deploy),
-        )
+    let (status, created) = app
+        .post("/deployments", Some(&a.admin.token), deploy.clone())
         .await;
     assert_eq!(status, 202, "under no budget: {created}");
     let (status, budget) = app
@@ -330,13 +316,8 @@ async fn a_gpu_hour_budget_refuses_deployments_and_stops_instances() {
         .await;
     assert_eq!(status, 200, "{budget}");
     assert_eq!(budget["consumption"]["gpu_hours"], 1.5, "{budget}");
-    let (status, _, refused) = app
-        .call(
-            Method::POST,
-            "/deployments",
-            Some(&a.admin.token),
-            Some(&deploy),
-        )
+    let (status, refused) = app
+        .post("/deployments", Some(&a.admin.token), deploy.clone())
         .await;
     assert_eq!(status, 409, "{refused}");
     assert_eq!(error_code(&refused), "BUDGET_EXCEEDED");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::support::engines::{fake, serve_port, serving};
 use crate::support::fixture::Org;
-use crate::support::{eventually, TestApp};
+use crate::support::{eventually, rows_at_least, TestApp};
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -77,20 +77,12 @@ fn chat(address: &str, question: &str, extra: Value) -> Value {
 
 /// The consumer's rows: (prompt, cached, completion, charge in nano-euros).
 async fn rows(app: &TestApp, org: Uuid, want: usize) -> Vec<(i32, i32, i32, i64)> {
-    eventually(
-        &format!("{want} usage rows"),
-        Duration::from_secs(10),
-        || async {
-            let rows: Vec<(i32, i32, i32, i64)> = sqlx::query_as(
-                "SELECT prompt_tokens, cached_prompt_tokens, completion_tokens, (charged_eur * 1000000000)::bigint
-                   FROM usage_records WHERE organization_id = $1 ORDER BY id",
-            )
-            .bind(org)
-            .fetch_all(&app.state.db)
-            .await
-            .unwrap();
-            (rows.len() >= want).then_some(rows)
-        },
+    rows_at_least(
+        app,
+        want,
+        "SELECT prompt_tokens, cached_prompt_tokens, completion_tokens, (charged_eur * 1000000000)::bigint
+           FROM usage_records WHERE organization_id = $1 ORDER BY id",
+        Some(org),
     )
     .await
 }
@@ -246,12 +238,11 @@ async fn a_worker_cannot_report_more_cached_than_prompt_tokens() {
     let b = app.org("b").await;
     let _relay = serve_port(&app, &mut a, server.port).await;
     let address = priced_share(&app, &a, &b).await;
-    let (status, _, answer) = app
-        .call(
-            reqwest::Method::POST,
+    let (status, answer) = app
+        .post(
             "/v1/chat/completions",
             Some(&b.api_key),
-            Some(&chat(&address, "q", json!({}))),
+            chat(&address, "q", json!({})).clone(),
         )
         .await;
     assert_eq!(status, 200, "{answer}");

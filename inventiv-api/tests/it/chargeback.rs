@@ -5,40 +5,31 @@
 //! forging usage is billed at the plausible bound, and both organizations
 //! see the dispute.
 
-use std::time::Duration;
-
 use crate::support::engines::{fake, serve_port, serving};
 use crate::support::fixture::Org;
-use crate::support::{error_code, eventually, TestApp};
+use crate::support::{error_code, rows_at_least, TestApp};
 use axum::response::IntoResponse;
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// `provider` offers `mock/model` to `consumer` (0.001 / 0.002 EUR per 1k
-/// tokens), the consumer's manager accepted; returns (address, share id).
-async fn accepted_share(app: &TestApp, provider: &Org, consumer: &Org) -> (String, Uuid) {
-    let (_, share) = app.offer(provider, consumer).await;
+/// tokens), the consumer's manager accepted; returns (address, offering
+/// id, share id).
+async fn accepted_share(app: &TestApp, provider: &Org, consumer: &Org) -> (String, Uuid, Uuid) {
+    let (offering, share) = app.offer(provider, consumer).await;
     app.accept_share(share, consumer).await;
-    (format!("{}/mock/model", provider.slug), share)
+    (format!("{}/mock/model", provider.slug), offering, share)
 }
 
 /// The consumer's usage rows through shares: (request id, prompt, completion, charge).
 async fn charged(app: &TestApp, org: Uuid, want: usize) -> Vec<(String, i32, i32, String)> {
-    eventually(
-        &format!("{want} usage rows"),
-        Duration::from_secs(10),
-        || async {
-            let rows: Vec<(String, i32, i32, String)> = sqlx::query_as(
-                "SELECT request_id, prompt_tokens, completion_tokens, charged_eur::text FROM usage_records
-                  WHERE organization_id = $1 AND share_id IS NOT NULL ORDER BY id",
-            )
-            .bind(org)
-            .fetch_all(&app.state.db)
-            .await
-            .unwrap();
-            (rows.len() >= want).then_some(rows)
-        },
+    rows_at_least(
+        app,
+        want,
+        "SELECT request_id, prompt_tokens, completion_tokens, charged_eur::text FROM usage_records
+          WHERE organization_id = $1 AND share_id IS NOT NULL ORDER BY id",
+        Some(org),
     )
     .await
 }
@@ -48,7 +39,7 @@ async fn five_calls_with_one_request_id_are_five_charges() {
     let app = TestApp::spawn().await;
     let (_engine, a) = serving(&app, "a", &[]).await;
     let b = app.org("b").await;
-    let (address, _) = accepted_share(&app, &a, &b).await;
+    let (address, _, _) = accepted_share(&app, &a, &b).await;
     let body = json!({ "model": address, "messages": [{ "role": "user", "content": "bill me once" }], "max_tokens": 4 });
     for _ in 0..5 {
         let res = app
@@ -75,13 +66,8 @@ async fn five_calls_with_one_request_id_are_five_charges() {
 /// B's key calls `address`; returns the status and answer.
 async fn call(app: &TestApp, b: &Org, address: &str) -> (u16, Value) {
     let body = json!({ "model": address, "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 4 });
-    let (status, _, answer) = app
-        .call(
-            Method::POST,
-            "/v1/chat/completions",
-            Some(&b.api_key),
-            Some(&body),
-        )
+    let (status, answer) = app
+        .post("/v1/chat/completions", Some(&b.api_key), body.clone())
         .await;
     (status.as_u16(), answer)
 }
@@ -100,12 +86,7 @@ async fn a_price_increase_waits_for_notice_or_a_new_acceptance() {
     let app = TestApp::spawn().await;
     let (_engine, a) = serving(&app, "a", &[]).await;
     let b = app.org("b").await;
-    let (address, _) = accepted_share(&app, &a, &b).await;
-    let offering: Uuid = sqlx::query_scalar("SELECT id FROM offerings WHERE organization_id = $1")
-        .bind(a.id)
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    let (address, offering, _) = accepted_share(&app, &a, &b).await;
     let old = |p: i32, c: i32| (f64::from(p) * 0.001 + f64::from(c) * 0.002) / 1000.0;
 
     // The provider multiplies its price by a million, with immediate effect.
@@ -183,12 +164,7 @@ async fn a_maximum_price_refuses_calls_above_it() {
     let app = TestApp::spawn().await;
     let (_engine, a) = serving(&app, "a", &[]).await;
     let b = app.org("b").await;
-    let (address, _) = accepted_share(&app, &a, &b).await;
-    let offering: Uuid = sqlx::query_scalar("SELECT id FROM offerings WHERE organization_id = $1")
-        .bind(a.id)
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    let (address, offering, _) = accepted_share(&app, &a, &b).await;
     let max = format!("/organizations/current/available-offerings/{offering}/max-price");
     let cap = |i: &str, o: &str| json!({ "max_input_eur_per_1k": i, "max_output_eur_per_1k": o });
     let (status, body, _) = {
@@ -231,17 +207,12 @@ async fn forged_usage_is_billed_at_the_bound_and_disputed_on_both_sides() {
     let mut a = app.org("a").await;
     let b = app.org("b").await;
     let _relay = serve_port(&app, &mut a, worker.port).await;
-    let (address, share) = accepted_share(&app, &a, &b).await;
+    let (address, _, share) = accepted_share(&app, &a, &b).await;
     let (status, answer) = call(&app, &b, &address).await;
     assert_eq!(status, 200, "{answer}");
     let body = json!({ "model": address, "messages": [{ "role": "user", "content": "negative" }] });
-    let (status, _, _) = app
-        .call(
-            Method::POST,
-            "/v1/chat/completions",
-            Some(&b.api_key),
-            Some(&body),
-        )
+    let (status, _) = app
+        .post("/v1/chat/completions", Some(&b.api_key), body.clone())
         .await;
     assert_eq!(status, 200);
 

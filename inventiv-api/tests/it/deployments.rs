@@ -227,13 +227,8 @@ async fn each_refused_deployment_stores_and_sends_nothing() {
     ];
     let before = counts(&app).await;
     for (what, body, status, code) in cases {
-        let (s, _, answer) = app
-            .call(
-                Method::POST,
-                "/deployments",
-                Some(&a.owner.token),
-                Some(&body),
-            )
+        let (s, answer) = app
+            .post("/deployments", Some(&a.owner.token), body.clone())
             .await;
         assert_eq!(
             (s.as_u16(), error_code(&answer)),

@@ -4,22 +4,10 @@
 
 use crate::support;
 
-use crate::support::smtp::SmtpSink;
+use crate::support::smtp::app_with_sink;
 use crate::support::{error_code, TestApp};
 use reqwest::Method;
 use serde_json::json;
-
-async fn app_with_sink() -> (TestApp, SmtpSink) {
-    let sink = SmtpSink::start().await;
-    let port = sink.port.to_string();
-    let app = TestApp::spawn_with(&[
-        ("SMTP_HOST", "127.0.0.1"),
-        ("SMTP_PORT", &port),
-        ("SMTP_TLS", "none"),
-    ])
-    .await;
-    (app, sink)
-}
 
 fn token_of(link: &str) -> String {
     link.rsplit('/').next().unwrap().to_owned()
@@ -27,7 +15,7 @@ fn token_of(link: &str) -> String {
 
 #[tokio::test]
 async fn invitation_by_email_accepted_once_by_a_newcomer_and_by_a_member() {
-    let (app, sink) = app_with_sink().await;
+    let (app, sink) = app_with_sink(&[]).await;
     let owner = app
         .login(support::ADMIN_EMAIL, support::ADMIN_PASSWORD)
         .await;
@@ -284,7 +272,7 @@ async fn invitation_by_email_accepted_once_by_a_newcomer_and_by_a_member() {
 
 #[tokio::test]
 async fn expired_and_revoked_invitations_fail() {
-    let (app, sink) = app_with_sink().await;
+    let (app, sink) = app_with_sink(&[]).await;
     let a = app.org("acme").await;
     let (status, inv) = app
         .post(

@@ -8,21 +8,12 @@ use crate::support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::engines::serving;
 use crate::support::{engine_metric, eventually, TestApp};
 use serde_json::{json, Value};
-
-/// The engine process, killed however the test ends.
-struct Engine(Child);
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_sdk_works_and_usage_matches_the_engine() {
@@ -30,46 +21,9 @@ async fn the_official_sdk_works_and_usage_matches_the_engine() {
         .await
         .unwrap();
     let app = TestApp::spawn().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let engine = Engine(
-        Command::new(inventiv_testkit::engine::mock_engine())
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--model",
-                "mock/model",
-                "--tokens-per-sec",
-                "40",
-            ])
-            .spawn()
-            .unwrap(),
-    );
-    let http = reqwest::Client::new();
-    eventually("the engine", Duration::from_secs(10), || async {
-        http.get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    })
-    .await;
-    let mut a = app.org("a").await;
-    app.add_instance(&mut a).await;
-    let relay =
-        inventiv_testkit::relay::start(port, inventiv_testkit::relay::Certificate::generate())
-            .await;
-    support::engines::ready_behind_relay(&app, a.instance_id, &relay).await;
-    let (_, created) = app
-        .post("/api-keys", Some(&a.owner.token), json!({ "name": "sdk" }))
-        .await;
-    let key = created["key"].as_str().unwrap().to_owned();
+    let (mut engine, a) = serving(&app, "a", &["--tokens-per-sec", "40"]).await;
+    let port = engine.port;
+    let (_, key) = app.api_key(&a.owner.token, json!({ "name": "sdk" })).await;
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/sdk/client.py");
     let base = app.url("/v1");
@@ -185,7 +139,8 @@ async fn the_official_sdk_works_and_usage_matches_the_engine() {
             .unwrap();
         panic!("the stream did not start: {first}\n{stderr}");
     }
-    drop(engine);
+    // The engine alone: its relay stays, as on a node whose engine crashed.
+    engine.child.kill().unwrap();
     let (outcome, status) = tokio::time::timeout(
         Duration::from_secs(90),
         tokio::task::spawn_blocking(move || {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::engines::{engine, fake, serve, serve_port, serving};
-use crate::support::{engine_metric, eventually, TestApp};
+use crate::support::{engine_metric, eventually, rows_at_least, TestApp};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use futures_util::StreamExt;
@@ -44,18 +44,11 @@ fn tokens_received(events: &[Value]) -> i32 {
 
 /// Every usage row: (status, prompt, completion, instance).
 async fn rows(app: &TestApp, want: usize) -> Vec<(i32, i32, i32, uuid::Uuid)> {
-    eventually(
-        &format!("{want} usage rows"),
-        Duration::from_secs(10),
-        || async {
-            let rows: Vec<(i32, i32, i32, uuid::Uuid)> = sqlx::query_as(
-                "SELECT status, prompt_tokens, completion_tokens, instance_id FROM usage_records ORDER BY id",
-            )
-            .fetch_all(&app.state.db)
-            .await
-            .unwrap();
-            (rows.len() >= want).then_some(rows)
-        },
+    rows_at_least(
+        app,
+        want,
+        "SELECT status, prompt_tokens, completion_tokens, instance_id FROM usage_records ORDER BY id",
+        None,
     )
     .await
 }
@@ -100,12 +93,11 @@ async fn a_stream_cut_by_a_dying_worker_is_metered_with_what_the_client_got() {
         ));
     }
     // The engine dies on this one, unanswered: no worker answered it.
-    let (status, _, unanswered) = app
-        .call(
-            reqwest::Method::POST,
+    let (status, unanswered) = app
+        .post(
             "/v1/chat/completions",
             Some(&a.api_key),
-            Some(&chat(false)),
+            chat(false).clone(),
         )
         .await;
     assert_eq!(status, 502, "{unanswered}");

@@ -9,7 +9,7 @@ use crate::support;
 use std::time::Duration;
 
 use crate::support::engines::{engine, serve, serving};
-use crate::support::{engine_metric, eventually, TestApp};
+use crate::support::{engine_metric, eventually, rows_at_least, TestApp};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
@@ -32,15 +32,13 @@ async fn post(
     (status, headers, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn usage_rows(app: &TestApp, want: i64) -> Vec<(String, i32, i32, i32, bool)> {
-    eventually(&format!("{want} usage rows"), Duration::from_secs(10), || async {
-        let rows: Vec<(String, i32, i32, i32, bool)> =
-            sqlx::query_as("SELECT endpoint, prompt_tokens, completion_tokens, status, streamed FROM usage_records ORDER BY id")
-                .fetch_all(&app.state.db)
-                .await
-                .unwrap();
-        (rows.len() as i64 >= want).then_some(rows)
-    })
+async fn usage_rows(app: &TestApp, want: usize) -> Vec<(String, i32, i32, i32, bool)> {
+    rows_at_least(
+        app,
+        want,
+        "SELECT endpoint, prompt_tokens, completion_tokens, status, streamed FROM usage_records ORDER BY id",
+        None,
+    )
     .await
 }
 
@@ -656,10 +654,7 @@ async fn a_worker_dying_under_load_breaks_only_its_own_streams() {
     .await
     .unwrap();
     let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-    assert_eq!(
-        (rows.len(), ids.len()),
-        (answered as usize, answered as usize)
-    );
+    assert_eq!((rows.len(), ids.len()), (answered, answered));
     let broken: Vec<_> = rows.iter().filter(|r| r.2 == 502).collect();
     assert_eq!(broken.len(), 2, "{rows:?}");
     assert!(
@@ -806,7 +801,7 @@ async fn usage_rows_add_up_to_the_engines_counters() {
     })
     .await;
     let answered = (requests.len() + leaving.len()) as i64;
-    usage_rows(&app, answered).await;
+    usage_rows(&app, answered as usize).await;
     let (rows, ids, prompt, completion, cut): (i64, i64, i64, i64, i64) = sqlx::query_as(
         "SELECT count(*), count(DISTINCT request_id), sum(prompt_tokens)::bigint, sum(completion_tokens)::bigint,
                 count(*) FILTER (WHERE status = 499 AND prompt_tokens > 0 AND completion_tokens > 0)

@@ -8,7 +8,7 @@ use crate::support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use crate::support::smtp::SmtpSink;
+use crate::support::smtp::app_with_sink;
 use crate::support::TestApp;
 use reqwest::Method;
 use serde_json::json;
@@ -62,15 +62,7 @@ async fn database_and_logs_hold_no_secret_in_clear() {
             .with_writer(move || writer.clone())
             .finish(),
     );
-    let sink = SmtpSink::start().await;
-    let port = sink.port.to_string();
-    let app = TestApp::spawn_with(&[
-        ("SMTP_HOST", "127.0.0.1"),
-        ("SMTP_PORT", &port),
-        ("SMTP_TLS", "none"),
-        ("INVENTIV_OPEN_SIGNUP", "true"),
-    ])
-    .await;
+    let (app, sink) = app_with_sink(&[("INVENTIV_OPEN_SIGNUP", "true")]).await;
     let mut secrets: Vec<String> = vec![support::ADMIN_PASSWORD.to_owned()];
 
     // Sign-up, login (right and wrong), refresh, an organization, an invitation

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::support::engines::serving;
 use crate::support::fixture::Org;
-use crate::support::{eventually, TestApp};
+use crate::support::{eventually, rows_at_least, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -51,27 +51,25 @@ async fn publish(app: &TestApp, a: &Org, input: &str, output: &str) -> Uuid {
     assert_eq!(offering["address"], format!("{}/mock/model", a.slug));
     let id: Uuid = offering["id"].as_str().unwrap().parse().unwrap();
     let path = format!("/organizations/current/offerings/{id}");
-    let (status, body) = send(
-        app,
-        Method::PATCH,
-        &path,
-        &a.admin.token,
-        Some(json!({ "economic_active": true })),
-    )
-    .await;
+    let (status, body) = app
+        .patch(
+            &path,
+            Some(&a.admin.token),
+            json!({ "economic_active": true }),
+        )
+        .await;
     assert_eq!(
         status,
         StatusCode::FORBIDDEN,
         "the economic switch is the manager's: {body}"
     );
-    let (status, body) = send(
-        app,
-        Method::PATCH,
-        &path,
-        &a.manager.token,
-        Some(json!({ "economic_active": true })),
-    )
-    .await;
+    let (status, body) = app
+        .patch(
+            &path,
+            Some(&a.manager.token),
+            json!({ "economic_active": true }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app
         .post(
@@ -88,20 +86,12 @@ async fn publish(app: &TestApp, a: &Org, input: &str, output: &str) -> Uuid {
 type Charged = (i32, i32, Option<Uuid>, Option<Uuid>, Option<String>);
 
 async fn charged_rows(app: &TestApp, org: Uuid, want: usize) -> Vec<Charged> {
-    eventually(
-        &format!("{want} usage rows"),
-        Duration::from_secs(10),
-        || async {
-            let rows: Vec<Charged> = sqlx::query_as(
-            "SELECT prompt_tokens, completion_tokens, share_id, price_version_id, charged_eur::text
-               FROM usage_records WHERE organization_id = $1 ORDER BY id",
-        )
-        .bind(org)
-        .fetch_all(&app.state.db)
-        .await
-        .unwrap();
-            (rows.len() >= want).then_some(rows)
-        },
+    rows_at_least(
+        app,
+        want,
+        "SELECT prompt_tokens, completion_tokens, share_id, price_version_id, charged_eur::text
+           FROM usage_records WHERE organization_id = $1 ORDER BY id",
+        Some(org),
     )
     .await
 }
@@ -132,7 +122,7 @@ async fn routed(app: &TestApp, consumer: Uuid, address: &str, paused: Option<boo
     .await;
 }
 
-/// Runs tests/sdk/shared.py and returns its report.
+/// Runs tests/it/sdk/shared.py and returns its report.
 async fn sdk(python: &Path, app: &TestApp, key: &str, model: &str, mode: &str) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/sdk/shared.py");
     let mut cmd = Command::new(python);
@@ -314,14 +304,13 @@ async fn a_shared_model_is_called_with_the_sdk_and_charged_exactly() {
 
     // Paused: the SDK gets an OpenAI-shaped 403, nothing is charged.
     let share_path = format!("{shares}/{share_id}");
-    let (status, body) = send(
-        &app,
-        Method::PATCH,
-        &share_path,
-        &a.manager.token,
-        Some(json!({ "status": "paused" })),
-    )
-    .await;
+    let (status, body) = app
+        .patch(
+            &share_path,
+            Some(&a.manager.token),
+            json!({ "status": "paused" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     routed(&app, b.id, &address, Some(true)).await;
     let paused = sdk(&python, &app, &b.api_key, &address, "one").await;
@@ -337,23 +326,21 @@ async fn a_shared_model_is_called_with_the_sdk_and_charged_exactly() {
     );
 
     // Resumed, then revoked: gone from B's models and listing; final.
-    let (status, _) = send(
-        &app,
-        Method::PATCH,
-        &share_path,
-        &a.manager.token,
-        Some(json!({ "status": "active" })),
-    )
-    .await;
+    let (status, _) = app
+        .patch(
+            &share_path,
+            Some(&a.manager.token),
+            json!({ "status": "active" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = send(
-        &app,
-        Method::PATCH,
-        &share_path,
-        &a.owner.token,
-        Some(json!({ "status": "revoked" })),
-    )
-    .await;
+    let (status, _) = app
+        .patch(
+            &share_path,
+            Some(&a.owner.token),
+            json!({ "status": "revoked" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     routed(&app, b.id, &address, None).await;
     let revoked = sdk(&python, &app, &b.api_key, &address, "one").await;
@@ -366,14 +353,13 @@ async fn a_shared_model_is_called_with_the_sdk_and_charged_exactly() {
         )
         .await;
     assert_eq!(available, json!([]));
-    let (status, body) = send(
-        &app,
-        Method::PATCH,
-        &share_path,
-        &a.owner.token,
-        Some(json!({ "status": "active" })),
-    )
-    .await;
+    let (status, body) = app
+        .patch(
+            &share_path,
+            Some(&a.owner.token),
+            json!({ "status": "active" }),
+        )
+        .await;
     assert_eq!(
         (status, support::error_code(&body)),
         (StatusCode::CONFLICT, "SHARE_REVOKED")
@@ -394,14 +380,13 @@ async fn a_price_change_mid_month_leaves_earlier_rows_at_the_old_price() {
     // Public this time: B accepts without a share being offered.
     let offering = publish(&app, &a, "0.010", "0.020").await;
     let path = format!("/organizations/current/offerings/{offering}");
-    let (status, _) = send(
-        &app,
-        Method::PATCH,
-        &path,
-        &a.admin.token,
-        Some(json!({ "visibility": "public" })),
-    )
-    .await;
+    let (status, _) = app
+        .patch(
+            &path,
+            Some(&a.admin.token),
+            json!({ "visibility": "public" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (_, listed) = app
         .get(
@@ -442,16 +427,9 @@ async fn a_price_change_mid_month_leaves_earlier_rows_at_the_old_price() {
     // Stored preferences (the manager's) apply by default; the query overrides.
     let prefs = "/organizations/current/offering-preferences";
     let hide = json!({ "hide_public": true, "hide_paid": false });
-    let (status, _) = send(&app, Method::PUT, prefs, &b.user.token, Some(hide.clone())).await;
+    let (status, _) = app.put(prefs, Some(&b.user.token), hide.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = send(
-        &app,
-        Method::PUT,
-        prefs,
-        &b.manager.token,
-        Some(hide.clone()),
-    )
-    .await;
+    let (status, _) = app.put(prefs, Some(&b.manager.token), hide.clone()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(app.get(prefs, Some(&b.user.token)).await.1, hide);
     let listing = "/organizations/current/available-offerings";
@@ -472,13 +450,8 @@ async fn a_price_change_mid_month_leaves_earlier_rows_at_the_old_price() {
     let address = format!("{}/mock/model", a.slug);
     let call = || async {
         let body = json!({ "model": address, "messages": [{ "role": "user", "content": "price me" }], "max_tokens": 5 });
-        let (status, _, answer) = app
-            .call(
-                Method::POST,
-                "/v1/chat/completions",
-                Some(&b.api_key),
-                Some(&body),
-            )
+        let (status, answer) = app
+            .post("/v1/chat/completions", Some(&b.api_key), body.clone())
             .await;
         (status, answer)
     };
@@ -518,7 +491,7 @@ async fn a_price_change_mid_month_leaves_earlier_rows_at_the_old_price() {
         StatusCode::CREATED
     );
     // The increase reaches B's accepted share once B accepts again (else
-    // after the notice period; tests/chargeback.rs).
+    // after the notice period; chargeback.rs).
     let (status, _) = send(
         &app,
         Method::POST,

@@ -74,6 +74,18 @@ async fn settled(app: &TestApp, engine: &Engine, n: i64) {
     .await;
 }
 
+/// `org`'s instance as its user reads it.
+async fn instance_of(app: &TestApp, org: &Org) -> Value {
+    let (status, instance) = app
+        .get(
+            &format!("/instances/{}", org.instance_id),
+            Some(&org.user.token),
+        )
+        .await;
+    assert_eq!(status, 200, "{instance}");
+    instance
+}
+
 fn metric(text: &str, line_start: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(line_start))
@@ -103,13 +115,7 @@ async fn metered_traffic_reconciles_with_the_engine_counters() {
     );
     assert_eq!(r.status, inventiv_api::drift::DriftStatus::Ok);
 
-    let (status, instance) = app
-        .get(
-            &format!("/instances/{}", a.instance_id),
-            Some(&a.user.token),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let instance = instance_of(&app, &a).await;
     let rec = &instance["usage_reconciliation"];
     assert_eq!(rec["status"], "ok", "{instance}");
     assert_eq!(rec["drift_ratio"], 0.0);
@@ -171,13 +177,7 @@ async fn tokens_the_proxy_did_not_meter_raise_an_alert() {
     assert_eq!(event["instance_id"], json!(a.instance_id));
     assert_eq!(event["usage_reconciliation"]["status"], "alert");
 
-    let (status, instance) = app
-        .get(
-            &format!("/instances/{}", a.instance_id),
-            Some(&a.user.token),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let instance = instance_of(&app, &a).await;
     let rec = &instance["usage_reconciliation"];
     assert_eq!(rec["status"], "alert", "{instance}");
     assert_eq!(rec["engine_prompt"], json!(r.engine_prompt));

@@ -12,6 +12,7 @@ pub mod smtp;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use inventiv_api::config::{Config, Env};
 use inventiv_api::startup::Application;
@@ -108,6 +109,33 @@ pub async fn engine_metric(port: u16, name: &str) -> i64 {
 }
 
 pub use inventiv_testkit::wait::eventually;
+
+/// The rows of `sql` (bound to `org` when given) once there are at least
+/// `want` of them: usage is written off the request path, so tests wait for
+/// it (10 s at most).
+pub async fn rows_at_least<T>(
+    app: &TestApp,
+    want: usize,
+    sql: &str,
+    org: Option<uuid::Uuid>,
+) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    eventually(
+        &format!("{want} rows of {sql}"),
+        Duration::from_secs(10),
+        || async {
+            let mut query = sqlx::query_as::<_, T>(sql);
+            if let Some(org) = org {
+                query = query.bind(org);
+            }
+            let rows = query.fetch_all(&app.state.db).await.expect("rows");
+            (rows.len() >= want).then_some(rows)
+        },
+    )
+    .await
+}
 
 impl TestApp {
     /// Spawns the app with the default test configuration.

@@ -1,11 +1,27 @@
 //! A real SMTP server for tests: speaks enough of RFC 5321 for lettre to
-//! deliver, and keeps every message it receives.
+//! deliver, and keeps every message it receives; and an app that mails to it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+
+use super::TestApp;
+
+/// An app (with the extra environment `vars`) that sends its mail to a new
+/// sink.
+pub async fn app_with_sink(vars: &[(&str, &str)]) -> (TestApp, SmtpSink) {
+    let sink = SmtpSink::start().await;
+    let port = sink.port.to_string();
+    let mut env = vec![
+        ("SMTP_HOST", "127.0.0.1"),
+        ("SMTP_PORT", port.as_str()),
+        ("SMTP_TLS", "none"),
+    ];
+    env.extend_from_slice(vars);
+    (TestApp::spawn_with(&env).await, sink)
+}
 
 /// One received message.
 #[derive(Debug, Clone)]
