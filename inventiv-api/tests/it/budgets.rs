@@ -46,13 +46,8 @@ async fn usage_rows(app: &TestApp) -> i64 {
 /// One stream read to its end: (status, the refusal when refused).
 async fn stream(app: &TestApp, key: &str) -> (u16, Value) {
     let res = app
-        .http
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&stream_body())
-        .send()
-        .await
-        .unwrap();
+        .post_response("/v1/chat/completions", key, &stream_body())
+        .await;
     let status = res.status().as_u16();
     if status != 200 {
         return (status, res.json().await.unwrap_or(Value::Null));
@@ -206,14 +201,7 @@ async fn failures_release_and_dead_replicas_expire() {
     );
 
     // A client that leaves after the first chunk: charged what it got, released.
-    let res = app
-        .http
-        .post(app.url("/v1/completions"))
-        .bearer_auth(&a.api_key)
-        .json(&json!({ "model": "mock/model", "prompt": "long story", "max_tokens": 150, "stream": true }))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_response("/v1/completions", &a.api_key, &json!({ "model": "mock/model", "prompt": "long story", "max_tokens": 150, "stream": true })).await;
     let mut body = res.bytes_stream();
     body.next().await.unwrap().unwrap();
     let (_, during) = app.get(&path, Some(&a.owner.token)).await;
@@ -237,13 +225,12 @@ async fn failures_release_and_dead_replicas_expire() {
     // A worker that fails before any byte: nothing charged, nothing held.
     drop(slow);
     let res = app
-        .http
-        .post(app.url("/v1/completions"))
-        .bearer_auth(&a.api_key)
-        .json(&json!({ "model": "mock/model", "prompt": "x", "max_tokens": 5 }))
-        .send()
-        .await
-        .unwrap();
+        .post_response(
+            "/v1/completions",
+            &a.api_key,
+            &json!({ "model": "mock/model", "prompt": "x", "max_tokens": 5 }),
+        )
+        .await;
     assert!(
         [502, 503].contains(&res.status().as_u16()),
         "{}",

@@ -7,15 +7,13 @@
 use crate::support;
 
 use crate::support::fixture::Org;
+use crate::support::rotation::{app_on_key_1, rotated_to_key_2, single_keys};
 use crate::support::{error_code, TestApp};
-use inventiv_store::crypto::Keyring;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 const PATH: &str = "/organizations/current/huggingface-token";
-const KEY_1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
-const KEY_2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 
 async fn call(app: &TestApp, method: Method, token: &str, body: Option<Value>) -> (u16, Value) {
     let (s, _, b) = app.call(method, PATH, Some(token), body.as_ref()).await;
@@ -280,7 +278,7 @@ async fn a_gated_model_needs_the_organizations_token_to_be_deployed() {
 
 #[tokio::test]
 async fn rotating_the_key_version_re_encrypts_the_tokens() {
-    let app = TestApp::spawn_with(&[("INVENTIV_ENCRYPTION_KEY", KEY_1)]).await;
+    let app = app_on_key_1().await;
     let mut orgs = Vec::new();
     for label in ["r1", "r2"] {
         let org = app.org(label).await;
@@ -295,35 +293,14 @@ async fn rotating_the_key_version_re_encrypts_the_tokens() {
         assert_eq!(s, 200);
         orgs.push((org.id, token));
     }
-    let before: Vec<(i32, Vec<u8>)> = sqlx::query_as(
-        "SELECT key_version, ciphertext FROM huggingface_tokens ORDER BY organization_id",
-    )
-    .fetch_all(&app.state.db)
-    .await
-    .unwrap();
-    assert!(before.iter().all(|(v, _)| *v == 1));
-
     // A new process with key 2 (and key 1 as the previous one) rewrites them.
-    let rotated = app
-        .replica_with(&[
-            ("INVENTIV_ENCRYPTION_KEY", KEY_2),
-            ("INVENTIV_ENCRYPTION_KEY_VERSION", "2"),
-            ("INVENTIV_ENCRYPTION_KEY_PREVIOUS", KEY_1),
-        ])
-        .await;
-    let after: Vec<(i32, Vec<u8>)> = sqlx::query_as(
+    let rotated = rotated_to_key_2(
+        &app,
         "SELECT key_version, ciphertext FROM huggingface_tokens ORDER BY organization_id",
+        2,
     )
-    .fetch_all(&app.state.db)
-    .await
-    .unwrap();
-    assert_eq!(after.len(), 2);
-    for ((_, old), (version, new)) in before.iter().zip(&after) {
-        assert_eq!(*version, 2);
-        assert_ne!(old, new);
-    }
-    let only_2 = Keyring::from_hex(KEY_2, 2, None).unwrap();
-    let only_1 = Keyring::from_hex(KEY_1, 1, None).unwrap();
+    .await;
+    let (only_2, only_1) = single_keys();
     for (org, token) in &orgs {
         let loaded = inventiv_store::huggingface::load(&app.state.db, &only_2, *org)
             .await

@@ -7,8 +7,7 @@
 use crate::support;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::engines::serving;
@@ -25,27 +24,8 @@ async fn the_official_sdk_works_and_usage_matches_the_engine() {
     let port = engine.port;
     let (_, key) = app.api_key(&a.owner.token, json!({ "name": "sdk" })).await;
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/sdk/client.py");
-    let base = app.url("/v1");
-    let sdk = move |mode: &str| {
-        let mut command = Command::new(&python);
-        command
-            .arg(&script)
-            .env("BASE_URL", &base)
-            .env("API_KEY", &key)
-            .env("MODE", mode);
-        command
-    };
-    let mut main = sdk("main");
-    let out = tokio::task::spawn_blocking(move || main.output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "SDK script failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sdk = |mode: &str| support::sdk_command(&python, "client.py", &app, &key, mode);
+    let report = support::sdk_report(sdk("main")).await;
 
     assert_eq!(report["models"], json!(["mock/model"]));
     assert!(report["chat"]["content"]

@@ -77,13 +77,8 @@ async fn a_stream_cut_by_a_dying_worker_is_metered_with_what_the_client_got() {
     let mut a = app.org("a").await;
     serve(&app, &mut a, &dying).await;
     let res = app
-        .http
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(&a.api_key)
-        .json(&chat(true))
-        .send()
-        .await
-        .unwrap();
+        .post_response("/v1/chat/completions", &a.api_key, &chat(true))
+        .await;
     assert_eq!(res.status(), 200);
     let mut body = res.bytes_stream();
     let mut seen = String::new();
@@ -131,13 +126,8 @@ async fn a_client_leaving_mid_stream_is_metered_with_what_the_engine_produced() 
     )
     .await;
     let res = app
-        .http
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(&a.api_key)
-        .json(&chat(true))
-        .send()
-        .await
-        .unwrap();
+        .post_response("/v1/chat/completions", &a.api_key, &chat(true))
+        .await;
     let mut body = res.bytes_stream();
     let mut seen = String::new();
     while tokens_received(&events(&seen)) < 2 {

@@ -6,16 +6,14 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use crate::support::rotation::{app_on_key_1, rotated_to_key_2, single_keys};
 use crate::support::{error_code, TestApp};
-use inventiv_store::crypto::Keyring;
 use inventiv_testkit::fake_scaleway::FakeScaleway;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-const KEY_1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
-const KEY_2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 const PATH: &str = "/organizations/current/providers/scaleway/credentials";
 
 struct Creds {
@@ -191,7 +189,7 @@ async fn credentials_are_set_masked_verified_with_the_orgs_token_and_deleted() {
 
 #[tokio::test]
 async fn rotating_the_key_version_re_encrypts_every_row() {
-    let app = TestApp::spawn_with(&[("INVENTIV_ENCRYPTION_KEY", KEY_1)]).await;
+    let app = app_on_key_1().await;
     let mut orgs = Vec::new();
     for label in ["r1", "r2", "r3"] {
         let org = app.org(label).await;
@@ -200,36 +198,15 @@ async fn rotating_the_key_version_re_encrypts_every_row() {
         assert_eq!(s, 200);
         orgs.push((org.id, creds.secret_key));
     }
-    let before: Vec<(i32, Vec<u8>)> = sqlx::query_as(
-        "SELECT key_version, ciphertext FROM provider_credentials ORDER BY organization_id",
-    )
-    .fetch_all(&app.state.db)
-    .await
-    .unwrap();
-    assert!(before.iter().all(|(v, _)| *v == 1));
-
     // A new process with key 2 (and key 1 as the previous one) rewrites them all.
-    let rotated = app
-        .replica_with(&[
-            ("INVENTIV_ENCRYPTION_KEY", KEY_2),
-            ("INVENTIV_ENCRYPTION_KEY_VERSION", "2"),
-            ("INVENTIV_ENCRYPTION_KEY_PREVIOUS", KEY_1),
-        ])
-        .await;
-    let after: Vec<(i32, Vec<u8>)> = sqlx::query_as(
+    let rotated = rotated_to_key_2(
+        &app,
         "SELECT key_version, ciphertext FROM provider_credentials ORDER BY organization_id",
+        3,
     )
-    .fetch_all(&app.state.db)
-    .await
-    .unwrap();
-    assert_eq!(after.len(), 3);
-    for ((_, old), (version, new)) in before.iter().zip(&after) {
-        assert_eq!(*version, 2);
-        assert_ne!(old, new);
-    }
+    .await;
     // Key 2 alone now opens every row; key 1 alone opens none.
-    let only_2 = Keyring::from_hex(KEY_2, 2, None).unwrap();
-    let only_1 = Keyring::from_hex(KEY_1, 1, None).unwrap();
+    let (only_2, only_1) = single_keys();
     for (org, secret) in &orgs {
         let creds = inventiv_store::credentials::load(&app.state.db, &only_2, *org, "scaleway")
             .await

@@ -19,14 +19,7 @@ async fn post(
     key: &str,
     body: Value,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let res = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_response(path, key, &body).await;
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     (status, headers, res.json().await.unwrap_or(Value::Null))
@@ -82,13 +75,8 @@ async fn requests_are_forwarded_and_metered_exactly() {
 
     // Streaming without include_usage: no usage chunk reaches the client, usage still recorded.
     let res = app
-        .http
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&chat(true))
-        .send()
-        .await
-        .unwrap();
+        .post_response("/v1/chat/completions", &key, &chat(true))
+        .await;
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     let text = res.text().await.unwrap();
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
@@ -108,13 +96,8 @@ async fn requests_are_forwarded_and_metered_exactly() {
     let mut body = chat(true);
     body["stream_options"] = json!({ "include_usage": true });
     let text = app
-        .http
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&body)
-        .send()
+        .post_response("/v1/chat/completions", &key, &body)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -264,13 +247,8 @@ async fn keys_see_only_their_organizations_models() {
         || async {
             app.state.routing.refresh(&app.state).await.unwrap();
             let res = app
-                .http
-                .post(app.url("/v1/chat/completions"))
-                .bearer_auth(&a.owner.token)
-                .json(&chat(false))
-                .send()
-                .await
-                .unwrap();
+                .post_response("/v1/chat/completions", &a.owner.token, &chat(false))
+                .await;
             (res.status() != 200).then_some(res)
         },
     )
@@ -315,13 +293,12 @@ async fn rate_limits_and_disconnects() {
 
     // A client that reads one chunk and leaves: metered as 499 with what it got.
     let res = app
-        .http
-        .post(app.url("/v1/completions"))
-        .bearer_auth(&a.api_key)
-        .json(&json!({ "model": "mock/model", "prompt": "long story", "stream": true }))
-        .send()
-        .await
-        .unwrap();
+        .post_response(
+            "/v1/completions",
+            &a.api_key,
+            &json!({ "model": "mock/model", "prompt": "long story", "stream": true }),
+        )
+        .await;
     let mut stream = res.bytes_stream();
     let first = stream.next().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).starts_with("data: "));
@@ -527,14 +504,7 @@ async fn a_worker_dying_under_load_breaks_only_its_own_streams() {
     let long = json!({ "model": "mock/model", "messages": [{ "role": "user", "content": "a long story" }], "stream": true });
     let mut readers = tokio::task::JoinSet::new();
     for _ in 0..4 {
-        let res = app
-            .http
-            .post(app.url("/v1/chat/completions"))
-            .bearer_auth(&key)
-            .json(&long)
-            .send()
-            .await
-            .unwrap();
+        let res = app.post_response("/v1/chat/completions", &key, &long).await;
         assert_eq!(res.status(), 200);
         let mut body = res.bytes_stream();
         let first = body.next().await.unwrap().unwrap();
@@ -673,14 +643,7 @@ async fn a_worker_dying_under_load_breaks_only_its_own_streams() {
 
 /// Starts a stream, reads it until its first token and leaves.
 async fn leave_after_first_token(app: &TestApp, key: &str, path: &str, body: Value) {
-    let res = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_response(path, key, &body).await;
     assert_eq!(res.status(), 200);
     let mut stream = res.bytes_stream();
     let mut seen = String::new();

@@ -11,14 +11,7 @@ use serde_json::{json, Value};
 const SUCCESS: &str = "vllm:request_success_total";
 
 async fn chat(app: &TestApp, key: &str) -> (u16, Value) {
-    let res = app
-        .http
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&json!({ "model": "mock/model", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 4 }))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_response("/v1/chat/completions", key, &json!({ "model": "mock/model", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 4 })).await;
     let status = res.status().as_u16();
     (status, res.json().await.unwrap_or(Value::Null))
 }

@@ -10,7 +10,6 @@
 use crate::support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::support::engines::serving;
@@ -122,24 +121,11 @@ async fn routed(app: &TestApp, consumer: Uuid, address: &str, paused: Option<boo
     .await;
 }
 
-/// Runs tests/it/sdk/shared.py and returns its report.
+/// Runs tests/it/sdk/shared.py on `model` and returns its report.
 async fn sdk(python: &Path, app: &TestApp, key: &str, model: &str, mode: &str) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/sdk/shared.py");
-    let mut cmd = Command::new(python);
-    cmd.arg(script)
-        .env("BASE_URL", app.url("/v1"))
-        .env("API_KEY", key)
-        .env("MODEL", model)
-        .env("MODE", mode);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "SDK script failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let mut command = support::sdk_command(python, "shared.py", app, key, mode);
+    command.env("MODEL", model);
+    support::sdk_report(command).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,13 +165,8 @@ async fn a_null_stream_options_cannot_make_a_stream_go_unmetered() {
     let mut body = chat(true);
     body["stream_options"] = Value::Null;
     let res = app
-        .http
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(&a.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .post_response("/v1/chat/completions", &a.api_key, &body)
+        .await;
     assert_eq!(res.status(), 200);
     let text = res.text().await.unwrap();
     assert!(text.contains("\"ok\""), "{text}");
@@ -221,13 +216,12 @@ async fn a_huge_answer_is_refused_not_buffered() {
     let _relay = serve_port(&app, &mut a, worker.port).await;
     for path in ["/v1/chat/completions", "/v1/completions"] {
         let res = app
-            .http
-            .post(app.url(path))
-            .bearer_auth(&a.api_key)
-            .json(&json!({ "model": "mock/model", "prompt": "hi", "messages": [] }))
-            .send()
-            .await
-            .unwrap();
+            .post_response(
+                path,
+                &a.api_key,
+                &json!({ "model": "mock/model", "prompt": "hi", "messages": [] }),
+            )
+            .await;
         assert_eq!(res.status(), 502, "{path}");
         let body: Value = res.json().await.unwrap();
         assert_eq!(
@@ -250,13 +244,8 @@ async fn a_huge_stream_event_ends_the_stream() {
     let mut a = app.org("a").await;
     let _relay = serve_port(&app, &mut a, worker.port).await;
     let res = app
-        .http
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(&a.api_key)
-        .json(&chat(true))
-        .send()
-        .await
-        .unwrap();
+        .post_response("/v1/chat/completions", &a.api_key, &chat(true))
+        .await;
     assert_eq!(res.status(), 200);
     let text = res.text().await.unwrap();
     assert!(

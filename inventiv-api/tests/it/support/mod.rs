@@ -7,11 +7,13 @@ pub mod engines;
 pub mod fixture;
 pub mod matrix;
 pub mod replica;
+pub mod rotation;
 pub mod smtp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use inventiv_api::config::{Config, Env};
@@ -274,29 +276,30 @@ impl TestApp {
         (s, b)
     }
 
-    /// A GET's body as text (the CSV exports).
-    pub async fn get_text(&self, path: &str, token: &str) -> String {
+    /// POSTs `body` as JSON with a bearer token and returns the response
+    /// unread (streams, headers).
+    pub async fn post_response(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
         self.http
-            .get(self.url(path))
+            .post(self.url(path))
             .bearer_auth(token)
+            .json(body)
             .send()
             .await
             .expect("request sent")
-            .text()
-            .await
-            .expect("body read")
+    }
+
+    /// A GET's body as text (the CSV exports).
+    pub async fn get_text(&self, path: &str, token: &str) -> String {
+        text_of(self.http.get(self.url(path)).bearer_auth(token)).await
     }
 
     /// The Prometheus text of `/metrics` (on its own port).
     pub async fn metrics(&self) -> String {
-        self.http
-            .get(format!("http://{}/metrics", self.metrics_addr))
-            .send()
-            .await
-            .expect("request sent")
-            .text()
-            .await
-            .expect("body read")
+        text_of(
+            self.http
+                .get(format!("http://{}/metrics", self.metrics_addr)),
+        )
+        .await
     }
 
     /// Logs in and returns the whole token response.
@@ -321,6 +324,11 @@ impl TestApp {
     }
 }
 
+async fn text_of(request: reqwest::RequestBuilder) -> String {
+    let res = request.send().await.expect("request sent");
+    res.text().await.expect("body read")
+}
+
 /// Asserts the error shape and returns the code.
 pub fn error_code(body: &Value) -> &str {
     let error = &body["error"];
@@ -341,8 +349,6 @@ pub fn error_code(body: &Value) -> &str {
 /// the others wait, and then find it current.
 pub fn sdk_python() -> PathBuf {
     use fs4::fs_std::FileExt;
-    use std::path::Path;
-    use std::process::Command;
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = manifest.parent().unwrap().join("target");
     let venv = target.join("venv-sdk");
@@ -372,4 +378,33 @@ pub fn sdk_python() -> PathBuf {
         std::fs::write(&stamp, wanted).unwrap();
     }
     venv.join("bin/python")
+}
+
+/// `python` running the SDK script `script` (in tests/it/sdk) against the
+/// `/v1` of `app` with `key`, and `MODE` set to `mode`.
+pub fn sdk_command(python: &Path, script: &str, app: &TestApp, key: &str, mode: &str) -> Command {
+    let mut command = Command::new(python);
+    command
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/it/sdk")
+                .join(script),
+        )
+        .env("BASE_URL", app.url("/v1"))
+        .env("API_KEY", key)
+        .env("MODE", mode);
+    command
+}
+
+/// Runs an SDK script to its end; returns the JSON report it printed.
+pub async fn sdk_report(mut command: Command) -> Value {
+    let out = tokio::task::spawn_blocking(move || command.output().expect("SDK script runs"))
+        .await
+        .expect("SDK script joined");
+    assert!(
+        out.status.success(),
+        "SDK script failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("SDK report")
 }
