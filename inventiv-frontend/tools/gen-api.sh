@@ -4,7 +4,7 @@
 # API. The document comes from `cargo run --example openapi` (no database, no
 # running API). `--enum-values` exports each enum's values as an array
 # (`instanceStatusValues`, ...), so the dashboard's status lists are the API's.
-# Stale copies fail: inventiv-api's tests/openapi_document.rs compares
+# Stale copies fail: inventiv-api's tests/it/openapi_document.rs compares
 # openapi.json with the API's document, `npm run check:api` (run by build and
 # typecheck) schema.ts with openapi.json.
 set -euo pipefail

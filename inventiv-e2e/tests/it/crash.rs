@@ -24,14 +24,6 @@ async fn server_id(s: &Stack, id: Uuid) -> Option<String> {
         .unwrap()
 }
 
-fn assert_one_vm_per_instance(s: &Stack, live: &[Uuid]) {
-    let vms = s.vms();
-    assert_eq!(vms.len(), live.len(), "orphan or missing VMs: {vms:?}");
-    for id in live {
-        assert!(vms.iter().any(|v| v.instance_id == Some(*id)), "{vms:?}");
-    }
-}
-
 /// (a) Deployments committed while no orchestrator runs, and one killed
 /// right after the API answered: both converge once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -41,20 +33,12 @@ async fn killed_right_after_the_deployment_is_committed() {
     let opts = Opts::new("orch-a", Ipv4Addr::new(127, 0, 71, 1));
 
     let first = s.deploy(&token, None).await;
-    let mut a = s.spawn_up(&opts).await;
+    let a = s.spawn_up(&opts).await;
     let second = s.deploy(&token, None).await;
-    a.kill9();
-    let _a = s.spawn(&opts);
+    let _a = s.restart(a, &opts);
 
-    for id in [first, second] {
-        s.wait_status(id, "ready", RESUME).await;
-        s.assert_ready_once(id).await;
-    }
-    assert_one_vm_per_instance(&s, &[first, second]);
-    for id in [first, second] {
-        s.terminate_and_check(&token, id).await;
-    }
-    assert_one_vm_per_instance(&s, &[]);
+    s.converge_then_terminate(&token, &[first, second], RESUME)
+        .await;
 }
 
 /// (b) Killed while the provider is creating the server (its VM directory
@@ -65,7 +49,7 @@ async fn killed_while_the_server_is_created() {
     let s = Stack::start().await;
     let token = s.team().await;
     let opts = Opts::new("orch-a", Ipv4Addr::new(127, 0, 72, 1));
-    let mut a = s.spawn_up(&opts).await;
+    let a = s.spawn_up(&opts).await;
 
     let id = s.deploy(&token, None).await;
     let found = poll(Duration::from_secs(30), Duration::from_millis(2), || {
@@ -73,15 +57,10 @@ async fn killed_while_the_server_is_created() {
         async move { any.then_some(()) }
     })
     .await;
-    a.kill9();
     assert!(found.is_some(), "no VM created\n{}", s.logs());
+    let _a = s.restart(a, &opts);
 
-    let _a = s.spawn(&opts);
-    s.wait_status(id, "ready", RESUME).await;
-    s.assert_ready_once(id).await;
-    assert_one_vm_per_instance(&s, &[id]);
-    s.terminate_and_check(&token, id).await;
-    assert_one_vm_per_instance(&s, &[]);
+    s.converge_then_terminate(&token, &[id], RESUME).await;
 }
 
 /// (b) Killed right after the provider create was recorded, while the VM
@@ -125,11 +104,7 @@ async fn killed_after_the_provider_create_and_taken_over_by_another_replica() {
     );
     s.expire_leases().await;
 
-    s.wait_status(id, "ready", RESUME).await;
-    s.assert_ready_once(id).await;
-    assert_one_vm_per_instance(&s, &[id]);
-    s.terminate_and_check(&token, id).await;
-    assert_one_vm_per_instance(&s, &[]);
+    s.converge_then_terminate(&token, &[id], RESUME).await;
 }
 
 /// (c) Killed while the bootstrap script runs on the node (its SSH session
@@ -140,7 +115,7 @@ async fn killed_during_the_bootstrap() {
     let s = Stack::start().await;
     let token = s.team().await;
     let opts = Opts::new("orch-a", Ipv4Addr::new(127, 0, 74, 1));
-    let mut a = s.spawn_up(&opts).await;
+    let a = s.spawn_up(&opts).await;
 
     let id = s.deploy(&token, None).await;
     let phase = s
@@ -156,15 +131,10 @@ async fn killed_during_the_bootstrap() {
             .unwrap()
         })
         .await;
-    a.kill9();
     assert!(phase.starts_with("WORKER_SSH_"), "{phase}");
+    let _a = s.restart(a, &opts);
 
-    let _a = s.spawn(&opts);
-    s.wait_status(id, "ready", RESUME).await;
-    s.assert_ready_once(id).await;
-    assert_one_vm_per_instance(&s, &[id]);
-    s.terminate_and_check(&token, id).await;
-    assert_one_vm_per_instance(&s, &[]);
+    s.converge_then_terminate(&token, &[id], RESUME).await;
 }
 
 /// (b) again, without touching the lease: another replica (under another
@@ -177,19 +147,16 @@ async fn another_replica_takes_over_when_the_lease_expires() {
     let mut opts = Opts::new("orch-a", Ipv4Addr::new(127, 0, 75, 1));
     opts.boot_delay_ms = 3000;
     opts.extra = vec![("INVENTIV_INSTANCE_LEASE_MS".into(), "3000".into())];
-    let mut a = s.spawn_up(&opts).await;
+    let a = s.spawn_up(&opts).await;
     let id = s.deploy(&token, None).await;
     s.until("the server id recorded", Duration::from_secs(30), || {
         server_id(&s, id)
     })
     .await;
-    a.kill9();
     opts.name = "orch-b".into();
-    let _b = s.spawn(&opts);
-    s.wait_status(id, "ready", Duration::from_secs(240)).await;
-    s.assert_ready_once(id).await;
-    assert_one_vm_per_instance(&s, &[id]);
-    s.terminate_and_check(&token, id).await;
+    let _b = s.restart(a, &opts);
+    s.converge_then_terminate(&token, &[id], Duration::from_secs(240))
+        .await;
 }
 
 /// (d) Killed while the provider deletes the server (its processes are
@@ -200,9 +167,8 @@ async fn killed_during_the_termination() {
     let s = Stack::start().await;
     let token = s.team().await;
     let opts = Opts::new("orch-a", Ipv4Addr::new(127, 0, 76, 1));
-    let mut a = s.spawn_up(&opts).await;
-    let id = s.deploy(&token, None).await;
-    s.wait_status(id, "ready", READY).await;
+    let a = s.spawn_up(&opts).await;
+    let id = s.deploy_ready(&token, READY).await;
     let vm = s.vms().pop().unwrap();
 
     s.act(&token, reqwest::Method::DELETE, &format!("/instances/{id}"))
@@ -224,12 +190,10 @@ async fn killed_during_the_termination() {
         async move { left.is_empty().then_some(()) }
     })
     .await;
-    a.kill9();
-
-    let _a = s.spawn(&opts);
+    let _a = s.restart(a, &opts);
     s.wait_status(id, "terminated", RESUME).await;
     assert!(!vm.dir.exists(), "{} survived", vm.dir.display());
-    assert_one_vm_per_instance(&s, &[]);
+    s.assert_vms_of(&[]);
     let left = crate::support::processes_mentioning(&dir);
     assert!(left.is_empty(), "processes of the VM survived: {left:?}");
 }
@@ -265,7 +229,7 @@ async fn a_server_that_never_boots_fails_cleanly() {
         released.map(drop)
     })
     .await;
-    assert_one_vm_per_instance(&s, &[]);
+    s.assert_vms_of(&[]);
     s.terminate_and_check(&token, id).await;
-    assert_one_vm_per_instance(&s, &[]);
+    s.assert_vms_of(&[]);
 }

@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::{NodeGuard, Stack};
+use crate::support::{files_under, NodeGuard, Stack};
 use inventiv_testkit::fake_scaleway::FakeScaleway;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -24,12 +24,7 @@ const KEY_FILE: &str = "secrets/scaleway_poweroff_key";
 /// Where the install put the worker of `id` (from its action log),
 /// and whether it delivered the Scaleway key.
 async fn installed(h: &Stack, id: Uuid) -> (PathBuf, Value) {
-    let actions = h.actions(id).await;
-    let (_, _, done) = actions
-        .iter()
-        .rev()
-        .find(|(kind, status, _)| kind == "WORKER_SSH_INSTALL" && status.starts_with("success"))
-        .expect("WORKER_SSH_INSTALL succeeded");
+    let done = h.installed(id).await;
     let dir = PathBuf::from(done["install_dir"].as_str().unwrap());
     (dir, done["scaleway_key_delivered"].clone())
 }
@@ -46,23 +41,6 @@ fn agent_events(node: &Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-/// Every regular file under `dir` (symbolic links not followed).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let kind = entry.file_type().unwrap();
-            if kind.is_dir() {
-                todo.push(entry.path());
-            } else if kind.is_file() {
-                found.push(entry.path());
-            }
-        }
-    }
-    found
 }
 
 /// Fails if `secret` is in a file of `node` other than `except`, or in the
@@ -139,8 +117,7 @@ async fn the_node_gets_the_dead_man_switch_of_its_provider_and_settings() {
         json!({ "dead_man_after_s": 600, "dead_man_poweroff": true, "engine_port": SCALEWAY_ENGINE_PORT }),
     )
     .await;
-    let id = h.deploy_scaleway(&token).await;
-    h.wait_status(id, "ready", READY).await;
+    let id = h.deploy_scaleway_ready(&token, READY).await;
     let (node, delivered) = installed(&h, id).await;
     assert_eq!(node, scaleway_node);
     let config = agent_config(&node);
@@ -189,8 +166,7 @@ async fn the_node_gets_the_dead_man_switch_of_its_provider_and_settings() {
         json!({ "dead_man_poweroff": false, "engine_port": SCALEWAY_ENGINE_PORT }),
     )
     .await;
-    let id = h.deploy_scaleway(&token).await;
-    h.wait_status(id, "ready", READY).await;
+    let id = h.deploy_scaleway_ready(&token, READY).await;
     let (node, delivered) = installed(&h, id).await;
     assert_eq!(node, scaleway_node);
     let config = agent_config(&node);

@@ -9,8 +9,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use crate::support::{poll, processes_mentioning, sigkill, Opts, Stack, MODEL};
-use serde_json::{json, Value};
+use crate::support::{poll, processes_mentioning, sigkill, Opts, Stack};
 use uuid::Uuid;
 
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(4);
@@ -42,20 +41,6 @@ fn agent_processes(node: &std::path::Path) -> (Option<u32>, Vec<u32>) {
     (supervisor, agents)
 }
 
-async fn completion_works(s: &Stack, id: Uuid) {
-    let (http, base) = s.engine(id).await;
-    let answer: Value = http
-        .post(format!("{base}/v1/chat/completions"))
-        .json(&json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hello" }] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(answer["usage"]["completion_tokens"].as_i64().unwrap() > 0);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_worker_is_detected_then_reinstalled() {
     let s = Stack::start().await;
@@ -65,8 +50,7 @@ async fn dead_worker_is_detected_then_reinstalled() {
     opts.startup_timeout_secs = STARTUP_TIMEOUT_SECS;
     let a = s.spawn_up(&opts).await;
 
-    let id = s.deploy(&token, None).await;
-    s.wait_status(id, "ready", Duration::from_secs(120)).await;
+    let id = s.deploy_ready(&token, Duration::from_secs(120)).await;
     s.assert_ready_once(id).await;
     // The orchestrator's metrics saw the jobs that got it there.
     let metrics = reqwest::get(format!("http://{}/metrics", a.addr()))
@@ -145,7 +129,7 @@ async fn dead_worker_is_detected_then_reinstalled() {
         agents_now.iter().all(|p| !agents.contains(p)),
         "a new agent runs"
     );
-    completion_works(&s, id).await;
+    s.assert_answers(id).await;
     let path: Vec<String> = sqlx::query_scalar(
         "SELECT to_status FROM instance_state_history WHERE instance_id = $1 ORDER BY id",
     )

@@ -48,8 +48,7 @@ async fn a_step_three_leases_long_keeps_its_lease() {
     let _a = s.spawn_up(&opts("orch-a")).await;
     let _b = s.spawn_up(&opts("orch-b")).await;
 
-    let id = s.deploy(&token, None).await;
-    s.wait_status(id, "ready", Duration::from_secs(120)).await;
+    let id = s.deploy_ready(&token, Duration::from_secs(120)).await;
 
     s.assert_ready_once(id).await;
     assert_eq!(s.vm_creations_logged(id), 1, "{}", s.describe(id).await);

@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::{processes_mentioning, sigkill, Opts, Stack};
+use crate::support::{files_under, processes_mentioning, sigkill, Opts, Stack};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -22,12 +22,7 @@ const GATED: &str = "meta-llama/Llama-3.2-1B-Instruct";
 
 /// Where the install put the worker of `id` (from its action log).
 async fn install_dir(h: &Stack, id: Uuid) -> PathBuf {
-    let actions = h.actions(id).await;
-    let (_, _, done) = actions
-        .iter()
-        .rev()
-        .find(|(kind, status, _)| kind == "WORKER_SSH_INSTALL" && status.starts_with("success"))
-        .expect("WORKER_SSH_INSTALL succeeded");
+    let done = h.installed(id).await;
     PathBuf::from(done["install_dir"].as_str().unwrap())
 }
 
@@ -48,23 +43,6 @@ async fn engine_environ(h: &Stack, id: Uuid, node: &Path) -> Vec<(String, String
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
-}
-
-/// Every regular file under `dir` (symbolic links not followed).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let kind = entry.file_type().unwrap();
-            if kind.is_dir() {
-                todo.push(entry.path());
-            } else if kind.is_file() {
-                found.push(entry.path());
-            }
-        }
-    }
-    found
 }
 
 async fn dump_database(h: &Stack) -> String {

@@ -7,7 +7,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use crate::support::{processes_mentioning, Stack, MODEL};
+use crate::support::{assert_in_order, processes_mentioning, Stack};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -39,16 +39,8 @@ async fn deploy_to_ready_then_terminate_on_the_mock_provider() {
     let member_events = listen(&h, &token).await;
     let other_events = listen(&h, &other_token).await;
     let started = std::time::Instant::now();
-    let id = h.deploy(&token, None).await;
-    h.wait_status(id, "ready", Duration::from_secs(90)).await;
-    let (_, ready) = h
-        .call(
-            reqwest::Method::GET,
-            &format!("/instances/{id}"),
-            &token,
-            None,
-        )
-        .await;
+    let id = h.deploy_ready(&token, Duration::from_secs(90)).await;
+    let ready = h.instance(&token, id).await;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis(),
         "deploy to ready"
@@ -103,18 +95,7 @@ async fn deploy_to_ready_then_terminate_on_the_mock_provider() {
         "WORKER_VLLM_WARMUP",
         "HEALTH_CHECK",
     ];
-    let positions: Vec<usize> = milestones
-        .iter()
-        .map(|m| {
-            done.iter()
-                .position(|d| d == m)
-                .unwrap_or_else(|| panic!("{m} missing from {done:?}"))
-        })
-        .collect();
-    assert!(
-        positions.windows(2).all(|w| w[0] < w[1]),
-        "milestones out of order: {done:?}"
-    );
+    assert_in_order(&done, &milestones);
     let (_, history) = h
         .call(
             reqwest::Method::GET,
@@ -135,18 +116,9 @@ async fn deploy_to_ready_then_terminate_on_the_mock_provider() {
     );
 
     // The model answers through the node's relay.
-    let (http, base) = h.engine(id).await;
+    let (_, base) = h.engine(id).await;
     assert!(base.starts_with(&format!("https://{ip}:8000")), "{base}");
-    let completion: Value = http
-        .post(format!("{base}/v1/chat/completions"))
-        .json(&json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hello" }] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(completion["usage"]["completion_tokens"].as_i64().unwrap() > 0);
+    h.assert_answers(id).await;
 
     // Terminate: the server, its processes and its directory are gone.
     let server_id: String =
@@ -168,14 +140,7 @@ async fn deploy_to_ready_then_terminate_on_the_mock_provider() {
     assert_eq!(status, 202);
     h.wait_status(id, "terminated", Duration::from_secs(60))
         .await;
-    let (_, done) = h
-        .call(
-            reqwest::Method::GET,
-            &format!("/instances/{id}"),
-            &token,
-            None,
-        )
-        .await;
+    let done = h.instance(&token, id).await;
     assert!(done["terminated_at"].is_string());
     assert!(!vm_dir.exists(), "the VM directory is removed");
     let left = processes_mentioning(&vm_dir.display().to_string());

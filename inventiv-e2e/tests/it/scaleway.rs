@@ -16,7 +16,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use crate::support::{poll, NodeGuard, Stack, MODEL};
+use crate::support::{assert_in_order, poll, NodeGuard, Stack, MODEL};
 use inventiv_orchestrator::jobs::cloud_reconcile::{reconcile_org, Backoff};
 use inventiv_providers::reconcile::Kind;
 use inventiv_providers::{tags, CreateServer};
@@ -79,15 +79,7 @@ async fn two_organizations_provision_and_terminate_with_their_own_tokens() {
             "Scaleway steps out of order: {got:?}"
         );
     }
-    let (status, instance) = h
-        .call(
-            reqwest::Method::GET,
-            &format!("/instances/{a}"),
-            &token_a,
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
+    let instance = h.instance(&token_a, a).await;
     assert!(instance["progress"].as_i64().unwrap() >= 45, "{instance}");
     assert_eq!(instance["ip_address"], "127.0.140.10");
 
@@ -567,8 +559,9 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_install() {
         .await;
     assert_eq!(s, 200, "{body}");
 
-    let id = h.deploy_scaleway(&token).await;
-    h.wait_status(id, "ready", Duration::from_secs(120)).await;
+    let id = h
+        .deploy_scaleway_ready(&token, Duration::from_secs(120))
+        .await;
 
     // The server was created with its root volume at the model's size, and
     // its user data authorized the orchestrator's key before any power-on.
@@ -594,14 +587,7 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_install() {
         ports,
         vec![u64::from(sshd.port), u64::from(SCALEWAY_ENGINE_PORT), 8190]
     );
-    let (_, ready) = h
-        .call(
-            reqwest::Method::GET,
-            &format!("/instances/{id}"),
-            &token,
-            None,
-        )
-        .await;
+    let ready = h.instance(&token, id).await;
     assert_eq!(ready["progress"], 100);
     assert_eq!(ready["ip_address"], address.to_string());
     let done = done(&h, id).await;
@@ -617,18 +603,7 @@ async fn a_scaleway_deployment_reaches_ready_through_the_real_install() {
         "WORKER_VLLM_WARMUP",
         "HEALTH_CHECK",
     ];
-    let positions: Vec<usize> = milestones
-        .iter()
-        .map(|m| {
-            done.iter()
-                .position(|d| d == m)
-                .unwrap_or_else(|| panic!("{m} missing from {done:?}"))
-        })
-        .collect();
-    assert!(
-        positions.windows(2).all(|w| w[0] < w[1]),
-        "milestones out of order: {done:?}"
-    );
+    assert_in_order(&done, &milestones);
     assert!(fake
         .calls()
         .iter()

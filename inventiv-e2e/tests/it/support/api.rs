@@ -98,6 +98,28 @@ impl Stack {
         deploy_mock(&self.http, &self.api, token, request_id).await
     }
 
+    /// Deploys the mock model and waits (at most `within`) until the
+    /// instance is `ready`; returns its id.
+    pub async fn deploy_ready(&self, token: &str, within: std::time::Duration) -> Uuid {
+        let id = self.deploy(token, None).await;
+        self.wait_status(id, "ready", within).await;
+        id
+    }
+
+    /// `GET /instances/{id}`.
+    pub async fn instance(&self, token: &str, id: Uuid) -> Value {
+        let (status, instance) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/instances/{id}"),
+                token,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{instance}");
+        instance
+    }
+
     /// `n` deployments at once; their instance ids in no particular order.
     pub async fn deploy_many(&self, token: &str, n: usize) -> Vec<Uuid> {
         let mut set = tokio::task::JoinSet::new();
@@ -177,6 +199,14 @@ impl Stack {
         .await;
         assert_eq!(status, 202, "{instance}");
         Uuid::parse_str(instance["id"].as_str().unwrap()).unwrap()
+    }
+
+    /// [`Stack::deploy_scaleway`], then waits (at most `within`) until the
+    /// instance is `ready`.
+    pub async fn deploy_scaleway_ready(&self, token: &str, within: std::time::Duration) -> Uuid {
+        let id = self.deploy_scaleway(token).await;
+        self.wait_status(id, "ready", within).await;
+        id
     }
 }
 

@@ -2,14 +2,48 @@
 //! mock VMs and volumes on disk, the processes of a node; and the checks
 //! every converged instance must pass.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{processes_mentioning, Stack};
+use super::{processes_mentioning, Stack, MODEL};
+
+/// Asserts that each of `milestones` is in `done` (the action types that
+/// succeeded, in order), and in this order.
+pub fn assert_in_order(done: &[String], milestones: &[&str]) {
+    let positions: Vec<usize> = milestones
+        .iter()
+        .map(|m| {
+            done.iter()
+                .position(|d| d == m)
+                .unwrap_or_else(|| panic!("{m} missing from {done:?}"))
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "milestones out of order: {done:?}"
+    );
+}
+
+/// Every regular file under `dir` (symbolic links not followed).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if kind.is_file() {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
 
 /// One mock VM found on disk.
 #[derive(Debug, Clone)]
@@ -125,6 +159,18 @@ impl Stack {
         .unwrap()
     }
 
+    /// What the last successful bootstrap of `id` recorded (its
+    /// `WORKER_SSH_INSTALL` action's metadata: the install dir, ...).
+    pub async fn installed(&self, id: Uuid) -> Value {
+        self.actions(id)
+            .await
+            .into_iter()
+            .rev()
+            .find(|(kind, status, _)| kind == "WORKER_SSH_INSTALL" && status.starts_with("success"))
+            .map(|(_, _, metadata)| metadata)
+            .expect("WORKER_SSH_INSTALL succeeded")
+    }
+
     /// Waits until the instance has status `want`; a final or failed status
     /// other than the one wanted fails at once.
     pub async fn wait_status(&self, id: Uuid, want: &str, deadline: Duration) {
@@ -213,6 +259,49 @@ impl Stack {
             let left = processes_mentioning(&v.dir.display().to_string());
             assert!(left.is_empty(), "processes of the VM survived: {left:?}");
         }
+    }
+
+    /// Exactly one VM on disk per instance of `live`, and no other.
+    pub fn assert_vms_of(&self, live: &[Uuid]) {
+        let vms = self.vms();
+        assert_eq!(vms.len(), live.len(), "orphan or missing VMs: {vms:?}");
+        for id in live {
+            assert!(vms.iter().any(|v| v.instance_id == Some(*id)), "{vms:?}");
+        }
+    }
+
+    /// What a disturbed provisioning must end in: every instance of `ids`
+    /// `ready` within `within` and passing [`Stack::assert_ready_once`], one VM
+    /// each and no other; then each terminates cleanly and no VM is left.
+    pub async fn converge_then_terminate(&self, token: &str, ids: &[Uuid], within: Duration) {
+        for id in ids {
+            self.wait_status(*id, "ready", within).await;
+            self.assert_ready_once(*id).await;
+        }
+        self.assert_vms_of(ids);
+        for id in ids {
+            self.terminate_and_check(token, *id).await;
+        }
+        self.assert_vms_of(&[]);
+    }
+
+    /// Asks `id`'s model for a completion through the node's relay, as the
+    /// proxy does, and checks tokens came back.
+    pub async fn assert_answers(&self, id: Uuid) {
+        let (http, base) = self.engine(id).await;
+        let answer: Value = http
+            .post(format!("{base}/v1/chat/completions"))
+            .json(&json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hello" }] }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            answer["usage"]["completion_tokens"].as_i64().unwrap() > 0,
+            "{answer}"
+        );
     }
 
     /// Makes every lease look expired, as if `LEASE` had passed.

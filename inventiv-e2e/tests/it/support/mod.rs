@@ -25,7 +25,8 @@ mod api;
 mod checks;
 mod orchestrator;
 
-#[allow(unused_imports, reason = "not every test file starts processes")]
+pub use checks::{assert_in_order, files_under};
+
 pub use orchestrator::Opts;
 
 pub const MODEL: &str = "Qwen/Qwen2.5-0.5B-Instruct";

@@ -143,6 +143,13 @@ impl Stack {
         }
     }
 
+    /// SIGKILLs `process` (`kill -9`) and starts the orchestrator binary again
+    /// with `opts` (the same name, or another replica's), without waiting.
+    pub fn restart(&self, mut process: Process, opts: &Opts) -> Process {
+        process.kill9();
+        self.spawn(opts)
+    }
+
     /// Starts the orchestrator binary and waits until its probes answer.
     pub async fn spawn_up(&self, opts: &Opts) -> Process {
         let mut p = self.spawn(opts);
