@@ -400,6 +400,9 @@ async fn forward(
     let c = consumer(&state, &headers).await?;
     // Nothing is served that could not be metered.
     state.usage.admit()?;
+    // From here the journal's writer counts this request among those whose
+    // record may join its next sync.
+    let mut answering = state.usage.answering();
     if body.trim_ascii_start().first() != Some(&b'{') {
         return Err(OpenAiError::bad_request("the body must be a JSON object"));
     }
@@ -514,7 +517,7 @@ async fn forward(
         };
         worker.succeeded();
         let mut meter = Meter {
-            answering: state.usage.answering(),
+            answering: answering.take(),
             state: state.clone(),
             started,
             bounds,

@@ -97,9 +97,10 @@ impl Metering {
         }
     }
 
-    /// Counts a request being answered until the guard drops, just before
-    /// its record is handed over: the journal's writer waits for such
-    /// requests to share a sync (none without a journal).
+    /// Counts a request being answered, from its admission until the
+    /// guard drops, just before its record is handed over: the journal's
+    /// writer waits a little for such requests to share a sync (none
+    /// without a journal).
     pub fn answering(&self) -> Option<Answering> {
         match &self.0 {
             Sink::Journal(h) => Some(h.shared.answering()),

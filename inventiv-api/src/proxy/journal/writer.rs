@@ -7,11 +7,14 @@
 //!
 //! A sync costs the process tens of microseconds of CPU whatever it
 //! carries, so under load a group is worth gathering (like PostgreSQL's
-//! `commit_delay` with `commit_siblings`): while other requests are being
-//! answered (each will hand a record over), the writer waits for more
-//! records until the group holds [`GATHER_RECORDS`], or nobody else is
-//! answering, or [`GATHER_WAIT`] has passed. A lone request is synced at
-//! once.
+//! `commit_delay` with `commit_siblings`, which counts the transactions
+//! open, not only those committing): while other requests are being
+//! answered (admitted, their record not handed over yet: each will hand
+//! one over), the writer waits for more records until the group holds
+//! [`GATHER_RECORDS`], or nobody else is answering, or [`GATHER_WAIT`] has
+//! passed. A lone request is synced at once; under load an answer's end
+//! waits up to [`GATHER_WAIT`] more, and a sync's cost is shared by up to
+//! [`GATHER_RECORDS`] requests.
 //!
 //! Records are handed over through a [`Queue`], not a channel: a handler
 //! wakes the writer only when the writer waits for it (the first record of
