@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use inventiv_common::instance::milestone_progress;
-use inventiv_common::InstanceStatus;
+use inventiv_common::{InstanceId, InstanceStatus};
 use inventiv_providers::ProviderError;
 use inventiv_store::action_log::ActionLog;
 use inventiv_store::credentials::CredentialsError;
@@ -233,7 +233,7 @@ pub async fn move_to(
     apply(
         &mut tx,
         Change {
-            instance_id: inst.id,
+            instance_id: InstanceId(inst.id),
             to,
             error,
             actor,
