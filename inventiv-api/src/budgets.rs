@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use inventiv_common::messages::CommandKind;
-use inventiv_common::{InstanceStatus, OrgId};
+use inventiv_common::{InstanceId, InstanceStatus, OrgId};
 use inventiv_store::instances::{apply, Change};
 use inventiv_store::outbox::enqueue;
 use serde::Serialize;
@@ -285,7 +285,7 @@ async fn stop_instances(state: &AppState, org: Uuid) -> anyhow::Result<()> {
     for id in ids {
         let mut tx = state.db.begin().await?;
         let change = Change {
-            instance_id: id,
+            instance_id: InstanceId(id),
             to: InstanceStatus::Terminating,
             error: None,
             actor: "budget",

@@ -4,9 +4,8 @@
 //! one is an error and changes nothing.
 
 use inventiv_common::instance::{transition, IllegalTransition, Transition};
-use inventiv_common::InstanceStatus;
+use inventiv_common::{InstanceId, InstanceStatus};
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 /// Why a transition did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +22,7 @@ pub enum TransitionError {
 
 /// A requested change of status.
 pub struct Change<'a> {
-    pub instance_id: Uuid,
+    pub instance_id: InstanceId,
     pub to: InstanceStatus,
     /// For failure states: a stable code and a message.
     pub error: Option<(&'a str, &'a str)>,
@@ -40,7 +39,7 @@ pub async fn apply(
 ) -> Result<(InstanceStatus, Transition), TransitionError> {
     let row = sqlx::query!(
         "SELECT organization_id, status FROM instances WHERE id = $1 FOR UPDATE",
-        change.instance_id,
+        change.instance_id as InstanceId,
     )
     .fetch_optional(&mut *tx)
     .await?
@@ -57,7 +56,7 @@ pub async fn apply(
                 error_code = CASE WHEN $5 THEN $3 ELSE NULL END,
                 error_message = CASE WHEN $5 THEN $4 ELSE NULL END
           WHERE id = $1 AND status = $6",
-        change.instance_id,
+        change.instance_id as InstanceId,
         change.to.as_str(),
         code,
         message,
@@ -69,7 +68,7 @@ pub async fn apply(
     sqlx::query!(
         "INSERT INTO instance_state_history (instance_id, organization_id, from_status, to_status, error_code, error_message, actor, request_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        change.instance_id,
+        change.instance_id as InstanceId,
         org,
         from.as_str(),
         change.to.as_str(),

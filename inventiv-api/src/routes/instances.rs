@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use inventiv_common::messages::{self, CommandKind};
-use inventiv_common::{Action, ActionStatus, InstanceStatus, OrgId, VolumeStatus, WorkerStatus};
+use inventiv_common::{
+    Action, ActionStatus, InstanceId, InstanceStatus, OrgId, VolumeStatus, WorkerStatus,
+};
 use inventiv_store::instances::{apply, Change, TransitionError};
 use inventiv_store::outbox::enqueue;
 use serde::{Deserialize, Serialize};
@@ -386,7 +388,7 @@ async fn act(
     load(&mut *tx, caller.org_id.0, id).await?;
     let rid = request_id::current();
     let change = Change {
-        instance_id: id,
+        instance_id: InstanceId(id),
         to,
         error: None,
         actor: "user",

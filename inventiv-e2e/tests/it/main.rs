@@ -23,4 +23,5 @@ mod redis;
 mod replicas;
 mod scaleway;
 mod scaleway_crash;
+mod step_errors;
 mod worker_redirects;

@@ -194,7 +194,7 @@ const SCALEWAY_ENGINE_PORT: u16 = 8100;
 const PERSISTENT: &str = "persistent volume of a terminated instance";
 
 /// An instance row of the organization, in `status`.
-async fn instance(h: &Stack, org: Uuid, status: &str) -> Uuid {
+pub(crate) async fn instance(h: &Stack, org: Uuid, status: &str) -> Uuid {
     let id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO instances (id, organization_id, name, provider, zone, instance_type, model_id, status)

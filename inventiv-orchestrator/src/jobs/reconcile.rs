@@ -21,6 +21,11 @@ use crate::lifecycle::{self, Outcome, StepResult};
 /// Short requeues are waited out while holding the lease.
 const INLINE_WAIT: Duration = Duration::from_secs(2);
 
+/// A step that fails for good in a status without a failure status waits
+/// this long between tries: only a change from outside (credentials, keys)
+/// helps it.
+const STUCK_RETRY: Duration = Duration::from_secs(30);
+
 /// Takes (or renews) this replica's lease on an instance.
 async fn lease(o: &Orchestrator, id: Uuid) -> sqlx::Result<bool> {
     let taken = sqlx::query!(
@@ -140,11 +145,27 @@ async fn drive_steps(
             }
             Ok(Outcome::RequeueAfter(d)) => Some(d),
             Ok(Outcome::Idle) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, status = %inst.status, "step failed; will retry");
+            Err(e) if e.retryable() => {
+                tracing::warn!(error = %e, code = e.code(), status = %inst.status, "step failed; will retry");
                 healthy = false;
                 Some(Duration::from_secs(2))
             }
+            Err(e) => match lifecycle::fail(o, &inst, &e).await {
+                Ok(true) => {
+                    tracing::warn!(alert = true, error = %e, code = e.code(), status = %inst.status, "step failed for good");
+                    continue;
+                }
+                Ok(false) => {
+                    tracing::warn!(alert = true, error = %e, code = e.code(), status = %inst.status, "step failed; nothing to do but retry");
+                    healthy = false;
+                    Some(STUCK_RETRY)
+                }
+                Err(failing) => {
+                    tracing::warn!(error = %e, code = e.code(), failing = %failing, status = %inst.status, "step failed; recording it failed too");
+                    healthy = false;
+                    Some(Duration::from_secs(2))
+                }
+            },
         };
         if let Err(e) = release(o, id, next).await {
             tracing::warn!(error = %e, "release failed");

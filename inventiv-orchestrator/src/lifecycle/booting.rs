@@ -14,12 +14,9 @@ use crate::context::Orchestrator;
 
 /// `booting`: wait for the server to run and have an address.
 pub async fn boot(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
-    let provider = o
-        .provider(&inst.provider, inst.organization_id)
-        .await
-        .map_err(|e| StepError::Other(e.to_string()))?;
+    let provider = o.provider(&inst.provider, inst.organization_id).await?;
     let Some(id) = inst.provider_server_id.clone() else {
-        return Err(StepError::Other("booting without a server".into()));
+        return Err(StepError::NoServer("booting"));
     };
     let server = match provider
         .get_server(ServerRef {

@@ -53,7 +53,7 @@ async fn huggingface_token(o: &Orchestrator, inst: &InstanceRow) -> Result<HfTok
     }
     let token = inventiv_store::huggingface::load(&o.db, &o.config.keyring, inst.organization_id)
         .await
-        .map_err(|e| StepError::Other(format!("Hugging Face token: {e}")))?;
+        .map_err(StepError::HuggingFaceToken)?;
     Ok(token.map_or(HfToken::Missing, HfToken::Deliver))
 }
 
@@ -98,8 +98,7 @@ async fn dead_man(
         let (_, creds) = o
             .clouds
             .scaleway_credentials(&o.db, inst.organization_id)
-            .await
-            .map_err(|e| StepError::Other(e.to_string()))?;
+            .await?;
         return Ok(DeadMan::ScalewayPoweroff(creds.secret_key));
     }
     Ok(DeadMan::Shutdown)
@@ -107,20 +106,16 @@ async fn dead_man(
 
 /// Runs the install once.
 pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
-    let provider = o
-        .provider(&inst.provider, inst.organization_id)
-        .await
-        .map_err(|e| StepError::Other(e.to_string()))?;
+    let provider = o.provider(&inst.provider, inst.organization_id).await?;
     let Some(id) = inst.provider_server_id.clone() else {
-        return Err(StepError::Other("installing without a server".into()));
+        return Err(StepError::NoServer("installing"));
     };
     let server = provider
         .get_server(ServerRef {
             zone: inst.zone.clone(),
             provider_id: id,
         })
-        .await
-        .map_err(|e| StepError::Other(e.to_string()))?;
+        .await?;
     let Some(server) = server else {
         move_to(
             o,
@@ -189,7 +184,7 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     };
     let relay_key_sha256 = inventiv_store::relay::issue_key(&o.db, &o.config.keyring, inst.id)
         .await
-        .map_err(|e| StepError::Other(format!("relay key: {e}")))?;
+        .map_err(StepError::RelayKey)?;
     let mut config = json!({
         "control_plane_url": o.config.control_plane_url,
         "instance_id": inst.id,

@@ -43,11 +43,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use inventiv_common::instance::milestone_progress;
-use inventiv_common::InstanceStatus;
+use inventiv_common::{InstanceId, InstanceStatus};
+use inventiv_providers::ProviderError;
 use inventiv_store::action_log::ActionLog;
+use inventiv_store::credentials::CredentialsError;
 use inventiv_store::instances::{apply, Change};
+use inventiv_store::relay::ClientError;
 use uuid::Uuid;
 
+use crate::clouds::CloudError;
 use crate::context::Orchestrator;
 use crate::events;
 
@@ -146,15 +150,63 @@ pub async fn last_request_id(o: &Orchestrator, id: Uuid) -> sqlx::Result<Option<
     Ok(latest.flatten())
 }
 
-/// Why a step could not finish.
+/// Why a step could not finish. The driver (`jobs::reconcile`) runs the
+/// step again later when it is `retryable`, and otherwise ends the
+/// instance's stage with its `code` (see `fail`).
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error(transparent)]
     Transition(#[from] inventiv_store::instances::TransitionError),
-    #[error("{0}")]
-    Other(String),
+    /// No provider can be used with the organization's credentials.
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("Hugging Face token: {0}")]
+    HuggingFaceToken(#[source] CredentialsError),
+    #[error("relay key: {0}")]
+    RelayKey(#[source] CredentialsError),
+    /// The client that reaches the engine through the relay cannot be built.
+    #[error(transparent)]
+    RelayClient(#[from] ClientError),
+    /// The step (named) needs the server the provisioning records.
+    #[error("{0} without a server")]
+    NoServer(&'static str),
+}
+
+impl StepError {
+    /// Whether running the step again later may succeed without anyone
+    /// changing anything (credentials, keys, the instance).
+    pub fn retryable(&self) -> bool {
+        match self {
+            // A status changed meanwhile: the next pass reads the new one.
+            StepError::Db(_) | StepError::Transition(_) => true,
+            StepError::Cloud(e) => matches!(e, CloudError::Db(_)),
+            StepError::Provider(e) => e.retryable(),
+            StepError::HuggingFaceToken(e) | StepError::RelayKey(e) => {
+                matches!(e, CredentialsError::Db(_))
+            }
+            StepError::RelayClient(_) | StepError::NoServer(_) => false,
+        }
+    }
+
+    /// The stable code recorded on the instance when the step fails for good.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StepError::Db(_)
+            | StepError::HuggingFaceToken(CredentialsError::Db(_))
+            | StepError::RelayKey(CredentialsError::Db(_)) => "DATABASE",
+            StepError::Transition(_) => "TRANSITION_FAILED",
+            StepError::Cloud(e) => e.code(),
+            StepError::Provider(e) => e.code(),
+            StepError::HuggingFaceToken(_) => "HUGGINGFACE_TOKEN_UNREADABLE",
+            StepError::RelayKey(_) => "RELAY_KEY_UNAVAILABLE",
+            StepError::RelayClient(_) => "RELAY_CLIENT_INVALID",
+            StepError::NoServer(_) => "SERVER_MISSING",
+        }
+    }
 }
 
 pub type StepResult = Result<Outcome, StepError>;
@@ -181,7 +233,7 @@ pub async fn move_to(
     apply(
         &mut tx,
         Change {
-            instance_id: inst.id,
+            instance_id: InstanceId(inst.id),
             to,
             error,
             actor,
@@ -212,6 +264,30 @@ pub async fn move_to(
     )
     .await;
     Ok(())
+}
+
+/// Ends the stage of an instance whose step failed for good (`error` is
+/// not retryable): its failure status with the error's code and message,
+/// as the steps record the failures they handle themselves. `false` when
+/// its status has no failure status (`terminating`, `worker_dead`,
+/// `provisioning_failed`): the step is run again later.
+pub async fn fail(
+    o: &Orchestrator,
+    inst: &InstanceRow,
+    error: &StepError,
+) -> Result<bool, StepError> {
+    let to = match InstanceStatus::parse(&inst.status) {
+        Some(InstanceStatus::Provisioning | InstanceStatus::Booting) => {
+            InstanceStatus::ProvisioningFailed
+        }
+        Some(InstanceStatus::Installing | InstanceStatus::Starting) => {
+            InstanceStatus::StartupFailed
+        }
+        _ => return Ok(false),
+    };
+    let message = error.to_string();
+    move_to(o, inst, to, Some((error.code(), &message)), "orchestrator").await?;
+    Ok(true)
 }
 
 /// Records a completed milestone: its action log row and the progress it reaches.
@@ -252,4 +328,55 @@ pub async fn advance(o: &Orchestrator, inst: &InstanceRow, action: &str) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use inventiv_providers::ProviderError;
+    use inventiv_store::credentials::CredentialsError;
+    use inventiv_store::crypto::CryptoError;
+
+    use super::StepError;
+    use crate::clouds::CloudError;
+
+    #[test]
+    fn provider_errors_keep_their_verdict_and_code() {
+        let transient = StepError::from(ProviderError::Transient("503".into()));
+        assert!(transient.retryable());
+        assert_eq!(transient.code(), "PROVIDER_UNAVAILABLE");
+        let refused = StepError::from(ProviderError::Unauthorized("401".into()));
+        assert!(!refused.retryable());
+        assert_eq!(
+            refused.code(),
+            ProviderError::Unauthorized(String::new()).code()
+        );
+        assert_eq!(
+            refused.to_string(),
+            ProviderError::Unauthorized("401".into()).to_string()
+        );
+    }
+
+    #[test]
+    fn only_the_database_is_worth_retrying_among_setup_errors() {
+        let no_credentials = StepError::from(CloudError::NotConfigured("scaleway".into()));
+        assert!(!no_credentials.retryable());
+        assert_eq!(no_credentials.code(), "PROVIDER_NOT_CONFIGURED");
+        let db = StepError::from(CloudError::Db(sqlx::Error::PoolTimedOut));
+        assert!(db.retryable());
+        let key = StepError::RelayKey(CredentialsError::Crypto(CryptoError::Undecryptable));
+        assert!(!key.retryable());
+        assert_eq!(key.code(), "RELAY_KEY_UNAVAILABLE");
+        assert!(key.to_string().starts_with("relay key: "), "{key}");
+        let token = StepError::HuggingFaceToken(CredentialsError::Db(sqlx::Error::PoolTimedOut));
+        assert!(token.retryable());
+        assert_eq!(token.code(), "DATABASE");
+    }
+
+    #[test]
+    fn a_step_without_its_server_says_which_and_is_not_retried() {
+        let e = StepError::NoServer("booting");
+        assert_eq!(e.to_string(), "booting without a server");
+        assert_eq!(e.code(), "SERVER_MISSING");
+        assert!(!e.retryable());
+    }
 }

@@ -47,14 +47,12 @@ pub async fn check_startup(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
     // and the instance's relay key.
     let access = inventiv_store::relay::load(&o.db, &o.config.keyring, inst.id)
         .await
-        .map_err(|e| StepError::Other(format!("relay key: {e}")))?;
+        .map_err(StepError::RelayKey)?;
     let Some(access) = access else {
         // Installed without a relay (an older bundle): only a reinstall helps.
         return Ok(Outcome::RequeueAfter(POLL));
     };
-    let http = o
-        .engine_client(&access)
-        .map_err(|e| StepError::Other(e.to_string()))?;
+    let http = o.engine_client(&access)?;
     let base = inventiv_store::relay::base_url(ip, port);
     if inst.progress < 75 {
         let ok = http

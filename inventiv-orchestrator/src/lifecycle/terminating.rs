@@ -18,10 +18,7 @@ use crate::context::Orchestrator;
 
 /// One pass of the termination.
 pub async fn terminate(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
-    let provider = o
-        .provider(&inst.provider, inst.organization_id)
-        .await
-        .map_err(|e| StepError::Other(e.to_string()))?;
+    let provider = o.provider(&inst.provider, inst.organization_id).await?;
     if !delete_resources(o, inst, provider.as_ref()).await? {
         return Ok(Outcome::RequeueAfter(Duration::from_secs(2)));
     }
@@ -35,7 +32,7 @@ pub async fn release(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         Ok(p) => Some(p),
         // Without usable credentials nothing was created with them.
         Err(CloudError::NotConfigured(_) | CloudError::Unknown(_)) => None,
-        Err(e) => return Err(StepError::Other(e.to_string())),
+        Err(e) => return Err(e.into()),
     };
     if let Some(provider) = provider {
         if !delete_resources(o, inst, provider.as_ref()).await? {
