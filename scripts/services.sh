@@ -264,19 +264,30 @@ pg_up() {
     [[ -n $PG_PORT ]] || die "PostgreSQL runs in $PGDATA but its port is unknown"
     log "PostgreSQL already running on 127.0.0.1:$PG_PORT ($PGDATA)"
   else
-    PG_PORT=$(remembered_port postgres "$PG_PREFERRED_PORT")
     pg_mkdir_owned "$PGRUN"
     mkdir -p -- "$(dirname -- "$PGLOG")"
     touch -- "$PGLOG"
     if is_root; then chown postgres:postgres -- "$PGLOG"; fi
-    pg_write_conf "$PG_PORT"
-    log "starting PostgreSQL on 127.0.0.1:$PG_PORT (log: $PGLOG)"
-    # fds 3 (our real stdout) and 8 (the lock) must not reach the daemon.
-    if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -t 120 -s start \
-      </dev/null >&2 3>&- 8>&-; then
+    local attempt
+    for ((attempt = 1; ; attempt++)); do
+      PG_PORT=$(remembered_port postgres "$PG_PREFERRED_PORT")
+      pg_write_conf "$PG_PORT"
+      log "starting PostgreSQL on 127.0.0.1:$PG_PORT (log: $PGLOG)"
+      # fds 3 (our real stdout) and 8 (the lock) must not reach the daemon.
+      if as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -t 120 -s start \
+        </dev/null >&2 3>&- 8>&-; then
+        break
+      fi
+      # Another process took the port between the check and the start (a
+      # test run beside this one): pick another.
+      if ((attempt < 5)) && tail -n 5 -- "$PGLOG" | grep -q 'Address already in use'; then
+        warn "port $PG_PORT was taken meanwhile; picking another one"
+        rm -f -- "$STATE_DIR/postgres.port"
+        continue
+      fi
       tail -n 30 -- "$PGLOG" >&2 || true
       die "PostgreSQL did not start"
-    fi
+    done
     PG_STARTED=1
   fi
   local exists
@@ -325,6 +336,19 @@ redis_ping() {
   [[ $line == "+PONG"* ]]
 }
 
+# Starts a Redis daemon on a free (remembered) port; sets REDIS_PORT.
+redis_start() {
+  REDIS_PORT=$(remembered_port redis "$REDIS_PREFERRED_PORT" "${PG_PORT:-}")
+  rm -f -- "$REDIS_PIDFILE"
+  # Where this start's lines begin in the (appended) log.
+  REDIS_LOG_FROM=$(($(stat -c %s -- "$REDIS_LOG" 2>/dev/null || echo 0) + 1))
+  log "starting Redis on 127.0.0.1:$REDIS_PORT (log: $REDIS_LOG)"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" \
+    --protected-mode yes --dir "$REDIS_DIR" --appendonly yes \
+    --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_LOG" \
+    </dev/null >&2 3>&- 8>&- || die "redis-server failed to start (log: $REDIS_LOG)"
+}
+
 # Starts (or reuses) Redis; sets REDIS_PORT and REDIS_STARTED (0/1).
 redis_up() {
   REDIS_STARTED=0
@@ -334,18 +358,22 @@ redis_up() {
     log "Redis already running on 127.0.0.1:$REDIS_PORT (pid $pid)"
   else
     command -v redis-server >/dev/null || apt_install redis-server
-    REDIS_PORT=$(remembered_port redis "$REDIS_PREFERRED_PORT" "${PG_PORT:-}")
     mkdir -p -- "$REDIS_DIR" "$(dirname -- "$REDIS_PIDFILE")" "$(dirname -- "$REDIS_LOG")"
-    rm -f -- "$REDIS_PIDFILE"
-    log "starting Redis on 127.0.0.1:$REDIS_PORT (log: $REDIS_LOG)"
-    redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" \
-      --protected-mode yes --dir "$REDIS_DIR" --appendonly yes \
-      --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_LOG" \
-      </dev/null >&2 3>&- 8>&- || die "redis-server failed to start (log: $REDIS_LOG)"
+    redis_start
     REDIS_STARTED=1
   fi
-  local deadline=$((SECONDS + 60))
+  local deadline=$((SECONDS + 60)) attempt=1
   until redis_ping "$REDIS_PORT"; do
+    # Another process took the port between the check and the start (a
+    # test run beside this one): Redis exits; pick another.
+    if ((REDIS_STARTED && attempt < 5)) && ! redis_pid >/dev/null \
+      && tail -c "+$REDIS_LOG_FROM" -- "$REDIS_LOG" | grep -q 'Address already in use'; then
+      warn "port $REDIS_PORT was taken meanwhile; picking another one"
+      rm -f -- "$STATE_DIR/redis.port"
+      attempt=$((attempt + 1))
+      redis_start
+      continue
+    fi
     if ((SECONDS >= deadline)); then
       tail -n 30 -- "$REDIS_LOG" >&2 || true
       die "Redis does not answer PING on 127.0.0.1:$REDIS_PORT"
