@@ -536,7 +536,11 @@ http GET /metrics
 expect 404 "GET /metrics on the public API port"
 [[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://$METRICS_ADDR/metrics") == 200 ]] \
   || fail "GET http://$METRICS_ADDR/metrics (INVENTIV_METRICS_ADDR) did not answer 200"
-log "/healthz, /readyz, /openapi.json and /docs/ answer; /metrics only on $METRICS_ADDR"
+[[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://$ORCH_ADDR/metrics") == 404 ]] \
+  || fail "GET http://$ORCH_ADDR/metrics (the orchestrator's probes) did not answer 404"
+[[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://$ORCH_METRICS_ADDR/metrics") == 200 ]] \
+  || fail "GET http://$ORCH_METRICS_ADDR/metrics (INVENTIV_ORCHESTRATOR_METRICS_ADDR) did not answer 200"
+log "/healthz, /readyz, /openapi.json and /docs/ answer; /metrics only on $METRICS_ADDR and $ORCH_METRICS_ADDR"
 
 login
 http GET /auth/me

@@ -265,6 +265,9 @@ impl Metrics {
     }
 }
 
+/// A `/v1` family: its name, its help and where a series keeps it.
+type Family<T> = (&'static str, &'static str, fn(&ModelSeries) -> &T);
+
 /// Renders the `/v1` families of every (organization, model) series.
 pub fn render_v1(t: &mut Text, metrics: &Metrics, series: &[Arc<ModelSeries>]) {
     let ids: Vec<String> = series
@@ -277,7 +280,7 @@ pub fn render_v1(t: &mut Text, metrics: &Metrics, series: &[Arc<ModelSeries>]) {
             ("model", series.get(i).map_or("", |s| &*s.model)),
         ]
     };
-    let counters: [(&str, &str, fn(&ModelSeries) -> &Counter); 6] = [
+    let counters: [Family<Counter>; 6] = [
         (
             "inventiv_v1_requests_total",
             "/v1 requests resolved to a model.",
@@ -334,7 +337,7 @@ pub fn render_v1(t: &mut Text, metrics: &Metrics, series: &[Arc<ModelSeries>]) {
         let [(_, org), (_, model)] = labels(i);
         kinds(t, org, model, &s.errors);
     }
-    let histograms: [(&str, &str, fn(&ModelSeries) -> &Histogram); 3] = [
+    let histograms: [Family<Histogram>; 3] = [
         (
             "inventiv_v1_request_duration_seconds",
             "From a /v1 request's arrival to its answer's end.",

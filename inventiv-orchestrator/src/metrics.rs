@@ -62,6 +62,9 @@ impl PerResource {
     }
 }
 
+/// A step counter family: its name, its help and where a job keeps it.
+type JobFamily = (&'static str, &'static str, fn(&Job) -> &Counter);
+
 /// What this replica counts.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -224,7 +227,7 @@ impl Metrics {
             .lock()
             .map(|j| j.iter().map(|(k, v)| (*k, v.clone())).collect())
             .unwrap_or_default();
-        let counters: [(&str, &str, fn(&Job) -> &Counter); 2] = [
+        let counters: [JobFamily; 2] = [
             (
                 "inventiv_orchestrator_job_runs_total",
                 "Reconcile steps run, per job.",
