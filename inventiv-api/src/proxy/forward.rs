@@ -411,10 +411,10 @@ async fn forward(
     body: Bytes,
     path: &'static str,
 ) -> Result<Response, OpenAiError> {
-    let mut series = None;
-    let answer = forward_to(state.clone(), headers, body, path, &mut series).await;
+    let mut resolved = None;
+    let answer = forward_to(state.clone(), headers, body, path, &mut resolved).await;
     if let Err(e) = &answer {
-        match &series {
+        match &resolved {
             Some(s) => s.errors.count(e.code),
             None => state.metrics.unresolved.count(e.code),
         }
@@ -422,14 +422,14 @@ async fn forward(
     answer
 }
 
-/// [`forward`]'s work; `series` is set once the (organization, model) is
-/// known, for the errors to count there.
+/// [`forward`]'s work; `resolved` is set once the (organization, model)
+/// is known, for the errors to count there.
 async fn forward_to(
     state: AppState,
     headers: HeaderMap,
     body: Bytes,
     path: &'static str,
-    series: &mut Option<Arc<ModelSeries>>,
+    resolved: &mut Option<Arc<ModelSeries>>,
 ) -> Result<Response, OpenAiError> {
     let started = Instant::now();
     let c = consumer(&state, &headers).await?;
@@ -465,13 +465,13 @@ async fn forward_to(
     let mut shared = None;
     let mut upstream_model = None;
     match &lookup {
-        Lookup::Workers(_, s) | Lookup::NoCapacity(s) => *series = Some(s.clone()),
+        Lookup::Workers(_, s) | Lookup::NoCapacity(s) => *resolved = Some(s.clone()),
         Lookup::Unknown => {}
     }
     if matches!(lookup, Lookup::Unknown) {
         if let Some(share) = state.routing.share_for(c.organization_id, &model) {
-            *series = Some(share.series.clone());
-            if let Some(s) = series.as_deref() {
+            *resolved = Some(share.series.clone());
+            if let Some(s) = resolved.as_deref() {
                 s.requests.inc();
             }
             if share.paused {
@@ -493,11 +493,11 @@ async fn forward_to(
         }
     }
     if shared.is_none() {
-        if let Some(s) = series.as_deref() {
+        if let Some(s) = resolved.as_deref() {
             s.requests.inc();
         }
     }
-    let (workers, series) = match (lookup, series.clone()) {
+    let (workers, series) = match (lookup, resolved.clone()) {
         (Lookup::Workers(w, _), Some(s)) => (w, s),
         (Lookup::NoCapacity(_), _) => return Err(OpenAiError::no_capacity(&model)),
         _ => return Err(OpenAiError::model_not_found(&model)),

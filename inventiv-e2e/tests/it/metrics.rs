@@ -156,6 +156,11 @@ async fn every_process_serves_clean_metrics_on_its_own_listener() {
     assert_eq!(rows, 5);
     assert!(prompt > 0 && completion > 0);
 
+    let (status, _) = s
+        .call(Method::GET, &format!("/instances/{id}"), &token, None)
+        .await;
+    assert_eq!(status, 200);
+
     // The API.
     not_served(&s, &format!("{}/metrics", s.api)).await;
     let api = scrape(&s, &format!("{}/metrics", s.api_metrics)).await;
@@ -208,6 +213,14 @@ async fn every_process_serves_clean_metrics_on_its_own_listener() {
     assert_eq!(
         count("inventiv_http_request_duration_seconds_count", &chat),
         made + 1.0
+    );
+    let one = [("route", "/instances/{instance_id}"), ("method", "GET")];
+    assert!(count("inventiv_http_requests_total", &one) >= 1.0, "{api}");
+    assert!(
+        api.lines()
+            .filter(|l| l.starts_with("inventiv_http_"))
+            .all(|l| !l.contains(&id.to_string())),
+        "a path rather than its template as a label"
     );
     let lookups = count("inventiv_api_key_cache_lookups_total", &[]);
     assert!(lookups >= made + 1.0, "{lookups}");
