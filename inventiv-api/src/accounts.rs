@@ -31,14 +31,14 @@ pub async fn create(
 ) -> ApiResult<(UserId, OrgId)> {
     let user = UserId::new();
     let org = OrgId::new();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO users (id, email, display_name, password_hash, is_platform_admin) VALUES ($1, $2, $3, $4, $5)",
+        user as UserId,
+        email.as_str(),
+        name.as_str(),
+        password_hash,
+        platform_admin,
     )
-    .bind(user.0)
-    .bind(email.as_str())
-    .bind(name.as_str())
-    .bind(password_hash)
-    .bind(platform_admin)
     .execute(&mut *tx)
     .await
     .map_err(|e| {
@@ -49,17 +49,22 @@ pub async fn create(
         }
     })?;
     let local = email.as_str().split('@').next().unwrap_or("me");
-    sqlx::query("INSERT INTO organizations (id, name, slug, kind, created_by) VALUES ($1, $2, $3, 'personal', $4)")
-        .bind(org.0)
-        .bind(name.as_str())
-        .bind(unique_slug(local).as_str())
-        .bind(user.0)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, 'owner')")
-        .bind(org.0)
-        .bind(user.0)
-        .execute(&mut *tx)
-        .await?;
+    let slug = unique_slug(local);
+    sqlx::query!(
+        "INSERT INTO organizations (id, name, slug, kind, created_by) VALUES ($1, $2, $3, 'personal', $4)",
+        org as OrgId,
+        name.as_str(),
+        slug.as_str(),
+        user as UserId,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, 'owner')",
+        org as OrgId,
+        user as UserId,
+    )
+    .execute(&mut *tx)
+    .await?;
     Ok((user, org))
 }

@@ -43,17 +43,17 @@ impl<'a> Entry<'a> {
 
 /// Appends an entry, in the caller's transaction when given one.
 pub async fn record(db: impl PgExecutor<'_>, entry: Entry<'_>) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO audit_logs (organization_id, actor_user_id, action, target_type, target_id, details, request_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        entry.org as OrgId,
+        entry.actor as Option<UserId>,
+        entry.action,
+        entry.target_type,
+        entry.target_id,
+        entry.details,
+        request_id::current(),
     )
-    .bind(entry.org.0)
-    .bind(entry.actor.map(|u| u.0))
-    .bind(entry.action)
-    .bind(entry.target_type)
-    .bind(entry.target_id)
-    .bind(entry.details)
-    .bind(request_id::current())
     .execute(db)
     .await?;
     Ok(())

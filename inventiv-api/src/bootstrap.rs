@@ -12,10 +12,12 @@ pub async fn admin(state: &AppState) -> anyhow::Result<()> {
         return Ok(());
     };
     let email = Email::parse(email).map_err(|e| anyhow::anyhow!("INVENTIV_ADMIN_EMAIL: {e}"))?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)")
-        .bind(email.as_str())
-        .fetch_one(&state.db)
-        .await?;
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM users WHERE email = $1) AS "exists!""#,
+        email.as_str(),
+    )
+    .fetch_one(&state.db)
+    .await?;
     if exists {
         return Ok(());
     }

@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use inventiv_common::messages::CommandKind;
-use inventiv_common::InstanceStatus;
+use inventiv_common::{InstanceStatus, OrgId};
 use inventiv_store::instances::{apply, Change};
 use inventiv_store::outbox::enqueue;
 use serde::Serialize;
@@ -22,7 +22,7 @@ use crate::proxy::budgets::{self, month_of, Target};
 use crate::state::AppState;
 
 /// A stored budget.
-#[derive(sqlx::FromRow, Clone)]
+#[derive(Clone)]
 pub struct Row {
     pub id: Uuid,
     pub organization_id: Uuid,
@@ -39,10 +39,40 @@ pub struct Row {
     pub updated_at: DateTime<Utc>,
 }
 
-pub const SELECT: &str = "SELECT id, organization_id, scope, api_key_id, share_id, monthly_eur::text AS monthly_eur,
-        monthly_tokens, monthly_gpu_hours::text AS monthly_gpu_hours, thresholds, hard_limit, stop_running,
-        created_at, updated_at
-   FROM budgets";
+/// The organization's budgets, or only the one with `id` (at most 1000,
+/// oldest first).
+pub async fn of_organization(
+    db: &sqlx::PgPool,
+    org: OrgId,
+    id: Option<Uuid>,
+) -> sqlx::Result<Vec<Row>> {
+    sqlx::query_as!(
+        Row,
+        "SELECT id, organization_id, scope, api_key_id, share_id, monthly_eur::text AS monthly_eur,
+                monthly_tokens, monthly_gpu_hours::text AS monthly_gpu_hours, thresholds, hard_limit, stop_running,
+                created_at, updated_at
+           FROM budgets WHERE organization_id = $1 AND ($2::uuid IS NULL OR id = $2)
+          ORDER BY created_at, id LIMIT 1000",
+        org as OrgId,
+        id,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Every budget, for the watcher's round (the same columns as
+/// [`of_organization`]).
+async fn all(db: &sqlx::PgPool) -> sqlx::Result<Vec<Row>> {
+    sqlx::query_as!(
+        Row,
+        "SELECT id, organization_id, scope, api_key_id, share_id, monthly_eur::text AS monthly_eur,
+                monthly_tokens, monthly_gpu_hours::text AS monthly_gpu_hours, thresholds, hard_limit, stop_running,
+                created_at, updated_at
+           FROM budgets",
+    )
+    .fetch_all(db)
+    .await
+}
 
 impl Row {
     pub fn target(&self) -> Target {
@@ -108,16 +138,16 @@ pub async fn gpu_hours(
     from: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> sqlx::Result<f64> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(sum(c.seconds * COALESCE(t.gpu_count, 1)), 0)::float8 / 3600
-           FROM cost_buckets c
-           JOIN instances i ON i.id = c.instance_id
-           LEFT JOIN instance_types t ON t.id = i.instance_type_id
-          WHERE c.organization_id = $1 AND c.minute >= $2 AND c.minute < $3",
+    sqlx::query_scalar!(
+        r#"SELECT COALESCE(sum(c.seconds * COALESCE(t.gpu_count, 1)), 0)::float8 / 3600 AS "hours!"
+             FROM cost_buckets c
+             JOIN instances i ON i.id = c.instance_id
+             LEFT JOIN instance_types t ON t.id = i.instance_type_id
+            WHERE c.organization_id = $1 AND c.minute >= $2 AND c.minute < $3"#,
+        org,
+        from,
+        until,
     )
-    .bind(org)
-    .bind(from)
-    .bind(until)
     .fetch_one(db)
     .await
 }
@@ -128,11 +158,11 @@ pub async fn gpu_limit_reached(
     db: &sqlx::PgPool,
     org: Uuid,
 ) -> sqlx::Result<Option<(f64, String)>> {
-    let limit: Option<String> = sqlx::query_scalar(
-        "SELECT monthly_gpu_hours::text FROM budgets
-          WHERE organization_id = $1 AND scope = 'organization' AND hard_limit AND monthly_gpu_hours IS NOT NULL",
+    let limit = sqlx::query_scalar!(
+        r#"SELECT monthly_gpu_hours::text AS "limit!" FROM budgets
+            WHERE organization_id = $1 AND scope = 'organization' AND hard_limit AND monthly_gpu_hours IS NOT NULL"#,
+        org,
     )
-    .bind(org)
     .fetch_optional(db)
     .await?;
     let Some(limit) = limit else {
@@ -213,18 +243,18 @@ async fn record_alerts(state: &AppState, row: &Row, c: &Consumption) -> anyhow::
     for (metric, consumed, limit) in metrics(row, c) {
         let pct = percent(consumed, limit);
         for threshold in row.thresholds.iter().filter(|t| pct >= f64::from(**t)) {
-            let inserted: Option<i64> = sqlx::query_scalar(
+            let inserted = sqlx::query_scalar!(
                 "INSERT INTO budget_alerts (budget_id, organization_id, month, metric, threshold, consumed, monthly_limit)
-                 VALUES ($1, $2, $3::date, $4, $5, $6::numeric, $7::numeric)
+                 VALUES ($1, $2, $3, $4, $5, $6::text::numeric, $7::text::numeric)
                  ON CONFLICT (budget_id, month, metric, threshold) DO NOTHING RETURNING id",
+                row.id,
+                row.organization_id,
+                from.date_naive(),
+                metric,
+                *threshold,
+                format!("{consumed:.4}"),
+                format!("{limit:.4}"),
             )
-            .bind(row.id)
-            .bind(row.organization_id)
-            .bind(from.date_naive())
-            .bind(metric)
-            .bind(threshold)
-            .bind(format!("{consumed:.4}"))
-            .bind(format!("{limit:.4}"))
             .fetch_optional(&state.db)
             .await?;
             if let Some(id) = inserted {
@@ -245,11 +275,11 @@ async fn record_alerts(state: &AppState, row: &Row, c: &Consumption) -> anyhow::
 /// Terminates the organization's instances (its GPU-hour limit is reached
 /// and its budget says to stop them), through the usual termination path.
 async fn stop_instances(state: &AppState, org: Uuid) -> anyhow::Result<()> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
+    let ids = sqlx::query_scalar!(
         "SELECT id FROM instances WHERE organization_id = $1
             AND status NOT IN ('terminating', 'terminated', 'archived')",
+        org,
     )
-    .bind(org)
     .fetch_all(&state.db)
     .await?;
     for id in ids {
@@ -281,49 +311,59 @@ async fn stop_instances(state: &AppState, org: Uuid) -> anyhow::Result<()> {
 /// inside the transaction that marks them, so an alert is mailed at least
 /// once, and twice only if the replica dies between sending and commit.
 async fn mail_alerts(state: &AppState) -> anyhow::Result<()> {
-    type Pending = (i64, Uuid, String, String, i16, String, String, String, Uuid);
     for _ in 0..100 {
         let mut tx = state.db.begin().await?;
-        let pending: Option<Pending> = sqlx::query_as(
-            "SELECT a.id, a.organization_id, o.name, a.metric, a.threshold, a.consumed::text, a.monthly_limit::text,
-                    CASE b.scope WHEN 'organization' THEN 'organization' WHEN 'api_key' THEN 'API key' ELSE 'share' END,
-                    a.budget_id
-               FROM budget_alerts a JOIN budgets b ON b.id = a.budget_id JOIN organizations o ON o.id = a.organization_id
-              WHERE a.mailed_at IS NULL ORDER BY a.id LIMIT 1 FOR UPDATE OF a SKIP LOCKED",
+        let pending = sqlx::query!(
+            r#"SELECT a.id, a.organization_id, o.name, a.metric, a.threshold, a.consumed::text AS "consumed!",
+                      a.monthly_limit::text AS "limit!",
+                      CASE b.scope WHEN 'organization' THEN 'organization' WHEN 'api_key' THEN 'API key' ELSE 'share' END
+                          AS "scope!",
+                      a.budget_id
+                 FROM budget_alerts a JOIN budgets b ON b.id = a.budget_id JOIN organizations o ON o.id = a.organization_id
+                WHERE a.mailed_at IS NULL ORDER BY a.id LIMIT 1 FOR UPDATE OF a SKIP LOCKED"#,
         )
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((id, org, name, metric, threshold, consumed, limit, scope, budget)) = pending
-        else {
+        let Some(a) = pending else {
             return Ok(());
         };
-        let owners: Vec<String> = sqlx::query_scalar(
+        let owners = sqlx::query_scalar!(
             "SELECT u.email FROM organization_memberships m JOIN users u ON u.id = m.user_id
               WHERE m.organization_id = $1 AND m.role = 'owner'",
+            a.organization_id,
         )
-        .bind(org)
         .fetch_all(&mut *tx)
         .await?;
-        let unit = match metric.as_str() {
+        let unit = match a.metric.as_str() {
             "eur" => "EUR",
             "tokens" => "tokens",
             _ => "GPU hours",
         };
-        let subject = format!("Budget alert: {threshold}% of a monthly {scope} budget used");
+        let subject = format!(
+            "Budget alert: {}% of a monthly {} budget used",
+            a.threshold, a.scope
+        );
         let text = format!(
-            "The {scope} budget {budget} of the organization {} reached {threshold}% of its \
-             monthly limit: {consumed} of {limit} {unit} used this month.\n\n\
+            "The {} budget {} of the organization {} reached {}% of its \
+             monthly limit: {} of {} {unit} used this month.\n\n\
              See the budgets: {}/budgets\n",
-            crate::mail::quoted_name(&name),
+            a.scope,
+            a.budget_id,
+            crate::mail::quoted_name(&a.name),
+            a.threshold,
+            a.consumed,
+            a.limit,
             state.config.public_url.trim_end_matches('/'),
         );
         for to in owners {
             state.mailer.send(&to, &subject, text.clone()).await?;
         }
-        sqlx::query("UPDATE budget_alerts SET mailed_at = now() WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE budget_alerts SET mailed_at = now() WHERE id = $1",
+            a.id
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
     }
     Ok(())
@@ -332,7 +372,7 @@ async fn mail_alerts(state: &AppState) -> anyhow::Result<()> {
 /// One round: reload, measure, alert, stop, mail.
 pub async fn reconcile(state: &AppState) -> anyhow::Result<()> {
     state.budgets.refresh(state).await?;
-    let rows: Vec<Row> = sqlx::query_as(SELECT).fetch_all(&state.db).await?;
+    let rows = all(&state.db).await?;
     for row in &rows {
         // One budget's failure leaves the others their round.
         if let Err(e) = watch(state, row).await {

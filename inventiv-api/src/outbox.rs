@@ -17,7 +17,6 @@ pub fn stream_key(state: &AppState) -> String {
     messages::command_stream(&state.config.redis_prefix)
 }
 
-#[derive(sqlx::FromRow)]
 struct Pending {
     id: i64,
     organization_id: Uuid,
@@ -43,7 +42,8 @@ impl Pending {
 
 /// Publishes what is pending; returns how many went out.
 pub async fn relay_once(state: &AppState) -> anyhow::Result<usize> {
-    let pending: Vec<Pending> = sqlx::query_as(
+    let pending = sqlx::query_as!(
+        Pending,
         "SELECT id, organization_id, instance_id, command, request_id FROM command_outbox
           WHERE published_at IS NULL ORDER BY id LIMIT 100",
     )
@@ -64,10 +64,12 @@ pub async fn relay_once(state: &AppState) -> anyhow::Result<usize> {
             xadd.arg(field).arg(value);
         }
         let _: String = xadd.query_async(&mut redis).await?;
-        sqlx::query("UPDATE command_outbox SET published_at = now() WHERE id = $1")
-            .bind(command.outbox_id)
-            .execute(&state.db)
-            .await?;
+        sqlx::query!(
+            "UPDATE command_outbox SET published_at = now() WHERE id = $1",
+            command.outbox_id,
+        )
+        .execute(&state.db)
+        .await?;
     }
     Ok(count)
 }

@@ -1,6 +1,7 @@
 //! Statuses have one list each: the Rust enum. The CHECK constraint of every
-//! status column lists exactly its values, and the OpenAPI document
-//! describes every status the API answers with as that enum.
+//! status column lists exactly its values, so does the SQL function of the
+//! computed invitation status, and the OpenAPI document describes every
+//! status the API answers with as that enum.
 
 #![allow(
     clippy::unwrap_used,
@@ -110,6 +111,25 @@ async fn every_status_column_checks_exactly_the_enum_values() {
             "{table}.{column} is a status column without a checked enum"
         );
     }
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_invitation_status_function_answers_exactly_the_enum_values() {
+    let db = inventiv_testkit::db::fresh_database().await;
+    let mut conn = sqlx::PgConnection::connect(&inventiv_testkit::db::url_for(&db))
+        .await
+        .unwrap();
+    let body: String =
+        sqlx::query_scalar("SELECT prosrc FROM pg_proc WHERE proname = 'invitation_status'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        literals(&body),
+        names(&InvitationStatus::ALL, InvitationStatus::as_str),
+        "invitation_status: {body}"
+    );
     conn.close().await.unwrap();
 }
 

@@ -22,9 +22,11 @@ PROXY_DURABLE_MAX_US=10 # durable metering's CPU per request over the in-memory 
 # without PID) and RSS_MAX (PID's largest resident memory in MiB, sampled
 # every 100 ms during the measured run).
 proxy_run() {
-  local url=$1 lua=$2 c=$3 pid=$4 t0=0 t1=0 out="$WORK/proxy.out" sampler=""
+  local url=$1 lua=$2 c=$3 pid=$4 t0=0 t1=0 out="$WORK/proxy.out" sampler="" writer="" w0=0 w1=0
   wrk_run "$c" "$WARMUP" "$url" "$lua" /dev/null
   if [[ -n $pid ]]; then
+    writer=$(journal_writer "$pid")
+    [[ -z $writer ]] || w0=$(cpu_ticks "$writer")
     t0=$(cpu_ticks "$pid")
     (while :; do
       rss_mib "$pid"
@@ -36,6 +38,7 @@ proxy_run() {
   wrk_run "$c" "$PROXY_DURATION" "$url" "$lua" "$out"
   if [[ -n $pid ]]; then
     t1=$(cpu_ticks "$pid")
+    [[ -z $writer ]] || w1=$(cpu_ticks "$writer")
     kill "$sampler" 2>/dev/null
     wait "$sampler" 2>/dev/null || true
   fi
@@ -44,6 +47,20 @@ proxy_run() {
   P50_US=$(us "$P50")
   P99_US=$(us "$P99")
   CPU_US=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$REQUESTS" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+  WRITER_US=$(awk -v t=$((w1 - w0)) -v hz="$CLK_TCK" -v n="$REQUESTS" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+}
+
+# journal_writer PID: the thread id of PID's usage journal writer (the
+# thread named usage-journal), empty without a journal. Its CPU is the
+# direct part of what durability costs, measured alone.
+journal_writer() {
+  local task
+  for task in /proc/"$1"/task/*; do
+    if [[ $(cat "$task/comm" 2>/dev/null) == usage-journal ]]; then
+      printf '%s' "${task##*/}"
+      return 0
+    fi
+  done
 }
 
 # journal_counters LOG: "SYNCS RECORDS", the usage journal's syncs and the
@@ -153,7 +170,7 @@ bench_proxy() {
   api_idle=$(rss_mib "$API_PID")
 
   local mode lua c k round via base pid syncs0 syncs1
-  local -A rps p50 p99 cpu per_sync
+  local -A rps p50 p99 cpu per_sync writer_cpu
   for mode in chat stream; do
     lua="$WORK/proxy-$mode.lua"
     for c in "${PROXY_CONCURRENCY[@]}"; do
@@ -174,6 +191,7 @@ bench_proxy() {
           if ((round == 0)) || awk -v a="$CPU_US" -v b="${cpu[$via-$k]}" 'BEGIN { exit !(a < b) }'; then
             rps[$via-$k]=$RPS p50[$via-$k]=$P50_US p99[$via-$k]=$P99_US cpu[$via-$k]=$CPU_US
             # Records per journal sync in that run (its warm-up included).
+            [[ $via == memory ]] || writer_cpu[$k]=$WRITER_US
             [[ $via == memory ]] || per_sync[$k]=$(awk -v a="$syncs0" -v b="$syncs1" 'BEGIN {
               split(a, x, " "); split(b, y, " "); s = y[1] - x[1]
               printf "%.1f", (s > 0 ? (y[2] - x[2]) / s : 0) }')
@@ -207,7 +225,7 @@ bench_proxy() {
   for mode in chat stream; do
     for c in "${PROXY_CONCURRENCY[@]}"; do
       k="$mode-$c"
-      report "proxy:   $mode c=$c: durable ${cpu[api-$k]} µs +$((p50[api-$k] - p50[direct-$k])) µs | in-memory ${cpu[memory-$k]} µs +$((p50[memory-$k] - p50[direct-$k])) µs | bare ${cpu[bare-$k]} µs +$((p50[bare-$k] - p50[direct-$k])) µs | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU, $((p50[api-$k] - p50[memory-$k])) µs p50 (${per_sync[$k]} records per journal sync)"
+      report "proxy:   $mode c=$c: durable ${cpu[api-$k]} µs +$((p50[api-$k] - p50[direct-$k])) µs | in-memory ${cpu[memory-$k]} µs +$((p50[memory-$k] - p50[direct-$k])) µs | bare ${cpu[bare-$k]} µs +$((p50[bare-$k] - p50[direct-$k])) µs | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU, $((p50[api-$k] - p50[memory-$k])) µs p50 (${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req)"
     done
   done
   local api_cpu=${cpu[api-chat-64]} bare_cpu=${cpu[bare-chat-64]} ratio api_event tput added cost

@@ -5,7 +5,6 @@ use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use inventiv_common::{can, Action, OrgId, OrgRole, SessionId, UserId};
-use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -73,29 +72,21 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .or_else(|| cookie_in(&parts.headers, ACCESS_COOKIE))
 }
 
-#[derive(sqlx::FromRow)]
-struct SessionRow {
-    organization_id: Uuid,
-    role: Option<String>,
-    is_platform_admin: bool,
-    personal_org: Option<Uuid>,
-}
-
 /// Resolves a token to a caller. The session row is read on every request,
 /// so a revoked session stops working at once (no cache TTL).
 pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Caller> {
     let claims = state.jwt.verify(token).ok_or(ApiError::Unauthenticated)?;
-    let row: SessionRow = sqlx::query_as(
-        "SELECT s.organization_id, m.role, u.is_platform_admin,
+    let row = sqlx::query!(
+        r#"SELECT s.organization_id, m.role AS "role?", u.is_platform_admin,
                 (SELECT o.id FROM organizations o WHERE o.created_by = u.id AND o.kind = 'personal') AS personal_org
            FROM user_sessions s
            JOIN users u ON u.id = s.user_id
            LEFT JOIN organization_memberships m
                   ON m.organization_id = s.organization_id AND m.user_id = s.user_id
-          WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()",
+          WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()"#,
+        claims.sid as SessionId,
+        claims.sub as UserId,
     )
-    .bind(claims.sid.0)
-    .bind(claims.sub.0)
     .fetch_optional(&state.db)
     .await?
     .ok_or(ApiError::Unauthenticated)?;
@@ -105,18 +96,22 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Caller> {
         // deleted): fall back to the personal organization.
         None => {
             let personal = row.personal_org.ok_or(ApiError::Unauthenticated)?;
-            sqlx::query("UPDATE user_sessions SET organization_id = $2 WHERE id = $1")
-                .bind(claims.sid.0)
-                .bind(personal)
-                .execute(&state.db)
-                .await?;
+            sqlx::query!(
+                "UPDATE user_sessions SET organization_id = $2 WHERE id = $1",
+                claims.sid as SessionId,
+                personal,
+            )
+            .execute(&state.db)
+            .await?;
             (personal, OrgRole::Owner)
         }
     };
-    sqlx::query("UPDATE user_sessions SET last_seen_at = now() WHERE id = $1 AND last_seen_at < now() - interval '60 seconds'")
-        .bind(claims.sid.0)
-        .execute(&state.db)
-        .await?;
+    sqlx::query!(
+        "UPDATE user_sessions SET last_seen_at = now() WHERE id = $1 AND last_seen_at < now() - interval '60 seconds'",
+        claims.sid as SessionId,
+    )
+    .execute(&state.db)
+    .await?;
     Ok(Caller {
         user_id: claims.sub,
         session_id: claims.sid,

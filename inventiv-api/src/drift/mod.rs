@@ -82,30 +82,33 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) -> sqlx::Result<Vec<
     let end = now - to_chrono(settings.settle);
     let start = end - to_chrono(settings.window);
     let mut tx = state.db.begin().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(LOCK_KEY)
-        .fetch_one(&mut *tx)
-        .await?;
+    let locked = sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#,
+        LOCK_KEY
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     if !locked {
         return Ok(Vec::new());
     }
-    let instances: Vec<(Uuid, Uuid)> = sqlx::query_as(
-        "SELECT instance_id, organization_id FROM instance_token_counters WHERE sampled_at BETWEEN $1 AND $2
-         UNION
-         SELECT instance_id, organization_id FROM instance_usage_reconciliations WHERE status <> 'insufficient_data'
-         ORDER BY 1",
+    let instances = sqlx::query!(
+        r#"SELECT instance_id AS "instance_id!", organization_id AS "organization_id!"
+             FROM instance_token_counters WHERE sampled_at BETWEEN $1 AND $2
+           UNION
+           SELECT instance_id, organization_id FROM instance_usage_reconciliations WHERE status <> 'insufficient_data'
+           ORDER BY 1"#,
+        start,
+        end,
     )
-    .bind(start)
-    .bind(end)
     .fetch_all(&mut *tx)
     .await?;
     let mut outcomes = Vec::with_capacity(instances.len());
-    for (instance_id, organization_id) in instances {
+    for i in instances {
         let outcome = reconcile(
             &mut tx,
             settings,
-            instance_id,
-            organization_id,
+            i.instance_id,
+            i.organization_id,
             start,
             end,
             now,
@@ -135,43 +138,45 @@ async fn reconcile(
     end: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Outcome> {
-    let samples: Vec<Sample> = sqlx::query_as(
+    let samples = sqlx::query_as!(
+        Sample,
         "SELECT sampled_at, series, prompt_total, generation_total FROM instance_token_counters
           WHERE instance_id = $1 AND sampled_at BETWEEN $2 AND $3 ORDER BY sampled_at",
+        instance_id,
+        start,
+        end,
     )
-    .bind(instance_id)
-    .bind(start)
-    .bind(end)
     .fetch_all(&mut *tx)
     .await?;
     let spans = spans(&samples);
     let (from, to): (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) =
         spans.iter().map(|s| (s.from, s.to)).unzip();
-    let (proxy_prompt, proxy_completion): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(sum(u.prompt_tokens), 0)::bigint, COALESCE(sum(u.completion_tokens), 0)::bigint
-           FROM unnest($2::timestamptz[], $3::timestamptz[]) AS s(f, t)
-           JOIN usage_records u ON u.instance_id = $1 AND u.at >= s.f AND u.at < s.t",
+    let proxy = sqlx::query!(
+        r#"SELECT COALESCE(sum(u.prompt_tokens), 0)::bigint AS "prompt!",
+                  COALESCE(sum(u.completion_tokens), 0)::bigint AS "completion!"
+             FROM unnest($2::timestamptz[], $3::timestamptz[]) AS s(f, t)
+             JOIN usage_records u ON u.instance_id = $1 AND u.at >= s.f AND u.at < s.t"#,
+        instance_id,
+        &from[..],
+        &to[..],
     )
-    .bind(instance_id)
-    .bind(&from)
-    .bind(&to)
     .fetch_one(&mut *tx)
     .await?;
     let counts = Counts {
         engine_prompt: spans.iter().map(|s| s.prompt).sum(),
         engine_generation: spans.iter().map(|s| s.generation).sum(),
-        proxy_prompt,
-        proxy_completion,
+        proxy_prompt: proxy.prompt,
+        proxy_completion: proxy.completion,
     };
     let covered: f64 = spans
         .iter()
         .map(|s| (s.to - s.from).num_milliseconds() as f64 / 1000.0)
         .sum();
     let (drift, status) = judge(counts, settings.threshold, settings.min_tokens);
-    let previous: Option<String> = sqlx::query_scalar(
+    let previous = sqlx::query_scalar!(
         "SELECT status FROM instance_usage_reconciliations WHERE instance_id = $1 FOR UPDATE",
+        instance_id,
     )
-    .bind(instance_id)
     .fetch_optional(&mut *tx)
     .await?;
     let previous = previous.as_deref().map(|p| match p {
@@ -180,7 +185,7 @@ async fn reconcile(
         _ => DriftStatus::InsufficientData,
     });
     let raised = status == DriftStatus::Alert && previous != Some(DriftStatus::Alert);
-    let alerts: i64 = sqlx::query_scalar(
+    let alerts = sqlx::query_scalar!(
         "INSERT INTO instance_usage_reconciliations (instance_id, organization_id, checked_at, window_start, window_end,
                 covered_seconds, engine_prompt, engine_generation, proxy_prompt, proxy_completion, drift_ratio, status, alerts)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::int)
@@ -191,20 +196,20 @@ async fn reconcile(
                 drift_ratio = EXCLUDED.drift_ratio, status = EXCLUDED.status,
                 alerts = instance_usage_reconciliations.alerts + $13::int
          RETURNING alerts",
+        instance_id,
+        organization_id,
+        now,
+        start,
+        end,
+        covered,
+        counts.engine_prompt,
+        counts.engine_generation,
+        counts.proxy_prompt,
+        counts.proxy_completion,
+        drift,
+        status.as_str(),
+        i32::from(raised),
     )
-    .bind(instance_id)
-    .bind(organization_id)
-    .bind(now)
-    .bind(start)
-    .bind(end)
-    .bind(covered)
-    .bind(counts.engine_prompt)
-    .bind(counts.engine_generation)
-    .bind(counts.proxy_prompt)
-    .bind(counts.proxy_completion)
-    .bind(drift)
-    .bind(status.as_str())
-    .bind(i32::from(raised))
     .fetch_one(&mut *tx)
     .await?;
     let reconciliation = UsageReconciliation {
@@ -228,19 +233,19 @@ async fn reconcile(
     };
     if let Some((action, log_status, message)) = transition(&outcome, settings.threshold) {
         let failed = log_status == "failed";
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO action_logs (organization_id, instance_id, action_type, status, started_at, finished_at,
                                       duration_ms, error_code, error_message, metadata)
              VALUES ($1, $2, $3, $4, $5, $5, 0, $6, $7, $8)",
+            organization_id,
+            instance_id,
+            action,
+            log_status,
+            now,
+            failed.then_some("USAGE_DRIFT"),
+            failed.then_some(message.as_str()),
+            serde_json::json!({ "message": message, "usage_reconciliation": outcome.reconciliation }),
         )
-        .bind(organization_id)
-        .bind(instance_id)
-        .bind(action)
-        .bind(log_status)
-        .bind(now)
-        .bind(failed.then_some("USAGE_DRIFT"))
-        .bind(failed.then_some(&message))
-        .bind(serde_json::json!({ "message": message, "usage_reconciliation": outcome.reconciliation }))
         .execute(&mut *tx)
         .await?;
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// One counter sample as the heartbeat stored it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Sample {
     pub sampled_at: DateTime<Utc>,
     pub series: String,

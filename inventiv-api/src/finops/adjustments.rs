@@ -18,7 +18,6 @@
 use chrono::{DateTime, Months, Utc};
 use inventiv_common::OrgId;
 use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
 
 use super::cost_job::LOCK_KEY;
 
@@ -33,11 +32,13 @@ const STATEMENT_LOCK_CLASS: i32 = 0x57a7_0001;
 /// Serializes the close of an organization's months with the adjustments
 /// recorded for it (until the transaction ends).
 pub async fn lock_org(tx: &mut PgConnection, org: OrgId) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
-        .bind(STATEMENT_LOCK_CLASS)
-        .bind(org.0)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        r#"SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text)) AS "locked: ()""#,
+        STATEMENT_LOCK_CLASS,
+        org as OrgId,
+    )
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -45,25 +46,27 @@ pub async fn lock_org(tx: &mut PgConnection, org: OrgId) -> sqlx::Result<()> {
 /// the adjustments recorded; 0 also when the cost job holds its lock (the
 /// next pass does the work).
 pub async fn reconcile(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
-    let orgs: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT i.organization_id FROM instances i
+    let orgs = sqlx::query_scalar!(
+        r#"SELECT i.organization_id AS "organization_id!" FROM instances i
           WHERE i.terminated_at IS NOT NULL
             AND EXISTS (SELECT 1 FROM cost_buckets b
                          WHERE b.instance_id = i.id AND b.minute + interval '1 minute' > i.terminated_at
                            AND b.seconds > greatest(extract(epoch FROM i.terminated_at - greatest(b.minute, i.started_at)), 0))
          UNION
-         SELECT organization_id FROM statement_closes WHERE month >= $1",
+         SELECT organization_id FROM statement_closes WHERE month >= $1"#,
+        cutoff(now),
     )
-    .bind(cutoff(now))
     .fetch_all(db)
     .await?;
     let mut recorded = 0;
     for org in orgs {
         let mut tx = db.begin().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(LOCK_KEY)
-            .fetch_one(&mut *tx)
-            .await?;
+        let locked = sqlx::query_scalar!(
+            r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#,
+            LOCK_KEY
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         if !locked {
             return Ok(recorded);
         }
@@ -87,8 +90,8 @@ fn cutoff(now: DateTime<Utc>) -> chrono::NaiveDate {
 /// their recorded end, each correction with its adjustment (call under the
 /// cost job's lock and the organization's statement lock).
 async fn correct_late_terminations(tx: &mut PgConnection, org: OrgId) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "WITH fixed AS (
+    let done = sqlx::query!(
+        r#"WITH fixed AS (
             SELECT b.instance_id, b.minute, b.provider, b.instance_type, i.terminated_at,
                    b.seconds AS old_seconds, b.cost_eur AS old_cost, n.seconds AS new_seconds,
                    round(b.price_eur_per_hour * n.seconds / 3600, 12) AS new_cost
@@ -118,12 +121,12 @@ async fn correct_late_terminations(tx: &mut PgConnection, org: OrgId) -> sqlx::R
          SELECT $1, 'late_termination', 'gpu:' || provider || ':' || instance_type, 'GPU time, ' || provider || ' ' || instance_type,
                 instance_id, period_start, period_end, period_month, statement_open_month($1, period_month), seconds, amount,
                 format('instance %s ended at %s: its end time was recorded after its cost minutes up to %s had been counted; those minutes are reopened and corrected',
-                       instance_id, to_char(terminated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-                       to_char(period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')),
+                       instance_id, to_char(terminated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                       to_char(period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
                 'cost job'
-           FROM months",
+           FROM months"#,
+        org as OrgId,
     )
-    .bind(org.0)
     .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected())
@@ -138,7 +141,7 @@ pub async fn true_up_org(
     org: OrgId,
     now: DateTime<Utc>,
 ) -> sqlx::Result<u64> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "WITH closed AS (
             SELECT month FROM statement_closes WHERE organization_id = $1 AND month >= $2
          ),
@@ -167,9 +170,9 @@ pub async fn true_up_org(
                 format('recorded after %s was closed: usage or cost minutes of that month that its statement does not hold', to_char(month, 'YYYY-MM')),
                 'statement true-up'
            FROM missing",
+        org as OrgId,
+        cutoff(now),
     )
-    .bind(org.0)
-    .bind(cutoff(now))
     .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected())

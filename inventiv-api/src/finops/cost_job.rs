@@ -24,9 +24,6 @@ use crate::state::AppState;
 /// The advisory lock key of the cost job (any constant unique to it).
 pub const LOCK_KEY: i64 = 0x1f1a_c057_0b0c_0001;
 
-/// One step writes the buckets of up to this much time per instance.
-const STEP_SQL: &str = "1 day";
-
 /// The minute `at` falls in (minute boundaries are the same in UTC and in
 /// every whole-minute time zone).
 pub fn minute_of(at: DateTime<Utc>) -> DateTime<Utc> {
@@ -41,10 +38,12 @@ pub async fn run_once(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
     let mut written = 0;
     loop {
         let mut tx = db.begin().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(LOCK_KEY)
-            .fetch_one(&mut *tx)
-            .await?;
+        let locked = sqlx::query_scalar!(
+            r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#,
+            LOCK_KEY
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         if !locked {
             return Ok(written);
         }
@@ -57,12 +56,13 @@ pub async fn run_once(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
     }
 }
 
-/// One step: returns (instances advanced, buckets written).
+/// One step: returns (instances advanced, buckets written). A step writes
+/// the buckets of up to one day per instance.
 async fn step(tx: &mut sqlx::PgConnection, until: DateTime<Utc>) -> sqlx::Result<(i64, u64)> {
-    let (instances, buckets): (i64, i64) = sqlx::query_as(&format!(
-        "WITH todo AS (
+    let done = sqlx::query!(
+        r#"WITH todo AS (
             SELECT i.id, i.organization_id, i.provider, i.instance_type, i.model_id, i.started_at, i.terminated_at, p.price, s.from_minute,
-                   least(s.from_minute + interval '{STEP_SQL}', $1) AS to_minute
+                   least(s.from_minute + interval '1 day', $1) AS to_minute
               FROM instances i
               LEFT JOIN cost_watermarks w ON w.instance_id = i.id
               CROSS JOIN LATERAL (SELECT COALESCE(i.price_eur_per_hour,
@@ -88,12 +88,12 @@ async fn step(tx: &mut sqlx::PgConnection, until: DateTime<Utc>) -> sqlx::Result
             ON CONFLICT (instance_id) DO UPDATE SET until = greatest(cost_watermarks.until, EXCLUDED.until)
             RETURNING 1
          )
-         SELECT (SELECT count(*) FROM marked), (SELECT count(*) FROM written)"
-    ))
-    .bind(until)
+         SELECT (SELECT count(*) FROM marked) AS "instances!", (SELECT count(*) FROM written) AS "buckets!""#,
+        until,
+    )
     .fetch_one(&mut *tx)
     .await?;
-    Ok((instances, u64::try_from(buckets).unwrap_or(0)))
+    Ok((done.instances, u64::try_from(done.buckets).unwrap_or(0)))
 }
 
 /// Runs a pass every `interval` until shutdown (when configured).

@@ -3,8 +3,9 @@
 //! months), live while the month is open and a stored, immutable snapshot
 //! once it is closed. Each line's amount is its exact amount rounded half
 //! away from zero to the cent; every total is the exact sum of those cents.
-//! The line queries live in the migration (`statement_live_lines`,
-//! `statement_open_month`) so the close, the true-up and the reads agree.
+//! The line queries live in the migrations (`statement_live_lines`,
+//! `statement_month_lines`, `statement_open_month`) so the close, the
+//! true-up and the reads agree.
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use inventiv_common::OrgId;
@@ -58,7 +59,7 @@ impl std::fmt::Display for Month {
 /// One line of a statement. Amounts are signed as they weigh on the
 /// organization: GPU time and calls to others positive, calls served to
 /// others negative, an adjustment as the change it makes.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MonthLine {
     /// `gpu`, `debit`, `credit` or `adjustment`.
     pub kind: String,
@@ -94,7 +95,7 @@ pub struct MonthClosure {
 }
 
 /// Sums of the lines' cents, per kind and in all (EUR, 2 decimals).
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MonthTotals {
     pub gpu_eur: String,
     pub debit_eur: String,
@@ -107,7 +108,7 @@ pub struct MonthTotals {
 /// A correction recorded for this month's amounts while it was open: the
 /// cost minutes were corrected in place, so its amount is already in the
 /// lines; listed so that no correction is silent.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MonthCorrection {
     pub id: Uuid,
     /// `late_termination` or `late_record`.
@@ -135,62 +136,57 @@ pub struct MonthStatement {
     pub corrections: Vec<MonthCorrection>,
 }
 
-/// The live lines of an open month, in statement order, with their position
-/// (the close stores exactly these).
-const LIVE_LINES: &str = "
-    SELECT row_number() OVER (ORDER BY x.ord, x.kind, x.label, x.source_month, x.adjustment_id)::int AS position,
-           x.kind, x.line_key, x.label, x.source_month, x.gpu_seconds, x.requests, x.tokens, x.cached_tokens, x.exact_eur,
-           round(x.exact_eur, 2) AS amount_eur, x.adjustment_id, x.instance_id, x.reason
-      FROM (SELECT 0 AS ord, l.kind, l.key AS line_key, l.label, $4::date AS source_month, l.gpu_seconds, l.requests, l.tokens,
-                   l.cached_tokens, l.exact_eur, NULL::uuid AS adjustment_id, NULL::uuid AS instance_id, NULL::text AS reason
-              FROM statement_live_lines($1, $2, $3) l
-            UNION ALL
-            SELECT 1, 'adjustment', a.line_key, a.label, a.period_month, a.gpu_seconds, NULL, NULL, NULL, a.amount_eur, a.id, a.instance_id, a.reason
-              FROM statement_adjustments a
-             WHERE a.organization_id = $1 AND a.statement_month = $4 AND a.period_month < $4) x";
-
-/// How a stored or live line is read out.
-const LINE_COLUMNS: &str = "kind, label, to_char(source_month, 'YYYY-MM') AS source_month, trim_scale(gpu_seconds)::text AS gpu_seconds,
-    requests, tokens, cached_tokens, trim_scale(exact_eur)::text AS exact_eur, amount_eur::numeric(16, 2)::text AS amount_eur, adjustment_id, instance_id, reason";
-
 /// The statement of `month`: the snapshot when closed, else the live lines.
 pub async fn load(db: &PgPool, org: OrgId, month: Month) -> sqlx::Result<MonthStatement> {
     let mut conn = db.acquire().await?;
-    let head: Option<(DateTime<Utc>, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT closed_at, closed_by_email, note, total_eur::text FROM statement_closes WHERE organization_id = $1 AND month = $2",
+    let head = sqlx::query!(
+        r#"SELECT closed_at, closed_by_email, note, total_eur::text AS "total_eur!"
+             FROM statement_closes WHERE organization_id = $1 AND month = $2"#,
+        org as OrgId,
+        month.first_day(),
     )
-    .bind(org.0)
-    .bind(month.first_day())
     .fetch_optional(&mut *conn)
     .await?;
     let (closed, stored_total) = match head {
-        Some((closed_at, closed_by_email, note, total)) => (
+        Some(h) => (
             Some(MonthClosure {
-                closed_at,
-                closed_by_email,
-                note,
+                closed_at: h.closed_at,
+                closed_by_email: h.closed_by_email,
+                note: h.note,
             }),
-            Some(total),
+            Some(h.total_eur),
         ),
         None => (None, None),
     };
     let (start, end) = month.bounds();
-    let lines: Vec<MonthLine> = if closed.is_some() {
-        sqlx::query_as(&format!(
-            "SELECT {LINE_COLUMNS} FROM statement_lines WHERE organization_id = $1 AND month = $2 ORDER BY position"
-        ))
-        .bind(org.0)
-        .bind(month.first_day())
+    // A closed month's stored lines and an open month's live ones
+    // (`statement_month_lines`, what a close stores) read out alike.
+    let lines = if closed.is_some() {
+        sqlx::query_as!(
+            MonthLine,
+            r#"SELECT kind, label, to_char(source_month, 'YYYY-MM') AS "source_month!",
+                      trim_scale(gpu_seconds)::text AS gpu_seconds, requests, tokens, cached_tokens,
+                      trim_scale(exact_eur)::text AS "exact_eur!", amount_eur::numeric(16, 2)::text AS "amount_eur!",
+                      adjustment_id, instance_id, reason
+                 FROM statement_lines WHERE organization_id = $1 AND month = $2 ORDER BY position"#,
+            org as OrgId,
+            month.first_day(),
+        )
         .fetch_all(&mut *conn)
         .await?
     } else {
-        sqlx::query_as(&format!(
-            "SELECT {LINE_COLUMNS} FROM ({LIVE_LINES}) l ORDER BY position"
-        ))
-        .bind(org.0)
-        .bind(start)
-        .bind(end)
-        .bind(month.first_day())
+        sqlx::query_as!(
+            MonthLine,
+            r#"SELECT kind AS "kind!", label AS "label!", to_char(source_month, 'YYYY-MM') AS "source_month!",
+                      trim_scale(gpu_seconds)::text AS gpu_seconds, requests, tokens, cached_tokens,
+                      trim_scale(exact_eur)::text AS "exact_eur!", amount_eur::numeric(16, 2)::text AS "amount_eur!",
+                      adjustment_id, instance_id, reason
+                 FROM statement_month_lines($1, $2, $3, $4) ORDER BY "position""#,
+            org as OrgId,
+            start,
+            end,
+            month.first_day(),
+        )
         .fetch_all(&mut *conn)
         .await?
     };
@@ -200,14 +196,15 @@ pub async fn load(db: &PgPool, org: OrgId, month: Month) -> sqlx::Result<MonthSt
     if let Some(total) = stored_total {
         totals.total_eur = total;
     }
-    let corrections = sqlx::query_as(
-        "SELECT id, kind, label, instance_id, period_start, period_end, trim_scale(gpu_seconds)::text AS gpu_seconds,
-                trim_scale(amount_eur)::text AS amount_eur, reason, recorded_by, recorded_at
-           FROM statement_adjustments WHERE organization_id = $1 AND statement_month = $2 AND period_month = $2
-          ORDER BY recorded_at, id",
+    let corrections = sqlx::query_as!(
+        MonthCorrection,
+        r#"SELECT id, kind, label, instance_id, period_start, period_end, trim_scale(gpu_seconds)::text AS gpu_seconds,
+                  trim_scale(amount_eur)::text AS "amount_eur!", reason, recorded_by, recorded_at
+             FROM statement_adjustments WHERE organization_id = $1 AND statement_month = $2 AND period_month = $2
+            ORDER BY recorded_at, id"#,
+        org as OrgId,
+        month.first_day(),
     )
-    .bind(org.0)
-    .bind(month.first_day())
     .fetch_all(&mut *conn)
     .await?;
     Ok(MonthStatement {
@@ -223,16 +220,17 @@ pub async fn load(db: &PgPool, org: OrgId, month: Month) -> sqlx::Result<MonthSt
 async fn totals(conn: &mut PgConnection, lines: &[MonthLine]) -> sqlx::Result<MonthTotals> {
     let kinds: Vec<&str> = lines.iter().map(|l| l.kind.as_str()).collect();
     let amounts: Vec<&str> = lines.iter().map(|l| l.amount_eur.as_str()).collect();
-    sqlx::query_as(
-        "SELECT (COALESCE(sum(a::numeric) FILTER (WHERE k = 'gpu'), 0))::numeric(16, 2)::text AS gpu_eur,
-                (COALESCE(sum(a::numeric) FILTER (WHERE k = 'debit'), 0))::numeric(16, 2)::text AS debit_eur,
-                (COALESCE(sum(a::numeric) FILTER (WHERE k = 'credit'), 0))::numeric(16, 2)::text AS credit_eur,
-                (COALESCE(sum(a::numeric) FILTER (WHERE k = 'adjustment'), 0))::numeric(16, 2)::text AS adjustments_eur,
-                (COALESCE(sum(a::numeric), 0))::numeric(16, 2)::text AS total_eur
-           FROM unnest($1::text[], $2::text[]) AS t(k, a)",
+    sqlx::query_as!(
+        MonthTotals,
+        r#"SELECT (COALESCE(sum(a::numeric) FILTER (WHERE k = 'gpu'), 0))::numeric(16, 2)::text AS "gpu_eur!",
+                  (COALESCE(sum(a::numeric) FILTER (WHERE k = 'debit'), 0))::numeric(16, 2)::text AS "debit_eur!",
+                  (COALESCE(sum(a::numeric) FILTER (WHERE k = 'credit'), 0))::numeric(16, 2)::text AS "credit_eur!",
+                  (COALESCE(sum(a::numeric) FILTER (WHERE k = 'adjustment'), 0))::numeric(16, 2)::text AS "adjustments_eur!",
+                  (COALESCE(sum(a::numeric), 0))::numeric(16, 2)::text AS "total_eur!"
+             FROM unnest($1::text[], $2::text[]) AS t(k, a)"#,
+        &kinds[..] as &[&str],
+        &amounts[..] as &[&str],
     )
-    .bind(kinds)
-    .bind(amounts)
     .fetch_one(conn)
     .await
 }
@@ -276,19 +274,19 @@ pub async fn close(
         return Err(CloseError::NotOver);
     }
     adjustments::lock_org(&mut *tx, org).await?;
-    let exists: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM statement_closes WHERE organization_id = $1 AND month = $2)",
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM statement_closes WHERE organization_id = $1 AND month = $2) AS "exists!""#,
+        org as OrgId,
+        month.first_day(),
     )
-    .bind(org.0)
-    .bind(month.first_day())
     .fetch_one(&mut *tx)
     .await?;
     if exists {
         return Err(CloseError::AlreadyClosed);
     }
     adjustments::true_up_org(&mut *tx, org, now).await?;
-    sqlx::query(&format!(
-        "WITH lines AS ({LIVE_LINES}),
+    sqlx::query!(
+        "WITH lines AS (SELECT * FROM statement_month_lines($1, $2, $3, $4)),
          head AS (
             INSERT INTO statement_closes (organization_id, month, closed_by, closed_by_email, note, total_eur)
             SELECT $1, $4, $5, $6, $7, COALESCE(sum(amount_eur), 0) FROM lines
@@ -297,15 +295,15 @@ pub async fn close(
                                       requests, tokens, cached_tokens, exact_eur, amount_eur, adjustment_id, instance_id, reason)
          SELECT $1, $4, l.position, l.kind, l.line_key, l.label, l.source_month, l.gpu_seconds, l.requests, l.tokens,
                 l.cached_tokens, l.exact_eur, l.amount_eur, l.adjustment_id, l.instance_id, l.reason
-           FROM lines l CROSS JOIN head"
-    ))
-    .bind(org.0)
-    .bind(start)
-    .bind(end)
-    .bind(month.first_day())
-    .bind(by.user_id)
-    .bind(by.email)
-    .bind(by.note)
+           FROM lines l CROSS JOIN head",
+        org as OrgId,
+        start,
+        end,
+        month.first_day(),
+        by.user_id,
+        by.email,
+        by.note,
+    )
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -62,7 +62,6 @@ pub enum KeyStatus {
     Revoked,
 }
 
-#[derive(sqlx::FromRow)]
 struct Row {
     id: Uuid,
     name: String,
@@ -113,10 +112,6 @@ impl From<Row> for ApiKey {
     }
 }
 
-const SELECT: &str = "SELECT k.id, k.name, k.public_id, k.last_four, k.created_by, u.email AS created_by_email, k.models,
-        k.rpm_limit, k.tpm_limit, k.technical_active, k.economic_active, k.expires_at, k.revoked_at, k.last_used_at, k.created_at
-   FROM api_keys k JOIN users u ON u.id = k.created_by";
-
 /// Whether the caller sees every key of the organization: those who manage
 /// them all, and those who approve their spending.
 fn sees_all(caller: &Caller) -> bool {
@@ -125,11 +120,17 @@ fn sees_all(caller: &Caller) -> bool {
 
 /// A key of the caller's organization that the caller may see.
 async fn load(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<ApiKey> {
-    let row: Row = sqlx::query_as(&format!(
-        "{SELECT} WHERE k.id = $1 AND k.organization_id = $2"
-    ))
-    .bind(id)
-    .bind(caller.org_id)
+    // The same columns as the list's.
+    let row = sqlx::query_as!(
+        Row,
+        "SELECT k.id, k.name, k.public_id, k.last_four, k.created_by, u.email AS created_by_email, k.models,
+                k.rpm_limit, k.tpm_limit, k.technical_active, k.economic_active, k.expires_at, k.revoked_at,
+                k.last_used_at, k.created_at
+           FROM api_keys k JOIN users u ON u.id = k.created_by
+          WHERE k.id = $1 AND k.organization_id = $2",
+        id,
+        caller.org_id as OrgId,
+    )
     .fetch_optional(&state.db)
     .await?
     .ok_or(ApiError::NotFound)?;
@@ -288,14 +289,20 @@ async fn list_keys(
 ) -> ApiResult<Json<Vec<ApiKey>>> {
     caller.require(Action::UseApiKeys)?;
     let all = sees_all(&caller);
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "{SELECT} WHERE k.organization_id = $1 AND ($2 OR k.created_by = $3) ORDER BY k.created_at DESC, k.id LIMIT $4 OFFSET $5"
-    ))
-    .bind(caller.org_id)
-    .bind(all)
-    .bind(caller.user_id)
-    .bind(page.limit())
-    .bind(page.offset())
+    let rows = sqlx::query_as!(
+        Row,
+        "SELECT k.id, k.name, k.public_id, k.last_four, k.created_by, u.email AS created_by_email, k.models,
+                k.rpm_limit, k.tpm_limit, k.technical_active, k.economic_active, k.expires_at, k.revoked_at,
+                k.last_used_at, k.created_at
+           FROM api_keys k JOIN users u ON u.id = k.created_by
+          WHERE k.organization_id = $1 AND ($2 OR k.created_by = $3)
+          ORDER BY k.created_at DESC, k.id LIMIT $4 OFFSET $5",
+        caller.org_id as OrgId,
+        all,
+        caller.user_id as UserId,
+        page.limit(),
+        page.offset(),
+    )
     .fetch_all(&state.db)
     .await?;
     Ok(Json(rows.into_iter().map(ApiKey::from).collect()))

@@ -110,7 +110,7 @@ async fn set_preferences(
 }
 
 /// An offering the current organization may use.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct Available {
     pub offering_id: Uuid,
     /// What to put in `model`.
@@ -137,24 +137,49 @@ pub struct Available {
     pub max_output_eur_per_1k: Option<String>,
 }
 
-const AVAILABLE: &str = "SELECT o.id AS offering_id, p.slug || '/' || o.model_code AS address, p.slug AS provider_org_slug, o.visibility,
-        s.id AS share_id, s.status AS share_status, s.accepted_at IS NOT NULL AS accepted,
-        COALESCE(a.input_eur_per_1k, v.input_eur_per_1k)::text AS input_eur_per_1k,
-        COALESCE(a.output_eur_per_1k, v.output_eur_per_1k)::text AS output_eur_per_1k,
-        COALESCE(a.cached_input_eur_per_1k, v.cached_input_eur_per_1k)::text AS cached_input_eur_per_1k,
-        v.input_eur_per_1k::text AS announced_input_eur_per_1k, v.output_eur_per_1k::text AS announced_output_eur_per_1k,
-        s.max_input_eur_per_1k::text AS max_input_eur_per_1k, s.max_output_eur_per_1k::text AS max_output_eur_per_1k
-   FROM offerings o JOIN organizations p ON p.id = o.organization_id
-   LEFT JOIN offering_shares s ON s.offering_id = o.id AND s.consumer_organization_id = $1
-   LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k,
-                             COALESCE(cached_input_eur_per_1k, input_eur_per_1k) AS cached_input_eur_per_1k FROM offering_prices x
-                       WHERE x.offering_id = o.id AND (x.share_id = s.id OR x.share_id IS NULL) AND x.effective_at <= now()
-                       ORDER BY x.share_id IS NULL, x.effective_at DESC LIMIT 1) v ON true
-   LEFT JOIN LATERAL (SELECT sp.input_eur_per_1k, sp.output_eur_per_1k, sp.cached_input_eur_per_1k
-                        FROM share_price(s.id, now(), make_interval(secs => $NOTICE)) sp
-                       WHERE s.accepted_at IS NOT NULL) a ON true
-  WHERE o.technical_active AND o.economic_active AND o.organization_id <> $1 AND p.deleted_at IS NULL
-    AND (s.id IS NULL OR s.status <> 'revoked')";
+/// What `org` may use, filtered by the preferences given (`hide_public`,
+/// `hide_paid`), or only the offering `id`. The price applied to an
+/// accepted share is the one past `notice` (seconds) of notice.
+async fn available(
+    state: &AppState,
+    org: Uuid,
+    hide_public: bool,
+    hide_paid: bool,
+    id: Option<Uuid>,
+) -> sqlx::Result<Vec<Available>> {
+    sqlx::query_as!(
+        Available,
+        r#"SELECT o.id AS offering_id, p.slug || '/' || o.model_code AS "address!", p.slug AS provider_org_slug, o.visibility,
+                  s.id AS "share_id?", s.status AS "share_status?: ShareStatus", s.accepted_at IS NOT NULL AS "accepted!",
+                  COALESCE(a.input_eur_per_1k, v.input_eur_per_1k)::text AS input_eur_per_1k,
+                  COALESCE(a.output_eur_per_1k, v.output_eur_per_1k)::text AS output_eur_per_1k,
+                  COALESCE(a.cached_input_eur_per_1k, v.cached_input_eur_per_1k)::text AS cached_input_eur_per_1k,
+                  v.input_eur_per_1k::text AS announced_input_eur_per_1k, v.output_eur_per_1k::text AS announced_output_eur_per_1k,
+                  s.max_input_eur_per_1k::text AS max_input_eur_per_1k, s.max_output_eur_per_1k::text AS max_output_eur_per_1k
+             FROM offerings o JOIN organizations p ON p.id = o.organization_id
+             LEFT JOIN offering_shares s ON s.offering_id = o.id AND s.consumer_organization_id = $1
+             LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k,
+                                       COALESCE(cached_input_eur_per_1k, input_eur_per_1k) AS cached_input_eur_per_1k FROM offering_prices x
+                                 WHERE x.offering_id = o.id AND (x.share_id = s.id OR x.share_id IS NULL) AND x.effective_at <= now()
+                                 ORDER BY x.share_id IS NULL, x.effective_at DESC LIMIT 1) v ON true
+             LEFT JOIN LATERAL (SELECT sp.input_eur_per_1k, sp.output_eur_per_1k, sp.cached_input_eur_per_1k
+                                  FROM share_price(s.id, now(), make_interval(secs => $2)) sp
+                                 WHERE s.accepted_at IS NOT NULL) a ON true
+            WHERE o.technical_active AND o.economic_active AND o.organization_id <> $1 AND p.deleted_at IS NULL
+              AND (s.id IS NULL OR s.status <> 'revoked')
+              AND (s.id IS NOT NULL OR (o.visibility = 'public' AND NOT $3))
+              AND NOT ($4 AND COALESCE(v.input_eur_per_1k + v.output_eur_per_1k, 0) > 0)
+              AND ($5::uuid IS NULL OR o.id = $5)
+            ORDER BY 2"#,
+        org,
+        state.config.price_notice.as_secs_f64(),
+        hide_public,
+        hide_paid,
+        id,
+    )
+    .fetch_all(&state.db)
+    .await
+}
 
 /// What the current organization may use: public offerings and offerings
 /// shared with it (never revoked ones), filtered by its discovery
@@ -168,17 +193,13 @@ async fn available_offerings(
 ) -> ApiResult<Json<Vec<Available>>> {
     caller.require(Action::ViewCatalog)?;
     let stored = preferences(&state.db, caller.org_id.0).await?;
-    let list = sqlx::query_as(&format!(
-        "{} AND (s.id IS NOT NULL OR (o.visibility = 'public' AND NOT $2))
-           AND NOT ($3 AND COALESCE(v.input_eur_per_1k + v.output_eur_per_1k, 0) > 0)
-         ORDER BY 2",
-        AVAILABLE.replace("$NOTICE", "$4")
-    ))
-    .bind(caller.org_id.0)
-    .bind(q.hide_public.unwrap_or(stored.hide_public))
-    .bind(q.hide_paid.unwrap_or(stored.hide_paid))
-    .bind(state.config.price_notice.as_secs_f64())
-    .fetch_all(&state.db)
+    let list = available(
+        &state,
+        caller.org_id.0,
+        q.hide_public.unwrap_or(stored.hide_public),
+        q.hide_paid.unwrap_or(stored.hide_paid),
+        None,
+    )
     .await?;
     Ok(Json(list))
 }
@@ -236,18 +257,14 @@ async fn accept_offering(
     Ok(Json(load_available(&state, org, offering).await?))
 }
 
-/// One offering as `org` sees it, or 404.
+/// One offering `org` has a share of (accepted, or capped), as it sees it,
+/// or 404. Nothing is hidden: the organization's own share passes any
+/// visibility, and a paid offering it accepted is shown.
 async fn load_available(state: &AppState, org: Uuid, offering: Uuid) -> ApiResult<Available> {
-    sqlx::query_as(&format!(
-        "{} AND o.id = $2",
-        AVAILABLE.replace("$NOTICE", "$3")
-    ))
-    .bind(org)
-    .bind(offering)
-    .bind(state.config.price_notice.as_secs_f64())
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or(ApiError::NotFound)
+    available(state, org, false, false, Some(offering))
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound)
 }
 
 /// The most the organization agrees to pay for a share (EUR per 1k

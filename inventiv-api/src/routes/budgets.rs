@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::Caller;
-use crate::budgets::{consumption, Consumption, Row, SELECT};
+use crate::budgets::{consumption, of_organization, Consumption, Row};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path};
 use crate::routes::budget_limits::{limits, Limits, SetBudget};
@@ -93,11 +93,9 @@ async fn view(state: &AppState, row: Row) -> ApiResult<Budget> {
 }
 
 async fn load(state: &AppState, org: Uuid, id: Uuid) -> ApiResult<Row> {
-    sqlx::query_as(&format!("{SELECT} WHERE id = $1 AND organization_id = $2"))
-        .bind(id)
-        .bind(org)
-        .fetch_optional(&state.db)
+    of_organization(&state.db, OrgId(org), Some(id))
         .await?
+        .pop()
         .ok_or(ApiError::NotFound)
 }
 
@@ -117,12 +115,7 @@ async fn list_budgets(
     caller: Caller,
 ) -> ApiResult<Json<Vec<Budget>>> {
     caller.require(Action::ViewBudgets)?;
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "{SELECT} WHERE organization_id = $1 ORDER BY created_at, id LIMIT 1000"
-    ))
-    .bind(caller.org_id.0)
-    .fetch_all(&state.db)
-    .await?;
+    let rows = of_organization(&state.db, caller.org_id, None).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         out.push(view(&state, row).await?);

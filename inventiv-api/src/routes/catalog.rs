@@ -72,7 +72,7 @@ async fn list_providers(
 ) -> ApiResult<Json<Vec<Provider>>> {
     caller.require(Action::ViewCatalog)?;
     let rows = sqlx::query!(
-        r#"SELECT x.code, x.name, x.active, a.technical AS "technical?", a.economic AS "economic?"
+        r#"SELECT x.code, x.name, x.active, COALESCE(a.technical, false) AS "technical!", COALESCE(a.economic, false) AS "economic!"
              FROM providers x
              LEFT JOIN organization_activations a
                ON a.organization_id = $1 AND a.item_kind = 'provider' AND a.item_id = x.code
@@ -87,10 +87,7 @@ async fn list_providers(
                 code: r.code,
                 name: r.name,
                 active: r.active,
-                activation: Activation::new(
-                    r.technical.unwrap_or(false),
-                    r.economic.unwrap_or(false),
-                ),
+                activation: Activation::new(r.technical, r.economic),
             })
             .collect(),
     ))
@@ -126,7 +123,7 @@ async fn list_zones(
     caller.require(Action::ViewCatalog)?;
     let rows = sqlx::query!(
         r#"SELECT x.id, x.provider_code, x.code, x.region, x.name, x.active,
-                  a.technical AS "technical?", a.economic AS "economic?"
+                  COALESCE(a.technical, false) AS "technical!", COALESCE(a.economic, false) AS "economic!"
              FROM zones x
              LEFT JOIN organization_activations a
                ON a.organization_id = $1 AND a.item_kind = 'zone' AND a.item_id = x.id::text
@@ -145,10 +142,7 @@ async fn list_zones(
                 region: r.region,
                 name: r.name,
                 active: r.active,
-                activation: Activation::new(
-                    r.technical.unwrap_or(false),
-                    r.economic.unwrap_or(false),
-                ),
+                activation: Activation::new(r.technical, r.economic),
             })
             .collect(),
     ))
@@ -185,7 +179,7 @@ pub struct InstanceType {
 }
 
 /// An instance type as read, with the organization's activation switches
-/// (none: not activated).
+/// (off when never set).
 pub struct InstanceTypeRow {
     pub id: Uuid,
     pub provider: String,
@@ -199,8 +193,8 @@ pub struct InstanceTypeRow {
     pub allocation: SqlJson<serde_json::Value>,
     pub active: bool,
     pub zones: Vec<String>,
-    pub technical: Option<bool>,
-    pub economic: Option<bool>,
+    pub technical: bool,
+    pub economic: bool,
 }
 
 impl From<InstanceTypeRow> for InstanceType {
@@ -218,10 +212,7 @@ impl From<InstanceTypeRow> for InstanceType {
             allocation: r.allocation,
             active: r.active,
             zones: r.zones,
-            activation: Some(Activation::new(
-                r.technical.unwrap_or(false),
-                r.economic.unwrap_or(false),
-            )),
+            activation: Some(Activation::new(r.technical, r.economic)),
         }
     }
 }
@@ -243,7 +234,7 @@ async fn list_instance_types(
                   x.allocation AS "allocation: SqlJson<serde_json::Value>", x.active,
                   ARRAY(SELECT z.code FROM instance_type_zones tz JOIN zones z ON z.id = tz.zone_id
                          WHERE tz.instance_type_id = x.id AND tz.available ORDER BY z.code) AS "zones!",
-                  a.technical AS "technical?", a.economic AS "economic?"
+                  COALESCE(a.technical, false) AS "technical!", COALESCE(a.economic, false) AS "economic!"
              FROM instance_types x
              LEFT JOIN organization_activations a
                ON a.organization_id = $1 AND a.item_kind = 'instance_type' AND a.item_id = x.id::text
@@ -281,8 +272,8 @@ pub struct Model {
     pub activation: Option<Activation>,
 }
 
-/// A model as read, with the organization's activation switches (none:
-/// not activated).
+/// A model as read, with the organization's activation switches (off
+/// when never set).
 pub struct ModelRow {
     pub id: Uuid,
     pub hf_id: String,
@@ -294,8 +285,8 @@ pub struct ModelRow {
     pub active: bool,
     pub gated: bool,
     pub metadata: SqlJson<serde_json::Value>,
-    pub technical: Option<bool>,
-    pub economic: Option<bool>,
+    pub technical: bool,
+    pub economic: bool,
 }
 
 impl From<ModelRow> for Model {
@@ -311,12 +302,31 @@ impl From<ModelRow> for Model {
             active: r.active,
             gated: r.gated,
             metadata: r.metadata,
-            activation: Some(Activation::new(
-                r.technical.unwrap_or(false),
-                r.economic.unwrap_or(false),
-            )),
+            activation: Some(Activation::new(r.technical, r.economic)),
         }
     }
+}
+
+/// The models of the catalog with `org`'s activation: all of them, or the
+/// active ones that fit in `vram` GB.
+async fn models(state: &AppState, org: OrgId, vram: Option<i32>) -> ApiResult<Vec<Model>> {
+    let rows = sqlx::query_as!(
+        ModelRow,
+        r#"SELECT x.id, x.hf_id, x.display_name, x.required_vram_gb, x.context_length,
+                  x.recommended_data_volume_gb, x.kind, x.active, x.gated,
+                  x.metadata AS "metadata: SqlJson<serde_json::Value>",
+                  COALESCE(a.technical, false) AS "technical!", COALESCE(a.economic, false) AS "economic!"
+             FROM models x
+             LEFT JOIN organization_activations a
+               ON a.organization_id = $1 AND a.item_kind = 'model' AND a.item_id = x.id::text
+            WHERE $2::int IS NULL OR (x.active AND x.required_vram_gb <= $2)
+            ORDER BY x.required_vram_gb, x.hf_id"#,
+        org as OrgId,
+        vram,
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(rows.into_iter().map(Model::from).collect())
 }
 
 /// Every model of the catalog.
@@ -324,21 +334,7 @@ impl From<ModelRow> for Model {
     responses((status = 200, body = [Model]), (status = 401, body = ErrorBody)))]
 async fn list_models(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Model>>> {
     caller.require(Action::ViewCatalog)?;
-    let rows = sqlx::query_as!(
-        ModelRow,
-        r#"SELECT x.id, x.hf_id, x.display_name, x.required_vram_gb, x.context_length,
-                  x.recommended_data_volume_gb, x.kind, x.active, x.gated,
-                  x.metadata AS "metadata: SqlJson<serde_json::Value>",
-                  a.technical AS "technical?", a.economic AS "economic?"
-             FROM models x
-             LEFT JOIN organization_activations a
-               ON a.organization_id = $1 AND a.item_kind = 'model' AND a.item_id = x.id::text
-            ORDER BY x.required_vram_gb, x.hf_id"#,
-        caller.org_id as OrgId,
-    )
-    .fetch_all(&state.db)
-    .await?;
-    Ok(Json(rows.into_iter().map(Model::from).collect()))
+    models(&state, caller.org_id, None).await.map(Json)
 }
 
 /// The models that fit an instance type (its total VRAM covers their need).
@@ -358,22 +354,7 @@ async fn compatible_models(
     .fetch_optional(&state.db)
     .await?
     .ok_or(ApiError::NotFound)?;
-    let rows = sqlx::query_as!(
-        ModelRow,
-        r#"SELECT x.id, x.hf_id, x.display_name, x.required_vram_gb, x.context_length,
-                  x.recommended_data_volume_gb, x.kind, x.active, x.gated,
-                  x.metadata AS "metadata: SqlJson<serde_json::Value>",
-                  a.technical AS "technical?", a.economic AS "economic?"
-             FROM models x
-             LEFT JOIN organization_activations a
-               ON a.organization_id = $1 AND a.item_kind = 'model' AND a.item_id = x.id::text
-            WHERE x.active AND x.required_vram_gb <= $2 ORDER BY x.required_vram_gb, x.hf_id"#,
-        caller.org_id as OrgId,
-        vram,
-    )
-    .fetch_all(&state.db)
-    .await?;
-    Ok(Json(rows.into_iter().map(Model::from).collect()))
+    models(&state, caller.org_id, Some(vram)).await.map(Json)
 }
 
 /// How big the data volume should be for a model.

@@ -94,7 +94,7 @@ async fn create_model(
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            RETURNING id, hf_id, display_name, required_vram_gb, context_length, recommended_data_volume_gb, kind, active, gated,
                      metadata AS "metadata: SqlJson<serde_json::Value>",
-                     NULL::boolean AS "technical?", NULL::boolean AS "economic?""#,
+                     false AS "technical!", false AS "economic!""#,
         Uuid::new_v4(),
         hf_id,
         display_name,
@@ -160,7 +160,7 @@ async fn update_model(
           WHERE id = $1
           RETURNING id, hf_id, display_name, required_vram_gb, context_length, recommended_data_volume_gb, kind, active, gated,
                     metadata AS "metadata: SqlJson<serde_json::Value>",
-                    NULL::boolean AS "technical?", NULL::boolean AS "economic?""#,
+                    false AS "technical!", false AS "economic!""#,
         id,
         display_name,
         required_vram_gb,
@@ -235,7 +235,7 @@ async fn update_instance_type(
                 x.allocation AS "allocation: SqlJson<serde_json::Value>", x.active,
                 ARRAY(SELECT z.code FROM instance_type_zones tz JOIN zones z ON z.id = tz.zone_id
                        WHERE tz.instance_type_id = x.id AND tz.available ORDER BY z.code) AS "zones!",
-                NULL::boolean AS "technical?", NULL::boolean AS "economic?"
+                false AS "technical!", false AS "economic!"
            FROM instance_types x WHERE x.id = $1"#,
         id,
     )

@@ -20,7 +20,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::events::Subscription;
-use crate::routes::instances::{Instance, COLUMNS};
+use crate::routes::instances::{self, Order, Sort};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -47,11 +47,15 @@ async fn stream_events(
         .ok_or(ApiError::TooManyRequests {
             retry_after_secs: 15,
         })?;
-    let instances: Vec<Instance> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM instances i WHERE i.organization_id = $1 AND i.status <> 'archived' ORDER BY i.created_at DESC LIMIT 500"
-    ))
-    .bind(caller.org_id)
-    .fetch_all(&state.db)
+    let instances = instances::list(
+        &state.db,
+        caller.org_id,
+        None,
+        Sort::CreatedAt,
+        Order::Desc,
+        500,
+        0,
+    )
     .await?;
     let snapshot = serde_json::json!({ "type": "snapshot", "organization_id": caller.org_id, "instances": instances });
     let first = SseEvent::default()

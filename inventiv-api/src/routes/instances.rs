@@ -16,6 +16,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::drift::UsageReconciliation;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::request_id;
@@ -67,8 +68,10 @@ pub struct Instance {
     pub usage_reconciliation: Option<SqlJson<crate::drift::UsageReconciliation>>,
 }
 
-/// The columns of [`Instance`], for `FROM instances i`.
-pub const COLUMNS: &str = "i.id, i.name, i.provider, i.zone, i.instance_type, i.model_id, i.mode, i.status, i.progress,
+/// The columns of [`Instance`], for `FROM instances i`: the list's,
+/// whose `ORDER BY` is chosen at runtime. [`load`] writes them out again,
+/// checked at build time.
+const COLUMNS: &str = "i.id, i.name, i.provider, i.zone, i.instance_type, i.model_id, i.mode, i.status, i.progress,
     i.error_code, i.error_message, i.ip_address, i.price_eur_per_hour::text AS price_eur_per_hour,
     COALESCE(round(i.price_eur_per_hour * extract(epoch FROM (COALESCE(i.terminated_at, now()) - i.started_at))::numeric / 3600, 4), 0)::text
         AS cost_so_far_eur,
@@ -79,14 +82,56 @@ pub const COLUMNS: &str = "i.id, i.name, i.provider, i.zone, i.instance_type, i.
 
 /// Loads one instance of the caller's organization.
 pub async fn load(db: impl sqlx::PgExecutor<'_>, org: Uuid, id: Uuid) -> ApiResult<Instance> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM instances i WHERE i.id = $1 AND i.organization_id = $2"
-    ))
-    .bind(id)
-    .bind(org)
+    sqlx::query_as!(
+        Instance,
+        r#"SELECT i.id, i.name, i.provider, i.zone, i.instance_type, i.model_id, i.mode,
+                  i.status AS "status: InstanceStatus", i.progress, i.error_code, i.error_message, i.ip_address,
+                  i.price_eur_per_hour::text AS price_eur_per_hour,
+                  COALESCE(round(i.price_eur_per_hour * extract(epoch FROM (COALESCE(i.terminated_at, now()) - i.started_at))::numeric / 3600, 4), 0)::text
+                      AS "cost_so_far_eur!",
+                  i.worker_status AS "worker_status: WorkerStatus", i.worker_agent_version,
+                  i.agent_version_mismatch AS "agent_version_mismatch!",
+                  i.last_heartbeat_at, i.created_at, i.updated_at, i.started_at, i.terminated_at,
+                  (SELECT to_jsonb(r) - 'instance_id' - 'organization_id' FROM instance_usage_reconciliations r WHERE r.instance_id = i.id)
+                      AS "usage_reconciliation: SqlJson<UsageReconciliation>"
+             FROM instances i WHERE i.id = $1 AND i.organization_id = $2"#,
+        id,
+        org,
+    )
     .fetch_optional(db)
     .await?
     .ok_or(ApiError::NotFound)
+}
+
+/// The organization's instances in the order asked: those with the given
+/// statuses, or all but the archived ones.
+pub async fn list(
+    db: &sqlx::PgPool,
+    org: OrgId,
+    statuses: Option<Vec<InstanceStatus>>,
+    sort: Sort,
+    order: Order,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<Instance>> {
+    // A runtime statement: a CASE in ORDER BY would cost the default order
+    // its index (instances_org: organization, created_at DESC).
+    let sort = sort.column();
+    let order = match order {
+        Order::Desc => "DESC",
+        Order::Asc => "ASC",
+    };
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM instances i WHERE i.organization_id = $1
+            AND (($2::text[] IS NULL AND i.status <> 'archived') OR i.status = ANY($2))
+          ORDER BY {sort} {order}, i.id LIMIT $3 OFFSET $4"
+    ))
+    .bind(org)
+    .bind(statuses)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await
 }
 
 /// What the list is sorted by.
@@ -160,21 +205,15 @@ async fn list_instances(
                 })?,
         ),
     };
-    let sort = q.sort.column();
-    let order = match q.order {
-        Order::Desc => "DESC",
-        Order::Asc => "ASC",
-    };
-    let rows = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM instances i WHERE i.organization_id = $1
-            AND (($2::text[] IS NULL AND i.status <> 'archived') OR i.status = ANY($2))
-          ORDER BY {sort} {order}, i.id LIMIT $3 OFFSET $4"
-    ))
-    .bind(caller.org_id.0)
-    .bind(statuses)
-    .bind(i64::from(q.limit.unwrap_or(50).clamp(1, 200)))
-    .bind(i64::from(q.offset.unwrap_or(0)))
-    .fetch_all(&state.db)
+    let rows = list(
+        &state.db,
+        caller.org_id,
+        statuses,
+        q.sort,
+        q.order,
+        i64::from(q.limit.unwrap_or(50).clamp(1, 200)),
+        i64::from(q.offset.unwrap_or(0)),
+    )
     .await?;
     Ok(Json(rows))
 }

@@ -32,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// An invitation as the inviting organization sees it (never its token).
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct Invitation {
     pub id: Uuid,
     pub email: String,
@@ -43,10 +43,6 @@ pub struct Invitation {
     pub expires_at: DateTime<Utc>,
     pub accepted_at: Option<DateTime<Utc>>,
 }
-
-const STATUS_SQL: &str =
-    "CASE WHEN accepted_at IS NOT NULL THEN 'accepted' WHEN revoked_at IS NOT NULL THEN 'revoked'
-                               WHEN expires_at <= now() THEN 'expired' ELSE 'pending' END";
 
 /// Whom to invite, with which role.
 #[derive(Deserialize, ToSchema)]
@@ -129,18 +125,21 @@ async fn create_invitation(
     }
     let (token, hash) = tokens::generate();
     let id = Uuid::new_v4();
-    let invitation: Invitation = sqlx::query_as(&format!(
-        "INSERT INTO organization_invitations (id, organization_id, email, role, token_hash, invited_by, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         RETURNING id, email, role, {STATUS_SQL} AS status, invited_by, created_at, expires_at, accepted_at"
-    ))
-    .bind(id)
-    .bind(caller.org_id)
-    .bind(email.as_str())
-    .bind(body.role.as_str())
-    .bind(hash)
-    .bind(caller.user_id)
-    .bind(Utc::now() + state.config.invitation_ttl)
+    let invitation = sqlx::query_as!(
+        Invitation,
+        r#"INSERT INTO organization_invitations (id, organization_id, email, role, token_hash, invited_by, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           RETURNING id, email, role,
+                     invitation_status(accepted_at, revoked_at, expires_at) AS "status!: InvitationStatus",
+                     invited_by, created_at, expires_at, accepted_at"#,
+        id,
+        caller.org_id as OrgId,
+        email.as_str(),
+        body.role.as_str(),
+        hash,
+        caller.user_id as UserId,
+        Utc::now() + state.config.invitation_ttl,
+    )
     .fetch_one(&mut *tx)
     .await?;
     let inviter = sqlx::query_scalar!(
@@ -186,13 +185,16 @@ async fn list_invitations(
     Query(page): Query<super::Paging>,
 ) -> ApiResult<Json<Vec<Invitation>>> {
     caller.require(Action::ManageInvitations)?;
-    let rows = sqlx::query_as(&format!(
-        "SELECT id, email, role, {STATUS_SQL} AS status, invited_by, created_at, expires_at, accepted_at
-           FROM organization_invitations WHERE organization_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
-    ))
-    .bind(caller.org_id)
-    .bind(page.limit())
-    .bind(page.offset())
+    let rows = sqlx::query_as!(
+        Invitation,
+        r#"SELECT id, email, role, invitation_status(accepted_at, revoked_at, expires_at) AS "status!: InvitationStatus",
+                  invited_by, created_at, expires_at, accepted_at
+             FROM organization_invitations WHERE organization_id = $1
+            ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"#,
+        caller.org_id as OrgId,
+        page.limit(),
+        page.offset(),
+    )
     .fetch_all(&state.db)
     .await?;
     Ok(Json(rows))
@@ -209,11 +211,12 @@ async fn revoke_invitation(
 ) -> ApiResult<StatusCode> {
     caller.require(Action::ManageInvitations)?;
     let mut tx = state.db.begin().await?;
-    let status: InvitationStatus = sqlx::query_scalar(&format!(
-        "SELECT {STATUS_SQL} FROM organization_invitations WHERE id = $1 AND organization_id = $2 FOR UPDATE"
-    ))
-    .bind(id)
-    .bind(caller.org_id)
+    let status = sqlx::query_scalar!(
+        r#"SELECT invitation_status(accepted_at, revoked_at, expires_at) AS "status!: InvitationStatus"
+             FROM organization_invitations WHERE id = $1 AND organization_id = $2 FOR UPDATE"#,
+        id,
+        caller.org_id as OrgId,
+    )
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(ApiError::NotFound)?;
@@ -236,7 +239,7 @@ async fn revoke_invitation(
 }
 
 /// What the acceptance page shows.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct InvitationPreview {
     pub organization_name: String,
     pub organization_slug: String,
@@ -260,17 +263,17 @@ async fn show_invitation(
     if !tokens::well_formed(&token) {
         return Err(ApiError::NotFound);
     }
-    let preview = sqlx::query_as(&format!(
-        "SELECT o.name AS organization_name, o.slug AS organization_slug, i.role, u.display_name AS inviter_name,
-                i.email, {} AS status, i.expires_at,
-                EXISTS (SELECT 1 FROM users x WHERE x.email = i.email) AS account_exists
-           FROM organization_invitations i
-           JOIN organizations o ON o.id = i.organization_id
-           JOIN users u ON u.id = i.invited_by
-          WHERE i.token_hash = $1",
-        STATUS_SQL.replace("accepted_at", "i.accepted_at").replace("revoked_at", "i.revoked_at").replace("expires_at", "i.expires_at")
-    ))
-    .bind(tokens::hash(&token))
+    let preview = sqlx::query_as!(
+        InvitationPreview,
+        r#"SELECT o.name AS organization_name, o.slug AS organization_slug, i.role, u.display_name AS inviter_name,
+                  i.email, invitation_status(i.accepted_at, i.revoked_at, i.expires_at) AS "status!: InvitationStatus",
+                  i.expires_at, EXISTS (SELECT 1 FROM users x WHERE x.email = i.email) AS "account_exists!"
+             FROM organization_invitations i
+             JOIN organizations o ON o.id = i.organization_id
+             JOIN users u ON u.id = i.invited_by
+            WHERE i.token_hash = $1"#,
+        tokens::hash(&token),
+    )
     .fetch_optional(&state.db)
     .await?
     .ok_or(ApiError::NotFound)?;
@@ -297,7 +300,6 @@ pub struct InvitationAccepted {
     pub session: Option<TokenResponse>,
 }
 
-#[derive(sqlx::FromRow)]
 struct Pending {
     id: Uuid,
     organization_id: Uuid,
@@ -333,10 +335,11 @@ async fn accept_invitation(
     // The token first: a made-up one must not cost a password hash (the
     // hasher's few permits are shared with every login). Checked again
     // under lock below.
-    let status: InvitationStatus = sqlx::query_scalar(&format!(
-        "SELECT {STATUS_SQL} FROM organization_invitations WHERE token_hash = $1"
-    ))
-    .bind(tokens::hash(&token))
+    let status = sqlx::query_scalar!(
+        r#"SELECT invitation_status(accepted_at, revoked_at, expires_at) AS "status!: InvitationStatus"
+             FROM organization_invitations WHERE token_hash = $1"#,
+        tokens::hash(&token),
+    )
     .fetch_optional(&state.db)
     .await?
     .ok_or(ApiError::NotFound)?;
@@ -350,11 +353,13 @@ async fn accept_invitation(
         _ => None,
     };
     let mut tx = state.db.begin().await?;
-    let invitation: Pending = sqlx::query_as(&format!(
-        "SELECT id, organization_id, email, role, {STATUS_SQL} AS status
-           FROM organization_invitations WHERE token_hash = $1 FOR UPDATE"
-    ))
-    .bind(tokens::hash(&token))
+    let invitation = sqlx::query_as!(
+        Pending,
+        r#"SELECT id, organization_id, email, role,
+                  invitation_status(accepted_at, revoked_at, expires_at) AS "status!: InvitationStatus"
+             FROM organization_invitations WHERE token_hash = $1 FOR UPDATE"#,
+        tokens::hash(&token),
+    )
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(ApiError::NotFound)?;

@@ -30,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// An offering as its provider sees it.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct Offering {
     pub id: Uuid,
     /// What consumers put in `model`: `org_slug/model_code`.
@@ -47,24 +47,37 @@ pub struct Offering {
     pub created_at: DateTime<Utc>,
 }
 
-const SELECT: &str = "SELECT o.id, org.slug || '/' || o.model_code AS address, o.model_code, o.visibility, o.technical_active,
-        o.economic_active, p.input_eur_per_1k::text AS input_eur_per_1k, p.output_eur_per_1k::text AS output_eur_per_1k,
-        COALESCE(p.cached_input_eur_per_1k, p.input_eur_per_1k)::text AS cached_input_eur_per_1k, o.created_at
-   FROM offerings o JOIN organizations org ON org.id = o.organization_id
-   LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k, cached_input_eur_per_1k FROM offering_prices v
-                       WHERE v.offering_id = o.id AND v.share_id IS NULL AND v.effective_at <= now()
-                       ORDER BY v.effective_at DESC LIMIT 1) p ON true";
+/// The organization's offerings, oldest first, or only the one with `id`.
+async fn of_organization(
+    db: &sqlx::PgPool,
+    org: Uuid,
+    id: Option<Uuid>,
+) -> sqlx::Result<Vec<Offering>> {
+    sqlx::query_as!(
+        Offering,
+        r#"SELECT o.id, org.slug || '/' || o.model_code AS "address!", o.model_code, o.visibility, o.technical_active,
+                  o.economic_active, p.input_eur_per_1k::text AS input_eur_per_1k,
+                  p.output_eur_per_1k::text AS output_eur_per_1k,
+                  COALESCE(p.cached_input_eur_per_1k, p.input_eur_per_1k)::text AS cached_input_eur_per_1k, o.created_at
+             FROM offerings o JOIN organizations org ON org.id = o.organization_id
+             LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k, cached_input_eur_per_1k FROM offering_prices v
+                                 WHERE v.offering_id = o.id AND v.share_id IS NULL AND v.effective_at <= now()
+                                 ORDER BY v.effective_at DESC LIMIT 1) p ON true
+            WHERE o.organization_id = $1 AND ($2::uuid IS NULL OR o.id = $2)
+            ORDER BY o.created_at"#,
+        org,
+        id,
+    )
+    .fetch_all(db)
+    .await
+}
 
 /// One of the organization's offerings, or 404.
 pub async fn load(db: &sqlx::PgPool, org: Uuid, id: Uuid) -> ApiResult<Offering> {
-    sqlx::query_as(&format!(
-        "{SELECT} WHERE o.id = $1 AND o.organization_id = $2"
-    ))
-    .bind(id)
-    .bind(org)
-    .fetch_optional(db)
-    .await?
-    .ok_or(ApiError::NotFound)
+    of_organization(db, org, Some(id))
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound)
 }
 
 /// Tells every replica's routing table that shares or offerings changed.
@@ -204,13 +217,9 @@ async fn list_offerings(
     caller: Caller,
 ) -> ApiResult<Json<Vec<Offering>>> {
     caller.require(Action::ViewOfferings)?;
-    let list = sqlx::query_as(&format!(
-        "{SELECT} WHERE o.organization_id = $1 ORDER BY o.created_at"
+    Ok(Json(
+        of_organization(&state.db, caller.org_id.0, None).await?,
     ))
-    .bind(caller.org_id.0)
-    .fetch_all(&state.db)
-    .await?;
-    Ok(Json(list))
 }
 
 /// The switches to change; absent ones stay.

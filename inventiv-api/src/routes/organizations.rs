@@ -27,7 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// An organization as its members see it.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Serialize, ToSchema)]
 pub struct Organization {
     pub id: Uuid,
     pub name: String,
@@ -45,13 +45,12 @@ pub struct CurrentOrganization {
     pub role: OrgRole,
 }
 
-const COLUMNS: &str = "id, name, slug, kind, sidebar_color, created_at";
-
 async fn load(db: &mut PgConnection, org: OrgId) -> ApiResult<Organization> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM organizations WHERE id = $1"
-    ))
-    .bind(org)
+    sqlx::query_as!(
+        Organization,
+        "SELECT id, name, slug, kind, sidebar_color, created_at FROM organizations WHERE id = $1",
+        org as OrgId,
+    )
     .fetch_optional(db)
     .await?
     .ok_or(ApiError::NotFound)
