@@ -46,6 +46,7 @@ load_dotenv
 export INVENTIV_API_ADDR="${INVENTIV_API_ADDR:-127.0.0.1:8003}"
 export INVENTIV_ORCHESTRATOR_ADDR="${INVENTIV_ORCHESTRATOR_ADDR:-127.0.0.1:8001}"
 export INVENTIV_METRICS_ADDR="${INVENTIV_METRICS_ADDR:-127.0.0.1:8004}"
+export INVENTIV_ORCHESTRATOR_METRICS_ADDR="${INVENTIV_ORCHESTRATOR_METRICS_ADDR:-127.0.0.1:8002}"
 INVENTIV_STATE_DIR=$(abs_path "${INVENTIV_STATE_DIR:-.local}")
 export INVENTIV_STATE_DIR
 STATE_DIR=$INVENTIV_STATE_DIR
@@ -298,6 +299,7 @@ cat <<EOF
   Swagger UI        $BASE_URL/docs
   OpenAPI           $BASE_URL/openapi.json
   Metrics           http://$(client_addr "$INVENTIV_METRICS_ADDR")/metrics
+                    http://$(client_addr "$INVENTIV_ORCHESTRATOR_METRICS_ADDR")/metrics (orchestrator)
 
   Admin e-mail      $INVENTIV_ADMIN_EMAIL
   Admin password    $INVENTIV_ADMIN_PASSWORD

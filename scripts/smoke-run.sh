@@ -147,6 +147,7 @@ start_make_run() {
   (
     trap - INT QUIT
     INVENTIV_API_ADDR=$API_ADDR INVENTIV_ORCHESTRATOR_ADDR=$ORCH_ADDR INVENTIV_METRICS_ADDR=$METRICS_ADDR \
+      INVENTIV_ORCHESTRATOR_METRICS_ADDR=$ORCH_METRICS_ADDR \
       INVENTIV_MOCK_FIRST_ADDRESS=$MOCK_FIRST_ADDRESS \
       exec setsid make run </dev/null >"$RUN_OUT" 2>&1
   ) &
@@ -495,7 +496,9 @@ command -v setsid >/dev/null || die "setsid (util-linux) is required"
 
 API_PORT=$(free_port 8001 8003)
 ORCH_PORT=$(free_port 8001 8003 "$API_PORT")
-METRICS_ADDR="127.0.0.1:$(free_port 8001 8003 8004 "$API_PORT" "$ORCH_PORT")"
+METRICS_PORT=$(free_port 8001 8002 8003 8004 "$API_PORT" "$ORCH_PORT")
+METRICS_ADDR="127.0.0.1:$METRICS_PORT"
+ORCH_METRICS_ADDR="127.0.0.1:$(free_port 8001 8002 8003 8004 "$API_PORT" "$ORCH_PORT" "$METRICS_PORT")"
 API_ADDR="127.0.0.1:$API_PORT"
 ORCH_ADDR="127.0.0.1:$ORCH_PORT"
 BASE_URL="http://$API_ADDR"
@@ -533,7 +536,11 @@ http GET /metrics
 expect 404 "GET /metrics on the public API port"
 [[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://$METRICS_ADDR/metrics") == 200 ]] \
   || fail "GET http://$METRICS_ADDR/metrics (INVENTIV_METRICS_ADDR) did not answer 200"
-log "/healthz, /readyz, /openapi.json and /docs/ answer; /metrics only on $METRICS_ADDR"
+[[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://$ORCH_ADDR/metrics") == 404 ]] \
+  || fail "GET http://$ORCH_ADDR/metrics (the orchestrator's probes) did not answer 404"
+[[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://$ORCH_METRICS_ADDR/metrics") == 200 ]] \
+  || fail "GET http://$ORCH_METRICS_ADDR/metrics (INVENTIV_ORCHESTRATOR_METRICS_ADDR) did not answer 200"
+log "/healthz, /readyz, /openapi.json and /docs/ answer; /metrics only on $METRICS_ADDR and $ORCH_METRICS_ADDR"
 
 login
 http GET /auth/me

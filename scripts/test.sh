@@ -146,7 +146,9 @@ suite_rust_seams() {
 # The orchestrator's node install test logs in over SSH to a real sshd it
 # starts on loopback (Debian's openssh-server; ssh-keygen and ssh from
 # openssh-client); the node it installs runs the relay (Debian's haproxy,
-# its certificate made with openssl, as the tests' stand-in relays are).
+# its certificate made with openssl, as the tests' stand-in relays are). The
+# metrics test checks every process's /metrics with promtool (Debian's
+# prometheus package).
 suite_rust_tests() {
   ensure_services
   drop_leftover_test_databases
@@ -156,6 +158,7 @@ suite_rust_tests() {
   if [[ ! -x /usr/sbin/haproxy ]] || ! command -v openssl >/dev/null; then
     apt_install haproxy openssl
   fi
+  command -v promtool >/dev/null || apt_install prometheus
   local extra=() out rc=0
   read -r -a extra <<<"${TEST_ARGS:-}"
   step "cargo test --workspace ${TEST_ARGS:-}"
@@ -212,6 +215,7 @@ suite_worker_python() {
   step "worker agent: ruff check, ruff format --check, pytest (inventiv-worker/agent)"
   local agent=$REPO_ROOT/inventiv-worker/agent venv=$REPO_ROOT/.local/venv-worker rc=0
   python_venv "$venv" "$agent/requirements-dev.txt"
+  command -v promtool >/dev/null || apt_install prometheus
   [[ -n ${INVENTIV_MOCK_ENGINE:-} ]] || cargo build -p inventiv-mock-engine
   (cd "$agent" && "$venv/bin/ruff" check . && "$venv/bin/ruff" format --check .)
   (cd "$agent" && "$venv/bin/python" -m pytest -q) || rc=$?

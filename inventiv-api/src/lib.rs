@@ -16,6 +16,7 @@ pub mod extract;
 pub mod finops;
 pub mod frontend;
 pub mod mail;
+pub mod metrics;
 pub mod openapi;
 pub mod openapi_errors;
 pub mod outbox;

@@ -71,6 +71,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
         routing: crate::proxy::routing::Routing::default(),
         budgets: crate::proxy::budgets::BudgetCache::default(),
         usage,
+        metrics: Arc::default(),
         cloud_http,
     });
     Ok((state, background))
@@ -131,6 +132,11 @@ pub fn app(state: AppState) -> Router {
             request_id::Generate,
         ))
         .layer(axum::middleware::map_request(request_id::drop_ill_formed))
+        // Outermost: counts what the client got, whatever answered it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .with_state(state)
 }
 

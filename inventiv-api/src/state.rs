@@ -53,6 +53,8 @@ pub struct Shared {
     pub routing: crate::proxy::routing::Routing,
     /// Where answered requests' usage goes (the durable journal).
     pub usage: crate::proxy::journal::Metering,
+    /// What the replica counts for `/metrics` (HTTP, `/v1`, SSE, keys).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The client that talks to cloud providers' APIs (with timeouts).
     pub cloud_http: reqwest::Client,
 }

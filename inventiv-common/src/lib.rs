@@ -1,7 +1,8 @@
 //! Domain types shared by every Inventiv Rust process. Nothing here knows
 //! about HTTP; SQL only through the optional `sqlx` feature (ids and stored
 //! enums as column types). With the `runtime` feature, the start-up
-//! plumbing every binary shares: the stop signal and the log set-up.
+//! plumbing every binary shares: the stop signal and the log set-up. The
+//! Prometheus metrics every process exposes the same way are in `metrics`.
 
 #[macro_use]
 mod stored;
@@ -9,6 +10,7 @@ mod stored;
 pub mod ids;
 pub mod instance;
 pub mod messages;
+pub mod metrics;
 pub mod rbac;
 pub mod secrets;
 #[cfg(feature = "runtime")]

@@ -113,6 +113,7 @@ async fn handle_command(
 async fn dead_letter(o: &Orchestrator, command: &Command, entry_id: &str, deliveries: u64) {
     let instance = command.instance_id;
     tracing::warn!(alert = true, deliveries, "command dead-lettered");
+    o.metrics.dead_letters.inc();
     let org = sqlx::query_scalar!(
         "SELECT organization_id FROM instances WHERE id = $1",
         instance,

@@ -12,7 +12,10 @@ use inventiv_store::crypto::{Keyring, DEV_KEY};
 /// Everything the orchestrator needs to know.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The probes (`/healthz`, `/readyz`).
     pub addr: SocketAddr,
+    /// `/metrics`, on a listener of its own (loopback by default).
+    pub metrics_addr: SocketAddr,
     pub database_url: String,
     pub redis_url: String,
     pub redis_prefix: String,
@@ -140,8 +143,13 @@ impl Config {
             "INVENTIV_ORCHESTRATOR_ADDR",
             SocketAddr::from(([127, 0, 0, 1], 8001)),
         )?;
+        let metrics_addr = parse(
+            "INVENTIV_ORCHESTRATOR_METRICS_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 8002)),
+        )?;
         Ok(Config {
             addr,
+            metrics_addr,
             database_url: secret("DATABASE_URL")?
                 .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is required (make run sets it up)"))?,
             redis_url: secret("REDIS_URL")?

@@ -37,7 +37,7 @@ pub struct Orchestrator {
     pub ssh_public_key: String,
     pub http: reqwest::Client,
     pub bundle: Bundle,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The orchestrator's SSH key pair, made once per state directory; returns
@@ -224,16 +224,21 @@ impl Orchestrator {
     }
 
     /// The provider an instance of `org` runs on: the platform's for the
-    /// mock, the organization's own credentials for a cloud.
+    /// mock, the organization's own credentials for a cloud; its calls
+    /// counted and timed.
     pub async fn provider(
         &self,
         code: &str,
         org: uuid::Uuid,
     ) -> Result<Arc<dyn CloudProvider>, CloudError> {
-        match self.providers.get(code) {
-            Some(p) => Ok(p.clone()),
-            None => self.clouds.get(&self.db, code, org).await,
-        }
+        let inner = match self.providers.get(code) {
+            Some(p) => p.clone(),
+            None => self.clouds.get(&self.db, code, org).await?,
+        };
+        Ok(Arc::new(crate::measured::Measured {
+            inner,
+            metrics: self.metrics.clone(),
+        }))
     }
 }
 

@@ -20,9 +20,11 @@ pub mod context;
 pub mod events;
 pub mod jobs;
 pub mod lifecycle;
+pub mod measured;
 pub mod metrics;
 pub mod node;
 pub mod probes;
+pub mod scrape;
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 //! `inventiv-orchestrator`: read config, start telemetry, connect, serve the
-//! probes and run the orchestrator until Ctrl-C or SIGTERM.
+//! probes and the metrics (each on its own listener) and run the
+//! orchestrator until Ctrl-C or SIGTERM.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use inventiv_common::shutdown::cancel_on_signal;
 use inventiv_common::telemetry;
 use inventiv_orchestrator::config::Config;
 use inventiv_orchestrator::context::{self, Orchestrator};
-use inventiv_orchestrator::probes;
+use inventiv_orchestrator::{probes, scrape};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -34,14 +35,31 @@ async fn main() -> anyhow::Result<()> {
     // The bound address, not the configured one: with port 0 the kernel
     // chooses it, and this line is how a supervisor (or a test) learns it.
     let addr = listener.local_addr()?;
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_addr)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} (INVENTIV_ORCHESTRATOR_METRICS_ADDR): {e}",
+                config.metrics_addr
+            )
+        })?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    tracing::info!(addr = %metrics_addr, "metrics listening");
     tracing::info!(%addr, bundle = %bundle.sha256, "inventiv-orchestrator listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let running = Arc::new(std::sync::OnceLock::new());
-    let probes = probes::router(db.clone(), redis.clone(), running.clone());
+    let probes = probes::router(db.clone(), redis.clone());
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, probes)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+    let metrics = scrape::router(db.clone(), redis.clone(), running.clone());
+    let stop = shutdown.clone();
+    let metrics_server = tokio::spawn(async move {
+        axum::serve(metrics_listener, metrics)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await
     });
@@ -49,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = running.set(orchestrator.clone());
     inventiv_orchestrator::run(orchestrator, shutdown).await;
     server.await??;
+    metrics_server.await??;
     tracing::info!("inventiv-orchestrator stopped");
     Ok(())
 }

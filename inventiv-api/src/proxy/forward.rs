@@ -3,6 +3,8 @@
 //! arrive; the proxy asks the engine for usage and hides the usage chunk
 //! from clients that did not ask for it; a client that goes away cancels
 //! the upstream request and the usage seen so far is still recorded.
+//! Each request counts in its (organization, model) series
+//! ([`crate::metrics::ModelSeries`]), reached through the routing table.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -29,6 +31,7 @@ use super::keys::{self, KeyInfo};
 use super::plausible::Bounds;
 use super::routing::{InFlight, Lookup};
 use super::usage::{SharedUse, UsageRecord};
+use crate::metrics::ModelSeries;
 use crate::request_id;
 use crate::state::AppState;
 
@@ -288,6 +291,7 @@ struct Meter {
     state: AppState,
     record: UsageRecord,
     started: Instant,
+    series: Arc<ModelSeries>,
     /// What the worker may plausibly report for this request.
     bounds: Bounds,
     /// Counted by the journal until the record is handed over.
@@ -328,8 +332,19 @@ impl Meter {
             .record
             .reasoning_tokens
             .min(self.record.completion_tokens);
-        self.record.latency_ms =
-            i32::try_from(self.started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        let elapsed = self.started.elapsed();
+        self.record.latency_ms = i32::try_from(elapsed.as_millis()).unwrap_or(i32::MAX);
+        let count = |n: i32| u64::try_from(n).unwrap_or(0);
+        self.series.duration.observe(elapsed);
+        self.series
+            .prompt_tokens
+            .add(count(self.record.prompt_tokens));
+        self.series
+            .completion_tokens
+            .add(count(self.record.completion_tokens));
+        self.series
+            .cached_tokens
+            .add(count(self.record.cached_prompt_tokens));
         Billed {
             prompt: billed.prompt,
             cached: i64::from(self.record.cached_prompt_tokens),
@@ -396,6 +411,26 @@ async fn forward(
     body: Bytes,
     path: &'static str,
 ) -> Result<Response, OpenAiError> {
+    let mut resolved = None;
+    let answer = forward_to(state.clone(), headers, body, path, &mut resolved).await;
+    if let Err(e) = &answer {
+        match &resolved {
+            Some(s) => s.errors.count(e.code),
+            None => state.metrics.unresolved.count(e.code),
+        }
+    }
+    answer
+}
+
+/// [`forward`]'s work; `resolved` is set once the (organization, model)
+/// is known, for the errors to count there.
+async fn forward_to(
+    state: AppState,
+    headers: HeaderMap,
+    body: Bytes,
+    path: &'static str,
+    resolved: &mut Option<Arc<ModelSeries>>,
+) -> Result<Response, OpenAiError> {
     let started = Instant::now();
     let c = consumer(&state, &headers).await?;
     // Nothing is served that could not be metered.
@@ -432,8 +467,16 @@ async fn forward(
     let mut lookup = state.routing.lookup(c.organization_id, &model, session);
     let mut shared = None;
     let mut upstream_model = None;
+    match &lookup {
+        Lookup::Workers(_, s) | Lookup::NoCapacity(s) => *resolved = Some(s.clone()),
+        Lookup::Unknown => {}
+    }
     if matches!(lookup, Lookup::Unknown) {
         if let Some(share) = state.routing.share_for(c.organization_id, &model) {
+            *resolved = Some(share.series.clone());
+            if let Some(s) = resolved.as_deref() {
+                s.requests.inc();
+            }
             if share.paused {
                 return Err(OpenAiError::share_paused(&model));
             }
@@ -452,10 +495,15 @@ async fn forward(
             });
         }
     }
-    let workers = match lookup {
-        Lookup::Workers(w) => w,
-        Lookup::NoCapacity => return Err(OpenAiError::no_capacity(&model)),
-        Lookup::Unknown => return Err(OpenAiError::model_not_found(&model)),
+    if shared.is_none() {
+        if let Some(s) = resolved.as_deref() {
+            s.requests.inc();
+        }
+    }
+    let (workers, series) = match (lookup, resolved.clone()) {
+        (Lookup::Workers(w, _), Some(s)) => (w, s),
+        (Lookup::NoCapacity(_), _) => return Err(OpenAiError::no_capacity(&model)),
+        _ => return Err(OpenAiError::model_not_found(&model)),
     };
     let limits = super::forward_limits::check(&state, c.key.as_deref()).await?;
     let bounds = Bounds::new(&body, workers.first().and_then(|w| w.context_length));
@@ -476,7 +524,15 @@ async fn forward(
     let request_id = request_id::current().unwrap_or_else(|| Uuid::new_v4().simple().to_string());
     let upstream_limits = state.config.upstream;
     let mut last_error = OpenAiError::upstream("no worker answered");
-    for worker in workers.iter().take(3) {
+    for (attempt, worker) in workers.iter().take(3).enumerate() {
+        if attempt > 0 {
+            series.retries.inc();
+        }
+        let failed = |worker: &super::routing::Worker| {
+            if worker.failed() {
+                series.ejections.inc();
+            }
+        };
         worker.outstanding.fetch_add(1, Ordering::Relaxed);
         let in_flight = InFlight(worker.clone());
         let url = worker.url(path).ok_or_else(|| {
@@ -498,19 +554,19 @@ async fn forward(
                     || r.status() == StatusCode::SERVICE_UNAVAILABLE
                     || r.status() == StatusCode::UNAUTHORIZED =>
             {
-                worker.failed();
+                failed(worker);
                 last_error = OpenAiError::upstream(format!("worker answered {}", r.status()));
                 continue;
             }
             Ok(r) if r.status().is_redirection() => {
                 tracing::warn!(instance_id = %worker.instance_id, status = %r.status(), "worker answered a redirect; not followed");
-                worker.failed();
+                failed(worker);
                 last_error = OpenAiError::upstream_redirect(r.status());
                 continue;
             }
             Ok(r) => r,
             Err(e) => {
-                worker.failed();
+                failed(worker);
                 last_error = OpenAiError::upstream(format!("worker unreachable: {e}"));
                 continue;
             }
@@ -520,6 +576,7 @@ async fn forward(
             answering: answering.take(),
             state: state.clone(),
             started,
+            series: series.clone(),
             bounds,
             record: UsageRecord {
                 usage_id: Uuid::new_v4(),
@@ -564,12 +621,15 @@ async fn forward(
                 Ok(b) => b,
                 Err(e) => {
                     // Nothing reached the client: nothing is charged.
-                    worker.failed();
+                    failed(worker);
                     meter.bill(e.status.as_u16(), 0, 0, 0);
                     let _ = meter.record();
                     return Err(e);
                 }
             };
+            if !status.is_success() {
+                series.errors.count("engine_error");
+            }
             let usage = serde_json::from_slice::<Answer>(&bytes)
                 .ok()
                 .and_then(|a| a.usage);
@@ -583,7 +643,7 @@ async fn forward(
             billed.spend(&state, &limits, budget).await;
             let durable = meter.record();
             drop(in_flight);
-            durable.wait().await?;
+            state.metrics.usage_write(durable.wait()).await?;
             let mut r = Response::new(Body::from(bytes));
             *r.status_mut() = status;
             r.headers_mut()
@@ -666,6 +726,8 @@ struct Relay {
     cached: Option<i64>,
     reasoning: Option<i64>,
     content_events: i64,
+    /// When the last content event came (the inter-token latency).
+    last_content: Option<Instant>,
     /// Bytes the worker sent, for the completion's plausibility bound.
     received: usize,
     in_flight: InFlight,
@@ -709,11 +771,19 @@ impl Relay {
                     strip = content && self.client_usage != ClientUsage::EveryChunk;
                 }
                 if content {
-                    if let (Some(m), true) = (self.meter.as_mut(), self.content_events == 0) {
-                        m.record.ttft_ms = Some(
-                            i32::try_from(m.started.elapsed().as_millis()).unwrap_or(i32::MAX),
-                        );
+                    let now = Instant::now();
+                    if let Some(m) = self.meter.as_mut() {
+                        match self.last_content {
+                            None => {
+                                let ttft = now.duration_since(m.started);
+                                m.series.ttft.observe(ttft);
+                                m.record.ttft_ms =
+                                    Some(i32::try_from(ttft.as_millis()).unwrap_or(i32::MAX));
+                            }
+                            Some(last) => m.series.inter_token.observe(now.duration_since(last)),
+                        }
                     }
+                    self.last_content = Some(now);
                     self.content_events += 1;
                 }
             }
@@ -722,6 +792,15 @@ impl Relay {
                 (false, _, _) => {}
                 (true, true, Some(json)) => self.queue.push_back(without_usage(json, &event)),
                 _ => self.queue.push_back(event),
+            }
+        }
+    }
+
+    /// Counts the worker's failure (and its ejection, if it came to that).
+    fn worker_failed(&self) {
+        if self.in_flight.0.failed() {
+            if let Some(m) = &self.meter {
+                m.series.ejections.inc();
             }
         }
     }
@@ -742,6 +821,11 @@ impl Relay {
             (false, true) => 200,
             (false, false) => 499,
         };
+        match status {
+            502 => meter.series.errors.count("upstream_error"),
+            499 => meter.series.errors.count("client_closed"),
+            _ => {}
+        }
         let completion = self.completion_seen();
         meter.parts(self.cached, self.reasoning);
         let billed = meter.bill(status, self.prompt, completion, self.received);
@@ -786,6 +870,7 @@ fn relay_stream(
         cached: None,
         reasoning: None,
         content_events: 0,
+        last_content: None,
         received: 0,
         in_flight,
         limits,
@@ -808,7 +893,9 @@ fn relay_stream(
                         // the usage is durable; an error event instead if it
                         // cannot be.
                         if let Some(closing) = relay.close() {
-                            if let Err(e) = closing.finish().await.wait().await {
+                            let metrics = closing.meter.state.metrics.clone();
+                            let durable = closing.finish().await;
+                            if let Err(e) = metrics.usage_write(durable.wait()).await {
                                 relay.done = Some(e.sse_event());
                             }
                         }
@@ -838,7 +925,7 @@ fn relay_stream(
                                 .push_back(super::bounded::event_too_large(relay.max_event));
                             relay.ended = true;
                             relay.broken = true;
-                            relay.in_flight.0.failed();
+                            relay.worker_failed();
                         }
                     }
                     Some(Err(e)) => {
@@ -849,7 +936,7 @@ fn relay_stream(
                             .push_back(Bytes::from(format!("data: {error}\n\n")));
                         relay.ended = true;
                         relay.broken = true;
-                        relay.in_flight.0.failed();
+                        relay.worker_failed();
                     }
                     None => {
                         relay.buffer.extend_from_slice(b"\n\n");

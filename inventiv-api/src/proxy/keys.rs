@@ -95,8 +95,12 @@ pub async fn authenticate(state: &AppState, presented: &str) -> sqlx::Result<Opt
         return Ok(None);
     };
     let info = match state.keys.cached(public_id) {
-        Some(info) => info,
+        Some(info) => {
+            state.metrics.key_cache_hits.inc();
+            info
+        }
         None => {
+            state.metrics.key_cache_misses.inc();
             let row: Option<Row> = sqlx::query_as(
                 "SELECT k.id, k.organization_id, k.created_by, k.secret_hash, k.models, k.rpm_limit, k.tpm_limit,
                         (k.revoked_at IS NULL AND k.technical_active AND k.economic_active

@@ -8,7 +8,9 @@
 //! lock). Per-worker outstanding-request counters survive rebuilds. Each
 //! worker has its own client, pinned to its relay's certificate and
 //! carrying its relay key ([`engine_client`]); a worker without both is
-//! never routed to.
+//! never routed to. Each (organization, model) route carries its metric
+//! series ([`ModelSeries`]), kept across rebuilds, so a request counts
+//! without a lookup of its own.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -20,6 +22,7 @@ use inventiv_store::relay::{RelayAccess, StoredRelay};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::metrics::ModelSeries;
 use crate::state::AppState;
 
 /// A worker failing this many times in a row is ejected for a cool-down.
@@ -111,14 +114,16 @@ impl Worker {
         self.ejected_until_ms.load(Ordering::Relaxed) > Worker::now_ms()
     }
 
-    /// Counts a failure; ejects after several in a row.
-    pub fn failed(&self) {
+    /// Counts a failure; ejects after several in a row (then true).
+    pub fn failed(&self) -> bool {
         if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= EJECT_AFTER {
             self.ejected_until_ms
                 .store(Worker::now_ms() + COOL_DOWN_MS, Ordering::Relaxed);
             self.failures.store(0, Ordering::Relaxed);
             tracing::warn!(instance_id = %self.instance_id, "worker ejected after repeated failures");
+            return true;
         }
+        false
     }
 
     /// Resets the failure streak.
@@ -148,13 +153,21 @@ pub struct SharedRoute {
     pub paused: bool,
     /// The price in force is above the maximum the consumer set.
     pub over_max: bool,
+    /// The consumer's series for this model (as the consumer calls it).
+    pub series: Arc<ModelSeries>,
+}
+
+/// The ready workers of one (organization, model) and its series.
+struct Pool {
+    workers: Vec<Arc<Worker>>,
+    series: Arc<ModelSeries>,
 }
 
 #[derive(Default)]
 struct Table {
-    ready: HashMap<(Uuid, String), Vec<Arc<Worker>>>,
+    ready: HashMap<(Uuid, String), Pool>,
     /// Models an organization has instances for, ready or not (503 vs 404).
-    deployed: HashMap<Uuid, Vec<String>>,
+    deployed: HashMap<Uuid, Vec<(String, Arc<ModelSeries>)>>,
     /// (consumer organization, `provider_slug/model_code`) → the share.
     shares: HashMap<(Uuid, String), SharedRoute>,
 }
@@ -164,13 +177,18 @@ struct Table {
 pub struct Routing {
     table: Arc<RwLock<Arc<Table>>>,
     workers: Arc<RwLock<HashMap<Uuid, Arc<Worker>>>>,
+    /// Every (organization, model) series seen since start-up: counters
+    /// must not restart when a model is briefly not deployed.
+    series: Arc<RwLock<SeriesMap>>,
 }
+
+type SeriesMap = HashMap<(Uuid, String), Arc<ModelSeries>>;
 
 /// What a lookup found.
 pub enum Lookup {
-    Workers(Vec<Arc<Worker>>),
+    Workers(Vec<Arc<Worker>>, Arc<ModelSeries>),
     /// Deployed but nothing ready: 503.
-    NoCapacity,
+    NoCapacity(Arc<ModelSeries>),
     /// Not a model of the organization: 404.
     Unknown,
 }
@@ -226,11 +244,15 @@ impl Routing {
     pub fn lookup(&self, org: Uuid, model: &str, session: Option<&str>) -> Lookup {
         let t = self.snapshot();
         match t.ready.get(&(org, model.to_owned())) {
-            Some(list) => {
-                let mut list: Vec<Arc<Worker>> =
-                    list.iter().filter(|w| !w.ejected()).cloned().collect();
+            Some(pool) => {
+                let mut list: Vec<Arc<Worker>> = pool
+                    .workers
+                    .iter()
+                    .filter(|w| !w.ejected())
+                    .cloned()
+                    .collect();
                 if list.is_empty() {
-                    return Lookup::NoCapacity;
+                    return Lookup::NoCapacity(pool.series.clone());
                 }
                 match session {
                     Some(s) => {
@@ -243,17 +265,60 @@ impl Routing {
                         )
                     }),
                 }
-                Lookup::Workers(list)
+                Lookup::Workers(list, pool.series.clone())
             }
-            None if t
+            None => match t
                 .deployed
                 .get(&org)
-                .is_some_and(|m| m.iter().any(|x| x == model)) =>
+                .and_then(|m| m.iter().find(|(x, _)| x == model))
             {
-                Lookup::NoCapacity
-            }
-            None => Lookup::Unknown,
+                Some((_, series)) => Lookup::NoCapacity(series.clone()),
+                None => Lookup::Unknown,
+            },
         }
+    }
+
+    /// The series of (`org`, `model`), made on first sight.
+    fn series_of(&self, org: Uuid, model: &str) -> Arc<ModelSeries> {
+        let key = (org, model.to_owned());
+        if let Some(s) = self.series.read().ok().and_then(|m| m.get(&key).cloned()) {
+            return s;
+        }
+        match self.series.write() {
+            Ok(mut m) => m
+                .entry(key)
+                .or_insert_with(|| Arc::new(ModelSeries::new(org, model)))
+                .clone(),
+            Err(_) => Arc::new(ModelSeries::new(org, model)),
+        }
+    }
+
+    /// Every series seen since start-up, by organization and model.
+    pub fn series(&self) -> Vec<Arc<ModelSeries>> {
+        let mut all: Vec<Arc<ModelSeries>> = self
+            .series
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        all.sort_by(|a, b| (a.organization_id, &a.model).cmp(&(b.organization_id, &b.model)));
+        all
+    }
+
+    /// Requests in flight per routed worker, with the route's series.
+    pub fn outstanding(&self) -> Vec<(Arc<ModelSeries>, Uuid, u32)> {
+        let t = self.snapshot();
+        let mut out: Vec<(Arc<ModelSeries>, Uuid, u32)> = t
+            .ready
+            .values()
+            .flat_map(|pool| {
+                pool.workers.iter().map(|w| {
+                    let n = w.outstanding.load(Ordering::Relaxed);
+                    (pool.series.clone(), w.instance_id, n)
+                })
+            })
+            .collect();
+        out.sort_by_key(|(_, id, _)| *id);
+        out
     }
 
     /// Rebuilds the table from the database.
@@ -274,7 +339,12 @@ impl Routing {
         let mut seen = Vec::new();
         for row in rows {
             let (id, org, model) = (row.id, row.organization_id, row.model_id);
-            table.deployed.entry(org).or_default().push(model.clone());
+            let series = self.series_of(org, &model);
+            table
+                .deployed
+                .entry(org)
+                .or_default()
+                .push((model.clone(), series.clone()));
             let port = row.worker_engine_port.and_then(|p| u16::try_from(p).ok());
             let (Some(ip), Some(port), true) = (row.ip_address, port, row.serving) else {
                 continue;
@@ -309,10 +379,18 @@ impl Routing {
                 Ordering::Relaxed,
             );
             seen.push(id);
-            table.ready.entry((org, model)).or_default().push(worker);
+            table
+                .ready
+                .entry((org, model))
+                .or_insert_with(|| Pool {
+                    workers: Vec::new(),
+                    series,
+                })
+                .workers
+                .push(worker);
         }
         workers.retain(|id, _| seen.contains(id));
-        table.shares = load_shares(state).await?;
+        table.shares = load_shares(state, self).await?;
         if let Ok(mut w) = self.workers.write() {
             *w = workers;
         }
@@ -376,7 +454,10 @@ fn connect(
 }
 
 /// The accepted, unrevoked shares of offerings that are on.
-async fn load_shares(state: &AppState) -> sqlx::Result<HashMap<(Uuid, String), SharedRoute>> {
+async fn load_shares(
+    state: &AppState,
+    routing: &Routing,
+) -> sqlx::Result<HashMap<(Uuid, String), SharedRoute>> {
     type Row = (Uuid, String, Uuid, Uuid, Uuid, String, bool, bool);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT s.consumer_organization_id, p.slug || '/' || o.model_code, s.id, o.id, o.organization_id, o.model_code,
@@ -406,6 +487,7 @@ async fn load_shares(state: &AppState) -> sqlx::Result<HashMap<(Uuid, String), S
                 over_max,
             )| {
                 let route = SharedRoute {
+                    series: routing.series_of(consumer, &address),
                     share_id,
                     offering_id,
                     provider_org,

@@ -118,6 +118,7 @@ impl Live {
                 return None;
             }
             if event.is_some() {
+                self.state.metrics.sse_events.inc();
                 return event;
             }
         }

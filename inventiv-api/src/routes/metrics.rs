@@ -1,11 +1,10 @@
 //! `GET /metrics`: Prometheus text for operators — instances by status,
 //! commands waiting for the orchestrator, SSE clients and the usage
-//! journal's backlog of this replica, usage drift per instance —
+//! journal's backlog of this replica, usage drift per instance, and what
+//! the replica counts (`crate::metrics`: HTTP, `/v1`, SSE, keys) —
 //! served on its own listener (`INVENTIV_METRICS_ADDR`, loopback by
 //! default), never on the public API port. Protected by
 //! `INVENTIV_METRICS_TOKEN` (bearer) when it is set.
-
-use std::fmt::Write;
 
 use axum::extract::State;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -13,6 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use inventiv_common::metrics::{self, Kind, Text};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
@@ -65,90 +65,112 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
     )
     .fetch_one(&state.db)
     .await?;
-    let mut out = String::with_capacity(1024);
-    let _ = writeln!(
-        out,
-        "# HELP inventiv_instances Instances by lifecycle status.\n# TYPE inventiv_instances gauge"
+    let mut t = Text::new();
+    t.family(
+        "inventiv_instances",
+        Kind::Gauge,
+        "Instances by lifecycle status.",
     );
     for row in by_status {
-        let (status, n) = (row.status, row.count);
-        let _ = writeln!(out, "inventiv_instances{{status=\"{status}\"}} {n}");
+        t.sample("inventiv_instances", &[("status", &row.status)], row.count);
     }
-    let _ = writeln!(out, "# HELP inventiv_commands_pending Commands written but not yet relayed to the orchestrator.");
-    let _ = writeln!(
-        out,
-        "# TYPE inventiv_commands_pending gauge\ninventiv_commands_pending {pending}"
+    t.single(
+        "inventiv_commands_pending",
+        Kind::Gauge,
+        "Commands written but not yet relayed to the orchestrator.",
+        pending,
     );
-    let _ = writeln!(
-        out,
-        "# HELP inventiv_sse_clients Live-event clients connected to this replica."
+    t.single(
+        "inventiv_sse_clients",
+        Kind::Gauge,
+        "Live-event clients connected to this replica.",
+        state.events.clients(),
     );
-    let _ = writeln!(
-        out,
-        "# TYPE inventiv_sse_clients gauge\ninventiv_sse_clients {}",
-        state.events.clients()
+    t.single(
+        "inventiv_password_hashes_total",
+        Kind::Counter,
+        "Password hashes computed or verified by this replica.",
+        state.hasher.work_done(),
     );
-    let _ = writeln!(
-        out,
-        "# HELP inventiv_password_hashes_total Password hashes computed or verified by this replica.\n# TYPE inventiv_password_hashes_total counter\ninventiv_password_hashes_total {}",
-        state.hasher.work_done()
+    t.single(
+        "inventiv_api_key_cache_entries",
+        Kind::Gauge,
+        "API keys (known and unknown) cached by this replica.",
+        state.keys.entries(),
     );
-    let _ = writeln!(
-        out,
-        "# HELP inventiv_api_key_cache_entries API keys (known and unknown) cached by this replica.\n# TYPE inventiv_api_key_cache_entries gauge\ninventiv_api_key_cache_entries {}",
-        state.keys.entries()
+    t.family(
+        "inventiv_usage_drift_ratio",
+        Kind::Gauge,
+        "Drift between the proxy's metered tokens and the engines' counters over the last window (|engine - proxy| / engine), per live instance.",
     );
-    let _ = writeln!(
-        out,
-        "# HELP inventiv_usage_drift_ratio Drift between the proxy's metered tokens and the engines' counters over the last window (|engine - proxy| / engine), per live instance.\n# TYPE inventiv_usage_drift_ratio gauge"
-    );
-    for row in &drift {
-        let (instance, ratio) = (row.instance_id, row.drift_ratio);
-        let _ = writeln!(
-            out,
-            "inventiv_usage_drift_ratio{{instance_id=\"{instance}\"}} {ratio}"
+    let ids: Vec<String> = drift.iter().map(|r| r.instance_id.to_string()).collect();
+    for (row, id) in drift.iter().zip(&ids) {
+        t.sample(
+            "inventiv_usage_drift_ratio",
+            &[("instance_id", id)],
+            row.drift_ratio,
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP inventiv_usage_drift_alert 1 while an instance's usage drift is above the threshold.\n# TYPE inventiv_usage_drift_alert gauge"
+    t.family(
+        "inventiv_usage_drift_alert",
+        Kind::Gauge,
+        "1 while an instance's usage drift is above the threshold.",
     );
-    for row in &drift {
-        let (instance, alerting) = (row.instance_id, u8::from(row.status == "alert"));
-        let _ = writeln!(
-            out,
-            "inventiv_usage_drift_alert{{instance_id=\"{instance}\"}} {alerting}"
+    for (row, id) in drift.iter().zip(&ids) {
+        let alerting = u8::from(row.status == "alert");
+        t.sample(
+            "inventiv_usage_drift_alert",
+            &[("instance_id", id)],
+            alerting,
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP inventiv_usage_drift_alerts_total Usage drift alerts raised (moves into alert).\n# TYPE inventiv_usage_drift_alerts_total counter\ninventiv_usage_drift_alerts_total {drift_alerts}"
+    t.single(
+        "inventiv_usage_drift_alerts_total",
+        Kind::Counter,
+        "Usage drift alerts raised (moves into alert).",
+        drift_alerts,
     );
     if let Some(fill) = state.usage.fill() {
-        let _ = writeln!(
-            out,
-            "# HELP inventiv_usage_journal_pending_bytes Usage journal bytes of this replica not committed to the database yet.\n# TYPE inventiv_usage_journal_pending_bytes gauge\ninventiv_usage_journal_pending_bytes {}",
-            fill.pending_bytes
+        t.single(
+            "inventiv_usage_journal_pending_bytes",
+            Kind::Gauge,
+            "Usage journal bytes of this replica not committed to the database yet (the usage writer's backlog).",
+            fill.pending_bytes,
         );
-        let _ = writeln!(
-            out,
-            "# HELP inventiv_usage_journal_limit_bytes Pending bytes past which /v1 answers 503 metering_unavailable.\n# TYPE inventiv_usage_journal_limit_bytes gauge\ninventiv_usage_journal_limit_bytes {}",
-            fill.max_bytes
+        t.single(
+            "inventiv_usage_journal_limit_bytes",
+            Kind::Gauge,
+            "Pending bytes past which /v1 answers 503 metering_unavailable.",
+            fill.max_bytes,
         );
-        let _ = writeln!(
-            out,
-            "# HELP inventiv_usage_journal_syncs_total Usage journal syncs (one write and one fdatasync per group of records).\n# TYPE inventiv_usage_journal_syncs_total counter\ninventiv_usage_journal_syncs_total {}",
-            fill.syncs
+        t.single(
+            "inventiv_usage_journal_syncs_total",
+            Kind::Counter,
+            "Usage journal syncs (one write and one fdatasync per group of records).",
+            fill.syncs,
         );
-        let _ = writeln!(
-            out,
-            "# HELP inventiv_usage_journal_records_total Usage records made durable by the journal's syncs.\n# TYPE inventiv_usage_journal_records_total counter\ninventiv_usage_journal_records_total {}",
-            fill.synced_records
+        t.single(
+            "inventiv_usage_journal_records_total",
+            Kind::Counter,
+            "Usage records made durable by the journal's syncs.",
+            fill.synced_records,
         );
     }
-    Ok((
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        out,
-    )
-        .into_response())
+    state.metrics.render(&mut t);
+    crate::metrics::render_v1(&mut t, &state.metrics, &state.routing.series());
+    t.family(
+        "inventiv_v1_outstanding_requests",
+        Kind::Gauge,
+        "/v1 requests in flight per routed worker.",
+    );
+    for (series, instance, n) in state.routing.outstanding() {
+        let (org, instance) = (series.organization_id.to_string(), instance.to_string());
+        let labels = [
+            ("organization_id", org.as_str()),
+            ("model", &*series.model),
+            ("instance_id", instance.as_str()),
+        ];
+        t.sample("inventiv_v1_outstanding_requests", &labels, n);
+    }
+    Ok(([(CONTENT_TYPE, metrics::CONTENT_TYPE)], t.finish()).into_response())
 }

@@ -600,11 +600,15 @@ async fn a_worker_dying_under_load_breaks_only_its_own_streams() {
         "the dead worker was tried {tried} times: not ejected"
     );
     match app.state.routing.lookup(a.id, "mock/model", None) {
-        inventiv_api::proxy::routing::Lookup::Workers(w) => assert_eq!(
-            w.iter().map(|w| w.instance_id).collect::<Vec<_>>(),
-            [survivor],
-            "ejected for its cool-down"
-        ),
+        inventiv_api::proxy::routing::Lookup::Workers(w, series) => {
+            assert_eq!(
+                w.iter().map(|w| w.instance_id).collect::<Vec<_>>(),
+                [survivor],
+                "ejected for its cool-down"
+            );
+            assert!(series.ejections.get() >= 1, "the ejection is counted");
+            assert!(series.retries.get() >= 1, "the retries are counted");
+        }
         _ => panic!("the survivor still serves"),
     }
 

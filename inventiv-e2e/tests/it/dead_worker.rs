@@ -53,7 +53,7 @@ async fn dead_worker_is_detected_then_reinstalled() {
     let id = s.deploy_ready(&token, Duration::from_secs(120)).await;
     s.assert_ready_once(id).await;
     // The orchestrator's metrics saw the jobs that got it there.
-    let metrics = reqwest::get(format!("http://{}/metrics", a.addr()))
+    let metrics = reqwest::get(format!("http://{}/metrics", a.metrics_addr()))
         .await
         .unwrap()
         .text()

@@ -19,6 +19,7 @@ mod deadlines;
 mod huggingface_token;
 mod lifecycle;
 mod messages;
+mod metrics;
 mod redis;
 mod replicas;
 mod scaleway;

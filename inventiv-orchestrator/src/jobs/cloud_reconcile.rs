@@ -137,6 +137,17 @@ pub async fn reconcile_org(
 ) -> Result<Pass, ReconcileError> {
     let provider = o.provider(code, org).await?;
     let (mut pass, doomed, attached) = survey(o, provider.as_ref(), code, org, grace).await?;
+    for f in &pass.findings {
+        if matches!(f.verdict, Verdict::Delete | Verdict::KeepYoung) {
+            o.metrics.orphans_found.count(f.kind);
+        }
+    }
+    o.metrics
+        .vanished_servers
+        .add(u64::try_from(pass.vanished_instances.len()).unwrap_or(0));
+    o.metrics
+        .vanished_volumes
+        .add(u64::try_from(pass.missing_volumes.len()).unwrap_or(0));
     for f in &doomed {
         if !backoff.due(&f.provider_id) {
             continue;
@@ -147,19 +158,19 @@ pub async fn reconcile_org(
                     zone: f.zone.clone(),
                     provider_id: f.provider_id.clone(),
                 };
-                delete(backoff, &mut pass, f, provider.delete_server(r).await)
+                delete(o, backoff, &mut pass, f, provider.delete_server(r).await)
             }
             Kind::Volume => {
                 let r = VolumeRef {
                     zone: f.zone.clone(),
                     provider_id: f.provider_id.clone(),
                 };
-                delete(backoff, &mut pass, f, provider.delete_volume(r).await)
+                delete(o, backoff, &mut pass, f, provider.delete_volume(r).await)
             }
             Kind::SecurityGroup => match f.instance_id {
                 Some(instance) => {
                     let outcome = provider.delete_firewall(f.zone.clone(), instance).await;
-                    delete(backoff, &mut pass, f, outcome)
+                    delete(o, backoff, &mut pass, f, outcome)
                 }
                 None => false,
             },
@@ -182,6 +193,7 @@ pub async fn reconcile_org(
                 verdict: Verdict::Delete,
             };
             if delete(
+                o,
                 backoff,
                 &mut pass,
                 &finding,
@@ -204,6 +216,7 @@ pub async fn reconcile_org(
 
 /// Records the outcome of one deletion; true when it is gone.
 fn delete(
+    o: &Orchestrator,
     backoff: &Backoff,
     pass: &mut Pass,
     f: &Finding,
@@ -214,12 +227,14 @@ fn delete(
             backoff.succeeded(&f.provider_id);
             tracing::warn!(alert = true, kind = ?f.kind, id = %f.provider_id, instance_id = ?f.instance_id, "orphan deleted");
             pass.deleted.push(f.provider_id.clone());
+            o.metrics.orphans_deleted.count(f.kind);
             true
         }
         Err(e) => {
             backoff.failed(&f.provider_id);
             tracing::warn!(kind = ?f.kind, id = %f.provider_id, error = %e, "orphan deletion failed; retried later");
             pass.failed.push((f.provider_id.clone(), e.to_string()));
+            o.metrics.orphan_deletion_failures.count(f.kind);
             false
         }
     }

@@ -94,9 +94,12 @@ async fn drive_steps(
     span: tracing::Span,
 ) -> bool {
     let mut healthy = true;
+    let mut held = None;
     for pass in 0..200 {
         match lease(o, id).await {
-            Ok(true) => {}
+            Ok(true) => {
+                held.get_or_insert_with(|| o.metrics.lease_held());
+            }
             Ok(false) => return true, // another replica has it
             Err(e) => {
                 tracing::warn!(error = %e, "lease failed");

@@ -243,6 +243,20 @@ def render_metrics(agent: Agent) -> str:
         for e in engines.engines:
             gpu = "" if e.gpu_index is None else str(e.gpu_index)
             lines.append(f'inventiv_agent_{name}{{port="{e.port}",gpu_index="{gpu}"}} {value(e)}')
+    # The engine's own token counters as the agent last read them (and
+    # heartbeats them): absent until read from the engine running now.
+    token_counters = (
+        ("prompt", "Prompt tokens the engine processed (its vllm:prompt_tokens_total).", 0),
+        ("generation", "Tokens the engine generated (its vllm:generation_tokens_total).", 1),
+    )
+    for kind, help_text, index in token_counters:
+        name = f"inventiv_agent_engine_{kind}_tokens_total"
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+        for e in engines.engines:
+            tokens = e.current_tokens()
+            if tokens is not None:
+                gpu = "" if e.gpu_index is None else str(e.gpu_index)
+                lines.append(f'{name}{{port="{e.port}",gpu_index="{gpu}"}} {tokens[index]}')
     if engines.relay is not None:
         lines += [
             "# HELP inventiv_agent_haproxy_up 1 while HAProxy (the relay) runs.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 from datetime import datetime, timezone
 
@@ -304,6 +305,30 @@ def test_readyz_info_metrics_with_the_token(running_agent):
     text = body.decode()
     assert "inventiv_agent_info{" in text
     assert 'inventiv_agent_engine_ready{port="' in text
+
+
+def test_metrics_pass_promtool(running_agent):
+    """The agent's /metrics, with the engine's counters it re-exports, is
+    clean for `promtool check metrics` (Debian's prometheus package)."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: apt-get install prometheus (scripts/test.sh does)"
+
+    def scraped() -> str | None:
+        status, body = running_agent.get_raw("/metrics")
+        text = body.decode()
+        counted = "inventiv_agent_engine_prompt_tokens_total{" in text
+        return text if status == 200 and counted else None
+
+    wait_until(lambda: scraped() is not None, 15, "the engine's token counters re-exported")
+    text = scraped()
+    assert text is not None
+    assert 'inventiv_agent_heartbeats_total{result="failed"}' in text
+    assert "inventiv_agent_engine_restarts_total{" in text
+    out = subprocess.run(
+        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
+    )
+    said = (out.stdout + out.stderr).decode()
+    assert out.returncode == 0 and not said.strip(), f"{said}\n{text}"
 
 
 def test_logs_tail_and_since(running_agent):

@@ -107,6 +107,8 @@ pub use inventiv_testkit::wait::poll;
 /// A database, a Redis prefix, a state directory and the API, for one test.
 pub struct Stack {
     pub api: String,
+    /// The API's metrics listener (`http://host:port`).
+    pub api_metrics: String,
     pub http: reqwest::Client,
     pub db: PgPool,
     pub redis: redis::aio::ConnectionManager,
@@ -196,6 +198,7 @@ impl Stack {
             .await
             .unwrap();
         let api_addr = app.local_addr().unwrap();
+        let api_metrics = format!("http://{}", app.metrics_addr().unwrap());
         let shutdown = CancellationToken::new();
         tokio::spawn(app.serve(shutdown.clone()));
         let db = sqlx::postgres::PgPoolOptions::new()
@@ -222,6 +225,7 @@ impl Stack {
         .unwrap();
         Stack {
             api: format!("http://{api_addr}"),
+            api_metrics,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
             db,
             redis,
@@ -248,6 +252,7 @@ impl Stack {
     pub async fn in_process(&self, first_address: Ipv4Addr) -> Arc<Orchestrator> {
         let config = Config {
             addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: self.db_url.clone(),
             redis_url: self.redis_url.clone(),
             redis_prefix: self.prefix.clone(),

@@ -48,11 +48,22 @@ impl Process {
         self.addr.expect("an address: start it with spawn_up")
     }
 
+    /// Where its metrics listener is (logged before the probes' address).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.logged("metrics listening")
+            .expect("a metrics address: start it with spawn_up")
+    }
+
     /// The address its log says it listens on, once it has said so.
     fn listening(&self) -> Option<SocketAddr> {
+        self.logged("inventiv-orchestrator listening")
+    }
+
+    /// The `addr=` of the first log line that says `what`.
+    fn logged(&self, what: &str) -> Option<SocketAddr> {
         let log = std::fs::read_to_string(&self.log).ok()?;
         log.lines()
-            .filter(|l| l.contains("inventiv-orchestrator listening"))
+            .filter(|l| l.contains(what))
             .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
             .and_then(|a| a.parse().ok())
     }
@@ -105,6 +116,7 @@ impl Stack {
             .env("INVENTIV_STATE_DIR", &self.state_dir)
             .env("INVENTIV_ORCHESTRATOR_NAME", &opts.name)
             .env("INVENTIV_ORCHESTRATOR_ADDR", "127.0.0.1:0")
+            .env("INVENTIV_ORCHESTRATOR_METRICS_ADDR", "127.0.0.1:0")
             .env("INVENTIV_CONTROL_PLANE_URL", &self.api)
             .env("INVENTIV_AGENT_BUNDLE", &self.bundle)
             .env(
