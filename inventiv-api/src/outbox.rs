@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use inventiv_common::messages::{self, Command, CommandKind, STREAM_MAX_LEN};
 use inventiv_common::telemetry;
-use tracing::Instrument;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::state::AppState;

@@ -147,7 +147,11 @@ fn provider(service: &str) -> Result<SdkTracerProvider, String> {
         .map_err(|e| e.to_string())?;
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(Resource::builder().with_service_name(service.to_owned()).build())
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
         .build())
 }
 
@@ -224,6 +228,9 @@ mod tests {
         let span = tracing::info_span!("s");
         assert!(!super::enabled());
         assert_eq!(super::traceparent(&span), None);
-        super::set_parent(&span, Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        super::set_parent(
+            &span,
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        );
     }
 }

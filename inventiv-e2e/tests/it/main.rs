@@ -23,4 +23,5 @@ mod redis;
 mod replicas;
 mod scaleway;
 mod scaleway_crash;
+mod traces;
 mod worker_redirects;
