@@ -1,11 +1,12 @@
 //! Structured logs with `tracing` for every binary: human-readable by
 //! default, JSON with `LOG_FORMAT=json`, filtered by `RUST_LOG` (default
-//! `info`). With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the spans that filter
-//! lets through are also exported as OpenTelemetry traces over OTLP/HTTP
-//! (protobuf), under `OTEL_SERVICE_NAME` (default: the binary's name); the
-//! W3C `traceparent` of a span ([`traceparent`]) carries a trace across
-//! processes and into the database ([`set_parent`]). Without the variable no
-//! exporter and no extra layer exist, and both helpers return at once.
+//! `info`). With `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`)
+//! set, the spans that filter lets through are also exported as
+//! OpenTelemetry traces over OTLP/HTTP (protobuf), under `OTEL_SERVICE_NAME`
+//! (default: the binary's name); the W3C `traceparent` of a span
+//! ([`traceparent`]) carries a trace across processes and into the
+//! database ([`set_parent`]). Without the variable no exporter and no extra
+//! layer exist, and both helpers return at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,9 +80,9 @@ fn logs() -> tracing_subscriber::fmt::SubscriberBuilder<
 /// `service` names the process in traces unless `OTEL_SERVICE_NAME` does.
 /// Call it on the Tokio runtime: the exporter sends through it.
 pub fn init_traced(service: &str) -> Telemetry {
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .ok()
-        .filter(|e| !e.trim().is_empty());
+    let endpoint = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|e| !e.trim().is_empty()));
     let Some(endpoint) = endpoint else {
         init();
         return Telemetry { provider: None };
@@ -136,8 +137,15 @@ where
 fn provider(service: &str) -> Result<SdkTracerProvider, String> {
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| "telemetry::init runs outside the Tokio runtime".to_owned())?;
+    // The exporter leaves the timeout to its client: the standard
+    // variables' (milliseconds), else their default of 10 s.
+    let timeout = ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok()?.trim().parse().ok())
+        .map_or(std::time::Duration::from_secs(10), std::time::Duration::from_millis);
     let client = reqwest::Client::builder()
         .no_proxy()
+        .timeout(timeout)
         .build()
         .map_err(|e| e.to_string())?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()

@@ -98,6 +98,10 @@ async fn receive(State(spans): State<Spans>, body: Bytes) -> impl IntoResponse {
 /// URL (the exporters' `OTEL_EXPORTER_OTLP_ENDPOINT`) and what it received.
 async fn sink() -> (String, Spans) {
     let spans = Spans::default();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a collector's endpoint in a test, not an API route"
+    )]
     let app = axum::Router::new()
         .route("/v1/traces", axum::routing::post(receive))
         .with_state(spans.clone());
