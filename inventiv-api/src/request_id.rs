@@ -73,13 +73,15 @@ pub async fn span(request: Request, next: Next) -> Response {
         .map_or("<no route>", MatchedPath::as_str)
         .to_owned();
     let span = tracing::info_span!("request", request_id = %id, %method, %route);
-    inventiv_common::telemetry::set_parent(
-        &span,
-        request
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok()),
-    );
+    if inventiv_common::telemetry::enabled() {
+        inventiv_common::telemetry::set_parent(
+            &span,
+            request
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok()),
+        );
+    }
     let started = std::time::Instant::now();
     let response = REQUEST_ID
         .scope(id, next.run(request).instrument(span.clone()))

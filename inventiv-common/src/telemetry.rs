@@ -80,9 +80,12 @@ fn logs() -> tracing_subscriber::fmt::SubscriberBuilder<
 /// `service` names the process in traces unless `OTEL_SERVICE_NAME` does.
 /// Call it on the Tokio runtime: the exporter sends through it.
 pub fn init_traced(service: &str) -> Telemetry {
-    let endpoint = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
-        .into_iter()
-        .find_map(|name| std::env::var(name).ok().filter(|e| !e.trim().is_empty()));
+    let endpoint = [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .into_iter()
+    .find_map(|name| std::env::var(name).ok().filter(|e| !e.trim().is_empty()));
     let Some(endpoint) = endpoint else {
         init();
         return Telemetry { provider: None };
@@ -136,13 +139,19 @@ where
 /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `..._HEADERS`, `..._TIMEOUT`).
 fn provider(service: &str) -> Result<SdkTracerProvider, String> {
     let runtime = tokio::runtime::Handle::try_current()
-        .map_err(|_| "telemetry::init runs outside the Tokio runtime".to_owned())?;
+        .map_err(|_| "telemetry::init_traced runs outside the Tokio runtime".to_owned())?;
     // The exporter leaves the timeout to its client: the standard
     // variables' (milliseconds), else their default of 10 s.
-    let timeout = ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]
-        .into_iter()
-        .find_map(|name| std::env::var(name).ok()?.trim().parse().ok())
-        .map_or(std::time::Duration::from_secs(10), std::time::Duration::from_millis);
+    let timeout = [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .into_iter()
+    .find_map(|name| std::env::var(name).ok()?.trim().parse().ok())
+    .map_or(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis,
+    );
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(timeout)
