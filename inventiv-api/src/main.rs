@@ -14,7 +14,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init();
+    let telemetry = telemetry::init_traced("inventiv-api");
+    let outcome = run().await;
+    // The spans still buffered go out whatever the outcome.
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     match std::env::args().nth(1).as_deref() {
         None | Some("serve") => {}

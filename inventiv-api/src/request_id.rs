@@ -1,6 +1,8 @@
 //! Request ids: a well-formed client `x-request-id` is kept, otherwise one is
 //! generated (tower-http sets and echoes it); the request's span carries it,
-//! and [`current`] gives it to every error body and to the proxy.
+//! and [`current`] gives it to every error body and to the proxy. With
+//! traces on, the request span is the root of the request's trace, or a
+//! child of the caller's span when it sends a W3C `traceparent`.
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderName;
@@ -71,6 +73,15 @@ pub async fn span(request: Request, next: Next) -> Response {
         .map_or("<no route>", MatchedPath::as_str)
         .to_owned();
     let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    if inventiv_common::telemetry::enabled() {
+        inventiv_common::telemetry::set_parent(
+            &span,
+            request
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok()),
+        );
+    }
     let started = std::time::Instant::now();
     let response = REQUEST_ID
         .scope(id, next.run(request).instrument(span.clone()))

@@ -4,12 +4,14 @@
 //! delivered too often is dead-lettered into the instance's action log.
 //! The database stays the truth: a lost message only delays the reconcile.
 //! Entries are `inventiv_common::messages::Command`s; the request id they
-//! carry follows the command into the drive it wakes.
+//! carry follows the command into the drive it wakes, and so does their
+//! trace (the command's span is a child of the API's relay span).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use inventiv_common::messages::{self, Command, MessageError, COMMAND_GROUP as GROUP};
+use inventiv_common::telemetry;
 use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +64,9 @@ async fn handle(
         ),
         Err(_) => tracing::info_span!("command", entry_id = %entry.id),
     };
+    if let Ok(c) = &command {
+        telemetry::set_parent(&span, c.traceparent.as_deref());
+    }
     handle_command(o, tasks, active, entry.id, command, deliveries)
         .instrument(span)
         .await;
@@ -99,6 +104,7 @@ async fn handle_command(
         active,
         command.instance_id,
         command.request_id,
+        telemetry::traceparent(&tracing::Span::current()),
         Some(tx),
     );
     let o = o.clone();

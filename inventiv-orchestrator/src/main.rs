@@ -1,6 +1,6 @@
 //! `inventiv-orchestrator`: read config, start telemetry, connect, serve the
 //! probes and the metrics (each on its own listener) and run the
-//! orchestrator until Ctrl-C or SIGTERM.
+//! orchestrator until Ctrl-C or SIGTERM, then flush the traces.
 
 use std::sync::Arc;
 
@@ -13,7 +13,14 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init();
+    let telemetry = telemetry::init_traced("inventiv-orchestrator");
+    let outcome = run().await;
+    // The spans still buffered go out whatever the outcome.
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     if config.production && config.control_plane_address.is_none() {
         tracing::warn!(

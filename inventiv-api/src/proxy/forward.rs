@@ -5,6 +5,9 @@
 //! the upstream request and the usage seen so far is still recorded.
 //! Each request counts in its (organization, model) series
 //! ([`crate::metrics::ModelSeries`]), reached through the routing table.
+//! Each request is one trace under its request span: `auth`, `routing`
+//! (the worker chosen), `upstream` per worker tried, `first_byte` of a
+//! stream, `metering` (the record's hand-over until it is durable).
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -20,9 +23,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use chrono::Utc;
 use futures_util::{Stream, StreamExt};
+use inventiv_common::telemetry;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::error::{OpenAiError, OpenAiErrorBody, V1Body};
@@ -296,6 +301,8 @@ struct Meter {
     bounds: Bounds,
     /// Counted by the journal until the record is handed over.
     answering: Option<super::journal::writer::Answering>,
+    /// The request's span: a stream is metered after it closed.
+    span: tracing::Span,
 }
 
 impl Meter {
@@ -371,6 +378,11 @@ struct Closing {
 }
 
 impl Closing {
+    /// The span of the hand-over, in the request's trace.
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!(parent: &self.meter.span, "metering")
+    }
+
     /// Settles the rate limit window and the budget reservation, then
     /// journals the record.
     async fn finish(self) -> Durable {
@@ -432,7 +444,9 @@ async fn forward_to(
     resolved: &mut Option<Arc<ModelSeries>>,
 ) -> Result<Response, OpenAiError> {
     let started = Instant::now();
-    let c = consumer(&state, &headers).await?;
+    let c = consumer(&state, &headers)
+        .instrument(tracing::info_span!("auth"))
+        .await?;
     // Nothing is served that could not be metered.
     state.usage.admit()?;
     // From here the journal's writer counts this request among those whose
@@ -463,48 +477,62 @@ async fn forward_to(
     let session = headers
         .get("x-inventiv-session")
         .and_then(|v| v.to_str().ok());
-    // The organization's own model first; else another organization's share.
-    let mut lookup = state.routing.lookup(c.organization_id, &model, session);
-    let mut shared = None;
-    let mut upstream_model = None;
-    match &lookup {
-        Lookup::Workers(_, s) | Lookup::NoCapacity(s) => *resolved = Some(s.clone()),
-        Lookup::Unknown => {}
-    }
-    if matches!(lookup, Lookup::Unknown) {
-        if let Some(share) = state.routing.share_for(c.organization_id, &model) {
-            *resolved = Some(share.series.clone());
+    let routing = tracing::info_span!(
+        "routing",
+        %model,
+        instance_id = tracing::field::Empty,
+        candidates = tracing::field::Empty
+    );
+    let (workers, series, shared, upstream_model) = {
+        let _routing = routing.enter();
+        // The organization's own model first; else another organization's share.
+        let mut lookup = state.routing.lookup(c.organization_id, &model, session);
+        let mut shared = None;
+        let mut upstream_model = None;
+        match &lookup {
+            Lookup::Workers(_, s) | Lookup::NoCapacity(s) => *resolved = Some(s.clone()),
+            Lookup::Unknown => {}
+        }
+        if matches!(lookup, Lookup::Unknown) {
+            if let Some(share) = state.routing.share_for(c.organization_id, &model) {
+                *resolved = Some(share.series.clone());
+                if let Some(s) = resolved.as_deref() {
+                    s.requests.inc();
+                }
+                if share.paused {
+                    return Err(OpenAiError::share_paused(&model));
+                }
+                if share.over_max {
+                    return Err(OpenAiError::price_above_maximum(&model));
+                }
+                lookup = state
+                    .routing
+                    .lookup(share.provider_org, &share.model_code, session);
+                // The provider's engine knows the model by its own id.
+                upstream_model = Some(share.model_code.clone());
+                shared = Some(SharedUse {
+                    provider_organization_id: share.provider_org,
+                    offering_id: share.offering_id,
+                    share_id: share.share_id,
+                });
+            }
+        }
+        if shared.is_none() {
             if let Some(s) = resolved.as_deref() {
                 s.requests.inc();
             }
-            if share.paused {
-                return Err(OpenAiError::share_paused(&model));
-            }
-            if share.over_max {
-                return Err(OpenAiError::price_above_maximum(&model));
-            }
-            lookup = state
-                .routing
-                .lookup(share.provider_org, &share.model_code, session);
-            // The provider's engine knows the model by its own id.
-            upstream_model = Some(share.model_code.clone());
-            shared = Some(SharedUse {
-                provider_organization_id: share.provider_org,
-                offering_id: share.offering_id,
-                share_id: share.share_id,
-            });
         }
-    }
-    if shared.is_none() {
-        if let Some(s) = resolved.as_deref() {
-            s.requests.inc();
+        match (lookup, resolved.clone()) {
+            (Lookup::Workers(w, _), Some(s)) => (w, s, shared, upstream_model),
+            (Lookup::NoCapacity(_), _) => return Err(OpenAiError::no_capacity(&model)),
+            _ => return Err(OpenAiError::model_not_found(&model)),
         }
-    }
-    let (workers, series) = match (lookup, resolved.clone()) {
-        (Lookup::Workers(w, _), Some(s)) => (w, s),
-        (Lookup::NoCapacity(_), _) => return Err(OpenAiError::no_capacity(&model)),
-        _ => return Err(OpenAiError::model_not_found(&model)),
     };
+    // The first is the choice; the others are its fallbacks.
+    if let Some(w) = workers.first() {
+        routing.record("instance_id", tracing::field::display(w.instance_id));
+    }
+    routing.record("candidates", workers.len());
     let limits = super::forward_limits::check(&state, c.key.as_deref()).await?;
     let bounds = Bounds::new(&body, workers.first().and_then(|w| w.context_length));
     let budget = super::budgets::admit(
@@ -538,14 +566,27 @@ async fn forward_to(
         let url = worker.url(path).ok_or_else(|| {
             OpenAiError::upstream(format!("bad worker address {}", worker.base_url))
         })?;
-        let sent = worker
+        let call = tracing::info_span!(
+            "upstream",
+            instance_id = %worker.instance_id,
+            status = tracing::field::Empty
+        );
+        let mut post = worker
             .client
             .post(url)
             .header(CONTENT_TYPE, "application/json")
-            .header("x-request-id", &request_id)
+            .header("x-request-id", &request_id);
+        if let Some(t) = telemetry::traceparent(&call) {
+            post = post.header("traceparent", t);
+        }
+        let sent = post
             .body(payload.clone())
             .send()
+            .instrument(call.clone())
             .await;
+        if let Ok(r) = &sent {
+            call.record("status", r.status().as_u16());
+        }
         let upstream = match sent {
             // 401 is the relay refusing the key (the engine asks for none):
             // the worker's failure, never shown to the caller as theirs.
@@ -578,6 +619,7 @@ async fn forward_to(
             started,
             series: series.clone(),
             bounds,
+            span: tracing::Span::current(),
             record: UsageRecord {
                 usage_id: Uuid::new_v4(),
                 request_id: request_id.clone(),
@@ -640,10 +682,14 @@ async fn forward_to(
             let prompt = usage.as_ref().and_then(|u| u.prompt_tokens).unwrap_or(0);
             let completion = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
             let billed = meter.bill(status.as_u16(), prompt, completion, bytes.len());
-            billed.spend(&state, &limits, budget).await;
-            let durable = meter.record();
-            drop(in_flight);
-            state.metrics.usage_write(durable.wait()).await?;
+            async {
+                billed.spend(&state, &limits, budget).await;
+                let durable = meter.record();
+                drop(in_flight);
+                state.metrics.usage_write(durable.wait()).await
+            }
+            .instrument(tracing::info_span!("metering"))
+            .await?;
             let mut r = Response::new(Body::from(bytes));
             *r.status_mut() = status;
             r.headers_mut()
@@ -741,6 +787,8 @@ struct Relay {
     broken: bool,
     /// The stream's `[DONE]`, sent once the usage record is durable.
     done: Option<Bytes>,
+    /// Open from the answer's headers until its first bytes.
+    first_byte: Option<tracing::Span>,
 }
 
 impl Relay {
@@ -844,9 +892,13 @@ impl Drop for Relay {
         // settled and journaled, nobody waits for it.
         if let Some(closing) = self.close() {
             let tasks = closing.meter.state.tasks.clone();
-            tasks.spawn(async move {
-                let _ = closing.finish().await;
-            });
+            let span = closing.span();
+            tasks.spawn(
+                async move {
+                    let _ = closing.finish().await;
+                }
+                .instrument(span),
+            );
         }
     }
 }
@@ -879,6 +931,7 @@ fn relay_stream(
         ended: false,
         broken: false,
         done: None,
+        first_byte: Some(tracing::info_span!("first_byte")),
     };
     futures_util::stream::unfold(
         (Box::pin(upstream), relay),
@@ -894,8 +947,12 @@ fn relay_stream(
                         // cannot be.
                         if let Some(closing) = relay.close() {
                             let metrics = closing.meter.state.metrics.clone();
-                            let durable = closing.finish().await;
-                            if let Err(e) = metrics.usage_write(durable.wait()).await {
+                            let span = closing.span();
+                            let durable = async {
+                                let durable = closing.finish().await;
+                                metrics.usage_write(durable.wait()).await
+                            };
+                            if let Err(e) = durable.instrument(span).await {
                                 relay.done = Some(e.sse_event());
                             }
                         }
@@ -910,6 +967,7 @@ fn relay_stream(
                 }
                 match upstream.next().await {
                     Some(Ok(chunk)) => {
+                        relay.first_byte = None;
                         relay.received += chunk.len();
                         relay.buffer.extend_from_slice(&chunk);
                         relay.drain_events();

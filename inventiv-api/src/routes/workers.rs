@@ -1,16 +1,20 @@
 //! The worker agents' side door: registration and heartbeats, authenticated
 //! by the per-instance worker token (never by address). The latest state is
-//! kept on the instance; GPU and system samples become time series.
+//! kept on the instance; GPU and system samples become time series. With
+//! traces on, the first heartbeat of a starting worker is a span of its
+//! deployment's trace.
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use inventiv_common::messages;
+use inventiv_common::telemetry;
 use inventiv_common::worker::{Heartbeat, Register};
 use inventiv_common::InstanceStatus;
 use serde::Serialize;
 use sqlx::types::Json as SqlJson;
+use tracing::Instrument;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -159,6 +163,64 @@ async fn heartbeat(
     // Samples are stamped on arrival: agents' clocks are not trusted; sent_at
     // is kept for diagnosis only.
     let now = Utc::now();
+    let span = first_heartbeat(&state, &worker).await?;
+    store(&state, &worker, &body, now).instrument(span).await?;
+    if state.events.heartbeat_due(worker.instance_id) {
+        let event = messages::Event::WorkerHeartbeat(Box::new(messages::WorkerHeartbeat {
+            organization_id: worker.organization_id,
+            instance_id: worker.instance_id,
+            worker_status: body.status,
+            engine_ready: body.engine.ready,
+            requests_running: body.engine.requests_running,
+            requests_waiting: body.engine.requests_waiting,
+            gpus: body.gpus.clone(),
+            system: body.system.clone(),
+        }));
+        crate::events::publish(&state, &event).await;
+    }
+    tracing::debug!(instance_id = %worker.instance_id, skew_ms = (now - sent_at).num_milliseconds(), "heartbeat");
+    Ok(Json(WorkerAck {
+        status: "accepted",
+        instance_status: worker.status,
+    }))
+}
+
+/// A span in the deployment's trace for the first heartbeat since the
+/// agent registered, while the instance starts up; `Span::none()` for any
+/// other, and always when traces are off (then nothing is read).
+async fn first_heartbeat(state: &AppState, worker: &Worker) -> ApiResult<tracing::Span> {
+    if !telemetry::enabled()
+        || !matches!(
+            worker.status,
+            InstanceStatus::Installing | InstanceStatus::Starting
+        )
+    {
+        return Ok(tracing::Span::none());
+    }
+    // Registration stamps both at once; a heartbeat moves the second on.
+    let trace = sqlx::query_scalar!(
+        "SELECT trace_context FROM instances
+          WHERE id = $1 AND last_heartbeat_at IS NOT DISTINCT FROM worker_registered_at",
+        worker.instance_id,
+    )
+    .fetch_optional(&state.db)
+    .await?
+    .flatten();
+    let Some(trace) = trace else {
+        return Ok(tracing::Span::none());
+    };
+    let span = tracing::info_span!("first_heartbeat", instance_id = %worker.instance_id);
+    telemetry::set_parent(&span, Some(&trace));
+    Ok(span)
+}
+
+/// Keeps the heartbeat's latest state on the instance and its samples.
+async fn store(
+    state: &AppState,
+    worker: &Worker,
+    body: &Heartbeat,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
     let mut tx = state.db.begin().await?;
     sqlx::query!(
         "UPDATE instances SET worker_status = $2, worker_boot_id = $3, worker_agent_version = $4,
@@ -236,24 +298,7 @@ async fn heartbeat(
         .await?;
     }
     tx.commit().await?;
-    if state.events.heartbeat_due(worker.instance_id) {
-        let event = messages::Event::WorkerHeartbeat(Box::new(messages::WorkerHeartbeat {
-            organization_id: worker.organization_id,
-            instance_id: worker.instance_id,
-            worker_status: body.status,
-            engine_ready: body.engine.ready,
-            requests_running: body.engine.requests_running,
-            requests_waiting: body.engine.requests_waiting,
-            gpus: body.gpus.clone(),
-            system: body.system.clone(),
-        }));
-        crate::events::publish(&state, &event).await;
-    }
-    tracing::debug!(instance_id = %worker.instance_id, skew_ms = (now - sent_at).num_milliseconds(), "heartbeat");
-    Ok(Json(WorkerAck {
-        status: "accepted",
-        instance_status: worker.status,
-    }))
+    Ok(())
 }
 
 /// Deletes samples older than `retention` (token counters older than

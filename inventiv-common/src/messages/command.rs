@@ -1,8 +1,9 @@
 //! A command on the stream: what the orchestrator is asked to do for an
 //! instance, with the request that asked for it. On the wire it is a flat
 //! stream entry of string fields (`outbox_id`, `organization_id`,
-//! `instance_id`, `command`, `request_id`, empty when none), the format the
-//! stream has always carried, so entries written by an older API decode.
+//! `instance_id`, `command`, `request_id`, `traceparent`, the last two empty
+//! when none), the format the stream has always carried, so entries written
+//! by an older API (no `traceparent`) decode.
 
 use std::collections::HashMap;
 
@@ -57,17 +58,22 @@ pub struct Command {
     /// The API request that asked for it, followed into the orchestrator's
     /// logs and action log.
     pub request_id: Option<String>,
+    /// The W3C `traceparent` of the span that relayed it, when the API
+    /// exports traces: the orchestrator's steps join that trace.
+    #[serde(default)]
+    pub traceparent: Option<String>,
 }
 
 impl Command {
     /// The stream entry's fields, in the order written.
-    pub fn to_fields(&self) -> [(&'static str, String); 5] {
+    pub fn to_fields(&self) -> [(&'static str, String); 6] {
         [
             ("outbox_id", self.outbox_id.to_string()),
             ("organization_id", self.organization_id.to_string()),
             ("instance_id", self.instance_id.to_string()),
             ("command", self.command.as_str().to_owned()),
             ("request_id", self.request_id.clone().unwrap_or_default()),
+            ("traceparent", self.traceparent.clone().unwrap_or_default()),
         ]
     }
 
@@ -92,6 +98,7 @@ impl Command {
         let outbox_id = get("outbox_id")?;
         let command = get("command")?;
         let request_id = fields.get("request_id").filter(|r| !r.is_empty());
+        let traceparent = fields.get("traceparent").filter(|t| !t.is_empty());
         Ok(Command {
             outbox_id: outbox_id
                 .parse()
@@ -101,6 +108,7 @@ impl Command {
             command: CommandKind::parse(command)
                 .ok_or_else(|| invalid("command", command, "a command name"))?,
             request_id: request_id.cloned(),
+            traceparent: traceparent.cloned(),
         })
     }
 }
@@ -121,13 +129,20 @@ mod tests {
     #[test]
     fn every_kind_survives_the_stream_fields() {
         for kind in CommandKind::ALL {
-            for request_id in [None, Some("req-1".to_owned())] {
+            for (request_id, traceparent) in [
+                (None, None),
+                (
+                    Some("req-1".to_owned()),
+                    Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
+                ),
+            ] {
                 let c = Command {
                     outbox_id: 42,
                     organization_id: Uuid::new_v4(),
                     instance_id: Uuid::new_v4(),
                     command: kind,
                     request_id,
+                    traceparent,
                 };
                 let encoded: HashMap<String, String> = c
                     .to_fields()
@@ -154,6 +169,7 @@ mod tests {
         assert_eq!(c.command, CommandKind::Terminate);
         assert_eq!(c.outbox_id, 7);
         assert_eq!(c.request_id, None);
+        assert_eq!(c.traceparent, None, "an older API wrote none");
     }
 
     #[test]

@@ -25,4 +25,5 @@ mod replicas;
 mod scaleway;
 mod scaleway_crash;
 mod step_errors;
+mod traces;
 mod worker_redirects;

@@ -3,11 +3,15 @@
 //! and across replicas (a lease row in the database, renewed while a step
 //! runs however long it takes), each step chosen by the instance's status
 //! (`lifecycle::step`); every tick also sweeps the heartbeat watchdog.
+//! With traces on, a drive is a span of the trace the instance's course
+//! began in (the waking command's, else the one stored with the instance)
+//! and each step a span under it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use inventiv_common::telemetry;
 use inventiv_common::InstanceStatus;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -61,12 +65,29 @@ async fn release(o: &Orchestrator, id: Uuid, next: Option<Duration>) -> sqlx::Re
 /// (a timer pass), that of the instance's latest status change. It is a
 /// field of the drive's span, so of every log line of its steps, and is
 /// written into the action log entries and status changes they make.
-pub async fn drive(o: &Orchestrator, id: Uuid, request_id: Option<String>) -> bool {
+/// `trace` is the `traceparent` of the waking command's span; without one,
+/// the instance's stored trace context is the drive's parent.
+pub async fn drive(
+    o: &Orchestrator,
+    id: Uuid,
+    request_id: Option<String>,
+    trace: Option<String>,
+) -> bool {
     let span = tracing::info_span!(
         "drive",
         instance_id = %id,
         request_id = tracing::field::Empty
     );
+    if telemetry::enabled() {
+        let trace = match trace {
+            Some(t) => Some(t),
+            None => lifecycle::trace_context(o, id).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading the trace context failed");
+                None
+            }),
+        };
+        telemetry::set_parent(&span, trace.as_deref());
+    }
     drive_steps(o, id, request_id, span.clone())
         .instrument(span)
         .await
@@ -132,7 +153,8 @@ async fn drive_steps(
             }
         };
         let started = std::time::Instant::now();
-        let Some(outcome) = step_holding_lease(o, &inst).await else {
+        let step = tracing::info_span!("step", status = %inst.status);
+        let Some(outcome) = step_holding_lease(o, &inst).instrument(step).await else {
             // Another replica holds the instance now: leave it to it.
             return true;
         };
@@ -222,13 +244,15 @@ impl Active {
 }
 
 /// Starts driving `id` unless this replica already is; `done` hears whether
-/// the first pass was healthy; `request_id` is the waking command's.
+/// the first pass was healthy; `request_id` and `trace` are the waking
+/// command's (see [`drive`]).
 pub fn spawn_drive(
     o: &Arc<Orchestrator>,
     tasks: &TaskTracker,
     active: &Active,
     id: Uuid,
     request_id: Option<String>,
+    trace: Option<String>,
     done: Option<tokio::sync::oneshot::Sender<bool>>,
 ) {
     if !active.claim(id) {
@@ -239,7 +263,7 @@ pub fn spawn_drive(
     }
     let (o, active) = (o.clone(), active.clone());
     tasks.spawn(async move {
-        let healthy = drive(&o, id, request_id).await;
+        let healthy = drive(&o, id, request_id, trace).await;
         active.free(id);
         if let Some(done) = done {
             let _ = done.send(healthy);
@@ -278,7 +302,7 @@ pub async fn run(
         match due {
             Ok(ids) => ids
                 .into_iter()
-                .for_each(|id| spawn_drive(&o, &tasks, &active, id, None, None)),
+                .for_each(|id| spawn_drive(&o, &tasks, &active, id, None, None, None)),
             Err(e) => tracing::warn!(error = %e, "reconcile query failed"),
         }
         if let Err(e) = watchdog::sweep(&o).await {

@@ -150,6 +150,15 @@ pub async fn last_request_id(o: &Orchestrator, id: Uuid) -> sqlx::Result<Option<
     Ok(latest.flatten())
 }
 
+/// The W3C `traceparent` stored with the instance: the span of the request
+/// whose course it is on (see `inventiv_store::outbox::enqueue`).
+pub async fn trace_context(o: &Orchestrator, id: Uuid) -> sqlx::Result<Option<String>> {
+    let stored = sqlx::query_scalar!("SELECT trace_context FROM instances WHERE id = $1", id)
+        .fetch_optional(&o.db)
+        .await?;
+    Ok(stored.flatten())
+}
+
 /// Why a step could not finish. The driver (`jobs::reconcile`) runs the
 /// step again later when it is `retryable`, and otherwise ends the
 /// instance's stage with its `code` (see `fail`).

@@ -157,7 +157,9 @@ fn tail_json(tail: &VecDeque<String>) -> Value {
 }
 
 /// Runs the whole install, recording each step; returns the SHA-256 of
-/// the node's relay certificate.
+/// the node's relay certificate. A span of its own: in a deployment's
+/// trace, the install is most of the time.
+#[tracing::instrument(name = "ssh_install", skip_all, fields(host = %b.target.host))]
 pub async fn run(b: Install<'_>) -> Result<[u8; 32], InstallError> {
     let known = sqlx::query_scalar!(
         "SELECT ssh_known_hosts FROM instances WHERE id = $1",

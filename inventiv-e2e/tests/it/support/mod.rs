@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 mod api;
+mod api_process;
 mod checks;
 mod orchestrator;
 
@@ -135,6 +136,8 @@ pub struct Stack {
     pub control_plane_address: Option<IpAddr>,
     /// `INVENTIV_ENV=production` (off by default).
     pub production: bool,
+    /// The in-process API's environment, for an API process (`spawn_api`).
+    api_env: HashMap<&'static str, String>,
     shutdown: CancellationToken,
     spawned: AtomicUsize,
 }
@@ -242,6 +245,7 @@ impl Stack {
             provisioning_deadline: Duration::from_secs(1200),
             control_plane_address: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             production: false,
+            api_env: env,
             shutdown,
             encryption_key,
             spawned: AtomicUsize::new(0),

@@ -1,6 +1,7 @@
 //! The orchestrator binary as a child process: configured by its
 //! environment only, started on a port the kernel chooses (read back from
-//! its `listening` log line), waited for, SIGKILLed.
+//! its `listening` log line), waited for, SIGKILLed. [`Process`] serves
+//! the API binary too (`api_process`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -34,12 +35,15 @@ impl Opts {
     }
 }
 
-/// A running `inventiv-orchestrator` process; SIGKILLed when dropped.
+/// A running `inventiv-orchestrator` (or `inventiv-api`) process;
+/// SIGKILLed when dropped.
 pub struct Process {
-    child: Option<Child>,
+    pub(super) child: Option<Child>,
     pub log: PathBuf,
+    /// The log line that says where it listens (`addr=` on it).
+    pub(super) announces: &'static str,
     /// Where its probes listen, once `spawn_up` has read it from the log.
-    addr: Option<SocketAddr>,
+    pub(super) addr: Option<SocketAddr>,
 }
 
 impl Process {
@@ -55,8 +59,8 @@ impl Process {
     }
 
     /// The address its log says it listens on, once it has said so.
-    fn listening(&self) -> Option<SocketAddr> {
-        self.logged("inventiv-orchestrator listening")
+    pub(super) fn listening(&self) -> Option<SocketAddr> {
+        self.logged(self.announces)
     }
 
     /// The `addr=` of the first log line that says `what`.
@@ -151,6 +155,7 @@ impl Stack {
         Process {
             child: Some(cmd.spawn().expect("start inventiv-orchestrator")),
             log,
+            announces: "inventiv-orchestrator listening",
             addr: None,
         }
     }
@@ -164,7 +169,12 @@ impl Stack {
 
     /// Starts the orchestrator binary and waits until its probes answer.
     pub async fn spawn_up(&self, opts: &Opts) -> Process {
-        let mut p = self.spawn(opts);
+        let p = self.spawn(opts);
+        self.wait_up(p, &opts.name).await
+    }
+
+    /// Waits until `p` said where it listens and its `/healthz` answers.
+    pub(super) async fn wait_up(&self, mut p: Process, name: &str) -> Process {
         let addr = poll(Duration::from_secs(30), Duration::from_millis(50), || {
             let addr = p.listening();
             async move { addr }
@@ -173,7 +183,7 @@ impl Stack {
         let Some(addr) = addr else {
             panic!(
                 "{} never logged its address ({:?})\n{}",
-                opts.name,
+                name,
                 p.exited(),
                 self.logs()
             );
@@ -188,7 +198,7 @@ impl Stack {
         assert!(
             up.is_some(),
             "{} did not come up ({:?})\n{}",
-            opts.name,
+            name,
             p.exited(),
             self.logs()
         );
