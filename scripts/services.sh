@@ -73,10 +73,13 @@ PG_USER=postgres
 # --------------------------------------------------------------------------
 # ports
 
+# A port is in use when any TCP socket has it as its local port: a
+# listener, or a connection that got it as its ephemeral port (the kernel
+# then refuses to bind it to a listener too).
 port_in_use() {
   local p=$1 fd
   if command -v ss >/dev/null; then
-    [[ -n $(ss -Hltn "sport = :$p" 2>/dev/null) ]]
+    [[ -n $(ss -Htan "sport = :$p" 2>/dev/null) ]]
   else
     if { exec {fd}<>"/dev/tcp/127.0.0.1/$p"; } 2>/dev/null; then
       exec {fd}>&-
@@ -268,9 +271,9 @@ pg_up() {
     mkdir -p -- "$(dirname -- "$PGLOG")"
     touch -- "$PGLOG"
     if is_root; then chown postgres:postgres -- "$PGLOG"; fi
-    local attempt
+    local attempt preferred=$PG_PREFERRED_PORT
     for ((attempt = 1; ; attempt++)); do
-      PG_PORT=$(remembered_port postgres "$PG_PREFERRED_PORT")
+      PG_PORT=$(remembered_port postgres "$preferred")
       pg_write_conf "$PG_PORT"
       log "starting PostgreSQL on 127.0.0.1:$PG_PORT (log: $PGLOG)"
       # fds 3 (our real stdout) and 8 (the lock) must not reach the daemon.
@@ -283,6 +286,7 @@ pg_up() {
       if ((attempt < 5)) && tail -n 5 -- "$PGLOG" | grep -q 'Address already in use'; then
         warn "port $PG_PORT was taken meanwhile; picking another one"
         rm -f -- "$STATE_DIR/postgres.port"
+        preferred=$((PG_PORT + 1))
         continue
       fi
       tail -n 30 -- "$PGLOG" >&2 || true
@@ -336,9 +340,10 @@ redis_ping() {
   [[ $line == "+PONG"* ]]
 }
 
-# Starts a Redis daemon on a free (remembered) port; sets REDIS_PORT.
+# redis_start PREFERRED: starts a Redis daemon on a free (remembered) port
+# from PREFERRED up; sets REDIS_PORT.
 redis_start() {
-  REDIS_PORT=$(remembered_port redis "$REDIS_PREFERRED_PORT" "${PG_PORT:-}")
+  REDIS_PORT=$(remembered_port redis "$1" "${PG_PORT:-}")
   rm -f -- "$REDIS_PIDFILE"
   # Where this start's lines begin in the (appended) log.
   REDIS_LOG_FROM=$(($(stat -c %s -- "$REDIS_LOG" 2>/dev/null || echo 0) + 1))
@@ -359,7 +364,7 @@ redis_up() {
   else
     command -v redis-server >/dev/null || apt_install redis-server
     mkdir -p -- "$REDIS_DIR" "$(dirname -- "$REDIS_PIDFILE")" "$(dirname -- "$REDIS_LOG")"
-    redis_start
+    redis_start "$REDIS_PREFERRED_PORT"
     REDIS_STARTED=1
   fi
   local deadline=$((SECONDS + 60)) attempt=1
@@ -371,7 +376,7 @@ redis_up() {
       warn "port $REDIS_PORT was taken meanwhile; picking another one"
       rm -f -- "$STATE_DIR/redis.port"
       attempt=$((attempt + 1))
-      redis_start
+      redis_start $((REDIS_PORT + 1))
       continue
     fi
     if ((SECONDS >= deadline)); then
