@@ -1,11 +1,16 @@
 # shellcheck shell=bash
 # `scripts/bench.sh proxy`: the data plane (see bench_proxy below);
-# BENCH_PROXY_DURATION and BENCH_PROXY_REPEAT set its runs. Sourced by
-# scripts/bench.sh (helpers: bench/lib.sh).
+# BENCH_PROXY_DURATION and BENCH_PROXY_REPEAT set its runs,
+# BENCH_PROXY_CONCURRENCY and BENCH_PROXY_MODES narrow it to some cases
+# (e.g. "64" and "chat"), BENCH_PROXY_PERF=DIR records a CPU profile of
+# each API run there (perf record -g; read with perf report -i FILE).
+# Sourced by scripts/bench.sh (helpers: bench/lib.sh).
 
 PROXY_DURATION=${BENCH_PROXY_DURATION:-5s}
 PROXY_REPEAT=${BENCH_PROXY_REPEAT:-2} # runs of each API per case, alternated; the least CPU kept
-PROXY_CONCURRENCY=(1 8 64)
+read -ra PROXY_CONCURRENCY <<<"${BENCH_PROXY_CONCURRENCY:-1 8 64}"
+read -ra PROXY_MODES <<<"${BENCH_PROXY_MODES:-chat stream}"
+PROXY_PERF=${BENCH_PROXY_PERF:-}
 PROXY_MODEL=Qwen/Qwen2.5-0.5B-Instruct
 PROXY_STREAM_TOKENS=64
 # Targets (ratios: this machine is noisy).
@@ -17,12 +22,13 @@ PROXY_ADDED_P50_US=500 # added p50 at concurrency 1 over direct
 PROXY_RSS_MAX_MIB=64   # the API's resident memory under that load
 PROXY_DURABLE_MAX_US=10 # durable metering's CPU per request over the in-memory one, at c=64
 
-# proxy_run URL LUA CONNECTIONS PID: warms up, measures, and sets RPS,
+# proxy_run URL LUA CONNECTIONS PID [PROFILE]: warms up, measures, and sets RPS,
 # REQUESTS, P50_US, P99_US, CPU_US (PID's CPU per request, from /proc; 0
 # without PID) and RSS_MAX (PID's largest resident memory in MiB, sampled
-# every 100 ms during the measured run).
+# every 100 ms during the measured run); with PROFILE, PID's CPU profile
+# of the measured run is recorded there.
 proxy_run() {
-  local url=$1 lua=$2 c=$3 pid=$4 t0=0 t1=0 out="$WORK/proxy.out" sampler="" writer="" w0=0 w1=0
+  local url=$1 lua=$2 c=$3 pid=$4 profile=${5:-} t0=0 t1=0 out="$WORK/proxy.out" sampler="" writer="" w0=0 w1=0 perf=""
   wrk_run "$c" "$WARMUP" "$url" "$lua" /dev/null
   if [[ -n $pid ]]; then
     writer=$(journal_writer "$pid")
@@ -34,9 +40,17 @@ proxy_run() {
       sleep 0.1
     done) >"$WORK/rss.samples" &
     sampler=$!
+    if [[ -n $profile ]]; then
+      perf record -q -F 999 -g -p "$pid" -o "$profile" 2>/dev/null &
+      perf=$!
+    fi
   fi
   wrk_run "$c" "$PROXY_DURATION" "$url" "$lua" "$out"
   if [[ -n $pid ]]; then
+    if [[ -n $perf ]]; then
+      kill -INT "$perf" 2>/dev/null
+      wait "$perf" 2>/dev/null || true
+    fi
     t1=$(cpu_ticks "$pid")
     [[ -z $writer ]] || w1=$(cpu_ticks "$pid/task/$writer")
     kill "$sampler" 2>/dev/null
@@ -79,6 +93,32 @@ proxy_heartbeat() {
   curl -s --noproxy '*' --max-time 5 -o /dev/null -X POST "$API/internal/workers/heartbeat" \
     -H "authorization: Bearer $(cat "$WORK/worker-token")" -H 'content-type: application/json' \
     --data-binary "{\"schema_version\":2,\"instance_id\":\"$1\",\"boot_id\":\"bench-proxy\",\"agent\":{\"version\":\"0.2.0\",\"bundle_sha256\":\"$(printf 'inventiv-bench' | sha256sum | cut -c1-64)\"},\"status\":\"ready\",\"model_id\":\"$PROXY_MODEL\",\"engine\":{\"ready\":true,\"requests_running\":0,\"requests_waiting\":0,\"restarts\":0},\"gpus\":[],\"sent_at\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}"
+}
+
+# api_runs KEY LUA CONNECTIONS: the two APIs in turn, PROXY_REPEAT times
+# each; each keeps its run with the least CPU per request (noise only ever
+# adds some) in bench_proxy's figures under KEY.
+api_runs() {
+  local k=$1 lua=$2 c=$3 round via base pid syncs0 syncs1
+  for ((round = 0; round < PROXY_REPEAT; round++)); do
+    for via in api memory; do
+      if [[ $via == api ]]; then base=$API pid=$API_PID; else base=$memory pid=$memory_pid; fi
+      [[ $via == memory ]] || syncs0=$(journal_counters "$WORK/proxy/api.log")
+      proxy_run "$base/v1/chat/completions" "$lua" "$c" "$pid" "${PROXY_PERF:+$PROXY_PERF/$via-$k-$round.data}"
+      [[ $via == memory ]] || syncs1=$(journal_counters "$WORK/proxy/api.log")
+      if ((round == 0)) || awk -v a="$CPU_US" -v b="${cpu[$via-$k]}" 'BEGIN { exit !(a < b) }'; then
+        rps[$via-$k]=$RPS p50[$via-$k]=$P50_US p99[$via-$k]=$P99_US cpu[$via-$k]=$CPU_US
+        # Records per journal sync in that run (its warm-up included).
+        [[ $via == memory ]] || writer_cpu[$k]=$WRITER_US
+        [[ $via == memory ]] || per_sync[$k]=$(awk -v a="$syncs0" -v b="$syncs1" 'BEGIN {
+          split(a, x, " "); split(b, y, " "); s = y[1] - x[1]
+          printf "%.1f", (s > 0 ? (y[2] - x[2]) / s : 0) }')
+      fi
+      if [[ $via-$k == api-chat-64 ]] && awk -v a="$RSS_MAX" -v b="$api_rss" 'BEGIN { exit !(b == "?" || a > b) }'; then
+        api_rss=$RSS_MAX
+      fi
+    done
+  done
 }
 
 # The data plane: the mock engine directly, then through a bare hyper
@@ -169,9 +209,11 @@ bench_proxy() {
   local api_idle api_rss="?"
   api_idle=$(rss_mib "$API_PID")
 
-  local mode lua c k round via base pid syncs0 syncs1
-  local -A rps p50 p99 cpu per_sync writer_cpu
-  for mode in chat stream; do
+  local mode lua c k rate
+  local -A rps p50 p99 cpu per_sync writer_cpu paced_rate
+  [[ -z $PROXY_PERF ]] || command -v perf >/dev/null || die "BENCH_PROXY_PERF needs perf (Debian: linux-perf)"
+  [[ -z $PROXY_PERF ]] || mkdir -p "$PROXY_PERF"
+  for mode in "${PROXY_MODES[@]}"; do
     lua="$WORK/proxy-$mode.lua"
     for c in "${PROXY_CONCURRENCY[@]}"; do
       log "proxy: $mode, concurrency $c, $PROXY_DURATION each: direct, bare proxy, API (durable metering), API (in-memory metering)"
@@ -180,28 +222,19 @@ bench_proxy() {
       rps[direct-$k]=$RPS p50[direct-$k]=$P50_US p99[direct-$k]=$P99_US
       proxy_run "$bare/v1/chat/completions" "$lua" "$c" "$bare_pid"
       rps[bare-$k]=$RPS p50[bare-$k]=$P50_US p99[bare-$k]=$P99_US cpu[bare-$k]=$CPU_US
-      # The two APIs in turn, PROXY_REPEAT times each; each keeps its
-      # run with the least CPU per request (noise only ever adds some).
-      for ((round = 0; round < PROXY_REPEAT; round++)); do
-        for via in api memory; do
-          if [[ $via == api ]]; then base=$API pid=$API_PID; else base=$memory pid=$memory_pid; fi
-          [[ $via == memory ]] || syncs0=$(journal_counters "$WORK/proxy/api.log")
-          proxy_run "$base/v1/chat/completions" "$lua" "$c" "$pid"
-          [[ $via == memory ]] || syncs1=$(journal_counters "$WORK/proxy/api.log")
-          if ((round == 0)) || awk -v a="$CPU_US" -v b="${cpu[$via-$k]}" 'BEGIN { exit !(a < b) }'; then
-            rps[$via-$k]=$RPS p50[$via-$k]=$P50_US p99[$via-$k]=$P99_US cpu[$via-$k]=$CPU_US
-            # Records per journal sync in that run (its warm-up included).
-            [[ $via == memory ]] || writer_cpu[$k]=$WRITER_US
-            [[ $via == memory ]] || per_sync[$k]=$(awk -v a="$syncs0" -v b="$syncs1" 'BEGIN {
-              split(a, x, " "); split(b, y, " "); s = y[1] - x[1]
-              printf "%.1f", (s > 0 ? (y[2] - x[2]) / s : 0) }')
-          fi
-          if [[ $via-$k == api-chat-64 ]] && awk -v a="$RSS_MAX" -v b="$api_rss" 'BEGIN { exit !(b == "?" || a > b) }'; then
-            api_rss=$RSS_MAX
-          fi
-        done
-      done
+      api_runs "$k" "$lua" "$c"
     done
+    # Both APIs paced at one offered load (70 % of the slower one's
+    # closed-loop throughput) over 64 connections: what durability costs
+    # below saturation, where fewer answers share each journal sync (the
+    # target is the closed-loop c=64 figure; this one is for reading).
+    if [[ -n ${rps[api-$mode-64]:-} ]]; then
+      rate=$(((rps[api-$mode-64] < rps[memory-$mode-64] ? rps[api-$mode-64] : rps[memory-$mode-64]) * 70 / 100))
+      paced_rate[$mode]=$rate
+      { cat "$lua"; paced_lua "$rate" 64; } >"$WORK/proxy-$mode-paced.lua"
+      log "proxy: $mode, both APIs paced at $rate req/s over 64 connections, $PROXY_DURATION each"
+      api_runs "$mode-paced" "$WORK/proxy-$mode-paced.lua" 64
+    fi
   done
   # Both meters write within a few seconds of the last answer.
   sleep 2
@@ -210,7 +243,7 @@ bench_proxy() {
 
   local line
   report "proxy: the proxy under test alone on core 0, the engine, its relay and wrk on core 1; $PROXY_DURATION per run (each API $PROXY_REPEAT runs, alternated, its least CPU per request kept); chat: not streamed, 16 tokens; stream: $PROXY_STREAM_TOKENS tokens = $events SSE events per stream; api = durable metering (journal), memory = in-memory metering (INVENTIV_USAGE_JOURNAL=off); both APIs reach the engine over TLS through its relay, direct and bare through its plain port"
-  for mode in chat stream; do
+  for mode in "${PROXY_MODES[@]}"; do
     for c in "${PROXY_CONCURRENCY[@]}"; do
       k="$mode-$c"
       line="proxy: $mode c=$c: direct ${rps[direct-$k]} req/s p50 ${p50[direct-$k]} µs p99 ${p99[direct-$k]} µs"
@@ -222,13 +255,30 @@ bench_proxy() {
     done
   done
   report "proxy: durable metering vs in-memory (API CPU per request, added p50 over direct):"
-  for mode in chat stream; do
+  for mode in "${PROXY_MODES[@]}"; do
     for c in "${PROXY_CONCURRENCY[@]}"; do
       k="$mode-$c"
       report "proxy:   $mode c=$c: durable ${cpu[api-$k]} µs +$((p50[api-$k] - p50[direct-$k])) µs | in-memory ${cpu[memory-$k]} µs +$((p50[memory-$k] - p50[direct-$k])) µs | bare ${cpu[bare-$k]} µs +$((p50[bare-$k] - p50[direct-$k])) µs | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU, $((p50[api-$k] - p50[memory-$k])) µs p50 (${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req)"
     done
+    k="$mode-paced"
+    [[ -n ${cpu[api-$k]:-} ]] || continue
+    report "proxy:   $mode paced at ${paced_rate[$mode]} req/s over 64 connections: durable ${cpu[api-$k]} µs p50 ${p50[api-$k]} µs (${rps[api-$k]} req/s) | in-memory ${cpu[memory-$k]} µs p50 ${p50[memory-$k]} µs (${rps[memory-$k]} req/s) | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU (${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req)"
   done
-  local api_cpu=${cpu[api-chat-64]} bare_cpu=${cpu[bare-chat-64]} ratio api_event tput added cost
+  # The targets need every case; a narrowed run prints its figures only.
+  if [[ ${PROXY_MODES[*]} == "chat stream" && ${PROXY_CONCURRENCY[*]} == "1 8 64" ]]; then
+    proxy_targets
+  fi
+  report "proxy: metering wrote $((usage1 - usage0)) usage rows during the API runs (one per answered request, warm-ups included)"
+  stop_pid "$memory_pid"
+  stop_pid "$bare_pid"
+  stop_pid "$relay_pid"
+  stop_pid "$engine_pid"
+  stack_down
+}
+
+# proxy_targets: the verdicts, from bench_proxy's figures (its locals).
+proxy_targets() {
+  local api_cpu=${cpu[api-chat-64]} bare_cpu=${cpu[bare-chat-64]} ratio api_event tput added cost mode
   for mode in chat stream; do
     cost=$(awk -v a="${cpu[api-$mode-64]}" -v b="${cpu[memory-$mode-64]}" 'BEGIN { printf "%.1f", a - b }')
     report "proxy target: the cost of durability at c=64 ($mode): API CPU per request ${cpu[api-$mode-64]} µs durable vs ${cpu[memory-$mode-64]} µs in-memory = $cost µs (target ≤ +$PROXY_DURABLE_MAX_US µs): $(at_most "$cost" "$PROXY_DURABLE_MAX_US")"
@@ -242,10 +292,4 @@ bench_proxy() {
   added=$((p50[api-chat-1] - p50[direct-chat-1]))
   report "proxy target: API added p50 at c=1 $added µs over direct (bare proxy +$((p50[bare-chat-1] - p50[direct-chat-1])) µs) (target ≤ $PROXY_ADDED_P50_US µs): $(verdict "added <= PROXY_ADDED_P50_US")"
   report "proxy target: API resident memory during the c=64 chat load at most $api_rss MiB (before the runs $api_idle MiB) (target ≤ $PROXY_RSS_MAX_MIB MiB): $(at_most "$api_rss" "$PROXY_RSS_MAX_MIB")"
-  report "proxy: metering wrote $((usage1 - usage0)) usage rows during the API runs (one per answered request, warm-ups included)"
-  stop_pid "$memory_pid"
-  stop_pid "$bare_pid"
-  stop_pid "$relay_pid"
-  stop_pid "$engine_pid"
-  stack_down
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use uuid::Uuid;
 
 use super::segment::{self, Frame, Pos};
-use super::writer::GATHER_WAIT;
+use super::writer::{GATHER_RECORDS, GATHER_WAIT};
 use super::{open, Background, Metering};
 use crate::proxy::usage::{SharedUse, UsageRecord};
 
@@ -258,14 +258,16 @@ async fn a_full_group_is_synced_without_waiting_for_the_others() {
     let (metering, background) = open(&root.0, "full", 1 << 30, HOUR).await.unwrap();
     // Someone is still being answered for the whole test.
     let _other = metering.answering();
-    let waiting: Vec<_> = (0..32).map(|n| metering.record(record(n))).collect();
+    let waiting: Vec<_> = (0..GATHER_RECORDS)
+        .map(|n| metering.record(record(n as i32)))
+        .collect();
     for durable in waiting {
         tokio::time::timeout(ACK, durable.wait())
             .await
             .expect("a group of GATHER_RECORDS is synced")
             .unwrap();
     }
-    assert_eq!(syncs(&metering), (1, 32));
+    assert_eq!(syncs(&metering), (1, GATHER_RECORDS as u64));
     stop(background).await;
 }
 

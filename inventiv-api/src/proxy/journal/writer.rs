@@ -19,7 +19,7 @@
 //! Records are handed over through a [`Queue`], not a channel: a handler
 //! wakes the writer only when the writer waits for it (the first record of
 //! a group, or the one that completes the group), so a group of 32 costs
-//! one wake-up rather than 32.
+//! one wake-up rather than one each.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -38,8 +38,10 @@ use crate::proxy::usage::UsageRecord;
 const MAX_GROUP: usize = 4096;
 /// How long `/v1` is refused after the journal failed to write.
 const FAILURE_HOLD_MS: u64 = 1000;
-/// A group this large is synced without waiting for more.
-const GATHER_RECORDS: usize = 32;
+/// A group this large is synced without waiting for more: at c=64 a
+/// group then carries about 50 answers (with 32 it carried 31, and the
+/// writer thread cost 8.3 µs per answer against 5.1).
+pub(super) const GATHER_RECORDS: usize = 64;
 /// The longest a group waits for company (what it adds to an answer's end
 /// under load, on top of the sync itself).
 pub const GATHER_WAIT: Duration = Duration::from_millis(4);
