@@ -58,6 +58,21 @@ pub fn init() {
     };
 }
 
+/// An INFO span while traces are exported, else `Span::none()`: nothing
+/// is created, entered or recorded. For spans that only traces read (the
+/// `/v1` hot path's steps), which cost every request even when no layer
+/// wants them.
+#[macro_export]
+macro_rules! trace_span {
+    ($($arg:tt)*) => {
+        if $crate::telemetry::enabled() {
+            ::tracing::info_span!($($arg)*)
+        } else {
+            ::tracing::Span::none()
+        }
+    };
+}
+
 /// `LOG_FORMAT=json`.
 fn json() -> bool {
     std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"))

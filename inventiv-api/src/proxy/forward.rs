@@ -7,7 +7,8 @@
 //! ([`crate::metrics::ModelSeries`]), reached through the routing table.
 //! Each request is one trace under its request span: `auth`, `routing`
 //! (the worker chosen), `upstream` per worker tried, `first_byte` of a
-//! stream, `metering` (the record's hand-over until it is durable).
+//! stream, `metering` (the record's hand-over until it is durable); those
+//! are made only while traces are exported ([`inventiv_common::trace_span`]).
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -380,7 +381,7 @@ struct Closing {
 impl Closing {
     /// The span of the hand-over, in the request's trace.
     fn span(&self) -> tracing::Span {
-        tracing::info_span!(parent: &self.meter.span, "metering")
+        inventiv_common::trace_span!(parent: &self.meter.span, "metering")
     }
 
     /// Settles the rate limit window and the budget reservation, then
@@ -445,7 +446,7 @@ async fn forward_to(
 ) -> Result<Response, OpenAiError> {
     let started = Instant::now();
     let c = consumer(&state, &headers)
-        .instrument(tracing::info_span!("auth"))
+        .instrument(inventiv_common::trace_span!("auth"))
         .await?;
     // Nothing is served that could not be metered.
     state.usage.admit()?;
@@ -477,7 +478,7 @@ async fn forward_to(
     let session = headers
         .get("x-inventiv-session")
         .and_then(|v| v.to_str().ok());
-    let routing = tracing::info_span!(
+    let routing = inventiv_common::trace_span!(
         "routing",
         %model,
         instance_id = tracing::field::Empty,
@@ -566,7 +567,7 @@ async fn forward_to(
         let url = worker.url(path).ok_or_else(|| {
             OpenAiError::upstream(format!("bad worker address {}", worker.base_url))
         })?;
-        let call = tracing::info_span!(
+        let call = inventiv_common::trace_span!(
             "upstream",
             instance_id = %worker.instance_id,
             status = tracing::field::Empty
@@ -688,7 +689,7 @@ async fn forward_to(
                 drop(in_flight);
                 state.metrics.usage_write(durable.wait()).await
             }
-            .instrument(tracing::info_span!("metering"))
+            .instrument(inventiv_common::trace_span!("metering"))
             .await?;
             let mut r = Response::new(Body::from(bytes));
             *r.status_mut() = status;
@@ -931,7 +932,7 @@ fn relay_stream(
         ended: false,
         broken: false,
         done: None,
-        first_byte: Some(tracing::info_span!("first_byte")),
+        first_byte: Some(inventiv_common::trace_span!("first_byte")),
     };
     futures_util::stream::unfold(
         (Box::pin(upstream), relay),
