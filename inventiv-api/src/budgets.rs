@@ -307,9 +307,20 @@ async fn stop_instances(state: &AppState, org: Uuid) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Mail attempts of an alert before it is given up (`mail_failed_at`).
+const MAIL_ATTEMPTS: i32 = 8;
+
+/// The wait in minutes before the next attempt after `attempts` failed
+/// ones: 1, doubling, at most 6 h (eight attempts span about 4 h).
+fn mail_backoff_minutes(attempts: i32) -> i32 {
+    (1i32 << (attempts - 1).clamp(0, 9)).min(6 * 60)
+}
+
 /// Mails the alerts not yet mailed to their organization's owners. Sent
 /// inside the transaction that marks them, so an alert is mailed at least
 /// once, and twice only if the replica dies between sending and commit.
+/// An alert whose mail fails is tried again later (see [`mail_backoff_minutes`])
+/// and given up after [`MAIL_ATTEMPTS`]; the others are mailed meanwhile.
 async fn mail_alerts(state: &AppState) -> anyhow::Result<()> {
     for _ in 0..100 {
         let mut tx = state.db.begin().await?;
@@ -318,9 +329,11 @@ async fn mail_alerts(state: &AppState) -> anyhow::Result<()> {
                       a.monthly_limit::text AS "limit!",
                       CASE b.scope WHEN 'organization' THEN 'organization' WHEN 'api_key' THEN 'API key' ELSE 'share' END
                           AS "scope!",
-                      a.budget_id
+                      a.budget_id, a.mail_attempts
                  FROM budget_alerts a JOIN budgets b ON b.id = a.budget_id JOIN organizations o ON o.id = a.organization_id
-                WHERE a.mailed_at IS NULL ORDER BY a.id LIMIT 1 FOR UPDATE OF a SKIP LOCKED"#,
+                WHERE a.mailed_at IS NULL AND a.mail_failed_at IS NULL
+                  AND (a.mail_next_at IS NULL OR a.mail_next_at <= now())
+                ORDER BY a.id LIMIT 1 FOR UPDATE OF a SKIP LOCKED"#,
         )
         .fetch_optional(&mut *tx)
         .await?;
@@ -355,15 +368,48 @@ async fn mail_alerts(state: &AppState) -> anyhow::Result<()> {
             a.limit,
             state.config.public_url.trim_end_matches('/'),
         );
+        let mut sent = Ok(());
         for to in owners {
-            state.mailer.send(&to, &subject, text.clone()).await?;
+            sent = state.mailer.send(&to, &subject, text.clone()).await;
+            if sent.is_err() {
+                break;
+            }
         }
-        sqlx::query!(
-            "UPDATE budget_alerts SET mailed_at = now() WHERE id = $1",
-            a.id
-        )
-        .execute(&mut *tx)
-        .await?;
+        match sent {
+            Ok(()) => {
+                sqlx::query!(
+                    "UPDATE budget_alerts SET mailed_at = now() WHERE id = $1",
+                    a.id
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+            Err(e) => {
+                let attempts = a.mail_attempts.saturating_add(1);
+                let gave_up = attempts >= MAIL_ATTEMPTS;
+                if gave_up {
+                    tracing::error!(alert_id = a.id, budget_id = %a.budget_id, attempts, error = %e,
+                                    "budget alert mail given up");
+                } else {
+                    tracing::warn!(alert_id = a.id, budget_id = %a.budget_id, attempts, error = %e,
+                                   "budget alert mail failed; tried again later");
+                }
+                let error: String = e.to_string().chars().take(500).collect();
+                sqlx::query!(
+                    "UPDATE budget_alerts SET mail_attempts = $2, mail_error = $3,
+                            mail_next_at = now() + make_interval(mins => $4),
+                            mail_failed_at = CASE WHEN $5 THEN now() END
+                      WHERE id = $1",
+                    a.id,
+                    attempts,
+                    error,
+                    mail_backoff_minutes(attempts),
+                    gave_up,
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         tx.commit().await?;
     }
     Ok(())
@@ -415,6 +461,13 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn failed_alert_mails_wait_longer_each_time_up_to_six_hours() {
+        let waits: Vec<i32> = (1..=MAIL_ATTEMPTS).map(mail_backoff_minutes).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128]);
+        assert_eq!(mail_backoff_minutes(40), 360);
+    }
 
     #[test]
     fn nano_euros_print_with_four_decimals_rounded_up() {

@@ -537,3 +537,76 @@ async fn a_share_budget_in_eur_holds_across_two_replicas() {
     );
     assert_eq!(shown["consumption"]["reserved_eur"], "0.0000", "{shown}");
 }
+
+/// The state of a budget alert's mail: (attempts, mailed, given up, due
+/// again later).
+async fn alert_mail(app: &TestApp, id: i64) -> (i32, bool, bool, bool) {
+    sqlx::query_as(
+        "SELECT mail_attempts, mailed_at IS NOT NULL, mail_failed_at IS NOT NULL,
+                COALESCE(mail_next_at > now(), false)
+           FROM budget_alerts WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap()
+}
+
+/// A crossed threshold, as the watcher records it.
+async fn alert(app: &TestApp, org: &Org) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO budget_alerts (budget_id, organization_id, month, metric, threshold, consumed, monthly_limit)
+         VALUES ($1, $2, date_trunc('month', now())::date, 'eur', 80, 8, 10) RETURNING id",
+    )
+    .bind(org.budget_id)
+    .bind(org.id)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_alert_mail_is_retried_later_then_given_up_without_holding_back_others() {
+    let (app, sink) = app_with_sink(&[]).await;
+    let a = app.org("a").await;
+    let b = app.org("b").await;
+    sink.refuse(&a.owner.email);
+    // a's alert comes first: its failure must not stop b's.
+    let refused = alert(&app, &a).await;
+    let fine = alert(&app, &b).await;
+    inventiv_api::budgets::reconcile(&app.state).await.unwrap();
+    sink.wait_for(&b.owner.email, "reached 80% of its monthly limit")
+        .await;
+    assert!(alert_mail(&app, fine).await.1, "b's alert is marked mailed");
+    assert_eq!(alert_mail(&app, refused).await, (1, false, false, true));
+    // Not due yet: another round does not try again.
+    inventiv_api::budgets::reconcile(&app.state).await.unwrap();
+    assert_eq!(alert_mail(&app, refused).await, (1, false, false, true));
+
+    // Due for its last attempt: refused again, it is given up for good.
+    sqlx::query("UPDATE budget_alerts SET mail_attempts = 7, mail_next_at = now() WHERE id = $1")
+        .bind(refused)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    inventiv_api::budgets::reconcile(&app.state).await.unwrap();
+    let (attempts, mailed, given_up, _) = alert_mail(&app, refused).await;
+    assert_eq!((attempts, mailed, given_up), (8, false, true));
+    let error: String = sqlx::query_scalar("SELECT mail_error FROM budget_alerts WHERE id = $1")
+        .bind(refused)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert!(
+        error.contains("550"),
+        "the server's refusal is kept: {error}"
+    );
+    inventiv_api::budgets::reconcile(&app.state).await.unwrap();
+    assert_eq!(alert_mail(&app, refused).await.0, 8, "never tried again");
+    assert!(
+        sink.messages()
+            .iter()
+            .all(|m| !m.to.iter().any(|t| t.eq_ignore_ascii_case(&a.owner.email))),
+        "nothing reached the refused owner"
+    );
+}

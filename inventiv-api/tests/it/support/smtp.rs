@@ -82,6 +82,8 @@ impl Mail {
 pub struct SmtpSink {
     pub port: u16,
     inbox: Arc<Mutex<Vec<Mail>>>,
+    /// Recipients refused (550), as a mail server refuses a dead mailbox.
+    refused: Arc<Mutex<Vec<String>>>,
 }
 
 impl SmtpSink {
@@ -91,13 +93,26 @@ impl SmtpSink {
             .expect("bind smtp sink");
         let port = listener.local_addr().expect("addr").port();
         let inbox = Arc::new(Mutex::new(Vec::new()));
-        let store = inbox.clone();
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let (store, refusing) = (inbox.clone(), refused.clone());
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(session(socket, store.clone()));
+                tokio::spawn(session(socket, store.clone(), refusing.clone()));
             }
         });
-        SmtpSink { port, inbox }
+        SmtpSink {
+            port,
+            inbox,
+            refused,
+        }
+    }
+
+    /// From now on, mail to `addr` is refused at `RCPT TO` (550).
+    pub fn refuse(&self, addr: &str) {
+        self.refused
+            .lock()
+            .expect("refused")
+            .push(addr.to_lowercase());
     }
 
     /// Everything received so far.
@@ -123,6 +138,7 @@ impl SmtpSink {
 async fn session(
     socket: tokio::net::TcpStream,
     inbox: Arc<Mutex<Vec<Mail>>>,
+    refused: Arc<Mutex<Vec<String>>>,
 ) -> std::io::Result<()> {
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read);
@@ -153,6 +169,12 @@ async fn session(
                 .next()
                 .unwrap_or("")
                 .to_lowercase();
+            if refused.lock().expect("refused").contains(&addr) {
+                write
+                    .write_all(b"550 5.1.1 mailbox unavailable\r\n")
+                    .await?;
+                continue;
+            }
             to.push(addr);
             write.write_all(b"250 OK\r\n").await?;
         } else if upper.starts_with("DATA") {
