@@ -36,6 +36,9 @@ pub struct Received {
 #[derive(Default)]
 pub struct Queue {
     pending: Mutex<Vec<Received>>,
+    /// Held while a batch is written: a flush returns once what was queued
+    /// before it is in the database, even when the timer's flush took it.
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl Queue {
@@ -47,19 +50,15 @@ impl Queue {
     }
 
     /// Heartbeats waiting for the next flush.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.pending.lock().map_or(0, |p| p.len())
     }
 
-    /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Writes what is queued (what the timer does); returns how many
-    /// heartbeats were written. On an error they go back to the queue
+    /// Writes what is queued (what the timer does; tests call it to skip the
+    /// wait); returns how many heartbeats were written. On an error they go back to the queue
     /// (within [`MAX_PENDING`]) for the next flush.
     pub async fn flush(&self, db: &PgPool) -> sqlx::Result<usize> {
+        let _writing = self.writing.lock().await;
         let batch = match self.pending.lock() {
             Ok(mut pending) => std::mem::take(&mut *pending),
             Err(_) => return Ok(0),
@@ -141,15 +140,15 @@ async fn write(db: &PgPool, batch: &[Received]) -> sqlx::Result<()> {
 
 /// The latest state on each instance, unless a later one is there already
 /// (registration, or another replica's flush).
-async fn update_latest(
-    tx: &mut sqlx::PgConnection,
-    latest: &[&Received],
-) -> sqlx::Result<()> {
+async fn update_latest(tx: &mut sqlx::PgConnection, latest: &[&Received]) -> sqlx::Result<()> {
     let ids: Vec<Uuid> = latest.iter().map(|r| r.instance_id).collect();
     let at: Vec<DateTime<Utc>> = latest.iter().map(|r| r.at).collect();
     let status: Vec<&str> = latest.iter().map(|r| r.body.status.as_str()).collect();
     let boot: Vec<&str> = latest.iter().map(|r| r.body.boot_id.as_str()).collect();
-    let version: Vec<&str> = latest.iter().map(|r| r.body.agent.version.as_str()).collect();
+    let version: Vec<&str> = latest
+        .iter()
+        .map(|r| r.body.agent.version.as_str())
+        .collect();
     let bundle: Vec<&str> = latest
         .iter()
         .map(|r| r.body.agent.bundle_sha256.as_str())
@@ -167,8 +166,10 @@ async fn update_latest(
         .iter()
         .map(|r| clamp_i32(r.body.engine.restarts))
         .collect();
-    let gpus: Vec<Option<SqlJson<&Vec<GpuSample>>>> =
-        latest.iter().map(|r| r.body.gpus.as_ref().map(SqlJson)).collect();
+    let gpus: Vec<Option<SqlJson<&Vec<GpuSample>>>> = latest
+        .iter()
+        .map(|r| r.body.gpus.as_ref().map(SqlJson))
+        .collect();
     let system: Vec<Option<SqlJson<&SystemSample>>> = latest
         .iter()
         .map(|r| r.body.system.as_ref().map(SqlJson))

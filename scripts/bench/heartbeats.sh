@@ -212,7 +212,11 @@ bench_heartbeats() {
   total=$(cores $((D_API + D_PG + D_REDIS)) "$D_US")
   achieved=$(awk -v n="$n" -v us="$wrk_us" 'BEGIN { printf "%.0f", n / (us / 1e6) }')
   report "heartbeats (b): $achieved heartbeats/s for ${HEARTBEAT_SECONDS} s (load of $HEARTBEAT_INSTANCES instances every ${HEARTBEAT_EVERY_S} s = $rate/s; p50 $P50, p99 $P99)"
-  report "heartbeats (b): CPU in cores: API $(cores "$D_API" "$D_US"), PostgreSQL $(cores "$D_PG" "$D_US") (all its processes), Redis $(cores "$D_REDIS" "$D_US"); total $total (target < 1 core): $(at_most "$total" 0.999)$unmeasured"
+  # wrk's pacing loses the slots of late answers (it never catches up in a
+  # burst): the total is also given at the exact rate, scaled linearly.
+  local scaled
+  scaled=$(awk -v c="$total" -v r="$rate" -v a="$achieved" 'BEGIN { printf "%.2f", (a > 0 ? c * r / a : c) }')
+  report "heartbeats (b): CPU in cores: API $(cores "$D_API" "$D_US"), PostgreSQL $(cores "$D_PG" "$D_US") (all its processes), Redis $(cores "$D_REDIS" "$D_US"); total $total, $scaled at exactly $rate/s (target < 1 core): $(at_most "$scaled" 0.999)$unmeasured"
   report "heartbeats (b): per heartbeat: API $(ms_per "$D_API" "$n") CPU ms, PostgreSQL $(ms_per "$D_PG" "$n") CPU ms, $((D_WAL / (n > 0 ? n : 1))) WAL bytes (before: $HEARTBEAT_BEFORE); API RSS $rss_api0 → $rss_api1 MiB"
   report "heartbeats (b): orchestrator $(cores "$D_ORCH" "$D_US") cores (its watchdog over $HEARTBEAT_INSTANCES ready instances every second), RSS $rss_orch0 → $rss_orch1 MiB"
   local dead_now dead_ever fresh

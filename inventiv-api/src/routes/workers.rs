@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 use crate::auth::tokens;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::heartbeats::Received;
 use crate::extract::Json;
+use crate::heartbeats::Received;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -177,7 +177,9 @@ async fn heartbeat(
             gpus: body.gpus.clone(),
             system: body.system.clone(),
         }));
-        crate::events::publish(&state, &event).instrument(span.clone()).await;
+        crate::events::publish(&state, &event)
+            .instrument(span.clone())
+            .await;
     }
     span.in_scope(|| {
         state.heartbeats.push(Received {
