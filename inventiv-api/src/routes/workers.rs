@@ -146,8 +146,7 @@ async fn register(
 }
 
 /// Records a heartbeat (schema version 1 or 2): the latest state on the
-/// instance, and the samples (GPU, system, engine token counters) as time
-/// series, written with the replica's next batch (`crate::heartbeats`).
+/// instance, and the samples (GPU, system, engine token counters) as time series.
 #[utoipa::path(post, path = "/internal/workers/heartbeat", tag = "workers", security(("worker" = [])),
     request_body = Heartbeat,
     responses((status = 200, body = WorkerAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -157,6 +156,7 @@ async fn heartbeat(
     worker: Worker,
     Json(body): Json<Heartbeat>,
 ) -> ApiResult<Json<WorkerAck>> {
+    // Written with this replica's next batch (`crate::heartbeats`).
     body.validate()?;
     worker.check(body.instance_id)?;
     let sent_at: DateTime<Utc> = DateTime::parse_from_rfc3339(&body.sent_at)
