@@ -75,6 +75,8 @@ pub struct Config {
     pub sample_retention: Duration,
     /// How often old samples are pruned.
     pub sample_prune_interval: Duration,
+    /// How often each replica writes the heartbeats it accepted.
+    pub heartbeat_flush: Duration,
     /// How often the cost job runs in this replica; None: not here.
     pub cost_job_interval: Option<Duration>,
     /// Reconciling the proxy's metering with the engines' token counters.
@@ -399,6 +401,10 @@ impl Config {
             ),
             sample_prune_interval: secs("INVENTIV_SAMPLE_PRUNE_INTERVAL_SECS", 600)?
                 .max(Duration::from_secs(1)),
+            heartbeat_flush: Duration::from_millis(
+                env.parse("INVENTIV_HEARTBEAT_FLUSH_MS", 1000u64)?
+                    .clamp(10, 5000),
+            ),
             cost_job_interval: Some(secs("INVENTIV_COST_JOB_INTERVAL_SECS", 60)?)
                 .filter(|d| !d.is_zero()),
             usage_drift: UsageDrift {

@@ -15,6 +15,7 @@ pub mod events;
 pub mod extract;
 pub mod finops;
 pub mod frontend;
+pub mod heartbeats;
 pub mod mail;
 pub mod metrics;
 pub mod openapi;

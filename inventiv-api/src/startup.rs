@@ -71,6 +71,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
         routing: crate::proxy::routing::Routing::default(),
         budgets: crate::proxy::budgets::BudgetCache::default(),
         usage,
+        heartbeats: crate::heartbeats::Queue::default(),
         metrics: Arc::default(),
         cloud_http,
     });
@@ -229,8 +230,14 @@ impl Application {
             self.state.clone(),
             shutdown.clone(),
         ));
-        // Metering stops after the server stopped taking requests.
+        // Metering and the heartbeat writer stop after the server stopped
+        // taking requests, so what it accepted is written.
         let writer_stop = CancellationToken::new();
+        let heartbeats = tokio::spawn(crate::heartbeats::run(
+            self.state.clone(),
+            self.state.config.heartbeat_flush,
+            writer_stop.clone(),
+        ));
         let writer = tokio::spawn(self.usage.run(
             self.state.db.clone(),
             self.state.config.price_notice,
@@ -265,6 +272,9 @@ impl Application {
         tasks.close();
         tasks.wait().await;
         writer_stop.cancel();
+        if let Err(e) = heartbeats.await {
+            tracing::error!(error = %e, "heartbeat writer failed");
+        }
         match writer.await {
             Err(e) if !e.is_cancelled() => tracing::error!(error = %e, "usage writer failed"),
             _ => {}

@@ -55,6 +55,8 @@ pub struct Shared {
     pub usage: crate::proxy::journal::Metering,
     /// What the replica counts for `/metrics` (HTTP, `/v1`, SSE, keys).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Accepted worker heartbeats waiting for the next batched write.
+    pub heartbeats: crate::heartbeats::Queue,
     /// The client that talks to cloud providers' APIs (with timeouts).
     pub cloud_http: reqwest::Client,
 }

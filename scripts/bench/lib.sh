@@ -208,9 +208,10 @@ STACK_BUILT=0
 STACK_DB_CREATED=""    # a database created on a configured server, dropped at the end
 STACK_DB_ADMIN_URL=""  # the configured DATABASE_URL it was created from
 STACK_REDIS_SHARED=0   # 1: a configured Redis, whose keys under REDIS_PREFIX we delete
-API="" API_PID="" ORCH_PID="" PG_PID="" DB_URL="" REDIS="" REDIS_PREFIX="" PG_DURABILITY=""
+API="" API_PID="" ORCH_PID="" PG_PID="" REDIS_PID="" DB_URL="" REDIS="" REDIS_PREFIX="" PG_DURABILITY=""
 STACK_JWT_SECRET="" STACK_ENCRYPTION_KEY="" # the stack's random secrets (its API replicas share them)
 API_CPU=""             # the core inventiv-api is pinned to ("" = not pinned)
+API_ENV=()             # VAR=VALUE... added to inventiv-api's environment by stack_up
 PSQL_BIN=""
 ADMIN_EMAIL=admin@inventiv.local
 ADMIN_PASSWORD=""
@@ -295,17 +296,18 @@ reap_mock_vms() {
 
 build_stack() {
   ((STACK_BUILT)) && return 0
-  log "building inventiv-api, inventiv-orchestrator and the mock engine (release)"
-  cargo build --release --quiet --bin inventiv-api --bin inventiv-orchestrator --bin inventiv-mock-engine
+  log "building inventiv-api, inventiv-orchestrator, the mock engine and the SSE bench client (release)"
+  cargo build --release --quiet --bin inventiv-api --bin inventiv-orchestrator --bin inventiv-mock-engine --bin inventiv-sse-bench
   STACK_BUILT=1
 }
 
 # stack_up NAME [VAR=VALUE...]: PostgreSQL + Redis (scripts/services.sh, state
 # in $WORK/NAME/services), then inventiv-api (on API_CPU) and
 # inventiv-orchestrator (unpinned, with VAR=VALUE... added to its
-# environment), release builds on ports the kernel picks. Sets API (base
-# URL), API_PID, ORCH_PID, DB_URL, PG_PID (the private postmaster, "" for a
-# configured server), ADMIN_PASSWORD.
+# environment; API_ENV's to inventiv-api's), release builds on ports the
+# kernel picks. Sets API (base URL), API_PID, ORCH_PID, DB_URL, PG_PID (the
+# private postmaster, "" for a configured server), REDIS_PID (the private
+# redis-server, "" for a configured one), ADMIN_PASSWORD.
 stack_up() {
   local name=$1
   shift
@@ -330,14 +332,19 @@ stack_up() {
     STACK_DB_CREATED=$db
     DB_URL=$(url_with_db "$DB_URL" "$db")
   fi
-  [[ " $started " == *" redis "* ]] || STACK_REDIS_SHARED=1
+  REDIS_PID=""
+  if [[ " $started " == *" redis "* ]]; then
+    REDIS_PID=$(tr -dc '0-9' <"$svc/run/redis.pid")
+  else
+    STACK_REDIS_SHARED=1
+  fi
   REDIS_PREFIX="inventiv-bench-$$-$name:"
   ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
   # Random secrets, as make run generates (the built-in ones are refused).
   STACK_JWT_SECRET=$(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')
   STACK_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-  start_api "$name/api" "$app" "$API_CPU"
+  start_api "$name/api" "$app" "$API_CPU" "${API_ENV[@]+"${API_ENV[@]}"}"
   API_PID=$STARTED_PID
   API="http://$(client_addr "$SERVER_ADDR")"
   [[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' --max-time 5 "$API/readyz") == 200 ]] \

@@ -506,7 +506,10 @@ async fn load_shares(
 const COALESCE: Duration = Duration::from_millis(100);
 
 /// Keeps the table current: every second, and soon after events (instance,
-/// worker, share changes), coalesced.
+/// key, share changes), coalesced. Heartbeat events do not wake it: the
+/// state they carry is written by the next heartbeat batch, which the
+/// per-second refresh reads (at 10,000 workers they would rebuild the
+/// table ten times a second for nothing).
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let mut events = state.events.subscribe_uncounted();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -514,32 +517,42 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         if let Err(e) = state.routing.refresh(&state).await {
             tracing::warn!(error = %e, "routing refresh failed");
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-            e = events.recv() => {
-                forget_changed_key(&state, e);
-                let window = tokio::time::sleep(COALESCE);
-                tokio::pin!(window);
-                loop {
-                    tokio::select! {
-                        _ = &mut window => break,
-                        e = events.recv() => forget_changed_key(&state, e),
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => break,
+                e = events.recv() => {
+                    if !wakes(&state, e) {
+                        continue;
                     }
+                    let window = tokio::time::sleep(COALESCE);
+                    tokio::pin!(window);
+                    loop {
+                        tokio::select! {
+                            _ = &mut window => break,
+                            e = events.recv() => { wakes(&state, e); }
+                        }
+                    }
+                    break;
                 }
             }
         }
     }
 }
 
-/// A changed or revoked key leaves the key cache at once.
-fn forget_changed_key(
+/// Whether an event calls for a refresh; a changed or revoked key leaves
+/// the key cache at once.
+fn wakes(
     state: &AppState,
     event: Result<crate::events::Event, tokio::sync::broadcast::error::RecvError>,
-) {
-    if let Ok(e) = event {
-        if let inventiv_common::messages::Event::ApiKeyChanged { subject, .. } = &*e.message {
+) -> bool {
+    use inventiv_common::messages::Event;
+    match event.as_ref().map(|e| &*e.message) {
+        Ok(Event::WorkerHeartbeat(_)) => false,
+        Ok(Event::ApiKeyChanged { subject, .. }) => {
             state.keys.forget(subject);
+            true
         }
+        _ => true,
     }
 }

@@ -1,6 +1,7 @@
 //! The worker agents' side door: registration and heartbeats, authenticated
 //! by the per-instance worker token (never by address). The latest state is
-//! kept on the instance; GPU and system samples become time series. With
+//! kept on the instance; GPU and system samples become time series, both
+//! written in batches off the request path (`crate::heartbeats`). With
 //! traces on, the first heartbeat of a starting worker is a span of its
 //! deployment's trace.
 
@@ -13,7 +14,6 @@ use inventiv_common::telemetry;
 use inventiv_common::worker::{Heartbeat, Register};
 use inventiv_common::InstanceStatus;
 use serde::Serialize;
-use sqlx::types::Json as SqlJson;
 use tracing::Instrument;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::auth::tokens;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Json;
+use crate::heartbeats::Received;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -155,6 +156,7 @@ async fn heartbeat(
     worker: Worker,
     Json(body): Json<Heartbeat>,
 ) -> ApiResult<Json<WorkerAck>> {
+    // Written with this replica's next batch (`crate::heartbeats`).
     body.validate()?;
     worker.check(body.instance_id)?;
     let sent_at: DateTime<Utc> = DateTime::parse_from_rfc3339(&body.sent_at)
@@ -164,7 +166,6 @@ async fn heartbeat(
     // is kept for diagnosis only.
     let now = Utc::now();
     let span = first_heartbeat(&state, &worker).await?;
-    store(&state, &worker, &body, now).instrument(span).await?;
     if state.events.heartbeat_due(worker.instance_id) {
         let event = messages::Event::WorkerHeartbeat(Box::new(messages::WorkerHeartbeat {
             organization_id: worker.organization_id,
@@ -176,8 +177,18 @@ async fn heartbeat(
             gpus: body.gpus.clone(),
             system: body.system.clone(),
         }));
-        crate::events::publish(&state, &event).await;
+        crate::events::publish(&state, &event)
+            .instrument(span.clone())
+            .await;
     }
+    span.in_scope(|| {
+        state.heartbeats.push(Received {
+            instance_id: worker.instance_id,
+            organization_id: worker.organization_id,
+            at: now,
+            body,
+        })
+    });
     tracing::debug!(instance_id = %worker.instance_id, skew_ms = (now - sent_at).num_milliseconds(), "heartbeat");
     Ok(Json(WorkerAck {
         status: "accepted",
@@ -212,93 +223,6 @@ async fn first_heartbeat(state: &AppState, worker: &Worker) -> ApiResult<tracing
     let span = tracing::info_span!("first_heartbeat", instance_id = %worker.instance_id);
     telemetry::set_parent(&span, Some(&trace));
     Ok(span)
-}
-
-/// Keeps the heartbeat's latest state on the instance and its samples.
-async fn store(
-    state: &AppState,
-    worker: &Worker,
-    body: &Heartbeat,
-    now: DateTime<Utc>,
-) -> ApiResult<()> {
-    let mut tx = state.db.begin().await?;
-    sqlx::query!(
-        "UPDATE instances SET worker_status = $2, worker_boot_id = $3, worker_agent_version = $4,
-                worker_bundle_sha256 = $5, worker_engine_ready = $6, worker_requests_running = $7,
-                worker_requests_waiting = $8, worker_engine_restarts = $9, worker_gpus = $10,
-                worker_system = COALESCE($11, worker_system), last_heartbeat_at = $12, updated_at = now()
-          WHERE id = $1",
-        worker.instance_id,
-        body.status.as_str(),
-        body.boot_id,
-        body.agent.version,
-        body.agent.bundle_sha256,
-        body.engine.ready,
-        i32::try_from(body.engine.requests_running).unwrap_or(i32::MAX),
-        i32::try_from(body.engine.requests_waiting).unwrap_or(i32::MAX),
-        i32::try_from(body.engine.restarts).unwrap_or(i32::MAX),
-        body.gpus.as_ref().map(SqlJson) as _,
-        body.system.as_ref().map(SqlJson) as _,
-        now,
-    )
-    .execute(&mut *tx)
-    .await?;
-    for g in body.gpus.iter().flatten() {
-        sqlx::query!(
-            "INSERT INTO gpu_samples (instance_id, organization_id, sampled_at, gpu_index, utilization_pct,
-                                      memory_used_mib, memory_total_mib, temperature_c, power_w)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            worker.instance_id,
-            worker.organization_id,
-            now,
-            i16::from(g.index),
-            g.utilization_pct,
-            g.memory_used_mib,
-            g.memory_total_mib,
-            g.temperature_c,
-            g.power_w,
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    if let Some(s) = &body.system {
-        sqlx::query!(
-            "INSERT INTO system_samples (instance_id, organization_id, sampled_at, cpu_pct, load1, memory_used_mib,
-                                         memory_total_mib, disk_used_gib, disk_total_gib, net_rx_bytes_per_s, net_tx_bytes_per_s)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            worker.instance_id,
-            worker.organization_id,
-            now,
-            s.cpu_pct,
-            s.load1,
-            s.memory_used_mib,
-            s.memory_total_mib,
-            s.disk_used_gib,
-            s.disk_total_gib,
-            s.net_rx_bytes_per_s,
-            s.net_tx_bytes_per_s,
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    if let Some(t) = body.engine.tokens {
-        // One series per agent boot and engine restart count: a restarted
-        // engine's counters start again from zero.
-        sqlx::query!(
-            "INSERT INTO instance_token_counters (instance_id, organization_id, sampled_at, series, prompt_total, generation_total)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            worker.instance_id,
-            worker.organization_id,
-            now,
-            format!("{}:{}", body.boot_id, body.engine.restarts),
-            i64::try_from(t.prompt_total).unwrap_or(i64::MAX),
-            i64::try_from(t.generation_total).unwrap_or(i64::MAX),
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
 }
 
 /// Deletes samples older than `retention` (token counters older than

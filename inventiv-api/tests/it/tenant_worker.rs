@@ -103,6 +103,7 @@ async fn a_worker_cannot_move_its_engine_to_another_port() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    app.state.heartbeats.flush(&app.state.db).await.unwrap();
     app.state.routing.refresh(&app.state).await.unwrap();
 
     let port: i32 = sqlx::query_scalar("SELECT worker_engine_port FROM instances WHERE id = $1")

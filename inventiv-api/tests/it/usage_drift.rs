@@ -38,6 +38,7 @@ async fn heartbeat(app: &TestApp, org: &Org, engine: &Engine) {
         .post("/internal/workers/heartbeat", Some(&org.worker_token), body)
         .await;
     assert_eq!(status, 200, "{answer}");
+    app.state.heartbeats.flush(&app.state.db).await.unwrap();
 }
 
 fn chat(i: usize) -> Value {
@@ -312,6 +313,7 @@ async fn counters_are_bounded_and_restarts_start_a_new_series() {
             .await;
         assert_eq!(status, 200, "{answer}");
     }
+    app.state.heartbeats.flush(&app.state.db).await.unwrap();
     // While another replica runs a pass, this one does nothing.
     let mut other = app.state.db.begin().await.unwrap();
     sqlx::query("SELECT pg_advisory_xact_lock($1)")

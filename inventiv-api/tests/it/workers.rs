@@ -1,9 +1,15 @@
 //! The worker contract: register and heartbeats with the per-instance token,
 //! the current and previous heartbeat schema, refusal of malformed payloads
-//! and wrong tokens with a 4xx that leaves the instance untouched, samples
-//! kept as time series and pruned past retention.
+//! and wrong or replaced tokens with a 4xx that leaves the instance
+//! untouched, samples kept as time series and pruned past retention; the
+//! batched writes: state and series within the batch interval,
+//! `last_heartbeat_at` the arrival time and never moved back, the
+//! watchdog's view of a live worker.
 
-use crate::support::{error_code, TestApp};
+use std::time::Duration;
+
+use crate::support::{error_code, eventually, TestApp};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -65,6 +71,12 @@ fn heartbeat_v1(id: Uuid) -> Value {
 /// A change that makes a heartbeat invalid.
 type Edit = fn(&mut Value);
 
+/// Writes the heartbeats the API queued (what its timer does every
+/// `INVENTIV_HEARTBEAT_FLUSH_MS`), so a test reads them at once.
+async fn flushed(app: &TestApp) {
+    app.state.heartbeats.flush(&app.state.db).await.unwrap();
+}
+
 async fn snapshot(app: &TestApp, id: Uuid) -> String {
     sqlx::query_scalar("SELECT row_to_json(i)::text FROM instances i WHERE id = $1")
         .bind(id)
@@ -98,6 +110,7 @@ async fn register_and_heartbeats_of_both_schema_versions_are_recorded() {
         )
         .await;
     assert_eq!(status, 200, "{ack}");
+    flushed(&app).await;
     let row: (String, bool, i32, i32, Option<Value>, Option<Value>, String) = sqlx::query_as(
         "SELECT worker_status, worker_engine_ready, worker_requests_running, worker_requests_waiting, worker_gpus, worker_system, worker_agent_version
            FROM instances WHERE id = $1",
@@ -131,6 +144,7 @@ async fn register_and_heartbeats_of_both_schema_versions_are_recorded() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    flushed(&app).await;
     let sys: i64 = sqlx::query_scalar("SELECT count(*) FROM system_samples WHERE instance_id = $1")
         .bind(id)
         .fetch_one(&app.state.db)
@@ -146,6 +160,7 @@ async fn register_and_heartbeats_of_both_schema_versions_are_recorded() {
             .0,
         200
     );
+    flushed(&app).await;
     let gpus: Option<Value> = sqlx::query_scalar("SELECT worker_gpus FROM instances WHERE id = $1")
         .bind(id)
         .fetch_one(&app.state.db)
@@ -241,6 +256,7 @@ async fn malformed_payloads_and_wrong_tokens_leave_the_instance_untouched() {
             assert_eq!(status.as_u16(), expected, "{what} on {path}: {answer}");
         }
     }
+    flushed(&app).await;
     assert_eq!(
         snapshot(&app, id).await,
         before,
@@ -335,6 +351,7 @@ async fn samples_past_retention_are_pruned() {
             200
         );
     }
+    flushed(&app).await;
     sqlx::query("UPDATE gpu_samples SET sampled_at = now() - interval '4 days' WHERE ctid IN (SELECT ctid FROM gpu_samples LIMIT 2)")
         .execute(&app.state.db)
         .await
@@ -368,4 +385,203 @@ async fn samples_past_retention_are_pruned() {
         .await
         .unwrap();
     assert_eq!(counters, 3 - 1);
+}
+
+/// The path as it runs, no flush called: the API's timer writes the latest
+/// state (seen in the API's instance answer) and the samples (seen in the
+/// instance's GPU and system series, as the dashboard reads them).
+#[tokio::test]
+async fn heartbeats_reach_the_instance_and_its_series_after_the_batch_interval() {
+    let app = TestApp::spawn_with(&[("INVENTIV_HEARTBEAT_FLUSH_MS", "300")]).await;
+    let a = app.org("a").await;
+    let (id, token) = instance(&app, a.id).await;
+    let (status, ack) = app
+        .post(
+            "/internal/workers/heartbeat",
+            Some(&token),
+            heartbeat_v2(id),
+        )
+        .await;
+    assert_eq!(status, 200, "{ack}");
+    let path = format!("/instances/{id}");
+    let shown = eventually(
+        "the heartbeat's state on the instance",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = app.get(&path, Some(&a.owner.token)).await;
+            assert_eq!(status, 200, "{body}");
+            (body["worker_status"] == "ready").then_some(body)
+        },
+    )
+    .await;
+    assert!(shown["last_heartbeat_at"].is_string(), "{shown}");
+    assert_eq!(shown["worker_agent_version"], "0.1.0");
+    let series = format!("/instances/{id}/metrics?minutes=5");
+    let metrics = eventually(
+        "the heartbeat's samples in the series",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = app.get(&series, Some(&a.owner.token)).await;
+            assert_eq!(status, 200, "{body}");
+            let gpus = body["gpu"].as_array().map_or(0, Vec::len);
+            let systems = body["system"].as_array().map_or(0, Vec::len);
+            (gpus == 2 && systems == 1).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(metrics["gpu"][0]["utilization_pct"], 71.5);
+    assert_eq!(metrics["system"][0]["cpu_pct"], 12.5);
+    let counters: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM instance_token_counters WHERE instance_id = $1")
+            .bind(id)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(counters, 1);
+}
+
+/// A token replaced by a reinstall (the orchestrator stores a new hash) is
+/// refused from the next heartbeat on; what was accepted before is written.
+#[tokio::test]
+async fn a_replaced_worker_token_is_refused_at_once() {
+    let app = TestApp::spawn().await;
+    let a = app.org("a").await;
+    let (id, old) = instance(&app, a.id).await;
+    let beat = |token: String| {
+        let app = &app;
+        async move {
+            app.post(
+                "/internal/workers/heartbeat",
+                Some(&token),
+                heartbeat_v2(id),
+            )
+            .await
+        }
+    };
+    assert_eq!(beat(old.clone()).await.0, 200);
+    let (new, hash) = inventiv_api::auth::tokens::generate();
+    sqlx::query("UPDATE instances SET worker_token_hash = $2 WHERE id = $1")
+        .bind(id)
+        .bind(hash)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let (status, answer) = beat(old).await;
+    assert_eq!(status, 401, "{answer}");
+    error_code(&answer);
+    assert_eq!(beat(new).await.0, 200);
+    flushed(&app).await;
+    let gpu: i64 = sqlx::query_scalar("SELECT count(*) FROM gpu_samples WHERE instance_id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(gpu, 2 * 2, "two accepted heartbeats of two GPUs each");
+}
+
+/// What the watchdog reads: `last_heartbeat_at` is the heartbeat's arrival
+/// (not the batch's write), and a batch never moves it back, nor the state
+/// with it, past a later write (a registration, another replica's batch).
+#[tokio::test]
+async fn last_heartbeat_at_is_the_arrival_and_never_goes_back() {
+    let app = TestApp::spawn_with(&[("INVENTIV_HEARTBEAT_FLUSH_MS", "5000")]).await;
+    let a = app.org("a").await;
+    let (id, token) = instance(&app, a.id).await;
+    let before = Utc::now();
+    let (status, _) = app
+        .post(
+            "/internal/workers/heartbeat",
+            Some(&token),
+            heartbeat_v2(id),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let answered = Utc::now();
+    flushed(&app).await;
+    let last: DateTime<Utc> =
+        sqlx::query_scalar("SELECT last_heartbeat_at FROM instances WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert!(
+        last >= before.trunc_subsecs(6) && last <= answered,
+        "{before} ≤ {last} ≤ {answered}"
+    );
+
+    // A later write is there when the batch comes.
+    sqlx::query("UPDATE instances SET last_heartbeat_at = now() + interval '1 hour', worker_status = 'starting' WHERE id = $1")
+        .bind(id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let later: DateTime<Utc> =
+        sqlx::query_scalar("SELECT last_heartbeat_at FROM instances WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    let (status, _) = app
+        .post(
+            "/internal/workers/heartbeat",
+            Some(&token),
+            heartbeat_v2(id),
+        )
+        .await;
+    assert_eq!(status, 200);
+    flushed(&app).await;
+    let (now_last, worker_status): (DateTime<Utc>, String) =
+        sqlx::query_as("SELECT last_heartbeat_at, worker_status FROM instances WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!((now_last, worker_status.as_str()), (later, "starting"));
+    // Its samples are kept all the same (telemetry).
+    let gpu: i64 = sqlx::query_scalar("SELECT count(*) FROM gpu_samples WHERE instance_id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(gpu, 4);
+}
+
+/// The watchdog is not fooled by the batching: while a worker heartbeats
+/// every 100 ms, its stored last heartbeat is never older than the batch
+/// interval plus the heartbeat interval (the watchdog's threshold, 30 s by
+/// default, is far above), asked the way the watchdog asks.
+#[tokio::test]
+async fn the_watchdog_sees_a_live_worker_within_one_batch_interval() {
+    let flush = Duration::from_millis(500);
+    let app = TestApp::spawn_with(&[("INVENTIV_HEARTBEAT_FLUSH_MS", "500")]).await;
+    let a = app.org("a").await;
+    let (id, token) = instance(&app, a.id).await;
+    sqlx::query("UPDATE instances SET status = 'ready', last_heartbeat_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let every = Duration::from_millis(100);
+    let threshold = flush + every + Duration::from_millis(400);
+    let mut tick = tokio::time::interval(every);
+    for _ in 0..30 {
+        tick.tick().await;
+        let (status, _) = app
+            .post(
+                "/internal/workers/heartbeat",
+                Some(&token),
+                heartbeat_v2(id),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let stale: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM instances WHERE status = 'ready'
+                AND (last_heartbeat_at IS NULL OR last_heartbeat_at < now() - make_interval(secs => $1))",
+        )
+        .bind(threshold.as_secs_f64())
+        .fetch_all(&app.state.db)
+        .await
+        .unwrap();
+        assert!(stale.is_empty(), "seen as silent for {threshold:?}");
+    }
 }
