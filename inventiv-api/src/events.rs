@@ -1,5 +1,8 @@
 //! Live events: one Redis pub/sub subscription per API replica feeds a
-//! broadcast hub; each SSE client takes the events of its organization.
+//! hub; each SSE client receives its organization's events only (one
+//! broadcast channel per organization with a live stream, so an event
+//! wakes that organization's streams, not every stream of the replica),
+//! and access changes, which go to every stream.
 //! Publishers (the orchestrator, the heartbeat handler) only talk to Redis,
 //! so any replica can serve any client. Nothing polls the database. The
 //! events are `inventiv_common::messages::Event`s.
@@ -28,7 +31,10 @@ pub struct Event {
 /// The replica's fan-out point and its SSE client count.
 #[derive(Clone)]
 pub struct Hub {
+    /// Every event, for the replica's own machinery (the routing table).
     sender: broadcast::Sender<Event>,
+    /// The events of each organization that has live streams here.
+    orgs: Arc<Mutex<HashMap<Uuid, broadcast::Sender<Event>>>>,
     clients: Arc<AtomicI64>,
     /// Live streams per user on this replica.
     per_user: Arc<Mutex<HashMap<Uuid, usize>>>,
@@ -50,28 +56,55 @@ impl Hub {
         let (sender, _) = broadcast::channel(1024);
         Hub {
             sender,
+            orgs: Arc::new(Mutex::new(HashMap::new())),
             clients: Arc::new(AtomicI64::new(0)),
             per_user: Arc::new(Mutex::new(HashMap::new())),
             heartbeats: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    /// A receiver of every event for one of `user`'s streams, counted as an
-    /// SSE client until dropped; None when the user already has `max`.
-    pub fn subscribe(&self, user: Uuid, max: usize) -> Option<Subscription> {
+    /// A receiver of `org`'s events (and access changes) for one of
+    /// `user`'s streams, counted as an SSE client until dropped; None when
+    /// the user already has `max`.
+    pub fn subscribe(&self, user: Uuid, org: Uuid, max: usize) -> Option<Subscription> {
         let mut per_user = self.per_user.lock().ok()?;
         let open = per_user.entry(user).or_insert(0);
         if *open >= max {
             return None;
         }
+        let receiver = self
+            .orgs
+            .lock()
+            .ok()?
+            .entry(org)
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .subscribe();
         *open += 1;
         self.clients.fetch_add(1, Ordering::Relaxed);
         Some(Subscription {
-            receiver: self.sender.subscribe(),
+            receiver,
             clients: self.clients.clone(),
             user,
             per_user: self.per_user.clone(),
+            org,
+            orgs: self.orgs.clone(),
         })
+    }
+
+    /// Hands an event to the replica's machinery and to the streams it
+    /// concerns: its organization's, or every one for an access change
+    /// (which names a user, whatever organization the stream shows).
+    pub fn dispatch(&self, event: Event) {
+        if let Ok(orgs) = self.orgs.lock() {
+            if matches!(*event.message, messages::Event::AccessChanged { .. }) {
+                for sender in orgs.values() {
+                    let _ = sender.send(event.clone());
+                }
+            } else if let Some(sender) = orgs.get(&event.message.organization_id()) {
+                let _ = sender.send(event.clone());
+            }
+        }
+        let _ = self.sender.send(event);
     }
 
     /// A receiver for the replica's own machinery (not counted as a client).
@@ -106,11 +139,20 @@ pub struct Subscription {
     clients: Arc<AtomicI64>,
     user: Uuid,
     per_user: Arc<Mutex<HashMap<Uuid, usize>>>,
+    org: Uuid,
+    orgs: Arc<Mutex<HashMap<Uuid, broadcast::Sender<Event>>>>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.clients.fetch_sub(1, Ordering::Relaxed);
+        // The organization's channel goes with its last stream (this
+        // receiver, dropped right after).
+        if let Ok(mut orgs) = self.orgs.lock() {
+            if orgs.get(&self.org).is_some_and(|s| s.receiver_count() <= 1) {
+                orgs.remove(&self.org);
+            }
+        }
         if let Ok(mut per_user) = self.per_user.lock() {
             if let Some(open) = per_user.get_mut(&self.user) {
                 *open = open.saturating_sub(1);
@@ -178,12 +220,10 @@ pub async fn subscribe(state: AppState, shutdown: CancellationToken) {
                             continue;
                         };
                         match messages::Event::decode(&payload) {
-                            Ok(message) => {
-                                let _ = state.events.sender.send(Event {
-                                    message: Arc::new(message),
-                                    json: payload.into(),
-                                });
-                            }
+                            Ok(message) => state.events.dispatch(Event {
+                                message: Arc::new(message),
+                                json: payload.into(),
+                            }),
                             Err(e) => tracing::warn!(error = %e, "malformed event ignored"),
                         }
                     }
@@ -196,5 +236,66 @@ pub async fn subscribe(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::broadcast::error::TryRecvError;
+
+    fn event(message: messages::Event) -> Event {
+        Event {
+            json: message.encode().unwrap().into(),
+            message: Arc::new(message),
+        }
+    }
+
+    #[test]
+    fn an_event_reaches_its_organizations_streams_only_and_access_changes_reach_all() {
+        let hub = Hub::new();
+        let (a, b, user) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut in_a = hub.subscribe(user, a, 10).unwrap();
+        let mut in_b = hub.subscribe(user, b, 10).unwrap();
+        let mut machinery = hub.subscribe_uncounted();
+
+        hub.dispatch(event(messages::Event::BudgetAlert {
+            organization_id: a,
+            alert_id: 7,
+        }));
+        assert_eq!(
+            in_a.receiver.try_recv().unwrap().message.organization_id(),
+            a
+        );
+        assert!(matches!(in_b.receiver.try_recv(), Err(TryRecvError::Empty)));
+        assert_eq!(machinery.try_recv().unwrap().message.organization_id(), a);
+
+        hub.dispatch(event(messages::Event::AccessChanged {
+            organization_id: Uuid::nil(),
+            subject: AccessSubject::User(user),
+        }));
+        assert!(in_a.receiver.try_recv().is_ok());
+        assert!(in_b.receiver.try_recv().is_ok());
+    }
+
+    #[test]
+    fn an_organizations_channel_goes_with_its_last_stream() {
+        let hub = Hub::new();
+        let (org, user) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = hub.subscribe(user, org, 10).unwrap();
+        let second = hub.subscribe(user, org, 10).unwrap();
+        assert_eq!(hub.clients(), 2);
+        drop(first);
+        assert!(hub.orgs.lock().unwrap().contains_key(&org));
+        drop(second);
+        assert!(hub.orgs.lock().unwrap().is_empty());
+        assert_eq!(hub.clients(), 0);
+        // A stream opened afterwards gets a channel again, and its events.
+        let mut again = hub.subscribe(user, org, 10).unwrap();
+        hub.dispatch(event(messages::Event::BudgetAlert {
+            organization_id: org,
+            alert_id: 1,
+        }));
+        assert!(again.receiver.try_recv().is_ok());
     }
 }

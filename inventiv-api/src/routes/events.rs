@@ -43,7 +43,11 @@ async fn stream_events(
     // Subscribe before reading the snapshot so nothing falls in between.
     let subscription = state
         .events
-        .subscribe(caller.user_id.0, state.config.events_max_streams_per_user)
+        .subscribe(
+            caller.user_id.0,
+            caller.org_id.0,
+            state.config.events_max_streams_per_user,
+        )
         .ok_or(ApiError::TooManyRequests {
             retry_after_secs: 15,
         })?;
