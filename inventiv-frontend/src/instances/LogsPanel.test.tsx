@@ -1,6 +1,6 @@
 import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/react';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
-import type { InstanceLogs } from '../api/types';
+import type { InstanceLogs, InstanceStatus } from '../api/types';
 import { LogsPanel } from './LogsPanel';
 
 const ID = '0b7d0000-0000-4000-8000-000000000001';
@@ -17,11 +17,11 @@ function json(status: number, body: unknown) {
   return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
 }
 
-function renderPanel() {
+function renderPanel(status: InstanceStatus = 'ready') {
   const client = new QueryClient({ defaultOptions: { queries: { retry: false } } });
   return render(
     <QueryClientProvider client={client}>
-      <LogsPanel instanceId={ID} />
+      <LogsPanel instanceId={ID} status={status} />
     </QueryClientProvider>,
   );
 }
@@ -58,7 +58,18 @@ describe('worker log panel', () => {
     expect(box.querySelectorAll('.log-line')[2]?.className).toContain('log-warning');
   });
 
-  it('says when the instance has no worker yet, without an error', async () => {
+  it('does not ask before the instance has a worker, nor after it is terminated', async () => {
+    const fetch = vi.fn(async () => json(200, logs));
+    vi.stubGlobal('fetch', fetch);
+    for (const status of ['provisioning', 'installing', 'terminated'] as const) {
+      renderPanel(status);
+      expect(screen.getByText(/No worker to read/)).toBeTruthy();
+      cleanup();
+    }
+    expect(fetch).not.toHaveBeenCalled();
+  });
+
+  it('says when the API finds no worker (409), without an error', async () => {
     vi.stubGlobal('fetch', vi.fn(async () => json(409, { error: { code: 'NO_WORKER', message: 'the instance has no worker to read logs from: it is not installed yet', request_id: 'r1' } })));
     renderPanel();
     await screen.findByText(/No worker to read yet/);

@@ -5,13 +5,14 @@
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useLayoutEffect, useRef, useState } from 'react';
 import { api } from '../api/client';
-import type { InstanceLogs } from '../api/types';
+import type { InstanceLogs, InstanceStatus } from '../api/types';
 import { CopyButton } from '../components/CopyButton';
 import { Card, Empty, ErrorMessage, Loading, SelectField } from '../components/ui';
 import { instanceKeys } from './api';
-import { atBottom, FOLLOW_INTERVAL_MS, logsProblem, MAX_LINES, mergeLogs, TAIL_CHOICES } from './workerLogs';
+import { atBottom, FOLLOW_INTERVAL_MS, hasWorker, logsProblem, MAX_LINES, mergeLogs, TAIL_CHOICES } from './workerLogs';
 
-export function LogsPanel({ instanceId }: { instanceId: string }) {
+export function LogsPanel({ instanceId, status }: { instanceId: string; status: InstanceStatus }) {
+  const available = hasWorker(status);
   const client = useQueryClient();
   const [tail, setTail] = useState<number>(200);
   const [follow, setFollow] = useState(false);
@@ -27,7 +28,8 @@ export function LogsPanel({ instanceId }: { instanceId: string }) {
       const page = await api<InstanceLogs>(`/instances/${instanceId}/logs`, { query });
       return since ? mergeLogs(previous, page) : page;
     },
-    refetchInterval: follow ? FOLLOW_INTERVAL_MS : false,
+    enabled: available,
+    refetchInterval: follow && available ? FOLLOW_INTERVAL_MS : false,
     refetchOnWindowFocus: false,
     retry: false,
   });
@@ -50,7 +52,7 @@ export function LogsPanel({ instanceId }: { instanceId: string }) {
         <input type="checkbox" checked={follow} onChange={(e) => setFollow(e.target.checked)} />
         Follow
       </label>
-      <button type="button" className="button" disabled={follow || logs.isFetching} onClick={() => void logs.refetch()}>
+      <button type="button" className="button" disabled={!available || follow || logs.isFetching} onClick={() => void logs.refetch()}>
         Refresh
       </button>
     </div>
@@ -76,7 +78,8 @@ export function LogsPanel({ instanceId }: { instanceId: string }) {
   const data = logs.data;
   return (
     <Card title="Logs" actions={actions}>
-      {logs.isPending ? <Loading /> : null}
+      {!available ? <Empty>No worker to read: the log is read from the instance's agent once it is installed, until the instance is terminated.</Empty> : null}
+      {available && logs.isPending ? <Loading /> : null}
       {problemView}
       {data && data.events.length === 0 ? <Empty>The worker's log is empty.</Empty> : null}
       {data && data.events.length > 0 ? (

@@ -1,6 +1,6 @@
 import { ApiError } from '../api/client';
-import type { InstanceLogs, LogEvent } from '../api/types';
-import { atBottom, logsProblem, mergeLogs } from './workerLogs';
+import type { InstanceLogs, InstanceStatus, LogEvent } from '../api/types';
+import { atBottom, hasWorker, logsProblem, mergeLogs } from './workerLogs';
 
 const line = (second: number, event = 'engine_ready'): LogEvent => ({
   ts: `2026-12-06T10:00:${String(second).padStart(2, '0')}.000Z`,
@@ -28,6 +28,11 @@ describe('worker log rules', () => {
       expect(logsProblem(new ApiError(502, code, 'm', 'req-1'))).toEqual({ kind: 'unreachable', message: 'm', requestId: 'req-1' });
     }
     expect(logsProblem(new ApiError(404, 'NOT_FOUND', 'not found')).kind).toBe('other');
+  });
+
+  it('asks for a log only while the instance may have a worker', () => {
+    expect((['starting', 'ready', 'worker_dead'] as InstanceStatus[]).every(hasWorker)).toBe(true);
+    expect((['provisioning', 'booting', 'installing', 'terminated', 'archived'] as InstanceStatus[]).some(hasWorker)).toBe(false);
   });
 
   it('knows when a box is scrolled to its bottom', () => {

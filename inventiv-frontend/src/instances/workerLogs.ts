@@ -1,7 +1,7 @@
 // The worker log panel's rules, kept apart from React: how a follow read
 // joins the lines already shown, and what an error of the logs route means.
 import { ApiError } from '../api/client';
-import type { InstanceLogs, LogEvent } from '../api/types';
+import type { InstanceLogs, InstanceStatus, LogEvent } from '../api/types';
 
 /** The most lines the panel keeps (the API's own cap on one read). */
 export const MAX_LINES = 1000;
@@ -36,6 +36,15 @@ export function logsProblem(error: unknown): LogsProblem {
       return { kind: 'unreachable', message: error.message, requestId: error.requestId };
   }
   return { kind: 'other', error };
+}
+
+/**
+ * Whether an instance in `status` may have a worker to read: from `starting`
+ * (its install done, the relay's certificate pinned) until it is terminated.
+ * Before, the panel does not ask (the API would answer 409 NO_WORKER).
+ */
+export function hasWorker(status: InstanceStatus): boolean {
+  return ['starting', 'ready', 'draining', 'worker_dead', 'startup_failed', 'terminating'].includes(status);
 }
 
 /** Whether a scrolled box shows its bottom (within a few pixels). */
