@@ -50,6 +50,12 @@ pub enum ApiError {
     /// A dependency (database, Redis) is unreachable.
     #[error("{0}")]
     Unavailable(String),
+    /// A worker (tenant-controlled) could not be reached or answered badly.
+    #[error("{message}")]
+    BadGateway { code: &'static str, message: String },
+    /// A worker did not answer in time.
+    #[error("{message}")]
+    GatewayTimeout { code: &'static str, message: String },
     /// A bug or an unexpected failure; details go to the log only.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -93,6 +99,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -103,7 +111,9 @@ impl ApiError {
             ApiError::Validation { code, .. }
             | ApiError::Unauthorized { code, .. }
             | ApiError::Forbidden { code, .. }
-            | ApiError::Conflict { code, .. } => code,
+            | ApiError::Conflict { code, .. }
+            | ApiError::BadGateway { code, .. }
+            | ApiError::GatewayTimeout { code, .. } => code,
             ApiError::MalformedBody(_) => "MALFORMED_BODY",
             ApiError::Unauthenticated => "UNAUTHENTICATED",
             ApiError::NotFound => "NOT_FOUND",

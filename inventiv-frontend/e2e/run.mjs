@@ -35,7 +35,8 @@
 // a priced offering, shares it with a second organization that accepts it on
 // the marketplace and calls it with its own key, checks the consumer's
 // statement debit (exactly Σ tokens × price) and the provider's credit,
-// lists the instance's boot volume, checks the instance page's metering
+// lists the instance's boot volume, reads the worker's log on the instance
+// page (the real agent through its relay), checks the instance page's metering
 // check (the drift job's verdict: not enough traffic), terminates the instance (the volume
 // shown deleted) and archives it. OUTBOX_DIR defaults to
 // ../.local/outbox then.
@@ -433,6 +434,22 @@ try {
       if (!/\d+ GB/.test(row ?? '') || !/attached/.test(row ?? '') || !/deleted/.test(row ?? '')) throw new Error(`boot volume row: ${row}`);
       await page.getByRole('region', { name: 'Volumes' }).scrollIntoViewIfNeeded();
       await screenshot(page, 'instance-volumes');
+    });
+
+    await step(admin, 'instance page: the worker log, through the relay', async () => {
+      // The API reads the agent's /logs through the node's relay; the
+      // agent logged its registration and its engine becoming ready.
+      const panel = page.getByRole('region', { name: 'Logs' });
+      const log = panel.getByRole('log', { name: 'Worker log' });
+      await until('lines of the worker log', async () => {
+        if (/register_ok|engine_ready/.test((await log.textContent().catch(() => '')) ?? '')) return true;
+        await panel.getByRole('button', { name: 'Refresh' }).click();
+        return false;
+      }, 30_000, 1000);
+      await panel.getByRole('checkbox', { name: 'Follow' }).check();
+      await panel.getByText(/following/).waitFor();
+      await panel.scrollIntoViewIfNeeded();
+      await screenshot(page, 'instance-logs');
     });
   }
 

@@ -64,6 +64,10 @@ pub struct Instance {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub terminated_at: Option<DateTime<Utc>>,
+    /// The W3C trace id of the request whose course the instance is on (its
+    /// deployment, a reinstall, a termination), to find it in the traces;
+    /// absent when traces were off.
+    pub trace_id: Option<String>,
     /// The latest reconciliation of the proxy's metering with the engines'
     /// token counters (absent until the drift job has seen counters).
     #[schema(value_type = Option<crate::drift::UsageReconciliation>)]
@@ -78,7 +82,7 @@ const COLUMNS: &str = "i.id, i.name, i.provider, i.zone, i.instance_type, i.mode
     COALESCE(round(i.price_eur_per_hour * extract(epoch FROM (COALESCE(i.terminated_at, now()) - i.started_at))::numeric / 3600, 4), 0)::text
         AS cost_so_far_eur,
     i.worker_status, i.worker_agent_version, i.agent_version_mismatch, i.last_heartbeat_at, i.created_at, i.updated_at,
-    i.started_at, i.terminated_at,
+    i.started_at, i.terminated_at, split_part(i.trace_context, '-', 2) AS trace_id,
     (SELECT to_jsonb(r) - 'instance_id' - 'organization_id' FROM instance_usage_reconciliations r WHERE r.instance_id = i.id)
         AS usage_reconciliation";
 
@@ -94,6 +98,7 @@ pub async fn load(db: impl sqlx::PgExecutor<'_>, org: Uuid, id: Uuid) -> ApiResu
                   i.worker_status AS "worker_status: WorkerStatus", i.worker_agent_version,
                   i.agent_version_mismatch AS "agent_version_mismatch!",
                   i.last_heartbeat_at, i.created_at, i.updated_at, i.started_at, i.terminated_at,
+                  split_part(i.trace_context, '-', 2) AS trace_id,
                   (SELECT to_jsonb(r) - 'instance_id' - 'organization_id' FROM instance_usage_reconciliations r WHERE r.instance_id = i.id)
                       AS "usage_reconciliation: SqlJson<UsageReconciliation>"
              FROM instances i WHERE i.id = $1 AND i.organization_id = $2"#,

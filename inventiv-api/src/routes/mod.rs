@@ -19,6 +19,7 @@ pub mod events;
 pub mod finops;
 pub mod health;
 pub mod huggingface_token;
+pub mod instance_logs;
 pub mod instances;
 pub mod invitations;
 pub mod members;
@@ -101,6 +102,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(activations::router())
         .merge(deployments::router())
         .merge(instances::router())
+        .merge(instance_logs::router())
         .merge(events::router())
         .merge(api_keys::router())
         .merge(provider_credentials::router())

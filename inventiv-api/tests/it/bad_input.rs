@@ -303,6 +303,25 @@ async fn bad_path_and_query_parameters_get_a_400() {
             failures.push(format!("audit-logs?{query}: {status} {answer}"));
         }
     }
+    // The worker log: tail 0 to 1000, since an RFC 3339 instant; refused
+    // before the worker is asked (the fixture's instance has none: 409).
+    for query in [
+        "tail=-1",
+        "tail=1001",
+        "tail=99999999",
+        "tail=abc",
+        "tail=1.5",
+        "since=yesterday",
+        "since=2026-13-01T00:00:00Z",
+        "since=1733480000",
+        "surprise=1",
+    ] {
+        let path = format!("/instances/{}/logs?{query}", a.instance_id);
+        let (status, answer) = app.get(&path, Some(&a.owner.token)).await;
+        if status != 400 || answer["error"]["code"] != "INVALID_QUERY" {
+            failures.push(format!("logs?{query}: {status} {answer}"));
+        }
+    }
     // Statement months: a calendar month from 2000-01 to 2999-12, in YYYY-MM.
     for month in [
         "2026-13",

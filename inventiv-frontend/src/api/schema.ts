@@ -588,6 +588,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/instances/{instance_id}/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tail of the instance's worker log, read live from the worker. */
+        get: operations["instance_logs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/instances/{instance_id}/metrics": {
         parameters: {
             query?: never;
@@ -2076,12 +2093,29 @@ export interface components {
             status: components["schemas"]["InstanceStatus"];
             /** Format: date-time */
             terminated_at?: string | null;
+            /**
+             * @description The W3C trace id of the request whose course the instance is on (its
+             *     deployment, a reinstall, a termination), to find it in the traces;
+             *     absent when traces were off.
+             */
+            trace_id?: string | null;
             /** Format: date-time */
             updated_at: string;
             usage_reconciliation?: null | components["schemas"]["UsageReconciliation"];
             worker_agent_version?: string | null;
             worker_status?: null | components["schemas"]["WorkerStatus"];
             zone: string;
+        };
+        /** @description The tail of a worker's log. */
+        InstanceLogs: {
+            /**
+             * Format: int32
+             * @description Entries of the worker's answer left out as malformed (no valid `ts`
+             *     or `event`), or past `tail`.
+             */
+            dropped: number;
+            /** @description Oldest first. */
+            events: components["schemas"]["LogEvent"][];
         };
         /** @description An instance's recent samples and traffic. */
         InstanceMetrics: {
@@ -2168,6 +2202,28 @@ export interface components {
          * @enum {string}
          */
         KeyStatus: "active" | "inactive" | "expired" | "revoked";
+        /** @description One event of the agent's log. */
+        LogEvent: {
+            /** @description The event's other fields as one line of JSON, cut at 2000 characters. */
+            detail: string;
+            /** @description What happened, e.g. `engine_ready` (at most 128 characters). */
+            event: string;
+            level: components["schemas"]["LogLevel"];
+            /** @description Whether `detail` was cut. */
+            truncated: boolean;
+            /**
+             * Format: date-time
+             * @description When the agent recorded it.
+             */
+            ts: string;
+        };
+        /**
+         * @description How serious an event is: the agent's own `level` when it gives one,
+         *     else `error` for an event named `*_failed`, `*_invalid` or `*_refused`,
+         *     else `info`.
+         * @enum {string}
+         */
+        LogLevel: "debug" | "info" | "warning" | "error";
         /** @description Credentials for `POST /auth/login`. */
         LoginRequest: {
             /** Format: email */
@@ -4694,6 +4750,74 @@ export interface operations {
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    instance_logs: {
+        parameters: {
+            query?: {
+                /** @description The last N events: 0 to 1000, default 200. */
+                tail?: number | null;
+                /**
+                 * @description Only events after this instant (RFC 3339): follow mode passes the
+                 *     last event's `ts`.
+                 */
+                since?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description instance id */
+                instance_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InstanceLogs"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The instance has no worker to ask: not installed yet, or terminated (`NO_WORKER`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The worker could not be reached (`WORKER_UNREACHABLE`) or its answer was refused: a redirect, an error status, too large, not the log's JSON (`WORKER_BAD_ANSWER`) */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The worker did not answer within 10 s (`WORKER_TIMEOUT`) */
+            504: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7722,6 +7846,7 @@ export const driftStatusValues: ReadonlyArray<FlattenedDeepRequired<components>[
 export const instanceStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["InstanceStatus"]> = ["provisioning", "booting", "installing", "starting", "ready", "draining", "terminating", "terminated", "provisioning_failed", "startup_failed", "worker_dead", "archived"];
 export const invitationStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["InvitationStatus"]> = ["pending", "accepted", "revoked", "expired"];
 export const keyStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KeyStatus"]> = ["active", "inactive", "expired", "revoked"];
+export const logLevelValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["LogLevel"]> = ["debug", "info", "warning", "error"];
 export const orgRoleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["OrgRole"]> = ["owner", "admin", "manager", "user"];
 export const shareStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ShareStatus"]> = ["active", "paused", "revoked"];
 export const volumeStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["VolumeStatus"]> = ["attached", "deleted", "missing"];

@@ -1,13 +1,16 @@
 // One instance: its live status and progress, the actions on it, its
-// metering check, its action-log timeline (the provisioning milestones and
-// usage drift alerts) and status history.
+// metering check, its worker's log, its action-log timeline (the
+// provisioning milestones and usage drift alerts, with their request ids)
+// and status history; its trace id to find it in the traces.
 import { useQuery } from '@tanstack/react-query';
 import { Link, useNavigate, useParams } from 'react-router';
 import { ApiError } from '../api/client';
 import type { ActionLogEntry } from '../api/types';
 import { useCan } from '../auth/useMe';
+import { CopyButton } from '../components/CopyButton';
 import { Card, DateText, Empty, ErrorMessage, Loading, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
 import { allowedActions, instanceKeys, useInstance, useInstanceAction, useInstanceActions, useInstanceHistory } from './api';
+import { LogsPanel } from './LogsPanel';
 import { VolumesCard } from './VolumesCard';
 import type { Heartbeat } from './liveEvents';
 import { MetricsPanel } from './MetricsPanel';
@@ -123,12 +126,22 @@ export function InstancePage() {
               {i.worker_agent_version ?? '—'}
               {i.agent_version_mismatch ? ' (outdated)' : ''}
             </dd>
+            {i.trace_id ? (
+              <>
+                <dt>Trace</dt>
+                <dd>
+                  <code title="The trace of the request the instance is following (deployment, reinstall, termination)">{i.trace_id}</code>{' '}
+                  <CopyButton text={i.trace_id} label="Copy trace id" />
+                </dd>
+              </>
+            ) : null}
           </dl>
         </Card>
       </div>
       <UsageDriftCard reconciliation={i.usage_reconciliation} />
       <MetricsPanel instanceId={i.id} />
       <VolumesCard instanceId={i.id} status={i.status} />
+      <LogsPanel instanceId={i.id} status={i.status} />
       <Card title="Timeline">
         {actions.isPending ? <Loading /> : actions.isError ? <ErrorMessage error={actions.error} /> : <Timeline entries={actions.data} />}
       </Card>
@@ -183,7 +196,12 @@ function Timeline({ entries }: { entries: ActionLogEntry[] }) {
             <strong>{e.action_type}</strong> <StatusBadge kind="action" status={e.status} /> <span className="muted">{duration(e.duration_ms)}</span>
             <div className="muted small">
               <DateText value={e.started_at} />
-              {e.request_id ? ` · request ${e.request_id}` : ''}
+              {e.request_id ? (
+                <>
+                  {' · request '}
+                  <code>{e.request_id}</code> <CopyButton text={e.request_id} label="Copy" />
+                </>
+              ) : null}
             </div>
             {e.error_code ? (
               <div className="error small">

@@ -14,6 +14,7 @@ export const instanceKeys = {
   actions: (id: string) => ['instance', id, 'actions'] as const,
   history: (id: string) => ['instance', id, 'history'] as const,
   heartbeat: (id: string) => ['instance', id, 'heartbeat'] as const,
+  logs: (id: string, tail: number) => ['instance', id, 'logs', tail] as const,
   volumes: (id: string, status: string) => ['instance', id, 'volumes', status] as const,
 };
 

@@ -309,6 +309,7 @@ class EngineSet:
                 cfg.relay_cert_file,
                 cfg.relay_key_sha256,
                 [(cfg.engine_host, e.port) for e in self.engines],
+                agent=(_connectable(cfg.agent_host), cfg.agent_port),
             ),
         )
         error = haproxy.check_config(cfg.haproxy_bin, path)
@@ -393,3 +394,9 @@ class EngineSet:
                 {"port": e.port, "gpu_index": e.gpu_index, "ready": e.ready} for e in self.engines
             ]
         return out
+
+
+def _connectable(host: str | None) -> str:
+    """Where to connect to a server bound to `host`: a wildcard address is
+    reached on loopback."""
+    return {None: "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host or "127.0.0.1")

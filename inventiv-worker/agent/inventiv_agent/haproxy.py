@@ -2,7 +2,9 @@
 network. It terminates TLS with the node's certificate (pinned by the
 control plane), answers 401 to any request without the instance's relay key,
 and spreads requests over the engines on loopback (least connections, sticky
-on the X-Inventiv-Session header, HTTP health checks on /health). One
+on the X-Inventiv-Session header, HTTP health checks on /health). One path,
+AGENT_LOGS_PATH, goes to the agent's own ``/logs`` instead (the control
+plane's log viewer), the relay key kept for the agent to check again. One
 generated configuration, syntax-checked before it is used."""
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ SESSION_HEADER = "X-Inventiv-Session"
 # What the control plane's proxy sends; removed before the request reaches an engine.
 RELAY_KEY_HEADER = "X-Inventiv-Relay-Key"
 KEY_SHA256_OF_REQUEST = f"req.hdr({RELAY_KEY_HEADER}),sha2(256),hex,lower"
+# The agent's event log through the relay: the control plane reaches the
+# agent only this way (TLS, pinned certificate, relay key).
+AGENT_LOGS_PATH = "/agent/logs"
 REFUSAL = (
     "content-type application/json string "
     """'{"error":{"code":"relay_unauthorized","message":"missing or invalid relay key"}}'"""
@@ -27,9 +32,11 @@ def render_config(
     cert_file: str,
     key_sha256: str,
     backends: Sequence[tuple[str, int]],
+    *,
+    agent: tuple[str, int],
 ) -> str:
-    """`backends` are (host, port) of the engines, in GPU order; `key_sha256`
-    the hex SHA-256 of the relay key."""
+    """`backends` are (host, port) of the engines, in GPU order; `agent` the
+    agent's own server; `key_sha256` the hex SHA-256 of the relay key."""
     servers = "\n".join(
         f"    server engine{i} {_host(host)}:{port}" for i, (host, port) in enumerate(backends)
     )
@@ -58,8 +65,18 @@ frontend openai
     http-request set-var(txn.relay_key_sha256) str({key_sha256})
     acl relay_key_ok {KEY_SHA256_OF_REQUEST},secure_memcmp(txn.relay_key_sha256)
     http-request deny deny_status 401 {REFUSAL} unless relay_key_ok
-    http-request del-header {RELAY_KEY_HEADER}
+    # The engines never see the key; the agent checks it again (it is
+    # reachable without the relay too).
+    acl agent_logs path {AGENT_LOGS_PATH}
+    http-request del-header {RELAY_KEY_HEADER} unless agent_logs
+    use_backend agent if agent_logs
     default_backend engines
+
+backend agent
+    # Only its /logs: the path is rewritten, the query kept.
+    http-request set-path /logs
+    timeout server 30s
+    server agent {_host(agent[0])}:{agent[1]}
 
 backend engines
     # Requests without a session go to the least busy engine; a session

@@ -1,9 +1,13 @@
 """The agent's own HTTP server on agent_host:agent_port. ``/healthz`` is
 public (liveness); every other route wants ``Authorization: Bearer <worker
-token>`` (deny by default) and answers 401 JSON without it."""
+token>`` (deny by default) and answers 401 JSON without it. ``/logs`` also
+takes the instance's relay key (its SHA-256 is configured): the control
+plane reads the log through the relay (haproxy.AGENT_LOGS_PATH), which
+holds the key, never the worker token."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import socket
@@ -19,6 +23,9 @@ if TYPE_CHECKING:
     from .app import Agent
 
 PUBLIC_ROUTES = frozenset({"/healthz"})
+# Routes the control plane reaches through the relay, with the relay key.
+RELAY_KEY_ROUTES = frozenset({"/logs"})
+RELAY_KEY_HEADER = "X-Inventiv-Relay-Key"
 DEFAULT_TAIL = 200
 MAX_TAIL = 10_000
 
@@ -73,7 +80,12 @@ class _Handler(BaseHTTPRequestHandler):
             "/logs": self._logs,
             "/metrics": self._metrics,
         }.get(url.path)
-        if url.path not in PUBLIC_ROUTES and not self._authorized():
+        allowed = (
+            url.path in PUBLIC_ROUTES
+            or self._authorized()
+            or (url.path in RELAY_KEY_ROUTES and self._relay_key_ok())
+        )
+        if not allowed:
             self._json(
                 401,
                 _error("unauthorized", "missing or invalid bearer token"),
@@ -97,6 +109,12 @@ class _Handler(BaseHTTPRequestHandler):
         # compare_digest on both paths: the time does not depend on the token.
         good = hmac.compare_digest(token.strip().encode(), expected.encode())
         return scheme.lower() == "bearer" and good and bool(expected)
+
+    def _relay_key_ok(self) -> bool:
+        key = self.headers.get(RELAY_KEY_HEADER, "")
+        expected = self.server.agent.cfg.relay_key_sha256
+        digest = hashlib.sha256(key.strip().encode()).hexdigest()
+        return bool(key.strip()) and bool(expected) and hmac.compare_digest(digest, expected)
 
     # --- routes -------------------------------------------------------------------
 

@@ -52,6 +52,24 @@ def test_requests_without_the_relay_key_are_refused(exposed_agent):
     assert json.loads(body)["choices"][0]["message"]["content"]
 
 
+def test_the_agent_log_is_read_through_the_relay_with_the_key_only(exposed_agent):
+    """The control plane's log viewer: /agent/logs is the agent's /logs, for
+    the relay key; the worker token is not needed, a wrong key is refused."""
+    status, body = exposed_agent.relay("GET", "/agent/logs?tail=3")
+    assert status == 200, body
+    events = json.loads(body)["events"]
+    assert 0 < len(events) <= 3
+    assert all("ts" in e and "event" in e for e in events)
+    for key in (None, "rk_wrong"):
+        status, body = exposed_agent.relay("GET", "/agent/logs?tail=3", key=key)
+        assert status == 401, f"key {key!r}: {status}"
+        assert json.loads(body)["error"]["code"] == "relay_unauthorized"
+    # The agent itself checks the key too: reached without the relay, it
+    # takes the key (never sent in clear by the control plane) or the token.
+    assert exposed_agent.get("/logs?tail=1", token=None)[0] == 401
+    assert exposed_agent.get("/logs?tail=1")[0] == 200
+
+
 def test_streaming_goes_through_the_relay(exposed_agent):
     status, body = exposed_agent.relay(
         "POST", "/v1/chat/completions", body={**CHAT, "max_tokens": 8, "stream": True}

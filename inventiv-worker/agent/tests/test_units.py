@@ -299,8 +299,11 @@ def test_engines_may_not_bind_anything_but_loopback(tmp_path, host):
 def test_haproxy_config_is_valid(tmp_path, haproxy_bin):
     pem, _ = make_relay_cert(tmp_path)
     backends = [("127.0.0.1", 18001), ("127.0.0.1", 18002)]
-    text = haproxy.render_config("127.0.0.1", 18000, str(pem), RELAY_KEY_SHA256, backends)
+    text = haproxy.render_config(
+        "127.0.0.1", 18000, str(pem), RELAY_KEY_SHA256, backends, agent=("127.0.0.1", 18090)
+    )
     assert f"ssl crt {pem}" in text
+    assert "server agent 127.0.0.1:18090" in text
     assert RELAY_KEY_SHA256 in text
     assert "balance leastconn" in text
     assert "stick on req.hdr(X-Inventiv-Session)" in text

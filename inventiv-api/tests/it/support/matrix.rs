@@ -105,6 +105,8 @@ pub const MATRIX: &[Row] = &[
     row("GET", "/instances/{instance_id}/actions", None, MEMBERS_200, Some(HIDDEN)),
     row("GET", "/instances/{instance_id}/history", None, MEMBERS_200, Some(HIDDEN)),
     row("GET", "/instances/{instance_id}/volumes", None, MEMBERS_200, Some(HIDDEN)),
+    // The worker's log: members read it; the fixture's instance has no worker yet (409).
+    row("GET", "/instances/{instance_id}/logs", None, [401, 409, 409, 409, 409], Some(HIDDEN)),
     row("DELETE", "/instances/{instance_id}", None, [401, 202, 202, 403, 403], Some([401, 404, 404, 403, 403])),
     row("POST", "/instances/{instance_id}/reinstall", None, [401, 202, 202, 403, 403], Some([401, 404, 404, 403, 403])),
     row("PUT", "/instances/{instance_id}/archive", None, [401, 409, 409, 403, 403], Some([401, 404, 404, 403, 403])),
