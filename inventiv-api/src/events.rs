@@ -241,6 +241,8 @@ pub async fn subscribe(state: AppState, shutdown: CancellationToken) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
     use super::*;
     use tokio::sync::broadcast::error::TryRecvError;
 
