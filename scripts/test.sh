@@ -207,6 +207,29 @@ suite_compose() {
   log "docker-compose.yml is valid"
 }
 
+# The shipped Prometheus files (deploy/prometheus, Debian's prometheus
+# package): the configuration loads (with a stand-in token file), the rules
+# load, every alert has a unit test, and the unit tests pass.
+suite_observability() {
+  step "promtool: check config and rules, test rules (deploy/prometheus)"
+  command -v promtool >/dev/null || apt_install prometheus
+  local dir=$REPO_ROOT/deploy/prometheus tmp untested
+  tmp=$(mktemp -d)
+  cp -r "$dir/." "$tmp/"
+  printf 'stand-in\n' >"$tmp/secrets/metrics-token"
+  if ! promtool check config "$tmp/prometheus.yml"; then
+    rm -rf "$tmp"
+    return 1
+  fi
+  rm -rf "$tmp"
+  promtool check rules "$dir/alerts.yml"
+  untested=$(comm -23 \
+    <(sed -n 's/^ *- alert: *\([A-Za-z0-9_]*\).*/\1/p' "$dir/alerts.yml" | sort -u) \
+    <(sed -n 's/^ *alertname: *\([A-Za-z0-9_]*\).*/\1/p' "$dir/alerts_test.yml" | sort -u))
+  [[ -z $untested ]] || die "alerts without a test in alerts_test.yml: $untested"
+  (cd "$dir" && promtool test rules alerts_test.yml)
+}
+
 # The worker agent (Python, inventiv-worker/agent): ruff lint and format check,
 # then pytest against the real mock engine (built here) and HAProxy (the tests
 # apt-get it when missing). Venv in .local/venv-worker, rebuilt when
@@ -260,7 +283,7 @@ suite_schemathesis() {
 # npm tests, ...): write a `suite_NAME` function above that starts with
 # `step "..."` (and calls ensure_services if it needs PostgreSQL/Redis), then
 # add NAME here.
-SUITES=(rust_fmt rust_clippy rust_seams sqlx rust_tests make_run_smoke schemathesis compose worker_python frontend frontend_e2e)
+SUITES=(rust_fmt rust_clippy rust_seams sqlx rust_tests make_run_smoke schemathesis compose observability worker_python frontend frontend_e2e)
 # ------------------------------------------------------------------------------
 
 selected=("$@")

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::budget_levels::Level;
 use crate::proxy::budgets::{self, month_of, Target};
 use crate::state::AppState;
 
@@ -419,19 +420,46 @@ async fn mail_alerts(state: &AppState) -> anyhow::Result<()> {
 pub async fn reconcile(state: &AppState) -> anyhow::Result<()> {
     state.budgets.refresh(state).await?;
     let rows = all(&state.db).await?;
+    let mut levels = Vec::with_capacity(rows.len());
     for row in &rows {
         // One budget's failure leaves the others their round.
-        if let Err(e) = watch(state, row).await {
-            tracing::warn!(error = %e, budget_id = %row.id, "budget not watched this round");
+        match watch(state, row).await {
+            Ok(measured) => levels.extend(measured),
+            Err(e) => {
+                tracing::warn!(error = %e, budget_id = %row.id, "budget not watched this round")
+            }
         }
     }
+    state.metrics.budgets.set(levels);
     mail_alerts(state).await
 }
 
-/// Alerts and stops for one budget.
-async fn watch(state: &AppState, row: &Row) -> anyhow::Result<()> {
+/// Alerts and stops for one budget; its levels, for the metrics.
+async fn watch(state: &AppState, row: &Row) -> anyhow::Result<Vec<Level>> {
     let c = consumption(state, row).await?;
     record_alerts(state, row, &c).await?;
+    let number = |s: &str| s.parse::<f64>().unwrap_or(0.0);
+    let forecasts = [
+        ("eur", number(&c.forecast_eur)),
+        ("tokens", c.forecast_tokens as f64),
+        ("gpu_hours", c.forecast_gpu_hours),
+    ];
+    let levels = metrics(row, &c)
+        .into_iter()
+        .map(|(metric, consumed, limit)| {
+            let ahead = forecasts
+                .iter()
+                .find(|(m, _)| *m == metric)
+                .map_or(consumed, |(_, f)| *f);
+            Level {
+                organization_id: row.organization_id,
+                budget_id: row.id,
+                metric,
+                ratio: percent(consumed, limit) / 100.0,
+                forecast_ratio: percent(ahead, limit) / 100.0,
+            }
+        })
+        .collect();
     let over = row
         .monthly_gpu_hours
         .as_deref()
@@ -440,7 +468,7 @@ async fn watch(state: &AppState, row: &Row) -> anyhow::Result<()> {
     if over && row.stop_running {
         stop_instances(state, row.organization_id).await?;
     }
-    Ok(())
+    Ok(levels)
 }
 
 /// Runs the watcher until shutdown.

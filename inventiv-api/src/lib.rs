@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod browser;
+pub mod budget_levels;
 pub mod budgets;
 pub mod client_ip;
 pub mod config;

@@ -160,6 +160,8 @@ pub struct Metrics {
     pub key_cache_misses: Counter,
     /// From handing a usage record to the journal to its being durable.
     pub usage_write: Histogram,
+    /// The budgets' levels of the watcher's last round.
+    pub budgets: crate::budget_levels::Levels,
 }
 
 impl Default for Metrics {
@@ -171,6 +173,7 @@ impl Default for Metrics {
             key_cache_hits: Counter::new(),
             key_cache_misses: Counter::new(),
             usage_write: Histogram::new(LATENCY_BUCKETS),
+            budgets: crate::budget_levels::Levels::default(),
         }
     }
 }
@@ -262,6 +265,7 @@ impl Metrics {
             "Time from a /v1 answer's end to its usage record being durable (the journal's sync).",
         );
         t.histogram("inventiv_usage_write_seconds", &[], &self.usage_write);
+        self.budgets.render(t);
     }
 }
 

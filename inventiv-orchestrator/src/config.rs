@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use inventiv_common::secrets;
 use inventiv_store::crypto::{Keyring, DEV_KEY};
+use secrecy::SecretString;
 
 /// Everything the orchestrator needs to know.
 #[derive(Debug, Clone)]
@@ -16,6 +17,9 @@ pub struct Config {
     pub addr: SocketAddr,
     /// `/metrics`, on a listener of its own (loopback by default).
     pub metrics_addr: SocketAddr,
+    /// Bearer token `/metrics` requires when set (`INVENTIV_METRICS_TOKEN`,
+    /// the API's too).
+    pub metrics_token: Option<SecretString>,
     pub database_url: String,
     pub redis_url: String,
     pub redis_prefix: String,
@@ -150,6 +154,7 @@ impl Config {
         Ok(Config {
             addr,
             metrics_addr,
+            metrics_token: secret("INVENTIV_METRICS_TOKEN")?.map(SecretString::from),
             database_url: secret("DATABASE_URL")?
                 .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is required (make run sets it up)"))?,
             redis_url: secret("REDIS_URL")?

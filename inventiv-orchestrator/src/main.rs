@@ -63,7 +63,12 @@ async fn run() -> anyhow::Result<()> {
             .with_graceful_shutdown(stop.cancelled_owned())
             .await
     });
-    let metrics = scrape::router(db.clone(), redis.clone(), running.clone());
+    let metrics = scrape::router(
+        db.clone(),
+        redis.clone(),
+        running.clone(),
+        config.metrics_token.clone(),
+    );
     let stop = shutdown.clone();
     let metrics_server = tokio::spawn(async move {
         axum::serve(metrics_listener, metrics)

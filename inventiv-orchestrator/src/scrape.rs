@@ -2,17 +2,22 @@
 //! (`INVENTIV_ORCHESTRATOR_METRICS_ADDR`, loopback by default), never on
 //! the probes' port: the counters of [`crate::metrics`] with the gauges read
 //! now (instances by status, the outbox, the command stream's pending
-//! entries and lag).
+//! entries and lag). Protected by `INVENTIV_METRICS_TOKEN` (bearer) when
+//! it is set, as the API's metrics listener is.
 
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use inventiv_common::messages::COMMAND_GROUP;
 use inventiv_common::metrics::CONTENT_TYPE;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
+use subtle::ConstantTimeEq;
 
 use crate::context::Orchestrator;
 use crate::metrics::{Gauges, Metrics};
@@ -22,10 +27,11 @@ struct Scrape {
     db: PgPool,
     redis: redis::aio::ConnectionManager,
     orchestrator: Arc<OnceLock<Arc<Orchestrator>>>,
+    token: Option<Arc<SecretString>>,
 }
 
 /// The metrics listener's application: `/metrics` only (what the running
-/// orchestrator counted, once it runs).
+/// orchestrator counted, once it runs), behind `token` when there is one.
 #[expect(
     clippy::disallowed_methods,
     reason = "an operators' listener, not an API route"
@@ -34,6 +40,7 @@ pub fn router(
     db: PgPool,
     redis: redis::aio::ConnectionManager,
     orchestrator: Arc<OnceLock<Arc<Orchestrator>>>,
+    token: Option<SecretString>,
 ) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
@@ -42,10 +49,32 @@ pub fn router(
             db,
             redis,
             orchestrator,
+            token: token.map(Arc::new),
         })
 }
 
-async fn metrics(State(s): State<Scrape>) -> Response {
+/// Whether the request carries the bearer token (always, without one).
+fn authorized(expected: Option<&SecretString>, headers: &HeaderMap) -> bool {
+    let Some(expected) = expected else {
+        return true;
+    };
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes()))
+}
+
+async fn metrics(State(s): State<Scrape>, headers: HeaderMap) -> Response {
+    if !authorized(s.token.as_deref(), &headers) {
+        let body = serde_json::json!({ "error": {
+            "code": "UNAUTHENTICATED",
+            "message": "a valid bearer token is required",
+            "request_id": null,
+        } });
+        return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    }
     let by_status: Vec<(String, i64)> = sqlx::query!(
         r#"SELECT status, count(*) AS "count!" FROM instances GROUP BY status ORDER BY status"#
     )

@@ -1,5 +1,5 @@
-//! `GET /metrics`: Prometheus text for operators — instances by status,
-//! commands waiting for the orchestrator, SSE clients and the usage
+//! `GET /metrics`: Prometheus text for operators — instances by status
+//! and the age of the oldest in each status, commands waiting for the orchestrator, SSE clients and the usage
 //! journal's backlog of this replica, usage drift per instance, and what
 //! the replica counts (`crate::metrics`: HTTP, `/v1`, SSE, keys) —
 //! served on its own listener (`INVENTIV_METRICS_ADDR`, loopback by
@@ -44,7 +44,9 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
         }
     }
     let by_status = sqlx::query!(
-        r#"SELECT status, count(*) AS "count!" FROM instances GROUP BY status ORDER BY status"#
+        r#"SELECT status, count(*) AS "count!",
+                  EXTRACT(EPOCH FROM now() - min(status_changed_at))::float8 AS "oldest!"
+             FROM instances GROUP BY status ORDER BY status"#
     )
     .fetch_all(&state.db)
     .await?;
@@ -71,8 +73,17 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
         Kind::Gauge,
         "Instances by lifecycle status.",
     );
-    for row in by_status {
+    for row in &by_status {
         t.sample("inventiv_instances", &[("status", &row.status)], row.count);
+    }
+    let oldest = "inventiv_instances_oldest_in_status_seconds";
+    t.family(
+        oldest,
+        Kind::Gauge,
+        "Seconds since the instance longest in a status entered it, by status (an instance stuck in provisioning, installing, ...).",
+    );
+    for row in &by_status {
+        t.sample(oldest, &[("status", &row.status)], row.oldest.max(0.0));
     }
     t.single(
         "inventiv_commands_pending",

@@ -257,6 +257,7 @@ impl Stack {
         let config = Config {
             addr: "127.0.0.1:0".parse().unwrap(),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_token: None,
             database_url: self.db_url.clone(),
             redis_url: self.redis_url.clone(),
             redis_prefix: self.prefix.clone(),
