@@ -33,23 +33,40 @@ pub fn read_failed(e: &reqwest::Error) -> OpenAiError {
     }
 }
 
+/// Why a bounded read gave up.
+pub enum ReadError {
+    /// The answer is (or declares itself) larger than the limit.
+    TooLarge,
+    /// The body broke or stopped within the client's timeout.
+    Failed(reqwest::Error),
+}
+
 /// The whole body of `response`, refused past `max` bytes (by its declared
-/// length at once, else as soon as the bytes read pass it).
-pub async fn read(mut response: reqwest::Response, max: usize) -> Result<Bytes, OpenAiError> {
+/// length at once, else as soon as the bytes read pass it): for any answer
+/// of a worker, whose size it sets.
+pub async fn read_at_most(mut response: reqwest::Response, max: usize) -> Result<Bytes, ReadError> {
     let declared = response
         .content_length()
         .and_then(|n| usize::try_from(n).ok());
     if declared.is_some_and(|n| n > max) {
-        return Err(answer_too_large(max));
+        return Err(ReadError::TooLarge);
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(8192).min(max));
-    while let Some(chunk) = response.chunk().await.map_err(|e| read_failed(&e))? {
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Failed)? {
         if body.len() + chunk.len() > max {
-            return Err(answer_too_large(max));
+            return Err(ReadError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// [`read_at_most`] with the `/v1` errors.
+pub async fn read(response: reqwest::Response, max: usize) -> Result<Bytes, OpenAiError> {
+    read_at_most(response, max).await.map_err(|e| match e {
+        ReadError::TooLarge => answer_too_large(max),
+        ReadError::Failed(e) => read_failed(&e),
+    })
 }
 
 /// The SSE error event that ends a stream whose worker sent an event

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use bytes::BytesMut;
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use inventiv_common::{Action, InstanceStatus, OrgId};
 use inventiv_store::relay::{self, StoredRelay};
@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
+use crate::proxy::bounded::{read_at_most, ReadError};
 use crate::state::AppState;
 
 /// The most events one read returns.
@@ -205,8 +206,8 @@ fn bad_answer(message: impl Into<String>) -> ApiError {
 
 /// The worker's whole answer, refused unless a 200 of at most
 /// [`MAX_ANSWER_BYTES`].
-async fn fetch(request: reqwest::RequestBuilder) -> ApiResult<BytesMut> {
-    let mut response = request.send().await.map_err(|e| unreachable(&e))?;
+async fn fetch(request: reqwest::RequestBuilder) -> ApiResult<Bytes> {
+    let response = request.send().await.map_err(|e| unreachable(&e))?;
     let status = response.status();
     if status.is_redirection() {
         return Err(bad_answer(format!(
@@ -216,25 +217,14 @@ async fn fetch(request: reqwest::RequestBuilder) -> ApiResult<BytesMut> {
     if status != reqwest::StatusCode::OK {
         return Err(bad_answer(format!("the worker answered {status}")));
     }
-    let too_large = || {
-        bad_answer(format!(
-            "the worker's answer is larger than {MAX_ANSWER_BYTES} bytes"
-        ))
-    };
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
-    {
-        return Err(too_large());
-    }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(&e))? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    read_at_most(response, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => bad_answer(format!(
+                "the worker's answer is larger than {MAX_ANSWER_BYTES} bytes"
+            )),
+            ReadError::Failed(e) => unreachable(&e),
+        })
 }
 
 /// The agent's `{"events": [...]}`, each event checked and cut, the last
