@@ -141,15 +141,17 @@ start_make_run() {
   log "make run #$RUN_NO (API $API_ADDR, orchestrator $ORCH_ADDR, state $STATE)"
   # As in a terminal: make leads its own process group (setsid), so that one
   # SIGINT reaches it and all its children, and SIGINT has its default
-  # disposition. Without the `trap -`, bash would start this background job
-  # with SIGINT ignored, make and run.sh would inherit that, and run.sh's
-  # Ctrl-C trap would silently never fire.
+  # disposition. Without that, bash would start this background job with
+  # SIGINT ignored, make and run.sh would inherit that, and run.sh's Ctrl-C
+  # trap would silently never fire. `trap -` is not enough: when this script
+  # itself was started with SIGINT ignored (e.g. `nohup make test &`), bash
+  # cannot reset it, so `env --default-signal` does.
   (
     trap - INT QUIT
     INVENTIV_API_ADDR=$API_ADDR INVENTIV_ORCHESTRATOR_ADDR=$ORCH_ADDR INVENTIV_METRICS_ADDR=$METRICS_ADDR \
       INVENTIV_ORCHESTRATOR_METRICS_ADDR=$ORCH_METRICS_ADDR \
       INVENTIV_MOCK_FIRST_ADDRESS=$MOCK_FIRST_ADDRESS \
-      exec setsid make run </dev/null >"$RUN_OUT" 2>&1
+      exec env --default-signal=INT,QUIT setsid make run </dev/null >"$RUN_OUT" 2>&1
   ) &
   MAKE_PID=$!
   # setsid runs make in place (we are not a group leader), so make's pid is
