@@ -180,7 +180,7 @@ suite_make_run_smoke() {
 }
 
 suite_compose() {
-  step "docker-compose -f docker-compose.yml config -q"
+  step "docker-compose -f docker-compose.yml [--profile observability] config -q"
   local dc=()
   if command -v docker-compose >/dev/null; then
     dc=(docker-compose)
@@ -199,12 +199,14 @@ suite_compose() {
   # An empty env file: validate the defaults, not a developer's .env.
   local empty
   empty=$(mktemp)
-  if ! "${dc[@]}" --env-file "$empty" -f docker-compose.yml config -q; then
+  # Then with the optional `observability` profile (Prometheus, Grafana).
+  if ! "${dc[@]}" --env-file "$empty" -f docker-compose.yml config -q ||
+    ! "${dc[@]}" --env-file "$empty" -f docker-compose.yml --profile observability config -q; then
     rm -f "$empty"
     return 1
   fi
   rm -f "$empty"
-  log "docker-compose.yml is valid"
+  log "docker-compose.yml is valid, with and without the observability profile"
 }
 
 # The shipped Prometheus files (deploy/prometheus, Debian's prometheus
