@@ -180,7 +180,7 @@ suite_make_run_smoke() {
 }
 
 suite_compose() {
-  step "docker-compose -f docker-compose.yml config -q"
+  step "docker-compose -f docker-compose.yml [--profile observability] config -q"
   local dc=()
   if command -v docker-compose >/dev/null; then
     dc=(docker-compose)
@@ -199,17 +199,21 @@ suite_compose() {
   # An empty env file: validate the defaults, not a developer's .env.
   local empty
   empty=$(mktemp)
-  if ! "${dc[@]}" --env-file "$empty" -f docker-compose.yml config -q; then
+  # Then with the optional `observability` profile (Prometheus, Grafana).
+  if ! "${dc[@]}" --env-file "$empty" -f docker-compose.yml config -q ||
+    ! "${dc[@]}" --env-file "$empty" -f docker-compose.yml --profile observability config -q; then
     rm -f "$empty"
     return 1
   fi
   rm -f "$empty"
-  log "docker-compose.yml is valid"
+  log "docker-compose.yml is valid, with and without the observability profile"
 }
 
 # The shipped Prometheus files (deploy/prometheus, Debian's prometheus
 # package): the configuration loads (with a stand-in token file), the rules
-# load, every alert has a unit test, and the unit tests pass.
+# load, every alert has a unit test, and the unit tests pass. Then the
+# Grafana dashboards (deploy/grafana): scripts/check-dashboards.py, their
+# expressions parsed by promtool, and a broken copy that must be refused.
 suite_observability() {
   step "promtool: check config and rules, test rules (deploy/prometheus)"
   command -v promtool >/dev/null || apt_install prometheus
@@ -228,6 +232,29 @@ suite_observability() {
     <(sed -n 's/^ *alertname: *\([A-Za-z0-9_]*\).*/\1/p' "$dir/alerts_test.yml" | sort -u))
   [[ -z $untested ]] || die "alerts without a test in alerts_test.yml: $untested"
   (cd "$dir" && promtool test rules alerts_test.yml)
+
+  step "Grafana dashboards: JSON, uids, data source, every series exists, PromQL parses (scripts/check-dashboards.py)"
+  local boards=$REPO_ROOT/deploy/grafana/dashboards rc=0
+  tmp=$(mktemp -d)
+  python3 "$REPO_ROOT/scripts/check-dashboards.py" --rules-out "$tmp/expressions.yml" &&
+    promtool check rules "$tmp/expressions.yml" || rc=$?
+  if ((rc == 0)); then
+    # The check can fail: a copy of the dashboards naming a series nothing
+    # writes is refused, and the series is named.
+    mkdir "$tmp/broken"
+    cp "$boards"/*.json "$tmp/broken/"
+    sed -i 's/inventiv_v1_retries_total/inventiv_v1_retry_total/' "$tmp/broken/inventiv-data-plane.json"
+    if python3 "$REPO_ROOT/scripts/check-dashboards.py" --dashboards "$tmp/broken" 2>"$tmp/err"; then
+      log "check-dashboards.py accepted a panel naming inventiv_v1_retry_total"
+      rc=1
+    elif ! grep -q "unknown metric 'inventiv_v1_retry_total'" "$tmp/err"; then
+      cat "$tmp/err" >&2
+      log "check-dashboards.py failed without naming inventiv_v1_retry_total"
+      rc=1
+    fi
+  fi
+  rm -rf "$tmp"
+  return "$rc"
 }
 
 # The worker agent (Python, inventiv-worker/agent): ruff lint and format check,

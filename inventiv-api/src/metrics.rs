@@ -162,6 +162,8 @@ pub struct Metrics {
     pub usage_write: Histogram,
     /// The budgets' levels of the watcher's last round.
     pub budgets: crate::budget_levels::Levels,
+    /// Each organization's cost of the month, from the cost job's last pass.
+    pub costs: crate::finops::month_costs::MonthCosts,
 }
 
 impl Default for Metrics {
@@ -174,6 +176,7 @@ impl Default for Metrics {
             key_cache_misses: Counter::new(),
             usage_write: Histogram::new(LATENCY_BUCKETS),
             budgets: crate::budget_levels::Levels::default(),
+            costs: crate::finops::month_costs::MonthCosts::default(),
         }
     }
 }
@@ -200,7 +203,7 @@ impl Metrics {
         out
     }
 
-    /// Renders the HTTP, SSE, key cache and usage write families.
+    /// Renders the HTTP, SSE, key cache, usage write, budget and cost families.
     pub fn render(&self, t: &mut Text) {
         let routes: Vec<(Box<str>, Arc<RouteSeries>)> = self
             .http
@@ -266,6 +269,7 @@ impl Metrics {
         );
         t.histogram("inventiv_usage_write_seconds", &[], &self.usage_write);
         self.budgets.render(t);
+        self.costs.render(t);
     }
 }
 

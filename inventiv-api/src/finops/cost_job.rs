@@ -11,7 +11,9 @@
 //! (instance, minute) key makes any re-run harmless, and a job that was
 //! down catches up from the watermarks without a gap. The clock is a
 //! parameter so tests drive it. After each pass the adjustment reconcilers
-//! run (`finops::adjustments`): late end times and late records.
+//! run (`finops::adjustments`): late end times and late records; then every
+//! replica measures the organizations' costs of the month for its metrics
+//! (`finops::month_costs`).
 
 use std::time::Duration;
 
@@ -116,6 +118,9 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::info!(adjustments = n, "statement adjustments recorded"),
             Err(e) => tracing::warn!(error = %e, "statement adjustments failed; will retry"),
+        }
+        if let Err(e) = state.metrics.costs.refresh(&state.db, Utc::now()).await {
+            tracing::warn!(error = %e, "month costs not measured; will retry");
         }
     }
 }

@@ -1,11 +1,13 @@
 //! FinOps: the cost job that turns instance running time into per-minute
-//! cost buckets, monthly statements and their adjustments, and the
+//! cost buckets, monthly statements and their adjustments, each
+//! organization's cost of the month as a gauge, and the
 //! exact-money helpers the FinOps routes share, and the one CSV writer of
 //! the API's exports (FinOps, statements, usage).
 //! Money is Postgres `numeric` end to end and travels as decimal strings.
 
 pub mod adjustments;
 pub mod cost_job;
+pub mod month_costs;
 pub mod statement;
 
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};

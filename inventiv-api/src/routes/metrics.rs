@@ -1,7 +1,8 @@
 //! `GET /metrics`: Prometheus text for operators — instances by status
 //! and the age of the oldest in each status, commands waiting for the orchestrator, SSE clients and the usage
 //! journal's backlog of this replica, usage drift per instance, and what
-//! the replica counts (`crate::metrics`: HTTP, `/v1`, SSE, keys) —
+//! the replica counts (`crate::metrics`: HTTP, `/v1`, SSE, keys, budget
+//! levels, the organizations' costs of the month) —
 //! served on its own listener (`INVENTIV_METRICS_ADDR`, loopback by
 //! default), never on the public API port. Protected by
 //! `INVENTIV_METRICS_TOKEN` (bearer) when it is set.

@@ -32,6 +32,7 @@ mod instance_volumes;
 mod invitations;
 mod metering_crash;
 mod metering_journal;
+mod month_costs;
 mod openai_sdk;
 mod openapi_document;
 mod openapi_errors;
