@@ -82,7 +82,7 @@ impl Baseline {
     ) -> (Vec<ModelLoad>, Baseline) {
         let mut in_flight: HashMap<(Uuid, &str), u64> = HashMap::new();
         for (s, _, n) in outstanding {
-            *in_flight.entry((s.organization_id, &s.model)).or_default() += u64::from(*n);
+            *in_flight.entry((s.organization_id, &*s.model)).or_default() += u64::from(*n);
         }
         let mut next = HashMap::with_capacity(series.len());
         let mut loads = Vec::new();
@@ -136,8 +136,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             interval_ms: u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
             models,
         };
-        match tokio::time::timeout(every.max(Duration::from_secs(1)), publish(&state, &snapshot))
-            .await
+        match tokio::time::timeout(
+            every.max(Duration::from_secs(1)),
+            publish(&state, &snapshot),
+        )
+        .await
         {
             Ok(Ok(())) => {
                 state.metrics.signals_published.inc();
@@ -228,12 +231,20 @@ mod tests {
         sa.serving.completed.inc();
         sa.serving.tokens.add(7);
         sa.serving.ttft.observe(Duration::from_millis(250));
-        let outstanding = [(sa.clone(), Uuid::new_v4(), 2), (sa.clone(), Uuid::new_v4(), 1)];
+        let outstanding = [
+            (sa.clone(), Uuid::new_v4(), 2),
+            (sa.clone(), Uuid::new_v4(), 1),
+        ];
         let (loads, next) = Baseline::default().loads(&all, &outstanding);
         assert_eq!(loads.len(), 1, "{loads:?}");
         let load = &loads[0];
         assert_eq!(
-            (load.organization_id, load.outstanding, load.completed, load.tokens),
+            (
+                load.organization_id,
+                load.outstanding,
+                load.completed,
+                load.tokens
+            ),
             (a, 3, 1, 7)
         );
         assert_eq!(load.ttft.iter().sum::<u64>(), 1);
@@ -250,7 +261,11 @@ mod tests {
         let by_org: HashMap<Uuid, &ModelLoad> =
             loads.iter().map(|l| (l.organization_id, l)).collect();
         assert_eq!(
-            (by_org[&a].completed, by_org[&a].tokens, by_org[&a].outstanding),
+            (
+                by_org[&a].completed,
+                by_org[&a].tokens,
+                by_org[&a].outstanding
+            ),
             (1, 0, 0)
         );
         assert_eq!(by_org[&a].ttft.iter().sum::<u64>(), 0);

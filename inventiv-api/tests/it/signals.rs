@@ -71,7 +71,8 @@ impl Watch {
     /// Whether the latest snapshot seen has no model at all.
     fn latest_idle(&self) -> bool {
         let seen = self.seen.lock().unwrap();
-        seen.last_key_value().is_some_and(|(_, s)| s.models.is_empty())
+        seen.last_key_value()
+            .is_some_and(|(_, s)| s.models.is_empty())
     }
 
     /// The sum of every snapshot seen of (`org`, mock/model).
@@ -106,7 +107,11 @@ async fn a_replica_publishes_its_load_per_owner_and_model() {
 
     // Its headers are in: the stream is in flight until its body is read.
     let stream = app
-        .post_response("/v1/chat/completions", &a.api_key, &chat("mock/model", true))
+        .post_response(
+            "/v1/chat/completions",
+            &a.api_key,
+            &chat("mock/model", true),
+        )
         .await;
     let load = eventually("the stream in flight", Duration::from_secs(10), || async {
         watch.latest(a.id).filter(|m| m.outstanding == 1)
@@ -116,7 +121,11 @@ async fn a_replica_publishes_its_load_per_owner_and_model() {
     let text = stream.text().await.unwrap();
     assert!(text.contains("[DONE]"), "{text}");
     let (status, answer) = app
-        .post("/v1/chat/completions", Some(&a.api_key), chat("mock/model", false))
+        .post(
+            "/v1/chat/completions",
+            Some(&a.api_key),
+            chat("mock/model", false),
+        )
         .await;
     assert_eq!(status, 200, "{answer}");
 
@@ -125,7 +134,11 @@ async fn a_replica_publishes_its_load_per_owner_and_model() {
         (t.completed == 2).then_some(t)
     })
     .await;
-    assert_eq!(total.ttft.iter().sum::<u64>(), 1, "one stream, one first token");
+    assert_eq!(
+        total.ttft.iter().sum::<u64>(),
+        1,
+        "one stream, one first token"
+    );
     assert!(total.tokens >= 20, "{total:?}");
     assert_eq!(total.refused, 0);
     // Once done, nothing in flight: the idle model leaves the snapshot.
@@ -178,21 +191,34 @@ async fn a_shared_model_counts_for_its_provider_and_refusals_count_too() {
 
     let address = format!("{}/mock/model", provider.slug);
     let (status, answer) = app
-        .post("/v1/chat/completions", Some(&consumer.api_key), chat(&address, false))
+        .post(
+            "/v1/chat/completions",
+            Some(&consumer.api_key),
+            chat(&address, false),
+        )
         .await;
     assert_eq!(status, 200, "{answer}");
     // An instance that is not ready yet: its model refuses, for no capacity.
     let (status, answer) = app
-        .post("/v1/chat/completions", Some(&cold.api_key), chat("mock/model", false))
+        .post(
+            "/v1/chat/completions",
+            Some(&cold.api_key),
+            chat("mock/model", false),
+        )
         .await;
     assert_eq!(status, 503, "{answer}");
 
-    let (provider_load, cold_load) = eventually("both counted", Duration::from_secs(10), || async {
-        let (p, c) = (watch.total(provider.id), watch.total(cold.id));
-        (p.completed == 1 && c.refused == 1).then_some((p, c))
-    })
-    .await;
+    let (provider_load, cold_load) =
+        eventually("both counted", Duration::from_secs(10), || async {
+            let (p, c) = (watch.total(provider.id), watch.total(cold.id));
+            (p.completed == 1 && c.refused == 1).then_some((p, c))
+        })
+        .await;
     assert!(provider_load.tokens > 0);
     assert_eq!(cold_load.completed, 0);
-    assert_eq!(watch.total(consumer.id), ModelLoad::default(), "the caller carries no load");
+    assert_eq!(
+        watch.total(consumer.id),
+        ModelLoad::default(),
+        "the caller carries no load"
+    );
 }

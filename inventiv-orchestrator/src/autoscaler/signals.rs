@@ -227,7 +227,11 @@ mod tests {
         let mut reader = Reader::default();
         let first = [
             snapshot("r1", 1, vec![load(a, 3, 2, vec![1, 0, 1])]),
-            snapshot("r2", 1, vec![load(a, 4, 1, vec![0, 2]), load(b, 1, 0, vec![])]),
+            snapshot(
+                "r2",
+                1,
+                vec![load(a, 4, 1, vec![0, 2]), load(b, 1, 0, vec![])],
+            ),
         ];
         let c = reader.combine(Utc::now(), &first);
         assert_eq!(c.replicas, 2);
@@ -261,7 +265,10 @@ mod tests {
         }
         let s = h.samples();
         // The one at the window's edge (t0+19 ≤ 29-10) stays.
-        assert_eq!(s.first().map(|x| x.at), Some(t0 + chrono::Duration::seconds(19)));
+        assert_eq!(
+            s.first().map(|x| x.at),
+            Some(t0 + chrono::Duration::seconds(19))
+        );
         assert_eq!(s.len(), 11);
         // An out-of-order sample is dropped.
         h.push(Sample {

@@ -35,7 +35,10 @@ async fn until_held(
         if lease.hold(conn).await.unwrap() {
             return Instant::now();
         }
-        assert!(Instant::now() < deadline, "the lease was not taken within {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the lease was not taken within {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -151,7 +154,10 @@ async fn live_replicas_snapshots_are_read_and_combined() {
     let combined = reader.read(&mut conn, &prefix).await.unwrap();
     assert_eq!(combined.replicas, 2);
     let load = combined.load(uuid::Uuid::nil(), "mock/model");
-    assert_eq!((load.outstanding, load.completed, load.ttft), (7, 3, vec![3]));
+    assert_eq!(
+        (load.outstanding, load.completed, load.ttft),
+        (7, 3, vec![3])
+    );
 
     // Read again before anyone published: in flight still, counted once.
     let again = reader.read(&mut conn, &prefix).await.unwrap();

@@ -87,11 +87,13 @@ impl Policy {
     }
 
     fn outstanding_target(&self) -> Option<f64> {
-        self.target_outstanding.filter(|t| t.is_finite() && *t > 0.0)
+        self.target_outstanding
+            .filter(|t| t.is_finite() && *t > 0.0)
     }
 
     fn ttft_target(&self) -> Option<f64> {
-        self.target_ttft_p95_ms.filter(|t| t.is_finite() && *t > 0.0)
+        self.target_ttft_p95_ms
+            .filter(|t| t.is_finite() && *t > 0.0)
     }
 }
 
@@ -370,10 +372,7 @@ fn scale_down(
         let bar = DOWN_RATIO * target;
         match ttft_p95_ms(w) {
             Some(p95) if p95 >= bar => {
-                return Decision::keep(
-                    current,
-                    format!("TTFT p95 {p95:.0} ms ≥ {} ms", num(bar)),
-                );
+                return Decision::keep(current, format!("TTFT p95 {p95:.0} ms ≥ {} ms", num(bar)));
             }
             Some(p95) => why.push(format!(
                 "TTFT p95 {p95:.0} ms < {} ms for {secs} s",

@@ -2,8 +2,6 @@
 //! zero, the windows, the cooldown, the budget cap, each target alone and
 //! both, idle to zero, and no flapping anywhere near a boundary.
 
-use std::time::Duration;
-
 use chrono::{DateTime, TimeZone, Utc};
 use inventiv_common::signals::TTFT_BUCKETS;
 
@@ -83,9 +81,15 @@ fn the_bounds_come_first() {
     let p = load_policy(1, 3, 4.0);
     let idle = steady(1000, Load::default());
     let d = decide_now(&p, ready(5), &idle);
-    assert_eq!((d.to, d.reason.as_str()), (3, "above the maximum of 3: 5 → 3"));
+    assert_eq!(
+        (d.to, d.reason.as_str()),
+        (3, "above the maximum of 3: 5 → 3")
+    );
     let d = decide_now(&load_policy(2, 3, 4.0), ready(0), &[]);
-    assert_eq!((d.to, d.reason.as_str()), (2, "below the minimum of 2: 0 → 2"));
+    assert_eq!(
+        (d.to, d.reason.as_str()),
+        (2, "below the minimum of 2: 0 → 2")
+    );
     // A maximum below the minimum counts as the minimum.
     let d = decide_now(&load_policy(2, 1, 4.0), ready(2), &idle);
     assert!(!d.scales(), "{d:?}");
@@ -97,7 +101,11 @@ fn the_bounds_come_first() {
     let d = decide_now(&capped, ready(1), &idle);
     assert_eq!(
         (d.to, d.capped, d.reason.as_str()),
-        (1, true, "budget cap reached: stays at 1 (below the minimum of 2)")
+        (
+            1,
+            true,
+            "budget cap reached: stays at 1 (below the minimum of 2)"
+        )
     );
     // Draining replicas are leaving: they do not count.
     let d = decide_now(
@@ -161,10 +169,7 @@ fn load_over_target_for_the_whole_window_scales_up_by_what_is_needed() {
     let p = load_policy(1, 10, 4.0);
     // 19 outstanding on 2 replicas: 9.5 each; 5 replicas bring it under 4.
     let d = decide_now(&p, ready(2), &steady(30, busy(19)));
-    assert_eq!(
-        d.reason,
-        "outstanding 9.5 per replica > 4 for 30 s: 2 → 5"
-    );
+    assert_eq!(d.reason, "outstanding 9.5 per replica > 4 for 30 s: 2 → 5");
     // Exceeded for 20 s only: nothing yet.
     let mut history = steady(60, busy(2));
     for s in history.iter_mut().filter(|s| s.at > t(NOW - 20)) {
@@ -216,10 +221,7 @@ fn starting_replicas_count_so_a_step_is_not_taken_twice() {
         draining: 0,
     };
     let d = decide(&p, starting, &history, Some(t(NOW - 5)), t(NOW));
-    assert_eq!(
-        (d.to, d.reason.as_str()),
-        (5, "3 starting: stays at 5")
-    );
+    assert_eq!((d.to, d.reason.as_str()), (5, "3 starting: stays at 5"));
 }
 
 #[test]
@@ -364,7 +366,13 @@ fn idle_goes_to_zero_only_when_the_minimum_is_zero() {
     let d = decide_now(&load_policy(1, 3, 4.0), ready(1), &idle);
     assert!(!d.scales(), "{d:?}");
     // One request, or one refusal, in the idle window: not idle.
-    for load in [busy(0), Load { refused: 1, ..Load::default() }] {
+    for load in [
+        busy(0),
+        Load {
+            refused: 1,
+            ..Load::default()
+        },
+    ] {
         let mut history = idle.clone();
         history[500].load = load;
         assert_ne!(decide_now(&p, ready(1), &history).to, 0);
