@@ -96,7 +96,9 @@ impl Lease {
         self.valid_until = ours.then(|| asked + self.duration.mul_f64(0.9));
         match (was, ours) {
             (false, true) => tracing::info!(key = %self.key, "lease taken"),
-            (true, false) => tracing::warn!(key = %self.key, "lease lost to another holder"),
+            (true, false) => {
+                tracing::warn!(key = %self.key, "lease lost (it expired, or another holder has it)")
+            }
             _ => {}
         }
         Ok(self.held())
