@@ -77,6 +77,8 @@ pub struct Config {
     pub sample_prune_interval: Duration,
     /// How often each replica writes the heartbeats it accepted.
     pub heartbeat_flush: Duration,
+    /// How often each replica publishes its load for the autoscaler.
+    pub signals_interval: Duration,
     /// How often the cost job runs in this replica; None: not here.
     pub cost_job_interval: Option<Duration>,
     /// Reconciling the proxy's metering with the engines' token counters.
@@ -401,6 +403,10 @@ impl Config {
             ),
             sample_prune_interval: secs("INVENTIV_SAMPLE_PRUNE_INTERVAL_SECS", 600)?
                 .max(Duration::from_secs(1)),
+            signals_interval: Duration::from_millis(
+                env.parse("INVENTIV_SIGNALS_INTERVAL_MS", 1000u64)?
+                    .clamp(100, 10_000),
+            ),
             heartbeat_flush: Duration::from_millis(
                 env.parse("INVENTIV_HEARTBEAT_FLUSH_MS", 1000u64)?
                     .clamp(10, 5000),

@@ -1,7 +1,8 @@
 //! What this API replica counts for Prometheus (rendered by
 //! `routes::metrics` on the metrics listener): HTTP requests per route
 //! template, the `/v1` series per (organization, model), SSE events, API
-//! key cache lookups and usage write latency. Label values are bounded:
+//! key cache lookups, usage write latency and the autoscaler's signals
+//! published. Label values are bounded:
 //! route templates, methods, status classes, error kinds from a fixed
 //! list, and organization and model ids that routing knows (never request
 //! ids, users or a model name a caller made up).
@@ -90,6 +91,10 @@ pub struct ModelSeries {
     pub retries: Counter,
     /// Workers taken out of rotation after repeated failures.
     pub ejections: Counter,
+    /// What this organization's own workers of the model served, whoever
+    /// called (a shared model's load counts on its provider's series): the
+    /// autoscaler's signals ([`crate::proxy::signals`]).
+    pub serving: crate::proxy::signals::Serving,
 }
 
 impl ModelSeries {
@@ -107,6 +112,7 @@ impl ModelSeries {
             cached_tokens: Counter::new(),
             retries: Counter::new(),
             ejections: Counter::new(),
+            serving: crate::proxy::signals::Serving::default(),
         }
     }
 }
@@ -164,6 +170,9 @@ pub struct Metrics {
     pub budgets: crate::budget_levels::Levels,
     /// Each organization's cost of the month, from the cost job's last pass.
     pub costs: crate::finops::month_costs::MonthCosts,
+    /// Load snapshots published for the autoscaler, and those that failed.
+    pub signals_published: Counter,
+    pub signals_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -177,6 +186,8 @@ impl Default for Metrics {
             usage_write: Histogram::new(LATENCY_BUCKETS),
             budgets: crate::budget_levels::Levels::default(),
             costs: crate::finops::month_costs::MonthCosts::default(),
+            signals_published: Counter::new(),
+            signals_failures: Counter::new(),
         }
     }
 }
@@ -268,6 +279,18 @@ impl Metrics {
             "Time from a /v1 answer's end to its usage record being durable (the journal's sync).",
         );
         t.histogram("inventiv_usage_write_seconds", &[], &self.usage_write);
+        t.single(
+            "inventiv_signals_published_total",
+            Kind::Counter,
+            "Load snapshots this replica published to Redis for the autoscaler.",
+            self.signals_published.get(),
+        );
+        t.single(
+            "inventiv_signals_publish_failures_total",
+            Kind::Counter,
+            "Load snapshots that could not be published (their counts join the next one).",
+            self.signals_failures.get(),
+        );
         self.budgets.render(t);
         self.costs.render(t);
     }

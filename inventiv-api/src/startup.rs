@@ -230,6 +230,10 @@ impl Application {
             self.state.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::proxy::signals::run(
+            self.state.clone(),
+            shutdown.clone(),
+        ));
         // Metering and the heartbeat writer stop after the server stopped
         // taking requests, so what it accepted is written.
         let writer_stop = CancellationToken::new();

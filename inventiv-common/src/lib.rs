@@ -2,7 +2,8 @@
 //! about HTTP; SQL only through the optional `sqlx` feature (ids and stored
 //! enums as column types). With the `runtime` feature, the start-up
 //! plumbing every binary shares: the stop signal and the log set-up. The
-//! Prometheus metrics every process exposes the same way are in `metrics`.
+//! Prometheus metrics every process exposes the same way are in `metrics`;
+//! the load signals the API publishes for the autoscaler in `signals`.
 
 #[macro_use]
 mod stored;
@@ -15,6 +16,7 @@ pub mod rbac;
 pub mod secrets;
 #[cfg(feature = "runtime")]
 pub mod shutdown;
+pub mod signals;
 pub mod status;
 #[cfg(feature = "runtime")]
 pub mod telemetry;

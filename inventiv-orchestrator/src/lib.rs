@@ -10,9 +10,12 @@
 //!   instances, the heartbeat watchdog, the cloud reconciliation.
 //! - `commands`: the Redis stream consumer that wakes the driver.
 //! - `node`: reaching a worker node: SSH, the worker's install, its agent.
+//! - `autoscaler`: the load signals read back from Redis, the scaling
+//!   decision and the lease that lets one orchestrator act on it.
 //! - `events`, `metrics`, `probes`: what the orchestrator tells the
 //!   outside (live events, Prometheus, `/healthz` and `/readyz`).
 
+pub mod autoscaler;
 pub mod clouds;
 pub mod commands;
 pub mod config;

@@ -298,6 +298,8 @@ struct Meter {
     record: UsageRecord,
     started: Instant,
     series: Arc<ModelSeries>,
+    /// The serving organization's series, where the load counts.
+    owner: Arc<ModelSeries>,
     /// What the worker may plausibly report for this request.
     bounds: Bounds,
     /// Counted by the journal until the record is handed over.
@@ -353,6 +355,11 @@ impl Meter {
         self.series
             .cached_tokens
             .add(count(self.record.cached_prompt_tokens));
+        self.owner.serving.completed.inc();
+        self.owner
+            .serving
+            .tokens
+            .add(count(self.record.completion_tokens));
         Billed {
             prompt: billed.prompt,
             cached: i64::from(self.record.cached_prompt_tokens),
@@ -484,7 +491,7 @@ async fn forward_to(
         instance_id = tracing::field::Empty,
         candidates = tracing::field::Empty
     );
-    let (workers, series, shared, upstream_model) = {
+    let (workers, series, owner, shared, upstream_model) = {
         let _routing = routing.enter();
         // The organization's own model first; else another organization's share.
         let mut lookup = state.routing.lookup(c.organization_id, &model, session);
@@ -523,9 +530,14 @@ async fn forward_to(
                 s.requests.inc();
             }
         }
+        // The lookup's series is the serving organization's (the provider's
+        // for a share): the load counts there, for its autoscaler.
         match (lookup, resolved.clone()) {
-            (Lookup::Workers(w, _), Some(s)) => (w, s, shared, upstream_model),
-            (Lookup::NoCapacity(_), _) => return Err(OpenAiError::no_capacity(&model)),
+            (Lookup::Workers(w, owner), Some(s)) => (w, s, owner, shared, upstream_model),
+            (Lookup::NoCapacity(owner), _) => {
+                owner.serving.refused.inc();
+                return Err(OpenAiError::no_capacity(&model));
+            }
             _ => return Err(OpenAiError::model_not_found(&model)),
         }
     };
@@ -619,6 +631,7 @@ async fn forward_to(
             state: state.clone(),
             started,
             series: series.clone(),
+            owner: owner.clone(),
             bounds,
             span: tracing::Span::current(),
             record: UsageRecord {
@@ -826,6 +839,7 @@ impl Relay {
                             None => {
                                 let ttft = now.duration_since(m.started);
                                 m.series.ttft.observe(ttft);
+                                m.owner.serving.ttft.observe(ttft);
                                 m.record.ttft_ms =
                                     Some(i32::try_from(ttft.as_millis()).unwrap_or(i32::MAX));
                             }

@@ -15,6 +15,7 @@ pub mod journal;
 pub mod keys;
 pub mod plausible;
 pub mod routing;
+pub mod signals;
 pub mod usage;
 
 use utoipa_axum::{router::OpenApiRouter, routes};

@@ -44,6 +44,7 @@ mod runtime;
 mod secrets;
 mod security_identity;
 mod sharing;
+mod signals;
 mod statement_close;
 mod status_enums;
 mod tenant_worker;

@@ -1,6 +1,7 @@
 //! The orchestrator's integration tests, one test binary: those that need
 //! no API (the worker's install over real SSH, the binary's refusal of unsafe
-//! secrets). The tests that run it with the API are in `inventiv-e2e`.
+//! secrets, the autoscaler's lease and signal reading on a real Redis).
+//! The tests that run it with the API are in `inventiv-e2e`.
 
 #![allow(
     clippy::unwrap_used,
@@ -9,5 +10,6 @@
     reason = "tests"
 )]
 
+mod autoscaler;
 mod node_install;
 mod secrets;
