@@ -31,6 +31,8 @@ pub mod provider_credentials;
 pub mod quotas;
 pub mod reconciliation;
 pub mod runtime;
+pub mod service_policy;
+pub mod services;
 pub mod sessions;
 pub mod shares;
 pub mod statement_months;
@@ -102,6 +104,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(activations::router())
         .merge(deployments::router())
         .merge(instances::router())
+        .merge(services::router())
         .merge(instance_logs::router())
         .merge(events::router())
         .merge(api_keys::router())

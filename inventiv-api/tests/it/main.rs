@@ -42,6 +42,7 @@ mod relay;
 mod runtime;
 mod secrets;
 mod security_identity;
+mod services;
 mod sharing;
 mod statement_close;
 mod status_enums;
