@@ -222,6 +222,27 @@ pub async fn publish(state: &AppState, org: Uuid, service: &Service, note: &Note
     crate::events::publish(state, &event).await;
 }
 
+/// Sets a service's state and desired replicas and records `note`.
+pub async fn set_state(
+    tx: &mut PgConnection,
+    org: Uuid,
+    id: Uuid,
+    to: ServiceState,
+    desired: i32,
+    note: &Note,
+) -> ApiResult<Service> {
+    sqlx::query!(
+        "UPDATE services SET state = $2, desired_replicas = $3, updated_at = now() WHERE id = $1",
+        id,
+        to.as_str(),
+        desired,
+    )
+    .execute(&mut *tx)
+    .await?;
+    record(tx, org, id, note).await?;
+    Ok(load(tx, org, id, false).await?.service)
+}
+
 /// Creates `count` replicas of a service on its first placement, checked
 /// as a deployment is and admitted against the quota, in the caller's
 /// transaction; returns their ids.
@@ -362,21 +383,12 @@ pub async fn replica_terminated_by_hand(
             ),
         )
     };
-    sqlx::query!(
-        "UPDATE services SET state = $2, desired_replicas = $3, updated_at = now() WHERE id = $1",
-        service_id,
-        state.as_str(),
-        desired,
-    )
-    .execute(&mut *tx)
-    .await?;
     let note = Note {
         kind,
         from_replicas: Some(s.desired_replicas),
         to_replicas: Some(desired),
         reason,
     };
-    record(tx, org, service_id, &note).await?;
-    let after = load(tx, org, service_id, false).await?;
-    Ok(Some((after.service, note)))
+    let after = set_state(tx, org, service_id, state, desired, &note).await?;
+    Ok(Some((after, note)))
 }

@@ -31,6 +31,7 @@ pub mod provider_credentials;
 pub mod quotas;
 pub mod reconciliation;
 pub mod runtime;
+pub mod service_actions;
 pub mod service_policy;
 pub mod services;
 pub mod sessions;
@@ -105,6 +106,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(deployments::router())
         .merge(instances::router())
         .merge(services::router())
+        .merge(service_actions::router())
         .merge(instance_logs::router())
         .merge(events::router())
         .merge(api_keys::router())

@@ -1,18 +1,21 @@
-//! A service's scaling policy and bounds: what they may be (the bounds of
-//! `inventiv_common::service`, which the database CHECKs mirror), and the
-//! PATCH body that changes them.
+//! A service's scaling policy, bounds and placements: what they may be (the
+//! bounds of `inventiv_common::service`, which the database CHECKs mirror;
+//! each placement checked as a deployment's), and the PATCH body that
+//! changes them.
 
 use inventiv_common::service::{
-    MAX_IDLE_WINDOW_S, MAX_REPLICAS, MAX_SCALE_DOWN_COOLDOWN_S, MAX_TARGET_OUTSTANDING,
-    MAX_TARGET_TTFT_P95_MS,
+    MAX_IDLE_WINDOW_S, MAX_PLACEMENTS, MAX_REPLICAS, MAX_SCALE_DOWN_COOLDOWN_S,
+    MAX_TARGET_OUTSTANDING, MAX_TARGET_TTFT_P95_MS,
 };
 use serde::Deserialize;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
 use crate::placement::{self, Placement};
 use crate::routes::budget_limits::amount;
 use crate::services::Service;
+use crate::state::AppState;
 
 /// Bounds and policy of a service.
 pub struct Policy {
@@ -172,4 +175,50 @@ pub fn merge(
     }
     .validated()?;
     Ok((policy, name, changed))
+}
+
+/// Checks a list of placements for `model`, in order (the first refusal
+/// names its position).
+pub async fn check_placements(
+    state: &AppState,
+    org: Uuid,
+    model: &placement::Model,
+    list: &[Placement],
+) -> ApiResult<Vec<placement::Checked>> {
+    if list.is_empty() || list.len() > MAX_PLACEMENTS {
+        return Err(ApiError::validation(
+            "VALIDATION_ERROR",
+            format!("placements: 1 to {MAX_PLACEMENTS}"),
+        ));
+    }
+    if list.iter().enumerate().any(|(i, p)| list[..i].contains(p)) {
+        return Err(ApiError::validation(
+            "DUPLICATE_PLACEMENT",
+            "placements: each at most once",
+        ));
+    }
+    let mut checked = Vec::with_capacity(list.len());
+    for (i, p) in list.iter().enumerate() {
+        checked.push(
+            placement::check(state, org, model, p)
+                .await
+                .map_err(|e| at(i, e))?,
+        );
+    }
+    Ok(checked)
+}
+
+/// Says which placement a refusal is about.
+fn at(position: usize, e: ApiError) -> ApiError {
+    match e {
+        ApiError::Validation { code, message } => ApiError::Validation {
+            code,
+            message: format!("placements[{position}]: {message}"),
+        },
+        ApiError::Conflict { code, message } => ApiError::Conflict {
+            code,
+            message: format!("placements[{position}]: {message}"),
+        },
+        other => other,
+    }
 }

@@ -1,6 +1,6 @@
 //! Services of the current organization: create, list, read (with its
-//! replicas), update the policy, bounds, name and placements, pause,
-//! resume, delete, and the timeline. Members read; owners and admins act
+//! replicas), update the policy, bounds, name and placements, delete
+//! (pause, resume and the timeline: `service_actions`). Members read; owners and admins act
 //! (the instances' permissions: a service's replicas are instances).
 //! Another organization's service is a 404. Every change writes a timeline
 //! entry and publishes a `service.updated` event; a refusal stores nothing.
@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use inventiv_common::service::{self as bounds, MAX_PLACEMENTS};
 use inventiv_common::{Action, OrgId, ServiceEventKind, ServiceState, UserId};
 use serde::{Deserialize, Serialize};
@@ -31,9 +30,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_service, list_services))
         .routes(routes!(get_service, update_service, delete_service))
-        .routes(routes!(pause_service))
-        .routes(routes!(resume_service))
-        .routes(routes!(service_events))
 }
 
 /// A new service. Its first `min_replicas` replicas are created at once on
@@ -79,7 +75,11 @@ pub struct ServiceDetail {
     pub replica_counts: BTreeMap<String, i64>,
 }
 
-async fn detail(state: &AppState, org: Uuid, service: Service) -> ApiResult<ServiceDetail> {
+pub(super) async fn detail(
+    state: &AppState,
+    org: Uuid,
+    service: Service,
+) -> ApiResult<ServiceDetail> {
     let replicas = instances::of_service(&state.db, org, service.id, 200).await?;
     let counts = sqlx::query!(
         r#"SELECT status, count(*) AS "n!" FROM instances
@@ -94,52 +94,6 @@ async fn detail(state: &AppState, org: Uuid, service: Service) -> ApiResult<Serv
         replicas,
         replica_counts: counts.into_iter().map(|r| (r.status, r.n)).collect(),
     })
-}
-
-/// Checks a list of placements for `model`, in order (the first refusal
-/// names its position).
-async fn check_placements(
-    state: &AppState,
-    org: Uuid,
-    model: &placement::Model,
-    list: &[Placement],
-) -> ApiResult<Vec<placement::Checked>> {
-    if list.is_empty() || list.len() > MAX_PLACEMENTS {
-        return Err(ApiError::validation(
-            "VALIDATION_ERROR",
-            format!("placements: 1 to {MAX_PLACEMENTS}"),
-        ));
-    }
-    if list.iter().enumerate().any(|(i, p)| list[..i].contains(p)) {
-        return Err(ApiError::validation(
-            "DUPLICATE_PLACEMENT",
-            "placements: each at most once",
-        ));
-    }
-    let mut checked = Vec::with_capacity(list.len());
-    for (i, p) in list.iter().enumerate() {
-        checked.push(
-            placement::check(state, org, model, p)
-                .await
-                .map_err(|e| at(i, e))?,
-        );
-    }
-    Ok(checked)
-}
-
-/// Says which placement a refusal is about.
-fn at(position: usize, e: ApiError) -> ApiError {
-    match e {
-        ApiError::Validation { code, message } => ApiError::Validation {
-            code,
-            message: format!("placements[{position}]: {message}"),
-        },
-        ApiError::Conflict { code, message } => ApiError::Conflict {
-            code,
-            message: format!("placements[{position}]: {message}"),
-        },
-        other => other,
-    }
 }
 
 /// Creates a service (owners and admins) and its first `min_replicas`
@@ -178,7 +132,7 @@ async fn create_service(
     crate::ratelimit::creation(&state, caller.user_id).await?;
     let mode = placement::mode(&state, org, body.mode, &body.placements[0].provider).await?;
     let model = placement::model(&state, Some(body.model_id.as_str())).await?;
-    let checked = check_placements(&state, org, &model, &body.placements).await?;
+    let checked = service_policy::check_placements(&state, org, &model, &body.placements).await?;
     let name: String = name
         .unwrap_or_else(|| model.display_name.clone())
         .chars()
@@ -249,7 +203,13 @@ async fn create_service(
 
 /// After a commit: wakes the outbox relay, announces the service's change
 /// and its replicas' new statuses.
-async fn finish(state: &AppState, org: Uuid, service: &Service, note: &Note, replicas: bool) {
+pub(super) async fn finish(
+    state: &AppState,
+    org: Uuid,
+    service: &Service,
+    note: &Note,
+    replicas: bool,
+) {
     state.outbox.notify_one();
     services::publish(state, org, service, note).await;
     if replicas {
@@ -325,7 +285,7 @@ async fn get_service(
 }
 
 /// Refuses a change to a service that is being deleted.
-fn alive(loaded: &Loaded) -> ApiResult<()> {
+pub(super) fn alive(loaded: &Loaded) -> ApiResult<()> {
     if loaded.service.state.is_ending() {
         return Err(ApiError::conflict(
             "SERVICE_DELETED",
@@ -362,7 +322,7 @@ async fn update_service(
                 .model_catalog_id
                 .map_or_else(|| loaded.service.model_id.clone(), |m| m.to_string());
             let model = placement::model(&state, Some(model_ref.as_str())).await?;
-            Some(check_placements(&state, org, &model, list).await?)
+            Some(service_policy::check_placements(&state, org, &model, list).await?)
         }
         None => None,
     };
@@ -431,116 +391,6 @@ async fn update_service(
     Ok(Json(detail(&state, org, service).await?))
 }
 
-/// Pauses an active service (owners and admins): desired 0, its replicas
-/// terminated. Pausing a paused service changes nothing.
-#[utoipa::path(post, path = "/services/{service_id}/pause", tag = "services", security(("bearer" = [])),
-    params(("service_id" = Uuid, Path, description = "service id")),
-    responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "SERVICE_DELETED")))]
-async fn pause_service(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
-) -> ApiResult<Json<ServiceDetail>> {
-    caller.require(Action::ManageInstances)?;
-    let org = caller.org_id.0;
-    let rid = request_id::current();
-    let mut tx = state.db.begin().await?;
-    let loaded = services::load(&mut tx, org, id, true).await?;
-    alive(&loaded)?;
-    if loaded.service.state == ServiceState::Paused {
-        tx.rollback().await?;
-        return Ok(Json(detail(&state, org, loaded.service).await?));
-    }
-    let ended = services::terminate_replicas(&mut tx, org, id, rid.as_deref()).await?;
-    let note = Note {
-        kind: ServiceEventKind::Paused,
-        from_replicas: Some(loaded.service.desired_replicas),
-        to_replicas: Some(0),
-        reason: format!(
-            "paused by {}: {} replica(s) terminating",
-            caller.role.with_article(),
-            ended.len()
-        ),
-    };
-    let service = set_state(&mut tx, org, id, ServiceState::Paused, 0, &note).await?;
-    tx.commit().await?;
-    finish(&state, org, &service, &note, false).await;
-    for instance in &ended {
-        instances::publish_instance(&state, org, instance).await;
-    }
-    Ok(Json(detail(&state, org, service).await?))
-}
-
-/// Sets a service's state and desired replicas and records `note`.
-async fn set_state(
-    tx: &mut sqlx::PgConnection,
-    org: Uuid,
-    id: Uuid,
-    to: ServiceState,
-    desired: i32,
-    note: &Note,
-) -> ApiResult<Service> {
-    sqlx::query!(
-        "UPDATE services SET state = $2, desired_replicas = $3, updated_at = now() WHERE id = $1",
-        id,
-        to.as_str(),
-        desired,
-    )
-    .execute(&mut *tx)
-    .await?;
-    services::record(tx, org, id, note).await?;
-    Ok(services::load(tx, org, id, false).await?.service)
-}
-
-/// Resumes a paused service (owners and admins): desired `min_replicas`,
-/// created at once on the first placement. Resuming an active service
-/// changes nothing.
-#[utoipa::path(post, path = "/services/{service_id}/resume", tag = "services", security(("bearer" = [])),
-    params(("service_id" = Uuid, Path, description = "service id")),
-    responses((status = 200, body = ServiceDetail),
-              (status = 409, body = ErrorBody, description = "refused: SERVICE_DELETED, NOT_ACTIVATED, QUOTA_EXCEEDED, ...")))]
-async fn resume_service(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
-) -> ApiResult<Json<ServiceDetail>> {
-    caller.require(Action::ManageInstances)?;
-    let org = caller.org_id.0;
-    let rid = request_id::current();
-    let mut tx = state.db.begin().await?;
-    let loaded = services::load(&mut tx, org, id, true).await?;
-    alive(&loaded)?;
-    if loaded.service.state == ServiceState::Active {
-        tx.rollback().await?;
-        return Ok(Json(detail(&state, org, loaded.service).await?));
-    }
-    let min = loaded.service.min_replicas;
-    let added = services::add_replicas(
-        &state,
-        &mut tx,
-        org,
-        caller.user_id,
-        &loaded,
-        min,
-        rid.as_deref(),
-    )
-    .await?;
-    let note = Note {
-        kind: ServiceEventKind::Resumed,
-        from_replicas: Some(0),
-        to_replicas: Some(min),
-        reason: format!(
-            "resumed by {}: {} replica(s) created",
-            caller.role.with_article(),
-            added.len()
-        ),
-    };
-    let service = set_state(&mut tx, org, id, ServiceState::Active, min, &note).await?;
-    tx.commit().await?;
-    finish(&state, org, &service, &note, true).await;
-    Ok(Json(detail(&state, org, service).await?))
-}
-
 /// Deletes a service (owners and admins): its replicas are terminated and
 /// it is `deleting` until none is left (`deleted` at once when none is).
 /// Deleting it again changes nothing.
@@ -581,7 +431,7 @@ async fn delete_service(
             ended.len()
         ),
     };
-    let service = set_state(&mut tx, org, id, to, 0, &note).await?;
+    let service = services::set_state(&mut tx, org, id, to, 0, &note).await?;
     tx.commit().await?;
     finish(&state, org, &service, &note, false).await;
     for instance in &ended {
@@ -591,54 +441,4 @@ async fn delete_service(
         StatusCode::ACCEPTED,
         Json(detail(&state, org, service).await?),
     ))
-}
-
-/// One entry of a service's timeline.
-#[derive(Serialize, ToSchema)]
-pub struct ServiceEvent {
-    pub id: i64,
-    pub at: DateTime<Utc>,
-    pub kind: ServiceEventKind,
-    pub from_replicas: Option<i32>,
-    pub to_replicas: Option<i32>,
-    /// Why, in words (e.g. "outstanding 9.2 per replica > 4 for 60 s: 2 → 3").
-    pub reason: String,
-}
-
-/// Paging of the timeline.
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct EventsQuery {
-    /// 1 to 200, default 50.
-    limit: Option<u16>,
-    /// Up to 1000000, default 0.
-    offset: Option<u32>,
-}
-
-/// A service's timeline, newest first.
-#[utoipa::path(get, path = "/services/{service_id}/events", tag = "services", security(("bearer" = [])),
-    params(("service_id" = Uuid, Path, description = "service id"), EventsQuery),
-    responses((status = 200, body = [ServiceEvent])))]
-async fn service_events(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
-    Query(q): Query<EventsQuery>,
-) -> ApiResult<Json<Vec<ServiceEvent>>> {
-    caller.require(Action::ViewInstances)?;
-    let mut conn = state.db.acquire().await?;
-    services::load(&mut conn, caller.org_id.0, id, false).await?;
-    let rows = sqlx::query_as!(
-        ServiceEvent,
-        r#"SELECT id, at, kind AS "kind: ServiceEventKind", from_replicas, to_replicas, reason
-             FROM service_events WHERE service_id = $1 AND organization_id = $2
-            ORDER BY id DESC LIMIT $3 OFFSET $4"#,
-        id,
-        caller.org_id as OrgId,
-        i64::from(q.limit.unwrap_or(50).clamp(1, 200)),
-        i64::from(q.offset.unwrap_or(0).min(1_000_000)),
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(Json(rows))
 }

@@ -42,6 +42,7 @@ mod relay;
 mod runtime;
 mod secrets;
 mod security_identity;
+mod service_migration;
 mod services;
 mod sharing;
 mod statement_close;
