@@ -17,6 +17,7 @@ use inventiv_common::instance::Transition;
 use inventiv_common::messages::{self, CommandKind};
 use inventiv_common::{InstanceStatus, ServiceEventKind, ServiceState, UserId};
 use serde::Serialize;
+use sqlx::types::Json as SqlJson;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -78,6 +79,7 @@ struct Row {
     scale_down_cooldown_s: i32,
     gpu_hours_cap: Option<String>,
     eur_cap: Option<String>,
+    placements: SqlJson<Vec<Placement>>,
     created_by: Option<Uuid>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -90,14 +92,85 @@ pub struct Loaded {
     pub model_catalog_id: Option<Uuid>,
 }
 
-async fn placements(db: &mut PgConnection, id: Uuid) -> ApiResult<Vec<Placement>> {
-    Ok(sqlx::query_as!(
-        Placement,
-        "SELECT provider, zone, instance_type FROM service_placements WHERE service_id = $1 ORDER BY position",
+impl From<Row> for Loaded {
+    fn from(row: Row) -> Loaded {
+        Loaded {
+            model_catalog_id: row.model_catalog_id,
+            service: Service {
+                id: row.id,
+                name: row.name,
+                model_id: row.model_id,
+                mode: row.mode,
+                state: row.state,
+                min_replicas: row.min_replicas,
+                max_replicas: row.max_replicas,
+                desired_replicas: row.desired_replicas,
+                active_replicas: row.active_replicas,
+                target_outstanding: row.target_outstanding,
+                target_ttft_p95_ms: row.target_ttft_p95_ms,
+                idle_window_s: row.idle_window_s,
+                scale_down_cooldown_s: row.scale_down_cooldown_s,
+                gpu_hours_cap: row.gpu_hours_cap,
+                eur_cap: row.eur_cap,
+                placements: row.placements.0,
+                created_by: row.created_by,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+                last_scaled_at: row.last_scaled_at,
+            },
+        }
+    }
+}
+
+/// Which services [`fetch`] reads.
+enum Which {
+    One(Uuid),
+    /// A page, newest first: those in a state, or all but the deleted ones.
+    Page {
+        state: Option<ServiceState>,
+        limit: i64,
+        offset: i64,
+    },
+}
+
+/// The services of `org` that `which` names, each with its placements and
+/// its count of active replicas, in one statement.
+async fn fetch(db: &mut PgConnection, org: Uuid, which: Which) -> sqlx::Result<Vec<Row>> {
+    let (id, state, limit, offset) = match which {
+        Which::One(id) => (Some(id), None, 1, 0),
+        Which::Page {
+            state,
+            limit,
+            offset,
+        } => (None, state, limit, offset),
+    };
+    sqlx::query_as!(
+        Row,
+        r#"SELECT s.id, s.name, s.model_id, s.model_catalog_id, s.mode, s.state AS "state: ServiceState",
+                  s.min_replicas, s.max_replicas, s.desired_replicas,
+                  (SELECT count(*) FROM instances i WHERE i.service_id = s.id
+                    AND i.status NOT IN ('terminating', 'terminated', 'archived')) AS "active_replicas!",
+                  s.target_outstanding, s.target_ttft_p95_ms, s.idle_window_s, s.scale_down_cooldown_s,
+                  s.gpu_hours_cap::text AS gpu_hours_cap, s.eur_cap::text AS eur_cap,
+                  (SELECT COALESCE(jsonb_agg(jsonb_build_object('provider', p.provider, 'zone', p.zone,
+                                                                'instance_type', p.instance_type)
+                                             ORDER BY p.position), '[]'::jsonb)
+                     FROM service_placements p WHERE p.service_id = s.id) AS "placements!: SqlJson<Vec<Placement>>",
+                  s.created_by, s.created_at, s.updated_at, s.last_scaled_at
+             FROM services s
+            WHERE s.organization_id = $1
+              AND CASE WHEN $2::uuid IS NOT NULL THEN s.id = $2
+                       WHEN $3::text IS NOT NULL THEN s.state = $3
+                       ELSE s.state <> 'deleted' END
+            ORDER BY s.created_at DESC, s.id LIMIT $4 OFFSET $5"#,
+        org,
         id,
+        state.map(ServiceState::as_str),
+        limit,
+        offset,
     )
     .fetch_all(db)
-    .await?)
+    .await
 }
 
 /// Loads a service of `org` (404 otherwise); `lock` holds its row until
@@ -113,48 +186,33 @@ pub async fn load(db: &mut PgConnection, org: Uuid, id: Uuid, lock: bool) -> Api
         .await?
         .ok_or(ApiError::NotFound)?;
     }
-    let row = sqlx::query_as!(
-        Row,
-        r#"SELECT s.id, s.name, s.model_id, s.model_catalog_id, s.mode, s.state AS "state: ServiceState",
-                  s.min_replicas, s.max_replicas, s.desired_replicas,
-                  (SELECT count(*) FROM instances i WHERE i.service_id = s.id
-                    AND i.status NOT IN ('terminating', 'terminated', 'archived')) AS "active_replicas!",
-                  s.target_outstanding, s.target_ttft_p95_ms, s.idle_window_s, s.scale_down_cooldown_s,
-                  s.gpu_hours_cap::text AS gpu_hours_cap, s.eur_cap::text AS eur_cap,
-                  s.created_by, s.created_at, s.updated_at, s.last_scaled_at
-             FROM services s WHERE s.id = $1 AND s.organization_id = $2"#,
-        id,
+    fetch(db, org, Which::One(id))
+        .await?
+        .pop()
+        .map(Loaded::from)
+        .ok_or(ApiError::NotFound)
+}
+
+/// A page of the services of `org`, newest first: those in `state`, or
+/// all but the deleted ones.
+pub async fn list(
+    db: &mut PgConnection,
+    org: Uuid,
+    state: Option<ServiceState>,
+    limit: i64,
+    offset: i64,
+) -> ApiResult<Vec<Service>> {
+    let rows = fetch(
+        db,
         org,
-    )
-    .fetch_optional(&mut *db)
-    .await?
-    .ok_or(ApiError::NotFound)?;
-    let placements = placements(db, id).await?;
-    Ok(Loaded {
-        model_catalog_id: row.model_catalog_id,
-        service: Service {
-            id: row.id,
-            name: row.name,
-            model_id: row.model_id,
-            mode: row.mode,
-            state: row.state,
-            min_replicas: row.min_replicas,
-            max_replicas: row.max_replicas,
-            desired_replicas: row.desired_replicas,
-            active_replicas: row.active_replicas,
-            target_outstanding: row.target_outstanding,
-            target_ttft_p95_ms: row.target_ttft_p95_ms,
-            idle_window_s: row.idle_window_s,
-            scale_down_cooldown_s: row.scale_down_cooldown_s,
-            gpu_hours_cap: row.gpu_hours_cap,
-            eur_cap: row.eur_cap,
-            placements,
-            created_by: row.created_by,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            last_scaled_at: row.last_scaled_at,
+        Which::Page {
+            state,
+            limit,
+            offset,
         },
-    })
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| Loaded::from(r).service).collect())
 }
 
 /// Replaces a service's placements with `list` (checked by the caller).

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use inventiv_common::service::{self as bounds, MAX_PLACEMENTS};
-use inventiv_common::{Action, OrgId, ServiceEventKind, ServiceState, UserId};
+use inventiv_common::{Action, ServiceEventKind, ServiceState, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -243,27 +243,16 @@ async fn list_services(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<Service>>> {
     caller.require(Action::ViewInstances)?;
-    let ids = sqlx::query_scalar!(
-        "SELECT id FROM services WHERE organization_id = $1
-            AND (($2::text IS NULL AND state <> 'deleted') OR state = $2)
-          ORDER BY created_at DESC, id LIMIT $3 OFFSET $4",
-        caller.org_id as OrgId,
-        q.state.map(ServiceState::as_str),
+    let mut conn = state.db.acquire().await?;
+    let list = services::list(
+        &mut conn,
+        caller.org_id.0,
+        q.state,
         i64::from(q.limit.unwrap_or(50).clamp(1, 200)),
         i64::from(q.offset.unwrap_or(0).min(1_000_000)),
     )
-    .fetch_all(&state.db)
     .await?;
-    let mut conn = state.db.acquire().await?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        out.push(
-            services::load(&mut conn, caller.org_id.0, id, false)
-                .await?
-                .service,
-        );
-    }
-    Ok(Json(out))
+    Ok(Json(list))
 }
 
 /// One service with its replicas.
