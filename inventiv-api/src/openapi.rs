@@ -22,6 +22,7 @@ use crate::proxy::error::OpenAiErrorBody;
         (name = "invitations", description = "Invitations by email"),
         (name = "catalog", description = "Providers, zones, instance types, models and their double activation"),
         (name = "instances", description = "Deployments and instances of the current organization"),
+        (name = "services", description = "Services: a model served by replicas that scale between bounds, their policy and timeline"),
         (name = "api-keys", description = "API keys of the current organization"),
         (name = "openai", description = "OpenAI-compatible inference endpoints (API key)"),
         (name = "usage", description = "Token usage and instance metrics"),

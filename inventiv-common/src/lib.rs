@@ -14,6 +14,7 @@ pub mod messages;
 pub mod metrics;
 pub mod rbac;
 pub mod secrets;
+pub mod service;
 #[cfg(feature = "runtime")]
 pub mod shutdown;
 pub mod signals;
@@ -27,6 +28,7 @@ pub mod worker_settings;
 pub use ids::{InstanceId, InvitationId, OrgId, SessionId, UserId};
 pub use instance::InstanceStatus;
 pub use rbac::{can, Action, OrgRole};
+pub use service::{ServiceEventKind, ServiceState};
 pub use status::{ActionStatus, InvitationStatus, ShareStatus, VolumeStatus};
 pub use values::{DisplayName, Email, OrgName, Password, Slug, ValueError};
 pub use worker::WorkerStatus;

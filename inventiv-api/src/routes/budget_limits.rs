@@ -37,7 +37,7 @@ pub struct Limits {
 }
 
 /// A non-negative decimal string with at most `int` digits and `frac` decimals.
-fn amount(
+pub(crate) fn amount(
     field: &str,
     value: Option<String>,
     int: usize,

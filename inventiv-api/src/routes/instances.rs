@@ -5,6 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use inventiv_common::instance::Transition;
 use inventiv_common::messages::{self, CommandKind};
 use inventiv_common::{
     Action, ActionStatus, InstanceId, InstanceStatus, OrgId, VolumeStatus, WorkerStatus,
@@ -40,6 +41,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct Instance {
     pub id: Uuid,
     pub name: String,
+    /// The service it is a replica of (null for an instance ended before
+    /// services existed).
+    pub service_id: Option<Uuid>,
     pub provider: String,
     pub zone: String,
     pub instance_type: String,
@@ -77,7 +81,7 @@ pub struct Instance {
 /// The columns of [`Instance`], for `FROM instances i`: the list's,
 /// whose `ORDER BY` is chosen at runtime. [`load`] writes them out again,
 /// checked at build time.
-const COLUMNS: &str = "i.id, i.name, i.provider, i.zone, i.instance_type, i.model_id, i.mode, i.status, i.progress,
+const COLUMNS: &str = "i.id, i.name, i.service_id, i.provider, i.zone, i.instance_type, i.model_id, i.mode, i.status, i.progress,
     i.error_code, i.error_message, i.ip_address, i.price_eur_per_hour::text AS price_eur_per_hour,
     COALESCE(round(i.price_eur_per_hour * extract(epoch FROM (COALESCE(i.terminated_at, now()) - i.started_at))::numeric / 3600, 4), 0)::text
         AS cost_so_far_eur,
@@ -90,7 +94,7 @@ const COLUMNS: &str = "i.id, i.name, i.provider, i.zone, i.instance_type, i.mode
 pub async fn load(db: impl sqlx::PgExecutor<'_>, org: Uuid, id: Uuid) -> ApiResult<Instance> {
     sqlx::query_as!(
         Instance,
-        r#"SELECT i.id, i.name, i.provider, i.zone, i.instance_type, i.model_id, i.mode,
+        r#"SELECT i.id, i.name, i.service_id, i.provider, i.zone, i.instance_type, i.model_id, i.mode,
                   i.status AS "status: InstanceStatus", i.progress, i.error_code, i.error_message, i.ip_address,
                   i.price_eur_per_hour::text AS price_eur_per_hour,
                   COALESCE(round(i.price_eur_per_hour * extract(epoch FROM (COALESCE(i.terminated_at, now()) - i.started_at))::numeric / 3600, 4), 0)::text
@@ -137,6 +141,24 @@ pub async fn list(
     .bind(statuses)
     .bind(limit)
     .bind(offset)
+    .fetch_all(db)
+    .await
+}
+
+/// A service's replicas, newest first (archived ones left out).
+pub async fn of_service(
+    db: &sqlx::PgPool,
+    org: Uuid,
+    service: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<Instance>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM instances i WHERE i.organization_id = $1 AND i.service_id = $2
+            AND i.status <> 'archived' ORDER BY i.created_at DESC, i.id LIMIT $3"
+    ))
+    .bind(org)
+    .bind(service)
+    .bind(limit)
     .fetch_all(db)
     .await
 }
@@ -380,28 +402,28 @@ pub async fn publish_instance(state: &AppState, org: Uuid, instance: &Instance) 
     crate::events::publish(state, &event).await;
 }
 
-/// Moves an instance of the caller's organization and queues the command.
-async fn act(
-    state: &AppState,
-    caller: &Caller,
+/// Moves an instance of `org` and queues the command, in the caller's
+/// transaction: the one path of a user's change to an instance (its own
+/// routes, and a service's pause and delete). Returns the instance and
+/// whether it changed.
+pub async fn transition_in(
+    tx: &mut sqlx::PgConnection,
+    org: Uuid,
     id: Uuid,
     to: InstanceStatus,
     command: Option<CommandKind>,
-) -> ApiResult<Instance> {
-    caller.require(Action::ManageInstances)?;
-    let mut tx = state.db.begin().await?;
-    load(&mut *tx, caller.org_id.0, id).await?;
-    let rid = request_id::current();
+    rid: Option<&str>,
+) -> ApiResult<(Instance, Transition)> {
+    load(&mut *tx, org, id).await?;
     let change = Change {
         instance_id: InstanceId(id),
         to,
         error: None,
         actor: "user",
-        request_id: rid.as_deref(),
+        request_id: rid,
     };
-    let (_, outcome) = apply(&mut tx, change).await.map_err(transition_error)?;
-    if to == InstanceStatus::Installing && outcome == inventiv_common::instance::Transition::Changed
-    {
+    let (_, outcome) = apply(tx, change).await.map_err(transition_error)?;
+    if to == InstanceStatus::Installing && outcome == Transition::Changed {
         // A reinstall starts the worker's part over: the bootstrap's tries
         // and the milestones after the server came up.
         sqlx::query!(
@@ -412,12 +434,45 @@ async fn act(
         .await?;
     }
     if let Some(command) = command {
-        enqueue(&mut tx, caller.org_id.0, id, command, rid.as_deref()).await?;
+        enqueue(tx, org, id, command, rid).await?;
     }
-    let instance = load(&mut *tx, caller.org_id.0, id).await?;
+    Ok((load(&mut *tx, org, id).await?, outcome))
+}
+
+/// Moves an instance of the caller's organization and queues the command;
+/// a replica terminated by hand changes its service (see
+/// [`crate::services::replica_terminated_by_hand`]).
+async fn act(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    to: InstanceStatus,
+    command: Option<CommandKind>,
+) -> ApiResult<Instance> {
+    caller.require(Action::ManageInstances)?;
+    let org = caller.org_id.0;
+    let mut tx = state.db.begin().await?;
+    let rid = request_id::current();
+    let (instance, outcome) = transition_in(&mut tx, org, id, to, command, rid.as_deref()).await?;
+    let service = match instance.service_id {
+        Some(service) if to == InstanceStatus::Terminating && outcome == Transition::Changed => {
+            crate::services::replica_terminated_by_hand(
+                &mut tx,
+                org,
+                service,
+                id,
+                caller.role.with_article(),
+            )
+            .await?
+        }
+        _ => None,
+    };
     tx.commit().await?;
     state.outbox.notify_one();
-    publish_instance(state, caller.org_id.0, &instance).await;
+    publish_instance(state, org, &instance).await;
+    if let Some((service, note)) = service {
+        crate::services::publish(state, org, &service, &note).await;
+    }
     Ok(instance)
 }
 

@@ -31,6 +31,9 @@ pub mod provider_credentials;
 pub mod quotas;
 pub mod reconciliation;
 pub mod runtime;
+pub mod service_actions;
+pub mod service_policy;
+pub mod services;
 pub mod sessions;
 pub mod shares;
 pub mod statement_months;
@@ -102,6 +105,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(activations::router())
         .merge(deployments::router())
         .merge(instances::router())
+        .merge(services::router())
+        .merge(service_actions::router())
         .merge(instance_logs::router())
         .merge(events::router())
         .merge(api_keys::router())

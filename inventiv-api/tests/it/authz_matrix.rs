@@ -12,7 +12,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::support::fixture::Org;
-use crate::support::matrix::{fill, needs_instance, needs_offerings, CALLERS, MATRIX};
+use crate::support::matrix::{
+    fill, needs_instance, needs_offerings, needs_service, CALLERS, MATRIX,
+};
 use crate::support::TestApp;
 use reqwest::Method;
 use serde_json::Value;
@@ -25,8 +27,10 @@ fn b_secrets(b: &Org) -> Vec<String> {
         b.invitation_id.to_string(),
         b.api_key_id.to_string(),
     ];
-    if !b.instance_id.is_nil() {
-        ids.push(b.instance_id.to_string());
+    for id in [b.instance_id, b.service_id] {
+        if !id.is_nil() {
+            ids.push(id.to_string());
+        }
     }
     for p in [&b.owner, &b.admin, &b.manager, &b.user, &b.spare] {
         ids.extend([
@@ -45,6 +49,10 @@ async fn run_cell(app: Arc<TestApp>, index: usize, col: usize, foreign: bool) ->
     if needs_instance(row) {
         app.add_instance(&mut a).await;
         app.add_instance(&mut b).await;
+    }
+    if needs_service(row) {
+        app.add_service(&mut a).await;
+        app.add_service(&mut b).await;
     }
     if needs_offerings(row) {
         app.add_offerings(&mut a).await;

@@ -93,6 +93,14 @@ async fn every_event_type_round_trips_through_redis() {
     let sent = [
         updated(org, inst, InstanceStatus::Installing, 60),
         Event::WorkerHeartbeat(Box::new(heartbeat)),
+        Event::ServiceUpdated {
+            organization_id: org,
+            service_id: inst,
+            state: inventiv_common::ServiceState::Paused,
+            desired_replicas: 0,
+            kind: inventiv_common::ServiceEventKind::Paused,
+            reason: "paused by an owner".into(),
+        },
         Event::UsageDrift {
             organization_id: org,
             instance_id: inst,

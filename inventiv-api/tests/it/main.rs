@@ -43,6 +43,8 @@ mod relay;
 mod runtime;
 mod secrets;
 mod security_identity;
+mod service_migration;
+mod services;
 mod sharing;
 mod signals;
 mod statement_close;

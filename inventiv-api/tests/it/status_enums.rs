@@ -5,7 +5,8 @@
 
 use inventiv_api::drift::DriftStatus;
 use inventiv_common::{
-    ActionStatus, InstanceStatus, InvitationStatus, ShareStatus, VolumeStatus, WorkerStatus,
+    ActionStatus, InstanceStatus, InvitationStatus, ServiceEventKind, ServiceState, ShareStatus,
+    VolumeStatus, WorkerStatus,
 };
 use serde_json::Value;
 use sqlx::Connection;
@@ -62,6 +63,16 @@ async fn every_status_column_checks_exactly_the_enum_values() {
             "offering_shares",
             "status",
             names(&ShareStatus::ALL, ShareStatus::as_str),
+        ),
+        (
+            "services",
+            "state",
+            names(&ServiceState::ALL, ServiceState::as_str),
+        ),
+        (
+            "service_events",
+            "kind",
+            names(&ServiceEventKind::ALL, ServiceEventKind::as_str),
         ),
         (
             "instance_usage_reconciliations",
@@ -163,6 +174,16 @@ fn the_openapi_document_lists_every_status_as_its_enum() {
         ("HistoryEntry", "from_status", instance.clone()),
         ("HistoryEntry", "to_status", instance.clone()),
         ("WorkerAck", "instance_status", instance),
+        (
+            "Service",
+            "state",
+            names(&ServiceState::ALL, ServiceState::as_str),
+        ),
+        (
+            "ServiceEvent",
+            "kind",
+            names(&ServiceEventKind::ALL, ServiceEventKind::as_str),
+        ),
         (
             "ActionLogEntry",
             "status",

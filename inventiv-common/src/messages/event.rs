@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::MessageError;
 use crate::worker::{GpuSample, SystemSample, WorkerStatus};
-use crate::InstanceStatus;
+use crate::{InstanceStatus, ServiceEventKind, ServiceState};
 
 /// One live event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,6 +22,17 @@ pub enum Event {
         instance_id: Uuid,
         status: InstanceStatus,
         progress: i16,
+    },
+    /// A service's state, bounds or desired replicas changed; `kind` and
+    /// `reason` are those of the entry its timeline just got.
+    #[serde(rename = "service.updated")]
+    ServiceUpdated {
+        organization_id: Uuid,
+        service_id: Uuid,
+        state: ServiceState,
+        desired_replicas: i32,
+        kind: ServiceEventKind,
+        reason: String,
     },
     /// A worker's heartbeat (throttled per instance).
     #[serde(rename = "worker.heartbeat")]
@@ -118,6 +129,7 @@ impl Event {
     pub fn kind(&self) -> &'static str {
         match self {
             Event::InstanceUpdated { .. } => "instance.updated",
+            Event::ServiceUpdated { .. } => "service.updated",
             Event::WorkerHeartbeat(_) => "worker.heartbeat",
             Event::UsageDrift { .. } => "instance.usage_drift",
             Event::BudgetAlert { .. } => "budget.alert",
@@ -132,6 +144,9 @@ impl Event {
         match self {
             Event::WorkerHeartbeat(h) => h.organization_id,
             Event::InstanceUpdated {
+                organization_id, ..
+            }
+            | Event::ServiceUpdated {
                 organization_id, ..
             }
             | Event::UsageDrift {
@@ -179,6 +194,8 @@ mod tests {
         let payloads = [
             json!({ "type": "instance.updated", "organization_id": org, "instance_id": inst,
                     "status": "booting", "progress": 35 }),
+            json!({ "type": "service.updated", "organization_id": org, "service_id": inst,
+                    "state": "paused", "desired_replicas": 0, "kind": "paused", "reason": "paused by a@b.c" }),
             json!({ "type": "worker.heartbeat", "organization_id": org, "instance_id": inst,
                     "worker_status": "ready", "engine_ready": true, "requests_running": 2,
                     "requests_waiting": 0, "gpus": null, "system": null }),

@@ -258,7 +258,8 @@ export interface paths {
         put?: never;
         /**
          * Deploys a catalog model on an instance type of a provider zone (owners
-         *     and admins). Answers 202 with the instance in `provisioning`.
+         *     and admins): a service of one replica. Answers 202 with the instance in
+         *     `provisioning` and its `service_id`.
          */
         post: operations["deploy"];
         delete?: never;
@@ -1373,6 +1374,113 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/services": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The current organization's services, newest first. */
+        get: operations["list_services"];
+        put?: never;
+        /**
+         * Creates a service (owners and admins) and its first `min_replicas`
+         *     replicas on its first placement, in one transaction. Answers 201.
+         */
+        post: operations["create_service"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/services/{service_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One service with its replicas. */
+        get: operations["get_service"];
+        put?: never;
+        post?: never;
+        /**
+         * Deletes a service (owners and admins): its replicas are terminated and
+         *     it is `deleting` until none is left (`deleted` at once when none is).
+         *     Deleting it again changes nothing.
+         */
+        delete: operations["delete_service"];
+        options?: never;
+        head?: never;
+        /**
+         * Changes the name, the bounds, the policy or the placements (owners and
+         *     admins); absent fields keep their value, null clears a nullable one. An
+         *     active service's desired replicas are clamped into the new bounds; the
+         *     replicas a raise asks for are created at once on the first placement.
+         */
+        patch: operations["update_service"];
+        trace?: never;
+    };
+    "/services/{service_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A service's timeline, newest first. */
+        get: operations["service_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/services/{service_id}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pauses an active service (owners and admins): desired 0, its replicas
+         *     terminated. Pausing a paused service changes nothing.
+         */
+        post: operations["pause_service"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/services/{service_id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resumes a paused service (owners and admins): desired `min_replicas`,
+         *     created at once on the first placement. Resuming an active service
+         *     changes nothing.
+         */
+        post: operations["resume_service"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/usage": {
         parameters: {
             query?: never;
@@ -1837,6 +1945,57 @@ export interface components {
             /** @description Derived from the name when absent. */
             slug?: string | null;
         };
+        /**
+         * @description A new service. Its first `min_replicas` replicas are created at once on
+         *     the first placement.
+         */
+        CreateService: {
+            /** @description EUR per month, a non-negative decimal string. */
+            eur_cap?: string | null;
+            /** @description GPU hours per month, a non-negative decimal string. */
+            gpu_hours_cap?: string | null;
+            /**
+             * Format: int32
+             * @description 1 to 604800; default 900.
+             */
+            idle_window_s?: number | null;
+            /**
+             * Format: int32
+             * @description `min_replicas` to 16, at least 1.
+             */
+            max_replicas: number;
+            /**
+             * Format: int32
+             * @description 0 to `max_replicas`.
+             */
+            min_replicas: number;
+            /**
+             * @description `mono` or `multi`; default: the organization's worker settings on
+             *     the first placement's provider.
+             */
+            mode?: string | null;
+            /** @description The catalog model: its id or its Hugging Face id. */
+            model_id: string;
+            /** @description At most 100 printable characters; default: the model's name. */
+            name?: string | null;
+            /** @description 1 to 8, first preferred; each checked as a deployment's. */
+            placements: components["schemas"]["Placement"][];
+            /**
+             * Format: int32
+             * @description 0 to 86400; default 300.
+             */
+            scale_down_cooldown_s?: number | null;
+            /**
+             * Format: double
+             * @description Outstanding requests per replica to scale up past: above 0, at most 1000.
+             */
+            target_outstanding?: number | null;
+            /**
+             * Format: int32
+             * @description TTFT p95 in ms to scale up past: 1 to 600000.
+             */
+            target_ttft_p95_ms?: number | null;
+        };
         /** @description Whom to share with, and optionally at which price. */
         CreateShare: {
             /**
@@ -2088,6 +2247,12 @@ export interface components {
              */
             progress: number;
             provider: string;
+            /**
+             * Format: uuid
+             * @description The service it is a replica of (null for an instance ended before
+             *     services existed).
+             */
+            service_id?: string | null;
             /** Format: date-time */
             started_at?: string | null;
             status: components["schemas"]["InstanceStatus"];
@@ -2477,6 +2642,15 @@ export interface components {
             sidebar_color?: string | null;
             slug: string;
         };
+        /** @description Where to run a replica: a provider's zone and instance type. */
+        Placement: {
+            /** @description Instance type code, e.g. `L4-1-24G`. */
+            instance_type: string;
+            /** @description Provider code, e.g. `mock` or `scaleway`. */
+            provider: string;
+            /** @description Zone code, e.g. `fr-par-2`. */
+            zone: string;
+        };
         /**
          * @description The organization's discovery preferences: what its listing of available
          *     offerings leaves out unless the query says otherwise.
@@ -2716,6 +2890,97 @@ export interface components {
             /** @description The API key's secret (a UUID). */
             secret_key: string;
         };
+        /** @description A service as its organization sees it. */
+        Service: {
+            /**
+             * Format: int64
+             * @description Replicas neither terminating nor ended (`terminating`, `terminated`, `archived`).
+             */
+            active_replicas: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            created_by?: string | null;
+            /**
+             * Format: int32
+             * @description What the replicas converge to: `min` to `max` while active, 0 otherwise.
+             */
+            desired_replicas: number;
+            /** @description EUR per calendar month (decimal string); null: no cap. */
+            eur_cap?: string | null;
+            /** @description GPU hours per calendar month (decimal string); null: no cap. */
+            gpu_hours_cap?: string | null;
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: int32
+             * @description Seconds without a request before it scales down to `min`.
+             */
+            idle_window_s: number;
+            /** Format: date-time */
+            last_scaled_at?: string | null;
+            /** Format: int32 */
+            max_replicas: number;
+            /** Format: int32 */
+            min_replicas: number;
+            mode: string;
+            /** @description Hugging Face id of the model it serves. */
+            model_id: string;
+            name: string;
+            /** @description Where replicas go, first preferred. */
+            placements: components["schemas"]["Placement"][];
+            /**
+             * Format: int32
+             * @description Seconds after a scaling before it may scale down.
+             */
+            scale_down_cooldown_s: number;
+            state: components["schemas"]["ServiceState"];
+            /**
+             * Format: double
+             * @description Outstanding requests per replica past which it scales up.
+             */
+            target_outstanding?: number | null;
+            /**
+             * Format: int32
+             * @description Time-to-first-token p95 (ms) past which it scales up.
+             */
+            target_ttft_p95_ms?: number | null;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /** @description A service with its replicas. */
+        ServiceDetail: components["schemas"]["Service"] & {
+            /** @description Its replicas per status (archived ones left out). */
+            replica_counts: {
+                [key: string]: number;
+            };
+            /** @description Its replicas, newest first (at most 200; archived ones left out). */
+            replicas: components["schemas"]["Instance"][];
+        };
+        /** @description One entry of a service's timeline. */
+        ServiceEvent: {
+            /** Format: date-time */
+            at: string;
+            /** Format: int32 */
+            from_replicas?: number | null;
+            /** Format: int64 */
+            id: number;
+            kind: components["schemas"]["ServiceEventKind"];
+            /** @description Why, in words (e.g. "outstanding 9.2 per replica > 4 for 60 s: 2 → 3"). */
+            reason: string;
+            /** Format: int32 */
+            to_replicas?: number | null;
+        };
+        /**
+         * @description What an entry of a service's timeline records (`service_events.kind`).
+         * @enum {string}
+         */
+        ServiceEventKind: "created" | "updated" | "paused" | "resumed" | "deleting" | "deleted" | "scaled" | "replica_created" | "replica_terminated" | "placement_failed" | "budget_capped";
+        /**
+         * @description Where a service is in its life (`services.state`).
+         * @enum {string}
+         */
+        ServiceState: "active" | "paused" | "deleting" | "deleted";
         /** @description A login session of the caller. */
         Session: {
             /** Format: date-time */
@@ -2972,6 +3237,50 @@ export interface components {
             name?: string | null;
             /** @description `#rrggbb`, or null to reset. */
             sidebar_color?: string | null;
+        };
+        /**
+         * @description Changes to a service; absent fields keep their value, null clears a
+         *     nullable one. The model and the mode stay.
+         */
+        UpdateService: {
+            /** @description A non-negative decimal string; null: no cap. */
+            eur_cap?: string | null;
+            /** @description A non-negative decimal string; null: no cap. */
+            gpu_hours_cap?: string | null;
+            /**
+             * Format: int32
+             * @description 1 to 604800.
+             */
+            idle_window_s?: number | null;
+            /**
+             * Format: int32
+             * @description `min_replicas` to 16, at least 1.
+             */
+            max_replicas?: number | null;
+            /**
+             * Format: int32
+             * @description 0 to `max_replicas`.
+             */
+            min_replicas?: number | null;
+            /** @description At most 100 printable characters. */
+            name?: string | null;
+            /** @description 1 to 8, first preferred, replacing the list; each checked as a deployment's. */
+            placements?: components["schemas"]["Placement"][] | null;
+            /**
+             * Format: int32
+             * @description 0 to 86400.
+             */
+            scale_down_cooldown_s?: number | null;
+            /**
+             * Format: double
+             * @description Above 0, at most 1000; null: not a signal.
+             */
+            target_outstanding?: number | null;
+            /**
+             * Format: int32
+             * @description 1 to 600000; null: not a signal.
+             */
+            target_ttft_p95_ms?: number | null;
         };
         /** @description The new state of a share. */
         UpdateShare: {
@@ -7347,6 +7656,275 @@ export interface operations {
             403: components["responses"]["Forbidden"];
         };
     };
+    list_services: {
+        parameters: {
+            query?: {
+                /** @description Only this state; by default all but `deleted`. */
+                state?: null | ("active" | "paused" | "deleting" | "deleted");
+                /** @description 1 to 200, default 50. */
+                limit?: number | null;
+                /** @description Up to 1000000, default 0. */
+                offset?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Service"][];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    create_service: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateService"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceDetail"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            /** @description refused: NOT_ACTIVATED, QUOTA_EXCEEDED, ZONE_NOT_AVAILABLE, ... */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            /** @description too many objects created; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_service: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description service id */
+                service_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceDetail"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    delete_service: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description service id */
+                service_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceDetail"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    update_service: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description service id */
+                service_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateService"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceDetail"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description refused: SERVICE_DELETED, NOT_ACTIVATED, QUOTA_EXCEEDED, ... */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    service_events: {
+        parameters: {
+            query?: {
+                /** @description 1 to 200, default 50. */
+                limit?: number | null;
+                /** @description Up to 1000000, default 0. */
+                offset?: number | null;
+            };
+            header?: never;
+            path: {
+                /** @description service id */
+                service_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceEvent"][];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    pause_service: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description service id */
+                service_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceDetail"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description SERVICE_DELETED */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    resume_service: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description service id */
+                service_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceDetail"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description refused: SERVICE_DELETED, NOT_ACTIVATED, QUOTA_EXCEEDED, ... */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     usage: {
         parameters: {
             query?: {
@@ -7839,6 +8417,7 @@ export const pathsFinopsUsageSeriesGetParametersQueryGroup_byValues: ReadonlyArr
 export const pathsFinopsUsageSeriesGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/finops/usage/series"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
 export const pathsInstancesGetParametersQuerySortValues: ReadonlyArray<FlattenedDeepRequired<paths>["/instances"]["get"]["parameters"]["query"]["sort"]> = ["created_at", "name", "status", "progress"];
 export const pathsInstancesGetParametersQueryOrderValues: ReadonlyArray<FlattenedDeepRequired<paths>["/instances"]["get"]["parameters"]["query"]["order"]> = ["asc", "desc"];
+export const pathsServicesGetParametersQueryStateOneOf1Values: ReadonlyArray<FlattenedDeepRequired<paths>["/services"]["get"]["parameters"]["query"]["state"]> = ["active", "paused", "deleting", "deleted"];
 export const pathsUsageGetParametersQueryGroup_byValues: ReadonlyArray<FlattenedDeepRequired<paths>["/usage"]["get"]["parameters"]["query"]["group_by"]> = ["model", "api_key", "day"];
 export const pathsUsageGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/usage"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
 export const actionStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ActionStatus"]> = ["in_progress", "success", "failed"];
@@ -7848,6 +8427,8 @@ export const invitationStatusValues: ReadonlyArray<FlattenedDeepRequired<compone
 export const keyStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KeyStatus"]> = ["active", "inactive", "expired", "revoked"];
 export const logLevelValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["LogLevel"]> = ["debug", "info", "warning", "error"];
 export const orgRoleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["OrgRole"]> = ["owner", "admin", "manager", "user"];
+export const serviceEventKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ServiceEventKind"]> = ["created", "updated", "paused", "resumed", "deleting", "deleted", "scaled", "replica_created", "replica_terminated", "placement_failed", "budget_capped"];
+export const serviceStateValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ServiceState"]> = ["active", "paused", "deleting", "deleted"];
 export const shareStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ShareStatus"]> = ["active", "paused", "revoked"];
 export const volumeStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["VolumeStatus"]> = ["attached", "deleted", "missing"];
 export const workerModeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["WorkerMode"]> = ["mono", "multi"];

@@ -54,6 +54,10 @@ pub struct Org {
     pub incoming_offering_id: Uuid,
     /// A soft organization budget (1000 EUR a month, alerts only).
     pub budget_id: Uuid,
+    /// A service of the organization (active, 0 to 2 replicas, one
+    /// replica in `installing`), once [`TestApp::add_service`] made one
+    /// (nil until then).
+    pub service_id: Uuid,
 }
 
 impl Org {
@@ -221,6 +225,7 @@ impl TestApp {
             share_consumer_slug: String::new(),
             incoming_offering_id: Uuid::nil(),
             budget_id,
+            service_id: Uuid::nil(),
         }
     }
 
@@ -289,6 +294,52 @@ impl TestApp {
         .execute(&self.state.db)
         .await
         .expect("instance");
+    }
+
+    /// Gives `org` a service (see [`Org::service_id`]) on the mock
+    /// provider's first zone and type, as the API would have written it.
+    pub async fn add_service(&self, org: &mut Org) {
+        org.service_id = Uuid::new_v4();
+        let db = &self.state.db;
+        sqlx::query(
+            "INSERT INTO services (id, organization_id, name, model_id, min_replicas, max_replicas, desired_replicas, created_by)
+             VALUES ($1, $2, 'fixture service', 'mock/model', 0, 2, 1, $3)",
+        )
+        .bind(org.service_id)
+        .bind(org.id)
+        .bind(org.owner.user_id)
+        .execute(db)
+        .await
+        .expect("service");
+        sqlx::query(
+            "INSERT INTO service_placements (service_id, position, provider, zone, instance_type, zone_id, instance_type_id)
+             VALUES ($1, 0, 'mock', 'mock-zone-1', 'mock-1gpu-24g', $2::uuid, $3::uuid)",
+        )
+        .bind(org.service_id)
+        .bind(MOCK_ZONE)
+        .bind(MOCK_INSTANCE_TYPE)
+        .execute(db)
+        .await
+        .expect("placement");
+        sqlx::query(
+            "INSERT INTO instances (id, organization_id, name, provider, zone, instance_type, model_id, status, service_id)
+             VALUES ($1, $2, 'fixture service #1', 'mock', 'mock-zone-1', 'mock-1gpu-24g', 'mock/model', 'installing', $3)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(org.id)
+        .bind(org.service_id)
+        .execute(db)
+        .await
+        .expect("replica");
+        sqlx::query(
+            "INSERT INTO service_events (service_id, organization_id, kind, from_replicas, to_replicas, reason)
+             VALUES ($1, $2, 'created', 0, 1, 'fixture')",
+        )
+        .bind(org.service_id)
+        .bind(org.id)
+        .execute(db)
+        .await
+        .expect("service event");
     }
 
     /// `consumer`'s manager accepts `share`; the routing table knows it at once.

@@ -111,6 +111,17 @@ pub const MATRIX: &[Row] = &[
     row("POST", "/instances/{instance_id}/reinstall", None, [401, 202, 202, 403, 403], Some([401, 404, 404, 403, 403])),
     row("PUT", "/instances/{instance_id}/archive", None, [401, 409, 409, 403, 403], Some([401, 404, 404, 403, 403])),
     row("GET", "/events/stream", None, MEMBERS_200, None),
+    // Services: members read; owners and admins act; B's service is hidden.
+    // (Nothing is activated in the fixtures, so a creation stops at NOT_ACTIVATED;
+    // the fixture's service is active with one replica, so resuming changes nothing.)
+    row("POST", "/services", Some(SERVICE), [401, 409, 409, 403, 403], None),
+    row("GET", "/services", None, MEMBERS_200, None),
+    row("GET", "/services/{service_id}", None, MEMBERS_200, Some(HIDDEN)),
+    row("PATCH", "/services/{service_id}", Some(r#"{"name":"Renamed","max_replicas":3,"target_outstanding":4.5,"eur_cap":"100"}"#), [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("POST", "/services/{service_id}/pause", None, [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("POST", "/services/{service_id}/resume", None, [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("DELETE", "/services/{service_id}", None, [401, 202, 202, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("GET", "/services/{service_id}/events", None, MEMBERS_200, Some(HIDDEN)),
     // API keys: everyone makes their own; owners and admins manage all; a
     // member's key is invisible to other non-admin members (404).
     row("POST", "/api-keys", Some(r#"{"name":"k"}"#), [401, 201, 201, 201, 201], None),
@@ -180,6 +191,8 @@ pub const MATRIX: &[Row] = &[
 const BUDGETS_READ: [u16; 5] = [401, 200, 200, 200, 403];
 const FINOPS: [u16; 5] = [401, 200, 403, 200, 403];
 
+const SERVICE: &str = r#"{"model_id":"8a1f0000-0000-4000-8000-000000000001","placements":[{"provider":"mock","zone":"mock-zone-1","instance_type":"mock-1gpu-24g"}],"min_replicas":1,"max_replicas":3,"target_outstanding":4,"target_ttft_p95_ms":2000,"idle_window_s":600,"scale_down_cooldown_s":120,"gpu_hours_cap":"100","eur_cap":"250.50"}"#;
+
 const SCALEWAY_CREDENTIALS: &str = r#"{"access_key":"SCWABCDEFGHIJ1234567","secret_key":"0b7e4a52-1c33-4c61-9d7e-3b0f5e6a7c11","project_id":"6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f","organization_id":"1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d","default_zone":"fr-par-2"}"#;
 
 const REGISTER: &str = r#"{"schema_version":2,"instance_id":"{instance_id}","boot_id":"b","agent":{"version":"0.1.0","bundle_sha256":"0000000000000000000000000000000000000000000000000000000000000000"},"model_id":"mock/model","mode":"mono","agent_port":8090,"engine_port":8000}"#;
@@ -203,6 +216,11 @@ pub const SMALL_MODEL: &str = "8a1f0000-0000-4000-8000-000000000001";
 /// Whether a row's cells need the offering fixtures in each organization.
 pub fn needs_offerings(row: &Row) -> bool {
     row.path.contains("offering")
+}
+
+/// Whether a row's cells need a service in each organization.
+pub fn needs_service(row: &Row) -> bool {
+    row.path.starts_with("/services/")
 }
 
 /// Whether a row's cells need an instance in each organization.
@@ -244,6 +262,7 @@ pub fn fill(
         .replace("{instance_id}", &target.instance_id.to_string())
         .replace("{api_key_id}", &target.api_key_id.to_string())
         .replace("{budget_id}", &target.budget_id.to_string())
+        .replace("{service_id}", &target.service_id.to_string())
         .replace("{offering_id}", &target.offering_id.to_string())
         .replace("{share_id}", &target.share_id.to_string())
         .replace(

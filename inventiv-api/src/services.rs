@@ -1,0 +1,394 @@
+//! Services' data: reading a service with its placements, its timeline
+//! (`service_events`) and live event, creating its replicas on its first
+//! placement and terminating them. The routes (`routes/services.rs`),
+//! `POST /deployments` and the instance terminate route share these, so a
+//! replica is made and ended one way.
+//!
+//! Who moves `desired_replicas`: the API on create (`min`), pause (0),
+//! resume (`min`), PATCH (clamped into `[min, max]`) and when a replica is
+//! terminated by hand (one fewer, not below `min`); the autoscaler within
+//! `[min, max]`. The API creates the replicas a raise asks for at once (so
+//! a service serves without the autoscaler); removing replicas beyond
+//! `desired_replicas` (after draining them) and moving `deleting` to
+//! `deleted` are the autoscaler's.
+
+use chrono::{DateTime, Utc};
+use inventiv_common::instance::Transition;
+use inventiv_common::messages::{self, CommandKind};
+use inventiv_common::{InstanceStatus, ServiceEventKind, ServiceState, UserId};
+use serde::Serialize;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::placement::{self, NewInstance, Placement};
+use crate::routes::instances::{self, Instance};
+use crate::state::AppState;
+
+/// A service as its organization sees it.
+#[derive(Serialize, ToSchema)]
+pub struct Service {
+    pub id: Uuid,
+    pub name: String,
+    /// Hugging Face id of the model it serves.
+    pub model_id: String,
+    pub mode: String,
+    pub state: ServiceState,
+    pub min_replicas: i32,
+    pub max_replicas: i32,
+    /// What the replicas converge to: `min` to `max` while active, 0 otherwise.
+    pub desired_replicas: i32,
+    /// Replicas neither terminating nor ended (`terminating`, `terminated`, `archived`).
+    pub active_replicas: i64,
+    /// Outstanding requests per replica past which it scales up.
+    pub target_outstanding: Option<f64>,
+    /// Time-to-first-token p95 (ms) past which it scales up.
+    pub target_ttft_p95_ms: Option<i32>,
+    /// Seconds without a request before it scales down to `min`.
+    pub idle_window_s: i32,
+    /// Seconds after a scaling before it may scale down.
+    pub scale_down_cooldown_s: i32,
+    /// GPU hours per calendar month (decimal string); null: no cap.
+    pub gpu_hours_cap: Option<String>,
+    /// EUR per calendar month (decimal string); null: no cap.
+    pub eur_cap: Option<String>,
+    /// Where replicas go, first preferred.
+    pub placements: Vec<Placement>,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_scaled_at: Option<DateTime<Utc>>,
+}
+
+struct Row {
+    id: Uuid,
+    name: String,
+    model_id: String,
+    model_catalog_id: Option<Uuid>,
+    mode: String,
+    state: ServiceState,
+    min_replicas: i32,
+    max_replicas: i32,
+    desired_replicas: i32,
+    active_replicas: i64,
+    target_outstanding: Option<f64>,
+    target_ttft_p95_ms: Option<i32>,
+    idle_window_s: i32,
+    scale_down_cooldown_s: i32,
+    gpu_hours_cap: Option<String>,
+    eur_cap: Option<String>,
+    created_by: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    last_scaled_at: Option<DateTime<Utc>>,
+}
+
+/// A service with what the routes need besides its answer.
+pub struct Loaded {
+    pub service: Service,
+    pub model_catalog_id: Option<Uuid>,
+}
+
+async fn placements(db: &mut PgConnection, id: Uuid) -> ApiResult<Vec<Placement>> {
+    Ok(sqlx::query_as!(
+        Placement,
+        "SELECT provider, zone, instance_type FROM service_placements WHERE service_id = $1 ORDER BY position",
+        id,
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// Loads a service of `org` (404 otherwise); `lock` holds its row until
+/// the transaction ends, so changes to one service are serialized.
+pub async fn load(db: &mut PgConnection, org: Uuid, id: Uuid, lock: bool) -> ApiResult<Loaded> {
+    if lock {
+        sqlx::query!(
+            "SELECT id FROM services WHERE id = $1 AND organization_id = $2 FOR UPDATE",
+            id,
+            org
+        )
+        .fetch_optional(&mut *db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    }
+    let row = sqlx::query_as!(
+        Row,
+        r#"SELECT s.id, s.name, s.model_id, s.model_catalog_id, s.mode, s.state AS "state: ServiceState",
+                  s.min_replicas, s.max_replicas, s.desired_replicas,
+                  (SELECT count(*) FROM instances i WHERE i.service_id = s.id
+                    AND i.status NOT IN ('terminating', 'terminated', 'archived')) AS "active_replicas!",
+                  s.target_outstanding, s.target_ttft_p95_ms, s.idle_window_s, s.scale_down_cooldown_s,
+                  s.gpu_hours_cap::text AS gpu_hours_cap, s.eur_cap::text AS eur_cap,
+                  s.created_by, s.created_at, s.updated_at, s.last_scaled_at
+             FROM services s WHERE s.id = $1 AND s.organization_id = $2"#,
+        id,
+        org,
+    )
+    .fetch_optional(&mut *db)
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    let placements = placements(db, id).await?;
+    Ok(Loaded {
+        model_catalog_id: row.model_catalog_id,
+        service: Service {
+            id: row.id,
+            name: row.name,
+            model_id: row.model_id,
+            mode: row.mode,
+            state: row.state,
+            min_replicas: row.min_replicas,
+            max_replicas: row.max_replicas,
+            desired_replicas: row.desired_replicas,
+            active_replicas: row.active_replicas,
+            target_outstanding: row.target_outstanding,
+            target_ttft_p95_ms: row.target_ttft_p95_ms,
+            idle_window_s: row.idle_window_s,
+            scale_down_cooldown_s: row.scale_down_cooldown_s,
+            gpu_hours_cap: row.gpu_hours_cap,
+            eur_cap: row.eur_cap,
+            placements,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            last_scaled_at: row.last_scaled_at,
+        },
+    })
+}
+
+/// Replaces a service's placements with `list` (checked by the caller).
+pub async fn set_placements(
+    tx: &mut PgConnection,
+    id: Uuid,
+    list: &[placement::Checked],
+) -> ApiResult<()> {
+    sqlx::query!("DELETE FROM service_placements WHERE service_id = $1", id)
+        .execute(&mut *tx)
+        .await?;
+    for (position, p) in (0i16..).zip(list) {
+        sqlx::query!(
+            "INSERT INTO service_placements (service_id, position, provider, zone, instance_type, zone_id, instance_type_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            id,
+            position,
+            p.placement.provider,
+            p.placement.zone,
+            p.placement.instance_type,
+            p.zone_id,
+            p.type_id,
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// An entry of a service's timeline, to record and announce.
+pub struct Note {
+    pub kind: ServiceEventKind,
+    pub from_replicas: Option<i32>,
+    pub to_replicas: Option<i32>,
+    pub reason: String,
+}
+
+/// Records `note` in the service's timeline (in the caller's transaction).
+pub async fn record(tx: &mut PgConnection, org: Uuid, id: Uuid, note: &Note) -> ApiResult<()> {
+    sqlx::query!(
+        "INSERT INTO service_events (service_id, organization_id, kind, from_replicas, to_replicas, reason)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        id,
+        org,
+        note.kind.as_str(),
+        note.from_replicas,
+        note.to_replicas,
+        note.reason.chars().take(1000).collect::<String>(),
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Announces a service's change (after commit) to the organization's live views.
+pub async fn publish(state: &AppState, org: Uuid, service: &Service, note: &Note) {
+    let event = messages::Event::ServiceUpdated {
+        organization_id: org,
+        service_id: service.id,
+        state: service.state,
+        desired_replicas: service.desired_replicas,
+        kind: note.kind,
+        reason: note.reason.clone(),
+    };
+    crate::events::publish(state, &event).await;
+}
+
+/// Sets a service's state and desired replicas and records `note`.
+pub async fn set_state(
+    tx: &mut PgConnection,
+    org: Uuid,
+    id: Uuid,
+    to: ServiceState,
+    desired: i32,
+    note: &Note,
+) -> ApiResult<Service> {
+    sqlx::query!(
+        "UPDATE services SET state = $2, desired_replicas = $3, updated_at = now() WHERE id = $1",
+        id,
+        to.as_str(),
+        desired,
+    )
+    .execute(&mut *tx)
+    .await?;
+    record(tx, org, id, note).await?;
+    Ok(load(tx, org, id, false).await?.service)
+}
+
+/// Creates `count` replicas of a service on its first placement, checked
+/// as a deployment is and admitted against the quota, in the caller's
+/// transaction; returns their ids.
+pub async fn add_replicas(
+    state: &AppState,
+    tx: &mut PgConnection,
+    org: Uuid,
+    by: UserId,
+    loaded: &Loaded,
+    count: i32,
+    request_id: Option<&str>,
+) -> ApiResult<Vec<Uuid>> {
+    if count <= 0 {
+        return Ok(Vec::new());
+    }
+    let service = &loaded.service;
+    let model_ref = loaded.model_catalog_id.map(|m| m.to_string());
+    let model = placement::model(
+        state,
+        Some(model_ref.as_deref().unwrap_or(&service.model_id)),
+    )
+    .await?;
+    let first = service.placements.first().ok_or_else(|| {
+        ApiError::conflict(
+            "NO_PLACEMENT",
+            "the service has no placement to create replicas on",
+        )
+    })?;
+    let at = placement::check(state, org, &model, first).await?;
+    placement::admit(state, tx, org, i64::from(count), at.gpu_count).await?;
+    let made: i64 = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM instances WHERE service_id = $1"#,
+        service.id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut ids = Vec::new();
+    for n in 1..=i64::from(count) {
+        let base: String = service.name.chars().take(90).collect();
+        let name = format!("{base} #{}", made + n);
+        let id = placement::create_instance(
+            tx,
+            NewInstance {
+                org,
+                created_by: by,
+                name: &name,
+                model: &model,
+                mode: &service.mode,
+                at: &at,
+                service_id: service.id,
+                request_id,
+            },
+        )
+        .await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Terminates every replica of a service not already ending, through the
+/// instance terminate path (transition and command), in the caller's
+/// transaction; returns them (to announce after commit).
+pub async fn terminate_replicas(
+    tx: &mut PgConnection,
+    org: Uuid,
+    id: Uuid,
+    request_id: Option<&str>,
+) -> ApiResult<Vec<Instance>> {
+    let ids = sqlx::query_scalar!(
+        "SELECT id FROM instances WHERE service_id = $1 AND organization_id = $2
+            AND status NOT IN ('terminating', 'terminated', 'archived') ORDER BY created_at, id",
+        id,
+        org,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut ended = Vec::new();
+    for replica in ids {
+        let (instance, outcome) = instances::transition_in(
+            tx,
+            org,
+            replica,
+            InstanceStatus::Terminating,
+            Some(CommandKind::Terminate),
+            request_id,
+        )
+        .await?;
+        if outcome == Transition::Changed {
+            ended.push(instance);
+        }
+    }
+    Ok(ended)
+}
+
+/// Whether any replica of the service still exists (not terminated or archived).
+pub async fn any_replica_left(tx: &mut PgConnection, id: Uuid) -> ApiResult<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM instances WHERE service_id = $1 AND status NOT IN ('terminated', 'archived')) AS "left!""#,
+        id
+    )
+    .fetch_one(tx)
+    .await?)
+}
+
+/// A replica was terminated by hand (`DELETE /instances/{id}`): its service
+/// wants one fewer, not below its floor; when that was the last replica of
+/// a service with a floor (a deployment, a service of one replica), the
+/// service ends with it, as terminating a deployment always did. Returns
+/// the note to announce, if the service changed.
+pub async fn replica_terminated_by_hand(
+    tx: &mut PgConnection,
+    org: Uuid,
+    service_id: Uuid,
+    replica: Uuid,
+    who: &str,
+) -> ApiResult<Option<(Service, Note)>> {
+    let loaded = load(tx, org, service_id, true).await?;
+    let s = &loaded.service;
+    if s.state != ServiceState::Active {
+        return Ok(None);
+    }
+    let (state, desired, kind, reason) = if s.active_replicas == 0 && s.min_replicas >= 1 {
+        (
+            ServiceState::Deleting,
+            0,
+            ServiceEventKind::Deleting,
+            format!("its last replica {replica} was terminated by {who}: the service ends with it"),
+        )
+    } else {
+        let to = (s.desired_replicas - 1).max(s.min_replicas);
+        (
+            ServiceState::Active,
+            to,
+            ServiceEventKind::ReplicaTerminated,
+            format!(
+                "replica {replica} terminated by {who}: desired {} → {to}",
+                s.desired_replicas
+            ),
+        )
+    };
+    let note = Note {
+        kind,
+        from_replicas: Some(s.desired_replicas),
+        to_replicas: Some(desired),
+        reason,
+    };
+    let after = set_state(tx, org, service_id, state, desired, &note).await?;
+    Ok(Some((after, note)))
+}
