@@ -79,6 +79,9 @@ pub struct Config {
     pub heartbeat_flush: Duration,
     /// How often each replica publishes its load for the autoscaler.
     pub signals_interval: Duration,
+    /// How often services' replicas are converged to their wish (one
+    /// replica at a time does it).
+    pub replicas_interval: Duration,
     /// How often the cost job runs in this replica; None: not here.
     pub cost_job_interval: Option<Duration>,
     /// Reconciling the proxy's metering with the engines' token counters.
@@ -406,6 +409,10 @@ impl Config {
             signals_interval: Duration::from_millis(
                 env.parse("INVENTIV_SIGNALS_INTERVAL_MS", 1000u64)?
                     .clamp(100, 10_000),
+            ),
+            replicas_interval: Duration::from_millis(
+                env.parse("INVENTIV_REPLICAS_INTERVAL_MS", 1000u64)?
+                    .clamp(100, 60_000),
             ),
             heartbeat_flush: Duration::from_millis(
                 env.parse("INVENTIV_HEARTBEAT_FLUSH_MS", 1000u64)?

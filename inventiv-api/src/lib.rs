@@ -25,6 +25,7 @@ pub mod outbox;
 pub mod placement;
 pub mod proxy;
 pub mod ratelimit;
+pub mod replicas;
 pub mod request_id;
 pub mod routes;
 pub mod services;

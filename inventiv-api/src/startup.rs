@@ -221,6 +221,7 @@ impl Application {
             shutdown.clone(),
         ));
         tasks.spawn(crate::drift::run(self.state.clone(), shutdown.clone()));
+        tasks.spawn(crate::replicas::run(self.state.clone(), shutdown.clone()));
         tasks.spawn(crate::events::subscribe(
             self.state.clone(),
             shutdown.clone(),

@@ -73,6 +73,8 @@ pub struct Config {
     /// renews it every third of this, so a dead replica's instances are
     /// taken over after at most this long.
     pub lease: Duration,
+    /// The autoscaler's pace, lease and windows.
+    pub autoscaler: AutoscalerConfig,
     /// How long provisioning (the provider's side: create, power-on, boot)
     /// may take in all before the instance ends in `provisioning_failed`
     /// and what was created is deleted.
@@ -223,6 +225,20 @@ impl Config {
             ),
             orphan_grace: Duration::from_secs(parse("INVENTIV_ORPHAN_GRACE_SECS", 1800u64)?),
             lease: Duration::from_millis(parse("INVENTIV_INSTANCE_LEASE_MS", 120_000u64)?.max(300)),
+            autoscaler: AutoscalerConfig {
+                interval: Duration::from_millis(
+                    parse("INVENTIV_AUTOSCALER_INTERVAL_MS", 1000u64)?.clamp(100, 10_000),
+                ),
+                lease: Duration::from_millis(
+                    parse("INVENTIV_AUTOSCALER_LEASE_MS", 10_000u64)?.clamp(300, 600_000),
+                ),
+                up_window: Duration::from_millis(
+                    parse("INVENTIV_AUTOSCALER_UP_WINDOW_MS", 30_000u64)?.clamp(100, 3_600_000),
+                ),
+                down_window: Duration::from_millis(
+                    parse("INVENTIV_AUTOSCALER_DOWN_WINDOW_MS", 120_000u64)?.clamp(100, 3_600_000),
+                ),
+            },
             provisioning_deadline: Duration::from_secs(
                 parse("INVENTIV_PROVISIONING_DEADLINE_SECS", 1200u64)?.max(1),
             ),
@@ -230,6 +246,21 @@ impl Config {
             state_dir,
         })
     }
+}
+
+/// The autoscaler's settings (see `autoscaler::run`).
+#[derive(Debug, Clone)]
+pub struct AutoscalerConfig {
+    /// How often it reads the load and decides (the API replicas publish
+    /// every `INVENTIV_SIGNALS_INTERVAL_MS`: read at least as often).
+    pub interval: Duration,
+    /// How long its lease lasts without renewal: another orchestrator
+    /// takes over at most this long after the holder died.
+    pub lease: Duration,
+    /// How long a target must be exceeded before scaling up, and the load
+    /// stay low before scaling down.
+    pub up_window: Duration,
+    pub down_window: Duration,
 }
 
 /// The newest `target/agent/inventiv-agent-<version>.tar.gz` (what

@@ -46,9 +46,11 @@ pub async fn run(o: Arc<context::Orchestrator>, shutdown: CancellationToken) {
         shutdown.clone(),
     ));
     let clouds = tokio::spawn(jobs::cloud_reconcile::run(o.clone(), shutdown.clone()));
+    let autoscaler = tokio::spawn(autoscaler::run::run(o.clone(), shutdown.clone()));
     jobs::reconcile::run(o, active, tasks.clone(), shutdown).await;
     let _ = commands.await;
     let _ = clouds.await;
+    let _ = autoscaler.await;
     tasks.close();
     tasks.wait().await;
 }

@@ -12,6 +12,7 @@
 
 mod support;
 
+mod autoscaling;
 mod crash;
 mod dead_man;
 mod dead_worker;

@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use inventiv_orchestrator::config::Config;
+use inventiv_orchestrator::config::{AutoscalerConfig, Config};
 use inventiv_orchestrator::context::{self, Orchestrator};
 use inventiv_testkit::binaries::cargo_bin;
 use sqlx::PgPool;
@@ -286,6 +286,12 @@ impl Stack {
             cloud_reconcile_interval: self.cloud_reconcile_interval,
             orphan_grace: Duration::from_secs(1800),
             lease: Duration::from_secs(120),
+            autoscaler: AutoscalerConfig {
+                interval: Duration::from_millis(200),
+                lease: Duration::from_secs(2),
+                up_window: Duration::from_secs(1),
+                down_window: Duration::from_secs(2),
+            },
             provisioning_deadline: self.provisioning_deadline,
             mock_provider: true,
         };

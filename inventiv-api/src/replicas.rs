@@ -1,0 +1,315 @@
+//! Replica convergence: makes each service's replicas follow its
+//! `desired_replicas`, which the API's routes (create, pause, resume,
+//! update) and the orchestrator's autoscaler set. Every interval, one API
+//! replica at a time (a transaction-scoped advisory lock held for the
+//! pass) looks at the live services:
+//!
+//! - an active service with fewer replicas serving or on their way
+//!   (`provisioning` … `ready`) than desired gets new ones, made exactly as
+//!   a deployment's (placement checks, quota, outbox command); a failed
+//!   replica (`provisioning_failed`, `startup_failed`, `worker_dead`) no
+//!   longer counts, so it is replaced;
+//! - one with more loses the extra ones, those not ready first, then the
+//!   newest, through the instance terminate path;
+//! - a deleting service with no replica left becomes deleted.
+//!
+//! A refusal (quota, budget, placement no longer available) is written in
+//! the service's timeline as `placement_failed` and the service is left
+//! alone for a while (doubling from [`BACKOFF_MIN`] to [`BACKOFF_MAX`]),
+//! so a service that cannot grow does not fill its timeline. Replicas that
+//! failed in the last hour slow replacements down the same way (counted
+//! from the database, so it holds across API replicas and restarts): a
+//! placement whose VMs keep failing is not hammered.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use inventiv_common::messages::CommandKind;
+use inventiv_common::{InstanceStatus, ServiceEventKind, ServiceState, UserId};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use inventiv_common::instance::Transition;
+
+use crate::routes::instances::{self, Instance};
+use crate::services::{self, Note, Service};
+use crate::state::AppState;
+
+/// The advisory lock key of the convergence pass (any constant unique to it).
+const LOCK_KEY: i64 = 0x5e41_1ce5_c0de_0001;
+/// The first wait after a refusal, and the longest.
+const BACKOFF_MIN: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Statuses of a replica that serves or is on its way to: what counts
+/// towards `desired_replicas`.
+const COUNTED: [InstanceStatus; 5] = [
+    InstanceStatus::Provisioning,
+    InstanceStatus::Booting,
+    InstanceStatus::Installing,
+    InstanceStatus::Starting,
+    InstanceStatus::Ready,
+];
+
+/// Services refused lately, and when each may be tried again.
+#[derive(Default)]
+pub struct Backoff(HashMap<Uuid, (Duration, Instant)>);
+
+impl Backoff {
+    fn due(&self, id: Uuid) -> bool {
+        self.0.get(&id).is_none_or(|(_, at)| Instant::now() >= *at)
+    }
+
+    fn refused(&mut self, id: Uuid) {
+        let wait = self
+            .0
+            .get(&id)
+            .map_or(BACKOFF_MIN, |(w, _)| (*w * 2).min(BACKOFF_MAX));
+        self.0.insert(id, (wait, Instant::now() + wait));
+    }
+
+    fn done(&mut self, id: Uuid) {
+        self.0.remove(&id);
+    }
+}
+
+/// How long after its newest replica a service with `failed` replicas
+/// failed in the last hour waits before making another.
+fn failure_backoff(failed: i64) -> chrono::Duration {
+    if failed <= 0 {
+        return chrono::Duration::zero();
+    }
+    let secs = BACKOFF_MIN.as_secs() << (failed - 1).min(10);
+    chrono::Duration::seconds(i64::try_from(secs.min(BACKOFF_MAX.as_secs())).unwrap_or(300))
+}
+
+/// What a pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub created: usize,
+    pub terminated: usize,
+    pub deleted: usize,
+    pub refused: usize,
+}
+
+/// One pass over the services whose replicas differ from their wish;
+/// does nothing while another replica runs one.
+pub async fn run_once(state: &AppState, backoff: &mut Backoff) -> sqlx::Result<Pass> {
+    let mut lock = state.db.begin().await?;
+    let locked = sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#,
+        LOCK_KEY
+    )
+    .fetch_one(&mut *lock)
+    .await?;
+    let mut pass = Pass::default();
+    if !locked {
+        return Ok(pass);
+    }
+    let counted: Vec<String> = COUNTED.iter().map(|s| s.as_str().to_owned()).collect();
+    let candidates = sqlx::query!(
+        r#"SELECT s.id, s.organization_id, s.state AS "state: ServiceState", s.desired_replicas,
+                  (SELECT count(*) FROM instances i WHERE i.service_id = s.id AND i.status = ANY($1)) AS "counted!",
+                  (SELECT count(*) FROM instances i WHERE i.service_id = s.id
+                     AND i.status NOT IN ('terminated', 'archived')) AS "left!",
+                  (SELECT count(*) FROM instances i WHERE i.service_id = s.id
+                     AND i.status IN ('provisioning_failed', 'startup_failed', 'worker_dead')
+                     AND i.created_at > now() - interval '1 hour') AS "failed!",
+                  (SELECT max(i.created_at) FROM instances i WHERE i.service_id = s.id) AS newest
+             FROM services s WHERE s.state IN ('active', 'deleting')"#,
+        &counted,
+    )
+    .fetch_all(&mut *lock)
+    .await?;
+    let now = chrono::Utc::now();
+    for c in candidates {
+        let differs = match c.state {
+            ServiceState::Active => c.counted != i64::from(c.desired_replicas),
+            _ => c.left == 0,
+        };
+        let growing = c.state == ServiceState::Active && c.counted < i64::from(c.desired_replicas);
+        let held_back = growing
+            && c.newest
+                .is_some_and(|newest| now < newest + failure_backoff(c.failed));
+        if !differs || held_back || !backoff.due(c.id) {
+            continue;
+        }
+        match converge(state, c.organization_id, c.id, &counted).await {
+            Ok(Some(done)) => {
+                backoff.done(c.id);
+                pass.created += done.created;
+                pass.terminated += done.ended.len();
+                pass.deleted += usize::from(done.deleted);
+                if let Some(note) = &done.note {
+                    services::publish(state, c.organization_id, &done.service, note).await;
+                }
+                for instance in &done.ended {
+                    instances::publish_instance(state, c.organization_id, instance).await;
+                }
+            }
+            Ok(None) => {}
+            Err(refusal @ (ApiError::Conflict { .. } | ApiError::Validation { .. })) => {
+                backoff.refused(c.id);
+                pass.refused += 1;
+                if let Err(e) = note_refusal(state, c.organization_id, c.id, &refusal).await {
+                    tracing::warn!(service_id = %c.id, error = %e, "refusal not recorded");
+                }
+            }
+            Err(e) => {
+                backoff.refused(c.id);
+                tracing::warn!(service_id = %c.id, error = %e, "service not converged; will retry");
+            }
+        }
+    }
+    lock.commit().await?;
+    Ok(pass)
+}
+
+/// What converging one service did.
+struct Done {
+    service: Service,
+    note: Option<Note>,
+    created: usize,
+    ended: Vec<Instance>,
+    deleted: bool,
+}
+
+/// Converges one service in a transaction of its own (its row locked, so
+/// a route's change waits for it or goes first).
+async fn converge(
+    state: &AppState,
+    org: Uuid,
+    id: Uuid,
+    counted: &[String],
+) -> ApiResult<Option<Done>> {
+    let mut tx = state.db.begin().await?;
+    let loaded = services::load(&mut tx, org, id, true).await?;
+    let service = &loaded.service;
+    if service.state == ServiceState::Deleting {
+        if services::any_replica_left(&mut tx, id).await? {
+            return Ok(None);
+        }
+        let note = Note {
+            kind: ServiceEventKind::Deleted,
+            from_replicas: Some(0),
+            to_replicas: Some(0),
+            reason: "its last replica ended: the service is deleted".into(),
+        };
+        let after = services::set_state(&mut tx, org, id, ServiceState::Deleted, 0, &note).await?;
+        tx.commit().await?;
+        return Ok(Some(Done {
+            service: after,
+            note: Some(note),
+            created: 0,
+            ended: Vec::new(),
+            deleted: true,
+        }));
+    }
+    if service.state != ServiceState::Active {
+        return Ok(None);
+    }
+    // Those to let go first come first: not ready, then the newest.
+    let live = sqlx::query_scalar!(
+        "SELECT id FROM instances WHERE service_id = $1 AND status = ANY($2)
+          ORDER BY (status = 'ready'), created_at DESC, id",
+        id,
+        counted,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let have = i32::try_from(live.len()).unwrap_or(i32::MAX);
+    let want = service.desired_replicas;
+    let (mut created, mut ended, mut note) = (0, Vec::new(), None);
+    if have < want {
+        let by = match service.created_by {
+            Some(user) => user,
+            None => {
+                sqlx::query_scalar!("SELECT created_by FROM organizations WHERE id = $1", org)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        let made =
+            services::add_replicas(state, &mut tx, org, UserId(by), &loaded, want - have, None)
+                .await?;
+        created = made.len();
+        note = Some(Note {
+            kind: ServiceEventKind::ReplicaCreated,
+            from_replicas: Some(have),
+            to_replicas: Some(want),
+            reason: format!("{created} replica(s) created to reach {want}"),
+        });
+    } else if have > want {
+        let extra = usize::try_from(have - want).unwrap_or(0);
+        for replica in live.into_iter().take(extra) {
+            let (instance, outcome) = instances::transition_in(
+                &mut tx,
+                org,
+                replica,
+                InstanceStatus::Terminating,
+                Some(CommandKind::Terminate),
+                None,
+            )
+            .await?;
+            if outcome == Transition::Changed {
+                ended.push(instance);
+            }
+        }
+        note = Some(Note {
+            kind: ServiceEventKind::ReplicaTerminated,
+            from_replicas: Some(have),
+            to_replicas: Some(want),
+            reason: format!(
+                "{} replica(s) terminated to come down to {want}",
+                ended.len()
+            ),
+        });
+    }
+    if let Some(note) = &note {
+        services::record(&mut tx, org, id, note).await?;
+    }
+    let service = services::load(&mut tx, org, id, false).await?.service;
+    tx.commit().await?;
+    state.outbox.notify_one();
+    Ok(Some(Done {
+        service,
+        note,
+        created,
+        ended,
+        deleted: false,
+    }))
+}
+
+/// Writes a refusal in the service's timeline.
+async fn note_refusal(state: &AppState, org: Uuid, id: Uuid, refusal: &ApiError) -> ApiResult<()> {
+    let note = Note {
+        kind: ServiceEventKind::PlacementFailed,
+        from_replicas: None,
+        to_replicas: None,
+        reason: format!("no replica could be created: {refusal}"),
+    };
+    let mut tx = state.db.begin().await?;
+    services::record(&mut tx, org, id, &note).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Runs a pass every interval until shutdown.
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(state.config.replicas_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = Backoff::default();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match run_once(&state, &mut backoff).await {
+            Ok(pass) if pass == Pass::default() => {}
+            Ok(pass) => tracing::info!(?pass, "service replicas converged"),
+            Err(e) => tracing::warn!(error = %e, "replica convergence failed; will retry"),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Services that scale, end to end on the mock provider: the real API
+//! (its replica convergence) and an in-process orchestrator (its
+//! autoscaler under the lease), real replicas installed and made ready.
+//!
+//! The load is one more API replica's snapshot in Redis, written by the
+//! test in the format the API replicas publish (`inventiv_common::signals`;
+//! the publishing itself is tested in the API's `signals` tests): the mock
+//! engine answers too fast for real requests to stay outstanding.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use inventiv_common::signals::{self, ModelLoad, Snapshot};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::support::{Stack, MODEL};
+
+/// Writes `outstanding` requests of (org, MODEL) as a replica's snapshot
+/// every 200 ms until cancelled.
+fn load(h: &Stack, org: Uuid, outstanding: u64) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let mut redis = h.redis.clone();
+    let prefix = h.prefix.clone();
+    let until = stop.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                () = until.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = chrono::Utc::now().timestamp_millis();
+            let snapshot = Snapshot {
+                replica: "load-test".into(),
+                at_ms: now,
+                interval_ms: 200,
+                models: vec![ModelLoad {
+                    organization_id: org,
+                    model: MODEL.into(),
+                    outstanding,
+                    ..ModelLoad::default()
+                }],
+            };
+            let key = signals::replica_key(&prefix, "load-test");
+            let _: () = redis::pipe()
+                .cmd("SET")
+                .arg(&key)
+                .arg(serde_json::to_string(&snapshot).unwrap())
+                .arg("PX")
+                .arg(600)
+                .ignore()
+                .cmd("ZADD")
+                .arg(signals::index_key(&prefix))
+                .arg(now + 600)
+                .arg("load-test")
+                .ignore()
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+        }
+    });
+    stop
+}
+
+/// (desired replicas, replicas ready, replicas counted: provisioning … ready).
+async fn replicas(h: &Stack, service: Uuid) -> (i32, i64, i64) {
+    sqlx::query_as(
+        "SELECT s.desired_replicas,
+                (SELECT count(*) FROM instances i WHERE i.service_id = s.id AND i.status = 'ready'),
+                (SELECT count(*) FROM instances i WHERE i.service_id = s.id
+                   AND i.status IN ('provisioning', 'booting', 'installing', 'starting', 'ready'))
+           FROM services s WHERE s.id = $1",
+    )
+    .bind(service)
+    .fetch_one(&h.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_scales_up_on_load_and_back_down_one_step_at_a_time_with_reasons() {
+    let h = Stack::start().await;
+    h.in_process(Ipv4Addr::new(127, 0, 72, 1)).await;
+    let token = h.team().await;
+    let (status, created) = h
+        .call(
+            reqwest::Method::POST,
+            "/services",
+            &token,
+            Some(json!({
+                "model_id": MODEL, "name": "scaling",
+                "placements": [{ "provider": "mock", "zone": "mock-zone-1", "instance_type": "mock-1gpu-24g" }],
+                "min_replicas": 1, "max_replicas": 3, "target_outstanding": 4,
+                "scale_down_cooldown_s": 0, "idle_window_s": 3600
+            })),
+        )
+        .await;
+    assert!(status == 201 || status == 202, "{status} {created}");
+    let id = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
+    let org: Uuid = sqlx::query_scalar("SELECT organization_id FROM services WHERE id = $1")
+        .bind(id)
+        .fetch_one(&h.db)
+        .await
+        .unwrap();
+    h.until(
+        "the first replica ready",
+        Duration::from_secs(90),
+        || async { (replicas(&h, id).await == (1, 1, 1)).then_some(()) },
+    )
+    .await;
+
+    // 10 outstanding for 4 per replica: ⌈10 / 4⌉ = 3 replicas, all made ready.
+    let stop = load(&h, org, 10);
+    h.until("three replicas ready", Duration::from_secs(120), || async {
+        (replicas(&h, id).await == (3, 3, 3)).then_some(())
+    })
+    .await;
+    stop.cancel();
+
+    // No load: down one replica at a time, to the floor, never below it.
+    h.until("back to one replica", Duration::from_secs(90), || async {
+        (replicas(&h, id).await == (1, 1, 1)).then_some(())
+    })
+    .await;
+
+    let (status, events) = h
+        .call(
+            reqwest::Method::GET,
+            &format!("/services/{id}/events"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{events}");
+    // Newest first.
+    let items = events.as_array().unwrap();
+    let scaled: Vec<(i64, i64, String)> = items
+        .iter()
+        .rev()
+        .filter(|e| e["kind"] == "scaled")
+        .map(|e| {
+            (
+                e["from_replicas"].as_i64().unwrap(),
+                e["to_replicas"].as_i64().unwrap(),
+                e["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let steps: Vec<(i64, i64)> = scaled.iter().map(|(f, t, _)| (*f, *t)).collect();
+    assert_eq!(steps, [(1, 3), (3, 2), (2, 1)], "{scaled:?}");
+    assert!(
+        scaled[0].2.contains("outstanding 10 per replica > 4"),
+        "{scaled:?}"
+    );
+    // The replicas made and let go are in the timeline too.
+    let kinds: Vec<&str> = items.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(kinds.contains(&"replica_created"), "{kinds:?}");
+    assert!(kinds.contains(&"replica_terminated"), "{kinds:?}");
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM instances WHERE service_id = $1 AND status IN ('terminating', 'terminated')",
+    )
+    .bind(id)
+    .fetch_one(&h.db)
+    .await
+    .unwrap();
+    assert_eq!(ended, 2);
+}
