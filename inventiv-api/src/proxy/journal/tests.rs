@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use uuid::Uuid;
 
 use super::segment::{self, Frame, Pos};
-use super::writer::{GATHER_RECORDS, GATHER_WAIT};
+use super::writer::{company_wait, GATHER_RECORDS, GATHER_WAIT, GATHER_WAIT_MAX};
 use super::{open, Background, Metering};
 use crate::proxy::usage::{SharedUse, UsageRecord};
 
@@ -269,6 +269,21 @@ async fn a_full_group_is_synced_without_waiting_for_the_others() {
     }
     assert_eq!(syncs(&metering), (1, GATHER_RECORDS as u64));
     stop(background).await;
+}
+
+#[test]
+fn long_answers_wait_longer_for_company_in_proportion_and_capped() {
+    let ms = std::time::Duration::from_millis;
+    // Short answers (chat under load): the configured wait.
+    assert_eq!(company_wait(GATHER_WAIT, ms(5)), GATHER_WAIT);
+    assert_eq!(company_wait(GATHER_WAIT, ms(0)), GATHER_WAIT);
+    // Streams of 30 ms: half of it, so a group gathers about half of
+    // those being answered.
+    assert_eq!(company_wait(GATHER_WAIT, ms(30)), ms(15));
+    // Long streams: never more than the cap.
+    assert_eq!(company_wait(GATHER_WAIT, ms(5000)), GATHER_WAIT_MAX);
+    // A configured wait longer than the cap is kept (tests, operators).
+    assert_eq!(company_wait(HOUR, ms(5000)), HOUR);
 }
 
 #[tokio::test]

@@ -11,10 +11,18 @@
 //! open, not only those committing): while other requests are being
 //! answered (admitted, their record not handed over yet: each will hand
 //! one over), the writer waits for more records until the group holds
-//! [`GATHER_RECORDS`], or nobody else is answering, or [`GATHER_WAIT`] has
-//! passed. A lone request is synced at once; under load an answer's end
-//! waits up to [`GATHER_WAIT`] more, and a sync's cost is shared by up to
+//! [`GATHER_RECORDS`], or nobody else is answering, or the company wait
+//! has passed. A lone request is synced at once; under load an answer's
+//! end waits a little more, and a sync's cost is shared by up to
 //! [`GATHER_RECORDS`] requests.
+//!
+//! How long is "a little" follows the answers themselves: by Little's law
+//! a wait of a fraction of the typical answer's duration gathers that
+//! fraction of the requests being answered. Short answers (chat at c=64
+//! takes ≈ 5 ms) wait the configured [`GATHER_WAIT`]; long ones (streams)
+//! wait up to half their typical duration, at most [`GATHER_WAIT_MAX`], so
+//! a sync carries about as many streams as it carries short answers and
+//! an answer's end waits in proportion to its length.
 //!
 //! Records are handed over through a [`Queue`], not a channel: a handler
 //! wakes the writer only when the writer waits for it (the first record of
@@ -45,6 +53,14 @@ pub(super) const GATHER_RECORDS: usize = 64;
 /// The longest a group waits for company (what it adds to an answer's end
 /// under load, on top of the sync itself).
 pub const GATHER_WAIT: Duration = Duration::from_millis(4);
+/// The longest a group waits for company because answers are long.
+pub(super) const GATHER_WAIT_MAX: Duration = Duration::from_millis(25);
+
+/// How long a group waits for company: the configured wait, or half the
+/// typical answer's duration (capped) when that is longer.
+pub(super) fn company_wait(configured: Duration, typical_answer: Duration) -> Duration {
+    configured.max((typical_answer / 2).min(GATHER_WAIT_MAX))
+}
 
 /// A record and who to tell once it is durable (`false`: it is not).
 type Entry = (UsageRecord, oneshot::Sender<bool>);
@@ -192,6 +208,9 @@ pub struct Shared {
     failed_at: AtomicU64,
     /// Requests being answered whose record is not handed over yet.
     answering: AtomicUsize,
+    /// The typical answer's duration (admission to hand-over), µs: a
+    /// moving average over the last ≈ 16 answers.
+    answer_us: AtomicU64,
     /// Syncs done and records they made durable, for `/metrics`.
     syncs: AtomicU64,
     records: AtomicU64,
@@ -201,11 +220,15 @@ pub struct Shared {
 
 /// A request being answered, counted until its record is handed over
 /// (or it ends without one): the writer waits for it to join a group.
-pub struct Answering(Arc<Shared>);
+pub struct Answering {
+    shared: Arc<Shared>,
+    since: Instant,
+}
 
 impl Drop for Answering {
     fn drop(&mut self) {
-        self.0.answering.fetch_sub(1, Ordering::Relaxed);
+        self.shared.answering.fetch_sub(1, Ordering::Relaxed);
+        self.shared.answered(self.since.elapsed());
     }
 }
 
@@ -220,6 +243,7 @@ impl Shared {
             started: Instant::now(),
             failed_at: AtomicU64::new(0),
             answering: AtomicUsize::new(0),
+            answer_us: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             records: AtomicU64::new(0),
             fresh,
@@ -229,7 +253,24 @@ impl Shared {
     /// Counts a request being answered until the guard drops.
     pub fn answering(self: &Arc<Self>) -> Answering {
         self.answering.fetch_add(1, Ordering::Relaxed);
-        Answering(self.clone())
+        Answering {
+            shared: self.clone(),
+            since: Instant::now(),
+        }
+    }
+
+    /// Folds an answer's duration into the typical one (a concurrent
+    /// update may be lost: it is an estimate).
+    fn answered(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let old = self.answer_us.load(Ordering::Relaxed);
+        self.answer_us
+            .store((old - old / 16).saturating_add(us / 16), Ordering::Relaxed);
+    }
+
+    /// The typical answer's duration.
+    pub(super) fn typical_answer(&self) -> Duration {
+        Duration::from_micros(self.answer_us.load(Ordering::Relaxed))
     }
 
     pub fn durable(&self) -> Pos {
@@ -303,7 +344,7 @@ pub struct Writer {
     file: File,
     size: u64,
     segment_bytes: u64,
-    /// How long a group waits for company (see [`GATHER_WAIT`]).
+    /// How long a group waits for company at least (see [`company_wait`]).
     gather_wait: Duration,
     /// The end of the last durable frame (see [`Kept::follows`]).
     last_end: Pos,
@@ -369,11 +410,12 @@ impl Writer {
             }
             // While others are being answered, company for a while.
             let started = Instant::now();
+            let wait = company_wait(self.gather_wait, self.shared.typical_answer());
             while !pending.stop
                 && pending.entries.len() < GATHER_RECORDS
                 && self.shared.answering.load(Ordering::Relaxed) > 0
             {
-                let left = self.gather_wait.saturating_sub(started.elapsed());
+                let left = wait.saturating_sub(started.elapsed());
                 if left.is_zero() {
                     break;
                 }
