@@ -72,7 +72,7 @@ async fn until_sample(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn prometheus_scrapes_the_stack_with_the_shipped_configuration() {
     let token = Uuid::new_v4().simple().to_string();
-    let s = Stack::start_with_env(&[("INVENTIV_METRICS_TOKEN", &token)]).await;
+    let s = Stack::start_with_env(&[("INVENTIV_METRICS_TOKEN", token.as_str())]).await;
     let mut opts = Opts::new("orch-prometheus", Ipv4Addr::new(127, 0, 191, 1));
     opts.extra
         .push(("INVENTIV_METRICS_TOKEN".into(), token.clone()));

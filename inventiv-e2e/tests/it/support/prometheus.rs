@@ -62,6 +62,7 @@ pub fn shipped_rule_groups() -> Vec<(String, usize)> {
 /// listeners are `targets` (job name → address) and want `token`;
 /// returns the configuration file's path.
 fn configure(dir: &Path, targets: &HashMap<&str, SocketAddr>, token: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
     let mut config = yaml(&shipped().join("prometheus.yml"));
     // The one change: 1 s instead of the shipped intervals, so that the
     // test sees samples and rule evaluations within seconds.
@@ -146,7 +147,7 @@ impl Prometheus {
         let config = configure(&dir, &targets.iter().copied().collect(), token);
         let log = s.state_dir.join("logs").join("prometheus.log");
         let out = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new("prometheus")
+        let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             // Port 0: the kernel chooses, and Prometheus logs what it got.
@@ -157,24 +158,26 @@ impl Prometheus {
             .stderr(out)
             .spawn()
             .expect("prometheus (Debian: apt-get install prometheus; scripts/test.sh installs it)");
+        // Killed by its drop from here on, even when the test fails.
+        let mut p = Prometheus {
+            child,
+            http: s.http.clone(),
+            url: String::new(),
+        };
         let up: Option<Result<SocketAddr, ExitStatus>> =
             poll(Duration::from_secs(30), Duration::from_millis(50), || {
-                let now = match child.try_wait() {
+                let now = match p.child.try_wait() {
                     Ok(Some(status)) => Some(Err(status)),
                     _ => listening(&log).map(Ok),
                 };
                 async move { now }
             })
             .await;
-        let p = match up {
-            Some(Ok(addr)) => Prometheus {
-                child,
-                http: s.http.clone(),
-                url: format!("http://{addr}"),
-            },
+        match up {
+            Some(Ok(addr)) => p.url = format!("http://{addr}"),
             Some(Err(status)) => panic!("prometheus exited ({status})\n{}", s.logs()),
             None => panic!("prometheus never logged where it listens\n{}", s.logs()),
-        };
+        }
         let ready = format!("{}/-/ready", p.url);
         s.until("prometheus to be ready", Duration::from_secs(60), || {
             let req = p.http.get(&ready).send();
