@@ -152,7 +152,8 @@ async fn register(
 #[utoipa::path(post, path = "/internal/workers/heartbeat", tag = "workers", security(("worker" = [])),
     request_body = Heartbeat,
     responses((status = 200, body = WorkerAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "`HEARTBEAT_TOO_FREQUENT`: sooner than the minimum interval after the last accepted heartbeat; see Retry-After")))]
 async fn heartbeat(
     State(state): State<AppState>,
     worker: Worker,
