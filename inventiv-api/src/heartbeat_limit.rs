@@ -58,7 +58,8 @@ impl HeartbeatLimit {
         last.at.insert(instance, now);
         if last.at.len() >= last.sweep_at {
             let min = self.min_interval;
-            last.at.retain(|_, at| now.saturating_duration_since(*at) < min);
+            last.at
+                .retain(|_, at| now.saturating_duration_since(*at) < min);
             last.sweep_at = (2 * last.at.len()).max(SWEEP_FLOOR);
         }
         Ok(())

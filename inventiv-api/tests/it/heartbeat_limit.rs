@@ -60,7 +60,11 @@ async fn a_heartbeat_sooner_than_the_interval_is_refused_and_not_stored() {
     let (status, ack) = app.post(path, Some(&other_token), beat(other, 5)).await;
     assert_eq!(status, 200, "{ack}");
     flushed(&app).await;
-    assert_eq!(stored(&app, id).await, (Some(1), 2), "the first heartbeat only");
+    assert_eq!(
+        stored(&app, id).await,
+        (Some(1), 2),
+        "the first heartbeat only"
+    );
     assert_eq!(stored(&app, other).await, (Some(5), 2));
 
     // Refused until the interval has passed since the accepted one, then
@@ -78,7 +82,15 @@ async fn a_heartbeat_sooner_than_the_interval_is_refused_and_not_stored() {
         },
     )
     .await;
-    assert!(sent.elapsed() >= INTERVAL, "accepted after {:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() >= INTERVAL,
+        "accepted after {:?}",
+        sent.elapsed()
+    );
     flushed(&app).await;
-    assert_eq!(stored(&app, id).await, (Some(3), 4), "the first and the last");
+    assert_eq!(
+        stored(&app, id).await,
+        (Some(3), 4),
+        "the first and the last"
+    );
 }

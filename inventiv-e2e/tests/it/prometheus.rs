@@ -48,15 +48,17 @@ async fn until_sample(
     promql: &str,
     ok: fn(f64) -> bool,
 ) -> Vec<serde_json::Map<String, Value>> {
-    let found = poll(Duration::from_secs(60), Duration::from_millis(200), || {
-        async move {
+    let found = poll(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async move {
             let samples = p.query(promql).await;
             samples
                 .iter()
                 .any(|(_, v)| ok(*v))
                 .then(|| samples.into_iter().map(|(labels, _)| labels).collect())
-        }
-    })
+        },
+    )
     .await;
     match found {
         Some(labels) => labels,

@@ -24,8 +24,7 @@ fn shipped() -> PathBuf {
 
 /// A YAML file as JSON values (Prometheus reads JSON too: it is YAML).
 fn yaml(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -134,7 +133,10 @@ fn listening(log: &Path) -> Option<SocketAddr> {
         .ok()?
         .lines()
         .filter(|l| l.contains("msg=\"Listening on\""))
-        .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("address=")))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("address="))
+        })
         .and_then(|a| a.parse().ok())
 }
 
@@ -149,7 +151,10 @@ impl Prometheus {
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             // Port 0: the kernel chooses, and Prometheus logs what it got.
             .arg("--web.listen-address=127.0.0.1:0")
             .current_dir(&dir)
