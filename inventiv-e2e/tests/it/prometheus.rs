@@ -157,9 +157,11 @@ async fn prometheus_scrapes_the_stack_with_the_shipped_configuration() {
     .await;
 
     // The deployment's steps, each run at least once and timed. The step
-    // metrics' own `job` label is the shipped relabelling's `step`.
+    // metrics' own `job` label (the instance status whose step ran) is
+    // `exported_job` in Prometheus, the scrape job's `job` winning: what
+    // the shipped dashboards (deploy/grafana) read.
     for step in ["provisioning", "booting", "installing", "starting"] {
-        let labels = format!("job=\"{ORCHESTRATOR}\",step=\"{step}\"");
+        let labels = format!("job=\"{ORCHESTRATOR}\",exported_job=\"{step}\"");
         for series in [
             "inventiv_orchestrator_job_runs_total",
             "inventiv_orchestrator_job_seconds_count",
@@ -169,7 +171,6 @@ async fn prometheus_scrapes_the_stack_with_the_shipped_configuration() {
         let failures = format!("inventiv_orchestrator_job_failures_total{{{labels}}}");
         until_sample(&s, &p, &failures, |v| v >= 0.0).await;
     }
-    // The relabelling leaves the other series' labels alone.
     until_sample(
         &s,
         &p,
