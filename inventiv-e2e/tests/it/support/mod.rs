@@ -25,10 +25,12 @@ mod api;
 mod api_process;
 mod checks;
 mod orchestrator;
+mod prometheus;
 
 pub use checks::{assert_in_order, files_under};
 
 pub use orchestrator::Opts;
+pub use prometheus::{shipped_rule_groups, Prometheus};
 
 pub const MODEL: &str = "Qwen/Qwen2.5-0.5B-Instruct";
 
@@ -169,6 +171,16 @@ impl Stack {
 
     /// A stack whose API and in-process orchestrators call this Scaleway.
     pub async fn start_with_scaleway(scaleway_url: &str) -> Stack {
+        Stack::start_with(scaleway_url, &[]).await
+    }
+
+    /// A stack whose API has `extra` in its environment besides the
+    /// harness's own variables (which `extra` overrides).
+    pub async fn start_with_env(extra: &[(&'static str, &str)]) -> Stack {
+        Stack::start_with("http://127.0.0.1:9", extra).await
+    }
+
+    async fn start_with(scaleway_url: &str, extra: &[(&'static str, &str)]) -> Stack {
         let database = inventiv_testkit::db::fresh_database().await;
         let db_url = inventiv_testkit::db::url_for(&database);
         let redis_url =
@@ -180,7 +192,7 @@ impl Stack {
         // Random secrets, as `make run` generates: never the built-in ones.
         let hex = || format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
         let encryption_key = hex();
-        let env: HashMap<&str, String> = HashMap::from([
+        let mut env: HashMap<&str, String> = HashMap::from([
             ("INVENTIV_JWT_SECRET", hex()),
             ("INVENTIV_ENCRYPTION_KEY", encryption_key.clone()),
             ("DATABASE_URL", db_url.clone()),
@@ -193,6 +205,7 @@ impl Stack {
             ("INVENTIV_ADMIN_PASSWORD", "admin-password-for-tests".into()),
             ("INVENTIV_SCALEWAY_API_URL", scaleway_url.into()),
         ]);
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         let config = inventiv_api::config::Config::from_lookup(&inventiv_api::config::Env(|k| {
             env.get(k).cloned()
         }))
