@@ -267,6 +267,17 @@ impl Stack {
 
     /// The orchestrator in this process (stopped with the stack).
     pub async fn in_process(&self, first_address: Ipv4Addr) -> Arc<Orchestrator> {
+        self.in_process_until(first_address, self.shutdown.clone())
+            .await
+    }
+
+    /// An orchestrator in this process that stops when `stop` is
+    /// cancelled (or with the stack: pass a child of its token).
+    pub async fn in_process_until(
+        &self,
+        first_address: Ipv4Addr,
+        stop: CancellationToken,
+    ) -> Arc<Orchestrator> {
         let config = Config {
             addr: "127.0.0.1:0".parse().unwrap(),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
@@ -278,7 +289,7 @@ impl Stack {
             control_plane_url: self.api.clone(),
             control_plane_address: self.control_plane_address,
             production: self.production,
-            consumer: "test-orchestrator".into(),
+            consumer: format!("test-orchestrator-{first_address}"),
             reconcile_interval: Duration::from_millis(200),
             heartbeat_timeout: Duration::from_secs(10),
             startup_timeout: Duration::from_secs(120),
@@ -321,11 +332,13 @@ impl Stack {
             .await
             .unwrap(),
         );
-        tokio::spawn(inventiv_orchestrator::run(
-            orchestrator.clone(),
-            self.shutdown.clone(),
-        ));
+        tokio::spawn(inventiv_orchestrator::run(orchestrator.clone(), stop));
         orchestrator
+    }
+
+    /// A token cancelled with the stack, or before it.
+    pub fn child_token(&self) -> CancellationToken {
+        self.shutdown.child_token()
     }
 
     /// The last lines of every orchestrator log, for failure messages.
