@@ -81,20 +81,19 @@ async fn replicas(h: &Stack, service: Uuid) -> (i32, i64, i64) {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_service_scales_up_on_load_and_back_down_one_step_at_a_time_with_reasons() {
-    let h = Stack::start().await;
-    h.in_process(Ipv4Addr::new(127, 0, 72, 1)).await;
-    let token = h.team().await;
+/// Creates a service of `MODEL` on mock zone 1 (min 1, up to `max`, 4
+/// outstanding per replica, no cooldown) and waits for its first replica
+/// ready; returns (service, its organization).
+async fn ready_service(h: &Stack, token: &str, name: &str, max: i32) -> (Uuid, Uuid) {
     let (status, created) = h
         .call(
             reqwest::Method::POST,
             "/services",
-            &token,
+            token,
             Some(json!({
-                "model_id": MODEL, "name": "scaling",
+                "model_id": MODEL, "name": name,
                 "placements": [{ "provider": "mock", "zone": "mock-zone-1", "instance_type": "mock-1gpu-24g" }],
-                "min_replicas": 1, "max_replicas": 3, "target_outstanding": 4,
+                "min_replicas": 1, "max_replicas": max, "target_outstanding": 4,
                 "scale_down_cooldown_s": 0, "idle_window_s": 3600
             })),
         )
@@ -109,9 +108,18 @@ async fn a_service_scales_up_on_load_and_back_down_one_step_at_a_time_with_reaso
     h.until(
         "the first replica ready",
         Duration::from_secs(90),
-        || async { (replicas(&h, id).await == (1, 1, 1)).then_some(()) },
+        || async { (replicas(h, id).await == (1, 1, 1)).then_some(()) },
     )
     .await;
+    (id, org)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_scales_up_on_load_and_back_down_one_step_at_a_time_with_reasons() {
+    let h = Stack::start().await;
+    h.in_process(Ipv4Addr::new(127, 0, 72, 1)).await;
+    let token = h.team().await;
+    let (id, org) = ready_service(&h, &token, "scaling", 3).await;
 
     // 10 outstanding for 4 per replica: ⌈10 / 4⌉ = 3 replicas, all made ready.
     let stop = load(&h, org, 10);
@@ -204,32 +212,7 @@ async fn of_two_orchestrators_one_autoscaler_acts_and_the_other_takes_over_when_
         )
         .await;
     let token = h.team().await;
-    let (status, created) = h
-        .call(
-            reqwest::Method::POST,
-            "/services",
-            &token,
-            Some(json!({
-                "model_id": MODEL, "name": "handover",
-                "placements": [{ "provider": "mock", "zone": "mock-zone-1", "instance_type": "mock-1gpu-24g" }],
-                "min_replicas": 1, "max_replicas": 2, "target_outstanding": 4,
-                "scale_down_cooldown_s": 0, "idle_window_s": 3600
-            })),
-        )
-        .await;
-    assert!(status == 201 || status == 202, "{status} {created}");
-    let id = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
-    let org: Uuid = sqlx::query_scalar("SELECT organization_id FROM services WHERE id = $1")
-        .bind(id)
-        .fetch_one(&h.db)
-        .await
-        .unwrap();
-    h.until(
-        "the first replica ready",
-        Duration::from_secs(90),
-        || async { (replicas(&h, id).await == (1, 1, 1)).then_some(()) },
-    )
-    .await;
+    let (id, org) = ready_service(&h, &token, "handover", 2).await;
     // Still one leader all along, the same one.
     assert_eq!(leaders(&both), [first]);
 

@@ -13,7 +13,6 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -104,32 +103,7 @@ async fn prometheus_scrapes_the_stack_with_the_shipped_configuration() {
     let session = s.team().await;
     let id = s.deploy(&session, None).await;
     s.wait_status(id, "ready", Duration::from_secs(120)).await;
-    let (status, created) = s
-        .call(
-            Method::POST,
-            "/api-keys",
-            &session,
-            Some(json!({ "name": "prometheus" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let key = created["key"].as_str().unwrap().to_owned();
-    s.until("the model to be routed", Duration::from_secs(30), || {
-        let req = s
-            .http
-            .get(format!("{}/v1/models", s.api))
-            .bearer_auth(&key)
-            .send();
-        async move {
-            let models: Value = req.await.ok()?.json().await.ok()?;
-            models["data"]
-                .as_array()?
-                .iter()
-                .any(|m| m["id"] == MODEL)
-                .then_some(())
-        }
-    })
-    .await;
+    let key = s.routed_key(&session, "prometheus").await;
     let res = s
         .http
         .post(format!("{}/v1/chat/completions", s.api))
