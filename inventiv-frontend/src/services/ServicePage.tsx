@@ -3,17 +3,18 @@
 // bounds checked first, the API's refusal shown as it words it), pause,
 // resume and delete, a chart of its replicas over time and its timeline of
 // scaling decisions with their reasons — all live through the events stream.
+import { useQueries } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
 import { Link, useParams } from 'react-router';
-import { ApiError } from '../api/client';
-import type { Instance, ServiceDetail, ServiceEvent } from '../api/types';
+import { api, ApiError } from '../api/client';
+import type { Instance, InstanceMetrics, ServiceDetail, ServiceEvent } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { LineChart } from '../components/LineChart';
 import { statusTones } from '../components/statusTones';
 import { Card, DateText, Empty, ErrorMessage, Loading, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
 import { allowedServiceActions, useService, useServiceAction, useServiceEvents, useUpdateService, type ServiceAction } from './api';
 import { PolicyFields } from './PolicyFields';
-import { DESIRED_KINDS, REPLICA_KINDS, parsePolicy, policyForm, stepSeries, type PolicyErrors } from './policy';
+import { DESIRED_KINDS, REPLICA_KINDS, parsePolicy, policyForm, requestsPerMinute, stepSeries, type PolicyErrors } from './policy';
 import { policyText, replicasText, ServiceState } from './ServicesPage';
 
 const ACTION_LABEL: Record<ServiceAction, string> = { pause: 'Pause', resume: 'Resume', delete: 'Delete' };
@@ -116,8 +117,11 @@ export function ServicePage() {
           {editing ? <PolicyEditor service={s} onDone={() => setEditing(false)} /> : <PolicyFacts service={s} />}
         </Card>
       </div>
-      <Card title="Replicas over time">
-        {events.isPending ? <Loading /> : events.isError ? <ErrorMessage error={events.error} /> : <ReplicasChart events={events.data} />}
+      <Card title="Replicas and load over time">
+        <div className="charts">
+          {events.isPending ? <Loading /> : events.isError ? <ErrorMessage error={events.error} /> : <ReplicasChart events={events.data} />}
+          <LoadChart replicas={s.replicas} />
+        </div>
       </Card>
       <Card title="Replicas">
         <ReplicasTable replicas={s.replicas} />
@@ -191,6 +195,23 @@ function ReplicasChart({ events }: { events: ServiceEvent[] }) {
     ...(running.length > 0 ? [{ name: 'Replicas', points: running }] : []),
   ];
   return <LineChart title="Desired and counted replicas (from the timeline)" series={series} unit="replicas" />;
+}
+
+/** Replicas whose metrics the load chart reads: the newest ones (the API lists them newest first). */
+const LOAD_REPLICAS = 16;
+
+/** Requests per minute over the last hour, summed over the replicas' own series (GET /instances/{id}/metrics). */
+function LoadChart({ replicas }: { replicas: Instance[] }) {
+  const metrics = useQueries({
+    queries: replicas.slice(0, LOAD_REPLICAS).map((r) => ({
+      // The instance page's key: both pages share the answer.
+      queryKey: ['instance', r.id, 'metrics', 60],
+      queryFn: () => api<InstanceMetrics>(`/instances/${r.id}/metrics`, { query: { minutes: 60 } }),
+      refetchInterval: 15_000,
+    })),
+  });
+  const points = requestsPerMinute(metrics.flatMap((m) => (m.data ? [m.data] : [])));
+  return <LineChart title="Requests per minute, all replicas (last hour)" series={points.length > 0 ? [{ name: 'Requests', points }] : []} unit="req" />;
 }
 
 function ReplicasTable({ replicas }: { replicas: Instance[] }) {

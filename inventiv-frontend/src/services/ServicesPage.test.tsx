@@ -139,7 +139,13 @@ describe('services list', () => {
 
 describe('service page', () => {
   it('shows the replicas with their status and link, and the timeline newest first with reasons', async () => {
-    serve('user', (_m, url) => (url === `/services/${SID}` ? json(detail()) : url.startsWith(`/services/${SID}/events`) ? json(events) : undefined));
+    const requests = [7, 9].map((n, i) => ({ minute: `2026-12-06T10:0${i}:00Z`, requests: n, errors: 0, prompt_tokens: 10 * n, completion_tokens: 20 * n }));
+    serve('user', (_m, url) => {
+      if (url === `/services/${SID}`) return json(detail());
+      if (url.startsWith(`/services/${SID}/events`)) return json(events);
+      if (url === `/instances/${replica.id}/metrics?minutes=60`) return json({ instance_id: replica.id, gpu: [], system: [], requests });
+      return undefined;
+    });
     renderAt(`/services/${SID}`);
     const replicas = await screen.findByRole('table', { name: 'Replicas' });
     const row = within(replicas).getByRole('row', { name: /chat #1/ });
@@ -155,6 +161,7 @@ describe('service page', () => {
     expect(items[1]).toContain('placements[0]: mock-zone-1 refused: capacity');
     expect(items[2]).toContain('created');
     expect(screen.getByRole('img', { name: /Desired and counted replicas.*Desired: 2 replicas/ })).toBeTruthy();
+    expect(await screen.findByRole('img', { name: 'Requests per minute, all replicas (last hour), latest: Requests: 9 req' })).toBeTruthy();
     expect(within(screen.getByRole('list', { name: 'Placements' })).getAllByRole('listitem').map((li) => li.textContent)).toEqual([
       'mock / mock-zone-1 / mock-1gpu-24g',
       'mock / mock-zone-2 / mock-1gpu-24g',

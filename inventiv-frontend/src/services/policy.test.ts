@@ -1,7 +1,7 @@
 // The Rust source itself (vite.config.ts allows reading it): the bounds cannot drift unnoticed.
 import rust from '../../../inventiv-common/src/service.rs?raw';
 import type { ServiceEvent } from '../api/types';
-import { BOUNDS, DESIRED_KINDS, EMPTY_POLICY, REPLICA_KINDS, isCold, parsePolicy, stepSeries, type PolicyForm } from './policy';
+import { BOUNDS, DESIRED_KINDS, EMPTY_POLICY, REPLICA_KINDS, isCold, parsePolicy, requestsPerMinute, stepSeries, type PolicyForm } from './policy';
 
 function constant(name: string): number {
   const m = new RegExp(`pub const ${name}: \\w+ = ([\\d_.]+);`).exec(rust);
@@ -110,5 +110,18 @@ describe('replica series from the timeline', () => {
   it('draws the counted replicas from the convergence entries only', () => {
     expect(stepSeries(events, REPLICA_KINDS, t(30)).map((p) => p.v)).toEqual([0, 1, 1, 3]);
     expect(stepSeries([], DESIRED_KINDS, t(30))).toEqual([]);
+  });
+});
+
+describe('load from the replicas', () => {
+  it('sums the requests per minute over the replicas, in time order', () => {
+    const a = { requests: [{ minute: '2026-12-06T10:01:00Z', requests: 3 }, { minute: '2026-12-06T10:00:00Z', requests: 1 }] };
+    const b = { requests: [{ minute: '2026-12-06T10:01:00Z', requests: 4 }, { minute: '2026-12-06T10:02:00Z', requests: 2 }] };
+    expect(requestsPerMinute([a, b])).toEqual([
+      { t: Date.parse('2026-12-06T10:00:00Z'), v: 1 },
+      { t: Date.parse('2026-12-06T10:01:00Z'), v: 7 },
+      { t: Date.parse('2026-12-06T10:02:00Z'), v: 2 },
+    ]);
+    expect(requestsPerMinute([])).toEqual([]);
   });
 });

@@ -162,3 +162,15 @@ export function stepSeries(events: ServiceEvent[], kinds: ReadonlyArray<ServiceE
   if (last && now > last.t) points.push({ t: now, v: last.v });
   return points;
 }
+
+/** Requests per minute summed over replicas (each one's `GET /instances/{id}/metrics` series), in time order. */
+export function requestsPerMinute(replicas: { requests: { minute: string; requests: number }[] }[]): Point[] {
+  const sums = new Map<number, number>();
+  for (const r of replicas) {
+    for (const p of r.requests) {
+      const t = new Date(p.minute).getTime();
+      sums.set(t, (sums.get(t) ?? 0) + p.requests);
+    }
+  }
+  return [...sums.entries()].sort((a, b) => a[0] - b[0]).map(([t, v]) => ({ t, v }));
+}
