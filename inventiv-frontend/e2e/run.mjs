@@ -546,7 +546,6 @@ try {
     await page.getByRole('link', { name }).click();
     await heading(page, name);
     await page.getByRole('list', { name: 'Service timeline' }).getByText(/paused/).first().waitFor();
-    page.once('dialog', (d) => d.accept());
     await page.getByRole('button', { name: 'Delete' }).click();
     await page.getByRole('region', { name: 'Status' }).getByText(/^delet(ing|ed)$/).waitFor();
   });
