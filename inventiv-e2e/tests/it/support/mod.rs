@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use inventiv_orchestrator::config::{AutoscalerConfig, Config};
 use inventiv_orchestrator::context::{self, Orchestrator};
+pub use inventiv_providers::mock::MockFaults;
 use inventiv_testkit::binaries::cargo_bin;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -254,6 +255,16 @@ impl Stack {
 
     /// The orchestrator in this process (stopped with the stack).
     pub async fn in_process(&self, first_address: Ipv4Addr) -> Arc<Orchestrator> {
+        self.in_process_with(first_address, MockFaults::default())
+            .await
+    }
+
+    /// The orchestrator in this process, its mock provider injecting `faults`.
+    pub async fn in_process_with(
+        &self,
+        first_address: Ipv4Addr,
+        faults: MockFaults,
+    ) -> Arc<Orchestrator> {
         let config = Config {
             addr: "127.0.0.1:0".parse().unwrap(),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
@@ -303,6 +314,7 @@ impl Stack {
             Orchestrator::build_with(config, db, self.redis.clone(), bundle, move |mut m| {
                 m.first_address = first_address;
                 m.boot_delay = Duration::from_millis(100);
+                m.faults = faults;
                 Ok(m)
             })
             .await
