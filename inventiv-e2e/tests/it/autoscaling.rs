@@ -19,7 +19,7 @@ use crate::support::{Stack, MODEL};
 
 /// Writes `outstanding` requests of (org, MODEL) as a replica's snapshot
 /// every 200 ms until cancelled.
-fn load(h: &Stack, org: Uuid, outstanding: u64) -> CancellationToken {
+pub(crate) fn load(h: &Stack, org: Uuid, outstanding: u64) -> CancellationToken {
     let stop = CancellationToken::new();
     let mut redis = h.redis.clone();
     let prefix = h.prefix.clone();
@@ -65,7 +65,7 @@ fn load(h: &Stack, org: Uuid, outstanding: u64) -> CancellationToken {
 }
 
 /// (desired replicas, replicas ready, replicas counted: provisioning … ready).
-async fn replicas(h: &Stack, service: Uuid) -> (i32, i64, i64) {
+pub(crate) async fn replicas(h: &Stack, service: Uuid) -> (i32, i64, i64) {
     sqlx::query_as(
         "SELECT s.desired_replicas,
                 (SELECT count(*) FROM instances i WHERE i.service_id = s.id AND i.status = 'ready'),
