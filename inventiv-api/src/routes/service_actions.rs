@@ -54,7 +54,7 @@ async fn pause_service(
         from_replicas: Some(loaded.service.desired_replicas),
         to_replicas: Some(0),
         reason: format!(
-            "paused by {}: {} replica(s) terminating",
+            "paused by {}: {} replica(s) taken away (those serving drain first)",
             caller.role.with_article(),
             ended.len()
         ),

@@ -415,7 +415,7 @@ async fn delete_service(
         from_replicas: Some(loaded.service.desired_replicas),
         to_replicas: Some(0),
         reason: format!(
-            "deleted by {}: {} replica(s) terminating",
+            "deleted by {}: {} replica(s) taken away (those serving drain first)",
             caller.role.with_article(),
             ended.len()
         ),
