@@ -85,6 +85,12 @@ pub struct Config {
     /// The least time between two accepted heartbeats of one worker on a
     /// replica (zero: no limit).
     pub heartbeat_min_interval: Duration,
+    /// How long a replica taken away may drain (no new requests, in-flight
+    /// ones finishing) before it is terminated anyway.
+    pub drain_timeout: Duration,
+    /// How long a placement where a replica failed for capacity or quota
+    /// is skipped when making replicas.
+    pub placement_avoid: Duration,
     /// How often the cost job runs in this replica; None: not here.
     pub cost_job_interval: Option<Duration>,
     /// Reconciling the proxy's metering with the engines' token counters.
@@ -417,6 +423,8 @@ impl Config {
                 env.parse("INVENTIV_REPLICAS_INTERVAL_MS", 1000u64)?
                     .clamp(100, 60_000),
             ),
+            drain_timeout: secs("INVENTIV_DRAIN_TIMEOUT_SECS", 30)?.min(Duration::from_secs(3600)),
+            placement_avoid: secs("INVENTIV_PLACEMENT_AVOID_SECS", 600)?,
             heartbeat_flush: Duration::from_millis(
                 env.parse("INVENTIV_HEARTBEAT_FLUSH_MS", 1000u64)?
                     .clamp(10, 5000),

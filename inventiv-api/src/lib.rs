@@ -10,6 +10,7 @@ pub mod budget_levels;
 pub mod budgets;
 pub mod client_ip;
 pub mod config;
+pub mod drain;
 pub mod drift;
 pub mod error;
 pub mod events;

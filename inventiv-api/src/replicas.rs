@@ -10,7 +10,14 @@
 //!   replica (`provisioning_failed`, `startup_failed`, `worker_dead`) no
 //!   longer counts, so it is replaced;
 //! - one with more loses the extra ones, those not ready first, then the
-//!   newest, through the instance terminate path;
+//!   newest: a ready one drains first (`drain.rs`: out of routing, ended
+//!   once its engine has nothing in flight or at the drain timeout), the
+//!   others go through the instance terminate path at once;
+//! - a replica that ended `provisioning_failed` gets one `placement_failed`
+//!   entry naming its placement and the provider's reason; its replacement
+//!   goes to the service's first placement not avoided (one where a replica
+//!   failed for capacity or quota lately is skipped for
+//!   `INVENTIV_PLACEMENT_AVOID_SECS`, see `services::add_replicas`);
 //! - a deleting service with no replica left becomes deleted.
 //!
 //! A refusal (quota, budget, placement no longer available) is written in
@@ -24,12 +31,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use inventiv_common::messages::CommandKind;
 use inventiv_common::{InstanceStatus, ServiceEventKind, ServiceState, UserId};
+use inventiv_providers::error::CAPACITY_CODES;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::drain;
 use crate::error::{ApiError, ApiResult};
 use inventiv_common::instance::Transition;
 
@@ -90,6 +98,8 @@ fn failure_backoff(failed: i64) -> chrono::Duration {
 pub struct Pass {
     pub created: usize,
     pub terminated: usize,
+    pub drained: usize,
+    pub failures_noted: usize,
     pub deleted: usize,
     pub refused: usize,
 }
@@ -107,6 +117,20 @@ pub async fn run_once(state: &AppState, backoff: &mut Backoff) -> sqlx::Result<P
     let mut pass = Pass::default();
     if !locked {
         return Ok(pass);
+    }
+    match drain::finish(state).await {
+        Ok(drained) => {
+            pass.drained = drained.len();
+            for d in drained {
+                instances::publish_instance(state, d.org, &d.instance).await;
+                publish_note(state, d.org, d.service_id, &d.note).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "draining replicas not finished; will retry"),
+    }
+    match note_failed_replicas(state).await {
+        Ok(n) => pass.failures_noted = n,
+        Err(e) => tracing::warn!(error = %e, "failed replicas not noted; will retry"),
     }
     let counted: Vec<String> = COUNTED.iter().map(|s| s.as_str().to_owned()).collect();
     let candidates = sqlx::query!(
@@ -244,26 +268,23 @@ async fn converge(
     } else if have > want {
         let extra = usize::try_from(have - want).unwrap_or(0);
         for replica in live.into_iter().take(extra) {
-            let (instance, outcome) = instances::transition_in(
-                &mut tx,
-                org,
-                replica,
-                InstanceStatus::Terminating,
-                Some(CommandKind::Terminate),
-                None,
-            )
-            .await?;
+            let (instance, outcome) = drain::take_away(&mut tx, org, replica, None).await?;
             if outcome == Transition::Changed {
                 ended.push(instance);
             }
         }
+        let draining = ended
+            .iter()
+            .filter(|i| i.status == InstanceStatus::Draining)
+            .count();
         note = Some(Note {
             kind: ServiceEventKind::ReplicaTerminated,
             from_replicas: Some(have),
             to_replicas: Some(want),
             reason: format!(
-                "{} replica(s) terminated to come down to {want}",
-                ended.len()
+                "{} replica(s) taken away to come down to {want}: {draining} draining, {} terminated",
+                ended.len(),
+                ended.len() - draining,
             ),
         });
     }
@@ -294,6 +315,75 @@ async fn note_refusal(state: &AppState, org: Uuid, id: Uuid, refusal: &ApiError)
     services::record(&mut tx, org, id, &note).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Writes a `placement_failed` entry, once per replica, for each replica
+/// that ended `provisioning_failed`, naming its placement and the
+/// provider's reason; a refusal for capacity or quota also says the
+/// placement is now avoided (see `services::add_replicas`).
+async fn note_failed_replicas(state: &AppState) -> ApiResult<usize> {
+    let failed = sqlx::query!(
+        r#"SELECT i.id, i.organization_id, i.service_id AS "service_id!", i.provider, i.zone,
+                  i.instance_type, i.error_code, i.error_message
+             FROM instances i
+            WHERE i.status = 'provisioning_failed' AND i.service_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM service_events e
+                               WHERE e.instance_id = i.id AND e.kind = 'placement_failed')"#
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let avoid = state.config.placement_avoid.as_secs();
+    let mut noted = 0;
+    for f in failed {
+        let code = f.error_code.as_deref().unwrap_or("UNKNOWN");
+        let then = if CAPACITY_CODES.contains(&code) {
+            format!("; the next replicas avoid this placement for {avoid} s")
+        } else {
+            String::new()
+        };
+        let note = Note {
+            kind: ServiceEventKind::PlacementFailed,
+            from_replicas: None,
+            to_replicas: None,
+            reason: format!(
+                "replica {} failed on {}/{}/{}: {code}: {}{then}",
+                f.id,
+                f.provider,
+                f.zone,
+                f.instance_type,
+                f.error_message.as_deref().unwrap_or("no message"),
+            ),
+        };
+        let written = sqlx::query!(
+            "INSERT INTO service_events (service_id, organization_id, kind, reason, instance_id)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            f.service_id,
+            f.organization_id,
+            note.kind.as_str(),
+            note.reason.chars().take(1000).collect::<String>(),
+            f.id,
+        )
+        .execute(&state.db)
+        .await?
+        .rows_affected();
+        if written == 1 {
+            noted += 1;
+            publish_note(state, f.organization_id, f.service_id, &note).await;
+        }
+    }
+    Ok(noted)
+}
+
+/// Announces a timeline entry written outside a service's own change.
+async fn publish_note(state: &AppState, org: Uuid, id: Uuid, note: &Note) {
+    let loaded = match state.db.acquire().await {
+        Ok(mut conn) => services::load(&mut conn, org, id, false).await,
+        Err(e) => Err(e.into()),
+    };
+    match loaded {
+        Ok(loaded) => services::publish(state, org, &loaded.service, note).await,
+        Err(e) => tracing::warn!(service_id = %id, error = %e, "service event not announced"),
+    }
 }
 
 /// Runs a pass every interval until shutdown.

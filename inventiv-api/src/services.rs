@@ -1,6 +1,6 @@
 //! Services' data: reading a service with its placements, its timeline
 //! (`service_events`) and live event, creating its replicas on its first
-//! placement and terminating them. The routes (`routes/services.rs`),
+//! placement not avoided (placement fallback) and taking them away. The routes (`routes/services.rs`),
 //! `POST /deployments` and the instance terminate route share these, so a
 //! replica is made and ended one way.
 //!
@@ -8,23 +8,26 @@
 //! resume (`min`), PATCH (clamped into `[min, max]`) and when a replica is
 //! terminated by hand (one fewer, not below `min`); the autoscaler within
 //! `[min, max]`. The API creates the replicas a raise asks for at once (so
-//! a service serves without the autoscaler); removing replicas beyond
-//! `desired_replicas` (after draining them) and moving `deleting` to
-//! `deleted` are the autoscaler's.
+//! a service serves without the autoscaler); replacing failed replicas,
+//! removing replicas beyond `desired_replicas` (after draining them) and
+//! moving `deleting` to `deleted` are the replica convergence's
+//! (`replicas.rs`).
 
 use chrono::{DateTime, Utc};
 use inventiv_common::instance::Transition;
-use inventiv_common::messages::{self, CommandKind};
-use inventiv_common::{InstanceStatus, ServiceEventKind, ServiceState, UserId};
+use inventiv_common::messages;
+use inventiv_common::{ServiceEventKind, ServiceState, UserId};
+use inventiv_providers::error::CAPACITY_CODES;
 use serde::Serialize;
 use sqlx::types::Json as SqlJson;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::drain;
 use crate::error::{ApiError, ApiResult};
 use crate::placement::{self, NewInstance, Placement};
-use crate::routes::instances::{self, Instance};
+use crate::routes::instances::Instance;
 use crate::state::AppState;
 
 /// A service as its organization sees it.
@@ -301,9 +304,9 @@ pub async fn set_state(
     Ok(load(tx, org, id, false).await?.service)
 }
 
-/// Creates `count` replicas of a service on its first placement, checked
-/// as a deployment is and admitted against the quota, in the caller's
-/// transaction; returns their ids.
+/// Creates `count` replicas of a service on its first placement not
+/// avoided ([`placement_for`]), checked as a deployment is and admitted
+/// against the quota, in the caller's transaction; returns their ids.
 pub async fn add_replicas(
     state: &AppState,
     tx: &mut PgConnection,
@@ -323,12 +326,7 @@ pub async fn add_replicas(
         Some(model_ref.as_deref().unwrap_or(&service.model_id)),
     )
     .await?;
-    let first = service.placements.first().ok_or_else(|| {
-        ApiError::conflict(
-            "NO_PLACEMENT",
-            "the service has no placement to create replicas on",
-        )
-    })?;
+    let first = placement_for(tx, service, state.config.placement_avoid).await?;
     let at = placement::check(state, org, &model, first).await?;
     placement::admit(state, tx, org, i64::from(count), at.gpu_count).await?;
     let made: i64 = sqlx::query_scalar!(
@@ -360,9 +358,50 @@ pub async fn add_replicas(
     Ok(ids)
 }
 
-/// Terminates every replica of a service not already ending, through the
-/// instance terminate path (transition and command), in the caller's
-/// transaction; returns them (to announce after commit).
+/// Where a service's next replica goes: the first of its placements where
+/// no replica failed for lack of capacity or quota (the provider's
+/// [`CAPACITY_CODES`]) in the last `avoid` (its state history, which
+/// keeps the reason after the replica is terminated); the first
+/// placement when every one failed lately. Read from the database, so every
+/// API replica avoids the same placements.
+async fn placement_for<'a>(
+    tx: &mut PgConnection,
+    service: &'a Service,
+    avoid: std::time::Duration,
+) -> ApiResult<&'a Placement> {
+    let first = service.placements.first().ok_or_else(|| {
+        ApiError::conflict(
+            "NO_PLACEMENT",
+            "the service has no placement to create replicas on",
+        )
+    })?;
+    let failed = sqlx::query!(
+        "SELECT DISTINCT i.provider, i.zone, i.instance_type
+           FROM instances i JOIN instance_state_history h ON h.instance_id = i.id
+          WHERE i.service_id = $1 AND h.to_status = 'provisioning_failed' AND h.error_code = ANY($2)
+            AND h.at > now() - make_interval(secs => $3)",
+        service.id,
+        &CAPACITY_CODES.map(str::to_owned),
+        avoid.as_secs_f64(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let avoided = |p: &Placement| {
+        failed.iter().any(|f| {
+            f.provider == p.provider && f.zone == p.zone && f.instance_type == p.instance_type
+        })
+    };
+    Ok(service
+        .placements
+        .iter()
+        .find(|p| !avoided(p))
+        .unwrap_or(first))
+}
+
+/// Takes away every replica of a service not already ending (pause,
+/// delete): those serving drain first ([`crate::drain`]), the others are
+/// terminated through the instance terminate path, in the caller's
+/// transaction; returns those that changed (to announce after commit).
 pub async fn terminate_replicas(
     tx: &mut PgConnection,
     org: Uuid,
@@ -379,15 +418,7 @@ pub async fn terminate_replicas(
     .await?;
     let mut ended = Vec::new();
     for replica in ids {
-        let (instance, outcome) = instances::transition_in(
-            tx,
-            org,
-            replica,
-            InstanceStatus::Terminating,
-            Some(CommandKind::Terminate),
-            request_id,
-        )
-        .await?;
+        let (instance, outcome) = drain::take_away(tx, org, replica, request_id).await?;
         if outcome == Transition::Changed {
             ended.push(instance);
         }

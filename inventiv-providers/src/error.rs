@@ -32,6 +32,10 @@ pub enum ProviderError {
     Internal(String),
 }
 
+/// The codes ([`ProviderError::code`]) of a create refused for lack of
+/// capacity or quota: another placement may work where this one did not.
+pub const CAPACITY_CODES: [&str; 2] = ["PROVIDER_OUT_OF_STOCK", "PROVIDER_QUOTA_EXCEEDED"];
+
 impl ProviderError {
     /// Whether sending the same request again later may succeed.
     pub fn retryable(&self) -> bool {
@@ -77,6 +81,12 @@ mod tests {
         for (err, retryable) in table {
             assert_eq!(err.retryable(), retryable, "{err}");
             assert!(err.code().starts_with("PROVIDER_"));
+            let capacity = matches!(err, ProviderError::Quota(_) | ProviderError::OutOfStock(_));
+            assert_eq!(
+                super::CAPACITY_CODES.contains(&err.code()),
+                capacity,
+                "{err}"
+            );
         }
     }
 }

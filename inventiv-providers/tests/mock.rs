@@ -217,6 +217,27 @@ async fn create_fails_n_times_then_succeeds() {
 }
 
 #[tokio::test]
+async fn an_out_of_stock_zone_refuses_creates_as_a_cloud_without_capacity_does() {
+    let faults = MockFaults {
+        out_of_stock_zones: vec!["mock-zone-1".into()],
+        ..MockFaults::default()
+    };
+    let lab = Lab::new(addr(28), Duration::ZERO, faults);
+    let p = &lab.provider;
+    for _ in 0..2 {
+        let err = p.create_server(request("x")).await.unwrap_err();
+        assert!(matches!(err, ProviderError::OutOfStock(_)), "{err}");
+        assert_eq!(err.code(), "PROVIDER_OUT_OF_STOCK");
+        assert!(!err.retryable());
+    }
+    let mut elsewhere = request("y");
+    elsewhere.zone = "mock-zone-2".into();
+    p.create_server(elsewhere).await.unwrap();
+    p.restock("mock-zone-1");
+    p.create_server(request("x")).await.unwrap();
+}
+
+#[tokio::test]
 async fn delete_is_refused_n_times_then_deletes() {
     let faults = MockFaults {
         refuse_delete: 2,

@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Pauses an active service (owners and admins): desired 0, its replicas
-/// terminated. Pausing a paused service changes nothing.
+/// terminated (those serving drain first). Pausing a paused service changes nothing.
 #[utoipa::path(post, path = "/services/{service_id}/pause", tag = "services", security(("bearer" = [])),
     params(("service_id" = Uuid, Path, description = "service id")),
     responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "SERVICE_DELETED")))]
@@ -54,7 +54,7 @@ async fn pause_service(
         from_replicas: Some(loaded.service.desired_replicas),
         to_replicas: Some(0),
         reason: format!(
-            "paused by {}: {} replica(s) terminating",
+            "paused by {}: {} replica(s) taken away (those serving drain first)",
             caller.role.with_article(),
             ended.len()
         ),
@@ -69,7 +69,7 @@ async fn pause_service(
 }
 
 /// Resumes a paused service (owners and admins): desired `min_replicas`,
-/// created at once on the first placement. Resuming an active service
+/// created at once on the first placement not avoided. Resuming an active service
 /// changes nothing.
 #[utoipa::path(post, path = "/services/{service_id}/resume", tag = "services", security(("bearer" = [])),
     params(("service_id" = Uuid, Path, description = "service id")),

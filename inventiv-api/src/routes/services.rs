@@ -33,7 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// A new service. Its first `min_replicas` replicas are created at once on
-/// the first placement.
+/// the first placement not avoided (one where a replica failed lately for
+/// lack of capacity or quota is skipped).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateService {
@@ -97,7 +98,7 @@ pub(super) async fn detail(
 }
 
 /// Creates a service (owners and admins) and its first `min_replicas`
-/// replicas on its first placement, in one transaction. Answers 201.
+/// replicas on its first placement not avoided, in one transaction. Answers 201.
 #[utoipa::path(post, path = "/services", tag = "services", security(("bearer" = [])), request_body = CreateService,
     responses((status = 201, body = ServiceDetail),
               (status = 409, body = ErrorBody, description = "refused: NOT_ACTIVATED, QUOTA_EXCEEDED, ZONE_NOT_AVAILABLE, ..."),
@@ -287,7 +288,8 @@ pub(super) fn alive(loaded: &Loaded) -> ApiResult<()> {
 /// Changes the name, the bounds, the policy or the placements (owners and
 /// admins); absent fields keep their value, null clears a nullable one. An
 /// active service's desired replicas are clamped into the new bounds; the
-/// replicas a raise asks for are created at once on the first placement.
+/// replicas a raise asks for are created at once on the first placement
+/// not avoided.
 #[utoipa::path(patch, path = "/services/{service_id}", tag = "services", security(("bearer" = [])),
     params(("service_id" = Uuid, Path, description = "service id")), request_body = service_policy::UpdateService,
     responses((status = 200, body = ServiceDetail),
@@ -415,7 +417,7 @@ async fn delete_service(
         from_replicas: Some(loaded.service.desired_replicas),
         to_replicas: Some(0),
         reason: format!(
-            "deleted by {}: {} replica(s) terminating",
+            "deleted by {}: {} replica(s) taken away (those serving drain first)",
             caller.role.with_article(),
             ended.len()
         ),

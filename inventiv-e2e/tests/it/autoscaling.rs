@@ -21,7 +21,7 @@ use crate::support::{Stack, MODEL};
 
 /// Writes `outstanding` requests of (org, MODEL) as a replica's snapshot
 /// every 200 ms until cancelled.
-fn load(h: &Stack, org: Uuid, outstanding: u64) -> CancellationToken {
+pub(crate) fn load(h: &Stack, org: Uuid, outstanding: u64) -> CancellationToken {
     let stop = CancellationToken::new();
     let mut redis = h.redis.clone();
     let prefix = h.prefix.clone();
@@ -67,7 +67,7 @@ fn load(h: &Stack, org: Uuid, outstanding: u64) -> CancellationToken {
 }
 
 /// (desired replicas, replicas ready, replicas counted: provisioning … ready).
-async fn replicas(h: &Stack, service: Uuid) -> (i32, i64, i64) {
+pub(crate) async fn replicas(h: &Stack, service: Uuid) -> (i32, i64, i64) {
     sqlx::query_as(
         "SELECT s.desired_replicas,
                 (SELECT count(*) FROM instances i WHERE i.service_id = s.id AND i.status = 'ready'),
@@ -168,14 +168,27 @@ async fn a_service_scales_up_on_load_and_back_down_one_step_at_a_time_with_reaso
     let kinds: Vec<&str> = items.iter().filter_map(|e| e["kind"].as_str()).collect();
     assert!(kinds.contains(&"replica_created"), "{kinds:?}");
     assert!(kinds.contains(&"replica_terminated"), "{kinds:?}");
-    let ended: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM instances WHERE service_id = $1 AND status IN ('terminating', 'terminated')",
+    // Those taken away drained first (out of routing), then ended.
+    h.until("the two replicas taken away ended", Duration::from_secs(60), || async {
+        let ended: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM instances WHERE service_id = $1 AND status IN ('terminating', 'terminated')",
+        )
+        .bind(id)
+        .fetch_one(&h.db)
+        .await
+        .unwrap();
+        (ended == 2).then_some(())
+    })
+    .await;
+    let drained: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT h.instance_id) FROM instance_state_history h JOIN instances i ON i.id = h.instance_id
+          WHERE i.service_id = $1 AND h.to_status = 'draining'",
     )
     .bind(id)
     .fetch_one(&h.db)
     .await
     .unwrap();
-    assert_eq!(ended, 2);
+    assert_eq!(drained, 2);
 }
 
 /// Which of `orchestrators` hold the autoscaler's lease now.

@@ -26,6 +26,7 @@ mod redis;
 mod replicas;
 mod scaleway;
 mod scaleway_crash;
+mod service_limits;
 mod step_errors;
 mod traces;
 mod worker_redirects;

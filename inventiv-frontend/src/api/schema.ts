@@ -1388,7 +1388,7 @@ export interface paths {
         put?: never;
         /**
          * Creates a service (owners and admins) and its first `min_replicas`
-         *     replicas on its first placement, in one transaction. Answers 201.
+         *     replicas on its first placement not avoided, in one transaction. Answers 201.
          */
         post: operations["create_service"];
         delete?: never;
@@ -1420,7 +1420,8 @@ export interface paths {
          * Changes the name, the bounds, the policy or the placements (owners and
          *     admins); absent fields keep their value, null clears a nullable one. An
          *     active service's desired replicas are clamped into the new bounds; the
-         *     replicas a raise asks for are created at once on the first placement.
+         *     replicas a raise asks for are created at once on the first placement
+         *     not avoided.
          */
         patch: operations["update_service"];
         trace?: never;
@@ -1453,7 +1454,7 @@ export interface paths {
         put?: never;
         /**
          * Pauses an active service (owners and admins): desired 0, its replicas
-         *     terminated. Pausing a paused service changes nothing.
+         *     terminated (those serving drain first). Pausing a paused service changes nothing.
          */
         post: operations["pause_service"];
         delete?: never;
@@ -1473,7 +1474,7 @@ export interface paths {
         put?: never;
         /**
          * Resumes a paused service (owners and admins): desired `min_replicas`,
-         *     created at once on the first placement. Resuming an active service
+         *     created at once on the first placement not avoided. Resuming an active service
          *     changes nothing.
          */
         post: operations["resume_service"];
@@ -1949,7 +1950,8 @@ export interface components {
         };
         /**
          * @description A new service. Its first `min_replicas` replicas are created at once on
-         *     the first placement.
+         *     the first placement not avoided (one where a replica failed lately for
+         *     lack of capacity or quota is skipped).
          */
         CreateService: {
             /** @description EUR per month, a non-negative decimal string. */

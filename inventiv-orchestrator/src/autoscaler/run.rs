@@ -126,6 +126,7 @@ async fn pass(
     memory.capped.retain(|id| live.contains(id));
     let now = combined.at;
     for s in services {
+        let cap = cap_reached(o, &s, now).await?;
         let policy = Policy {
             min_replicas: count(s.min_replicas),
             max_replicas: count(s.max_replicas),
@@ -135,7 +136,7 @@ async fn pass(
             down_window: cfg.down_window,
             idle_window: secs(s.idle_window_s),
             scale_down_cooldown: secs(s.scale_down_cooldown_s),
-            budget_cap_reached: cap_reached(o, &s, now).await?,
+            budget_cap_reached: cap.is_some(),
         };
         let keep = policy
             .up_window
@@ -159,7 +160,7 @@ async fn pass(
         }
         if d.capped {
             if memory.capped.insert(s.id) {
-                note_capped(o, &s, &d).await?;
+                note_capped(o, &s, &d, cap.as_deref().unwrap_or("")).await?;
             }
             continue;
         }
@@ -184,11 +185,16 @@ fn secs(n: i32) -> std::time::Duration {
     std::time::Duration::from_secs(u64::try_from(n).unwrap_or(0))
 }
 
-/// Whether the service's own GPU-hour or EUR cap for this calendar month
-/// (UTC) is used up, from the cost buckets of its replicas.
-async fn cap_reached(o: &Orchestrator, s: &Row, now: DateTime<Utc>) -> sqlx::Result<bool> {
+/// Which of the service's own GPU-hour or EUR caps for this calendar
+/// month (UTC) is used up, from the cost buckets of its replicas, said as
+/// its timeline shows it; None while neither is.
+async fn cap_reached(
+    o: &Orchestrator,
+    s: &Row,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<String>> {
     if s.gpu_hours_cap.is_none() && s.eur_cap.is_none() {
-        return Ok(false);
+        return Ok(None);
     }
     let month = Utc
         .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
@@ -206,8 +212,20 @@ async fn cap_reached(o: &Orchestrator, s: &Row, now: DateTime<Utc>) -> sqlx::Res
     )
     .fetch_one(&o.db)
     .await?;
-    Ok(s.gpu_hours_cap.is_some_and(|cap| used.gpu_hours >= cap)
-        || s.eur_cap.is_some_and(|cap| used.eur >= cap))
+    let gpu = s
+        .gpu_hours_cap
+        .filter(|cap| used.gpu_hours >= *cap)
+        .map(|cap| {
+            format!(
+                "{:.2} of its {cap} GPU-hour cap used this month",
+                used.gpu_hours
+            )
+        });
+    let eur = s
+        .eur_cap
+        .filter(|cap| used.eur >= *cap)
+        .map(|cap| format!("{:.2} of its {cap} EUR cap spent this month", used.eur));
+    Ok(gpu.or(eur))
 }
 
 /// Writes the new wish and its reason, if the service still wants what
@@ -237,9 +255,10 @@ async fn scale(o: &Orchestrator, s: &Row, to: i32, d: &Decision) -> sqlx::Result
 }
 
 /// Writes that the budget cap stopped a scale-up.
-async fn note_capped(o: &Orchestrator, s: &Row, d: &Decision) -> sqlx::Result<()> {
+async fn note_capped(o: &Orchestrator, s: &Row, d: &Decision, cap: &str) -> sqlx::Result<()> {
+    let reason = format!("{}: {cap}", d.reason);
     let mut tx = o.db.begin().await?;
-    record(&mut tx, s, ServiceEventKind::BudgetCapped, None, &d.reason).await?;
+    record(&mut tx, s, ServiceEventKind::BudgetCapped, None, &reason).await?;
     tx.commit().await?;
     o.metrics.autoscaler_capped.inc();
     announce(
@@ -247,7 +266,7 @@ async fn note_capped(o: &Orchestrator, s: &Row, d: &Decision) -> sqlx::Result<()
         s,
         s.desired_replicas,
         ServiceEventKind::BudgetCapped,
-        &d.reason,
+        &reason,
     )
     .await;
     Ok(())

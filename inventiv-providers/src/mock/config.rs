@@ -1,9 +1,11 @@
 //! Settings of the mock provider and its fault injection, from code or
 //! from `INVENTIV_MOCK_*` environment variables.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::error::ProviderError;
@@ -64,7 +66,9 @@ impl MockConfig {
     /// Applies the variables `lookup` knows, each overriding one setting:
     /// `INVENTIV_MOCK_BOOT_DELAY_MS`, `INVENTIV_MOCK_CREATE_DELAY_MS`, `INVENTIV_MOCK_SSH_PORT`,
     /// `INVENTIV_MOCK_FIRST_ADDRESS`, `INVENTIV_MOCK_FAIL_CREATE` (the next N
-    /// creates fail, transient), `INVENTIV_MOCK_REFUSE_DELETE` (the next N
+    /// creates fail, transient), `INVENTIV_MOCK_OUT_OF_STOCK_ZONES` (comma-separated
+    /// zones where every create fails out of stock, as a cloud without
+    /// capacity answers), `INVENTIV_MOCK_REFUSE_DELETE` (the next N
     /// deletes fail, transient), `INVENTIV_MOCK_VANISH` (the next N VMs to
     /// boot disappear, dir and processes, `INVENTIV_MOCK_VANISH_AFTER_MS`
     /// after they came up; default 0).
@@ -87,6 +91,14 @@ impl MockConfig {
         }
         if let Some(v) = get("INVENTIV_MOCK_FAIL_CREATE") {
             self.faults.fail_create = parse("INVENTIV_MOCK_FAIL_CREATE", &v)?;
+        }
+        if let Some(v) = get("INVENTIV_MOCK_OUT_OF_STOCK_ZONES") {
+            self.faults.out_of_stock_zones = v
+                .split(',')
+                .map(str::trim)
+                .filter(|z| !z.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         if let Some(v) = get("INVENTIV_MOCK_REFUSE_DELETE") {
             self.faults.refuse_delete = parse("INVENTIV_MOCK_REFUSE_DELETE", &v)?;
@@ -114,6 +126,9 @@ fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ProviderErr
 pub struct MockFaults {
     /// The next N `create_server` calls fail with `Transient`.
     pub fail_create: u32,
+    /// Every `create_server` in these zones fails with `OutOfStock` (no
+    /// capacity there), until [`crate::mock::MockProvider::restock`].
+    pub out_of_stock_zones: Vec<String>,
     /// The next N `delete_server` calls fail with `Transient`, doing nothing.
     pub refuse_delete: u32,
     /// The next N VMs to finish booting vanish `vanish_after` later.
@@ -125,6 +140,7 @@ pub struct MockFaults {
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
     fail_create: AtomicU32,
+    out_of_stock: Mutex<BTreeSet<String>>,
     refuse_delete: AtomicU32,
     vanish: AtomicU32,
     vanish_after_ms: AtomicU64,
@@ -135,6 +151,10 @@ impl Faults {
     /// current one.
     pub(crate) fn add(&self, f: &MockFaults) {
         self.fail_create.fetch_add(f.fail_create, Ordering::SeqCst);
+        self.out_of_stock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(f.out_of_stock_zones.iter().cloned());
         self.refuse_delete
             .fetch_add(f.refuse_delete, Ordering::SeqCst);
         self.vanish.fetch_add(f.vanish, Ordering::SeqCst);
@@ -144,6 +164,22 @@ impl Faults {
 
     pub(crate) fn take_fail_create(&self) -> bool {
         take(&self.fail_create)
+    }
+
+    /// Whether creates in `zone` are refused for lack of capacity.
+    pub(crate) fn out_of_stock(&self, zone: &str) -> bool {
+        self.out_of_stock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(zone)
+    }
+
+    /// Gives `zone` its capacity back.
+    pub(crate) fn restock(&self, zone: &str) {
+        self.out_of_stock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(zone);
     }
 
     pub(crate) fn take_refuse_delete(&self) -> bool {
@@ -192,6 +228,10 @@ mod tests {
                 ("INVENTIV_MOCK_SSH_PORT", "2200"),
                 ("INVENTIV_MOCK_FIRST_ADDRESS", "127.0.50.1"),
                 ("INVENTIV_MOCK_FAIL_CREATE", "2"),
+                (
+                    "INVENTIV_MOCK_OUT_OF_STOCK_ZONES",
+                    "mock-zone-1, ,mock-zone-3",
+                ),
                 ("INVENTIV_MOCK_REFUSE_DELETE", "3"),
                 ("INVENTIV_MOCK_VANISH", "1"),
                 ("INVENTIV_MOCK_VANISH_AFTER_MS", "40"),
@@ -205,6 +245,7 @@ mod tests {
             cfg.faults,
             MockFaults {
                 fail_create: 2,
+                out_of_stock_zones: vec!["mock-zone-1".into(), "mock-zone-3".into()],
                 refuse_delete: 3,
                 vanish: 1,
                 vanish_after: Duration::from_millis(40),
@@ -237,5 +278,19 @@ mod tests {
         assert!(!faults.take_fail_create());
         assert!(!faults.take_refuse_delete());
         assert_eq!(faults.take_vanish(), None);
+    }
+
+    #[test]
+    fn out_of_stock_zones_refuse_until_restocked() {
+        let faults = Faults::default();
+        faults.add(&MockFaults {
+            out_of_stock_zones: vec!["mock-zone-1".into()],
+            ..MockFaults::default()
+        });
+        assert!(faults.out_of_stock("mock-zone-1"));
+        assert!(faults.out_of_stock("mock-zone-1"), "not counted down");
+        assert!(!faults.out_of_stock("mock-zone-2"));
+        faults.restock("mock-zone-1");
+        assert!(!faults.out_of_stock("mock-zone-1"));
     }
 }

@@ -32,6 +32,12 @@ impl Inner {
                 "injected fault: create failed (INVENTIV_MOCK_FAIL_CREATE)".into(),
             ));
         }
+        if self.faults.out_of_stock(&req.zone) {
+            return Err(ProviderError::OutOfStock(format!(
+                "no capacity for {} in {} (injected: INVENTIV_MOCK_OUT_OF_STOCK_ZONES)",
+                req.instance_type, req.zone
+            )));
+        }
         for (field, value) in [
             ("zone", &req.zone),
             ("instance_type", &req.instance_type),

@@ -120,6 +120,11 @@ impl MockProvider {
         self.inner.faults.add(faults);
     }
 
+    /// Gives a zone refused as out of stock its capacity back.
+    pub fn restock(&self, zone: &str) {
+        self.inner.faults.restock(zone);
+    }
+
     /// Makes a VM disappear behind the orchestrator's back: its processes
     /// are killed and its directory removed, as by a delete, but no fault
     /// counter is consulted. Its volumes survive, detached.

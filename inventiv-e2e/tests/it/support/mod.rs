@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use inventiv_orchestrator::config::{AutoscalerConfig, Config};
 use inventiv_orchestrator::context::{self, Orchestrator};
+pub use inventiv_providers::mock::MockFaults;
 use inventiv_testkit::binaries::cargo_bin;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -267,7 +268,17 @@ impl Stack {
 
     /// The orchestrator in this process (stopped with the stack).
     pub async fn in_process(&self, first_address: Ipv4Addr) -> Arc<Orchestrator> {
-        self.in_process_until(first_address, self.shutdown.clone())
+        self.in_process_on(first_address, MockFaults::default(), self.shutdown.clone())
+            .await
+    }
+
+    /// The orchestrator in this process, its mock provider injecting `faults`.
+    pub async fn in_process_with(
+        &self,
+        first_address: Ipv4Addr,
+        faults: MockFaults,
+    ) -> Arc<Orchestrator> {
+        self.in_process_on(first_address, faults, self.shutdown.clone())
             .await
     }
 
@@ -276,6 +287,16 @@ impl Stack {
     pub async fn in_process_until(
         &self,
         first_address: Ipv4Addr,
+        stop: CancellationToken,
+    ) -> Arc<Orchestrator> {
+        self.in_process_on(first_address, MockFaults::default(), stop)
+            .await
+    }
+
+    async fn in_process_on(
+        &self,
+        first_address: Ipv4Addr,
+        faults: MockFaults,
         stop: CancellationToken,
     ) -> Arc<Orchestrator> {
         let config = Config {
@@ -327,6 +348,7 @@ impl Stack {
             Orchestrator::build_with(config, db, self.redis.clone(), bundle, move |mut m| {
                 m.first_address = first_address;
                 m.boot_delay = Duration::from_millis(100);
+                m.faults = faults;
                 Ok(m)
             })
             .await
