@@ -86,6 +86,8 @@ pub struct Metrics {
     /// wrote, and scale-ups a budget cap stopped.
     pub autoscaler_scalings: Counter,
     pub autoscaler_capped: Counter,
+    /// Passes over the services this replica's autoscaler completed.
+    pub autoscaler_passes: Counter,
 }
 
 /// A lease counted as held until dropped.
@@ -197,6 +199,12 @@ impl Metrics {
             Kind::Gauge,
             "1 while this replica's autoscaler holds the lease (one replica acts at a time), else 0.",
             self.autoscaler_leader.load(Ordering::Relaxed),
+        );
+        t.single(
+            "inventiv_autoscaler_passes_total",
+            Kind::Counter,
+            "Passes over the active services this replica's autoscaler completed (while holding the lease).",
+            self.autoscaler_passes.get(),
         );
         t.single(
             "inventiv_autoscaler_scalings_total",

@@ -129,7 +129,7 @@ async fn a_zone_out_of_stock_sends_the_replica_to_the_next_placement_and_says_so
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_budget_cap_used_up_stops_the_scale_up_with_its_reason() {
     let h = Stack::start().await;
-    h.in_process(Ipv4Addr::new(127, 0, 83, 1)).await;
+    let orchestrator = h.in_process(Ipv4Addr::new(127, 0, 83, 1)).await;
     let token = h.team().await;
     let (id, org) = service(
         &h,
@@ -167,9 +167,13 @@ async fn a_budget_cap_used_up_stops_the_scale_up_with_its_reason() {
             && capped.contains("GPU-hour cap used this month"),
         "{capped}"
     );
-    // The autoscaler decides every 200 ms: ten more decisions under the
-    // same load change nothing, and the cap is written once per episode.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Ten more passes of the autoscaler under the same load change
+    // nothing, and the cap is written once per episode.
+    let passes = orchestrator.metrics.autoscaler_passes.get();
+    h.until("ten more autoscaler passes", Duration::from_secs(30), || async {
+        (orchestrator.metrics.autoscaler_passes.get() >= passes + 10).then_some(())
+    })
+    .await;
     stop.cancel();
     assert_eq!(replicas(&h, id).await, (1, 1, 1));
     let kinds: Vec<String> = timeline(&h, &token, id)

@@ -58,8 +58,9 @@ pub async fn run(o: Arc<Orchestrator>, shutdown: CancellationToken) {
                 continue;
             }
         }
-        if let Err(e) = pass(&o, &cfg, &mut reader, &mut memory, &lease).await {
-            tracing::warn!(error = %e, "autoscaler pass failed; will retry");
+        match pass(&o, &cfg, &mut reader, &mut memory, &lease).await {
+            Ok(()) => o.metrics.autoscaler_passes.inc(),
+            Err(e) => tracing::warn!(error = %e, "autoscaler pass failed; will retry"),
         }
     }
     if lease.held() {
