@@ -26,6 +26,7 @@ mod chargeback;
 mod deployments;
 mod events;
 mod finops_cost;
+mod held;
 mod huggingface_token;
 mod instance_logs;
 mod instance_volumes;
