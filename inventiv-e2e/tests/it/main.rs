@@ -23,6 +23,7 @@ mod messages;
 mod metrics;
 mod redis;
 mod replicas;
+mod scale_to_zero;
 mod scaleway;
 mod scaleway_crash;
 mod step_errors;
