@@ -217,9 +217,7 @@ async fn consumer(state: &AppState, headers: &HeaderMap) -> Result<Consumer, Ope
     })
 }
 
-/// The models the caller can use, in OpenAI's list format; each with
-/// `inventiv.state`: `ready`, or `cold` (a service at zero replicas: its
-/// requests are held while one starts).
+/// The models the caller can use, ready or cold, in OpenAI's list format.
 #[utoipa::path(get, path = "/v1/models", operation_id = "list_v1_models", tag = "openai", security(("api_key" = [])),
     responses((status = 200, description = "OpenAI model list", body = Object), (status = 401, description = "invalid key", body = OpenAiErrorBody)))]
 pub async fn list_models(
