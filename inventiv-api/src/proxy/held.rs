@@ -197,7 +197,7 @@ impl Held {
     }
 
     /// Requests held on this replica.
-    pub fn len(&self) -> usize {
+    pub fn waiting(&self) -> usize {
         let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         queues
             .values()
@@ -236,9 +236,9 @@ mod tests {
         // A sixth is refused: the queue is bounded.
         let sixth = held.wait(&series, held.arrival(), 5, until).await;
         assert_eq!(sixth, Err(Refused::Full));
-        assert_eq!(held.len(), 5);
+        assert_eq!(held.waiting(), 5);
         held.release(|_, _| false);
-        assert_eq!(held.len(), 5, "not ready: nobody leaves");
+        assert_eq!(held.waiting(), 5, "not ready: nobody leaves");
         held.release(|_, m| m == "m");
         for t in tasks {
             t.await.unwrap();
@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
         let s = &series.serving.held;
         assert_eq!(
-            (s.waiting(), s.served.get(), s.full.get(), held.len()),
+            (s.waiting(), s.served.get(), s.full.get(), held.waiting()),
             (0, 5, 1, 0)
         );
     }
@@ -272,7 +272,7 @@ mod tests {
                 s.waiting(),
                 s.timed_out.get(),
                 s.abandoned.get(),
-                held.len()
+                held.waiting()
             ),
             (0, 1, 1, 0)
         );

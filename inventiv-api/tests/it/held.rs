@@ -36,7 +36,7 @@ async fn held_now(app: &TestApp, n: usize) {
     eventually(
         &format!("{n} requests held"),
         Duration::from_secs(10),
-        || async { (app.state.routing.held.len() == n).then_some(()) },
+        || async { (app.state.routing.held.waiting() == n).then_some(()) },
     )
     .await;
 }
@@ -127,7 +127,7 @@ async fn held_requests_are_served_in_order_once_a_worker_is_ready() {
     let (status, answer) = whole.await.unwrap();
     assert_eq!(status, 200, "{answer}");
     assert!(answer["choices"][0]["message"].is_object(), "{answer}");
-    assert_eq!(app.state.routing.held.len(), 0);
+    assert_eq!(app.state.routing.held.waiting(), 0);
 
     // Metered as any request: one usage row each, with its tokens.
     let rows: Vec<(bool, i32, i32)> = rows_at_least(
@@ -190,7 +190,7 @@ async fn a_held_request_times_out_and_a_client_gone_leaves_the_queue() {
     );
     let body: Value = r.json().await.unwrap();
     assert_eq!(error_code(&body), "cold_start_timeout", "{body}");
-    assert_eq!(app.state.routing.held.len(), 0);
+    assert_eq!(app.state.routing.held.waiting(), 0);
 
     // The timeout is long enough here for a client to leave first.
     let app = TestApp::spawn_with(&[("INVENTIV_HELD_TIMEOUT_SECS", "60")]).await;

@@ -246,7 +246,7 @@ fn at_zero(
     };
     let refused: u64 = recent().map(|s| s.load.refused).sum();
     // A level, as outstanding: the latest count, not a sum.
-    let held = recent().last().map_or(0, |s| s.load.held);
+    let held = recent().next_back().map_or(0, |s| s.load.held);
     let mut why = Vec::new();
     if held > 0 {
         why.push(format!("{held} requests held at zero replicas"));
