@@ -26,6 +26,7 @@ const apiPaths = [
   '/organizations',
   '/instances',
   '/deployments',
+  '/services',
   '/api-keys',
   '/providers',
   '/zones',

@@ -147,8 +147,9 @@ suite_rust_seams() {
 # starts on loopback (Debian's openssh-server; ssh-keygen and ssh from
 # openssh-client); the node it installs runs the relay (Debian's haproxy,
 # its certificate made with openssl, as the tests' stand-in relays are). The
-# metrics test checks every process's /metrics with promtool (Debian's
-# prometheus package).
+# metrics test checks every process's /metrics with promtool, and the
+# prometheus test scrapes a stack with the shipped deploy/prometheus
+# configuration (both from Debian's prometheus package).
 suite_rust_tests() {
   ensure_services
   drop_leftover_test_databases
@@ -158,7 +159,9 @@ suite_rust_tests() {
   if [[ ! -x /usr/sbin/haproxy ]] || ! command -v openssl >/dev/null; then
     apt_install haproxy openssl
   fi
-  command -v promtool >/dev/null || apt_install prometheus
+  if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+    apt_install prometheus
+  fi
   local extra=() out rc=0
   read -r -a extra <<<"${TEST_ARGS:-}"
   step "cargo test --workspace ${TEST_ARGS:-}"

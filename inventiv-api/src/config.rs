@@ -82,6 +82,9 @@ pub struct Config {
     /// How often services' replicas are converged to their wish (one
     /// replica at a time does it).
     pub replicas_interval: Duration,
+    /// The least time between two accepted heartbeats of one worker on a
+    /// replica (zero: no limit).
+    pub heartbeat_min_interval: Duration,
     /// How often the cost job runs in this replica; None: not here.
     pub cost_job_interval: Option<Duration>,
     /// Reconciling the proxy's metering with the engines' token counters.
@@ -432,6 +435,10 @@ impl Config {
             heartbeat_flush: Duration::from_millis(
                 env.parse("INVENTIV_HEARTBEAT_FLUSH_MS", 1000u64)?
                     .clamp(10, 5000),
+            ),
+            heartbeat_min_interval: Duration::from_millis(
+                env.parse("INVENTIV_HEARTBEAT_MIN_INTERVAL_MS", 1000u64)?
+                    .min(10_000),
             ),
             cost_job_interval: Some(secs("INVENTIV_COST_JOB_INTERVAL_SECS", 60)?)
                 .filter(|d| !d.is_zero()),

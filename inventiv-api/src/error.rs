@@ -33,8 +33,12 @@ pub enum ApiError {
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
     /// Too many attempts; try again after the given number of seconds.
-    #[error("too many requests")]
-    TooManyRequests { retry_after_secs: u64 },
+    #[error("{message}")]
+    TooManyRequests {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
     /// The body is larger than the configured limit.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -86,6 +90,15 @@ impl ApiError {
         }
     }
 
+    /// A 429 `RATE_LIMITED`: try again after `retry_after_secs`.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        ApiError::TooManyRequests {
+            code: "RATE_LIMITED",
+            message: "too many requests".into(),
+            retry_after_secs,
+        }
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -112,6 +125,7 @@ impl ApiError {
             | ApiError::Unauthorized { code, .. }
             | ApiError::Forbidden { code, .. }
             | ApiError::Conflict { code, .. }
+            | ApiError::TooManyRequests { code, .. }
             | ApiError::BadGateway { code, .. }
             | ApiError::GatewayTimeout { code, .. } => code,
             ApiError::MalformedBody(_) => "MALFORMED_BODY",
@@ -121,7 +135,6 @@ impl ApiError {
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
-            ApiError::TooManyRequests { .. } => "RATE_LIMITED",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
         }
@@ -219,7 +232,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let ApiError::TooManyRequests { retry_after_secs } = self {
+        if let ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = self
+        {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs.max(1)),

@@ -7,7 +7,9 @@
 //! so the watchdog sees each one with its arrival time, at most one flush
 //! interval late. On a crash (`kill -9`) the queue (≤ one interval of
 //! heartbeats) is lost: telemetry, repaired by the next heartbeat. On
-//! shutdown it is written before the process ends.
+//! shutdown it is written before the process ends. A worker that
+//! heartbeats too often is refused before anything is queued
+//! (`crate::heartbeat_limit`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -16,6 +16,7 @@ pub mod events;
 pub mod extract;
 pub mod finops;
 pub mod frontend;
+pub mod heartbeat_limit;
 pub mod heartbeats;
 pub mod mail;
 pub mod metrics;

@@ -67,7 +67,7 @@ pub async fn hit(state: &AppState, limit: &Limit, subject: &str) -> ApiResult<()
     }
     let ttl: i64 = redis.ttl(&key).await?;
     tracing::warn!(limit = limit.name, "rate limited");
-    Err(ApiError::TooManyRequests {
-        retry_after_secs: u64::try_from(ttl).unwrap_or(1).max(1),
-    })
+    Err(ApiError::rate_limited(
+        u64::try_from(ttl).unwrap_or(1).max(1),
+    ))
 }

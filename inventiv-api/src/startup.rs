@@ -56,6 +56,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .build()?;
+    let heartbeat_limit =
+        crate::heartbeat_limit::HeartbeatLimit::new(config.heartbeat_min_interval);
     let state = AppState::new(crate::state::Shared {
         db,
         redis,
@@ -72,6 +74,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
         budgets: crate::proxy::budgets::BudgetCache::default(),
         usage,
         heartbeats: crate::heartbeats::Queue::default(),
+        heartbeat_limit,
         metrics: Arc::default(),
         cloud_http,
     });

@@ -57,6 +57,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Accepted worker heartbeats waiting for the next batched write.
     pub heartbeats: crate::heartbeats::Queue,
+    /// The least time between two accepted heartbeats of one worker.
+    pub heartbeat_limit: crate::heartbeat_limit::HeartbeatLimit,
     /// The client that talks to cloud providers' APIs (with timeouts).
     pub cloud_http: reqwest::Client,
 }

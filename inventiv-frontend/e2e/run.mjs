@@ -328,7 +328,7 @@ try {
 
   await step(admin, 'catalog: activate the mock items', async () => {
     await visit(admin, '/catalog', 'Catalog', 'catalog');
-    for (const item of ['Mock (local processes)', 'Mock zone 1', 'mock-1gpu-24g', 'Qwen2.5 0.5B Instruct']) {
+    for (const item of ['Mock (local processes)', 'Mock zone 1', 'Mock zone 2', 'mock-1gpu-24g', 'Qwen2.5 0.5B Instruct']) {
       await switchOn(page, `Technical activation of ${item}`);
       await switchOn(page, `Economic activation of ${item}`);
     }
@@ -491,6 +491,76 @@ try {
     await page.getByText('Columns', { exact: true }).click();
     await page.getByRole('checkbox', { name: 'Zone', exact: true }).check();
     await page.getByText('Columns', { exact: true }).click();
+  });
+
+  await step(admin, 'services: create one at zero through the dialog (cold), policy bounds refused, edited, paused live, deleted', async () => {
+    // min 0: no replica is created and, without requests, none ever is: the
+    // instances of the steps below are untouched.
+    const name = `e2e-svc-${RUN}`;
+    await visit(admin, '/services', 'Services', 'services-empty');
+    await page.getByRole('button', { name: 'Create a service' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Create a service' });
+    await dialog.getByRole('combobox', { name: 'Provider' }).selectOption('mock');
+    for (const zone of ['mock-zone-1', 'mock-zone-2']) {
+      await dialog.getByRole('combobox', { name: 'Zone' }).selectOption(zone);
+      const typeSelect = dialog.getByRole('combobox', { name: 'Instance type' });
+      await until('the instance types', async () => (await typeSelect.locator('option', { hasText: 'mock-1gpu-24g' }).count()) > 0);
+      await typeSelect.selectOption((await typeSelect.locator('option', { hasText: 'mock-1gpu-24g' }).first().getAttribute('value')) ?? '');
+      await dialog.getByRole('button', { name: 'Add placement' }).click();
+    }
+    const placements = await dialog.getByRole('list', { name: 'Placements' }).getByRole('listitem').allTextContents();
+    if (!(placements.length === 2 && placements[0].includes('mock-zone-1') && placements[1].includes('mock-zone-2'))) throw new Error(`placements: ${placements.join(' | ')}`);
+    await dialog.getByRole('button', { name: 'Move placement 2 up' }).click();
+    await dialog.getByRole('button', { name: 'Move placement 2 up' }).waitFor();
+    if (!((await dialog.getByRole('list', { name: 'Placements' }).getByRole('listitem').first().textContent()) ?? '').includes('mock-zone-2')) throw new Error('the placements were not reordered');
+    const modelSelect = dialog.getByRole('combobox', { name: 'Model', exact: true });
+    await until('the compatible models', async () => (await modelSelect.locator('option', { hasText: 'Qwen2.5 0.5B' }).count()) > 0);
+    await modelSelect.selectOption((await modelSelect.locator('option', { hasText: 'Qwen2.5 0.5B' }).first().getAttribute('value')) ?? '');
+    await dialog.getByLabel('Name (optional)').fill(name);
+    await dialog.getByLabel('Minimum replicas').fill('0');
+    await dialog.getByLabel('Maximum replicas').fill('2');
+    await dialog.getByLabel('Target outstanding per replica').fill('4');
+    await screenshot(page, 'service-dialog');
+    await dialog.getByRole('button', { name: 'Create', exact: true }).click();
+    await page.waitForURL(/\/services\/[0-9a-f-]{36}$/);
+    const serviceId = page.url().split('/').pop();
+    await heading(page, name);
+    await page.getByRole('region', { name: 'Status' }).getByText('cold', { exact: true }).waitFor();
+    await page.getByRole('list', { name: 'Service timeline' }).getByText(/created/).first().waitFor();
+    await screenshot(page, 'service-page');
+
+    // Refused in the form (nothing sent), then a change the API takes.
+    await page.getByRole('button', { name: 'Edit policy' }).click();
+    const form = page.getByRole('form', { name: 'Edit the policy' });
+    await form.getByLabel('Minimum replicas').fill('3');
+    await form.getByRole('button', { name: 'Save policy' }).click();
+    await form.getByText('Minimum replicas: at most the maximum (2)').waitFor();
+    await form.getByLabel('Minimum replicas').fill('0');
+    await form.getByLabel('Idle window (s)').fill('600');
+    await form.getByRole('button', { name: 'Save policy' }).click();
+    await page.getByRole('region', { name: 'Policy' }).getByText('600 s').waitFor();
+    const stored = await (await page.request.get(`/services/${serviceId}`)).json();
+    if (stored.idle_window_s !== 600 || stored.min_replicas !== 0 || stored.max_replicas !== 2) throw new Error(`stored: ${JSON.stringify(stored)}`);
+
+    // In the list, cold; then paused by another client, live, without a reload.
+    await page.goto('/services');
+    await heading(page, 'Services');
+    const row = page.getByRole('row', { name: new RegExp(name) });
+    await row.getByText('cold', { exact: true }).waitFor();
+    await row.getByText('0 / 0 (0–2)').waitFor();
+    const marker = await page.evaluate(() => (window.__e2eMarker = Math.random()));
+    const other = await apiSession(orgName);
+    await other('POST', `/services/${serviceId}/pause`);
+    await row.getByText('paused', { exact: true }).waitFor();
+    if ((await row.getByText('cold', { exact: true }).count()) > 0) throw new Error('a paused service shown cold');
+    if ((await page.evaluate(() => window.__e2eMarker)) !== marker) throw new Error('the page was reloaded');
+    await screenshot(page, 'services');
+
+    await page.getByRole('link', { name }).click();
+    await heading(page, name);
+    await page.getByRole('list', { name: 'Service timeline' }).getByText(/paused/).first().waitFor();
+    await page.getByRole('button', { name: 'Delete' }).click();
+    await page.getByRole('region', { name: 'Status' }).getByText(/^delet(ing|ed)$/).waitFor();
   });
 
   if (FULL) {
@@ -1003,7 +1073,7 @@ try {
         for (const hidden of ['Members', 'Catalog', 'Catalog settings', 'FinOps', 'Statements', 'Offerings', 'Providers', 'Reconciliation']) {
           if ((await nav.getByRole('link', { name: hidden, exact: true }).count()) > 0) throw new Error(`a user sees ${hidden}`);
         }
-        for (const shown of ['Instances', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Marketplace', 'Sessions']) {
+        for (const shown of ['Instances', 'Services', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Marketplace', 'Sessions']) {
           await nav.getByRole('link', { name: shown, exact: true }).waitFor();
         }
         await screenshot(user.page, 'user-dashboard');

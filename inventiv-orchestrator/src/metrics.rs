@@ -80,6 +80,12 @@ pub struct Metrics {
     pub vanished_volumes: Counter,
     pub dead_letters: Counter,
     leases: Arc<AtomicI64>,
+    /// Whether this replica's autoscaler holds its lease (1) or not (0).
+    pub autoscaler_leader: AtomicI64,
+    /// Changes of a service's desired replicas this replica's autoscaler
+    /// wrote, and scale-ups a budget cap stopped.
+    pub autoscaler_scalings: Counter,
+    pub autoscaler_capped: Counter,
 }
 
 /// A lease counted as held until dropped.
@@ -185,6 +191,24 @@ impl Metrics {
             Kind::Gauge,
             "Instance leases this replica holds (steps running).",
             self.leases.load(Ordering::Relaxed),
+        );
+        t.single(
+            "inventiv_autoscaler_leader",
+            Kind::Gauge,
+            "1 while this replica's autoscaler holds the lease (one replica acts at a time), else 0.",
+            self.autoscaler_leader.load(Ordering::Relaxed),
+        );
+        t.single(
+            "inventiv_autoscaler_scalings_total",
+            Kind::Counter,
+            "Changes of a service's desired replicas written by this replica's autoscaler.",
+            self.autoscaler_scalings.get(),
+        );
+        t.single(
+            "inventiv_autoscaler_budget_capped_total",
+            Kind::Counter,
+            "Scale-ups a service's budget cap stopped (one per episode).",
+            self.autoscaler_capped.get(),
         );
         t.single(
             "inventiv_orchestrator_commands_dead_lettered_total",

@@ -57,9 +57,9 @@ pub async fn check(state: &AppState, keys: &Keys) -> ApiResult<()> {
     if let Some((key, kind)) = blocked {
         let ttl: i64 = redis.ttl(key).await?;
         tracing::warn!(kind, "login throttled");
-        return Err(ApiError::TooManyRequests {
-            retry_after_secs: u64::try_from(ttl).unwrap_or(1).max(1),
-        });
+        return Err(ApiError::rate_limited(
+            u64::try_from(ttl).unwrap_or(1).max(1),
+        ));
     }
     Ok(())
 }

@@ -48,9 +48,7 @@ async fn stream_events(
             caller.org_id.0,
             state.config.events_max_streams_per_user,
         )
-        .ok_or(ApiError::TooManyRequests {
-            retry_after_secs: 15,
-        })?;
+        .ok_or(ApiError::rate_limited(15))?;
     let instances = instances::list(
         &state.db,
         caller.org_id,

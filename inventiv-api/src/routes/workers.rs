@@ -147,10 +147,13 @@ async fn register(
 
 /// Records a heartbeat (schema version 1 or 2): the latest state on the
 /// instance, and the samples (GPU, system, engine token counters) as time series.
+/// One sooner than `INVENTIV_HEARTBEAT_MIN_INTERVAL_MS` after the last one
+/// accepted is refused (429 `HEARTBEAT_TOO_FREQUENT`, `Retry-After`) and not stored.
 #[utoipa::path(post, path = "/internal/workers/heartbeat", tag = "workers", security(("worker" = [])),
     request_body = Heartbeat,
     responses((status = 200, body = WorkerAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "`HEARTBEAT_TOO_FREQUENT`: sooner than the minimum interval after the last accepted heartbeat; see Retry-After")))]
 async fn heartbeat(
     State(state): State<AppState>,
     worker: Worker,
@@ -162,6 +165,19 @@ async fn heartbeat(
     let sent_at: DateTime<Utc> = DateTime::parse_from_rfc3339(&body.sent_at)
         .map_err(|_| ApiError::validation("VALIDATION_ERROR", "sent_at: an RFC 3339 time"))?
         .with_timezone(&Utc);
+    if let Err(wait) = state
+        .heartbeat_limit
+        .admit(worker.instance_id, std::time::Instant::now())
+    {
+        return Err(ApiError::TooManyRequests {
+            code: "HEARTBEAT_TOO_FREQUENT",
+            message: format!(
+                "one heartbeat per {} ms at most; send the next one later",
+                state.config.heartbeat_min_interval.as_millis()
+            ),
+            retry_after_secs: wait.as_millis().div_ceil(1000).try_into().unwrap_or(1),
+        });
+    }
     // Samples are stamped on arrival: agents' clocks are not trusted; sent_at
     // is kept for diagnosis only.
     let now = Utc::now();

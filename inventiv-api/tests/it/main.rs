@@ -27,6 +27,7 @@ mod deployments;
 mod events;
 mod finops_cost;
 mod held;
+mod heartbeat_limit;
 mod huggingface_token;
 mod instance_logs;
 mod instance_volumes;

@@ -17,7 +17,7 @@ const SCHEMA_V2: &str = include_str!("../../../inventiv-worker/schema/heartbeat.
 const REGISTER: &str = include_str!("../../../inventiv-worker/schema/register.v2.json");
 
 /// An instance of `org` with a worker token; returns (instance id, token).
-async fn instance(app: &TestApp, org: Uuid) -> (Uuid, String) {
+pub(crate) async fn instance(app: &TestApp, org: Uuid) -> (Uuid, String) {
     let id = Uuid::new_v4();
     let (token, hash) = inventiv_api::auth::tokens::generate();
     sqlx::query(
@@ -42,7 +42,7 @@ fn register_body(id: Uuid) -> Value {
     })
 }
 
-fn heartbeat_v2(id: Uuid) -> Value {
+pub(crate) fn heartbeat_v2(id: Uuid) -> Value {
     json!({
         "schema_version": 2, "instance_id": id, "boot_id": "boot-1",
         "agent": { "version": "0.1.0", "bundle_sha256": "ab".repeat(32) },
@@ -73,7 +73,7 @@ type Edit = fn(&mut Value);
 
 /// Writes the heartbeats the API queued (what its timer does every
 /// `INVENTIV_HEARTBEAT_FLUSH_MS`), so a test reads them at once.
-async fn flushed(app: &TestApp) {
+pub(crate) async fn flushed(app: &TestApp) {
     app.state.heartbeats.flush(&app.state.db).await.unwrap();
 }
 

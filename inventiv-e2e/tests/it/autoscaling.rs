@@ -8,9 +8,11 @@
 //! engine answers too fast for real requests to stay outstanding.
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use inventiv_common::signals::{self, ModelLoad, Snapshot};
+use inventiv_orchestrator::context::Orchestrator;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -79,20 +81,19 @@ async fn replicas(h: &Stack, service: Uuid) -> (i32, i64, i64) {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_service_scales_up_on_load_and_back_down_one_step_at_a_time_with_reasons() {
-    let h = Stack::start().await;
-    h.in_process(Ipv4Addr::new(127, 0, 72, 1)).await;
-    let token = h.team().await;
+/// Creates a service of `MODEL` on mock zone 1 (min 1, up to `max`, 4
+/// outstanding per replica, no cooldown) and waits for its first replica
+/// ready; returns (service, its organization).
+async fn ready_service(h: &Stack, token: &str, name: &str, max: i32) -> (Uuid, Uuid) {
     let (status, created) = h
         .call(
             reqwest::Method::POST,
             "/services",
-            &token,
+            token,
             Some(json!({
-                "model_id": MODEL, "name": "scaling",
+                "model_id": MODEL, "name": name,
                 "placements": [{ "provider": "mock", "zone": "mock-zone-1", "instance_type": "mock-1gpu-24g" }],
-                "min_replicas": 1, "max_replicas": 3, "target_outstanding": 4,
+                "min_replicas": 1, "max_replicas": max, "target_outstanding": 4,
                 "scale_down_cooldown_s": 0, "idle_window_s": 3600
             })),
         )
@@ -107,9 +108,18 @@ async fn a_service_scales_up_on_load_and_back_down_one_step_at_a_time_with_reaso
     h.until(
         "the first replica ready",
         Duration::from_secs(90),
-        || async { (replicas(&h, id).await == (1, 1, 1)).then_some(()) },
+        || async { (replicas(h, id).await == (1, 1, 1)).then_some(()) },
     )
     .await;
+    (id, org)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_scales_up_on_load_and_back_down_one_step_at_a_time_with_reasons() {
+    let h = Stack::start().await;
+    h.in_process(Ipv4Addr::new(127, 0, 72, 1)).await;
+    let token = h.team().await;
+    let (id, org) = ready_service(&h, &token, "scaling", 3).await;
 
     // 10 outstanding for 4 per replica: ⌈10 / 4⌉ = 3 replicas, all made ready.
     let stop = load(&h, org, 10);
@@ -166,4 +176,74 @@ async fn a_service_scales_up_on_load_and_back_down_one_step_at_a_time_with_reaso
     .await
     .unwrap();
     assert_eq!(ended, 2);
+}
+
+/// Which of `orchestrators` hold the autoscaler's lease now.
+fn leaders(orchestrators: &[&Orchestrator]) -> Vec<usize> {
+    orchestrators
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.metrics.autoscaler_leader.load(Ordering::Relaxed) == 1)
+        .map(|(n, _)| n)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_two_orchestrators_one_autoscaler_acts_and_the_other_takes_over_when_it_stops() {
+    let h = Stack::start().await;
+    let stops = [h.child_token(), h.child_token()];
+    let a = h
+        .in_process_until(Ipv4Addr::new(127, 0, 73, 1), stops[0].clone())
+        .await;
+    let b = h
+        .in_process_until(Ipv4Addr::new(127, 0, 74, 1), stops[1].clone())
+        .await;
+    let both = [a.as_ref(), b.as_ref()];
+    let first = h
+        .until(
+            "one autoscaler holding the lease",
+            Duration::from_secs(10),
+            || async {
+                match leaders(&both)[..] {
+                    [one] => Some(one),
+                    _ => None,
+                }
+            },
+        )
+        .await;
+    let token = h.team().await;
+    let (id, org) = ready_service(&h, &token, "handover", 2).await;
+    // Still one leader all along, the same one.
+    assert_eq!(leaders(&both), [first]);
+
+    // The leader stops: it gives its lease up on the way out. (A crashed
+    // one cannot: its lease runs out within its duration, 2 s here; the
+    // lease's expiry and takeover are tested on Redis in the
+    // orchestrator's `autoscaler` tests.)
+    stops[first].cancel();
+    let other = 1 - first;
+    h.until(
+        "the other autoscaler holding the lease",
+        Duration::from_secs(10),
+        || async { (leaders(&both) == [other]).then_some(()) },
+    )
+    .await;
+
+    // It acts: load scales the service up, once.
+    let stop = load(&h, org, 6);
+    h.until("two replicas wanted", Duration::from_secs(30), || async {
+        (replicas(&h, id).await.0 == 2).then_some(())
+    })
+    .await;
+    stop.cancel();
+    assert_eq!(both[other].metrics.autoscaler_scalings.get(), 1);
+    assert_eq!(both[first].metrics.autoscaler_scalings.get(), 0);
+    let scaled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM service_events WHERE service_id = $1 AND kind = 'scaled'",
+    )
+    .bind(id)
+    .fetch_one(&h.db)
+    .await
+    .unwrap();
+    assert_eq!(scaled, 1);
 }

@@ -21,6 +21,7 @@ mod huggingface_token;
 mod lifecycle;
 mod messages;
 mod metrics;
+mod prometheus;
 mod redis;
 mod replicas;
 mod scale_to_zero;

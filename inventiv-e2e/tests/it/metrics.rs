@@ -84,32 +84,7 @@ async fn every_process_serves_clean_metrics_on_its_own_listener() {
         .await;
     let id = s.deploy(&token, None).await;
     s.wait_status(id, "ready", Duration::from_secs(120)).await;
-    let (status, created) = s
-        .call(
-            Method::POST,
-            "/api-keys",
-            &token,
-            Some(json!({ "name": "metrics" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let key = created["key"].as_str().unwrap().to_owned();
-    s.until("the model to be routed", Duration::from_secs(30), || {
-        let req = s
-            .http
-            .get(format!("{}/v1/models", s.api))
-            .bearer_auth(&key)
-            .send();
-        async move {
-            let models: Value = req.await.ok()?.json().await.ok()?;
-            models["data"]
-                .as_array()?
-                .iter()
-                .any(|m| m["id"] == MODEL)
-                .then_some(())
-        }
-    })
-    .await;
+    let key = s.routed_key(&token, "metrics").await;
 
     let streams = [false, true, false, true, true];
     for stream in streams {

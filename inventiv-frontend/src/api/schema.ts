@@ -669,6 +669,8 @@ export interface paths {
         /**
          * Records a heartbeat (schema version 1 or 2): the latest state on the
          *     instance, and the samples (GPU, system, engine token counters) as time series.
+         *     One sooner than `INVENTIV_HEARTBEAT_MIN_INTERVAL_MS` after the last one
+         *     accepted is refused (429 `HEARTBEAT_TOO_FREQUENT`, `Retry-After`) and not stored.
          */
         post: operations["heartbeat"];
         delete?: never;
@@ -5301,6 +5303,15 @@ export interface operations {
             };
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            /** @description `HEARTBEAT_TOO_FREQUENT`: sooner than the minimum interval after the last accepted heartbeat; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     register_worker: {

@@ -2,7 +2,7 @@
 // /openapi.json (schema.ts, `npm run gen:api`).
 import type { components, paths } from './schema';
 
-export { instanceStatusValues, workerStatusValues } from './schema';
+export { instanceStatusValues, serviceEventKindValues, serviceStateValues, workerStatusValues } from './schema';
 
 type S = components['schemas'];
 
@@ -21,6 +21,7 @@ export type CreateModel = S['CreateModel'];
 export type CreateOffering = S['CreateOffering'];
 export type Dispute = S['Dispute'];
 export type DriftStatus = S['DriftStatus'];
+export type CreateService = S['CreateService'];
 export type CreateShare = S['CreateShare'];
 export type CreatedKey = S['CreatedKey'];
 export type CredentialsStatus = S['CredentialsStatus'];
@@ -63,6 +64,12 @@ export type Recovery = S['Recovery'];
 export type RunningInstance = S['RunningInstance'];
 export type RuntimeModel = S['RuntimeModel'];
 export type ScalewayCredentials = S['ScalewayCredentialsBody'];
+export type Placement = S['Placement'];
+export type Service = S['Service'];
+export type ServiceDetail = S['ServiceDetail'];
+export type ServiceEvent = S['ServiceEvent'];
+export type ServiceEventKind = S['ServiceEventKind'];
+export type ServiceState = S['ServiceState'];
 export type Session = S['Session'];
 export type SetActivation = S['SetActivation'];
 export type Share = S['Share'];
@@ -77,6 +84,7 @@ export type UpdateKey = S['UpdateKey'];
 export type UpdateModel = S['UpdateModel'];
 export type UpdateOffering = S['UpdateOffering'];
 export type UpdateOrganization = S['UpdateOrganization'];
+export type UpdateService = S['UpdateService'];
 export type UpdateShare = S['UpdateShare'];
 export type UsageLine = S['UsageLine'];
 export type UsageReconciliation = S['UsageReconciliation'];

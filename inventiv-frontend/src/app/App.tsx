@@ -12,6 +12,8 @@ import { AcceptInvitationPage } from '../invitations/AcceptInvitationPage';
 import { ApiKeysPage } from '../keys/ApiKeysPage';
 import { MembersPage } from '../organizations/MembersPage';
 import { OrganizationPage } from '../organizations/OrganizationPage';
+import { ServicePage } from '../services/ServicePage';
+import { ServicesPage } from '../services/ServicesPage';
 import { PlaygroundPage } from '../playground/PlaygroundPage';
 import { SessionsPage } from '../account/SessionsPage';
 import { CatalogAdminPage } from '../catalog/CatalogAdminPage';
@@ -37,6 +39,8 @@ export function App() {
         <Route index element={<DashboardPage />} />
         <Route path="/instances" element={<InstancesPage />} />
         <Route path="/instances/:id" element={<InstancePage />} />
+        <Route path="/services" element={<Guard module="services"><ServicesPage /></Guard>} />
+        <Route path="/services/:id" element={<Guard module="services"><ServicePage /></Guard>} />
         <Route path="/keys" element={<ApiKeysPage />} />
         <Route path="/playground" element={<PlaygroundPage />} />
         <Route path="/runtime" element={<Guard module="runtime"><RuntimeModelsPage /></Guard>} />

@@ -9,6 +9,7 @@ import type { OrgRole } from '../api/types';
 export type ModuleId =
   | 'dashboard'
   | 'instances'
+  | 'services'
   | 'runtime'
   | 'usage'
   | 'playground'
@@ -44,6 +45,7 @@ export interface Module {
 export const MODULES: Module[] = [
   { id: 'dashboard', to: '/', label: 'Dashboard', section: 'Workspace' },
   { id: 'instances', to: '/instances', label: 'Instances', section: 'Workspace', anyOf: ['ViewInstances'] },
+  { id: 'services', to: '/services', label: 'Services', section: 'Workspace', anyOf: ['ViewInstances'] },
   { id: 'runtime', to: '/runtime', label: 'Runtime models', section: 'Workspace', anyOf: ['ViewInstances'] },
   { id: 'usage', to: '/usage', label: 'Usage', section: 'Workspace', anyOf: ['ViewInstances'] },
   { id: 'playground', to: '/playground', label: 'Playground', section: 'Workspace', anyOf: ['UseApiKeys'] },

@@ -2,7 +2,7 @@
 // Each map is a Record over the generated enum type: a status added to the
 // API (and regenerated into schema.ts) fails the type check until it has a
 // tone here, and a status removed from it does too.
-import type { ActionStatus, InstanceStatus, InvitationStatus, KeyStatus, ShareStatus, VolumeStatus } from '../api/types';
+import type { ActionStatus, InstanceStatus, InvitationStatus, KeyStatus, ServiceEventKind, ServiceState, ShareStatus, VolumeStatus } from '../api/types';
 
 export type Tone = 'ok' | 'busy' | 'warn' | 'off' | 'bad';
 
@@ -53,7 +53,28 @@ const key: Record<KeyStatus, Tone> = {
   revoked: 'off',
 };
 
+const service: Record<ServiceState, Tone> = {
+  active: 'ok',
+  paused: 'warn',
+  deleting: 'warn',
+  deleted: 'off',
+};
+
+const serviceEvent: Record<ServiceEventKind, Tone> = {
+  created: 'ok',
+  updated: 'busy',
+  paused: 'warn',
+  resumed: 'ok',
+  deleting: 'warn',
+  deleted: 'off',
+  scaled: 'busy',
+  replica_created: 'ok',
+  replica_terminated: 'off',
+  placement_failed: 'bad',
+  budget_capped: 'bad',
+};
+
 /** The tone maps by kind of status, for `StatusBadge`. */
-export const statusTones = { instance, action, volume, share, invitation, key };
+export const statusTones = { instance, action, volume, share, invitation, key, service, serviceEvent };
 
 export type StatusKind = keyof typeof statusTones;

@@ -1,8 +1,9 @@
 import { act, renderHook } from '@testing-library/react';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import type { ReactNode } from 'react';
-import type { Instance, InstanceStatus } from '../api/types';
+import type { Instance, InstanceStatus, Service, ServiceDetail } from '../api/types';
 import { budgetKeys } from '../budgets/api';
+import { serviceKeys } from '../services/api';
 import { instanceKeys } from './api';
 import { useLiveEvents, type EventSourceLike } from './liveEvents';
 
@@ -185,6 +186,58 @@ describe('useLiveEvents', () => {
       vi.useRealTimers();
       vi.unstubAllGlobals();
     }
+  });
+
+  it('applies service.updated to the services list and page, and refetches its replicas and timeline', () => {
+    const { client, source } = setup();
+    const svc = (id: string): Service => ({
+      id,
+      name: `svc-${id}`,
+      model_id: 'Qwen/Qwen2.5-0.5B-Instruct',
+      mode: 'mono',
+      state: 'active',
+      min_replicas: 0,
+      max_replicas: 3,
+      desired_replicas: 1,
+      active_replicas: 1,
+      idle_window_s: 900,
+      scale_down_cooldown_s: 300,
+      placements: [],
+      created_at: '2026-12-06T10:00:00Z',
+      updated_at: '2026-12-06T10:00:00Z',
+    });
+    client.setQueryData<Service[]>(serviceKeys.list, [svc('s1'), svc('s2')]);
+    client.setQueryData<ServiceDetail>(serviceKeys.one('s1'), { ...svc('s1'), replicas: [{ ...instance('r1', 'booting', 30), service_id: 's1' }], replica_counts: { booting: 1 } });
+    const invalidate = vi.spyOn(client, 'invalidateQueries');
+
+    act(() =>
+      source().emit('service.updated', { type: 'service.updated', organization_id: 'org-1', service_id: 's1', state: 'active', desired_replicas: 3, kind: 'scaled', reason: 'outstanding 9.2 per replica > 4 for 60 s: 1 → 3' }),
+    );
+    expect(client.getQueryData<Service[]>(serviceKeys.list)?.map((s) => [s.id, s.desired_replicas])).toEqual([
+      ['s1', 3],
+      ['s2', 1],
+    ]);
+    expect(client.getQueryData<ServiceDetail>(serviceKeys.one('s1'))?.desired_replicas).toBe(3);
+    expect(invalidate).toHaveBeenCalledWith({ queryKey: serviceKeys.one('s1'), exact: true });
+    expect(invalidate).toHaveBeenCalledWith({ queryKey: serviceKeys.events('s1'), exact: true });
+    expect(invalidate).not.toHaveBeenCalledWith({ queryKey: serviceKeys.list, exact: true });
+
+    act(() => source().emit('service.updated', { service_id: 's2', state: 'paused', desired_replicas: 0, kind: 'paused', reason: 'paused by a@b.c' }));
+    expect(client.getQueryData<Service[]>(serviceKeys.list)?.find((s) => s.id === 's2')?.state).toBe('paused');
+    // A state this build does not know is not written; an unknown service refetches the list.
+    act(() => source().emit('service.updated', { service_id: 's2', state: 'hibernating', desired_replicas: 0, kind: 'updated', reason: '' }));
+    expect(client.getQueryData<Service[]>(serviceKeys.list)?.find((s) => s.id === 's2')?.state).toBe('paused');
+    act(() => source().emit('service.updated', { service_id: 'new', state: 'active', desired_replicas: 1, kind: 'created', reason: 'created' }));
+    expect(invalidate).toHaveBeenCalledWith({ queryKey: serviceKeys.list, exact: true });
+
+    // A replica's progress shows on its service's page; a new status refetches the service (its counts).
+    invalidate.mockClear();
+    act(() => source().emit('instance.updated', { instance_id: 'r1', status: 'booting', progress: 45 }));
+    expect(client.getQueryData<ServiceDetail>(serviceKeys.one('s1'))?.replicas[0]?.progress).toBe(45);
+    expect(invalidate).not.toHaveBeenCalledWith({ queryKey: serviceKeys.one('s1'), exact: true });
+    act(() => source().emit('instance.updated', { instance_id: 'r1', status: 'ready', progress: 100 }));
+    expect(client.getQueryData<ServiceDetail>(serviceKeys.one('s1'))?.replicas[0]?.status).toBe('ready');
+    expect(invalidate).toHaveBeenCalledWith({ queryKey: serviceKeys.one('s1'), exact: true });
   });
 
   it('reconnects when the organization changes and closes on unmount', () => {

@@ -1,13 +1,16 @@
 // The dashboard's live view: one EventSource on GET /events/stream per
 // current organization, whose events are written into the query cache
 // (`snapshot` replaces the instance list, `instance.updated` and
-// `worker.heartbeat` patch one row), so every page showing instances is live.
+// `worker.heartbeat` patch one row, `service.updated` patches a service and
+// refetches its replicas and timeline), so every page showing instances or
+// services is live.
 import { useEffect, useState } from 'react';
 import { useQueryClient, type QueryClient } from '@tanstack/react-query';
 import { refreshSession } from '../api/client';
-import { instanceStatusValues, isOneOf, workerStatusValues, type Instance } from '../api/types';
+import { instanceStatusValues, isOneOf, serviceStateValues, workerStatusValues, type Instance, type InstanceStatus, type Service, type ServiceDetail } from '../api/types';
 import { meKey } from '../auth/useMe';
 import { budgetKeys } from '../budgets/api';
+import { serviceKeys } from '../services/api';
 import { instanceKeys } from './api';
 
 /** What the hook needs of an EventSource (a fake one in tests). */
@@ -51,6 +54,28 @@ function patchInstance(client: QueryClient, id: string, patch: (i: Instance) => 
   return found;
 }
 
+/**
+ * A replica's new status or progress on the service pages that show it; a
+ * new status also refetches the service (its counts, hence its cold badge)
+ * and the list.
+ */
+function patchReplica(client: QueryClient, id: string, status: InstanceStatus | undefined, progress: number | undefined): void {
+  const details = client.getQueryCache().findAll({ queryKey: ['service'] }).filter((q) => q.queryKey.length === 2);
+  for (const query of details) {
+    const detail = query.state.data as ServiceDetail | undefined;
+    const replica = detail?.replicas.find((r) => r.id === id);
+    if (!detail || !replica) continue;
+    client.setQueryData<ServiceDetail>(query.queryKey, {
+      ...detail,
+      replicas: detail.replicas.map((r) => (r.id === id ? { ...r, status: status ?? r.status, progress: progress ?? r.progress } : r)),
+    });
+    if (status !== undefined && status !== replica.status) {
+      void client.invalidateQueries({ queryKey: query.queryKey, exact: true });
+      void client.invalidateQueries({ queryKey: serviceKeys.list, exact: true });
+    }
+  }
+}
+
 /** Applies one event of the stream to the cache. */
 export function applyEvent(client: QueryClient, type: string, data: unknown): void {
   const event = (data ?? {}) as Record<string, unknown>;
@@ -88,6 +113,29 @@ export function applyEvent(client: QueryClient, type: string, data: unknown): vo
       }
       void client.invalidateQueries({ queryKey: instanceKeys.actions(id) });
       void client.invalidateQueries({ queryKey: instanceKeys.history(id) });
+      patchReplica(client, id, status, progress);
+      return;
+    }
+    case 'service.updated': {
+      const id = String(event.service_id ?? '');
+      if (!id) return;
+      const state = isOneOf(serviceStateValues, event.state) ? event.state : undefined;
+      const desired = typeof event.desired_replicas === 'number' ? event.desired_replicas : undefined;
+      const patch = <S extends Service>(s: S): S => ({ ...s, state: state ?? s.state, desired_replicas: desired ?? s.desired_replicas });
+      let found = false;
+      client.setQueryData<Service[]>(serviceKeys.list, (list) =>
+        list?.map((s) => {
+          if (s.id !== id) return s;
+          found = true;
+          return patch(s);
+        }),
+      );
+      client.setQueryData<ServiceDetail>(serviceKeys.one(id), (one) => (one ? patch(one) : one));
+      // The event carries the state and the wish; the replicas, the counts
+      // and the timeline entry (with its reason) are read again.
+      if (!found) void client.invalidateQueries({ queryKey: serviceKeys.list, exact: true });
+      void client.invalidateQueries({ queryKey: serviceKeys.one(id), exact: true });
+      void client.invalidateQueries({ queryKey: serviceKeys.events(id), exact: true });
       return;
     }
     case 'worker.heartbeat': {
@@ -112,6 +160,8 @@ export function applyEvent(client: QueryClient, type: string, data: unknown): vo
     }
     case 'resync':
       void client.invalidateQueries({ queryKey: instanceKeys.list });
+      void client.invalidateQueries({ queryKey: serviceKeys.list });
+      void client.invalidateQueries({ queryKey: ['service'] });
       return;
     case 'budget.alert':
       // A threshold was crossed: the budgets page shows the new alert.
@@ -123,7 +173,7 @@ export function applyEvent(client: QueryClient, type: string, data: unknown): vo
   }
 }
 
-const EVENT_TYPES = ['snapshot', 'instance.updated', 'worker.heartbeat', 'instance.usage_drift', 'resync', 'budget.alert'];
+const EVENT_TYPES = ['snapshot', 'instance.updated', 'service.updated', 'worker.heartbeat', 'instance.usage_drift', 'resync', 'budget.alert'];
 
 /**
  * Keeps the cache in sync with the stream while mounted. `scope` (the

@@ -8,6 +8,7 @@
 //! episode, not at every tick.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
@@ -42,7 +43,11 @@ pub async fn run(o: Arc<Orchestrator>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        match lease.hold(&mut redis).await {
+        let held = lease.hold(&mut redis).await;
+        o.metrics
+            .autoscaler_leader
+            .store(i64::from(lease.held()), Ordering::Relaxed);
+        match held {
             Ok(true) => {}
             Ok(false) => {
                 memory = Memory::default();
@@ -62,6 +67,7 @@ pub async fn run(o: Arc<Orchestrator>, shutdown: CancellationToken) {
             tracing::warn!(error = %e, "autoscaler lease not released; it expires on its own");
         }
     }
+    o.metrics.autoscaler_leader.store(0, Ordering::Relaxed);
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +230,7 @@ async fn scale(o: &Orchestrator, s: &Row, to: i32, d: &Decision) -> sqlx::Result
     }
     record(&mut tx, s, ServiceEventKind::Scaled, Some(to), &d.reason).await?;
     tx.commit().await?;
+    o.metrics.autoscaler_scalings.inc();
     tracing::info!(service_id = %s.id, from = s.desired_replicas, to, reason = %d.reason, "service scaled");
     announce(o, s, to, ServiceEventKind::Scaled, &d.reason).await;
     Ok(())
@@ -234,6 +241,7 @@ async fn note_capped(o: &Orchestrator, s: &Row, d: &Decision) -> sqlx::Result<()
     let mut tx = o.db.begin().await?;
     record(&mut tx, s, ServiceEventKind::BudgetCapped, None, &d.reason).await?;
     tx.commit().await?;
+    o.metrics.autoscaler_capped.inc();
     announce(
         o,
         s,

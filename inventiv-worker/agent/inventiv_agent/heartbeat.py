@@ -1,7 +1,9 @@
 """Talking to the control plane: register once per start (fresh boot id), then
 a heartbeat every interval, or at once when something changed. Failures are
-retried with exponential backoff. The agent identifies itself by its worker
-token only (``Authorization: Bearer``), never by its address."""
+retried with exponential backoff. A heartbeat refused as too soon after the
+last one (429, the control plane's minimum interval) is no failure: it is
+sent again after its ``Retry-After``. The agent identifies itself by its
+worker token only (``Authorization: Bearer``), never by its address."""
 
 from __future__ import annotations
 
@@ -22,12 +24,27 @@ BACKOFF_INITIAL_S = 1.0
 BACKOFF_MAX_S = 30.0
 # Answers to a heartbeat that mean "I do not know this boot": register again.
 REREGISTER_STATUSES = (404, 409)
+# The answer to a heartbeat sooner than the control plane's minimum interval
+# after the last one it accepted (HEARTBEAT_TOO_FREQUENT).
+TOO_SOON_STATUS = 429
+# The longest Retry-After a refused heartbeat waits for before it is sent again.
+RETRY_AFTER_MAX_S = 5.0
 
 
 class ControlPlaneError(Exception):
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds of a ``Retry-After`` header in its delay-seconds form (else None)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
 
 
 class ControlPlaneClient:
@@ -55,7 +72,8 @@ class ControlPlaneClient:
                 resp.read()
         except urllib.error.HTTPError as e:
             detail = e.read(500).decode("utf-8", errors="replace").strip()
-            raise ControlPlaneError(f"HTTP {e.code}: {detail}", e.code) from None
+            wait = retry_after(e.headers.get("Retry-After"))
+            raise ControlPlaneError(f"HTTP {e.code}: {detail}", e.code, wait) from None
         except (OSError, ValueError) as e:
             raise ControlPlaneError(str(getattr(e, "reason", e))) from None
 
@@ -131,7 +149,13 @@ class HeartbeatLoop:
             self._wake.clear()  # this heartbeat carries whatever woke us
             payload = self.build_heartbeat()
             try:
-                self.client.post(HEARTBEAT_PATH, payload, timeout)
+                try:
+                    self.client.post(HEARTBEAT_PATH, payload, timeout)
+                except ControlPlaneError as e:
+                    if e.status != TOO_SOON_STATUS:
+                        raise
+                    payload = self._later(e)
+                    self.client.post(HEARTBEAT_PATH, payload, timeout)
             except ControlPlaneError as e:
                 self.heartbeats_failed += 1
                 self.events.emit("heartbeat_failed", error=str(e), status=payload["status"])
@@ -145,6 +169,15 @@ class HeartbeatLoop:
                 "heartbeat_ok", status=payload["status"], engine_ready=payload["engine"]["ready"]
             )
             return True
+
+    def _later(self, refused: ControlPlaneError) -> dict[str, Any]:
+        """Waits out a heartbeat refused as too soon after the last accepted
+        one (a wake() or a drain right after a tick); returns a fresh one."""
+        wait = min(refused.retry_after_s or self.backoff_initial_s, RETRY_AFTER_MAX_S)
+        self.events.emit("heartbeat_deferred", retry_after_s=wait)
+        time.sleep(wait)
+        self._wake.clear()  # the fresh heartbeat carries whatever woke us meanwhile
+        return self.build_heartbeat()
 
     def _register(self, timeout: float | None = None) -> bool:
         payload = self.build_register()

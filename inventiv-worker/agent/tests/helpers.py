@@ -251,7 +251,8 @@ class Received:
 
 class FakeControlPlane:
     """Records register/heartbeat POSTs; 401 on a wrong bearer token; can be
-    told to fail the next N requests (503 unless fail_status says otherwise)."""
+    told to fail the next N requests (503 unless fail_status says otherwise;
+    a 429 says Retry-After: 1, as the API's minimum heartbeat interval does)."""
 
     def __init__(self, token: str = TOKEN) -> None:
         self.token = token
@@ -293,6 +294,8 @@ class FakeControlPlane:
             def _answer(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "1")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

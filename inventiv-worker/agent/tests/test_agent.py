@@ -226,6 +226,24 @@ def test_heartbeat_failures_are_retried_and_unknown_boots_register_again(
     wait_until(lambda: len(control_plane.heartbeats()) > n, 10, "heartbeats after it")
 
 
+def test_a_heartbeat_refused_as_too_soon_is_sent_again_after_retry_after(
+    start_agent, control_plane
+):
+    agent = start_agent()
+    wait_until(control_plane.heartbeats, 10, "a heartbeat")
+    control_plane.fail_status = 429
+    control_plane.fail_next = 1
+    wait_until(lambda: control_plane.fail_next == 0, 10, "the refusal")
+    refused_at = time.monotonic()
+    n = len(control_plane.heartbeats())
+    wait_until(lambda: len(control_plane.heartbeats()) > n, 10, "the heartbeat sent again")
+    assert time.monotonic() - refused_at >= 0.9, "sent again before its Retry-After"
+    events = agent.events()
+    deferred = [e for e in events if e["event"] == "heartbeat_deferred"]
+    assert [e["retry_after_s"] for e in deferred] == [1.0]
+    assert not any(e["event"] == "heartbeat_failed" for e in events), "a 429 is no failure"
+
+
 def test_engine_left_by_a_killed_agent_is_replaced(start_agent, control_plane):
     agent = start_agent()
     port = agent.cfg["engine_port"]

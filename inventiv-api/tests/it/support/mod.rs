@@ -66,6 +66,9 @@ pub fn replica_env(
         ("INVENTIV_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
         ("INVENTIV_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
         ("INVENTIV_MAX_CONCURRENT_HASHES".into(), "4".into()),
+        // Off: tests send a worker's heartbeats back to back;
+        // heartbeat_limit.rs turns it on.
+        ("INVENTIV_HEARTBEAT_MIN_INTERVAL_MS".into(), "0".into()),
     ]);
     env.extend(secrets.iter().cloned());
     env

@@ -29,6 +29,42 @@ impl Stack {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Creates an API key named `name` and waits until `/v1/models` lists
+    /// the model with it (a ready instance is routed); returns the key.
+    pub async fn routed_key(&self, session: &str, name: &str) -> String {
+        let (status, created) = self
+            .call(
+                reqwest::Method::POST,
+                "/api-keys",
+                session,
+                Some(json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let key = created["key"].as_str().unwrap().to_owned();
+        self.until(
+            "the model to be routed",
+            std::time::Duration::from_secs(30),
+            || {
+                let req = self
+                    .http
+                    .get(format!("{}/v1/models", self.api))
+                    .bearer_auth(&key)
+                    .send();
+                async move {
+                    let models: Value = req.await.ok()?.json().await.ok()?;
+                    models["data"]
+                        .as_array()?
+                        .iter()
+                        .any(|m| m["id"] == MODEL)
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+        key
+    }
+
     /// Logs in as the admin, creates a team organization, activates the
     /// mock catalog items; returns the session token.
     pub async fn team(&self) -> String {

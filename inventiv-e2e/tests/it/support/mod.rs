@@ -25,10 +25,12 @@ mod api;
 mod api_process;
 mod checks;
 mod orchestrator;
+mod prometheus;
 
 pub use checks::{assert_in_order, files_under};
 
 pub use orchestrator::Opts;
+pub use prometheus::{shipped_rule_groups, Prometheus};
 
 pub const MODEL: &str = "Qwen/Qwen2.5-0.5B-Instruct";
 
@@ -169,6 +171,16 @@ impl Stack {
 
     /// A stack whose API and in-process orchestrators call this Scaleway.
     pub async fn start_with_scaleway(scaleway_url: &str) -> Stack {
+        Stack::start_with(scaleway_url, &[]).await
+    }
+
+    /// A stack whose API has `extra` in its environment besides the
+    /// harness's own variables (which `extra` overrides).
+    pub async fn start_with_env(extra: &[(&'static str, &str)]) -> Stack {
+        Stack::start_with("http://127.0.0.1:9", extra).await
+    }
+
+    async fn start_with(scaleway_url: &str, extra: &[(&'static str, &str)]) -> Stack {
         let database = inventiv_testkit::db::fresh_database().await;
         let db_url = inventiv_testkit::db::url_for(&database);
         let redis_url =
@@ -180,7 +192,7 @@ impl Stack {
         // Random secrets, as `make run` generates: never the built-in ones.
         let hex = || format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
         let encryption_key = hex();
-        let env: HashMap<&str, String> = HashMap::from([
+        let mut env: HashMap<&str, String> = HashMap::from([
             ("INVENTIV_JWT_SECRET", hex()),
             ("INVENTIV_ENCRYPTION_KEY", encryption_key.clone()),
             ("DATABASE_URL", db_url.clone()),
@@ -193,6 +205,7 @@ impl Stack {
             ("INVENTIV_ADMIN_PASSWORD", "admin-password-for-tests".into()),
             ("INVENTIV_SCALEWAY_API_URL", scaleway_url.into()),
         ]);
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         let config = inventiv_api::config::Config::from_lookup(&inventiv_api::config::Env(|k| {
             env.get(k).cloned()
         }))
@@ -254,6 +267,17 @@ impl Stack {
 
     /// The orchestrator in this process (stopped with the stack).
     pub async fn in_process(&self, first_address: Ipv4Addr) -> Arc<Orchestrator> {
+        self.in_process_until(first_address, self.shutdown.clone())
+            .await
+    }
+
+    /// An orchestrator in this process that stops when `stop` is
+    /// cancelled (or with the stack: pass a child of its token).
+    pub async fn in_process_until(
+        &self,
+        first_address: Ipv4Addr,
+        stop: CancellationToken,
+    ) -> Arc<Orchestrator> {
         let config = Config {
             addr: "127.0.0.1:0".parse().unwrap(),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
@@ -265,7 +289,7 @@ impl Stack {
             control_plane_url: self.api.clone(),
             control_plane_address: self.control_plane_address,
             production: self.production,
-            consumer: "test-orchestrator".into(),
+            consumer: format!("test-orchestrator-{first_address}"),
             reconcile_interval: Duration::from_millis(200),
             heartbeat_timeout: Duration::from_secs(10),
             startup_timeout: Duration::from_secs(120),
@@ -308,11 +332,13 @@ impl Stack {
             .await
             .unwrap(),
         );
-        tokio::spawn(inventiv_orchestrator::run(
-            orchestrator.clone(),
-            self.shutdown.clone(),
-        ));
+        tokio::spawn(inventiv_orchestrator::run(orchestrator.clone(), stop));
         orchestrator
+    }
+
+    /// A token cancelled with the stack, or before it.
+    pub fn child_token(&self) -> CancellationToken {
+        self.shutdown.child_token()
     }
 
     /// The last lines of every orchestrator log, for failure messages.
