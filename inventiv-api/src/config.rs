@@ -127,6 +127,17 @@ pub struct Config {
     pub usage_journal: bool,
     /// Uncommitted journal bytes beyond which `/v1` answers 503.
     pub usage_journal_max_bytes: u64,
+    /// Requests held for a cold model (a service at zero replicas).
+    pub held: HeldLimits,
+}
+
+/// How many requests may wait for a cold model, and how long.
+#[derive(Debug, Clone, Copy)]
+pub struct HeldLimits {
+    /// Per serving (organization, model) on one replica; 0: none held.
+    pub max_per_model: usize,
+    /// From the request's arrival; zero: none held.
+    pub timeout: Duration,
 }
 
 /// This replica's id: `INVENTIV_REPLICA_ID`, else `<hostname>-<port>`
@@ -350,6 +361,10 @@ impl Config {
         Ok(Config {
             replica_id: replica_id(env, addr)?,
             usage_journal,
+            held: HeldLimits {
+                max_per_model: env.parse("INVENTIV_HELD_MAX_PER_MODEL", 100usize)?,
+                timeout: secs("INVENTIV_HELD_TIMEOUT_SECS", 600)?,
+            },
             usage_journal_max_bytes: env
                 .parse("INVENTIV_USAGE_JOURNAL_MAX_BYTES", 1u64 << 30)?
                 .max(4096),

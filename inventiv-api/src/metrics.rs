@@ -25,7 +25,7 @@ use crate::state::AppState;
 /// The `/v1` error kinds: the OpenAI error codes the proxy answers with,
 /// then failures the client does not see as an error code: the engine's
 /// own error status passed through, and a stream the client left.
-pub const ERROR_KINDS: [&str; 17] = [
+pub const ERROR_KINDS: [&str; 19] = [
     "invalid_api_key",
     "invalid_request",
     "payload_too_large",
@@ -36,6 +36,8 @@ pub const ERROR_KINDS: [&str; 17] = [
     "rate_limit_exceeded",
     "insufficient_quota",
     "no_capacity",
+    "cold_start_queue_full",
+    "cold_start_timeout",
     "metering_unavailable",
     "upstream_error",
     "upstream_redirect",
@@ -389,6 +391,33 @@ pub fn render_v1(t: &mut Text, metrics: &Metrics, series: &[Arc<ModelSeries>]) {
         t.family(name, Kind::Histogram, help);
         for (i, s) in series.iter().enumerate() {
             t.histogram(name, &labels(i), h(s));
+        }
+    }
+    let held = "inventiv_v1_held_requests";
+    t.family(
+        held,
+        Kind::Gauge,
+        "Requests held now for a replica of a service at zero (per serving organization and model).",
+    );
+    for (i, s) in series.iter().enumerate() {
+        t.sample(held, &labels(i), s.serving.held.waiting());
+    }
+    let outcomes = "inventiv_v1_held_total";
+    t.family(
+        outcomes,
+        Kind::Counter,
+        "Requests that stopped being held, by outcome: served (a replica was ready), timed_out, full (refused, the queue was full), abandoned (the client left).",
+    );
+    for (i, s) in series.iter().enumerate() {
+        let [org, model] = labels(i);
+        let h = &s.serving.held;
+        for (outcome, c) in [
+            ("served", &h.served),
+            ("timed_out", &h.timed_out),
+            ("full", &h.full),
+            ("abandoned", &h.abandoned),
+        ] {
+            t.sample(outcomes, &[org, model, ("outcome", outcome)], c.get());
         }
     }
 }

@@ -54,6 +54,10 @@ pub struct ModelLoad {
     pub outstanding: u64,
     /// Requests refused during the interval because no worker was ready.
     pub refused: u64,
+    /// Requests held when the snapshot was taken, waiting for a replica of
+    /// a service at zero (absent from older replicas' snapshots: 0).
+    #[serde(default)]
+    pub held: u64,
     /// Requests that ended on a worker during the interval (any status).
     pub completed: u64,
     /// Completion tokens billed during the interval.
@@ -68,6 +72,7 @@ impl ModelLoad {
     pub fn is_idle(&self) -> bool {
         self.outstanding == 0
             && self.refused == 0
+            && self.held == 0
             && self.completed == 0
             && self.tokens == 0
             && self.ttft.iter().all(|n| *n == 0)
@@ -175,5 +180,16 @@ mod tests {
         assert_eq!(back, s);
         assert!(!back.models[0].is_idle());
         assert!(ModelLoad::default().is_idle());
+        let held = ModelLoad {
+            held: 1,
+            ..ModelLoad::default()
+        };
+        assert!(!held.is_idle(), "a held request is demand");
+        // Older replicas' snapshots have no `held`.
+        let old: ModelLoad = serde_json::from_str(
+            r#"{"organization_id":"00000000-0000-0000-0000-000000000000","model":"m","outstanding":0,"refused":0,"completed":0,"tokens":0,"ttft":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(old.held, 0);
     }
 }

@@ -103,6 +103,32 @@ impl OpenAiError {
         e
     }
 
+    /// The model is cold (its service at zero replicas) and as many
+    /// requests as may wait for it already do.
+    pub fn held_full(model: &str) -> OpenAiError {
+        let mut e = OpenAiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "cold_start_queue_full",
+            format!("`{model}` is starting and too many requests already wait for it; retry later"),
+        );
+        e.retry_after = Some(10);
+        e
+    }
+
+    /// The request waited for a cold model's first replica longer than the
+    /// hold timeout.
+    pub fn held_timeout(model: &str) -> OpenAiError {
+        let mut e = OpenAiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "cold_start_timeout",
+            format!("`{model}` did not become ready in time; retry later"),
+        );
+        e.retry_after = Some(10);
+        e
+    }
+
     /// Usage cannot be kept right now (the usage journal is full while the
     /// database is away, or failed to write): nothing is served unmetered.
     pub fn metering_unavailable() -> OpenAiError {

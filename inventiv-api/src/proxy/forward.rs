@@ -217,7 +217,7 @@ async fn consumer(state: &AppState, headers: &HeaderMap) -> Result<Consumer, Ope
     })
 }
 
-/// The models the caller can use now, in OpenAI's list format.
+/// The models the caller can use, ready or cold, in OpenAI's list format.
 #[utoipa::path(get, path = "/v1/models", operation_id = "list_v1_models", tag = "openai", security(("api_key" = [])),
     responses((status = 200, description = "OpenAI model list", body = Object), (status = 401, description = "invalid key", body = OpenAiErrorBody)))]
 pub async fn list_models(
@@ -228,15 +228,21 @@ pub async fn list_models(
     let created = Utc::now().timestamp();
     let data: Vec<Value> = state
         .routing
-        .ready_models(c.organization_id)
+        .models(c.organization_id)
         .into_iter()
-        .filter(|m| {
+        .filter(|(m, _)| {
             c.key
                 .as_ref()
                 .and_then(|k| k.models.as_ref())
                 .is_none_or(|allowed| allowed.contains(m))
         })
-        .map(|m| json!({ "id": m, "object": "model", "created": created, "owned_by": "inventiv" }))
+        .map(|(m, cold)| {
+            // A cold model is available: its first request is held until
+            // a replica is ready.
+            let state = if cold { "cold" } else { "ready" };
+            json!({ "id": m, "object": "model", "created": created, "owned_by": "inventiv",
+                    "inventiv": { "state": state } })
+        })
         .collect();
     Ok(axum::Json(json!({ "object": "list", "data": data })).into_response())
 }
@@ -249,7 +255,7 @@ pub async fn list_models(
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
               (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
-              (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
+              (status = 503, description = "no capacity (`no_capacity`), a cold model's wait queue full or its wait over (`cold_start_queue_full`, `cold_start_timeout`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -266,7 +272,7 @@ pub async fn chat_completions(
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
               (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
-              (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
+              (status = 503, description = "no capacity (`no_capacity`), a cold model's wait queue full or its wait over (`cold_start_queue_full`, `cold_start_timeout`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -283,7 +289,7 @@ pub async fn completions(
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
               (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
-              (status = 503, description = "no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
+              (status = 503, description = "no capacity (`no_capacity`), a cold model's wait queue full or its wait over (`cold_start_queue_full`, `cold_start_timeout`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn embeddings(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -425,6 +431,87 @@ impl Billed {
     }
 }
 
+/// Where a request goes: the workers, its series (the caller's), the
+/// serving organization's series, the share it goes through and the
+/// model's id there.
+type Found = (
+    Vec<Arc<super::routing::Worker>>,
+    Arc<ModelSeries>,
+    Arc<ModelSeries>,
+    Option<SharedUse>,
+    Option<String>,
+);
+
+/// What routing found for a request.
+enum Routed {
+    Found(Found),
+    /// A cold service's model: the request waits, counted in the owner's series.
+    Cold(Arc<ModelSeries>),
+}
+
+/// Routes a request: the organization's own model first, else another
+/// organization's share; `first` counts the request (not again after a hold).
+fn route(
+    state: &AppState,
+    c: &Consumer,
+    model: &str,
+    session: Option<&str>,
+    resolved: &mut Option<Arc<ModelSeries>>,
+    first: bool,
+) -> Result<Routed, OpenAiError> {
+    let mut lookup = state.routing.lookup(c.organization_id, model, session);
+    let mut shared = None;
+    let mut upstream_model = None;
+    match &lookup {
+        Lookup::Workers(_, s) | Lookup::NoCapacity(s) | Lookup::Cold(s) => {
+            *resolved = Some(s.clone())
+        }
+        Lookup::Unknown => {}
+    }
+    if matches!(lookup, Lookup::Unknown) {
+        if let Some(share) = state.routing.share_for(c.organization_id, model) {
+            *resolved = Some(share.series.clone());
+            if let Some(s) = resolved.as_deref().filter(|_| first) {
+                s.requests.inc();
+            }
+            if share.paused {
+                return Err(OpenAiError::share_paused(model));
+            }
+            if share.over_max {
+                return Err(OpenAiError::price_above_maximum(model));
+            }
+            lookup = state
+                .routing
+                .lookup(share.provider_org, &share.model_code, session);
+            // The provider's engine knows the model by its own id.
+            upstream_model = Some(share.model_code.clone());
+            shared = Some(SharedUse {
+                provider_organization_id: share.provider_org,
+                offering_id: share.offering_id,
+                share_id: share.share_id,
+            });
+        }
+    }
+    if shared.is_none() && first {
+        if let Some(s) = resolved.as_deref() {
+            s.requests.inc();
+        }
+    }
+    // The lookup's series is the serving organization's (the provider's
+    // for a share): the load counts there, for its autoscaler.
+    match (lookup, resolved.clone()) {
+        (Lookup::Workers(w, owner), Some(s)) => {
+            Ok(Routed::Found((w, s, owner, shared, upstream_model)))
+        }
+        (Lookup::Cold(owner), Some(_)) => Ok(Routed::Cold(owner)),
+        (Lookup::NoCapacity(owner), _) => {
+            owner.serving.refused.inc();
+            Err(OpenAiError::no_capacity(model))
+        }
+        _ => Err(OpenAiError::model_not_found(model)),
+    }
+}
+
 async fn forward(
     state: AppState,
     headers: HeaderMap,
@@ -451,7 +538,7 @@ async fn forward_to(
     path: &'static str,
     resolved: &mut Option<Arc<ModelSeries>>,
 ) -> Result<Response, OpenAiError> {
-    let started = Instant::now();
+    let mut started = Instant::now();
     let c = consumer(&state, &headers)
         .instrument(inventiv_common::trace_span!("auth"))
         .await?;
@@ -491,55 +578,41 @@ async fn forward_to(
         instance_id = tracing::field::Empty,
         candidates = tracing::field::Empty
     );
-    let (workers, series, owner, shared, upstream_model) = {
-        let _routing = routing.enter();
-        // The organization's own model first; else another organization's share.
-        let mut lookup = state.routing.lookup(c.organization_id, &model, session);
-        let mut shared = None;
-        let mut upstream_model = None;
-        match &lookup {
-            Lookup::Workers(_, s) | Lookup::NoCapacity(s) => *resolved = Some(s.clone()),
-            Lookup::Unknown => {}
+    // A cold model's request waits for a worker (see [`super::held`]):
+    // counted once, metered from when it leaves the queue.
+    let mut arrival = None;
+    let until = started + state.config.held.timeout;
+    let (workers, series, owner, shared, upstream_model) = loop {
+        let found = {
+            let _routing = routing.enter();
+            route(&state, &c, &model, session, resolved, arrival.is_none())?
+        };
+        let owner = match found {
+            Routed::Found(found) => break found,
+            Routed::Cold(owner) => owner,
+        };
+        let max = state.config.held.max_per_model;
+        if max == 0 || state.config.held.timeout.is_zero() {
+            owner.serving.refused.inc();
+            return Err(OpenAiError::no_capacity(&model));
         }
-        if matches!(lookup, Lookup::Unknown) {
-            if let Some(share) = state.routing.share_for(c.organization_id, &model) {
-                *resolved = Some(share.series.clone());
-                if let Some(s) = resolved.as_deref() {
-                    s.requests.inc();
-                }
-                if share.paused {
-                    return Err(OpenAiError::share_paused(&model));
-                }
-                if share.over_max {
-                    return Err(OpenAiError::price_above_maximum(&model));
-                }
-                lookup = state
-                    .routing
-                    .lookup(share.provider_org, &share.model_code, session);
-                // The provider's engine knows the model by its own id.
-                upstream_model = Some(share.model_code.clone());
-                shared = Some(SharedUse {
-                    provider_organization_id: share.provider_org,
-                    offering_id: share.offering_id,
-                    share_id: share.share_id,
-                });
-            }
-        }
-        if shared.is_none() {
-            if let Some(s) = resolved.as_deref() {
-                s.requests.inc();
-            }
-        }
-        // The lookup's series is the serving organization's (the provider's
-        // for a share): the load counts there, for its autoscaler.
-        match (lookup, resolved.clone()) {
-            (Lookup::Workers(w, owner), Some(s)) => (w, s, owner, shared, upstream_model),
-            (Lookup::NoCapacity(owner), _) => {
-                owner.serving.refused.inc();
-                return Err(OpenAiError::no_capacity(&model));
-            }
-            _ => return Err(OpenAiError::model_not_found(&model)),
-        }
+        // Not answering while it waits: the journal's writer waits for
+        // nobody held, and the typical answer's duration is not skewed.
+        drop(answering.take());
+        let place = *arrival.get_or_insert_with(|| state.routing.held.arrival());
+        state
+            .routing
+            .held
+            .wait(&owner, place, max, until)
+            .instrument(inventiv_common::trace_span!("held", %model))
+            .await
+            .map_err(|refused| match refused {
+                super::held::Refused::Full => OpenAiError::held_full(&model),
+                super::held::Refused::TimedOut => OpenAiError::held_timeout(&model),
+            })?;
+        state.usage.admit()?;
+        answering = state.usage.answering();
+        started = Instant::now();
     };
     // The first is the choice; the others are its fallbacks.
     if let Some(w) = workers.first() {

@@ -11,6 +11,7 @@ pub mod budgets;
 pub mod error;
 pub mod forward;
 pub mod forward_limits;
+pub mod held;
 pub mod journal;
 pub mod keys;
 pub mod plausible;

@@ -10,7 +10,10 @@
 //! carrying its relay key ([`engine_client`]); a worker without both is
 //! never routed to. Each (organization, model) route carries its metric
 //! series ([`ModelSeries`]), kept across rebuilds, so a request counts
-//! without a lookup of its own.
+//! without a lookup of its own. Models of active services (a replica
+//! count that may be zero) are known too: with no usable worker such a
+//! model is cold ([`Lookup::Cold`]) and its requests are held
+//! ([`super::held`]) until a rebuild finds a worker and releases them.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -170,6 +173,8 @@ struct Table {
     deployed: HashMap<Uuid, Vec<(String, Arc<ModelSeries>)>>,
     /// (consumer organization, `provider_slug/model_code`) → the share.
     shares: HashMap<(Uuid, String), SharedRoute>,
+    /// (organization, model) of each active service: available, if cold.
+    services: HashMap<(Uuid, String), Arc<ModelSeries>>,
 }
 
 /// The replica's routing state.
@@ -180,6 +185,8 @@ pub struct Routing {
     /// Every (organization, model) series seen since start-up: counters
     /// must not restart when a model is briefly not deployed.
     series: Arc<RwLock<SeriesMap>>,
+    /// Requests waiting for a cold model's first worker.
+    pub held: Arc<super::held::Held>,
 }
 
 type SeriesMap = HashMap<(Uuid, String), Arc<ModelSeries>>;
@@ -189,6 +196,8 @@ pub enum Lookup {
     Workers(Vec<Arc<Worker>>, Arc<ModelSeries>),
     /// Deployed but nothing ready: 503.
     NoCapacity(Arc<ModelSeries>),
+    /// An active service's model with no usable worker: held.
+    Cold(Arc<ModelSeries>),
     /// Not a model of the organization: 404.
     Unknown,
 }
@@ -205,28 +214,35 @@ impl Routing {
         self.table.read().map(|t| t.clone()).unwrap_or_default()
     }
 
-    /// The models an organization can call now: its own with ready
-    /// workers, and the active shares whose provider has ready workers.
-    pub fn ready_models(&self, org: Uuid) -> Vec<String> {
+    /// The models an organization can call, with whether they are cold
+    /// (an active service's with no ready worker): its own, and the active
+    /// shares whose provider has ready workers or a service.
+    pub fn models(&self, org: Uuid) -> Vec<(String, bool)> {
         let t = self.snapshot();
-        let mut models: Vec<String> = t
+        let state = |owner: Uuid, model: &str| {
+            let key = (owner, model.to_owned());
+            match (t.ready.contains_key(&key), t.services.contains_key(&key)) {
+                (true, _) => Some(false),
+                (false, true) => Some(true),
+                (false, false) => None,
+            }
+        };
+        let own = t
             .ready
             .keys()
+            .chain(t.services.keys())
             .filter(|(o, _)| *o == org)
-            .map(|(_, m)| m.clone())
-            .collect();
-        models.extend(
-            t.shares
-                .iter()
-                .filter(|((consumer, _), s)| {
-                    *consumer == org
-                        && !s.paused
-                        && t.ready
-                            .contains_key(&(s.provider_org, s.model_code.clone()))
-                })
-                .map(|((_, address), _)| address.clone()),
-        );
+            .filter_map(|(_, m)| Some((m.clone(), state(org, m)?)));
+        let shared = t
+            .shares
+            .iter()
+            .filter(|((consumer, _), s)| *consumer == org && !s.paused)
+            .filter_map(|((_, address), s)| {
+                Some((address.clone(), state(s.provider_org, &s.model_code)?))
+            });
+        let mut models: Vec<(String, bool)> = own.chain(shared).collect();
         models.sort();
+        models.dedup();
         models
     }
 
@@ -252,7 +268,10 @@ impl Routing {
                     .cloned()
                     .collect();
                 if list.is_empty() {
-                    return Lookup::NoCapacity(pool.series.clone());
+                    return match t.services.get(&(org, model.to_owned())) {
+                        Some(series) => Lookup::Cold(series.clone()),
+                        None => Lookup::NoCapacity(pool.series.clone()),
+                    };
                 }
                 match session {
                     Some(s) => {
@@ -267,13 +286,15 @@ impl Routing {
                 }
                 Lookup::Workers(list, pool.series.clone())
             }
-            None => match t
-                .deployed
-                .get(&org)
-                .and_then(|m| m.iter().find(|(x, _)| x == model))
-            {
-                Some((_, series)) => Lookup::NoCapacity(series.clone()),
-                None => Lookup::Unknown,
+            None => match (
+                t.services.get(&(org, model.to_owned())),
+                t.deployed
+                    .get(&org)
+                    .and_then(|m| m.iter().find(|(x, _)| x == model)),
+            ) {
+                (Some(series), _) => Lookup::Cold(series.clone()),
+                (None, Some((_, series))) => Lookup::NoCapacity(series.clone()),
+                (None, None) => Lookup::Unknown,
             },
         }
     }
@@ -391,12 +412,28 @@ impl Routing {
         }
         workers.retain(|id, _| seen.contains(id));
         table.shares = load_shares(state, self).await?;
+        let services: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT organization_id, model_id FROM services WHERE state = 'active' AND max_replicas > 0",
+        )
+        .fetch_all(&state.db)
+        .await?;
+        table.services = services
+            .into_iter()
+            .map(|(org, model)| {
+                let series = self.series_of(org, &model);
+                ((org, model), series)
+            })
+            .collect();
         if let Ok(mut w) = self.workers.write() {
             *w = workers;
         }
         if let Ok(mut t) = self.table.write() {
             *t = Arc::new(table);
         }
+        // Held requests go on once their model has a worker, or is no
+        // longer a service's (they then get the answer any request gets).
+        self.held
+            .release(|org, model| !matches!(self.lookup(org, model, None), Lookup::Cold(_)));
         Ok(())
     }
 }

@@ -6,8 +6,8 @@
 //! ([`Serving`], on the owner's series that routing hands it, and the
 //! workers' outstanding counters routing keeps); this task reads them,
 //! subtracts what it published last, and writes one Redis key. A publish
-//! that fails leaves its counts to the next one. The scale-to-zero queue,
-//! once it exists, adds its held requests to [`ModelLoad`] here.
+//! that fails leaves its counts to the next one. Requests held for a cold
+//! model ([`super::held`]) are published as a level, as in-flight ones are.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +33,8 @@ pub struct Serving {
     pub tokens: Counter,
     /// Streams: from the request's arrival to its first content event.
     pub ttft: Histogram,
+    /// Requests held for a replica of this model's service at zero.
+    pub held: super::held::HeldSeries,
 }
 
 impl Default for Serving {
@@ -42,6 +44,7 @@ impl Default for Serving {
             completed: Counter::new(),
             tokens: Counter::new(),
             ttft: Histogram::new(signals::TTFT_BUCKETS),
+            held: super::held::HeldSeries::default(),
         }
     }
 }
@@ -98,6 +101,7 @@ impl Baseline {
                     .copied()
                     .unwrap_or(0),
                 refused: now.refused.saturating_sub(before.refused),
+                held: s.serving.held.waiting(),
                 completed: now.completed.saturating_sub(before.completed),
                 tokens: now.tokens.saturating_sub(before.tokens),
                 ttft: now

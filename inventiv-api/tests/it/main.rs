@@ -27,6 +27,7 @@ mod deployments;
 mod events;
 mod finops_cost;
 mod heartbeat_limit;
+mod held;
 mod huggingface_token;
 mod instance_logs;
 mod instance_volumes;

@@ -24,6 +24,7 @@ mod metrics;
 mod prometheus;
 mod redis;
 mod replicas;
+mod scale_to_zero;
 mod scaleway;
 mod scaleway_crash;
 mod service_limits;

@@ -1597,7 +1597,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The models the caller can use now, in OpenAI's list format. */
+        /** The models the caller can use, ready or cold, in OpenAI's list format. */
         get: operations["list_v1_models"];
         put?: never;
         post?: never;
@@ -8178,7 +8178,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`) */
+            /** @description no capacity (`no_capacity`), a cold model's wait queue full or its wait over (`cold_start_queue_full`, `cold_start_timeout`), or usage cannot be metered now (`metering_unavailable`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -8259,7 +8259,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`) */
+            /** @description no capacity (`no_capacity`), a cold model's wait queue full or its wait over (`cold_start_queue_full`, `cold_start_timeout`), or usage cannot be metered now (`metering_unavailable`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -8340,7 +8340,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description no capacity (`no_capacity`), or usage cannot be metered now (`metering_unavailable`) */
+            /** @description no capacity (`no_capacity`), a cold model's wait queue full or its wait over (`cold_start_queue_full`, `cold_start_timeout`), or usage cannot be metered now (`metering_unavailable`) */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -20,6 +20,9 @@ pub struct Load {
     pub outstanding: u64,
     /// Requests refused for lack of a ready worker.
     pub refused: u64,
+    /// Requests held for a replica of a service at zero (a level, as
+    /// `outstanding`).
+    pub held: u64,
     /// Requests that ended on a worker.
     pub completed: u64,
     /// Completion tokens.
@@ -35,6 +38,7 @@ impl Load {
     pub fn is_idle(&self) -> bool {
         self.outstanding == 0
             && self.refused == 0
+            && self.held == 0
             && self.completed == 0
             && self.tokens == 0
             && self.ttft.iter().all(|n| *n == 0)
@@ -131,6 +135,7 @@ impl Reader {
                     .entry((m.organization_id, m.model.clone()))
                     .or_default();
                 load.outstanding = load.outstanding.saturating_add(m.outstanding);
+                load.held = load.held.saturating_add(m.held);
                 load.tokens_per_s += m.tokens as f64 / secs;
                 if fresh {
                     load.refused = load.refused.saturating_add(m.refused);

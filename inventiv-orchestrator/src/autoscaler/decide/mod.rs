@@ -6,12 +6,14 @@
 //! The rules, in order:
 //! 1. Never above the maximum nor below the minimum (a budget cap that is
 //!    reached stops even the climb to the minimum).
-//! 2. At zero replicas, requests that found no replica start one at once.
+//! 2. At zero replicas, requests held for a replica or that found none
+//!    start one at once.
 //! 3. Up when a target is exceeded over the whole up window: by as many
 //!    replicas as bring the outstanding requests per replica down to the
 //!    target, by one for a TTFT p95 over its target (not while a replica
 //!    is starting, nor before a window has passed since the last scaling:
-//!    the latency of the replicas added is not measured yet). Replicas that
+//!    the latency of the replicas added is not measured yet); held
+//!    requests count as outstanding ones. Replicas that
 //!    are starting count as replicas: they take load as soon as they are
 //!    ready, and counting them keeps one step from being taken twice.
 //! 4. Down one replica at a time, after the cooldown since the last
@@ -236,16 +238,26 @@ fn at_zero(
     let since = chrono::Duration::from_std(policy.up_window)
         .ok()
         .map(|w| now - w);
-    let refused: u64 = history
-        .iter()
-        .filter(|s| s.at <= now && since.is_none_or(|t| s.at >= t))
-        .filter(|s| last_scaled.is_none_or(|t| s.at > t))
-        .map(|s| s.load.refused)
-        .sum();
-    if refused == 0 {
+    let recent = || {
+        history
+            .iter()
+            .filter(|s| s.at <= now && since.is_none_or(|t| s.at >= t))
+            .filter(|s| last_scaled.is_none_or(|t| s.at > t))
+    };
+    let refused: u64 = recent().map(|s| s.load.refused).sum();
+    // A level, as outstanding: the latest count, not a sum.
+    let held = recent().next_back().map_or(0, |s| s.load.held);
+    let mut why = Vec::new();
+    if held > 0 {
+        why.push(format!("{held} requests held at zero replicas"));
+    }
+    if refused > 0 {
+        why.push(format!("{refused} requests found no replica"));
+    }
+    if why.is_empty() {
         return Decision::keep(0, "no demand at zero replicas");
     }
-    let why = format!("{refused} requests found no replica");
+    let why = why.join(", ");
     if policy.budget_cap_reached {
         return Decision::capped(0, why);
     }
@@ -266,7 +278,11 @@ fn scale_up(
     let mut want = current;
     let mut why = Vec::new();
     if let Some(target) = policy.outstanding_target() {
-        let level = w.iter().map(|s| s.load.outstanding).min().unwrap_or(0) as f64;
+        let level = w
+            .iter()
+            .map(|s| s.load.outstanding.saturating_add(s.load.held))
+            .min()
+            .unwrap_or(0) as f64;
         let per = level / f64::from(current);
         if per > target {
             let needed = (level / target).ceil().min(f64::from(u32::MAX)) as u32;

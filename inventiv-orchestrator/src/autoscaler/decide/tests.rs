@@ -164,6 +164,83 @@ fn demand_at_zero_starts_one_replica_at_once() {
     assert!(!decide_now(&load_policy(0, 0, 4.0), ready(0), &history).scales());
 }
 
+fn held(n: u64) -> Load {
+    Load {
+        held: n,
+        ..Load::default()
+    }
+}
+
+#[test]
+fn held_requests_at_zero_start_one_replica_at_once() {
+    let p = Policy::new(0, 3);
+    let mut history = steady(5, Load::default());
+    history.push(Sample {
+        at: t(NOW),
+        load: held(3),
+    });
+    let d = decide_now(&p, ready(0), &history);
+    assert_eq!(
+        (d.to, d.reason.as_str()),
+        (1, "3 requests held at zero replicas: 0 → 1")
+    );
+    // Held is a level: the latest count, never a sum over the window.
+    let d = decide_now(&p, ready(0), &steady(5, held(2)));
+    assert_eq!(d.reason, "2 requests held at zero replicas: 0 → 1");
+    // With refusals too, both are said.
+    let mut both = steady(5, held(2));
+    both[3].load.refused = 1;
+    assert_eq!(
+        decide_now(&p, ready(0), &both).reason,
+        "2 requests held at zero replicas, 1 requests found no replica: 0 → 1"
+    );
+    // The latest sample held nothing: the demand was served or gave up.
+    history.push(Sample {
+        at: t(NOW),
+        load: Load::default(),
+    });
+    assert!(!decide_now(&p, ready(0), &history).scales());
+    // Held before the last scaling (to zero) is past demand; the cap and a
+    // maximum of 0 keep it at zero.
+    let held_now = steady(5, held(3));
+    assert!(!decide(&p, ready(0), &held_now, Some(t(NOW)), t(NOW)).scales());
+    let capped = Policy {
+        budget_cap_reached: true,
+        ..p.clone()
+    };
+    let d = decide_now(&capped, ready(0), &held_now);
+    assert_eq!(
+        (d.to, d.capped, d.reason.as_str()),
+        (
+            0,
+            true,
+            "budget cap reached: stays at 0 (3 requests held at zero replicas)"
+        )
+    );
+    assert!(!decide_now(&Policy::new(0, 0), ready(0), &held_now).scales());
+}
+
+#[test]
+fn held_requests_are_demand_above_zero_too() {
+    // A replica starting with requests held: no second one without a
+    // target, and never down to zero while they wait.
+    let p = Policy {
+        scale_down_cooldown: Duration::ZERO,
+        idle_window: Duration::from_secs(3),
+        ..Policy::new(0, 3)
+    };
+    let waiting = steady(1000, held(5));
+    let starting = Replicas {
+        starting: 1,
+        ..Replicas::default()
+    };
+    assert!(!decide_now(&p, starting, &waiting).scales());
+    assert!(!decide_now(&p, ready(1), &waiting).scales());
+    // They count as outstanding for a load target: 10 held for 4 per replica.
+    let d = decide_now(&load_policy(0, 5, 4.0), ready(1), &steady(30, held(10)));
+    assert_eq!(d.reason, "outstanding 10 per replica > 4 for 30 s: 1 → 3");
+}
+
 #[test]
 fn load_over_target_for_the_whole_window_scales_up_by_what_is_needed() {
     let p = load_policy(1, 10, 4.0);
