@@ -170,9 +170,11 @@ async fn a_budget_cap_used_up_stops_the_scale_up_with_its_reason() {
     // Ten more passes of the autoscaler under the same load change
     // nothing, and the cap is written once per episode.
     let passes = orchestrator.metrics.autoscaler_passes.get();
-    h.until("ten more autoscaler passes", Duration::from_secs(30), || async {
-        (orchestrator.metrics.autoscaler_passes.get() >= passes + 10).then_some(())
-    })
+    h.until(
+        "ten more autoscaler passes",
+        Duration::from_secs(30),
+        || async { (orchestrator.metrics.autoscaler_passes.get() >= passes + 10).then_some(()) },
+    )
     .await;
     stop.cancel();
     assert_eq!(replicas(&h, id).await, (1, 1, 1));
