@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::support::{Stack, MODEL};
+use crate::support::{scalings, Stack, MODEL};
 
 /// Writes `outstanding` requests of (org, MODEL) as a replica's snapshot
 /// every 200 ms until cancelled.
@@ -135,29 +135,8 @@ async fn a_service_scales_up_on_load_and_back_down_one_step_at_a_time_with_reaso
     })
     .await;
 
-    let (status, events) = h
-        .call(
-            reqwest::Method::GET,
-            &format!("/services/{id}/events"),
-            &token,
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{events}");
-    // Newest first.
-    let items = events.as_array().unwrap();
-    let scaled: Vec<(i64, i64, String)> = items
-        .iter()
-        .rev()
-        .filter(|e| e["kind"] == "scaled")
-        .map(|e| {
-            (
-                e["from_replicas"].as_i64().unwrap(),
-                e["to_replicas"].as_i64().unwrap(),
-                e["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let items = h.service_events(&token, id).await;
+    let scaled = scalings(&items);
     let steps: Vec<(i64, i64)> = scaled.iter().map(|(f, t, _)| (*f, *t)).collect();
     assert_eq!(steps, [(1, 3), (3, 2), (2, 1)], "{scaled:?}");
     assert!(

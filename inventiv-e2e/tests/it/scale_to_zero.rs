@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{Stack, MODEL};
+use crate::support::{scalings, Stack, MODEL};
 
 /// (desired replicas, replicas counted: provisioning … ready).
 async fn replicas(h: &Stack, service: Uuid) -> (i32, i64) {
@@ -108,23 +108,8 @@ async fn held_requests_wake_a_service_at_zero_which_goes_back_to_zero_when_idle(
     })
     .await;
 
-    let (status, events) = h
-        .call(Method::GET, &format!("/services/{id}/events"), &token, None)
-        .await;
-    assert_eq!(status, 200, "{events}");
-    let items = events.as_array().unwrap();
-    let scaled: Vec<(i64, i64, String)> = items
-        .iter()
-        .rev()
-        .filter(|e| e["kind"] == "scaled")
-        .map(|e| {
-            (
-                e["from_replicas"].as_i64().unwrap(),
-                e["to_replicas"].as_i64().unwrap(),
-                e["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let items = h.service_events(&token, id).await;
+    let scaled = scalings(&items);
     let steps: Vec<(i64, i64)> = scaled.iter().map(|(f, t, _)| (*f, *t)).collect();
     assert_eq!(steps, [(0, 1), (1, 0)], "{scaled:?}");
     assert!(

@@ -29,6 +29,20 @@ impl Stack {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A service's timeline as the API answers it (newest first).
+    pub async fn service_events(&self, token: &str, service: Uuid) -> Vec<Value> {
+        let (status, events) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/services/{service}/events"),
+                token,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{events}");
+        events.as_array().unwrap().clone()
+    }
+
     /// Creates an API key named `name` and waits until `/v1/models` lists
     /// the model with it (a ready instance is routed); returns the key.
     pub async fn routed_key(&self, session: &str, name: &str) -> String {
@@ -267,4 +281,21 @@ async fn deploy_mock(
     let body: Value = res.json().await.unwrap_or(Value::Null);
     assert_eq!(status, 202, "{body}");
     Uuid::parse_str(body["id"].as_str().unwrap()).unwrap()
+}
+
+/// The `scaled` entries of a timeline (newest first), oldest first:
+/// (from, to, reason).
+pub fn scalings(events: &[Value]) -> Vec<(i64, i64, String)> {
+    events
+        .iter()
+        .rev()
+        .filter(|e| e["kind"] == "scaled")
+        .map(|e| {
+            (
+                e["from_replicas"].as_i64().unwrap(),
+                e["to_replicas"].as_i64().unwrap(),
+                e["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }

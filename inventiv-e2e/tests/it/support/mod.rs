@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 mod api;
+pub use api::scalings;
 mod api_process;
 mod checks;
 mod orchestrator;
