@@ -29,6 +29,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod replicas;
 pub mod request_id;
+pub mod rollout;
 pub mod routes;
 pub mod services;
 pub mod startup;

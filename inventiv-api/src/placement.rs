@@ -322,8 +322,9 @@ pub struct NewInstance<'a> {
     pub model: &'a Model,
     pub mode: &'a str,
     pub at: &'a Checked,
-    /// The service it is a replica of.
+    /// The service it is a replica of, and the service's revision it is made at.
     pub service_id: Uuid,
+    pub service_revision: i32,
     pub request_id: Option<&'a str>,
 }
 
@@ -334,8 +335,8 @@ pub async fn create_instance(tx: &mut PgConnection, new: NewInstance<'_>) -> Api
     let at = new.at;
     sqlx::query!(
         "INSERT INTO instances (id, organization_id, created_by, name, provider, zone, instance_type, model_id, mode, status,
-                                model_catalog_id, instance_type_id, zone_id, price_eur_per_hour, service_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::text::numeric, $15)",
+                                model_catalog_id, instance_type_id, zone_id, price_eur_per_hour, service_id, service_revision)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::text::numeric, $15, $16)",
         id,
         new.org,
         new.created_by as UserId,
@@ -351,6 +352,7 @@ pub async fn create_instance(tx: &mut PgConnection, new: NewInstance<'_>) -> Api
         at.zone_id,
         at.price,
         new.service_id,
+        new.service_revision,
     )
     .execute(&mut *tx)
     .await?;

@@ -13,6 +13,9 @@
 //!   newest: a ready one drains first (`drain.rs`: out of routing, ended
 //!   once its engine has nothing in flight or at the drain timeout), the
 //!   others go through the instance terminate path at once;
+//! - after a rollout (its revision raised), the replicas made at an older
+//!   revision are replaced one at a time, a new one ready before an old
+//!   one drains (`rollout.rs` plans each step);
 //! - a replica that ended `provisioning_failed` gets one `placement_failed`
 //!   entry naming its placement and the provider's reason; its replacement
 //!   goes to the service's first placement not avoided (one where a replica
@@ -41,6 +44,7 @@ use crate::drain;
 use crate::error::{ApiError, ApiResult};
 use inventiv_common::instance::Transition;
 
+use crate::rollout::{self, Replica};
 use crate::routes::instances::{self, Instance};
 use crate::services::{self, Note, Service};
 use crate::state::AppState;
@@ -136,6 +140,8 @@ pub async fn run_once(state: &AppState, backoff: &mut Backoff) -> sqlx::Result<P
     let candidates = sqlx::query!(
         r#"SELECT s.id, s.organization_id, s.state AS "state: ServiceState", s.desired_replicas,
                   (SELECT count(*) FROM instances i WHERE i.service_id = s.id AND i.status = ANY($1)) AS "counted!",
+                  (SELECT count(*) FROM instances i WHERE i.service_id = s.id AND i.status = ANY($1)
+                     AND i.service_revision < s.revision) AS "outdated!",
                   (SELECT count(*) FROM instances i WHERE i.service_id = s.id
                      AND i.status NOT IN ('terminated', 'archived')) AS "left!",
                   (SELECT count(*) FROM instances i WHERE i.service_id = s.id
@@ -149,11 +155,14 @@ pub async fn run_once(state: &AppState, backoff: &mut Backoff) -> sqlx::Result<P
     .await?;
     let now = chrono::Utc::now();
     for c in candidates {
+        // A rollout under way may have one replica more than desired.
+        let surge = i64::from(c.outdated > 0 && c.desired_replicas > 0);
         let differs = match c.state {
-            ServiceState::Active => c.counted != i64::from(c.desired_replicas),
+            ServiceState::Active => c.counted != i64::from(c.desired_replicas) || c.outdated > 0,
             _ => c.left == 0,
         };
-        let growing = c.state == ServiceState::Active && c.counted < i64::from(c.desired_replicas);
+        let growing =
+            c.state == ServiceState::Active && c.counted < i64::from(c.desired_replicas) + surge;
         let held_back = growing
             && c.newest
                 .is_some_and(|newest| now < newest + failure_backoff(c.failed));
@@ -166,7 +175,7 @@ pub async fn run_once(state: &AppState, backoff: &mut Backoff) -> sqlx::Result<P
                 pass.created += done.created;
                 pass.terminated += done.ended.len();
                 pass.deleted += usize::from(done.deleted);
-                if let Some(note) = &done.note {
+                for note in &done.notes {
                     services::publish(state, c.organization_id, &done.service, note).await;
                 }
                 for instance in &done.ended {
@@ -194,7 +203,7 @@ pub async fn run_once(state: &AppState, backoff: &mut Backoff) -> sqlx::Result<P
 /// What converging one service did.
 struct Done {
     service: Service,
-    note: Option<Note>,
+    notes: Vec<Note>,
     created: usize,
     ended: Vec<Instance>,
     deleted: bool,
@@ -225,7 +234,7 @@ async fn converge(
         tx.commit().await?;
         return Ok(Some(Done {
             service: after,
-            note: Some(note),
+            notes: vec![note],
             created: 0,
             ended: Vec::new(),
             deleted: true,
@@ -234,19 +243,37 @@ async fn converge(
     if service.state != ServiceState::Active {
         return Ok(None);
     }
-    // Those to let go first come first: not ready, then the newest.
-    let live = sqlx::query_scalar!(
-        "SELECT id FROM instances WHERE service_id = $1 AND status = ANY($2)
-          ORDER BY (status = 'ready'), created_at DESC, id",
+    let live = sqlx::query!(
+        r#"SELECT i.id, i.status = 'ready' AS "ready!", i.service_revision >= s.revision AS "current!", i.created_at
+             FROM instances i JOIN services s ON s.id = i.service_id
+            WHERE i.service_id = $1 AND i.status = ANY($2)"#,
         id,
         counted,
     )
     .fetch_all(&mut *tx)
     .await?;
-    let have = i32::try_from(live.len()).unwrap_or(i32::MAX);
+    let live: Vec<Replica> = live
+        .into_iter()
+        .map(|r| Replica {
+            id: r.id,
+            ready: r.ready,
+            current: r.current,
+            created_at: r.created_at,
+        })
+        .collect();
     let want = service.desired_replicas;
-    let (mut created, mut ended, mut note) = (0, Vec::new(), None);
-    if have < want {
+    let plan = rollout::plan(usize::try_from(want).unwrap_or(0), &live);
+    let have = i32::try_from(live.len()).unwrap_or(i32::MAX);
+    let revision = service.revision;
+    let mut ended = Vec::new();
+    for replica in &plan.take_away {
+        let (instance, outcome) = drain::take_away(&mut tx, org, *replica, None).await?;
+        if outcome == Transition::Changed {
+            ended.push(instance);
+        }
+    }
+    let mut created = 0;
+    if plan.create > 0 {
         let by = match service.created_by {
             Some(user) => user,
             None => {
@@ -255,40 +282,61 @@ async fn converge(
                     .await?
             }
         };
-        let made =
-            services::add_replicas(state, &mut tx, org, UserId(by), &loaded, want - have, None)
-                .await?;
-        created = made.len();
-        note = Some(Note {
-            kind: ServiceEventKind::ReplicaCreated,
-            from_replicas: Some(have),
-            to_replicas: Some(want),
-            reason: format!("{created} replica(s) created to reach {want}"),
-        });
-    } else if have > want {
-        let extra = usize::try_from(have - want).unwrap_or(0);
-        for replica in live.into_iter().take(extra) {
-            let (instance, outcome) = drain::take_away(&mut tx, org, replica, None).await?;
-            if outcome == Transition::Changed {
-                ended.push(instance);
-            }
-        }
+        let count = i32::try_from(plan.create).unwrap_or(0);
+        created = services::add_replicas(state, &mut tx, org, UserId(by), &loaded, count, None)
+            .await?
+            .len();
+    }
+    let rolling = plan.outdated > 0;
+    let mut notes = Vec::new();
+    if !ended.is_empty() {
         let draining = ended
             .iter()
             .filter(|i| i.status == InstanceStatus::Draining)
             .count();
-        note = Some(Note {
+        let what = format!(
+            "{} replica(s) taken away ({draining} draining, {} terminated)",
+            ended.len(),
+            ended.len() - draining,
+        );
+        let reason = if rolling {
+            let ready_new = live.iter().filter(|r| r.current && r.ready).count();
+            format!("rollout to revision {revision}: {what}, outdated, with {ready_new} ready at revision {revision}")
+        } else {
+            format!("{what} to come down to {want}")
+        };
+        notes.push(Note {
             kind: ServiceEventKind::ReplicaTerminated,
             from_replicas: Some(have),
             to_replicas: Some(want),
-            reason: format!(
-                "{} replica(s) taken away to come down to {want}: {draining} draining, {} terminated",
-                ended.len(),
-                ended.len() - draining,
-            ),
+            reason,
         });
     }
-    if let Some(note) = &note {
+    if created > 0 {
+        let reason = if rolling {
+            format!(
+                "rollout to revision {revision}: {created} replica(s) created at revision {revision}, {} outdated left",
+                plan.outdated_left
+            )
+        } else {
+            format!("{created} replica(s) created to reach {want}")
+        };
+        notes.push(Note {
+            kind: ServiceEventKind::ReplicaCreated,
+            from_replicas: Some(have),
+            to_replicas: Some(want),
+            reason,
+        });
+    }
+    if rolling && plan.outdated_left == 0 {
+        notes.push(Note {
+            kind: ServiceEventKind::RolloutFinished,
+            from_replicas: None,
+            to_replicas: None,
+            reason: format!("rollout to revision {revision} done: no outdated replica left"),
+        });
+    }
+    for note in &notes {
         services::record(&mut tx, org, id, note).await?;
     }
     let service = services::load(&mut tx, org, id, false).await?.service;
@@ -296,7 +344,7 @@ async fn converge(
     state.outbox.notify_one();
     Ok(Some(Done {
         service,
-        note,
+        notes,
         created,
         ended,
         deleted: false,

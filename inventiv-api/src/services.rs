@@ -45,6 +45,12 @@ pub struct Service {
     pub desired_replicas: i32,
     /// Replicas neither terminating nor ended (`terminating`, `terminated`, `archived`).
     pub active_replicas: i64,
+    /// Raised by each rollout; a replica records the revision it was made at.
+    pub revision: i32,
+    /// Replicas serving or on their way (`provisioning` … `ready`) made at
+    /// an older revision, replaced one at a time (a rollout is under way
+    /// while any is left).
+    pub outdated_replicas: i64,
     /// Outstanding requests per replica past which it scales up.
     pub target_outstanding: Option<f64>,
     /// Time-to-first-token p95 (ms) past which it scales up.
@@ -76,6 +82,8 @@ struct Row {
     max_replicas: i32,
     desired_replicas: i32,
     active_replicas: i64,
+    revision: i32,
+    outdated_replicas: i64,
     target_outstanding: Option<f64>,
     target_ttft_p95_ms: Option<i32>,
     idle_window_s: i32,
@@ -109,6 +117,8 @@ impl From<Row> for Loaded {
                 max_replicas: row.max_replicas,
                 desired_replicas: row.desired_replicas,
                 active_replicas: row.active_replicas,
+                revision: row.revision,
+                outdated_replicas: row.outdated_replicas,
                 target_outstanding: row.target_outstanding,
                 target_ttft_p95_ms: row.target_ttft_p95_ms,
                 idle_window_s: row.idle_window_s,
@@ -153,6 +163,9 @@ async fn fetch(db: &mut PgConnection, org: Uuid, which: Which) -> sqlx::Result<V
                   s.min_replicas, s.max_replicas, s.desired_replicas,
                   (SELECT count(*) FROM instances i WHERE i.service_id = s.id
                     AND i.status NOT IN ('terminating', 'terminated', 'archived')) AS "active_replicas!",
+                  s.revision,
+                  (SELECT count(*) FROM instances i WHERE i.service_id = s.id AND i.service_revision < s.revision
+                    AND i.status IN ('provisioning', 'booting', 'installing', 'starting', 'ready')) AS "outdated_replicas!",
                   s.target_outstanding, s.target_ttft_p95_ms, s.idle_window_s, s.scale_down_cooldown_s,
                   s.gpu_hours_cap::text AS gpu_hours_cap, s.eur_cap::text AS eur_cap,
                   (SELECT COALESCE(jsonb_agg(jsonb_build_object('provider', p.provider, 'zone', p.zone,
@@ -349,6 +362,7 @@ pub async fn add_replicas(
                 mode: &service.mode,
                 at: &at,
                 service_id: service.id,
+                service_revision: service.revision,
                 request_id,
             },
         )

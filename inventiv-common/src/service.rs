@@ -35,6 +35,10 @@ stored_enum! {
         PlacementFailed = "placement_failed",
         /// A scale-up was refused by the service's budget cap.
         BudgetCapped = "budget_capped",
+        /// A rollout raised the revision: the outdated replicas are replaced one at a time.
+        RolloutStarted = "rollout_started",
+        /// No outdated replica is left.
+        RolloutFinished = "rollout_finished",
     }
 }
 

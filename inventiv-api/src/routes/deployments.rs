@@ -108,6 +108,7 @@ async fn deploy(
             mode: &mode,
             at: &at,
             service_id,
+            service_revision: 1,
             request_id: rid.as_deref(),
         },
     )

@@ -44,6 +44,8 @@ pub struct Instance {
     /// The service it is a replica of (null for an instance ended before
     /// services existed).
     pub service_id: Option<Uuid>,
+    /// The revision of its service it was made at (see a service's `revision`).
+    pub service_revision: i32,
     pub provider: String,
     pub zone: String,
     pub instance_type: String,
@@ -81,7 +83,7 @@ pub struct Instance {
 /// The columns of [`Instance`], for `FROM instances i`: the list's,
 /// whose `ORDER BY` is chosen at runtime. [`load`] writes them out again,
 /// checked at build time.
-const COLUMNS: &str = "i.id, i.name, i.service_id, i.provider, i.zone, i.instance_type, i.model_id, i.mode, i.status, i.progress,
+const COLUMNS: &str = "i.id, i.name, i.service_id, i.service_revision, i.provider, i.zone, i.instance_type, i.model_id, i.mode, i.status, i.progress,
     i.error_code, i.error_message, i.ip_address, i.price_eur_per_hour::text AS price_eur_per_hour,
     COALESCE(round(i.price_eur_per_hour * extract(epoch FROM (COALESCE(i.terminated_at, now()) - i.started_at))::numeric / 3600, 4), 0)::text
         AS cost_so_far_eur,
@@ -94,7 +96,7 @@ const COLUMNS: &str = "i.id, i.name, i.service_id, i.provider, i.zone, i.instanc
 pub async fn load(db: impl sqlx::PgExecutor<'_>, org: Uuid, id: Uuid) -> ApiResult<Instance> {
     sqlx::query_as!(
         Instance,
-        r#"SELECT i.id, i.name, i.service_id, i.provider, i.zone, i.instance_type, i.model_id, i.mode,
+        r#"SELECT i.id, i.name, i.service_id, i.service_revision, i.provider, i.zone, i.instance_type, i.model_id, i.mode,
                   i.status AS "status: InstanceStatus", i.progress, i.error_code, i.error_message, i.ip_address,
                   i.price_eur_per_hour::text AS price_eur_per_hour,
                   COALESCE(round(i.price_eur_per_hour * extract(epoch FROM (COALESCE(i.terminated_at, now()) - i.started_at))::numeric / 3600, 4), 0)::text

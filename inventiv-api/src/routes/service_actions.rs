@@ -1,5 +1,6 @@
 //! A service's lifecycle actions and its timeline: pause (desired 0, its
-//! replicas terminated), resume (desired `min`, created at once), and the
+//! replicas terminated), resume (desired `min`, created at once), rollout
+//! (its replicas replaced one at a time, see `rollout.rs`), and the
 //! timeline, newest first. Members read; owners and admins act; another
 //! organization's service is a 404. Each action writes a timeline entry
 //! and publishes a `service.updated` event.
@@ -13,10 +14,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::error::ApiError;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
+use crate::placement::{self, Placement};
 use crate::request_id;
 use crate::routes::instances;
+use crate::routes::service_policy;
 use crate::routes::services::{alive, detail, finish, ServiceDetail};
 use crate::services::{self, Note};
 use crate::state::AppState;
@@ -25,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(pause_service))
         .routes(routes!(resume_service))
+        .routes(routes!(rollout_service))
         .routes(routes!(service_events))
 }
 
@@ -115,6 +120,113 @@ async fn resume_service(
     tx.commit().await?;
     finish(&state, org, &service, &note, true).await;
     Ok(Json(detail(&state, org, service).await?))
+}
+
+/// A rollout: the service's replicas replaced by new ones.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    /// Where the new replicas go (1 to 8, first preferred, each checked as
+    /// a deployment's), e.g. another instance type; absent: the current ones.
+    placements: Option<Vec<Placement>>,
+    /// Why, for the timeline (1 to 200 printable characters), e.g. "vLLM 0.7".
+    #[schema(min_length = 1, max_length = 200)]
+    reason: Option<String>,
+}
+
+/// Most characters of a rollout's reason.
+const ROLLOUT_REASON_MAX: usize = 200;
+
+/// Rolls a service out (owners and admins): its revision is raised (and
+/// its placements replaced when given), and its replicas are replaced one
+/// at a time by new ones made now — on the placements, with the agent and
+/// engine the control plane installs today: a new replica is ready before
+/// an old one drains, so serving never falls below `desired_replicas`
+/// (one replica more than desired meanwhile). The replica convergence
+/// carries it out; `rollout_finished` in the timeline says when it is
+/// done. A rollout during another one replaces the replicas of both.
+#[utoipa::path(post, path = "/services/{service_id}/rollout", tag = "services", security(("bearer" = [])),
+    params(("service_id" = Uuid, Path, description = "service id")), request_body = Rollout,
+    responses((status = 200, body = ServiceDetail),
+              (status = 409, body = ErrorBody, description = "refused: SERVICE_DELETED, NOT_ACTIVATED, ZONE_NOT_AVAILABLE, ..."),
+              (status = 429, body = ErrorBody, description = "too many objects created; see Retry-After")))]
+async fn rollout_service(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<Rollout>,
+) -> ApiResult<Json<ServiceDetail>> {
+    caller.require(Action::ManageInstances)?;
+    let org = caller.org_id.0;
+    let why = match body.reason.as_deref().map(str::trim) {
+        None => None,
+        Some(r)
+            if !r.is_empty()
+                && r.chars().count() <= ROLLOUT_REASON_MAX
+                && !r.chars().any(char::is_control) =>
+        {
+            Some(r.to_owned())
+        }
+        Some(_) => {
+            return Err(ApiError::validation(
+                "VALIDATION_ERROR",
+                format!("reason: 1 to {ROLLOUT_REASON_MAX} printable characters"),
+            ))
+        }
+    };
+    crate::ratelimit::creation(&state, caller.user_id).await?;
+    let mut tx = state.db.begin().await?;
+    let loaded = services::load(&mut tx, org, id, true).await?;
+    alive(&loaded)?;
+    let placements = match &body.placements {
+        Some(list) => {
+            let model_ref = loaded
+                .model_catalog_id
+                .map_or_else(|| loaded.service.model_id.clone(), |m| m.to_string());
+            let model = placement::model(&state, Some(model_ref.as_str())).await?;
+            Some(service_policy::check_placements(&state, org, &model, list).await?)
+        }
+        None => None,
+    };
+    if let Some(list) = &placements {
+        services::set_placements(&mut tx, id, list).await?;
+    }
+    sqlx::query!(
+        "UPDATE services SET revision = revision + 1, updated_at = now() WHERE id = $1",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
+    let after = services::load(&mut tx, org, id, false).await?.service;
+    let mut reason = format!(
+        "rollout to revision {} started by {}",
+        after.revision,
+        caller.role.with_article()
+    );
+    if let Some(why) = &why {
+        reason.push_str(&format!(" ({why})"));
+    }
+    if let Some(first) = body.placements.as_ref().and_then(|l| l.first()) {
+        reason.push_str(&format!(
+            ", new replicas on {} in {}",
+            first.instance_type, first.zone
+        ));
+    }
+    reason.push_str(&format!(
+        ": {} replica(s) to replace one at a time, each new one ready before an old one drains",
+        after.outdated_replicas
+    ));
+    let note = Note {
+        kind: ServiceEventKind::RolloutStarted,
+        from_replicas: Some(after.desired_replicas),
+        to_replicas: Some(after.desired_replicas),
+        reason,
+    };
+    services::record(&mut tx, org, id, &note).await?;
+    tx.commit().await?;
+    finish(&state, org, &after, &note, false).await;
+    tracing::info!(service_id = %id, revision = after.revision, outdated = after.outdated_replicas, "service rollout started");
+    Ok(Json(detail(&state, org, after).await?))
 }
 
 /// One entry of a service's timeline.

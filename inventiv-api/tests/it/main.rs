@@ -42,6 +42,7 @@ mod partial_answers;
 mod provider_credentials;
 mod proxy;
 mod relay;
+mod rollout;
 mod runtime;
 mod secrets;
 mod security_identity;

@@ -24,6 +24,7 @@ mod metrics;
 mod prometheus;
 mod redis;
 mod replicas;
+mod rollout;
 mod scale_to_zero;
 mod scaleway;
 mod scaleway_crash;

@@ -1484,6 +1484,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/services/{service_id}/rollout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rolls a service out (owners and admins): its revision is raised (and
+         *     its placements replaced when given), and its replicas are replaced one
+         *     at a time by new ones made now — on the placements, with the agent and
+         *     engine the control plane installs today: a new replica is ready before
+         *     an old one drains, so serving never falls below `desired_replicas`
+         *     (one replica more than desired meanwhile). The replica convergence
+         *     carries it out; `rollout_finished` in the timeline says when it is
+         *     done. A rollout during another one replaces the replicas of both.
+         */
+        post: operations["rollout_service"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/usage": {
         parameters: {
             query?: never;
@@ -2257,6 +2283,11 @@ export interface components {
              *     services existed).
              */
             service_id?: string | null;
+            /**
+             * Format: int32
+             * @description The revision of its service it was made at (see a service's `revision`).
+             */
+            service_revision: number;
             /** Format: date-time */
             started_at?: string | null;
             status: components["schemas"]["InstanceStatus"];
@@ -2822,6 +2853,16 @@ export interface components {
             verdict: string;
             zone: string;
         };
+        /** @description A rollout: the service's replicas replaced by new ones. */
+        Rollout: {
+            /**
+             * @description Where the new replicas go (1 to 8, first preferred, each checked as
+             *     a deployment's), e.g. another instance type; absent: the current ones.
+             */
+            placements?: components["schemas"]["Placement"][] | null;
+            /** @description Why, for the timeline (1 to 200 printable characters), e.g. "vLLM 0.7". */
+            reason?: string | null;
+        };
         /** @description One running instance and what it costs. */
         RunningInstance: {
             /** Format: uuid */
@@ -2931,8 +2972,20 @@ export interface components {
             /** @description Hugging Face id of the model it serves. */
             model_id: string;
             name: string;
+            /**
+             * Format: int64
+             * @description Replicas serving or on their way (`provisioning` … `ready`) made at
+             *     an older revision, replaced one at a time (a rollout is under way
+             *     while any is left).
+             */
+            outdated_replicas: number;
             /** @description Where replicas go, first preferred. */
             placements: components["schemas"]["Placement"][];
+            /**
+             * Format: int32
+             * @description Raised by each rollout; a replica records the revision it was made at.
+             */
+            revision: number;
             /**
              * Format: int32
              * @description Seconds after a scaling before it may scale down.
@@ -2979,7 +3032,7 @@ export interface components {
          * @description What an entry of a service's timeline records (`service_events.kind`).
          * @enum {string}
          */
-        ServiceEventKind: "created" | "updated" | "paused" | "resumed" | "deleting" | "deleted" | "scaled" | "replica_created" | "replica_terminated" | "placement_failed" | "budget_capped";
+        ServiceEventKind: "created" | "updated" | "paused" | "resumed" | "deleting" | "deleted" | "scaled" | "replica_created" | "replica_terminated" | "placement_failed" | "budget_capped" | "rollout_started" | "rollout_finished";
         /**
          * @description Where a service is in its life (`services.state`).
          * @enum {string}
@@ -7938,6 +7991,56 @@ export interface operations {
             };
         };
     };
+    rollout_service: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description service id */
+                service_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Rollout"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceDetail"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description refused: SERVICE_DELETED, NOT_ACTIVATED, ZONE_NOT_AVAILABLE, ... */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            /** @description too many objects created; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     usage: {
         parameters: {
             query?: {
@@ -8440,7 +8543,7 @@ export const invitationStatusValues: ReadonlyArray<FlattenedDeepRequired<compone
 export const keyStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KeyStatus"]> = ["active", "inactive", "expired", "revoked"];
 export const logLevelValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["LogLevel"]> = ["debug", "info", "warning", "error"];
 export const orgRoleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["OrgRole"]> = ["owner", "admin", "manager", "user"];
-export const serviceEventKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ServiceEventKind"]> = ["created", "updated", "paused", "resumed", "deleting", "deleted", "scaled", "replica_created", "replica_terminated", "placement_failed", "budget_capped"];
+export const serviceEventKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ServiceEventKind"]> = ["created", "updated", "paused", "resumed", "deleting", "deleted", "scaled", "replica_created", "replica_terminated", "placement_failed", "budget_capped", "rollout_started", "rollout_finished"];
 export const serviceStateValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ServiceState"]> = ["active", "paused", "deleting", "deleted"];
 export const shareStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ShareStatus"]> = ["active", "paused", "revoked"];
 export const volumeStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["VolumeStatus"]> = ["attached", "deleted", "missing"];

@@ -61,6 +61,7 @@ export type Provider = S['Provider'];
 export type ReconciliationReport = S['Report'];
 export type ReconciliationResource = S['Resource'];
 export type Recovery = S['Recovery'];
+export type Rollout = S['Rollout'];
 export type RunningInstance = S['RunningInstance'];
 export type RuntimeModel = S['RuntimeModel'];
 export type ScalewayCredentials = S['ScalewayCredentialsBody'];

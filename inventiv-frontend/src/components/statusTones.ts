@@ -72,6 +72,8 @@ const serviceEvent: Record<ServiceEventKind, Tone> = {
   replica_terminated: 'off',
   placement_failed: 'bad',
   budget_capped: 'bad',
+  rollout_started: 'busy',
+  rollout_finished: 'ok',
 };
 
 /** The tone maps by kind of status, for `StatusBadge`. */

@@ -52,6 +52,7 @@ function instance(id: string, status: InstanceStatus = 'provisioning', progress 
     progress,
     cost_so_far_eur: '0.0000',
     agent_version_mismatch: false,
+    service_revision: 1,
     created_at: '2026-11-23T10:00:00Z',
     updated_at: '2026-11-23T10:00:00Z',
   };
@@ -198,6 +199,8 @@ describe('useLiveEvents', () => {
       state: 'active',
       min_replicas: 0,
       max_replicas: 3,
+      revision: 1,
+      outdated_replicas: 0,
       desired_replicas: 1,
       active_replicas: 1,
       idle_window_s: 900,

@@ -1,8 +1,9 @@
 // One service: its state (and cold badge), its replicas (instances, linking
-// to their pages), its policy and its editing (owners and admins; the API's
-// bounds checked first, the API's refusal shown as it words it), pause,
-// resume and delete, a chart of its replicas over time and its timeline of
-// scaling decisions with their reasons — all live through the events stream.
+// to their pages, each with the revision it was made at), its policy and its
+// editing (owners and admins; the API's bounds checked first, the API's
+// refusal shown as it words it), pause, resume, rollout and delete, a chart
+// of its replicas over time and its timeline of scaling decisions with their
+// reasons — all live through the events stream.
 import { useQueries } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
 import { Link, useParams } from 'react-router';
@@ -11,8 +12,8 @@ import type { Instance, InstanceMetrics, ServiceDetail, ServiceEvent } from '../
 import { useCan } from '../auth/useMe';
 import { LineChart } from '../components/LineChart';
 import { statusTones } from '../components/statusTones';
-import { Card, DateText, Empty, ErrorMessage, Loading, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
-import { allowedServiceActions, useService, useServiceAction, useServiceEvents, useUpdateService, type ServiceAction } from './api';
+import { Card, DateText, Empty, ErrorMessage, Field, Loading, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
+import { allowedServiceActions, useRollout, useService, useServiceAction, useServiceEvents, useUpdateService, type ServiceAction } from './api';
 import { PolicyFields } from './PolicyFields';
 import { DESIRED_KINDS, REPLICA_KINDS, parsePolicy, policyForm, requestsPerMinute, stepSeries, type PolicyErrors } from './policy';
 import { policyText, replicasText, ServiceState } from './ServicesPage';
@@ -31,6 +32,7 @@ export function ServicePage() {
   const canManage = useCan('ManageInstances');
   const act = useServiceAction(id);
   const [editing, setEditing] = useState(false);
+  const [rolling, setRolling] = useState(false);
 
   if (service.isPending) return <Loading />;
   if (service.isError) {
@@ -64,8 +66,18 @@ export function ServicePage() {
             {ACTION_LABEL[a]}
           </button>
         ))}
+        {actions.length > 0 && !rolling ? (
+          <button type="button" className="button" onClick={() => setRolling(true)}>
+            Roll out
+          </button>
+        ) : null}
       </PageHeader>
       <ErrorMessage error={act.error} />
+      {rolling ? (
+        <Card title="Roll out">
+          <RolloutForm service={s} onDone={() => setRolling(false)} />
+        </Card>
+      ) : null}
       <div className="grid">
         <Card title="Status">
           <p>
@@ -79,6 +91,11 @@ export function ServicePage() {
               {Object.entries(s.replica_counts)
                 .map(([status, n]) => `${n} ${status.replace(/_/g, ' ')}`)
                 .join(', ') || 'none'}
+            </dd>
+            <dt>Revision</dt>
+            <dd>
+              {s.revision}
+              {s.outdated_replicas > 0 ? ` — rollout under way: ${s.outdated_replicas} outdated replica(s) left` : ''}
             </dd>
             <dt>Last scaled</dt>
             <dd>
@@ -124,7 +141,7 @@ export function ServicePage() {
         </div>
       </Card>
       <Card title="Replicas">
-        <ReplicasTable replicas={s.replicas} />
+        <ReplicasTable replicas={s.replicas} revision={s.revision} />
       </Card>
       <Card title="Timeline">
         {events.isPending ? <Loading /> : events.isError ? <ErrorMessage error={events.error} /> : <ServiceTimeline events={events.data} />}
@@ -186,6 +203,45 @@ export function PolicyEditor({ service, onDone }: { service: ServiceDetail; onDo
   );
 }
 
+/** Reasons longer than this the API refuses. */
+const ROLLOUT_REASON_MAX = 200;
+
+/** A rollout: an optional reason for the timeline, then every replica replaced one at a time. */
+export function RolloutForm({ service, onDone }: { service: ServiceDetail; onDone: () => void }) {
+  const rollout = useRollout(service.id);
+  const [reason, setReason] = useState('');
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    const why = reason.trim();
+    rollout.mutate(why === '' ? {} : { reason: why }, { onSuccess: onDone });
+  };
+  return (
+    <form className="form" aria-label="Roll out" onSubmit={submit} noValidate>
+      <p>
+        Replaces the {service.active_replicas} replica(s) of {service.name} one at a time with new ones, installed on the first placement with the
+        agent and engine the control plane ships today: each new replica is ready before an old one drains, so serving never drops below{' '}
+        {service.desired_replicas} replica(s).
+      </p>
+      <Field
+        label="Reason (optional)"
+        hint={`At most ${ROLLOUT_REASON_MAX} characters, shown in the timeline`}
+        value={reason}
+        maxLength={ROLLOUT_REASON_MAX}
+        onChange={(e) => setReason(e.target.value)}
+      />
+      <ErrorMessage error={rollout.error} />
+      <div className="form-actions">
+        <button type="button" className="button" onClick={onDone}>
+          Cancel
+        </button>
+        <button type="submit" className="button button-primary" disabled={rollout.isPending}>
+          {rollout.isPending ? 'Starting…' : 'Start the rollout'}
+        </button>
+      </div>
+    </form>
+  );
+}
+
 function ReplicasChart({ events }: { events: ServiceEvent[] }) {
   const now = Date.now();
   const desired = stepSeries(events, DESIRED_KINDS, now);
@@ -214,7 +270,7 @@ function LoadChart({ replicas }: { replicas: Instance[] }) {
   return <LineChart title="Requests per minute, all replicas (last hour)" series={points.length > 0 ? [{ name: 'Requests', points }] : []} unit="req" />;
 }
 
-function ReplicasTable({ replicas }: { replicas: Instance[] }) {
+function ReplicasTable({ replicas, revision }: { replicas: Instance[]; revision: number }) {
   if (replicas.length === 0) return <Empty>No replica: the service is at zero.</Empty>;
   return (
     <table className="simple-table" aria-label="Replicas">
@@ -224,6 +280,7 @@ function ReplicasTable({ replicas }: { replicas: Instance[] }) {
           <th scope="col">Status</th>
           <th scope="col">Progress</th>
           <th scope="col">Where</th>
+          <th scope="col">Revision</th>
           <th scope="col">Created</th>
         </tr>
       </thead>
@@ -241,6 +298,10 @@ function ReplicasTable({ replicas }: { replicas: Instance[] }) {
             </td>
             <td>
               {r.provider} / {r.zone} / {r.instance_type}
+            </td>
+            <td>
+              {r.service_revision}
+              {r.service_revision < revision ? ' (outdated)' : ''}
             </td>
             <td>
               <DateText value={r.created_at} />

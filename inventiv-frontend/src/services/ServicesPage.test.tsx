@@ -28,6 +28,8 @@ function service(patch: Partial<Service>): Service {
       { provider: 'mock', zone: 'mock-zone-1', instance_type: 'mock-1gpu-24g' },
       { provider: 'mock', zone: 'mock-zone-2', instance_type: 'mock-1gpu-24g' },
     ],
+    revision: 1,
+    outdated_replicas: 0,
     created_at: '2026-12-06T10:00:00Z',
     updated_at: '2026-12-06T10:00:00Z',
     ...patch,
@@ -49,6 +51,7 @@ const replica: Instance = {
   created_at: '2026-12-06T10:00:01Z',
   updated_at: '2026-12-06T10:00:01Z',
   service_id: SID,
+  service_revision: 1,
 };
 
 const detail = (patch: Partial<Service> = {}): ServiceDetail => ({ ...service(patch), replicas: [replica], replica_counts: { ready: 1 } });
@@ -167,7 +170,7 @@ describe('service page', () => {
       'mock / mock-zone-2 / mock-1gpu-24g',
     ]);
     // A member reads: no action, no editing.
-    for (const name of ['Pause', 'Resume', 'Delete', 'Edit policy']) expect(screen.queryByRole('button', { name })).toBeNull();
+    for (const name of ['Pause', 'Resume', 'Delete', 'Edit policy', 'Roll out']) expect(screen.queryByRole('button', { name })).toBeNull();
   });
 
   it('refuses a minimum above the maximum before sending, then shows the API refusal in its words', async () => {
@@ -231,5 +234,24 @@ describe('service page', () => {
     expect(await screen.findByText('4 outstanding · 2000 ms p95')).toBeTruthy();
     expect(screen.queryByRole('form', { name: 'Edit the policy' })).toBeNull();
     expect(screen.getByText('0 to 3 replicas')).toBeTruthy();
+  });
+  it('starts a rollout with its reason and marks the outdated replicas', async () => {
+    const calls = serve('owner', (method, url) => {
+      if (method === 'POST' && url === `/services/${SID}/rollout`) return json(detail({ revision: 2, outdated_replicas: 1 }));
+      if (url === `/services/${SID}`) return json(detail());
+      if (url.startsWith(`/services/${SID}/events`)) return json(events);
+      return undefined;
+    });
+    renderAt(`/services/${SID}`);
+    fireEvent.click(await screen.findByRole('button', { name: 'Roll out' }));
+    const form = screen.getByRole('form', { name: 'Roll out' });
+    expect(form.textContent).toContain('each new replica is ready before an old one drains');
+    fireEvent.change(within(form).getByLabelText('Reason (optional)'), { target: { value: '  vLLM 0.7 ' } });
+    fireEvent.click(within(form).getByRole('button', { name: 'Start the rollout' }));
+    expect(await screen.findByText('2 — rollout under way: 1 outdated replica(s) left')).toBeTruthy();
+    expect(screen.queryByRole('form', { name: 'Roll out' })).toBeNull();
+    expect(calls.find((c) => c.method === 'POST')).toEqual({ method: 'POST', url: `/services/${SID}/rollout`, body: { reason: 'vLLM 0.7' } });
+    const row = within(screen.getByRole('table', { name: 'Replicas' })).getByRole('row', { name: /chat #1/ });
+    expect(row.textContent).toContain('1 (outdated)');
   });
 });

@@ -1,9 +1,10 @@
 // Services in the query cache: the list, one service with its replicas, its
-// timeline, and the changes to it (create, policy, pause, resume, delete).
+// timeline, and the changes to it (create, policy, pause, resume, rollout,
+// delete).
 // The events stream's `service.updated` keeps them live (liveEvents.ts).
 import { useMutation, useQuery, useQueryClient, type QueryClient } from '@tanstack/react-query';
 import { api } from '../api/client';
-import type { CreateService, Service, ServiceDetail, ServiceEvent, UpdateService } from '../api/types';
+import type { CreateService, Rollout, Service, ServiceDetail, ServiceEvent, UpdateService } from '../api/types';
 
 export const serviceKeys = {
   list: ['services'] as const,
@@ -47,6 +48,15 @@ export function useUpdateService(id: string) {
   const client = useQueryClient();
   return useMutation({
     mutationFn: (body: UpdateService) => api<ServiceDetail>(`/services/${id}`, { method: 'PATCH', body }),
+    onSuccess: (service) => storeService(client, service),
+  });
+}
+
+/** Replaces the service's replicas one at a time (a new revision). */
+export function useRollout(id: string) {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (body: Rollout) => api<ServiceDetail>(`/services/${id}/rollout`, { method: 'POST', body }),
     onSuccess: (service) => storeService(client, service),
   });
 }

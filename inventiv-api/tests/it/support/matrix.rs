@@ -120,6 +120,7 @@ pub const MATRIX: &[Row] = &[
     row("PATCH", "/services/{service_id}", Some(r#"{"name":"Renamed","max_replicas":3,"target_outstanding":4.5,"eur_cap":"100"}"#), [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
     row("POST", "/services/{service_id}/pause", None, [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
     row("POST", "/services/{service_id}/resume", None, [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("POST", "/services/{service_id}/rollout", Some(r#"{"reason":"vLLM 0.7"}"#), [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
     row("DELETE", "/services/{service_id}", None, [401, 202, 202, 403, 403], Some([401, 404, 404, 403, 403])),
     row("GET", "/services/{service_id}/events", None, MEMBERS_200, Some(HIDDEN)),
     // API keys: everyone makes their own; owners and admins manage all; a
