@@ -34,3 +34,4 @@ pub mod routes;
 pub mod services;
 pub mod startup;
 pub mod state;
+pub mod system_prompts;

@@ -24,6 +24,7 @@ use crate::proxy::error::OpenAiErrorBody;
         (name = "instances", description = "Deployments and instances of the current organization"),
         (name = "services", description = "Services: a model served by replicas that scale between bounds, their policy and timeline"),
         (name = "api-keys", description = "API keys of the current organization"),
+        (name = "system-prompts", description = "System prompts the proxy applies to chat completions: per API key, organization and catalog model"),
         (name = "openai", description = "OpenAI-compatible inference endpoints (API key)"),
         (name = "usage", description = "Token usage and instance metrics"),
         (name = "finops", description = "GPU costs, usage series, chargeback statements and cost recovery"),

@@ -72,6 +72,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
         keys: crate::proxy::keys::KeyCache::default(),
         routing: crate::proxy::routing::Routing::default(),
         budgets: crate::proxy::budgets::BudgetCache::default(),
+        system_prompts: crate::system_prompts::PromptCache::default(),
         usage,
         heartbeats: crate::heartbeats::Queue::default(),
         heartbeat_limit,

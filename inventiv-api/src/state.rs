@@ -49,6 +49,8 @@ pub struct Shared {
     pub keys: crate::proxy::keys::KeyCache,
     /// Hard budgets (the `/v1` admission).
     pub budgets: crate::proxy::budgets::BudgetCache,
+    /// The system prompts that apply, by (key, organization, model).
+    pub system_prompts: crate::system_prompts::PromptCache,
     /// Ready workers per model.
     pub routing: crate::proxy::routing::Routing,
     /// Where answered requests' usage goes (the durable journal).

@@ -619,6 +619,21 @@ async fn forward_to(
         routing.record("instance_id", tracing::field::display(w.instance_id));
     }
     routing.record("candidates", workers.len());
+    // The system prompt that applies, before anything reads the body: it
+    // is prompt text like any other (bounds, metering).
+    let body = match path {
+        "/v1/chat/completions" => {
+            let key = c.key.as_ref().map(|k| k.id);
+            match crate::system_prompts::effective(&state, key, c.organization_id, &model)
+                .await
+                .map_err(crate::error::ApiError::from)?
+            {
+                Some(prompt) => crate::system_prompts::apply(body, &prompt)?,
+                None => body,
+            }
+        }
+        _ => body,
+    };
     let limits = super::forward_limits::check(&state, c.key.as_deref()).await?;
     let bounds = Bounds::new(&body, workers.first().and_then(|w| w.context_length));
     let budget = super::budgets::admit(

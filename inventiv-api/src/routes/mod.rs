@@ -38,6 +38,7 @@ pub mod sessions;
 pub mod shares;
 pub mod statement_months;
 pub mod statements;
+pub mod system_prompts;
 pub mod usage;
 pub mod users;
 pub mod worker_settings;
@@ -110,6 +111,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(instance_logs::router())
         .merge(events::router())
         .merge(api_keys::router())
+        .merge(system_prompts::router())
         .merge(provider_credentials::router())
         .merge(huggingface_token::router())
         .merge(reconciliation::router())

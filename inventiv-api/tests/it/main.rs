@@ -52,6 +52,7 @@ mod sharing;
 mod signals;
 mod statement_close;
 mod status_enums;
+mod system_prompts;
 mod tenant_worker;
 mod usage_drift;
 mod worker_settings;

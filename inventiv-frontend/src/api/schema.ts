@@ -64,6 +64,24 @@ export interface paths {
         patch: operations["update_key"];
         trace?: never;
     };
+    "/api-keys/{api_key_id}/system-prompt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Sets an API key's system prompt (its creator, owners and admins). */
+        put: operations["set_key_prompt"];
+        post?: never;
+        /** Removes an API key's system prompt (its creator, owners and admins). */
+        delete: operations["clear_key_prompt"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/login": {
         parameters: {
             query?: never;
@@ -748,6 +766,24 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/models/{model_id}/system-prompt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Sets a catalog model's system prompt (platform admins). */
+        put: operations["set_model_prompt"];
+        post?: never;
+        /** Removes a catalog model's system prompt (platform admins). */
+        delete: operations["clear_model_prompt"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/organizations": {
         parameters: {
             query?: never;
@@ -1227,6 +1263,44 @@ export interface paths {
         get: operations["get_settings"];
         /** Replaces the organization's worker settings on a provider. */
         put: operations["put_settings"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/system-prompt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Sets the organization's system prompt (owners and admins). */
+        put: operations["set_organization_prompt"];
+        post?: never;
+        /** Removes the organization's system prompt (owners and admins). */
+        delete: operations["clear_organization_prompt"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/system-prompts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The system prompts that concern the current organization: its own, its
+         *     keys', and the catalog models'. Members read.
+         */
+        get: operations["list_system_prompts"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -2467,6 +2541,11 @@ export interface components {
             sidebar_color?: string | null;
             slug: string;
         };
+        /**
+         * @description How a prompt is applied.
+         * @enum {string}
+         */
+        Mode: "if_absent" | "always";
         /** @description A model of the catalog. */
         Model: {
             activation: components["schemas"]["Activation"];
@@ -3094,6 +3173,12 @@ export interface components {
             /** Format: int32 */
             max_instances?: number | null;
         };
+        /** @description A prompt to set. */
+        SetSystemPrompt: {
+            /** @description 1 to 4000 characters. */
+            content: string;
+            mode?: null | components["schemas"]["Mode"];
+        };
         /** @description A share as its provider sees it. */
         Share: {
             /** Format: date-time */
@@ -3183,6 +3268,30 @@ export interface components {
             memory_total_mib: number;
             /** Format: float */
             memory_used_mib: number;
+        };
+        /** @description A system prompt and what it applies to. */
+        SystemPrompt: {
+            content: string;
+            mode: components["schemas"]["Mode"];
+            /**
+             * @description `model`, `organization` or `api_key`: the most specific applies
+             *     (key, then organization, then model).
+             */
+            scope: string;
+            /**
+             * Format: uuid
+             * @description The model's, the organization's or the key's id.
+             */
+            target_id: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: uuid */
+            updated_by?: string | null;
+            /**
+             * Format: int32
+             * @description Raised by each change (each in the audit log with its text).
+             */
+            version: number;
         };
         /** @description Host samples from /proc. */
         SystemSample: {
@@ -3929,6 +4038,85 @@ export interface operations {
             };
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    set_key_prompt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description API key id */
+                api_key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetSystemPrompt"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SystemPrompt"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the key is revoked (`API_KEY_REVOKED`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    clear_key_prompt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description API key id */
+                api_key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     login: {
@@ -5566,6 +5754,90 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_model_prompt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description catalog model id */
+                model_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetSystemPrompt"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SystemPrompt"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    clear_model_prompt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description catalog model id */
+                model_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7376,6 +7648,81 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
         };
     };
+    set_organization_prompt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetSystemPrompt"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SystemPrompt"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    clear_organization_prompt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    list_system_prompts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SystemPrompt"][];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
     show_invitation: {
         parameters: {
             query?: never;
@@ -8542,6 +8889,7 @@ export const instanceStatusValues: ReadonlyArray<FlattenedDeepRequired<component
 export const invitationStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["InvitationStatus"]> = ["pending", "accepted", "revoked", "expired"];
 export const keyStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KeyStatus"]> = ["active", "inactive", "expired", "revoked"];
 export const logLevelValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["LogLevel"]> = ["debug", "info", "warning", "error"];
+export const modeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Mode"]> = ["if_absent", "always"];
 export const orgRoleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["OrgRole"]> = ["owner", "admin", "manager", "user"];
 export const serviceEventKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ServiceEventKind"]> = ["created", "updated", "paused", "resumed", "deleting", "deleted", "scaled", "replica_created", "replica_terminated", "placement_failed", "budget_capped", "rollout_started", "rollout_finished"];
 export const serviceStateValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ServiceState"]> = ["active", "paused", "deleting", "deleted"];

@@ -1,5 +1,5 @@
-// The current organization: its name and color (owners, admins), leaving
-// or deleting it, and its audit log (owners, admins).
+// The current organization: its name and color (owners, admins), its
+// system prompts, leaving or deleting it, and its audit log (owners, admins).
 import { useEffect, useMemo, useState, type FormEvent } from 'react';
 import { useNavigate } from 'react-router';
 import type { ColumnDef } from '@tanstack/react-table';
@@ -10,6 +10,7 @@ import { DataTable } from '../components/DataTable';
 import { Card, DateText, ErrorMessage, Field, Loading, PageHeader } from '../components/ui';
 import { useAuditLogs, useDeleteOrganization, useLeaveOrganization, useUpdateOrganization } from './api';
 import { DEFAULT_COLOR } from './color';
+import { SystemPromptCard } from './SystemPromptCard';
 
 export function OrganizationPage() {
   const { data: me } = useMe();
@@ -32,6 +33,7 @@ export function OrganizationPage() {
         </dl>
         {org.kind === 'team' ? <LeaveOrDelete orgId={org.id} name={org.name} owner={can(org.role, 'DeleteOrganization')} /> : null}
       </Card>
+      <SystemPromptCard editable={can(org.role, 'UpdateOrganization')} />
       {can(org.role, 'ViewAuditLog') ? <AuditLogCard /> : null}
     </>
   );

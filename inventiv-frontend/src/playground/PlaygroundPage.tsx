@@ -7,6 +7,7 @@ import { Link } from 'react-router';
 import { sessionToken } from '../api/client';
 import { CopyButton } from '../components/CopyButton';
 import { Card, ErrorMessage, Field, PageHeader } from '../components/ui';
+import { useSystemPrompts } from '../organizations/SystemPromptCard';
 import { snippet, type SnippetLanguage } from './snippets';
 import { streamChat, type ChatMessage, type StreamStats } from './streamChat';
 
@@ -35,6 +36,7 @@ export function PlaygroundPage() {
   const [streaming, setStreaming] = useState(false);
   const abort = useRef<AbortController | null>(null);
   const modelListId = useId();
+  const orgPrompt = useSystemPrompts().data?.find((p) => p.scope === 'organization');
   const chosen = model || models.data?.[0] || '';
 
   const send = async (e?: FormEvent) => {
@@ -114,7 +116,16 @@ export function PlaygroundPage() {
               <Field label="Max tokens" type="number" min={1} max={32768} value={maxTokens} onChange={(e) => setMaxTokens(e.target.value)} />
               <Field label="Temperature" type="number" min={0} max={2} step={0.1} value={temperature} onChange={(e) => setTemperature(e.target.value)} />
             </div>
-            <Field label="System prompt (optional)" value={system} onChange={(e) => setSystem(e.target.value)} />
+            <Field
+              label="System prompt (optional)"
+              value={system}
+              onChange={(e) => setSystem(e.target.value)}
+              hint={
+                orgPrompt
+                  ? `${orgPrompt.mode === 'always' ? 'The organization’s system prompt goes first' : 'Left empty, the organization’s system prompt applies'}: “${orgPrompt.content}”`
+                  : undefined
+              }
+            />
             <div className="conversation" aria-live="polite" aria-label="Conversation">
               {messages.length === 0 && !streaming ? <p className="muted">Send a message to start.</p> : null}
               {messages.map((m, n) => (

@@ -95,6 +95,8 @@ pub const MATRIX: &[Row] = &[
     row("GET", "/models", None, MEMBERS_200, None),
     row("POST", "/models", Some(r#"{"hf_id":"org/{fresh_email}","display_name":"M","required_vram_gb":4,"context_length":4096,"recommended_data_volume_gb":20}"#), PLATFORM_ONLY, None),
     row("PATCH", "/models/{model_id}", Some(r#"{"display_name":"Renamed","gated":true}"#), PLATFORM_ONLY, None),
+    row("PUT", "/models/{model_id}/system-prompt", Some(r#"{"content":"Be brief."}"#), PLATFORM_ONLY, None),
+    row("DELETE", "/models/{model_id}/system-prompt", None, PLATFORM_ONLY, None),
     row("GET", "/models/{model_id}/recommended-data-volume", None, MEMBERS_200, None),
     row("PUT", "/organizations/current/activations/{kind}/{item_id}", Some(r#"{"technical":true}"#), [401, 200, 200, 403, 403], None),
     // Instances: members read; owners and admins act; B's instance is hidden.
@@ -129,6 +131,13 @@ pub const MATRIX: &[Row] = &[
     row("GET", "/api-keys", None, MEMBERS_200, None),
     row("PATCH", "/api-keys/{api_key_id}", Some(r#"{"name":"renamed"}"#), [401, 200, 200, 403, 404], Some(HIDDEN)),
     row("DELETE", "/api-keys/{api_key_id}", None, [401, 204, 204, 403, 404], Some(HIDDEN)),
+    // System prompts: members read those that concern them; owners and
+    // admins set the organization's; a key's as its other changes.
+    row("GET", "/organizations/current/system-prompts", None, MEMBERS_200, None),
+    row("PUT", "/organizations/current/system-prompt", Some(r#"{"content":"Be brief.","mode":"always"}"#), [401, 200, 200, 403, 403], None),
+    row("DELETE", "/organizations/current/system-prompt", None, [401, 204, 204, 403, 403], None),
+    row("PUT", "/api-keys/{api_key_id}/system-prompt", Some(r#"{"content":"Be brief."}"#), [401, 200, 200, 403, 404], Some(HIDDEN)),
+    row("DELETE", "/api-keys/{api_key_id}/system-prompt", None, [401, 204, 204, 403, 404], Some(HIDDEN)),
     // The OpenAI-compatible data plane also takes a session (the playground).
     row("GET", "/v1/models", None, MEMBERS_200, None),
     row("POST", "/v1/chat/completions", Some(r#"{"model":"unknown/model","messages":[{"role":"user","content":"hi"}]}"#), [401, 404, 404, 404, 404], None),
