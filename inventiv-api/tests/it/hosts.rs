@@ -334,7 +334,7 @@ async fn registrations_are_bounded_and_unique_per_endpoint() {
     bare["hourly_cost_eur"] = json!("0");
     let (status, host) = app.post("/hosts", Some(&a.owner.token), bare).await;
     assert_eq!(status, 201, "{host}");
-    assert_eq!(host["hourly_cost_eur"], "0");
+    assert_eq!(host["hourly_cost_eur"], "0.0000", "zero, not missing");
     let mut same = valid.clone();
     same["address"] = json!("GPU-1.rack.example.com");
     let (status, answer) = app.post("/hosts", Some(&a.owner.token), same).await;
