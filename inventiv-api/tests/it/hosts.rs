@@ -353,3 +353,43 @@ async fn registrations_are_bounded_and_unique_per_endpoint() {
         assert_eq!(status, 400, "{query}: {answer}");
     }
 }
+
+#[tokio::test]
+async fn a_key_rotation_re_encrypts_the_organizations_ssh_key_which_still_logs_in() {
+    use crate::support::rotation::{app_on_key_1, rotated_to_key_2, single_keys};
+
+    let app = app_on_key_1().await;
+    let a = app.org("a").await;
+    let sshd = Sshd::start_on(Ipv4Addr::new(127, 0, 150, 3)).await;
+    let id = register(&app, &a, &sshd, "rack 2, slot 3").await;
+    let rotated = rotated_to_key_2(
+        &app,
+        "SELECT key_version, ciphertext FROM organization_ssh_keys ORDER BY organization_id",
+        1,
+    )
+    .await;
+    let (only_2, only_1) = single_keys();
+    let key = inventiv_store::hosts::load_key(&app.state.db, &only_2, a.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        inventiv_store::hosts::load_key(&app.state.db, &only_1, a.id)
+            .await
+            .is_err()
+    );
+    // The same key pair: the public half did not change, and the process on
+    // key 2 logs in with it.
+    let (_, shown) = rotated
+        .get("/organizations/current/ssh-key", Some(&a.owner.token))
+        .await;
+    assert_eq!(shown["public_key"].as_str(), Some(key.public.as_str()));
+    let (status, host) = verify(&rotated, &a, &id).await;
+    assert_eq!(
+        (status, &host["status"]),
+        (200, &json!("verified")),
+        "{host}"
+    );
+    rotated.stop().await;
+    app.stop().await;
+}
