@@ -36,9 +36,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// How long the TCP connection to a host may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a whole verification may take (login and GPU probe).
-const VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The organization's key, made on first need.
 async fn org_key(state: &AppState, org: OrgId) -> ApiResult<OrgKey> {

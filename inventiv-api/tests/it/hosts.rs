@@ -393,3 +393,32 @@ async fn a_key_rotation_re_encrypts_the_organizations_ssh_key_which_still_logs_i
     rotated.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_gpus_nvidia_smi_reports_replace_the_declared_ones() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let app = TestApp::spawn().await;
+    let a = app.org("a").await;
+    let mut sshd = Sshd::start_on(Ipv4Addr::new(127, 0, 150, 4)).await;
+    // A stand-in nvidia-smi on the host: four H100s, one with less memory.
+    let bin = sshd.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let smi = bin.join("nvidia-smi");
+    std::fs::write(
+        &smi,
+        "#!/bin/sh\nprintf 'NVIDIA H100 80GB HBM3, 81559\\nNVIDIA H100 80GB HBM3, 81559\\n\
+         NVIDIA H100 80GB HBM3, 81559\\nNVIDIA H100 80GB HBM3, 81000\\n'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    sshd.prepend_path(&bin).await;
+    let id = register(&app, &a, &sshd, "rack 2, slot 4").await;
+    let (status, host) = verify(&app, &a, &id).await;
+    assert_eq!(status, 200, "{host}");
+    assert_eq!(host["status"], "verified");
+    assert_eq!(host["gpus_detected"], true, "{host}");
+    assert_eq!(host["gpu_count"], 4);
+    assert_eq!(host["gpu_model"], "NVIDIA H100 80GB HBM3");
+    assert_eq!(host["gpu_vram_mib"], 81000);
+}
