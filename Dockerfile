@@ -2,6 +2,8 @@
 #   docker run IMAGE inventiv-api
 #   docker run IMAGE inventiv-orchestrator
 # (docker-compose.yml does exactly that.)
+# openssh-client: the orchestrator installs workers over SSH, the API
+# verifies the organizations' hosts over SSH (both with ssh-keygen too).
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src
@@ -12,7 +14,7 @@ RUN cargo build --release --locked --bin inventiv-api --bin inventiv-orchestrato
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates curl openssh-client \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/inventiv --create-home inventiv
 COPY --from=builder /out/ /usr/local/bin/

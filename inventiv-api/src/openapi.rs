@@ -23,6 +23,7 @@ use crate::proxy::error::OpenAiErrorBody;
         (name = "catalog", description = "Providers, zones, instance types, models and their double activation"),
         (name = "instances", description = "Deployments and instances of the current organization"),
         (name = "services", description = "Services: a model served by replicas that scale between bounds, their policy and timeline"),
+        (name = "hosts", description = "The organization's own GPU servers (the ssh provider): registration, verification over SSH, drain, removal"),
         (name = "api-keys", description = "API keys of the current organization"),
         (name = "system-prompts", description = "System prompts the proxy applies to chat completions: per API key, organization and catalog model"),
         (name = "openai", description = "OpenAI-compatible inference endpoints (API key)"),

@@ -185,6 +185,15 @@ impl Application {
         if rotated > 0 {
             tracing::info!(rotated, "relay keys re-encrypted with the current key");
         }
+        let rotated = inventiv_store::hosts::rotate(&state.db, &state.config.keyring)
+            .await
+            .map_err(|e| anyhow::anyhow!("re-encrypting organization SSH keys failed: {e}"))?;
+        if rotated > 0 {
+            tracing::info!(
+                rotated,
+                "organization SSH keys re-encrypted with the current key"
+            );
+        }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;

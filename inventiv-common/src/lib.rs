@@ -8,6 +8,7 @@
 #[macro_use]
 mod stored;
 
+pub mod host;
 pub mod ids;
 pub mod instance;
 pub mod messages;
@@ -25,6 +26,7 @@ pub mod values;
 pub mod worker;
 pub mod worker_settings;
 
+pub use host::HostStatus;
 pub use ids::{InstanceId, InvitationId, OrgId, SessionId, UserId};
 pub use instance::InstanceStatus;
 pub use rbac::{can, Action, OrgRole};

@@ -118,6 +118,10 @@ pub enum Action {
     ViewBudgets,
     /// Set, change and remove budgets.
     ManageBudgets,
+    /// Read the organization's own GPU servers (hosts) and their history.
+    ViewHosts,
+    /// Register, verify, drain and remove hosts; read the key to authorize.
+    ManageHosts,
 }
 
 use Action::*;
@@ -147,6 +151,8 @@ const MATRIX: &[(Action, &[OrgRole])] = &[
     (ManageProviders, &[Owner, Admin]),
     (ViewBudgets, &[Owner, Admin, Manager]),
     (ManageBudgets, &[Owner, Admin]),
+    (ViewHosts, &[Owner, Admin, Manager, User]),
+    (ManageHosts, &[Owner, Admin]),
 ];
 
 /// Whether `role` may perform `action`.
@@ -232,6 +238,8 @@ mod tests {
             ManageProviders,
             ViewBudgets,
             ManageBudgets,
+            ViewHosts,
+            ManageHosts,
         ] {
             assert!(MATRIX.iter().any(|(a, _)| *a == action), "{action:?}");
             assert!(can(Owner, action), "owner can do everything: {action:?}");

@@ -159,6 +159,26 @@ impl Keyring {
         self.open_bound(&relay_binding(instance_id), sealed)
     }
 
+    /// Encrypts the private half of an organization's SSH key (the key the
+    /// control plane logs in to the organization's hosts with).
+    pub fn seal_ssh_key(
+        &self,
+        organization_id: Uuid,
+        plaintext: &[u8],
+    ) -> Result<Sealed, CryptoError> {
+        self.seal_bound(&ssh_key_binding(organization_id), plaintext)
+    }
+
+    /// Decrypts what [`Keyring::seal_ssh_key`] produced for the same
+    /// organization.
+    pub fn open_ssh_key(
+        &self,
+        organization_id: Uuid,
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.open_bound(&ssh_key_binding(organization_id), sealed)
+    }
+
     fn seal_bound(&self, binding: &[u8], plaintext: &[u8]) -> Result<Sealed, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.random
@@ -211,6 +231,11 @@ fn provider_binding(organization_id: Uuid, provider: &str) -> Vec<u8> {
 /// The associated data of a relay key: which instance's it is.
 fn relay_binding(instance_id: Uuid) -> Vec<u8> {
     format!("inventiv-relay-key:{instance_id}").into_bytes()
+}
+
+/// The associated data of an organization's SSH private key: whose it is.
+fn ssh_key_binding(organization_id: Uuid) -> Vec<u8> {
+    format!("inventiv-ssh-key:{organization_id}").into_bytes()
 }
 
 /// The associated data of a Hugging Face token: whose it is.
@@ -281,6 +306,18 @@ mod tests {
             .seal(org, "scaleway", b"secret")
             .unwrap_or_else(|_| unreachable!());
         assert!(keys.open_huggingface_token(org, &credentials).is_err());
+    }
+
+    #[test]
+    fn an_ssh_key_opens_only_as_its_organizations_ssh_key() {
+        let keys = ring(K1, 1, None);
+        let org = Uuid::new_v4();
+        let sealed = keys
+            .seal_ssh_key(org, b"-----BEGIN OPENSSH PRIVATE KEY-----")
+            .unwrap_or_else(|_| unreachable!());
+        assert!(keys.open_ssh_key(org, &sealed).is_ok());
+        assert!(keys.open_ssh_key(Uuid::new_v4(), &sealed).is_err());
+        assert!(keys.open_huggingface_token(org, &sealed).is_err());
     }
 
     #[test]

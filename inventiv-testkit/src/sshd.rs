@@ -89,6 +89,36 @@ impl Sshd {
         wait_listening(self.address, self.port).await;
     }
 
+    /// Stops sshd, as if the machine went away ([`Sshd::resume`] brings it back).
+    pub async fn stop(&mut self) {
+        self.child.kill().await.ok();
+    }
+
+    /// Starts sshd again after [`Sshd::stop`], with the same host key and port.
+    pub async fn resume(&mut self) {
+        self.child = spawn(&self.dir);
+        wait_listening(self.address, self.port).await;
+    }
+
+    /// Restarts sshd with `dir` first in the PATH of the commands it runs
+    /// (e.g. a stand-in `nvidia-smi`).
+    pub async fn prepend_path(&mut self, dir: &Path) {
+        use std::io::Write;
+        self.child.kill().await.ok();
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("sshd_config"))
+            .unwrap();
+        writeln!(
+            config,
+            "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin",
+            dir.display()
+        )
+        .unwrap();
+        self.child = spawn(&self.dir);
+        wait_listening(self.address, self.port).await;
+    }
+
     /// Also lets `public_key` (an OpenSSH public key line) log in.
     pub fn authorize(&self, public_key: &str) {
         use std::io::Write;

@@ -18,6 +18,8 @@ pub mod disputes;
 pub mod events;
 pub mod finops;
 pub mod health;
+pub mod host_actions;
+pub mod hosts;
 pub mod huggingface_token;
 pub mod instance_logs;
 pub mod instances;
@@ -107,6 +109,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(deployments::router())
         .merge(instances::router())
         .merge(services::router())
+        .merge(hosts::router())
+        .merge(host_actions::router())
         .merge(service_actions::router())
         .merge(instance_logs::router())
         .merge(events::router())

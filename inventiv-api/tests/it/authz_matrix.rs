@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::support::fixture::Org;
 use crate::support::matrix::{
-    fill, needs_instance, needs_offerings, needs_service, CALLERS, MATRIX,
+    fill, needs_host, needs_instance, needs_offerings, needs_service, CALLERS, MATRIX,
 };
 use crate::support::TestApp;
 use reqwest::Method;
@@ -27,7 +27,7 @@ fn b_secrets(b: &Org) -> Vec<String> {
         b.invitation_id.to_string(),
         b.api_key_id.to_string(),
     ];
-    for id in [b.instance_id, b.service_id] {
+    for id in [b.instance_id, b.service_id, b.host_id] {
         if !id.is_nil() {
             ids.push(id.to_string());
         }
@@ -57,6 +57,10 @@ async fn run_cell(app: Arc<TestApp>, index: usize, col: usize, foreign: bool) ->
     if needs_offerings(row) {
         app.add_offerings(&mut a).await;
         app.add_offerings(&mut b).await;
+    }
+    if needs_host(row) {
+        app.add_host(&mut a).await;
+        app.add_host(&mut b).await;
     }
     let role = CALLERS[col];
     let caller = role.map(|r| a.member(r).clone());

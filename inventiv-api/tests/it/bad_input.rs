@@ -170,6 +170,7 @@ async fn bad_bodies_to_every_route_get_a_4xx_and_store_nothing() {
     app.add_instance(&mut a).await;
     app.add_offerings(&mut a).await;
     app.add_service(&mut a).await;
+    app.add_host(&mut a).await;
     let b = app.org("b").await;
     let caller = a.owner.clone();
     let extra = app

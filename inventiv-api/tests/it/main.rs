@@ -28,6 +28,7 @@ mod events;
 mod finops_cost;
 mod heartbeat_limit;
 mod held;
+mod hosts;
 mod huggingface_token;
 mod instance_logs;
 mod instance_volumes;

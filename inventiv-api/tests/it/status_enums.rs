@@ -5,8 +5,8 @@
 
 use inventiv_api::drift::DriftStatus;
 use inventiv_common::{
-    ActionStatus, InstanceStatus, InvitationStatus, ServiceEventKind, ServiceState, ShareStatus,
-    VolumeStatus, WorkerStatus,
+    ActionStatus, HostStatus, InstanceStatus, InvitationStatus, ServiceEventKind, ServiceState,
+    ShareStatus, VolumeStatus, WorkerStatus,
 };
 use serde_json::Value;
 use sqlx::Connection;
@@ -39,6 +39,7 @@ async fn every_status_column_checks_exactly_the_enum_values() {
     let mut history_from = instance.clone();
     history_from.push("new".to_owned());
     history_from.sort();
+    let host = names(&HostStatus::ALL, HostStatus::as_str);
     // (table, column, the enum's values): the table is the spec.
     let cases: Vec<(&str, &str, Vec<String>)> = vec![
         ("instances", "status", instance.clone()),
@@ -79,6 +80,9 @@ async fn every_status_column_checks_exactly_the_enum_values() {
             "status",
             names(&DriftStatus::ALL, DriftStatus::as_str),
         ),
+        ("hosts", "status", host.clone()),
+        ("host_state_history", "from_status", host.clone()),
+        ("host_state_history", "to_status", host),
     ];
     for (table, column, expected) in &cases {
         let defs: Vec<String> = sqlx::query_scalar(
@@ -213,6 +217,21 @@ fn the_openapi_document_lists_every_status_as_its_enum() {
             "InvitationPreview",
             "status",
             names(&InvitationStatus::ALL, InvitationStatus::as_str),
+        ),
+        (
+            "Host",
+            "status",
+            names(&HostStatus::ALL, HostStatus::as_str),
+        ),
+        (
+            "HostHistoryEntry",
+            "from_status",
+            names(&HostStatus::ALL, HostStatus::as_str),
+        ),
+        (
+            "HostHistoryEntry",
+            "to_status",
+            names(&HostStatus::ALL, HostStatus::as_str),
         ),
         (
             "ApiKey",

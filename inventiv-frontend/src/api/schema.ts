@@ -467,6 +467,130 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/hosts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The current organization's hosts, newest first. */
+        get: operations["list_hosts"];
+        put?: never;
+        /**
+         * Registers a host (status `registered`); verify it once its
+         *     `authorized_keys` holds the organization's key
+         *     (`GET /organizations/current/ssh-key`).
+         */
+        post: operations["register_host"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/hosts/{host_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One host. */
+        get: operations["get_host"];
+        put?: never;
+        post?: never;
+        /**
+         * Removes the host (kept, with its history, as `removed`); refused while
+         *     it is in use. Removing a removed host changes nothing.
+         */
+        delete: operations["remove_host"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/hosts/{host_id}/drain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Drains the host: nothing new is placed on it, what runs stays. Draining
+         *     a draining host changes nothing.
+         */
+        post: operations["drain_host"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/hosts/{host_id}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The host's timeline, oldest first (the last 500 entries). */
+        get: operations["host_history"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/hosts/{host_id}/undrain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ends a drain: the host returns to what its last verification said
+         *     (`verified`, `unreachable`, or `registered` if it never had one).
+         */
+        post: operations["undrain_host"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/hosts/{host_id}/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Connects to the host with the organization's key and records what it
+         *     found: the host key at the first success (pinned afterwards), the GPUs
+         *     nvidia-smi reports (else the declared ones stay), and the status. An
+         *     unreachable host is answered 200 with status `unreachable`; another host
+         *     key than the pinned one is refused (409 `HOST_KEY_CHANGED`, recorded in
+         *     the host's history, status `unreachable`).
+         */
+        post: operations["verify_host"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/instance_types": {
         parameters: {
             query?: never;
@@ -1263,6 +1387,23 @@ export interface paths {
         get: operations["get_settings"];
         /** Replaces the organization's worker settings on a provider. */
         put: operations["put_settings"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/current/ssh-key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organization's SSH public key (made on first request). */
+        get: operations["ssh_key"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -2306,6 +2447,73 @@ export interface components {
             request_id?: string | null;
             to_status: components["schemas"]["InstanceStatus"];
         };
+        /** @description A host as its organization sees it. */
+        Host: {
+            /** @description An IP address or a DNS name. */
+            address: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: int32 */
+            gpu_count: number;
+            gpu_model?: string | null;
+            /**
+             * Format: int32
+             * @description Memory per GPU, in MiB.
+             */
+            gpu_vram_mib?: number | null;
+            /** @description Whether the GPUs were read with nvidia-smi on the host (else declared). */
+            gpus_detected: boolean;
+            /**
+             * @description The pinned SSH host key (`SHA256:…`, as `ssh-keygen -l` shows it);
+             *     null before the first successful verification.
+             */
+            host_key_fingerprint?: string | null;
+            /** @description EUR per hour, an exact decimal; null: the host has no cost. */
+            hourly_cost_eur?: string | null;
+            /** Format: uuid */
+            id: string;
+            label: string;
+            last_check?: null | components["schemas"]["HostCheck"];
+            /** @description The pool (the `ssh` provider's zone), e.g. `paris-rack-2`. */
+            pool: string;
+            /** Format: date-time */
+            removed_at?: string | null;
+            /** Format: int32 */
+            ssh_port: number;
+            ssh_user: string;
+            status: components["schemas"]["HostStatus"];
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /** @description The outcome of the last verification. */
+        HostCheck: {
+            /** Format: date-time */
+            at: string;
+            message: string;
+            ok: boolean;
+        };
+        /**
+         * @description One entry of a host's timeline: a status change, or a refused host key
+         *     (the same status on both sides).
+         */
+        HostHistoryEntry: {
+            /**
+             * Format: uuid
+             * @description The member who caused it; null: the control plane itself.
+             */
+            actor_user_id?: string | null;
+            /** Format: date-time */
+            at: string;
+            from_status?: null | components["schemas"]["HostStatus"];
+            reason: string;
+            request_id?: string | null;
+            to_status: components["schemas"]["HostStatus"];
+        };
+        /**
+         * @description Where a host stands (`hosts.status`).
+         * @enum {string}
+         */
+        HostStatus: "registered" | "verified" | "in_use" | "draining" | "unreachable" | "removed";
         /**
          * @description A Hugging Face access token (read access is enough) of an account that
          *     accepted the terms of the gated models to deploy.
@@ -2870,6 +3078,42 @@ export interface components {
             /** Format: int32 */
             schema_version: number;
         };
+        /**
+         * @description A host to register. The GPUs are declared here; a verification reads
+         *     them with nvidia-smi when the host has it.
+         */
+        RegisterHost: {
+            /** @description An IP address or a DNS name (at most 253 characters). */
+            address: string;
+            /**
+             * Format: int32
+             * @description 0 to 16, default 0.
+             */
+            gpu_count?: number | null;
+            /** @description Required with GPUs: 1 to 100 characters (e.g. `NVIDIA L4`). */
+            gpu_model?: string | null;
+            /**
+             * Format: int32
+             * @description Required with GPUs: memory per GPU in MiB, 1024 to 1048576.
+             */
+            gpu_vram_mib?: number | null;
+            /**
+             * @description EUR per hour (amortization, power): a non-negative decimal string,
+             *     up to 8 digits and 4 decimals; absent: no cost.
+             */
+            hourly_cost_eur?: string | null;
+            /** @description 1 to 100 characters. */
+            label: string;
+            /** @description The pool: 1 to 63 letters, digits, `-`, `_`, `.` (e.g. `paris-rack-2`). */
+            pool: string;
+            /**
+             * Format: int32
+             * @description 1 to 65535, default 22.
+             */
+            ssh_port?: number | null;
+            /** @description The account the control plane logs in as (letters, digits, `.`, `_`, `-`; at most 32). */
+            ssh_user: string;
+        };
         /** @description A new account, when open sign-up is enabled. */
         RegisterRequest: {
             display_name: string;
@@ -3202,6 +3446,16 @@ export interface components {
          * @enum {string}
          */
         ShareStatus: "active" | "paused" | "revoked";
+        /** @description The key the control plane logs in to the organization's hosts with. */
+        SshKey: {
+            /** @description `SHA256:…`, as `ssh-keygen -l` shows it. */
+            fingerprint: string;
+            /**
+             * @description The OpenSSH public key line to add to the SSH user's
+             *     `~/.ssh/authorized_keys` on every host.
+             */
+            public_key: string;
+        };
         /** @description A month's chargeback for the current organization. */
         Statement: {
             credit_total_eur: string;
@@ -4978,6 +5232,264 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Health"];
+                };
+            };
+        };
+    };
+    list_hosts: {
+        parameters: {
+            query?: {
+                /** @description Only this pool. */
+                pool?: string | null;
+                /** @description Also removed hosts (default false). */
+                include_removed?: boolean | null;
+                /** @description 1 to 200, default 100. */
+                limit?: number | null;
+                /** @description 0 to 100000, default 0. */
+                offset?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Host"][];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    register_host: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegisterHost"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Host"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            /** @description HOST_EXISTS: this address and port are already registered */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    get_host: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description host id */
+                host_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Host"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    remove_host: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description host id */
+                host_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description HOST_IN_USE: terminate its instances first */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    drain_host: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description host id */
+                host_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Host"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description HOST_REMOVED */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    host_history: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description host id */
+                host_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HostHistoryEntry"][];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    undrain_host: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description host id */
+                host_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Host"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description HOST_NOT_DRAINING */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    verify_host: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description host id */
+                host_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Host"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description HOST_KEY_CHANGED: the host presented another SSH host key than the pinned one; HOST_REMOVED */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -7648,6 +8160,27 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
         };
     };
+    ssh_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SshKey"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
     set_organization_prompt: {
         parameters: {
             query?: never;
@@ -8885,6 +9418,7 @@ export const pathsUsageGetParametersQueryGroup_byValues: ReadonlyArray<Flattened
 export const pathsUsageGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/usage"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
 export const actionStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ActionStatus"]> = ["in_progress", "success", "failed"];
 export const driftStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["DriftStatus"]> = ["ok", "alert", "insufficient_data"];
+export const hostStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["HostStatus"]> = ["registered", "verified", "in_use", "draining", "unreachable", "removed"];
 export const instanceStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["InstanceStatus"]> = ["provisioning", "booting", "installing", "starting", "ready", "draining", "terminating", "terminated", "provisioning_failed", "startup_failed", "worker_dead", "archived"];
 export const invitationStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["InvitationStatus"]> = ["pending", "accepted", "revoked", "expired"];
 export const keyStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KeyStatus"]> = ["active", "inactive", "expired", "revoked"];

@@ -24,7 +24,9 @@ export type Action =
   | 'AcceptShares'
   | 'ManageProviders'
   | 'ViewBudgets'
-  | 'ManageBudgets';
+  | 'ManageBudgets'
+  | 'ViewHosts'
+  | 'ManageHosts';
 
 const ALL: OrgRole[] = ['owner', 'admin', 'manager', 'user'];
 
@@ -51,6 +53,8 @@ const MATRIX: Record<Action, OrgRole[]> = {
   ManageProviders: ['owner', 'admin'],
   ViewBudgets: ['owner', 'admin', 'manager'],
   ManageBudgets: ['owner', 'admin'],
+  ViewHosts: ALL,
+  ManageHosts: ['owner', 'admin'],
 };
 
 export function can(role: OrgRole | undefined, action: Action): boolean {

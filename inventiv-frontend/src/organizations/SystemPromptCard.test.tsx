@@ -62,7 +62,7 @@ describe('SystemPromptCard', () => {
     fireEvent.change(within(form).getByLabelText('Applied'), { target: { value: 'always' } });
     fireEvent.click(within(form).getByRole('button', { name: 'Save' }));
     await waitFor(() =>
-      expect(within(screen.getByRole('list', { name: 'System prompts in force' })).getAllByRole('listitem')[0].textContent).toBe(
+      expect(within(screen.getByRole('list', { name: 'System prompts in force' })).getAllByRole('listitem')[0]?.textContent).toBe(
         'Organization (version 1, before the request’s own messages): Answer in French.',
       ),
     );

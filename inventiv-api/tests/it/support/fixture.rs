@@ -58,6 +58,9 @@ pub struct Org {
     /// replica in `installing`), once [`TestApp::add_service`] made one
     /// (nil until then).
     pub service_id: Uuid,
+    /// A host of the organization (registered, at an address where nothing
+    /// answers), once [`TestApp::add_host`] made one (nil until then).
+    pub host_id: Uuid,
 }
 
 impl Org {
@@ -226,6 +229,7 @@ impl TestApp {
             incoming_offering_id: Uuid::nil(),
             budget_id,
             service_id: Uuid::nil(),
+            host_id: Uuid::nil(),
         }
     }
 
@@ -340,6 +344,21 @@ impl TestApp {
         .execute(db)
         .await
         .expect("service event");
+    }
+
+    /// Gives `org` a host (see [`Org::host_id`]): registered, on a port of
+    /// 127.0.0.1 where nothing listens, so a verification finds it unreachable.
+    pub async fn add_host(&self, org: &mut Org) {
+        org.host_id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO hosts (id, organization_id, address, ssh_port, ssh_user, label, pool, gpu_count, gpu_model, gpu_vram_mib)
+             VALUES ($1, $2, '127.0.0.1', 1, 'inventiv', 'fixture host', 'fixture-pool', 1, 'NVIDIA L4', 23034)",
+        )
+        .bind(org.host_id)
+        .bind(org.id)
+        .execute(&self.state.db)
+        .await
+        .expect("host");
     }
 
     /// `consumer`'s manager accepts `share`; the routing table knows it at once.

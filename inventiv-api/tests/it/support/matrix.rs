@@ -196,7 +196,21 @@ pub const MATRIX: &[Row] = &[
     row("PUT", "/organizations/current/budgets/{budget_id}", Some(r#"{"monthly_eur":"25.50","monthly_gpu_hours":"100","thresholds":[80],"hard_limit":false,"stop_running":false}"#), [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
     row("DELETE", "/organizations/current/budgets/{budget_id}", None, [401, 204, 204, 403, 403], Some([401, 404, 404, 403, 403])),
     row("GET", "/organizations/current/budget-alerts", None, BUDGETS_READ, None),
+    // Hosts (the organization's own GPU servers): members read; owners and
+    // admins act; B's host is hidden. The fixture's host answers nowhere, so
+    // verifying it records it unreachable (200); it is not draining (409).
+    row("GET", "/organizations/current/ssh-key", None, [401, 200, 200, 403, 403], None),
+    row("POST", "/hosts", Some(HOST), [401, 201, 201, 403, 403], None),
+    row("GET", "/hosts", None, MEMBERS_200, None),
+    row("GET", "/hosts/{host_id}", None, MEMBERS_200, Some(HIDDEN)),
+    row("GET", "/hosts/{host_id}/history", None, MEMBERS_200, Some(HIDDEN)),
+    row("POST", "/hosts/{host_id}/verify", None, [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("POST", "/hosts/{host_id}/drain", None, [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("POST", "/hosts/{host_id}/undrain", None, [401, 409, 409, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("DELETE", "/hosts/{host_id}", None, [401, 204, 204, 403, 403], Some([401, 404, 404, 403, 403])),
 ];
+
+const HOST: &str = r#"{"address":"10.1.2.3","ssh_port":2222,"ssh_user":"ubuntu","label":"gpu-1","pool":"paris-rack-2","gpu_count":2,"gpu_model":"NVIDIA L4","gpu_vram_mib":23034,"hourly_cost_eur":"0.35"}"#;
 
 const BUDGETS_READ: [u16; 5] = [401, 200, 200, 200, 403];
 const FINOPS: [u16; 5] = [401, 200, 403, 200, 403];
@@ -226,6 +240,11 @@ pub const SMALL_MODEL: &str = "8a1f0000-0000-4000-8000-000000000001";
 /// Whether a row's cells need the offering fixtures in each organization.
 pub fn needs_offerings(row: &Row) -> bool {
     row.path.contains("offering")
+}
+
+/// Whether a row's cells need a host in each organization.
+pub fn needs_host(row: &Row) -> bool {
+    row.path.contains("{host_id}")
 }
 
 /// Whether a row's cells need a service in each organization.
@@ -273,6 +292,7 @@ pub fn fill(
         .replace("{api_key_id}", &target.api_key_id.to_string())
         .replace("{budget_id}", &target.budget_id.to_string())
         .replace("{service_id}", &target.service_id.to_string())
+        .replace("{host_id}", &target.host_id.to_string())
         .replace("{offering_id}", &target.offering_id.to_string())
         .replace("{share_id}", &target.share_id.to_string())
         .replace(

@@ -1,6 +1,8 @@
-//! SSH to worker nodes with the system OpenSSH client. The node's host key
-//! is recorded on first contact (`accept-new`) and checked on every later
-//! one against the copy kept with the instance; a changed key is refused.
+//! SSH to worker nodes and to an organization's hosts with the system
+//! OpenSSH client (the orchestrator's install, the API's host
+//! verification). The machine's host key is recorded on first contact
+//! (`accept-new`) and checked on every later one against the copy kept
+//! with the instance or the host; a changed key is refused.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -52,7 +54,7 @@ pub struct Ssh {
     pub connect_timeout: Duration,
 }
 
-/// A connection context for one instance's node.
+/// A connection context for one instance's node, or one host.
 pub struct Session {
     target: Target,
     key: PathBuf,
@@ -62,22 +64,23 @@ pub struct Session {
 }
 
 impl Ssh {
-    /// Prepares a session; `known_hosts` is the instance's recorded host key line(s), if any.
+    /// Prepares a session with the machine of an instance or a host (`id`);
+    /// `known_hosts` is its recorded host key line(s), if any.
     pub async fn session(
         &self,
-        instance: Uuid,
+        id: Uuid,
         target: Target,
         known_hosts: Option<&str>,
     ) -> std::io::Result<Session> {
         tokio::fs::create_dir_all(&self.work_dir).await?;
-        let path = self.work_dir.join(format!("{instance}.known_hosts"));
+        let path = self.work_dir.join(format!("{id}.known_hosts"));
         tokio::fs::write(&path, known_hosts.unwrap_or_default()).await?;
         Ok(Session {
             target,
             key: self.key.clone(),
             known_hosts: path,
-            // Keyed on the instance, not on an address that may be reused.
-            alias: format!("inventiv-{instance}"),
+            // Keyed on the instance or host, not on an address that may be reused.
+            alias: format!("inventiv-{id}"),
             connect_timeout: self.connect_timeout,
         })
     }
