@@ -1,6 +1,8 @@
 // The frame of every logged-in page: sidebar navigation (modules hidden by
 // role), the workspace banner, the organization switcher, the live events.
-import { createContext, useContext, type ReactNode } from 'react';
+// On a narrow screen (styles.css, ≤ 900 px) the sidebar is a drawer opened
+// by the top bar's menu button, so the page's content comes first.
+import { createContext, useContext, useEffect, useState, type ReactNode } from 'react';
 import { Navigate, NavLink, Outlet, useLocation, useNavigate } from 'react-router';
 import { isUnauthenticated } from '../api/client';
 import { useLogout } from '../auth/api';
@@ -46,6 +48,18 @@ export function Layout() {
   const logout = useLogout();
   const live = useLiveEvents(me.data?.current_organization.id);
   const viewer = useViewer();
+  const [drawer, setDrawer] = useState(false);
+
+  // A followed link closes the drawer; so does Escape.
+  useEffect(() => setDrawer(false), [location.pathname]);
+  useEffect(() => {
+    if (!drawer) return undefined;
+    const onKey = (e: globalThis.KeyboardEvent) => {
+      if (e.key === 'Escape') setDrawer(false);
+    };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  }, [drawer]);
 
   if (me.isPending) return <Loading label="Loading your workspace…" />;
   if (me.isError) {
@@ -66,14 +80,17 @@ export function Layout() {
   const color = orgColor(org.sidebar_color);
   return (
     <LiveContext.Provider value={live}>
-      <div className="app">
+      <div className={drawer ? 'app drawer-open' : 'app'}>
         <a className="skip-link" href="#main">
           Skip to content
         </a>
-        <aside className="sidebar" style={{ borderLeftColor: color }}>
+        <aside id="sidebar" className="sidebar" style={{ borderLeftColor: color }}>
           <div className="brand">
             <span className="brand-mark" aria-hidden="true" style={{ background: color }} />
             Inventiv Agents
+            <button type="button" className="icon-button drawer-close" aria-label="Close the menu" onClick={() => setDrawer(false)}>
+              ×
+            </button>
           </div>
           <nav aria-label="Main">
             {navigation(viewer).map(({ section, modules }) => (
@@ -95,13 +112,23 @@ export function Layout() {
           </nav>
           <VersionBadge />
         </aside>
+        {drawer ? <div className="drawer-backdrop" aria-hidden="true" onClick={() => setDrawer(false)} /> : null}
         <div className="main-column">
           <WorkspaceBanner org={org} />
           <header className="topbar">
+            <button
+              type="button"
+              className="button menu-button"
+              aria-controls="sidebar"
+              aria-expanded={drawer}
+              onClick={() => setDrawer((open) => !open)}
+            >
+              <span aria-hidden="true">☰</span> Menu
+            </button>
             <OrgSwitcher />
             <div className="user-menu">
               <span className={`live-dot live-${live}`} role="status" aria-label={`Live updates: ${live}`} title={`Live updates: ${live}`} />
-              <span className="muted">{me.data.user.email}</span>
+              <span className="muted user-email">{me.data.user.email}</span>
               <button
                 type="button"
                 className="button"

@@ -92,7 +92,7 @@ describe('billable statement', () => {
     expect(row.textContent).toContain('-1.04 EUR');
     expect(row.textContent).toContain('-1785 GPU s');
     expect(within(screen.getByLabelText('Statement totals')).getAllByText('-1.04 EUR')).toHaveLength(2);
-    expect(screen.getByLabelText('Corrections of this month').textContent).toContain('-2.1 EUR');
+    expect(screen.getByLabelText('Corrections of this month').textContent).toContain('-2.10 EUR');
     expect(screen.getByRole('link', { name: 'Export statement as CSV' }).getAttribute('href')).toBe('/finops/statements/2026-04?format=csv');
     expect(screen.getByRole('link', { name: 'Export statement as JSON' }).getAttribute('href')).toBe('/finops/statements/2026-04?format=json');
     expect(screen.queryByRole('button', { name: /Close/ })).toBeNull();
