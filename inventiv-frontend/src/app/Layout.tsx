@@ -5,6 +5,7 @@
 import { createContext, useContext, useEffect, useState, type ReactNode } from 'react';
 import { Navigate, NavLink, Outlet, useLocation, useNavigate } from 'react-router';
 import { isUnauthenticated } from '../api/client';
+import { clearAccessToken, maybeSignedIn } from '../api/session';
 import { useLogout } from '../auth/api';
 import { useMe } from '../auth/useMe';
 import { ErrorMessage, Loading, PageHeader } from '../components/ui';
@@ -61,12 +62,17 @@ export function Layout() {
     return () => document.removeEventListener('keydown', onKey);
   }, [drawer]);
 
+  const unauthenticated = !maybeSignedIn() || (me.isError && isUnauthenticated(me.error));
+  useEffect(() => {
+    if (me.isError && isUnauthenticated(me.error)) clearAccessToken();
+  }, [me.isError, me.error]);
+
+  if (unauthenticated) {
+    const next = encodeURIComponent(location.pathname + location.search);
+    return <Navigate to={`/login?next=${next}`} replace />;
+  }
   if (me.isPending) return <Loading label="Loading your workspace…" />;
   if (me.isError) {
-    if (isUnauthenticated(me.error)) {
-      const next = encodeURIComponent(location.pathname + location.search);
-      return <Navigate to={`/login?next=${next}`} replace />;
-    }
     return (
       <main className="auth-page">
         <ErrorMessage error={me.error} />

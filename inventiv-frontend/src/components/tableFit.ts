@@ -10,13 +10,14 @@ export interface FitColumn {
 }
 
 /** Narrowest a shrunk column gets: a few characters and the ellipsis. */
-export const MIN_FIT_WIDTH = 56;
+export const MIN_FIT_WIDTH = 72;
 
 /**
  * The width of each column in `available` pixels: the saved sizes when they
  * fit (or nothing is measured yet), else the non-fixed ones scaled down
  * together, none below MIN_FIT_WIDTH (a table of many columns in a narrow
- * space then scrolls inside its own box).
+ * space then scrolls inside its own box, its actions column kept in view by
+ * `position: sticky`).
  */
 export function fitWidths(columns: FitColumn[], available: number | null): Map<string, number> {
   const total = columns.reduce((sum, c) => sum + c.size, 0);

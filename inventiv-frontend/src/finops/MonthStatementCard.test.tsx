@@ -2,6 +2,7 @@ import { cleanup, fireEvent, render, screen, within } from '@testing-library/rea
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import type { MonthStatement, OrgRole } from '../api/types';
 import { MonthStatementCard } from './MonthStatementCard';
+import { rememberSession } from '../api/session';
 
 const INSTANCE = '0b7d0000-0000-4000-8000-000000000001';
 
@@ -71,6 +72,9 @@ function renderCard() {
     </QueryClientProvider>,
   );
 }
+
+// A logged-in browser: useMe asks the API only then.
+beforeEach(() => rememberSession(true));
 
 afterEach(() => {
   cleanup();

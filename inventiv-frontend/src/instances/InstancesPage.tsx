@@ -117,7 +117,7 @@ export function InstancesPage() {
           columns={columns}
           data={showArchived ? [...instances.data, ...(archived.data ?? [])] : instances.data}
           getRowId={(i) => i.id}
-          defaults={{ sorting: [{ id: 'created_at', desc: true }], columnVisibility: { ip_address: false, cost_so_far_eur: false } }}
+          defaults={{ sorting: [{ id: 'created_at', desc: true }], columnVisibility: { provider: false, last_heartbeat_at: false, ip_address: false, cost_so_far_eur: false } }}
           empty={canManage ? 'No instance yet: deploy a model.' : 'No instance yet.'}
           toolbar={
             <label className="checkbox">
