@@ -16,8 +16,12 @@
 // the owner), the provider settings (Scaleway credentials saved, the
 // secret never shown back, Verify failing clearly, worker settings bounds,
 // removal), the reconciliation page without credentials and the catalog
-// sync refused without them, opens every page and writes a screenshot of
-// each into screenshots/. Any
+// sync refused without them, checks that the script is served compressed
+// without a public source map and that a page load does not fetch
+// /openapi.json, checks every page at 1440 × 900 and 390 × 844 (layout.mjs:
+// nothing wider than the viewport, row actions on screen, the phone's
+// drawer; axe-core: no serious or critical violation), opens every page and
+// writes a screenshot of each into screenshots/. Any
 // console error or uncaught exception in a page fails the run.
 //
 // With OUTBOX_DIR (the API's $INVENTIV_STATE_DIR/outbox, where mails go
@@ -285,13 +289,18 @@ let repeated = null;
 
 try {
   await step(admin, 'login page (axe-core: no serious or critical violation, at 1440 and 390 px)', async () => {
-    for (const viewport of [PHONE, DESKTOP]) {
-      await page.setViewportSize(viewport);
-      await page.goto('/login');
-      await heading(page, 'Log in');
-      const problems = [...(await layoutProblems(page)), ...(await axeProblems(page))];
-      if (problems.length) throw new Error(problems.join('\n    '));
+    const problems = [];
+    try {
+      for (const viewport of [PHONE, DESKTOP]) {
+        await page.setViewportSize(viewport);
+        await page.goto('/login');
+        await heading(page, 'Log in');
+        problems.push(...[...(await layoutProblems(page)), ...(await axeProblems(page))].map((p) => `${viewport.width} px: ${p}`));
+      }
+    } finally {
+      await page.setViewportSize(DESKTOP);
     }
+    if (problems.length) throw new Error(problems.join('\n    '));
     await screenshot(page, 'login');
   });
 
@@ -1158,23 +1167,26 @@ try {
     const links = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
     const paths = [...links, ...(instanceId ? [`/instances/${instanceId}`] : [])];
     const problems = [];
-    for (const viewport of [DESKTOP, PHONE]) {
-      await page.setViewportSize(viewport);
-      for (const path of paths) {
-        await page.goto(path);
-        await page.locator('h1').first().waitFor();
-        await page.waitForLoadState('networkidle').catch(() => undefined);
-        await page.getByRole('status', { name: /Loading/ }).first().waitFor({ state: 'detached' }).catch(() => undefined);
-        const found = [
-          ...(await layoutProblems(page)),
-          ...(viewport === PHONE ? await phoneShellProblems(page) : []),
-          ...(await axeProblems(page)),
-        ];
-        if (viewport === PHONE) await screenshot(page, `phone${path.replace(/\//g, '-')}`);
-        problems.push(...found.map((p) => `${viewport.width} px ${path}: ${p}`));
+    try {
+      for (const viewport of [DESKTOP, PHONE]) {
+        await page.setViewportSize(viewport);
+        for (const path of paths) {
+          await page.goto(path);
+          await page.locator('h1').first().waitFor();
+          await page.waitForLoadState('networkidle').catch(() => undefined);
+          await page.getByRole('status', { name: /Loading/ }).first().waitFor({ state: 'detached' }).catch(() => undefined);
+          const found = [
+            ...(await layoutProblems(page)),
+            ...(viewport === PHONE ? await phoneShellProblems(page) : []),
+            ...(await axeProblems(page)),
+          ];
+          if (viewport === PHONE) await screenshot(page, `phone${path.replace(/\//g, '-')}`);
+          problems.push(...found.map((p) => `${viewport.width} px ${path}: ${p}`));
+        }
       }
+    } finally {
+      await page.setViewportSize(DESKTOP);
     }
-    await page.setViewportSize(DESKTOP);
     console.log(`     ${paths.length} pages × 2 viewports checked`);
     if (problems.length) throw new Error(problems.join('\n    '));
   }, { allow: [/status of 409/] });
