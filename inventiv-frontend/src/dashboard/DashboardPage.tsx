@@ -84,10 +84,10 @@ export function DashboardPage() {
                   <thead>
                     <tr>
                       <th scope="col">Model</th>
-                      <th scope="col">Requests</th>
-                      <th scope="col">Tokens in</th>
-                      <th scope="col">Tokens out</th>
-                      <th scope="col">Errors</th>
+                      <th scope="col" className="num">Requests</th>
+                      <th scope="col" className="num">Tokens in</th>
+                      <th scope="col" className="num">Tokens out</th>
+                      <th scope="col" className="num">Errors</th>
                     </tr>
                   </thead>
                   <tbody>
