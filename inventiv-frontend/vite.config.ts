@@ -53,7 +53,8 @@ export default defineConfig({
     // reconciliation's verdicts.
     fs: { allow: ['.', '../inventiv-common/src', '../inventiv-providers/src'] },
   },
-  build: { outDir: 'dist', sourcemap: true, chunkSizeWarningLimit: 800 },
+  // No source map in dist/: everything there is public (the API serves it).
+  build: { outDir: 'dist', sourcemap: false, chunkSizeWarningLimit: 800 },
   test: {
     environment: 'jsdom',
     globals: true,

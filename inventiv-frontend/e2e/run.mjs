@@ -16,8 +16,12 @@
 // the owner), the provider settings (Scaleway credentials saved, the
 // secret never shown back, Verify failing clearly, worker settings bounds,
 // removal), the reconciliation page without credentials and the catalog
-// sync refused without them, opens every page and writes a screenshot of
-// each into screenshots/. Any
+// sync refused without them, checks that the script is served compressed
+// without a public source map and that a page load does not fetch
+// /openapi.json, checks every page at 1440 × 900 and 390 × 844 (layout.mjs:
+// nothing wider than the viewport, row actions on screen, the phone's
+// drawer; axe-core: no serious or critical violation), opens every page and
+// writes a screenshot of each into screenshots/. Any
 // console error or uncaught exception in a page fails the run.
 //
 // With OUTBOX_DIR (the API's $INVENTIV_STATE_DIR/outbox, where mails go
@@ -49,6 +53,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { axeProblems, DESKTOP, layoutProblems, PHONE, phoneShellProblems } from './layout.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BASE_URL = (process.env.BASE_URL ?? 'http://127.0.0.1:8003').replace(/\/$/, '');
@@ -91,7 +96,7 @@ async function openBrowser(name) {
     executablePath: CHROMIUM,
     headless: process.env.HEADED !== '1',
     args: process.env.HEADED === '1' ? ARGS.filter((a) => a !== '--headless') : ARGS,
-    viewport: { width: 1440, height: 900 },
+    viewport: DESKTOP,
     permissions: ['clipboard-read', 'clipboard-write'],
     baseURL: BASE_URL,
   });
@@ -283,9 +288,19 @@ const BUDGET_TOKENS = 1_000_000;
 let repeated = null;
 
 try {
-  await step(admin, 'login page', async () => {
-    await page.goto('/login');
-    await heading(page, 'Log in');
+  await step(admin, 'login page (axe-core: no serious or critical violation, at 1440 and 390 px)', async () => {
+    const problems = [];
+    try {
+      for (const viewport of [PHONE, DESKTOP]) {
+        await page.setViewportSize(viewport);
+        await page.goto('/login');
+        await heading(page, 'Log in');
+        problems.push(...[...(await layoutProblems(page)), ...(await axeProblems(page))].map((p) => `${viewport.width} px: ${p}`));
+      }
+    } finally {
+      await page.setViewportSize(DESKTOP);
+    }
+    if (problems.length) throw new Error(problems.join('\n    '));
     await screenshot(page, 'login');
   });
 
@@ -299,6 +314,29 @@ try {
   await step(admin, 'log in', async () => {
     await login(page, ADMIN_EMAIL, ADMIN_PASSWORD);
     await screenshot(page, 'dashboard-personal');
+  });
+
+  await step(admin, 'the script is served compressed, its source map is not public, a page load asks nothing of /openapi.json', async () => {
+    const asked = [];
+    const onRequest = (request) => asked.push(new URL(request.url()).pathname);
+    page.on('request', onRequest);
+    try {
+      await page.goto('/');
+      await heading(page, /^Hello/);
+      await page.getByLabel('Versions').getByText(/^API v\d/).waitFor();
+      await page.waitForLoadState('networkidle').catch(() => undefined);
+    } finally {
+      page.off('request', onRequest);
+    }
+    if (asked.includes('/openapi.json')) throw new Error('the page load fetched /openapi.json');
+    const src = await page.locator('script[type="module"][src]').first().getAttribute('src');
+    const script = await fetch(new URL(src ?? '', BASE_URL), { headers: { 'accept-encoding': 'br, gzip' } });
+    const encoding = script.headers.get('content-encoding');
+    const size = (await script.arrayBuffer()).byteLength;
+    if (script.status !== 200 || !/^(gzip|br)$/.test(encoding ?? '')) throw new Error(`${src}: ${script.status}, content-encoding ${encoding}`);
+    const map = await fetch(new URL(`${src}.map`, BASE_URL));
+    if (map.status !== 404) throw new Error(`${src}.map answers ${map.status}`);
+    console.log(`     ${src}: ${encoding}, ${size} bytes once decoded; no source map`);
   });
 
   await step(admin, 'create an organization and switch to it', async () => {
@@ -665,11 +703,11 @@ try {
         const row = table.getByRole('row', { name: new RegExp(escapeRe(repeated.name)) });
         await row.waitFor({ timeout: 3_000 });
         const all = await row.getByRole('cell').allTextContents();
-        return Number(all[column]) === repeated.cached ? all : null;
+        return Number(all[column].replace(/,/g, '')) === repeated.cached ? all : null;
       }, 20_000, 1000);
       console.log(`     usage line of ${repeated.name}: ${cells.join(' | ')}`);
       const total = (await page.getByText(/^Total: /).textContent()) ?? '';
-      const totalCached = Number(/\((\d+) cached\)/.exec(total)?.[1]);
+      const totalCached = Number(/\(([\d,]+) cached\)/.exec(total)?.[1]?.replace(/,/g, ''));
       if (!(totalCached >= repeated.cached)) throw new Error(`the total does not count the cached tokens: ${total}`);
       await screenshot(page, 'usage-cached-tokens');
     });
@@ -729,7 +767,7 @@ try {
     if (amounts.length !== 6 || !amounts.every((a) => /^\d[\d,]*(\.\d+)? EUR$/.test(a))) throw new Error(`burn rate: ${amounts.join(' | ')}`);
     if (FULL) {
       await page.getByRole('table', { name: 'Running instances' }).getByRole('row', { name: new RegExp(escapeRe(modelId)) }).waitFor();
-      if (amounts[1] === '0.0000 EUR') throw new Error('a running instance burns nothing per hour');
+      if (amounts[1] === '0.00 EUR') throw new Error('a running instance burns nothing per hour');
     }
     await page.getByLabel('Bucket').selectOption('minute');
     await page.getByLabel('Cost by').selectOption('instance');
@@ -875,8 +913,10 @@ try {
         .getByRole('region', { name: /^Share chargeback of/ })
         .getByRole('row', { name: new RegExp(escapeRe(address)) });
       await row.getByText('Debit (consumed)').waitFor();
-      await row.getByText(`${line.amount_eur} EUR`, { exact: true }).waitFor();
-      await page.locator('dl[aria-label="Totals"] dd').first().getByText(`${statement.debit_total_eur} EUR`, { exact: true }).waitFor();
+      // Amounts read rounded; every digit is on hover (the title), and it is the exact debit.
+      const exact = async (locator) => scaled(((await locator.getAttribute('title')) ?? '').replace(/ EUR$/, '').replace(/,/g, ''));
+      if ((await exact(row.locator('.num[title]'))) !== expected) throw new Error(`the line's exact amount: ${await row.locator('.num[title]').getAttribute('title')}`);
+      if ((await exact(page.locator('dl[aria-label="Totals"] dd .num').first())) !== expected) throw new Error('the exact debit total differs');
       const csv = await page.request.get((await page.getByRole('link', { name: 'Download CSV' }).getAttribute('href')) ?? '');
       if (csv.status() !== 200 || !(await csv.text()).includes(address)) throw new Error(`statement CSV: ${csv.status()}`);
     });
@@ -1121,6 +1161,36 @@ try {
     });
   }
 
+  await step(admin, 'every page at 1440 × 900 and 390 × 844: nothing wider than the viewport, row actions on screen, a drawer on the phone; axe-core: no serious or critical violation', async () => {
+    await page.goto('/');
+    await heading(page, /^Hello/);
+    const links = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+    const paths = [...links, ...(instanceId ? [`/instances/${instanceId}`] : [])];
+    const problems = [];
+    try {
+      for (const viewport of [DESKTOP, PHONE]) {
+        await page.setViewportSize(viewport);
+        for (const path of paths) {
+          await page.goto(path);
+          await page.locator('h1').first().waitFor();
+          await page.waitForLoadState('networkidle').catch(() => undefined);
+          await page.getByRole('status', { name: /Loading/ }).first().waitFor({ state: 'detached' }).catch(() => undefined);
+          const found = [
+            ...(await layoutProblems(page)),
+            ...(viewport === PHONE ? await phoneShellProblems(page) : []),
+            ...(await axeProblems(page)),
+          ];
+          if (viewport === PHONE) await screenshot(page, `phone${path.replace(/\//g, '-')}`);
+          problems.push(...found.map((p) => `${viewport.width} px ${path}: ${p}`));
+        }
+      }
+    } finally {
+      await page.setViewportSize(DESKTOP);
+    }
+    console.log(`     ${paths.length} pages × 2 viewports checked`);
+    if (problems.length) throw new Error(problems.join('\n    '));
+  }, { allow: [/status of 409/] });
+
   await step(admin, 'instance: terminate', async () => {
     await page.goto(`/instances/${instanceId}`);
     await heading(page, `e2e-${RUN}`);
@@ -1142,7 +1212,10 @@ try {
 
   await step(admin, 'public pages', async () => {
     await visit(admin, '/forgot-password', 'Reset your password', 'forgot-password');
+    const problems = await axeProblems(page);
     await visit(admin, '/reset-password?token=not-a-real-token', 'Choose a new password', 'reset-password');
+    problems.push(...(await axeProblems(page)));
+    if (problems.length) throw new Error(problems.join('\n    '));
     await page.goto('/invitations/not-a-real-token');
     await page.getByText('This invitation link is not valid').waitFor();
     await screenshot(page, 'invitation-invalid');

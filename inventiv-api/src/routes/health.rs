@@ -1,4 +1,4 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes; both say the API's version.
 
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct Health {
     /// `ok` or `unavailable`.
     status: &'static str,
+    /// The API's version (its crate's), which the dashboard shows.
+    version: &'static str,
     /// Per dependency: `ok` or what failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     checks: Option<Checks>,
@@ -42,6 +44,7 @@ pub struct Checks {
 async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
         checks: None,
     })
 }
@@ -88,6 +91,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     };
     let health = Health {
         status: if ready { "ok" } else { "unavailable" },
+        version: env!("CARGO_PKG_VERSION"),
         checks: Some(Checks {
             postgres,
             redis,

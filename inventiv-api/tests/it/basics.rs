@@ -11,7 +11,10 @@ async fn probes_answer() {
     let app = TestApp::spawn().await;
     assert_eq!(
         app.get("/healthz", None).await,
-        (StatusCode::OK, json!({ "status": "ok" }))
+        (
+            StatusCode::OK,
+            json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })
+        )
     );
     let (status, body) = app.get("/readyz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -225,7 +228,11 @@ async fn the_dashboard_is_served_from_the_same_origin() {
         "<!doctype html><div id=root></div>",
     )
     .unwrap();
-    std::fs::write(dist.join("assets/app-1234.js"), "console.log(1)").unwrap();
+    std::fs::write(
+        dist.join("assets/app-1234.js"),
+        "console.log(1);\n".repeat(200),
+    )
+    .unwrap();
     let app = TestApp::spawn_with(&[("INVENTIV_FRONTEND_DIR", dist.to_str().unwrap())]).await;
     let page = |path: &str| {
         app.http
@@ -268,6 +275,17 @@ async fn the_dashboard_is_served_from_the_same_origin() {
         .to_str()
         .unwrap()
         .contains("immutable"));
+    // Compressed for a browser that takes gzip (the dashboard's script is
+    // half a megabyte).
+    let res = app
+        .http
+        .get(app.url("/assets/app-1234.js"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(encoding(&res), Some("gzip"));
     // A missing build file is the API's 404, and not cached for a year.
     let res = app
         .http

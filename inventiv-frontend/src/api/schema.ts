@@ -2416,6 +2416,8 @@ export interface components {
             checks?: null | components["schemas"]["Checks"];
             /** @description `ok` or `unavailable`. */
             status: string;
+            /** @description The API's version (its crate's), which the dashboard shows. */
+            version: string;
         };
         /**
          * @description Sent every heartbeat interval (schema version 1 or 2; `engine.tokens`

@@ -38,6 +38,7 @@ export type InstanceLogs = S['InstanceLogs'];
 export type InstanceMetrics = S['InstanceMetrics'];
 export type LogEvent = S['LogEvent'];
 export type LogLevel = S['LogLevel'];
+export type Health = S['Health'];
 export type InstanceType = S['InstanceType'];
 export type Invitation = S['Invitation'];
 export type InvitationStatus = S['InvitationStatus'];

@@ -1,8 +1,11 @@
 // The frame of every logged-in page: sidebar navigation (modules hidden by
 // role), the workspace banner, the organization switcher, the live events.
-import { createContext, useContext, type ReactNode } from 'react';
+// On a narrow screen (styles.css, ≤ 900 px) the sidebar is a drawer opened
+// by the top bar's menu button, so the page's content comes first.
+import { createContext, useContext, useEffect, useState, type ReactNode } from 'react';
 import { Navigate, NavLink, Outlet, useLocation, useNavigate } from 'react-router';
 import { isUnauthenticated } from '../api/client';
+import { clearAccessToken, maybeSignedIn } from '../api/session';
 import { useLogout } from '../auth/api';
 import { useMe } from '../auth/useMe';
 import { ErrorMessage, Loading, PageHeader } from '../components/ui';
@@ -46,13 +49,30 @@ export function Layout() {
   const logout = useLogout();
   const live = useLiveEvents(me.data?.current_organization.id);
   const viewer = useViewer();
+  const [drawer, setDrawer] = useState(false);
 
+  // A followed link closes the drawer; so does Escape.
+  useEffect(() => setDrawer(false), [location.pathname]);
+  useEffect(() => {
+    if (!drawer) return undefined;
+    const onKey = (e: globalThis.KeyboardEvent) => {
+      if (e.key === 'Escape') setDrawer(false);
+    };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  }, [drawer]);
+
+  const unauthenticated = !maybeSignedIn() || (me.isError && isUnauthenticated(me.error));
+  useEffect(() => {
+    if (me.isError && isUnauthenticated(me.error)) clearAccessToken();
+  }, [me.isError, me.error]);
+
+  if (unauthenticated) {
+    const next = encodeURIComponent(location.pathname + location.search);
+    return <Navigate to={`/login?next=${next}`} replace />;
+  }
   if (me.isPending) return <Loading label="Loading your workspace…" />;
   if (me.isError) {
-    if (isUnauthenticated(me.error)) {
-      const next = encodeURIComponent(location.pathname + location.search);
-      return <Navigate to={`/login?next=${next}`} replace />;
-    }
     return (
       <main className="auth-page">
         <ErrorMessage error={me.error} />
@@ -66,14 +86,17 @@ export function Layout() {
   const color = orgColor(org.sidebar_color);
   return (
     <LiveContext.Provider value={live}>
-      <div className="app">
+      <div className={drawer ? 'app drawer-open' : 'app'}>
         <a className="skip-link" href="#main">
           Skip to content
         </a>
-        <aside className="sidebar" style={{ borderLeftColor: color }}>
+        <aside id="sidebar" className="sidebar" style={{ borderLeftColor: color }}>
           <div className="brand">
             <span className="brand-mark" aria-hidden="true" style={{ background: color }} />
             Inventiv Agents
+            <button type="button" className="icon-button drawer-close" aria-label="Close the menu" onClick={() => setDrawer(false)}>
+              ×
+            </button>
           </div>
           <nav aria-label="Main">
             {navigation(viewer).map(({ section, modules }) => (
@@ -95,13 +118,23 @@ export function Layout() {
           </nav>
           <VersionBadge />
         </aside>
+        {drawer ? <div className="drawer-backdrop" aria-hidden="true" onClick={() => setDrawer(false)} /> : null}
         <div className="main-column">
           <WorkspaceBanner org={org} />
           <header className="topbar">
+            <button
+              type="button"
+              className="button menu-button"
+              aria-controls="sidebar"
+              aria-expanded={drawer}
+              onClick={() => setDrawer((open) => !open)}
+            >
+              <span aria-hidden="true">☰</span> Menu
+            </button>
             <OrgSwitcher />
             <div className="user-menu">
               <span className={`live-dot live-${live}`} role="status" aria-label={`Live updates: ${live}`} title={`Live updates: ${live}`} />
-              <span className="muted">{me.data.user.email}</span>
+              <span className="muted user-email">{me.data.user.email}</span>
               <button
                 type="button"
                 className="button"

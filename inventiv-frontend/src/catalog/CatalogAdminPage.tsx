@@ -187,7 +187,7 @@ export function CatalogAdminPage() {
       {
         id: 'price',
         accessorFn: (t) => Number(t.price_eur_per_hour),
-        header: '€/hour',
+        header: 'EUR per hour',
         size: 190,
         cell: ({ row }) => (
           <PriceCell

@@ -9,7 +9,7 @@ import type { Activation, InstanceType, Model, Provider, SetActivation, Zone } f
 import { can } from '../auth/permissions';
 import { useMe } from '../auth/useMe';
 import { DataTable } from '../components/DataTable';
-import { Card, ErrorMessage, Loading, PageHeader } from '../components/ui';
+import { Card, ErrorMessage, Loading, Money, PageHeader } from '../components/ui';
 import { useProviders, useZones } from '../instances/api';
 
 type Kind = 'provider' | 'zone' | 'instance_type' | 'model';
@@ -104,7 +104,7 @@ export function CatalogPage() {
       { id: 'code', accessorKey: 'code', header: 'Type', size: 160 },
       { id: 'provider', accessorKey: 'provider', header: 'Provider', size: 100 },
       { id: 'gpus', accessorFn: (t) => t.total_vram_gb, header: 'GPUs', size: 130, cell: ({ row }) => `${row.original.gpu_count} × ${row.original.vram_per_gpu_gb} GB` },
-      { id: 'price', accessorFn: (t) => Number(t.price_eur_per_hour), header: '€/hour', size: 90, cell: ({ row }) => row.original.price_eur_per_hour },
+      { id: 'price', accessorFn: (t) => Number(t.price_eur_per_hour), header: 'Price', size: 110, cell: ({ row }) => <Money value={row.original.price_eur_per_hour} per="h" /> },
       { id: 'zones', accessorFn: (t) => t.zones.join(', '), header: 'Zones', size: 200 },
       ...activationColumns<InstanceType>('instance_type', (t) => t.id, (t) => t.code, allowed, set),
     ],

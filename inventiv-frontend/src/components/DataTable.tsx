@@ -1,6 +1,9 @@
 // The one table of the app: sortable, resizable, reorderable and hideable
 // columns, with the view saved per table id; long lists are virtualized.
-import { useMemo, useRef, useState, type KeyboardEvent, type ReactNode } from 'react';
+// Columns shrink to fit the container (tableFit.ts) so the row actions (the
+// column with id "actions") stay on screen; on a narrow screen each row
+// becomes a card (styles.css), its cells labelled by their column.
+import { useLayoutEffect, useMemo, useRef, useState, type KeyboardEvent, type ReactNode, type RefObject } from 'react';
 import {
   flexRender,
   getCoreRowModel,
@@ -12,7 +15,19 @@ import {
   type Row,
 } from '@tanstack/react-table';
 import { useVirtualizer } from '@tanstack/react-virtual';
+import { fitWidths } from './tableFit';
 import { useTablePreferences, type TablePreferences } from './tablePreferences';
+
+/** Column meta of a number column: right-aligned, tabular digits. */
+export const NUMERIC = { numeric: true } as const;
+
+interface ColumnMeta {
+  title?: string;
+  numeric?: boolean;
+}
+
+/** The id of the row actions column, which keeps its width when the others shrink. */
+const ACTIONS = 'actions';
 
 export interface DataTableProps<T> {
   /** Stable id: the key of the saved preferences. */
@@ -33,7 +48,7 @@ const ROW_HEIGHT = 41;
 
 function columnTitle<T>(column: Column<T, unknown>): string {
   const header = column.columnDef.header;
-  const meta = column.columnDef.meta as { title?: string } | undefined;
+  const meta = column.columnDef.meta as ColumnMeta | undefined;
   return meta?.title ?? (typeof header === 'string' ? header : column.id);
 }
 
@@ -89,7 +104,15 @@ export function DataTable<T>({
     estimateSize: () => ROW_HEIGHT,
     overscan: 12,
   });
-  const visibleColumns = table.getVisibleLeafColumns().length;
+  const leafColumns = table.getVisibleLeafColumns();
+  const visibleColumns = leafColumns.length;
+  const available = useWidth(scrollRef);
+  const widths = fitWidths(
+    leafColumns.map((c) => ({ id: c.id, size: c.getSize(), fixed: c.id === ACTIONS })),
+    available,
+  );
+  const tableWidth = [...widths.values()].reduce((sum, w) => sum + w, 0);
+  const widthOf = (id: string) => widths.get(id) ?? 0;
 
   let body: ReactNode;
   if (rows.length === 0) {
@@ -109,13 +132,13 @@ export function DataTable<T>({
         {top > 0 ? <tr aria-hidden="true" style={{ height: top }} /> : null}
         {items.map((item) => {
           const row = rows[item.index];
-          return row ? <DataRow key={row.id} row={row} /> : null;
+          return row ? <DataRow key={row.id} row={row} widthOf={widthOf} /> : null;
         })}
         {bottom > 0 ? <tr aria-hidden="true" style={{ height: bottom }} /> : null}
       </>
     );
   } else {
-    body = rows.map((row) => <DataRow key={row.id} row={row} />);
+    body = rows.map((row) => <DataRow key={row.id} row={row} widthOf={widthOf} />);
   }
 
   return (
@@ -131,12 +154,12 @@ export function DataTable<T>({
         />
       </div>
       <div className={virtualize ? 'table-scroll table-scroll-virtual' : 'table-scroll'} ref={scrollRef}>
-        <table aria-label={label} aria-rowcount={virtualize ? rows.length + 1 : undefined} style={{ width: table.getTotalSize() }}>
+        <table aria-label={label} aria-rowcount={virtualize ? rows.length + 1 : undefined} style={{ width: tableWidth }}>
           <thead>
             {table.getHeaderGroups().map((group) => (
               <tr key={group.id}>
                 {group.headers.map((header) => (
-                  <HeaderCell key={header.id} header={header} order={order} onMove={move} />
+                  <HeaderCell key={header.id} header={header} order={order} onMove={move} width={widthOf(header.column.id)} />
                 ))}
               </tr>
             ))}
@@ -148,11 +171,33 @@ export function DataTable<T>({
   );
 }
 
-function DataRow<T>({ row }: { row: Row<T> }) {
+/** The width of `ref`'s content box, followed as it changes; null until measured (or without ResizeObserver). */
+function useWidth(ref: RefObject<HTMLElement | null>): number | null {
+  const [width, setWidth] = useState<number | null>(null);
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (!el || typeof ResizeObserver === 'undefined') return undefined;
+    const observer = new ResizeObserver((entries) => {
+      const box = entries[0]?.contentRect;
+      if (box) setWidth(Math.floor(box.width));
+    });
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, [ref]);
+  return width;
+}
+
+function cellClass<T>(column: Column<T, unknown>): string | undefined {
+  const meta = column.columnDef.meta as ColumnMeta | undefined;
+  if (column.id === ACTIONS) return 'actions-cell';
+  return meta?.numeric ? 'num' : undefined;
+}
+
+function DataRow<T>({ row, widthOf }: { row: Row<T>; widthOf: (id: string) => number }) {
   return (
     <tr>
       {row.getVisibleCells().map((cell) => (
-        <td key={cell.id} style={{ width: cell.column.getSize() }}>
+        <td key={cell.id} style={{ width: widthOf(cell.column.id) }} className={cellClass(cell.column)} data-label={columnTitle(cell.column)}>
           {flexRender(cell.column.columnDef.cell, cell.getContext())}
         </td>
       ))}
@@ -160,7 +205,17 @@ function DataRow<T>({ row }: { row: Row<T> }) {
   );
 }
 
-function HeaderCell<T>({ header, order, onMove }: { header: Header<T, unknown>; order: string[]; onMove: (id: string, to: number) => void }) {
+function HeaderCell<T>({
+  header,
+  order,
+  onMove,
+  width,
+}: {
+  header: Header<T, unknown>;
+  order: string[];
+  onMove: (id: string, to: number) => void;
+  width: number;
+}) {
   const column = header.column;
   const sorted = column.getIsSorted();
   const title = columnTitle(column);
@@ -178,8 +233,8 @@ function HeaderCell<T>({ header, order, onMove }: { header: Header<T, unknown>; 
     <th
       scope="col"
       aria-sort={ariaSort}
-      style={{ width: header.getSize() }}
-      className={dropTarget ? 'drop-target' : undefined}
+      style={{ width }}
+      className={[dropTarget ? 'drop-target' : '', cellClass(column) ?? ''].join(' ').trim() || undefined}
       onDragOver={(e) => {
         if (e.dataTransfer.types.includes('text/x-column')) {
           e.preventDefault();

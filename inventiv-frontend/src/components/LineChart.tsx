@@ -4,6 +4,7 @@
 // needs only a few time series per page, and a library would add tens of
 // kilobytes to every load for features it does not use.
 import { domainOf, linePath, position, type Point } from './chart';
+import { formatValue } from './format';
 
 const WIDTH = 320;
 const HEIGHT = 90;
@@ -18,7 +19,7 @@ export function LineChart({ title, series, unit, max }: { title: string; series:
   const domain = domainOf(series.map((s) => s.points), max);
   const last = (s: Series) => {
     const p = s.points.at(-1);
-    return p ? `${formatValue(p.v)} ${unit}` : 'no data';
+    return p ? formatValue(p.v, unit) : 'no data';
   };
   const summary = series.length === 0 ? 'no data yet' : series.map((s) => `${s.name}: ${last(s)}`).join(', ');
   return (
@@ -40,7 +41,7 @@ export function LineChart({ title, series, unit, max }: { title: string; series:
       </svg>
       <div className="chart-scale muted small" aria-hidden="true">
         <span>
-          scale 0 to {formatValue(domain.v1)} {unit}
+          scale 0 to {formatValue(domain.v1, unit)}
         </span>
       </div>
       {series.length === 0 ? <p className="muted small">No data yet.</p> : null}
@@ -54,8 +55,4 @@ export function LineChart({ title, series, unit, max }: { title: string; series:
       </ul>
     </figure>
   );
-}
-
-function formatValue(v: number): string {
-  return v >= 100 ? Math.round(v).toString() : (Math.round(v * 10) / 10).toString();
 }

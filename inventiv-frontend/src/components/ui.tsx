@@ -1,7 +1,8 @@
 // Small shared pieces of UI: page headers, labelled fields, error and empty
-// states, status badges, dates.
+// states, status badges, dates and amounts (written by format.ts).
 import { useEffect, useId, type InputHTMLAttributes, type ReactNode, type SelectHTMLAttributes } from 'react';
 import { errorMessage } from '../api/client';
+import { formatDate, formatEur, formatExactEur, formatRelative } from './format';
 import { statusTones, type StatusKind, type Tone } from './statusTones';
 
 export function usePageTitle(title: string) {
@@ -116,15 +117,23 @@ export function ProgressBar({ value, label }: { value: number; label: string }) 
   );
 }
 
-const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
-
-export function formatDate(value: string | null | undefined): string {
-  if (!value) return '—';
-  const d = new Date(value);
-  return Number.isNaN(d.getTime()) ? value : dateFormat.format(d);
-}
-
+/** A moment as "5 minutes ago", the absolute time with its time zone on hover. */
 export function DateText({ value }: { value: string | null | undefined }) {
   if (!value) return <span className="muted">—</span>;
-  return <time dateTime={value}>{formatDate(value)}</time>;
+  const absolute = formatDate(value);
+  return (
+    <time dateTime={value} title={absolute}>
+      {formatRelative(value)}
+    </time>
+  );
+}
+
+/** An amount rounded for reading (`formatEur`), every digit of it on hover. */
+export function Money({ value, per }: { value: string | null | undefined; per?: string }) {
+  if (value === null || value === undefined) return <span className="muted">—</span>;
+  return (
+    <span className={value.trim().startsWith('-') ? 'num negative' : 'num'} title={formatExactEur(value) + (per ? `/${per}` : '')}>
+      {formatEur(value, per)}
+    </span>
+  );
 }

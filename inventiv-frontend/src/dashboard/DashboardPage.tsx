@@ -6,6 +6,7 @@ import type { InstanceStatus, UsageLine } from '../api/types';
 import { useMe } from '../auth/useMe';
 import { Card, DateText, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
 import { useInstances } from '../instances/api';
+import { formatCount } from '../components/format';
 
 export function DashboardPage() {
   const { data: me } = useMe();
@@ -72,7 +73,7 @@ export function DashboardPage() {
           ) : (
             <>
               <p className="big-number">
-                {totalRequests.toLocaleString()} <small>requests</small> · {totalTokens.toLocaleString()} <small>tokens</small>
+                {formatCount(totalRequests)} <small>requests</small> · {formatCount(totalTokens)} <small>tokens</small>
               </p>
               {usage.data.length === 0 ? (
                 <Empty>
@@ -83,20 +84,20 @@ export function DashboardPage() {
                   <thead>
                     <tr>
                       <th scope="col">Model</th>
-                      <th scope="col">Requests</th>
-                      <th scope="col">Tokens in</th>
-                      <th scope="col">Tokens out</th>
-                      <th scope="col">Errors</th>
+                      <th scope="col" className="num">Requests</th>
+                      <th scope="col" className="num">Tokens in</th>
+                      <th scope="col" className="num">Tokens out</th>
+                      <th scope="col" className="num">Errors</th>
                     </tr>
                   </thead>
                   <tbody>
                     {usage.data.map((u) => (
                       <tr key={u.group}>
                         <td>{u.group}</td>
-                        <td>{u.requests}</td>
-                        <td>{u.prompt_tokens}</td>
-                        <td>{u.completion_tokens}</td>
-                        <td>{u.errors}</td>
+                        <td className="num">{formatCount(u.requests)}</td>
+                        <td className="num">{formatCount(u.prompt_tokens)}</td>
+                        <td className="num">{formatCount(u.completion_tokens)}</td>
+                        <td className="num">{formatCount(u.errors)}</td>
                       </tr>
                     ))}
                   </tbody>

@@ -1,16 +1,16 @@
 // FinOps of the current organization (owners and managers): the burn rate
 // of what runs now and the month to date, GPU cost and token series with
 // their CSV exports, and cost recovery per offering. Amounts are shown as
-// the API's decimal strings (formatEur), never recomputed in floats.
+// the API's decimal strings (components/format.ts), never recomputed in floats.
 import { useMemo, useState } from 'react';
 import type { ColumnDef } from '@tanstack/react-table';
 import { withQuery } from '../api/client';
 import type { Recovery, RunningInstance } from '../api/types';
 import { DataTable } from '../components/DataTable';
 import { LineChart } from '../components/LineChart';
-import { Card, DateText, Empty, ErrorMessage, Loading, PageHeader, SelectField } from '../components/ui';
+import { Card, DateText, Empty, ErrorMessage, Loading, Money, PageHeader, SelectField } from '../components/ui';
 import { useCostRecovery, useCostSeries, useCurrentCost, useUsageSeries } from './api';
-import { formatEur, pivot, seriesQuery, type Bucket, type CostGroup } from './money';
+import { pivot, seriesQuery, type Bucket, type CostGroup } from './money';
 
 const BUCKETS: Record<Bucket, string> = { minute: 'Minute (last 3 hours)', hour: 'Hour (last 2 days)', day: 'Day (last 30 days)' };
 const COST_GROUPS: Record<CostGroup, string> = {
@@ -74,7 +74,7 @@ function BurnRate() {
       { id: 'model', accessorKey: 'model_id', header: 'Model', size: 240 },
       { id: 'provider', accessorKey: 'provider', header: 'Provider', size: 110 },
       { id: 'type', accessorKey: 'instance_type', header: 'Instance type', size: 160 },
-      { id: 'price', accessorKey: 'price_eur_per_hour', header: 'EUR / hour', size: 120, cell: ({ row }) => formatEur(row.original.price_eur_per_hour) },
+      { id: 'price', accessorKey: 'price_eur_per_hour', header: 'EUR / hour', size: 120, cell: ({ row }) => <Money value={row.original.price_eur_per_hour} /> },
       { id: 'started', accessorKey: 'started_at', header: 'Started', size: 190, cell: ({ row }) => <DateText value={row.original.started_at} /> },
     ],
     [],
@@ -100,7 +100,7 @@ function BurnRate() {
         {rates.map(([label, amount]) => (
           <div key={label}>
             <dt>{label}</dt>
-            <dd>{formatEur(amount)}</dd>
+            <dd><Money value={amount} /></dd>
           </div>
         ))}
       </dl>
@@ -148,9 +148,9 @@ function CostRecovery() {
   const columns = useMemo<ColumnDef<Recovery>[]>(
     () => [
       { id: 'address', accessorKey: 'address', header: 'Offering', size: 260 },
-      { id: 'gpu', accessorKey: 'gpu_cost_eur', header: 'GPU cost', size: 140, cell: ({ row }) => formatEur(row.original.gpu_cost_eur) },
-      { id: 'revenue', accessorKey: 'revenue_eur', header: 'Revenue', size: 140, cell: ({ row }) => formatEur(row.original.revenue_eur) },
-      { id: 'margin', accessorKey: 'margin_eur', header: 'Margin', size: 140, cell: ({ row }) => formatEur(row.original.margin_eur) },
+      { id: 'gpu', accessorKey: 'gpu_cost_eur', header: 'GPU cost', size: 140, cell: ({ row }) => <Money value={row.original.gpu_cost_eur} /> },
+      { id: 'revenue', accessorKey: 'revenue_eur', header: 'Revenue', size: 140, cell: ({ row }) => <Money value={row.original.revenue_eur} /> },
+      { id: 'margin', accessorKey: 'margin_eur', header: 'Margin', size: 140, cell: ({ row }) => <Money value={row.original.margin_eur} /> },
       { id: 'shared', accessorKey: 'shared_tokens', header: 'Shared tokens', size: 130 },
       { id: 'total', accessorKey: 'total_tokens', header: 'All tokens', size: 120 },
       {
@@ -158,7 +158,7 @@ function CostRecovery() {
         accessorKey: 'break_even_eur_per_1k',
         header: 'Break-even / 1k tokens',
         size: 190,
-        cell: ({ row }) => formatEur(row.original.break_even_eur_per_1k),
+        cell: ({ row }) => <Money value={row.original.break_even_eur_per_1k} />,
       },
     ],
     [],

@@ -2,6 +2,7 @@ import { cleanup, fireEvent, render, screen, within } from '@testing-library/rea
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import type { MonthStatement, OrgRole } from '../api/types';
 import { MonthStatementCard } from './MonthStatementCard';
+import { rememberSession } from '../api/session';
 
 const INSTANCE = '0b7d0000-0000-4000-8000-000000000001';
 
@@ -72,6 +73,9 @@ function renderCard() {
   );
 }
 
+// A logged-in browser: useMe asks the API only then.
+beforeEach(() => rememberSession(true));
+
 afterEach(() => {
   cleanup();
   vi.unstubAllGlobals();
@@ -92,7 +96,7 @@ describe('billable statement', () => {
     expect(row.textContent).toContain('-1.04 EUR');
     expect(row.textContent).toContain('-1785 GPU s');
     expect(within(screen.getByLabelText('Statement totals')).getAllByText('-1.04 EUR')).toHaveLength(2);
-    expect(screen.getByLabelText('Corrections of this month').textContent).toContain('-2.1 EUR');
+    expect(screen.getByLabelText('Corrections of this month').textContent).toContain('-2.10 EUR');
     expect(screen.getByRole('link', { name: 'Export statement as CSV' }).getAttribute('href')).toBe('/finops/statements/2026-04?format=csv');
     expect(screen.getByRole('link', { name: 'Export statement as JSON' }).getAttribute('href')).toBe('/finops/statements/2026-04?format=json');
     expect(screen.queryByRole('button', { name: /Close/ })).toBeNull();

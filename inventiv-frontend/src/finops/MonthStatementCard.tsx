@@ -8,9 +8,9 @@ import { withQuery } from '../api/client';
 import type { MonthLine, MonthStatement } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { DataTable } from '../components/DataTable';
-import { Card, DateText, Empty, ErrorMessage, Loading } from '../components/ui';
+import { Card, DateText, Empty, ErrorMessage, Loading, Money } from '../components/ui';
 import { useCloseMonth, useMonthStatement } from './api';
-import { formatEur } from './money';
+import { formatExactEur } from '../components/format';
 import { kindLabel, lineQuantity, monthHasEnded } from './monthStatement';
 
 export function MonthStatementCard({ month }: { month: string }) {
@@ -37,8 +37,8 @@ export function MonthStatementCard({ month }: { month: string }) {
           ),
       },
       { id: 'quantity', header: 'Quantity', size: 200, cell: ({ row }) => lineQuantity(row.original) },
-      { id: 'exact', accessorKey: 'exact_eur', header: 'Exact', size: 150, cell: ({ row }) => formatEur(row.original.exact_eur) },
-      { id: 'amount', accessorKey: 'amount_eur', header: 'Amount', size: 130, cell: ({ row }) => formatEur(row.original.amount_eur) },
+      { id: 'exact', accessorKey: 'exact_eur', header: 'Exact', size: 150, cell: ({ row }) => <span className="num">{formatExactEur(row.original.exact_eur)}</span> },
+      { id: 'amount', accessorKey: 'amount_eur', header: 'Amount', size: 130, cell: ({ row }) => <Money value={row.original.amount_eur} /> },
     ],
     [],
   );
@@ -73,23 +73,23 @@ function StatementBody({ month, statement, columns }: { month: string; statement
       <dl className="stats money-stats" aria-label="Statement totals">
         <div>
           <dt>Total</dt>
-          <dd>{formatEur(t.total_eur)}</dd>
+          <dd><Money value={t.total_eur} /></dd>
         </div>
         <div>
           <dt>GPU time</dt>
-          <dd>{formatEur(t.gpu_eur)}</dd>
+          <dd><Money value={t.gpu_eur} /></dd>
         </div>
         <div>
           <dt>Consumed</dt>
-          <dd>{formatEur(t.debit_eur)}</dd>
+          <dd><Money value={t.debit_eur} /></dd>
         </div>
         <div>
           <dt>Provided</dt>
-          <dd>{formatEur(t.credit_eur)}</dd>
+          <dd><Money value={t.credit_eur} /></dd>
         </div>
         <div>
           <dt>Adjustments</dt>
-          <dd>{formatEur(t.adjustments_eur)}</dd>
+          <dd><Money value={t.adjustments_eur} /></dd>
         </div>
       </dl>
       {statement.lines.length === 0 ? (
@@ -109,7 +109,7 @@ function StatementBody({ month, statement, columns }: { month: string; statement
           <ul>
             {statement.corrections.map((c) => (
               <li key={c.id}>
-                {c.label}: {formatEur(c.amount_eur)} — {c.reason} <span className="muted">({c.recorded_by}, <DateText value={c.recorded_at} />)</span>
+                {c.label}: <Money value={c.amount_eur} /> — {c.reason} <span className="muted">({c.recorded_by}, <DateText value={c.recorded_at} />)</span>
               </li>
             ))}
           </ul>

@@ -10,10 +10,10 @@ import type { ColumnDef } from '@tanstack/react-table';
 import { withQuery } from '../api/client';
 import type { Dispute, StatementLine } from '../api/types';
 import { DataTable } from '../components/DataTable';
-import { Card, Empty, ErrorMessage, Field, Loading, PageHeader } from '../components/ui';
+import { Card, Empty, ErrorMessage, Field, Loading, Money, PageHeader } from '../components/ui';
 import { useDisputes, useStatement } from './api';
 import { MonthStatementCard } from './MonthStatementCard';
-import { formatEur, utcMonth } from './money';
+import { utcMonth } from './money';
 
 export function StatementsPage() {
   const [month, setMonth] = useState(() => utcMonth());
@@ -35,7 +35,7 @@ export function StatementsPage() {
       // Part of the prompt tokens, charged at the offering's cached rate.
       { id: 'cached', accessorKey: 'cached_prompt_tokens', header: 'Cached prompt tokens', size: 170 },
       { id: 'completion', accessorKey: 'completion_tokens', header: 'Completion tokens', size: 170 },
-      { id: 'amount', accessorKey: 'amount_eur', header: 'Amount', size: 140, cell: ({ row }) => formatEur(row.original.amount_eur) },
+      { id: 'amount', accessorKey: 'amount_eur', header: 'Amount', size: 140, cell: ({ row }) => <Money value={row.original.amount_eur} /> },
     ],
     [],
   );
@@ -77,11 +77,15 @@ export function StatementsPage() {
           <dl className="stats money-stats" aria-label="Totals">
             <div>
               <dt>Debit (we owe)</dt>
-              <dd>{formatEur(statement.data.debit_total_eur)}</dd>
+              <dd>
+                <Money value={statement.data.debit_total_eur} />
+              </dd>
             </div>
             <div>
               <dt>Credit (owed to us)</dt>
-              <dd>{formatEur(statement.data.credit_total_eur)}</dd>
+              <dd>
+                <Money value={statement.data.credit_total_eur} />
+              </dd>
             </div>
           </dl>
           <Card title={`Share chargeback of ${statement.data.month} (exact charges, live)`}>

@@ -1,21 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatEur, isPrice, pivot, seriesQuery, utcMonth } from './money';
-
-describe('formatEur', () => {
-  it('keeps every digit of the API string and groups thousands', () => {
-    expect(formatEur('3.1675')).toBe('3.1675 EUR');
-    expect(formatEur('18396.0000')).toBe('18,396.0000 EUR');
-    expect(formatEur('1234567890123456789.000000000001')).toBe('1,234,567,890,123,456,789.000000000001 EUR');
-    expect(formatEur('-1000')).toBe('-1,000 EUR');
-    expect(formatEur('0.0000')).toBe('0.0000 EUR');
-  });
-
-  it('shows what is not a decimal unchanged, and nothing as a dash', () => {
-    expect(formatEur('1e3')).toBe('1e3');
-    expect(formatEur(null)).toBe('—');
-    expect(formatEur(undefined)).toBe('—');
-  });
-});
+import { isPrice, pivot, seriesQuery, utcMonth } from './money';
 
 describe('isPrice', () => {
   it('accepts plain non-negative decimals only', () => {

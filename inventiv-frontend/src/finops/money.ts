@@ -1,24 +1,7 @@
-// Money and series helpers of the FinOps pages. Amounts stay the API's
-// decimal strings: they are only regrouped for reading, never parsed into
-// floats for display (a float would turn 0.1 + 0.2 into 0.30000000000000004
-// and drop digits of large totals). Numbers appear only as chart positions.
+// Price checks and series helpers of the FinOps pages. Amounts stay the
+// API's decimal strings and are written by components/format.ts (never
+// parsed into floats for display); numbers appear only as chart positions.
 import type { Series } from '../components/LineChart';
-
-const DECIMAL = /^(-?)(\d+)(?:\.(\d+))?$/;
-
-/**
- * `amount` (e.g. "18396.0000") as "18,396.0000 EUR": thousands grouped,
- * every fractional digit kept. Anything that is not a plain decimal is
- * shown unchanged, so a surprise from the API is visible rather than hidden.
- */
-export function formatEur(amount: string | null | undefined): string {
-  if (amount === null || amount === undefined) return '—';
-  const m = DECIMAL.exec(amount);
-  if (!m) return amount;
-  const [, sign = '', int = '', frac] = m;
-  const grouped = int.replace(/\B(?=(\d{3})+$)/g, ',');
-  return `${sign}${grouped}${frac !== undefined ? `.${frac}` : ''} EUR`;
-}
 
 /** Whether a price typed by a person is one the API accepts: ≥ 0, up to 6 digits and 6 decimals. */
 export function isPrice(text: string): boolean {

@@ -7,6 +7,7 @@ import type { Activation } from '../api/types';
 import { Dialog } from '../components/Dialog';
 import { ErrorMessage, Field, SelectField } from '../components/ui';
 import { useCompatibleModels, useDeploy, useInstanceTypes, useProviders, useZones } from './api';
+import { formatEur } from '../components/format';
 
 function missing(a: Activation): string {
   return a.operational ? '' : ` (not activated: ${a.missing.join(', ')})`;
@@ -102,7 +103,7 @@ function DeployForm({ onClose }: { onClose: () => void }) {
         <option value="">{zone ? 'Choose an instance type…' : 'Choose a zone first'}</option>
         {types.data?.map((t) => (
           <option key={t.id} value={t.id} disabled={!t.activation.operational || !t.active}>
-            {t.code}: {t.gpu_count}×{t.vram_per_gpu_gb} GB, {t.price_eur_per_hour} €/h{missing(t.activation)}
+            {t.code}: {t.gpu_count}×{t.vram_per_gpu_gb} GB, {formatEur(t.price_eur_per_hour, 'h')}{missing(t.activation)}
           </option>
         ))}
       </SelectField>

@@ -8,17 +8,17 @@ import { ApiError } from '../api/client';
 import type { ActionLogEntry } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { CopyButton } from '../components/CopyButton';
-import { Card, DateText, Empty, ErrorMessage, Loading, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
+import { Card, DateText, Empty, ErrorMessage, Loading, Money, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
 import { allowedActions, instanceKeys, useInstance, useInstanceAction, useInstanceActions, useInstanceHistory } from './api';
 import { LogsPanel } from './LogsPanel';
 import { VolumesCard } from './VolumesCard';
 import type { Heartbeat } from './liveEvents';
 import { MetricsPanel } from './MetricsPanel';
 import { UsageDriftCard } from './UsageDriftCard';
+import { formatDuration } from '../components/format';
 
 function duration(ms: number | null | undefined): string {
-  if (ms === null || ms === undefined) return '';
-  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+  return ms === null || ms === undefined ? '' : formatDuration(ms);
 }
 
 export function InstancePage() {
@@ -114,9 +114,13 @@ export function InstancePage() {
             <dt>Address</dt>
             <dd>{i.ip_address ?? '—'}</dd>
             <dt>Price</dt>
-            <dd>{i.price_eur_per_hour ? `${i.price_eur_per_hour} €/h` : '—'}</dd>
+            <dd>
+              <Money value={i.price_eur_per_hour} per="h" />
+            </dd>
             <dt>Cost so far</dt>
-            <dd>{i.cost_so_far_eur} €</dd>
+            <dd>
+              <Money value={i.cost_so_far_eur} />
+            </dd>
             <dt>Created</dt>
             <dd>
               <DateText value={i.created_at} />

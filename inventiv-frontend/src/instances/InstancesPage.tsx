@@ -7,7 +7,7 @@ import type { Instance } from '../api/types';
 import { useLiveState } from '../app/Layout';
 import { useCan } from '../auth/useMe';
 import { DataTable } from '../components/DataTable';
-import { DateText, ErrorMessage, Loading, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
+import { DateText, ErrorMessage, Loading, Money, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
 import { allowedActions, useArchivedInstances, useInstanceAction, useInstances, type InstanceAction } from './api';
 import { DeployDialog } from './DeployDialog';
 
@@ -54,9 +54,9 @@ export function InstancesPage() {
       {
         id: 'cost_so_far_eur',
         accessorFn: (i) => Number(i.cost_so_far_eur),
-        header: 'Cost (EUR)',
+        header: 'Cost so far',
         size: 110,
-        cell: ({ row }) => row.original.cost_so_far_eur,
+        cell: ({ row }) => <Money value={row.original.cost_so_far_eur} />,
       },
       { id: 'ip_address', accessorKey: 'ip_address', header: 'Address', size: 130, cell: ({ getValue }) => getValue<string | null>() ?? '—' },
       { id: 'created_at', accessorKey: 'created_at', header: 'Created', size: 190, cell: ({ getValue }) => <DateText value={getValue<string>()} /> },
@@ -117,7 +117,7 @@ export function InstancesPage() {
           columns={columns}
           data={showArchived ? [...instances.data, ...(archived.data ?? [])] : instances.data}
           getRowId={(i) => i.id}
-          defaults={{ sorting: [{ id: 'created_at', desc: true }], columnVisibility: { ip_address: false, cost_so_far_eur: false } }}
+          defaults={{ sorting: [{ id: 'created_at', desc: true }], columnVisibility: { provider: false, last_heartbeat_at: false, ip_address: false, cost_so_far_eur: false } }}
           empty={canManage ? 'No instance yet: deploy a model.' : 'No instance yet.'}
           toolbar={
             <label className="checkbox">

@@ -84,7 +84,7 @@ export function LogsPanel({ instanceId, status }: { instanceId: string; status: 
       {data && data.events.length === 0 ? <Empty>The worker's log is empty.</Empty> : null}
       {data && data.events.length > 0 ? (
         <>
-          <div ref={box} className="log-box" role="log" aria-label="Worker log" data-testid="worker-log" onScroll={(e) => setStick(atBottom(e.currentTarget))}>
+          <div ref={box} className="log-box" role="log" aria-label="Worker log" tabIndex={0} data-testid="worker-log" onScroll={(e) => setStick(atBottom(e.currentTarget))}>
             {data.events.map((e, n) => (
               <div key={n} className={`log-line log-${e.level}`}>
                 <time dateTime={e.ts} title={e.ts}>

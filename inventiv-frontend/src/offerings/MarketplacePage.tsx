@@ -27,8 +27,8 @@ export function MarketplacePage() {
         header: 'Model address',
         size: 300,
         cell: ({ row }) => (
-          <span className="row-actions">
-            <code>{row.original.address}</code>
+          <span className="copy-cell">
+            <code title={row.original.address}>{row.original.address}</code>
             <CopyButton text={row.original.address} />
           </span>
         ),

@@ -11,6 +11,7 @@ import { useCompatibleModels, useInstanceTypes, useProviders, useZones } from '.
 import { useCreateService } from './api';
 import { PolicyFields } from './PolicyFields';
 import { EMPTY_POLICY, parsePolicy, type PolicyErrors } from './policy';
+import { formatEur } from '../components/format';
 
 const MAX_PLACEMENTS = 8;
 
@@ -161,7 +162,7 @@ function CreateServiceForm({ onClose }: { onClose: () => void }) {
             <option value="">{zone ? 'Choose an instance type…' : 'Choose a zone first'}</option>
             {types.data?.map((t) => (
               <option key={t.id} value={t.id} disabled={!t.activation.operational || !t.active}>
-                {t.code}: {t.gpu_count}×{t.vram_per_gpu_gb} GB, {t.price_eur_per_hour} €/h{missing(t.activation)}
+                {t.code}: {t.gpu_count}×{t.vram_per_gpu_gb} GB, {formatEur(t.price_eur_per_hour, 'h')}{missing(t.activation)}
               </option>
             ))}
           </SelectField>

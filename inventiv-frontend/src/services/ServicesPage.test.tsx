@@ -4,6 +4,7 @@ import { MemoryRouter, Route, Routes } from 'react-router';
 import type { Instance, OrgRole, Service, ServiceDetail, ServiceEvent } from '../api/types';
 import { ServicePage } from './ServicePage';
 import { ServicesPage } from './ServicesPage';
+import { rememberSession } from '../api/session';
 
 const SID = '0c7d0000-0000-4000-8000-000000000001';
 
@@ -99,6 +100,9 @@ function renderAt(path: string) {
   );
   return client;
 }
+
+// A logged-in browser: useMe asks the API only then.
+beforeEach(() => rememberSession(true));
 
 afterEach(() => {
   cleanup();

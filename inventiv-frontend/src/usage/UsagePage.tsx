@@ -5,7 +5,8 @@ import { useQuery } from '@tanstack/react-query';
 import type { ColumnDef } from '@tanstack/react-table';
 import { api, withQuery } from '../api/client';
 import type { UsageLine } from '../api/types';
-import { DataTable } from '../components/DataTable';
+import { DataTable, NUMERIC } from '../components/DataTable';
+import { formatCount } from '../components/format';
 import { Card, Empty, ErrorMessage, Loading, PageHeader, SelectField } from '../components/ui';
 import { useApiKeys } from '../keys/api';
 
@@ -13,6 +14,7 @@ export type GroupBy = 'model' | 'api_key' | 'day';
 
 const GROUP_LABELS: Record<GroupBy, string> = { model: 'Model', api_key: 'API key', day: 'Day (UTC)' };
 const PERIODS = [1, 7, 30, 90];
+const count = ({ getValue }: { getValue: () => unknown }) => formatCount(getValue() as number);
 
 /** The query of GET /usage for the last `days` days, ending at `now`. */
 export function usageQuery(groupBy: GroupBy, days: number, now = new Date()) {
@@ -51,13 +53,13 @@ export function UsagePage() {
         size: 280,
         cell: ({ row }) => (groupBy === 'api_key' ? keyNames.get(row.original.group) ?? row.original.group : row.original.group),
       },
-      { id: 'requests', accessorKey: 'requests', header: 'Requests', size: 110 },
-      { id: 'prompt_tokens', accessorKey: 'prompt_tokens', header: 'Prompt tokens', size: 140 },
+      { id: 'requests', accessorKey: 'requests', header: 'Requests', size: 110, meta: NUMERIC, cell: count },
+      { id: 'prompt_tokens', accessorKey: 'prompt_tokens', header: 'Prompt tokens', size: 140, meta: NUMERIC, cell: count },
       // Part of the prompt tokens: served from the engine's prefix cache, at the cached rate.
-      { id: 'cached_prompt_tokens', accessorKey: 'cached_prompt_tokens', header: 'Cached prompt tokens', size: 170 },
-      { id: 'completion_tokens', accessorKey: 'completion_tokens', header: 'Completion tokens', size: 160 },
-      { id: 'reasoning_tokens', accessorKey: 'reasoning_tokens', header: 'Reasoning tokens', size: 150 },
-      { id: 'errors', accessorKey: 'errors', header: 'Errors', size: 100 },
+      { id: 'cached_prompt_tokens', accessorKey: 'cached_prompt_tokens', header: 'Cached prompt tokens', size: 170, meta: NUMERIC, cell: count },
+      { id: 'completion_tokens', accessorKey: 'completion_tokens', header: 'Completion tokens', size: 160, meta: NUMERIC, cell: count },
+      { id: 'reasoning_tokens', accessorKey: 'reasoning_tokens', header: 'Reasoning tokens', size: 150, meta: NUMERIC, cell: count },
+      { id: 'errors', accessorKey: 'errors', header: 'Errors', size: 100, meta: NUMERIC, cell: count },
     ],
     [groupBy, keyNames],
   );
@@ -93,8 +95,8 @@ export function UsagePage() {
             <DataTable id={`usage-${groupBy}`} label="Usage" columns={columns} data={usage.data} getRowId={(l) => l.group} />
             {totals ? (
               <p className="muted">
-                Total: {totals.requests} requests, {totals.prompt_tokens} prompt ({totals.cached_prompt_tokens} cached) +{' '}
-                {totals.completion_tokens} completion tokens ({totals.reasoning_tokens} reasoning), {totals.errors} errors.
+                Total: {formatCount(totals.requests)} requests, {formatCount(totals.prompt_tokens)} prompt ({formatCount(totals.cached_prompt_tokens)} cached) +{' '}
+                {formatCount(totals.completion_tokens)} completion tokens ({formatCount(totals.reasoning_tokens)} reasoning), {formatCount(totals.errors)} errors.
               </p>
             ) : null}
           </>
