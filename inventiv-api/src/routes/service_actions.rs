@@ -17,7 +17,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
-use crate::placement::{self, Placement};
+use crate::placement::Placement;
 use crate::request_id;
 use crate::routes::instances;
 use crate::routes::service_policy;
@@ -179,13 +179,7 @@ async fn rollout_service(
     let loaded = services::load(&mut tx, org, id, true).await?;
     alive(&loaded)?;
     let placements = match &body.placements {
-        Some(list) => {
-            let model_ref = loaded
-                .model_catalog_id
-                .map_or_else(|| loaded.service.model_id.clone(), |m| m.to_string());
-            let model = placement::model(&state, Some(model_ref.as_str())).await?;
-            Some(service_policy::check_placements(&state, org, &model, list).await?)
-        }
+        Some(list) => Some(service_policy::check_new_placements(&state, org, &loaded, list).await?),
         None => None,
     };
     if let Some(list) = &placements {

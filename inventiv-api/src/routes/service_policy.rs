@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ApiResult};
 use crate::placement::{self, Placement};
 use crate::routes::budget_limits::amount;
-use crate::services::Service;
+use crate::services::{Loaded, Service};
 use crate::state::AppState;
 
 /// Bounds and policy of a service.
@@ -175,6 +175,20 @@ pub fn merge(
     }
     .validated()?;
     Ok((policy, name, changed))
+}
+
+/// Checks placements replacing those of a service, for the model it serves.
+pub async fn check_new_placements(
+    state: &AppState,
+    org: Uuid,
+    loaded: &Loaded,
+    list: &[Placement],
+) -> ApiResult<Vec<placement::Checked>> {
+    let model_ref = loaded
+        .model_catalog_id
+        .map_or_else(|| loaded.service.model_id.clone(), |m| m.to_string());
+    let model = placement::model(state, Some(model_ref.as_str())).await?;
+    check_placements(state, org, &model, list).await
 }
 
 /// Checks a list of placements for `model`, in order (the first refusal

@@ -308,13 +308,7 @@ async fn update_service(
     alive(&loaded)?;
     let (policy, name, changed) = service_policy::merge(&loaded.service, &body)?;
     let placements = match &body.placements {
-        Some(list) => {
-            let model_ref = loaded
-                .model_catalog_id
-                .map_or_else(|| loaded.service.model_id.clone(), |m| m.to_string());
-            let model = placement::model(&state, Some(model_ref.as_str())).await?;
-            Some(service_policy::check_placements(&state, org, &model, list).await?)
-        }
+        Some(list) => Some(service_policy::check_new_placements(&state, org, &loaded, list).await?),
         None => None,
     };
     let s = &loaded.service;
