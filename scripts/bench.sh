@@ -26,7 +26,7 @@
 #                created, ready), against the warm replica and a plain
 #                deploy → ready; (b) a step in real load (slow mock engine)
 #                → the scaling decision and the new replica ready, against
-#                the floor the autoscaler's window and interval give
+#                the floor the autoscaler's up window gives
 #   heartbeats   500 instances with worker tokens: (a) heartbeats/s the API
 #                takes on one core, (b) the realistic load (500 instances
 #                every 5 s): CPU and memory of the API and the orchestrator,
