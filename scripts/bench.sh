@@ -21,12 +21,18 @@
 #                concurrency 1, 8, 64, streaming and not: req/s, p50, p99,
 #                added latency, CPU per request and per SSE event, API
 #                memory, and the cost of durability (durable - in-memory)
+#   services     services that scale: (a) a streamed request held by a service
+#                at zero replicas → its first token (decision, replica
+#                created, ready), against the warm replica and a plain
+#                deploy → ready; (b) a step in real load (slow mock engine)
+#                → the scaling decision and the new replica ready, against
+#                the floor the autoscaler's up window gives
 #   heartbeats   500 instances with worker tokens: (a) heartbeats/s the API
 #                takes on one core, (b) the realistic load (500 instances
 #                every 5 s): CPU and memory of the API and the orchestrator,
 #                and no instance wrongly declared worker_dead
 #
-# deploy, heartbeats and proxy run the real stack from release builds:
+# deploy, services, heartbeats and proxy run the real stack from release builds:
 # PostgreSQL and Redis from scripts/services.sh with a temporary state dir
 # of their own (private servers; a configured DATABASE_URL gets a fresh
 # database created and dropped by the bench, a configured REDIS_URL a key
@@ -51,7 +57,7 @@ LOG_TAG="bench"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-BENCHES=(mock_engine proxy deploy heartbeats)
+BENCHES=(mock_engine proxy deploy services heartbeats)
 
 case ${1:-} in
   -h | --help)
@@ -68,6 +74,8 @@ source scripts/bench/mock_engine.sh
 source scripts/bench/proxy.sh
 # shellcheck source=scripts/bench/deploy.sh
 source scripts/bench/deploy.sh
+# shellcheck source=scripts/bench/services.sh
+source scripts/bench/services.sh
 # shellcheck source=scripts/bench/heartbeats.sh
 source scripts/bench/heartbeats.sh
 
@@ -90,7 +98,7 @@ for name in "${selected[@]}"; do
 done
 for name in "${selected[@]}"; do
   case $name in
-    proxy | deploy | heartbeats)
+    proxy | deploy | services | heartbeats)
       command -v jq >/dev/null || apt_install jq
       command -v curl >/dev/null || apt_install curl
       ;;

@@ -50,6 +50,10 @@ pub struct Config {
     pub max_deliveries: u64,
     /// The mock engine binary the mock provider's nodes run.
     pub mock_engine: PathBuf,
+    /// Arguments added to the mock engine's command line, after those the
+    /// orchestrator gives it (`INVENTIV_MOCK_ENGINE_ARGS`: e.g. its time to
+    /// first token and decode speed, so that requests stay outstanding).
+    pub mock_engine_args: MockEngineArgs,
     /// How often worker agents heartbeat.
     pub worker_heartbeat: Duration,
     /// The agent bundle and the bootstrap script installed on nodes.
@@ -195,6 +199,11 @@ impl Config {
                 || PathBuf::from("target/debug/inventiv-mock-engine"),
                 PathBuf::from,
             ),
+            mock_engine_args: var("INVENTIV_MOCK_ENGINE_ARGS")
+                .map(|v| MockEngineArgs::parse(&v))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("INVENTIV_MOCK_ENGINE_ARGS: {e}"))?
+                .unwrap_or_default(),
             worker_heartbeat: Duration::from_secs(
                 parse("INVENTIV_WORKER_HEARTBEAT_SECS", 5u64)?.max(1),
             ),
@@ -248,6 +257,73 @@ impl Config {
     }
 }
 
+/// Extra arguments of the mock engine, checked by its own parser: flags
+/// it knows with valid values, none of those the orchestrator sets itself
+/// (where it listens, the model it serves), no placeholder braces (the
+/// agent fills `{host}`, `{port}`, `{model}` in the command line).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MockEngineArgs(Vec<String>);
+
+impl MockEngineArgs {
+    /// At most this many words…
+    pub const MAX_WORDS: usize = 32;
+    /// …of at most this many bytes each.
+    pub const MAX_WORD_LEN: usize = 200;
+    /// Flags the orchestrator gives the engine, which must stay as they are.
+    const RESERVED: [&'static str; 4] = ["--host", "--port", "--model", "--served-model-name"];
+
+    /// Whitespace-separated words, e.g. `--ttft-ms 200 --tokens-per-second 40`.
+    pub fn parse(text: &str) -> Result<MockEngineArgs, String> {
+        let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+        if words.len() > Self::MAX_WORDS {
+            return Err(format!(
+                "{} words, at most {} are allowed",
+                words.len(),
+                Self::MAX_WORDS
+            ));
+        }
+        for w in &words {
+            if w.len() > Self::MAX_WORD_LEN {
+                return Err(format!(
+                    "{:?}… is longer than {} bytes",
+                    w.chars().take(20).collect::<String>(),
+                    Self::MAX_WORD_LEN
+                ));
+            }
+            if w.contains(['{', '}']) {
+                return Err(format!("{w:?}: braces are the agent's placeholders"));
+            }
+            let flag = w.split_once('=').map_or(w.as_str(), |(f, _)| f);
+            if Self::RESERVED.contains(&flag) {
+                return Err(format!(
+                    "{flag} is set by the orchestrator (where the engine listens, the model it serves)"
+                ));
+            }
+        }
+        let base = [
+            "inventiv-mock-engine",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "8000",
+        ];
+        inventiv_mock_engine::Config::try_parse_flags(
+            base.iter().copied().chain(words.iter().map(String::as_str)),
+        )
+        .map_err(|e| {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            first.trim_start_matches("error: ").to_owned()
+        })?;
+        Ok(MockEngineArgs(words))
+    }
+
+    /// The words, in order.
+    pub fn words(&self) -> &[String] {
+        &self.0
+    }
+}
+
 /// The autoscaler's settings (see `autoscaler::run`).
 #[derive(Debug, Clone)]
 pub struct AutoscalerConfig {
@@ -277,4 +353,54 @@ fn newest_bundle() -> PathBuf {
         })
         .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
         .map_or_else(|| dir.join("inventiv-agent-<version>.tar.gz"), |e| e.path())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::MockEngineArgs;
+
+    #[test]
+    fn mock_engine_args_are_the_engine_s_own_flags() {
+        let args =
+            MockEngineArgs::parse("  --ttft-ms 200\t--tokens-per-second=40 --output-len 16 ")
+                .unwrap();
+        assert_eq!(
+            args.words(),
+            [
+                "--ttft-ms",
+                "200",
+                "--tokens-per-second=40",
+                "--output-len",
+                "16"
+            ]
+        );
+        assert!(MockEngineArgs::parse("").unwrap().words().is_empty());
+    }
+
+    #[test]
+    fn bad_mock_engine_args_are_refused_with_the_reason() {
+        for (text, says) in [
+            ("--ttft 200", "--ttft"),
+            ("--ttft-ms soon", "soon"),
+            ("--tokens-per-second -1", "-1"),
+            ("stray", "stray"),
+            ("--port 9000", "--port is set by the orchestrator"),
+            ("--host=0.0.0.0", "--host is set by the orchestrator"),
+            ("--served-model-name x", "--served-model-name"),
+            ("--model={model}", "braces"),
+        ] {
+            let err = MockEngineArgs::parse(text).unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        let many = "--ttft-ms 1 ".repeat(17);
+        assert!(MockEngineArgs::parse(&many)
+            .unwrap_err()
+            .contains("at most 32"));
+        let long = format!("--model-x{}", "y".repeat(300));
+        assert!(MockEngineArgs::parse(&long)
+            .unwrap_err()
+            .contains("longer than 200"));
+    }
 }

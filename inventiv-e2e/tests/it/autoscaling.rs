@@ -1,11 +1,15 @@
 //! Services that scale, end to end on the mock provider: the real API
-//! (its replica convergence) and an in-process orchestrator (its
-//! autoscaler under the lease), real replicas installed and made ready.
+//! (its replica convergence, its proxy publishing the load) and an
+//! in-process orchestrator (its autoscaler under the lease), real replicas
+//! installed and made ready.
 //!
-//! The load is one more API replica's snapshot in Redis, written by the
-//! test in the format the API replicas publish (`inventiv_common::signals`;
-//! the publishing itself is tested in the API's `signals` tests): the mock
-//! engine answers too fast for real requests to stay outstanding.
+//! The scaling test drives real load: concurrent clients of `/v1` on a
+//! mock engine slow enough (`INVENTIV_MOCK_ENGINE_ARGS`) that their
+//! requests stay outstanding, every answer checked. The handover test and
+//! the budget cap test (`service_limits`) write the load instead, as one
+//! more API replica's snapshot in Redis ([`load`]): they are about who
+//! acts and what stops a scale-up, and an exact level makes their single
+//! step exact without replicas serving anything.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
@@ -20,7 +24,9 @@ use uuid::Uuid;
 use crate::support::{scalings, Stack, MODEL};
 
 /// Writes `outstanding` requests of (org, MODEL) as a replica's snapshot
-/// every 200 ms until cancelled.
+/// every 200 ms until cancelled, in the format the API replicas publish
+/// (`inventiv_common::signals`; the publishing itself is tested in the
+/// API's `signals` tests and by the scaling test here).
 pub(crate) fn load(h: &Stack, org: Uuid, outstanding: u64) -> CancellationToken {
     let stop = CancellationToken::new();
     let mut redis = h.redis.clone();
@@ -114,40 +120,75 @@ async fn ready_service(h: &Stack, token: &str, name: &str, max: i32) -> (Uuid, U
     (id, org)
 }
 
+/// The mock engine of the scaling test: 300 ms to the first token, then
+/// 20 tokens a second, so a request of 8 tokens lasts about 650 ms.
+const SLOW_ENGINE: &str = "--ttft-ms 300 --tokens-per-second 20";
+
+/// Clients of the heavy load; with 4 outstanding per replica and at most 3
+/// replicas, any level from 9 on asks for all 3 (it dips below 12 when a
+/// client is between two requests).
+const HEAVY: usize = 12;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_service_scales_up_on_load_and_back_down_one_step_at_a_time_with_reasons() {
-    let h = Stack::start().await;
+async fn real_load_scales_a_service_up_and_back_down_one_step_at_a_time_without_a_failed_request() {
+    let mut h = Stack::start_with_env(&[("INVENTIV_SIGNALS_INTERVAL_MS", "250")]).await;
+    h.mock_engine_args = SLOW_ENGINE;
     h.in_process(Ipv4Addr::new(127, 0, 72, 1)).await;
     let token = h.team().await;
-    let (id, org) = ready_service(&h, &token, "scaling", 3).await;
+    // At most one replica while the load starts: a snapshot taken while
+    // the clients' first requests were on their way would otherwise make
+    // the first step 1 → 2.
+    let (id, org) = ready_service(&h, &token, "scaling", 1).await;
+    let key = h.routed_key(&token, "scaling").await;
 
-    // 10 outstanding for 4 per replica: ⌈10 / 4⌉ = 3 replicas, all made ready.
-    let stop = load(&h, org, 10);
+    let heavy = h.clients(&key, HEAVY - 2);
+    let light = h.clients(&key, 2);
+    // The full load published for longer than the autoscaler's window
+    // (1 s) plus a publishing interval and two of its passes: from then
+    // on its window holds nothing else.
+    let since = std::cell::Cell::new(None::<i64>);
+    h.until(
+        "the full load published for 2.5 s",
+        Duration::from_secs(60),
+        || async {
+            let (at, outstanding) = h.published_outstanding(org).await?;
+            if outstanding < 9 {
+                since.set(None);
+                return None;
+            }
+            let first = since.get().unwrap_or(at);
+            since.set(Some(first));
+            (at - first >= 2500).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        replicas(&h, id).await,
+        (1, 1, 1),
+        "kept at the maximum of 1"
+    );
+    let (status, body) = h
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/services/{id}"),
+            &token,
+            Some(json!({ "max_replicas": 3 })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // ⌈9 to 12 outstanding / 4⌉ = 3 replicas, all made ready.
     h.until("three replicas ready", Duration::from_secs(120), || async {
         (replicas(&h, id).await == (3, 3, 3)).then_some(())
     })
     .await;
-    stop.cancel();
-
-    // No load: down one replica at a time, to the floor, never below it.
+    // The load drops to 2 clients: down one replica at a time, to the
+    // floor, those taken away drained while requests keep coming.
+    let mut tally = heavy.stop().await;
     h.until("back to one replica", Duration::from_secs(90), || async {
         (replicas(&h, id).await == (1, 1, 1)).then_some(())
     })
     .await;
-
-    let items = h.service_events(&token, id).await;
-    let scaled = scalings(&items);
-    let steps: Vec<(i64, i64)> = scaled.iter().map(|(f, t, _)| (*f, *t)).collect();
-    assert_eq!(steps, [(1, 3), (3, 2), (2, 1)], "{scaled:?}");
-    assert!(
-        scaled[0].2.contains("outstanding 10 per replica > 4"),
-        "{scaled:?}"
-    );
-    // The replicas made and let go are in the timeline too.
-    let kinds: Vec<&str> = items.iter().filter_map(|e| e["kind"].as_str()).collect();
-    assert!(kinds.contains(&"replica_created"), "{kinds:?}");
-    assert!(kinds.contains(&"replica_terminated"), "{kinds:?}");
-    // Those taken away drained first (out of routing), then ended.
     h.until("the two replicas taken away ended", Duration::from_secs(60), || async {
         let ended: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM instances WHERE service_id = $1 AND status IN ('terminating', 'terminated')",
@@ -159,6 +200,37 @@ async fn a_service_scales_up_on_load_and_back_down_one_step_at_a_time_with_reaso
         (ended == 2).then_some(())
     })
     .await;
+    let rest = light.stop().await;
+    tally.ok += rest.ok;
+    tally.failed.extend(rest.failed);
+
+    // Not one failed request, in all that time.
+    assert!(
+        tally.failed.is_empty(),
+        "{} failed of {}: {:?}",
+        tally.failed.len(),
+        tally.failed.len() as u64 + tally.ok,
+        tally.failed
+    );
+    assert!(tally.ok > 50, "{} answers", tally.ok);
+
+    let items = h.service_events(&token, id).await;
+    let scaled = scalings(&items);
+    let steps: Vec<(i64, i64)> = scaled.iter().map(|(f, t, _)| (*f, *t)).collect();
+    assert_eq!(steps, [(1, 3), (3, 2), (2, 1)], "{scaled:?}");
+    let up = &scaled[0].2;
+    assert!(
+        up.starts_with("outstanding ") && up.ends_with(" per replica > 4 for 1 s: 1 → 3"),
+        "{scaled:?}"
+    );
+    for (_, _, down) in &scaled[1..] {
+        assert!(down.starts_with("outstanding up to "), "{scaled:?}");
+    }
+    // The replicas made and let go are in the timeline too.
+    let kinds: Vec<&str> = items.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(kinds.contains(&"replica_created"), "{kinds:?}");
+    assert!(kinds.contains(&"replica_terminated"), "{kinds:?}");
+    // Those taken away drained first (out of routing), then ended.
     let drained: i64 = sqlx::query_scalar(
         "SELECT count(DISTINCT h.instance_id) FROM instance_state_history h JOIN instances i ON i.id = h.instance_id
           WHERE i.service_id = $1 AND h.to_status = 'draining'",
@@ -168,6 +240,20 @@ async fn a_service_scales_up_on_load_and_back_down_one_step_at_a_time_with_reaso
     .await
     .unwrap();
     assert_eq!(drained, 2);
+    // Each of the three served its share, and every answer was metered.
+    let (rows, served_by): (i64, i64) = h
+        .until("every answer metered", Duration::from_secs(30), || async {
+            let (rows, by): (i64, i64) = sqlx::query_as(
+                "SELECT count(*), count(DISTINCT instance_id) FROM usage_records WHERE status = 200",
+            )
+            .fetch_one(&h.db)
+            .await
+            .unwrap();
+            (u64::try_from(rows).unwrap() >= tally.ok).then_some((rows, by))
+        })
+        .await;
+    assert_eq!(u64::try_from(rows).unwrap(), tally.ok);
+    assert_eq!(served_by, 3);
 }
 
 /// Which of `orchestrators` hold the autoscaler's lease now.

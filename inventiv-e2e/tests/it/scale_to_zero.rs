@@ -95,12 +95,32 @@ async fn held_requests_wake_a_service_at_zero_which_goes_back_to_zero_when_idle(
 
     let (status, text) = streamed.await.unwrap();
     assert_eq!(status, 200, "{text}\n{}", h.logs());
-    assert!(text.contains("data: ") && text.contains("[DONE]"), "{text}");
+    assert!(
+        text.contains("data: ") && text.contains("[DONE]") && !text.contains("\"error\""),
+        "{text}"
+    );
     let (status, text) = whole.await.unwrap();
     assert_eq!(status, 200, "{text}");
     let answer: Value = serde_json::from_str(&text).unwrap();
     assert!(answer["choices"][0]["message"].is_object(), "{answer}");
     assert!(answer["usage"]["completion_tokens"].as_i64() > Some(0));
+    // Both were held, then served once the replica was ready (not refused
+    // and retried): the API counts them so.
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.api_metrics))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let served: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("inventiv_v1_held_total{") && l.contains("outcome=\"served\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(served, 2.0, "{metrics}");
 
     // Idle for 3 s: back to zero, the replica terminated.
     h.until("back to zero", Duration::from_secs(60), || async {
@@ -120,6 +140,13 @@ async fn held_requests_wake_a_service_at_zero_which_goes_back_to_zero_when_idle(
     let kinds: Vec<&str> = items.iter().filter_map(|e| e["kind"].as_str()).collect();
     assert!(kinds.contains(&"replica_created"), "{kinds:?}");
     assert!(kinds.contains(&"replica_terminated"), "{kinds:?}");
+    // One replica for the two of them.
+    let made: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE service_id = $1")
+        .bind(id)
+        .fetch_one(&h.db)
+        .await
+        .unwrap();
+    assert_eq!(made, 1);
 
     // Both were metered as any request.
     let rows: i64 = h

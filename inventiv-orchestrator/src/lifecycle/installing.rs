@@ -157,16 +157,22 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         .unwrap_or_else(|| "/opt/inventiv".into());
     let (token, hash) = new_token();
     let engine_command = if mock {
-        json!([
-            o.config.mock_engine,
-            "--host",
-            "{host}",
-            "--port",
-            "{port}",
-            "--model",
-            "{model}",
-            "--enable-prompt-tokens-details"
-        ])
+        let mut command = vec![json!(o.config.mock_engine)];
+        command.extend(
+            [
+                "--host",
+                "{host}",
+                "--port",
+                "{port}",
+                "--model",
+                "{model}",
+                "--enable-prompt-tokens-details",
+            ]
+            .map(|w| json!(w)),
+        );
+        // The operator's additions (INVENTIV_MOCK_ENGINE_ARGS), last.
+        command.extend(o.config.mock_engine_args.words().iter().map(|w| json!(w)));
+        json!(command)
     } else {
         json!([
             "vllm",

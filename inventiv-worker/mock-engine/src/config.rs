@@ -284,6 +284,21 @@ impl Config {
         Args::from_arg_matches(&matches).map(Self::from)
     }
 
+    /// Reads the flags only (`args` starts with the program name), the
+    /// `INVENTIV_MOCK_*` variables of this process ignored: how the
+    /// orchestrator checks, at its start, the arguments it will give the
+    /// engines of its nodes (`INVENTIV_MOCK_ENGINE_ARGS`).
+    pub fn try_parse_flags<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Args::command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(args)?;
+        Args::from_arg_matches(&matches).map(Self::from)
+    }
+
     fn default_workers() -> NonZeroUsize {
         std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
     }
@@ -391,6 +406,14 @@ mod tests {
             let flag = args[0].split('=').next().unwrap();
             assert!(err.contains(flag), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn flags_alone_are_read_and_checked() {
+        let c = Config::try_parse_flags(["inventiv-mock-engine", "--ttft-ms", "200"]).unwrap();
+        assert_eq!(c.ttft, Duration::from_millis(200));
+        let err = Config::try_parse_flags(["inventiv-mock-engine", "--ttft", "2"]).unwrap_err();
+        assert!(err.to_string().contains("--ttft"), "{err}");
     }
 
     #[test]

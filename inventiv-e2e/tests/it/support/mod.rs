@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use inventiv_orchestrator::config::{AutoscalerConfig, Config};
+use inventiv_orchestrator::config::{AutoscalerConfig, Config, MockEngineArgs};
 use inventiv_orchestrator::context::{self, Orchestrator};
 pub use inventiv_providers::mock::MockFaults;
 use inventiv_testkit::binaries::cargo_bin;
@@ -26,6 +26,7 @@ mod api;
 pub use api::scalings;
 mod api_process;
 mod checks;
+mod load;
 mod orchestrator;
 mod prometheus;
 
@@ -140,6 +141,9 @@ pub struct Stack {
     pub control_plane_address: Option<IpAddr>,
     /// `INVENTIV_ENV=production` (off by default).
     pub production: bool,
+    /// What in-process orchestrators add to the mock engine's command line
+    /// (`INVENTIV_MOCK_ENGINE_ARGS`; none by default: it answers at once).
+    pub mock_engine_args: &'static str,
     /// The in-process API's environment, for an API process (`spawn_api`).
     api_env: HashMap<&'static str, String>,
     shutdown: CancellationToken,
@@ -260,6 +264,7 @@ impl Stack {
             provisioning_deadline: Duration::from_secs(1200),
             control_plane_address: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             production: false,
+            mock_engine_args: "",
             api_env: env,
             shutdown,
             encryption_key,
@@ -319,6 +324,7 @@ impl Stack {
             max_dead_share: 1.0,
             max_deliveries: 5,
             mock_engine: self.mock_engine.clone(),
+            mock_engine_args: MockEngineArgs::parse(self.mock_engine_args).unwrap(),
             worker_heartbeat: Duration::from_secs(1),
             agent_bundle: self.bundle.clone(),
             bootstrap_script: repo().join("inventiv-worker/bootstrap.sh"),
