@@ -177,9 +177,22 @@ async fn real_load_scales_a_service_up_and_back_down_one_step_at_a_time_without_
         .await;
     assert_eq!(status, 200, "{body}");
 
-    // ⌈9 to 12 outstanding / 4⌉ = 3 replicas, all made ready.
+    // ⌈9 to 12 outstanding / 4⌉ = 3 replicas, all made ready, each one
+    // serving its share of the load before it drops.
     h.until("three replicas ready", Duration::from_secs(120), || async {
         (replicas(&h, id).await == (3, 3, 3)).then_some(())
+    })
+    .await;
+    h.until("each of the three serving", Duration::from_secs(30), || async {
+        let serving: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT u.instance_id) FROM usage_records u JOIN instances i ON i.id = u.instance_id
+              WHERE i.service_id = $1 AND u.status = 200",
+        )
+        .bind(id)
+        .fetch_one(&h.db)
+        .await
+        .unwrap();
+        (serving == 3).then_some(())
     })
     .await;
     // The load drops to 2 clients: down one replica at a time, to the
@@ -240,7 +253,7 @@ async fn real_load_scales_a_service_up_and_back_down_one_step_at_a_time_without_
     .await
     .unwrap();
     assert_eq!(drained, 2);
-    // Each of the three served its share, and every answer was metered.
+    // Every answer was metered, by the three replicas.
     let (rows, served_by): (i64, i64) = h
         .until("every answer metered", Duration::from_secs(30), || async {
             let (rows, by): (i64, i64) = sqlx::query_as(
