@@ -70,27 +70,27 @@ export function HostsPage() {
 
   const columns = useMemo<ColumnDef<Host>[]>(() => {
     const cols: ColumnDef<Host>[] = [
-      { id: 'label', accessorKey: 'label', header: 'Label', size: 180, cell: ({ row }) => <Link to={`/hosts/${row.original.id}`}>{row.original.label}</Link> },
-      { id: 'address', accessorFn: (h) => `${h.address}:${h.ssh_port}`, header: 'Address', size: 190 },
-      { id: 'ssh_user', accessorKey: 'ssh_user', header: 'User', size: 110 },
-      { id: 'pool', accessorKey: 'pool', header: 'Pool', size: 140 },
+      { id: 'label', accessorKey: 'label', header: 'Label', size: 150, cell: ({ row }) => <Link to={`/hosts/${row.original.id}`}>{row.original.label}</Link> },
+      { id: 'address', accessorFn: (h) => `${h.address}:${h.ssh_port}`, header: 'Address', size: 170 },
+      { id: 'ssh_user', accessorKey: 'ssh_user', header: 'User', size: 90 },
+      { id: 'pool', accessorKey: 'pool', header: 'Pool', size: 120 },
       {
         id: 'gpus',
         accessorKey: 'gpu_count',
         header: 'GPUs',
-        size: 230,
+        size: 200,
         cell: ({ row }) => <span title={row.original.gpus_detected ? 'read with nvidia-smi' : 'declared'}>{gpusText(row.original)}</span>,
       },
-      { id: 'hourly_cost_eur', accessorFn: (h) => Number(h.hourly_cost_eur ?? 0), header: 'Hourly cost', size: 120, cell: ({ row }) => costText(row.original) },
-      { id: 'status', accessorKey: 'status', header: 'Status', size: 130, cell: ({ row }) => <StatusBadge kind="host" status={row.original.status} /> },
-      { id: 'last_check', accessorFn: (h) => h.last_check?.at ?? '', header: 'Last check', size: 260, cell: ({ row }) => <LastCheck host={row.original} /> },
+      { id: 'hourly_cost_eur', accessorFn: (h) => Number(h.hourly_cost_eur ?? 0), header: 'Hourly cost', size: 110, cell: ({ row }) => costText(row.original) },
+      { id: 'status', accessorKey: 'status', header: 'Status', size: 120, cell: ({ row }) => <StatusBadge kind="host" status={row.original.status} /> },
+      { id: 'last_check', accessorFn: (h) => h.last_check?.at ?? '', header: 'Last check', size: 250, cell: ({ row }) => <LastCheck host={row.original} /> },
       { id: 'created_at', accessorKey: 'created_at', header: 'Registered', size: 190, cell: ({ getValue }) => <DateText value={getValue<string>()} /> },
     ];
     if (canManage) {
       cols.push({
         id: 'actions',
         header: 'Actions',
-        size: 260,
+        size: 240,
         enableSorting: false,
         cell: ({ row }) => <HostActionButtons host={row.original} action={action} small />,
       });
