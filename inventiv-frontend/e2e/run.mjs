@@ -631,9 +631,9 @@ try {
     await dialog.waitFor({ state: 'hidden' });
     const row = page.getByRole('row', { name: new RegExp(escapeRe(label)) });
     await row.getByText('registered', { exact: true }).waitFor();
-    await row.getByText('192.0.2.10:22').waitFor();
+    await row.getByText('e2e@192.0.2.10:22').waitFor();
     await row.getByText('1 × NVIDIA L4 × 24 GiB').waitFor();
-    await row.getByText('0.4500 €/h').waitFor();
+    await row.getByText('0.45 EUR/h').waitFor();
 
     dialog = await open();
     await dialog.getByLabel('Address', { exact: true }).fill('192.0.2.10');

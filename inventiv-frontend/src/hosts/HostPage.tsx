@@ -8,8 +8,8 @@ import type { HostHistoryEntry } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { statusTones } from '../components/statusTones';
 import { Card, DateText, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
-import { costText, gpusText, useHost, useHostAction, useHostHistory } from './api';
-import { HostActionButtons, LastCheck, VerificationOutcome } from './HostsPage';
+import { gpusText, useHost, useHostAction, useHostHistory } from './api';
+import { HostActionButtons, HourlyCost, LastCheck, VerificationOutcome } from './HostsPage';
 
 export function HostPage() {
   const { id = '' } = useParams();
@@ -56,13 +56,15 @@ export function HostPage() {
             {gpusText(h)} ({h.gpus_detected ? 'read with nvidia-smi' : 'declared'})
           </dd>
           <dt>Hourly cost</dt>
-          <dd>{costText(h)}</dd>
+          <dd>
+            <HourlyCost host={h} />
+          </dd>
           <dt>Host key</dt>
           <dd>{h.host_key_fingerprint ?? <span className="muted">not pinned yet: pinned at the first successful verification</span>}</dd>
           <dt>Last check</dt>
           <dd>
             <LastCheck host={h} />
-            {h.last_check ? <div className="muted small">{h.last_check.message}</div> : null}
+            {h.last_check ? <div className={h.last_check.ok ? 'muted small' : 'error small'}>{h.last_check.message}</div> : null}
           </dd>
           <dt>Registered</dt>
           <dd>

@@ -4,6 +4,7 @@ import { MemoryRouter, Route, Routes } from 'react-router';
 import type { Host, HostHistoryEntry, OrgRole } from '../api/types';
 import { HostPage } from './HostPage';
 import { HostsPage } from './HostsPage';
+import { rememberSession } from '../api/session';
 
 const HID = '0d7d0000-0000-4000-8000-000000000001';
 const PUBLIC_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxxx inventiv-org-acme';
@@ -35,7 +36,7 @@ const hosts: Host[] = [
   host({}),
   host({ id: 'b', label: 'old-box', address: 'old.example.com', ssh_port: 22, ssh_user: 'root', pool: 'lyon', gpu_count: 0, gpu_model: null, gpu_vram_mib: null, gpus_detected: false, hourly_cost_eur: null, status: 'registered', host_key_fingerprint: null, last_check: null, created_at: '2026-12-06T09:00:00Z' }),
   host({ id: 'c', label: 'busy-box', status: 'in_use', created_at: '2026-12-06T08:00:00Z' }),
-  host({ id: 'd', label: 'quiet-box', status: 'draining', created_at: '2026-12-06T07:00:00Z' }),
+  host({ id: 'd', label: 'quiet-box', status: 'draining', last_check: { ok: false, message: 'connection refused', at: '2026-12-06T10:06:00Z' }, created_at: '2026-12-06T07:00:00Z' }),
 ];
 
 type Handler = (method: string, url: string, body: unknown) => Response | undefined;
@@ -76,6 +77,9 @@ function renderAt(path: string) {
   );
 }
 
+// A logged-in browser: useMe asks the API only then.
+beforeEach(() => rememberSession(true));
+
 afterEach(() => {
   cleanup();
   vi.unstubAllGlobals();
@@ -92,11 +96,14 @@ describe('hosts list', () => {
     const table = await screen.findByRole('table', { name: 'Hosts' });
     const row = (name: string) => within(table).getByRole('row', { name: new RegExp(name) });
     const box = row('gpu-box-1');
-    for (const text of ['10.0.0.12:2222', 'ubuntu', 'paris-rack-2', '2 × NVIDIA L4 × 22.5 GiB', '0.4500 €/h', 'verified', 'reached']) expect(box.textContent).toContain(text);
+    for (const text of ['ubuntu@10.0.0.12:2222', 'paris-rack-2', '2 × NVIDIA L4 × 22.5 GiB', '0.45 EUR/h', 'verified']) expect(box.textContent).toContain(text);
     expect(within(box).getByRole('link', { name: 'gpu-box-1' }).getAttribute('href')).toBe(`/hosts/${HID}`);
     const old = row('old-box');
-    for (const text of ['old.example.com:22', 'root', 'lyon', 'none', 'registered', 'never']) expect(old.textContent).toContain(text);
+    for (const text of ['root@old.example.com:22', 'lyon', 'none', 'registered', 'never']) expect(old.textContent).toContain(text);
     expect(row('busy-box').textContent).toContain('in use');
+    expect(row('gpu-box-1').textContent).not.toContain('failed');
+    expect(row('quiet-box').textContent).toContain('failed');
+    expect(within(row('quiet-box')).getByTitle('connection refused')).toBeTruthy();
     // A member reads: no registration, no action on any row.
     expect(screen.queryByRole('button', { name: 'Register a host' })).toBeNull();
     expect(screen.queryByRole('columnheader', { name: /Actions/ })).toBeNull();

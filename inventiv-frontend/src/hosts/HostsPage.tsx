@@ -6,9 +6,9 @@ import { Link } from 'react-router';
 import type { ColumnDef } from '@tanstack/react-table';
 import type { Host } from '../api/types';
 import { useCan } from '../auth/useMe';
-import { DataTable } from '../components/DataTable';
-import { Badge, DateText, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
-import { allowedHostActions, costText, gpusText, HOST_ACTION_LABEL, hostActionQuestion, useHostAction, useHosts, type HostAction } from './api';
+import { DataTable, NUMERIC } from '../components/DataTable';
+import { Badge, DateText, ErrorMessage, Loading, Money, PageHeader, StatusBadge } from '../components/ui';
+import { allowedHostActions, gpusText, HOST_ACTION_LABEL, hostActionQuestion, useHostAction, useHosts, type HostAction } from './api';
 import { RegisterHostDialog } from './RegisterHostDialog';
 
 type HostActionMutation = ReturnType<typeof useHostAction>;
@@ -49,13 +49,18 @@ export function VerificationOutcome({ action }: { action: HostActionMutation }) 
   );
 }
 
-/** The last verification's outcome and date, its message as a tooltip. */
+/** The hourly cost the organization gave the host, or "none". */
+export function HourlyCost({ host }: { host: Host }) {
+  return host.hourly_cost_eur === null || host.hourly_cost_eur === undefined ? <span className="muted">none</span> : <Money value={host.hourly_cost_eur} per="h" />;
+}
+
+/** When the last verification ran ("failed" when it did not reach the host), its message as a tooltip. */
 export function LastCheck({ host }: { host: Host }) {
   const check = host.last_check;
   if (!check) return <span className="muted">never</span>;
   return (
     <span className="row-actions" title={check.message}>
-      <Badge tone={check.ok ? 'ok' : 'bad'}>{check.ok ? 'reached' : 'failed'}</Badge>
+      {check.ok ? null : <Badge tone="bad">failed</Badge>}
       <DateText value={check.at} />
     </span>
   );
@@ -70,10 +75,15 @@ export function HostsPage() {
 
   const columns = useMemo<ColumnDef<Host>[]>(() => {
     const cols: ColumnDef<Host>[] = [
-      { id: 'label', accessorKey: 'label', header: 'Label', size: 150, cell: ({ row }) => <Link to={`/hosts/${row.original.id}`}>{row.original.label}</Link> },
-      { id: 'address', accessorFn: (h) => `${h.address}:${h.ssh_port}`, header: 'Address', size: 170 },
-      { id: 'ssh_user', accessorKey: 'ssh_user', header: 'User', size: 90 },
-      { id: 'pool', accessorKey: 'pool', header: 'Pool', size: 120 },
+      { id: 'label', accessorKey: 'label', header: 'Label', size: 100, cell: ({ row }) => <Link to={`/hosts/${row.original.id}`}>{row.original.label}</Link> },
+      {
+        id: 'address',
+        accessorFn: (h) => `${h.ssh_user}@${h.address}:${h.ssh_port}`,
+        header: 'SSH address',
+        size: 185,
+        cell: ({ getValue }) => <span title={getValue<string>()}>{getValue<string>()}</span>,
+      },
+      { id: 'pool', accessorKey: 'pool', header: 'Pool', size: 100 },
       {
         id: 'gpus',
         accessorKey: 'gpu_count',
@@ -81,16 +91,16 @@ export function HostsPage() {
         size: 200,
         cell: ({ row }) => <span title={row.original.gpus_detected ? 'read with nvidia-smi' : 'declared'}>{gpusText(row.original)}</span>,
       },
-      { id: 'hourly_cost_eur', accessorFn: (h) => Number(h.hourly_cost_eur ?? 0), header: 'Hourly cost', size: 110, cell: ({ row }) => costText(row.original) },
-      { id: 'status', accessorKey: 'status', header: 'Status', size: 120, cell: ({ row }) => <StatusBadge kind="host" status={row.original.status} /> },
-      { id: 'last_check', accessorFn: (h) => h.last_check?.at ?? '', header: 'Last check', size: 250, cell: ({ row }) => <LastCheck host={row.original} /> },
-      { id: 'created_at', accessorKey: 'created_at', header: 'Registered', size: 190, cell: ({ getValue }) => <DateText value={getValue<string>()} /> },
+      { id: 'hourly_cost_eur', accessorFn: (h) => Number(h.hourly_cost_eur ?? 0), header: 'Hourly cost', size: 110, meta: NUMERIC, cell: ({ row }) => <HourlyCost host={row.original} /> },
+      { id: 'status', accessorKey: 'status', header: 'Status', size: 110, cell: ({ row }) => <StatusBadge kind="host" status={row.original.status} /> },
+      { id: 'last_check', accessorFn: (h) => h.last_check?.at ?? '', header: 'Last check', size: 140, cell: ({ row }) => <LastCheck host={row.original} /> },
+      { id: 'created_at', accessorKey: 'created_at', header: 'Registered', size: 150, cell: ({ getValue }) => <DateText value={getValue<string>()} /> },
     ];
     if (canManage) {
       cols.push({
         id: 'actions',
         header: 'Actions',
-        size: 240,
+        size: 230,
         enableSorting: false,
         cell: ({ row }) => <HostActionButtons host={row.original} action={action} small />,
       });

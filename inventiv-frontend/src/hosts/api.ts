@@ -90,8 +90,3 @@ export function gpusText(h: Pick<Host, 'gpu_count' | 'gpu_model' | 'gpu_vram_mib
   const vram = h.gpu_vram_mib === null || h.gpu_vram_mib === undefined ? '' : ` × ${Number((h.gpu_vram_mib / 1024).toFixed(1))} GiB`;
   return `${h.gpu_count} × ${h.gpu_model ?? 'unknown model'}${vram}`;
 }
-
-/** "0.45 €/h", or "none". */
-export function costText(h: Pick<Host, 'hourly_cost_eur'>): string {
-  return h.hourly_cost_eur === null || h.hourly_cost_eur === undefined ? 'none' : `${h.hourly_cost_eur} €/h`;
-}
