@@ -16,8 +16,8 @@
 // the owner), the provider settings (Scaleway credentials saved, the
 // secret never shown back, Verify failing clearly, worker settings bounds,
 // removal), the hosts page (a host registered with the key to authorize
-// shown, bad bounds and a duplicate refused, drained, undrained, its
-// history, removed), the reconciliation page without credentials and the catalog
+// shown, bad bounds and a duplicate refused, verified unreachable,
+// drained, undrained, its history, removed), the reconciliation page without credentials and the catalog
 // sync refused without them, checks that the script is served compressed
 // without a public source map and that a page load does not fetch
 // /openapi.json, checks every page at 1440 × 900 and 390 × 844 (layout.mjs:
@@ -603,8 +603,8 @@ try {
     await page.getByRole('region', { name: 'Status' }).getByText(/^delet(ing|ed)$/).waitFor();
   });
 
-  await step(admin, 'hosts: register one (the key to authorize shown, bounds refused first, a duplicate refused by the API), drain, undrain, history, remove', async () => {
-    // 192.0.2.0/24 is TEST-NET-1: nothing answers there, and nothing here connects to it (no verification).
+  await step(admin, 'hosts: register one (the key to authorize shown, bounds refused first, a duplicate refused by the API), verify (unreachable), drain, undrain, history, remove', async () => {
+    // 192.0.2.0/24 is TEST-NET-1 (documentation): nothing answers there.
     const label = `e2e-host-${RUN}`;
     await visit(admin, '/hosts', 'Hosts', 'hosts-empty');
     const open = async () => {
@@ -641,19 +641,24 @@ try {
     await dialog.getByRole('alert').getByText('192.0.2.10:22 is already registered in this organization').waitFor();
     await dialog.getByRole('button', { name: 'Cancel' }).click();
 
+    // Nothing answers there: the verification answers, with the host unreachable and why.
+    await row.getByRole('button', { name: `Verify ${label}` }).click();
+    await row.getByText('unreachable', { exact: true }).waitFor({ timeout: 30_000 });
+    await row.getByText('failed', { exact: true }).waitFor();
+    await page.getByRole('status').getByText(`${label}:`).waitFor();
     await row.getByRole('button', { name: `Drain ${label}` }).click();
     await row.getByText('draining', { exact: true }).waitFor();
     await row.getByRole('button', { name: `Undrain ${label}` }).click();
-    await row.getByText('registered', { exact: true }).waitFor();
+    await row.getByText('unreachable', { exact: true }).waitFor();
     await screenshot(page, 'hosts');
 
     await row.getByRole('link', { name: label }).click();
     await heading(page, label);
     const history = page.getByRole('list', { name: 'Host history' });
-    await until('the host history', async () => (await history.getByRole('listitem').count()) === 3);
+    await until('the host history', async () => (await history.getByRole('listitem').count()) === 4);
     await page.getByRole('button', { name: `Remove ${label}` }).click();
     await page.getByRole('region', { name: 'Host', exact: true }).getByText('removed', { exact: true }).waitFor();
-    await until('the removal in the history', async () => (await history.getByRole('listitem').count()) === 4);
+    await until('the removal in the history', async () => (await history.getByRole('listitem').count()) === 5);
     await screenshot(page, 'host');
   }, { allow: [/status of 409/] });
 
