@@ -27,6 +27,7 @@ const apiPaths = [
   '/instances',
   '/deployments',
   '/services',
+  '/hosts',
   '/api-keys',
   '/providers',
   '/zones',

@@ -15,7 +15,9 @@
 // statements pages (the billable statement's exports, last month closed by
 // the owner), the provider settings (Scaleway credentials saved, the
 // secret never shown back, Verify failing clearly, worker settings bounds,
-// removal), the reconciliation page without credentials and the catalog
+// removal), the hosts page (a host registered with the key to authorize
+// shown, bad bounds and a duplicate refused, verified unreachable,
+// drained, undrained, its history, removed), the reconciliation page without credentials and the catalog
 // sync refused without them, checks that the script is served compressed
 // without a public source map and that a page load does not fetch
 // /openapi.json, checks every page at 1440 × 900 and 390 × 844 (layout.mjs:
@@ -601,6 +603,65 @@ try {
     await page.getByRole('region', { name: 'Status' }).getByText(/^delet(ing|ed)$/).waitFor();
   });
 
+  await step(admin, 'hosts: register one (the key to authorize shown, bounds refused first, a duplicate refused by the API), verify (unreachable), drain, undrain, history, remove', async () => {
+    // 192.0.2.0/24 is TEST-NET-1 (documentation): nothing answers there.
+    const label = `e2e-host-${RUN}`;
+    await visit(admin, '/hosts', 'Hosts', 'hosts-empty');
+    const open = async () => {
+      await page.getByRole('button', { name: 'Register a host' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Register a host' });
+      const key = dialog.getByLabel('Public key to authorize');
+      await until('the key to authorize', async () => (await key.inputValue()).startsWith('ssh-ed25519 '));
+      await dialog.getByLabel('Label', { exact: true }).fill(label);
+      await dialog.getByLabel('SSH user', { exact: true }).fill('e2e');
+      await dialog.getByLabel('Pool', { exact: true }).fill('e2e-rack-1');
+      await dialog.getByLabel('GPUs', { exact: true }).fill('1');
+      await dialog.getByLabel('GPU model', { exact: true }).fill('NVIDIA L4');
+      await dialog.getByLabel('VRAM per GPU (MiB)', { exact: true }).fill('24576');
+      await dialog.getByLabel('Hourly cost (EUR)', { exact: true }).fill('0.45');
+      return dialog;
+    };
+    let dialog = await open();
+    await dialog.getByLabel('Address', { exact: true }).fill('-oProxyCommand=x');
+    await dialog.getByRole('button', { name: 'Register', exact: true }).click();
+    await dialog.getByText('Address: an IP address or a DNS name').waitFor();
+    await screenshot(page, 'host-register-refused');
+    await dialog.getByLabel('Address', { exact: true }).fill('192.0.2.10');
+    await dialog.getByRole('button', { name: 'Register', exact: true }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    const row = page.getByRole('row', { name: new RegExp(escapeRe(label)) });
+    await row.getByText('registered', { exact: true }).waitFor();
+    await row.getByText('e2e@192.0.2.10:22').waitFor();
+    await row.getByText('1 × NVIDIA L4 × 24 GiB').waitFor();
+    await row.getByText('0.45 EUR/h').waitFor();
+
+    dialog = await open();
+    await dialog.getByLabel('Address', { exact: true }).fill('192.0.2.10');
+    await dialog.getByRole('button', { name: 'Register', exact: true }).click();
+    await dialog.getByRole('alert').getByText('192.0.2.10:22 is already registered in this organization').waitFor();
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+
+    // Nothing answers there: the verification answers, with the host unreachable and why.
+    await row.getByRole('button', { name: `Verify ${label}` }).click();
+    await row.getByText('unreachable', { exact: true }).waitFor({ timeout: 30_000 });
+    await row.getByText('failed', { exact: true }).waitFor();
+    await page.getByRole('status').getByText(`${label}:`).waitFor();
+    await row.getByRole('button', { name: `Drain ${label}` }).click();
+    await row.getByText('draining', { exact: true }).waitFor();
+    await row.getByRole('button', { name: `Undrain ${label}` }).click();
+    await row.getByText('unreachable', { exact: true }).waitFor();
+    await screenshot(page, 'hosts');
+
+    await row.getByRole('link', { name: label }).click();
+    await heading(page, label);
+    const history = page.getByRole('list', { name: 'Host history' });
+    await until('the host history', async () => (await history.getByRole('listitem').count()) === 4);
+    await page.getByRole('button', { name: `Remove ${label}` }).click();
+    await page.getByRole('region', { name: 'Host', exact: true }).getByText('removed', { exact: true }).waitFor();
+    await until('the removal in the history', async () => (await history.getByRole('listitem').count()) === 5);
+    await screenshot(page, 'host');
+  }, { allow: [/status of 409/] });
+
   if (FULL) {
     await step(admin, 'playground streams a chat', async () => {
       await visit(admin, '/playground', 'Playground', 'playground-empty');
@@ -1113,7 +1174,7 @@ try {
         for (const hidden of ['Members', 'Catalog', 'Catalog settings', 'FinOps', 'Statements', 'Offerings', 'Providers', 'Reconciliation']) {
           if ((await nav.getByRole('link', { name: hidden, exact: true }).count()) > 0) throw new Error(`a user sees ${hidden}`);
         }
-        for (const shown of ['Instances', 'Services', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Marketplace', 'Sessions']) {
+        for (const shown of ['Instances', 'Services', 'Hosts', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Marketplace', 'Sessions']) {
           await nav.getByRole('link', { name: shown, exact: true }).waitFor();
         }
         await screenshot(user.page, 'user-dashboard');

@@ -12,6 +12,8 @@ import { AcceptInvitationPage } from '../invitations/AcceptInvitationPage';
 import { ApiKeysPage } from '../keys/ApiKeysPage';
 import { MembersPage } from '../organizations/MembersPage';
 import { OrganizationPage } from '../organizations/OrganizationPage';
+import { HostPage } from '../hosts/HostPage';
+import { HostsPage } from '../hosts/HostsPage';
 import { ServicePage } from '../services/ServicePage';
 import { ServicesPage } from '../services/ServicesPage';
 import { PlaygroundPage } from '../playground/PlaygroundPage';
@@ -41,6 +43,8 @@ export function App() {
         <Route path="/instances/:id" element={<InstancePage />} />
         <Route path="/services" element={<Guard module="services"><ServicesPage /></Guard>} />
         <Route path="/services/:id" element={<Guard module="services"><ServicePage /></Guard>} />
+        <Route path="/hosts" element={<Guard module="hosts"><HostsPage /></Guard>} />
+        <Route path="/hosts/:id" element={<Guard module="hosts"><HostPage /></Guard>} />
         <Route path="/keys" element={<ApiKeysPage />} />
         <Route path="/playground" element={<PlaygroundPage />} />
         <Route path="/runtime" element={<Guard module="runtime"><RuntimeModelsPage /></Guard>} />

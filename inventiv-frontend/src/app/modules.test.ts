@@ -7,7 +7,7 @@ const team = (role: Viewer['role'], isPlatformAdmin = false): Viewer => ({ role,
 describe('modules by role and workspace', () => {
   it('an owner of a team sees every organization module, not the platform one', () => {
     expect(labels(team('owner'))).toEqual([
-      'Dashboard', 'Instances', 'Services', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Marketplace',
+      'Dashboard', 'Instances', 'Services', 'Hosts', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Marketplace',
       'FinOps', 'Statements', 'Budgets', 'Offerings', 'Catalog', 'Members', 'Providers', 'Reconciliation', 'Organization', 'Sessions',
     ]);
   });
@@ -18,6 +18,7 @@ describe('modules by role and workspace', () => {
     expect(seen).not.toContain('Catalog settings');
     expect(seen).toContain('Instances');
     expect(seen).toContain('Services');
+    expect(seen).toContain('Hosts');
     expect(seen).toContain('Sessions');
   });
   it('a manager activates (catalog) and manages members; an admin too', () => {

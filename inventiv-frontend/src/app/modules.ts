@@ -10,6 +10,7 @@ export type ModuleId =
   | 'dashboard'
   | 'instances'
   | 'services'
+  | 'hosts'
   | 'runtime'
   | 'usage'
   | 'playground'
@@ -46,6 +47,7 @@ export const MODULES: Module[] = [
   { id: 'dashboard', to: '/', label: 'Dashboard', section: 'Workspace' },
   { id: 'instances', to: '/instances', label: 'Instances', section: 'Workspace', anyOf: ['ViewInstances'] },
   { id: 'services', to: '/services', label: 'Services', section: 'Workspace', anyOf: ['ViewInstances'] },
+  { id: 'hosts', to: '/hosts', label: 'Hosts', section: 'Workspace', anyOf: ['ViewHosts'] },
   { id: 'runtime', to: '/runtime', label: 'Runtime models', section: 'Workspace', anyOf: ['ViewInstances'] },
   { id: 'usage', to: '/usage', label: 'Usage', section: 'Workspace', anyOf: ['ViewInstances'] },
   { id: 'playground', to: '/playground', label: 'Playground', section: 'Workspace', anyOf: ['UseApiKeys'] },

@@ -2,7 +2,7 @@
 // Each map is a Record over the generated enum type: a status added to the
 // API (and regenerated into schema.ts) fails the type check until it has a
 // tone here, and a status removed from it does too.
-import type { ActionStatus, InstanceStatus, InvitationStatus, KeyStatus, ServiceEventKind, ServiceState, ShareStatus, VolumeStatus } from '../api/types';
+import type { ActionStatus, HostStatus, InstanceStatus, InvitationStatus, KeyStatus, ServiceEventKind, ServiceState, ShareStatus, VolumeStatus } from '../api/types';
 
 export type Tone = 'ok' | 'busy' | 'warn' | 'off' | 'bad';
 
@@ -76,7 +76,16 @@ const serviceEvent: Record<ServiceEventKind, Tone> = {
   rollout_finished: 'ok',
 };
 
+const host: Record<HostStatus, Tone> = {
+  registered: 'busy',
+  verified: 'ok',
+  in_use: 'ok',
+  draining: 'warn',
+  unreachable: 'bad',
+  removed: 'off',
+};
+
 /** The tone maps by kind of status, for `StatusBadge`. */
-export const statusTones = { instance, action, volume, share, invitation, key, service, serviceEvent };
+export const statusTones = { instance, action, volume, share, invitation, key, service, serviceEvent, host };
 
 export type StatusKind = keyof typeof statusTones;
