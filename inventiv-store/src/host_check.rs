@@ -102,7 +102,9 @@ async fn connect(dir: &Path, attempt: &Attempt<'_>) -> std::io::Result<Probe> {
             gpus: None,
         },
         Ok(Err(SshError::Unreachable(why))) => unreached(format!("cannot log in: {why}")),
-        Ok(Err(e @ SshError::Failed { .. })) => unreached(format!("the GPU probe failed: {e}")),
+        Ok(Err(e @ (SshError::Failed { .. } | SshError::Oversized))) => {
+            unreached(format!("the GPU probe failed: {e}"))
+        }
         Ok(Ok(out)) => {
             let recorded = match attempt.known_hosts {
                 None => Some(session.known_hosts().await?),

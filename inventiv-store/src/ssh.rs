@@ -2,13 +2,15 @@
 //! OpenSSH client (the orchestrator's install, the API's host
 //! verification). The machine's host key is recorded on first contact
 //! (`accept-new`) and checked on every later one against the copy kept
-//! with the instance or the host; a changed key is refused.
+//! with the instance or the host; a changed key is refused. The machine
+//! is the tenant's (root on its own VM or server): what it sends back is
+//! read up to [`OUTPUT_MAX`] bytes per stream or line, never more.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use uuid::Uuid;
 
@@ -32,9 +34,32 @@ pub enum SshError {
     /// The remote command ran and exited non-zero.
     #[error("remote command exited with {code}")]
     Failed { code: i32 },
+    /// The remote side sent more than [`OUTPUT_MAX`] bytes on a stream
+    /// (or in one line of a streamed command); the command was stopped.
+    #[error("the remote command sent more than {OUTPUT_MAX} bytes of output; stopped")]
+    Oversized,
     /// The local ssh client could not be run.
     #[error("ssh client: {0}")]
     Local(#[from] std::io::Error),
+}
+
+/// Most bytes read into memory from one of a remote command's streams
+/// (stdout, stderr), or in one line of a streamed command.
+pub const OUTPUT_MAX: usize = 1 << 20;
+
+/// Reads a pipe to its end; [`SshError::Oversized`] past [`OUTPUT_MAX`]
+/// bytes, the rest left unread (the caller drops the child, which kills it).
+async fn read_bounded(pipe: Option<impl AsyncRead + Unpin>) -> Result<Vec<u8>, SshError> {
+    let mut buf = Vec::new();
+    if let Some(pipe) = pipe {
+        pipe.take(OUTPUT_MAX as u64 + 1)
+            .read_to_end(&mut buf)
+            .await?;
+    }
+    if buf.len() > OUTPUT_MAX {
+        return Err(SshError::Oversized);
+    }
+    Ok(buf)
 }
 
 impl SshError {
@@ -108,26 +133,43 @@ fn classify(code: Option<i32>, stderr: &str) -> SshError {
 
 /// The output of a running remote command.
 pub struct OutputStream {
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    reader: BufReader<tokio::process::ChildStdout>,
     child: tokio::process::Child,
 }
 
 impl OutputStream {
-    /// The next line, or None at the end of the output.
+    /// The next line (bytes that are not UTF-8 replaced), or None at the
+    /// end of the output; [`SshError::Oversized`] past [`OUTPUT_MAX`] bytes
+    /// without a line end.
     pub async fn next_line(&mut self) -> Result<Option<String>, SshError> {
-        Ok(self.lines.next_line().await?)
+        let mut line = Vec::new();
+        let read = (&mut self.reader)
+            .take(OUTPUT_MAX as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if read == 0 {
+            return Ok(None);
+        }
+        if line.len() > OUTPUT_MAX {
+            return Err(SshError::Oversized);
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        Ok(Some(String::from_utf8_lossy(&line).into_owned()))
     }
 
     /// Waits for the command and says how it ended.
-    pub async fn finish(self) -> Result<(), SshError> {
-        let out = self.child.wait_with_output().await?;
-        if out.status.success() {
+    pub async fn finish(mut self) -> Result<(), SshError> {
+        let stderr = read_bounded(self.child.stderr.take()).await?;
+        let status = self.child.wait().await?;
+        if status.success() {
             Ok(())
         } else {
-            Err(classify(
-                out.status.code(),
-                &String::from_utf8_lossy(&out.stderr),
-            ))
+            Err(classify(status.code(), &String::from_utf8_lossy(&stderr)))
         }
     }
 }
@@ -182,14 +224,17 @@ impl Session {
             input.write_all(stdin).await?;
             input.shutdown().await?;
         }
-        let out = child.wait_with_output().await?;
-        if out.status.success() {
-            Ok(out.stdout)
+        // Both at once (either may fill its pipe first); the first too
+        // long ends both, and dropping the child kills it.
+        let (stdout, stderr) = tokio::try_join!(
+            read_bounded(child.stdout.take()),
+            read_bounded(child.stderr.take())
+        )?;
+        let status = child.wait().await?;
+        if status.success() {
+            Ok(stdout)
         } else {
-            Err(classify(
-                out.status.code(),
-                &String::from_utf8_lossy(&out.stderr),
-            ))
+            Err(classify(status.code(), &String::from_utf8_lossy(&stderr)))
         }
     }
 
@@ -207,7 +252,7 @@ impl Session {
             .take()
             .ok_or_else(|| std::io::Error::other("no stdout"))?;
         Ok(OutputStream {
-            lines: BufReader::new(stdout).lines(),
+            reader: BufReader::new(stdout),
             child,
         })
     }

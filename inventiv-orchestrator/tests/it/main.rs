@@ -13,3 +13,4 @@
 mod autoscaler;
 mod node_install;
 mod secrets;
+mod ssh_output;
