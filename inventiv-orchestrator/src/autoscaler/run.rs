@@ -149,9 +149,15 @@ async fn pass(
             .entry(s.id)
             .or_insert_with(|| History::new(keep));
         history.push(combined.sample(s.organization_id, &s.model_id));
+        // Replicas wanted but not made yet (the API's convergence makes
+        // them within its interval) count as starting: a pass between a
+        // scaling and their creation would otherwise see fewer replicas
+        // than it asked for and take the step again, or undo it.
+        let made = count64(s.ready).saturating_add(count64(s.starting));
+        let pending = count(s.desired_replicas).saturating_sub(made);
         let replicas = Replicas {
             ready: count64(s.ready),
-            starting: count64(s.starting),
+            starting: count64(s.starting).saturating_add(pending),
             draining: count64(s.draining),
         };
         let d = decide(&policy, replicas, history.samples(), s.last_scaled_at, now);
