@@ -131,7 +131,6 @@ const HEAVY: usize = 12;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn real_load_scales_a_service_up_and_back_down_one_step_at_a_time_without_a_failed_request() {
-    let _heavy = crate::support::heavy().await;
     let mut h = Stack::start_with_env(&[("INVENTIV_SIGNALS_INTERVAL_MS", "250")]).await;
     h.mock_engine_args = SLOW_ENGINE;
     h.in_process(Ipv4Addr::new(127, 0, 72, 1)).await;

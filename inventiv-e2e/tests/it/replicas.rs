@@ -17,7 +17,6 @@ const DEPLOYMENTS: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_share_a_burst_of_deployments() {
-    let _heavy = crate::support::heavy().await;
     let s = Stack::start().await;
     let token = s.team().await;
     let first = Ipv4Addr::new(127, 0, 91, 1);

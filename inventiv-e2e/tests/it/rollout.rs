@@ -31,7 +31,6 @@ const SLOW_ENGINE: &str = "--ttft-ms 100 --tokens-per-second 50";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rollout_under_steady_load_replaces_both_replicas_without_a_failed_request() {
-    let _heavy = crate::support::heavy().await;
     let mut h = Stack::start().await;
     h.mock_engine_args = SLOW_ENGINE;
     h.in_process(Ipv4Addr::new(127, 0, 201, 1)).await;

@@ -56,14 +56,6 @@ fn build_bundle(out: &Path) -> PathBuf {
     PathBuf::from(line.trim().split_once("  ").unwrap().1)
 }
 
-/// Tests that load the machine heavily (a burst of many VMs, sustained
-/// request load through `/v1`) take this first and run one at a time: two
-/// of them together on a 2-core machine starve the workers' heartbeats.
-pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
-    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    HEAVY.lock().await
-}
-
 /// Live processes whose command line mentions `needle` (pid, command line).
 pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
     let mut found = Vec::new();
