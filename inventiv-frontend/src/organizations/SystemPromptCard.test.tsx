@@ -60,7 +60,7 @@ describe('SystemPromptCard', () => {
     const form = screen.getByRole('form', { name: 'Set the organization’s system prompt' });
     fireEvent.change(within(form).getByLabelText('Organization system prompt'), { target: { value: '  Answer in French.  ' } });
     fireEvent.change(within(form).getByLabelText('Applied'), { target: { value: 'always' } });
-    fireEvent.click(within(form).getByRole('button', { name: 'Save' }));
+    fireEvent.click(within(form).getByRole('button', { name: 'Set the prompt' }));
     await waitFor(() =>
       expect(within(screen.getByRole('list', { name: 'System prompts in force' })).getAllByRole('listitem')[0]?.textContent).toBe(
         'Organization (version 1, before the request’s own messages): Answer in French.',
@@ -77,7 +77,7 @@ describe('SystemPromptCard', () => {
     serve();
     renderCard(false);
     await screen.findByRole('list', { name: 'System prompts in force' });
-    expect(screen.queryByRole('button', { name: 'Save' })).toBeNull();
+    expect(screen.queryByRole('button', { name: 'Set the prompt' })).toBeNull();
     expect((screen.getByLabelText('Organization system prompt') as HTMLTextAreaElement).disabled).toBe(true);
   });
 });

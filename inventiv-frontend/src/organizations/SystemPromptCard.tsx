@@ -92,11 +92,11 @@ function OrganizationPromptForm({ current, editable }: { current: SystemPrompt |
         <div className="form-actions">
           {current ? (
             <button type="button" className="button" disabled={clear.isPending} onClick={() => clear.mutate()}>
-              Remove
+              Clear the prompt
             </button>
           ) : null}
           <button type="submit" className="button button-primary" disabled={set.isPending || content.trim() === ''}>
-            Save
+            Set the prompt
           </button>
         </div>
       ) : null}
