@@ -39,12 +39,13 @@ export function logsProblem(error: unknown): LogsProblem {
 }
 
 /**
- * Whether an instance in `status` may have a worker to read: from `starting`
- * (its install done, the relay's certificate pinned) until it is terminated.
- * Before, the panel does not ask (the API would answer 409 NO_WORKER).
+ * Whether an instance in `status` may have a worker to read: from `ready`
+ * until it is terminated. Before, the panel does not ask: the API would
+ * answer 409 NO_WORKER, and while `starting` the node's relay may not
+ * answer yet (a 502, an error in the browser's console).
  */
 export function hasWorker(status: InstanceStatus): boolean {
-  return ['starting', 'ready', 'draining', 'worker_dead', 'startup_failed', 'terminating'].includes(status);
+  return ['ready', 'draining', 'worker_dead', 'startup_failed', 'terminating'].includes(status);
 }
 
 /** Whether a scrolled box shows its bottom (within a few pixels). */
