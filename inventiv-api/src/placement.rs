@@ -128,9 +128,10 @@ pub fn name(raw: Option<&str>) -> ApiResult<Option<String>> {
 
 /// Whether the organization can use this provider (credentials when needed).
 async fn provider_configured(state: &AppState, org: Uuid, provider: &str) -> ApiResult<bool> {
-    // The mock provider runs locally and needs nothing; cloud providers need
-    // the organization's credentials.
-    if provider == "mock" {
+    // The mock provider runs locally and needs nothing, the `ssh` one the
+    // organization's hosts (the zone and type checks found one); cloud
+    // providers need the organization's credentials.
+    if provider == "mock" || provider == "ssh" {
         return Ok(true);
     }
     Ok(
@@ -207,10 +208,13 @@ pub async fn check(
                 t.gpu_count * t.vram_per_gpu_gb AS "total_vram!", t.gpu_count, t.price_eur_per_hour::text AS "price!",
                 COALESCE((SELECT available FROM instance_type_zones WHERE instance_type_id = t.id AND zone_id = z.id), false) AS "available!"
            FROM zones z JOIN instance_types t ON t.provider_code = z.provider_code
-          WHERE z.provider_code = $1 AND z.code = $2 AND t.code = $3"#,
+          WHERE z.provider_code = $1 AND z.code = $2 AND t.code = $3
+            AND (z.provider_code <> 'ssh' OR EXISTS (SELECT 1 FROM host_shapes s
+                 WHERE s.organization_id = $4 AND s.zone_id = z.id AND s.instance_type_id = t.id))"#,
         provider,
         zone,
         instance_type,
+        org,
     )
     .fetch_optional(&state.db)
     .await?

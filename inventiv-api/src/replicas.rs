@@ -15,7 +15,9 @@
 //!   others go through the instance terminate path at once;
 //! - after a rollout (its revision raised), the replicas made at an older
 //!   revision are replaced one at a time, a new one ready before an old
-//!   one drains (`rollout.rs` plans each step);
+//!   one drains (`rollout.rs` plans each step); a replica seated on an own
+//!   host that drains counts as outdated the same way, so it moves to
+//!   another host with no gap in service;
 //! - a replica that ended `provisioning_failed` gets one `placement_failed`
 //!   entry naming its placement and the provider's reason; its replacement
 //!   goes to the service's first placement not avoided (one where a replica
@@ -141,7 +143,9 @@ pub async fn run_once(state: &AppState, backoff: &mut Backoff) -> sqlx::Result<P
         r#"SELECT s.id, s.organization_id, s.state AS "state: ServiceState", s.desired_replicas,
                   (SELECT count(*) FROM instances i WHERE i.service_id = s.id AND i.status = ANY($1)) AS "counted!",
                   (SELECT count(*) FROM instances i WHERE i.service_id = s.id AND i.status = ANY($1)
-                     AND i.service_revision < s.revision) AS "outdated!",
+                     AND (i.service_revision < s.revision OR EXISTS (
+                          SELECT 1 FROM host_allocations a JOIN hosts h ON h.id = a.host_id
+                           WHERE a.instance_id = i.id AND h.status = 'draining'))) AS "outdated!",
                   (SELECT count(*) FROM instances i WHERE i.service_id = s.id
                      AND i.status NOT IN ('terminated', 'archived')) AS "left!",
                   (SELECT count(*) FROM instances i WHERE i.service_id = s.id
@@ -244,7 +248,10 @@ async fn converge(
         return Ok(None);
     }
     let live = sqlx::query!(
-        r#"SELECT i.id, i.status = 'ready' AS "ready!", i.service_revision >= s.revision AS "current!", i.created_at
+        r#"SELECT i.id, i.status = 'ready' AS "ready!", i.created_at,
+                  i.service_revision >= s.revision AND NOT EXISTS (
+                    SELECT 1 FROM host_allocations a JOIN hosts h ON h.id = a.host_id
+                     WHERE a.instance_id = i.id AND h.status = 'draining') AS "current!"
              FROM instances i JOIN services s ON s.id = i.service_id
             WHERE i.service_id = $1 AND i.status = ANY($2)"#,
         id,

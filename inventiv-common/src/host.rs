@@ -127,8 +127,85 @@ pub fn valid_address(address: &str) -> bool {
         })
 }
 
+/// A host shape: `count` GPUs of one model and memory, the instance type
+/// of the `ssh` provider (e.g. `2x-nvidia-l4-22g`). A host of n GPUs
+/// offers the shapes of 1 to n of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    pub count: i32,
+    pub gpu_model: String,
+    /// Per GPU, in whole GiB (rounded down), as the catalog counts VRAM.
+    pub vram_gb: i32,
+}
+
+impl Shape {
+    /// The instance type code: count, model slug (lowercase letters and
+    /// digits, other runs as one `-`), memory.
+    pub fn code(&self) -> String {
+        let mut slug = String::new();
+        for c in self.gpu_model.chars() {
+            if c.is_ascii_alphanumeric() {
+                slug.push(c.to_ascii_lowercase());
+            } else if !slug.is_empty() && !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        let slug: String = slug.trim_end_matches('-').chars().take(40).collect();
+        format!(
+            "{}x-{}-{}g",
+            self.count,
+            slug.trim_end_matches('-'),
+            self.vram_gb
+        )
+    }
+
+    /// The shapes a host of `gpu_count` GPUs offers (none without GPUs).
+    pub fn offered(gpu_count: i32, gpu_model: &str, vram_mib: i32) -> Vec<Shape> {
+        (1..=gpu_count.clamp(0, MAX_GPUS))
+            .map(|count| Shape {
+                count,
+                gpu_model: gpu_model.to_owned(),
+                vram_gb: vram_mib / 1024,
+            })
+            .collect()
+    }
+}
+
+/// Where one more engine goes on a host: which GPUs (indices as
+/// nvidia-smi numbers them) and which slot (its ports are the worker
+/// settings' ports shifted by [`PORT_STRIDE`] × slot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seat {
+    pub gpus: Vec<i32>,
+    pub slot: i32,
+}
+
+/// How far apart the ports of two engines sharing a host are: wider than
+/// the span of one worker's ports (agent, relay, up to 16 engines).
+pub const PORT_STRIDE: i32 = 100;
+
+/// The lowest free GPU indices and the lowest free slot for an engine of
+/// `count` GPUs on a host of `gpu_count`, given the seats already taken;
+/// None when it does not fit.
+pub fn seat(gpu_count: i32, count: i32, taken: &[Seat]) -> Option<Seat> {
+    if count < 1 {
+        return None;
+    }
+    let busy = |g: &i32| taken.iter().any(|s| s.gpus.contains(g));
+    let gpus: Vec<i32> = (0..gpu_count)
+        .filter(|g| !busy(g))
+        .take(usize::try_from(count).ok()?)
+        .collect();
+    if i32::try_from(gpus.len()).ok()? < count {
+        return None;
+    }
+    let slot = (0..).find(|n| taken.iter().all(|s| s.slot != *n))?;
+    Some(Seat { gpus, slot })
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
     use super::HostStatus::*;
     use super::*;
 
@@ -191,5 +268,67 @@ mod tests {
         assert!(!valid_address("user@host"));
         assert!(!valid_address("a..b"));
         assert!(!valid_address(""));
+    }
+
+    #[test]
+    fn shapes_and_codes() {
+        let shapes = Shape::offered(2, "NVIDIA L4", 23034);
+        let codes: Vec<String> = shapes.iter().map(Shape::code).collect();
+        assert_eq!(codes, ["1x-nvidia-l4-22g", "2x-nvidia-l4-22g"]);
+        assert_eq!(
+            Shape::offered(1, "NVIDIA H100 80GB HBM3", 81559)[0].code(),
+            "1x-nvidia-h100-80gb-hbm3-79g"
+        );
+        assert!(Shape::offered(0, "x", 2048).is_empty());
+    }
+
+    #[test]
+    fn seats_never_share_a_gpu_or_a_slot() {
+        let a = seat(2, 1, &[]).unwrap();
+        assert_eq!(
+            a,
+            Seat {
+                gpus: vec![0],
+                slot: 0
+            }
+        );
+        let b = seat(2, 1, std::slice::from_ref(&a)).unwrap();
+        assert_eq!(
+            b,
+            Seat {
+                gpus: vec![1],
+                slot: 1
+            }
+        );
+        assert_eq!(seat(2, 1, &[a.clone(), b.clone()]), None);
+        assert_eq!(seat(2, 2, std::slice::from_ref(&a)), None);
+        // A freed middle slot and GPU are reused first.
+        let c = seat(4, 2, std::slice::from_ref(&b)).unwrap();
+        assert_eq!(
+            c,
+            Seat {
+                gpus: vec![0, 2],
+                slot: 0
+            }
+        );
+        assert_eq!(seat(4, 0, &[]), None);
+        // Every mix of engines on up to 4 GPUs: disjoint GPUs and slots.
+        for sizes in [
+            [1, 1, 1, 1],
+            [2, 1, 1, 0],
+            [1, 2, 1, 0],
+            [3, 1, 0, 0],
+            [4, 0, 0, 0],
+        ] {
+            let mut taken: Vec<Seat> = Vec::new();
+            for n in sizes.into_iter().filter(|n| *n > 0) {
+                let s = seat(4, n, &taken).unwrap();
+                for t in &taken {
+                    assert!(t.gpus.iter().all(|g| !s.gpus.contains(g)) && t.slot != s.slot);
+                }
+                taken.push(s);
+            }
+            assert_eq!(seat(4, 1, &taken), None);
+        }
     }
 }

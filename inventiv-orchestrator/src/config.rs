@@ -71,6 +71,9 @@ pub struct Config {
     pub mock_engine_everywhere: bool,
     /// How often cloud resources are compared with the database.
     pub cloud_reconcile_interval: Duration,
+    /// How often the organizations' hosts (the `ssh` provider) are
+    /// verified again, and their pending cleanups tried.
+    pub host_check_interval: Duration,
     /// A tagged resource without a live instance is deleted once this old.
     pub orphan_grace: Duration,
     /// How long an instance lease lasts without renewal; a running step
@@ -231,6 +234,9 @@ impl Config {
             },
             cloud_reconcile_interval: Duration::from_secs(
                 parse("INVENTIV_CLOUD_RECONCILE_INTERVAL_SECS", 300u64)?.max(1),
+            ),
+            host_check_interval: Duration::from_millis(
+                parse("INVENTIV_HOST_CHECK_INTERVAL_MS", 30_000u64)?.max(200),
             ),
             orphan_grace: Duration::from_secs(parse("INVENTIV_ORPHAN_GRACE_SECS", 1800u64)?),
             lease: Duration::from_millis(parse("INVENTIV_INSTANCE_LEASE_MS", 120_000u64)?.max(300)),

@@ -233,6 +233,12 @@ impl Orchestrator {
     ) -> Result<Arc<dyn CloudProvider>, CloudError> {
         let inner = match self.providers.get(code) {
             Some(p) => p.clone(),
+            None if code == "ssh" => Arc::new(crate::hosts::SshHosts {
+                db: self.db.clone(),
+                keyring: self.config.keyring.clone(),
+                org,
+                scratch: crate::hosts::scratch_dir(self),
+            }),
             None => self.clouds.get(&self.db, code, org).await?,
         };
         Ok(Arc::new(crate::measured::Measured {

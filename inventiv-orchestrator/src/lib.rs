@@ -21,6 +21,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod events;
+pub mod hosts;
 pub mod jobs;
 pub mod lifecycle;
 pub mod measured;
@@ -47,10 +48,12 @@ pub async fn run(o: Arc<context::Orchestrator>, shutdown: CancellationToken) {
     ));
     let clouds = tokio::spawn(jobs::cloud_reconcile::run(o.clone(), shutdown.clone()));
     let autoscaler = tokio::spawn(autoscaler::run::run(o.clone(), shutdown.clone()));
+    let hosts = tokio::spawn(hosts::run(o.clone(), shutdown.clone()));
     jobs::reconcile::run(o, active, tasks.clone(), shutdown).await;
     let _ = commands.await;
     let _ = clouds.await;
     let _ = autoscaler.await;
+    let _ = hosts.await;
     tasks.close();
     tasks.wait().await;
 }

@@ -8,16 +8,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use inventiv_common::host::{Reach, MAX_GPUS, MAX_GPU_MODEL, VRAM_MIB};
-use secrecy::ExposeSecret;
-use tokio::io::AsyncWriteExt;
+use inventiv_common::HostStatus;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::hosts::{OrgKey, Scratch};
+use crate::host_alloc::{offer, settle};
+use crate::hosts::{fingerprint, record, Change, OrgKey, OrgSsh};
 use crate::ssh::{Ssh, SshError, Target};
 
-/// Lists the GPUs when nvidia-smi is there; succeeds either way. At most
-/// one line more than a host may declare, so a host cannot flood us.
-const GPU_PROBE: &str = "if command -v nvidia-smi >/dev/null 2>&1; then \
+/// Says the user's home directory (where installs go), then lists the GPUs
+/// when nvidia-smi is there; succeeds either way. At most one line more
+/// than a host may declare, so a host cannot flood us.
+const GPU_PROBE: &str = "printf '::home::%s\\n' \"$HOME\"; if command -v nvidia-smi >/dev/null 2>&1; then \
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits 2>/dev/null | head -n 17; fi; true";
 
 /// The GPUs nvidia-smi reported.
@@ -40,6 +42,8 @@ pub struct Probe {
     pub recorded_known_hosts: Option<String>,
     /// None: no nvidia-smi, or nothing usable from it (the declared GPUs stay).
     pub gpus: Option<DetectedGpus>,
+    /// The SSH user's home directory, when reached and it is a sane path.
+    pub home_dir: Option<String>,
 }
 
 /// Where and how to connect.
@@ -59,28 +63,13 @@ pub struct Attempt<'a> {
 /// Connects once and says how it went; only a local failure (no ssh
 /// client, no disk) is an error.
 pub async fn probe(attempt: Attempt<'_>) -> std::io::Result<Probe> {
-    let dir = Scratch::new(attempt.scratch).await?;
-    let outcome = connect(&dir.0, &attempt).await;
-    dir.remove().await?;
+    let client = OrgSsh::open(attempt.scratch, attempt.key, attempt.connect_timeout).await?;
+    let outcome = connect(&client.ssh, &attempt).await;
+    client.close().await?;
     outcome
 }
 
-async fn connect(dir: &Path, attempt: &Attempt<'_>) -> std::io::Result<Probe> {
-    let key_file = dir.join("id_ed25519");
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&key_file)
-        .await?;
-    file.write_all(attempt.key.private.expose_secret().as_bytes())
-        .await?;
-    file.shutdown().await?;
-    let ssh = Ssh {
-        key: key_file,
-        work_dir: dir.to_path_buf(),
-        connect_timeout: attempt.connect_timeout,
-    };
+async fn connect(ssh: &Ssh, attempt: &Attempt<'_>) -> std::io::Result<Probe> {
     let session = ssh
         .session(attempt.host_id, attempt.target.clone(), attempt.known_hosts)
         .await?;
@@ -90,6 +79,7 @@ async fn connect(dir: &Path, attempt: &Attempt<'_>) -> std::io::Result<Probe> {
         message,
         recorded_known_hosts: None,
         gpus: None,
+        home_dir: None,
     };
     Ok(match ran {
         Err(_) => unreached(format!("no answer within {} s", attempt.timeout.as_secs())),
@@ -100,6 +90,7 @@ async fn connect(dir: &Path, attempt: &Attempt<'_>) -> std::io::Result<Probe> {
                 .to_owned(),
             recorded_known_hosts: None,
             gpus: None,
+            home_dir: None,
         },
         Ok(Err(SshError::Unreachable(why))) => unreached(format!("cannot log in: {why}")),
         Ok(Err(e @ (SshError::Failed { .. } | SshError::Oversized))) => {
@@ -110,7 +101,9 @@ async fn connect(dir: &Path, attempt: &Attempt<'_>) -> std::io::Result<Probe> {
                 None => Some(session.known_hosts().await?),
                 Some(_) => None,
             };
-            let gpus = parse_gpus(&String::from_utf8_lossy(&out));
+            let out = String::from_utf8_lossy(&out);
+            let (home_dir, gpu_lines) = split_home(&out);
+            let gpus = parse_gpus(&gpu_lines);
             let message = match &gpus {
                 Some(g) => format!(
                     "logged in; nvidia-smi: {} × {} ({} MiB)",
@@ -125,9 +118,155 @@ async fn connect(dir: &Path, attempt: &Attempt<'_>) -> std::io::Result<Probe> {
                 message,
                 recorded_known_hosts: recorded,
                 gpus,
+                home_dir,
             }
         }
     })
+}
+
+/// What recording a verification did.
+#[derive(Debug)]
+pub enum Applied {
+    /// No such host in the organization.
+    NotFound,
+    /// The host was removed meanwhile: nothing recorded.
+    Removed,
+    /// Recorded: the host's status now, how the verification ended (a
+    /// key pinned meanwhile by another verification counts as changed),
+    /// and what it says.
+    Done {
+        from: HostStatus,
+        to: HostStatus,
+        reach: Reach,
+        message: String,
+    },
+}
+
+/// Records a verification's outcome in the caller's transaction: the host
+/// key at a first success (unless another verification pinned one
+/// meanwhile, then compared with it), the GPUs detected, the home
+/// directory, the last check, the status with its history row (also for a
+/// refused key), the catalog rows the host offers, and `in_use` /
+/// `verified` from the seats it holds.
+pub async fn apply(
+    tx: &mut PgConnection,
+    org: Uuid,
+    id: Uuid,
+    found: Probe,
+    actor: Option<Uuid>,
+    request_id: Option<String>,
+) -> Result<Applied, sqlx::Error> {
+    let Some(now) = sqlx::query!(
+        r#"SELECT status AS "status: HostStatus", ssh_known_hosts FROM hosts
+            WHERE id = $1 AND organization_id = $2 FOR UPDATE"#,
+        id,
+        org,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(Applied::NotFound);
+    };
+    let mut reach = found.reach;
+    let mut message = found.message;
+    if let Some(recorded) = &found.recorded_known_hosts {
+        match &now.ssh_known_hosts {
+            None => {
+                sqlx::query!(
+                    "UPDATE hosts SET ssh_known_hosts = $3 WHERE id = $1 AND organization_id = $2",
+                    id,
+                    org,
+                    recorded,
+                )
+                .execute(&mut *tx)
+                .await?;
+                message = format!(
+                    "{message}; host key {} pinned",
+                    fingerprint(recorded).unwrap_or_default()
+                );
+            }
+            Some(pinned) if fingerprint(pinned) != fingerprint(recorded) => {
+                reach = Reach::KeyChanged;
+                message = "the host presented another SSH host key than the one pinned meanwhile; refused".into();
+            }
+            Some(_) => {}
+        }
+    }
+    let Some(to) = now.status.after_verification(reach) else {
+        return Ok(Applied::Removed);
+    };
+    let reached = reach == Reach::Reached;
+    let gpus = found.gpus.filter(|_| reached);
+    sqlx::query!(
+        "UPDATE hosts SET last_checked_at = now(), last_check_ok = $3, last_check_message = $4,
+                gpu_count = COALESCE($5, gpu_count), gpu_model = COALESCE($6, gpu_model),
+                gpu_vram_mib = COALESCE($7, gpu_vram_mib), gpus_detected = gpus_detected OR $8,
+                home_dir = COALESCE($9, home_dir), updated_at = now()
+          WHERE id = $1 AND organization_id = $2",
+        id,
+        org,
+        reached,
+        message,
+        gpus.as_ref().map(|g| g.count),
+        gpus.as_ref().map(|g| g.model.clone()),
+        gpus.as_ref().map(|g| g.vram_mib),
+        gpus.is_some(),
+        found.home_dir.filter(|_| reached),
+    )
+    .execute(&mut *tx)
+    .await?;
+    if to != now.status || reach == Reach::KeyChanged {
+        record(
+            tx,
+            Change {
+                host_id: id,
+                organization_id: org,
+                from: Some(now.status),
+                to,
+                reason: &message,
+                actor,
+                request_id,
+            },
+        )
+        .await?;
+    }
+    offer(tx, id).await?;
+    settle(tx, id, org, "verified").await?;
+    let to = sqlx::query_scalar!(
+        r#"SELECT status AS "status: HostStatus" FROM hosts WHERE id = $1"#,
+        id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(Applied::Done {
+        from: now.status,
+        to,
+        reach,
+        message,
+    })
+}
+
+/// The home directory line of the probe's output (an absolute path of at
+/// most 1024 printable characters, else None) and the other lines.
+pub fn split_home(out: &str) -> (Option<String>, String) {
+    let mut home = None;
+    let mut rest = String::new();
+    for line in out.lines() {
+        match line.strip_prefix("::home::") {
+            Some(h) => {
+                home = Some(h.trim_end().trim_end_matches('/').to_owned()).filter(|h| {
+                    h.starts_with('/')
+                        && (2..=1024).contains(&h.len())
+                        && !h.chars().any(|c| c.is_control() || c == '\'')
+                });
+            }
+            None => {
+                rest.push_str(line);
+                rest.push('\n');
+            }
+        }
+    }
+    (home, rest)
 }
 
 /// Reads `name, memory.total` lines (MiB); None unless every line parses,
@@ -182,5 +321,16 @@ mod tests {
         assert_eq!(parse_gpus("NVIDIA L4, [N/A]"), None);
         assert_eq!(parse_gpus("NVIDIA L4, 12"), None);
         assert_eq!(parse_gpus(&"NVIDIA L4, 23034\n".repeat(17)), None);
+    }
+
+    #[test]
+    fn home_directory_line() {
+        let (home, rest) = split_home("::home::/home/gpu/\nNVIDIA L4, 23034\n");
+        assert_eq!(home.as_deref(), Some("/home/gpu"));
+        assert_eq!(parse_gpus(&rest).map(|g| g.count), Some(1));
+        assert_eq!(split_home("::home::relative\n").0, None);
+        assert_eq!(split_home("::home::/\n").0, None);
+        assert_eq!(split_home("::home::/a'b\n").0, None);
+        assert_eq!(split_home("").0, None);
     }
 }

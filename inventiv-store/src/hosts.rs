@@ -128,6 +128,54 @@ pub async fn load_key(
     }))
 }
 
+/// An SSH client that logs in with an organization's key: the key is on
+/// disk, mode 600, in a private scratch directory only until [`OrgSsh::close`].
+pub struct OrgSsh {
+    dir: Scratch,
+    pub ssh: crate::ssh::Ssh,
+}
+
+impl OrgSsh {
+    /// Writes the key under `parent` and prepares the client.
+    pub async fn open(
+        parent: &Path,
+        key: &OrgKey,
+        connect_timeout: std::time::Duration,
+    ) -> std::io::Result<OrgSsh> {
+        use secrecy::ExposeSecret;
+        use tokio::io::AsyncWriteExt;
+        let dir = Scratch::new(parent).await?;
+        let key_file = dir.0.join("id_ed25519");
+        let written = async {
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&key_file)
+                .await?;
+            file.write_all(key.private.expose_secret().as_bytes())
+                .await?;
+            file.shutdown().await
+        }
+        .await;
+        if let Err(e) = written {
+            dir.remove().await?;
+            return Err(e);
+        }
+        let ssh = crate::ssh::Ssh {
+            key: key_file,
+            work_dir: dir.0.clone(),
+            connect_timeout,
+        };
+        Ok(OrgSsh { dir, ssh })
+    }
+
+    /// Removes the key and the connections' files.
+    pub async fn close(self) -> std::io::Result<()> {
+        self.dir.remove().await
+    }
+}
+
 /// A private directory under `parent`, removed by [`Scratch::remove`].
 pub(crate) struct Scratch(pub(crate) PathBuf);
 

@@ -11,6 +11,7 @@ pub mod action_log;
 pub mod credentials;
 pub mod crypto;
 pub mod db;
+pub mod host_alloc;
 pub mod host_check;
 pub mod hosts;
 pub mod huggingface;

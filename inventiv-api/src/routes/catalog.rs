@@ -127,7 +127,10 @@ async fn list_zones(
              FROM zones x
              LEFT JOIN organization_activations a
                ON a.organization_id = $1 AND a.item_kind = 'zone' AND a.item_id = x.id::text
-            WHERE ($2::text IS NULL OR x.provider_code = $2) ORDER BY x.provider_code, x.code"#,
+            WHERE ($2::text IS NULL OR x.provider_code = $2)
+              AND (x.provider_code <> 'ssh' OR EXISTS (SELECT 1 FROM host_shapes s
+                                                        WHERE s.organization_id = $1 AND s.zone_id = x.id))
+            ORDER BY x.provider_code, x.code"#,
         caller.org_id as OrgId,
         f.provider,
     )
@@ -233,14 +236,22 @@ async fn list_instance_types(
                   x.price_eur_per_hour::text AS "price_eur_per_hour!",
                   x.allocation AS "allocation: SqlJson<serde_json::Value>", x.active,
                   ARRAY(SELECT z.code FROM instance_type_zones tz JOIN zones z ON z.id = tz.zone_id
-                         WHERE tz.instance_type_id = x.id AND tz.available ORDER BY z.code) AS "zones!",
+                         WHERE tz.instance_type_id = x.id AND tz.available
+                           AND (x.provider_code <> 'ssh' OR EXISTS (SELECT 1 FROM host_shapes s
+                                WHERE s.organization_id = $1 AND s.instance_type_id = x.id AND s.zone_id = z.id))
+                         ORDER BY z.code) AS "zones!",
                   COALESCE(a.technical, false) AS "technical!", COALESCE(a.economic, false) AS "economic!"
              FROM instance_types x
              LEFT JOIN organization_activations a
                ON a.organization_id = $1 AND a.item_kind = 'instance_type' AND a.item_id = x.id::text
             WHERE ($2::text IS NULL OR x.provider_code = $2)
+              AND (x.provider_code <> 'ssh' OR EXISTS (SELECT 1 FROM host_shapes s
+                                                        WHERE s.organization_id = $1 AND s.instance_type_id = x.id))
               AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM instance_type_zones tz JOIN zones z ON z.id = tz.zone_id
-                                                WHERE tz.instance_type_id = x.id AND tz.available AND z.code = $3))
+                                                WHERE tz.instance_type_id = x.id AND tz.available AND z.code = $3
+                                                  AND (x.provider_code <> 'ssh' OR EXISTS (SELECT 1 FROM host_shapes s
+                                                       WHERE s.organization_id = $1 AND s.instance_type_id = x.id
+                                                         AND s.zone_id = z.id))))
             ORDER BY x.provider_code, x.price_eur_per_hour"#,
         caller.org_id as OrgId,
         f.provider,

@@ -10,13 +10,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use inventiv_common::{Action, ServiceEventKind, ServiceState, UserId};
+use inventiv_store::host_alloc::{self, AllocateError};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Json;
 use crate::placement::{self, NewInstance, Placement};
 use crate::request_id;
@@ -75,6 +76,16 @@ async fn deploy(
         instance_type: body.instance_type,
     };
     let at = placement::check(&state, org, &model, &wanted).await?;
+    if wanted.provider == "ssh" {
+        // The seat itself is taken when the orchestrator creates the server;
+        // a pool already full is refused now rather than failing later.
+        host_alloc::fits(&state.db, org, &wanted.zone, &wanted.instance_type)
+            .await
+            .map_err(|e| match e {
+                AllocateError::NoFreeHost(why) => ApiError::conflict("NO_FREE_HOST", why),
+                AllocateError::Db(e) => e.into(),
+            })?;
+    }
     let name =
         name.unwrap_or_else(|| format!("{} on {}", model.display_name, wanted.instance_type));
     let name: String = name.chars().take(100).collect();

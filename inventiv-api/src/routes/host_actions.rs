@@ -10,7 +10,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use inventiv_common::host::Reach;
 use inventiv_common::{Action, HostStatus, OrgId};
-use inventiv_store::host_check::{probe, Attempt};
+use inventiv_store::host_alloc::{seated, settle};
+use inventiv_store::host_check::{apply, probe, Applied, Attempt};
 use inventiv_store::hosts::{ensure_key, fingerprint, record, Change, OrgKey};
 use inventiv_store::ssh::Target;
 use serde::Serialize;
@@ -18,7 +19,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::hosts::{load_row, Host, HostRow};
+use super::hosts::{host_view, load_row, Host, HostRow};
 use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -122,75 +123,22 @@ async fn verify_host(
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("host verification: {e}")))?;
 
     let mut tx = state.db.begin().await?;
-    let now = sqlx::query!(
-        r#"SELECT status AS "status: HostStatus", ssh_known_hosts FROM hosts
-            WHERE id = $1 AND organization_id = $2 FOR UPDATE"#,
+    let applied = apply(
+        &mut tx,
+        caller.org_id.0,
         id,
-        caller.org_id as OrgId,
+        found,
+        Some(caller.user_id.0),
+        request_id::current(),
     )
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(ApiError::NotFound)?;
-    // A verification that ran at the same time may have pinned a key first.
-    let mut reach = found.reach;
-    let mut message = found.message;
-    if let Some(recorded) = &found.recorded_known_hosts {
-        match &now.ssh_known_hosts {
-            None => {
-                sqlx::query!(
-                    "UPDATE hosts SET ssh_known_hosts = $3 WHERE id = $1 AND organization_id = $2",
-                    id,
-                    caller.org_id as OrgId,
-                    recorded,
-                )
-                .execute(&mut *tx)
-                .await?;
-                message = format!(
-                    "{message}; host key {} pinned",
-                    fingerprint(recorded).unwrap_or_default()
-                );
-            }
-            Some(pinned) if fingerprint(pinned) != fingerprint(recorded) => {
-                reach = Reach::KeyChanged;
-                message = "the host presented another SSH host key than the one pinned meanwhile; refused".into();
-            }
-            Some(_) => {}
-        }
-    }
-    let to = now.status.after_verification(reach).ok_or_else(removed)?;
-    let gpus = found.gpus.filter(|_| reach == Reach::Reached);
-    sqlx::query!(
-        "UPDATE hosts SET last_checked_at = now(), last_check_ok = $3, last_check_message = $4,
-                gpu_count = COALESCE($5, gpu_count), gpu_model = COALESCE($6, gpu_model),
-                gpu_vram_mib = COALESCE($7, gpu_vram_mib), gpus_detected = gpus_detected OR $8,
-                updated_at = now()
-          WHERE id = $1 AND organization_id = $2",
-        id,
-        caller.org_id as OrgId,
-        reach == Reach::Reached,
-        message,
-        gpus.as_ref().map(|g| g.count),
-        gpus.as_ref().map(|g| g.model.clone()),
-        gpus.as_ref().map(|g| g.vram_mib),
-        gpus.is_some(),
-    )
-    .execute(&mut *tx)
     .await?;
-    if to != now.status || reach == Reach::KeyChanged {
-        record(
-            &mut tx,
-            Change {
-                host_id: id,
-                organization_id: caller.org_id.0,
-                from: Some(now.status),
-                to,
-                reason: &message,
-                actor: Some(caller.user_id.0),
-                request_id: request_id::current(),
-            },
-        )
-        .await?;
-    }
+    let (to, reach, message) = match applied {
+        Applied::NotFound => return Err(ApiError::NotFound),
+        Applied::Removed => return Err(removed()),
+        Applied::Done {
+            to, reach, message, ..
+        } => (to, reach, message),
+    };
     let action = match reach {
         Reach::Reached => "host.verified",
         Reach::Unreached => "host.unreachable",
@@ -210,7 +158,7 @@ async fn verify_host(
              If the machine was reinstalled, remove the host and register it again",
         ));
     }
-    Ok(Json(load_row(&state.db, caller.org_id, id).await?.into()))
+    Ok(Json(host_view(&state.db, caller.org_id, id).await?))
 }
 
 /// Moves the host to `to` (from its locked current status), with its
@@ -250,6 +198,7 @@ async fn change(
         },
     )
     .await?;
+    settle(&mut tx, id, caller.org_id.0, reason).await?;
     audit::record(
         &mut *tx,
         audit::Entry::by(caller, action, "host", id.to_string())
@@ -273,7 +222,7 @@ async fn drain_host(
     caller.require(Action::ManageHosts)?;
     let next = |s: HostStatus, _: Option<bool>| s.after_drain().ok_or_else(removed);
     change(&state, &caller, id, next, "drained", "host.drained").await?;
-    Ok(Json(load_row(&state.db, caller.org_id, id).await?.into()))
+    Ok(Json(host_view(&state.db, caller.org_id, id).await?))
 }
 
 /// Ends a drain: the host returns to what its last verification said
@@ -296,11 +245,12 @@ async fn undrain_host(
         })
     };
     change(&state, &caller, id, next, "drain ended", "host.undrained").await?;
-    Ok(Json(load_row(&state.db, caller.org_id, id).await?.into()))
+    Ok(Json(host_view(&state.db, caller.org_id, id).await?))
 }
 
 /// Removes the host (kept, with its history, as `removed`); refused while
-/// it is in use. Removing a removed host changes nothing.
+/// an instance is seated on it (draining or not). Removing a removed host
+/// changes nothing.
 #[utoipa::path(delete, path = "/hosts/{host_id}", tag = "hosts", security(("bearer" = [])),
     params(("host_id" = Uuid, Path, description = "host id")),
     responses((status = 204), (status = 409, body = ErrorBody, description = "HOST_IN_USE: terminate its instances first")))]
@@ -310,8 +260,10 @@ async fn remove_host(
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     caller.require(Action::ManageHosts)?;
+    load_row(&state.db, caller.org_id, id).await?;
+    let holds = seated(&state.db, id).await?;
     let next = |s: HostStatus, _: Option<bool>| {
-        if s.removable() {
+        if s.removable() && holds == 0 {
             Ok(HostStatus::Removed)
         } else {
             Err(ApiError::conflict(

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use inventiv_common::host::{self, HostStatus, MAX_GPUS, MAX_GPU_MODEL, MAX_LABEL, VRAM_MIB};
 use inventiv_common::{Action, OrgId};
+use inventiv_store::host_alloc::Seats;
 use inventiv_store::hosts::{record, Change};
 use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
@@ -59,6 +60,49 @@ pub struct Host {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub removed_at: Option<DateTime<Utc>>,
+    /// The engines seated on it now (its GPUs in use).
+    pub seats: Vec<HostSeat>,
+}
+
+/// An engine seated on a host.
+#[derive(Serialize, ToSchema)]
+pub struct HostSeat {
+    pub instance_id: Uuid,
+    /// GPU indices (as nvidia-smi numbers them).
+    pub gpus: Vec<i32>,
+    /// Its worker ports are the worker settings' ports + 100 × slot.
+    pub slot: i32,
+    /// The instance ended: its engine is being stopped and its install
+    /// removed (waits for an unreachable host to answer); the GPUs stay
+    /// taken meanwhile.
+    pub releasing: bool,
+}
+
+/// `hosts` with their seats filled in.
+pub(crate) async fn with_seats(
+    db: &sqlx::PgPool,
+    org: OrgId,
+    mut hosts: Vec<Host>,
+) -> ApiResult<Vec<Host>> {
+    let seats = inventiv_store::host_alloc::list(db, Seats::Organization(org.0)).await?;
+    for a in seats {
+        if let Some(h) = hosts.iter_mut().find(|h| h.id == a.host_id) {
+            h.seats.push(HostSeat {
+                instance_id: a.instance_id,
+                gpus: a.gpus,
+                slot: a.slot,
+                releasing: a.releasing,
+            });
+        }
+    }
+    Ok(hosts)
+}
+
+/// One host with its seats.
+pub(crate) async fn host_view(db: &sqlx::PgPool, org: OrgId, id: Uuid) -> ApiResult<Host> {
+    let row = load_row(db, org, id).await?;
+    let mut one = with_seats(db, org, vec![row.into()]).await?;
+    one.pop().ok_or(ApiError::NotFound)
 }
 
 /// The outcome of the last verification.
@@ -122,6 +166,7 @@ impl From<HostRow> for Host {
             created_at: r.created_at,
             updated_at: r.updated_at,
             removed_at: r.removed_at,
+            seats: Vec::new(),
         }
     }
 }
@@ -282,6 +327,7 @@ async fn register_host(
         },
     )
     .await?;
+    inventiv_store::host_alloc::offer(&mut tx, id).await?;
     audit::record(
         &mut *tx,
         audit::Entry::by(&caller, "host.registered", "host", id.to_string()).details(
@@ -336,7 +382,8 @@ async fn list_hosts(
     )
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(rows.into_iter().map(Host::from).collect()))
+    let hosts = rows.into_iter().map(Host::from).collect();
+    Ok(Json(with_seats(&state.db, caller.org_id, hosts).await?))
 }
 
 /// One host.
@@ -349,7 +396,7 @@ async fn get_host(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Host>> {
     caller.require(Action::ViewHosts)?;
-    Ok(Json(load_row(&state.db, caller.org_id, id).await?.into()))
+    Ok(Json(host_view(&state.db, caller.org_id, id).await?))
 }
 
 /// One entry of a host's timeline: a status change, or a refused host key

@@ -78,6 +78,21 @@ pub struct Instance {
     /// token counters (absent until the drift job has seen counters).
     #[schema(value_type = Option<crate::drift::UsageReconciliation>)]
     pub usage_reconciliation: Option<SqlJson<crate::drift::UsageReconciliation>>,
+    /// Where it runs on one of the organization's own hosts (provider
+    /// `ssh`), while it holds its seat there.
+    #[schema(value_type = Option<HostPlacement>)]
+    pub host: Option<SqlJson<HostPlacement>>,
+}
+
+/// An instance's seat on one of the organization's own hosts.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HostPlacement {
+    pub host_id: Uuid,
+    pub label: String,
+    /// GPU indices (as nvidia-smi numbers them).
+    pub gpus: Vec<i32>,
+    /// Its worker ports are the worker settings' ports + 100 × slot.
+    pub slot: i32,
 }
 
 /// The columns of [`Instance`], for `FROM instances i`: the list's,
@@ -90,7 +105,9 @@ const COLUMNS: &str = "i.id, i.name, i.service_id, i.service_revision, i.provide
     i.worker_status, i.worker_agent_version, i.agent_version_mismatch, i.last_heartbeat_at, i.created_at, i.updated_at,
     i.started_at, i.terminated_at, split_part(i.trace_context, '-', 2) AS trace_id,
     (SELECT to_jsonb(r) - 'instance_id' - 'organization_id' FROM instance_usage_reconciliations r WHERE r.instance_id = i.id)
-        AS usage_reconciliation";
+        AS usage_reconciliation,
+    (SELECT jsonb_build_object('host_id', h.id, 'label', h.label, 'gpus', a.gpus, 'slot', a.slot)
+       FROM host_allocations a JOIN hosts h ON h.id = a.host_id WHERE a.instance_id = i.id) AS host";
 
 /// Loads one instance of the caller's organization.
 pub async fn load(db: impl sqlx::PgExecutor<'_>, org: Uuid, id: Uuid) -> ApiResult<Instance> {
@@ -106,7 +123,10 @@ pub async fn load(db: impl sqlx::PgExecutor<'_>, org: Uuid, id: Uuid) -> ApiResu
                   i.last_heartbeat_at, i.created_at, i.updated_at, i.started_at, i.terminated_at,
                   split_part(i.trace_context, '-', 2) AS trace_id,
                   (SELECT to_jsonb(r) - 'instance_id' - 'organization_id' FROM instance_usage_reconciliations r WHERE r.instance_id = i.id)
-                      AS "usage_reconciliation: SqlJson<UsageReconciliation>"
+                      AS "usage_reconciliation: SqlJson<UsageReconciliation>",
+                  (SELECT jsonb_build_object('host_id', h.id, 'label', h.label, 'gpus', a.gpus, 'slot', a.slot)
+                     FROM host_allocations a JOIN hosts h ON h.id = a.host_id WHERE a.instance_id = i.id)
+                      AS "host: SqlJson<HostPlacement>"
              FROM instances i WHERE i.id = $1 AND i.organization_id = $2"#,
         id,
         org,

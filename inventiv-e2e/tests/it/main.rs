@@ -17,6 +17,7 @@ mod crash;
 mod dead_man;
 mod dead_worker;
 mod deadlines;
+mod hosts;
 mod huggingface_token;
 mod lifecycle;
 mod messages;

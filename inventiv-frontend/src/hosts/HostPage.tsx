@@ -8,7 +8,7 @@ import type { HostHistoryEntry } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { statusTones } from '../components/statusTones';
 import { Card, DateText, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
-import { gpusText, useHost, useHostAction, useHostHistory } from './api';
+import { gpusText, gpuUse, useHost, useHostAction, useHostHistory } from './api';
 import { HostActionButtons, HourlyCost, LastCheck, VerificationOutcome } from './HostsPage';
 
 export function HostPage() {
@@ -80,6 +80,25 @@ export function HostPage() {
           ) : null}
         </dl>
       </Card>
+      {h.gpu_count > 0 ? (
+        <Card title="GPUs in use">
+          <ul className="plain-list" aria-label="GPUs in use">
+            {gpuUse(h).map((g) => (
+              <li key={g.index}>
+                GPU {g.index}:{' '}
+                {g.instanceId === null ? (
+                  <span className="muted">free</span>
+                ) : (
+                  <>
+                    <Link to={`/instances/${g.instanceId}`}>instance {g.instanceId.slice(0, 8)}</Link>
+                    {g.releasing ? <span className="muted"> (being released: waits for the host to answer)</span> : null}
+                  </>
+                )}
+              </li>
+            ))}
+          </ul>
+        </Card>
+      ) : null}
       <Card title="History">
         {history.isPending ? <Loading /> : history.isError ? <ErrorMessage error={history.error} /> : <HostTimeline entries={history.data} />}
       </Card>

@@ -8,7 +8,7 @@ import type { Host } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { DataTable, NUMERIC } from '../components/DataTable';
 import { Badge, DateText, ErrorMessage, Loading, Money, PageHeader, StatusBadge } from '../components/ui';
-import { allowedHostActions, gpusText, HOST_ACTION_LABEL, hostActionQuestion, useHostAction, useHosts, type HostAction } from './api';
+import { allowedHostActions, gpusText, gpuUseText, HOST_ACTION_LABEL, hostActionQuestion, useHostAction, useHosts, type HostAction } from './api';
 import { RegisterHostDialog } from './RegisterHostDialog';
 
 type HostActionMutation = ReturnType<typeof useHostAction>;
@@ -91,6 +91,7 @@ export function HostsPage() {
         size: 200,
         cell: ({ row }) => <span title={row.original.gpus_detected ? 'read with nvidia-smi' : 'declared'}>{gpusText(row.original)}</span>,
       },
+      { id: 'in_use', accessorFn: (h) => h.seats.length, header: 'In use', size: 110, cell: ({ row }) => gpuUseText(row.original) },
       { id: 'hourly_cost_eur', accessorFn: (h) => Number(h.hourly_cost_eur ?? 0), header: 'Hourly cost', size: 110, meta: NUMERIC, cell: ({ row }) => <HourlyCost host={row.original} /> },
       { id: 'status', accessorKey: 'status', header: 'Status', size: 110, cell: ({ row }) => <StatusBadge kind="host" status={row.original.status} /> },
       { id: 'last_check', accessorFn: (h) => h.last_check?.at ?? '', header: 'Last check', size: 140, cell: ({ row }) => <LastCheck host={row.original} /> },
@@ -117,7 +118,7 @@ export function HostsPage() {
           </button>
         ) : null}
       </PageHeader>
-      <p className="muted">Your own GPU servers, reached over SSH with the organization’s key. Deployments are not placed on them yet.</p>
+      <p className="muted">Your own GPU servers, reached over SSH with the organization’s key: deploy on them with the provider “ssh”, a pool as the zone.</p>
       <ErrorMessage error={action.error} />
       <VerificationOutcome action={action} />
       {hosts.isPending ? (

@@ -85,6 +85,21 @@ export function hostActionQuestion(action: HostAction, host: Host): string | nul
 }
 
 /** "2 × NVIDIA L4 × 22.5 GiB", or "none". */
+/** Each GPU of the host and the instance seated on it (null: free). */
+export function gpuUse(h: Pick<Host, 'gpu_count' | 'seats'>): { index: number; instanceId: string | null; releasing: boolean }[] {
+  return Array.from({ length: h.gpu_count }, (_, index) => {
+    const seat = h.seats.find((s) => s.gpus.includes(index));
+    return { index, instanceId: seat?.instance_id ?? null, releasing: seat?.releasing ?? false };
+  });
+}
+
+/** "1 of 2 in use", or "none" for a host without GPUs. */
+export function gpuUseText(h: Pick<Host, 'gpu_count' | 'seats'>): string {
+  if (h.gpu_count === 0) return 'none';
+  const used = gpuUse(h).filter((g) => g.instanceId !== null).length;
+  return `${used} of ${h.gpu_count} in use`;
+}
+
 export function gpusText(h: Pick<Host, 'gpu_count' | 'gpu_model' | 'gpu_vram_mib'>): string {
   if (h.gpu_count === 0) return 'none';
   const vram = h.gpu_vram_mib === null || h.gpu_vram_mib === undefined ? '' : ` × ${Number((h.gpu_vram_mib / 1024).toFixed(1))} GiB`;

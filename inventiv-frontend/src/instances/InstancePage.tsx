@@ -111,6 +111,14 @@ export function InstancePage() {
             <dd>
               {i.provider} / {i.zone} / {i.instance_type} ({i.mode})
             </dd>
+            {i.host ? (
+              <>
+                <dt>Host</dt>
+                <dd>
+                  <Link to={`/hosts/${i.host.host_id}`}>{i.host.label}</Link> · GPU{i.host.gpus.length > 1 ? 's' : ''} {i.host.gpus.join(', ')}
+                </dd>
+              </>
+            ) : null}
             <dt>Address</dt>
             <dd>{i.ip_address ?? '—'}</dd>
             <dt>Price</dt>

@@ -262,9 +262,18 @@ const LOCK_KEY: i64 = 0x696e_7643_6c52_6563; // "invClRec"
 /// A connection to `database_url` holding the job's lock, or `None` when
 /// another replica holds it. Dropping the connection releases the lock.
 pub async fn take_lock(database_url: &str) -> sqlx::Result<Option<sqlx::PgConnection>> {
+    advisory_lock(database_url, LOCK_KEY).await
+}
+
+/// A connection to `database_url` holding the advisory lock `key`, or
+/// `None` when another connection holds it; dropping it releases the lock.
+pub async fn advisory_lock(
+    database_url: &str,
+    key: i64,
+) -> sqlx::Result<Option<sqlx::PgConnection>> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(database_url).await?;
-    let locked = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "locked!""#, LOCK_KEY)
+    let locked = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "locked!""#, key)
         .fetch_one(&mut conn)
         .await?;
     Ok(locked.then_some(conn))

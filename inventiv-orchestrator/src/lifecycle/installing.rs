@@ -17,6 +17,9 @@ use secrecy::SecretString;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use inventiv_common::host::PORT_STRIDE;
+use inventiv_store::hosts::OrgSsh;
+
 use super::{advance, log, move_to, InstanceRow, Outcome, StepError, StepResult};
 use crate::context::Orchestrator;
 use crate::node;
@@ -59,7 +62,8 @@ async fn huggingface_token(o: &Orchestrator, inst: &InstanceRow) -> Result<HfTok
 
 /// What the node's dead-man switch does when its control plane is gone.
 enum DeadMan {
-    /// Mock nodes run on the platform's own machine; or the settings say 0.
+    /// Mock nodes run on the platform's own machine, own hosts are shared;
+    /// or the settings say 0.
     Off,
     /// An in-guest power-off: on Scaleway the server stays "stopped in
     /// place", still billed.
@@ -91,7 +95,9 @@ async fn dead_man(
     inst: &InstanceRow,
     settings: &WorkerSettings,
 ) -> Result<DeadMan, StepError> {
-    if inst.provider == "mock" || settings.dead_man_after_s == 0 {
+    // An own host (`ssh`) may hold other engines and services: its engine
+    // is never allowed to power it off.
+    if inst.provider == "mock" || inst.provider == "ssh" || settings.dead_man_after_s == 0 {
         return Ok(DeadMan::Off);
     }
     if inst.provider == "scaleway" && settings.dead_man_poweroff {
@@ -102,6 +108,12 @@ async fn dead_man(
         return Ok(DeadMan::ScalewayPoweroff(creds.secret_key));
     }
     Ok(DeadMan::Shutdown)
+}
+
+/// Whether `ip` is a loopback address (127.0.0.0/8, ::1).
+fn is_loopback(ip: &str) -> bool {
+    ip.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Runs the install once.
@@ -155,6 +167,22 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         .install_dir
         .clone()
         .unwrap_or_else(|| "/opt/inventiv".into());
+    // On an own host the engine has its seat: its GPUs and its port slot.
+    let seat = if inst.provider == "ssh" {
+        let Some(seat) = inventiv_store::host_alloc::find(&o.db, inst.id).await? else {
+            return Err(StepError::NoServer("installing"));
+        };
+        Some(seat)
+    } else {
+        None
+    };
+    let shift = seat
+        .as_ref()
+        .map_or(0, |s| u16::try_from(s.slot * PORT_STRIDE).unwrap_or(0));
+    let (agent_port, relay_port) = (
+        settings.agent_port.saturating_add(shift),
+        settings.engine_port.saturating_add(shift),
+    );
     let (token, hash) = new_token();
     let engine_command = if mock {
         let mut command = vec![json!(o.config.mock_engine)];
@@ -199,17 +227,22 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         "relay_key_sha256": relay_key_sha256,
         "engine_command": engine_command,
         // The engines listen on loopback only, behind the relay: the node's
-        // 127.0.0.1 on a cloud node; the mock VM's own loopback address on
-        // the mock provider, whose VMs share one host.
-        "engine_host": if inst.provider == "mock" { ip.as_str() } else { "127.0.0.1" },
+        // 127.0.0.1; or the node's own address when that is a loopback one
+        // (mock VMs, hosts played on one machine), so nodes sharing a
+        // machine never share an engine address.
+        "engine_host": if is_loopback(&ip) { ip.as_str() } else { "127.0.0.1" },
         "relay_host": ip,
-        "relay_port": settings.engine_port,
+        "relay_port": relay_port,
         "agent_host": ip,
-        "agent_port": settings.agent_port,
+        "agent_port": agent_port,
         "mode": inst.mode,
         "log_dir": format!("{install_dir}/logs"),
         "heartbeat_interval_s": o.config.worker_heartbeat.as_secs(),
     });
+    if let Some(seat) = &seat {
+        config["gpu_devices"] = json!(seat.gpus);
+        config["gpu_count"] = json!(seat.gpus.len());
+    }
     if hf_token.is_some() {
         // The path only: the token itself goes to its own file.
         config["hf_token_file"] = json!(node::install::hf_token_path(&install_dir));
@@ -230,13 +263,30 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
                 worker_agent_port = $3, worker_engine_port = $4 WHERE id = $1",
         inst.id,
         hash,
-        i32::from(settings.agent_port),
-        i32::from(settings.engine_port),
+        i32::from(agent_port),
+        i32::from(relay_port),
     )
     .execute(&o.db)
     .await?;
+    // An own host is reached with its organization's key, written for the
+    // length of the install only.
+    let org_ssh = match &seat {
+        Some(_) => {
+            let key =
+                inventiv_store::hosts::load_key(&o.db, &o.config.keyring, inst.organization_id)
+                    .await
+                    .map_err(|e| StepError::HostKey(e.to_string()))?
+                    .ok_or_else(|| StepError::HostKey("the organization has no SSH key".into()))?;
+            Some(
+                OrgSsh::open(&crate::hosts::scratch_dir(o), &key, o.ssh.connect_timeout)
+                    .await
+                    .map_err(|e| StepError::HostKey(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
     let run = node::install::run(node::install::Install {
-        ssh: &o.ssh,
+        ssh: org_ssh.as_ref().map_or(&o.ssh, |c| &c.ssh),
         log: log(o, inst),
         target: node::ssh::Target {
             host: ip,
@@ -251,8 +301,15 @@ pub async fn install(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
         scaleway_key: dead_man.key(),
         install_dir: &install_dir,
         mock,
+        background: seat.is_some(),
     })
     .await;
+    if let Some(client) = org_ssh {
+        client
+            .close()
+            .await
+            .map_err(|e| StepError::HostKey(e.to_string()))?;
+    }
     match run {
         Ok(relay_cert) => {
             inventiv_store::relay::pin_certificate(&o.db, inst.id, relay_cert).await?;

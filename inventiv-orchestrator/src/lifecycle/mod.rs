@@ -183,6 +183,9 @@ pub enum StepError {
     /// The step (named) needs the server the provisioning records.
     #[error("{0} without a server")]
     NoServer(&'static str),
+    /// The organization's key for its own hosts cannot be read or written.
+    #[error("the organization's host key: {0}")]
+    HostKey(String),
 }
 
 impl StepError {
@@ -197,7 +200,7 @@ impl StepError {
             StepError::HuggingFaceToken(e) | StepError::RelayKey(e) => {
                 matches!(e, CredentialsError::Db(_))
             }
-            StepError::RelayClient(_) | StepError::NoServer(_) => false,
+            StepError::RelayClient(_) | StepError::NoServer(_) | StepError::HostKey(_) => false,
         }
     }
 
@@ -213,6 +216,7 @@ impl StepError {
             StepError::HuggingFaceToken(_) => "HUGGINGFACE_TOKEN_UNREADABLE",
             StepError::RelayKey(_) => "RELAY_KEY_UNAVAILABLE",
             StepError::RelayClient(_) => "RELAY_CLIENT_INVALID",
+            StepError::HostKey(_) => "HOST_KEY_UNAVAILABLE",
             StepError::NoServer(_) => "SERVER_MISSING",
         }
     }

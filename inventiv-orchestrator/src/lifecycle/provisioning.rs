@@ -62,9 +62,10 @@ pub async fn past_deadline(
 
 /// `provisioning`: create (or adopt) the server, power it on.
 pub async fn provision(o: &Orchestrator, inst: &InstanceRow) -> StepResult {
-    if inst.provider != "mock" && o.config.production && o.config.control_plane_address.is_none() {
+    let firewalled = inst.provider != "mock" && inst.provider != "ssh";
+    if firewalled && o.config.production && o.config.control_plane_address.is_none() {
         // Nothing is created: without the address, the firewall would open
-        // the node's ports to everyone.
+        // the node's ports to everyone. (Own hosts keep their own firewall.)
         move_to(
             o,
             inst,

@@ -44,6 +44,9 @@ pub struct Install<'a> {
     pub install_dir: &'a str,
     /// Skip the GPU steps (mock provider).
     pub mock: bool,
+    /// Run the agent as a background service, never the one systemd unit
+    /// of the machine (own hosts hold several engines).
+    pub background: bool,
 }
 
 /// Why an install stopped.
@@ -256,7 +259,11 @@ async fn upload_and_run(b: &Install<'_>, session: &Session) -> Result<[u8; 32], 
         "bash {dir}/bootstrap.sh --bundle {dir}/inventiv-agent.tar.gz --sha256 {} --config {dir}/agent.json --install-dir {dir}{}",
         quote(b.bundle_sha256),
         if b.mock { " --mock" } else { "" }
-    );
+    ) + if b.background {
+        " --service-manager background"
+    } else {
+        ""
+    };
     let mut current: Option<Current> = None;
     let mut failure: Option<(String, String)> = None;
     let mut relay_cert = None;

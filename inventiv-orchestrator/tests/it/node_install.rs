@@ -165,6 +165,7 @@ async fn install_over_ssh_records_phases_is_idempotent_and_checks_keys() {
                 scaleway_key: None,
                 install_dir: &install_dir,
                 mock: true,
+                background: false,
             })
             .await
         }

@@ -101,6 +101,11 @@ class Config:
     agent_port: int = 8090
     mode: str = "mono"
     gpu_count: int = 1
+    # The GPUs this worker may use (nvidia-smi indices), on a machine it
+    # shares with other workers (an own host of the `ssh` provider): mono
+    # mode sees all of them, multi mode runs engine i on the i-th. Empty =
+    # every GPU of the machine (CUDA_VISIBLE_DEVICES left alone in mono).
+    gpu_devices: tuple[int, ...] = ()
     # None = gpu_count (mono); always 1 per engine in multi mode.
     tensor_parallel_size: int | None = None
     heartbeat_interval_s: float = 5.0
@@ -313,6 +318,7 @@ def _build(v: dict[str, Any], errors: list[str], base_dir: str) -> Config:
         agent_port=agent_port,
         mode=mode,
         gpu_count=gpu_count,
+        gpu_devices=_gpu_devices(v.get("gpu_devices", []), mode, gpu_count, errors),
         tensor_parallel_size=tp,
         heartbeat_interval_s=v.get("heartbeat_interval_s", 5.0),
         log_dir=str(v.get("log_dir", Config.log_dir)),
@@ -436,6 +442,31 @@ def _dead_man_key_file(value: Any, base_dir: str, errors: list[str]) -> str:
     if not isinstance(value, str) or not os.path.isabs(value):
         errors.append("'dead_man_key_file' must be an absolute path")
     return str(value)
+
+
+def _gpu_devices(value: Any, mode: str, gpu_count: int, errors: list[str]) -> tuple[int, ...]:
+    ok = (
+        isinstance(value, (list, tuple))
+        and all(isinstance(g, int) and not isinstance(g, bool) and 0 <= g < 64 for g in value)
+        and len(set(value)) == len(value)
+        and len(value) <= MAX_ENGINES
+    )
+    if not ok:
+        errors.append("'gpu_devices' must be a list of distinct GPU indices (0 to 63)")
+        return ()
+    if value and mode == "multi" and len(value) != gpu_count:
+        errors.append("'gpu_devices' must name one GPU per engine ('gpu_count') in multi mode")
+    return tuple(value)
+
+
+def visible_devices(cfg: Config, engine: int | None) -> str | None:
+    """CUDA_VISIBLE_DEVICES for engine `engine` of a multi-mode worker (None:
+    the one engine of mono mode); None leaves the variable alone."""
+    if engine is not None:
+        return str(cfg.gpu_devices[engine] if cfg.gpu_devices else engine)
+    if cfg.gpu_devices:
+        return ",".join(str(g) for g in cfg.gpu_devices)
+    return None
 
 
 def _engine_env(value: Any, errors: list[str]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import haproxy
-from .config import Config, engine_argv, read_hf_token
+from .config import Config, engine_argv, read_hf_token, visible_devices
 from .events import EventLog
 from .supervisor import Supervisor
 
@@ -135,8 +135,9 @@ class Engine:
         # The venv's bin first: the default command is `vllm` installed there.
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
         env.update(cfg.engine_env)
-        if gpu_index is not None:
-            env["CUDA_VISIBLE_DEVICES"] = str(gpu_index)
+        devices = visible_devices(cfg, gpu_index)
+        if devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = devices
         labels: dict[str, Any] = {"port": port}
         if gpu_index is not None:
             labels["gpu_index"] = gpu_index

@@ -99,10 +99,31 @@ def test_config_multi_mode_ports(tmp_path):
     assert cfg.tensor_parallel_size == 1
 
 
+def test_config_gpu_devices_on_a_shared_host(tmp_path):
+    # Mono mode on GPUs 2 and 3 of a host: the engine sees exactly those.
+    cfg = config.load(write(tmp_path, {**BASE, "gpu_count": 2, "gpu_devices": [2, 3]}), environ={})
+    assert config.visible_devices(cfg, None) == "2,3"
+    # Multi mode: engine i on the i-th GPU of the seat.
+    multi = {**BASE, "mode": "multi", "gpu_count": 2, "gpu_devices": [1, 3]}
+    cfg = config.load(write(tmp_path, multi), environ={})
+    assert [config.visible_devices(cfg, i) for i in range(2)] == ["1", "3"]
+    # Without a seat: every GPU in mono, GPU i for engine i in multi.
+    cfg = config.load(write(tmp_path, BASE), environ={})
+    assert config.visible_devices(cfg, None) is None
+    assert config.visible_devices(cfg, 1) == "1"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"instance_id": "not-a-uuid"}, "'instance_id' must be a UUID"),
+        ({"gpu_devices": [0, 0]}, "'gpu_devices' must be a list of distinct GPU indices"),
+        ({"gpu_devices": "0"}, "'gpu_devices' must be a list of distinct GPU indices"),
+        ({"gpu_devices": [True]}, "'gpu_devices' must be a list of distinct GPU indices"),
+        (
+            {"mode": "multi", "gpu_count": 2, "gpu_devices": [0]},
+            "'gpu_devices' must name one GPU per engine",
+        ),
         ({"control_plane_url": "ftp://x"}, "must be an http(s) URL"),
         ({"worker_token": ""}, "'worker_token' is required"),
         ({"agent_port": 70000}, "'agent_port' must be between 1 and 65535"),

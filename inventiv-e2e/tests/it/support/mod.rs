@@ -26,11 +26,13 @@ mod api;
 pub use api::scalings;
 mod api_process;
 mod checks;
+mod hosts;
 mod load;
 mod orchestrator;
 mod prometheus;
 
 pub use checks::{assert_in_order, files_under};
+pub use hosts::SHAPE;
 
 pub use orchestrator::Opts;
 pub use prometheus::{shipped_rule_groups, Prometheus};
@@ -336,6 +338,7 @@ impl Stack {
             scaleway_install_dir: self.scaleway_ssh.1.clone(),
             mock_engine_everywhere: true,
             cloud_reconcile_interval: self.cloud_reconcile_interval,
+            host_check_interval: Duration::from_millis(500),
             orphan_grace: Duration::from_secs(1800),
             lease: Duration::from_secs(120),
             autoscaler: AutoscalerConfig {
