@@ -27,7 +27,7 @@ async fn seat(h: &Stack, instance: Uuid) -> Option<(Uuid, Vec<i32>, i32)> {
 
 async fn deployed(h: &Stack, token: &str, pool: &str) -> Uuid {
     let (status, body) = h.deploy_on_hosts(token, pool).await;
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(status, 202, "{body}");
     Uuid::parse_str(body["id"].as_str().unwrap()).unwrap()
 }
 
@@ -306,14 +306,7 @@ async fn draining_a_host_moves_a_service_replica_without_a_failed_request() {
     assert_eq!(seat(&h, first).await.unwrap().0, host_a);
     let key = h.routed_key(&token, "steady").await;
     let clients = h.clients(&key, 3);
-    h.until("requests answered", Duration::from_secs(20), || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_records")
-            .fetch_one(&h.db)
-            .await
-            .unwrap();
-        (n >= 10).then_some(())
-    })
-    .await;
+    h.until_metered(10, None).await;
 
     let (status, drained) = h
         .call(
@@ -346,29 +339,8 @@ async fn draining_a_host_moves_a_service_replica_without_a_failed_request() {
             },
         )
         .await;
-    h.until(
-        "requests served by the new replica",
-        Duration::from_secs(20),
-        || async {
-            let n: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM usage_records WHERE instance_id = $1")
-                    .bind(second)
-                    .fetch_one(&h.db)
-                    .await
-                    .unwrap();
-            (n >= 5).then_some(())
-        },
-    )
-    .await;
-    let tally = clients.stop().await;
-    assert!(
-        tally.failed.is_empty(),
-        "{} of {} requests failed: {:?}\n{}",
-        tally.failed.len(),
-        tally.ok + tally.failed.len() as u64,
-        tally.failed,
-        h.logs()
-    );
+    h.until_metered(5, Some(second)).await;
+    h.all_answered(clients).await;
     assert_eq!(seat(&h, second).await.unwrap().0, host_b);
     h.until(
         "host A's seat given back",

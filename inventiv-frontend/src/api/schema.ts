@@ -502,7 +502,8 @@ export interface paths {
         post?: never;
         /**
          * Removes the host (kept, with its history, as `removed`); refused while
-         *     it is in use. Removing a removed host changes nothing.
+         *     an instance is seated on it (draining or not). Removing a removed host
+         *     changes nothing.
          */
         delete: operations["remove_host"];
         options?: never;
@@ -2480,6 +2481,8 @@ export interface components {
             pool: string;
             /** Format: date-time */
             removed_at?: string | null;
+            /** @description The engines seated on it now (its GPUs in use). */
+            seats: components["schemas"]["HostSeat"][];
             /** Format: int32 */
             ssh_port: number;
             ssh_user: string;
@@ -2510,6 +2513,37 @@ export interface components {
             reason: string;
             request_id?: string | null;
             to_status: components["schemas"]["HostStatus"];
+        };
+        /** @description An instance's seat on one of the organization's own hosts. */
+        HostPlacement: {
+            /** @description GPU indices (as nvidia-smi numbers them). */
+            gpus: number[];
+            /** Format: uuid */
+            host_id: string;
+            label: string;
+            /**
+             * Format: int32
+             * @description Its worker ports are the worker settings' ports + 100 × slot.
+             */
+            slot: number;
+        };
+        /** @description An engine seated on a host. */
+        HostSeat: {
+            /** @description GPU indices (as nvidia-smi numbers them). */
+            gpus: number[];
+            /** Format: uuid */
+            instance_id: string;
+            /**
+             * @description The instance ended: its engine is being stopped and its install
+             *     removed (waits for an unreachable host to answer); the GPUs stay
+             *     taken meanwhile.
+             */
+            releasing: boolean;
+            /**
+             * Format: int32
+             * @description Its worker ports are the worker settings' ports + 100 × slot.
+             */
+            slot: number;
         };
         /**
          * @description Where a host stands (`hosts.status`).
@@ -2543,6 +2577,7 @@ export interface components {
             created_at: string;
             error_code?: string | null;
             error_message?: string | null;
+            host?: null | components["schemas"]["HostPlacement"];
             /** Format: uuid */
             id: string;
             instance_type: string;

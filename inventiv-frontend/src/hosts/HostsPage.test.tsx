@@ -28,6 +28,7 @@ function host(patch: Partial<Host>): Host {
     created_at: '2026-12-06T10:00:00Z',
     updated_at: '2026-12-06T10:05:00Z',
     removed_at: null,
+    seats: [],
     ...patch,
   };
 }
@@ -35,7 +36,7 @@ function host(patch: Partial<Host>): Host {
 const hosts: Host[] = [
   host({}),
   host({ id: 'b', label: 'old-box', address: 'old.example.com', ssh_port: 22, ssh_user: 'root', pool: 'lyon', gpu_count: 0, gpu_model: null, gpu_vram_mib: null, gpus_detected: false, hourly_cost_eur: null, status: 'registered', host_key_fingerprint: null, last_check: null, created_at: '2026-12-06T09:00:00Z' }),
-  host({ id: 'c', label: 'busy-box', status: 'in_use', created_at: '2026-12-06T08:00:00Z' }),
+  host({ id: 'c', label: 'busy-box', status: 'in_use', created_at: '2026-12-06T08:00:00Z', seats: [{ instance_id: 'i1', gpus: [0], slot: 0, releasing: false }] }),
   host({ id: 'd', label: 'quiet-box', status: 'draining', last_check: { ok: false, message: 'connection refused', at: '2026-12-06T10:06:00Z' }, created_at: '2026-12-06T07:00:00Z' }),
 ];
 

@@ -41,6 +41,41 @@ impl Clients {
 }
 
 impl Stack {
+    /// Stops `clients` and fails the test, with the logs, when any of
+    /// their requests failed; returns how many were answered.
+    pub async fn all_answered(&self, clients: Clients) -> u64 {
+        let tally = clients.stop().await;
+        assert!(
+            tally.failed.is_empty(),
+            "{} of {} requests failed: {:?}\n{}",
+            tally.failed.len(),
+            tally.ok + tally.failed.len() as u64,
+            tally.failed,
+            self.logs()
+        );
+        tally.ok
+    }
+
+    /// Waits until `n` requests were metered (all of them, or those served
+    /// by `instance`).
+    pub async fn until_metered(&self, n: i64, instance: Option<Uuid>) {
+        self.until(
+            "requests metered",
+            std::time::Duration::from_secs(20),
+            || async {
+                let metered: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM usage_records WHERE $1::uuid IS NULL OR instance_id = $1",
+                )
+                .bind(instance)
+                .fetch_one(&self.db)
+                .await
+                .unwrap();
+                (metered >= n).then_some(())
+            },
+        )
+        .await;
+    }
+
     /// `n` clients, each sending a chat completion of `MODEL` with `key`
     /// as soon as its previous one ended, streamed and whole in turn.
     pub fn clients(&self, key: &str, n: usize) -> Clients {
