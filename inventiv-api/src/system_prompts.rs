@@ -1,6 +1,7 @@
 //! System prompts on the hot path: which one applies to a chat completion
-//! (the API key's, else the organization's, else the catalog model's; see
-//! the `system_prompts` migration) and the request body with it.
+//! (the API key's, else the organization's, else — for a shared model —
+//! its offering's, set by the provider, else the catalog model's; see the
+//! `system_prompts` migrations) and the request body with it.
 //!
 //! The effective prompt of a (key, organization, model) is cached for
 //! [`TTL`]: one query per replica per TTL for each combination in use, none
@@ -101,7 +102,8 @@ impl PromptCache {
 }
 
 /// The prompt that applies to a request of `org` (through `key`, if any)
-/// for `model` (its Hugging Face id): the key's, else the organization's,
+/// for `model` (a Hugging Face id, or `provider_slug/model_code` for a
+/// shared one): the key's, else the organization's, else the offering's,
 /// else the catalog model's.
 pub async fn effective(
     state: &AppState,
@@ -113,12 +115,17 @@ pub async fn effective(
     if let Some(hit) = state.system_prompts.get(&target) {
         return Ok(hit);
     }
+    // A shared model is called `provider_slug/model_code`: its offering's
+    // prompt (the provider's) comes after the caller's own ones.
     let row = sqlx::query!(
         r#"SELECT p.content, p.mode FROM system_prompts p
             WHERE (p.scope = 'api_key' AND p.api_key_id = $1)
                OR (p.scope = 'organization' AND p.organization_id = $2)
+               OR (p.scope = 'offering' AND p.offering_id IN (
+                   SELECT o.id FROM offerings o JOIN organizations g ON g.id = o.organization_id
+                    WHERE g.slug || '/' || o.model_code = $3 AND o.organization_id <> $2))
                OR (p.scope = 'model' AND p.model_id IN (SELECT m.id FROM models m WHERE m.hf_id = $3))
-            ORDER BY CASE p.scope WHEN 'api_key' THEN 0 WHEN 'organization' THEN 1 ELSE 2 END
+            ORDER BY CASE p.scope WHEN 'api_key' THEN 0 WHEN 'organization' THEN 1 WHEN 'offering' THEN 2 ELSE 3 END
             LIMIT 1"#,
         key,
         org,

@@ -1,6 +1,8 @@
 //! System prompts (see `crate::system_prompts` for how the proxy applies
 //! them): the organization's (owners and admins), an API key's (its
-//! creator, owners and admins) and a catalog model's (platform admins), each
+//! creator, owners and admins), a shared offering's (its provider's owners
+//! and admins: for its consumers' calls) and a catalog model's (platform
+//! admins), each
 //! set (`PUT`, its version raised) and removed (`DELETE`), every change in
 //! the audit log with its text; members read the ones that concern them.
 //! Another organization's key is a 404.
@@ -28,15 +30,17 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(set_organization_prompt, clear_organization_prompt))
         .routes(routes!(set_key_prompt, clear_key_prompt))
         .routes(routes!(set_model_prompt, clear_model_prompt))
+        .routes(routes!(set_offering_prompt, clear_offering_prompt))
 }
 
 /// A system prompt and what it applies to.
 #[derive(Serialize, ToSchema)]
 pub struct SystemPrompt {
-    /// `model`, `organization` or `api_key`: the most specific applies
-    /// (key, then organization, then model).
+    /// `model`, `organization`, `api_key` or `offering`: the most specific
+    /// applies (key, then organization, then the offering of a shared
+    /// model, then model).
     pub scope: String,
-    /// The model's, the organization's or the key's id.
+    /// The model's, the organization's, the key's or the offering's id.
     pub target_id: Uuid,
     pub content: String,
     pub mode: Mode,
@@ -76,6 +80,7 @@ impl SetSystemPrompt {
 enum Target {
     Organization(Uuid),
     Key { org: Uuid, key: Uuid },
+    Offering { org: Uuid, offering: Uuid },
     Model(Uuid),
 }
 
@@ -84,19 +89,23 @@ impl Target {
         match self {
             Target::Organization(_) => "organization",
             Target::Key { .. } => "api_key",
+            Target::Offering { .. } => "offering",
             Target::Model(_) => "model",
         }
     }
 
     fn id(self) -> Uuid {
         match self {
-            Target::Organization(id) | Target::Key { key: id, .. } | Target::Model(id) => id,
+            Target::Organization(id)
+            | Target::Key { key: id, .. }
+            | Target::Offering { offering: id, .. }
+            | Target::Model(id) => id,
         }
     }
 }
 
 /// The system prompts that concern the current organization: its own, its
-/// keys', and the catalog models'. Members read.
+/// keys', its offerings', and the catalog models'. Members read.
 #[utoipa::path(get, path = "/organizations/current/system-prompts", tag = "system-prompts", security(("bearer" = [])),
     responses((status = 200, body = [SystemPrompt])))]
 async fn list_system_prompts(
@@ -105,11 +114,12 @@ async fn list_system_prompts(
 ) -> ApiResult<Json<Vec<SystemPrompt>>> {
     caller.require(Action::ViewOrganization)?;
     let rows = sqlx::query!(
-        r#"SELECT p.scope, COALESCE(p.api_key_id, p.organization_id, p.model_id) AS "target_id!",
+        r#"SELECT p.scope, COALESCE(p.api_key_id, p.offering_id, p.organization_id, p.model_id) AS "target_id!",
                   p.content, p.mode, p.version, p.updated_by, p.updated_at
              FROM system_prompts p
             WHERE p.scope = 'model' OR p.organization_id = $1
-            ORDER BY CASE p.scope WHEN 'api_key' THEN 0 WHEN 'organization' THEN 1 ELSE 2 END, p.updated_at DESC, p.id"#,
+            ORDER BY CASE p.scope WHEN 'api_key' THEN 0 WHEN 'organization' THEN 1 WHEN 'offering' THEN 2 ELSE 3 END,
+                     p.updated_at DESC, p.id"#,
         caller.org_id as OrgId,
     )
     .fetch_all(&state.db)
@@ -226,6 +236,52 @@ async fn clear_key_prompt(
     clear(&state, &caller, target).await
 }
 
+/// An offering of the current organization (owners and admins); another
+/// organization's is a 404.
+async fn offering(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<Target> {
+    caller.require(Action::PublishOfferings)?;
+    sqlx::query_scalar!(
+        "SELECT id FROM offerings WHERE id = $1 AND organization_id = $2",
+        id,
+        caller.org_id as OrgId,
+    )
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    Ok(Target::Offering {
+        org: caller.org_id.0,
+        offering: id,
+    })
+}
+
+/// Sets a shared offering's system prompt, applied to its consumers' calls
+/// when their key and organization have none (the provider's owners and admins).
+#[utoipa::path(put, path = "/organizations/current/offerings/{offering_id}/system-prompt", tag = "system-prompts",
+    security(("bearer" = [])), params(("offering_id" = Uuid, Path, description = "offering id")),
+    request_body = SetSystemPrompt, responses((status = 200, body = SystemPrompt), (status = 404, body = ErrorBody)))]
+async fn set_offering_prompt(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<SetSystemPrompt>,
+) -> ApiResult<Json<SystemPrompt>> {
+    let target = offering(&state, &caller, id).await?;
+    set(&state, &caller, target, &body).await
+}
+
+/// Removes a shared offering's system prompt (the provider's owners and admins).
+#[utoipa::path(delete, path = "/organizations/current/offerings/{offering_id}/system-prompt", tag = "system-prompts",
+    security(("bearer" = [])), params(("offering_id" = Uuid, Path, description = "offering id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn clear_offering_prompt(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    let target = offering(&state, &caller, id).await?;
+    clear(&state, &caller, target).await
+}
+
 /// The catalog model (platform admins).
 async fn model(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<Target> {
     caller.require_platform_admin()?;
@@ -271,10 +327,11 @@ async fn set(
     body: &SetSystemPrompt,
 ) -> ApiResult<Json<SystemPrompt>> {
     let (content, mode) = body.checked()?;
-    let (org, key, model) = match target {
-        Target::Organization(org) => (Some(org), None, None),
-        Target::Key { org, key } => (Some(org), Some(key), None),
-        Target::Model(model) => (None, None, Some(model)),
+    let (org, key, offering, model) = match target {
+        Target::Organization(org) => (Some(org), None, None, None),
+        Target::Key { org, key } => (Some(org), Some(key), None, None),
+        Target::Offering { org, offering } => (Some(org), None, Some(offering), None),
+        Target::Model(model) => (None, None, None, Some(model)),
     };
     let mut tx = state.db.begin().await?;
     // One row per target (the partial unique indexes): changes to one
@@ -287,7 +344,7 @@ async fn set(
     .await?;
     let existing = sqlx::query_scalar!(
         "SELECT id FROM system_prompts
-          WHERE scope = $1 AND COALESCE(api_key_id, organization_id, model_id) = $2 FOR UPDATE",
+          WHERE scope = $1 AND COALESCE(api_key_id, offering_id, organization_id, model_id) = $2 FOR UPDATE",
         target.scope(),
         target.id(),
     )
@@ -309,13 +366,14 @@ async fn set(
             .map(|r| (r.version, r.updated_at))?
         }
         None => sqlx::query!(
-            "INSERT INTO system_prompts (id, scope, organization_id, model_id, api_key_id, content, mode, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING version, updated_at",
+            "INSERT INTO system_prompts (id, scope, organization_id, model_id, api_key_id, offering_id, content, mode, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING version, updated_at",
             Uuid::new_v4(),
             target.scope(),
             org,
             model,
             key,
+            offering,
             content,
             mode.as_str(),
             caller.user_id.0,
@@ -352,7 +410,7 @@ async fn set(
 async fn clear(state: &AppState, caller: &Caller, target: Target) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     let removed = sqlx::query_scalar!(
-        "DELETE FROM system_prompts WHERE scope = $1 AND COALESCE(api_key_id, organization_id, model_id) = $2
+        "DELETE FROM system_prompts WHERE scope = $1 AND COALESCE(api_key_id, offering_id, organization_id, model_id) = $2
          RETURNING version",
         target.scope(),
         target.id(),

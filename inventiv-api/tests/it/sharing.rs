@@ -38,7 +38,7 @@ fn nanos(s: &str) -> i128 {
 }
 
 /// A publishes `mock/model` (admin), switches it on and prices it (manager).
-async fn publish(app: &TestApp, a: &Org, input: &str, output: &str) -> Uuid {
+pub(crate) async fn publish(app: &TestApp, a: &Org, input: &str, output: &str) -> Uuid {
     let (status, offering) = app
         .post(
             "/organizations/current/offerings",
@@ -108,7 +108,7 @@ async fn sentinel(app: &TestApp, a: &Org, rows_before: usize) {
 
 /// Waits until the proxy's table shows `consumer`'s share of `address` in
 /// the given state: Some(paused) or None (gone).
-async fn routed(app: &TestApp, consumer: Uuid, address: &str, paused: Option<bool>) {
+pub(crate) async fn routed(app: &TestApp, consumer: Uuid, address: &str, paused: Option<bool>) {
     let what = format!("{address} as {paused:?} in the routing table");
     eventually(&what, Duration::from_secs(5), || async {
         let now = app

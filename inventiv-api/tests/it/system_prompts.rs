@@ -3,7 +3,9 @@
 //! model's, the organization's and the key's prompts are set in turn and
 //! the most specific wins (key over organization over model), in both
 //! modes; removing one falls back to the next; each change is audited with
-//! its version; bad input is refused and stores nothing.
+//! its version; a shared offering's prompt, set by its provider, reaches
+//! its consumers' calls (after their own ones), not the provider's; bad
+//! input is refused and stores nothing.
 
 use std::sync::{Arc, Mutex};
 
@@ -196,6 +198,100 @@ async fn the_most_specific_prompt_reaches_the_engine_in_its_mode() {
         (&audited[3].1["version"], &audited[3].1["content"]),
         (&json!(2), &json!("From the key, v2."))
     );
+}
+
+#[tokio::test]
+async fn a_shared_offerings_prompt_reaches_its_consumers_after_their_own() {
+    let app = TestApp::spawn().await;
+    let received = Received::default();
+    let worker = fake(recording_worker(received.clone())).await;
+    let mut a = app.org("a").await;
+    let _relay = serve_port(&app, &mut a, worker.port).await;
+    let b = app.org("b").await;
+    let offering = crate::sharing::publish(&app, &a, "0.002", "0.006").await;
+    let shares = format!("/organizations/current/offerings/{offering}/shares");
+    let (s, share) = app
+        .post(
+            &shares,
+            Some(&a.manager.token),
+            json!({ "consumer_org_slug": b.slug }),
+        )
+        .await;
+    assert_eq!(s, 201, "{share}");
+    let accept = format!("/organizations/current/available-offerings/{offering}/accept");
+    let (s, accepted) = app.post(&accept, Some(&b.manager.token), json!({})).await;
+    assert_eq!(s, 200, "{accepted}");
+    let address = format!("{}/mock/model", a.slug);
+    crate::sharing::routed(&app, b.id, &address, Some(false)).await;
+
+    // The provider sets it (a manager may not; another organization gets a 404).
+    let path = format!("/organizations/current/offerings/{offering}/system-prompt");
+    let body = json!({ "content": "From the provider." });
+    assert_eq!(
+        app.put(&path, Some(&a.manager.token), body.clone()).await.0,
+        403
+    );
+    assert_eq!(
+        app.put(&path, Some(&b.owner.token), body.clone()).await.0,
+        404
+    );
+    let (s, set) = app.put(&path, Some(&a.admin.token), body).await;
+    assert_eq!(s, 200, "{set}");
+    assert_eq!(
+        (&set["scope"], &set["version"]),
+        (&json!("offering"), &json!(1))
+    );
+
+    let call = |key: String, model: String| {
+        let (app, received) = (&app, received.clone());
+        async move {
+            let (status, answer) = app
+                .post(
+                    "/v1/chat/completions",
+                    Some(&key),
+                    json!({ "model": model, "messages": [{ "role": "user", "content": "hi" }] }),
+                )
+                .await;
+            assert_eq!(status, 200, "{answer}");
+            received.lock().unwrap().last().unwrap()["messages"][0].clone()
+        }
+    };
+    let system = |text: &str| json!({ "role": "system", "content": text });
+    // The consumer's call gets it; the provider's own call does not.
+    assert_eq!(
+        call(b.api_key.clone(), address.clone()).await,
+        system("From the provider.")
+    );
+    assert_eq!(
+        call(a.api_key.clone(), "mock/model".into()).await["role"],
+        "user"
+    );
+    // The consumer's own organization prompt comes first.
+    let (s, _) = app
+        .put(
+            "/organizations/current/system-prompt",
+            Some(&b.owner.token),
+            json!({ "content": "From the consumer." }),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        call(b.api_key.clone(), address.clone()).await,
+        system("From the consumer.")
+    );
+    let (listed_status, listed) = app
+        .get("/organizations/current/system-prompts", Some(&a.user.token))
+        .await;
+    assert_eq!(listed_status, 200);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["scope"] == "offering" && p["target_id"] == offering.to_string()),
+        "{listed}"
+    );
+    assert_eq!(app.delete(&path, Some(&a.owner.token)).await.0, 204);
 }
 
 #[tokio::test]

@@ -164,6 +164,8 @@ pub const MATRIX: &[Row] = &[
     row("PATCH", "/organizations/current/offerings/{offering_id}", Some(r#"{"visibility":"unlisted"}"#), [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
     row("POST", "/organizations/current/offerings/{offering_id}/prices", Some(r#"{"input_eur_per_1k":"0.001","output_eur_per_1k":"0.003","cached_input_eur_per_1k":"0.0005"}"#), [401, 201, 403, 201, 403], Some([401, 404, 403, 404, 403])),
     row("GET", "/organizations/current/offerings/{offering_id}/shares", None, [401, 200, 200, 200, 403], Some([401, 404, 404, 404, 403])),
+    row("PUT", "/organizations/current/offerings/{offering_id}/system-prompt", Some(r#"{"content":"Be brief."}"#), [401, 200, 200, 403, 403], Some([401, 404, 404, 403, 403])),
+    row("DELETE", "/organizations/current/offerings/{offering_id}/system-prompt", None, [401, 204, 204, 403, 403], Some([401, 404, 404, 403, 403])),
     // The fixture already shares the offering with that organization: 409.
     row("POST", "/organizations/current/offerings/{offering_id}/shares", Some(r#"{"consumer_org_slug":"{consumer_slug}"}"#), [401, 409, 403, 409, 403], Some([401, 404, 403, 404, 403])),
     row("PATCH", "/organizations/current/offerings/{offering_id}/shares/{share_id}", Some(r#"{"status":"paused"}"#), [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
