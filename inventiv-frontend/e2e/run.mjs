@@ -42,7 +42,9 @@
 // the marketplace and calls it with its own key, checks the consumer's
 // statement debit (exactly Σ tokens × price) and the provider's credit,
 // lists the instance's boot volume, reads the worker's log on the instance
-// page (the real agent through its relay), checks the instance page's metering
+// page (the bootstrap's output, the real agent through its relay; the
+// download), sees the engine's line for a chat sent from another tab arrive
+// live in the followed log, checks the instance page's metering
 // check (the drift job's verdict: not enough traffic), terminates the instance (the volume
 // shown deleted) and archives it. OUTBOX_DIR defaults to
 // ../.local/outbox then.
@@ -476,16 +478,21 @@ try {
       await screenshot(page, 'instance-volumes');
     });
 
-    await step(admin, 'instance page: the worker log, through the relay', async () => {
-      // The API reads the agent's /logs through the node's relay; the
+    await step(admin, 'instance page: the worker log, through the relay (bootstrap, agent, engine lines; download)', async () => {
+      // The bootstrap's output comes from the install steps of the action
+      // log; the API reads the agent's /logs through the node's relay: the
       // agent logged its registration and its engine becoming ready.
       const panel = page.getByRole('region', { name: 'Logs' });
       const log = panel.getByRole('log', { name: 'Worker log' });
+      await log.locator('.log-from-bootstrap', { hasText: /verified|installed in|agent healthy/ }).first().waitFor();
       await until('lines of the worker log', async () => {
         if (/register_ok|engine_ready/.test((await log.textContent().catch(() => '')) ?? '')) return true;
         await panel.getByRole('button', { name: 'Refresh' }).click();
         return false;
       }, 30_000, 1000);
+      const [download] = await Promise.all([page.waitForEvent('download'), panel.getByRole('button', { name: 'Download' }).click()]);
+      const saved = readFileSync((await download.path()) ?? '', 'utf8');
+      if (!/ bootstrap info /.test(saved) || !/ agent info (register_ok|engine_ready)/.test(saved)) throw new Error(`the download lacks lines:\n${saved.slice(0, 400)}`);
       await panel.getByRole('checkbox', { name: 'Follow' }).check();
       await panel.getByText(/following/).waitFor();
       await panel.scrollIntoViewIfNeeded();
@@ -695,6 +702,35 @@ try {
         console.log('     the answer ended before Stop could be pressed (fast engine)');
       }
       if ((await page.getByRole('alert').count()) > 0) throw new Error(await page.getByRole('alert').first().textContent());
+    });
+
+    await step(admin, "instance page: the engine's lines appear live while following", async () => {
+      // The instance page follows its log; a chat sent from another tab
+      // makes the engine write a line, which arrives without a reload.
+      await page.goto(`/instances/${instanceId}`);
+      await heading(page, `e2e-${RUN}`);
+      const panel = page.getByRole('region', { name: 'Logs' });
+      const log = panel.getByRole('log', { name: 'Worker log' });
+      await log.waitFor();
+      await panel.getByRole('combobox', { name: 'Source' }).selectOption('engine');
+      await panel.getByRole('checkbox', { name: 'Follow' }).check();
+      const chats = () => log.locator('.log-from-engine', { hasText: 'POST /v1/chat/completions' }).count();
+      const before = await chats();
+      const other = await admin.context.newPage();
+      try {
+        await other.goto('/playground');
+        await heading(other, 'Playground');
+        await other.getByLabel('Model', { exact: true }).fill(modelId);
+        await other.getByLabel('Message').fill('Say hello again.');
+        await other.getByRole('button', { name: 'Send' }).click();
+        await other.locator('.message-assistant').first().waitFor();
+      } finally {
+        await other.close();
+      }
+      await until('a new engine line on the followed log', async () => (await chats()) > before, 20_000, 250);
+      console.log(`     engine lines for chats: ${before} → ${await chats()}`);
+      await panel.scrollIntoViewIfNeeded();
+      await screenshot(page, 'instance-logs-live');
     });
 
     await step(admin, 'API key: the same long prompt twice, the second served from the prefix cache', async () => {

@@ -145,7 +145,7 @@ export function InstancePage() {
       <UsageDriftCard reconciliation={i.usage_reconciliation} />
       <MetricsPanel instanceId={i.id} />
       <VolumesCard instanceId={i.id} status={i.status} />
-      <LogsPanel instanceId={i.id} status={i.status} />
+      <LogsPanel instanceId={i.id} status={i.status} actions={actions.data} />
       <Card title="Timeline">
         {actions.isPending ? <Loading /> : actions.isError ? <ErrorMessage error={actions.error} /> : <Timeline entries={actions.data} />}
       </Card>

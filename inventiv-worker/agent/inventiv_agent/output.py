@@ -6,7 +6,10 @@ viewer show the engine's own lines beside the agent's, live.
 The output is the tenant's engine's: each line is cut at MAX_LINE_CHARS and
 at most MAX_LINES_PER_READ lines are carried per read (every READ_INTERVAL_S);
 what is skipped is counted in one ``engine_output_skipped`` event, so a
-chatty engine cannot flood the event log (which rotates at 10 MB anyway)."""
+chatty engine cannot flood the event log (which rotates at 10 MB anyway).
+The access-log lines of the agent's own probes (``GET /health``,
+``/v1/models``, ``/metrics`` answered 200, several a second) are left out:
+they would push everything else out of the log."""
 
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ MAX_READ_BYTES = 256 * 1024
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _ERROR = re.compile(r"\b(ERROR|CRITICAL|FATAL|Traceback)\b")
 _WARNING = re.compile(r"\bWARN(ING)?\b")
+# Quotes may come escaped: an engine logging JSON (LOG_FORMAT=json).
+_PROBE = re.compile(r'"GET /(health|metrics|v1/models)(\?\S*)? HTTP/[0-9.]+\\?" 200\b')
 
 
 def level_of(line: str) -> str:
@@ -102,7 +107,7 @@ class OutputFollower:
             rest = b""
         self._partial = rest
         texts = [_ANSI.sub("", b.decode("utf-8", errors="replace")).rstrip("\r") for b in lines]
-        texts = [t for t in texts if t.strip()]
+        texts = [t for t in texts if t.strip() and not _PROBE.search(t)]
         for text in texts[:MAX_LINES_PER_READ]:
             cut = text[:MAX_LINE_CHARS]
             self.events.emit(

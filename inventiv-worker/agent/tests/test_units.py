@@ -326,7 +326,10 @@ def test_engine_output_lines_become_events(tmp_path: Path):
     follower = OutputFollower(out, log, {"port": 8001})
     assert follower.read_once() == 0  # the earlier run's lines are not repeated
     with out.open("ab") as f:
+        f.write(b'INFO: 127.0.0.1 - "POST /v1/chat/completions HTTP/1.1" 200 OK\n')
+        # The agent's own probes are not carried.
         f.write(b'INFO: 127.0.0.1 - "GET /health HTTP/1.1" 200 OK\n')
+        f.write(b'{"message":"\\"GET /metrics HTTP/1.1\\" 200"}\n')  # JSON logs
         f.write(b"\x1b[31mERROR boom\x1b[0m\r\nhalf a li")
     assert follower.read_once() == 2
     with out.open("ab") as f:
@@ -334,7 +337,7 @@ def test_engine_output_lines_become_events(tmp_path: Path):
     assert follower.read_once() == 3
     events = [e for e in log.read() if e["event"] == "engine_output"]
     assert [e["line"] for e in events][:3] == [
-        'INFO: 127.0.0.1 - "GET /health HTTP/1.1" 200 OK',
+        'INFO: 127.0.0.1 - "POST /v1/chat/completions HTTP/1.1" 200 OK',
         "ERROR boom",
         "half a line",
     ]

@@ -302,19 +302,19 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// One line per request, as vLLM's API server (uvicorn's access log) writes:
-/// the worker's log viewer shows the engine's own lines, live.
+/// One line per request, as vLLM's API server writes (uvicorn's access log:
+/// `"GET /health HTTP/1.1" 200`), probes included: the worker's log viewer
+/// shows the engine's own lines, live (the agent leaves out its own probes').
 async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let version = request.version();
     let started = Instant::now();
     let response = next.run(request).await;
     tracing::info!(
-        %method,
-        %path,
-        status = response.status().as_u16(),
         ms = started.elapsed().as_millis(),
-        "request"
+        "\"{method} {path} {version:?}\" {}",
+        response.status().as_u16()
     );
     response
 }
