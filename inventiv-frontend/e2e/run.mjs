@@ -366,15 +366,13 @@ try {
     await screenshot(page, 'organization-colored');
   });
 
-  await step(admin, 'dashboard', () => visit(admin, '/', /^Hello/, 'dashboard'));
-
-  await step(admin, 'catalog: activate the mock items', async () => {
-    await visit(admin, '/catalog', 'Catalog', 'catalog');
-    for (const item of ['Mock (local processes)', 'Mock zone 1', 'Mock zone 2', 'mock-1gpu-24g', 'Qwen2.5 0.5B Instruct']) {
-      await switchOn(page, `Technical activation of ${item}`);
-      await switchOn(page, `Economic activation of ${item}`);
+  await step(admin, "dashboard: a fresh organization's first-run checklist, nothing done", async () => {
+    await visit(admin, '/', /^Hello/, 'dashboard');
+    const start = page.getByRole('region', { name: 'Get started' });
+    await start.getByText('0 of 4 done').waitFor();
+    for (const item of ['Activate a path', 'Deploy a model', 'Create an API key', 'Call it']) {
+      await start.getByRole('listitem', { name: `${item}: to do` }).waitFor();
     }
-    await screenshot(page, 'catalog-activated');
   });
 
   await step(admin, 'budgets: a monthly token budget with a hard limit on the organization', async () => {
@@ -402,10 +400,13 @@ try {
     await screenshot(page, 'budgets-created');
   });
 
-  await step(admin, 'instances: deploy through the dialog', async () => {
-    await visit(admin, '/instances', 'Instances', 'instances-empty');
-    await page.getByRole('button', { name: 'Deploy a model' }).click();
+  await step(admin, 'first run: the checklist opens the deploy dialog; the path not activated is activated in one click; the cost estimate; deploy', async () => {
+    await page.goto('/');
+    await page.getByRole('region', { name: 'Get started' }).getByRole('link', { name: 'Choose a path' }).click();
+    await page.waitForURL(/\/instances\?deploy=1$/);
+    await heading(page, 'Instances');
     const dialog = page.getByRole('dialog', { name: 'Deploy a model' });
+    await dialog.waitFor();
     await dialog.getByRole('combobox', { name: 'Provider' }).selectOption('mock');
     await dialog.getByRole('combobox', { name: 'Zone' }).selectOption('mock-zone-1');
     const typeSelect = dialog.getByRole('combobox', { name: 'Instance type' });
@@ -417,6 +418,20 @@ try {
     if (await dialog.getByRole('button', { name: 'Deploy' }).isEnabled()) throw new Error('Deploy enabled without a model');
     const option = modelSelect.locator('option', { hasText: 'Qwen2.5 0.5B' }).first();
     await modelSelect.selectOption((await option.getAttribute('value')) ?? '');
+    // A fresh organization: nothing of the path is activated; one click
+    // switches on both sides of the four items.
+    const gaps = dialog.getByRole('group', { name: 'Not activated' });
+    const missing = (await gaps.textContent()) ?? '';
+    for (const item of ['Mock (local processes)', 'Mock zone 1', 'mock-1gpu-24g', 'Qwen2.5 0.5B Instruct']) {
+      if (!missing.includes(`${item} (technical and economic)`)) throw new Error(`not said missing: ${item} in "${missing}"`);
+    }
+    if (await dialog.getByRole('button', { name: 'Deploy' }).isEnabled()) throw new Error('Deploy enabled on a path not activated');
+    await screenshot(page, 'deploy-dialog-not-activated');
+    await dialog.getByRole('button', { name: 'Activate this path' }).click();
+    await gaps.waitFor({ state: 'detached' });
+    const cost = (await dialog.getByRole('group', { name: 'Cost estimate' }).textContent()) ?? '';
+    if (!/\d EUR\/h .*\d EUR\/day .*\d EUR\/month/.test(cost)) throw new Error(`cost estimate: ${cost}`);
+    console.log(`     ${cost}`);
     await dialog.getByLabel('Name (optional)').fill(`e2e-${RUN}`);
     await screenshot(page, 'deploy-dialog');
     await dialog.getByRole('button', { name: 'Deploy' }).click();
@@ -499,6 +514,18 @@ try {
       await screenshot(page, 'instance-logs');
     });
   }
+
+  await step(admin, 'catalog: the path activated in one click is on, both sides; another zone switched on here', async () => {
+    await visit(admin, '/catalog', 'Catalog', 'catalog');
+    for (const item of ['Mock (local processes)', 'Mock zone 1', 'mock-1gpu-24g', 'Qwen2.5 0.5B Instruct']) {
+      for (const side of ['Technical', 'Economic']) {
+        if (!(await page.getByRole('switch', { name: `${side} activation of ${item}` }).isChecked())) throw new Error(`${side} activation of ${item} is off`);
+      }
+    }
+    await switchOn(page, 'Technical activation of Mock zone 2');
+    await switchOn(page, 'Economic activation of Mock zone 2');
+    await screenshot(page, 'catalog-activated');
+  });
 
   await step(admin, 'instances table shows the new instance live', async () => {
     await visit(admin, '/instances', 'Instances', 'instances');
@@ -786,6 +813,17 @@ try {
   });
 
   if (FULL) {
+    await step(admin, 'dashboard: the first-run checklist is done (activated, deployed, a key, calls) and gives way', async () => {
+      await until('the checklist gone', async () => {
+        await page.goto('/');
+        await heading(page, /^Hello/);
+        await page.getByRole('region', { name: 'Usage, last 30 days' }).getByText(/requests/).waitFor();
+        // Every query answered: an absent checklist is not one still loading.
+        await page.waitForLoadState('networkidle');
+        return (await page.getByRole('region', { name: 'Get started' }).count()) === 0;
+      }, 30_000, 1000);
+    });
+
     await step(admin, 'usage: the cached prompt tokens of the repeated prompt, per API key', async () => {
       if (!repeated) throw new Error('the repeated prompt was not sent');
       const table = page.getByRole('table', { name: 'Usage' });

@@ -1,7 +1,7 @@
 // The organization's instances, live: status and progress move as the
 // orchestrator works (events stream → query cache → this table).
 import { useMemo, useState } from 'react';
-import { Link } from 'react-router';
+import { Link, useSearchParams } from 'react-router';
 import type { ColumnDef } from '@tanstack/react-table';
 import type { Instance } from '../api/types';
 import { useLiveState } from '../app/Layout';
@@ -17,7 +17,9 @@ export function InstancesPage() {
   const instances = useInstances();
   const canManage = useCan('ManageInstances');
   const live = useLiveState();
-  const [deploying, setDeploying] = useState(false);
+  // `?deploy=1` (the dashboard's checklist) opens the deploy dialog.
+  const [params, setParams] = useSearchParams();
+  const [deploying, setDeploying] = useState(params.get('deploy') === '1');
   const [showArchived, setShowArchived] = useState(false);
   const archived = useArchivedInstances(showArchived);
   const action = useInstanceAction();
@@ -126,7 +128,13 @@ export function InstancesPage() {
           }
         />
       )}
-      {canManage ? <DeployDialog open={deploying} onClose={() => setDeploying(false)} /> : null}
+      {canManage ? <DeployDialog
+          open={deploying}
+          onClose={() => {
+            setDeploying(false);
+            if (params.has('deploy')) setParams({}, { replace: true });
+          }}
+        /> : null}
     </>
   );
 }
