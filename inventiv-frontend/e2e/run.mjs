@@ -1330,6 +1330,13 @@ try {
     await page.goto(`/instances/${instanceId}`);
     await heading(page, `e2e-${RUN}`);
     await page.getByRole('button', { name: 'Terminate' }).click();
+    // The confirmation states what breaks: nothing else serves the model
+    // (with FULL, the offering published from it stops answering).
+    const dialog = page.getByRole('dialog', { name: `Terminate e2e-${RUN}?` });
+    await dialog.getByText(/Nothing else serves/).waitFor();
+    if (FULL) await dialog.getByText(/stop answering/).waitFor();
+    await screenshot(page, 'instance-terminate-confirm');
+    await dialog.getByRole('button', { name: 'Yes, terminate it' }).click();
     await until('terminating', async () => (await page.locator('.card').first().textContent())?.includes('terminat'));
     await screenshot(page, 'instance-terminating');
   });
@@ -1337,6 +1344,8 @@ try {
   if (FULL) {
     await step(admin, 'instance: terminated, then archived', async () => {
       await page.getByRole('button', { name: 'Archive' }).waitFor({ timeout: DEPLOY_TIMEOUT });
+      // Nothing is left of the worker: the page does not say it is ready.
+      await page.getByRole('region', { name: 'Status', exact: true }).getByText('none (the instance is terminated)').waitFor();
       // Termination deleted the volume before the instance became terminated.
       await page.getByRole('table', { name: 'Volumes' }).getByRole('row', { name: /boot/ }).locator('.badge', { hasText: /^deleted$/ }).waitFor();
       await page.getByRole('button', { name: 'Archive' }).click();

@@ -3,14 +3,17 @@
 // provisioning milestones and usage drift alerts, with their request ids)
 // and status history; its trace id to find it in the traces.
 import { useQuery } from '@tanstack/react-query';
+import { useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
 import { ApiError } from '../api/client';
-import type { ActionLogEntry } from '../api/types';
+import type { ActionLogEntry, Instance } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { CopyButton } from '../components/CopyButton';
 import { Card, DateText, Empty, ErrorMessage, Loading, Money, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
 import { allowedActions, instanceKeys, useInstance, useInstanceAction, useInstanceActions, useInstanceHistory } from './api';
 import { LogsPanel } from './LogsPanel';
+import { TerminateDialog } from './TerminateDialog';
+import { workerLabel } from './terminate';
 import { VolumesCard } from './VolumesCard';
 import type { Heartbeat } from './liveEvents';
 import { MetricsPanel } from './MetricsPanel';
@@ -30,6 +33,7 @@ export function InstancePage() {
   const heartbeat = useQuery<Heartbeat | null>({ queryKey: instanceKeys.heartbeat(id), queryFn: () => null, staleTime: Infinity });
   const canManage = useCan('ManageInstances');
   const act = useInstanceAction();
+  const [terminating, setTerminating] = useState<Instance | null>(null);
 
   if (instance.isPending) return <Loading />;
   if (instance.isError) {
@@ -57,8 +61,8 @@ export function InstancePage() {
                 className={a === 'terminate' ? 'button button-danger' : 'button'}
                 disabled={act.isPending}
                 onClick={() => {
-                  if (a !== 'terminate' || window.confirm(`Terminate ${i.name}?`))
-                    act.mutate({ id: i.id, action: a }, { onSuccess: (r) => r.status === 'archived' && navigate('/instances') });
+                  if (a === 'terminate') setTerminating(i);
+                  else act.mutate({ id: i.id, action: a }, { onSuccess: (r) => r.status === 'archived' && navigate('/instances') });
                 }}
               >
                 {a[0]?.toUpperCase() + a.slice(1)}
@@ -67,6 +71,14 @@ export function InstancePage() {
           : null}
       </PageHeader>
       <ErrorMessage error={act.error} />
+      <TerminateDialog
+        instance={terminating}
+        onClose={() => setTerminating(null)}
+        onConfirm={(t) => {
+          setTerminating(null);
+          act.mutate({ id: t.id, action: 'terminate' });
+        }}
+      />
       <div className="grid">
         <Card title="Status">
           <p>
@@ -80,7 +92,7 @@ export function InstancePage() {
           ) : null}
           <dl className="facts">
             <dt>Worker</dt>
-            <dd>{i.worker_status ?? '—'}</dd>
+            <dd>{workerLabel(i)}</dd>
             <dt>Last heartbeat</dt>
             <dd>
               <DateText value={i.last_heartbeat_at} />

@@ -10,6 +10,7 @@ import { DataTable } from '../components/DataTable';
 import { DateText, ErrorMessage, Loading, Money, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
 import { allowedActions, useArchivedInstances, useInstanceAction, useInstances, type InstanceAction } from './api';
 import { DeployDialog } from './DeployDialog';
+import { TerminateDialog } from './TerminateDialog';
 
 const ACTION_LABEL: Record<InstanceAction, string> = { terminate: 'Terminate', reinstall: 'Reinstall', archive: 'Archive' };
 
@@ -23,6 +24,7 @@ export function InstancesPage() {
   const [showArchived, setShowArchived] = useState(false);
   const archived = useArchivedInstances(showArchived);
   const action = useInstanceAction();
+  const [terminating, setTerminating] = useState<Instance | null>(null);
 
   const columns = useMemo<ColumnDef<Instance>[]>(() => {
     const cols: ColumnDef<Instance>[] = [
@@ -81,7 +83,8 @@ export function InstancesPage() {
                   aria-label={`${ACTION_LABEL[a]} ${i.name}`}
                   disabled={action.isPending}
                   onClick={() => {
-                    if (a !== 'terminate' || window.confirm(`Terminate ${i.name}? Its server and volumes are deleted.`)) action.mutate({ id: i.id, action: a });
+                    if (a === 'terminate') setTerminating(i);
+                    else action.mutate({ id: i.id, action: a });
                   }}
                 >
                   {ACTION_LABEL[a]}
@@ -128,6 +131,14 @@ export function InstancesPage() {
           }
         />
       )}
+      <TerminateDialog
+        instance={terminating}
+        onClose={() => setTerminating(null)}
+        onConfirm={(t) => {
+          setTerminating(null);
+          action.mutate({ id: t.id, action: 'terminate' });
+        }}
+      />
       {canManage ? <DeployDialog
           open={deploying}
           onClose={() => {
