@@ -459,6 +459,8 @@ try {
       });
       await until('progress 100', async () => (await page.evaluate(() => window.__progress.at(-1))) === 100, DEPLOY_TIMEOUT, 200);
       await page.locator('.card').first().locator('.badge', { hasText: /^ready$/ }).waitFor({ timeout: DEPLOY_TIMEOUT });
+      // A notice says so, on whatever page one is (here, the instance's).
+      await page.getByRole('status', { name: 'Notifications' }).getByRole('link', { name: `e2e-${RUN} is ready` }).waitFor();
       const seen = await page.evaluate(() => window.__progress);
       console.log(`     progress seen: ${seen.join(' → ')}`);
       if (seen.length < 2) throw new Error(`the page never saw the progress move: ${seen.join(', ')}`);
