@@ -1328,6 +1328,26 @@ try {
     if (problems.length) throw new Error(problems.join('\n    '));
   }, { allow: [/status of 409/] });
 
+  await step(admin, 'dark mode follows the system setting (axe-core: no serious or critical violation in it)', async () => {
+    const problems = [];
+    try {
+      await page.emulateMedia({ colorScheme: 'dark' });
+      for (const [path, title] of [['/', /^Hello/], ['/instances', 'Instances'], [`/instances/${instanceId}`, `e2e-${RUN}`], ['/api-keys', 'API keys'], ['/usage', 'Usage']]) {
+        await page.goto(path);
+        await heading(page, title);
+        await page.waitForLoadState('networkidle').catch(() => undefined);
+        const bg = await page.evaluate(() => getComputedStyle(document.documentElement).backgroundColor);
+        const [r, g, b] = (bg.match(/\d+/g) ?? []).map(Number);
+        if (!(r + g + b < 120)) problems.push(`${path}: the page is not dark (${bg})`);
+        problems.push(...(await axeProblems(page)).map((p) => `${path}: ${p}`));
+        if (path === '/instances') await screenshot(page, 'instances-dark');
+      }
+    } finally {
+      await page.emulateMedia({ colorScheme: 'light' });
+    }
+    if (problems.length) throw new Error(problems.join('\n    '));
+  });
+
   await step(admin, 'instance: terminate', async () => {
     await page.goto(`/instances/${instanceId}`);
     await heading(page, `e2e-${RUN}`);
