@@ -14,6 +14,7 @@ import { allowedActions, instanceKeys, useInstance, useInstanceAction, useInstan
 import { LogsPanel } from './LogsPanel';
 import { TerminateDialog } from './TerminateDialog';
 import { workerLabel } from './terminate';
+import { stepLabel } from './timelineLabels';
 import { VolumesCard } from './VolumesCard';
 import type { Heartbeat } from './liveEvents';
 import { MetricsPanel } from './MetricsPanel';
@@ -209,7 +210,8 @@ function Timeline({ entries }: { entries: ActionLogEntry[] }) {
         <li key={e.id} className={`timeline-item timeline-${e.status}`}>
           <span className="timeline-dot" aria-hidden="true" />
           <div>
-            <strong>{e.action_type}</strong> <StatusBadge kind="action" status={e.status} /> <span className="muted">{duration(e.duration_ms)}</span>
+            <strong>{stepLabel(e.action_type)}</strong> <StatusBadge kind="action" status={e.status} /> <span className="muted">{duration(e.duration_ms)}</span>{' '}
+            <code className="muted small">{e.action_type}</code>
             <div className="muted small">
               <DateText value={e.started_at} />
               {e.request_id ? (
