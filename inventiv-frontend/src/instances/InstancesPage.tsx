@@ -1,6 +1,6 @@
 // The organization's instances, live: status and progress move as the
 // orchestrator works (events stream → query cache → this table).
-import { useMemo, useState } from 'react';
+import { useEffect, useMemo, useState } from 'react';
 import { Link, useSearchParams } from 'react-router';
 import type { ColumnDef } from '@tanstack/react-table';
 import type { Instance } from '../api/types';
@@ -18,9 +18,16 @@ export function InstancesPage() {
   const instances = useInstances();
   const canManage = useCan('ManageInstances');
   const live = useLiveState();
-  // `?deploy=1` (the dashboard's checklist) opens the deploy dialog.
+  // `?deploy=1` (the dashboard's checklist) opens the deploy dialog; the
+  // address loses it at once (a reload does not open it again).
   const [params, setParams] = useSearchParams();
   const [deploying, setDeploying] = useState(params.get('deploy') === '1');
+  useEffect(() => {
+    if (params.has('deploy')) {
+      setDeploying(true);
+      setParams({}, { replace: true });
+    }
+  }, [params, setParams]);
   const [showArchived, setShowArchived] = useState(false);
   const archived = useArchivedInstances(showArchived);
   const action = useInstanceAction();
@@ -139,13 +146,7 @@ export function InstancesPage() {
           action.mutate({ id: t.id, action: 'terminate' });
         }}
       />
-      {canManage ? <DeployDialog
-          open={deploying}
-          onClose={() => {
-            setDeploying(false);
-            if (params.has('deploy')) setParams({}, { replace: true });
-          }}
-        /> : null}
+      {canManage ? <DeployDialog open={deploying} onClose={() => setDeploying(false)} /> : null}
     </>
   );
 }
