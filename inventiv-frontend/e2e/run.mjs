@@ -1332,7 +1332,7 @@ try {
     const problems = [];
     try {
       await page.emulateMedia({ colorScheme: 'dark' });
-      for (const [path, title] of [['/', /^Hello/], ['/instances', 'Instances'], [`/instances/${instanceId}`, `e2e-${RUN}`], ['/api-keys', 'API keys'], ['/usage', 'Usage']]) {
+      for (const [path, title] of [['/', /^Hello/], ['/instances', 'Instances'], [`/instances/${instanceId}`, `e2e-${RUN}`], ['/keys', 'API keys'], ['/usage', 'Usage']]) {
         await page.goto(path);
         await heading(page, title);
         await page.waitForLoadState('networkidle').catch(() => undefined);
