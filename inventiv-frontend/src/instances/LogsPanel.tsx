@@ -128,6 +128,7 @@ export function LogsPanel({ instanceId, status, actions }: { instanceId: string;
       {available && logs.isPending ? <Loading /> : null}
       {problemView}
       {data && data.events.length === 0 ? <Empty>The worker's log is empty.</Empty> : null}
+      {lines.length === 0 && source !== 'all' ? <Empty>No {SOURCE_LABELS[source].toLowerCase()} line yet.</Empty> : null}
       {lines.length > 0 ? (
         <>
           <div ref={box} className="log-box" role="log" aria-label="Worker log" tabIndex={0} data-testid="worker-log" onScroll={(e) => setStick(atBottom(e.currentTarget))}>
