@@ -312,7 +312,7 @@ async fn access_log(request: axum::extract::Request, next: axum::middleware::Nex
     let started = Instant::now();
     let response = next.run(request).await;
     tracing::info!(
-        ms = started.elapsed().as_millis(),
+        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "\"{method} {path} {version:?}\" {}",
         response.status().as_u16()
     );
