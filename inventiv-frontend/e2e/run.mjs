@@ -42,7 +42,9 @@
 // the marketplace and calls it with its own key, checks the consumer's
 // statement debit (exactly Σ tokens × price) and the provider's credit,
 // lists the instance's boot volume, reads the worker's log on the instance
-// page (the real agent through its relay), checks the instance page's metering
+// page (the bootstrap's output, the real agent through its relay; the
+// download), sees the engine's line for a chat sent from another tab arrive
+// live in the followed log, checks the instance page's metering
 // check (the drift job's verdict: not enough traffic), terminates the instance (the volume
 // shown deleted) and archives it. OUTBOX_DIR defaults to
 // ../.local/outbox then.
@@ -364,15 +366,13 @@ try {
     await screenshot(page, 'organization-colored');
   });
 
-  await step(admin, 'dashboard', () => visit(admin, '/', /^Hello/, 'dashboard'));
-
-  await step(admin, 'catalog: activate the mock items', async () => {
-    await visit(admin, '/catalog', 'Catalog', 'catalog');
-    for (const item of ['Mock (local processes)', 'Mock zone 1', 'Mock zone 2', 'mock-1gpu-24g', 'Qwen2.5 0.5B Instruct']) {
-      await switchOn(page, `Technical activation of ${item}`);
-      await switchOn(page, `Economic activation of ${item}`);
+  await step(admin, "dashboard: a fresh organization's first-run checklist, nothing done", async () => {
+    await visit(admin, '/', /^Hello/, 'dashboard');
+    const start = page.getByRole('region', { name: 'Get started' });
+    await start.getByText('0 of 4 done').waitFor();
+    for (const item of ['Activate a path', 'Deploy a model', 'Create an API key', 'Call it']) {
+      await start.getByRole('listitem', { name: `${item}: to do` }).waitFor();
     }
-    await screenshot(page, 'catalog-activated');
   });
 
   await step(admin, 'budgets: a monthly token budget with a hard limit on the organization', async () => {
@@ -400,10 +400,13 @@ try {
     await screenshot(page, 'budgets-created');
   });
 
-  await step(admin, 'instances: deploy through the dialog', async () => {
-    await visit(admin, '/instances', 'Instances', 'instances-empty');
-    await page.getByRole('button', { name: 'Deploy a model' }).click();
+  await step(admin, 'first run: the checklist opens the deploy dialog; the path not activated is activated in one click; the cost estimate; deploy', async () => {
+    await page.goto('/');
+    await page.getByRole('region', { name: 'Get started' }).getByRole('link', { name: 'Choose a path' }).click();
+    await page.waitForURL(/\/instances(\?deploy=1)?$/);
+    await heading(page, 'Instances');
     const dialog = page.getByRole('dialog', { name: 'Deploy a model' });
+    await dialog.waitFor();
     await dialog.getByRole('combobox', { name: 'Provider' }).selectOption('mock');
     await dialog.getByRole('combobox', { name: 'Zone' }).selectOption('mock-zone-1');
     const typeSelect = dialog.getByRole('combobox', { name: 'Instance type' });
@@ -415,6 +418,20 @@ try {
     if (await dialog.getByRole('button', { name: 'Deploy' }).isEnabled()) throw new Error('Deploy enabled without a model');
     const option = modelSelect.locator('option', { hasText: 'Qwen2.5 0.5B' }).first();
     await modelSelect.selectOption((await option.getAttribute('value')) ?? '');
+    // A fresh organization: nothing of the path is activated; one click
+    // switches on both sides of the four items.
+    const gaps = dialog.getByRole('group', { name: 'Not activated' });
+    const missing = (await gaps.textContent()) ?? '';
+    for (const item of ['Mock (local processes)', 'Mock zone 1', 'mock-1gpu-24g', 'Qwen2.5 0.5B Instruct']) {
+      if (!missing.includes(`${item} (technical and economic)`)) throw new Error(`not said missing: ${item} in "${missing}"`);
+    }
+    if (await dialog.getByRole('button', { name: 'Deploy' }).isEnabled()) throw new Error('Deploy enabled on a path not activated');
+    await screenshot(page, 'deploy-dialog-not-activated');
+    await dialog.getByRole('button', { name: 'Activate this path' }).click();
+    await gaps.waitFor({ state: 'detached' });
+    const cost = (await dialog.getByRole('group', { name: 'Cost estimate' }).textContent()) ?? '';
+    if (!/\d EUR\/h .*\d EUR\/day .*\d EUR\/month/.test(cost)) throw new Error(`cost estimate: ${cost}`);
+    console.log(`     ${cost}`);
     await dialog.getByLabel('Name (optional)').fill(`e2e-${RUN}`);
     await screenshot(page, 'deploy-dialog');
     await dialog.getByRole('button', { name: 'Deploy' }).click();
@@ -442,6 +459,8 @@ try {
       });
       await until('progress 100', async () => (await page.evaluate(() => window.__progress.at(-1))) === 100, DEPLOY_TIMEOUT, 200);
       await page.locator('.card').first().locator('.badge', { hasText: /^ready$/ }).waitFor({ timeout: DEPLOY_TIMEOUT });
+      // A notice says so, on whatever page one is (here, the instance's).
+      await page.getByRole('status', { name: 'Notifications' }).getByRole('link', { name: `e2e-${RUN} is ready` }).waitFor();
       const seen = await page.evaluate(() => window.__progress);
       console.log(`     progress seen: ${seen.join(' → ')}`);
       if (seen.length < 2) throw new Error(`the page never saw the progress move: ${seen.join(', ')}`);
@@ -476,22 +495,39 @@ try {
       await screenshot(page, 'instance-volumes');
     });
 
-    await step(admin, 'instance page: the worker log, through the relay', async () => {
-      // The API reads the agent's /logs through the node's relay; the
+    await step(admin, 'instance page: the worker log, through the relay (bootstrap, agent, engine lines; download)', async () => {
+      // The bootstrap's output comes from the install steps of the action
+      // log; the API reads the agent's /logs through the node's relay: the
       // agent logged its registration and its engine becoming ready.
       const panel = page.getByRole('region', { name: 'Logs' });
       const log = panel.getByRole('log', { name: 'Worker log' });
+      await log.locator('.log-from-bootstrap', { hasText: /verified|installed in|agent healthy/ }).first().waitFor();
       await until('lines of the worker log', async () => {
         if (/register_ok|engine_ready/.test((await log.textContent().catch(() => '')) ?? '')) return true;
         await panel.getByRole('button', { name: 'Refresh' }).click();
         return false;
       }, 30_000, 1000);
+      const [download] = await Promise.all([page.waitForEvent('download'), panel.getByRole('button', { name: 'Download' }).click()]);
+      const saved = readFileSync((await download.path()) ?? '', 'utf8');
+      if (!/ bootstrap info /.test(saved) || !/ agent info (register_ok|engine_ready)/.test(saved)) throw new Error(`the download lacks lines:\n${saved.slice(0, 400)}`);
       await panel.getByRole('checkbox', { name: 'Follow' }).check();
       await panel.getByText(/following/).waitFor();
       await panel.scrollIntoViewIfNeeded();
       await screenshot(page, 'instance-logs');
     });
   }
+
+  await step(admin, 'catalog: the path activated in one click is on, both sides; another zone switched on here', async () => {
+    await visit(admin, '/catalog', 'Catalog', 'catalog');
+    for (const item of ['Mock (local processes)', 'Mock zone 1', 'mock-1gpu-24g', 'Qwen2.5 0.5B Instruct']) {
+      for (const side of ['Technical', 'Economic']) {
+        if (!(await page.getByRole('switch', { name: `${side} activation of ${item}` }).isChecked())) throw new Error(`${side} activation of ${item} is off`);
+      }
+    }
+    await switchOn(page, 'Technical activation of Mock zone 2');
+    await switchOn(page, 'Economic activation of Mock zone 2');
+    await screenshot(page, 'catalog-activated');
+  });
 
   await step(admin, 'instances table shows the new instance live', async () => {
     await visit(admin, '/instances', 'Instances', 'instances');
@@ -697,6 +733,35 @@ try {
       if ((await page.getByRole('alert').count()) > 0) throw new Error(await page.getByRole('alert').first().textContent());
     });
 
+    await step(admin, "instance page: the engine's lines appear live while following", async () => {
+      // The instance page follows its log; a chat sent from another tab
+      // makes the engine write a line, which arrives without a reload.
+      await page.goto(`/instances/${instanceId}`);
+      await heading(page, `e2e-${RUN}`);
+      const panel = page.getByRole('region', { name: 'Logs' });
+      const log = panel.getByRole('log', { name: 'Worker log' });
+      await log.waitFor();
+      await panel.getByRole('combobox', { name: 'Source' }).selectOption('engine');
+      await panel.getByRole('checkbox', { name: 'Follow' }).check();
+      const chats = () => log.locator('.log-from-engine', { hasText: 'POST /v1/chat/completions' }).count();
+      const before = await chats();
+      const other = await admin.context.newPage();
+      try {
+        await other.goto('/playground');
+        await heading(other, 'Playground');
+        await other.getByLabel('Model', { exact: true }).fill(modelId);
+        await other.getByLabel('Message').fill('Say hello again.');
+        await other.getByRole('button', { name: 'Send' }).click();
+        await other.locator('.message-assistant').first().waitFor();
+      } finally {
+        await other.close();
+      }
+      await until('a new engine line on the followed log', async () => (await chats()) > before, 20_000, 250);
+      console.log(`     engine lines for chats: ${before} → ${await chats()}`);
+      await panel.scrollIntoViewIfNeeded();
+      await screenshot(page, 'instance-logs-live');
+    });
+
     await step(admin, 'API key: the same long prompt twice, the second served from the prefix cache', async () => {
       // What a developer does: a key, then the same long prompt (a document
       // to summarize) twice. The mock engine imitates vLLM's prefix caching
@@ -750,6 +815,17 @@ try {
   });
 
   if (FULL) {
+    await step(admin, 'dashboard: the first-run checklist is done (activated, deployed, a key, calls) and gives way', async () => {
+      await until('the checklist gone', async () => {
+        await page.goto('/');
+        await heading(page, /^Hello/);
+        await page.getByRole('region', { name: 'Usage, last 30 days' }).getByText(/requests/).waitFor();
+        // Every query answered: an absent checklist is not one still loading.
+        await page.waitForLoadState('networkidle');
+        return (await page.getByRole('region', { name: 'Get started' }).count()) === 0;
+      }, 30_000, 1000);
+    });
+
     await step(admin, 'usage: the cached prompt tokens of the repeated prompt, per API key', async () => {
       if (!repeated) throw new Error('the repeated prompt was not sent');
       const table = page.getByRole('table', { name: 'Usage' });
@@ -1252,10 +1328,37 @@ try {
     if (problems.length) throw new Error(problems.join('\n    '));
   }, { allow: [/status of 409/] });
 
+  await step(admin, 'dark mode follows the system setting (axe-core: no serious or critical violation in it)', async () => {
+    const problems = [];
+    try {
+      await page.emulateMedia({ colorScheme: 'dark' });
+      for (const [path, title] of [['/', /^Hello/], ['/instances', 'Instances'], [`/instances/${instanceId}`, `e2e-${RUN}`], ['/keys', 'API keys'], ['/usage', 'Usage']]) {
+        await page.goto(path);
+        await heading(page, title);
+        await page.waitForLoadState('networkidle').catch(() => undefined);
+        const bg = await page.evaluate(() => getComputedStyle(document.documentElement).backgroundColor);
+        const [r, g, b] = (bg.match(/\d+/g) ?? []).map(Number);
+        if (!(r + g + b < 120)) problems.push(`${path}: the page is not dark (${bg})`);
+        problems.push(...(await axeProblems(page)).map((p) => `${path}: ${p}`));
+        if (path === '/instances') await screenshot(page, 'instances-dark');
+      }
+    } finally {
+      await page.emulateMedia({ colorScheme: 'light' });
+    }
+    if (problems.length) throw new Error(problems.join('\n    '));
+  });
+
   await step(admin, 'instance: terminate', async () => {
     await page.goto(`/instances/${instanceId}`);
     await heading(page, `e2e-${RUN}`);
     await page.getByRole('button', { name: 'Terminate' }).click();
+    // The confirmation states what breaks: nothing else serves the model
+    // (with FULL, the offering published from it stops answering).
+    const dialog = page.getByRole('dialog', { name: `Terminate e2e-${RUN}?` });
+    await dialog.getByText(/Nothing else serves/).waitFor();
+    if (FULL) await dialog.getByText(/stop answering/).waitFor();
+    await screenshot(page, 'instance-terminate-confirm');
+    await dialog.getByRole('button', { name: 'Yes, terminate it' }).click();
     await until('terminating', async () => (await page.locator('.card').first().textContent())?.includes('terminat'));
     await screenshot(page, 'instance-terminating');
   });
@@ -1263,6 +1366,8 @@ try {
   if (FULL) {
     await step(admin, 'instance: terminated, then archived', async () => {
       await page.getByRole('button', { name: 'Archive' }).waitFor({ timeout: DEPLOY_TIMEOUT });
+      // Nothing is left of the worker: the page does not say it is ready.
+      await page.getByRole('region', { name: 'Status', exact: true }).getByText('none (the instance is terminated)').waitFor();
       // Termination deleted the volume before the instance became terminated.
       await page.getByRole('table', { name: 'Volumes' }).getByRole('row', { name: /boot/ }).locator('.badge', { hasText: /^deleted$/ }).waitFor();
       await page.getByRole('button', { name: 'Archive' }).click();

@@ -9,11 +9,12 @@ import { clearAccessToken, maybeSignedIn } from '../api/session';
 import { useLogout } from '../auth/api';
 import { useMe } from '../auth/useMe';
 import { ErrorMessage, Loading, PageHeader } from '../components/ui';
-import { useLiveEvents, type LiveState } from '../instances/liveEvents';
+import { defaultEventSource, useLiveEvents, type LiveState } from '../instances/liveEvents';
 import { orgColor } from '../organizations/color';
 import { OrgSwitcher } from '../organizations/OrgSwitcher';
 import { WorkspaceBanner } from '../organizations/WorkspaceBanner';
 import { isVisible, moduleById, navigation, type ModuleId, type Viewer } from './modules';
+import { Toasts, useToasts } from './Toasts';
 import { VersionBadge } from './VersionBadge';
 
 const LiveContext = createContext<LiveState>('connecting');
@@ -47,7 +48,8 @@ export function Layout() {
   const location = useLocation();
   const navigate = useNavigate();
   const logout = useLogout();
-  const live = useLiveEvents(me.data?.current_organization.id);
+  const { toasts, push, dismiss } = useToasts();
+  const live = useLiveEvents(me.data?.current_organization.id, defaultEventSource, push);
   const viewer = useViewer();
   const [drawer, setDrawer] = useState(false);
 
@@ -148,6 +150,7 @@ export function Layout() {
             <Outlet />
           </main>
         </div>
+        <Toasts toasts={toasts} dismiss={dismiss} />
       </div>
     </LiveContext.Provider>
   );

@@ -1,5 +1,6 @@
 // A modal dialog on the native <dialog> element: focus is trapped, Escape
-// closes it, and focus returns to where it was.
+// closes it, and focus returns to where it was. Opened, it puts the focus
+// on its first field (the browser would put it on the close button).
 import { useEffect, useId, useRef, type ReactNode } from 'react';
 
 interface Props {
@@ -19,6 +20,8 @@ export function Dialog({ title, open, onClose, children, wide }: Props) {
     if (open && !dialog.open) {
       if (typeof dialog.showModal === 'function') dialog.showModal();
       else dialog.setAttribute('open', '');
+      const field = dialog.querySelector<HTMLElement>('input:not([type=hidden]):not(:disabled), select:not(:disabled), textarea:not(:disabled)');
+      if (field && !dialog.querySelector('[autofocus]')) field.focus();
     } else if (!open && dialog.open) {
       if (typeof dialog.close === 'function') dialog.close();
       else dialog.removeAttribute('open');

@@ -1,10 +1,15 @@
-// A small line chart drawn as SVG: one line per series over time, its last
-// values spelled out for screen readers and in the legend. Hand-written
+// A small line chart drawn as SVG: one line per series over time, broken
+// where samples are missing (chart.ts gapThreshold; a sample alone between
+// gaps is a dot), its time span under it, each sample's time and value on
+// hover, its last values spelled out for screen readers and in the legend.
+// Hand-written
 // (about 60 lines with chart.ts) instead of a chart library: the dashboard
 // needs only a few time series per page, and a library would add tens of
 // kilobytes to every load for features it does not use.
-import { domainOf, linePath, position, type Point } from './chart';
+import { domainOf, gapThreshold, isolated, linePath, position, type Point } from './chart';
 import { formatValue } from './format';
+
+const time = (t: number) => new Date(t).toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
 
 const WIDTH = 320;
 const HEIGHT = 90;
@@ -30,11 +35,25 @@ export function LineChart({ title, series, unit, max }: { title: string; series:
         {series.map((s, n) => {
           const lastPoint = s.points.at(-1);
           const end = lastPoint ? position(lastPoint, domain, WIDTH, HEIGHT) : null;
+          const gap = gapThreshold(s.points);
           return (
             <g key={s.name} stroke={COLORS[n % COLORS.length]}>
-              <path d={linePath(s.points, domain, WIDTH, HEIGHT)} fill="none" strokeWidth={1.5} vectorEffect="non-scaling-stroke" />
-              {/* The latest sample, visible even when it is the only one. */}
+              <path d={linePath(s.points, domain, WIDTH, HEIGHT, gap)} fill="none" strokeWidth={1.5} vectorEffect="non-scaling-stroke" />
+              {/* Samples alone between gaps, and the latest one: visible as dots. */}
+              {isolated(s.points, gap).map((p, k) => {
+                const at = position(p, domain, WIDTH, HEIGHT);
+                return <circle key={k} cx={at.x} cy={at.y} r={1.5} fill={COLORS[n % COLORS.length]} />;
+              })}
               {end ? <circle cx={end.x} cy={end.y} r={2} fill={COLORS[n % COLORS.length]} /> : null}
+              {/* Hover: each sample's time and value (the browser's own tooltip). */}
+              {s.points.map((p, k) => {
+                const at = position(p, domain, WIDTH, HEIGHT);
+                return (
+                  <circle key={`hover-${k}`} cx={at.x} cy={at.y} r={5} fill="transparent" stroke="none" className="chart-hover">
+                    <title>{`${s.name}, ${time(p.t)}: ${formatValue(p.v, unit)}`}</title>
+                  </circle>
+                );
+              })}
             </g>
           );
         })}
@@ -43,6 +62,11 @@ export function LineChart({ title, series, unit, max }: { title: string; series:
         <span>
           scale 0 to {formatValue(domain.v1, unit)}
         </span>
+        {series.some((s) => s.points.length > 0) ? (
+          <span>
+            {time(domain.t0)} – {time(domain.t1)}
+          </span>
+        ) : null}
       </div>
       {series.length === 0 ? <p className="muted small">No data yet.</p> : null}
       <ul className="chart-legend small">

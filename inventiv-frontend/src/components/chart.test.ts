@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { domainOf, linePath, position, seriesBy } from './chart';
+import { domainOf, gapThreshold, isolated, linePath, position, seriesBy } from './chart';
 
 describe('domainOf', () => {
   it('spans the samples in time and from 0 to the largest value', () => {
@@ -42,5 +42,29 @@ describe('position', () => {
     const d = { t0: 0, t1: 10, v0: 0, v1: 100 };
     expect(position({ t: 10, v: 50 }, d, 320, 90)).toEqual({ x: 320, y: 45 });
     expect(position({ t: 0, v: 250 }, d, 320, 90)).toEqual({ x: 0, y: 0 });
+  });
+});
+
+describe('gaps', () => {
+  // One sample a minute, then none for 5 minutes, then one, then none for 4.
+  const minute = 60_000;
+  const points = [0, 1, 2, 3, 8, 12, 13, 14].map((m) => ({ t: m * minute, v: 10 }));
+
+  it('takes 2.5 times the usual step as the most two joined samples may be apart', () => {
+    expect(gapThreshold(points)).toBe(2.5 * minute);
+    expect(gapThreshold(points.slice(0, 2))).toBe(Infinity);
+  });
+
+  it('breaks the line where samples are missing, and only there', () => {
+    const d = { t0: 0, t1: 14 * minute, v0: 0, v1: 10 };
+    const path = linePath(points, d, 140, 10, gapThreshold(points));
+    expect(path).toBe('M0 0 L10 0 L20 0 L30 0 M80 0 M120 0 L130 0 L140 0');
+    // Without a gap the same samples are one line.
+    expect(linePath(points, d, 140, 10)).not.toContain('M80');
+  });
+
+  it('finds the samples alone between gaps, drawn as dots', () => {
+    expect(isolated(points, gapThreshold(points))).toEqual([{ t: 8 * minute, v: 10 }]);
+    expect(isolated([{ t: 5, v: 1 }], Infinity)).toEqual([{ t: 5, v: 1 }]);
   });
 });

@@ -44,14 +44,45 @@ export function position(p: Point, domain: Domain, width: number, height: number
   };
 }
 
-/** The SVG path ("M x y L x y …") of `points` in a `width` × `height` box. */
-export function linePath(points: Point[], domain: Domain, width: number, height: number): string {
+/**
+ * The SVG path ("M x y L x y …") of `points` in a `width` × `height` box.
+ * Two samples further apart than `gap` (ms) are not joined: the line stops
+ * and starts again (a missing sample is shown missing, not as a slope).
+ */
+export function linePath(points: Point[], domain: Domain, width: number, height: number, gap = Infinity): string {
   return points
     .map((p, n) => {
       const { x, y } = position(p, domain, width, height);
-      return `${n === 0 ? 'M' : 'L'}${x} ${y}`;
+      const previous = points[n - 1];
+      const jump = n === 0 || (previous !== undefined && p.t - previous.t > gap);
+      return `${jump ? 'M' : 'L'}${x} ${y}`;
     })
     .join(' ');
+}
+
+/**
+ * How far apart two samples may be and still be joined: 2.5 times the
+ * series' usual step (the median of its intervals), so a sample or more
+ * missing makes a gap while jitter does not. Fewer than three samples: no
+ * step to tell, never a gap.
+ */
+export function gapThreshold(points: Point[]): number {
+  if (points.length < 3) return Infinity;
+  const steps = points
+    .slice(1)
+    .map((p, n) => p.t - (points[n]?.t ?? p.t))
+    .sort((a, b) => a - b);
+  const median = steps[Math.floor(steps.length / 2)] ?? 0;
+  return median > 0 ? median * 2.5 : Infinity;
+}
+
+/** The samples drawn alone (a gap before and after, or the only one): a line would not show them. */
+export function isolated(points: Point[], gap: number): Point[] {
+  return points.filter((p, n) => {
+    const before = points[n - 1];
+    const after = points[n + 1];
+    return (before === undefined || p.t - before.t > gap) && (after === undefined || after.t - p.t > gap);
+  });
 }
 
 function round(n: number): number {

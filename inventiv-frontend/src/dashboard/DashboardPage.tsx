@@ -7,6 +7,7 @@ import { useMe } from '../auth/useMe';
 import { Card, DateText, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
 import { useInstances } from '../instances/api';
 import { formatCount } from '../components/format';
+import { FirstRunChecklist } from './FirstRunChecklist';
 
 export function DashboardPage() {
   const { data: me } = useMe();
@@ -23,6 +24,7 @@ export function DashboardPage() {
   return (
     <>
       <PageHeader title={`Hello, ${me.user.display_name}`} />
+      <FirstRunChecklist instances={instances.data} requests={usage.data ? totalRequests : undefined} />
       <div className="grid">
         <Card title="You">
           <dl className="facts">

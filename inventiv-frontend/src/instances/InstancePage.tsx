@@ -3,14 +3,18 @@
 // provisioning milestones and usage drift alerts, with their request ids)
 // and status history; its trace id to find it in the traces.
 import { useQuery } from '@tanstack/react-query';
+import { useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
 import { ApiError } from '../api/client';
-import type { ActionLogEntry } from '../api/types';
+import type { ActionLogEntry, Instance } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { CopyButton } from '../components/CopyButton';
 import { Card, DateText, Empty, ErrorMessage, Loading, Money, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
 import { allowedActions, instanceKeys, useInstance, useInstanceAction, useInstanceActions, useInstanceHistory } from './api';
 import { LogsPanel } from './LogsPanel';
+import { TerminateDialog } from './TerminateDialog';
+import { workerLabel } from './terminate';
+import { stepLabel } from './timelineLabels';
 import { VolumesCard } from './VolumesCard';
 import type { Heartbeat } from './liveEvents';
 import { MetricsPanel } from './MetricsPanel';
@@ -30,6 +34,7 @@ export function InstancePage() {
   const heartbeat = useQuery<Heartbeat | null>({ queryKey: instanceKeys.heartbeat(id), queryFn: () => null, staleTime: Infinity });
   const canManage = useCan('ManageInstances');
   const act = useInstanceAction();
+  const [terminating, setTerminating] = useState<Instance | null>(null);
 
   if (instance.isPending) return <Loading />;
   if (instance.isError) {
@@ -57,8 +62,8 @@ export function InstancePage() {
                 className={a === 'terminate' ? 'button button-danger' : 'button'}
                 disabled={act.isPending}
                 onClick={() => {
-                  if (a !== 'terminate' || window.confirm(`Terminate ${i.name}?`))
-                    act.mutate({ id: i.id, action: a }, { onSuccess: (r) => r.status === 'archived' && navigate('/instances') });
+                  if (a === 'terminate') setTerminating(i);
+                  else act.mutate({ id: i.id, action: a }, { onSuccess: (r) => r.status === 'archived' && navigate('/instances') });
                 }}
               >
                 {a[0]?.toUpperCase() + a.slice(1)}
@@ -67,6 +72,14 @@ export function InstancePage() {
           : null}
       </PageHeader>
       <ErrorMessage error={act.error} />
+      <TerminateDialog
+        instance={terminating}
+        onClose={() => setTerminating(null)}
+        onConfirm={(t) => {
+          setTerminating(null);
+          act.mutate({ id: t.id, action: 'terminate' });
+        }}
+      />
       <div className="grid">
         <Card title="Status">
           <p>
@@ -80,7 +93,7 @@ export function InstancePage() {
           ) : null}
           <dl className="facts">
             <dt>Worker</dt>
-            <dd>{i.worker_status ?? '—'}</dd>
+            <dd>{workerLabel(i)}</dd>
             <dt>Last heartbeat</dt>
             <dd>
               <DateText value={i.last_heartbeat_at} />
@@ -153,7 +166,7 @@ export function InstancePage() {
       <UsageDriftCard reconciliation={i.usage_reconciliation} />
       <MetricsPanel instanceId={i.id} />
       <VolumesCard instanceId={i.id} status={i.status} />
-      <LogsPanel instanceId={i.id} status={i.status} />
+      <LogsPanel instanceId={i.id} status={i.status} actions={actions.data} />
       <Card title="Timeline">
         {actions.isPending ? <Loading /> : actions.isError ? <ErrorMessage error={actions.error} /> : <Timeline entries={actions.data} />}
       </Card>
@@ -205,7 +218,8 @@ function Timeline({ entries }: { entries: ActionLogEntry[] }) {
         <li key={e.id} className={`timeline-item timeline-${e.status}`}>
           <span className="timeline-dot" aria-hidden="true" />
           <div>
-            <strong>{e.action_type}</strong> <StatusBadge kind="action" status={e.status} /> <span className="muted">{duration(e.duration_ms)}</span>
+            <strong>{stepLabel(e.action_type)}</strong> <StatusBadge kind="action" status={e.status} /> <span className="muted">{duration(e.duration_ms)}</span>{' '}
+            <code className="muted small">{e.action_type}</code>
             <div className="muted small">
               <DateText value={e.started_at} />
               {e.request_id ? (

@@ -1,7 +1,7 @@
 // The organization's instances, live: status and progress move as the
 // orchestrator works (events stream → query cache → this table).
-import { useMemo, useState } from 'react';
-import { Link } from 'react-router';
+import { useEffect, useMemo, useState } from 'react';
+import { Link, useSearchParams } from 'react-router';
 import type { ColumnDef } from '@tanstack/react-table';
 import type { Instance } from '../api/types';
 import { useLiveState } from '../app/Layout';
@@ -10,6 +10,7 @@ import { DataTable } from '../components/DataTable';
 import { DateText, ErrorMessage, Loading, Money, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
 import { allowedActions, useArchivedInstances, useInstanceAction, useInstances, type InstanceAction } from './api';
 import { DeployDialog } from './DeployDialog';
+import { TerminateDialog } from './TerminateDialog';
 
 const ACTION_LABEL: Record<InstanceAction, string> = { terminate: 'Terminate', reinstall: 'Reinstall', archive: 'Archive' };
 
@@ -17,10 +18,20 @@ export function InstancesPage() {
   const instances = useInstances();
   const canManage = useCan('ManageInstances');
   const live = useLiveState();
-  const [deploying, setDeploying] = useState(false);
+  // `?deploy=1` (the dashboard's checklist) opens the deploy dialog; the
+  // address loses it at once (a reload does not open it again).
+  const [params, setParams] = useSearchParams();
+  const [deploying, setDeploying] = useState(params.get('deploy') === '1');
+  useEffect(() => {
+    if (params.has('deploy')) {
+      setDeploying(true);
+      setParams({}, { replace: true });
+    }
+  }, [params, setParams]);
   const [showArchived, setShowArchived] = useState(false);
   const archived = useArchivedInstances(showArchived);
   const action = useInstanceAction();
+  const [terminating, setTerminating] = useState<Instance | null>(null);
 
   const columns = useMemo<ColumnDef<Instance>[]>(() => {
     const cols: ColumnDef<Instance>[] = [
@@ -79,7 +90,8 @@ export function InstancesPage() {
                   aria-label={`${ACTION_LABEL[a]} ${i.name}`}
                   disabled={action.isPending}
                   onClick={() => {
-                    if (a !== 'terminate' || window.confirm(`Terminate ${i.name}? Its server and volumes are deleted.`)) action.mutate({ id: i.id, action: a });
+                    if (a === 'terminate') setTerminating(i);
+                    else action.mutate({ id: i.id, action: a });
                   }}
                 >
                   {ACTION_LABEL[a]}
@@ -126,6 +138,14 @@ export function InstancesPage() {
           }
         />
       )}
+      <TerminateDialog
+        instance={terminating}
+        onClose={() => setTerminating(null)}
+        onConfirm={(t) => {
+          setTerminating(null);
+          action.mutate({ id: t.id, action: 'terminate' });
+        }}
+      />
       {canManage ? <DeployDialog open={deploying} onClose={() => setDeploying(false)} /> : null}
     </>
   );

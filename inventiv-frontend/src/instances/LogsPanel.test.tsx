@@ -1,6 +1,6 @@
 import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/react';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
-import type { InstanceLogs, InstanceStatus } from '../api/types';
+import type { ActionLogEntry, InstanceLogs, InstanceStatus } from '../api/types';
 import { LogsPanel } from './LogsPanel';
 
 const ID = '0b7d0000-0000-4000-8000-000000000001';
@@ -17,11 +17,11 @@ function json(status: number, body: unknown) {
   return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
 }
 
-function renderPanel(status: InstanceStatus = 'ready') {
+function renderPanel(status: InstanceStatus = 'ready', actions?: ActionLogEntry[]) {
   const client = new QueryClient({ defaultOptions: { queries: { retry: false } } });
   return render(
     <QueryClientProvider client={client}>
-      <LogsPanel instanceId={ID} status={status} />
+      <LogsPanel instanceId={ID} status={status} actions={actions} />
     </QueryClientProvider>,
   );
 }
@@ -82,5 +82,32 @@ describe('worker log panel', () => {
     const alert = await screen.findByRole('alert');
     expect(alert.textContent).toContain('Worker unreachable: the worker did not answer within 10 s');
     expect(alert.textContent).toContain('req-42');
+  });
+
+  it("shows the bootstrap's lines before the worker answers, and filters by source", async () => {
+    const install = {
+      id: 7,
+      action_type: 'WORKER_SSH_PACKAGES',
+      status: 'success',
+      started_at: '2026-12-06T09:59:00.000Z',
+      finished_at: '2026-12-06T09:59:30.000Z',
+      duration_ms: 30_000,
+      error_code: null,
+      error_message: null,
+      metadata: { output_tail: ['Setting up haproxy'] },
+      request_id: null,
+    } as unknown as ActionLogEntry;
+    vi.stubGlobal('fetch', vi.fn(async () => json(200, { events: [logs.events[0], { ts: '2026-12-06T10:00:03.000Z', event: 'engine_output', level: 'info', detail: '{"line":"GET /health 200"}', truncated: false }], dropped: 0 })));
+    renderPanel('installing', [install]);
+    const box = screen.getByRole('log', { name: 'Worker log' });
+    expect(box.textContent).toContain('Setting up haproxy');
+    cleanup();
+
+    renderPanel('ready', [install]);
+    await waitFor(() => expect(screen.getByRole('log', { name: 'Worker log' }).querySelectorAll('.log-line')).toHaveLength(3));
+    fireEvent.change(screen.getByRole('combobox', { name: 'Source' }), { target: { value: 'engine' } });
+    const lines = screen.getByRole('log', { name: 'Worker log' }).querySelectorAll('.log-line');
+    expect([...lines].map((l) => l.querySelector('.log-detail')?.textContent)).toEqual(['GET /health 200']);
+    expect(screen.getByRole('button', { name: 'Download' })).toBeTruthy();
   });
 });

@@ -1,21 +1,50 @@
-// The worker's log on the instance page (GET /instances/{id}/logs, read
-// live from the agent through its relay): the last N lines, and a Follow
-// mode that asks every 2 s for the lines after the last one shown. The box
-// keeps to the bottom as lines arrive until the user scrolls up.
+// The worker's log on the instance page: the bootstrap's output (kept in
+// the action log's install steps), then the agent's events and the engine's
+// own lines (GET /instances/{id}/logs, read live from the agent through its
+// relay): the last N lines, and a Follow mode that asks every 2 s for the
+// lines after the last one shown. A source filter, and Download saves the
+// lines shown as text. The box keeps to the bottom as lines arrive until
+// the user scrolls up.
 import { useQuery, useQueryClient } from '@tanstack/react-query';
-import { useLayoutEffect, useRef, useState } from 'react';
+import { useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { api } from '../api/client';
-import type { InstanceLogs, InstanceStatus } from '../api/types';
+import type { ActionLogEntry, InstanceLogs, InstanceStatus } from '../api/types';
 import { CopyButton } from '../components/CopyButton';
 import { Card, Empty, ErrorMessage, Loading, SelectField } from '../components/ui';
 import { instanceKeys } from './api';
-import { atBottom, FOLLOW_INTERVAL_MS, hasWorker, logsProblem, MAX_LINES, mergeLogs, TAIL_CHOICES } from './workerLogs';
+import {
+  atBottom,
+  bootstrapLines,
+  FOLLOW_INTERVAL_MS,
+  hasWorker,
+  LOG_SOURCES,
+  type LogSource,
+  logsProblem,
+  logText,
+  MAX_LINES,
+  mergeLogs,
+  TAIL_CHOICES,
+  workerLines,
+} from './workerLogs';
 
-export function LogsPanel({ instanceId, status }: { instanceId: string; status: InstanceStatus }) {
+const SOURCE_LABELS: Record<LogSource, string> = { bootstrap: 'Bootstrap', agent: 'Agent', engine: 'Engine' };
+
+/** Saves `text` as a file through a temporary link (no new window, no server round trip). */
+function download(name: string, text: string) {
+  const url = URL.createObjectURL(new Blob([text], { type: 'text/plain' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  a.click();
+  URL.revokeObjectURL(url);
+}
+
+export function LogsPanel({ instanceId, status, actions }: { instanceId: string; status: InstanceStatus; actions?: readonly ActionLogEntry[] }) {
   const available = hasWorker(status);
   const client = useQueryClient();
   const [tail, setTail] = useState<number>(200);
   const [follow, setFollow] = useState(false);
+  const [source, setSource] = useState<LogSource | 'all'>('all');
   const [stick, setStick] = useState(true);
   const box = useRef<HTMLDivElement>(null);
   const queryKey = instanceKeys.logs(instanceId, tail);
@@ -34,13 +63,27 @@ export function LogsPanel({ instanceId, status }: { instanceId: string; status: 
     retry: false,
   });
 
+  const bootstrap = useMemo(() => bootstrapLines(actions), [actions]);
+  const lines = useMemo(() => {
+    const all = [...bootstrap, ...workerLines(logs.data)];
+    return source === 'all' ? all : all.filter((l) => l.source === source);
+  }, [bootstrap, logs.data, source]);
+
   useLayoutEffect(() => {
     const el = box.current;
     if (stick && el) el.scrollTop = el.scrollHeight;
-  }, [logs.data, stick]);
+  }, [lines, stick]);
 
-  const actions = (
+  const tools = (
     <div className="log-actions">
+      <SelectField label="Source" value={source} onChange={(e) => setSource(e.target.value as LogSource | 'all')}>
+        <option value="all">All</option>
+        {LOG_SOURCES.map((s) => (
+          <option key={s} value={s}>
+            {SOURCE_LABELS[s]}
+          </option>
+        ))}
+      </SelectField>
       <SelectField label="Lines" value={tail} onChange={(e) => setTail(Number(e.target.value))}>
         {TAIL_CHOICES.map((n) => (
           <option key={n} value={n}>
@@ -54,6 +97,9 @@ export function LogsPanel({ instanceId, status }: { instanceId: string; status: 
       </label>
       <button type="button" className="button" disabled={!available || follow || logs.isFetching} onClick={() => void logs.refetch()}>
         Refresh
+      </button>
+      <button type="button" className="button" disabled={lines.length === 0} onClick={() => download(`instance-${instanceId}-log.txt`, logText(lines))}>
+        Download
       </button>
     </div>
   );
@@ -77,27 +123,29 @@ export function LogsPanel({ instanceId, status }: { instanceId: string; status: 
 
   const data = logs.data;
   return (
-    <Card title="Logs" actions={actions}>
-      {!available ? <Empty>No worker to read: the log is read from the instance's agent once it is installed, until the instance is terminated.</Empty> : null}
+    <Card title="Logs" actions={tools}>
+      {!available ? <Empty>No worker to read: the agent's and the engine's lines are read from the instance's agent once it is installed, until the instance is terminated.</Empty> : null}
       {available && logs.isPending ? <Loading /> : null}
       {problemView}
       {data && data.events.length === 0 ? <Empty>The worker's log is empty.</Empty> : null}
-      {data && data.events.length > 0 ? (
+      {lines.length === 0 && source !== 'all' ? <Empty>No {SOURCE_LABELS[source].toLowerCase()} line yet.</Empty> : null}
+      {lines.length > 0 ? (
         <>
           <div ref={box} className="log-box" role="log" aria-label="Worker log" tabIndex={0} data-testid="worker-log" onScroll={(e) => setStick(atBottom(e.currentTarget))}>
-            {data.events.map((e, n) => (
-              <div key={n} className={`log-line log-${e.level}`}>
-                <time dateTime={e.ts} title={e.ts}>
-                  {e.ts.slice(11, 23)}
+            {lines.map((l, n) => (
+              <div key={n} className={`log-line log-${l.level} log-from-${l.source}`}>
+                <time dateTime={l.ts} title={l.ts}>
+                  {l.ts.slice(11, 23)}
                 </time>{' '}
-                <span className="log-level">{e.level}</span> <strong>{e.event}</strong> <span className="log-detail">{e.detail}</span>
-                {e.truncated ? <span className="muted"> (cut)</span> : null}
+                <span className="log-source">{SOURCE_LABELS[l.source]}</span> <span className="log-level">{l.level}</span> <strong>{l.event}</strong>{' '}
+                <span className="log-detail">{l.text}</span>
+                {l.truncated ? <span className="muted"> (cut)</span> : null}
               </div>
             ))}
           </div>
           <p className="muted small">
-            {data.events.length} line{data.events.length === 1 ? '' : 's'}, times in UTC
-            {data.dropped > 0 ? ` · ${data.dropped} malformed entr${data.dropped === 1 ? 'y' : 'ies'} left out` : ''}
+            {lines.length} line{lines.length === 1 ? '' : 's'}, times in UTC
+            {data && data.dropped > 0 ? ` · ${data.dropped} malformed entr${data.dropped === 1 ? 'y' : 'ies'} left out` : ''}
             {follow ? ' · following' : ''}
             {!stick ? (
               <>

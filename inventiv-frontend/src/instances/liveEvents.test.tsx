@@ -5,7 +5,7 @@ import type { Instance, InstanceStatus, Service, ServiceDetail } from '../api/ty
 import { budgetKeys } from '../budgets/api';
 import { serviceKeys } from '../services/api';
 import { instanceKeys } from './api';
-import { useLiveEvents, type EventSourceLike } from './liveEvents';
+import { toastFor, useLiveEvents, type EventSourceLike } from './liveEvents';
 
 /** An EventSource the test drives by hand. */
 class FakeEventSource implements EventSourceLike {
@@ -252,5 +252,15 @@ describe('useLiveEvents', () => {
     const second = source();
     hook.unmount();
     expect(second.closed).toBe(true);
+  });
+});
+
+describe('live notices', () => {
+  it('tells an instance becoming ready or failing, nothing else', () => {
+    expect(toastFor('i1', 'web', 'starting', 'ready')).toEqual({ tone: 'good', text: 'web is ready', to: '/instances/i1' });
+    expect(toastFor('i1', 'web', 'installing', 'startup_failed')).toEqual({ tone: 'bad', text: 'web failed: startup failed', to: '/instances/i1' });
+    expect(toastFor('i1', 'web', 'ready', 'ready')).toBeNull();
+    expect(toastFor('i1', 'web', 'ready', 'draining')).toBeNull();
+    expect(toastFor('i1', 'web', undefined, 'ready')).toBeNull();
   });
 });

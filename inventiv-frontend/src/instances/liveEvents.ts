@@ -4,7 +4,7 @@
 // `worker.heartbeat` patch one row, `service.updated` patches a service and
 // refetches its replicas and timeline), so every page showing instances or
 // services is live.
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { useQueryClient, type QueryClient } from '@tanstack/react-query';
 import { refreshSession } from '../api/client';
 import { instanceStatusValues, isOneOf, serviceStateValues, workerStatusValues, type Instance, type InstanceStatus, type Service, type ServiceDetail } from '../api/types';
@@ -76,19 +76,37 @@ function patchReplica(client: QueryClient, id: string, status: InstanceStatus | 
   }
 }
 
-/** Applies one event of the stream to the cache. */
-export function applyEvent(client: QueryClient, type: string, data: unknown): void {
+/** A short notice of the live stream (an instance became ready, or failed). */
+export interface Toast {
+  tone: 'good' | 'bad';
+  text: string;
+  /** The page it is about. */
+  to: string;
+}
+
+const FAILED: readonly InstanceStatus[] = ['provisioning_failed', 'startup_failed', 'worker_dead'];
+
+/** The notice for an instance's change of status, if it deserves one: becoming ready, or failing. */
+export function toastFor(id: string, name: string, before: InstanceStatus | undefined, after: InstanceStatus | undefined): Toast | null {
+  if (before === undefined || after === undefined || before === after) return null;
+  if (after === 'ready') return { tone: 'good', text: `${name} is ready`, to: `/instances/${id}` };
+  if (FAILED.includes(after)) return { tone: 'bad', text: `${name} failed: ${after.replace(/_/g, ' ')}`, to: `/instances/${id}` };
+  return null;
+}
+
+/** Applies one event of the stream to the cache; returns the notice it deserves, if any. */
+export function applyEvent(client: QueryClient, type: string, data: unknown): Toast | null {
   const event = (data ?? {}) as Record<string, unknown>;
   switch (type) {
     case 'snapshot': {
       const instances = (event.instances ?? []) as Instance[];
       client.setQueryData<Instance[]>(instanceKeys.list, instances);
       for (const instance of instances) client.setQueryData(instanceKeys.one(instance.id), instance);
-      return;
+      return null;
     }
     case 'instance.updated': {
       const id = String(event.instance_id ?? '');
-      if (!id) return;
+      if (!id) return null;
       const status = isOneOf(instanceStatusValues, event.status) ? event.status : undefined;
       const progress = typeof event.progress === 'number' ? event.progress : undefined;
       const now = new Date().toISOString();
@@ -114,11 +132,11 @@ export function applyEvent(client: QueryClient, type: string, data: unknown): vo
       void client.invalidateQueries({ queryKey: instanceKeys.actions(id) });
       void client.invalidateQueries({ queryKey: instanceKeys.history(id) });
       patchReplica(client, id, status, progress);
-      return;
+      return before ? toastFor(id, before.name, before.status, status) : null;
     }
     case 'service.updated': {
       const id = String(event.service_id ?? '');
-      if (!id) return;
+      if (!id) return null;
       const state = isOneOf(serviceStateValues, event.state) ? event.state : undefined;
       const desired = typeof event.desired_replicas === 'number' ? event.desired_replicas : undefined;
       const patch = <S extends Service>(s: S): S => ({ ...s, state: state ?? s.state, desired_replicas: desired ?? s.desired_replicas });
@@ -136,11 +154,11 @@ export function applyEvent(client: QueryClient, type: string, data: unknown): vo
       if (!found) void client.invalidateQueries({ queryKey: serviceKeys.list, exact: true });
       void client.invalidateQueries({ queryKey: serviceKeys.one(id), exact: true });
       void client.invalidateQueries({ queryKey: serviceKeys.events(id), exact: true });
-      return;
+      return null;
     }
     case 'worker.heartbeat': {
       const id = String(event.instance_id ?? '');
-      if (!id) return;
+      if (!id) return null;
       const at = new Date().toISOString();
       patchInstance(client, id, (i) => ({
         ...i,
@@ -148,28 +166,28 @@ export function applyEvent(client: QueryClient, type: string, data: unknown): vo
         last_heartbeat_at: at,
       }));
       client.setQueryData<Heartbeat>(instanceKeys.heartbeat(id), { ...(event as Omit<Heartbeat, 'at'>), at });
-      return;
+      return null;
     }
     case 'instance.usage_drift': {
       const id = String(event.instance_id ?? '');
-      if (!id) return;
+      if (!id) return null;
       const reconciliation = event.usage_reconciliation as Instance['usage_reconciliation'];
       patchInstance(client, id, (i) => ({ ...i, usage_reconciliation: reconciliation ?? i.usage_reconciliation }));
       void client.invalidateQueries({ queryKey: instanceKeys.actions(id) });
-      return;
+      return null;
     }
     case 'resync':
       void client.invalidateQueries({ queryKey: instanceKeys.list });
       void client.invalidateQueries({ queryKey: serviceKeys.list });
       void client.invalidateQueries({ queryKey: ['service'] });
-      return;
+      return null;
     case 'budget.alert':
       // A threshold was crossed: the budgets page shows the new alert.
       void client.invalidateQueries({ queryKey: budgetKeys.list });
       void client.invalidateQueries({ queryKey: budgetKeys.alerts });
-      return;
+      return null;
     default:
-      return;
+      return null;
   }
 }
 
@@ -180,9 +198,16 @@ const EVENT_TYPES = ['snapshot', 'instance.updated', 'service.updated', 'worker.
  * current organization) reconnects when it changes, since the server
  * filters by the organization the session had when the stream opened.
  */
-export function useLiveEvents(scope: string | undefined, createEventSource: EventSourceFactory = defaultEventSource): LiveState {
+export function useLiveEvents(
+  scope: string | undefined,
+  createEventSource: EventSourceFactory = defaultEventSource,
+  onToast?: (toast: Toast) => void,
+): LiveState {
   const client = useQueryClient();
   const [state, setState] = useState<LiveState>('connecting');
+  // The latest callback, without reconnecting when it changes.
+  const toast = useRef(onToast);
+  toast.current = onToast;
   useEffect(() => {
     if (!scope) return;
     let source: EventSourceLike | null = null;
@@ -229,7 +254,8 @@ export function useLiveEvents(scope: string | undefined, createEventSource: Even
             return;
           }
           if (type === 'snapshot') setState('live');
-          applyEvent(client, type, data);
+          const notice = applyEvent(client, type, data);
+          if (notice) toast.current?.(notice);
         });
       }
     };

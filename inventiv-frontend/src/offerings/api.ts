@@ -24,8 +24,8 @@ export const offeringKeys = {
   preferences: ['offering-preferences'] as const,
 };
 
-export function useOfferings() {
-  return useQuery({ queryKey: offeringKeys.list, queryFn: () => api<Offering[]>(BASE) });
+export function useOfferings(enabled = true) {
+  return useQuery({ queryKey: offeringKeys.list, queryFn: () => api<Offering[]>(BASE), enabled });
 }
 
 /** A mutation that refreshes the offerings (and what depends on them) once done. */

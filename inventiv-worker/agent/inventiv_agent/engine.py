@@ -19,6 +19,7 @@ from typing import Any
 from . import haproxy
 from .config import Config, engine_argv, read_hf_token, visible_devices
 from .events import EventLog
+from .output import OutputFollower
 from .supervisor import Supervisor
 
 PROBE_INTERVAL_S = 1.0
@@ -158,6 +159,7 @@ class Engine:
         self._probe_thread = threading.Thread(
             target=self._probe_loop, name="engine-probe", daemon=True
         )
+        self.output = OutputFollower(self.process.output_path, events, labels)
 
     def start(self) -> None:
         if self.hf_token_file is not None:
@@ -167,12 +169,14 @@ class Engine:
             token = read_hf_token(self.hf_token_file)
             if token:
                 self.process.env["HF_TOKEN"] = token
+        self.output.start()
         self.process.start()
         self._probe_thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.process.stop()
+        self.output.stop()
         self._set_ready(False, "stopped")
 
     def _on_exit(self) -> None:

@@ -381,3 +381,30 @@ def test_logs_tail_and_since(running_agent):
     assert running_agent.get("/logs?tail=0")[1]["events"] == []
     assert running_agent.get("/logs?tail=-1")[0] == 400
     assert running_agent.get("/logs?since=yesterday")[0] == 400
+
+
+def test_engine_lines_reach_the_log_without_the_probes(running_agent):
+    wait_until(lambda: running_agent.get("/readyz")[0] == 200, 15, "/readyz 200")
+    port = running_agent.cfg["engine_port"]
+    status, _ = http(
+        "POST",
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        body={
+            "model": running_agent.cfg["model_id"],
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
+    assert status == 200
+
+    def chat_line():
+        events = running_agent.get("/logs?tail=1000")[1]["events"]
+        lines = [e for e in events if e["event"] == "engine_output"]
+        found = [e for e in lines if "POST /v1/chat/completions HTTP/1.1" in e["line"]]
+        return (found, lines) if found else None
+
+    found, lines = wait_until(chat_line, 10, "the engine's line for the chat in /logs")
+    assert found[0]["port"] == port and found[0]["level"] == "info"
+    # The agent probes the engine every second: its answered probes are not
+    # carried (a refused one, while the model loads, is news and is).
+    assert not any('GET /health HTTP/1.1" 200' in e["line"] for e in lines)
+    assert not any('GET /metrics HTTP/1.1" 200' in e["line"] for e in lines)

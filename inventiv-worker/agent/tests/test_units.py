@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from helpers import RELAY_KEY_SHA256, make_relay_cert, validator
 
-from inventiv_agent import config, haproxy, samples
+from inventiv_agent import config, haproxy, output, samples
 from inventiv_agent.engine import MAX_TOKEN_COUNTER, parse_queue_metrics, parse_token_counters
 from inventiv_agent.events import EventLog, parse_iso8601
+from inventiv_agent.output import OutputFollower
 
 HEARTBEAT = validator("heartbeat.v2.json")
 BASE = {
@@ -334,3 +335,61 @@ def test_haproxy_config_is_valid(tmp_path, haproxy_bin):
     assert haproxy.check_config(haproxy_bin, path) is None
     path.write_text("frontend broken\n    bind nowhere\n")
     assert haproxy.check_config(haproxy_bin, path) is not None
+
+
+# --- engine output -----------------------------------------------------------------
+
+
+def test_engine_output_lines_become_events(tmp_path: Path):
+    out = tmp_path / "engine-8001.log"
+    out.write_bytes(b"written before the agent started\n")
+    log = EventLog(tmp_path / "logs", mirror=None)
+    follower = OutputFollower(out, log, {"port": 8001})
+    assert follower.read_once() == 0  # the earlier run's lines are not repeated
+    with out.open("ab") as f:
+        f.write(b'INFO: 127.0.0.1 - "POST /v1/chat/completions HTTP/1.1" 200 OK\n')
+        # The agent's own probes are not carried.
+        f.write(b'INFO: 127.0.0.1 - "GET /health HTTP/1.1" 200 OK\n')
+        f.write(b'{"message":"\\"GET /metrics HTTP/1.1\\" 200"}\n')  # JSON logs
+        f.write(b"\x1b[31mERROR boom\x1b[0m\r\nhalf a li")
+    assert follower.read_once() == 2
+    with out.open("ab") as f:
+        f.write(b"ne\n\n" + b"x" * 3000 + b"\nWARNING: slow\n")
+    assert follower.read_once() == 3
+    events = [e for e in log.read() if e["event"] == "engine_output"]
+    assert [e["line"] for e in events][:3] == [
+        'INFO: 127.0.0.1 - "POST /v1/chat/completions HTTP/1.1" 200 OK',
+        "ERROR boom",
+        "half a line",
+    ]
+    assert [e["level"] for e in events] == ["info", "error", "info", "info", "warning"]
+    assert all(e["port"] == 8001 for e in events)
+    assert len(events[3]["line"]) == output.MAX_LINE_CHARS and events[3]["truncated"] is True
+
+    # Rotated: the new, smaller file is read from its start.
+    out.write_bytes(b"after rotation\n")
+    assert follower.read_once() == 1
+    assert log.read(tail=1)[0]["line"] == "after rotation"
+
+
+def test_engine_output_floods_are_counted_not_carried(tmp_path: Path):
+    out = tmp_path / "engine.log"
+    out.touch()
+    log = EventLog(tmp_path / "logs", mirror=None)
+    follower = OutputFollower(out, log)
+    out.write_bytes(b"".join(b"line %d\n" % i for i in range(output.MAX_LINES_PER_READ + 30)))
+    assert follower.read_once() == output.MAX_LINES_PER_READ
+    events = log.read()
+    assert sum(e["event"] == "engine_output" for e in events) == output.MAX_LINES_PER_READ
+    assert events[-1] == {**events[-1], "event": "engine_output_skipped", "lines": 30}
+
+
+def test_engine_output_follower_carries_what_is_left_when_stopped(tmp_path: Path):
+    out = tmp_path / "engine.log"
+    out.touch()
+    log = EventLog(tmp_path / "logs", mirror=None)
+    follower = OutputFollower(out, log, interval_s=3600)
+    follower.start()
+    out.write_bytes(b"last words\n")
+    follower.stop()
+    assert log.read(tail=1)[0]["line"] == "last words"

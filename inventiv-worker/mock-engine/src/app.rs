@@ -298,7 +298,25 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(completions::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(access_log))
         .with_state(state)
+}
+
+/// One line per request, as vLLM's API server writes (uvicorn's access log:
+/// `"GET /health HTTP/1.1" 200`), probes included: the worker's log viewer
+/// shows the engine's own lines, live (the agent leaves out its own probes').
+async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let version = request.version();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "\"{method} {path} {version:?}\" {}",
+        response.status().as_u16()
+    );
+    response
 }
 
 /// A bound, ready-to-serve engine.

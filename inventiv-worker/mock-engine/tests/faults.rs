@@ -165,6 +165,8 @@ async fn hung_requests_count_as_running_and_do_not_block_shutdown() {
 struct Process {
     child: Child,
     addr: String,
+    /// Every JSON line it logged after `listening`.
+    logs: mpsc::Receiver<Value>,
 }
 
 impl Drop for Process {
@@ -194,6 +196,7 @@ impl Process {
             .expect("spawn the engine");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let (logs_tx, logs) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let Ok(log) = serde_json::from_str::<Value>(&line) else {
@@ -201,13 +204,15 @@ impl Process {
                 };
                 if log["message"] == "listening" {
                     let _ = tx.send(log["addr"].as_str().unwrap_or_default().to_owned());
+                } else {
+                    let _ = logs_tx.send(log);
                 }
             }
         });
         let addr = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("the engine logs `listening`");
-        Self { child, addr }
+        Self { child, addr, logs }
     }
 
     fn wait_exit(&mut self, within: Duration) -> ExitStatus {
@@ -218,6 +223,33 @@ impl Process {
             }
             assert!(Instant::now() < deadline, "the engine did not exit");
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// One access line per request, as vLLM's server writes: the worker's log
+/// viewer shows them (the agent leaves out its own probes' lines).
+#[tokio::test]
+async fn every_request_logs_an_access_line() {
+    let process = Process::start(&[]);
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("http://{}{CHAT}", process.addr))
+        .json(&hello())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let log = process
+            .logs
+            .recv_timeout(left)
+            .expect("an access line for the chat");
+        if log["message"] == format!("\"POST {CHAT} HTTP/1.1\" 200") {
+            assert!(log["ms"].is_u64(), "{log}");
+            break;
         }
     }
 }
