@@ -1338,6 +1338,27 @@ export interface paths {
         patch: operations["update_share"];
         trace?: never;
     };
+    "/organizations/current/offerings/{offering_id}/system-prompt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Sets a shared offering's system prompt, applied to its consumers' calls
+         *     when their key and organization have none (the provider's owners and admins).
+         */
+        put: operations["set_offering_prompt"];
+        post?: never;
+        /** Removes a shared offering's system prompt (the provider's owners and admins). */
+        delete: operations["clear_offering_prompt"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/organizations/current/providers/{provider}/credentials": {
         parameters: {
             query?: never;
@@ -1439,7 +1460,7 @@ export interface paths {
         };
         /**
          * The system prompts that concern the current organization: its own, its
-         *     keys', and the catalog models'. Members read.
+         *     keys', its offerings', and the catalog models'. Members read.
          */
         get: operations["list_system_prompts"];
         put?: never;
@@ -3565,13 +3586,14 @@ export interface components {
             content: string;
             mode: components["schemas"]["Mode"];
             /**
-             * @description `model`, `organization` or `api_key`: the most specific applies
-             *     (key, then organization, then model).
+             * @description `model`, `organization`, `api_key` or `offering`: the most specific
+             *     applies (key, then organization, then the offering of a shared
+             *     model, then model).
              */
             scope: string;
             /**
              * Format: uuid
-             * @description The model's, the organization's or the key's id.
+             * @description The model's, the organization's, the key's or the offering's id.
              */
             target_id: string;
             /** Format: date-time */
@@ -7915,6 +7937,76 @@ export interface operations {
             };
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    set_offering_prompt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description offering id */
+                offering_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetSystemPrompt"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SystemPrompt"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    clear_offering_prompt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description offering id */
+                offering_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_credentials: {
