@@ -13,6 +13,7 @@ import { Dialog } from '../components/Dialog';
 import { DateText, ErrorMessage, Field, Loading, PageHeader, StatusBadge } from '../components/ui';
 import { useApiKeys, useCreateKey, useRevokeKey, useUpdateKey } from './api';
 import { limitChange, parseLimit } from './limits';
+import { PromptForm, promptOf, useSystemPrompts } from '../organizations/SystemPromptCard';
 
 export function ApiKeysPage() {
   const { data: me } = useMe();
@@ -120,7 +121,12 @@ export function ApiKeysPage() {
         />
       </Dialog>
       <Dialog title={editing ? `Edit ${editing.name}` : 'Edit'} open={editing !== null} onClose={() => setEditing(null)}>
-        {editing ? <EditKeyForm apiKey={editing} onClose={() => setEditing(null)} /> : null}
+        {editing ? (
+          <>
+            <EditKeyForm apiKey={editing} onClose={() => setEditing(null)} />
+            <KeyPrompt apiKey={editing} />
+          </>
+        ) : null}
       </Dialog>
     </>
   );
@@ -204,6 +210,26 @@ function CreateKeyForm({ onClose, onCreated }: { onClose: () => void; onCreated:
         </button>
       </div>
     </form>
+  );
+}
+
+/** The key's own system prompt: it wins over the organization's and the model's. */
+function KeyPrompt({ apiKey }: { apiKey: ApiKey }) {
+  const prompts = useSystemPrompts();
+  if (prompts.isPending) return <Loading />;
+  if (prompts.isError) return <ErrorMessage error={prompts.error} />;
+  const current = promptOf(prompts.data, 'api_key', apiKey.id);
+  return (
+    <PromptForm
+      key={current?.version ?? 0}
+      path={`/api-keys/${apiKey.id}/system-prompt`}
+      formLabel="The key’s system prompt"
+      fieldLabel="System prompt of this key (wins over the organization’s)"
+      setLabel="Set the key’s prompt"
+      clearLabel="Clear the key’s prompt"
+      current={current}
+      editable={apiKey.revoked_at === null || apiKey.revoked_at === undefined}
+    />
   );
 }
 

@@ -11,6 +11,7 @@ import { useCan } from '../auth/useMe';
 import { DataTable } from '../components/DataTable';
 import { Dialog } from '../components/Dialog';
 import { Card, DateText, Empty, ErrorMessage, Field, Loading, PageHeader, SelectField, StatusBadge } from '../components/ui';
+import { PromptForm, promptOf, useSystemPrompts } from '../organizations/SystemPromptCard';
 import { priceError, priceText } from './prices';
 import { useCreateShare, useNewPrice, useOfferings, usePublishOffering, useShares, useUpdateOffering, useUpdateShare } from './api';
 
@@ -125,6 +126,7 @@ export function OfferingsPage() {
         )}
       </Card>
       {current ? <SharesCard offering={current} canSell={canSell} /> : null}
+      {current ? <ConsumersPromptCard offering={current} editable={canPublish} /> : null}
       <Dialog title="Publish a model" open={publishing} onClose={() => setPublishing(false)}>
         {publishing ? <PublishForm onDone={() => setPublishing(false)} /> : null}
       </Dialog>
@@ -223,6 +225,33 @@ function PriceForm({ offering, onDone }: { offering: Offering; onDone: () => voi
         </button>
       </div>
     </form>
+  );
+}
+
+/** The system prompt the consumers' calls of the offering get, unless their key or organization has one. */
+function ConsumersPromptCard({ offering, editable }: { offering: Offering; editable: boolean }) {
+  const prompts = useSystemPrompts();
+  const current = promptOf(prompts.data, 'offering', offering.id);
+  return (
+    <Card title={`System prompt for the consumers of ${offering.address}`}>
+      <p className="muted">Applied to their chat completions unless their API key or organization has a prompt of its own. Counted in their prompt tokens.</p>
+      {prompts.isPending ? (
+        <Loading />
+      ) : prompts.isError ? (
+        <ErrorMessage error={prompts.error} />
+      ) : (
+        <PromptForm
+          key={`${offering.id}/${current?.version ?? 0}`}
+          path={`/organizations/current/offerings/${offering.id}/system-prompt`}
+          formLabel="The consumers’ system prompt"
+          fieldLabel="Consumers’ system prompt"
+          setLabel="Set the consumers’ prompt"
+          clearLabel="Clear the consumers’ prompt"
+          current={current}
+          editable={editable}
+        />
+      )}
+    </Card>
   );
 }
 

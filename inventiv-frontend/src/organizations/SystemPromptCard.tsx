@@ -17,21 +17,22 @@ export function useSystemPrompts() {
   return useQuery({ queryKey: systemPromptsKey, queryFn: () => api<SystemPrompt[]>('/organizations/current/system-prompts') });
 }
 
-function useOrganizationPrompt() {
+/** Set (PUT) and clear (DELETE) the prompt at `path`. */
+function usePrompt(path: string) {
   const client = useQueryClient();
   const done = () => client.invalidateQueries({ queryKey: systemPromptsKey });
   const set = useMutation({
-    mutationFn: (body: SetSystemPrompt) => api<SystemPrompt>('/organizations/current/system-prompt', { method: 'PUT', body }),
+    mutationFn: (body: SetSystemPrompt) => api<SystemPrompt>(path, { method: 'PUT', body }),
     onSuccess: done,
   });
   const clear = useMutation({
-    mutationFn: () => api<void>('/organizations/current/system-prompt', { method: 'DELETE' }),
+    mutationFn: () => api<void>(path, { method: 'DELETE' }),
     onSuccess: done,
   });
   return { set, clear };
 }
 
-const SCOPE_LABEL: Record<string, string> = { api_key: 'API key', organization: 'Organization', model: 'Model' };
+const SCOPE_LABEL: Record<string, string> = { api_key: 'API key', organization: 'Organization', offering: 'Shared offering (for its consumers)', model: 'Model' };
 const MODE_LABEL: Record<SystemPrompt['mode'], string> = {
   if_absent: 'when the request has no system message',
   always: 'before the request’s own messages',
@@ -42,7 +43,7 @@ export function SystemPromptCard({ editable }: { editable: boolean }) {
   return (
     <Card title="System prompts">
       <p className="muted">
-        Applied to chat completions by the proxy: an API key’s, else the organization’s, else the model’s. Counted in prompt tokens like any other text.
+        Applied to chat completions by the proxy: an API key’s, else the organization’s, else (for a shared model) its provider’s, else the model’s. Counted in prompt tokens like any other text.
       </p>
       {prompts.isPending ? (
         <Loading />
@@ -50,7 +51,16 @@ export function SystemPromptCard({ editable }: { editable: boolean }) {
         <ErrorMessage error={prompts.error} />
       ) : (
         <>
-          <OrganizationPromptForm key={orgPrompt(prompts.data)?.version ?? 0} current={orgPrompt(prompts.data)} editable={editable} />
+          <PromptForm
+            key={orgPrompt(prompts.data)?.version ?? 0}
+            path="/organizations/current/system-prompt"
+            formLabel="Set the organization’s system prompt"
+            fieldLabel="Organization system prompt"
+            setLabel="Set the prompt"
+            clearLabel="Clear the prompt"
+            current={orgPrompt(prompts.data)}
+            editable={editable}
+          />
           <ul className="plain-list" aria-label="System prompts in force">
             {prompts.data.map((p) => (
               <li key={`${p.scope}/${p.target_id}`}>
@@ -68,8 +78,25 @@ function orgPrompt(list: SystemPrompt[]): SystemPrompt | undefined {
   return list.find((p) => p.scope === 'organization');
 }
 
-function OrganizationPromptForm({ current, editable }: { current: SystemPrompt | undefined; editable: boolean }) {
-  const { set, clear } = useOrganizationPrompt();
+/** The prompt of one target (`scope` and `targetId`) among those listed, if set. */
+export function promptOf(list: SystemPrompt[] | undefined, scope: string, targetId: string): SystemPrompt | undefined {
+  return list?.find((p) => p.scope === scope && p.target_id === targetId);
+}
+
+type PromptFormProps = {
+  /** Where it is set (PUT) and cleared (DELETE). */
+  path: string;
+  formLabel: string;
+  fieldLabel: string;
+  setLabel: string;
+  clearLabel: string;
+  current: SystemPrompt | undefined;
+  editable: boolean;
+};
+
+/** Sets or clears one system prompt (its text and how it applies). */
+export function PromptForm({ path, formLabel, fieldLabel, setLabel, clearLabel, current, editable }: PromptFormProps) {
+  const { set, clear } = usePrompt(path);
   const [content, setContent] = useState(current?.content ?? '');
   const [mode, setMode] = useState<SystemPrompt['mode']>(current?.mode ?? 'if_absent');
   const textId = useId();
@@ -78,9 +105,9 @@ function OrganizationPromptForm({ current, editable }: { current: SystemPrompt |
     set.mutate({ content: content.trim(), mode });
   };
   return (
-    <form className="form" aria-label="Set the organization’s system prompt" onSubmit={submit}>
+    <form className="form" aria-label={formLabel} onSubmit={submit}>
       <div className="field">
-        <label htmlFor={textId}>Organization system prompt</label>
+        <label htmlFor={textId}>{fieldLabel}</label>
         <textarea id={textId} rows={3} maxLength={SYSTEM_PROMPT_MAX} value={content} disabled={!editable} onChange={(e) => setContent(e.target.value)} />
       </div>
       <SelectField label="Applied" value={mode} disabled={!editable} onChange={(e) => setMode(e.target.value as SystemPrompt['mode'])}>
@@ -92,11 +119,11 @@ function OrganizationPromptForm({ current, editable }: { current: SystemPrompt |
         <div className="form-actions">
           {current ? (
             <button type="button" className="button" disabled={clear.isPending} onClick={() => clear.mutate()}>
-              Clear the prompt
+              {clearLabel}
             </button>
           ) : null}
           <button type="submit" className="button button-primary" disabled={set.isPending || content.trim() === ''}>
-            Set the prompt
+            {setLabel}
           </button>
         </div>
       ) : null}
