@@ -8,6 +8,7 @@ import { Link, useNavigate, useParams } from 'react-router';
 import { ApiError } from '../api/client';
 import type { ActionLogEntry, Instance } from '../api/types';
 import { useCan } from '../auth/useMe';
+import { ConnectBox } from '../components/ConnectBox';
 import { CopyButton } from '../components/CopyButton';
 import { Card, DateText, Empty, ErrorMessage, Loading, Money, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
 import { allowedActions, instanceKeys, useInstance, useInstanceAction, useInstanceActions, useInstanceHistory } from './api';
@@ -116,6 +117,7 @@ export function InstancePage() {
             ) : null}
           </dl>
         </Card>
+        {i.status === 'ready' ? <ConnectBox model={i.model_id} /> : null}
         <Card title="Details">
           <dl className="facts">
             <dt>Model</dt>

@@ -6,6 +6,7 @@ import { useQuery } from '@tanstack/react-query';
 import type { ColumnDef } from '@tanstack/react-table';
 import { api } from '../api/client';
 import type { RuntimeModel } from '../api/types';
+import { ConnectBox } from '../components/ConnectBox';
 import { DataTable } from '../components/DataTable';
 import { Card, Empty, ErrorMessage, Loading, PageHeader, SelectField } from '../components/ui';
 
@@ -15,6 +16,26 @@ const WINDOWS = [1, 24, 168, 720];
 export function failureRate(m: Pick<RuntimeModel, 'requests' | 'failed_requests'>): string {
   if (m.requests === 0) return '—';
   return `${Math.round((m.failed_requests / m.requests) * 1000) / 10} %`;
+}
+
+/** The connect box of one of the models served now. */
+function ConnectModel({ models }: { models: string[] }) {
+  const [chosen, setChosen] = useState(models[0] ?? '');
+  const model = models.includes(chosen) ? chosen : (models[0] ?? '');
+  return (
+    <>
+      <div className="filters">
+        <SelectField label="Connect to" value={model} onChange={(e) => setChosen(e.target.value)}>
+          {models.map((m) => (
+            <option key={m} value={m}>
+              {m}
+            </option>
+          ))}
+        </SelectField>
+      </div>
+      <ConnectBox model={model} />
+    </>
+  );
 }
 
 export function RuntimeModelsPage() {
@@ -57,6 +78,7 @@ export function RuntimeModelsPage() {
           <DataTable id="runtime-models" label="Runtime models" columns={columns} data={runtime.data} getRowId={(m) => m.model} />
         )}
       </Card>
+      {runtime.data?.some((m) => m.ready > 0) ? <ConnectModel models={runtime.data.filter((m) => m.ready > 0).map((m) => m.model)} /> : null}
     </>
   );
 }
