@@ -135,6 +135,9 @@ pub struct Available {
     /// The maximum price the organization set for its share, if any.
     pub max_input_eur_per_1k: Option<String>,
     pub max_output_eur_per_1k: Option<String>,
+    /// Whether the provider has a ready instance of the model now (calls
+    /// answer `model_not_found` while it has none).
+    pub serving: bool,
 }
 
 /// What `org` may use, filtered by the preferences given (`hide_public`,
@@ -155,7 +158,9 @@ async fn available(
                   COALESCE(a.output_eur_per_1k, v.output_eur_per_1k)::text AS output_eur_per_1k,
                   COALESCE(a.cached_input_eur_per_1k, v.cached_input_eur_per_1k)::text AS cached_input_eur_per_1k,
                   v.input_eur_per_1k::text AS announced_input_eur_per_1k, v.output_eur_per_1k::text AS announced_output_eur_per_1k,
-                  s.max_input_eur_per_1k::text AS max_input_eur_per_1k, s.max_output_eur_per_1k::text AS max_output_eur_per_1k
+                  s.max_input_eur_per_1k::text AS max_input_eur_per_1k, s.max_output_eur_per_1k::text AS max_output_eur_per_1k,
+                  EXISTS (SELECT 1 FROM instances i WHERE i.organization_id = o.organization_id
+                             AND i.model_id = o.model_code AND i.status = 'ready') AS "serving!"
              FROM offerings o JOIN organizations p ON p.id = o.organization_id
              LEFT JOIN offering_shares s ON s.offering_id = o.id AND s.consumer_organization_id = $1
              LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k,

@@ -45,6 +45,9 @@ pub struct Offering {
     /// The rate of cached prompt tokens in force now (the input rate unless set).
     pub cached_input_eur_per_1k: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Whether a ready instance of the organization serves the model now
+    /// (the consumers' calls answer `model_not_found` while none does).
+    pub serving: bool,
 }
 
 /// The organization's offerings, oldest first, or only the one with `id`.
@@ -58,7 +61,9 @@ async fn of_organization(
         r#"SELECT o.id, org.slug || '/' || o.model_code AS "address!", o.model_code, o.visibility, o.technical_active,
                   o.economic_active, p.input_eur_per_1k::text AS input_eur_per_1k,
                   p.output_eur_per_1k::text AS output_eur_per_1k,
-                  COALESCE(p.cached_input_eur_per_1k, p.input_eur_per_1k)::text AS cached_input_eur_per_1k, o.created_at
+                  COALESCE(p.cached_input_eur_per_1k, p.input_eur_per_1k)::text AS cached_input_eur_per_1k, o.created_at,
+                  EXISTS (SELECT 1 FROM instances i WHERE i.organization_id = o.organization_id
+                             AND i.model_id = o.model_code AND i.status = 'ready') AS "serving!"
              FROM offerings o JOIN organizations org ON org.id = o.organization_id
              LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k, cached_input_eur_per_1k FROM offering_prices v
                                  WHERE v.offering_id = o.id AND v.share_id IS NULL AND v.effective_at <= now()

@@ -223,6 +223,18 @@ async fn a_shared_offerings_prompt_reaches_its_consumers_after_their_own() {
     assert_eq!(s, 200, "{accepted}");
     let address = format!("{}/mock/model", a.slug);
     crate::sharing::routed(&app, b.id, &address, Some(false)).await;
+    // Both sides see that a ready instance serves it.
+    let (_, listed) = app
+        .get(
+            "/organizations/current/available-offerings",
+            Some(&b.user.token),
+        )
+        .await;
+    assert_eq!(listed[0]["serving"], true, "{listed}");
+    let (_, own) = app
+        .get("/organizations/current/offerings", Some(&a.manager.token))
+        .await;
+    assert_eq!(own[0]["serving"], true, "{own}");
 
     // The provider sets it (a manager may not; another organization gets a 404).
     let path = format!("/organizations/current/offerings/{offering}/system-prompt");

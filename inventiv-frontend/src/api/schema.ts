@@ -2011,6 +2011,11 @@ export interface components {
             output_eur_per_1k?: string | null;
             provider_org_slug: string;
             /**
+             * @description Whether the provider has a ready instance of the model now (calls
+             *     answer `model_not_found` while it has none).
+             */
+            serving: boolean;
+            /**
              * Format: uuid
              * @description The organization's share, once shared or accepted.
              */
@@ -2977,6 +2982,11 @@ export interface components {
             input_eur_per_1k?: string | null;
             model_code: string;
             output_eur_per_1k?: string | null;
+            /**
+             * @description Whether a ready instance of the organization serves the model now
+             *     (the consumers' calls answer `model_not_found` while none does).
+             */
+            serving: boolean;
             technical_active: boolean;
             visibility: string;
         };

@@ -64,6 +64,13 @@ export function MarketplacePage() {
           row.original.accepted ? <StatusBadge kind="share" status={row.original.share_status ?? 'active'} /> : <Badge tone="off">not accepted</Badge>,
       },
       {
+        id: 'serving',
+        header: 'Serving',
+        size: 150,
+        accessorFn: (a) => a.serving,
+        cell: ({ row }) => (row.original.serving ? <Badge tone="ok">serving</Badge> : <Badge tone="warn">no instance</Badge>),
+      },
+      {
         id: 'actions',
         header: 'Actions',
         size: 170,

@@ -10,7 +10,7 @@ import type { Offering, RuntimeModel, Share, ShareStatus } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { DataTable } from '../components/DataTable';
 import { Dialog } from '../components/Dialog';
-import { Card, DateText, Empty, ErrorMessage, Field, Loading, PageHeader, SelectField, StatusBadge } from '../components/ui';
+import { Badge, Card, DateText, Empty, ErrorMessage, Field, Loading, PageHeader, SelectField, StatusBadge } from '../components/ui';
 import { PromptForm, promptOf, useSystemPrompts } from '../organizations/SystemPromptCard';
 import { priceError, priceText } from './prices';
 import { useCreateShare, useNewPrice, useOfferings, usePublishOffering, useShares, useUpdateOffering, useUpdateShare } from './api';
@@ -46,6 +46,13 @@ export function OfferingsPage() {
             ))}
           </select>
         ),
+      },
+      {
+        id: 'serving',
+        header: 'Serving',
+        size: 150,
+        accessorFn: (o) => o.serving,
+        cell: ({ row }) => (row.original.serving ? <Badge tone="ok">serving</Badge> : <Badge tone="warn">no instance</Badge>),
       },
       {
         id: 'technical',
