@@ -53,7 +53,10 @@ export function SessionsPage() {
               className="button button-danger"
               aria-label={`Revoke the session from ${row.original.ip ?? 'an unknown address'} created ${row.original.created_at}`}
               disabled={revoke.isPending}
-              onClick={() => revoke.mutate(row.original.id)}
+              onClick={() => {
+                const where = row.original.ip ?? 'an unknown address';
+                if (window.confirm(`Revoke the session from ${where}? Whoever uses it is signed out at once.`)) revoke.mutate(row.original.id);
+              }}
             >
               Revoke
             </button>

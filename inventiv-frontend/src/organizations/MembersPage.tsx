@@ -11,6 +11,17 @@ import { useChangeRole, useInvitations, useInvite, useMembers, useRemoveMember, 
 
 const ROLES: OrgRole[] = ['owner', 'admin', 'manager', 'user'];
 
+/** What a role change does, asked before it is made. */
+export function roleChangeQuestion(email: string, from: OrgRole, to: OrgRole): string {
+  const what: Record<OrgRole, string> = {
+    owner: 'everything, the organization and its owners included',
+    admin: 'members, keys, providers, hosts and deployments',
+    manager: 'the money: budgets, prices, economic activations, statements',
+    user: 'nothing; they use the models with their own keys',
+  };
+  return `Make ${email} ${to} instead of ${from}? They will manage ${what[to]}.`;
+}
+
 export function MembersPage() {
   const { data: me } = useMe();
   const role = me?.current_organization.role ?? 'user';
@@ -69,7 +80,10 @@ function MembersTable({ members, actor, me }: { members: Member[]; actor: OrgRol
               aria-label={`Role of ${m.email}`}
               value={m.role}
               disabled={changeRole.isPending}
-              onChange={(e) => changeRole.mutate({ userId: m.user_id, role: e.target.value as OrgRole })}
+              onChange={(e) => {
+                const role = e.target.value as OrgRole;
+                if (window.confirm(roleChangeQuestion(m.email, m.role, role))) changeRole.mutate({ userId: m.user_id, role });
+              }}
             >
               {options.map((r) => (
                 <option key={r} value={r}>
