@@ -253,7 +253,7 @@ pub async fn list_models(
               (status = 401, description = "invalid key", body = OpenAiErrorBody),
               (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
-              (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited, a hard budget would be exceeded (`insufficient_quota`), or the deployment is saturated (`deployment_saturated`, see Retry-After)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
               (status = 503, description = "no capacity (`no_capacity`), a cold model's wait queue full or its wait over (`cold_start_queue_full`, `cold_start_timeout`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn chat_completions(
@@ -270,7 +270,7 @@ pub async fn chat_completions(
               (status = 401, description = "invalid key", body = OpenAiErrorBody),
               (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
-              (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited, a hard budget would be exceeded (`insufficient_quota`), or the deployment is saturated (`deployment_saturated`, see Retry-After)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
               (status = 503, description = "no capacity (`no_capacity`), a cold model's wait queue full or its wait over (`cold_start_queue_full`, `cold_start_timeout`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn completions(
@@ -287,7 +287,7 @@ pub async fn completions(
               (status = 401, description = "invalid key", body = OpenAiErrorBody),
               (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
-              (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited, a hard budget would be exceeded (`insufficient_quota`), or the deployment is saturated (`deployment_saturated`, see Retry-After)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
               (status = 503, description = "no capacity (`no_capacity`), a cold model's wait queue full or its wait over (`cold_start_queue_full`, `cold_start_timeout`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn embeddings(

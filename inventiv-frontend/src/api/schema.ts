@@ -9176,7 +9176,7 @@ export interface operations {
             };
             413: components["responses"]["OpenAiPayloadTooLarge"];
             415: components["responses"]["OpenAiUnsupportedMediaType"];
-            /** @description rate limited, or a hard budget would be exceeded (`insufficient_quota`) */
+            /** @description rate limited, a hard budget would be exceeded (`insufficient_quota`), or the deployment is saturated (`deployment_saturated`, see Retry-After) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9257,7 +9257,7 @@ export interface operations {
             };
             413: components["responses"]["OpenAiPayloadTooLarge"];
             415: components["responses"]["OpenAiUnsupportedMediaType"];
-            /** @description rate limited, or a hard budget would be exceeded (`insufficient_quota`) */
+            /** @description rate limited, a hard budget would be exceeded (`insufficient_quota`), or the deployment is saturated (`deployment_saturated`, see Retry-After) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9338,7 +9338,7 @@ export interface operations {
             };
             413: components["responses"]["OpenAiPayloadTooLarge"];
             415: components["responses"]["OpenAiUnsupportedMediaType"];
-            /** @description rate limited, or a hard budget would be exceeded (`insufficient_quota`) */
+            /** @description rate limited, a hard budget would be exceeded (`insufficient_quota`), or the deployment is saturated (`deployment_saturated`, see Retry-After) */
             429: {
                 headers: {
                     [name: string]: unknown;
