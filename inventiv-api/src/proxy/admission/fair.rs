@@ -222,12 +222,13 @@ impl<W> Deployment<W> {
         if free <= reserve || (p.org_max_in_flight > 0 && flow.in_flight >= p.org_max_in_flight) {
             return false;
         }
-        let active: Vec<(&Uuid, &Flow<W>)> = self
-            .flows
-            .iter()
-            .filter(|(o, f)| **o == org || f.active(now, p.idle_after))
-            .collect();
-        let weights: u64 = active.iter().map(|(_, f)| u64::from(f.weight)).sum();
+        // No allocation: this runs for every request admitted at once.
+        let active = || {
+            self.flows
+                .iter()
+                .filter(move |(o, f)| **o == org || f.active(now, p.idle_after))
+        };
+        let weights: u64 = active().map(|(_, f)| u64::from(f.weight)).sum();
         let share = |f: &Flow<W>| {
             let s = u64::from(p.capacity) * u64::from(f.weight) / weights.max(1);
             u32::try_from(s).unwrap_or(u32::MAX).max(1)
@@ -236,8 +237,7 @@ impl<W> Deployment<W> {
             return true;
         }
         // Beyond its share: only what the others' guarantees leave.
-        let guaranteed: u32 = active
-            .iter()
+        let guaranteed: u32 = active()
             .filter(|(o, _)| **o != org)
             .map(|(_, f)| share(f).saturating_sub(f.in_flight))
             .sum();
