@@ -27,12 +27,16 @@
 #                deploy → ready; (b) a step in real load (slow mock engine)
 #                → the scaling decision and the new replica ready, against
 #                the floor the autoscaler's up window gives
+#   fairness     a deployment shared by two organizations (one mock replica,
+#                admission slots): A's TTFT p99 with B bursting to 10 × its
+#                share against A alone, B's share of the capacity with A
+#                idle, interactive against batch keys at 120 % offered load
 #   heartbeats   500 instances with worker tokens: (a) heartbeats/s the API
 #                takes on one core, (b) the realistic load (500 instances
 #                every 5 s): CPU and memory of the API and the orchestrator,
 #                and no instance wrongly declared worker_dead
 #
-# deploy, services, heartbeats and proxy run the real stack from release builds:
+# deploy, services, heartbeats, fairness and proxy run the real stack from release builds:
 # PostgreSQL and Redis from scripts/services.sh with a temporary state dir
 # of their own (private servers; a configured DATABASE_URL gets a fresh
 # database created and dropped by the bench, a configured REDIS_URL a key
@@ -57,7 +61,7 @@ LOG_TAG="bench"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-BENCHES=(mock_engine proxy deploy services heartbeats)
+BENCHES=(mock_engine proxy deploy services heartbeats fairness)
 
 case ${1:-} in
   -h | --help)
@@ -78,6 +82,8 @@ source scripts/bench/deploy.sh
 source scripts/bench/services.sh
 # shellcheck source=scripts/bench/heartbeats.sh
 source scripts/bench/heartbeats.sh
+# shellcheck source=scripts/bench/fairness.sh
+source scripts/bench/fairness.sh
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/inventiv-bench.XXXXXX")
 trap cleanup EXIT
@@ -98,7 +104,7 @@ for name in "${selected[@]}"; do
 done
 for name in "${selected[@]}"; do
   case $name in
-    proxy | deploy | services | heartbeats)
+    proxy | deploy | services | heartbeats | fairness)
       command -v jq >/dev/null || apt_install jq
       command -v curl >/dev/null || apt_install curl
       ;;

@@ -129,6 +129,8 @@ pub struct Config {
     pub usage_journal_max_bytes: u64,
     /// Requests held for a cold model (a service at zero replicas).
     pub held: HeldLimits,
+    /// Fair admission on a deployment (`crate::proxy::admission`).
+    pub admission: crate::proxy::admission::AdmissionLimits,
 }
 
 /// How many requests may wait for a cold model, and how long.
@@ -364,6 +366,25 @@ impl Config {
             held: HeldLimits {
                 max_per_model: env.parse("INVENTIV_HELD_MAX_PER_MODEL", 100usize)?,
                 timeout: secs("INVENTIV_HELD_TIMEOUT_SECS", 600)?,
+            },
+            admission: crate::proxy::admission::AdmissionLimits {
+                slots_per_worker: env.parse("INVENTIV_ADMISSION_SLOTS_PER_WORKER", 256u32)?,
+                org_max_in_flight: env.parse("INVENTIV_ADMISSION_ORG_MAX_IN_FLIGHT", 0u32)?,
+                org_max_queued: env
+                    .parse("INVENTIV_ADMISSION_ORG_MAX_QUEUED", 256usize)?
+                    .clamp(1, 100_000),
+                interactive_wait: Duration::from_millis(
+                    env.parse("INVENTIV_ADMISSION_INTERACTIVE_WAIT_MS", 30_000u64)?,
+                ),
+                batch_wait: Duration::from_millis(
+                    env.parse("INVENTIV_ADMISSION_BATCH_WAIT_MS", 5_000u64)?,
+                ),
+                batch_reserve_percent: env
+                    .parse("INVENTIV_ADMISSION_BATCH_RESERVE_PERCENT", 10u32)?
+                    .min(50),
+                idle_after: Duration::from_millis(
+                    env.parse("INVENTIV_ADMISSION_IDLE_MS", 2_000u64)?,
+                ),
             },
             usage_journal_max_bytes: env
                 .parse("INVENTIV_USAGE_JOURNAL_MAX_BYTES", 1u64 << 30)?

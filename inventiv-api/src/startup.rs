@@ -58,6 +58,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
         .build()?;
     let heartbeat_limit =
         crate::heartbeat_limit::HeartbeatLimit::new(config.heartbeat_min_interval);
+    let admission = Arc::new(crate::proxy::admission::Admission::new(config.admission));
     let state = AppState::new(crate::state::Shared {
         db,
         redis,
@@ -71,6 +72,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
         events: crate::events::Hub::new(),
         keys: crate::proxy::keys::KeyCache::default(),
         routing: crate::proxy::routing::Routing::default(),
+        admission,
         budgets: crate::proxy::budgets::BudgetCache::default(),
         system_prompts: crate::system_prompts::PromptCache::default(),
         usage,

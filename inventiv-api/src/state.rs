@@ -53,6 +53,8 @@ pub struct Shared {
     pub system_prompts: crate::system_prompts::PromptCache,
     /// Ready workers per model.
     pub routing: crate::proxy::routing::Routing,
+    /// Fair admission on each deployment (slots, queues, bands).
+    pub admission: Arc<crate::proxy::admission::Admission>,
     /// Where answered requests' usage goes (the durable journal).
     pub usage: crate::proxy::journal::Metering,
     /// What the replica counts for `/metrics` (HTTP, `/v1`, SSE, keys).

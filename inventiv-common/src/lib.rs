@@ -31,6 +31,6 @@ pub use ids::{InstanceId, InvitationId, OrgId, SessionId, UserId};
 pub use instance::InstanceStatus;
 pub use rbac::{can, Action, OrgRole};
 pub use service::{ServiceEventKind, ServiceState};
-pub use status::{ActionStatus, InvitationStatus, ShareStatus, VolumeStatus};
+pub use status::{ActionStatus, InvitationStatus, KeyPriority, ShareStatus, VolumeStatus};
 pub use values::{DisplayName, Email, OrgName, Password, Slug, ValueError};
 pub use worker::WorkerStatus;

@@ -1,5 +1,5 @@
 //! The other stored statuses the API answers with: action-log steps,
-//! volumes, shares and invitations. Each column's CHECK constraint lists
+//! volumes, shares, key priorities and invitations. Each column's CHECK constraint lists
 //! exactly these values (a test compares them).
 
 stored_enum! {
@@ -30,6 +30,17 @@ stored_enum! {
         Paused = "paused",
         /// Final: the consumer no longer sees the offering.
         Revoked = "revoked",
+    }
+}
+
+stored_enum! {
+    /// The priority band of an API key's requests on a saturated
+    /// deployment (`api_keys.priority`): interactive ones are admitted
+    /// before batch ones, which wait a bounded time or get 429.
+    pub enum KeyPriority {
+        Interactive = "interactive",
+        /// Best effort: leaves some capacity to interactive requests.
+        Batch = "batch",
     }
 }
 
@@ -73,6 +84,7 @@ mod tests {
             VolumeStatus::parse,
         );
         check(&ShareStatus::ALL, ShareStatus::as_str, ShareStatus::parse);
+        check(&KeyPriority::ALL, KeyPriority::as_str, KeyPriority::parse);
         check(
             &InvitationStatus::ALL,
             InvitationStatus::as_str,

@@ -253,7 +253,7 @@ pub async fn list_models(
               (status = 401, description = "invalid key", body = OpenAiErrorBody),
               (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
-              (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited, a hard budget would be exceeded (`insufficient_quota`), or the deployment is saturated (`deployment_saturated`, see Retry-After)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
               (status = 503, description = "no capacity (`no_capacity`), a cold model's wait queue full or its wait over (`cold_start_queue_full`, `cold_start_timeout`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn chat_completions(
@@ -270,7 +270,7 @@ pub async fn chat_completions(
               (status = 401, description = "invalid key", body = OpenAiErrorBody),
               (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
-              (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited, a hard budget would be exceeded (`insufficient_quota`), or the deployment is saturated (`deployment_saturated`, see Retry-After)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
               (status = 503, description = "no capacity (`no_capacity`), a cold model's wait queue full or its wait over (`cold_start_queue_full`, `cold_start_timeout`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn completions(
@@ -287,7 +287,7 @@ pub async fn completions(
               (status = 401, description = "invalid key", body = OpenAiErrorBody),
               (status = 403, description = "the provider paused the sharing of this model (`share_paused`)", body = OpenAiErrorBody),
               (status = 404, description = "unknown model", body = OpenAiErrorBody),
-              (status = 429, description = "rate limited, or a hard budget would be exceeded (`insufficient_quota`)", body = OpenAiErrorBody),
+              (status = 429, description = "rate limited, a hard budget would be exceeded (`insufficient_quota`), or the deployment is saturated (`deployment_saturated`, see Retry-After)", body = OpenAiErrorBody),
               (status = 502, description = "the worker failed or answered badly (`upstream_error`)", body = OpenAiErrorBody),
               (status = 503, description = "no capacity (`no_capacity`), a cold model's wait queue full or its wait over (`cold_start_queue_full`, `cold_start_timeout`), or usage cannot be metered now (`metering_unavailable`)", body = OpenAiErrorBody)))]
 pub async fn embeddings(
@@ -519,24 +519,35 @@ async fn forward(
     path: &'static str,
 ) -> Result<Response, OpenAiError> {
     let mut resolved = None;
-    let answer = forward_to(state.clone(), headers, body, path, &mut resolved).await;
+    let mut admitted = None;
+    let answer = forward_to(
+        state.clone(),
+        headers,
+        body,
+        path,
+        &mut resolved,
+        &mut admitted,
+    )
+    .await;
     if let Err(e) = &answer {
         match &resolved {
             Some(s) => s.errors.count(e.code),
             None => state.metrics.unresolved.count(e.code),
         }
     }
-    answer
+    answer.map(|r| super::admission::hold(r, admitted))
 }
 
 /// [`forward`]'s work; `resolved` is set once the (organization, model)
-/// is known, for the errors to count there.
+/// is known, for the errors to count there; `admitted` holds the
+/// request's slot on its deployment, for its stream to keep.
 async fn forward_to(
     state: AppState,
     headers: HeaderMap,
     body: Bytes,
     path: &'static str,
     resolved: &mut Option<Arc<ModelSeries>>,
+    admitted: &mut Option<super::admission::Permit>,
 ) -> Result<Response, OpenAiError> {
     let mut started = Instant::now();
     let c = consumer(&state, &headers)
@@ -646,6 +657,20 @@ async fn forward_to(
             context_length: workers.first().and_then(|w| w.context_length),
         },
     )
+    .await?;
+    // A slot of the deployment, shared fairly between the organizations
+    // using it (see [`super::admission`]).
+    *admitted = super::admission::admit(
+        &state,
+        c.organization_id,
+        c.key.as_ref().map(|k| k.priority),
+        &model,
+        &owner,
+        shared.is_some(),
+        workers.len(),
+        &mut answering,
+    )
+    .instrument(inventiv_common::trace_span!("admission"))
     .await?;
     // Only a stream's body (usage asked for) or a shared model's name
     // changes; others go as they came.

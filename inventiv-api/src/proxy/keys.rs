@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use inventiv_common::KeyPriority;
 use uuid::Uuid;
 
 use crate::auth::api_key;
@@ -33,6 +34,8 @@ pub struct KeyInfo {
     pub tpm_limit: Option<i32>,
     pub usable: bool,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Its requests' band on a saturated deployment.
+    pub priority: KeyPriority,
 }
 
 #[derive(sqlx::FromRow)]
@@ -46,6 +49,7 @@ struct Row {
     tpm_limit: Option<i32>,
     usable: bool,
     expires_at: Option<DateTime<Utc>>,
+    priority: KeyPriority,
 }
 
 /// The cache: public id → (key or known-missing, fetched at).
@@ -105,7 +109,7 @@ pub async fn authenticate(state: &AppState, presented: &str) -> sqlx::Result<Opt
                 "SELECT k.id, k.organization_id, k.created_by, k.secret_hash, k.models, k.rpm_limit, k.tpm_limit,
                         (k.revoked_at IS NULL AND k.technical_active AND k.economic_active
                          AND EXISTS (SELECT 1 FROM organization_memberships m WHERE m.organization_id = k.organization_id AND m.user_id = k.created_by)) AS usable,
-                        k.expires_at
+                        k.expires_at, k.priority
                    FROM api_keys k WHERE k.public_id = $1",
             )
             .bind(public_id)
@@ -122,6 +126,7 @@ pub async fn authenticate(state: &AppState, presented: &str) -> sqlx::Result<Opt
                     tpm_limit: r.tpm_limit,
                     usable: r.usable,
                     expires_at: r.expires_at,
+                    priority: r.priority,
                 })
             });
             state.keys.remember(public_id, info.clone());
@@ -159,6 +164,7 @@ mod tests {
             tpm_limit: None,
             usable: true,
             expires_at: None,
+            priority: KeyPriority::Interactive,
         });
         cache.remember("real", Some(real));
         assert!(matches!(cache.cached("real"), Some(Some(_))));

@@ -5,6 +5,7 @@
 //! then committed to the database in batches. No
 //! database query per request in the steady state.
 
+pub mod admission;
 pub mod bounded;
 pub mod budget_store;
 pub mod budgets;

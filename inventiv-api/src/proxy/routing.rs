@@ -156,6 +156,9 @@ pub struct SharedRoute {
     pub paused: bool,
     /// The price in force is above the maximum the consumer set.
     pub over_max: bool,
+    /// The consumer's weight on the provider's deployment (see
+    /// [`super::admission`]).
+    pub weight: u32,
     /// The consumer's series for this model (as the consumer calls it).
     pub series: Arc<ModelSeries>,
 }
@@ -495,11 +498,12 @@ async fn load_shares(
     state: &AppState,
     routing: &Routing,
 ) -> sqlx::Result<HashMap<(Uuid, String), SharedRoute>> {
-    type Row = (Uuid, String, Uuid, Uuid, Uuid, String, bool, bool);
+    type Row = (Uuid, String, Uuid, Uuid, Uuid, String, bool, bool, i32);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT s.consumer_organization_id, p.slug || '/' || o.model_code, s.id, o.id, o.organization_id, o.model_code,
                 s.status = 'paused',
-                COALESCE(v.input_eur_per_1k > s.max_input_eur_per_1k OR v.output_eur_per_1k > s.max_output_eur_per_1k, false)
+                COALESCE(v.input_eur_per_1k > s.max_input_eur_per_1k OR v.output_eur_per_1k > s.max_output_eur_per_1k, false),
+                s.weight
            FROM offering_shares s
            JOIN offerings o ON o.id = s.offering_id
            JOIN organizations p ON p.id = o.organization_id
@@ -522,6 +526,7 @@ async fn load_shares(
                 model_code,
                 paused,
                 over_max,
+                weight,
             )| {
                 let route = SharedRoute {
                     series: routing.series_of(consumer, &address),
@@ -531,6 +536,7 @@ async fn load_shares(
                     model_code,
                     paused,
                     over_max,
+                    weight: u32::try_from(weight).unwrap_or(1).max(1),
                 };
                 ((consumer, address), route)
             },

@@ -10,7 +10,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use inventiv_common::{can, Action, OrgId, UserId};
+use inventiv_common::{can, Action, KeyPriority, OrgId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -49,6 +49,9 @@ pub struct ApiKey {
     pub created_at: DateTime<Utc>,
     pub activation: Activation,
     pub status: KeyStatus,
+    /// Its requests' band on a saturated deployment: `interactive` ones
+    /// go first, `batch` ones wait a bounded time or get 429.
+    pub priority: KeyPriority,
 }
 
 /// Whether a key can be used now (derived, not stored).
@@ -78,6 +81,7 @@ struct Row {
     revoked_at: Option<DateTime<Utc>>,
     last_used_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    priority: KeyPriority,
 }
 
 impl From<Row> for ApiKey {
@@ -108,6 +112,7 @@ impl From<Row> for ApiKey {
             created_at: r.created_at,
             activation,
             status,
+            priority: r.priority,
         }
     }
 }
@@ -123,11 +128,11 @@ async fn load(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<ApiKey> 
     // The same columns as the list's.
     let row = sqlx::query_as!(
         Row,
-        "SELECT k.id, k.name, k.public_id, k.last_four, k.created_by, u.email AS created_by_email, k.models,
+        r#"SELECT k.id, k.name, k.public_id, k.last_four, k.created_by, u.email AS created_by_email, k.models,
                 k.rpm_limit, k.tpm_limit, k.technical_active, k.economic_active, k.expires_at, k.revoked_at,
-                k.last_used_at, k.created_at
+                k.last_used_at, k.created_at, k.priority AS "priority: KeyPriority"
            FROM api_keys k JOIN users u ON u.id = k.created_by
-          WHERE k.id = $1 AND k.organization_id = $2",
+          WHERE k.id = $1 AND k.organization_id = $2"#,
         id,
         caller.org_id as OrgId,
     )
@@ -166,7 +171,13 @@ fn loosens(key: &ApiKey, body: &UpdateKey) -> bool {
         (Some(current), Some(new)) => new > current,
         _ => false,
     };
-    limit(key.rpm_limit, body.rpm_limit) || limit(key.tpm_limit, body.tpm_limit) || models || expiry
+    let priority =
+        key.priority == KeyPriority::Batch && body.priority == Some(KeyPriority::Interactive);
+    limit(key.rpm_limit, body.rpm_limit)
+        || limit(key.tpm_limit, body.tpm_limit)
+        || models
+        || expiry
+        || priority
 }
 
 fn check_models(models: &Option<Vec<String>>) -> ApiResult<()> {
@@ -208,6 +219,8 @@ pub struct CreateKey {
     rpm_limit: Option<i32>,
     /// Tokens (in + out) per minute.
     tpm_limit: Option<i32>,
+    /// Its requests' band on a saturated deployment (default `interactive`).
+    priority: Option<KeyPriority>,
 }
 
 /// The key, shown this once, and its metadata.
@@ -245,8 +258,8 @@ async fn create_key(
     let mut tx = state.db.begin().await?;
     sqlx::query!(
         "INSERT INTO api_keys (id, organization_id, created_by, name, public_id, secret_hash, last_four, models, rpm_limit, tpm_limit,
-                               technical_active, economic_active, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                               technical_active, economic_active, expires_at, priority)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         id,
         caller.org_id as OrgId,
         caller.user_id as UserId,
@@ -260,6 +273,7 @@ async fn create_key(
         can(caller.role, Action::ActivateTechnical),
         can(caller.role, Action::ActivateEconomic),
         body.expires_at,
+        body.priority.unwrap_or(KeyPriority::Interactive) as KeyPriority,
     )
     .execute(&mut *tx)
     .await?;
@@ -291,12 +305,12 @@ async fn list_keys(
     let all = sees_all(&caller);
     let rows = sqlx::query_as!(
         Row,
-        "SELECT k.id, k.name, k.public_id, k.last_four, k.created_by, u.email AS created_by_email, k.models,
+        r#"SELECT k.id, k.name, k.public_id, k.last_four, k.created_by, u.email AS created_by_email, k.models,
                 k.rpm_limit, k.tpm_limit, k.technical_active, k.economic_active, k.expires_at, k.revoked_at,
-                k.last_used_at, k.created_at
+                k.last_used_at, k.created_at, k.priority AS "priority: KeyPriority"
            FROM api_keys k JOIN users u ON u.id = k.created_by
           WHERE k.organization_id = $1 AND ($2 OR k.created_by = $3)
-          ORDER BY k.created_at DESC, k.id LIMIT $4 OFFSET $5",
+          ORDER BY k.created_at DESC, k.id LIMIT $4 OFFSET $5"#,
         caller.org_id as OrgId,
         all,
         caller.user_id as UserId,
@@ -328,6 +342,8 @@ pub struct UpdateKey {
     technical: Option<bool>,
     /// Economic activation (owners and managers).
     economic: Option<bool>,
+    /// Its requests' band; `batch` to `interactive` lifts a limit.
+    priority: Option<KeyPriority>,
 }
 
 /// Renames a key, changes its limits, or switches its activations.
@@ -360,7 +376,8 @@ async fn update_key(
         && body.rpm_limit.is_none()
         && body.tpm_limit.is_none()
         && body.expires_at.is_none()
-        && body.technical.is_none();
+        && body.technical.is_none()
+        && body.priority.is_none();
     if !only_economic {
         require_manage(&caller, &current)?;
     }
@@ -387,7 +404,8 @@ async fn update_key(
         "UPDATE api_keys SET name = COALESCE($2, name), models = COALESCE($3, models),
                 rpm_limit = CASE WHEN $4 THEN $5 ELSE rpm_limit END,
                 tpm_limit = CASE WHEN $6 THEN $7 ELSE tpm_limit END, expires_at = COALESCE($8, expires_at),
-                technical_active = COALESCE($9, technical_active), economic_active = COALESCE($10, economic_active)
+                technical_active = COALESCE($9, technical_active), economic_active = COALESCE($10, economic_active),
+                priority = COALESCE($11, priority)
           WHERE id = $1",
         id,
         name.as_ref().map(inventiv_common::OrgName::as_str),
@@ -399,6 +417,7 @@ async fn update_key(
         body.expires_at,
         body.technical,
         economic,
+        body.priority.map(KeyPriority::as_str),
     )
     .execute(&state.db)
     .await?;

@@ -110,6 +110,18 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
         "API keys (known and unknown) cached by this replica.",
         state.keys.entries(),
     );
+    t.single(
+        "inventiv_admission_in_flight",
+        Kind::Gauge,
+        "Requests holding an admission slot of a deployment on this replica.",
+        state.admission.in_flight(),
+    );
+    t.single(
+        "inventiv_admission_waiting",
+        Kind::Gauge,
+        "Requests waiting for an admission slot of a saturated deployment on this replica.",
+        state.admission.waiting(),
+    );
     t.family(
         "inventiv_usage_drift_ratio",
         Kind::Gauge,

@@ -40,6 +40,9 @@ pub struct Share {
     pub output_eur_per_1k: Option<String>,
     /// Its cached prompt tokens' rate (its input rate unless set).
     pub cached_input_eur_per_1k: Option<String>,
+    /// The consumer's weight on the deployment when it is saturated,
+    /// against the provider's own traffic's 100.
+    pub weight: i32,
     pub created_at: DateTime<Utc>,
 }
 
@@ -48,7 +51,7 @@ async fn load_share(db: &sqlx::PgPool, offering: Uuid, id: Uuid) -> ApiResult<Sh
         Share,
         r#"SELECT s.id, s.offering_id, c.slug AS consumer_org_slug, s.status AS "status: ShareStatus", s.accepted_at,
                   p.input_eur_per_1k::text AS "input_eur_per_1k?", p.output_eur_per_1k::text AS "output_eur_per_1k?",
-                  COALESCE(p.cached_input_eur_per_1k, p.input_eur_per_1k)::text AS "cached_input_eur_per_1k?", s.created_at
+                  COALESCE(p.cached_input_eur_per_1k, p.input_eur_per_1k)::text AS "cached_input_eur_per_1k?", s.weight, s.created_at
              FROM offering_shares s JOIN organizations c ON c.id = s.consumer_organization_id
              LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k, cached_input_eur_per_1k FROM offering_prices v
                                  WHERE v.share_id = s.id AND v.effective_at <= now() ORDER BY v.effective_at DESC LIMIT 1) p ON true
@@ -72,6 +75,21 @@ pub struct CreateShare {
     /// Cached prompt tokens' rate, at most the input rate (needs the pair
     /// above); default: the input rate.
     cached_input_eur_per_1k: Option<String>,
+    /// The consumer's weight on a saturated deployment, 1 to 1000; the
+    /// provider's own traffic weighs 100 (the default).
+    #[schema(minimum = 1, maximum = 1000)]
+    weight: Option<i32>,
+}
+
+/// A share's weight, within its bounds.
+fn check_weight(weight: Option<i32>) -> ApiResult<()> {
+    if weight.is_some_and(|w| !(1..=1000).contains(&w)) {
+        return Err(ApiError::validation(
+            "VALIDATION_ERROR",
+            "weight: 1 to 1000 (the provider's own traffic weighs 100)",
+        ));
+    }
+    Ok(())
 }
 
 /// Shares one of the organization's offerings with another organization.
@@ -87,6 +105,7 @@ async fn create_share(
 ) -> ApiResult<(StatusCode, Json<Share>)> {
     caller.require(Action::SellOfferings)?;
     crate::ratelimit::creation(&state, caller.user_id).await?;
+    check_weight(body.weight)?;
     let price = match (&body.input_eur_per_1k, &body.output_eur_per_1k) {
         (Some(i), Some(o)) => Some(Rates {
             input: i,
@@ -117,12 +136,13 @@ async fn create_share(
     let id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
     let inserted = sqlx::query!(
-        "INSERT INTO offering_shares (id, offering_id, consumer_organization_id, created_by) VALUES ($1, $2, $3, $4)
+        "INSERT INTO offering_shares (id, offering_id, consumer_organization_id, created_by, weight) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (offering_id, consumer_organization_id) DO NOTHING",
         id,
         offering,
         consumer,
         caller.user_id as UserId,
+        body.weight.unwrap_or(100),
     )
     .execute(&mut *tx)
     .await?;
@@ -162,7 +182,7 @@ async fn list_shares(
         Share,
         r#"SELECT s.id, s.offering_id, c.slug AS consumer_org_slug, s.status AS "status: ShareStatus", s.accepted_at,
                   p.input_eur_per_1k::text AS "input_eur_per_1k?", p.output_eur_per_1k::text AS "output_eur_per_1k?",
-                  COALESCE(p.cached_input_eur_per_1k, p.input_eur_per_1k)::text AS "cached_input_eur_per_1k?", s.created_at
+                  COALESCE(p.cached_input_eur_per_1k, p.input_eur_per_1k)::text AS "cached_input_eur_per_1k?", s.weight, s.created_at
              FROM offering_shares s JOIN organizations c ON c.id = s.consumer_organization_id
              LEFT JOIN LATERAL (SELECT input_eur_per_1k, output_eur_per_1k, cached_input_eur_per_1k FROM offering_prices v
                                  WHERE v.share_id = s.id AND v.effective_at <= now() ORDER BY v.effective_at DESC LIMIT 1) p ON true
@@ -174,16 +194,20 @@ async fn list_shares(
     Ok(Json(list))
 }
 
-/// The new state of a share.
+/// The new state of a share (at least one field).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateShare {
     /// `active` resumes; `revoked` is final.
-    status: ShareStatus,
+    status: Option<ShareStatus>,
+    /// The consumer's weight on a saturated deployment, 1 to 1000.
+    #[schema(minimum = 1, maximum = 1000)]
+    weight: Option<i32>,
 }
 
-/// Pauses, resumes or revokes a share. A paused share answers 403
-/// `share_paused` on `/v1`; a revoked one disappears from the consumer.
+/// Pauses, resumes or revokes a share, or changes its weight. A paused
+/// share answers 403 `share_paused` on `/v1`; a revoked one disappears
+/// from the consumer.
 #[utoipa::path(patch, path = "/organizations/current/offerings/{offering_id}/shares/{share_id}", tag = "offerings", security(("bearer" = [])),
     request_body = UpdateShare,
     params(("offering_id" = Uuid, Path, description = "offering id"), ("share_id" = Uuid, Path, description = "share id")),
@@ -196,6 +220,13 @@ async fn update_share(
     Json(body): Json<UpdateShare>,
 ) -> ApiResult<Json<Share>> {
     caller.require(Action::SellOfferings)?;
+    check_weight(body.weight)?;
+    if body.status.is_none() && body.weight.is_none() {
+        return Err(ApiError::validation(
+            "VALIDATION_ERROR",
+            "give a status, a weight, or both",
+        ));
+    }
     load(&state.db, caller.org_id.0, offering).await?;
     let current = load_share(&state.db, offering, id).await?;
     if current.status == ShareStatus::Revoked {
@@ -206,10 +237,12 @@ async fn update_share(
     }
     let mut tx = state.db.begin().await?;
     sqlx::query!(
-        "UPDATE offering_shares SET status = $3, updated_at = now() WHERE id = $1 AND offering_id = $2",
+        "UPDATE offering_shares SET status = COALESCE($3, status), weight = COALESCE($4, weight), updated_at = now()
+          WHERE id = $1 AND offering_id = $2",
         id,
         offering,
-        body.status as ShareStatus,
+        body.status.map(ShareStatus::as_str),
+        body.weight,
     )
     .execute(&mut *tx)
     .await?;
@@ -219,7 +252,10 @@ async fn update_share(
         "offering_share",
         id.to_string(),
     )
-    .details(serde_json::json!({ "from": current.status, "to": body.status }));
+    .details(serde_json::json!({
+        "from": current.status, "to": body.status.unwrap_or(current.status),
+        "weight_from": current.weight, "weight_to": body.weight.unwrap_or(current.weight),
+    }));
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     announce(&state, caller.org_id.0, offering).await;

@@ -1,5 +1,5 @@
 //! Bad input to every route: malformed JSON, wrong content type, huge
-//! bodies, missing, mistyped, over-long and unknown fields, invalid emails,
+//! bodies, missing, mistyped, over-long, out-of-bounds and unknown fields, invalid emails,
 //! unparsable path and query parameters. Each gets a 4xx in the error shape,
 //! never a 5xx, and leaves the database exactly as it was.
 //!
@@ -96,6 +96,21 @@ fn mutations(schema: &Value, valid: &Map<String, Value>) -> Vec<(String, String)
             let mut body = valid.clone();
             body.insert(name.clone(), json!("x".repeat(5_000)));
             out.push((format!("{name} over-long"), Value::Object(body).to_string()));
+        }
+        // Below or above the bounds the schema declares.
+        let bounds = [
+            ("minimum", prop["minimum"].as_i64().map(|m| m - 1)),
+            ("maximum", prop["maximum"].as_i64().map(|m| m + 1)),
+        ];
+        for (bound, outside) in bounds {
+            if let Some(v) = outside {
+                let mut body = valid.clone();
+                body.insert(name.clone(), json!(v));
+                out.push((
+                    format!("{name} past its {bound}"),
+                    Value::Object(body).to_string(),
+                ));
+            }
         }
         if prop["format"] == "email" {
             let mut body = valid.clone();

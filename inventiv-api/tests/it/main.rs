@@ -25,6 +25,7 @@ mod catalog_sync;
 mod chargeback;
 mod deployments;
 mod events;
+mod fair_sharing;
 mod finops_cost;
 mod heartbeat_limit;
 mod held;

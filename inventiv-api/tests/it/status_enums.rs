@@ -5,8 +5,8 @@
 
 use inventiv_api::drift::DriftStatus;
 use inventiv_common::{
-    ActionStatus, HostStatus, InstanceStatus, InvitationStatus, ServiceEventKind, ServiceState,
-    ShareStatus, VolumeStatus, WorkerStatus,
+    ActionStatus, HostStatus, InstanceStatus, InvitationStatus, KeyPriority, ServiceEventKind,
+    ServiceState, ShareStatus, VolumeStatus, WorkerStatus,
 };
 use serde_json::Value;
 use sqlx::Connection;
@@ -64,6 +64,11 @@ async fn every_status_column_checks_exactly_the_enum_values() {
             "offering_shares",
             "status",
             names(&ShareStatus::ALL, ShareStatus::as_str),
+        ),
+        (
+            "api_keys",
+            "priority",
+            names(&KeyPriority::ALL, KeyPriority::as_str),
         ),
         (
             "services",

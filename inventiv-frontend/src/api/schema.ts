@@ -1332,8 +1332,9 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Pauses, resumes or revokes a share. A paused share answers 403
-         *     `share_paused` on `/v1`; a revoked one disappears from the consumer.
+         * Pauses, resumes or revokes a share, or changes its weight. A paused
+         *     share answers 403 `share_paused` on `/v1`; a revoked one disappears
+         *     from the consumer.
          */
         patch: operations["update_share"];
         trace?: never;
@@ -1962,6 +1963,11 @@ export interface components {
             name: string;
             /** @description `inv_<public id>`: how the key starts. */
             prefix: string;
+            /**
+             * @description Its requests' band on a saturated deployment: `interactive` ones
+             *     go first, `batch` ones wait a bounded time or get 429.
+             */
+            priority: components["schemas"]["KeyPriority"];
             /** Format: date-time */
             revoked_at?: string | null;
             /** Format: int32 */
@@ -2170,6 +2176,7 @@ export interface components {
             /** @description Restrict the key to these model ids. */
             models?: string[] | null;
             name: string;
+            priority?: null | components["schemas"]["KeyPriority"];
             /**
              * Format: int32
              * @description Requests per minute.
@@ -2279,6 +2286,12 @@ export interface components {
             /** @description The share's own price (EUR per 1k tokens); both or neither. */
             input_eur_per_1k?: string | null;
             output_eur_per_1k?: string | null;
+            /**
+             * Format: int32
+             * @description The consumer's weight on a saturated deployment, 1 to 1000; the
+             *     provider's own traffic weighs 100 (the default).
+             */
+            weight?: number | null;
         };
         /** @description A new account created by a platform admin. */
         CreateUser: {
@@ -2742,6 +2755,13 @@ export interface components {
          * @enum {string}
          */
         InvitationStatus: "pending" | "accepted" | "revoked" | "expired";
+        /**
+         * @description The priority band of an API key's requests on a saturated
+         *     deployment (`api_keys.priority`): interactive ones are admitted
+         *     before batch ones, which wait a bounded time or get 429.
+         * @enum {string}
+         */
+        KeyPriority: "interactive" | "batch";
         /**
          * @description Whether a key can be used now (derived, not stored).
          * @enum {string}
@@ -3508,6 +3528,12 @@ export interface components {
             offering_id: string;
             output_eur_per_1k?: string | null;
             status: components["schemas"]["ShareStatus"];
+            /**
+             * Format: int32
+             * @description The consumer's weight on the deployment when it is saturated,
+             *     against the provider's own traffic's 100.
+             */
+            weight: number;
         };
         /**
          * @description Whether a share of an offering may be used (`offering_shares.status`).
@@ -3686,6 +3712,7 @@ export interface components {
             expires_at?: string | null;
             models?: string[] | null;
             name?: string | null;
+            priority?: null | components["schemas"]["KeyPriority"];
             /**
              * Format: int32
              * @description Requests per minute; null removes the limit, absent keeps it.
@@ -3771,10 +3798,14 @@ export interface components {
              */
             target_ttft_p95_ms?: number | null;
         };
-        /** @description The new state of a share. */
+        /** @description The new state of a share (at least one field). */
         UpdateShare: {
-            /** @description `active` resumes; `revoked` is final. */
-            status: components["schemas"]["ShareStatus"];
+            status?: null | components["schemas"]["ShareStatus"];
+            /**
+             * Format: int32
+             * @description The consumer's weight on a saturated deployment, 1 to 1000.
+             */
+            weight?: number | null;
         };
         /** @description Changes to an account. */
         UpdateUser: {
@@ -9282,7 +9313,7 @@ export interface operations {
             };
             413: components["responses"]["OpenAiPayloadTooLarge"];
             415: components["responses"]["OpenAiUnsupportedMediaType"];
-            /** @description rate limited, or a hard budget would be exceeded (`insufficient_quota`) */
+            /** @description rate limited, a hard budget would be exceeded (`insufficient_quota`), or the deployment is saturated (`deployment_saturated`, see Retry-After) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9363,7 +9394,7 @@ export interface operations {
             };
             413: components["responses"]["OpenAiPayloadTooLarge"];
             415: components["responses"]["OpenAiUnsupportedMediaType"];
-            /** @description rate limited, or a hard budget would be exceeded (`insufficient_quota`) */
+            /** @description rate limited, a hard budget would be exceeded (`insufficient_quota`), or the deployment is saturated (`deployment_saturated`, see Retry-After) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9444,7 +9475,7 @@ export interface operations {
             };
             413: components["responses"]["OpenAiPayloadTooLarge"];
             415: components["responses"]["OpenAiUnsupportedMediaType"];
-            /** @description rate limited, or a hard budget would be exceeded (`insufficient_quota`) */
+            /** @description rate limited, a hard budget would be exceeded (`insufficient_quota`), or the deployment is saturated (`deployment_saturated`, see Retry-After) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9560,6 +9591,7 @@ export const driftStatusValues: ReadonlyArray<FlattenedDeepRequired<components>[
 export const hostStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["HostStatus"]> = ["registered", "verified", "in_use", "draining", "unreachable", "removed"];
 export const instanceStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["InstanceStatus"]> = ["provisioning", "booting", "installing", "starting", "ready", "draining", "terminating", "terminated", "provisioning_failed", "startup_failed", "worker_dead", "archived"];
 export const invitationStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["InvitationStatus"]> = ["pending", "accepted", "revoked", "expired"];
+export const keyPriorityValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KeyPriority"]> = ["interactive", "batch"];
 export const keyStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KeyStatus"]> = ["active", "inactive", "expired", "revoked"];
 export const logLevelValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["LogLevel"]> = ["debug", "info", "warning", "error"];
 export const modeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Mode"]> = ["if_absent", "always"];

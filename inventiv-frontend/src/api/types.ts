@@ -2,7 +2,7 @@
 // /openapi.json (schema.ts, `npm run gen:api`).
 import type { components, paths } from './schema';
 
-export { instanceStatusValues, serviceEventKindValues, serviceStateValues, workerStatusValues } from './schema';
+export { instanceStatusValues, keyPriorityValues, serviceEventKindValues, serviceStateValues, workerStatusValues } from './schema';
 
 type S = components['schemas'];
 
@@ -38,6 +38,7 @@ export type HuggingFaceToken = S['HuggingFaceTokenBody'];
 export type HuggingFaceTokenStatus = S['HuggingFaceTokenStatus'];
 export type Instance = S['Instance'];
 export type InstanceStatus = S['InstanceStatus'];
+export type KeyPriority = S['KeyPriority'];
 export type InstanceLogs = S['InstanceLogs'];
 export type InstanceMetrics = S['InstanceMetrics'];
 export type LogEvent = S['LogEvent'];

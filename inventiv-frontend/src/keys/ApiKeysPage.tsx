@@ -1,16 +1,16 @@
 // API keys: create one (its secret shown once, with a copy button), change
-// its limits and activations, revoke it.
+// its limits, priority band and activations, revoke it.
 import { useMemo, useState, type FormEvent } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import type { ColumnDef } from '@tanstack/react-table';
 import { api } from '../api/client';
-import type { ApiKey, CreatedKey, Model } from '../api/types';
+import { keyPriorityValues, type ApiKey, type CreatedKey, type KeyPriority, type Model } from '../api/types';
 import { can } from '../auth/permissions';
 import { useMe } from '../auth/useMe';
 import { CopyButton } from '../components/CopyButton';
 import { DataTable } from '../components/DataTable';
 import { Dialog } from '../components/Dialog';
-import { DateText, ErrorMessage, Field, Loading, PageHeader, StatusBadge } from '../components/ui';
+import { DateText, ErrorMessage, Field, Loading, PageHeader, SelectField, StatusBadge } from '../components/ui';
 import { useApiKeys, useCreateKey, useRevokeKey, useUpdateKey } from './api';
 import { limitChange, parseLimit } from './limits';
 import { PromptForm, promptOf, useSystemPrompts } from '../organizations/SystemPromptCard';
@@ -41,6 +41,7 @@ export function ApiKeysPage() {
           return parts.length ? parts.join(', ') : <span className="muted">none</span>;
         },
       },
+      { id: 'priority', accessorKey: 'priority', header: 'Priority', size: 110 },
       { id: 'models', accessorFn: (k) => (k.models ?? []).join(', '), header: 'Models', size: 200, cell: ({ getValue }) => getValue<string>() || <span className="muted">all</span> },
       { id: 'last_used_at', accessorKey: 'last_used_at', header: 'Last used', size: 190, cell: ({ getValue }) => <DateText value={getValue<string | null>()} /> },
       { id: 'expires_at', accessorKey: 'expires_at', header: 'Expires', size: 190, cell: ({ getValue }) => <DateText value={getValue<string | null>()} /> },
@@ -171,6 +172,24 @@ function ModelChoice({ value, onChange }: { value: string[]; onChange: (v: strin
   );
 }
 
+/** The key's band when a deployment is saturated. */
+function PriorityChoice({ value, onChange }: { value: KeyPriority; onChange: (v: KeyPriority) => void }) {
+  return (
+    <SelectField
+      label="Priority"
+      value={value}
+      onChange={(e) => onChange(e.target.value as KeyPriority)}
+      hint="On a saturated model, interactive requests go first; batch ones wait a little or are refused (429, retry later)."
+    >
+      {keyPriorityValues.map((p) => (
+        <option key={p} value={p}>
+          {p}
+        </option>
+      ))}
+    </SelectField>
+  );
+}
+
 function CreateKeyForm({ onClose, onCreated }: { onClose: () => void; onCreated: (k: CreatedKey) => void }) {
   const create = useCreateKey();
   const [name, setName] = useState('');
@@ -178,11 +197,13 @@ function CreateKeyForm({ onClose, onCreated }: { onClose: () => void; onCreated:
   const [tpm, setTpm] = useState('');
   const [expires, setExpires] = useState('');
   const [models, setModels] = useState<string[]>([]);
+  const [priority, setPriority] = useState<KeyPriority>('interactive');
   const submit = (e: FormEvent) => {
     e.preventDefault();
     create.mutate(
       {
         name: name.trim(),
+        priority,
         rpm_limit: parseLimit(rpm),
         tpm_limit: parseLimit(tpm),
         expires_at: expires ? new Date(expires).toISOString() : null,
@@ -199,6 +220,7 @@ function CreateKeyForm({ onClose, onCreated }: { onClose: () => void; onCreated:
         <Field label="Tokens per minute (optional)" type="number" min={1} max={100000000} value={tpm} onChange={(e) => setTpm(e.target.value)} />
       </div>
       <Field label="Expires (optional)" type="datetime-local" value={expires} onChange={(e) => setExpires(e.target.value)} />
+      <PriorityChoice value={priority} onChange={setPriority} />
       <ModelChoice value={models} onChange={setModels} />
       <ErrorMessage error={create.error} />
       <div className="form-actions">
@@ -242,6 +264,7 @@ function EditKeyForm({ apiKey, onClose }: { apiKey: ApiKey; onClose: () => void 
   const [tpm, setTpm] = useState(apiKey.tpm_limit ? String(apiKey.tpm_limit) : '');
   const [technical, setTechnical] = useState(apiKey.activation.technical);
   const [economic, setEconomic] = useState(apiKey.activation.economic);
+  const [priority, setPriority] = useState<KeyPriority>(apiKey.priority);
   const submit = (e: FormEvent) => {
     e.preventDefault();
     update.mutate(
@@ -251,6 +274,7 @@ function EditKeyForm({ apiKey, onClose }: { apiKey: ApiKey; onClose: () => void 
           name: name.trim(),
           rpm_limit: limitChange(apiKey.rpm_limit, rpm),
           tpm_limit: limitChange(apiKey.tpm_limit, tpm),
+          ...(priority !== apiKey.priority ? { priority } : {}),
           ...(can(role, 'ActivateTechnical') ? { technical } : {}),
           ...(can(role, 'ActivateEconomic') ? { economic } : {}),
         },
@@ -265,6 +289,7 @@ function EditKeyForm({ apiKey, onClose }: { apiKey: ApiKey; onClose: () => void 
         <Field label="Requests per minute" type="number" min={1} max={100000000} value={rpm} onChange={(e) => setRpm(e.target.value)} hint="Empty: no limit." />
         <Field label="Tokens per minute" type="number" min={1} max={100000000} value={tpm} onChange={(e) => setTpm(e.target.value)} hint="Empty: no limit." />
       </div>
+      <PriorityChoice value={priority} onChange={setPriority} />
       <label className="checkbox">
         <input type="checkbox" role="switch" checked={technical} disabled={!can(role, 'ActivateTechnical')} onChange={(e) => setTechnical(e.target.checked)} />{' '}
         Technical activation (owners, admins)

@@ -127,7 +127,7 @@ pub const MATRIX: &[Row] = &[
     row("GET", "/services/{service_id}/events", None, MEMBERS_200, Some(HIDDEN)),
     // API keys: everyone makes their own; owners and admins manage all; a
     // member's key is invisible to other non-admin members (404).
-    row("POST", "/api-keys", Some(r#"{"name":"k"}"#), [401, 201, 201, 201, 201], None),
+    row("POST", "/api-keys", Some(r#"{"name":"k","priority":"batch"}"#), [401, 201, 201, 201, 201], None),
     row("GET", "/api-keys", None, MEMBERS_200, None),
     row("PATCH", "/api-keys/{api_key_id}", Some(r#"{"name":"renamed"}"#), [401, 200, 200, 403, 404], Some(HIDDEN)),
     row("DELETE", "/api-keys/{api_key_id}", None, [401, 204, 204, 403, 404], Some(HIDDEN)),
@@ -168,7 +168,7 @@ pub const MATRIX: &[Row] = &[
     row("DELETE", "/organizations/current/offerings/{offering_id}/system-prompt", None, [401, 204, 204, 403, 403], Some([401, 404, 404, 403, 403])),
     // The fixture already shares the offering with that organization: 409.
     row("POST", "/organizations/current/offerings/{offering_id}/shares", Some(r#"{"consumer_org_slug":"{consumer_slug}"}"#), [401, 409, 403, 409, 403], Some([401, 404, 403, 404, 403])),
-    row("PATCH", "/organizations/current/offerings/{offering_id}/shares/{share_id}", Some(r#"{"status":"paused"}"#), [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
+    row("PATCH", "/organizations/current/offerings/{offering_id}/shares/{share_id}", Some(r#"{"status":"paused","weight":50}"#), [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
     row("GET", "/organizations/current/available-offerings", None, MEMBERS_200, None),
     row("GET", "/organizations/current/offering-preferences", None, MEMBERS_200, None),
     row("PUT", "/organizations/current/offering-preferences", Some(r#"{"hide_public":true,"hide_paid":false}"#), [401, 200, 403, 200, 403], None),
