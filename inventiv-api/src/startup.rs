@@ -58,6 +58,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
         .build()?;
     let heartbeat_limit =
         crate::heartbeat_limit::HeartbeatLimit::new(config.heartbeat_min_interval);
+    let routing = crate::proxy::routing::Routing::new(config.prefix_routing);
     let state = AppState::new(crate::state::Shared {
         db,
         redis,
@@ -70,7 +71,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
         redis_client: client,
         events: crate::events::Hub::new(),
         keys: crate::proxy::keys::KeyCache::default(),
-        routing: crate::proxy::routing::Routing::default(),
+        routing,
         budgets: crate::proxy::budgets::BudgetCache::default(),
         system_prompts: crate::system_prompts::PromptCache::default(),
         usage,
