@@ -27,12 +27,18 @@
 #                deploy → ready; (b) a step in real load (slow mock engine)
 #                → the scaling decision and the new replica ready, against
 #                the floor the autoscaler's up window gives
+#   prefix       prefix-cache-aware routing vs least outstanding on 4 mock
+#                engines (prefill time ∝ uncached tokens, bounded KV caches):
+#                the shared-prefix workload (32 groups × 2,000-token prefix +
+#                200-token question) and a low-sharing one: TTFT p50/p90,
+#                cache hit rate, success; the routing decision's cost for a
+#                4k-token prompt; a Redis round trip for comparison
 #   heartbeats   500 instances with worker tokens: (a) heartbeats/s the API
 #                takes on one core, (b) the realistic load (500 instances
 #                every 5 s): CPU and memory of the API and the orchestrator,
 #                and no instance wrongly declared worker_dead
 #
-# deploy, services, heartbeats and proxy run the real stack from release builds:
+# deploy, services, heartbeats, proxy and prefix run the real stack from release builds:
 # PostgreSQL and Redis from scripts/services.sh with a temporary state dir
 # of their own (private servers; a configured DATABASE_URL gets a fresh
 # database created and dropped by the bench, a configured REDIS_URL a key
@@ -57,7 +63,7 @@ LOG_TAG="bench"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-BENCHES=(mock_engine proxy deploy services heartbeats)
+BENCHES=(mock_engine proxy prefix deploy services heartbeats)
 
 case ${1:-} in
   -h | --help)
@@ -72,6 +78,8 @@ source scripts/bench/lib.sh
 source scripts/bench/mock_engine.sh
 # shellcheck source=scripts/bench/proxy.sh
 source scripts/bench/proxy.sh
+# shellcheck source=scripts/bench/prefix.sh
+source scripts/bench/prefix.sh
 # shellcheck source=scripts/bench/deploy.sh
 source scripts/bench/deploy.sh
 # shellcheck source=scripts/bench/services.sh
@@ -98,7 +106,7 @@ for name in "${selected[@]}"; do
 done
 for name in "${selected[@]}"; do
   case $name in
-    proxy | deploy | services | heartbeats)
+    proxy | prefix | deploy | services | heartbeats)
       command -v jq >/dev/null || apt_install jq
       command -v curl >/dev/null || apt_install curl
       ;;

@@ -194,11 +194,12 @@ pub struct Routing {
     /// Requests waiting for a cold model's first worker.
     pub held: Arc<super::held::Held>,
     /// Each ready route's record of the prompts it sent where.
-    prefixes: Arc<RwLock<HashMap<(Uuid, String), Arc<PrefixIndex>>>>,
+    prefixes: Arc<RwLock<PrefixMap>>,
     prefix: PrefixSettings,
 }
 
 type SeriesMap = HashMap<(Uuid, String), Arc<ModelSeries>>;
+type PrefixMap = HashMap<(Uuid, String), Arc<PrefixIndex>>;
 
 /// What a lookup found.
 pub enum Lookup {
@@ -498,7 +499,7 @@ impl Routing {
         workers.retain(|id, _| seen.contains(id));
         // A route's record lives as long as the route has ready workers,
         // and forgets the workers it lost.
-        let prefixes: HashMap<(Uuid, String), Arc<PrefixIndex>> = table
+        let prefixes: PrefixMap = table
             .ready
             .iter()
             .map(|(key, pool)| {

@@ -203,7 +203,10 @@ async fn prefill_time_is_proportional_to_uncached_tokens() {
     assert!(cold >= Duration::from_millis(500), "{cold:?}");
     assert_eq!(first["usage"]["prompt_tokens"], 2001);
     let (warm, again) = timed("two").await;
-    assert_eq!(again["usage"]["prompt_tokens_details"]["cached_tokens"], 2000);
+    assert_eq!(
+        again["usage"]["prompt_tokens_details"]["cached_tokens"],
+        2000
+    );
     assert!(warm < cold / 4, "warm {warm:?} vs cold {cold:?}");
     let reset = engine
         .client
