@@ -17,7 +17,7 @@ run: ## Start PostgreSQL/Redis if needed, build, run API + orchestrator (Ctrl-C 
 test: ## All checks: fmt, clippy, cargo test (PostgreSQL/Redis), make run smoke test, compose file, agent pytest, dashboard build + tests + browser test
 	@scripts/test.sh
 
-bench: ## Benchmarks (release builds): mock engine req/s on 1 core, deploy→ready time, heartbeat load
+bench: ## Benchmarks (release builds): mock engine req/s on 1 core, proxy, prefix-aware routing, deploy→ready time, heartbeat load
 	@scripts/bench.sh
 
 build: ## Build every workspace crate (debug)

@@ -31,12 +31,18 @@
 #                admission slots): A's TTFT p99 with B bursting to 10 × its
 #                share against A alone, B's share of the capacity with A
 #                idle, interactive against batch keys at 120 % offered load
+#   prefix       prefix-cache-aware routing vs least outstanding on 4 mock
+#                engines (prefill time ∝ uncached tokens, bounded KV caches):
+#                the shared-prefix workload (32 groups × 2,000-token prefix +
+#                200-token question) and a low-sharing one: TTFT p50/p90,
+#                cache hit rate, success; the routing decision's cost for a
+#                4k-token prompt; a Redis round trip for comparison
 #   heartbeats   500 instances with worker tokens: (a) heartbeats/s the API
 #                takes on one core, (b) the realistic load (500 instances
 #                every 5 s): CPU and memory of the API and the orchestrator,
 #                and no instance wrongly declared worker_dead
 #
-# deploy, services, heartbeats, fairness and proxy run the real stack from release builds:
+# deploy, services, heartbeats, fairness, proxy and prefix run the real stack from release builds:
 # PostgreSQL and Redis from scripts/services.sh with a temporary state dir
 # of their own (private servers; a configured DATABASE_URL gets a fresh
 # database created and dropped by the bench, a configured REDIS_URL a key
@@ -61,7 +67,7 @@ LOG_TAG="bench"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-BENCHES=(mock_engine proxy deploy services heartbeats fairness)
+BENCHES=(mock_engine proxy prefix deploy services heartbeats fairness)
 
 case ${1:-} in
   -h | --help)
@@ -76,6 +82,8 @@ source scripts/bench/lib.sh
 source scripts/bench/mock_engine.sh
 # shellcheck source=scripts/bench/proxy.sh
 source scripts/bench/proxy.sh
+# shellcheck source=scripts/bench/prefix.sh
+source scripts/bench/prefix.sh
 # shellcheck source=scripts/bench/deploy.sh
 source scripts/bench/deploy.sh
 # shellcheck source=scripts/bench/services.sh
@@ -104,7 +112,7 @@ for name in "${selected[@]}"; do
 done
 for name in "${selected[@]}"; do
   case $name in
-    proxy | deploy | services | heartbeats | fairness)
+    proxy | prefix | deploy | services | heartbeats | fairness)
       command -v jq >/dev/null || apt_install jq
       command -v curl >/dev/null || apt_install curl
       ;;

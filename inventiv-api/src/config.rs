@@ -131,6 +131,8 @@ pub struct Config {
     pub held: HeldLimits,
     /// Fair admission on a deployment (`crate::proxy::admission`).
     pub admission: crate::proxy::admission::AdmissionLimits,
+    /// The prefix-cache-aware worker choice (`proxy/prefix.rs`).
+    pub prefix_routing: crate::proxy::prefix::PrefixSettings,
 }
 
 /// How many requests may wait for a cold model, and how long.
@@ -185,6 +187,30 @@ fn replica_id<F: Fn(&str) -> Option<String>>(
         )));
     }
     Ok(id)
+}
+
+/// The prefix-aware choice's weights and bounds (`INVENTIV_ROUTING_PREFIX_*`).
+fn prefix_routing<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<crate::proxy::prefix::PrefixSettings, ConfigError> {
+    let d = crate::proxy::prefix::PrefixSettings::default();
+    let weight = |key: &str, default: f64| {
+        Some(env.parse(key, default)?)
+            .filter(|w| w.is_finite() && (0.0..=1000.0).contains(w))
+            .ok_or_else(|| ConfigError(format!("{key}: a number from 0 to 1000")))
+    };
+    Ok(crate::proxy::prefix::PrefixSettings {
+        prefix_weight: weight("INVENTIV_ROUTING_PREFIX_WEIGHT", d.prefix_weight)?,
+        load_weight: weight("INVENTIV_ROUTING_LOAD_WEIGHT", d.load_weight)?,
+        max_imbalance: env.parse("INVENTIV_ROUTING_PREFIX_MAX_IMBALANCE", d.max_imbalance)?,
+        block_bytes: env
+            .parse("INVENTIV_ROUTING_PREFIX_BLOCK_BYTES", d.block_bytes)?
+            .clamp(8, 4096),
+        capacity: env
+            .parse("INVENTIV_ROUTING_PREFIX_CAPACITY", d.capacity)?
+            .min(16 << 20),
+        max_blocks: d.max_blocks,
+    })
 }
 
 /// The usage drift job (`crate::drift`): how often, over what window, and
@@ -360,7 +386,9 @@ impl Config {
                     .into(),
             ));
         }
+        let prefix_routing = prefix_routing(env)?;
         Ok(Config {
+            prefix_routing,
             replica_id: replica_id(env, addr)?,
             usage_journal,
             held: HeldLimits {
@@ -673,6 +701,31 @@ mod tests {
         );
         for bad in ["../x", ".hidden", "a/b", &"x".repeat(65)] {
             assert!(with(&[("INVENTIV_REPLICA_ID", bad)]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefix_routing_settings() {
+        let base = [
+            ("INVENTIV_JWT_SECRET", JWT),
+            ("INVENTIV_ENCRYPTION_KEY", KEY),
+        ];
+        let with = |vars: &[(&str, &str)]| config(&[base.as_slice(), vars].concat());
+        let d = with(&[]).map(|c| c.prefix_routing).ok();
+        assert_eq!(d, Some(crate::proxy::prefix::PrefixSettings::default()));
+        let c = with(&[
+            ("INVENTIV_ROUTING_PREFIX_WEIGHT", "0"),
+            ("INVENTIV_ROUTING_PREFIX_BLOCK_BYTES", "1"),
+        ])
+        .map(|c| c.prefix_routing)
+        .ok();
+        assert!(c.is_some_and(|c| !c.enabled() && c.block_bytes == 8));
+        for bad in ["-1", "NaN", "x"] {
+            let err = with(&[("INVENTIV_ROUTING_LOAD_WEIGHT", bad)]).err();
+            assert!(
+                err.is_some_and(|e| e.to_string().contains("INVENTIV_ROUTING_LOAD_WEIGHT")),
+                "{bad}"
+            );
         }
     }
 

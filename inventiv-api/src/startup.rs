@@ -59,6 +59,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
     let heartbeat_limit =
         crate::heartbeat_limit::HeartbeatLimit::new(config.heartbeat_min_interval);
     let admission = Arc::new(crate::proxy::admission::Admission::new(config.admission));
+    let routing = crate::proxy::routing::Routing::new(config.prefix_routing);
     let state = AppState::new(crate::state::Shared {
         db,
         redis,
@@ -71,7 +72,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Background
         redis_client: client,
         events: crate::events::Hub::new(),
         keys: crate::proxy::keys::KeyCache::default(),
-        routing: crate::proxy::routing::Routing::default(),
+        routing,
         admission,
         budgets: crate::proxy::budgets::BudgetCache::default(),
         system_prompts: crate::system_prompts::PromptCache::default(),

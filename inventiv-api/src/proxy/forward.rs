@@ -60,6 +60,11 @@ struct Peek<'a> {
     /// parsed value (a spliced second key would lose to a `null` one).
     #[serde(default, deserialize_with = "present")]
     stream_options: Option<Option<StreamOptions>>,
+    /// The prompt's text, for the prefix-aware worker choice.
+    #[serde(borrow)]
+    messages: Option<super::prefix::PromptText<'a>>,
+    #[serde(borrow)]
+    prompt: Option<super::prefix::PromptText<'a>>,
 }
 
 /// A field that is present (even as `null`) deserializes to `Some`.
@@ -456,10 +461,13 @@ fn route(
     c: &Consumer,
     model: &str,
     session: Option<&str>,
+    prompt: Option<&super::prefix::PromptBlocks>,
     resolved: &mut Option<Arc<ModelSeries>>,
     first: bool,
 ) -> Result<Routed, OpenAiError> {
-    let mut lookup = state.routing.lookup(c.organization_id, model, session);
+    let mut lookup = state
+        .routing
+        .lookup(c.organization_id, model, session, prompt);
     let mut shared = None;
     let mut upstream_model = None;
     match &lookup {
@@ -482,7 +490,7 @@ fn route(
             }
             lookup = state
                 .routing
-                .lookup(share.provider_org, &share.model_code, session);
+                .lookup(share.provider_org, &share.model_code, session, prompt);
             // The provider's engine knows the model by its own id.
             upstream_model = Some(share.model_code.clone());
             shared = Some(SharedUse {
@@ -565,6 +573,8 @@ async fn forward_to(
         model,
         stream,
         stream_options,
+        messages,
+        prompt,
     } = serde_json::from_slice(&body)
         .map_err(|e| OpenAiError::bad_request(format!("invalid JSON body: {e}")))?;
     let model = model
@@ -583,6 +593,12 @@ async fn forward_to(
     let session = headers
         .get("x-inventiv-session")
         .and_then(|v| v.to_str().ok());
+    let prompt = match session {
+        Some(_) => None,
+        None => state
+            .routing
+            .prompt_blocks(messages.as_ref().or(prompt.as_ref())),
+    };
     let routing = inventiv_common::trace_span!(
         "routing",
         %model,
@@ -596,7 +612,15 @@ async fn forward_to(
     let (workers, series, owner, shared, upstream_model) = loop {
         let found = {
             let _routing = routing.enter();
-            route(&state, &c, &model, session, resolved, arrival.is_none())?
+            route(
+                &state,
+                &c,
+                &model,
+                session,
+                prompt.as_ref(),
+                resolved,
+                arrival.is_none(),
+            )?
         };
         let owner = match found {
             Routed::Found(found) => break found,

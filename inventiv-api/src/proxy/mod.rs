@@ -16,6 +16,7 @@ pub mod held;
 pub mod journal;
 pub mod keys;
 pub mod plausible;
+pub mod prefix;
 pub mod routing;
 pub mod signals;
 pub mod usage;

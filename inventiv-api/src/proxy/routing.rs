@@ -14,6 +14,9 @@
 //! count that may be zero) are known too: with no usable worker such a
 //! model is cold ([`Lookup::Cold`]) and its requests are held
 //! ([`super::held`]) until a rebuild finds a worker and releases them.
+//! A request without a session goes where its prompt's prefix was sent
+//! before, unless that worker is too loaded ([`super::prefix`]); each route
+//! keeps its record of what it sent where across rebuilds.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -25,6 +28,7 @@ use inventiv_store::relay::{RelayAccess, StoredRelay};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::prefix::{self, Candidate, PrefixIndex, PrefixSettings, PromptBlocks, PromptText};
 use crate::metrics::ModelSeries;
 use crate::state::AppState;
 
@@ -167,6 +171,8 @@ pub struct SharedRoute {
 struct Pool {
     workers: Vec<Arc<Worker>>,
     series: Arc<ModelSeries>,
+    /// What this route sent where (prefix-aware choice).
+    prefix: Arc<PrefixIndex>,
 }
 
 #[derive(Default)]
@@ -190,9 +196,13 @@ pub struct Routing {
     series: Arc<RwLock<SeriesMap>>,
     /// Requests waiting for a cold model's first worker.
     pub held: Arc<super::held::Held>,
+    /// Each ready route's record of the prompts it sent where.
+    prefixes: Arc<RwLock<PrefixMap>>,
+    prefix: PrefixSettings,
 }
 
 type SeriesMap = HashMap<(Uuid, String), Arc<ModelSeries>>;
+type PrefixMap = HashMap<(Uuid, String), Arc<PrefixIndex>>;
 
 /// What a lookup found.
 pub enum Lookup {
@@ -213,6 +223,37 @@ fn rendezvous(session: &str, instance: Uuid) -> u64 {
 }
 
 impl Routing {
+    /// An empty table whose worker choice weighs prefixes as `prefix` says.
+    pub fn new(prefix: PrefixSettings) -> Routing {
+        Routing {
+            prefix,
+            ..Routing::default()
+        }
+    }
+
+    /// A request's prompt as the prefix-aware choice reads it; None when
+    /// prefix scoring is off or the prompt is shorter than one block.
+    pub fn prompt_blocks(&self, text: Option<&PromptText<'_>>) -> Option<PromptBlocks> {
+        if !self.prefix.enabled() {
+            return None;
+        }
+        let blocks = PromptBlocks::of(
+            text?.pieces(),
+            self.prefix.block_bytes,
+            self.prefix.max_blocks,
+        );
+        (!blocks.is_empty()).then_some(blocks)
+    }
+
+    /// The route's record, kept from the last rebuild, else a new one.
+    fn prefix_of(&self, key: &(Uuid, String)) -> Arc<PrefixIndex> {
+        self.prefixes
+            .read()
+            .ok()
+            .and_then(|m| m.get(key).cloned())
+            .unwrap_or_default()
+    }
+
     fn snapshot(&self) -> Arc<Table> {
         self.table.read().map(|t| t.clone()).unwrap_or_default()
     }
@@ -258,9 +299,18 @@ impl Routing {
     }
 
     /// The candidates for a request, best first: the session's sticky worker
-    /// (rendezvous hashing, stable when the pool changes) or the least
-    /// outstanding requests, ties broken by the reported queue depth.
-    pub fn lookup(&self, org: Uuid, model: &str, session: Option<&str>) -> Lookup {
+    /// (rendezvous hashing, stable when the pool changes: the client asked
+    /// for affinity), else the worker its prompt's prefix was sent to if
+    /// its load allows ([`prefix::order`]), else the least outstanding
+    /// requests, ties broken by the reported queue depth. A prompt routed
+    /// on its prefix is recorded as sent to the first candidate.
+    pub fn lookup(
+        &self,
+        org: Uuid,
+        model: &str,
+        session: Option<&str>,
+        prompt: Option<&PromptBlocks>,
+    ) -> Lookup {
         let t = self.snapshot();
         match t.ready.get(&(org, model.to_owned())) {
             Some(pool) => {
@@ -276,11 +326,12 @@ impl Routing {
                         None => Lookup::NoCapacity(pool.series.clone()),
                     };
                 }
-                match session {
-                    Some(s) => {
+                match (session, prompt) {
+                    (Some(s), _) => {
                         list.sort_by_key(|w| std::cmp::Reverse(rendezvous(s, w.instance_id)))
                     }
-                    None => list.sort_by_key(|w| {
+                    (None, Some(prompt)) => list = self.by_prefix(&pool.prefix, list, prompt),
+                    (None, None) => list.sort_by_key(|w| {
                         (
                             w.outstanding.load(Ordering::Relaxed),
                             w.queue_depth.load(Ordering::Relaxed),
@@ -300,6 +351,38 @@ impl Routing {
                 (None, None) => Lookup::Unknown,
             },
         }
+    }
+
+    /// The candidates in [`prefix::order`], the prompt recorded as sent to
+    /// the first.
+    fn by_prefix(
+        &self,
+        index: &PrefixIndex,
+        list: Vec<Arc<Worker>>,
+        prompt: &PromptBlocks,
+    ) -> Vec<Arc<Worker>> {
+        let ids: Vec<Uuid> = list.iter().map(|w| w.instance_id).collect();
+        let matched = index.matched(prompt, &ids);
+        let candidates: Vec<Candidate> = list
+            .iter()
+            .zip(matched)
+            .map(|(w, matched)| Candidate {
+                outstanding: w.outstanding.load(Ordering::Relaxed),
+                queue_depth: w.queue_depth.load(Ordering::Relaxed),
+                matched,
+                tie: prompt.tie(w.instance_id),
+            })
+            .collect();
+        let order = prefix::order(&candidates, prompt.len(), &self.prefix);
+        let mut slots: Vec<Option<Arc<Worker>>> = list.into_iter().map(Some).collect();
+        let ordered: Vec<Arc<Worker>> = order
+            .into_iter()
+            .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+            .collect();
+        if let Some(first) = ordered.first() {
+            index.record(prompt, first.instance_id, self.prefix.capacity);
+        }
+        ordered
     }
 
     /// The series of (`org`, `model`), made on first sight.
@@ -403,17 +486,34 @@ impl Routing {
                 Ordering::Relaxed,
             );
             seen.push(id);
+            let key = (org, model);
+            let prefix = self.prefix_of(&key);
             table
                 .ready
-                .entry((org, model))
+                .entry(key)
                 .or_insert_with(|| Pool {
                     workers: Vec::new(),
                     series,
+                    prefix,
                 })
                 .workers
                 .push(worker);
         }
         workers.retain(|id, _| seen.contains(id));
+        // A route's record lives as long as the route has ready workers,
+        // and forgets the workers it lost.
+        let prefixes: PrefixMap = table
+            .ready
+            .iter()
+            .map(|(key, pool)| {
+                let ids: Vec<Uuid> = pool.workers.iter().map(|w| w.instance_id).collect();
+                pool.prefix.retain(&ids);
+                (key.clone(), pool.prefix.clone())
+            })
+            .collect();
+        if let Ok(mut p) = self.prefixes.write() {
+            *p = prefixes;
+        }
         table.shares = load_shares(state, self).await?;
         let services: Vec<(Uuid, String)> = sqlx::query_as(
             "SELECT organization_id, model_id FROM services WHERE state = 'active' AND max_replicas > 0",
@@ -436,7 +536,7 @@ impl Routing {
         // Held requests go on once their model has a worker, or is no
         // longer a service's (they then get the answer any request gets).
         self.held
-            .release(|org, model| !matches!(self.lookup(org, model, None), Lookup::Cold(_)));
+            .release(|org, model| !matches!(self.lookup(org, model, None, None), Lookup::Cold(_)));
         Ok(())
     }
 }

@@ -41,6 +41,7 @@ mod openai_sdk;
 mod openapi_document;
 mod openapi_errors;
 mod partial_answers;
+mod prefix_routing;
 mod provider_credentials;
 mod proxy;
 mod relay;

@@ -599,7 +599,7 @@ async fn a_worker_dying_under_load_breaks_only_its_own_streams() {
         tried <= EJECT_AFTER,
         "the dead worker was tried {tried} times: not ejected"
     );
-    match app.state.routing.lookup(a.id, "mock/model", None) {
+    match app.state.routing.lookup(a.id, "mock/model", None, None) {
         inventiv_api::proxy::routing::Lookup::Workers(w, series) => {
             assert_eq!(
                 w.iter().map(|w| w.instance_id).collect::<Vec<_>>(),

@@ -25,6 +25,7 @@ use crate::faults::{Action, Faults};
 use crate::generate::{self, FinishReason, Plan};
 use crate::metrics::{Metrics, Outcome};
 use crate::openai::{Generation, ModelCard, ModelList, ResponseId};
+use crate::prefill::PrefillQueue;
 use crate::prefix_cache::{BlockHashes, PrefixCache};
 use crate::{completions, embeddings};
 
@@ -35,6 +36,7 @@ pub struct AppState {
     pub metrics: Metrics,
     /// None with prefix caching off.
     prefix_cache: Option<PrefixCache>,
+    prefills: PrefillQueue,
     faults: Faults,
     loaded: AtomicBool,
     /// Cancelled by SIGTERM/Ctrl-C, by `exit_after`, or by the owner.
@@ -77,23 +79,64 @@ impl AppState {
         )?)
     }
 
-    /// Runs the prompts of a request through the prefix cache (in order)
-    /// and returns the cached tokens to report in its usage: `None` when
-    /// none were cached or details are off, as vLLM reports it.
-    pub fn prefill<'a>(&self, prompts: impl IntoIterator<Item = &'a BlockHashes>) -> Option<u32> {
-        let cache = self.prefix_cache.as_ref()?;
-        let (mut queried, mut cached) = (0u32, 0u32);
+    /// An empty prompt cut in this engine's blocks.
+    pub fn blocks(&self) -> BlockHashes {
+        BlockHashes::new(self.config.block_size)
+    }
+
+    /// Runs the prompts of a request arrived at `now` through the prefix
+    /// cache (in order) and queues the prefill of their uncached tokens.
+    pub fn prefill<'a>(
+        &self,
+        now: Instant,
+        prompts: impl IntoIterator<Item = &'a BlockHashes>,
+    ) -> Prefill {
+        let (mut queried, mut cached, mut blocks) = (0u32, 0u32, 0usize);
         for prompt in prompts {
             queried = queried.saturating_add(prompt.tokens());
-            cached = cached.saturating_add(cache.admit(prompt));
+            blocks = blocks.saturating_add(prompt.blocks());
+            if let Some(cache) = &self.prefix_cache {
+                cached = cached.saturating_add(cache.admit(prompt));
+            }
         }
-        self.metrics.prefix_cache(queried, cached);
-        Some(cached).filter(|n| *n > 0 && self.config.prompt_tokens_details)
+        if self.prefix_cache.is_some() {
+            self.metrics.prefix_cache(queried, cached);
+        }
+        Prefill {
+            cached: Some(cached).filter(|n| {
+                *n > 0 && self.prefix_cache.is_some() && self.config.prompt_tokens_details
+            }),
+            ready: self.prefills.reserve(now, queried.saturating_sub(cached)),
+            blocks: u64::try_from(blocks).unwrap_or(u64::MAX),
+        }
     }
 
     /// The seed of a request's text.
     pub fn seed(&self, generation: &Generation) -> u64 {
         generation.seed.unwrap_or(self.config.seed)
+    }
+}
+
+/// What the prefill of a request's prompts gave.
+#[derive(Debug, Clone, Copy)]
+pub struct Prefill {
+    /// Cached tokens to report in its usage: `None` when none were cached
+    /// or details are off, as vLLM reports it.
+    pub cached: Option<u32>,
+    /// When its prefill ends: its first token is due then (plus `--ttft-ms`).
+    pub ready: Instant,
+    /// KV-cache blocks its prompts hold while it runs.
+    pub blocks: u64,
+}
+
+impl Prefill {
+    /// Nothing cached, nothing queued, no block held.
+    pub fn instant(now: Instant) -> Self {
+        Self {
+            cached: None,
+            ready: now,
+            blocks: 0,
+        }
     }
 }
 
@@ -166,36 +209,49 @@ impl Drop for Ended<'_> {
 pub struct InFlight {
     pub state: Arc<AppState>,
     start: Instant,
+    /// When its prefill ends (at `start` or later).
+    ready: Instant,
+    blocks: u64,
     generated: u32,
     outcome: Outcome,
     _admitted: Admitted,
 }
 
 impl InFlight {
-    pub fn start(state: Arc<AppState>, admitted: Admitted, start: Instant, prompt: u32) -> Self {
+    pub fn start(
+        state: Arc<AppState>,
+        admitted: Admitted,
+        start: Instant,
+        prompt: u32,
+        prefill: &Prefill,
+    ) -> Self {
         state.metrics.request_started(prompt);
+        state.metrics.kv_blocks_held(prefill.blocks);
         Self {
             state,
             start,
+            ready: prefill.ready.max(start),
+            blocks: prefill.blocks,
             generated: 0,
             outcome: Outcome::Abort,
             _admitted: admitted,
         }
     }
 
-    /// Waits until token number `index` (0-based) is due under the
-    /// configured TTFT and decode speed; returns at once when both are
+    /// Waits until token number `index` (0-based) is due: after the
+    /// prefill (queued behind the others, see [`PrefillQueue`]), the
+    /// configured TTFT and decode speed; returns at once when all are
     /// zero. After a shutdown began, pacing stops so that in-flight answers
     /// finish at full speed instead of holding the shutdown.
     pub async fn until_token(&self, index: u32) {
         let c = &self.state.config;
-        if c.ttft.is_zero() && c.inter_token.is_zero() {
+        if c.ttft.is_zero() && c.inter_token.is_zero() && self.ready <= self.start {
             return;
         }
         let delay = c.ttft.saturating_add(c.inter_token.saturating_mul(index));
         // A deadline past what `Instant` can hold is "never".
         let sleep = async {
-            match self.start.checked_add(delay) {
+            match self.ready.checked_add(delay) {
                 Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
                 None => std::future::pending().await,
             }
@@ -221,6 +277,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        self.state.metrics.kv_blocks_freed(self.blocks);
         self.state
             .metrics
             .request_ended(self.generated, self.outcome);
@@ -258,7 +315,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.metrics.render(),
+        state.metrics.render(state.prefills.waiting(Instant::now())),
     )
         .into_response()
 }
@@ -281,6 +338,15 @@ async fn models(State(state): State<Arc<AppState>>) -> Result<Response, ApiError
     Ok(json(&list, 256))
 }
 
+/// vLLM's `POST /reset_prefix_cache` (a development endpoint there):
+/// empties the prefix cache, so that a benchmark's runs start alike.
+async fn reset_prefix_cache(State(state): State<Arc<AppState>>) -> StatusCode {
+    if let Some(cache) = &state.prefix_cache {
+        cache.reset();
+    }
+    StatusCode::OK
+}
+
 async fn not_found() -> ApiError {
     ApiError::RouteNotFound
 }
@@ -293,6 +359,7 @@ fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/reset_prefix_cache", post(reset_prefix_cache))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(completions::chat))
         .route("/v1/completions", post(completions::completions))
@@ -335,7 +402,8 @@ pub async fn build_app(config: Config) -> io::Result<Application> {
     let load_delay = config.load_delay;
     let random = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), addr);
     let state = Arc::new(AppState {
-        metrics: Metrics::new(&config.model),
+        metrics: Metrics::new(&config.model, config.prefix_cache_blocks),
+        prefills: PrefillQueue::new(config.prefill_rate),
         faults: Faults::new(config.faults.clone()),
         prefix_cache: config
             .prefix_caching

@@ -46,7 +46,7 @@ pub async fn chat(
     let request: ChatRequest<'_> = serde_json::from_slice(&body)?;
     state.check_model(request.model.as_deref())?;
     let mut digest = PromptDigest::default();
-    let mut blocks = BlockHashes::default();
+    let mut blocks = state.blocks();
     for message in &request.messages {
         message.content.for_each_text(|text| {
             digest.add(text);
@@ -55,9 +55,11 @@ pub async fn chat(
     }
     let generation = request.generation();
     let plan = state.plan(digest.tokens, &generation)?;
-    let cached = state.prefill([&blocks]);
+    let prefill = state.prefill(start, [&blocks]);
+    let cached = prefill.cached;
     let words = Words::new(state.seed(&generation), digest.hash, plan.tokens);
-    let mut inflight = InFlight::start(Arc::clone(&state), admitted, start, digest.tokens);
+    let mut inflight =
+        InFlight::start(Arc::clone(&state), admitted, start, digest.tokens, &prefill);
     let id = state.next_id("chatcmpl-");
 
     if generation.stream {
@@ -119,15 +121,17 @@ pub async fn completions(
     for prompt in request.prompt.as_slice() {
         let digest = PromptDigest::of(prompt);
         let plan = state.plan(digest.tokens, &generation)?;
-        blocks.push(BlockHashes::of(prompt));
+        blocks.push(BlockHashes::of(prompt, state.config.block_size));
         prompt_tokens = prompt_tokens.saturating_add(digest.tokens);
         answers.push(Answer {
             words: Words::new(seed, digest.hash, plan.tokens),
             plan,
         });
     }
-    let cached = state.prefill(&blocks);
-    let mut inflight = InFlight::start(Arc::clone(&state), admitted, start, prompt_tokens);
+    let prefill = state.prefill(start, &blocks);
+    let cached = prefill.cached;
+    let mut inflight =
+        InFlight::start(Arc::clone(&state), admitted, start, prompt_tokens, &prefill);
     let id = state.next_id("cmpl-");
 
     if generation.stream {

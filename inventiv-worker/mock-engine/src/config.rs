@@ -34,8 +34,16 @@ pub struct Config {
     /// Automatic prefix caching (vLLM's `--enable-prefix-caching`, on by
     /// default as in vLLM V1).
     pub prefix_caching: bool,
-    /// Blocks the prefix cache keeps at most (its memory bound).
+    /// Blocks the KV cache holds (vLLM's `num_gpu_blocks`): the prefix
+    /// cache keeps at most that many, and `vllm:kv_cache_usage_perc` is the
+    /// share running requests hold.
     pub prefix_cache_blocks: usize,
+    /// Tokens per KV-cache block (vLLM's `--block-size`).
+    pub block_size: u32,
+    /// Prefill speed in prompt tokens per second, for the tokens not found
+    /// in the prefix cache; prefills queue one after the other (the
+    /// engine's compute is shared). Zero: prefill takes no time.
+    pub prefill_rate: f64,
     /// `usage.prompt_tokens_details.cached_tokens` in answers (vLLM's
     /// `--enable-prompt-tokens-details`, off by default as in vLLM).
     pub prompt_tokens_details: bool,
@@ -59,6 +67,8 @@ impl Default for Config {
             embedding_dim: 384,
             prefix_caching: true,
             prefix_cache_blocks: 65_536,
+            block_size: crate::prefix_cache::BLOCK_SIZE,
+            prefill_rate: 0.0,
             prompt_tokens_details: false,
             workers: Self::default_workers(),
             faults: FaultConfig::default(),
@@ -128,10 +138,18 @@ pub struct Args {
     /// Turns prefix caching off (vLLM's spelling)
     #[arg(long = "no-enable-prefix-caching", overrides_with = "prefix_caching")]
     no_prefix_caching: bool,
-    /// Blocks the prefix cache holds at most; the least recently used go first
-    #[arg(long, env = "INVENTIV_MOCK_PREFIX_CACHE_BLOCKS", value_name = "N", default_value = "65536",
-        value_parser = positive::<usize>)]
+    /// KV-cache size in blocks: the prefix cache holds at most that many (least recently used out first)
+    #[arg(long, visible_alias = "num-gpu-blocks-override", env = "INVENTIV_MOCK_PREFIX_CACHE_BLOCKS",
+        value_name = "N", default_value = "65536", value_parser = positive::<usize>)]
     prefix_cache_blocks: usize,
+    /// Tokens per KV-cache block (the unit of a prefix cache hit)
+    #[arg(long, env = "INVENTIV_MOCK_BLOCK_SIZE", value_name = "TOKENS", default_value = "16",
+        value_parser = positive::<u32>)]
+    block_size: u32,
+    /// Prefill speed for uncached prompt tokens; prefills queue one at a time. 0 = instant
+    #[arg(long = "prefill-tokens-per-second", env = "INVENTIV_MOCK_PREFILL_TOKENS_PER_SECOND",
+        value_name = "RATE", default_value = "0", allow_negative_numbers = true, value_parser = rate)]
+    prefill_rate: f64,
     /// Report usage.prompt_tokens_details.cached_tokens (when some are cached)
     #[arg(long = "enable-prompt-tokens-details", env = "INVENTIV_MOCK_ENABLE_PROMPT_TOKENS_DETAILS",
         value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "false",
@@ -216,6 +234,15 @@ fn model_name(text: &str) -> Result<String, String> {
     }
 }
 
+/// A speed in tokens per second, 0 or more.
+fn rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = num(text)?;
+    if !rate.is_finite() || rate < 0.0 {
+        return Err(format!("{text:?} must be a number >= 0"));
+    }
+    Ok(rate)
+}
+
 /// The time between two tokens at `text` tokens per second (0: none).
 fn inter_token(text: &str) -> Result<Duration, String> {
     let tps: f64 = num(text)?;
@@ -243,6 +270,8 @@ impl From<Args> for Config {
             embedding_dim: a.embedding_dim,
             prefix_caching: a.prefix_caching && !a.no_prefix_caching,
             prefix_cache_blocks: a.prefix_cache_blocks,
+            block_size: a.block_size,
+            prefill_rate: a.prefill_rate,
             prompt_tokens_details: a.prompt_tokens_details,
             workers: a.workers.unwrap_or_else(Config::default_workers),
             faults: FaultConfig {
@@ -325,6 +354,7 @@ mod tests {
         assert_eq!(c.output_len, 32);
         assert_eq!(c.embedding_dim, 384);
         assert_eq!(c.prefix_cache_blocks, 65_536);
+        assert_eq!((c.block_size, c.prefill_rate), (16, 0.0));
         assert!(c.prefix_caching && !c.prompt_tokens_details);
         assert!(!c.faults.fail_always && c.faults.hang_after.is_none());
         assert!(c.faults.exit_after.is_none());
@@ -382,6 +412,17 @@ mod tests {
         assert!(!c.prefix_caching && c.prompt_tokens_details);
         assert_eq!(c.faults.exit_after, None, "0 is off");
         assert_eq!(c.faults.exit_mode, ExitMode::Crash);
+        let c = run(&[
+            "--block-size",
+            "32",
+            "--num-gpu-blocks-override",
+            "100",
+            "--prefill-tokens-per-second",
+            "2000.5",
+        ])
+        .unwrap();
+        assert_eq!((c.block_size, c.prefix_cache_blocks), (32, 100));
+        assert!((c.prefill_rate - 2000.5).abs() < 1e-9);
         let c = run(&["--no-enable-prefix-caching", "--enable-prefix-caching"]).unwrap();
         assert!(c.prefix_caching, "the last flag wins");
     }
@@ -396,6 +437,8 @@ mod tests {
             &["--workers", "0"],
             &["--embedding-dim", "0"],
             &["--prefix-cache-blocks", "0"],
+            &["--block-size", "0"],
+            &["--prefill-tokens-per-second", "-5"],
             &["--enable-prompt-tokens-details=maybe"],
             &["--tokens-per-second", "-1"],
             &["--host", "localhost:1"],

@@ -74,7 +74,10 @@ pub async fn embeddings(
         }
         prompt_tokens = prompt_tokens.saturating_add(tokens);
     }
-    let mut inflight = InFlight::start(Arc::clone(&state), admitted, start, prompt_tokens);
+    // Embeddings answer at once: no prefill is simulated for them.
+    let prefill = crate::app::Prefill::instant(start);
+    let mut inflight =
+        InFlight::start(Arc::clone(&state), admitted, start, prompt_tokens, &prefill);
     let data: Vec<EmbeddingData> = inputs
         .iter()
         .zip(0u32..)

@@ -11,6 +11,7 @@ pub mod faults;
 pub mod generate;
 pub mod metrics;
 pub mod openai;
+pub mod prefill;
 pub mod prefix_cache;
 pub mod stream;
 

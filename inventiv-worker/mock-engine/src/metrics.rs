@@ -14,9 +14,6 @@ const TTFT_BUCKETS: [f64; 22] = [
     20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
 ];
 
-/// Requests the fake KV cache holds when full (for `gpu_cache_usage_perc`).
-const CACHE_SLOTS: f64 = 256.0;
-
 /// How a request ended, as `vllm:request_success_total{finished_reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -84,6 +81,9 @@ pub struct Metrics {
     /// `model_name="..."`, escaped once.
     label: String,
     running: AtomicU64,
+    /// KV-cache blocks held by running requests, of `kv_capacity`.
+    kv_blocks: AtomicU64,
+    kv_capacity: u64,
     prompt_tokens: AtomicU64,
     generation_tokens: AtomicU64,
     prefix_cache_queries: AtomicU64,
@@ -95,7 +95,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(model: &str) -> Self {
+    /// The metrics of `model` on a KV cache of `kv_capacity` blocks.
+    pub fn new(model: &str, kv_capacity: usize) -> Self {
         let mut escaped = String::with_capacity(model.len());
         for c in model.chars() {
             match c {
@@ -108,6 +109,8 @@ impl Metrics {
         Self {
             label: format!("model_name=\"{escaped}\""),
             running: AtomicU64::new(0),
+            kv_blocks: AtomicU64::new(0),
+            kv_capacity: u64::try_from(kv_capacity).unwrap_or(u64::MAX).max(1),
             prompt_tokens: AtomicU64::new(0),
             generation_tokens: AtomicU64::new(0),
             prefix_cache_queries: AtomicU64::new(0),
@@ -123,6 +126,16 @@ impl Metrics {
         self.running.fetch_add(1, Ordering::Relaxed);
         self.prompt_tokens
             .fetch_add(u64::from(prompt_tokens), Ordering::Relaxed);
+    }
+
+    /// A request now holds `blocks` KV-cache blocks (its prompt's).
+    pub fn kv_blocks_held(&self, blocks: u64) {
+        self.kv_blocks.fetch_add(blocks, Ordering::Relaxed);
+    }
+
+    /// A request ended and freed its blocks.
+    pub fn kv_blocks_freed(&self, blocks: u64) {
+        self.kv_blocks.fetch_sub(blocks, Ordering::Relaxed);
     }
 
     /// Prompt tokens looked up in the prefix cache, and those found.
@@ -149,11 +162,19 @@ impl Metrics {
         self.running.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition (format 0.0.4), with `waiting`
+    /// requests queued for their prefill (counted among the running by
+    /// [`Metrics::request_started`], shown apart as vLLM does).
+    pub fn render(&self, waiting: usize) -> String {
         let label = &self.label;
         let mut out = String::with_capacity(4096);
-        let running = self.running.load(Ordering::Relaxed) as f64;
+        let in_flight = self.running.load(Ordering::Relaxed);
+        let waiting = u64::try_from(waiting).unwrap_or(u64::MAX).min(in_flight);
+        let running = (in_flight - waiting) as f64;
+        // vLLM's usage: the blocks running requests hold (cached blocks no
+        // request holds are free, evictable).
+        let kv_usage =
+            (self.kv_blocks.load(Ordering::Relaxed) as f64 / self.kv_capacity as f64).min(1.0);
         let family = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
@@ -166,12 +187,18 @@ impl Metrics {
             (
                 "vllm:num_requests_waiting",
                 "Number of requests waiting to be processed.",
-                0.0,
+                waiting as f64,
             ),
             (
+                "vllm:kv_cache_usage_perc",
+                "KV-cache usage. 1 means 100 percent usage.",
+                kv_usage,
+            ),
+            // The name before vLLM 0.10, still exposed by it (deprecated).
+            (
                 "vllm:gpu_cache_usage_perc",
-                "GPU KV-cache usage. 1 means 100 percent usage.",
-                (running / CACHE_SLOTS).min(1.0),
+                "GPU KV-cache usage. 1 means 100 percent usage. DEPRECATED: Use vllm:kv_cache_usage_perc instead.",
+                kv_usage,
             ),
         ];
         for (name, help, value) in gauges {
@@ -243,14 +270,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn waiting_requests_are_not_running() {
+        let m = Metrics::new("m", 4);
+        for _ in 0..3 {
+            m.request_started(1);
+        }
+        m.kv_blocks_held(9);
+        let text = m.render(2);
+        for line in [
+            r#"vllm:num_requests_running{model_name="m"} 1.0"#,
+            r#"vllm:num_requests_waiting{model_name="m"} 2.0"#,
+            r#"vllm:kv_cache_usage_perc{model_name="m"} 1.0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+    }
+
+    #[test]
     fn histogram_is_cumulative_and_sums() {
-        let m = Metrics::new("a\"b");
+        let m = Metrics::new("a\"b", 10);
         m.request_started(3);
+        m.kv_blocks_held(4);
         m.first_token(Duration::from_millis(3));
         m.first_token(Duration::from_secs(5000));
         m.request_ended(7, Outcome::Finished(FinishReason::Length));
         m.prefix_cache(40, 32);
-        let text = m.render();
+        let text = m.render(0);
         let label = r#"model_name="a\"b""#;
         for line in [
             format!(r#"vllm:time_to_first_token_seconds_bucket{{le="0.001",{label}}} 0.0"#),
@@ -265,6 +310,8 @@ mod tests {
             format!("vllm:prefix_cache_hits_total{{{label}}} 32.0"),
             format!(r#"vllm:request_success_total{{finished_reason="length",{label}}} 1.0"#),
             format!("vllm:num_requests_running{{{label}}} 0.0"),
+            format!("vllm:kv_cache_usage_perc{{{label}}} 0.4"),
+            format!("vllm:gpu_cache_usage_perc{{{label}}} 0.4"),
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

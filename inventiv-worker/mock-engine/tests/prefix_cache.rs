@@ -175,3 +175,47 @@ async fn the_cache_is_bounded() {
     let (_, body) = engine.post(CHAT, &chat(&a, "q", json!({}))).await;
     assert_eq!(body["usage"]["prompt_tokens_details"], Value::Null);
 }
+
+/// Prefill time follows the uncached tokens: at 4,000 tokens/s a 2,000-token
+/// prompt seen for the first time takes 0.5 s to its first token, the same
+/// prefix again (its 2,000 tokens cached: 125 whole blocks) well under that (queueing behind other
+/// prefills: `prefill.rs`'s unit tests). `POST /reset_prefix_cache` empties
+/// the cache.
+#[tokio::test]
+async fn prefill_time_is_proportional_to_uncached_tokens() {
+    use std::time::{Duration, Instant};
+    let engine = spawn(inventiv_mock_engine::Config {
+        prefill_rate: 4000.0,
+        ..details_on()
+    })
+    .await;
+    let system = prompt(2000);
+    let timed = |user: &'static str| {
+        let (engine, body) = (&engine, chat(&system, user, json!({})));
+        async move {
+            let start = Instant::now();
+            let (status, answer) = engine.post(CHAT, &body).await;
+            assert_eq!(status, 200, "{answer}");
+            (start.elapsed(), answer)
+        }
+    };
+    let (cold, first) = timed("one").await;
+    assert!(cold >= Duration::from_millis(500), "{cold:?}");
+    assert_eq!(first["usage"]["prompt_tokens"], 2001);
+    let (warm, again) = timed("two").await;
+    assert_eq!(
+        again["usage"]["prompt_tokens_details"]["cached_tokens"],
+        2000
+    );
+    assert!(warm < cold / 4, "warm {warm:?} vs cold {cold:?}");
+    let reset = engine
+        .client
+        .post(engine.url("/reset_prefix_cache"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 200);
+    let (cold_again, after) = timed("three").await;
+    assert_eq!(after["usage"]["prompt_tokens_details"], Value::Null);
+    assert!(cold_again >= Duration::from_millis(500), "{cold_again:?}");
+}
