@@ -24,8 +24,12 @@ async fn the_seeded_catalog_and_compatibility() {
     let t = Some(a.user.token.as_str());
     assert_eq!(
         codes(&app.get("/providers", t).await.1, "code"),
-        ["mock", "scaleway"]
+        ["mock", "scaleway", "ssh"]
     );
+    // The `ssh` provider's zones and types are an organization's own hosts':
+    // none without hosts.
+    assert!(codes(&app.get("/zones?provider=ssh", t).await.1, "code").is_empty());
+    assert!(codes(&app.get("/instance_types?provider=ssh", t).await.1, "code").is_empty());
     let zones = codes(&app.get("/zones?provider=scaleway", t).await.1, "code");
     assert_eq!(zones, ["fr-par-1", "fr-par-2", "nl-ams-1", "pl-waw-2"]);
     let types = app
