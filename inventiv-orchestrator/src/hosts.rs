@@ -224,6 +224,13 @@ impl CloudProvider for SshHosts {
             host_alloc::mark_releasing(&self.db, a.instance_id)
                 .await
                 .map_err(db_error)?;
+            // The host checks may be cleaning it up already: they finish it.
+            let Some((_claim, a)) = host_alloc::claim_cleanup(&self.db, a.instance_id)
+                .await
+                .map_err(db_error)?
+            else {
+                return Ok(());
+            };
             match clean_up(&self.db, &self.keyring, &self.scratch, &a).await {
                 Ok(()) => host_alloc::release(&self.db, &a).await.map_err(db_error),
                 Err(why) => {
@@ -324,7 +331,11 @@ pub async fn check_hosts(o: &Orchestrator) -> anyhow::Result<usize> {
             continue;
         }
         reached += 1;
-        for a in host_alloc::releasing_on(db, h.id).await? {
+        for seat in host_alloc::releasing_on(db, h.id).await? {
+            // Termination may be cleaning it up already.
+            let Some((_claim, a)) = host_alloc::claim_cleanup(db, seat.instance_id).await? else {
+                continue;
+            };
             match clean_up(db, &o.config.keyring, &scratch, &a).await {
                 Ok(()) => host_alloc::release(db, &a).await?,
                 Err(why) => {

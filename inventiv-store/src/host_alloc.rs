@@ -341,6 +341,31 @@ pub async fn release_ended(db: &PgPool) -> Result<u64, sqlx::Error> {
     .rows_affected())
 }
 
+/// The right to clean a seat up: a transaction-scoped advisory lock on the
+/// instance, so that termination and the host checks never clean the same
+/// seat at once; dropping the transaction gives it up. `None` when another
+/// holds it, or when the seat is gone or not being given back (read under
+/// the lock: a seat released by the previous holder is not cleaned again).
+pub async fn claim_cleanup(
+    db: &PgPool,
+    instance: Uuid,
+) -> Result<Option<(sqlx::Transaction<'static, sqlx::Postgres>, Allocation)>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let got = sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS "got!""#,
+        format!("host_seat:{instance}"),
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if !got {
+        return Ok(None);
+    }
+    Ok(find(db, instance)
+        .await?
+        .filter(|a| a.releasing)
+        .map(|a| (tx, a)))
+}
+
 /// Gives the seat back once its cleanup is done: the row goes, the host
 /// returns to `verified` when nothing else is seated on it.
 pub async fn release(db: &PgPool, a: &Allocation) -> Result<(), sqlx::Error> {

@@ -103,18 +103,21 @@ impl Sshd {
     /// Restarts sshd with `dir` first in the PATH of the commands it runs
     /// (e.g. a stand-in `nvidia-smi`).
     pub async fn prepend_path(&mut self, dir: &Path) {
+        let path = format!("{}:/usr/local/bin:/usr/bin:/bin", dir.display());
+        self.set_env(&[("PATH", &path)]).await;
+    }
+
+    /// Restarts sshd with `vars` set in the sessions it starts (over the
+    /// defaults, e.g. `HOME`), for every process they start in turn.
+    pub async fn set_env(&mut self, vars: &[(&str, &str)]) {
         use std::io::Write;
         self.child.kill().await.ok();
         let mut config = std::fs::OpenOptions::new()
             .append(true)
             .open(self.dir.join("sshd_config"))
             .unwrap();
-        writeln!(
-            config,
-            "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin",
-            dir.display()
-        )
-        .unwrap();
+        let vars: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        writeln!(config, "SetEnv {}", vars.join(" ")).unwrap();
         self.child = spawn(&self.dir);
         wait_listening(self.address, self.port).await;
     }

@@ -22,10 +22,18 @@ impl Stack {
         key["public_key"].as_str().unwrap().to_owned()
     }
 
-    /// Starts a host on `address` that accepts the organization's key.
+    /// Starts a host on `address` that accepts the organization's key. Its
+    /// sessions have a home of their own in the test's state (so installs
+    /// land there) and carry the stack's mark, so that everything they
+    /// started is killed with the stack ([`kill_host_processes`]).
     pub async fn fake_host(&self, token: &str, address: Ipv4Addr) -> Sshd {
-        let sshd = Sshd::start_on(address).await;
+        let mut sshd = Sshd::start_on(address).await;
         sshd.authorize(&self.org_ssh_key(token).await);
+        let home = self.state_dir.join(format!("host-home-{address}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let home = home.display().to_string();
+        sshd.set_env(&[("HOME", &home), (HOST_MARK, &self.prefix)])
+            .await;
         sshd
     }
 
@@ -134,6 +142,29 @@ impl Stack {
         )
         .await
     }
+}
+
+/// The variable marking every process a test's hosts started (its value:
+/// the stack's prefix).
+const HOST_MARK: &str = "INVENTIV_E2E_HOST";
+
+/// Kills (SIGKILL) every process whose environment carries the mark of
+/// the stack `prefix`: what the test's hosts started (agents, engines,
+/// relays), whether or not the test ended them.
+pub fn kill_host_processes(prefix: &str) {
+    let mark = format!("{HOST_MARK}={prefix}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let pids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == mark.as_bytes()))
+        })
+        .collect();
+    super::sigkill(&pids);
 }
 
 /// The one-GPU shape of the hosts the tests register.

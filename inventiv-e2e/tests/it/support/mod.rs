@@ -156,6 +156,7 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown.cancel();
         let _ = inventiv_providers::mock::purge(&self.state_dir);
+        hosts::kill_host_processes(&self.prefix);
         let _ = std::fs::remove_dir_all(&self.state_dir);
         // The test's Redis keys (a blocking connection: no await in drop).
         let pattern = format!("{}*", self.prefix);
