@@ -34,6 +34,7 @@ use uuid::Uuid;
 
 use crate::context::Orchestrator;
 use crate::jobs::cloud_reconcile::advisory_lock;
+use crate::node::install::quote;
 
 /// How long connecting to a host may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -92,10 +93,6 @@ fn target(a: &Allocation) -> Target {
         port: u16::try_from(a.ssh_port).unwrap_or(22),
         user: a.ssh_user.clone(),
     }
-}
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// Stops the seat's agent and engine and removes its install directory,

@@ -393,13 +393,14 @@ pub async fn release(db: &PgPool, a: &Allocation) -> Result<(), sqlx::Error> {
 }
 
 /// Sets `in_use` on a verified host holding seats and `verified` on one in
-/// use holding none (any other status stays), with a history row.
+/// use holding none (any other status stays), with a history row; returns
+/// the host's status now (None: no such host).
 pub async fn settle(
     conn: &mut PgConnection,
     host: Uuid,
     org: Uuid,
     reason: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<HostStatus>, sqlx::Error> {
     let now = sqlx::query!(
         r#"SELECT status AS "status: HostStatus",
                   EXISTS (SELECT 1 FROM host_allocations a WHERE a.host_id = h.id) AS "seated!"
@@ -408,11 +409,11 @@ pub async fn settle(
     )
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(now) = now else { return Ok(()) };
+    let Some(now) = now else { return Ok(None) };
     let to = match (now.status, now.seated) {
         (HostStatus::Verified, true) => HostStatus::InUse,
         (HostStatus::InUse, false) => HostStatus::Verified,
-        _ => return Ok(()),
+        (status, _) => return Ok(Some(status)),
     };
     let reason = format!(
         "{reason}; {}",
@@ -434,7 +435,8 @@ pub async fn settle(
             request_id: None,
         },
     )
-    .await
+    .await?;
+    Ok(Some(to))
 }
 
 /// How many seats a host holds (a host holding any is not removed).

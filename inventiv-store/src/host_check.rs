@@ -231,13 +231,7 @@ pub async fn apply(
         .await?;
     }
     offer(tx, id).await?;
-    settle(tx, id, org, "verified").await?;
-    let to = sqlx::query_scalar!(
-        r#"SELECT status AS "status: HostStatus" FROM hosts WHERE id = $1"#,
-        id
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+    let to = settle(tx, id, org, "verified").await?.unwrap_or(to);
     Ok(Applied::Done {
         from: now.status,
         to,

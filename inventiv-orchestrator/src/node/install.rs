@@ -144,7 +144,8 @@ pub fn scaleway_key_path(install_dir: &str) -> String {
 const HF_TOKEN_FILE: &str = "hf_token";
 const SCALEWAY_KEY_FILE: &str = "scaleway_poweroff_key";
 
-fn quote(s: &str) -> String {
+/// `s` as one word for the remote shell (single quotes, inner ones escaped).
+pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
