@@ -234,14 +234,27 @@ pub enum ClientError {
 }
 
 /// `builder` (the caller's timeouts and pool settings) made into a client
-/// for one instance's relay: TLS accepting exactly the pinned certificate,
-/// HTTPS only, no redirects (a 3xx is the worker's answer, never followed),
-/// and the relay key on every request (marked sensitive: never in a
-/// `Debug` output).
+/// for one instance's relay: TLS accepting exactly the pinned certificate
+/// ([`pinned_tls`]), HTTPS only, no redirects (a 3xx is the worker's
+/// answer, never followed), and the relay key on every request
+/// ([`key_header`]).
 pub fn pinned_client(
     builder: reqwest::ClientBuilder,
     access: &RelayAccess,
 ) -> Result<reqwest::Client, ClientError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(RELAY_KEY_HEADER, key_header(access)?);
+    Ok(builder
+        .use_preconfigured_tls(pinned_tls(access)?)
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()?)
+}
+
+/// The TLS of a client of one instance's relay: exactly the pinned
+/// certificate is accepted (whatever its name or dates), HTTP/1.1.
+pub fn pinned_tls(access: &RelayAccess) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
@@ -252,17 +265,16 @@ pub fn pinned_client(
         }))
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+/// The relay key as the value of [`RELAY_KEY_HEADER`], marked sensitive
+/// (never in a `Debug` output).
+pub fn key_header(access: &RelayAccess) -> Result<HeaderValue, ClientError> {
     let mut key =
         HeaderValue::from_str(access.key.expose_secret()).map_err(|_| ClientError::Key)?;
     key.set_sensitive(true);
-    let mut headers = HeaderMap::new();
-    headers.insert(RELAY_KEY_HEADER, key);
-    Ok(builder
-        .use_preconfigured_tls(tls)
-        .https_only(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .default_headers(headers)
-        .build()?)
+    Ok(key)
 }
 
 /// Accepts the one certificate whose SHA-256 is pinned, whatever its name

@@ -20,31 +20,35 @@ pub fn answer_too_large(max: usize) -> OpenAiError {
 }
 
 /// A worker that stopped sending within the read timeout, or whose body broke.
-pub fn read_failed(e: &reqwest::Error) -> OpenAiError {
-    if e.is_timeout() {
-        OpenAiError::new(
+pub fn read_failed(e: &super::engine::ReadError) -> OpenAiError {
+    match e {
+        super::engine::ReadError::Timeout(_) => OpenAiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "server_error",
             "upstream_timeout",
             "the worker stopped sending before its answer was complete",
-        )
-    } else {
-        OpenAiError::upstream(format!("reading the worker's answer failed: {e}"))
+        ),
+        super::engine::ReadError::Broken(e) => {
+            OpenAiError::upstream(format!("reading the worker's answer failed: {e}"))
+        }
     }
 }
 
-/// Why a bounded read gave up.
-pub enum ReadError {
+/// Why a bounded read gave up; `E` is the client's read error.
+pub enum ReadError<E> {
     /// The answer is (or declares itself) larger than the limit.
     TooLarge,
     /// The body broke or stopped within the client's timeout.
-    Failed(reqwest::Error),
+    Failed(E),
 }
 
 /// The whole body of `response`, refused past `max` bytes (by its declared
 /// length at once, else as soon as the bytes read pass it): for any answer
 /// of a worker, whose size it sets.
-pub async fn read_at_most(mut response: reqwest::Response, max: usize) -> Result<Bytes, ReadError> {
+pub async fn read_at_most(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Bytes, ReadError<reqwest::Error>> {
     let declared = response
         .content_length()
         .and_then(|n| usize::try_from(n).ok());
@@ -61,9 +65,9 @@ pub async fn read_at_most(mut response: reqwest::Response, max: usize) -> Result
     Ok(body.freeze())
 }
 
-/// [`read_at_most`] with the `/v1` errors.
-pub async fn read(response: reqwest::Response, max: usize) -> Result<Bytes, OpenAiError> {
-    read_at_most(response, max).await.map_err(|e| match e {
+/// A worker's whole answer to the proxy, with the `/v1` errors.
+pub async fn read(answer: super::engine::Answer, max: usize) -> Result<Bytes, OpenAiError> {
+    answer.read_at_most(max).await.map_err(|e| match e {
         ReadError::TooLarge => answer_too_large(max),
         ReadError::Failed(e) => read_failed(&e),
     })

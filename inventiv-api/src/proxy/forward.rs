@@ -700,6 +700,7 @@ async fn forward_to(
     // changes; others go as they came.
     let payload = upstream_body(body, streaming, stream_options, upstream_model.as_deref())?;
     let request_id = request_id::current().unwrap_or_else(|| Uuid::new_v4().simple().to_string());
+    let request_header = HeaderValue::from_str(&request_id).ok();
     let upstream_limits = state.config.upstream;
     let mut last_error = OpenAiError::upstream("no worker answered");
     for (attempt, worker) in workers.iter().take(3).enumerate() {
@@ -721,17 +722,14 @@ async fn forward_to(
             instance_id = %worker.instance_id,
             status = tracing::field::Empty
         );
-        let mut post = worker
-            .client
-            .post(url)
-            .header(CONTENT_TYPE, "application/json")
-            .header("x-request-id", &request_id);
-        if let Some(t) = telemetry::traceparent(&call) {
-            post = post.header("traceparent", t);
+        let mut headers = Vec::with_capacity(2);
+        headers.extend(request_header.clone().map(|id| ("x-request-id", id)));
+        if let Some(t) = telemetry::traceparent(&call).and_then(|t| HeaderValue::try_from(t).ok()) {
+            headers.push(("traceparent", t));
         }
-        let sent = post
-            .body(payload.clone())
-            .send()
+        let sent = worker
+            .client
+            .post(url, &headers, payload.clone())
             .instrument(call.clone())
             .await;
         if let Ok(r) = &sent {
@@ -796,7 +794,7 @@ async fn forward_to(
         let status = upstream.status();
         let mut response = if streaming && status.is_success() {
             let stream = relay_stream(
-                upstream.bytes_stream(),
+                upstream.into_stream(),
                 meter,
                 client_usage,
                 in_flight,
@@ -1056,7 +1054,7 @@ impl Drop for Relay {
 }
 
 fn relay_stream(
-    upstream: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    upstream: impl Stream<Item = Result<Bytes, super::engine::ReadError>> + Send + 'static,
     meter: Meter,
     client_usage: ClientUsage,
     in_flight: InFlight,

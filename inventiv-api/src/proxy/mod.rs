@@ -9,6 +9,7 @@ pub mod admission;
 pub mod bounded;
 pub mod budget_store;
 pub mod budgets;
+pub mod engine;
 pub mod error;
 pub mod forward;
 pub mod forward_limits;

@@ -24,10 +24,12 @@ use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use axum::http::Uri;
 use inventiv_store::relay::{RelayAccess, StoredRelay};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::engine::EngineClient;
 use super::prefix::{self, Candidate, PrefixIndex, PrefixSettings, PromptBlocks, PromptText};
 use crate::metrics::ModelSeries;
 use crate::state::AppState;
@@ -40,20 +42,13 @@ const COOL_DOWN_MS: i64 = 10_000;
 pub const ENGINE_PATHS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
 
 /// The client for one worker's relay: pooled, TCP_NODELAY, a short
-/// connect timeout (a dead node is skipped quickly), no proxy, and pinned
-/// to the relay's certificate with its key ([`inventiv_store::relay::pinned_client`]).
+/// connect timeout (a dead node is skipped quickly), and pinned to the
+/// relay's certificate with its key ([`super::engine`]).
 pub fn engine_client(
     access: &RelayAccess,
     read_timeout: Duration,
-) -> Result<reqwest::Client, inventiv_store::relay::ClientError> {
-    let builder = reqwest::Client::builder()
-        .read_timeout(read_timeout)
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .no_proxy();
-    inventiv_store::relay::pinned_client(builder, access)
+) -> Result<EngineClient, inventiv_store::relay::ClientError> {
+    EngineClient::new(access, read_timeout)
 }
 
 /// What a worker's client was built from: rebuilt when the key (a fresh
@@ -68,10 +63,10 @@ pub struct Worker {
     /// The model's context length from the catalog, when it is listed.
     pub context_length: Option<i64>,
     /// Talks to this worker's relay only.
-    pub client: reqwest::Client,
+    pub client: EngineClient,
     generation: Generation,
     /// [`ENGINE_PATHS`] on this worker, parsed once rather than per request.
-    urls: Vec<(&'static str, reqwest::Url)>,
+    urls: Vec<(&'static str, Uri)>,
     pub outstanding: AtomicU32,
     pub queue_depth: AtomicU32,
     failures: AtomicU32,
@@ -83,12 +78,12 @@ impl Worker {
         instance_id: Uuid,
         base_url: String,
         context_length: Option<i64>,
-        client: reqwest::Client,
+        client: EngineClient,
         generation: Generation,
     ) -> Worker {
         let urls = ENGINE_PATHS
             .iter()
-            .filter_map(|p| Some((*p, reqwest::Url::parse(&format!("{base_url}{p}")).ok()?)))
+            .filter_map(|p| Some((*p, format!("{base_url}{p}").parse().ok()?)))
             .collect();
         Worker {
             instance_id,
@@ -109,10 +104,10 @@ impl Worker {
     }
 
     /// The URL of `path` on this worker; None when the address is not one.
-    pub fn url(&self, path: &str) -> Option<reqwest::Url> {
+    pub fn url(&self, path: &str) -> Option<Uri> {
         match self.urls.iter().find(|(p, _)| *p == path) {
             Some((_, url)) => Some(url.clone()),
-            None => reqwest::Url::parse(&format!("{}{path}", self.base_url)).ok(),
+            None => format!("{}{path}", self.base_url).parse().ok(),
         }
     }
 
