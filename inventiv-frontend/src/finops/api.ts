@@ -7,11 +7,13 @@ import type { CostPoint, CurrentCost, Dispute, MonthStatement, Recovery, Stateme
 
 type Query = Record<string, string>;
 
-export function useCurrentCost() {
+/** The burn rate; `enabled` false for roles that may not read FinOps (the API would answer 403). */
+export function useCurrentCost(enabled = true) {
   return useQuery({
     queryKey: ['finops', 'current'],
     queryFn: () => api<CurrentCost>('/finops/cost/current'),
     refetchInterval: 60_000,
+    enabled,
   });
 }
 
