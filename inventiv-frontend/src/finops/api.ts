@@ -25,8 +25,8 @@ export function useUsageSeries(query: Query) {
   return useQuery({ queryKey: ['finops', 'usage', query], queryFn: () => api<UsagePoint[]>('/finops/usage/series', { query }) });
 }
 
-export function useCostRecovery() {
-  return useQuery({ queryKey: ['finops', 'recovery'], queryFn: () => api<Recovery[]>('/finops/cost-recovery') });
+export function useCostRecovery(enabled = true) {
+  return useQuery({ queryKey: ['finops', 'recovery'], queryFn: () => api<Recovery[]>('/finops/cost-recovery'), enabled });
 }
 
 export function useStatement(month: string) {

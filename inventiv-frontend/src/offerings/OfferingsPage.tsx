@@ -10,7 +10,9 @@ import type { Offering, RuntimeModel, Share, ShareStatus } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { DataTable } from '../components/DataTable';
 import { Dialog } from '../components/Dialog';
-import { Badge, Card, DateText, Empty, ErrorMessage, Field, Loading, PageHeader, SelectField, StatusBadge } from '../components/ui';
+import { Badge, Card, DateText, Empty, ErrorMessage, Field, Loading, Money, PageHeader, SelectField, StatusBadge } from '../components/ui';
+import { useCostRecovery } from '../finops/api';
+import { Margin } from '../finops/Margin';
 import { PromptForm, promptOf, useSystemPrompts } from '../organizations/SystemPromptCard';
 import { priceError, priceText } from './prices';
 import { useCreateShare, useNewPrice, useOfferings, usePublishOffering, useShares, useUpdateOffering, useUpdateShare } from './api';
@@ -262,6 +264,19 @@ function ConsumersPromptCard({ offering, editable }: { offering: Offering; edita
   );
 }
 
+/** The offering's cost recovery over the last 30 days (roles that read FinOps). */
+function RecoveryLine({ offeringId }: { offeringId: string }) {
+  const allowed = useCan('ViewFinOps');
+  const recovery = useCostRecovery(allowed);
+  const r = recovery.data?.find((x) => x.offering_id === offeringId);
+  if (!allowed || !r) return null;
+  return (
+    <p className="muted">
+      Last 30 days: revenue <Money value={r.revenue_eur} />, GPU cost <Money value={r.gpu_cost_eur} />, margin <Margin value={r.margin_eur} />.
+    </p>
+  );
+}
+
 function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolean }) {
   const shares = useShares(offering.id);
   const update = useUpdateShare(offering.id);
@@ -320,6 +335,7 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
   );
   return (
     <Card title={`Shares of ${offering.address}`}>
+      <RecoveryLine offeringId={offering.id} />
       {canSell ? <ShareForm offeringId={offering.id} /> : null}
       <ErrorMessage error={update.error} />
       {shares.isPending ? <Loading /> : shares.isError ? <ErrorMessage error={shares.error} /> : shares.data.length === 0 ? (
