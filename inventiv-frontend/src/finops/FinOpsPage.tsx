@@ -9,6 +9,7 @@ import type { Recovery, RunningInstance } from '../api/types';
 import { DataTable } from '../components/DataTable';
 import { LineChart } from '../components/LineChart';
 import { Card, DateText, Empty, ErrorMessage, Loading, Money, PageHeader, SelectField } from '../components/ui';
+import { perMillion } from '../offerings/prices';
 import { Margin } from './Margin';
 import { useCostRecovery, useCostSeries, useCurrentCost, useUsageSeries } from './api';
 import { pivot, seriesQuery, type Bucket, type CostGroup } from './money';
@@ -157,9 +158,18 @@ function CostRecovery() {
       {
         id: 'break_even',
         accessorKey: 'break_even_eur_per_1k',
-        header: 'Break-even / 1k tokens',
-        size: 190,
-        cell: ({ row }) => <Money value={row.original.break_even_eur_per_1k} />,
+        header: 'Break-even / 1k (1M) tokens',
+        size: 220,
+        cell: ({ row }) => {
+          const perK = row.original.break_even_eur_per_1k;
+          return perK ? (
+            <>
+              <Money value={perK} /> <span className="muted">(<Money value={perMillion(perK)} />)</span>
+            </>
+          ) : (
+            <Money value={perK} />
+          );
+        },
       },
     ],
     [],

@@ -12,7 +12,7 @@ import { CopyButton } from '../components/CopyButton';
 import { DataTable } from '../components/DataTable';
 import { Badge, Card, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
 import { useAcceptOffering, useAvailableOfferings, usePreferences, useSetPreferences } from './api';
-import { priceText } from './prices';
+import { Prices } from './Prices';
 
 export function MarketplacePage() {
   const canAccept = useCan('AcceptShares');
@@ -37,19 +37,23 @@ export function MarketplacePage() {
       { id: 'visibility', accessorKey: 'visibility', header: 'Visibility', size: 110 },
       {
         id: 'price',
-        header: 'EUR per 1k tokens',
-        size: 260,
-        accessorFn: (a) => a.input_eur_per_1k ?? '',
+        header: 'EUR per 1k / 1M tokens',
+        size: 300,
+        accessorFn: (a) => Number(a.input_eur_per_1k ?? 0),
         cell: ({ row }) => {
           const a = row.original;
           return (
             <>
-              {priceText(a.input_eur_per_1k, a.output_eur_per_1k)}
+              <Prices input={a.input_eur_per_1k} output={a.output_eur_per_1k} />
               {announcedRaise(a) ? (
-                <div className="muted">announced: {priceText(a.announced_input_eur_per_1k, a.announced_output_eur_per_1k)}</div>
+                <div className="muted">
+                  announced: <Prices input={a.announced_input_eur_per_1k} output={a.announced_output_eur_per_1k} />
+                </div>
               ) : null}
               {a.max_input_eur_per_1k ? (
-                <div className="muted">at most: {priceText(a.max_input_eur_per_1k, a.max_output_eur_per_1k)}</div>
+                <div className="muted">
+                  at most: <Prices input={a.max_input_eur_per_1k} output={a.max_output_eur_per_1k} />
+                </div>
               ) : null}
             </>
           );

@@ -14,7 +14,8 @@ import { Badge, Card, DateText, Empty, ErrorMessage, Field, Loading, Money, Page
 import { useCostRecovery } from '../finops/api';
 import { Margin } from '../finops/Margin';
 import { PromptForm, promptOf, useSystemPrompts } from '../organizations/SystemPromptCard';
-import { priceError, priceText } from './prices';
+import { parsePrice, perMillionHint, priceError } from './prices';
+import { Prices } from './Prices';
 import { useCreateShare, useNewPrice, useOfferings, usePublishOffering, useShares, useUpdateOffering, useUpdateShare } from './api';
 
 export const VISIBILITIES = ['private', 'unlisted', 'public'] as const;
@@ -90,10 +91,10 @@ export function OfferingsPage() {
       },
       {
         id: 'price',
-        header: 'EUR per 1k tokens',
-        size: 190,
-        accessorFn: (o) => o.input_eur_per_1k ?? '',
-        cell: ({ row }) => priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k, row.original.cached_input_eur_per_1k),
+        header: 'EUR per 1k / 1M tokens',
+        size: 260,
+        accessorFn: (o) => Number(o.input_eur_per_1k ?? 0),
+        cell: ({ row }) => <Prices input={row.original.input_eur_per_1k} output={row.original.output_eur_per_1k} cached={row.original.cached_input_eur_per_1k} />,
       },
       { id: 'created', accessorKey: 'created_at', header: 'Published', size: 140, cell: ({ row }) => <DateText value={row.original.created_at} /> },
       {
@@ -201,9 +202,9 @@ function PriceForm({ offering, onDone }: { offering: Offering; onDone: () => voi
   const submit = (e: FormEvent) => {
     e.preventDefault();
     const body = {
-      input_eur_per_1k: input.trim(),
-      output_eur_per_1k: output.trim(),
-      cached_input_eur_per_1k: cached.trim() === '' ? null : cached.trim(),
+      input_eur_per_1k: parsePrice(input) ?? input.trim(),
+      output_eur_per_1k: parsePrice(output) ?? output.trim(),
+      cached_input_eur_per_1k: cached.trim() === '' ? null : (parsePrice(cached) ?? cached.trim()),
       effective_at: effective ? new Date(effective).toISOString() : null,
     };
     price.mutate({ id: offering.id, body }, { onSuccess: onDone });
@@ -213,14 +214,14 @@ function PriceForm({ offering, onDone }: { offering: Offering; onDone: () => voi
       <p className="muted">
         {offering.address}: a new version; calls made before it takes effect keep their price.
       </p>
-      <Field label="Input EUR per 1k tokens" inputMode="decimal" value={input} required onChange={(e) => setInput(e.target.value)} />
-      <Field label="Output EUR per 1k tokens" inputMode="decimal" value={output} required onChange={(e) => setOutput(e.target.value)} />
+      <Field label="Input EUR per 1k tokens" inputMode="decimal" value={input} required onChange={(e) => setInput(e.target.value)} hint={perMillionHint(input)} />
+      <Field label="Output EUR per 1k tokens" inputMode="decimal" value={output} required onChange={(e) => setOutput(e.target.value)} hint={perMillionHint(output)} />
       <Field
         label="Cached input EUR per 1k tokens (optional)"
         inputMode="decimal"
         value={cached}
         onChange={(e) => setCached(e.target.value)}
-        hint="Prompt tokens the engine serves from its prefix cache; the input rate when empty, never above it."
+        hint={`Prompt tokens the engine serves from its prefix cache; the input rate when empty, never above it.${cached.trim() ? ` ${perMillionHint(cached) ?? ''}` : ''}`}
       />
       <Field label="Effective at (optional)" type="datetime-local" value={effective} onChange={(e) => setEffective(e.target.value)} hint="Now when empty; never in the past." />
       {input && output && invalid ? <p className="error">{invalid}</p> : null}
@@ -287,13 +288,15 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
       { id: 'accepted', accessorKey: 'accepted_at', header: 'Accepted', size: 180, cell: ({ row }) => <DateText value={row.original.accepted_at} /> },
       {
         id: 'price',
-        header: 'Own EUR per 1k tokens',
-        size: 220,
-        accessorFn: (s) => s.input_eur_per_1k ?? '',
+        header: 'Own EUR per 1k / 1M tokens',
+        size: 260,
+        accessorFn: (s) => Number(s.input_eur_per_1k ?? 0),
         cell: ({ row }) =>
-          row.original.input_eur_per_1k
-            ? priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k, row.original.cached_input_eur_per_1k)
-            : "the offering's",
+          row.original.input_eur_per_1k ? (
+            <Prices input={row.original.input_eur_per_1k} output={row.original.output_eur_per_1k} cached={row.original.cached_input_eur_per_1k} />
+          ) : (
+            "the offering's"
+          ),
       },
       {
         id: 'actions',
@@ -352,12 +355,12 @@ function ShareForm({ offeringId }: { offeringId: string }) {
   const [slug, setSlug] = useState('');
   const [input, setInput] = useState('');
   const [output, setOutput] = useState('');
-  const priced = input !== '' || output !== '';
+  const priced = input.trim() !== '' || output.trim() !== '';
   const invalid = priced ? priceError(input, output) : null;
   const submit = (e: FormEvent) => {
     e.preventDefault();
     const body = priced
-      ? { consumer_org_slug: slug.trim(), input_eur_per_1k: input.trim(), output_eur_per_1k: output.trim() }
+      ? { consumer_org_slug: slug.trim(), input_eur_per_1k: parsePrice(input) ?? input.trim(), output_eur_per_1k: parsePrice(output) ?? output.trim() }
       : { consumer_org_slug: slug.trim() };
     create.mutate(body, {
       onSuccess: () => {
@@ -370,8 +373,8 @@ function ShareForm({ offeringId }: { offeringId: string }) {
   return (
     <form className="form form-inline" onSubmit={submit} aria-label="Share with an organization">
       <Field label="Organization slug" value={slug} required onChange={(e) => setSlug(e.target.value)} />
-      <Field label="Its input EUR per 1k (optional)" inputMode="decimal" value={input} onChange={(e) => setInput(e.target.value)} />
-      <Field label="Its output EUR per 1k (optional)" inputMode="decimal" value={output} onChange={(e) => setOutput(e.target.value)} />
+      <Field label="Its input EUR per 1k (optional)" inputMode="decimal" value={input} onChange={(e) => setInput(e.target.value)} hint={perMillionHint(input)} />
+      <Field label="Its output EUR per 1k (optional)" inputMode="decimal" value={output} onChange={(e) => setOutput(e.target.value)} hint={perMillionHint(output)} />
       <button type="submit" className="button button-primary" disabled={create.isPending || !slug.trim() || invalid !== null}>
         Share
       </button>
