@@ -10,6 +10,7 @@ import type { Available } from '../api/types';
 import { useCan } from '../auth/useMe';
 import { CopyButton } from '../components/CopyButton';
 import { DataTable } from '../components/DataTable';
+import { Dialog } from '../components/Dialog';
 import { Badge, Card, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
 import { useAcceptOffering, useAvailableOfferings, usePreferences, useSetPreferences } from './api';
 import { Prices } from './Prices';
@@ -18,7 +19,8 @@ export function MarketplacePage() {
   const canAccept = useCan('AcceptShares');
   const available = useAvailableOfferings({});
   const accept = useAcceptOffering();
-  const [accepting, setAccepting] = useState<string | null>(null);
+  const [accepting, setAccepting] = useState<Available | null>(null);
+  const [confirming, setConfirming] = useState<Available | null>(null);
   const columns = useMemo<ColumnDef<Available>[]>(
     () => [
       {
@@ -86,10 +88,7 @@ export function MarketplacePage() {
               className="button button-small button-primary"
               disabled={accept.isPending}
               aria-label={`Accept ${row.original.address}`}
-              onClick={() => {
-                setAccepting(row.original.address);
-                accept.mutate(row.original.offering_id);
-              }}
+              onClick={() => setConfirming(row.original)}
             >
               {row.original.accepted ? 'Accept new price' : 'Accept'}
             </button>
@@ -109,7 +108,7 @@ export function MarketplacePage() {
         </p>
         {accept.isError ? (
           <p className="error" role="alert">
-            {accepting}: {accept.error.message}
+            {accepting?.address}: {accept.error.message}
           </p>
         ) : null}
         {available.isPending ? <Loading /> : available.isError ? <ErrorMessage error={available.error} /> : available.data.length === 0 ? (
@@ -118,7 +117,60 @@ export function MarketplacePage() {
           <DataTable id="available-offerings" label="Available offerings" columns={columns} data={available.data} getRowId={(a) => a.offering_id} />
         )}
       </Card>
+      <Dialog title={confirming ? `Accept ${confirming.address}?` : 'Accept'} open={confirming !== null} onClose={() => setConfirming(null)}>
+        {confirming ? (
+          <AcceptConfirmation
+            offering={confirming}
+            busy={accept.isPending}
+            onCancel={() => setConfirming(null)}
+            onConfirm={() => {
+              setAccepting(confirming);
+              accept.mutate(confirming.offering_id, { onSettled: () => setConfirming(null) });
+            }}
+          />
+        ) : null}
+      </Dialog>
     </>
+  );
+}
+
+/** What accepting agrees to: the price each call is charged (the announced one, which acceptance applies at once). */
+function AcceptConfirmation({ offering, busy, onCancel, onConfirm }: { offering: Available; busy: boolean; onCancel: () => void; onConfirm: () => void }) {
+  const input = offering.announced_input_eur_per_1k ?? offering.input_eur_per_1k;
+  const output = offering.announced_output_eur_per_1k ?? offering.output_eur_per_1k;
+  const free = !input || !output;
+  return (
+    <div className="form">
+      <p>
+        {free ? (
+          <>
+            <strong>Free:</strong> this organization&apos;s keys may call <code>{offering.address}</code> without charge.
+          </>
+        ) : (
+          <>
+            Every call of <code>{offering.address}</code> with this organization&apos;s keys is charged per token, in EUR:{' '}
+            <strong>
+              <Prices input={input} output={output} cached={input === offering.input_eur_per_1k ? offering.cached_input_eur_per_1k : null} />
+            </strong>
+            .
+          </>
+        )}
+      </p>
+      {offering.accepted ? <p className="muted">This applies the price {offering.provider_org_slug} announced now, without waiting for its notice period.</p> : null}
+      {offering.max_input_eur_per_1k ? (
+        <p className="muted">
+          The maximum this organization set stays in force: <Prices input={offering.max_input_eur_per_1k} output={offering.max_output_eur_per_1k} />.
+        </p>
+      ) : null}
+      <div className="form-actions">
+        <button type="button" className="button" onClick={onCancel}>
+          Cancel
+        </button>
+        <button type="button" className="button button-primary" disabled={busy} onClick={onConfirm}>
+          {free ? 'Accept' : 'Accept this price'}
+        </button>
+      </div>
+    </div>
   );
 }
 

@@ -281,6 +281,7 @@ function RecoveryLine({ offeringId }: { offeringId: string }) {
 function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolean }) {
   const shares = useShares(offering.id);
   const update = useUpdateShare(offering.id);
+  const [sharing, setSharing] = useState(false);
   const columns = useMemo<ColumnDef<Share>[]>(
     () => [
       { id: 'consumer', accessorKey: 'consumer_org_slug', header: 'Organization', size: 180 },
@@ -337,9 +338,20 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
     [canSell, update, offering.address],
   );
   return (
-    <Card title={`Shares of ${offering.address}`}>
+    <Card
+      title={`Shares of ${offering.address}`}
+      actions={
+        canSell ? (
+          <button type="button" className="button button-primary" onClick={() => setSharing(true)}>
+            Share with an organization
+          </button>
+        ) : undefined
+      }
+    >
       <RecoveryLine offeringId={offering.id} />
-      {canSell ? <ShareForm offeringId={offering.id} /> : null}
+      <Dialog title={`Share ${offering.address}`} open={sharing} onClose={() => setSharing(false)}>
+        {sharing ? <ShareForm offering={offering} onDone={() => setSharing(false)} /> : null}
+      </Dialog>
       <ErrorMessage error={update.error} />
       {shares.isPending ? <Loading /> : shares.isError ? <ErrorMessage error={shares.error} /> : shares.data.length === 0 ? (
         <Empty>Not shared with anyone yet.</Empty>
@@ -350,8 +362,8 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
   );
 }
 
-function ShareForm({ offeringId }: { offeringId: string }) {
-  const create = useCreateShare(offeringId);
+function ShareForm({ offering, onDone }: { offering: Offering; onDone: () => void }) {
+  const create = useCreateShare(offering.id);
   const [slug, setSlug] = useState('');
   const [input, setInput] = useState('');
   const [output, setOutput] = useState('');
@@ -362,24 +374,37 @@ function ShareForm({ offeringId }: { offeringId: string }) {
     const body = priced
       ? { consumer_org_slug: slug.trim(), input_eur_per_1k: parsePrice(input) ?? input.trim(), output_eur_per_1k: parsePrice(output) ?? output.trim() }
       : { consumer_org_slug: slug.trim() };
-    create.mutate(body, {
-      onSuccess: () => {
-        setSlug('');
-        setInput('');
-        setOutput('');
-      },
-    });
+    create.mutate(body, { onSuccess: onDone });
   };
   return (
-    <form className="form form-inline" onSubmit={submit} aria-label="Share with an organization">
-      <Field label="Organization slug" value={slug} required onChange={(e) => setSlug(e.target.value)} />
-      <Field label="Its input EUR per 1k (optional)" inputMode="decimal" value={input} onChange={(e) => setInput(e.target.value)} hint={perMillionHint(input)} />
-      <Field label="Its output EUR per 1k (optional)" inputMode="decimal" value={output} onChange={(e) => setOutput(e.target.value)} hint={perMillionHint(output)} />
-      <button type="submit" className="button button-primary" disabled={create.isPending || !slug.trim() || invalid !== null}>
-        Share
-      </button>
+    <form className="form" onSubmit={submit} aria-label={`Share ${offering.address}`}>
+      <Field
+        label="Organization slug"
+        value={slug}
+        required
+        autoComplete="off"
+        spellCheck={false}
+        onChange={(e) => setSlug(e.target.value)}
+        hint="The exact slug of the organization, as its Organization page shows it (ask one of its members). Nothing is charged until one of its managers accepts."
+      />
+      <Field
+        label="Its input EUR per 1k tokens (optional)"
+        inputMode="decimal"
+        value={input}
+        onChange={(e) => setInput(e.target.value)}
+        hint={perMillionHint(input) ?? "The offering's price when both are empty."}
+      />
+      <Field label="Its output EUR per 1k tokens (optional)" inputMode="decimal" value={output} onChange={(e) => setOutput(e.target.value)} hint={perMillionHint(output)} />
       {invalid ? <p className="error">{invalid}</p> : null}
       <ErrorMessage error={create.error} />
+      <div className="form-actions">
+        <button type="button" className="button" onClick={onDone}>
+          Cancel
+        </button>
+        <button type="submit" className="button button-primary" disabled={create.isPending || !slug.trim() || invalid !== null}>
+          Share
+        </button>
+      </div>
     </form>
   );
 }
