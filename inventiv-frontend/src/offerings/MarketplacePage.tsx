@@ -4,6 +4,8 @@
 // preferences (hide public offerings, hide paid ones). A provider's price
 // increase reaches an accepted offering after the notice period, or at once
 // when the manager accepts it again; the cap the organization set is shown.
+// A manager may leave an accepted offering (after a confirmation saying what
+// stops): its keys' calls are refused from then on.
 import { useMemo, useState } from 'react';
 import type { ColumnDef } from '@tanstack/react-table';
 import type { Available } from '../api/types';
@@ -12,7 +14,7 @@ import { CopyButton } from '../components/CopyButton';
 import { DataTable } from '../components/DataTable';
 import { Dialog } from '../components/Dialog';
 import { Badge, Card, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } from '../components/ui';
-import { useAcceptOffering, useAvailableOfferings, usePreferences, useSetPreferences } from './api';
+import { useAcceptOffering, useAvailableOfferings, useLeaveOffering, usePreferences, useSetPreferences } from './api';
 import { Prices } from './Prices';
 
 export function MarketplacePage() {
@@ -21,6 +23,8 @@ export function MarketplacePage() {
   const accept = useAcceptOffering();
   const [accepting, setAccepting] = useState<Available | null>(null);
   const [confirming, setConfirming] = useState<Available | null>(null);
+  const leave = useLeaveOffering();
+  const [leaving, setLeaving] = useState<Available | null>(null);
   const columns = useMemo<ColumnDef<Available>[]>(
     () => [
       {
@@ -82,20 +86,38 @@ export function MarketplacePage() {
         size: 170,
         enableSorting: false,
         cell: ({ row }) =>
-          canAccept && (!row.original.accepted || announcedRaise(row.original)) ? (
-            <button
-              type="button"
-              className="button button-small button-primary"
-              disabled={accept.isPending}
-              aria-label={`Accept ${row.original.address}`}
-              onClick={() => setConfirming(row.original)}
-            >
-              {row.original.accepted ? 'Accept new price' : 'Accept'}
-            </button>
+          canAccept ? (
+            <span className="row-actions">
+              {!row.original.accepted || announcedRaise(row.original) ? (
+                <button
+                  type="button"
+                  className="button button-small button-primary"
+                  disabled={accept.isPending}
+                  aria-label={`Accept ${row.original.address}`}
+                  onClick={() => setConfirming(row.original)}
+                >
+                  {row.original.accepted ? 'Accept new price' : 'Accept'}
+                </button>
+              ) : null}
+              {row.original.accepted ? (
+                <button
+                  type="button"
+                  className="button button-small button-danger"
+                  disabled={leave.isPending}
+                  aria-label={`Leave ${row.original.address}`}
+                  onClick={() => {
+                    leave.reset();
+                    setLeaving(row.original);
+                  }}
+                >
+                  Leave
+                </button>
+              ) : null}
+            </span>
           ) : null,
       },
     ],
-    [canAccept, accept],
+    [canAccept, accept, leave],
   );
   return (
     <>
@@ -117,6 +139,34 @@ export function MarketplacePage() {
           <DataTable id="available-offerings" label="Available offerings" columns={columns} data={available.data} getRowId={(a) => a.offering_id} />
         )}
       </Card>
+      <Dialog title={leaving ? `Leave ${leaving.address}?` : 'Leave'} open={leaving !== null} onClose={() => setLeaving(null)}>
+        {leaving ? (
+          <div className="form">
+            <ul className="consequences">
+              <li>
+                Calls of <code>{leaving.address}</code> with this organization&apos;s keys are refused from now on (<code>model_not_found</code>), and
+                nothing more is charged.
+              </li>
+              <li>What was already used stays on the statements.</li>
+              <li>While {leaving.provider_org_slug} offers it, a manager may accept it again, at the price then in force.</li>
+            </ul>
+            <ErrorMessage error={leave.error} />
+            <div className="form-actions">
+              <button type="button" className="button" onClick={() => setLeaving(null)}>
+                Cancel
+              </button>
+              <button
+                type="button"
+                className="button button-danger"
+                disabled={leave.isPending}
+                onClick={() => leave.mutate(leaving.offering_id, { onSuccess: () => setLeaving(null) })}
+              >
+                Yes, leave it
+              </button>
+            </div>
+          </div>
+        ) : null}
+      </Dialog>
       <Dialog title={confirming ? `Accept ${confirming.address}?` : 'Accept'} open={confirming !== null} onClose={() => setConfirming(null)}>
         {confirming ? (
           <AcceptConfirmation
