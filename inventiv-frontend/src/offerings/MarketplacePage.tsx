@@ -17,6 +17,9 @@ import { Badge, Card, Empty, ErrorMessage, Loading, PageHeader, StatusBadge } fr
 import { useAcceptOffering, useAvailableOfferings, useLeaveOffering, usePreferences, useSetPreferences } from './api';
 import { Prices } from './Prices';
 
+/** What the marketplace's search box looks in. */
+const availableText = (a: Available) => `${a.address} ${a.provider_org_slug} ${a.visibility} ${a.accepted ? 'accepted' : 'not accepted'}`;
+
 export function MarketplacePage() {
   const canAccept = useCan('AcceptShares');
   const available = useAvailableOfferings({});
@@ -136,7 +139,15 @@ export function MarketplacePage() {
         {available.isPending ? <Loading /> : available.isError ? <ErrorMessage error={available.error} /> : available.data.length === 0 ? (
           <Empty>Nothing is offered to this organization (or the discovery preferences hide it).</Empty>
         ) : (
-          <DataTable id="available-offerings" label="Available offerings" columns={columns} data={available.data} getRowId={(a) => a.offering_id} />
+          <DataTable
+            id="available-offerings"
+            label="Available offerings"
+            columns={columns}
+            data={available.data}
+            getRowId={(a) => a.offering_id}
+            searchText={availableText}
+            pageSize={25}
+          />
         )}
       </Card>
       <Dialog title={leaving ? `Leave ${leaving.address}?` : 'Leave'} open={leaving !== null} onClose={() => setLeaving(null)}>

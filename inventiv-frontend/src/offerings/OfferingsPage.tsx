@@ -20,6 +20,11 @@ import { useCreateShare, useNewPrice, useOfferings, usePublishOffering, useShare
 
 export const VISIBILITIES = ['private', 'unlisted', 'public'] as const;
 
+/** What the offerings' search box looks in. */
+const offeringText = (o: Offering) => `${o.address} ${o.visibility} ${o.serving ? 'serving' : 'no instance'}`;
+
+const shareText = (s: Share) => `${s.consumer_org_slug} ${s.status}`;
+
 export function OfferingsPage() {
   const offerings = useOfferings();
   const canPublish = useCan('PublishOfferings');
@@ -132,7 +137,7 @@ export function OfferingsPage() {
         {offerings.isPending ? <Loading /> : offerings.isError ? <ErrorMessage error={offerings.error} /> : offerings.data.length === 0 ? (
           <Empty>Nothing published yet: publish a model your instances serve, then share it.</Empty>
         ) : (
-          <DataTable id="offerings" label="Offerings" columns={columns} data={offerings.data} getRowId={(o) => o.id} />
+          <DataTable id="offerings" label="Offerings" columns={columns} data={offerings.data} getRowId={(o) => o.id} searchText={offeringText} pageSize={25} />
         )}
       </Card>
       {current ? <SharesCard offering={current} canSell={canSell} /> : null}
@@ -356,7 +361,15 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
       {shares.isPending ? <Loading /> : shares.isError ? <ErrorMessage error={shares.error} /> : shares.data.length === 0 ? (
         <Empty>Not shared with anyone yet.</Empty>
       ) : (
-        <DataTable id="offering-shares" label="Shares" columns={columns} data={shares.data} getRowId={(s) => s.id} />
+        <DataTable
+          id="offering-shares"
+          label="Shares"
+          columns={columns}
+          data={shares.data}
+          getRowId={(s) => s.id}
+          searchText={shareText}
+          pageSize={25}
+        />
       )}
     </Card>
   );
