@@ -18,7 +18,7 @@ export function SpendRate() {
     c.month_to_date_eur,
   )} spent since the 1st (UTC), plus this rate until the month ends.`;
   return (
-    <Link to="/finops" className="topbar-spend" title={title} aria-label={`Spend: ${rate}${forecast === null ? '' : `, about ${formatEur(forecast)} by month end`}`}>
+    <Link to="/finops" className="topbar-spend" title={title}>
       <span className="num">{rate}</span>
       {forecast === null ? null : (
         <>
