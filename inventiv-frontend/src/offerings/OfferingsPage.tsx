@@ -7,7 +7,7 @@ import { useQuery } from '@tanstack/react-query';
 import type { ColumnDef } from '@tanstack/react-table';
 import { api } from '../api/client';
 import type { Offering, RuntimeModel, Share, ShareStatus } from '../api/types';
-import { useCan } from '../auth/useMe';
+import { useCan, useMe } from '../auth/useMe';
 import { DataTable } from '../components/DataTable';
 import { Dialog } from '../components/Dialog';
 import { Badge, Card, DateText, Empty, ErrorMessage, Field, Loading, Money, PageHeader, SelectField, StatusBadge } from '../components/ui';
@@ -377,6 +377,9 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
 
 function ShareForm({ offering, onDone }: { offering: Offering; onDone: () => void }) {
   const create = useCreateShare(offering.id);
+  const me = useMe();
+  // Suggestions: the caller's other organizations (already known to them), never a directory of everyone's.
+  const mine = (me.data?.memberships ?? []).filter((m) => m.id !== me.data?.current_organization.id);
   const [slug, setSlug] = useState('');
   const [input, setInput] = useState('');
   const [output, setOutput] = useState('');
@@ -397,9 +400,19 @@ function ShareForm({ offering, onDone }: { offering: Offering; onDone: () => voi
         required
         autoComplete="off"
         spellCheck={false}
+        list={mine.length > 0 ? 'share-own-organizations' : undefined}
         onChange={(e) => setSlug(e.target.value)}
-        hint="The exact slug of the organization, as its Organization page shows it (ask one of its members). Nothing is charged until one of its managers accepts."
+        hint="The exact slug of the organization, as its Organization page shows it (ask one of its members), or one of yours. Nothing is charged until one of its managers accepts."
       />
+      {mine.length > 0 ? (
+        <datalist id="share-own-organizations">
+          {mine.map((m) => (
+            <option key={m.id} value={m.slug}>
+              {m.name}
+            </option>
+          ))}
+        </datalist>
+      ) : null}
       <Field
         label="Its input EUR per 1k tokens (optional)"
         inputMode="decimal"
