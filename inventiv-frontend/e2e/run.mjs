@@ -1074,6 +1074,20 @@ try {
       await row.getByText('Credit (provided)').waitFor();
       await row.getByText(consumer.slug, { exact: true }).waitFor();
     });
+
+    await step(admin, 'marketplace: the second organization leaves the offering after a confirmation', async () => {
+      await switchTo(page, consumer.id, consumerName);
+      await visit(admin, '/marketplace', 'Marketplace', 'marketplace-before-leave');
+      const row = page.getByRole('row', { name: new RegExp(escapeRe(address)) });
+      await row.getByRole('button', { name: `Leave ${address}` }).click();
+      const confirm = page.getByRole('dialog', { name: `Leave ${address}?` });
+      await confirm.getByText(/are refused from now on/).waitFor();
+      await screenshot(page, 'marketplace-leave');
+      await confirm.getByRole('button', { name: 'Yes, leave it' }).click();
+      await row.getByText('not accepted', { exact: true }).waitFor();
+      await row.getByRole('button', { name: `Accept ${address}` }).waitFor();
+      await switchTo(page, provider.id, orgName);
+    });
   } else {
     skip('offerings, sharing, acceptance and statements', 'set FULL=1: they need a deployed model');
   }
