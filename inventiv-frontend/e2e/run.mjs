@@ -983,8 +983,11 @@ try {
     await step(admin, 'offerings: share with a second organization', async () => {
       await page.getByRole('button', { name: `Shares of ${address}` }).click();
       const shares = page.getByRole('region', { name: `Shares of ${address}` });
-      await shares.getByLabel('Organization slug').fill(consumer.slug);
-      await shares.getByRole('button', { name: 'Share', exact: true }).click();
+      await shares.getByRole('button', { name: 'Share with an organization' }).click();
+      const share = page.getByRole('dialog', { name: `Share ${address}` });
+      await share.getByLabel('Organization slug').fill(consumer.slug);
+      await share.getByRole('button', { name: 'Share', exact: true }).click();
+      await share.waitFor({ state: 'hidden' });
       const row = shares.getByRole('row', { name: new RegExp(escapeRe(consumer.slug)) });
       await row.getByText('active', { exact: true }).waitFor();
       // Pause and resume: the buttons follow the share's status.
@@ -1002,6 +1005,10 @@ try {
       const row = page.getByRole('row', { name: new RegExp(escapeRe(address)) });
       await row.getByText('0.002000 in · 0.006000 out').waitFor();
       await row.getByRole('button', { name: `Accept ${address}` }).click();
+      // Accepting states the price and asks to confirm it.
+      const confirm = page.getByRole('dialog', { name: `Accept ${address}?` });
+      await confirm.getByText('0.002000 in · 0.006000 out per 1k').waitFor();
+      await confirm.getByRole('button', { name: 'Accept this price' }).click();
       await row.getByText('active', { exact: true }).waitFor();
       // A paid offering disappears while paid ones are hidden, and comes back.
       await switchOn(page, 'Hide paid offerings');
@@ -1066,6 +1073,20 @@ try {
         .getByRole('row', { name: new RegExp(escapeRe(address)) });
       await row.getByText('Credit (provided)').waitFor();
       await row.getByText(consumer.slug, { exact: true }).waitFor();
+    });
+
+    await step(admin, 'marketplace: the second organization leaves the offering after a confirmation', async () => {
+      await switchTo(page, consumer.id, consumerName);
+      await visit(admin, '/marketplace', 'Marketplace', 'marketplace-before-leave');
+      const row = page.getByRole('row', { name: new RegExp(escapeRe(address)) });
+      await row.getByRole('button', { name: `Leave ${address}` }).click();
+      const confirm = page.getByRole('dialog', { name: `Leave ${address}?` });
+      await confirm.getByText(/are refused from now on/).waitFor();
+      await screenshot(page, 'marketplace-leave');
+      await confirm.getByRole('button', { name: 'Yes, leave it' }).click();
+      await row.getByText('not accepted', { exact: true }).waitFor();
+      await row.getByRole('button', { name: `Accept ${address}` }).waitFor();
+      await switchTo(page, provider.id, orgName);
     });
   } else {
     skip('offerings, sharing, acceptance and statements', 'set FULL=1: they need a deployed model');

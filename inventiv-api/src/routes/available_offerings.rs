@@ -3,14 +3,17 @@
 //! and offerings shared with it, filtered by its discovery preferences) and
 //! accepts one (`POST .../available-offerings/{id}/accept`, its manager's
 //! economic activation) before its keys can call it; its manager sets the
-//! discovery preferences (hide public, hide paid offerings) and may cap the
-//! price of a share (`PUT .../available-offerings/{id}/max-price`).
+//! discovery preferences (hide public, hide paid offerings), may cap the
+//! price of a share (`PUT .../available-offerings/{id}/max-price`) and leave
+//! it (`DELETE .../available-offerings/{id}`: the acceptance is withdrawn, the
+//! keys' calls are refused at once; it may be accepted again while offered).
 //!
 //! A provider's price increase reaches an accepted share only after the
 //! notice period (`INVENTIV_PRICE_NOTICE_DAYS`) or once the consumer
 //! accepts again, which agrees to the prices announced so far.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use inventiv_common::{Action, OrgId, ShareStatus, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -28,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(available_offerings))
         .routes(routes!(accept_offering))
+        .routes(routes!(leave_offering))
         .routes(routes!(set_max_price))
         .routes(routes!(get_preferences, set_preferences))
 }
@@ -260,6 +264,55 @@ async fn accept_offering(
     tx.commit().await?;
     announce(&state, provider, offering).await;
     Ok(Json(load_available(&state, org, offering).await?))
+}
+
+/// Leaves an offering the current organization accepted (its manager): the
+/// acceptance is withdrawn, so its keys' calls of the offering are refused
+/// from now on (`model_not_found`) and nothing more is charged; what was
+/// used stays on the statements. The offering may be accepted again while
+/// it is offered. Leaving a share not accepted changes nothing.
+#[utoipa::path(delete, path = "/organizations/current/available-offerings/{offering_id}", tag = "offerings", security(("bearer" = [])),
+    params(("offering_id" = Uuid, Path, description = "offering id")),
+    responses((status = 204, description = "left (or not accepted)"), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn leave_offering(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(offering): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    caller.require(Action::AcceptShares)?;
+    let mut tx = state.db.begin().await?;
+    let share = sqlx::query!(
+        r#"SELECT s.id, s.accepted_at IS NOT NULL AS "accepted!", o.organization_id AS provider
+             FROM offering_shares s JOIN offerings o ON o.id = s.offering_id
+            WHERE s.offering_id = $1 AND s.consumer_organization_id = $2 AND s.status <> 'revoked'
+              FOR UPDATE OF s"#,
+        offering,
+        caller.org_id as OrgId,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    if !share.accepted {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    sqlx::query!(
+        "UPDATE offering_shares SET accepted_at = NULL, accepted_by = NULL, updated_at = now() WHERE id = $1",
+        share.id,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let entry = audit::Entry::by(
+        &caller,
+        "share.left",
+        "offering_share",
+        share.id.to_string(),
+    )
+    .details(serde_json::json!({ "offering_id": offering }));
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    announce(&state, share.provider, offering).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// One offering `org` has a share of (accepted, or capped), as it sees it,

@@ -34,6 +34,7 @@ mod huggingface_token;
 mod instance_logs;
 mod instance_volumes;
 mod invitations;
+mod leave_share;
 mod metering_crash;
 mod metering_journal;
 mod month_costs;

@@ -1008,6 +1008,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/organizations/current/available-offerings/{offering_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Leaves an offering the current organization accepted (its manager): the
+         *     acceptance is withdrawn, so its keys' calls of the offering are refused
+         *     from now on (`model_not_found`) and nothing more is charged; what was
+         *     used stays on the statements. The offering may be accepted again while
+         *     it is offered. Leaving a share not accepted changes nothing.
+         */
+        delete: operations["leave_offering"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/organizations/current/available-offerings/{offering_id}/accept": {
         parameters: {
             query?: never;
@@ -6759,6 +6782,52 @@ export interface operations {
             };
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
+        };
+    };
+    leave_offering: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description offering id */
+                offering_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description left (or not accepted) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     accept_offering: {

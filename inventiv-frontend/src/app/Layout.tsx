@@ -1,5 +1,6 @@
 // The frame of every logged-in page: sidebar navigation (modules hidden by
-// role), the workspace banner, the organization switcher, the live events.
+// role), the workspace banner, the organization switcher, the spend rate
+// (FinOps roles), the live events.
 // On a narrow screen (styles.css, ≤ 900 px) the sidebar is a drawer opened
 // by the top bar's menu button, so the page's content comes first.
 import { createContext, useContext, useEffect, useState, type ReactNode } from 'react';
@@ -9,6 +10,7 @@ import { clearAccessToken, maybeSignedIn } from '../api/session';
 import { useLogout } from '../auth/api';
 import { useMe } from '../auth/useMe';
 import { ErrorMessage, Loading, PageHeader } from '../components/ui';
+import { SpendRate } from '../finops/SpendRate';
 import { defaultEventSource, useLiveEvents, type LiveState } from '../instances/liveEvents';
 import { orgColor } from '../organizations/color';
 import { OrgSwitcher } from '../organizations/OrgSwitcher';
@@ -134,6 +136,7 @@ export function Layout() {
               <span aria-hidden="true">☰</span> Menu
             </button>
             <OrgSwitcher />
+            <SpendRate />
             <div className="user-menu">
               <span className={`live-dot live-${live}`} role="status" aria-label={`Live updates: ${live}`} title={`Live updates: ${live}`} />
               <span className="muted user-email">{me.data.user.email}</span>

@@ -116,4 +116,32 @@ describe('DataTable', () => {
     render(<DataTable id="empty" label="Empty" columns={columns} data={[]} empty="No machine." />);
     expect(screen.getByText('No machine.')).toBeTruthy();
   });
+
+  it('searches the rows and shows them by pages, sorted before paging', () => {
+    const many: Row[] = Array.from({ length: 60 }, (_, i) => ({ id: String(i), name: `${i % 2 ? 'odd' : 'even'}-${String(i).padStart(2, '0')}`, gpus: i }));
+    render(<DataTable id="many" label="Machines" columns={columns} data={many} getRowId={(r) => r.id} searchText={(r) => r.name} pageSize={25} />);
+    expect(names()).toHaveLength(25);
+    expect(screen.getByText('Rows 1–25 of 60')).toBeTruthy();
+    fireEvent.click(screen.getByRole('button', { name: 'Next' }));
+    expect(names()[0]).toBe('odd-25');
+    fireEvent.click(screen.getByRole('button', { name: 'Next' }));
+    expect(names()).toHaveLength(10);
+    expect((screen.getByRole('button', { name: 'Next' }) as HTMLButtonElement).disabled).toBe(true);
+
+    // Sorting orders every row, then pages: the first page starts at the top of the whole list.
+    fireEvent.click(screen.getByRole('button', { name: /^GPUs/ }));
+    fireEvent.click(screen.getByRole('button', { name: 'Previous' }));
+    fireEvent.click(screen.getByRole('button', { name: 'Previous' }));
+    expect(names()[0]).toBe('odd-59');
+
+    // A search goes back to the first page and counts what it kept.
+    fireEvent.change(screen.getByRole('searchbox', { name: 'Search Machines' }), { target: { value: 'ODD' } });
+    expect(screen.getByText('Rows 1–25 of 30')).toBeTruthy();
+    expect(names().every((n) => n.startsWith('odd'))).toBe(true);
+    fireEvent.change(screen.getByRole('searchbox', { name: 'Search Machines' }), { target: { value: 'odd 5' } });
+    expect(screen.queryByRole('navigation', { name: 'Pages of Machines' })).toBeNull();
+    expect(names()).toEqual(['odd-59', 'odd-57', 'odd-55', 'odd-53', 'odd-51', 'odd-45', 'odd-35', 'odd-25', 'odd-15', 'odd-05']);
+    fireEvent.change(screen.getByRole('searchbox', { name: 'Search Machines' }), { target: { value: 'none' } });
+    expect(screen.getByText('Nothing matches “none”.')).toBeTruthy();
+  });
 });

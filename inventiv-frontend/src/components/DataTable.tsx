@@ -1,5 +1,6 @@
 // The one table of the app: sortable, resizable, reorderable and hideable
-// columns, with the view saved per table id; long lists are virtualized.
+// columns, with the view saved per table id; long lists are virtualized,
+// or searched and shown by pages when the page asks (tablePaging.ts).
 // Columns shrink to fit the container (tableFit.ts) so the row actions (the
 // column with id "actions") stay on screen; on a narrow screen each row
 // becomes a card (styles.css), its cells labelled by their column.
@@ -16,6 +17,7 @@ import {
 } from '@tanstack/react-table';
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { fitWidths } from './tableFit';
+import { matchesQuery, pageWindow } from './tablePaging';
 import { useTablePreferences, type TablePreferences } from './tablePreferences';
 
 /** Column meta of a number column: right-aligned, tabular digits. */
@@ -42,6 +44,10 @@ export interface DataTableProps<T> {
   /** Rows beyond which only the visible ones are rendered. */
   virtualizeAbove?: number;
   toolbar?: ReactNode;
+  /** The text a search box looks in, per row; no search box without it. */
+  searchText?: (row: T) => string;
+  /** Rows per page (after search and sort); all rows on one page without it. */
+  pageSize?: number;
 }
 
 const ROW_HEIGHT = 41;
@@ -62,14 +68,22 @@ export function DataTable<T>({
   defaults,
   virtualizeAbove = 100,
   toolbar,
+  searchText,
+  pageSize,
 }: DataTableProps<T>) {
+  const [query, setQuery] = useState('');
+  const [page, setPage] = useState(0);
+  const shown = useMemo(
+    () => (searchText && query.trim() ? data.filter((row) => matchesQuery(searchText(row), query)) : data),
+    [data, searchText, query],
+  );
   const columnIds = useMemo(
     () => columns.map((c) => c.id ?? ((c as { accessorKey?: string }).accessorKey as string)),
     [columns],
   );
   const { prefs, setter, reset } = useTablePreferences(id, columnIds, defaults);
   const table = useReactTable({
-    data,
+    data: shown,
     columns,
     getRowId: getRowId ? (row) => getRowId(row) : undefined,
     state: prefs,
@@ -95,7 +109,9 @@ export function DataTable<T>({
     table.setColumnOrder(next);
   };
 
-  const rows = table.getRowModel().rows;
+  const sorted = table.getRowModel().rows;
+  const paging = pageWindow(sorted.length, page, pageSize ?? Math.max(1, sorted.length));
+  const rows = pageSize ? sorted.slice(paging.start, paging.end) : sorted;
   const scrollRef = useRef<HTMLDivElement>(null);
   const virtualize = rows.length > virtualizeAbove;
   const virtualizer = useVirtualizer({
@@ -119,7 +135,7 @@ export function DataTable<T>({
     body = (
       <tr>
         <td colSpan={visibleColumns} className="empty-cell">
-          {empty ?? 'Nothing here yet.'}
+          {data.length > 0 ? `Nothing matches “${query.trim()}”.` : (empty ?? 'Nothing here yet.')}
         </td>
       </tr>
     );
@@ -144,7 +160,22 @@ export function DataTable<T>({
   return (
     <div className="data-table">
       <div className="table-toolbar">
-        <div className="table-toolbar-left">{toolbar}</div>
+        <div className="table-toolbar-left">
+          {searchText ? (
+            <input
+              type="search"
+              className="table-search"
+              aria-label={`Search ${label}`}
+              placeholder="Search…"
+              value={query}
+              onChange={(e) => {
+                setQuery(e.target.value);
+                setPage(0);
+              }}
+            />
+          ) : null}
+          {toolbar}
+        </div>
         <ColumnsMenu
           tableLabel={label}
           order={order}
@@ -167,6 +198,22 @@ export function DataTable<T>({
           <tbody>{body}</tbody>
         </table>
       </div>
+      {pageSize && paging.pages > 1 ? (
+        <nav className="pager" aria-label={`Pages of ${label}`}>
+          <span className="muted" role="status">
+            Rows {paging.start + 1}–{paging.end} of {sorted.length}
+          </span>
+          <button type="button" className="button button-small" disabled={paging.page === 0} onClick={() => setPage(paging.page - 1)}>
+            Previous
+          </button>
+          <span>
+            Page {paging.page + 1} of {paging.pages}
+          </span>
+          <button type="button" className="button button-small" disabled={paging.page >= paging.pages - 1} onClick={() => setPage(paging.page + 1)}>
+            Next
+          </button>
+        </nav>
+      ) : null}
     </div>
   );
 }

@@ -9,6 +9,8 @@ import type { Recovery, RunningInstance } from '../api/types';
 import { DataTable } from '../components/DataTable';
 import { LineChart } from '../components/LineChart';
 import { Card, DateText, Empty, ErrorMessage, Loading, Money, PageHeader, SelectField } from '../components/ui';
+import { perMillion } from '../offerings/prices';
+import { Margin } from './Margin';
 import { useCostRecovery, useCostSeries, useCurrentCost, useUsageSeries } from './api';
 import { pivot, seriesQuery, type Bucket, type CostGroup } from './money';
 
@@ -150,15 +152,24 @@ function CostRecovery() {
       { id: 'address', accessorKey: 'address', header: 'Offering', size: 260 },
       { id: 'gpu', accessorKey: 'gpu_cost_eur', header: 'GPU cost', size: 140, cell: ({ row }) => <Money value={row.original.gpu_cost_eur} /> },
       { id: 'revenue', accessorKey: 'revenue_eur', header: 'Revenue', size: 140, cell: ({ row }) => <Money value={row.original.revenue_eur} /> },
-      { id: 'margin', accessorKey: 'margin_eur', header: 'Margin', size: 140, cell: ({ row }) => <Money value={row.original.margin_eur} /> },
+      { id: 'margin', accessorKey: 'margin_eur', header: 'Margin', size: 140, cell: ({ row }) => <Margin value={row.original.margin_eur} /> },
       { id: 'shared', accessorKey: 'shared_tokens', header: 'Shared tokens', size: 130 },
       { id: 'total', accessorKey: 'total_tokens', header: 'All tokens', size: 120 },
       {
         id: 'break_even',
         accessorKey: 'break_even_eur_per_1k',
-        header: 'Break-even / 1k tokens',
-        size: 190,
-        cell: ({ row }) => <Money value={row.original.break_even_eur_per_1k} />,
+        header: 'Break-even / 1k (1M) tokens',
+        size: 220,
+        cell: ({ row }) => {
+          const perK = row.original.break_even_eur_per_1k;
+          return perK ? (
+            <>
+              <Money value={perK} /> <span className="muted">(<Money value={perMillion(perK)} />)</span>
+            </>
+          ) : (
+            <Money value={perK} />
+          );
+        },
       },
     ],
     [],

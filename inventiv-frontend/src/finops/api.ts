@@ -7,11 +7,13 @@ import type { CostPoint, CurrentCost, Dispute, MonthStatement, Recovery, Stateme
 
 type Query = Record<string, string>;
 
-export function useCurrentCost() {
+/** The burn rate; `enabled` false for roles that may not read FinOps (the API would answer 403). */
+export function useCurrentCost(enabled = true) {
   return useQuery({
     queryKey: ['finops', 'current'],
     queryFn: () => api<CurrentCost>('/finops/cost/current'),
     refetchInterval: 60_000,
+    enabled,
   });
 }
 
@@ -23,8 +25,8 @@ export function useUsageSeries(query: Query) {
   return useQuery({ queryKey: ['finops', 'usage', query], queryFn: () => api<UsagePoint[]>('/finops/usage/series', { query }) });
 }
 
-export function useCostRecovery() {
-  return useQuery({ queryKey: ['finops', 'recovery'], queryFn: () => api<Recovery[]>('/finops/cost-recovery') });
+export function useCostRecovery(enabled = true) {
+  return useQuery({ queryKey: ['finops', 'recovery'], queryFn: () => api<Recovery[]>('/finops/cost-recovery'), enabled });
 }
 
 export function useStatement(month: string) {

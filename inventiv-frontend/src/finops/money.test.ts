@@ -1,18 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isPrice, pivot, seriesQuery, utcMonth } from './money';
-
-describe('isPrice', () => {
-  it('accepts plain non-negative decimals only', () => {
-    expect(isPrice('0.002')).toBe(true);
-    expect(isPrice(' 1 ')).toBe(true);
-    expect(isPrice('-1')).toBe(false);
-    expect(isPrice('1,5')).toBe(false);
-    expect(isPrice('0.0000001')).toBe(false);
-    expect(isPrice('1234567')).toBe(false);
-    expect(isPrice('1.')).toBe(false);
-    expect(isPrice('')).toBe(false);
-  });
-});
+import { pivot, seriesQuery, utcMonth } from './money';
 
 describe('seriesQuery', () => {
   it('spans a range that fits the bucket, ending now', () => {

@@ -1,12 +1,7 @@
-// Price checks and series helpers of the FinOps pages. Amounts stay the
+// Series helpers of the FinOps pages. Amounts stay the
 // API's decimal strings and are written by components/format.ts (never
 // parsed into floats for display); numbers appear only as chart positions.
 import type { Series } from '../components/LineChart';
-
-/** Whether a price typed by a person is one the API accepts: ≥ 0, up to 6 digits and 6 decimals. */
-export function isPrice(text: string): boolean {
-  return /^\d{1,6}(\.\d{1,6})?$/.test(text.trim());
-}
 
 export type Bucket = 'minute' | 'hour' | 'day';
 export type CostGroup = 'none' | 'provider' | 'instance_type' | 'model' | 'instance';

@@ -14,6 +14,9 @@ import { TerminateDialog } from './TerminateDialog';
 
 const ACTION_LABEL: Record<InstanceAction, string> = { terminate: 'Terminate', reinstall: 'Reinstall', archive: 'Archive' };
 
+/** What the instances' search box looks in. */
+const instanceText = (i: Instance) => [i.name, i.model_id, i.status, i.provider, i.instance_type, i.ip_address ?? '', i.id].join(' ');
+
 export function InstancesPage() {
   const instances = useInstances();
   const canManage = useCan('ManageInstances');
@@ -129,6 +132,8 @@ export function InstancesPage() {
           columns={columns}
           data={showArchived ? [...instances.data, ...(archived.data ?? [])] : instances.data}
           getRowId={(i) => i.id}
+          searchText={instanceText}
+          pageSize={25}
           defaults={{ sorting: [{ id: 'created_at', desc: true }], columnVisibility: { provider: false, last_heartbeat_at: false, ip_address: false, cost_so_far_eur: false } }}
           empty={canManage ? 'No instance yet: deploy a model.' : 'No instance yet.'}
           toolbar={

@@ -15,6 +15,9 @@ import { useApiKeys, useCreateKey, useRevokeKey, useUpdateKey } from './api';
 import { limitChange, parseLimit } from './limits';
 import { PromptForm, promptOf, useSystemPrompts } from '../organizations/SystemPromptCard';
 
+/** What the keys' search box looks in. */
+const keyText = (k: ApiKey) => [k.name, k.prefix, k.last_four, k.status, k.created_by_email, ...(k.models ?? [])].join(' ');
+
 export function ApiKeysPage() {
   const { data: me } = useMe();
   const role = me?.current_organization.role;
@@ -108,6 +111,8 @@ export function ApiKeysPage() {
           columns={columns}
           data={keys.data}
           getRowId={(k) => k.id}
+          searchText={keyText}
+          pageSize={25}
           defaults={{ sorting: [{ id: 'created_at', desc: true }], columnVisibility: { created_at: false } }}
           empty="No key yet."
         />

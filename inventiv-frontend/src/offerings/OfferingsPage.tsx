@@ -7,15 +7,23 @@ import { useQuery } from '@tanstack/react-query';
 import type { ColumnDef } from '@tanstack/react-table';
 import { api } from '../api/client';
 import type { Offering, RuntimeModel, Share, ShareStatus } from '../api/types';
-import { useCan } from '../auth/useMe';
+import { useCan, useMe } from '../auth/useMe';
 import { DataTable } from '../components/DataTable';
 import { Dialog } from '../components/Dialog';
-import { Badge, Card, DateText, Empty, ErrorMessage, Field, Loading, PageHeader, SelectField, StatusBadge } from '../components/ui';
+import { Badge, Card, DateText, Empty, ErrorMessage, Field, Loading, Money, PageHeader, SelectField, StatusBadge } from '../components/ui';
+import { useCostRecovery } from '../finops/api';
+import { Margin } from '../finops/Margin';
 import { PromptForm, promptOf, useSystemPrompts } from '../organizations/SystemPromptCard';
-import { priceError, priceText } from './prices';
+import { parsePrice, perMillionHint, priceError } from './prices';
+import { Prices } from './Prices';
 import { useCreateShare, useNewPrice, useOfferings, usePublishOffering, useShares, useUpdateOffering, useUpdateShare } from './api';
 
 export const VISIBILITIES = ['private', 'unlisted', 'public'] as const;
+
+/** What the offerings' search box looks in. */
+const offeringText = (o: Offering) => `${o.address} ${o.visibility} ${o.serving ? 'serving' : 'no instance'}`;
+
+const shareText = (s: Share) => `${s.consumer_org_slug} ${s.status}`;
 
 export function OfferingsPage() {
   const offerings = useOfferings();
@@ -88,10 +96,10 @@ export function OfferingsPage() {
       },
       {
         id: 'price',
-        header: 'EUR per 1k tokens',
-        size: 190,
-        accessorFn: (o) => o.input_eur_per_1k ?? '',
-        cell: ({ row }) => priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k, row.original.cached_input_eur_per_1k),
+        header: 'EUR per 1k / 1M tokens',
+        size: 260,
+        accessorFn: (o) => Number(o.input_eur_per_1k ?? 0),
+        cell: ({ row }) => <Prices input={row.original.input_eur_per_1k} output={row.original.output_eur_per_1k} cached={row.original.cached_input_eur_per_1k} />,
       },
       { id: 'created', accessorKey: 'created_at', header: 'Published', size: 140, cell: ({ row }) => <DateText value={row.original.created_at} /> },
       {
@@ -129,7 +137,7 @@ export function OfferingsPage() {
         {offerings.isPending ? <Loading /> : offerings.isError ? <ErrorMessage error={offerings.error} /> : offerings.data.length === 0 ? (
           <Empty>Nothing published yet: publish a model your instances serve, then share it.</Empty>
         ) : (
-          <DataTable id="offerings" label="Offerings" columns={columns} data={offerings.data} getRowId={(o) => o.id} />
+          <DataTable id="offerings" label="Offerings" columns={columns} data={offerings.data} getRowId={(o) => o.id} searchText={offeringText} pageSize={25} />
         )}
       </Card>
       {current ? <SharesCard offering={current} canSell={canSell} /> : null}
@@ -199,9 +207,9 @@ function PriceForm({ offering, onDone }: { offering: Offering; onDone: () => voi
   const submit = (e: FormEvent) => {
     e.preventDefault();
     const body = {
-      input_eur_per_1k: input.trim(),
-      output_eur_per_1k: output.trim(),
-      cached_input_eur_per_1k: cached.trim() === '' ? null : cached.trim(),
+      input_eur_per_1k: parsePrice(input) ?? input.trim(),
+      output_eur_per_1k: parsePrice(output) ?? output.trim(),
+      cached_input_eur_per_1k: cached.trim() === '' ? null : (parsePrice(cached) ?? cached.trim()),
       effective_at: effective ? new Date(effective).toISOString() : null,
     };
     price.mutate({ id: offering.id, body }, { onSuccess: onDone });
@@ -211,14 +219,14 @@ function PriceForm({ offering, onDone }: { offering: Offering; onDone: () => voi
       <p className="muted">
         {offering.address}: a new version; calls made before it takes effect keep their price.
       </p>
-      <Field label="Input EUR per 1k tokens" inputMode="decimal" value={input} required onChange={(e) => setInput(e.target.value)} />
-      <Field label="Output EUR per 1k tokens" inputMode="decimal" value={output} required onChange={(e) => setOutput(e.target.value)} />
+      <Field label="Input EUR per 1k tokens" inputMode="decimal" value={input} required onChange={(e) => setInput(e.target.value)} hint={perMillionHint(input)} />
+      <Field label="Output EUR per 1k tokens" inputMode="decimal" value={output} required onChange={(e) => setOutput(e.target.value)} hint={perMillionHint(output)} />
       <Field
         label="Cached input EUR per 1k tokens (optional)"
         inputMode="decimal"
         value={cached}
         onChange={(e) => setCached(e.target.value)}
-        hint="Prompt tokens the engine serves from its prefix cache; the input rate when empty, never above it."
+        hint={`Prompt tokens the engine serves from its prefix cache; the input rate when empty, never above it.${cached.trim() ? ` ${perMillionHint(cached) ?? ''}` : ''}`}
       />
       <Field label="Effective at (optional)" type="datetime-local" value={effective} onChange={(e) => setEffective(e.target.value)} hint="Now when empty; never in the past." />
       {input && output && invalid ? <p className="error">{invalid}</p> : null}
@@ -262,9 +270,23 @@ function ConsumersPromptCard({ offering, editable }: { offering: Offering; edita
   );
 }
 
+/** The offering's cost recovery over the last 30 days (roles that read FinOps). */
+function RecoveryLine({ offeringId }: { offeringId: string }) {
+  const allowed = useCan('ViewFinOps');
+  const recovery = useCostRecovery(allowed);
+  const r = recovery.data?.find((x) => x.offering_id === offeringId);
+  if (!allowed || !r) return null;
+  return (
+    <p className="muted">
+      Last 30 days: revenue <Money value={r.revenue_eur} />, GPU cost <Money value={r.gpu_cost_eur} />, margin <Margin value={r.margin_eur} />.
+    </p>
+  );
+}
+
 function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolean }) {
   const shares = useShares(offering.id);
   const update = useUpdateShare(offering.id);
+  const [sharing, setSharing] = useState(false);
   const columns = useMemo<ColumnDef<Share>[]>(
     () => [
       { id: 'consumer', accessorKey: 'consumer_org_slug', header: 'Organization', size: 180 },
@@ -272,13 +294,15 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
       { id: 'accepted', accessorKey: 'accepted_at', header: 'Accepted', size: 180, cell: ({ row }) => <DateText value={row.original.accepted_at} /> },
       {
         id: 'price',
-        header: 'Own EUR per 1k tokens',
-        size: 220,
-        accessorFn: (s) => s.input_eur_per_1k ?? '',
+        header: 'Own EUR per 1k / 1M tokens',
+        size: 260,
+        accessorFn: (s) => Number(s.input_eur_per_1k ?? 0),
         cell: ({ row }) =>
-          row.original.input_eur_per_1k
-            ? priceText(row.original.input_eur_per_1k, row.original.output_eur_per_1k, row.original.cached_input_eur_per_1k)
-            : "the offering's",
+          row.original.input_eur_per_1k ? (
+            <Prices input={row.original.input_eur_per_1k} output={row.original.output_eur_per_1k} cached={row.original.cached_input_eur_per_1k} />
+          ) : (
+            "the offering's"
+          ),
       },
       {
         id: 'actions',
@@ -319,48 +343,94 @@ function SharesCard({ offering, canSell }: { offering: Offering; canSell: boolea
     [canSell, update, offering.address],
   );
   return (
-    <Card title={`Shares of ${offering.address}`}>
-      {canSell ? <ShareForm offeringId={offering.id} /> : null}
+    <Card
+      title={`Shares of ${offering.address}`}
+      actions={
+        canSell ? (
+          <button type="button" className="button button-primary" onClick={() => setSharing(true)}>
+            Share with an organization
+          </button>
+        ) : undefined
+      }
+    >
+      <RecoveryLine offeringId={offering.id} />
+      <Dialog title={`Share ${offering.address}`} open={sharing} onClose={() => setSharing(false)}>
+        {sharing ? <ShareForm offering={offering} onDone={() => setSharing(false)} /> : null}
+      </Dialog>
       <ErrorMessage error={update.error} />
       {shares.isPending ? <Loading /> : shares.isError ? <ErrorMessage error={shares.error} /> : shares.data.length === 0 ? (
         <Empty>Not shared with anyone yet.</Empty>
       ) : (
-        <DataTable id="offering-shares" label="Shares" columns={columns} data={shares.data} getRowId={(s) => s.id} />
+        <DataTable
+          id="offering-shares"
+          label="Shares"
+          columns={columns}
+          data={shares.data}
+          getRowId={(s) => s.id}
+          searchText={shareText}
+          pageSize={25}
+        />
       )}
     </Card>
   );
 }
 
-function ShareForm({ offeringId }: { offeringId: string }) {
-  const create = useCreateShare(offeringId);
+function ShareForm({ offering, onDone }: { offering: Offering; onDone: () => void }) {
+  const create = useCreateShare(offering.id);
+  const me = useMe();
+  // Suggestions: the caller's other organizations (already known to them), never a directory of everyone's.
+  const mine = (me.data?.memberships ?? []).filter((m) => m.id !== me.data?.current_organization.id);
   const [slug, setSlug] = useState('');
   const [input, setInput] = useState('');
   const [output, setOutput] = useState('');
-  const priced = input !== '' || output !== '';
+  const priced = input.trim() !== '' || output.trim() !== '';
   const invalid = priced ? priceError(input, output) : null;
   const submit = (e: FormEvent) => {
     e.preventDefault();
     const body = priced
-      ? { consumer_org_slug: slug.trim(), input_eur_per_1k: input.trim(), output_eur_per_1k: output.trim() }
+      ? { consumer_org_slug: slug.trim(), input_eur_per_1k: parsePrice(input) ?? input.trim(), output_eur_per_1k: parsePrice(output) ?? output.trim() }
       : { consumer_org_slug: slug.trim() };
-    create.mutate(body, {
-      onSuccess: () => {
-        setSlug('');
-        setInput('');
-        setOutput('');
-      },
-    });
+    create.mutate(body, { onSuccess: onDone });
   };
   return (
-    <form className="form form-inline" onSubmit={submit} aria-label="Share with an organization">
-      <Field label="Organization slug" value={slug} required onChange={(e) => setSlug(e.target.value)} />
-      <Field label="Its input EUR per 1k (optional)" inputMode="decimal" value={input} onChange={(e) => setInput(e.target.value)} />
-      <Field label="Its output EUR per 1k (optional)" inputMode="decimal" value={output} onChange={(e) => setOutput(e.target.value)} />
-      <button type="submit" className="button button-primary" disabled={create.isPending || !slug.trim() || invalid !== null}>
-        Share
-      </button>
+    <form className="form" onSubmit={submit} aria-label={`Share ${offering.address}`}>
+      <Field
+        label="Organization slug"
+        value={slug}
+        required
+        autoComplete="off"
+        spellCheck={false}
+        list={mine.length > 0 ? 'share-own-organizations' : undefined}
+        onChange={(e) => setSlug(e.target.value)}
+        hint="The exact slug of the organization, as its Organization page shows it (ask one of its members), or one of yours. Nothing is charged until one of its managers accepts."
+      />
+      {mine.length > 0 ? (
+        <datalist id="share-own-organizations">
+          {mine.map((m) => (
+            <option key={m.id} value={m.slug}>
+              {m.name}
+            </option>
+          ))}
+        </datalist>
+      ) : null}
+      <Field
+        label="Its input EUR per 1k tokens (optional)"
+        inputMode="decimal"
+        value={input}
+        onChange={(e) => setInput(e.target.value)}
+        hint={perMillionHint(input) ?? "The offering's price when both are empty."}
+      />
+      <Field label="Its output EUR per 1k tokens (optional)" inputMode="decimal" value={output} onChange={(e) => setOutput(e.target.value)} hint={perMillionHint(output)} />
       {invalid ? <p className="error">{invalid}</p> : null}
       <ErrorMessage error={create.error} />
+      <div className="form-actions">
+        <button type="button" className="button" onClick={onDone}>
+          Cancel
+        </button>
+        <button type="submit" className="button button-primary" disabled={create.isPending || !slug.trim() || invalid !== null}>
+          Share
+        </button>
+      </div>
     </form>
   );
 }

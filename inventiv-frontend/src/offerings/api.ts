@@ -96,6 +96,15 @@ export function useAcceptOffering() {
   });
 }
 
+/** Withdraws the organization's acceptance: its keys' calls are refused from now on. */
+export function useLeaveOffering() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (offering: string) => api<void>(`/organizations/current/available-offerings/${offering}`, { method: 'DELETE' }),
+    onSuccess: () => client.invalidateQueries({ queryKey: offeringKeys.available }),
+  });
+}
+
 export function usePreferences() {
   return useQuery({
     queryKey: offeringKeys.preferences,

@@ -175,6 +175,8 @@ pub const MATRIX: &[Row] = &[
     // Own: an offering another organization shared with A; foreign: B's
     // private offering, not shared with A.
     row("POST", "/organizations/current/available-offerings/{offering_id}/accept", None, [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
+    // Leaving a share offered to A (not accepted in the fixture: nothing to withdraw, 204).
+    row("DELETE", "/organizations/current/available-offerings/{offering_id}", None, [401, 204, 403, 204, 403], Some([401, 404, 403, 404, 403])),
     // The consumer manager's cap on a share offered to A (settable before accepting).
     row("PUT", "/organizations/current/available-offerings/{offering_id}/max-price", Some(r#"{"max_input_eur_per_1k":"1","max_output_eur_per_1k":"2"}"#), [401, 200, 403, 200, 403], Some([401, 404, 403, 404, 403])),
     // Provider credentials of the current organization: owners and admins.
