@@ -119,7 +119,7 @@ impl From<Row> for ApiKey {
 
 /// Whether the caller sees every key of the organization: those who manage
 /// them all, and those who approve their spending.
-fn sees_all(caller: &Caller) -> bool {
+pub(crate) fn sees_all(caller: &Caller) -> bool {
     can(caller.role, Action::ManageAllApiKeys) || can(caller.role, Action::ActivateEconomic)
 }
 

@@ -32,6 +32,7 @@ pub mod password_reset;
 pub mod provider_credentials;
 pub mod quotas;
 pub mod reconciliation;
+pub mod request_log;
 pub mod runtime;
 pub mod service_actions;
 pub mod service_policy;
@@ -121,6 +122,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(reconciliation::router())
         .merge(worker_settings::router())
         .merge(usage::router())
+        .merge(request_log::router())
         .merge(runtime::router())
         .merge(finops::router())
         .merge(statements::router())
