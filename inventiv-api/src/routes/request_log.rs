@@ -254,7 +254,10 @@ async fn list_requests(
                 request_id: r.request_id,
                 api_key_id: r.api_key_id,
                 api_key_name: r.key_name.filter(|_| shown),
-                api_key_prefix: r.key_public_id.filter(|_| shown).map(|p| format!("inv_{p}")),
+                api_key_prefix: r
+                    .key_public_id
+                    .filter(|_| shown)
+                    .map(|p| format!("inv_{p}")),
                 user_id: r.user_id,
                 user_email: r.user_email,
                 model: r.model,
@@ -375,7 +378,13 @@ mod tests {
             id: 42,
         };
         assert_eq!(Cursor::try_from(c.encode()), Ok(c));
-        for bad in ["", "x", "!!!", &URL_SAFE_NO_PAD.encode("12"), &URL_SAFE_NO_PAD.encode("a.1")] {
+        for bad in [
+            "",
+            "x",
+            "!!!",
+            &URL_SAFE_NO_PAD.encode("12"),
+            &URL_SAFE_NO_PAD.encode("a.1"),
+        ] {
             assert!(Cursor::try_from(bad.to_owned()).is_err(), "{bad}");
         }
     }

@@ -320,6 +320,42 @@ async fn bad_path_and_query_parameters_get_a_400() {
             failures.push(format!("audit-logs?{query}: {status} {answer}"));
         }
     }
+    // The request log: limit 1 to 200, a status class, a cursor it gave;
+    // the latency window: at most 92 days, from before to.
+    for query in [
+        "limit=0",
+        "limit=201",
+        "limit=abc",
+        "limit=-1",
+        "status=teapot",
+        "status=OK",
+        "before=x",
+        "before=MTIz",
+        "api_key_id=not-a-uuid",
+        "from=yesterday",
+        "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+        "surprise=1",
+    ] {
+        let (status, answer) = app
+            .get(&format!("/usage/requests?{query}"), Some(&a.owner.token))
+            .await;
+        if status != 400 || answer["error"]["code"] != "INVALID_QUERY" {
+            failures.push(format!("usage/requests?{query}: {status} {answer}"));
+        }
+    }
+    for query in [
+        "from=2026-01-01T00:00:00Z&to=2026-06-01T00:00:00Z",
+        "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+        "to=soon",
+        "limit=5",
+    ] {
+        let (status, answer) = app
+            .get(&format!("/usage/latency?{query}"), Some(&a.owner.token))
+            .await;
+        if status != 400 || answer["error"]["code"] != "INVALID_QUERY" {
+            failures.push(format!("usage/latency?{query}: {status} {answer}"));
+        }
+    }
     // The worker log: tail 0 to 1000, since an RFC 3339 instant; refused
     // before the worker is asked (the fixture's instance has none: 409).
     for query in [

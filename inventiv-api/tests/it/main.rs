@@ -46,6 +46,7 @@ mod prefix_routing;
 mod provider_credentials;
 mod proxy;
 mod relay;
+mod request_log;
 mod rollout;
 mod runtime;
 mod secrets;

@@ -144,6 +144,8 @@ pub const MATRIX: &[Row] = &[
     row("POST", "/v1/completions", Some(r#"{"model":"unknown/model","prompt":"hi"}"#), [401, 404, 404, 404, 404], None),
     row("POST", "/v1/embeddings", Some(r#"{"model":"unknown/model","input":"hi"}"#), [401, 404, 404, 404, 404], None),
     row("GET", "/usage", None, MEMBERS_200, None),
+    row("GET", "/usage/requests", None, MEMBERS_200, None),
+    row("GET", "/usage/latency", None, MEMBERS_200, None),
     row("GET", "/runtime/models", None, MEMBERS_200, None),
     row("GET", "/instances/{instance_id}/metrics", None, MEMBERS_200, Some(HIDDEN)),
     row("GET", "/organizations/current/audit-logs", None, [401, 200, 200, 403, 403], None),
