@@ -1788,6 +1788,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/usage/latency": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Per model: request count, error rate, latency and TTFT percentiles. */
+        get: operations["latency"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/usage/requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The current organization's `/v1` requests, newest first. */
+        get: operations["list_requests"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/users": {
         parameters: {
             query?: never;
@@ -2883,6 +2917,33 @@ export interface components {
             /** Format: int32 */
             required_vram_gb: number;
         };
+        /**
+         * @description One model's requests over the window. Percentiles are over successful
+         *     requests (status below 400), null when there are none.
+         */
+        ModelLatency: {
+            /**
+             * Format: double
+             * @description Errors over requests, 0 to 1.
+             */
+            error_rate: number;
+            /** Format: int64 */
+            errors: number;
+            /** Format: int32 */
+            latency_p50_ms?: number | null;
+            /** Format: int32 */
+            latency_p95_ms?: number | null;
+            model: string;
+            /** Format: int64 */
+            requests: number;
+            /**
+             * Format: int32
+             * @description Time to the first token, over streamed requests only.
+             */
+            ttft_p50_ms?: number | null;
+            /** Format: int32 */
+            ttft_p95_ms?: number | null;
+        };
         /** @description Who closed a month, and when. */
         MonthClosure: {
             /** Format: date-time */
@@ -3245,6 +3306,48 @@ export interface components {
             resources: components["schemas"]["Resource"][];
             /** @description Live instances whose server the provider no longer has. */
             vanished_instances: string[];
+        };
+        /** @description One metered `/v1` request. */
+        RequestEntry: {
+            /**
+             * Format: uuid
+             * @description Absent for a session's request (the playground).
+             */
+            api_key_id?: string | null;
+            /**
+             * @description The key's name and prefix: shown for the caller's own keys, and for
+             *     every key to those who see all the organization's keys.
+             */
+            api_key_name?: string | null;
+            api_key_prefix?: string | null;
+            /** Format: date-time */
+            at: string;
+            /** Format: int32 */
+            completion_tokens: number;
+            endpoint: string;
+            /** Format: int32 */
+            latency_ms: number;
+            model: string;
+            /** Format: int32 */
+            prompt_tokens: number;
+            request_id: string;
+            /** Format: int32 */
+            status: number;
+            streamed: boolean;
+            /**
+             * Format: int32
+             * @description Time to the first token (streamed requests only).
+             */
+            ttft_ms?: number | null;
+            user_email?: string | null;
+            /** Format: uuid */
+            user_id?: string | null;
+        };
+        /** @description A page of the request log. */
+        RequestPage: {
+            items: components["schemas"]["RequestEntry"][];
+            /** @description Pass as `before` for the next page; null on the last page. */
+            next_before?: string | null;
         };
         /** @description Requests served in one minute. */
         RequestPoint: {
@@ -9199,6 +9302,86 @@ export interface operations {
             403: components["responses"]["Forbidden"];
         };
     };
+    latency: {
+        parameters: {
+            query?: {
+                /** @description Start (RFC 3339), default 24 hours before `to`. */
+                from?: string | null;
+                /** @description End (RFC 3339), default now; at most 92 days after `from`. */
+                to?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelLatency"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    list_requests: {
+        parameters: {
+            query?: {
+                /** @description Only this model. */
+                model?: string | null;
+                /** @description Only requests made with this API key. */
+                api_key_id?: string | null;
+                /** @description `ok` (below 400), `error` (400 and above), `4xx` or `5xx`. */
+                status?: null | ("ok" | "error" | "4xx" | "5xx");
+                /** @description Requests at or after this instant (RFC 3339). */
+                from?: string | null;
+                /** @description Requests before this instant (RFC 3339). */
+                to?: string | null;
+                /** @description Only the request with this id (the `x-request-id` of its answer). */
+                request_id?: string | null;
+                /** @description Rows per page: 1 to 200, default 50. */
+                limit?: number | null;
+                /** @description The previous page's `next_before`. */
+                before?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RequestPage"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
     list_users: {
         parameters: {
             query?: {
@@ -9655,6 +9838,7 @@ export const pathsInstancesGetParametersQueryOrderValues: ReadonlyArray<Flattene
 export const pathsServicesGetParametersQueryStateOneOf1Values: ReadonlyArray<FlattenedDeepRequired<paths>["/services"]["get"]["parameters"]["query"]["state"]> = ["active", "paused", "deleting", "deleted"];
 export const pathsUsageGetParametersQueryGroup_byValues: ReadonlyArray<FlattenedDeepRequired<paths>["/usage"]["get"]["parameters"]["query"]["group_by"]> = ["model", "api_key", "day"];
 export const pathsUsageGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/usage"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
+export const pathsUsageRequestsGetParametersQueryStatusOneOf1Values: ReadonlyArray<FlattenedDeepRequired<paths>["/usage/requests"]["get"]["parameters"]["query"]["status"]> = ["ok", "error", "4xx", "5xx"];
 export const actionStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ActionStatus"]> = ["in_progress", "success", "failed"];
 export const driftStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["DriftStatus"]> = ["ok", "alert", "insufficient_data"];
 export const hostStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["HostStatus"]> = ["registered", "verified", "in_use", "draining", "unreachable", "removed"];
