@@ -35,8 +35,9 @@
 // the CPU and memory charts to show heartbeat samples, streams a chat in the
 // playground (time to first token, tokens/s, stop), sends the same long
 // prompt twice with an API key (the second answer reports cached prompt
-// tokens, the usage page shows them on the key's line, the budget shows the
-// tokens used), finds the model's
+// tokens, the usage page shows them on the key's line, the request log shows
+// the key's two calls and the latency per model the model, the budget shows
+// the tokens used), finds the model's
 // instance and requests on the runtime models page, publishes the model as
 // a priced offering, shares it with a second organization that accepts it on
 // the marketplace and calls it with its own key, checks the consumer's
@@ -848,6 +849,20 @@ try {
       if (!(totalCached >= repeated.cached)) throw new Error(`the total does not count the cached tokens: ${total}`);
       await screenshot(page, 'usage-cached-tokens');
     });
+
+    await step(admin, "requests: the key's two calls in the log, filtered by key; the model's latency above", async () => {
+      if (!repeated) throw new Error('the repeated prompt was not sent');
+      await visit(admin, '/requests', 'Requests', 'requests');
+      await page.getByRole('table', { name: 'Latency per model' }).getByRole('row', { name: new RegExp(escapeRe(modelId)) }).waitFor();
+      await page.getByLabel('API key').selectOption({ label: repeated.name });
+      await page.getByRole('button', { name: 'Apply' }).click();
+      const rows = page.getByRole('table', { name: 'Requests' }).getByRole('row', { name: new RegExp(escapeRe(repeated.name)) });
+      await until("the key's two requests", async () => (await rows.count()) === 2, 15_000, 250);
+      const cells = await rows.first().getByRole('cell').allTextContents();
+      if (!cells.some((c) => c.trim() === '200') || !cells.some((c) => c.includes(modelId))) throw new Error(`unexpected request line: ${cells.join(' | ')}`);
+      console.log(`     request line: ${cells.join(' | ')}`);
+      await screenshot(page, 'requests-by-key');
+    });
   }
 
   await step(admin, 'budgets: consumption, an edit, invalid values refused and not stored', async () => {
@@ -1271,7 +1286,7 @@ try {
         for (const hidden of ['Members', 'Catalog', 'Catalog settings', 'FinOps', 'Statements', 'Offerings', 'Providers', 'Reconciliation']) {
           if ((await nav.getByRole('link', { name: hidden, exact: true }).count()) > 0) throw new Error(`a user sees ${hidden}`);
         }
-        for (const shown of ['Instances', 'Services', 'Hosts', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Marketplace', 'Sessions']) {
+        for (const shown of ['Instances', 'Services', 'Hosts', 'Runtime models', 'Usage', 'Requests', 'Playground', 'API keys', 'Marketplace', 'Sessions']) {
           await nav.getByRole('link', { name: shown, exact: true }).waitFor();
         }
         await screenshot(user.page, 'user-dashboard');
@@ -1353,7 +1368,7 @@ try {
     const problems = [];
     try {
       await page.emulateMedia({ colorScheme: 'dark' });
-      for (const [path, title] of [['/', /^Hello/], ['/instances', 'Instances'], [`/instances/${instanceId}`, `e2e-${RUN}`], ['/keys', 'API keys'], ['/usage', 'Usage']]) {
+      for (const [path, title] of [['/', /^Hello/], ['/instances', 'Instances'], [`/instances/${instanceId}`, `e2e-${RUN}`], ['/keys', 'API keys'], ['/usage', 'Usage'], ['/requests', 'Requests']]) {
         await page.goto(path);
         await heading(page, title);
         await page.waitForLoadState('networkidle').catch(() => undefined);

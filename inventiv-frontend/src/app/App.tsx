@@ -21,6 +21,7 @@ import { SessionsPage } from '../account/SessionsPage';
 import { CatalogAdminPage } from '../catalog/CatalogAdminPage';
 import { RuntimeModelsPage } from '../runtime/RuntimeModelsPage';
 import { UsagePage } from '../usage/UsagePage';
+import { RequestsPage } from '../requests/RequestsPage';
 import { FinOpsPage } from '../finops/FinOpsPage';
 import { StatementsPage } from '../finops/StatementsPage';
 import { BudgetsPage } from '../budgets/BudgetsPage';
@@ -49,6 +50,7 @@ export function App() {
         <Route path="/playground" element={<PlaygroundPage />} />
         <Route path="/runtime" element={<Guard module="runtime"><RuntimeModelsPage /></Guard>} />
         <Route path="/usage" element={<Guard module="usage"><UsagePage /></Guard>} />
+        <Route path="/requests" element={<Guard module="requests"><RequestsPage /></Guard>} />
         <Route path="/finops" element={<Guard module="finops"><FinOpsPage /></Guard>} />
         <Route path="/statements" element={<Guard module="statements"><StatementsPage /></Guard>} />
         <Route path="/budgets" element={<Guard module="budgets"><BudgetsPage /></Guard>} />

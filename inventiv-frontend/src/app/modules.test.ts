@@ -7,7 +7,7 @@ const team = (role: Viewer['role'], isPlatformAdmin = false): Viewer => ({ role,
 describe('modules by role and workspace', () => {
   it('an owner of a team sees every organization module, not the platform one', () => {
     expect(labels(team('owner'))).toEqual([
-      'Dashboard', 'Instances', 'Services', 'Hosts', 'Runtime models', 'Usage', 'Playground', 'API keys', 'Marketplace',
+      'Dashboard', 'Instances', 'Services', 'Hosts', 'Runtime models', 'Usage', 'Requests', 'Playground', 'API keys', 'Marketplace',
       'FinOps', 'Statements', 'Budgets', 'Offerings', 'Catalog', 'Members', 'Providers', 'Reconciliation', 'Organization', 'Sessions',
     ]);
   });

@@ -13,6 +13,7 @@ export type ModuleId =
   | 'hosts'
   | 'runtime'
   | 'usage'
+  | 'requests'
   | 'playground'
   | 'keys'
   | 'marketplace'
@@ -50,6 +51,7 @@ export const MODULES: Module[] = [
   { id: 'hosts', to: '/hosts', label: 'Hosts', section: 'Workspace', anyOf: ['ViewHosts'] },
   { id: 'runtime', to: '/runtime', label: 'Runtime models', section: 'Workspace', anyOf: ['ViewInstances'] },
   { id: 'usage', to: '/usage', label: 'Usage', section: 'Workspace', anyOf: ['ViewInstances'] },
+  { id: 'requests', to: '/requests', label: 'Requests', section: 'Workspace', anyOf: ['ViewInstances'] },
   { id: 'playground', to: '/playground', label: 'Playground', section: 'Workspace', anyOf: ['UseApiKeys'] },
   { id: 'keys', to: '/keys', label: 'API keys', section: 'Workspace', anyOf: ['UseApiKeys'] },
   { id: 'marketplace', to: '/marketplace', label: 'Marketplace', section: 'Workspace' },
