@@ -123,25 +123,25 @@ export function RequestsPage() {
   const nextPageError = requests.isFetchNextPageError ? requests.error : null;
   const columns = useMemo<ColumnDef<RequestEntry>[]>(
     () => [
-      { id: 'at', accessorKey: 'at', header: 'Time', size: 140, cell: ({ row }) => <DateText value={row.original.at} /> },
-      { id: 'key', accessorFn: (r) => keyLabel(r), header: 'Key', size: 190 },
-      { id: 'user', accessorFn: (r) => r.user_email ?? '—', header: 'User', size: 190 },
-      { id: 'model', accessorKey: 'model', header: 'Model', size: 190 },
+      { id: 'at', accessorKey: 'at', header: 'Time', size: 130, cell: ({ row }) => <DateText value={row.original.at} /> },
+      { id: 'key', accessorFn: (r) => keyLabel(r), header: 'Key', size: 170 },
+      { id: 'user', accessorFn: (r) => r.user_email ?? '—', header: 'User', size: 160 },
+      { id: 'model', accessorKey: 'model', header: 'Model', size: 170 },
       {
         id: 'tokens',
         accessorFn: (r) => r.prompt_tokens + r.completion_tokens,
         header: 'Tokens in / out',
-        size: 130,
+        size: 120,
         meta: NUMERIC,
         cell: ({ row }) => `${formatCount(row.original.prompt_tokens)} / ${formatCount(row.original.completion_tokens)}`,
       },
-      { id: 'ttft_ms', accessorKey: 'ttft_ms', header: 'TTFT', size: 90, meta: NUMERIC, cell: ms },
-      { id: 'latency_ms', accessorKey: 'latency_ms', header: 'Latency', size: 100, meta: NUMERIC, cell: ms },
+      { id: 'ttft_ms', accessorKey: 'ttft_ms', header: 'TTFT', size: 80, meta: NUMERIC, cell: ms },
+      { id: 'latency_ms', accessorKey: 'latency_ms', header: 'Latency', size: 95, meta: NUMERIC, cell: ms },
       {
         id: 'status',
         accessorKey: 'status',
         header: 'Status',
-        size: 80,
+        size: 85,
         cell: ({ row }) => <Badge tone={statusTone(row.original.status)}>{row.original.status}</Badge>,
       },
       {
@@ -149,7 +149,7 @@ export function RequestsPage() {
         id: 'actions',
         accessorKey: 'request_id',
         header: 'Request id',
-        size: 190,
+        size: 170,
         enableSorting: false,
         cell: ({ row }) => (
           <span className="copy-cell">
