@@ -124,8 +124,8 @@ export function RequestsPage() {
   const columns = useMemo<ColumnDef<RequestEntry>[]>(
     () => [
       { id: 'at', accessorKey: 'at', header: 'Time', size: 130, cell: ({ row }) => <DateText value={row.original.at} /> },
-      { id: 'key', accessorFn: (r) => keyLabel(r), header: 'Key', size: 170 },
-      { id: 'user', accessorFn: (r) => r.user_email ?? '—', header: 'User', size: 160 },
+      { id: 'key', accessorFn: (r) => keyLabel(r), header: 'Key', size: 160 },
+      { id: 'user', accessorFn: (r) => r.user_email ?? '—', header: 'User', size: 150 },
       { id: 'model', accessorKey: 'model', header: 'Model', size: 170 },
       {
         id: 'tokens',
@@ -135,13 +135,13 @@ export function RequestsPage() {
         meta: NUMERIC,
         cell: ({ row }) => `${formatCount(row.original.prompt_tokens)} / ${formatCount(row.original.completion_tokens)}`,
       },
-      { id: 'ttft_ms', accessorKey: 'ttft_ms', header: 'TTFT', size: 80, meta: NUMERIC, cell: ms },
-      { id: 'latency_ms', accessorKey: 'latency_ms', header: 'Latency', size: 95, meta: NUMERIC, cell: ms },
+      { id: 'ttft_ms', accessorKey: 'ttft_ms', header: 'TTFT', size: 75, meta: NUMERIC, cell: ms },
+      { id: 'latency_ms', accessorKey: 'latency_ms', header: 'Latency', size: 105, meta: NUMERIC, cell: ms },
       {
         id: 'status',
         accessorKey: 'status',
         header: 'Status',
-        size: 85,
+        size: 95,
         cell: ({ row }) => <Badge tone={statusTone(row.original.status)}>{row.original.status}</Badge>,
       },
       {
