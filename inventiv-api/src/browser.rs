@@ -22,9 +22,25 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
                    img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; \
                    base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
-/// Adds the security headers (HSTS when the public URL is https).
-pub async fn headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+/// Middleware, one layer for all that browsers need: a cross-origin
+/// cookie write is refused ([`cross_origin_write`]), a browser navigation
+/// gets the dashboard ([`crate::frontend::page`]), anything else goes on;
+/// every answer gets the security headers (HSTS when the public URL is
+/// https). One layer rather than three: each `from_fn` layer boxes the
+/// rest of the stack and its future on every request, `/v1` included.
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // A navigation is a GET: never a refused write.
+    let page = match crate::frontend::navigation(&request) {
+        Some(headers) => crate::frontend::page(&state, headers).await,
+        None => None,
+    };
+    let mut response = if let Some(refused) = cross_origin_write(&request, &state) {
+        refused
+    } else if let Some(page) = page {
+        page
+    } else {
+        next.run(request).await
+    };
     let h = response.headers_mut();
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -74,27 +90,24 @@ fn same_origin(origin: &str, headers: &HeaderMap, public_url: &str) -> bool {
 /// Refuses (403 `CROSS_ORIGIN_REQUEST`) a cookie-authenticated write whose
 /// `Origin` is another site. Browsers send `Origin` on every cross-origin
 /// write, so a request without it did not come from another site's page.
-pub async fn same_origin_writes(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+fn cross_origin_write(request: &Request, state: &AppState) -> Option<Response> {
     let safe = matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
     let headers = request.headers();
-    if !safe && cookie_authenticated(headers) {
-        if let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) {
-            if !same_origin(origin, headers, &state.config.public_url) {
-                return ApiError::Forbidden {
-                    code: "CROSS_ORIGIN_REQUEST",
-                    message: "a cookie-authenticated write must come from the dashboard's origin"
-                        .into(),
-                }
-                .into_response();
-            }
-        }
+    if safe || !cookie_authenticated(headers) {
+        return None;
     }
-    next.run(request).await
+    let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok())?;
+    if same_origin(origin, headers, &state.config.public_url) {
+        return None;
+    }
+    Some(
+        ApiError::Forbidden {
+            code: "CROSS_ORIGIN_REQUEST",
+            message: "a cookie-authenticated write must come from the dashboard's origin".into(),
+        }
+        .into_response(),
+    )
 }

@@ -8,11 +8,10 @@
 use std::path::{Path, PathBuf};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::handler::HandlerWithoutStateExt;
 use axum::http::header::{ACCEPT, CACHE_CONTROL};
-use axum::http::{HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::services::{ServeDir, ServeFile};
@@ -63,7 +62,9 @@ pub fn files(root: &Path) -> Router {
         ))
 }
 
-fn wants_page(request: &Request) -> bool {
+/// The headers (conditional, range) of a browser navigation: a GET that
+/// accepts `text/html`, outside Swagger UI and the OpenAPI document.
+pub fn navigation(request: &Request) -> Option<HeaderMap> {
     let navigation = request.method() == Method::GET
         && request
             .headers()
@@ -71,28 +72,22 @@ fn wants_page(request: &Request) -> bool {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"));
     let path = request.uri().path();
-    navigation && !path.starts_with("/docs") && !path.starts_with("/openapi.json")
+    (navigation && !path.starts_with("/docs") && !path.starts_with("/openapi.json"))
+        .then(|| request.headers().clone())
 }
 
-/// Middleware: browser navigations get the app; without a build they go on
-/// to the API.
-pub async fn pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if wants_page(&request) {
-        // The navigation's headers (conditional, range) without its
-        // request, which the API still needs if there is no build.
-        let mut probe = Request::new(Body::empty());
-        *probe.headers_mut() = request.headers().clone();
-        let index = ServeFile::new(state.config.frontend_dir.join("index.html"))
-            .try_call(probe)
-            .await;
-        if let Ok(page) = index {
-            if page.status() != StatusCode::NOT_FOUND {
-                let mut page = page.into_response();
-                page.headers_mut()
-                    .insert(CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
-                return page;
-            }
-        }
-    }
-    next.run(request).await
+/// A navigation's answer: the app's `index.html`, given the navigation's
+/// [headers](navigation); `None` without a build (the API answers then).
+pub async fn page(state: &AppState, headers: HeaderMap) -> Option<Response> {
+    let mut probe = Request::new(Body::empty());
+    *probe.headers_mut() = headers;
+    let page = ServeFile::new(state.config.frontend_dir.join("index.html"))
+        .try_call(probe)
+        .await
+        .ok()
+        .filter(|page| page.status() != StatusCode::NOT_FOUND)?;
+    let mut page = page.into_response();
+    page.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
+    Some(page)
 }

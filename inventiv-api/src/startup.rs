@@ -123,15 +123,7 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::frontend::pages,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::browser::same_origin_writes,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::browser::headers,
+            crate::browser::guard,
         ))
         .layer(axum::middleware::from_fn(request_id::span))
         .layer(PropagateRequestIdLayer::new(request_id::HEADER.clone()))
