@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Json;
@@ -137,6 +138,16 @@ async fn deploy(
         ),
     };
     services::record(&mut tx, org, service_id, &note).await?;
+    let entry = audit::Entry::by(&caller, "instance.deployed", "instance", id.to_string()).details(
+        serde_json::json!({
+            "model": model.hf_id,
+            "provider": wanted.provider,
+            "zone": wanted.zone,
+            "instance_type": wanted.instance_type,
+            "service_id": service_id,
+        }),
+    );
+    audit::record(&mut *tx, entry).await?;
     let instance = load(&mut *tx, org, id).await?;
     let service = services::load(&mut tx, org, service_id, false)
         .await?

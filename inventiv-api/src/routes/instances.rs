@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use crate::audit;
 use crate::auth::Caller;
 use crate::drift::UsageReconciliation;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -462,13 +463,14 @@ pub async fn transition_in(
 }
 
 /// Moves an instance of the caller's organization and queues the command;
-/// a replica terminated by hand changes its service (see
+/// a change is recorded in the audit log as `action`, and a replica
+/// terminated by hand changes its service (see
 /// [`crate::services::replica_terminated_by_hand`]).
 async fn act(
     state: &AppState,
     caller: &Caller,
     id: Uuid,
-    to: InstanceStatus,
+    (to, action): (InstanceStatus, &str),
     command: Option<CommandKind>,
 ) -> ApiResult<Instance> {
     caller.require(Action::ManageInstances)?;
@@ -476,6 +478,12 @@ async fn act(
     let mut tx = state.db.begin().await?;
     let rid = request_id::current();
     let (instance, outcome) = transition_in(&mut tx, org, id, to, command, rid.as_deref()).await?;
+    if outcome == Transition::Changed {
+        let entry = audit::Entry::by(caller, action, "instance", id.to_string()).details(
+            serde_json::json!({ "name": instance.name, "model": instance.model_id, "provider": instance.provider }),
+        );
+        audit::record(&mut *tx, entry).await?;
+    }
     let service = match instance.service_id {
         Some(service) if to == InstanceStatus::Terminating && outcome == Transition::Changed => {
             crate::services::replica_terminated_by_hand(
@@ -511,7 +519,7 @@ async fn terminate_instance(
         &state,
         &caller,
         id,
-        InstanceStatus::Terminating,
+        (InstanceStatus::Terminating, "instance.terminated"),
         Some(CommandKind::Terminate),
     )
     .await?;
@@ -531,7 +539,7 @@ async fn reinstall_instance(
         &state,
         &caller,
         id,
-        InstanceStatus::Installing,
+        (InstanceStatus::Installing, "instance.reinstalled"),
         Some(CommandKind::Reinstall),
     )
     .await?;
@@ -547,7 +555,13 @@ async fn archive_instance(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Instance>> {
-    act(&state, &caller, id, InstanceStatus::Archived, None)
-        .await
-        .map(Json)
+    act(
+        &state,
+        &caller,
+        id,
+        (InstanceStatus::Archived, "instance.archived"),
+        None,
+    )
+    .await
+    .map(Json)
 }

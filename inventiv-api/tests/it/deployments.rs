@@ -148,6 +148,27 @@ async fn an_accepted_deployment_is_stored_and_sent_once() {
         .delete(&format!("/instances/{id}"), Some(&a.owner.token))
         .await;
     assert_eq!(s, 202, "terminating again is harmless");
+    // Who deployed and who terminated, once each, in the audit log.
+    let audit: Vec<(String, Option<uuid::Uuid>, serde_json::Value)> = sqlx::query_as(
+        "SELECT action, actor_user_id, details FROM audit_logs
+          WHERE target_type = 'instance' AND target_id = $1 ORDER BY id",
+    )
+    .bind(&id)
+    .fetch_all(&app.state.db)
+    .await
+    .unwrap();
+    let actions: Vec<_> = audit.iter().map(|(a, u, _)| (a.as_str(), *u)).collect();
+    assert_eq!(
+        actions,
+        [
+            ("instance.deployed", Some(a.admin.user_id)),
+            ("instance.terminated", Some(a.owner.user_id)),
+        ]
+    );
+    assert_eq!(
+        (audit[0].2["model"].as_str(), audit[0].2["zone"].as_str()),
+        (Some("Qwen/Qwen2.5-0.5B-Instruct"), Some("mock-zone-1"))
+    );
     eventually("the terminate command", Duration::from_secs(10), || async {
         (stream_len(&app).await == 3).then_some(())
     })
