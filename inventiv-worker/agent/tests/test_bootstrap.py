@@ -74,19 +74,22 @@ def relay_cert_lines(stdout: str) -> list[str]:
 
 
 def agent_processes(config_path: Path) -> list[int]:
-    """Pids of `python -m inventiv_agent --config <config_path>`."""
-    pids = []
+    """Pids of `python -m inventiv_agent --config <config_path>`, without
+    the agent's own children caught between fork and exec (they carry its
+    command line for that instant)."""
+    parents = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
         except OSError:
             continue
         wanted = b"inventiv_agent" in argv and str(config_path).encode() in argv
         if wanted and pid_alive(int(entry.name)):
-            pids.append(int(entry.name))
-    return pids
+            parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    return [pid for pid, parent in parents.items() if parent not in parents]
 
 
 class Node:
