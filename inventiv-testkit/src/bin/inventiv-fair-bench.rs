@@ -4,6 +4,8 @@
 //! seconds. Per flow, one line: requests answered 200, 429 and otherwise,
 //! the time to first token (p50, p99) and the mean duration of the 200s,
 //! and their rate. A 429 waits its `Retry-After` before the next request.
+//! A flow may start later than the others (`after_ms`): a burst into a
+//! deployment another organization already uses.
 
 #![expect(clippy::print_stdout, reason = "a bench tool reports on stdout")]
 
@@ -18,7 +20,8 @@ struct Args {
     /// The API's base URL (http://host:port).
     #[arg(long)]
     api: String,
-    /// A flow: `name,key,model,clients`; repeated.
+    /// A flow: `name,key,model,clients[,after_ms]`; repeated. Its clients
+    /// start `after_ms` after the first (default 0) and stop with the others.
     #[arg(long = "flow", required = true)]
     flows: Vec<String>,
     /// How long the clients send.
@@ -34,6 +37,7 @@ struct Flow {
     key: String,
     model: String,
     clients: usize,
+    after: Duration,
 }
 
 /// One request's outcome: its flow, its status, its TTFT and duration.
@@ -41,14 +45,17 @@ type Outcome = (usize, u16, Duration, Duration);
 
 fn parse(flow: &str) -> anyhow::Result<Flow> {
     let parts: Vec<&str> = flow.split(',').collect();
-    let [name, key, model, clients] = parts.as_slice() else {
-        bail!("--flow {flow}: expected name,key,model,clients");
+    let (name, key, model, clients, after) = match parts.as_slice() {
+        [name, key, model, clients] => (name, key, model, clients, "0"),
+        [name, key, model, clients, after] => (name, key, model, clients, *after),
+        _ => bail!("--flow {flow}: expected name,key,model,clients[,after_ms]"),
     };
     Ok(Flow {
         name: (*name).to_owned(),
         key: (*key).to_owned(),
         model: (*model).to_owned(),
         clients: clients.parse().context("clients")?,
+        after: Duration::from_millis(after.parse().context("after_ms")?),
     })
 }
 
@@ -115,7 +122,12 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(1024)
         .build()?;
     let url = format!("{}/v1/chat/completions", args.api.trim_end_matches('/'));
-    let until = Instant::now() + Duration::from_secs(args.secs);
+    let run = Duration::from_secs(args.secs);
+    if let Some(late) = flows.iter().find(|f| f.after >= run) {
+        bail!("flow {} starts after the run's end", late.name);
+    }
+    let start = Instant::now();
+    let until = start + run;
     let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
     let flows = std::sync::Arc::new(flows);
     for (i, flow) in flows.iter().enumerate() {
@@ -134,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
             );
             tokio::spawn(async move {
                 let flow = &flows[i];
+                tokio::time::sleep_until((start + flow.after).into()).await;
                 while Instant::now() < until {
                     let done =
                         tokio::time::timeout_at(until.into(), one(&http, &url, flow, &body)).await;
@@ -176,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
             percentile(&ttfts, 0.5),
             percentile(&ttfts, 0.99),
             mean * 1000.0,
-            ok.len() as f64 / args.secs as f64,
+            ok.len() as f64 / (run - flow.after).as_secs_f64(),
         );
     }
     Ok(())
