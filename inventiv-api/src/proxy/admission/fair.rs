@@ -16,7 +16,11 @@
 //! organization cannot make another's next request wait, while alone it
 //! gets the whole capacity. An organization is active while it has
 //! requests in flight or waiting, or sent one within `idle_after`. Batch
-//! requests leave `batch_reserve` slots free for interactive ones.
+//! requests leave `batch_reserve` slots free for interactive ones, and
+//! more while interactive requests were lately more in flight than now:
+//! the slots of their recent peak (within `idle_after`), since their
+//! clients come back as soon as their answers end; a batch request taking
+//! such a slot would make the next interactive one wait a whole answer.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -80,6 +84,11 @@ pub struct Deployment<W> {
     rounds: [VecDeque<Uuid>; 2],
     in_flight: u32,
     queued: usize,
+    /// Interactive requests in flight.
+    interactive: u32,
+    /// The most interactive requests in flight lately, and when they last
+    /// were that many (see [`Deployment::interactive_peak`]).
+    peak: (u32, Option<Instant>),
 }
 
 impl<W> Default for Deployment<W> {
@@ -89,6 +98,8 @@ impl<W> Default for Deployment<W> {
             rounds: [VecDeque::new(), VecDeque::new()],
             in_flight: 0,
             queued: 0,
+            interactive: 0,
+            peak: (0, None),
         }
     }
 }
@@ -132,7 +143,7 @@ impl<W> Deployment<W> {
         flow.weight = weight.max(1);
         flow.seen = now;
         if self.queued == 0 && self.eligible(p, org, b, now) {
-            self.take(org);
+            self.take(p, org, b, now);
             return true;
         }
         false
@@ -181,9 +192,12 @@ impl<W> Deployment<W> {
         true
     }
 
-    /// A request of `org` is done: its slot is free.
-    pub fn release(&mut self, org: Uuid) {
+    /// A request of `org` in band `b` is done: its slot is free.
+    pub fn release(&mut self, org: Uuid, b: KeyPriority) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        if b == KeyPriority::Interactive {
+            self.interactive = self.interactive.saturating_sub(1);
+        }
         if let Some(flow) = self.flows.get_mut(&org) {
             flow.in_flight = flow.in_flight.saturating_sub(1);
         }
@@ -202,10 +216,25 @@ impl<W> Deployment<W> {
         admitted
     }
 
-    fn take(&mut self, org: Uuid) {
+    fn take(&mut self, p: &Policy, org: Uuid, b: KeyPriority, now: Instant) {
         self.in_flight += 1;
         if let Some(flow) = self.flows.get_mut(&org) {
             flow.in_flight += 1;
+        }
+        if b == KeyPriority::Interactive {
+            self.interactive += 1;
+            if self.interactive >= self.interactive_peak(p, now) {
+                self.peak = (self.interactive, Some(now));
+            }
+        }
+    }
+
+    /// The most interactive requests in flight within `idle_after` (at
+    /// least those in flight now).
+    fn interactive_peak(&self, p: &Policy, now: Instant) -> u32 {
+        match self.peak {
+            (peak, Some(at)) if now.duration_since(at) < p.idle_after => peak.max(self.interactive),
+            _ => self.interactive,
         }
     }
 
@@ -214,7 +243,9 @@ impl<W> Deployment<W> {
         let free = p.capacity.saturating_sub(self.in_flight);
         let reserve = match b {
             KeyPriority::Interactive => 0,
-            KeyPriority::Batch => p.batch_reserve,
+            KeyPriority::Batch => p
+                .batch_reserve
+                .max(self.interactive_peak(p, now) - self.interactive),
         };
         let Some(flow) = self.flows.get(&org) else {
             return false;
@@ -283,7 +314,7 @@ impl<W> Deployment<W> {
                     self.rounds[i].pop_front();
                 }
                 self.queued -= 1;
-                self.take(org);
+                self.take(p, org, b, now);
                 return Some((org, waiter));
             }
             flow.deficit[i] = flow.deficit[i].saturating_add(flow.weight);

@@ -17,15 +17,16 @@ fn policy(capacity: u32) -> Policy {
     }
 }
 
-/// A deployment whose waiters are labels, the order they were admitted
-/// in, and what is in flight (oldest first: requests end in that order).
+/// A deployment whose waiters are labels (with their band), the order
+/// they were admitted in, and what is in flight (oldest first: requests
+/// end in that order).
 struct Sim {
-    d: Deployment<String>,
+    d: Deployment<(String, KeyPriority)>,
     p: Policy,
     now: Instant,
     next: u64,
     admitted: Vec<String>,
-    flying: VecDeque<(Uuid, String)>,
+    flying: VecDeque<(Uuid, KeyPriority)>,
 }
 
 impl Sim {
@@ -43,20 +44,20 @@ impl Sim {
     /// A request arrives: true when it is admitted at once.
     fn send(&mut self, org: Uuid, weight: u32, b: KeyPriority, label: &str) -> bool {
         if self.d.arrive(&self.p, org, weight, b, self.now) {
-            self.admit(org, label.to_owned());
+            self.admit(org, (label.to_owned(), b));
             return true;
         }
         self.next += 1;
         self.d
-            .enqueue(&self.p, org, b, self.next, label.to_owned())
+            .enqueue(&self.p, org, b, self.next, (label.to_owned(), b))
             .unwrap();
         self.pump();
         self.admitted.iter().any(|l| l == label)
     }
 
-    fn admit(&mut self, org: Uuid, label: String) {
-        self.admitted.push(label.clone());
-        self.flying.push_back((org, label));
+    fn admit(&mut self, org: Uuid, (label, b): (String, KeyPriority)) {
+        self.admitted.push(label);
+        self.flying.push_back((org, b));
     }
 
     fn pump(&mut self) {
@@ -67,8 +68,8 @@ impl Sim {
 
     /// The oldest request in flight ends.
     fn done(&mut self) {
-        let (org, _) = self.flying.pop_front().unwrap();
-        self.d.release(org);
+        let (org, b) = self.flying.pop_front().unwrap();
+        self.d.release(org, b);
         self.pump();
     }
 
@@ -203,8 +204,51 @@ fn interactive_requests_go_before_batch_ones_which_leave_a_reserve() {
     for _ in 0..4 {
         s.done();
     }
-    assert_eq!(s.count("batch"), 6);
+    assert_eq!(
+        s.count("batch"),
+        3,
+        "the slots of interactive's recent peak stay theirs"
+    );
+    s.now += s.p.idle_after;
+    s.pump();
+    assert_eq!(
+        s.count("batch"),
+        6,
+        "once that peak is old, batch takes them"
+    );
     assert_eq!(s.d.in_flight(), 3, "batch alone: the reserve stays free");
+}
+
+#[test]
+fn batch_leaves_interactive_clients_their_slots_between_two_requests() {
+    let mut p = policy(16);
+    p.batch_reserve = 2;
+    let mut s = Sim::new(p);
+    let a = Uuid::new_v4();
+    for n in 0..10 {
+        assert!(s.send(a, 100, I, &format!("int{n}")));
+    }
+    for n in 0..10 {
+        s.send(a, 100, B, &format!("batch{n}"));
+    }
+    assert_eq!(
+        s.count("batch"),
+        4,
+        "batch takes what interactive leaves, but the reserve"
+    );
+    // The interactive answers end (the oldest in flight); the batch requests
+    // queued are admitted before those clients send again, and must not
+    // take their slots (each would then wait a whole answer).
+    for _ in 0..10 {
+        s.done();
+    }
+    assert_eq!(s.count("batch"), 6);
+    for n in 10..20 {
+        assert!(
+            s.send(a, 100, I, &format!("int{n}")),
+            "int{n} is admitted at once"
+        );
+    }
 }
 
 #[test]
@@ -218,10 +262,10 @@ fn per_organization_limits_hold() {
     assert!(s.send(b, 100, I, "b1"));
     assert!(!s.d.arrive(&p, b, 100, I, s.now), "its concurrency limit");
     for n in 0..3 {
-        s.d.enqueue(&p, b, I, n, format!("q{n}")).unwrap();
+        s.d.enqueue(&p, b, I, n, (format!("q{n}"), I)).unwrap();
     }
     assert_eq!(
-        s.d.enqueue(&p, b, I, 9, "q9".to_owned()),
+        s.d.enqueue(&p, b, I, 9, ("q9".to_owned(), I)),
         Err(QueueFull),
         "its queue limit: refused (429) at once"
     );

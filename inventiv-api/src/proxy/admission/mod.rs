@@ -83,11 +83,12 @@ pub struct Permit {
     admission: Arc<Admission>,
     key: Key,
     org: Uuid,
+    band: KeyPriority,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.admission.release(&self.key, self.org);
+        self.admission.release(&self.key, self.org, self.band);
     }
 }
 
@@ -106,7 +107,7 @@ struct Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.settled && !self.admission.cancel(self) {
-            self.admission.release(&self.key, self.org);
+            self.admission.release(&self.key, self.org, self.band);
         }
     }
 }
@@ -175,10 +176,11 @@ impl Admission {
             admission: admission.clone(),
             key,
             org: r.organization_id,
+            band: r.band,
         };
         let (tx, rx) = oneshot::channel();
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
-        let admitted = {
+        {
             let now = Instant::now();
             let mut deployments = self.lock();
             let s = deployments.entry(key.clone()).or_insert_with(|| Scheduled {
@@ -197,8 +199,7 @@ impl Admission {
             {
                 return Err(Refused::Full);
             }
-            d.dispatch(&policy, now)
-        };
+        }
         let mut ticket = Ticket {
             admission: self.clone(),
             key: key.clone(),
@@ -207,7 +208,9 @@ impl Admission {
             id,
             settled: false,
         };
-        wake(admitted);
+        // Admits it if it may go after all, else plans the look that frees
+        // a slot kept for others once they may be idle.
+        self.schedule(&key, None);
         let wait = match r.band {
             KeyPriority::Interactive => self.limits.interactive_wait,
             KeyPriority::Batch => self.limits.batch_wait,
@@ -230,24 +233,25 @@ impl Admission {
             .is_some_and(|s| s.d.cancel(t.org, t.band, t.id))
     }
 
-    /// Frees a slot of `org` and admits what may go next.
-    fn release(self: &Arc<Self>, key: &Key, org: Uuid) {
-        self.schedule(key, Some(org));
+    /// Frees a slot of `org` in band `b` and admits what may go next.
+    fn release(self: &Arc<Self>, key: &Key, org: Uuid, b: KeyPriority) {
+        self.schedule(key, Some((org, b)));
     }
 
     /// Admits what may go on `key`'s deployment (after freeing a slot of
-    /// `freed`). When requests wait while a slot stays free for an active
-    /// organization's share, it looks again once that one may be idle: the
-    /// slot is not kept for an organization that stopped sending.
-    fn schedule(self: &Arc<Self>, key: &Key, freed: Option<Uuid>) {
+    /// `freed`). When requests wait while a slot stays free (for an active
+    /// organization's share, or interactive requests' recent peak), it
+    /// looks again once those may be idle: the slot is not kept for
+    /// traffic that stopped.
+    fn schedule(self: &Arc<Self>, key: &Key, freed: Option<(Uuid, KeyPriority)>) {
         let mut recheck = false;
         let admitted = {
             let mut deployments = self.lock();
             let Some(s) = deployments.get_mut(key) else {
                 return;
             };
-            if let Some(org) = freed {
-                s.d.release(org);
+            if let Some((org, b)) = freed {
+                s.d.release(org, b);
             }
             let now = Instant::now();
             let admitted = s.d.dispatch(&s.policy, now);
