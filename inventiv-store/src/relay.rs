@@ -244,8 +244,10 @@ pub fn pinned_client(
 ) -> Result<reqwest::Client, ClientError> {
     let mut headers = HeaderMap::new();
     headers.insert(RELAY_KEY_HEADER, key_header(access)?);
+    let mut tls = pinned_tls(access)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(builder
-        .use_preconfigured_tls(pinned_tls(access)?)
+        .use_preconfigured_tls(tls)
         .https_only(true)
         .redirect(reqwest::redirect::Policy::none())
         .default_headers(headers)
@@ -253,19 +255,20 @@ pub fn pinned_client(
 }
 
 /// The TLS of a client of one instance's relay: exactly the pinned
-/// certificate is accepted (whatever its name or dates), HTTP/1.1.
+/// certificate is accepted (whatever its name or dates); no ALPN (the
+/// caller's HTTP client sets its own).
 pub fn pinned_tls(access: &RelayAccess) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
-            sha256: access.cert_sha256,
-            provider,
-        }))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tls)
+    Ok(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
+                sha256: access.cert_sha256,
+                provider,
+            }))
+            .with_no_client_auth(),
+    )
 }
 
 /// The relay key as the value of [`RELAY_KEY_HEADER`], marked sensitive

@@ -6,6 +6,7 @@
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use bytes::BytesMut;
+use futures_util::{Stream, StreamExt};
 
 use super::error::OpenAiError;
 
@@ -42,21 +43,23 @@ pub enum ReadError<E> {
     Failed(E),
 }
 
-/// The whole body of `response`, refused past `max` bytes (by its declared
-/// length at once, else as soon as the bytes read pass it): for any answer
-/// of a worker, whose size it sets.
-pub async fn read_at_most(
-    mut response: reqwest::Response,
+/// A body of `declared` length (if it said one) coming as `chunks`,
+/// refused past `max` bytes (by its declared length at once, else as soon
+/// as the bytes read pass it): for any answer of a worker, whose size it
+/// sets.
+pub async fn collect<E>(
+    declared: Option<u64>,
+    chunks: impl Stream<Item = Result<Bytes, E>>,
     max: usize,
-) -> Result<Bytes, ReadError<reqwest::Error>> {
-    let declared = response
-        .content_length()
-        .and_then(|n| usize::try_from(n).ok());
+) -> Result<Bytes, ReadError<E>> {
+    let declared = declared.and_then(|n| usize::try_from(n).ok());
     if declared.is_some_and(|n| n > max) {
         return Err(ReadError::TooLarge);
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(8192).min(max));
-    while let Some(chunk) = response.chunk().await.map_err(ReadError::Failed)? {
+    let mut chunks = std::pin::pin!(chunks);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(ReadError::Failed)?;
         if body.len() + chunk.len() > max {
             return Err(ReadError::TooLarge);
         }
@@ -65,12 +68,24 @@ pub async fn read_at_most(
     Ok(body.freeze())
 }
 
+/// The whole body of a worker's `response` to another caller than the
+/// proxy (reqwest), bounded as [`collect`].
+pub async fn read_at_most(
+    response: reqwest::Response,
+    max: usize,
+) -> Result<Bytes, ReadError<reqwest::Error>> {
+    collect(response.content_length(), response.bytes_stream(), max).await
+}
+
 /// A worker's whole answer to the proxy, with the `/v1` errors.
 pub async fn read(answer: super::engine::Answer, max: usize) -> Result<Bytes, OpenAiError> {
-    answer.read_at_most(max).await.map_err(|e| match e {
-        ReadError::TooLarge => answer_too_large(max),
-        ReadError::Failed(e) => read_failed(&e),
-    })
+    let declared = answer.declared();
+    collect(declared, answer.into_stream(), max)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => answer_too_large(max),
+            ReadError::Failed(e) => read_failed(&e),
+        })
 }
 
 /// The SSE error event that ends a stream whose worker sent an event

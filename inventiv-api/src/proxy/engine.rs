@@ -14,7 +14,6 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Request, StatusCode, Uri};
-use bytes::BytesMut;
 use futures_util::Stream;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -83,12 +82,9 @@ impl EngineClient {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.enforce_http(false);
-        let mut tls = inventiv_store::relay::pinned_tls(access)?;
-        // The connector sets ALPN itself (http/1.1, from `enable_http1`)
-        // and refuses a configuration that already has it.
-        tls.alpn_protocols.clear();
+        // The connector sets ALPN itself (http/1.1, from `enable_http1`).
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(inventiv_store::relay::pinned_tls(access)?)
             .https_only()
             .enable_http1()
             .wrap_connector(http);
@@ -138,6 +134,11 @@ impl Answer {
         self.status
     }
 
+    /// The body's length, when the worker declared one.
+    pub fn declared(&self) -> Option<u64> {
+        self.declared
+    }
+
     /// The body's bytes as they come (trailers skipped); a wait longer
     /// than the read timeout ends it with [`ReadError::Timeout`].
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, ReadError>> + Send + 'static {
@@ -157,29 +158,5 @@ impl Answer {
                 }
             }
         })
-    }
-
-    /// The whole body, refused past `max` bytes (by its declared length at
-    /// once, else as soon as the bytes read pass it).
-    pub async fn read_at_most(
-        self,
-        max: usize,
-    ) -> Result<Bytes, super::bounded::ReadError<ReadError>> {
-        use super::bounded::ReadError as Bounded;
-        use futures_util::StreamExt;
-        let declared = self.declared.and_then(|n| usize::try_from(n).ok());
-        if declared.is_some_and(|n| n > max) {
-            return Err(Bounded::TooLarge);
-        }
-        let mut body = BytesMut::with_capacity(declared.unwrap_or(8192).min(max));
-        let mut chunks = std::pin::pin!(self.into_stream());
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(Bounded::Failed)?;
-            if body.len() + chunk.len() > max {
-                return Err(Bounded::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body.freeze())
     }
 }

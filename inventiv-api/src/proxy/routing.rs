@@ -7,7 +7,7 @@
 //! read lock-free-ish on the hot path (an `Arc` swap under a short read
 //! lock). Per-worker outstanding-request counters survive rebuilds. Each
 //! worker has its own client, pinned to its relay's certificate and
-//! carrying its relay key ([`engine_client`]); a worker without both is
+//! carrying its relay key ([`EngineClient`]); a worker without both is
 //! never routed to. Each (organization, model) route carries its metric
 //! series ([`ModelSeries`]), kept across rebuilds, so a request counts
 //! without a lookup of its own. Models of active services (a replica
@@ -25,7 +25,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::http::Uri;
-use inventiv_store::relay::{RelayAccess, StoredRelay};
+use inventiv_store::relay::StoredRelay;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -40,16 +40,6 @@ const COOL_DOWN_MS: i64 = 10_000;
 
 /// The engine paths the proxy forwards to.
 pub const ENGINE_PATHS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
-
-/// The client for one worker's relay: pooled, TCP_NODELAY, a short
-/// connect timeout (a dead node is skipped quickly), and pinned to the
-/// relay's certificate with its key ([`super::engine`]).
-pub fn engine_client(
-    access: &RelayAccess,
-    read_timeout: Duration,
-) -> Result<EngineClient, inventiv_store::relay::ClientError> {
-    EngineClient::new(access, read_timeout)
-}
 
 /// What a worker's client was built from: rebuilt when the key (a fresh
 /// nonce per seal) or the pin changes.
@@ -573,7 +563,7 @@ fn connect(
             return None;
         }
     };
-    match engine_client(&access, state.config.upstream.read_timeout) {
+    match EngineClient::new(&access, state.config.upstream.read_timeout) {
         Ok(client) => Some(Worker::new(
             id,
             base_url,
