@@ -34,14 +34,20 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         Some(headers) => crate::frontend::page(&state, headers).await,
         None => None,
     };
-    let mut response = if let Some(refused) = cross_origin_write(&request, &state) {
-        refused
-    } else if let Some(page) = page {
-        page
-    } else {
-        next.run(request).await
-    };
-    let h = response.headers_mut();
+    let mut response =
+        if let Some(refused) = cross_origin_write(request.method(), request.headers(), &state) {
+            refused
+        } else if let Some(page) = page {
+            page
+        } else {
+            next.run(request).await
+        };
+    secure(response.headers_mut(), &state);
+    response
+}
+
+/// Adds the security headers every answer gets.
+pub fn secure(h: &mut HeaderMap, state: &AppState) {
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -53,7 +59,6 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         );
     }
-    response
 }
 
 /// Whether the request carries a session cookie and no bearer token (so a
@@ -90,12 +95,12 @@ fn same_origin(origin: &str, headers: &HeaderMap, public_url: &str) -> bool {
 /// Refuses (403 `CROSS_ORIGIN_REQUEST`) a cookie-authenticated write whose
 /// `Origin` is another site. Browsers send `Origin` on every cross-origin
 /// write, so a request without it did not come from another site's page.
-fn cross_origin_write(request: &Request, state: &AppState) -> Option<Response> {
-    let safe = matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    let headers = request.headers();
+pub fn cross_origin_write(
+    method: &Method,
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Option<Response> {
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if safe || !cookie_authenticated(headers) {
         return None;
     }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod finops;
+pub mod front;
 pub mod frontend;
 pub mod heartbeat_limit;
 pub mod heartbeats;

@@ -9,10 +9,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use inventiv_common::metrics::{
@@ -194,7 +194,29 @@ impl Default for Metrics {
     }
 }
 
+/// One route template's HTTP series, to count its requests in.
+#[derive(Clone, Debug)]
+pub struct HttpRoute(Arc<RouteSeries>);
+
+impl HttpRoute {
+    /// Counts a request answered with `status` after `elapsed`.
+    pub fn count(&self, method: &Method, status: StatusCode, elapsed: Duration) {
+        if let Some(m) = self.0 .0.get(method_index(method)) {
+            let class = usize::from(status.as_u16() / 100).saturating_sub(1);
+            if let Some(c) = m.classes.get(class) {
+                c.inc();
+            }
+            m.duration.observe(elapsed);
+        }
+    }
+}
+
 impl Metrics {
+    /// The series of a route template (made on its first request).
+    pub fn http_route(&self, template: &str) -> HttpRoute {
+        HttpRoute(self.route(template))
+    }
+
     fn route(&self, template: &str) -> Arc<RouteSeries> {
         if let Some(s) = self.http.read().ok().and_then(|m| m.get(template).cloned()) {
             return s;
@@ -426,18 +448,14 @@ pub fn render_v1(t: &mut Text, metrics: &Metrics, series: &[Arc<ModelSeries>]) {
 /// its path: ids stay out of the labels).
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let series = match request.extensions().get::<MatchedPath>() {
-        Some(p) => state.metrics.route(p.as_str()),
-        None => state.metrics.route(UNMATCHED),
-    };
-    let method = method_index(request.method());
+    let series = state.metrics.http_route(
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(UNMATCHED, MatchedPath::as_str),
+    );
+    let method = request.method().clone();
     let response = next.run(request).await;
-    if let Some(m) = series.0.get(method) {
-        let class = usize::from(response.status().as_u16() / 100).saturating_sub(1);
-        if let Some(c) = m.classes.get(class) {
-            c.inc();
-        }
-        m.duration.observe(started.elapsed());
-    }
+    series.count(&method, response.status(), started.elapsed());
     response
 }

@@ -4,12 +4,15 @@
 //! traces on, the request span is the root of the request's trace, or a
 //! child of the caller's span when it sends a W3C `traceparent`.
 
+use std::future::Future;
+use std::time::Instant;
+
 use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderName;
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::request_id::{MakeRequestId, RequestId};
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 /// The header that carries the id both ways.
 pub static HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -24,7 +27,7 @@ pub fn current() -> Option<String> {
 }
 
 /// Accepts 1 to 128 characters of `[A-Za-z0-9._:-]`; anything else is replaced.
-fn well_formed(value: &[u8]) -> bool {
+pub fn well_formed(value: &[u8]) -> bool {
     (1..=128).contains(&value.len())
         && value
             .iter()
@@ -50,43 +53,37 @@ pub struct Generate;
 
 impl MakeRequestId for Generate {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        id.parse().ok().map(RequestId::new)
+        generate().parse().ok().map(RequestId::new)
     }
 }
 
-/// Middleware inside `SetRequestIdLayer`: opens the request span, makes the
-/// id [`current`] for the handler, logs the outcome.
-pub async fn span(request: Request, next: Next) -> Response {
-    let id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let method = request.method().clone();
-    // The route template, never the raw path: paths can carry tokens
-    // (invitation links) that must not reach the logs.
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("<no route>", MatchedPath::as_str)
-        .to_owned();
+/// A new id: a v4 uuid without hyphens.
+pub fn generate() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The request's span (`route`: its template, never the raw path); with
+/// traces on, the root of its trace or a child of the caller's span.
+pub fn request_span(id: &str, method: &Method, route: &str, headers: &HeaderMap) -> Span {
     let span = tracing::info_span!("request", request_id = %id, %method, %route);
     if inventiv_common::telemetry::enabled() {
         inventiv_common::telemetry::set_parent(
             &span,
-            request
-                .headers()
-                .get("traceparent")
-                .and_then(|v| v.to_str().ok()),
+            headers.get("traceparent").and_then(|v| v.to_str().ok()),
         );
     }
-    let started = std::time::Instant::now();
-    let response = REQUEST_ID
-        .scope(id, next.run(request).instrument(span.clone()))
-        .await;
-    let status = response.status().as_u16();
+    span
+}
+
+/// Runs `work` with `id` as the [`current`] request id.
+pub async fn scope<F: Future>(id: String, work: F) -> F::Output {
+    REQUEST_ID.scope(id, work).await
+}
+
+/// Logs a request's outcome in its span: failures as errors, the data
+/// plane's and the heartbeats' successes at debug, the rest at info.
+pub fn outcome(span: &Span, route: &str, status: StatusCode, started: Instant) {
+    let status = status.as_u16();
     span.in_scope(|| {
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         if status >= 500 {
@@ -101,6 +98,28 @@ pub async fn span(request: Request, next: Next) -> Response {
             tracing::info!(status, latency_ms, "request");
         }
     });
+}
+
+/// Middleware inside `SetRequestIdLayer`: opens the request span, makes the
+/// id [`current`] for the handler, logs the outcome.
+pub async fn span(request: Request, next: Next) -> Response {
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    // The route template, never the raw path: paths can carry tokens
+    // (invitation links) that must not reach the logs.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<no route>", MatchedPath::as_str)
+        .to_owned();
+    let span = request_span(&id, request.method(), &route, request.headers());
+    let started = Instant::now();
+    let response = scope(id, next.run(request).instrument(span.clone())).await;
+    outcome(&span, &route, response.status(), started);
     response
 }
 

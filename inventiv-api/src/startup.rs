@@ -270,7 +270,9 @@ impl Application {
                 }
             }
         });
-        let app = app(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        // The data plane's hot routes are answered by the front, the rest by
+        // the router (see [`crate::front`]).
+        let app = crate::front::MakeFront::new(app(self.state.clone()), self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "inventiv-api listening");
         // Small writes (SSE events, short answers) leave at once instead of
         // waiting for Nagle and the peer's delayed ACK (~40 ms).

@@ -296,41 +296,63 @@ impl utoipa::ToSchema for V1Body {
     }
 }
 
-impl<S: Send + Sync> axum::extract::FromRequest<S> for V1Body {
+impl axum::extract::FromRequest<crate::state::AppState> for V1Body {
     type Rejection = OpenAiError;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<V1Body, OpenAiError> {
-        let json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("application/json")
-            });
-        if !json {
-            return Err(OpenAiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_request_error",
-                "unsupported_media_type",
-                "send the body as application/json",
-            ));
-        }
-        axum::body::Bytes::from_request(req, state)
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &crate::state::AppState,
+    ) -> Result<V1Body, OpenAiError> {
+        let (parts, body) = req.into_parts();
+        read_body(&parts.headers, body, state.config.max_body_bytes)
             .await
             .map(V1Body)
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    OpenAiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "invalid_request_error",
-                        "payload_too_large",
-                        "request body too large",
-                    )
-                } else {
-                    OpenAiError::bad_request(e.body_text())
-                }
-            })
+    }
+}
+
+/// A `/v1` request's body: JSON (by its content type), at most `max`
+/// bytes (a larger declared length is refused before anything is read).
+pub async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    max: usize,
+) -> Result<axum::body::Bytes, OpenAiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .get(..16)
+                .is_some_and(|t| t.eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(OpenAiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            "unsupported_media_type",
+            "send the body as application/json",
+        ));
+    }
+    let too_large = || {
+        OpenAiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "payload_too_large",
+            "request body too large",
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, max)).await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(OpenAiError::bad_request(format!(
+            "failed to read the request body: {e}"
+        ))),
     }
 }

@@ -266,7 +266,7 @@ pub async fn chat_completions(
     headers: HeaderMap,
     V1Body(body): V1Body,
 ) -> Result<Response, OpenAiError> {
-    forward(state, headers, body, "/v1/chat/completions").await
+    serve(state, headers, body, Endpoint::ChatCompletions).await
 }
 
 /// Text completions (streaming or not).
@@ -283,7 +283,7 @@ pub async fn completions(
     headers: HeaderMap,
     V1Body(body): V1Body,
 ) -> Result<Response, OpenAiError> {
-    forward(state, headers, body, "/v1/completions").await
+    serve(state, headers, body, Endpoint::Completions).await
 }
 
 /// Embeddings.
@@ -300,7 +300,51 @@ pub async fn embeddings(
     headers: HeaderMap,
     V1Body(body): V1Body,
 ) -> Result<Response, OpenAiError> {
-    forward(state, headers, body, "/v1/embeddings").await
+    serve(state, headers, body, Endpoint::Embeddings).await
+}
+
+/// The routes that forward to a worker: served by [`crate::front`]
+/// straight from the connection, and by the handlers above through the
+/// router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// Each one, in the order of their discriminants.
+    pub const ALL: [Endpoint; 3] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+    ];
+
+    /// The endpoint of a request's path, if it is one.
+    pub fn of(path: &str) -> Option<Endpoint> {
+        Endpoint::ALL.into_iter().find(|e| e.path() == path)
+    }
+
+    /// Its path, here and on the worker.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/v1/chat/completions",
+            Endpoint::Completions => "/v1/completions",
+            Endpoint::Embeddings => "/v1/embeddings",
+        }
+    }
+}
+
+/// Serves one request of `endpoint`: authenticated, routed, forwarded,
+/// metered.
+pub async fn serve(
+    state: AppState,
+    headers: HeaderMap,
+    body: Bytes,
+    endpoint: Endpoint,
+) -> Result<Response, OpenAiError> {
+    forward(state, headers, body, endpoint.path()).await
 }
 
 /// What the meter needs to know about one request.
