@@ -140,7 +140,9 @@ async fn v1(
                 Ok(body) => body,
                 Err(e) => return e.into_response(),
             };
-        forward::serve(state.clone(), parts.headers, body, endpoint)
+        // Boxed: this request's future stays small to move (the whole
+        // forwarding state is kilobytes).
+        Box::pin(forward::serve(state.clone(), parts.headers, body, endpoint))
             .await
             .into_response()
     };

@@ -117,7 +117,8 @@ pub async fn effective(
     }
     // A shared model is called `provider_slug/model_code`: its offering's
     // prompt (the provider's) comes after the caller's own ones.
-    let row = sqlx::query!(
+    // Boxed: a miss is rare, its query's state large.
+    let row = Box::pin(sqlx::query!(
         r#"SELECT p.content, p.mode FROM system_prompts p
             WHERE (p.scope = 'api_key' AND p.api_key_id = $1)
                OR (p.scope = 'organization' AND p.organization_id = $2)
@@ -131,7 +132,7 @@ pub async fn effective(
         org,
         model,
     )
-    .fetch_optional(&state.db)
+    .fetch_optional(&state.db))
     .await?;
     let prompt = row.and_then(|r| {
         Some(Arc::new(Prompt {

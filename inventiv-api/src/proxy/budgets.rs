@@ -218,70 +218,75 @@ pub async fn admit(state: &AppState, request: Request) -> Result<Reservation, Op
     if applies.is_empty() {
         return Ok(Reservation::default());
     }
-    let now = Utc::now();
-    let (month, from, until) = month_of(now);
-    let id = Uuid::new_v4().simple().to_string();
-    let expiry = now.timestamp()
-        + i64::try_from(state.config.budget_reservation_ttl.as_secs()).unwrap_or(3600);
-    let redis_error = |e: redis::RedisError| OpenAiError::from(crate::error::ApiError::from(e));
-    // At most one seeding per budget, then the answer stands.
-    for _ in 0..=applies.len() {
-        let mut invocation = ADMIT.prepare_invoke();
-        for b in &applies {
-            for k in keys(state, b.id, &month) {
-                invocation.key(k);
+    // Boxed: the round trips' state is kilobytes, and most requests have
+    // no budget that applies (the proxy's future stays small to move).
+    Box::pin(async move {
+        let now = Utc::now();
+        let (month, from, until) = month_of(now);
+        let id = Uuid::new_v4().simple().to_string();
+        let expiry = now.timestamp()
+            + i64::try_from(state.config.budget_reservation_ttl.as_secs()).unwrap_or(3600);
+        let redis_error = |e: redis::RedisError| OpenAiError::from(crate::error::ApiError::from(e));
+        // At most one seeding per budget, then the answer stands.
+        for _ in 0..=applies.len() {
+            let mut invocation = ADMIT.prepare_invoke();
+            for b in &applies {
+                for k in keys(state, b.id, &month) {
+                    invocation.key(k);
+                }
             }
-        }
-        invocation
-            .arg(now.timestamp())
-            .arg(expiry)
-            .arg(&id)
-            .arg(MONTH_TTL_SECS);
-        for b in &applies {
             invocation
-                .arg(b.eur_nano.unwrap_or(-1))
-                .arg(b.tokens.unwrap_or(-1))
-                .arg(eur)
-                .arg(tokens);
+                .arg(now.timestamp())
+                .arg(expiry)
+                .arg(&id)
+                .arg(MONTH_TTL_SECS);
+            for b in &applies {
+                invocation
+                    .arg(b.eur_nano.unwrap_or(-1))
+                    .arg(b.tokens.unwrap_or(-1))
+                    .arg(eur)
+                    .arg(tokens);
+            }
+            let mut redis = state.redis.clone();
+            let answer: Vec<i64> = invocation
+                .invoke_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            let index = answer
+                .get(1)
+                .and_then(|i| usize::try_from(*i).ok())
+                .and_then(|i| i.checked_sub(1));
+            let budget = index.and_then(|i| applies.get(i));
+            match (answer.first().copied(), budget) {
+                (Some(1), _) => {
+                    return Ok(Reservation(Some(Held {
+                        state: state.clone(),
+                        id,
+                        month,
+                        budgets: applies.iter().map(|b| b.id).collect(),
+                        price,
+                    })))
+                }
+                (Some(-2), Some(b)) => {
+                    let sums = metered(&state.db, request.organization_id, b.target, from, until)
+                        .await
+                        .map_err(|e| OpenAiError::from(crate::error::ApiError::from(e)))?;
+                    raise(state, b.id, &month, sums)
+                        .await
+                        .map_err(redis_error)?;
+                }
+                (Some(-1), Some(b)) => {
+                    let at = |i: usize| answer.get(i).copied().unwrap_or(0);
+                    return Err(refusal(b, at(2) == 1, at(3), at(4)));
+                }
+                _ => break,
+            }
         }
-        let mut redis = state.redis.clone();
-        let answer: Vec<i64> = invocation
-            .invoke_async(&mut redis)
-            .await
-            .map_err(redis_error)?;
-        let index = answer
-            .get(1)
-            .and_then(|i| usize::try_from(*i).ok())
-            .and_then(|i| i.checked_sub(1));
-        let budget = index.and_then(|i| applies.get(i));
-        match (answer.first().copied(), budget) {
-            (Some(1), _) => {
-                return Ok(Reservation(Some(Held {
-                    state: state.clone(),
-                    id,
-                    month,
-                    budgets: applies.iter().map(|b| b.id).collect(),
-                    price,
-                })))
-            }
-            (Some(-2), Some(b)) => {
-                let sums = metered(&state.db, request.organization_id, b.target, from, until)
-                    .await
-                    .map_err(|e| OpenAiError::from(crate::error::ApiError::from(e)))?;
-                raise(state, b.id, &month, sums)
-                    .await
-                    .map_err(redis_error)?;
-            }
-            (Some(-1), Some(b)) => {
-                let at = |i: usize| answer.get(i).copied().unwrap_or(0);
-                return Err(refusal(b, at(2) == 1, at(3), at(4)));
-            }
-            _ => break,
-        }
-    }
-    Err(OpenAiError::from(crate::error::ApiError::Internal(
-        anyhow::anyhow!("budget admission gave no answer"),
-    )))
+        Err(OpenAiError::from(crate::error::ApiError::Internal(
+            anyhow::anyhow!("budget admission gave no answer"),
+        )))
+    })
+    .await
 }
 
 /// Nano-EUR as the API shows money: a decimal string (never a float).
@@ -334,7 +339,7 @@ impl Reservation {
             let eur = held
                 .price
                 .map_or(0, |p| p.charge(prompt, cached, completion));
-            held.finish(eur, prompt + completion).await;
+            Box::pin(held.finish(eur, prompt + completion)).await;
         }
     }
 }

@@ -214,7 +214,8 @@ async fn consumer(state: &AppState, headers: &HeaderMap) -> Result<Consumer, Ope
         });
     }
     // The dashboard's playground calls with the session's token.
-    let caller = crate::auth::caller::authenticate(state, token).await?;
+    // Boxed: the dashboard's path, rarer than keys, with a larger state.
+    let caller = Box::pin(crate::auth::caller::authenticate(state, token)).await?;
     Ok(Consumer {
         organization_id: caller.org_id.0,
         user_id: Some(caller.user_id.0),

@@ -37,15 +37,19 @@ pub async fn check(state: &AppState, key: Option<&KeyInfo>) -> Result<Limits, Op
     let retry = 60 - now % 60;
     let (req_key, tok_key) = window_keys(state, key.id, minute);
     let mut redis = state.redis.clone();
-    let (requests, tokens): (i64, Option<i64>) = redis::pipe()
-        .atomic()
-        .incr(&req_key, 1)
-        .expire(&req_key, 120)
-        .ignore()
-        .get(&tok_key)
-        .query_async(&mut redis)
-        .await
-        .map_err(|e| OpenAiError::from(crate::error::ApiError::from(e)))?;
+    // Boxed: only keys with limits pay for it, the others' requests
+    // keep a small future.
+    let (requests, tokens): (i64, Option<i64>) = Box::pin(
+        redis::pipe()
+            .atomic()
+            .incr(&req_key, 1)
+            .expire(&req_key, 120)
+            .ignore()
+            .get(&tok_key)
+            .query_async(&mut redis),
+    )
+    .await
+    .map_err(|e| OpenAiError::from(crate::error::ApiError::from(e)))?;
     let rpm = key.rpm_limit.map(i64::from);
     let tpm = key.tpm_limit.map(i64::from);
     if rpm.is_some_and(|l| requests > l) {
@@ -79,13 +83,15 @@ impl Limits {
         };
         let (_, tok_key) = window_keys(state, key, self.minute);
         let mut redis = state.redis.clone();
-        let result: redis::RedisResult<()> = redis::pipe()
-            .incr(&tok_key, tokens)
-            .ignore()
-            .expire(&tok_key, 120)
-            .ignore()
-            .query_async(&mut redis)
-            .await;
+        let result: redis::RedisResult<()> = Box::pin(
+            redis::pipe()
+                .incr(&tok_key, tokens)
+                .ignore()
+                .expire(&tok_key, 120)
+                .ignore()
+                .query_async(&mut redis),
+        )
+        .await;
         if let Err(e) = result {
             tracing::warn!(error = %e, "token count not recorded");
         }

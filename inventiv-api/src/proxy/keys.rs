@@ -105,7 +105,9 @@ pub async fn authenticate(state: &AppState, presented: &str) -> sqlx::Result<Opt
         }
         None => {
             state.metrics.key_cache_misses.inc();
-            let row: Option<Row> = sqlx::query_as(
+            // Boxed: a miss is rare, its query's state large.
+            let row: Option<Row> = Box::pin(
+                sqlx::query_as(
                 "SELECT k.id, k.organization_id, k.created_by, k.secret_hash, k.models, k.rpm_limit, k.tpm_limit,
                         (k.revoked_at IS NULL AND k.technical_active AND k.economic_active
                          AND EXISTS (SELECT 1 FROM organization_memberships m WHERE m.organization_id = k.organization_id AND m.user_id = k.created_by)) AS usable,
@@ -113,7 +115,8 @@ pub async fn authenticate(state: &AppState, presented: &str) -> sqlx::Result<Opt
                    FROM api_keys k WHERE k.public_id = $1",
             )
             .bind(public_id)
-            .fetch_optional(&state.db)
+                .fetch_optional(&state.db),
+            )
             .await?;
             let info = row.map(|r| {
                 Arc::new(KeyInfo {
