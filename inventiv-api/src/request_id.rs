@@ -26,6 +26,14 @@ pub fn current() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// [`current`] for a log line's `request_id` field (empty outside a
+/// request). The data plane's requests have no span unless traces are
+/// exported or the log level is debug ([`crate::front`]): their warnings
+/// name their request with it.
+pub fn shown() -> String {
+    current().unwrap_or_default()
+}
+
 /// Accepts 1 to 128 characters of `[A-Za-z0-9._:-]`; anything else is replaced.
 pub fn well_formed(value: &[u8]) -> bool {
     (1..=128).contains(&value.len())
@@ -88,16 +96,32 @@ pub fn outcome(span: &Span, route: &str, status: StatusCode, started: Instant) {
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         if status >= 500 {
             tracing::error!(status, latency_ms, "request failed");
-        } else if status < 400
-            && (route.starts_with("/internal/workers/") || route.starts_with("/v1/"))
-        {
-            // Heartbeats every few seconds per node, and the data plane's
-            // traffic (whose record is its usage row): routine, not news.
+        } else if status < 400 && routine(route) {
             tracing::debug!(status, latency_ms, "request");
         } else {
             tracing::info!(status, latency_ms, "request");
         }
     });
+}
+
+/// Heartbeats every few seconds per node, and the data plane's traffic
+/// (whose record is its usage row): routine, not news.
+fn routine(route: &str) -> bool {
+    route.starts_with("/internal/workers/") || route.starts_with("/v1/")
+}
+
+/// [`outcome`] for a request without a span: its id, method and route
+/// are the log line's own fields.
+pub fn outcome_of(id: &str, method: &Method, route: &str, status: StatusCode, started: Instant) {
+    let status = status.as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::error!(request_id = id, %method, route, status, latency_ms, "request failed");
+    } else if status < 400 && routine(route) {
+        tracing::debug!(request_id = id, %method, route, status, latency_ms, "request");
+    } else {
+        tracing::info!(request_id = id, %method, route, status, latency_ms, "request");
+    }
 }
 
 /// Middleware inside `SetRequestIdLayer`: opens the request span, makes the

@@ -95,22 +95,29 @@ proxy_heartbeat() {
     --data-binary "{\"schema_version\":2,\"instance_id\":\"$1\",\"boot_id\":\"bench-proxy\",\"agent\":{\"version\":\"0.2.0\",\"bundle_sha256\":\"$(printf 'inventiv-bench' | sha256sum | cut -c1-64)\"},\"status\":\"ready\",\"model_id\":\"$PROXY_MODEL\",\"engine\":{\"ready\":true,\"requests_running\":0,\"requests_waiting\":0,\"restarts\":0},\"gpus\":[],\"sent_at\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}"
 }
 
-# api_runs KEY LUA CONNECTIONS: the two APIs in turn, PROXY_REPEAT times
-# each; each keeps its run with the least CPU per request (noise only ever
-# adds some) in bench_proxy's figures under KEY.
+# api_runs KEY LUA CONNECTIONS [VIA...]: the proxies VIA (default: the two
+# APIs; "bare" too) in turn, PROXY_REPEAT times each; each keeps its run
+# with the least CPU per request (noise only ever adds some) in
+# bench_proxy's figures under KEY.
 api_runs() {
   local k=$1 lua=$2 c=$3 round via base pid syncs0 syncs1
+  local -a vias=("${@:4}")
+  ((${#vias[@]})) || vias=(api memory)
   for ((round = 0; round < PROXY_REPEAT; round++)); do
-    for via in api memory; do
-      if [[ $via == api ]]; then base=$API pid=$API_PID; else base=$memory pid=$memory_pid; fi
-      [[ $via == memory ]] || syncs0=$(journal_counters "$WORK/proxy/api.log")
+    for via in "${vias[@]}"; do
+      case $via in
+        api) base=$API pid=$API_PID ;;
+        memory) base=$memory pid=$memory_pid ;;
+        bare) base=$bare pid=$bare_pid ;;
+      esac
+      [[ $via != api ]] || syncs0=$(journal_counters "$WORK/proxy/api.log")
       proxy_run "$base/v1/chat/completions" "$lua" "$c" "$pid" "${PROXY_PERF:+$PROXY_PERF/$via-$k-$round.data}"
-      [[ $via == memory ]] || syncs1=$(journal_counters "$WORK/proxy/api.log")
+      [[ $via != api ]] || syncs1=$(journal_counters "$WORK/proxy/api.log")
       if ((round == 0)) || awk -v a="$CPU_US" -v b="${cpu[$via-$k]}" 'BEGIN { exit !(a < b) }'; then
         rps[$via-$k]=$RPS p50[$via-$k]=$P50_US p99[$via-$k]=$P99_US cpu[$via-$k]=$CPU_US
         # Records per journal sync in that run (its warm-up included).
-        [[ $via == memory ]] || writer_cpu[$k]=$WRITER_US
-        [[ $via == memory ]] || per_sync[$k]=$(awk -v a="$syncs0" -v b="$syncs1" 'BEGIN {
+        [[ $via != api ]] || writer_cpu[$k]=$WRITER_US
+        [[ $via != api ]] || per_sync[$k]=$(awk -v a="$syncs0" -v b="$syncs1" 'BEGIN {
           split(a, x, " "); split(b, y, " "); s = y[1] - x[1]
           printf "%.1f", (s > 0 ? (y[2] - x[2]) / s : 0) }')
       fi
@@ -220,9 +227,8 @@ bench_proxy() {
       k="$mode-$c"
       proxy_run "$direct/v1/chat/completions" "$lua" "$c" ""
       rps[direct-$k]=$RPS p50[direct-$k]=$P50_US p99[direct-$k]=$P99_US
-      proxy_run "$bare/v1/chat/completions" "$lua" "$c" "$bare_pid"
-      rps[bare-$k]=$RPS p50[bare-$k]=$P50_US p99[bare-$k]=$P99_US cpu[bare-$k]=$CPU_US
-      api_runs "$k" "$lua" "$c"
+      # The floor gets the same number of tries as the APIs, alternated with them.
+      api_runs "$k" "$lua" "$c" bare api memory
     done
     # Both APIs paced at one offered load (70 % of the slower one's
     # closed-loop throughput) over 64 connections: what durability costs
@@ -242,7 +248,7 @@ bench_proxy() {
   usage1=$(psql_db -tAc "SELECT count(*) FROM usage_records")
 
   local line
-  report "proxy: the proxy under test alone on core 0, the engine, its relay and wrk on core 1; $PROXY_DURATION per run (each API $PROXY_REPEAT runs, alternated, its least CPU per request kept); chat: not streamed, 16 tokens; stream: $PROXY_STREAM_TOKENS tokens = $events SSE events per stream; api = durable metering (journal), memory = in-memory metering (INVENTIV_USAGE_JOURNAL=off); both APIs reach the engine over TLS through its relay, direct and bare through its plain port"
+  report "proxy: the proxy under test alone on core 0, the engine, its relay and wrk on core 1; $PROXY_DURATION per run (the bare proxy and each API $PROXY_REPEAT runs, alternated, each its least CPU per request kept); chat: not streamed, 16 tokens; stream: $PROXY_STREAM_TOKENS tokens = $events SSE events per stream; api = durable metering (journal), memory = in-memory metering (INVENTIV_USAGE_JOURNAL=off); both APIs reach the engine over TLS through its relay, direct and bare through its plain port"
   for mode in "${PROXY_MODES[@]}"; do
     for c in "${PROXY_CONCURRENCY[@]}"; do
       k="$mode-$c"

@@ -326,7 +326,7 @@ impl Held {
         if let Err(e) = done {
             // The reservation expires on its own; the watcher raises the
             // spent counters to the database's sums.
-            tracing::warn!(error = %e, "budget reservation not settled");
+            tracing::warn!(error = %e, request_id = %crate::request_id::shown(), "budget reservation not settled");
         }
     }
 }

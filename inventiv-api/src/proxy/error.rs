@@ -245,7 +245,7 @@ impl From<crate::error::ApiError> for OpenAiError {
                 "request body too large",
             ),
             crate::error::ApiError::Internal(cause) => {
-                tracing::error!(error = ?cause, "internal error on /v1");
+                tracing::error!(error = ?cause, request_id = %crate::request_id::shown(), "internal error on /v1");
                 OpenAiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",

@@ -19,7 +19,7 @@ use std::time::Instant;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use chrono::Utc;
@@ -381,7 +381,7 @@ impl Meter {
     fn bill(&mut self, status: u16, prompt: i64, completion: i64, answer_bytes: usize) -> Billed {
         let billed = self.bounds.bill(prompt, completion, answer_bytes);
         if billed.disputed {
-            tracing::warn!(instance_id = ?self.record.instance_id, prompt, completion,
+            tracing::warn!(instance_id = ?self.record.instance_id, request_id = %self.record.request_id, prompt, completion,
                            billed_prompt = billed.prompt, billed_completion = billed.completion,
                            "implausible usage report; billed at the bound and recorded as a dispute");
             self.record.disputed = Some((prompt, completion));
@@ -768,9 +768,13 @@ async fn forward_to(
             status = tracing::field::Empty
         );
         let mut headers = Vec::with_capacity(2);
-        headers.extend(request_header.clone().map(|id| ("x-request-id", id)));
+        headers.extend(
+            request_header
+                .clone()
+                .map(|id| (request_id::HEADER.clone(), id)),
+        );
         if let Some(t) = telemetry::traceparent(&call).and_then(|t| HeaderValue::try_from(t).ok()) {
-            headers.push(("traceparent", t));
+            headers.push((HeaderName::from_static("traceparent"), t));
         }
         let sent = worker
             .client
@@ -793,7 +797,7 @@ async fn forward_to(
                 continue;
             }
             Ok(r) if r.status().is_redirection() => {
-                tracing::warn!(instance_id = %worker.instance_id, status = %r.status(), "worker answered a redirect; not followed");
+                tracing::warn!(instance_id = %worker.instance_id, %request_id, status = %r.status(), "worker answered a redirect; not followed");
                 failed(worker);
                 last_error = OpenAiError::upstream_redirect(r.status());
                 continue;

@@ -93,7 +93,7 @@ impl Limits {
         )
         .await;
         if let Err(e) = result {
-            tracing::warn!(error = %e, "token count not recorded");
+            tracing::warn!(error = %e, request_id = %crate::request_id::shown(), "token count not recorded");
         }
     }
 
