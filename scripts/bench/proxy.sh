@@ -109,6 +109,7 @@ api_runs() {
         api) base=$API pid=$API_PID ;;
         memory) base=$memory pid=$memory_pid ;;
         bare) base=$bare pid=$bare_pid ;;
+        bare-tls) base=$bare_tls pid=$bare_tls_pid ;;
       esac
       [[ $via != api ]] || syncs0=$(journal_counters "$WORK/proxy/api.log")
       proxy_run "$base/v1/chat/completions" "$lua" "$c" "$pid" "${PROXY_PERF:+$PROXY_PERF/$via-$k-$round.data}"
@@ -137,7 +138,10 @@ api_runs() {
 # streaming and not. The APIs reach the engine as they reach any worker:
 # TLS to the node's relay (inventiv-api/examples/bench_relay.rs: the tests'
 # stand-in relay, its key issued and its certificate pinned); the bare
-# proxy and "direct" talk to the engine's plain port. The proxy under test
+# proxy and "direct" talk to the engine's plain port, and "bare-tls" (the
+# same bare proxy with the relay's key and pinned certificate) to the
+# relay: the floor of a proxy that speaks TLS to the worker, printed for
+# reading beside the targets. The proxy under test
 # (bare or an API) runs alone on core 0 (the idle API replica beside it);
 # the engine, the relay and wrk share core 1; PostgreSQL, Redis and the
 # orchestrator float. The engine answers at once (no simulated GPU time)
@@ -169,7 +173,8 @@ bench_proxy() {
   start_logged proxy/relay listening "$LOAD_CPU" 30 \
     env DATABASE_URL="$DB_URL" INVENTIV_ENCRYPTION_KEY="$STACK_ENCRYPTION_KEY" \
     "$TARGET_DIR/release/examples/bench_relay" "${engine_addr##*:}" "$instance"
-  local relay_pid=$STARTED_PID
+  local relay_pid=$STARTED_PID relay_addr
+  relay_addr=$(client_addr "$SERVER_ADDR")
   (while :; do
     proxy_heartbeat "$instance"
     sleep 2
@@ -185,6 +190,11 @@ bench_proxy() {
   start_server proxy/bare "$TARGET_DIR/release/examples/bare_proxy" "$direct"
   local bare_pid=$STARTED_PID bare
   bare="http://$(client_addr "$SERVER_ADDR")"
+  # The same floor over TLS to the relay, as the APIs reach the engine.
+  start_server proxy/bare-tls env DATABASE_URL="$DB_URL" INVENTIV_ENCRYPTION_KEY="$STACK_ENCRYPTION_KEY" \
+    "$TARGET_DIR/release/examples/bare_proxy" --relay "$instance" "https://$relay_addr"
+  local bare_tls_pid=$STARTED_PID bare_tls
+  bare_tls="http://$(client_addr "$SERVER_ADDR")"
   start_api proxy/api-memory "$WORK/proxy/app-memory" "$SERVER_CPU" \
     INVENTIV_INSECURE_DEVELOPMENT=1 INVENTIV_USAGE_JOURNAL=off
   local memory_pid=$STARTED_PID memory
@@ -228,7 +238,7 @@ bench_proxy() {
       proxy_run "$direct/v1/chat/completions" "$lua" "$c" ""
       rps[direct-$k]=$RPS p50[direct-$k]=$P50_US p99[direct-$k]=$P99_US
       # The floor gets the same number of tries as the APIs, alternated with them.
-      api_runs "$k" "$lua" "$c" bare api memory
+      api_runs "$k" "$lua" "$c" bare bare-tls api memory
     done
     # Both APIs paced at one offered load (70 % of the slower one's
     # closed-loop throughput) over 64 connections: what durability costs
@@ -248,12 +258,12 @@ bench_proxy() {
   usage1=$(psql_db -tAc "SELECT count(*) FROM usage_records")
 
   local line
-  report "proxy: the proxy under test alone on core 0, the engine, its relay and wrk on core 1; $PROXY_DURATION per run (the bare proxy and each API $PROXY_REPEAT runs, alternated, each its least CPU per request kept); chat: not streamed, 16 tokens; stream: $PROXY_STREAM_TOKENS tokens = $events SSE events per stream; api = durable metering (journal), memory = in-memory metering (INVENTIV_USAGE_JOURNAL=off); both APIs reach the engine over TLS through its relay, direct and bare through its plain port"
+  report "proxy: the proxy under test alone on core 0, the engine, its relay and wrk on core 1; $PROXY_DURATION per run (the bare proxy and each API $PROXY_REPEAT runs, alternated, each its least CPU per request kept); chat: not streamed, 16 tokens; stream: $PROXY_STREAM_TOKENS tokens = $events SSE events per stream; api = durable metering (journal), memory = in-memory metering (INVENTIV_USAGE_JOURNAL=off); both APIs and bare-tls (the bare proxy with the relay key, the certificate pinned) reach the engine over TLS through its relay, direct and bare through its plain port"
   for mode in "${PROXY_MODES[@]}"; do
     for c in "${PROXY_CONCURRENCY[@]}"; do
       k="$mode-$c"
       line="proxy: $mode c=$c: direct ${rps[direct-$k]} req/s p50 ${p50[direct-$k]} µs p99 ${p99[direct-$k]} µs"
-      for via in bare api memory; do
+      for via in bare bare-tls api memory; do
         line+=" | $via ${rps[$via-$k]} req/s p50 ${p50[$via-$k]} µs (+$((p50[$via-$k] - p50[direct-$k])) µs) p99 ${p99[$via-$k]} µs, CPU ${cpu[$via-$k]} µs/req"
         [[ $mode == chat ]] || line+=" = $(per_event "${cpu[$via-$k]}" "$events") µs/event"
       done
@@ -277,6 +287,7 @@ bench_proxy() {
   report "proxy: metering wrote $((usage1 - usage0)) usage rows during the API runs (one per answered request, warm-ups included)"
   stop_pid "$memory_pid"
   stop_pid "$bare_pid"
+  stop_pid "$bare_tls_pid"
   stop_pid "$relay_pid"
   stop_pid "$engine_pid"
   stack_down
@@ -295,6 +306,9 @@ proxy_targets() {
   report "proxy target: API CPU per forwarded SSE event (c=64) $api_event µs (bare proxy $(per_event "${cpu[bare-stream-64]}" "$events") µs) (target ≤ $PROXY_EVENT_MAX_US µs): $(at_most "$api_event" "$PROXY_EVENT_MAX_US")"
   tput=$((rps[api-chat-64] * 100 / (rps[bare-chat-64] > 0 ? rps[bare-chat-64] : 1)))
   report "proxy target: API throughput at c=64 ${rps[api-chat-64]} req/s = ${tput}% of the bare proxy's ${rps[bare-chat-64]} (target ≥ ${PROXY_RPS_RATIO}%): $(verdict "tput >= PROXY_RPS_RATIO")"
+  # For reading, not a target: the floor of a proxy that speaks TLS to the
+  # worker's relay (what the APIs must do; the bare proxy does not).
+  report "proxy (for reading): against the bare proxy over TLS to the relay at c=64: API CPU per request $api_cpu µs = $(awk -v a="$api_cpu" -v b="${cpu[bare-tls-chat-64]}" 'BEGIN { printf "%d", (b > 0 ? a / b * 100 : 0) }')% of bare-tls's ${cpu[bare-tls-chat-64]} µs (bare-tls = $(awk -v a="${cpu[bare-tls-chat-64]}" -v b="$bare_cpu" 'BEGIN { printf "%d", (b > 0 ? a / b * 100 : 0) }')% of bare), throughput $((rps[api-chat-64] * 100 / (rps[bare-tls-chat-64] > 0 ? rps[bare-tls-chat-64] : 1)))% of bare-tls's ${rps[bare-tls-chat-64]} req/s"
   added=$((p50[api-chat-1] - p50[direct-chat-1]))
   report "proxy target: API added p50 at c=1 $added µs over direct (bare proxy +$((p50[bare-chat-1] - p50[direct-chat-1])) µs) (target ≤ $PROXY_ADDED_P50_US µs): $(verdict "added <= PROXY_ADDED_P50_US")"
   report "proxy target: API resident memory during the c=64 chat load at most $api_rss MiB (before the runs $api_idle MiB) (target ≤ $PROXY_RSS_MAX_MIB MiB): $(at_most "$api_rss" "$PROXY_RSS_MAX_MIB")"
