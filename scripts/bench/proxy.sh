@@ -283,6 +283,8 @@ bench_proxy() {
   # The targets need every case; a narrowed run prints its figures only.
   if [[ ${PROXY_MODES[*]} == "chat stream" && ${PROXY_CONCURRENCY[*]} == "1 8 64" ]]; then
     proxy_targets
+  elif [[ -n ${rps[api-chat-64]:-} ]]; then
+    report "proxy: API resident memory during the c=64 chat load at most $api_rss MiB (before the runs $api_idle MiB)"
   fi
   report "proxy: metering wrote $((usage1 - usage0)) usage rows during the API runs (one per answered request, warm-ups included)"
   stop_pid "$memory_pid"
