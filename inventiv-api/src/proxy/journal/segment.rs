@@ -18,8 +18,11 @@ use crate::proxy::usage::UsageRecord;
 const HEADER: usize = 8;
 /// Larger frames are taken for garbage (a record is well under 1 KiB).
 const MAX_PAYLOAD: usize = 1 << 20;
-/// Bytes read from a segment at once.
-const CHUNK: u64 = 4 << 20;
+/// Bytes read from a segment at once: the largest frame fits whole. A
+/// shipper's batch (1,000 records of well under 1 KiB) needs less; with 4 MiB
+/// each batch read ten times what it shipped, and the API's resident memory
+/// under load carried the buffer.
+pub(super) const CHUNK: u64 = (HEADER + MAX_PAYLOAD) as u64;
 const CHECKPOINT: &str = "checkpoint";
 const LOCK: &str = "lock";
 
@@ -204,8 +207,10 @@ pub fn read(dir: &Path, from: Pos, limit: Option<Pos>, max: usize) -> io::Result
             };
         }
         let stop = limit.filter(|l| l.segment == n).map(|l| l.offset);
-        read_segment(dir, &mut batch, stop, max)?;
-        if batch.records.len() >= max {
+        // A segment read in part ends the batch: the next one starts where
+        // this one stopped, never in the segment after it.
+        let more = read_segment(dir, &mut batch, stop, max)?;
+        if more || batch.records.len() >= max {
             break;
         }
     }
@@ -214,11 +219,12 @@ pub fn read(dir: &Path, from: Pos, limit: Option<Pos>, max: usize) -> io::Result
 
 /// Reads the frames of `batch.end`'s segment from its offset, up to `stop`
 /// (the live segment's durable end) or, in a closed segment, to its last
-/// valid frame, after which the rest of the file is skipped.
-fn read_segment(dir: &Path, batch: &mut Batch, stop: Option<u64>, max: usize) -> io::Result<()> {
+/// valid frame, after which the rest of the file is skipped. At most
+/// [`CHUNK`] bytes are read: true when the segment has frames past them.
+fn read_segment(dir: &Path, batch: &mut Batch, stop: Option<u64>, max: usize) -> io::Result<bool> {
     let path = segment_path(dir, batch.end.segment);
     let mut file = match File::open(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         other => other?,
     };
     let len = file.metadata()?.len();
@@ -231,6 +237,7 @@ fn read_segment(dir: &Path, batch: &mut Batch, stop: Option<u64>, max: usize) ->
     (&mut file).take(want).read_to_end(&mut buf)?;
     let mut at = 0;
     let mut tail = false;
+    let mut more = false;
     while batch.records.len() < max {
         let rest = buf.get(at..).unwrap_or_default();
         match decode(rest) {
@@ -251,7 +258,10 @@ fn read_segment(dir: &Path, batch: &mut Batch, stop: Option<u64>, max: usize) ->
                                 "usage journal frame corrupt before its durable end");
                 break;
             }
-            Frame::Incomplete if stop.is_some() || cut => break,
+            Frame::Incomplete if stop.is_some() || cut => {
+                more = cut;
+                break;
+            }
             Frame::Incomplete | Frame::Corrupt => {
                 tail = true;
                 if !rest.is_empty() {
@@ -268,5 +278,5 @@ fn read_segment(dir: &Path, batch: &mut Batch, stop: Option<u64>, max: usize) ->
     }
     batch.end.offset = start + read;
     batch.consumed += read;
-    Ok(())
+    Ok(more)
 }

@@ -144,6 +144,42 @@ async fn a_torn_tail_is_ignored_and_replay_resumes_at_the_checkpoint() {
     );
 }
 
+#[test]
+fn a_segment_longer_than_a_read_is_read_in_parts_before_the_next_one() {
+    let root = TempDir::new();
+    let dir = root.0.clone();
+    // A closed segment holding more than one read's bytes, then another.
+    let mut ids = Vec::new();
+    let mut write = |n: u64, count: i32| {
+        let mut buf = Vec::new();
+        for i in 0..count {
+            let mut r = record(i);
+            r.request_id = format!("{i:0>120}");
+            ids.push(r.usage_id);
+            segment::encode(&mut buf, &r).unwrap();
+        }
+        fs::write(segment::segment_path(&dir, n), &buf).unwrap();
+        buf.len() as u64
+    };
+    let first = write(1, 4000);
+    assert!(first > segment::CHUNK, "{first} bytes in one read");
+    write(2, 10);
+
+    // Each batch goes on where the last one stopped: nothing is skipped.
+    let (mut read, mut at, mut batches) = (Vec::new(), Pos::default(), 0);
+    loop {
+        let batch = read_all(&dir, at);
+        if batch.records.is_empty() {
+            break;
+        }
+        batches += 1;
+        read.extend(batch.records.iter().map(|r| r.usage_id));
+        at = batch.end;
+    }
+    assert!(batches >= 2, "{batches} batches");
+    assert_eq!(read, ids);
+}
+
 #[tokio::test]
 async fn segments_rotate_and_committed_ones_are_deleted() {
     let root = TempDir::new();
