@@ -3,7 +3,7 @@
 //! answered here directly; everything else goes to the router and its
 //! layers. Behind the router each request crossed seven boxed layers
 //! (metrics, the request id's three, its span, the browser guard, the body
-//! limit) and axum's handler machinery: a quarter of the proxy's CPU per
+//! limit) and axum's handler machinery: a fifth of the proxy's CPU per
 //! request at c=64 (see docs/architecture.md, "Hot path"). [`v1`] does what
 //! those layers do for these routes, in one function: the request id (a
 //! well-formed client id kept, else a new one; echoed; [`request_id::current`]
