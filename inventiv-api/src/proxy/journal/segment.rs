@@ -20,8 +20,8 @@ const HEADER: usize = 8;
 const MAX_PAYLOAD: usize = 1 << 20;
 /// Bytes read from a segment at once: the largest frame fits whole. A
 /// shipper's batch (1,000 records of well under 1 KiB) needs less; with 4 MiB
-/// each batch read ten times what it shipped, and the API's resident memory
-/// under load carried the buffer.
+/// each batch read from disk (a replay, the overflow while the database was
+/// away) read ten times what it shipped.
 pub(super) const CHUNK: u64 = (HEADER + MAX_PAYLOAD) as u64;
 const CHECKPOINT: &str = "checkpoint";
 const LOCK: &str = "lock";
