@@ -4,6 +4,9 @@
 //! committed to the database, and a `lock` file its owner holds an
 //! exclusive `flock` on. A frame cut short or failing its checksum ends a
 //! closed segment (a torn tail after `kill -9`): it was never acknowledged.
+//! A segment is allocated whole when it is made (see `writer.rs`): after
+//! its last frame come zeros, until the writer trims them at a clean stop;
+//! a zero header ends a closed segment's frames as quietly as its end.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -62,12 +65,17 @@ pub enum Frame<'a> {
     Incomplete,
     /// A length out of bounds or a checksum that does not match.
     Corrupt,
+    /// A header of zeros: the segment's allocated space, never written.
+    Unwritten,
 }
 
 pub fn decode(bytes: &[u8]) -> Frame<'_> {
     let Some((header, rest)) = bytes.split_first_chunk::<HEADER>() else {
         return Frame::Incomplete;
     };
+    if *header == [0; HEADER] {
+        return Frame::Unwritten;
+    }
     let [l0, l1, l2, l3, c0, c1, c2, c3] = *header;
     let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
     if len == 0 || len > MAX_PAYLOAD {
@@ -130,7 +138,9 @@ pub fn delete_before(dir: &Path, pos: Pos) -> io::Result<()> {
     Ok(())
 }
 
-/// Bytes on disk from `from` on (what is not committed yet).
+/// Bytes on disk from `from` on (what is not committed yet), a segment's
+/// unwritten space left by a crash included, as the read that skips it
+/// counts it consumed.
 pub fn pending_bytes(dir: &Path, from: Pos) -> io::Result<u64> {
     let mut total = 0;
     for n in segments(dir)?.into_iter().filter(|n| *n >= from.segment) {
@@ -253,7 +263,13 @@ fn read_segment(dir: &Path, batch: &mut Batch, stop: Option<u64>, max: usize) ->
                 }
                 at += size;
             }
-            Frame::Corrupt if stop.is_some() || cut => {
+            // A closed segment's frames end where its allocated space was
+            // never written (a crash before the writer trimmed it).
+            Frame::Unwritten if stop.is_none() => {
+                tail = true;
+                break;
+            }
+            Frame::Corrupt | Frame::Unwritten if stop.is_some() || cut => {
                 tracing::error!(segment = %path.display(), offset = start + at as u64,
                                 "usage journal frame corrupt before its durable end");
                 break;
@@ -262,7 +278,7 @@ fn read_segment(dir: &Path, batch: &mut Batch, stop: Option<u64>, max: usize) ->
                 more = cut;
                 break;
             }
-            Frame::Incomplete | Frame::Corrupt => {
+            Frame::Incomplete | Frame::Corrupt | Frame::Unwritten => {
                 tail = true;
                 if !rest.is_empty() {
                     tracing::warn!(segment = %path.display(), offset = start + at as u64, bytes = rest.len(),

@@ -144,6 +144,50 @@ async fn a_torn_tail_is_ignored_and_replay_resumes_at_the_checkpoint() {
     );
 }
 
+#[tokio::test]
+async fn a_segment_is_allocated_whole_and_its_unwritten_space_read_as_its_end() {
+    let root = TempDir::new();
+    let dir = root.0.join("a");
+    let (metering, background) = open(&root.0, "a", 1 << 22, GATHER_WAIT).await.unwrap();
+    let ids = journal(&metering, 0, 5).await;
+    let live = segment::segment_path(&dir, *segment::segments(&dir).unwrap().last().unwrap());
+    // Allocated ahead: five frames, then zeros to the end.
+    let bytes = fs::read(&live).unwrap();
+    let mut written = 0;
+    for _ in 0..5 {
+        let Frame::Whole(_, size) = segment::decode(&bytes[written..]) else {
+            panic!("a whole frame")
+        };
+        written += size;
+    }
+    assert_eq!(segment::decode(&bytes[written..]), Frame::Unwritten);
+    assert!(
+        bytes.len() > written,
+        "{} bytes for {written} written",
+        bytes.len()
+    );
+    assert!(bytes[written..].iter().all(|b| *b == 0));
+    // Read as the segment's end, counted as consumed.
+    let frames = read_all(&dir, Pos::default());
+    assert_eq!(frames.records.len(), 5);
+    assert_eq!(frames.consumed, bytes.len() as u64);
+    // A crash leaves the zeros (a copy taken now); the restart reads the
+    // five and writes after them in a new segment.
+    let crashed = root.0.join("b");
+    fs::create_dir_all(&crashed).unwrap();
+    fs::copy(&live, crashed.join(live.file_name().unwrap())).unwrap();
+    stop(background).await;
+    // A clean stop trims them.
+    assert_eq!(fs::metadata(&live).unwrap().len(), written as u64);
+    let (metering, background) = open(&root.0, "b", 1 << 22, GATHER_WAIT).await.unwrap();
+    let more = journal(&metering, 5, 7).await;
+    stop(background).await;
+    let all = read_all(&crashed, Pos::default());
+    let read: Vec<Uuid> = all.records.iter().map(|r| r.usage_id).collect();
+    assert_eq!(read, [ids, more].concat());
+    assert_eq!(segment::segments(&crashed).unwrap().len(), 2);
+}
+
 #[test]
 fn a_segment_longer_than_a_read_is_read_in_parts_before_the_next_one() {
     let root = TempDir::new();
