@@ -55,7 +55,7 @@ pub async fn drop_ill_formed(mut request: Request) -> Request {
     request
 }
 
-/// A new id: a v4 uuid without hyphens.
+/// A new id ([`generate`]).
 #[derive(Clone, Copy, Default)]
 pub struct Generate;
 
@@ -65,9 +65,11 @@ impl MakeRequestId for Generate {
     }
 }
 
-/// A new id: a v4 uuid without hyphens.
+/// A new id: a v7 uuid (its time first, then random bits) without
+/// hyphens. Ids made in time order land at the end of the usage rows'
+/// `request_id` index rather than on a random page of it.
 pub fn generate() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    uuid::Uuid::now_v7().simple().to_string()
 }
 
 /// The request's span (`route`: its template, never the raw path); with
