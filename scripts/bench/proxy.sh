@@ -24,15 +24,17 @@ PROXY_DURABLE_MAX_US=10 # durable metering's CPU per request over the in-memory 
 
 # proxy_run URL LUA CONNECTIONS PID [PROFILE]: warms up, measures, and sets RPS,
 # REQUESTS, P50_US, P99_US, CPU_US (PID's CPU per request, from /proc; 0
-# without PID) and RSS_MAX (PID's largest resident memory in MiB, sampled
-# every 100 ms during the measured run); with PROFILE, PID's CPU profile
-# of the measured run is recorded there.
+# without PID), PG_US (the private PostgreSQL's CPU per request: the usage
+# rows the APIs write; 0 without a private server) and RSS_MAX (PID's
+# largest resident memory in MiB, sampled every 100 ms during the measured
+# run); with PROFILE, PID's CPU profile of the measured run is recorded there.
 proxy_run() {
-  local url=$1 lua=$2 c=$3 pid=$4 profile=${5:-} t0=0 t1=0 out="$WORK/proxy.out" sampler="" writer="" w0=0 w1=0 perf=""
+  local url=$1 lua=$2 c=$3 pid=$4 profile=${5:-} t0=0 t1=0 out="$WORK/proxy.out" sampler="" writer="" w0=0 w1=0 perf="" pg0=0 pg1=0
   wrk_run "$c" "$WARMUP" "$url" "$lua" /dev/null
   if [[ -n $pid ]]; then
     writer=$(journal_writer "$pid")
     [[ -z $writer ]] || w0=$(cpu_ticks "$pid/task/$writer")
+    pg0=$(pg_ticks)
     t0=$(cpu_ticks "$pid")
     (while :; do
       rss_mib "$pid"
@@ -52,6 +54,7 @@ proxy_run() {
       wait "$perf" 2>/dev/null || true
     fi
     t1=$(cpu_ticks "$pid")
+    pg1=$(pg_ticks)
     [[ -z $writer ]] || w1=$(cpu_ticks "$pid/task/$writer")
     kill "$sampler" 2>/dev/null
     wait "$sampler" 2>/dev/null || true
@@ -62,6 +65,22 @@ proxy_run() {
   P99_US=$(us "$P99")
   CPU_US=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$REQUESTS" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
   WRITER_US=$(awk -v t=$((w1 - w0)) -v hz="$CLK_TCK" -v n="$REQUESTS" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+  PG_US=$(awk -v t=$((pg1 - pg0)) -v hz="$CLK_TCK" -v n="$REQUESTS" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+}
+
+# pg_ticks: the CPU ticks so far of the stack's private PostgreSQL (its
+# postmaster and every process it started), 0 without one. A process that
+# ended meanwhile (an autovacuum worker) is not counted.
+pg_ticks() {
+  local total=0 p
+  [[ -n $PG_PID ]] || {
+    echo 0
+    return 0
+  }
+  for p in "$PG_PID" $(pgrep -P "$PG_PID"); do
+    total=$((total + $(cpu_ticks "$p")))
+  done
+  echo "$total"
 }
 
 # journal_writer PID: the thread id of PID's usage journal writer (the
@@ -115,7 +134,7 @@ api_runs() {
       proxy_run "$base/v1/chat/completions" "$lua" "$c" "$pid" "${PROXY_PERF:+$PROXY_PERF/$via-$k-$round.data}"
       [[ $via != api ]] || syncs1=$(journal_counters "$WORK/proxy/api.log")
       if ((round == 0)) || awk -v a="$CPU_US" -v b="${cpu[$via-$k]}" 'BEGIN { exit !(a < b) }'; then
-        rps[$via-$k]=$RPS p50[$via-$k]=$P50_US p99[$via-$k]=$P99_US cpu[$via-$k]=$CPU_US
+        rps[$via-$k]=$RPS p50[$via-$k]=$P50_US p99[$via-$k]=$P99_US cpu[$via-$k]=$CPU_US pg[$via-$k]=$PG_US
         # Records per journal sync in that run (its warm-up included).
         [[ $via != api ]] || writer_cpu[$k]=$WRITER_US
         [[ $via != api ]] || per_sync[$k]=$(awk -v a="$syncs0" -v b="$syncs1" 'BEGIN {
@@ -230,7 +249,7 @@ bench_proxy() {
   api_idle=$(rss_mib "$API_PID")
 
   local mode lua c k rate
-  local -A rps p50 p99 cpu per_sync writer_cpu paced_rate
+  local -A rps p50 p99 cpu pg per_sync writer_cpu paced_rate
   [[ -z $PROXY_PERF ]] || command -v perf >/dev/null || die "BENCH_PROXY_PERF needs perf (Debian: linux-perf)"
   [[ -z $PROXY_PERF ]] || mkdir -p "$PROXY_PERF"
   for mode in "${PROXY_MODES[@]}"; do
@@ -277,7 +296,7 @@ bench_proxy() {
   for mode in "${PROXY_MODES[@]}"; do
     for c in "${PROXY_CONCURRENCY[@]}"; do
       k="$mode-$c"
-      report "proxy:   $mode c=$c: durable ${cpu[api-$k]} µs +$((p50[api-$k] - p50[direct-$k])) µs | in-memory ${cpu[memory-$k]} µs +$((p50[memory-$k] - p50[direct-$k])) µs | bare ${cpu[bare-$k]} µs +$((p50[bare-$k] - p50[direct-$k])) µs | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU, $((p50[api-$k] - p50[memory-$k])) µs p50 (${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req)"
+      report "proxy:   $mode c=$c: durable ${cpu[api-$k]} µs +$((p50[api-$k] - p50[direct-$k])) µs | in-memory ${cpu[memory-$k]} µs +$((p50[memory-$k] - p50[direct-$k])) µs | bare ${cpu[bare-$k]} µs +$((p50[bare-$k] - p50[direct-$k])) µs | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU, $((p50[api-$k] - p50[memory-$k])) µs p50 (${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req) | PostgreSQL ${pg[api-$k]} µs/req durable, ${pg[memory-$k]} µs/req in-memory (the usage rows; not in the API's figure, on the same two cores)"
     done
     k="$mode-paced"
     [[ -n ${cpu[api-$k]:-} ]] || continue

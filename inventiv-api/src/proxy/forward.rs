@@ -747,7 +747,8 @@ async fn forward_to(
     let request_id = request_id::current().unwrap_or_else(|| Uuid::new_v4().simple().to_string());
     let request_header = HeaderValue::from_str(&request_id).ok();
     let upstream_limits = state.config.upstream;
-    let mut last_error = OpenAiError::upstream("no worker answered");
+    // Made only when a worker failed: the message is a string to allocate.
+    let mut last_error = None;
     for (attempt, worker) in workers.iter().take(3).enumerate() {
         if attempt > 0 {
             series.retries.inc();
@@ -793,19 +794,22 @@ async fn forward_to(
                     || r.status() == StatusCode::UNAUTHORIZED =>
             {
                 failed(worker);
-                last_error = OpenAiError::upstream(format!("worker answered {}", r.status()));
+                last_error = Some(OpenAiError::upstream(format!(
+                    "worker answered {}",
+                    r.status()
+                )));
                 continue;
             }
             Ok(r) if r.status().is_redirection() => {
                 tracing::warn!(instance_id = %worker.instance_id, %request_id, status = %r.status(), "worker answered a redirect; not followed");
                 failed(worker);
-                last_error = OpenAiError::upstream_redirect(r.status());
+                last_error = Some(OpenAiError::upstream_redirect(r.status()));
                 continue;
             }
             Ok(r) => r,
             Err(e) => {
                 failed(worker);
-                last_error = OpenAiError::upstream(format!("worker unreachable: {e}"));
+                last_error = Some(OpenAiError::upstream(format!("worker unreachable: {e}")));
                 continue;
             }
         };
@@ -901,7 +905,7 @@ async fn forward_to(
         limits.headers(response.headers_mut());
         return Ok(response);
     }
-    Err(last_error)
+    Err(last_error.unwrap_or_else(|| OpenAiError::upstream("no worker answered")))
 }
 
 /// The usage the client asked to see in its stream.
