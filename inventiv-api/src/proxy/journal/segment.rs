@@ -4,9 +4,10 @@
 //! committed to the database, and a `lock` file its owner holds an
 //! exclusive `flock` on. A frame cut short or failing its checksum ends a
 //! closed segment (a torn tail after `kill -9`): it was never acknowledged.
-//! A segment is allocated whole when it is made (see `writer.rs`): after
-//! its last frame come zeros, until the writer trims them at a clean stop;
-//! a zero header ends a closed segment's frames as quietly as its end.
+//! A segment is allocated ahead of its frames (see `writer.rs`): after its
+//! last frame come zeros, until the writer trims them as it closes the
+//! segment; a zero header ends a closed segment's frames (what a crash
+//! left) as quietly as its end.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};

@@ -145,7 +145,7 @@ async fn a_torn_tail_is_ignored_and_replay_resumes_at_the_checkpoint() {
 }
 
 #[tokio::test]
-async fn a_segment_is_allocated_whole_and_its_unwritten_space_read_as_its_end() {
+async fn a_segment_is_allocated_ahead_and_its_unwritten_space_read_as_its_end() {
     let root = TempDir::new();
     let dir = root.0.join("a");
     let (metering, background) = open(&root.0, "a", 1 << 22, GATHER_WAIT).await.unwrap();
@@ -186,6 +186,21 @@ async fn a_segment_is_allocated_whole_and_its_unwritten_space_read_as_its_end() 
     let read: Vec<Uuid> = all.records.iter().map(|r| r.usage_id).collect();
     assert_eq!(read, [ids, more].concat());
     assert_eq!(segment::segments(&crashed).unwrap().len(), 2);
+    // A segment closed by rotation (past 256 KiB here) is trimmed too.
+    let (metering, background) = open(&root.0, "c", 1 << 22, GATHER_WAIT).await.unwrap();
+    journal(&metering, 0, 1000).await;
+    stop(background).await;
+    let dir = root.0.join("c");
+    let first = segment::segments(&dir).unwrap()[0];
+    let bytes = fs::read(segment::segment_path(&dir, first)).unwrap();
+    assert!(bytes.len() >= 256 << 10, "{}", bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let Frame::Whole(_, size) = segment::decode(&bytes[at..]) else {
+            panic!("a whole frame at {at} of {}", bytes.len())
+        };
+        at += size;
+    }
 }
 
 #[test]
