@@ -102,10 +102,10 @@ impl EngineClient {
 
     /// POSTs a JSON `body` to `uri` with `headers` (and the relay key);
     /// the answer once its head arrived.
-    pub async fn post(
+    pub async fn post<'h>(
         &self,
         uri: Uri,
-        headers: &[(HeaderName, HeaderValue)],
+        headers: impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
         body: Bytes,
     ) -> Result<Answer, SendError> {
         // Built in place rather than through `Request::builder`, whose every
@@ -114,7 +114,7 @@ impl EngineClient {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = uri;
         let h = request.headers_mut();
-        h.reserve(2 + headers.len());
+        h.reserve(4);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(RELAY_KEY, self.key.clone());
         for (name, value) in headers {
