@@ -153,13 +153,8 @@ async fn a_segment_is_allocated_ahead_and_its_unwritten_space_read_as_its_end() 
     let live = segment::segment_path(&dir, *segment::segments(&dir).unwrap().last().unwrap());
     // Allocated ahead: five frames, then zeros to the end.
     let bytes = fs::read(&live).unwrap();
-    let mut written = 0;
-    for _ in 0..5 {
-        let Frame::Whole(_, size) = segment::decode(&bytes[written..]) else {
-            panic!("a whole frame")
-        };
-        written += size;
-    }
+    let (frames, written) = whole_frames(&bytes);
+    assert_eq!(frames, 5);
     assert_eq!(segment::decode(&bytes[written..]), Frame::Unwritten);
     assert!(
         bytes.len() > written,
@@ -194,13 +189,18 @@ async fn a_segment_is_allocated_ahead_and_its_unwritten_space_read_as_its_end() 
     let first = segment::segments(&dir).unwrap()[0];
     let bytes = fs::read(segment::segment_path(&dir, first)).unwrap();
     assert!(bytes.len() >= 256 << 10, "{}", bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let Frame::Whole(_, size) = segment::decode(&bytes[at..]) else {
-            panic!("a whole frame at {at} of {}", bytes.len())
-        };
+    assert_eq!(whole_frames(&bytes).1, bytes.len());
+}
+
+/// The whole frames at the front of a segment's bytes: how many, and the
+/// bytes they take.
+fn whole_frames(bytes: &[u8]) -> (usize, usize) {
+    let (mut count, mut at) = (0, 0);
+    while let Frame::Whole(_, size) = segment::decode(&bytes[at..]) {
+        count += 1;
         at += size;
     }
+    (count, at)
 }
 
 #[test]
