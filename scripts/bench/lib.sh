@@ -387,7 +387,7 @@ start_api() {
     INVENTIV_ENV=development INVENTIV_API_ADDR=127.0.0.1:0 INVENTIV_METRICS_ADDR=127.0.0.1:0 INVENTIV_STATE_DIR="$dir" \
     INVENTIV_ADMIN_EMAIL="$ADMIN_EMAIL" INVENTIV_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
     INVENTIV_JWT_SECRET="$STACK_JWT_SECRET" INVENTIV_ENCRYPTION_KEY="$STACK_ENCRYPTION_KEY" \
-    "$@" "$TARGET_DIR/release/inventiv-api"
+    "$@" "${API_BIN:-$TARGET_DIR/release/inventiv-api}"
 }
 
 # Stops what stack_up started and deletes its state.

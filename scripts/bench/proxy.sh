@@ -3,7 +3,12 @@
 # BENCH_PROXY_DURATION and BENCH_PROXY_REPEAT set its runs,
 # BENCH_PROXY_CONCURRENCY and BENCH_PROXY_MODES narrow it to some cases
 # (e.g. "64" and "chat"), BENCH_PROXY_PERF=DIR records a CPU profile of
-# each API run there (perf record -g; read with perf report -i FILE).
+# each API run there (perf record -g; read with perf report -i FILE), and
+# BENCH_PROXY_AB=BINARY runs another build of inventiv-api (e.g. the
+# commit before a change, built and copied aside) as a third replica with
+# durable metering, alternated with the others, and prints this build's
+# CPU per request against it: a change of a few per cent shows there,
+# where two bench runs differ by 10-20 % on a shared VM.
 # Sourced by scripts/bench.sh (helpers: bench/lib.sh).
 
 PROXY_DURATION=${BENCH_PROXY_DURATION:-5s}
@@ -11,6 +16,7 @@ PROXY_REPEAT=${BENCH_PROXY_REPEAT:-2} # runs of each API per case, alternated; t
 read -ra PROXY_CONCURRENCY <<<"${BENCH_PROXY_CONCURRENCY:-1 8 64}"
 read -ra PROXY_MODES <<<"${BENCH_PROXY_MODES:-chat stream}"
 PROXY_PERF=${BENCH_PROXY_PERF:-}
+PROXY_AB=${BENCH_PROXY_AB:-}
 PROXY_MODEL=Qwen/Qwen2.5-0.5B-Instruct
 PROXY_STREAM_TOKENS=64
 # Targets (ratios: this machine is noisy).
@@ -122,16 +128,19 @@ api_runs() {
   local k=$1 lua=$2 c=$3 round via base pid syncs0 syncs1
   local -a vias=("${@:4}")
   ((${#vias[@]})) || vias=(api memory)
+  [[ -z $PROXY_AB ]] || vias+=(ab)
   for ((round = 0; round < PROXY_REPEAT; round++)); do
     for via in "${vias[@]}"; do
       case $via in
         api) base=$API pid=$API_PID ;;
         memory) base=$memory pid=$memory_pid ;;
+        ab) base=$ab pid=$ab_pid ;;
         bare) base=$bare pid=$bare_pid ;;
         bare-tls) base=$bare_tls pid=$bare_tls_pid ;;
       esac
       [[ $via != api ]] || syncs0=$(journal_counters "$WORK/proxy/api.log")
       proxy_run "$base/v1/chat/completions" "$lua" "$c" "$pid" "${PROXY_PERF:+$PROXY_PERF/$via-$k-$round.data}"
+      log "proxy: $k $via run $((round + 1)): $CPU_US µs CPU per request, $RPS req/s"
       [[ $via != api ]] || syncs1=$(journal_counters "$WORK/proxy/api.log")
       if ((round == 0)) || awk -v a="$CPU_US" -v b="${cpu[$via-$k]}" 'BEGIN { exit !(a < b) }'; then
         rps[$via-$k]=$RPS p50[$via-$k]=$P50_US p99[$via-$k]=$P99_US cpu[$via-$k]=$CPU_US pg[$via-$k]=$PG_US
@@ -221,13 +230,22 @@ bench_proxy() {
     INVENTIV_INSECURE_DEVELOPMENT=1 INVENTIV_USAGE_JOURNAL=off
   local memory_pid=$STARTED_PID memory
   memory="http://$(client_addr "$SERVER_ADDR")"
+  local ab_pid="" ab="" apis=("$API" "$memory") shown=(bare bare-tls api memory)
+  if [[ -n $PROXY_AB ]]; then
+    [[ -x $PROXY_AB ]] || die "BENCH_PROXY_AB=$PROXY_AB is not an executable"
+    API_BIN=$PROXY_AB start_api proxy/api-ab "$WORK/proxy/app-ab" "$SERVER_CPU" INVENTIV_INSECURE_DEVELOPMENT=1
+    ab_pid=$STARTED_PID
+    ab="http://$(client_addr "$SERVER_ADDR")"
+    apis+=("$ab")
+    shown+=(ab)
+  fi
 
   local chat stream
   chat="{\"model\":\"$PROXY_MODEL\",\"messages\":[{\"role\":\"system\",\"content\":\"You are a helpful assistant.\"},{\"role\":\"user\",\"content\":\"Explain in a few words why inference benchmarks matter.\"}],\"max_tokens\":16}"
   stream="{\"model\":\"$PROXY_MODEL\",\"messages\":[{\"role\":\"user\",\"content\":\"Stream me an answer.\"}],\"max_tokens\":$PROXY_STREAM_TOKENS,\"ignore_eos\":true,\"stream\":true,\"stream_options\":{\"include_usage\":true}}"
   # Each API answers once its routing table has the instance behind its relay.
   local deadline=$((SECONDS + 15)) base
-  for base in "$API" "$memory"; do
+  for base in "${apis[@]}"; do
     until [[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' -H "authorization: Bearer $key" \
       -H 'content-type: application/json' --data-binary "$chat" "$base/v1/chat/completions") == 200 ]]; do
       ((SECONDS < deadline)) || die "$base does not answer a chat completion through the relay within 15 s"
@@ -285,7 +303,7 @@ bench_proxy() {
     for c in "${PROXY_CONCURRENCY[@]}"; do
       k="$mode-$c"
       line="proxy: $mode c=$c: direct ${rps[direct-$k]} req/s p50 ${p50[direct-$k]} µs p99 ${p99[direct-$k]} µs"
-      for via in bare bare-tls api memory; do
+      for via in "${shown[@]}"; do
         line+=" | $via ${rps[$via-$k]} req/s p50 ${p50[$via-$k]} µs (+$((p50[$via-$k] - p50[direct-$k])) µs) p99 ${p99[$via-$k]} µs, CPU ${cpu[$via-$k]} µs/req"
         [[ $mode == chat ]] || line+=" = $(per_event "${cpu[$via-$k]}" "$events") µs/event"
       done
@@ -302,6 +320,12 @@ bench_proxy() {
     [[ -n ${cpu[api-$k]:-} ]] || continue
     report "proxy:   $mode paced at ${paced_rate[$mode]} req/s over 64 connections: durable ${cpu[api-$k]} µs p50 ${p50[api-$k]} µs (${rps[api-$k]} req/s) | in-memory ${cpu[memory-$k]} µs p50 ${p50[memory-$k]} µs (${rps[memory-$k]} req/s) | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU (${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req)"
   done
+  if [[ -n $PROXY_AB ]]; then
+    for k in "${!cpu[@]}"; do
+      [[ $k == api-* && -n ${cpu[ab-${k#api-}]:-} ]] || continue
+      report "proxy: A/B ${k#api-}: this build ${cpu[$k]} µs/req, ${rps[$k]} req/s | $PROXY_AB ${cpu[ab-${k#api-}]} µs/req, ${rps[ab-${k#api-}]} req/s | this build's CPU per request $(awk -v a="${cpu[$k]}" -v b="${cpu[ab-${k#api-}]}" 'BEGIN { printf "%+.1f", (b > 0 ? (a - b) * 100 / b : 0) }') %"
+    done
+  fi
   # The targets need every case; a narrowed run prints its figures only.
   if [[ ${PROXY_MODES[*]} == "chat stream" && ${PROXY_CONCURRENCY[*]} == "1 8 64" ]]; then
     proxy_targets
@@ -310,6 +334,7 @@ bench_proxy() {
   fi
   report "proxy: metering wrote $((usage1 - usage0)) usage rows during the API runs (one per answered request, warm-ups included)"
   stop_pid "$memory_pid"
+  [[ -z $ab_pid ]] || stop_pid "$ab_pid"
   stop_pid "$bare_pid"
   stop_pid "$bare_tls_pid"
   stop_pid "$relay_pid"
@@ -332,7 +357,7 @@ proxy_targets() {
   report "proxy target: API throughput at c=64 ${rps[api-chat-64]} req/s = ${tput}% of the bare proxy's ${rps[bare-chat-64]} (target ≥ ${PROXY_RPS_RATIO}%): $(verdict "tput >= PROXY_RPS_RATIO")"
   # For reading, not a target: the floor of a proxy that speaks TLS to the
   # worker's relay (what the APIs must do; the bare proxy does not).
-  report "proxy (for reading): against the bare proxy over TLS to the relay at c=64: API CPU per request $api_cpu µs = $(awk -v a="$api_cpu" -v b="${cpu[bare-tls-chat-64]}" 'BEGIN { printf "%d", (b > 0 ? a / b * 100 : 0) }')% of bare-tls's ${cpu[bare-tls-chat-64]} µs (bare-tls = $(awk -v a="${cpu[bare-tls-chat-64]}" -v b="$bare_cpu" 'BEGIN { printf "%d", (b > 0 ? a / b * 100 : 0) }')% of bare), throughput $((rps[api-chat-64] * 100 / (rps[bare-tls-chat-64] > 0 ? rps[bare-tls-chat-64] : 1)))% of bare-tls's ${rps[bare-tls-chat-64]} req/s"
+  report "proxy (for reading): against the bare proxy over TLS to the relay at c=64: API CPU per request $api_cpu µs = $(awk -v a="$api_cpu" -v b="${cpu[bare-tls-chat-64]}" 'BEGIN { printf "%d", (b > 0 ? a / b * 100 : 0) }')% of bare-tls's ${cpu[bare-tls-chat-64]} µs (bare-tls = $(awk -v a="${cpu[bare-tls-chat-64]}" -v b="$bare_cpu" 'BEGIN { printf "%d", (b > 0 ? a / b * 100 : 0) }')% of bare), throughput $((rps[api-chat-64] * 100 / (rps[bare-tls-chat-64] > 0 ? rps[bare-tls-chat-64] : 1)))% of bare-tls's ${rps[bare-tls-chat-64]} req/s (bare-tls = $((rps[bare-tls-chat-64] * 100 / (rps[bare-chat-64] > 0 ? rps[bare-chat-64] : 1)))% of bare's: the relay's TLS shares core 1 with wrk and the engine, so no proxy that reaches the worker over TLS gets more of bare's throughput here)"
   added=$((p50[api-chat-1] - p50[direct-chat-1]))
   report "proxy target: API added p50 at c=1 $added µs over direct (bare proxy +$((p50[bare-chat-1] - p50[direct-chat-1])) µs) (target ≤ $PROXY_ADDED_P50_US µs): $(verdict "added <= PROXY_ADDED_P50_US")"
   report "proxy target: API resident memory during the c=64 chat load at most $api_rss MiB (before the runs $api_idle MiB; the in-memory metering replica's at most $memory_rss MiB) (target ≤ $PROXY_RSS_MAX_MIB MiB): $(at_most "$api_rss" "$PROXY_RSS_MAX_MIB")"
