@@ -17,6 +17,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -38,7 +39,10 @@ use crate::state::AppState;
 /// Makes a [`Front`] per accepted connection (with its peer's address, as
 /// the router's `ConnectInfo`).
 #[derive(Clone)]
-pub struct MakeFront {
+pub struct MakeFront(Arc<Shared>);
+
+/// What every connection's [`Front`] shares.
+struct Shared {
     app: Router,
     state: AppState,
     /// The HTTP series of the three routes, looked up once.
@@ -49,7 +53,7 @@ impl MakeFront {
     /// The front of `app` (the complete router, [`crate::startup::app`]).
     pub fn new(app: Router, state: AppState) -> MakeFront {
         let routes = Endpoint::ALL.map(|e| state.metrics.http_route(e.path()));
-        MakeFront { app, state, routes }
+        MakeFront(Arc::new(Shared { app, state, routes }))
     }
 }
 
@@ -76,7 +80,8 @@ where
     }
 }
 
-/// One connection's service.
+/// One connection's service. hyper's adapter clones it for every request:
+/// one reference count, not one for each part of [`Shared`].
 #[derive(Clone)]
 pub struct Front {
     make: MakeFront,
@@ -97,9 +102,9 @@ impl Service<Request> for Front {
     fn call(&mut self, mut request: Request) -> Self::Future {
         if request.method() == Method::POST {
             if let Some(endpoint) = Endpoint::of(request.uri().path()) {
-                let route = self.make.routes[endpoint as usize].clone();
+                let route = self.make.0.routes[endpoint as usize].clone();
                 return Either::Left(Box::pin(v1(
-                    self.make.state.clone(),
+                    self.make.0.state.clone(),
                     endpoint,
                     route,
                     request,
@@ -107,7 +112,7 @@ impl Service<Request> for Front {
             }
         }
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        Either::Right(self.make.app.call(request))
+        Either::Right(self.make.0.app.clone().call(request))
     }
 }
 
