@@ -321,9 +321,9 @@ bench_proxy() {
     report "proxy:   $mode paced at ${paced_rate[$mode]} req/s over 64 connections: durable ${cpu[api-$k]} µs p50 ${p50[api-$k]} µs (${rps[api-$k]} req/s) | in-memory ${cpu[memory-$k]} µs p50 ${p50[memory-$k]} µs (${rps[memory-$k]} req/s) | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU (${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req)"
   done
   if [[ -n $PROXY_AB ]]; then
-    for k in "${!cpu[@]}"; do
-      [[ $k == api-* && -n ${cpu[ab-${k#api-}]:-} ]] || continue
-      report "proxy: A/B ${k#api-}: this build ${cpu[$k]} µs/req, ${rps[$k]} req/s | $PROXY_AB ${cpu[ab-${k#api-}]} µs/req, ${rps[ab-${k#api-}]} req/s | this build's CPU per request $(awk -v a="${cpu[$k]}" -v b="${cpu[ab-${k#api-}]}" 'BEGIN { printf "%+.1f", (b > 0 ? (a - b) * 100 / b : 0) }') %"
+    local case
+    for case in $(printf '%s\n' "${!cpu[@]}" | sed -n 's/^ab-//p' | sort); do
+      report "proxy: A/B $case: this build ${cpu[api-$case]} µs/req, ${rps[api-$case]} req/s | $PROXY_AB ${cpu[ab-$case]} µs/req, ${rps[ab-$case]} req/s | this build's CPU per request $(awk -v a="${cpu[api-$case]}" -v b="${cpu[ab-$case]}" 'BEGIN { printf "%+.1f", (b > 0 ? (a - b) * 100 / b : 0) }') %"
     done
   fi
   # The targets need every case; a narrowed run prints its figures only.

@@ -114,7 +114,7 @@ impl EngineClient {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = uri;
         let h = request.headers_mut();
-        h.reserve(4);
+        h.reserve(2 + headers.size_hint().1.unwrap_or(0));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(RELAY_KEY, self.key.clone());
         for (name, value) in headers {

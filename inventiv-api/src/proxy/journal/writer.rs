@@ -543,7 +543,7 @@ impl Writer {
         if !self.allocate_ahead || needed <= self.allocated {
             return;
         }
-        let to = needed.max(self.allocated + ALLOCATE_AHEAD.min(self.segment_bytes));
+        let to = needed.max((self.allocated + ALLOCATE_AHEAD).min(self.segment_bytes));
         match fs4::fs_std::FileExt::allocate(&self.file, to) {
             Ok(()) => self.allocated = to,
             Err(e) => {
