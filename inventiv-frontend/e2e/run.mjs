@@ -702,10 +702,17 @@ try {
   if (FULL) {
     await step(admin, 'playground streams a chat', async () => {
       await visit(admin, '/playground', 'Playground', 'playground-empty');
+      // The heading shows before the model list is fetched (a session
+      // refresh, then /v1/models): counting the options at once raced that
+      // fetch, and on a loaded machine lost it on every reload. Wait for the
+      // list's answer (an option, or the hint that none is ready) first.
+      const options = page.locator('datalist option');
+      const none = page.getByText('No model is ready in this organization');
       await until('a ready model', async () => {
         await page.reload();
         await heading(page, 'Playground');
-        return (await page.locator('datalist option').count()) > 0;
+        await options.first().or(none).waitFor({ state: 'attached', timeout: 15_000 });
+        return (await options.count()) > 0;
       }, 60_000, 2000);
       modelId = (await page.locator('datalist option').first().getAttribute('value')) ?? modelId;
       await page.getByLabel('Model', { exact: true }).fill(modelId);
@@ -874,6 +881,8 @@ try {
       const { used } = await until('the chats in the consumption', async () => {
         await page.reload();
         await heading(page, 'Budgets');
+        // Read once the budget is fetched, not while it loads.
+        await card.locator('.budget-meter-head span').first().waitFor();
         const now = await budgetTokens(page);
         return now.used >= repeated.tokens ? now : null;
       }, 20_000, 1000);
