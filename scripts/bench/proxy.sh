@@ -120,6 +120,20 @@ proxy_heartbeat() {
     --data-binary "{\"schema_version\":2,\"instance_id\":\"$1\",\"boot_id\":\"bench-proxy\",\"agent\":{\"version\":\"0.2.0\",\"bundle_sha256\":\"$(printf 'inventiv-bench' | sha256sum | cut -c1-64)\"},\"status\":\"ready\",\"model_id\":\"$PROXY_MODEL\",\"engine\":{\"ready\":true,\"requests_running\":0,\"requests_waiting\":0,\"restarts\":0},\"gpus\":[],\"sent_at\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}"
 }
 
+# paired A_RUNS B_RUNS: "median ±x.x µs (±a, ±b, ...)", the differences
+# A − B of runs made one after the other (round by round), and their median:
+# beside the least-against-least difference, a figure a single lucky or
+# unlucky run does not move (each run of one case can differ by 10-20 % on
+# this VM, more than what durability costs a stream).
+paired() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    n = split(a, x, " "); split(b, y, " ")
+    for (i = 1; i <= n; i++) { d[i] = x[i] - y[i]; list = list (i > 1 ? ", " : "") sprintf("%+.1f", d[i]) }
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && d[j - 1] > d[j]; j--) { t = d[j]; d[j] = d[j - 1]; d[j - 1] = t }
+    m = (n % 2 ? d[(n + 1) / 2] : (d[n / 2] + d[n / 2 + 1]) / 2)
+    printf "median %+.1f µs (%s)", m, list }'
+}
+
 # api_runs KEY LUA CONNECTIONS [VIA...]: the proxies VIA (default: the two
 # APIs; "bare" too) in turn, PROXY_REPEAT times each; each keeps its run
 # with the least CPU per request (noise only ever adds some) in
@@ -141,6 +155,7 @@ api_runs() {
       [[ $via != api ]] || syncs0=$(journal_counters "$WORK/proxy/api.log")
       proxy_run "$base/v1/chat/completions" "$lua" "$c" "$pid" "${PROXY_PERF:+$PROXY_PERF/$via-$k-$round.data}"
       log "proxy: $k $via run $((round + 1)): $CPU_US µs CPU per request, $RPS req/s"
+      runs[$via-$k]+="$CPU_US "
       [[ $via != api ]] || syncs1=$(journal_counters "$WORK/proxy/api.log")
       if ((round == 0)) || awk -v a="$CPU_US" -v b="${cpu[$via-$k]}" 'BEGIN { exit !(a < b) }'; then
         rps[$via-$k]=$RPS p50[$via-$k]=$P50_US p99[$via-$k]=$P99_US cpu[$via-$k]=$CPU_US pg[$via-$k]=$PG_US
@@ -267,7 +282,7 @@ bench_proxy() {
   api_idle=$(rss_mib "$API_PID")
 
   local mode lua c k rate
-  local -A rps p50 p99 cpu pg per_sync writer_cpu paced_rate
+  local -A rps p50 p99 cpu pg per_sync writer_cpu paced_rate runs
   [[ -z $PROXY_PERF ]] || command -v perf >/dev/null || die "BENCH_PROXY_PERF needs perf (Debian: linux-perf)"
   [[ -z $PROXY_PERF ]] || mkdir -p "$PROXY_PERF"
   for mode in "${PROXY_MODES[@]}"; do
@@ -314,16 +329,16 @@ bench_proxy() {
   for mode in "${PROXY_MODES[@]}"; do
     for c in "${PROXY_CONCURRENCY[@]}"; do
       k="$mode-$c"
-      report "proxy:   $mode c=$c: durable ${cpu[api-$k]} µs +$((p50[api-$k] - p50[direct-$k])) µs | in-memory ${cpu[memory-$k]} µs +$((p50[memory-$k] - p50[direct-$k])) µs | bare ${cpu[bare-$k]} µs +$((p50[bare-$k] - p50[direct-$k])) µs | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU, $((p50[api-$k] - p50[memory-$k])) µs p50 (${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req) | PostgreSQL ${pg[api-$k]} µs/req durable, ${pg[memory-$k]} µs/req in-memory (the usage rows; not in the API's figure, on the same two cores)"
+      report "proxy:   $mode c=$c: durable ${cpu[api-$k]} µs +$((p50[api-$k] - p50[direct-$k])) µs | in-memory ${cpu[memory-$k]} µs +$((p50[memory-$k] - p50[direct-$k])) µs | bare ${cpu[bare-$k]} µs +$((p50[bare-$k] - p50[direct-$k])) µs | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU (run by run: $(paired "${runs[api-$k]}" "${runs[memory-$k]}")), $((p50[api-$k] - p50[memory-$k])) µs p50 (${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req) | PostgreSQL ${pg[api-$k]} µs/req durable, ${pg[memory-$k]} µs/req in-memory (the usage rows; not in the API's figure, on the same two cores)"
     done
     k="$mode-paced"
     [[ -n ${cpu[api-$k]:-} ]] || continue
-    report "proxy:   $mode paced at ${paced_rate[$mode]} req/s over 64 connections: durable ${cpu[api-$k]} µs p50 ${p50[api-$k]} µs (${rps[api-$k]} req/s) | in-memory ${cpu[memory-$k]} µs p50 ${p50[memory-$k]} µs (${rps[memory-$k]} req/s) | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU (${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req)"
+    report "proxy:   $mode paced at ${paced_rate[$mode]} req/s over 64 connections: durable ${cpu[api-$k]} µs p50 ${p50[api-$k]} µs (${rps[api-$k]} req/s) | in-memory ${cpu[memory-$k]} µs p50 ${p50[memory-$k]} µs (${rps[memory-$k]} req/s) | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU (run by run: $(paired "${runs[api-$k]}" "${runs[memory-$k]}"); ${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req)"
   done
   if [[ -n $PROXY_AB ]]; then
     local case
     for case in $(printf '%s\n' "${!cpu[@]}" | sed -n 's/^ab-//p' | sort); do
-      report "proxy: A/B $case: this build ${cpu[api-$case]} µs/req, ${rps[api-$case]} req/s | $PROXY_AB ${cpu[ab-$case]} µs/req, ${rps[ab-$case]} req/s | this build's CPU per request $(awk -v a="${cpu[api-$case]}" -v b="${cpu[ab-$case]}" 'BEGIN { printf "%+.1f", (b > 0 ? (a - b) * 100 / b : 0) }') %"
+      report "proxy: A/B $case: this build ${cpu[api-$case]} µs/req, ${rps[api-$case]} req/s | $PROXY_AB ${cpu[ab-$case]} µs/req, ${rps[ab-$case]} req/s | this build's CPU per request $(awk -v a="${cpu[api-$case]}" -v b="${cpu[ab-$case]}" 'BEGIN { printf "%+.1f", (b > 0 ? (a - b) * 100 / b : 0) }') % (run by run: $(paired "${runs[api-$case]}" "${runs[ab-$case]}"))"
     done
   fi
   # The targets need every case; a narrowed run prints its figures only.
