@@ -134,6 +134,15 @@ paired() {
     printf "median %+.1f µs (%s)", m, list }'
 }
 
+# durability KEY: what durable metering adds to the API's CPU per request
+# in case KEY, least against least and run by run (from bench_proxy's
+# figures, its locals).
+durability() {
+  printf '%s µs CPU (run by run: %s)' \
+    "$(awk -v a="${cpu[api-$1]}" -v b="${cpu[memory-$1]}" 'BEGIN { printf "%+.1f", a - b }')" \
+    "$(paired "${runs[api-$1]}" "${runs[memory-$1]}")"
+}
+
 # api_runs KEY LUA CONNECTIONS [VIA...]: the proxies VIA (default: the two
 # APIs; "bare" too) in turn, PROXY_REPEAT times each; each keeps its run
 # with the least CPU per request (noise only ever adds some) in
@@ -329,11 +338,11 @@ bench_proxy() {
   for mode in "${PROXY_MODES[@]}"; do
     for c in "${PROXY_CONCURRENCY[@]}"; do
       k="$mode-$c"
-      report "proxy:   $mode c=$c: durable ${cpu[api-$k]} µs +$((p50[api-$k] - p50[direct-$k])) µs | in-memory ${cpu[memory-$k]} µs +$((p50[memory-$k] - p50[direct-$k])) µs | bare ${cpu[bare-$k]} µs +$((p50[bare-$k] - p50[direct-$k])) µs | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU (run by run: $(paired "${runs[api-$k]}" "${runs[memory-$k]}")), $((p50[api-$k] - p50[memory-$k])) µs p50 (${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req) | PostgreSQL ${pg[api-$k]} µs/req durable, ${pg[memory-$k]} µs/req in-memory (the usage rows; not in the API's figure, on the same two cores)"
+      report "proxy:   $mode c=$c: durable ${cpu[api-$k]} µs +$((p50[api-$k] - p50[direct-$k])) µs | in-memory ${cpu[memory-$k]} µs +$((p50[memory-$k] - p50[direct-$k])) µs | bare ${cpu[bare-$k]} µs +$((p50[bare-$k] - p50[direct-$k])) µs | durability costs $(durability "$k"), $((p50[api-$k] - p50[memory-$k])) µs p50 (${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req) | PostgreSQL ${pg[api-$k]} µs/req durable, ${pg[memory-$k]} µs/req in-memory (the usage rows; not in the API's figure, on the same two cores)"
     done
     k="$mode-paced"
     [[ -n ${cpu[api-$k]:-} ]] || continue
-    report "proxy:   $mode paced at ${paced_rate[$mode]} req/s over 64 connections: durable ${cpu[api-$k]} µs p50 ${p50[api-$k]} µs (${rps[api-$k]} req/s) | in-memory ${cpu[memory-$k]} µs p50 ${p50[memory-$k]} µs (${rps[memory-$k]} req/s) | durability costs $(awk -v a="${cpu[api-$k]}" -v b="${cpu[memory-$k]}" 'BEGIN { printf "%+.1f", a - b }') µs CPU (run by run: $(paired "${runs[api-$k]}" "${runs[memory-$k]}"); ${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req)"
+    report "proxy:   $mode paced at ${paced_rate[$mode]} req/s over 64 connections: durable ${cpu[api-$k]} µs p50 ${p50[api-$k]} µs (${rps[api-$k]} req/s) | in-memory ${cpu[memory-$k]} µs p50 ${p50[memory-$k]} µs (${rps[memory-$k]} req/s) | durability costs $(durability "$k") (${per_sync[$k]} records per journal sync; the writer thread alone ${writer_cpu[$k]} µs/req)"
   done
   if [[ -n $PROXY_AB ]]; then
     local case
